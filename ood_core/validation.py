@@ -1,0 +1,44 @@
+"""Array checks shared by the numpy-level algorithms."""
+
+import numpy as np
+
+from .errors import OODInputError
+
+
+def as_embeddings(X, name="X", *, min_rows=1):
+    """Return ``X`` as a C-contiguous float32 ``(N, D)`` array, or raise.
+
+    Raises :class:`OODInputError` naming ``name`` when ``X`` is not 2-D, has
+    fewer than ``min_rows`` rows, or contains NaN/inf values.
+    """
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise OODInputError(
+            f"{name} must be a 2-D array of shape (num_samples, dim); got shape "
+            f"{arr.shape}. Stack one embedding vector per row."
+        )
+    if arr.shape[0] < min_rows:
+        raise OODInputError(
+            f"{name} has {arr.shape[0]} rows but at least {min_rows} are needed; "
+            "check that the view or reference set is not empty."
+        )
+    if arr.shape[1] == 0:
+        raise OODInputError(f"{name} has zero columns; embeddings must have dimension >= 1.")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        idx = np.flatnonzero(bad)
+        raise OODInputError(
+            f"{name} has {idx.size} row(s) with NaN or infinite values (first rows: "
+            f"{idx[:5].tolist()}); recompute those embeddings or drop the samples."
+        )
+    return arr
+
+
+def check_same_dim(X_ref, X, ref_name="reference embeddings", name="scored embeddings"):
+    """Raise :class:`OODInputError` when two embedding arrays differ in dimension."""
+    if X_ref.shape[1] != X.shape[1]:
+        raise OODInputError(
+            f"{ref_name} have dimension {X_ref.shape[1]} but {name} have dimension "
+            f"{X.shape[1]}; compute both with the same backbone, levels and mode."
+        )
