@@ -213,12 +213,11 @@ def compute_pyramid_embeddings(
         return summary
 
     by_key = {keys[i]: result.embeddings[j] for j, i in enumerate(result.ok_indices)}
-    _write_by_key(samples, embeddings_field, by_key, patches_field, overwrite)
-    fo_runs.register_run(
+    fo_runs.write_and_record(
         samples,
+        [(target, _values_by_key(samples, by_key, patches_field))],
         embeddings_field,
         kind="embeddings",
-        fields=[target],
         overwrite=overwrite,
         embeddings_field=embeddings_field,
         patches_field=patches_field,
@@ -241,15 +240,12 @@ def default_levels(model_name):
     return None
 
 
-def _write_by_key(samples, field, by_key, patches_field, overwrite):
-    """Write ``{key: value}`` aligned to samples (or their objects) atomically."""
+def _values_by_key(samples, by_key, patches_field):
+    """Values aligned to samples (or nested per object) from a ``{key: value}`` dict."""
     if patches_field is None:
-        values = [_to_storable(by_key.get(k)) for k in samples.values("id")]
-        fo_runs.write_values_atomically(samples, field, values, overwrite=overwrite)
-    else:
-        ids = samples.values(_patch_path(patches_field, "id"))
-        values = [[_to_storable(by_key.get(k)) for k in (row or [])] for row in ids]
-        fo_runs.write_values_atomically(samples, _patch_path(patches_field, field), values, overwrite=overwrite)
+        return [_to_storable(by_key.get(k)) for k in samples.values("id")]
+    ids = samples.values(_patch_path(patches_field, "id"))
+    return [[_to_storable(by_key.get(k)) for k in (row or [])] for row in ids]
 
 
 def _to_storable(v):
@@ -412,7 +408,6 @@ def compute_ood_scores(
         k=k, class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
     )
 
-    _write_by_key(samples, score_field, dict(zip(keys, scores)), patches_field, overwrite)
     emb_info = _embedding_run_config(samples, embeddings_field)
     kind = "label_issues" if method in ("class_lof", "label_agreement") else "ood_scores"
     summary = {
@@ -423,11 +418,11 @@ def compute_ood_scores(
         "num_skipped": int(_count_items(samples, patches_field) - len(scores)),
         "score_quantiles": {q: float(np.quantile(scores, q / 100)) for q in (5, 50, 95)},
     }
-    fo_runs.register_run(
+    fo_runs.write_and_record(
         samples,
+        [(target, _values_by_key(samples, dict(zip(keys, scores)), patches_field))],
         run_key,
         kind=kind,
-        fields=[target],
         overwrite=overwrite,
         score_field=score_field,
         embeddings_field=embeddings_field,

@@ -6,9 +6,10 @@ Every computation of this package is recorded as a FiftyOne *custom run*
 fields it wrote. Custom runs reload in any process without the plugin being
 importable (no plugin classes are stored, only JSON).
 
-Writes go through :func:`write_values_atomically`: values land in a hidden
-temporary field that is renamed to the target only once complete, so an
-interrupted run never leaves a half-filled field under the real name.
+Writes go through :func:`write_and_record`: values land in hidden temporary
+fields, the run is recorded, and only then are the temporary fields renamed
+to their targets, so an interrupted run never leaves a half-filled field (or
+a field without its run record) under the real name.
 """
 
 import logging
@@ -73,30 +74,68 @@ def _owning_run(dataset, path):
     return None
 
 
-def write_values_atomically(samples, path, values, *, overwrite=False):
-    """Write ``values`` (aligned with ``samples``) to ``path`` all-or-nothing.
+def stage_values(samples, path, values):
+    """Write ``values`` (aligned with ``samples``) to a hidden temporary field.
 
     ``path`` is a sample field (``"ood_score"``) or an attribute of a list of
     labels (``"ground_truth.detections.ood_score"``; then ``values`` are
-    nested lists). The values go to a temporary field first, which is renamed
-    to ``path`` only after every value is written; on any error the temporary
-    field is deleted and nothing under ``path`` changes.
+    nested lists). Returns the temporary path, to be passed to
+    :func:`commit_staged` or :func:`discard_staged`.
     """
-    dataset = samples._dataset
-    prefix, _, leaf = path.rpartition(".")
+    prefix, _, _ = path.rpartition(".")
     tmp_leaf = f"tmp_ood_{uuid.uuid4().hex[:10]}"
     tmp = f"{prefix}.{tmp_leaf}" if prefix else tmp_leaf
     try:
         samples.set_values(tmp, values)
-        if _field_exists(dataset, path):
-            if not overwrite:
-                raise OODInputError(f"field {path!r} appeared while writing; pass overwrite=True")
-            dataset.delete_sample_field(path)
-        dataset.rename_sample_field(tmp, path)
     except BaseException:
-        if _field_exists(dataset, tmp):
-            dataset.delete_sample_field(tmp)
+        discard_staged(samples, tmp)
         raise
+    return tmp
+
+
+def commit_staged(samples, tmp, path, *, overwrite=False):
+    """Rename a staged temporary field to ``path`` (replacing it if ``overwrite``)."""
+    dataset = samples._dataset
+    if _field_exists(dataset, path):
+        if not overwrite:
+            raise OODInputError(f"field {path!r} appeared while writing; pass overwrite=True")
+        dataset.delete_sample_field(path)
+    dataset.rename_sample_field(tmp, path)
+
+
+def discard_staged(samples, tmp):
+    dataset = samples._dataset
+    if _field_exists(dataset, tmp):
+        dataset.delete_sample_field(tmp)
+
+
+def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, **params):
+    """Write fields and record their run all-or-nothing.
+
+    ``writes`` is a list of ``(path, values)``. Values are staged in temporary
+    fields, the run is registered, and only then are the temporary fields
+    renamed to their real names. Any error removes the temporary fields (and
+    the new run record), so no half-written field ever carries a real name.
+    """
+    staged = []
+    registered = False
+    try:
+        for path, values in writes:
+            staged.append((stage_values(samples, path, values), path))
+        register_run(samples, run_key, kind=kind, fields=[p for p, _ in writes], overwrite=overwrite,
+                     results=results, **params)
+        registered = True
+        for tmp, path in staged:
+            commit_staged(samples, tmp, path, overwrite=overwrite)
+    except BaseException:
+        for tmp, _ in staged:
+            discard_staged(samples, tmp)
+        if registered and samples._dataset.has_run(run_key):
+            samples._dataset.delete_run(run_key)
+        raise
+
+
+_RESERVED_RESULT_NAMES = {"run_key", "key", "samples", "config", "backend"}
 
 
 def register_run(samples, run_key, *, kind, fields, overwrite=False, results=None, **params):
@@ -114,7 +153,8 @@ def register_run(samples, run_key, *, kind, fields, overwrite=False, results=Non
         **params,
     )
     samples.register_run(run_key, config, overwrite=overwrite)
-    res = samples.init_run_results(run_key, **(results or {}))
+    stored = {k: v for k, v in (results or {}).items() if k not in _RESERVED_RESULT_NAMES}
+    res = samples.init_run_results(run_key, **stored)
     samples.save_run_results(run_key, res)
     return run_key
 

@@ -1,0 +1,87 @@
+"""Form builders and execution helpers shared by the operators (thin layer)."""
+
+import fiftyone.core.labels as fol
+import fiftyone.operators.types as types
+
+import ood_core.fo_runs as fo_runs
+
+
+def add_delegation_input(inputs, ctx, default=False):
+    inputs.bool(
+        "delegate",
+        default=default,
+        label="Delegate execution?",
+        description="Run in the background through a delegated-operations orchestrator (recommended for large views)",
+        view=types.CheckboxView(),
+    )
+
+
+def resolve_delegation(ctx):
+    return bool(ctx.params.get("delegate", False))
+
+
+def progress_callback(ctx):
+    """Forward (done, total) progress to the App, only for delegated runs."""
+    if not ctx.delegated:
+        return False
+
+    def callback(done, total):
+        ctx.set_progress(progress=done / max(total, 1), label=f"{done} / {total}")
+
+    return callback
+
+
+def finish(ctx, summary, keep=()):
+    """Reload the App after immediate runs and return a small JSON summary."""
+    if not ctx.delegated:
+        ctx.trigger("reload_dataset")
+    return {k: summary[k] for k in keep if k in summary} if keep else summary
+
+
+def label_fields(dataset, detections=True):
+    types_ = (fol.Classification, fol.Detections) if detections else (fol.Classification,)
+    names = []
+    for t in types_:
+        names.extend(sorted(dataset.get_field_schema(embedded_doc_type=t)))
+    return names
+
+
+def add_field_choice(inputs, name, choices, *, label, description, required=True, default=None):
+    """Dropdown of existing fields; an empty list yields an explanatory invalid prop."""
+    dropdown = types.DropdownView()
+    for c in choices:
+        dropdown.add_choice(c, label=c)
+    prop = inputs.enum(name, dropdown.values(), required=required, default=default, label=label,
+                       description=description, view=dropdown)
+    return prop
+
+
+def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=None, overwrite_param="overwrite"):
+    """A text input for a new field name / run key, invalid when taken (unless overwrite)."""
+    prop = inputs.str(name, default=default, required=True, label=label, description=description)
+    value = ctx.params.get(name, default)
+    overwrite = bool(ctx.params.get(overwrite_param, False))
+    try:
+        fo_runs.validate_key(value, label.lower())
+    except ValueError as e:
+        prop.invalid = True
+        prop.error_message = str(e)
+        return prop
+    if overwrite or ctx.dataset is None:
+        return prop
+    dataset = ctx.dataset
+    taken = []
+    if dataset.has_run(value):
+        taken.append(f"run key {value!r}")
+    for path in (field_paths(value) if field_paths else [value]):
+        if dataset.get_field(path) is not None:
+            taken.append(f"field {path!r}")
+    if taken:
+        prop.invalid = True
+        prop.error_message = f"{' and '.join(taken)} already exist(s); pick another name or tick 'overwrite'"
+    return prop
+
+
+def add_overwrite_input(inputs):
+    inputs.bool("overwrite", default=False, label="Overwrite existing field / run?",
+                description="Replace an existing field and run of the same name", view=types.CheckboxView())

@@ -1,0 +1,107 @@
+"""Operator: compute feature-pyramid embeddings for the target view."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common as common
+
+MODES = ("pool", "flatten")
+
+
+class ComputePyramidEmbeddings(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_pyramid_embeddings",
+            label="OOD: compute pyramid embeddings",
+            description="Multi-level timm backbone embeddings for every sample or object",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_delegation(self, ctx):
+        return common.resolve_delegation(ctx)
+
+    def resolve_input(self, ctx):
+        ctx.target_view()
+        inputs = types.Object()
+        patches = ctx.params.get("patches_field")
+        common.add_new_key(
+            inputs, ctx, "embeddings_field", label="Embeddings field", default="ood_embeddings",
+            description="Sample field (or object attribute) that will hold the embeddings; also the run key",
+            field_paths=lambda v: [f"{patches}.detections.{v}" if patches else v],
+        )
+        inputs.str("model_name", default="auto", label="timm backbone",
+                   description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
+        inputs.str("levels", default="", required=False, label="Pyramid levels",
+                   description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = default")
+        inputs.enum("mode", list(MODES), default="pool", label="Mode", view=types.RadioGroup(),
+                    description="'pool': per-level grid pooling (compact); 'flatten': the paper's resize + flatten (large)")
+        inputs.int("grid", default=1, min=1, max=8, label="Pooling grid", description="Side of the pooling grid (mode 'pool')")
+        inputs.str("weights", default="", required=False, label="Weights file",
+                   description="Optional local .safetensors / state-dict file; empty = hub/cache, then bundled")
+        common.add_field_choice(
+            inputs, "patches_field", [f for f in common.label_fields(ctx.dataset) if _is_detections(ctx, f)],
+            label="Objects field (optional)", description="Embed each object crop of this Detections field",
+            required=False,
+        )
+        inputs.int("batch_size", default=32, min=1, label="Batch size")
+        inputs.int("num_workers", default=0, min=0, label="Decoding workers")
+        inputs.bool("skip_failures", default=True, label="Skip unreadable images",
+                    description="Unreadable images get no embedding and are listed in the run results")
+        common.add_overwrite_input(inputs)
+        common.add_delegation_input(inputs, ctx)
+        return types.Property(inputs, view=types.View(label="Compute pyramid embeddings"))
+
+    def execute(self, ctx):
+        from ood_core import fo_api
+
+        p = ctx.params
+        levels = _parse_levels(p.get("levels"))
+        summary = fo_api.compute_pyramid_embeddings(
+            ctx.target_view(),
+            p.get("embeddings_field", "ood_embeddings"),
+            model_name=p.get("model_name") or "auto",
+            levels=levels,
+            mode=p.get("mode", "pool"),
+            grid=int(p.get("grid", 1)),
+            weights=p.get("weights") or None,
+            patches_field=p.get("patches_field") or None,
+            batch_size=int(p.get("batch_size", 32)),
+            num_workers=int(p.get("num_workers", 0)),
+            skip_failures=bool(p.get("skip_failures", True)),
+            overwrite=bool(p.get("overwrite", False)),
+            progress=common.progress_callback(ctx),
+        )
+        return common.finish(ctx, summary, keep=("run_key", "field", "num_embedded", "num_failed", "dim"))
+
+    def __call__(self, sample_collection, embeddings_field="ood_embeddings", *, model_name="auto", levels=None,
+                 mode="pool", grid=1, weights=None, patches_field=None, batch_size=32, num_workers=0,
+                 skip_failures=True, overwrite=False, delegate=False):
+        """Run from Python: ``op = foo.get_operator(uri); op(dataset_or_view, ...)``."""
+        params = dict(
+            embeddings_field=embeddings_field, model_name=model_name,
+            levels=",".join(str(x) for x in levels) if levels else "", mode=mode, grid=grid,
+            weights=weights or "", patches_field=patches_field, batch_size=batch_size,
+            num_workers=num_workers, skip_failures=skip_failures, overwrite=overwrite, delegate=delegate,
+        )
+        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
+
+
+def _is_detections(ctx, field):
+    import fiftyone.core.labels as fol
+
+    f = ctx.dataset.get_field(field)
+    return getattr(f, "document_type", None) is fol.Detections
+
+
+def _parse_levels(text):
+    if not text:
+        return None
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if part:
+            out.append(int(part) if part.lstrip("-").isdigit() else part)
+    return out or None
