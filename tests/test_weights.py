@@ -1,0 +1,160 @@
+"""Weight sources: bundled offline weights, user files (safe only), clear errors."""
+
+import glob
+import os
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+from ood_core import weights as W
+from ood_core.errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
+
+
+def test_bundled_lite0_conversion_loads_strictly_into_timm():
+    import timm
+
+    path = W.bundled_weights_file("tf_efficientnet_lite0")
+    assert path is not None and path.endswith(".safetensors")
+    from safetensors.torch import load_file
+
+    state = load_file(path)
+    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
+    result = model.load_state_dict(state, strict=True)  # raises on any missing/unexpected key
+    assert not result.missing_keys and not result.unexpected_keys
+    expected = {k for k in model.state_dict() if not k.endswith("num_batches_tracked")}
+    assert set(state) == expected
+
+
+def _foolbox_imagenet():
+    import importlib.util
+
+    # foolbox is installed --no-deps only for its sample images; importing it would need eagerpy.
+    spec = importlib.util.find_spec("foolbox")
+    assert spec is not None, "foolbox sample images missing: run ./setup.sh"
+    folder = os.path.join(list(spec.submodule_search_locations)[0], "data")
+    files = sorted(glob.glob(os.path.join(folder, "imagenet_*.jpg")))
+    labels = [int(os.path.basename(f).rsplit("_", 1)[1].split(".")[0]) for f in files]
+    return files, labels
+
+
+def test_bundled_weights_classify_real_imagenet_images():
+    """A wrong renaming still 'loads' but predicts garbage; real images catch it."""
+    import timm
+
+    from ood_core.images import load_rgb
+
+    model, source = W.create_timm_model("tf_efficientnet_lite0", weights="bundled")
+    assert source["kind"] == "bundled"
+    model.eval()
+    cfg = timm.data.resolve_data_config({}, model=model)
+    tf = timm.data.create_transform(**cfg)
+    files, labels = _foolbox_imagenet()
+    assert len(files) == 20
+    x = torch.stack([tf(load_rgb(f)) for f in files])
+    with torch.inference_mode():
+        pred = model(x).argmax(1).numpy()
+    correct = int((pred == np.array(labels)).sum())
+    # Reported for these weights: 18/20; chance is 0.02/20.
+    assert correct >= 15, f"only {correct}/20 correct: the weight conversion is broken"
+
+
+def test_user_file_safetensors_and_pt_load_exact_values(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+
+    ref = timm.create_model("resnet18", pretrained=False)
+    state = {k: v for k, v in ref.state_dict().items()}
+    st_path = str(tmp_path / "r18.safetensors")
+    save_file({k: v.contiguous() for k, v in state.items()}, st_path)
+    pt_path = str(tmp_path / "r18.pt")
+    torch.save({"state_dict": state}, pt_path)
+    for path in (st_path, pt_path):
+        model, source = W.create_timm_model("resnet18", weights=path, features_only=True, out_indices=(1,))
+        assert source["kind"] == "file" and source["path"] == path
+        got = dict(model.named_parameters())
+        # features_only keeps the original names for ResNet's stem and layers
+        assert torch.equal(got["conv1.weight"], state["conv1.weight"])
+        assert torch.equal(got["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_unsafe_pickle_checkpoint_is_refused_and_never_executed(tmp_path):
+    marker = str(tmp_path / "pwned")
+    path = str(tmp_path / "evil.pt")
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": _Evil(marker)}, f)
+    with pytest.raises(UnsafeCheckpointError, match="evil.pt"):
+        W.create_timm_model("resnet18", weights=path)
+    assert not os.path.exists(marker), "loading the checkpoint executed pickled code"
+
+
+@pytest.fixture
+def offline_empty_cache(monkeypatch, tmp_path):
+    """No hub and an empty HF / torch-hub cache, whatever this machine has cached."""
+    import huggingface_hub.constants as hf_constants
+
+    monkeypatch.setattr(W, "_HUB_REACHABLE", False)
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "torchhub"))
+    yield
+    torch.hub.set_dir(old)
+
+
+def test_missing_weights_error_names_model_and_ways(offline_empty_cache):
+    with pytest.raises(WeightsNotFoundError) as e:
+        W.create_timm_model("resnet10t", weights=None)
+    msg = str(e.value)
+    assert "resnet10t" in msg
+    for way in ("weights='/path/to/resnet10t.safetensors'", "HF_HOME", "tf_efficientnet_lite0", "weights='random'"):
+        assert way in msg
+
+
+def test_missing_file_and_bad_model_name(tmp_path):
+    with pytest.raises(OODInputError, match="does not exist"):
+        W.create_timm_model("resnet18", weights=str(tmp_path / "nope.safetensors"))
+    with pytest.raises(OODInputError, match="not a timm model"):
+        W.create_timm_model("resnet_does_not_exist", weights="random")
+
+
+def test_random_weights_only_when_asked():
+    model, source = W.create_timm_model("resnet18", weights="random")
+    assert source == {"model_name": "resnet18", "kind": "random"}
+    assert sum(p.numel() for p in model.parameters()) > 1e6
+
+
+def test_auto_backbone_falls_back_to_bundled_when_hub_unreachable(offline_empty_cache):
+    _, source = W.create_timm_model("auto", features_only=True, out_indices=(0,))
+    assert source["model_name"] == "tf_efficientnet_lite0"
+    assert source["kind"] == "bundled"
+
+
+def test_hub_weights_from_local_cache_win_over_bundled(tmp_path, monkeypatch):
+    """The second link of the chain: a populated HF cache is used while offline."""
+    import huggingface_hub.constants as hf_constants
+    import timm
+    from safetensors.torch import save_file
+
+    monkeypatch.setattr(W, "_HUB_REACHABLE", False)
+    cache = tmp_path / "hf"
+    monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(cache))
+    # Lay out a cache entry exactly as huggingface_hub does (refs/main -> snapshot).
+    repo = cache / "models--timm--resnet10t.c3_in1k"
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    ref = timm.create_model("resnet10t", pretrained=False)
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(snap / "model.safetensors"))
+    model, source = W.create_timm_model("resnet10t", weights=None)
+    assert source["kind"] == "hub"
+    assert torch.equal(model.state_dict()["conv1.0.weight"], ref.state_dict()["conv1.0.weight"])
