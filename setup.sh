@@ -72,7 +72,7 @@ then
 fi
 
 # The project itself, importable from anywhere in this venv (editable).
-"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null
+"$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || { echo "[setup] pip install -e . failed" >&2; exit 1; }
 
 echo "[setup] environment ready: $VENV (linked as ./.venv)"
 if [ "$RUN_DEMO" -eq 1 ]; then

@@ -212,10 +212,12 @@ def compute_pyramid_embeddings(
         summary["failures"] = failed
         return summary
 
+    import fiftyone.core.fields as fof
+
     by_key = {keys[i]: result.embeddings[j] for j, i in enumerate(result.ok_indices)}
     fo_runs.write_and_record(
         samples,
-        [(target, _values_by_key(samples, by_key, patches_field))],
+        [(target, _values_by_key(samples, by_key, patches_field), fof.VectorField)],
         embeddings_field,
         kind="embeddings",
         overwrite=overwrite,

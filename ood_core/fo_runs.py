@@ -74,18 +74,22 @@ def _owning_run(dataset, path):
     return None
 
 
-def stage_values(samples, path, values):
+def stage_values(samples, path, values, field_type=None):
     """Write ``values`` (aligned with ``samples``) to a hidden temporary field.
 
     ``path`` is a sample field (``"ood_score"``) or an attribute of a list of
     labels (``"ground_truth.detections.ood_score"``; then ``values`` are
-    nested lists). Returns the temporary path, to be passed to
-    :func:`commit_staged` or :func:`discard_staged`.
+    nested lists). ``field_type`` (e.g. ``fiftyone.core.fields.VectorField``)
+    declares the field first, so arrays inside labels read back as arrays.
+    Returns the temporary path, to be passed to :func:`commit_staged` or
+    :func:`discard_staged`.
     """
     prefix, _, _ = path.rpartition(".")
     tmp_leaf = f"tmp_ood_{uuid.uuid4().hex[:10]}"
     tmp = f"{prefix}.{tmp_leaf}" if prefix else tmp_leaf
     try:
+        if field_type is not None:
+            samples._dataset.add_sample_field(tmp, field_type)
         samples.set_values(tmp, values)
     except BaseException:
         discard_staged(samples, tmp)
@@ -112,7 +116,7 @@ def discard_staged(samples, tmp):
 def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, **params):
     """Write fields and record their run all-or-nothing.
 
-    ``writes`` is a list of ``(path, values)``. Values are staged in temporary
+    ``writes`` is a list of ``(path, values)`` or ``(path, values, field_type)``. Values are staged in temporary
     fields, the run is registered, and only then are the temporary fields
     renamed to their real names. Any error removes the temporary fields (and
     the new run record), so no half-written field ever carries a real name.
@@ -120,9 +124,9 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     staged = []
     registered = False
     try:
-        for path, values in writes:
-            staged.append((stage_values(samples, path, values), path))
-        register_run(samples, run_key, kind=kind, fields=[p for p, _ in writes], overwrite=overwrite,
+        for path, values, *field_type in writes:
+            staged.append((stage_values(samples, path, values, *field_type), path))
+        register_run(samples, run_key, kind=kind, fields=[w[0] for w in writes], overwrite=overwrite,
                      results=results, **params)
         registered = True
         for tmp, path in staged:

@@ -4,6 +4,7 @@ The environment variables must be set before fiftyone is imported anywhere,
 so they are set at import time of this conftest (pytest imports it first).
 """
 
+import atexit
 import os
 import shutil
 import sys
@@ -28,8 +29,9 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 
-def pytest_sessionfinish(session, exitstatus):
-    shutil.rmtree(_TMP, ignore_errors=True)
+# Registered before fiftyone is imported, so it runs after FiftyOne's own exit
+# handlers have stopped mongod (deleting its files earlier makes mongod abort).
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

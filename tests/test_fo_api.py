@@ -1,0 +1,306 @@
+"""The FiftyOne layer on real datasets: embed, score, label issues, runs, patches, bad input."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ood_core import fo_api, fo_runs
+from ood_core.detectors import KNNDetector, LabelAgreementDetector
+from ood_core.errors import OODInputError
+from ood_core.metrics import ood_metrics
+
+ID_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker")
+
+
+def _split(names):
+    tags, seen = [], {}
+    for n in names:
+        seen[n] = seen.get(n, 0) + 1
+        tags.append(["trusted"] if n in ID_CLASSES and seen[n] <= 10 else ["test"])
+    return tags
+
+
+@pytest.fixture(scope="session")
+def fashion_embeddings(fashion_files, extractor):
+    """Embeddings of the 200 real images, computed once per session."""
+    return extractor.extract(fashion_files[0], progress=False).embeddings
+
+
+@pytest.fixture
+def embedded(dataset_factory, fashion_files, fashion_embeddings, extractor):
+    """200 real Fashion-MNIST samples: trusted = half of each ID class; test = rest + 2 held-out classes.
+
+    The session's embeddings are recorded exactly as compute_pyramid_embeddings
+    records them (that function itself is covered by its own tests below).
+    """
+    import fiftyone.core.fields as fof
+
+    paths, names = fashion_files
+    ds = dataset_factory(paths, names, _split(names))
+    ds.set_values("is_ood", [n not in ID_CLASSES for n in names])
+    fo_runs.write_and_record(
+        ds, [("emb", list(fashion_embeddings), fof.VectorField)], "emb", kind="embeddings",
+        embeddings_field="emb", patches_field=None, backbone=extractor.config,
+    )
+    return ds
+
+
+def _use_session_extractor(monkeypatch, extractor):
+    """Reuse the session's loaded backbone instead of re-creating it per test (speed only)."""
+    import ood_core.features as features
+
+    monkeypatch.setattr(features, "PyramidExtractor", lambda *a, **k: extractor)
+
+
+def test_embeddings_written_with_config_and_reload_in_fresh_process(dataset_factory, fashion_files, extractor):
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:30], names[:30])
+    summary = fo_api.compute_pyramid_embeddings(
+        ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3], progress=False
+    )
+    assert summary["num_embedded"] == 30 and summary["dim"] == extractor.dim
+    vecs = ds.values("emb")
+    assert len(vecs) == 30 and all(v.shape == (extractor.dim,) for v in vecs)
+    direct = extractor.extract(ds.values("filepath")[:3], progress=False).embeddings
+    np.testing.assert_allclose(np.stack(vecs[:3]), direct, rtol=1e-4, atol=1e-5)
+    info = fo_runs.get_ood_run_info(ds, "emb")
+    assert info["kind"] == "embeddings"
+    assert info["backbone"]["model_name"] == "tf_efficientnet_lite0"
+    assert info["backbone"]["levels"] == extractor.level_names
+    assert info["backbone"]["weights"]["kind"] == "bundled"
+    code = (
+        "import fiftyone as fo, sys; sys.path.insert(0, '.');"
+        "from ood_core import fo_runs;"
+        f"ds = fo.load_dataset('{ds.name}');"
+        "print(fo_runs.list_ood_runs(ds), fo_runs.get_ood_run_info(ds, 'emb')['backbone']['dim'])"
+    )
+    ds.persistent = True
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert f"['emb'] {extractor.dim}" in out.stdout
+
+
+def test_supervised_knn_matches_numpy_detector_and_finds_held_out_classes(embedded):
+    ds = embedded
+    test = ds.match_tags("test")
+    summary = fo_api.compute_ood_scores(ds, "emb", "ood", method="knn", reference="trusted", k=5)
+    assert summary["num_scored"] == 200
+
+    # independent recomputation with the numpy detector
+    X = np.stack(ds.values("emb"))
+    trusted = np.array(["trusted" in t for t in ds.values("tags")])
+    det = KNNDetector(k=5).fit(X[trusted])
+    expected = np.empty(len(X))
+    expected[~trusted] = det.score_samples(X[~trusted])
+    expected[trusted] = det.fit_score(X[trusted])  # trusted samples: self-match excluded
+    np.testing.assert_allclose(np.array(ds.values("ood")), expected, rtol=1e-5)
+
+    scores = np.array(test.values("ood"))
+    m = ood_metrics(scores, np.array(test.values("is_ood")))
+    assert m["auroc"] > 0.7, m  # held-out Bag / Ankle boot stand out on real images
+
+    info = fo_runs.get_ood_run_info(ds, "ood")
+    assert info["reference"] == {"tag": "trusted", "num_reference": 80}
+    assert info["detector"] == {"method": "knn", "k": 5, "normalize": True}
+    assert info["backbone"]["model_name"] == "tf_efficientnet_lite0"
+
+
+def test_label_issues_rank_flipped_labels_first(embedded):
+    ds = embedded
+    rng = np.random.default_rng(0)
+    labels = ds.values("ground_truth.label")
+    flip = rng.choice(len(labels), 20, replace=False)
+    classes = sorted(set(labels))
+    for i in flip:
+        labels[i] = classes[(classes.index(labels[i]) + 1 + rng.integers(len(classes) - 1)) % len(classes)]
+    ds.set_values("ground_truth.label", labels)
+    fo_api.compute_label_issues(ds, "ground_truth", "emb", "issue", k=10)
+    scores = np.array(ds.values("issue"))
+    X = np.stack(ds.values("emb"))
+    expected = LabelAgreementDetector(k=10).fit_score(X, np.array(labels, dtype=object))
+    np.testing.assert_allclose(scores, expected)
+    wrong = np.zeros(len(labels), bool)
+    wrong[flip] = True
+    assert ood_metrics(scores, wrong)["auroc"] > 0.8
+    fo_api.compute_label_issues(ds, "ground_truth", "emb", "issue_lof", method="class_lof", k=5)
+    assert fo_runs.get_ood_run_info(ds, "issue_lof")["kind"] == "label_issues"
+
+
+def test_existing_field_or_run_refused_unless_overwrite(embedded):
+    ds = embedded
+    ds.set_values("mine", [1.0] * len(ds))
+    with pytest.raises(OODInputError, match="'mine' already exists.*overwrite=True"):
+        fo_api.compute_ood_scores(ds, "emb", "mine", reference="trusted", k=5)
+    assert ds.values("mine") == [1.0] * len(ds)  # user's field untouched
+    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    with pytest.raises(OODInputError, match="already exists"):
+        fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    first = ds.values("s")
+    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=1, overwrite=True)
+    assert ds.values("s") != first
+    assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 1
+    with pytest.raises(OODInputError, match="already exists"):
+        fo_api.compute_pyramid_embeddings(ds, "emb", progress=False)
+
+
+def test_failure_midway_leaves_no_field_and_no_run(embedded, monkeypatch):
+    ds = embedded
+    before = set(ds.get_field_schema())
+
+    def broken_register(*a, **k):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(fo_runs, "register_run", broken_register)
+    with pytest.raises(RuntimeError, match="went away"):
+        fo_api.compute_ood_scores(ds, "emb", "half", reference="trusted", k=5)
+    assert set(ds.get_field_schema()) == before
+    assert "half" not in ds.list_runs()
+
+
+def test_failure_during_overwrite_keeps_old_values(embedded, monkeypatch):
+    ds = embedded
+    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    old = ds.values("s")
+    import ood_core.detectors as detectors
+
+    def exploding(*a, **k):
+        raise MemoryError("boom")
+
+    monkeypatch.setattr(detectors.KNNDetector, "score_samples", exploding)
+    with pytest.raises(MemoryError):
+        fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=3, overwrite=True)
+    assert ds.values("s") == old
+    assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 5
+
+
+def test_run_management_rename_and_delete_removes_fields(embedded):
+    ds = embedded
+    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    assert set(fo_runs.list_ood_runs(ds)) == {"emb", "s"}
+    assert fo_runs.list_ood_runs(ds, kind="ood_scores") == ["s"]
+    fo_runs.rename_ood_run(ds, "s", "s2")
+    assert fo_runs.get_ood_run_info(ds, "s2")["fields"] == ["s"]
+    assert fo_runs.load_ood_results(ds, "s2").num_scored == 200
+    with pytest.raises(OODInputError, match="no fiftyone-ood run"):
+        fo_runs.delete_ood_run(ds, "s")
+    assert fo_runs.delete_ood_run(ds, "s2") == ["s"]
+    assert not ds.has_field("s") and "s2" not in ds.list_runs()
+
+
+def test_bad_inputs_have_clear_errors(embedded):
+    ds = embedded
+    with pytest.raises(OODInputError, match="empty view"):
+        fo_api.compute_ood_scores(ds.match_tags("nope"), "emb", "x")
+    with pytest.raises(OODInputError, match="label field 'nope' does not exist"):
+        fo_api.compute_label_issues(ds, "nope", "emb")
+    ds.set_values("str_field", ["a"] * len(ds))
+    with pytest.raises(OODInputError, match="expected a Classification field"):
+        fo_api.compute_label_issues(ds, "str_field", "emb")
+    with pytest.raises(OODInputError, match="needs class labels"):
+        fo_api.compute_ood_scores(ds, "emb", "x", method="class_lof")
+    with pytest.raises(OODInputError, match="matches no samples"):
+        fo_api.compute_ood_scores(ds, "emb", "x", reference="not-a-tag")
+    with pytest.raises(OODInputError, match="does not exist"):
+        fo_api.compute_ood_scores(ds, "no_emb", "x")
+    with pytest.raises(OODInputError, match="k="):
+        fo_api.compute_label_issues(ds, "ground_truth", "emb", "x", method="class_lof", k=50)
+    with pytest.raises(OODInputError, match="not valid"):
+        fo_api.compute_ood_scores(ds, "emb", "bad name")
+    assert not ds.has_field("x")
+
+
+def test_nan_and_mixed_dimension_embeddings_are_refused(embedded):
+    ds = embedded
+    vecs = ds.values("emb")
+    vecs[3] = np.full_like(vecs[3], np.nan)
+    ds.set_values("emb", vecs)
+    with pytest.raises(OODInputError, match="NaN"):
+        fo_api.compute_ood_scores(ds, "emb", "x", reference="trusted", k=5)
+    vecs[3] = vecs[4][:10]
+    ds.set_values("emb", vecs)
+    with pytest.raises(OODInputError, match="mixed shapes"):
+        fo_api.compute_ood_scores(ds, "emb", "x", reference="trusted", k=5)
+
+
+def test_reference_of_other_dimension_is_refused(embedded):
+    ds = embedded
+    trusted = ds.match_tags("trusted")
+    test = ds.match_tags("test")
+    small = [v[:32] for v in trusted.values("emb")]
+    trusted.set_values("emb2", small)
+    test.set_values("emb2", test.values("emb"))
+    with pytest.raises(OODInputError, match="dimension 32.*dimension"):
+        fo_api.compute_ood_scores(test, "emb2", "x", reference=trusted, k=5)
+
+
+def test_reduction_fitted_on_reference(embedded):
+    ds = embedded
+    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5, reduce="pca", n_components=8)
+    info = fo_runs.get_ood_run_info(ds, "s")
+    assert info["reduction"]["method"] == "pca" and info["reduction"]["n_components"] == 8
+    from sklearn.decomposition import PCA
+
+    X = np.stack(ds.values("emb"))
+    trusted = np.array(["trusted" in t for t in ds.values("tags")])
+    pca = PCA(8, random_state=0).fit(X[trusted])
+    det = KNNDetector(k=5).fit(pca.transform(X[trusted]))
+    test = ~trusted
+    np.testing.assert_allclose(np.array(ds.values("s"))[test], det.score_samples(pca.transform(X[test])), rtol=1e-3)
+
+
+def test_object_patches_embed_and_score_each_object(dataset_factory, fashion_files, extractor, monkeypatch):
+    import fiftyone as fo
+
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:40])
+    dets = []
+    for i, n in enumerate(names[:40]):
+        dets.append(fo.Detections(detections=[
+            fo.Detection(label=n, bounding_box=[0.0, 0.0, 1.0, 1.0]),
+            fo.Detection(label=n, bounding_box=[0.1, 0.1, 0.6, 0.6]),
+        ]))
+    ds.set_values("objects", dets)
+    _use_session_extractor(monkeypatch, extractor)
+    summary = fo_api.compute_pyramid_embeddings(ds, "emb", patches_field="objects", progress=False)
+    assert summary["num_embedded"] == 80
+    emb = ds.values("objects.detections.emb")
+    assert all(len(row) == 2 and row[0].shape == (extractor.dim,) for row in emb)
+    whole = extractor.extract(ds.values("filepath")[:1], progress=False).embeddings[0]
+    np.testing.assert_allclose(emb[0][0], whole, rtol=1e-4, atol=1e-5)  # full-image box == whole image
+    fo_api.compute_label_issues(ds, "objects", "emb", "issue", k=3)
+    scores = ds.values("objects.detections.issue")
+    assert all(len(row) == 2 and all(0.0 <= s <= 1.0 for s in row) for row in scores)
+    assert fo_runs.get_ood_run_info(ds, "issue")["fields"] == ["objects.detections.issue"]
+    fo_runs.delete_ood_run(ds, "issue")
+    assert ds.get_field("objects.detections.issue") is None
+
+
+def test_visualization_is_a_brain_run_over_embedded_samples(embedded):
+    ds = embedded
+    out = fo_api.compute_ood_visualization(ds, "emb", "viz", method="pca")
+    assert out == {"brain_key": "viz", "num_points": 200}
+    results = ds.load_brain_results("viz")
+    assert results.points.shape == (200, 2)
+    with pytest.raises(OODInputError, match="already exists"):
+        fo_api.compute_ood_visualization(ds, "emb", "viz", method="pca")
+
+
+def test_skip_failures_records_failed_samples(dataset_factory, fashion_files, extractor, monkeypatch, tmp_path):
+    paths, names = fashion_files
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    ds = dataset_factory([paths[0], str(bad), paths[1]])
+    _use_session_extractor(monkeypatch, extractor)
+    from ood_core.images import ImageLoadError
+
+    with pytest.raises(ImageLoadError, match="bad.png"):
+        fo_api.compute_pyramid_embeddings(ds, "emb", progress=False)
+    assert not ds.has_field("emb") and "emb" not in ds.list_runs()
+    summary = fo_api.compute_pyramid_embeddings(ds, "emb", skip_failures=True, progress=False)
+    assert summary["num_embedded"] == 2 and summary["num_failed"] == 1
+    vals = ds.values("emb")
+    assert vals[1] is None and vals[0] is not None
+    failures = fo_runs.load_ood_results(ds, "emb").failures
+    assert len(failures) == 1 and "bad.png" in failures[0]["error"]
