@@ -1,0 +1,436 @@
+"""Candidate vocabulary for CLIP negative labels: WordNet nouns and adjectives.
+
+Never downloads anything (``nltk.download`` is never called). Search order:
+
+1. ``wordnet_dir=`` argument, else the ``FIFTYONE_OOD_WORDNET_DIR`` environment
+   variable: an NLTK data directory containing ``corpora/wordnet``, or a directory
+   holding the WordNet database files themselves (``index.noun``, ``data.noun``, ...).
+2. NLTK's data path (``nltk.data.path``, which includes ``NLTK_DATA``): the first
+   ``corpora/wordnet`` directory or ``corpora/wordnet.zip``.
+3. The Debian/Ubuntu WordNet 3.0 packages (``apt-get install wordnet-base
+   wordnet-sense-index``) in ``/usr/share/wordnet``. Debian omits the ``lexnames``
+   file NLTK's reader needs, and NLTK 3.10 refuses files outside its data path, so
+   the database is copied once into ``<cache dir>/nltk_data/corpora/wordnet`` with a
+   generated ``lexnames`` (the 45 fixed lexicographer files of lexnames(5WN)).
+4. Otherwise :class:`~ood_core.errors.ResourceNotFoundError` listing the options.
+
+A plain word list (``word_list=path``; one word per line, optional ``<TAB>noun`` /
+``<TAB>adj`` column, default noun) is used *instead of* WordNet when given: it is the
+caller's explicit choice.
+
+Normalisation and de-duplication rules (they decide the counts):
+
+- lemma names are lower case in WordNet; underscores become spaces
+  (``"ice_cream"`` -> ``"ice cream"``); hyphens and dots are kept;
+- adjective satellites (WordNet POS ``s``) are adjectives;
+- de-duplication is **per part of speech**: a word is kept at most once as a noun and
+  at most once as an adjective. A word that is both (``"good"``, ``"blue"``: 3,138 in
+  WordNet 3.0) is kept twice by default because it yields two different prompts
+  (``"the nice blue"`` vs ``"This is a blue photo"``), as NegLabel's separate noun and
+  adjective pools do. ``cross_pos="noun"`` or ``"adj"`` keeps only that POS instead.
+
+With Debian's WordNet 3.0 this gives 117,798 nouns and 21,479 adjectives.
+"""
+
+import os
+import shutil
+import tempfile
+import unicodedata
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import OODInputError, ResourceNotFoundError
+from .text_cache import default_cache_dir
+
+POS_NOUN = "noun"
+POS_ADJ = "adj"
+VALID_POS = (POS_NOUN, POS_ADJ)
+_POS_ALIASES = {
+    "noun": POS_NOUN, "n": POS_NOUN, "nouns": POS_NOUN,
+    "adj": POS_ADJ, "a": POS_ADJ, "s": POS_ADJ, "adjective": POS_ADJ, "adjectives": POS_ADJ,
+}
+
+ENV_WORDNET_DIR = "FIFTYONE_OOD_WORDNET_DIR"
+DEFAULT_SYSTEM_WORDNET_DIRS = ("/usr/share/wordnet",)
+
+# WordNet 3.0 lexicographer files, in file-number order (lexnames(5WN)). The number
+# of a line is the ``lex_filenum`` field of every synset in data.*; the category is
+# 1 noun, 2 verb, 3 adjective, 4 adverb.
+LEXICOGRAPHER_FILES = (
+    "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal",
+    "noun.artifact", "noun.attribute", "noun.body", "noun.cognition",
+    "noun.communication", "noun.event", "noun.feeling", "noun.food", "noun.group",
+    "noun.location", "noun.motive", "noun.object", "noun.person", "noun.phenomenon",
+    "noun.plant", "noun.possession", "noun.process", "noun.quantity", "noun.relation",
+    "noun.shape", "noun.state", "noun.substance", "noun.time", "verb.body",
+    "verb.change", "verb.cognition", "verb.communication", "verb.competition",
+    "verb.consumption", "verb.contact", "verb.creation", "verb.emotion", "verb.motion",
+    "verb.perception", "verb.possession", "verb.social", "verb.stative", "verb.weather",
+    "adj.ppl",
+)
+_LEX_CATEGORY = {"noun": 1, "verb": 2, "adj": 3, "adv": 4}
+
+# Files NLTK's WordNetCorpusReader opens (lexnames is generated when missing).
+_DB_FILES = tuple(
+    [f"index.{p}" for p in ("noun", "verb", "adj", "adv")]
+    + [f"data.{p}" for p in ("noun", "verb", "adj", "adv")]
+    + [f"{p}.exc" for p in ("noun", "verb", "adj", "adv")]
+    + ["index.sense", "cntlist.rev"]
+)
+_REQUIRED_FILES = ("index.noun", "index.adj", "data.noun", "data.adj")
+
+_INSTALL_HELP = (
+    "Install one of: (1) Debian/Ubuntu packages: apt-get install wordnet-base "
+    "wordnet-sense-index (WordNet 3.0 in /usr/share/wordnet); (2) NLTK's WordNet: a "
+    "directory containing corpora/wordnet (or corpora/wordnet.zip), passed as "
+    f"wordnet_dir=... or in the {ENV_WORDNET_DIR} / NLTK_DATA environment variable "
+    "(python -m nltk.downloader wordnet on a machine with internet, then copy the "
+    "directory); (3) your own vocabulary: word_list='/path/words.txt', one word per "
+    "line with an optional tab-separated 'noun' or 'adj' column."
+)
+
+
+def lexnames_text():
+    """Contents of WordNet 3.0's ``lexnames`` file: ``NN<TAB>name<TAB>category`` lines."""
+    return "".join(
+        f"{i:02d}\t{name}\t{_LEX_CATEGORY[name.split('.')[0]]}\n"
+        for i, name in enumerate(LEXICOGRAPHER_FILES)
+    )
+
+
+def normalize_word(text):
+    """Canonical form used for de-duplication and ID-label matching.
+
+    NFKC, lower case (casefold), underscores to spaces, runs of whitespace collapsed.
+    """
+    text = unicodedata.normalize("NFKC", str(text)).replace("_", " ")
+    return " ".join(text.casefold().split())
+
+
+@dataclass
+class Lexicon:
+    """Candidate words with their part of speech (``"noun"`` or ``"adj"``).
+
+    ``words[i]`` has part of speech ``pos[i]``; ``source`` says where they came from.
+    """
+
+    words: list
+    pos: list
+    source: str = ""
+    excluded: list = field(default_factory=list)
+
+    def __post_init__(self):
+        if len(self.words) != len(self.pos):
+            raise OODInputError(
+                f"Lexicon has {len(self.words)} words but {len(self.pos)} POS tags; "
+                "give one POS per word."
+            )
+        bad = sorted({p for p in self.pos if p not in VALID_POS})
+        if bad:
+            raise OODInputError(f"Lexicon POS tags must be 'noun' or 'adj'; got {bad}.")
+
+    def __len__(self):
+        return len(self.words)
+
+    def count(self, pos):
+        """Number of words with part of speech ``pos``."""
+        return sum(1 for p in self.pos if p == pos)
+
+    def without(self, labels):
+        """Return a copy without words equal to any of ``labels``.
+
+        Matching is exact after :func:`normalize_word` (case-insensitive, ``_`` = space):
+        an in-distribution class name must never serve as a negative label. Removed
+        words are listed in the copy's ``excluded`` (as ``(word, pos)`` pairs).
+        """
+        if isinstance(labels, str):
+            labels = [labels]
+        banned = {normalize_word(label) for label in labels}
+        keep_w, keep_p, removed = [], [], list(self.excluded)
+        for w, p in zip(self.words, self.pos):
+            if normalize_word(w) in banned:
+                removed.append((w, p))
+            else:
+                keep_w.append(w)
+                keep_p.append(p)
+        return Lexicon(keep_w, keep_p, source=self.source, excluded=removed)
+
+
+def _dedupe(pairs, cross_pos):
+    """Keep first occurrence per (word, POS); apply the cross-POS rule."""
+    if cross_pos not in ("keep_both", POS_NOUN, POS_ADJ):
+        raise OODInputError(
+            f"cross_pos must be 'keep_both', 'noun' or 'adj'; got {cross_pos!r}."
+        )
+    seen = set()
+    out = []
+    for w, p in pairs:
+        key = (normalize_word(w), p)
+        if not key[0] or key in seen:
+            continue
+        seen.add(key)
+        out.append((w, p))
+    if cross_pos != "keep_both":
+        by_pos = {POS_NOUN: set(), POS_ADJ: set()}
+        for w, p in out:
+            by_pos[p].add(normalize_word(w))
+        other = POS_ADJ if cross_pos == POS_NOUN else POS_NOUN
+        both = by_pos[POS_NOUN] & by_pos[POS_ADJ]
+        out = [(w, p) for w, p in out if not (p == other and normalize_word(w) in both)]
+    return out
+
+
+# ---------------------------------------------------------------------- word lists
+def read_word_list(path, *, default_pos=POS_NOUN, cross_pos="keep_both"):
+    """Read a plain word list: one word per line, optional ``<TAB>noun|adj`` column.
+
+    Blank lines and lines starting with ``#`` are skipped; underscores become spaces.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ResourceNotFoundError(
+            f"word_list file {str(path)!r} does not exist; pass a text file with one "
+            "word per line (optionally '<word>\\tnoun' or '<word>\\tadj')."
+        )
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            parts = line.split("\t")
+            word = " ".join(parts[0].replace("_", " ").split())
+            tag = parts[1].strip().lower() if len(parts) > 1 and parts[1].strip() else default_pos
+            if tag not in _POS_ALIASES:
+                raise OODInputError(
+                    f"{path}:{lineno}: unknown part of speech {parts[1]!r}; use 'noun' or "
+                    "'adj' in the second (tab-separated) column."
+                )
+            if word:
+                pairs.append((word, _POS_ALIASES[tag]))
+    pairs = _dedupe(pairs, cross_pos)
+    if not pairs:
+        raise OODInputError(f"word_list file {str(path)!r} contains no words.")
+    return Lexicon([w for w, _ in pairs], [p for _, p in pairs], source=f"word_list:{path}")
+
+
+# ---------------------------------------------------------------------- WordNet
+@dataclass
+class WordNetLocation:
+    """Where WordNet was found: ``path`` is a directory (or a zip + member prefix)."""
+
+    path: str
+    source: str
+    zip_member: str = ""
+
+
+def _is_wordnet_db(d):
+    return d.is_dir() and all((d / f).is_file() for f in _REQUIRED_FILES)
+
+
+def _nltk_paths(nltk_data_paths):
+    if nltk_data_paths is not None:
+        return [str(p) for p in nltk_data_paths]
+    try:
+        import nltk
+    except ImportError:
+        return []
+    return [str(getattr(p, "path", p)) for p in nltk.data.path]
+
+
+def _cached_copy_dir(cache_dir):
+    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return base / "nltk_data" / "corpora" / "wordnet"
+
+
+def locate_wordnet(
+    *, wordnet_dir=None, nltk_data_paths=None, system_dirs=None, cache_dir=None
+):
+    """Find WordNet without reading it; returns a :class:`WordNetLocation` or ``None``.
+
+    ``nltk_data_paths`` defaults to ``nltk.data.path``, ``system_dirs`` to
+    ``("/usr/share/wordnet",)``. A directory without ``lexnames`` is reported with
+    source ``"system"`` and is copied by :func:`load_wordnet_lexicon`.
+    """
+    explicit = wordnet_dir if wordnet_dir is not None else os.environ.get(ENV_WORDNET_DIR)
+    if explicit:
+        d = Path(explicit).expanduser()
+        for cand in (d / "corpora" / "wordnet", d):
+            if _is_wordnet_db(cand):
+                src = "explicit" if (cand / "lexnames").is_file() else "system"
+                return WordNetLocation(str(cand.resolve()), src)
+        if (d / "corpora" / "wordnet.zip").is_file():
+            return WordNetLocation(str((d / "corpora" / "wordnet.zip").resolve()), "nltk", "wordnet/")
+        raise ResourceNotFoundError(
+            f"wordnet_dir={str(d)!r} (argument or {ENV_WORDNET_DIR}) holds no WordNet "
+            f"database (expected corpora/wordnet/ or the files {list(_REQUIRED_FILES)}). "
+            + _INSTALL_HELP
+        )
+    for p in _nltk_paths(nltk_data_paths):
+        d = Path(p).expanduser() / "corpora"
+        if _is_wordnet_db(d / "wordnet") and (d / "wordnet" / "lexnames").is_file():
+            return WordNetLocation(str((d / "wordnet").resolve()), "nltk")
+        if (d / "wordnet.zip").is_file():
+            return WordNetLocation(str((d / "wordnet.zip").resolve()), "nltk", "wordnet/")
+    copy = _cached_copy_dir(cache_dir)
+    if _is_wordnet_db(copy) and (copy / "lexnames").is_file():
+        return WordNetLocation(str(copy), "cache")
+    for p in system_dirs if system_dirs is not None else DEFAULT_SYSTEM_WORDNET_DIRS:
+        d = Path(p)
+        if _is_wordnet_db(d):
+            return WordNetLocation(str(d.resolve()), "system")
+    return None
+
+
+def prepare_wordnet_copy(src_dir, cache_dir=None):
+    """Copy a WordNet database (e.g. Debian's) into the cache and add ``lexnames``.
+
+    Returns the ``.../nltk_data/corpora/wordnet`` directory. Files are copied, not
+    symlinked (NLTK 3.10 refuses links leaving its data path). The copy is built in
+    a temporary sibling and renamed into place, so concurrent processes never see a
+    half-written database.
+    """
+    src = Path(src_dir)
+    target = _cached_copy_dir(cache_dir)
+    if _is_wordnet_db(target) and (target / "lexnames").is_file():
+        return target
+    missing = [f for f in _DB_FILES if not (src / f).is_file()]
+    if missing:
+        raise ResourceNotFoundError(
+            f"WordNet at {str(src)!r} lacks {missing}; reinstall it. " + _INSTALL_HELP
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".wordnet-", dir=target.parent))
+    try:
+        for f in _DB_FILES:
+            shutil.copyfile(src / f, tmp / f)
+        if (src / "lexnames").is_file():
+            shutil.copyfile(src / "lexnames", tmp / "lexnames")
+        else:
+            (tmp / "lexnames").write_text(lexnames_text(), encoding="ascii")
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "lexnames").is_file():  # not a lost race: a real error
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _allow_nltk_root(root):
+    # NLTK 3.10 only opens files below a directory of nltk.data.path.
+    import nltk
+
+    root = str(root)
+    if root not in [str(getattr(p, "path", p)) for p in nltk.data.path]:
+        nltk.data.path.append(root)
+
+
+def _open_reader(location):
+    try:
+        from nltk.corpus.reader.wordnet import WordNetCorpusReader
+        from nltk.data import FileSystemPathPointer, ZipFilePathPointer
+    except ImportError as e:
+        raise ImportError(
+            "Reading WordNet needs nltk: pip install nltk (or pass word_list=...)."
+        ) from e
+    if location.zip_member:
+        _allow_nltk_root(Path(location.path).parent)
+        root = ZipFilePathPointer(location.path, location.zip_member)
+    else:
+        _allow_nltk_root(location.path)
+        root = FileSystemPathPointer(location.path)
+    class EnglishWordNetReader(WordNetCorpusReader):
+        # NLTK maps every WordNet to "corpora/wordnet" on its data path for the
+        # multilingual (OMW) functions, which re-reads index.sense and fails when the
+        # database lives elsewhere. We only read English lemma names: no mapping.
+        def map_wn(self, version="wordnet"):
+            return None
+
+    with warnings.catch_warnings():
+        # "multilingual functions are not available": we only read English lemmas.
+        warnings.filterwarnings("ignore", message=".*multilingual.*")
+        return EnglishWordNetReader(root, None)
+
+
+def load_wordnet_lexicon(
+    *,
+    wordnet_dir=None,
+    nltk_data_paths=None,
+    system_dirs=None,
+    cache_dir=None,
+    cross_pos="keep_both",
+):
+    """Read WordNet nouns and adjectives (see the module docstring for rules and order).
+
+    Nouns come first, then adjectives, each in WordNet's (alphabetical) index order.
+    Raises :class:`ResourceNotFoundError` when no WordNet is found.
+
+    Side effect: the WordNet directory used is appended to ``nltk.data.path`` (NLTK
+    3.10 opens files only below its data path); nothing is downloaded or written
+    except the one-time copy of a system WordNet into the cache directory.
+    """
+    loc = locate_wordnet(
+        wordnet_dir=wordnet_dir,
+        nltk_data_paths=nltk_data_paths,
+        system_dirs=system_dirs,
+        cache_dir=cache_dir,
+    )
+    if loc is None:
+        raise ResourceNotFoundError("No WordNet database found. " + _INSTALL_HELP)
+    if loc.source == "system":
+        loc = WordNetLocation(str(prepare_wordnet_copy(loc.path, cache_dir)), f"copy of {loc.path}")
+    reader = _open_reader(loc)
+    pairs = []
+    for nltk_pos, pos in (("n", POS_NOUN), ("a", POS_ADJ)):
+        # all_lemma_names("a") includes satellite-only adjectives ("s").
+        names = sorted(set(reader.all_lemma_names(nltk_pos)))
+        pairs.extend((name.replace("_", " "), pos) for name in names)
+    pairs = _dedupe(pairs, cross_pos)
+    where = loc.path + (f"!{loc.zip_member}" if loc.zip_member else "")
+    return Lexicon(
+        [w for w, _ in pairs],
+        [p for _, p in pairs],
+        source=f"wordnet:{where} ({loc.source})",
+    )
+
+
+def load_lexicon(
+    *,
+    word_list=None,
+    wordnet_dir=None,
+    nltk_data_paths=None,
+    system_dirs=None,
+    cache_dir=None,
+    cross_pos="keep_both",
+    exclude=None,
+):
+    """Load the candidate vocabulary: ``word_list`` if given, else WordNet.
+
+    Args:
+        word_list: path of a plain word list (used instead of WordNet).
+        wordnet_dir: explicit WordNet location (else ``$FIFTYONE_OOD_WORDNET_DIR``).
+        nltk_data_paths: NLTK data directories to search (default ``nltk.data.path``).
+        system_dirs: system WordNet directories (default ``("/usr/share/wordnet",)``).
+        cache_dir: where a Debian WordNet copy goes (default :func:`default_cache_dir`).
+        cross_pos: ``"keep_both"`` (default), ``"noun"`` or ``"adj"``: what to do with a
+            word that is both a noun and an adjective.
+        exclude: ID class names to drop (exact, case-insensitive; see
+            :meth:`Lexicon.without`).
+    """
+    if word_list is not None:
+        lex = read_word_list(word_list, cross_pos=cross_pos)
+    else:
+        lex = load_wordnet_lexicon(
+            wordnet_dir=wordnet_dir,
+            nltk_data_paths=nltk_data_paths,
+            system_dirs=system_dirs,
+            cache_dir=cache_dir,
+            cross_pos=cross_pos,
+        )
+    if exclude:
+        lex = lex.without(exclude)
+    return lex

@@ -1,0 +1,233 @@
+"""CLIPEncoder on a tiny randomly initialised open_clip model saved to local files."""
+
+import json
+
+import numpy as np
+import open_clip
+import pytest
+import torch
+
+from ood_core.clip import CLIPEncoder
+from ood_core.errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
+
+TINY = "ood-test-tiny-clip"
+TINY_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
+    # 49408 = the size of CLIP's BPE tokenizer vocabulary, which the tokenizer emits.
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+def make_tiny_clip(folder, name=TINY, cfg=TINY_CFG, seed=0):
+    """Register a tiny config, build it with random weights, save .safetensors and .pt."""
+    from safetensors.torch import save_file
+
+    cfg_path = folder / f"{name}.json"
+    cfg_path.write_text(json.dumps(cfg))
+    open_clip.add_model_config(cfg_path)
+    torch.manual_seed(seed)
+    model = open_clip.create_model(name).eval()
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
+    sf_path = folder / f"{name}-{seed}.safetensors"
+    pt_path = folder / f"{name}-{seed}.pt"
+    save_file(state, str(sf_path))
+    torch.save(state, str(pt_path))
+    return model, sf_path, pt_path
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    model, sf_path, pt_path = make_tiny_clip(folder)
+    return model, sf_path, pt_path
+
+
+def _images(n, seed=0):
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    # Different sizes and modes: preprocessing must resize and convert.
+    out = []
+    for i in range(n):
+        arr = rng.integers(0, 256, size=(30 + 7 * i, 45 + 3 * i, 3), dtype=np.uint8)
+        img = Image.fromarray(arr)
+        out.append(img.convert("L") if i == 1 else img)
+    return out
+
+
+TEXTS = ["the nice dog", "This is a blue photo", "a", "the nice ice cream", "zebra"]
+
+
+def test_safetensors_outputs_match_open_clip_reference(tiny):
+    model, sf_path, _ = tiny
+    enc = CLIPEncoder(TINY, pretrained=str(sf_path))
+    txt = enc.encode_texts(TEXTS, batch_size=2)
+    imgs = _images(4)
+    img = enc.encode_images(imgs, batch_size=3)
+
+    assert txt.shape == (len(TEXTS), 32) and txt.dtype == np.float32
+    assert img.shape == (4, 32) and img.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(img, axis=1), 1.0, atol=1e-5)
+
+    # Independent reference: open_clip's own loader and eval transform for the same file.
+    ref_model, _, ref_preprocess = open_clip.create_model_and_transforms(
+        TINY, pretrained=str(sf_path)
+    )
+    ref_model.eval()
+    tok = open_clip.get_tokenizer(TINY)
+    with torch.no_grad():
+        ref_txt = torch.nn.functional.normalize(ref_model.encode_text(tok(TEXTS)), dim=-1)
+        batch = torch.stack([ref_preprocess(im.convert("RGB")) for im in imgs])
+        ref_img = torch.nn.functional.normalize(ref_model.encode_image(batch), dim=-1)
+        # ... and the in-memory model the file was saved from.
+        orig_txt = torch.nn.functional.normalize(model.encode_text(tok(TEXTS)), dim=-1)
+    np.testing.assert_allclose(txt, ref_txt.numpy(), atol=1e-5)
+    np.testing.assert_allclose(img, ref_img.numpy(), atol=1e-5)
+    np.testing.assert_allclose(txt, orig_txt.numpy(), atol=1e-5)
+
+
+def test_deterministic_and_batch_size_invariant(tiny):
+    _, sf_path, _ = tiny
+    enc = CLIPEncoder(TINY, pretrained=str(sf_path))
+    a = enc.encode_texts(TEXTS, batch_size=1)
+    b = enc.encode_texts(TEXTS, batch_size=5)
+    np.testing.assert_allclose(a, b, atol=1e-6)
+    np.testing.assert_array_equal(enc.encode_texts(TEXTS), enc.encode_texts(TEXTS))
+    imgs = _images(3, seed=3)
+    np.testing.assert_allclose(
+        enc.encode_images(imgs, batch_size=1), enc.encode_images(imgs, batch_size=3), atol=1e-6
+    )
+    # Different inputs give different embeddings (the model is not degenerate).
+    assert not np.allclose(a[0], a[1])
+
+
+def test_trimmed_text_forward_equals_full_context(tiny):
+    _, sf_path, _ = tiny
+    texts = TEXTS + ["the nice hot dog bun with mustard onions and relish on a plate"] * 2
+    trimmed = CLIPEncoder(TINY, pretrained=str(sf_path)).encode_texts(texts, batch_size=3)
+    full = CLIPEncoder(TINY, pretrained=str(sf_path), trim_text_padding=False)
+    np.testing.assert_allclose(trimmed, full.encode_texts(texts, batch_size=3), atol=1e-5)
+    # Output order is the input order, whatever the length-sorted batching did.
+    np.testing.assert_allclose(trimmed[::-1], full.encode_texts(texts[::-1]), atol=1e-5)
+    assert full.encode_texts([]).shape == (0, 32)
+
+
+def test_pt_checkpoint_loads_the_same_weights(tiny):
+    _, sf_path, pt_path = tiny
+    a = CLIPEncoder(TINY, pretrained=str(sf_path)).encode_texts(TEXTS)
+    b = CLIPEncoder(TINY, pretrained=str(pt_path)).encode_texts(TEXTS)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_image_paths_and_exposed_preprocess(tiny, tmp_path):
+    _, sf_path, _ = tiny
+    enc = CLIPEncoder(TINY, pretrained=str(sf_path))
+    imgs = _images(2, seed=5)
+    paths = []
+    for i, im in enumerate(imgs):
+        p = tmp_path / f"im{i}.png"
+        im.save(p)
+        paths.append(str(p))
+    np.testing.assert_allclose(enc.encode_images(paths), enc.encode_images(imgs), atol=1e-6)
+    assert tuple(enc.preprocess(imgs[0]).shape) == (3, 32, 32)
+    with pytest.raises(OODInputError, match="PIL images or file paths"):
+        enc.encode_images([np.zeros((4, 4, 3))])
+
+
+def test_progress_callback_reaches_one(tiny):
+    _, sf_path, _ = tiny
+    enc = CLIPEncoder(TINY, pretrained=str(sf_path))
+    seen = []
+    enc.encode_texts(TEXTS, batch_size=2, progress=seen.append)
+    assert seen == sorted(seen) and len(seen) == 3 and seen[-1] == 1.0
+
+
+def test_weights_identity_tracks_file_and_quick_gelu(tiny, tmp_path):
+    model, sf_path, _ = tiny
+    enc = CLIPEncoder(TINY, pretrained=str(sf_path), lazy=True)
+    assert TINY in enc.weights_identity
+    assert enc.weights_identity == CLIPEncoder(TINY, pretrained=str(sf_path), lazy=True).weights_identity
+    # Same weights, perturbed: a different file gives a different identity.
+    from safetensors.torch import save_file
+
+    state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
+    state["text_projection"] += 0.01
+    other = tmp_path / "other.safetensors"
+    save_file(state, str(other))
+    assert CLIPEncoder(TINY, pretrained=str(other), lazy=True).weights_identity != enc.weights_identity
+    # QuickGELU changes the activations, hence the outputs and the identity.
+    q = CLIPEncoder(TINY, pretrained=str(sf_path), quick_gelu=True)
+    assert q.weights_identity != enc.weights_identity
+    assert not np.allclose(q.encode_texts(TEXTS), enc.encode_texts(TEXTS), atol=1e-4)
+
+
+class NotATensor:
+    """A custom class: unpickling it needs code execution, which weights_only refuses."""
+
+
+def test_pickle_only_checkpoint_is_refused(tiny, tmp_path):
+    model, _, _ = tiny
+    bad = tmp_path / "pickled.pt"
+    torch.save({"state_dict": model.state_dict(), "meta": NotATensor()}, str(bad))
+    with pytest.raises(UnsafeCheckpointError) as err:
+        CLIPEncoder(TINY, pretrained=str(bad))
+    assert str(bad) in str(err.value) and "safetensors" in str(err.value)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:FutureWarning")
+def test_torchscript_archive_is_refused(tmp_path):
+    path = tmp_path / "scripted.pt"
+    torch.jit.script(torch.nn.Linear(2, 2)).save(str(path))
+    with pytest.raises(UnsafeCheckpointError, match="TorchScript"):
+        CLIPEncoder(TINY, pretrained=str(path))
+
+
+def test_garbage_file_is_an_input_error(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("not a checkpoint")
+    with pytest.raises(OODInputError, match="not a readable PyTorch checkpoint"):
+        CLIPEncoder(TINY, pretrained=str(path))
+
+
+def test_missing_file_raises_weights_not_found(tmp_path):
+    missing = tmp_path / "nope.safetensors"
+    with pytest.raises(WeightsNotFoundError) as err:
+        CLIPEncoder(TINY, pretrained=str(missing))
+    msg = str(err.value)
+    assert str(missing) in msg and TINY in msg and 'pretrained="/path/to/weights.safetensors"' in msg
+
+
+def test_unreachable_hub_tag_raises_weights_not_found(tmp_path, monkeypatch):
+    # HF_HUB_OFFLINE is Hugging Face's documented switch; with an empty cache the tag
+    # cannot resolve. The encoder must fail fast with instructions, not a hub trace.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    enc = CLIPEncoder("ViT-B-16", pretrained="openai", hub_cache_dir=str(tmp_path), lazy=True)
+    assert enc.quick_gelu is True  # OpenAI weights need QuickGELU
+    assert "tag:openai" in enc.weights_identity
+    with pytest.raises(WeightsNotFoundError) as err:
+        enc.encode_texts(["a dog"])
+    msg = str(err.value)
+    assert "ViT-B-16" in msg and "'openai'" in msg
+    assert 'pretrained="/path/to/weights.safetensors"' in msg and "quick_gelu=True" in msg
+    with pytest.raises(WeightsNotFoundError):
+        CLIPEncoder("ViT-B-16", pretrained="openai", hub_cache_dir=str(tmp_path))
+
+
+def test_unknown_tag_model_and_mismatched_weights(tiny, tmp_path):
+    _, sf_path, _ = tiny
+    with pytest.raises(OODInputError, match="known tags"):
+        CLIPEncoder("ViT-B-16", pretrained="no-such-tag")
+    with pytest.raises(OODInputError, match="not an open_clip architecture"):
+        CLIPEncoder("ViT-Q-99", pretrained=str(sf_path))
+    with pytest.raises(OODInputError, match="Randomly initialised"):
+        CLIPEncoder(TINY, pretrained=None)
+    # Weights of the tiny model do not fit a different architecture.
+    other_cfg = json.loads(json.dumps(TINY_CFG))
+    other_cfg["embed_dim"] = 16
+    cfg_path = tmp_path / "ood-test-tiny-clip-16.json"
+    cfg_path.write_text(json.dumps(other_cfg))
+    open_clip.add_model_config(cfg_path)
+    with pytest.raises(OODInputError, match="do not fit"):
+        CLIPEncoder("ood-test-tiny-clip-16", pretrained=str(sf_path))
