@@ -205,6 +205,10 @@ class PyramidExtractor:
             "weights": self.weights_source,
             "levels": self.level_names,
             "level_indices": self.level_indices,
+            # Channels per chosen level, in level order: the embedding is one contiguous
+            # block of channels[l] * (dim / sum(channels)) values per level, so level
+            # subsets can be sliced from stored embeddings (ood_core.experiments).
+            "channels": self.channels,
             "mode": self.mode,
             "grid": self.grid,
             "dim": self.dim,
@@ -234,6 +238,38 @@ class PyramidExtractor:
         batch = torch.stack([self.transform(to_rgb(im)) for im in images])
         return self.embed_tensor(batch)
 
+    def iter_extract(self, items, *, batch_size=32, num_workers=0, skip_failures=False, progress=None):
+        """Embed image files batch by batch; memory does not grow with ``len(items)``.
+
+        Yields ``(ok_indices, embeddings, failures)`` per batch, where
+        ``embeddings[i]`` belongs to ``items[ok_indices[i]]`` and ``failures``
+        lists ``(item index, message)`` of the batch's unreadable items.
+        Arguments as :meth:`extract`.
+        """
+        from torch.utils.data import DataLoader
+
+        items = list(items)
+        if not items:
+            raise OODInputError("no images to embed: the view or item list is empty")
+        loader = DataLoader(
+            _ItemDataset(items, self.transform),
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=_collate,
+        )
+        with Progress(progress, len(items), "pyramid embeddings") as bar:
+            for idx, x, failed in loader:
+                if failed and not skip_failures:
+                    raise ImageLoadError(
+                        f"{failed[0][1]} (item {failed[0][0]}); pass skip_failures=True to skip unreadable images"
+                    )
+                for i, msg in failed:
+                    logger.warning("skipped item %d: %s", i, msg)
+                emb = self.embed_tensor(x) if x is not None else np.zeros((0, self.dim), np.float32)
+                yield np.asarray(idx, dtype=np.int64), emb, failed
+                bar.update(len(idx) + len(failed))
+
     def extract(self, items, *, batch_size=32, num_workers=0, skip_failures=False, progress=None):
         """Embed image files.
 
@@ -251,30 +287,25 @@ class PyramidExtractor:
         Returns:
             :class:`ExtractionResult`
         """
-        from torch.utils.data import DataLoader
-
-        items = list(items)
-        if not items:
-            raise OODInputError("no images to embed: the view or item list is empty")
-        loader = DataLoader(
-            _ItemDataset(items, self.transform),
-            batch_size=batch_size,
-            shuffle=False,
-            num_workers=num_workers,
-            collate_fn=_collate,
-        )
         chunks, ok, failures = [], [], []
-        with Progress(progress, len(items), "pyramid embeddings") as bar:
-            for idx, x, failed in loader:
-                if failed and not skip_failures:
-                    raise ImageLoadError(f"{failed[0][1]} (item {failed[0][0]}); pass skip_failures=True to skip unreadable images")
-                failures.extend(failed)
-                if x is not None:
-                    chunks.append(self.embed_tensor(x))
-                    ok.extend(idx)
-                bar.update(len(idx) + len(failed))
+        for idx, emb, failed in self.iter_extract(
+            items, batch_size=batch_size, num_workers=num_workers, skip_failures=skip_failures, progress=progress
+        ):
+            chunks.append(emb)
+            ok.append(idx)
+            failures.extend(failed)
         emb = np.concatenate(chunks) if chunks else np.zeros((0, self.dim), np.float32)
-        for i, msg in failures:
-            logger.warning("skipped item %d: %s", i, msg)
-        return ExtractionResult(emb, np.asarray(ok, dtype=np.int64), failures)
+        return ExtractionResult(emb, np.concatenate(ok) if ok else np.zeros(0, np.int64), failures)
 
+
+def random_projection_matrix(in_dim, out_dim, seed=0):
+    """Seeded Gaussian projection ``(in_dim, out_dim)`` scaled by ``1/sqrt(out_dim)``.
+
+    Johnson-Lindenstrauss: pairwise distances are preserved up to a small
+    relative error, so k-NN scores survive the reduction. Regenerated from the
+    seed, so nothing needs storing for a resumed run.
+    """
+    if not 0 < out_dim <= in_dim:
+        raise OODInputError(f"n_components={out_dim} must be between 1 and the embedding dimension {in_dim}")
+    rng = np.random.default_rng(seed)
+    return (rng.standard_normal((in_dim, out_dim)) / np.sqrt(out_dim)).astype(np.float32)

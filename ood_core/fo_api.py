@@ -134,13 +134,28 @@ def compute_pyramid_embeddings(
     grid=1,
     weights=None,
     patches_field=None,
+    project_dim=None,
+    project_seed=0,
+    dtype="float32",
     batch_size=32,
     num_workers=0,
+    chunk_size=1024,
     skip_failures=False,
     overwrite=False,
     progress=None,
 ):
     """Compute feature-pyramid embeddings for every sample (or object) of a view.
+
+    Extraction streams: embeddings are written every ``chunk_size`` items, so
+    memory depends on the batch and chunk sizes and the embedding dimension,
+    not on the size of the view. While running, values go to a partial field
+    ``tmp_ood_partial_<field>`` recorded as a run with ``status="partial"``; it
+    is renamed to ``embeddings_field`` when every item is done.
+
+    **Resuming**: calling again with the same settings after an interruption
+    (or after new samples were added) computes only the items that have no
+    embedding yet. A call with different settings (backbone, weights, levels,
+    mode, grid, projection, dtype) refuses to mix them and says how to proceed.
 
     Args:
         samples: a Dataset or view.
@@ -156,78 +171,215 @@ def compute_pyramid_embeddings(
         weights: weight source: ``None`` (hub/cache, then bundled), a local
             safetensors / state-dict file, ``"bundled"`` or ``"random"``.
         patches_field: a Detections field: embed each object crop instead.
+        project_dim: reduce on the fly with a seeded Gaussian random
+            projection to this many dimensions (distances are preserved
+            approximately; useful for flattened pyramids).
+        project_seed: seed of that projection.
+        dtype: ``"float32"`` or ``"float16"`` (half the storage).
         batch_size, num_workers: forward batch size; decoding worker processes.
+        chunk_size: items per database write.
         skip_failures: skip unreadable images (they get no embedding and are
             listed in the run results) instead of raising.
-        overwrite: allow replacing an existing field/run of that name.
+        overwrite: recompute everything and replace an existing field/run.
         progress: ``None``/``True`` tqdm bar, ``False``, or ``f(done, total)``.
 
     Returns:
         a dict summary; with ``embeddings_field=None`` also ``"embeddings"``
         (an ``(N, D)`` array aligned with ``"keys"``).
     """
-    from .features import PyramidExtractor
+    import fiftyone.core.fields as fof
+
+    from .features import PyramidExtractor, random_projection_matrix
 
     _require_nonempty(samples)
     if patches_field is not None:
         _check_patches_field(samples, patches_field)
+    if dtype not in ("float32", "float16"):
+        raise OODInputError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     if embeddings_field is not None:
-        target = _patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
-        fo_runs.check_new_run(samples, embeddings_field, [target], overwrite)
+        fo_runs.validate_key(embeddings_field, "embeddings field")
+    dataset = samples._dataset
+    target = _patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
+    partial = _patch_path(patches_field, f"tmp_ood_partial_{embeddings_field}") if patches_field else \
+        f"tmp_ood_partial_{embeddings_field}"
+
+    # Refuse early (before loading a model) when the field belongs to someone else.
+    if embeddings_field is not None and not overwrite:
+        if dataset.has_run(embeddings_field):
+            kind = dataset.get_run_info(embeddings_field).config.__dict__.get("kind")
+            if kind != "embeddings":
+                fo_runs.check_new_run(samples, embeddings_field, [target], overwrite)
+        elif dataset.get_field(target) is not None:
+            fo_runs.check_new_run(samples, embeddings_field, [target], overwrite)
 
     extractor = PyramidExtractor(
         model_name, levels=default_levels(model_name) if levels is None else levels,
         mode=mode, grid=grid, weights=weights,
     )
+    projection = None
+    out_dim = extractor.dim
+    if project_dim:
+        matrix = random_projection_matrix(extractor.dim, int(project_dim), project_seed)
+        projection = {"method": "random", "n_components": int(project_dim), "seed": int(project_seed)}
+        out_dim = int(project_dim)
+    settings = {"backbone": extractor.config, "projection": projection, "dtype": dtype, "patches_field": patches_field}
+
+    keys, items, sample_of = _embedding_items(samples, patches_field)
+
+    def finish_array(emb):
+        if projection is not None:
+            emb = emb @ matrix
+        return emb.astype(np.float16 if dtype == "float16" else np.float32)
+
+    if embeddings_field is None:
+        chunks, ok, failures = [], [], []
+        for idx, emb, failed in extractor.iter_extract(items, batch_size=batch_size, num_workers=num_workers,
+                                                       skip_failures=skip_failures, progress=progress):
+            chunks.append(finish_array(emb))
+            ok.extend(idx.tolist())
+            failures.extend(failed)
+        return {
+            "num_embedded": len(ok), "num_failed": len(failures), "dim": out_dim, "config": settings,
+            "keys": [keys[i] for i in ok], "embeddings": np.concatenate(chunks) if chunks else np.zeros((0, out_dim)),
+            "failures": [{"id": keys[i], "item": str(items[i]), "error": m} for i, m in failures],
+        }
+
+    write_path, mode_ = _plan_embedding_write(samples, embeddings_field, target, partial, settings, overwrite)
+    done = _keys_with_values(samples, write_path, patches_field) if mode_ != "fresh" else set()
+    todo = [i for i, key in enumerate(keys) if key not in done]
+    if mode_ in ("fresh", "resume"):
+        if dataset.get_field(write_path) is None:
+            dataset.add_sample_field(write_path, fof.VectorField)
+        fo_runs.register_run(samples, embeddings_field, kind="embeddings", fields=[write_path], overwrite=True,
+                             status="partial", embeddings_field=embeddings_field, **settings)
+
+    failed_items = []
+    pending = {}
+
+    def flush():
+        if pending:
+            _write_vectors(samples, write_path, pending, patches_field, sample_of)
+            pending.clear()
+
+    if todo:
+        for idx, emb, failed in extractor.iter_extract(
+            [items[i] for i in todo], batch_size=batch_size, num_workers=num_workers,
+            skip_failures=skip_failures, progress=progress,
+        ):
+            emb = finish_array(emb)
+            for j, row in zip(idx, emb):
+                pending[keys[todo[j]]] = row
+            failed_items.extend({"id": keys[todo[j]], "item": str(items[todo[j]]), "error": m} for j, m in failed)
+            if len(pending) >= chunk_size:
+                flush()
+        flush()
+
+    if mode_ in ("fresh", "resume"):
+        if dataset.get_field(target) is not None:
+            dataset.delete_sample_field(target)
+        dataset.rename_sample_field(write_path, target)
+    num_embedded = len(_keys_with_values(samples, target, patches_field))
+    fo_runs.register_run(
+        samples, embeddings_field, kind="embeddings", fields=[target], overwrite=True, status="complete",
+        embeddings_field=embeddings_field, batch_size=batch_size, **settings,
+        results={"failures": failed_items, "num_embedded": num_embedded, "num_computed_this_call": len(todo)},
+    )
+    return {
+        "run_key": embeddings_field,
+        "field": target,
+        "num_embedded": num_embedded,
+        "num_computed": len(todo) - len(failed_items),
+        "num_failed": len(failed_items),
+        "dim": out_dim,
+        "config": settings,
+        "resumed": mode_ != "fresh",
+    }
+
+
+def _embedding_items(samples, patches_field):
+    """Keys (sample or object ids), image items, and the sample id of each key."""
     if patches_field is None:
         keys = samples.values("id")
-        items = samples.values("filepath")
+        return keys, samples.values("filepath"), None
+    paths = samples.values("filepath")
+    sids = samples.values("id")
+    boxes = samples.values(_patch_path(patches_field, "bounding_box"))
+    ids = samples.values(_patch_path(patches_field, "id"))
+    keys, items, sample_of = [], [], {}
+    for sid, path, sample_boxes, sample_ids in zip(sids, paths, boxes, ids):
+        for box, det_id in zip(sample_boxes or [], sample_ids or []):
+            keys.append(det_id)
+            items.append((path, box))
+            sample_of[det_id] = sid
+    if not items:
+        raise OODInputError(f"no objects in {patches_field!r} in this view: nothing to embed")
+    return keys, items, sample_of
+
+
+def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite):
+    """Decide where this call writes: ``("fresh"|"resume", partial)`` or ``("fill", target)``."""
+    dataset = samples._dataset
+    if overwrite:
+        if dataset.get_field(partial) is not None:
+            dataset.delete_sample_field(partial)
+        return partial, "fresh"
+    if not dataset.has_run(run_key):
+        if dataset.get_field(partial) is not None:
+            dataset.delete_sample_field(partial)  # orphan without a record: cannot be trusted
+        return partial, "fresh"
+    info = fo_runs.get_ood_run_info(samples, run_key)
+    old = {k: info.get(k) for k in settings}
+    if _jsonable(old) != _jsonable(settings):
+        diffs = _settings_diff(old, settings)
+        raise OODInputError(
+            f"embeddings {run_key!r} on dataset {dataset.name!r} were computed with different settings "
+            f"({diffs}); refusing to mix embeddings. Pass overwrite=True to recompute all of them, or choose "
+            "another embeddings_field"
+        )
+    if info.get("status") == "partial":
+        return partial, "resume"
+    return target, "fill"
+
+
+def _jsonable(obj):
+    import json
+
+    return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+
+def _settings_diff(old, new):
+    old_b, new_b = _jsonable(old), _jsonable(new)
+    parts = []
+    for k in sorted(set(old_b) | set(new_b)):
+        a, b = old_b.get(k), new_b.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            for kk in sorted(set(a) | set(b)):
+                if a.get(kk) != b.get(kk):
+                    parts.append(f"{k}.{kk}: stored {a.get(kk)!r} vs requested {b.get(kk)!r}")
+        elif a != b:
+            parts.append(f"{k}: stored {a!r} vs requested {b!r}")
+    return "; ".join(parts[:4])
+
+
+def _keys_with_values(samples, path, patches_field):
+    """Ids of samples (or objects) that already have a value at ``path``."""
+    if samples._dataset.get_field(path) is None:
+        return set()
+    if patches_field is None:
+        return set(samples.exists(path).values("id"))
+    leaf = path.rsplit(".", 1)[1]
+    ids = _flatten(samples.values(_patch_path(patches_field, "id")))
+    vals = _flatten(samples.values(_patch_path(patches_field, leaf)))
+    return {i for i, v in zip(ids, vals) if v is not None}
+
+
+def _write_vectors(samples, path, by_key, patches_field, sample_of):
+    if patches_field is None:
+        samples.set_values(path, by_key, key_field="id")
     else:
-        paths = samples.values("filepath")
-        boxes = samples.values(_patch_path(patches_field, "bounding_box"))
-        ids = samples.values(_patch_path(patches_field, "id"))
-        keys, items = [], []
-        for path, sample_boxes, sample_ids in zip(paths, boxes, ids):
-            for box, det_id in zip(sample_boxes or [], sample_ids or []):
-                keys.append(det_id)
-                items.append((path, box))
-        if not items:
-            raise OODInputError(f"no objects in {patches_field!r} in this view: nothing to embed")
-
-    result = extractor.extract(
-        items, batch_size=batch_size, num_workers=num_workers, skip_failures=skip_failures, progress=progress
-    )
-    failed = [{"id": keys[i], "item": str(items[i]), "error": msg} for i, msg in result.failures]
-    summary = {
-        "run_key": embeddings_field,
-        "field": embeddings_field,
-        "num_embedded": int(len(result.ok_indices)),
-        "num_failed": len(failed),
-        "dim": int(extractor.dim),
-        "config": extractor.config,
-    }
-    if embeddings_field is None:
-        summary["keys"] = [keys[i] for i in result.ok_indices]
-        summary["embeddings"] = result.embeddings
-        summary["failures"] = failed
-        return summary
-
-    import fiftyone.core.fields as fof
-
-    by_key = {keys[i]: result.embeddings[j] for j, i in enumerate(result.ok_indices)}
-    fo_runs.write_and_record(
-        samples,
-        [(target, _values_by_key(samples, by_key, patches_field), fof.VectorField)],
-        embeddings_field,
-        kind="embeddings",
-        overwrite=overwrite,
-        embeddings_field=embeddings_field,
-        patches_field=patches_field,
-        backbone=extractor.config,
-        batch_size=batch_size,
-        results={"failures": failed, "num_embedded": summary["num_embedded"]},
-    )
-    return summary
+        samples.set_label_values(
+            path, [{"sample_id": sample_of[k], "label_id": k, "value": v} for k, v in by_key.items()]
+        )
 
 
 #: Default pyramid levels per backbone family, chosen on the demo data (README).

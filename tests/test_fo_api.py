@@ -42,7 +42,8 @@ def embedded(dataset_factory, fashion_files, fashion_embeddings, extractor):
     ds.set_values("is_ood", [n not in ID_CLASSES for n in names])
     fo_runs.write_and_record(
         ds, [("emb", list(fashion_embeddings), fof.VectorField)], "emb", kind="embeddings",
-        embeddings_field="emb", patches_field=None, backbone=extractor.config,
+        embeddings_field="emb", patches_field=None, backbone=extractor.config, projection=None,
+        dtype="float32", status="complete",
     )
     return ds
 
@@ -141,8 +142,10 @@ def test_existing_field_or_run_refused_unless_overwrite(embedded):
     fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=1, overwrite=True)
     assert ds.values("s") != first
     assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 1
-    with pytest.raises(OODInputError, match="already exists"):
-        fo_api.compute_pyramid_embeddings(ds, "emb", progress=False)
+    with pytest.raises(OODInputError, match="different settings.*refusing to mix"):
+        fo_api.compute_pyramid_embeddings(ds, "emb", progress=False, model_name="tf_efficientnet_lite0")
+    with pytest.raises(OODInputError, match="'mine' already exists"):
+        fo_api.compute_pyramid_embeddings(ds, "mine", progress=False)
 
 
 def test_failure_midway_leaves_no_field_and_no_run(embedded, monkeypatch):
@@ -297,10 +300,77 @@ def test_skip_failures_records_failed_samples(dataset_factory, fashion_files, ex
 
     with pytest.raises(ImageLoadError, match="bad.png"):
         fo_api.compute_pyramid_embeddings(ds, "emb", progress=False)
-    assert not ds.has_field("emb") and "emb" not in ds.list_runs()
+    # nothing under the real name; the finished part is kept, marked partial, for resuming
+    assert not ds.has_field("emb")
+    assert fo_runs.get_ood_run_info(ds, "emb")["status"] == "partial"
     summary = fo_api.compute_pyramid_embeddings(ds, "emb", skip_failures=True, progress=False)
     assert summary["num_embedded"] == 2 and summary["num_failed"] == 1
     vals = ds.values("emb")
     assert vals[1] is None and vals[0] is not None
     failures = fo_runs.load_ood_results(ds, "emb").failures
     assert len(failures) == 1 and "bad.png" in failures[0]["error"]
+
+
+def test_interrupted_extraction_resumes_and_refuses_to_mix(dataset_factory, fashion_files, extractor, monkeypatch):
+    import ood_core.features as features
+
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:40], names[:40])
+    _use_session_extractor(monkeypatch, extractor)
+    real_iter = type(extractor).iter_extract
+    calls = {"batches": 0, "items": 0}
+
+    def interrupted(self, items, **kw):
+        calls["items"] += len(items)
+        for n, out in enumerate(real_iter(self, items, **kw)):
+            if n == 2 and calls["batches"] == 0:
+                calls["batches"] = 1
+                raise KeyboardInterrupt  # the user pressed Ctrl-C after 2 batches
+            yield out
+
+    monkeypatch.setattr(type(extractor), "iter_extract", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fo_api.compute_pyramid_embeddings(ds, "emb", batch_size=8, chunk_size=8, progress=False)
+    assert not ds.has_field("emb")  # nothing under the real name
+    info = fo_runs.get_ood_run_info(ds, "emb")
+    assert info["status"] == "partial" and info["fields"] == ["tmp_ood_partial_emb"]
+    assert len(ds.exists("tmp_ood_partial_emb")) == 16  # two batches kept
+
+    calls["items"] = 0
+    summary = fo_api.compute_pyramid_embeddings(ds, "emb", batch_size=8, chunk_size=8, progress=False)
+    assert calls["items"] == 24 and summary["num_computed"] == 24 and summary["resumed"]
+    assert summary["num_embedded"] == 40 and not ds.has_field("tmp_ood_partial_emb")
+    assert fo_runs.get_ood_run_info(ds, "emb")["status"] == "complete"
+    full = extractor.extract(ds.values("filepath"), progress=False).embeddings
+    np.testing.assert_allclose(np.stack(ds.values("emb")), full, rtol=1e-4, atol=1e-5)
+
+    # new samples: only they are computed
+    import fiftyone as fo
+
+    ds.add_samples([fo.Sample(filepath=p) for p in paths[40:45]], progress=False)
+    calls["items"] = 0
+    summary = fo_api.compute_pyramid_embeddings(ds, "emb", progress=False)
+    assert calls["items"] == 5 and summary["num_embedded"] == 45
+
+    # another setting must not be mixed in
+    with pytest.raises(OODInputError, match="dtype: stored 'float32' vs requested 'float16'"):
+        fo_api.compute_pyramid_embeddings(ds, "emb", dtype="float16", progress=False)
+
+
+def test_projection_and_float16_storage(dataset_factory, fashion_files, extractor, monkeypatch):
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:20], names[:20])
+    _use_session_extractor(monkeypatch, extractor)
+    summary = fo_api.compute_pyramid_embeddings(ds, "emb", project_dim=32, project_seed=3, dtype="float16",
+                                                progress=False)
+    assert summary["dim"] == 32
+    vecs = ds.values("emb")
+    assert all(v.dtype == np.float16 and v.shape == (32,) for v in vecs)
+    from ood_core.features import random_projection_matrix
+
+    full = extractor.extract(ds.values("filepath"), progress=False).embeddings
+    expected = (full @ random_projection_matrix(extractor.dim, 32, 3)).astype(np.float16)
+    np.testing.assert_allclose(np.stack(vecs).astype(np.float32), expected.astype(np.float32), rtol=2e-2, atol=2e-2)
+    # scoring reads float16 embeddings like any other
+    fo_api.compute_ood_scores(ds, "emb", "s", k=3)
+    assert all(isinstance(v, float) for v in ds.values("s"))
