@@ -433,7 +433,11 @@ def _resolve_reference(samples, reference):
         )
     if len(reference) == 0:
         raise OODInputError("reference view is empty; it must contain trusted in-distribution samples")
-    return reference, {"view": reference._serialize() if hasattr(reference, "_serialize") else None}
+    # Stored as a JSON string: raw stage dicts in a run config fail to deserialize on reload.
+    import json
+
+    stages = reference._serialize() if hasattr(reference, "_serialize") else []
+    return reference, {"view": json.dumps(stages, default=str)}
 
 
 def _detector_kwargs(method, k, class_conditional):
@@ -572,9 +576,11 @@ def compute_ood_scores(
         "num_skipped": int(_count_items(samples, patches_field) - len(scores)),
         "score_quantiles": {q: float(np.quantile(scores, q / 100)) for q in (5, 50, 95)},
     }
+    import fiftyone.core.fields as fof
+
     fo_runs.write_and_record(
         samples,
-        [(target, _values_by_key(samples, dict(zip(keys, scores)), patches_field))],
+        [(target, _values_by_key(samples, dict(zip(keys, scores)), patches_field), fof.FloatField)],
         run_key,
         kind=kind,
         overwrite=overwrite,

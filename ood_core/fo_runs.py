@@ -122,19 +122,20 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     the new run record), so no half-written field ever carries a real name.
     """
     staged = []
-    registered = False
+    registering = False
     try:
         for path, values, *field_type in writes:
             staged.append((stage_values(samples, path, values, *field_type), path))
+        registering = True
         register_run(samples, run_key, kind=kind, fields=[w[0] for w in writes], overwrite=overwrite,
                      results=results, **params)
-        registered = True
         for tmp, path in staged:
             commit_staged(samples, tmp, path, overwrite=overwrite)
     except BaseException:
         for tmp, _ in staged:
             discard_staged(samples, tmp)
-        if registered and samples._dataset.has_run(run_key):
+        # a record this call created (even one that failed while being saved) goes too
+        if registering and samples._dataset.has_run(run_key):
             samples._dataset.delete_run(run_key)
         raise
 

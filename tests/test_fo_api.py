@@ -374,3 +374,26 @@ def test_projection_and_float16_storage(dataset_factory, fashion_files, extracto
     # scoring reads float16 embeddings like any other
     fo_api.compute_ood_scores(ds, "emb", "s", k=3)
     assert all(isinstance(v, float) for v in ds.values("s"))
+
+
+def test_reference_view_is_recorded_and_reloads(embedded):
+    ds = embedded
+    ref = ds.match_tags("trusted").limit(50)
+    fo_api.compute_ood_scores(ds.match_tags("test"), "emb", "s", reference=ref, k=5)
+    info = fo_runs.get_ood_run_info(ds, "s")  # reading the record back must work
+    assert info["reference"]["num_reference"] == 50 and "Limit" in info["reference"]["view"]
+
+
+def test_object_score_field_is_protected(dataset_factory, fashion_files, fashion_embeddings):
+    import fiftyone as fo
+
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:20])
+    ds.set_values("objects", [fo.Detections(detections=[
+        fo.Detection(label=names[i], bounding_box=[0, 0, 1, 1])]) for i in range(20)])
+    ds.add_sample_field("objects.detections.emb", fo.VectorField)
+    ds.set_values("objects.detections.emb", [[fashion_embeddings[i]] for i in range(20)])
+    fo_api.compute_ood_scores(ds, "emb", "s", patches_field="objects", k=3)
+    assert ds.get_field("objects.detections.s") is not None
+    with pytest.raises(OODInputError, match="already exists"):
+        fo_api.compute_ood_scores(ds, "emb", "s", patches_field="objects", k=3, run_key="other")
