@@ -1,0 +1,543 @@
+"""Evaluate and threshold OOD scores stored on a FiftyOne dataset.
+
+- :func:`evaluate_ood_run`: metrics of a score field (or score run) against a
+  boolean ground-truth field or a tag. The output names its positive class.
+- :func:`flag_samples`: apply a threshold rule (:mod:`ood_core.thresholds`)
+  to a score field; writes a boolean flag field and, optionally, tags.
+- :func:`delete_flags`, :func:`list_flag_runs`, :func:`get_flag_info`.
+
+Score convention: **higher = more OOD / more suspicious**; a sample (or
+object) is flagged when ``score >= threshold``.
+
+Where flag rules are stored: every :func:`flag_samples` call is its own
+custom run of kind ``"flags"`` (key ``flag_key``, default = the flag field
+name), linked to the score run by its ``score_run`` config entry. Its config
+holds the rule description (rule, value, threshold, what the rule achieved),
+the tag and the reference/ground truth used; its results hold the ids of the
+samples (or objects) that *this run* tagged. The score run is never modified,
+so one score can carry several flag rules side by side.
+
+Tags: re-flagging (``overwrite=True`` on the same ``flag_key``) or
+:func:`delete_flags` removes the tag only from the ids its run recorded, and
+only when no other flags run with the same tag still claims them. A tag a user
+put on a sample by hand is never recorded (flagging skips samples that already
+carry the tag), so it survives re-flagging. Sample scores get sample tags;
+object scores (``<patches>.detections.<score>``) get label tags on the objects,
+and the flag is an attribute of each object.
+
+Order of writes: the flag field and the flags run are written all-or-nothing
+(:func:`ood_core.fo_runs.write_and_record`); tags are changed only after that
+succeeded (two bulk updates: remove stale tags, then add new ones). If the
+process dies between them, tags added are still recorded (flag again with
+``overwrite=True`` to finish), but stale tags the old record listed are no
+longer tracked and then look as if set by hand.
+"""
+
+import logging
+
+import numpy as np
+
+from . import fo_runs, thresholds
+from .errors import OODInputError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["delete_flags", "evaluate_ood_run", "flag_samples", "get_flag_info", "list_flag_runs", "resolve_view",
+           "view_from_description"]
+
+#: Run kinds that do not hold one score field.
+_NOT_SCORE_KINDS = ("embeddings", "visualization", "flags", "auto_config", "experiment")
+
+#: ``rule=`` names accepted by :func:`flag_samples` -> (thresholds rule, default value).
+RULE_ALIASES = {
+    "percentile": ("percentile_of_reference", 0.95),
+    "percentile_of_reference": ("percentile_of_reference", 0.95),
+    "fpr": ("threshold_at_fpr", 0.05),
+    "threshold_at_fpr": ("threshold_at_fpr", 0.05),
+    "top_n": ("top_n", None),
+    "top_fraction": ("top_fraction", None),
+    "threshold": ("fixed_threshold", None),
+    "fixed_threshold": ("fixed_threshold", None),
+}
+
+_POSITIVE_BY_KIND = {"ood_scores": "ood", "label_issues": "wrong label", "neglabel": "ood", "rap": "ood"}
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _flatten(nested):
+    return [x for row in nested for x in (row or [])]
+
+
+def _detections_root(dataset, path):
+    """``"objects"`` for ``"objects.detections.score"`` when ``objects`` is a Detections field."""
+    import fiftyone.core.labels as fol
+
+    root, _, rest = path.partition(".")
+    if not rest.startswith("detections.") or rest.count(".") != 1:
+        return None
+    field = dataset.get_field(root)
+    if field is not None and getattr(field, "document_type", None) is fol.Detections:
+        return root
+    return None
+
+
+def _resolve_scores(samples, run_key_or_score_field):
+    """Where the scores live: ``{"run_key", "kind", "path", "patches_field", "info"}``."""
+    dataset = samples._dataset
+    name = run_key_or_score_field
+    if not isinstance(name, str) or not name:
+        raise OODInputError(f"pass a score run key or score field name (a string); got {name!r}")
+    if name in fo_runs.list_ood_runs(samples):
+        info = fo_runs.get_ood_run_info(samples, name)
+        fields = info.get("fields") or []
+        patches = info.get("patches_field")
+        # The score is the run's score_field (NegLabel/RAP runs also write a prediction field).
+        path = info.get("score_field")
+        if path and patches:
+            path = f"{patches}.detections.{path}"
+        if path not in fields:
+            path = fields[0] if len(fields) == 1 else None
+        if info.get("kind") in _NOT_SCORE_KINDS or path is None:
+            raise OODInputError(
+                f"run {name!r} is a {info.get('kind')!r} run, not a score run; pass the key of a "
+                f"scoring run: {_score_runs(samples)}"
+            )
+        patches = patches or _detections_root(dataset, path)
+        return {"run_key": name, "kind": info.get("kind"), "path": path, "patches_field": patches, "info": info}
+    patches = _detections_root(dataset, name)
+    if patches is not None:
+        if dataset.count(name) == 0:
+            raise OODInputError(f"no object in {patches!r} has a value in {name!r}; score the objects first")
+        return {"run_key": None, "kind": None, "path": name, "patches_field": patches, "info": None}
+    if dataset.get_field(name) is None:
+        raise OODInputError(
+            f"{name!r} is neither a fiftyone-ood score run nor a field of dataset {dataset.name!r}; "
+            f"score runs here: {_score_runs(samples)}"
+        )
+    return {"run_key": None, "kind": None, "path": name, "patches_field": None, "info": None}
+
+
+def _score_runs(samples):
+    return [k for k in fo_runs.list_ood_runs(samples)
+            if samples._dataset.get_run_info(k).config.kind not in _NOT_SCORE_KINDS]
+
+
+def _item_ids(samples, patches_field):
+    if patches_field is None:
+        return samples.values("id")
+    return _flatten(samples.values(f"{patches_field}.detections.id"))
+
+
+def _item_values(samples, path, patches_field):
+    """Values of ``path`` aligned with :func:`_item_ids` (object attributes flattened)."""
+    if patches_field is None:
+        return samples.values(path)
+    if path.startswith(f"{patches_field}."):
+        return _flatten(samples.values(path))
+    # a sample-level field: every object inherits its sample's value
+    ids = samples.values(f"{patches_field}.detections.id")
+    vals = samples.values(path)
+    return [v for row, v in zip(ids, vals) for _ in (row or [])]
+
+
+def _read_scores(samples, where):
+    ids = _item_ids(samples, where["patches_field"])
+    raw = _item_values(samples, where["path"], where["patches_field"])
+    bad = [i for i, v in enumerate(raw) if v is not None and not isinstance(v, (int, float, np.number))]
+    if bad:
+        raise OODInputError(
+            f"{where['path']!r} does not hold one number per item (e.g. {raw[bad[0]]!r}); "
+            "pass a score field, not an embeddings or label field"
+        )
+    return ids, raw
+
+
+def _read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
+    """Per-item ``True`` (positive) / ``False`` / ``None`` (unknown) and a description."""
+    patches = where["patches_field"]
+    if (gt_field is None) == (gt_tag is None):
+        raise OODInputError("pass exactly one of gt_field (a boolean field) or gt_tag (a tag marking positives)")
+    if gt_tag is not None:
+        if patches is None:
+            tags = samples.values("tags")
+            what = f"sample has tag {gt_tag!r}"
+        else:
+            tags = _flatten(samples.values(f"{patches}.detections.tags"))
+            what = f"object has label tag {gt_tag!r}"
+        return [gt_tag in (t or []) for t in tags], {"tag": gt_tag}, what
+    dataset = samples._dataset
+    path = gt_field
+    if patches is not None and "." not in gt_field and dataset.get_field(gt_field) is None:
+        path = f"{patches}.detections.{gt_field}"
+    if dataset.get_field(path) is None and not (patches and path.startswith(f"{patches}.") and dataset.count(path)):
+        raise OODInputError(
+            f"ground-truth field {gt_field!r} does not exist on dataset {dataset.name!r}; pass a boolean "
+            "field that is True for the positive class (e.g. 'is_ood'), or gt_tag='<tag>'"
+        )
+    raw = _item_values(samples, path, patches)
+    values = set(v for v in raw if v is not None)
+    if not values <= {True, False, 0, 1}:
+        raise OODInputError(
+            f"ground-truth field {path!r} must be boolean (or 0/1); found values such as "
+            f"{sorted(map(repr, values))[:3]}"
+        )
+    return [None if v is None else bool(v) == bool(positive_value) for v in raw], {"field": path}, \
+        f"{path} == {bool(positive_value)}"
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=None, positive=None,
+                     positive_value=True):
+    """OOD metrics of a stored score against ground truth (see :mod:`ood_core.metrics`).
+
+    Args:
+        samples: a Dataset or view; only its samples (objects) are evaluated.
+        run_key_or_score_field: a fiftyone-ood score run key, or a numeric
+            field (``"ood_knn"`` or ``"objects.detections.ood"``).
+        gt_field: boolean field, True = positive class (e.g. ``"is_ood"``,
+            ``"label_is_wrong"``). For object scores: an object attribute
+            (``"is_ood"`` or the full ``"objects.detections.is_ood"``) or a
+            sample field that all of a sample's objects inherit.
+        gt_tag: alternatively, a tag marking the positives (a sample tag;
+            a label tag for object scores).
+        positive: name of the positive class in the output (default ``"ood"``
+            for OOD runs, ``"wrong label"`` for label-issue runs).
+        positive_value: the ``gt_field`` value that marks the positive class.
+
+    Returns:
+        ``ood_metrics`` (``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95``,
+        ``fpr95_openood``, ``num_id`` = negatives, ``num_ood`` = positives)
+        plus ``positive_class``, ``positive_means``, ``score_field``,
+        ``run_key``, ``ground_truth``, ``num_evaluated`` and ``num_missing``
+        (items without a score or ground truth, left out).
+    """
+    from .metrics import ood_metrics
+
+    where = _resolve_scores(samples, run_key_or_score_field)
+    _, scores = _read_scores(samples, where)
+    gt, gt_info, means = _read_ground_truth(samples, where, gt_field, gt_tag, positive_value)
+    keep = [i for i, (s, g) in enumerate(zip(scores, gt)) if s is not None and g is not None]
+    if not keep:
+        raise OODInputError(
+            f"no item of this view has both a score in {where['path']!r} and ground truth; score the view first"
+        )
+    s = np.array([scores[i] for i in keep], dtype=np.float64)
+    y = np.array([gt[i] for i in keep], dtype=bool)
+    metrics = ood_metrics(s, y)
+    name = positive or _POSITIVE_BY_KIND.get(where["kind"], "positive")
+    metrics.update(
+        positive_class=name,
+        positive_means=means,
+        score_field=where["path"],
+        run_key=where["run_key"],
+        ground_truth=gt_info,
+        level="object" if where["patches_field"] else "sample",
+        num_evaluated=len(keep),
+        num_missing=len(scores) - len(keep),
+        score_convention=f"higher = more {name}; {name} is the positive class (num_ood = positives)",
+    )
+    return metrics
+
+
+# --------------------------------------------------------------------------- flags
+
+
+def _check_tag(tag):
+    if tag is not None and (not isinstance(tag, str) or not tag.strip()):
+        raise OODInputError(f"tag must be a non-empty string such as 'ood' or 'label_issue', or None; got {tag!r}")
+    return tag
+
+
+def resolve_view(samples, view_or_tag, what="reference"):
+    """A view of ``samples``' dataset from a sample tag or a view; returns ``(view, description)``.
+
+    The description is JSON that a run record can hold: ``{"tag": ...}`` or
+    ``{"view_stages": <JSON string of the view's stages>, "num_samples": n}``
+    (stages are stored as a string because run configs are reloaded by
+    mongoengine, which cannot rebuild raw serialized view stages).
+    """
+    import json
+
+    dataset = samples._dataset
+    if isinstance(view_or_tag, str):
+        view = dataset.match_tags(view_or_tag)
+        if len(view) == 0:
+            raise OODInputError(
+                f"{what} tag {view_or_tag!r} matches no samples on dataset {dataset.name!r}; tag the samples first "
+                "(e.g. view.tag_samples('trusted'))"
+            )
+        return view, {"tag": view_or_tag}
+    if not hasattr(view_or_tag, "_dataset") or view_or_tag._dataset.name != dataset.name:
+        raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}")
+    if len(view_or_tag) == 0:
+        raise OODInputError(f"{what} view is empty")
+    stages = view_or_tag._serialize() if hasattr(view_or_tag, "_serialize") else []
+    return view_or_tag, {"view_stages": json.dumps(stages, default=str), "num_samples": len(view_or_tag)}
+
+
+def view_from_description(samples, description):
+    """Rebuild the view (or tag view) that :func:`resolve_view` described; None if there is nothing to rebuild."""
+    import json
+
+    import fiftyone.core.view as fov
+
+    description = description or {}
+    if description.get("tag"):
+        return samples._dataset.match_tags(description["tag"])
+    if description.get("view_stages"):
+        return fov.DatasetView._build(samples._dataset, json.loads(description["view_stages"]))
+    return None
+
+
+def _reference_scores(samples, where, reference):
+    """Scores of the reference items (a tag or a view; default: the score run's reference tag)."""
+    if reference is None:
+        recorded = (where["info"] or {}).get("reference") or {}
+        reference = recorded.get("tag") or view_from_description(samples, recorded)
+        if reference is None:
+            raise OODInputError(
+                "the percentile rule needs reference=<tag or view of trusted samples>; the score run "
+                "records no reference to default to"
+            )
+    view, ref_info = resolve_view(samples, reference, "reference")
+    _, raw = _read_scores(view, where)
+    vals = [v for v in raw if v is not None]
+    if not vals:
+        raise OODInputError(f"no reference item has a score in {where['path']!r}; score the reference samples too")
+    return np.array(vals, dtype=np.float64), ref_info
+
+
+def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag):
+    """Apply a rule; returns (ThresholdResult over ``scores``, extra config)."""
+    extra = {}
+    if rule_name == "percentile_of_reference":
+        ref_scores, extra["reference"] = _reference_scores(samples, where, reference)
+        return thresholds.percentile_of_reference(ref_scores, value, scores=scores), extra
+    if rule_name == "threshold_at_fpr":
+        if gt_field is None and gt_tag is None:
+            raise OODInputError("the fpr rule needs labelled data: pass gt_field='is_ood' (or gt_tag=...)")
+        gt, extra["ground_truth"], _ = _read_ground_truth(samples, where, gt_field, gt_tag, True)
+        _, raw = _read_scores(samples, where)
+        lab = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and g is not None]
+        if not lab:
+            raise OODInputError("no scored item in this view has ground truth for the fpr rule")
+        res = thresholds.threshold_at_fpr(
+            np.array([raw[i] for i in lab], np.float64), np.array([gt[i] for i in lab], bool), value
+        )
+        return thresholds.ThresholdResult(res.threshold, scores >= res.threshold, res.rule), extra
+    if rule_name == "top_n":
+        return thresholds.top_n(scores, value), extra
+    if rule_name == "top_fraction":
+        return thresholds.top_fraction(scores, value), extra
+    return thresholds.fixed_threshold(scores, value), extra
+
+
+def _tagged_item_ids(dataset, tag, patches_field):
+    """Ids of the samples (or objects of ``patches_field``) on the whole dataset carrying ``tag``."""
+    if patches_field is None:
+        return set(dataset.match_tags(tag).values("id"))
+    ids = _flatten(dataset.values(f"{patches_field}.detections.id"))
+    tags = _flatten(dataset.values(f"{patches_field}.detections.tags"))
+    return {i for i, t in zip(ids, tags) if tag in (t or [])}
+
+
+def _claimed_by_other_runs(samples, tag, level, exclude_key):
+    """Ids that other flags runs tagged with ``tag`` (same level) and still claim."""
+    claimed = set()
+    for key in fo_runs.list_ood_runs(samples, kind="flags"):
+        if key == exclude_key:
+            continue
+        cfg = samples._dataset.get_run_info(key).config
+        if cfg.tag == tag and cfg.patches_field == level:
+            claimed.update(getattr(fo_runs.load_ood_results(samples, key), "tagged_ids", None) or [])
+    return claimed
+
+
+def _set_tags(dataset, ids, tag, patches_field, add):
+    if not ids or tag is None:
+        return
+    ids = sorted(ids)
+    if patches_field is None:
+        view = dataset.select(ids)
+        (view.tag_samples if add else view.untag_samples)(tag)
+    else:
+        view = dataset.select_labels(ids=ids, fields=patches_field)
+        (view.tag_labels if add else view.untag_labels)(tag, label_fields=patches_field)
+
+
+def _previous_flags(samples, flag_key):
+    """(tag, patches_field, tagged ids) of an existing flags run under ``flag_key``, else None."""
+    dataset = samples._dataset
+    if not dataset.has_run(flag_key):
+        return None
+    cfg = dataset.get_run_info(flag_key).config
+    if getattr(cfg, "kind", None) != "flags":
+        raise OODInputError(
+            f"run key {flag_key!r} belongs to a {getattr(cfg, 'kind', 'non-fiftyone-ood')!r} run; flags get "
+            "their own run key: pass another flag_key (or flag_field)"
+        )
+    res = fo_runs.load_ood_results(samples, flag_key)
+    return cfg.tag, cfg.patches_field, set(getattr(res, "tagged_ids", None) or [])
+
+
+def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=None, flag_key=None, tag=None,
+                 reference=None, gt_field=None, gt_tag=None, overwrite=False):
+    """Flag the samples (or objects) of a view whose score passes a threshold rule.
+
+    Writes a boolean field (True = flagged, ``score >= threshold``; None where
+    the item has no score) all-or-nothing, records the rule as a run of kind
+    ``"flags"`` and optionally tags the flagged items.
+
+    Args:
+        samples: a Dataset or view; only its items are flagged, and the
+            data-driven rules (top_n, top_fraction, fpr) look only at them.
+        run_key: a score run key (or a score field, see :func:`evaluate_ood_run`).
+        rule: ``"percentile"`` (``value`` = pass rate of the reference, default
+            0.95), ``"fpr"`` (``value`` = allowed fraction of ID samples flagged,
+            default 0.05, computed on items with ground truth),
+            ``"top_n"`` (``value`` = n), ``"top_fraction"`` (``value`` =
+            fraction), ``"threshold"`` (``value`` = the threshold). Tie handling:
+            see :mod:`ood_core.thresholds`.
+        flag_field: field name of the flags (default ``f"{score_field}_flag"``;
+            an object attribute for object scores).
+        flag_key: run key of the flags run (default: ``flag_field``).
+        tag: tag to add to flagged items (e.g. ``"ood"``, ``"label_issue"``):
+            sample tags, or label tags for object scores. None = no tags.
+        reference: tag or view of trusted samples for the percentile rule
+            (default: the score run's reference tag).
+        gt_field, gt_tag: ground truth (True / tagged = OOD) for the fpr rule.
+        overwrite: replace an existing flag field / flags run (re-flagging).
+
+    Returns:
+        a dict: ``flag_key``, ``flag_field``, ``threshold``, ``rule`` (the
+        stored description), ``num_scored``, ``num_flagged``, ``tag``,
+        ``num_tagged`` (items this run now claims), ``tags_added``, ``tags_removed``.
+    """
+    import fiftyone.core.fields as fof
+
+    if rule not in RULE_ALIASES:
+        raise OODInputError(f"unknown rule {rule!r}; use one of {sorted(set(RULE_ALIASES))}")
+    rule_name, default = RULE_ALIASES[rule]
+    value = default if value is None else value
+    if value is None:
+        raise OODInputError(f"rule {rule!r} needs value=... (n for top_n, a fraction for top_fraction, "
+                            "the threshold for 'threshold')")
+    tag = _check_tag(tag)
+    dataset = samples._dataset
+    if len(samples) == 0:
+        raise OODInputError("samples is an empty view: nothing to flag")
+
+    where = _resolve_scores(samples, run_key)
+    patches = where["patches_field"]
+    leaf = where["path"].rpartition(".")[2]
+    flag_field = flag_field or f"{leaf}_flag"
+    fo_runs.validate_key(flag_field, "flag field")
+    flag_key = flag_key or flag_field
+    flag_path = f"{patches}.detections.{flag_field}" if patches else flag_field
+    if flag_path == where["path"]:
+        raise OODInputError(f"flag_field {flag_field!r} would overwrite the scores; choose another name")
+    fo_runs.check_new_run(samples, flag_key, [flag_path], overwrite)
+    if patches and not overwrite and dataset.get_field(flag_path) is None and dataset.count(flag_path):
+        raise OODInputError(f"field {flag_path!r} already exists; choose another flag_field or pass overwrite=True")
+    previous = _previous_flags(samples, flag_key)
+
+    ids, raw = _read_scores(samples, where)
+    scored = np.array([s is not None for s in raw])
+    if not scored.any():
+        raise OODInputError(f"no item of this view has a score in {where['path']!r}; score the view first")
+    scores = np.array([s for s in raw if s is not None], dtype=np.float64)
+    result, extra = _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag)
+    flags_by_id = dict(zip((i for i, ok in zip(ids, scored) if ok), result.flags.tolist()))
+    flagged = {i for i, f in flags_by_id.items() if f}
+
+    # Tag plan: never touch tags this function did not add (see module docstring).
+    tags_added, tags_removed, claimed = set(), set(), set()
+    if previous is not None:
+        old_tag, old_level, old_ids = previous
+        keep_old = flagged if (old_tag == tag and old_level == patches) else set()
+        others = _claimed_by_other_runs(samples, old_tag, old_level, flag_key) if old_tag else set()
+        tags_removed = old_ids - keep_old - others
+    if tag is not None:
+        current = _tagged_item_ids(dataset, tag, patches)
+        ours_before = previous[2] if previous and previous[0] == tag and previous[1] == patches else set()
+        others = _claimed_by_other_runs(samples, tag, patches, flag_key)
+        by_hand = current - ours_before - others
+        claimed = flagged - by_hand
+        tags_added = flagged - current
+        if previous and previous[0] == tag and previous[1] == patches:
+            tags_removed -= flagged
+
+    values = _flag_values(samples, patches, flags_by_id)
+    fo_runs.write_and_record(
+        samples,
+        [(flag_path, values, fof.BooleanField)],
+        flag_key,
+        kind="flags",
+        overwrite=overwrite,
+        score_run=where["run_key"],
+        score_field=where["path"],
+        patches_field=patches,
+        flag_field=flag_path,
+        rule_name=rule_name,
+        value=float(value) if rule_name != "top_n" else int(value),
+        rule=result.rule,
+        tag=tag,
+        flag_convention="True = flagged: score >= threshold (higher score = more suspicious)",
+        **extra,
+        results={"tagged_ids": sorted(claimed), "threshold": result.threshold,
+                 "num_flagged": len(flagged), "num_scored": int(scored.sum())},
+    )
+    if previous is not None:
+        _set_tags(dataset, tags_removed, previous[0], previous[1], add=False)
+    _set_tags(dataset, tags_added, tag, patches, add=True)
+    return {
+        "flag_key": flag_key,
+        "flag_field": flag_path,
+        "threshold": result.threshold,
+        "rule": result.rule,
+        "num_scored": int(scored.sum()),
+        "num_flagged": len(flagged),
+        "tag": tag,
+        "num_tagged": len(claimed),
+        "tags_added": len(tags_added),
+        "tags_removed": len(tags_removed),
+    }
+
+
+def _flag_values(samples, patches_field, flags_by_id):
+    if patches_field is None:
+        return [flags_by_id.get(i) for i in samples.values("id")]
+    return [[flags_by_id.get(i) for i in (row or [])] for row in samples.values(f"{patches_field}.detections.id")]
+
+
+def get_flag_info(samples, flag_key):
+    """The flags run's config (rule description, tag, score run...) plus its tagged ids."""
+    info = fo_runs.get_ood_run_info(samples, flag_key)
+    if info.get("kind") != "flags":
+        raise OODInputError(f"run {flag_key!r} is a {info.get('kind')!r} run, not a flags run")
+    res = fo_runs.load_ood_results(samples, flag_key)
+    info["tagged_ids"] = list(getattr(res, "tagged_ids", None) or [])
+    info["num_flagged"] = getattr(res, "num_flagged", None)
+    return info
+
+
+def list_flag_runs(samples, run_key=None):
+    """Keys of flags runs, optionally only those made from score run ``run_key``."""
+    keys = fo_runs.list_ood_runs(samples, kind="flags")
+    if run_key is None:
+        return keys
+    return [k for k in keys if samples._dataset.get_run_info(k).config.score_run == run_key]
+
+
+def delete_flags(samples, flag_key):
+    """Delete a flags run, its flag field and the tags it added (tags set by hand stay)."""
+    tag, patches, ids = _previous_flags(samples, flag_key) or (None, None, set())
+    if tag is not None:
+        ids = ids - _claimed_by_other_runs(samples, tag, patches, flag_key)
+        _set_tags(samples._dataset, ids, tag, patches, add=False)
+    fields = fo_runs.delete_ood_run(samples, flag_key)
+    return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}
