@@ -22,21 +22,20 @@ degrades the embeddings).
 torch and open_clip are imported lazily: importing this module is cheap.
 """
 
-import hashlib
 import logging
 import os
 import socket
-import zipfile
 from urllib.parse import urlparse
 
 import numpy as np
 
-from .errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
+from .errors import OODInputError, WeightsNotFoundError
+from .progress import Progress
+from .weights import file_identity, load_state_dict_safely
 
 logger = logging.getLogger(__name__)
 
 _CHECKPOINT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin", ".ckpt")
-_HASH_CHUNK = 1 << 20  # bytes hashed at the start and at the end of a weights file
 # Keys that OpenAI's TorchScript state dicts carry but open_clip models do not.
 _NON_PARAMETER_KEYS = ("input_resolution", "context_length", "vocab_size")
 
@@ -51,128 +50,6 @@ def _require_open_clip():
             "(or pip install 'fiftyone-ood[clip]')"
         ) from e
     return open_clip
-
-
-def progress_reporter(progress, total, desc):
-    """Return ``(update, close)`` callables for a progress option.
-
-    ``progress`` is ``None``/``False`` (silent), ``True`` (a tqdm bar when tqdm is
-    installed, silent otherwise) or a callable receiving the completed fraction in
-    ``[0, 1]`` after every batch. ``update(n)`` advances by ``n`` items.
-    """
-    if progress is None or progress is False or total <= 0:
-        return (lambda n: None), (lambda: None)
-    if callable(progress):
-        done = [0]
-
-        def update(n):
-            done[0] += n
-            progress(min(1.0, done[0] / total))
-
-        return update, (lambda: None)
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        return (lambda n: None), (lambda: None)
-    bar = tqdm(total=total, desc=desc, unit="item")
-    return bar.update, bar.close
-
-
-def _file_identity(path):
-    """Content-based identity of a weights file: size + sha256 of its first and last MiB.
-
-    Reading 2 MiB instead of the whole file keeps this cheap for 600 MB checkpoints;
-    any retrained or fine-tuned checkpoint differs in those bytes (safetensors puts its
-    header and the first tensors at the start). mtime is deliberately not part of it:
-    copying the same file elsewhere keeps its cache entries valid.
-    """
-    size = os.path.getsize(path)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        h.update(f.read(_HASH_CHUNK))
-        if size > 2 * _HASH_CHUNK:
-            f.seek(size - _HASH_CHUNK)
-        h.update(f.read(_HASH_CHUNK))
-    return f"size={size},head_tail_sha256={h.hexdigest()}"
-
-
-def _is_torchscript_archive(path):
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    # Plain torch.save zips hold data.pkl + data/; TorchScript adds compiled code.
-    return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
-
-
-def _conversion_hint(path):
-    return (
-        "Convert it once, in an environment where you trust the file, to safetensors, "
-        "then pass the new file as pretrained=...: python -c \"import torch, "
-        "safetensors.torch as st; obj = torch.load('{p}', map_location='cpu', "
-        "weights_only=False); sd = obj.state_dict() if hasattr(obj, 'state_dict') "
-        "else obj.get('state_dict', obj); st.save_file({{k: v.contiguous() for k, v in "
-        "sd.items() if hasattr(v, 'contiguous')}}, '{p}.safetensors')\""
-    ).format(p=path)
-
-
-def load_state_dict_safely(path):
-    """Load a checkpoint file into a ``{name: tensor}`` dict without executing pickle code.
-
-    Accepts safetensors files and ``torch.save`` files of plain tensors/dicts (loaded
-    with ``weights_only=True``); unwraps a ``"state_dict"`` entry and a DataParallel
-    ``"module."`` prefix. Raises :class:`UnsafeCheckpointError` for anything that needs
-    pickle (including TorchScript archives) and :class:`OODInputError` for files that
-    are not checkpoints at all.
-    """
-    import torch
-
-    path = os.fspath(path)
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(path, device="cpu")
-        except Exception as e:
-            raise OODInputError(
-                f"pretrained={path!r} is not a readable safetensors file ({e}); "
-                "re-export the weights with safetensors.torch.save_file."
-            ) from e
-    else:
-        if _is_torchscript_archive(path):
-            raise UnsafeCheckpointError(
-                f"pretrained={path!r} is a TorchScript archive (OpenAI's original CLIP "
-                "format); loading it runs code from the file, so it is refused. "
-                + _conversion_hint(path)
-            )
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            # weights_only refuses pickled classes/functions as "Unsupported global";
-            # other failures (truncated file, not a checkpoint) are input errors.
-            if "unsupported global" in str(e).lower():
-                raise UnsafeCheckpointError(
-                    f"pretrained={path!r} cannot be loaded safely: it contains pickled "
-                    "objects that torch.load(weights_only=True) refuses (only plain "
-                    "tensors and containers are allowed). " + _conversion_hint(path)
-                ) from e
-            raise OODInputError(
-                f"pretrained={path!r} is not a readable PyTorch checkpoint "
-                f"({type(e).__name__}: {e}); pass a .safetensors file or a torch.save'd "
-                "state_dict."
-            ) from e
-    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not state:
-        raise OODInputError(
-            f"pretrained={path!r} holds a {type(state).__name__}, not a state_dict "
-            "(a mapping of parameter names to tensors)."
-        )
-    if all(isinstance(k, str) and k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    for key in _NON_PARAMETER_KEYS:
-        state.pop(key, None)
-    return state
 
 
 class _DropRandomInitWarning(logging.Filter):
@@ -252,7 +129,7 @@ class CLIPEncoder:
                 )
             self._weights_file = path
             self.quick_gelu = bool(quick_gelu)
-            self._weights_identity = f"file:{_file_identity(path)}"
+            self._weights_identity = f"file:{file_identity(path)}"
         else:
             tags = self._tags(open_clip)
             if self.pretrained not in tags:
@@ -410,7 +287,10 @@ class CLIPEncoder:
         )
 
         path = self._weights_file or self._resolve_tag_file()
-        state = load_state_dict_safely(path)
+        state = load_state_dict_safely(
+            path, what=f"CLIP weights file (pretrained=) for {self.model_name!r}",
+            drop_keys=_NON_PARAMETER_KEYS,
+        )
 
         preprocess_overrides = None
         if self._tag_cfg:
@@ -496,28 +376,27 @@ class CLIPEncoder:
         n = len(items)
         if not isinstance(batch_size, int) or batch_size < 1:
             raise OODInputError(f"batch_size must be a positive integer, got {batch_size!r}.")
-        update, close = progress_reporter(progress, n, desc)
         out = []
-        try:
-            with torch.inference_mode():
-                for start in range(0, n, batch_size):
-                    chunk = items[start : start + batch_size]
-                    x = to_tensor(chunk).to(self.device)
-                    feats = forward(x).float()
-                    feats = torch.nn.functional.normalize(feats, dim=-1)
-                    out.append(feats.cpu().numpy())
-                    update(len(chunk))
-        finally:
-            close()
+        with Progress(progress, n, desc) as bar, torch.inference_mode():
+            for start in range(0, n, batch_size):
+                chunk = items[start : start + batch_size]
+                x = to_tensor(chunk).to(self.device)
+                feats = forward(x).float()
+                feats = torch.nn.functional.normalize(feats, dim=-1)
+                out.append(feats.cpu().numpy())
+                bar.update(len(chunk))
         if not out:
             return np.zeros((0, self.embed_dim), dtype=np.float32)
         return np.ascontiguousarray(np.concatenate(out), dtype=np.float32)
 
-    def encode_images(self, images, batch_size=32, progress=None):
+    def encode_images(self, images, batch_size=32, progress=False):
         """Embed images; returns ``(N, D)`` float32 rows of unit L2 norm.
 
         ``images`` is a list of PIL images or image file paths (converted to RGB).
-        ``progress``: ``None``, ``True`` (tqdm) or a callable taking the done fraction.
+        ``progress``: see :mod:`ood_core.progress` (``None``/``True`` tqdm bar, ``False``
+        silent, or ``f(done, total)`` called after every batch). The default is
+        ``False``: the encoder is a building block, and callers that loop over many
+        calls report progress themselves.
         """
         images = list(images)
 
@@ -542,7 +421,7 @@ class CLIPEncoder:
             images, batch_size, progress, "CLIP images", to_tensor, self._model_encode_image
         )
 
-    def encode_texts(self, texts, batch_size=256, progress=None):
+    def encode_texts(self, texts, batch_size=256, progress=False):
         """Embed strings (full prompts); returns ``(N, D)`` float32 rows of unit L2 norm.
 
         Prompts are tokenized once, encoded in batches of similar token length, and
@@ -550,6 +429,8 @@ class CLIPEncoder:
         batch instead of the full 77-token context: with a causal mask the padding
         after the end-of-text token cannot influence it, so the result is the same
         while short WordNet prompts encode several times faster on CPU.
+
+        ``progress``: as in :meth:`encode_images` (counts prompts).
         """
         if isinstance(texts, str):
             raise OODInputError("texts must be a list of strings, not a single string.")

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import OODInputError, ResourceNotFoundError
-from .text_cache import default_cache_dir
+from .weights import cache_root
 
 POS_NOUN = "noun"
 POS_ADJ = "adj"
@@ -240,7 +240,7 @@ def _nltk_paths(nltk_data_paths):
 
 
 def _cached_copy_dir(cache_dir):
-    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    base = Path(cache_dir if cache_dir is not None else cache_root())
     return base / "nltk_data" / "corpora" / "wordnet"
 
 
@@ -415,7 +415,8 @@ def load_lexicon(
         wordnet_dir: explicit WordNet location (else ``$FIFTYONE_OOD_WORDNET_DIR``).
         nltk_data_paths: NLTK data directories to search (default ``nltk.data.path``).
         system_dirs: system WordNet directories (default ``("/usr/share/wordnet",)``).
-        cache_dir: where a Debian WordNet copy goes (default :func:`default_cache_dir`).
+        cache_dir: where a Debian WordNet copy goes (default: the package cache root,
+            :func:`ood_core.weights.cache_root`).
         cross_pos: ``"keep_both"`` (default), ``"noun"`` or ``"adj"``: what to do with a
             word that is both a noun and an adjective.
         exclude: ID class names to drop (exact, case-insensitive; see

@@ -18,8 +18,9 @@ a later hit. Files are written to a temporary name and renamed, so a crash or a
 concurrent writer never leaves a truncated entry; the ``.json`` is written last and
 marks an entry as complete.
 
-The cache directory is ``$FIFTYONE_OOD_CACHE_DIR``, else ``$XDG_CACHE_HOME/fiftyone-ood``,
-else ``~/.cache/fiftyone-ood``.
+The cache directory is the package's cache root (:func:`ood_core.weights.cache_root`:
+``$FIFTYONE_OOD_CACHE_DIR``, else ``$XDG_CACHE_HOME/fiftyone-ood``, else
+``~/.cache/fiftyone-ood``).
 """
 
 import hashlib
@@ -32,20 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OODInputError
+from .weights import cache_root
 
-ENV_CACHE_DIR = "FIFTYONE_OOD_CACHE_DIR"
 _FORMAT_VERSION = 1
 _DTYPES = ("float32", "float16")
-
-
-def default_cache_dir():
-    """Return the package's cache directory (not created)."""
-    env = os.environ.get(ENV_CACHE_DIR)
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "fiftyone-ood"
 
 
 def build_prompts(words, pos, templates):
@@ -113,7 +104,7 @@ def cached_text_embeddings(encoder, words, pos, templates, *, cache_dir=None,
             ``weights_identity`` and ``encode_texts(texts, batch_size, progress)``).
         words, pos: the vocabulary and one ``"noun"``/``"adj"`` tag per word.
         templates: POS -> template, e.g. ``{"noun": "the nice {}", "adj": "This is a {} photo"}``.
-        cache_dir: root cache directory (default :func:`default_cache_dir`).
+        cache_dir: root cache directory (default :func:`ood_core.weights.cache_root`).
         progress: passed to ``encode_texts`` on a cache miss.
         dtype: storage dtype, ``"float32"`` (default, exact) or ``"float16"``.
     """
@@ -131,7 +122,7 @@ def cached_text_embeddings(encoder, words, pos, templates, *, cache_dir=None,
         pipeline_identity=getattr(encoder, "text_pipeline_identity", ""),
         dtype=dtype,
     )
-    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    root = Path(cache_dir if cache_dir is not None else cache_root())
     folder = root / "text_embeddings"
     npy_path = folder / f"{key}.npy"
     meta_path = folder / f"{key}.json"

@@ -17,7 +17,8 @@ source works, :class:`WeightsNotFoundError` names the model and the ways to
 supply weights.
 
 Converted/sanitised state dicts are written as safetensors under the cache
-directory (``$FIFTYONE_OOD_CACHE_DIR`` or ``~/.cache/fiftyone-ood``) so timm's
+directory (:func:`cache_root`: ``$FIFTYONE_OOD_CACHE_DIR``, ``$XDG_CACHE_HOME/fiftyone-ood`` or
+``~/.cache/fiftyone-ood``) so timm's
 own loader (which handles classifier removal and ``features_only`` pruning)
 only ever reads a safetensors file.
 """
@@ -25,6 +26,7 @@ only ever reads a safetensors file.
 import hashlib
 import logging
 import os
+import zipfile
 
 from .errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
 
@@ -51,18 +53,39 @@ BUNDLED_WEIGHTS = {
 AUTO_BACKBONES = ("resnet50", "tf_efficientnet_lite0")
 
 
+#: Environment variable naming the package's cache root (weights, text embeddings, WordNet copy).
+ENV_CACHE_DIR = "FIFTYONE_OOD_CACHE_DIR"
+
+
+def cache_root():
+    """The package's cache root (not created).
+
+    ``$FIFTYONE_OOD_CACHE_DIR``, else ``$XDG_CACHE_HOME/fiftyone-ood``, else
+    ``~/.cache/fiftyone-ood``.
+    """
+    env = os.environ.get(ENV_CACHE_DIR)
+    if env:
+        return os.path.expanduser(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = os.path.expanduser(xdg) if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "fiftyone-ood")
+
+
 def cache_dir(*parts):
-    """Return (and create) a folder under the fiftyone-ood cache directory."""
-    root = os.environ.get("FIFTYONE_OOD_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "fiftyone-ood"
-    )
-    path = os.path.join(root, *parts)
+    """Return (and create) a folder under the cache root (see :func:`cache_root`)."""
+    path = os.path.join(cache_root(), *parts)
     os.makedirs(path, exist_ok=True)
     return path
 
 
 def file_identity(path):
-    """A short content hash of a file: sha256 of its size, first and last MiB."""
+    """A short content hash of a file: sha256 of its size, first and last MiB.
+
+    Reading 2 MiB instead of the whole file keeps this cheap for 600 MB checkpoints;
+    a retrained or fine-tuned checkpoint differs in those bytes (safetensors puts its
+    header and the first tensors at the start). The path and mtime are not part of
+    it: a copy of the same file elsewhere has the same identity.
+    """
     h = hashlib.sha256()
     size = os.path.getsize(path)
     h.update(str(size).encode())
@@ -74,39 +97,108 @@ def file_identity(path):
     return h.hexdigest()[:16]
 
 
-def load_state_dict_safely(path):
+def _is_torchscript_archive(path):
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+    # Plain torch.save zips hold data.pkl + data/; TorchScript adds compiled code.
+    return any(n.endswith("constants.pkl") or "/code/" in n for n in names)
+
+
+def _is_pickle_container(path):
+    """True for files torch.save / pickle write: a zip archive or a pickle stream."""
+    if zipfile.is_zipfile(path):
+        return True
+    with open(path, "rb") as f:
+        return f.read(1) == b"\x80"  # pickle's PROTO opcode (protocol >= 2)
+
+
+def conversion_hint(path):
+    """One-line command converting a trusted pickle checkpoint to safetensors."""
+    return (
+        "Convert it once, in an environment where you trust the file, to safetensors, "
+        "then pass the new file: python -c \"import torch, "
+        "safetensors.torch as st; obj = torch.load('{p}', map_location='cpu', "
+        "weights_only=False); sd = obj.state_dict() if hasattr(obj, 'state_dict') "
+        "else obj.get('state_dict', obj); st.save_file({{k: v.contiguous() for k, v in "
+        "sd.items() if hasattr(v, 'contiguous')}}, '{p}.safetensors')\""
+    ).format(p=path)
+
+
+def load_state_dict_safely(path, *, what="weights file", drop_keys=()):
     """Read a checkpoint file into a ``{name: tensor}`` dict without pickle execution.
 
     Accepts safetensors files and torch files loadable with ``weights_only=True``;
-    unwraps the common ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers.
+    unwraps the common ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers and a
+    DataParallel ``"module."`` prefix, then removes ``drop_keys`` (entries some
+    formats carry that are not parameters).
+
+    Args:
+        path: the checkpoint file.
+        what: how error messages name the file (e.g. ``"CLIP weights file"``).
+        drop_keys: keys to remove before checking that every value is a tensor.
+
+    Raises:
+        UnsafeCheckpointError: the file needs pickle code execution (pickled classes
+            or functions, or a TorchScript archive such as OpenAI's original CLIP
+            ``.pt`` files); the message gives the one-line safetensors conversion.
+        OODInputError: the file does not exist, is not a checkpoint at all, or does
+            not hold a state dict of tensors.
     """
+    import pickle
+
     import torch
 
+    path = os.fspath(path)
     if not os.path.isfile(path):
-        raise OODInputError(f"weights file {path!r} does not exist; pass the path of a .safetensors or .pt file")
+        raise OODInputError(f"{what} {path!r} does not exist; pass the path of a .safetensors or .pt file")
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
 
         try:
-            return load_file(path, device="cpu")
+            obj = load_file(path, device="cpu")
         except Exception as e:
-            raise OODInputError(f"weights file {path!r} is not a valid safetensors file ({e})") from e
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        # weights_only=True refuses any pickled object that is not plain tensors
-        # and containers: that is exactly the unsafe case.
-        raise UnsafeCheckpointError(
-            f"weights file {path!r} cannot be loaded safely: it needs arbitrary pickle "
-            f"execution ({type(e).__name__}: {str(e).splitlines()[0][:200]}). Re-save it as a "
-            "plain state_dict (torch.save(model.state_dict(), path)) or as safetensors."
-        ) from e
+            raise OODInputError(
+                f"{what} {path!r} is not a valid safetensors file ({e}); re-export the weights "
+                "with safetensors.torch.save_file"
+            ) from e
+    else:
+        if _is_torchscript_archive(path):
+            raise UnsafeCheckpointError(
+                f"{what} {path!r} is a TorchScript archive (e.g. OpenAI's original CLIP format); "
+                "loading it runs code from the file, so it is refused. " + conversion_hint(path)
+            )
+        try:
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            # weights_only=True refuses any pickled object that is not plain tensors and
+            # containers: for a pickle stream that is exactly the unsafe case. Anything
+            # else (a text file, a truncated archive) is simply not a checkpoint.
+            first = str(e).splitlines()[0][:200] if str(e) else ""
+            if "unsupported global" in str(e).lower() or (
+                isinstance(e, pickle.UnpicklingError) and _is_pickle_container(path)
+            ):
+                raise UnsafeCheckpointError(
+                    f"{what} {path!r} cannot be loaded safely: it contains pickled objects that "
+                    "torch.load(weights_only=True) refuses (only plain tensors and containers "
+                    f"are allowed; {type(e).__name__}: {first}). " + conversion_hint(path)
+                ) from e
+            raise OODInputError(
+                f"{what} {path!r} is not a readable PyTorch checkpoint ({type(e).__name__}: "
+                f"{first}); pass a .safetensors file or a torch.save'd state_dict"
+            ) from e
     for key in ("state_dict", "model", "model_state_dict", "state_dict_ema"):
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
             break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise OODInputError(f"weights file {path!r} does not hold a state_dict of tensors")
+    if isinstance(obj, dict):
+        obj = {k: v for k, v in obj.items() if k not in drop_keys}
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise OODInputError(
+            f"{what} {path!r} holds a {type(obj).__name__}, not a state_dict (a non-empty mapping "
+            "of parameter names to tensors)"
+        )
     return {k.removeprefix("module."): v for k, v in obj.items()}
 
 

@@ -1,7 +1,5 @@
 """CLIPEncoder on a tiny randomly initialised open_clip model saved to local files."""
 
-import json
-
 import numpy as np
 import open_clip
 import pytest
@@ -10,37 +8,14 @@ import torch
 from ood_core.clip import CLIPEncoder
 from ood_core.errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
 
-TINY = "ood-test-tiny-clip"
-TINY_CFG = {
-    "embed_dim": 32,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16},
-    # 49408 = the size of CLIP's BPE tokenizer vocabulary, which the tokenizer emits.
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
-}
-
-
-def make_tiny_clip(folder, name=TINY, cfg=TINY_CFG, seed=0):
-    """Register a tiny config, build it with random weights, save .safetensors and .pt."""
-    from safetensors.torch import save_file
-
-    cfg_path = folder / f"{name}.json"
-    cfg_path.write_text(json.dumps(cfg))
-    open_clip.add_model_config(cfg_path)
-    torch.manual_seed(seed)
-    model = open_clip.create_model(name).eval()
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
-    sf_path = folder / f"{name}-{seed}.safetensors"
-    pt_path = folder / f"{name}-{seed}.pt"
-    save_file(state, str(sf_path))
-    torch.save(state, str(pt_path))
-    return model, sf_path, pt_path
+TINY = "ood-test-tiny-clip"  # the default name of conftest's tiny_clip_factory
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_clip")
-    model, sf_path, pt_path = make_tiny_clip(folder)
-    return model, sf_path, pt_path
+def tiny(tiny_clip):
+    """A tiny random open_clip model (conftest) and its .safetensors / .pt files."""
+    assert tiny_clip.name == TINY
+    return tiny_clip.model, tiny_clip.safetensors, tiny_clip.pt
 
 
 def _images(n, seed=0):
@@ -136,12 +111,15 @@ def test_image_paths_and_exposed_preprocess(tiny, tmp_path):
         enc.encode_images([np.zeros((4, 4, 3))])
 
 
-def test_progress_callback_reaches_one(tiny):
+def test_progress_callback_gets_done_and_total(tiny):
     _, sf_path, _ = tiny
     enc = CLIPEncoder(TINY, pretrained=str(sf_path))
     seen = []
-    enc.encode_texts(TEXTS, batch_size=2, progress=seen.append)
-    assert seen == sorted(seen) and len(seen) == 3 and seen[-1] == 1.0
+    enc.encode_texts(TEXTS, batch_size=2, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 5), (4, 5), (5, 5)]
+    seen.clear()
+    enc.encode_images(_images(3), batch_size=2, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(2, 3), (3, 3)]
 
 
 def test_weights_identity_tracks_file_and_quick_gelu(tiny, tmp_path):
@@ -215,7 +193,7 @@ def test_unreachable_hub_tag_raises_weights_not_found(tmp_path, monkeypatch):
         CLIPEncoder("ViT-B-16", pretrained="openai", hub_cache_dir=str(tmp_path))
 
 
-def test_unknown_tag_model_and_mismatched_weights(tiny, tmp_path):
+def test_unknown_tag_model_and_mismatched_weights(tiny, tiny_clip_factory):
     _, sf_path, _ = tiny
     with pytest.raises(OODInputError, match="known tags"):
         CLIPEncoder("ViT-B-16", pretrained="no-such-tag")
@@ -224,10 +202,6 @@ def test_unknown_tag_model_and_mismatched_weights(tiny, tmp_path):
     with pytest.raises(OODInputError, match="Randomly initialised"):
         CLIPEncoder(TINY, pretrained=None)
     # Weights of the tiny model do not fit a different architecture.
-    other_cfg = json.loads(json.dumps(TINY_CFG))
-    other_cfg["embed_dim"] = 16
-    cfg_path = tmp_path / "ood-test-tiny-clip-16.json"
-    cfg_path.write_text(json.dumps(other_cfg))
-    open_clip.add_model_config(cfg_path)
+    tiny_clip_factory(name="ood-test-tiny-clip-16", embed_dim=16)
     with pytest.raises(OODInputError, match="do not fit"):
         CLIPEncoder("ood-test-tiny-clip-16", pretrained=str(sf_path))

@@ -139,3 +139,84 @@ def test_operator_refuses_bad_params_and_writes_nothing(small):
         foo.execute_operator(_uri("score_ood"), dict(view=ds.view()), params=bad)
     ds.reload()
     assert not ds.has_field("s") and "s" not in ds.list_runs()
+
+
+# --------------------------------------------------------------------------- CLIP negative-label operators
+
+
+@pytest.fixture
+def tiny_clip_params(tiny_clip, tmp_path, monkeypatch):
+    """Form params for the tiny CLIP model file and a small word list; a private text cache."""
+    monkeypatch.setenv("FIFTYONE_OOD_CACHE_DIR", str(tmp_path / "cache"))
+    words = tmp_path / "words.txt"
+    nouns = "dog cat horse bird fish car truck boat train house tree river cloud pizza apple guitar clock lamp"
+    words.write_text("\n".join(nouns.split() + ["red\tadj", "furry\tadj", "wooden\tadj", "bag"]) + "\n")
+    return dict(model_name=tiny_clip.name, weights=str(tiny_clip.safetensors), word_list=str(words))
+
+
+def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_torch_thread):
+    from ood_core import fo_runs
+
+    ds = small
+    uri = _uri("compute_neglabel_scores")
+    ds.set_values("taken", [0.0] * len(ds))
+    props = _resolve(uri, ds, dict(score_field="taken"))
+    assert props["score_field"].invalid and "already exist" in props["score_field"].error_message
+    assert props["label_field"].type.values == ["ground_truth"]  # default ID source: a label field
+    props = _resolve(uri, ds, dict(id_source="labels", id_labels=" , ", tau=0, num_groups=0,
+                                   prediction_field="bad name"))
+    for name in ("id_labels", "tau", "num_groups", "prediction_field"):
+        assert props[name].invalid, name
+
+    out = _run(uri, ds, dict(id_source="labels", id_labels="Trouser, Bag, Sneaker", score_field="nl",
+                             num_negatives=12, num_groups=3, **tiny_clip_params))
+    assert out.result["num_scored"] == 40 and out.result["num_negatives"] == 12
+    ds.reload()
+    assert all(0.0 <= s <= 1.0 for s in ds.values("nl"))
+    assert {p.label for p in ds.values("neglabel_prediction")} <= {"Trouser", "Bag", "Sneaker"}
+    info = fo_runs.get_ood_run_info(ds, "nl")
+    assert info["kind"] == "neglabel" and info["clip"]["pretrained"] == tiny_clip_params["weights"]
+    results = fo_runs.load_ood_results(ds, "nl")
+    assert len(results.negative_words) == 12 and "bag" in results.excluded_words
+    # Classes of a label field; the existing run key is refused without overwrite.
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
+
+    params = dict(id_source="label_field", label_field="ground_truth", score_field="nl", num_negatives=12,
+                  num_groups=3, **tiny_clip_params)
+    with pytest.raises(ExecutionError, match="run key 'nl' .* already exist"):
+        foo.execute_operator(uri, dict(view=ds.view()), params=params)
+    _run(uri, ds, dict(params, overwrite=True))
+    assert fo_runs.get_ood_run_info(ds, "nl")["label_field"] == "ground_truth"
+    assert len(fo_runs.load_ood_results(ds, "nl").id_names) == 10
+
+
+def test_rap_operator_delegated_through_sdk_call(small, tiny_clip_params, one_torch_thread):
+    import fiftyone.operators as foo
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    from ood_core import fo_runs
+
+    ds = small
+    uri = _uri("compute_rap_scores")
+    props = _resolve(uri, ds, dict(few_shot_mode="tag", few_shot_tag="trusted", u1=0.6, u2=0.4, num_crops=0))
+    assert "trusted" in props["few_shot_tag"].type.values
+    assert props["u2"].invalid and props["num_crops"].invalid and not props["few_shot_tag"].invalid
+    props = _resolve(uri, ds, dict(id_source="labels", id_labels="Bag", few_shot_mode="k_per_class",
+                                   test_time=False))
+    assert props["label_field"].type.values == ["ground_truth"] and "u1" not in props
+    op = foo.get_operator(uri)
+    queued = op(ds, "rap", few_shot_tag="trusted", label_field="ground_truth", num_crops=4, num_keep=2,
+                num_negatives=8, num_groups=2, words_per_sample=1, u1=0.0, u2=1.0, delegate=True,
+                **tiny_clip_params)
+    assert queued.delegated and not ds.has_field("rap")
+    DelegatedOperationService().execute_queued_operations(operator=uri, dataset_name=ds.name)
+    ds.reload()
+    scores = ds.values("rap")
+    assert len(scores) == 40 and all(0.0 <= s <= 1.0 for s in scores)
+    info = fo_runs.get_ood_run_info(ds, "rap")
+    assert info["kind"] == "rap" and info["few_shot"] == {"tag": "trusted"} and info["test_time"] is True
+    results = fo_runs.load_ood_results(ds, "rap")
+    assert results.few_shot_ids == sorted(ds.match_tags("trusted").values("id"))
+    assert len(results.train_negative_words) == 8
+    assert len(results.test_negative_words) == len(results.test_negative_sample_ids) > 0

@@ -9,12 +9,8 @@ import torch
 
 from ood_core.clip import CLIPEncoder
 from ood_core.errors import OODInputError
-from ood_core.text_cache import (
-    build_prompts,
-    cached_text_embeddings,
-    default_cache_dir,
-    text_cache_key,
-)
+from ood_core.text_cache import build_prompts, cached_text_embeddings, text_cache_key
+from ood_core.weights import cache_root
 
 TINY = "ood-test-tiny-clip-cache"
 TINY_CFG = {
@@ -143,6 +139,9 @@ def test_bad_inputs_and_default_dir(weights, tmp_path, monkeypatch):
     with pytest.raises(OODInputError, match="dtype"):
         cached_text_embeddings(enc, ["dog"], ["noun"], TEMPLATES, cache_dir=tmp_path, dtype="int8")
     monkeypatch.setenv("FIFTYONE_OOD_CACHE_DIR", str(tmp_path / "envcache"))
-    assert default_cache_dir() == tmp_path / "envcache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_root() == str(tmp_path / "envcache")  # the package variable wins
     cached_text_embeddings(enc, ["dog"], ["noun"], TEMPLATES)
     assert len(list((tmp_path / "envcache" / "text_embeddings").glob("*.npy"))) == 1
+    monkeypatch.delenv("FIFTYONE_OOD_CACHE_DIR")
+    assert cache_root() == str(tmp_path / "xdg" / "fiftyone-ood")

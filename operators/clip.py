@@ -1,0 +1,366 @@
+"""Operators: zero-shot (NegLabel) and few-shot (RAP) OOD scores with CLIP negative labels."""
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+from . import _common as common
+
+ID_SOURCES = ("label_field", "labels")
+FEW_SHOT_MODES = ("tag", "k_per_class")
+RESCORE = ("final", "online")
+
+
+# --------------------------------------------------------------------------- shared form parts
+
+
+def _clip_embedding_runs(dataset):
+    from ood_core import fo_runs
+
+    runs = []
+    for key in fo_runs.list_ood_runs(dataset, kind="embeddings"):
+        backbone = fo_runs.get_ood_run_info(dataset, key).get("backbone") or {}
+        if backbone.get("kind") == "clip":
+            runs.append(key)
+    return runs
+
+
+def _invalid(prop, message):
+    prop.invalid = True
+    prop.error_message = message
+    return prop
+
+
+def _check_range(prop, value, *, low=None, high=None, low_open=False, what=""):
+    """Flag ``prop`` when ``value`` is outside [low, high] (``low_open``: (low, high])."""
+    if value is None:
+        return prop
+    if low is not None and (value <= low if low_open else value < low):
+        return _invalid(prop, f"{what} must be {'>' if low_open else '>='} {low}")
+    if high is not None and value > high:
+        return _invalid(prop, f"{what} must be <= {high}")
+    return prop
+
+
+def _add_id_inputs(inputs, ctx):
+    """ID classes: the classes of a label field, or comma-separated names."""
+    label_fields = common.label_fields(ctx.dataset)
+    default = "label_field" if label_fields else "labels"
+    radio = types.RadioGroup()
+    radio.add_choice("label_field", label="Classes of a label field")
+    radio.add_choice("labels", label="Comma-separated class names")
+    inputs.enum("id_source", radio.values(), default=default, label="In-distribution classes", view=radio)
+    if ctx.params.get("id_source", default) == "label_field":
+        prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
+                                       description="Its classes are the in-distribution (ID) classes")
+        if not label_fields:
+            _invalid(prop, "this dataset has no Classification or Detections field; type the class names instead")
+    else:
+        prop = inputs.str("id_labels", required=True, label="ID class names",
+                          description="Comma-separated, e.g. 'dog, cat, sports car'")
+        value = ctx.params.get("id_labels")
+        if value is not None and not _parse_labels(value):
+            _invalid(prop, "give at least one class name")
+
+
+def _add_model_inputs(inputs, ctx):
+    runs = _clip_embedding_runs(ctx.dataset)
+    common.add_field_choice(
+        inputs, "embeddings_field", runs, label="Stored CLIP embeddings (optional)", required=False,
+        description="Reuse image embeddings from 'compute_clip_embeddings'; empty = encode the images now",
+    )
+    inputs.str("model_name", default="", required=False, label="CLIP model",
+               description="open_clip architecture, e.g. 'ViT-B-16'; empty = ViT-B-16 (or the embeddings run's)")
+    inputs.str("weights", default="", required=False, label="CLIP weights",
+               description="Local .safetensors/.pt file, or an open_clip tag such as 'openai' (needs the hub or "
+                           "its cache); empty = 'openai' (or the embeddings run's)")
+    inputs.bool("quick_gelu", default=False, label="QuickGELU",
+                description="Tick for OpenAI weights loaded from a file (the 'openai' tag sets it itself)",
+                view=types.CheckboxView())
+    inputs.str("word_list", default="", required=False, label="Word list file (optional)",
+               description="One candidate word per line (optional '<TAB>noun|adj'); empty = WordNet nouns and "
+                           "adjectives (Debian wordnet-base or NLTK data)")
+
+
+def _add_grouping_inputs(inputs, ctx):
+    p = ctx.params
+    _check_range(inputs.float("tau", default=0.01, label="Temperature tau",
+                              description="Softmax temperature (paper: 0.01)"),
+                 p.get("tau"), low=0, low_open=True, what="tau")
+    _check_range(inputs.int("num_groups", default=100, label="Negative-label groups",
+                            description="Groups averaged (paper: 100); at most the number of negatives"),
+                 p.get("num_groups"), low=1, what="num_groups")
+    inputs.int("seed", default=0, label="Seed")
+
+
+def _add_output_inputs(inputs, ctx, score_default, prediction_default):
+    prediction = ctx.params.get("prediction_field", prediction_default)
+    common.add_new_key(
+        inputs, ctx, "score_field", label="Score field", default=score_default,
+        description="Float field for 1 - S(x) in [0, 1] (higher = more OOD); also the run key",
+        field_paths=lambda v: [v] + ([prediction] if prediction else []),
+    )
+    prop = inputs.str("prediction_field", default=prediction_default, required=False, label="Prediction field",
+                      description="Classification field for the predicted ID class (confidence = softmax); "
+                                  "empty = none")
+    if prediction:
+        from ood_core import fo_runs
+
+        try:
+            fo_runs.validate_key(prediction, "prediction field")
+        except ValueError as e:
+            _invalid(prop, str(e))
+        else:
+            if prediction == ctx.params.get("score_field", score_default):
+                _invalid(prop, "the prediction field must differ from the score field")
+    common.add_overwrite_input(inputs)
+    common.add_delegation_input(inputs, ctx)
+
+
+def _parse_labels(value):
+    if value is None:
+        return []
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value if str(v).strip()]
+    return [s.strip() for s in str(value).split(",") if s.strip()]
+
+
+def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
+    """Keyword arguments shared by both scorers, from the form / SDK params.
+
+    ``label_field`` is passed when it gives the ID classes, or (RAP) when it picks and
+    checks the few-shot samples.
+    """
+    p = ctx.params
+    by_field = p.get("id_source", "label_field") == "label_field"
+    return dict(
+        id_labels=None if by_field else _parse_labels(p.get("id_labels")),
+        label_field=(p.get("label_field") or None) if by_field or label_field_for_few_shot else None,
+        embeddings_field=p.get("embeddings_field") or None,
+        model_name=p.get("model_name") or None,
+        pretrained=p.get("weights") or None,
+        quick_gelu=True if p.get("quick_gelu") else None,
+        word_list=p.get("word_list") or None,
+        tau=float(p.get("tau", 0.01)),
+        num_groups=int(p.get("num_groups", 100)),
+        seed=int(p.get("seed", 0)),
+        prediction_field=p.get("prediction_field", prediction_default) or None,
+        overwrite=bool(p.get("overwrite", False)),
+        progress=common.progress_callback(ctx),
+    )
+
+
+def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list, **rest):
+    return dict(
+        id_source="labels" if id_labels is not None else "label_field",
+        id_labels=list(id_labels) if id_labels is not None else None,
+        label_field=label_field,
+        embeddings_field=embeddings_field,
+        model_name=model_name or "",
+        weights=weights or "",
+        quick_gelu=bool(quick_gelu),
+        word_list=word_list or "",
+        **rest,
+    )
+
+
+# --------------------------------------------------------------------------- NegLabel
+
+
+class ComputeNegLabelScores(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_neglabel_scores",
+            label="OOD: NegLabel zero-shot scores (CLIP)",
+            description="Zero-shot OOD scores from CLIP and mined negative labels (NegLabel, ICLR 2024); "
+                        "higher = more OOD",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_delegation(self, ctx):
+        return common.resolve_delegation(ctx)
+
+    def resolve_input(self, ctx):
+        ctx.target_view()
+        inputs = types.Object()
+        p = ctx.params
+        _add_id_inputs(inputs, ctx)
+        _add_model_inputs(inputs, ctx)
+        _check_range(
+            inputs.int("num_negatives", required=False, label="Number of negative labels (optional)",
+                       description="Paper: 10000; empty = the least ID-like share of each part of speech"),
+            p.get("num_negatives"), low=1, what="num_negatives")
+        if not p.get("num_negatives"):
+            _check_range(inputs.float("fraction", default=0.15, label="Share of candidates kept",
+                                      description="Per part of speech (paper: 0.15)"),
+                         p.get("fraction"), low=0, low_open=True, high=1, what="fraction")
+        _check_range(inputs.float("percentile", default=95.0, label="Mining percentile",
+                                  description="Of each candidate's similarities to the ID labels (paper: 95)"),
+                     p.get("percentile"), low=0, high=100, what="percentile")
+        _add_grouping_inputs(inputs, ctx)
+        _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction")
+        return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
+
+    def execute(self, ctx):
+        from ood_core import fo_clip
+
+        p = ctx.params
+        num_negatives = p.get("num_negatives") or None
+        summary = fo_clip.compute_neglabel_scores(
+            ctx.target_view(),
+            p.get("score_field", "neglabel_score"),
+            num_negatives=int(num_negatives) if num_negatives else None,
+            fraction=None if num_negatives else p.get("fraction"),
+            percentile=float(p.get("percentile", 95.0)),
+            **_common_kwargs(ctx, "neglabel_prediction"),
+        )
+        return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
+                                                 "num_skipped", "num_negatives", "score_quantiles"))
+
+    def __call__(self, sample_collection, score_field="neglabel_score", *, id_labels=None, label_field=None,
+                 embeddings_field=None, model_name=None, weights=None, quick_gelu=False, word_list=None,
+                 num_negatives=None, fraction=None, percentile=95.0, tau=0.01, num_groups=100, seed=0,
+                 prediction_field="neglabel_prediction", overwrite=False, delegate=False):
+        """Run from Python: ``op = foo.get_operator(uri); op(view, label_field="ground_truth")``.
+
+        ``id_labels`` (a list) or ``label_field`` give the ID classes; ``weights`` is a
+        local file or an open_clip tag. See :func:`ood_core.fo_clip.compute_neglabel_scores`.
+        """
+        params = _sdk_params(
+            id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
+            score_field=score_field, num_negatives=num_negatives, fraction=fraction, percentile=percentile,
+            tau=tau, num_groups=num_groups, seed=seed, prediction_field=prediction_field or "",
+            overwrite=overwrite, delegate=delegate,
+        )
+        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
+
+
+# --------------------------------------------------------------------------- RAP
+
+
+class ComputeRAPScores(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_rap_scores",
+            label="OOD: RAP few-shot scores (CLIP)",
+            description="Few-shot OOD scores with retrieval-augmented negative prompts and test-time updates "
+                        "(RAP); higher = more OOD",
+            dynamic=True,
+            allow_immediate_execution=True,
+            allow_delegated_execution=True,
+        )
+
+    def resolve_delegation(self, ctx):
+        return common.resolve_delegation(ctx)
+
+    def resolve_input(self, ctx):
+        ctx.target_view()
+        inputs = types.Object()
+        p = ctx.params
+        dataset = ctx.dataset
+        _add_id_inputs(inputs, ctx)
+
+        radio = types.RadioGroup()
+        radio.add_choice("tag", label="Samples with a tag")
+        radio.add_choice("k_per_class", label="k random samples per class of the label field")
+        inputs.enum("few_shot_mode", radio.values(), default="tag", label="Few-shot ID images", view=radio)
+        if p.get("few_shot_mode", "tag") == "tag":
+            tags = sorted(dataset.distinct("tags"))
+            prop = common.add_field_choice(inputs, "few_shot_tag", tags, label="Few-shot tag",
+                                           description="In-distribution images tagged with this tag")
+            if not tags:
+                _invalid(prop, "no sample has a tag: tag a few in-distribution images, or pick k per class")
+        else:
+            _check_range(inputs.int("k_per_class", default=1, label="Images per class",
+                                    description="Paper: 1 or 4, picked with the seed from the target view"),
+                         p.get("k_per_class"), low=1, what="k_per_class")
+            if p.get("id_source", "label_field") == "labels":
+                fields = [f for f in common.label_fields(dataset, detections=False)]
+                prop = common.add_field_choice(inputs, "label_field", fields, label="Label field for picking",
+                                               description="Classification field whose labels pick the samples")
+                if not fields:
+                    _invalid(prop, "picking k per class needs a Classification field; use a tag instead")
+
+        _add_model_inputs(inputs, ctx)
+        _check_range(inputs.int("num_crops", default=256, label="Crops per few-shot image",
+                                description="Paper: 256 (each crop is one CLIP forward pass; lower it on CPU)"),
+                     p.get("num_crops"), low=1, what="num_crops")
+        _check_range(inputs.int("num_keep", default=32, label="Crops kept per side", description="Paper: 32"),
+                     p.get("num_keep"), low=1, what="num_keep")
+        _check_range(inputs.int("num_negatives", default=10000, label="Train-time negative labels",
+                                description="Paper: 10000 (capped at the vocabulary size)"),
+                     p.get("num_negatives"), low=1, what="num_negatives")
+        inputs.float("lambda1", default=0.2, label="lambda1 (outlier crops, > 0)")
+        inputs.float("lambda2", default=-0.2, label="lambda2 (ID crops, < 0)")
+        inputs.float("lambda3", default=-1.0, label="lambda3 (ID prompts, < 0)")
+        _check_range(inputs.float("eta", default=5.0, label="eta (percent)", description="Paper: 5"),
+                     p.get("eta"), low=0, high=100, what="eta")
+        inputs.bool("test_time", default=True, label="Test-time updates",
+                    description="Untick for the paper's train-time-only ablation", view=types.CheckboxView())
+        if p.get("test_time", True):
+            _check_range(inputs.float("u1", default=0.0, label="u1 (lowest ID score that adds words)"),
+                         p.get("u1"), low=0, high=1, what="u1")
+            prop = _check_range(inputs.float("u2", default=0.5, label="u2 (highest ID score that adds words)"),
+                                p.get("u2"), low=0, high=1, what="u2")
+            if p.get("u1") is not None and p.get("u2") is not None and p["u1"] > p["u2"]:
+                _invalid(prop, "u2 must be >= u1")
+            _check_range(inputs.int("words_per_sample", default=4, label="Words added per sample",
+                                    description="Paper: Q = 4"),
+                         p.get("words_per_sample"), low=1, what="words_per_sample")
+            inputs.enum("rescore", list(RESCORE), default="final", label="Scores", view=types.RadioGroup(),
+                        description="'final': all samples scored with the final negatives; 'online': streaming")
+        _add_grouping_inputs(inputs, ctx)
+        _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction")
+        return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
+
+    def execute(self, ctx):
+        from ood_core import fo_clip
+
+        p = ctx.params
+        by_tag = p.get("few_shot_mode", "tag") == "tag"
+        summary = fo_clip.compute_rap_scores(
+            ctx.target_view(),
+            p.get("score_field", "rap_score"),
+            few_shot=p.get("few_shot_tag") if by_tag else None,
+            k_per_class=None if by_tag else int(p.get("k_per_class", 1)),
+            num_crops=int(p.get("num_crops", 256)),
+            num_keep=int(p.get("num_keep", 32)),
+            lambdas=(float(p.get("lambda1", 0.2)), float(p.get("lambda2", -0.2)), float(p.get("lambda3", -1.0))),
+            eta=float(p.get("eta", 5.0)),
+            num_negatives=int(p.get("num_negatives", 10000)),
+            test_time=bool(p.get("test_time", True)),
+            u1=float(p.get("u1", 0.0)),
+            u2=float(p.get("u2", 0.5)),
+            words_per_sample=int(p.get("words_per_sample", 4)),
+            rescore=p.get("rescore", "final"),
+            **_common_kwargs(ctx, "rap_prediction", label_field_for_few_shot=True),
+        )
+        return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
+                                                 "num_skipped", "num_few_shot", "num_train_negatives",
+                                                 "num_test_negatives", "score_quantiles"))
+
+    def __call__(self, sample_collection, score_field="rap_score", *, few_shot_tag=None, k_per_class=None,
+                 id_labels=None, label_field=None, embeddings_field=None, model_name=None, weights=None,
+                 quick_gelu=False, word_list=None, num_crops=256, num_keep=32, num_negatives=10000,
+                 lambdas=(0.2, -0.2, -1.0), eta=5.0, test_time=True, u1=0.0, u2=0.5, words_per_sample=4,
+                 rescore="final", tau=0.01, num_groups=100, seed=0, prediction_field="rap_prediction",
+                 overwrite=False, delegate=False):
+        """Run from Python: ``op(view, few_shot_tag="fewshot", label_field="ground_truth")``.
+
+        The few-shot ID images are the samples tagged ``few_shot_tag``, or ``k_per_class``
+        random samples per class of ``label_field`` from the view. See
+        :func:`ood_core.fo_clip.compute_rap_scores`.
+        """
+        params = _sdk_params(
+            id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
+            score_field=score_field, few_shot_mode="k_per_class" if k_per_class else "tag",
+            few_shot_tag=few_shot_tag, k_per_class=k_per_class, num_crops=num_crops, num_keep=num_keep,
+            num_negatives=num_negatives, lambda1=lambdas[0], lambda2=lambdas[1], lambda3=lambdas[2], eta=eta,
+            test_time=test_time, u1=u1, u2=u2, words_per_sample=words_per_sample, rescore=rescore, tau=tau,
+            num_groups=num_groups, seed=seed, prediction_field=prediction_field or "", overwrite=overwrite,
+            delegate=delegate,
+        )
+        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
