@@ -24,7 +24,6 @@ torch and open_clip are imported lazily: importing this module is cheap.
 
 import logging
 import os
-import socket
 from urllib.parse import urlparse
 
 import numpy as np
@@ -260,19 +259,13 @@ class CLIPEncoder:
         return None
 
     @staticmethod
-    def _host_reachable(source, timeout=3.0):
+    def _host_reachable(source):
         # Fail fast offline: huggingface_hub otherwise retries for ~45 s per file.
+        from .weights import hub_reachable
+
         if source.startswith(("http://", "https://")):
-            host = urlparse(source).hostname
-        else:
-            host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
-        if not host:
-            return False
-        try:
-            with socket.create_connection((host, 443), timeout=timeout):
-                return True
-        except OSError:
-            return False
+            return hub_reachable(source)
+        return hub_reachable(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
 
     def _load(self):
         if self._model is not None:

@@ -276,25 +276,34 @@ def user_weights_file(path):
     return dst
 
 
-_HUB_REACHABLE = None
+_HUB_REACHABLE = None  # for huggingface.co; tests set it to False to simulate offline
+_HOSTS_REACHABLE = {}
 
 
 def hub_reachable(host="huggingface.co", timeout=3.0):
-    """Whether the model hub answers a TCP connect (probed once per process).
+    """Whether a model hub host answers a TCP connect on 443 (probed once per host and process).
 
     Without this probe, huggingface_hub retries every file for ~45 s before
-    giving up on an offline machine.
+    giving up on an offline machine. ``host`` may also be a URL.
     """
     global _HUB_REACHABLE
-    if _HUB_REACHABLE is None:
+    if "://" in host:
+        from urllib.parse import urlparse
+
+        host = urlparse(host).hostname or ""
+    if host == "huggingface.co" and _HUB_REACHABLE is not None:
+        return _HUB_REACHABLE
+    if host not in _HOSTS_REACHABLE:
         import socket
 
         try:
             socket.create_connection((host, 443), timeout=timeout).close()
-            _HUB_REACHABLE = True
-        except OSError:
-            _HUB_REACHABLE = False
-    return _HUB_REACHABLE
+            _HOSTS_REACHABLE[host] = True
+        except (OSError, UnicodeError):
+            _HOSTS_REACHABLE[host] = False
+    if host == "huggingface.co":
+        _HUB_REACHABLE = _HOSTS_REACHABLE[host]
+    return _HOSTS_REACHABLE[host]
 
 
 class _cache_only_when_offline:
