@@ -1,8 +1,18 @@
-"""Operators of the fiftyone-ood plugin: one module per operator family."""
+"""Operators and panels of the fiftyone-ood plugin: one module per family."""
 
+from .clip import ComputeNegLabelScores, ComputeRAPScores
 from .embeddings import ComputePyramidEmbeddings
+from .panel import OODReviewPanel
 from .runs import ManageOODRuns
 from .scoring import ScoreOOD
 from .visualization import ComputeOODVisualization
 
-OPERATORS = (ComputePyramidEmbeddings, ScoreOOD, ComputeOODVisualization, ManageOODRuns)
+OPERATORS = (
+    ComputePyramidEmbeddings,
+    ScoreOOD,
+    ComputeOODVisualization,
+    ManageOODRuns,
+    ComputeNegLabelScores,
+    ComputeRAPScores,
+    OODReviewPanel,
+)

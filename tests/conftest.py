@@ -5,10 +5,14 @@ so they are set at import time of this conftest (pytest imports it first).
 """
 
 import atexit
+import importlib.util
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import tempfile
+import time
 import uuid
 
 import numpy as np
@@ -20,18 +24,59 @@ _PLUGINS = os.path.join(_TMP, "plugins")
 os.makedirs(_PLUGINS)
 os.symlink(REPO, os.path.join(_PLUGINS, "fiftyone-ood"))
 
-os.environ["FIFTYONE_DATABASE_DIR"] = os.path.join(_TMP, "db")
+
+
+def _start_private_mongod():
+    """Start a mongod of our own and point FiftyOne at it with FIFTYONE_DATABASE_URI.
+
+    FiftyOne's embedded service attaches to any FiftyOne mongod of the same
+    user that is already running (e.g. the demo's), whatever
+    FIFTYONE_DATABASE_DIR says; a URI makes the tests' database truly private.
+    """
+    spec = importlib.util.find_spec("fiftyone")
+    mongod = os.path.join(list(spec.submodule_search_locations)[0], "db", "bin", "mongod")
+    if not os.access(mongod, os.X_OK):
+        raise RuntimeError(f"no mongod at {mongod}: run ./setup.sh (it installs one offline)")
+    dbpath = os.path.join(_TMP, "db")
+    os.makedirs(dbpath)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [mongod, "--dbpath", dbpath, "--port", str(port), "--bind_ip", "127.0.0.1", "--nounixsocket",
+         "--logpath", os.path.join(_TMP, "mongod.log")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"private mongod did not start; see {_TMP}/mongod.log")
+            time.sleep(0.2)
+
+    def stop_and_clean():
+        proc.terminate()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(_TMP, ignore_errors=True)
+
+    atexit.register(stop_and_clean)
+    return f"mongodb://127.0.0.1:{port}"
+
+
+os.environ["FIFTYONE_DATABASE_URI"] = _start_private_mongod()
 os.environ["FIFTYONE_PLUGINS_DIR"] = _PLUGINS
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
 os.environ.setdefault("FIFTYONE_OOD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "fiftyone-ood"))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
-
-
-# Registered before fiftyone is imported, so it runs after FiftyOne's own exit
-# handlers have stopped mongod (deleting its files earlier makes mongod abort).
-atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

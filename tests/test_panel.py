@@ -1,0 +1,215 @@
+"""The "OOD review" panel without a browser: its data functions and its event handlers.
+
+The handlers run through FiftyOne's own panel machinery (``Panel.execute`` with an
+``ExecutionContext`` and an ``Executor``), so what the App would receive (rendered
+layout, ``set_view``, ``notify``) is inspected as the list of triggered operations.
+"""
+
+import numpy as np
+import pytest
+
+PLUGIN = "@fiftyone-ood/ood"
+
+# 20 scores with a tie at the top (0.95, 0.95) and at 0.5; None = unscored sample.
+SCORES = [0.10, 0.20, 0.30, 0.35, 0.40, 0.45, 0.50, 0.50, 0.55, 0.60,
+          0.62, 0.64, 0.66, 0.70, 0.75, 0.80, 0.85, 0.90, 0.95, 0.95]
+IS_OOD = [False] * 14 + [True, False, True, True, True, True]
+
+
+@pytest.fixture
+def scored(dataset_factory, fashion_files):
+    """22 real Fashion-MNIST samples: 20 with a known score run ``ood``, 2 unscored; ``is_ood`` truth."""
+    from ood_core import fo_runs
+
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:22], names[:22])
+    ds.set_values("is_ood", IS_OOD + [None, None])
+    fo_runs.write_and_record(ds, [("ood", SCORES + [None, None])], "ood", kind="ood_scores",
+                             detector={"method": "knn", "k": 3})
+    ds.reload()
+    return ds
+
+
+def test_score_runs_lists_only_sample_level_score_runs(scored):
+    from operators import panel
+    from ood_core import fo_eval, fo_runs
+
+    ds = scored
+    fo_runs.write_and_record(ds, [("issue", [0.5] * len(ds))], "issue", kind="label_issues")
+    fo_runs.register_run(ds, "emb", kind="embeddings", fields=["emb"])  # not a score run
+    fo_eval.flag_samples(ds, "ood", rule="top_n", value=2, tag=None)  # a "flags" run + boolean field
+    assert sorted(panel.score_runs(ds)) == ["issue", "ood"]
+    s = panel.run_summary(ds, "issue")
+    assert (s["score_field"], s["positive"], s["negative"]) == ("issue", "wrong label", "correct label")
+    s = panel.run_summary(ds, "ood")
+    assert (s["score_field"], s["positive"], s["method"]) == ("ood", "OOD", "knn")
+    # flag fields are decisions, not ground truth
+    assert panel.boolean_fields(ds) == ["is_ood"]
+    with pytest.raises(ValueError, match="not a sample-level score run"):
+        panel.run_summary(ds, "emb")
+
+
+def test_read_scores_drops_unscored_and_unlabelled_samples(scored):
+    from operators import panel
+
+    ds = scored
+    ids, scores, is_pos = panel.read_scores(ds, "ood")
+    assert len(ids) == 20 and is_pos is None
+    np.testing.assert_allclose(scores, SCORES)
+    ds.set_values("is_ood", [None] + IS_OOD[1:] + [None, None])  # first sample loses its label
+    ids, scores, is_pos = panel.read_scores(ds, "ood", "is_ood")
+    assert len(ids) == 19 and ids[0] == ds.values("id")[1]
+    assert is_pos.tolist() == IS_OOD[1:]
+
+
+def test_threshold_count_is_inclusive_and_default_flags_top_5_percent_with_ties():
+    from operators import panel
+
+    scores = np.array(SCORES)
+    assert panel.count_flagged(scores, 0.95) == 2  # score >= threshold: both tied maxima
+    assert panel.count_flagged(scores, 0.5) == 14  # the tie at 0.5 is flagged
+    assert panel.count_flagged(scores, 0.951) == 0
+    assert panel.count_flagged(scores, -1.0) == 20
+    # top 5% of 20 = 1 sample, but its score is tied: both are flagged
+    assert panel.default_threshold(scores) == 0.95
+    assert panel.pick_threshold(0.6, scores) == 0.6
+    assert panel.pick_threshold(7.0, scores) == 0.95  # out of range (e.g. another dataset) -> default
+    assert panel.pick_threshold(None, scores) == 0.95
+
+
+def test_flagged_view_is_sorted_by_score_descending(scored):
+    from operators import panel
+
+    ds = scored
+    view = panel.flagged_view(ds, "ood", 0.66)
+    values = view.values("ood")
+    assert values == sorted(values, reverse=True)
+    assert len(view) == panel.count_flagged(np.array(SCORES), 0.66) == 8
+    assert min(values) == 0.66 and max(values) == 0.95
+    assert None not in values  # unscored samples never appear
+
+
+def test_review_tags_are_exclusive_and_counted(scored):
+    from operators import panel
+    from ood_core.errors import OODInputError
+
+    ds = scored
+    ids = ds.values("id")
+    out = panel.review_samples(ds, ids[:3], "confirmed")
+    assert out == {"tag": "ood_confirmed", "num_samples": 3, "num_tagged": 3, "num_untagged": 0}
+    out = panel.review_samples(ds, ids[2:5], "dismissed")  # one sample changes its decision
+    assert out == {"tag": "ood_dismissed", "num_samples": 3, "num_tagged": 3, "num_untagged": 1}
+    assert sorted(ds.match_tags("ood_confirmed").values("id")) == sorted(ids[:2])
+    assert sorted(ds.match_tags("ood_dismissed").values("id")) == sorted(ids[2:5])
+    assert panel.review_samples(ds, ids[2:5], "dismissed")["num_tagged"] == 0  # idempotent
+    assert panel.review_samples(ds, [], "confirmed")["num_samples"] == 0
+    with pytest.raises(OODInputError, match="decision"):
+        panel.review_samples(ds, ids[:1], "maybe")
+    with pytest.raises(OODInputError, match="not in this dataset"):
+        panel.review_samples(ds, ["0" * 24], "confirmed")
+
+
+def test_metrics_and_curves_match_the_reference_functions():
+    from sklearn.metrics import roc_auc_score
+
+    from operators import panel
+    from ood_core import thresholds
+    from ood_core.metrics import ood_metrics
+
+    scores, is_pos = np.array(SCORES), np.array(IS_OOD)
+    m = panel.evaluate(scores, is_pos, 0.8)
+    assert m["auroc"] == pytest.approx(roc_auc_score(is_pos, scores))
+    assert {k: m[k] for k in ood_metrics(scores, is_pos)} == ood_metrics(scores, is_pos)
+    assert m["at_threshold"] == thresholds.rates_at_threshold(scores, is_pos, 0.8)
+    assert m["at_threshold"]["num_flagged"] == 5 and m["at_threshold"]["tpr"] == pytest.approx(4 / 5)
+    assert panel.evaluate(scores, np.zeros(20, bool), 0.8) is None  # one class: no AUROC
+
+    text = panel.metrics_markdown(m, {"positive": "OOD", "negative": "ID"}, "is_ood")
+    assert "positive class: **OOD**".lower() in text.lower() and "is_ood == True" in text
+    assert f"AUROC {m['auroc']:.3f}" in text
+
+    roc, pr = panel.curve_traces(scores, is_pos, 0.8)
+    assert roc[0]["x"][0] == 0 and roc[0]["x"][-1] == 1 and roc[0]["y"][-1] == 1
+    assert (roc[-1]["x"], roc[-1]["y"]) == ([m["at_threshold"]["fpr"]], [m["at_threshold"]["tpr"]])
+    assert (pr[-1]["x"], pr[-1]["y"]) == ([m["at_threshold"]["tpr"]], [m["at_threshold"]["precision"]])
+
+    hist = panel.histogram_traces(scores)
+    assert len(hist) == 1 and sum(hist[0]["y"]) == 20
+    hist = panel.histogram_traces(scores, is_pos, ("OOD", "ID"))
+    assert [t["name"] for t in hist] == ["ID", "OOD"]
+    assert [sum(t["y"]) for t in hist] == [15, 5]
+    assert panel.histogram_traces(np.array([0.3, 0.3]))[0]["y"][0] == 2  # constant scores still bin
+
+
+def _run_panel(ds, method, state=None, selected=None):
+    """Call a panel method the way the App does; returns (result, triggered operations)."""
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext, Executor
+
+    op = foo.get_operator(f"{PLUGIN}/ood_review")
+    executor = Executor()
+    ctx = ExecutionContext(
+        request_params=dict(dataset_name=ds.name, selected=selected or [],
+                            params=dict(__method__=method, panel_id="test-panel", panel_state=state or {})),
+        executor=executor,
+    )
+    result = op.execute(ctx)
+    return result, [(r.operator_uri, r.params) for r in executor._requests]
+
+
+def _rendered(ops):
+    outputs = [p["output"] for name, p in ops if name == "show_panel_output"]
+    assert outputs, f"panel did not render; triggered: {[name for name, _ in ops]}"
+    return outputs[-1]
+
+
+def _markdown(output, name):
+    return output["type"]["properties"][name]["default"]
+
+
+def test_panel_renders_state_and_runs_its_buttons(scored):
+    import fiftyone as fo
+
+    ds = scored
+    # first load: the only score run, default threshold (top 5% = the two tied 0.95 scores)
+    _, ops = _run_panel(ds, "on_load")
+    out = _rendered(ops)
+    props = out["type"]["properties"]
+    assert props["run_key"]["default"] == "ood"
+    assert props["threshold_ood"]["default"] == 0.95
+    assert props["threshold_ood"]["type"]["min"] == 0.10 and props["threshold_ood"]["type"]["max"] == 0.95
+    assert _markdown(out, "flag_count").startswith("**2** of 20 scored samples flagged")
+    assert "metrics" not in props and "curves" not in props  # no ground truth chosen
+
+    # the App stored a new threshold and a ground-truth field: live count, metrics and curves
+    state = {"run_key": "ood", "gt_field": "is_ood", "threshold_ood": 0.66}
+    _, ops = _run_panel(ds, "on_change_input", state)
+    out = _rendered(ops)
+    assert _markdown(out, "flag_count").startswith("**8** of 20 scored samples flagged")
+    assert "Positive class: **OOD**" in _markdown(out, "metrics")
+    assert {"histogram", "curves"} <= set(out["type"]["properties"])
+    assert not any(name == "patch_panel_state" for name, _ in ops)  # never echoes the App's values
+
+    # "show flagged": the App gets the flagged view, highest score first
+    _, ops = _run_panel(ds, "show_flagged", state)
+    (view_params,) = [p for name, p in ops if name == "set_view"]
+    view = fo.DatasetView._build(ds, view_params["view"])
+    assert view.values("ood") == sorted([s for s in SCORES if s >= 0.66], reverse=True)
+
+    # tagging acts on the App's selection
+    ids = view.values("id")[:2]
+    _, ops = _run_panel(ds, "confirm_selected", state, selected=ids)
+    assert sorted(ds.match_tags("ood_confirmed").values("id")) == sorted(ids)
+    assert any(name == "reload_samples" for name, _ in ops)
+    _, ops = _run_panel(ds, "dismiss_selected", state, selected=ids[:1])
+    assert ds.match_tags("ood_dismissed").values("id") == ids[:1]
+    assert ds.match_tags("ood_confirmed").values("id") == ids[1:2]
+    _, ops = _run_panel(ds, "dismiss_selected", state, selected=[])
+    assert any(name == "notify" and p["variant"] == "warning" for name, p in ops)
+
+
+def test_panel_without_score_runs_says_what_to_run(dataset_factory, fashion_files):
+    ds = dataset_factory(fashion_files[0][:3])
+    _, ops = _run_panel(ds, "on_load")
+    out = _rendered(ops)
+    assert "OOD: score samples" in _markdown(out, "no_runs")
