@@ -12,13 +12,17 @@ All detectors share one small, scikit-learn-like contract (see :class:`Detector`
     det.fit_score(X_ref)            # fit on X_ref and score it, self-matches excluded
     det.get_params()                # JSON-serialisable, includes "method"
 
-scikit-learn and scipy are imported inside the methods that need them, so
-importing this module stays cheap.
+Neighbour search (k-NN, LOF, label agreement) goes through
+:class:`~ood_core.neighbors.NeighborIndex`: ``backend="auto"`` uses faiss when it
+is installed, else scikit-learn; with the exact ``index="flat"`` (default) both
+backends give the same scores. scikit-learn, scipy and faiss are imported inside
+the methods that need them, so importing this module stays cheap.
 """
 
 import numpy as np
 
 from .errors import NotFittedError, OODInputError
+from .neighbors import NeighborIndex, check_backend, check_index, resolve_backend
 from .validation import as_embeddings, check_same_dim
 
 __all__ = [
@@ -109,6 +113,11 @@ def _check_k(k, name="k"):
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise OODInputError(f"{name}={k!r} is not valid; {name} must be an integer >= 1.")
     return int(k)
+
+
+def _check_search(backend, index):
+    """Validate the neighbour-search keywords shared by the neighbour-based detectors."""
+    return check_backend(backend), check_index(index, backend)
 
 
 def _check_bool(value, name):
@@ -266,23 +275,31 @@ class KNNDetector(Detector):
             reference set.
         normalize: L2-normalise rows before measuring distances (the paper's
             setting). Rows that are all zero are rejected when True.
+        backend: neighbour search: ``"auto"`` (faiss if installed, else
+            scikit-learn), ``"faiss"`` or ``"sklearn"``; see
+            :mod:`ood_core.neighbors`.
+        index: ``"flat"`` (exact; the same scores on every backend), or the
+            approximate faiss indexes ``"ivf"`` / ``"hnsw"`` for large reference
+            sets (much faster; a missed neighbour makes a score slightly larger
+            than the exact one).
     """
 
     method = "knn"
-    _param_names = ("k", "normalize")
+    _param_names = ("k", "normalize", "backend", "index")
 
-    def __init__(self, *, k=50, normalize=True):
+    def __init__(self, *, k=50, normalize=True, backend="auto", index="flat"):
         self.k = _check_k(k)
         self.normalize = _check_bool(normalize, "normalize")
+        self.backend, self.index = _check_search(backend, index)
 
     def _prepare(self, X, name):
         return _l2_normalize(X, name) if self.normalize else X
 
     def _fit(self, X, labels):
-        from sklearn.neighbors import NearestNeighbors
-
         self.reference_ = self._prepare(X, _REF_NAME)
-        self.nn_ = NearestNeighbors(algorithm="brute").fit(self.reference_)
+        self.neighbors_ = NeighborIndex(backend=self.backend, index=self.index).fit(
+            self.reference_
+        )
 
     def _score(self, X, labels):
         n_ref = self.reference_.shape[0]
@@ -291,7 +308,7 @@ class KNNDetector(Detector):
                 f"k={self.k} but the reference set has only {n_ref} samples (k must be <= "
                 f"{n_ref}); lower k or add reference samples."
             )
-        dist, _ = self.nn_.kneighbors(self._prepare(X, _SCORED_NAME), n_neighbors=self.k)
+        dist, _ = self.neighbors_.kneighbors(self._prepare(X, _SCORED_NAME), k=self.k)
         return dist[:, self.k - 1]
 
     def _fit_score(self, X, labels):
@@ -304,7 +321,7 @@ class KNNDetector(Detector):
             )
         self._fit(X, labels)
         # kneighbors() without X leaves each query point out of its own neighbours.
-        dist, _ = self.nn_.kneighbors(n_neighbors=self.k)
+        dist, _ = self.neighbors_.kneighbors(k=self.k)
         return dist[:, self.k - 1]
 
 
@@ -445,12 +462,73 @@ class MahalanobisDetector(Detector):
 # --------------------------------------------------------------------------- LOF
 
 
+def _local_reachability_density(dist, idx, k_distance):
+    """``1 / mean_o max(k_distance[o], d(x, o))`` over each row's neighbours ``o``.
+
+    ``dist``/``idx`` are ``(N, k)`` neighbour distances and indices into the
+    fitted set, ``k_distance`` the fitted points' distance to their k-th
+    neighbour. The ``1e-10`` is scikit-learn's guard against a zero mean when
+    a point has more than k exact duplicates.
+    """
+    reach = np.maximum(dist, k_distance[idx])
+    return 1.0 / (reach.mean(axis=1) + 1e-10)
+
+
+class _GraphLOF:
+    """LOF of one reference set computed from its k-NN graph (Breunig et al. 2000).
+
+    The formulas of :class:`sklearn.neighbors.LocalOutlierFactor`, evaluated on
+    neighbours found by :class:`~ood_core.neighbors.NeighborIndex` (in float64):
+
+    - fitted points: neighbours are the *other* fitted points, giving
+      ``outlier_factor_`` (scikit-learn's ``-negative_outlier_factor_``, the
+      ``novelty=False`` scores);
+    - new points (:meth:`outlier_factor`): neighbours are fitted points, with the
+      fitted points' ``k_distance_`` and ``lrd_`` (scikit-learn's
+      ``novelty=True`` ``-score_samples``).
+    """
+
+    def __init__(self, k, backend, index):
+        self.k = k
+        self.neighbors_ = NeighborIndex(backend=backend, index=index)
+
+    def fit(self, X):
+        self.neighbors_.fit(X)
+        dist, idx = self.neighbors_.kneighbors(k=self.k)
+        self.k_distance_ = dist[:, self.k - 1]
+        self.lrd_ = _local_reachability_density(dist, idx, self.k_distance_)
+        self.outlier_factor_ = (self.lrd_[idx] / self.lrd_[:, None]).mean(axis=1)
+        return self
+
+    def outlier_factor(self, X):
+        dist, idx = self.neighbors_.kneighbors(X, k=self.k)
+        lrd = _local_reachability_density(dist, idx, self.k_distance_)
+        return (self.lrd_[idx] / lrd[:, None]).mean(axis=1)
+
+
+class _SklearnLOF:
+    """The same interface over ``LocalOutlierFactor(novelty=True)``, sign flipped."""
+
+    def __init__(self, k):
+        self.k = k
+
+    def fit(self, X):
+        from sklearn.neighbors import LocalOutlierFactor
+
+        self.model_ = LocalOutlierFactor(n_neighbors=self.k, novelty=True).fit(X)
+        self.outlier_factor_ = -self.model_.negative_outlier_factor_
+        return self
+
+    def outlier_factor(self, X):
+        return -self.model_.score_samples(X)
+
+
 class LOFDetector(Detector):
     r"""Local Outlier Factor (Breunig, Kriegel, Ng & Sander, SIGMOD 2000).
 
-    "LOF: Identifying Density-Based Local Outliers", via
-    :class:`sklearn.neighbors.LocalOutlierFactor`. With :math:`N_k(x)` the k
-    nearest neighbours and the local reachability density
+    "LOF: Identifying Density-Based Local Outliers". With :math:`N_k(x)` the k
+    nearest neighbours, :math:`d_k(o)` the distance from :math:`o` to its k-th
+    neighbour and the local reachability density
     :math:`\mathrm{lrd}_k(x) = 1 / \mathrm{mean}_{o \in N_k(x)}
     \max(d_k(o), d(x, o))`:
 
@@ -466,24 +544,37 @@ class LOFDetector(Detector):
     - ``fit_score(X)`` returns the LOF of the fitted samples themselves
       (scikit-learn's ``-negative_outlier_factor_``, identical to a
       ``novelty=False`` model: each point is left out of its own neighbours).
-    - ``score_samples(X)`` scores new data with the ``novelty=True`` model
-      (neighbours are reference points; a query equal to a reference point
-      matches it).
+    - ``score_samples(X)`` scores new data as scikit-learn's ``novelty=True``
+      model does (neighbours are reference points; a query equal to a
+      reference point matches it).
     - ``per_class=True`` (wrong-label finding, Wulz & Krispel Exp. 3): ``y`` is
       required, one LOF is fitted within each class, and each sample is scored
       within its *given* class. Every class needs more than ``k`` samples.
 
+    With ``backend="sklearn"`` (or ``"auto"`` without faiss) the model is
+    :class:`sklearn.neighbors.LocalOutlierFactor`; with faiss the same formulas
+    are evaluated on the neighbour graph from
+    :class:`~ood_core.neighbors.NeighborIndex`. With ``index="flat"`` the two
+    agree to float32 rounding (scikit-learn rounds distances of float32 input
+    to float32).
+
     Args:
         k: number of neighbours (scikit-learn's ``n_neighbors``).
         per_class: fit and score within each class of ``y``.
+        backend: neighbour search: ``"auto"`` (faiss if installed, else
+            scikit-learn), ``"faiss"`` or ``"sklearn"``; see
+            :mod:`ood_core.neighbors`.
+        index: ``"flat"`` (exact), or the approximate faiss indexes ``"ivf"`` /
+            ``"hnsw"`` for large reference sets.
     """
 
     method = "lof"
-    _param_names = ("k", "per_class")
+    _param_names = ("k", "per_class", "backend", "index")
 
-    def __init__(self, *, k=20, per_class=False):
+    def __init__(self, *, k=20, per_class=False, backend="auto", index="flat"):
         self.k = _check_k(k)
         self.per_class = _check_bool(per_class, "per_class")
+        self.backend, self.index = _check_search(backend, index)
 
     def get_params(self):
         params = super().get_params()
@@ -498,16 +589,17 @@ class LOFDetector(Detector):
         return ", or use per_class=False (one LOF over all samples)"
 
     def _fit_one(self, X, what):
-        from sklearn.neighbors import LocalOutlierFactor
-
         if X.shape[0] <= self.k:
             raise OODInputError(
                 f"{what} has {X.shape[0]} samples but LOF with k={self.k} needs more than "
                 "k samples; lower k or add reference samples."
             )
-        return LocalOutlierFactor(n_neighbors=self.k, novelty=True).fit(X)
+        if self.backend_ == "sklearn":
+            return _SklearnLOF(self.k).fit(X)
+        return _GraphLOF(self.k, self.backend_, self.index).fit(X)
 
     def _fit(self, X, labels):
+        self.backend_ = resolve_backend(self.backend, self.index)
         if not self.per_class:
             self.models_ = {None: self._fit_one(X, "the reference set")}
             self.classes_ = None
@@ -530,16 +622,16 @@ class LOFDetector(Detector):
     def _fit_score(self, X, labels):
         self._fit(X, labels)
         if not self.per_class:
-            return -self.models_[None].negative_outlier_factor_
+            return self.models_[None].outlier_factor_
         classes, codes = labels
         scores = np.empty(X.shape[0])
         for i, c in enumerate(classes):
-            scores[codes == i] = -self.models_[c].negative_outlier_factor_
+            scores[codes == i] = self.models_[c].outlier_factor_
         return scores
 
     def _score(self, X, labels):
         if not self.per_class:
-            return -self.models_[None].score_samples(X)
+            return self.models_[None].outlier_factor(X)
         classes, codes = labels
         unseen = [c for c in classes if c not in self.models_]
         if unseen:
@@ -551,7 +643,7 @@ class LOFDetector(Detector):
         scores = np.empty(X.shape[0])
         for i, c in enumerate(classes):
             rows = codes == i
-            scores[rows] = -self.models_[c].score_samples(X[rows])
+            scores[rows] = self.models_[c].outlier_factor(X[rows])
         return scores
 
 
@@ -583,21 +675,28 @@ class LabelAgreementDetector(Detector):
       against the reference (no exclusion). A label absent from the reference
       gets no votes, so its score is 1.
 
-    Neighbours are found on L2-normalised rows (``normalize=True``) with exact
-    brute-force search; ties at the k-th distance are broken by scikit-learn's
-    (deterministic) ordering.
+    Neighbours are found on L2-normalised rows (``normalize=True``), by exact
+    brute-force search with the default ``index="flat"``; ties at the k-th
+    distance go to the lower reference index (deterministic, the same on every
+    backend).
 
     Args:
         k: number of voting neighbours.
         normalize: L2-normalise rows before measuring distances.
+        backend: neighbour search: ``"auto"`` (faiss if installed, else
+            scikit-learn), ``"faiss"`` or ``"sklearn"``; see
+            :mod:`ood_core.neighbors`.
+        index: ``"flat"`` (exact; the same scores on every backend), or the
+            approximate faiss indexes ``"ivf"`` / ``"hnsw"`` for large sets.
     """
 
     method = "label_agreement"
-    _param_names = ("k", "normalize")
+    _param_names = ("k", "normalize", "backend", "index")
 
-    def __init__(self, *, k=10, normalize=True):
+    def __init__(self, *, k=10, normalize=True, backend="auto", index="flat"):
         self.k = _check_k(k)
         self.normalize = _check_bool(normalize, "normalize")
+        self.backend, self.index = _check_search(backend, index)
 
     @property
     def requires_labels(self):
@@ -607,10 +706,10 @@ class LabelAgreementDetector(Detector):
         return _l2_normalize(X, name) if self.normalize else X
 
     def _fit(self, X, labels):
-        from sklearn.neighbors import NearestNeighbors
-
         self.classes_, self.codes_ = labels
-        self.nn_ = NearestNeighbors(algorithm="brute").fit(self._prepare(X, _REF_NAME))
+        self.neighbors_ = NeighborIndex(backend=self.backend, index=self.index).fit(
+            self._prepare(X, _REF_NAME)
+        )
 
     def _disagreement(self, neighbour_idx, given_codes):
         """1 - fraction of the k neighbours whose reference label code equals ``given_codes``."""
@@ -629,7 +728,7 @@ class LabelAgreementDetector(Detector):
         # gets -1, which no neighbour carries (score 1).
         ref_index = {label: i for i, label in enumerate(self.classes_)}
         to_ref = np.array([ref_index.get(label, -1) for label in classes], dtype=np.int64)
-        _, idx = self.nn_.kneighbors(self._prepare(X, _SCORED_NAME), n_neighbors=self.k)
+        _, idx = self.neighbors_.kneighbors(self._prepare(X, _SCORED_NAME), k=self.k)
         return self._disagreement(idx, to_ref[codes])
 
     def _fit_score(self, X, labels):
@@ -640,7 +739,7 @@ class LabelAgreementDetector(Detector):
                 f"scoring needs k < {n_ref}: lower k or add reference samples."
             )
         self._fit(X, labels)
-        _, idx = self.nn_.kneighbors(n_neighbors=self.k)  # each sample left out of its own
+        _, idx = self.neighbors_.kneighbors(k=self.k)  # each sample left out of its own
         return self._disagreement(idx, self.codes_)
 
 

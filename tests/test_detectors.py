@@ -1,6 +1,7 @@
 """Tests of ood_core.detectors against independent numpy / scikit-learn computations."""
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from sklearn.covariance import LedoitWolf, shrunk_covariance
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
+from ood_core import detectors
 from ood_core.detectors import (
     DETECTORS,
     KNNDetector,
@@ -19,6 +21,7 @@ from ood_core.detectors import (
     requires_labels,
 )
 from ood_core.errors import NotFittedError, OODInputError
+from ood_core.neighbors import faiss_available
 
 
 # --------------------------------------------------------------------------- helpers
@@ -464,3 +467,90 @@ def test_fit_returns_self_and_sets_trailing_underscore_state():
     det2 = LOFDetector(k=5)
     det2.fit_score(X)
     assert det2.score_samples(X[:4]).shape == (4,)
+
+
+# --------------------------------------------------------------------------- neighbour backends
+
+
+needs_faiss = pytest.mark.skipif(not faiss_available(), reason="faiss is not installed")
+
+
+@pytest.fixture(scope="module")
+def backend_data():
+    """Interleaved classes, a duplicate pair, and new points both near and off the data."""
+    X, y = clustered([60, 45, 70], 12, centers_seed=50, seed=51, spread=1.0)
+    order = np.random.default_rng(52).permutation(len(y))
+    X, y = X[order], y[order]
+    X[17] = X[5]
+    y[17] = y[5]
+    rng = np.random.default_rng(53)
+    X_new = np.concatenate([X[:25] + 0.2 * rng.normal(size=(25, 12)),
+                            rng.normal(size=(10, 12)) * 4]).astype(np.float32)
+    y_new = np.concatenate([y[:25], y[25:35]])
+    return X, y, X_new, y_new
+
+
+@needs_faiss
+@pytest.mark.parametrize("name", ["knn", "lof", "class_lof", "label_agreement"])
+@pytest.mark.parametrize("k", [1, 7])
+def test_faiss_flat_scores_equal_sklearn_scores(backend_data, name, k):
+    X, y, X_new, y_new = backend_data
+    fa = make_detector(name, k=k, backend="faiss")
+    sk = make_detector(name, k=k, backend="sklearn")
+    np.testing.assert_allclose(fa.fit_score(X, y), sk.fit_score(X, y), rtol=1e-5, atol=1e-7)
+    for rows in (slice(None), slice(0, 5)):  # faiss uses another kernel below 20 queries
+        np.testing.assert_allclose(fa.score_samples(X_new[rows], y_new[rows]),
+                                   sk.score_samples(X_new[rows], y_new[rows]),
+                                   rtol=1e-5, atol=1e-7)
+    assert fa.get_params()["backend"] == "faiss" and fa.get_params()["index"] == "flat"
+
+
+@needs_faiss
+def test_faiss_lof_matches_sklearn_novelty_false_and_novelty_true(backend_data):
+    X, _, X_new, _ = backend_data
+    det = LOFDetector(k=10, backend="faiss")
+    fit_scores = det.fit_score(X)
+    assert isinstance(det.models_[None], detectors._GraphLOF)
+    plain = LocalOutlierFactor(n_neighbors=10, novelty=False).fit(X)
+    np.testing.assert_allclose(fit_scores, -plain.negative_outlier_factor_, rtol=1e-5)
+    novelty = LocalOutlierFactor(n_neighbors=10, novelty=True).fit(X)
+    np.testing.assert_allclose(det.score_samples(X_new), -novelty.score_samples(X_new), rtol=1e-5)
+
+
+def test_sklearn_backend_lof_is_sklearn_model(backend_data, monkeypatch):
+    X, _, _, _ = backend_data
+    det = LOFDetector(k=5, backend="sklearn").fit(X)
+    assert isinstance(det.models_[None].model_, LocalOutlierFactor)
+    monkeypatch.setitem(sys.modules, "faiss", None)  # "auto" without faiss: scikit-learn
+    det = LOFDetector(k=5).fit(X)
+    assert det.backend_ == "sklearn" and isinstance(det.models_[None], detectors._SklearnLOF)
+    assert KNNDetector(k=5).fit(X).neighbors_.backend_ == "sklearn"
+
+
+@needs_faiss
+@pytest.mark.parametrize("index", ["ivf", "hnsw"])
+def test_approximate_index_scores_never_smaller_and_keep_the_ranking(index):
+    X_ref, _ = clustered([400] * 10, 16, centers_seed=54, seed=55, spread=1.0)
+    X_id, _ = clustered([30] * 10, 16, centers_seed=54, seed=56, spread=1.0)
+    X = np.concatenate([X_id, gaussian(100, 16, seed=57, shift=3.0)])
+    is_ood = np.r_[np.zeros(len(X_id)), np.ones(100)]
+    exact = KNNDetector(k=10).fit(X_ref).score_samples(X)
+    approx = KNNDetector(k=10, index=index).fit(X_ref).score_samples(X)
+    # A missed neighbour is replaced by a farther one, so a score can only grow.
+    assert np.all(approx >= exact * (1 - 1e-5))
+    assert roc_auc_score(is_ood, approx) >= roc_auc_score(is_ood, exact) - 0.01
+    assert KNNDetector(k=10, index=index).get_params()["index"] == index
+
+
+def test_backend_and_index_are_validated_and_round_trip():
+    with pytest.raises(OODInputError, match=r"backend='gpu' is not valid"):
+        KNNDetector(backend="gpu")
+    with pytest.raises(OODInputError, match=r"index='ivf' needs faiss but backend=\"sklearn\""):
+        LOFDetector(backend="sklearn", index="ivf")
+    det = make_detector("label_agreement", k=3, backend="sklearn", index="flat")
+    params = det.get_params()
+    assert params == {"method": "label_agreement", "k": 3, "normalize": True,
+                      "backend": "sklearn", "index": "flat"}
+    assert detector_from_params(params).get_params() == params
+    # Run records written before these keywords existed still rebuild (defaults apply).
+    assert detector_from_params({"method": "knn", "k": 5, "normalize": True}).backend == "auto"

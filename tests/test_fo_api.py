@@ -104,7 +104,7 @@ def test_supervised_knn_matches_numpy_detector_and_finds_held_out_classes(embedd
 
     info = fo_runs.get_ood_run_info(ds, "ood")
     assert info["reference"] == {"tag": "trusted", "num_reference": 80}
-    assert info["detector"] == {"method": "knn", "k": 5, "normalize": True}
+    assert info["detector"] == {"method": "knn", "k": 5, "normalize": True, "backend": "auto", "index": "flat"}
     assert info["backbone"]["model_name"] == "tf_efficientnet_lite0"
 
 
