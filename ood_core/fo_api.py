@@ -440,17 +440,23 @@ def _resolve_reference(samples, reference):
     return reference, {"view": json.dumps(stages, default=str)}
 
 
-def _detector_kwargs(method, k, class_conditional):
+def _detector_kwargs(method, k, class_conditional, neighbor_backend=None, neighbor_index=None):
     kwargs = {}
-    if method in ("knn", "lof", "class_lof", "label_agreement") and k is not None:
-        kwargs["k"] = int(k)
+    if method in ("knn", "lof", "class_lof", "label_agreement"):
+        if k is not None:
+            kwargs["k"] = int(k)
+        if neighbor_backend is not None:
+            kwargs["backend"] = neighbor_backend
+        if neighbor_index is not None:
+            kwargs["index"] = neighbor_index
     if method == "mahalanobis" and class_conditional is not None:
         kwargs["class_conditional"] = bool(class_conditional)
     return kwargs
 
 
 def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_index=None,
-                 k=None, class_conditional=None, reduce=None, n_components=None, seed=0):
+                 k=None, class_conditional=None, reduce=None, n_components=None, seed=0,
+                 neighbor_backend=None, neighbor_index=None):
     """Score ``X`` with a detector (numpy level, no FiftyOne).
 
     With a reference set, the detector is fitted on ``X_ref`` and scores
@@ -465,7 +471,7 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     from .validation import as_embeddings, check_same_dim
 
     X = as_embeddings(X, "scored embeddings")
-    det = make_detector(method, **_detector_kwargs(method, k, class_conditional))
+    det = make_detector(method, **_detector_kwargs(method, k, class_conditional, neighbor_backend, neighbor_index))
     reducer = make_reducer(reduce, n_components, seed=seed) if reduce else None
     y = np.asarray(labels, dtype=object) if labels is not None else None
     if X_ref is None:
@@ -506,6 +512,8 @@ def compute_ood_scores(
     reduce=None,
     n_components=None,
     seed=0,
+    neighbor_backend=None,
+    neighbor_index=None,
     run_key=None,
     overwrite=False,
 ):
@@ -528,6 +536,11 @@ def compute_ood_scores(
         reduce: ``None``, ``"pca"``, ``"umap"`` or ``"random"``, fitted on the
             reference set (or the scored set when unsupervised).
         n_components: target dimension of ``reduce``.
+        neighbor_backend: ``"auto"`` (faiss when installed, else
+            scikit-learn), ``"faiss"`` or ``"sklearn"``; both give the same
+            scores with the exact ``"flat"`` index.
+        neighbor_index: ``"flat"`` (exact, default), ``"ivf"`` or ``"hnsw"``
+            (approximate, faiss only, for very large reference sets).
         run_key: key of the recorded run (default: ``score_field``).
 
     Returns:
@@ -564,6 +577,7 @@ def compute_ood_scores(
     scores, det, reducer = score_arrays(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
         k=k, class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
+        neighbor_backend=neighbor_backend, neighbor_index=neighbor_index,
     )
 
     emb_info = _embedding_run_config(samples, embeddings_field)

@@ -397,3 +397,11 @@ def test_object_score_field_is_protected(dataset_factory, fashion_files, fashion
     assert ds.get_field("objects.detections.s") is not None
     with pytest.raises(OODInputError, match="already exists"):
         fo_api.compute_ood_scores(ds, "emb", "s", patches_field="objects", k=3, run_key="other")
+
+
+def test_neighbor_backends_give_identical_scores(embedded):
+    ds = embedded
+    fo_api.compute_ood_scores(ds, "emb", "s_sk", reference="trusted", k=5, neighbor_backend="sklearn")
+    fo_api.compute_ood_scores(ds, "emb", "s_fa", reference="trusted", k=5, neighbor_backend="faiss")
+    np.testing.assert_allclose(ds.values("s_sk"), ds.values("s_fa"), rtol=1e-6)
+    assert fo_runs.get_ood_run_info(ds, "s_fa")["detector"]["backend"] == "faiss"
