@@ -571,7 +571,7 @@ class LOFDetector(Detector):
     method = "lof"
     _param_names = ("k", "per_class", "backend", "index")
 
-    def __init__(self, *, k=20, per_class=False, backend="auto", index="flat"):
+    def __init__(self, *, k=50, per_class=False, backend="auto", index="flat"):
         self.k = _check_k(k)
         self.per_class = _check_bool(per_class, "per_class")
         self.backend, self.index = _check_search(backend, index)
@@ -693,7 +693,7 @@ class LabelAgreementDetector(Detector):
     method = "label_agreement"
     _param_names = ("k", "normalize", "backend", "index")
 
-    def __init__(self, *, k=10, normalize=True, backend="auto", index="flat"):
+    def __init__(self, *, k=20, normalize=True, backend="auto", index="flat"):
         self.k = _check_k(k)
         self.normalize = _check_bool(normalize, "normalize")
         self.backend, self.index = _check_search(backend, index)

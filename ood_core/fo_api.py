@@ -124,6 +124,20 @@ def _flatten(nested):
 # --------------------------------------------------------------------------- embeddings
 
 
+#: Default pyramid: the deepest level, average-pooled to a 2x2 grid. Chosen on the
+#: demo data (benchmarks/choose_defaults.py, README "Why the defaults"): with
+#: EfficientNet-Lite0 the deepest level alone beat every multi-level pyramid and the
+#: paper's flattened mode on both tasks, and grid 2 was within 0.002 AUROC of grid 4
+#: at a quarter of the size.
+DEFAULT_LEVELS = [-1]
+DEFAULT_GRID = 2
+
+
+def default_levels(model_name):
+    """The package's default pyramid levels (the deepest level, for any backbone)."""
+    return list(DEFAULT_LEVELS)
+
+
 def compute_pyramid_embeddings(
     samples,
     embeddings_field=DEFAULT_EMBEDDINGS_FIELD,
@@ -131,7 +145,7 @@ def compute_pyramid_embeddings(
     model_name="auto",
     levels=None,
     mode="pool",
-    grid=1,
+    grid=DEFAULT_GRID,
     weights=None,
     patches_field=None,
     project_dim=None,
@@ -165,9 +179,9 @@ def compute_pyramid_embeddings(
         model_name: timm model name, or ``"auto"`` (ResNet50 hub weights when
             reachable, else the bundled offline ``tf_efficientnet_lite0``).
         levels: pyramid levels by index or module name (``None`` = the
-            package default for the backbone, see :data:`DEFAULT_LEVELS`).
+            deepest level, see :data:`DEFAULT_LEVELS`).
         mode: ``"pool"`` (bounded, per-level grid pooling) or ``"flatten"`` (paper).
-        grid: pooling grid side for ``mode="pool"``.
+        grid: pooling grid side for ``mode="pool"`` (default 2).
         weights: weight source: ``None`` (hub/cache, then bundled), a local
             safetensors / state-dict file, ``"bundled"`` or ``"random"``.
         patches_field: a Detections field: embed each object crop instead.
@@ -380,18 +394,6 @@ def _write_vectors(samples, path, by_key, patches_field, sample_of):
         samples.set_label_values(
             path, [{"sample_id": sample_of[k], "label_id": k, "value": v} for k, v in by_key.items()]
         )
-
-
-#: Default pyramid levels per backbone family, chosen on the demo data (README).
-DEFAULT_LEVELS = {"resnet": ["layer1", "layer2", "layer3", "layer4"], "tf_efficientnet_lite": [1, 2, 3, 4]}
-
-
-def default_levels(model_name):
-    """The package's default levels for a backbone (None = all levels)."""
-    for prefix, levels in DEFAULT_LEVELS.items():
-        if str(model_name).startswith(prefix):
-            return levels
-    return None
 
 
 def _values_by_key(samples, by_key, patches_field):

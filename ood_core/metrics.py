@@ -136,8 +136,12 @@ def ood_metrics(scores, is_ood):
     }
 
 
-def format_metrics(d):
-    """One-line human summary of :func:`ood_metrics` output (missing keys are skipped)."""
+def format_metrics(d, positive="OOD", negative="ID"):
+    """One-line human summary of :func:`ood_metrics` output (missing keys are skipped).
+
+    ``positive`` / ``negative`` name the two classes in the text, e.g.
+    ``positive="wrong label", negative="correct label"`` for label-issue scores.
+    """
     parts = []
     for key, label, pct in (
         ("auroc", "AUROC", False),
@@ -151,5 +155,6 @@ def format_metrics(d):
             parts.append(f"{label} {100 * value:.1f}%" if pct else f"{label} {value:.4f}")
     counts = ""
     if "num_id" in d and "num_ood" in d:
-        counts = f"{d['num_id']} ID / {d['num_ood']} OOD; "
-    return " | ".join(parts) + f" ({counts}OOD = positive class, higher score = more OOD)"
+        counts = f"{d['num_id']} {negative} / {d['num_ood']} {positive}; "
+    meaning = "more OOD" if positive == "OOD" else f"more likely {positive}"
+    return " | ".join(parts) + f" ({counts}{positive} = positive class, higher score = {meaning})"

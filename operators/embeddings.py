@@ -35,10 +35,10 @@ class ComputePyramidEmbeddings(foo.Operator):
         inputs.str("model_name", default="auto", label="timm backbone",
                    description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
         inputs.str("levels", default="", required=False, label="Pyramid levels",
-                   description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = default")
+                   description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = the deepest level")
         inputs.enum("mode", list(MODES), default="pool", label="Mode", view=types.RadioGroup(),
                     description="'pool': per-level grid pooling (compact); 'flatten': the paper's resize + flatten (large)")
-        inputs.int("grid", default=1, min=1, max=8, label="Pooling grid", description="Side of the pooling grid (mode 'pool')")
+        inputs.int("grid", default=2, min=1, max=8, label="Pooling grid", description="Side of the pooling grid (mode 'pool')")
         inputs.str("weights", default="", required=False, label="Weights file",
                    description="Optional local .safetensors / state-dict file; empty = hub/cache, then bundled")
         common.add_field_choice(
@@ -65,7 +65,7 @@ class ComputePyramidEmbeddings(foo.Operator):
             model_name=p.get("model_name") or "auto",
             levels=levels,
             mode=p.get("mode", "pool"),
-            grid=int(p.get("grid", 1)),
+            grid=int(p.get("grid", 2)),
             weights=p.get("weights") or None,
             patches_field=p.get("patches_field") or None,
             batch_size=int(p.get("batch_size", 32)),
@@ -77,7 +77,7 @@ class ComputePyramidEmbeddings(foo.Operator):
         return common.finish(ctx, summary, keep=("run_key", "field", "num_embedded", "num_failed", "dim"))
 
     def __call__(self, sample_collection, embeddings_field="ood_embeddings", *, model_name="auto", levels=None,
-                 mode="pool", grid=1, weights=None, patches_field=None, batch_size=32, num_workers=0,
+                 mode="pool", grid=2, weights=None, patches_field=None, batch_size=32, num_workers=0,
                  skip_failures=True, overwrite=False, delegate=False):
         """Run from Python: ``op = foo.get_operator(uri); op(dataset_or_view, ...)``."""
         params = dict(

@@ -56,7 +56,7 @@ class ScoreOOD(foo.Operator):
             common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
                                     description="Fit on samples with this tag; empty = unsupervised on the view",
                                     required=False)
-        inputs.int("k", default=10 if method in LABEL_METHODS else 50, min=1, label="k (neighbours)")
+        inputs.int("k", default=20 if method == "label_agreement" else 50, min=1, label="k (neighbours)")
         inputs.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
                     description="Optional dimensionality reduction fitted on the reference set")
         if ctx.params.get("reduce", "none") != "none":

@@ -59,7 +59,7 @@ def test_embeddings_written_with_config_and_reload_in_fresh_process(dataset_fact
     paths, names = fashion_files
     ds = dataset_factory(paths[:30], names[:30])
     summary = fo_api.compute_pyramid_embeddings(
-        ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3], progress=False
+        ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3], grid=1, progress=False
     )
     assert summary["num_embedded"] == 30 and summary["dim"] == extractor.dim
     vecs = ds.values("emb")
@@ -405,3 +405,12 @@ def test_neighbor_backends_give_identical_scores(embedded):
     fo_api.compute_ood_scores(ds, "emb", "s_fa", reference="trusted", k=5, neighbor_backend="faiss")
     np.testing.assert_allclose(ds.values("s_sk"), ds.values("s_fa"), rtol=1e-6)
     assert fo_runs.get_ood_run_info(ds, "s_fa")["detector"]["backend"] == "faiss"
+
+
+def test_default_pyramid_is_the_deepest_level_pooled_2x2(dataset_factory, fashion_files):
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:4], names[:4])
+    summary = fo_api.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", progress=False)
+    backbone = summary["config"]["backbone"]
+    assert backbone["levels"] == ["blocks.6"] and backbone["mode"] == "pool" and backbone["grid"] == 2
+    assert summary["dim"] == 320 * 4

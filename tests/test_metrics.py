@@ -121,3 +121,5 @@ def test_format_metrics_states_convention():
     assert "AUROC 1.0000" in line and "FPR@95%ID-accepted 0.0%" in line
     assert "2 ID / 2 OOD" in line and "\n" not in line
     assert format_metrics({"auroc": 0.5}).startswith("AUROC 0.5000 (")
+    wrong = format_metrics(m, positive="wrong label", negative="correct label")
+    assert "2 correct label / 2 wrong label; wrong label = positive class, higher score = more likely wrong label" in wrong

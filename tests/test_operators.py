@@ -47,7 +47,7 @@ def _run(uri, view, params, **kw):
 def test_pipeline_through_operators_immediate(small):
     ds = small
     out = _run(_uri("compute_pyramid_embeddings"), ds,
-               dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1,2,3", batch_size=16))
+               dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1,2,3", grid=1, batch_size=16))
     assert out.result["num_embedded"] == 40 and out.result["dim"] == 24 + 40 + 112
     out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="ood", method="knn",
                                           reference_tag="trusted", k=3))
@@ -75,7 +75,7 @@ def test_delegated_execution_runs_through_the_queue(small):
     uri = _uri("compute_pyramid_embeddings")
     queued = foo.execute_operator(
         uri, dict(view=ds.view()),
-        params=dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="2", delegate=True),
+        params=dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="2", grid=1, delegate=True),
     )
     assert queued.delegated
     assert not ds.has_field("emb")  # nothing happens until an orchestrator runs it
