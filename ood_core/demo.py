@@ -126,8 +126,12 @@ def build_demo_dataset(
     return dataset
 
 
-def run_demo(dataset, *, batch_size=32, num_workers=1, k=None, progress=None, out=sys.stdout):
-    """Run the pipeline on the demo dataset and print metrics; returns them."""
+def run_demo(dataset, *, batch_size=32, num_workers=1, k=None, lof_k=None, progress=None, out=sys.stdout):
+    """Run the pipeline on the demo dataset and print metrics; returns them.
+
+    ``k`` / ``lof_k`` override the detectors' default neighbour counts
+    (``None`` = the package defaults); small datasets need a smaller ``lof_k``.
+    """
     from . import fo_api
     from .metrics import format_metrics, ood_metrics
 
@@ -136,9 +140,11 @@ def run_demo(dataset, *, batch_size=32, num_workers=1, k=None, progress=None, ou
         dataset, "ood_embeddings", batch_size=batch_size, num_workers=num_workers, overwrite=True, progress=progress
     )
     t_emb = time.time() - t0
+    backbone = emb["config"]["backbone"]
     print(f"embedded {emb['num_embedded']} images in {t_emb:.1f} s ({emb['num_embedded'] / t_emb:.1f} images/s) "
-          f"with {emb['config']['model_name']} ({emb['config']['weights']['kind']} weights), "
-          f"levels {emb['config']['levels']}, mode={emb['config']['mode']}, dim={emb['dim']}", file=out)
+          f"with {backbone['model_name']} ({backbone['weights']['kind']} weights), "
+          f"levels {backbone['levels']}, mode={backbone['mode']}, grid={backbone['grid']}, dim={emb['dim']}",
+          file=out)
 
     test = dataset.match_tags("test")
     fo_api.compute_ood_scores(test, "ood_embeddings", "ood_knn", method="knn", reference="trusted", k=k, overwrite=True)
@@ -148,7 +154,7 @@ def run_demo(dataset, *, batch_size=32, num_workers=1, k=None, progress=None, ou
                               label_field="ground_truth", reduce="pca", n_components=64, overwrite=True)
     fo_api.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue", overwrite=True, k=k)
     fo_api.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue_lof",
-                                method="class_lof", overwrite=True)
+                                method="class_lof", k=lof_k, overwrite=True)
 
     results = {}
     scores = np.array(test.values("ood_knn"), dtype=float)
