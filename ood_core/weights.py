@@ -337,6 +337,27 @@ def _missing_weights_message(model_name, hub_error):
     )
 
 
+class _quiet_head_drop:
+    """Silence timm's "Unexpected keys" warning when a features-only model drops the head.
+
+    A features-only model has no classifier, so the classifier weights of a
+    full checkpoint are expected to be left over; any other warning still shows.
+    """
+
+    def __init__(self, features_only):
+        self.features_only = features_only
+
+    def __enter__(self):
+        self._logger = logging.getLogger("timm.models._builder")
+        self._filter = lambda record: not (self.features_only and "Unexpected keys" in record.getMessage())
+        self._logger.addFilter(self._filter)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeFilter(self._filter)
+        return False
+
+
 def create_timm_model(model_name, *, weights=None, **timm_kwargs):
     """Create a timm model with weights from the first working source.
 
@@ -374,9 +395,10 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
 
     if weights not in (None, "hub", "bundled"):
         path = user_weights_file(weights)
-        model = timm.create_model(
-            model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
-        )
+        with _quiet_head_drop(timm_kwargs.get("features_only", False)):
+            model = timm.create_model(
+                model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
+            )
         return model, {"model_name": model_name, "kind": "file", "path": os.path.abspath(weights), "sha": file_identity(path)}
 
     hub_error = "not tried"
@@ -392,9 +414,10 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
     if weights in (None, "bundled"):
         path = bundled_weights_file(model_name)
         if path is not None:
-            model = timm.create_model(
-                model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
-            )
+            with _quiet_head_drop(timm_kwargs.get("features_only", False)):
+                model = timm.create_model(
+                    model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
+                )
             return model, {"model_name": model_name, "kind": "bundled", "package": BUNDLED_WEIGHTS[model_name][1], "sha": file_identity(path)}
         if weights == "bundled":
             hub_error = "weights='bundled' but no bundled package provides this model"

@@ -158,3 +158,15 @@ def test_hub_weights_from_local_cache_win_over_bundled(tmp_path, monkeypatch):
     model, source = W.create_timm_model("resnet10t", weights=None)
     assert source["kind"] == "hub"
     assert torch.equal(model.state_dict()["conv1.0.weight"], ref.state_dict()["conv1.0.weight"])
+
+
+def test_expected_head_drop_is_not_reported_as_a_warning(caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="timm"):
+        W.create_timm_model("tf_efficientnet_lite0", weights="bundled", features_only=True)
+    assert not [r for r in caplog.records if "Unexpected keys" in r.getMessage()]
+    # a full model still loads every key strictly, so nothing is hidden there either
+    with caplog.at_level(logging.WARNING, logger="timm"):
+        W.create_timm_model("tf_efficientnet_lite0", weights="bundled")
+    assert not [r for r in caplog.records if "Unexpected keys" in r.getMessage()]
