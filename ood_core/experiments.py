@@ -89,12 +89,6 @@ def _as_tuple(value, name):
     return out
 
 
-def _resolve_view(samples, view_or_tag, what):
-    from .fo_eval import resolve_view
-
-    return resolve_view(samples, view_or_tag, what)
-
-
 def _read(view, embeddings_field):
     from .fo_api import read_embeddings
 
@@ -208,7 +202,7 @@ def pollution_sweep(samples, embeddings_field, *, reference, ood_field="is_ood",
     if run_key is not None:
         fo_runs.check_new_run(samples, run_key, [], overwrite)
 
-    ref_view, ref_info = _resolve_view(samples, reference, "reference")
+    ref_view, ref_info = fo_runs.resolve_view(samples, reference, "reference")
     ref_ids, X_ref = _read(ref_view, embeddings_field)
     ids, X = _read(samples, embeddings_field)
     is_ood = _bool_by_id(samples, ood_field)
@@ -218,7 +212,7 @@ def pollution_sweep(samples, embeddings_field, *, reference, ood_field="is_ood",
         pool_ids, X_pool = [ids[i] for i in pool_rows], X[pool_rows]
         pool_info = {"field": ood_field}
     else:
-        pool_view, pool_info = _resolve_view(samples, ood_pool, "ood_pool")
+        pool_view, pool_info = fo_runs.resolve_view(samples, ood_pool, "ood_pool")
         pool_ids, X_pool = _read(pool_view, embeddings_field)
         keep = [i for i, key in enumerate(pool_ids) if key not in ref_set]
         pool_ids, X_pool = [pool_ids[i] for i in keep], X_pool[keep]
@@ -374,13 +368,13 @@ def _sweep(samples, embeddings_field, *, reference, evaluation, ood_field, level
     if reference is None:
         ref_view, ref_info = samples, {"unsupervised": True}
     else:
-        ref_view, ref_info = _resolve_view(samples, reference, "reference")
+        ref_view, ref_info = fo_runs.resolve_view(samples, reference, "reference")
     ref_ids, X_ref = _read(ref_view, embeddings_field)
     if evaluation is None:
         eval_view = samples if reference is None else samples.exclude(ref_ids)
         eval_info = {"default": "samples outside the reference" if reference is not None else "all samples"}
     else:
-        eval_view, eval_info = _resolve_view(samples, evaluation, "evaluation")
+        eval_view, eval_info = fo_runs.resolve_view(samples, evaluation, "evaluation")
     eval_ids, X_eval = _read(eval_view, embeddings_field)
     is_ood = _bool_by_id(eval_view, ood_field)
     keep = [i for i, key in enumerate(eval_ids) if is_ood.get(key) is not None]
@@ -565,10 +559,8 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
     fo_runs.check_new_run(samples, run_key, [score_field], overwrite)
     emb = config["embeddings_field"]
     if reference is None and not (config.get("reference") or {}).get("unsupervised"):
-        from .fo_eval import view_from_description
-
         recorded = config.get("reference") or {}
-        reference = recorded.get("tag") or view_from_description(samples, recorded)
+        reference = recorded.get("tag") or fo_runs.view_from_description(samples, recorded)
         if reference is None:
             raise OODInputError("the config records no reference; pass reference=<tag or view of trusted samples>")
     keys, X = _read(samples, emb)
@@ -579,7 +571,7 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
     X_ref = ref_index = None
     ref_info = None
     if reference is not None:
-        ref_view, ref_info = _resolve_view(samples, reference, "reference")
+        ref_view, ref_info = fo_runs.resolve_view(samples, reference, "reference")
         ref_keys, X_ref = _read(ref_view, emb)
         X_ref = X_ref if cols is None else X_ref[:, cols]
         pos = {key: i for i, key in enumerate(ref_keys)}

@@ -418,28 +418,7 @@ def _to_storable(v):
 def _resolve_reference(samples, reference):
     if reference is None:
         return None, None
-    if isinstance(reference, str):
-        view = samples._dataset.match_tags(reference)
-        if len(view) == 0:
-            raise OODInputError(
-                f"reference tag {reference!r} matches no samples on dataset {samples._dataset.name!r}; "
-                "tag trusted samples first (e.g. view.tag_samples('trusted'))"
-            )
-        return view, {"tag": reference}
-    if not hasattr(reference, "_dataset"):
-        raise OODInputError("reference must be a sample tag (str) or a view of the same dataset")
-    if reference._dataset.name != samples._dataset.name:
-        raise OODInputError(
-            f"reference view belongs to dataset {reference._dataset.name!r} but the scored samples belong to "
-            f"{samples._dataset.name!r}; use a view of the same dataset"
-        )
-    if len(reference) == 0:
-        raise OODInputError("reference view is empty; it must contain trusted in-distribution samples")
-    # Stored as a JSON string: raw stage dicts in a run config fail to deserialize on reload.
-    import json
-
-    stages = reference._serialize() if hasattr(reference, "_serialize") else []
-    return reference, {"view": json.dumps(stages, default=str)}
+    return fo_runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
 
 
 def _detector_kwargs(method, k, class_conditional, neighbor_backend=None, neighbor_index=None):

@@ -622,29 +622,6 @@ def compute_neglabel_scores(
     return summary
 
 
-def _resolve_view(samples, view_or_tag, name):
-    """A view of the scored dataset from a sample tag or a view; ``(view, description)``."""
-    dataset = samples._dataset
-    if isinstance(view_or_tag, str):
-        view = dataset.match_tags(view_or_tag)
-        if len(view) == 0:
-            raise OODInputError(
-                f"{name} tag {view_or_tag!r} matches no samples on dataset {dataset.name!r}; tag the "
-                f"few-shot in-distribution images first (e.g. view.tag_samples({view_or_tag!r}))"
-            )
-        return view, {"tag": view_or_tag}
-    if not hasattr(view_or_tag, "_dataset"):
-        raise OODInputError(f"{name} must be a sample tag (str) or a view of the same dataset")
-    if view_or_tag._dataset.name != dataset.name:
-        raise OODInputError(
-            f"{name} view belongs to dataset {view_or_tag._dataset.name!r} but the scored samples belong to "
-            f"{dataset.name!r}; use a view of the same dataset"
-        )
-    if len(view_or_tag) == 0:
-        raise OODInputError(f"{name} view is empty; it must contain few-shot in-distribution images")
-    return view_or_tag, {"view": view_or_tag._serialize() if hasattr(view_or_tag, "_serialize") else None}
-
-
 def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
     """``(ids, filepaths, description)`` of the few-shot ID images, in sample id order."""
     from .fo_api import _label_kind
@@ -658,7 +635,7 @@ def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
             "class (from few_shot if given, else from the scored view)"
         )
     pool, description = (samples, {"view": "scored samples"}) if few_shot is None else \
-        _resolve_view(samples, few_shot, "few_shot")
+        fo_runs.resolve_view(samples, few_shot, "few_shot", "few-shot in-distribution images")
     ids, paths = pool.values("id"), pool.values("filepath")
     order = np.argsort(np.asarray(ids, dtype=str), kind="stable")
     ids = [ids[i] for i in order]

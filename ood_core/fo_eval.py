@@ -252,45 +252,9 @@ def _check_tag(tag):
     return tag
 
 
-def resolve_view(samples, view_or_tag, what="reference"):
-    """A view of ``samples``' dataset from a sample tag or a view; returns ``(view, description)``.
-
-    The description is JSON that a run record can hold: ``{"tag": ...}`` or
-    ``{"view_stages": <JSON string of the view's stages>, "num_samples": n}``
-    (stages are stored as a string because run configs are reloaded by
-    mongoengine, which cannot rebuild raw serialized view stages).
-    """
-    import json
-
-    dataset = samples._dataset
-    if isinstance(view_or_tag, str):
-        view = dataset.match_tags(view_or_tag)
-        if len(view) == 0:
-            raise OODInputError(
-                f"{what} tag {view_or_tag!r} matches no samples on dataset {dataset.name!r}; tag the samples first "
-                "(e.g. view.tag_samples('trusted'))"
-            )
-        return view, {"tag": view_or_tag}
-    if not hasattr(view_or_tag, "_dataset") or view_or_tag._dataset.name != dataset.name:
-        raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}")
-    if len(view_or_tag) == 0:
-        raise OODInputError(f"{what} view is empty")
-    stages = view_or_tag._serialize() if hasattr(view_or_tag, "_serialize") else []
-    return view_or_tag, {"view_stages": json.dumps(stages, default=str), "num_samples": len(view_or_tag)}
-
-
-def view_from_description(samples, description):
-    """Rebuild the view (or tag view) that :func:`resolve_view` described; None if there is nothing to rebuild."""
-    import json
-
-    import fiftyone.core.view as fov
-
-    description = description or {}
-    if description.get("tag"):
-        return samples._dataset.match_tags(description["tag"])
-    if description.get("view_stages"):
-        return fov.DatasetView._build(samples._dataset, json.loads(description["view_stages"]))
-    return None
+# Part of this module's public API (evaluation works on tag/view references); implemented in fo_runs.
+resolve_view = fo_runs.resolve_view
+view_from_description = fo_runs.view_from_description
 
 
 def _reference_scores(samples, where, reference):

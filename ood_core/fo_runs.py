@@ -164,6 +164,53 @@ def register_run(samples, run_key, *, kind, fields, overwrite=False, results=Non
     return run_key
 
 
+def resolve_view(samples, view_or_tag, what="reference", purpose="in-distribution samples"):
+    """A view of ``samples``' dataset from a sample tag or a view: ``(view, description)``.
+
+    The description is JSON a run record can hold: ``{"tag": ...}`` or
+    ``{"view": <JSON string of the view's stages>, "num_samples": n}``. Stages
+    are stored as a string because raw serialized stages in a run config fail
+    to deserialize when the run is reloaded. :func:`view_from_description`
+    rebuilds the view.
+    """
+    import json
+
+    dataset = samples._dataset
+    if isinstance(view_or_tag, str):
+        view = dataset.match_tags(view_or_tag)
+        if len(view) == 0:
+            raise OODInputError(
+                f"{what} tag {view_or_tag!r} matches no samples on dataset {dataset.name!r}; tag the "
+                f"{purpose} first (e.g. view.tag_samples({view_or_tag!r}))"
+            )
+        return view, {"tag": view_or_tag}
+    if not hasattr(view_or_tag, "_dataset"):
+        raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}")
+    if view_or_tag._dataset.name != dataset.name:
+        raise OODInputError(
+            f"{what} view belongs to dataset {view_or_tag._dataset.name!r} but the scored samples belong to "
+            f"{dataset.name!r}; use a view of the same dataset"
+        )
+    if len(view_or_tag) == 0:
+        raise OODInputError(f"{what} view is empty; it must contain the {purpose}")
+    stages = view_or_tag._serialize() if hasattr(view_or_tag, "_serialize") else []
+    return view_or_tag, {"view": json.dumps(stages, default=str), "num_samples": len(view_or_tag)}
+
+
+def view_from_description(samples, description):
+    """Rebuild the view (or tag view) that :func:`resolve_view` described; None if there is nothing to rebuild."""
+    import json
+
+    import fiftyone.core.view as fov
+
+    description = description or {}
+    if description.get("tag"):
+        return samples._dataset.match_tags(description["tag"])
+    if description.get("view"):
+        return fov.DatasetView._build(samples._dataset, json.loads(description["view"]))
+    return None
+
+
 def list_ood_runs(samples, kind=None):
     """Keys of this package's runs on the dataset, optionally of one ``kind``."""
     kwargs = {"ood_plugin": PLUGIN_TAG}

@@ -280,6 +280,12 @@ def test_rap_few_shot_tag_and_its_errors(ds, tiny_clip, word_list, cache):
     assert summary["num_few_shot"] == 3 and summary["num_scored"] == 27
     assert fo_runs.get_ood_run_info(ds, "r")["few_shot"] == {"tag": "fewshot"}
     assert ds.match_tags("fewshot").values("r") == [None] * 3  # only the view was scored
+    # a few-shot *view* is recorded so that the run reloads and the view can be rebuilt
+    few_view = ds.match_tags("fewshot").limit(2)
+    fo_clip.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r2", id_labels=["Bag", "Dress"],
+                               few_shot=few_view, test_time=False, prediction_field="rap2_prediction", **kw)
+    recorded = fo_runs.get_ood_run_info(ds, "r2")["few_shot"]
+    assert fo_runs.view_from_description(ds, recorded).values("id") == few_view.values("id")
 
 
 def _label_is(label):
