@@ -376,15 +376,16 @@ def _settings_diff(old, new):
 
 
 def _keys_with_values(samples, path, patches_field):
-    """Ids of samples (or objects) that already have a value at ``path``."""
+    """Ids of samples (or objects) that already have a value at ``path`` (only ids are read)."""
     if samples._dataset.get_field(path) is None:
         return set()
     if patches_field is None:
         return set(samples.exists(path).values("id"))
+    from fiftyone import ViewField as F
+
     leaf = path.rsplit(".", 1)[1]
-    ids = _flatten(samples.values(_patch_path(patches_field, "id")))
-    vals = _flatten(samples.values(_patch_path(patches_field, leaf)))
-    return {i for i, v in zip(ids, vals) if v is not None}
+    with_values = samples.filter_labels(patches_field, F(leaf) != None, only_matches=True)  # noqa: E711
+    return set(_flatten(with_values.values(_patch_path(patches_field, "id"))))
 
 
 def _write_vectors(samples, path, by_key, patches_field, sample_of):
@@ -469,13 +470,14 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     scores = np.empty(len(X), dtype=np.float64)
     ref_index = np.full(len(X), -1) if ref_index is None else np.asarray(ref_index, np.int64)
     ref_mask = ref_index >= 0
-    det.fit(X_ref, y_ref)
-    if (~ref_mask).any():
-        scores[~ref_mask] = det.score_samples(X[~ref_mask], None if y is None else y[~ref_mask])
+    # fit_score fits on the reference set too, so the detector is fitted exactly once
     if ref_mask.any():
         self_scores = det.fit_score(X_ref, y_ref)
         scores[ref_mask] = self_scores[ref_index[ref_mask]]
-        det.fit(X_ref, y_ref)  # leave the detector fitted on the reference set
+    else:
+        det.fit(X_ref, y_ref)
+    if (~ref_mask).any():
+        scores[~ref_mask] = det.score_samples(X[~ref_mask], None if y is None else y[~ref_mask])
     return scores, det, reducer
 
 
