@@ -28,3 +28,7 @@ class UnsafeCheckpointError(OODError, ValueError):
 
 class ResourceNotFoundError(OODError, RuntimeError):
     """A data resource (WordNet, a word list, a dataset file) is missing."""
+
+
+class BackendError(OODError, RuntimeError):
+    """An external service (e.g. a vector database behind a similarity index) failed."""

@@ -632,7 +632,7 @@ def _count_items(samples, patches_field):
 def _embedding_run_config(samples, embeddings_field):
     dataset = samples._dataset
     if embeddings_field in fo_runs.list_ood_runs(samples, kind="embeddings"):
-        return dataset.get_run_info(embeddings_field).config.backbone
+        return getattr(dataset.get_run_info(embeddings_field).config, "backbone", None)
     return None
 
 

@@ -56,6 +56,13 @@ class ScoreOOD(foo.Operator):
             common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
                                     description="Fit on samples with this tag; empty = unsupervised on the view",
                                     required=False)
+        if method == "knn":
+            indexes = _similarity_indexes(dataset)
+            if indexes:
+                common.add_field_choice(
+                    inputs, "similarity_index", indexes, label="Similarity index (optional)", required=False,
+                    description="Query this FiftyOne Brain similarity index (pgvector, Milvus, ...) for the "
+                                "neighbours instead of searching in memory; the index holds the reference")
         inputs.int("k", default=20 if method == "label_agreement" else 50, min=1, label="k (neighbours)")
         inputs.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
                     description="Optional dimensionality reduction fitted on the reference set")
@@ -76,6 +83,20 @@ class ScoreOOD(foo.Operator):
         reduce = p.get("reduce", "none")
         if ctx.delegated:
             ctx.set_progress(progress=0.0, label="scoring")
+        if p.get("method", "knn") == "knn" and p.get("similarity_index"):
+            from ood_core import fo_similarity
+
+            summary = fo_similarity.compute_knn_scores_with_index(
+                ctx.target_view(),
+                p["embeddings_field"],
+                p.get("score_field", "ood_score"),
+                brain_key=p["similarity_index"],
+                reference=p.get("reference_tag") or None,
+                k=p.get("k") or 50,
+                overwrite=bool(p.get("overwrite", False)),
+                progress=common.progress_callback(ctx),
+            )
+            return common.finish(ctx, summary, keep=("run_key", "field", "method", "num_scored", "num_skipped"))
         summary = fo_api.compute_ood_scores(
             ctx.target_view(),
             p["embeddings_field"],
@@ -92,12 +113,13 @@ class ScoreOOD(foo.Operator):
 
     def __call__(self, sample_collection, embeddings_field="ood_embeddings", score_field="ood_score", *,
                  method="knn", reference_tag=None, label_field=None, k=None, reduce=None, n_components=None,
-                 overwrite=False, delegate=False):
+                 similarity_index=None, overwrite=False, delegate=False):
         """Run from Python: ``op = foo.get_operator(uri); op(view, method="knn", reference_tag="trusted")``."""
         params = dict(
             embeddings_field=embeddings_field, score_field=score_field, method=method,
             reference_tag=reference_tag, label_field=label_field, k=k, reduce=reduce or "none",
-            n_components=n_components, overwrite=overwrite, delegate=delegate,
+            n_components=n_components, similarity_index=similarity_index, overwrite=overwrite,
+            delegate=delegate,
         )
         return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
 
@@ -111,3 +133,9 @@ def _score_paths(ctx, value):
         if getattr(f, "document_type", None) is fol.Detections:
             return [f"{label_field}.detections.{value}"]
     return [value]
+
+
+def _similarity_indexes(dataset):
+    """Brain keys of the dataset's similarity indexes."""
+    return [key for key in dataset.list_brain_runs()
+            if getattr(dataset.get_brain_info(key).config, "type", None) == "similarity"]

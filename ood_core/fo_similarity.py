@@ -1,0 +1,325 @@
+"""k-NN OOD scores through a FiftyOne Brain similarity index (pgvector, Milvus, ...).
+
+For reference sets that do not fit one machine, or teams that already run a
+vector database: the reference embeddings live in a similarity index of
+``fiftyone.brain.compute_similarity`` (any backend: ``"pgvector"``,
+``"milvus"``, ``"qdrant"``, ``"lancedb"``, ``"sklearn"``, ...), and each scored
+sample's k nearest reference neighbours come from that index. The score is the
+same as :class:`ood_core.detectors.KNNDetector`: higher = more OOD.
+
+- ``metric="cosine"`` index (what this module creates): the distance
+  ``1 - cos`` is turned into the L2 distance of unit vectors,
+  ``sqrt(2 (1 - cos))``, so scores equal the default k-NN detector
+  (``normalize=True``) up to the index's precision.
+- ``metric="euclidean"`` index: raw L2 distances, equal to the k-NN detector
+  with ``normalize=False``.
+
+A scored sample that is itself in the reference index is left out of its
+own neighbours (``k + 1`` are asked for and its own id dropped), like the
+in-memory detector.
+
+Memory is bounded: reference vectors are uploaded and queries are read in
+chunks of ``batch_size`` samples; only the scores of the view are held.
+"""
+
+import inspect
+import logging
+
+import numpy as np
+
+from . import fo_runs
+from .errors import BackendError, OODInputError
+from .progress import Progress
+
+logger = logging.getLogger(__name__)
+
+#: Metrics whose distances convert to the k-NN score, and the detector setting they match.
+_METRIC_NORMALIZE = {"cosine": True, "euclidean": False}
+
+
+def _check_int(value, name, minimum):
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise OODInputError(f"{name}={value!r} is not valid; {name} must be an integer >= {minimum}")
+    return int(value)
+
+
+def distances_to_scores(dists, metric):
+    """Convert index distances to k-NN scores (numpy, no FiftyOne)."""
+    d = np.asarray(dists, dtype=np.float64)
+    if metric == "cosine":
+        return np.sqrt(np.clip(2.0 * d, 0.0, None))
+    return d
+
+
+def kth_distance(neighbor_ids, dists, query_id, k):
+    """Distance to the k-th neighbour, leaving ``query_id`` out of its own neighbours.
+
+    Returns None when fewer than ``k`` other neighbours came back.
+    """
+    others = [d for nid, d in zip(neighbor_ids, dists) if nid != query_id]
+    return others[k - 1] if len(others) >= k else None
+
+
+def _embedding_chunks(samples, embeddings_field, batch_size):
+    """Yield ``(ids, X)`` chunks of the samples that have an embedding (ids only are listed up front)."""
+    ids = samples.exists(embeddings_field).values("id")
+    for start in range(0, len(ids), batch_size):
+        chunk = samples.select(ids[start:start + batch_size])
+        cids, vecs = chunk.values(["id", embeddings_field])
+        X = np.stack([np.asarray(v, dtype=np.float32).ravel() for v in vecs])
+        yield cids, X
+
+
+def _count_with_embedding(samples, embeddings_field):
+    return samples.exists(embeddings_field).count()
+
+
+def _index_metric(index):
+    if index.config.method == "sklearn":
+        raise OODInputError(
+            "this is a Brain sklearn index, which centres the embeddings, so its distances are not k-NN "
+            'scores; use compute_ood_scores(method="knn") for in-memory search'
+        )
+    metric = getattr(index.config, "metric", None)
+    if metric not in _METRIC_NORMALIZE:
+        raise OODInputError(
+            f"similarity index metric {metric!r} cannot give k-NN distances; build the index with "
+            'metric="cosine" (the k-NN detector\'s normalised distance) or metric="euclidean"'
+        )
+    return metric
+
+
+def _load_index(dataset, brain_key, embeddings_field):
+    info = dataset.get_brain_info(brain_key)
+    if getattr(info.config, "type", None) != "similarity":
+        raise OODInputError(
+            f"brain run {brain_key!r} on dataset {dataset.name!r} is not a similarity index; pass the key "
+            "of a fiftyone.brain.compute_similarity run, or a new key to build one"
+        )
+    index = dataset.load_brain_results(brain_key)
+    stored = getattr(index.config, "embeddings_field", None)
+    if stored is not None and stored != embeddings_field:
+        raise OODInputError(
+            f"similarity index {brain_key!r} holds embeddings of field {stored!r}, not {embeddings_field!r}; "
+            f"pass embeddings_field={stored!r} or build a new index for {embeddings_field!r}"
+        )
+    return index
+
+
+def _build_index(ref_view, embeddings_field, brain_key, backend, batch_size, progress, backend_kwargs):
+    """Create a similarity index of the reference embeddings, uploading them in chunks."""
+    import fiftyone.brain as fob
+
+    kwargs = dict(backend_kwargs)
+    kwargs.setdefault("metric", "cosine")
+    dataset = ref_view._dataset
+    try:
+        index = fob.compute_similarity(
+            ref_view, embeddings=False, embeddings_field=None, brain_key=brain_key, backend=backend,
+            progress=False, **kwargs,
+        )
+    except Exception as e:
+        # the brain registers the run before connecting: do not leave a dead index behind
+        if brain_key is not None and dataset.has_brain_run(brain_key):
+            dataset.delete_brain_run(brain_key)
+        if isinstance(e, (ValueError, TypeError)) and not _is_connection_error(e):
+            raise OODInputError(f"similarity backend {backend!r} refused its settings: {e}") from e
+        raise BackendError(
+            f"could not create a {backend!r} similarity index: {e}. Check that the server is running and "
+            "the connection settings (e.g. connection_string=..., uri=...) are right"
+        ) from e
+    try:
+        with Progress(progress, _count_with_embedding(ref_view, embeddings_field), "upload reference") as bar:
+            for ids, X in _embedding_chunks(ref_view, embeddings_field, batch_size):
+                index.add_to_index(X, np.asarray(ids), reload=False)
+                bar.update(len(ids))
+        index.reload()
+        if brain_key is not None:
+            index.save()
+    except BaseException:
+        _drop_index(ref_view._dataset, index, brain_key)
+        raise
+    return index
+
+
+def _is_connection_error(e):
+    return "connect" in str(e).lower() or type(e).__name__ in ("OperationalError", "ConnectionError")
+
+
+def _drop_index(dataset, index, brain_key):
+    """Remove an index this module created: backend storage, then the brain run."""
+    try:
+        if "drop_table" in inspect.signature(index.cleanup).parameters:
+            index.cleanup(drop_table=True)
+        else:
+            index.cleanup()
+    except Exception as e:  # the original error matters more than a failed cleanup
+        logger.warning("could not clean up the similarity index: %s", e)
+    if brain_key is not None and dataset.has_brain_run(brain_key):
+        dataset.delete_brain_run(brain_key)
+
+
+def _query(index, X, k):
+    """Neighbour ids and distances for each row of ``X``.
+
+    ``_kneighbors`` is the query method every Brain similarity backend
+    implements (``sort_by_similarity`` is built on it); it is the only call
+    that returns distances for a batch of query vectors.
+    """
+    sample_ids, _label_ids, dists = index._kneighbors(query=X, k=k, return_dists=True)
+    return sample_ids, dists
+
+
+def compute_knn_scores_with_index(
+    samples,
+    embeddings_field="ood_embeddings",
+    score_field="ood_score",
+    *,
+    reference=None,
+    brain_key=None,
+    backend="pgvector",
+    k=50,
+    batch_size=1000,
+    run_key=None,
+    overwrite=False,
+    progress=None,
+    **backend_kwargs,
+):
+    """k-NN OOD scores of ``samples`` from a FiftyOne Brain similarity index.
+
+    Either build the index from ``reference`` (a sample tag or view) with
+    ``backend`` and ``backend_kwargs`` (e.g. ``connection_string=...`` for
+    pgvector, ``uri=...`` for Milvus), or pass ``brain_key`` of an existing
+    index. With a new ``brain_key`` the built index is kept for later runs;
+    with ``brain_key=None`` it is temporary and dropped afterwards. When both
+    an existing index and ``reference`` are given, the index is restricted to
+    the reference with ``use_view`` (filtered queries, slower).
+
+    Args:
+        samples: the view to score (sample-level embeddings).
+        embeddings_field: field with the embeddings (see
+            ``compute_pyramid_embeddings``).
+        score_field: where the score goes; higher = more OOD.
+        k: the k-th neighbour's distance is the score.
+        batch_size: samples per upload / query chunk (bounds memory).
+        progress: None/True (tqdm), False or a ``f(done, total)`` callable.
+
+    Returns:
+        a dict summary (run key, field, counts, score quantiles).
+    """
+    from .fo_api import _embedding_run_config, _require_nonempty
+
+    _require_nonempty(samples)
+    dataset = samples._dataset
+    k = _check_int(k, "k", 1)
+    batch_size = _check_int(batch_size, "batch_size", 1)
+    run_key = run_key or score_field
+    fo_runs.validate_key(score_field, "score field")
+    fo_runs.check_new_run(samples, run_key, [score_field], overwrite)
+    if dataset.get_field(embeddings_field) is None:
+        raise OODInputError(
+            f"embeddings field {embeddings_field!r} does not exist; run "
+            "compute_pyramid_embeddings(samples, embeddings_field=...) first"
+        )
+    if not isinstance(dataset.get_field(embeddings_field), _vector_field_types()):
+        raise OODInputError(f"field {embeddings_field!r} does not hold embedding vectors")
+    existing = brain_key is not None and dataset.has_brain_run(brain_key)
+    if not existing and backend == "sklearn":
+        raise OODInputError(
+            'backend="sklearn" is the Brain\'s in-memory index, which centres the embeddings, so its '
+            "distances are not k-NN scores; for in-memory search use compute_ood_scores(method=\"knn\", "
+            "neighbor_backend=\"faiss\" or \"sklearn\"), or pass an external backend such as \"pgvector\""
+        )
+    if brain_key is not None and not existing:
+        fo_runs.validate_key(brain_key, "brain key")
+    if reference is None and not existing:
+        raise OODInputError(
+            "k-NN scoring needs trusted in-distribution samples: pass reference='<sample tag>' (or a view) "
+            "to build the index, or brain_key='<key of an existing similarity index>'"
+        )
+    ref_view = ref_info = None
+    if reference is not None:
+        ref_view, ref_info = fo_runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
+        n_ref = _count_with_embedding(ref_view, embeddings_field)
+        if n_ref <= k:
+            raise OODInputError(
+                f"k={k} but the reference has only {n_ref} samples with embeddings in {embeddings_field!r}; "
+                f"k must be < {n_ref}: lower k or add reference samples"
+            )
+
+    if existing:
+        index = _load_index(dataset, brain_key, embeddings_field)
+        if ref_view is not None:
+            index.use_view(ref_view)
+        created = False
+    else:
+        index = _build_index(ref_view, embeddings_field, brain_key, backend, batch_size, progress, backend_kwargs)
+        created = True
+    try:
+        metric = _index_metric(index)
+        scores = {}
+        missing = 0
+        with Progress(progress, _count_with_embedding(samples, embeddings_field), "k-NN via index") as bar:
+            for ids, X in _embedding_chunks(samples, embeddings_field, batch_size):
+                nbr_ids, dists = _query(index, X, k + 1)
+                for qid, row_ids, row_d in zip(ids, nbr_ids, dists):
+                    d = kth_distance(row_ids, row_d, qid, k)
+                    if d is None:
+                        missing += 1
+                    else:
+                        scores[qid] = float(distances_to_scores(d, metric))
+                bar.update(len(ids))
+        if missing:
+            raise OODInputError(
+                f"the similarity index returned fewer than k={k} neighbours for {missing} samples; lower k, "
+                "add reference samples, or raise the backend's search breadth (e.g. hnsw_ef_search)"
+            )
+        if not scores:
+            raise OODInputError(f"no sample in this view has an embedding in {embeddings_field!r}")
+
+        values = np.fromiter(scores.values(), dtype=np.float64)
+        summary = {
+            "run_key": run_key,
+            "field": score_field,
+            "method": "knn",
+            "num_scored": len(scores),
+            "num_skipped": int(len(samples) - len(scores)),
+            "score_quantiles": {q: float(np.quantile(values, q / 100)) for q in (5, 50, 95)},
+        }
+        import fiftyone.core.fields as fof
+
+        fo_runs.write_and_record(
+            samples,
+            [(score_field, [scores.get(sid) for sid in samples.values("id")], fof.FloatField)],
+            run_key,
+            kind="ood_scores",
+            overwrite=overwrite,
+            score_field=score_field,
+            embeddings_field=embeddings_field,
+            label_field=None,
+            patches_field=None,
+            detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
+                      "backend": f"fiftyone-brain:{index.config.method}", "index": "similarity"},
+            similarity={"brain_key": brain_key if (existing or brain_key) else None,
+                        "backend": index.config.method, "metric": metric, "kept": brain_key is not None},
+            reduction=None,
+            reference=ref_info,
+            backbone=_embedding_run_config(samples, embeddings_field),
+            score_convention="higher = more out-of-distribution",
+            results=summary,
+        )
+    finally:
+        if created and brain_key is None:
+            _drop_index(dataset, index, None)
+        elif existing and ref_view is not None:
+            index.clear_view()
+    return summary
+
+
+def _vector_field_types():
+    import fiftyone.core.fields as fof
+
+    return (fof.VectorField, fof.ArrayField, fof.ListField)
+
+
+__all__ = ["compute_knn_scores_with_index", "distances_to_scores", "kth_distance"]
