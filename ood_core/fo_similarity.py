@@ -207,7 +207,7 @@ def compute_knn_scores_with_index(
     Returns:
         a dict summary (run key, field, counts, score quantiles).
     """
-    from .fo_api import _embedding_run_config, _require_nonempty
+    from .fo_common import _embedding_run_config, _require_nonempty
 
     _require_nonempty(samples)
     dataset = samples._dataset

@@ -1,0 +1,138 @@
+"""Shared FiftyOne-layer helpers: reading embeddings and labels, writing values per item.
+
+Used by the embedding, scoring, similarity and CLIP modules. Items are
+samples, or objects of a ``Detections`` field (``patches_field``), whose
+values live at ``<patches_field>.detections.<attr>``.
+"""
+
+import numpy as np
+
+from . import fo_runs
+from .errors import OODInputError
+
+DEFAULT_EMBEDDINGS_FIELD = "ood_embeddings"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _require_nonempty(samples, what="samples"):
+    if len(samples) == 0:
+        raise OODInputError(f"{what} is an empty view: nothing to process; check the view's filters or tags")
+
+
+def _label_kind(samples, label_field):
+    """``"classification"`` or ``"detections"`` for a label field, else raise."""
+    import fiftyone.core.labels as fol
+
+    dataset = samples._dataset
+    field = dataset.get_field(label_field)
+    if field is None:
+        raise OODInputError(
+            f"label field {label_field!r} does not exist on dataset {dataset.name!r}; "
+            f"label fields here: {_label_fields(dataset)}"
+        )
+    doc_type = getattr(field, "document_type", None)
+    if doc_type is fol.Classification:
+        return "classification"
+    if doc_type is fol.Detections:
+        return "detections"
+    raise OODInputError(
+        f"field {label_field!r} has type {getattr(doc_type, '__name__', type(field).__name__)}; "
+        "expected a Classification field (image labels) or a Detections field (object labels)"
+    )
+
+
+def _label_fields(dataset):
+    import fiftyone.core.labels as fol
+
+    return sorted(dataset.get_field_schema(embedded_doc_type=fol.Classification)) + sorted(
+        dataset.get_field_schema(embedded_doc_type=fol.Detections)
+    )
+
+
+def _patch_path(patches_field, attr):
+    return f"{patches_field}.detections.{attr}"
+
+
+def _check_patches_field(samples, patches_field):
+    if _label_kind(samples, patches_field) != "detections":
+        raise OODInputError(f"patches_field {patches_field!r} must be a Detections field")
+
+
+def read_embeddings(samples, embeddings_field, patches_field=None, label_field=None):
+    """Read stored embeddings (and optionally labels) as arrays.
+
+    Returns ``(keys, X, labels)`` where ``keys`` are sample ids (or object ids
+    for patches) of the items that have an embedding (and a label, when
+    ``label_field`` is given), ``X`` is ``(N, D)`` float32 and ``labels`` is a
+    list of strings or None.
+    """
+    dataset = samples._dataset
+    if patches_field is None:
+        if dataset.get_field(embeddings_field) is None:
+            raise OODInputError(
+                f"embeddings field {embeddings_field!r} does not exist; run "
+                "compute_pyramid_embeddings(samples, embeddings_field=...) first"
+            )
+        keys = samples.values("id")
+        vecs = samples.values(embeddings_field)
+        labs = samples.values(f"{label_field}.label") if label_field else [None] * len(keys)
+    else:
+        if dataset.get_field(_patch_path(patches_field, embeddings_field)) is None:
+            raise OODInputError(
+                f"object embeddings {_patch_path(patches_field, embeddings_field)!r} do not exist; run "
+                f"compute_pyramid_embeddings(samples, {embeddings_field!r}, patches_field={patches_field!r}) first"
+            )
+        keys = _flatten(samples.values(_patch_path(patches_field, "id")))
+        vecs = _flatten(samples.values(_patch_path(patches_field, embeddings_field)))
+        labs = _flatten(samples.values(_patch_path(patches_field, "label"))) if label_field else [None] * len(keys)
+    keep = [i for i, v in enumerate(vecs) if v is not None and (label_field is None or labs[i] is not None)]
+    if not keep:
+        raise OODInputError(
+            f"no item in this view has both an embedding in {embeddings_field!r}"
+            + (f" and a label in {label_field!r}" if label_field else "")
+            + "; compute embeddings for this view first"
+        )
+    dims = {np.asarray(vecs[i]).shape for i in keep}
+    if len(dims) > 1:
+        raise OODInputError(
+            f"embeddings in {embeddings_field!r} have mixed shapes {sorted(dims)}; recompute them with "
+            "one backbone configuration (overwrite=True)"
+        )
+    X = np.stack([np.asarray(vecs[i], dtype=np.float32).ravel() for i in keep])
+    labels = [labs[i] for i in keep] if label_field else None
+    return [keys[i] for i in keep], X, labels
+
+
+def _flatten(nested):
+    return [x for row in nested for x in (row or [])]
+
+
+def _values_by_key(samples, by_key, patches_field):
+    """Values aligned to samples (or nested per object) from a ``{key: value}`` dict."""
+    if patches_field is None:
+        return [_to_storable(by_key.get(k)) for k in samples.values("id")]
+    ids = samples.values(_patch_path(patches_field, "id"))
+    return [[_to_storable(by_key.get(k)) for k in (row or [])] for row in ids]
+
+
+def _to_storable(v):
+    if v is None:
+        return None
+    if isinstance(v, np.ndarray) and v.ndim >= 1:
+        return v.astype(np.float32)
+    return float(v)
+
+
+def _count_items(samples, patches_field):
+    if patches_field is None:
+        return len(samples)
+    return int(samples.count(_patch_path(patches_field, "id")))
+
+
+def _embedding_run_config(samples, embeddings_field):
+    dataset = samples._dataset
+    if embeddings_field in fo_runs.list_ood_runs(samples, kind="embeddings"):
+        return getattr(dataset.get_run_info(embeddings_field).config, "backbone", None)
+    return None
