@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from . import fo_runs
+from . import fo_coordination, fo_runs
 from .errors import OODInputError
 from .fo_common import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -45,6 +45,7 @@ def compute_pyramid_embeddings(
     skip_failures=False,
     overwrite=False,
     progress=None,
+    shard=None,
 ):
     """Compute feature-pyramid embeddings for every sample (or object) of a view.
 
@@ -84,6 +85,13 @@ def compute_pyramid_embeddings(
             listed in the run results) instead of raising.
         overwrite: recompute everything and replace an existing field/run.
         progress: ``None``/``True`` tqdm bar, ``False``, or ``f(done, total)``.
+        shard: ``(index, count)``: compute only slice ``index`` of ``count``
+            equal slices of the view, so ``count`` workers (e.g. delegated
+            operations) can share one extraction. Every worker gets the same
+            view and count; they write to the shared partial field, and the
+            last one to finish completes the field and the run. A crashed
+            shard is redone by running it again, or by one call without
+            ``shard`` (which computes whatever is missing).
 
     Returns:
         a dict summary; with ``embeddings_field=None`` also ``"embeddings"``
@@ -94,6 +102,7 @@ def compute_pyramid_embeddings(
     from .features import PyramidExtractor, random_projection_matrix
 
     _require_nonempty(samples)
+    shard_index, num_shards = _check_shard(shard, overwrite)
     if patches_field is not None:
         _check_patches_field(samples, patches_field)
     if dtype not in ("float32", "float16"):
@@ -126,7 +135,7 @@ def compute_pyramid_embeddings(
         out_dim = int(project_dim)
     settings = {"backbone": extractor.config, "projection": projection, "dtype": dtype, "patches_field": patches_field}
 
-    keys, items, sample_of = _embedding_items(samples, patches_field)
+    work_view = _shard_view(samples, shard_index, num_shards)
 
     def finish_array(emb):
         if projection is not None:
@@ -134,6 +143,7 @@ def compute_pyramid_embeddings(
         return emb.astype(np.float16 if dtype == "float16" else np.float32)
 
     if embeddings_field is None:
+        keys, items, sample_of = _embedding_items(work_view, patches_field)
         chunks, ok, failures = [], [], []
         for idx, emb, failed in extractor.iter_extract(items, batch_size=batch_size, num_workers=num_workers,
                                                        skip_failures=skip_failures, progress=progress):
@@ -146,15 +156,27 @@ def compute_pyramid_embeddings(
             "failures": [{"id": keys[i], "item": str(items[i]), "error": m} for i, m in failures],
         }
 
-    write_path, mode_ = _plan_embedding_write(samples, embeddings_field, target, partial, settings, overwrite)
-    done = _keys_with_values(samples, write_path, patches_field) if mode_ != "fresh" else set()
-    todo = [i for i, key in enumerate(keys) if key not in done]
-    if mode_ in ("fresh", "resume"):
-        if dataset.get_field(write_path) is None:
-            dataset.add_sample_field(write_path, fof.VectorField)
-        fo_runs.register_run(samples, embeddings_field, kind="embeddings", fields=[write_path], overwrite=True,
-                             status="partial", embeddings_field=embeddings_field, **settings)
+    job = fo_coordination.job_key(dataset, target)
+    with fo_coordination.locked(job):
+        write_path, mode_ = _plan_embedding_write(samples, embeddings_field, target, partial, settings, overwrite)
+        if mode_ in ("fresh", "resume"):
+            if dataset.get_field(write_path) is None:
+                dataset.add_sample_field(write_path, fof.VectorField)
+            fo_runs.register_run(samples, embeddings_field, kind="embeddings", fields=[write_path],
+                                 overwrite=True, status="partial", embeddings_field=embeddings_field, **settings)
+        job_state = fo_coordination.state(job)
+        if mode_ == "fresh" or job_state is None:
+            fo_coordination.start(job, num_shards)
+        elif job_state.get("num_shards") != num_shards and shard is not None:
+            raise OODInputError(
+                f"embeddings {embeddings_field!r} are being computed in {job_state.get('num_shards')} shards; "
+                f"this call asked for shard {shard_index} of {num_shards}. Use the same number of shards for "
+                "every worker, or run once without shard= to finish what is missing"
+            )
 
+    keys, items, sample_of = _embedding_items(work_view, patches_field)
+    done = _keys_with_values(work_view, write_path, patches_field) if mode_ != "fresh" else set()
+    todo = [i for i, key in enumerate(keys) if key not in done]
     failed_items = []
     pending = {}
 
@@ -176,19 +198,35 @@ def compute_pyramid_embeddings(
                 flush()
         flush()
 
-    if mode_ in ("fresh", "resume"):
-        if dataset.get_field(target) is not None:
-            dataset.delete_sample_field(target)
-        dataset.rename_sample_field(write_path, target)
-    num_embedded = len(_keys_with_values(samples, target, patches_field))
-    fo_runs.register_run(
-        samples, embeddings_field, kind="embeddings", fields=[target], overwrite=True, status="complete",
-        embeddings_field=embeddings_field, batch_size=batch_size, **settings,
-        results={"failures": failed_items, "num_embedded": num_embedded, "num_computed_this_call": len(todo)},
-    )
+    with fo_coordination.locked(job):
+        fo_coordination.mark_done(job, shard_index, failed_items)
+        job_state = fo_coordination.state(job)
+        # a call without shard= covered the whole view, so it always completes the job
+        complete = shard is None or set(range(num_shards)) <= set(job_state.get("done", []))
+        if complete:
+            if mode_ in ("fresh", "resume"):
+                if dataset.get_field(target) is not None:
+                    dataset.delete_sample_field(target)
+                dataset.rename_sample_field(write_path, target)
+            written = target
+            num_embedded = len(_keys_with_values(samples, target, patches_field))
+            failures = job_state.get("failures", []) if shard is not None else failed_items
+            fo_runs.register_run(
+                samples, embeddings_field, kind="embeddings", fields=[target], overwrite=True, status="complete",
+                embeddings_field=embeddings_field, batch_size=batch_size, **settings,
+                results={"failures": failures, "num_embedded": num_embedded, "num_computed_this_call": len(todo),
+                         "num_shards": num_shards},
+            )
+            fo_coordination.clear(job)
+        else:
+            written = write_path
+            num_embedded = len(_keys_with_values(samples, write_path, patches_field))
     return {
         "run_key": embeddings_field,
-        "field": target,
+        "field": written,
+        "status": "complete" if complete else "partial",
+        "shard": [shard_index, num_shards] if shard is not None else None,
+        "shards_done": sorted(job_state.get("done", [])) if shard is not None else None,
         "num_embedded": num_embedded,
         "num_computed": len(todo) - len(failed_items),
         "num_failed": len(failed_items),
@@ -196,6 +234,36 @@ def compute_pyramid_embeddings(
         "config": settings,
         "resumed": mode_ != "fresh",
     }
+
+
+def _check_shard(shard, overwrite):
+    """``(index, count)`` from ``shard`` (None = the whole view as one shard)."""
+    if shard is None:
+        return 0, 1
+    ok = (isinstance(shard, (tuple, list)) and len(shard) == 2
+          and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in shard)
+          and 0 <= shard[0] < shard[1])
+    if not ok:
+        raise OODInputError(
+            f"shard={shard!r} is not valid; pass (index, count) with 0 <= index < count, e.g. shard=(0, 4) "
+            "for the first of four workers"
+        )
+    if overwrite:
+        raise OODInputError(
+            "overwrite=True cannot be combined with shard=: each worker would delete the others' results. "
+            "Delete the old embeddings first (ood_core.fo_runs.delete_ood_run(dataset, field)), then start "
+            "the shards without overwrite"
+        )
+    return int(shard[0]), int(shard[1])
+
+
+def _shard_view(samples, index, count):
+    """Contiguous slice ``index`` of ``count`` of the view (by position, as FiftyOne orders it)."""
+    if count == 1:
+        return samples
+    n = len(samples)
+    start, stop = index * n // count, (index + 1) * n // count
+    return samples.skip(start).limit(stop - start)
 
 
 def _embedding_items(samples, patches_field):

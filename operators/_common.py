@@ -56,8 +56,13 @@ def add_field_choice(inputs, name, choices, *, label, description, required=True
     return prop
 
 
-def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=None, overwrite_param="overwrite"):
-    """A text input for a new field name / run key, invalid when taken (unless overwrite)."""
+def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=None, overwrite_param="overwrite",
+                resumable_kind=None):
+    """A text input for a new field name / run key, invalid when taken (unless overwrite).
+
+    With ``resumable_kind``, an existing run of this plugin of that kind is not
+    "taken": the operator resumes or fills it (the SDK refuses changed settings).
+    """
     prop = inputs.str(name, default=default, required=True, label=label, description=description)
     value = ctx.params.get(name, default)
     overwrite = bool(ctx.params.get(overwrite_param, False))
@@ -70,6 +75,9 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
     if overwrite or ctx.dataset is None:
         return prop
     dataset = ctx.dataset
+    if resumable_kind and value in fo_runs.list_ood_runs(dataset, kind=resumable_kind):
+        prop.description = f"{description}. Exists: computes only what is missing (same settings required)"
+        return prop
     taken = []
     if dataset.has_run(value):
         taken.append(f"run key {value!r}")

@@ -21,6 +21,8 @@ class ComputePyramidEmbeddings(foo.Operator):
         )
 
     def resolve_delegation(self, ctx):
+        if _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
+            return False  # the dispatcher itself runs at once; it queues one delegated operation per shard
         return common.resolve_delegation(ctx)
 
     def resolve_input(self, ctx):
@@ -30,7 +32,7 @@ class ComputePyramidEmbeddings(foo.Operator):
         common.add_new_key(
             inputs, ctx, "embeddings_field", label="Embeddings field", default="ood_embeddings",
             description="Sample field (or object attribute) that will hold the embeddings; also the run key",
-            field_paths=lambda v: [f"{patches}.detections.{v}" if patches else v],
+            field_paths=lambda v: [f"{patches}.detections.{v}" if patches else v], resumable_kind="embeddings",
         )
         inputs.str("model_name", default="auto", label="timm backbone",
                    description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
@@ -50,6 +52,13 @@ class ComputePyramidEmbeddings(foo.Operator):
         inputs.int("num_workers", default=0, min=0, label="Decoding workers")
         inputs.bool("skip_failures", default=True, label="Skip unreadable images",
                     description="Unreadable images get no embedding and are listed in the run results")
+        shards = inputs.int(
+            "num_shards", default=1, min=1, label="Parallel workers (shards)",
+            description="Split the view into this many delegated operations, one slice each, for several "
+                        "'fiftyone delegated launch' workers; the last to finish completes the field")
+        if _num_shards(ctx) > 1 and ctx.params.get("overwrite"):
+            shards.invalid = True
+            shards.error_message = "shards cannot overwrite: delete the old embeddings run first"
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Compute pyramid embeddings"))
@@ -58,6 +67,8 @@ class ComputePyramidEmbeddings(foo.Operator):
         from ood_core import fo_api
 
         p = ctx.params
+        if _num_shards(ctx) > 1 and p.get("shard") is None:
+            return _queue_shards(self.uri, ctx)
         levels = _parse_levels(p.get("levels"))
         summary = fo_api.compute_pyramid_embeddings(
             ctx.target_view(),
@@ -73,20 +84,51 @@ class ComputePyramidEmbeddings(foo.Operator):
             skip_failures=bool(p.get("skip_failures", True)),
             overwrite=bool(p.get("overwrite", False)),
             progress=common.progress_callback(ctx),
+            shard=tuple(p["shard"]) if p.get("shard") is not None else None,
         )
-        return common.finish(ctx, summary, keep=("run_key", "field", "num_embedded", "num_failed", "dim"))
+        return common.finish(ctx, summary, keep=("run_key", "field", "status", "shard", "num_embedded",
+                                                 "num_computed", "num_failed", "dim"))
 
     def __call__(self, sample_collection, embeddings_field="ood_embeddings", *, model_name="auto", levels=None,
                  mode="pool", grid=2, weights=None, patches_field=None, batch_size=32, num_workers=0,
-                 skip_failures=True, overwrite=False, delegate=False):
+                 skip_failures=True, overwrite=False, delegate=False, num_shards=1):
         """Run from Python: ``op = foo.get_operator(uri); op(dataset_or_view, ...)``."""
         params = dict(
             embeddings_field=embeddings_field, model_name=model_name,
             levels=",".join(str(x) for x in levels) if levels else "", mode=mode, grid=grid,
             weights=weights or "", patches_field=patches_field, batch_size=batch_size,
             num_workers=num_workers, skip_failures=skip_failures, overwrite=overwrite, delegate=delegate,
+            num_shards=num_shards,
         )
         return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
+
+
+def _num_shards(ctx):
+    return int(ctx.params.get("num_shards") or 1)
+
+
+def _queue_shards(uri, ctx):
+    """Queue one delegated operation per shard of the target view; return their ids."""
+    import copy
+
+    from fiftyone.operators.delegated import DelegatedOperationService
+    from fiftyone.operators.executor import ExecutionContext
+
+    if ctx.params.get("overwrite"):
+        raise ValueError("num_shards > 1 cannot overwrite: delete the old embeddings run first, then start the shards")
+    n = _num_shards(ctx)
+    service = DelegatedOperationService()
+    queued = []
+    for i in range(n):
+        request = copy.deepcopy(ctx.request_params)
+        request["params"] = dict(request.get("params", {}), shard=[i, n], delegate=True)
+        request["delegated"] = True
+        op = service.queue_operation(
+            operator=uri, label=f"OOD embeddings {request['params'].get('embeddings_field', '')} shard {i + 1}/{n}",
+            context=ExecutionContext(request_params=request).serialize(),
+        )
+        queued.append(str(op.id))
+    return {"num_shards": n, "queued_operations": queued}
 
 
 def _is_detections(ctx, field):
