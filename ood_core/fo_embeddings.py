@@ -38,6 +38,8 @@ def compute_pyramid_embeddings(
     patches_field=None,
     project_dim=None,
     project_seed=0,
+    project_method="random",
+    pca_fit_size=2048,
     dtype="float32",
     batch_size=32,
     num_workers=0,
@@ -74,10 +76,16 @@ def compute_pyramid_embeddings(
         weights: weight source: ``None`` (hub/cache, then bundled), a local
             safetensors / state-dict file, ``"bundled"`` or ``"random"``.
         patches_field: a Detections field: embed each object crop instead.
-        project_dim: reduce on the fly with a seeded Gaussian random
-            projection to this many dimensions (distances are preserved
-            approximately; useful for flattened pyramids).
-        project_seed: seed of that projection.
+        project_dim: reduce on the fly to this many dimensions (useful for
+            flattened pyramids); see ``project_method``.
+        project_seed: seed of the projection (and of the PCA fit sample).
+        project_method: ``"random"``: a seeded Gaussian random projection
+            (distances preserved approximately; nothing is fitted);
+            ``"pca"``: PCA fitted first on ``pca_fit_size`` items drawn with
+            the seed from the whole view, then applied to every batch. The
+            fitted PCA is stored in the run, so resumed runs, shards and
+            later fill-ins use the same one.
+        pca_fit_size: items the PCA is fitted on (at least ``project_dim``).
         dtype: ``"float32"`` or ``"float16"`` (half the storage).
         batch_size, num_workers: forward batch size; decoding worker processes.
         chunk_size: items per database write.
@@ -100,6 +108,7 @@ def compute_pyramid_embeddings(
     import fiftyone.core.fields as fof
 
     from .features import PyramidExtractor, random_projection_matrix
+    from .reduction import Reducer
 
     _require_nonempty(samples)
     shard_index, num_shards = _check_shard(shard, overwrite)
@@ -128,10 +137,22 @@ def compute_pyramid_embeddings(
         mode=mode, grid=grid, weights=weights,
     )
     projection = None
+    projector = {}  # "apply": emb -> reduced emb, once known (PCA: after fitting or loading)
     out_dim = extractor.dim
     if project_dim:
-        matrix = random_projection_matrix(extractor.dim, int(project_dim), project_seed)
-        projection = {"method": "random", "n_components": int(project_dim), "seed": int(project_seed)}
+        if project_method not in ("random", "pca"):
+            raise OODInputError(f"project_method must be 'random' or 'pca', got {project_method!r}")
+        projection = {"method": project_method, "n_components": int(project_dim), "seed": int(project_seed)}
+        if project_method == "random":
+            matrix = random_projection_matrix(extractor.dim, int(project_dim), project_seed)
+            projector["apply"] = lambda e: e @ matrix
+        else:
+            if int(project_dim) > extractor.dim:
+                raise OODInputError(
+                    f"project_dim={project_dim} is larger than the embedding dimension {extractor.dim}; "
+                    "PCA can only reduce: lower project_dim"
+                )
+            projection["fit_size"] = int(pca_fit_size)
         out_dim = int(project_dim)
     settings = {"backbone": extractor.config, "projection": projection, "dtype": dtype, "patches_field": patches_field}
 
@@ -139,10 +160,18 @@ def compute_pyramid_embeddings(
 
     def finish_array(emb):
         if projection is not None:
-            emb = emb @ matrix
+            emb = projector["apply"](emb)
         return emb.astype(np.float16 if dtype == "float16" else np.float32)
 
+    def fit_pca(view):
+        reducer, raw, fit_sample_of = _fit_pca(extractor, view, patches_field, projection, batch_size,
+                                               num_workers, skip_failures, progress)
+        projector["apply"] = reducer.transform
+        return reducer.linear_state(), raw, fit_sample_of
+
     if embeddings_field is None:
+        if projection is not None and projection["method"] == "pca":
+            fit_pca(samples)
         keys, items, sample_of = _embedding_items(work_view, patches_field)
         chunks, ok, failures = [], [], []
         for idx, emb, failed in extractor.iter_extract(items, batch_size=batch_size, num_workers=num_workers,
@@ -159,11 +188,29 @@ def compute_pyramid_embeddings(
     job = fo_coordination.job_key(dataset, target)
     with fo_coordination.locked(job):
         write_path, mode_ = _plan_embedding_write(samples, embeddings_field, target, partial, settings, overwrite)
+        extra_results = {}
+        if projection is not None and projection["method"] == "pca":
+            if mode_ == "fresh":
+                state, raw, fit_sample_of = fit_pca(samples)
+            else:
+                state = getattr(fo_runs.load_ood_results(samples, embeddings_field), "projection_state", None)
+                if state is None:
+                    raise OODInputError(
+                        f"embeddings run {embeddings_field!r} has no stored PCA to resume with; pass "
+                        "overwrite=True to recompute"
+                    )
+                projector["apply"] = Reducer.from_linear_state(state).transform
+            extra_results["projection_state"] = state
         if mode_ in ("fresh", "resume"):
             if dataset.get_field(write_path) is None:
                 dataset.add_sample_field(write_path, fof.VectorField)
             fo_runs.register_run(samples, embeddings_field, kind="embeddings", fields=[write_path],
-                                 overwrite=True, status="partial", embeddings_field=embeddings_field, **settings)
+                                 overwrite=True, status="partial", embeddings_field=embeddings_field, **settings,
+                                 results=extra_results)
+        if mode_ == "fresh" and extra_results:
+            # the PCA fit sample is already embedded: store it rather than compute it twice
+            _write_vectors(samples, write_path, {k: finish_array(v[None])[0] for k, v in raw.items()},
+                           patches_field, fit_sample_of)
         job_state = fo_coordination.state(job)
         if mode_ == "fresh" or job_state is None:
             fo_coordination.start(job, num_shards)
@@ -175,7 +222,7 @@ def compute_pyramid_embeddings(
             )
 
     keys, items, sample_of = _embedding_items(work_view, patches_field)
-    done = _keys_with_values(work_view, write_path, patches_field) if mode_ != "fresh" else set()
+    done = _keys_with_values(work_view, write_path, patches_field) if (mode_ != "fresh" or extra_results) else set()
     todo = [i for i, key in enumerate(keys) if key not in done]
     failed_items = []
     pending = {}
@@ -215,7 +262,7 @@ def compute_pyramid_embeddings(
                 samples, embeddings_field, kind="embeddings", fields=[target], overwrite=True, status="complete",
                 embeddings_field=embeddings_field, batch_size=batch_size, **settings,
                 results={"failures": failures, "num_embedded": num_embedded, "num_computed_this_call": len(todo),
-                         "num_shards": num_shards},
+                         "num_shards": num_shards, **extra_results},
             )
             fo_coordination.clear(job)
         else:
@@ -234,6 +281,37 @@ def compute_pyramid_embeddings(
         "config": settings,
         "resumed": mode_ != "fresh",
     }
+
+
+def _fit_pca(extractor, samples, patches_field, projection, batch_size, num_workers, skip_failures, progress):
+    """Fit the on-the-fly PCA on a seeded sample of the view's items.
+
+    Returns the fitted reducer, the raw embeddings of the fit items by key, and
+    the sample id of each object key (patches) or None.
+    """
+    from .reduction import Reducer
+
+    keys, items, sample_of = _embedding_items(samples, patches_field)
+    n_fit = min(projection["fit_size"], len(items))
+    if n_fit < projection["n_components"]:
+        raise OODInputError(
+            f"a PCA to {projection['n_components']} dimensions needs at least that many items to fit on; "
+            f"pca_fit_size={projection['fit_size']} and the view has {len(items)} items. Lower project_dim, "
+            "raise pca_fit_size, or use project_method='random'"
+        )
+    rng = np.random.default_rng(projection["seed"])
+    pick = np.sort(rng.choice(len(items), n_fit, replace=False))
+    res = extractor.extract([items[i] for i in pick], batch_size=batch_size, num_workers=num_workers,
+                            skip_failures=skip_failures, progress=progress)
+    if len(res.embeddings) < projection["n_components"]:
+        raise OODInputError(
+            f"only {len(res.embeddings)} of the {n_fit} PCA fit images could be read; fewer than "
+            f"project_dim={projection['n_components']}"
+        )
+    reducer = Reducer(method="pca", n_components=projection["n_components"], seed=projection["seed"])
+    reducer.fit(res.embeddings)
+    raw = {keys[pick[j]]: row for j, row in zip(res.ok_indices, res.embeddings)}
+    return reducer, raw, sample_of
 
 
 def _check_shard(shard, overwrite):

@@ -120,6 +120,9 @@ class Reducer:
             from sklearn.decomposition import PCA
 
             self.model_ = PCA(n_components=self.n_components, random_state=self.seed).fit(X)
+            # kept as a plain affine map so a fitted PCA can be stored and restored (linear_state)
+            self.mean_ = self.model_.mean_.astype(np.float32)
+            self.components_ = np.ascontiguousarray(self.model_.components_.T, dtype=np.float32)
             return None
         if self.method == "random":
             rng = np.random.default_rng(self.seed)
@@ -163,9 +166,33 @@ class Reducer:
     def _transform(self, X):
         if self.method == "random":
             out = X @ self.components_
+        elif self.method == "pca":
+            out = (X - self.mean_) @ self.components_  # = PCA.transform without whitening
         else:
             out = self.model_.transform(X)
         return np.ascontiguousarray(out, dtype=np.float32)
+
+    def linear_state(self):
+        """JSON-able parameters of a fitted PCA / random reducer, for :meth:`from_linear_state`."""
+        if self.method not in ("pca", "random") or not self.is_fitted:
+            raise OODInputError(f"linear_state() needs a fitted 'pca' or 'random' reducer, not {self!r}")
+        state = {"method": self.method, "n_components": self.n_components, "seed": self.seed,
+                 "n_features_in": int(self.n_features_in_), "components": self.components_.tolist()}
+        if self.method == "pca":
+            state["mean"] = self.mean_.tolist()
+            state["explained_variance_ratio"] = float(self.model_.explained_variance_ratio_.sum())
+        return state
+
+    @classmethod
+    def from_linear_state(cls, state):
+        """A fitted reducer from :meth:`linear_state` output (no refit)."""
+        reducer = cls(method=state["method"], n_components=state["n_components"], seed=state["seed"])
+        reducer.components_ = np.asarray(state["components"], dtype=np.float32)
+        if reducer.method == "pca":
+            reducer.mean_ = np.asarray(state["mean"], dtype=np.float32)
+            reducer.model_ = None  # marks the reducer fitted; transform uses mean_/components_
+        reducer.n_features_in_ = int(state["n_features_in"])
+        return reducer
 
 
 def make_reducer(method, n_components=None, seed=0):

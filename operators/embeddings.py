@@ -48,6 +48,13 @@ class ComputePyramidEmbeddings(foo.Operator):
             label="Objects field (optional)", description="Embed each object crop of this Detections field",
             required=False,
         )
+        inputs.int("project_dim", default=0, min=0, label="Reduce to dimensions (0 = keep)",
+                   description="On-the-fly reduction while extracting, e.g. for the large 'flatten' mode")
+        if int(ctx.params.get("project_dim") or 0) > 0:
+            inputs.enum("project_method", ["pca", "random"], default="pca", label="Reduction",
+                        view=types.RadioGroup(),
+                        description="'pca': fitted on a seeded sample of 2,048 items first; 'random': seeded "
+                                    "Gaussian projection, nothing to fit")
         inputs.int("batch_size", default=32, min=1, label="Batch size")
         inputs.int("num_workers", default=0, min=0, label="Decoding workers")
         inputs.bool("skip_failures", default=True, label="Skip unreadable images",
@@ -81,6 +88,8 @@ class ComputePyramidEmbeddings(foo.Operator):
             patches_field=p.get("patches_field") or None,
             batch_size=int(p.get("batch_size", 32)),
             num_workers=int(p.get("num_workers", 0)),
+            project_dim=int(p.get("project_dim") or 0) or None,
+            project_method=p.get("project_method") or "pca",
             skip_failures=bool(p.get("skip_failures", True)),
             overwrite=bool(p.get("overwrite", False)),
             progress=common.progress_callback(ctx),
@@ -91,14 +100,15 @@ class ComputePyramidEmbeddings(foo.Operator):
 
     def __call__(self, sample_collection, embeddings_field="ood_embeddings", *, model_name="auto", levels=None,
                  mode="pool", grid=2, weights=None, patches_field=None, batch_size=32, num_workers=0,
-                 skip_failures=True, overwrite=False, delegate=False, num_shards=1):
+                 skip_failures=True, overwrite=False, delegate=False, num_shards=1, project_dim=0,
+                 project_method="pca"):
         """Run from Python: ``op = foo.get_operator(uri); op(dataset_or_view, ...)``."""
         params = dict(
             embeddings_field=embeddings_field, model_name=model_name,
             levels=",".join(str(x) for x in levels) if levels else "", mode=mode, grid=grid,
             weights=weights or "", patches_field=patches_field, batch_size=batch_size,
             num_workers=num_workers, skip_failures=skip_failures, overwrite=overwrite, delegate=delegate,
-            num_shards=num_shards,
+            num_shards=num_shards, project_dim=project_dim, project_method=project_method,
         )
         return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
 
