@@ -22,6 +22,8 @@ Memory is bounded: reference vectors are uploaded and queries are read in
 chunks of ``batch_size`` samples; only the scores of the view are held.
 """
 
+import contextlib
+import functools
 import inspect
 import logging
 
@@ -159,6 +161,18 @@ def _drop_index(dataset, index, brain_key):
         dataset.delete_brain_run(brain_key)
 
 
+@contextlib.contextmanager
+def _quiet_backend_logs():
+    """Brain backends log "Connecting to ..." at INFO on every query batch; keep warnings only."""
+    log = logging.getLogger("fiftyone.brain.internal.core")
+    old = log.level
+    log.setLevel(max(old, logging.WARNING))
+    try:
+        yield
+    finally:
+        log.setLevel(old)
+
+
 def _query(index, X, k):
     """Neighbour ids and distances for each row of ``X``.
 
@@ -170,7 +184,7 @@ def _query(index, X, k):
     return sample_ids, dists
 
 
-def compute_knn_scores_with_index(
+def _compute_knn_scores_with_index(
     samples,
     embeddings_field="ood_embeddings",
     score_field="ood_score",
@@ -314,6 +328,12 @@ def compute_knn_scores_with_index(
         elif existing and ref_view is not None:
             index.clear_view()
     return summary
+
+
+@functools.wraps(_compute_knn_scores_with_index)
+def compute_knn_scores_with_index(*args, **kwargs):
+    with _quiet_backend_logs():
+        return _compute_knn_scores_with_index(*args, **kwargs)
 
 
 def _vector_field_types():
