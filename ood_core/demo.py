@@ -126,7 +126,7 @@ def build_demo_dataset(
     return dataset
 
 
-def run_demo(dataset, *, batch_size=32, num_workers=1, k=None, lof_k=None, progress=None, out=sys.stdout):
+def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progress=None, out=sys.stdout):
     """Run the pipeline on the demo dataset and print metrics; returns them.
 
     ``k`` / ``lof_k`` override the detectors' default neighbour counts
@@ -185,7 +185,7 @@ def main(argv=None):
     parser.add_argument("--num-test-id", type=int, default=1200)
     parser.add_argument("--num-test-ood", type=int, default=300)
     parser.add_argument("--label-noise", type=float, default=0.1)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--num-workers", type=int, default=1)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -149,6 +149,7 @@ class PyramidExtractor:
 
     def __init__(self, model_name="auto", *, levels=None, mode="pool", grid=1, weights=None, device="cpu"):
         import timm
+        import torch
 
         from .weights import create_timm_model
 
@@ -173,7 +174,9 @@ class PyramidExtractor:
             model, source = create_timm_model(
                 model_name, weights=weights, features_only=True, out_indices=tuple(indices)
             )
-        model.eval().to(device)
+        # channels-last: +21% and +35% images/s in two runs of benchmarks/bench_cpu_choices.py
+        # (same embeddings to 2e-5); timm's convolutions run faster in NHWC on CPU
+        model = model.eval().to(device).to(memory_format=torch.channels_last)
 
         data_cfg = timm.data.resolve_data_config({}, model=model)
         self.model = model
@@ -224,7 +227,7 @@ class PyramidExtractor:
         import torch
 
         with torch.inference_mode():
-            feats = self.model(x.to(self.device))
+            feats = self.model(x.to(self.device).contiguous(memory_format=torch.channels_last))
             return combine_levels(feats, self.mode, self.grid or 1).float().cpu().numpy()
 
     def embed_images(self, images):

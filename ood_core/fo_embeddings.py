@@ -41,8 +41,8 @@ def compute_pyramid_embeddings(
     project_method="random",
     pca_fit_size=2048,
     dtype="float32",
-    batch_size=32,
-    num_workers=0,
+    batch_size=64,
+    num_workers=1,
     chunk_size=1024,
     skip_failures=False,
     overwrite=False,
@@ -87,7 +87,8 @@ def compute_pyramid_embeddings(
             later fill-ins use the same one.
         pca_fit_size: items the PCA is fitted on (at least ``project_dim``).
         dtype: ``"float32"`` or ``"float16"`` (half the storage).
-        batch_size, num_workers: forward batch size; decoding worker processes.
+        batch_size, num_workers: forward batch size; decoding worker processes
+            (64 and 1: faster than 32 / 0 in benchmarks/bench_cpu_choices.py).
         chunk_size: items per database write.
         skip_failures: skip unreadable images (they get no embedding and are
             listed in the run results) instead of raising.

@@ -55,8 +55,8 @@ class ComputePyramidEmbeddings(foo.Operator):
                         view=types.RadioGroup(),
                         description="'pca': fitted on a seeded sample of 2,048 items first; 'random': seeded "
                                     "Gaussian projection, nothing to fit")
-        inputs.int("batch_size", default=32, min=1, label="Batch size")
-        inputs.int("num_workers", default=0, min=0, label="Decoding workers")
+        inputs.int("batch_size", default=64, min=1, label="Batch size")
+        inputs.int("num_workers", default=1, min=0, label="Decoding workers")
         inputs.bool("skip_failures", default=True, label="Skip unreadable images",
                     description="Unreadable images get no embedding and are listed in the run results")
         shards = inputs.int(
@@ -86,8 +86,8 @@ class ComputePyramidEmbeddings(foo.Operator):
             grid=int(p.get("grid", 2)),
             weights=p.get("weights") or None,
             patches_field=p.get("patches_field") or None,
-            batch_size=int(p.get("batch_size", 32)),
-            num_workers=int(p.get("num_workers", 0)),
+            batch_size=int(p.get("batch_size", 64)),
+            num_workers=int(p.get("num_workers", 1)),
             project_dim=int(p.get("project_dim") or 0) or None,
             project_method=p.get("project_method") or "pca",
             skip_failures=bool(p.get("skip_failures", True)),
@@ -99,7 +99,7 @@ class ComputePyramidEmbeddings(foo.Operator):
                                                  "num_computed", "num_failed", "dim"))
 
     def __call__(self, sample_collection, embeddings_field="ood_embeddings", *, model_name="auto", levels=None,
-                 mode="pool", grid=2, weights=None, patches_field=None, batch_size=32, num_workers=0,
+                 mode="pool", grid=2, weights=None, patches_field=None, batch_size=64, num_workers=1,
                  skip_failures=True, overwrite=False, delegate=False, num_shards=1, project_dim=0,
                  project_method="pca"):
         """Run from Python: ``op = foo.get_operator(uri); op(dataset_or_view, ...)``."""
