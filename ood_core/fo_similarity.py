@@ -314,7 +314,7 @@ def _compute_knn_scores_with_index(
             patches_field=None,
             detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
                       "backend": f"fiftyone-brain:{index.config.method}", "index": "similarity"},
-            similarity={"brain_key": brain_key if (existing or brain_key) else None,
+            similarity={"brain_key": brain_key,
                         "backend": index.config.method, "metric": metric, "kept": brain_key is not None},
             reduction=None,
             reference=ref_info,
