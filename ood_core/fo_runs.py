@@ -121,11 +121,17 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     renamed to their real names. Any error removes the temporary fields (and
     the new run record), so no half-written field ever carries a real name.
     """
+    dataset = samples._dataset
     staged = []
     registering = False
+    backup = None
     try:
         for path, values, *field_type in writes:
             staged.append((stage_values(samples, path, values, *field_type), path))
+        if overwrite and dataset.has_run(run_key):
+            # keep the old record under a hidden key until the new one is in place
+            backup = f"tmp_ood_backup_{uuid.uuid4().hex[:12]}"
+            dataset.rename_run(run_key, backup)
         registering = True
         register_run(samples, run_key, kind=kind, fields=[w[0] for w in writes], overwrite=overwrite,
                      results=results, **params)
@@ -135,9 +141,13 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
         for tmp, _ in staged:
             discard_staged(samples, tmp)
         # a record this call created (even one that failed while being saved) goes too
-        if registering and samples._dataset.has_run(run_key):
-            samples._dataset.delete_run(run_key)
+        if registering and dataset.has_run(run_key):
+            dataset.delete_run(run_key)
+        if backup is not None:
+            dataset.rename_run(backup, run_key)
         raise
+    if backup is not None:
+        dataset.delete_run(backup)
 
 
 _RESERVED_RESULT_NAMES = {"run_key", "key", "samples", "config", "backend"}

@@ -162,6 +162,28 @@ def test_failure_midway_leaves_no_field_and_no_run(embedded, monkeypatch):
     assert "half" not in ds.list_runs()
 
 
+def test_failed_registration_during_overwrite_keeps_the_old_run(embedded, monkeypatch):
+    ds = embedded
+    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    old_values = ds.values("s")
+    old_k = fo_runs.get_ood_run_info(ds, "s")["detector"]["k"]
+    runs_before = sorted(ds.list_runs())
+
+    def broken_register(*a, **k):
+        raise RuntimeError("database went away")
+
+    monkeypatch.setattr(fo_runs, "register_run", broken_register)
+    with pytest.raises(RuntimeError, match="went away"):
+        fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=7, overwrite=True)
+    assert sorted(ds.list_runs()) == runs_before  # the old record is back under its key, no backup left
+    assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == old_k
+    assert ds.values("s") == old_values
+    monkeypatch.undo()
+    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=7, overwrite=True)
+    assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 7
+    assert sorted(ds.list_runs()) == runs_before
+
+
 def test_failure_during_overwrite_keeps_old_values(embedded, monkeypatch):
     ds = embedded
     fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
