@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import NotFittedError, OODInputError
 from .neighbors import NeighborIndex, check_backend, check_index, resolve_backend
-from .validation import as_embeddings, check_same_dim
+from .validation import as_embeddings, check_positive_int, check_same_dim
 
 __all__ = [
     "DETECTORS",
@@ -107,12 +107,6 @@ def _l2_normalize(X, name):
             "cannot be L2-normalised; drop those samples or use normalize=False."
         )
     return (X / norms[:, None]).astype(np.float32)
-
-
-def _check_k(k, name="k"):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise OODInputError(f"{name}={k!r} is not valid; {name} must be an integer >= 1.")
-    return int(k)
 
 
 def _check_search(backend, index):
@@ -288,7 +282,7 @@ class KNNDetector(Detector):
     _param_names = ("k", "normalize", "backend", "index")
 
     def __init__(self, *, k=50, normalize=True, backend="auto", index="flat"):
-        self.k = _check_k(k)
+        self.k = check_positive_int(k, "k")
         self.normalize = _check_bool(normalize, "normalize")
         self.backend, self.index = _check_search(backend, index)
 
@@ -572,7 +566,7 @@ class LOFDetector(Detector):
     _param_names = ("k", "per_class", "backend", "index")
 
     def __init__(self, *, k=50, per_class=False, backend="auto", index="flat"):
-        self.k = _check_k(k)
+        self.k = check_positive_int(k, "k")
         self.per_class = _check_bool(per_class, "per_class")
         self.backend, self.index = _check_search(backend, index)
 
@@ -694,7 +688,7 @@ class LabelAgreementDetector(Detector):
     _param_names = ("k", "normalize", "backend", "index")
 
     def __init__(self, *, k=20, normalize=True, backend="auto", index="flat"):
-        self.k = _check_k(k)
+        self.k = check_positive_int(k, "k")
         self.normalize = _check_bool(normalize, "normalize")
         self.backend, self.index = _check_search(backend, index)
 

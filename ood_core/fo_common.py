@@ -60,6 +60,14 @@ def _check_patches_field(samples, patches_field):
         raise OODInputError(f"patches_field {patches_field!r} must be a Detections field")
 
 
+def _require_embeddings_field(dataset, embeddings_field):
+    if dataset.get_field(embeddings_field) is None:
+        raise OODInputError(
+            f"embeddings field {embeddings_field!r} does not exist; run "
+            "compute_pyramid_embeddings(samples, embeddings_field=...) first"
+        )
+
+
 def read_embeddings(samples, embeddings_field, patches_field=None, label_field=None):
     """Read stored embeddings (and optionally labels) as arrays.
 
@@ -70,11 +78,7 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
     """
     dataset = samples._dataset
     if patches_field is None:
-        if dataset.get_field(embeddings_field) is None:
-            raise OODInputError(
-                f"embeddings field {embeddings_field!r} does not exist; run "
-                "compute_pyramid_embeddings(samples, embeddings_field=...) first"
-            )
+        _require_embeddings_field(dataset, embeddings_field)
         keys = samples.values("id")
         vecs = samples.values(embeddings_field)
         labs = samples.values(f"{label_field}.label") if label_field else [None] * len(keys)

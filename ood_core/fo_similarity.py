@@ -32,17 +32,12 @@ import numpy as np
 from . import fo_runs
 from .errors import BackendError, OODInputError
 from .progress import Progress
+from .validation import check_positive_int
 
 logger = logging.getLogger(__name__)
 
 #: Metrics whose distances convert to the k-NN score, and the detector setting they match.
 _METRIC_NORMALIZE = {"cosine": True, "euclidean": False}
-
-
-def _check_int(value, name, minimum):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise OODInputError(f"{name}={value!r} is not valid; {name} must be an integer >= {minimum}")
-    return int(value)
 
 
 def distances_to_scores(dists, metric):
@@ -76,12 +71,17 @@ def _count_with_embedding(samples, embeddings_field):
     return samples.exists(embeddings_field).count()
 
 
-def _index_metric(index):
-    if index.config.method == "sklearn":
+def _refuse_brain_sklearn(backend):
+    if backend == "sklearn":
         raise OODInputError(
-            "this is a Brain sklearn index, which centres the embeddings, so its distances are not k-NN "
-            'scores; use compute_ood_scores(method="knn") for in-memory search'
+            "the Brain's sklearn similarity backend centres the embeddings, so its distances are not k-NN "
+            'scores; for in-memory search use compute_ood_scores(method="knn"), or pass an external backend '
+            'such as "pgvector"'
         )
+
+
+def _index_metric(index):
+    _refuse_brain_sklearn(index.config.method)
     metric = getattr(index.config, "metric", None)
     if metric not in _METRIC_NORMALIZE:
         raise OODInputError(
@@ -108,7 +108,7 @@ def _load_index(dataset, brain_key, embeddings_field):
     return index
 
 
-def _build_index(ref_view, embeddings_field, brain_key, backend, batch_size, progress, backend_kwargs):
+def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress, backend_kwargs):
     """Create a similarity index of the reference embeddings, uploading them in chunks."""
     import fiftyone.brain as fob
 
@@ -131,7 +131,7 @@ def _build_index(ref_view, embeddings_field, brain_key, backend, batch_size, pro
             "the connection settings (e.g. connection_string=..., uri=...) are right"
         ) from e
     try:
-        with Progress(progress, _count_with_embedding(ref_view, embeddings_field), "upload reference") as bar:
+        with Progress(progress, n_ref, "upload reference") as bar:
             for ids, X in _embedding_chunks(ref_view, embeddings_field, batch_size):
                 index.add_to_index(X, np.asarray(ids), reload=False)
                 bar.update(len(ids))
@@ -139,7 +139,7 @@ def _build_index(ref_view, embeddings_field, brain_key, backend, batch_size, pro
         if brain_key is not None:
             index.save()
     except BaseException:
-        _drop_index(ref_view._dataset, index, brain_key)
+        _drop_index(dataset, index, brain_key)
         raise
     return index
 
@@ -221,29 +221,21 @@ def _compute_knn_scores_with_index(
     Returns:
         a dict summary (run key, field, counts, score quantiles).
     """
-    from .fo_common import _embedding_run_config, _require_nonempty
+    from .fo_common import _embedding_run_config, _require_embeddings_field, _require_nonempty
 
     _require_nonempty(samples)
     dataset = samples._dataset
-    k = _check_int(k, "k", 1)
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    k = check_positive_int(k, "k")
+    batch_size = check_positive_int(batch_size, "batch_size")
     run_key = run_key or score_field
     fo_runs.validate_key(score_field, "score field")
     fo_runs.check_new_run(samples, run_key, [score_field], overwrite)
-    if dataset.get_field(embeddings_field) is None:
-        raise OODInputError(
-            f"embeddings field {embeddings_field!r} does not exist; run "
-            "compute_pyramid_embeddings(samples, embeddings_field=...) first"
-        )
+    _require_embeddings_field(dataset, embeddings_field)
     if not isinstance(dataset.get_field(embeddings_field), _vector_field_types()):
         raise OODInputError(f"field {embeddings_field!r} does not hold embedding vectors")
     existing = brain_key is not None and dataset.has_brain_run(brain_key)
-    if not existing and backend == "sklearn":
-        raise OODInputError(
-            'backend="sklearn" is the Brain\'s in-memory index, which centres the embeddings, so its '
-            "distances are not k-NN scores; for in-memory search use compute_ood_scores(method=\"knn\", "
-            "neighbor_backend=\"faiss\" or \"sklearn\"), or pass an external backend such as \"pgvector\""
-        )
+    if not existing:
+        _refuse_brain_sklearn(backend)
     if brain_key is not None and not existing:
         fo_runs.validate_key(brain_key, "brain key")
     if reference is None and not existing:
@@ -267,7 +259,8 @@ def _compute_knn_scores_with_index(
             index.use_view(ref_view)
         created = False
     else:
-        index = _build_index(ref_view, embeddings_field, brain_key, backend, batch_size, progress, backend_kwargs)
+        index = _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress,
+                             backend_kwargs)
         created = True
     try:
         metric = _index_metric(index)

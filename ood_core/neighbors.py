@@ -83,7 +83,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from .errors import NotFittedError, OODInputError
-from .validation import as_embeddings, check_same_dim
+from .validation import as_embeddings, check_positive_int, check_same_dim
 
 __all__ = ["BACKENDS", "INDEXES", "NeighborIndex", "faiss_available", "resolve_backend"]
 
@@ -166,21 +166,6 @@ def resolve_backend(backend="auto", index="flat"):
     return "faiss" if faiss_available() else "sklearn"
 
 
-def _check_positive_int(value, name, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        extra = " or None" if allow_none else ""
-        raise OODInputError(f"{name}={value!r} is not valid; pass an integer >= 1{extra}.")
-    return int(value)
-
-
-def _check_k(k):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise OODInputError(f"k={k!r} is not valid; k must be an integer >= 1.")
-    return int(k)
-
-
 class NeighborIndex:
     """k-nearest-neighbour search over a fitted ``(N, D)`` embedding array.
 
@@ -221,16 +206,16 @@ class NeighborIndex:
     ):
         self.backend = check_backend(backend)
         self.index = check_index(index, backend)
-        self.nlist = _check_positive_int(nlist, "nlist")
-        self.nprobe = _check_positive_int(nprobe, "nprobe")
-        self.hnsw_m = _check_positive_int(hnsw_m, "hnsw_m", allow_none=False)
-        self.ef_construction = _check_positive_int(ef_construction, "ef_construction", False)
-        self.ef_search = _check_positive_int(ef_search, "ef_search", allow_none=False)
+        self.nlist = check_positive_int(nlist, "nlist", allow_none=True)
+        self.nprobe = check_positive_int(nprobe, "nprobe", allow_none=True)
+        self.hnsw_m = check_positive_int(hnsw_m, "hnsw_m")
+        self.ef_construction = check_positive_int(ef_construction, "ef_construction")
+        self.ef_search = check_positive_int(ef_search, "ef_search")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise OODInputError(f"seed={seed!r} is not valid; pass an integer >= 0.")
         self.seed = int(seed)
-        self.num_threads = _check_positive_int(num_threads, "num_threads")
-        self.batch_size = _check_positive_int(batch_size, "batch_size", allow_none=False)
+        self.num_threads = check_positive_int(num_threads, "num_threads", allow_none=True)
+        self.batch_size = check_positive_int(batch_size, "batch_size")
 
     def __repr__(self):
         return f"NeighborIndex(backend={self.backend!r}, index={self.index!r})"
@@ -315,7 +300,7 @@ class NeighborIndex:
             raise NotFittedError(
                 "this NeighborIndex is not fitted yet; call fit(X_ref) before kneighbors()."
             )
-        k = _check_k(k)
+        k = check_positive_int(k, "k")
         n = self.n_samples_fit_
         exclude_self = X is None
         if exclude_self:

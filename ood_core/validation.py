@@ -5,6 +5,16 @@ import numpy as np
 from .errors import OODInputError
 
 
+def check_positive_int(value, name, *, allow_none=False):
+    """``int(value)`` for an integer >= 1 (or None when ``allow_none``), else OODInputError."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        extra = " or None" if allow_none else ""
+        raise OODInputError(f"{name}={value!r} is not valid; {name} must be an integer >= 1{extra}.")
+    return int(value)
+
+
 def as_embeddings(X, name="X", *, min_rows=1):
     """Return ``X`` as a C-contiguous float32 ``(N, D)`` array, or raise.
 

@@ -115,6 +115,15 @@ def extractor():
 
 
 @pytest.fixture
+def session_extractor(monkeypatch, extractor):
+    """Make compute_pyramid_embeddings reuse the session's loaded backbone (speed only)."""
+    import ood_core.features as features
+
+    monkeypatch.setattr(features, "PyramidExtractor", lambda *a, **k: extractor)
+    return extractor
+
+
+@pytest.fixture
 def dataset_factory():
     """Create uniquely named FiftyOne datasets; deleted after the test."""
     import fiftyone as fo

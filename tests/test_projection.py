@@ -12,10 +12,7 @@ SETTINGS = dict(model_name="tf_efficientnet_lite0", levels=[1, 2, 3], mode="pool
 
 
 @pytest.fixture
-def ds40(dataset_factory, fashion_files, extractor, monkeypatch):
-    import ood_core.features as features
-
-    monkeypatch.setattr(features, "PyramidExtractor", lambda *a, **k: extractor)  # reuse the loaded backbone
+def ds40(dataset_factory, fashion_files, session_extractor):
     paths, names = fashion_files
     return dataset_factory(paths[:40], names[:40])
 

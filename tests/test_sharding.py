@@ -43,12 +43,6 @@ def _expected(extractor, ds):
     return extractor.extract(ds.values("filepath"), progress=False).embeddings
 
 
-def _use_session_extractor(monkeypatch, extractor):
-    import ood_core.features as features
-
-    monkeypatch.setattr(features, "PyramidExtractor", lambda *a, **k: extractor)
-
-
 def test_two_worker_processes_share_one_extraction(shared_dataset, extractor):
     ds = shared_dataset
     env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS="1")
@@ -75,9 +69,9 @@ def test_two_worker_processes_share_one_extraction(shared_dataset, extractor):
 
 
 def test_unfinished_shard_leaves_a_partial_field_that_a_plain_call_completes(
-        shared_dataset, extractor, monkeypatch):
+        shared_dataset, session_extractor):
     ds = shared_dataset
-    _use_session_extractor(monkeypatch, extractor)
+    extractor = session_extractor
     out = compute_pyramid_embeddings(ds, "emb", shard=(0, 3), progress=False, **SETTINGS)
     assert out["status"] == "partial" and out["field"] == "tmp_ood_partial_emb"
     assert out["num_computed"] == 13 and out["shards_done"] == [0]
