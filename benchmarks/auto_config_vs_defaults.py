@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 def main():
     import fiftyone as fo
 
-    from ood_core import experiments, fo_api
+    import ood_core as ood
     from ood_core.demo import DATASET_NAME
     from ood_core.metrics import format_metrics, ood_metrics
 
@@ -32,7 +32,7 @@ def main():
     if not ds.has_field("ood_knn"):
         raise SystemExit("run the demo first: python -m ood_core.demo")
     t0 = time.time()
-    fo_api.compute_pyramid_embeddings(ds, "emb_all_levels", model_name="tf_efficientnet_lite0",
+    ood.compute_pyramid_embeddings(ds, "emb_all_levels", model_name="tf_efficientnet_lite0",
                                       levels=[0, 1, 2, 3, 4], grid=2, overwrite=True, progress=False)
     print(f"embedded all levels (grid 2) in {time.time() - t0:.0f} s")
 
@@ -41,13 +41,13 @@ def main():
     evaluation = test.exclude(list(val_ids))
     subsets = [[4], [3, 4], [2, 3, 4], [1, 2, 3, 4], [0, 1, 2, 3, 4], [0, 1, 2], [1, 2, 3]]
     t0 = time.time()
-    chosen = experiments.auto_config(
+    chosen = ood.auto_config(
         ds, "emb_all_levels", validation=validation, reference="trusted", level_subsets=subsets,
         dims=(None, 64), k=(1, 10, 50), methods=("knn", "mahalanobis"), overwrite=True,
     )
     print(f"auto_config searched {len(chosen['table'])} configs in {time.time() - t0:.0f} s; "
           f"best on validation: {chosen['config']}")
-    experiments.score_with_config(ds, "ood_auto", "auto_config", overwrite=True)
+    ood.score_with_config(ds, "ood_auto", "auto_config", overwrite=True)
 
     is_ood = np.array(evaluation.values("is_ood"), dtype=bool)
     default = ood_metrics(np.array(evaluation.values("ood_knn"), dtype=float), is_ood)

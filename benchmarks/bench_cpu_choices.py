@@ -123,7 +123,7 @@ def main(argv=None):
     import torch
 
     from ood_core.features import PyramidExtractor, combine_levels
-    from ood_core.fo_api import DEFAULT_GRID, DEFAULT_LEVELS
+    from ood_core.fo.embeddings import DEFAULT_GRID, DEFAULT_LEVELS
     from ood_core.images import load_rgb
 
     t_start = time.perf_counter()

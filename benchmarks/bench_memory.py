@@ -107,9 +107,8 @@ def write_pngs(num_files, folder):
 def find_mongod_pids():
     """PIDs of the mongod serving FiftyOne's embedded database (empty with an external URI)."""
     try:
-        import psutil
-
         import fiftyone as fo
+        import psutil
     except ImportError:
         return []
     if fo.config.database_uri:
@@ -194,7 +193,7 @@ def run_child(args):
 
         torch.set_num_threads(args.threads)
         from ood_core.features import PyramidExtractor
-        from ood_core.fo_api import DEFAULT_GRID, default_levels
+        from ood_core.fo.embeddings import DEFAULT_GRID, default_levels
 
         ext = PyramidExtractor(args.model, levels=default_levels(args.model), mode="pool", grid=DEFAULT_GRID)
         out["dim"] = ext.dim
@@ -239,7 +238,7 @@ def run_child(args):
                       f"{done / max(row['seconds'], 1e-9):.1f} img/s", flush=True)
                 state["next"] += 1
 
-        from ood_core.fo_api import compute_pyramid_embeddings
+        from ood_core import compute_pyramid_embeddings
 
         res = compute_pyramid_embeddings(
             dataset, FIELD, model_name=args.model, batch_size=args.batch_size, num_workers=args.num_workers,
@@ -333,7 +332,9 @@ def main(argv=None):
     t_total = time.perf_counter()
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     num_files = min(args.max_files, 70000, max(sizes))
-    from importlib.metadata import version  # the parent imports no torch: its RSS seeds the child's ru_maxrss
+    from importlib.metadata import (
+        version,  # the parent imports no torch: its RSS seeds the child's ru_maxrss
+    )
 
     print("bench_memory: peak RSS of compute_pyramid_embeddings vs dataset size")
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()

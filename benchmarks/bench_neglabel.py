@@ -57,10 +57,10 @@ def tiny_checkpoint(folder):
 def bench_vocabulary(args, workdir):
     import torch
 
-    from ood_core.clip import CLIPEncoder
-    from ood_core.lexicon import load_lexicon
-    from ood_core.neglabel import DEFAULT_TEMPLATES
-    from ood_core.text_cache import cached_text_embeddings
+    from ood_core.clip.encoder import CLIPEncoder
+    from ood_core.clip.lexicon import load_lexicon
+    from ood_core.clip.neglabel import DEFAULT_TEMPLATES
+    from ood_core.clip.text_cache import cached_text_embeddings
 
     if args.checkpoint:
         model_name, ckpt = args.model, args.checkpoint
@@ -97,7 +97,7 @@ def bench_vocabulary(args, workdir):
 
 
 def bench_scoring(args):
-    from ood_core.neglabel import neglabel_ood_score
+    from ood_core.clip.neglabel import neglabel_ood_score
 
     rng = np.random.default_rng(0)
 

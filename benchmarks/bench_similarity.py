@@ -52,11 +52,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     import fiftyone as fo
-
     from bench_knn import make_data
-    from ood_core.fo_api import compute_ood_scores
-    from ood_core.fo_similarity import compute_knn_scores_with_index
     from pg_loopback import LoopbackPostgres
+
+    from ood_core import compute_knn_scores_with_index, compute_ood_scores
 
     print("bench_similarity: k-NN scoring through a pgvector similarity index vs in memory")
     print(f"machine: {platform.platform()}, {os.cpu_count()} cpus, python {platform.python_version()}")

@@ -132,11 +132,12 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     ``k`` / ``lof_k`` override the detectors' default neighbour counts
     (``None`` = the package defaults); small datasets need a smaller ``lof_k``.
     """
-    from . import fo_api
+    import ood_core as ood
+
     from .metrics import format_metrics, ood_metrics
 
     t0 = time.time()
-    emb = fo_api.compute_pyramid_embeddings(
+    emb = ood.compute_pyramid_embeddings(
         dataset, "ood_embeddings", batch_size=batch_size, num_workers=num_workers, overwrite=True, progress=progress
     )
     t_emb = time.time() - t0
@@ -147,13 +148,13 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
           file=out)
 
     test = dataset.match_tags("test")
-    fo_api.compute_ood_scores(test, "ood_embeddings", "ood_knn", method="knn", reference="trusted", k=k, overwrite=True)
+    ood.compute_ood_scores(test, "ood_embeddings", "ood_knn", method="knn", reference="trusted", k=k, overwrite=True)
     # class-conditional Mahalanobis after PCA-64: the best detector in benchmarks/choose_defaults.py,
     # but it needs labels on the reference set, so k-NN stays the label-free default
-    fo_api.compute_ood_scores(test, "ood_embeddings", "ood_mahalanobis", method="mahalanobis", reference="trusted",
+    ood.compute_ood_scores(test, "ood_embeddings", "ood_mahalanobis", method="mahalanobis", reference="trusted",
                               label_field="ground_truth", reduce="pca", n_components=64, overwrite=True)
-    fo_api.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue", overwrite=True, k=k)
-    fo_api.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue_lof",
+    ood.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue", overwrite=True, k=k)
+    ood.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue_lof",
                                 method="class_lof", k=lof_k, overwrite=True)
 
     results = {}
@@ -174,7 +175,7 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     print("  neighbour label agreement: " + format_metrics(results["label_issue"], **wrong), file=out)
     print("  per-class LOF (paper):     " + format_metrics(results["label_issue_lof"], **wrong), file=out)
 
-    fo_api.compute_ood_visualization(dataset, "ood_embeddings", "ood_umap", overwrite=True)
+    ood.compute_ood_visualization(dataset, "ood_embeddings", "ood_umap", overwrite=True)
     results["seconds"] = time.time() - t0
     return results
 

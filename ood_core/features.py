@@ -210,7 +210,7 @@ class PyramidExtractor:
             "level_indices": self.level_indices,
             # Channels per chosen level, in level order: the embedding is one contiguous
             # block of channels[l] * (dim / sum(channels)) values per level, so level
-            # subsets can be sliced from stored embeddings (ood_core.experiments).
+            # subsets can be sliced from stored embeddings (ood_core.fo.experiments).
             "channels": self.channels,
             "mode": self.mode,
             "grid": self.grid,

@@ -57,7 +57,7 @@ def fpr_at_95_ood_flagged(id_scores, ood_scores):
     return float(np.mean(np.asarray(id_scores, dtype=np.float64) >= threshold))
 
 
-def _validate(scores, is_ood):
+def validate_scores(scores, is_ood):
     scores = np.asarray(scores)
     is_ood_arr = np.asarray(is_ood)
     if scores.ndim != 1 or is_ood_arr.ndim != 1:
@@ -123,7 +123,7 @@ def ood_metrics(scores, is_ood):
     """
     from sklearn.metrics import average_precision_score, roc_auc_score
 
-    scores, is_ood = _validate(scores, is_ood)
+    scores, is_ood = validate_scores(scores, is_ood)
     id_scores, ood_scores = scores[~is_ood], scores[is_ood]
     return {
         "auroc": float(roc_auc_score(is_ood, scores)),

@@ -1,9 +1,8 @@
 """Operators: zero-shot (NegLabel) and few-shot (RAP) OOD scores with CLIP negative labels."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from . import _common as common
+from . import base as common
 
 ID_SOURCES = ("label_field", "labels")
 FEW_SHOT_MODES = ("tag", "k_per_class")
@@ -14,7 +13,7 @@ RESCORE = ("final", "online")
 
 
 def _clip_embedding_runs(dataset):
-    from ood_core import fo_runs
+    from ood_core.fo import runs as fo_runs
 
     runs = []
     for key in fo_runs.list_ood_runs(dataset, kind="embeddings"):
@@ -103,7 +102,7 @@ def _add_output_inputs(inputs, ctx, score_default, prediction_default):
                       description="Classification field for the predicted ID class (confidence = softmax); "
                                   "empty = none")
     if prediction:
-        from ood_core import fo_runs
+        from ood_core.fo import runs as fo_runs
 
         try:
             fo_runs.validate_key(prediction, "prediction field")
@@ -166,21 +165,12 @@ def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, q
 # --------------------------------------------------------------------------- NegLabel
 
 
-class ComputeNegLabelScores(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="compute_neglabel_scores",
-            label="OOD: NegLabel zero-shot scores (CLIP)",
-            description="Zero-shot OOD scores from CLIP and mined negative labels (NegLabel, ICLR 2024); "
-                        "higher = more OOD",
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
-
-    def resolve_delegation(self, ctx):
-        return common.resolve_delegation(ctx)
+class ComputeNegLabelScores(common.OODOperator):
+    name = "compute_neglabel_scores"
+    label = "OOD: NegLabel zero-shot scores (CLIP)"
+    description = ("Zero-shot OOD scores from CLIP and mined negative labels (NegLabel, ICLR 2024); "
+                        "higher = more OOD")
+    positional_params = ("score_field",)
 
     def resolve_input(self, ctx):
         ctx.target_view()
@@ -204,11 +194,11 @@ class ComputeNegLabelScores(foo.Operator):
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
 
     def execute(self, ctx):
-        from ood_core import fo_clip
+        import ood_core as ood
 
         p = ctx.params
         num_negatives = p.get("num_negatives") or None
-        summary = fo_clip.compute_neglabel_scores(
+        summary = ood.compute_neglabel_scores(
             ctx.target_view(),
             p.get("score_field", "neglabel_score"),
             num_negatives=int(num_negatives) if num_negatives else None,
@@ -219,42 +209,25 @@ class ComputeNegLabelScores(foo.Operator):
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_negatives", "score_quantiles"))
 
-    def __call__(self, sample_collection, score_field="neglabel_score", *, id_labels=None, label_field=None,
-                 embeddings_field=None, model_name=None, weights=None, quick_gelu=False, word_list=None,
-                 num_negatives=None, fraction=None, percentile=95.0, tau=0.01, num_groups=100, seed=0,
-                 prediction_field="neglabel_prediction", overwrite=False, delegate=False):
-        """Run from Python: ``op = foo.get_operator(uri); op(view, label_field="ground_truth")``.
-
-        ``id_labels`` (a list) or ``label_field`` give the ID classes; ``weights`` is a
-        local file or an open_clip tag. See :func:`ood_core.fo_clip.compute_neglabel_scores`.
-        """
-        params = _sdk_params(
-            id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
-            score_field=score_field, num_negatives=num_negatives, fraction=fraction, percentile=percentile,
-            tau=tau, num_groups=num_groups, seed=seed, prediction_field=prediction_field or "",
-            overwrite=overwrite, delegate=delegate,
-        )
-        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
+    def to_form_params(self, *, id_labels=None, label_field=None,
+                       embeddings_field=None, model_name=None, weights=None, quick_gelu=False, word_list=None,
+                       prediction_field="neglabel_prediction", **params):
+        """``op(view, label_field="ground_truth", ...)``: ``id_labels`` (a list) or ``label_field`` give
+        the ID classes; ``weights`` is a local file or an open_clip tag. See
+        :func:`ood_core.fo.clip.compute_neglabel_scores`."""
+        return _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
+                           prediction_field=prediction_field or "", **params)
 
 
 # --------------------------------------------------------------------------- RAP
 
 
-class ComputeRAPScores(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="compute_rap_scores",
-            label="OOD: RAP few-shot scores (CLIP)",
-            description="Few-shot OOD scores with retrieval-augmented negative prompts and test-time updates "
-                        "(RAP); higher = more OOD",
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
-
-    def resolve_delegation(self, ctx):
-        return common.resolve_delegation(ctx)
+class ComputeRAPScores(common.OODOperator):
+    name = "compute_rap_scores"
+    label = "OOD: RAP few-shot scores (CLIP)"
+    description = ("Few-shot OOD scores with retrieval-augmented negative prompts and test-time updates "
+                        "(RAP); higher = more OOD")
+    positional_params = ("score_field",)
 
     def resolve_input(self, ctx):
         ctx.target_view()
@@ -317,11 +290,11 @@ class ComputeRAPScores(foo.Operator):
         return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
 
     def execute(self, ctx):
-        from ood_core import fo_clip
+        import ood_core as ood
 
         p = ctx.params
         by_tag = p.get("few_shot_mode", "tag") == "tag"
-        summary = fo_clip.compute_rap_scores(
+        summary = ood.compute_rap_scores(
             ctx.target_view(),
             p.get("score_field", "rap_score"),
             few_shot=p.get("few_shot_tag") if by_tag else None,
@@ -342,25 +315,15 @@ class ComputeRAPScores(foo.Operator):
                                                  "num_skipped", "num_few_shot", "num_train_negatives",
                                                  "num_test_negatives", "score_quantiles"))
 
-    def __call__(self, sample_collection, score_field="rap_score", *, few_shot_tag=None, k_per_class=None,
-                 id_labels=None, label_field=None, embeddings_field=None, model_name=None, weights=None,
-                 quick_gelu=False, word_list=None, num_crops=256, num_keep=32, num_negatives=10000,
-                 lambdas=(0.2, -0.2, -1.0), eta=5.0, test_time=True, u1=0.0, u2=0.5, words_per_sample=4,
-                 rescore="final", tau=0.01, num_groups=100, seed=0, prediction_field="rap_prediction",
-                 overwrite=False, delegate=False):
-        """Run from Python: ``op(view, few_shot_tag="fewshot", label_field="ground_truth")``.
-
-        The few-shot ID images are the samples tagged ``few_shot_tag``, or ``k_per_class``
-        random samples per class of ``label_field`` from the view. See
-        :func:`ood_core.fo_clip.compute_rap_scores`.
-        """
-        params = _sdk_params(
+    def to_form_params(self, *, few_shot_tag=None, k_per_class=None, id_labels=None,
+                       label_field=None, embeddings_field=None, model_name=None, weights=None, quick_gelu=False,
+                       word_list=None, lambdas=(0.2, -0.2, -1.0), prediction_field="rap_prediction", **params):
+        """``op(view, few_shot_tag="fewshot", label_field="ground_truth", ...)``: the few-shot ID images
+        are the samples tagged ``few_shot_tag``, or ``k_per_class`` random samples per class of
+        ``label_field``. See :func:`ood_core.fo.clip.compute_rap_scores`."""
+        return _sdk_params(
             id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
-            score_field=score_field, few_shot_mode="k_per_class" if k_per_class else "tag",
-            few_shot_tag=few_shot_tag, k_per_class=k_per_class, num_crops=num_crops, num_keep=num_keep,
-            num_negatives=num_negatives, lambda1=lambdas[0], lambda2=lambdas[1], lambda3=lambdas[2], eta=eta,
-            test_time=test_time, u1=u1, u2=u2, words_per_sample=words_per_sample, rescore=rescore, tau=tau,
-            num_groups=num_groups, seed=seed, prediction_field=prediction_field or "", overwrite=overwrite,
-            delegate=delegate,
+            few_shot_mode="k_per_class" if k_per_class else "tag",
+            few_shot_tag=few_shot_tag, k_per_class=k_per_class, lambda1=lambdas[0], lambda2=lambdas[1],
+            lambda3=lambdas[2], prediction_field=prediction_field or "", **params,
         )
-        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)

@@ -1,24 +1,17 @@
 """Operator: compute feature-pyramid embeddings for the target view."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from . import _common as common
+from . import base as common
 
 MODES = ("pool", "flatten")
 
 
-class ComputePyramidEmbeddings(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="compute_pyramid_embeddings",
-            label="OOD: compute pyramid embeddings",
-            description="Multi-level timm backbone embeddings for every sample or object",
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
+class ComputePyramidEmbeddings(common.OODOperator):
+    name = "compute_pyramid_embeddings"
+    label = "OOD: compute pyramid embeddings"
+    description = ("Multi-level timm backbone embeddings for every sample or object")
+    positional_params = ("embeddings_field",)
 
     def resolve_delegation(self, ctx):
         if _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
@@ -34,13 +27,13 @@ class ComputePyramidEmbeddings(foo.Operator):
             description="Sample field (or object attribute) that will hold the embeddings; also the run key",
             field_paths=lambda v: [f"{patches}.detections.{v}" if patches else v], resumable_kind="embeddings",
         )
-        inputs.str("model_name", default="auto", label="timm backbone",
+        inputs.str("model_name", default=_default("model_name"), label="timm backbone",
                    description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
         inputs.str("levels", default="", required=False, label="Pyramid levels",
                    description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = the deepest level")
-        inputs.enum("mode", list(MODES), default="pool", label="Mode", view=types.RadioGroup(),
+        inputs.enum("mode", list(MODES), default=_default("mode"), label="Mode", view=types.RadioGroup(),
                     description="'pool': per-level grid pooling (compact); 'flatten': the paper's resize + flatten (large)")
-        inputs.int("grid", default=2, min=1, max=8, label="Pooling grid", description="Side of the pooling grid (mode 'pool')")
+        inputs.int("grid", default=_default("grid"), min=1, max=8, label="Pooling grid", description="Side of the pooling grid (mode 'pool')")
         inputs.str("weights", default="", required=False, label="Weights file",
                    description="Optional local .safetensors / state-dict file; empty = hub/cache, then bundled")
         common.add_field_choice(
@@ -51,13 +44,13 @@ class ComputePyramidEmbeddings(foo.Operator):
         inputs.int("project_dim", default=0, min=0, label="Reduce to dimensions (0 = keep)",
                    description="On-the-fly reduction while extracting, e.g. for the large 'flatten' mode")
         if int(ctx.params.get("project_dim") or 0) > 0:
-            inputs.enum("project_method", ["pca", "random"], default="pca", label="Reduction",
+            inputs.enum("project_method", ["pca", "random"], default=_default("project_method"), label="Reduction",
                         view=types.RadioGroup(),
-                        description="'pca': fitted on a seeded sample of 2,048 items first; 'random': seeded "
+                        description="'pca': fitted on a seeded sample of the view first; 'random': seeded "
                                     "Gaussian projection, nothing to fit")
-        inputs.int("batch_size", default=64, min=1, label="Batch size")
-        inputs.int("num_workers", default=1, min=0, label="Decoding workers")
-        inputs.bool("skip_failures", default=True, label="Skip unreadable images",
+        inputs.int("batch_size", default=_default("batch_size"), min=1, label="Batch size")
+        inputs.int("num_workers", default=_default("num_workers"), min=0, label="Decoding workers")
+        inputs.bool("skip_failures", default=_default("skip_failures"), label="Skip unreadable images",
                     description="Unreadable images get no embedding and are listed in the run results")
         shards = inputs.int(
             "num_shards", default=1, min=1, label="Parallel workers (shards)",
@@ -71,26 +64,26 @@ class ComputePyramidEmbeddings(foo.Operator):
         return types.Property(inputs, view=types.View(label="Compute pyramid embeddings"))
 
     def execute(self, ctx):
-        from ood_core import fo_api
+        import ood_core as ood
 
         p = ctx.params
         if _num_shards(ctx) > 1 and p.get("shard") is None:
             return _queue_shards(self.uri, ctx)
         levels = _parse_levels(p.get("levels"))
-        summary = fo_api.compute_pyramid_embeddings(
+        summary = ood.compute_pyramid_embeddings(
             ctx.target_view(),
             p.get("embeddings_field", "ood_embeddings"),
-            model_name=p.get("model_name") or "auto",
+            model_name=p.get("model_name") or _default("model_name"),
             levels=levels,
-            mode=p.get("mode", "pool"),
-            grid=int(p.get("grid", 2)),
+            mode=p.get("mode") or _default("mode"),
+            grid=int(p.get("grid") or _default("grid")),
             weights=p.get("weights") or None,
             patches_field=p.get("patches_field") or None,
-            batch_size=int(p.get("batch_size", 64)),
-            num_workers=int(p.get("num_workers", 1)),
+            batch_size=int(p.get("batch_size") or _default("batch_size")),
+            num_workers=int(p.get("num_workers", _default("num_workers"))),
             project_dim=int(p.get("project_dim") or 0) or None,
-            project_method=p.get("project_method") or "pca",
-            skip_failures=bool(p.get("skip_failures", True)),
+            project_method=p.get("project_method") or _default("project_method"),
+            skip_failures=bool(p.get("skip_failures", _default("skip_failures"))),
             overwrite=bool(p.get("overwrite", False)),
             progress=common.progress_callback(ctx),
             shard=tuple(p["shard"]) if p.get("shard") is not None else None,
@@ -98,19 +91,12 @@ class ComputePyramidEmbeddings(foo.Operator):
         return common.finish(ctx, summary, keep=("run_key", "field", "status", "shard", "num_embedded",
                                                  "num_computed", "num_failed", "dim"))
 
-    def __call__(self, sample_collection, embeddings_field="ood_embeddings", *, model_name="auto", levels=None,
-                 mode="pool", grid=2, weights=None, patches_field=None, batch_size=64, num_workers=1,
-                 skip_failures=True, overwrite=False, delegate=False, num_shards=1, project_dim=0,
-                 project_method="pca"):
-        """Run from Python: ``op = foo.get_operator(uri); op(dataset_or_view, ...)``."""
-        params = dict(
-            embeddings_field=embeddings_field, model_name=model_name,
-            levels=",".join(str(x) for x in levels) if levels else "", mode=mode, grid=grid,
-            weights=weights or "", patches_field=patches_field, batch_size=batch_size,
-            num_workers=num_workers, skip_failures=skip_failures, overwrite=overwrite, delegate=delegate,
-            num_shards=num_shards, project_dim=project_dim, project_method=project_method,
-        )
-        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
+    def to_form_params(self, *, levels=None, weights=None, **params):
+        """``op(view, "ood_embeddings", levels=[1, 2], mode="pool", ...)``."""
+        return dict(params, levels=",".join(str(x) for x in levels) if levels else "", weights=weights or "")
+
+def _default(param):
+    return common.sdk_default("compute_pyramid_embeddings", param)
 
 
 def _num_shards(ctx):

@@ -18,21 +18,9 @@ a dataset (or view) and plain values, so it is tested without a browser
 App events.
 """
 
-import numpy as np
-
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
-
-#: Run kinds that write one score per sample (higher = more suspicious).
-SCORE_KINDS = ("ood_scores", "label_issues", "neglabel", "rap")
-
-#: (positive class, negative class) names per run kind, as shown in the panel.
-CLASS_NAMES = {
-    "ood_scores": ("OOD", "ID"),
-    "label_issues": ("wrong label", "correct label"),
-    "neglabel": ("OOD", "ID"),
-    "rap": ("OOD", "ID"),
-}
+import numpy as np
 
 #: Review decision -> sample tag it adds (the other decision's tag is removed).
 REVIEW_TAGS = {"confirmed": "ood_confirmed", "dismissed": "ood_dismissed"}
@@ -48,17 +36,17 @@ _MAX_CURVE_POINTS = 400
 
 
 def score_runs(samples):
-    """Keys of the sample-level score runs (kinds :data:`SCORE_KINDS`) on the dataset.
+    """Keys of the sample-level score runs on the dataset (score kinds of the run-kind registry).
 
     Object-level runs (scores on ``<field>.detections``) are left out: the
     panel reviews samples.
     """
-    from ood_core import fo_runs
+    from ood_core.fo import runs as fo_runs
 
     keys = []
     for key in fo_runs.list_ood_runs(samples):
         info = fo_runs.get_ood_run_info(samples, key)
-        if info.get("kind") in SCORE_KINDS and not info.get("patches_field") and info.get("fields"):
+        if fo_runs.run_kind(info["kind"]).is_score and not info.get("patches_field") and fo_runs.score_path(info):
             keys.append(key)
     return keys
 
@@ -66,34 +54,35 @@ def score_runs(samples):
 def run_summary(samples, run_key):
     """``{"run_key", "kind", "score_field", "positive", "negative", "method"}`` of a score run.
 
-    ``score_field`` is the run's first written field: score runs write their
-    scores first (NegLabel / RAP runs then write a prediction field).
+    ``score_field`` comes from the run record (:func:`ood_core.fo.runs.score_path`).
     """
-    from ood_core import fo_runs
     from ood_core.errors import OODInputError
+    from ood_core.fo import runs as fo_runs
 
     info = fo_runs.get_ood_run_info(samples, run_key)
     kind = info.get("kind")
-    if kind not in SCORE_KINDS or info.get("patches_field") or not info.get("fields"):
+    path = fo_runs.score_path(info)
+    if path is None or info.get("patches_field"):
         raise OODInputError(
             f"run {run_key!r} is a {kind!r} run, not a sample-level score run; pick one of "
             f"{score_runs(samples)}"
         )
-    positive, negative = CLASS_NAMES[kind]
+    positive, negative = fo_runs.run_kind(kind).class_names
     detector = info.get("detector") or {}
     method = detector.get("method") or detector.get("name") or kind
-    return {"run_key": run_key, "kind": kind, "score_field": info["fields"][0], "positive": positive,
+    return {"run_key": run_key, "kind": kind, "score_field": path, "positive": positive,
             "negative": negative, "method": method}
 
 
 def boolean_fields(samples):
     """Top-level boolean fields usable as ground truth (True = positive class).
 
-    Flag fields written by ``fo_eval.flag_samples`` are left out: they are
+    Flag fields written by ``ood.flag_samples`` are left out: they are
     decisions derived from the scores, not ground truth.
     """
     import fiftyone.core.fields as fof
-    from ood_core import fo_runs
+
+    from ood_core.fo import runs as fo_runs
 
     dataset = samples._dataset
     flag_fields = set()

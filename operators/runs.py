@@ -1,25 +1,21 @@
 """Operator: list, inspect, rename and delete fiftyone-ood runs."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from . import _common as common
+from . import base as common
 
 ACTIONS = ("list", "rename", "delete")
 
 
-class ManageOODRuns(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="manage_ood_runs",
-            label="OOD: manage runs",
-            description="List, inspect, rename or delete fiftyone-ood runs (deleting removes their fields)",
-            dynamic=True,
-        )
+class ManageOODRuns(common.OODOperator):
+    name = "manage_ood_runs"
+    label = "OOD: manage runs"
+    description = ("List, inspect, rename or delete fiftyone-ood runs (deleting removes their fields)")
+    delegable = False
+    positional_params = ("action", "run_key", "new_run_key")
 
     def resolve_input(self, ctx):
-        from ood_core import fo_runs
+        from ood_core.fo import runs as fo_runs
 
         inputs = types.Object()
         runs = fo_runs.list_ood_runs(ctx.dataset)
@@ -46,7 +42,7 @@ class ManageOODRuns(foo.Operator):
         return types.Property(inputs, view=types.View(label="Manage OOD runs"))
 
     def execute(self, ctx):
-        from ood_core import fo_runs
+        from ood_core.fo import runs as fo_runs
 
         p = ctx.params
         action = p.get("action", "list")
@@ -56,18 +52,28 @@ class ManageOODRuns(foo.Operator):
         elif action == "delete":
             fo_runs.delete_ood_run(dataset, p["run_key"], delete_fields=bool(p.get("delete_fields", True)))
             ctx.trigger("reload_dataset")
-        runs = []
-        for key in fo_runs.list_ood_runs(dataset):
-            info = fo_runs.get_ood_run_info(dataset, key)
-            runs.append({"run_key": key, "kind": info.get("kind"), "fields": info.get("fields"),
-                         "timestamp": info.get("timestamp")})
-        return {"runs": runs}
+        return {"runs": run_rows(dataset)}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
-        outputs.list("runs", types.Object(), label="fiftyone-ood runs")
+        table = types.TableView()
+        for key, label in RUN_COLUMNS:
+            table.add_column(key, label=label)
+        outputs.list("runs", types.Object(), label="fiftyone-ood runs", view=table)
         return types.Property(outputs)
 
-    def __call__(self, sample_collection, action="list", run_key=None, new_run_key=None, delete_fields=True):
-        params = dict(action=action, run_key=run_key, new_run_key=new_run_key, delete_fields=delete_fields)
-        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
+
+#: (row key, column title) of the runs table
+RUN_COLUMNS = (("run_key", "Run"), ("kind", "Kind"), ("fields", "Fields"), ("date", "Date"))
+
+
+def run_rows(dataset):
+    """One row per run of this plugin: key, kind, the fields it wrote, when it ran."""
+    from ood_core.fo import runs as fo_runs
+
+    rows = []
+    for key in fo_runs.list_ood_runs(dataset):
+        info = fo_runs.get_ood_run_info(dataset, key)
+        rows.append({"run_key": key, "kind": info.get("kind") or "", "fields": ", ".join(info.get("fields") or []),
+                     "date": (info.get("timestamp") or "")[:19]})
+    return rows

@@ -1,28 +1,18 @@
 """Operator: 2-D UMAP of the embeddings for the App's Embeddings panel."""
 
-import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-from . import _common as common
+from . import base as common
 
 
-class ComputeOODVisualization(foo.Operator):
-    @property
-    def config(self):
-        return foo.OperatorConfig(
-            name="compute_ood_visualization",
-            label="OOD: compute embeddings visualization",
-            description="UMAP / t-SNE / PCA map of pyramid embeddings; colour it by an OOD score field",
-            dynamic=True,
-            allow_immediate_execution=True,
-            allow_delegated_execution=True,
-        )
-
-    def resolve_delegation(self, ctx):
-        return common.resolve_delegation(ctx)
+class ComputeOODVisualization(common.OODOperator):
+    name = "compute_ood_visualization"
+    label = "OOD: compute embeddings visualization"
+    description = ("UMAP / t-SNE / PCA map of pyramid embeddings; colour it by an OOD score field")
+    positional_params = ("embeddings_field", "brain_key")
 
     def resolve_input(self, ctx):
-        from ood_core import fo_runs
+        from ood_core.fo import runs as fo_runs
 
         ctx.target_view()
         inputs = types.Object()
@@ -44,19 +34,14 @@ class ComputeOODVisualization(foo.Operator):
         return types.Property(inputs, view=types.View(label="Embeddings visualization"))
 
     def execute(self, ctx):
-        from ood_core import fo_api, fo_runs
+        import ood_core as ood
+        from ood_core.fo import runs as fo_runs
 
         p = ctx.params
         info = fo_runs.get_ood_run_info(ctx.dataset, p["embeddings_field"])
-        summary = fo_api.compute_ood_visualization(
+        summary = ood.compute_ood_visualization(
             ctx.target_view(), p["embeddings_field"], p.get("brain_key", "ood_umap"),
             method=p.get("method", "umap"), patches_field=info.get("patches_field"),
             overwrite=bool(p.get("overwrite", False)),
         )
         return common.finish(ctx, summary)
-
-    def __call__(self, sample_collection, embeddings_field="ood_embeddings", brain_key="ood_umap", *,
-                 method="umap", overwrite=False, delegate=False):
-        params = dict(embeddings_field=embeddings_field, brain_key=brain_key, method=method,
-                      overwrite=overwrite, delegate=delegate)
-        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)

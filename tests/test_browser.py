@@ -74,7 +74,7 @@ def _tail(path, n=60):
 @pytest.fixture
 def app_dataset(dataset_factory, fashion_files):
     """20 real images (2 per class), embeddings 'emb', is_ood = Bag / Ankle boot, half of ID 'trusted'."""
-    from ood_core import fo_api
+    import ood_core as ood
 
     paths, names = fashion_files
     idx = list(range(0, 200, 10))  # fashion_files holds 20 per class in class order
@@ -83,7 +83,7 @@ def app_dataset(dataset_factory, fashion_files):
     ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
     ds.persistent = True  # visible to the server process whatever its cleanup policy
     ds.set_values("is_ood", [names[i] in ood_classes for i in idx])
-    fo_api.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3])
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3])
     return ds
 
 
@@ -143,8 +143,11 @@ class UI:
     """Small waits and actions on the App; every lookup retries through React re-renders."""
 
     def __init__(self, driver):
-        from selenium.common.exceptions import (ElementClickInterceptedException, NoSuchElementException,
-                                                StaleElementReferenceException)
+        from selenium.common.exceptions import (
+            ElementClickInterceptedException,
+            NoSuchElementException,
+            StaleElementReferenceException,
+        )
         from selenium.webdriver.support.ui import WebDriverWait
 
         self.d = driver
@@ -268,8 +271,8 @@ def _slider(ui):
 def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_server, tmp_path):
     from selenium.webdriver.common.action_chains import ActionChains
 
+    from ood_core.fo import runs as fo_runs
     from operators import panel
-    from ood_core import fo_runs
 
     t0 = time.perf_counter()
     ds, d = app_dataset, browser

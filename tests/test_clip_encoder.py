@@ -5,7 +5,7 @@ import open_clip
 import pytest
 import torch
 
-from ood_core.clip import CLIPEncoder
+from ood_core.clip.encoder import CLIPEncoder
 from ood_core.errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
 
 TINY = "ood-test-tiny-clip"  # the default name of conftest's tiny_clip_factory

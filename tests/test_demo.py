@@ -9,7 +9,8 @@ import numpy as np
 def test_demo_pipeline_runs_and_reports_both_tasks(tmp_path):
     import fiftyone as fo
 
-    from ood_core import demo, fo_runs
+    from ood_core import demo
+    from ood_core.fo import runs as fo_runs
 
     name = f"demo-{uuid.uuid4().hex[:6]}"
     ds = demo.build_demo_dataset(num_trusted=120, num_test_id=60, num_test_ood=20, label_noise=0.2,

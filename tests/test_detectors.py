@@ -9,7 +9,6 @@ from sklearn.covariance import LedoitWolf, shrunk_covariance
 from sklearn.metrics import roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
-from ood_core import detectors
 from ood_core.detectors import (
     DETECTORS,
     KNNDetector,
@@ -20,9 +19,9 @@ from ood_core.detectors import (
     make_detector,
     requires_labels,
 )
+from ood_core.detectors import lof as lof_module
 from ood_core.errors import NotFittedError, OODInputError
 from ood_core.neighbors import faiss_available
-
 
 # --------------------------------------------------------------------------- helpers
 
@@ -437,8 +436,8 @@ def test_make_detector_classes_and_errors():
     assert make_detector("lof").per_class is False
     assert isinstance(make_detector("mahalanobis"), MahalanobisDetector)
     assert isinstance(make_detector("label_agreement"), LabelAgreementDetector)
-    with pytest.raises(OODInputError, match=r"unknown detector 'knm'.*knn, mahalanobis, lof, "
-                                            r"class_lof, label_agreement"):
+    with pytest.raises(OODInputError, match=r"unknown detector 'knm'.*class_lof, knn, "
+                                            r"label_agreement, lof, mahalanobis"):
         make_detector("knm")
     with pytest.raises(OODInputError, match=r"unknown parameter\(s\) \['n_neighbors'\].*k, "
                                             r"normalize"):
@@ -510,7 +509,7 @@ def test_faiss_lof_matches_sklearn_novelty_false_and_novelty_true(backend_data):
     X, _, X_new, _ = backend_data
     det = LOFDetector(k=10, backend="faiss")
     fit_scores = det.fit_score(X)
-    assert isinstance(det.models_[None], detectors._GraphLOF)
+    assert isinstance(det.models_[None], lof_module.GraphLOF)
     plain = LocalOutlierFactor(n_neighbors=10, novelty=False).fit(X)
     np.testing.assert_allclose(fit_scores, -plain.negative_outlier_factor_, rtol=1e-5)
     novelty = LocalOutlierFactor(n_neighbors=10, novelty=True).fit(X)
@@ -523,7 +522,7 @@ def test_sklearn_backend_lof_is_sklearn_model(backend_data, monkeypatch):
     assert isinstance(det.models_[None].model_, LocalOutlierFactor)
     monkeypatch.setitem(sys.modules, "faiss", None)  # "auto" without faiss: scikit-learn
     det = LOFDetector(k=5).fit(X)
-    assert det.backend_ == "sklearn" and isinstance(det.models_[None], detectors._SklearnLOF)
+    assert det.backend_ == "sklearn" and isinstance(det.models_[None], lof_module.SklearnLOF)
     assert KNNDetector(k=5).fit(X).neighbors_.backend_ == "sklearn"
 
 

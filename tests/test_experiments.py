@@ -7,9 +7,11 @@ import pytest
 from sklearn.decomposition import PCA
 from sklearn.metrics import roc_auc_score, roc_curve
 
-from ood_core import experiments, fo_runs
+import ood_core as ood
+from ood_core import levels as level_slicing
 from ood_core.detectors import KNNDetector, LabelAgreementDetector, LOFDetector
 from ood_core.errors import OODInputError
+from ood_core.fo import runs as fo_runs
 from ood_core.metrics import ood_metrics
 
 D = 16
@@ -57,7 +59,7 @@ def polluted(dataset_factory):
 def test_pollution_hurts_k1_far_more_than_k10(polluted):
     ds, X, is_ood = polluted
     before = (set(ds.get_field_schema()), ds.list_runs())
-    table = experiments.pollution_sweep(ds, "emb", reference="trusted", fractions=(0, 0.02, 0.05, 0.1),
+    table = ood.pollution_sweep(ds, "emb", reference="trusted", fractions=(0, 0.02, 0.05, 0.1),
                                         k=(1, 10), seed=0)
     assert (set(ds.get_field_schema()), ds.list_runs()) == before  # wrote nothing
     assert [(r["fraction"], r["k"]) for r in table] == [(f, k) for f in (0, 0.02, 0.05, 0.1) for k in (1, 10)]
@@ -82,7 +84,7 @@ def test_pollution_rows_match_an_independent_computation(polluted):
     ds, X, is_ood = polluted
     pool = ds.match({"is_ood": True}).limit(11)  # all 11 drawn at f=0.05: the evaluation set is known
     pool.tag_samples("pool")
-    table = experiments.pollution_sweep(ds, "emb", reference="trusted", ood_pool="pool", fractions=(0, 0.05),
+    table = ood.pollution_sweep(ds, "emb", reference="trusted", ood_pool="pool", fractions=(0, 0.05),
                                         k=3, run_key="sweep")
     in_pool = np.array(["pool" in t for t in ds.values("tags")])
     ref = np.arange(500) < 200
@@ -94,7 +96,7 @@ def test_pollution_rows_match_an_independent_computation(polluted):
     stored = fo_runs.load_ood_results(ds, "sweep")
     assert fo_runs.get_ood_run_info(ds, "sweep")["kind"] == "experiment" and stored.rows == list(table)
     with pytest.raises(OODInputError, match="OOD pool has only 11"):
-        experiments.pollution_sweep(ds, "emb", reference="trusted", ood_pool="pool", fractions=(0.1,))
+        ood.pollution_sweep(ds, "emb", reference="trusted", ood_pool="pool", fractions=(0.1,))
 
 
 @pytest.fixture
@@ -112,7 +114,7 @@ def layered(dataset_factory):
 
 def test_config_sweep_rows_and_values(layered):
     ds, X, is_ood = layered
-    table = experiments.config_sweep(ds, "emb", reference="trusted", level_subsets=[["l0"], ["l1"], [2, 3], "all"],
+    table = ood.config_sweep(ds, "emb", reference="trusted", level_subsets=[["l0"], ["l1"], [2, 3], "all"],
                                      dims=(None, 3, 500), k=(1, 5))
     assert len(table) == 4 * 3 * 2
     assert [r["levels"] for r in table[::6]] == ["l0", "l1", "l1+l2", "l0+l1+l2"]
@@ -137,11 +139,11 @@ def test_config_sweep_rows_and_values(layered):
     assert _rows(table, levels="l1", n_components=None, k=5)[0]["auroc"] > 0.9
     assert _rows(table, levels="l0", n_components=None, k=5)[0]["auroc"] < 0.75
 
-    default = experiments.config_sweep(ds, "emb", reference="trusted", methods=("knn", "mahalanobis"), k=(3,))
+    default = ood.config_sweep(ds, "emb", reference="trusted", methods=("knn", "mahalanobis"), k=(3,))
     assert [r["levels"] for r in default[::2]] == ["l0", "l0+l1", "l0+l1+l2", "l1", "l1+l2", "l2"]
     assert [(r["method"], r["k"]) for r in default[:2]] == [("knn", 3), ("mahalanobis", None)]
     with pytest.raises(OODInputError, match="not among the stored levels"):
-        experiments.config_sweep(ds, "emb", reference="trusted", level_subsets=[["l9"]])
+        ood.config_sweep(ds, "emb", reference="trusted", level_subsets=[["l9"]])
 
 
 def test_level_slices_equal_combining_only_those_levels():
@@ -155,19 +157,19 @@ def test_level_slices_equal_combining_only_those_levels():
     for mode, grid in (("pool", 2), ("flatten", 1)):
         full = combine_levels(maps, mode, grid).numpy()
         for subset in (["b"], ["a", "c"], ["b", "c"]):
-            cols = experiments.level_columns(backbone, full.shape[1], subset)
+            cols = level_slicing.level_columns(backbone, full.shape[1], subset)
             chosen = [maps["abc".index(name)] for name in subset]
             if mode == "flatten":  # flatten resizes to the deepest stored level, which is "c" here
                 chosen = [torch.nn.functional.adaptive_avg_pool2d(m, 2) for m in chosen]
             np.testing.assert_allclose(full[:, cols], combine_levels(chosen, mode, grid).numpy(), rtol=1e-6)
     with pytest.raises(OODInputError, match="not a multiple"):
-        experiments.level_columns(backbone, 19, ["a"])
+        level_slicing.level_columns(backbone, 19, ["a"])
 
 
 def test_channels_come_from_timm_when_an_old_config_lacks_them():
     old = {"model_name": "tf_efficientnet_lite0", "levels": ["blocks.1", "blocks.2", "blocks.3"],
            "level_indices": [1, 2, 3]}
-    blocks = experiments.level_blocks(old, 24 + 40 + 112)
+    blocks = level_slicing.level_blocks(old, 24 + 40 + 112)
     assert [(b[0], b[3] - b[2]) for b in blocks] == [("blocks.1", 24), ("blocks.2", 40), ("blocks.3", 112)]
 
 
@@ -177,7 +179,7 @@ def test_auto_config_picks_the_best_config_on_validation(layered):
     val_rows = np.sort(rng.choice(np.arange(60, 140), 30, replace=False))
     ids = np.array(ds.values("id"))
     validation = ds.select(ids[val_rows].tolist())
-    out = experiments.auto_config(ds, "emb", validation=validation, reference="trusted",
+    out = ood.auto_config(ds, "emb", validation=validation, reference="trusted",
                                   level_subsets=[["l0"], ["l1"], ["l0", "l1", "l2"]], dims=(None, 2), k=(1, 5, 20))
     table = out["table"]
     assert len(table) == 3 * 2 * 3
@@ -207,10 +209,10 @@ def test_auto_config_picks_the_best_config_on_validation(layered):
     assert info["best_config"]["level_indices"] == out["best"]["level_indices"]
     assert fo_runs.load_ood_results(ds, "auto_config").best == out["best"]
     with pytest.raises(OODInputError, match="already exists"):
-        experiments.auto_config(ds, "emb", validation=validation, reference="trusted")
+        ood.auto_config(ds, "emb", validation=validation, reference="trusted")
 
     # applying the winner scores the validation samples exactly as during the search
-    experiments.score_with_config(ds, "auto_score", "auto_config")
+    ood.score_with_config(ds, "auto_score", "auto_config")
     scores = np.array(validation.values("auto_score"))
     assert roc_auc_score(y, scores) == pytest.approx(out["best"]["auroc"])
     assert fo_runs.get_ood_run_info(ds, "auto_score")["levels"] == out["best"]["levels"]
@@ -236,7 +238,7 @@ def mislabeled(dataset_factory):
 
 def test_label_error_report_per_class(mislabeled):
     ds, X, given, names = mislabeled
-    table = experiments.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="label_is_wrong")
+    table = ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="label_is_wrong")
     scores = LabelAgreementDetector(k=5).fit_score(X, given.astype(object))
     wrong = given != names
     assert {r["class"] for r in table} == {"a", "b", "c"}
@@ -255,11 +257,11 @@ def test_label_error_report_per_class(mislabeled):
     assert table.info["positive_class"].startswith("label is wrong")
 
     # the true class names give the same table; so do stored scores of the paper's per-class LOF
-    assert experiments.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="true_label") == table
+    assert ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="true_label") == table
     lof = LOFDetector(k=5, per_class=True).fit_score(X, given.astype(object))
     ds.set_values("lof_score", lof.tolist())
-    by_field = experiments.label_error_report(ds, "ground_truth", score_field="lof_score", gt_field="label_is_wrong")
-    computed = experiments.label_error_report(ds, "ground_truth", "emb", method="class_lof", k=5,
+    by_field = ood.label_error_report(ds, "ground_truth", score_field="lof_score", gt_field="label_is_wrong")
+    computed = ood.label_error_report(ds, "ground_truth", "emb", method="class_lof", k=5,
                                               gt_field="label_is_wrong")
     assert [r["class"] for r in by_field] == [r["class"] for r in computed]
     for a, b in zip(by_field, computed):
@@ -270,17 +272,17 @@ def test_plots_and_save_figure(tmp_path):
     rng = np.random.default_rng(0)
     scores = np.r_[rng.normal(0, 1, 50), rng.normal(2, 1, 30)]
     is_ood = np.r_[np.zeros(50, bool), np.ones(30, bool)]
-    fig = experiments.plot_roc_pr(scores, is_ood)
+    fig = ood.plot_roc_pr(scores, is_ood)
     fpr, tpr, _ = roc_curve(is_ood, scores)
     np.testing.assert_allclose(fig.data[0].x, fpr)
     np.testing.assert_allclose(fig.data[0].y, tpr)
     assert f"{roc_auc_score(is_ood, scores):.3f}" in fig.layout.annotations[0].text
 
-    hist = experiments.plot_score_histogram(scores, is_ood, threshold=1.5)
+    hist = ood.plot_score_histogram(scores, is_ood, threshold=1.5)
     assert len(hist.data[0].x) == 50 and len(hist.data[1].x) == 30
     assert hist.layout.shapes[0].x0 == 1.5
 
-    written = experiments.save_figure(fig, tmp_path / "plots" / "roc.png")
+    written = ood.save_figure(fig, tmp_path / "plots" / "roc.png")
     assert written["html"] == str(tmp_path / "plots" / "roc.html") and os.path.getsize(written["html"]) > 10_000
     try:
         import kaleido  # noqa: F401
@@ -289,4 +291,4 @@ def test_plots_and_save_figure(tmp_path):
         has_kaleido = False
     assert (written["png"] is not None) == has_kaleido
     with pytest.raises(OODInputError, match="both classes"):
-        experiments.plot_roc_pr(scores, np.zeros(80, bool))
+        ood.plot_roc_pr(scores, np.zeros(80, bool))

@@ -6,9 +6,10 @@ import sys
 import numpy as np
 import pytest
 
-from ood_core import fo_api, fo_runs
+import ood_core as ood
 from ood_core.detectors import KNNDetector, LabelAgreementDetector
 from ood_core.errors import OODInputError
+from ood_core.fo import runs as fo_runs
 from ood_core.metrics import ood_metrics
 
 ID_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker")
@@ -58,7 +59,7 @@ def _use_session_extractor(monkeypatch, extractor):
 def test_embeddings_written_with_config_and_reload_in_fresh_process(dataset_factory, fashion_files, extractor):
     paths, names = fashion_files
     ds = dataset_factory(paths[:30], names[:30])
-    summary = fo_api.compute_pyramid_embeddings(
+    summary = ood.compute_pyramid_embeddings(
         ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3], grid=1, progress=False
     )
     assert summary["num_embedded"] == 30 and summary["dim"] == extractor.dim
@@ -73,7 +74,7 @@ def test_embeddings_written_with_config_and_reload_in_fresh_process(dataset_fact
     assert info["backbone"]["weights"]["kind"] == "bundled"
     code = (
         "import fiftyone as fo, sys; sys.path.insert(0, '.');"
-        "from ood_core import fo_runs;"
+        "from ood_core.fo import runs as fo_runs;"
         f"ds = fo.load_dataset('{ds.name}');"
         "print(fo_runs.list_ood_runs(ds), fo_runs.get_ood_run_info(ds, 'emb')['backbone']['dim'])"
     )
@@ -86,7 +87,7 @@ def test_embeddings_written_with_config_and_reload_in_fresh_process(dataset_fact
 def test_supervised_knn_matches_numpy_detector_and_finds_held_out_classes(embedded):
     ds = embedded
     test = ds.match_tags("test")
-    summary = fo_api.compute_ood_scores(ds, "emb", "ood", method="knn", reference="trusted", k=5)
+    summary = ood.compute_ood_scores(ds, "emb", "ood", method="knn", reference="trusted", k=5)
     assert summary["num_scored"] == 200
 
     # independent recomputation with the numpy detector
@@ -117,7 +118,7 @@ def test_label_issues_rank_flipped_labels_first(embedded):
     for i in flip:
         labels[i] = classes[(classes.index(labels[i]) + 1 + rng.integers(len(classes) - 1)) % len(classes)]
     ds.set_values("ground_truth.label", labels)
-    fo_api.compute_label_issues(ds, "ground_truth", "emb", "issue", k=10)
+    ood.compute_label_issues(ds, "ground_truth", "emb", "issue", k=10)
     scores = np.array(ds.values("issue"))
     X = np.stack(ds.values("emb"))
     expected = LabelAgreementDetector(k=10).fit_score(X, np.array(labels, dtype=object))
@@ -125,7 +126,7 @@ def test_label_issues_rank_flipped_labels_first(embedded):
     wrong = np.zeros(len(labels), bool)
     wrong[flip] = True
     assert ood_metrics(scores, wrong)["auroc"] > 0.8
-    fo_api.compute_label_issues(ds, "ground_truth", "emb", "issue_lof", method="class_lof", k=5)
+    ood.compute_label_issues(ds, "ground_truth", "emb", "issue_lof", method="class_lof", k=5)
     assert fo_runs.get_ood_run_info(ds, "issue_lof")["kind"] == "label_issues"
 
 
@@ -133,19 +134,19 @@ def test_existing_field_or_run_refused_unless_overwrite(embedded):
     ds = embedded
     ds.set_values("mine", [1.0] * len(ds))
     with pytest.raises(OODInputError, match="'mine' already exists.*overwrite=True"):
-        fo_api.compute_ood_scores(ds, "emb", "mine", reference="trusted", k=5)
+        ood.compute_ood_scores(ds, "emb", "mine", reference="trusted", k=5)
     assert ds.values("mine") == [1.0] * len(ds)  # user's field untouched
-    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
     with pytest.raises(OODInputError, match="already exists"):
-        fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+        ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
     first = ds.values("s")
-    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=1, overwrite=True)
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=1, overwrite=True)
     assert ds.values("s") != first
     assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 1
     with pytest.raises(OODInputError, match="different settings.*refusing to mix"):
-        fo_api.compute_pyramid_embeddings(ds, "emb", progress=False, model_name="tf_efficientnet_lite0")
+        ood.compute_pyramid_embeddings(ds, "emb", progress=False, model_name="tf_efficientnet_lite0")
     with pytest.raises(OODInputError, match="'mine' already exists"):
-        fo_api.compute_pyramid_embeddings(ds, "mine", progress=False)
+        ood.compute_pyramid_embeddings(ds, "mine", progress=False)
 
 
 def test_failure_midway_leaves_no_field_and_no_run(embedded, monkeypatch):
@@ -157,14 +158,14 @@ def test_failure_midway_leaves_no_field_and_no_run(embedded, monkeypatch):
 
     monkeypatch.setattr(fo_runs, "register_run", broken_register)
     with pytest.raises(RuntimeError, match="went away"):
-        fo_api.compute_ood_scores(ds, "emb", "half", reference="trusted", k=5)
+        ood.compute_ood_scores(ds, "emb", "half", reference="trusted", k=5)
     assert set(ds.get_field_schema()) == before
     assert "half" not in ds.list_runs()
 
 
 def test_failed_registration_during_overwrite_keeps_the_old_run(embedded, monkeypatch):
     ds = embedded
-    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
     old_values = ds.values("s")
     old_k = fo_runs.get_ood_run_info(ds, "s")["detector"]["k"]
     runs_before = sorted(ds.list_runs())
@@ -174,19 +175,19 @@ def test_failed_registration_during_overwrite_keeps_the_old_run(embedded, monkey
 
     monkeypatch.setattr(fo_runs, "register_run", broken_register)
     with pytest.raises(RuntimeError, match="went away"):
-        fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=7, overwrite=True)
+        ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=7, overwrite=True)
     assert sorted(ds.list_runs()) == runs_before  # the old record is back under its key, no backup left
     assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == old_k
     assert ds.values("s") == old_values
     monkeypatch.undo()
-    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=7, overwrite=True)
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=7, overwrite=True)
     assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 7
     assert sorted(ds.list_runs()) == runs_before
 
 
 def test_failure_during_overwrite_keeps_old_values(embedded, monkeypatch):
     ds = embedded
-    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
     old = ds.values("s")
     import ood_core.detectors as detectors
 
@@ -195,14 +196,14 @@ def test_failure_during_overwrite_keeps_old_values(embedded, monkeypatch):
 
     monkeypatch.setattr(detectors.KNNDetector, "score_samples", exploding)
     with pytest.raises(MemoryError):
-        fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=3, overwrite=True)
+        ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=3, overwrite=True)
     assert ds.values("s") == old
     assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 5
 
 
 def test_run_management_rename_and_delete_removes_fields(embedded):
     ds = embedded
-    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
     assert set(fo_runs.list_ood_runs(ds)) == {"emb", "s"}
     assert fo_runs.list_ood_runs(ds, kind="ood_scores") == ["s"]
     fo_runs.rename_ood_run(ds, "s", "s2")
@@ -217,22 +218,22 @@ def test_run_management_rename_and_delete_removes_fields(embedded):
 def test_bad_inputs_have_clear_errors(embedded):
     ds = embedded
     with pytest.raises(OODInputError, match="empty view"):
-        fo_api.compute_ood_scores(ds.match_tags("nope"), "emb", "x")
+        ood.compute_ood_scores(ds.match_tags("nope"), "emb", "x")
     with pytest.raises(OODInputError, match="label field 'nope' does not exist"):
-        fo_api.compute_label_issues(ds, "nope", "emb")
+        ood.compute_label_issues(ds, "nope", "emb")
     ds.set_values("str_field", ["a"] * len(ds))
     with pytest.raises(OODInputError, match="expected a Classification field"):
-        fo_api.compute_label_issues(ds, "str_field", "emb")
+        ood.compute_label_issues(ds, "str_field", "emb")
     with pytest.raises(OODInputError, match="needs class labels"):
-        fo_api.compute_ood_scores(ds, "emb", "x", method="class_lof")
+        ood.compute_ood_scores(ds, "emb", "x", method="class_lof")
     with pytest.raises(OODInputError, match="matches no samples"):
-        fo_api.compute_ood_scores(ds, "emb", "x", reference="not-a-tag")
+        ood.compute_ood_scores(ds, "emb", "x", reference="not-a-tag")
     with pytest.raises(OODInputError, match="does not exist"):
-        fo_api.compute_ood_scores(ds, "no_emb", "x")
+        ood.compute_ood_scores(ds, "no_emb", "x")
     with pytest.raises(OODInputError, match="k="):
-        fo_api.compute_label_issues(ds, "ground_truth", "emb", "x", method="class_lof", k=50)
+        ood.compute_label_issues(ds, "ground_truth", "emb", "x", method="class_lof", k=50)
     with pytest.raises(OODInputError, match="not valid"):
-        fo_api.compute_ood_scores(ds, "emb", "bad name")
+        ood.compute_ood_scores(ds, "emb", "bad name")
     assert not ds.has_field("x")
 
 
@@ -242,11 +243,11 @@ def test_nan_and_mixed_dimension_embeddings_are_refused(embedded):
     vecs[3] = np.full_like(vecs[3], np.nan)
     ds.set_values("emb", vecs)
     with pytest.raises(OODInputError, match="NaN"):
-        fo_api.compute_ood_scores(ds, "emb", "x", reference="trusted", k=5)
+        ood.compute_ood_scores(ds, "emb", "x", reference="trusted", k=5)
     vecs[3] = vecs[4][:10]
     ds.set_values("emb", vecs)
     with pytest.raises(OODInputError, match="mixed shapes"):
-        fo_api.compute_ood_scores(ds, "emb", "x", reference="trusted", k=5)
+        ood.compute_ood_scores(ds, "emb", "x", reference="trusted", k=5)
 
 
 def test_reference_of_other_dimension_is_refused(embedded):
@@ -257,12 +258,12 @@ def test_reference_of_other_dimension_is_refused(embedded):
     trusted.set_values("emb2", small)
     test.set_values("emb2", test.values("emb"))
     with pytest.raises(OODInputError, match="dimension 32.*dimension"):
-        fo_api.compute_ood_scores(test, "emb2", "x", reference=trusted, k=5)
+        ood.compute_ood_scores(test, "emb2", "x", reference=trusted, k=5)
 
 
 def test_reduction_fitted_on_reference(embedded):
     ds = embedded
-    fo_api.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5, reduce="pca", n_components=8)
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5, reduce="pca", n_components=8)
     info = fo_runs.get_ood_run_info(ds, "s")
     assert info["reduction"]["method"] == "pca" and info["reduction"]["n_components"] == 8
     from sklearn.decomposition import PCA
@@ -288,13 +289,13 @@ def test_object_patches_embed_and_score_each_object(dataset_factory, fashion_fil
         ]))
     ds.set_values("objects", dets)
     _use_session_extractor(monkeypatch, extractor)
-    summary = fo_api.compute_pyramid_embeddings(ds, "emb", patches_field="objects", progress=False)
+    summary = ood.compute_pyramid_embeddings(ds, "emb", patches_field="objects", progress=False)
     assert summary["num_embedded"] == 80
     emb = ds.values("objects.detections.emb")
     assert all(len(row) == 2 and row[0].shape == (extractor.dim,) for row in emb)
     whole = extractor.extract(ds.values("filepath")[:1], progress=False).embeddings[0]
     np.testing.assert_allclose(emb[0][0], whole, rtol=1e-4, atol=1e-5)  # full-image box == whole image
-    fo_api.compute_label_issues(ds, "objects", "emb", "issue", k=3)
+    ood.compute_label_issues(ds, "objects", "emb", "issue", k=3)
     scores = ds.values("objects.detections.issue")
     assert all(len(row) == 2 and all(0.0 <= s <= 1.0 for s in row) for row in scores)
     assert fo_runs.get_ood_run_info(ds, "issue")["fields"] == ["objects.detections.issue"]
@@ -304,12 +305,12 @@ def test_object_patches_embed_and_score_each_object(dataset_factory, fashion_fil
 
 def test_visualization_is_a_brain_run_over_embedded_samples(embedded):
     ds = embedded
-    out = fo_api.compute_ood_visualization(ds, "emb", "viz", method="pca")
+    out = ood.compute_ood_visualization(ds, "emb", "viz", method="pca")
     assert out == {"brain_key": "viz", "num_points": 200}
     results = ds.load_brain_results("viz")
     assert results.points.shape == (200, 2)
     with pytest.raises(OODInputError, match="already exists"):
-        fo_api.compute_ood_visualization(ds, "emb", "viz", method="pca")
+        ood.compute_ood_visualization(ds, "emb", "viz", method="pca")
 
 
 def test_skip_failures_records_failed_samples(dataset_factory, fashion_files, extractor, monkeypatch, tmp_path):
@@ -321,11 +322,11 @@ def test_skip_failures_records_failed_samples(dataset_factory, fashion_files, ex
     from ood_core.images import ImageLoadError
 
     with pytest.raises(ImageLoadError, match="bad.png"):
-        fo_api.compute_pyramid_embeddings(ds, "emb", progress=False)
+        ood.compute_pyramid_embeddings(ds, "emb", progress=False)
     # nothing under the real name; the finished part is kept, marked partial, for resuming
     assert not ds.has_field("emb")
     assert fo_runs.get_ood_run_info(ds, "emb")["status"] == "partial"
-    summary = fo_api.compute_pyramid_embeddings(ds, "emb", skip_failures=True, progress=False)
+    summary = ood.compute_pyramid_embeddings(ds, "emb", skip_failures=True, progress=False)
     assert summary["num_embedded"] == 2 and summary["num_failed"] == 1
     vals = ds.values("emb")
     assert vals[1] is None and vals[0] is not None
@@ -334,7 +335,6 @@ def test_skip_failures_records_failed_samples(dataset_factory, fashion_files, ex
 
 
 def test_interrupted_extraction_resumes_and_refuses_to_mix(dataset_factory, fashion_files, extractor, monkeypatch):
-    import ood_core.features as features
 
     paths, names = fashion_files
     ds = dataset_factory(paths[:40], names[:40])
@@ -352,14 +352,14 @@ def test_interrupted_extraction_resumes_and_refuses_to_mix(dataset_factory, fash
 
     monkeypatch.setattr(type(extractor), "iter_extract", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        fo_api.compute_pyramid_embeddings(ds, "emb", batch_size=8, chunk_size=8, progress=False)
+        ood.compute_pyramid_embeddings(ds, "emb", batch_size=8, chunk_size=8, progress=False)
     assert not ds.has_field("emb")  # nothing under the real name
     info = fo_runs.get_ood_run_info(ds, "emb")
     assert info["status"] == "partial" and info["fields"] == ["tmp_ood_partial_emb"]
     assert len(ds.exists("tmp_ood_partial_emb")) == 16  # two batches kept
 
     calls["items"] = 0
-    summary = fo_api.compute_pyramid_embeddings(ds, "emb", batch_size=8, chunk_size=8, progress=False)
+    summary = ood.compute_pyramid_embeddings(ds, "emb", batch_size=8, chunk_size=8, progress=False)
     assert calls["items"] == 24 and summary["num_computed"] == 24 and summary["resumed"]
     assert summary["num_embedded"] == 40 and not ds.has_field("tmp_ood_partial_emb")
     assert fo_runs.get_ood_run_info(ds, "emb")["status"] == "complete"
@@ -371,19 +371,19 @@ def test_interrupted_extraction_resumes_and_refuses_to_mix(dataset_factory, fash
 
     ds.add_samples([fo.Sample(filepath=p) for p in paths[40:45]], progress=False)
     calls["items"] = 0
-    summary = fo_api.compute_pyramid_embeddings(ds, "emb", progress=False)
+    summary = ood.compute_pyramid_embeddings(ds, "emb", progress=False)
     assert calls["items"] == 5 and summary["num_embedded"] == 45
 
     # another setting must not be mixed in
     with pytest.raises(OODInputError, match="dtype: stored 'float32' vs requested 'float16'"):
-        fo_api.compute_pyramid_embeddings(ds, "emb", dtype="float16", progress=False)
+        ood.compute_pyramid_embeddings(ds, "emb", dtype="float16", progress=False)
 
 
 def test_projection_and_float16_storage(dataset_factory, fashion_files, extractor, monkeypatch):
     paths, names = fashion_files
     ds = dataset_factory(paths[:20], names[:20])
     _use_session_extractor(monkeypatch, extractor)
-    summary = fo_api.compute_pyramid_embeddings(ds, "emb", project_dim=32, project_seed=3, dtype="float16",
+    summary = ood.compute_pyramid_embeddings(ds, "emb", project_dim=32, project_seed=3, dtype="float16",
                                                 progress=False)
     assert summary["dim"] == 32
     vecs = ds.values("emb")
@@ -394,14 +394,14 @@ def test_projection_and_float16_storage(dataset_factory, fashion_files, extracto
     expected = (full @ random_projection_matrix(extractor.dim, 32, 3)).astype(np.float16)
     np.testing.assert_allclose(np.stack(vecs).astype(np.float32), expected.astype(np.float32), rtol=2e-2, atol=2e-2)
     # scoring reads float16 embeddings like any other
-    fo_api.compute_ood_scores(ds, "emb", "s", k=3)
+    ood.compute_ood_scores(ds, "emb", "s", k=3)
     assert all(isinstance(v, float) for v in ds.values("s"))
 
 
 def test_reference_view_is_recorded_and_reloads(embedded):
     ds = embedded
     ref = ds.match_tags("trusted").limit(50)
-    fo_api.compute_ood_scores(ds.match_tags("test"), "emb", "s", reference=ref, k=5)
+    ood.compute_ood_scores(ds.match_tags("test"), "emb", "s", reference=ref, k=5)
     info = fo_runs.get_ood_run_info(ds, "s")  # reading the record back must work
     assert info["reference"]["num_reference"] == 50 and "Limit" in info["reference"]["view"]
 
@@ -415,16 +415,16 @@ def test_object_score_field_is_protected(dataset_factory, fashion_files, fashion
         fo.Detection(label=names[i], bounding_box=[0, 0, 1, 1])]) for i in range(20)])
     ds.add_sample_field("objects.detections.emb", fo.VectorField)
     ds.set_values("objects.detections.emb", [[fashion_embeddings[i]] for i in range(20)])
-    fo_api.compute_ood_scores(ds, "emb", "s", patches_field="objects", k=3)
+    ood.compute_ood_scores(ds, "emb", "s", patches_field="objects", k=3)
     assert ds.get_field("objects.detections.s") is not None
     with pytest.raises(OODInputError, match="already exists"):
-        fo_api.compute_ood_scores(ds, "emb", "s", patches_field="objects", k=3, run_key="other")
+        ood.compute_ood_scores(ds, "emb", "s", patches_field="objects", k=3, run_key="other")
 
 
 def test_neighbor_backends_give_identical_scores(embedded):
     ds = embedded
-    fo_api.compute_ood_scores(ds, "emb", "s_sk", reference="trusted", k=5, neighbor_backend="sklearn")
-    fo_api.compute_ood_scores(ds, "emb", "s_fa", reference="trusted", k=5, neighbor_backend="faiss")
+    ood.compute_ood_scores(ds, "emb", "s_sk", reference="trusted", k=5, neighbor_backend="sklearn")
+    ood.compute_ood_scores(ds, "emb", "s_fa", reference="trusted", k=5, neighbor_backend="faiss")
     np.testing.assert_allclose(ds.values("s_sk"), ds.values("s_fa"), rtol=1e-6)
     assert fo_runs.get_ood_run_info(ds, "s_fa")["detector"]["backend"] == "faiss"
 
@@ -432,7 +432,7 @@ def test_neighbor_backends_give_identical_scores(embedded):
 def test_default_pyramid_is_the_deepest_level_pooled_2x2(dataset_factory, fashion_files):
     paths, names = fashion_files
     ds = dataset_factory(paths[:4], names[:4])
-    summary = fo_api.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", progress=False)
+    summary = ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", progress=False)
     backbone = summary["config"]["backbone"]
     assert backbone["levels"] == ["blocks.6"] and backbone["mode"] == "pool" and backbone["grid"] == 2
     assert summary["dim"] == 320 * 4

@@ -9,12 +9,13 @@ layer's result on the same embeddings, and what is recorded is complete.
 import numpy as np
 import pytest
 
-from ood_core import fo_clip, fo_runs
-from ood_core.clip import CLIPEncoder
+import ood_core as ood
+from ood_core.clip.encoder import CLIPEncoder
+from ood_core.clip.lexicon import read_word_list
+from ood_core.clip.neglabel import NegLabelScorer, neglabel_scores, predict_id_class
+from ood_core.clip.rap import RAPScorer
 from ood_core.errors import OODInputError, ResourceNotFoundError, WeightsNotFoundError
-from ood_core.lexicon import read_word_list
-from ood_core.neglabel import NegLabelScorer, neglabel_scores, predict_id_class
-from ood_core.rap import RAPScorer
+from ood_core.fo import runs as fo_runs
 
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 NOUNS = (
@@ -55,7 +56,7 @@ def ds(dataset_factory, fashion_files):
 
 @pytest.fixture
 def embedded(ds, tiny_clip):
-    fo_clip.compute_clip_embeddings(
+    ood.compute_clip_embeddings(
         ds, "clip", model_name=tiny_clip.name, pretrained=str(tiny_clip.safetensors), progress=False
     )
     return ds
@@ -70,7 +71,7 @@ def _neglabel(ds, cache, word_list, **kw):
     kw.setdefault("word_list", word_list)
     kw.setdefault("num_negatives", 20)
     kw.setdefault("num_groups", 4)
-    return fo_clip.compute_neglabel_scores(ds, cache_dir=cache, progress=False, **kw)
+    return ood.compute_neglabel_scores(ds, cache_dir=cache, progress=False, **kw)
 
 
 def _texts(enc, words, pos, noun="the nice {}", adj="This is a {} photo"):
@@ -82,7 +83,7 @@ def _texts(enc, words, pos, noun="the nice {}", adj="This is a {} photo"):
 
 def test_clip_embeddings_field_and_encoder_record(ds, tiny_clip):
     seen = []
-    summary = fo_clip.compute_clip_embeddings(
+    summary = ood.compute_clip_embeddings(
         ds, "clip", **_model(tiny_clip), batch_size=8, progress=lambda d, t: seen.append((d, t))
     )
     assert summary["num_embedded"] == 30 and summary["dim"] == 32 and summary["num_failed"] == 0
@@ -98,7 +99,7 @@ def test_clip_embeddings_field_and_encoder_record(ds, tiny_clip):
         "quick_gelu": False, "weights_identity": enc.weights_identity, "embed_dim": 32,
     }
     with pytest.raises(OODInputError, match="'clip' already exists"):
-        fo_clip.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), progress=False)
+        ood.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), progress=False)
 
 
 # --------------------------------------------------------------------------- NegLabel
@@ -211,7 +212,7 @@ def test_rap_matches_numpy_layer_and_records_train_and_test_negatives(embedded, 
     common = dict(label_field="ground_truth", embeddings_field="clip", word_list=word_list, k_per_class=1,
                   num_crops=6, num_keep=2, num_negatives=10, num_groups=2, words_per_sample=1, u1=0.0,
                   u2=1.0, update_batch_size=8, seed=3, cache_dir=cache, progress=False)
-    summary = fo_clip.compute_rap_scores(ds, "rap", **common)
+    summary = ood.compute_rap_scores(ds, "rap", **common)
     # u1=0, u2=1: every sample is "valuable" and adds exactly one word, in id order.
     assert summary["num_few_shot"] == 10 and summary["num_train_negatives"] == 10
     assert summary["num_test_negatives"] == 30
@@ -249,13 +250,13 @@ def test_rap_matches_numpy_layer_and_records_train_and_test_negatives(embedded, 
     assert info["processing_order"] == "sample id ascending"
 
     # Paper ablation: train-time negatives only = grouped NegLabel score with them.
-    fo_clip.compute_rap_scores(ds, "rap_train", **dict(common, test_time=False), prediction_field=None)
+    ood.compute_rap_scores(ds, "rap_train", **dict(common, test_time=False), prediction_field=None)
     res0 = fo_runs.load_ood_results(ds, "rap_train")
     assert res0.test_negative_words == [] and res0.train_negative_words == res.train_negative_words
     cand = ref.candidate_emb_[ref.train_negatives_]
-    _, ood = neglabel_scores(X, ref.id_emb_, cand, num_groups=2, seed=3)
+    _, ood_train = neglabel_scores(X, ref.id_emb_, cand, num_groups=2, seed=3)
     score0 = dict(zip(ds.values("id"), ds.values("rap_train")))
-    np.testing.assert_allclose([score0[i] for i in ids], ood, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose([score0[i] for i in ids], ood_train, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.filterwarnings("ignore:only one in-distribution class")
@@ -263,26 +264,26 @@ def test_rap_few_shot_tag_and_its_errors(ds, tiny_clip, word_list, cache):
     kw = dict(word_list=word_list, num_crops=4, num_keep=2, num_negatives=10, num_groups=2, cache_dir=cache,
               progress=False, **_model(tiny_clip))
     with pytest.raises(OODInputError, match="few-shot in-distribution set"):
-        fo_clip.compute_rap_scores(ds, "r", label_field="ground_truth", **kw)
+        ood.compute_rap_scores(ds, "r", label_field="ground_truth", **kw)
     with pytest.raises(OODInputError, match="matches no samples"):
-        fo_clip.compute_rap_scores(ds, "r", label_field="ground_truth", few_shot="nope", **kw)
+        ood.compute_rap_scores(ds, "r", label_field="ground_truth", few_shot="nope", **kw)
     ds.filter_labels("ground_truth", _label_is("Bag")).tag_samples("fewshot")
     # A few-shot sample labelled with a class that is not in id_labels is refused.
     with pytest.raises(OODInputError, match="not ID classes"):
-        fo_clip.compute_rap_scores(ds, "r", id_labels=["Trouser"], label_field="ground_truth",
+        ood.compute_rap_scores(ds, "r", id_labels=["Trouser"], label_field="ground_truth",
                                    few_shot="fewshot", **kw)
     with pytest.raises(OODInputError, match="needs label_field"):
-        fo_clip.compute_rap_scores(ds, "r", id_labels=["Bag"], k_per_class=1, **kw)
+        ood.compute_rap_scores(ds, "r", id_labels=["Bag"], k_per_class=1, **kw)
     ds.reload()
     assert not ds.has_field("r") and "r" not in ds.list_runs()
-    summary = fo_clip.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r", id_labels=["Bag", "Dress"],
+    summary = ood.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r", id_labels=["Bag", "Dress"],
                                          few_shot="fewshot", test_time=False, **kw)
     assert summary["num_few_shot"] == 3 and summary["num_scored"] == 27
     assert fo_runs.get_ood_run_info(ds, "r")["few_shot"] == {"tag": "fewshot"}
     assert ds.match_tags("fewshot").values("r") == [None] * 3  # only the view was scored
     # a few-shot *view* is recorded so that the run reloads and the view can be rebuilt
     few_view = ds.match_tags("fewshot").limit(2)
-    fo_clip.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r2", id_labels=["Bag", "Dress"],
+    ood.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r2", id_labels=["Bag", "Dress"],
                                few_shot=few_view, test_time=False, prediction_field="rap2_prediction", **kw)
     recorded = fo_runs.get_ood_run_info(ds, "r2")["few_shot"]
     assert fo_runs.view_from_description(ds, recorded).values("id") == few_view.values("id")
@@ -301,7 +302,7 @@ def test_explain_sample_uses_the_run_record(embedded, tiny_clip, word_list, cach
     ds = embedded
     _neglabel(ds, cache, word_list, score_field="nl", embeddings_field="clip")
     sample = ds.first()
-    out = fo_clip.explain_sample(ds, "nl", sample.id, top=3, cache_dir=cache)
+    out = ood.explain_sample(ds, "nl", sample.id, top=3, cache_dir=cache)
     assert out["kind"] == "neglabel" and out["score"] == sample["nl"]
     assert out["prediction"]["label"] == sample["neglabel_prediction"].label
     assert len(out["id_labels"]) == 3 and len(out["negative_labels"]) == 3
@@ -321,12 +322,12 @@ def test_explain_sample_uses_the_run_record(embedded, tiny_clip, word_list, cach
     assert out["negative_labels"][0]["similarity"] >= out["negative_labels"][-1]["similarity"]
 
     # RAP: negatives say whether they were mined at train time or added at test time (and by whom).
-    fo_clip.compute_rap_scores(ds, "rap", label_field="ground_truth", embeddings_field="clip",
+    ood.compute_rap_scores(ds, "rap", label_field="ground_truth", embeddings_field="clip",
                                word_list=word_list, k_per_class=1, num_crops=4, num_keep=2, num_negatives=5,
                                num_groups=1, words_per_sample=3, u1=0.0, u2=1.0, cache_dir=cache, progress=False)
     res = fo_runs.load_ood_results(ds, "rap")
     source = res.test_negative_sample_ids[0]
-    out = fo_clip.explain_sample(ds, "rap", source, top=100, cache_dir=cache)
+    out = ood.explain_sample(ds, "rap", source, top=100, cache_dir=cache)
     assert len(out["negative_labels"]) == len(res.train_negative_words) + len(res.test_negative_words)
     stages = {e["label"]: e for e in out["negative_labels"]}
     assert all(stages[w]["stage"] == "train" for w in res.train_negative_words)
@@ -334,11 +335,11 @@ def test_explain_sample_uses_the_run_record(embedded, tiny_clip, word_list, cach
     assert added and all(stages[w]["stage"] == "test" and stages[w]["added_by"] == source for w in added)
 
     with pytest.raises(OODInputError, match="explains NegLabel or RAP runs"):
-        fo_clip.explain_sample(ds, "clip", sample.id)
+        ood.explain_sample(ds, "clip", sample.id)
     with pytest.raises(OODInputError, match="not a sample"):
-        fo_clip.explain_sample(ds, "nl", "0123456789abcdef01234567")
+        ood.explain_sample(ds, "nl", "0123456789abcdef01234567")
     with pytest.raises(OODInputError, match="no fiftyone-ood run"):
-        fo_clip.explain_sample(ds, "nope", sample.id)
+        ood.explain_sample(ds, "nope", sample.id)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -389,7 +390,7 @@ def test_encoder_mismatches_and_missing_resources(embedded, tiny_clip, tiny_clip
         _neglabel(ds, cache, word_list, embeddings_field="clip", model_name=other.name,
                   pretrained=str(other.safetensors), **kw)
     small = tiny_clip_factory(name="ood-test-tiny-clip-16", embed_dim=16)
-    fo_clip.compute_clip_embeddings(ds, "clip16", model_name=small.name, pretrained=str(small.safetensors),
+    ood.compute_clip_embeddings(ds, "clip16", model_name=small.name, pretrained=str(small.safetensors),
                                     progress=False)
     with pytest.raises(OODInputError, match="dimension 16 but the text embeddings .* dimension 32"):
         _neglabel(ds, cache, word_list, embeddings_field="clip16", **_model(tiny_clip), **kw)
@@ -413,7 +414,7 @@ def test_encoder_mismatches_and_missing_resources(embedded, tiny_clip, tiny_clip
     with pytest.raises(WeightsNotFoundError, match="pretrained=\"/path/to/weights.safetensors\""):
         _neglabel(ds, cache, word_list, **kw)  # default: ViT-B-16 + 'openai'
     with pytest.raises(WeightsNotFoundError):
-        fo_clip.compute_clip_embeddings(ds, "clip_openai", progress=False)
+        ood.compute_clip_embeddings(ds, "clip_openai", progress=False)
     ds.reload()
     assert not ds.has_field("x") and "x" not in ds.list_runs() and not ds.has_field("clip_openai")
 
@@ -421,7 +422,7 @@ def test_encoder_mismatches_and_missing_resources(embedded, tiny_clip, tiny_clip
 def test_real_debian_wordnet_vocabulary(embedded, tiny_clip, cache):
     """NegLabel's own vocabulary (WordNet adjectives here, to keep the tiny model's encoding short)."""
     ds = embedded
-    summary = fo_clip.compute_neglabel_scores(
+    summary = ood.compute_neglabel_scores(
         ds, "nl", label_field="ground_truth", embeddings_field="clip", wordnet_dir="/usr/share/wordnet",
         parts_of_speech=("adj",), num_groups=10, cache_dir=cache, progress=False,
     )

@@ -8,12 +8,12 @@ answer: in-distribution Gaussian clusters and a shifted OOD group.
 import numpy as np
 import psycopg2
 import pytest
+from pg_loopback import LoopbackPostgres
 
+from ood_core import compute_knn_scores_with_index, compute_ood_scores
 from ood_core.detectors import KNNDetector
 from ood_core.errors import BackendError, OODInputError
-from ood_core.fo_api import compute_ood_scores
-from ood_core.fo_similarity import compute_knn_scores_with_index, distances_to_scores, kth_distance
-from pg_loopback import LoopbackPostgres
+from ood_core.fo.similarity import distances_to_scores, kth_distance
 
 EXACT = {"index_type": "ivfflat", "ivfflat_lists": 1}  # one list: pgvector scans every row
 
@@ -174,7 +174,7 @@ def test_score_ood_operator_uses_a_similarity_index(pg, emb_dataset):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext
 
-    from ood_core import fo_runs
+    from ood_core.fo import runs as fo_runs
 
     ds, X, n_ref, _, _ = emb_dataset
     # the form offers embeddings runs only: record the synthetic field as one

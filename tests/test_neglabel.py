@@ -5,9 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from ood_core.errors import NotFittedError, OODInputError
-from ood_core.lexicon import Lexicon
-from ood_core.neglabel import (
+from ood_core.clip.lexicon import Lexicon
+from ood_core.clip.neglabel import (
     NegLabelScorer,
     candidate_id_similarity,
     explain,
@@ -18,6 +17,7 @@ from ood_core.neglabel import (
     neglabel_scores,
     predict_id_class,
 )
+from ood_core.errors import NotFittedError, OODInputError
 
 D = 16
 

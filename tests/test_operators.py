@@ -2,7 +2,6 @@
 
 import os
 
-import numpy as np
 import pytest
 import yaml
 
@@ -121,6 +120,48 @@ def test_forms_flag_taken_names_and_bad_keys(small):
     assert props["no_embeddings"].invalid and "embeddings" in props["no_embeddings"].error_message
 
 
+def test_form_defaults_come_from_the_sdk_and_the_detector_registry(small):
+    import inspect
+
+    import ood_core as ood
+    from ood_core.detectors import detector_class, detector_names
+
+    ds = small
+    emb_sig = inspect.signature(ood.compute_pyramid_embeddings).parameters
+    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(project_dim=8))
+    for name in ("model_name", "mode", "grid", "batch_size", "num_workers", "skip_failures", "project_method"):
+        assert props[name].default == emb_sig[name].default, name
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    # every registered detector is offered, and k defaults to that detector's own default
+    props = _resolve(_uri("score_ood"), ds, dict(embeddings_field="emb"))
+    assert set(props["method"].type.values) == set(detector_names())
+    assert props["method"].default == inspect.signature(ood.compute_ood_scores).parameters["method"].default
+    for method in detector_names():
+        props = _resolve(_uri("score_ood"), ds, dict(embeddings_field="emb", method=method))
+        k_default = detector_class(method).default_params().get("k")
+        assert (props["k"].default if "k" in props else None) == k_default, method
+    props = _resolve(_uri("score_ood"), ds, dict(embeddings_field="emb", method="label_agreement"))
+    assert props["score_field"].default == "label_issue" and props["label_field"].required
+
+
+def test_manage_runs_list_has_a_table_of_runs(small):
+    import fiftyone.operators as foo
+
+    import ood_core as ood
+
+    ds = small
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    ood.compute_ood_scores(ds, "emb", "ood", reference="trusted", k=3)
+    out = _run(_uri("manage_ood_runs"), ds, dict(action="list"))
+    rows = {r["run_key"]: r for r in out.result["runs"]}
+    assert rows["ood"]["kind"] == "ood_scores" and rows["ood"]["fields"] == "ood"
+    assert rows["emb"]["kind"] == "embeddings" and rows["emb"]["date"][:2] == "20"
+    # the output view is a table whose columns are exactly those row keys
+    op = foo.get_operator(_uri("manage_ood_runs"))
+    view = op.resolve_output(None).type.properties["runs"].view
+    assert [c.key for c in view.columns] == list(next(iter(rows.values())))
+
+
 def test_operator_refuses_bad_params_and_writes_nothing(small):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionError
@@ -155,7 +196,7 @@ def tiny_clip_params(tiny_clip, tmp_path, monkeypatch):
 
 
 def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_torch_thread):
-    from ood_core import fo_runs
+    from ood_core.fo import runs as fo_runs
 
     ds = small
     uri = _uri("compute_neglabel_scores")
@@ -195,7 +236,7 @@ def test_rap_operator_delegated_through_sdk_call(small, tiny_clip_params, one_to
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    from ood_core import fo_runs
+    from ood_core.fo import runs as fo_runs
 
     ds = small
     uri = _uri("compute_rap_scores")

@@ -19,7 +19,7 @@ IS_OOD = [False] * 14 + [True, False, True, True, True, True]
 @pytest.fixture
 def scored(dataset_factory, fashion_files):
     """22 real Fashion-MNIST samples: 20 with a known score run ``ood``, 2 unscored; ``is_ood`` truth."""
-    from ood_core import fo_runs
+    from ood_core.fo import runs as fo_runs
 
     paths, names = fashion_files
     ds = dataset_factory(paths[:22], names[:22])
@@ -31,13 +31,14 @@ def scored(dataset_factory, fashion_files):
 
 
 def test_score_runs_lists_only_sample_level_score_runs(scored):
+    import ood_core as ood
+    from ood_core.fo import runs as fo_runs
     from operators import panel
-    from ood_core import fo_eval, fo_runs
 
     ds = scored
     fo_runs.write_and_record(ds, [("issue", [0.5] * len(ds))], "issue", kind="label_issues")
     fo_runs.register_run(ds, "emb", kind="embeddings", fields=["emb"])  # not a score run
-    fo_eval.flag_samples(ds, "ood", rule="top_n", value=2, tag=None)  # a "flags" run + boolean field
+    ood.flag_samples(ds, "ood", rule="top_n", value=2, tag=None)  # a "flags" run + boolean field
     assert sorted(panel.score_runs(ds)) == ["issue", "ood"]
     s = panel.run_summary(ds, "issue")
     assert (s["score_field"], s["positive"], s["negative"]) == ("issue", "wrong label", "correct label")
@@ -90,8 +91,8 @@ def test_flagged_view_is_sorted_by_score_descending(scored):
 
 
 def test_review_tags_are_exclusive_and_counted(scored):
-    from operators import panel
     from ood_core.errors import OODInputError
+    from operators import panel
 
     ds = scored
     ids = ds.values("id")
@@ -112,9 +113,9 @@ def test_review_tags_are_exclusive_and_counted(scored):
 def test_metrics_and_curves_match_the_reference_functions():
     from sklearn.metrics import roc_auc_score
 
-    from operators import panel
     from ood_core import thresholds
     from ood_core.metrics import ood_metrics
+    from operators import panel
 
     scores, is_pos = np.array(SCORES), np.array(IS_OOD)
     m = panel.evaluate(scores, is_pos, 0.8)

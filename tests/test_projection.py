@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from ood_core import fo_runs
 from ood_core.errors import OODInputError
-from ood_core.fo_embeddings import compute_pyramid_embeddings
+from ood_core.fo import runs as fo_runs
+from ood_core.fo.embeddings import compute_pyramid_embeddings
 from ood_core.reduction import Reducer
 
 SETTINGS = dict(model_name="tf_efficientnet_lite0", levels=[1, 2, 3], mode="pool", grid=1)  # = extractor fixture
@@ -84,7 +84,8 @@ def test_embeddings_operator_reduces_with_pca(ds40):
     import fiftyone.operators as foo
 
     op = foo.get_operator("@fiftyone-ood/ood/compute_pyramid_embeddings")
-    result = op(ds40, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3], grid=1, project_dim=5)
+    result = op(ds40, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3], grid=1, project_dim=5,
+                project_method="pca")
     assert result.error is None, result.error
     assert {np.asarray(v).shape for v in ds40.values("emb")} == {(5,)}
     assert fo_runs.get_ood_run_info(ds40, "emb")["projection"]["method"] == "pca"

@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ood_core.errors import NotFittedError, OODInputError
-from ood_core.lexicon import Lexicon
-from ood_core.neglabel import neglabel_scores
-from ood_core.rap import (
+from ood_core.clip.lexicon import Lexicon
+from ood_core.clip.neglabel import neglabel_scores
+from ood_core.clip.rap import (
     CropStatistics,
     RAPScorer,
     crop_boxes,
@@ -20,6 +19,7 @@ from ood_core.rap import (
     select_few_shot,
     select_valuable_crops,
 )
+from ood_core.errors import NotFittedError, OODInputError
 
 D = 12
 

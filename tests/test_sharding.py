@@ -10,9 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from ood_core import fo_coordination, fo_runs
 from ood_core.errors import BackendError, OODInputError
-from ood_core.fo_embeddings import compute_pyramid_embeddings
+from ood_core.fo import coordination as fo_coordination
+from ood_core.fo import runs as fo_runs
+from ood_core.fo.embeddings import compute_pyramid_embeddings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SETTINGS = dict(model_name="tf_efficientnet_lite0", levels=[1, 2, 3], mode="pool", grid=1)  # = extractor fixture
@@ -22,7 +23,7 @@ import json, sys
 import fiftyone as fo
 import torch
 torch.set_num_threads(1)
-from ood_core.fo_embeddings import compute_pyramid_embeddings
+from ood_core.fo.embeddings import compute_pyramid_embeddings
 ds = fo.load_dataset(sys.argv[1])
 out = compute_pyramid_embeddings(ds, "emb", shard=(int(sys.argv[2]), int(sys.argv[3])), batch_size=8,
                                  chunk_size=4, progress=False, **json.loads(sys.argv[4]))

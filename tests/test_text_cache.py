@@ -7,9 +7,13 @@ import open_clip
 import pytest
 import torch
 
-from ood_core.clip import CLIPEncoder
+from ood_core.clip.encoder import CLIPEncoder
+from ood_core.clip.text_cache import (
+    build_prompts,
+    cached_text_embeddings,
+    text_cache_key,
+)
 from ood_core.errors import OODInputError
-from ood_core.text_cache import build_prompts, cached_text_embeddings, text_cache_key
 from ood_core.weights import cache_root
 
 TINY = "ood-test-tiny-clip-cache"

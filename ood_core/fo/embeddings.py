@@ -2,14 +2,14 @@
 
 import numpy as np
 
-from . import fo_coordination, fo_runs
-from .errors import OODInputError
-from .fo_common import (
+from ..errors import OODInputError
+from . import coordination, runs
+from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
-    _check_patches_field,
-    _flatten,
-    _patch_path,
-    _require_nonempty,
+    check_patches_field,
+    flatten,
+    patch_path,
+    require_nonempty,
 )
 
 #: Default pyramid: the deepest level, average-pooled to a 2x2 grid. Chosen on the
@@ -108,20 +108,20 @@ def compute_pyramid_embeddings(
     """
     import fiftyone.core.fields as fof
 
-    from .features import PyramidExtractor, random_projection_matrix
-    from .reduction import Reducer
+    from ..features import PyramidExtractor, random_projection_matrix
+    from ..reduction import Reducer
 
-    _require_nonempty(samples)
+    require_nonempty(samples)
     shard_index, num_shards = _check_shard(shard, overwrite)
     if patches_field is not None:
-        _check_patches_field(samples, patches_field)
+        check_patches_field(samples, patches_field)
     if dtype not in ("float32", "float16"):
         raise OODInputError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     if embeddings_field is not None:
-        fo_runs.validate_key(embeddings_field, "embeddings field")
+        runs.validate_key(embeddings_field, "embeddings field")
     dataset = samples._dataset
-    target = _patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
-    partial = _patch_path(patches_field, f"tmp_ood_partial_{embeddings_field}") if patches_field else \
+    target = patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
+    partial = patch_path(patches_field, f"tmp_ood_partial_{embeddings_field}") if patches_field else \
         f"tmp_ood_partial_{embeddings_field}"
 
     # Refuse early (before loading a model) when the field belongs to someone else.
@@ -129,9 +129,9 @@ def compute_pyramid_embeddings(
         if dataset.has_run(embeddings_field):
             kind = dataset.get_run_info(embeddings_field).config.__dict__.get("kind")
             if kind != "embeddings":
-                fo_runs.check_new_run(samples, embeddings_field, [target], overwrite)
+                runs.check_new_run(samples, embeddings_field, [target], overwrite)
         elif dataset.get_field(target) is not None:
-            fo_runs.check_new_run(samples, embeddings_field, [target], overwrite)
+            runs.check_new_run(samples, embeddings_field, [target], overwrite)
 
     extractor = PyramidExtractor(
         model_name, levels=default_levels(model_name) if levels is None else levels,
@@ -186,15 +186,15 @@ def compute_pyramid_embeddings(
             "failures": [{"id": keys[i], "item": str(items[i]), "error": m} for i, m in failures],
         }
 
-    job = fo_coordination.job_key(dataset, target)
-    with fo_coordination.locked(job):
+    job = coordination.job_key(dataset, target)
+    with coordination.locked(job):
         write_path, mode_ = _plan_embedding_write(samples, embeddings_field, target, partial, settings, overwrite)
         extra_results = {}
         if projection is not None and projection["method"] == "pca":
             if mode_ == "fresh":
                 state, raw, fit_sample_of = fit_pca(samples)
             else:
-                state = getattr(fo_runs.load_ood_results(samples, embeddings_field), "projection_state", None)
+                state = getattr(runs.load_ood_results(samples, embeddings_field), "projection_state", None)
                 if state is None:
                     raise OODInputError(
                         f"embeddings run {embeddings_field!r} has no stored PCA to resume with; pass "
@@ -205,16 +205,16 @@ def compute_pyramid_embeddings(
         if mode_ in ("fresh", "resume"):
             if dataset.get_field(write_path) is None:
                 dataset.add_sample_field(write_path, fof.VectorField)
-            fo_runs.register_run(samples, embeddings_field, kind="embeddings", fields=[write_path],
+            runs.register_run(samples, embeddings_field, kind="embeddings", fields=[write_path],
                                  overwrite=True, status="partial", embeddings_field=embeddings_field, **settings,
                                  results=extra_results)
         if mode_ == "fresh" and extra_results:
             # the PCA fit sample is already embedded: store it rather than compute it twice
             _write_vectors(samples, write_path, {k: finish_array(v[None])[0] for k, v in raw.items()},
                            patches_field, fit_sample_of)
-        job_state = fo_coordination.state(job)
+        job_state = coordination.state(job)
         if mode_ == "fresh" or job_state is None:
-            fo_coordination.start(job, num_shards)
+            coordination.start(job, num_shards)
         elif job_state.get("num_shards") != num_shards and shard is not None:
             raise OODInputError(
                 f"embeddings {embeddings_field!r} are being computed in {job_state.get('num_shards')} shards; "
@@ -246,9 +246,9 @@ def compute_pyramid_embeddings(
                 flush()
         flush()
 
-    with fo_coordination.locked(job):
-        fo_coordination.mark_done(job, shard_index, failed_items)
-        job_state = fo_coordination.state(job)
+    with coordination.locked(job):
+        coordination.mark_done(job, shard_index, failed_items)
+        job_state = coordination.state(job)
         # a call without shard= covered the whole view, so it always completes the job
         complete = shard is None or set(range(num_shards)) <= set(job_state.get("done", []))
         if complete:
@@ -259,13 +259,13 @@ def compute_pyramid_embeddings(
             written = target
             num_embedded = len(_keys_with_values(samples, target, patches_field))
             failures = job_state.get("failures", []) if shard is not None else failed_items
-            fo_runs.register_run(
+            runs.register_run(
                 samples, embeddings_field, kind="embeddings", fields=[target], overwrite=True, status="complete",
                 embeddings_field=embeddings_field, batch_size=batch_size, **settings,
                 results={"failures": failures, "num_embedded": num_embedded, "num_computed_this_call": len(todo),
                          "num_shards": num_shards, **extra_results},
             )
-            fo_coordination.clear(job)
+            coordination.clear(job)
         else:
             written = write_path
             num_embedded = len(_keys_with_values(samples, write_path, patches_field))
@@ -290,7 +290,7 @@ def _fit_pca(extractor, samples, patches_field, projection, batch_size, num_work
     Returns the fitted reducer, the raw embeddings of the fit items by key, and
     the sample id of each object key (patches) or None.
     """
-    from .reduction import Reducer
+    from ..reduction import Reducer
 
     keys, items, sample_of = _embedding_items(samples, patches_field)
     n_fit = min(projection["fit_size"], len(items))
@@ -330,7 +330,7 @@ def _check_shard(shard, overwrite):
     if overwrite:
         raise OODInputError(
             "overwrite=True cannot be combined with shard=: each worker would delete the others' results. "
-            "Delete the old embeddings first (ood_core.fo_runs.delete_ood_run(dataset, field)), then start "
+            "Delete the old embeddings first (ood_core.fo.runs.delete_ood_run(dataset, field)), then start "
             "the shards without overwrite"
         )
     return int(shard[0]), int(shard[1])
@@ -352,8 +352,8 @@ def _embedding_items(samples, patches_field):
         return keys, samples.values("filepath"), None
     paths = samples.values("filepath")
     sids = samples.values("id")
-    boxes = samples.values(_patch_path(patches_field, "bounding_box"))
-    ids = samples.values(_patch_path(patches_field, "id"))
+    boxes = samples.values(patch_path(patches_field, "bounding_box"))
+    ids = samples.values(patch_path(patches_field, "id"))
     keys, items, sample_of = [], [], {}
     for sid, path, sample_boxes, sample_ids in zip(sids, paths, boxes, ids):
         for box, det_id in zip(sample_boxes or [], sample_ids or []):
@@ -376,7 +376,7 @@ def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite
         if dataset.get_field(partial) is not None:
             dataset.delete_sample_field(partial)  # orphan without a record: cannot be trusted
         return partial, "fresh"
-    info = fo_runs.get_ood_run_info(samples, run_key)
+    info = runs.get_ood_run_info(samples, run_key)
     old = {k: info.get(k) for k in settings}
     if _jsonable(old) != _jsonable(settings):
         diffs = _settings_diff(old, settings)
@@ -420,7 +420,7 @@ def _keys_with_values(samples, path, patches_field):
 
     leaf = path.rsplit(".", 1)[1]
     with_values = samples.filter_labels(patches_field, F(leaf) != None, only_matches=True)  # noqa: E711
-    return set(_flatten(with_values.values(_patch_path(patches_field, "id"))))
+    return set(flatten(with_values.values(patch_path(patches_field, "id"))))
 
 
 def _write_vectors(samples, path, by_key, patches_field, sample_of):

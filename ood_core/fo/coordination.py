@@ -20,7 +20,7 @@ import datetime
 import time
 import uuid
 
-from .errors import BackendError
+from ..errors import BackendError
 
 COLLECTION = "ood_plugin_jobs"
 
@@ -65,7 +65,7 @@ def locked(key, *, timeout=900.0, stale_after=1800.0, poll=0.1):
             if time.monotonic() > deadline:
                 raise BackendError(
                     f"another worker has held the lock of job {key!r} for {held_for:.0f} s; if no worker is "
-                    f"running, remove it with ood_core.fo_coordination.clear({key!r})"
+                    f"running, remove it with ood_core.coordination.clear({key!r})"
                 )
             time.sleep(poll)
     try:

@@ -1,9 +1,75 @@
-"""Form builders and execution helpers shared by the operators (thin layer)."""
+"""The operator base class and the form builders shared by every operator (thin layer).
+
+:class:`OODOperator` writes once what every operator of this plugin has in
+common: its config (immediate + delegated execution), the "Delegate
+execution?" choice and the Python entry point ``op(view, **params)``. Form
+defaults come from the signatures of the public SDK functions
+(:func:`sdk_default`), so the App and the SDK cannot drift apart.
+"""
+
+import inspect
 
 import fiftyone.core.labels as fol
+import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
-import ood_core.fo_runs as fo_runs
+import ood_core.fo.runs as fo_runs
+
+
+class OODOperator(foo.Operator):
+    """Base of the plugin's operators: subclasses set the class attributes and write
+    ``resolve_input`` / ``execute``; ``op(view, **params)`` runs them from Python."""
+
+    #: operator name (listed in fiftyone.yml), App label, one-line description
+    name = label = description = None
+    #: Material icon shown in the operator browser
+    icon = None
+    #: whether a "Delegate execution?" choice is offered
+    delegable = True
+    #: names of the parameters ``op(view, a, b)`` takes positionally, in order
+    positional_params = ()
+
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name=self.name, label=self.label, description=self.description, icon=self.icon, dynamic=True,
+            allow_immediate_execution=True, allow_delegated_execution=self.delegable,
+        )
+
+    def resolve_delegation(self, ctx):
+        return resolve_delegation(ctx) if self.delegable else False
+
+    def to_form_params(self, **params):
+        """Python keyword arguments -> form parameters (override when the form encodes a value differently)."""
+        return params
+
+    def __call__(self, sample_collection, *args, delegate=False, **params):
+        """Run on ``sample_collection`` from Python with the form's parameters as keyword arguments."""
+        if len(args) > len(self.positional_params):
+            raise TypeError(f"{self.name}() takes at most {len(self.positional_params)} positional parameters "
+                            f"{self.positional_params} after the samples; pass the others by keyword")
+        params.update(zip(self.positional_params, args))
+        params = self.to_form_params(**params)
+        if self.delegable:
+            params["delegate"] = delegate
+        return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
+
+
+def sdk_default(function, param):
+    """Default of ``param`` in the public SDK function ``function`` (``ood_core.<function>``)."""
+    import ood_core
+
+    default = inspect.signature(getattr(ood_core, function)).parameters[param].default
+    if default is inspect.Parameter.empty:
+        raise KeyError(f"ood_core.{function}() has no default for {param!r}")
+    return default
+
+
+def detector_default(method, param):
+    """Default hyperparameter of a detector (the detector registry is the one source)."""
+    from ood_core.detectors import detector_class
+
+    return detector_class(method).default_params().get(param)
 
 
 def add_delegation_input(inputs, ctx, default=False):

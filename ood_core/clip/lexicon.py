@@ -40,8 +40,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import OODInputError, ResourceNotFoundError
-from .weights import cache_root
+from ..errors import OODInputError, ResourceNotFoundError
+from ..weights import cache_root
 
 POS_NOUN = "noun"
 POS_ADJ = "adj"

@@ -1,10 +1,10 @@
 """FiftyOne layer of the CLIP negative-label scorers: embeddings, NegLabel, RAP, explanations.
 
-The functions follow :mod:`ood_core.fo_api`: they accept a Dataset or any view,
+The functions follow :mod:`ood_core.fo.scores`: they accept a Dataset or any view,
 validate every input first, compute on numpy with the algorithm modules
-(:mod:`ood_core.clip`, :mod:`ood_core.lexicon`, :mod:`ood_core.neglabel`,
-:mod:`ood_core.rap`), then write their fields and record a FiftyOne custom run
-all-or-nothing (:func:`ood_core.fo_runs.write_and_record`). Nothing is written when
+(:mod:`ood_core.clip`, :mod:`ood_core.clip.lexicon`, :mod:`ood_core.clip.neglabel`,
+:mod:`ood_core.clip.rap`), then write their fields and record a FiftyOne custom run
+all-or-nothing (:func:`ood_core.fo.runs.write_and_record`). Nothing is written when
 anything fails, and no field or run is replaced unless ``overwrite=True``.
 
 Score convention: **higher = more out-of-distribution**. The NegLabel and RAP score
@@ -17,7 +17,7 @@ label prompts with, since image and text embeddings are only comparable within o
 CLIP model.
 
 Text embeddings of the candidate vocabulary (139k WordNet prompts: minutes on CPU)
-are cached on disk per encoder (:mod:`ood_core.text_cache`), so only the first run
+are cached on disk per encoder (:mod:`ood_core.clip.text_cache`), so only the first run
 with a given model pays for them.
 """
 
@@ -27,9 +27,9 @@ import warnings
 
 import numpy as np
 
-from . import fo_runs
-from .errors import OODInputError
-from .progress import Progress
+from ..errors import OODInputError
+from ..progress import Progress
+from . import runs
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ _LEXICON_MEMO_SIZE = 2
 
 
 def _make_encoder(model_name, pretrained, quick_gelu, device, *, lazy=False):
-    from .clip import CLIPEncoder
+    from ..clip.encoder import CLIPEncoder
 
     return CLIPEncoder(
         model_name or DEFAULT_MODEL_NAME,
@@ -83,14 +83,14 @@ def _clip_embeddings_record(samples, embeddings_field):
             f"compute it with compute_clip_embeddings(samples, {embeddings_field!r}, model_name=..., "
             "pretrained=...) or leave embeddings_field=None to encode the images during scoring"
         )
-    if embeddings_field not in fo_runs.list_ood_runs(samples, kind="embeddings"):
+    if embeddings_field not in runs.list_ood_runs(samples, kind="embeddings"):
         raise OODInputError(
             f"field {embeddings_field!r} has no fiftyone-ood embeddings run, so nothing records which "
             "CLIP model produced it (image and text embeddings are only comparable within one model); "
             f"compute it with compute_clip_embeddings(samples, {embeddings_field!r}, ...) or leave "
             "embeddings_field=None"
         )
-    backbone = fo_runs.get_ood_run_info(samples, embeddings_field).get("backbone") or {}
+    backbone = runs.get_ood_run_info(samples, embeddings_field).get("backbone") or {}
     if backbone.get("kind") != "clip":
         raise OODInputError(
             f"embeddings {embeddings_field!r} were computed by {backbone.get('model_name', 'a non-CLIP model')!r}, "
@@ -150,7 +150,7 @@ def _read_clip_embeddings(samples, embeddings_field, encoder):
 
 def _encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
     """Encode a view's images in batches: ``(ids, X (N, D), failures)``."""
-    from .images import ImageLoadError, load_rgb
+    from ..images import ImageLoadError, load_rgb
 
     if int(batch_size) != batch_size or batch_size < 1:
         raise OODInputError(f"batch_size must be a positive integer, got {batch_size!r}")
@@ -200,8 +200,8 @@ def _resolve_id_labels(samples, id_labels, label_field, *, allow_both=False):
     ``allow_both``: RAP also uses ``label_field`` for the few-shot set, so both may be
     given there; NegLabel refuses the ambiguity.
     """
-    from .fo_api import _label_kind
-    from .neglabel import check_id_names
+    from ..clip.neglabel import check_id_names
+    from .items import label_kind
 
     if (id_labels is None and label_field is None) or (
         not allow_both and id_labels is not None and label_field is not None
@@ -212,9 +212,9 @@ def _resolve_id_labels(samples, id_labels, label_field, *, allow_both=False):
             + ("" if allow_both else ", not both")
         )
     if label_field is not None:
-        _label_kind(samples, label_field)  # the field must exist and hold labels
+        label_kind(samples, label_field)  # the field must exist and hold labels
     if id_labels is None:
-        kind = _label_kind(samples, label_field)
+        kind = label_kind(samples, label_field)
         dataset = samples._dataset
         path = f"{label_field}.label" if kind == "classification" else f"{label_field}.detections.label"
         names = list(dataset.classes.get(label_field) or []) or sorted(dataset.distinct(path))
@@ -252,14 +252,14 @@ def _lexicon_key(word_list, wordnet_dir, cross_pos, cache_dir):
         path = os.path.abspath(os.path.expanduser(os.fspath(word_list)))
         stat = os.stat(path) if os.path.isfile(path) else None
         return ("word_list", path, stat and (stat.st_size, stat.st_mtime_ns), cross_pos)
-    from .lexicon import ENV_WORDNET_DIR
+    from ..clip.lexicon import ENV_WORDNET_DIR
 
     return ("wordnet", wordnet_dir, os.environ.get(ENV_WORDNET_DIR), cross_pos, cache_dir)
 
 
 def _load_lexicon(word_list, wordnet_dir, cross_pos, parts_of_speech, cache_dir):
     """Candidate vocabulary (memoised per process), restricted to ``parts_of_speech``."""
-    from .lexicon import VALID_POS, Lexicon, load_lexicon
+    from ..clip.lexicon import VALID_POS, Lexicon, load_lexicon
 
     pos_wanted = [parts_of_speech] if isinstance(parts_of_speech, str) else list(parts_of_speech or [])
     bad = [p for p in pos_wanted if p not in VALID_POS]
@@ -341,25 +341,23 @@ def _lexicon_info(lex, cross_pos, parts_of_speech):
 
 
 def _check_outputs(samples, score_field, prediction_field, run_key, overwrite):
-    fo_runs.validate_key(score_field, "score field")
+    runs.validate_key(score_field, "score field")
     fields = [score_field]
     if prediction_field is not None:
-        fo_runs.validate_key(prediction_field, "prediction field")
+        runs.validate_key(prediction_field, "prediction field")
         if prediction_field == score_field:
             raise OODInputError(
                 f"score_field and prediction_field are both {score_field!r}; give them different names"
             )
         fields.append(prediction_field)
-    fo_runs.check_new_run(samples, run_key, fields, overwrite)
+    runs.check_new_run(samples, run_key, fields, overwrite)
 
 
-def _writes(samples, score_field, prediction_field, keys, scores, labels, confidences):
-    """Aligned values for :func:`fo_runs.write_and_record`: scores, then predictions."""
+def _prediction_writes(samples, prediction_field, keys, labels, confidences):
+    """The predicted-class write that goes with the scores (none without ``prediction_field``)."""
     import fiftyone.core.labels as fol
 
-    from .fo_api import _values_by_key
-
-    writes = [(score_field, _values_by_key(samples, dict(zip(keys, np.asarray(scores, np.float64))), None))]
+    writes = []
     if prediction_field is not None:
         by_key = {
             k: fol.Classification(label=str(lab), confidence=float(c))
@@ -396,7 +394,7 @@ def compute_clip_embeddings(
     path and a content hash of it) and the QuickGELU switch, so that
     :func:`compute_neglabel_scores` / :func:`compute_rap_scores` can reuse them and
     refuse them when they would embed the label prompts with another encoder. The field
-    also works with :func:`ood_core.fo_api.compute_ood_scores` (k-NN on CLIP features).
+    also works with :func:`ood_core.fo.scores.compute_ood_scores` (k-NN on CLIP features).
 
     Args:
         samples: a Dataset or view.
@@ -425,11 +423,11 @@ def compute_clip_embeddings(
     """
     import fiftyone.core.fields as fof
 
-    from .fo_api import _require_nonempty, _values_by_key
+    from .items import require_nonempty, values_by_key
 
-    _require_nonempty(samples)
-    fo_runs.validate_key(embeddings_field, "embeddings field")
-    fo_runs.check_new_run(samples, embeddings_field, [embeddings_field], overwrite)
+    require_nonempty(samples)
+    runs.validate_key(embeddings_field, "embeddings field")
+    runs.check_new_run(samples, embeddings_field, [embeddings_field], overwrite)
     encoder = _make_encoder(model_name, pretrained, quick_gelu, device)
     keys, X, failures = _encode_samples(
         samples, encoder, batch_size=batch_size, skip_failures=skip_failures, progress=progress
@@ -443,9 +441,9 @@ def compute_clip_embeddings(
         "dim": int(encoder.embed_dim),
         "clip": clip_info,
     }
-    fo_runs.write_and_record(
+    runs.write_and_record(
         samples,
-        [(embeddings_field, _values_by_key(samples, dict(zip(keys, X)), None), fof.VectorField)],
+        [(embeddings_field, values_by_key(samples, dict(zip(keys, X)), None), fof.VectorField)],
         embeddings_field,
         kind="embeddings",
         overwrite=overwrite,
@@ -497,7 +495,7 @@ def compute_neglabel_scores(
     ``"the nice {}"`` / ``"This is a {} photo"``. The candidates least similar to the
     ID labels (``percentile`` of their similarities) become the negative labels, and
     each image gets ``1 - S(x)`` with ``S`` NegLabel's grouped ID score (see
-    :mod:`ood_core.neglabel`). The predicted ID class (zero-shot, argmax over the ID
+    :mod:`ood_core.clip.neglabel`). The predicted ID class (zero-shot, argmax over the ID
     prompts; confidence = softmax over ``cos/tau``) is stored too.
 
     Args:
@@ -518,7 +516,7 @@ def compute_neglabel_scores(
         wordnet_dir: WordNet location (else ``$FIFTYONE_OOD_WORDNET_DIR``, NLTK's data
             path, Debian's ``/usr/share/wordnet``); nothing is ever downloaded.
         cross_pos: words that are both noun and adjective: ``"keep_both"``, ``"noun"``
-            or ``"adj"`` (see :mod:`ood_core.lexicon`).
+            or ``"adj"`` (see :mod:`ood_core.clip.lexicon`).
         parts_of_speech: candidate parts of speech, default nouns and adjectives.
         num_negatives: number of negative labels M (the paper's usual 10,000), or ...
         fraction: ... the share of each part of speech to keep (default 0.15).
@@ -549,11 +547,11 @@ def compute_neglabel_scores(
         WeightsNotFoundError: the CLIP weights cannot be found.
         UnsafeCheckpointError: a weights file that needs pickle code execution.
     """
-    from .fo_api import _require_nonempty
-    from .neglabel import NegLabelScorer
-    from .text_cache import cached_text_embeddings
+    from ..clip.neglabel import NegLabelScorer
+    from ..clip.text_cache import cached_text_embeddings
+    from .items import require_nonempty
 
-    _require_nonempty(samples)
+    require_nonempty(samples)
     run_key = run_key or score_field
     _check_outputs(samples, score_field, prediction_field, run_key, overwrite)
     id_names = _resolve_id_labels(samples, id_labels, label_field)
@@ -602,13 +600,11 @@ def compute_neglabel_scores(
         failures=failures,
         **{k: summary[k] for k in ("num_scored", "num_skipped", "score_quantiles")},
     )
-    fo_runs.write_and_record(
-        samples,
-        _writes(samples, score_field, prediction_field, keys, scores, labels, confidences),
-        run_key,
-        kind="neglabel",
+    runs.record_scores(
+        samples, run_key, kind="neglabel", score_field=score_field,
+        scores_by_key=dict(zip(keys, np.asarray(scores, np.float64))),
+        extra_writes=_prediction_writes(samples, prediction_field, keys, labels, confidences),
         overwrite=overwrite,
-        score_field=score_field,
         prediction_field=prediction_field,
         label_field=label_field,
         id_labels=list(id_names),
@@ -624,9 +620,9 @@ def compute_neglabel_scores(
 
 def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
     """``(ids, filepaths, description)`` of the few-shot ID images, in sample id order."""
-    from .fo_api import _label_kind
-    from .lexicon import normalize_word
-    from .rap import select_few_shot
+    from ..clip.lexicon import normalize_word
+    from ..clip.rap import select_few_shot
+    from .items import label_kind
 
     if few_shot is None and k_per_class is None:
         raise OODInputError(
@@ -635,13 +631,13 @@ def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
             "class (from few_shot if given, else from the scored view)"
         )
     pool, description = (samples, {"view": "scored samples"}) if few_shot is None else \
-        fo_runs.resolve_view(samples, few_shot, "few_shot", "few-shot in-distribution images")
+        runs.resolve_view(samples, few_shot, "few_shot", "few-shot in-distribution images")
     ids, paths = pool.values("id"), pool.values("filepath")
     order = np.argsort(np.asarray(ids, dtype=str), kind="stable")
     ids = [ids[i] for i in order]
     paths = [paths[i] for i in order]
     labels = None
-    if label_field is not None and _label_kind(samples, label_field) == "classification":
+    if label_field is not None and label_kind(samples, label_field) == "classification":
         raw = pool.values(f"{label_field}.label")
         labels = [raw[i] for i in order]
     if k_per_class is not None:
@@ -770,13 +766,13 @@ def compute_rap_scores(
         the errors of :func:`compute_neglabel_scores`, and OODInputError for a missing
         or empty few-shot set.
     """
-    from .fo_api import _require_nonempty
-    from .images import load_rgb
-    from .neglabel import predict_id_class
-    from .rap import CropStatistics, RAPScorer, random_crops
-    from .text_cache import cached_text_embeddings
+    from ..clip.neglabel import predict_id_class
+    from ..clip.rap import CropStatistics, RAPScorer, random_crops
+    from ..clip.text_cache import cached_text_embeddings
+    from ..images import load_rgb
+    from .items import require_nonempty
 
-    _require_nonempty(samples)
+    require_nonempty(samples)
     run_key = run_key or score_field
     _check_outputs(samples, score_field, prediction_field, run_key, overwrite)
     id_names = _resolve_id_labels(samples, id_labels, label_field, allow_both=True)
@@ -853,13 +849,11 @@ def compute_rap_scores(
         "score_convention": SCORE_CONVENTION,
         **{k: summary[k] for k in ("num_scored", "num_skipped", "score_quantiles")},
     }
-    fo_runs.write_and_record(
-        samples,
-        _writes(samples, score_field, prediction_field, keys, result.ood_scores, labels, confidences),
-        run_key,
-        kind="rap",
+    runs.record_scores(
+        samples, run_key, kind="rap", score_field=score_field,
+        scores_by_key=dict(zip(keys, np.asarray(result.ood_scores, np.float64))),
+        extra_writes=_prediction_writes(samples, prediction_field, keys, labels, confidences),
         overwrite=overwrite,
-        score_field=score_field,
         prediction_field=prediction_field,
         label_field=label_field,
         id_labels=list(id_names),
@@ -900,16 +894,16 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
         cosine similarity. ``stage`` is ``"mined"`` (NegLabel), ``"train"`` or ``"test"``
         (RAP; ``added_by`` = the sample whose test-time update added the word).
     """
-    from .images import load_rgb
-    from .neglabel import explain
-    from .text_cache import cached_text_embeddings
+    from ..clip.neglabel import explain
+    from ..clip.text_cache import cached_text_embeddings
+    from ..images import load_rgb
 
-    info = fo_runs.get_ood_run_info(samples, run_key)
+    info = runs.get_ood_run_info(samples, run_key)
     kind = info.get("kind")
     if kind not in ("neglabel", "rap"):
         raise OODInputError(
             f"run {run_key!r} is a {kind!r} run; explain_sample explains NegLabel or RAP runs "
-            f"(existing ones: {fo_runs.list_ood_runs(samples, 'neglabel') + fo_runs.list_ood_runs(samples, 'rap')})"
+            f"(existing ones: {runs.list_ood_runs(samples, 'neglabel') + runs.list_ood_runs(samples, 'rap')})"
         )
     try:
         sample = samples._dataset[sample_id]
@@ -917,7 +911,7 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
         raise OODInputError(
             f"sample_id {sample_id!r} is not a sample of dataset {samples._dataset.name!r}; pass a sample's id"
         ) from e
-    res = fo_runs.load_ood_results(samples, run_key)
+    res = runs.load_ood_results(samples, run_key)
     params = res.params
     if kind == "neglabel":
         words, pos = list(res.negative_words), list(res.negative_pos)

@@ -30,8 +30,8 @@ trivially that class with confidence 1. An empty ID list is an error.
 
 import numpy as np
 
-from .errors import NotFittedError, OODInputError
-from .validation import as_embeddings, check_same_dim
+from ..errors import NotFittedError, OODInputError
+from ..validation import as_embeddings, check_same_dim
 
 #: NegLabel's prompt templates (official implementation defaults).
 ID_TEMPLATE = "the nice {}"

@@ -7,8 +7,7 @@ values live at ``<patches_field>.detections.<attr>``.
 
 import numpy as np
 
-from . import fo_runs
-from .errors import OODInputError
+from ..errors import OODInputError
 
 DEFAULT_EMBEDDINGS_FIELD = "ood_embeddings"
 
@@ -16,12 +15,12 @@ DEFAULT_EMBEDDINGS_FIELD = "ood_embeddings"
 # --------------------------------------------------------------------------- reading
 
 
-def _require_nonempty(samples, what="samples"):
+def require_nonempty(samples, what="samples"):
     if len(samples) == 0:
         raise OODInputError(f"{what} is an empty view: nothing to process; check the view's filters or tags")
 
 
-def _label_kind(samples, label_field):
+def label_kind(samples, label_field):
     """``"classification"`` or ``"detections"`` for a label field, else raise."""
     import fiftyone.core.labels as fol
 
@@ -30,7 +29,7 @@ def _label_kind(samples, label_field):
     if field is None:
         raise OODInputError(
             f"label field {label_field!r} does not exist on dataset {dataset.name!r}; "
-            f"label fields here: {_label_fields(dataset)}"
+            f"label fields here: {label_fields(dataset)}"
         )
     doc_type = getattr(field, "document_type", None)
     if doc_type is fol.Classification:
@@ -43,7 +42,7 @@ def _label_kind(samples, label_field):
     )
 
 
-def _label_fields(dataset):
+def label_fields(dataset):
     import fiftyone.core.labels as fol
 
     return sorted(dataset.get_field_schema(embedded_doc_type=fol.Classification)) + sorted(
@@ -51,16 +50,16 @@ def _label_fields(dataset):
     )
 
 
-def _patch_path(patches_field, attr):
+def patch_path(patches_field, attr):
     return f"{patches_field}.detections.{attr}"
 
 
-def _check_patches_field(samples, patches_field):
-    if _label_kind(samples, patches_field) != "detections":
+def check_patches_field(samples, patches_field):
+    if label_kind(samples, patches_field) != "detections":
         raise OODInputError(f"patches_field {patches_field!r} must be a Detections field")
 
 
-def _require_embeddings_field(dataset, embeddings_field):
+def require_embeddings_field(dataset, embeddings_field):
     if dataset.get_field(embeddings_field) is None:
         raise OODInputError(
             f"embeddings field {embeddings_field!r} does not exist; run "
@@ -78,19 +77,19 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
     """
     dataset = samples._dataset
     if patches_field is None:
-        _require_embeddings_field(dataset, embeddings_field)
+        require_embeddings_field(dataset, embeddings_field)
         keys = samples.values("id")
         vecs = samples.values(embeddings_field)
         labs = samples.values(f"{label_field}.label") if label_field else [None] * len(keys)
     else:
-        if dataset.get_field(_patch_path(patches_field, embeddings_field)) is None:
+        if dataset.get_field(patch_path(patches_field, embeddings_field)) is None:
             raise OODInputError(
-                f"object embeddings {_patch_path(patches_field, embeddings_field)!r} do not exist; run "
+                f"object embeddings {patch_path(patches_field, embeddings_field)!r} do not exist; run "
                 f"compute_pyramid_embeddings(samples, {embeddings_field!r}, patches_field={patches_field!r}) first"
             )
-        keys = _flatten(samples.values(_patch_path(patches_field, "id")))
-        vecs = _flatten(samples.values(_patch_path(patches_field, embeddings_field)))
-        labs = _flatten(samples.values(_patch_path(patches_field, "label"))) if label_field else [None] * len(keys)
+        keys = flatten(samples.values(patch_path(patches_field, "id")))
+        vecs = flatten(samples.values(patch_path(patches_field, embeddings_field)))
+        labs = flatten(samples.values(patch_path(patches_field, "label"))) if label_field else [None] * len(keys)
     keep = [i for i, v in enumerate(vecs) if v is not None and (label_field is None or labs[i] is not None)]
     if not keep:
         raise OODInputError(
@@ -109,19 +108,19 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
     return [keys[i] for i in keep], X, labels
 
 
-def _flatten(nested):
+def flatten(nested):
     return [x for row in nested for x in (row or [])]
 
 
-def _values_by_key(samples, by_key, patches_field):
+def values_by_key(samples, by_key, patches_field):
     """Values aligned to samples (or nested per object) from a ``{key: value}`` dict."""
     if patches_field is None:
-        return [_to_storable(by_key.get(k)) for k in samples.values("id")]
-    ids = samples.values(_patch_path(patches_field, "id"))
-    return [[_to_storable(by_key.get(k)) for k in (row or [])] for row in ids]
+        return [to_storable(by_key.get(k)) for k in samples.values("id")]
+    ids = samples.values(patch_path(patches_field, "id"))
+    return [[to_storable(by_key.get(k)) for k in (row or [])] for row in ids]
 
 
-def _to_storable(v):
+def to_storable(v):
     if v is None:
         return None
     if isinstance(v, np.ndarray) and v.ndim >= 1:
@@ -129,14 +128,38 @@ def _to_storable(v):
     return float(v)
 
 
-def _count_items(samples, patches_field):
+def count_items(samples, patches_field):
     if patches_field is None:
         return len(samples)
-    return int(samples.count(_patch_path(patches_field, "id")))
+    return int(samples.count(patch_path(patches_field, "id")))
 
 
-def _embedding_run_config(samples, embeddings_field):
-    dataset = samples._dataset
-    if embeddings_field in fo_runs.list_ood_runs(samples, kind="embeddings"):
-        return getattr(dataset.get_run_info(embeddings_field).config, "backbone", None)
+def detections_root(dataset, path):
+    """``"objects"`` for ``"objects.detections.score"`` when ``objects`` is a Detections field."""
+    import fiftyone.core.labels as fol
+
+    root, _, rest = path.partition(".")
+    if not rest.startswith("detections.") or rest.count(".") != 1:
+        return None
+    field = dataset.get_field(root)
+    if field is not None and getattr(field, "document_type", None) is fol.Detections:
+        return root
     return None
+
+
+def item_ids(samples, patches_field):
+    if patches_field is None:
+        return samples.values("id")
+    return flatten(samples.values(f"{patches_field}.detections.id"))
+
+
+def item_values(samples, path, patches_field):
+    """Values of ``path`` aligned with :func:`item_ids` (object attributes flattened)."""
+    if patches_field is None:
+        return samples.values(path)
+    if path.startswith(f"{patches_field}."):
+        return flatten(samples.values(path))
+    # a sample-level field: every object inherits its sample's value
+    ids = samples.values(f"{patches_field}.detections.id")
+    vals = samples.values(path)
+    return [v for row, v in zip(ids, vals) for _ in (row or [])]

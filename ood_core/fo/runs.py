@@ -14,13 +14,83 @@ a field without its run record) under the real name.
 
 import logging
 import uuid
+from dataclasses import dataclass
 
-from .errors import OODInputError
+from ..errors import OODInputError
 
 logger = logging.getLogger(__name__)
 
 PLUGIN_TAG = "fiftyone-ood"
-RUN_KINDS = ("embeddings", "ood_scores", "label_issues", "neglabel", "rap", "visualization")
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What a run kind is: the one place evaluation, flags, the panel and run management look.
+
+    ``positive_class`` is set for *score* runs (one number per item, higher =
+    more of the positive class) and None for the others.
+    """
+
+    name: str
+    description: str
+    positive_class: str = None
+    #: (positive, negative) class names as shown to a user (panel, reports)
+    class_names: tuple = None
+
+    @property
+    def is_score(self):
+        return self.positive_class is not None
+
+
+#: run kind name -> :class:`RunKind`; every run of this package has one of these kinds
+RUN_KINDS = {kind.name: kind for kind in (
+    RunKind("embeddings", "pyramid or CLIP embeddings"),
+    RunKind("ood_scores", "OOD scores (k-NN, Mahalanobis, LOF, ...)", "ood", ("OOD", "ID")),
+    RunKind("label_issues", "wrong-label scores (label agreement, per-class LOF)", "wrong label",
+            ("wrong label", "correct label")),
+    RunKind("neglabel", "NegLabel zero-shot CLIP OOD scores", "ood", ("OOD", "ID")),
+    RunKind("rap", "RAP few-shot CLIP OOD scores", "ood", ("OOD", "ID")),
+    RunKind("flags", "threshold rule applied to a score run (flag field + tags)"),
+    RunKind("auto_config", "configuration chosen on a labelled validation set"),
+    RunKind("experiment", "a table of an experiment workflow (no fields)"),
+)}
+
+#: detector task (:mod:`ood_core.detectors`) -> the kind of the score run it records
+_KIND_BY_TASK = {"ood": "ood_scores", "label_issues": "label_issues"}
+
+
+def run_kind(name):
+    """The :class:`RunKind` called ``name`` (raises for unknown kinds)."""
+    if name not in RUN_KINDS:
+        raise OODInputError(f"unknown run kind {name!r}; kinds are {sorted(RUN_KINDS)}")
+    return RUN_KINDS[name]
+
+
+def score_kinds():
+    """Names of the kinds whose runs hold one score per item."""
+    return tuple(name for name, kind in RUN_KINDS.items() if kind.is_score)
+
+
+def score_kind(task):
+    """The run kind recording scores of a detector ``task`` (``"ood"`` / ``"label_issues"``)."""
+    return _KIND_BY_TASK[task]
+
+
+def score_path(info):
+    """The field path of a score run's scores, from its record (``get_ood_run_info``).
+
+    ``score_field`` for sample scores, ``<patches>.detections.<score_field>``
+    for object scores; None when the run is not a score run. A record without
+    ``score_field`` (written by hand with :func:`write_and_record`) that lists
+    exactly one field scores that field.
+    """
+    if not run_kind(info.get("kind")).is_score:
+        return None
+    fields = info.get("fields") or []
+    if not info.get("score_field"):
+        return fields[0] if len(fields) == 1 else None
+    patches = info.get("patches_field")
+    return f"{patches}.detections.{info['score_field']}" if patches else info["score_field"]
 
 
 def validate_key(key, what="run key"):
@@ -150,11 +220,47 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
         dataset.delete_run(backup)
 
 
+def record_scores(samples, run_key, *, kind, score_field, scores_by_key, patches_field=None, extra_writes=(),
+                  overwrite=False, results=None, **params):
+    """Write one score per item and record the score run: the one path of every score writer.
+
+    ``scores_by_key`` maps sample ids (object ids with ``patches_field``) to
+    scores; items without a score get None. ``extra_writes`` are further
+    ``(path, values[, field_type])`` written in the same all-or-nothing step
+    (e.g. a predicted label). The record always carries ``score_field``,
+    ``patches_field``, the kind's positive class and the score convention, so
+    :func:`score_path` finds the scores of any score run.
+    """
+    import fiftyone.core.fields as fof
+
+    from .items import patch_path, values_by_key
+
+    kind_info = run_kind(kind)
+    if not kind_info.is_score:
+        raise OODInputError(f"record_scores records score runs; {kind!r} is not a score kind")
+    target = patch_path(patches_field, score_field) if patches_field else score_field
+    writes = [(target, values_by_key(samples, scores_by_key, patches_field), fof.FloatField), *extra_writes]
+    params.setdefault("score_convention", f"higher = more {kind_info.positive_class}")
+    write_and_record(samples, writes, run_key, kind=kind, overwrite=overwrite, results=results,
+                     score_field=score_field, patches_field=patches_field,
+                     positive_class=kind_info.positive_class, **params)
+    return target
+
+
+def embedding_run_config(samples, embeddings_field):
+    """The backbone config recorded by the embeddings run ``embeddings_field``, or None."""
+    dataset = samples._dataset
+    if embeddings_field in list_ood_runs(samples, kind="embeddings"):
+        return getattr(dataset.get_run_info(embeddings_field).config, "backbone", None)
+    return None
+
+
 _RESERVED_RESULT_NAMES = {"run_key", "key", "samples", "config", "backend"}
 
 
 def register_run(samples, run_key, *, kind, fields, overwrite=False, results=None, **params):
     """Record a completed computation as a custom run (config + JSON results)."""
+    run_kind(kind)
     dataset = samples._dataset
     if dataset.has_run(run_key):
         if not overwrite:

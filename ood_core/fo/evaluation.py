@@ -26,7 +26,7 @@ object scores (``<patches>.detections.<score>``) get label tags on the objects,
 and the flag is an attribute of each object.
 
 Order of writes: the flag field and the flags run are written all-or-nothing
-(:func:`ood_core.fo_runs.write_and_record`); tags are changed only after that
+(:func:`ood_core.fo.runs.write_and_record`); tags are changed only after that
 succeeded (two bulk updates: remove stale tags, then add new ones). If the
 process dies between them, tags added are still recorded (flag again with
 ``overwrite=True`` to finish), but stale tags the old record listed are no
@@ -37,16 +37,15 @@ import logging
 
 import numpy as np
 
-from . import fo_runs, thresholds
-from .errors import OODInputError
+from .. import thresholds
+from ..errors import OODInputError
+from . import runs
+from .items import detections_root, flatten, item_ids, item_values
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["delete_flags", "evaluate_ood_run", "flag_samples", "get_flag_info", "list_flag_runs", "resolve_view",
            "view_from_description"]
-
-#: Run kinds that do not hold one score field.
-_NOT_SCORE_KINDS = ("embeddings", "visualization", "flags", "auto_config", "experiment")
 
 #: ``rule=`` names accepted by :func:`flag_samples` -> (thresholds rule, default value).
 RULE_ALIASES = {
@@ -60,27 +59,8 @@ RULE_ALIASES = {
     "fixed_threshold": ("fixed_threshold", None),
 }
 
-_POSITIVE_BY_KIND = {"ood_scores": "ood", "label_issues": "wrong label", "neglabel": "ood", "rap": "ood"}
-
 
 # --------------------------------------------------------------------------- reading
-
-
-def _flatten(nested):
-    return [x for row in nested for x in (row or [])]
-
-
-def _detections_root(dataset, path):
-    """``"objects"`` for ``"objects.detections.score"`` when ``objects`` is a Detections field."""
-    import fiftyone.core.labels as fol
-
-    root, _, rest = path.partition(".")
-    if not rest.startswith("detections.") or rest.count(".") != 1:
-        return None
-    field = dataset.get_field(root)
-    if field is not None and getattr(field, "document_type", None) is fol.Detections:
-        return root
-    return None
 
 
 def _resolve_scores(samples, run_key_or_score_field):
@@ -89,24 +69,18 @@ def _resolve_scores(samples, run_key_or_score_field):
     name = run_key_or_score_field
     if not isinstance(name, str) or not name:
         raise OODInputError(f"pass a score run key or score field name (a string); got {name!r}")
-    if name in fo_runs.list_ood_runs(samples):
-        info = fo_runs.get_ood_run_info(samples, name)
-        fields = info.get("fields") or []
-        patches = info.get("patches_field")
-        # The score is the run's score_field (NegLabel/RAP runs also write a prediction field).
-        path = info.get("score_field")
-        if path and patches:
-            path = f"{patches}.detections.{path}"
-        if path not in fields:
-            path = fields[0] if len(fields) == 1 else None
-        if info.get("kind") in _NOT_SCORE_KINDS or path is None:
+    if name in runs.list_ood_runs(samples):
+        info = runs.get_ood_run_info(samples, name)
+        path = runs.score_path(info)
+        if path is None:
             raise OODInputError(
                 f"run {name!r} is a {info.get('kind')!r} run, not a score run; pass the key of a "
                 f"scoring run: {_score_runs(samples)}"
             )
-        patches = patches or _detections_root(dataset, path)
+        patches = info.get("patches_field")
+        patches = patches or detections_root(dataset, path)
         return {"run_key": name, "kind": info.get("kind"), "path": path, "patches_field": patches, "info": info}
-    patches = _detections_root(dataset, name)
+    patches = detections_root(dataset, name)
     if patches is not None:
         if dataset.count(name) == 0:
             raise OODInputError(f"no object in {patches!r} has a value in {name!r}; score the objects first")
@@ -120,31 +94,17 @@ def _resolve_scores(samples, run_key_or_score_field):
 
 
 def _score_runs(samples):
-    return [k for k in fo_runs.list_ood_runs(samples)
-            if samples._dataset.get_run_info(k).config.kind not in _NOT_SCORE_KINDS]
+    return [k for k in runs.list_ood_runs(samples)
+            if samples._dataset.get_run_info(k).config.kind in runs.score_kinds()]
 
 
-def _item_ids(samples, patches_field):
-    if patches_field is None:
-        return samples.values("id")
-    return _flatten(samples.values(f"{patches_field}.detections.id"))
 
 
-def _item_values(samples, path, patches_field):
-    """Values of ``path`` aligned with :func:`_item_ids` (object attributes flattened)."""
-    if patches_field is None:
-        return samples.values(path)
-    if path.startswith(f"{patches_field}."):
-        return _flatten(samples.values(path))
-    # a sample-level field: every object inherits its sample's value
-    ids = samples.values(f"{patches_field}.detections.id")
-    vals = samples.values(path)
-    return [v for row, v in zip(ids, vals) for _ in (row or [])]
 
 
 def _read_scores(samples, where):
-    ids = _item_ids(samples, where["patches_field"])
-    raw = _item_values(samples, where["path"], where["patches_field"])
+    ids = item_ids(samples, where["patches_field"])
+    raw = item_values(samples, where["path"], where["patches_field"])
     bad = [i for i, v in enumerate(raw) if v is not None and not isinstance(v, (int, float, np.number))]
     if bad:
         raise OODInputError(
@@ -164,7 +124,7 @@ def _read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
             tags = samples.values("tags")
             what = f"sample has tag {gt_tag!r}"
         else:
-            tags = _flatten(samples.values(f"{patches}.detections.tags"))
+            tags = flatten(samples.values(f"{patches}.detections.tags"))
             what = f"object has label tag {gt_tag!r}"
         return [gt_tag in (t or []) for t in tags], {"tag": gt_tag}, what
     dataset = samples._dataset
@@ -176,7 +136,7 @@ def _read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
             f"ground-truth field {gt_field!r} does not exist on dataset {dataset.name!r}; pass a boolean "
             "field that is True for the positive class (e.g. 'is_ood'), or gt_tag='<tag>'"
         )
-    raw = _item_values(samples, path, patches)
+    raw = item_values(samples, path, patches)
     values = set(v for v in raw if v is not None)
     if not values <= {True, False, 0, 1}:
         raise OODInputError(
@@ -215,7 +175,7 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
         ``run_key``, ``ground_truth``, ``num_evaluated`` and ``num_missing``
         (items without a score or ground truth, left out).
     """
-    from .metrics import ood_metrics
+    from ..metrics import ood_metrics
 
     where = _resolve_scores(samples, run_key_or_score_field)
     _, scores = _read_scores(samples, where)
@@ -228,7 +188,7 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
     s = np.array([scores[i] for i in keep], dtype=np.float64)
     y = np.array([gt[i] for i in keep], dtype=bool)
     metrics = ood_metrics(s, y)
-    name = positive or _POSITIVE_BY_KIND.get(where["kind"], "positive")
+    name = positive or (runs.run_kind(where["kind"]).positive_class if where["kind"] else "positive")
     metrics.update(
         positive_class=name,
         positive_means=means,
@@ -252,9 +212,9 @@ def _check_tag(tag):
     return tag
 
 
-# Part of this module's public API (evaluation works on tag/view references); implemented in fo_runs.
-resolve_view = fo_runs.resolve_view
-view_from_description = fo_runs.view_from_description
+# Part of this module's public API (evaluation works on tag/view references); implemented in runs.
+resolve_view = runs.resolve_view
+view_from_description = runs.view_from_description
 
 
 def _reference_scores(samples, where, reference):
@@ -300,24 +260,24 @@ def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field,
     return thresholds.fixed_threshold(scores, value), extra
 
 
-def _tagged_item_ids(dataset, tag, patches_field):
+def _taggeditem_ids(dataset, tag, patches_field):
     """Ids of the samples (or objects of ``patches_field``) on the whole dataset carrying ``tag``."""
     if patches_field is None:
         return set(dataset.match_tags(tag).values("id"))
-    ids = _flatten(dataset.values(f"{patches_field}.detections.id"))
-    tags = _flatten(dataset.values(f"{patches_field}.detections.tags"))
+    ids = flatten(dataset.values(f"{patches_field}.detections.id"))
+    tags = flatten(dataset.values(f"{patches_field}.detections.tags"))
     return {i for i, t in zip(ids, tags) if tag in (t or [])}
 
 
 def _claimed_by_other_runs(samples, tag, level, exclude_key):
     """Ids that other flags runs tagged with ``tag`` (same level) and still claim."""
     claimed = set()
-    for key in fo_runs.list_ood_runs(samples, kind="flags"):
+    for key in runs.list_ood_runs(samples, kind="flags"):
         if key == exclude_key:
             continue
         cfg = samples._dataset.get_run_info(key).config
         if cfg.tag == tag and cfg.patches_field == level:
-            claimed.update(getattr(fo_runs.load_ood_results(samples, key), "tagged_ids", None) or [])
+            claimed.update(getattr(runs.load_ood_results(samples, key), "tagged_ids", None) or [])
     return claimed
 
 
@@ -344,7 +304,7 @@ def _previous_flags(samples, flag_key):
             f"run key {flag_key!r} belongs to a {getattr(cfg, 'kind', 'non-fiftyone-ood')!r} run; flags get "
             "their own run key: pass another flag_key (or flag_field)"
         )
-    res = fo_runs.load_ood_results(samples, flag_key)
+    res = runs.load_ood_results(samples, flag_key)
     return cfg.tag, cfg.patches_field, set(getattr(res, "tagged_ids", None) or [])
 
 
@@ -399,12 +359,12 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     patches = where["patches_field"]
     leaf = where["path"].rpartition(".")[2]
     flag_field = flag_field or f"{leaf}_flag"
-    fo_runs.validate_key(flag_field, "flag field")
+    runs.validate_key(flag_field, "flag field")
     flag_key = flag_key or flag_field
     flag_path = f"{patches}.detections.{flag_field}" if patches else flag_field
     if flag_path == where["path"]:
         raise OODInputError(f"flag_field {flag_field!r} would overwrite the scores; choose another name")
-    fo_runs.check_new_run(samples, flag_key, [flag_path], overwrite)
+    runs.check_new_run(samples, flag_key, [flag_path], overwrite)
     if patches and not overwrite and dataset.get_field(flag_path) is None and dataset.count(flag_path):
         raise OODInputError(f"field {flag_path!r} already exists; choose another flag_field or pass overwrite=True")
     previous = _previous_flags(samples, flag_key)
@@ -426,7 +386,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         others = _claimed_by_other_runs(samples, old_tag, old_level, flag_key) if old_tag else set()
         tags_removed = old_ids - keep_old - others
     if tag is not None:
-        current = _tagged_item_ids(dataset, tag, patches)
+        current = _taggeditem_ids(dataset, tag, patches)
         ours_before = previous[2] if previous and previous[0] == tag and previous[1] == patches else set()
         others = _claimed_by_other_runs(samples, tag, patches, flag_key)
         by_hand = current - ours_before - others
@@ -436,7 +396,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
             tags_removed -= flagged
 
     values = _flag_values(samples, patches, flags_by_id)
-    fo_runs.write_and_record(
+    runs.write_and_record(
         samples,
         [(flag_path, values, fof.BooleanField)],
         flag_key,
@@ -480,10 +440,10 @@ def _flag_values(samples, patches_field, flags_by_id):
 
 def get_flag_info(samples, flag_key):
     """The flags run's config (rule description, tag, score run...) plus its tagged ids."""
-    info = fo_runs.get_ood_run_info(samples, flag_key)
+    info = runs.get_ood_run_info(samples, flag_key)
     if info.get("kind") != "flags":
         raise OODInputError(f"run {flag_key!r} is a {info.get('kind')!r} run, not a flags run")
-    res = fo_runs.load_ood_results(samples, flag_key)
+    res = runs.load_ood_results(samples, flag_key)
     info["tagged_ids"] = list(getattr(res, "tagged_ids", None) or [])
     info["num_flagged"] = getattr(res, "num_flagged", None)
     return info
@@ -491,7 +451,7 @@ def get_flag_info(samples, flag_key):
 
 def list_flag_runs(samples, run_key=None):
     """Keys of flags runs, optionally only those made from score run ``run_key``."""
-    keys = fo_runs.list_ood_runs(samples, kind="flags")
+    keys = runs.list_ood_runs(samples, kind="flags")
     if run_key is None:
         return keys
     return [k for k in keys if samples._dataset.get_run_info(k).config.score_run == run_key]
@@ -503,5 +463,5 @@ def delete_flags(samples, flag_key):
     if tag is not None:
         ids = ids - _claimed_by_other_runs(samples, tag, patches, flag_key)
         _set_tags(samples._dataset, ids, tag, patches, add=False)
-    fields = fo_runs.delete_ood_run(samples, flag_key)
+    fields = runs.delete_ood_run(samples, flag_key)
     return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}

@@ -28,9 +28,9 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from .errors import OODInputError, WeightsNotFoundError
-from .progress import Progress
-from .weights import file_identity, load_state_dict_safely
+from ..errors import OODInputError, WeightsNotFoundError
+from ..progress import Progress
+from ..weights import file_identity, load_state_dict_safely
 
 logger = logging.getLogger(__name__)
 
@@ -261,7 +261,7 @@ class CLIPEncoder:
     @staticmethod
     def _host_reachable(source):
         # Fail fast offline: huggingface_hub otherwise retries for ~45 s per file.
-        from .weights import hub_reachable
+        from ..weights import hub_reachable
 
         if source.startswith(("http://", "https://")):
             return hub_reachable(source)

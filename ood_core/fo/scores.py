@@ -2,7 +2,7 @@
 
 All public functions accept a ``Dataset`` or any view, validate first, compute
 on numpy, then write fields atomically and record a custom run (see
-:mod:`ood_core.fo_runs`). Nothing is written when validation or computation
+:mod:`ood_core.fo.runs`). Nothing is written when validation or computation
 fails, and no existing field or run is replaced unless ``overwrite=True``.
 
 Score convention: **higher = more out-of-distribution / more suspicious**.
@@ -17,48 +17,22 @@ import logging
 
 import numpy as np
 
-from . import fo_runs
-from .errors import OODInputError
-from .fo_common import (  # noqa: F401  (re-exported: other modules import these from fo_api)
+from ..errors import OODInputError
+from . import runs
+from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
-    _check_patches_field,
-    _count_items,
-    _embedding_run_config,
-    _flatten,
-    _label_fields,
-    _label_kind,
-    _patch_path,
-    _require_nonempty,
-    _to_storable,
-    _values_by_key,
+    check_patches_field,
+    count_items,
+    label_kind,
+    patch_path,
     read_embeddings,
+    require_nonempty,
 )
-from .fo_embeddings import DEFAULT_GRID, DEFAULT_LEVELS, compute_pyramid_embeddings, default_levels  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-def _resolve_reference(samples, reference):
-    if reference is None:
-        return None, None
-    return fo_runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
-
-
-def _detector_kwargs(method, k, class_conditional, neighbor_backend=None, neighbor_index=None):
-    kwargs = {}
-    if method in ("knn", "lof", "class_lof", "label_agreement"):
-        if k is not None:
-            kwargs["k"] = int(k)
-        if neighbor_backend is not None:
-            kwargs["backend"] = neighbor_backend
-        if neighbor_index is not None:
-            kwargs["index"] = neighbor_index
-    if method == "mahalanobis" and class_conditional is not None:
-        kwargs["class_conditional"] = bool(class_conditional)
-    return kwargs
 
 
 def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_index=None,
@@ -73,12 +47,13 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     the same item as ``X[i]``, or -1. Without a reference, ``fit_score`` scores ``X``
     against itself. Returns ``(scores, detector, reducer)``.
     """
-    from .detectors import make_detector
-    from .reduction import make_reducer
-    from .validation import as_embeddings, check_same_dim
+    from ..detectors import detector_kwargs, make_detector
+    from ..reduction import make_reducer
+    from ..validation import as_embeddings, check_same_dim
 
     X = as_embeddings(X, "scored embeddings")
-    det = make_detector(method, **_detector_kwargs(method, k, class_conditional, neighbor_backend, neighbor_index))
+    det = make_detector(method, **detector_kwargs(method, k=k, class_conditional=class_conditional,
+                                                  backend=neighbor_backend, index=neighbor_index))
     reducer = make_reducer(reduce, n_components, seed=seed) if reduce else None
     y = np.asarray(labels, dtype=object) if labels is not None else None
     if X_ref is None:
@@ -154,70 +129,77 @@ def compute_ood_scores(
     Returns:
         a dict summary (run key, field, counts, score quantiles).
     """
-    from .detectors import requires_labels
+    from ..detectors import detector_class
 
-    _require_nonempty(samples)
+    require_nonempty(samples)
     run_key = run_key or score_field
-    fo_runs.validate_key(score_field, "score field")
-    if label_field is not None and _label_kind(samples, label_field) == "detections":
+    patches_field, use_labels = _check_score_call(samples, score_field, method, label_field, patches_field, k,
+                                                  class_conditional, reduce, n_components)
+    target = patch_path(patches_field, score_field) if patches_field else score_field
+    runs.check_new_run(samples, run_key, [target], overwrite)
+
+    keys, X, labels = read_embeddings(samples, embeddings_field, patches_field, use_labels)
+    X_ref, labels_ref, ref_index, ref_info = _read_reference(samples, reference, keys, embeddings_field,
+                                                             patches_field, use_labels)
+    scores, det, reducer = score_arrays(
+        X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
+        k=k, class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
+        neighbor_backend=neighbor_backend, neighbor_index=neighbor_index,
+    )
+    summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method)
+    runs.record_scores(
+        samples, run_key, kind=runs.score_kind(detector_class(method).task), score_field=score_field,
+        scores_by_key=dict(zip(keys, scores)), patches_field=patches_field, overwrite=overwrite, results=summary,
+        embeddings_field=embeddings_field, label_field=label_field, detector=det.get_params(),
+        reduction=reducer.get_params() if reducer is not None else None, reference=ref_info,
+        backbone=runs.embedding_run_config(samples, embeddings_field),
+    )
+    return summary
+
+
+def _check_score_call(samples, score_field, method, label_field, patches_field, k, class_conditional, reduce,
+                      n_components):
+    """Validate a scoring call before anything is read; returns ``(patches_field, label field to read)``."""
+    from ..detectors import detector_kwargs, requires_labels
+
+    runs.validate_key(score_field, "score field")
+    if label_field is not None and label_kind(samples, label_field) == "detections":
         patches_field = patches_field or label_field
     if patches_field is not None:
-        _check_patches_field(samples, patches_field)
-    needs_labels = requires_labels(method, **_detector_kwargs(method, k, class_conditional))
+        check_patches_field(samples, patches_field)
+    needs_labels = requires_labels(method, **detector_kwargs(method, k=k, class_conditional=class_conditional))
     if needs_labels and label_field is None:
         raise OODInputError(
             f"method {method!r} needs class labels: pass label_field='<a Classification or Detections field>'"
         )
     if reduce and not n_components:
         raise OODInputError(f"reduce={reduce!r} needs n_components (e.g. 30)")
-    target = _patch_path(patches_field, score_field) if patches_field else score_field
-    fo_runs.check_new_run(samples, run_key, [target], overwrite)
+    return patches_field, (label_field if needs_labels else None)
 
-    use_labels = label_field if needs_labels else None
-    keys, X, labels = read_embeddings(samples, embeddings_field, patches_field, use_labels)
-    ref_view, ref_info = _resolve_reference(samples, reference)
-    X_ref = labels_ref = ref_index = None
-    if ref_view is not None:
-        ref_keys, X_ref, labels_ref = read_embeddings(ref_view, embeddings_field, patches_field, use_labels)
-        pos = {key: i for i, key in enumerate(ref_keys)}
-        ref_index = np.array([pos.get(key, -1) for key in keys], np.int64)
-        ref_info["num_reference"] = len(ref_keys)
-    scores, det, reducer = score_arrays(
-        X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
-        k=k, class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
-        neighbor_backend=neighbor_backend, neighbor_index=neighbor_index,
-    )
 
-    emb_info = _embedding_run_config(samples, embeddings_field)
-    kind = "label_issues" if method in ("class_lof", "label_agreement") else "ood_scores"
-    summary = {
+def _read_reference(samples, reference, keys, embeddings_field, patches_field, label_field):
+    """Reference embeddings, labels, the reference row of each scored key (-1: none) and the run's description."""
+    if reference is None:
+        return None, None, None, None
+    ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
+    ref_keys, X_ref, labels_ref = read_embeddings(ref_view, embeddings_field, patches_field, label_field)
+    pos = {key: i for i, key in enumerate(ref_keys)}
+    ref_index = np.array([pos.get(key, -1) for key in keys], np.int64)
+    ref_info["num_reference"] = len(ref_keys)
+    return X_ref, labels_ref, ref_index, ref_info
+
+
+def score_summary(run_key, field, scores, num_items, **extra):
+    """The dict every score writer returns (and stores as run results)."""
+    scores = np.asarray(scores, np.float64)
+    return {
         "run_key": run_key,
-        "field": target,
-        "method": method,
+        "field": field,
+        **extra,
         "num_scored": int(len(scores)),
-        "num_skipped": int(_count_items(samples, patches_field) - len(scores)),
-        "score_quantiles": {q: float(np.quantile(scores, q / 100)) for q in (5, 50, 95)},
+        "num_skipped": int(num_items - len(scores)),
+        "score_quantiles": {q: float(np.quantile(scores, q / 100)) for q in (5, 50, 95)} if len(scores) else {},
     }
-    import fiftyone.core.fields as fof
-
-    fo_runs.write_and_record(
-        samples,
-        [(target, _values_by_key(samples, dict(zip(keys, scores)), patches_field), fof.FloatField)],
-        run_key,
-        kind=kind,
-        overwrite=overwrite,
-        score_field=score_field,
-        embeddings_field=embeddings_field,
-        label_field=label_field,
-        patches_field=patches_field,
-        detector=det.get_params(),
-        reduction=reducer.get_params() if reducer is not None else None,
-        reference=ref_info,
-        backbone=emb_info,
-        score_convention="higher = more out-of-distribution",
-        results=summary,
-    )
-    return summary
 
 
 def compute_label_issues(
@@ -240,8 +222,10 @@ def compute_label_issues(
     (default; 1 - the out-of-fold k-NN probability of the given label) or
     ``"class_lof"`` (the paper's per-class Local Outlier Factor).
     """
-    if method not in ("label_agreement", "class_lof"):
-        raise OODInputError(f"label-issue method must be 'label_agreement' or 'class_lof', got {method!r}")
+    from ..detectors import detector_names
+
+    if method not in detector_names("label_issues"):
+        raise OODInputError(f"label-issue method must be one of {detector_names('label_issues')}, got {method!r}")
     return compute_ood_scores(
         samples, embeddings_field, score_field, method=method, label_field=label_field, k=k,
         reduce=reduce, n_components=n_components, seed=seed, run_key=run_key, overwrite=overwrite,
@@ -268,8 +252,8 @@ def compute_ood_visualization(
     """
     import fiftyone.brain as fob
 
-    _require_nonempty(samples)
-    fo_runs.validate_key(brain_key, "brain key")
+    require_nonempty(samples)
+    runs.validate_key(brain_key, "brain key")
     dataset = samples._dataset
     if brain_key in dataset.list_brain_runs():
         if not overwrite:
@@ -283,9 +267,9 @@ def compute_ood_visualization(
 
         view = samples.filter_labels(patches_field, F(embeddings_field) != None)  # noqa: E711
         embeddings = embeddings_field
-    _require_nonempty(view, f"samples with embeddings in {embeddings_field!r}")
+    require_nonempty(view, f"samples with embeddings in {embeddings_field!r}")
     fob.compute_visualization(
         view, embeddings=embeddings, patches_field=patches_field, brain_key=brain_key,
         method=method, num_dims=2, seed=seed, verbose=False,
     )
-    return {"brain_key": brain_key, "num_points": _count_items(view, patches_field)}
+    return {"brain_key": brain_key, "num_points": count_items(view, patches_field)}

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import OODInputError
-from .weights import cache_root
+from ..errors import OODInputError
+from ..weights import cache_root
 
 _FORMAT_VERSION = 1
 _DTYPES = ("float32", "float16")
@@ -100,7 +100,7 @@ def cached_text_embeddings(encoder, words, pos, templates, *, cache_dir=None,
     """Return unit-norm float32 ``(len(words), D)`` embeddings of the prompts, cached on disk.
 
     Args:
-        encoder: a :class:`~ood_core.clip.CLIPEncoder` (anything with ``model_name``,
+        encoder: a :class:`~ood_core.clip.encoder.CLIPEncoder` (anything with ``model_name``,
             ``weights_identity`` and ``encode_texts(texts, batch_size, progress)``).
         words, pos: the vocabulary and one ``"noun"``/``"adj"`` tag per word.
         templates: POS -> template, e.g. ``{"noun": "the nice {}", "adj": "This is a {} photo"}``.

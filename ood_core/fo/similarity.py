@@ -29,10 +29,10 @@ import logging
 
 import numpy as np
 
-from . import fo_runs
-from .errors import BackendError, OODInputError
-from .progress import Progress
-from .validation import check_positive_int
+from ..errors import BackendError, OODInputError
+from ..progress import Progress
+from ..validation import check_positive_int
+from . import runs
 
 logger = logging.getLogger(__name__)
 
@@ -221,23 +221,23 @@ def _compute_knn_scores_with_index(
     Returns:
         a dict summary (run key, field, counts, score quantiles).
     """
-    from .fo_common import _embedding_run_config, _require_embeddings_field, _require_nonempty
+    from .items import require_embeddings_field, require_nonempty
 
-    _require_nonempty(samples)
+    require_nonempty(samples)
     dataset = samples._dataset
     k = check_positive_int(k, "k")
     batch_size = check_positive_int(batch_size, "batch_size")
     run_key = run_key or score_field
-    fo_runs.validate_key(score_field, "score field")
-    fo_runs.check_new_run(samples, run_key, [score_field], overwrite)
-    _require_embeddings_field(dataset, embeddings_field)
+    runs.validate_key(score_field, "score field")
+    runs.check_new_run(samples, run_key, [score_field], overwrite)
+    require_embeddings_field(dataset, embeddings_field)
     if not isinstance(dataset.get_field(embeddings_field), _vector_field_types()):
         raise OODInputError(f"field {embeddings_field!r} does not hold embedding vectors")
     existing = brain_key is not None and dataset.has_brain_run(brain_key)
     if not existing:
         _refuse_brain_sklearn(backend)
     if brain_key is not None and not existing:
-        fo_runs.validate_key(brain_key, "brain key")
+        runs.validate_key(brain_key, "brain key")
     if reference is None and not existing:
         raise OODInputError(
             "k-NN scoring needs trusted in-distribution samples: pass reference='<sample tag>' (or a view) "
@@ -245,7 +245,7 @@ def _compute_knn_scores_with_index(
         )
     ref_view = ref_info = None
     if reference is not None:
-        ref_view, ref_info = fo_runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
+        ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         n_ref = _count_with_embedding(ref_view, embeddings_field)
         if n_ref <= k:
             raise OODInputError(
@@ -293,27 +293,15 @@ def _compute_knn_scores_with_index(
             "num_skipped": int(len(samples) - len(scores)),
             "score_quantiles": {q: float(np.quantile(values, q / 100)) for q in (5, 50, 95)},
         }
-        import fiftyone.core.fields as fof
 
-        fo_runs.write_and_record(
-            samples,
-            [(score_field, [scores.get(sid) for sid in samples.values("id")], fof.FloatField)],
-            run_key,
-            kind="ood_scores",
-            overwrite=overwrite,
-            score_field=score_field,
-            embeddings_field=embeddings_field,
-            label_field=None,
-            patches_field=None,
+        runs.record_scores(
+            samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=scores,
+            overwrite=overwrite, results=summary, embeddings_field=embeddings_field, label_field=None,
             detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
                       "backend": f"fiftyone-brain:{index.config.method}", "index": "similarity"},
             similarity={"brain_key": brain_key,
                         "backend": index.config.method, "metric": metric, "kept": brain_key is not None},
-            reduction=None,
-            reference=ref_info,
-            backbone=_embedding_run_config(samples, embeddings_field),
-            score_convention="higher = more out-of-distribution",
-            results=summary,
+            reduction=None, reference=ref_info, backbone=runs.embedding_run_config(samples, embeddings_field),
         )
     finally:
         if created and brain_key is None:

@@ -50,14 +50,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import OODInputError
+from ..errors import OODInputError
+from ..validation import check_same_dim
 from .neglabel import (
     DEFAULT_NUM_GROUPS,
     DEFAULT_TAU,
     neglabel_scores,
     unit_rows,
 )
-from .validation import check_same_dim
 
 DEFAULT_NUM_CROPS = 256
 DEFAULT_NUM_KEEP = 32
@@ -414,7 +414,7 @@ def rap_scores(img_emb, id_emb, cand_emb, train_negatives, *, test_time=True,
 
 # ---------------------------------------------------------------------- estimator
 class RAPScorer:
-    """RAP end to end with a :class:`~ood_core.clip.CLIPEncoder`.
+    """RAP end to end with a :class:`~ood_core.clip.encoder.CLIPEncoder`.
 
     ``fit(id_names, few_shot_images, encoder, lexicon)`` crops and embeds the few-shot
     images, computes the joint similarity over the (cached) candidate embeddings and
@@ -516,7 +516,7 @@ class RAPScorer:
     def score_samples(self, img_emb, *, test_time=None, progress=None):
         """Run RAP on image embeddings (in the given order); returns a :class:`RAPResult`."""
         if not hasattr(self, "train_negatives_"):
-            from .errors import NotFittedError
+            from ..errors import NotFittedError
 
             raise NotFittedError("RAPScorer is not fitted: call fit() or fit_embeddings().")
         return rap_scores(

@@ -1,0 +1,257 @@
+"""Out-of-distribution and wrong-label detectors on embedding arrays.
+
+Score convention, for every detector here: **a higher score means more
+out-of-distribution** (more suspicious). Inputs are ``(N, D)`` arrays (stored as
+float32), scores are ``(N,)`` float64 arrays.
+
+All detectors share one small, scikit-learn-like contract (see :class:`Detector`)::
+
+    det = make_detector("knn", k=50)
+    det.fit(X_ref)                  # returns det; fitted attributes end with "_"
+    det.score_samples(X)            # score new data against the fitted set
+    det.fit_score(X_ref)            # fit on X_ref and score it, self-matches excluded
+    det.get_params()                # JSON-serialisable, includes "method"
+
+Neighbour search (k-NN, LOF, label agreement) goes through
+:class:`~ood_core.neighbors.NeighborIndex`: ``backend="auto"`` uses faiss when it
+is installed, else scikit-learn; with the exact ``index="flat"`` (default) both
+backends give the same scores. scikit-learn, scipy and faiss are imported inside
+the methods that need them, so importing this module stays cheap.
+"""
+
+import inspect
+
+import numpy as np
+
+from ..errors import NotFittedError, OODInputError
+from ..neighbors import check_backend, check_index
+from ..validation import as_embeddings, check_same_dim
+
+#: The two tasks a detector serves; the FiftyOne layer records a run kind per task.
+TASKS = ("ood", "label_issues")
+
+REFERENCE_NAME = "reference embeddings"
+SCORED_NAME = "scored embeddings"
+
+#: method name -> detector class; filled by :meth:`Detector.__init_subclass__`.
+REGISTRY = {}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def encode_labels(y, num_rows, name="y"):
+    """Return ``(classes, codes)`` for the labels ``y`` of ``num_rows`` samples.
+
+    ``classes`` is a list of the distinct labels (sorted when the labels are
+    mutually comparable, else in order of first appearance) and ``codes`` an
+    int64 array with ``classes[codes[i]] == y[i]``. Labels may be any hashable
+    values (str, int, ...); ``None`` means "missing" and is rejected.
+    """
+    if isinstance(y, (str, bytes)):
+        raise OODInputError(
+            f"{name} must be a sequence with one class label per sample, not a single "
+            "string; pass e.g. a list of label strings."
+        )
+    labels = np.asarray(y, dtype=object)
+    if labels.ndim != 1:
+        raise OODInputError(
+            f"{name} must be 1-D with one class label per sample; got shape "
+            f"{labels.shape}. Pass a flat list of labels (not one-hot vectors)."
+        )
+    labels = labels.tolist()
+    if len(labels) != num_rows:
+        raise OODInputError(
+            f"{name} has {len(labels)} labels but the embeddings have {num_rows} rows; "
+            "pass exactly one label per embedding row, in the same order."
+        )
+    missing = [i for i, label in enumerate(labels) if label is None]
+    if missing:
+        raise OODInputError(
+            f"{name} has {len(missing)} missing (None) label(s) (first rows: {missing[:5]}); "
+            "drop unlabeled samples or give them a label before scoring."
+        )
+    try:
+        classes = list(dict.fromkeys(labels))
+    except TypeError as exc:
+        raise OODInputError(
+            f"{name} contains unhashable labels ({exc}); pass one str/int label per sample."
+        ) from exc
+    try:
+        classes = sorted(classes)
+    except TypeError:  # mixed, non-comparable label types: keep first-appearance order
+        pass
+    index = {label: i for i, label in enumerate(classes)}
+    codes = np.fromiter((index[label] for label in labels), dtype=np.int64, count=len(labels))
+    return classes, codes
+
+
+def l2_normalize(X, name):
+    """Return the rows of ``X`` scaled to unit L2 norm (float32)."""
+    norms = np.linalg.norm(X.astype(np.float64), axis=1)
+    zero = np.flatnonzero(norms == 0)
+    if zero.size:
+        raise OODInputError(
+            f"{name} has {zero.size} all-zero row(s) (first rows: {zero[:5].tolist()}) that "
+            "cannot be L2-normalised; drop those samples or use normalize=False."
+        )
+    return (X / norms[:, None]).astype(np.float32)
+
+
+def check_search(backend, index):
+    """Validate the neighbour-search keywords shared by the neighbour-based detectors."""
+    return check_backend(backend), check_index(index, backend)
+
+
+def check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise OODInputError(f"{name}={value!r} is not valid; pass True or False.")
+    return bool(value)
+
+
+# --------------------------------------------------------------------------- base class
+
+
+class Detector:
+    """Base class of the embedding detectors (scikit-learn-like contract).
+
+    - Hyperparameters are keyword-only ``__init__`` arguments, stored unchanged
+      as attributes of the same name; :meth:`get_params` returns them plus
+      ``"method"`` (the :func:`make_detector` name) as a JSON-serialisable dict.
+    - :meth:`fit` learns from reference embeddings and returns ``self``;
+      everything learned is stored in attributes ending with ``_``.
+    - :meth:`score_samples` scores new embeddings against the fitted reference.
+    - :meth:`fit_score` fits on ``X`` and scores ``X`` itself, each point's own
+      match excluded where the method compares a point with the reference set.
+    - Scores are ``(N,)`` float64, **higher = more OOD**.
+    - Using an unfitted detector raises :class:`~ood_core.errors.NotFittedError`;
+      bad input raises :class:`~ood_core.errors.OODInputError`.
+
+    Subclasses set ``method`` and ``_param_names`` and implement ``_fit``,
+    ``_score`` and ``_fit_score``.
+    """
+
+    #: registry name (``make_detector(method)``); None for abstract classes
+    method = None
+    #: "ood" (scores unlike the reference) or "label_issues" (scores a given label)
+    task = "ood"
+    #: readable name and one-line help, shown in the App forms
+    label = None
+    summary = ""
+    _param_names = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get("method"):
+            if cls.task not in TASKS:
+                raise TypeError(f"{cls.__name__}.task must be one of {TASKS}")
+            REGISTRY[cls.method] = cls
+
+    @classmethod
+    def default_params(cls):
+        """Hyperparameters and their defaults, read from ``__init__`` (the one source of truth)."""
+        sig = inspect.signature(cls.__init__)
+        return {n: p.default for n, p in sig.parameters.items()
+                if p.kind is p.KEYWORD_ONLY and n in cls._param_names}
+
+    @classmethod
+    def uses_neighbors(cls):
+        """Whether the detector searches neighbours (accepts ``backend`` / ``index``)."""
+        return "backend" in cls._param_names
+
+    # Subclasses that need labels override this property.
+    @property
+    def requires_labels(self):
+        """Whether ``fit``/``score_samples``/``fit_score`` need class labels ``y``."""
+        return False
+
+    def get_params(self):
+        """Return the hyperparameters and ``"method"`` as a JSON-serialisable dict."""
+        params = {"method": self.method}
+        for name in self._param_names:
+            value = getattr(self, name)
+            if isinstance(value, np.generic):
+                value = value.item()
+            params[name] = value
+        return params
+
+    def __repr__(self):
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._param_names)
+        return f"{type(self).__name__}({args})"
+
+    @property
+    def is_fitted(self):
+        """Whether :meth:`fit` (or :meth:`fit_score`) has been called."""
+        return getattr(self, "n_samples_fit_", None) is not None
+
+    def _check_fitted(self):
+        if not self.is_fitted:
+            raise NotFittedError(
+                f"this {type(self).__name__} is not fitted yet; call fit(X_ref) or "
+                "fit_score(X_ref) before score_samples(X)."
+            )
+
+    #: Whether score_samples uses the labels of the scored samples (when
+    #: requires_labels); Mahalanobis needs labels only to fit its class means.
+    _score_uses_labels = True
+
+    def _labels(self, y, num_rows, name):
+        """Encode ``y`` as ``(classes, codes)`` when this detector needs labels, else None."""
+        if not self.requires_labels:
+            return None
+        if y is None:
+            raise OODInputError(
+                f"{self!r} needs class labels: pass {name} with one label per embedding "
+                f"row{self._without_labels_hint()}."
+            )
+        return encode_labels(y, num_rows, name)
+
+    def _without_labels_hint(self):
+        """Suffix for the missing-labels message naming a label-free alternative."""
+        return ""
+
+    def fit(self, X, y=None):
+        """Fit on the reference embeddings ``X`` (``(N, D)``); returns ``self``."""
+        X = as_embeddings(X, REFERENCE_NAME)
+        self._fit(X, self._labels(y, X.shape[0], "y (reference labels)"))
+        self.n_samples_fit_ = X.shape[0]
+        self.n_features_in_ = X.shape[1]
+        return self
+
+    def score_samples(self, X, y=None):
+        """Return ``(N,)`` float64 scores of ``X`` against the fitted reference.
+
+        Higher = more OOD. No self-exclusion: a point that is also in the
+        reference set matches itself.
+        """
+        self._check_fitted()
+        X = as_embeddings(X, SCORED_NAME)
+        # Only the fitted dimension is kept, so compare against an empty stand-in.
+        check_same_dim(np.empty((0, self.n_features_in_), np.float32), X, REFERENCE_NAME, SCORED_NAME)
+        labels = (
+            self._labels(y, X.shape[0], "y (labels of the scored samples)")
+            if self._score_uses_labels
+            else None
+        )
+        scores = self._score(X, labels)
+        return np.asarray(scores, dtype=np.float64)
+
+    def fit_score(self, X, y=None):
+        """Fit on ``X`` and return its ``(N,)`` float64 scores, self-matches excluded."""
+        X = as_embeddings(X, REFERENCE_NAME)
+        labels = self._labels(y, X.shape[0], "y (reference labels)")
+        scores = self._fit_score(X, labels)
+        self.n_samples_fit_ = X.shape[0]
+        self.n_features_in_ = X.shape[1]
+        return np.asarray(scores, dtype=np.float64)
+
+    # Default: scoring the fitted set is just fit + score (no self-matching).
+    def _fit_score(self, X, labels):
+        self._fit(X, labels)
+        return self._score(X, labels)
+
+    def _fit(self, X, labels):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _score(self, X, labels):  # pragma: no cover - abstract
+        raise NotImplementedError

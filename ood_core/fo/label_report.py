@@ -1,0 +1,123 @@
+"""Per-class wrong-label report (Wulz & Krispel, Exp. 3) on a FiftyOne view.
+
+Positive class: "label is wrong"; higher score = label more likely wrong.
+"""
+
+import numpy as np
+
+from ..errors import OODInputError
+from . import runs
+from .experiments import Table, record_table
+
+
+def _wrong_label_truth(samples, gt_field, patches, keys, labels):
+    """Per-key True (label wrong) / False / None from a boolean field or a true-label field."""
+    import fiftyone.core.labels as fol
+
+    from .items import item_ids, item_values
+
+    dataset = samples._dataset
+    path = gt_field
+    if patches is not None and "." not in gt_field and dataset.get_field(gt_field) is None:
+        path = f"{patches}.detections.{gt_field}"
+    field = dataset.get_field(path)
+    if getattr(field, "document_type", None) is fol.Classification:
+        path = f"{path}.label"
+    elif field is None and not (patches and dataset.count(path)):
+        raise OODInputError(
+            f"gt_field {gt_field!r} does not exist; pass a boolean field (True = label is wrong, e.g. "
+            "'label_is_wrong') or a field with the true class names"
+        )
+    by_id = dict(zip(item_ids(samples, patches), item_values(samples, path, patches)))
+    truth = []
+    for key, label in zip(keys, labels):
+        v = by_id.get(key)
+        if v is None:
+            truth.append(None)
+        elif isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v in (0, 1)):
+            truth.append(bool(v))  # a "label is wrong" flag
+        else:
+            truth.append(str(v) != str(label))  # a true class name
+    return truth, path
+
+
+def label_error_report(samples, label_field, embeddings_field=None, *, method="label_agreement", k=None,
+                       gt_field=None, score_field=None, run_key=None, overwrite=False):
+    """Per-class table of wrong-label scores (paper Exp. 3); higher score = more suspicious.
+
+    Scores come from ``score_field`` when given (e.g. an existing
+    ``compute_label_issues`` field), else they are computed unsupervised on
+    ``samples`` with ``method`` (``"label_agreement"`` or the paper's
+    ``"class_lof"``) and **not written**.
+
+    Args:
+        label_field: Classification field (or Detections: one row per object class).
+        gt_field: optional ground truth: a boolean field (True = label is wrong)
+            or a field with the true class names (Classification or string);
+            positive class = "label is wrong".
+
+    Returns:
+        :class:`Table`, one row per given class, sorted by ``mean_score``
+        (most suspicious class first): ``class``, ``count``, ``mean_score``,
+        ``median_score``, ``max_score``; with ground truth also ``num_wrong``,
+        ``wrong_rate`` and ``auroc`` (positive = wrong label; None when the
+        class has no wrong or no correct labels).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    from ..detectors import detector_names
+    from .scores import label_kind, read_embeddings, score_arrays
+
+    if method not in detector_names("label_issues"):
+        raise OODInputError(f"method must be one of {detector_names('label_issues')}; got {method!r}")
+    if run_key is not None:
+        runs.check_new_run(samples, run_key, [], overwrite)
+    patches = label_field if label_kind(samples, label_field) == "detections" else None
+    if score_field is not None:
+        from .items import item_ids, item_values
+
+        label_path = f"{patches}.detections.label" if patches else f"{label_field}.label"
+        spath = f"{patches}.detections.{score_field}" if patches and "." not in score_field else score_field
+        triples = [t for t in zip(item_ids(samples, patches), item_values(samples, spath, patches),
+                                  item_values(samples, label_path, patches)) if t[1] is not None and t[2] is not None]
+        if not triples:
+            raise OODInputError(f"no item has both a score in {spath!r} and a label in {label_field!r}")
+        keys, scores, labels = (list(x) for x in zip(*triples))
+        scores = np.asarray(scores, np.float64)
+        source = {"score_field": spath}
+    else:
+        if embeddings_field is None:
+            raise OODInputError("pass embeddings_field (to compute scores) or score_field (existing scores)")
+        keys, X, labels = read_embeddings(samples, embeddings_field, patches, label_field)
+        scores, det, _ = score_arrays(X, method=method, labels=labels, k=k)
+        source = {"detector": det.get_params(), "embeddings_field": embeddings_field}
+    truth, gt_path = (None, None) if gt_field is None else _wrong_label_truth(samples, gt_field, patches, keys, labels)
+
+    labels = np.asarray(labels, dtype=object)
+    rows = []
+    for cls in sorted(set(labels.tolist()), key=str):
+        rows_c = np.flatnonzero(labels == cls)
+        s = scores[rows_c]
+        row = {"class": cls, "count": int(rows_c.size), "mean_score": float(s.mean()),
+               "median_score": float(np.median(s)), "max_score": float(s.max())}
+        if truth is not None:
+            known = [i for i in rows_c if truth[i] is not None]
+            y = np.array([truth[i] for i in known], dtype=bool)
+            row["num_wrong"] = int(y.sum())
+            row["wrong_rate"] = float(y.mean()) if known else None
+            row["auroc"] = float(roc_auc_score(y, scores[known])) if 0 < y.sum() < len(y) else None
+        rows.append(row)
+    rows.sort(key=lambda r: -r["mean_score"])
+    table = Table(rows, info={
+        "experiment": "label_error_report",
+        "label_field": label_field,
+        "level": "object" if patches else "sample",
+        "positive_class": "label is wrong" + (f" ({gt_path})" if gt_path else ""),
+        "score_convention": "higher = label more likely wrong",
+        "num_items": int(len(scores)),
+        **source,
+    })
+    if run_key is not None:
+        record_table(samples, run_key, "experiment", overwrite, table, experiment="label_error_report",
+                label_field=label_field, gt_field=gt_field)
+    return table

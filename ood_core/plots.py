@@ -1,0 +1,88 @@
+"""Plotly figures of OOD scores: ROC / precision-recall curves and score histograms.
+
+OOD is the positive class and a higher score means more OOD; a sample is
+flagged when ``score >= threshold``. Arrays in, figures out: no FiftyOne.
+"""
+
+import logging
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def _plot_inputs(scores, is_ood):
+    from .metrics import validate_scores
+
+    return validate_scores(scores, is_ood)
+
+
+def plot_roc_pr(scores, is_ood, *, title=None):
+    """ROC and precision-recall curves (OOD = positive class, higher score = more OOD) as a plotly figure."""
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from .metrics import ood_metrics
+
+    scores, is_ood = _plot_inputs(scores, is_ood)
+    m = ood_metrics(scores, is_ood)
+    fpr, tpr, _ = roc_curve(is_ood, scores)
+    precision, recall, _ = precision_recall_curve(is_ood, scores)
+    fig = make_subplots(rows=1, cols=2, subplot_titles=(
+        f"ROC (AUROC {m['auroc']:.3f})", f"Precision-recall, OOD positive (AUPR-OUT {m['aupr_out']:.3f})"))
+    fig.add_trace(go.Scatter(x=fpr, y=tpr, mode="lines", name="ROC"), row=1, col=1)
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "gray"},
+                             name="chance", showlegend=False), row=1, col=1)
+    fig.add_trace(go.Scatter(x=recall, y=precision, mode="lines", name="PR"), row=1, col=2)
+    fig.update_xaxes(title_text="false positive rate (ID flagged)", range=[0, 1], row=1, col=1)
+    fig.update_yaxes(title_text="true positive rate (OOD flagged)", range=[0, 1.02], row=1, col=1)
+    fig.update_xaxes(title_text="recall (OOD flagged)", range=[0, 1], row=1, col=2)
+    fig.update_yaxes(title_text="precision", range=[0, 1.02], row=1, col=2)
+    fig.update_layout(title=title or f"{m['num_ood']} OOD vs {m['num_id']} ID samples; "
+                      f"FPR@95%ID-accepted {100 * m['fpr95']:.1f}%", showlegend=False)
+    return fig
+
+
+def plot_score_histogram(scores, is_ood, *, threshold=None, nbins=50, title=None):
+    """Overlaid score histograms of ID and OOD samples; optional threshold line (flag = score >= threshold)."""
+    import plotly.graph_objects as go
+
+    scores, is_ood = _plot_inputs(scores, is_ood)
+    edges = np.histogram_bin_edges(scores, bins=nbins)
+    bins = {"start": float(edges[0]), "end": float(edges[-1]), "size": float(edges[1] - edges[0]) or 1.0}
+    fig = go.Figure()
+    fig.add_trace(go.Histogram(x=scores[~is_ood], name=f"ID ({int((~is_ood).sum())})", opacity=0.6, xbins=bins))
+    fig.add_trace(go.Histogram(x=scores[is_ood], name=f"OOD ({int(is_ood.sum())})", opacity=0.6, xbins=bins))
+    fig.update_layout(barmode="overlay", xaxis_title="OOD score (higher = more OOD)", yaxis_title="samples",
+                      title=title or "Score distribution")
+    if threshold is not None:
+        fig.add_vline(x=float(threshold), line_dash="dash", line_color="red",
+                      annotation_text=f"threshold {float(threshold):.4g} (flag if score >= threshold)")
+    return fig
+
+
+def save_figure(fig, path, *, include_plotlyjs=True):
+    """Write ``fig`` as standalone HTML, plus PNG when kaleido is installed.
+
+    ``path`` may end with ``.html``, ``.png`` or nothing; both files share its
+    stem. HTML embeds plotly.js by default (works offline). Returns
+    ``{"html": path, "png": path or None}``.
+    """
+    import os
+
+    stem, ext = os.path.splitext(str(path))
+    if ext.lower() not in (".html", ".htm", ".png", ""):
+        stem = str(path)
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    html = stem + ".html"
+    fig.write_html(html, include_plotlyjs=include_plotlyjs)
+    png = None
+    try:
+        import kaleido  # noqa: F401
+    except ImportError:
+        logger.info("kaleido is not installed: wrote %s only (pip install kaleido for PNG)", html)
+    else:
+        png = stem + ".png"
+        fig.write_image(png)
+    return {"html": html, "png": png}

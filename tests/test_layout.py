@@ -1,0 +1,111 @@
+"""The package layout the README describes, enforced.
+
+- only the FiftyOne layer (``ood_core/fo/``), the operators and the demo import fiftyone;
+- no module imports another module's underscore name (privacy by package);
+- the public namespace is lazy: ``import ood_core`` loads neither torch nor fiftyone,
+  and every public name resolves;
+- the registries are the one list: every detector and run kind is described.
+"""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+FIFTYONE_LAYER = ("ood_core/fo/", "operators/", "ood_core/demo.py", "__init__.py")
+
+
+def _modules():
+    for top in ("ood_core", "operators"):
+        for path in sorted((ROOT / top).rglob("*.py")):
+            yield path.relative_to(ROOT).as_posix(), ast.parse(path.read_text())
+
+
+def _imported_modules(tree):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            yield node.module
+
+
+def test_only_the_fiftyone_layer_imports_fiftyone():
+    offenders = []
+    for rel, tree in _modules():
+        if rel.startswith(FIFTYONE_LAYER):
+            continue
+        offenders += [f"{rel}: {m}" for m in _imported_modules(tree) if m.split(".")[0] == "fiftyone"]
+    assert offenders == []
+
+
+def test_the_guard_sees_a_fiftyone_import_outside_the_layer():
+    # the same check on a made-up module, so the guard itself is known to work
+    tree = ast.parse("def f():\n    import fiftyone.core.labels as fol\n")
+    assert [m for m in _imported_modules(tree) if m.split(".")[0] == "fiftyone"] == ["fiftyone.core.labels"]
+
+
+def _private_imports(tree):
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith(("ood_core", "operators"))):
+            out += [a.name for a in node.names if a.name.startswith("_") and not a.name.startswith("__")]
+    return out
+
+
+def test_no_module_imports_another_modules_private_names():
+    offenders = [f"{rel}: {name}" for rel, tree in _modules() for name in _private_imports(tree)]
+    assert offenders == []
+    assert _private_imports(ast.parse("from .items import _flatten\n")) == ["_flatten"]
+
+
+def test_import_is_lazy_and_public_names_resolve():
+    code = (
+        "import sys, ood_core as ood\n"
+        "heavy = [m for m in ('torch', 'fiftyone', 'timm', 'open_clip', 'sklearn') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "missing = [n for n in ood.__all__ if not callable(getattr(ood, n))]\n"
+        "assert not missing, missing\n"
+        "print(len(ood.__all__))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) >= 25
+    with pytest.raises(AttributeError, match="no attribute 'compute_everything'"):
+        import ood_core
+
+        ood_core.compute_everything  # noqa: B018
+
+
+def test_every_detector_declares_task_help_and_defaults():
+    from ood_core.detectors import TASKS, detector_class, detector_names
+
+    names = detector_names()
+    assert {"knn", "mahalanobis", "lof", "class_lof", "label_agreement"} <= set(names)
+    for name in names:
+        cls = detector_class(name)
+        assert cls.task in TASKS and cls.label and cls.summary, name
+        assert cls.default_params(), name
+        assert set(cls.default_params()) <= set(cls._param_names), name
+    assert set(detector_names("label_issues")) >= {"class_lof", "label_agreement"}
+    assert "knn" in detector_names("ood") and "label_agreement" not in detector_names("ood")
+
+
+def test_run_kind_registry_drives_score_paths():
+    from ood_core.errors import OODInputError
+    from ood_core.fo import runs
+
+    assert set(runs.score_kinds()) == {"ood_scores", "label_issues", "neglabel", "rap"}
+    assert runs.score_kind("label_issues") == "label_issues" and runs.score_kind("ood") == "ood_scores"
+    for name in runs.score_kinds():
+        kind = runs.run_kind(name)
+        assert kind.positive_class and len(kind.class_names) == 2
+    assert runs.score_path({"kind": "ood_scores", "score_field": "s", "fields": ["s"]}) == "s"
+    assert runs.score_path({"kind": "rap", "score_field": "s", "fields": ["s", "p"]}) == "s"
+    assert runs.score_path({"kind": "ood_scores", "score_field": "s", "patches_field": "gt",
+                            "fields": ["gt.detections.s"]}) == "gt.detections.s"
+    assert runs.score_path({"kind": "embeddings", "fields": ["e"]}) is None
+    with pytest.raises(OODInputError, match="unknown run kind 'scores'"):
+        runs.run_kind("scores")
