@@ -162,7 +162,7 @@ class CLIPEncoder:
     def weights_identity(self):
         """String naming model + weights, for cache keys.
 
-        Files are identified by size and a hash of their first/last MiB, tags by the
+        Files are identified by a hash of their whole content, tags by the
         tag; the QuickGELU switch is included because it changes the outputs.
         """
         return (

@@ -170,3 +170,63 @@ def test_expected_head_drop_is_not_reported_as_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="timm"):
         W.create_timm_model("tf_efficientnet_lite0", weights="bundled")
     assert not [r for r in caplog.records if "Unexpected keys" in r.getMessage()]
+
+
+@pytest.fixture
+def private_identity_cache(monkeypatch, tmp_path):
+    """An empty identity cache (memory and disk) of this test's own."""
+    monkeypatch.setenv(W.ENV_CACHE_DIR, str(tmp_path / "cache"))
+    monkeypatch.setattr(W, "_IDENTITY_MEMO", {}, raising=False)
+
+
+def _age(path, seconds=3600):
+    """Give a file an mtime in the past, as any file not written just now has."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+
+
+def test_identity_hashes_the_whole_file(private_identity_cache, tmp_path):
+    path = tmp_path / "weights.bin"
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
+    path.write_bytes(bytes(data))
+    _age(path)
+    before = W.file_identity(path)
+    data[len(data) // 2] ^= 0xFF  # one byte in the middle, same size
+    path.write_bytes(bytes(data))
+    assert W.file_identity(path) != before
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(bytes(data))
+    assert W.file_identity(copy) == W.file_identity(path)  # content, not path
+
+
+def test_identity_of_an_unchanged_file_is_hashed_once(private_identity_cache, tmp_path, monkeypatch):
+    hashed = []
+    real_hash = W._hash_file
+    monkeypatch.setattr(W, "_hash_file", lambda p: hashed.append(p) or real_hash(p))
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"x" * 5000)
+    _age(path)
+    first = W.file_identity(str(path))
+    assert W.file_identity(str(path)) == first
+    assert len(hashed) == 1
+    # A new process: the memory memo is empty, the JSON cache under the cache dir answers.
+    monkeypatch.setattr(W, "_IDENTITY_MEMO", {})
+    assert W.file_identity(str(path)) == first
+    assert len(hashed) == 1
+    cache_file = tmp_path / "cache" / "identity" / "file_identity.json"
+    assert first in cache_file.read_text()
+    # A changed file (new mtime) is hashed again.
+    path.write_bytes(b"y" * 5000)
+    assert W.file_identity(str(path)) != first
+    assert len(hashed) == 2
+
+
+def test_identity_of_a_just_written_file_is_not_cached(private_identity_cache, tmp_path):
+    """Within one mtime tick a rewrite keeps size and mtime: such files are hashed every time."""
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 100)
+    first = W.file_identity(path)
+    st = os.stat(path)
+    path.write_bytes(b"b" * 100)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same tick
+    assert W.file_identity(path) != first
