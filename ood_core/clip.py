@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import OODInputError, WeightsNotFoundError
 from .progress import Progress
-from .weights import file_identity, load_state_dict_safely
+from .weights import describe_state_dict_mismatch, file_identity, load_state_dict_safely
 
 logger = logging.getLogger(__name__)
 
@@ -314,13 +314,14 @@ class CLIPEncoder:
             state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
         resize_pos_embed(state, model)
         resize_text_pos_embed(state, model)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise OODInputError(
-                f"Weights {path!r} do not fit open_clip model {self.model_name!r}: {e}. "
-                "Check model_name (e.g. ViT-B-16 vs ViT-B-32) matches the checkpoint."
-            ) from e
+        problem = describe_state_dict_mismatch(
+            {k: tuple(v.shape) for k, v in state.items()},
+            {k: tuple(v.shape) for k, v in model.state_dict().items()},
+            fix="pass the model_name the checkpoint was trained with (e.g. ViT-B-16 vs ViT-B-32)",
+        )
+        if problem:
+            raise OODInputError(f"Weights {path!r} do not fit open_clip model {self.model_name!r}: {problem}")
+        model.load_state_dict(state, strict=True)
         model.eval().to(self.device)
 
         from open_clip.transform import PreprocessCfg, image_transform_v2

@@ -205,3 +205,27 @@ def test_unknown_tag_model_and_mismatched_weights(tiny, tiny_clip_factory):
     tiny_clip_factory(name="ood-test-tiny-clip-16", embed_dim=16)
     with pytest.raises(OODInputError, match="do not fit"):
         CLIPEncoder("ood-test-tiny-clip-16", pretrained=str(sf_path))
+
+
+def _resave(state, path):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return str(path)
+
+
+def test_weights_that_do_not_fit_are_refused_with_the_keys_and_the_fix(tiny, tmp_path):
+    model, _, _ = tiny
+    state = model.state_dict()
+    prefixed = _resave({"module.clip." + k: v for k, v in state.items()}, tmp_path / "wrapped.safetensors")
+    with pytest.raises(OODInputError) as err:
+        CLIPEncoder(TINY, pretrained=prefixed)
+    msg = str(err.value)
+    assert "wrapped.safetensors" in msg and "'visual.class_embedding'" in msg
+    assert "prefixed with 'clip.': strip the prefix" in msg  # "module." is unwrapped already
+    partial = _resave({k: v for k, v in state.items() if k != "text_projection"}, tmp_path / "partial.safetensors")
+    with pytest.raises(OODInputError, match=r"1 tensor\(s\) the model needs are missing \('text_projection'\)"):
+        CLIPEncoder(TINY, pretrained=partial)
+    extra = _resave(dict(state, extra_head=torch.zeros(3)), tmp_path / "extra.safetensors")
+    with pytest.raises(OODInputError, match=r"unexpected \('extra_head'\).*model_name"):
+        CLIPEncoder(TINY, pretrained=extra)
