@@ -386,7 +386,9 @@ class CLIPEncoder:
     def encode_images(self, images, batch_size=32, progress=False):
         """Embed images; returns ``(N, D)`` float32 rows of unit L2 norm.
 
-        ``images`` is a list of PIL images or image file paths (converted to RGB).
+        ``images`` is a list of PIL images or image file paths (decoded by
+        :func:`ood_core.images.load_rgb`: upright per EXIF, RGB; an unreadable file
+        raises :class:`~ood_core.images.ImageLoadError` naming it).
         ``progress``: see :mod:`ood_core.progress` (``None``/``True`` tqdm bar, ``False``
         silent, or ``f(done, total)`` called after every batch). The default is
         ``False``: the encoder is a building block, and callers that loop over many
@@ -397,11 +399,12 @@ class CLIPEncoder:
         def to_tensor(chunk):
             from PIL import Image
 
+            from .images import load_rgb
+
             tensors = []
             for i, img in enumerate(chunk):
                 if isinstance(img, (str, os.PathLike)):
-                    with Image.open(img) as f:
-                        img = f.convert("RGB")
+                    img = load_rgb(img)  # upright (EXIF), RGB; ImageLoadError names the file
                 elif not isinstance(img, Image.Image):
                     raise OODInputError(
                         f"images must be PIL images or file paths; got {type(img).__name__}."
