@@ -393,7 +393,7 @@ def _model_shapes(model_name, **timm_kwargs):
     import timm
     import torch
 
-    memo_key = (model_name, tuple(sorted(timm_kwargs.items())))
+    memo_key = (model_name, repr(sorted(timm_kwargs.items())))  # values may be lists
     if memo_key not in _SHAPES_MEMO:
         try:
             with torch.device("meta"):  # shapes only: no allocation, no random init
