@@ -46,20 +46,33 @@ def to_rgb(img):
 
 
 def load_rgb(path):
-    """Open ``path`` and return a fully decoded 8-bit RGB PIL image.
+    """Open ``path`` and return a fully decoded 8-bit RGB PIL image, upright.
+
+    The EXIF orientation tag is applied first (``ImageOps.exif_transpose``), so the
+    pixels are the ones the FiftyOne App and browsers show: a phone photo stored
+    sideways with "rotate 90" in its EXIF is embedded upright.
 
     Raises :class:`ImageLoadError` naming the file when it is missing or cannot
-    be decoded (truncated, corrupt, not an image).
+    be decoded (truncated, corrupt, not an image, or larger than PIL's
+    decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
+    path = os.fspath(path)
     if not os.path.isfile(path):
         raise ImageLoadError(f"image file {path!r} does not exist; fix the sample's filepath or delete the sample")
     try:
         with Image.open(path) as img:
             img.load()
-            return to_rgb(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+            return to_rgb(ImageOps.exif_transpose(img))
+    # PIL raises the error above 2x the limit; between 1x and 2x it warns, which raises
+    # only where warnings are errors (python -W error).
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageLoadError(
+            f"image file {path!r} is refused as a possible decompression bomb ({e}); if you "
+            "trust it, raise PIL.Image.MAX_IMAGE_PIXELS, else pass skip_failures=True to skip it"
+        ) from e
+    except Exception as e:  # any decoder failure is this file's problem, whatever its type
         raise ImageLoadError(
             f"image file {path!r} could not be decoded ({type(e).__name__}: {e}); "
             "re-export the file or pass skip_failures=True to skip it"

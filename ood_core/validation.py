@@ -6,11 +6,26 @@ from .errors import OODInputError
 
 
 def check_positive_int(value, name, *, allow_none=False):
-    """``int(value)`` for an integer >= 1 (or None when ``allow_none``), else OODInputError."""
+    """``int(value)`` for an integer >= 1 (or None when ``allow_none``), else OODInputError.
+
+    Python and numpy integers are accepted. Nothing is coerced: ``2.5``, ``2.0``,
+    ``"10"`` and ``True`` are refused, since ``int()`` would silently truncate,
+    parse or count them.
+    """
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        extra = " or None" if allow_none else ""
+    extra = " or None" if allow_none else ""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, str) and value.strip().isdigit():
+            fix = f"pass the number itself: {name}={int(value)}"
+        elif isinstance(value, (float, np.floating)) and float(value).is_integer() and value >= 1:
+            fix = f"pass {name}={int(value)}"
+        else:
+            fix = f"pass a whole number >= 1{extra}, e.g. {name}=10"
+        raise OODInputError(
+            f"{name}={value!r} is a {type(value).__name__}, not an integer; {fix}."
+        )
+    if value < 1:
         raise OODInputError(f"{name}={value!r} is not valid; {name} must be an integer >= 1{extra}.")
     return int(value)
 

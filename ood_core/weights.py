@@ -24,8 +24,10 @@ only ever reads a safetensors file.
 """
 
 import hashlib
+import json
 import logging
 import os
+import time
 import zipfile
 
 from .errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
@@ -78,23 +80,77 @@ def cache_dir(*parts):
     return path
 
 
-def file_identity(path):
-    """A short content hash of a file: sha256 of its size, first and last MiB.
+#: In-process memo of :func:`file_identity`: (absolute path, size, mtime_ns) -> identity.
+_IDENTITY_MEMO = {}
+#: At most this many files are remembered in the on-disk identity cache.
+_IDENTITY_CACHE_ENTRIES = 1000
+# A file modified this recently may still change within the same mtime tick (filesystem
+# timestamps are coarse), so its hash is not cached; git treats "racily clean" files alike.
+_RACY_SECONDS = 2.0
 
-    Reading 2 MiB instead of the whole file keeps this cheap for 600 MB checkpoints;
-    a retrained or fine-tuned checkpoint differs in those bytes (safetensors puts its
-    header and the first tensors at the start). The path and mtime are not part of
-    it: a copy of the same file elsewhere has the same identity.
-    """
+
+def _hash_file(path):
+    """sha256 of the whole file, read in 1 MiB chunks."""
     h = hashlib.sha256()
-    size = os.path.getsize(path)
-    h.update(str(size).encode())
     with open(path, "rb") as f:
-        h.update(f.read(1 << 20))
-        if size > (1 << 20):
-            f.seek(max(size - (1 << 20), 0))
-            h.update(f.read(1 << 20))
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
     return h.hexdigest()[:16]
+
+
+def _identity_cache_file():
+    return os.path.join(cache_dir("identity"), "file_identity.json")
+
+
+def _read_identity_cache():
+    try:
+        with open(_identity_cache_file(), encoding="utf-8") as f:
+            data = json.load(f)
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}  # no cache yet, or a damaged one: it is only a cache
+
+
+def _write_identity_cache(key, identity):
+    data = _read_identity_cache()
+    data.pop(key, None)
+    data[key] = identity
+    for old in list(data)[: max(0, len(data) - _IDENTITY_CACHE_ENTRIES)]:
+        del data[old]
+    path = _identity_cache_file()
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)  # atomic: concurrent writers lose entries, never corrupt the file
+    except OSError as e:
+        logger.info("could not write the file identity cache %s: %s", path, e)
+
+
+def file_identity(path):
+    """A short content hash of a file: the first 16 hex digits of sha256 of the whole file.
+
+    The whole file is hashed, so a checkpoint that differs anywhere (e.g. one changed
+    layer in the middle) gets a new identity. Hashing a 600 MB checkpoint takes seconds,
+    so the result is cached by (absolute path, size, mtime_ns), in memory and in a small
+    JSON file under the cache directory (:func:`cache_dir`); a file changed since shows
+    a new size or mtime and is hashed again. The path and mtime are not part of the
+    identity: a copy of the same file elsewhere has the same identity.
+    """
+    path = os.path.abspath(os.fspath(path))
+    st = os.stat(path)
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    if key in _IDENTITY_MEMO:
+        return _IDENTITY_MEMO[key]
+    cacheable = time.time_ns() - st.st_mtime_ns > _RACY_SECONDS * 1e9
+    identity = _read_identity_cache().get(key) if cacheable else None
+    if identity is None:
+        identity = _hash_file(path)
+        if cacheable:
+            _write_identity_cache(key, identity)
+    if cacheable:
+        _IDENTITY_MEMO[key] = identity
+    return identity
 
 
 def _is_torchscript_archive(path):
@@ -276,6 +332,127 @@ def user_weights_file(path):
     return dst
 
 
+def _shown_keys(keys, limit=5):
+    keys = list(keys)
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def _common_prefix(keys):
+    """The longest prefix ending in '.' that every key shares ('' when none)."""
+    prefix = os.path.commonprefix(list(keys))
+    return prefix[: prefix.rfind(".") + 1]
+
+
+def describe_state_dict_mismatch(file_shapes, needed_shapes, *, known=(), fix="pass the matching model_name"):
+    """What keeps a checkpoint from loading strictly, as one sentence; ``None`` when it fits.
+
+    Args:
+        file_shapes: ``{key: shape}`` of the checkpoint.
+        needed_shapes: ``{key: shape}`` of every tensor the model needs.
+        known: further keys the checkpoint may carry that the model legitimately drops
+            (e.g. the classifier of a features-only backbone); they are not unexpected.
+        fix: the remedy when no key prefix explains the mismatch.
+    """
+    missing = [k for k in needed_shapes if k not in file_shapes]
+    unexpected = [k for k in file_shapes if k not in needed_shapes and k not in known]
+    misshapen = [
+        k for k in needed_shapes if k in file_shapes and tuple(file_shapes[k]) != tuple(needed_shapes[k])
+    ]
+    if not (missing or unexpected or misshapen):
+        return None
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} tensor(s) the model needs are missing ({_shown_keys(missing)})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} key(s) are unexpected ({_shown_keys(unexpected)})")
+    if misshapen:
+        shapes = "; ".join(
+            f"{k!r}: file {tuple(file_shapes[k])} vs model {tuple(needed_shapes[k])}" for k in misshapen[:3]
+        )
+        more = f"; ... ({len(misshapen) - 3} more)" if len(misshapen) > 3 else ""
+        parts.append(f"{len(misshapen)} tensor(s) have the wrong shape ({shapes}{more})")
+    # A wrapper module (Lightning's "model.", a detector's "backbone.") prefixes every key.
+    prefix = _common_prefix(unexpected) if len(unexpected) > 1 else ""
+    stripped = [k[len(prefix):] for k in unexpected]
+    if prefix and missing and sum(k in needed_shapes or k in known for k in stripped) >= len(stripped) / 2:
+        remedy = (
+            f"keys are prefixed with {prefix!r}: strip the prefix ({{k.removeprefix({prefix!r}): v "
+            "for k, v in state_dict.items()}) and save the file again"
+        )
+    else:
+        remedy = fix
+    return "; ".join(parts) + f". Fix: {remedy}"
+
+
+_SHAPES_MEMO = {}
+
+
+def _model_shapes(model_name, **timm_kwargs):
+    """``{key: shape}`` of a timm model's state dict, built without weights or memory."""
+    import timm
+    import torch
+
+    memo_key = (model_name, repr(sorted(timm_kwargs.items())))  # values may be lists
+    if memo_key not in _SHAPES_MEMO:
+        try:
+            with torch.device("meta"):  # shapes only: no allocation, no random init
+                model = timm.create_model(model_name, pretrained=False, **timm_kwargs)
+        except Exception:  # an architecture whose constructor needs real tensors
+            model = timm.create_model(model_name, pretrained=False, **timm_kwargs)
+        _SHAPES_MEMO[memo_key] = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    return _SHAPES_MEMO[memo_key]
+
+
+def _safetensors_shapes(path):
+    from safetensors import safe_open
+
+    with safe_open(path, framework="pt") as f:
+        return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+
+
+def backbone_checkpoint_mismatch(path, model_name, timm_kwargs):
+    """Why a safetensors checkpoint does not fit the timm model built with ``timm_kwargs``; None if it fits.
+
+    Every tensor the built model has (for ``features_only``: only the kept stages)
+    must be in the file with the same shape. The file may also carry the rest of the
+    full architecture (the classifier, EfficientNet's ``conv_head``/``bn2``, the stages
+    after the deepest chosen level), which a features-only backbone drops; any other
+    key is unexpected. ``num_batches_tracked`` counters are optional.
+    """
+    full = _model_shapes(model_name)
+    built = _model_shapes(model_name, **timm_kwargs)
+    # Feature wrappers flatten nested module names ("stages.0" -> "stages_0") or hold the
+    # network as ".model" (ViT-style getter wrappers).
+    full_by_flat = {k.replace(".", "_"): k for k in full}
+    needed = {}
+    for key, shape in built.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        flat = key.replace(".", "_")
+        original = full_by_flat.get(flat) or full_by_flat.get(flat.removeprefix("model_"))
+        needed[original or key] = shape
+    known = set(full) - set(needed)
+    return describe_state_dict_mismatch(
+        _safetensors_shapes(path), needed, known=known,
+        fix=(f"pass the model_name the file was trained with (it does not fit {model_name!r}), "
+             f"or save the complete state_dict of a {model_name!r}"),
+    )
+
+
+def _check_backbone_checkpoint(path, model_name, timm_kwargs, *, shown_path):
+    problem = backbone_checkpoint_mismatch(path, model_name, timm_kwargs)
+    if problem:
+        kind = " (features-only backbone)" if timm_kwargs.get("features_only") else ""
+        raise OODInputError(
+            f"weights file {shown_path!r} does not fit timm model {model_name!r}{kind}: {problem}"
+        )
+
+
+def _is_local_file_source(weights):
+    return weights not in (None, "hub", "bundled", "random")
+
+
 _HUB_REACHABLE = None  # for huggingface.co; tests set it to False to simulate offline
 _HOSTS_REACHABLE = {}
 
@@ -366,13 +543,33 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
 
     Args:
         model_name: a timm model name, or ``"auto"`` for the first of
-            :data:`AUTO_BACKBONES` whose weights resolve.
+            :data:`AUTO_BACKBONES` whose weights resolve (with a weights file: the
+            first the file fits; none fitting is an error, never random layers).
         weights: ``None`` (hub/cache, then bundled), ``"hub"`` (hub/cache
             only), ``"bundled"``, ``"random"``, or a local file path.
         **timm_kwargs: passed to ``timm.create_model`` (e.g. ``features_only``).
+
+    Raises:
+        OODInputError: a weights file lacks a tensor the model needs, has keys the
+            architecture does not have, or tensors of the wrong shape; the message
+            lists them and the fix (strip a key prefix, pass the matching model_name).
     """
     import timm
 
+    if model_name == "auto" and _is_local_file_source(weights):
+        # A user file decides the architecture: never build a backbone it does not fit.
+        path = user_weights_file(weights)
+        problems = []
+        for name in AUTO_BACKBONES:
+            problem = backbone_checkpoint_mismatch(path, name, timm_kwargs)
+            if problem is None:
+                return create_timm_model(name, weights=weights, **timm_kwargs)
+            problems.append(f"{name}: {problem}")
+        raise OODInputError(
+            f"model_name='auto' with weights file {weights!r}: the file fits none of the automatic "
+            f"backbones {AUTO_BACKBONES}. Pass the model_name the file was trained with "
+            "(e.g. model_name='convnext_tiny'). " + " | ".join(problems)
+        )
     if model_name == "auto":
         errors = []
         for name in AUTO_BACKBONES:
@@ -395,6 +592,9 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
 
     if weights not in (None, "hub", "bundled"):
         path = user_weights_file(weights)
+        # timm loads features-only models non-strictly (the head is dropped), which would
+        # leave any layer the file lacks randomly initialised: check the file first.
+        _check_backbone_checkpoint(path, model_name, timm_kwargs, shown_path=weights)
         with _quiet_head_drop(timm_kwargs.get("features_only", False)):
             model = timm.create_model(
                 model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
@@ -414,6 +614,7 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
     if weights in (None, "bundled"):
         path = bundled_weights_file(model_name)
         if path is not None:
+            _check_backbone_checkpoint(path, model_name, timm_kwargs, shown_path=path)
             with _quiet_head_drop(timm_kwargs.get("features_only", False)):
                 model = timm.create_model(
                     model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs

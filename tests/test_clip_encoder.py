@@ -205,3 +205,53 @@ def test_unknown_tag_model_and_mismatched_weights(tiny, tiny_clip_factory):
     tiny_clip_factory(name="ood-test-tiny-clip-16", embed_dim=16)
     with pytest.raises(OODInputError, match="do not fit"):
         CLIPEncoder("ood-test-tiny-clip-16", pretrained=str(sf_path))
+
+
+def _resave(state, path):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return str(path)
+
+
+def test_weights_that_do_not_fit_are_refused_with_the_keys_and_the_fix(tiny, tmp_path):
+    model, _, _ = tiny
+    state = model.state_dict()
+    prefixed = _resave({"module.clip." + k: v for k, v in state.items()}, tmp_path / "wrapped.safetensors")
+    with pytest.raises(OODInputError) as err:
+        CLIPEncoder(TINY, pretrained=prefixed)
+    msg = str(err.value)
+    assert "wrapped.safetensors" in msg and "'visual.class_embedding'" in msg
+    assert "prefixed with 'clip.': strip the prefix" in msg  # "module." is unwrapped already
+    partial = _resave({k: v for k, v in state.items() if k != "text_projection"}, tmp_path / "partial.safetensors")
+    with pytest.raises(OODInputError, match=r"1 tensor\(s\) the model needs are missing \('text_projection'\)"):
+        CLIPEncoder(TINY, pretrained=partial)
+    extra = _resave(dict(state, extra_head=torch.zeros(3)), tmp_path / "extra.safetensors")
+    with pytest.raises(OODInputError, match=r"unexpected \('extra_head'\).*model_name"):
+        CLIPEncoder(TINY, pretrained=extra)
+
+
+def test_image_files_are_decoded_upright_and_bombs_name_the_file(tiny, tmp_path, monkeypatch, one_torch_thread):
+    from PIL import Image
+
+    from ood_core.images import ImageLoadError
+
+    _, sf_path, _ = tiny
+    enc = CLIPEncoder(TINY, pretrained=str(sf_path))
+    arr = np.zeros((32, 48, 3), np.uint8)
+    arr[:, :16] = [255, 0, 0]
+    arr[:, 16:] = np.random.default_rng(1).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to show"
+    tagged, plain = tmp_path / "sideways.jpg", tmp_path / "plain.jpg"
+    Image.fromarray(arr).save(tagged, quality=95, exif=exif)
+    Image.fromarray(arr).save(plain, quality=95)
+    upright = Image.fromarray(np.rot90(np.asarray(Image.open(plain).convert("RGB")), k=-1))
+    np.testing.assert_allclose(enc.encode_images([str(tagged)]), enc.encode_images([upright]), atol=1e-6)
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    bomb = tmp_path / "bomb.png"
+    Image.new("RGB", (20, 20)).save(bomb)  # 400 px > 2 x 100: PIL refuses to decode
+    # ImageLoadError is what the dataset-level loops skip with skip_failures=True.
+    with pytest.raises(ImageLoadError, match=r"bomb\.png.*skip_failures=True"):
+        enc.encode_images([str(bomb)])

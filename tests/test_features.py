@@ -140,3 +140,63 @@ def test_bad_mode_and_grid():
         PyramidExtractor("resnet18", mode="stack", weights="random")
     with pytest.raises(OODInputError, match="grid"):
         PyramidExtractor("resnet18", mode="pool", grid=0, weights="random")
+
+
+def _sideways_jpeg(tmp_path):
+    """A JPEG stored 48 wide x 32 high whose EXIF says "rotate 90 clockwise to show" (6),
+    the same JPEG without EXIF, and the upright pixels (an independent np.rot90)."""
+    rng = np.random.default_rng(0)
+    arr = np.zeros((32, 48, 3), np.uint8)
+    arr[:, :16] = [255, 0, 0]  # the left third is red: after rotation it is the top third
+    arr[:, 16:] = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    tagged, plain = tmp_path / "sideways.jpg", tmp_path / "plain.jpg"
+    Image.fromarray(arr).save(tagged, quality=95, exif=exif)
+    Image.fromarray(arr).save(plain, quality=95)
+    upright = np.rot90(np.asarray(Image.open(plain).convert("RGB")), k=-1)  # clockwise
+    return str(tagged), upright
+
+
+def test_exif_orientation_is_applied_before_embedding(extractor, tmp_path):
+    tagged, upright = _sideways_jpeg(tmp_path)
+    img = load_rgb(tagged)
+    assert img.size == (32, 48)  # (width, height): shown upright, as the App shows it
+    np.testing.assert_array_equal(np.asarray(img), upright)
+    pre_rotated = str(tmp_path / "upright.png")
+    Image.fromarray(upright).save(pre_rotated)
+    box = [0.0, 0.0, 1.0, 0.3]  # the top of the shown image: red only when upright
+    got = extractor.extract([tagged, (tagged, box)], progress=False)
+    want = extractor.extract([pre_rotated, (pre_rotated, box)], progress=False)
+    np.testing.assert_allclose(got.embeddings, want.embeddings, rtol=1e-5, atol=1e-6)
+
+
+def _bomb(tmp_path, monkeypatch, side=350):
+    """A real PNG above 2x a lowered decompression-bomb limit (PIL refuses to decode it)."""
+    # PIL checks every image it makes, so the limit stays above the 224x224 model input.
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 60_000)
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (side, side), (0, 128, 0)).save(path)
+    return str(path)
+
+
+def test_decompression_bombs_raise_or_are_skipped(extractor, fashion_files, tmp_path, monkeypatch):
+    paths, _ = fashion_files
+    bomb = _bomb(tmp_path, monkeypatch)
+    items = [paths[0], bomb, paths[1]]
+    with pytest.raises(ImageLoadError, match=r"bomb\.png.*decompression bomb.*MAX_IMAGE_PIXELS"):
+        extractor.extract(items, progress=False)
+    res = extractor.extract(items, skip_failures=True, progress=False)
+    assert list(res.ok_indices) == [0, 2] and [i for i, _ in res.failures] == [1]
+
+
+def test_decompression_bomb_warning_as_error_is_an_image_load_error(tmp_path, monkeypatch):
+    import warnings
+
+    between = _bomb(tmp_path, monkeypatch, side=300)  # 90,000 px: between 1x and 2x the limit
+    with pytest.warns(Image.DecompressionBombWarning):
+        assert load_rgb(between).size == (300, 300)  # PIL's default: a warning only
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with pytest.raises(ImageLoadError, match="bomb.png"):
+            load_rgb(between)

@@ -434,3 +434,20 @@ def test_real_debian_wordnet_vocabulary(embedded, tiny_clip, cache):
     assert summary["num_negatives"] == int(0.15 * (info["num_adjectives"] - len(res.excluded_words)))
     assert set(res.negative_pos) == {"adj"} and "dress" in res.excluded_words
     assert len(set(res.negative_words)) == len(res.negative_words)
+
+
+def test_clip_embeddings_skip_decompression_bombs(dataset_factory, fashion_files, tiny_clip, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from ood_core.images import ImageLoadError
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Fashion-MNIST's 28x28 stays below
+    bomb = str(tmp_path / "bomb.png")
+    Image.new("RGB", (50, 50)).save(bomb)  # 2,500 px > 2 x 1000: PIL refuses to decode
+    paths, _ = fashion_files
+    ds = dataset_factory([paths[0], bomb, paths[1]])
+    with pytest.raises(ImageLoadError, match=r"bomb\.png"):
+        ood.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), progress=False)
+    summary = ood.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), skip_failures=True, progress=False)
+    assert summary["num_embedded"] == 2 and summary["num_failed"] == 1
+    assert ds.count("clip") == 2

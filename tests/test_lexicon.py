@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ood_core.clip import lexicon as L
+from ood_core.clip.encoder import lexicon as L
 from ood_core.errors import OODInputError, ResourceNotFoundError
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")
@@ -149,8 +149,8 @@ def test_word_list_file(tmp_path):
     assert list(zip(nouns_only.words, nouns_only.pos)).count(("blue", "noun")) == 1
     assert ("blue", "adj") not in list(zip(nouns_only.words, nouns_only.pos))
     bad = tmp_path / "bad.txt"
-    bad.write_text("run\tverb\n")
-    with pytest.raises(OODInputError, match="bad.txt:1"):
+    bad.write_text("dog\nrun\tverb\n")
+    with pytest.raises(OODInputError, match="bad.txt', line 2: the second"):
         L.load_lexicon(word_list=bad)
     with pytest.raises(OODInputError, match="cross_pos"):
         L.load_lexicon(word_list=path, cross_pos="both")
@@ -171,3 +171,20 @@ def test_exclude_id_labels_exact_case_insensitive(debian_lexicon):
     assert same.words == ["cat"]
     with pytest.raises(OODInputError, match="POS"):
         L.Lexicon(["a"], ["verb"])
+
+
+def test_word_list_errors_name_file_and_line_but_quote_no_content(tmp_path):
+    """The App may read a file a user named: refusals must not echo what the file holds."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("# header\nroot\tx:0:0:TOPSECRET-hash:/root\n")
+    with pytest.raises(OODInputError) as e:
+        L.read_word_list(secret)
+    msg = str(e.value)
+    assert "secret.txt" in msg and "line 2" in msg and "'noun' or 'adj'" in msg
+    assert "TOPSECRET" not in msg and "root" not in msg.replace(str(tmp_path), "")
+    binary = tmp_path / "binary.dat"
+    binary.write_bytes(b"dog\ncat\n\xff\xfeTOPSECRET\n")
+    with pytest.raises(OODInputError) as e:
+        L.read_word_list(binary)
+    msg = str(e.value)
+    assert "binary.dat" in msg and "line 3" in msg and "UTF-8" in msg and "TOPSECRET" not in msg

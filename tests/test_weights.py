@@ -170,3 +170,133 @@ def test_expected_head_drop_is_not_reported_as_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="timm"):
         W.create_timm_model("tf_efficientnet_lite0", weights="bundled")
     assert not [r for r in caplog.records if "Unexpected keys" in r.getMessage()]
+
+
+@pytest.fixture
+def private_identity_cache(monkeypatch, tmp_path):
+    """An empty identity cache (memory and disk) of this test's own."""
+    monkeypatch.setenv(W.ENV_CACHE_DIR, str(tmp_path / "cache"))
+    monkeypatch.setattr(W, "_IDENTITY_MEMO", {}, raising=False)
+
+
+def _age(path, seconds=3600):
+    """Give a file an mtime in the past, as any file not written just now has."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns - int(seconds * 1e9)))
+
+
+def test_identity_hashes_the_whole_file(private_identity_cache, tmp_path):
+    path = tmp_path / "weights.bin"
+    data = bytearray(np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
+    path.write_bytes(bytes(data))
+    _age(path)
+    before = W.file_identity(path)
+    data[len(data) // 2] ^= 0xFF  # one byte in the middle, same size
+    path.write_bytes(bytes(data))
+    assert W.file_identity(path) != before
+    copy = tmp_path / "copy.bin"
+    copy.write_bytes(bytes(data))
+    assert W.file_identity(copy) == W.file_identity(path)  # content, not path
+
+
+def test_identity_of_an_unchanged_file_is_hashed_once(private_identity_cache, tmp_path, monkeypatch):
+    hashed = []
+    real_hash = W._hash_file
+    monkeypatch.setattr(W, "_hash_file", lambda p: hashed.append(p) or real_hash(p))
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"x" * 5000)
+    _age(path)
+    first = W.file_identity(str(path))
+    assert W.file_identity(str(path)) == first
+    assert len(hashed) == 1
+    # A new process: the memory memo is empty, the JSON cache under the cache dir answers.
+    monkeypatch.setattr(W, "_IDENTITY_MEMO", {})
+    assert W.file_identity(str(path)) == first
+    assert len(hashed) == 1
+    cache_file = tmp_path / "cache" / "identity" / "file_identity.json"
+    assert first in cache_file.read_text()
+    # A changed file (new mtime) is hashed again.
+    path.write_bytes(b"y" * 5000)
+    assert W.file_identity(str(path)) != first
+    assert len(hashed) == 2
+
+
+def test_identity_of_a_just_written_file_is_not_cached(private_identity_cache, tmp_path):
+    """Within one mtime tick a rewrite keeps size and mtime: such files are hashed every time."""
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 100)
+    first = W.file_identity(path)
+    st = os.stat(path)
+    path.write_bytes(b"b" * 100)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same tick
+    assert W.file_identity(path) != first
+
+
+@pytest.fixture(scope="module")
+def resnet18_state():
+    import timm
+
+    torch.manual_seed(0)
+    return {k: v.contiguous() for k, v in timm.create_model("resnet18", pretrained=False).state_dict().items()}
+
+
+def _save(state, path):
+    from safetensors.torch import save_file
+
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    return str(path)
+
+
+def test_prefixed_checkpoint_is_refused_with_the_prefix_fix(resnet18_state, tmp_path):
+    path = _save({"backbone." + k: v for k, v in resnet18_state.items()}, tmp_path / "det.safetensors")
+    with pytest.raises(OODInputError) as e:
+        W.create_timm_model("resnet18", weights=path, features_only=True)
+    msg = str(e.value)
+    assert "det.safetensors" in msg and "'resnet18'" in msg
+    assert "'conv1.weight'" in msg  # a missing key
+    assert "'backbone.bn1.bias'" in msg  # an unexpected key
+    assert "prefixed with 'backbone.': strip the prefix" in msg
+
+
+def test_incomplete_checkpoint_is_refused_unless_the_chosen_levels_have_everything(resnet18_state, tmp_path):
+    partial = {k: v for k, v in resnet18_state.items() if not k.startswith("layer3.")}
+    path = _save(partial, tmp_path / "partial.safetensors")
+    with pytest.raises(OODInputError) as e:
+        W.create_timm_model("resnet18", weights=path, features_only=True)
+    msg = str(e.value)
+    assert "missing" in msg and "'layer3.0.conv1.weight'" in msg and "model_name" in msg
+    # Levels up to layer1 need nothing from layer3: the file fits that backbone, exactly.
+    model, _ = W.create_timm_model("resnet18", weights=path, features_only=True, out_indices=(1,))
+    assert torch.equal(model.state_dict()["layer1.0.conv1.weight"], resnet18_state["layer1.0.conv1.weight"])
+
+
+def test_unexpected_and_misshapen_keys_are_refused(resnet18_state, tmp_path):
+    extra = dict(resnet18_state, **{"projector.weight": torch.zeros(4, 4)})
+    with pytest.raises(OODInputError, match=r"unexpected \('projector.weight'\)"):
+        W.create_timm_model("resnet18", weights=_save(extra, tmp_path / "extra.safetensors"), features_only=True)
+    bad = dict(resnet18_state, **{"layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1)})
+    with pytest.raises(OODInputError) as e:
+        W.create_timm_model("resnet18", weights=_save(bad, tmp_path / "bad.safetensors"), features_only=True)
+    assert "'layer1.0.conv1.weight': file (64, 64, 1, 1) vs model (64, 64, 3, 3)" in str(e.value)
+
+
+def test_a_dropped_or_retrained_head_is_not_a_mismatch_for_a_backbone(resnet18_state, tmp_path):
+    # A fine-tuned 10-class head (and the ImageNet head) is not part of a features-only model.
+    tuned = dict(resnet18_state, **{"fc.weight": torch.zeros(10, 512), "fc.bias": torch.zeros(10)})
+    model, _ = W.create_timm_model("resnet18", weights=_save(tuned, tmp_path / "tuned.safetensors"),
+                                   features_only=True)
+    assert torch.equal(model.state_dict()["layer4.1.bn2.weight"], resnet18_state["layer4.1.bn2.weight"])
+
+
+def test_auto_with_a_weights_file_picks_the_architecture_it_fits(resnet18_state, tmp_path):
+    from safetensors.torch import load_file
+
+    lite0 = W.bundled_weights_file("tf_efficientnet_lite0")
+    model, source = W.create_timm_model("auto", weights=lite0, features_only=True)
+    assert source["model_name"] == "tf_efficientnet_lite0" and source["kind"] == "file"
+    assert torch.equal(model.state_dict()["conv_stem.weight"], load_file(lite0)["conv_stem.weight"])
+    with pytest.raises(OODInputError) as e:
+        W.create_timm_model("auto", weights=_save(resnet18_state, tmp_path / "r18.safetensors"), features_only=True)
+    msg = str(e.value)
+    assert "fits none" in msg and "resnet50:" in msg and "tf_efficientnet_lite0:" in msg
+    assert "'layer1.0.conv3.weight'" in msg  # resnet50's bottleneck conv that resnet18 lacks

@@ -30,7 +30,11 @@ import numpy as np
 
 from ..errors import OODInputError, WeightsNotFoundError
 from ..progress import Progress
-from ..weights import file_identity, load_state_dict_safely
+from ..weights import (
+    describe_state_dict_mismatch,
+    file_identity,
+    load_state_dict_safely,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +166,7 @@ class CLIPEncoder:
     def weights_identity(self):
         """String naming model + weights, for cache keys.
 
-        Files are identified by size and a hash of their first/last MiB, tags by the
+        Files are identified by a hash of their whole content, tags by the
         tag; the QuickGELU switch is included because it changes the outputs.
         """
         return (
@@ -314,13 +318,14 @@ class CLIPEncoder:
             state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
         resize_pos_embed(state, model)
         resize_text_pos_embed(state, model)
-        try:
-            model.load_state_dict(state, strict=True)
-        except RuntimeError as e:
-            raise OODInputError(
-                f"Weights {path!r} do not fit open_clip model {self.model_name!r}: {e}. "
-                "Check model_name (e.g. ViT-B-16 vs ViT-B-32) matches the checkpoint."
-            ) from e
+        problem = describe_state_dict_mismatch(
+            {k: tuple(v.shape) for k, v in state.items()},
+            {k: tuple(v.shape) for k, v in model.state_dict().items()},
+            fix="pass the model_name the checkpoint was trained with (e.g. ViT-B-16 vs ViT-B-32)",
+        )
+        if problem:
+            raise OODInputError(f"Weights {path!r} do not fit open_clip model {self.model_name!r}: {problem}")
+        model.load_state_dict(state, strict=True)
         model.eval().to(self.device)
 
         from open_clip.transform import PreprocessCfg, image_transform_v2
@@ -385,7 +390,9 @@ class CLIPEncoder:
     def encode_images(self, images, batch_size=32, progress=False):
         """Embed images; returns ``(N, D)`` float32 rows of unit L2 norm.
 
-        ``images`` is a list of PIL images or image file paths (converted to RGB).
+        ``images`` is a list of PIL images or image file paths (decoded by
+        :func:`ood_core.images.load_rgb`: upright per EXIF, RGB; an unreadable file
+        raises :class:`~ood_core.images.ImageLoadError` naming it).
         ``progress``: see :mod:`ood_core.progress` (``None``/``True`` tqdm bar, ``False``
         silent, or ``f(done, total)`` called after every batch). The default is
         ``False``: the encoder is a building block, and callers that loop over many
@@ -396,11 +403,12 @@ class CLIPEncoder:
         def to_tensor(chunk):
             from PIL import Image
 
+            from ..images import load_rgb
+
             tensors = []
             for i, img in enumerate(chunk):
                 if isinstance(img, (str, os.PathLike)):
-                    with Image.open(img) as f:
-                        img = f.convert("RGB")
+                    img = load_rgb(img)  # upright (EXIF), RGB; ImageLoadError names the file
                 elif not isinstance(img, Image.Image):
                     raise OODInputError(
                         f"images must be PIL images or file paths; got {type(img).__name__}."

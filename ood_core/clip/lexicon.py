@@ -194,9 +194,17 @@ def read_word_list(path, *, default_pos=POS_NOUN, cross_pos="keep_both"):
             "word per line (optionally '<word>\\tnoun' or '<word>\\tadj')."
         )
     pairs = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
+    # Errors give the file and line number only, never the line's text: the file may be
+    # one an App user named, and its contents are not theirs to read through us.
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError:
+                raise OODInputError(
+                    f"word_list file {str(path)!r}, line {lineno}: not UTF-8 text; save the "
+                    "word list as UTF-8 text with one word per line."
+                ) from None
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             parts = line.split("\t")
@@ -204,8 +212,8 @@ def read_word_list(path, *, default_pos=POS_NOUN, cross_pos="keep_both"):
             tag = parts[1].strip().lower() if len(parts) > 1 and parts[1].strip() else default_pos
             if tag not in _POS_ALIASES:
                 raise OODInputError(
-                    f"{path}:{lineno}: unknown part of speech {parts[1]!r}; use 'noun' or "
-                    "'adj' in the second (tab-separated) column."
+                    f"word_list file {str(path)!r}, line {lineno}: the second (tab-separated) "
+                    "column is not a part of speech; write 'noun' or 'adj' there, or leave it out."
                 )
             if word:
                 pairs.append((word, _POS_ALIASES[tag]))

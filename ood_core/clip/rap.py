@@ -460,6 +460,7 @@ class RAPScorer:
         """Mine train-time negatives from few-shot ID images (PIL images or paths)."""
         from PIL import Image
 
+        from ..images import load_rgb
         from .neglabel import check_id_names
         from .text_cache import cached_text_embeddings
 
@@ -474,8 +475,7 @@ class RAPScorer:
         stats = CropStatistics()
         for i, img in enumerate(images):
             if not isinstance(img, Image.Image):
-                with Image.open(img) as f:
-                    img = f.convert("RGB")
+                img = load_rgb(img)  # upright (EXIF), RGB; ImageLoadError names the file
             crops = random_crops(img, self.num_crops, seed=self.seed + i, scale=self.crop_scale)
             stats.add(encoder.encode_images(crops, batch_size=image_batch_size),
                       self.id_emb_, self.num_keep)

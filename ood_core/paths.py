@@ -1,0 +1,82 @@
+"""Which local files an App user may name: file parameters only from allowed folders.
+
+An App operator runs on the server, so a file path typed into its form (a word list,
+a weights file, a WordNet folder) is read with the server's permissions.
+:func:`check_allowed_path` resolves such a path (symlinks and ``..`` included) and
+accepts it only inside an allowed folder:
+
+- the folders listed in ``$FIFTYONE_OOD_ALLOWED_DIRS`` (separated by ``os.pathsep``,
+  ``:`` on Linux and macOS), when set and non-empty;
+- else the package cache root (:func:`ood_core.weights.cache_root`) and ``~/fiftyone``.
+
+Refusals list the allowed folders and how to add one. They never say whether a path
+outside them exists, and never quote a file's contents: the message is the same for
+an existing and a missing file.
+"""
+
+import os
+
+from .errors import OODInputError
+
+#: Environment variable listing the folders App file parameters may come from.
+ENV_ALLOWED_DIRS = "FIFTYONE_OOD_ALLOWED_DIRS"
+
+
+def default_allowed_dirs():
+    """The folders used when ``$FIFTYONE_OOD_ALLOWED_DIRS`` is unset: cache root and ``~/fiftyone``."""
+    from .weights import cache_root
+
+    return [cache_root(), os.path.join(os.path.expanduser("~"), "fiftyone")]
+
+
+def configured_allowed_dirs():
+    """The allowed folders, as given (``$FIFTYONE_OOD_ALLOWED_DIRS``, else the defaults)."""
+    env = os.environ.get(ENV_ALLOWED_DIRS, "")
+    dirs = [d.strip() for d in env.split(os.pathsep) if d.strip()]
+    return dirs or default_allowed_dirs()
+
+
+def _inside(path, folder):
+    return os.path.commonpath([path, folder]) == folder
+
+
+def check_allowed_path(path, what, *, allowed_dirs=None):
+    """Return the resolved real path of ``path`` if it lies inside an allowed folder.
+
+    Both the path as written (made absolute, ``..`` collapsed) and its real path
+    (symlinks resolved) must lie inside one of the folders, so neither ``..`` nor a
+    symlink leads out of them. Whether the file exists is not checked: the caller's
+    own "does not exist" error then concerns an allowed path only.
+
+    Args:
+        path: the path a user gave (``~`` is expanded; relative paths are relative
+            to the server's working directory).
+        what: how the error names the parameter, e.g. ``"word_list"``.
+        allowed_dirs: the allowed folders; ``None`` = :func:`configured_allowed_dirs`.
+
+    Raises:
+        OODInputError: ``path`` is not a non-empty path string, or lies outside the
+            allowed folders; the message lists them and how to add one.
+    """
+    dirs = list(allowed_dirs) if allowed_dirs is not None else configured_allowed_dirs()
+    shown = [os.path.abspath(os.path.expanduser(os.fspath(d))) for d in dirs]
+    how = (
+        f"to allow another folder, add it to the environment variable {ENV_ALLOWED_DIRS} "
+        f"(folders separated by {os.pathsep!r}) of the process that runs the FiftyOne App"
+    )
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).strip() or "\0" in os.fspath(path):
+        raise OODInputError(
+            f"{what} must be a file path (a non-empty string without NUL characters) inside "
+            f"the allowed folders {shown}; got a {type(path).__name__} that is not one"
+        )
+    raw = os.fspath(path)
+    written = os.path.abspath(os.path.expanduser(raw))
+    real = os.path.realpath(written)
+    real_dirs = [os.path.realpath(d) for d in shown]
+    if any(_inside(written, d) for d in shown + real_dirs) and any(_inside(real, d) for d in real_dirs):
+        return real
+    raise OODInputError(
+        f"{what} {raw!r} is not inside the allowed folders {shown}: move the file into one "
+        f"of them, or {how}."
+    )
+
