@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ood_core.clip.encoder import lexicon as L
+from ood_core.clip import lexicon as L
 from ood_core.errors import OODInputError, ResourceNotFoundError
 
 DEBIAN_WORDNET = Path("/usr/share/wordnet")

@@ -106,185 +106,257 @@ def compute_pyramid_embeddings(
         a dict summary; with ``embeddings_field=None`` also ``"embeddings"``
         (an ``(N, D)`` array aligned with ``"keys"``).
     """
-    import fiftyone.core.fields as fof
-
-    from ..features import PyramidExtractor, random_projection_matrix
-    from ..reduction import Reducer
+    from ..features import PyramidExtractor
 
     require_nonempty(samples)
     shard_index, num_shards = _check_shard(shard, overwrite)
-    if patches_field is not None:
-        check_patches_field(samples, patches_field)
-    if dtype not in ("float32", "float16"):
-        raise OODInputError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
-    if embeddings_field is not None:
-        runs.validate_key(embeddings_field, "embeddings field")
-    dataset = samples._dataset
-    target = patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
-    partial = patch_path(patches_field, f"tmp_ood_partial_{embeddings_field}") if patches_field else \
-        f"tmp_ood_partial_{embeddings_field}"
-
-    # Refuse early (before loading a model) when the field belongs to someone else.
-    if embeddings_field is not None and not overwrite:
-        if dataset.has_run(embeddings_field):
-            kind = dataset.get_run_info(embeddings_field).config.__dict__.get("kind")
-            if kind != "embeddings":
-                runs.check_new_run(samples, embeddings_field, [target], overwrite)
-        elif dataset.get_field(target) is not None:
-            runs.check_new_run(samples, embeddings_field, [target], overwrite)
-
+    target, partial = _check_embedding_call(samples, embeddings_field, patches_field, dtype, overwrite)
     extractor = PyramidExtractor(
         model_name, levels=default_levels(model_name) if levels is None else levels,
         mode=mode, grid=grid, weights=weights,
     )
-    projection = None
-    projector = {}  # "apply": emb -> reduced emb, once known (PCA: after fitting or loading)
-    out_dim = extractor.dim
-    if project_dim:
-        if project_method not in ("random", "pca"):
-            raise OODInputError(f"project_method must be 'random' or 'pca', got {project_method!r}")
-        projection = {"method": project_method, "n_components": int(project_dim), "seed": int(project_seed)}
-        if project_method == "random":
-            matrix = random_projection_matrix(extractor.dim, int(project_dim), project_seed)
-            projector["apply"] = lambda e: e @ matrix
-        else:
-            if int(project_dim) > extractor.dim:
-                raise OODInputError(
-                    f"project_dim={project_dim} is larger than the embedding dimension {extractor.dim}; "
-                    "PCA can only reduce: lower project_dim"
-                )
-            projection["fit_size"] = int(pca_fit_size)
-        out_dim = int(project_dim)
-    settings = {"backbone": extractor.config, "projection": projection, "dtype": dtype, "patches_field": patches_field}
-
+    projection = _Projection.from_args(extractor.dim, project_dim, project_method, project_seed, pca_fit_size, dtype)
+    settings = {"backbone": extractor.config, "projection": projection.record, "dtype": dtype,
+                "patches_field": patches_field}
+    extract = dict(batch_size=batch_size, num_workers=num_workers, skip_failures=skip_failures, progress=progress)
     work_view = _shard_view(samples, shard_index, num_shards)
-
-    def finish_array(emb):
-        if projection is not None:
-            emb = projector["apply"](emb)
-        return emb.astype(np.float16 if dtype == "float16" else np.float32)
-
-    def fit_pca(view):
-        reducer, raw, fit_sample_of = _fit_pca(extractor, view, patches_field, projection, batch_size,
-                                               num_workers, skip_failures, progress)
-        projector["apply"] = reducer.transform
-        return reducer.linear_state(), raw, fit_sample_of
-
     if embeddings_field is None:
-        if projection is not None and projection["method"] == "pca":
-            fit_pca(samples)
-        keys, items, sample_of = _embedding_items(work_view, patches_field)
-        chunks, ok, failures = [], [], []
-        for idx, emb, failed in extractor.iter_extract(items, batch_size=batch_size, num_workers=num_workers,
-                                                       skip_failures=skip_failures, progress=progress):
-            chunks.append(finish_array(emb))
-            ok.extend(idx.tolist())
-            failures.extend(failed)
-        return {
-            "num_embedded": len(ok), "num_failed": len(failures), "dim": out_dim, "config": settings,
-            "keys": [keys[i] for i in ok], "embeddings": np.concatenate(chunks) if chunks else np.zeros((0, out_dim)),
-            "failures": [{"id": keys[i], "item": str(items[i]), "error": m} for i, m in failures],
-        }
+        return _embed_without_writing(samples, work_view, extractor, projection, patches_field, settings, extract)
 
-    job = coordination.job_key(dataset, target)
-    with coordination.locked(job):
-        write_path, mode_ = _plan_embedding_write(samples, embeddings_field, target, partial, settings, overwrite)
-        extra_results = {}
-        if projection is not None and projection["method"] == "pca":
-            if mode_ == "fresh":
-                state, raw, fit_sample_of = fit_pca(samples)
-            else:
-                state = getattr(runs.load_ood_results(samples, embeddings_field), "projection_state", None)
-                if state is None:
-                    raise OODInputError(
-                        f"embeddings run {embeddings_field!r} has no stored PCA to resume with; pass "
-                        "overwrite=True to recompute"
-                    )
-                projector["apply"] = Reducer.from_linear_state(state).transform
-            extra_results["projection_state"] = state
-        if mode_ in ("fresh", "resume"):
-            if dataset.get_field(write_path) is None:
-                dataset.add_sample_field(write_path, fof.VectorField)
-            runs.register_run(samples, embeddings_field, kind="embeddings", fields=[write_path],
-                                 overwrite=True, status="partial", embeddings_field=embeddings_field, **settings,
-                                 results=extra_results)
-        if mode_ == "fresh" and extra_results:
-            # the PCA fit sample is already embedded: store it rather than compute it twice
-            _write_vectors(samples, write_path, {k: finish_array(v[None])[0] for k, v in raw.items()},
-                           patches_field, fit_sample_of)
-        job_state = coordination.state(job)
-        if mode_ == "fresh" or job_state is None:
-            coordination.start(job, num_shards)
-        elif job_state.get("num_shards") != num_shards and shard is not None:
+    job = _EmbeddingJob(samples, embeddings_field, target, partial, patches_field, settings, shard, num_shards,
+                        shard_index)
+    job.start(extractor, projection, overwrite, extract)
+    computed, failed = job.extract_missing(work_view, extractor, projection, chunk_size, extract)
+    return job.finish(computed, failed, batch_size, projection)
+
+
+def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overwrite):
+    """Validate before loading a model; returns ``(target path, partial path)``.
+
+    Refuses early when the target field belongs to someone else (not an
+    embeddings run of this plugin) and ``overwrite`` is False.
+    """
+    if patches_field is not None:
+        check_patches_field(samples, patches_field)
+    if dtype not in ("float32", "float16"):
+        raise OODInputError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
+    if embeddings_field is None:
+        return None, None
+    runs.validate_key(embeddings_field, "embeddings field")
+    dataset = samples._dataset
+    target = patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
+    partial_leaf = f"tmp_ood_partial_{embeddings_field}"
+    partial = patch_path(patches_field, partial_leaf) if patches_field else partial_leaf
+    if not overwrite:
+        if dataset.has_run(embeddings_field):
+            if dataset.get_run_info(embeddings_field).config.__dict__.get("kind") != "embeddings":
+                runs.check_new_run(samples, embeddings_field, [target], overwrite)
+        elif dataset.get_field(target) is not None:
+            runs.check_new_run(samples, embeddings_field, [target], overwrite)
+    return target, partial
+
+
+class _Projection:
+    """The on-the-fly reduction of extracted embeddings (none, seeded random, or PCA) and the storage dtype.
+
+    ``record`` is what the run stores (None = no reduction); :meth:`apply`
+    turns a batch of raw embeddings into stored rows. A PCA must be fitted
+    (:meth:`fit_pca`) or restored from a run (:meth:`load_pca`) before use.
+    """
+
+    def __init__(self, record, out_dim, dtype, apply=None):
+        self.record, self.out_dim, self.dtype, self._apply = record, out_dim, dtype, apply
+
+    @classmethod
+    def from_args(cls, in_dim, project_dim, method, seed, fit_size, dtype):
+        from ..features import random_projection_matrix
+
+        if not project_dim:
+            return cls(None, in_dim, dtype, apply=lambda e: e)
+        if method not in ("random", "pca"):
+            raise OODInputError(f"project_method must be 'random' or 'pca', got {method!r}")
+        record = {"method": method, "n_components": int(project_dim), "seed": int(seed)}
+        if method == "random":
+            matrix = random_projection_matrix(in_dim, int(project_dim), seed)
+            return cls(record, int(project_dim), dtype, apply=lambda e: e @ matrix)
+        if int(project_dim) > in_dim:
             raise OODInputError(
-                f"embeddings {embeddings_field!r} are being computed in {job_state.get('num_shards')} shards; "
-                f"this call asked for shard {shard_index} of {num_shards}. Use the same number of shards for "
-                "every worker, or run once without shard= to finish what is missing"
+                f"project_dim={project_dim} is larger than the embedding dimension {in_dim}; "
+                "PCA can only reduce: lower project_dim"
             )
+        record["fit_size"] = int(fit_size)
+        return cls(record, int(project_dim), dtype)
 
-    keys, items, sample_of = _embedding_items(work_view, patches_field)
-    done = _keys_with_values(work_view, write_path, patches_field) if (mode_ != "fresh" or extra_results) else set()
-    todo = [i for i, key in enumerate(keys) if key not in done]
-    failed_items = []
-    pending = {}
+    @property
+    def is_pca(self):
+        return self.record is not None and self.record["method"] == "pca"
 
-    def flush():
-        if pending:
-            _write_vectors(samples, write_path, pending, patches_field, sample_of)
-            pending.clear()
+    def fit_pca(self, extractor, samples, patches_field, extract):
+        """Fit on a seeded sample of ``samples``; returns ``(stored state, raw fit embeddings by key, sample_of)``."""
+        reducer, raw, sample_of = _fit_pca(extractor, samples, patches_field, self.record, **extract)
+        self._apply = reducer.transform
+        return reducer.linear_state(), raw, sample_of
 
-    if todo:
-        for idx, emb, failed in extractor.iter_extract(
-            [items[i] for i in todo], batch_size=batch_size, num_workers=num_workers,
-            skip_failures=skip_failures, progress=progress,
-        ):
-            emb = finish_array(emb)
-            for j, row in zip(idx, emb):
-                pending[keys[todo[j]]] = row
-            failed_items.extend({"id": keys[todo[j]], "item": str(items[todo[j]]), "error": m} for j, m in failed)
-            if len(pending) >= chunk_size:
-                flush()
-        flush()
+    def load_pca(self, state):
+        from ..reduction import Reducer
 
-    with coordination.locked(job):
-        coordination.mark_done(job, shard_index, failed_items)
-        job_state = coordination.state(job)
-        # a call without shard= covered the whole view, so it always completes the job
-        complete = shard is None or set(range(num_shards)) <= set(job_state.get("done", []))
-        if complete:
-            if mode_ in ("fresh", "resume"):
-                if dataset.get_field(target) is not None:
-                    dataset.delete_sample_field(target)
-                dataset.rename_sample_field(write_path, target)
-            written = target
-            num_embedded = len(_keys_with_values(samples, target, patches_field))
-            failures = job_state.get("failures", []) if shard is not None else failed_items
-            runs.register_run(
-                samples, embeddings_field, kind="embeddings", fields=[target], overwrite=True, status="complete",
-                embeddings_field=embeddings_field, batch_size=batch_size, **settings,
-                results={"failures": failures, "num_embedded": num_embedded, "num_computed_this_call": len(todo),
-                         "num_shards": num_shards, **extra_results},
-            )
-            coordination.clear(job)
-        else:
-            written = write_path
-            num_embedded = len(_keys_with_values(samples, write_path, patches_field))
+        self._apply = Reducer.from_linear_state(state).transform
+
+    def apply(self, emb):
+        return self._apply(emb).astype(np.float16 if self.dtype == "float16" else np.float32)
+
+
+def _embed_without_writing(samples, work_view, extractor, projection, patches_field, settings, extract):
+    """``embeddings_field=None``: extract and return the arrays, write nothing."""
+    if projection.is_pca:
+        projection.fit_pca(extractor, samples, patches_field, extract)
+    keys, items, _ = _embedding_items(work_view, patches_field)
+    chunks, ok, failures = [], [], []
+    for idx, emb, failed in extractor.iter_extract(items, **extract):
+        chunks.append(projection.apply(emb))
+        ok.extend(idx.tolist())
+        failures.extend(failed)
     return {
-        "run_key": embeddings_field,
-        "field": written,
-        "status": "complete" if complete else "partial",
-        "shard": [shard_index, num_shards] if shard is not None else None,
-        "shards_done": sorted(job_state.get("done", [])) if shard is not None else None,
-        "num_embedded": num_embedded,
-        "num_computed": len(todo) - len(failed_items),
-        "num_failed": len(failed_items),
-        "dim": out_dim,
-        "config": settings,
-        "resumed": mode_ != "fresh",
+        "num_embedded": len(ok), "num_failed": len(failures), "dim": projection.out_dim, "config": settings,
+        "keys": [keys[i] for i in ok],
+        "embeddings": np.concatenate(chunks) if chunks else np.zeros((0, projection.out_dim)),
+        "failures": [{"id": keys[i], "item": str(items[i]), "error": m} for i, m in failures],
     }
 
 
-def _fit_pca(extractor, samples, patches_field, projection, batch_size, num_workers, skip_failures, progress):
+class _EmbeddingJob:
+    """One (possibly sharded) extraction into a field: start, extract what is missing, finish.
+
+    While running, values go to the partial field under a run with
+    ``status="partial"``; the call that completes the job renames it to the
+    target and records the complete run. Steps that read or change the shared
+    state run under the field's MongoDB lock (:mod:`.coordination`).
+    """
+
+    def __init__(self, samples, run_key, target, partial, patches_field, settings, shard, num_shards, shard_index):
+        self.samples, self.run_key, self.target, self.partial = samples, run_key, target, partial
+        self.patches_field, self.settings = patches_field, settings
+        self.shard, self.num_shards, self.shard_index = shard, num_shards, shard_index
+        self.dataset = samples._dataset
+        self.lock = coordination.job_key(self.dataset, target)
+        self.extra_results = {}
+
+    def start(self, extractor, projection, overwrite, extract):
+        """Decide where to write (fresh / resume / fill), restore or fit the PCA, record the partial run."""
+        import fiftyone.core.fields as fof
+
+        with coordination.locked(self.lock):
+            self.write_path, self.mode = _plan_embedding_write(self.samples, self.run_key, self.target,
+                                                               self.partial, self.settings, overwrite)
+            fitted = self._prepare_projection(extractor, projection, extract)
+            if self.mode in ("fresh", "resume"):
+                if self.dataset.get_field(self.write_path) is None:
+                    self.dataset.add_sample_field(self.write_path, fof.VectorField)
+                runs.register_run(self.samples, self.run_key, kind="embeddings", fields=[self.write_path],
+                                  overwrite=True, status="partial", embeddings_field=self.run_key, **self.settings,
+                                  results=self.extra_results)
+            if fitted is not None:  # the PCA fit sample is already embedded: store it, do not compute it twice
+                raw, sample_of = fitted
+                _write_vectors(self.samples, self.write_path, {k: projection.apply(v[None])[0] for k, v in raw.items()},
+                               self.patches_field, sample_of)
+            self._join_shards()
+
+    def _prepare_projection(self, extractor, projection, extract):
+        """Fit a fresh PCA (returns its embedded fit sample) or restore the stored one (returns None)."""
+        if not projection.is_pca:
+            return None
+        if self.mode == "fresh":
+            state, raw, sample_of = projection.fit_pca(extractor, self.samples, self.patches_field, extract)
+            self.extra_results["projection_state"] = state
+            return raw, sample_of
+        state = getattr(runs.load_ood_results(self.samples, self.run_key), "projection_state", None)
+        if state is None:
+            raise OODInputError(
+                f"embeddings run {self.run_key!r} has no stored PCA to resume with; pass overwrite=True to recompute"
+            )
+        projection.load_pca(state)
+        self.extra_results["projection_state"] = state
+        return None
+
+    def _join_shards(self):
+        job_state = coordination.state(self.lock)
+        if self.mode == "fresh" or job_state is None:
+            coordination.start(self.lock, self.num_shards)
+        elif job_state.get("num_shards") != self.num_shards and self.shard is not None:
+            raise OODInputError(
+                f"embeddings {self.run_key!r} are being computed in {job_state.get('num_shards')} shards; this "
+                f"call asked for shard {self.shard_index} of {self.num_shards}. Use the same number of shards for "
+                "every worker, or run once without shard= to finish what is missing"
+            )
+
+    def extract_missing(self, work_view, extractor, projection, chunk_size, extract):
+        """Embed the items of ``work_view`` without a value yet, writing every ``chunk_size`` items.
+
+        Returns ``(number of items attempted, failures)``.
+        """
+        keys, items, sample_of = _embedding_items(work_view, self.patches_field)
+        has_values = self.mode != "fresh" or "projection_state" in self.extra_results
+        done = _keys_with_values(work_view, self.write_path, self.patches_field) if has_values else set()
+        todo = [i for i, key in enumerate(keys) if key not in done]
+        failed, pending = [], {}
+        if not todo:
+            return 0, failed
+        for idx, emb, fails in extractor.iter_extract([items[i] for i in todo], **extract):
+            for j, row in zip(idx, projection.apply(emb)):
+                pending[keys[todo[j]]] = row
+            failed.extend({"id": keys[todo[j]], "item": str(items[todo[j]]), "error": m} for j, m in fails)
+            if len(pending) >= chunk_size:
+                _write_vectors(self.samples, self.write_path, pending, self.patches_field, sample_of)
+                pending.clear()
+        if pending:
+            _write_vectors(self.samples, self.write_path, pending, self.patches_field, sample_of)
+        return len(todo), failed
+
+    def finish(self, computed, failed, batch_size, projection):
+        """Mark this shard done; the call that completes the job renames the field and records the run."""
+        with coordination.locked(self.lock):
+            coordination.mark_done(self.lock, self.shard_index, failed)
+            job_state = coordination.state(self.lock)
+            # a call without shard= covered the whole view, so it always completes the job
+            complete = self.shard is None or set(range(self.num_shards)) <= set(job_state.get("done", []))
+            if complete:
+                written = self._complete(job_state, computed, failed, batch_size)
+            else:
+                written = self.write_path
+            num_embedded = len(_keys_with_values(self.samples, written, self.patches_field))
+        sharded = self.shard is not None
+        return {
+            "run_key": self.run_key,
+            "field": written,
+            "status": "complete" if complete else "partial",
+            "shard": [self.shard_index, self.num_shards] if sharded else None,
+            "shards_done": sorted(job_state.get("done", [])) if sharded else None,
+            "num_embedded": num_embedded,
+            "num_computed": computed - len(failed),
+            "num_failed": len(failed),
+            "dim": projection.out_dim,
+            "config": self.settings,
+            "resumed": self.mode != "fresh",
+        }
+
+    def _complete(self, job_state, computed, failed, batch_size):
+        if self.mode in ("fresh", "resume"):
+            if self.dataset.get_field(self.target) is not None:
+                self.dataset.delete_sample_field(self.target)
+            self.dataset.rename_sample_field(self.write_path, self.target)
+        failures = job_state.get("failures", []) if self.shard is not None else failed
+        runs.register_run(
+            self.samples, self.run_key, kind="embeddings", fields=[self.target], overwrite=True, status="complete",
+            embeddings_field=self.run_key, batch_size=batch_size, **self.settings,
+            results={"failures": failures,
+                     "num_embedded": len(_keys_with_values(self.samples, self.target, self.patches_field)),
+                     "num_computed_this_call": computed, "num_shards": self.num_shards, **self.extra_results},
+        )
+        coordination.clear(self.lock)
+        return self.target
+
+
+def _fit_pca(extractor, samples, patches_field, projection, *, batch_size, num_workers, skip_failures, progress):
     """Fit the on-the-fly PCA on a seeded sample of the view's items.
 
     Returns the fitted reducer, the raw embeddings of the fit items by key, and

@@ -260,7 +260,7 @@ def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field,
     return thresholds.fixed_threshold(scores, value), extra
 
 
-def _taggeditem_ids(dataset, tag, patches_field):
+def _tagged_item_ids(dataset, tag, patches_field):
     """Ids of the samples (or objects of ``patches_field``) on the whole dataset carrying ``tag``."""
     if patches_field is None:
         return set(dataset.match_tags(tag).values("id"))
@@ -343,30 +343,13 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     """
     import fiftyone.core.fields as fof
 
-    if rule not in RULE_ALIASES:
-        raise OODInputError(f"unknown rule {rule!r}; use one of {sorted(set(RULE_ALIASES))}")
-    rule_name, default = RULE_ALIASES[rule]
-    value = default if value is None else value
-    if value is None:
-        raise OODInputError(f"rule {rule!r} needs value=... (n for top_n, a fraction for top_fraction, "
-                            "the threshold for 'threshold')")
+    rule_name, value = _parse_rule(rule, value)
     tag = _check_tag(tag)
     dataset = samples._dataset
     if len(samples) == 0:
         raise OODInputError("samples is an empty view: nothing to flag")
-
-    where = _resolve_scores(samples, run_key)
+    where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite)
     patches = where["patches_field"]
-    leaf = where["path"].rpartition(".")[2]
-    flag_field = flag_field or f"{leaf}_flag"
-    runs.validate_key(flag_field, "flag field")
-    flag_key = flag_key or flag_field
-    flag_path = f"{patches}.detections.{flag_field}" if patches else flag_field
-    if flag_path == where["path"]:
-        raise OODInputError(f"flag_field {flag_field!r} would overwrite the scores; choose another name")
-    runs.check_new_run(samples, flag_key, [flag_path], overwrite)
-    if patches and not overwrite and dataset.get_field(flag_path) is None and dataset.count(flag_path):
-        raise OODInputError(f"field {flag_path!r} already exists; choose another flag_field or pass overwrite=True")
     previous = _previous_flags(samples, flag_key)
 
     ids, raw = _read_scores(samples, where)
@@ -377,28 +360,11 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     result, extra = _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag)
     flags_by_id = dict(zip((i for i, ok in zip(ids, scored) if ok), result.flags.tolist()))
     flagged = {i for i, f in flags_by_id.items() if f}
+    tags_added, tags_removed, claimed = _tag_plan(samples, flagged, tag, patches, flag_key, previous)
 
-    # Tag plan: never touch tags this function did not add (see module docstring).
-    tags_added, tags_removed, claimed = set(), set(), set()
-    if previous is not None:
-        old_tag, old_level, old_ids = previous
-        keep_old = flagged if (old_tag == tag and old_level == patches) else set()
-        others = _claimed_by_other_runs(samples, old_tag, old_level, flag_key) if old_tag else set()
-        tags_removed = old_ids - keep_old - others
-    if tag is not None:
-        current = _taggeditem_ids(dataset, tag, patches)
-        ours_before = previous[2] if previous and previous[0] == tag and previous[1] == patches else set()
-        others = _claimed_by_other_runs(samples, tag, patches, flag_key)
-        by_hand = current - ours_before - others
-        claimed = flagged - by_hand
-        tags_added = flagged - current
-        if previous and previous[0] == tag and previous[1] == patches:
-            tags_removed -= flagged
-
-    values = _flag_values(samples, patches, flags_by_id)
     runs.write_and_record(
         samples,
-        [(flag_path, values, fof.BooleanField)],
+        [(flag_path, _flag_values(samples, patches, flags_by_id), fof.BooleanField)],
         flag_key,
         kind="flags",
         overwrite=overwrite,
@@ -430,6 +396,57 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         "tags_added": len(tags_added),
         "tags_removed": len(tags_removed),
     }
+
+
+def _parse_rule(rule, value):
+    """``(thresholds rule name, value)`` from a ``rule=`` alias and its value (or the rule's default)."""
+    if rule not in RULE_ALIASES:
+        raise OODInputError(f"unknown rule {rule!r}; use one of {sorted(set(RULE_ALIASES))}")
+    rule_name, default = RULE_ALIASES[rule]
+    value = default if value is None else value
+    if value is None:
+        raise OODInputError(f"rule {rule!r} needs value=... (n for top_n, a fraction for top_fraction, "
+                            "the threshold for 'threshold')")
+    return rule_name, value
+
+
+def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
+    """Where the scores are and where the flags go: ``(where, flag path, flag run key)``; refuses clobbering."""
+    dataset = samples._dataset
+    where = _resolve_scores(samples, run_key)
+    patches = where["patches_field"]
+    leaf = where["path"].rpartition(".")[2]
+    flag_field = flag_field or f"{leaf}_flag"
+    runs.validate_key(flag_field, "flag field")
+    flag_key = flag_key or flag_field
+    flag_path = f"{patches}.detections.{flag_field}" if patches else flag_field
+    if flag_path == where["path"]:
+        raise OODInputError(f"flag_field {flag_field!r} would overwrite the scores; choose another name")
+    runs.check_new_run(samples, flag_key, [flag_path], overwrite)
+    if patches and not overwrite and dataset.get_field(flag_path) is None and dataset.count(flag_path):
+        raise OODInputError(f"field {flag_path!r} already exists; choose another flag_field or pass overwrite=True")
+    return where, flag_path, flag_key
+
+
+def _tag_plan(samples, flagged, tag, patches, flag_key, previous):
+    """``(ids to tag, ids to untag, ids this run claims)``: never touch tags this function did not add."""
+    tags_added, tags_removed, claimed = set(), set(), set()
+    same_tag = previous is not None and previous[0] == tag and previous[1] == patches
+    if previous is not None:
+        old_tag, old_level, old_ids = previous
+        keep_old = flagged if same_tag else set()
+        others = _claimed_by_other_runs(samples, old_tag, old_level, flag_key) if old_tag else set()
+        tags_removed = old_ids - keep_old - others
+    if tag is not None:
+        current = _tagged_item_ids(samples._dataset, tag, patches)
+        ours_before = previous[2] if same_tag else set()
+        others = _claimed_by_other_runs(samples, tag, patches, flag_key)
+        by_hand = current - ours_before - others
+        claimed = flagged - by_hand
+        tags_added = flagged - current
+        if same_tag:
+            tags_removed -= flagged
+    return tags_added, tags_removed, claimed
 
 
 def _flag_values(samples, patches_field, flags_by_id):

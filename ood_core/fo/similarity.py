@@ -221,13 +221,49 @@ def _compute_knn_scores_with_index(
     Returns:
         a dict summary (run key, field, counts, score quantiles).
     """
+    from .scores import score_summary
+
+    k = check_positive_int(k, "k")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    run_key = run_key or score_field
+    existing = _check_index_call(samples, embeddings_field, score_field, run_key, brain_key, backend, reference,
+                                 overwrite)
+    ref_view, ref_info, n_ref = _reference_with_embeddings(samples, reference, embeddings_field, k)
+    dataset = samples._dataset
+    if existing:
+        index = _load_index(dataset, brain_key, embeddings_field)
+        if ref_view is not None:
+            index.use_view(ref_view)
+    else:
+        index = _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress,
+                             backend_kwargs)
+    try:
+        metric = _index_metric(index)
+        scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress)
+        summary = score_summary(run_key, score_field, list(scores.values()), len(samples), method="knn")
+        runs.record_scores(
+            samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=scores,
+            overwrite=overwrite, results=summary, embeddings_field=embeddings_field, label_field=None,
+            detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
+                      "backend": f"fiftyone-brain:{index.config.method}", "index": "similarity"},
+            similarity={"brain_key": brain_key,
+                        "backend": index.config.method, "metric": metric, "kept": brain_key is not None},
+            reduction=None, reference=ref_info, backbone=runs.embedding_run_config(samples, embeddings_field),
+        )
+    finally:
+        if not existing and brain_key is None:
+            _drop_index(dataset, index, None)
+        elif existing and ref_view is not None:
+            index.clear_view()
+    return summary
+
+
+def _check_index_call(samples, embeddings_field, score_field, run_key, brain_key, backend, reference, overwrite):
+    """Validate before touching any index; returns whether ``brain_key`` names an existing index."""
     from .items import require_embeddings_field, require_nonempty
 
     require_nonempty(samples)
     dataset = samples._dataset
-    k = check_positive_int(k, "k")
-    batch_size = check_positive_int(batch_size, "batch_size")
-    run_key = run_key or score_field
     runs.validate_key(score_field, "score field")
     runs.check_new_run(samples, run_key, [score_field], overwrite)
     require_embeddings_field(dataset, embeddings_field)
@@ -243,72 +279,44 @@ def _compute_knn_scores_with_index(
             "k-NN scoring needs trusted in-distribution samples: pass reference='<sample tag>' (or a view) "
             "to build the index, or brain_key='<key of an existing similarity index>'"
         )
-    ref_view = ref_info = None
-    if reference is not None:
-        ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
-        n_ref = _count_with_embedding(ref_view, embeddings_field)
-        if n_ref <= k:
-            raise OODInputError(
-                f"k={k} but the reference has only {n_ref} samples with embeddings in {embeddings_field!r}; "
-                f"k must be < {n_ref}: lower k or add reference samples"
-            )
+    return existing
 
-    if existing:
-        index = _load_index(dataset, brain_key, embeddings_field)
-        if ref_view is not None:
-            index.use_view(ref_view)
-        created = False
-    else:
-        index = _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress,
-                             backend_kwargs)
-        created = True
-    try:
-        metric = _index_metric(index)
-        scores = {}
-        missing = 0
-        with Progress(progress, _count_with_embedding(samples, embeddings_field), "k-NN via index") as bar:
-            for ids, X in _embedding_chunks(samples, embeddings_field, batch_size):
-                nbr_ids, dists = _query(index, X, k + 1)
-                for qid, row_ids, row_d in zip(ids, nbr_ids, dists):
-                    d = kth_distance(row_ids, row_d, qid, k)
-                    if d is None:
-                        missing += 1
-                    else:
-                        scores[qid] = float(distances_to_scores(d, metric))
-                bar.update(len(ids))
-        if missing:
-            raise OODInputError(
-                f"the similarity index returned fewer than k={k} neighbours for {missing} samples; lower k, "
-                "add reference samples, or raise the backend's search breadth (e.g. hnsw_ef_search)"
-            )
-        if not scores:
-            raise OODInputError(f"no sample in this view has an embedding in {embeddings_field!r}")
 
-        values = np.fromiter(scores.values(), dtype=np.float64)
-        summary = {
-            "run_key": run_key,
-            "field": score_field,
-            "method": "knn",
-            "num_scored": len(scores),
-            "num_skipped": int(len(samples) - len(scores)),
-            "score_quantiles": {q: float(np.quantile(values, q / 100)) for q in (5, 50, 95)},
-        }
-
-        runs.record_scores(
-            samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=scores,
-            overwrite=overwrite, results=summary, embeddings_field=embeddings_field, label_field=None,
-            detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
-                      "backend": f"fiftyone-brain:{index.config.method}", "index": "similarity"},
-            similarity={"brain_key": brain_key,
-                        "backend": index.config.method, "metric": metric, "kept": brain_key is not None},
-            reduction=None, reference=ref_info, backbone=runs.embedding_run_config(samples, embeddings_field),
+def _reference_with_embeddings(samples, reference, embeddings_field, k):
+    """``(view, run description, number with embeddings)`` of the reference; Nones without one."""
+    if reference is None:
+        return None, None, None
+    ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
+    n_ref = _count_with_embedding(ref_view, embeddings_field)
+    if n_ref <= k:
+        raise OODInputError(
+            f"k={k} but the reference has only {n_ref} samples with embeddings in {embeddings_field!r}; "
+            f"k must be < {n_ref}: lower k or add reference samples"
         )
-    finally:
-        if created and brain_key is None:
-            _drop_index(dataset, index, None)
-        elif existing and ref_view is not None:
-            index.clear_view()
-    return summary
+    return ref_view, ref_info, n_ref
+
+
+def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress):
+    """``{sample id: k-NN score}`` from index queries in chunks (a sample in the index is not its own neighbour)."""
+    scores, missing = {}, 0
+    with Progress(progress, _count_with_embedding(samples, embeddings_field), "k-NN via index") as bar:
+        for ids, X in _embedding_chunks(samples, embeddings_field, batch_size):
+            nbr_ids, dists = _query(index, X, k + 1)
+            for qid, row_ids, row_d in zip(ids, nbr_ids, dists):
+                d = kth_distance(row_ids, row_d, qid, k)
+                if d is None:
+                    missing += 1
+                else:
+                    scores[qid] = float(distances_to_scores(d, metric))
+            bar.update(len(ids))
+    if missing:
+        raise OODInputError(
+            f"the similarity index returned fewer than k={k} neighbours for {missing} samples; lower k, "
+            "add reference samples, or raise the backend's search breadth (e.g. hnsw_ef_search)"
+        )
+    if not scores:
+        raise OODInputError(f"no sample in this view has an embedding in {embeddings_field!r}")
+    return scores
 
 
 @functools.wraps(_compute_knn_scores_with_index)
