@@ -57,6 +57,7 @@ _PUBLIC = {
     "load_ood_results": "ood_core.fo.runs",
     "rename_ood_run": "ood_core.fo.runs",
     "delete_ood_run": "ood_core.fo.runs",
+    "repair_ood_runs": "ood_core.fo.runs",
     # the paper's experiment workflows
     "pollution_sweep": "ood_core.fo.experiments",
     "config_sweep": "ood_core.fo.experiments",

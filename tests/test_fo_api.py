@@ -133,8 +133,9 @@ def test_label_issues_rank_flipped_labels_first(embedded):
 def test_existing_field_or_run_refused_unless_overwrite(embedded):
     ds = embedded
     ds.set_values("mine", [1.0] * len(ds))
-    with pytest.raises(OODInputError, match="'mine' already exists.*overwrite=True"):
-        ood.compute_ood_scores(ds, "emb", "mine", reference="trusted", k=5)
+    for overwrite in (False, True):  # a field the plugin did not write is never replaced
+        with pytest.raises(OODInputError, match="'mine' exists.*no fiftyone-ood run wrote it"):
+            ood.compute_ood_scores(ds, "emb", "mine", reference="trusted", k=5, overwrite=overwrite)
     assert ds.values("mine") == [1.0] * len(ds)  # user's field untouched
     ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
     with pytest.raises(OODInputError, match="already exists"):
@@ -145,7 +146,7 @@ def test_existing_field_or_run_refused_unless_overwrite(embedded):
     assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 1
     with pytest.raises(OODInputError, match="different settings.*refusing to mix"):
         ood.compute_pyramid_embeddings(ds, "emb", progress=False, model_name="tf_efficientnet_lite0")
-    with pytest.raises(OODInputError, match="'mine' already exists"):
+    with pytest.raises(OODInputError, match="'mine' exists.*no fiftyone-ood run wrote it"):
         ood.compute_pyramid_embeddings(ds, "mine", progress=False)
 
 
@@ -242,8 +243,14 @@ def test_nan_and_mixed_dimension_embeddings_are_refused(embedded):
     vecs = ds.values("emb")
     vecs[3] = np.full_like(vecs[3], np.nan)
     ds.set_values("emb", vecs)
-    with pytest.raises(OODInputError, match="NaN"):
+    bad_id = ds.values("id")[3]
+    with pytest.raises(OODInputError, match=rf"1 item\(s\) have NaN.*'emb'.*{bad_id}"):
         ood.compute_ood_scores(ds, "emb", "x", reference="trusted", k=5)
+    # a field of strings is named as such, not "could not convert string to float"
+    ds.set_values("names", [str(i) for i in range(len(ds))])
+    with pytest.raises(OODInputError, match=rf"'names' does not hold embedding vectors: item '{ds.values('id')[0]}' "
+                                            r"has a str"):
+        ood.compute_ood_scores(ds, "names", "x", k=5)
     vecs[3] = vecs[4][:10]
     ds.set_values("emb", vecs)
     with pytest.raises(OODInputError, match="mixed shapes"):
@@ -258,7 +265,11 @@ def test_reference_of_other_dimension_is_refused(embedded):
     trusted.set_values("emb2", small)
     test.set_values("emb2", test.values("emb"))
     with pytest.raises(OODInputError, match="dimension 32.*dimension"):
+        ood.compute_ood_scores(test, "emb2", "x", reference=trusted, k=5, score_reference=False)
+    # scoring the reference too reads both shapes at once: refused as mixed
+    with pytest.raises(OODInputError, match=r"mixed shapes \[\(32,\), \(176,\)\]"):
         ood.compute_ood_scores(test, "emb2", "x", reference=trusted, k=5)
+    assert ds.get_field("x") is None
 
 
 def test_reduction_fitted_on_reference(embedded):

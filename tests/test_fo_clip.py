@@ -164,7 +164,7 @@ def test_neglabel_encodes_the_images_itself_without_embeddings_field(embedded, t
 def test_overwrite_is_refused_then_replaces_cleanly(embedded, word_list, cache):
     ds = embedded
     ds.set_values("mine", [1.0] * len(ds))
-    with pytest.raises(OODInputError, match="'mine' already exists.*overwrite=True"):
+    with pytest.raises(OODInputError, match="'mine' exists.*no fiftyone-ood run wrote it"):
         _neglabel(ds, cache, word_list, score_field="mine", embeddings_field="clip")
     assert ds.values("mine") == [1.0] * len(ds) and not ds.has_field("neglabel_prediction")
     _neglabel(ds, cache, word_list, score_field="nl", embeddings_field="clip")

@@ -171,7 +171,7 @@ def test_existing_flag_field_refused_and_nothing_touched(synthetic):
     ds, scores = synthetic
     ds.set_values("ood_flag", [False] * 60)
     before_tags = ds.values("tags")
-    with pytest.raises(OODInputError, match="'ood_flag' already exists.*overwrite=True"):
+    with pytest.raises(OODInputError, match="'ood_flag' exists.*no fiftyone-ood run wrote it"):
         ood.flag_samples(ds, "ood", rule="top_n", value=5, tag="ood")
     assert ds.values("ood_flag") == [False] * 60
     assert ds.values("tags") == before_tags and "ood_flag" not in ds.list_runs()
@@ -179,7 +179,12 @@ def test_existing_flag_field_refused_and_nothing_touched(synthetic):
     with pytest.raises(OODInputError, match="'ood_scores' run"):
         ood.flag_samples(ds, "ood", rule="top_n", value=5, flag_field="x", flag_key="ood", overwrite=True)
     assert ds.values("ood") == scores.tolist()
-    out = ood.flag_samples(ds, "ood", rule="top_n", value=5, overwrite=True)
+    # the user's own field is not replaced even with overwrite=True
+    with pytest.raises(OODInputError, match="no fiftyone-ood run wrote it"):
+        ood.flag_samples(ds, "ood", rule="top_n", value=5, overwrite=True)
+    assert ds.values("ood_flag") == [False] * 60
+    ds.delete_sample_field("ood_flag")
+    out = ood.flag_samples(ds, "ood", rule="top_n", value=5)
     assert sum(ds.values("ood_flag")) == 5 and out["num_tagged"] == 0
 
 

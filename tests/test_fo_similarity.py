@@ -150,7 +150,7 @@ def test_bad_inputs_are_refused_before_any_work(pg, emb_dataset):
     with pytest.raises(OODInputError, match="centres the embeddings"):
         compute_knn_scores_with_index(ds, "emb", "s", reference="trusted", k=5, backend="sklearn")
     ds.set_values("s", [1.0] * len(ds))
-    with pytest.raises(OODInputError, match="already exists"):
+    with pytest.raises(OODInputError, match="no fiftyone-ood run wrote it"):
         compute_knn_scores_with_index(ds, "emb", "s", reference="trusted", k=5, connection_string=cs)
     assert ds.values("s") == [1.0] * len(ds)
     with pytest.raises(OODInputError, match='metric="cosine"'):

@@ -1,5 +1,6 @@
 """One extraction split across workers: shards, the shared partial field, the job lock."""
 
+import datetime
 import json
 import os
 import subprocess
@@ -120,17 +121,55 @@ def test_lock_serialises_workers_and_breaks_stale_locks():
     for t in threads:
         t.join()
     assert overlaps == []
-    # a lock held by a dead worker: waited for, then broken once stale
+    # a lock whose lease runs out (a holder that stopped renewing): waited for, then broken
     coll = fo_coordination._collection()
-    coll.update_one({"_id": key}, {"$set": {"lock": "dead-worker", "locked_at": fo_coordination._now()}})
+    coll.update_one({"_id": key}, {"$set": {"lock": "dead-worker", "locked_at": fo_coordination._now(),
+                                            "expires_at": fo_coordination._now() + datetime.timedelta(seconds=3)}}, upsert=True)
     with pytest.raises(BackendError, match="held the lock"):
-        with fo_coordination.locked(key, timeout=0.3, stale_after=60):
+        with fo_coordination.locked(key, timeout=0.5):
             pass
-    time.sleep(0.6)
-    with fo_coordination.locked(key, timeout=5, stale_after=0.5):
+    time.sleep(3)
+    with fo_coordination.locked(key, timeout=5):
         assert coll.find_one({"_id": key})["lock"] not in (None, "dead-worker")
-    assert coll.find_one({"_id": key})["lock"] is None
+    assert coll.find_one({"_id": key}) is None  # a pure lock document is removed when released
     fo_coordination.clear(key)
+
+
+_HOLD_LOCK = """
+import sys, time
+import fiftyone  # noqa: F401  (connects to FIFTYONE_DATABASE_URI)
+from ood_core.fo import coordination
+with coordination.locked(sys.argv[1], lease=1.0):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_a_live_holder_keeps_its_lease_and_a_killed_one_loses_it_within_the_lease():
+    import signal
+    import subprocess
+    import sys
+
+    key = "test-lease-key"
+    fo_coordination.clear(key)
+    holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, key], stdout=subprocess.PIPE, text=True,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        # alive and renewing: 3 leases later the lock is still its own
+        with pytest.raises(BackendError, match="still alive"):
+            with fo_coordination.locked(key, timeout=3.0, lease=1.0):
+                pass
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        t0 = time.monotonic()
+        with fo_coordination.locked(key, timeout=10.0, lease=1.0):
+            waited = time.monotonic() - t0
+        assert waited < 2.5  # broken within about one lease (1 s) of the last heartbeat
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        fo_coordination.clear(key)
 
 
 def test_operator_queues_one_delegated_operation_per_shard(shared_dataset, extractor):

@@ -9,20 +9,38 @@ done; the last one renames the field and marks the run complete).
 
 Both steps run under a lock document in the collection ``ood_plugin_jobs`` of
 FiftyOne's database; the same document records the shard count, the shards
-that are done, and the failures of each. Taking the lock is one atomic upsert
-that only matches an unlocked document (a held lock makes the upsert collide
-on ``_id``). A lock older than ``stale_after`` seconds is taken to belong to a
-dead worker and is broken.
+that are done, and the failures of each. The same locks guard every field
+write of the package (:mod:`.commit`).
+
+Taking the lock is one atomic upsert that only matches an unlocked document (a
+held lock makes the upsert collide on ``_id``). A lock is a **lease**: its
+holder renews ``expires_at`` from a heartbeat thread every ``lease / 3``
+seconds, so a holder killed with ``kill -9`` stops renewing and its lock is
+broken by the next waiter within ``lease`` seconds (default 15 s), while a
+live holder keeps it for as long as it works (a long PCA fit, say).
 """
 
 import contextlib
 import datetime
+import logging
+import os
+import threading
 import time
 import uuid
 
 from ..errors import BackendError
 
+logger = logging.getLogger(__name__)
+
 COLLECTION = "ood_plugin_jobs"
+
+#: Seconds a lock outlives its last heartbeat (a killed holder's lock is broken after this);
+#: the environment variable FIFTYONE_OOD_LOCK_LEASE overrides it.
+DEFAULT_LEASE = 15.0
+
+
+def lease_seconds():
+    return float(os.environ.get("FIFTYONE_OOD_LOCK_LEASE", DEFAULT_LEASE))
 
 #: Failures kept per job in the coordination document (the rest are counted only).
 MAX_FAILURES = 1000
@@ -44,34 +62,78 @@ def job_key(dataset, path):
 
 
 @contextlib.contextmanager
-def locked(key, *, timeout=900.0, stale_after=1800.0, poll=0.1):
-    """Hold the lock of job ``key`` for the ``with`` block; yields the job collection."""
+def locked(key, *, timeout=900.0, lease=None, poll=0.1):
+    """Hold the lease lock of ``key`` for the ``with`` block; yields the job collection.
+
+    Waits up to ``timeout`` seconds for a live holder, then raises
+    :class:`~ood_core.errors.BackendError`; breaks a lock whose lease expired.
+    """
     from pymongo.errors import DuplicateKeyError
 
+    lease = lease_seconds() if lease is None else float(lease)
     coll = _collection()
     owner = uuid.uuid4().hex
     deadline = time.monotonic() + timeout
+    announced = False
     while True:
+        now = _now()
         try:
-            coll.update_one({"_id": key, "lock": None}, {"$set": {"lock": owner, "locked_at": _now()}},
+            coll.update_one({"_id": key, "lock": None},
+                            {"$set": {"lock": owner, "locked_at": now, "expires_at": _later(now, lease)}},
                             upsert=True)
             break
         except DuplicateKeyError:
-            doc = coll.find_one({"_id": key}, {"lock": 1, "locked_at": 1}) or {}
-            held_for = (_now() - doc["locked_at"]).total_seconds() if doc.get("locked_at") else 0.0
-            if doc.get("lock") and held_for > stale_after:
+            doc = coll.find_one({"_id": key}, {"lock": 1, "locked_at": 1, "expires_at": 1}) or {}
+            expires = doc.get("expires_at")
+            if doc.get("lock") and (expires is None or expires < _now()):
+                logger.warning("breaking the lock of %r: its holder stopped renewing it (dead worker)", key)
                 coll.update_one({"_id": key, "lock": doc["lock"]}, {"$set": {"lock": None}})
                 continue
             if time.monotonic() > deadline:
+                held = (_now() - doc["locked_at"]).total_seconds() if doc.get("locked_at") else 0.0
                 raise BackendError(
-                    f"another worker has held the lock of job {key!r} for {held_for:.0f} s; if no worker is "
-                    f"running, remove it with ood_core.coordination.clear({key!r})"
+                    f"another process is writing {key!r} (it has held the lock for {held:.0f} s and is still "
+                    "alive); wait for it to finish and run again"
                 )
+            if not announced:
+                logger.info("waiting for another process writing %r", key)
+                announced = True
             time.sleep(poll)
+    stop = threading.Event()
+    heartbeat = threading.Thread(target=_renew, args=(coll, key, owner, lease, stop), daemon=True)
+    heartbeat.start()
     try:
         yield coll
     finally:
-        coll.update_one({"_id": key, "lock": owner}, {"$set": {"lock": None}})
+        stop.set()
+        heartbeat.join()
+        # a pure lock document goes; a sharded job's document (num_shards, done, ...) stays
+        if coll.delete_one({"_id": key, "lock": owner, "num_shards": {"$exists": False}}).deleted_count == 0:
+            coll.update_one({"_id": key, "lock": owner}, {"$set": {"lock": None}})
+
+
+def _later(now, seconds):
+    return now + datetime.timedelta(seconds=seconds)
+
+
+def _renew(coll, key, owner, lease, stop):
+    """Heartbeat: push the lease forward while the holder is alive."""
+    while not stop.wait(lease / 3):
+        try:
+            coll.update_one({"_id": key, "lock": owner}, {"$set": {"expires_at": _later(_now(), lease)}})
+        except Exception:  # a lost database: the holder's own calls fail and report it
+            logger.debug("could not renew the lock of %r", key, exc_info=True)
+
+
+def is_held(key):
+    """Whether a live process holds the lock of ``key`` (its lease has not expired)."""
+    doc = lock_holder(key)
+    return bool(doc and doc.get("lock") and doc.get("expires_at") and doc["expires_at"] > _now())
+
+
+def lock_holder(key):
+    """``{"lock", "locked_at", "expires_at"}`` of ``key``'s lock document, or None (tests, diagnostics)."""
+    return _collection().find_one({"_id": key}, {"lock": 1, "locked_at": 1, "expires_at": 1})
 
 
 def state(key):

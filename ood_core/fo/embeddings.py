@@ -255,6 +255,8 @@ class _EmbeddingJob:
                 runs.register_run(self.samples, self.run_key, kind="embeddings", fields=[self.write_path],
                                   overwrite=True, status="partial", embeddings_field=self.run_key, **self.settings,
                                   results=self.extra_results)
+            else:  # filling in a complete field: the record says so until every item is done
+                runs.update_run(self.samples, self.run_key, status="filling")
             if fitted is not None:  # the PCA fit sample is already embedded: store it, do not compute it twice
                 raw, sample_of = fitted
                 _write_vectors(self.samples, self.write_path, {k: projection.apply(v[None])[0] for k, v in raw.items()},
@@ -459,7 +461,7 @@ def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite
         )
     if info.get("status") == "partial":
         return partial, "resume"
-    return target, "fill"
+    return target, "fill"  # status "complete", or "filling" (a fill-in that was interrupted)
 
 
 def _jsonable(obj):

@@ -368,6 +368,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         flag_key,
         kind="flags",
         overwrite=overwrite,
+        reads=[where["path"]],
         score_run=where["run_key"],
         score_field=where["path"],
         patches_field=patches,
@@ -422,7 +423,7 @@ def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
     flag_path = f"{patches}.detections.{flag_field}" if patches else flag_field
     if flag_path == where["path"]:
         raise OODInputError(f"flag_field {flag_field!r} would overwrite the scores; choose another name")
-    runs.check_new_run(samples, flag_key, [flag_path], overwrite)
+    runs.check_new_run(samples, flag_key, [flag_path], overwrite, reads=[where["path"]])
     if patches and not overwrite and dataset.get_field(flag_path) is None and dataset.count(flag_path):
         raise OODInputError(f"field {flag_path!r} already exists; choose another flag_field or pass overwrite=True")
     return where, flag_path, flag_key

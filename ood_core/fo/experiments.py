@@ -495,8 +495,8 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
         config = info["best_config"]
     run_key = run_key or score_field
     runs.validate_key(score_field, "score field")
-    runs.check_new_run(samples, run_key, [score_field], overwrite)
     emb = config["embeddings_field"]
+    runs.check_new_run(samples, run_key, [score_field], overwrite, reads=[emb])
     if reference is None and not (config.get("reference") or {}).get("unsupervised"):
         recorded = config.get("reference") or {}
         reference = recorded.get("tag") or runs.view_from_description(samples, recorded)
@@ -525,7 +525,7 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
                "score_quantiles": {q: float(np.quantile(scores, q / 100)) for q in (5, 50, 95)}}
     runs.record_scores(
         samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=dict(zip(keys, scores)),
-        overwrite=overwrite, results=summary, embeddings_field=emb, label_field=None,
+        overwrite=overwrite, results=summary, reads=[emb], embeddings_field=emb, label_field=None,
         detector=det.get_params(), reduction=reducer.get_params() if reducer else None,
         reference=ref_info, levels=config.get("levels"), level_indices=config.get("level_indices"),
         backbone=_backbone(samples, emb),

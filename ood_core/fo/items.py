@@ -97,6 +97,14 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
             + (f" and a label in {label_field!r}" if label_field else "")
             + "; compute embeddings for this view first"
         )
+    not_vectors = [i for i in keep if isinstance(vecs[i], (str, bytes, dict, bool)) or np.ndim(vecs[i]) == 0]
+    if not_vectors:
+        i = not_vectors[0]
+        raise OODInputError(
+            f"field {embeddings_field!r} does not hold embedding vectors: item {keys[i]!r} has a "
+            f"{type(vecs[i]).__name__} ({len(not_vectors)} such items); pass the field written by "
+            "compute_pyramid_embeddings / compute_clip_embeddings (or any numeric vector field)"
+        )
     dims = {np.asarray(vecs[i]).shape for i in keep}
     if len(dims) > 1:
         raise OODInputError(
@@ -104,6 +112,13 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
             "one backbone configuration (overwrite=True)"
         )
     X = np.stack([np.asarray(vecs[i], dtype=np.float32).ravel() for i in keep])
+    bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if bad.size:
+        ids = [keys[keep[i]] for i in bad[:5]]
+        raise OODInputError(
+            f"{bad.size} item(s) have NaN or infinite values in {embeddings_field!r} (ids {ids}); recompute "
+            "their embeddings, or exclude them from the view (e.g. view.exclude(ids))"
+        )
     labels = [labs[i] for i in keep] if label_field else None
     return [keys[i] for i in keep], X, labels
 
@@ -163,3 +178,20 @@ def item_values(samples, path, patches_field):
     ids = samples.values(f"{patches_field}.detections.id")
     vals = samples.values(path)
     return [v for row, v in zip(ids, vals) for _ in (row or [])]
+
+
+def union_view(samples, other):
+    """The samples of ``samples`` plus those of ``other`` (views of one dataset), in no particular order.
+
+    Returns ``samples`` itself when ``other`` adds nothing, and the dataset when
+    the union is all of it.
+    """
+    dataset = samples._dataset
+    ids = samples.values("id")
+    have = set(ids)
+    extra = [i for i in other.values("id") if i not in have]
+    if not extra:
+        return samples
+    if len(have) + len(extra) == len(dataset):
+        return dataset
+    return dataset.select(ids + extra, ordered=False)

@@ -12,8 +12,8 @@ to their targets, so an interrupted run never leaves a half-filled field (or
 a field without its run record) under the real name.
 """
 
+import contextlib
 import logging
-import uuid
 from dataclasses import dataclass
 
 from ..errors import OODInputError
@@ -99,38 +99,61 @@ def validate_key(key, what="run key"):
             f"{what} {key!r} is not valid: use letters, digits and underscores, not starting "
             "with a digit or underscore (e.g. 'ood_knn')"
         )
+    if key.startswith("tmp_ood_"):
+        raise OODInputError(f"{what} {key!r} is reserved: names starting with 'tmp_ood_' are the plugin's own "
+                            "temporary fields; choose another name")
     return key
 
 
-def check_new_run(samples, run_key, fields, overwrite):
-    """Refuse to clobber an existing run or field unless ``overwrite``.
+def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
+    """Refuse writes that can only be mistakes, and clobbering without ``overwrite``.
 
-    ``fields`` are the sample-level (or embedded ``a.detections.b``) field
-    paths the run will write.
+    Always refused, whatever ``overwrite`` says: writing into a field the call
+    reads (``reads``: embeddings, labels, scores), into a built-in field, into
+    an existing field that no run of this plugin wrote (a user's labels), or
+    replacing a run of another kind. Without ``overwrite``: an existing run key
+    or field. ``fields`` are sample-level (or ``a.detections.b``) paths.
     """
     validate_key(run_key)
     dataset = samples._dataset
-    if dataset.has_run(run_key) and not overwrite:
-        raise OODInputError(
-            f"run key {run_key!r} already exists on dataset {dataset.name!r}; choose another "
-            "key or pass overwrite=True to replace the run and its fields"
-        )
+    read = {path for path in reads if path}
     for path in fields:
-        if _field_exists(dataset, path) and not overwrite:
-            owner = _owning_run(dataset, path)
-            hint = f" (written by run {owner!r})" if owner else ""
+        if path in read:
             raise OODInputError(
-                f"field {path!r} already exists on dataset {dataset.name!r}{hint}; choose another "
-                "field name or pass overwrite=True to replace it"
+                f"field {path!r} is read by this call; writing the results into it would destroy the input. "
+                "Choose another output field name"
             )
-        if overwrite and _field_exists(dataset, path):
-            owner = _owning_run(dataset, path)
-            if owner is None and path.split(".")[0] in _protected_fields(dataset):
-                raise OODInputError(f"refusing to overwrite built-in field {path!r}")
+        leaf = path.rpartition(".")[2]
+        if path.split(".")[0] in _BUILT_IN_FIELDS or ("." in path and leaf in _BUILT_IN_LABEL_ATTRIBUTES):
+            raise OODInputError(f"{path!r} is a built-in field; choose another output field name")
+    if dataset.has_run(run_key):
+        kind = getattr(dataset.get_run_info(run_key).config, "kind", None)
+        if not overwrite:
+            raise OODInputError(
+                f"run key {run_key!r} already exists on dataset {dataset.name!r}; choose another "
+                "key or pass overwrite=True to replace the run and its fields"
+            )
+        if kind is None:
+            raise OODInputError(f"run key {run_key!r} belongs to another tool, not fiftyone-ood; choose another key")
+    for path in fields:
+        if not _field_exists(dataset, path):
+            continue
+        owner = _owning_run(dataset, path)
+        if owner is None:
+            raise OODInputError(
+                f"field {path!r} exists on dataset {dataset.name!r} but no fiftyone-ood run wrote it; refusing to "
+                "replace data this plugin did not create, even with overwrite=True. Choose another field name "
+                "(or delete the field yourself if it is really unwanted)"
+            )
+        if not overwrite:
+            raise OODInputError(
+                f"field {path!r} already exists on dataset {dataset.name!r} (written by run {owner!r}); choose "
+                "another field name or pass overwrite=True to replace it"
+            )
 
 
-def _protected_fields(dataset):
-    return {"id", "filepath", "tags", "metadata", "created_at", "last_modified_at"}
+_BUILT_IN_FIELDS = {"id", "filepath", "tags", "metadata", "created_at", "last_modified_at"}
+_BUILT_IN_LABEL_ATTRIBUTES = {"id", "label", "bounding_box", "confidence", "tags", "mask", "index"}
 
 
 def _field_exists(dataset, path):
@@ -138,90 +161,54 @@ def _field_exists(dataset, path):
 
 
 def _owning_run(dataset, path):
-    for key in dataset.list_runs(ood_plugin=PLUGIN_TAG):
+    for key in list_ood_runs(dataset):
         if path in (dataset.get_run_info(key).config.fields or []):
             return key
     return None
 
 
-def stage_values(samples, path, values, field_type=None):
-    """Write ``values`` (aligned with ``samples``) to a hidden temporary field.
+def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, reads=(), **params):
+    """Write fields and record their run all-or-nothing (see :mod:`.commit`).
 
-    ``path`` is a sample field (``"ood_score"``) or an attribute of a list of
-    labels (``"ground_truth.detections.ood_score"``; then ``values`` are
-    nested lists). ``field_type`` (e.g. ``fiftyone.core.fields.VectorField``)
-    declares the field first, so arrays inside labels read back as arrays.
-    Returns the temporary path, to be passed to :func:`commit_staged` or
-    :func:`discard_staged`.
+    ``writes`` is a list of ``(path, values)`` or ``(path, values, field_type)``,
+    values aligned with ``samples``. Values are staged in temporary fields, then
+    committed under per-field locks: old fields are moved aside (not deleted)
+    until the new fields and the new run record are in place; any failure
+    restores the previous state. Overwriting from a view replaces only the
+    view's values: the other samples keep theirs.
     """
-    prefix, _, _ = path.rpartition(".")
-    tmp_leaf = f"tmp_ood_{uuid.uuid4().hex[:10]}"
-    tmp = f"{prefix}.{tmp_leaf}" if prefix else tmp_leaf
-    try:
-        if field_type is not None:
-            samples._dataset.add_sample_field(tmp, field_type)
-        samples.set_values(tmp, values)
-    except BaseException:
-        discard_staged(samples, tmp)
-        raise
-    return tmp
+    from . import commit, coordination
 
-
-def commit_staged(samples, tmp, path, *, overwrite=False):
-    """Rename a staged temporary field to ``path`` (replacing it if ``overwrite``)."""
     dataset = samples._dataset
-    if _field_exists(dataset, path):
-        if not overwrite:
-            raise OODInputError(f"field {path!r} appeared while writing; pass overwrite=True")
-        dataset.delete_sample_field(path)
-    dataset.rename_sample_field(tmp, path)
-
-
-def discard_staged(samples, tmp):
-    dataset = samples._dataset
-    if _field_exists(dataset, tmp):
-        dataset.delete_sample_field(tmp)
-
-
-def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, **params):
-    """Write fields and record their run all-or-nothing.
-
-    ``writes`` is a list of ``(path, values)`` or ``(path, values, field_type)``. Values are staged in temporary
-    fields, the run is registered, and only then are the temporary fields
-    renamed to their real names. Any error removes the temporary fields (and
-    the new run record), so no half-written field ever carries a real name.
-    """
-    dataset = samples._dataset
+    commit.repair(dataset)
+    targets = [w[0] for w in writes]
+    check_new_run(samples, run_key, targets, overwrite, reads=reads)
+    partial_view = overwrite and len(samples) < len(dataset)
     staged = []
-    registering = False
-    backup = None
-    try:
-        for path, values, *field_type in writes:
-            staged.append((stage_values(samples, path, values, *field_type), path))
-        if overwrite and dataset.has_run(run_key):
-            # keep the old record under a hidden key until the new one is in place
-            backup = f"tmp_ood_backup_{uuid.uuid4().hex[:12]}"
-            dataset.rename_run(run_key, backup)
-        registering = True
-        register_run(samples, run_key, kind=kind, fields=[w[0] for w in writes], overwrite=overwrite,
-                     results=results, **params)
-        for tmp, path in staged:
-            commit_staged(samples, tmp, path, overwrite=overwrite)
-    except BaseException:
-        for tmp, _ in staged:
-            discard_staged(samples, tmp)
-        # a record this call created (even one that failed while being saved) goes too
-        if registering and dataset.has_run(run_key):
-            dataset.delete_run(run_key)
-        if backup is not None:
-            dataset.rename_run(backup, run_key)
-        raise
-    if backup is not None:
-        dataset.delete_run(backup)
+    with contextlib.ExitStack() as held:
+        try:
+            for path, values, *field_type in writes:
+                tmp = commit.reserve_tmp_path(path)
+                held.enter_context(coordination.locked(coordination.job_key(dataset, tmp)))
+                commit.stage_values(samples, path, values, *field_type, tmp=tmp, keep_others=partial_view)
+                staged.append((tmp, path))
+
+            def check(reloaded):
+                if not overwrite:
+                    check_new_run(reloaded, run_key, targets, overwrite, reads=reads)
+
+            def register():
+                register_run(samples, run_key, kind=kind, fields=targets, overwrite=True, results=results,
+                             **params)
+
+            commit.commit(samples, staged, run_key, register, overwrite=overwrite, check=check)
+        except BaseException:
+            commit.discard(dataset, [tmp for tmp, _ in staged])
+            raise
 
 
 def record_scores(samples, run_key, *, kind, score_field, scores_by_key, patches_field=None, extra_writes=(),
-                  overwrite=False, results=None, **params):
+                  overwrite=False, results=None, reads=(), **params):
     """Write one score per item and record the score run: the one path of every score writer.
 
     ``scores_by_key`` maps sample ids (object ids with ``patches_field``) to
@@ -241,10 +228,19 @@ def record_scores(samples, run_key, *, kind, score_field, scores_by_key, patches
     target = patch_path(patches_field, score_field) if patches_field else score_field
     writes = [(target, values_by_key(samples, scores_by_key, patches_field), fof.FloatField), *extra_writes]
     params.setdefault("score_convention", f"higher = more {kind_info.positive_class}")
-    write_and_record(samples, writes, run_key, kind=kind, overwrite=overwrite, results=results,
+    write_and_record(samples, writes, run_key, kind=kind, overwrite=overwrite, results=results, reads=reads,
                      score_field=score_field, patches_field=patches_field,
                      positive_class=kind_info.positive_class, **params)
+    _index_for_sorting(samples._dataset, target)
     return target
+
+
+def _index_for_sorting(dataset, path):
+    """The App's grid sorts only by indexed fields: index every score field (best effort)."""
+    try:
+        dataset.create_index(path)
+    except Exception:  # an index is a convenience; the scores are already committed
+        logger.warning("could not index %r for sorting in the App", path, exc_info=True)
 
 
 def embedding_run_config(samples, embeddings_field):
@@ -278,6 +274,15 @@ def register_run(samples, run_key, *, kind, fields, overwrite=False, results=Non
     res = samples.init_run_results(run_key, **stored)
     samples.save_run_results(run_key, res)
     return run_key
+
+
+def update_run(samples, run_key, **changes):
+    """Change entries of a run's config in place (one database update; the record is never absent)."""
+    dataset = samples._dataset
+    config = dataset.get_run_info(run_key).config
+    for name, value in changes.items():
+        setattr(config, name, value)
+    dataset.update_run_config(run_key, config)
 
 
 def resolve_view(samples, view_or_tag, what="reference", purpose="in-distribution samples"):
@@ -328,11 +333,24 @@ def view_from_description(samples, description):
 
 
 def list_ood_runs(samples, kind=None):
-    """Keys of this package's runs on the dataset, optionally of one ``kind``."""
+    """Keys of this package's runs on the dataset, optionally of one ``kind`` (internal backups hidden)."""
+    from .commit import is_internal
+
     kwargs = {"ood_plugin": PLUGIN_TAG}
     if kind is not None:
         kwargs["kind"] = kind
-    return samples._dataset.list_runs(**kwargs)
+    return [key for key in samples._dataset.list_runs(**kwargs) if not is_internal(key)]
+
+
+def repair_ood_runs(samples):
+    """Finish or undo writes that a killed process left on the dataset; remove orphan temporary fields.
+
+    Every write does this first on its dataset; call it yourself after a crash
+    to clean up without writing anything. Returns counts of what was repaired.
+    """
+    from .commit import repair
+
+    return repair(samples._dataset)
 
 
 def _require_run(samples, run_key):

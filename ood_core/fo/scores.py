@@ -27,6 +27,7 @@ from .items import (
     patch_path,
     read_embeddings,
     require_nonempty,
+    union_view,
 )
 
 logger = logging.getLogger(__name__)
@@ -98,14 +99,16 @@ def compute_ood_scores(
     neighbor_backend=None,
     neighbor_index=None,
     run_key=None,
+    score_reference=True,
     overwrite=False,
 ):
     """Score every sample (or object) of a view; higher = more OOD.
 
     Supervised (``reference`` given): the detector is fitted on the reference
     samples (a sample tag such as ``"trusted"``, or a view) and scores
-    ``samples``; reference samples inside ``samples`` are scored with their
-    self-match excluded. Unsupervised (``reference=None``): the detector is
+    ``samples``; reference samples are scored too (``score_reference=True``),
+    with their self-match excluded, so thresholds relative to the reference
+    and the App's Embeddings plot have a score for every sample. Unsupervised (``reference=None``): the detector is
     fitted and scored on ``samples`` themselves (per class of
     ``label_field`` for ``"class_lof"`` / ``"label_agreement"``).
 
@@ -125,6 +128,10 @@ def compute_ood_scores(
         neighbor_index: ``"flat"`` (exact, default), ``"ivf"`` or ``"hnsw"``
             (approximate, faiss only, for very large reference sets).
         run_key: key of the recorded run (default: ``score_field``).
+        score_reference: also score the reference samples outside ``samples``
+            (self-excluded); False scores ``samples`` only.
+        overwrite: replace the run and its field; on a view, only the view's
+            values are replaced and the other samples keep theirs.
 
     Returns:
         a dict summary (run key, field, counts, score quantiles).
@@ -136,7 +143,11 @@ def compute_ood_scores(
     patches_field, use_labels = _check_score_call(samples, score_field, method, label_field, patches_field, k,
                                                   class_conditional, reduce, n_components)
     target = patch_path(patches_field, score_field) if patches_field else score_field
-    runs.check_new_run(samples, run_key, [target], overwrite)
+    reads = [patch_path(patches_field, embeddings_field) if patches_field else embeddings_field, label_field]
+    runs.check_new_run(samples, run_key, [target], overwrite, reads=reads)
+    if reference is not None and score_reference:
+        ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
+        samples = union_view(samples, ref_view)
 
     keys, X, labels = read_embeddings(samples, embeddings_field, patches_field, use_labels)
     X_ref, labels_ref, ref_index, ref_info = _read_reference(samples, reference, keys, embeddings_field,
@@ -150,7 +161,7 @@ def compute_ood_scores(
     runs.record_scores(
         samples, run_key, kind=runs.score_kind(detector_class(method).task), score_field=score_field,
         scores_by_key=dict(zip(keys, scores)), patches_field=patches_field, overwrite=overwrite, results=summary,
-        embeddings_field=embeddings_field, label_field=label_field, detector=det.get_params(),
+        reads=reads, embeddings_field=embeddings_field, label_field=label_field, detector=det.get_params(),
         reduction=reducer.get_params() if reducer is not None else None, reference=ref_info,
         backbone=runs.embedding_run_config(samples, embeddings_field),
     )

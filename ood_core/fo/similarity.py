@@ -243,7 +243,8 @@ def _compute_knn_scores_with_index(
         summary = score_summary(run_key, score_field, list(scores.values()), len(samples), method="knn")
         runs.record_scores(
             samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=scores,
-            overwrite=overwrite, results=summary, embeddings_field=embeddings_field, label_field=None,
+            overwrite=overwrite, results=summary, reads=[embeddings_field], embeddings_field=embeddings_field,
+            label_field=None,
             detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
                       "backend": f"fiftyone-brain:{index.config.method}", "index": "similarity"},
             similarity={"brain_key": brain_key,
@@ -265,7 +266,7 @@ def _check_index_call(samples, embeddings_field, score_field, run_key, brain_key
     require_nonempty(samples)
     dataset = samples._dataset
     runs.validate_key(score_field, "score field")
-    runs.check_new_run(samples, run_key, [score_field], overwrite)
+    runs.check_new_run(samples, run_key, [score_field], overwrite, reads=[embeddings_field])
     require_embeddings_field(dataset, embeddings_field)
     if not isinstance(dataset.get_field(embeddings_field), _vector_field_types()):
         raise OODInputError(f"field {embeddings_field!r} does not hold embedding vectors")

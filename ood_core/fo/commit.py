@@ -1,0 +1,287 @@
+"""The one atomic, locked commit of field writes and their run record.
+
+Every write of the package ends here (through
+:func:`ood_core.fo.runs.write_and_record`). The guarantee: after the call,
+after an exception at any step, or after the process is killed at any point
+(followed by the next call on the dataset, or :func:`repair`), every target
+field holds either its complete old values or its complete new values, and
+the run record matches them.
+
+Steps, with the journal document (collection ``ood_plugin_commits``) updated
+before each state change so a crash can be undone or finished:
+
+1. **stage** (no lock): new values go to fresh temporary fields
+   ``tmp_ood_<hex>``. Overwriting from a view first copies the old values, so
+   samples outside the view keep theirs.
+2. under the per-field lease locks (:mod:`.coordination`), with the dataset
+   reloaded so concurrent writers are seen: re-check that nothing appeared
+   meanwhile (without ``overwrite``);
+3. **move aside**: each existing target is renamed to ``tmp_ood_old_<hex>``
+   and an existing run record to ``tmp_ood_backup_<hex>`` (never deleted first);
+4. **rename** the staged fields to the targets;
+5. **record** the new run (``register``);
+6. **drop** the moved-aside copies and the journal.
+
+A failure in steps 3-5 undoes them in reverse (:func:`_roll_back`). A journal
+left by a killed process is rolled back (crash before step 5 completed) or
+forward (after it) by :func:`repair`, which every write calls first.
+"""
+
+import logging
+import uuid
+
+from ..errors import OODInputError
+
+logger = logging.getLogger(__name__)
+
+JOURNAL = "ood_plugin_commits"
+#: prefix of every temporary field and run key of this package (hidden from users)
+TMP_PREFIX = "tmp_ood_"
+BACKUP_RUN_PREFIX = "tmp_ood_backup_"
+#: seconds to wait for another writer of the same field before giving up
+LOCK_TIMEOUT = 600.0
+
+
+def is_internal(name):
+    """Whether a field path or run key is one of the package's temporary ones."""
+    return name.rpartition(".")[2].startswith(TMP_PREFIX)
+
+
+def _journal():
+    import fiftyone.core.odm as foo
+
+    return foo.get_db_conn()[JOURNAL]
+
+
+def _exists(dataset, path):
+    return dataset.get_field(path) is not None
+
+
+def _tmp_path(path, tag=""):
+    prefix, _, _ = path.rpartition(".")
+    leaf = f"{TMP_PREFIX}{tag}{uuid.uuid4().hex[:10]}"
+    return f"{prefix}.{leaf}" if prefix else leaf
+
+
+# --------------------------------------------------------------------------- staging
+
+
+def reserve_tmp_path(path):
+    """A fresh temporary path next to ``path`` (same parent label list for object attributes)."""
+    return _tmp_path(path)
+
+
+def stage_values(samples, path, values, field_type=None, *, tmp, keep_others=False):
+    """Write ``values`` (aligned with ``samples``) to the temporary field ``tmp``; returns it.
+
+    With ``keep_others``, ``tmp`` starts as a copy of ``path``, so the samples
+    (objects) outside ``samples`` keep their current values. The caller holds
+    the lease lock of ``tmp`` until the commit ends, so :func:`repair` in
+    another process never mistakes it for an orphan.
+    """
+    dataset = samples._dataset
+    try:
+        if keep_others and _exists(dataset, path):
+            dataset.clone_sample_field(path, tmp)
+        elif field_type is not None:
+            dataset.add_sample_field(tmp, field_type)
+        samples.set_values(tmp, values)
+    except BaseException:
+        discard(dataset, [tmp])
+        raise
+    return tmp
+
+
+def discard(dataset, paths):
+    """Delete temporary fields that exist (best effort, in order)."""
+    for path in paths:
+        if _exists(dataset, path):
+            dataset.delete_sample_field(path)
+
+
+# --------------------------------------------------------------------------- commit
+
+
+def commit(samples, staged, run_key, register, *, overwrite, check=None):
+    """Replace the targets by their staged fields and record the run, all or nothing.
+
+    Args:
+        staged: ``[(staged temporary path, target path)]``.
+        register: ``f()`` that records the new run under ``run_key``.
+        check: ``f(dataset)`` re-validating under the lock (raises to refuse).
+    """
+    from . import coordination
+
+    dataset = samples._dataset
+    locks = sorted({coordination.job_key(dataset, t) for _, t in staged} | {coordination.job_key(dataset, run_key)})
+    with _all_locked(locks):
+        dataset.reload()
+        if check is not None:
+            check(dataset)
+        entry = _open_journal(dataset, staged, run_key)
+        try:
+            _move_aside(dataset, entry, overwrite)
+            for tmp, target in staged:
+                dataset.rename_sample_field(tmp, target)
+            register()
+            _set_phase(entry, "recorded")
+        except BaseException:
+            _roll_back(dataset, entry)
+            raise
+        try:
+            _roll_forward(dataset, entry)
+        except Exception:  # the new state is committed; the journal lets the next call finish the cleanup
+            logger.warning("wrote %r, but removing the old copies failed; the next write on this dataset (or "
+                           "ood.repair_ood_runs) removes them", run_key, exc_info=True)
+
+
+class _all_locked:
+    """Hold several coordination locks (acquired in sorted order, so writers cannot deadlock)."""
+
+    def __init__(self, keys):
+        self.keys, self.stack = keys, None
+
+    def __enter__(self):
+        import contextlib
+
+        from . import coordination
+
+        self.stack = contextlib.ExitStack()
+        try:
+            for key in self.keys:
+                self.stack.enter_context(coordination.locked(key, timeout=LOCK_TIMEOUT))
+        except BaseException:
+            self.stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        return self.stack.__exit__(*exc)
+
+
+def _open_journal(dataset, staged, run_key):
+    entry = {
+        "_id": uuid.uuid4().hex,
+        "dataset_id": str(dataset._doc.id),
+        "run_key": run_key,
+        "targets": [{"target": t, "staged": s, "existed": _exists(dataset, t), "backup": _tmp_path(t, "old_")}
+                    for s, t in staged],
+        "had_run": dataset.has_run(run_key),
+        "backup_run": f"{BACKUP_RUN_PREFIX}{uuid.uuid4().hex[:12]}",
+        "phase": "staged",
+    }
+    _journal().insert_one(entry)
+    return entry
+
+
+def _set_phase(entry, phase):
+    entry["phase"] = phase
+    _journal().update_one({"_id": entry["_id"]}, {"$set": {"phase": phase}})
+
+
+def _move_aside(dataset, entry, overwrite):
+    for t in entry["targets"]:
+        if t["existed"]:
+            if not overwrite:
+                raise OODInputError(f"field {t['target']!r} appeared while writing; pass overwrite=True to replace it")
+            dataset.rename_sample_field(t["target"], t["backup"])
+    if entry["had_run"]:
+        if not overwrite:
+            raise OODInputError(f"run key {entry['run_key']!r} appeared while writing; pass overwrite=True")
+        dataset.rename_run(entry["run_key"], entry["backup_run"])
+
+
+def _roll_back(dataset, entry):
+    """Undo a commit that did not reach "recorded": old fields and old run record come back."""
+    dataset.reload()
+    for t in entry["targets"]:
+        if _exists(dataset, t["staged"]):
+            dataset.delete_sample_field(t["staged"])  # never renamed: the target is still the old one
+        elif _exists(dataset, t["backup"]) or not t["existed"]:
+            if _exists(dataset, t["target"]):
+                dataset.delete_sample_field(t["target"])  # the new values
+        if _exists(dataset, t["backup"]):
+            dataset.rename_sample_field(t["backup"], t["target"])
+    if dataset.has_run(entry["backup_run"]):
+        if dataset.has_run(entry["run_key"]):
+            dataset.delete_run(entry["run_key"])
+        dataset.rename_run(entry["backup_run"], entry["run_key"])
+    elif not entry["had_run"] and dataset.has_run(entry["run_key"]):
+        dataset.delete_run(entry["run_key"])  # a record this commit started
+    _journal().delete_one({"_id": entry["_id"]})
+
+
+def _roll_forward(dataset, entry):
+    """Finish a commit whose new run is recorded: drop the moved-aside copies."""
+    for t in entry["targets"]:
+        if _exists(dataset, t["backup"]):
+            dataset.delete_sample_field(t["backup"])
+        if _exists(dataset, t["staged"]):
+            dataset.delete_sample_field(t["staged"])
+    if dataset.has_run(entry["backup_run"]):
+        dataset.delete_run(entry["backup_run"])
+    _journal().delete_one({"_id": entry["_id"]})
+
+
+# --------------------------------------------------------------------------- repair
+
+
+def repair(dataset):
+    """Finish or undo commits a killed process left on ``dataset``; drop orphan temporary fields.
+
+    Safe to call any time: a commit in progress in another live process holds
+    its field locks, and its journal is left alone. Returns a dict of what was
+    repaired (``rolled_back``, ``rolled_forward``, ``orphans_removed``).
+    """
+    from . import coordination
+
+    done = {"rolled_back": 0, "rolled_forward": 0, "orphans_removed": 0}
+    for entry in list(_journal().find({"dataset_id": str(dataset._doc.id)})):
+        locks = sorted({coordination.job_key(dataset, t["target"]) for t in entry["targets"]}
+                       | {coordination.job_key(dataset, entry["run_key"])})
+        with _all_locked(locks):
+            if _journal().find_one({"_id": entry["_id"]}) is None:
+                continue  # finished by its owner meanwhile
+            dataset.reload()
+            if entry["phase"] == "recorded":
+                _roll_forward(dataset, entry)
+                done["rolled_forward"] += 1
+            else:
+                _roll_back(dataset, entry)
+                done["rolled_back"] += 1
+    done["orphans_removed"] = _remove_orphans(dataset)
+    return done
+
+
+def _remove_orphans(dataset):
+    """Temporary fields and backup runs that no journal claims and no live writer holds.
+
+    A writer holds the lease lock of each temporary field from staging to the
+    end of its commit, so only leftovers of killed processes are removed.
+    Partial fields of resumable extractions belong to their embeddings run.
+    """
+    from . import coordination
+
+    dataset.reload()
+    claimed = set()
+    for entry in _journal().find({"dataset_id": str(dataset._doc.id)}):
+        claimed.update(p for t in entry["targets"] for p in (t["staged"], t["backup"]))
+        claimed.add(entry["backup_run"])
+    removed = 0
+    for path in internal_fields(dataset):
+        if path in claimed or path.rpartition(".")[2].startswith(f"{TMP_PREFIX}partial_"):
+            continue
+        if coordination.is_held(coordination.job_key(dataset, path)):
+            continue
+        dataset.delete_sample_field(path)
+        removed += 1
+    for key in dataset.list_runs():
+        if key.startswith(BACKUP_RUN_PREFIX) and key not in claimed:
+            dataset.delete_run(key)
+            removed += 1
+    return removed
+
+
+def internal_fields(dataset):
+    """Paths of the package's temporary fields on ``dataset`` (top level and object attributes)."""
+    return [path for path in dataset.get_field_schema(flat=True) if is_internal(path)]

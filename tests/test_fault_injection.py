@@ -1,0 +1,320 @@
+"""Nothing lost: the write path crashed on purpose at every step.
+
+Each scenario starts from a committed score field ("old": k-NN with k=3) and
+overwrites it ("new": k=6) while a fault hits the n-th database-changing call
+of the write path, for every n until the write goes through:
+
+- an exception raised in the same process (the commit must undo itself);
+- ``kill -9`` of a writer process at that point (the next call must repair).
+
+After every attempt the field holds exactly the old or exactly the new
+scores, the run record says which (its detector k), and no temporary field
+or backup run is left. Concurrent writers on one field are tested with real
+processes too. ``benchmarks/fault_injection.py`` runs longer versions.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import fiftyone.core.collections as foc
+import fiftyone.core.dataset as fod
+import numpy as np
+import pytest
+
+import ood_core as ood
+from ood_core.errors import OODInputError
+from ood_core.fo import commit
+from ood_core.fo import runs as fo_runs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: the database-changing calls of the write path, where faults are injected
+STEPS = (
+    (fod.Dataset, "add_sample_field"),
+    (fod.Dataset, "clone_sample_field"),
+    (foc.SampleCollection, "set_values"),
+    (fod.Dataset, "rename_sample_field"),
+    (fod.Dataset, "rename_run"),
+    (foc.SampleCollection, "register_run"),
+    (foc.SampleCollection, "save_run_results"),
+    (fod.Dataset, "delete_sample_field"),
+    (fod.Dataset, "delete_run"),
+)
+
+
+class Crash(Exception):
+    pass
+
+
+class FaultAt:
+    """Make the ``n``-th call (1-based) of any of :data:`STEPS` fail with ``action``."""
+
+    def __init__(self, monkeypatch, n, action):
+        self.calls = []
+        self.n = n
+        for owner, name in STEPS:
+            original = getattr(owner, name)
+            monkeypatch.setattr(owner, name, self._wrap(original, name, action))
+
+    def _wrap(self, original, name, action):
+        def wrapper(*args, **kwargs):
+            self.calls.append(name)
+            if len(self.calls) == self.n:
+                action(name)
+            return original(*args, **kwargs)
+
+        return wrapper
+
+
+@pytest.fixture
+def scored(dataset_factory):
+    """40 samples with random embeddings and a committed k-NN score field 's' (k=3)."""
+    rng = np.random.default_rng(0)
+    ds = dataset_factory([f"/tmp/fault_{i}.png" for i in range(40)])
+    ds.set_values("emb", list(rng.normal(size=(40, 8)).astype(np.float32)))
+    ood.compute_ood_scores(ds, "emb", "s", k=3)
+    return ds
+
+
+def _expected(ds, k):
+    from ood_core.detectors import make_detector
+
+    X = np.stack(ds.values("emb"))
+    return make_detector("knn", k=k).fit_score(X)
+
+
+def assert_old_or_new(ds, old, new):
+    """The field equals one complete result and the record names the same one; after the next call's
+    repair, nothing temporary is left."""
+    ds.reload()
+    _assert_consistent(ds, old, new)
+    ood.repair_ood_runs(ds)
+    ds.reload()
+    k = _assert_consistent(ds, old, new)
+    assert commit.internal_fields(ds) == []
+    assert [key for key in ds.list_runs() if key.startswith("tmp_ood")] == []
+    assert fo_runs.list_ood_runs(ds) == ["s"]
+    return k
+
+
+def _assert_consistent(ds, old, new):
+    values = np.array(ds.values("s"), dtype=float)
+    k = fo_runs.get_ood_run_info(ds, "s")["detector"]["k"]
+    if k == 3:
+        np.testing.assert_allclose(values, old, rtol=1e-6)
+    else:
+        assert k == 6
+        np.testing.assert_allclose(values, new, rtol=1e-6)
+    return k
+
+
+def test_an_exception_at_every_step_leaves_old_or_new(scored, monkeypatch):
+    ds = scored
+    old, new = _expected(ds, 3), _expected(ds, 6)
+    outcomes = []
+    n = 1
+    while True:
+        with monkeypatch.context() as m:
+            fault = FaultAt(m, n, lambda name: (_ for _ in ()).throw(Crash(name)))
+            try:
+                ood.compute_ood_scores(ds, "emb", "s", k=6, overwrite=True)
+                failed = False
+            except Crash:
+                failed = True
+        if len(fault.calls) < n:  # the write went through without reaching call n: every step was hit
+            assert not failed and assert_old_or_new(ds, old, new) == 6
+            break
+        k = assert_old_or_new(ds, old, new)
+        outcomes.append((fault.calls[n - 1], failed, k))
+        if k == 6:  # the fault hit after the new record was in place: start again from the old state
+            ood.compute_ood_scores(ds, "emb", "s", k=3, overwrite=True)
+        n += 1
+    steps_hit = {name for name, failed, _ in outcomes if failed}
+    assert {"set_values", "rename_sample_field", "rename_run", "register_run"} <= steps_hit
+    assert any(k == 3 for _, failed, k in outcomes if failed)  # rolled back
+    assert any(k == 6 for _, _, k in outcomes)  # a fault during cleanup leaves the committed new state
+    assert len(outcomes) >= 8
+
+
+def test_multi_field_writes_commit_all_or_none(dataset_factory, monkeypatch):
+    import fiftyone.core.fields as fof
+
+    ds = dataset_factory([f"/tmp/fault_multi_{i}.png" for i in range(10)])
+    fo_runs.write_and_record(ds, [("a", [1.0] * 10, fof.FloatField), ("b", [1.0] * 10, fof.FloatField)], "pair",
+                             kind="experiment")
+    n = 1
+    while True:
+        with monkeypatch.context() as m:
+            fault = FaultAt(m, n, lambda name: (_ for _ in ()).throw(Crash(name)))
+            try:
+                fo_runs.write_and_record(ds, [("a", [2.0] * 10, fof.FloatField), ("b", [2.0] * 10, fof.FloatField)],
+                                         "pair", kind="experiment", overwrite=True, generation=2)
+            except Crash:
+                pass
+        ood.repair_ood_runs(ds)
+        ds.reload()
+        a, b = set(ds.values("a")), set(ds.values("b"))
+        generation = getattr(ds.get_run_info("pair").config, "generation", 1)
+        assert a == b == {float(generation)}, (n, a, b, generation)
+        assert commit.internal_fields(ds) == []
+        if len(fault.calls) < n:
+            assert generation == 2
+            break
+        if generation == 2:
+            fo_runs.write_and_record(ds, [("a", [1.0] * 10, fof.FloatField), ("b", [1.0] * 10, fof.FloatField)],
+                                     "pair", kind="experiment", overwrite=True)
+        n += 1
+    assert n >= 8
+
+
+def test_overwrite_on_a_view_replaces_only_the_view(scored):
+    ds = scored
+    before = ds.values("s")
+    view = ds.limit(10)
+    ood.compute_ood_scores(view, "emb", "s", k=2, overwrite=True)
+    after = ds.values("s")
+    assert after[10:] == before[10:]  # the other 30 samples keep their scores
+    assert after[:10] != before[:10]
+
+
+_WRITER = """
+import os, signal, sys
+import fiftyone.core.collections as foc
+import fiftyone.core.dataset as fod
+import fiftyone as fo
+import ood_core as ood
+sys.path.insert(0, os.path.join({repo!r}, "tests"))
+from test_fault_injection import STEPS
+
+calls = []
+kill_at = int(sys.argv[2])
+
+def wrap(original):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+    return wrapper
+
+for owner, name in STEPS:
+    setattr(owner, name, wrap(getattr(owner, name)))
+ds = fo.load_dataset(sys.argv[1])
+ood.compute_ood_scores(ds, "emb", "s", k=int(sys.argv[3]), overwrite=True)
+print("done", len(calls), flush=True)
+"""
+
+
+def _writer(ds_name, kill_at, k):
+    env = dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1")
+    return subprocess.run([sys.executable, "-c", _WRITER.format(repo=REPO), ds_name, str(kill_at), str(k)],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+
+
+def test_kill_9_at_every_step_is_repaired_by_the_next_call(scored, monkeypatch):
+    monkeypatch.setenv("FIFTYONE_OOD_LOCK_LEASE", "1")
+    ds = scored
+    old, new = _expected(ds, 3), _expected(ds, 6)
+    killed = rolled_back = 0
+    n = 1
+    while True:
+        out = _writer(ds.name, n, 6)
+        if out.returncode == 0:
+            assert out.stdout.startswith("done")
+            assert_old_or_new(ds, old, new)
+            break
+        assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+        killed += 1
+        time.sleep(1.2)  # the dead writer's 1 s lease runs out (a live writer's fields are never touched)
+        ood.repair_ood_runs(ds)  # what the next write does first
+        k = assert_old_or_new(ds, old, new)
+        rolled_back += k == 3
+        if k == 6:
+            ood.compute_ood_scores(ds, "emb", "s", k=3, overwrite=True)
+        n += 1
+    assert killed >= 8 and rolled_back >= 1
+
+
+_RACER = """
+import sys
+import fiftyone as fo
+import ood_core as ood
+from ood_core.errors import OODInputError
+ds = fo.load_dataset(sys.argv[1])
+try:
+    ood.compute_ood_scores(ds, "emb", sys.argv[2], k=int(sys.argv[3]), overwrite=sys.argv[4] == "1")
+    print("ok", flush=True)
+except OODInputError as e:
+    print("refused:", e, flush=True)
+"""
+
+
+def _race(ds, field, overwrite):
+    procs = [subprocess.Popen([sys.executable, "-c", _RACER, ds.name, field, str(k), "1" if overwrite else "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+             for k in (3, 6)]
+    return [p.communicate(timeout=300)[0].strip() for p in procs]
+
+
+def test_two_writers_of_a_new_field_one_wins_and_the_other_is_told(scored):
+    ds = scored
+    results = _race(ds, "fresh", overwrite=False)
+    assert sorted(r.split(":")[0] for r in results) == ["ok", "refused"], results
+    assert "already exists" in [r for r in results if r.startswith("refused")][0] or \
+        "appeared while writing" in [r for r in results if r.startswith("refused")][0]
+    ds.reload()
+    k = fo_runs.get_ood_run_info(ds, "fresh")["detector"]["k"]
+    np.testing.assert_allclose(ds.values("fresh"), _expected(ds, k), rtol=1e-6)
+
+
+def test_two_overwriting_writers_serialise_and_the_record_matches_the_field(scored):
+    ds = scored
+    assert _race(ds, "s", overwrite=True) == ["ok", "ok"]
+    ds.reload()
+    k = fo_runs.get_ood_run_info(ds, "s")["detector"]["k"]
+    np.testing.assert_allclose(ds.values("s"), _expected(ds, k), rtol=1e-6)
+    assert commit.internal_fields(ds) == [] and fo_runs.list_ood_runs(ds) == ["s"]
+
+
+def test_reading_fields_and_user_fields_are_never_written(scored):
+    ds = scored
+    emb_before = [v.tolist() for v in ds.values("emb")]
+    with pytest.raises(OODInputError, match="'emb' is read by this call"):
+        ood.compute_ood_scores(ds, "emb", "emb", k=3, overwrite=True)
+    ds.set_values("ground_truth_like", ["x"] * len(ds))
+    with pytest.raises(OODInputError, match="no fiftyone-ood run wrote it"):
+        ood.compute_ood_scores(ds, "emb", "ground_truth_like", k=3, overwrite=True)
+    with pytest.raises(OODInputError, match="built-in field"):
+        ood.compute_ood_scores(ds, "emb", "filepath", k=3, overwrite=True)
+    assert [v.tolist() for v in ds.values("emb")] == emb_before
+    assert ds.values("ground_truth_like") == ["x"] * len(ds)
+
+
+def test_backup_runs_and_temporary_fields_are_hidden_and_cannot_be_deleted(scored, monkeypatch):
+    ds = scored
+    # leave a crashed commit behind: the process "dies" right after moving the old record aside
+    with monkeypatch.context() as m:
+        m.setattr(commit, "_roll_back", lambda dataset, entry: None)  # a kill leaves no chance to undo
+        original = fod.Dataset.rename_run
+
+        def die_after_rename(self, *a, **k):
+            original(self, *a, **k)
+            raise Crash("killed")
+
+        m.setattr(fod.Dataset, "rename_run", die_after_rename)
+        with pytest.raises(Crash):
+            ood.compute_ood_scores(ds, "emb", "s", k=6, overwrite=True)
+    ds.reload()
+    assert any(key.startswith("tmp_ood_backup_") for key in ds.list_runs())  # the leftover exists...
+    assert fo_runs.list_ood_runs(ds) == []  # ...but is not listed (the live record is moved aside)
+    backup = next(key for key in ds.list_runs() if key.startswith("tmp_ood_backup_"))
+    with pytest.raises(OODInputError, match="no fiftyone-ood run"):
+        ood.delete_ood_run(ds, backup)
+    with pytest.raises(OODInputError, match="reserved"):
+        ood.compute_ood_scores(ds, "emb", "tmp_ood_mine", k=3)
+    done = ood.repair_ood_runs(ds)
+    assert done["rolled_back"] == 1
+    assert_old_or_new(ds, _expected(ds, 3), _expected(ds, 6))
