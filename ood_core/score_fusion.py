@@ -33,6 +33,15 @@ The fused score is the mean (``fusion="mean"``) or maximum (``"max"``) of the
 standardised components. Higher = more OOD; a fused z-score of 0 is "as typical
 as the average reference sample".
 
+``levels="auto"`` keeps only the levels that carry the reference's class
+structure: with labels given to ``fit``, each level's leave-one-out 1-NN
+classification accuracy on the reference is measured, and the levels within
+``level_tolerance`` of the best level are scored (e.g. on Fashion-MNIST only
+the two deepest EfficientNet-Lite0 levels, on 8x8 digits the four upper
+ones; see ``benchmarks/results/robustness.txt``). Low levels that describe
+texture shared by all classes then no longer dilute the fused score. Without
+labels every level is used.
+
 ``k`` may be one integer, a list of integers (a score pyramid over levels *and*
 k, robust to the choice of k), or ``"auto"``: :func:`adaptive_k` of the
 reference size (per class when labels are given to ``fit``), so 20 and 2,000
@@ -140,7 +149,11 @@ class LevelFusionDetector(Detector):
         level_dims: column count of each pyramid level, in embedding order
             (``channels[l] * grid**2`` for ``PyramidExtractor(mode="pool")``);
             must sum to the embedding dimension.
-        levels: indices of the levels to score (default: all).
+        levels: indices of the levels to score, None (all), or ``"auto"``
+            (levels whose leave-one-out 1-NN accuracy on the labelled reference
+            is within ``level_tolerance`` of the best level; all levels when
+            ``fit`` gets no labels).
+        level_tolerance: the ``"auto"`` rule's accuracy margin.
         k: neighbour rank(s): an int, a list of ints (each scored and
             standardised separately, then fused), or ``"auto"``
             (:func:`adaptive_k` with ``k_fraction`` and ``k_max``).
@@ -150,7 +163,9 @@ class LevelFusionDetector(Detector):
         normalize: L2-normalise each level's block before the search.
         backend, index: neighbour search, see :mod:`ood_core.neighbors`.
 
-    Fitted attributes: ``ks_`` (resolved k list), ``slices_``, ``neighbors_``
+    Fitted attributes: ``ks_`` (resolved k list), ``levels_`` (scored level
+    indices), ``level_accuracy_`` (per-level leave-one-out 1-NN accuracy, or
+    None without labels / with fixed levels), ``slices_``, ``neighbors_``
     (one :class:`~ood_core.neighbors.NeighborIndex` per scored level),
     ``reference_scores_`` (``(n_ref, n_components)`` leave-one-out raw scores),
     ``loc_`` / ``scale_`` (per component), ``n_samples_fit_``,
@@ -159,7 +174,7 @@ class LevelFusionDetector(Detector):
 
     method = "level_fusion"
     _param_names = (
-        "level_dims", "levels", "k", "k_fraction", "k_max", "standardize", "fusion",
+        "level_dims", "levels", "level_tolerance", "k", "k_fraction", "k_max", "standardize", "fusion",
         "normalize", "backend", "index",
     )
 
@@ -168,6 +183,7 @@ class LevelFusionDetector(Detector):
         *,
         level_dims,
         levels=None,
+        level_tolerance=0.05,
         k="auto",
         k_fraction=0.1,
         k_max=50,
@@ -179,7 +195,9 @@ class LevelFusionDetector(Detector):
     ):
         slices = level_slices(level_dims)
         self.level_dims = [s.stop - s.start for s in slices]
-        if levels is not None:
+        if levels is not None and levels != "auto":
+            if isinstance(levels, str):
+                raise OODInputError(f"levels={levels!r} is not valid; pass level indices, None or 'auto'.")
             levels = [int(level) for level in levels]
             bad = [level for level in levels if not 0 <= level < len(slices)]
             if bad or not levels:
@@ -189,6 +207,11 @@ class LevelFusionDetector(Detector):
                 )
             levels = sorted(set(levels))
         self.levels = levels
+        if not 0 <= float(level_tolerance) <= 1:
+            raise OODInputError(
+                f"level_tolerance={level_tolerance!r} is not valid; pass an accuracy margin in [0, 1]."
+            )
+        self.level_tolerance = float(level_tolerance)
         self.k = _check_k(k)
         if not 0 < float(k_fraction) <= 1:
             raise OODInputError(f"k_fraction={k_fraction!r} is not valid; pass a number in (0, 1].")
@@ -247,6 +270,16 @@ class LevelFusionDetector(Detector):
             cols.extend(dist[:, k - 1] for k in self.ks_)
         return np.stack(cols, axis=1)
 
+    @staticmethod
+    def _level_accuracy(neighbors, y):
+        """Leave-one-out 1-NN accuracy of the labels ``y`` on each level's index."""
+        labels = np.asarray(y, dtype=object).astype(str)
+        accuracy = []
+        for nn in neighbors:
+            _, idx = nn.kneighbors(k=1)
+            accuracy.append(float(np.mean(labels[idx[:, 0]] == labels)))
+        return accuracy
+
     def _standardize(self, raw):
         if self.standardize == "rank":
             return np.stack(
@@ -264,13 +297,30 @@ class LevelFusionDetector(Detector):
     def _fit_from(self, X, y):
         X = as_embeddings(X, _REF_NAME, min_rows=2)
         all_slices = level_slices(self.level_dims)
-        chosen = self.levels if self.levels is not None else range(len(all_slices))
-        self.slices_ = [all_slices[i] for i in chosen]
         self.ks_ = self._resolve_ks(X.shape[0], y)
-        self.neighbors_ = [
-            NeighborIndex(backend=self.backend, index=self.index).fit(block)
-            for block in self._blocks(X, _REF_NAME)
-        ]
+        if self.levels == "auto":
+            self.slices_ = all_slices
+            neighbors = [
+                NeighborIndex(backend=self.backend, index=self.index).fit(block)
+                for block in self._blocks(X, _REF_NAME)
+            ]
+            self.level_accuracy_ = None if y is None else self._level_accuracy(neighbors, y)
+            if self.level_accuracy_ is None:
+                chosen = list(range(len(all_slices)))
+            else:
+                best = max(self.level_accuracy_)
+                chosen = [i for i, a in enumerate(self.level_accuracy_) if a >= best - self.level_tolerance]
+            self.neighbors_ = [neighbors[i] for i in chosen]
+        else:
+            chosen = self.levels if self.levels is not None else list(range(len(all_slices)))
+            self.level_accuracy_ = None
+            self.slices_ = [all_slices[i] for i in chosen]
+            self.neighbors_ = [
+                NeighborIndex(backend=self.backend, index=self.index).fit(block)
+                for block in self._blocks(X, _REF_NAME)
+            ]
+        self.levels_ = list(chosen)
+        self.slices_ = [all_slices[i] for i in chosen]
         raw = self._raw_scores(None)
         self.reference_scores_ = raw
         if self.standardize == "robust":
@@ -311,6 +361,6 @@ class LevelFusionDetector(Detector):
     def get_params(self):
         params = super().get_params()
         params["level_dims"] = list(self.level_dims)
-        params["levels"] = None if self.levels is None else list(self.levels)
+        params["levels"] = self.levels if self.levels in (None, "auto") else list(self.levels)
         params["k"] = self.k if not isinstance(self.k, list) else list(self.k)
         return params

@@ -129,3 +129,27 @@ def test_errors_name_the_problem():
     bad[3, :3] = 0
     with pytest.raises(OODInputError, match="all-zero"):
         LevelFusionDetector(level_dims=DIMS, k=1).fit(bad)
+
+
+def test_auto_levels_keep_the_levels_that_classify_the_reference():
+    rng = np.random.default_rng(9)
+    y = np.repeat([0, 1, 2], 30)
+    centres = rng.normal(size=(3, sum(DIMS))) * 3
+    X = centres[y] + rng.normal(size=(90, sum(DIMS)))
+    X[:, :3] = rng.normal(size=(90, 3))  # level 0: no class structure
+    X = X.astype(np.float32)
+    det = LevelFusionDetector(level_dims=DIMS, levels="auto", k=2, backend="sklearn").fit(X, y)
+    expected_acc = []
+    for sl in level_slices(DIMS):
+        _, idx = NearestNeighbors(algorithm="brute").fit(unit(X[:, sl])).kneighbors(n_neighbors=1)
+        expected_acc.append(np.mean(y[idx[:, 0]] == y))
+    np.testing.assert_allclose(det.level_accuracy_, expected_acc)
+    assert expected_acc[0] < 0.7 and min(expected_acc[1:]) > 0.95
+    assert det.levels_ == [1, 2]
+    # same scores as fixing those levels by hand
+    Xq = X[:7] + 0.1
+    fixed = LevelFusionDetector(level_dims=DIMS, levels=[1, 2], k=2, backend="sklearn").fit(X)
+    np.testing.assert_allclose(det.score_samples(Xq), fixed.score_samples(Xq))
+    # without labels every level is scored
+    assert LevelFusionDetector(level_dims=DIMS, levels="auto", k=2).fit(X).levels_ == [0, 1, 2]
+    assert json.loads(json.dumps(det.get_params()))["levels"] == "auto"
