@@ -225,10 +225,10 @@ def run_knn(cond, cols, k, S):
     return KNNDetector(k=k).fit(cond["X_ref"][:, cols]).score_samples(X_test)
 
 
-def knn_auto_k(cond):
+def knn_auto_k(cond, fraction=0.1):
     if cond["X_ref"] is None:
-        return adaptive_k(cond["X_test"].shape[0] - 1)
-    return adaptive_k(min_class(cond["y_ref"]))
+        return adaptive_k(cond["X_test"].shape[0] - 1, fraction=fraction)
+    return adaptive_k(min_class(cond["y_ref"]), fraction=fraction)
 
 
 def run_fusion(cond, dims, **kw):
@@ -274,6 +274,7 @@ def ood_methods(S):
         "mahalanobis deep": ("anchor", lambda c: run_maha(MahalanobisDetector, c, deep)),
         "cleanlab OOD deep": ("anchor", lambda c: run_cleanlab_ood(c, deep)),
         "knn k=auto deep": ("candidate", lambda c: run_knn(c, deep, knn_auto_k(c), S)),
+        "knn k=auto.2 deep": ("candidate", lambda c: run_knn(c, deep, knn_auto_k(c, 0.2), S)),
         "knn k=auto blocks.4": ("candidate", lambda c: run_knn(c, lvl3, knn_auto_k(c), S)),
         "fusion k=1 z mean": ("candidate", lambda c: run_fusion(c, dims, k=1)),
         "fusion k=auto z mean": ("candidate", lambda c: run_fusion(c, dims, k="auto")),
@@ -287,6 +288,7 @@ def ood_methods(S):
         "fusion k=auto z mean lv=auto": ("candidate", lambda c: run_fusion(c, dims, k="auto", levels="auto")),
         "fusion k=auto z mean lv=auto.02": ("candidate", lambda c: run_fusion(c, dims, k="auto", levels="auto", level_tolerance=0.02)),
         "fusion k=1..16 z mean lv=auto": ("candidate", lambda c: run_fusion(c, dims, k=_multi_k(c), levels="auto")),
+        "fusion k=auto.2 z mean lv=auto": ("candidate", lambda c: run_fusion(c, dims, k="auto", k_fraction=0.2, levels="auto")),
         "fusion k=auto z mean L3-4": ("candidate", lambda c: run_fusion(c, dims, k="auto", levels=[3, 4])),
         "mahalanobis++ deep": ("candidate", lambda c: run_maha(MahalanobisPlusPlusDetector, c, deep)),
         "rel. mahalanobis deep": ("candidate", lambda c: run_maha(RelativeMahalanobisDetector, c, deep)),
@@ -331,21 +333,14 @@ def label_methods(S):
         "cleanlab quality knn10 deep": ("anchor", lambda c: cleanlab_label_scores(c["X"][:, deep], c["y"])),
         "cleanlab quality knn10 full": ("anchor", lambda c: cleanlab_label_scores(l2(c["X"][:, full]), c["y"])),
         "label agreement k=10 deep": ("anchor", lambda c: LabelAgreementDetector(k=10).fit_score(c["X"][:, deep], c["y"])),
-        "weighted vote 1/d k=auto deep": ("candidate", lambda c: wlv(c)),
-        "weighted vote 1/d k=auto.5 deep": ("candidate", lambda c: wlv(c, k_fraction=0.5)),
-        "weighted vote 1/d k=auto.5 levels": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims)),
-        "weighted vote 1/d k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels=[3, 4])),
-        "weighted vote 1/d k=auto.5 L2-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels=[2, 3, 4])),
-        "weighted vote 1/d k=auto.5/50 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, k_max=50, level_dims=dims, levels=[3, 4])),
-        "weighted vote 1/d k=auto1 L3-4": ("candidate", lambda c: wlv(c, k_fraction=1.0, level_dims=dims, levels=[3, 4])),
-        "weighted vote rank k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, weighting="rank", level_dims=dims, levels=[3, 4])),
-        "weighted vote 1/d k=10 deep": ("candidate", lambda c: wlv(c, k=10)),
-        "weighted vote 1/d k=20 deep": ("candidate", lambda c: wlv(c, k=20)),
-        "weighted vote rank k=20 deep": ("candidate", lambda c: wlv(c, k=20, weighting="rank")),
-        "weighted vote 1/d k=auto levels": ("candidate", lambda c: wlv(c, level_dims=dims)),
-        "weighted vote 1/d k=20 levels": ("candidate", lambda c: wlv(c, k=20, level_dims=dims)),
-        "weighted vote 1/d k=auto L3-4": ("candidate", lambda c: wlv(c, level_dims=dims, levels=[3, 4])),
-        "weighted vote 1/d k=20 L3-4": ("candidate", lambda c: wlv(c, k=20, level_dims=dims, levels=[3, 4])),
+        "vote 1/d k=auto.5 deep": ("candidate", lambda c: wlv(c, k_fraction=0.5)),
+        "vote 1/d k=20 deep": ("candidate", lambda c: wlv(c, k=20)),
+        "vote 1/d k=auto.5 all levels": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims)),
+        "vote 1/d k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels=[3, 4])),
+        "vote 1/d k=auto.5 lv=auto": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto")),
+        "vote 1/d k=auto.5/50 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, k_max=50, level_dims=dims, levels=[3, 4])),
+        "vote 1/d k=20 L3-4": ("candidate", lambda c: wlv(c, k=20, level_dims=dims, levels=[3, 4])),
+        "vote rank k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, weighting="rank", level_dims=dims, levels=[3, 4])),
     }
 
 
@@ -450,7 +445,7 @@ def main():
                     help="reuse metrics of (condition, method) pairs already in results/robustness_raw.json "
                          "(results are deterministic; use after adding a candidate)")
     ap.add_argument("--propose-ood", default="fusion k=auto z mean")
-    ap.add_argument("--propose-label", default="weighted vote 1/d k=auto.5 L3-4")
+    ap.add_argument("--propose-label", default="vote 1/d k=auto.5 L3-4")
     args = ap.parse_args()
     try:
         import faiss
