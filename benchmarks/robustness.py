@@ -76,7 +76,7 @@ class Source:
         self.names = d["names"]
         self.slices = [slice(int(a), int(b)) for a, b in d["blocks"]]
         self.level_dims = [s.stop - s.start for s in self.slices]
-        self.level_names = d["level_names"]
+        self.level_names = [str(n) for n in d["level_names"]]
 
     def deep(self, rows):
         return self.X[rows][:, self.slices[DEEP]]
@@ -225,7 +225,7 @@ def run_knn(cond, cols, k, S):
     return KNNDetector(k=k).fit(cond["X_ref"][:, cols]).score_samples(X_test)
 
 
-def knn_auto_k(cond, fraction=0.1):
+def knn_auto_k(cond, fraction):
     if cond["X_ref"] is None:
         return adaptive_k(cond["X_test"].shape[0] - 1, fraction=fraction)
     return adaptive_k(min_class(cond["y_ref"]), fraction=fraction)
@@ -273,9 +273,9 @@ def ood_methods(S):
         "knn k=10 full": ("anchor", lambda c: run_knn(c, full, 10, S)),
         "mahalanobis deep": ("anchor", lambda c: run_maha(MahalanobisDetector, c, deep)),
         "cleanlab OOD deep": ("anchor", lambda c: run_cleanlab_ood(c, deep)),
-        "knn k=auto deep": ("candidate", lambda c: run_knn(c, deep, knn_auto_k(c), S)),
+        "knn k=auto deep": ("candidate", lambda c: run_knn(c, deep, knn_auto_k(c, 0.1), S)),
         "knn k=auto.2 deep": ("candidate", lambda c: run_knn(c, deep, knn_auto_k(c, 0.2), S)),
-        "knn k=auto blocks.4": ("candidate", lambda c: run_knn(c, lvl3, knn_auto_k(c), S)),
+        "knn k=auto blocks.4": ("candidate", lambda c: run_knn(c, lvl3, knn_auto_k(c, 0.1), S)),
         "fusion k=1 z mean": ("candidate", lambda c: run_fusion(c, dims, k=1)),
         "fusion k=auto z mean": ("candidate", lambda c: run_fusion(c, dims, k="auto")),
         "fusion k=auto robust mean": ("candidate", lambda c: run_fusion(c, dims, k="auto", standardize="robust")),
@@ -438,14 +438,27 @@ def report_losses(rows, method, best_anchor, vals, out, limit=12):
         out(f"    {name:<52} {x:.3f} vs {b:.3f}")
 
 
+LEGEND = """method names: 'deep' = deepest level blocks.6 (1280 columns), 'full' = all 5 levels concatenated,
+L2-normalised; 'knn k=auto' = KNNDetector(k=adaptive_k(smallest reference class, fraction=0.1, k_max=50)),
+'k=auto.2' the same with fraction 0.2 (unsupervised: k from the scored-set size); 'fusion' =
+LevelFusionDetector (per-level k-NN, standardised on the reference's leave-one-out scores: z = mean/std,
+robust = median/MAD, rank = -log conformal p; fused by mean or max; 'lv=auto' = levels within 0.05
+(lv=auto.02: 0.02) of the best leave-one-out 1-NN label accuracy; 'L3-4' = levels blocks.4 + blocks.6;
+'k=1..16' = every k in 1,2,4,8,16 as separate components); 'vote' = WeightedLabelVoteDetector
+(1/d or rank weights, k=auto.5 = adaptive_k(smallest class - 1, fraction 0.5, k_max 20), /50 = k_max 50;
+scores include the 1% same-label distance tie-breaker); cleanlab OOD = OutOfDistribution (k=10 mean cosine
+distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold KNeighborsClassifier(10, cosine)
+probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group."""
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", choices=("ood", "label"), default=None)
     ap.add_argument("--reuse", action="store_true",
                     help="reuse metrics of (condition, method) pairs already in results/robustness_raw.json "
                          "(results are deterministic; use after adding a candidate)")
-    ap.add_argument("--propose-ood", default="fusion k=auto z mean")
-    ap.add_argument("--propose-label", default="vote 1/d k=auto.5 L3-4")
+    ap.add_argument("--propose-ood", default="knn k=auto.2 deep")
+    ap.add_argument("--propose-label", default="vote 1/d k=auto.5 lv=auto")
     args = ap.parse_args()
     try:
         import faiss
@@ -464,6 +477,7 @@ def main():
 
     out(f"robustness study: tf_efficientnet_lite0, 5 levels pooled 2x2 {fm.level_names} "
         f"{fm.level_dims}; fmnist {fm.X.shape[0]} images, digits {dg.X.shape[0]}, foolbox {fb.X.shape[0]}")
+    out(LEGEND)
     previous = {}
     if args.reuse and os.path.isfile(RAW_RESULTS):
         with open(RAW_RESULTS) as f:
@@ -514,6 +528,14 @@ def main():
                 t_max = np.mean([r["methods"][n].get("ties_at_max", np.nan) for r in rows])
                 t_top = np.mean([r["methods"][n].get("largest_tie_top10", np.nan) for r in rows])
                 out(f"    {n:<40} {t_max:8.1f} {t_top:8.1f}")
+        anchors = [n for n, v in rows[0]["methods"].items() if v["role"] == "anchor"]
+        out(f"per condition, AUROC (FPR95): old default | proposed '{proposal}' | best anchor (which)")
+        for r in rows:
+            m = r["methods"]
+            best = max((a for a in anchors if "auroc" in m.get(a, {})), key=lambda a: m[a]["auroc"])
+            out(f"    {r['name']:<50} {m[default]['auroc']:.3f} ({m[default]['fpr95']:.2f}) | "
+                f"{m[proposal]['auroc']:.3f} ({m[proposal]['fpr95']:.2f}) | "
+                f"{m[best]['auroc']:.3f} ({m[best]['fpr95']:.2f}) {best}")
         for g in sorted({r["group"] for r in rows}):
             sub = [r for r in rows if r["group"] == g]
             out(f"  [{g}] worst AUROC: default {min(r['methods'][default]['auroc'] for r in sub):.3f}, "

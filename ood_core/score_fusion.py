@@ -77,13 +77,20 @@ _REF_NAME = "reference embeddings"
 _SCORED_NAME = "scored embeddings"
 
 
-def adaptive_k(n_per_class, *, fraction=0.1, k_max=50):
+def adaptive_k(n_per_class, *, fraction=0.2, k_max=50):
     """``max(1, min(k_max, round(fraction * n_per_class)))``.
 
     The k-NN k for a reference with ``n_per_class`` samples in its smallest
     class (or ``n_ref`` when there are no labels): k=1 for a handful of
     images per class, growing with the reference so that a few polluting
     outliers cannot become every sample's k-th neighbour, capped at ``k_max``.
+
+    Default ``fraction=0.2``: the recommended OOD default is ``KNNDetector(k=
+    adaptive_k(smallest reference class))`` on the deepest level. Over 64 OOD
+    conditions (benchmarks/robustness.py) it never lost more than 0.02 AUROC to
+    the fixed k=50 and raised mean / worst AUROC from 0.762 / 0.355 to 0.832 /
+    0.670; ``fraction=0.1`` had the higher mean (0.839) but a worse worst case
+    (0.598, 10% reference pollution).
     """
     n = check_positive_int(n_per_class, "n_per_class")
     k_max = check_positive_int(k_max, "k_max")

@@ -95,7 +95,8 @@ def test_far_points_score_higher_than_inliers():
 
 
 def test_adaptive_k_rule_and_auto_resolution():
-    assert [adaptive_k(n) for n in (1, 9, 15, 100, 499, 5000)] == [1, 1, 2, 10, 50, 50]
+    assert [adaptive_k(n) for n in (1, 9, 15, 100, 499, 5000)] == [1, 2, 3, 20, 50, 50]
+    assert [adaptive_k(n, fraction=0.1) for n in (1, 9, 15, 100, 499)] == [1, 1, 2, 10, 50]
     assert adaptive_k(100, fraction=0.05, k_max=3) == 3
     ref = data(120, 8)
     y = np.repeat(["a", "b", "c"], [20, 40, 60])
