@@ -1,0 +1,156 @@
+"""Tests of ood_core.score_fusion against direct numpy / scikit-learn computations."""
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from ood_core.errors import NotFittedError, OODInputError
+from ood_core.score_fusion import LevelFusionDetector, adaptive_k, level_slices
+
+DIMS = [3, 5, 4]
+
+
+def data(n, seed, shift=0.0):
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, sum(DIMS))) + shift).astype(np.float32)
+
+
+def unit(X):
+    X = np.asarray(X, dtype=np.float64)
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def kth_distance(ref, X, k, loo):
+    """Independent k-th neighbour distance with scikit-learn (loo: X is ref, skip self)."""
+    nn = NearestNeighbors(algorithm="brute").fit(ref)
+    if loo:
+        d, _ = nn.kneighbors(n_neighbors=k)
+    else:
+        d, _ = nn.kneighbors(X, n_neighbors=k)
+    return d[:, k - 1]
+
+
+def reference_formula(ref, X, k, standardize, fusion):
+    comps, ref_comps = [], []
+    for sl in level_slices(DIMS):
+        r, x = unit(ref[:, sl]), unit(X[:, sl])
+        loo = kth_distance(r, r, k, loo=True)
+        s = kth_distance(r, x, k, loo=False)
+        if standardize == "zscore":
+            z = (s - loo.mean()) / loo.std()
+            zr = (loo - loo.mean()) / loo.std()
+        elif standardize == "robust":
+            med = np.median(loo)
+            mad = 1.4826 * np.median(np.abs(loo - med))
+            z, zr = (s - med) / mad, (loo - med) / mad
+        else:
+            z = -np.log(np.array([(1 + np.sum(loo >= v)) / (loo.size + 1) for v in s]))
+            zr = -np.log(np.array([(1 + np.sum(loo >= v)) / (loo.size + 1) for v in loo]))
+        comps.append(z)
+        ref_comps.append(zr)
+    agg = np.mean if fusion == "mean" else np.max
+    return agg(np.stack(comps, 1), axis=1), agg(np.stack(ref_comps, 1), axis=1)
+
+
+@pytest.mark.parametrize("standardize", ["zscore", "robust", "rank"])
+@pytest.mark.parametrize("fusion", ["mean", "max"])
+def test_matches_the_formula(standardize, fusion):
+    ref, X = data(60, 0), data(25, 1, shift=0.3)
+    det = LevelFusionDetector(level_dims=DIMS, k=3, standardize=standardize, fusion=fusion, backend="sklearn")
+    expected, expected_ref = reference_formula(ref, X, 3, standardize, fusion)
+    np.testing.assert_allclose(det.fit(ref).score_samples(X), expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(det.fit_score(ref), expected_ref, rtol=1e-5, atol=1e-5)
+
+
+def test_reference_leave_one_out_zscores_have_mean_zero_unit_std_per_level():
+    ref = data(80, 2)
+    det = LevelFusionDetector(level_dims=DIMS, k=2, backend="sklearn").fit(ref)
+    z = det._standardize(det.reference_scores_)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(z.std(0), 1, atol=1e-9)
+
+
+def test_levels_subset_and_multi_k_components():
+    ref, X = data(50, 3), data(10, 4)
+    det = LevelFusionDetector(level_dims=DIMS, levels=[2, 0], k=[1, 4], backend="sklearn").fit(ref)
+    comps = det.component_scores(X)
+    assert comps.shape == (10, 4)  # 2 levels x 2 ks, level-major
+    sl = level_slices(DIMS)[2]
+    loo = kth_distance(unit(ref[:, sl]), None, 4, loo=True)
+    s = kth_distance(unit(ref[:, sl]), unit(X[:, sl]), 4, loo=False)
+    np.testing.assert_allclose(comps[:, 3], (s - loo.mean()) / loo.std(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(det.score_samples(X), comps.mean(1))
+
+
+def test_far_points_score_higher_than_inliers():
+    # On unit vectors "far" is a different direction: the reference clusters around
+    # +1 in every coordinate, the outliers around -1.
+    ref = data(200, 5, shift=1.0)
+    inl, far = data(50, 6, shift=1.0), data(50, 7, shift=-1.0)
+    det = LevelFusionDetector(level_dims=DIMS, backend="sklearn").fit(ref)
+    s_in, s_far = det.score_samples(inl), det.score_samples(far)
+    assert np.median(s_far) > np.percentile(s_in, 90)
+
+
+def test_adaptive_k_rule_and_auto_resolution():
+    assert [adaptive_k(n) for n in (1, 9, 15, 100, 499, 5000)] == [1, 2, 3, 20, 50, 50]
+    assert [adaptive_k(n, fraction=0.1) for n in (1, 9, 15, 100, 499)] == [1, 1, 2, 10, 50]
+    assert adaptive_k(100, fraction=0.05, k_max=3) == 3
+    ref = data(120, 8)
+    y = np.repeat(["a", "b", "c"], [20, 40, 60])
+    assert LevelFusionDetector(level_dims=DIMS).fit(ref).ks_ == [12]  # 0.1 * (120 - 1)
+    assert LevelFusionDetector(level_dims=DIMS).fit(ref, y).ks_ == [2]  # 0.1 * smallest class 20
+
+
+def test_params_are_json_and_round_trip():
+    det = LevelFusionDetector(level_dims=np.array(DIMS), levels=(0, 2), k=[2, 1], fusion="max")
+    params = json.loads(json.dumps(det.get_params()))
+    assert params["method"] == "level_fusion" and params["k"] == [1, 2] and params["levels"] == [0, 2]
+    params.pop("method")
+    again = LevelFusionDetector(**params)
+    assert again.get_params() == det.get_params()
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(NotFittedError):
+        LevelFusionDetector(level_dims=DIMS).score_samples(data(3, 0))
+    with pytest.raises(OODInputError, match="level_dims"):
+        LevelFusionDetector(level_dims=[3, 3]).fit(data(20, 0))
+    with pytest.raises(OODInputError, match="k=30 but the reference set has only 20"):
+        LevelFusionDetector(level_dims=DIMS, k=30).fit(data(20, 0))
+    with pytest.raises(OODInputError, match="standardize="):
+        LevelFusionDetector(level_dims=DIMS, standardize="minmax")
+    with pytest.raises(OODInputError, match="levels="):
+        LevelFusionDetector(level_dims=DIMS, levels=[5])
+    with pytest.raises(OODInputError, match="dimension 12"):
+        LevelFusionDetector(level_dims=DIMS, k=1).fit(data(20, 0)).score_samples(np.ones((2, 5)))
+    bad = data(20, 0)
+    bad[3, :3] = 0
+    with pytest.raises(OODInputError, match="all-zero"):
+        LevelFusionDetector(level_dims=DIMS, k=1).fit(bad)
+
+
+def test_auto_levels_keep_the_levels_that_classify_the_reference():
+    rng = np.random.default_rng(9)
+    y = np.repeat([0, 1, 2], 30)
+    centres = rng.normal(size=(3, sum(DIMS))) * 3
+    X = centres[y] + rng.normal(size=(90, sum(DIMS)))
+    X[:, :3] = rng.normal(size=(90, 3))  # level 0: no class structure
+    X = X.astype(np.float32)
+    det = LevelFusionDetector(level_dims=DIMS, levels="auto", k=2, backend="sklearn").fit(X, y)
+    expected_acc = []
+    for sl in level_slices(DIMS):
+        _, idx = NearestNeighbors(algorithm="brute").fit(unit(X[:, sl])).kneighbors(n_neighbors=1)
+        expected_acc.append(np.mean(y[idx[:, 0]] == y))
+    np.testing.assert_allclose(det.level_accuracy_, expected_acc)
+    assert expected_acc[0] < 0.7 and min(expected_acc[1:]) > 0.95
+    assert det.levels_ == [1, 2]
+    # same scores as fixing those levels by hand
+    Xq = X[:7] + 0.1
+    fixed = LevelFusionDetector(level_dims=DIMS, levels=[1, 2], k=2, backend="sklearn").fit(X)
+    np.testing.assert_allclose(det.score_samples(Xq), fixed.score_samples(Xq))
+    # without labels every level is scored
+    assert LevelFusionDetector(level_dims=DIMS, levels="auto", k=2).fit(X).levels_ == [0, 1, 2]
+    assert json.loads(json.dumps(det.get_params()))["levels"] == "auto"
