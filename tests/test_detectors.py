@@ -15,6 +15,7 @@ from ood_core.detectors import (
     LabelAgreementDetector,
     LOFDetector,
     MahalanobisDetector,
+    detector_class,
     detector_from_params,
     make_detector,
     requires_labels,
@@ -56,7 +57,7 @@ def clustered(n_per_class, d, centers_seed, seed, spread=0.3, scale=4.0):
 def make_fitted(name):
     """A small fitted detector of each kind with data it accepts."""
     X, y = clustered([30, 30], 5, centers_seed=0, seed=1)
-    det = make_detector(name, k=5) if name != "mahalanobis" else make_detector(name)
+    det = make_detector(name, k=5) if "k" in detector_class(name)._param_names else make_detector(name)
     return det.fit(X, y), X, y
 
 
@@ -437,9 +438,10 @@ def test_make_detector_classes_and_errors():
     assert isinstance(make_detector("mahalanobis"), MahalanobisDetector)
     assert isinstance(make_detector("label_agreement"), LabelAgreementDetector)
     with pytest.raises(OODInputError, match=r"unknown detector 'knm'.*class_lof, knn, "
-                                            r"label_agreement, lof, mahalanobis"):
+                                            r"label_agreement, level_fusion, lof, mahalanobis, mahalanobis_pp, "
+                                            r"weighted_label_vote"):
         make_detector("knm")
-    with pytest.raises(OODInputError, match=r"unknown parameter\(s\) \['n_neighbors'\].*k, "
+    with pytest.raises(OODInputError, match=r"unknown parameter\(s\) \['n_neighbors'\].*k, k_fraction, k_max, "
                                             r"normalize"):
         make_detector("knn", n_neighbors=5)
     with pytest.raises(OODInputError, match=r"per_class=False contradicts"):
@@ -553,3 +555,21 @@ def test_backend_and_index_are_validated_and_round_trip():
     assert detector_from_params(params).get_params() == params
     # Run records written before these keywords existed still rebuild (defaults apply).
     assert detector_from_params({"method": "knn", "k": 5, "normalize": True}).backend == "auto"
+
+
+def test_knn_auto_k_follows_the_smallest_class_or_the_reference_size():
+    X, y = clustered([30, 12], 5, centers_seed=0, seed=2)
+    labels = [f"c{c}" for c in y]
+    det = KNNDetector().fit(X, labels)  # k="auto": 0.2 x smallest class (12) -> 2
+    assert det.k_ == 2
+    np.testing.assert_allclose(det.score_samples(X[:5]), KNNDetector(k=2).fit(X).score_samples(X[:5]))
+    assert KNNDetector().fit(X).k_ == 8  # no labels: 0.2 x 42 reference rows
+    assert KNNDetector(k_max=5).fit(X).k_ == 5
+    # unlabelled rows (None) do not count; scoring the reference excludes each row itself (11 classmates -> 2)
+    det = KNNDetector()
+    scores = det.fit_score(X, labels[:-1] + [None])
+    assert det.k_ == 2
+    np.testing.assert_allclose(scores, KNNDetector(k=2).fit_score(X))
+    assert KNNDetector(k=7).fit(X, labels).k_ == 7  # a fixed k is never changed
+    with pytest.raises(OODInputError, match="k_fraction"):
+        KNNDetector(k_fraction=0)

@@ -1,4 +1,4 @@
-"""Tests of ood_core.label_votes against scikit-learn and direct computations."""
+"""Tests of ood_core.detectors.label_votes against scikit-learn and direct computations."""
 
 import json
 
@@ -7,8 +7,8 @@ import pytest
 from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 
 from ood_core.detectors import LabelAgreementDetector
+from ood_core.detectors.label_votes import WeightedLabelVoteDetector
 from ood_core.errors import OODInputError
-from ood_core.label_votes import WeightedLabelVoteDetector
 
 DIMS = [4, 6]
 

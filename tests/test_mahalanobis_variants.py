@@ -1,12 +1,12 @@
-"""Tests of ood_core.mahalanobis_variants against a direct numpy computation."""
+"""Tests of Mahalanobis++ (ood_core.detectors.mahalanobis) against a direct numpy computation."""
 
 import json
 
 import numpy as np
 import pytest
 
+from ood_core.detectors.mahalanobis import MahalanobisPlusPlusDetector
 from ood_core.errors import OODInputError
-from ood_core.mahalanobis_variants import MahalanobisPlusPlusDetector, RelativeMahalanobisDetector
 
 
 def data(seed):
@@ -45,25 +45,11 @@ def test_mahalanobis_pp_is_tied_mahalanobis_on_unit_rows():
     np.testing.assert_allclose(det.score_samples(Xq * 7.5), expected, rtol=1e-5)
 
 
-@pytest.mark.parametrize("normalize", [False, True])
-def test_relative_mahalanobis_formula(normalize):
-    X, y = data(2)
-    Xq, _ = data(3)
-    Z, Zq = (unit(X), unit(Xq)) if normalize else (X.astype(np.float64), Xq.astype(np.float64))
-    means = np.stack([Z[y == c].mean(0) for c in range(3)])
-    md_c = sq_mahalanobis(Zq, means, shrunk(Z - means[y], 0.2))
-    mu0 = Z.mean(0, keepdims=True)
-    md_0 = sq_mahalanobis(Zq, mu0, shrunk(Z - mu0, 0.2))[:, 0]
-    det = RelativeMahalanobisDetector(shrinkage=0.2, normalize=normalize).fit(X, y)
-    np.testing.assert_allclose(det.score_samples(Xq), (md_c - md_0[:, None]).min(1), rtol=1e-5, atol=1e-6)
-
-
 def test_params_and_errors():
-    assert json.loads(json.dumps(RelativeMahalanobisDetector().get_params())) == {
-        "method": "relative_mahalanobis", "shrinkage": "ledoit_wolf", "normalize": False}
-    assert MahalanobisPlusPlusDetector().get_params()["method"] == "mahalanobis_pp"
+    assert json.loads(json.dumps(MahalanobisPlusPlusDetector().get_params())) == {
+        "method": "mahalanobis_pp", "shrinkage": "ledoit_wolf"}
     X, y = data(4)
     with pytest.raises(OODInputError, match="needs class labels"):
         MahalanobisPlusPlusDetector().fit(X)
     with pytest.raises(OODInputError, match="shrinkage"):
-        RelativeMahalanobisDetector(shrinkage=2.0)
+        MahalanobisPlusPlusDetector(shrinkage=2.0)

@@ -1,4 +1,4 @@
-"""Tests of ood_core.score_fusion against direct numpy / scikit-learn computations."""
+"""Tests of ood_core.detectors.level_fusion against direct numpy / scikit-learn computations."""
 
 import json
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
+from ood_core.detectors.base import adaptive_k, level_slices
+from ood_core.detectors.level_fusion import LevelFusionDetector
 from ood_core.errors import NotFittedError, OODInputError
-from ood_core.score_fusion import LevelFusionDetector, adaptive_k, level_slices
 
 DIMS = [3, 5, 4]
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import OODInputError
-from .base import REFERENCE_NAME, Detector, check_bool
+from .base import REFERENCE_NAME, SCORED_NAME, Detector, check_bool, unit_rows
 
 #: Mahalanobis builds a ``(D, D)`` covariance; above this dimension that is too
 #: large to be useful, and the error asks for a reduction first.
@@ -140,3 +140,37 @@ class MahalanobisDetector(Detector):
         m = self.whitened_means_
         sq = (z * z).sum(1)[:, None] - 2.0 * z @ m.T + (m * m).sum(1)[None, :]
         return np.maximum(sq.min(axis=1), 0.0)
+
+
+class MahalanobisPlusPlusDetector(Detector):
+    """Class-conditional Mahalanobis on L2-normalised features (Mueller & Hein 2025).
+
+    Args:
+        shrinkage: covariance estimator of
+            :class:`~ood_core.detectors.MahalanobisDetector` (``"ledoit_wolf"``,
+            a float in [0, 1], or None).
+
+    Fitted attribute: ``mahalanobis_`` (the inner detector on normalised rows).
+    """
+
+    method = "mahalanobis_pp"
+    label = "Mahalanobis++"
+    summary = "Class-conditional Mahalanobis on L2-normalised embeddings (needs labels)"
+    _param_names = ("shrinkage",)
+    _score_uses_labels = False
+
+    @property
+    def requires_labels(self):
+        return True
+
+    def __init__(self, *, shrinkage="ledoit_wolf"):
+        self.shrinkage = MahalanobisDetector(shrinkage=shrinkage).shrinkage
+
+    def _fit(self, X, labels):
+        classes, codes = labels
+        self.mahalanobis_ = MahalanobisDetector(class_conditional=True, shrinkage=self.shrinkage).fit(
+            unit_rows(X, REFERENCE_NAME), [classes[c] for c in codes]
+        )
+
+    def _score(self, X, labels):
+        return self.mahalanobis_.score_samples(unit_rows(X, SCORED_NAME))

@@ -55,15 +55,14 @@ Measured in ``benchmarks/robustness.py`` (results in
 ``benchmarks/results/robustness.txt``).
 """
 
-import math
 
 import numpy as np
 
-from .detectors import Detector
-from .errors import OODInputError
-from .calibration import conformal_p_values
-from .neighbors import NeighborIndex, check_backend, check_index
-from .validation import as_embeddings, check_positive_int, check_same_dim
+from ..calibration import conformal_p_values
+from ..errors import OODInputError
+from ..neighbors import NeighborIndex, check_backend, check_index
+from ..validation import as_embeddings, check_positive_int, check_same_dim
+from .base import Detector, adaptive_k, check_choice, check_k, level_slices, unit_rows
 
 __all__ = ["FUSIONS", "STANDARDIZERS", "LevelFusionDetector", "adaptive_k", "level_slices"]
 
@@ -75,70 +74,6 @@ FUSIONS = ("mean", "max")
 _MAD_TO_STD = 1.4826  # MAD of a normal distribution times this = its standard deviation
 _REF_NAME = "reference embeddings"
 _SCORED_NAME = "scored embeddings"
-
-
-def adaptive_k(n_per_class, *, fraction=0.2, k_max=50):
-    """``max(1, min(k_max, round(fraction * n_per_class)))``.
-
-    The k-NN k for a reference with ``n_per_class`` samples in its smallest
-    class (or ``n_ref`` when there are no labels): k=1 for a handful of
-    images per class, growing with the reference so that a few polluting
-    outliers cannot become every sample's k-th neighbour, capped at ``k_max``.
-
-    Default ``fraction=0.2``: the recommended OOD default is ``KNNDetector(k=
-    adaptive_k(smallest reference class))`` on the deepest level. Over 64 OOD
-    conditions (benchmarks/robustness.py) it never lost more than 0.02 AUROC to
-    the fixed k=50 and raised mean / worst AUROC from 0.762 / 0.355 to 0.832 /
-    0.670; ``fraction=0.1`` had the higher mean (0.839) but a worse worst case
-    (0.598, 10% reference pollution).
-    """
-    n = check_positive_int(n_per_class, "n_per_class")
-    k_max = check_positive_int(k_max, "k_max")
-    if not 0 < float(fraction) <= 1:
-        raise OODInputError(f"fraction={fraction!r} is not valid; pass a number in (0, 1].")
-    return max(1, min(k_max, int(math.floor(fraction * n + 0.5))))
-
-
-def level_slices(level_dims):
-    """``[slice(start, stop)]`` column blocks of consecutive levels of the given widths."""
-    if isinstance(level_dims, (str, bytes)) or not hasattr(level_dims, "__iter__"):
-        raise OODInputError(
-            f"level_dims={level_dims!r} is not valid; pass the column count of each pyramid "
-            "level in order, e.g. [64, 96, 160, 448, 1280] (channels x grid**2)."
-        )
-    dims = [check_positive_int(d, "level_dims entry") for d in level_dims]
-    if not dims:
-        raise OODInputError("level_dims is empty; pass the column count of each pyramid level.")
-    stops = np.cumsum(dims).tolist()
-    return [slice(stop - d, stop) for d, stop in zip(dims, stops)]
-
-
-def _check_k(k):
-    if k == "auto":
-        return "auto"
-    if isinstance(k, (list, tuple)):
-        if not k:
-            raise OODInputError("k is an empty list; pass an integer >= 1, a list of them or 'auto'.")
-        return sorted({check_positive_int(v, "k entry") for v in k})
-    return check_positive_int(k, "k")
-
-
-def _choice(value, options, name):
-    if value not in options:
-        raise OODInputError(f"{name}={value!r} is not valid; use one of: {', '.join(map(repr, options))}.")
-    return value
-
-
-def _unit_rows(X, name):
-    norms = np.linalg.norm(X.astype(np.float64), axis=1)
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        raise OODInputError(
-            f"{name} have {zero.size} all-zero row(s) in one pyramid level (first rows: "
-            f"{zero[:5].tolist()}); they cannot be L2-normalised: drop those samples or use "
-            "normalize=False."
-        )
-    return np.ascontiguousarray(X / norms[:, None], dtype=np.float32)
 
 
 class LevelFusionDetector(Detector):
@@ -180,6 +115,8 @@ class LevelFusionDetector(Detector):
     """
 
     method = "level_fusion"
+    label = "Score pyramid (per-level k-NN, fused)"
+    summary = "Each pyramid level scored by k-NN, standardised on the reference, averaged; multi-level embeddings"
     _param_names = (
         "level_dims", "levels", "level_tolerance", "k", "k_fraction", "k_max", "standardize", "fusion",
         "normalize", "backend", "index",
@@ -188,7 +125,7 @@ class LevelFusionDetector(Detector):
     def __init__(
         self,
         *,
-        level_dims,
+        level_dims=None,
         levels=None,
         level_tolerance=0.05,
         k="auto",
@@ -200,8 +137,10 @@ class LevelFusionDetector(Detector):
         backend="auto",
         index="flat",
     ):
-        slices = level_slices(level_dims)
-        self.level_dims = [s.stop - s.start for s in slices]
+        slices = level_slices(level_dims) if level_dims is not None else None
+        self.level_dims = [s.stop - s.start for s in slices] if slices is not None else None
+        if levels is not None and slices is None:
+            raise OODInputError(f"levels={levels!r} needs level_dims (the width of every level); pass both.")
         if levels is not None and levels != "auto":
             if isinstance(levels, str):
                 raise OODInputError(f"levels={levels!r} is not valid; pass level indices, None or 'auto'.")
@@ -219,13 +158,13 @@ class LevelFusionDetector(Detector):
                 f"level_tolerance={level_tolerance!r} is not valid; pass an accuracy margin in [0, 1]."
             )
         self.level_tolerance = float(level_tolerance)
-        self.k = _check_k(k)
+        self.k = check_k(k)
         if not 0 < float(k_fraction) <= 1:
             raise OODInputError(f"k_fraction={k_fraction!r} is not valid; pass a number in (0, 1].")
         self.k_fraction = float(k_fraction)
         self.k_max = check_positive_int(k_max, "k_max")
-        self.standardize = _choice(standardize, STANDARDIZERS, "standardize")
-        self.fusion = _choice(fusion, FUSIONS, "fusion")
+        self.standardize = check_choice(standardize, STANDARDIZERS, "standardize")
+        self.fusion = check_choice(fusion, FUSIONS, "fusion")
         if not isinstance(normalize, (bool, np.bool_)):
             raise OODInputError(f"normalize={normalize!r} is not valid; pass True or False.")
         self.normalize = bool(normalize)
@@ -256,7 +195,7 @@ class LevelFusionDetector(Detector):
         return ks
 
     def _blocks(self, X, name):
-        if X.shape[1] != sum(self.level_dims):
+        if self.level_dims is not None and X.shape[1] != sum(self.level_dims):
             raise OODInputError(
                 f"{name} have dimension {X.shape[1]} but level_dims {self.level_dims} sum to "
                 f"{sum(self.level_dims)}; pass the level widths of the extractor that made them."
@@ -264,7 +203,7 @@ class LevelFusionDetector(Detector):
         out = []
         for sl in self.slices_:
             block = X[:, sl]
-            out.append(_unit_rows(block, name) if self.normalize else np.ascontiguousarray(block))
+            out.append(unit_rows(block, name) if self.normalize else np.ascontiguousarray(block))
         return out
 
     def _raw_scores(self, X=None):
@@ -303,7 +242,7 @@ class LevelFusionDetector(Detector):
 
     def _fit_from(self, X, y):
         X = as_embeddings(X, _REF_NAME, min_rows=2)
-        all_slices = level_slices(self.level_dims)
+        all_slices = level_slices(self.level_dims or [X.shape[1]])  # None: the whole embedding is one level
         self.ks_ = self._resolve_ks(X.shape[0], y)
         if self.levels == "auto":
             self.slices_ = all_slices
@@ -367,7 +306,7 @@ class LevelFusionDetector(Detector):
 
     def get_params(self):
         params = super().get_params()
-        params["level_dims"] = list(self.level_dims)
+        params["level_dims"] = list(self.level_dims) if self.level_dims is not None else None
         params["levels"] = self.levels if self.levels in (None, "auto") else list(self.levels)
         params["k"] = self.k if not isinstance(self.k, list) else list(self.k)
         return params

@@ -45,11 +45,10 @@ the votes are the out-of-fold class probabilities of "Confident Learning"
 
 import numpy as np
 
-from .detectors import Detector
-from .errors import OODInputError
-from .neighbors import NeighborIndex, check_backend, check_index
-from .score_fusion import _check_k, _choice, _unit_rows, adaptive_k, level_slices
-from .validation import check_positive_int
+from ..errors import OODInputError
+from ..neighbors import NeighborIndex, check_backend, check_index
+from ..validation import check_positive_int
+from .base import Detector, adaptive_k, check_choice, check_k, level_slices, unit_rows
 
 __all__ = ["WEIGHTINGS", "WeightedLabelVoteDetector"]
 
@@ -77,7 +76,7 @@ class WeightedLabelVoteDetector(Detector):
 
     Args:
         k: voting neighbours per level: an int or ``"auto"``
-            (:func:`ood_core.score_fusion.adaptive_k` of the smallest class size).
+            (:func:`ood_core.detectors.base.adaptive_k` of the smallest class size).
         k_fraction, k_max: the ``"auto"`` rule: ``k = max(1, min(k_max,
             round(k_fraction * (smallest class size - 1))))``. Defaults 0.5 / 20:
             over 40 wrong-label conditions (benchmarks/robustness.py) a fraction
@@ -85,18 +84,21 @@ class WeightedLabelVoteDetector(Detector):
             too coarse), while 0.5 matched or beat fixed k=10 and k=20.
         weighting: ``"uniform"``, ``"inverse_distance"`` or ``"rank"``.
         level_dims: column widths of the pyramid levels (see
-            :class:`~ood_core.score_fusion.LevelFusionDetector`); None = the
+            :class:`~ood_core.detectors.level_fusion.LevelFusionDetector`); None = the
             whole embedding is one level.
         levels: level indices whose votes are averaged (default: all), or
             ``"auto"``: the levels whose leave-one-out 1-NN label accuracy is
             within ``level_tolerance`` of the best level (as
-            :class:`~ood_core.score_fusion.LevelFusionDetector`).
+            :class:`~ood_core.detectors.level_fusion.LevelFusionDetector`).
         level_tolerance: the ``"auto"`` rule's accuracy margin.
         normalize: L2-normalise each level's block.
         backend, index: neighbour search, see :mod:`ood_core.neighbors`.
     """
 
     method = "weighted_label_vote"
+    task = "label_issues"
+    label = "Weighted label votes"
+    summary = "Distance-weighted votes of the nearest neighbours against the given label; suggests a label"
     _param_names = (
         "k", "k_fraction", "k_max", "weighting", "level_dims", "levels", "level_tolerance", "normalize",
         "backend", "index",
@@ -116,7 +118,7 @@ class WeightedLabelVoteDetector(Detector):
         backend="auto",
         index="flat",
     ):
-        k = _check_k(k)
+        k = check_k(k)
         if isinstance(k, list):
             raise OODInputError(f"k={k!r} is not valid here; pass one integer or 'auto'.")
         self.k = k
@@ -124,7 +126,7 @@ class WeightedLabelVoteDetector(Detector):
             raise OODInputError(f"k_fraction={k_fraction!r} is not valid; pass a number in (0, 1].")
         self.k_fraction = float(k_fraction)
         self.k_max = check_positive_int(k_max, "k_max")
-        self.weighting = _choice(weighting, WEIGHTINGS, "weighting")
+        self.weighting = check_choice(weighting, WEIGHTINGS, "weighting")
         self.level_dims = None if level_dims is None else [s.stop - s.start for s in level_slices(level_dims)]
         if levels == "auto":
             if self.level_dims is None:
@@ -177,7 +179,7 @@ class WeightedLabelVoteDetector(Detector):
         out = []
         for sl in slices:
             block = X[:, sl]
-            out.append(_unit_rows(block, name) if self.normalize else np.ascontiguousarray(block))
+            out.append(unit_rows(block, name) if self.normalize else np.ascontiguousarray(block))
         return out
 
     def _weights(self, dist):
@@ -231,7 +233,7 @@ class WeightedLabelVoteDetector(Detector):
         return ratio / len(self.class_neighbors_)
 
     def _fit(self, X, labels):
-        from .score_fusion import LevelFusionDetector
+        from .level_fusion import LevelFusionDetector
 
         classes, codes = labels
         sizes = np.bincount(codes, minlength=len(classes))
@@ -300,7 +302,7 @@ class WeightedLabelVoteDetector(Detector):
 
     def predict_proba(self, X):
         """``(N, C)`` weighted neighbour votes of new samples; columns follow ``classes_``."""
-        from .validation import as_embeddings
+        from ..validation import as_embeddings
 
         self._check_fitted()
         blocks = self._blocks(as_embeddings(X, _SCORED_NAME), _SCORED_NAME)
