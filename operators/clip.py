@@ -214,7 +214,7 @@ class ComputeNegLabelScores(common.OODOperator):
                        prediction_field="neglabel_prediction", **params):
         """``op(view, label_field="ground_truth", ...)``: ``id_labels`` (a list) or ``label_field`` give
         the ID classes; ``weights`` is a local file or an open_clip tag. See
-        :func:`ood_core.fo.clip.compute_neglabel_scores`."""
+        :func:`ood_core.fo.neglabel.compute_neglabel_scores`."""
         return _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
                            prediction_field=prediction_field or "", **params)
 
@@ -320,7 +320,7 @@ class ComputeRAPScores(common.OODOperator):
                        word_list=None, lambdas=(0.2, -0.2, -1.0), prediction_field="rap_prediction", **params):
         """``op(view, few_shot_tag="fewshot", label_field="ground_truth", ...)``: the few-shot ID images
         are the samples tagged ``few_shot_tag``, or ``k_per_class`` random samples per class of
-        ``label_field``. See :func:`ood_core.fo.clip.compute_rap_scores`."""
+        ``label_field``. See :func:`ood_core.fo.rap.compute_rap_scores`."""
         return _sdk_params(
             id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
             few_shot_mode="k_per_class" if k_per_class else "tag",

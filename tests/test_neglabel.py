@@ -256,13 +256,19 @@ def test_scorer_fit_uses_templates_lexicon_and_cache(tmp_path):
     table = {f"the nice {n}": v for n, v in zip(names, ids)}
     for w, p, v in zip(words, pos, cand):
         table[f"the nice {w}" if p == "noun" else f"This is a {w} photo"] = v
+    table["the nice CAT"] = ids[0]
     lex = Lexicon(words + ["CAT"], pos + ["noun"])  # an ID name hidden in the vocabulary
     enc = TableEncoder(table)
     sc = NegLabelScorer(num_negatives=6, num_groups=3).fit(names, enc, lex, cache_dir=tmp_path)
-    assert "the nice CAT" not in enc.prompts and sc.excluded_words_ == ["CAT"]
+    # The whole vocabulary is embedded (cache key independent of the ID classes); the ID
+    # name is dropped afterwards, by index.
+    assert "the nice CAT" in enc.prompts and sc.excluded_words_ == ["CAT"]
     assert "This is a near1 photo" in enc.prompts and "the nice near0" in enc.prompts
     ref = NegLabelScorer(num_negatives=6, num_groups=3).fit_embeddings(names, ids, words, pos, cand)
     assert sc.negative_words_ == ref.negative_words_
     n_prompts = len(enc.prompts)
     NegLabelScorer(num_negatives=6, num_groups=3).fit(names, enc, lex, cache_dir=tmp_path)
     assert len(enc.prompts) == n_prompts + 3  # only the 3 ID prompts; candidates cached
+    # Other ID classes: the same cache entry (its key does not depend on the ID classes).
+    NegLabelScorer(num_negatives=6, num_groups=3).fit(["dog", "car"], enc, lex, cache_dir=tmp_path)
+    assert len(enc.prompts) == n_prompts + 5

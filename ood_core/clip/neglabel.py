@@ -334,13 +334,27 @@ def check_id_names(id_names):
     return names
 
 
+def id_name_mask(words, id_names, *, keep):
+    """Boolean mask over ``words``: which candidates stay in the pool.
+
+    ``keep=False`` drops every word equal to an ID class name (case-insensitive,
+    ``_`` = space, :func:`~ood_core.clip.lexicon.normalize_word`); ``keep=True`` keeps all.
+    """
+    from .lexicon import normalize_word
+
+    if keep:
+        return np.ones(len(words), dtype=bool)
+    banned = {normalize_word(n) for n in id_names}
+    return np.array([normalize_word(w) not in banned for w in words], dtype=bool)
+
+
 # ---------------------------------------------------------------------- estimator
 class NegLabelScorer:
     """NegLabel as an estimator: ``fit`` on ID class names, ``score_samples`` on images.
 
-    ``fit(id_names, encoder, lexicon)`` embeds prompts (candidate embeddings through the
-    disk cache), removes ID class names from the lexicon and mines negatives;
-    ``fit_embeddings`` does the same from precomputed text embeddings.
+    ``fit(id_names, encoder, lexicon)`` embeds the prompts (the whole vocabulary through
+    the disk cache), drops candidates equal to an ID class name by index and mines
+    negatives; ``fit_embeddings`` does the same from precomputed text embeddings.
 
     Fitted attributes: ``id_names_``, ``id_emb_`` (K, D), ``negative_words_``,
     ``negative_pos_``, ``negative_emb_`` (M, D), ``negative_similarity_`` (the mining
@@ -376,29 +390,30 @@ class NegLabelScorer:
 
     def fit(self, id_names, encoder, lexicon, *, cache_dir=None, progress=None,
             text_batch_size=256):
-        """Embed ID prompts and (cached) candidate prompts with ``encoder``, then mine."""
+        """Embed the ID prompts and the **whole** vocabulary, then mine; returns self.
+
+        The candidate embeddings go through the disk cache keyed by the vocabulary
+        alone (not by the ID classes), so changing the ID classes reuses them; ID class
+        names are handled afterwards, by index (:meth:`fit_embeddings`).
+        ``progress``: the package convention (:mod:`ood_core.progress`), for the
+        candidate prompts on a cache miss.
+        """
         from .text_cache import cached_text_embeddings
 
         id_names = check_id_names(id_names)
-        lex = lexicon.without(id_names)
-        if len(lex) == 0:
-            raise OODInputError("the lexicon is empty after removing the ID class names.")
         cand_emb = cached_text_embeddings(
-            encoder, lex.words, lex.pos, self.templates, cache_dir=cache_dir,
+            encoder, lexicon.words, lexicon.pos, self.templates, cache_dir=cache_dir,
             progress=progress, batch_size=text_batch_size,
         )
-        id_emb = encoder.encode_texts([self.id_template.format(n) for n in id_names])
-        self.fit_embeddings(id_names, id_emb, lex.words, lex.pos, cand_emb)
-        self.excluded_words_ = [w for w, _ in lex.excluded]
-        return self
+        id_emb = encoder.encode_texts([self.id_template.format(n) for n in id_names],
+                                      batch_size=text_batch_size)
+        return self.fit_embeddings(id_names, id_emb, lexicon.words, lexicon.pos, cand_emb)
 
     def fit_embeddings(self, id_names, id_emb, cand_words, cand_pos, cand_emb):
         """Mine negatives from precomputed, aligned text embeddings; returns self.
 
         Candidates equal to an ID name (case-insensitive) are removed first.
         """
-        from .lexicon import normalize_word
-
         id_names = check_id_names(id_names)
         id_emb = unit_rows(id_emb, "ID label embeddings")
         cand_emb = unit_rows(cand_emb, "candidate embeddings")
@@ -414,8 +429,7 @@ class NegLabelScorer:
                 f"{cand_emb.shape[0]} embeddings; all three must have the same length."
             )
         check_same_dim(id_emb, cand_emb, "ID label embeddings", "candidate embeddings")
-        banned = {normalize_word(n) for n in id_names}
-        keep = np.array([normalize_word(w) not in banned for w in cand_words], dtype=bool)
+        keep = id_name_mask(cand_words, id_names, keep=False)
         self.excluded_words_ = [w for w, k in zip(cand_words, keep) if not k]
         cand_emb = cand_emb[keep]
         cand_words = [w for w, k in zip(cand_words, keep) if k]
@@ -481,6 +495,7 @@ class NegLabelScorer:
             "num_candidates": self.num_candidates_,
             "negative_words": list(self.negative_words_),
             "negative_pos": list(self.negative_pos_),
+            "negative_similarity": [float(v) for v in self.negative_similarity_],
             "excluded_words": list(self.excluded_words_),
             "score_convention": "ood_score = 1 - S(x); higher = more out-of-distribution",
         }

@@ -51,13 +51,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import OODInputError
+from ..progress import Progress
 from ..validation import check_same_dim
 from .neglabel import (
     DEFAULT_NUM_GROUPS,
     DEFAULT_TAU,
+    check_id_names,
+    id_name_mask,
     neglabel_scores,
     unit_rows,
 )
+from .text_cache import cached_text_embeddings
 
 DEFAULT_NUM_CROPS = 256
 DEFAULT_NUM_KEEP = 32
@@ -323,7 +327,7 @@ class RAPResult:
 def rap_scores(img_emb, id_emb, cand_emb, train_negatives, *, test_time=True,
                u1=DEFAULT_U1, u2=DEFAULT_U2, words_per_sample=DEFAULT_WORDS_PER_SAMPLE,
                batch_size=256, rescore="final", exclude=None, tau=DEFAULT_TAU,
-               num_groups=DEFAULT_NUM_GROUPS, seed=0, progress=None):
+               num_groups=DEFAULT_NUM_GROUPS, seed=0, progress=False):
     """Score images with RAP's negatives, optionally updating them at test time.
 
     Args:
@@ -338,7 +342,8 @@ def rap_scores(img_emb, id_emb, cand_emb, train_negatives, *, test_time=True,
         rescore: ``"final"`` or ``"online"`` (see the module docstring).
         exclude: candidate indices that must never become negatives (ID class names).
         tau, num_groups, seed: NegLabel's grouped score parameters.
-        progress: ``None`` or a callable receiving the processed fraction.
+        progress: the package convention (:mod:`ood_core.progress`; default silent),
+            counting processed samples.
     """
     img = unit_rows(img_emb, "image embeddings")
     ids = unit_rows(id_emb, "ID prompt embeddings")
@@ -380,6 +385,7 @@ def rap_scores(img_emb, id_emb, cand_emb, train_negatives, *, test_time=True,
     ood_scores = np.empty(img.shape[0])
     q = int(words_per_sample)
     n = img.shape[0]
+    bar = Progress(progress, n, "RAP test-time scoring")
     for start in range(0, n, int(batch_size)):
         x = img[start : start + int(batch_size)]
         id_s, _ = score(x, np.asarray(negatives))
@@ -399,8 +405,8 @@ def rap_scores(img_emb, id_emb, cand_emb, train_negatives, *, test_time=True,
         if rescore == "online":
             sl = slice(start, start + x.shape[0])
             id_scores[sl], ood_scores[sl] = score(x, np.asarray(negatives))
-        if progress is not None:
-            progress(min(1.0, (start + x.shape[0]) / n))
+        bar.update(x.shape[0])
+    bar.close()
     if rescore == "final":
         id_scores, ood_scores = score(img, np.asarray(negatives))
     return RAPResult(
@@ -456,86 +462,125 @@ class RAPScorer:
                 if not k.endswith("_")}
 
     def fit(self, id_names, few_shot_images, encoder, lexicon, *, cache_dir=None,
-            progress=None, image_batch_size=64):
-        """Mine train-time negatives from few-shot ID images (PIL images or paths)."""
-        from PIL import Image
+            progress=None, image_loader=None, image_batch_size=64, text_batch_size=256):
+        """Mine train-time negatives from few-shot ID images; returns self.
 
-        from ..images import load_rgb
-        from .neglabel import check_id_names
-        from .text_cache import cached_text_embeddings
-
+        Args:
+            id_names: the ID class names.
+            few_shot_images: PIL images, or anything ``image_loader`` turns into one
+                (default: file paths, read by :func:`ood_core.images.load_rgb`). The
+                i-th image is cropped with seed ``seed + i``.
+            encoder: a :class:`~ood_core.clip.encoder.CLIPEncoder` (or any object with
+                ``encode_images`` / ``encode_texts``, ``model_name``, ``weights_identity``).
+            lexicon: the candidate vocabulary; it is embedded **whole** (text-cache key
+                independent of the ID classes) and ID class names are dropped by index.
+            progress: the package convention (:mod:`ood_core.progress`); counts crops,
+                then candidate prompts on a text-cache miss.
+        """
         id_names = check_id_names(id_names)
         images = list(few_shot_images)
         if not images:
             raise OODInputError("few_shot_images is empty: RAP needs at least one ID image.")
-        lex = lexicon.without(id_names)
-        if len(lex) == 0:
-            raise OODInputError("the lexicon is empty after removing the ID class names.")
-        self.id_emb_ = encoder.encode_texts([self.id_template.format(n) for n in id_names])
+        id_emb = encoder.encode_texts([self.id_template.format(n) for n in id_names],
+                                      batch_size=text_batch_size)
+        stats = self.crop_statistics(images, encoder, id_emb, progress=progress,
+                                     image_loader=image_loader, batch_size=image_batch_size)
+        cand_emb = cached_text_embeddings(
+            encoder, lexicon.words, lexicon.pos, self.templates, cache_dir=cache_dir,
+            progress=progress, batch_size=text_batch_size)
+        return self.fit_embeddings(id_names, id_emb, stats, lexicon.words, lexicon.pos, cand_emb)
+
+    def crop_statistics(self, images, encoder, id_emb, *, progress=None, image_loader=None,
+                        batch_size=64):
+        """Crop, embed and select the valuable crops of each few-shot image: a :class:`CropStatistics`."""
+        load = image_loader or _load_image
         stats = CropStatistics()
-        for i, img in enumerate(images):
-            if not isinstance(img, Image.Image):
-                img = load_rgb(img)  # upright (EXIF), RGB; ImageLoadError names the file
-            crops = random_crops(img, self.num_crops, seed=self.seed + i, scale=self.crop_scale)
-            stats.add(encoder.encode_images(crops, batch_size=image_batch_size),
-                      self.id_emb_, self.num_keep)
-            if progress is not None:
-                progress(0.5 * (i + 1) / len(images))
-        self.candidate_words_ = list(lex.words)
-        self.candidate_pos_ = list(lex.pos)
-        self.candidate_emb_ = cached_text_embeddings(
-            encoder, lex.words, lex.pos, self.templates, cache_dir=cache_dir)
-        return self.fit_embeddings(id_names, self.id_emb_, stats, self.candidate_words_,
-                                   self.candidate_pos_, self.candidate_emb_)
+        with Progress(progress, len(images) * int(self.num_crops), "RAP few-shot crops") as bar:
+            for i, item in enumerate(images):
+                crops = random_crops(load(item), self.num_crops, seed=self.seed + i,
+                                     scale=self.crop_scale)
+                stats.add(encoder.encode_images(crops, batch_size=batch_size), id_emb, self.num_keep)
+                bar.update(len(crops))
+        return stats
 
     def fit_embeddings(self, id_names, id_emb, crop_stats, cand_words, cand_pos, cand_emb):
-        """Mine train-time negatives from precomputed embeddings and crop statistics."""
-        from .lexicon import normalize_word
-        from .neglabel import check_id_names
+        """Mine train-time negatives from precomputed embeddings and crop statistics.
 
+        Candidates equal to an ID class name (case-insensitive) are dropped by index
+        first: they are listed in ``excluded_words_`` and never become negatives.
+        """
         id_names = check_id_names(id_names)
         self.id_names_ = list(id_names)
         self.id_emb_ = unit_rows(id_emb, "ID prompt embeddings")
-        self.candidate_words_ = list(cand_words)
-        self.candidate_pos_ = list(cand_pos)
-        self.candidate_emb_ = unit_rows(cand_emb, "candidate embeddings")
-        if not (len(self.candidate_words_) == len(self.candidate_pos_)
-                == self.candidate_emb_.shape[0]):
-            raise OODInputError("candidate words, POS tags and embeddings differ in length.")
-        banned = {normalize_word(n) for n in id_names}
-        self.excluded_ = np.array(
-            [i for i, w in enumerate(self.candidate_words_) if normalize_word(w) in banned],
-            dtype=np.int64)
+        cand_words, cand_pos = list(cand_words), list(cand_pos)
+        cand_emb = unit_rows(cand_emb, "candidate embeddings")
+        if not (len(cand_words) == len(cand_pos) == cand_emb.shape[0]):
+            raise OODInputError(
+                f"candidates: {len(cand_words)} words, {len(cand_pos)} POS tags and "
+                f"{cand_emb.shape[0]} embeddings; all three must have the same length.")
+        keep = id_name_mask(cand_words, id_names, keep=False)
+        if not keep.any():
+            raise OODInputError("no candidate words remain after removing the ID class names.")
+        self.excluded_words_ = [w for w, k in zip(cand_words, keep) if not k]
+        self.candidate_words_ = [w for w, k in zip(cand_words, keep) if k]
+        self.candidate_pos_ = [p for p, k in zip(cand_pos, keep) if k]
+        self.candidate_emb_ = cand_emb[keep]
         joint = joint_similarity(self.candidate_emb_, crop_stats.id_mean,
                                  crop_stats.outlier_mean, self.id_emb_,
                                  lambdas=self.lambdas, eta=self.eta)
-        p = min(int(self.num_negatives), self.candidate_emb_.shape[0] - self.excluded_.size)
-        self.train_negatives_ = mine_train_negatives(joint, p, exclude=self.excluded_)
+        p = min(int(self.num_negatives), self.candidate_emb_.shape[0])
+        self.train_negatives_ = mine_train_negatives(joint, p)
         return self
 
-    def score_samples(self, img_emb, *, test_time=None, progress=None):
+    def score_samples(self, img_emb, *, test_time=None, progress=False):
         """Run RAP on image embeddings (in the given order); returns a :class:`RAPResult`."""
-        if not hasattr(self, "train_negatives_"):
-            from ..errors import NotFittedError
-
-            raise NotFittedError("RAPScorer is not fitted: call fit() or fit_embeddings().")
+        self._check_fitted()
         return rap_scores(
             img_emb, self.id_emb_, self.candidate_emb_, self.train_negatives_,
             test_time=self.test_time if test_time is None else test_time,
             u1=self.u1, u2=self.u2, words_per_sample=self.words_per_sample,
-            batch_size=self.batch_size, rescore=self.rescore, exclude=self.excluded_,
+            batch_size=self.batch_size, rescore=self.rescore,
             tau=self.tau, num_groups=self.num_groups, seed=self.seed, progress=progress,
         )
 
+    def predict(self, img_emb):
+        """``(class names list, confidence (N,))`` of the zero-shot ID classification."""
+        from .neglabel import predict_id_class
+
+        self._check_fitted()
+        cls, conf = predict_id_class(img_emb, self.id_emb_, tau=self.tau)
+        return [self.id_names_[i] for i in cls], conf
+
+    def _check_fitted(self):
+        if not hasattr(self, "train_negatives_"):
+            from ..errors import NotFittedError
+
+            raise NotFittedError("RAPScorer is not fitted: call fit() or fit_embeddings().")
+
     def run_record(self, result):
-        """JSON-serialisable summary of a fit + :class:`RAPResult` for a run record."""
-        words = self.candidate_words_
+        """JSON-serialisable summary of a fit + :class:`RAPResult` for a run record.
+
+        ``test_negative_sources`` are row indices of the scored embeddings.
+        """
+        words, pos = self.candidate_words_, self.candidate_pos_
         return {
             "method": "rap",
             "params": self.get_params(),
             "id_names": list(self.id_names_),
+            "num_candidates": len(words),
+            "excluded_words": list(self.excluded_words_),
             "train_negative_words": [words[i] for i in result.train_negatives],
+            "train_negative_pos": [pos[i] for i in result.train_negatives],
             "test_negative_words": [words[i] for i in result.test_negatives],
+            "test_negative_pos": [pos[i] for i in result.test_negatives],
             "test_negative_sources": result.test_negative_sources.tolist(),
             "score_convention": "ood_score = 1 - S(x); higher = more out-of-distribution",
         }
+
+
+def _load_image(item):
+    from PIL import Image
+
+    from ..images import load_rgb
+
+    return item if isinstance(item, Image.Image) else load_rgb(item)  # upright (EXIF), RGB
