@@ -165,6 +165,24 @@ def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, q
 # --------------------------------------------------------------------------- NegLabel
 
 
+def _add_neglabel_protocol_inputs(inputs):
+    """The choices where the official NegLabel protocol and the older product defaults differ."""
+    vocab = types.RadioGroup()
+    vocab.add_choice("paper", label="Paper (WordNet depictable nouns + adjectives, ~12.4k negatives)")
+    vocab.add_choice("all", label="All of WordNet (~20.9k negatives)")
+    inputs.enum("vocabulary", vocab.values(), default=common.sdk_default("compute_neglabel_scores", "vocabulary"),
+                label="WordNet vocabulary", view=vocab, description="Ignored with a word list file")
+    inputs.bool("remove_id_names", default=False, label="Remove ID class names from the candidates",
+                description="The official code keeps them (they are rarely mined: they are ID-like)",
+                view=types.CheckboxView())
+    rem = types.RadioGroup()
+    rem.add_choice("last", label="Drop the most ID-like mined words (official)")
+    rem.add_choice("random", label="Leave a random remainder out of the groups")
+    inputs.enum("remainder", rem.values(), default=common.sdk_default("compute_neglabel_scores", "remainder"),
+                label="M mod groups remainder", view=rem)
+
+
+
 class ComputeNegLabelScores(common.OODOperator):
     name = "compute_neglabel_scores"
     label = "OOD: NegLabel zero-shot scores (CLIP)"
@@ -189,6 +207,7 @@ class ComputeNegLabelScores(common.OODOperator):
         _check_range(inputs.float("percentile", default=95.0, label="Mining percentile",
                                   description="Of each candidate's similarities to the ID labels (paper: 95)"),
                      p.get("percentile"), low=0, high=100, what="percentile")
+        _add_neglabel_protocol_inputs(inputs)
         _add_grouping_inputs(inputs, ctx)
         _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction")
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
@@ -204,6 +223,9 @@ class ComputeNegLabelScores(common.OODOperator):
             num_negatives=int(num_negatives) if num_negatives else None,
             fraction=None if num_negatives else p.get("fraction"),
             percentile=float(p.get("percentile", 95.0)),
+            vocabulary=p.get("vocabulary", common.sdk_default("compute_neglabel_scores", "vocabulary")),
+            remove_id_names=bool(p.get("remove_id_names", False)),
+            remainder=p.get("remainder", common.sdk_default("compute_neglabel_scores", "remainder")),
             **_common_kwargs(ctx, "neglabel_prediction"),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",

@@ -107,7 +107,7 @@ def test_clip_embeddings_field_and_encoder_record(ds, tiny_clip):
 
 def test_neglabel_scores_equal_the_numpy_layer_and_are_recorded(embedded, tiny_clip, word_list, cache):
     ds = embedded
-    summary = _neglabel(ds, cache, word_list, score_field="nl", embeddings_field="clip")
+    summary = _neglabel(ds, cache, word_list, score_field="nl", embeddings_field="clip", remove_id_names=True)
     assert summary["num_scored"] == 30 and summary["num_negatives"] == 20
     assert summary["id_labels"] == sorted(CLASSES)
 
@@ -115,7 +115,7 @@ def test_neglabel_scores_equal_the_numpy_layer_and_are_recorded(embedded, tiny_c
     enc = CLIPEncoder(tiny_clip.name, pretrained=str(tiny_clip.safetensors))
     lex = read_word_list(word_list)
     names = sorted(CLASSES)
-    ref = NegLabelScorer(num_negatives=20, num_groups=4).fit_embeddings(
+    ref = NegLabelScorer(num_negatives=20, num_groups=4, remove_id_names=True).fit_embeddings(
         names, enc.encode_texts([f"the nice {n}" for n in names]), lex.words, lex.pos,
         _texts(enc, lex.words, lex.pos),
     )
@@ -369,7 +369,7 @@ def test_bad_label_inputs_are_named(embedded, word_list, cache, tmp_path):
     only_ids = tmp_path / "ids.txt"
     only_ids.write_text("dress\ncoat\n")
     with pytest.raises(OODInputError, match="empty once the ID class names are removed"):
-        _neglabel(ds, cache, str(only_ids), id_labels=["Dress", "Coat"], **kw)
+        _neglabel(ds, cache, str(only_ids), id_labels=["Dress", "Coat"], remove_id_names=True, **kw)
     with pytest.raises(OODInputError, match=r"num_groups=100 is larger .* \(20: num_negatives=20"):
         _neglabel(ds, cache, word_list, id_labels=["Bag", "Coat"], num_groups=100, **kw)
     with pytest.raises(OODInputError, match="tau must be a positive number"):
@@ -426,13 +426,18 @@ def test_real_debian_wordnet_vocabulary(embedded, tiny_clip, cache):
         ds, "nl", label_field="ground_truth", embeddings_field="clip", wordnet_dir="/usr/share/wordnet",
         parts_of_speech=("adj",), num_groups=10, cache_dir=cache, progress=False,
     )
-    info = fo_runs.get_ood_run_info(ds, "nl")["lexicon"]
-    assert info["source"].startswith("wordnet:") and info["num_nouns"] == 0
-    assert info["num_adjectives"] > 20000  # 21,479 in WordNet 3.0
+    info = fo_runs.get_ood_run_info(ds, "nl")
+    lexicon = info["lexicon"]
+    assert lexicon["source"].startswith("wordnet:") and lexicon["num_nouns"] == 0
+    # "paper" vocabulary: words that are also (kept) nouns stay nouns only.
+    assert lexicon["vocabulary"] == "paper" and lexicon["num_adjectives"] == 20713
     res = fo_runs.load_ood_results(ds, "nl")
-    # Default mining: the least ID-like 15% of the adjectives (minus ID class names found there).
-    assert summary["num_negatives"] == int(0.15 * (info["num_adjectives"] - len(res.excluded_words)))
-    assert set(res.negative_pos) == {"adj"} and "dress" in res.excluded_words
+    # Default mining: the least ID-like 15% of the adjectives (3,106); the official code
+    # drops the 3,106 mod 10 = 6 most ID-like of them so the 10 groups are equal.
+    assert res.num_mined == 3106 and summary["num_negatives"] == 3100 and len(res.dropped_words) == 6
+    assert info["protocol"] == {"name": "paper", "vocabulary": "paper", "id_names_in_candidates": "kept",
+                                "remainder": "last", "num_mined": 3106, "num_negatives": 3100}
+    assert set(res.negative_pos) == {"adj"} and res.excluded_words == []
     assert len(set(res.negative_words)) == len(res.negative_words)
 
 

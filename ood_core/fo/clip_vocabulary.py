@@ -65,36 +65,42 @@ def resolve_id_labels(samples, id_labels, label_field, *, allow_both=False):
     return names
 
 
-def _lexicon_key(word_list, wordnet_dir, cross_pos, cache_dir):
+def _lexicon_key(word_list, wordnet_dir, cross_pos, cache_dir, vocabulary):
     if word_list is not None:
         path = os.path.abspath(os.path.expanduser(os.fspath(word_list)))
         stat = os.stat(path) if os.path.isfile(path) else None
         return ("word_list", path, stat and (stat.st_size, stat.st_mtime_ns), cross_pos)
     from ..clip.lexicon import ENV_WORDNET_DIR
 
-    return ("wordnet", wordnet_dir, os.environ.get(ENV_WORDNET_DIR), cross_pos, cache_dir)
+    return ("wordnet", vocabulary, wordnet_dir, os.environ.get(ENV_WORDNET_DIR), cross_pos, cache_dir)
 
 
-def load_vocabulary(word_list, wordnet_dir, cross_pos, parts_of_speech, cache_dir):
-    """Candidate vocabulary (memoised per process), restricted to ``parts_of_speech``."""
-    from ..clip.lexicon import VALID_POS, Lexicon, load_lexicon
+def load_vocabulary(word_list, wordnet_dir, cross_pos, parts_of_speech, cache_dir, vocabulary="paper"):
+    """Candidate vocabulary (memoised per process), restricted to ``parts_of_speech``.
 
+    ``vocabulary`` (WordNet only): ``"paper"`` (NegLabel's protocol) or ``"all"``; see
+    :mod:`ood_core.clip.lexicon`.
+    """
+    from ..clip.lexicon import VALID_POS, Lexicon, check_vocabulary_name, load_lexicon
+
+    check_vocabulary_name(vocabulary)
     pos_wanted = [parts_of_speech] if isinstance(parts_of_speech, str) else list(parts_of_speech or [])
     bad = [p for p in pos_wanted if p not in VALID_POS]
     if not pos_wanted or bad:
         raise OODInputError(
             f"parts_of_speech must be a non-empty subset of {list(VALID_POS)}; got {parts_of_speech!r}"
         )
-    key = _lexicon_key(word_list, wordnet_dir, cross_pos, cache_dir)
+    key = _lexicon_key(word_list, wordnet_dir, cross_pos, cache_dir, vocabulary)
     lex = _LEXICON_MEMO.get(key)
     if lex is None:
-        lex = load_lexicon(word_list=word_list, wordnet_dir=wordnet_dir, cross_pos=cross_pos, cache_dir=cache_dir)
+        lex = load_lexicon(word_list=word_list, wordnet_dir=wordnet_dir, cross_pos=cross_pos, cache_dir=cache_dir,
+                           vocabulary=vocabulary)
         if len(_LEXICON_MEMO) >= _LEXICON_MEMO_SIZE:
             _LEXICON_MEMO.pop(next(iter(_LEXICON_MEMO)))
         _LEXICON_MEMO[key] = lex
     if set(pos_wanted) != set(VALID_POS):
         pairs = [(w, p) for w, p in zip(lex.words, lex.pos) if p in pos_wanted]
-        lex = Lexicon([w for w, _ in pairs], [p for _, p in pairs], source=lex.source)
+        lex = Lexicon([w for w, _ in pairs], [p for _, p in pairs], source=lex.source, vocabulary=lex.vocabulary)
     return lex
 
 
@@ -147,6 +153,7 @@ def check_counts_early(lex, id_names, *, num_negatives, fraction, num_groups, ta
 def lexicon_info(lex, cross_pos, parts_of_speech):
     return {
         "source": lex.source,
+        "vocabulary": lex.vocabulary,
         "num_words": len(lex),
         "num_nouns": lex.count("noun"),
         "num_adjectives": lex.count("adj"),
