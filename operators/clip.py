@@ -6,7 +6,6 @@ from . import base as common
 
 ID_SOURCES = ("label_field", "labels")
 FEW_SHOT_MODES = ("tag", "k_per_class")
-RESCORE = ("final", "online")
 
 
 # --------------------------------------------------------------------------- shared form parts
@@ -244,6 +243,43 @@ class ComputeNegLabelScores(common.OODOperator):
 # --------------------------------------------------------------------------- RAP
 
 
+def _rap_default(param):
+    return common.sdk_default("compute_rap_scores", param)
+
+
+def _add_choice(inputs, name, choices, label, description=None):
+    radio = types.RadioGroup()
+    for value, text in choices.items():
+        radio.add_choice(value, label=text)
+    inputs.enum(name, radio.values(), default=_rap_default(name), label=label, view=radio, description=description)
+
+
+def _add_rap_test_time_inputs(inputs, ctx):
+    """u1/u2 (a preset of the paper's Table 1, optionally overridden), Q, retrieval, scoring order."""
+    from ood_core.clip.rap_stream import U_PRESETS
+
+    p = ctx.params
+    dropdown = types.DropdownView()
+    for name, (low, high) in U_PRESETS.items():
+        dropdown.add_choice(name, label=f"{name}: u1={low}, u2={high}")
+    inputs.enum("u_preset", dropdown.values(), default=_rap_default("u_preset"), label="u1/u2 preset (paper Table 1)",
+                view=dropdown, description="A sample with u1 <= S(x) <= u2 retrieves words")
+    _check_range(inputs.float("u1", required=False, label="u1 (optional: overrides the preset)"),
+                 p.get("u1"), low=0, high=1, what="u1")
+    prop = _check_range(inputs.float("u2", required=False, label="u2 (optional: overrides the preset)"),
+                        p.get("u2"), low=0, high=1, what="u2")
+    if p.get("u1") is not None and p.get("u2") is not None and p["u1"] > p["u2"]:
+        _invalid(prop, "u2 must be >= u1")
+    _check_range(inputs.int("words_per_sample", default=4, label="Words retrieved per sample",
+                            description="Paper: Q = 4"), p.get("words_per_sample"), low=1, what="words_per_sample")
+    _add_choice(inputs, "retrieval", {"union": "Top-Q words united with the negatives (paper)",
+                                      "new_only": "Q words that are not negatives yet"}, "Retrieval")
+    _add_choice(inputs, "rescore", {"online": "Streaming: each batch scored after its own update (paper)",
+                                    "final": "All samples scored with the final negatives"}, "Scores",
+                description="Samples are processed in ascending sample id order")
+
+
+
 class ComputeRAPScores(common.OODOperator):
     name = "compute_rap_scores"
     label = "OOD: RAP few-shot scores (CLIP)"
@@ -285,6 +321,10 @@ class ComputeRAPScores(common.OODOperator):
                      p.get("num_crops"), low=1, what="num_crops")
         _check_range(inputs.int("num_keep", default=32, label="Crops kept per side", description="Paper: 32"),
                      p.get("num_keep"), low=1, what="num_keep")
+        _add_choice(inputs, "crop_ranking", {"own_class": "By the image's own class prompt (paper; needs a "
+                                                          "Classification label field)",
+                                             "all_prompts": "By the best ID prompt"}, "Crop ranking")
+        inputs.bool("flip", default=True, label="Mirror half of the crops", view=types.CheckboxView())
         _check_range(inputs.int("num_negatives", default=10000, label="Train-time negative labels",
                                 description="Paper: 10000 (capped at the vocabulary size)"),
                      p.get("num_negatives"), low=1, what="num_negatives")
@@ -296,17 +336,7 @@ class ComputeRAPScores(common.OODOperator):
         inputs.bool("test_time", default=True, label="Test-time updates",
                     description="Untick for the paper's train-time-only ablation", view=types.CheckboxView())
         if p.get("test_time", True):
-            _check_range(inputs.float("u1", default=0.0, label="u1 (lowest ID score that adds words)"),
-                         p.get("u1"), low=0, high=1, what="u1")
-            prop = _check_range(inputs.float("u2", default=0.5, label="u2 (highest ID score that adds words)"),
-                                p.get("u2"), low=0, high=1, what="u2")
-            if p.get("u1") is not None and p.get("u2") is not None and p["u1"] > p["u2"]:
-                _invalid(prop, "u2 must be >= u1")
-            _check_range(inputs.int("words_per_sample", default=4, label="Words added per sample",
-                                    description="Paper: Q = 4"),
-                         p.get("words_per_sample"), low=1, what="words_per_sample")
-            inputs.enum("rescore", list(RESCORE), default="final", label="Scores", view=types.RadioGroup(),
-                        description="'final': all samples scored with the final negatives; 'online': streaming")
+            _add_rap_test_time_inputs(inputs, ctx)
         _add_grouping_inputs(inputs, ctx)
         _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction")
         return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
@@ -327,10 +357,14 @@ class ComputeRAPScores(common.OODOperator):
             eta=float(p.get("eta", 5.0)),
             num_negatives=int(p.get("num_negatives", 10000)),
             test_time=bool(p.get("test_time", True)),
-            u1=float(p.get("u1", 0.0)),
-            u2=float(p.get("u2", 0.5)),
+            crop_ranking=p.get("crop_ranking", _rap_default("crop_ranking")),
+            flip=bool(p.get("flip", True)),
+            u_preset=p.get("u_preset", _rap_default("u_preset")),
+            u1=None if p.get("u1") is None else float(p["u1"]),
+            u2=None if p.get("u2") is None else float(p["u2"]),
             words_per_sample=int(p.get("words_per_sample", 4)),
-            rescore=p.get("rescore", "final"),
+            retrieval=p.get("retrieval", _rap_default("retrieval")),
+            rescore=p.get("rescore", _rap_default("rescore")),
             **_common_kwargs(ctx, "rap_prediction", label_field_for_few_shot=True),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
