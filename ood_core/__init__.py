@@ -44,6 +44,7 @@ _PUBLIC = {
     "compute_clip_embeddings": "ood_core.fo.clip_embeddings",
     "compute_neglabel_scores": "ood_core.fo.neglabel",
     "compute_rap_scores": "ood_core.fo.rap",
+    "compute_adaneg_scores": "ood_core.fo.adaneg",
     "explain_sample": "ood_core.fo.clip_explain",
     # evaluation and flags
     "evaluate_ood_run": "ood_core.fo.evaluation",

@@ -164,6 +164,37 @@ def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, q
 # --------------------------------------------------------------------------- NegLabel
 
 
+def _add_neglabel_inputs(inputs, ctx):
+    """ID classes, model, and NegLabel's mining choices (shared by NegLabel and AdaNeg)."""
+    p = ctx.params
+    _add_id_inputs(inputs, ctx)
+    _add_model_inputs(inputs, ctx)
+    _check_range(
+        inputs.int("num_negatives", required=False, label="Number of negative labels (optional)",
+                   description="Empty = the least ID-like 15% of each part of speech (the paper's rule)"),
+        p.get("num_negatives"), low=1, what="num_negatives")
+    if not p.get("num_negatives"):
+        _check_range(inputs.float("fraction", default=0.15, label="Share of candidates kept",
+                                  description="Per part of speech (paper: 0.15)"),
+                     p.get("fraction"), low=0, low_open=True, high=1, what="fraction")
+    _check_range(inputs.float("percentile", default=95.0, label="Mining percentile",
+                              description="Of each candidate's similarities to the ID labels (paper: 95)"),
+                 p.get("percentile"), low=0, high=100, what="percentile")
+    _add_neglabel_protocol_inputs(inputs)
+
+
+def _neglabel_kwargs(p):
+    num_negatives = p.get("num_negatives") or None
+    return dict(
+        num_negatives=int(num_negatives) if num_negatives else None,
+        fraction=None if num_negatives else p.get("fraction"),
+        percentile=float(p.get("percentile", 95.0)),
+        vocabulary=p.get("vocabulary", common.sdk_default("compute_neglabel_scores", "vocabulary")),
+        remove_id_names=bool(p.get("remove_id_names", False)),
+        remainder=p.get("remainder", common.sdk_default("compute_neglabel_scores", "remainder")),
+    )
+
+
 def _add_neglabel_protocol_inputs(inputs):
     """The choices where the official NegLabel protocol and the older product defaults differ."""
     vocab = types.RadioGroup()
@@ -192,21 +223,7 @@ class ComputeNegLabelScores(common.OODOperator):
     def resolve_input(self, ctx):
         ctx.target_view()
         inputs = types.Object()
-        p = ctx.params
-        _add_id_inputs(inputs, ctx)
-        _add_model_inputs(inputs, ctx)
-        _check_range(
-            inputs.int("num_negatives", required=False, label="Number of negative labels (optional)",
-                       description="Paper: 10000; empty = the least ID-like share of each part of speech"),
-            p.get("num_negatives"), low=1, what="num_negatives")
-        if not p.get("num_negatives"):
-            _check_range(inputs.float("fraction", default=0.15, label="Share of candidates kept",
-                                      description="Per part of speech (paper: 0.15)"),
-                         p.get("fraction"), low=0, low_open=True, high=1, what="fraction")
-        _check_range(inputs.float("percentile", default=95.0, label="Mining percentile",
-                                  description="Of each candidate's similarities to the ID labels (paper: 95)"),
-                     p.get("percentile"), low=0, high=100, what="percentile")
-        _add_neglabel_protocol_inputs(inputs)
+        _add_neglabel_inputs(inputs, ctx)
         _add_grouping_inputs(inputs, ctx)
         _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction")
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
@@ -214,17 +231,10 @@ class ComputeNegLabelScores(common.OODOperator):
     def execute(self, ctx):
         import ood_core as ood
 
-        p = ctx.params
-        num_negatives = p.get("num_negatives") or None
         summary = ood.compute_neglabel_scores(
             ctx.target_view(),
-            p.get("score_field", "neglabel_score"),
-            num_negatives=int(num_negatives) if num_negatives else None,
-            fraction=None if num_negatives else p.get("fraction"),
-            percentile=float(p.get("percentile", 95.0)),
-            vocabulary=p.get("vocabulary", common.sdk_default("compute_neglabel_scores", "vocabulary")),
-            remove_id_names=bool(p.get("remove_id_names", False)),
-            remainder=p.get("remainder", common.sdk_default("compute_neglabel_scores", "remainder")),
+            ctx.params.get("score_field", "neglabel_score"),
+            **_neglabel_kwargs(ctx.params),
             **_common_kwargs(ctx, "neglabel_prediction"),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
@@ -383,3 +393,62 @@ class ComputeRAPScores(common.OODOperator):
             few_shot_tag=few_shot_tag, k_per_class=k_per_class, lambda1=lambdas[0], lambda2=lambdas[1],
             lambda3=lambdas[2], prediction_field=prediction_field or "", **params,
         )
+
+
+# --------------------------------------------------------------------------- AdaNeg
+
+
+class ComputeAdaNegScores(common.OODOperator):
+    name = "compute_adaneg_scores"
+    label = "OOD: AdaNeg zero-shot scores (CLIP)"
+    description = ("Zero-shot OOD scores: NegLabel plus adaptive proxies from a memory of test images "
+                   "(AdaNeg, NeurIPS 2024); higher = more OOD")
+    positional_params = ("score_field",)
+
+    def resolve_input(self, ctx):
+        ctx.target_view()
+        inputs = types.Object()
+        p = ctx.params
+        _add_neglabel_inputs(inputs, ctx)
+        _check_range(inputs.int("memory_size", default=_adaneg_default("memory_size"), label="Memory per label",
+                                description="Image features kept per ID / negative label"),
+                     p.get("memory_size"), low=1, what="memory_size")
+        _check_range(inputs.float("gap", default=_adaneg_default("gap"), label="Caching gap",
+                                  description="Cache a sample when NegLabel's S <= 0.5 - gap (OOD) or "
+                                              ">= 0.5 + gap (ID); below 0.5"),
+                     p.get("gap"), low=0, high=0.49, what="gap")
+        _check_range(inputs.float("weight", default=_adaneg_default("weight"), label="Weight of the memory",
+                                  description="0 = plain NegLabel"),
+                     p.get("weight"), low=0, what="weight")
+        _add_grouping_inputs(inputs, ctx)
+        _add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction")
+        return types.Property(inputs, view=types.View(label="AdaNeg zero-shot OOD scores"))
+
+    def execute(self, ctx):
+        import ood_core as ood
+
+        p = ctx.params
+        summary = ood.compute_adaneg_scores(
+            ctx.target_view(),
+            p.get("score_field", "adaneg_score"),
+            memory_size=int(p.get("memory_size", _adaneg_default("memory_size"))),
+            gap=float(p.get("gap", _adaneg_default("gap"))),
+            weight=float(p.get("weight", _adaneg_default("weight"))),
+            **_neglabel_kwargs(p),
+            **_common_kwargs(ctx, "adaneg_prediction"),
+        )
+        return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
+                                                 "num_skipped", "num_negatives", "num_cached_ood",
+                                                 "num_cached_id", "score_quantiles"))
+
+    def to_form_params(self, *, id_labels=None, label_field=None, embeddings_field=None, model_name=None,
+                       weights=None, quick_gelu=False, word_list=None, prediction_field="adaneg_prediction",
+                       **params):
+        """``op(view, label_field="ground_truth", ...)``: as the NegLabel operator, plus ``memory_size``,
+        ``gap`` and ``weight``. See :func:`ood_core.fo.adaneg.compute_adaneg_scores`."""
+        return _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
+                           prediction_field=prediction_field or "", **params)
+
+
+def _adaneg_default(param):
+    return common.sdk_default("compute_adaneg_scores", param)

@@ -7,11 +7,11 @@ from . import runs
 from .clip_common import SCORE_CONVENTION, clip_embeddings_record, make_encoder
 
 #: run kinds explain_sample understands
-EXPLAINED_KINDS = ("neglabel", "rap")
+EXPLAINED_KINDS = ("neglabel", "rap", "adaneg")
 
 
 def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device="cpu"):
-    """The ID labels and negative labels that best match one sample of a NegLabel/RAP run.
+    """The ID labels and negative labels that best match one sample of a NegLabel/RAP/AdaNeg run.
 
     Uses the run record (encoder, templates, ID classes, negatives) and the sample's
     stored CLIP embedding when the run used one (else its image is encoded again). The
@@ -20,7 +20,7 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
 
     Args:
         samples: the dataset or a view of it.
-        run_key: a ``neglabel`` or ``rap`` run of this package.
+        run_key: a ``neglabel``, ``rap`` or ``adaneg`` run of this package.
         sample_id: the sample's id.
         top: how many labels of each kind to return.
         cache_dir: text-embedding cache root (default: the package cache).
@@ -32,6 +32,9 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
         "similarity", "stage"[, "added_by"]}...]}``, each list sorted by decreasing
         cosine similarity. ``stage`` is ``"mined"`` (NegLabel), ``"train"`` or ``"test"``
         (RAP; ``added_by`` = the sample whose test-time update added the word).
+        AdaNeg runs add ``"memory"``: the ``top`` final-memory samples most similar to
+        this one (``{"sample_id", "label", "kind", "similarity"}``, ``kind`` ``"ood"`` or
+        ``"id"``), when the run read stored embeddings (else ``None``).
     """
     from ..clip.neglabel import explain
     from ..clip.text_cache import cached_text_embeddings
@@ -41,7 +44,7 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
     if kind not in EXPLAINED_KINDS:
         existing = [k for name in EXPLAINED_KINDS for k in runs.list_ood_runs(samples, name)]
         raise OODInputError(
-            f"run {run_key!r} is a {kind!r} run; explain_sample explains NegLabel or RAP runs "
+            f"run {run_key!r} is a {kind!r} run; explain_sample explains NegLabel, RAP or AdaNeg runs "
             f"(existing ones: {existing})"
         )
     sample = _sample(samples, sample_id)
@@ -64,6 +67,8 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
     prediction_field = info.get("prediction_field")
     prediction = sample[prediction_field] if prediction_field and sample.has_field(prediction_field) else None
     score_field = info.get("score_field")
+    extra = {"memory": _memory_neighbours(samples, res, x, info.get("embeddings_field"), top)} \
+        if kind == "adaneg" else {}
     return {
         "sample_id": sample_id,
         "run_key": run_key,
@@ -73,6 +78,7 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
         "score_convention": SCORE_CONVENTION,
         "id_labels": out["id_labels"],
         "negative_labels": negatives,
+        **extra,
     }
 
 
@@ -88,7 +94,7 @@ def _sample(samples, sample_id):
 def _run_negatives(kind, res):
     """``(words, pos, stages, templates)`` of the negatives a run used, from its results."""
     params = res.params
-    if kind == "neglabel":
+    if kind in ("neglabel", "adaneg"):
         words, pos = list(res.negative_words), list(res.negative_pos)
         return words, pos, [{"stage": "mined"}] * len(words), \
             {"noun": params["noun_template"], "adj": params["adj_template"]}
@@ -122,3 +128,21 @@ def _sample_embedding(samples, sample, field, encoder):
         except OODInputError:
             pass  # the embeddings run was deleted or replaced: encode the image
     return encoder.encode_images([load_rgb(sample.filepath)])[0]
+
+
+def _memory_neighbours(samples, res, x, field, top):
+    """The AdaNeg memory entries most similar to ``x`` (needs the run's stored embeddings)."""
+    ids = list(res.memory_sample_ids)
+    if not field or not ids:
+        return None if not field else []
+    view = samples._dataset.select(ids)
+    vectors = dict(zip(view.values("id"), view.values(field)))
+    rows = [(sid, label, kind) for sid, label, kind in zip(ids, res.memory_labels, res.memory_kinds)
+            if vectors.get(sid) is not None]
+    if not rows:
+        return []
+    feats = np.stack([np.asarray(vectors[sid], dtype=np.float64) for sid, _, _ in rows])
+    sims = feats @ x / (np.linalg.norm(feats, axis=1) * np.linalg.norm(x))
+    best = np.argsort(-sims, kind="stable")[: int(top)]
+    return [{"sample_id": rows[i][0], "label": rows[i][1], "kind": rows[i][2], "similarity": float(sims[i])}
+            for i in best]

@@ -106,12 +106,12 @@ def compute_neglabel_scores(
         samples, run_key, kind="neglabel", inputs=inputs, scores=scores, predictions=scorer.predict(inputs.X),
         score_field=score_field, prediction_field=prediction_field, label_field=label_field,
         embeddings_field=embeddings_field, overwrite=overwrite, results=results, neglabel=scorer.get_params(),
-        protocol=_protocol(inputs.lexicon, scorer),
+        protocol=neglabel_protocol(inputs.lexicon, scorer),
     )
     return summary
 
 
-def _protocol(lexicon, scorer):
+def neglabel_protocol(lexicon, scorer):
     """Which NegLabel protocol a run followed, and how many negatives it used."""
     official = (lexicon.vocabulary == "paper" and scorer.fraction is None and scorer.num_negatives is None
                 and not scorer.remove_id_names and scorer.remainder == "last")
