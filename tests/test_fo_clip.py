@@ -343,7 +343,7 @@ def test_explain_sample_uses_the_run_record(embedded, tiny_clip, word_list, cach
     added = [w for w, s in zip(res.test_negative_words, res.test_negative_sample_ids) if s == source]
     assert added and all(stages[w]["stage"] == "test" and stages[w]["added_by"] == source for w in added)
 
-    with pytest.raises(OODInputError, match="explains NegLabel or RAP runs"):
+    with pytest.raises(OODInputError, match="explains NegLabel, RAP or AdaNeg runs"):
         ood.explain_sample(ds, "clip", sample.id)
     with pytest.raises(OODInputError, match="not a sample"):
         ood.explain_sample(ds, "nl", "0123456789abcdef01234567")
