@@ -67,7 +67,7 @@ def bench_vocabulary(args, workdir):
     else:
         model_name, ckpt = TINY, tiny_checkpoint(workdir)
     t = time.perf_counter()
-    lex = load_lexicon(cache_dir=workdir)
+    lex = load_lexicon(cache_dir=workdir, vocabulary=args.vocabulary)
     t_lex = time.perf_counter() - t
     words, pos = lex.words, lex.pos
     if args.max_words and args.max_words < len(words):
@@ -124,6 +124,8 @@ def main():
     p.add_argument("--max-words", type=int, default=0,
                    help="encode an even sample of this many words (0 = whole lexicon)")
     p.add_argument("--text-batch-size", type=int, default=256)
+    p.add_argument("--vocabulary", default="paper", choices=("paper", "all"),
+                   help="WordNet vocabulary: NegLabel's protocol (82,617 words) or all (139,277)")
     p.add_argument("--images", type=int, default=5000)
     p.add_argument("--negatives", type=int, default=10000)
     p.add_argument("--id-labels", type=int, default=1000)

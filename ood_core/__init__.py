@@ -41,10 +41,11 @@ _PUBLIC = {
     "compute_ood_visualization": "ood_core.fo.scores",
     "compute_knn_scores_with_index": "ood_core.fo.similarity",
     # CLIP negative labels
-    "compute_clip_embeddings": "ood_core.fo.clip",
-    "compute_neglabel_scores": "ood_core.fo.clip",
-    "compute_rap_scores": "ood_core.fo.clip",
-    "explain_sample": "ood_core.fo.clip",
+    "compute_clip_embeddings": "ood_core.fo.clip_embeddings",
+    "compute_neglabel_scores": "ood_core.fo.neglabel",
+    "compute_rap_scores": "ood_core.fo.rap",
+    "compute_adaneg_scores": "ood_core.fo.adaneg",
+    "explain_sample": "ood_core.fo.clip_explain",
     # evaluation and flags
     "evaluate_ood_run": "ood_core.fo.evaluation",
     "flag_samples": "ood_core.fo.evaluation",

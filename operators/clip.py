@@ -6,7 +6,6 @@ from . import base as common
 
 ID_SOURCES = ("label_field", "labels")
 FEW_SHOT_MODES = ("tag", "k_per_class")
-RESCORE = ("final", "online")
 
 
 # --------------------------------------------------------------------------- shared form parts
@@ -165,6 +164,55 @@ def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, q
 # --------------------------------------------------------------------------- NegLabel
 
 
+def _add_neglabel_inputs(inputs, ctx):
+    """ID classes, model, and NegLabel's mining choices (shared by NegLabel and AdaNeg)."""
+    p = ctx.params
+    _add_id_inputs(inputs, ctx)
+    _add_model_inputs(inputs, ctx)
+    _check_range(
+        inputs.int("num_negatives", required=False, label="Number of negative labels (optional)",
+                   description="Empty = the least ID-like 15% of each part of speech (the paper's rule)"),
+        p.get("num_negatives"), low=1, what="num_negatives")
+    if not p.get("num_negatives"):
+        _check_range(inputs.float("fraction", default=0.15, label="Share of candidates kept",
+                                  description="Per part of speech (paper: 0.15)"),
+                     p.get("fraction"), low=0, low_open=True, high=1, what="fraction")
+    _check_range(inputs.float("percentile", default=95.0, label="Mining percentile",
+                              description="Of each candidate's similarities to the ID labels (paper: 95)"),
+                 p.get("percentile"), low=0, high=100, what="percentile")
+    _add_neglabel_protocol_inputs(inputs)
+
+
+def _neglabel_kwargs(p):
+    num_negatives = p.get("num_negatives") or None
+    return dict(
+        num_negatives=int(num_negatives) if num_negatives else None,
+        fraction=None if num_negatives else p.get("fraction"),
+        percentile=float(p.get("percentile", 95.0)),
+        vocabulary=p.get("vocabulary", common.sdk_default("compute_neglabel_scores", "vocabulary")),
+        remove_id_names=bool(p.get("remove_id_names", False)),
+        remainder=p.get("remainder", common.sdk_default("compute_neglabel_scores", "remainder")),
+    )
+
+
+def _add_neglabel_protocol_inputs(inputs):
+    """The choices where the official NegLabel protocol and the older product defaults differ."""
+    vocab = types.RadioGroup()
+    vocab.add_choice("paper", label="Paper (WordNet depictable nouns + adjectives, ~12.4k negatives)")
+    vocab.add_choice("all", label="All of WordNet (~20.9k negatives)")
+    inputs.enum("vocabulary", vocab.values(), default=common.sdk_default("compute_neglabel_scores", "vocabulary"),
+                label="WordNet vocabulary", view=vocab, description="Ignored with a word list file")
+    inputs.bool("remove_id_names", default=False, label="Remove ID class names from the candidates",
+                description="The official code keeps them (they are rarely mined: they are ID-like)",
+                view=types.CheckboxView())
+    rem = types.RadioGroup()
+    rem.add_choice("last", label="Drop the most ID-like mined words (official)")
+    rem.add_choice("random", label="Leave a random remainder out of the groups")
+    inputs.enum("remainder", rem.values(), default=common.sdk_default("compute_neglabel_scores", "remainder"),
+                label="M mod groups remainder", view=rem)
+
+
+
 class ComputeNegLabelScores(common.OODOperator):
     name = "compute_neglabel_scores"
     label = "OOD: NegLabel zero-shot scores (CLIP)"
@@ -175,20 +223,7 @@ class ComputeNegLabelScores(common.OODOperator):
     def resolve_input(self, ctx):
         ctx.target_view()
         inputs = types.Object()
-        p = ctx.params
-        _add_id_inputs(inputs, ctx)
-        _add_model_inputs(inputs, ctx)
-        _check_range(
-            inputs.int("num_negatives", required=False, label="Number of negative labels (optional)",
-                       description="Paper: 10000; empty = the least ID-like share of each part of speech"),
-            p.get("num_negatives"), low=1, what="num_negatives")
-        if not p.get("num_negatives"):
-            _check_range(inputs.float("fraction", default=0.15, label="Share of candidates kept",
-                                      description="Per part of speech (paper: 0.15)"),
-                         p.get("fraction"), low=0, low_open=True, high=1, what="fraction")
-        _check_range(inputs.float("percentile", default=95.0, label="Mining percentile",
-                                  description="Of each candidate's similarities to the ID labels (paper: 95)"),
-                     p.get("percentile"), low=0, high=100, what="percentile")
+        _add_neglabel_inputs(inputs, ctx)
         _add_grouping_inputs(inputs, ctx)
         _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction")
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
@@ -196,14 +231,10 @@ class ComputeNegLabelScores(common.OODOperator):
     def execute(self, ctx):
         import ood_core as ood
 
-        p = ctx.params
-        num_negatives = p.get("num_negatives") or None
         summary = ood.compute_neglabel_scores(
             ctx.target_view(),
-            p.get("score_field", "neglabel_score"),
-            num_negatives=int(num_negatives) if num_negatives else None,
-            fraction=None if num_negatives else p.get("fraction"),
-            percentile=float(p.get("percentile", 95.0)),
+            ctx.params.get("score_field", "neglabel_score"),
+            **_neglabel_kwargs(ctx.params),
             **_common_kwargs(ctx, "neglabel_prediction"),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
@@ -214,12 +245,49 @@ class ComputeNegLabelScores(common.OODOperator):
                        prediction_field="neglabel_prediction", **params):
         """``op(view, label_field="ground_truth", ...)``: ``id_labels`` (a list) or ``label_field`` give
         the ID classes; ``weights`` is a local file or an open_clip tag. See
-        :func:`ood_core.fo.clip.compute_neglabel_scores`."""
+        :func:`ood_core.fo.neglabel.compute_neglabel_scores`."""
         return _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
                            prediction_field=prediction_field or "", **params)
 
 
 # --------------------------------------------------------------------------- RAP
+
+
+def _rap_default(param):
+    return common.sdk_default("compute_rap_scores", param)
+
+
+def _add_choice(inputs, name, choices, label, description=None):
+    radio = types.RadioGroup()
+    for value, text in choices.items():
+        radio.add_choice(value, label=text)
+    inputs.enum(name, radio.values(), default=_rap_default(name), label=label, view=radio, description=description)
+
+
+def _add_rap_test_time_inputs(inputs, ctx):
+    """u1/u2 (a preset of the paper's Table 1, optionally overridden), Q, retrieval, scoring order."""
+    from ood_core.clip.rap_stream import U_PRESETS
+
+    p = ctx.params
+    dropdown = types.DropdownView()
+    for name, (low, high) in U_PRESETS.items():
+        dropdown.add_choice(name, label=f"{name}: u1={low}, u2={high}")
+    inputs.enum("u_preset", dropdown.values(), default=_rap_default("u_preset"), label="u1/u2 preset (paper Table 1)",
+                view=dropdown, description="A sample with u1 <= S(x) <= u2 retrieves words")
+    _check_range(inputs.float("u1", required=False, label="u1 (optional: overrides the preset)"),
+                 p.get("u1"), low=0, high=1, what="u1")
+    prop = _check_range(inputs.float("u2", required=False, label="u2 (optional: overrides the preset)"),
+                        p.get("u2"), low=0, high=1, what="u2")
+    if p.get("u1") is not None and p.get("u2") is not None and p["u1"] > p["u2"]:
+        _invalid(prop, "u2 must be >= u1")
+    _check_range(inputs.int("words_per_sample", default=4, label="Words retrieved per sample",
+                            description="Paper: Q = 4"), p.get("words_per_sample"), low=1, what="words_per_sample")
+    _add_choice(inputs, "retrieval", {"union": "Top-Q words united with the negatives (paper)",
+                                      "new_only": "Q words that are not negatives yet"}, "Retrieval")
+    _add_choice(inputs, "rescore", {"online": "Streaming: each batch scored after its own update (paper)",
+                                    "final": "All samples scored with the final negatives"}, "Scores",
+                description="Samples are processed in ascending sample id order")
+
 
 
 class ComputeRAPScores(common.OODOperator):
@@ -263,6 +331,10 @@ class ComputeRAPScores(common.OODOperator):
                      p.get("num_crops"), low=1, what="num_crops")
         _check_range(inputs.int("num_keep", default=32, label="Crops kept per side", description="Paper: 32"),
                      p.get("num_keep"), low=1, what="num_keep")
+        _add_choice(inputs, "crop_ranking", {"own_class": "By the image's own class prompt (paper; needs a "
+                                                          "Classification label field)",
+                                             "all_prompts": "By the best ID prompt"}, "Crop ranking")
+        inputs.bool("flip", default=True, label="Mirror half of the crops", view=types.CheckboxView())
         _check_range(inputs.int("num_negatives", default=10000, label="Train-time negative labels",
                                 description="Paper: 10000 (capped at the vocabulary size)"),
                      p.get("num_negatives"), low=1, what="num_negatives")
@@ -274,17 +346,7 @@ class ComputeRAPScores(common.OODOperator):
         inputs.bool("test_time", default=True, label="Test-time updates",
                     description="Untick for the paper's train-time-only ablation", view=types.CheckboxView())
         if p.get("test_time", True):
-            _check_range(inputs.float("u1", default=0.0, label="u1 (lowest ID score that adds words)"),
-                         p.get("u1"), low=0, high=1, what="u1")
-            prop = _check_range(inputs.float("u2", default=0.5, label="u2 (highest ID score that adds words)"),
-                                p.get("u2"), low=0, high=1, what="u2")
-            if p.get("u1") is not None and p.get("u2") is not None and p["u1"] > p["u2"]:
-                _invalid(prop, "u2 must be >= u1")
-            _check_range(inputs.int("words_per_sample", default=4, label="Words added per sample",
-                                    description="Paper: Q = 4"),
-                         p.get("words_per_sample"), low=1, what="words_per_sample")
-            inputs.enum("rescore", list(RESCORE), default="final", label="Scores", view=types.RadioGroup(),
-                        description="'final': all samples scored with the final negatives; 'online': streaming")
+            _add_rap_test_time_inputs(inputs, ctx)
         _add_grouping_inputs(inputs, ctx)
         _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction")
         return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
@@ -305,10 +367,14 @@ class ComputeRAPScores(common.OODOperator):
             eta=float(p.get("eta", 5.0)),
             num_negatives=int(p.get("num_negatives", 10000)),
             test_time=bool(p.get("test_time", True)),
-            u1=float(p.get("u1", 0.0)),
-            u2=float(p.get("u2", 0.5)),
+            crop_ranking=p.get("crop_ranking", _rap_default("crop_ranking")),
+            flip=bool(p.get("flip", True)),
+            u_preset=p.get("u_preset", _rap_default("u_preset")),
+            u1=None if p.get("u1") is None else float(p["u1"]),
+            u2=None if p.get("u2") is None else float(p["u2"]),
             words_per_sample=int(p.get("words_per_sample", 4)),
-            rescore=p.get("rescore", "final"),
+            retrieval=p.get("retrieval", _rap_default("retrieval")),
+            rescore=p.get("rescore", _rap_default("rescore")),
             **_common_kwargs(ctx, "rap_prediction", label_field_for_few_shot=True),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
@@ -320,10 +386,69 @@ class ComputeRAPScores(common.OODOperator):
                        word_list=None, lambdas=(0.2, -0.2, -1.0), prediction_field="rap_prediction", **params):
         """``op(view, few_shot_tag="fewshot", label_field="ground_truth", ...)``: the few-shot ID images
         are the samples tagged ``few_shot_tag``, or ``k_per_class`` random samples per class of
-        ``label_field``. See :func:`ood_core.fo.clip.compute_rap_scores`."""
+        ``label_field``. See :func:`ood_core.fo.rap.compute_rap_scores`."""
         return _sdk_params(
             id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
             few_shot_mode="k_per_class" if k_per_class else "tag",
             few_shot_tag=few_shot_tag, k_per_class=k_per_class, lambda1=lambdas[0], lambda2=lambdas[1],
             lambda3=lambdas[2], prediction_field=prediction_field or "", **params,
         )
+
+
+# --------------------------------------------------------------------------- AdaNeg
+
+
+class ComputeAdaNegScores(common.OODOperator):
+    name = "compute_adaneg_scores"
+    label = "OOD: AdaNeg zero-shot scores (CLIP)"
+    description = ("Zero-shot OOD scores: NegLabel plus adaptive proxies from a memory of test images "
+                   "(AdaNeg, NeurIPS 2024); higher = more OOD")
+    positional_params = ("score_field",)
+
+    def resolve_input(self, ctx):
+        ctx.target_view()
+        inputs = types.Object()
+        p = ctx.params
+        _add_neglabel_inputs(inputs, ctx)
+        _check_range(inputs.int("memory_size", default=_adaneg_default("memory_size"), label="Memory per label",
+                                description="Image features kept per ID / negative label"),
+                     p.get("memory_size"), low=1, what="memory_size")
+        _check_range(inputs.float("gap", default=_adaneg_default("gap"), label="Caching gap",
+                                  description="Cache a sample when NegLabel's S <= 0.5 - gap (OOD) or "
+                                              ">= 0.5 + gap (ID); below 0.5"),
+                     p.get("gap"), low=0, high=0.49, what="gap")
+        _check_range(inputs.float("weight", default=_adaneg_default("weight"), label="Weight of the memory",
+                                  description="0 = plain NegLabel"),
+                     p.get("weight"), low=0, what="weight")
+        _add_grouping_inputs(inputs, ctx)
+        _add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction")
+        return types.Property(inputs, view=types.View(label="AdaNeg zero-shot OOD scores"))
+
+    def execute(self, ctx):
+        import ood_core as ood
+
+        p = ctx.params
+        summary = ood.compute_adaneg_scores(
+            ctx.target_view(),
+            p.get("score_field", "adaneg_score"),
+            memory_size=int(p.get("memory_size", _adaneg_default("memory_size"))),
+            gap=float(p.get("gap", _adaneg_default("gap"))),
+            weight=float(p.get("weight", _adaneg_default("weight"))),
+            **_neglabel_kwargs(p),
+            **_common_kwargs(ctx, "adaneg_prediction"),
+        )
+        return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
+                                                 "num_skipped", "num_negatives", "num_cached_ood",
+                                                 "num_cached_id", "score_quantiles"))
+
+    def to_form_params(self, *, id_labels=None, label_field=None, embeddings_field=None, model_name=None,
+                       weights=None, quick_gelu=False, word_list=None, prediction_field="adaneg_prediction",
+                       **params):
+        """``op(view, label_field="ground_truth", ...)``: as the NegLabel operator, plus ``memory_size``,
+        ``gap`` and ``weight``. See :func:`ood_core.fo.adaneg.compute_adaneg_scores`."""
+        return _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
+                           prediction_field=prediction_field or "", **params)
+
+
+def _adaneg_default(param):
+    return common.sdk_default("compute_adaneg_scores", param)

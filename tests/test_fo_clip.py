@@ -107,7 +107,7 @@ def test_clip_embeddings_field_and_encoder_record(ds, tiny_clip):
 
 def test_neglabel_scores_equal_the_numpy_layer_and_are_recorded(embedded, tiny_clip, word_list, cache):
     ds = embedded
-    summary = _neglabel(ds, cache, word_list, score_field="nl", embeddings_field="clip")
+    summary = _neglabel(ds, cache, word_list, score_field="nl", embeddings_field="clip", remove_id_names=True)
     assert summary["num_scored"] == 30 and summary["num_negatives"] == 20
     assert summary["id_labels"] == sorted(CLASSES)
 
@@ -115,7 +115,7 @@ def test_neglabel_scores_equal_the_numpy_layer_and_are_recorded(embedded, tiny_c
     enc = CLIPEncoder(tiny_clip.name, pretrained=str(tiny_clip.safetensors))
     lex = read_word_list(word_list)
     names = sorted(CLASSES)
-    ref = NegLabelScorer(num_negatives=20, num_groups=4).fit_embeddings(
+    ref = NegLabelScorer(num_negatives=20, num_groups=4, remove_id_names=True).fit_embeddings(
         names, enc.encode_texts([f"the nice {n}" for n in names]), lex.words, lex.pos,
         _texts(enc, lex.words, lex.pos),
     )
@@ -213,13 +213,14 @@ def test_rap_matches_numpy_layer_and_records_train_and_test_negatives(embedded, 
                   num_crops=6, num_keep=2, num_negatives=10, num_groups=2, words_per_sample=1, u1=0.0,
                   u2=1.0, update_batch_size=8, seed=3, cache_dir=cache, progress=False)
     summary = ood.compute_rap_scores(ds, "rap", **common)
-    # u1=0, u2=1: every sample is "valuable" and adds exactly one word, in id order.
+    # u1=0, u2=1: every sample is "valuable" and unites its nearest word with the negatives.
     assert summary["num_few_shot"] == 10 and summary["num_train_negatives"] == 10
-    assert summary["num_test_negatives"] == 30
+    assert 0 < summary["num_test_negatives"] <= 30
     res = fo_runs.load_ood_results(ds, "rap")
     ids = sorted(ds.values("id"))
     assert res.processed_ids == ids and res.processing_order == "sample id ascending"
-    assert res.test_negative_sample_ids == ids
+    sources = res.test_negative_sample_ids
+    assert sources == sorted(sources) and set(sources) <= set(ids)  # added in processing order
     assert not set(res.train_negative_words) & set(res.test_negative_words)
     few = res.few_shot_ids
     few_labels = [ds[i].ground_truth.label for i in few]
@@ -230,7 +231,7 @@ def test_rap_matches_numpy_layer_and_records_train_and_test_negatives(embedded, 
     lex = read_word_list(word_list)
     ref = RAPScorer(num_crops=6, num_keep=2, num_negatives=10, num_groups=2, words_per_sample=1, u1=0.0,
                     u2=1.0, batch_size=8, seed=3)
-    ref.fit(sorted(CLASSES), [ds[i].filepath for i in few], enc, lex, cache_dir=cache)
+    ref.fit(sorted(CLASSES), [ds[i].filepath for i in few], enc, lex, few_shot_labels=few_labels, cache_dir=cache)
     id_of = dict(zip(ds.values("id"), ds.values("clip")))
     X = np.stack([id_of[i] for i in ids])
     expected = ref.score_samples(X)
@@ -247,6 +248,10 @@ def test_rap_matches_numpy_layer_and_records_train_and_test_negatives(embedded, 
     info = fo_runs.get_ood_run_info(ds, "rap")
     assert info["kind"] == "rap" and info["fields"] == ["rap", "rap_prediction"] and info["test_time"] is True
     assert info["few_shot"]["k_per_class"] == 1 and info["rap"]["num_crops"] == 6
+    assert {k: info["rap"][k] for k in ("crop_ranking", "flip", "retrieval", "rescore", "u_preset")} == {
+        "crop_ranking": "own_class", "flip": True, "retrieval": "union", "rescore": "online",
+        "u_preset": "imagenet10_vs_20"}
+    assert res.thresholds == [0.0, 1.0]
     assert info["processing_order"] == "sample id ascending"
 
     # Paper ablation: train-time negatives only = grouped NegLabel score with them.
@@ -274,8 +279,12 @@ def test_rap_few_shot_tag_and_its_errors(ds, tiny_clip, word_list, cache):
                                    few_shot="fewshot", **kw)
     with pytest.raises(OODInputError, match="needs label_field"):
         ood.compute_rap_scores(ds, "r", id_labels=["Bag"], k_per_class=1, **kw)
+    # Crops are ranked by each image's own class: without a label field there is none.
+    with pytest.raises(OODInputError, match="crop_ranking='all_prompts'"):
+        ood.compute_rap_scores(ds, "r", id_labels=["Bag", "Dress"], few_shot="fewshot", **kw)
     ds.reload()
     assert not ds.has_field("r") and "r" not in ds.list_runs()
+    kw["crop_ranking"] = "all_prompts"
     summary = ood.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r", id_labels=["Bag", "Dress"],
                                          few_shot="fewshot", test_time=False, **kw)
     assert summary["num_few_shot"] == 3 and summary["num_scored"] == 27
@@ -334,7 +343,7 @@ def test_explain_sample_uses_the_run_record(embedded, tiny_clip, word_list, cach
     added = [w for w, s in zip(res.test_negative_words, res.test_negative_sample_ids) if s == source]
     assert added and all(stages[w]["stage"] == "test" and stages[w]["added_by"] == source for w in added)
 
-    with pytest.raises(OODInputError, match="explains NegLabel or RAP runs"):
+    with pytest.raises(OODInputError, match="explains NegLabel, RAP or AdaNeg runs"):
         ood.explain_sample(ds, "clip", sample.id)
     with pytest.raises(OODInputError, match="not a sample"):
         ood.explain_sample(ds, "nl", "0123456789abcdef01234567")
@@ -369,7 +378,7 @@ def test_bad_label_inputs_are_named(embedded, word_list, cache, tmp_path):
     only_ids = tmp_path / "ids.txt"
     only_ids.write_text("dress\ncoat\n")
     with pytest.raises(OODInputError, match="empty once the ID class names are removed"):
-        _neglabel(ds, cache, str(only_ids), id_labels=["Dress", "Coat"], **kw)
+        _neglabel(ds, cache, str(only_ids), id_labels=["Dress", "Coat"], remove_id_names=True, **kw)
     with pytest.raises(OODInputError, match=r"num_groups=100 is larger .* \(20: num_negatives=20"):
         _neglabel(ds, cache, word_list, id_labels=["Bag", "Coat"], num_groups=100, **kw)
     with pytest.raises(OODInputError, match="tau must be a positive number"):
@@ -426,13 +435,18 @@ def test_real_debian_wordnet_vocabulary(embedded, tiny_clip, cache):
         ds, "nl", label_field="ground_truth", embeddings_field="clip", wordnet_dir="/usr/share/wordnet",
         parts_of_speech=("adj",), num_groups=10, cache_dir=cache, progress=False,
     )
-    info = fo_runs.get_ood_run_info(ds, "nl")["lexicon"]
-    assert info["source"].startswith("wordnet:") and info["num_nouns"] == 0
-    assert info["num_adjectives"] > 20000  # 21,479 in WordNet 3.0
+    info = fo_runs.get_ood_run_info(ds, "nl")
+    lexicon = info["lexicon"]
+    assert lexicon["source"].startswith("wordnet:") and lexicon["num_nouns"] == 0
+    # "paper" vocabulary: words that are also (kept) nouns stay nouns only.
+    assert lexicon["vocabulary"] == "paper" and lexicon["num_adjectives"] == 20713
     res = fo_runs.load_ood_results(ds, "nl")
-    # Default mining: the least ID-like 15% of the adjectives (minus ID class names found there).
-    assert summary["num_negatives"] == int(0.15 * (info["num_adjectives"] - len(res.excluded_words)))
-    assert set(res.negative_pos) == {"adj"} and "dress" in res.excluded_words
+    # Default mining: the least ID-like 15% of the adjectives (3,106); the official code
+    # drops the 3,106 mod 10 = 6 most ID-like of them so the 10 groups are equal.
+    assert res.num_mined == 3106 and summary["num_negatives"] == 3100 and len(res.dropped_words) == 6
+    assert info["protocol"] == {"name": "paper", "vocabulary": "paper", "id_names_in_candidates": "kept",
+                                "remainder": "last", "num_mined": 3106, "num_negatives": 3100}
+    assert set(res.negative_pos) == {"adj"} and res.excluded_words == []
     assert len(set(res.negative_words)) == len(res.negative_words)
 
 

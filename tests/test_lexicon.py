@@ -24,7 +24,7 @@ def wordnet_cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def debian_lexicon(wordnet_cache):
     # No NLTK data dirs: the Debian copy path (copy + generated lexnames) must be used.
-    return L.load_lexicon(nltk_data_paths=[], cache_dir=wordnet_cache)
+    return L.load_lexicon(nltk_data_paths=[], cache_dir=wordnet_cache, vocabulary="all")
 
 
 @pytest.fixture(autouse=True)
@@ -188,3 +188,45 @@ def test_word_list_errors_name_file_and_line_but_quote_no_content(tmp_path):
         L.read_word_list(binary)
     msg = str(e.value)
     assert "binary.dat" in msg and "line 3" in msg and "UTF-8" in msg and "TOPSECRET" not in msg
+
+
+def _first_sense_files():
+    """Noun lemma -> lexicographer file of its first sense, read from the raw database files.
+
+    Independent of NLTK: index.noun lists a lemma's synset offsets by decreasing sense
+    frequency; field 2 of a data.noun line is the synset's lexicographer file number.
+    """
+    lex_file = {}
+    with open(DEBIAN_WORDNET / "data.noun", encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith(" "):
+                offset, filenum = line.split()[:2]
+                lex_file[int(offset)] = L.LEXICOGRAPHER_FILES[int(filenum)]
+    out = {}
+    with open(DEBIAN_WORDNET / "index.noun", encoding="utf-8") as f:
+        for line in f:
+            if not line.startswith(" "):
+                fields = line.split()
+                out[fields[0].replace("_", " ")] = lex_file[int(fields[-int(fields[2])])]
+    return out
+
+
+def test_paper_vocabulary_rule_on_debian_wordnet(debian_lexicon, wordnet_cache):
+    paper = L.load_lexicon(nltk_data_paths=[], cache_dir=wordnet_cache)  # the default vocabulary
+    assert paper.vocabulary == "paper" and debian_lexicon.vocabulary == "all"
+    first = _first_sense_files()
+    kept_nouns = {w for w, f in first.items() if f in L.PAPER_NOUN_FILES}
+    all_adjs = {w for w, p in zip(debian_lexicon.words, debian_lexicon.pos) if p == "adj"}
+    nouns = [w for w, p in zip(paper.words, paper.pos) if p == "noun"]
+    adjs = [w for w, p in zip(paper.words, paper.pos) if p == "adj"]
+    assert set(nouns) == kept_nouns and set(adjs) == all_adjs - kept_nouns
+    assert (len(nouns), len(adjs)) == (61904, 20713)
+    # 15% per part of speech: the number of negatives NegLabel mines from this vocabulary.
+    assert int(0.15 * len(nouns)) + int(0.15 * len(adjs)) == 12391
+    assert int(0.15 * 117798) + int(0.15 * 21479) == 20890  # vocabulary="all"
+    # person / feeling / attribute nouns are left out; a noun-and-adjective word stays a noun.
+    assert "dog" in nouns and "teacher" not in nouns and "happiness" not in nouns
+    assert "iron" in nouns and "iron" not in adjs and "happy" in adjs
+    assert "blue" in adjs and "blue" not in nouns  # its first noun sense is an attribute
+    with pytest.raises(OODInputError, match="vocabulary must be one of"):
+        L.load_lexicon(nltk_data_paths=[], cache_dir=wordnet_cache, vocabulary="wordnet")

@@ -195,11 +195,14 @@ def test_bad_inputs():
 def test_scorer_end_to_end_and_id_label_rules():
     ids, cand, words, pos = synthetic_vocab()
     names = ["cat", "dog", "car"]
-    sc = NegLabelScorer(num_negatives=6, num_groups=3)
+    sc = NegLabelScorer(num_negatives=6, num_groups=3, remove_id_names=True)
     with pytest.raises(NotFittedError):
         sc.score_samples(ids)
-    # An ID name that is also a candidate word is removed before mining.
+    # remove_id_names: an ID name that is also a candidate word is removed before mining.
     words_with_id = words[:-1] + ["Dog"]
+    # The official default keeps it among the candidates.
+    kept = NegLabelScorer(num_negatives=6, num_groups=3).fit_embeddings(names, ids, words_with_id, pos, cand)
+    assert kept.excluded_words_ == [] and kept.num_candidates_ == len(words)
     sc.fit_embeddings(names, ids, words_with_id, pos, cand)
     assert "Dog" in sc.excluded_words_ and "Dog" not in sc.negative_words_
     assert sc.num_candidates_ == len(words) - 1 and len(sc.negative_words_) == 6
@@ -256,13 +259,66 @@ def test_scorer_fit_uses_templates_lexicon_and_cache(tmp_path):
     table = {f"the nice {n}": v for n, v in zip(names, ids)}
     for w, p, v in zip(words, pos, cand):
         table[f"the nice {w}" if p == "noun" else f"This is a {w} photo"] = v
+    table["the nice CAT"] = ids[0]
     lex = Lexicon(words + ["CAT"], pos + ["noun"])  # an ID name hidden in the vocabulary
     enc = TableEncoder(table)
-    sc = NegLabelScorer(num_negatives=6, num_groups=3).fit(names, enc, lex, cache_dir=tmp_path)
-    assert "the nice CAT" not in enc.prompts and sc.excluded_words_ == ["CAT"]
+    sc = NegLabelScorer(num_negatives=6, num_groups=3, remove_id_names=True).fit(names, enc, lex, cache_dir=tmp_path)
+    # The whole vocabulary is embedded (cache key independent of the ID classes); the ID
+    # name is dropped afterwards, by index.
+    assert "the nice CAT" in enc.prompts and sc.excluded_words_ == ["CAT"]
     assert "This is a near1 photo" in enc.prompts and "the nice near0" in enc.prompts
     ref = NegLabelScorer(num_negatives=6, num_groups=3).fit_embeddings(names, ids, words, pos, cand)
     assert sc.negative_words_ == ref.negative_words_
     n_prompts = len(enc.prompts)
     NegLabelScorer(num_negatives=6, num_groups=3).fit(names, enc, lex, cache_dir=tmp_path)
     assert len(enc.prompts) == n_prompts + 3  # only the 3 ID prompts; candidates cached
+    # Other ID classes: the same cache entry (its key does not depend on the ID classes).
+    NegLabelScorer(num_negatives=6, num_groups=3).fit(["dog", "car"], enc, lex, cache_dir=tmp_path)
+    assert len(enc.prompts) == n_prompts + 5
+
+
+# ---------------------------------------------------------------------- the official protocol
+def test_remainder_drops_the_most_id_like_mined_words():
+    """Official code: mine M, drop the M mod G most ID-like, shuffle, split into G groups."""
+    rng = np.random.default_rng(5)
+    ids = random_unit(4, D, 11)
+    cand = random_unit(40, D, 12)
+    words = [f"w{i}" for i in range(40)]
+    pos = ["noun"] * 40
+    sc = NegLabelScorer(num_negatives=11, num_groups=3, seed=2).fit_embeddings(["a", "b", "c", "d"], ids,
+                                                                               words, pos, cand)
+    # Reference written from the paper: the 95th percentile of cos to the ID labels,
+    # the 11 smallest are mined; 11 mod 3 = 2 with the largest statistic are dropped.
+    stat = np.percentile(unit(cand) @ unit(ids).T, 95, axis=1)
+    mined = np.argsort(stat, kind="stable")[:11]
+    assert sc.num_mined_ == 11 and sc.dropped_words_ == [words[i] for i in mined[9:]]
+    assert sc.negative_words_ == [words[i] for i in mined[:9]]
+    assert stat[mined[9:]].min() >= stat[mined[:9]].max()
+    # Scores: 3 groups of 3 from a seeded shuffle of the 9 kept words.
+    img = unit(rng.normal(size=(5, D)))
+    groups = [mined[:9][g] for g in np.random.default_rng(2).permutation(9).reshape(3, 3)]
+    expected = hand_score(img, ids, cand, groups, 0.01)
+    np.testing.assert_allclose(sc.id_scores(img), expected, rtol=1e-5, atol=1e-7)
+    # remainder="random": all 11 kept, 2 random ones left out of the groups at scoring time.
+    rnd = NegLabelScorer(num_negatives=11, num_groups=3, seed=2, remainder="random").fit_embeddings(
+        ["a", "b", "c", "d"], ids, words, pos, cand)
+    assert rnd.dropped_words_ == [] and len(rnd.negative_words_) == 11
+    perm = np.random.default_rng(2).permutation(11)[:9].reshape(3, 3)
+    expected = hand_score(img, ids, cand, [mined[g] for g in perm], 0.01)
+    np.testing.assert_allclose(rnd.id_scores(img), expected, rtol=1e-5, atol=1e-7)
+    record = sc.run_record()
+    assert record["num_mined"] == 11 and record["num_negatives"] == 9 and len(record["dropped_words"]) == 2
+    assert record["params"]["remainder"] == "last" and record["params"]["remove_id_names"] is False
+    with pytest.raises(OODInputError, match="remainder must be one of"):
+        NegLabelScorer(remainder="first")
+
+
+def test_neglabel_is_deterministic_and_batch_size_free():
+    ids, cand, words, pos = synthetic_vocab()
+    img = random_unit(40, D, 9)
+    a = NegLabelScorer(num_negatives=7, num_groups=2, seed=4).fit_embeddings(["x", "y", "z"], ids, words, pos, cand)
+    b = NegLabelScorer(num_negatives=7, num_groups=2, seed=4).fit_embeddings(["x", "y", "z"], ids, words, pos, cand)
+    assert a.negative_words_ == b.negative_words_
+    np.testing.assert_array_equal(a.score_samples(img), b.score_samples(img))
+    for bs in (1, 3, 17):
+        np.testing.assert_allclose(a.score_samples(img, batch_size=bs), a.score_samples(img), rtol=1e-6, atol=1e-9)

@@ -8,17 +8,9 @@ from PIL import Image
 
 from ood_core.clip.lexicon import Lexicon
 from ood_core.clip.neglabel import neglabel_scores
-from ood_core.clip.rap import (
-    CropStatistics,
-    RAPScorer,
-    crop_boxes,
-    joint_similarity,
-    mine_train_negatives,
-    random_crops,
-    rap_scores,
-    select_few_shot,
-    select_valuable_crops,
-)
+from ood_core.clip.rap import RAPScorer, joint_similarity, mine_train_negatives, select_few_shot
+from ood_core.clip.rap_crops import CropStatistics, crop_boxes, random_crops, select_valuable_crops
+from ood_core.clip.rap_stream import rap_scores
 from ood_core.errors import NotFittedError, OODInputError
 
 D = 12
@@ -159,7 +151,7 @@ def test_test_time_words_catch_a_new_ood_concept():
     ids, cand, train, x_seen, x_new, x_id = scenario()
     img = np.stack([x_seen, x_new, x_id])
     res = rap_scores(img, ids, cand, train, test_time=True, words_per_sample=1,
-                     batch_size=1, num_groups=1)
+                     batch_size=1, num_groups=1, retrieval="new_only", rescore="final")
     # x_seen (S ~ 0) is valuable and adds its nearest unused word: axis 6 = word 4.
     # x_new is then OOD too (S ~ 0) and adds one word (all remaining tie at cos 0: the
     # lowest index, word 2); x_id (S ~ 1) adds nothing.
@@ -169,14 +161,14 @@ def test_test_time_words_catch_a_new_ood_concept():
     assert res.ood_scores[2] < 0.01  # the ID image is unaffected and adds nothing
     # Deterministic.
     again = rap_scores(img, ids, cand, train, test_time=True, words_per_sample=1,
-                       batch_size=1, num_groups=1)
+                       batch_size=1, num_groups=1, retrieval="new_only", rescore="final")
     np.testing.assert_array_equal(again.ood_scores, res.ood_scores)
 
 
 def test_rescore_online_vs_final_and_thresholds():
     ids, cand, train, x_seen, x_new, x_id = scenario()
     img = np.stack([x_new, x_seen])  # the new concept arrives before the word is known
-    kw = dict(test_time=True, words_per_sample=1, batch_size=1, num_groups=1)
+    kw = dict(test_time=True, words_per_sample=1, batch_size=1, num_groups=1, retrieval="new_only")
     online = rap_scores(img, ids, cand, train, rescore="online", **kw)
     final = rap_scores(img, ids, cand, train, rescore="final", **kw)
     assert online.ood_scores[0] < 0.01 and final.ood_scores[0] > 0.99
@@ -196,7 +188,7 @@ def test_q_words_are_the_nearest_unused_and_never_repeat():
     rng = np.random.default_rng(1)
     img = unit(np.stack([e(2 + k % 8) + 0.3 * rng.normal(size=D) for k in range(12)]))
     res = rap_scores(img, ids, cand, train, u1=0.0, u2=1.0, words_per_sample=2, batch_size=4,
-                     num_groups=1, exclude=[7])
+                     num_groups=1, exclude=[7], retrieval="new_only")
     added = list(res.test_negatives)
     assert len(added) == len(set(added)) and not set(added) & {0, 1, 7}
     # The first sample's words are its 2 most similar candidates outside train/exclude.
@@ -264,10 +256,11 @@ def test_rap_scorer_fit_and_score(tmp_path):
     arr[:, 40:, 2] = 255
     enc = ColourEncoder(table)
     sc = RAPScorer(num_crops=40, num_keep=8, num_negatives=1, num_groups=1, seed=0,
-                   words_per_sample=1)
+                   words_per_sample=1, retrieval="new_only", u1=0.0, u2=0.5)
     with pytest.raises(NotFittedError):
         sc.score_samples(np.ones((1, D)))
-    sc.fit(["red"], [Image.fromarray(arr)], enc, Lexicon(words, ["noun"] * 4), cache_dir=tmp_path)
+    sc.fit(["red"], [Image.fromarray(arr)], enc, Lexicon(words, ["noun"] * 4), few_shot_labels=["red"],
+           cache_dir=tmp_path)
     assert enc.images_encoded == 40
     assert [sc.candidate_words_[i] for i in sc.train_negatives_] == ["azure"]
     assert "red" not in sc.candidate_words_  # the ID class name never becomes a negative
@@ -281,3 +274,141 @@ def test_rap_scorer_fit_and_score(tmp_path):
     res_tt = sc.score_samples(np.stack([unit(e(2) + 0.3 * e(1))]))
     assert sc.run_record(res_tt)["test_negative_words"] == ["lime"]
     assert res_tt.ood_scores[0] > 0.99
+
+
+# ---------------------------------------------------------------------- the paper's protocol
+def reference_stream(img, ids, cand, train, u1, u2, q, batch, tau, rescore):
+    """Algorithm 2 written from the paper, one group (plain S), no product code.
+
+    For each batch in order: S with the current negatives; valuable = u1 <= S <= u2; each
+    valuable sample (in order) unites its top-Q words (by cosine, ties by index) with the
+    negatives; the batch is then scored with the updated negatives ("online").
+    """
+    img, ids, cand = unit(img), unit(ids), unit(cand)
+
+    def s_of(x, neg):
+        pos = np.exp(ids @ x / tau).sum()
+        return pos / (pos + np.exp(cand[neg] @ x / tau).sum())
+
+    neg, added = list(train), []
+    out = np.zeros(len(img))
+    for start in range(0, len(img), batch):
+        rows = range(start, min(len(img), start + batch))
+        valuable = [i for i in rows if u1 <= s_of(img[i], neg) <= u2]
+        for i in valuable:
+            top = np.argsort(-(cand @ img[i]), kind="stable")[:q]
+            for w in top:
+                if w not in neg:
+                    neg.append(int(w))
+                    added.append(int(w))
+        for i in rows:
+            out[i] = 1 - s_of(img[i], neg)
+    if rescore == "final":
+        out = np.array([1 - s_of(x, neg) for x in img])
+    return out, added
+
+
+def stream_case(seed=0):
+    rng = np.random.default_rng(seed)
+    ids = unit(rng.normal(size=(3, D)))
+    cand = unit(rng.normal(size=(30, D)))
+    img = unit(np.vstack([ids[rng.integers(0, 3, 10)] + 0.6 * rng.normal(size=(10, D)),
+                          cand[rng.integers(0, 30, 10)] + 0.6 * rng.normal(size=(10, D))]))
+    return img[rng.permutation(20)], ids, cand, np.array([0, 1, 2, 3, 4])
+
+
+@pytest.mark.parametrize("rescore", ["online", "final"])
+def test_streaming_union_equals_reference(rescore):
+    img, ids, cand, train = stream_case()
+    kw = dict(u1=0.0, u2=0.6, words_per_sample=3, tau=0.05)
+    expected, added = reference_stream(img, ids, cand, train, 0.0, 0.6, 3, 4, 0.05, rescore)
+    res = rap_scores(img, ids, cand, train, batch_size=4, num_groups=1, rescore=rescore, **kw)
+    assert res.test_negatives.tolist() == added and len(added) > 0
+    np.testing.assert_allclose(res.ood_scores, expected, rtol=2e-5, atol=1e-7)
+    # The default protocol is the paper's: streaming ("online") and union retrieval.
+    if rescore == "online":
+        default = rap_scores(img, ids, cand, train, batch_size=4, num_groups=1, **kw)
+        np.testing.assert_array_equal(default.ood_scores, res.ood_scores)
+
+
+def test_union_adds_only_the_top_q_and_new_only_always_adds_q():
+    ids, cand, train, x_seen, *_ = scenario()
+    # x_seen's nearest word is word 0 (axis 2), already a train-time negative: the union
+    # adds nothing with Q = 1, and word 4 (axis 6) with Q = 3 (top-3 = 0, 4, then word 1
+    # at cos 0.06... already a negative); "new_only" skips the negatives and adds word 4.
+    kw = dict(u1=0.0, u2=1.0, batch_size=1, num_groups=1)
+    assert rap_scores(x_seen[None], ids, cand, train, words_per_sample=1, **kw).test_negatives.tolist() == []
+    sims = unit(cand) @ unit(x_seen)
+    top3 = np.argsort(-sims, kind="stable")[:3]
+    union = rap_scores(x_seen[None], ids, cand, train, words_per_sample=3, **kw)
+    assert union.test_negatives.tolist() == [w for w in top3 if w not in (0, 1)]
+    new = rap_scores(x_seen[None], ids, cand, train, words_per_sample=1, retrieval="new_only", **kw)
+    assert new.test_negatives.tolist() == [4]
+    with pytest.raises(OODInputError, match="retrieval must be one of"):
+        rap_scores(x_seen[None], ids, cand, train, retrieval="all", **kw)
+
+
+def test_u_presets_are_the_papers_table_1():
+    from ood_core.clip.rap_stream import DEFAULT_U_PRESET, U_PRESETS, resolve_u
+
+    assert U_PRESETS == {"inaturalist": (0.5, 0.6), "sun": (0.2, 0.3), "places": (0.4, 0.5),
+                         "textures": (0.4, 0.6), "imagenet10_vs_20": (0.0, 0.5),
+                         "imagenet20_vs_10": (0.0, 0.2), "imagenet100_vs_10": (0.0, 0.2)}
+    assert DEFAULT_U_PRESET in U_PRESETS
+    assert resolve_u("sun") == (0.2, 0.3) and resolve_u("sun", u2=0.9) == (0.2, 0.9)
+    assert resolve_u("custom", 0.1, 0.2) == (0.1, 0.2)
+    with pytest.raises(OODInputError, match="u_preset must be one of"):
+        resolve_u("imagenet")
+    with pytest.raises(OODInputError, match="u1 <= u2"):
+        resolve_u("sun", u1=0.5)
+    sc = RAPScorer(u_preset="textures")
+    assert sc.thresholds == (0.4, 0.6) and sc.get_params()["u_preset"] == "textures"
+
+
+def test_crops_ranked_by_own_class_and_flipped():
+    ids = np.stack([e(0), e(1)])
+    # crop k: similarity a_k to class 0 and b_k to class 1
+    a = np.array([0.9, 0.2, 0.5, 0.1])
+    b = np.array([0.1, 0.8, 0.3, 0.95])
+    crops = np.stack([unit(x * e(0) + y * e(1) + 0.2 * e(5)) for x, y in zip(a, b)])
+    top0, low0 = select_valuable_crops(crops, ids, num_keep=1, class_index=0)
+    top1, low1 = select_valuable_crops(crops, ids, num_keep=1, class_index=1)
+    assert (top0[0], low0[0]) == (0, 3) and (top1[0], low1[0]) == (3, 0)
+    top_any, low_any = select_valuable_crops(crops, ids, num_keep=1)  # best prompt: crop 3 (0.95), crop 2 lowest
+    assert (top_any[0], low_any[0]) == (3, 2)
+    # Flips: a seeded half of the crops are the mirror images of the unflipped ones.
+    arr = np.random.default_rng(0).integers(0, 255, size=(30, 50, 3), dtype=np.uint8)
+    img = Image.fromarray(arr)
+    plain = random_crops(img, 40, seed=3)
+    flipped = random_crops(img, 40, seed=3, flip=True)
+    mirrored = [not np.array_equal(np.asarray(p), np.asarray(f)) for p, f in zip(plain, flipped)]
+    assert 10 < sum(mirrored) < 30
+    for p, f, m in zip(plain, flipped, mirrored):
+        np.testing.assert_array_equal(np.asarray(f), np.asarray(p)[:, ::-1] if m else np.asarray(p))
+
+
+def test_own_class_ranking_needs_the_labels(tmp_path):
+    enc = ColourEncoder({"the nice red": e(0), "the nice azure": e(2)})
+    img = Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8) + 200)
+    lex = Lexicon(["azure"], ["noun"])
+    with pytest.raises(OODInputError, match="needs the class of every few-shot image"):
+        RAPScorer(num_crops=2, num_keep=1, num_negatives=1, num_groups=1).fit(["red"], [img], enc, lex)
+    with pytest.raises(OODInputError, match="not ID classes: \\['blue'\\]"):
+        RAPScorer(num_crops=2, num_keep=1, num_negatives=1, num_groups=1).fit(
+            ["red"], [img], enc, lex, few_shot_labels=["blue"])
+    sc = RAPScorer(num_crops=2, num_keep=1, num_negatives=1, num_groups=1, crop_ranking="all_prompts")
+    assert sc.fit(["red"], [img], enc, lex, cache_dir=tmp_path).train_negatives_.tolist() == [0]
+
+
+def test_rap_is_deterministic(tmp_path):
+    img, ids, cand, train = stream_case(1)
+    a = rap_scores(img, ids, cand, train, u1=0.0, u2=0.6, batch_size=3, num_groups=2, seed=5)
+    b = rap_scores(img, ids, cand, train, u1=0.0, u2=0.6, batch_size=3, num_groups=2, seed=5)
+    np.testing.assert_array_equal(a.ood_scores, b.ood_scores)
+    assert a.test_negatives.tolist() == b.test_negatives.tolist()
+    # The update batch size is part of the protocol (recorded); batch_size=1 is the
+    # per-sample reference.
+    one, added = reference_stream(img, ids, cand, train, 0.0, 0.6, 4, 1, 0.01, "online")
+    res = rap_scores(img, ids, cand, train, u1=0.0, u2=0.6, batch_size=1, num_groups=1)
+    assert res.test_negatives.tolist() == added
+    np.testing.assert_allclose(res.ood_scores, one, rtol=2e-5, atol=1e-7)

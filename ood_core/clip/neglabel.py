@@ -12,8 +12,9 @@ Models", ICLR 2024.
 
        S(x) = sum_i exp(cos(x, y_i)/tau) / (sum_i exp(cos(x, y_i)/tau) + sum_j exp(cos(x, n_j)/tau))
 
-   with tau = 0.01. **Grouping**: the negatives are shuffled with a fixed seed, the
-   remainder of M mod Ng is dropped, they are split into Ng equal groups, S is computed
+   with tau = 0.01. **Grouping** (official code): the ``M mod Ng`` last negatives of
+   the mined order (the most ID-like) are dropped, the rest is shuffled with a fixed
+   seed and split into Ng equal groups, S is computed
    against each group (all ID labels every time) and averaged.
 3. This package reports **ood_score = 1 - S** (higher = more OOD), see
    :func:`neglabel_ood_score`.
@@ -180,22 +181,32 @@ def mine_negatives(
 
 
 # ---------------------------------------------------------------------- scoring
-def group_negatives(num_negatives, num_groups=DEFAULT_NUM_GROUPS, seed=0):
+REMAINDERS = ("last", "random")
+
+
+def group_negatives(num_negatives, num_groups=DEFAULT_NUM_GROUPS, seed=0, remainder="last"):
     """``(num_groups, M // num_groups)`` indices: a seeded shuffle split into equal groups.
 
-    The last ``M mod num_groups`` shuffled negatives are dropped.
+    ``M mod num_groups`` negatives are left out. ``remainder="last"`` (the official
+    NegLabel code) leaves out the **last** ones of the given order before shuffling: in
+    mined order (least ID-like first) those are the most ID-like. ``"random"`` shuffles
+    all M first and leaves out the last of the shuffled order.
     """
     if int(num_groups) != num_groups or num_groups < 1:
         raise OODInputError(f"num_groups must be a positive integer; got {num_groups!r}.")
+    if remainder not in REMAINDERS:
+        raise OODInputError(f"remainder must be one of {REMAINDERS}; got {remainder!r}.")
     if num_negatives < num_groups:
         raise OODInputError(
             f"num_groups={num_groups} is larger than the number of negative labels "
             f"({num_negatives}); every group needs at least one negative. Lower num_groups "
             "or mine more negatives."
         )
-    perm = np.random.default_rng(seed).permutation(num_negatives)
     size = num_negatives // num_groups
-    return perm[: size * int(num_groups)].reshape(int(num_groups), size)
+    used = size * int(num_groups)
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(used) if remainder == "last" else rng.permutation(num_negatives)[:used]
+    return perm.reshape(int(num_groups), size)
 
 
 def _grouped_log_terms(img, id_emb, neg_grouped, tau, batch_size):
@@ -216,24 +227,26 @@ def _grouped_log_terms(img, id_emb, neg_grouped, tau, batch_size):
         yield slice(s, s + x.shape[0]), log_a, log_b
 
 
-def _prepare(img_emb, id_emb, neg_emb, tau, num_groups, seed):
+def _prepare(img_emb, id_emb, neg_emb, tau, num_groups, seed, remainder):
     _check_tau(tau)
     img = unit_rows(img_emb, "image embeddings")
     ids = unit_rows(id_emb, "ID label embeddings")
     neg = unit_rows(neg_emb, "negative label embeddings")
     check_same_dim(ids, img, "ID label (text) embeddings", "image embeddings")
     check_same_dim(ids, neg, "ID label embeddings", "negative label embeddings")
-    groups = group_negatives(neg.shape[0], num_groups, seed)
+    groups = group_negatives(neg.shape[0], num_groups, seed, remainder)
     return img, ids, neg[groups]
 
 
 def neglabel_scores(img_emb, id_emb, neg_emb, *, tau=DEFAULT_TAU,
-                    num_groups=DEFAULT_NUM_GROUPS, seed=0, batch_size=None):
+                    num_groups=DEFAULT_NUM_GROUPS, seed=0, batch_size=None, remainder="last"):
     """Return ``(id_score, ood_score)``, both ``(N,)`` float64, ``ood = 1 - id``.
 
     Each is computed directly in its own stable form (no cancellation in ``1 - S``).
+    ``remainder``: see :func:`group_negatives` (``neg_emb`` in mined order: "last"
+    leaves out the most ID-like, as the official code does).
     """
-    img, ids, grouped = _prepare(img_emb, id_emb, neg_emb, tau, num_groups, seed)
+    img, ids, grouped = _prepare(img_emb, id_emb, neg_emb, tau, num_groups, seed, remainder)
     id_score = np.empty(img.shape[0])
     ood_score = np.empty(img.shape[0])
     for sl, log_a, log_b in _grouped_log_terms(img, ids, grouped, tau, batch_size):
@@ -244,17 +257,17 @@ def neglabel_scores(img_emb, id_emb, neg_emb, *, tau=DEFAULT_TAU,
 
 
 def neglabel_id_score(img_emb, id_emb, neg_emb, *, tau=DEFAULT_TAU,
-                      num_groups=DEFAULT_NUM_GROUPS, seed=0, batch_size=None):
+                      num_groups=DEFAULT_NUM_GROUPS, seed=0, batch_size=None, remainder="last"):
     """NegLabel's S(x), averaged over ``num_groups`` seeded groups; higher = more ID."""
     return neglabel_scores(img_emb, id_emb, neg_emb, tau=tau, num_groups=num_groups,
-                           seed=seed, batch_size=batch_size)[0]
+                           seed=seed, batch_size=batch_size, remainder=remainder)[0]
 
 
 def neglabel_ood_score(img_emb, id_emb, neg_emb, *, tau=DEFAULT_TAU,
-                       num_groups=DEFAULT_NUM_GROUPS, seed=0, batch_size=None):
+                       num_groups=DEFAULT_NUM_GROUPS, seed=0, batch_size=None, remainder="last"):
     """``1 - S(x)`` in [0, 1]; **higher = more out-of-distribution**."""
     return neglabel_scores(img_emb, id_emb, neg_emb, tau=tau, num_groups=num_groups,
-                           seed=seed, batch_size=batch_size)[1]
+                           seed=seed, batch_size=batch_size, remainder=remainder)[1]
 
 
 def predict_id_class(img_emb, id_emb, *, tau=DEFAULT_TAU):
@@ -334,23 +347,48 @@ def check_id_names(id_names):
     return names
 
 
+def id_name_mask(words, id_names, *, keep):
+    """Boolean mask over ``words``: which candidates stay in the pool.
+
+    ``keep=False`` drops every word equal to an ID class name (case-insensitive,
+    ``_`` = space, :func:`~ood_core.clip.lexicon.normalize_word`); ``keep=True`` keeps all.
+    """
+    from .lexicon import normalize_word
+
+    if keep:
+        return np.ones(len(words), dtype=bool)
+    banned = {normalize_word(n) for n in id_names}
+    return np.array([normalize_word(w) not in banned for w in words], dtype=bool)
+
+
 # ---------------------------------------------------------------------- estimator
 class NegLabelScorer:
     """NegLabel as an estimator: ``fit`` on ID class names, ``score_samples`` on images.
 
-    ``fit(id_names, encoder, lexicon)`` embeds prompts (candidate embeddings through the
-    disk cache), removes ID class names from the lexicon and mines negatives;
-    ``fit_embeddings`` does the same from precomputed text embeddings.
+    ``fit(id_names, encoder, lexicon)`` embeds the prompts (the whole vocabulary through
+    the disk cache), drops candidates equal to an ID class name by index and mines
+    negatives; ``fit_embeddings`` does the same from precomputed text embeddings.
+
+    Paper protocol by default (the official code's defaults): ID class names stay in
+    the candidates (``remove_id_names=False``) and ``remainder="last"`` drops the
+    ``M mod num_groups`` most ID-like mined words at fit time, so every negative kept
+    is used in exactly one group. ``remainder="random"`` keeps all mined words and
+    leaves a random remainder out of the groups at scoring time.
 
     Fitted attributes: ``id_names_``, ``id_emb_`` (K, D), ``negative_words_``,
     ``negative_pos_``, ``negative_emb_`` (M, D), ``negative_similarity_`` (the mining
-    percentile of each negative), ``num_candidates_``, ``excluded_words_``.
+    percentile of each negative), ``num_candidates_``, ``excluded_words_``,
+    ``num_mined_``, ``dropped_words_`` (the remainder left out at fit time).
     """
 
     def __init__(self, *, tau=DEFAULT_TAU, num_groups=DEFAULT_NUM_GROUPS, seed=0,
                  percentile=DEFAULT_PERCENTILE, fraction=None, num_negatives=None,
                  id_template=ID_TEMPLATE, noun_template=NOUN_TEMPLATE,
-                 adj_template=ADJ_TEMPLATE):
+                 adj_template=ADJ_TEMPLATE, remove_id_names=False, remainder="last"):
+        if remainder not in REMAINDERS:
+            raise OODInputError(f"remainder must be one of {REMAINDERS}; got {remainder!r}.")
+        self.remove_id_names = bool(remove_id_names)
+        self.remainder = remainder
         self.tau = tau
         self.num_groups = num_groups
         self.seed = seed
@@ -368,6 +406,7 @@ class NegLabelScorer:
             "percentile": self.percentile, "fraction": self.fraction,
             "num_negatives": self.num_negatives, "id_template": self.id_template,
             "noun_template": self.noun_template, "adj_template": self.adj_template,
+            "remove_id_names": self.remove_id_names, "remainder": self.remainder,
         }
 
     @property
@@ -376,29 +415,31 @@ class NegLabelScorer:
 
     def fit(self, id_names, encoder, lexicon, *, cache_dir=None, progress=None,
             text_batch_size=256):
-        """Embed ID prompts and (cached) candidate prompts with ``encoder``, then mine."""
+        """Embed the ID prompts and the **whole** vocabulary, then mine; returns self.
+
+        The candidate embeddings go through the disk cache keyed by the vocabulary
+        alone (not by the ID classes), so changing the ID classes reuses them; ID class
+        names are handled afterwards, by index (:meth:`fit_embeddings`).
+        ``progress``: the package convention (:mod:`ood_core.progress`), for the
+        candidate prompts on a cache miss.
+        """
         from .text_cache import cached_text_embeddings
 
         id_names = check_id_names(id_names)
-        lex = lexicon.without(id_names)
-        if len(lex) == 0:
-            raise OODInputError("the lexicon is empty after removing the ID class names.")
         cand_emb = cached_text_embeddings(
-            encoder, lex.words, lex.pos, self.templates, cache_dir=cache_dir,
+            encoder, lexicon.words, lexicon.pos, self.templates, cache_dir=cache_dir,
             progress=progress, batch_size=text_batch_size,
         )
-        id_emb = encoder.encode_texts([self.id_template.format(n) for n in id_names])
-        self.fit_embeddings(id_names, id_emb, lex.words, lex.pos, cand_emb)
-        self.excluded_words_ = [w for w, _ in lex.excluded]
-        return self
+        id_emb = encoder.encode_texts([self.id_template.format(n) for n in id_names],
+                                      batch_size=text_batch_size)
+        return self.fit_embeddings(id_names, id_emb, lexicon.words, lexicon.pos, cand_emb)
 
     def fit_embeddings(self, id_names, id_emb, cand_words, cand_pos, cand_emb):
         """Mine negatives from precomputed, aligned text embeddings; returns self.
 
-        Candidates equal to an ID name (case-insensitive) are removed first.
+        With ``remove_id_names``, candidates equal to an ID name (case-insensitive) are
+        removed first (by index).
         """
-        from .lexicon import normalize_word
-
         id_names = check_id_names(id_names)
         id_emb = unit_rows(id_emb, "ID label embeddings")
         cand_emb = unit_rows(cand_emb, "candidate embeddings")
@@ -414,8 +455,7 @@ class NegLabelScorer:
                 f"{cand_emb.shape[0]} embeddings; all three must have the same length."
             )
         check_same_dim(id_emb, cand_emb, "ID label embeddings", "candidate embeddings")
-        banned = {normalize_word(n) for n in id_names}
-        keep = np.array([normalize_word(w) not in banned for w in cand_words], dtype=bool)
+        keep = id_name_mask(cand_words, id_names, keep=not self.remove_id_names)
         self.excluded_words_ = [w for w, k in zip(cand_words, keep) if not k]
         cand_emb = cand_emb[keep]
         cand_words = [w for w, k in zip(cand_words, keep) if k]
@@ -431,6 +471,10 @@ class NegLabelScorer:
                 f"only {idx.size} negatives were mined but num_groups={self.num_groups}; "
                 "lower num_groups or use a larger vocabulary/fraction."
             )
+        self.num_mined_ = int(idx.size)
+        used = idx.size - (idx.size % int(self.num_groups) if self.remainder == "last" else 0)
+        self.dropped_words_ = [cand_words[i] for i in idx[used:]]  # mined order: the most ID-like
+        idx = idx[:used]
         sims = candidate_id_similarity(id_emb, cand_emb[idx], percentile=self.percentile)
         self.id_names_ = list(id_names)
         self.id_emb_ = id_emb
@@ -450,14 +494,14 @@ class NegLabelScorer:
         self._check_fitted()
         return neglabel_ood_score(img_emb, self.id_emb_, self.negative_emb_, tau=self.tau,
                                   num_groups=self.num_groups, seed=self.seed,
-                                  batch_size=batch_size)
+                                  batch_size=batch_size, remainder=self.remainder)
 
     def id_scores(self, img_emb, *, batch_size=None):
         """NegLabel's S(x) per image (higher = more ID)."""
         self._check_fitted()
         return neglabel_id_score(img_emb, self.id_emb_, self.negative_emb_, tau=self.tau,
                                  num_groups=self.num_groups, seed=self.seed,
-                                 batch_size=batch_size)
+                                 batch_size=batch_size, remainder=self.remainder)
 
     def predict(self, img_emb):
         """``(class names list, confidence (N,))`` of the zero-shot ID classification."""
@@ -481,6 +525,10 @@ class NegLabelScorer:
             "num_candidates": self.num_candidates_,
             "negative_words": list(self.negative_words_),
             "negative_pos": list(self.negative_pos_),
+            "negative_similarity": [float(v) for v in self.negative_similarity_],
             "excluded_words": list(self.excluded_words_),
+            "num_mined": self.num_mined_,
+            "dropped_words": list(self.dropped_words_),
+            "num_negatives": len(self.negative_words_),
             "score_convention": "ood_score = 1 - S(x); higher = more out-of-distribution",
         }

@@ -50,6 +50,7 @@ RUN_KINDS = {kind.name: kind for kind in (
             ("wrong label", "correct label")),
     RunKind("neglabel", "NegLabel zero-shot CLIP OOD scores", "ood", ("OOD", "ID")),
     RunKind("rap", "RAP few-shot CLIP OOD scores", "ood", ("OOD", "ID")),
+    RunKind("adaneg", "AdaNeg zero-shot CLIP OOD scores (NegLabel + test-time memory)", "ood", ("OOD", "ID")),
     RunKind("flags", "threshold rule applied to a score run (flag field + tags)"),
     RunKind("auto_config", "configuration chosen on a labelled validation set"),
     RunKind("experiment", "a table of an experiment workflow (no fields)"),

@@ -1,0 +1,91 @@
+"""CLIP image embeddings of a view, recorded with the encoder that made them."""
+
+from . import runs
+from .clip_common import DEFAULT_CLIP_EMBEDDINGS_FIELD, DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED, encode_samples, \
+    encoder_info, make_encoder
+
+
+def compute_clip_embeddings(
+    samples,
+    embeddings_field=DEFAULT_CLIP_EMBEDDINGS_FIELD,
+    *,
+    model_name=DEFAULT_MODEL_NAME,
+    pretrained=DEFAULT_PRETRAINED,
+    quick_gelu=None,
+    device="cpu",
+    batch_size=32,
+    skip_failures=False,
+    overwrite=False,
+    progress=None,
+):
+    """Compute CLIP image embeddings for every sample of a view and record the encoder.
+
+    The embeddings (unit L2 norm, float32) go to a vector field; an ``embeddings`` run
+    with the same key records the model name, the weights (open_clip tag, or the file
+    path and a content hash of it) and the QuickGELU switch, so that
+    :func:`compute_neglabel_scores` / :func:`compute_rap_scores` can reuse them and
+    refuse them when they would embed the label prompts with another encoder. The field
+    also works with :func:`ood_core.fo.scores.compute_ood_scores` (k-NN on CLIP features).
+
+    Args:
+        samples: a Dataset or view.
+        embeddings_field: the vector field to write; also the run key.
+        model_name: an open_clip architecture, e.g. ``"ViT-B-16"`` (NegLabel's default).
+        pretrained: an open_clip pretrained tag (``"openai"``: local caches, then the
+            hub) or a local weights file (``.safetensors`` recommended; ``.pt`` files are
+            read with ``weights_only=True``). Offline, pass a file.
+        quick_gelu: force QuickGELU; ``None`` = on for the ``"openai"`` tag, off for files.
+            Pass ``True`` for OpenAI weights loaded from a file.
+        device: torch device, default ``"cpu"``.
+        batch_size: images per forward pass.
+        skip_failures: skip unreadable images (no embedding; listed in the run results)
+            instead of raising.
+        overwrite: allow replacing an existing field / run of that name.
+        progress: ``None``/``True`` tqdm bar, ``False`` silent, or ``f(done, total)``.
+
+    Returns:
+        a dict summary: ``run_key``, ``field``, ``num_embedded``, ``num_failed``,
+        ``dim``, ``clip`` (the recorded encoder description).
+
+    Raises:
+        WeightsNotFoundError: the tag's weights are neither cached nor downloadable.
+        OODInputError: bad arguments, an existing field/run without ``overwrite``, an
+            unreadable image without ``skip_failures``.
+    """
+    import fiftyone.core.fields as fof
+
+    from .items import require_nonempty, values_by_key
+
+    require_nonempty(samples)
+    runs.validate_key(embeddings_field, "embeddings field")
+    runs.check_new_run(samples, embeddings_field, [embeddings_field], overwrite)
+    encoder = make_encoder(model_name, pretrained, quick_gelu, device)
+    keys, X, failures = encode_samples(
+        samples, encoder, batch_size=batch_size, skip_failures=skip_failures, progress=progress
+    )
+    clip_info = encoder_info(encoder)
+    summary = {
+        "run_key": embeddings_field,
+        "field": embeddings_field,
+        "num_embedded": len(keys),
+        "num_failed": len(failures),
+        "dim": int(encoder.embed_dim),
+        "clip": clip_info,
+    }
+    runs.write_and_record(
+        samples,
+        [(embeddings_field, values_by_key(samples, dict(zip(keys, X)), None), fof.VectorField)],
+        embeddings_field,
+        kind="embeddings",
+        overwrite=overwrite,
+        embeddings_field=embeddings_field,
+        patches_field=None,
+        backbone=clip_info,
+        projection=None,
+        dtype="float32",
+        batch_size=batch_size,
+        results={"failures": failures, "num_embedded": len(keys)},
+    )
+    return summary
+
+
