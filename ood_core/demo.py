@@ -148,32 +148,45 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
           file=out)
 
     test = dataset.match_tags("test")
-    ood.compute_ood_scores(test, "ood_embeddings", "ood_knn", method="knn", reference="trusted", k=k, overwrite=True)
-    # class-conditional Mahalanobis after PCA-64: the best detector in benchmarks/choose_defaults.py,
-    # but it needs labels on the reference set, so k-NN stays the label-free default
+    # default: k-NN with k="auto" (the trusted classes size k: label_field only counts them)
+    ood.compute_ood_scores(test, "ood_embeddings", "ood_knn", method="knn", reference="trusted", k=k,
+                           label_field="ground_truth", overwrite=True)
+    ood.compute_ood_scores(test, "ood_embeddings", "ood_knn_k50", method="knn", reference="trusted", k=k or 50,
+                           overwrite=True)  # the previous default, for comparison
+    # class-conditional Mahalanobis after PCA-64 (needs labels on the reference set)
     ood.compute_ood_scores(test, "ood_embeddings", "ood_mahalanobis", method="mahalanobis", reference="trusted",
-                              label_field="ground_truth", reduce="pca", n_components=64, overwrite=True)
+                           label_field="ground_truth", reduce="pca", n_components=64, overwrite=True)
     ood.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue", overwrite=True, k=k)
+    ood.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue_agreement",
+                             method="label_agreement", k=k or 20, overwrite=True)  # the previous default
     ood.compute_label_issues(dataset, "ground_truth", "ood_embeddings", "label_issue_lof",
-                                method="class_lof", k=lof_k, overwrite=True)
+                             method="class_lof", k=lof_k, overwrite=True)
 
     results = {}
-    scores = np.array(test.values("ood_knn"), dtype=float)
     is_ood = np.array(test.values("is_ood"), dtype=bool)
-    results["ood_knn"] = ood_metrics(scores, is_ood)
-    results["ood_mahalanobis"] = ood_metrics(np.array(test.values("ood_mahalanobis"), dtype=float), is_ood)
+    for field in ("ood_knn", "ood_knn_k50", "ood_mahalanobis"):
+        results[field] = ood_metrics(np.array(test.values(field), dtype=float), is_ood)
     id_view = dataset.match({"is_ood": False})
     wrong = np.array(id_view.values("label_is_wrong"), dtype=bool)
-    for field in ("label_issue", "label_issue_lof"):
+    for field in ("label_issue", "label_issue_agreement", "label_issue_lof"):
         results[field] = ood_metrics(np.array(id_view.values(field), dtype=float), wrong)
+    p_values = np.array(test.values("ood_knn_pvalue"), dtype=float)
+    results["flagged_at_p05"] = {"id": float((p_values[~is_ood] <= 0.05).mean()),
+                                 "ood": float((p_values[is_ood] <= 0.05).mean())}
+    k_used = ood.get_ood_run_info(dataset, "ood_knn")["detector_fitted"].get("k")
 
     print("\nOOD task (test split; positive = held-out class Bag/Ankle boot; fit on 'trusted'):", file=out)
-    print("  k-NN distance (default):          " + format_metrics(results["ood_knn"]), file=out)
-    print("  Mahalanobis, PCA-64 (needs labels): " + format_metrics(results["ood_mahalanobis"]), file=out)
+    print(f"  k-NN, k=auto ({k_used}) (default): " + format_metrics(results["ood_knn"]), file=out)
+    print("  k-NN, k=50 (previous default): " + format_metrics(results["ood_knn_k50"]), file=out)
+    print("  Mahalanobis, PCA-64 (labels):  " + format_metrics(results["ood_mahalanobis"]), file=out)
+    print(f"  calibrated: p <= 0.05 flags {100 * results['flagged_at_p05']['id']:.1f}% of in-distribution test "
+          f"images and {100 * results['flagged_at_p05']['ood']:.1f}% of OOD ones", file=out)
     print("\nWrong-label task (in-distribution samples; positive = corrupted label):", file=out)
     wrong = dict(positive="wrong label", negative="correct label")
-    print("  neighbour label agreement: " + format_metrics(results["label_issue"], **wrong), file=out)
-    print("  per-class LOF (paper):     " + format_metrics(results["label_issue_lof"], **wrong), file=out)
+    print("  weighted label votes (default):       " + format_metrics(results["label_issue"], **wrong), file=out)
+    print("  label agreement k=20 (previous):      " + format_metrics(results["label_issue_agreement"], **wrong),
+          file=out)
+    print("  per-class LOF (paper):                " + format_metrics(results["label_issue_lof"], **wrong), file=out)
 
     ood.compute_ood_visualization(dataset, "ood_embeddings", "ood_umap", overwrite=True)
     results["seconds"] = time.time() - t0
@@ -203,7 +216,8 @@ def main(argv=None):
     print(f"\ntotal wall time {time.time() - t0:.1f} s")
     print(
         "\nOpen it in the App:\n"
-        f"  .venv/bin/python -c \"import fiftyone as fo; s = fo.launch_app(fo.load_dataset('{dataset.name}')); s.wait()\"\n"
+        "  .venv/bin/python -c \"import fiftyone as fo; "
+        f"s = fo.launch_app(fo.load_dataset('{dataset.name}')); s.wait()\"\n"
         "then sort by 'ood_knn' or 'label_issue' (descending) and colour the 'ood_umap' Embeddings panel by them."
     )
 

@@ -1,6 +1,6 @@
 """Operators and panels of the fiftyone-ood plugin: one module per family."""
 
-from .clip import ComputeNegLabelScores, ComputeRAPScores
+from .clip import ComputeAdaNegScores, ComputeNegLabelScores, ComputeRAPScores
 from .embeddings import ComputePyramidEmbeddings
 from .panel import OODReviewPanel
 from .runs import ManageOODRuns
@@ -14,5 +14,6 @@ OPERATORS = (
     ManageOODRuns,
     ComputeNegLabelScores,
     ComputeRAPScores,
+    ComputeAdaNegScores,
     OODReviewPanel,
 )

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from ood_core.detectors import KNNDetector, LabelAgreementDetector
+from ood_core.detectors import KNNDetector, LabelAgreementDetector, WeightedLabelVoteDetector
 from ood_core.errors import OODInputError
 from ood_core.fo import runs as fo_runs
 from ood_core.metrics import ood_metrics
@@ -105,7 +105,9 @@ def test_supervised_knn_matches_numpy_detector_and_finds_held_out_classes(embedd
 
     info = fo_runs.get_ood_run_info(ds, "ood")
     assert info["reference"] == {"tag": "trusted", "num_reference": 80}
-    assert info["detector"] == {"method": "knn", "k": 5, "normalize": True, "backend": "auto", "index": "flat"}
+    assert info["detector"] == {"method": "knn", "k": 5, "k_fraction": 0.2, "k_max": 50, "normalize": True,
+                                "backend": "auto", "index": "flat"}
+    assert info["detector_fitted"] == {"k": 5}
     assert info["backbone"]["model_name"] == "tf_efficientnet_lite0"
 
 
@@ -118,7 +120,7 @@ def test_label_issues_rank_flipped_labels_first(embedded):
     for i in flip:
         labels[i] = classes[(classes.index(labels[i]) + 1 + rng.integers(len(classes) - 1)) % len(classes)]
     ds.set_values("ground_truth.label", labels)
-    ood.compute_label_issues(ds, "ground_truth", "emb", "issue", k=10)
+    ood.compute_label_issues(ds, "ground_truth", "emb", "issue", method="label_agreement", k=10)
     scores = np.array(ds.values("issue"))
     X = np.stack(ds.values("emb"))
     expected = LabelAgreementDetector(k=10).fit_score(X, np.array(labels, dtype=object))
@@ -126,6 +128,18 @@ def test_label_issues_rank_flipped_labels_first(embedded):
     wrong = np.zeros(len(labels), bool)
     wrong[flip] = True
     assert ood_metrics(scores, wrong)["auroc"] > 0.8
+    # the default: distance-weighted votes, plus the label the neighbours vote for
+    ood.compute_label_issues(ds, "ground_truth", "emb", "vote")
+    # the embeddings hold three pyramid levels: the votes use the levels that agree best with the labels
+    det = WeightedLabelVoteDetector(level_dims=[24, 40, 112], levels="auto")
+    np.testing.assert_allclose(ds.values("vote"), det.fit_score(X, np.array(labels, dtype=object)), rtol=1e-6)
+    suggestions = ds.values("vote_suggestion")
+    assert [c.label for c in suggestions] == det.suggested_labels_
+    np.testing.assert_allclose([c.confidence for c in suggestions], det.class_probabilities_.max(axis=1), rtol=1e-6)
+    assert np.mean([suggestions[i].label != labels[i] for i in flip]) > 0.5  # most flips get another suggestion
+    info = fo_runs.get_ood_run_info(ds, "vote")
+    assert info["fields"] == ["vote", "vote_suggestion"] and info["suggestion"]["field"] == "vote_suggestion"
+    assert ood_metrics(np.array(ds.values("vote")), wrong)["auroc"] > 0.8
     ood.compute_label_issues(ds, "ground_truth", "emb", "issue_lof", method="class_lof", k=5)
     assert fo_runs.get_ood_run_info(ds, "issue_lof")["kind"] == "label_issues"
 
@@ -208,12 +222,31 @@ def test_run_management_rename_and_delete_removes_fields(embedded):
     assert set(fo_runs.list_ood_runs(ds)) == {"emb", "s"}
     assert fo_runs.list_ood_runs(ds, kind="ood_scores") == ["s"]
     fo_runs.rename_ood_run(ds, "s", "s2")
-    assert fo_runs.get_ood_run_info(ds, "s2")["fields"] == ["s"]
+    assert fo_runs.get_ood_run_info(ds, "s2")["fields"] == ["s", "s_pvalue"]
     assert fo_runs.load_ood_results(ds, "s2").num_scored == 200
     with pytest.raises(OODInputError, match="no fiftyone-ood run"):
         fo_runs.delete_ood_run(ds, "s")
-    assert fo_runs.delete_ood_run(ds, "s2") == ["s"]
-    assert not ds.has_field("s") and "s2" not in ds.list_runs()
+    assert fo_runs.delete_ood_run(ds, "s2") == ["s", "s_pvalue"]
+    assert not ds.has_field("s") and not ds.has_field("s_pvalue") and "s2" not in ds.list_runs()
+
+
+def test_ood_scores_come_with_conformal_p_values_from_the_reference(embedded):
+    from ood_core.calibration import conformal_p_values
+
+    ds = embedded
+    ood.compute_ood_scores(ds.match_tags("test"), "emb", "s", reference="trusted", k=5)
+    trusted, test = ds.match_tags("trusted"), ds.match_tags("test")
+    ref_scores = np.array(trusted.values("s"))  # leave-one-out scores of the reference (self excluded)
+    np.testing.assert_allclose(test.values("s_pvalue"), conformal_p_values(ref_scores, test.values("s")))
+    # the reference's own p-values are ranks among themselves: (1 + #higher-or-equal others) / (n + 1)
+    n = len(ref_scores)
+    expected = [(1 + np.sum(ref_scores >= v)) / (n + 1) for v in ref_scores]
+    np.testing.assert_allclose(trusted.values("s_pvalue"), expected)
+    info = fo_runs.get_ood_run_info(ds, "s")
+    assert info["calibration"]["field"] == "s_pvalue" and info["calibration"]["num_reference"] == n
+    # higher score = smaller p-value, everywhere
+    s, p = np.array(ds.values("s")), np.array(ds.values("s_pvalue"))
+    assert np.all(np.diff(p[np.argsort(s)]) <= 1e-12)
 
 
 def test_bad_inputs_have_clear_errors(embedded):
@@ -309,7 +342,10 @@ def test_object_patches_embed_and_score_each_object(dataset_factory, fashion_fil
     ood.compute_label_issues(ds, "objects", "emb", "issue", k=3)
     scores = ds.values("objects.detections.issue")
     assert all(len(row) == 2 and all(0.0 <= s <= 1.0 for s in row) for row in scores)
-    assert fo_runs.get_ood_run_info(ds, "issue")["fields"] == ["objects.detections.issue"]
+    assert fo_runs.get_ood_run_info(ds, "issue")["fields"] == ["objects.detections.issue",
+                                                                "objects.detections.issue_suggestion"]
+    suggested = ds.values("objects.detections.issue_suggestion")
+    assert all(len(row) == 2 and all(lab in set(names) for lab in row) for row in suggested)
     fo_runs.delete_ood_run(ds, "issue")
     assert ds.get_field("objects.detections.issue") is None
 
@@ -447,3 +483,18 @@ def test_default_pyramid_is_the_deepest_level_pooled_2x2(dataset_factory, fashio
     backbone = summary["config"]["backbone"]
     assert backbone["levels"] == ["blocks.6"] and backbone["mode"] == "pool" and backbone["grid"] == 2
     assert summary["dim"] == 320 * 4
+
+
+def test_p_value_rule_flags_about_alpha_of_the_reference(embedded):
+    ds = embedded
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
+    out = ood.flag_samples(ds, "s", rule="pvalue", value=0.1, tag="ood")
+    p = np.array(ds.values("s_pvalue"))
+    flags = np.array(ds.values("s_flag"))
+    np.testing.assert_array_equal(flags, p <= 0.1)
+    trusted = np.array(["trusted" in t for t in ds.values("tags")])
+    assert flags[trusted].mean() <= 0.1 + 1e-9  # conformal: at most alpha of the exchangeable reference
+    assert out["num_flagged"] == int((p <= 0.1).sum()) and out["rule"]["alpha"] == 0.1
+    ood.compute_ood_scores(ds, "emb", "u", k=5, score_reference=False, reference=None, overwrite=True)
+    with pytest.raises(OODInputError, match="not a valid alpha"):
+        ood.flag_samples(ds, "s", rule="pvalue", value=5, flag_field="f2")

@@ -97,7 +97,7 @@ def test_run_kind_registry_drives_score_paths():
     from ood_core.errors import OODInputError
     from ood_core.fo import runs
 
-    assert set(runs.score_kinds()) == {"ood_scores", "label_issues", "neglabel", "rap"}
+    assert set(runs.score_kinds()) == {"ood_scores", "label_issues", "neglabel", "rap", "adaneg"}
     assert runs.score_kind("label_issues") == "label_issues" and runs.score_kind("ood") == "ood_scores"
     for name in runs.score_kinds():
         kind = runs.run_kind(name)

@@ -219,7 +219,7 @@ def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_t
     info = fo_runs.get_ood_run_info(ds, "nl")
     assert info["kind"] == "neglabel" and info["clip"]["pretrained"] == tiny_clip_params["weights"]
     results = fo_runs.load_ood_results(ds, "nl")
-    assert len(results.negative_words) == 12 and "bag" in results.excluded_words
+    assert len(results.negative_words) == 12 and results.excluded_words == []  # ID names kept (official default)
     # Classes of a label field; the existing run key is refused without overwrite.
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionError
@@ -249,8 +249,8 @@ def test_rap_operator_delegated_through_sdk_call(small, tiny_clip_params, one_to
     assert props["label_field"].type.values == ["ground_truth"] and "u1" not in props
     op = foo.get_operator(uri)
     queued = op(ds, "rap", few_shot_tag="trusted", label_field="ground_truth", num_crops=4, num_keep=2,
-                num_negatives=8, num_groups=2, words_per_sample=1, u1=0.0, u2=1.0, delegate=True,
-                **tiny_clip_params)
+                num_negatives=8, num_groups=2, words_per_sample=1, u1=0.0, u2=1.0, retrieval="new_only",
+                delegate=True, **tiny_clip_params)
     assert queued.delegated and not ds.has_field("rap")
     DelegatedOperationService().execute_queued_operations(operator=uri, dataset_name=ds.name)
     ds.reload()

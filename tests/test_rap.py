@@ -8,8 +8,18 @@ from PIL import Image
 
 from ood_core.clip.lexicon import Lexicon
 from ood_core.clip.neglabel import neglabel_scores
-from ood_core.clip.rap import RAPScorer, joint_similarity, mine_train_negatives, select_few_shot
-from ood_core.clip.rap_crops import CropStatistics, crop_boxes, random_crops, select_valuable_crops
+from ood_core.clip.rap import (
+    RAPScorer,
+    joint_similarity,
+    mine_train_negatives,
+    select_few_shot,
+)
+from ood_core.clip.rap_crops import (
+    CropStatistics,
+    crop_boxes,
+    random_crops,
+    select_valuable_crops,
+)
 from ood_core.clip.rap_stream import rap_scores
 from ood_core.errors import NotFittedError, OODInputError
 

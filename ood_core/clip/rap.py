@@ -41,7 +41,13 @@ import numpy as np
 from ..errors import NotFittedError, OODInputError
 from ..progress import Progress
 from ..validation import check_same_dim
-from .neglabel import DEFAULT_NUM_GROUPS, DEFAULT_TAU, check_id_names, id_name_mask, unit_rows
+from .neglabel import (
+    DEFAULT_NUM_GROUPS,
+    DEFAULT_TAU,
+    check_id_names,
+    id_name_mask,
+    unit_rows,
+)
 from .rap_crops import (
     CROP_RANKINGS,
     DEFAULT_CROP_SCALE,

@@ -203,6 +203,9 @@ class Detector:
     #: readable name and one-line help, shown in the App forms
     label = None
     summary = ""
+    #: labels may be given but are not needed (k-NN: they only size k); the FiftyOne layer then passes
+    #: a label field's values when the user names one, None for unlabelled items
+    accepts_optional_labels = False
     _param_names = ()
 
     def __init_subclass__(cls, **kwargs):
@@ -218,6 +221,10 @@ class Detector:
         sig = inspect.signature(cls.__init__)
         return {n: p.default for n, p in sig.parameters.items()
                 if p.kind is p.KEYWORD_ONLY and n in cls._param_names}
+
+    def fitted_params(self):
+        """What fitting decided from the data (e.g. the k of ``k="auto"``), JSON-serialisable; {} by default."""
+        return {}
 
     @classmethod
     def uses_neighbors(cls):

@@ -63,6 +63,10 @@ class KNNDetector(Detector):
     _param_names = ("k", "k_fraction", "k_max", "normalize", "backend", "index")
     # labels are optional: given to fit, they only size k (class counts); scoring never uses them
     _score_uses_labels = False
+    accepts_optional_labels = True
+
+    def fitted_params(self):
+        return {"k": int(self.k_)} if hasattr(self, "k_") else {}
 
     def __init__(self, *, k="auto", k_fraction=0.2, k_max=50, normalize=True, backend="auto", index="flat"):
         self.k = "auto" if k == "auto" else check_positive_int(k, "k")

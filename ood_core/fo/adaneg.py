@@ -5,8 +5,13 @@ Every computation goes through :class:`ood_core.clip.adaneg.AdaNegScorer` (``fit
 module only reads the view, writes the fields and records the run (:mod:`.clip_common`).
 """
 
-from .clip_common import PROCESSING_ORDER, check_outputs, prepare_scorer_inputs, record_clip_scores, \
-    scores_summary
+from .clip_common import (
+    PROCESSING_ORDER,
+    check_outputs,
+    prepare_scorer_inputs,
+    record_clip_scores,
+    scores_summary,
+)
 from .clip_vocabulary import resolve_id_labels
 from .neglabel import neglabel_protocol
 
@@ -55,7 +60,8 @@ def compute_adaneg_scores(
 
     require_nonempty(samples)
     run_key = run_key or score_field
-    check_outputs(samples, score_field, prediction_field, run_key, overwrite)
+    check_outputs(samples, score_field, prediction_field, run_key, overwrite,
+                  reads=[label_field, embeddings_field])
     id_names = resolve_id_labels(samples, id_labels, label_field)
     scorer = AdaNegScorer(
         memory_size=memory_size, gap=gap, weight=weight, sample_tau=sample_tau, tau=tau, num_groups=num_groups,

@@ -177,7 +177,8 @@ def image_embeddings(samples, encoder, stored, *, batch_size, skip_failures, pro
 # --------------------------------------------------------------------------- outputs
 
 
-def check_outputs(samples, score_field, prediction_field, run_key, overwrite):
+def check_outputs(samples, score_field, prediction_field, run_key, overwrite, *, reads=()):
+    """Refuse bad or clobbering outputs before any work; ``reads``: fields the call reads (labels, embeddings)."""
     runs.validate_key(score_field, "score field")
     fields = [score_field]
     if prediction_field is not None:
@@ -187,7 +188,7 @@ def check_outputs(samples, score_field, prediction_field, run_key, overwrite):
                 f"score_field and prediction_field are both {score_field!r}; give them different names"
             )
         fields.append(prediction_field)
-    runs.check_new_run(samples, run_key, fields, overwrite)
+    runs.check_new_run(samples, run_key, fields, overwrite, reads=reads)
 
 
 def prediction_writes(samples, prediction_field, keys, labels, confidences):
@@ -238,7 +239,12 @@ def prepare_scorer_inputs(samples, id_names, *, embeddings_field, model_name, pr
     arguments of :func:`.clip_vocabulary.load_vocabulary`; ``counts``: of
     :func:`.clip_vocabulary.check_counts_early` (checked before the slow image encoding).
     """
-    from .clip_vocabulary import check_counts_early, check_vocabulary, lexicon_info, load_vocabulary
+    from .clip_vocabulary import (
+        check_counts_early,
+        check_vocabulary,
+        lexicon_info,
+        load_vocabulary,
+    )
 
     model_name, pretrained, quick_gelu = resolve_encoder_args(
         samples, embeddings_field, model_name, pretrained, quick_gelu)
@@ -265,7 +271,8 @@ def record_clip_scores(samples, run_key, *, kind, inputs, scores, predictions, s
         samples, run_key, kind=kind, score_field=score_field,
         scores_by_key=dict(zip(inputs.keys, np.asarray(scores, np.float64))),
         extra_writes=prediction_writes(samples, prediction_field, inputs.keys, labels, confidences),
-        overwrite=overwrite, prediction_field=prediction_field, label_field=label_field,
+        overwrite=overwrite, reads=[label_field, embeddings_field], prediction_field=prediction_field,
+        label_field=label_field,
         id_labels=list(inputs.id_names), embeddings_field=embeddings_field, clip=encoder_info(inputs.encoder),
         lexicon=inputs.lexicon_record, score_convention=SCORE_CONVENTION, results=results, **params,
     )

@@ -1,8 +1,14 @@
 """CLIP image embeddings of a view, recorded with the encoder that made them."""
 
 from . import runs
-from .clip_common import DEFAULT_CLIP_EMBEDDINGS_FIELD, DEFAULT_MODEL_NAME, DEFAULT_PRETRAINED, encode_samples, \
-    encoder_info, make_encoder
+from .clip_common import (
+    DEFAULT_CLIP_EMBEDDINGS_FIELD,
+    DEFAULT_MODEL_NAME,
+    DEFAULT_PRETRAINED,
+    encode_samples,
+    encoder_info,
+    make_encoder,
+)
 
 
 def compute_clip_embeddings(

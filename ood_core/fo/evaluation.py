@@ -57,6 +57,8 @@ RULE_ALIASES = {
     "top_fraction": ("top_fraction", None),
     "threshold": ("fixed_threshold", None),
     "fixed_threshold": ("fixed_threshold", None),
+    "pvalue": ("p_value", 0.05),
+    "p_value": ("p_value", 0.05),
 }
 
 
@@ -238,6 +240,8 @@ def _reference_scores(samples, where, reference):
 def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag):
     """Apply a rule; returns (ThresholdResult over ``scores``, extra config)."""
     extra = {}
+    if rule_name == "p_value":
+        return _p_value_rule(samples, where, value, scores), extra
     if rule_name == "percentile_of_reference":
         ref_scores, extra["reference"] = _reference_scores(samples, where, reference)
         return thresholds.percentile_of_reference(ref_scores, value, scores=scores), extra
@@ -258,6 +262,27 @@ def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field,
     if rule_name == "top_fraction":
         return thresholds.top_fraction(scores, value), extra
     return thresholds.fixed_threshold(scores, value), extra
+
+
+def _p_value_rule(samples, where, alpha, scores):
+    """Flag items whose calibrated p-value is <= ``alpha`` (about ``alpha`` of in-distribution items)."""
+    calibration = (where["info"] or {}).get("calibration")
+    if not calibration:
+        raise OODInputError(
+            f"{where['path']!r} has no calibrated p-values; the p-value rule needs a score run made with a "
+            "reference (compute_ood_scores(..., reference='trusted')) or use rule='percentile'"
+        )
+    if not 0 < float(alpha) < 1:
+        raise OODInputError(f"value={alpha!r} is not a valid alpha for the p-value rule; pass e.g. 0.01 or 0.05")
+    _, raw_p = _read_scores(samples, {**where, "path": calibration["field"]})
+    _, raw_s = _read_scores(samples, where)
+    p = np.array([pv for pv, sv in zip(raw_p, raw_s) if sv is not None], dtype=np.float64)
+    flags = p <= float(alpha)
+    threshold = float(scores[flags].min()) if flags.any() else float("inf")
+    rule = {"name": "p_value", "alpha": float(alpha), "p_value_field": calibration["field"],
+            "flag_if": "p_value <= alpha (p = share of reference items scoring at least as high)",
+            "num_flagged": int(flags.sum())}
+    return thresholds.ThresholdResult(threshold, flags, rule)
 
 
 def _tagged_item_ids(dataset, tag, patches_field):
@@ -324,7 +349,11 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
             0.95), ``"fpr"`` (``value`` = allowed fraction of ID samples flagged,
             default 0.05, computed on items with ground truth),
             ``"top_n"`` (``value`` = n), ``"top_fraction"`` (``value`` =
-            fraction), ``"threshold"`` (``value`` = the threshold). Tie handling:
+            fraction), ``"threshold"`` (``value`` = the threshold),
+            ``"pvalue"`` (``value`` = alpha, default 0.05: flag items whose
+            calibrated p-value is <= alpha, i.e. more extreme than all but a
+            share alpha of the trusted reference; about alpha of
+            in-distribution items are flagged, on any detector). Tie handling:
             see :mod:`ood_core.thresholds`.
         flag_field: field name of the flags (default ``f"{score_field}_flag"``;
             an object attribute for object scores).

@@ -5,7 +5,12 @@ Every computation goes through :class:`ood_core.clip.neglabel.NegLabelScorer`
 the view, writes the fields and records the run (:mod:`.clip_common`).
 """
 
-from .clip_common import check_outputs, prepare_scorer_inputs, record_clip_scores, scores_summary
+from .clip_common import (
+    check_outputs,
+    prepare_scorer_inputs,
+    record_clip_scores,
+    scores_summary,
+)
 from .clip_vocabulary import resolve_id_labels
 
 
@@ -82,7 +87,8 @@ def compute_neglabel_scores(
 
     require_nonempty(samples)
     run_key = run_key or score_field
-    check_outputs(samples, score_field, prediction_field, run_key, overwrite)
+    check_outputs(samples, score_field, prediction_field, run_key, overwrite,
+                  reads=[label_field, embeddings_field])
     id_names = resolve_id_labels(samples, id_labels, label_field)
     scorer = NegLabelScorer(tau=tau, num_groups=num_groups, seed=seed, percentile=percentile, fraction=fraction,
                             num_negatives=num_negatives, remove_id_names=remove_id_names, remainder=remainder)

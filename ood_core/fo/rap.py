@@ -11,11 +11,14 @@ import numpy as np
 from ..clip.rap_stream import DEFAULT_U_PRESET
 from ..errors import OODInputError
 from . import runs
-from .clip_common import PROCESSING_ORDER, check_outputs, prepare_scorer_inputs, record_clip_scores, \
-    scores_summary
+from .clip_common import (
+    PROCESSING_ORDER,
+    check_outputs,
+    prepare_scorer_inputs,
+    record_clip_scores,
+    scores_summary,
+)
 from .clip_vocabulary import resolve_id_labels
-
-
 
 
 def compute_rap_scores(
@@ -75,7 +78,8 @@ def compute_rap_scores(
 
     require_nonempty(samples)
     run_key = run_key or score_field
-    check_outputs(samples, score_field, prediction_field, run_key, overwrite)
+    check_outputs(samples, score_field, prediction_field, run_key, overwrite,
+                  reads=[label_field, embeddings_field])
     id_names = resolve_id_labels(samples, id_labels, label_field, allow_both=True)
     few_ids, few_paths, few_labels, few_info = _few_shot_set(samples, few_shot, k_per_class, label_field, id_names,
                                                               seed)

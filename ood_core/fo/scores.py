@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_index=None,
                  k=None, class_conditional=None, reduce=None, n_components=None, seed=0,
-                 neighbor_backend=None, neighbor_index=None):
+                 neighbor_backend=None, neighbor_index=None, level_dims=None, return_reference_scores=False):
     """Score ``X`` with a detector (numpy level, no FiftyOne).
 
     With a reference set, the detector is fitted on ``X_ref`` and scores
@@ -46,21 +46,28 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     self-excluded ``fit_score`` value instead, so a trusted sample is not its
     own nearest neighbour. ``ref_index[i]`` is the row of ``X_ref`` that is
     the same item as ``X[i]``, or -1. Without a reference, ``fit_score`` scores ``X``
-    against itself. Returns ``(scores, detector, reducer)``.
+    against itself. ``level_dims``: widths of the pyramid levels of ``X``, for
+    detectors that work per level (more than one level: ``levels="auto"``).
+    Returns ``(scores, detector, reducer)``, plus the reference's
+    leave-one-out scores (the scored set's own without a reference) with
+    ``return_reference_scores``.
     """
     from ..detectors import detector_kwargs, make_detector
     from ..reduction import make_reducer
     from ..validation import as_embeddings, check_same_dim
 
     X = as_embeddings(X, "scored embeddings")
-    det = make_detector(method, **detector_kwargs(method, k=k, class_conditional=class_conditional,
-                                                  backend=neighbor_backend, index=neighbor_index))
+    multi_level = level_dims is not None and len(level_dims) > 1 and not reduce
+    det = make_detector(method, **detector_kwargs(
+        method, k=k, class_conditional=class_conditional, backend=neighbor_backend, index=neighbor_index,
+        level_dims=list(level_dims) if multi_level else None, levels="auto" if multi_level else None))
     reducer = make_reducer(reduce, n_components, seed=seed) if reduce else None
     y = np.asarray(labels, dtype=object) if labels is not None else None
     if X_ref is None:
         if reducer is not None:
             X = reducer.fit_transform(X)
-        return np.asarray(det.fit_score(X, y), dtype=np.float64), det, reducer
+        scores = np.asarray(det.fit_score(X, y), dtype=np.float64)
+        return (scores, det, reducer, scores) if return_reference_scores else (scores, det, reducer)
 
     X_ref = as_embeddings(X_ref, "reference embeddings")
     check_same_dim(X_ref, X)
@@ -72,14 +79,15 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     ref_index = np.full(len(X), -1) if ref_index is None else np.asarray(ref_index, np.int64)
     ref_mask = ref_index >= 0
     # fit_score fits on the reference set too, so the detector is fitted exactly once
-    if ref_mask.any():
-        self_scores = det.fit_score(X_ref, y_ref)
+    self_scores = None
+    if ref_mask.any() or return_reference_scores:
+        self_scores = np.asarray(det.fit_score(X_ref, y_ref), dtype=np.float64)
         scores[ref_mask] = self_scores[ref_index[ref_mask]]
     else:
         det.fit(X_ref, y_ref)
     if (~ref_mask).any():
         scores[~ref_mask] = det.score_samples(X[~ref_mask], None if y is None else y[~ref_mask])
-    return scores, det, reducer
+    return (scores, det, reducer, self_scores) if return_reference_scores else (scores, det, reducer)
 
 
 def compute_ood_scores(
@@ -150,22 +158,89 @@ def compute_ood_scores(
         samples = union_view(samples, ref_view)
 
     keys, X, labels = read_embeddings(samples, embeddings_field, patches_field, use_labels)
-    X_ref, labels_ref, ref_index, ref_info = _read_reference(samples, reference, keys, embeddings_field,
-                                                             patches_field, use_labels)
-    scores, det, reducer = score_arrays(
+    X_ref, labels_ref, ref_index, ref_info, ref_keys = _read_reference(samples, reference, keys, embeddings_field,
+                                                                       patches_field, use_labels)
+    if use_labels is None and label_field is not None and detector_class(method).accepts_optional_labels:
+        labels, labels_ref = _optional_labels(samples, keys, ref_keys, label_field, patches_field)
+    backbone = runs.embedding_run_config(samples, embeddings_field)
+    scores, det, reducer, ref_scores = score_arrays(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
         k=k, class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
         neighbor_backend=neighbor_backend, neighbor_index=neighbor_index,
+        level_dims=stored_level_dims(backbone, X.shape[1]), return_reference_scores=True,
     )
     summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method)
+    extra_writes, extra_record = _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field,
+                                                overwrite)
+    summary.update({k: v["field"] for k, v in extra_record.items()})
     runs.record_scores(
         samples, run_key, kind=runs.score_kind(detector_class(method).task), score_field=score_field,
-        scores_by_key=dict(zip(keys, scores)), patches_field=patches_field, overwrite=overwrite, results=summary,
-        reads=reads, embeddings_field=embeddings_field, label_field=label_field, detector=det.get_params(),
-        reduction=reducer.get_params() if reducer is not None else None, reference=ref_info,
-        backbone=runs.embedding_run_config(samples, embeddings_field),
+        scores_by_key=dict(zip(keys, scores)), patches_field=patches_field, extra_writes=extra_writes,
+        overwrite=overwrite, results=summary, reads=reads, embeddings_field=embeddings_field,
+        label_field=label_field, detector=det.get_params(), detector_fitted=det.fitted_params(),
+        reduction=reducer.get_params() if reducer is not None else None, reference=ref_info, backbone=backbone,
+        **extra_record,
     )
     return summary
+
+
+def stored_level_dims(backbone, dim):
+    """Column widths of the pyramid levels stored in embeddings of dimension ``dim`` (None: unknown or one level)."""
+    from ..levels import level_blocks
+
+    if not backbone or not backbone.get("levels"):
+        return None
+    try:
+        blocks = level_blocks(backbone, dim)
+    except (OODInputError, ImportError):
+        return None  # e.g. projected embeddings: the level blocks are gone
+    return [b[3] - b[2] for b in blocks] if len(blocks) > 1 else None
+
+
+def _optional_labels(samples, keys, ref_keys, label_field, patches_field):
+    """Labels of the scored and reference items, None where an item has none (they only inform the detector)."""
+    from .items import item_ids, item_values
+
+    dataset = samples._dataset
+    path = f"{patches_field}.detections.label" if patches_field else f"{label_field}.label"
+    by_id = dict(zip(item_ids(dataset, patches_field), item_values(dataset, path, patches_field)))
+    return [by_id.get(key) for key in keys], None if ref_keys is None else [by_id.get(key) for key in ref_keys]
+
+
+def _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field, overwrite):
+    """Fields written next to the scores: suggested labels (label-issue detectors that vote for a class)
+    and calibrated p-values (OOD detectors). Returns ``(extra writes, run-record entries)``."""
+    import fiftyone.core.fields as fof
+    import fiftyone.core.labels as fol
+
+    from ..calibration import conformal_p_values
+    from .items import values_by_key
+
+    writes, record = [], {}
+    suggested = getattr(det, "suggested_labels_", None)
+    if suggested is not None and len(suggested) == len(keys):
+        path = patch_path(patches_field, f"{score_field}_suggestion") if patches_field else f"{score_field}_suggestion"
+        probs = det.class_probabilities_.max(axis=1)
+        if patches_field:
+            by_key = dict(zip(keys, map(str, suggested)))
+            ids = samples.values(patch_path(patches_field, "id"))
+            writes.append((path, [[by_key.get(k) for k in (row or [])] for row in ids], fof.StringField))
+        else:
+            by_key = {k: fol.Classification(label=str(lab), confidence=float(p))
+                      for k, lab, p in zip(keys, suggested, probs)}
+            writes.append((path, [by_key.get(k) for k in samples.values("id")]))
+        record["suggestion"] = {"field": path, "meaning": "the class the neighbours vote for (confidence = its vote "
+                                                          "share)"}
+    if det.task == "ood" and ref_scores is not None and len(ref_scores):
+        path = patch_path(patches_field, f"{score_field}_pvalue") if patches_field else f"{score_field}_pvalue"
+        p_values = conformal_p_values(ref_scores, scores)
+        writes.append((path, values_by_key(samples, dict(zip(keys, p_values)), patches_field), fof.FloatField))
+        record["calibration"] = {
+            "field": path, "num_reference": int(len(ref_scores)),
+            "meaning": "conformal p-value: (1 + number of reference items scoring at least as high) / "
+                       "(n_reference + 1), from leave-one-out reference scores; small = more extreme",
+        }
+    return writes, record
 
 
 def _check_score_call(samples, score_field, method, label_field, patches_field, k, class_conditional, reduce,
@@ -191,13 +266,13 @@ def _check_score_call(samples, score_field, method, label_field, patches_field, 
 def _read_reference(samples, reference, keys, embeddings_field, patches_field, label_field):
     """Reference embeddings, labels, the reference row of each scored key (-1: none) and the run's description."""
     if reference is None:
-        return None, None, None, None
+        return None, None, None, None, None
     ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
     ref_keys, X_ref, labels_ref = read_embeddings(ref_view, embeddings_field, patches_field, label_field)
     pos = {key: i for i, key in enumerate(ref_keys)}
     ref_index = np.array([pos.get(key, -1) for key in keys], np.int64)
     ref_info["num_reference"] = len(ref_keys)
-    return X_ref, labels_ref, ref_index, ref_info
+    return X_ref, labels_ref, ref_index, ref_info, ref_keys
 
 
 def score_summary(run_key, field, scores, num_items, **extra):
@@ -219,7 +294,7 @@ def compute_label_issues(
     embeddings_field=DEFAULT_EMBEDDINGS_FIELD,
     score_field="label_issue",
     *,
-    method="label_agreement",
+    method="weighted_label_vote",
     k=None,
     reduce=None,
     n_components=None,
@@ -229,9 +304,18 @@ def compute_label_issues(
 ):
     """Score how likely each sample's (or object's) label is wrong; higher = more suspicious.
 
-    Unsupervised, per class of ``label_field``: ``"label_agreement"``
-    (default; 1 - the out-of-fold k-NN probability of the given label) or
-    ``"class_lof"`` (the paper's per-class Local Outlier Factor).
+    Unsupervised, per class of ``label_field``. Methods (the detector
+    registry's ``task="label_issues"`` entries): ``"weighted_label_vote"``
+    (default: distance-weighted votes of the nearest neighbours against the
+    given label, k from the smallest class; with multi-level embeddings the
+    levels whose neighbours agree best with the labels; it also writes
+    ``<score_field>_suggestion``, the class the neighbours vote for),
+    ``"label_agreement"`` (1 - share of the k nearest neighbours with the same
+    label) or ``"class_lof"`` (the paper's per-class Local Outlier Factor).
+    Measured over 40 wrong-label conditions (``benchmarks/robustness.py``):
+    weighted votes mean / worst AUROC 0.960 / 0.765 on the deepest level
+    (0.968 / 0.774 with levels 4+6 or ``levels="auto"``), label agreement k=20
+    0.948 / 0.743 with 58 samples tied at the top score on average.
     """
     from ..detectors import detector_names
 
