@@ -75,7 +75,7 @@ def build_demo_dataset(
     import fiftyone as fo
     from PIL import Image
 
-    from .weights import cache_dir
+    from .cache import cache_dir
 
     rng = np.random.default_rng(seed)
     images, labels = load_fashion_mnist("train")

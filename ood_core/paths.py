@@ -7,7 +7,7 @@ accepts it only inside an allowed folder:
 
 - the folders listed in ``$FIFTYONE_OOD_ALLOWED_DIRS`` (separated by ``os.pathsep``,
   ``:`` on Linux and macOS), when set and non-empty;
-- else the package cache root (:func:`ood_core.weights.cache_root`) and ``~/fiftyone``.
+- else the package cache root (:func:`ood_core.cache.cache_root`) and ``~/fiftyone``.
 
 Refusals list the allowed folders and how to add one. They never say whether a path
 outside them exists, and never quote a file's contents: the message is the same for
@@ -24,7 +24,7 @@ ENV_ALLOWED_DIRS = "FIFTYONE_OOD_ALLOWED_DIRS"
 
 def default_allowed_dirs():
     """The folders used when ``$FIFTYONE_OOD_ALLOWED_DIRS`` is unset: cache root and ``~/fiftyone``."""
-    from .weights import cache_root
+    from .cache import cache_root
 
     return [cache_root(), os.path.join(os.path.expanduser("~"), "fiftyone")]
 
@@ -80,3 +80,22 @@ def check_allowed_path(path, what, *, allowed_dirs=None):
         f"of them, or {how}."
     )
 
+
+
+def check_app_file(value, what, *, may_be_tag=False):
+    """A file parameter from the App: None/"" stays None; a path must lie in the allowed folders.
+
+    With ``may_be_tag``, a value that does not look like a path (no folder
+    separator, no ``~``, no file suffix such as ``.safetensors``) is a name the
+    library resolves itself (an open_clip tag like ``"openai"``, or
+    ``"bundled"``) and is returned unchanged. Existence is never probed here.
+    """
+    if value in (None, ""):
+        return None
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else value
+    if may_be_tag and isinstance(text, str):
+        pathlike = os.sep in text or (os.altsep and os.altsep in text) or text.startswith("~") or \
+            os.path.splitext(text)[1] != ""
+        if not pathlike:
+            return text
+    return check_allowed_path(text, what)

@@ -128,6 +128,8 @@ def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
     ``label_field`` is passed when it gives the ID classes, or (RAP) when it picks and
     checks the few-shot samples.
     """
+    from ood_core.paths import check_app_file
+
     p = ctx.params
     by_field = p.get("id_source", "label_field") == "label_field"
     return dict(
@@ -135,9 +137,9 @@ def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
         label_field=(p.get("label_field") or None) if by_field or label_field_for_few_shot else None,
         embeddings_field=p.get("embeddings_field") or None,
         model_name=p.get("model_name") or None,
-        pretrained=p.get("weights") or None,
+        pretrained=check_app_file(p.get("weights"), "weights", may_be_tag=True),
         quick_gelu=True if p.get("quick_gelu") else None,
-        word_list=p.get("word_list") or None,
+        word_list=check_app_file(p.get("word_list"), "word_list"),
         tau=float(p.get("tau", 0.01)),
         num_groups=int(p.get("num_groups", 100)),
         seed=int(p.get("seed", 0)),

@@ -74,6 +74,8 @@ os.environ["FIFTYONE_DATABASE_URI"] = _start_private_mongod()
 os.environ["FIFTYONE_PLUGINS_DIR"] = _PLUGINS
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_DATABASE_VALIDATION"] = "false"
+# App file parameters (weights, word lists) are read only from allowed folders; the tests' files live in /tmp
+os.environ.setdefault("FIFTYONE_OOD_ALLOWED_DIRS", os.pathsep.join([tempfile.gettempdir(), REPO]))
 os.environ.setdefault("FIFTYONE_OOD_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "fiftyone-ood"))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)

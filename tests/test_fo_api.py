@@ -7,7 +7,11 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from ood_core.detectors import KNNDetector, LabelAgreementDetector, WeightedLabelVoteDetector
+from ood_core.detectors import (
+    KNNDetector,
+    LabelAgreementDetector,
+    WeightedLabelVoteDetector,
+)
 from ood_core.errors import OODInputError
 from ood_core.fo import runs as fo_runs
 from ood_core.metrics import ood_metrics

@@ -86,3 +86,18 @@ def test_non_paths_are_refused(bad, tree):
     allowed, _ = tree
     with pytest.raises(OODInputError, match="word_list must be a file path"):
         check_allowed_path(bad, "word_list", allowed_dirs=[allowed])
+
+
+def test_app_file_parameters_keep_tags_and_check_paths(tmp_path, monkeypatch):
+    from ood_core.paths import check_app_file
+
+    monkeypatch.setenv("FIFTYONE_OOD_ALLOWED_DIRS", str(tmp_path))
+    assert check_app_file("", "weights", may_be_tag=True) is None
+    assert check_app_file("openai", "weights", may_be_tag=True) == "openai"  # an open_clip tag, not a path
+    inside = tmp_path / "w.safetensors"
+    assert check_app_file(str(inside), "weights", may_be_tag=True) == str(inside)
+    for outside in ("/etc/passwd", "/etc/shadow.txt", "model.safetensors", "~/secret.pt"):
+        with pytest.raises(OODInputError, match="allowed folders"):
+            check_app_file(outside, "weights", may_be_tag=True)
+    with pytest.raises(OODInputError, match="word_list"):
+        check_app_file("/etc/hostname", "word_list")

@@ -77,6 +77,9 @@ def test_bad_projection_settings_are_refused_before_writing(ds40):
     with pytest.raises(OODInputError, match="pca_fit_size=5"):
         compute_pyramid_embeddings(ds40, "emb", project_dim=8, project_method="pca", pca_fit_size=5,
                                    progress=False, **SETTINGS)
+    for bad in (2.5, "8", True):  # integers only: no silent truncation or coercion
+        with pytest.raises(OODInputError, match="project_dim"):
+            compute_pyramid_embeddings(ds40, "emb", project_dim=bad, progress=False, **SETTINGS)
     assert ds40.get_field("emb") is None
 
 

@@ -7,6 +7,7 @@ import open_clip
 import pytest
 import torch
 
+from ood_core.cache import cache_root
 from ood_core.clip.encoder import CLIPEncoder
 from ood_core.clip.text_cache import (
     build_prompts,
@@ -14,7 +15,6 @@ from ood_core.clip.text_cache import (
     text_cache_key,
 )
 from ood_core.errors import OODInputError
-from ood_core.weights import cache_root
 
 TINY = "ood-test-tiny-clip-cache"
 TINY_CFG = {

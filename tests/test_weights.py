@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from ood_core import cache as C
 from ood_core import weights as W
 from ood_core.errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
 
@@ -175,8 +176,8 @@ def test_expected_head_drop_is_not_reported_as_a_warning(caplog):
 @pytest.fixture
 def private_identity_cache(monkeypatch, tmp_path):
     """An empty identity cache (memory and disk) of this test's own."""
-    monkeypatch.setenv(W.ENV_CACHE_DIR, str(tmp_path / "cache"))
-    monkeypatch.setattr(W, "_IDENTITY_MEMO", {}, raising=False)
+    monkeypatch.setenv(C.ENV_CACHE_DIR, str(tmp_path / "cache"))
+    monkeypatch.setattr(C, "_IDENTITY_MEMO", {}, raising=False)
 
 
 def _age(path, seconds=3600):
@@ -190,34 +191,34 @@ def test_identity_hashes_the_whole_file(private_identity_cache, tmp_path):
     data = bytearray(np.random.default_rng(0).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes())
     path.write_bytes(bytes(data))
     _age(path)
-    before = W.file_identity(path)
+    before = C.file_identity(path)
     data[len(data) // 2] ^= 0xFF  # one byte in the middle, same size
     path.write_bytes(bytes(data))
-    assert W.file_identity(path) != before
+    assert C.file_identity(path) != before
     copy = tmp_path / "copy.bin"
     copy.write_bytes(bytes(data))
-    assert W.file_identity(copy) == W.file_identity(path)  # content, not path
+    assert C.file_identity(copy) == C.file_identity(path)  # content, not path
 
 
 def test_identity_of_an_unchanged_file_is_hashed_once(private_identity_cache, tmp_path, monkeypatch):
     hashed = []
-    real_hash = W._hash_file
-    monkeypatch.setattr(W, "_hash_file", lambda p: hashed.append(p) or real_hash(p))
+    real_hash = C._hash_file
+    monkeypatch.setattr(C, "_hash_file", lambda p: hashed.append(p) or real_hash(p))
     path = tmp_path / "weights.bin"
     path.write_bytes(b"x" * 5000)
     _age(path)
-    first = W.file_identity(str(path))
-    assert W.file_identity(str(path)) == first
+    first = C.file_identity(str(path))
+    assert C.file_identity(str(path)) == first
     assert len(hashed) == 1
     # A new process: the memory memo is empty, the JSON cache under the cache dir answers.
-    monkeypatch.setattr(W, "_IDENTITY_MEMO", {})
-    assert W.file_identity(str(path)) == first
+    monkeypatch.setattr(C, "_IDENTITY_MEMO", {})
+    assert C.file_identity(str(path)) == first
     assert len(hashed) == 1
     cache_file = tmp_path / "cache" / "identity" / "file_identity.json"
     assert first in cache_file.read_text()
     # A changed file (new mtime) is hashed again.
     path.write_bytes(b"y" * 5000)
-    assert W.file_identity(str(path)) != first
+    assert C.file_identity(str(path)) != first
     assert len(hashed) == 2
 
 
@@ -225,11 +226,11 @@ def test_identity_of_a_just_written_file_is_not_cached(private_identity_cache, t
     """Within one mtime tick a rewrite keeps size and mtime: such files are hashed every time."""
     path = tmp_path / "weights.bin"
     path.write_bytes(b"a" * 100)
-    first = W.file_identity(path)
+    first = C.file_identity(path)
     st = os.stat(path)
     path.write_bytes(b"b" * 100)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))  # the same tick
-    assert W.file_identity(path) != first
+    assert C.file_identity(path) != first
 
 
 @pytest.fixture(scope="module")

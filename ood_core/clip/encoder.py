@@ -28,13 +28,10 @@ from urllib.parse import urlparse
 
 import numpy as np
 
+from ..cache import file_identity
 from ..errors import OODInputError, WeightsNotFoundError
 from ..progress import Progress
-from ..weights import (
-    describe_state_dict_mismatch,
-    file_identity,
-    load_state_dict_safely,
-)
+from ..weights import describe_state_dict_mismatch, load_state_dict_safely
 
 logger = logging.getLogger(__name__)
 

@@ -56,8 +56,8 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cache import cache_root
 from ..errors import OODInputError, ResourceNotFoundError
-from ..weights import cache_root
 
 POS_NOUN = "noun"
 POS_ADJ = "adj"
@@ -488,7 +488,7 @@ def load_lexicon(
         nltk_data_paths: NLTK data directories to search (default ``nltk.data.path``).
         system_dirs: system WordNet directories (default ``("/usr/share/wordnet",)``).
         cache_dir: where a Debian WordNet copy goes (default: the package cache root,
-            :func:`ood_core.weights.cache_root`).
+            :func:`ood_core.cache.cache_root`).
         cross_pos: ``"keep_both"``, ``"noun"`` or ``"adj"``: what to do with a
             word that is both a noun and an adjective; ``None`` = the vocabulary's rule
             (``"keep_both"`` for word lists and ``"all"``, ``"noun"`` for ``"paper"``).

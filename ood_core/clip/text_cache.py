@@ -18,7 +18,7 @@ a later hit. Files are written to a temporary name and renamed, so a crash or a
 concurrent writer never leaves a truncated entry; the ``.json`` is written last and
 marks an entry as complete.
 
-The cache directory is the package's cache root (:func:`ood_core.weights.cache_root`:
+The cache directory is the package's cache root (:func:`ood_core.cache.cache_root`:
 ``$FIFTYONE_OOD_CACHE_DIR``, else ``$XDG_CACHE_HOME/fiftyone-ood``, else
 ``~/.cache/fiftyone-ood``).
 """
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cache import cache_root
 from ..errors import OODInputError
-from ..weights import cache_root
 
 _FORMAT_VERSION = 1
 _DTYPES = ("float32", "float16")
@@ -104,7 +104,7 @@ def cached_text_embeddings(encoder, words, pos, templates, *, cache_dir=None,
             ``weights_identity`` and ``encode_texts(texts, batch_size, progress)``).
         words, pos: the vocabulary and one ``"noun"``/``"adj"`` tag per word.
         templates: POS -> template, e.g. ``{"noun": "the nice {}", "adj": "This is a {} photo"}``.
-        cache_dir: root cache directory (default :func:`ood_core.weights.cache_root`).
+        cache_dir: root cache directory (default :func:`ood_core.cache.cache_root`).
         progress: passed to ``encode_texts`` on a cache miss.
         dtype: storage dtype, ``"float32"`` (default, exact) or ``"float16"``.
     """

@@ -96,7 +96,7 @@ def l2_normalize(X, name):
             f"{name} has {zero.size} all-zero row(s) (first rows: {zero[:5].tolist()}) that "
             "cannot be L2-normalised; drop those samples or use normalize=False."
         )
-    return (X / norms[:, None]).astype(np.float32)
+    return np.ascontiguousarray(X / norms[:, None], dtype=np.float32)
 
 
 def check_search(backend, index):
@@ -160,18 +160,6 @@ def check_choice(value, options, name):
     if value not in options:
         raise OODInputError(f"{name}={value!r} is not valid; use one of: {', '.join(map(repr, options))}.")
     return value
-
-
-def unit_rows(X, name):
-    norms = np.linalg.norm(X.astype(np.float64), axis=1)
-    zero = np.flatnonzero(norms == 0)
-    if zero.size:
-        raise OODInputError(
-            f"{name} have {zero.size} all-zero row(s) in one pyramid level (first rows: "
-            f"{zero[:5].tolist()}); they cannot be L2-normalised: drop those samples or use "
-            "normalize=False."
-        )
-    return np.ascontiguousarray(X / norms[:, None], dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- base class

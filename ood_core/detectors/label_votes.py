@@ -48,7 +48,14 @@ import numpy as np
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, check_backend, check_index
 from ..validation import check_positive_int
-from .base import Detector, adaptive_k, check_choice, check_k, level_slices, unit_rows
+from .base import (
+    Detector,
+    adaptive_k,
+    check_choice,
+    check_k,
+    l2_normalize,
+    level_slices,
+)
 
 __all__ = ["WEIGHTINGS", "WeightedLabelVoteDetector"]
 
@@ -179,7 +186,7 @@ class WeightedLabelVoteDetector(Detector):
         out = []
         for sl in slices:
             block = X[:, sl]
-            out.append(unit_rows(block, name) if self.normalize else np.ascontiguousarray(block))
+            out.append(l2_normalize(block, name) if self.normalize else np.ascontiguousarray(block))
         return out
 
     def _weights(self, dist):

@@ -62,7 +62,14 @@ from ..calibration import conformal_p_values
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, check_backend, check_index
 from ..validation import as_embeddings, check_positive_int, check_same_dim
-from .base import Detector, adaptive_k, check_choice, check_k, level_slices, unit_rows
+from .base import (
+    Detector,
+    adaptive_k,
+    check_choice,
+    check_k,
+    l2_normalize,
+    level_slices,
+)
 
 __all__ = ["FUSIONS", "STANDARDIZERS", "LevelFusionDetector", "adaptive_k", "level_slices"]
 
@@ -203,7 +210,7 @@ class LevelFusionDetector(Detector):
         out = []
         for sl in self.slices_:
             block = X[:, sl]
-            out.append(unit_rows(block, name) if self.normalize else np.ascontiguousarray(block))
+            out.append(l2_normalize(block, name) if self.normalize else np.ascontiguousarray(block))
         return out
 
     def _raw_scores(self, X=None):

@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import OODInputError
-from .base import REFERENCE_NAME, SCORED_NAME, Detector, check_bool, unit_rows
+from .base import REFERENCE_NAME, SCORED_NAME, Detector, check_bool, l2_normalize
 
 #: Mahalanobis builds a ``(D, D)`` covariance; above this dimension that is too
 #: large to be useful, and the error asks for a reduction first.
@@ -169,8 +169,8 @@ class MahalanobisPlusPlusDetector(Detector):
     def _fit(self, X, labels):
         classes, codes = labels
         self.mahalanobis_ = MahalanobisDetector(class_conditional=True, shrinkage=self.shrinkage).fit(
-            unit_rows(X, REFERENCE_NAME), [classes[c] for c in codes]
+            l2_normalize(X, REFERENCE_NAME), [classes[c] for c in codes]
         )
 
     def _score(self, X, labels):
-        return self.mahalanobis_.score_samples(unit_rows(X, SCORED_NAME))
+        return self.mahalanobis_.score_samples(l2_normalize(X, SCORED_NAME))

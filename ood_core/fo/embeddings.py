@@ -87,11 +87,9 @@ def compute_pyramid_embeddings(
             later fill-ins use the same one.
         pca_fit_size: items the PCA is fitted on (at least ``project_dim``).
         dtype: ``"float32"`` or ``"float16"`` (half the storage).
-        batch_size, num_workers: forward batch size; decoding worker processes
-            (64 and 1: faster than 32 / 0 in benchmarks/bench_cpu_choices.py).
-        chunk_size: items per database write.
-        skip_failures: skip unreadable images (they get no embedding and are
-            listed in the run results) instead of raising.
+        batch_size, num_workers, chunk_size: forward batch; decoding worker processes (64 and 1:
+            faster than 32 / 0 in benchmarks/bench_cpu_choices.py); items per database write.
+        skip_failures: skip unreadable images (listed in the run results) instead of raising.
         overwrite: recompute everything and replace an existing field/run.
         progress: ``None``/``True`` tqdm bar, ``False``, or ``f(done, total)``.
         shard: ``(index, count)``: compute only slice ``index`` of ``count``
@@ -170,9 +168,14 @@ class _Projection:
     @classmethod
     def from_args(cls, in_dim, project_dim, method, seed, fit_size, dtype):
         from ..features import random_projection_matrix
+        from ..validation import check_positive_int
 
-        if not project_dim:
+        if project_dim is None or project_dim == 0:
             return cls(None, in_dim, dtype, apply=lambda e: e)
+        project_dim = check_positive_int(project_dim, "project_dim")
+        fit_size = check_positive_int(fit_size, "pca_fit_size")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise OODInputError(f"project_seed={seed!r} is not valid; pass an integer")
         if method not in ("random", "pca"):
             raise OODInputError(f"project_method must be 'random' or 'pca', got {method!r}")
         record = {"method": method, "n_components": int(project_dim), "seed": int(seed)}

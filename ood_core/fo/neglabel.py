@@ -45,8 +45,7 @@ def compute_neglabel_scores(
         model_name, pretrained, quick_gelu, device: the CLIP encoder (see
             :func:`compute_clip_embeddings`). ``None`` = the embeddings run's settings
             when ``embeddings_field`` is given, else ``"ViT-B-16"`` / ``"openai"``.
-        word_list: a text file of candidate words (one per line, optional
-            ``<TAB>noun|adj``) used instead of WordNet.
+        word_list: a file of candidate words (one per line, optional ``<TAB>noun|adj``), not WordNet.
         wordnet_dir: WordNet location (else ``$FIFTYONE_OOD_WORDNET_DIR``, NLTK's data
             path, Debian's ``/usr/share/wordnet``); nothing is ever downloaded.
         vocabulary: ``"paper"`` (the official lists' rule: 82,617 WordNet candidates,
