@@ -326,7 +326,7 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
             return ds.has_field("ood_knn") and "ood_knn" in fo_runs.list_ood_runs(ds)
         ui.until("the score field ood_knn in the database", scored, timeout=180)
         info = fo_runs.get_ood_run_info(ds, "ood_knn")
-        assert info["kind"] == "ood_scores" and info["fields"] == ["ood_knn"]
+        assert info["kind"] == "ood_scores" and info["fields"] == ["ood_knn", "ood_knn_pvalue"]
         assert info["detector"]["method"] == "knn" and info["detector"]["k"] == 3
         assert info["reference"]["tag"] == "trusted" and info["reference"]["num_reference"] == 8
         scores = np.array(ds.values("ood_knn"), dtype=float)

@@ -155,7 +155,7 @@ def test_manage_runs_list_has_a_table_of_runs(small):
     ood.compute_ood_scores(ds, "emb", "ood", reference="trusted", k=3)
     out = _run(_uri("manage_ood_runs"), ds, dict(action="list"))
     rows = {r["run_key"]: r for r in out.result["runs"]}
-    assert rows["ood"]["kind"] == "ood_scores" and rows["ood"]["fields"] == "ood"
+    assert rows["ood"]["kind"] == "ood_scores" and rows["ood"]["fields"] == "ood, ood_pvalue"
     assert rows["emb"]["kind"] == "embeddings" and rows["emb"]["date"][:2] == "20"
     # the output view is a table whose columns are exactly those row keys
     op = foo.get_operator(_uri("manage_ood_runs"))
