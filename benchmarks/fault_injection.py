@@ -227,12 +227,24 @@ def db_stop(rounds, n, rng, mongod):
         outcome["writer_failed"] += proc.returncode != 0
         mongod.start()
         time.sleep(1.2)
+        _reconnect()
         ds = fo.load_dataset(ds.name)
+        exact = ds._sample_collection.count_documents({})
+        outcome["estimated_count_wrong"] = outcome.get("estimated_count_wrong", 0) + (len(ds) != exact)
+        assert exact == n, f"{exact} samples after the restart, expected {n}"
         k = _check_scores(ds, expected)
         outcome["old" if k == 3 else "new"] += 1
         if k == 6:
             ood.compute_ood_scores(ds, "emb", "s", k=3, overwrite=True)
     return outcome
+
+
+def _reconnect():
+    """Drop FiftyOne's client to the killed server, so the next call connects to the restarted one."""
+    import fiftyone.core.odm.database as fodb
+
+    fodb._client = None
+    fodb._async_client = None
 
 
 def main(argv=None):

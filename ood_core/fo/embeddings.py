@@ -8,6 +8,7 @@ from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
     flatten,
+    num_samples,
     patch_path,
     require_nonempty,
 )
@@ -417,7 +418,7 @@ def _shard_view(samples, index, count):
     """Contiguous slice ``index`` of ``count`` of the view (by position, as FiftyOne orders it)."""
     if count == 1:
         return samples
-    n = len(samples)
+    n = num_samples(samples)
     start, stop = index * n // count, (index + 1) * n // count
     return samples.skip(start).limit(stop - start)
 

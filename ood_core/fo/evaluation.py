@@ -40,7 +40,7 @@ import numpy as np
 from .. import thresholds
 from ..errors import OODInputError
 from . import runs
-from .items import detections_root, flatten, item_ids, item_values
+from .items import detections_root, flatten, item_ids, item_values, require_nonempty
 
 logger = logging.getLogger(__name__)
 
@@ -375,8 +375,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     rule_name, value = _parse_rule(rule, value)
     tag = _check_tag(tag)
     dataset = samples._dataset
-    if len(samples) == 0:
-        raise OODInputError("samples is an empty view: nothing to flag")
+    require_nonempty(samples, "samples to flag")
     where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite)
     patches = where["patches_field"]
     previous = _previous_flags(samples, flag_key)

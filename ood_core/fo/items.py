@@ -15,8 +15,20 @@ DEFAULT_EMBEDDINGS_FIELD = "ood_embeddings"
 # --------------------------------------------------------------------------- reading
 
 
+def num_samples(samples):
+    """Exact number of samples of a dataset or view.
+
+    ``len(dataset)`` is MongoDB's *estimated* count, which is wrong (often 0)
+    after the database was killed uncleanly, until it is validated; views are
+    counted by aggregation, which is exact.
+    """
+    if samples is samples._dataset:
+        return int(samples._sample_collection.count_documents({}))
+    return len(samples)
+
+
 def require_nonempty(samples, what="samples"):
-    if len(samples) == 0:
+    if num_samples(samples) == 0:
         raise OODInputError(f"{what} is an empty view: nothing to process; check the view's filters or tags")
 
 
@@ -145,7 +157,7 @@ def to_storable(v):
 
 def count_items(samples, patches_field):
     if patches_field is None:
-        return len(samples)
+        return num_samples(samples)
     return int(samples.count(patch_path(patches_field, "id")))
 
 
@@ -192,6 +204,6 @@ def union_view(samples, other):
     extra = [i for i in other.values("id") if i not in have]
     if not extra:
         return samples
-    if len(have) + len(extra) == len(dataset):
+    if len(have) + len(extra) == num_samples(dataset):
         return dataset
     return dataset.select(ids + extra, ordered=False)

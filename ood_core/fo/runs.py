@@ -184,7 +184,9 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     commit.repair(dataset)
     targets = [w[0] for w in writes]
     check_new_run(samples, run_key, targets, overwrite, reads=reads)
-    partial_view = overwrite and len(samples) < len(dataset)
+    from .items import num_samples
+
+    partial_view = overwrite and num_samples(samples) < num_samples(dataset)
     staged = []
     with contextlib.ExitStack() as held:
         try:
