@@ -1,5 +1,6 @@
 """Operators and panels of the fiftyone-ood plugin: one module per family."""
 
+from .audit import AuditDataset
 from .clip import ComputeNegLabelScores, ComputeRAPScores
 from .embeddings import ComputePyramidEmbeddings
 from .panel import OODReviewPanel
@@ -14,5 +15,6 @@ OPERATORS = (
     ManageOODRuns,
     ComputeNegLabelScores,
     ComputeRAPScores,
+    AuditDataset,
     OODReviewPanel,
 )
