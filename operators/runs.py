@@ -73,7 +73,7 @@ class ManageOODRuns(common.OODOperator):
         for key, label in RUN_COLUMNS:
             table.add_column(key, label=label)
         outputs.list("runs", types.Object(), label="fiftyone-ood runs", view=table)
-        return types.Property(outputs)
+        return types.Property(outputs, view=types.View(label=f"{self.label}: done"))
 
 
 def fields_to_delete(dataset, run_key):
