@@ -64,23 +64,23 @@ class ScoreOOD(common.OODOperator):
                                     required=False, default=inventory.default_reference_tag(dataset))
         if "k" in detector.default_params():
             inputs.int("k", default=common.detector_default(method, "k"), min=1, label="k (neighbours)")
+        if method == "knn":
+            indexes = _similarity_indexes(dataset)
+            if indexes:  # shown only when the dataset has one
+                common.add_field_choice(
+                    inputs, "similarity_index", indexes, label="Similarity index (optional)", required=False,
+                    description="Query this FiftyOne Brain similarity index (pgvector, Milvus, ...) for the "
+                                "neighbours instead of searching in memory; the index holds the reference")
         common.add_new_key(inputs, ctx, "score_field", label="Score field",
                            default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
                                                       "score_field"),
                            description="Float field for the scores (higher = more suspicious); also the run key",
                            field_paths=lambda v: _score_paths(ctx, v, embeddings))
-        adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (reduction, similarity index)")
+        adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (dimensionality reduction)")
         adv.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
                  description="Optional dimensionality reduction fitted on the reference set")
         if ctx.params.get("reduce", "none") != "none":
             adv.int("n_components", default=30, min=1, label="Reduced dimensions")
-        if method == "knn":
-            indexes = _similarity_indexes(dataset)
-            if indexes:
-                common.add_field_choice(
-                    adv, "similarity_index", indexes, label="Similarity index (optional)", required=False,
-                    description="Query this FiftyOne Brain similarity index (pgvector, Milvus, ...) for the "
-                                "neighbours instead of searching in memory; the index holds the reference")
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Score OOD / label issues"))
