@@ -79,7 +79,7 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
         (names[0], scores[np.asarray(is_positive, bool)], "#cc0000")]
     counts = [np.histogram(v, bins=edges)[0] for _, v, _ in groups]
     top = max(1, max(int(c.max()) for c in counts))
-    left, bottom, right, head = 44, 34, 10, 28
+    left, bottom, right, head = 44, 34, 24, 28
     pw, ph = width - left - right, height - bottom - head
 
     def x(v):

@@ -53,6 +53,13 @@ class AuditDataset(common.OODOperator):
         if error:
             path.invalid = True
             path.error_message = error
+        export = inputs.str("export_dir", default="", required=False, label="Export flagged samples to (optional)",
+                            description="A folder: the flagged samples (media + labels) as a FiftyOne dataset")
+        if ctx.params.get("export_dir"):
+            error = _report_path_error(ctx.params["export_dir"])
+            if error:
+                export.invalid = True
+                export.error_message = error.replace("report_path", "export_dir")
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Audit dataset"))
@@ -64,6 +71,7 @@ class AuditDataset(common.OODOperator):
         p = ctx.params
         audit_key = p.get("audit_key") or common.sdk_default("audit", "audit_key")
         report_path = check_allowed_path(p.get("report_path") or _default_report(ctx, audit_key), "report_path")
+        export_dir = check_allowed_path(p["export_dir"], "export_dir") if p.get("export_dir") else None
         summary = ood.audit(
             ctx.target_view(),
             label_field=p.get("label_field") or None,
@@ -72,6 +80,7 @@ class AuditDataset(common.OODOperator):
             audit_key=audit_key,
             near_duplicates=bool(p.get("near_duplicates", common.sdk_default("audit", "near_duplicates"))),
             report_path=report_path,
+            export_dir=export_dir,
             overwrite=bool(p.get("overwrite", False)),
             progress=common.progress_callback(ctx),
         )
@@ -96,7 +105,9 @@ def audit_report(summary):
               f"{summary['num_duplicates']:,}" if summary["duplicate_threshold"] is not None else None),
              ("skipped (no embedding)", f"{summary['num_skipped']:,}" if summary["num_skipped"] else None),
              ("HTML report", f"`{summary['report_path']}`"),
-             ("flagged samples (CSV)", f"`{summary['csv_path']}`")]
+             ("flagged samples (CSV)", f"`{summary['csv_path']}`"),
+             ("flagged samples exported (FiftyOne dataset)",
+              f"`{summary['export_dir']}`" if summary.get("export_dir") else None)]
     steps = [f"saved views: {', '.join(f'`{v}`' for v in summary['saved_views'])} (saved views menu above the grid)",
              "review and tag: the **OOD review** panel (+ next to the Samples tab)",
              "open the HTML report in a browser (thumbnails of the worst samples, score plots)"]

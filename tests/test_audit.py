@@ -200,13 +200,25 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
     _embed(ds)
     props = form(dict(report_path=report))
     assert props["embeddings_field"].default == "emb" and "embeddings_note" not in props
+    assert form(dict(report_path=report, export_dir="/etc/x"))["export_dir"].invalid  # outside the allowed folders
+    export_dir = tmp_path / "export"
     result = foo.execute_operator(uri, dict(view=ds.view()),
                                   params=dict(report_path=report, label_field="ground_truth",
                                               reference_tag="trusted", embeddings_field="emb",
-                                              near_duplicates=False))
+                                              near_duplicates=False, export_dir=str(export_dir)))
     assert result.error is None, result.error
     text = result.result["report"]
     assert "Audit `ood_audit` done" in text and f"`{report}`" in text and "Took " in text
     assert os.path.isfile(report) and result.result["num_ood_flagged"] > 0
+    # the export is a FiftyOne dataset of the flagged samples that loads back
+    import fiftyone as fo
+
+    exported = fo.Dataset.from_dir(dataset_dir=str(export_dir), dataset_type=fo.types.FiftyOneDataset)
+    try:
+        flagged = set(ds.match_tags("ood").values("filepath")) | set(ds.match_tags("label_issue").values("filepath"))
+        assert {os.path.basename(p) for p in exported.values("filepath")} == {os.path.basename(p) for p in flagged}
+        assert "flagged samples exported" in text
+    finally:
+        exported.delete()
     props = form(dict(report_path=report))  # the audit key is now taken
     assert props["audit_key"].invalid and "an audit 'ood_audit' exists" in props["audit_key"].error_message

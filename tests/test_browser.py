@@ -16,7 +16,8 @@ One test, the curator's whole loop, checked both on screen and in the database:
    queue), the queue is run the way ``fiftyone delegated launch`` does, and the brain
    run appears in the database;
 5. ``audit_dataset`` runs from its form: result view on screen, report file, audit
-   run, flags and tags in the database;
+   run, flags and tags in the database (at the end, the report itself is opened in the
+   browser from the file: every thumbnail decodes, the plots are there);
 6. the "OOD review" panel is opened on a *saved view* (the untrusted samples): it
    counts only the view's samples; a ground-truth field is chosen (metrics of the
    view appear), the threshold slider is moved (the live count must equal the
@@ -542,6 +543,18 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
         ui.text_present("Precision-recall (positive = OOD)")
         plots = d.find_elements("css selector", "[data-cy=panel-content-ood_review] .js-plotly-plot")
         assert len(plots) == 2, f"expected the histogram and the ROC / PR plot, found {len(plots)} plots"
+
+        # ---- 7. the audit's HTML report opens in the browser from the file alone
+        step = "open the audit's HTML report"
+        d.get(report.as_uri())
+        ui.text_present(f"fiftyone-ood audit: {ds.name}")
+        images = d.find_elements("css selector", ".tile img")
+        decoded = d.execute_script("return Array.from(document.querySelectorAll('.tile img'))"
+                                   ".filter(i => i.complete && i.naturalWidth > 0).length")
+        assert len(images) > 0 and decoded == len(images), (decoded, len(images))
+        assert len(d.find_elements("css selector", "svg")) >= 2  # the score histograms
+        d.set_window_size(1300, 2000)
+        _shot(d, "audit_report.png")
     except BaseException:
         failure_png = str(tmp_path / "failure.png")
         try:

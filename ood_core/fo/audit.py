@@ -426,12 +426,12 @@ def _write_report(samples, summary, found, duplicates, num_worst, path):
 
     ood_field = found["runs"]["ood"]
     _, scores = _scores(samples, ood_field)
-    is_trusted = None
+    not_trusted = None  # the histogram's two groups: trusted samples (self-excluded scores) and the rest
     if ref:
         ids = samples.exists(ood_field).values("id")
         trusted = set(dataset.match_tags(ref).values("id"))
-        is_trusted = np.array([i not in trusted for i in ids])
-    plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=is_trusted,
+        not_trusted = np.array([i not in trusted for i in ids])
+    plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=not_trusted,
                                 names=("not trusted", f"'{ref}'"),
                                 title=f"{ood_field}: k-NN distance to the reference (higher = more OOD)")]
     if "label_issues" in found["runs"]:
