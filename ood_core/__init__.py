@@ -52,6 +52,8 @@ _PUBLIC = {
     "delete_flags": "ood_core.fo.evaluation",
     "list_flag_runs": "ood_core.fo.evaluation",
     "get_flag_info": "ood_core.fo.evaluation",
+    # one-call audit (scores, flags, near duplicates, HTML report)
+    "audit": "ood_core.fo.audit",
     # runs
     "list_ood_runs": "ood_core.fo.runs",
     "get_ood_run_info": "ood_core.fo.runs",

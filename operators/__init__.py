@@ -1,5 +1,6 @@
 """Operators and panels of the fiftyone-ood plugin: one module per family."""
 
+from .audit import AuditDataset
 from .clip import ComputeAdaNegScores, ComputeNegLabelScores, ComputeRAPScores
 from .embeddings import ComputePyramidEmbeddings
 from .panel import OODReviewPanel
@@ -15,5 +16,6 @@ OPERATORS = (
     ComputeNegLabelScores,
     ComputeRAPScores,
     ComputeAdaNegScores,
+    AuditDataset,
     OODReviewPanel,
 )

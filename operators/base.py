@@ -8,6 +8,7 @@ defaults come from the signatures of the public SDK functions
 """
 
 import inspect
+import time
 
 import fiftyone.core.labels as fol
 import fiftyone.operators as foo
@@ -18,12 +19,18 @@ import ood_core.fo.runs as fo_runs
 
 class OODOperator(foo.Operator):
     """Base of the plugin's operators: subclasses set the class attributes and write
-    ``resolve_input`` / ``execute``; ``op(view, **params)`` runs them from Python."""
+    ``resolve_input`` / ``run``; ``op(view, **params)`` runs them from Python.
+
+    :meth:`execute` times :meth:`run` and appends the time to the ``report``
+    (markdown) that :meth:`resolve_output` shows when the run ends in the App:
+    what was written, counts, skipped items and where to look next.
+    """
 
     #: operator name (listed in fiftyone.yml), App label, one-line description
     name = label = description = None
-    #: Material icon shown in the operator browser
-    icon = None
+    #: Material icon name shown in the operator browser (a name without "/" or "." is a Material
+    #: icon for the App); subclasses pick their own, this is the plugin's default
+    icon = "image_search"
     #: whether a "Delegate execution?" choice is offered
     delegable = True
     #: names of the parameters ``op(view, a, b)`` takes positionally, in order
@@ -38,6 +45,26 @@ class OODOperator(foo.Operator):
 
     def resolve_delegation(self, ctx):
         return resolve_delegation(ctx) if self.delegable else False
+
+    def run(self, ctx):
+        """The work of the operator; returns a JSON dict, with a markdown ``report`` for the App."""
+        raise NotImplementedError
+
+    def execute(self, ctx):
+        start = time.perf_counter()
+        result = self.run(ctx)
+        seconds = time.perf_counter() - start
+        if isinstance(result, dict):
+            result.setdefault("seconds", round(seconds, 2))
+            if result.get("report"):
+                result["report"] += f"\n\nTook {seconds:.1f} s."
+        return result
+
+    def resolve_output(self, ctx):
+        """The result view: the run's ``report`` (see :func:`report`)."""
+        outputs = types.Object()
+        outputs.str("report", label="Result", view=types.MarkdownView(read_only=True))
+        return types.Property(outputs, view=types.View(label=f"{self.label}: done"))
 
     def to_form_params(self, **params):
         """Python keyword arguments -> form parameters (override when the form encodes a value differently)."""
@@ -72,14 +99,99 @@ def detector_default(method, param):
     return detector_class(method).default_params().get(param)
 
 
+#: what a user must run for scheduled (delegated) operations in open-source FiftyOne
+DELEGATION_HOWTO = (
+    "Scheduled runs wait in FiftyOne's queue until a worker runs them: start one with "
+    "`fiftyone delegated launch` (same database; leave it running), follow them with "
+    "`fiftyone delegated list`."
+)
+#: what the App server needs before its form offers "Schedule" (FiftyOne open source)
+LEGACY_ORCHESTRATORS_HOWTO = (
+    "This App server cannot schedule runs yet: restart it with "
+    "`FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true` in its environment (e.g. "
+    "`FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true fiftyone app launch`), then run "
+    "`fiftyone delegated launch` in another terminal. Or untick this box to run now."
+)
+
+
+def scheduling_configured():
+    """Whether this FiftyOne process can schedule delegated runs from the App form (open source)."""
+    import fiftyone as fo
+
+    return bool(fo.config.allow_legacy_orchestrators)
+
+
 def add_delegation_input(inputs, ctx, default=False):
+    """The "Delegate execution?" box, with what to run so that scheduled runs actually run."""
     inputs.bool(
         "delegate",
         default=default,
         label="Delegate execution?",
-        description="Run in the background through a delegated-operations orchestrator (recommended for large views)",
+        description="Run in the background (recommended for large views); "
+                    "needs a `fiftyone delegated launch` worker",
         view=types.CheckboxView(),
     )
+    if not ctx.params.get("delegate", default):
+        return
+    if scheduling_configured():
+        inputs.view("delegation_help", types.Notice(label=DELEGATION_HOWTO))
+    else:
+        inputs.view("delegation_help", types.Warning(label=LEGACY_ORCHESTRATORS_HOWTO))
+
+
+def add_target_input(inputs, ctx, action):
+    """Dataset / current view / selected samples, in the FiftyOne Brain plugin's manner.
+
+    FiftyOne hides the choice when there is neither a view nor a selection;
+    ``ctx.target_view()`` then returns the dataset.
+    """
+    return inputs.view_target(ctx, action_description=action)
+
+
+def advanced_inputs(inputs, ctx, name="show_advanced", label="Show advanced settings"):
+    """An "Advanced" group: a switch that reveals the rarely changed parameters.
+
+    Returns the object to add them to: ``inputs`` when the switch is on, else a
+    detached object (not shown; ``execute`` then uses the SDK defaults)::
+
+        adv = advanced_inputs(inputs, ctx)
+        adv.int("batch_size", default=sdk_default(...))
+    """
+    inputs.bool(name, default=False, label=label, view=types.SwitchView())
+    return inputs if ctx.params.get(name) else types.Object()
+
+
+def report(headline, facts=(), next_steps=()):
+    """Markdown of a result view: a headline, ``(what, value)`` facts and next steps."""
+    lines = [f"**{headline}**", ""]
+    lines += [f"- {what}: {value}" for what, value in facts if value not in (None, "")]
+    if next_steps:
+        lines += ["", "**Next**", ""] + [f"- {step}" for step in next_steps]
+    return "\n".join(lines)
+
+
+def add_embeddings_choice(inputs, ctx, target, name="embeddings_field", *, required=True,
+                          description="Embeddings run or any vector field of this dataset"):
+    """Dropdown of what can be scored (newest embeddings run preselected) and the
+    "N will be skipped" warning for the target. Returns the chosen field or None."""
+    from ood_core.fo import inventory
+
+    choices = inventory.embedding_choices(ctx.dataset)
+    dropdown = types.DropdownView()
+    for field, what in choices:
+        dropdown.add_choice(field, label=field, description=what)
+    fields = [c for c, _ in choices]
+    chosen = ctx.params.get(name)
+    chosen = chosen if chosen in fields else (fields[0] if fields else None)
+    inputs.enum(name, dropdown.values(), required=required, default=chosen, label="Embeddings",
+                description=description, view=dropdown)
+    if chosen is not None and target is not None and len(target):
+        patches = inventory.embeddings_patches_field(ctx.dataset, chosen)
+        covered, total = inventory.embedding_coverage(target, chosen, patches)
+        message = inventory.coverage_message(covered, total, chosen, "objects" if patches else "samples")
+        if message:
+            inputs.view(f"{name}_coverage", types.Warning(label=message[0].upper() + message[1:]))
+    return chosen
 
 
 def resolve_delegation(ctx):
@@ -97,14 +209,18 @@ def progress_callback(ctx):
     return callback
 
 
-def finish(ctx, summary, keep=()):
-    """Reload the App after immediate runs and return a small JSON summary."""
+def finish(ctx, summary, keep=(), report=None):
+    """Reload the App after immediate runs and return a small JSON summary (+ the result ``report``)."""
     if not ctx.delegated:
         ctx.trigger("reload_dataset")
-    return {k: summary[k] for k in keep if k in summary} if keep else summary
+    out = {k: summary[k] for k in keep if k in summary} if keep else dict(summary)
+    if report is not None:
+        out["report"] = report
+    return out
 
 
 def label_fields(dataset, detections=True):
+    """Names of the Classification (and Detections) fields of the dataset, sorted per type."""
     types_ = (fol.Classification, fol.Detections) if detections else (fol.Classification,)
     names = []
     for t in types_:
@@ -141,8 +257,12 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
     if overwrite or ctx.dataset is None:
         return prop
     dataset = ctx.dataset
-    if resumable_kind and value in fo_runs.list_ood_runs(dataset, kind=resumable_kind):
+    if resumable_kind and (value in fo_runs.list_ood_runs(dataset, kind=resumable_kind)
+                           or dataset.get_field(f"tmp_ood_partial_{value}") is not None):
         prop.description = f"{description}. Exists: computes only what is missing (same settings required)"
+        inputs.view(f"{name}_resume", types.Notice(
+            label=f"{value!r} exists: this run computes only what is missing (samples or objects without an "
+                  "embedding), with the same settings; tick 'overwrite' to recompute everything"))
         return prop
     taken = []
     if dataset.has_run(value):

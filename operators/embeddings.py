@@ -11,6 +11,7 @@ class ComputePyramidEmbeddings(common.OODOperator):
     name = "compute_pyramid_embeddings"
     label = "OOD: compute pyramid embeddings"
     description = ("Multi-level timm backbone embeddings for every sample or object")
+    icon = "layers"
     positional_params = ("embeddings_field",)
 
     def resolve_delegation(self, ctx):
@@ -19,40 +20,43 @@ class ComputePyramidEmbeddings(common.OODOperator):
         return common.resolve_delegation(ctx)
 
     def resolve_input(self, ctx):
-        ctx.target_view()
         inputs = types.Object()
+        target = ctx.target_view()
+        common.add_target_input(inputs, ctx, "Embed")
         patches = ctx.params.get("patches_field")
         common.add_new_key(
             inputs, ctx, "embeddings_field", label="Embeddings field", default="ood_embeddings",
             description="Sample field (or object attribute) that will hold the embeddings; also the run key",
             field_paths=lambda v: [f"{patches}.detections.{v}" if patches else v], resumable_kind="embeddings",
         )
-        inputs.str("model_name", default=_default("model_name"), label="timm backbone",
-                   description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
-        inputs.str("levels", default="", required=False, label="Pyramid levels",
-                   description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = the deepest level")
-        inputs.enum("mode", list(MODES), default=_default("mode"), label="Mode", view=types.RadioGroup(),
-                    description="'pool': per-level grid pooling (compact); 'flatten': the paper's resize + flatten (large)")
-        inputs.int("grid", default=_default("grid"), min=1, max=8, label="Pooling grid", description="Side of the pooling grid (mode 'pool')")
-        inputs.str("weights", default="", required=False, label="Weights file",
-                   description="Optional local .safetensors / state-dict file; empty = hub/cache, then bundled")
         common.add_field_choice(
             inputs, "patches_field", [f for f in common.label_fields(ctx.dataset) if _is_detections(ctx, f)],
             label="Objects field (optional)", description="Embed each object crop of this Detections field",
             required=False,
         )
-        inputs.int("project_dim", default=0, min=0, label="Reduce to dimensions (0 = keep)",
-                   description="On-the-fly reduction while extracting, e.g. for the large 'flatten' mode")
+        adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (backbone, levels, speed)")
+        adv.str("model_name", default=_default("model_name"), label="timm backbone",
+                description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
+        adv.str("levels", default="", required=False, label="Pyramid levels",
+                description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = the deepest level")
+        adv.enum("mode", list(MODES), default=_default("mode"), label="Mode", view=types.RadioGroup(),
+                 description="'pool': per-level grid pooling (compact); 'flatten': the paper's resize + flatten (large)")
+        adv.int("grid", default=_default("grid"), min=1, max=8, label="Pooling grid",
+                description="Side of the pooling grid (mode 'pool')")
+        adv.str("weights", default="", required=False, label="Weights file",
+                description="Optional local .safetensors / state-dict file; empty = hub/cache, then bundled")
+        adv.int("project_dim", default=0, min=0, label="Reduce to dimensions (0 = keep)",
+                description="On-the-fly reduction while extracting, e.g. for the large 'flatten' mode")
         if int(ctx.params.get("project_dim") or 0) > 0:
-            inputs.enum("project_method", ["pca", "random"], default=_default("project_method"), label="Reduction",
-                        view=types.RadioGroup(),
-                        description="'pca': fitted on a seeded sample of the view first; 'random': seeded "
-                                    "Gaussian projection, nothing to fit")
-        inputs.int("batch_size", default=_default("batch_size"), min=1, label="Batch size")
-        inputs.int("num_workers", default=_default("num_workers"), min=0, label="Decoding workers")
-        inputs.bool("skip_failures", default=_default("skip_failures"), label="Skip unreadable images",
-                    description="Unreadable images get no embedding and are listed in the run results")
-        shards = inputs.int(
+            adv.enum("project_method", ["pca", "random"], default=_default("project_method"), label="Reduction",
+                     view=types.RadioGroup(),
+                     description="'pca': fitted on a seeded sample of the view first; 'random': seeded "
+                                 "Gaussian projection, nothing to fit")
+        adv.int("batch_size", default=_default("batch_size"), min=1, label="Batch size")
+        adv.int("num_workers", default=_default("num_workers"), min=0, label="Decoding workers")
+        adv.bool("skip_failures", default=_default("skip_failures"), label="Skip unreadable images",
+                 description="Unreadable images get no embedding and are listed in the run results")
+        shards = adv.int(
             "num_shards", default=1, min=1, label="Parallel workers (shards)",
             description="Split the view into this many delegated operations, one slice each, for several "
                         "'fiftyone delegated launch' workers; the last to finish completes the field")
@@ -61,17 +65,22 @@ class ComputePyramidEmbeddings(common.OODOperator):
             shards.error_message = "shards cannot overwrite: delete the old embeddings run first"
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
+        if len(target) == 0:
+            empty = inputs.view("empty_target", types.Warning(label="The target has no samples"))
+            empty.invalid = True
+            empty.error_message = "the chosen target (view or selection) is empty"
         return types.Property(inputs, view=types.View(label="Compute pyramid embeddings"))
 
-    def execute(self, ctx):
+    def run(self, ctx):
         import ood_core as ood
 
         p = ctx.params
         if _num_shards(ctx) > 1 and p.get("shard") is None:
             return _queue_shards(self.uri, ctx)
         levels = _parse_levels(p.get("levels"))
+        target = ctx.target_view()
         summary = ood.compute_pyramid_embeddings(
-            ctx.target_view(),
+            target,
             p.get("embeddings_field", "ood_embeddings"),
             model_name=p.get("model_name") or _default("model_name"),
             levels=levels,
@@ -89,11 +98,31 @@ class ComputePyramidEmbeddings(common.OODOperator):
             shard=tuple(p["shard"]) if p.get("shard") is not None else None,
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "status", "shard", "num_embedded",
-                                                 "num_computed", "num_failed", "dim"))
+                                                 "num_computed", "num_failed", "dim"),
+                             report=_report(summary, len(target)))
 
     def to_form_params(self, *, levels=None, weights=None, **params):
         """``op(view, "ood_embeddings", levels=[1, 2], mode="pool", ...)``."""
         return dict(params, levels=",".join(str(x) for x in levels) if levels else "", weights=weights or "")
+
+def _report(summary, num_target):
+    field = summary.get("field") or summary.get("run_key")
+    item = "objects" if "detections" in str(field) else "samples"
+    computed, failed = summary.get("num_computed"), summary.get("num_failed") or 0
+    reused = None if computed is None else max(int(summary.get("num_embedded") or 0) - int(computed), 0)
+    return common.report(
+        f"Embeddings written to `{field}` ({summary.get('status', 'complete')})",
+        [("target", f"{num_target:,} samples"),
+         (f"{item} with an embedding", f"{summary.get('num_embedded', 0):,}"),
+         ("computed now", None if computed is None else f"{computed:,}"),
+         ("already there (kept)", reused or None),
+         ("unreadable, skipped", failed or None),
+         ("dimensions", summary.get("dim"))],
+        [f"score them: **OOD: score samples** with embeddings `{summary.get('run_key')}`",
+         "or run **OOD: audit dataset** for OOD + wrong-label scores and an HTML report",
+         "map them: **OOD: compute embeddings visualization**, then the Embeddings panel"],
+    )
+
 
 def _default(param):
     return common.sdk_default("compute_pyramid_embeddings", param)

@@ -11,6 +11,7 @@ class ManageOODRuns(common.OODOperator):
     name = "manage_ood_runs"
     label = "OOD: manage runs"
     description = ("List, inspect, rename or delete fiftyone-ood runs (deleting removes their fields)")
+    icon = "manage_history"
     delegable = False
     positional_params = ("action", "run_key", "new_run_key")
 
@@ -38,29 +39,66 @@ class ManageOODRuns(common.OODOperator):
                     prop.invalid = True
                     prop.error_message = str(e)
         if action == "delete":
-            inputs.bool("delete_fields", default=True, label="Also delete the run's fields")
+            _delete_inputs(inputs, ctx, runs)
         return types.Property(inputs, view=types.View(label="Manage OOD runs"))
 
-    def execute(self, ctx):
+    def run(self, ctx):
         from ood_core.fo import runs as fo_runs
 
         p = ctx.params
         action = p.get("action", "list")
         dataset = ctx.dataset
+        report = None
         if action == "rename":
             fo_runs.rename_ood_run(dataset, p["run_key"], p["new_run_key"])
+            report = common.report(f"Run `{p['run_key']}` renamed to `{p['new_run_key']}`",
+                                   [("fields", "unchanged")])
         elif action == "delete":
-            fo_runs.delete_ood_run(dataset, p["run_key"], delete_fields=bool(p.get("delete_fields", True)))
+            delete_fields = bool(p.get("delete_fields", True))
+            fields = fields_to_delete(dataset, p["run_key"]) if delete_fields else []
+            if not p.get("confirm_delete"):
+                raise ValueError(
+                    f"deleting run {p['run_key']!r} needs confirm_delete=True: it removes the run record"
+                    + (f" and the fields {fields}" if fields else "") + "; tick the confirmation box")
+            fo_runs.delete_ood_run(dataset, p["run_key"], delete_fields=delete_fields)
             ctx.trigger("reload_dataset")
-        return {"runs": run_rows(dataset)}
+            report = common.report(f"Run `{p['run_key']}` deleted",
+                                   [("fields deleted", ", ".join(f"`{f}`" for f in fields) or "none")])
+        return {"runs": run_rows(dataset), "report": report or f"{len(fo_runs.list_ood_runs(dataset))} runs"}
 
     def resolve_output(self, ctx):
         outputs = types.Object()
+        outputs.str("report", label="Result", view=types.MarkdownView(read_only=True))
         table = types.TableView()
         for key, label in RUN_COLUMNS:
             table.add_column(key, label=label)
         outputs.list("runs", types.Object(), label="fiftyone-ood runs", view=table)
-        return types.Property(outputs)
+        return types.Property(outputs, view=types.View(label=f"{self.label}: done"))
+
+
+def fields_to_delete(dataset, run_key):
+    """The fields that deleting ``run_key`` (with its fields) removes: the existing ones it wrote."""
+    from ood_core.fo import runs as fo_runs
+
+    fields = fo_runs.get_ood_run_info(dataset, run_key).get("fields") or []
+    return [f for f in fields if dataset.get_field(f) is not None]
+
+
+def _delete_inputs(inputs, ctx, runs):
+    """Delete: what goes (the run's fields, listed) and a confirmation box that must be ticked."""
+    key = ctx.params.get("run_key")
+    if key not in runs:
+        return
+    inputs.bool("delete_fields", default=True, label="Also delete the run's fields")
+    fields = fields_to_delete(ctx.dataset, key) if ctx.params.get("delete_fields", True) else []
+    what = (f"the run record {key!r} and its fields: " + ", ".join(fields)) if fields else \
+        f"the run record {key!r} (no fields)"
+    inputs.view("delete_warning", types.Warning(label=f"This deletes {what}. It cannot be undone."))
+    confirm = inputs.bool("confirm_delete", default=False, required=True, label=f"Yes, delete {key!r}",
+                          view=types.CheckboxView())
+    if not ctx.params.get("confirm_delete"):
+        confirm.invalid = True
+        confirm.error_message = "tick the box to confirm the deletion"
 
 
 #: (row key, column title) of the runs table

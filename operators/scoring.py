@@ -23,26 +23,25 @@ class ScoreOOD(common.OODOperator):
     name = "score_ood"
     label = "OOD: score samples"
     description = ("k-NN / Mahalanobis / LOF OOD scores or per-class label-issue scores (higher = more suspicious)")
+    icon = "troubleshoot"
     positional_params = ("embeddings_field", "score_field")
 
     def resolve_input(self, ctx):
-        from ood_core.fo import runs as fo_runs
+        from ood_core.detectors import detector_class, requires_labels
+        from ood_core.fo import inventory
 
-        ctx.target_view()
         inputs = types.Object()
+        target = ctx.target_view()
+        common.add_target_input(inputs, ctx, "Score")
         dataset = ctx.dataset
-        emb_runs = fo_runs.list_ood_runs(dataset, kind="embeddings")
-        if not emb_runs:
+        if not inventory.embedding_choices(dataset):
             warning = inputs.view("no_embeddings", types.Warning(
                 label="No embeddings yet",
-                description="Run 'OOD: compute pyramid embeddings' first"))
+                description="Run 'OOD: compute pyramid embeddings' first (or 'OOD: audit dataset', which does both)"))
             warning.invalid = True
-            warning.error_message = "no embeddings run on this dataset"
+            warning.error_message = "no embeddings run or vector field on this dataset"
             return types.Property(inputs)
-        common.add_field_choice(inputs, "embeddings_field", emb_runs, label="Embeddings",
-                                description="An embeddings run of this dataset", default=emb_runs[0])
-        from ood_core.detectors import detector_class, requires_labels
-
+        embeddings = common.add_embeddings_choice(inputs, ctx, target)
         methods = _method_choices()
         default_method = common.sdk_default("compute_ood_scores", "method")
         inputs.enum("method", methods.values(), default=default_method, label="Method", view=methods,
@@ -53,47 +52,52 @@ class ScoreOOD(common.OODOperator):
         label_fields = common.label_fields(dataset)
         needs_labels = requires_labels(method)
         prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
-                                       description="Classification or Detections labels", required=needs_labels)
+                                       description="Classification or Detections labels", required=needs_labels,
+                                       default=inventory.default_label_field(dataset) if needs_labels else None)
         if needs_labels and not label_fields:
             prop.invalid = True
             prop.error_message = f"method {method!r} needs a Classification or Detections field; this dataset has none"
         if not label_task:
             tags = sorted(dataset.distinct("tags"))
             common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
-                                    description="Fit on samples with this tag; empty = unsupervised on the view",
-                                    required=False)
+                                    description="Fit on samples with this tag; empty = unsupervised on the target",
+                                    required=False, default=inventory.default_reference_tag(dataset))
+        if "k" in detector.default_params():
+            inputs.int("k", default=common.detector_default(method, "k"), min=1, label="k (neighbours)")
         if method == "knn":
             indexes = _similarity_indexes(dataset)
-            if indexes:
+            if indexes:  # shown only when the dataset has one
                 common.add_field_choice(
                     inputs, "similarity_index", indexes, label="Similarity index (optional)", required=False,
                     description="Query this FiftyOne Brain similarity index (pgvector, Milvus, ...) for the "
                                 "neighbours instead of searching in memory; the index holds the reference")
-        if "k" in detector.default_params():
-            inputs.int("k", default=common.detector_default(method, "k"), min=1, label="k (neighbours)")
-        inputs.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
-                    description="Optional dimensionality reduction fitted on the reference set")
-        if ctx.params.get("reduce", "none") != "none":
-            inputs.int("n_components", default=30, min=1, label="Reduced dimensions")
         common.add_new_key(inputs, ctx, "score_field", label="Score field",
                            default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
                                                       "score_field"),
                            description="Float field for the scores (higher = more suspicious); also the run key",
-                           field_paths=lambda v: _score_paths(ctx, v))
+                           field_paths=lambda v: _score_paths(ctx, v, embeddings))
+        adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (dimensionality reduction)")
+        adv.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
+                 description="Optional dimensionality reduction fitted on the reference set")
+        if ctx.params.get("reduce", "none") != "none":
+            adv.int("n_components", default=30, min=1, label="Reduced dimensions")
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Score OOD / label issues"))
 
-    def execute(self, ctx):
+    def run(self, ctx):
         import ood_core as ood
+        from ood_core.fo import inventory
 
         p = ctx.params
         reduce = p.get("reduce", "none")
+        target = ctx.target_view()
         if ctx.delegated:
             ctx.set_progress(progress=0.0, label="scoring")
+        keep = ("run_key", "field", "method", "num_scored", "num_skipped")
         if p.get("method") == "knn" and p.get("similarity_index"):
             summary = ood.compute_knn_scores_with_index(
-                ctx.target_view(),
+                target,
                 p["embeddings_field"],
                 p.get("score_field", "ood_score"),
                 brain_key=p["similarity_index"],
@@ -102,27 +106,54 @@ class ScoreOOD(common.OODOperator):
                 overwrite=bool(p.get("overwrite", False)),
                 progress=common.progress_callback(ctx),
             )
-            return common.finish(ctx, summary, keep=("run_key", "field", "method", "num_scored", "num_skipped"))
+            return common.finish(ctx, summary, keep=keep, report=score_report(summary, p["embeddings_field"]))
+        label_field = p.get("label_field") or None
         summary = ood.compute_ood_scores(
-            ctx.target_view(),
+            target,
             p["embeddings_field"],
             p.get("score_field", "ood_score"),
             method=p.get("method") or common.sdk_default("compute_ood_scores", "method"),
             reference=p.get("reference_tag") or None,
-            label_field=p.get("label_field") or None,
+            label_field=label_field,
+            patches_field=None if label_field else inventory.embeddings_patches_field(ctx.dataset,
+                                                                                      p["embeddings_field"]),
             k=p.get("k"),
             reduce=None if reduce in (None, "none") else reduce,
             n_components=p.get("n_components"),
             overwrite=bool(p.get("overwrite", False)),
         )
-        return common.finish(ctx, summary, keep=("run_key", "field", "method", "num_scored", "num_skipped"))
+        return common.finish(ctx, summary, keep=keep, report=score_report(summary, p["embeddings_field"]))
 
     def to_form_params(self, *, reduce=None, **params):
         """``op(view, "ood_embeddings", "ood_score", method="knn", reference_tag="trusted", ...)``."""
         return dict(params, reduce=reduce or "none")
 
-def _score_paths(ctx, value):
+def score_report(summary, embeddings_field):
+    """The result view of a score run: what was written, what was skipped, where to look next."""
+    field = summary["field"]
+    item = "objects" if ".detections." in field else "samples"
+    scored, skipped = summary.get("num_scored", 0), summary.get("num_skipped", 0)
+    q = summary.get("score_quantiles") or {}
+    spread = (f"median {q[50]:.3g}, 95th percentile {q[95]:.3g}" if 50 in q and 95 in q else None)
+    return common.report(
+        f"Scores written to `{field}` (higher = more suspicious)",
+        [("method", summary.get("method")),
+         (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
+         (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
+         ("scores", spread)],
+        [f"sort the grid: **Sort by** `{field}`, descending",
+         "review and tag: open the **OOD review** panel (+ next to the Samples tab)",
+         f"colour the Embeddings panel by `{field}`"],
+    )
+
+
+def _score_paths(ctx, value, embeddings_field=None):
+    from ood_core.fo import inventory
+
     label_field = ctx.params.get("label_field")
+    patches = inventory.embeddings_patches_field(ctx.dataset, embeddings_field) if embeddings_field else None
+    if patches:
+        return [f"{patches}.detections.{value}"]
     if label_field:
         import fiftyone.core.labels as fol
 

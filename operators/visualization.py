@@ -9,23 +9,26 @@ class ComputeOODVisualization(common.OODOperator):
     name = "compute_ood_visualization"
     label = "OOD: compute embeddings visualization"
     description = ("UMAP / t-SNE / PCA map of pyramid embeddings; colour it by an OOD score field")
+    icon = "scatter_plot"
     positional_params = ("embeddings_field", "brain_key")
 
     def resolve_input(self, ctx):
-        from ood_core.fo import runs as fo_runs
+        from ood_core.fo import inventory
 
-        ctx.target_view()
         inputs = types.Object()
-        emb_runs = fo_runs.list_ood_runs(ctx.dataset, kind="embeddings")
-        prop = common.add_field_choice(inputs, "embeddings_field", emb_runs, label="Embeddings",
-                                       description="An embeddings run of this dataset",
-                                       default=emb_runs[0] if emb_runs else None)
-        if not emb_runs:
+        target = ctx.target_view()
+        common.add_target_input(inputs, ctx, "Map")
+        if not inventory.embedding_choices(ctx.dataset):
+            prop = inputs.view("no_embeddings", types.Warning(label="No embeddings yet"))
             prop.invalid = True
             prop.error_message = "no embeddings yet: run 'OOD: compute pyramid embeddings' first"
-        inputs.enum("method", ["umap", "tsne", "pca"], default="umap", label="Method", view=types.RadioGroup())
-        brain = inputs.str("brain_key", default="ood_umap", required=True, label="Brain key")
-        key = ctx.params.get("brain_key", "ood_umap")
+            return types.Property(inputs)
+        common.add_embeddings_choice(inputs, ctx, target)
+        inputs.enum("method", ["umap", "tsne", "pca"], default=common.sdk_default("compute_ood_visualization", "method"),
+                    label="Method", view=types.RadioGroup())
+        default_key = common.sdk_default("compute_ood_visualization", "brain_key")
+        brain = inputs.str("brain_key", default=default_key, required=True, label="Brain key")
+        key = ctx.params.get("brain_key", default_key)
         if key in ctx.dataset.list_brain_runs() and not ctx.params.get("overwrite", False):
             brain.invalid = True
             brain.error_message = f"brain key {key!r} exists; pick another or tick 'overwrite'"
@@ -33,15 +36,21 @@ class ComputeOODVisualization(common.OODOperator):
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Embeddings visualization"))
 
-    def execute(self, ctx):
+    def run(self, ctx):
         import ood_core as ood
-        from ood_core.fo import runs as fo_runs
+        from ood_core.fo import inventory
 
         p = ctx.params
-        info = fo_runs.get_ood_run_info(ctx.dataset, p["embeddings_field"])
+        default_key = common.sdk_default("compute_ood_visualization", "brain_key")
         summary = ood.compute_ood_visualization(
-            ctx.target_view(), p["embeddings_field"], p.get("brain_key", "ood_umap"),
-            method=p.get("method", "umap"), patches_field=info.get("patches_field"),
+            ctx.target_view(), p["embeddings_field"], p.get("brain_key") or default_key,
+            method=p.get("method") or common.sdk_default("compute_ood_visualization", "method"),
+            patches_field=inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]),
             overwrite=bool(p.get("overwrite", False)),
         )
-        return common.finish(ctx, summary)
+        report = common.report(
+            f"Map `{summary['brain_key']}` computed", [("points", f"{summary['num_points']:,}")],
+            [f"open the **Embeddings** panel and pick `{summary['brain_key']}`",
+             "colour the points by a score field (e.g. `ood_knn`, `label_issue`)",
+             "lasso a cluster to select its samples in the grid"])
+        return common.finish(ctx, summary, report=report)

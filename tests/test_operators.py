@@ -28,11 +28,16 @@ def test_every_operator_is_registered_and_listed_in_fiftyone_yml():
 
     with open(os.path.join(REPO, "fiftyone.yml")) as f:
         meta = yaml.safe_load(f)
-    declared = {op().config.name for op in OPERATORS}
-    assert declared == set(meta["operators"])
+    panels = {op().config.name for op in OPERATORS if issubclass(op, foo.Panel)}
+    operators = {op().config.name for op in OPERATORS if not issubclass(op, foo.Panel)}
+    assert operators == set(meta["operators"]) and panels == set(meta["panels"]) == {"ood_review"}
     available = {op.uri for op in foo.list_operators()}
-    for name in declared:
+    for name in operators | panels:
         assert _uri(name) in available, f"{name} not discovered from FIFTYONE_PLUGINS_DIR"
+    # every operator has a Material icon (a name, not a file path)
+    for op in OPERATORS:
+        icon = op().config.icon
+        assert icon and "/" not in icon and "." not in icon, (op, icon)
 
 
 def _run(uri, view, params, **kw):
@@ -60,7 +65,9 @@ def test_pipeline_through_operators_immediate(small):
     assert "viz" in ds.list_brain_runs()
     out = _run(_uri("manage_ood_runs"), ds, dict(action="list"))
     assert {r["run_key"] for r in out.result["runs"]} == {"emb", "ood", "issue"}
-    out = _run(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="issue", delete_fields=True))
+    out = _run(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="issue", delete_fields=True,
+                                                  confirm_delete=True))
+    assert "`issue`" in out.result["report"] and "fields deleted" in out.result["report"]
     ds.reload()
     assert not ds.has_field("issue")
     assert {r["run_key"] for r in out.result["runs"]} == {"emb", "ood"}
@@ -129,7 +136,7 @@ def test_form_defaults_come_from_the_sdk_and_the_detector_registry(small):
 
     ds = small
     emb_sig = inspect.signature(ood.compute_pyramid_embeddings).parameters
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(project_dim=8))
+    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(project_dim=8, show_advanced=True))
     for name in ("model_name", "mode", "grid", "batch_size", "num_workers", "skip_failures", "project_method"):
         assert props[name].default == emb_sig[name].default, name
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
@@ -262,3 +269,131 @@ def test_rap_operator_delegated_through_sdk_call(small, tiny_clip_params, one_to
     assert results.few_shot_ids == sorted(ds.match_tags("trusted").values("id"))
     assert len(results.train_negative_words) == 8
     assert len(results.test_negative_words) == len(results.test_negative_sample_ids) > 0
+
+
+# --------------------------------------------------------------------------- forms: target, preselection, warnings
+
+
+def _resolve_ctx(uri, ds, params, view=None, selected=None):
+    """Resolve a form with the App's view and selection; returns the form's properties."""
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+
+    request = dict(dataset_name=ds.name, params=params, selected=selected or [])
+    if view is not None:
+        request["view"] = view._serialize()
+    ctx = ExecutionContext(request_params=request)
+    return foo.get_operator(uri).resolve_input(ctx).type.properties
+
+
+def test_score_form_preselects_and_warns_about_skipped_samples(small):
+    import numpy as np
+
+    import ood_core as ood
+
+    ds = small
+    ood.compute_pyramid_embeddings(ds.limit(10), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    props = _resolve(_uri("score_ood"), ds, dict(method="label_agreement"))
+    assert props["embeddings_field"].default == "emb"
+    assert props["label_field"].default == "ground_truth"  # the only Classification field
+    warning = props["embeddings_field_coverage"].view.label
+    assert warning == ("Embeddings exist for 10 of 40 samples of the target in 'emb': 30 will be skipped "
+                       "(compute embeddings for them first to score them)")
+    props = _resolve(_uri("score_ood"), ds, dict(method="knn"))
+    assert props["reference_tag"].default == "trusted"
+    # any vector field can be scored; the newest embeddings run comes first
+    ds.set_values("other_vectors", [np.arange(1, 5, dtype=np.float32) ** (1 + i / 10) for i in range(len(ds))])
+    ood.compute_pyramid_embeddings(ds, "emb2", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    props = _resolve(_uri("score_ood"), ds, dict())
+    assert props["embeddings_field"].type.values == ["emb2", "emb", "other_vectors"]
+    assert props["embeddings_field"].default == "emb2" and "embeddings_field_coverage" not in props
+    out = _run(_uri("score_ood"), ds, dict(embeddings_field="other_vectors", score_field="ov", k=3,
+                                          reference_tag="trusted"))
+    assert out.result["num_scored"] == 40
+    # the result view: what was written, counts, time, where to look next
+    out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="s10", k=3))
+    report = out.result["report"]
+    assert "Scores written to `s10`" in report and "samples scored: 10 of 40" in report
+    assert "samples skipped: 30 without an embedding in `emb`" in report
+    assert "OOD review" in report and "Took " in report
+    import fiftyone.operators as foo
+
+    assert "report" in foo.get_operator(_uri("score_ood")).resolve_output(None).type.properties
+
+
+def test_target_choice_dataset_view_or_selection(small):
+    import ood_core as ood
+
+    ds = small
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    test_view = ds.match_tags("test")
+    chosen = test_view.values("id")[:5]
+    props = _resolve_ctx(_uri("score_ood"), ds, dict(), view=test_view, selected=chosen)
+    targets = props["view_target"].type.values
+    assert {"DATASET", "CURRENT_VIEW", "SELECTED_SAMPLES"} <= set(targets)
+    out = _run(_uri("score_ood"), test_view, dict(embeddings_field="emb", score_field="sel", k=3,
+                                                 reference_tag="trusted", view_target="SELECTED_SAMPLES"),
+               selected=chosen)
+    assert out.result["num_scored"] == 5
+    ds.reload()
+    assert sorted(ds.exists("sel").values("id")) == sorted(chosen)
+    out = _run(_uri("score_ood"), test_view, dict(embeddings_field="emb", score_field="cur", k=3,
+                                                 reference_tag="trusted", view_target="CURRENT_VIEW"))
+    assert out.result["num_scored"] == len(test_view)
+
+
+def test_embeddings_form_groups_advanced_settings_and_says_when_it_resumes(small):
+    import ood_core as ood
+
+    ds = small
+    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict())
+    assert "batch_size" not in props and "model_name" not in props and "show_advanced" in props
+    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(show_advanced=True))
+    assert {"batch_size", "model_name", "levels", "grid", "num_shards"} <= set(props)
+    ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="emb"))
+    assert not props["embeddings_field"].invalid
+    assert "computes only what is missing" in props["embeddings_field_resume"].view.label
+    out = _run(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="emb", model_name="tf_efficientnet_lite0",
+                                                          levels="1", grid=1, show_advanced=True))
+    assert out.result["num_computed"] == 35
+    assert "computed now: 35" in out.result["report"] and "already there (kept): 5" in out.result["report"]
+
+
+def test_delegation_box_says_what_to_run(small, monkeypatch):
+    import fiftyone as fo
+    import fiftyone.operators.types as types
+
+    ds = small
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
+    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(delegate=True))
+    help_ = props["delegation_help"].view
+    assert isinstance(help_, types.Warning) and "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in help_.label
+    assert "fiftyone delegated launch" in help_.label
+    monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
+    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(delegate=True))
+    assert isinstance(props["delegation_help"].view, types.Notice)
+    assert "fiftyone delegated launch" in props["delegation_help"].view.label
+    assert "delegation_help" not in _resolve(_uri("compute_pyramid_embeddings"), ds, dict(delegate=False))
+
+
+def test_manage_runs_delete_lists_the_fields_and_needs_confirmation(small):
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
+
+    import ood_core as ood
+
+    ds = small
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    ood.compute_ood_scores(ds, "emb", "ood", reference="trusted", k=3)
+    props = _resolve(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="ood"))
+    assert props["delete_warning"].view.label == ("This deletes the run record 'ood' and its fields: ood. "
+                                                  "It cannot be undone.")
+    assert props["confirm_delete"].invalid
+    props = _resolve(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="ood", confirm_delete=True))
+    assert not props["confirm_delete"].invalid
+    with pytest.raises(ExecutionError, match="confirm_delete.*tick the box to confirm"):
+        foo.execute_operator(_uri("manage_ood_runs"), dict(view=ds.view()),
+                             params=dict(action="delete", run_key="ood"))
+    ds.reload()
+    assert ds.has_field("ood") and "ood" in ood.list_ood_runs(ds)

@@ -30,7 +30,7 @@ def scored(dataset_factory, fashion_files):
     return ds
 
 
-def test_score_runs_lists_only_sample_level_score_runs(scored):
+def test_score_runs_lists_score_runs_only(scored):
     import ood_core as ood
     from ood_core.fo import runs as fo_runs
     from operators import panel
@@ -46,7 +46,7 @@ def test_score_runs_lists_only_sample_level_score_runs(scored):
     assert (s["score_field"], s["positive"], s["method"]) == ("ood", "OOD", "knn")
     # flag fields are decisions, not ground truth
     assert panel.boolean_fields(ds) == ["is_ood"]
-    with pytest.raises(ValueError, match="not a sample-level score run"):
+    with pytest.raises(ValueError, match="not a score run"):
         panel.run_summary(ds, "emb")
 
 
@@ -142,18 +142,21 @@ def test_metrics_and_curves_match_the_reference_functions():
     assert panel.histogram_traces(np.array([0.3, 0.3]))[0]["y"][0] == 2  # constant scores still bin
 
 
-def _run_panel(ds, method, state=None, selected=None):
-    """Call a panel method the way the App does; returns (result, triggered operations)."""
+def _run_panel(ds, method, state=None, selected=None, view=None):
+    """Call a panel method the way the App does; returns (result, triggered operations).
+
+    ``view``: the App's current view (a DatasetView), sent as serialized stages like the App does.
+    """
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext, Executor
 
     op = foo.get_operator(f"{PLUGIN}/ood_review")
     executor = Executor()
-    ctx = ExecutionContext(
-        request_params=dict(dataset_name=ds.name, selected=selected or [],
-                            params=dict(__method__=method, panel_id="test-panel", panel_state=state or {})),
-        executor=executor,
-    )
+    request = dict(dataset_name=ds.name, selected=selected or [],
+                   params=dict(__method__=method, panel_id="test-panel", panel_state=state or {}))
+    if view is not None:
+        request["view"] = view._serialize()
+    ctx = ExecutionContext(request_params=request, executor=executor)
     result = op.execute(ctx)
     return result, [(r.operator_uri, r.params) for r in executor._requests]
 
@@ -202,6 +205,8 @@ def test_panel_renders_state_and_runs_its_buttons(scored):
     _, ops = _run_panel(ds, "confirm_selected", state, selected=ids)
     assert sorted(ds.match_tags("ood_confirmed").values("id")) == sorted(ids)
     assert any(name == "reload_samples" for name, _ in ops)
+    assert any(name == "clear_selected_samples" for name, _ in ops)  # the selection is cleared after tagging
+    assert _markdown(_rendered(ops), "review_counts") == "Reviewed in this view: **2** confirmed · **0** dismissed"
     _, ops = _run_panel(ds, "dismiss_selected", state, selected=ids[:1])
     assert ds.match_tags("ood_dismissed").values("id") == ids[:1]
     assert ds.match_tags("ood_confirmed").values("id") == ids[1:2]
@@ -214,3 +219,135 @@ def test_panel_without_score_runs_says_what_to_run(dataset_factory, fashion_file
     _, ops = _run_panel(ds, "on_load")
     out = _rendered(ops)
     assert "OOD: score samples" in _markdown(out, "no_runs")
+
+
+def _state_writes(ops):
+    """Panel-state keys the server wrote (set_panel_state / patch_panel_state)."""
+    out = {}
+    for name, p in ops:
+        if name in ("set_panel_state", "patch_panel_state"):
+            out.update(p.get("state") or {})
+    return out
+
+
+def test_panel_reads_the_current_view_not_the_dataset(scored):
+    import fiftyone as fo
+
+    ds = scored
+    half = ds.limit(10)  # the App's current view: the first 10 samples
+    state = {"run_key": "ood", "gt_field": "is_ood", "threshold_ood": 0.3}
+    _, ops = _run_panel(ds, "on_change_input", state, view=half)
+    out = _rendered(ops)
+    # 10 scored samples in the view; 0.30, 0.35, ..., 0.60 are >= 0.3 (8 of them)
+    assert _markdown(out, "flag_count").startswith(
+        "**8** of 10 scored samples flagged in the current view (10 of 22 samples)")
+    # the first 10 samples are all in-distribution: no metrics, and the panel says why
+    assert "only one class" in _markdown(out, "metrics")
+    # the flagged view this panel opens is recognised: reading it gives back its base (the 10 samples)
+    result, ops = _run_panel(ds, "show_flagged", state, view=half)
+    (view_params,) = [p for name, p in ops if name == "set_view"]
+    flagged = fo.DatasetView._build(ds, view_params["view"])
+    assert len(flagged) == 8
+    stored = _state_writes(ops)
+    state2 = dict(state, **stored)
+    _, ops = _run_panel(ds, "on_change_input", state2, view=flagged)
+    assert _markdown(_rendered(ops), "flag_count").startswith("**8** of 10 scored samples flagged")
+
+
+def test_presets_set_the_threshold(scored):
+    import ood_core as ood
+    from operators import panel
+
+    ds = scored
+    ids = ds.values("id")
+    ds.select(ids[:12]).tag_samples("trusted")  # scores 0.10 ... 0.62 are the trusted ones
+    summary = panel.run_summary(ds, "ood")
+    _, scores, is_pos = panel.read_scores(ds, "ood", "is_ood")
+    t, text = panel.preset_threshold(ds, summary, "top_n", 3, scores)
+    assert panel.count_flagged(scores, t) == 3 and text == "top 3"
+    t, text = panel.preset_threshold(ds, summary, "percentile", 0.75, scores)
+    trusted = np.array(SCORES[:12])
+    assert (trusted < t).sum() >= 9 and "trusted" in text  # at least 75% of 12 trusted pass
+    assert t == ood.flag_samples(ds, "ood", rule="percentile", value=0.75, reference="trusted")["threshold"]
+    t, _ = panel.preset_threshold(ds, summary, "fpr", 0.1, scores, is_pos)
+    at = panel.evaluate(scores, is_pos, t)["at_threshold"]
+    assert at["fpr"] <= 0.1
+    with pytest.raises(ValueError, match="ground-truth"):
+        panel.preset_threshold(ds, summary, "fpr", 0.1, scores, None)
+    assert panel.available_presets(summary, None) == ["top_fraction", "percentile", "top_n"]
+
+    # the event: a new slider (version 1) whose default is the preset's threshold
+    state = {"run_key": "ood", "preset": "top_n", "preset_value_top_n": 4}
+    _, ops = _run_panel(ds, "apply_preset", state)
+    writes = _state_writes(ops)
+    assert writes["threshold_version_ood"] == 1 and writes["preset_ood"]["label"] == "top 4"
+    _, ops = _run_panel(ds, "on_change_input", dict(state, **writes))
+    out = _rendered(ops)
+    assert out["type"]["properties"]["threshold_ood_v1"]["default"] == writes["preset_ood"]["threshold"]
+    assert _markdown(out, "flag_count").startswith("**4** of 20 scored samples flagged")
+    assert "preset: top 4" in _markdown(out, "flag_count")
+
+
+def test_pvalue_preset_only_for_calibrated_runs(scored):
+    from ood_core.fo import runs as fo_runs
+    from operators import panel
+
+    ds = scored
+    pvalues = [1 - s for s in SCORES]  # falls as the score rises
+    fo_runs.write_and_record(ds, [("cal", SCORES + [None, None]), ("cal_pvalue", pvalues + [None, None])], "cal",
+                             kind="ood_scores", score_field="cal",
+                             calibration={"pvalue_field": "cal_pvalue", "reference": "trusted"})
+    summary = panel.run_summary(ds, "cal")
+    assert panel.available_presets(summary, "is_ood")[-1] == "pvalue"
+    assert "pvalue" not in panel.available_presets(panel.run_summary(ds, "ood"), "is_ood")
+    _, scores, _ = panel.read_scores(ds, "cal")
+    t, text = panel.preset_threshold(ds, summary, "pvalue", 0.2, scores)
+    # p <= 0.2  <=>  score >= 0.8: 0.80, 0.85, 0.90, 0.95, 0.95
+    assert t == 0.8 and panel.count_flagged(scores, t) == 5 and text == "p-value <= 0.2"
+
+
+def test_save_as_flags_goes_through_flag_samples(scored):
+    import ood_core as ood
+
+    ds = scored
+    state = {"run_key": "ood", "threshold_ood": 0.85, "flag_tag": "ood"}
+    _, ops = _run_panel(ds, "save_flags", state, view=ds.limit(20))
+    ds.reload()
+    assert ds.values("ood_flag")[:20] == [s >= 0.85 for s in SCORES]
+    assert len(ds.match_tags("ood")) == 4
+    info = ood.get_flag_info(ds, "ood_flag")
+    assert info["rule"]["threshold"] == 0.85 and info["value"] == 0.85
+    assert any(name == "notify" and "saved 4 flags" in p["message"] for name, p in ops)
+    # re-saving at another threshold replaces the flags and the tags it added
+    _run_panel(ds, "save_flags", dict(state, threshold_ood=0.95))
+    ds.reload()
+    assert len(ds.match_tags("ood")) == 2
+
+
+def test_object_level_runs_are_reviewed_per_object(dataset_factory, fashion_files):
+    import fiftyone as fo
+
+    from ood_core.fo import runs as fo_runs
+    from operators import panel
+
+    paths, _ = fashion_files
+    ds = dataset_factory(paths[:4])
+    for i, sample in enumerate(ds):
+        sample["objects"] = fo.Detections(detections=[
+            fo.Detection(label="a", bounding_box=[0.1, 0.1, 0.3, 0.3], is_odd=bool(j == 1))
+            for j in range(2)])
+        sample.save()
+    obj_scores = [[0.1 * i, 0.1 * i + 0.5] for i in range(4)]
+    fo_runs.write_and_record(ds, [("objects.detections.obj_ood", obj_scores)], "obj_ood", kind="ood_scores",
+                             score_field="obj_ood", patches_field="objects")
+    assert "obj_ood" in panel.score_runs(ds)
+    summary = panel.run_summary(ds, "obj_ood")
+    assert summary["score_field"] == "objects.detections.obj_ood" and summary["patches_field"] == "objects"
+    assert panel.boolean_fields(ds, "objects") == ["objects.detections.is_odd"]
+    ids, scores, is_pos = panel.read_scores(ds, summary["score_field"], "objects.detections.is_odd", "objects")
+    assert len(ids) == 8 and is_pos.sum() == 4
+    assert panel.evaluate(scores, is_pos, 0.5)["auroc"] == 1.0
+    view = panel.flagged_view(ds, summary["score_field"], 0.65, "objects")
+    assert view.values("objects.detections.obj_ood") == [[0.8], [0.7]]  # flagged objects only, best first
+    _, ops = _run_panel(ds, "on_load", {"run_key": "obj_ood"})
+    assert _markdown(_rendered(ops), "flag_count").startswith("**1** of 8 scored objects flagged")

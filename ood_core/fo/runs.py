@@ -54,6 +54,7 @@ RUN_KINDS = {kind.name: kind for kind in (
     RunKind("flags", "threshold rule applied to a score run (flag field + tags)"),
     RunKind("auto_config", "configuration chosen on a labelled validation set"),
     RunKind("experiment", "a table of an experiment workflow (no fields)"),
+    RunKind("audit", "one-call audit: scores, flags and an HTML report"),
 )}
 
 #: detector task (:mod:`ood_core.detectors`) -> the kind of the score run it records

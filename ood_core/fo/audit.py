@@ -1,0 +1,501 @@
+"""One-call dataset audit: OOD images, wrong labels, near duplicates, flags and an HTML report.
+
+``ood.audit(dataset_or_view)`` picks sensible inputs, runs the package's scorers
+and FiftyOne Brain's near-duplicate search, stores fields, flags and tags, saves
+App views of what it found and writes one self-contained HTML report (plots,
+counts, thumbnails of the worst samples, how to review them in the App) plus a
+CSV of the flagged samples. It is recorded as a run of kind ``"audit"`` whose
+config lists the runs it made, so ``ood.get_ood_run_info(ds, "ood_audit")``
+says where everything is.
+
+Inputs picked when left to ``"auto"`` (:mod:`ood_core.fo.inventory`):
+
+- embeddings: the newest sample-level embeddings run or vector field, else
+  computed now with ``compute_pyramid_embeddings`` (default backbone);
+- the reference: samples tagged ``trusted``, if any (else OOD scores are
+  unsupervised: k-NN within the audited samples);
+- the label field: the only ``Classification`` field, else ``ground_truth``
+  (no label field: no wrong-label scores).
+
+Score convention: **higher = more suspicious**; an item is flagged when
+``score >= threshold``.
+"""
+
+import csv
+import logging
+import os
+import time
+
+import numpy as np
+
+from ..errors import OODInputError
+from . import inventory, runs
+
+logger = logging.getLogger(__name__)
+
+#: tags the audit adds (flag tags go through ``flag_samples``, which only removes its own)
+TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": "near_duplicate"}
+
+
+def default_report_path(samples, audit_key):
+    """``~/fiftyone/ood_reports/<dataset>_<audit_key>.html`` (inside the App's allowed folders)."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in samples._dataset.name)
+    return os.path.join(os.path.expanduser("~"), "fiftyone", "ood_reports", f"{safe}_{audit_key}.html")
+
+
+def audit(
+    samples,
+    *,
+    label_field="auto",
+    reference="auto",
+    embeddings_field="auto",
+    audit_key="ood_audit",
+    ood_field="audit_ood",
+    label_issue_field="audit_label_issue",
+    ood_pass_rate=0.95,
+    ood_fraction=0.05,
+    label_issue_fraction=0.05,
+    near_duplicates=True,
+    duplicate_threshold=0.02,
+    model_name="auto",
+    report_path=None,
+    export_dir=None,
+    num_worst=24,
+    overwrite=False,
+    progress=None,
+):
+    """Audit a dataset or view in one call; returns a summary dict (also stored as the ``audit`` run).
+
+    Args:
+        samples: a Dataset or view: everything is scored and flagged on it.
+        label_field: a Classification field, ``"auto"`` (the only one, else
+            ``ground_truth``) or None (no wrong-label scores).
+        reference: tag (or view) of trusted in-distribution samples, ``"auto"``
+            (``trusted`` when present) or None (unsupervised OOD scores).
+        embeddings_field: embeddings run / vector field, or ``"auto"`` (newest,
+            else computed into ``ood_embeddings``).
+        audit_key: key of the audit run; also names the saved views.
+        ood_field, label_issue_field: score fields (and run keys) written.
+        ood_pass_rate: with a reference, OOD flags let this share of the
+            trusted samples pass (percentile rule).
+        ood_fraction: without a reference, the top fraction of OOD scores flagged.
+        label_issue_fraction: top fraction of wrong-label scores flagged (ties flagged).
+        near_duplicates: find near duplicates with FiftyOne Brain on the embeddings.
+        duplicate_threshold: cosine distance under which two samples are near duplicates.
+        model_name: backbone when embeddings must be computed.
+        report_path: the HTML report (default :func:`default_report_path`); the
+            CSV of flagged samples is written beside it.
+        export_dir: also export the flagged samples (media + labels) as a
+            FiftyOne dataset into this folder.
+        num_worst: thumbnails per gallery in the report.
+
+    The detectors use their default ``k`` (``knn`` 50, ``label_agreement`` 20),
+    capped below the number of samples they are fitted on, so small datasets
+    can be audited too; the k used is in each score run's record.
+        overwrite: replace an earlier audit of the same key (and its fields).
+        progress: None, or ``f(done, total)`` called after each of the steps.
+
+    Returns:
+        a dict: ``audit_key``, the resolved inputs, ``runs`` (score / flag keys),
+        counts (``num_samples``, ``num_ood_flagged``, ``num_label_flagged``,
+        ``num_duplicates``, ``num_skipped``), ``report_path``, ``csv_path``,
+        ``saved_views``, ``seconds``.
+    """
+    from .items import require_nonempty
+
+    start = time.perf_counter()
+    require_nonempty(samples)
+    runs.validate_key(audit_key, "audit key")
+    dataset = samples._dataset
+    if audit_key in runs.list_ood_runs(samples) and not overwrite:
+        raise OODInputError(f"an audit {audit_key!r} already exists on dataset {dataset.name!r}; pass "
+                            "overwrite=True to redo it, or another audit_key")
+    plan = _plan(samples, label_field, reference, embeddings_field)
+    steps = _Steps(progress, 5)
+    _untag_previous(samples, audit_key)  # only reached with overwrite=True
+
+    embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, overwrite)
+    steps.done()
+    found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}}
+    _score_ood(samples, embeddings, ood_field, plan["reference"], ood_pass_rate, ood_fraction, overwrite, found)
+    steps.done()
+    if plan["label_field"]:
+        _score_labels(samples, embeddings, plan["label_field"], label_issue_field, label_issue_fraction,
+                      overwrite, found)
+    steps.done()
+    duplicates = _near_duplicates(samples, embeddings, duplicate_threshold, audit_key) if near_duplicates else {}
+    steps.done()
+
+    report_path = os.path.abspath(os.path.expanduser(report_path or default_report_path(samples, audit_key)))
+    os.makedirs(os.path.dirname(report_path), exist_ok=True)
+    saved = _save_views(samples, audit_key, found, duplicates)
+    csv_path = os.path.splitext(report_path)[0] + "_flagged.csv"
+    num_csv = _write_csv(samples, csv_path, found, plan["label_field"], duplicates)
+    exported = _export(samples, found, export_dir) if export_dir else None
+    summary = {
+        "audit_key": audit_key,
+        "dataset": dataset.name,
+        "num_samples": len(samples),
+        "embeddings_field": embeddings,
+        "embeddings_computed": plan["embeddings_field"] is None,
+        "reference_tag": plan["reference"] if isinstance(plan["reference"], str) else None,
+        "reference": None if plan["reference"] is None else
+        (f"tag '{plan['reference']}'" if isinstance(plan["reference"], str) else "a view"),
+        "label_field": plan["label_field"],
+        "runs": found["runs"],
+        "thresholds": found["thresholds"],
+        "rules": found["rules"],
+        "num_ood_flagged": len(found["flagged"].get("ood", ())),
+        "num_label_flagged": len(found["flagged"].get("label_issues", ())),
+        "num_duplicates": len(duplicates.get("duplicate_ids", ())),
+        "duplicate_threshold": duplicate_threshold if near_duplicates else None,
+        "num_skipped": found.get("num_skipped", 0),
+        "report_path": report_path,
+        "csv_path": csv_path,
+        "num_csv_rows": num_csv,
+        "export_dir": exported,
+        "saved_views": saved,
+    }
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    _write_report(samples, summary, found, duplicates, num_worst, report_path)
+    _record(samples, audit_key, summary, duplicates, overwrite)
+    steps.done()
+    return summary
+
+
+# --------------------------------------------------------------------------- steps
+
+
+class _Steps:
+    def __init__(self, progress, total):
+        self.progress, self.total, self.n = progress, total, 0
+
+    def done(self):
+        self.n += 1
+        if callable(self.progress):
+            self.progress(self.n, self.total)
+
+
+def _plan(samples, label_field, reference, embeddings_field):
+    """Resolve the ``"auto"`` inputs; validate the given ones."""
+    from .items import label_kind
+
+    if label_field == "auto":
+        label_field = inventory.default_label_field(samples)
+    elif label_field is not None and label_kind(samples, label_field) != "classification":
+        raise OODInputError(f"audit label_field {label_field!r} must be a Classification field (image labels); "
+                            "audit object labels with compute_label_issues(..., patches) instead")
+    if reference == "auto":
+        reference = inventory.default_reference_tag(samples)
+    if embeddings_field == "auto":
+        sample_level = [f for f, _ in inventory.embedding_choices(samples)
+                        if inventory.embeddings_patches_field(samples, f) is None]
+        embeddings_field = sample_level[0] if sample_level else None
+    elif samples._dataset.get_field(embeddings_field) is None:
+        raise OODInputError(f"embeddings field {embeddings_field!r} does not exist on dataset "
+                            f"{samples._dataset.name!r}; pass embeddings_field='auto' to compute embeddings")
+    return {"label_field": label_field, "reference": reference, "embeddings_field": embeddings_field}
+
+
+def _compute_embeddings(samples, model_name, overwrite):
+    from .embeddings import compute_pyramid_embeddings
+
+    field = "ood_embeddings"
+    compute_pyramid_embeddings(samples, field, model_name=model_name, overwrite=False, progress=False)
+    return field
+
+
+def neighbours_for(method, num_items):
+    """The detector's default k, capped at a quarter of the items it is fitted on (small datasets).
+
+    With k close to the number of reference items every distance becomes an
+    average over (almost) all of them and the scores stop separating anything.
+    """
+    from ..detectors import detector_class
+
+    default = detector_class(method).default_params().get("k")
+    return max(1, min(default, num_items // 4))
+
+
+def _reference_size(samples, reference, embeddings):
+    view = samples._dataset.match_tags(reference) if isinstance(reference, str) else (
+        reference if reference is not None else samples)
+    return len(view.exists(embeddings))
+
+
+def _score_ood(samples, embeddings, ood_field, reference, pass_rate, fraction, overwrite, found):
+    from .evaluation import flag_samples
+    from .scores import compute_ood_scores
+
+    k = neighbours_for("knn", _reference_size(samples, reference, embeddings))
+    scored = compute_ood_scores(samples, embeddings, ood_field, method="knn", reference=reference, k=k,
+                                overwrite=overwrite)
+    found["num_skipped"] = scored["num_skipped"]
+    in_view = _reference_in_view(samples, reference, ood_field)
+    if in_view is not None:
+        flags = flag_samples(samples, ood_field, rule="percentile", value=pass_rate, reference=in_view,
+                             tag=TAGS["ood"], overwrite=overwrite)
+        found["rules"]["ood"] = f"{100 * pass_rate:g}% of the trusted samples pass (percentile rule)"
+    else:
+        # no trusted sample inside the audited view has a score: rank the view instead
+        flags = flag_samples(samples, ood_field, rule="top_fraction", value=fraction, tag=TAGS["ood"],
+                             overwrite=overwrite)
+        found["rules"]["ood"] = f"top {100 * fraction:g}% of the scores (no trusted samples in the audited view)"
+    found["runs"]["ood"] = ood_field
+    found["runs"]["ood_flags"] = flags["flag_key"]
+    found["thresholds"]["ood"] = flags["threshold"]
+    found["flagged"]["ood"] = _flagged_ids(samples, flags["flag_field"])
+
+
+def _reference_in_view(samples, reference, score_field):
+    """The reference samples inside the audited view that have a score, or None."""
+    if reference is None:
+        return None
+    ref_ids = (samples._dataset.match_tags(reference) if isinstance(reference, str) else reference).values("id")
+    view = samples.select(ref_ids).exists(score_field)
+    return view if len(view) else None
+
+
+def _score_labels(samples, embeddings, label_field, issue_field, fraction, overwrite, found):
+    from .evaluation import flag_samples
+    from .scores import compute_label_issues
+
+    k = neighbours_for("label_agreement", len(samples.exists(embeddings).exists(label_field)))
+    compute_label_issues(samples, label_field, embeddings, issue_field, k=k, overwrite=overwrite)
+    flags = flag_samples(samples, issue_field, rule="top_fraction", value=fraction, tag=TAGS["label_issues"],
+                         overwrite=overwrite)
+    found["rules"]["label_issues"] = f"top {100 * fraction:g}% of the scores (ties flagged)"
+    found["runs"]["label_issues"] = issue_field
+    found["runs"]["label_issue_flags"] = flags["flag_key"]
+    found["thresholds"]["label_issues"] = flags["threshold"]
+    found["flagged"]["label_issues"] = _flagged_ids(samples, flags["flag_field"])
+
+
+def _flagged_ids(samples, flag_field):
+    from fiftyone import ViewField as F
+
+    return samples.match(F(flag_field) == True).values("id")  # noqa: E712
+
+
+def _near_duplicates(samples, embeddings, threshold, audit_key):
+    """Near duplicates by cosine distance (FiftyOne Brain); tags all but one sample of each group."""
+    import fiftyone.brain as fob
+
+    view = samples.exists(embeddings)
+    if len(view) < 2:
+        return {}
+    index = fob.compute_near_duplicates(view, threshold=threshold, embeddings=embeddings, progress=False)
+    neighbors = {k: [(d, float(dist)) for d, dist in v] for k, v in (index.neighbors_map or {}).items()}
+    duplicate_ids = sorted(index.duplicate_ids or [])
+    dataset = samples._dataset
+    if duplicate_ids:
+        dataset.select(duplicate_ids).tag_samples(TAGS["near_duplicates"])
+    return {"neighbors": neighbors, "duplicate_ids": duplicate_ids}
+
+
+def _untag_previous(samples, audit_key):
+    """Remove the near-duplicate tags an earlier audit of this key added."""
+    if audit_key not in runs.list_ood_runs(samples):
+        return
+    previous = getattr(runs.load_ood_results(samples, audit_key), "duplicate_ids", None) or []
+    if previous:
+        samples._dataset.select(previous).untag_samples(TAGS["near_duplicates"])
+
+
+def _save_views(samples, audit_key, found, duplicates):
+    """Saved views for the App's "saved views" menu: one per finding, worst first."""
+    from fiftyone import ViewField as F
+
+    dataset = samples._dataset
+    views = {}
+    if "ood" in found["flagged"]:
+        field = found["runs"]["ood"]
+        views[f"{audit_key}-ood"] = samples.select(found["flagged"]["ood"]).sort_by(field, reverse=True)
+    if "label_issues" in found["flagged"]:
+        field = found["runs"]["label_issues"]
+        views[f"{audit_key}-label-issues"] = samples.select(found["flagged"]["label_issues"]).sort_by(
+            field, reverse=True)
+    if duplicates.get("neighbors"):
+        ids = sorted(set(duplicates["neighbors"]) | {d for v in duplicates["neighbors"].values() for d, _ in v})
+        views[f"{audit_key}-near-duplicates"] = samples.select(ids).sort_by(F("filepath"))
+    saved = []
+    for name, view in views.items():
+        dataset.save_view(name, view, overwrite=True)
+        saved.append(name)
+    return saved
+
+
+def _write_csv(samples, path, found, label_field, duplicates):
+    """One row per flagged sample and finding: id, filepath, issue, score, label."""
+    rows = []
+    for issue in ("ood", "label_issues"):
+        ids = found["flagged"].get(issue)
+        if not ids:
+            continue
+        view = samples.select(ids)
+        fields = ["id", "filepath", found["runs"][issue]] + ([f"{label_field}.label"] if label_field else [])
+        values = view.values(fields)
+        for row in zip(*values):
+            rows.append([row[0], row[1], issue, f"{row[2]:.6g}", row[3] if label_field else ""])
+    if duplicates.get("duplicate_ids"):
+        view = samples.select(duplicates["duplicate_ids"])
+        for sid, fp in zip(*view.values(["id", "filepath"])):
+            nearest = min(duplicates["neighbors"].get(sid, [("", 0.0)]), key=lambda t: t[1])
+            rows.append([sid, fp, "near_duplicate", f"{nearest[1]:.6g}", ""])
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sample_id", "filepath", "issue", "score", "label"])
+        writer.writerows(rows)
+    return len(rows)
+
+
+def _export(samples, found, export_dir):
+    import fiftyone as fo
+
+    ids = sorted({i for v in found["flagged"].values() for i in v})
+    if not ids:
+        return None
+    samples.select(ids).export(export_dir=export_dir, dataset_type=fo.types.FiftyOneDataset, overwrite=True)
+    return export_dir
+
+
+def _record(samples, audit_key, summary, duplicates, overwrite):
+    config = {k: v for k, v in summary.items() if k not in ("dataset", "seconds", "num_samples", "runs")}
+    runs.register_run(samples, audit_key, kind="audit", fields=[], overwrite=overwrite,
+                      results={"summary": summary, "duplicate_ids": duplicates.get("duplicate_ids", [])},
+                      audit_runs=summary["runs"], **config)
+
+
+# --------------------------------------------------------------------------- the HTML report
+
+
+def suggested_label_field(samples, run_key):
+    """The suggested-label field a label-issue run records, if any (older runs have none)."""
+    info = runs.get_ood_run_info(samples, run_key)
+    field = (info.get("suggestion") or {}).get("field")
+    return field if field and samples._dataset.get_field(field) is not None else None
+
+
+def _as_label(value):
+    return getattr(value, "label", value)
+
+
+def worst_tiles(samples, score_field, num, label_field=None, suggested_field=None):
+    """Gallery tiles (:func:`ood_core.report.gallery`) of the ``num`` highest scores: thumbnail,
+    score, given label and suggested label."""
+    from ..report import thumbnail_data_uri
+
+    view = samples.exists(score_field).sort_by(score_field, reverse=True).limit(num)
+    fields = ["id", "filepath", score_field]
+    fields += [label_field] if label_field else []
+    fields += [suggested_field] if suggested_field else []
+    cols = view.values(fields)
+    tiles = []
+    for row in zip(*cols):
+        lines = []
+        if label_field:
+            lines.append(("given", f"label: {_as_label(row[3])}"))
+        if suggested_field:
+            lines.append(("suggest", f"suggested: {_as_label(row[-1])}"))
+        tiles.append({"id": row[0], "image": thumbnail_data_uri(row[1]), "score": float(row[2]), "lines": lines})
+    return tiles
+
+
+def _write_report(samples, summary, found, duplicates, num_worst, path):
+    from .. import report as html
+
+    dataset = samples._dataset
+    n = summary["num_samples"]
+    cards = [(f"{n:,}", "samples audited"),
+             (f"{summary['num_ood_flagged']:,}", "flagged as out-of-distribution (tag 'ood')")]
+    if summary["label_field"]:
+        cards.append((f"{summary['num_label_flagged']:,}", "flagged as possibly wrong labels (tag 'label_issue')"))
+    if summary["duplicate_threshold"] is not None:
+        cards.append((f"{summary['num_duplicates']:,}", "near duplicates (tag 'near_duplicate')"))
+    if summary["num_skipped"]:
+        cards.append((f"{summary['num_skipped']:,}", "skipped: no embedding"))
+    ref = summary["reference_tag"]
+    computed = "computed now" if summary["embeddings_computed"] else "existing"
+    inputs = [
+        ("embeddings", f"{summary['embeddings_field']} ({computed})"),
+        ("reference (trusted samples)", summary["reference"] or
+         "none: OOD scores are unsupervised k-NN within the audited samples"),
+        ("label field", summary["label_field"] or "none: no wrong-label scores"),
+    ]
+    sections = [(None, html.cards(cards)), ("What was audited", html.table(["input", "value"], inputs))]
+
+    ood_field = found["runs"]["ood"]
+    _, scores = _scores(samples, ood_field)
+    not_trusted = None  # the histogram's two groups: trusted samples (self-excluded scores) and the rest
+    if ref:
+        ids = samples.exists(ood_field).values("id")
+        trusted = set(dataset.match_tags(ref).values("id"))
+        not_trusted = np.array([i not in trusted for i in ids])
+    plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=not_trusted,
+                                names=("not trusted", f"'{ref}'"),
+                                title=f"{ood_field}: k-NN distance to the reference (higher = more OOD)")]
+    if "label_issues" in found["runs"]:
+        issue_field = found["runs"]["label_issues"]
+        _, issue_scores = _scores(samples, issue_field)
+        plots.append(html.histogram_svg(issue_scores, threshold=found["thresholds"]["label_issues"],
+                                        title=f"{issue_field}: share of neighbours disagreeing (higher = more suspicious)"))
+    sections.append(("Score distributions", "<div class='plots'>" + "".join(plots) + "</div>"))
+
+    sections.append((f"Most out-of-distribution samples (top {num_worst} by {ood_field})",
+                     html.gallery(worst_tiles(samples, ood_field, num_worst, summary["label_field"]))))
+    if "label_issues" in found["runs"]:
+        issue_field = found["runs"]["label_issues"]
+        suggested = suggested_label_field(samples, issue_field)
+        note = "" if suggested else ("<p class='muted'>No suggested labels: this label-issue run records no "
+                                     "suggested-label field.</p>")
+        sections.append((f"Most suspicious labels (top {num_worst} by {issue_field})",
+                         note + html.gallery(worst_tiles(samples, issue_field, num_worst, summary["label_field"],
+                                                          suggested))))
+    if duplicates.get("duplicate_ids"):
+        sections.append(("Near duplicates", _duplicates_html(samples, duplicates, num_worst)))
+    sections.append(("Review in the FiftyOne App", _how_to_review(summary)))
+    subtitle = (f"dataset '{dataset.name}', {n:,} samples, audit '{summary['audit_key']}', "
+                f"{time.strftime('%Y-%m-%d %H:%M')}, {summary['seconds']:.0f} s. Higher score = more suspicious; "
+                "a sample is flagged when score >= threshold.")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(html.page(f"fiftyone-ood audit: {dataset.name}", subtitle, sections))
+
+
+def _scores(samples, field):
+    view = samples.exists(field)
+    return view.values("id"), np.array(view.values(field), dtype=np.float64)
+
+
+def _duplicates_html(samples, duplicates, num):
+    from .. import report as html
+
+    pairs = []
+    for sid in duplicates["duplicate_ids"][:num]:
+        other, dist = min(duplicates["neighbors"].get(sid) or [(None, 0.0)], key=lambda t: t[1])
+        pairs.append((sid, other, dist))
+    ids = [i for a, b, _ in pairs for i in (a, b) if i]
+    paths = dict(zip(*samples._dataset.select(ids).values(["id", "filepath"]))) if ids else {}
+    tiles = []
+    for a, b, dist in pairs:
+        for sid, role in ((a, "duplicate"), (b, "kept")):
+            if sid:
+                tiles.append({"id": sid, "image": html.thumbnail_data_uri(paths.get(sid, "")), "score": dist,
+                              "lines": [("given", f"{role} (cosine distance)")]})
+    return html.gallery(tiles)
+
+
+def _how_to_review(summary):
+    from .. import report as html
+
+    views = "".join(f"<li><code>{html.escape(v)}</code></li>" for v in summary["saved_views"])
+    code = (f"import fiftyone as fo\n\ndataset = fo.load_dataset({summary['dataset']!r})\n"
+            f"session = fo.launch_app(dataset)\n"
+            + (f"session.view = dataset.load_saved_view({summary['saved_views'][0]!r})\n"
+               if summary["saved_views"] else ""))
+    return (f"<p>Saved views (App: the <b>saved views</b> menu above the grid), worst first:</p><ul>{views}</ul>"
+            f"<pre>{html.escape(code)}</pre>"
+            "<p>In the App: open the <b>OOD review</b> panel (<b>+</b> next to the Samples tab), pick the score "
+            "run, move the threshold or pick a preset, select samples in the grid and tag them "
+            "<code>ood_confirmed</code> / <code>ood_dismissed</code>. Filter by the tags "
+            f"<code>ood</code>, <code>label_issue</code>, <code>near_duplicate</code> in the sidebar. "
+            f"The flagged samples are also listed in <code>{html.escape(summary['csv_path'])}</code>.</p>")

@@ -1,0 +1,99 @@
+"""What a dataset already holds, for sensible defaults: embeddings, label fields, trusted tags.
+
+Used by the App forms (preselection, "N will be skipped" warnings), the review
+panel and :func:`ood_core.fo.audit.audit`, so all of them pick the same inputs:
+
+- embeddings: this package's embeddings runs, newest first, then any other
+  vector field of the dataset (e.g. written by ``compute_embeddings`` of a
+  FiftyOne zoo model) - every vector field can be scored;
+- the label field: the only ``Classification`` field, else ``ground_truth``;
+- the reference tag: ``trusted`` when some samples carry it.
+"""
+
+from . import runs
+
+#: the sample tag that marks the trusted in-distribution reference set by convention
+TRUSTED_TAG = "trusted"
+
+
+def embedding_runs_newest_first(samples):
+    """Keys of the completed embeddings runs of this package, newest first."""
+    dataset = samples._dataset
+    keys = [k for k in runs.list_ood_runs(samples, kind="embeddings")
+            if getattr(dataset.get_run_info(k).config, "status", None) != "partial"]
+    return sorted(keys, key=lambda k: dataset.get_run_info(k).timestamp, reverse=True)
+
+
+def vector_fields(samples):
+    """Top-level sample fields holding vectors (``VectorField`` / ``ArrayField``), sorted."""
+    import fiftyone.core.fields as fof
+
+    schema = samples._dataset.get_field_schema()
+    return sorted(name for name, field in schema.items()
+                  if isinstance(field, (fof.VectorField, fof.ArrayField)) and not name.startswith("tmp_ood_"))
+
+
+def embedding_choices(samples):
+    """``[(field, description)]`` of everything that can be scored: newest embeddings run first.
+
+    Object-level embeddings runs are included (their field lives on the
+    objects); other vector fields follow, described as such.
+    """
+    dataset = samples._dataset
+    out = []
+    for key in embedding_runs_newest_first(samples):
+        info = runs.get_ood_run_info(samples, key)
+        patches = info.get("patches_field")
+        backbone = ((info.get("backbone") or {}).get("model_name") or (info.get("clip") or {}).get("model_name")
+                    or "embeddings")
+        where = f"objects of {patches!r}" if patches else "samples"
+        out.append((key, f"{backbone}, {where}, {info['timestamp'][:16]}"))
+    owned = {c for c, _ in out}
+    for name in vector_fields(dataset):
+        if name not in owned:
+            out.append((name, "vector field"))
+    return out
+
+
+def embeddings_patches_field(samples, embeddings_field):
+    """The Detections field whose objects hold ``embeddings_field`` (None for sample-level vectors)."""
+    if embeddings_field in runs.list_ood_runs(samples, kind="embeddings"):
+        return runs.get_ood_run_info(samples, embeddings_field).get("patches_field")
+    return None
+
+
+def embedding_coverage(samples, embeddings_field, patches_field=None):
+    """``(with_embedding, total)`` items of ``samples`` (objects with ``patches_field``)."""
+    from .items import count_items, patch_path
+
+    total = count_items(samples, patches_field)
+    if patches_field is None:
+        return int(samples.exists(embeddings_field).count()), total
+    return int(samples.count(patch_path(patches_field, embeddings_field))), total
+
+
+def classification_fields(samples):
+    import fiftyone.core.labels as fol
+
+    return sorted(samples._dataset.get_field_schema(embedded_doc_type=fol.Classification))
+
+
+def default_label_field(samples):
+    """The only Classification field, else ``ground_truth`` when it is one, else None."""
+    fields = classification_fields(samples)
+    if len(fields) == 1:
+        return fields[0]
+    return "ground_truth" if "ground_truth" in fields else None
+
+
+def default_reference_tag(samples):
+    """:data:`TRUSTED_TAG` when some samples of the dataset carry it, else None."""
+    return TRUSTED_TAG if samples._dataset.count_sample_tags().get(TRUSTED_TAG) else None
+
+
+def coverage_message(with_embedding, total, embeddings_field, item="samples"):
+    """The "N will be skipped" sentence of the forms, or None when everything is covered."""
+    if with_embedding >= total:
+        return None
+    return (f"embeddings exist for {with_embedding:,} of {total:,} {item} of the target in {embeddings_field!r}: "
+            f"{total - with_embedding:,} will be skipped (compute embeddings for them first to score them)")

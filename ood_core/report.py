@@ -1,0 +1,154 @@
+"""A self-contained HTML report from arrays and image files (no FiftyOne, no network).
+
+One file that opens in any browser, offline, and can be mailed: plots are inline
+SVG, thumbnails are base64 PNGs, styles are inline. :func:`ood_core.fo.audit.audit`
+fills it from a dataset; the building blocks here take plain values, so they are
+tested on arrays.
+
+Score convention (stated in every plot): **higher score = more suspicious**; an
+item is flagged when ``score >= threshold``.
+"""
+
+import base64
+import html
+import io
+
+import numpy as np
+
+_CSS = """
+body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;
+color:#222;line-height:1.45;padding:0 16px}
+h1{font-size:26px;margin-bottom:4px}h2{font-size:20px;margin-top:32px;border-bottom:2px solid #f57c00;
+padding-bottom:4px}
+.muted{color:#666}.cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}
+.card{border:1px solid #ddd;border-radius:8px;padding:10px 16px;min-width:150px;background:#fafafa}
+.card .n{font-size:26px;font-weight:600}.card .what{color:#555;font-size:13px}
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 10px;text-align:left;
+font-size:14px}th{background:#f3f3f3}
+.gallery{display:flex;flex-wrap:wrap;gap:10px}.tile{width:150px;border:1px solid #ddd;border-radius:6px;
+padding:6px;font-size:12px;background:#fff}.tile img{width:138px;height:138px;object-fit:contain;
+image-rendering:pixelated;background:#eee;display:block;margin-bottom:4px}
+.tile .score{font-weight:600}.tile .suggest{color:#0a6d2c}.tile .id{color:#888;font-size:10px;
+word-break:break-all}
+pre{background:#f5f5f5;padding:10px;border-radius:6px;overflow-x:auto;font-size:13px}
+.plots{display:flex;flex-wrap:wrap;gap:18px}
+"""
+
+
+def escape(text):
+    return html.escape(str(text), quote=True)
+
+
+def thumbnail_data_uri(path, size=138):
+    """A PNG thumbnail of an image file as a ``data:`` URI, or None if it cannot be read."""
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(path) as img:
+            img = ImageOps.exif_transpose(img)
+            img = img.convert("RGB") if img.mode not in ("RGB", "L") else img.copy()
+            img.thumbnail((size, size))
+            if max(img.size) < size:  # tiny images (28 px): upscale so the tile shows them
+                scale = size // max(img.size)
+                img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.NEAREST)
+            buf = io.BytesIO()
+            img.save(buf, format="PNG", optimize=True)
+    except (OSError, ValueError):
+        return None
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=("positive", "negative"),
+                  bins=40, width=540, height=240):
+    """An inline SVG histogram of ``scores`` with the threshold as a dashed line.
+
+    With ``is_positive`` (bool array), the two classes are drawn on shared bins
+    (``names`` = (positive, negative)).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.size == 0:
+        return f"<p class='muted'>{escape(title)}: no scores.</p>"
+    lo, hi = float(scores.min()), float(scores.max())
+    if threshold is not None and np.isfinite(threshold):
+        hi = max(hi, float(threshold))
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, bins + 1)
+    groups = [("all", scores, "#6c8ebf")] if is_positive is None else [
+        (names[1], scores[~np.asarray(is_positive, bool)], "#4e9a06"),
+        (names[0], scores[np.asarray(is_positive, bool)], "#cc0000")]
+    counts = [np.histogram(v, bins=edges)[0] for _, v, _ in groups]
+    top = max(1, max(int(c.max()) for c in counts))
+    left, bottom, right, head = 44, 34, 24, 28
+    pw, ph = width - left - right, height - bottom - head
+
+    def x(v):
+        return left + (v - lo) / (hi - lo) * pw
+
+    def y(c):
+        return head + ph - c / top * ph
+
+    parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+             f"role='img' aria-label='{escape(title)}'>",
+             f"<text x='{left}' y='16' font-size='13' font-weight='600'>{escape(title)}</text>"]
+    bar_w = pw / bins
+    for (name, _, color), c in zip(groups, counts):
+        for i, n in enumerate(c):
+            if n:
+                parts.append(f"<rect x='{x(edges[i]):.1f}' y='{y(n):.1f}' width='{max(bar_w - 1, 1):.1f}' "
+                             f"height='{head + ph - y(n):.1f}' fill='{color}' fill-opacity='0.65'/>")
+    parts.append(f"<line x1='{left}' y1='{head + ph}' x2='{left + pw}' y2='{head + ph}' stroke='#444'/>")
+    parts.append(f"<line x1='{left}' y1='{head}' x2='{left}' y2='{head + ph}' stroke='#444'/>")
+    for v in (lo, (lo + hi) / 2, hi):
+        parts.append(f"<text x='{x(v):.1f}' y='{height - 18}' font-size='11' text-anchor='middle'>{v:.3g}</text>")
+    parts.append(f"<text x='{left - 6}' y='{head + 4}' font-size='11' text-anchor='end'>{top}</text>")
+    parts.append(f"<text x='{left - 6}' y='{head + ph}' font-size='11' text-anchor='end'>0</text>")
+    parts.append(f"<text x='{left + pw / 2:.1f}' y='{height - 3}' font-size='11' text-anchor='middle'>"
+                 "score (higher = more suspicious)</text>")
+    if threshold is not None and np.isfinite(threshold):
+        tx = x(float(threshold))
+        parts.append(f"<line x1='{tx:.1f}' y1='{head}' x2='{tx:.1f}' y2='{head + ph}' stroke='#f57c00' "
+                     "stroke-width='2' stroke-dasharray='5,4'/>")
+        parts.append(f"<text x='{min(tx + 4, left + pw - 90):.1f}' y='{head + 12}' font-size='11' "
+                     f"fill='#f57c00'>threshold {float(threshold):.3g}</text>")
+    if is_positive is not None:
+        for i, (name, _, color) in enumerate(groups):
+            parts.append(f"<rect x='{left + 8}' y='{head + 4 + 16 * i}' width='10' height='10' "
+                         f"fill='{color}' fill-opacity='0.65'/><text x='{left + 23}' y='{head + 13 + 16 * i}' "
+                         f"font-size='11'>{escape(name)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def cards(items):
+    """Big numbers: ``[(number, what)]``."""
+    return "<div class='cards'>" + "".join(
+        f"<div class='card'><div class='n'>{escape(n)}</div><div class='what'>{escape(what)}</div></div>"
+        for n, what in items) + "</div>"
+
+
+def table(header, rows):
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def gallery(tiles):
+    """Thumbnails with captions. ``tiles``: dicts with ``image`` (data URI or None), ``score``,
+    ``lines`` (caption lines) and ``id``."""
+    out = []
+    for t in tiles:
+        img = f"<img src='{t['image']}' alt='sample {escape(t['id'])}'>" if t.get("image") else \
+            "<div class='muted'>(image unreadable)</div>"
+        lines = "".join(f"<div class='{escape(cls)}'>{escape(text)}</div>" for cls, text in t.get("lines", ()))
+        out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.3g}</div>{lines}"
+                   f"<div class='id'>{escape(t['id'])}</div></div>")
+    return "<div class='gallery'>" + "".join(out) + "</div>"
+
+
+def page(title, subtitle, sections):
+    """The whole HTML document. ``sections``: ``[(heading or None, html body)]``."""
+    body = "".join((f"<h2>{escape(h)}</h2>" if h else "") + b for h, b in sections)
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+            f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><p class='muted'>{escape(subtitle)}</p>"
+            f"{body}</body></html>")

@@ -1,0 +1,137 @@
+"""Operator: one-call dataset audit (OOD, wrong labels, near duplicates, flags, HTML report)."""
+
+import fiftyone.operators.types as types
+
+from . import base as common
+
+
+class AuditDataset(common.OODOperator):
+    name = "audit_dataset"
+    label = "OOD: audit dataset"
+    description = ("One click: embeddings if missing, OOD and wrong-label scores, near duplicates, flags, "
+                   "tags, saved views and a self-contained HTML report")
+    icon = "fact_check"
+    positional_params = ()
+
+    def resolve_input(self, ctx):
+        from ood_core.fo import inventory
+
+        inputs = types.Object()
+        target = ctx.target_view()
+        common.add_target_input(inputs, ctx, "Audit")
+        dataset = ctx.dataset
+        classification = inventory.classification_fields(dataset)
+        common.add_field_choice(inputs, "label_field", classification, label="Label field (optional)",
+                                description="Its labels are checked for wrong ones; empty = no wrong-label scores",
+                                required=False, default=inventory.default_label_field(dataset))
+        tags = sorted(dataset.distinct("tags"))
+        common.add_field_choice(inputs, "reference_tag", tags, label="Trusted samples tag (optional)",
+                                description="Reference of in-distribution samples; empty = unsupervised OOD scores",
+                                required=False, default=inventory.default_reference_tag(dataset))
+        sample_level = [(f, what) for f, what in inventory.embedding_choices(dataset)
+                        if inventory.embeddings_patches_field(dataset, f) is None]
+        if sample_level:
+            common.add_embeddings_choice(inputs, ctx, target, required=False,
+                                         description="Existing embeddings to reuse (newest preselected)")
+        else:
+            inputs.view("embeddings_note", types.Notice(
+                label=f"No embeddings yet: they are computed first for the {len(target):,} target samples "
+                      "(default backbone; about a minute per 3,000 small images on 2 CPU cores). "
+                      "Tick 'Delegate execution?' for large datasets."))
+        inputs.bool("near_duplicates", default=common.sdk_default("audit", "near_duplicates"),
+                    label="Find near duplicates", description="FiftyOne Brain near-duplicate search on the embeddings")
+        key = inputs.str("audit_key", default=common.sdk_default("audit", "audit_key"), required=False,
+                         label="Audit key", description="Run key of the audit; also names the saved views")
+        audit_key = ctx.params.get("audit_key") or common.sdk_default("audit", "audit_key")
+        if audit_key in _ood_runs(dataset) and not ctx.params.get("overwrite"):
+            key.invalid = True
+            key.error_message = f"an audit {audit_key!r} exists; pick another key or tick 'overwrite'"
+        path = inputs.str("report_path", default=_default_report(ctx, audit_key), required=False,
+                          label="HTML report file", description="Self-contained HTML; the CSV of flagged samples "
+                                                                "is written beside it")
+        error = _report_path_error(ctx.params.get("report_path") or _default_report(ctx, audit_key))
+        if error:
+            path.invalid = True
+            path.error_message = error
+        export = inputs.str("export_dir", default="", required=False, label="Export flagged samples to (optional)",
+                            description="A folder: the flagged samples (media + labels) as a FiftyOne dataset")
+        if ctx.params.get("export_dir"):
+            error = _report_path_error(ctx.params["export_dir"])
+            if error:
+                export.invalid = True
+                export.error_message = error.replace("report_path", "export_dir")
+        common.add_overwrite_input(inputs)
+        common.add_delegation_input(inputs, ctx)
+        return types.Property(inputs, view=types.View(label="Audit dataset"))
+
+    def run(self, ctx):
+        import ood_core as ood
+        from ood_core.paths import check_allowed_path
+
+        p = ctx.params
+        audit_key = p.get("audit_key") or common.sdk_default("audit", "audit_key")
+        report_path = check_allowed_path(p.get("report_path") or _default_report(ctx, audit_key), "report_path")
+        export_dir = check_allowed_path(p["export_dir"], "export_dir") if p.get("export_dir") else None
+        summary = ood.audit(
+            ctx.target_view(),
+            label_field=p.get("label_field") or None,
+            reference=p.get("reference_tag") or None,
+            embeddings_field=p.get("embeddings_field") or "auto",
+            audit_key=audit_key,
+            near_duplicates=bool(p.get("near_duplicates", common.sdk_default("audit", "near_duplicates"))),
+            report_path=report_path,
+            export_dir=export_dir,
+            overwrite=bool(p.get("overwrite", False)),
+            progress=common.progress_callback(ctx),
+        )
+        return common.finish(ctx, summary, report=audit_report(summary))
+
+    def to_form_params(self, *, reference=None, **params):
+        """``op(view, label_field="ground_truth", reference_tag="trusted", report_path=..., ...)``."""
+        if reference is not None:
+            params["reference_tag"] = reference
+        return params
+
+
+def audit_report(summary):
+    """The result view of an audit: counts, where the report is, what to open in the App."""
+    facts = [("samples audited", f"{summary['num_samples']:,}"),
+             ("embeddings", f"`{summary['embeddings_field']}`"
+              + (" (computed now)" if summary["embeddings_computed"] else " (existing)")),
+             ("flagged out-of-distribution (tag `ood`)", f"{summary['num_ood_flagged']:,}"),
+             ("flagged wrong labels (tag `label_issue`)",
+              f"{summary['num_label_flagged']:,}" if summary["label_field"] else "not checked: no label field"),
+             ("near duplicates (tag `near_duplicate`)",
+              f"{summary['num_duplicates']:,}" if summary["duplicate_threshold"] is not None else None),
+             ("skipped (no embedding)", f"{summary['num_skipped']:,}" if summary["num_skipped"] else None),
+             ("HTML report", f"`{summary['report_path']}`"),
+             ("flagged samples (CSV)", f"`{summary['csv_path']}`"),
+             ("flagged samples exported (FiftyOne dataset)",
+              f"`{summary['export_dir']}`" if summary.get("export_dir") else None)]
+    steps = [f"saved views: {', '.join(f'`{v}`' for v in summary['saved_views'])} (saved views menu above the grid)",
+             "review and tag: the **OOD review** panel (+ next to the Samples tab)",
+             "open the HTML report in a browser (thumbnails of the worst samples, score plots)"]
+    return common.report(f"Audit `{summary['audit_key']}` done", facts, steps)
+
+
+def _ood_runs(dataset):
+    from ood_core.fo import runs as fo_runs
+
+    return fo_runs.list_ood_runs(dataset)
+
+
+def _default_report(ctx, audit_key):
+    from ood_core.fo.audit import default_report_path
+
+    return default_report_path(ctx.dataset, audit_key)
+
+
+def _report_path_error(path):
+    from ood_core.errors import OODInputError
+    from ood_core.paths import check_allowed_path
+
+    try:
+        check_allowed_path(path, "report_path")
+    except OODInputError as e:
+        return str(e)
+    return None

@@ -1,0 +1,224 @@
+"""The one-call audit (SDK + operator) on real Fashion-MNIST images, and its HTML report."""
+
+import base64
+import csv
+import os
+import re
+
+import numpy as np
+import pytest
+
+PLUGIN = "@fiftyone-ood/ood"
+HELD_OUT = {"Bag", "Ankle boot"}
+
+
+@pytest.fixture
+def small(dataset_factory, fashion_files):
+    """50 real images: 5 per class; 3 per in-distribution class tagged 'trusted'; is_ood = Bag / Ankle boot."""
+    paths, names = fashion_files
+    idx = [c * 20 + j for c in range(10) for j in range(5)]
+    tags = [["trusted"] if names[i] not in HELD_OUT and j < 3 else [] for i, j in zip(idx, [i % 20 for i in idx])]
+    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
+    ds.set_values("is_ood", [names[i] in HELD_OUT for i in idx])
+    return ds
+
+
+def _embed(ds, field="emb"):
+    import ood_core as ood
+
+    ood.compute_pyramid_embeddings(ds, field, model_name="tf_efficientnet_lite0", levels=[1, 2, 3], grid=1)
+
+
+def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_path):
+    import ood_core as ood
+    from ood_core import thresholds
+
+    ds = small
+    _embed(ds)
+    out = ood.audit(ds, report_path=str(tmp_path / "audit.html"), num_worst=6, near_duplicates=False)
+    # inputs picked automatically: the embeddings run, the 'trusted' tag, the only label field
+    assert (out["embeddings_field"], out["reference_tag"], out["label_field"]) == ("emb", "trusted", "ground_truth")
+    assert not out["embeddings_computed"] and out["num_samples"] == 50 and out["num_skipped"] == 0
+    ds.reload()
+    scores = np.array(ds.values("audit_ood"))
+    trusted = np.array(["trusted" in t for t in ds.values("tags")])
+    # OOD flags: 95% of the trusted samples pass (percentile rule), flagged = score >= threshold
+    t = thresholds.percentile_of_reference(scores[trusted], 0.95).threshold
+    assert out["thresholds"]["ood"] == pytest.approx(t)
+    flagged = scores >= t
+    assert out["num_ood_flagged"] == flagged.sum() > 0
+    assert ds.values("audit_ood_flag") == flagged.tolist()
+    assert sorted(ds.match_tags("ood").values("id")) == sorted(np.array(ds.values("id"))[flagged].tolist())
+    # wrong labels: top 5% of label-issue scores (ties flagged), tagged label_issue
+    issue = np.array(ds.values("audit_label_issue"))
+    assert out["num_label_flagged"] == (issue >= out["thresholds"]["label_issues"]).sum() >= 3
+    assert len(ds.match_tags("label_issue")) == out["num_label_flagged"]
+    # held-out classes rank high among the untrusted samples (positive class = OOD)
+    is_ood = np.array(ds.values("is_ood"))
+    auroc = ood.ood_metrics(scores[~trusted], is_ood[~trusted])["auroc"]
+    assert auroc >= 0.65  # measured 0.70 with this tiny 176-dim embedding; chance is 0.5
+    # saved views for the App, worst first
+    assert out["saved_views"] == ["ood_audit-ood", "ood_audit-label-issues"]
+    view = ds.load_saved_view("ood_audit-ood")
+    assert view.values("audit_ood") == sorted(scores[flagged].tolist(), reverse=True)
+    # the run record says where everything is
+    info = ood.get_ood_run_info(ds, "ood_audit")
+    assert info["kind"] == "audit" and info["audit_runs"]["ood"] == "audit_ood"
+    assert info["report_path"] == str(tmp_path / "audit.html")
+
+    # the CSV lists every flagged sample once per finding
+    with open(out["csv_path"]) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == out["num_ood_flagged"] + out["num_label_flagged"] == out["num_csv_rows"]
+    assert {r["sample_id"] for r in rows if r["issue"] == "ood"} == set(ds.match_tags("ood").values("id"))
+
+    # the report: one file, no external resources, real thumbnails, plots, counts, how to review
+    html = open(out["report_path"], encoding="utf-8").read()
+    assert not re.search(r"(src|href)=['\"]https?://", html)
+    thumbs = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert len(thumbs) == 12  # 6 worst OOD + 6 worst labels
+    from PIL import Image
+    import io
+
+    assert Image.open(io.BytesIO(base64.b64decode(thumbs[0]))).size == (112, 112)  # 28 px x 4, pixels kept
+    assert html.count("<svg") == 2 and "threshold" in html
+    assert f"<div class='n'>{out['num_ood_flagged']}</div>" in html
+    assert "ood_audit-ood" in html and "OOD review" in html and "ood_confirmed" in html
+    # the worst OOD tile is the highest score
+    top = ds.sort_by("audit_ood", reverse=True).first()
+    assert html.index(top.id) < html.index("Most suspicious labels")
+
+
+def test_audit_refuses_to_repeat_and_overwrites_cleanly(small, tmp_path):
+    import ood_core as ood
+
+    ds = small
+    _embed(ds)
+    ood.audit(ds, report_path=str(tmp_path / "a.html"), near_duplicates=False)
+    with pytest.raises(ValueError, match="audit 'ood_audit' already exists.*overwrite=True"):
+        ood.audit(ds, report_path=str(tmp_path / "a.html"))
+    first = set(ds.match_tags("ood").values("id"))
+    out = ood.audit(ds.match_tags("trusted", bool=False), report_path=str(tmp_path / "a.html"), overwrite=True,
+                    near_duplicates=False)
+    assert out["num_samples"] == 50 - len(ds.match_tags("trusted"))
+    # no trusted sample in the view: the top 5% of the view are flagged; the old flags' tags are gone
+    assert out["rules"]["ood"].startswith("top 5%")
+    assert set(ds.match_tags("ood").values("id")) <= set(ds.match_tags("trusted", bool=False).values("id"))
+    assert len(ds.match_tags("ood")) == out["num_ood_flagged"]
+    assert first  # the first audit flagged something
+
+
+def test_audit_without_labels_trusted_tag_or_embeddings(dataset_factory, fashion_files, session_extractor,
+                                                        tmp_path):
+    import ood_core as ood
+
+    paths, _ = fashion_files
+    ds = dataset_factory(paths[::10])  # 20 unlabelled, untagged images
+    out = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)
+    assert out["embeddings_computed"] and out["embeddings_field"] == "ood_embeddings"
+    assert out["label_field"] is None and out["reference"] is None
+    assert "label_issues" not in out["runs"] and not ds.has_field("audit_label_issue")
+    scores = np.array(ds.values("audit_ood"))
+    assert out["num_ood_flagged"] == (scores >= out["thresholds"]["ood"]).sum() >= 1  # top 5% (ties flagged)
+    assert out["rules"]["ood"].startswith("top 5%")
+    html = open(out["report_path"], encoding="utf-8").read()
+    assert "none: OOD scores are unsupervised" in html and "Most suspicious labels" not in html
+
+
+def test_near_duplicates_are_found_tagged_and_listed(dataset_factory, fashion_files, tmp_path):
+    import ood_core as ood
+
+    paths, names = fashion_files
+    picked = paths[:20:2] + [paths[0], paths[2]]  # two images twice: exact duplicates
+    ds = dataset_factory(picked, names[:20:2] + [names[0], names[2]])
+    _embed(ds)
+    out = ood.audit(ds, report_path=str(tmp_path / "d.html"))
+    assert out["num_duplicates"] == 2
+    dups = ds.match_tags("near_duplicate")
+    assert sorted(dups.values("filepath")) == sorted([paths[0], paths[2]])
+    assert "ood_audit-near-duplicates" in out["saved_views"]
+    assert len(ds.load_saved_view("ood_audit-near-duplicates")) == 4
+    with open(out["csv_path"]) as f:
+        assert sum(r["issue"] == "near_duplicate" for r in csv.DictReader(f)) == 2
+    assert "Near duplicates" in open(out["report_path"], encoding="utf-8").read()
+    # a second audit with overwrite does not pile up tags
+    ood.audit(ds, report_path=str(tmp_path / "d.html"), overwrite=True)
+    assert len(ds.match_tags("near_duplicate")) == 2
+
+
+def test_report_shows_suggested_labels_when_the_run_records_them(small):
+    import fiftyone as fo
+
+    from ood_core.fo import audit, runs
+
+    ds = small
+    ds.set_values("sugg", [fo.Classification(label=f"class{i % 3}") for i in range(len(ds))])
+    runs.write_and_record(ds, [("issue", list(np.linspace(0, 1, len(ds))))], "issue", kind="label_issues",
+                          score_field="issue", suggested_label_field="sugg")
+    assert audit.suggested_label_field(ds, "issue") == "sugg"
+    tiles = audit.worst_tiles(ds, "issue", 3, "ground_truth", "sugg")
+    assert [t["score"] for t in tiles] == pytest.approx([1.0, 1 - 1 / 49, 1 - 2 / 49])
+    last = ds.sort_by("issue", reverse=True).first()
+    assert tiles[0]["lines"] == [("given", f"label: {last.ground_truth.label}"),
+                                 ("suggest", f"suggested: {last.sugg.label}")]
+    assert tiles[0]["image"].startswith("data:image/png;base64,")
+
+
+def test_report_building_blocks_on_arrays():
+    from ood_core import report
+
+    svg = report.histogram_svg(np.array([0.1, 0.2, 0.2, 0.9]), threshold=0.5, title="t <x>")
+    assert svg.startswith("<svg") and "threshold 0.5" in svg and "t &lt;x&gt;" in svg
+    assert svg.count("<rect") == 3  # three non-empty bins
+    svg = report.histogram_svg(np.array([0.1, 0.9]), is_positive=np.array([False, True]), names=("OOD", "ID"))
+    assert "OOD" in svg and "ID" in svg
+    assert "no scores" in report.histogram_svg(np.array([]), title="x")
+    assert report.thumbnail_data_uri("/nonexistent.png") is None
+    page = report.page("T", "sub", [("H", report.table(["a"], [["<b>"]]))])
+    assert "&lt;b&gt;" in page and page.startswith("<!DOCTYPE html>")
+
+
+def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionContext
+
+    ds = small
+    monkeypatch.setenv("FIFTYONE_OOD_ALLOWED_DIRS", str(tmp_path))
+    uri = f"{PLUGIN}/audit_dataset"
+    op = foo.get_operator(uri)
+
+    def form(params):
+        ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params=params))
+        return op.resolve_input(ctx).type.properties
+
+    props = form({})
+    assert props["label_field"].default == "ground_truth" and props["reference_tag"].default == "trusted"
+    assert "No embeddings yet" in props["embeddings_note"].view.label
+    assert props["report_path"].invalid  # the default (~/fiftyone) is not in the allowed folders here
+    report = str(tmp_path / "op.html")
+    assert not form(dict(report_path=report))["report_path"].invalid
+    _embed(ds)
+    props = form(dict(report_path=report))
+    assert props["embeddings_field"].default == "emb" and "embeddings_note" not in props
+    assert form(dict(report_path=report, export_dir="/etc/x"))["export_dir"].invalid  # outside the allowed folders
+    export_dir = tmp_path / "export"
+    result = foo.execute_operator(uri, dict(view=ds.view()),
+                                  params=dict(report_path=report, label_field="ground_truth",
+                                              reference_tag="trusted", embeddings_field="emb",
+                                              near_duplicates=False, export_dir=str(export_dir)))
+    assert result.error is None, result.error
+    text = result.result["report"]
+    assert "Audit `ood_audit` done" in text and f"`{report}`" in text and "Took " in text
+    assert os.path.isfile(report) and result.result["num_ood_flagged"] > 0
+    # the export is a FiftyOne dataset of the flagged samples that loads back
+    import fiftyone as fo
+
+    exported = fo.Dataset.from_dir(dataset_dir=str(export_dir), dataset_type=fo.types.FiftyOneDataset)
+    try:
+        flagged = set(ds.match_tags("ood").values("filepath")) | set(ds.match_tags("label_issue").values("filepath"))
+        assert {os.path.basename(p) for p in exported.values("filepath")} == {os.path.basename(p) for p in flagged}
+        assert "flagged samples exported" in text
+    finally:
+        exported.delete()
+    props = form(dict(report_path=report))  # the audit key is now taken
+    assert props["audit_key"].invalid and "an audit 'ood_audit' exists" in props["audit_key"].error_message
