@@ -572,7 +572,7 @@ class OODReviewPanel(foo.Panel):
         summary, gt, scores, is_pos, threshold = (cur[k] for k in ("summary", "gt", "scores", "is_positive",
                                                                    "threshold"))
         self._render_choices(ctx, panel, summary, gt)
-        pos, neg = summary["positive"], summary["negative"]
+        pos = summary["positive"]
         item = "objects" if summary["patches_field"] else "samples"
         if len(scores):
             lo, hi = float(scores.min()), float(scores.max())

@@ -206,14 +206,19 @@ def _compute_embeddings(samples, model_name, overwrite):
 
 
 def neighbours_for(method, num_items):
-    """The detector's default k, capped at a quarter of the items it is fitted on (small datasets).
+    """The detector's k, capped at a quarter of the items it is fitted on (small datasets).
 
     With k close to the number of reference items every distance becomes an
     average over (almost) all of them and the scores stop separating anything.
+    A ``k="auto"`` default is read as its cap (``k_max``): the audit's quarter
+    rule then decides on small data, as it always has.
     """
     from ..detectors import detector_class
 
-    default = detector_class(method).default_params().get("k")
+    params = detector_class(method).default_params()
+    default = params.get("k")
+    if not isinstance(default, int):
+        default = params.get("k_max", 50)
     return max(1, min(default, num_items // 4))
 
 
@@ -260,7 +265,7 @@ def _score_labels(samples, embeddings, label_field, issue_field, fraction, overw
     from .evaluation import flag_samples
     from .scores import compute_label_issues
 
-    k = neighbours_for("label_agreement", len(samples.exists(embeddings).exists(label_field)))
+    k = neighbours_for("weighted_label_vote", len(samples.exists(embeddings).exists(label_field)))
     compute_label_issues(samples, label_field, embeddings, issue_field, k=k, overwrite=overwrite)
     flags = flag_samples(samples, issue_field, rule="top_fraction", value=fraction, tag=TAGS["label_issues"],
                          overwrite=overwrite)
