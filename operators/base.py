@@ -279,3 +279,23 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
 def add_overwrite_input(inputs):
     inputs.bool("overwrite", default=False, label="Overwrite existing field / run?",
                 description="Replace an existing field and run of the same name", view=types.CheckboxView())
+
+
+def int_param(params, name, default, *, minimum=1):
+    """An integer form parameter: whole numbers only (the App's JSON may carry ``3.0``).
+
+    ``2.5``, ``"10"`` or ``True`` from a Python ``op(...)`` call are refused with the
+    parameter's name instead of being truncated or coerced.
+    """
+    from ood_core.errors import OODInputError
+
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise OODInputError(f"{name}={value!r} is not a whole number; pass an integer such as {default}")
+    if value < minimum:
+        raise OODInputError(f"{name}={value} is too small; use an integer >= {minimum}")
+    return value

@@ -85,12 +85,12 @@ class ComputePyramidEmbeddings(common.OODOperator):
             model_name=p.get("model_name") or _default("model_name"),
             levels=levels,
             mode=p.get("mode") or _default("mode"),
-            grid=int(p.get("grid") or _default("grid")),
-            weights=p.get("weights") or None,
+            grid=common.int_param(p, "grid", _default("grid")),
+            weights=_weights(p.get("weights")),
             patches_field=p.get("patches_field") or None,
-            batch_size=int(p.get("batch_size") or _default("batch_size")),
-            num_workers=int(p.get("num_workers", _default("num_workers"))),
-            project_dim=int(p.get("project_dim") or 0) or None,
+            batch_size=common.int_param(p, "batch_size", _default("batch_size")),
+            num_workers=common.int_param(p, "num_workers", _default("num_workers"), minimum=0),
+            project_dim=common.int_param(p, "project_dim", 0, minimum=0) or None,
             project_method=p.get("project_method") or _default("project_method"),
             skip_failures=bool(p.get("skip_failures", _default("skip_failures"))),
             overwrite=bool(p.get("overwrite", False)),
@@ -122,6 +122,13 @@ def _report(summary, num_target):
          "or run **OOD: audit dataset** for OOD + wrong-label scores and an HTML report",
          "map them: **OOD: compute embeddings visualization**, then the Embeddings panel"],
     )
+
+
+def _weights(value):
+    """``weights`` from the form: ``hub`` / ``bundled`` / ``random`` pass; a file must be in an allowed folder."""
+    from ood_core.paths import check_app_file
+
+    return check_app_file(value, "weights", may_be_tag=True)
 
 
 def _default(param):

@@ -334,12 +334,14 @@ def test_target_choice_dataset_view_or_selection(small):
     out = _run(_uri("score_ood"), test_view, dict(embeddings_field="emb", score_field="sel", k=3,
                                                  reference_tag="trusted", view_target="SELECTED_SAMPLES"),
                selected=chosen)
-    assert out.result["num_scored"] == 5
+    # the selection is scored, and so are the trusted reference samples (self-excluded scores)
+    trusted = ds.match_tags("trusted").values("id")
+    assert out.result["num_scored"] == 5 + len(trusted)
     ds.reload()
-    assert sorted(ds.exists("sel").values("id")) == sorted(chosen)
+    assert sorted(ds.exists("sel").values("id")) == sorted(chosen + trusted)
     out = _run(_uri("score_ood"), test_view, dict(embeddings_field="emb", score_field="cur", k=3,
                                                  reference_tag="trusted", view_target="CURRENT_VIEW"))
-    assert out.result["num_scored"] == len(test_view)
+    assert out.result["num_scored"] == len(test_view) + len(trusted)
 
 
 def test_embeddings_form_groups_advanced_settings_and_says_when_it_resumes(small):
@@ -387,7 +389,7 @@ def test_manage_runs_delete_lists_the_fields_and_needs_confirmation(small):
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     ood.compute_ood_scores(ds, "emb", "ood", reference="trusted", k=3)
     props = _resolve(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="ood"))
-    assert props["delete_warning"].view.label == ("This deletes the run record 'ood' and its fields: ood. "
+    assert props["delete_warning"].view.label == ("This deletes the run record 'ood' and its fields: ood, ood_pvalue. "
                                                   "It cannot be undone.")
     assert props["confirm_delete"].invalid
     props = _resolve(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="ood", confirm_delete=True))

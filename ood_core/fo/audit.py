@@ -443,7 +443,8 @@ def _write_report(samples, summary, found, duplicates, num_worst, path):
         issue_field = found["runs"]["label_issues"]
         _, issue_scores = _scores(samples, issue_field)
         plots.append(html.histogram_svg(issue_scores, threshold=found["thresholds"]["label_issues"],
-                                        title=f"{issue_field}: share of neighbours disagreeing (higher = more suspicious)"))
+                                        title=f"{issue_field}: neighbour votes against the given label "
+                                              "(higher = more suspicious)"))
     sections.append(("Score distributions", "<div class='plots'>" + "".join(plots) + "</div>"))
 
     sections.append((f"Most out-of-distribution samples (top {num_worst} by {ood_field})",
