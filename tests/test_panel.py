@@ -33,81 +33,81 @@ def scored(dataset_factory, fashion_files):
 def test_score_runs_lists_score_runs_only(scored):
     import ood_core as ood
     from ood_core.fo import runs as fo_runs
-    from operators import panel
+    from operators import review
 
     ds = scored
     fo_runs.write_and_record(ds, [("issue", [0.5] * len(ds))], "issue", kind="label_issues")
     fo_runs.register_run(ds, "emb", kind="embeddings", fields=["emb"])  # not a score run
     ood.flag_samples(ds, "ood", rule="top_n", value=2, tag=None)  # a "flags" run + boolean field
-    assert sorted(panel.score_runs(ds)) == ["issue", "ood"]
-    s = panel.run_summary(ds, "issue")
+    assert sorted(review.score_runs(ds)) == ["issue", "ood"]
+    s = review.run_summary(ds, "issue")
     assert (s["score_field"], s["positive"], s["negative"]) == ("issue", "wrong label", "correct label")
-    s = panel.run_summary(ds, "ood")
+    s = review.run_summary(ds, "ood")
     assert (s["score_field"], s["positive"], s["method"]) == ("ood", "OOD", "knn")
     # flag fields are decisions, not ground truth
-    assert panel.boolean_fields(ds) == ["is_ood"]
+    assert review.boolean_fields(ds) == ["is_ood"]
     with pytest.raises(ValueError, match="not a score run"):
-        panel.run_summary(ds, "emb")
+        review.run_summary(ds, "emb")
 
 
 def test_read_scores_drops_unscored_and_unlabelled_samples(scored):
-    from operators import panel
+    from operators import review
 
     ds = scored
-    ids, scores, is_pos = panel.read_scores(ds, "ood")
+    ids, scores, is_pos = review.read_scores(ds, "ood")
     assert len(ids) == 20 and is_pos is None
     np.testing.assert_allclose(scores, SCORES)
     ds.set_values("is_ood", [None] + IS_OOD[1:] + [None, None])  # first sample loses its label
-    ids, scores, is_pos = panel.read_scores(ds, "ood", "is_ood")
+    ids, scores, is_pos = review.read_scores(ds, "ood", "is_ood")
     assert len(ids) == 19 and ids[0] == ds.values("id")[1]
     assert is_pos.tolist() == IS_OOD[1:]
 
 
 def test_threshold_count_is_inclusive_and_default_flags_top_5_percent_with_ties():
-    from operators import panel
+    from operators import panel, review
 
     scores = np.array(SCORES)
-    assert panel.count_flagged(scores, 0.95) == 2  # score >= threshold: both tied maxima
-    assert panel.count_flagged(scores, 0.5) == 14  # the tie at 0.5 is flagged
-    assert panel.count_flagged(scores, 0.951) == 0
-    assert panel.count_flagged(scores, -1.0) == 20
+    assert review.count_flagged(scores, 0.95) == 2  # score >= threshold: both tied maxima
+    assert review.count_flagged(scores, 0.5) == 14  # the tie at 0.5 is flagged
+    assert review.count_flagged(scores, 0.951) == 0
+    assert review.count_flagged(scores, -1.0) == 20
     # top 5% of 20 = 1 sample, but its score is tied: both are flagged
-    assert panel.default_threshold(scores) == 0.95
+    assert review.default_threshold(scores) == 0.95
     assert panel.pick_threshold(0.6, scores) == 0.6
     assert panel.pick_threshold(7.0, scores) == 0.95  # out of range (e.g. another dataset) -> default
     assert panel.pick_threshold(None, scores) == 0.95
 
 
 def test_flagged_view_is_sorted_by_score_descending(scored):
-    from operators import panel
+    from operators import review
 
     ds = scored
-    view = panel.flagged_view(ds, "ood", 0.66)
+    view = review.flagged_view(ds, "ood", 0.66)
     values = view.values("ood")
     assert values == sorted(values, reverse=True)
-    assert len(view) == panel.count_flagged(np.array(SCORES), 0.66) == 8
+    assert len(view) == review.count_flagged(np.array(SCORES), 0.66) == 8
     assert min(values) == 0.66 and max(values) == 0.95
     assert None not in values  # unscored samples never appear
 
 
 def test_review_tags_are_exclusive_and_counted(scored):
     from ood_core.errors import OODInputError
-    from operators import panel
+    from operators import review
 
     ds = scored
     ids = ds.values("id")
-    out = panel.review_samples(ds, ids[:3], "confirmed")
+    out = review.review_samples(ds, ids[:3], "confirmed")
     assert out == {"tag": "ood_confirmed", "num_samples": 3, "num_tagged": 3, "num_untagged": 0}
-    out = panel.review_samples(ds, ids[2:5], "dismissed")  # one sample changes its decision
+    out = review.review_samples(ds, ids[2:5], "dismissed")  # one sample changes its decision
     assert out == {"tag": "ood_dismissed", "num_samples": 3, "num_tagged": 3, "num_untagged": 1}
     assert sorted(ds.match_tags("ood_confirmed").values("id")) == sorted(ids[:2])
     assert sorted(ds.match_tags("ood_dismissed").values("id")) == sorted(ids[2:5])
-    assert panel.review_samples(ds, ids[2:5], "dismissed")["num_tagged"] == 0  # idempotent
-    assert panel.review_samples(ds, [], "confirmed")["num_samples"] == 0
+    assert review.review_samples(ds, ids[2:5], "dismissed")["num_tagged"] == 0  # idempotent
+    assert review.review_samples(ds, [], "confirmed")["num_samples"] == 0
     with pytest.raises(OODInputError, match="decision"):
-        panel.review_samples(ds, ids[:1], "maybe")
+        review.review_samples(ds, ids[:1], "maybe")
     with pytest.raises(OODInputError, match="not in this dataset"):
-        panel.review_samples(ds, ["0" * 24], "confirmed")
+        review.review_samples(ds, ["0" * 24], "confirmed")
 
 
 def test_metrics_and_curves_match_the_reference_functions():
@@ -115,31 +115,31 @@ def test_metrics_and_curves_match_the_reference_functions():
 
     from ood_core import thresholds
     from ood_core.metrics import ood_metrics
-    from operators import panel
+    from operators import review
 
     scores, is_pos = np.array(SCORES), np.array(IS_OOD)
-    m = panel.evaluate(scores, is_pos, 0.8)
+    m = review.evaluate(scores, is_pos, 0.8)
     assert m["auroc"] == pytest.approx(roc_auc_score(is_pos, scores))
     assert {k: m[k] for k in ood_metrics(scores, is_pos)} == ood_metrics(scores, is_pos)
     assert m["at_threshold"] == thresholds.rates_at_threshold(scores, is_pos, 0.8)
     assert m["at_threshold"]["num_flagged"] == 5 and m["at_threshold"]["tpr"] == pytest.approx(4 / 5)
-    assert panel.evaluate(scores, np.zeros(20, bool), 0.8) is None  # one class: no AUROC
+    assert review.evaluate(scores, np.zeros(20, bool), 0.8) is None  # one class: no AUROC
 
-    text = panel.metrics_markdown(m, {"positive": "OOD", "negative": "ID"}, "is_ood")
+    text = review.metrics_markdown(m, {"positive": "OOD", "negative": "ID"}, "is_ood")
     assert "positive class: **OOD**".lower() in text.lower() and "is_ood == True" in text
     assert f"AUROC {m['auroc']:.3f}" in text
 
-    roc, pr = panel.curve_traces(scores, is_pos, 0.8)
+    roc, pr = review.curve_traces(scores, is_pos, 0.8)
     assert roc[0]["x"][0] == 0 and roc[0]["x"][-1] == 1 and roc[0]["y"][-1] == 1
     assert (roc[-1]["x"], roc[-1]["y"]) == ([m["at_threshold"]["fpr"]], [m["at_threshold"]["tpr"]])
     assert (pr[-1]["x"], pr[-1]["y"]) == ([m["at_threshold"]["tpr"]], [m["at_threshold"]["precision"]])
 
-    hist = panel.histogram_traces(scores)
+    hist = review.histogram_traces(scores)
     assert len(hist) == 1 and sum(hist[0]["y"]) == 20
-    hist = panel.histogram_traces(scores, is_pos, ("OOD", "ID"))
+    hist = review.histogram_traces(scores, is_pos, ("OOD", "ID"))
     assert [t["name"] for t in hist] == ["ID", "OOD"]
     assert [sum(t["y"]) for t in hist] == [15, 5]
-    assert panel.histogram_traces(np.array([0.3, 0.3]))[0]["y"][0] == 2  # constant scores still bin
+    assert review.histogram_traces(np.array([0.3, 0.3]))[0]["y"][0] == 2  # constant scores still bin
 
 
 def _run_panel(ds, method, state=None, selected=None, view=None):
@@ -256,25 +256,25 @@ def test_panel_reads_the_current_view_not_the_dataset(scored):
 
 def test_presets_set_the_threshold(scored):
     import ood_core as ood
-    from operators import panel
+    from operators import review
 
     ds = scored
     ids = ds.values("id")
     ds.select(ids[:12]).tag_samples("trusted")  # scores 0.10 ... 0.62 are the trusted ones
-    summary = panel.run_summary(ds, "ood")
-    _, scores, is_pos = panel.read_scores(ds, "ood", "is_ood")
-    t, text = panel.preset_threshold(ds, summary, "top_n", 3, scores)
-    assert panel.count_flagged(scores, t) == 3 and text == "top 3"
-    t, text = panel.preset_threshold(ds, summary, "percentile", 0.75, scores)
+    summary = review.run_summary(ds, "ood")
+    _, scores, is_pos = review.read_scores(ds, "ood", "is_ood")
+    t, text = review.preset_threshold(ds, summary, "top_n", 3, scores)
+    assert review.count_flagged(scores, t) == 3 and text == "top 3"
+    t, text = review.preset_threshold(ds, summary, "percentile", 0.75, scores)
     trusted = np.array(SCORES[:12])
     assert (trusted < t).sum() >= 9 and "trusted" in text  # at least 75% of 12 trusted pass
     assert t == ood.flag_samples(ds, "ood", rule="percentile", value=0.75, reference="trusted")["threshold"]
-    t, _ = panel.preset_threshold(ds, summary, "fpr", 0.1, scores, is_pos)
-    at = panel.evaluate(scores, is_pos, t)["at_threshold"]
+    t, _ = review.preset_threshold(ds, summary, "fpr", 0.1, scores, is_pos)
+    at = review.evaluate(scores, is_pos, t)["at_threshold"]
     assert at["fpr"] <= 0.1
     with pytest.raises(ValueError, match="ground-truth"):
-        panel.preset_threshold(ds, summary, "fpr", 0.1, scores, None)
-    assert panel.available_presets(summary, None) == ["top_fraction", "percentile", "top_n"]
+        review.preset_threshold(ds, summary, "fpr", 0.1, scores, None)
+    assert review.available_presets(summary, None) == ["top_fraction", "percentile", "top_n"]
 
     # the event: a new slider (version 1) whose default is the preset's threshold
     state = {"run_key": "ood", "preset": "top_n", "preset_value_top_n": 4}
@@ -290,20 +290,20 @@ def test_presets_set_the_threshold(scored):
 
 def test_pvalue_preset_only_for_calibrated_runs(scored):
     from ood_core.fo import runs as fo_runs
-    from operators import panel
+    from operators import review
 
     ds = scored
     pvalues = [1 - s for s in SCORES]  # falls as the score rises
     fo_runs.write_and_record(ds, [("cal", SCORES + [None, None]), ("cal_pvalue", pvalues + [None, None])], "cal",
                              kind="ood_scores", score_field="cal",
                              calibration={"pvalue_field": "cal_pvalue", "reference": "trusted"})
-    summary = panel.run_summary(ds, "cal")
-    assert panel.available_presets(summary, "is_ood")[-1] == "pvalue"
-    assert "pvalue" not in panel.available_presets(panel.run_summary(ds, "ood"), "is_ood")
-    _, scores, _ = panel.read_scores(ds, "cal")
-    t, text = panel.preset_threshold(ds, summary, "pvalue", 0.2, scores)
+    summary = review.run_summary(ds, "cal")
+    assert review.available_presets(summary, "is_ood")[-1] == "pvalue"
+    assert "pvalue" not in review.available_presets(review.run_summary(ds, "ood"), "is_ood")
+    _, scores, _ = review.read_scores(ds, "cal")
+    t, text = review.preset_threshold(ds, summary, "pvalue", 0.2, scores)
     # p <= 0.2  <=>  score >= 0.8: 0.80, 0.85, 0.90, 0.95, 0.95
-    assert t == 0.8 and panel.count_flagged(scores, t) == 5 and text == "p-value <= 0.2"
+    assert t == 0.8 and review.count_flagged(scores, t) == 5 and text == "p-value <= 0.2"
 
 
 def test_save_as_flags_goes_through_flag_samples(scored):
@@ -328,7 +328,7 @@ def test_object_level_runs_are_reviewed_per_object(dataset_factory, fashion_file
     import fiftyone as fo
 
     from ood_core.fo import runs as fo_runs
-    from operators import panel
+    from operators import review
 
     paths, _ = fashion_files
     ds = dataset_factory(paths[:4])
@@ -340,14 +340,14 @@ def test_object_level_runs_are_reviewed_per_object(dataset_factory, fashion_file
     obj_scores = [[0.1 * i, 0.1 * i + 0.5] for i in range(4)]
     fo_runs.write_and_record(ds, [("objects.detections.obj_ood", obj_scores)], "obj_ood", kind="ood_scores",
                              score_field="obj_ood", patches_field="objects")
-    assert "obj_ood" in panel.score_runs(ds)
-    summary = panel.run_summary(ds, "obj_ood")
+    assert "obj_ood" in review.score_runs(ds)
+    summary = review.run_summary(ds, "obj_ood")
     assert summary["score_field"] == "objects.detections.obj_ood" and summary["patches_field"] == "objects"
-    assert panel.boolean_fields(ds, "objects") == ["objects.detections.is_odd"]
-    ids, scores, is_pos = panel.read_scores(ds, summary["score_field"], "objects.detections.is_odd", "objects")
+    assert review.boolean_fields(ds, "objects") == ["objects.detections.is_odd"]
+    ids, scores, is_pos = review.read_scores(ds, summary["score_field"], "objects.detections.is_odd", "objects")
     assert len(ids) == 8 and is_pos.sum() == 4
-    assert panel.evaluate(scores, is_pos, 0.5)["auroc"] == 1.0
-    view = panel.flagged_view(ds, summary["score_field"], 0.65, "objects")
+    assert review.evaluate(scores, is_pos, 0.5)["auroc"] == 1.0
+    view = review.flagged_view(ds, summary["score_field"], 0.65, "objects")
     assert view.values("objects.detections.obj_ood") == [[0.8], [0.7]]  # flagged objects only, best first
     _, ops = _run_panel(ds, "on_load", {"run_key": "obj_ood"})
     assert _markdown(_rendered(ops), "flag_count").startswith("**1** of 8 scored objects flagged")

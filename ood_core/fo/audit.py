@@ -37,6 +37,29 @@ logger = logging.getLogger(__name__)
 TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": "near_duplicate"}
 
 
+def _summary(samples, audit_key, plan, embeddings, found, duplicates, duplicate_threshold):
+    """The audit's counts and resolved inputs (the run's results and the operator's result view)."""
+    reference = plan["reference"]
+    return {
+        "audit_key": audit_key,
+        "dataset": samples._dataset.name,
+        "num_samples": len(samples),
+        "embeddings_field": embeddings,
+        "embeddings_computed": plan["embeddings_field"] is None,
+        "reference_tag": reference if isinstance(reference, str) else None,
+        "reference": None if reference is None else (f"tag '{reference}'" if isinstance(reference, str) else "a view"),
+        "label_field": plan["label_field"],
+        "runs": found["runs"],
+        "thresholds": found["thresholds"],
+        "rules": found["rules"],
+        "num_ood_flagged": len(found["flagged"].get("ood", ())),
+        "num_label_flagged": len(found["flagged"].get("label_issues", ())),
+        "num_duplicates": len(duplicates.get("duplicate_ids", ())),
+        "duplicate_threshold": duplicate_threshold or None,
+        "num_skipped": found.get("num_skipped", 0),
+    }
+
+
 def default_report_path(samples, audit_key):
     """``~/fiftyone/ood_reports/<dataset>_<audit_key>.html`` (inside the App's allowed folders)."""
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in samples._dataset.name)
@@ -72,28 +95,24 @@ def audit(
             ``ground_truth``) or None (no wrong-label scores).
         reference: tag (or view) of trusted in-distribution samples, ``"auto"``
             (``trusted`` when present) or None (unsupervised OOD scores).
-        embeddings_field: embeddings run / vector field, or ``"auto"`` (newest,
-            else computed into ``ood_embeddings``).
+        embeddings_field: embeddings run / vector field, or ``"auto"`` (newest, else computed).
         audit_key: key of the audit run; also names the saved views.
         ood_field, label_issue_field: score fields (and run keys) written.
-        ood_pass_rate: with a reference, OOD flags let this share of the
-            trusted samples pass (percentile rule).
+        ood_pass_rate: with a reference, the share of trusted samples that pass (percentile rule).
         ood_fraction: without a reference, the top fraction of OOD scores flagged.
         label_issue_fraction: top fraction of wrong-label scores flagged (ties flagged).
-        near_duplicates: find near duplicates with FiftyOne Brain on the embeddings.
-        duplicate_threshold: cosine distance under which two samples are near duplicates.
+        near_duplicates, duplicate_threshold: find near duplicates with FiftyOne Brain on the
+            embeddings (cosine distance under the threshold).
         model_name: backbone when embeddings must be computed.
         report_path: the HTML report (default :func:`default_report_path`); the
             CSV of flagged samples is written beside it.
-        export_dir: also export the flagged samples (media + labels) as a
-            FiftyOne dataset into this folder.
+        export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset here.
         num_worst: thumbnails per gallery in the report.
-
-    The detectors use their default ``k`` (``knn`` 50, ``label_agreement`` 20),
-    capped below the number of samples they are fitted on, so small datasets
-    can be audited too; the k used is in each score run's record.
         overwrite: replace an earlier audit of the same key (and its fields).
         progress: None, or ``f(done, total)`` called after each of the steps.
+
+    The detectors (``knn``, ``weighted_label_vote``) use their k cap, at most a
+    quarter of the samples they are fitted on; the k used is in each run's record.
 
     Returns:
         a dict: ``audit_key``, the resolved inputs, ``runs`` (score / flag keys),
@@ -132,30 +151,9 @@ def audit(
     csv_path = os.path.splitext(report_path)[0] + "_flagged.csv"
     num_csv = _write_csv(samples, csv_path, found, plan["label_field"], duplicates)
     exported = _export(samples, found, export_dir) if export_dir else None
-    summary = {
-        "audit_key": audit_key,
-        "dataset": dataset.name,
-        "num_samples": len(samples),
-        "embeddings_field": embeddings,
-        "embeddings_computed": plan["embeddings_field"] is None,
-        "reference_tag": plan["reference"] if isinstance(plan["reference"], str) else None,
-        "reference": None if plan["reference"] is None else
-        (f"tag '{plan['reference']}'" if isinstance(plan["reference"], str) else "a view"),
-        "label_field": plan["label_field"],
-        "runs": found["runs"],
-        "thresholds": found["thresholds"],
-        "rules": found["rules"],
-        "num_ood_flagged": len(found["flagged"].get("ood", ())),
-        "num_label_flagged": len(found["flagged"].get("label_issues", ())),
-        "num_duplicates": len(duplicates.get("duplicate_ids", ())),
-        "duplicate_threshold": duplicate_threshold if near_duplicates else None,
-        "num_skipped": found.get("num_skipped", 0),
-        "report_path": report_path,
-        "csv_path": csv_path,
-        "num_csv_rows": num_csv,
-        "export_dir": exported,
-        "saved_views": saved,
-    }
+    summary = _summary(samples, audit_key, plan, embeddings, found, duplicates, near_duplicates and duplicate_threshold)
+    summary.update(report_path=report_path, csv_path=csv_path, num_csv_rows=num_csv, export_dir=exported,
+                   saved_views=saved)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     _write_report(samples, summary, found, duplicates, num_worst, report_path)
     _record(samples, audit_key, summary, duplicates, overwrite)

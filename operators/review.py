@@ -1,0 +1,386 @@
+"""The review panel's data, plots and text, on datasets and arrays (no App event code).
+
+The :class:`~operators.panel.OODReviewPanel` only wires these to App events, so
+they are tested without a browser (``tests/test_panel.py``). Conventions: scores
+are higher = more suspicious; an item is flagged when ``score >= threshold``;
+the ground-truth field is True for the positive class.
+"""
+
+import numpy as np
+
+REVIEW_TAGS = {"confirmed": "ood_confirmed", "dismissed": "ood_dismissed"}
+
+#: Fraction of samples flagged by the default threshold (top 5% of scores).
+DEFAULT_TOP_FRACTION = 0.05
+
+_HIST_BINS = 40
+_MAX_CURVE_POINTS = 400
+
+
+# --------------------------------------------------------------------------- data (no App needed)
+
+
+def score_runs(samples):
+    """Keys of the score runs on the dataset (score kinds of the run-kind registry), sample- or object-level."""
+    from ood_core.fo import runs as fo_runs
+
+    keys = []
+    for key in fo_runs.list_ood_runs(samples):
+        info = fo_runs.get_ood_run_info(samples, key)
+        if fo_runs.run_kind(info["kind"]).is_score and fo_runs.score_path(info):
+            keys.append(key)
+    return keys
+
+
+def run_summary(samples, run_key):
+    """``{"run_key", "kind", "score_field", "patches_field", "positive", "negative", "method",
+    "reference_tag", "calibration"}`` of a score run.
+
+    ``score_field`` comes from the run record (:func:`ood_core.fo.runs.score_path`);
+    for object runs it is ``<patches_field>.detections.<score>``.
+    """
+    from ood_core.errors import OODInputError
+    from ood_core.fo import runs as fo_runs
+
+    info = fo_runs.get_ood_run_info(samples, run_key)
+    kind = info.get("kind")
+    path = fo_runs.score_path(info)
+    if path is None:
+        raise OODInputError(
+            f"run {run_key!r} is a {kind!r} run, not a score run; pick one of {score_runs(samples)}"
+        )
+    positive, negative = fo_runs.run_kind(kind).class_names
+    detector = info.get("detector") or {}
+    method = detector.get("method") or detector.get("name") or kind
+    return {"run_key": run_key, "kind": kind, "score_field": path, "patches_field": info.get("patches_field"),
+            "positive": positive, "negative": negative, "method": method,
+            "reference_tag": (info.get("reference") or {}).get("tag"),
+            "calibration": info.get("calibration") or None}
+
+
+def boolean_fields(samples, patches_field=None):
+    """Boolean fields usable as ground truth (True = positive class).
+
+    Sample-level runs: top-level boolean fields. Object-level runs
+    (``patches_field``): boolean attributes of the objects
+    (``<patches_field>.detections.<attr>``). Flag fields written by
+    ``ood.flag_samples`` are left out: they are decisions derived from the
+    scores, not ground truth.
+    """
+    import fiftyone.core.fields as fof
+
+    from ood_core.fo import runs as fo_runs
+
+    dataset = samples._dataset
+    flag_fields = set()
+    for key in fo_runs.list_ood_runs(samples, kind="flags"):
+        flag_fields.update(dataset.get_run_info(key).config.fields or [])
+    if patches_field:
+        prefix = f"{patches_field}.detections"
+        # declared attributes, plus dynamic ones that nobody declared with add_dynamic_sample_fields()
+        schema = dict(dataset.get_field_schema(flat=True))
+        schema.update(dataset.get_dynamic_field_schema() or {})
+        names = [name for name, f in schema.items() if isinstance(f, fof.BooleanField)
+                 and name.startswith(prefix + ".") and name.count(".") == 2]
+    else:
+        names = list(dataset.get_field_schema(ftype=fof.BooleanField))
+    return sorted(name for name in names if name not in flag_fields)
+
+
+def read_scores(samples, score_field, gt_field=None, patches_field=None):
+    """Scores of the items (samples, or objects of ``patches_field``) that have one: ``(ids, scores, is_positive)``.
+
+    ``scores`` is a float array (higher = more suspicious). With ``gt_field``,
+    only items with both a score and a ground-truth value are returned and
+    ``is_positive`` is a bool array (True = positive class); else it is None.
+    """
+    from ood_core.errors import OODInputError
+    from ood_core.fo.items import item_ids, item_values
+
+    ids = item_ids(samples, patches_field)
+    raw = item_values(samples, score_field, patches_field)
+    gt = item_values(samples, gt_field, patches_field) if gt_field else [False] * len(raw)
+    keep = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and g is not None]
+    bad = [raw[i] for i in keep if not isinstance(raw[i], (int, float, np.number)) or isinstance(raw[i], bool)]
+    if bad:
+        raise OODInputError(f"field {score_field!r} must hold one number per sample; found {bad[0]!r}")
+    scores = np.array([raw[i] for i in keep], dtype=np.float64)
+    is_positive = np.array([bool(gt[i]) for i in keep], dtype=bool) if gt_field else None
+    return [ids[i] for i in keep], scores, is_positive
+
+
+def default_threshold(scores):
+    """The threshold that flags the top :data:`DEFAULT_TOP_FRACTION` of ``scores`` (ties flagged)."""
+    from ood_core import thresholds
+
+    if len(scores) == 0:
+        return 0.0
+    return float(thresholds.top_fraction(scores, DEFAULT_TOP_FRACTION).threshold)
+
+
+def count_flagged(scores, threshold):
+    """How many scores are flagged: ``score >= threshold``."""
+    from ood_core import thresholds
+
+    return int(thresholds.apply_threshold(scores, threshold).sum())
+
+
+def flagged_view(samples, score_field, threshold, patches_field=None):
+    """The samples with ``score >= threshold``, highest score first.
+
+    Object runs: the samples with a flagged object, showing only their flagged
+    objects, ordered by their highest object score.
+    """
+    from fiftyone import ViewField as F
+
+    if patches_field:
+        attr = score_field.rsplit(".", 1)[1]
+        view = samples.filter_labels(patches_field, F(attr) >= float(threshold))
+        return view.sort_by(F(f"{patches_field}.detections").map(F(attr)).max(), reverse=True)
+    return samples.match(F(score_field) >= float(threshold)).sort_by(score_field, reverse=True)
+
+
+#: threshold presets: name -> (label, value label, default value)
+PRESETS = {
+    "top_fraction": ("Top fraction of scores", "fraction flagged", DEFAULT_TOP_FRACTION),
+    "percentile": ("Percentile of the trusted samples", "share of trusted samples that pass", 0.95),
+    "fpr": ("Target false-positive rate (needs ground truth)", "allowed FPR", 0.05),
+    "top_n": ("Top N", "N", 50),
+    "pvalue": ("Calibrated p-value", "flag when p-value <=", 0.05),
+}
+
+
+def available_presets(summary, gt_field):
+    """The presets that make sense for this run: FPR needs ground truth, p-value needs a calibration."""
+    names = ["top_fraction", "percentile", "top_n"]
+    if gt_field:
+        names.insert(2, "fpr")
+    if pvalue_field(summary):
+        names.append("pvalue")
+    return names
+
+
+def pvalue_field(summary):
+    """The p-value field a calibrated score run records (``calibration``), or None."""
+    calibration = summary.get("calibration") or {}
+    if not isinstance(calibration, dict):
+        return None
+    return calibration.get("pvalue_field") or calibration.get("field")
+
+
+def preset_threshold(samples, summary, preset, value, scores, is_positive=None):
+    """The threshold of a preset on the scores of ``samples``: ``(threshold, sentence)``.
+
+    - ``top_fraction`` / ``top_n``: the top ``value`` (fraction / count) of the scores (ties flagged);
+    - ``percentile``: ``value`` of the trusted samples (the run's reference tag, else ``trusted``) pass;
+    - ``fpr``: at most ``value`` of the negative class flagged (ground truth needed);
+    - ``pvalue``: flagged when the calibrated p-value is ``<= value`` (runs with a calibration).
+    """
+    from ood_core import thresholds
+    from ood_core.errors import OODInputError
+    from ood_core.fo import inventory
+
+    if len(scores) == 0:
+        raise OODInputError("no scored item in the current view: nothing to threshold")
+    if preset == "top_fraction":
+        return float(thresholds.top_fraction(scores, float(value)).threshold), f"top {100 * float(value):g}%"
+    if preset == "top_n":
+        n = min(int(value), len(scores))
+        return float(thresholds.top_n(scores, n).threshold), f"top {n}"
+    if preset == "fpr":
+        if is_positive is None:
+            raise OODInputError("the FPR preset needs a ground-truth field: choose one above")
+        return (float(thresholds.threshold_at_fpr(scores, is_positive, float(value)).threshold),
+                f"FPR <= {100 * float(value):g}%")
+    if preset == "percentile":
+        tag = summary.get("reference_tag") or inventory.default_reference_tag(samples)
+        if not tag:
+            raise OODInputError("the percentile preset needs trusted samples: tag them 'trusted' (or score the run "
+                                "with a reference tag)")
+        _, ref, _ = read_scores(samples._dataset.match_tags(tag), summary["score_field"],
+                                patches_field=summary.get("patches_field"))
+        if len(ref) == 0:
+            raise OODInputError(
+                f"no '{tag}' sample has a score in {summary['score_field']!r}: score the trusted samples too "
+                "(score the whole dataset with reference_tag='trusted')")
+        return (float(thresholds.percentile_of_reference(ref, float(value)).threshold),
+                f"{100 * float(value):g}% of '{tag}' pass")
+    if preset == "pvalue":
+        field = pvalue_field(summary)
+        if not field:
+            raise OODInputError(f"run {summary['run_key']!r} has no calibrated p-values")
+        from ood_core.fo.items import item_values
+
+        patches = summary.get("patches_field")
+        pairs = zip(item_values(samples, summary["score_field"], patches), item_values(samples, field, patches))
+        flagged = [sc for sc, pv in pairs if sc is not None and pv is not None and pv <= float(value)]
+        # p-values fall as scores rise: the lowest flagged score is the score threshold
+        threshold = float(min(flagged)) if flagged else float(np.nextafter(scores.max(), np.inf))
+        return threshold, f"p-value <= {float(value):g}"
+    raise OODInputError(f"unknown preset {preset!r}; presets are {sorted(PRESETS)}")
+
+
+def review_samples(samples, sample_ids, decision):
+    """Record a review decision on samples as a tag; returns what changed.
+
+    ``decision`` is ``"confirmed"`` (tag ``ood_confirmed``) or ``"dismissed"``
+    (tag ``ood_dismissed``); the opposite decision's tag is removed from the
+    same samples, so a sample carries at most one of the two.
+    Returns ``{"tag", "num_samples", "num_tagged", "num_untagged"}``.
+    """
+    from ood_core.errors import OODInputError
+
+    if decision not in REVIEW_TAGS:
+        raise OODInputError(f"decision must be one of {sorted(REVIEW_TAGS)}; got {decision!r}")
+    tag = REVIEW_TAGS[decision]
+    other = next(t for d, t in REVIEW_TAGS.items() if d != decision)
+    ids = list(dict.fromkeys(sample_ids or []))
+    if not ids:
+        return {"tag": tag, "num_samples": 0, "num_tagged": 0, "num_untagged": 0}
+    view = samples._dataset.select(ids)
+    if len(view) != len(ids):
+        raise OODInputError(f"{len(ids) - len(view)} of the selected sample ids are not in this dataset")
+    num_tagged = len(view) - view.count_sample_tags().get(tag, 0)
+    num_untagged = view.count_sample_tags().get(other, 0)
+    view.untag_samples(other)
+    view.tag_samples(tag)
+    return {"tag": tag, "num_samples": len(ids), "num_tagged": num_tagged, "num_untagged": num_untagged}
+
+
+def review_counts(samples):
+    """``{"confirmed": n, "dismissed": n}``: review tags among ``samples``."""
+    counts = samples.count_sample_tags()
+    return {decision: int(counts.get(tag, 0)) for decision, tag in REVIEW_TAGS.items()}
+
+
+def default_flag_tag(summary):
+    """The tag "save as flags" suggests: ``label_issue`` for wrong-label runs, else ``ood``."""
+    return "label_issue" if summary["kind"] == "label_issues" else "ood"
+
+
+def save_flags(samples, summary, threshold, tag):
+    """Save the panel's threshold as flags on ``samples`` with :func:`ood_core.flag_samples`.
+
+    Writes ``<score>_flag`` (True = ``score >= threshold``), records a
+    ``flags`` run and tags the flagged items ``tag`` (re-saving replaces the
+    previous flags of this run; tags set by hand are kept). Returns its summary.
+    """
+    import ood_core as ood
+
+    return ood.flag_samples(samples, summary["run_key"], rule="threshold", value=float(threshold),
+                            tag=tag or None, overwrite=True)
+
+
+def strip_panel_view(view, stored_stages, stored_base):
+    """The view to read: the App's view, unless it is the flagged view this panel opened (then its base)."""
+    import json
+
+    import fiftyone.core.view as fov
+
+    if not stored_stages or stored_base is None:
+        return view
+    if _stage_signature(view._serialize()) != _stage_signature(json.loads(stored_stages)):
+        return view
+    return fov.DatasetView._build(view._dataset, json.loads(stored_base))
+
+
+def _stage_signature(stages):
+    import json
+
+    return json.dumps([(st.get("_cls"), st.get("kwargs")) for st in stages], sort_keys=True, default=str)
+
+
+def evaluate(scores, is_positive, threshold):
+    """Metrics (``ood_core.metrics.ood_metrics``) plus the rates at ``threshold``, or None.
+
+    None when the ground truth has only one class (AUROC is undefined).
+    """
+    from ood_core import thresholds
+    from ood_core.metrics import ood_metrics
+
+    if is_positive is None or len(scores) == 0 or is_positive.all() or not is_positive.any():
+        return None
+    metrics = ood_metrics(scores, is_positive)
+    metrics["at_threshold"] = thresholds.rates_at_threshold(scores, is_positive, threshold)
+    return metrics
+
+
+# --------------------------------------------------------------------------- plots (plotly JSON)
+
+
+def histogram_traces(scores, is_positive=None, names=("OOD", "ID")):
+    """Plotly bar traces of the score histogram (pre-binned, so large datasets stay small).
+
+    Without ground truth: one trace "all samples"; with it, one trace per class
+    (``names`` = (positive, negative)) on shared bins.
+    """
+    if len(scores) == 0:
+        return []
+    lo, hi = float(scores.min()), float(scores.max())
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = np.linspace(lo, hi, _HIST_BINS + 1)
+    centers = ((edges[:-1] + edges[1:]) / 2).tolist()
+    width = float(edges[1] - edges[0])
+    groups = [("all samples", scores, "#6c8ebf")] if is_positive is None else [
+        (names[1], scores[~is_positive], "#4e9a06"), (names[0], scores[is_positive], "#cc0000")]
+    traces = []
+    for name, values, color in groups:
+        counts, _ = np.histogram(values, bins=edges)
+        traces.append({"type": "bar", "name": name, "x": centers, "y": counts.tolist(), "width": width,
+                       "opacity": 0.65, "marker": {"color": color}})
+    return traces
+
+
+def _thin(*arrays):
+    n = len(arrays[0])
+    if n <= _MAX_CURVE_POINTS:
+        return [a.tolist() for a in arrays]
+    idx = np.unique(np.linspace(0, n - 1, _MAX_CURVE_POINTS).round().astype(int))
+    return [a[idx].tolist() for a in arrays]
+
+
+def curve_traces(scores, is_positive, threshold):
+    """ROC and PR curves (positive class = True) with the operating point at ``threshold``.
+
+    Returns ``(roc_traces, pr_traces)`` for plotly.
+    """
+    from sklearn.metrics import precision_recall_curve, roc_curve
+
+    from ood_core import thresholds
+
+    fpr, tpr, _ = roc_curve(is_positive, scores)
+    precision, recall, _ = precision_recall_curve(is_positive, scores)
+    at = thresholds.rates_at_threshold(scores, is_positive, threshold)
+    fpr_l, tpr_l = _thin(fpr, tpr)
+    rec_l, prec_l = _thin(recall, precision)
+    point = {"type": "scatter", "mode": "markers", "name": "threshold", "marker": {"size": 11, "color": "#f57c00"}}
+    roc = [{"type": "scatter", "mode": "lines", "name": "ROC", "x": fpr_l, "y": tpr_l},
+           {"type": "scatter", "mode": "lines", "name": "chance", "x": [0, 1], "y": [0, 1],
+            "line": {"dash": "dot", "color": "#888"}},
+           dict(point, x=[at["fpr"]], y=[at["tpr"]])]
+    pr = [{"type": "scatter", "mode": "lines", "name": "PR", "x": rec_l, "y": prec_l}]
+    if at["precision"] is not None:
+        pr.append(dict(point, x=[at["tpr"]], y=[at["precision"]]))
+    return roc, pr
+
+
+# --------------------------------------------------------------------------- text
+
+
+def metrics_markdown(metrics, summary, gt_field):
+    """Short lines that fit a narrow panel: classes, ranking metrics, rates at the threshold."""
+    pos, neg = summary["positive"], summary["negative"]
+    at = metrics["at_threshold"]
+
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    return "\n\n".join([
+        f"Positive class: **{pos}** (`{gt_field} == True`, {metrics['num_ood']} samples) vs {neg} "
+        f"({metrics['num_id']}); higher score = more {pos}.",
+        f"**AUROC {metrics['auroc']:.3f}** · AUPR-IN {metrics['aupr_in']:.3f} · AUPR-OUT "
+        f"{metrics['aupr_out']:.3f} · FPR@95%ID-accepted {pct(metrics['fpr95'])}",
+        f"At the threshold: TPR {pct(at['tpr'])} of {pos} flagged · FPR {pct(at['fpr'])} of {neg} flagged · "
+        f"precision {pct(at['precision'])}",
+    ])
