@@ -167,22 +167,30 @@ def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, q
 
 
 def _add_neglabel_inputs(inputs, ctx):
-    """ID classes, model, and NegLabel's mining choices (shared by NegLabel and AdaNeg)."""
+    """ID classes, model, and NegLabel's mining choices under the advanced switch (shared by NegLabel
+    and AdaNeg); returns the advanced group for the caller's own hyper-parameters."""
     p = ctx.params
     _add_id_inputs(inputs, ctx)
     _add_model_inputs(inputs, ctx)
+    adv = _paper_settings(inputs, ctx)
     _check_range(
-        inputs.int("num_negatives", required=False, label="Number of negative labels (optional)",
+        adv.int("num_negatives", required=False, label="Number of negative labels (optional)",
                    description="Empty = the least ID-like 15% of each part of speech (the paper's rule)"),
         p.get("num_negatives"), low=1, what="num_negatives")
     if not p.get("num_negatives"):
-        _check_range(inputs.float("fraction", default=0.15, label="Share of candidates kept",
+        _check_range(adv.float("fraction", default=0.15, label="Share of candidates kept",
                                   description="Per part of speech (paper: 0.15)"),
                      p.get("fraction"), low=0, low_open=True, high=1, what="fraction")
-    _check_range(inputs.float("percentile", default=95.0, label="Mining percentile",
-                              description="Of each candidate's similarities to the ID labels (paper: 95)"),
+    _check_range(adv.float("percentile", default=95.0, label="Mining percentile",
+                           description="Of each candidate's similarities to the ID labels (paper: 95)"),
                  p.get("percentile"), low=0, high=100, what="percentile")
-    _add_neglabel_protocol_inputs(inputs)
+    _add_neglabel_protocol_inputs(adv)
+    return adv
+
+
+def _paper_settings(inputs, ctx):
+    """The papers' hyper-parameters sit behind one switch (the defaults follow the papers)."""
+    return common.advanced_inputs(inputs, ctx, label="Show the papers' hyper-parameters (defaults follow them)")
 
 
 def _neglabel_kwargs(p):
@@ -225,8 +233,8 @@ class ComputeNegLabelScores(common.OODOperator):
     def resolve_input(self, ctx):
         ctx.target_view()
         inputs = types.Object()
-        _add_neglabel_inputs(inputs, ctx)
-        _add_grouping_inputs(inputs, ctx)
+        adv = _add_neglabel_inputs(inputs, ctx)
+        _add_grouping_inputs(adv, ctx)
         _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction")
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
 
@@ -328,28 +336,29 @@ class ComputeRAPScores(common.OODOperator):
                     _invalid(prop, "picking k per class needs a Classification field; use a tag instead")
 
         _add_model_inputs(inputs, ctx)
-        _check_range(inputs.int("num_crops", default=256, label="Crops per few-shot image",
-                                description="Paper: 256 (each crop is one CLIP forward pass; lower it on CPU)"),
-                     p.get("num_crops"), low=1, what="num_crops")
-        _check_range(inputs.int("num_keep", default=32, label="Crops kept per side", description="Paper: 32"),
-                     p.get("num_keep"), low=1, what="num_keep")
-        _add_choice(inputs, "crop_ranking", {"own_class": "By the image's own class prompt (paper; needs a "
-                                                          "Classification label field)",
-                                             "all_prompts": "By the best ID prompt"}, "Crop ranking")
-        inputs.bool("flip", default=True, label="Mirror half of the crops", view=types.CheckboxView())
-        _check_range(inputs.int("num_negatives", default=10000, label="Train-time negative labels",
-                                description="Paper: 10000 (capped at the vocabulary size)"),
-                     p.get("num_negatives"), low=1, what="num_negatives")
-        inputs.float("lambda1", default=0.2, label="lambda1 (outlier crops, > 0)")
-        inputs.float("lambda2", default=-0.2, label="lambda2 (ID crops, < 0)")
-        inputs.float("lambda3", default=-1.0, label="lambda3 (ID prompts, < 0)")
-        _check_range(inputs.float("eta", default=5.0, label="eta (percent)", description="Paper: 5"),
-                     p.get("eta"), low=0, high=100, what="eta")
         inputs.bool("test_time", default=True, label="Test-time updates",
                     description="Untick for the paper's train-time-only ablation", view=types.CheckboxView())
+        adv = _paper_settings(inputs, ctx)
+        _check_range(adv.int("num_crops", default=256, label="Crops per few-shot image",
+                                description="Paper: 256 (each crop is one CLIP forward pass; lower it on CPU)"),
+                     p.get("num_crops"), low=1, what="num_crops")
+        _check_range(adv.int("num_keep", default=32, label="Crops kept per side", description="Paper: 32"),
+                     p.get("num_keep"), low=1, what="num_keep")
+        _add_choice(adv, "crop_ranking", {"own_class": "By the image's own class prompt (paper; needs a "
+                                                          "Classification label field)",
+                                             "all_prompts": "By the best ID prompt"}, "Crop ranking")
+        adv.bool("flip", default=True, label="Mirror half of the crops", view=types.CheckboxView())
+        _check_range(adv.int("num_negatives", default=10000, label="Train-time negative labels",
+                                description="Paper: 10000 (capped at the vocabulary size)"),
+                     p.get("num_negatives"), low=1, what="num_negatives")
+        adv.float("lambda1", default=0.2, label="lambda1 (outlier crops, > 0)")
+        adv.float("lambda2", default=-0.2, label="lambda2 (ID crops, < 0)")
+        adv.float("lambda3", default=-1.0, label="lambda3 (ID prompts, < 0)")
+        _check_range(adv.float("eta", default=5.0, label="eta (percent)", description="Paper: 5"),
+                     p.get("eta"), low=0, high=100, what="eta")
         if p.get("test_time", True):
-            _add_rap_test_time_inputs(inputs, ctx)
-        _add_grouping_inputs(inputs, ctx)
+            _add_rap_test_time_inputs(adv, ctx)
+        _add_grouping_inputs(adv, ctx)
         _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction")
         return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
 
@@ -411,18 +420,18 @@ class ComputeAdaNegScores(common.OODOperator):
         ctx.target_view()
         inputs = types.Object()
         p = ctx.params
-        _add_neglabel_inputs(inputs, ctx)
-        _check_range(inputs.int("memory_size", default=_adaneg_default("memory_size"), label="Memory per label",
+        adv = _add_neglabel_inputs(inputs, ctx)
+        _check_range(adv.int("memory_size", default=_adaneg_default("memory_size"), label="Memory per label",
                                 description="Image features kept per ID / negative label"),
                      p.get("memory_size"), low=1, what="memory_size")
-        _check_range(inputs.float("gap", default=_adaneg_default("gap"), label="Caching gap",
+        _check_range(adv.float("gap", default=_adaneg_default("gap"), label="Caching gap",
                                   description="Cache a sample when NegLabel's S <= 0.5 - gap (OOD) or "
                                               ">= 0.5 + gap (ID); below 0.5"),
                      p.get("gap"), low=0, high=0.49, what="gap")
-        _check_range(inputs.float("weight", default=_adaneg_default("weight"), label="Weight of the memory",
+        _check_range(adv.float("weight", default=_adaneg_default("weight"), label="Weight of the memory",
                                   description="0 = plain NegLabel"),
                      p.get("weight"), low=0, what="weight")
-        _add_grouping_inputs(inputs, ctx)
+        _add_grouping_inputs(adv, ctx)
         _add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction")
         return types.Property(inputs, view=types.View(label="AdaNeg zero-shot OOD scores"))
 

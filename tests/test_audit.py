@@ -77,8 +77,9 @@ def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_p
     assert not re.search(r"(src|href)=['\"]https?://", html)
     thumbs = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
     assert len(thumbs) == 12  # 6 worst OOD + 6 worst labels
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     assert Image.open(io.BytesIO(base64.b64decode(thumbs[0]))).size == (112, 112)  # 28 px x 4, pixels kept
     assert html.count("<svg") == 2 and "threshold" in html

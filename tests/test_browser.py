@@ -339,9 +339,8 @@ def _shot(d, name):
 
 
 def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_server, tmp_path):
-    from selenium.webdriver.common.action_chains import ActionChains
-
     from fiftyone.operators.delegated import DelegatedOperationService
+    from selenium.webdriver.common.action_chains import ActionChains
 
     from ood_core.fo import runs as fo_runs
     from operators import panel

@@ -212,7 +212,8 @@ def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_t
     props = _resolve(uri, ds, dict(score_field="taken"))
     assert props["score_field"].invalid and "already exist" in props["score_field"].error_message
     assert props["label_field"].type.values == ["ground_truth"]  # default ID source: a label field
-    props = _resolve(uri, ds, dict(id_source="labels", id_labels=" , ", tau=0, num_groups=0,
+    assert "tau" not in _resolve(uri, ds, dict())  # the papers' hyper-parameters sit behind a switch
+    props = _resolve(uri, ds, dict(show_advanced=True, id_source="labels", id_labels=" , ", tau=0, num_groups=0,
                                    prediction_field="bad name"))
     for name in ("id_labels", "tau", "num_groups", "prediction_field"):
         assert props[name].invalid, name
@@ -248,7 +249,8 @@ def test_rap_operator_delegated_through_sdk_call(small, tiny_clip_params, one_to
 
     ds = small
     uri = _uri("compute_rap_scores")
-    props = _resolve(uri, ds, dict(few_shot_mode="tag", few_shot_tag="trusted", u1=0.6, u2=0.4, num_crops=0))
+    props = _resolve(uri, ds, dict(few_shot_mode="tag", few_shot_tag="trusted", u1=0.6, u2=0.4, num_crops=0,
+                                   show_advanced=True))
     assert "trusted" in props["few_shot_tag"].type.values
     assert props["u2"].invalid and props["num_crops"].invalid and not props["few_shot_tag"].invalid
     props = _resolve(uri, ds, dict(id_source="labels", id_labels="Bag", few_shot_mode="k_per_class",
