@@ -67,3 +67,10 @@ def check_same_dim(X_ref, X, ref_name="reference embeddings", name="scored embed
             f"{ref_name} have dimension {X_ref.shape[1]} but {name} have dimension "
             f"{X.shape[1]}; compute both with the same backbone, levels and mode."
         )
+
+
+def is_int(value):
+    """Whether ``value`` is an integer (numpy integers too; ``True``, ``2.0`` and ``"2"`` are not)."""
+    import numpy as np
+
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))

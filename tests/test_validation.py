@@ -34,3 +34,16 @@ def test_python_and_numpy_integers_are_accepted_as_int():
     assert check_positive_int(None, "nprobe", allow_none=True) is None
     with pytest.raises(OODInputError, match=r"nprobe=1\.5 .*>= 1 or None"):
         check_positive_int(1.5, "nprobe", allow_none=True)
+
+
+def test_is_int_and_the_clip_counts_refuse_bools_floats_and_strings():
+    import numpy as np
+
+    from ood_core.clip.neglabel import group_negatives
+    from ood_core.validation import is_int
+
+    assert is_int(3) and is_int(np.int64(3))
+    assert not any(is_int(v) for v in (True, np.bool_(True), 2.0, "2", None))
+    for bad in (True, 2.0, "2"):
+        with pytest.raises(OODInputError, match="num_groups"):
+            group_negatives(10, num_groups=bad)

@@ -44,6 +44,7 @@ import numpy as np
 
 from ..errors import NotFittedError, OODInputError
 from ..progress import Progress
+from ..validation import is_int
 from .neglabel import DEFAULT_NUM_GROUPS, DEFAULT_TAU, NegLabelScorer, unit_rows
 
 DEFAULT_MEMORY_SIZE = 10
@@ -169,7 +170,7 @@ def _check_params(img, ids, neg, s_nl, memory_size, gap, weight, tau, sample_tau
     check_same_dim(ids, neg, "ID label embeddings", "negative label embeddings")
     if s_nl.shape[0] != img.shape[0]:
         raise OODInputError(f"neglabel_id has {s_nl.shape[0]} scores for {img.shape[0]} images; give one per image.")
-    if int(memory_size) != memory_size or memory_size < 1:
+    if not is_int(memory_size) or memory_size < 1:
         raise OODInputError(f"memory_size must be a positive integer (features per label); got {memory_size!r}.")
     if not 0 <= gap < 0.5:
         raise OODInputError(f"gap must be in [0, 0.5) (caching needs S_nl <= 0.5 - gap or >= 0.5 + gap); got {gap!r}.")

@@ -31,6 +31,7 @@ import numpy as np
 from ..cache import file_identity
 from ..errors import OODInputError, WeightsNotFoundError
 from ..progress import Progress
+from ..validation import is_int
 from ..weights import describe_state_dict_mismatch, load_state_dict_safely
 
 logger = logging.getLogger(__name__)
@@ -369,7 +370,7 @@ class CLIPEncoder:
         self._load()
         torch = self._torch
         n = len(items)
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if not is_int(batch_size) or batch_size < 1:
             raise OODInputError(f"batch_size must be a positive integer, got {batch_size!r}.")
         out = []
         with Progress(progress, n, desc) as bar, torch.inference_mode():

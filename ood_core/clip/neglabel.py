@@ -32,7 +32,7 @@ trivially that class with confidence 1. An empty ID list is an error.
 import numpy as np
 
 from ..errors import NotFittedError, OODInputError
-from ..validation import as_embeddings, check_same_dim
+from ..validation import as_embeddings, check_same_dim, is_int
 
 #: NegLabel's prompt templates (official implementation defaults).
 ID_TEMPLATE = "the nice {}"
@@ -158,7 +158,7 @@ def mine_negatives(
             raise OODInputError(f"fraction must be in (0, 1]; got {fraction!r}.")
         counts = {p: int(np.floor(fraction * members[p].size)) for p in kinds}
     else:
-        if int(num_negatives) != num_negatives or not 1 <= num_negatives <= n_cand:
+        if not is_int(num_negatives) or not 1 <= num_negatives <= n_cand:
             raise OODInputError(
                 f"num_negatives must be an integer in [1, {n_cand}] (the number of "
                 f"candidates); got {num_negatives!r}."
@@ -192,7 +192,7 @@ def group_negatives(num_negatives, num_groups=DEFAULT_NUM_GROUPS, seed=0, remain
     mined order (least ID-like first) those are the most ID-like. ``"random"`` shuffles
     all M first and leaves out the last of the shuffled order.
     """
-    if int(num_groups) != num_groups or num_groups < 1:
+    if not is_int(num_groups) or num_groups < 1:
         raise OODInputError(f"num_groups must be a positive integer; got {num_groups!r}.")
     if remainder not in REMAINDERS:
         raise OODInputError(f"remainder must be one of {REMAINDERS}; got {remainder!r}.")

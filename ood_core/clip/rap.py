@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import NotFittedError, OODInputError
 from ..progress import Progress
-from ..validation import check_same_dim
+from ..validation import check_same_dim, is_int
 from .neglabel import (
     DEFAULT_NUM_GROUPS,
     DEFAULT_TAU,
@@ -78,7 +78,7 @@ def select_few_shot(labels, k_per_class, seed=0):
     Classes with fewer than ``k_per_class`` samples contribute all of theirs, with a
     warning. ``None`` labels are skipped.
     """
-    if int(k_per_class) != k_per_class or k_per_class < 1:
+    if not is_int(k_per_class) or k_per_class < 1:
         raise OODInputError(f"k_per_class must be a positive integer; got {k_per_class!r}.")
     labels = list(labels)
     if not labels:
@@ -154,7 +154,7 @@ def mine_train_negatives(joint, num_negatives=DEFAULT_NUM_NEGATIVES, *, exclude=
     if exclude is not None:
         allowed[np.asarray(list(exclude), dtype=np.int64)] = False
     pool = np.flatnonzero(allowed)
-    if int(num_negatives) != num_negatives or not 1 <= num_negatives <= pool.size:
+    if not is_int(num_negatives) or not 1 <= num_negatives <= pool.size:
         raise OODInputError(
             f"num_negatives must be an integer in [1, {pool.size}] (available candidates); "
             f"got {num_negatives!r}."

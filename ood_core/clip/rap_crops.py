@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from ..errors import OODInputError
-from ..validation import check_same_dim
+from ..validation import check_same_dim, is_int
 from .neglabel import unit_rows
 
 DEFAULT_NUM_CROPS = 256
@@ -39,7 +39,7 @@ def crop_boxes(width, height, num_crops=DEFAULT_NUM_CROPS, seed=0, *,
         raise OODInputError(f"scale must satisfy 0 < min <= max <= 1; got {scale!r}.")
     if not (0 < ratio[0] <= ratio[1]):
         raise OODInputError(f"ratio must satisfy 0 < min <= max; got {ratio!r}.")
-    if int(num_crops) != num_crops or num_crops < 1:
+    if not is_int(num_crops) or num_crops < 1:
         raise OODInputError(f"num_crops must be a positive integer; got {num_crops!r}.")
     rng = np.random.default_rng(seed)
     area = width * height
@@ -109,7 +109,7 @@ def select_valuable_crops(crop_emb, id_emb, num_keep=DEFAULT_NUM_KEEP, class_ind
     crops = unit_rows(crop_emb, "crop embeddings")
     ids = unit_rows(id_emb, "ID prompt embeddings")
     check_same_dim(ids, crops, "ID prompt embeddings", "crop embeddings")
-    if int(num_keep) != num_keep or num_keep < 1:
+    if not is_int(num_keep) or num_keep < 1:
         raise OODInputError(f"num_keep must be a positive integer; got {num_keep!r}.")
     k = min(int(num_keep), crops.shape[0])
     if class_index is None:

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from ..progress import Progress
-from ..validation import check_same_dim
+from ..validation import check_same_dim, is_int
 from .neglabel import DEFAULT_NUM_GROUPS, DEFAULT_TAU, neglabel_scores, unit_rows
 
 DEFAULT_WORDS_PER_SAMPLE = 4
@@ -142,9 +142,9 @@ def _check_inputs(img_emb, id_emb, cand_emb, train_negatives, *, words_per_sampl
     if train.min() < 0 or train.max() >= cand.shape[0] or np.unique(train).size != train.size:
         raise OODInputError(
             f"train_negatives must be distinct indices in [0, {cand.shape[0]}) of the candidate embeddings.")
-    if int(words_per_sample) != words_per_sample or words_per_sample < 1:
+    if not is_int(words_per_sample) or words_per_sample < 1:
         raise OODInputError(f"words_per_sample must be a positive integer; got {words_per_sample!r}.")
-    if int(batch_size) != batch_size or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise OODInputError(f"batch_size must be a positive integer; got {batch_size!r}.")
     if rescore not in RESCORE_MODES:
         raise OODInputError(f"rescore must be one of {RESCORE_MODES} ('online' = the paper's streaming); "

@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from ..progress import Progress
+from ..validation import is_int
 from . import runs
 
 logger = logging.getLogger(__name__)
@@ -135,7 +136,7 @@ def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
     """Encode a view's images in batches: ``(ids, X (N, D), failures)``."""
     from ..images import ImageLoadError, load_rgb
 
-    if int(batch_size) != batch_size or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise OODInputError(f"batch_size must be a positive integer, got {batch_size!r}")
     ids = samples.values("id")
     paths = samples.values("filepath")

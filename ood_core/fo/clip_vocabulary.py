@@ -6,6 +6,7 @@ import warnings
 import numpy as np
 
 from ..errors import OODInputError
+from ..validation import is_int
 
 # Lexicons already read in this process, keyed by their source (WordNet takes ~5 s).
 _LEXICON_MEMO = {}
@@ -128,11 +129,11 @@ def check_counts_early(lex, id_names, *, num_negatives, fraction, num_groups, ta
     """
     if not (isinstance(tau, (int, float)) and np.isfinite(tau) and tau > 0):
         raise OODInputError(f"tau must be a positive number (NegLabel and RAP use 0.01); got {tau!r}")
-    if int(num_groups) != num_groups or num_groups < 1:
+    if not is_int(num_groups) or num_groups < 1:
         raise OODInputError(f"num_groups must be a positive integer (paper: 100); got {num_groups!r}")
     remaining = lex.without(id_names) if removes_id_names else lex
     if num_negatives is not None:
-        if int(num_negatives) != num_negatives or num_negatives < 1:
+        if not is_int(num_negatives) or num_negatives < 1:
             raise OODInputError(f"num_negatives must be a positive integer; got {num_negatives!r}")
         expected = min(int(num_negatives), len(remaining))
         how = f"num_negatives={num_negatives} with {len(remaining)} candidate words"
