@@ -343,7 +343,7 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
     from selenium.webdriver.common.action_chains import ActionChains
 
     from ood_core.fo import runs as fo_runs
-    from operators import panel
+    from operators import review as panel_data
 
     t0 = time.perf_counter()
     ds, d = app_dataset, browser
@@ -462,15 +462,15 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
         ui.text_present("scored samples flagged")
         step = "choose the ood_knn run in the panel"
         ui.choose("Score run", "ood_knn (ood_scores, knn)")
-        default_t = panel.default_threshold(view_scores)
+        default_t = panel_data.default_threshold(view_scores)
         ui.until("the panel to count the view's samples only",
                  lambda: _flag_count_text(ui).startswith(
-                     f"{panel.count_flagged(view_scores, default_t)} of {n_view} scored samples flagged in the "
+                     f"{panel_data.count_flagged(view_scores, default_t)} of {n_view} scored samples flagged in the "
                      f"current view ({n_view} of 20 samples)"))
 
         step = "choose the ground-truth field"
         ui.choose(GT_LABEL, "is_ood")
-        expected = panel.evaluate(view_scores, np.array(view.values("is_ood")), default_t)
+        expected = panel_data.evaluate(view_scores, np.array(view.values("is_ood")), default_t)
         ui.until(f"the panel to show AUROC {expected['auroc']:.3f} (computed from the view in the database)",
                  lambda: f"AUROC {expected['auroc']:.3f}" in ui.body_text())
         ui.text_present("Positive class: OOD")
@@ -488,7 +488,7 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
         after = ui.until("the live count to change", lambda: (t := _flag_count_text(ui)) != before and t)
         threshold = float(ui.until("the slider value", lambda: _slider(ui).find_element(
             "xpath", ".//input[@type='range']").get_attribute("aria-valuenow")))
-        n_flagged = panel.count_flagged(view_scores, threshold)
+        n_flagged = panel_data.count_flagged(view_scores, threshold)
         assert 0 < n_flagged < n_view, (threshold, view_scores)
         ui.until(f"the live count to read {n_flagged} (database count of the view at threshold {threshold})",
                  lambda: _flag_count_text(ui).startswith(f"{n_flagged} of {n_view} scored samples flagged"))
@@ -498,7 +498,7 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
         ui.click(lambda: ui.xpath("//button[contains(normalize-space(.), 'Show flagged samples in the grid')]",
                                   "show flagged button", 5), "Show flagged samples")
         ui.xpath(f"//*[normalize-space(.)='{n_flagged} samples']", f"the grid to show {n_flagged} samples")
-        expected_view = panel.flagged_view(view, "ood_knn", threshold)
+        expected_view = panel_data.flagged_view(view, "ood_knn", threshold)
         expected_labels = expected_view.values("ground_truth.label")
 
         def grid_labels():

@@ -79,13 +79,17 @@ def stage_values(samples, path, values, field_type=None, *, tmp, keep_others=Fal
     the lease lock of ``tmp`` until the commit ends, so :func:`repair` in
     another process never mistakes it for an orphan.
     """
+    from . import coordination
+
     dataset = samples._dataset
     try:
-        if keep_others and _exists(dataset, path):
-            dataset.clone_sample_field(path, tmp)
-        elif field_type is not None:
-            dataset.add_sample_field(tmp, field_type)
-        samples.set_values(tmp, values)
+        with coordination.schema_lock(dataset):  # declaring a field changes the dataset's schema
+            dataset.reload()
+            if keep_others and _exists(dataset, path):
+                dataset.clone_sample_field(path, tmp)
+            elif field_type is not None:
+                dataset.add_sample_field(tmp, field_type)
+            samples.set_values(tmp, values)
     except BaseException:
         discard(dataset, [tmp])
         raise
@@ -94,15 +98,19 @@ def stage_values(samples, path, values, field_type=None, *, tmp, keep_others=Fal
 
 def discard(dataset, paths):
     """Delete temporary fields that exist (best effort, in order)."""
-    for path in paths:
-        if _exists(dataset, path):
-            dataset.delete_sample_field(path)
+    from . import coordination
+
+    with coordination.schema_lock(dataset):
+        dataset.reload()
+        for path in paths:
+            if _exists(dataset, path):
+                dataset.delete_sample_field(path)
 
 
 # --------------------------------------------------------------------------- commit
 
 
-def commit(samples, staged, run_key, register, *, overwrite, check=None):
+def commit(samples, staged, run_key, register, *, overwrite, check=None):  # noqa: C901
     """Replace the targets by their staged fields and record the run, all or nothing.
 
     Args:
@@ -114,7 +122,7 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None):
 
     dataset = samples._dataset
     locks = sorted({coordination.job_key(dataset, t) for _, t in staged} | {coordination.job_key(dataset, run_key)})
-    with _all_locked(locks):
+    with _all_locked(locks), coordination.schema_lock(dataset):
         dataset.reload()
         if check is not None:
             check(dataset)
@@ -223,6 +231,11 @@ def _roll_forward(dataset, entry):
     _journal().delete_one({"_id": entry["_id"]})
 
 
+def in_flight(dataset, path):
+    """Whether a commit that writes ``path`` is in progress (or was left by a killed process)."""
+    return _journal().find_one({"dataset_id": str(dataset._doc.id), "targets.target": path}) is not None
+
+
 # --------------------------------------------------------------------------- repair
 
 
@@ -239,7 +252,7 @@ def repair(dataset):
     for entry in list(_journal().find({"dataset_id": str(dataset._doc.id)})):
         locks = sorted({coordination.job_key(dataset, t["target"]) for t in entry["targets"]}
                        | {coordination.job_key(dataset, entry["run_key"])})
-        with _all_locked(locks):
+        with _all_locked(locks), coordination.schema_lock(dataset):
             if _journal().find_one({"_id": entry["_id"]}) is None:
                 continue  # finished by its owner meanwhile
             dataset.reload()
@@ -249,7 +262,8 @@ def repair(dataset):
             else:
                 _roll_back(dataset, entry)
                 done["rolled_back"] += 1
-    done["orphans_removed"] = _remove_orphans(dataset)
+    with coordination.schema_lock(dataset):
+        done["orphans_removed"] = _remove_orphans(dataset)
     return done
 
 
@@ -263,12 +277,13 @@ def _remove_orphans(dataset):
     from . import coordination
 
     dataset.reload()
-    claimed = set()
+    candidates = internal_fields(dataset)  # read before the journals: a field seen here whose commit is
+    claimed = set()                        # in flight is claimed by a journal written before it existed
     for entry in _journal().find({"dataset_id": str(dataset._doc.id)}):
         claimed.update(p for t in entry["targets"] for p in (t["staged"], t["backup"]))
         claimed.add(entry["backup_run"])
     removed = 0
-    for path in internal_fields(dataset):
+    for path in candidates:
         if path in claimed or path.rpartition(".")[2].startswith(f"{TMP_PREFIX}partial_"):
             continue
         if coordination.is_held(coordination.job_key(dataset, path)):

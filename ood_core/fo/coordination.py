@@ -61,13 +61,44 @@ def job_key(dataset, path):
     return f"{dataset._doc.id}:{path}"
 
 
+#: (thread, key) pairs held by this process, with their nesting depth (locks are re-entrant per thread)
+_HELD = {}
+_HELD_GUARD = threading.Lock()
+
+
 @contextlib.contextmanager
 def locked(key, *, timeout=900.0, lease=None, poll=0.1):
     """Hold the lease lock of ``key`` for the ``with`` block; yields the job collection.
 
     Waits up to ``timeout`` seconds for a live holder, then raises
     :class:`~ood_core.errors.BackendError`; breaks a lock whose lease expired.
+    Re-entrant within a thread: a nested block on a key the same thread holds
+    just enters.
     """
+    mine = (threading.get_ident(), key)
+    with _HELD_GUARD:
+        nested = mine in _HELD
+        if nested:
+            _HELD[mine] += 1
+    if nested:
+        try:
+            yield _collection()
+        finally:
+            with _HELD_GUARD:
+                _HELD[mine] -= 1
+        return
+    with _hold(key, timeout, lease, poll) as coll:
+        with _HELD_GUARD:
+            _HELD[mine] = 1
+        try:
+            yield coll
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(mine, None)
+
+
+@contextlib.contextmanager
+def _hold(key, timeout, lease, poll):
     from pymongo.errors import DuplicateKeyError
 
     lease = lease_seconds() if lease is None else float(lease)
@@ -123,6 +154,18 @@ def _renew(coll, key, owner, lease, stop):
             coll.update_one({"_id": key, "lock": owner}, {"$set": {"expires_at": _later(_now(), lease)}})
         except Exception:  # a lost database: the holder's own calls fail and report it
             logger.debug("could not renew the lock of %r", key, exc_info=True)
+
+
+def schema_lock(dataset, timeout=900.0):
+    """The dataset-wide lock of every change this package makes to a dataset's schema or runs.
+
+    FiftyOne saves a dataset's whole field list and run list from the process's
+    in-memory copy, so two processes changing them at once lose one another's
+    change. Every such change of this package happens under this lock, on a
+    freshly reloaded dataset. Always taken last (after field locks), so
+    writers cannot deadlock.
+    """
+    return locked(job_key(dataset, "__schema__"), timeout=timeout)
 
 
 def is_held(key):

@@ -253,14 +253,16 @@ class _EmbeddingJob:
             self.write_path, self.mode = _plan_embedding_write(self.samples, self.run_key, self.target,
                                                                self.partial, self.settings, overwrite)
             fitted = self._prepare_projection(extractor, projection, extract)
-            if self.mode in ("fresh", "resume"):
-                if self.dataset.get_field(self.write_path) is None:
-                    self.dataset.add_sample_field(self.write_path, fof.VectorField)
-                runs.register_run(self.samples, self.run_key, kind="embeddings", fields=[self.write_path],
-                                  overwrite=True, status="partial", embeddings_field=self.run_key, **self.settings,
-                                  results=self.extra_results)
-            else:  # filling in a complete field: the record says so until every item is done
-                runs.update_run(self.samples, self.run_key, status="filling")
+            with coordination.schema_lock(self.dataset):
+                self.dataset.reload()
+                if self.mode in ("fresh", "resume"):
+                    if self.dataset.get_field(self.write_path) is None:
+                        self.dataset.add_sample_field(self.write_path, fof.VectorField)
+                    runs.register_run(self.samples, self.run_key, kind="embeddings", fields=[self.write_path],
+                                      overwrite=True, status="partial", embeddings_field=self.run_key,
+                                      **self.settings, results=self.extra_results)
+                else:  # filling in a complete field: the record says so until every item is done
+                    runs.update_run(self.samples, self.run_key, status="filling")
             if fitted is not None:  # the PCA fit sample is already embedded: store it, do not compute it twice
                 raw, sample_of = fitted
                 _write_vectors(self.samples, self.write_path, {k: projection.apply(v[None])[0] for k, v in raw.items()},
@@ -346,18 +348,27 @@ class _EmbeddingJob:
         }
 
     def _complete(self, job_state, computed, failed, batch_size):
-        if self.mode in ("fresh", "resume"):
-            if self.dataset.get_field(self.target) is not None:
-                self.dataset.delete_sample_field(self.target)
-            self.dataset.rename_sample_field(self.write_path, self.target)
+        """Rename the partial field to the target (an old target is moved aside, dropped last) and record."""
+        from .commit import reserve_tmp_path
+
         failures = job_state.get("failures", []) if self.shard is not None else failed
-        runs.register_run(
-            self.samples, self.run_key, kind="embeddings", fields=[self.target], overwrite=True, status="complete",
-            embeddings_field=self.run_key, batch_size=batch_size, **self.settings,
-            results={"failures": failures,
-                     "num_embedded": len(_keys_with_values(self.samples, self.target, self.patches_field)),
-                     "num_computed_this_call": computed, "num_shards": self.num_shards, **self.extra_results},
-        )
+        with coordination.schema_lock(self.dataset):
+            self.dataset.reload()
+            old = None
+            if self.mode in ("fresh", "resume"):
+                if self.dataset.get_field(self.target) is not None:
+                    old = reserve_tmp_path(self.target)
+                    self.dataset.rename_sample_field(self.target, old)
+                self.dataset.rename_sample_field(self.write_path, self.target)
+            runs.register_run(
+                self.samples, self.run_key, kind="embeddings", fields=[self.target], overwrite=True,
+                status="complete", embeddings_field=self.run_key, batch_size=batch_size, **self.settings,
+                results={"failures": failures,
+                         "num_embedded": len(_keys_with_values(self.samples, self.target, self.patches_field)),
+                         "num_computed_this_call": computed, "num_shards": self.num_shards, **self.extra_results},
+            )
+            if old is not None:
+                self.dataset.delete_sample_field(old)
         coordination.clear(self.lock)
         return self.target
 
@@ -446,14 +457,12 @@ def _embedding_items(samples, patches_field):
 def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite):
     """Decide where this call writes: ``("fresh"|"resume", partial)`` or ``("fill", target)``."""
     dataset = samples._dataset
-    if overwrite:
-        if dataset.get_field(partial) is not None:
-            dataset.delete_sample_field(partial)
-        return partial, "fresh"
-    if not dataset.has_run(run_key):
-        if dataset.get_field(partial) is not None:
-            dataset.delete_sample_field(partial)  # orphan without a record: cannot be trusted
-        return partial, "fresh"
+    with coordination.schema_lock(dataset):
+        dataset.reload()
+        if overwrite or not dataset.has_run(run_key):
+            if dataset.get_field(partial) is not None:
+                dataset.delete_sample_field(partial)  # overwrite, or an orphan without a record: not trusted
+            return partial, "fresh"
     info = runs.get_ood_run_info(samples, run_key)
     old = {k: info.get(k) for k in settings}
     if _jsonable(old) != _jsonable(settings):

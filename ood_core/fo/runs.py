@@ -141,6 +141,11 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
         if not _field_exists(dataset, path):
             continue
         owner = _owning_run(dataset, path)
+        if owner is None and _being_written(dataset, path):
+            raise OODInputError(
+                f"field {path!r} is being written by another process right now (it already exists as far as "
+                "this call is concerned); wait for it to finish and choose another name, or pass overwrite=True"
+            )
         if owner is None:
             raise OODInputError(
                 f"field {path!r} exists on dataset {dataset.name!r} but no fiftyone-ood run wrote it; refusing to "
@@ -160,6 +165,12 @@ _BUILT_IN_LABEL_ATTRIBUTES = {"id", "label", "bounding_box", "confidence", "tags
 
 def _field_exists(dataset, path):
     return dataset.get_field(path) is not None
+
+
+def _being_written(dataset, path):
+    from .commit import in_flight
+
+    return in_flight(dataset, path)
 
 
 def _owning_run(dataset, path):
@@ -260,7 +271,17 @@ _RESERVED_RESULT_NAMES = {"run_key", "key", "samples", "config", "backend"}
 
 def register_run(samples, run_key, *, kind, fields, overwrite=False, results=None, **params):
     """Record a completed computation as a custom run (config + JSON results)."""
+    from .coordination import schema_lock
+
     run_kind(kind)
+    dataset = samples._dataset
+    with schema_lock(dataset):  # re-entrant: inside a commit it is already held
+        dataset.reload()
+        _register(samples, run_key, kind, fields, overwrite, results, params)
+    return run_key
+
+
+def _register(samples, run_key, kind, fields, overwrite, results, params):
     dataset = samples._dataset
     if dataset.has_run(run_key):
         if not overwrite:
@@ -282,11 +303,15 @@ def register_run(samples, run_key, *, kind, fields, overwrite=False, results=Non
 
 def update_run(samples, run_key, **changes):
     """Change entries of a run's config in place (one database update; the record is never absent)."""
+    from .coordination import schema_lock
+
     dataset = samples._dataset
-    config = dataset.get_run_info(run_key).config
-    for name, value in changes.items():
-        setattr(config, name, value)
-    dataset.update_run_config(run_key, config)
+    with schema_lock(dataset):
+        dataset.reload()
+        config = dataset.get_run_info(run_key).config
+        for name, value in changes.items():
+            setattr(config, name, value)
+        dataset.update_run_config(run_key, config)
 
 
 def resolve_view(samples, view_or_tag, what="reference", purpose="in-distribution samples"):
