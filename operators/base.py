@@ -288,13 +288,14 @@ def int_param(params, name, default, *, minimum=1):
     parameter's name instead of being truncated or coerced.
     """
     from ood_core.errors import OODInputError
+    from ood_core.validation import is_int
 
     value = params.get(name)
     if value is None or value == "":
         return default
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise OODInputError(f"{name}={value!r} is not a whole number; pass an integer such as {default}")
     if value < minimum:
         raise OODInputError(f"{name}={value} is too small; use an integer >= {minimum}")

@@ -244,10 +244,7 @@ def _score_ood(samples, embeddings, ood_field, reference, pass_rate, fraction, o
         flags = flag_samples(samples, ood_field, rule="top_fraction", value=fraction, tag=TAGS["ood"],
                              overwrite=overwrite)
         found["rules"]["ood"] = f"top {100 * fraction:g}% of the scores (no trusted samples in the audited view)"
-    found["runs"]["ood"] = ood_field
-    found["runs"]["ood_flags"] = flags["flag_key"]
-    found["thresholds"]["ood"] = flags["threshold"]
-    found["flagged"]["ood"] = _flagged_ids(samples, flags["flag_field"])
+    _note_flags(samples, found, "ood", ood_field, "ood_flags", flags)
 
 
 def _reference_in_view(samples, reference, score_field):
@@ -268,10 +265,15 @@ def _score_labels(samples, embeddings, label_field, issue_field, fraction, overw
     flags = flag_samples(samples, issue_field, rule="top_fraction", value=fraction, tag=TAGS["label_issues"],
                          overwrite=overwrite)
     found["rules"]["label_issues"] = f"top {100 * fraction:g}% of the scores (ties flagged)"
-    found["runs"]["label_issues"] = issue_field
-    found["runs"]["label_issue_flags"] = flags["flag_key"]
-    found["thresholds"]["label_issues"] = flags["threshold"]
-    found["flagged"]["label_issues"] = _flagged_ids(samples, flags["flag_field"])
+    _note_flags(samples, found, "label_issues", issue_field, "label_issue_flags", flags)
+
+
+def _note_flags(samples, found, task, score_field, flags_name, flags):
+    """Record a task's score run, flags run, threshold and flagged ids in the audit's findings."""
+    found["runs"][task] = score_field
+    found["runs"][flags_name] = flags["flag_key"]
+    found["thresholds"][task] = flags["threshold"]
+    found["flagged"][task] = _flagged_ids(samples, flags["flag_field"])
 
 
 def _flagged_ids(samples, flag_field):

@@ -97,22 +97,11 @@ def resolve_encoder_args(samples, embeddings_field, model_name, pretrained, quic
 
 def read_clip_embeddings(samples, embeddings_field, encoder):
     """``(ids, X)`` of the samples that have a stored embedding made by ``encoder``."""
+    from .items import read_embeddings
+
     record = clip_embeddings_record(samples, embeddings_field)
-    ids = samples.values("id")
-    vecs = samples.values(embeddings_field)
-    keep = [i for i, v in enumerate(vecs) if v is not None]
-    if not keep:
-        raise OODInputError(
-            f"no sample of this view has an embedding in {embeddings_field!r}; run "
-            f"compute_clip_embeddings on this view first (overwrite=True to redo the field)"
-        )
-    shapes = {np.asarray(vecs[i]).shape for i in keep}
-    if len(shapes) > 1:
-        raise OODInputError(
-            f"embeddings in {embeddings_field!r} have mixed shapes {sorted(shapes)}; recompute them with "
-            "compute_clip_embeddings(..., overwrite=True)"
-        )
-    X = np.stack([np.asarray(vecs[i], dtype=np.float32).ravel() for i in keep])
+    # the shared reader: skips samples without an embedding, refuses mixed shapes, NaN rows and non-vectors
+    keys, X, _ = read_embeddings(samples, embeddings_field)
     if X.shape[1] != encoder.embed_dim:
         raise OODInputError(
             f"image embeddings in {embeddings_field!r} have dimension {X.shape[1]} but the text embeddings "
@@ -129,7 +118,7 @@ def read_clip_embeddings(samples, embeddings_field, encoder):
             "and quick_gelu as the embeddings run (or omit all three to take them from it), or recompute "
             "the embeddings with compute_clip_embeddings(..., overwrite=True)"
         )
-    return [ids[i] for i in keep], X
+    return keys, X
 
 
 def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):

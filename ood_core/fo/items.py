@@ -139,12 +139,17 @@ def flatten(nested):
     return [x for row in nested for x in (row or [])]
 
 
-def values_by_key(samples, by_key, patches_field):
-    """Values aligned to samples (or nested per object) from a ``{key: value}`` dict."""
+def values_by_key(samples, by_key, patches_field, convert=None):
+    """Values aligned to samples (or nested per object) from a ``{key: value}`` dict.
+
+    ``convert`` turns each value into what is stored (default :func:`to_storable`:
+    numbers and arrays); missing keys give None.
+    """
+    convert = convert or to_storable
     if patches_field is None:
-        return [to_storable(by_key.get(k)) for k in samples.values("id")]
+        return [convert(by_key.get(k)) for k in samples.values("id")]
     ids = samples.values(patch_path(patches_field, "id"))
-    return [[to_storable(by_key.get(k)) for k in (row or [])] for row in ids]
+    return [[convert(by_key.get(k)) for k in (row or [])] for row in ids]
 
 
 def to_storable(v):

@@ -116,6 +116,8 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
     replacing a run of another kind. Without ``overwrite``: an existing run key
     or field. ``fields`` are sample-level (or ``a.detections.b``) paths.
     """
+    from . import commit
+
     validate_key(run_key)
     dataset = samples._dataset
     read = {path for path in reads if path}
@@ -141,7 +143,7 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
         if not _field_exists(dataset, path):
             continue
         owner = _owning_run(dataset, path)
-        if owner is None and _being_written(dataset, path):
+        if owner is None and commit.in_flight(dataset, path):
             raise OODInputError(
                 f"field {path!r} is being written by another process right now (it already exists as far as "
                 "this call is concerned); wait for it to finish and choose another name, or pass overwrite=True"
@@ -165,12 +167,6 @@ _BUILT_IN_LABEL_ATTRIBUTES = {"id", "label", "bounding_box", "confidence", "tags
 
 def _field_exists(dataset, path):
     return dataset.get_field(path) is not None
-
-
-def _being_written(dataset, path):
-    from .commit import in_flight
-
-    return in_flight(dataset, path)
 
 
 def _owning_run(dataset, path):

@@ -161,7 +161,7 @@ def compute_ood_scores(
     X_ref, labels_ref, ref_index, ref_info, ref_keys = _read_reference(samples, reference, keys, embeddings_field,
                                                                        patches_field, use_labels)
     if use_labels is None and label_field is not None and detector_class(method).accepts_optional_labels:
-        labels, labels_ref = _optional_labels(samples, keys, ref_keys, label_field, patches_field)
+        labels, labels_ref = _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_field)
     backbone = runs.embedding_run_config(samples, embeddings_field)
     scores, det, reducer, ref_scores = score_arrays(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
@@ -197,14 +197,20 @@ def stored_level_dims(backbone, dim):
     return [b[3] - b[2] for b in blocks] if len(blocks) > 1 else None
 
 
-def _optional_labels(samples, keys, ref_keys, label_field, patches_field):
-    """Labels of the scored and reference items, None where an item has none (they only inform the detector)."""
+def _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_field):
+    """Labels of the scored and reference items, None where an item has none (they only inform the detector).
+
+    Read from the scored view and the reference view only, not the whole dataset.
+    """
     from .items import item_ids, item_values
 
-    dataset = samples._dataset
     path = f"{patches_field}.detections.label" if patches_field else f"{label_field}.label"
-    by_id = dict(zip(item_ids(dataset, patches_field), item_values(dataset, path, patches_field)))
-    return [by_id.get(key) for key in keys], None if ref_keys is None else [by_id.get(key) for key in ref_keys]
+    by_id = dict(zip(item_ids(samples, patches_field), item_values(samples, path, patches_field)))
+    if ref_keys is None:
+        return [by_id.get(key) for key in keys], None
+    ref_view = runs.view_from_description(samples, ref_info)
+    by_id.update(zip(item_ids(ref_view, patches_field), item_values(ref_view, path, patches_field)))
+    return [by_id.get(key) for key in keys], [by_id.get(key) for key in ref_keys]
 
 
 def _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field, overwrite):
@@ -223,12 +229,12 @@ def _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_
         probs = det.class_probabilities_.max(axis=1)
         if patches_field:
             by_key = dict(zip(keys, map(str, suggested)))
-            ids = samples.values(patch_path(patches_field, "id"))
-            writes.append((path, [[by_key.get(k) for k in (row or [])] for row in ids], fof.StringField))
+            writes.append((path, values_by_key(samples, by_key, patches_field, convert=lambda v: v),
+                           fof.StringField))
         else:
             by_key = {k: fol.Classification(label=str(lab), confidence=float(p))
                       for k, lab, p in zip(keys, suggested, probs)}
-            writes.append((path, [by_key.get(k) for k in samples.values("id")]))
+            writes.append((path, values_by_key(samples, by_key, None, convert=lambda v: v)))
         record["suggestion"] = {"field": path, "meaning": "the class the neighbours vote for (confidence = its vote "
                                                           "share)"}
     if det.task == "ood" and ref_scores is not None and len(ref_scores):
