@@ -55,6 +55,7 @@ from ood_core.detectors.base import adaptive_k  # noqa: E402
 from ood_core.detectors.label_votes import WeightedLabelVoteDetector  # noqa: E402
 from ood_core.detectors.level_fusion import LevelFusionDetector  # noqa: E402
 from ood_core.detectors.mahalanobis import MahalanobisPlusPlusDetector  # noqa: E402
+from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 DEEP = 4  # index of the deepest level block (blocks.6, 1280 columns at grid 2)
@@ -236,6 +237,14 @@ def run_fusion(cond, dims, **kw):
     return det.fit(cond["X_ref"], cond["y_ref"]).score_samples(cond["X_test"])
 
 
+def run_pyramid(cond, cols, dims, labels=True, **kw):
+    det = PyramidKNNDetector(level_dims=dims, **kw)
+    if cond["X_ref"] is None:
+        return det.fit_score(cond["X_test"][:, cols])
+    det.fit(cond["X_ref"][:, cols], cond["y_ref"] if labels else None)
+    return det.score_samples(cond["X_test"][:, cols])
+
+
 def run_maha(cls, cond, cols, **kw):
     if cond["X_ref"] is None:
         return None  # needs trusted labels
@@ -258,13 +267,13 @@ def run_cleanlab_ood(cond, cols):
 
 
 def ood_methods(S):
-    """name -> (role, fn(cond)); role: default / anchor / candidate."""
+    """name -> (role, fn(cond)); role: default (the product's) / previous (the last release's) / anchor / candidate."""
     deep = S.slices[DEEP]
     full = slice(0, S.X.shape[1])
     dims = S.level_dims
     lvl3 = S.slices[3]
     m = {
-        "default knn k=50 deep": ("default", lambda c: run_knn(c, deep, min(50, _max_k(c)), S)),
+        "previous knn k=50 deep": ("previous", lambda c: run_knn(c, deep, min(50, _max_k(c)), S)),
         "knn k=1 deep": ("anchor", lambda c: run_knn(c, deep, 1, S)),
         "knn k=10 deep": ("anchor", lambda c: run_knn(c, deep, 10, S)),
         "knn k=1 full": ("anchor", lambda c: run_knn(c, full, 1, S)),
@@ -289,6 +298,9 @@ def ood_methods(S):
         "fusion k=auto.2 z mean lv=auto": ("candidate", lambda c: run_fusion(c, dims, k="auto", k_fraction=0.2, levels="auto")),
         "fusion k=auto z mean L3-4": ("candidate", lambda c: run_fusion(c, dims, k="auto", levels=[3, 4])),
         "mahalanobis++ deep": ("candidate", lambda c: run_maha(MahalanobisPlusPlusDetector, c, deep)),
+        "pyramid knn": ("default", lambda c: run_pyramid(c, full, dims)),
+        "pyramid knn no labels": ("candidate", lambda c: run_pyramid(c, full, dims, labels=False)),
+        "pyramid knn deep only": ("candidate", lambda c: run_pyramid(c, deep, None)),
         # relative Mahalanobis (Ren et al. 2021) was measured here too: mean AUROC 0.376, worst 0.000 (inverted on
         # far-OOD); it was removed from the product (results/robustness.txt keeps its row from that run)
     }
@@ -328,7 +340,7 @@ def label_methods(S):
         return WeightedLabelVoteDetector(**kw).fit_score(c["X"] if "level_dims" in kw else c["X"][:, deep], c["y"])
 
     return {
-        "default label agreement k=20 deep": ("default", lambda c: LabelAgreementDetector(k=20).fit_score(c["X"][:, deep], c["y"])),
+        "previous label agreement k=20 deep": ("previous", lambda c: LabelAgreementDetector(k=20).fit_score(c["X"][:, deep], c["y"])),
         "cleanlab quality knn10 deep": ("anchor", lambda c: cleanlab_label_scores(c["X"][:, deep], c["y"])),
         "cleanlab quality knn10 full": ("anchor", lambda c: cleanlab_label_scores(l2(c["X"][:, full]), c["y"])),
         "label agreement k=10 deep": ("anchor", lambda c: LabelAgreementDetector(k=10).fit_score(c["X"][:, deep], c["y"])),
@@ -336,7 +348,7 @@ def label_methods(S):
         "vote 1/d k=20 deep": ("candidate", lambda c: wlv(c, k=20)),
         "vote 1/d k=auto.5 all levels": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims)),
         "vote 1/d k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels=[3, 4])),
-        "vote 1/d k=auto.5 lv=auto": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto")),
+        "vote 1/d k=auto.5 lv=auto": ("default", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto")),
         "vote 1/d k=auto.5/50 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, k_max=50, level_dims=dims, levels=[3, 4])),
         "vote 1/d k=20 L3-4": ("candidate", lambda c: wlv(c, k=20, level_dims=dims, levels=[3, 4])),
         "vote rank k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, weighting="rank", level_dims=dims, levels=[3, 4])),
@@ -384,7 +396,6 @@ def summarize(rows, title, out):
     names = list(rows[0]["methods"])
     roles = {n: rows[0]["methods"][n]["role"] for n in names}
     anchors = [n for n in names if roles[n] == "anchor"]
-    default = [n for n in names if roles[n] == "default"][0]
 
     def vals(n, key="auroc", rs=rows):
         return np.array([r["methods"].get(n, {}).get(key, np.nan) for r in rs], dtype=float)
@@ -448,16 +459,15 @@ def calibration_check(fm, dg, fb, out):
     for c in ood_conditions(fm, dg, fb):
         if c["group"] != "near":
             continue
-        k = adaptive_k(min_class(c["y_ref"]), fraction=0.2)
-        det = KNNDetector(k=k)
-        ref = c["X_ref"][:, fm.slices[DEEP]]
-        cal = ConformalCalibrator().fit(det.fit_score(ref))
-        p = cal.p_values(det.score_samples(c["X_test"][:, fm.slices[DEEP]]))
+        S = fm if c["source"] == "fmnist" else dg
+        det = PyramidKNNDetector(level_dims=S.level_dims)
+        cal = ConformalCalibrator().fit(det.fit_score(c["X_ref"], c["y_ref"]))
+        p = cal.p_values(det.score_samples(c["X_test"]))
         for a in alphas:
             shares[a].append(np.mean(p[~c["is_ood"]] <= a))
             recall[a].append(np.mean(p[c["is_ood"]] <= a))
         n += 1
-    out(f"\nconformal p-values of the proposed default (k-NN deep, k=adaptive_k(.., 0.2)) over the {n} near-OOD "
+    out(f"\nconformal p-values of the default (pyramid k-NN with the trusted labels) over the {n} near-OOD "
         "conditions: share of test ID flagged at p <= alpha (should be ~alpha) / share of OOD flagged")
     for a in alphas:
         out(f"    alpha={a:.2f}: ID flagged mean {np.mean(shares[a]):.3f} (min {np.min(shares[a]):.3f}, "
@@ -474,7 +484,12 @@ robust = median/MAD, rank = -log conformal p; fused by mean or max; 'lv=auto' = 
 (1/d or rank weights, k=auto.5 = adaptive_k(smallest class - 1, fraction 0.5, k_max 20), /50 = k_max 50;
 scores include the 1% same-label distance tie-breaker); cleanlab OOD = OutOfDistribution (k=10 mean cosine
 distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold KNeighborsClassifier(10, cosine)
-probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group."""
+probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group.
+'pyramid knn' = PyramidKNNDetector (the product default): k-NN per trusted class (k = 5% of the smallest
+class) on the deepest level and on all 5 levels, each standardised on the reference's leave-one-out scores,
+max of the two; 'no labels' = the same without the trusted labels (one class, k = 5% of the reference);
+'deep only' = the per-class search on the deepest level alone. Roles: default = the product's default now,
+previous = the last release's default."""
 
 
 def main():
@@ -483,7 +498,7 @@ def main():
     ap.add_argument("--reuse", action="store_true",
                     help="reuse metrics of (condition, method) pairs already in results/robustness_raw.json "
                          "(results are deterministic; use after adding a candidate)")
-    ap.add_argument("--propose-ood", default="knn k=auto.2 deep")
+    ap.add_argument("--propose-ood", default="pyramid knn", help="the method compared in detail (the default)")
     ap.add_argument("--propose-label", default="vote 1/d k=auto.5 lv=auto")
     args = ap.parse_args()
     try:
@@ -540,7 +555,7 @@ def main():
             continue
         rows = raw[task]
         verdicts, best_anchor, vals = summarize(rows, title, out)
-        default = [n for n, v in rows[0]["methods"].items() if v["role"] == "default"][0]
+        default = [n for n, v in rows[0]["methods"].items() if v["role"] == "previous"][0]
         for n in (default, proposal):
             v = verdicts[n]
             out(f"bar for '{n}': loses in {v['losses']}/{v['n']} conditions; mean error "
@@ -555,7 +570,7 @@ def main():
                 t_top = np.mean([r["methods"][n].get("largest_tie_top10", np.nan) for r in rows])
                 out(f"    {n:<40} {t_max:8.1f} {t_top:8.1f}")
         anchors = [n for n, v in rows[0]["methods"].items() if v["role"] == "anchor"]
-        out(f"per condition, AUROC (FPR95): old default | proposed '{proposal}' | best anchor (which)")
+        out(f"per condition, AUROC (FPR95): previous default | default '{proposal}' | best anchor (which)")
         for r in rows:
             m = r["methods"]
             best = max((a for a in anchors if "auroc" in m.get(a, {})), key=lambda a: m[a]["auroc"])
@@ -564,8 +579,8 @@ def main():
                 f"{m[best]['auroc']:.3f} ({m[best]['fpr95']:.2f}) {best}")
         for g in sorted({r["group"] for r in rows}):
             sub = [r for r in rows if r["group"] == g]
-            out(f"  [{g}] worst AUROC: default {min(r['methods'][default]['auroc'] for r in sub):.3f}, "
-                f"proposed {min(r['methods'][proposal].get('auroc', np.nan) for r in sub):.3f}")
+            out(f"  [{g}] worst AUROC: previous {min(r['methods'][default]['auroc'] for r in sub):.3f}, "
+                f"default {min(r['methods'][proposal].get('auroc', np.nan) for r in sub):.3f}")
     if args.only in (None, "ood"):
         calibration_check(fm, dg, fb, out)
     out(f"\nwall time {time.time() - t0:.0f} s")

@@ -51,8 +51,12 @@ class ScoreOOD(common.OODOperator):
         label_task = detector.task == "label_issues"
         label_fields = common.label_fields(dataset)
         needs_labels = requires_labels(method)
+        optional = "" if needs_labels else (
+            "; optional: with the trusted labels the neighbours are searched per class (better scores)"
+            if detector.accepts_optional_labels else "")
         prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
-                                       description="Classification or Detections labels", required=needs_labels,
+                                       description="Classification or Detections labels" + optional,
+                                       required=needs_labels,
                                        default=inventory.default_label_field(dataset) if needs_labels else None)
         if needs_labels and not label_fields:
             prop.invalid = True

@@ -461,7 +461,7 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
                  "OOD review in the new panel menu")
         ui.text_present("scored samples flagged")
         step = "choose the ood_knn run in the panel"
-        ui.choose("Score run", "ood_knn (ood_scores, knn)")
+        ui.choose("Score run", "ood_knn (ood_scores, pyramid_knn)")
         default_t = panel_data.default_threshold(view_scores)
         ui.until("the panel to count the view's samples only",
                  lambda: _flag_count_text(ui).startswith(

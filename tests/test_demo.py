@@ -26,12 +26,15 @@ def test_demo_pipeline_runs_and_reports_both_tasks(tmp_path):
         text = out.getvalue()
         assert "OOD task" in text and "Wrong-label task" in text and "AUROC" in text
         assert "wrong label = positive class" in text and "OOD = positive class" in text
-        for key in ("ood_knn", "ood_mahalanobis", "label_issue", "label_issue_lof"):
+        for key in ("ood_pyramid", "ood_knn", "ood_previous", "ood_mahalanobis", "label_issue", "label_issue_lof"):
             assert 0.0 <= results[key]["auroc"] <= 1.0
         # real pretrained features separate held-out classes and flipped labels well above chance
-        assert results["ood_knn"]["auroc"] > 0.7 and results["label_issue"]["auroc"] > 0.7
-        assert set(fo_runs.list_ood_runs(ds)) >= {"ood_embeddings", "ood_knn", "label_issue", "label_issue_lof"}
+        assert results["ood_pyramid"]["auroc"] > 0.7 and results["label_issue"]["auroc"] > 0.7
+        assert "pyramid k-NN" in text and "previous default" in text
+        assert set(fo_runs.list_ood_runs(ds)) >= {"ood_embeddings", "ood_pyramid", "ood_knn", "label_issue",
+                                                  "label_issue_lof"}
+        assert fo_runs.get_ood_run_info(ds, "ood_pyramid")["detector"]["method"] == "pyramid_knn"
         assert "ood_umap" in ds.list_brain_runs()
-        assert np.isfinite(ds.match_tags("test").values("ood_knn")).all()
+        assert np.isfinite(ds.match_tags("test").values("ood_pyramid")).all()
     finally:
         fo.delete_dataset(name)

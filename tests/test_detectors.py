@@ -438,7 +438,7 @@ def test_make_detector_classes_and_errors():
     assert isinstance(make_detector("mahalanobis"), MahalanobisDetector)
     assert isinstance(make_detector("label_agreement"), LabelAgreementDetector)
     with pytest.raises(OODInputError, match=r"unknown detector 'knm'.*class_lof, knn, "
-                                            r"label_agreement, level_fusion, lof, mahalanobis, mahalanobis_pp, "
+                                            r"label_agreement, level_fusion, lof, mahalanobis, mahalanobis_pp, pyramid_knn, "
                                             r"weighted_label_vote"):
         make_detector("knm")
     with pytest.raises(OODInputError, match=r"unknown parameter\(s\) \['n_neighbors'\].*k, k_fraction, k_max, "

@@ -213,7 +213,7 @@ def test_failure_during_overwrite_keeps_old_values(embedded, monkeypatch):
     def exploding(*a, **k):
         raise MemoryError("boom")
 
-    monkeypatch.setattr(detectors.KNNDetector, "score_samples", exploding)
+    monkeypatch.setattr(detectors.PyramidKNNDetector, "score_samples", exploding)
     with pytest.raises(MemoryError):
         ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=3, overwrite=True)
     assert ds.values("s") == old
@@ -311,7 +311,7 @@ def test_reference_of_other_dimension_is_refused(embedded):
 
 def test_reduction_fitted_on_reference(embedded):
     ds = embedded
-    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5, reduce="pca", n_components=8)
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", reference="trusted", k=5, reduce="pca", n_components=8)
     info = fo_runs.get_ood_run_info(ds, "s")
     assert info["reduction"]["method"] == "pca" and info["reduction"]["n_components"] == 8
     from sklearn.decomposition import PCA
@@ -480,13 +480,34 @@ def test_neighbor_backends_give_identical_scores(embedded):
     assert fo_runs.get_ood_run_info(ds, "s_fa")["detector"]["backend"] == "faiss"
 
 
-def test_default_pyramid_is_the_deepest_level_pooled_2x2(dataset_factory, fashion_files):
+def test_default_pyramid_is_every_level_pooled_2x2(dataset_factory, fashion_files):
     paths, names = fashion_files
     ds = dataset_factory(paths[:4], names[:4])
     summary = ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", progress=False)
     backbone = summary["config"]["backbone"]
-    assert backbone["levels"] == ["blocks.6"] and backbone["mode"] == "pool" and backbone["grid"] == 2
-    assert summary["dim"] == 320 * 4
+    assert backbone["levels"] == ["blocks.0", "blocks.1", "blocks.2", "blocks.4", "blocks.6"]
+    assert backbone["mode"] == "pool" and backbone["grid"] == 2
+    assert summary["dim"] == (16 + 24 + 40 + 112 + 320) * 4
+    # the default scorer finds the level widths in the run record and scores deepest level + all levels
+    ds.tag_samples("trusted")
+    ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=1)
+    info = fo_runs.get_ood_run_info(ds, "s")
+    assert info["detector"]["method"] == "pyramid_knn"
+    assert info["detector"]["level_dims"] == [64, 96, 160, 448, 1280]
+
+
+def test_default_pyramid_of_a_wide_backbone_keeps_the_deepest_level(dataset_factory, fashion_files):
+    from ood_core.fo.embeddings import DEFAULT_MAX_DIM
+
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:2], names[:2])
+    summary = ood.compute_pyramid_embeddings(ds, "emb", model_name="resnet18", weights="random", progress=False)
+    # resnet18: 64 + 64 + 128 + 256 + 512 channels = 4,096 columns at grid 2, within the bound
+    assert summary["dim"] == 1024 * 4 <= DEFAULT_MAX_DIM and len(summary["config"]["backbone"]["levels"]) == 5
+    summary = ood.compute_pyramid_embeddings(ds, "emb2", model_name="resnet34", weights="random", grid=3,
+                                             progress=False)
+    # grid 3: 9,216 columns for every level > DEFAULT_MAX_DIM -> only layer4 (512 x 9)
+    assert summary["config"]["backbone"]["levels"] == ["layer4"] and summary["dim"] == 512 * 9
 
 
 def test_p_value_rule_flags_about_alpha_of_the_reference(embedded):

@@ -49,7 +49,7 @@ def emb_dataset(dataset_factory):
 
 def test_pgvector_exact_index_matches_in_memory_knn(pg, emb_dataset):
     ds, X, n_ref, n_id, n_ood = emb_dataset
-    compute_ood_scores(ds, "emb", "exact", reference="trusted", k=10, neighbor_backend="sklearn")
+    compute_ood_scores(ds, "emb", "exact", method="knn", reference="trusted", k=10, neighbor_backend="sklearn")
     summary = compute_knn_scores_with_index(
         ds, "emb", "via_pg", reference="trusted", k=10, batch_size=64, progress=False,
         connection_string=pg.connection_string, **EXACT,
@@ -104,7 +104,7 @@ def test_euclidean_index_matches_unnormalised_knn(pg, emb_dataset):
 def test_hnsw_index_never_scores_below_exact(pg, emb_dataset):
     """An approximate index can only miss neighbours, so its k-th distance is >= the exact one."""
     ds, X, _, _, n_ood = emb_dataset
-    compute_ood_scores(ds, "emb", "exact", reference="trusted", k=10, neighbor_backend="sklearn")
+    compute_ood_scores(ds, "emb", "exact", method="knn", reference="trusted", k=10, neighbor_backend="sklearn")
     compute_knn_scores_with_index(
         ds, "emb", "hnsw", reference="trusted", k=10, progress=False,
         connection_string=pg.connection_string, index_type="hnsw", hnsw_ef_search=100,

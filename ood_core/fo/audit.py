@@ -136,7 +136,8 @@ def audit(
     embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, overwrite)
     steps.done()
     found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}}
-    _score_ood(samples, embeddings, ood_field, plan["reference"], ood_pass_rate, ood_fraction, overwrite, found)
+    _score_ood(samples, embeddings, ood_field, plan["reference"], plan["label_field"], ood_pass_rate, ood_fraction,
+               overwrite, found)
     steps.done()
     if plan["label_field"]:
         _score_labels(samples, embeddings, plan["label_field"], label_issue_field, label_issue_fraction,
@@ -220,18 +221,12 @@ def neighbours_for(method, num_items):
     return max(1, min(default, num_items // 4))
 
 
-def _reference_size(samples, reference, embeddings):
-    view = samples._dataset.match_tags(reference) if isinstance(reference, str) else (
-        reference if reference is not None else samples)
-    return len(view.exists(embeddings))
-
-
-def _score_ood(samples, embeddings, ood_field, reference, pass_rate, fraction, overwrite, found):
+def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate, fraction, overwrite, found):
     from .evaluation import flag_samples
     from .scores import compute_ood_scores
 
-    k = neighbours_for("knn", _reference_size(samples, reference, embeddings))
-    scored = compute_ood_scores(samples, embeddings, ood_field, method="knn", reference=reference, k=k,
+    # the default detector; the labels (when there are some) make its neighbour search per class
+    scored = compute_ood_scores(samples, embeddings, ood_field, reference=reference, label_field=label_field,
                                 overwrite=overwrite)
     found["num_skipped"] = scored["num_skipped"]
     in_view = _reference_in_view(samples, reference, ood_field)

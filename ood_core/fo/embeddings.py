@@ -13,18 +13,23 @@ from .items import (
     require_nonempty,
 )
 
-#: Default pyramid: the deepest level, average-pooled to a 2x2 grid. Chosen on the
-#: demo data (benchmarks/choose_defaults.py, README "Why the defaults"): with
-#: EfficientNet-Lite0 the deepest level alone beat every multi-level pyramid and the
-#: paper's flattened mode on both tasks, and grid 2 was within 0.002 AUROC of grid 4
-#: at a quarter of the size.
-DEFAULT_LEVELS = [-1]
+#: Default pyramid: every level, each average-pooled to a 2x2 grid (EfficientNet-Lite0:
+#: 64 + 96 + 160 + 448 + 1,280 = 2,048 columns). The default detector
+#: (``pyramid_knn``) scores the deepest level and the whole pyramid and keeps the more
+#: unusual: over 64 OOD conditions of three real image sources
+#: (benchmarks/robustness.py) neither the deepest level alone (best on Fashion-MNIST)
+#: nor all levels (best on 8x8 digits) wins everywhere. Grid 2 was within 0.002 AUROC
+#: of grid 4 at a quarter of the size (benchmarks/choose_defaults.py).
+DEFAULT_LEVELS = None
 DEFAULT_GRID = 2
+#: A backbone whose pooled pyramid is wider than this (ResNet50: 15,616 columns at grid
+#: 2) keeps only its deepest level by default, so stored embeddings stay bounded.
+DEFAULT_MAX_DIM = 4096
 
 
 def default_levels(model_name):
-    """The package's default pyramid levels (the deepest level, for any backbone)."""
-    return list(DEFAULT_LEVELS)
+    """The package's default pyramid levels: ``None`` = every level (see :data:`DEFAULT_MAX_DIM`)."""
+    return None if DEFAULT_LEVELS is None else list(DEFAULT_LEVELS)
 
 
 def compute_pyramid_embeddings(
@@ -70,8 +75,9 @@ def compute_pyramid_embeddings(
             Also the run key of the recorded ``embeddings`` run.
         model_name: timm model name, or ``"auto"`` (ResNet50 hub weights when
             reachable, else the bundled offline ``tf_efficientnet_lite0``).
-        levels: pyramid levels by index or module name (``None`` = the
-            deepest level, see :data:`DEFAULT_LEVELS`).
+        levels: pyramid levels by index or module name (``None`` = every
+            level, or only the deepest one when the pooled pyramid would be
+            wider than :data:`DEFAULT_MAX_DIM` columns; see :data:`DEFAULT_LEVELS`).
         mode: ``"pool"`` (bounded, per-level grid pooling) or ``"flatten"`` (paper).
         grid: pooling grid side for ``mode="pool"`` (default 2).
         weights: weight source: ``None`` (hub/cache, then bundled), a local
@@ -114,6 +120,8 @@ def compute_pyramid_embeddings(
         model_name, levels=default_levels(model_name) if levels is None else levels,
         mode=mode, grid=grid, weights=weights,
     )
+    if levels is None and extractor.dim > DEFAULT_MAX_DIM and len(extractor.level_indices) > 1:
+        extractor = PyramidExtractor(extractor.model_name, levels=[-1], mode=mode, grid=grid, weights=weights)
     projection = _Projection.from_args(extractor.dim, project_dim, project_method, project_seed, pca_fit_size, dtype)
     settings = {"backbone": extractor.config, "projection": projection.record, "dtype": dtype,
                 "patches_field": patches_field}

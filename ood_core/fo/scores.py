@@ -95,7 +95,7 @@ def compute_ood_scores(
     embeddings_field=DEFAULT_EMBEDDINGS_FIELD,
     score_field="ood_score",
     *,
-    method="knn",
+    method="pyramid_knn",
     reference=None,
     label_field=None,
     patches_field=None,
@@ -121,10 +121,15 @@ def compute_ood_scores(
     ``label_field`` for ``"class_lof"`` / ``"label_agreement"``).
 
     Args:
-        method: ``"knn"`` (default), ``"mahalanobis"``, ``"lof"``,
-            ``"class_lof"`` or ``"label_agreement"``.
+        method: ``"pyramid_knn"`` (default), ``"knn"``, ``"mahalanobis"``,
+            ``"mahalanobis_pp"``, ``"level_fusion"``, ``"lof"``, ``"class_lof"``
+            or ``"label_agreement"`` (all: :func:`ood_core.detectors.detector_names`).
         label_field: Classification field (or Detections field: objects are
-            scored) with the labels the method needs.
+            scored) with the labels the method needs. The default method
+            works without labels, but **give the trusted labels when you have
+            them**: it then searches neighbours per class and also scores the
+            whole pyramid, which raised the mean AUROC over 64 real conditions
+            from 0.832 to 0.863 (README "Why the defaults").
         k: neighbours for knn/lof/label_agreement (detector default if None).
         class_conditional: Mahalanobis with class means (needs labels).
         reduce: ``None``, ``"pca"``, ``"umap"`` or ``"random"``, fitted on the

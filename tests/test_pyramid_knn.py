@@ -1,0 +1,136 @@
+"""PyramidKNNDetector (the default OOD detector) against an independent brute-force computation."""
+
+import numpy as np
+import pytest
+
+from ood_core.detectors import make_detector
+from ood_core.detectors.pyramid_knn import PyramidKNNDetector
+from ood_core.errors import OODInputError
+
+DIMS = [3, 5, 8]  # three levels; the deepest is the last 8 columns
+
+
+def _unit(X):
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def _kth_per_class(R, y, T, k, leave_out=None):
+    """Brute force: min over classes of the k-th smallest Euclidean distance (unit rows)."""
+    D = np.linalg.norm(T[:, None, :] - R[None, :, :], axis=2)
+    if leave_out is not None:
+        D[np.arange(len(T)), leave_out] = np.inf
+    out = np.full(len(T), np.inf)
+    for c in np.unique(y):
+        Dc = np.sort(D[:, y == c], axis=1)
+        if Dc.shape[1] >= k:
+            out = np.minimum(out, Dc[:, k - 1])
+    return out
+
+
+def _expected(X_ref, y, X, k):
+    """The module docstring's formula, written out with numpy only."""
+    comps = [slice(sum(DIMS[:-1]), sum(DIMS)), slice(0, sum(DIMS))]  # deepest level, all levels
+    z = []
+    for sl in comps:
+        R, T = _unit(X_ref[:, sl]), _unit(X[:, sl])
+        loo = _kth_per_class(R, y, R, k, leave_out=np.arange(len(R)))
+        s = _kth_per_class(R, y, T, k)
+        z.append((s - loo.mean()) / loo.std())
+    return np.max(z, axis=0), z
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(3)
+    centers = rng.normal(size=(3, sum(DIMS))) * 3
+    y = np.repeat(np.array(["a", "b", "c"]), [40, 60, 50])
+    X_ref = (centers[np.searchsorted(["a", "b", "c"], y)] + rng.normal(size=(150, sum(DIMS)))).astype(np.float32)
+    X_id = (centers[rng.integers(0, 3, 30)] + rng.normal(size=(30, sum(DIMS)))).astype(np.float32)
+    X_ood = (rng.normal(size=(30, sum(DIMS))) * 3).astype(np.float32)
+    return X_ref, y, X_id, X_ood
+
+
+def test_scores_match_the_formula_with_labels(data):
+    X_ref, y, X_id, X_ood = data
+    X = np.concatenate([X_id, X_ood])
+    det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y)
+    assert det.k_ == 2  # adaptive_k(smallest class 40, fraction 0.05)
+    assert det.components_ == ["deepest level", "all levels"]
+    expected, parts = _expected(X_ref, y, X, det.k_)
+    np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(det.component_scores(X), np.stack(parts, 1), rtol=1e-4, atol=1e-4)
+
+
+def test_fit_score_leaves_each_point_out_of_its_class(data):
+    X_ref, y, _, _ = data
+    det = PyramidKNNDetector(level_dims=DIMS, k=3)
+    scores = det.fit_score(X_ref, y)
+    z = []
+    for sl in (slice(8, 16), slice(0, 16)):
+        R = _unit(X_ref[:, sl])
+        loo = _kth_per_class(R, y, R, 3, leave_out=np.arange(len(R)))
+        z.append((loo - loo.mean()) / loo.std())
+    np.testing.assert_allclose(scores, np.max(z, axis=0), rtol=1e-4, atol=1e-4)
+
+
+def test_without_labels_the_whole_reference_is_one_class(data):
+    X_ref, _, X_id, X_ood = data
+    X = np.concatenate([X_id, X_ood])
+    det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref)
+    assert det.components_ == ["deepest level", "all levels"] and det.classes_ == 1
+    assert det.k_ == 8  # adaptive_k(150, fraction 0.05)
+    expected, _ = _expected(X_ref, np.zeros(len(X_ref)), X, 8)
+    np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-4, atol=1e-4)
+    knn = make_detector("knn", k=8).fit(X_ref[:, 8:])
+    one_level = PyramidKNNDetector(k=8).fit(X_ref[:, 8:])  # one level: the k-NN ranking, standardised
+    assert np.array_equal(np.argsort(one_level.score_samples(X[:, 8:])), np.argsort(knn.score_samples(X[:, 8:])))
+
+
+def test_ood_ranks_above_in_distribution_and_higher_is_more_ood(data):
+    X_ref, y, X_id, X_ood = data
+    det = make_detector("pyramid_knn", level_dims=DIMS).fit(X_ref, y)
+    s_id, s_ood = det.score_samples(X_id), det.score_samples(X_ood)
+    assert s_ood.min() > np.median(s_id)
+    assert det.get_params()["method"] == "pyramid_knn"
+    assert det.fitted_params() == {"k": 2, "components": ["deepest level", "all levels"], "classes": 3}
+
+
+def test_polluters_with_random_labels_do_not_hide_ood():
+    """OOD images in the reference, spread over the classes, stay unusual per class (not globally)."""
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 16)) * 4
+    y = np.repeat(np.arange(3), 100)
+    X_ref = centers[y] + rng.normal(size=(300, 16))
+    polluters = centers[3] + rng.normal(size=(12, 16))  # 4% from an OOD cluster, 4 per class
+    X_ref = np.concatenate([X_ref, polluters]).astype(np.float32)
+    y = np.concatenate([y, np.repeat(np.arange(3), 4)])
+    X_ood = (centers[3] + rng.normal(size=(50, 16))).astype(np.float32)
+    X_id = (centers[rng.integers(0, 3, 50)] + rng.normal(size=(50, 16))).astype(np.float32)
+    from ood_core.metrics import ood_metrics
+
+    is_ood = np.r_[np.zeros(50, bool), np.ones(50, bool)]
+    X = np.concatenate([X_id, X_ood])
+    per_class = ood_metrics(PyramidKNNDetector(k=5).fit(X_ref, y).score_samples(X), is_ood)["auroc"]
+    global_k = ood_metrics(make_detector("knn", k=5).fit(X_ref).score_samples(X), is_ood)["auroc"]
+    assert per_class > 0.95 and global_k < 0.8
+
+
+def test_errors_name_the_input():
+    X = np.random.default_rng(0).normal(size=(20, 16)).astype(np.float32)
+    with pytest.raises(OODInputError, match="level_dims"):
+        PyramidKNNDetector(level_dims=[3, 5]).fit(X, ["a"] * 20)
+    with pytest.raises(OODInputError, match="largest reference class has only"):
+        PyramidKNNDetector(k=15).fit(X, ["a", "b"] * 10)
+    with pytest.raises(OODInputError, match="class_k_fraction"):
+        PyramidKNNDetector(class_k_fraction=0)
+    with pytest.raises(OODInputError, match="one label"):
+        PyramidKNNDetector().fit(X, ["a"] * 3)
+
+
+def test_unlabelled_rows_are_one_group():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 16)).astype(np.float32)
+    y = ["a"] * 25 + ["b"] * 25 + [None] * 10
+    det = PyramidKNNDetector().fit(X, y)
+    assert det.classes_ == 3 and det.k_ == 1  # k from the smallest *labelled* class (25)
+    assert np.isfinite(det.score_samples(X)).all()
