@@ -15,6 +15,10 @@ Conditions (all seeded):
 
 - OOD ``near``: held-out classes of the same source, several random class
   splits (6 in / 4 out), reference 10..600 images per class;
+- OOD ``near 8/2``: 8 classes in / 2 out (the demo's Bag + Ankle boot split and
+  3 random splits per source), reference 30..250 images per class;
+- OOD ``patches``: object patches of real photos (``robust_data.load_patches``),
+  25 photos in / 12 out, 4 random splits, 10 or 20 crops per photo;
 - OOD ``far``: reference from one source, OOD from another source;
 - OOD ``pollution``: 1 / 5 / 10% held-out-class images mixed into the reference
   (with random in-distribution labels);
@@ -92,7 +96,7 @@ def split_rows(rng, y, classes, n_test, n_ref):
     return np.concatenate(test), np.concatenate(ref), np.concatenate(rest)
 
 
-def ood_conditions(fm, dg, fb):
+def ood_conditions(fm, dg, fb, pt=None):
     """Yield dicts: name, group, X_ref, y_ref, X_test, is_ood (X_ref None = unsupervised)."""
     src = {"fmnist": fm, "digits": dg}
     n_test = {"fmnist": 150, "digits": 60}
@@ -125,11 +129,45 @@ def ood_conditions(fm, dg, fb):
         for split in range(4):
             for n in sizes[s]:
                 yield near(s, split, n)
+    # near-OOD with 8 classes in and 2 out: the demo's split (Bag, Ankle boot held out) and 3 random
+    # splits per source; more, and more confusable, in-distribution classes than the 6 / 4 splits
+    for s, ns in (("fmnist", (30, 100, 250)), ("digits", (30, 100))):
+        S = src[s]
+        outs = [np.array([8, 9])] if s == "fmnist" else []
+        for split in range(3):
+            outs.append(np.sort(np.random.default_rng(500 + split).permutation(10)[:2]))
+        for si, cout in enumerate(outs):
+            cin = np.setdiff1d(np.arange(10), cout)
+            for n in ns:
+                rng = np.random.default_rng([si, n, 77])
+                nt = 100 if s == "fmnist" else 40
+                test_id, ref, _ = split_rows(rng, S.y, cin, nt, n)
+                test_ood, _, _ = split_rows(rng, S.y, cout, nt, 0)
+                yield dict(
+                    name=f"{s} 8/2 out={''.join(map(str, cout))} n/cls={n}", group="near 8/2", source=s,
+                    X_ref=S.X[ref], y_ref=S.y[ref], X_test=S.X[np.concatenate([test_id, test_ood])],
+                    is_ood=np.r_[np.zeros(test_id.size, bool), np.ones(test_ood.size, bool)],
+                )
     for s, ns in (("fmnist", (100, 300)), ("digits", (100,))):
         for split in range(2):
             for n in ns:
                 for p in (0.01, 0.05, 0.10):
                     yield near(s, split, n, pollution=p, group="pollution")
+
+    # object patches of real photos (class = the photo): 25 photos in, 12 out, 4 random splits
+    if pt is not None:
+        for split in range(4):
+            perm = np.random.default_rng(300 + split).permutation(int(pt.y.max()) + 1)
+            cin, cout = np.sort(perm[:25]), np.sort(perm[25:])
+            for n in (10, 20):
+                rng = np.random.default_rng([split, n, 301])
+                test_id, ref, _ = split_rows(rng, pt.y, cin, 10, n)
+                test_ood, _, _ = split_rows(rng, pt.y, cout, 10, 0)
+                yield dict(
+                    name=f"patches split{split} 25 photos in n/cls={n}", group="patches", source="patches",
+                    X_ref=pt.X[ref], y_ref=pt.y[ref], X_test=pt.X[np.concatenate([test_id, test_ood])],
+                    is_ood=np.r_[np.zeros(test_id.size, bool), np.ones(test_ood.size, bool)],
+                )
 
     # far-OOD: all 10 classes of one source as ID, another source as OOD
     def far(s, n_ref, other):
@@ -509,7 +547,7 @@ def main():
         pass
 
     t0 = time.time()
-    fm, dg, fb = Source("fmnist"), Source("digits"), Source("foolbox")
+    fm, dg, fb, pt = Source("fmnist"), Source("digits"), Source("foolbox"), Source("patches")
     lines = []
 
     def out(s=""):
@@ -517,7 +555,7 @@ def main():
         lines.append(s)
 
     out(f"robustness study: tf_efficientnet_lite0, 5 levels pooled 2x2 {fm.level_names} "
-        f"{fm.level_dims}; fmnist {fm.X.shape[0]} images, digits {dg.X.shape[0]}, foolbox {fb.X.shape[0]}")
+        f"{fm.level_dims}; fmnist {fm.X.shape[0]} images, digits {dg.X.shape[0]}, foolbox {fb.X.shape[0]}, photo patches {pt.X.shape[0]}")
     out(LEGEND)
     previous = {}
     if args.reuse and os.path.isfile(RAW_RESULTS):
@@ -526,8 +564,8 @@ def main():
     raw = {}
     if args.only in (None, "ood"):
         conds = []
-        for c in ood_conditions(fm, dg, fb):
-            c["_S"] = fm if c["source"] == "fmnist" else dg
+        for c in ood_conditions(fm, dg, fb, pt):
+            c["_S"] = {"fmnist": fm, "digits": dg, "patches": pt}[c["source"]]
             conds.append(c)
         print(f"OOD task: {len(conds)} conditions", flush=True)
         raw["ood"] = evaluate(conds, ood_methods, label_task=False, previous=previous.get("ood"))

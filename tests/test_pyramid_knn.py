@@ -78,8 +78,8 @@ def test_without_labels_the_whole_reference_is_one_class(data):
     X = np.concatenate([X_id, X_ood])
     det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref)
     assert det.components_ == ["deepest level", "all levels"] and det.classes_ == 1
-    assert det.k_ == 8  # adaptive_k(150, fraction 0.05)
-    expected, _ = _expected(X_ref, np.zeros(len(X_ref)), X, 8)
+    assert det.k_ == 3  # adaptive_k(150, fraction 0.02)
+    expected, _ = _expected(X_ref, np.zeros(len(X_ref)), X, 3)
     np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-4, atol=1e-4)
     knn = make_detector("knn", k=8).fit(X_ref[:, 8:])
     one_level = PyramidKNNDetector(k=8).fit(X_ref[:, 8:])  # one level: the k-NN ranking, standardised

@@ -1,0 +1,145 @@
+#!/usr/bin/env python
+"""The design choices of ``pyramid_knn`` (the default OOD detector), measured on the robustness conditions.
+
+Not a test: prints a table and writes ``benchmarks/results/pyramid_knn_choices.txt``.
+
+Over every OOD condition of ``benchmarks/robustness.py`` that has a trusted
+reference (same stored embeddings, same seeds), each variant is computed
+with numpy from its formula:
+
+- search: ``per-class`` (min over the trusted classes of the distance to the
+  class's k-th nearest neighbour) or ``global`` (k-th nearest neighbour of the
+  whole reference);
+- components: the deepest level, all levels (the whole stored embedding), or
+  both fused by ``max`` / ``mean`` of their z-scores (standardised on the
+  reference's leave-one-out scores), or the component with the better
+  leave-one-out 1-NN label accuracy (``acc-select``);
+- k: 2 / 5 / 10% of the smallest trusted class (at least 1, at most 50), per
+  component.
+
+Positive class = OOD; AUROC mean and worst case over all conditions, mean per
+group, and losses (> 0.02 below the per-condition best anchor recorded in
+``results/robustness_raw.json``; run ``robustness.py`` first).
+
+Run::
+
+    OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python benchmarks/pyramid_knn_choices.py
+"""
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from benchmarks.robustness import RAW_RESULTS, Source, ood_conditions  # noqa: E402
+from ood_core.metrics import ood_metrics  # noqa: E402
+
+RESULTS = os.path.join(HERE, "results", "pyramid_knn_choices.txt")
+FRACTIONS = (0.02, 0.05, 0.1)
+ANCHORS = ("knn k=1 deep", "knn k=10 deep", "knn k=1 full", "knn k=10 full", "mahalanobis deep", "cleanlab OOD deep")
+
+
+def l2(X):
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def kth(D, k):
+    k = max(1, min(k, D.shape[1]))
+    return np.partition(D, k - 1, axis=1)[:, k - 1]
+
+
+def per_class(D, y, k):
+    out = np.full(D.shape[0], np.inf)
+    for c in np.unique(y):
+        Dc = D[:, y == c]
+        if Dc.shape[1] >= k:
+            out = np.minimum(out, kth(Dc, k))
+    return out
+
+
+def variants(cond, S):
+    """name -> test scores of every variant for one condition."""
+    y = cond["y_ref"]
+    smallest = np.unique(y, return_counts=True)[1].min()
+    z, acc = {}, {}
+    for comp, cols in (("deep", S.slices[-1]), ("all", slice(0, S.X.shape[1]))):
+        R, T = l2(cond["X_ref"][:, cols]), l2(cond["X_test"][:, cols])
+        D = np.sqrt(np.maximum(2 - 2 * T @ R.T, 0))
+        DR = np.sqrt(np.maximum(2 - 2 * R @ R.T, 0))
+        np.fill_diagonal(DR, np.inf)  # leave-one-out
+        acc[comp] = float(np.mean(y[DR.argmin(1)] == y))
+        for f in FRACTIONS:
+            k = max(1, min(50, round(f * smallest)))
+            for search, fn in (("per-class", lambda M: per_class(M, y, k)), ("global", lambda M: kth(M, k))):
+                st, sr = fn(D), fn(DR)
+                sr = sr[np.isfinite(sr)]
+                z[(search, comp, f)] = (st - sr.mean()) / sr.std()
+    out = {}
+    for search in ("per-class", "global"):
+        for f in FRACTIONS:
+            out[f"{search} deep k{f:g}"] = z[(search, "deep", f)]
+            out[f"{search} all k{f:g}"] = z[(search, "all", f)]
+            out[f"{search} max(deep,all) k{f:g}"] = np.maximum(z[(search, "deep", f)], z[(search, "all", f)])
+            out[f"{search} mean(deep,all) k{f:g}"] = (z[(search, "deep", f)] + z[(search, "all", f)]) / 2
+            best = max(acc, key=acc.get)
+            out[f"{search} acc-select k{f:g}"] = z[(search, best, f)]
+        for fd in FRACTIONS:
+            for fa in FRACTIONS:
+                if fd != fa:
+                    out[f"{search} max(deep k{fd:g}, all k{fa:g})"] = np.maximum(
+                        z[(search, "deep", fd)], z[(search, "all", fa)])
+    return out
+
+
+def main():
+    t0 = time.time()
+    fm, dg, fb, pt = Source("fmnist"), Source("digits"), Source("foolbox"), Source("patches")
+    sources = {"fmnist": fm, "digits": dg, "patches": pt}
+    try:
+        with open(RAW_RESULTS) as f:
+            raw = {r["name"]: r["methods"] for r in json.load(f)["ood"]}
+    except (OSError, KeyError, ValueError):
+        raw = {}
+    res, names, groups, oracle = {}, [], [], []
+    for c in ood_conditions(fm, dg, fb, pt):
+        if c["X_ref"] is None:
+            continue
+        for name, s in variants(c, sources[c["source"]]).items():
+            res.setdefault(name, []).append(ood_metrics(s, c["is_ood"])["auroc"])
+        names.append(c["name"])
+        groups.append(c["group"])
+        m = raw.get(c["name"], {})
+        oracle.append(max((m[a]["auroc"] for a in ANCHORS if "auroc" in m.get(a, {})), default=np.nan))
+    oracle = np.array(oracle)
+    G = np.array(groups)
+    lines = []
+
+    def out(s=""):
+        print(s, flush=True)
+        lines.append(s)
+
+    out(f"pyramid_knn design choices over {len(names)} OOD conditions with a trusted reference (positive = OOD, "
+        "AUROC); 'loses' = more than 0.02 below the best anchor of the condition (robustness_raw.json)")
+    gnames = sorted(set(groups))
+    out(f"{'variant':<40} {'mean':>6} {'worst':>6} {'loses':>6}  " + " ".join(f"{g[:10]:>10}" for g in gnames))
+    for name, v in sorted(res.items(), key=lambda kv: -np.mean(kv[1])):
+        v = np.array(v)
+        ok = ~np.isnan(oracle)
+        loses = int(np.sum(v[ok] < oracle[ok] - 0.02))
+        out(f"{name:<40} {v.mean():>6.3f} {v.min():>6.3f} {loses:>6}  " + " ".join(
+            f"{v[G == g].mean():>10.3f}" for g in gnames))
+    out(f"best anchor of each condition: mean {np.nanmean(oracle):.3f}, worst {np.nanmin(oracle):.3f}")
+    out(f"wall time {time.time() - t0:.0f} s")
+    with open(RESULTS, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
