@@ -379,7 +379,7 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
         ui.until("the score field ood_knn in the database", scored, timeout=180)
         info = fo_runs.get_ood_run_info(ds, "ood_knn")
         assert info["kind"] == "ood_scores" and info["fields"] == ["ood_knn", "ood_knn_pvalue"]
-        assert info["detector"]["method"] == "knn" and info["detector"]["k"] == 3
+        assert info["detector"]["method"] == "pyramid_knn" and info["detector"]["k"] == 3  # the form's default method
         assert info["reference"]["tag"] == "trusted" and info["reference"]["num_reference"] == 8
         scores = np.array(ds.values("ood_knn"), dtype=float)
         assert scores.shape == (20,) and np.isfinite(scores).all()

@@ -71,7 +71,7 @@ class FaultAt:
 
 @pytest.fixture
 def scored(dataset_factory):
-    """40 samples with random embeddings and a committed k-NN score field 's' (k=3)."""
+    """40 samples with random embeddings and a committed default (pyramid k-NN) score field 's' (k=3)."""
     rng = np.random.default_rng(0)
     ds = dataset_factory([f"/tmp/fault_{i}.png" for i in range(40)])
     ds.set_values("emb", list(rng.normal(size=(40, 8)).astype(np.float32)))
@@ -83,7 +83,7 @@ def _expected(ds, k):
     from ood_core.detectors import make_detector
 
     X = np.stack(ds.values("emb"))
-    return make_detector("knn", k=k).fit_score(X)
+    return make_detector("pyramid_knn", k=k).fit_score(X)  # the default detector of compute_ood_scores
 
 
 def assert_old_or_new(ds, old, new):

@@ -119,8 +119,10 @@ def test_errors_name_the_input():
     X = np.random.default_rng(0).normal(size=(20, 16)).astype(np.float32)
     with pytest.raises(OODInputError, match="level_dims"):
         PyramidKNNDetector(level_dims=[3, 5]).fit(X, ["a"] * 20)
-    with pytest.raises(OODInputError, match="largest reference class has only"):
+    with pytest.raises(OODInputError, match="reference classes are too small"):
         PyramidKNNDetector(k=15).fit(X, ["a", "b"] * 10)
+    with pytest.raises(OODInputError, match="reference classes are too small"):
+        PyramidKNNDetector(k=2).fit_score(X[:4], ["a", "a", "b", "c"])  # no group offers 2 other samples
     with pytest.raises(OODInputError, match="class_k_fraction"):
         PyramidKNNDetector(class_k_fraction=0)
     with pytest.raises(OODInputError, match="one label"):
@@ -134,3 +136,17 @@ def test_unlabelled_rows_are_one_group():
     det = PyramidKNNDetector().fit(X, y)
     assert det.classes_ == 3 and det.k_ == 1  # k from the smallest *labelled* class (25)
     assert np.isfinite(det.score_samples(X)).all()
+
+
+def test_one_sample_per_class_scores_against_the_other_classes():
+    """Tiny references (the audit of a 20-image dataset): a class of one sample left out of itself
+    is scored against the other classes instead of failing."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(8, 16)).astype(np.float32)
+    y = list("abcdefgh")
+    scores = PyramidKNNDetector().fit_score(X, y)
+    D = np.linalg.norm(_unit(X)[:, None] - _unit(X)[None], axis=2)
+    np.fill_diagonal(D, np.inf)
+    nearest_other = D.min(axis=1)  # k=1: every other sample is another class
+    z = (nearest_other - nearest_other.mean()) / nearest_other.std()
+    np.testing.assert_allclose(scores, z, rtol=1e-4, atol=1e-4)

@@ -9,8 +9,8 @@ same as :class:`ood_core.detectors.KNNDetector`: higher = more OOD.
 
 - ``metric="cosine"`` index (what this module creates): the distance
   ``1 - cos`` is turned into the L2 distance of unit vectors,
-  ``sqrt(2 (1 - cos))``, so scores equal the default k-NN detector
-  (``normalize=True``) up to the index's precision.
+  ``sqrt(2 (1 - cos))``, so scores equal the k-NN detector (``method="knn"``
+  with ``normalize=True``) up to the index's precision.
 - ``metric="euclidean"`` index: raw L2 distances, equal to the k-NN detector
   with ``normalize=False``.
 
