@@ -52,7 +52,7 @@ class ScoreOOD(common.OODOperator):
         label_fields = common.label_fields(dataset)
         needs_labels = requires_labels(method)
         optional = "" if needs_labels else (
-            "; optional: with the trusted labels the neighbours are searched per class (better scores)"
+            "; optional: the trusted samples' labels improve this method's scores (give them when you have them)"
             if detector.accepts_optional_labels else "")
         prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
                                        description="Classification or Detections labels" + optional,

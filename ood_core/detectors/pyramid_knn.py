@@ -92,7 +92,7 @@ class PyramidKNNDetector(Detector):
         k_fraction: the ``"auto"`` fraction of the reference size (no labels).
         k_max: the ``"auto"`` cap.
         class_conditional: search per class when labels are given (True), or
-            ignore labels except for nothing (False: one global search).
+            one global search that ignores the labels (False).
         backend, index: neighbour search, see :mod:`ood_core.neighbors`.
 
     Fitted attributes: ``k_``, ``components_`` (names: ``"deepest level"``,
@@ -217,10 +217,9 @@ class PyramidKNNDetector(Detector):
         raw = np.stack([
             self._loo(indexes, Z, group_rows) for indexes, (_, Z) in zip(self.indexes_, comps)
         ], axis=1)
-        finite = np.isfinite(raw)
-        loc = np.array([raw[finite[:, j], j].mean() if finite[:, j].any() else 0.0 for j in range(raw.shape[1])])
-        scale = np.array([raw[finite[:, j], j].std() if finite[:, j].any() else 1.0 for j in range(raw.shape[1])])
-        self.loc_ = loc
+        # _check_k guarantees every row k neighbours in some group, so every score is finite
+        self.loc_ = raw.mean(axis=0)
+        scale = raw.std(axis=0)
         # a constant component (duplicated reference images) carries no ranking information
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
         return raw
@@ -240,8 +239,6 @@ class PyramidKNNDetector(Detector):
         return out
 
     def _fuse(self, raw):
-        # a reference point whose only neighbours would be itself (a class smaller than k + 1, left
-        # out of its class) and no other class of k points: infinitely far, ranked most unusual
         return ((raw - self.loc_) / self.scale_).max(axis=1)
 
     def _fit(self, X, labels):
@@ -250,14 +247,14 @@ class PyramidKNNDetector(Detector):
     def _fit_score(self, X, labels):
         return self._fuse(self._fit_from(X, labels, self_excluded=True))
 
-    def _score(self, X, labels):
+    def _raw_scores(self, X):
         comps = self._components(X, SCORED_NAME, self.components_)
-        raw = np.stack([self._kth_min(indexes, Z) for indexes, (_, Z) in zip(self.indexes_, comps)], axis=1)
-        return self._fuse(raw)
+        return np.stack([self._kth_min(indexes, Z) for indexes, (_, Z) in zip(self.indexes_, comps)], axis=1)
+
+    def _score(self, X, labels):
+        return self._fuse(self._raw_scores(X))
 
     def component_scores(self, X):
         """``(N, n_components)`` standardised scores before the max (columns: ``components_``)."""
         self._check_fitted()
-        comps = self._components(np.asarray(X, dtype=np.float32), SCORED_NAME, self.components_)
-        raw = np.stack([self._kth_min(indexes, Z) for indexes, (_, Z) in zip(self.indexes_, comps)], axis=1)
-        return (raw - self.loc_) / self.scale_
+        return (self._raw_scores(np.asarray(X, dtype=np.float32)) - self.loc_) / self.scale_
