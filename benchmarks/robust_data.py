@@ -32,7 +32,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-BACKBONE = "tf_efficientnet_lite0"
+BACKBONE = os.environ.get("OOD_BENCH_BACKBONE", "tf_efficientnet_lite0")
 GRID = 2
 FMNIST_PER_CLASS = 800
 SEED = 0

