@@ -114,7 +114,10 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
     reads (``reads``: embeddings, labels, scores), into a built-in field, into
     an existing field that no run of this plugin wrote (a user's labels), or
     replacing a run of another kind. Without ``overwrite``: an existing run key
-    or field. ``fields`` are sample-level (or ``a.detections.b``) paths.
+    or field, including one another writer of this plugin is committing right
+    now; with ``overwrite`` such a field is replaced after that writer's commit
+    (the commit waits for its field lock). ``fields`` are sample-level (or
+    ``a.detections.b``) paths.
     """
     from . import commit
 
@@ -144,6 +147,11 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
             continue
         owner = _owning_run(dataset, path)
         if owner is None and commit.in_flight(dataset, path):
+            if overwrite:
+                # another writer is between moving its old record aside and recording the new one; the
+                # commit waits for that writer's field lock and replaces its result (found by the
+                # fresh-clone CI: the second of two overwriting writers was refused here)
+                continue
             raise OODInputError(
                 f"field {path!r} is being written by another process right now (it already exists as far as "
                 "this call is concerned); wait for it to finish and choose another name, or pass overwrite=True"
