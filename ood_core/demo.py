@@ -234,7 +234,8 @@ def main(argv=None):
         "\nOpen it in the App:\n"
         "  .venv/bin/python -c \"import fiftyone as fo; "
         f"s = fo.launch_app(fo.load_dataset('{dataset.name}')); s.wait()\"\n"
-        "then sort by 'ood_knn' or 'label_issue' (descending) and colour the 'ood_umap' Embeddings panel by them."
+        "then sort by 'ood_pyramid' (the default OOD score) or 'label_issue' (descending) and colour the "
+        "'ood_umap' Embeddings panel by them."
     )
 
 
