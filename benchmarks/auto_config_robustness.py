@@ -33,16 +33,11 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robustness import Source, ood_conditions  # noqa: E402
-from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
+from benchmarks.robustness import Source, l2, ood_conditions, run_pyramid  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "auto_config_robustness.txt")
 KS = (1, 5, 10, 20)  # ood.auto_config's default k
-
-
-def l2(X):
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
 
 
 def knn_scores(R, T, k):
@@ -99,8 +94,7 @@ def main():
                 if a > best:
                     best, best_cfg, best_scores = a, (subset, k), s
         chosen = auroc(best_scores[held], c["is_ood"][held])
-        det = PyramidKNNDetector(level_dims=S.level_dims).fit(c["X_ref"], c["y_ref"])
-        default = auroc(det.score_samples(c["X_test"])[held], c["is_ood"][held])
+        default = auroc(run_pyramid(c, slice(None), S.level_dims)[held], c["is_ood"][held])
         levels = "+".join(S.level_names[j] for j in best_cfg[0])
         rows.append((c["name"], c["group"], default, chosen, f"{levels} k={best_cfg[1]}"))
         out(f"  {c['name']:<50} default {default:.3f} | auto_config {chosen:.3f} ({levels}, k={best_cfg[1]}; "

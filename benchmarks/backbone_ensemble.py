@@ -47,12 +47,9 @@ def conditions_for(backbone):
 
 
 def default_scores(cond, S):
-    from ood_core.detectors.pyramid_knn import PyramidKNNDetector
+    from benchmarks.robustness import run_pyramid  # the default detector, as robustness.py runs it
 
-    det = PyramidKNNDetector(level_dims=S.level_dims)
-    if cond["X_ref"] is None:
-        return det.fit_score(cond["X_test"])
-    return det.fit(cond["X_ref"], cond["y_ref"]).score_samples(cond["X_test"])
+    return run_pyramid(cond, slice(None), S.level_dims)
 
 
 def main():

@@ -38,18 +38,11 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robustness import RAW_RESULTS, Source, ood_conditions  # noqa: E402
+from benchmarks.robustness import RAW_RESULTS, Source, l2, ood_conditions  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "pyramid_knn_choices.txt")
 FRACTIONS = (0.02, 0.05, 0.1)
-ANCHORS = ("knn k=1 deep", "knn k=10 deep", "knn k=1 full", "knn k=10 full", "mahalanobis deep", "cleanlab OOD deep")
-
-
-def l2(X):
-    return X / np.linalg.norm(X, axis=1, keepdims=True)
-
-
 def kth(D, k):
     k = max(1, min(k, D.shape[1]))
     return np.partition(D, k - 1, axis=1)[:, k - 1]
@@ -116,7 +109,8 @@ def main():
         names.append(c["name"])
         groups.append(c["group"])
         m = raw.get(c["name"], {})
-        oracle.append(max((m[a]["auroc"] for a in ANCHORS if "auroc" in m.get(a, {})), default=np.nan))
+        oracle.append(max((v["auroc"] for v in m.values() if v.get("role") == "anchor" and "auroc" in v),
+                          default=np.nan))
     oracle = np.array(oracle)
     G = np.array(groups)
     lines = []

@@ -96,6 +96,15 @@ def split_rows(rng, y, classes, n_test, n_ref):
     return np.concatenate(test), np.concatenate(ref), np.concatenate(rest)
 
 
+def held_out_condition(name, group, source, S, test_id, ref, test_ood, y_ref=None):
+    """A condition from row indices of one source: reference ``ref``, test = ID rows then OOD rows."""
+    return dict(
+        name=name, group=group, source=source, X_ref=S.X[ref], y_ref=S.y[ref] if y_ref is None else y_ref,
+        X_test=S.X[np.concatenate([test_id, test_ood])],
+        is_ood=np.r_[np.zeros(test_id.size, bool), np.ones(test_ood.size, bool)],
+    )
+
+
 def ood_conditions(fm, dg, fb, pt=None):
     """Yield dicts: name, group, X_ref, y_ref, X_test, is_ood (X_ref None = unsupervised)."""
     src = {"fmnist": fm, "digits": dg}
@@ -116,14 +125,10 @@ def ood_conditions(fm, dg, fb, pt=None):
             poll = rng.choice(pool, n_poll, replace=False)
             ref = np.concatenate([ref, poll])
             y_ref = np.concatenate([y_ref, rng.choice(cin, n_poll)])  # polluters carry ID labels
-        test = np.concatenate([test_id, test_ood])
         tag = f"{s} split{split} in={''.join(map(str, cin))} n/cls={n_ref}"
         if pollution:
             tag += f" poll={int(pollution * 100)}%"
-        return dict(
-            name=tag, group=group, source=s, X_ref=S.X[ref], y_ref=y_ref, X_test=S.X[test],
-            is_ood=np.r_[np.zeros(test_id.size, bool), np.ones(test_ood.size, bool)],
-        )
+        return held_out_condition(tag, group, s, S, test_id, ref, test_ood, y_ref=y_ref)
 
     for s in ("fmnist", "digits"):
         for split in range(4):
@@ -143,11 +148,8 @@ def ood_conditions(fm, dg, fb, pt=None):
                 nt = 100 if s == "fmnist" else 40
                 test_id, ref, _ = split_rows(rng, S.y, cin, nt, n)
                 test_ood, _, _ = split_rows(rng, S.y, cout, nt, 0)
-                yield dict(
-                    name=f"{s} 8/2 out={''.join(map(str, cout))} n/cls={n}", group="near 8/2", source=s,
-                    X_ref=S.X[ref], y_ref=S.y[ref], X_test=S.X[np.concatenate([test_id, test_ood])],
-                    is_ood=np.r_[np.zeros(test_id.size, bool), np.ones(test_ood.size, bool)],
-                )
+                yield held_out_condition(f"{s} 8/2 out={''.join(map(str, cout))} n/cls={n}", "near 8/2", s, S,
+                                         test_id, ref, test_ood)
     for s, ns in (("fmnist", (100, 300)), ("digits", (100,))):
         for split in range(2):
             for n in ns:
@@ -163,11 +165,8 @@ def ood_conditions(fm, dg, fb, pt=None):
                 rng = np.random.default_rng([split, n, 301])
                 test_id, ref, _ = split_rows(rng, pt.y, cin, 10, n)
                 test_ood, _, _ = split_rows(rng, pt.y, cout, 10, 0)
-                yield dict(
-                    name=f"patches split{split} 25 photos in n/cls={n}", group="patches", source="patches",
-                    X_ref=pt.X[ref], y_ref=pt.y[ref], X_test=pt.X[np.concatenate([test_id, test_ood])],
-                    is_ood=np.r_[np.zeros(test_id.size, bool), np.ones(test_ood.size, bool)],
-                )
+                yield held_out_condition(f"patches split{split} 25 photos in n/cls={n}", "patches", "patches", pt,
+                                         test_id, ref, test_ood)
 
     # far-OOD: all 10 classes of one source as ID, another source as OOD
     def far(s, n_ref, other):
@@ -525,7 +524,7 @@ distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold
 probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group.
 'pyramid knn' = PyramidKNNDetector (the product default): k-NN per trusted class (k = 5% of the smallest
 class) on the deepest level and on all 5 levels, each standardised on the reference's leave-one-out scores,
-max of the two; 'no labels' = the same without the trusted labels (one class, k = 5% of the reference);
+max of the two; 'no labels' = the same without the trusted labels (one class, k = 2% of the reference);
 'deep only' = the per-class search on the deepest level alone. Roles: default = the product's default now,
 previous = the last release's default."""
 
