@@ -126,8 +126,9 @@ def build_demo_dataset(
     return dataset
 
 
-def _previous_default(dataset, test, k):
-    """Scores of the previous default (k-NN k=50 on the deepest level alone), computed in memory."""
+def _previous_defaults(dataset, test, k):
+    """Scores of the earlier defaults, computed in memory: k-NN k=50 on the deepest level alone, and
+    ``pyramid_knn`` without the scored-set density ratio (each image scored on its own)."""
     from .detectors import make_detector
     from .fo.runs import embedding_run_config
     from .fo.scores import stored_level_dims
@@ -137,7 +138,11 @@ def _previous_default(dataset, test, k):
     X = np.array(test.values("ood_embeddings"), dtype=np.float32)
     dims = stored_level_dims(embedding_run_config(dataset, "ood_embeddings"), X.shape[1]) or [X.shape[1]]
     deepest = slice(X.shape[1] - dims[-1], X.shape[1])
-    return make_detector("knn", k=k or 50).fit(X_ref[:, deepest]).score_samples(X[:, deepest])
+    knn = make_detector("knn", k=k or 50).fit(X_ref[:, deepest]).score_samples(X[:, deepest])
+    inductive = make_detector("pyramid_knn", level_dims=list(dims), transductive="never",
+                              **({} if k is None else {"k": k}))
+    inductive.fit(X_ref, trusted.values("ground_truth.label"))
+    return knn, inductive.score_samples(X)
 
 
 def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progress=None, out=sys.stdout):
@@ -180,7 +185,9 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     is_ood = np.array(test.values("is_ood"), dtype=bool)
     for field in ("ood_pyramid", "ood_knn", "ood_mahalanobis"):
         results[field] = ood_metrics(np.array(test.values(field), dtype=float), is_ood)
-    results["ood_previous"] = ood_metrics(_previous_default(dataset, test, k), is_ood)
+    previous, inductive = _previous_defaults(dataset, test, k)
+    results["ood_previous"] = ood_metrics(previous, is_ood)
+    results["ood_pyramid_inductive"] = ood_metrics(inductive, is_ood)
     id_view = dataset.match({"is_ood": False})
     wrong = np.array(id_view.values("label_is_wrong"), dtype=bool)
     for field in ("label_issue", "label_issue_agreement", "label_issue_lof"):
@@ -188,10 +195,18 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     p_values = np.array(test.values("ood_pyramid_pvalue"), dtype=float)
     results["flagged_at_p05"] = {"id": float((p_values[~is_ood] <= 0.05).mean()),
                                  "ood": float((p_values[is_ood] <= 0.05).mean())}
-    k_used = ood.get_ood_run_info(dataset, "ood_pyramid")["detector_fitted"].get("k")
+    fitted = ood.get_ood_run_info(dataset, "ood_pyramid")["detector_fitted"]
+    k_used = fitted.get("k")
+    ratio = fitted.get("transductive") or {}
+    results["density_ratio"] = ratio
 
     print("\nOOD task (test split; positive = held-out class Bag/Ankle boot; fit on 'trusted'):", file=out)
     print(f"  pyramid k-NN, k={k_used} per class (default): " + format_metrics(results["ood_pyramid"]), file=out)
+    if ratio:
+        print(f"    density ratio {'used' if ratio.get('used') else 'not used'}: permutation p = "
+              f"{ratio.get('p_value')}; {ratio.get('reason')}", file=out)
+    print("  pyramid k-NN without the density ratio: " + format_metrics(results["ood_pyramid_inductive"]),
+          file=out)
     print("  k-NN k=auto, all levels:       " + format_metrics(results["ood_knn"]), file=out)
     print("  k-NN k=50, deepest level (previous default): " + format_metrics(results["ood_previous"]), file=out)
     print("  Mahalanobis, PCA-64 (labels):  " + format_metrics(results["ood_mahalanobis"]), file=out)

@@ -253,6 +253,35 @@ def test_ood_scores_come_with_conformal_p_values_from_the_reference(embedded):
     assert np.all(np.diff(p[np.argsort(s)]) <= 1e-12)
 
 
+def test_density_ratio_is_recorded_and_the_reference_shares_the_batch_scale(embedded):
+    """The default detector's scored-set density ratio: forced on, the trusted samples' stored scores are on
+    the batch's scale (their p-values rank them among themselves); 'never' gives batch-independent scores."""
+    ds = embedded
+    test, trusted = ds.match_tags("test"), ds.match_tags("trusted")
+    ood.compute_ood_scores(test, "emb", "plain", reference="trusted", label_field="ground_truth",
+                           transductive="never")
+    ood.compute_ood_scores(test, "emb", "ratio", reference="trusted", label_field="ground_truth",
+                           transductive="always")
+    plain = fo_runs.get_ood_run_info(ds, "plain")["detector_fitted"]
+    ratio = fo_runs.get_ood_run_info(ds, "ratio")["detector_fitted"]
+    assert "transductive" not in plain
+    assert ratio["transductive"]["used"] and 0 < ratio["transductive"]["p_value"] <= 1
+    # 'never' scores a test sample the same whatever else is scored with it
+    one = test.limit(1)
+    ood.compute_ood_scores(one, "emb", "single", reference="trusted", label_field="ground_truth",
+                           transductive="never", score_reference=False)
+    assert one.values("single")[0] == pytest.approx(one.values("plain")[0])
+    # the density ratio changes the trusted samples' scores too, and p-values stay ranks among them
+    ref_scores = np.array(trusted.values("ratio"))
+    assert not np.allclose(ref_scores, trusted.values("plain"))
+    n = len(ref_scores)
+    np.testing.assert_allclose(trusted.values("ratio_pvalue"), [(1 + np.sum(ref_scores >= v)) / (n + 1)
+                                                               for v in ref_scores])
+    with pytest.raises(OODInputError, match="transductive='sometimes'"):
+        ood.compute_ood_scores(test, "emb", "bad", reference="trusted", transductive="sometimes")
+    assert not ds.has_field("bad")
+
+
 def test_bad_inputs_have_clear_errors(embedded):
     ds = embedded
     with pytest.raises(OODInputError, match="empty view"):

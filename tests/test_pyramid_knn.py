@@ -8,6 +8,9 @@ from ood_core.detectors.pyramid_knn import PyramidKNNDetector
 from ood_core.errors import OODInputError
 
 DIMS = [3, 5, 8]  # three levels; the deepest is the last 8 columns
+# the formulas below are the inductive score; the scored-set density ratio has its own tests
+# (tests/test_transductive.py)
+INDUCTIVE = dict(transductive="never")
 
 
 def _unit(X):
@@ -53,7 +56,7 @@ def data():
 def test_scores_match_the_formula_with_labels(data):
     X_ref, y, X_id, X_ood = data
     X = np.concatenate([X_id, X_ood])
-    det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y)
+    det = PyramidKNNDetector(level_dims=DIMS, **INDUCTIVE).fit(X_ref, y)
     assert det.k_ == 2  # adaptive_k(smallest class 40, fraction 0.05)
     assert det.components_ == ["deepest level", "all levels"]
     expected, parts = _expected(X_ref, y, X, det.k_)
@@ -76,13 +79,13 @@ def test_fit_score_leaves_each_point_out_of_its_class(data):
 def test_without_labels_the_whole_reference_is_one_class(data):
     X_ref, _, X_id, X_ood = data
     X = np.concatenate([X_id, X_ood])
-    det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref)
+    det = PyramidKNNDetector(level_dims=DIMS, **INDUCTIVE).fit(X_ref)
     assert det.components_ == ["deepest level", "all levels"] and det.classes_ == 1
     assert det.k_ == 3  # adaptive_k(150, fraction 0.02)
     expected, _ = _expected(X_ref, np.zeros(len(X_ref)), X, 3)
     np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-4, atol=1e-4)
     knn = make_detector("knn", k=8).fit(X_ref[:, 8:])
-    one_level = PyramidKNNDetector(k=8).fit(X_ref[:, 8:])  # one level: the k-NN ranking, standardised
+    one_level = PyramidKNNDetector(k=8, **INDUCTIVE).fit(X_ref[:, 8:])  # one level: the k-NN ranking, standardised
     assert np.array_equal(np.argsort(one_level.score_samples(X[:, 8:])), np.argsort(knn.score_samples(X[:, 8:])))
 
 
@@ -92,7 +95,10 @@ def test_ood_ranks_above_in_distribution_and_higher_is_more_ood(data):
     s_id, s_ood = det.score_samples(X_id), det.score_samples(X_ood)
     assert s_ood.min() > np.median(s_id)
     assert det.get_params()["method"] == "pyramid_knn"
-    assert det.fitted_params() == {"k": 2, "components": ["deepest level", "all levels"], "classes": 3}
+    fitted = det.fitted_params()
+    assert {k: fitted[k] for k in ("k", "components", "classes")} == {
+        "k": 2, "components": ["deepest level", "all levels"], "classes": 3}
+    assert set(fitted["transductive"]) == {"used", "p_value", "k_reference", "k_scored", "reason"}
 
 
 def test_polluters_with_random_labels_do_not_hide_ood():
@@ -110,7 +116,7 @@ def test_polluters_with_random_labels_do_not_hide_ood():
 
     is_ood = np.r_[np.zeros(50, bool), np.ones(50, bool)]
     X = np.concatenate([X_id, X_ood])
-    per_class = ood_metrics(PyramidKNNDetector(k=5).fit(X_ref, y).score_samples(X), is_ood)["auroc"]
+    per_class = ood_metrics(PyramidKNNDetector(k=5, **INDUCTIVE).fit(X_ref, y).score_samples(X), is_ood)["auroc"]
     global_k = ood_metrics(make_detector("knn", k=5).fit(X_ref).score_samples(X), is_ood)["auroc"]
     assert per_class > 0.95 and global_k < 0.8
 

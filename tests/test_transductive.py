@@ -1,0 +1,125 @@
+"""The scored-set density ratio (ood_core.detectors.transductive) and its use in the default detector."""
+
+import numpy as np
+import pytest
+
+from ood_core.detectors.pyramid_knn import PyramidKNNDetector
+from ood_core.detectors.transductive import DensityRatio, density_ratio_ranks
+from ood_core.errors import OODInputError
+from ood_core.fo.scores import score_arrays
+from ood_core.metrics import ood_metrics
+
+DIMS = [4, 12]
+
+
+def _unit(X):
+    return X / np.linalg.norm(X, axis=1, keepdims=True)
+
+
+def _brute_ratio(R, T, k_ref, k_scored):
+    """The docstring formula with full sorts: log r_kR - log t_kT, standardised on the reference rows."""
+    P = _unit(np.concatenate([R, T]))
+    n_ref = len(R)
+    D = np.linalg.norm(P[:, None] - P[None], axis=2)
+    np.fill_diagonal(D, np.inf)
+    r = np.sort(D[:, :n_ref], axis=1)[:, k_ref - 1]
+    t = np.sort(D[:, n_ref:], axis=1)[:, k_scored - 1]
+    s = np.log(r) - np.log(t)
+    return (s - s[:n_ref].mean()) / s[:n_ref].std()
+
+
+def _mixture(rng, n, centers, spread=1.0):
+    return (centers[rng.integers(0, len(centers), n)] + spread * rng.normal(size=(n, centers.shape[1]))).astype(
+        np.float32)
+
+
+@pytest.fixture
+def near_ood():
+    """Reference: 4 classes; scored: the same 4 classes plus a held-out 5th class (30% of the scored set)."""
+    rng = np.random.default_rng(7)
+    centers = rng.normal(size=(5, sum(DIMS))) * 0.6  # overlapping classes: k-NN alone reaches ~0.92 AUROC
+    y_ref = rng.integers(0, 4, 200)
+    X_ref = (centers[y_ref] + rng.normal(size=(200, sum(DIMS)))).astype(np.float32)
+    X_id = _mixture(rng, 140, centers[:4])
+    X_ood = _mixture(rng, 60, centers[4:], spread=0.5)
+    return X_ref, y_ref, np.concatenate([X_id, X_ood]), np.r_[np.zeros(140, bool), np.ones(60, bool)]
+
+
+def test_ratio_matches_the_formula_when_the_lists_cover_every_point():
+    rng = np.random.default_rng(0)
+    R = rng.normal(size=(10, 6)).astype(np.float32)
+    T = rng.normal(size=(20, 6)).astype(np.float32)
+    k_ref, k_scored, m = density_ratio_ranks(10, 20)
+    assert (k_ref, k_scored) == (1, 2)  # 2% of 9 -> 1; 1 * 19 / 9 -> 2
+    assert m == 29  # the whole pooled set: every rank is exact
+    info = DensityRatio(alpha=1.0, n_permutations=19).compute([R], [T])
+    expected = _brute_ratio(R, T, k_ref, k_scored)
+    np.testing.assert_allclose(info["reference"], expected[:10], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(info["scored"], expected[10:], rtol=1e-4, atol=1e-4)
+    assert info["used"] and info["k_reference"] == 1 and info["k_scored"] == 2
+
+
+def test_the_gate_fires_on_a_held_out_class_and_the_ratio_ranks_it(near_ood):
+    X_ref, _, X, is_ood = near_ood
+    info = DensityRatio().compute([X_ref], [X])
+    assert info["used"] and info["p_value"] <= 0.01
+    assert ood_metrics(info["scored"], is_ood)["auroc"] > 0.9
+
+
+def test_the_gate_rarely_fires_on_exchangeable_sets():
+    """Scored and reference drawn from one distribution: used with probability <= alpha (0.05 here)."""
+    rng = np.random.default_rng(11)
+    centers = rng.normal(size=(4, 8)) * 2
+    fired, p_values = 0, []
+    for _ in range(20):
+        info = DensityRatio(alpha=0.05, n_permutations=99, seed=int(rng.integers(1 << 30))).compute(
+            [_mixture(rng, 80, centers)], [_mixture(rng, 60, centers)])
+        fired += info["used"]
+        p_values.append(info["p_value"])
+    # P(>= 4 of 20 | rate 0.05) = 0.016: a gate that ignores the data would fail here
+    assert fired <= 3
+    assert np.mean(p_values) > 0.3  # uniform p-values average 0.5
+
+
+def test_small_or_huge_sets_are_not_searched():
+    rng = np.random.default_rng(1)
+    info = DensityRatio().compute([rng.normal(size=(50, 4))], [rng.normal(size=(10, 4))])
+    assert not info["used"] and info["scored"] is None and "at least 20 scored" in info["reason"]
+
+
+def test_default_detector_adds_the_ratio_only_when_the_gate_fires(near_ood):
+    X_ref, y_ref, X, is_ood = near_ood
+    never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref, y_ref)
+    auto = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
+    base, fused = never.score_samples(X), auto.score_samples(X)
+    assert never.transductive_ is None
+    assert auto.transductive_["used"] and auto.fitted_params()["transductive"]["p_value"] <= 0.01
+    comps = auto._components(X, "scored", auto.components_)
+    ratio = DensityRatio(alpha=1.0).compute(auto.reference_components_, [Z for _, Z in comps])
+    np.testing.assert_allclose(fused, base + ratio["scored"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(auto.batch_reference_scores_, auto.reference_scores_ + ratio["reference"],
+                               rtol=1e-6, atol=1e-6)
+    assert ood_metrics(fused, is_ood)["auroc"] > ood_metrics(base, is_ood)["auroc"] + 0.02
+    # in-distribution batch only: the gate stays closed and the scores are the inductive ones
+    X_id = X[~is_ood]
+    np.testing.assert_allclose(auto.score_samples(X_id), never.score_samples(X_id))
+    assert not auto.transductive_["used"]
+
+
+def test_score_arrays_gives_reference_rows_the_batch_scale(near_ood):
+    X_ref, y_ref, X, _ = near_ood
+    X_all = np.concatenate([X_ref[:5], X])  # the first five scored rows are reference rows 0..4
+    ref_index = np.r_[np.arange(5), np.full(len(X), -1)]
+    scores, det, _, ref_scores = score_arrays(
+        X_all, method="pyramid_knn", X_ref=X_ref, labels_ref=list(map(str, y_ref)), ref_index=ref_index,
+        level_dims=DIMS, return_reference_scores=True)
+    assert det.transductive_["used"]
+    np.testing.assert_allclose(ref_scores, det.batch_reference_scores_)
+    np.testing.assert_allclose(scores[:5], det.batch_reference_scores_[:5])
+
+
+def test_bad_options_name_the_input():
+    with pytest.raises(OODInputError, match="transductive='sometimes'"):
+        PyramidKNNDetector(transductive="sometimes")
+    with pytest.raises(OODInputError, match="transductive_alpha=0"):
+        PyramidKNNDetector(transductive_alpha=0)
