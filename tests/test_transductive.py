@@ -24,7 +24,8 @@ def _brute_ratio(R, T, k_ref, k_scored):
     np.fill_diagonal(D, np.inf)
     r = np.sort(D[:, :n_ref], axis=1)[:, k_ref - 1]
     t = np.sort(D[:, n_ref:], axis=1)[:, k_scored - 1]
-    s = np.log(r) - np.log(t)
+    floor = 0.5 * np.percentile(np.r_[r, t], 5)  # no duplicates here: every radius is positive
+    s = np.log(np.maximum(r, floor)) - np.log(np.maximum(t, floor))
     return (s - s[:n_ref].mean()) / s[:n_ref].std()
 
 
@@ -79,6 +80,22 @@ def test_the_gate_rarely_fires_on_exchangeable_sets():
     # P(>= 4 of 20 | rate 0.05) = 0.016: a gate that ignores the data would fail here
     assert fired <= 3
     assert np.mean(p_values) > 0.3  # uniform p-values average 0.5
+
+
+def test_exact_duplicates_in_the_scored_set_are_not_outliers_for_that_alone(near_ood):
+    """A radius of 0 (an image scored twice) must not give an infinite ratio."""
+    X_ref, _, X, is_ood = near_ood
+    X_id = X[~is_ood]
+    X_dup = np.concatenate([X_id, X_id[:10]])  # ten in-distribution images scored twice
+    info = DensityRatio(alpha=1.0, k_fraction=0.005).compute([X_ref], [X_dup])  # k_R = k_T = 1
+    z = info["scored"]
+    assert np.isfinite(z).all() and np.isfinite(info["reference"]).all()
+    dup_rows = np.r_[np.arange(10), len(X_id) + np.arange(10)]
+    # counting the copy as a neighbour at distance 0 gives these rows z ~ 176 (no floor) or ~ 6 (floor only)
+    assert np.median(z[dup_rows]) < 1.5 and z[dup_rows].max() < 4
+    # an exact copy of a reference image has r = 0: finite, and very in-distribution
+    info = DensityRatio(alpha=1.0, k_fraction=0.005).compute([X_ref], [np.concatenate([X_id, X_ref[:3]])])
+    assert np.isfinite(info["scored"]).all() and (info["scored"][-3:] < np.median(info["scored"])).all()
 
 
 def test_small_or_huge_sets_are_not_searched():

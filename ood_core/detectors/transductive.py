@@ -27,7 +27,11 @@ nearest scored point; the two ranks cover the same share of each set, so
 :math:`s` is about equal for the two sets when they come from one
 distribution. Both are read from one list of the ``M`` nearest pooled
 neighbours per point (:math:`M \approx 1.5\,k_R N / n_R + 32`; a rank not
-reached within ``M`` takes the ``M``-th distance). Each component's
+reached within ``M`` takes the ``M``-th distance). Exact copies are handled
+explicitly: scored neighbours at distance 0 do not count for :math:`t` (an
+image scored twice is not a dense region), and both radii are floored at half
+the 5th percentile of the positive radii (an exact copy of a reference image
+has :math:`r = 0`). Each component's
 :math:`s` is standardised on the reference rows; the components' maximum is
 the density-ratio z-score.
 
@@ -113,7 +117,14 @@ class DensityRatio:
         out = None
         for dist, idx in lists:
             lab = is_scored[idx]
-            s = np.log(_kth_with(dist, ~lab, k_ref) + 1e-12) - np.log(_kth_with(dist, lab, k_scored) + 1e-12)
+            # an exact copy among the scored images is not evidence of a dense region (an image scored twice
+            # would otherwise look like the densest point there is): scored neighbours at distance 0 are skipped
+            r, t = _kth_with(dist, ~lab, k_ref), _kth_with(dist, lab & (dist > 0), k_scored)
+            # a radius of 0 (an exact copy of a reference image) would make the log ratio infinite: floor both
+            # radii at half the 5th percentile of the positive ones
+            positive = np.concatenate([r[r > 0], t[t > 0]])
+            floor = 0.5 * np.percentile(positive, 5) if positive.size else 1.0
+            s = np.log(np.maximum(r, floor)) - np.log(np.maximum(t, floor))
             ref = s[~is_scored]
             sd = ref.std()
             z = (s - ref.mean()) / (sd if sd > 1e-12 else 1.0)
