@@ -22,6 +22,8 @@ Conditions (all seeded):
 - OOD ``far``: reference from one source, OOD from another source;
 - OOD ``pollution``: 1 / 5 / 10% held-out-class images mixed into the reference
   (with random in-distribution labels);
+- OOD ``rare``: 6 / 4 splits whose scored set holds only 1 / 3 / 10% held-out-class
+  images (the other groups hold 20-50%);
 - OOD ``unsupervised``: no trusted reference; the scored set (ID + 10% OOD) is
   fitted on itself with self-excluded scores (methods needing labels: n/a);
 - wrong labels: 2 / 5 / 10 / 20% of labels flipped uniformly, or to the most
@@ -155,6 +157,21 @@ def ood_conditions(fm, dg, fb, pt=None):
             for n in ns:
                 for p in (0.01, 0.05, 0.10):
                     yield near(s, split, n, pollution=p, group="pollution")
+
+    # rare OOD: the scored set holds only 1 / 3 / 10% held-out-class images (the density ratio's hard case)
+    for s in ("fmnist", "digits"):
+        for split in range(2):
+            for n in (10, 100):
+                for frac in (0.01, 0.03, 0.10):
+                    S = src[s]
+                    perm = np.random.default_rng(1000 * split + 7).permutation(10)
+                    cin, cout = np.sort(perm[:6]), np.sort(perm[6:])
+                    rng = np.random.default_rng([split, n, 5, int(frac * 100)])
+                    test_id, ref, _ = split_rows(rng, S.y, cin, n_test[s], n)
+                    ood_all, _, _ = split_rows(rng, S.y, cout, n_test[s], 0)
+                    test_ood = rng.choice(ood_all, max(2, int(round(frac * test_id.size))), replace=False)
+                    yield held_out_condition(f"{s} split{split} n/cls={n} rare OOD {int(frac * 100)}%", "rare",
+                                             s, S, test_id, ref, test_ood)
 
     # object patches of real photos (class = the photo): 25 photos in, 12 out, 4 random splits
     if pt is not None:
@@ -335,9 +352,11 @@ def ood_methods(S):
         "fusion k=auto.2 z mean lv=auto": ("candidate", lambda c: run_fusion(c, dims, k="auto", k_fraction=0.2, levels="auto")),
         "fusion k=auto z mean L3-4": ("candidate", lambda c: run_fusion(c, dims, k="auto", levels=[3, 4])),
         "mahalanobis++ deep": ("candidate", lambda c: run_maha(MahalanobisPlusPlusDetector, c, deep)),
-        "pyramid knn": ("default", lambda c: run_pyramid(c, full, dims)),
-        "pyramid knn no labels": ("candidate", lambda c: run_pyramid(c, full, dims, labels=False)),
-        "pyramid knn deep only": ("candidate", lambda c: run_pyramid(c, deep, None)),
+        "pyramid knn + ratio": ("default", lambda c: run_pyramid(c, full, dims)),
+        "pyramid knn": ("candidate", lambda c: run_pyramid(c, full, dims, transductive="never")),
+        "pyramid knn no labels": ("candidate", lambda c: run_pyramid(c, full, dims, labels=False,
+                                                                     transductive="never")),
+        "pyramid knn deep only": ("candidate", lambda c: run_pyramid(c, deep, None, transductive="never")),
         # relative Mahalanobis (Ren et al. 2021) was measured here too: mean AUROC 0.376, worst 0.000 (inverted on
         # far-OOD); it was removed from the product (results/robustness.txt keeps its row from that run)
     }
@@ -395,6 +414,10 @@ def label_methods(S):
 # --------------------------------------------------------------------------- evaluation
 
 
+SLIM_GROUPS = ("rare",)
+SLIM_KEEP = ("pyramid knn",)
+
+
 def evaluate(conds, methods_for, label_task, previous=None):
     """Metrics of every method on every condition; ``previous`` rows (same names) are reused."""
     previous = {r["name"]: r["methods"] for r in (previous or [])}
@@ -404,6 +427,8 @@ def evaluate(conds, methods_for, label_task, previous=None):
         pos = cond["is_wrong"] if label_task else cond["is_ood"]
         res = {"name": cond["name"], "group": cond["group"], "source": cond["source"], "methods": {}}
         for name, (role, fn) in methods_for(S).items():
+            if cond["group"] in SLIM_GROUPS and role == "candidate" and name not in SLIM_KEEP:
+                continue  # time: the rare group runs the default, the anchors and the inductive pyramid only
             old = previous.get(cond["name"], {}).get(name)
             if old is not None and "error" not in old and (not label_task or "ties_at_max" in old):
                 res["methods"][name] = {**old, "role": role}
@@ -497,14 +522,17 @@ def calibration_check(fm, dg, fb, out):
         if c["group"] != "near":
             continue
         S = fm if c["source"] == "fmnist" else dg
-        det = PyramidKNNDetector(level_dims=S.level_dims)
-        cal = ConformalCalibrator().fit(det.fit_score(c["X_ref"], c["y_ref"]))
-        p = cal.p_values(det.score_samples(c["X_test"]))
+        det = PyramidKNNDetector(level_dims=S.level_dims).fit(c["X_ref"], c["y_ref"])
+        scores = det.score_samples(c["X_test"])
+        # the reference's leave-one-out scores on the batch's scale (plus their density ratio when it is used),
+        # as compute_ood_scores calibrates them
+        cal = ConformalCalibrator().fit(det.batch_reference_scores_)
+        p = cal.p_values(scores)
         for a in alphas:
             shares[a].append(np.mean(p[~c["is_ood"]] <= a))
             recall[a].append(np.mean(p[c["is_ood"]] <= a))
         n += 1
-    out(f"\nconformal p-values of the default (pyramid k-NN with the trusted labels) over the {n} near-OOD "
+    out(f"\nconformal p-values of the default (pyramid k-NN + density ratio, trusted labels) over the {n} near-OOD "
         "conditions: share of test ID flagged at p <= alpha (should be ~alpha) / share of OOD flagged")
     for a in alphas:
         out(f"    alpha={a:.2f}: ID flagged mean {np.mean(shares[a]):.3f} (min {np.min(shares[a]):.3f}, "
@@ -524,9 +552,13 @@ distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold
 probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group.
 'pyramid knn' = PyramidKNNDetector (the product default): k-NN per trusted class (k = 5% of the smallest
 class) on the deepest level and on all 5 levels, each standardised on the reference's leave-one-out scores,
-max of the two; 'no labels' = the same without the trusted labels (one class, k = 2% of the reference);
-'deep only' = the per-class search on the deepest level alone. Roles: default = the product's default now,
-previous = the last release's default."""
+max of the two, each image scored on its own (transductive="never"); 'pyramid knn + ratio' = the product
+default: the same plus the scored-set density ratio when a permutation test (p <= 0.01) finds the scored set
+different from the reference (ood_core/detectors/transductive.py); 'no labels' = the inductive pyramid
+without the trusted labels (one class, k = 2% of the reference); 'deep only' = the per-class search on the
+deepest level alone. Roles: default = the product's default now, previous = the last release's default.
+The 'rare' group runs the default, 'pyramid knn' and the anchors only (time); the other candidates' means
+are over the other groups."""
 
 
 def main():
@@ -535,7 +567,7 @@ def main():
     ap.add_argument("--reuse", action="store_true",
                     help="reuse metrics of (condition, method) pairs already in results/robustness_raw.json "
                          "(results are deterministic; use after adding a candidate)")
-    ap.add_argument("--propose-ood", default="pyramid knn", help="the method compared in detail (the default)")
+    ap.add_argument("--propose-ood", default="pyramid knn + ratio", help="the method compared in detail (the default)")
     ap.add_argument("--propose-label", default="vote 1/d k=auto.5 lv=auto")
     args = ap.parse_args()
     try:

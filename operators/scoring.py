@@ -98,7 +98,7 @@ class ScoreOOD(common.OODOperator):
         target = ctx.target_view()
         if ctx.delegated:
             ctx.set_progress(progress=0.0, label="scoring")
-        keep = ("run_key", "field", "method", "num_scored", "num_skipped")
+        keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio")
         if p.get("method") == "knn" and p.get("similarity_index"):
             summary = ood.compute_knn_scores_with_index(
                 target,
@@ -142,6 +142,7 @@ def score_report(summary, embeddings_field):
     return common.report(
         f"Scores written to `{field}` (higher = more suspicious)",
         [("method", summary.get("method")),
+         ("scored-set density ratio", _ratio_line(summary.get("density_ratio"))),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
          ("scores", spread)],
@@ -149,6 +150,15 @@ def score_report(summary, embeddings_field):
          "review and tag: open the **OOD review** panel (+ next to the Samples tab)",
          f"colour the Embeddings panel by `{field}`"],
     )
+
+
+def _ratio_line(ratio):
+    """Whether the default detector added the scored set's density ratio, in one line (None: not applicable)."""
+    if not ratio:
+        return None
+    p_value = ratio.get("p_value")
+    p_text = f" (permutation p = {p_value:.3g})" if p_value is not None else ""
+    return f"{'used' if ratio.get('used') else 'not used'}: {ratio.get('reason')}{p_text}"
 
 
 def _score_paths(ctx, value, embeddings_field=None):

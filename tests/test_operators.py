@@ -5,6 +5,8 @@ import os
 import pytest
 import yaml
 
+import ood_core as ood
+
 PLUGIN = "@fiftyone-ood/ood"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,6 +48,20 @@ def _run(uri, view, params, **kw):
     result = foo.execute_operator(uri, dict(view=view.view()), params=params, **kw)
     assert result.error is None, result.error
     return result
+
+
+def test_score_result_says_whether_the_density_ratio_was_used(small):
+    """The App's result view of a default-method score run names the density-ratio decision and its reason."""
+    ds = small
+    _run(_uri("compute_pyramid_embeddings"), ds,
+         dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1,2,3", grid=1, batch_size=16))
+    out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="ood", method="pyramid_knn",
+                                          reference_tag="trusted", label_field="ground_truth"))
+    ratio = out.result["density_ratio"]
+    assert set(ratio) == {"used", "p_value", "k_reference", "k_scored", "reason"}
+    line = f"- scored-set density ratio: {'used' if ratio['used'] else 'not used'}: {ratio['reason']}"
+    assert line in out.result["report"]
+    assert ratio == ood.get_ood_run_info(ds, "ood")["detector_fitted"]["transductive"]
 
 
 def test_pipeline_through_operators_immediate(small):

@@ -189,7 +189,9 @@ def compute_ood_scores(
         level_dims=stored_level_dims(backbone, X.shape[1]), return_reference_scores=True,
         transductive=transductive,
     )
-    summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method)
+    ratio = det.fitted_params().get("transductive")
+    extra = {"density_ratio": ratio} if ratio else {}
+    summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method, **extra)
     extra_writes, extra_record = _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field,
                                                 overwrite)
     summary.update({k: v["field"] for k, v in extra_record.items()})
