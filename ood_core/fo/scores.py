@@ -152,11 +152,8 @@ def compute_ood_scores(
         run_key: key of the recorded run (default: ``score_field``).
         score_reference: also score the reference samples outside ``samples``
             (self-excluded); False scores ``samples`` only.
-        transductive: ``pyramid_knn`` only: ``"auto"`` (default) adds the
-            scored set's density ratio when a permutation test finds the scored
-            samples different from the reference; ``"never"`` scores each
-            sample on its own; ``"always"``. The run record's
-            ``detector_fitted["transductive"]`` says whether it was used.
+        transductive: ``pyramid_knn`` only: ``"auto"`` (default), ``"never"`` or ``"always"`` add the
+            scored set's density ratio (README "Options"); ``detector_fitted["transductive"]`` says if it was.
         overwrite: replace the run and its field; on a view, only the view's
             values are replaced and the other samples keep theirs.
 
@@ -176,11 +173,8 @@ def compute_ood_scores(
         ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         samples = union_view(samples, ref_view)
 
-    keys, X, labels = read_embeddings(samples, embeddings_field, patches_field, use_labels)
-    X_ref, labels_ref, ref_index, ref_info, ref_keys = _read_reference(samples, reference, keys, embeddings_field,
-                                                                       patches_field, use_labels)
-    if use_labels is None and label_field is not None and detector_class(method).accepts_optional_labels:
-        labels, labels_ref = _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_field)
+    keys, X, labels, X_ref, labels_ref, ref_index, ref_info = _read_score_inputs(
+        samples, reference, embeddings_field, patches_field, label_field, use_labels, method)
     backbone = runs.embedding_run_config(samples, embeddings_field)
     scores, det, reducer, ref_scores = score_arrays(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
@@ -189,9 +183,8 @@ def compute_ood_scores(
         level_dims=stored_level_dims(backbone, X.shape[1]), return_reference_scores=True,
         transductive=transductive,
     )
-    ratio = det.fitted_params().get("transductive")
-    extra = {"density_ratio": ratio} if ratio else {}
-    summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method, **extra)
+    summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method,
+                            **_density_ratio_summary(det))
     extra_writes, extra_record = _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field,
                                                 overwrite)
     summary.update({k: v["field"] for k, v in extra_record.items()})
@@ -204,6 +197,24 @@ def compute_ood_scores(
         **extra_record,
     )
     return summary
+
+
+def _read_score_inputs(samples, reference, embeddings_field, patches_field, label_field, use_labels, method):
+    """Scored and reference embeddings and labels: ``(keys, X, labels, X_ref, labels_ref, ref_index, ref_info)``."""
+    from ..detectors import detector_class
+
+    keys, X, labels = read_embeddings(samples, embeddings_field, patches_field, use_labels)
+    X_ref, labels_ref, ref_index, ref_info, ref_keys = _read_reference(samples, reference, keys, embeddings_field,
+                                                                       patches_field, use_labels)
+    if use_labels is None and label_field is not None and detector_class(method).accepts_optional_labels:
+        labels, labels_ref = _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_field)
+    return keys, X, labels, X_ref, labels_ref, ref_index, ref_info
+
+
+def _density_ratio_summary(det):
+    """``{"density_ratio": ...}`` when the detector decided on the scored set's density ratio, else {}."""
+    ratio = det.fitted_params().get("transductive")
+    return {"density_ratio": ratio} if ratio else {}
 
 
 def stored_level_dims(backbone, dim):
