@@ -21,8 +21,8 @@ sources, results in ``benchmarks/results/robustness.txt``; the design sweep in
 
 Without the density ratio below, mean / worst AUROC over the 90 conditions:
 0.868 / 0.651 (the last release's k-NN on the deepest level 0.832 / 0.628; the
-best anchor of each condition,
-picked after the fact, 0.871 / 0.506). It loses to that per-condition best in
+best anchor of each condition, picked after the fact, 0.871 / 0.506). It
+loses to that per-condition best in
 23 conditions, nearly all near-OOD Fashion-MNIST where k=1 on the deepest
 level wins.
 
@@ -301,12 +301,13 @@ class PyramidKNNDetector(Detector):
         self._fit_from(X, labels, self_excluded=True)
         return self.reference_scores_.copy()
 
-    def _raw_scores(self, X):
-        comps = self._components(X, SCORED_NAME, self.components_)
+    def _raw_scores(self, comps):
+        """Raw k-th-neighbour distances ``(N, n_components)`` of the scored components (from ``_components``)."""
         return np.stack([self._kth_min(indexes, Z) for indexes, (_, Z) in zip(self.indexes_, comps)], axis=1)
 
     def _score(self, X, labels):
-        scores = self._fuse(self._raw_scores(X))
+        comps = self._components(X, SCORED_NAME, self.components_)  # normalised once, for both terms
+        scores = self._fuse(self._raw_scores(comps))
         self.transductive_ = None
         self.batch_reference_scores_ = self.reference_scores_.copy()
         if self.transductive == "never":
@@ -314,8 +315,7 @@ class PyramidKNNDetector(Detector):
         ratio = DensityRatio(k_fraction=self.k_fraction, k_max=self.k_max,
                              alpha=1.0 if self.transductive == "always" else self.transductive_alpha,
                              backend=self.backend, index=self.index)
-        comps = self._components(X, SCORED_NAME, self.components_)
-        info = ratio.compute(self.reference_components_, [Z for _, Z in comps])
+        info = ratio.compute(self.reference_components_, [Z for _, Z in comps], normalized=True)
         self.transductive_ = {key: value for key, value in info.items() if key not in ("scored", "reference")}
         if info["used"]:
             scores = scores + info["scored"]
@@ -325,4 +325,5 @@ class PyramidKNNDetector(Detector):
     def component_scores(self, X):
         """``(N, n_components)`` standardised scores before the max (columns: ``components_``)."""
         self._check_fitted()
-        return (self._raw_scores(np.asarray(X, dtype=np.float32)) - self.loc_) / self.scale_
+        comps = self._components(np.asarray(X, dtype=np.float32), SCORED_NAME, self.components_)
+        return (self._raw_scores(comps) - self.loc_) / self.scale_

@@ -131,8 +131,11 @@ class DensityRatio:
             out = z if out is None else np.maximum(out, z)
         return out
 
-    def compute(self, components_ref, components_scored):
-        """``components_*``: lists of ``(N, D_c)`` arrays, one per component, rows in the same order."""
+    def compute(self, components_ref, components_scored, normalized=False):
+        """``components_*``: lists of ``(N, D_c)`` arrays, one per component, rows in the same order.
+
+        ``normalized=True``: the rows are already L2-normalised (not normalised again, no copies).
+        """
         n_ref, n_scored = components_ref[0].shape[0], components_scored[0].shape[0]
         info = {"used": False, "p_value": None, "k_reference": None, "k_scored": None,
                 "scored": None, "reference": None}
@@ -142,8 +145,10 @@ class DensityRatio:
             return {**info, "reason": f"reference + scored = {n_ref + n_scored} > {MAX_POOLED} samples "
                                       "(pooled search too large)"}
         k_ref, k_scored, m = density_ratio_ranks(n_ref, n_scored, self.k_fraction, self.k_max)
-        lists = [self._lists(l2_normalize(R, "reference embeddings"), l2_normalize(T, "scored embeddings"), m)
-                 for R, T in zip(components_ref, components_scored)]
+        if not normalized:
+            components_ref = [l2_normalize(R, "reference embeddings") for R in components_ref]
+            components_scored = [l2_normalize(T, "scored embeddings") for T in components_scored]
+        lists = [self._lists(R, T, m) for R, T in zip(components_ref, components_scored)]
         is_scored = np.r_[np.zeros(n_ref, bool), np.ones(n_scored, bool)]
 
         def statistic(labels):
