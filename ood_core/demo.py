@@ -145,6 +145,23 @@ def _previous_defaults(dataset, test, k):
     return knn, inductive.score_samples(X)
 
 
+def _first_vote_only(dataset, k):
+    """The last release's wrong-label default, in memory: weighted label votes without the second vote.
+
+    Returns scores in ``dataset`` order (every demo sample has an embedding and a label).
+    """
+    from .detectors import make_detector
+    from .fo.runs import embedding_run_config
+    from .fo.scores import stored_level_dims
+
+    X = np.array(dataset.values("ood_embeddings"), dtype=np.float32)
+    dims = stored_level_dims(embedding_run_config(dataset, "ood_embeddings"), X.shape[1]) or [X.shape[1]]
+    multi = len(dims) > 1
+    det = make_detector("weighted_label_vote", prune_suspects=False, level_dims=list(dims) if multi else None,
+                        levels="auto" if multi else None, **({} if k is None else {"k": k}))
+    return det.fit_score(X, dataset.values("ground_truth.label"))
+
+
 def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progress=None, out=sys.stdout):
     """Run the pipeline on the demo dataset and print metrics; returns them.
 
@@ -192,6 +209,8 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     wrong = np.array(id_view.values("label_is_wrong"), dtype=bool)
     for field in ("label_issue", "label_issue_agreement", "label_issue_lof"):
         results[field] = ood_metrics(np.array(id_view.values(field), dtype=float), wrong)
+    is_id = ~np.array(dataset.values("is_ood"), dtype=bool)
+    results["label_issue_first_vote"] = ood_metrics(_first_vote_only(dataset, k)[is_id], wrong)
     p_values = np.array(test.values("ood_pyramid_pvalue"), dtype=float)
     results["flagged_at_p05"] = {"id": float((p_values[~is_ood] <= 0.05).mean()),
                                  "ood": float((p_values[is_ood] <= 0.05).mean())}
@@ -215,6 +234,8 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     print("\nWrong-label task (in-distribution samples; positive = corrupted label):", file=out)
     wrong = dict(positive="wrong label", negative="correct label")
     print("  weighted label votes (default):       " + format_metrics(results["label_issue"], **wrong), file=out)
+    print("  first vote only (last release):       " + format_metrics(results["label_issue_first_vote"], **wrong),
+          file=out)
     print("  label agreement k=20 (previous):      " + format_metrics(results["label_issue_agreement"], **wrong),
           file=out)
     print("  per-class LOF (paper):                " + format_metrics(results["label_issue_lof"], **wrong), file=out)

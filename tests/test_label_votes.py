@@ -57,7 +57,7 @@ def test_new_samples_match_sklearn_distance_weighted_knn():
 
 def test_leave_one_out_votes_by_hand_and_levels_average():
     X, y = blobs(15, 2)
-    det = WeightedLabelVoteDetector(k=5, level_dims=DIMS, backend="sklearn")
+    det = WeightedLabelVoteDetector(k=5, level_dims=DIMS, prune_suspects=False, backend="sklearn")
     scores = det.fit_score(X, y)
     probs = np.zeros((y.size, 3))
     ratio = np.zeros(y.size)
@@ -80,7 +80,8 @@ def test_uniform_weights_equal_label_agreement_and_weights_break_ties():
     y_noisy = y.copy()
     y_noisy[::7] = (y_noisy[::7] + 1) % 3
     la = LabelAgreementDetector(k=10, backend="sklearn").fit_score(X, y_noisy)
-    uni = WeightedLabelVoteDetector(k=10, weighting="uniform", backend="sklearn").fit_score(X, y_noisy)
+    uni = WeightedLabelVoteDetector(k=10, weighting="uniform", prune_suspects=False,
+                                    backend="sklearn").fit_score(X, y_noisy)
     ratio = same_label_ratio(unit(X), y_noisy, unit(X), y_noisy, loo=True)
     np.testing.assert_allclose(uni, (1 - DELTA) * la + DELTA * ratio, atol=1e-9)
     # the tie-breaker never reorders different vote counts, only breaks ties within one
@@ -96,6 +97,63 @@ def test_uniform_weights_equal_label_agreement_and_weights_break_ties():
     from sklearn.metrics import roc_auc_score
 
     assert roc_auc_score(y_noisy != y, wtd) > 0.9
+
+
+def loo_votes(Z, y, k, voters):
+    """Inverse-distance votes of every row of Z by its k nearest ``voters`` rows, itself excluded (brute force)."""
+    d = np.linalg.norm(Z[:, None, :] - Z[None, voters], axis=-1)
+    d[voters, np.arange(voters.size)] = np.inf
+    probs = np.zeros((Z.shape[0], int(y.max()) + 1))
+    for i in range(Z.shape[0]):
+        nn = np.argsort(d[i], kind="stable")[:k]
+        probs[i] = np.bincount(y[voters[nn]], weights=1 / (d[i, nn] + 1e-6), minlength=probs.shape[1])
+    return probs / probs.sum(1, keepdims=True)
+
+
+def test_suspects_do_not_vote_in_the_second_vote_by_hand():
+    X, y = blobs(20, 9)
+    y_noisy = y.copy()
+    y_noisy[::5] = (y_noisy[::5] + 1) % 3  # 20% flipped
+    det = WeightedLabelVoteDetector(k=5, level_dims=DIMS, backend="sklearn")
+    scores = det.fit_score(X, y_noisy)
+    everyone = np.arange(y.size)
+    first = second = 0
+    ratio = np.zeros(y.size)
+    for sl in (slice(0, 4), slice(4, 10)):
+        Z = unit(X[:, sl])
+        first = first + loo_votes(Z, y_noisy, 5, everyone) / 2
+        ratio += same_label_ratio(Z, y_noisy, Z, y_noisy, loo=True) / 2
+    suspects = first.argmax(1) != y_noisy
+    assert 0 < suspects.sum() < y.size - 5
+    for sl in (slice(0, 4), slice(4, 10)):
+        second = second + loo_votes(unit(X[:, sl]), y_noisy, 5, np.flatnonzero(~suspects)) / 2
+    probs = (first + second) / 2
+    np.testing.assert_allclose(det.class_probabilities_, probs, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(scores, (1 - DELTA) * (1 - probs[everyone, y_noisy]) + DELTA * ratio,
+                               rtol=1e-5, atol=1e-7)
+    assert det.suggested_labels_ == list(probs.argmax(1))
+    assert det.fitted_params() == {"k": 5, "levels": [0, 1], "num_suspects": int(suspects.sum())}
+    # a reference given to fit is trusted: new samples are voted on by all of it
+    plain = WeightedLabelVoteDetector(k=5, level_dims=DIMS, prune_suspects=False, backend="sklearn")
+    np.testing.assert_allclose(det.score_samples(X[:7] + 0.01, y_noisy[:7]),
+                               plain.fit(X, y_noisy).score_samples(X[:7] + 0.01, y_noisy[:7]))
+    # the pruned votes find the flipped labels better here than the first vote alone
+    from sklearn.metrics import roc_auc_score
+
+    unpruned = plain.fit_score(X, y_noisy)
+    assert roc_auc_score(y_noisy != y, scores) >= roc_auc_score(y_noisy != y, unpruned)
+
+
+def test_too_few_voters_left_keeps_the_first_vote():
+    X, y = blobs(15, 10)
+    y_random = np.random.default_rng(11).integers(0, 3, y.size)  # labels unrelated to the data
+    det = WeightedLabelVoteDetector(k=20, backend="sklearn")
+    scores = det.fit_score(X, y_random)
+    assert y.size - det.num_suspects_ <= 20  # at most k voters left: no second vote
+    plain = WeightedLabelVoteDetector(k=20, prune_suspects=False, backend="sklearn").fit_score(X, y_random)
+    np.testing.assert_allclose(scores, plain)
+    with pytest.raises(OODInputError, match="prune_suspects="):
+        WeightedLabelVoteDetector(prune_suspects="yes")
 
 
 def test_rank_weights_and_auto_k():

@@ -41,6 +41,23 @@ the votes are the out-of-fold class probabilities of "Confident Learning"
 :math:`1 - p(y_x \mid x)` is their self-confidence ranking.
 
 ``fit_score(X, y)`` is leave-one-out (a sample never votes for itself).
+
+**Suspects do not vote twice** (``prune_suspects=True``, ``fit_score`` only).
+When a set scores itself, its wrong labels also vote for their neighbours, and
+under class-confusion noise they vote for the wrong class together. A second
+vote is taken without the *suspects* of the first, the samples whose
+neighbours vote for another class (:math:`\arg\max_c p(c \mid x) \ne y_x`),
+and the two votes are averaged:
+:math:`p = \tfrac12\,(p^{(1)} + p^{(2)})`. This is the pruning step of
+Confident Learning (Northcutt et al. 2021) applied to the votes once, not
+iterated. The average, not the second vote alone, is kept because at low
+noise the second vote drops correct samples of hard classes. Measured over
+40 wrong-label conditions (``benchmarks/label_vote_choices.py``): worst-case
+AUROC 0.774 -> 0.813, mean 0.9676 -> 0.9689 (class-confusion noise 0.949 ->
+0.953, uniform noise 0.986 -> 0.985); the second vote alone had the better
+worst case (0.822) but a lower mean (0.966) and lost to the best anchor in 3
+conditions instead of 1. A reference passed to
+``fit`` is trusted: ``score_samples`` votes with all of it.
 """
 
 import numpy as np
@@ -99,6 +116,9 @@ class WeightedLabelVoteDetector(Detector):
             :class:`~ood_core.detectors.level_fusion.LevelFusionDetector`).
         level_tolerance: the ``"auto"`` rule's accuracy margin.
         normalize: L2-normalise each level's block.
+        prune_suspects: in ``fit_score``, average the votes with a second vote
+            in which the samples the first vote disagrees with do not vote
+            (module docstring). Fitted: ``num_suspects_`` (None when off).
         backend, index: neighbour search, see :mod:`ood_core.neighbors`.
     """
 
@@ -108,7 +128,7 @@ class WeightedLabelVoteDetector(Detector):
     summary = "Distance-weighted votes of the nearest neighbours against the given label; suggests a label"
     _param_names = (
         "k", "k_fraction", "k_max", "weighting", "level_dims", "levels", "level_tolerance", "normalize",
-        "backend", "index",
+        "prune_suspects", "backend", "index",
     )
 
     def __init__(
@@ -122,6 +142,7 @@ class WeightedLabelVoteDetector(Detector):
         levels=None,
         level_tolerance=0.05,
         normalize=True,
+        prune_suspects=True,
         backend="auto",
         index="flat",
     ):
@@ -157,12 +178,21 @@ class WeightedLabelVoteDetector(Detector):
         if not isinstance(normalize, (bool, np.bool_)):
             raise OODInputError(f"normalize={normalize!r} is not valid; pass True or False.")
         self.normalize = bool(normalize)
+        if not isinstance(prune_suspects, (bool, np.bool_)):
+            raise OODInputError(f"prune_suspects={prune_suspects!r} is not valid; pass True or False.")
+        self.prune_suspects = bool(prune_suspects)
+        self.num_suspects_ = None
         self.backend = check_backend(backend)
         self.index = check_index(index, backend)
 
     @property
     def requires_labels(self):
         return True
+
+    def fitted_params(self):
+        if not hasattr(self, "k_"):
+            return {}
+        return {"k": int(self.k_), "levels": [int(i) for i in self.levels_], "num_suspects": self.num_suspects_}
 
     def get_params(self):
         params = super().get_params()
@@ -196,23 +226,47 @@ class WeightedLabelVoteDetector(Detector):
             return np.broadcast_to(1.0 / np.arange(1, dist.shape[1] + 1), dist.shape)
         return 1.0 / (dist + _EPS)
 
+    def _votes(self, dist, idx):
+        """Normalised weighted votes ``(N, C)`` of neighbour lists (``idx`` indexes the fitted samples)."""
+        votes = np.zeros((dist.shape[0], len(self.classes_)))
+        rows = np.repeat(np.arange(dist.shape[0]), dist.shape[1])
+        np.add.at(votes, (rows, self.codes_[idx].ravel()), np.asarray(self._weights(dist)).ravel())
+        return votes / votes.sum(axis=1, keepdims=True)
+
     def _probabilities(self, blocks):
         """Level-averaged weighted votes ``(N, C)`` and each level's nearest-neighbour distance.
 
         ``blocks=None`` = the fitted set, each sample left out of its own neighbours.
         """
-        num_classes = len(self.classes_)
         probs, nearest = None, []
         for i, nn in enumerate(self.neighbors_):
             dist, idx = nn.kneighbors(None if blocks is None else blocks[i], k=self.k_)
-            w = self._weights(dist)
-            votes = np.zeros((dist.shape[0], num_classes))
-            rows = np.repeat(np.arange(dist.shape[0]), dist.shape[1])
-            np.add.at(votes, (rows, self.codes_[idx].ravel()), np.asarray(w).ravel())
-            votes /= votes.sum(axis=1, keepdims=True)
+            votes = self._votes(dist, idx)
             probs = votes if probs is None else probs + votes
             nearest.append(dist[:, 0])
         return probs / len(self.neighbors_), nearest
+
+    def _vote_without_suspects(self, blocks, first):
+        """Leave-one-out votes of the fitted set in which only the non-suspects of ``first`` vote.
+
+        ``blocks``: the chosen levels' blocks of the fitted set. Returns ``(N, C)``,
+        or None when too few samples are left to give every sample k voters.
+        """
+        voters = np.flatnonzero(first.argmax(axis=1) == self.codes_)
+        if voters.size <= self.k_:
+            return None
+        n, k = first.shape[0], self.k_
+        probs = None
+        for block in blocks:
+            nn = NeighborIndex(backend=self.backend, index=self.index).fit(block[voters])
+            dist, pos = nn.kneighbors(block, k=k + 1)
+            idx = voters[pos]
+            keep = idx != np.arange(n)[:, None]  # a sample never votes for itself
+            keep[keep.all(axis=1), -1] = False  # itself not among the k + 1: drop the farthest
+            dist, idx = dist[keep].reshape(n, k), idx[keep].reshape(n, k)
+            votes = self._votes(dist, idx)
+            probs = votes if probs is None else probs + votes
+        return probs / len(blocks)
 
     def _same_class_ratio(self, blocks, codes, nearest):
         """Mean over levels of ``1 - d_1 / d_same`` (0 when the nearest neighbour shares the label).
@@ -256,6 +310,7 @@ class WeightedLabelVoteDetector(Detector):
             )
         self.classes_ = classes
         self.codes_ = codes
+        self.num_suspects_ = None
         blocks = self._blocks(X, _REF_NAME)
         neighbors = [NeighborIndex(backend=self.backend, index=self.index).fit(b) for b in blocks]
         if self.levels == "auto":
@@ -275,6 +330,7 @@ class WeightedLabelVoteDetector(Detector):
                 nn = NeighborIndex(backend=self.backend, index="flat").fit(blocks[i][members]) if members.size else None
                 per_class.append((members, nn))
             self.class_neighbors_.append(per_class)
+        return [blocks[i] for i in chosen]
 
     def _combine(self, probs, codes, ratio):
         return (1.0 - TIE_BREAK_WEIGHT) * (1.0 - probs[np.arange(probs.shape[0]), codes]) + TIE_BREAK_WEIGHT * ratio
@@ -298,8 +354,13 @@ class WeightedLabelVoteDetector(Detector):
         return self._combine(padded, safe, ratio)
 
     def _fit_score(self, X, labels):
-        self._fit(X, labels)
+        blocks = self._fit(X, labels)
         probs, nearest = self._probabilities(None)
+        if self.prune_suspects:
+            self.num_suspects_ = int(np.sum(probs.argmax(axis=1) != self.codes_))
+            second = self._vote_without_suspects(blocks, probs) if self.num_suspects_ else None
+            if second is not None:
+                probs = (probs + second) / 2
         self.class_probabilities_ = probs
         self.suggested_labels_ = [self.classes_[i] for i in probs.argmax(axis=1)]
         ratio = self._same_class_ratio(None, self.codes_, nearest)
