@@ -15,9 +15,16 @@ with numpy from its formula:
   reference's leave-one-out scores), or the component with the better
   leave-one-out 1-NN label accuracy (``acc-select``);
 - k: 2 / 5 / 10% of the smallest trusted class (at least 1, at most 50), per
-  component.
+  component;
+- other ways to use the same two components (``extra`` variants, per-class
+  search): k=1 (the anchor's k) in the max, all four of k=1 and k=5% in one
+  max, log distances standardised, conformal ``-log p`` instead of z, and a
+  class-ambiguity term (entropy of a softmin over the per-class distances, or
+  the nearest / second-nearest class distance ratio) averaged with the
+  default's score.
 
-Positive class = OOD; AUROC mean and worst case over all conditions, mean per
+Positive class = OOD; AUROC mean and worst case over all conditions (a
+``rare`` condition's AUROC is the mean over its draws of the OOD images), mean per
 group, and losses (> 0.02 below the per-condition best anchor recorded in
 ``results/robustness_raw.json``; run ``robustness.py`` first).
 
@@ -43,6 +50,8 @@ from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "pyramid_knn_choices.txt")
 FRACTIONS = (0.02, 0.05, 0.1)
+
+
 def kth(D, k):
     k = max(1, min(k, D.shape[1]))
     return np.partition(D, k - 1, axis=1)[:, k - 1]
@@ -55,6 +64,66 @@ def per_class(D, y, k):
         if Dc.shape[1] >= k:
             out = np.minimum(out, kth(Dc, k))
     return out
+
+
+def class_distances(D, y, k):
+    """``(N, C)``: per trusted class, the distance to the class's k-th nearest neighbour (inf if too small)."""
+    classes = np.unique(y)
+    out = np.full((D.shape[0], classes.size), np.inf)
+    for i, c in enumerate(classes):
+        Dc = D[:, y == c]
+        if Dc.shape[1] >= k:
+            out[:, i] = kth(Dc, k)
+    return out
+
+
+def standardise(test, ref):
+    ref = ref[np.isfinite(ref)]
+    return (test - ref.mean()) / ref.std()
+
+
+def softmin_entropy(C, temperature):
+    L = -C / temperature
+    L -= L.max(axis=1, keepdims=True)
+    P = np.exp(L)
+    P /= P.sum(axis=1, keepdims=True)
+    return -(P * np.log(P + 1e-12)).sum(axis=1)
+
+
+def extra_variants(cond, S):
+    """The ``extra`` variants (module docstring): name -> test scores."""
+    y = cond["y_ref"]
+    smallest = np.unique(y, return_counts=True)[1].min()
+    k5 = max(1, min(50, round(0.05 * smallest)))
+    z = {}
+    for comp, cols in (("deep", S.slices[-1]), ("all", slice(0, S.X.shape[1]))):
+        R, T = l2(cond["X_ref"][:, cols]), l2(cond["X_test"][:, cols])
+        D = np.sqrt(np.maximum(2 - 2 * T @ R.T, 0))
+        DR = np.sqrt(np.maximum(2 - 2 * R @ R.T, 0))
+        np.fill_diagonal(DR, np.inf)  # leave-one-out
+        for kn, k in (("1", 1), ("5%", k5)):
+            Ct, Cr = class_distances(D, y, k), class_distances(DR, y, k)
+            st, sr = Ct.min(1), Cr.min(1)
+            z[(comp, kn)] = standardise(st, sr)
+            z[(comp, kn, "log")] = standardise(np.log(st), np.log(sr[np.isfinite(sr)]))
+            srs = np.sort(sr[np.isfinite(sr)])
+            p = (srs.size - np.searchsorted(srs, st, "left") + 1) / (srs.size + 1)
+            z[(comp, kn, "p")] = -np.log(p)
+            if kn == "1":
+                t = 0.1 * np.median(srs)
+                z[(comp, "entropy")] = standardise(softmin_entropy(Ct, t), softmin_entropy(Cr, t))
+                ratio = lambda C: np.sort(C, 1)[:, 0] / np.sort(C, 1)[:, 1]  # noqa: E731
+                z[(comp, "ratio")] = standardise(ratio(Ct), ratio(Cr))
+    default = np.maximum(z[("deep", "5%")], z[("all", "5%")])
+    both = lambda key: np.maximum(z[("deep",) + key], z[("all",) + key])  # noqa: E731
+    return {
+        "extra: max(deep k1, all k1)": both(("1",)),
+        "extra: max of deep/all x k1/k5%": np.max([z[(c, k)] for c in ("deep", "all") for k in ("1", "5%")], 0),
+        "extra: log-distance z, max k5%": both(("5%", "log")),
+        "extra: conformal -log p, max k5%": both(("5%", "p")),
+        "extra: mean(default, class entropy)": (default + both(("entropy",))) / 2,
+        "extra: mean(default, class ratio)": (default + both(("ratio",))) / 2,
+    }
 
 
 def variants(cond, S):
@@ -88,6 +157,7 @@ def variants(cond, S):
                 if fd != fa:
                     out[f"{search} max(deep k{fd:g}, all k{fa:g})"] = np.maximum(
                         z[(search, "deep", fd)], z[(search, "all", fa)])
+    out.update(extra_variants(cond, S))
     return out
 
 
@@ -104,8 +174,12 @@ def main():
     for c in ood_conditions(fm, dg, fb, pt):
         if c["X_ref"] is None:
             continue
-        for name, s in variants(c, sources[c["source"]]).items():
-            res.setdefault(name, []).append(ood_metrics(s, c["is_ood"])["auroc"])
+        per_name = {}
+        for draw in c.get("draws") or [{}]:  # 'rare': the mean over the draws of the OOD images
+            for name, s in variants({**c, **draw}, sources[c["source"]]).items():
+                per_name.setdefault(name, []).append(ood_metrics(s, draw.get("is_ood", c["is_ood"]))["auroc"])
+        for name, v in per_name.items():
+            res.setdefault(name, []).append(float(np.mean(v)))
         names.append(c["name"])
         groups.append(c["group"])
         m = raw.get(c["name"], {})
@@ -122,13 +196,15 @@ def main():
     out(f"pyramid_knn design choices over {len(names)} OOD conditions with a trusted reference (positive = OOD, "
         "AUROC); 'loses' = more than 0.02 below the best anchor of the condition (robustness_raw.json)")
     gnames = sorted(set(groups))
-    out(f"{'variant':<40} {'mean':>6} {'worst':>6} {'loses':>6}  " + " ".join(f"{g[:10]:>10}" for g in gnames))
+    out(f"{'variant':<40} {'mean':>6} {'worst':>6} {'loses':>6}  " + " ".join(f"{g[:10]:>10}" for g in gnames)
+        + "  loses in rare")
     for name, v in sorted(res.items(), key=lambda kv: -np.mean(kv[1])):
         v = np.array(v)
         ok = ~np.isnan(oracle)
         loses = int(np.sum(v[ok] < oracle[ok] - 0.02))
+        rare = int(np.sum((v[ok] < oracle[ok] - 0.02)[G[ok] == "rare"]))
         out(f"{name:<40} {v.mean():>6.3f} {v.min():>6.3f} {loses:>6}  " + " ".join(
-            f"{v[G == g].mean():>10.3f}" for g in gnames))
+            f"{v[G == g].mean():>10.3f}" for g in gnames) + f"  {rare:>13}")
     out(f"best anchor of each condition: mean {np.nanmean(oracle):.3f}, worst {np.nanmin(oracle):.3f}")
     out(f"wall time {time.time() - t0:.0f} s")
     with open(RESULTS, "w") as f:
