@@ -98,7 +98,7 @@ class ScoreOOD(common.OODOperator):
         target = ctx.target_view()
         if ctx.delegated:
             ctx.set_progress(progress=0.0, label="scoring")
-        keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio")
+        keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio", "label_suspects")
         if p.get("method") == "knn" and p.get("similarity_index"):
             summary = ood.compute_knn_scores_with_index(
                 target,
@@ -143,6 +143,7 @@ def score_report(summary, embeddings_field):
         f"Scores written to `{field}` (higher = more suspicious)",
         [("method", summary.get("method")),
          ("scored-set density ratio", _ratio_line(summary.get("density_ratio"))),
+         ("second vote", _suspects_line(summary.get("label_suspects"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
          ("scores", spread)],
@@ -159,6 +160,14 @@ def _ratio_line(ratio):
     p_value = ratio.get("p_value")
     p_text = f" (permutation p = {p_value:.3g})" if p_value is not None else ""
     return f"{'used' if ratio.get('used') else 'not used'}: {ratio.get('reason')}{p_text}"
+
+
+def _suspects_line(num_suspects, item):
+    """How many items the second label vote left out (None: not a two-vote run)."""
+    if num_suspects is None:
+        return None
+    return (f"{num_suspects:,} {item} whose neighbours vote for another label did not vote again "
+            "(averaged with the first vote)")
 
 
 def _score_paths(ctx, value, embeddings_field=None):

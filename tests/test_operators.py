@@ -64,6 +64,21 @@ def test_score_result_says_whether_the_density_ratio_was_used(small):
     assert ratio == ood.get_ood_run_info(ds, "ood")["detector_fitted"]["transductive"]
 
 
+def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(small):
+    """The result view of a default wrong-label run names the samples left out of the second vote."""
+    ds = small
+    _run(_uri("compute_pyramid_embeddings"), ds,
+         dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1,2,3", grid=1, batch_size=16))
+    out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="issue",
+                                          method="weighted_label_vote", label_field="ground_truth"))
+    fitted = ood.get_ood_run_info(ds, "issue")["detector_fitted"]
+    # 4 images per class: some neighbours vote for another class
+    assert out.result["label_suspects"] == fitted["num_suspects"] > 0
+    assert (f"- second vote: {fitted['num_suspects']:,} samples whose neighbours vote for another label did not "
+            "vote again") in out.result["report"]
+    assert "density ratio" not in out.result["report"]
+
+
 def test_pipeline_through_operators_immediate(small):
     ds = small
     out = _run(_uri("compute_pyramid_embeddings"), ds,

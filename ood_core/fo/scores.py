@@ -184,7 +184,7 @@ def compute_ood_scores(
         transductive=transductive,
     )
     summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method,
-                            **_density_ratio_summary(det))
+                            **_fitted_summary(det))
     extra_writes, extra_record = _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field,
                                                 overwrite)
     summary.update({k: v["field"] for k, v in extra_record.items()})
@@ -211,10 +211,16 @@ def _read_score_inputs(samples, reference, embeddings_field, patches_field, labe
     return keys, X, labels, X_ref, labels_ref, ref_index, ref_info
 
 
-def _density_ratio_summary(det):
-    """``{"density_ratio": ...}`` when the detector decided on the scored set's density ratio, else {}."""
-    ratio = det.fitted_params().get("transductive")
-    return {"density_ratio": ratio} if ratio else {}
+def _fitted_summary(det):
+    """What fitting decided that the result view shows: the density-ratio decision (``density_ratio``) and
+    the number of samples left out of the second label vote (``label_suspects``); absent when not applicable."""
+    fitted = det.fitted_params()
+    out = {}
+    if fitted.get("transductive"):
+        out["density_ratio"] = fitted["transductive"]
+    if fitted.get("num_suspects") is not None:
+        out["label_suspects"] = int(fitted["num_suspects"])
+    return out
 
 
 def stored_level_dims(backbone, dim):
