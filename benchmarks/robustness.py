@@ -29,7 +29,9 @@ Conditions (all seeded):
 - OOD ``unsupervised``: no trusted reference; the scored set (ID + 10% OOD) is
   fitted on itself with self-excluded scores (methods needing labels: n/a);
 - wrong labels: 2 / 5 / 10 / 20% of labels flipped uniformly, or to the most
-  confusable class (the nearest other class mean of the deepest level).
+  confusable class (the nearest other class mean of the deepest level); a
+  condition with fewer than ``LABEL_DRAWS_BELOW`` wrong labels draws which
+  labels are wrong ``LABEL_DRAWS`` times and reports the mean over the draws.
 
 Positive class: OOD for the OOD task, "label is wrong" for the label task; the
 metrics are ``ood_core.metrics.ood_metrics`` (AUROC, FPR95 at 95% of negatives
@@ -68,6 +70,9 @@ from ood_core.metrics import ood_metrics  # noqa: E402
 
 #: draws of the OOD images per 'rare' condition (metrics averaged over the draws)
 RARE_DRAWS = 5
+#: wrong-label conditions with fewer wrong labels than this draw which labels are wrong LABEL_DRAWS times
+LABEL_DRAWS_BELOW = 20
+LABEL_DRAWS = 5
 DEEP = 4  # index of the deepest level block (blocks.6, 1280 columns at grid 2)
 RESULTS = os.path.join(HERE, "results", "robustness.txt")
 RAW_RESULTS = os.path.join(HERE, "results", "robustness_raw.json")
@@ -255,18 +260,26 @@ def label_conditions(fm, dg):
                 for noise in ("uniform", "confusion"):
                     rng = np.random.default_rng([n, int(rate * 100), noise == "uniform", len(S.y)])
                     _, rows, _ = split_rows(rng, S.y, range(10), 0, n)
-                    y = S.y[rows].copy()
-                    flip = rng.choice(rows.size, int(round(rate * rows.size)), replace=False)
-                    if noise == "uniform":
-                        y[flip] = (y[flip] + rng.integers(1, 10, flip.size)) % 10
-                    else:
-                        y[flip] = cmap[y[flip]]
-                    wrong = np.zeros(rows.size, bool)
-                    wrong[flip] = True
-                    yield dict(
-                        name=f"{S.name} n/cls={n} {noise} {int(rate * 100)}%", group=f"label-{noise}",
-                        source=S.name, X=S.X[rows], y=y, is_wrong=wrong, cmap=cmap,
-                    )
+                    n_flip = int(round(rate * rows.size))
+                    draws = []
+                    # fewer than LABEL_DRAWS_BELOW wrong labels: several draws of which labels are wrong (the
+                    # first is the single draw of earlier runs), metrics averaged over the draws
+                    for _ in range(LABEL_DRAWS if n_flip < LABEL_DRAWS_BELOW else 1):
+                        y = S.y[rows].copy()
+                        flip = rng.choice(rows.size, n_flip, replace=False)
+                        if noise == "uniform":
+                            y[flip] = (y[flip] + rng.integers(1, 10, flip.size)) % 10
+                        else:
+                            y[flip] = cmap[y[flip]]
+                        wrong = np.zeros(rows.size, bool)
+                        wrong[flip] = True
+                        draws.append({"y": y, "is_wrong": wrong})
+                    name = f"{S.name} n/cls={n} {noise} {int(rate * 100)}%"
+                    cond = dict(name=name if len(draws) == 1 else f"{name} x{len(draws)} draws",
+                                group=f"label-{noise}", source=S.name, X=S.X[rows], cmap=cmap, **draws[0])
+                    if len(draws) > 1:
+                        cond["draws"] = draws
+                    yield cond
 
 
 # --------------------------------------------------------------------------- methods
@@ -447,9 +460,9 @@ def evaluate(conds, methods_for, label_task, previous=None):
                 res["methods"][name] = {**old, "role": role}
                 continue
             t0 = time.time()
-            draws = cond.get("draws") or [{}]  # 'rare': several draws of the OOD images, metrics averaged
+            draws = cond.get("draws") or [{}]  # several draws of the positives, metrics averaged
             try:
-                per_draw = [(fn({**cond, **d}), d.get("is_ood", pos)) for d in draws]
+                per_draw = [(fn({**cond, **d}), d.get("is_wrong" if label_task else "is_ood", pos)) for d in draws]
             except Exception as exc:  # reported in the table, never silently dropped
                 res["methods"][name] = {"role": role, "error": f"{type(exc).__name__}: {exc}"[:200]}
                 continue

@@ -53,10 +53,9 @@ Confident Learning (Northcutt et al. 2021) applied to the votes once, not
 iterated. The average, not the second vote alone, is kept because at low
 noise the second vote drops correct samples of hard classes. Measured over
 40 wrong-label conditions (``benchmarks/label_vote_choices.py``): worst-case
-AUROC 0.774 -> 0.813, mean 0.9676 -> 0.9689 (class-confusion noise 0.949 ->
-0.953, uniform noise 0.986 -> 0.985); the second vote alone had the better
-worst case (0.822) but a lower mean (0.966) and lost to the best anchor in 3
-conditions instead of 1. A reference passed to
+AUROC 0.774 -> 0.813, mean 0.9666 -> 0.9686 (class-confusion noise 0.944 ->
+0.949, uniform noise 0.989 -> 0.988); the second vote alone had the better
+worst case (0.822) but a lower mean (0.966). A reference passed to
 ``fit`` is trusted: ``score_samples`` votes with all of it.
 """
 
