@@ -126,17 +126,23 @@ def build_demo_dataset(
     return dataset
 
 
+def _stored_embeddings(view):
+    """The demo's ``ood_embeddings`` of ``view`` as float32 rows, and the widths of their pyramid levels."""
+    from .fo.runs import embedding_run_config
+    from .fo.scores import stored_level_dims
+
+    X = np.array(view.values("ood_embeddings"), dtype=np.float32)
+    return X, stored_level_dims(embedding_run_config(view, "ood_embeddings"), X.shape[1]) or [X.shape[1]]
+
+
 def _previous_defaults(dataset, test, k):
     """Scores of the earlier defaults, computed in memory: k-NN k=50 on the deepest level alone, and
     ``pyramid_knn`` without the scored-set density ratio (each image scored on its own)."""
     from .detectors import make_detector
-    from .fo.runs import embedding_run_config
-    from .fo.scores import stored_level_dims
 
     trusted = dataset.match_tags("trusted")
-    X_ref = np.array(trusted.values("ood_embeddings"), dtype=np.float32)
-    X = np.array(test.values("ood_embeddings"), dtype=np.float32)
-    dims = stored_level_dims(embedding_run_config(dataset, "ood_embeddings"), X.shape[1]) or [X.shape[1]]
+    X_ref, _ = _stored_embeddings(trusted)
+    X, dims = _stored_embeddings(test)
     deepest = slice(X.shape[1] - dims[-1], X.shape[1])
     knn = make_detector("knn", k=k or 50).fit(X_ref[:, deepest]).score_samples(X[:, deepest])
     inductive = make_detector("pyramid_knn", level_dims=list(dims), transductive="never",
@@ -151,11 +157,8 @@ def _first_vote_only(dataset, k):
     Returns scores in ``dataset`` order (every demo sample has an embedding and a label).
     """
     from .detectors import make_detector
-    from .fo.runs import embedding_run_config
-    from .fo.scores import stored_level_dims
 
-    X = np.array(dataset.values("ood_embeddings"), dtype=np.float32)
-    dims = stored_level_dims(embedding_run_config(dataset, "ood_embeddings"), X.shape[1]) or [X.shape[1]]
+    X, dims = _stored_embeddings(dataset)
     multi = len(dims) > 1
     det = make_detector("weighted_label_vote", prune_suspects=False, level_dims=list(dims) if multi else None,
                         levels="auto" if multi else None, **({} if k is None else {"k": k}))
