@@ -57,15 +57,6 @@ def kth(D, k):
     return np.partition(D, k - 1, axis=1)[:, k - 1]
 
 
-def per_class(D, y, k):
-    out = np.full(D.shape[0], np.inf)
-    for c in np.unique(y):
-        Dc = D[:, y == c]
-        if Dc.shape[1] >= k:
-            out = np.minimum(out, kth(Dc, k))
-    return out
-
-
 def class_distances(D, y, k):
     """``(N, C)``: per trusted class, the distance to the class's k-th nearest neighbour (inf if too small)."""
     classes = np.unique(y)
@@ -74,6 +65,23 @@ def class_distances(D, y, k):
         Dc = D[:, y == c]
         if Dc.shape[1] >= k:
             out[:, i] = kth(Dc, k)
+    return out
+
+
+def per_class(D, y, k):
+    """Min over the trusted classes of the distance to the class's k-th nearest neighbour."""
+    return class_distances(D, y, k).min(axis=1)
+
+
+def component_distances(cond, S):
+    """Per component (``deep``, ``all``; rows L2-normalised): test-to-reference distances and the
+    reference's own, itself left out: ``{name: (D, DR)}``."""
+    out = {}
+    for comp, cols in (("deep", S.slices[-1]), ("all", slice(0, S.X.shape[1]))):
+        R, T = l2(cond["X_ref"][:, cols]), l2(cond["X_test"][:, cols])
+        DR = np.sqrt(np.maximum(2 - 2 * R @ R.T, 0))
+        np.fill_diagonal(DR, np.inf)  # leave-one-out
+        out[comp] = (np.sqrt(np.maximum(2 - 2 * T @ R.T, 0)), DR)
     return out
 
 
@@ -90,17 +98,12 @@ def softmin_entropy(C, temperature):
     return -(P * np.log(P + 1e-12)).sum(axis=1)
 
 
-def extra_variants(cond, S):
-    """The ``extra`` variants (module docstring): name -> test scores."""
-    y = cond["y_ref"]
+def extra_variants(dists, y):
+    """The ``extra`` variants (module docstring): name -> test scores (``dists``: :func:`component_distances`)."""
     smallest = np.unique(y, return_counts=True)[1].min()
     k5 = max(1, min(50, round(0.05 * smallest)))
     z = {}
-    for comp, cols in (("deep", S.slices[-1]), ("all", slice(0, S.X.shape[1]))):
-        R, T = l2(cond["X_ref"][:, cols]), l2(cond["X_test"][:, cols])
-        D = np.sqrt(np.maximum(2 - 2 * T @ R.T, 0))
-        DR = np.sqrt(np.maximum(2 - 2 * R @ R.T, 0))
-        np.fill_diagonal(DR, np.inf)  # leave-one-out
+    for comp, (D, DR) in dists.items():
         for kn, k in (("1", 1), ("5%", k5)):
             Ct, Cr = class_distances(D, y, k), class_distances(DR, y, k)
             st, sr = Ct.min(1), Cr.min(1)
@@ -131,18 +134,13 @@ def variants(cond, S):
     y = cond["y_ref"]
     smallest = np.unique(y, return_counts=True)[1].min()
     z, acc = {}, {}
-    for comp, cols in (("deep", S.slices[-1]), ("all", slice(0, S.X.shape[1]))):
-        R, T = l2(cond["X_ref"][:, cols]), l2(cond["X_test"][:, cols])
-        D = np.sqrt(np.maximum(2 - 2 * T @ R.T, 0))
-        DR = np.sqrt(np.maximum(2 - 2 * R @ R.T, 0))
-        np.fill_diagonal(DR, np.inf)  # leave-one-out
+    dists = component_distances(cond, S)
+    for comp, (D, DR) in dists.items():
         acc[comp] = float(np.mean(y[DR.argmin(1)] == y))
         for f in FRACTIONS:
             k = max(1, min(50, round(f * smallest)))
             for search, fn in (("per-class", lambda M: per_class(M, y, k)), ("global", lambda M: kth(M, k))):
-                st, sr = fn(D), fn(DR)
-                sr = sr[np.isfinite(sr)]
-                z[(search, comp, f)] = (st - sr.mean()) / sr.std()
+                z[(search, comp, f)] = standardise(fn(D), fn(DR))
     out = {}
     for search in ("per-class", "global"):
         for f in FRACTIONS:
@@ -157,7 +155,7 @@ def variants(cond, S):
                 if fd != fa:
                     out[f"{search} max(deep k{fd:g}, all k{fa:g})"] = np.maximum(
                         z[(search, "deep", fd)], z[(search, "all", fa)])
-    out.update(extra_variants(cond, S))
+    out.update(extra_variants(dists, y))
     return out
 
 

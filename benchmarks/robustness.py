@@ -107,13 +107,16 @@ def split_rows(rng, y, classes, n_test, n_ref):
     return np.concatenate(test), np.concatenate(ref), np.concatenate(rest)
 
 
+def scored_rows(S, test_id, test_ood):
+    """``{"X_test", "is_ood"}`` of a scored set from row indices: ID rows then OOD rows."""
+    return {"X_test": S.X[np.concatenate([test_id, test_ood])],
+            "is_ood": np.r_[np.zeros(test_id.size, bool), np.ones(test_ood.size, bool)]}
+
+
 def held_out_condition(name, group, source, S, test_id, ref, test_ood, y_ref=None):
     """A condition from row indices of one source: reference ``ref``, test = ID rows then OOD rows."""
-    return dict(
-        name=name, group=group, source=source, X_ref=S.X[ref], y_ref=S.y[ref] if y_ref is None else y_ref,
-        X_test=S.X[np.concatenate([test_id, test_ood])],
-        is_ood=np.r_[np.zeros(test_id.size, bool), np.ones(test_ood.size, bool)],
-    )
+    return dict(name=name, group=group, source=source, X_ref=S.X[ref], y_ref=S.y[ref] if y_ref is None else y_ref,
+                **scored_rows(S, test_id, test_ood))
 
 
 def ood_conditions(fm, dg, fb, pt=None):
@@ -184,8 +187,7 @@ def ood_conditions(fm, dg, fb, pt=None):
                     oods = [rng.choice(ood_all, n_ood, replace=False) for _ in range(RARE_DRAWS)]
                     cond = held_out_condition(f"{s} split{split} n/cls={n} rare OOD {int(frac * 100)}% "
                                               f"x{RARE_DRAWS} draws", "rare", s, S, test_id, ref, oods[0])
-                    cond["draws"] = [{k: v for k, v in held_out_condition("", "rare", s, S, test_id, ref, o).items()
-                                      if k in ("X_test", "is_ood")} for o in oods]
+                    cond["draws"] = [scored_rows(S, test_id, o) for o in oods]
                     yield cond
 
     # object patches of real photos (class = the photo): 25 photos in, 12 out, 4 random splits
