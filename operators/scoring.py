@@ -98,7 +98,8 @@ class ScoreOOD(common.OODOperator):
         target = ctx.target_view()
         if ctx.delegated:
             ctx.set_progress(progress=0.0, label="scoring")
-        keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio", "label_suspects")
+        keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio", "component_gate",
+                "label_suspects")
         if p.get("method") == "knn" and p.get("similarity_index"):
             summary = ood.compute_knn_scores_with_index(
                 target,
@@ -143,6 +144,7 @@ def score_report(summary, embeddings_field):
         f"Scores written to `{field}` (higher = more suspicious)",
         [("method", summary.get("method")),
          ("scored-set density ratio", _ratio_line(summary.get("density_ratio"))),
+         ("feature levels", _gate_line(summary.get("component_gate"))),
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
@@ -160,6 +162,17 @@ def _ratio_line(ratio):
     p_value = ratio.get("p_value")
     p_text = f" (permutation p = {p_value:.3g})" if p_value is not None else ""
     return f"{'used' if ratio.get('used') else 'not used'}: {ratio.get('reason')}{p_text}"
+
+
+def _gate_line(gate):
+    """Which feature component sat out of the default detector and why, in one line (None: none did)."""
+    if not gate or not gate.get("left_out"):
+        return None
+    acc = gate["accuracy"]
+    kept = [n for n in acc if n not in gate["left_out"]]
+    return "; ".join(
+        f"'{n}' sat out: it tells the trusted classes apart worse (leave-one-out 1-NN label accuracy "
+        f"{acc[n]:.3f} against {acc[kept[0]]:.3f} for '{kept[0]}')" for n in gate["left_out"])
 
 
 def _suspects_line(num_suspects, item):

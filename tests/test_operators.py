@@ -61,7 +61,26 @@ def test_score_result_says_whether_the_density_ratio_was_used(small):
     assert set(ratio) == {"used", "p_value", "k_reference", "k_scored", "reason"}
     line = f"- scored-set density ratio: {'used' if ratio['used'] else 'not used'}: {ratio['reason']}"
     assert line in out.result["report"]
-    assert ratio == ood.get_ood_run_info(ds, "ood")["detector_fitted"]["transductive"]
+    fitted = ood.get_ood_run_info(ds, "ood")["detector_fitted"]
+    assert ratio == fitted["transductive"]
+    # the component gate (trusted labels): each component's accuracy is reported; a line only if one sat out
+    gate = out.result["component_gate"]
+    assert gate["accuracy"] == fitted["component_accuracy"] and set(gate["accuracy"]) == {"deepest level",
+                                                                                        "all levels"}
+    assert gate["left_out"] == [n for n in fitted["components"] if n not in fitted["active_components"]]
+    assert ("- feature levels:" in out.result["report"]) == bool(gate["left_out"])
+
+
+def test_score_report_names_a_component_that_sat_out():
+    from operators.scoring import score_report
+
+    summary = {"field": "ood", "method": "pyramid_knn", "num_scored": 10,
+               "component_gate": {"accuracy": {"deepest level": 0.8, "all levels": 0.68}, "left_out": ["all levels"]}}
+    report = score_report(summary, "emb")
+    assert ("- feature levels: 'all levels' sat out: it tells the trusted classes apart worse (leave-one-out "
+            "1-NN label accuracy 0.680 against 0.800 for 'deepest level')") in report
+    summary["component_gate"]["left_out"] = []
+    assert "feature levels" not in score_report(summary, "emb")
 
 
 def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(small):

@@ -58,6 +58,7 @@ def test_scores_match_the_formula_with_labels(data):
     X = np.concatenate([X_id, X_ood])
     det = PyramidKNNDetector(level_dims=DIMS, **INDUCTIVE).fit(X_ref, y)
     assert det.k_ == 2  # adaptive_k(smallest class 40, fraction 0.05)
+    assert det.active_.all()  # both components separate the classes equally well: the gate keeps both
     assert det.components_ == ["deepest level", "all levels"]
     expected, parts = _expected(X_ref, y, X, det.k_)
     np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-4, atol=1e-4)
@@ -156,3 +157,72 @@ def test_one_sample_per_class_scores_against_the_other_classes():
     nearest_other = D.min(axis=1)  # k=1: every other sample is another class
     z = (nearest_other - nearest_other.mean()) / nearest_other.std()
     np.testing.assert_allclose(scores, z, rtol=1e-4, atol=1e-4)
+
+
+def test_unlabelled_rows_first_do_not_set_k():
+    """k comes from the smallest labelled class wherever the unlabelled rows are (here: first)."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(70, 16)).astype(np.float32)
+    y = [None] * 10 + ["a"] * 40 + ["b"] * 20
+    det = PyramidKNNDetector(class_k_fraction=0.1).fit(X, y)
+    assert det.classes_ == 3 and det.k_ == 2  # adaptive_k(smallest labelled class 20, 0.1); the 10 unlabelled would give 1
+
+
+def _loo_1nn_accuracy(Z, y):
+    """Brute force: share of rows whose nearest other row (unit rows, Euclidean) has the same label."""
+    Z = _unit(Z)
+    D = np.linalg.norm(Z[:, None] - Z[None], axis=2)
+    np.fill_diagonal(D, np.inf)
+    return float(np.mean(y[D.argmin(1)] == y))
+
+
+@pytest.fixture
+def noisy_shallow_levels():
+    """Classes separated only in the deepest level; the shallow levels are loud noise."""
+    rng = np.random.default_rng(5)
+    centers = np.zeros((3, sum(DIMS)))
+    centers[:, 8:] = rng.normal(size=(3, 8)) * 3
+    y = np.repeat(np.array(["a", "b", "c"]), 50)
+    X_all = centers[np.searchsorted(["a", "b", "c"], y)] + rng.normal(size=(150, 16))
+    X_all[:, :8] += rng.normal(size=(150, 8)) * 6
+    ref = np.r_[0:40, 50:90, 100:140]  # 40 per class; the other 10 per class are scored
+    X_ref, X = X_all[ref], X_all[np.setdiff1d(np.arange(150), ref)]
+    return X_ref.astype(np.float32), y[ref], X.astype(np.float32)
+
+
+def test_component_gate_drops_a_component_that_separates_the_classes_worse(noisy_shallow_levels):
+    X_ref, y, X = noisy_shallow_levels
+    acc_deep, acc_all = _loo_1nn_accuracy(X_ref[:, 8:], y), _loo_1nn_accuracy(X_ref, y)
+    assert acc_deep - acc_all > 0.05  # the data make the gate's case
+    det = PyramidKNNDetector(level_dims=DIMS, **INDUCTIVE).fit(X_ref, y)  # the default gate, 0.05
+    np.testing.assert_allclose(det.component_accuracy_, [acc_deep, acc_all])
+    assert det.active_.tolist() == [True, False]
+    fitted = det.fitted_params()
+    assert fitted["active_components"] == ["deepest level"]
+    assert fitted["component_accuracy"] == {"deepest level": round(acc_deep, 4), "all levels": round(acc_all, 4)}
+    # the max runs over the deepest level alone: its z-score, for the scored and the reference samples
+    np.testing.assert_allclose(det.score_samples(X), det.component_scores(X)[:, 0], rtol=1e-5)
+    ungated = PyramidKNNDetector(level_dims=DIMS, component_gate=None, **INDUCTIVE).fit(X_ref, y)
+    assert ungated.active_.tolist() == [True, True] and ungated.component_accuracy_ is None
+    assert not np.allclose(ungated.score_samples(X), det.score_samples(X))
+    # a margin wider than the gap keeps both; without labels there is no accuracy to gate on
+    wide = PyramidKNNDetector(level_dims=DIMS, component_gate=acc_deep - acc_all + 0.01, **INDUCTIVE).fit(X_ref, y)
+    assert wide.active_.tolist() == [True, True]
+    unlabelled = PyramidKNNDetector(level_dims=DIMS, **INDUCTIVE).fit(X_ref)
+    assert unlabelled.active_.tolist() == [True, True] and "active_components" not in unlabelled.fitted_params()
+
+
+def test_component_gate_also_keeps_the_component_out_of_the_density_ratio(noisy_shallow_levels):
+    from ood_core.detectors.transductive import DensityRatio
+
+    X_ref, y, X = noisy_shallow_levels
+    det = PyramidKNNDetector(level_dims=DIMS, transductive="always").fit(X_ref, y)
+    scores = det.score_samples(X)
+    ratio = DensityRatio(alpha=1.0).compute([X_ref[:, 8:]], [X[:, 8:]])
+    np.testing.assert_allclose(scores, det.component_scores(X)[:, 0] + ratio["scored"], rtol=1e-4, atol=1e-4)
+
+
+def test_component_gate_is_checked():
+    for bad in (-0.1, 1.5, True, "0.05"):
+        with pytest.raises(OODInputError, match="component_gate"):
+            PyramidKNNDetector(component_gate=bad)

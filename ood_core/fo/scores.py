@@ -212,12 +212,17 @@ def _read_score_inputs(samples, reference, embeddings_field, patches_field, labe
 
 
 def _fitted_summary(det):
-    """What fitting decided that the result view shows: the density-ratio decision (``density_ratio``) and
-    the number of samples left out of the second label vote (``label_suspects``); absent when not applicable."""
+    """What fitting decided that the result view shows: the density-ratio decision (``density_ratio``), the
+    feature components' label accuracy and which sat out (``component_gate``), and the number of samples left
+    out of the second label vote (``label_suspects``); absent when not applicable."""
     fitted = det.fitted_params()
     out = {}
     if fitted.get("transductive"):
         out["density_ratio"] = fitted["transductive"]
+    if fitted.get("component_accuracy"):
+        accuracy = fitted["component_accuracy"]
+        out["component_gate"] = {"accuracy": accuracy,
+                                 "left_out": [n for n in accuracy if n not in fitted["active_components"]]}
     if fitted.get("num_suspects") is not None:
         out["label_suspects"] = int(fitted["num_suspects"])
     return out
