@@ -7,7 +7,8 @@
 #
 # What it does, each step skipped when already done:
 #  1. Debian packages: Fashion-MNIST (demo data), WordNet 3.0 (CLIP negative
-#     labels), Chromium + chromedriver (browser tests). Needs root or sudo.
+#     labels), Chromium + chromedriver (browser tests), Tux Paint's stamp
+#     pictures (natural objects for the robustness benchmark). Needs root or sudo.
 #  2. A Python 3.11 virtualenv with requirements.txt (the plugin's runtime
 #     ranges) + requirements-dev.txt (tests, benchmarks, verified pins), kept
 #     in a cache folder keyed by the hash of both files and linked as ./.venv,
@@ -27,16 +28,27 @@ for arg in "$@"; do
 done
 
 APT_PACKAGES="dataset-fashion-mnist wordnet-base wordnet-sense-index chromium chromium-driver"
+# benchmark data only (benchmarks/robust_data.py: natural-object images), without its recommends (the Tux Paint program)
+APT_DATA_ONLY="tuxpaint-stamps-default"
 missing=""
 for p in $APT_PACKAGES; do
   dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
 done
-if [ -n "$missing" ]; then
+missing_data=""
+for p in $APT_DATA_ONLY; do
+  dpkg -s "$p" >/dev/null 2>&1 || missing_data="$missing_data $p"
+done
+if [ -n "$missing$missing_data" ]; then
   SUDO=""
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  echo "[setup] installing Debian packages:$missing"
+  echo "[setup] installing Debian packages:$missing$missing_data"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+  if [ -n "$missing" ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+  fi
+  if [ -n "$missing_data" ]; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing_data >/dev/null
+  fi
 fi
 
 PYTHON="${PYTHON:-python3.11}"

@@ -1,18 +1,26 @@
 #!/usr/bin/env python
-"""Bundled backbones and their ensemble under the default OOD detector (issue 10, candidate "ensemble").
+"""Bundled backbones and their ensembles under the default detectors (issue 10, candidate "ensemble").
 
 Not a test: prints a table and writes ``benchmarks/results/backbone_ensemble.txt``.
 
-The OOD conditions of ``benchmarks/robustness.py`` are generated twice from
-the same images, rows and seeds: once on EfficientNet-Lite0 embeddings, once
-on EfficientNet-Lite2 embeddings (both bundled offline; every level pooled
-2x2, the product default). Each backbone is scored with ``pyramid_knn`` and
-the trusted labels (the default); the ensembles combine the two fused scores,
-which are z-scores against each backbone's own reference, by their mean or
-their maximum. Positive class = OOD; AUROC.
+The conditions of ``benchmarks/robustness.py`` are generated once per bundled
+backbone from the same images, rows and seeds: on EfficientNet-Lite0, Lite1
+and Lite2 embeddings (all three bundled offline; every level pooled 2x2, the
+product default).
 
-Run (the Lite2 embeddings are extracted once, about 10 minutes on 2 cores)::
+- OOD (positive = OOD): each backbone scored with ``pyramid_knn`` and the
+  trusted labels, one image at a time (no scored-set density ratio); the
+  ensembles combine the fused scores, which are z-scores against each
+  backbone's own reference, by their mean or maximum.
+- Wrong labels (positive = label is wrong): each backbone scored with the
+  default ``weighted_label_vote``; the ensemble averages the scores.
 
+AUROC; a condition with several draws (rare OOD, few wrong labels) reports
+the first draw.
+
+Run (each backbone's embeddings are extracted once, about 5-10 minutes on 2 cores)::
+
+    OOD_BENCH_BACKBONE=tf_efficientnet_lite1 PYTHONPATH=. .venv/bin/python benchmarks/robust_data.py
     OOD_BENCH_BACKBONE=tf_efficientnet_lite2 PYTHONPATH=. .venv/bin/python benchmarks/robust_data.py
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/backbone_ensemble.py
 """
@@ -30,58 +38,90 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 RESULTS = os.path.join(HERE, "results", "backbone_ensemble.txt")
-BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite2")
+BACKBONES = ("tf_efficientnet_lite0", "tf_efficientnet_lite1", "tf_efficientnet_lite2")
+SHORT = {b: "Lite" + b[-1] for b in BACKBONES}
 
 
 def conditions_for(backbone):
-    """The robustness conditions on one backbone's cached embeddings (with their sources)."""
+    """The robustness conditions (OOD, wrong labels) on one backbone's cached embeddings, with their sources."""
     os.environ["OOD_BENCH_BACKBONE"] = backbone
     import benchmarks.robust_data as data
     import benchmarks.robustness as rob
 
     importlib.reload(data)
     importlib.reload(rob)
-    fm, dg, fb, pt = (rob.Source(s) for s in ("fmnist", "digits", "foolbox", "patches"))
-    sources = {"fmnist": fm, "digits": dg, "patches": pt}
-    return [(c, sources.get(c["source"], fm)) for c in rob.ood_conditions(fm, dg, fb, pt)]
+    fm, dg, fb, pt, st = (rob.Source(s) for s in ("fmnist", "digits", "foolbox", "patches", "stamps"))
+    sources = {"fmnist": fm, "digits": dg, "patches": pt, "stamps": st}
+    ood = [(c, sources[c["source"]]) for c in rob.ood_conditions(fm, dg, fb, pt, st)]
+    label = [(c, sources[c["source"]]) for c in rob.label_conditions(fm, dg, st)]
+    return ood, label
 
 
-def default_scores(cond, S):
+def default_ood_scores(cond, S):
     from benchmarks.robustness import run_pyramid  # the default detector, as robustness.py runs it
 
-    return run_pyramid(cond, slice(None), S.level_dims)
+    return run_pyramid(cond, slice(None), S.level_dims, transductive="never")
+
+
+def default_label_scores(cond, S):
+    from ood_core.detectors.label_votes import WeightedLabelVoteDetector
+
+    # as the product runs it on multi-level embeddings (ood_core.fo.scores.score_arrays: levels="auto")
+    return WeightedLabelVoteDetector(level_dims=S.level_dims, levels="auto").fit_score(cond["X"], cond["y"])
+
+
+def ensembles(scores):
+    """name -> scores: each backbone, the mean and max of all, and Lite0 with each other one."""
+    names = list(scores)
+    out = dict(scores)
+    out["mean(all)"] = np.mean([scores[n] for n in names], axis=0)
+    out["max(all)"] = np.max([scores[n] for n in names], axis=0)
+    for n in names[1:]:
+        out[f"mean({names[0]}, {n})"] = (scores[names[0]] + scores[n]) / 2
+    return out
+
+
+def table(rows, title, out):
+    groups = sorted({g for _, g, _ in rows})
+    out(title)
+    out(f"{'backbone':<22} {'mean':>6} {'worst':>6}  " + " ".join(f"{g[:12]:>12}" for g in groups))
+    for name in rows[0][2]:
+        a = np.array([r[2][name] for r in rows])
+        out(f"{name:<22} {a.mean():>6.3f} {a.min():>6.3f}  " + " ".join(
+            f"{a[[r[1] == g for r in rows]].mean():>12.3f}" for g in groups))
+    first = list(rows[0][2])[0]
+    a0 = np.array([r[2][first] for r in rows])
+    for name in list(rows[0][2])[1:]:
+        a = np.array([r[2][name] for r in rows])
+        out(f"  {name} vs {first}: better by > 0.02 in {int(np.sum(a > a0 + 0.02))}, worse by > 0.02 in "
+            f"{int(np.sum(a < a0 - 0.02))} of {len(rows)}")
 
 
 def main():
     from ood_core.metrics import ood_metrics
 
     t0 = time.time()
-    per_backbone = [conditions_for(b) for b in BACKBONES]
-    rows = []
-    for (c0, S0), (c2, S2) in zip(*per_backbone):
-        assert c0["name"] == c2["name"] and np.array_equal(c0["is_ood"], c2["is_ood"])
-        s0, s2 = default_scores(c0, S0), default_scores(c2, S2)
-        scores = {"Lite0": s0, "Lite2": s2, "mean(Lite0, Lite2)": (s0 + s2) / 2, "max(Lite0, Lite2)": np.maximum(s0, s2)}
-        rows.append((c0["name"], c0["group"], {n: ood_metrics(s, c0["is_ood"])["auroc"] for n, s in scores.items()}))
+    per_backbone = {SHORT[b]: conditions_for(b) for b in BACKBONES}
     lines = []
 
     def out(s=""):
         print(s, flush=True)
         lines.append(s)
 
-    groups = sorted({g for _, g, _ in rows})
-    out(f"default OOD detector (pyramid_knn, trusted labels) on each bundled backbone and their ensembles; "
-        f"{len(rows)} OOD conditions of benchmarks/robustness.py (positive = OOD, AUROC)")
-    out(f"{'backbone':<22} {'mean':>6} {'worst':>6}  " + " ".join(f"{g[:12]:>12}" for g in groups))
-    for name in rows[0][2]:
-        a = np.array([r[2][name] for r in rows])
-        out(f"{name:<22} {a.mean():>6.3f} {a.min():>6.3f}  " + " ".join(
-            f"{a[[r[1] == g for r in rows]].mean():>12.3f}" for g in groups))
-    a0 = np.array([r[2]["Lite0"] for r in rows])
-    for name in ("Lite2", "mean(Lite0, Lite2)"):
-        a = np.array([r[2][name] for r in rows])
-        out(f"{name} vs Lite0: better by > 0.02 in {int(np.sum(a > a0 + 0.02))}, worse by > 0.02 in "
-            f"{int(np.sum(a < a0 - 0.02))} of {len(rows)}")
+    for task, scorer, truth in ((0, default_ood_scores, "is_ood"), (1, default_label_scores, "is_wrong")):
+        rows = []
+        for conds in zip(*(per_backbone[n][task] for n in per_backbone)):
+            c0 = conds[0][0]
+            assert all(c["name"] == c0["name"] and np.array_equal(c[truth], c0[truth]) for c, _ in conds)
+            scores = ensembles({n: scorer(c, S) for n, (c, S) in zip(per_backbone, conds)})
+            rows.append((c0["name"], c0["group"], {n: ood_metrics(s, c0[truth])["auroc"] for n, s in scores.items()}))
+        if task == 0:
+            table(rows, f"default OOD detector (pyramid_knn, trusted labels, one image at a time) on each bundled "
+                        f"backbone and their ensembles; {len(rows)} OOD conditions (positive = OOD, AUROC)", out)
+        else:
+            out()
+            table(rows, f"default wrong-label detector (weighted_label_vote) on each bundled backbone and their "
+                        f"ensembles; {len(rows)} wrong-label conditions (positive = label is wrong, AUROC)", out)
     out(f"wall time {time.time() - t0:.0f} s")
     with open(RESULTS, "w") as f:
         f.write("\n".join(lines) + "\n")

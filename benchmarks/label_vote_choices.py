@@ -3,7 +3,7 @@
 
 Not a test: prints a table and writes ``benchmarks/results/label_vote_choices.txt``.
 
-Over the 40 wrong-label conditions of ``benchmarks/robustness.py`` (same
+Over the 46 wrong-label conditions of ``benchmarks/robustness.py`` (same
 stored embeddings, same seeds; positive class = the label is wrong), the
 default detector (``k_fraction=0.5``, ``levels="auto"``) is run with
 ``prune_suspects=False`` (the first vote only) and ``True`` (the product
@@ -57,15 +57,16 @@ def variants(cond, S):
 
 def main():
     t0 = time.time()
-    fm, dg = Source("fmnist"), Source("digits")
+    fm, dg, st = Source("fmnist"), Source("digits"), Source("stamps")
+    sources = {"fmnist": fm, "digits": dg, "stamps": st}
     with open(RAW_RESULTS) as f:
         raw = {r["name"]: r["methods"] for r in json.load(f)["label"]}
     res, groups, oracle, suspects, wrong = {}, [], [], [], []
-    for c in label_conditions(fm, dg):
+    for c in label_conditions(fm, dg, st):
         per_name, shares = {}, []
         for draw in c.get("draws") or [{}]:  # few wrong labels: the mean over the draws of which are wrong
             d = {**c, **draw}
-            scores, share = variants(d, fm if c["source"] == "fmnist" else dg)
+            scores, share = variants(d, sources[c["source"]])
             for name, s in scores.items():
                 per_name.setdefault(name, []).append(ood_metrics(s, d["is_wrong"])["auroc"])
             shares.append(share)

@@ -9,6 +9,10 @@ Sources (all offline):
 - ``patches``: 40 random crops of each of 37 real photos (foolbox's 20
   ImageNet-val images and 17 scikit-image photos); class = the photo (object
   patches of natural imagery, see :func:`load_patches`).
+- ``stamps``: Tux Paint's stamp images (Debian ``tuxpaint-stamps-default``) of 7
+  natural-object categories (birds, insects, mammals, fruit, vegetables,
+  flowers, vehicles), mostly photographs; class = the category (see
+  :func:`load_stamps`).
 - ``foolbox``: the 100 real images bundled with foolbox 3.3.4 (``foolbox/data``:
   20 each of ImageNet-val, CIFAR-10, CIFAR-100, MNIST, Fashion-MNIST; label in
   the file name). Used as far-OOD only (20 per class is too few for a reference).
@@ -134,13 +138,54 @@ def load_patches():
     return images, np.asarray(labels, np.int64), names
 
 
-LOADERS = {"fmnist": load_fmnist, "digits": load_digits_images, "foolbox": load_foolbox, "patches": load_patches}
+#: Debian ``tuxpaint-stamps-default`` (Tux Paint's stamp images); override with $OOD_BENCH_STAMPS_DIR
+STAMPS_DIR = os.environ.get("OOD_BENCH_STAMPS_DIR", "/usr/share/tuxpaint/stamps")
+#: the stamp folders used as classes: natural objects, mostly photographs cut out on a transparent background
+STAMP_CLASSES = ("animals/birds", "animals/insects", "animals/mammals", "food/fruit", "food/vegetables",
+                 "plants/flowers", "vehicles")
+
+
+def load_stamps():
+    """Natural-object source: Tux Paint's stamp images of 7 object categories; class = the category.
+
+    Every PNG under each folder of :data:`STAMP_CLASSES` (sub-folders included:
+    ``animals/mammals/apes/...`` is a mammal), composited on white and padded
+    to a white square so the backbone's centre crop keeps the whole object.
+    Most are photographs of a single animal, fruit, flower or vehicle, some are
+    drawings; 18 (vegetables) to 67 (mammals) per class, 247 in all. The only
+    class-level source of natural-object images offline: held-out categories
+    (birds vs mammals, fruit vs vegetables) are near-OOD for natural imagery.
+    """
+    from PIL import Image
+
+    if not os.path.isdir(STAMPS_DIR):
+        raise RuntimeError(
+            f"Tux Paint stamps not found in {STAMPS_DIR}: install the Debian package "
+            "(sudo apt-get install --no-install-recommends tuxpaint-stamps-default) or set OOD_BENCH_STAMPS_DIR"
+        )
+    images, labels = [], []
+    for c, folder in enumerate(STAMP_CLASSES):
+        files = sorted(glob.glob(os.path.join(STAMPS_DIR, folder, "**", "*.png"), recursive=True))
+        for f in files:
+            im = Image.open(f).convert("RGBA")
+            side = max(im.size)
+            canvas = Image.new("RGB", (side, side), "white")
+            canvas.paste(im, ((side - im.size[0]) // 2, (side - im.size[1]) // 2), mask=im.split()[3])
+            images.append(np.asarray(canvas))
+            labels.append(c)
+    return images, np.asarray(labels, np.int64), list(STAMP_CLASSES)
+
+
+LOADERS = {"fmnist": load_fmnist, "digits": load_digits_images, "foolbox": load_foolbox, "patches": load_patches,
+           "stamps": load_stamps}
 
 
 def cache_path(source):
     key = f"{source}|{BACKBONE}|levels=all|pool|grid={GRID}|n={FMNIST_PER_CLASS}|seed={SEED}"
     if source == "patches":
         key += f"|photos={len(SKIMAGE_PHOTOS)}+imagenet|per={PATCHES_PER_PHOTO}"
+    if source == "stamps":
+        key += "|classes=" + ",".join(STAMP_CLASSES)
     h = hashlib.sha1(key.encode()).hexdigest()[:10]
     return os.path.join(CACHE_DIR, f"robust_{source}_{BACKBONE}_all_g{GRID}_{h}.npz")
 

@@ -5,8 +5,10 @@ Not a test: prints a table and writes ``benchmarks/results/robustness.txt``.
 
 Data (offline, see ``benchmarks/robust_data.py``): Fashion-MNIST (8,000-image
 class-balanced subset of Debian's ``dataset-fashion-mnist``), scikit-learn's
-``load_digits`` (1,797 real 8x8 digits) and foolbox 3.3.4's 100 bundled real
-images (ImageNet, CIFAR-10/100, MNIST, Fashion-MNIST; far-OOD only). One
+``load_digits`` (1,797 real 8x8 digits), 1,480 object patches of 37 real photos,
+247 pictures of natural objects in 7 categories (Debian's ``tuxpaint-stamps-default``)
+and foolbox 3.3.4's 100 bundled real images (ImageNet, CIFAR-10/100, MNIST,
+Fashion-MNIST; far-OOD only). One
 embedding per image from the product's
 ``PyramidExtractor("tf_efficientnet_lite0", levels=None, mode="pool", grid=2)``
 (5 level blocks of 64/96/160/448/1280 columns), cached on disk.
@@ -19,6 +21,9 @@ Conditions (all seeded):
   3 random splits per source), reference 30..250 images per class;
 - OOD ``patches``: object patches of real photos (``robust_data.load_patches``),
   25 photos in / 12 out, 4 random splits, 10 or 20 crops per photo;
+- OOD ``objects``: natural objects (``robust_data.load_stamps``), 5 categories
+  in / 2 out, 5 random splits, 5 or 10 reference images per category, every
+  other image scored;
 - OOD ``far``: reference from one source, OOD from another source;
 - OOD ``pollution``: 1 / 5 / 10% held-out-class images mixed into the reference
   (with random in-distribution labels);
@@ -42,7 +47,8 @@ Run (about 10 minutes on 2 shared cores after the ~3-minute extraction)::
     MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=4000000000 \\
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/robustness.py
 
-Needs ``cleanlab`` (anchor only) and ``foolbox==3.3.4`` (``--no-deps``; data only).
+Needs ``cleanlab`` (anchor only), ``foolbox==3.3.4`` (``--no-deps``; data only) and Debian's
+``tuxpaint-stamps-default`` (data only; ``./setup.sh`` installs all three).
 """
 
 import argparse
@@ -119,10 +125,10 @@ def held_out_condition(name, group, source, S, test_id, ref, test_ood, y_ref=Non
                 **scored_rows(S, test_id, test_ood))
 
 
-def ood_conditions(fm, dg, fb, pt=None):
+def ood_conditions(fm, dg, fb, pt=None, st=None):
     """Yield dicts: name, group, X_ref, y_ref, X_test, is_ood (X_ref None = unsupervised)."""
-    src = {"fmnist": fm, "digits": dg}
-    n_test = {"fmnist": 150, "digits": 60}
+    src = {"fmnist": fm, "digits": dg, "stamps": st}
+    n_test = {"fmnist": 150, "digits": 60, "stamps": 16}
     sizes = {"fmnist": (10, 30, 100, 300, 600), "digits": (10, 30, 100)}
 
     def near(s, split, n_ref, pollution=0.0, group="near"):
@@ -202,26 +208,42 @@ def ood_conditions(fm, dg, fb, pt=None):
                 yield held_out_condition(f"patches split{split} 25 photos in n/cls={n}", "patches", "patches", pt,
                                          test_id, ref, test_ood)
 
-    # far-OOD: all 10 classes of one source as ID, another source as OOD
+    # natural objects (Tux Paint stamps, class = category): 5 categories in / 2 out, 5 random splits,
+    # 5 or 10 reference images per category; every other image is scored (ID: the rest of the 5
+    # categories, 8-62 each; OOD: all images of the 2 held-out ones)
+    if st is not None:
+        for split in range(5):
+            perm = np.random.default_rng(700 + split).permutation(len(st.names))
+            cin, cout = np.sort(perm[:5]), np.sort(perm[5:])
+            for n in (5, 10):
+                rng = np.random.default_rng([split, n, 701])
+                ref, test_id, _ = split_rows(rng, st.y, cin, n, st.y.size)
+                test_ood = np.flatnonzero(np.isin(st.y, cout))
+                yield held_out_condition(f"stamps split{split} in={''.join(map(str, cin))} n/cls={n}", "objects",
+                                         "stamps", st, test_id, ref, test_ood)
+
+    # far-OOD: all classes of one source as ID, another source as OOD
     def far(s, n_ref, other):
         S = src[s]
         rng = np.random.default_rng([99, n_ref, len(other)])
-        test_id, ref, _ = split_rows(rng, S.y, range(10), n_test[s] // 2, n_ref)
+        test_id, ref, _ = split_rows(rng, S.y, range(len(S.names)), n_test[s] // 2, n_ref)
         if other == "foolbox":
             same = "fashionMNIST" if s == "fmnist" else "mnist"  # same semantics: not OOD
             keep = np.flatnonzero(np.array(fb.names)[fb.y] != same)
             X_ood = fb.X[keep]
         else:
             O = src[other]
-            X_ood = O.X[rng.choice(O.X.shape[0], 500, replace=False)]
+            X_ood = O.X[rng.choice(O.X.shape[0], min(500, O.X.shape[0]), replace=False)]
         return dict(
             name=f"{s} n/cls={n_ref} vs {other}", group="far", source=s, X_ref=S.X[ref],
             y_ref=S.y[ref], X_test=np.concatenate([S.X[test_id], X_ood]),
             is_ood=np.r_[np.zeros(test_id.size, bool), np.ones(X_ood.shape[0], bool)],
         )
 
-    for s, ns, others in (("fmnist", (10, 100, 600), ("digits", "foolbox")),
-                          ("digits", (10, 100), ("fmnist", "foolbox"))):
+    fars = [("fmnist", (10, 100, 600), ("digits", "foolbox")), ("digits", (10, 100), ("fmnist", "foolbox"))]
+    if st is not None:
+        fars += [("fmnist", (100,), ("stamps",)), ("stamps", (10,), ("fmnist", "digits"))]
+    for s, ns, others in fars:
         for n in ns:
             for o in others:
                 yield far(s, n, o)
@@ -248,20 +270,24 @@ def ood_conditions(fm, dg, fb, pt=None):
 def confusion_map(S):
     """Most confusable other class per class: nearest other class mean (deepest level, L2)."""
     Z = l2(S.X[:, S.slices[DEEP]])
-    means = np.stack([Z[S.y == c].mean(0) for c in range(10)])
+    means = np.stack([Z[S.y == c].mean(0) for c in range(len(S.names))])
     d = ((means[:, None] - means[None]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
     return d.argmin(1)
 
 
-def label_conditions(fm, dg):
-    for S, ns in ((fm, (20, 100, 500)), (dg, (20, 100))):
+def label_conditions(fm, dg, st=None):
+    plan = [(fm, (20, 100, 500), (0.02, 0.05, 0.10, 0.20)), (dg, (20, 100), (0.02, 0.05, 0.10, 0.20))]
+    if st is not None:  # 15 per category (the smallest has 18)
+        plan.append((st, (15,), (0.05, 0.10, 0.20)))
+    for S, ns, rates in plan:
         cmap = confusion_map(S)
+        n_cls = len(S.names)
         for n in ns:
-            for rate in (0.02, 0.05, 0.10, 0.20):
+            for rate in rates:
                 for noise in ("uniform", "confusion"):
                     rng = np.random.default_rng([n, int(rate * 100), noise == "uniform", len(S.y)])
-                    _, rows, _ = split_rows(rng, S.y, range(10), 0, n)
+                    _, rows, _ = split_rows(rng, S.y, range(n_cls), 0, n)
                     n_flip = int(round(rate * rows.size))
                     draws = []
                     # fewer than LABEL_DRAWS_BELOW wrong labels: several draws of which labels are wrong (the
@@ -270,7 +296,7 @@ def label_conditions(fm, dg):
                         y = S.y[rows].copy()
                         flip = rng.choice(rows.size, n_flip, replace=False)
                         if noise == "uniform":
-                            y[flip] = (y[flip] + rng.integers(1, 10, flip.size)) % 10
+                            y[flip] = (y[flip] + rng.integers(1, n_cls, flip.size)) % n_cls
                         else:
                             y[flip] = cmap[y[flip]]
                         wrong = np.zeros(rows.size, bool)
@@ -379,6 +405,9 @@ def ood_methods(S):
         "mahalanobis++ deep": ("candidate", lambda c: run_maha(MahalanobisPlusPlusDetector, c, deep)),
         "pyramid knn + ratio": ("default", lambda c: run_pyramid(c, full, dims)),
         "pyramid knn": ("candidate", lambda c: run_pyramid(c, full, dims, transductive="never")),
+        "pyramid knn + ratio, no gate": ("candidate", lambda c: run_pyramid(c, full, dims, component_gate=None)),
+        "pyramid knn, no gate": ("candidate", lambda c: run_pyramid(c, full, dims, component_gate=None,
+                                                                    transductive="never")),
         "pyramid knn no labels": ("candidate", lambda c: run_pyramid(c, full, dims, labels=False,
                                                                      transductive="never")),
         "pyramid knn deep only": ("candidate", lambda c: run_pyramid(c, deep, None, transductive="never")),
@@ -443,7 +472,7 @@ def label_methods(S):
 
 
 SLIM_GROUPS = ("rare",)
-SLIM_KEEP = ("pyramid knn",)
+SLIM_KEEP = ("pyramid knn", "pyramid knn + ratio, no gate", "pyramid knn, no gate")
 
 
 def evaluate(conds, methods_for, label_task, previous=None):
@@ -586,12 +615,13 @@ distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold
 probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group.
 'pyramid knn' = PyramidKNNDetector (the product default): k-NN per trusted class (k = 5% of the smallest
 class) on the deepest level and on all 5 levels, each standardised on the reference's leave-one-out scores,
-max of the two, each image scored on its own (transductive="never"); 'pyramid knn + ratio' = the product
-default: the same plus the scored-set density ratio when a permutation test (p <= 0.01) finds the scored set
+max of the two, except that a component whose leave-one-out 1-NN label accuracy on the reference is more
+than 0.05 below the other's sits out (component_gate=0.05; 'no gate' = both always take part), each image
+scored on its own (transductive="never"); 'pyramid knn + ratio' = the product default: the same plus the scored-set density ratio when a permutation test (p <= 0.01) finds the scored set
 different from the reference (ood_core/detectors/transductive.py); 'no labels' = the inductive pyramid
 without the trusted labels (one class, k = 2% of the reference); 'deep only' = the per-class search on the
 deepest level alone. Roles: default = the product's default now, previous = the last release's default.
-The 'rare' group runs the default, 'pyramid knn' and the anchors only (time); the other candidates' means
+The 'rare' group runs the default, the 'pyramid knn' variants and the anchors only (time); the other candidates' means
 are over the other groups."""
 
 
@@ -612,7 +642,7 @@ def main():
         pass
 
     t0 = time.time()
-    fm, dg, fb, pt = Source("fmnist"), Source("digits"), Source("foolbox"), Source("patches")
+    fm, dg, fb, pt, st = (Source(s) for s in ("fmnist", "digits", "foolbox", "patches", "stamps"))
     lines = []
 
     def out(s=""):
@@ -620,7 +650,8 @@ def main():
         lines.append(s)
 
     out(f"robustness study: tf_efficientnet_lite0, 5 levels pooled 2x2 {fm.level_names} "
-        f"{fm.level_dims}; fmnist {fm.X.shape[0]} images, digits {dg.X.shape[0]}, foolbox {fb.X.shape[0]}, photo patches {pt.X.shape[0]}")
+        f"{fm.level_dims}; fmnist {fm.X.shape[0]} images, digits {dg.X.shape[0]}, foolbox {fb.X.shape[0]}, photo patches "
+        f"{pt.X.shape[0]}, stamps (natural objects, 7 categories) {st.X.shape[0]}")
     out(LEGEND)
     previous = {}
     if args.reuse and os.path.isfile(RAW_RESULTS):
@@ -629,15 +660,15 @@ def main():
     raw = {}
     if args.only in (None, "ood"):
         conds = []
-        for c in ood_conditions(fm, dg, fb, pt):
-            c["_S"] = {"fmnist": fm, "digits": dg, "patches": pt}[c["source"]]
+        for c in ood_conditions(fm, dg, fb, pt, st):
+            c["_S"] = {"fmnist": fm, "digits": dg, "patches": pt, "stamps": st}[c["source"]]
             conds.append(c)
         print(f"OOD task: {len(conds)} conditions", flush=True)
         raw["ood"] = evaluate(conds, ood_methods, label_task=False, previous=previous.get("ood"))
     if args.only in (None, "label"):
         conds = []
-        for c in label_conditions(fm, dg):
-            c["_S"] = fm if c["source"] == "fmnist" else dg
+        for c in label_conditions(fm, dg, st):
+            c["_S"] = {"fmnist": fm, "digits": dg, "stamps": st}[c["source"]]
             conds.append(c)
         print(f"wrong-label task: {len(conds)} conditions", flush=True)
         raw["label"] = evaluate(conds, label_methods, label_task=True, previous=previous.get("label"))
