@@ -265,10 +265,29 @@ def test_two_writers_of_a_new_field_one_wins_and_the_other_is_told(scored):
     results = _race(ds, "fresh", overwrite=False)
     assert sorted(r.split(":")[0] for r in results) == ["ok", "refused"], results
     refusal = [r for r in results if r.startswith("refused")][0]
-    assert any(why in refusal for why in ("already exists", "appeared while writing", "being written by another"))
+    assert any(why in refusal for why in ("already exists", "appeared while writing", "being written by another")), \
+        refusal
     ds.reload()
     k = fo_runs.get_ood_run_info(ds, "fresh")["detector"]["k"]
     np.testing.assert_allclose(ds.values("fresh"), _expected(ds, k), rtol=1e-6)
+
+
+def test_a_stale_view_of_another_writers_field_is_not_called_foreign(scored, monkeypatch):
+    """A dataset document read while another writer was between renaming its field into place and
+    recording its run shows the field without its run; once that commit has finished, the check looks
+    again and says the field exists (it does not call a plugin field foreign)."""
+    ds = scored
+    real = fo_runs._owning_run
+    calls = []
+
+    def stale_first(dataset, path):
+        calls.append(path)
+        return None if len(calls) == 1 else real(dataset, path)  # the first look sees no run (stale document)
+
+    monkeypatch.setattr(fo_runs, "_owning_run", stale_first)
+    with pytest.raises(OODInputError, match=r"field 's' already exists .* \(written by run 's'\)"):
+        fo_runs.check_new_run(ds, "another_key", ["s"], False)
+    assert calls == ["s", "s"]
 
 
 def test_two_overwriting_writers_serialise_and_the_record_matches_the_field(scored):

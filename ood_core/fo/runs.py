@@ -146,6 +146,12 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
         if not _field_exists(dataset, path):
             continue
         owner = _owning_run(dataset, path)
+        if owner is None and not commit.in_flight(dataset, path):
+            # this dataset document may have been read while another process was between renaming its new
+            # field into place and recording its run, and that commit may have finished since: look again
+            # before calling the field foreign (found by the fresh-clone CI: two writers of a new field)
+            dataset.reload()
+            owner = _owning_run(dataset, path)
         if owner is None and commit.in_flight(dataset, path):
             if overwrite:
                 # another writer is between moving its old record aside and recording the new one; the
