@@ -34,7 +34,7 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robustness import Source, l2, ood_conditions, run_pyramid  # noqa: E402
+from benchmarks.robustness import l2, load_sources, ood_conditions, run_pyramid  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "auto_config_robustness.txt")
@@ -67,8 +67,7 @@ def auroc(scores, positive):
 
 def main():
     t0 = time.time()
-    fm, dg, fb, pt, st = (Source(s) for s in ("fmnist", "digits", "foolbox", "patches", "stamps"))
-    sources = {"fmnist": fm, "digits": dg, "patches": pt, "stamps": st}
+    sources = load_sources()
     lines = []
 
     def out(s=""):
@@ -80,7 +79,7 @@ def main():
         "defaults); default: the product default (pyramid_knn + density ratio + component gate, trusted labels, "
         "the whole test set scored; no OOD labels needed); a 'rare' condition: its first draw")
     rows = []
-    for i, c in enumerate(ood_conditions(fm, dg, fb, pt, st)):
+    for i, c in enumerate(ood_conditions(sources)):
         if c["X_ref"] is None:
             continue
         S = sources[c["source"]]

@@ -50,10 +50,9 @@ def conditions_for(backbone):
 
     importlib.reload(data)
     importlib.reload(rob)
-    fm, dg, fb, pt, st = (rob.Source(s) for s in ("fmnist", "digits", "foolbox", "patches", "stamps"))
-    sources = {"fmnist": fm, "digits": dg, "patches": pt, "stamps": st}
-    ood = [(c, sources[c["source"]]) for c in rob.ood_conditions(fm, dg, fb, pt, st)]
-    label = [(c, sources[c["source"]]) for c in rob.label_conditions(fm, dg, st)]
+    sources = rob.load_sources()
+    ood = [(c, sources[c["source"]]) for c in rob.ood_conditions(sources)]
+    label = [(c, sources[c["source"]]) for c in rob.label_conditions(sources)]
     return ood, label
 
 

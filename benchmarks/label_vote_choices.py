@@ -31,7 +31,7 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robustness import RAW_RESULTS, Source, label_conditions  # noqa: E402
+from benchmarks.robustness import RAW_RESULTS, label_conditions, load_sources  # noqa: E402
 from ood_core.detectors.label_votes import TIE_BREAK_WEIGHT, WeightedLabelVoteDetector  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
@@ -57,12 +57,11 @@ def variants(cond, S):
 
 def main():
     t0 = time.time()
-    fm, dg, st = Source("fmnist"), Source("digits"), Source("stamps")
-    sources = {"fmnist": fm, "digits": dg, "stamps": st}
+    sources = load_sources(("fmnist", "digits", "stamps"))
     with open(RAW_RESULTS) as f:
         raw = {r["name"]: r["methods"] for r in json.load(f)["label"]}
     res, groups, oracle, suspects, wrong = {}, [], [], [], []
-    for c in label_conditions(fm, dg, st):
+    for c in label_conditions(sources):
         per_name, shares = {}, []
         for draw in c.get("draws") or [{}]:  # few wrong labels: the mean over the draws of which are wrong
             d = {**c, **draw}

@@ -47,7 +47,7 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robustness import RAW_RESULTS, Source, l2, ood_conditions  # noqa: E402
+from benchmarks.robustness import RAW_RESULTS, l2, load_sources, ood_conditions  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "pyramid_knn_choices.txt")
@@ -172,15 +172,14 @@ def variants(cond, S):
 
 def main():
     t0 = time.time()
-    fm, dg, fb, pt, st = (Source(s) for s in ("fmnist", "digits", "foolbox", "patches", "stamps"))
-    sources = {"fmnist": fm, "digits": dg, "patches": pt, "stamps": st}
+    sources = load_sources()
     try:
         with open(RAW_RESULTS) as f:
             raw = {r["name"]: r["methods"] for r in json.load(f)["ood"]}
     except (OSError, KeyError, ValueError):
         raw = {}
     res, names, groups, oracle = {}, [], [], []
-    for c in ood_conditions(fm, dg, fb, pt, st):
+    for c in ood_conditions(sources):
         if c["X_ref"] is None:
             continue
         per_name = {}

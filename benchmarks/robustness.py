@@ -102,6 +102,15 @@ class Source:
         return self.X[rows][:, self.slices[DEEP]]
 
 
+#: every source of the study (``benchmarks/robust_data.py``), by name
+SOURCE_NAMES = ("fmnist", "digits", "foolbox", "patches", "stamps")
+
+
+def load_sources(names=SOURCE_NAMES):
+    """name -> :class:`Source` (cached embeddings), the argument of the condition generators."""
+    return {name: Source(name) for name in names}
+
+
 def split_rows(rng, y, classes, n_test, n_ref):
     """Per class: the first n_test of a seeded permutation are test, the next n_ref reference."""
     test, ref, rest = [], [], []
@@ -125,8 +134,13 @@ def held_out_condition(name, group, source, S, test_id, ref, test_ood, y_ref=Non
                 **scored_rows(S, test_id, test_ood))
 
 
-def ood_conditions(fm, dg, fb, pt=None, st=None):
-    """Yield dicts: name, group, X_ref, y_ref, X_test, is_ood (X_ref None = unsupervised)."""
+def ood_conditions(sources):
+    """Yield dicts: name, group, X_ref, y_ref, X_test, is_ood (X_ref None = unsupervised).
+
+    ``sources``: name -> Source (:func:`load_sources`); without 'patches' / 'stamps' their conditions are left out.
+    """
+    fm, dg, fb = sources["fmnist"], sources["digits"], sources["foolbox"]
+    pt, st = sources.get("patches"), sources.get("stamps")
     src = {"fmnist": fm, "digits": dg, "stamps": st}
     n_test = {"fmnist": 150, "digits": 60, "stamps": 16}
     sizes = {"fmnist": (10, 30, 100, 300, 600), "digits": (10, 30, 100)}
@@ -276,7 +290,9 @@ def confusion_map(S):
     return d.argmin(1)
 
 
-def label_conditions(fm, dg, st=None):
+def label_conditions(sources):
+    """Yield dicts: name, group, X, y (given labels), is_wrong (``sources`` as for :func:`ood_conditions`)."""
+    fm, dg, st = sources["fmnist"], sources["digits"], sources.get("stamps")
     plan = [(fm, (20, 100, 500), (0.02, 0.05, 0.10, 0.20)), (dg, (20, 100), (0.02, 0.05, 0.10, 0.20))]
     if st is not None:  # 15 per category (the smallest has 18)
         plan.append((st, (15,), (0.05, 0.10, 0.20)))
@@ -572,7 +588,7 @@ def report_losses(rows, method, best_anchor, vals, out, limit=12):
         out(f"    {name:<52} {x:.3f} vs {b:.3f}")
 
 
-def calibration_check(fm, dg, fb, out):
+def calibration_check(sources, out):
     """Share of test ID samples flagged at alpha by conformal p-values of the proposed default."""
     from ood_core.calibration import ConformalCalibrator
 
@@ -580,10 +596,10 @@ def calibration_check(fm, dg, fb, out):
     shares = {a: [] for a in alphas}
     recall = {a: [] for a in alphas}
     n = 0
-    for c in ood_conditions(fm, dg, fb):
+    for c in ood_conditions(sources):
         if c["group"] != "near":
             continue
-        S = fm if c["source"] == "fmnist" else dg
+        S = sources[c["source"]]
         det = PyramidKNNDetector(level_dims=S.level_dims).fit(c["X_ref"], c["y_ref"])
         scores = det.score_samples(c["X_test"])
         # the reference's leave-one-out scores on the batch's scale (plus their density ratio when it is used),
@@ -642,16 +658,17 @@ def main():
         pass
 
     t0 = time.time()
-    fm, dg, fb, pt, st = (Source(s) for s in ("fmnist", "digits", "foolbox", "patches", "stamps"))
+    sources = load_sources()
     lines = []
 
     def out(s=""):
         print(s, flush=True)
         lines.append(s)
 
-    out(f"robustness study: tf_efficientnet_lite0, 5 levels pooled 2x2 {fm.level_names} "
-        f"{fm.level_dims}; fmnist {fm.X.shape[0]} images, digits {dg.X.shape[0]}, foolbox {fb.X.shape[0]}, photo patches "
-        f"{pt.X.shape[0]}, stamps (natural objects, 7 categories) {st.X.shape[0]}")
+    n = {name: S.X.shape[0] for name, S in sources.items()}
+    out(f"robustness study: tf_efficientnet_lite0, 5 levels pooled 2x2 {sources['fmnist'].level_names} "
+        f"{sources['fmnist'].level_dims}; fmnist {n['fmnist']} images, digits {n['digits']}, foolbox {n['foolbox']}, "
+        f"photo patches {n['patches']}, stamps (natural objects, 7 categories) {n['stamps']}")
     out(LEGEND)
     previous = {}
     if args.reuse and os.path.isfile(RAW_RESULTS):
@@ -660,15 +677,15 @@ def main():
     raw = {}
     if args.only in (None, "ood"):
         conds = []
-        for c in ood_conditions(fm, dg, fb, pt, st):
-            c["_S"] = {"fmnist": fm, "digits": dg, "patches": pt, "stamps": st}[c["source"]]
+        for c in ood_conditions(sources):
+            c["_S"] = sources[c["source"]]
             conds.append(c)
         print(f"OOD task: {len(conds)} conditions", flush=True)
         raw["ood"] = evaluate(conds, ood_methods, label_task=False, previous=previous.get("ood"))
     if args.only in (None, "label"):
         conds = []
-        for c in label_conditions(fm, dg, st):
-            c["_S"] = {"fmnist": fm, "digits": dg, "stamps": st}[c["source"]]
+        for c in label_conditions(sources):
+            c["_S"] = sources[c["source"]]
             conds.append(c)
         print(f"wrong-label task: {len(conds)} conditions", flush=True)
         raw["label"] = evaluate(conds, label_methods, label_task=True, previous=previous.get("label"))
@@ -716,7 +733,7 @@ def main():
             out(f"  [{g}] worst AUROC: previous {min(r['methods'][default]['auroc'] for r in sub):.3f}, "
                 f"default {min(r['methods'][proposal].get('auroc', np.nan) for r in sub):.3f}")
     if args.only in (None, "ood"):
-        calibration_check(fm, dg, fb, out)
+        calibration_check(sources, out)
     out(f"\nwall time {time.time() - t0:.0f} s")
     if args.only is None or True:
         with open(RESULTS, "w") as f:
