@@ -23,7 +23,11 @@ with numpy from its formula:
   max, log distances standardised, conformal ``-log p`` instead of z, and a
   class-ambiguity term (entropy of a softmin over the per-class distances, or
   the nearest / second-nearest class distance ratio) averaged with the
-  default's score.
+  default's score; the gate only when its accuracy gap is significant (an
+  exact McNemar test on the reference, for references of a few images per
+  class); k=1 on a reference cleaned of rows whose leave-one-out 1-NN label
+  disagrees with their own (to keep k=1's strength without its pollution
+  weakness).
 
 Positive class = OOD; AUROC mean and worst case over all conditions (a
 ``rare`` condition's AUROC is the mean over its draws of the OOD images), mean per
@@ -122,6 +126,7 @@ def extra_variants(dists, y):
                 ratio = lambda C: np.sort(C, 1)[:, 0] / np.sort(C, 1)[:, 1]  # noqa: E731
                 z[(comp, "ratio")] = standardise(ratio(Ct), ratio(Cr))
     default = np.maximum(z[("deep", "5%")], z[("all", "5%")])
+    extra = {**significance_gate(dists, y, k5), **cleaned_reference(dists, y)}
     both = lambda key: np.maximum(z[("deep",) + key], z[("all",) + key])  # noqa: E731
     return {
         "extra: max(deep k1, all k1)": both(("1",)),
@@ -130,7 +135,40 @@ def extra_variants(dists, y):
         "extra: conformal -log p, max k5%": both(("5%", "p")),
         "extra: mean(default, class entropy)": (default + both(("entropy",))) / 2,
         "extra: mean(default, class ratio)": (default + both(("ratio",))) / 2,
+        **extra,
     }
+
+
+def significance_gate(dists, y, k):
+    """The default's max with a gate that also asks for significance: a component more than 0.05 below the
+    other's leave-one-out 1-NN label accuracy sits out only when a one-sided exact McNemar test on the
+    reference's discordant pairs (one component right, the other wrong) gives p <= 0.05."""
+    from scipy.stats import binomtest
+
+    right = {c: y[DR.argmin(1)] == y for c, (D, DR) in dists.items()}
+    acc = {c: float(r.mean()) for c, r in right.items()}
+    best = max(acc, key=acc.get)
+    keep = []
+    for c in dists:
+        b = int(np.sum(right[best] & ~right[c]))
+        n = b + int(np.sum(~right[best] & right[c]))
+        worse = acc[c] < acc[best] - 0.05 and n > 0 and binomtest(b, n, 0.5, alternative="greater").pvalue <= 0.05
+        if not worse:
+            keep.append(c)
+    z = [standardise(per_class(D, y, k), per_class(DR, y, k)) for c, (D, DR) in dists.items() if c in keep]
+    return {"extra: acc-gate 0.05 only if significant (McNemar p<=0.05)": np.max(z, axis=0)}
+
+
+def cleaned_reference(dists, y):
+    """k=1 per class (the anchor's k) on a cleaned reference: rows whose leave-one-out 1-NN label disagrees
+    with their own on either component are dropped (they are the polluters k=1 cannot survive, but also the
+    trusted images near a class border); max of the two components, standardised on the kept rows."""
+    keep = np.ones(y.size, bool)
+    for D, DR in dists.values():
+        keep &= y[DR.argmin(1)] == y
+    z = [standardise(per_class(D[:, keep], y[keep], 1), per_class(DR[np.ix_(keep, keep)], y[keep], 1))
+         for D, DR in dists.values()]
+    return {"extra: max(deep k1, all k1) on a cleaned reference": np.max(z, axis=0)}
 
 
 def variants(cond, S):
