@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The second vote without suspects (``WeightedLabelVoteDetector(prune_suspects=...)``), measured on the wrong-label conditions.
+"""The second vote without suspects and the margin weight of ``WeightedLabelVoteDetector``, measured on the wrong-label conditions.
 
 Not a test: prints a table and writes ``benchmarks/results/label_vote_choices.txt``.
 
@@ -9,7 +9,10 @@ default detector (``k_fraction=0.5``, ``levels="auto"``) is run with
 ``prune_suspects=False`` (the first vote only) and ``True`` (the product
 default: first and second vote averaged); "second vote alone" is the second
 vote's score without the average (recovered from the two runs' class
-probabilities). AUROC mean and worst case (a condition with few wrong labels: the
+probabilities). The averaged votes are also scored with ``margin_weight`` w
+in 0.1 / 0.2 / 0.3 / 0.5 / 1 (the strongest other class's vote in the score:
+``(1 - p[label] + w * max other p) / (1 + w)``; the first three rows use w = 0).
+AUROC mean and worst case (a condition with few wrong labels: the
 mean over its draws of which labels are wrong), mean per group, and losses
 (> 0.02 below the per-condition best anchor recorded in
 ``results/robustness_raw.json``; run ``robustness.py`` first).
@@ -32,26 +35,33 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from benchmarks.robustness import RAW_RESULTS, label_conditions, load_sources  # noqa: E402
-from ood_core.detectors.label_votes import TIE_BREAK_WEIGHT, WeightedLabelVoteDetector  # noqa: E402
+from ood_core.detectors.label_votes import TIE_BREAK_WEIGHT, WeightedLabelVoteDetector, vote_score  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "label_vote_choices.txt")
+#: weights of the strongest other class's vote (``margin_weight``) measured on the averaged votes
+MARGIN_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 1.0)
+DEFAULT_MARGIN = WeightedLabelVoteDetector().margin_weight
 
 
 def variants(cond, S):
     """name -> scores; and the share of samples the first vote suspects."""
     X, y = cond["X"], cond["y"]
-    first = WeightedLabelVoteDetector(k_fraction=0.5, level_dims=S.level_dims, levels="auto", prune_suspects=False)
+    first = WeightedLabelVoteDetector(k_fraction=0.5, level_dims=S.level_dims, levels="auto", prune_suspects=False,
+                                      margin_weight=0.0)
     s_first = first.fit_score(X, y)
-    det = WeightedLabelVoteDetector(k_fraction=0.5, level_dims=S.level_dims, levels="auto")
-    s_default = det.fit_score(X, y)
-    rows = np.arange(y.size)
-    # the tie-breaker term is the same in both runs; the second vote alone = 2 * average - first
+    det = WeightedLabelVoteDetector(k_fraction=0.5, level_dims=S.level_dims, levels="auto", margin_weight=0.0)
+    s_two = det.fit_score(X, y)
+    codes = det.codes_
+    # the tie-breaker term is the same in every variant: the score minus its vote term
+    tie = s_first - (1 - TIE_BREAK_WEIGHT) * vote_score(first.class_probabilities_, codes, 0.0)
+    # the second vote alone = 2 * average - first
     second = 2 * det.class_probabilities_ - first.class_probabilities_
-    tie = s_first - (1 - TIE_BREAK_WEIGHT) * (1 - first.class_probabilities_[rows, y])
-    s_second = (1 - TIE_BREAK_WEIGHT) * (1 - second[rows, y]) + tie
-    out = {"first vote only (prune_suspects=False)": s_first, "first + second averaged (default)": s_default,
-           "second vote alone": s_second}
+    out = {"first vote only (prune_suspects=False)": s_first, "first + second averaged": s_two,
+           "second vote alone": (1 - TIE_BREAK_WEIGHT) * vote_score(second, codes, 0.0) + tie}
+    for w in MARGIN_WEIGHTS:
+        name = f"first + second, margin_weight={w:g}" + (" (default)" if w == DEFAULT_MARGIN else "")
+        out[name] = (1 - TIE_BREAK_WEIGHT) * vote_score(det.class_probabilities_, codes, w) + tie
     return out, det.num_suspects_ / y.size
 
 
@@ -67,10 +77,11 @@ def main():
             d = {**c, **draw}
             scores, share = variants(d, sources[c["source"]])
             for name, s in scores.items():
-                per_name.setdefault(name, []).append(ood_metrics(s, d["is_wrong"])["auroc"])
+                m = ood_metrics(s, d["is_wrong"])
+                per_name.setdefault(name, []).append((m["auroc"], m["fpr95"]))
             shares.append(share)
         for name, v in per_name.items():
-            res.setdefault(name, []).append(float(np.mean(v)))
+            res.setdefault(name, []).append(np.mean(v, axis=0))
         groups.append(c["group"])
         suspects.append(float(np.mean(shares)))
         wrong.append(c["is_wrong"].mean())
@@ -85,12 +96,12 @@ def main():
     out(f"wrong-label votes over {len(groups)} conditions (positive = the label is wrong, AUROC); 'loses' = more "
         "than 0.02 below the best anchor of the condition (robustness_raw.json)")
     gnames = sorted(set(groups))
-    out(f"{'variant':<42} {'mean':>6} {'worst':>6} {'loses':>6}  " + " ".join(f"{g:>16}" for g in gnames))
+    out(f"{'variant':<46} {'mean':>6} {'worst':>6} {'FPR95':>6} {'loses':>6}  " + " ".join(f"{g:>16}" for g in gnames))
     for name, v in res.items():
-        v = np.array(v)
-        out(f"{name:<42} {v.mean():>6.4f} {v.min():>6.3f} {int(np.sum(v < oracle - 0.02)):>6}  "
+        v, fpr = np.array(v)[:, 0], np.array(v)[:, 1]
+        out(f"{name:<46} {v.mean():>6.4f} {v.min():>6.3f} {fpr.mean():>6.3f} {int(np.sum(v < oracle - 0.02)):>6}  "
             + " ".join(f"{v[G == g].mean():>16.4f}" for g in gnames))
-    out(f"{'best anchor of each condition':<42} {oracle.mean():>6.4f} {oracle.min():>6.3f}")
+    out(f"{'best anchor of each condition':<46} {oracle.mean():>6.4f} {oracle.min():>6.3f}")
     out(f"suspects of the first vote: mean {np.mean(suspects):.3f} of the samples (wrong labels: mean "
         f"{np.mean(wrong):.3f})")
     out(f"wall time {time.time() - t0:.0f} s")

@@ -457,6 +457,10 @@ def cleanlab_label_scores(X, y, k=10):
     return 1.0 - get_label_quality_scores(y, probs)
 
 
+#: the wrong-label default's row (the product's WeightedLabelVoteDetector defaults, levels="auto")
+DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2"
+
+
 def label_methods(S):
     deep = S.slices[DEEP]
     full = slice(0, S.X.shape[1])
@@ -464,6 +468,7 @@ def label_methods(S):
 
     def wlv(c, **kw):
         kw.setdefault("prune_suspects", False)  # the first vote only, unless a method says otherwise
+        kw.setdefault("margin_weight", 0.0)  # 1 - the vote for the given label, unless a method says otherwise
         return WeightedLabelVoteDetector(**kw).fit_score(c["X"] if "level_dims" in kw else c["X"][:, deep], c["y"])
 
     return {
@@ -476,8 +481,11 @@ def label_methods(S):
         "vote 1/d k=auto.5 all levels": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims)),
         "vote 1/d k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels=[3, 4])),
         "vote 1/d k=auto.5 lv=auto": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto")),
-        "vote 1/d k=auto.5 lv=auto + 2nd vote": ("default", lambda c: wlv(c, k_fraction=0.5, level_dims=dims,
-                                                                           levels="auto", prune_suspects=True)),
+        "vote 1/d k=auto.5 lv=auto + 2nd vote": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims,
+                                                                             levels="auto", prune_suspects=True)),
+        # the product default: WeightedLabelVoteDetector's own defaults (second vote, margin weight) on the levels
+        DEFAULT_LABEL: ("default", lambda c: WeightedLabelVoteDetector(level_dims=dims, levels="auto").fit_score(
+            c["X"], c["y"])),
         "vote 1/d k=auto.5/50 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, k_max=50, level_dims=dims, levels=[3, 4])),
         "vote 1/d k=20 L3-4": ("candidate", lambda c: wlv(c, k=20, level_dims=dims, levels=[3, 4])),
         "vote rank k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, weighting="rank", level_dims=dims, levels=[3, 4])),
@@ -625,8 +633,10 @@ robust = median/MAD, rank = -log conformal p; fused by mean or max; 'lv=auto' = 
 (lv=auto.02: 0.02) of the best leave-one-out 1-NN label accuracy; 'L3-4' = levels blocks.4 + blocks.6;
 'k=1..16' = every k in 1,2,4,8,16 as separate components); 'vote' = WeightedLabelVoteDetector
 (1/d or rank weights, k=auto.5 = adaptive_k(smallest class - 1, fraction 0.5, k_max 20), /50 = k_max 50;
-scores include the 1% same-label distance tie-breaker; first vote only, except '+ 2nd vote' = the product
-default: averaged with a second vote in which the first vote's suspects do not vote); cleanlab OOD = OutOfDistribution (k=10 mean cosine
+scores include the 1% same-label distance tie-breaker; first vote only, except '+ 2nd vote' = averaged with a
+second vote in which the first vote's suspects do not vote; score 1 - vote for the given label, except
+'+ margin .2' = the product default: (1 - vote for the label + 0.2 x the strongest other class's vote) / 1.2);
+cleanlab OOD = OutOfDistribution (k=10 mean cosine
 distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold KNeighborsClassifier(10, cosine)
 probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group.
 'pyramid knn' = PyramidKNNDetector (the product default): k-NN per trusted class (k = 5% of the smallest
@@ -648,7 +658,7 @@ def main():
                     help="reuse metrics of (condition, method) pairs already in results/robustness_raw.json "
                          "(results are deterministic; use after adding a candidate)")
     ap.add_argument("--propose-ood", default="pyramid knn + ratio", help="the method compared in detail (the default)")
-    ap.add_argument("--propose-label", default="vote 1/d k=auto.5 lv=auto + 2nd vote")
+    ap.add_argument("--propose-label", default=DEFAULT_LABEL)
     args = ap.parse_args()
     try:
         import faiss

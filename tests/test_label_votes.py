@@ -27,6 +27,16 @@ def unit(X):
 
 
 DELTA = 0.01  # TIE_BREAK_WEIGHT
+W = 0.2  # the default margin_weight
+
+
+def vote_term(probs, y, w=W):
+    """(1 - p[label] + w * max over the other classes of p) / (1 + w), row by row."""
+    out = np.empty(y.size)
+    for i in range(y.size):
+        others = [probs[i, c] for c in range(probs.shape[1]) if c != y[i]]
+        out[i] = (1 - probs[i, y[i]] + w * max(others)) / (1 + w)
+    return out
 
 
 def same_label_ratio(ref, y_ref, q, y_q, loo):
@@ -49,7 +59,7 @@ def test_new_samples_match_sklearn_distance_weighted_knn():
     ratio = same_label_ratio(unit(X), y, unit(Xq), yq, loo=False)
     np.testing.assert_allclose(
         det.score_samples(Xq, yq),
-        (1 - DELTA) * (1 - expected[np.arange(yq.size), yq]) + DELTA * ratio,
+        (1 - DELTA) * vote_term(expected, yq) + DELTA * ratio,
         rtol=1e-4, atol=1e-6,
     )
     assert det.suggest_labels(Xq) == list(expected.argmax(1))
@@ -70,7 +80,7 @@ def test_leave_one_out_votes_by_hand_and_levels_average():
             p = np.bincount(y[idx[i]], weights=w[i], minlength=3)
             probs[i] += p / p.sum() / 2
     np.testing.assert_allclose(det.class_probabilities_, probs, rtol=1e-5)
-    expected = (1 - DELTA) * (1 - probs[np.arange(y.size), y]) + DELTA * ratio
+    expected = (1 - DELTA) * vote_term(probs, y) + DELTA * ratio
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-7)
     assert det.suggested_labels_ == list(probs.argmax(1))
 
@@ -80,7 +90,7 @@ def test_uniform_weights_equal_label_agreement_and_weights_break_ties():
     y_noisy = y.copy()
     y_noisy[::7] = (y_noisy[::7] + 1) % 3
     la = LabelAgreementDetector(k=10, backend="sklearn").fit_score(X, y_noisy)
-    uni = WeightedLabelVoteDetector(k=10, weighting="uniform", prune_suspects=False,
+    uni = WeightedLabelVoteDetector(k=10, weighting="uniform", prune_suspects=False, margin_weight=0.0,
                                     backend="sklearn").fit_score(X, y_noisy)
     ratio = same_label_ratio(unit(X), y_noisy, unit(X), y_noisy, loo=True)
     np.testing.assert_allclose(uni, (1 - DELTA) * la + DELTA * ratio, atol=1e-9)
@@ -129,7 +139,7 @@ def test_suspects_do_not_vote_in_the_second_vote_by_hand():
         second = second + loo_votes(unit(X[:, sl]), y_noisy, 5, np.flatnonzero(~suspects)) / 2
     probs = (first + second) / 2
     np.testing.assert_allclose(det.class_probabilities_, probs, rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(scores, (1 - DELTA) * (1 - probs[everyone, y_noisy]) + DELTA * ratio,
+    np.testing.assert_allclose(scores, (1 - DELTA) * vote_term(probs, y_noisy) + DELTA * ratio,
                                rtol=1e-5, atol=1e-7)
     assert det.suggested_labels_ == list(probs.argmax(1))
     assert det.fitted_params() == {"k": 5, "levels": [0, 1], "num_suspects": int(suspects.sum())}
@@ -196,3 +206,42 @@ def test_auto_levels_pick_the_level_with_class_structure():
     assert det.levels_ == [1] and det.level_accuracy_[0] < det.level_accuracy_[1]
     fixed = WeightedLabelVoteDetector(k=3, level_dims=DIMS, levels=[1], backend="sklearn")
     np.testing.assert_allclose(det.fit_score(X, y), fixed.fit_score(X, y))
+
+
+def test_margin_weight_ends_are_cleanlabs_self_confidence_and_normalized_margin():
+    """margin_weight=0 ranks by 1 - self-confidence, 1 by 1 - cleanlab's normalised margin (same votes)."""
+    from cleanlab.rank import get_label_quality_scores
+
+    X, y = blobs(25, 11, classes=4)
+    y_noisy = y.copy()
+    y_noisy[::6] = (y_noisy[::6] + 2) % 4
+    scores = {}
+    for w in (0.0, W, 1.0):
+        det = WeightedLabelVoteDetector(k=8, margin_weight=w, backend="sklearn")
+        scores[w] = det.fit_score(X, y_noisy)
+        probs = det.class_probabilities_
+        ratio = same_label_ratio(unit(X), y_noisy, unit(X), y_noisy, loo=True)
+        method = {0.0: "self_confidence", 1.0: "normalized_margin"}.get(w)
+        if method is not None:  # the vote term is exactly 1 - cleanlab's label quality on these votes
+            quality = get_label_quality_scores(y_noisy, probs, method=method)
+            np.testing.assert_allclose(scores[w], (1 - DELTA) * (1 - quality) + DELTA * ratio, atol=1e-9)
+        np.testing.assert_allclose(scores[w], (1 - DELTA) * vote_term(probs, y_noisy, w) + DELTA * ratio, atol=1e-9)
+    # the strongest other class's vote reorders: split votes rank below a vote for one other class
+    assert not np.array_equal(np.argsort(scores[0.0]), np.argsort(scores[1.0]))
+    assert scores[W].min() >= 0 and scores[W].max() <= 1
+    for bad in (-0.1, 1.5, "0.2", True, None):
+        with pytest.raises(OODInputError, match="margin_weight="):
+            WeightedLabelVoteDetector(margin_weight=bad)
+
+
+def test_margin_weight_is_a_no_op_with_two_classes_and_scores_an_unseen_label_one():
+    X, y = blobs(20, 12, classes=2)
+    y_noisy = y.copy()
+    y_noisy[::5] = 1 - y_noisy[::5]
+    a = WeightedLabelVoteDetector(k=6, margin_weight=0.0, backend="sklearn").fit_score(X, y_noisy)
+    b = WeightedLabelVoteDetector(k=6, margin_weight=1.0, backend="sklearn").fit_score(X, y_noisy)
+    assert np.array_equal(np.argsort(a, kind="stable"), np.argsort(b, kind="stable"))
+    # a label the reference never saw has no votes: the highest score, whatever the other classes' votes
+    det = WeightedLabelVoteDetector(k=6, backend="sklearn").fit(X, y_noisy)
+    unseen = det.score_samples(X[:3] + 0.3, np.array([7, 7, 7]))
+    np.testing.assert_array_equal(unseen, 1.0)
