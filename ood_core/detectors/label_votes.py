@@ -39,8 +39,8 @@ for its true class together. Measured over the 46 wrong-label conditions of
 0.9644 / 0.9631, worst 0.813 / 0.819 / 0.826 / 0.829 / 0.834 / 0.838, mean FPR95
 0.198 / 0.186 / 0.178 / 0.182 / 0.182 / 0.196; the margin helps under
 class-confusion noise (0.943 -> 0.951 at w = 1) and costs under uniform noise
-(0.983 -> 0.976), and w = 0.2 (the default) keeps most of the first and little
-of the second. With two classes every w ranks alike.
+(0.983 -> 0.976); w = 0.2 (the default) keeps most of the gain (0.948) at
+little of the cost (0.982). With two classes every w ranks alike.
 
 The second term is a tie-breaker (:math:`\delta` = ``TIE_BREAK_WEIGHT`` = 0.01,
 less than one vote's share): :math:`d^l_1` is the distance to the nearest
@@ -72,8 +72,9 @@ noise the second vote drops correct samples of hard classes. Measured over
 46 wrong-label conditions (``benchmarks/label_vote_choices.py``, without the
 margin): worst-case AUROC 0.774 -> 0.813, mean 0.9605 -> 0.9633
 (class-confusion noise 0.938 -> 0.943, uniform noise 0.983 -> 0.983); the
-second vote alone had the better worst case (0.822) but a lower mean (0.9610). A reference passed to
-``fit`` is trusted: ``score_samples`` votes with all of it.
+second vote alone had the better worst case (0.822) but a lower mean
+(0.9610). A reference passed to ``fit`` is trusted: ``score_samples`` votes
+with all of it.
 """
 
 import numpy as np
