@@ -133,6 +133,22 @@ def adaptive_k(n_per_class, *, fraction=0.2, k_max=50):
     return max(1, min(k_max, int(math.floor(fraction * n + 0.5))))
 
 
+def loo_label_accuracy(neighbors, labels):
+    """Leave-one-out 1-NN label accuracy of ``labels`` on each fitted index of ``neighbors`` (one per feature block).
+
+    How well a block of features tells the labelled classes apart: the share of samples whose nearest other
+    sample carries the same label. ``labels``: one per row the indexes were fitted on.
+    """
+    labels = np.asarray(labels, dtype=object).astype(str)
+    return [float(np.mean(labels[nn.kneighbors(k=1)[1][:, 0]] == labels)) for nn in neighbors]
+
+
+def near_best(accuracy, margin):
+    """Boolean mask of the entries of ``accuracy`` at most ``margin`` below the best one."""
+    accuracy = np.asarray(accuracy, dtype=float)
+    return accuracy >= accuracy.max() - margin
+
+
 def level_slices(level_dims):
     """``[slice(start, stop)]`` column blocks of consecutive levels of the given widths."""
     if isinstance(level_dims, (str, bytes)) or not hasattr(level_dims, "__iter__"):

@@ -89,6 +89,8 @@ from .base import (
     check_k,
     l2_normalize,
     level_slices,
+    loo_label_accuracy,
+    near_best,
 )
 
 __all__ = ["WEIGHTINGS", "WeightedLabelVoteDetector", "vote_score"]
@@ -334,8 +336,6 @@ class WeightedLabelVoteDetector(Detector):
         return ratio / len(self.class_neighbors_)
 
     def _fit(self, X, labels):
-        from .level_fusion import LevelFusionDetector
-
         classes, codes = labels
         sizes = np.bincount(codes, minlength=len(classes))
         if self.k == "auto":
@@ -354,9 +354,8 @@ class WeightedLabelVoteDetector(Detector):
         blocks = self._blocks(X, _REF_NAME)
         neighbors = [NeighborIndex(backend=self.backend, index=self.index).fit(b) for b in blocks]
         if self.levels == "auto":
-            self.level_accuracy_ = LevelFusionDetector._level_accuracy(neighbors, codes)
-            best = max(self.level_accuracy_)
-            chosen = [i for i, a in enumerate(self.level_accuracy_) if a >= best - self.level_tolerance]
+            self.level_accuracy_ = loo_label_accuracy(neighbors, codes)
+            chosen = np.flatnonzero(near_best(self.level_accuracy_, self.level_tolerance)).tolist()
         else:
             self.level_accuracy_ = None
             chosen = self.levels if self.levels is not None else list(range(len(blocks)))

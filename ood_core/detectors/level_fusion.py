@@ -69,6 +69,8 @@ from .base import (
     check_k,
     l2_normalize,
     level_slices,
+    loo_label_accuracy,
+    near_best,
 )
 
 __all__ = ["FUSIONS", "STANDARDIZERS", "LevelFusionDetector", "adaptive_k", "level_slices"]
@@ -223,16 +225,6 @@ class LevelFusionDetector(Detector):
             cols.extend(dist[:, k - 1] for k in self.ks_)
         return np.stack(cols, axis=1)
 
-    @staticmethod
-    def _level_accuracy(neighbors, y):
-        """Leave-one-out 1-NN accuracy of the labels ``y`` on each level's index."""
-        labels = np.asarray(y, dtype=object).astype(str)
-        accuracy = []
-        for nn in neighbors:
-            _, idx = nn.kneighbors(k=1)
-            accuracy.append(float(np.mean(labels[idx[:, 0]] == labels)))
-        return accuracy
-
     def _standardize(self, raw):
         if self.standardize == "rank":
             return np.stack(
@@ -257,12 +249,11 @@ class LevelFusionDetector(Detector):
                 NeighborIndex(backend=self.backend, index=self.index).fit(block)
                 for block in self._blocks(X, _REF_NAME)
             ]
-            self.level_accuracy_ = None if y is None else self._level_accuracy(neighbors, y)
+            self.level_accuracy_ = None if y is None else loo_label_accuracy(neighbors, y)
             if self.level_accuracy_ is None:
                 chosen = list(range(len(all_slices)))
             else:
-                best = max(self.level_accuracy_)
-                chosen = [i for i, a in enumerate(self.level_accuracy_) if a >= best - self.level_tolerance]
+                chosen = np.flatnonzero(near_best(self.level_accuracy_, self.level_tolerance)).tolist()
             self.neighbors_ = [neighbors[i] for i in chosen]
         else:
             chosen = self.levels if self.levels is not None else list(range(len(all_slices)))

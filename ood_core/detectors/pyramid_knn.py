@@ -105,6 +105,8 @@ from .base import (
     check_search,
     l2_normalize,
     level_slices,
+    loo_label_accuracy,
+    near_best,
 )
 
 __all__ = ["PyramidKNNDetector"]
@@ -337,12 +339,9 @@ class PyramidKNNDetector(Detector):
         rows = np.flatnonzero(codes != codes.max()) if has_unlabelled else np.arange(codes.size)
         if np.unique(codes[rows]).size < 2:
             return None, active
-        acc = []
-        for _, Z in comps:
-            nearest = NeighborIndex(backend=self.backend, index=self.index).fit(Z[rows]).kneighbors(None, k=1)[1][:, 0]
-            acc.append(float(np.mean(codes[rows][nearest] == codes[rows])))
-        acc = np.array(acc)
-        return acc, acc >= acc.max() - self.component_gate
+        acc = np.array(loo_label_accuracy(
+            [NeighborIndex(backend=self.backend, index=self.index).fit(Z[rows]) for _, Z in comps], codes[rows]))
+        return acc, near_best(acc, self.component_gate)
 
     def _fuse(self, raw):
         return ((raw - self.loc_) / self.scale_)[:, self.active_].max(axis=1)
