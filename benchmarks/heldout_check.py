@@ -11,6 +11,9 @@ choices that study never made, so its numbers are not tuned on:
   digits 5 / 5, the natural-object stamps 4 / 3; the study uses 6 / 4 and
   8 / 2), four class splits drawn with seeds the study does not use, reference
   sizes 20 / 90 / 600 per class (stamps 8), and every scored set half OOD;
+- rare OOD: scored sets with only 2 / 5% held-out-class images (the study:
+  1 / 3 / 10%), 50 / 200 reference images per class, two new splits, the mean
+  over 5 draws of the OOD images;
 - wrong labels (positive = the label is wrong): 3 / 8 / 15% of the labels
   changed (the study: 2 / 5 / 10 / 20%), uniform and class-confusion noise,
   50 per class (stamps 12), new seeds; as in the study, a condition with fewer
@@ -45,8 +48,8 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from benchmarks.robustness import (  # noqa: E402
-    DEEP, DEFAULT_LABEL, LABEL_DRAWS, LABEL_DRAWS_BELOW, confusion_map, held_out_condition, l2, label_methods,
-    load_sources, ood_methods, split_rows,
+    DEEP, DEFAULT_LABEL, LABEL_DRAWS, LABEL_DRAWS_BELOW, RARE_DRAWS, confusion_map, held_out_condition, l2,
+    label_methods, load_sources, ood_methods, scored_rows, split_rows,
 )
 from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
@@ -57,6 +60,10 @@ SEED = 90210
 DEFAULT_OOD = "pyramid knn + ratio"
 #: source -> (classes in, reference sizes per class, scored images per class)
 OOD_PLAN = {"fmnist": (5, (20, 90, 600), 100), "digits": (5, (20, 90), 50), "stamps": (4, (8,), 10)}
+#: source -> reference sizes per class of the rare-OOD conditions (scored: RARE_SCORED per class + 2 / 5% OOD)
+RARE_PLAN = {"fmnist": (50, 200), "digits": (50,)}
+RARE_SCORED = {"fmnist": 150, "digits": 60}
+RARE_FRACTIONS = (0.02, 0.05)
 #: source -> labelled images per class
 LABEL_PLAN = {"fmnist": 50, "digits": 50, "stamps": 12}
 LABEL_RATES = (0.03, 0.08, 0.15)
@@ -86,6 +93,27 @@ def ood_conditions(sources):
                 test_ood, _, _ = split_rows(rng, S.y, cout, n_test, 0)
                 name = f"{s} {n_in}/{n_cls - n_in} in={''.join(map(str, cin))} n/cls={n}"
                 yield S, held_out_condition(name, "ood", s, S, test_id, ref, test_ood)
+
+
+def rare_conditions(sources):
+    """Scored sets that hold only 2 / 5% held-out-class images (where the density ratio rarely applies), the
+    mean over ``RARE_DRAWS`` draws of the OOD images, as in the study's 'rare' group."""
+    for si, (s, sizes) in enumerate(RARE_PLAN.items()):
+        S = sources[s]
+        n_cls = len(S.names)
+        for split, cin in enumerate(class_splits(n_cls, OOD_PLAN[s][0], si + 20)[:2]):
+            cout = np.setdiff1d(np.arange(n_cls), cin)
+            for n in sizes:
+                for frac in RARE_FRACTIONS:
+                    rng = np.random.default_rng([SEED, si, split, n, int(frac * 100), 7])
+                    test_id, ref, _ = split_rows(rng, S.y, cin, RARE_SCORED[s], n)
+                    ood_all, _, _ = split_rows(rng, S.y, cout, RARE_SCORED[s], 0)
+                    n_ood = max(2, int(round(frac * test_id.size)))
+                    oods = [rng.choice(ood_all, n_ood, replace=False) for _ in range(RARE_DRAWS)]
+                    name = f"{s} in={''.join(map(str, cin))} n/cls={n} rare {int(frac * 100)}% x{RARE_DRAWS}"
+                    cond = held_out_condition(name, "rare", s, S, test_id, ref, oods[0])
+                    cond["draws"] = [scored_rows(S, test_id, o) for o in oods]
+                    yield S, cond
 
 
 def label_conditions(sources):
@@ -202,6 +230,8 @@ def main():
         "AUROC, product default vs the robustness study's anchors on the same stored embeddings")
     out(f"\n=== OOD (positive = OOD), default = '{DEFAULT_OOD}' (pyramid_knn + density ratio, trusted labels)")
     run(ood_conditions(sources), ood_methods, [DEFAULT_OOD], "is_ood", out)
+    out(f"\n=== RARE OOD (positive = OOD; 2 / 5% of the scored set), default = '{DEFAULT_OOD}'")
+    run(rare_conditions(sources), ood_methods, [DEFAULT_OOD], "is_ood", out)
     out(f"\n=== WRONG LABELS (positive = the label is wrong), default = '{DEFAULT_LABEL}' (weighted_label_vote)")
     run(label_conditions(sources), label_methods, [DEFAULT_LABEL], "is_wrong", out)
     out(f"\n=== OOD WITHOUT A TRUSTED REFERENCE (positive = OOD): '{UNSUP_LABELS}' (the audit without a trusted tag, "
