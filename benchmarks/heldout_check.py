@@ -48,8 +48,8 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from benchmarks.robustness import (  # noqa: E402
-    DEEP, DEFAULT_LABEL, LABEL_DRAWS, LABEL_DRAWS_BELOW, RARE_DRAWS, confusion_map, held_out_condition, l2,
-    label_methods, load_sources, ood_methods, scored_rows, split_rows,
+    DEEP, DEFAULT_LABEL, RARE_DRAWS, confusion_map, held_out_condition, l2, label_methods, load_sources,
+    ood_methods, scored_rows, split_rows, wrong_label_draws,
 )
 from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
@@ -125,18 +125,8 @@ def label_conditions(sources):
             for noise in ("uniform", "confusion"):
                 rng = np.random.default_rng([SEED, si, int(rate * 100), noise == "uniform"])
                 _, rows, _ = split_rows(rng, S.y, range(n_cls), 0, n)
-                n_flip = max(2, int(round(rate * rows.size)))
-                draws = []
-                # the study's rule: with fewer than LABEL_DRAWS_BELOW wrong labels, LABEL_DRAWS draws of which
-                # labels are wrong, metrics averaged over the draws
-                for _ in range(LABEL_DRAWS if n_flip < LABEL_DRAWS_BELOW else 1):
-                    y = S.y[rows].copy()
-                    flip = rng.choice(rows.size, n_flip, replace=False)
-                    y[flip] = ((y[flip] + rng.integers(1, n_cls, flip.size)) % n_cls if noise == "uniform"
-                               else cmap[y[flip]])
-                    wrong = np.zeros(rows.size, bool)
-                    wrong[flip] = True
-                    draws.append({"y": y, "is_wrong": wrong})
+                # the study's draws (several when few labels are wrong)
+                draws = wrong_label_draws(rng, S.y[rows], max(2, int(round(rate * rows.size))), noise, cmap, n_cls)
                 name = f"{s} n/cls={n} {noise} {int(rate * 100)}%" + (f" x{len(draws)} draws" if len(draws) > 1 else "")
                 yield S, dict(name=name, group=f"label-{noise}", source=s, X=S.X[rows], cmap=cmap, draws=draws)
 

@@ -290,6 +290,25 @@ def confusion_map(S):
     return d.argmin(1)
 
 
+def wrong_label_draws(rng, y_true, n_flip, noise, cmap, n_cls):
+    """Draws ``{"y", "is_wrong"}`` of ``n_flip`` wrong labels: ``uniform`` (another class at random) or
+    ``confusion`` (the most confusable class, ``cmap``). With fewer than LABEL_DRAWS_BELOW wrong labels,
+    LABEL_DRAWS draws of which labels are wrong (the first is the single draw of earlier runs), metrics
+    averaged over the draws."""
+    draws = []
+    for _ in range(LABEL_DRAWS if n_flip < LABEL_DRAWS_BELOW else 1):
+        y = y_true.copy()
+        flip = rng.choice(y.size, n_flip, replace=False)
+        if noise == "uniform":
+            y[flip] = (y[flip] + rng.integers(1, n_cls, flip.size)) % n_cls
+        else:
+            y[flip] = cmap[y[flip]]
+        wrong = np.zeros(y.size, bool)
+        wrong[flip] = True
+        draws.append({"y": y, "is_wrong": wrong})
+    return draws
+
+
 def label_conditions(sources):
     """Yield dicts: name, group, X, y (given labels), is_wrong (``sources`` as for :func:`ood_conditions`)."""
     fm, dg, st = sources["fmnist"], sources["digits"], sources.get("stamps")
@@ -304,20 +323,7 @@ def label_conditions(sources):
                 for noise in ("uniform", "confusion"):
                     rng = np.random.default_rng([n, int(rate * 100), noise == "uniform", len(S.y)])
                     _, rows, _ = split_rows(rng, S.y, range(n_cls), 0, n)
-                    n_flip = int(round(rate * rows.size))
-                    draws = []
-                    # fewer than LABEL_DRAWS_BELOW wrong labels: several draws of which labels are wrong (the
-                    # first is the single draw of earlier runs), metrics averaged over the draws
-                    for _ in range(LABEL_DRAWS if n_flip < LABEL_DRAWS_BELOW else 1):
-                        y = S.y[rows].copy()
-                        flip = rng.choice(rows.size, n_flip, replace=False)
-                        if noise == "uniform":
-                            y[flip] = (y[flip] + rng.integers(1, n_cls, flip.size)) % n_cls
-                        else:
-                            y[flip] = cmap[y[flip]]
-                        wrong = np.zeros(rows.size, bool)
-                        wrong[flip] = True
-                        draws.append({"y": y, "is_wrong": wrong})
+                    draws = wrong_label_draws(rng, S.y[rows], int(round(rate * rows.size)), noise, cmap, n_cls)
                     name = f"{S.name} n/cls={n} {noise} {int(rate * 100)}%"
                     cond = dict(name=name if len(draws) == 1 else f"{name} x{len(draws)} draws",
                                 group=f"label-{noise}", source=S.name, X=S.X[rows], cmap=cmap, **draws[0])
