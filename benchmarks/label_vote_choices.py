@@ -36,21 +36,26 @@ if REPO not in sys.path:
 
 from benchmarks.robustness import RAW_RESULTS, label_conditions, load_sources  # noqa: E402
 from ood_core.detectors.label_votes import TIE_BREAK_WEIGHT, WeightedLabelVoteDetector, vote_score  # noqa: E402
+from ood_core.detectors.lda import lda_probabilities  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "label_vote_choices.txt")
 #: weights of the strongest other class's vote (``margin_weight``) measured on the averaged votes
 MARGIN_WEIGHTS = (0.1, 0.2, 0.3, 0.5, 1.0)
 DEFAULT_MARGIN = WeightedLabelVoteDetector().margin_weight
+#: weights of the out-of-fold LDA probabilities (``lda_weight``) blended into the averaged votes
+LDA_WEIGHTS = (0.25, 0.5, 0.75, 1.0)
+DEFAULT_LDA = WeightedLabelVoteDetector().lda_weight
 
 
 def variants(cond, S):
     """name -> scores; and the share of samples the first vote suspects."""
     X, y = cond["X"], cond["y"]
     first = WeightedLabelVoteDetector(k_fraction=0.5, level_dims=S.level_dims, levels="auto", prune_suspects=False,
-                                      margin_weight=0.0)
+                                      margin_weight=0.0, lda_weight=0.0)
     s_first = first.fit_score(X, y)
-    det = WeightedLabelVoteDetector(k_fraction=0.5, level_dims=S.level_dims, levels="auto", margin_weight=0.0)
+    det = WeightedLabelVoteDetector(k_fraction=0.5, level_dims=S.level_dims, levels="auto", margin_weight=0.0,
+                                    lda_weight=0.0)
     s_two = det.fit_score(X, y)
     codes = det.codes_
     # the tie-breaker term is the same in every variant: the score minus its vote term
@@ -60,8 +65,17 @@ def variants(cond, S):
     out = {"first vote only (prune_suspects=False)": s_first, "first + second averaged": s_two,
            "second vote alone": (1 - TIE_BREAK_WEIGHT) * vote_score(second, codes, 0.0) + tie}
     for w in MARGIN_WEIGHTS:
-        name = f"first + second, margin_weight={w:g}" + (" (default)" if w == DEFAULT_MARGIN else "")
+        name = f"first + second, margin_weight={w:g}" + (" (last release)" if w == DEFAULT_MARGIN else "")
         out[name] = (1 - TIE_BREAK_WEIGHT) * vote_score(det.class_probabilities_, codes, w) + tie
+    # out-of-fold shrinkage LDA on the voting levels, blended into the averaged votes
+    blocks = det._blocks(np.asarray(X, dtype=np.float32), "embeddings")
+    lda, ok = lda_probabilities(np.hstack([blocks[i] for i in det.levels_]), codes, len(det.classes_))
+    for a in LDA_WEIGHTS:
+        probs = np.where(ok[:, None], (1 - a) * det.class_probabilities_ + a * lda, det.class_probabilities_)
+        for w in (0.0, DEFAULT_MARGIN):
+            name = f"votes + LDA, lda_weight={a:g}, margin_weight={w:g}" + (
+                " (default)" if (a, w) == (DEFAULT_LDA, DEFAULT_MARGIN) else "")
+            out[name] = (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes, w) + tie
     return out, det.num_suspects_ / y.size
 
 
@@ -96,12 +110,17 @@ def main():
     out(f"wrong-label votes over {len(groups)} conditions (positive = the label is wrong, AUROC); 'loses' = more "
         "than 0.02 below the best anchor of the condition (robustness_raw.json)")
     gnames = sorted(set(groups))
-    out(f"{'variant':<46} {'mean':>6} {'worst':>6} {'FPR95':>6} {'loses':>6}  " + " ".join(f"{g:>16}" for g in gnames))
+    out(f"{'variant':<56} {'mean':>6} {'worst':>6} {'FPR95':>6} {'loses':>6}  " + " ".join(f"{g:>16}" for g in gnames))
     for name, v in res.items():
         v, fpr = np.array(v)[:, 0], np.array(v)[:, 1]
-        out(f"{name:<46} {v.mean():>6.4f} {v.min():>6.3f} {fpr.mean():>6.3f} {int(np.sum(v < oracle - 0.02)):>6}  "
+        out(f"{name:<56} {v.mean():>6.4f} {v.min():>6.3f} {fpr.mean():>6.3f} {int(np.sum(v < oracle - 0.02)):>6}  "
             + " ".join(f"{v[G == g].mean():>16.4f}" for g in gnames))
-    out(f"{'best anchor of each condition':<46} {oracle.mean():>6.4f} {oracle.min():>6.3f}")
+    out(f"{'best anchor of each condition':<56} {oracle.mean():>6.4f} {oracle.min():>6.3f}")
+    err = 1 - oracle.mean()
+    for name, v in res.items():
+        if "(default)" in name:
+            e = 1 - np.array(v)[:, 0].mean()
+            out(f"default's mean error {e:.4f} = {e / err:.2f}x the best anchor's {err:.4f} (the bar: <= 0.5x)")
     out(f"suspects of the first vote: mean {np.mean(suspects):.3f} of the samples (wrong labels: mean "
         f"{np.mean(wrong):.3f})")
     out(f"wall time {time.time() - t0:.0f} s")

@@ -464,7 +464,10 @@ def cleanlab_label_scores(X, y, k=10):
 
 
 #: the wrong-label default's row (the product's WeightedLabelVoteDetector defaults, levels="auto")
-DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2"
+#: the product default: two votes, the margin, out-of-fold shrinkage LDA blended in (``lda_weight=0.5``)
+DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5"
+#: the last release's default (no LDA)
+LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2"
 
 
 def label_methods(S):
@@ -475,6 +478,7 @@ def label_methods(S):
     def wlv(c, **kw):
         kw.setdefault("prune_suspects", False)  # the first vote only, unless a method says otherwise
         kw.setdefault("margin_weight", 0.0)  # 1 - the vote for the given label, unless a method says otherwise
+        kw.setdefault("lda_weight", 0.0)  # the votes alone, unless a method says otherwise
         return WeightedLabelVoteDetector(**kw).fit_score(c["X"] if "level_dims" in kw else c["X"][:, deep], c["y"])
 
     return {
@@ -489,9 +493,11 @@ def label_methods(S):
         "vote 1/d k=auto.5 lv=auto": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto")),
         "vote 1/d k=auto.5 lv=auto + 2nd vote": ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims,
                                                                              levels="auto", prune_suspects=True)),
-        # the product default: WeightedLabelVoteDetector's own defaults (second vote, margin weight) on the levels
+        # the product default: WeightedLabelVoteDetector's own defaults (second vote, margin weight, LDA) on the levels
         DEFAULT_LABEL: ("default", lambda c: WeightedLabelVoteDetector(level_dims=dims, levels="auto").fit_score(
             c["X"], c["y"])),
+        LAST_LABEL: ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto", prune_suspects=True,
+                                                margin_weight=0.2)),
         "vote 1/d k=auto.5/50 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, k_max=50, level_dims=dims, levels=[3, 4])),
         "vote 1/d k=20 L3-4": ("candidate", lambda c: wlv(c, k=20, level_dims=dims, levels=[3, 4])),
         "vote rank k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, weighting="rank", level_dims=dims, levels=[3, 4])),
@@ -641,7 +647,9 @@ robust = median/MAD, rank = -log conformal p; fused by mean or max; 'lv=auto' = 
 (1/d or rank weights, k=auto.5 = adaptive_k(smallest class - 1, fraction 0.5, k_max 20), /50 = k_max 50;
 scores include the 1% same-label distance tie-breaker; first vote only, except '+ 2nd vote' = averaged with a
 second vote in which the first vote's suspects do not vote; score 1 - vote for the given label, except
-'+ margin .2' = the product default: (1 - vote for the label + 0.2 x the strongest other class's vote) / 1.2);
+'+ margin .2' = (1 - vote for the label + 0.2 x the strongest other class's vote) / 1.2 (the last release's
+default); '+ LDA .5' = the product default: the votes averaged half and half with out-of-fold shrinkage-LDA
+class probabilities on the voting levels before scoring, ood_core/detectors/lda.py);
 cleanlab OOD = OutOfDistribution (k=10 mean cosine
 distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold KNeighborsClassifier(10, cosine)
 probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group.

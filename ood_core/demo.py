@@ -152,8 +152,8 @@ def _previous_defaults(dataset, test, k):
 
 
 def _previous_label_votes(dataset, k):
-    """The last release's wrong-label default, in memory: the same two votes scored by ``1 - vote for the label``
-    (``margin_weight=0``).
+    """The last release's wrong-label default, in memory: the same two votes and margin without the out-of-fold
+    LDA probabilities (``lda_weight=0``).
 
     Returns scores in ``dataset`` order (every demo sample has an embedding and a label).
     """
@@ -161,7 +161,7 @@ def _previous_label_votes(dataset, k):
 
     X, dims = _stored_embeddings(dataset)
     multi = len(dims) > 1
-    det = make_detector("weighted_label_vote", margin_weight=0.0, level_dims=list(dims) if multi else None,
+    det = make_detector("weighted_label_vote", lda_weight=0.0, level_dims=list(dims) if multi else None,
                         levels="auto" if multi else None, **({} if k is None else {"k": k}))
     return det.fit_score(X, dataset.values("ground_truth.label"))
 
@@ -214,7 +214,7 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     for field in ("label_issue", "label_issue_agreement", "label_issue_lof"):
         results[field] = ood_metrics(np.array(id_view.values(field), dtype=float), wrong)
     is_id = ~np.array(dataset.values("is_ood"), dtype=bool)
-    results["label_issue_no_margin"] = ood_metrics(_previous_label_votes(dataset, k)[is_id], wrong)
+    results["label_issue_no_lda"] = ood_metrics(_previous_label_votes(dataset, k)[is_id], wrong)
     p_values = np.array(test.values("ood_pyramid_pvalue"), dtype=float)
     results["flagged_at_p05"] = {"id": float((p_values[~is_ood] <= 0.05).mean()),
                                  "ood": float((p_values[is_ood] <= 0.05).mean())}
@@ -238,7 +238,7 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     print("\nWrong-label task (in-distribution samples; positive = corrupted label):", file=out)
     wrong = dict(positive="wrong label", negative="correct label")
     print("  weighted label votes (default):       " + format_metrics(results["label_issue"], **wrong), file=out)
-    print("  without the margin (last release):    " + format_metrics(results["label_issue_no_margin"], **wrong),
+    print("  without the LDA (last release):       " + format_metrics(results["label_issue_no_lda"], **wrong),
           file=out)
     print("  label agreement k=20 (previous):      " + format_metrics(results["label_issue_agreement"], **wrong),
           file=out)

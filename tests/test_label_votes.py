@@ -52,7 +52,7 @@ def same_label_ratio(ref, y_ref, q, y_q, loo):
 def test_new_samples_match_sklearn_distance_weighted_knn():
     X, y = blobs(30, 0)
     Xq, yq = blobs(10, 1)
-    det = WeightedLabelVoteDetector(k=7, backend="sklearn").fit(X, y)
+    det = WeightedLabelVoteDetector(lda_weight=0.0, k=7, backend="sklearn").fit(X, y)
     clf = KNeighborsClassifier(n_neighbors=7, weights="distance", algorithm="brute").fit(unit(X), y)
     expected = clf.predict_proba(unit(Xq))
     np.testing.assert_allclose(det.predict_proba(Xq), expected, rtol=1e-4, atol=1e-6)
@@ -67,7 +67,7 @@ def test_new_samples_match_sklearn_distance_weighted_knn():
 
 def test_leave_one_out_votes_by_hand_and_levels_average():
     X, y = blobs(15, 2)
-    det = WeightedLabelVoteDetector(k=5, level_dims=DIMS, prune_suspects=False, backend="sklearn")
+    det = WeightedLabelVoteDetector(lda_weight=0.0, k=5, level_dims=DIMS, prune_suspects=False, backend="sklearn")
     scores = det.fit_score(X, y)
     probs = np.zeros((y.size, 3))
     ratio = np.zeros(y.size)
@@ -90,14 +90,14 @@ def test_uniform_weights_equal_label_agreement_and_weights_break_ties():
     y_noisy = y.copy()
     y_noisy[::7] = (y_noisy[::7] + 1) % 3
     la = LabelAgreementDetector(k=10, backend="sklearn").fit_score(X, y_noisy)
-    uni = WeightedLabelVoteDetector(k=10, weighting="uniform", prune_suspects=False, margin_weight=0.0,
+    uni = WeightedLabelVoteDetector(lda_weight=0.0, k=10, weighting="uniform", prune_suspects=False, margin_weight=0.0,
                                     backend="sklearn").fit_score(X, y_noisy)
     ratio = same_label_ratio(unit(X), y_noisy, unit(X), y_noisy, loo=True)
     np.testing.assert_allclose(uni, (1 - DELTA) * la + DELTA * ratio, atol=1e-9)
     # the tie-breaker never reorders different vote counts, only breaks ties within one
     order = np.argsort(-uni, kind="stable")
     assert np.all(np.diff(la[order]) <= 1e-12)
-    wtd = WeightedLabelVoteDetector(k=10, backend="sklearn").fit_score(X, y_noisy)
+    wtd = WeightedLabelVoteDetector(lda_weight=0.0, k=10, backend="sklearn").fit_score(X, y_noisy)
     assert np.unique(wtd).size > np.unique(la).size
     # where the nearest neighbour carries another label (the suspicious end) no two samples tie
     nearest_disagrees = ratio > 0
@@ -124,7 +124,7 @@ def test_suspects_do_not_vote_in_the_second_vote_by_hand():
     X, y = blobs(20, 9)
     y_noisy = y.copy()
     y_noisy[::5] = (y_noisy[::5] + 1) % 3  # 20% flipped
-    det = WeightedLabelVoteDetector(k=5, level_dims=DIMS, backend="sklearn")
+    det = WeightedLabelVoteDetector(lda_weight=0.0, k=5, level_dims=DIMS, backend="sklearn")
     scores = det.fit_score(X, y_noisy)
     everyone = np.arange(y.size)
     first = second = 0
@@ -144,7 +144,7 @@ def test_suspects_do_not_vote_in_the_second_vote_by_hand():
     assert det.suggested_labels_ == list(probs.argmax(1))
     assert det.fitted_params() == {"k": 5, "levels": [0, 1], "num_suspects": int(suspects.sum())}
     # a reference given to fit is trusted: new samples are voted on by all of it
-    plain = WeightedLabelVoteDetector(k=5, level_dims=DIMS, prune_suspects=False, backend="sklearn")
+    plain = WeightedLabelVoteDetector(lda_weight=0.0, k=5, level_dims=DIMS, prune_suspects=False, backend="sklearn")
     np.testing.assert_allclose(det.score_samples(X[:7] + 0.01, y_noisy[:7]),
                                plain.fit(X, y_noisy).score_samples(X[:7] + 0.01, y_noisy[:7]))
     # the pruned votes find the flipped labels better here than the first vote alone
@@ -168,14 +168,14 @@ def test_too_few_voters_left_keeps_the_first_vote():
 
 def test_rank_weights_and_auto_k():
     X, y = blobs(12, 4)
-    det = WeightedLabelVoteDetector(k=3, weighting="rank", backend="sklearn").fit(X, y)
+    det = WeightedLabelVoteDetector(lda_weight=0.0, k=3, weighting="rank", backend="sklearn").fit(X, y)
     Xq = X[:2] + 0.01
     d, idx = NearestNeighbors(algorithm="brute").fit(unit(X)).kneighbors(unit(Xq), n_neighbors=3)
     p = np.zeros((2, 3))
     for i in range(2):
         p[i] = np.bincount(y[idx[i]], weights=[1, 1 / 2, 1 / 3], minlength=3) / (1 + 1 / 2 + 1 / 3)
     np.testing.assert_allclose(det.predict_proba(Xq), p)
-    auto = WeightedLabelVoteDetector(k="auto", k_fraction=0.5).fit(X, y)
+    auto = WeightedLabelVoteDetector(lda_weight=0.0, k="auto", k_fraction=0.5).fit(X, y)
     assert auto.k_ == 6  # round(0.5 * (12 - 1)) = 6 (5.5 rounds up)
 
 

@@ -1,0 +1,124 @@
+r"""Class probabilities from shrinkage LDA, out of fold for a set that scores its own labels.
+
+Linear discriminant analysis models every class as a Gaussian with its own
+mean and one shared covariance :math:`\Sigma`, and gives
+
+.. math::
+
+    p(c \mid x) \propto \pi_c \exp\bigl(x^\top \Sigma^{-1} \mu_c - \tfrac12 \mu_c^\top \Sigma^{-1} \mu_c\bigr).
+
+With a few hundred images in a space of a thousand dimensions the sample
+covariance is singular, so :math:`\Sigma` is the Ledoit-Wolf shrinkage of it
+towards a multiple of the identity (Ledoit & Wolf 2004); scikit-learn's
+``LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")`` fits it. At
+strong shrinkage the model is close to a nearest-class-mean classifier, and a
+class mean averages its few wrong labels away, where a k-NN vote near a
+cluster of wrong labels follows them: the two err on different samples.
+
+When a set scores its own labels, every sample's probabilities come from a
+model fitted without it (``folds``-fold, each class spread evenly over the
+folds by a seeded permutation), the "out-of-fold predicted probabilities" of
+Confident Learning (Northcutt, Jiang & Chuang, JAIR 2021). Wide embeddings are
+first projected onto at most ``max_dim`` principal components of the rows a
+model is fitted on, which bounds the cost of the covariance solve. (Not of
+all rows: the components that only a held-out fold spans have almost no
+variance among the fitted rows, and the held-out rows' coordinates on them
+then dominate the standardised LDA; measured, mean AUROC 0.953 against 0.969.)
+"""
+
+import warnings
+
+import numpy as np
+
+__all__ = ["LDA_FOLDS", "LDA_MAX_DIM", "ShrinkageLDA", "fold_ids", "lda_probabilities"]
+
+#: folds of the out-of-fold probabilities
+LDA_FOLDS = 5
+#: at most this many principal components are modelled
+LDA_MAX_DIM = 512
+
+
+def fold_ids(codes, folds=LDA_FOLDS, seed=0):
+    """Fold of every row: each class's rows, in a seeded random order, dealt out to the folds in turn."""
+    codes = np.asarray(codes)
+    rng = np.random.default_rng(seed)
+    out = np.empty(codes.size, dtype=np.int64)
+    for c in np.unique(codes):
+        rows = np.flatnonzero(codes == c)
+        out[rng.permutation(rows)] = np.arange(rows.size) % folds
+    return out
+
+
+class ShrinkageLDA:
+    """Shrinkage LDA on at most ``max_dim`` principal components; probabilities give every class code a column."""
+
+    def __init__(self, n_classes, max_dim=LDA_MAX_DIM):
+        self.n_classes = int(n_classes)
+        self.max_dim = int(max_dim)
+
+    def fit(self, Z, codes):
+        """Fit the projection and the LDA on ``Z`` ``(N, D)`` with class codes.
+
+        ``fitted`` is False (and no LDA is modelled) with fewer than two classes.
+        """
+        from sklearn.decomposition import PCA
+
+        Z = np.asarray(Z, dtype=np.float64)
+        n_comp = min(self.max_dim, Z.shape[0] - 1, Z.shape[1])
+        self.pca_ = None
+        if Z.shape[1] > self.max_dim and n_comp >= 1:
+            self.pca_ = PCA(n_components=n_comp, svd_solver="randomized", random_state=0).fit(Z)
+        self.model_ = _fit_lda(self._project(Z), codes)
+        self.fitted = self.model_ is not None
+        return self
+
+    def _project(self, Z):
+        Z = np.asarray(Z, dtype=np.float64)
+        return Z if self.pca_ is None else self.pca_.transform(Z)
+
+    def _proba(self, model, P):
+        probs = np.zeros((P.shape[0], self.n_classes))
+        if model is not None:
+            probs[:, model.classes_] = model.predict_proba(P)
+        return probs
+
+    def predict_proba(self, Z):
+        """``(M, n_classes)`` probabilities (a class the fit never saw gets 0); zeros when not ``fitted``."""
+        return self._proba(self.model_, self._project(Z))
+
+
+def _fit_lda(P, codes):
+    """scikit-learn's shrinkage LDA fitted on ``P``, or None with fewer than two classes."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    codes = np.asarray(codes, dtype=np.int64)
+    if np.unique(codes).size < 2:
+        return None
+    with warnings.catch_warnings():
+        # a class with one sample: its (zero) scatter is what the shared covariance should get
+        warnings.filterwarnings("ignore", "Only one sample available", UserWarning)
+        return LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(P, codes)
+
+
+def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_DIM):
+    """Out-of-fold shrinkage-LDA class probabilities of labelled rows (module docstring).
+
+    ``Z`` ``(N, D)``, ``codes`` the class index per row (``0..n_classes-1``).
+    Returns ``(probs, ok)``: ``probs`` ``(N, n_classes)`` from models (projection and LDA) fitted without
+    the row's fold (a class missing from those rows gets 0), and ``ok`` ``(N,)`` bool, False for rows
+    whose fold's complement held fewer than two classes (their ``probs`` rows are 0).
+    """
+    Z = np.asarray(Z, dtype=np.float64)
+    codes = np.asarray(codes, dtype=np.int64)
+    probs = np.zeros((Z.shape[0], n_classes))
+    ok = np.zeros(Z.shape[0], bool)
+    fold = fold_ids(codes, folds)
+    for f in range(folds):
+        test = fold == f
+        if not test.any():
+            continue
+        model = ShrinkageLDA(n_classes, max_dim).fit(Z[~test], codes[~test])
+        if model.fitted:
+            probs[test] = model.predict_proba(Z[test])
+            ok[test] = True
+    return probs, ok
