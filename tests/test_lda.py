@@ -90,6 +90,20 @@ def test_a_fold_without_two_classes_to_learn_from_is_left_to_the_votes():
     np.testing.assert_allclose(s[alone], s0[alone])  # those rows keep the votes alone
 
 
+def test_no_more_samples_than_classes_keeps_the_votes_alone():
+    # scikit-learn's LDA needs more samples than classes: a tiny set is scored by its votes, without an error
+    X, y = blobs(1, 7, classes=4)  # one sample per class
+    probs, ok = lda_probabilities(X, y, 4)
+    assert not ok.any() and np.all(probs == 0)
+    det = WeightedLabelVoteDetector(k=1, backend="sklearn").fit(X, y)
+    assert not det.lda_.fitted
+    np.testing.assert_allclose(WeightedLabelVoteDetector(k=1, backend="sklearn").fit_score(X, y),
+                               WeightedLabelVoteDetector(k=1, lda_weight=0.0, backend="sklearn").fit_score(X, y))
+    np.testing.assert_allclose(det.predict_proba(X + 0.01),
+                               WeightedLabelVoteDetector(k=1, lda_weight=0.0, backend="sklearn").fit(X, y).predict_proba(
+                                   X + 0.01))
+
+
 def test_votes_and_lda_probabilities_are_blended_by_lda_weight():
     X, y = blobs(20, 4)
     y_noisy = y.copy()

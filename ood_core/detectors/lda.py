@@ -59,7 +59,7 @@ class ShrinkageLDA:
     def fit(self, Z, codes):
         """Fit the projection and the LDA on ``Z`` ``(N, D)`` with class codes.
 
-        ``fitted`` is False (and no LDA is modelled) with fewer than two classes.
+        ``fitted`` is False (and no LDA is modelled) with fewer than two classes or no more rows than classes.
         """
         from sklearn.decomposition import PCA
 
@@ -88,11 +88,13 @@ class ShrinkageLDA:
 
 
 def _fit_lda(P, codes):
-    """scikit-learn's shrinkage LDA fitted on ``P``, or None with fewer than two classes."""
+    """scikit-learn's shrinkage LDA fitted on ``P``, or None with fewer than two classes or no more rows than
+    classes (scikit-learn refuses those)."""
     from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
     codes = np.asarray(codes, dtype=np.int64)
-    if np.unique(codes).size < 2:
+    n_classes = np.unique(codes).size
+    if n_classes < 2 or codes.size <= n_classes:
         return None
     with warnings.catch_warnings():
         # a class with one sample: its (zero) scatter is what the shared covariance should get
@@ -106,7 +108,8 @@ def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_D
     ``Z`` ``(N, D)``, ``codes`` the class index per row (``0..n_classes-1``).
     Returns ``(probs, ok)``: ``probs`` ``(N, n_classes)`` from models (projection and LDA) fitted without
     the row's fold (a class missing from those rows gets 0), and ``ok`` ``(N,)`` bool, False for rows
-    whose fold's complement held fewer than two classes (their ``probs`` rows are 0).
+    whose fold's complement held fewer than two classes or no more rows than classes (their ``probs``
+    rows are 0).
     """
     Z = np.asarray(Z, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
