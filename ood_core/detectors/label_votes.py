@@ -92,8 +92,8 @@ objects with 15 images per category 0.929 -> 0.937); ``a`` = 0.25 / 0.5 /
 0.75 gave 0.9694 / 0.9693 / 0.9683 (FPR95 0.166 / 0.159 / 0.162). The LDA
 works on at most 512 principal components (0.9693 against 0.9690 without the
 cap), which bounds its cost on wide embeddings. Rows whose fold leaves the
-LDA fewer than two classes to learn from keep the votes alone. Suggested
-labels come from the blended probabilities.
+LDA fewer than two classes, or no more samples than classes, to learn from
+keep the votes alone. Suggested labels come from the blended probabilities.
 """
 
 import numpy as np
