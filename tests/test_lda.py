@@ -133,6 +133,25 @@ def test_votes_and_lda_probabilities_are_blended_by_lda_weight():
             WeightedLabelVoteDetector(lda_weight=bad)
 
 
+def test_the_whole_set_lda_is_fitted_only_when_new_samples_need_it():
+    # fit_score's own probabilities are out of fold; the LDA of the whole set serves later new samples
+    X, y = blobs(20, 8)
+    Xq = X[:7] + 0.05
+    det = WeightedLabelVoteDetector(k=5, backend="sklearn")
+    det.fit_score(X, y)
+    assert det._lda_model is None  # not fitted by fit_score itself
+    after_fit_score = det.predict_proba(Xq)
+    assert det._lda_model is not None and det._lda_rows is None  # fitted once, its rows released
+    np.testing.assert_allclose(after_fit_score, WeightedLabelVoteDetector(k=5, backend="sklearn").fit(X, y)
+                               .predict_proba(Xq), rtol=1e-9)
+    full = sklearn_lda().fit(unit(X), y).predict_proba(unit(Xq))
+    np.testing.assert_allclose(det.lda_.predict_proba(unit(Xq)), full, rtol=1e-6, atol=1e-9)
+    # a new fit forgets the old model
+    det.fit(X[::-1][:45], y[::-1][:45])
+    assert det._lda_model is None
+    assert WeightedLabelVoteDetector(k=5, lda_weight=0.0, backend="sklearn").fit(X, y).lda_ is None
+
+
 def test_lda_finds_a_mislabelled_sub_cluster_that_the_votes_miss():
     # class 0 has a small sub-cluster that the annotator labelled 1 throughout: inside it every
     # neighbour agrees with the wrong label, but it lies nearer class 0's mean than class 1's

@@ -178,7 +178,7 @@ class WeightedLabelVoteDetector(Detector):
         lda_weight: a in [0, 1], the weight of the shrinkage-LDA class
             probabilities averaged into the votes (module docstring): 0 = the
             votes alone, 1 = the LDA alone. Fitted: ``lda_`` (the LDA of the
-            whole fitted set, for new samples; None when 0).
+            whole fitted set, for new samples, fitted when first needed; None when 0).
         backend, index: neighbour search, see :mod:`ood_core.neighbors`.
     """
 
@@ -400,23 +400,30 @@ class WeightedLabelVoteDetector(Detector):
                 per_class.append((members, nn))
             self.class_neighbors_.append(per_class)
         chosen_blocks = [blocks[i] for i in chosen]
-        self.lda_ = None
-        if self.lda_weight > 0:
-            self.lda_ = ShrinkageLDA(len(classes)).fit(np.hstack(chosen_blocks), codes)
+        # The whole-set LDA serves new samples only: fitted on first use (fit_score's own scores are out of fold).
+        self._lda_model = None
+        self._lda_rows = np.hstack(chosen_blocks) if self.lda_weight > 0 else None
         return chosen_blocks
+
+    @property
+    def lda_(self):
+        """The shrinkage LDA of the whole fitted set (chosen levels), for new samples; None when ``lda_weight`` is 0."""
+        if getattr(self, "_lda_rows", None) is not None and self._lda_model is None:
+            self._lda_model = ShrinkageLDA(len(self.classes_)).fit(self._lda_rows, self.codes_)
+            self._lda_rows = None
+        return getattr(self, "_lda_model", None)
 
     def _blend(self, votes, lda_probs, ok):
         """``(1 - lda_weight) * votes + lda_weight * LDA probabilities`` on the rows where the LDA was fitted."""
-        if self.lda_weight == 0:
-            return votes
         return np.where(ok[:, None], (1.0 - self.lda_weight) * votes + self.lda_weight * lda_probs, votes)
 
     def _new_probabilities(self, blocks):
         """Blended class probabilities ``(N, C)`` of new samples (chosen levels' blocks) and the votes' nearest distances."""
         probs, nearest = self._probabilities(blocks)
-        if self.lda_ is not None:
-            ok = np.full(probs.shape[0], self.lda_.fitted)
-            probs = self._blend(probs, self.lda_.predict_proba(np.hstack(blocks)), ok)
+        lda = self.lda_
+        if lda is not None:
+            ok = np.full(probs.shape[0], lda.fitted)
+            probs = self._blend(probs, lda.predict_proba(np.hstack(blocks)), ok)
         return probs, nearest
 
     def _combine(self, probs, codes, ratio):
@@ -449,7 +456,7 @@ class WeightedLabelVoteDetector(Detector):
             second = self._vote_without_suspects(blocks, probs) if self.num_suspects_ else None
             if second is not None:
                 probs = (probs + second) / 2
-        if self.lda_ is not None:
+        if self.lda_weight > 0:
             probs = self._blend(probs, *lda_probabilities(np.hstack(blocks), self.codes_, len(self.classes_)))
         self.class_probabilities_ = probs
         self.suggested_labels_ = [self.classes_[i] for i in probs.argmax(axis=1)]
