@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The second vote without suspects and the margin weight of ``WeightedLabelVoteDetector``, measured on the wrong-label conditions.
+"""The second vote, the margin weight and the LDA blend of ``WeightedLabelVoteDetector``, measured on the wrong-label conditions.
 
 Not a test: prints a table and writes ``benchmarks/results/label_vote_choices.txt``.
 
@@ -11,8 +11,13 @@ default: first and second vote averaged); "second vote alone" is the second
 vote's score without the average (recovered from the two runs' class
 probabilities). The averaged votes are also scored with ``margin_weight`` w
 in 0.1 / 0.2 / 0.3 / 0.5 / 1 (the strongest other class's vote in the score:
-``(1 - p[label] + w * max other p) / (1 + w)``; the first three rows use w = 0).
-AUROC mean and worst case (a condition with few wrong labels: the
+``(1 - p[label] + w * max other p) / (1 + w)``; the first three rows use w = 0),
+and blended with out-of-fold shrinkage-LDA class probabilities
+(``ood_core/detectors/lda.py``): 5 folds, untempered, ``lda_weight`` 0.25 /
+0.5 / 0.75 / 1 (the last release: 0.5 with w = 0.2); then the refinements
+one by one (10 folds; a fitted temperature; both) and the product default
+(both, and the second vote's suspects judged by the first vote blended with
+the LDA). AUROC mean and worst case (a condition with few wrong labels: the
 mean over its draws of which labels are wrong), mean per group, and losses
 (> 0.02 below the per-condition best anchor recorded in
 ``results/robustness_raw.json``; run ``robustness.py`` first).
@@ -65,17 +70,27 @@ def variants(cond, S):
     out = {"first vote only (prune_suspects=False)": s_first, "first + second averaged": s_two,
            "second vote alone": (1 - TIE_BREAK_WEIGHT) * vote_score(second, codes, 0.0) + tie}
     for w in MARGIN_WEIGHTS:
-        name = f"first + second, margin_weight={w:g}" + (" (last release)" if w == DEFAULT_MARGIN else "")
+        name = f"first + second, margin_weight={w:g}" + (" (release before last)" if w == DEFAULT_MARGIN else "")
         out[name] = (1 - TIE_BREAK_WEIGHT) * vote_score(det.class_probabilities_, codes, w) + tie
-    # out-of-fold shrinkage LDA on the voting levels, blended into the averaged votes
+    # out-of-fold shrinkage LDA on the voting levels, blended into the averaged votes: 5 folds, as they come
     blocks = det._blocks(np.asarray(X, dtype=np.float32), "embeddings")
-    lda, ok = lda_probabilities(np.hstack([blocks[i] for i in det.levels_]), codes, len(det.classes_))
+    Z = np.hstack([blocks[i] for i in det.levels_])
+    lda, ok, _ = lda_probabilities(Z, codes, len(det.classes_), folds=5, calibrate=False)
     for a in LDA_WEIGHTS:
         probs = np.where(ok[:, None], (1 - a) * det.class_probabilities_ + a * lda, det.class_probabilities_)
         for w in (0.0, DEFAULT_MARGIN):
             name = f"votes + LDA, lda_weight={a:g}, margin_weight={w:g}" + (
-                " (default)" if (a, w) == (DEFAULT_LDA, DEFAULT_MARGIN) else "")
+                " (last release)" if (a, w) == (DEFAULT_LDA, DEFAULT_MARGIN) else "")
             out[name] = (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes, w) + tie
+    # the refinements one by one (lda_weight and margin_weight at their defaults)
+    for label, folds, calibrate in (("10 folds", 10, False), ("tempered", 5, True), ("10 folds, tempered", 10, True)):
+        lda, ok, _ = lda_probabilities(Z, codes, len(det.classes_), folds=folds, calibrate=calibrate)
+        probs = np.where(ok[:, None], (1 - DEFAULT_LDA) * det.class_probabilities_ + DEFAULT_LDA * lda,
+                         det.class_probabilities_)
+        out[f"votes + LDA .5, margin .2, {label}"] = (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes,
+                                                                                        DEFAULT_MARGIN) + tie
+    product = WeightedLabelVoteDetector(level_dims=S.level_dims, levels="auto")
+    out["10 folds, tempered, suspects judged with the LDA (default)"] = product.fit_score(X, y)
     return out, det.num_suspects_ / y.size
 
 

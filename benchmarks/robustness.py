@@ -68,7 +68,8 @@ if REPO not in sys.path:
 from benchmarks.robust_data import embed_source  # noqa: E402
 from ood_core.detectors import KNNDetector, LabelAgreementDetector, MahalanobisDetector  # noqa: E402
 from ood_core.detectors.base import adaptive_k  # noqa: E402
-from ood_core.detectors.label_votes import WeightedLabelVoteDetector  # noqa: E402
+from ood_core.detectors.label_votes import TIE_BREAK_WEIGHT, WeightedLabelVoteDetector, vote_score  # noqa: E402
+from ood_core.detectors.lda import lda_probabilities  # noqa: E402
 from ood_core.detectors.level_fusion import LevelFusionDetector  # noqa: E402
 from ood_core.detectors.mahalanobis import MahalanobisPlusPlusDetector  # noqa: E402
 from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
@@ -463,11 +464,28 @@ def cleanlab_label_scores(X, y, k=10):
     return 1.0 - get_label_quality_scores(y, probs)
 
 
-#: the wrong-label default's row (the product's WeightedLabelVoteDetector defaults, levels="auto")
-#: the product default: two votes, the margin, out-of-fold shrinkage LDA blended in (``lda_weight=0.5``)
-DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5"
-#: the last release's default (no LDA)
-LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2"
+#: the wrong-label default's row (the product's WeightedLabelVoteDetector defaults, levels="auto"): two
+#: votes (the second without the suspects of the first vote blended with the LDA), the margin, 10-fold
+#: out-of-fold shrinkage LDA with a fitted temperature blended in (``lda_weight=0.5``)
+DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5 10-fold tempered"
+#: the last release's default: 5-fold LDA probabilities as they come, suspects judged by the votes alone
+LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5"
+#: the release before (no LDA)
+NO_LDA_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2"
+
+
+def last_release_label_scores(X, y, dims):
+    """The last release's wrong-label default, composed from today's parts: the two votes (suspects from
+    the first vote alone), then 5-fold out-of-fold LDA probabilities, untempered, averaged in half and half."""
+    det = WeightedLabelVoteDetector(level_dims=dims, levels="auto", margin_weight=0.0, lda_weight=0.0)
+    s = det.fit_score(X, y)
+    votes, codes = det.class_probabilities_, det.codes_
+    tie = s - (1 - TIE_BREAK_WEIGHT) * vote_score(votes, codes, 0.0)
+    blocks = det._blocks(np.asarray(X, dtype=np.float32), "embeddings")
+    lda, ok, _ = lda_probabilities(np.hstack([blocks[i] for i in det.levels_]), codes, len(det.classes_), folds=5,
+                                   calibrate=False)
+    probs = np.where(ok[:, None], 0.5 * votes + 0.5 * lda, votes)
+    return (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes, 0.2) + tie
 
 
 def label_methods(S):
@@ -496,8 +514,9 @@ def label_methods(S):
         # the product default: WeightedLabelVoteDetector's own defaults (second vote, margin weight, LDA) on the levels
         DEFAULT_LABEL: ("default", lambda c: WeightedLabelVoteDetector(level_dims=dims, levels="auto").fit_score(
             c["X"], c["y"])),
-        LAST_LABEL: ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto", prune_suspects=True,
-                                                margin_weight=0.2)),
+        LAST_LABEL: ("candidate", lambda c: last_release_label_scores(c["X"], c["y"], dims)),
+        NO_LDA_LABEL: ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto",
+                                                  prune_suspects=True, margin_weight=0.2)),
         "vote 1/d k=auto.5/50 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, k_max=50, level_dims=dims, levels=[3, 4])),
         "vote 1/d k=20 L3-4": ("candidate", lambda c: wlv(c, k=20, level_dims=dims, levels=[3, 4])),
         "vote rank k=auto.5 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, weighting="rank", level_dims=dims, levels=[3, 4])),
@@ -647,9 +666,11 @@ robust = median/MAD, rank = -log conformal p; fused by mean or max; 'lv=auto' = 
 (1/d or rank weights, k=auto.5 = adaptive_k(smallest class - 1, fraction 0.5, k_max 20), /50 = k_max 50;
 scores include the 1% same-label distance tie-breaker; first vote only, except '+ 2nd vote' = averaged with a
 second vote in which the first vote's suspects do not vote; score 1 - vote for the given label, except
-'+ margin .2' = (1 - vote for the label + 0.2 x the strongest other class's vote) / 1.2 (the last release's
-default); '+ LDA .5' = the product default: the votes averaged half and half with out-of-fold shrinkage-LDA
-class probabilities on the voting levels before scoring, ood_core/detectors/lda.py);
+'+ margin .2' = (1 - vote for the label + 0.2 x the strongest other class's vote) / 1.2 (the release before
+last's default); '+ LDA .5' = the last release's default: the votes averaged half and half with 5-fold
+out-of-fold shrinkage-LDA class probabilities on the voting levels before scoring; '10-fold tempered' = the
+product default: 10-fold, the LDA probabilities raised to the power t that fits the given labels best (temperature
+scaling), and the second vote's suspects judged by the first vote blended with them, ood_core/detectors/lda.py);
 cleanlab OOD = OutOfDistribution (k=10 mean cosine
 distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold KNeighborsClassifier(10, cosine)
 probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group.

@@ -152,8 +152,8 @@ def _previous_defaults(dataset, test, k):
 
 
 def _previous_label_votes(dataset, k):
-    """The last release's wrong-label default, in memory: the same two votes and margin without the out-of-fold
-    LDA probabilities (``lda_weight=0``).
+    """The wrong-label default without the out-of-fold LDA probabilities (``lda_weight=0``; the default of the
+    release before last), in memory: the same two votes and margin.
 
     Returns scores in ``dataset`` order (every demo sample has an embedding and a label).
     """
@@ -238,7 +238,7 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     print("\nWrong-label task (in-distribution samples; positive = corrupted label):", file=out)
     wrong = dict(positive="wrong label", negative="correct label")
     print("  weighted label votes (default):       " + format_metrics(results["label_issue"], **wrong), file=out)
-    print("  without the LDA (last release):       " + format_metrics(results["label_issue_no_lda"], **wrong),
+    print("  without the LDA (lda_weight=0):       " + format_metrics(results["label_issue_no_lda"], **wrong),
           file=out)
     print("  label agreement k=20 (previous):      " + format_metrics(results["label_issue_agreement"], **wrong),
           file=out)

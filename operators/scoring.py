@@ -179,7 +179,7 @@ def _suspects_line(num_suspects, item):
     """How many items the second label vote left out (None: not a two-vote run)."""
     if num_suspects is None:
         return None
-    return (f"{num_suspects:,} {item} whose neighbours vote for another label did not vote again "
+    return (f"{num_suspects:,} {item} for which the first vote favours another label did not vote again "
             "(averaged with the first vote)")
 
 

@@ -9,6 +9,7 @@ from sklearn.neighbors import KNeighborsClassifier, NearestNeighbors
 from ood_core.detectors import LabelAgreementDetector
 from ood_core.detectors.label_votes import WeightedLabelVoteDetector
 from ood_core.errors import OODInputError
+from vote_helpers import loo_votes
 
 DIMS = [4, 6]
 
@@ -109,17 +110,6 @@ def test_uniform_weights_equal_label_agreement_and_weights_break_ties():
     assert roc_auc_score(y_noisy != y, wtd) > 0.9
 
 
-def loo_votes(Z, y, k, voters):
-    """Inverse-distance votes of every row of Z by its k nearest ``voters`` rows, itself excluded (brute force)."""
-    d = np.linalg.norm(Z[:, None, :] - Z[None, voters], axis=-1)
-    d[voters, np.arange(voters.size)] = np.inf
-    probs = np.zeros((Z.shape[0], int(y.max()) + 1))
-    for i in range(Z.shape[0]):
-        nn = np.argsort(d[i], kind="stable")[:k]
-        probs[i] = np.bincount(y[voters[nn]], weights=1 / (d[i, nn] + 1e-6), minlength=probs.shape[1])
-    return probs / probs.sum(1, keepdims=True)
-
-
 def test_suspects_do_not_vote_in_the_second_vote_by_hand():
     X, y = blobs(20, 9)
     y_noisy = y.copy()
@@ -142,7 +132,8 @@ def test_suspects_do_not_vote_in_the_second_vote_by_hand():
     np.testing.assert_allclose(scores, (1 - DELTA) * vote_term(probs, y_noisy) + DELTA * ratio,
                                rtol=1e-5, atol=1e-7)
     assert det.suggested_labels_ == list(probs.argmax(1))
-    assert det.fitted_params() == {"k": 5, "levels": [0, 1], "num_suspects": int(suspects.sum())}
+    assert det.fitted_params() == {"k": 5, "levels": [0, 1], "num_suspects": int(suspects.sum()),
+                                   "lda_temperature": None}
     # a reference given to fit is trusted: new samples are voted on by all of it
     plain = WeightedLabelVoteDetector(lda_weight=0.0, k=5, level_dims=DIMS, prune_suspects=False, backend="sklearn")
     np.testing.assert_allclose(det.score_samples(X[:7] + 0.01, y_noisy[:7]),

@@ -7,8 +7,9 @@ from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.metrics import roc_auc_score
 
 from ood_core.detectors.label_votes import TIE_BREAK_WEIGHT, WeightedLabelVoteDetector, vote_score
-from ood_core.detectors.lda import ShrinkageLDA, fold_ids, lda_probabilities
+from ood_core.detectors.lda import ShrinkageLDA, fit_temperature, fold_ids, lda_probabilities, tempered
 from ood_core.errors import OODInputError
+from vote_helpers import loo_votes
 
 
 def blobs(n_per_class, seed, classes=3, d=12):
@@ -38,14 +39,40 @@ def test_fold_ids_deal_every_class_evenly_over_the_folds():
 
 def test_out_of_fold_probabilities_are_sklearn_lda_fitted_on_the_other_folds():
     X, y = blobs(20, 1)
-    probs, ok = lda_probabilities(X, y, 3)
-    assert ok.all()
+    raw, ok, t1 = lda_probabilities(X, y, 3, calibrate=False)
+    probs, ok2, t = lda_probabilities(X, y, 3)
+    assert ok.all() and ok2.all() and t1 == 1.0 and 0 < t <= 1
     np.testing.assert_allclose(probs.sum(axis=1), 1.0)
-    folds = fold_ids(y)
-    for f in range(5):
+    folds = fold_ids(y, 10)
+    for f in range(10):
         test = folds == f
         expected = sklearn_lda().fit(X[~test].astype(np.float64), y[~test]).predict_proba(X[test].astype(np.float64))
-        np.testing.assert_allclose(probs[test], expected, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(raw[test], expected, rtol=1e-6, atol=1e-9)
+        powered = expected ** t
+        np.testing.assert_allclose(probs[test], powered / powered.sum(axis=1, keepdims=True), rtol=1e-6, atol=1e-9)
+
+
+def test_temperature_minimises_the_negative_log_likelihood_of_the_given_labels():
+    # wide, few samples: LDA is overconfident out of fold, and the fitted exponent softens it
+    X, y = blobs(12, 9, classes=4, d=60)
+    y = y.copy()
+    y[::9] = (y[::9] + 1) % 4  # some wrong labels: confident mistakes cost likelihood
+    raw, ok, _ = lda_probabilities(X, y, 4, calibrate=False)
+    probs, _, t = lda_probabilities(X, y, 4)
+    grid = np.linspace(0.001, 1.0, 2000)
+    nll = [-np.mean(np.log((raw ** g / (raw ** g).sum(axis=1, keepdims=True))[np.arange(y.size), y])) for g in grid]
+    assert abs(t - grid[int(np.argmin(nll))]) < 2e-3, (t, grid[int(np.argmin(nll))])
+    assert t < 0.9
+    np.testing.assert_array_equal(probs.argmax(axis=1), raw.argmax(axis=1))  # scaling keeps every argmax
+    # log probabilities from the discriminants agree with scikit-learn's, without its underflow
+    model = ShrinkageLDA(4).fit(X, y)
+    ref = sklearn_lda().fit(X.astype(np.float64), y).predict_proba(X[:5].astype(np.float64))
+    np.testing.assert_allclose(np.exp(model.predict_log_proba(X[:5])), ref, rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(tempered(np.log(ref), 0.5), np.sqrt(ref) / np.sqrt(ref).sum(axis=1, keepdims=True))
+    # perfectly separated classes would ask for sharpening: the exponent stays at most 1
+    sep = np.log(np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert fit_temperature(sep, np.array([0, 1])) == pytest.approx(1.0, abs=1e-3)
+    assert fit_temperature(np.full((2, 2), -np.inf), np.array([0, 1])) == 1.0  # no usable row
 
 
 def test_wide_embeddings_are_projected_onto_principal_components_first():
@@ -63,10 +90,10 @@ def test_wide_embeddings_are_projected_onto_principal_components_first():
 def test_out_of_fold_projection_is_fitted_without_the_held_out_fold():
     # a projection fitted on all rows would give each held-out fold directions that only it spans
     X, y = blobs(10, 6, d=40)
-    probs, ok = lda_probabilities(X, y, 3, max_dim=8)
+    probs, ok, _ = lda_probabilities(X, y, 3, max_dim=8, calibrate=False)
     assert ok.all()
-    folds = fold_ids(y)
-    for f in range(5):
+    folds = fold_ids(y, 10)
+    for f in range(10):
         test = folds == f
         Xf = X[~test].astype(np.float64)
         pca = PCA(n_components=8, svd_solver="randomized", random_state=0).fit(Xf)
@@ -80,8 +107,8 @@ def test_a_fold_without_two_classes_to_learn_from_is_left_to_the_votes():
     y = y.copy()
     y[y == 1] = 0
     y[0] = 1  # class 1 has one sample: the model without its fold sees class 0 only
-    probs, ok = lda_probabilities(X, y, 2)
-    alone = fold_ids(y) == fold_ids(y)[0]
+    probs, ok, _ = lda_probabilities(X, y, 2)
+    alone = fold_ids(y, 10) == fold_ids(y, 10)[0]
     assert not ok[alone].any() and ok[~alone].all()
     assert np.all(probs[alone] == 0)
     det = WeightedLabelVoteDetector(k=3, lda_weight=0.5, backend="sklearn")
@@ -93,8 +120,8 @@ def test_a_fold_without_two_classes_to_learn_from_is_left_to_the_votes():
 def test_no_more_samples_than_classes_keeps_the_votes_alone():
     # scikit-learn's LDA needs more samples than classes: a tiny set is scored by its votes, without an error
     X, y = blobs(1, 7, classes=4)  # one sample per class
-    probs, ok = lda_probabilities(X, y, 4)
-    assert not ok.any() and np.all(probs == 0)
+    probs, ok, t = lda_probabilities(X, y, 4)
+    assert not ok.any() and np.all(probs == 0) and t == 1.0
     det = WeightedLabelVoteDetector(k=1, backend="sklearn").fit(X, y)
     assert not det.lda_.fitted
     np.testing.assert_allclose(WeightedLabelVoteDetector(k=1, backend="sklearn").fit_score(X, y),
@@ -105,28 +132,38 @@ def test_no_more_samples_than_classes_keeps_the_votes_alone():
 
 
 def test_votes_and_lda_probabilities_are_blended_by_lda_weight():
-    X, y = blobs(20, 4)
+    X, y = blobs(20, 16)  # a seed where the LDA changes who is suspected (3 samples)
     y_noisy = y.copy()
     y_noisy[::7] = (y_noisy[::7] + 1) % 3
     w = 0.3
     det = WeightedLabelVoteDetector(k=5, lda_weight=w, backend="sklearn")
     scores = det.fit_score(X, y_noisy)
-    votes = WeightedLabelVoteDetector(k=5, lda_weight=0.0, backend="sklearn")
+    Z = unit(X)
+    lda, ok, t = lda_probabilities(Z, y_noisy, 3)
+    assert ok.all() and det.lda_temperature_ == pytest.approx(t, rel=1e-6)
+    # by hand: the first vote; suspects = where the first vote blended with the LDA favours another
+    # class; a second vote without them; the two votes averaged, then blended with the LDA
+    first = loo_votes(Z, y_noisy, 5, np.arange(y.size))
+    suspects = ((1 - w) * first + w * lda).argmax(1) != y_noisy
+    assert det.num_suspects_ == suspects.sum() and np.any(suspects != (first.argmax(1) != y_noisy))
+    second = loo_votes(Z, y_noisy, 5, np.flatnonzero(~suspects))
+    probs = (1 - w) * (first + second) / 2 + w * lda
+    np.testing.assert_allclose(det.class_probabilities_, probs, rtol=1e-5, atol=1e-7)
+    votes = WeightedLabelVoteDetector(k=5, lda_weight=0.0, prune_suspects=False, backend="sklearn")
     s0 = votes.fit_score(X, y_noisy)
-    lda, ok = lda_probabilities(unit(X), y_noisy, 3)
-    assert ok.all()
-    probs = (1 - w) * votes.class_probabilities_ + w * lda
-    np.testing.assert_allclose(det.class_probabilities_, probs, rtol=1e-6, atol=1e-9)
     tie = s0 - (1 - TIE_BREAK_WEIGHT) * vote_score(votes.class_probabilities_, y_noisy, votes.margin_weight)
-    np.testing.assert_allclose(scores, (1 - TIE_BREAK_WEIGHT) * vote_score(probs, y_noisy, 0.2) + tie, rtol=1e-6)
+    np.testing.assert_allclose(scores, (1 - TIE_BREAK_WEIGHT) * vote_score(probs, y_noisy, 0.2) + tie,
+                               rtol=1e-5, atol=1e-7)
     assert det.suggested_labels_ == list(probs.argmax(axis=1))
-    # new samples: the votes of the whole reference and an LDA fitted on all of it
+    # new samples: the votes of the whole reference and an LDA fitted on all of it, tempered by t
     Xq = X[:9] + 0.05
     det.fit(X, y_noisy)
     votes.fit(X, y_noisy)
-    full = sklearn_lda().fit(unit(X), y_noisy).predict_proba(unit(Xq))
+    full = sklearn_lda().fit(Z, y_noisy).predict_proba(unit(Xq)) ** t
+    full /= full.sum(axis=1, keepdims=True)
     np.testing.assert_allclose(det.predict_proba(Xq), (1 - w) * votes.predict_proba(Xq) + w * full,
                                rtol=1e-6, atol=1e-9)
+    assert det.lda_temperature_ == pytest.approx(t)  # fitted out of fold by fit alone, too
     assert det.get_params()["lda_weight"] == w
     for bad in (-0.1, 1.5, True, "half"):
         with pytest.raises(OODInputError, match="lda_weight="):
@@ -146,6 +183,7 @@ def test_the_whole_set_lda_is_fitted_only_when_new_samples_need_it():
                                .predict_proba(Xq), rtol=1e-9)
     full = sklearn_lda().fit(unit(X), y).predict_proba(unit(Xq))
     np.testing.assert_allclose(det.lda_.predict_proba(unit(Xq)), full, rtol=1e-6, atol=1e-9)
+    assert det.lda_temperature_ == pytest.approx(lda_probabilities(unit(X), y, 3)[2], rel=1e-6)  # fit_score's, not refitted
     # a new fit forgets the old model
     det.fit(X[::-1][:45], y[::-1][:45])
     assert det._lda_model is None

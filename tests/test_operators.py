@@ -93,8 +93,8 @@ def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(small
     fitted = ood.get_ood_run_info(ds, "issue")["detector_fitted"]
     # 4 images per class: some neighbours vote for another class
     assert out.result["label_suspects"] == fitted["num_suspects"] > 0
-    assert (f"- second vote: {fitted['num_suspects']:,} samples whose neighbours vote for another label did not "
-            "vote again") in out.result["report"]
+    assert (f"- second vote: {fitted['num_suspects']:,} samples for which the first vote favours another label "
+            "did not vote again") in out.result["report"]
     assert "density ratio" not in out.result["report"]
 
 

@@ -64,7 +64,8 @@ the votes are the out-of-fold class probabilities of "Confident Learning"
 When a set scores itself, its wrong labels also vote for their neighbours, and
 under class-confusion noise they vote for the wrong class together. A second
 vote is taken without the *suspects* of the first, the samples whose
-neighbours vote for another class (:math:`\arg\max_c p(c \mid x) \ne y_x`),
+neighbours vote for another class (:math:`\arg\max_c p(c \mid x) \ne y_x`;
+with the LDA below, the first vote blended with the LDA's probabilities),
 and the two votes are averaged:
 :math:`p = \tfrac12\,(p^{(1)} + p^{(2)})`. This is the pruning step of
 Confident Learning (Northcutt et al. 2021) applied to the votes once, not
@@ -94,6 +95,22 @@ works on at most 512 principal components (0.9693 against 0.9690 without the
 cap), which bounds its cost on wide embeddings. Rows whose fold leaves the
 LDA fewer than two classes, or no more samples than classes, to learn from
 keep the votes alone. Suggested labels come from the blended probabilities.
+
+Three refinements of the LDA (all in the default): 10 folds instead of 5
+(each model learns from 90% of a set, which matters at 15-20 images per
+class), its probabilities tempered to fit the given labels
+(:func:`.lda.fit_temperature`: LDA in hundreds of dimensions is far too
+sure of itself, and the fitted exponent, median 0.34, keeps it from
+overruling the votes), and the second vote's suspects judged by the first
+vote blended with the LDA, so a cluster of wrong labels that all vote for
+each other loses its voters too. Over the 46 conditions
+(``benchmarks/robustness.py``): mean AUROC 0.9693 -> 0.9728, worst
+0.840 -> 0.859, FPR95 0.159 -> 0.148; each alone (prototype, same
+conditions): 10 folds 0.9705, tempering 0.9711, 10 folds and tempering
+0.9719. Cost: the LDA dominates; ``fit_score`` on 8,000 embeddings of
+2,048 columns takes about 53 s on 2 cores (7.5 s with ``lda_weight=0``). The temperature of
+``score_samples``' whole-set LDA is the one fitted on the set's out-of-fold
+probabilities (``lda_temperature_``).
 """
 
 import numpy as np
@@ -264,7 +281,9 @@ class WeightedLabelVoteDetector(Detector):
     def fitted_params(self):
         if not hasattr(self, "k_"):
             return {}
-        return {"k": int(self.k_), "levels": [int(i) for i in self.levels_], "num_suspects": self.num_suspects_}
+        t = self.lda_temperature_
+        return {"k": int(self.k_), "levels": [int(i) for i in self.levels_], "num_suspects": self.num_suspects_,
+                "lda_temperature": None if t is None else float(t)}
 
     def get_params(self):
         params = super().get_params()
@@ -402,13 +421,19 @@ class WeightedLabelVoteDetector(Detector):
         chosen_blocks = [blocks[i] for i in chosen]
         # The whole-set LDA serves new samples only: fitted on first use (fit_score's own scores are out of fold).
         self._lda_model = None
+        self.lda_temperature_ = None
         self._lda_rows = np.hstack(chosen_blocks) if self.lda_weight > 0 else None
         return chosen_blocks
 
     @property
     def lda_(self):
-        """The shrinkage LDA of the whole fitted set (chosen levels), for new samples; None when ``lda_weight`` is 0."""
+        """The shrinkage LDA of the whole fitted set (chosen levels), for new samples; None when ``lda_weight`` is 0.
+
+        Its probabilities are tempered by ``lda_temperature_``, fitted on the set's out-of-fold
+        probabilities (by ``fit_score``, or here when only ``fit`` ran)."""
         if getattr(self, "_lda_rows", None) is not None and self._lda_model is None:
+            if self.lda_temperature_ is None:
+                self.lda_temperature_ = lda_probabilities(self._lda_rows, self.codes_, len(self.classes_))[2]
             self._lda_model = ShrinkageLDA(len(self.classes_)).fit(self._lda_rows, self.codes_)
             self._lda_rows = None
         return getattr(self, "_lda_model", None)
@@ -423,7 +448,7 @@ class WeightedLabelVoteDetector(Detector):
         lda = self.lda_
         if lda is not None:
             ok = np.full(probs.shape[0], lda.fitted)
-            probs = self._blend(probs, lda.predict_proba(np.hstack(blocks)), ok)
+            probs = self._blend(probs, lda.predict_proba(np.hstack(blocks), self.lda_temperature_), ok)
         return probs, nearest
 
     def _combine(self, probs, codes, ratio):
@@ -451,13 +476,19 @@ class WeightedLabelVoteDetector(Detector):
     def _fit_score(self, X, labels):
         blocks = self._fit(X, labels)
         probs, nearest = self._probabilities(None)
+        lda = None
+        if self.lda_weight > 0:
+            lda_probs, ok, self.lda_temperature_ = lda_probabilities(np.hstack(blocks), self.codes_, len(self.classes_))
+            lda = (lda_probs, ok)
         if self.prune_suspects:
-            self.num_suspects_ = int(np.sum(probs.argmax(axis=1) != self.codes_))
-            second = self._vote_without_suspects(blocks, probs) if self.num_suspects_ else None
+            # suspects: the samples whose first vote, blended with the LDA, favours another class
+            judged = probs if lda is None else self._blend(probs, *lda)
+            self.num_suspects_ = int(np.sum(judged.argmax(axis=1) != self.codes_))
+            second = self._vote_without_suspects(blocks, judged) if self.num_suspects_ else None
             if second is not None:
                 probs = (probs + second) / 2
-        if self.lda_weight > 0:
-            probs = self._blend(probs, *lda_probabilities(np.hstack(blocks), self.codes_, len(self.classes_)))
+        if lda is not None:
+            probs = self._blend(probs, *lda)
         self.class_probabilities_ = probs
         self.suggested_labels_ = [self.classes_[i] for i in probs.argmax(axis=1)]
         ratio = self._same_class_ratio(None, self.codes_, nearest)
