@@ -25,8 +25,9 @@ all rows: the components that only a held-out fold spans have almost no
 variance among the fitted rows, and the held-out rows' coordinates on them
 then dominate the standardised LDA; measured, mean AUROC 0.953 against 0.969.)
 
-In a few hundred dimensions LDA's posteriors are far too sure of themselves
-(most are within :math:`10^{-6}` of 0 or 1), so averaged with neighbour votes
+In a few hundred dimensions LDA's posteriors are too sure of themselves
+(out of fold, the given labels are more likely under softened probabilities
+in every wrong-label condition measured), so averaged with neighbour votes
 they would overrule them. They are calibrated by **temperature scaling** (Guo,
 Pleiss, Sun & Weinberger, ICML 2017): :math:`p_t(c \mid x) \propto p(c \mid
 x)^t`, with the one number :math:`t` that minimises the negative
