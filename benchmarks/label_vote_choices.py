@@ -39,7 +39,9 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robustness import RAW_RESULTS, label_conditions, load_sources  # noqa: E402
+from benchmarks.robustness import (  # noqa: E402
+    RAW_RESULTS, blended_vote_scores, label_conditions, load_sources, vote_tie_term, voting_matrix,
+)
 from ood_core.detectors.label_votes import TIE_BREAK_WEIGHT, WeightedLabelVoteDetector, vote_score  # noqa: E402
 from ood_core.detectors.lda import lda_probabilities  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
@@ -64,7 +66,7 @@ def variants(cond, S):
     s_two = det.fit_score(X, y)
     codes = det.codes_
     # the tie-breaker term is the same in every variant: the score minus its vote term
-    tie = s_first - (1 - TIE_BREAK_WEIGHT) * vote_score(first.class_probabilities_, codes, 0.0)
+    tie = vote_tie_term(first, s_first)
     # the second vote alone = 2 * average - first
     second = 2 * det.class_probabilities_ - first.class_probabilities_
     out = {"first vote only (prune_suspects=False)": s_first, "first + second averaged": s_two,
@@ -73,22 +75,18 @@ def variants(cond, S):
         name = f"first + second, margin_weight={w:g}" + (" (release before last)" if w == DEFAULT_MARGIN else "")
         out[name] = (1 - TIE_BREAK_WEIGHT) * vote_score(det.class_probabilities_, codes, w) + tie
     # out-of-fold shrinkage LDA on the voting levels, blended into the averaged votes: 5 folds, as they come
-    blocks = det._blocks(np.asarray(X, dtype=np.float32), "embeddings")
-    Z = np.hstack([blocks[i] for i in det.levels_])
-    lda, ok, _ = lda_probabilities(Z, codes, len(det.classes_), folds=5, calibrate=False)
+    Z, votes, n_cls = voting_matrix(det, X), det.class_probabilities_, len(det.classes_)
+    lda, ok, _ = lda_probabilities(Z, codes, n_cls, folds=5, calibrate=False)
     for a in LDA_WEIGHTS:
-        probs = np.where(ok[:, None], (1 - a) * det.class_probabilities_ + a * lda, det.class_probabilities_)
         for w in (0.0, DEFAULT_MARGIN):
             name = f"votes + LDA, lda_weight={a:g}, margin_weight={w:g}" + (
                 " (last release)" if (a, w) == (DEFAULT_LDA, DEFAULT_MARGIN) else "")
-            out[name] = (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes, w) + tie
+            out[name] = blended_vote_scores(votes, lda, ok, codes, tie, a, w)
     # the refinements one by one (lda_weight and margin_weight at their defaults)
     for label, folds, calibrate in (("10 folds", 10, False), ("tempered", 5, True), ("10 folds, tempered", 10, True)):
-        lda, ok, _ = lda_probabilities(Z, codes, len(det.classes_), folds=folds, calibrate=calibrate)
-        probs = np.where(ok[:, None], (1 - DEFAULT_LDA) * det.class_probabilities_ + DEFAULT_LDA * lda,
-                         det.class_probabilities_)
-        out[f"votes + LDA .5, margin .2, {label}"] = (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes,
-                                                                                        DEFAULT_MARGIN) + tie
+        lda, ok, _ = lda_probabilities(Z, codes, n_cls, folds=folds, calibrate=calibrate)
+        out[f"votes + LDA .5, margin .2, {label}"] = blended_vote_scores(votes, lda, ok, codes, tie, DEFAULT_LDA,
+                                                                          DEFAULT_MARGIN)
     product = WeightedLabelVoteDetector(level_dims=S.level_dims, levels="auto")
     out["10 folds, tempered, suspects judged with the LDA (default)"] = product.fit_score(X, y)
     return out, det.num_suspects_ / y.size

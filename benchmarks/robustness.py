@@ -474,18 +474,30 @@ LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5"
 NO_LDA_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2"
 
 
+def vote_tie_term(det, scores):
+    """The tie-breaker part of ``fit_score`` ``scores`` of a vote detector fitted with ``margin_weight=0``."""
+    return scores - (1 - TIE_BREAK_WEIGHT) * vote_score(det.class_probabilities_, det.codes_, 0.0)
+
+
+def voting_matrix(det, X):
+    """The fitted vote detector's voting levels of ``X``, each L2-normalised, side by side (what its LDA sees)."""
+    blocks = det._blocks(np.asarray(X, dtype=np.float32), "embeddings")
+    return np.hstack([blocks[i] for i in det.levels_])
+
+
+def blended_vote_scores(votes, lda, ok, codes, tie, lda_weight, margin_weight):
+    """Vote scores of ``votes`` averaged with LDA probabilities (rows ``ok``), plus the tie-breaker term."""
+    probs = np.where(ok[:, None], (1 - lda_weight) * votes + lda_weight * lda, votes)
+    return (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes, margin_weight) + tie
+
+
 def last_release_label_scores(X, y, dims):
     """The last release's wrong-label default, composed from today's parts: the two votes (suspects from
     the first vote alone), then 5-fold out-of-fold LDA probabilities, untempered, averaged in half and half."""
     det = WeightedLabelVoteDetector(level_dims=dims, levels="auto", margin_weight=0.0, lda_weight=0.0)
-    s = det.fit_score(X, y)
-    votes, codes = det.class_probabilities_, det.codes_
-    tie = s - (1 - TIE_BREAK_WEIGHT) * vote_score(votes, codes, 0.0)
-    blocks = det._blocks(np.asarray(X, dtype=np.float32), "embeddings")
-    lda, ok, _ = lda_probabilities(np.hstack([blocks[i] for i in det.levels_]), codes, len(det.classes_), folds=5,
-                                   calibrate=False)
-    probs = np.where(ok[:, None], 0.5 * votes + 0.5 * lda, votes)
-    return (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes, 0.2) + tie
+    tie = vote_tie_term(det, det.fit_score(X, y))
+    lda, ok, _ = lda_probabilities(voting_matrix(det, X), det.codes_, len(det.classes_), folds=5, calibrate=False)
+    return blended_vote_scores(det.class_probabilities_, lda, ok, det.codes_, tie, 0.5, 0.2)
 
 
 def label_methods(S):
