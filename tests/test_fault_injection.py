@@ -299,6 +299,23 @@ def test_two_overwriting_writers_serialise_and_the_record_matches_the_field(scor
     assert commit.internal_fields(ds) == [] and fo_runs.list_ood_runs(ds) == ["s"]
 
 
+def test_a_run_replaced_by_another_process_is_seen_not_called_corrupted(scored, caplog):
+    """A dataset held open while another process overwrites its run: the old run document is gone,
+    so FiftyOne would warn that the run references are corrupted and list no run (seen in the
+    two-writer race above). The package's reads load the dataset again and see the new record."""
+    ds = scored
+    ds.reload()  # a fresh document whose run records are not read yet, as after fo.load_dataset
+    other = subprocess.run([sys.executable, "-c", _RACER, ds.name, "s", "6", "1"],
+                           capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert other.stdout.strip() == "ok", other.stderr[-1500:]
+    with caplog.at_level("WARNING"):
+        assert fo_runs.list_ood_runs(ds) == ["s"]
+        assert fo_runs.get_ood_run_info(ds, "s")["detector"]["k"] == 6
+        fo_runs.check_new_run(ds, "s", ["s"], True)  # this writer may overwrite it again
+    assert not [r for r in caplog.records if "corrupted" in r.getMessage()]
+    np.testing.assert_allclose(ds.values("s"), _expected(ds, 6), rtol=1e-6)
+
+
 def test_reading_fields_and_user_fields_are_never_written(scored):
     ds = scored
     emb_before = [v.tolist() for v in ds.values("emb")]

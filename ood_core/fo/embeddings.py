@@ -159,6 +159,7 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
     partial_leaf = f"tmp_ood_partial_{embeddings_field}"
     partial = patch_path(patches_field, partial_leaf) if patches_field else partial_leaf
     if not overwrite:
+        runs.refresh_stale_runs(dataset)
         if dataset.has_run(embeddings_field):
             if dataset.get_run_info(embeddings_field).config.__dict__.get("kind") != "embeddings":
                 runs.check_new_run(samples, embeddings_field, [target], overwrite)

@@ -321,6 +321,7 @@ def _set_tags(dataset, ids, tag, patches_field, add):
 def _previous_flags(samples, flag_key):
     """(tag, patches_field, tagged ids) of an existing flags run under ``flag_key``, else None."""
     dataset = samples._dataset
+    runs.refresh_stale_runs(dataset)
     if not dataset.has_run(flag_key):
         return None
     cfg = dataset.get_run_info(flag_key).config

@@ -14,7 +14,10 @@ a field without its run record) under the real name.
 
 import contextlib
 import logging
+import time
 from dataclasses import dataclass
+
+from bson import DBRef
 
 from ..errors import OODInputError
 
@@ -123,6 +126,7 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
 
     validate_key(run_key)
     dataset = samples._dataset
+    refresh_stale_runs(dataset)
     read = {path for path in reads if path}
     for path in fields:
         if path in read:
@@ -371,10 +375,30 @@ def view_from_description(samples, description):
     return None
 
 
+def refresh_stale_runs(dataset, attempts=5):
+    """Reload ``dataset`` if its document points at run records that no longer exist.
+
+    FiftyOne reads a dataset's run records lazily, on first use after a load. If
+    another process (a second notebook, an App operator) replaced a run in
+    between, the old record is gone: FiftyOne then warns that the dataset's run
+    references are "corrupted" and leaves the run out, so a run that exists
+    would look missing. Reading the dataset document again sees the
+    replacement. A reference still dangling after ``attempts`` reads is real
+    damage and is left to FiftyOne's warning (``patch_runs``).
+    """
+    for attempt in range(attempts):
+        if not any(isinstance(doc, DBRef) for doc in dataset._doc.runs.values()):
+            return True
+        time.sleep(0.05 * attempt)  # a commit in progress elsewhere: give it a moment
+        dataset.reload()
+    return not any(isinstance(doc, DBRef) for doc in dataset._doc.runs.values())
+
+
 def list_ood_runs(samples, kind=None):
     """Keys of this package's runs on the dataset, optionally of one ``kind`` (internal backups hidden)."""
     from .commit import is_internal
 
+    refresh_stale_runs(samples._dataset)
     kwargs = {"ood_plugin": PLUGIN_TAG}
     if kind is not None:
         kwargs["kind"] = kind
