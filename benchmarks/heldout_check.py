@@ -48,7 +48,7 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from benchmarks.robustness import (  # noqa: E402
-    DEEP, DEFAULT_LABEL, RARE_DRAWS, confusion_map, held_out_condition, l2, label_methods, load_sources,
+    DEEP, DEFAULT_LABEL, DEFAULT_OOD, RARE_DRAWS, confusion_map, held_out_condition, l2, label_methods, load_sources,
     ood_methods, scored_rows, split_rows, wrong_label_draws,
 )
 from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
@@ -57,7 +57,6 @@ from ood_core.metrics import ood_metrics  # noqa: E402
 RESULTS = os.path.join(HERE, "results", "heldout_check.txt")
 #: seed of every draw here; the study's seeds are small integers and lists of them
 SEED = 90210
-DEFAULT_OOD = "pyramid knn + ratio"
 #: source -> (classes in, reference sizes per class, scored images per class)
 OOD_PLAN = {"fmnist": (5, (20, 90, 600), 100), "digits": (5, (20, 90), 50), "stamps": (4, (8,), 10)}
 #: source -> reference sizes per class of the rare-OOD conditions (scored: RARE_SCORED per class + 2 / 5% OOD)

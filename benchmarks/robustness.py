@@ -426,9 +426,11 @@ def ood_methods(S):
         "fusion k=auto.2 z mean lv=auto": ("candidate", lambda c: run_fusion(c, dims, k="auto", k_fraction=0.2, levels="auto")),
         "fusion k=auto z mean L3-4": ("candidate", lambda c: run_fusion(c, dims, k="auto", levels=[3, 4])),
         "mahalanobis++ deep": ("candidate", lambda c: run_maha(MahalanobisPlusPlusDetector, c, deep)),
-        "pyramid knn + ratio": ("default", lambda c: run_pyramid(c, full, dims)),
+        DEFAULT_OOD: ("default", lambda c: run_pyramid(c, full, dims)),
+        "pyramid knn + ratio": ("candidate", lambda c: run_pyramid(c, full, dims, transductive_weight=1)),
         "pyramid knn": ("candidate", lambda c: run_pyramid(c, full, dims, transductive="never")),
-        "pyramid knn + ratio, no gate": ("candidate", lambda c: run_pyramid(c, full, dims, component_gate=None)),
+        "pyramid knn + ratio, no gate": ("candidate", lambda c: run_pyramid(c, full, dims, component_gate=None,
+                                                                            transductive_weight=1)),
         "pyramid knn, no gate": ("candidate", lambda c: run_pyramid(c, full, dims, component_gate=None,
                                                                     transductive="never")),
         "pyramid knn no labels": ("candidate", lambda c: run_pyramid(c, full, dims, labels=False,
@@ -467,6 +469,8 @@ def cleanlab_label_scores(X, y, k=10):
 #: the wrong-label default's row (the product's WeightedLabelVoteDetector defaults, levels="auto"): two
 #: votes (the second without the suspects of the first vote blended with the LDA), the margin, 10-fold
 #: out-of-fold shrinkage LDA with a fitted temperature blended in (``lda_weight=0.5``)
+#: the OOD default's row
+DEFAULT_OOD = "pyramid knn + weighted ratio"
 DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5 10-fold tempered"
 #: the last release's default: 5-fold LDA probabilities as they come, suspects judged by the votes alone
 LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5"
@@ -539,7 +543,7 @@ def label_methods(S):
 
 
 SLIM_GROUPS = ("rare",)
-SLIM_KEEP = ("pyramid knn", "pyramid knn + ratio, no gate", "pyramid knn, no gate")
+SLIM_KEEP = ("pyramid knn", "pyramid knn + ratio", "pyramid knn + ratio, no gate", "pyramid knn, no gate")
 
 
 def evaluate(conds, methods_for, label_task, previous=None):
@@ -690,8 +694,10 @@ probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised
 class) on the deepest level and on all 5 levels, each standardised on the reference's leave-one-out scores,
 max of the two, except that a component whose leave-one-out 1-NN label accuracy on the reference is more
 than 0.05 below the other's sits out (component_gate=0.05; 'no gate' = both always take part), each image
-scored on its own (transductive="never"); 'pyramid knn + ratio' = the product default: the same plus the scored-set density ratio when a permutation test (p <= 0.01) finds the scored set
-different from the reference (ood_core/detectors/transductive.py); 'no labels' = the inductive pyramid
+scored on its own (transductive="never"); 'pyramid knn + ratio' = the last release's default: the same plus the
+scored-set density ratio when a permutation test (p <= 0.01) finds the scored set different from the reference
+(ood_core/detectors/transductive.py); 'pyramid knn + weighted ratio' = the product default: the ratio weighted
+1 to 2 by the test's effect (transductive_weight="auto"); 'no labels' = the inductive pyramid
 without the trusted labels (one class, k = 2% of the reference); 'deep only' = the per-class search on the
 deepest level alone. Roles: default = the product's default now, previous = the last release's default.
 The 'rare' group runs the default, the 'pyramid knn' variants and the anchors only (time); the other candidates' means
@@ -704,7 +710,7 @@ def main():
     ap.add_argument("--reuse", action="store_true",
                     help="reuse metrics of (condition, method) pairs already in results/robustness_raw.json "
                          "(results are deterministic; use after adding a candidate)")
-    ap.add_argument("--propose-ood", default="pyramid knn + ratio", help="the method compared in detail (the default)")
+    ap.add_argument("--propose-ood", default=DEFAULT_OOD, help="the method compared in detail (the default)")
     ap.add_argument("--propose-label", default=DEFAULT_LABEL)
     args = ap.parse_args()
     try:

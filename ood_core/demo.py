@@ -136,8 +136,9 @@ def _stored_embeddings(view):
 
 
 def _previous_defaults(dataset, test, k):
-    """Scores of the earlier defaults, computed in memory: k-NN k=50 on the deepest level alone, and
-    ``pyramid_knn`` without the scored-set density ratio (each image scored on its own)."""
+    """Scores of the earlier defaults, computed in memory: k-NN k=50 on the deepest level alone,
+    ``pyramid_knn`` without the scored-set density ratio (each image scored on its own), and ``pyramid_knn``
+    with the ratio's weight fixed at 1 (the last release)."""
     from .detectors import make_detector
 
     trusted = dataset.match_tags("trusted")
@@ -145,10 +146,11 @@ def _previous_defaults(dataset, test, k):
     X, dims = _stored_embeddings(test)
     deepest = slice(X.shape[1] - dims[-1], X.shape[1])
     knn = make_detector("knn", k=k or 50).fit(X_ref[:, deepest]).score_samples(X[:, deepest])
-    inductive = make_detector("pyramid_knn", level_dims=list(dims), transductive="never",
-                              **({} if k is None else {"k": k}))
-    inductive.fit(X_ref, trusted.values("ground_truth.label"))
-    return knn, inductive.score_samples(X)
+    labels = trusted.values("ground_truth.label")
+    kw = {} if k is None else {"k": k}
+    inductive = make_detector("pyramid_knn", level_dims=list(dims), transductive="never", **kw).fit(X_ref, labels)
+    fixed = make_detector("pyramid_knn", level_dims=list(dims), transductive_weight=1, **kw).fit(X_ref, labels)
+    return knn, inductive.score_samples(X), fixed.score_samples(X)
 
 
 def _previous_label_votes(dataset, k):
@@ -206,9 +208,10 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     is_ood = np.array(test.values("is_ood"), dtype=bool)
     for field in ("ood_pyramid", "ood_knn", "ood_mahalanobis"):
         results[field] = ood_metrics(np.array(test.values(field), dtype=float), is_ood)
-    previous, inductive = _previous_defaults(dataset, test, k)
+    previous, inductive, fixed = _previous_defaults(dataset, test, k)
     results["ood_previous"] = ood_metrics(previous, is_ood)
     results["ood_pyramid_inductive"] = ood_metrics(inductive, is_ood)
+    results["ood_pyramid_weight1"] = ood_metrics(fixed, is_ood)
     id_view = dataset.match({"is_ood": False})
     wrong = np.array(id_view.values("label_is_wrong"), dtype=bool)
     for field in ("label_issue", "label_issue_agreement", "label_issue_lof"):
@@ -226,8 +229,11 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     print("\nOOD task (test split; positive = held-out class Bag/Ankle boot; fit on 'trusted'):", file=out)
     print(f"  pyramid k-NN, k={k_used} per class (default): " + format_metrics(results["ood_pyramid"]), file=out)
     if ratio:
+        weight = f", weight {ratio['weight']:.2f} (effect {ratio['effect']:.1f})" if ratio.get("used") else ""
         print(f"    density ratio {'used' if ratio.get('used') else 'not used'}: permutation p = "
-              f"{ratio.get('p_value')}; {ratio.get('reason')}", file=out)
+              f"{ratio.get('p_value')}{weight}; {ratio.get('reason')}", file=out)
+    print("  the same, ratio weight fixed at 1 (last release): " + format_metrics(results["ood_pyramid_weight1"]),
+          file=out)
     print("  pyramid k-NN without the density ratio: " + format_metrics(results["ood_pyramid_inductive"]),
           file=out)
     print("  k-NN k=auto, all levels:       " + format_metrics(results["ood_knn"]), file=out)

@@ -161,7 +161,9 @@ def _ratio_line(ratio):
         return None
     p_value = ratio.get("p_value")
     p_text = f" (permutation p = {p_value:.3g})" if p_value is not None else ""
-    return f"{'used' if ratio.get('used') else 'not used'}: {ratio.get('reason')}{p_text}"
+    weight = ratio.get("weight")
+    w_text = f", weight {weight:.2g}" if ratio.get("used") and weight is not None else ""
+    return f"{'used' if ratio.get('used') else 'not used'}: {ratio.get('reason')}{p_text}{w_text}"
 
 
 def _gate_line(gate):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from ood_core.detectors.pyramid_knn import PyramidKNNDetector
-from ood_core.detectors.transductive import DensityRatio, density_ratio_ranks
+from ood_core.detectors.transductive import DensityRatio, density_ratio_ranks, ratio_weight
 from ood_core.errors import OODInputError
 from ood_core.fo.scores import score_arrays
 from ood_core.metrics import ood_metrics
@@ -113,14 +113,47 @@ def test_default_detector_adds_the_ratio_only_when_the_gate_fires(near_ood):
     assert auto.transductive_["used"] and auto.fitted_params()["transductive"]["p_value"] <= 0.01
     comps = auto._components(X, "scored", auto.components_)
     ratio = DensityRatio(alpha=1.0).compute(auto.reference_components_, [Z for _, Z in comps])
-    np.testing.assert_allclose(fused, base + ratio["scored"], rtol=1e-6, atol=1e-6)
-    np.testing.assert_allclose(auto.batch_reference_scores_, auto.reference_scores_ + ratio["reference"],
+    w = auto.transductive_["weight"]
+    assert w == pytest.approx(ratio_weight(ratio["effect"]), rel=1e-6) and 1 <= w <= 2
+    np.testing.assert_allclose(fused, base + w * ratio["scored"], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(auto.batch_reference_scores_, auto.reference_scores_ + w * ratio["reference"],
                                rtol=1e-6, atol=1e-6)
+    assert auto.fitted_params()["transductive"]["weight"] == w
     assert ood_metrics(fused, is_ood)["auroc"] > ood_metrics(base, is_ood)["auroc"] + 0.02
     # in-distribution batch only: the gate stays closed and the scores are the inductive ones
     X_id = X[~is_ood]
     np.testing.assert_allclose(auto.score_samples(X_id), never.score_samples(X_id))
     assert not auto.transductive_["used"]
+
+
+def test_the_effect_is_the_statistic_over_its_standard_error(near_ood):
+    X_ref, _, X, _ = near_ood
+    info = DensityRatio().compute([X_ref], [X])
+    t, r = info["scored"], info["reference"]
+    pooled = np.r_[t, r]
+    expected = (t.mean() - r.mean()) / (pooled.std() * np.sqrt(1 / t.size + 1 / r.size))
+    assert info["effect"] == pytest.approx(expected, rel=1e-9)
+    assert info["effect"] > 4  # a held-out class as 30% of the batch: a strong effect
+
+
+def test_the_ratio_weight_grows_with_the_effect_from_one_to_two():
+    scale = 2 * 2.3263478740408408  # twice the one-sided 1% normal quantile
+    assert [ratio_weight(e) for e in (-1.0, 0.0, 2.5, scale)] == [1.0, 1.0, 1.0, 1.0]
+    assert ratio_weight(1.5 * scale) == pytest.approx(1.5)
+    assert ratio_weight(2 * scale) == pytest.approx(2.0) and ratio_weight(50.0) == 2.0
+
+
+def test_a_fixed_ratio_weight_is_used_as_given(near_ood):
+    X_ref, y_ref, X, _ = near_ood
+    never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref, y_ref)
+    base = never.score_samples(X)
+    one = PyramidKNNDetector(level_dims=DIMS, transductive_weight=1).fit(X_ref, y_ref)
+    three = PyramidKNNDetector(level_dims=DIMS, transductive_weight=3.0).fit(X_ref, y_ref)
+    s1, s3 = one.score_samples(X), three.score_samples(X)
+    assert one.transductive_["weight"] == 1.0 and three.transductive_["weight"] == 3.0
+    np.testing.assert_allclose(s3 - base, 3 * (s1 - base), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(three.batch_reference_scores_ - three.reference_scores_,
+                               3 * (one.batch_reference_scores_ - one.reference_scores_), rtol=1e-5, atol=1e-5)
 
 
 def test_score_arrays_gives_reference_rows_the_batch_scale(near_ood):
@@ -140,3 +173,7 @@ def test_bad_options_name_the_input():
         PyramidKNNDetector(transductive="sometimes")
     with pytest.raises(OODInputError, match="transductive_alpha=0"):
         PyramidKNNDetector(transductive_alpha=0)
+    with pytest.raises(OODInputError, match="transductive_weight=0"):
+        PyramidKNNDetector(transductive_weight=0)
+    with pytest.raises(OODInputError, match="transductive_weight='heavy'"):
+        PyramidKNNDetector(transductive_weight="heavy")
