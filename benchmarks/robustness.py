@@ -466,11 +466,11 @@ def cleanlab_label_scores(X, y, k=10):
     return 1.0 - get_label_quality_scores(y, probs)
 
 
+#: the OOD default's row (PyramidKNNDetector defaults: the density ratio weighted by the test's effect)
+DEFAULT_OOD = "pyramid knn + weighted ratio"
 #: the wrong-label default's row (the product's WeightedLabelVoteDetector defaults, levels="auto"): two
 #: votes (the second without the suspects of the first vote blended with the LDA), the margin, 10-fold
 #: out-of-fold shrinkage LDA with a fitted temperature blended in (``lda_weight=0.5``)
-#: the OOD default's row
-DEFAULT_OOD = "pyramid knn + weighted ratio"
 DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5 10-fold tempered"
 #: the last release's default: 5-fold LDA probabilities as they come, suspects judged by the votes alone
 LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5"

@@ -66,6 +66,7 @@ only (no FiftyOne).
 """
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -79,7 +80,7 @@ MAX_POOLED = 20000
 #: smallest scored set the ratio is computed for
 MIN_SCORED = 20
 #: the effect at which the ratio's weight starts to grow above 1 (twice the one-sided 1% normal quantile)
-EFFECT_SCALE = 2 * 2.3263478740408408
+EFFECT_SCALE = 2 * NormalDist().inv_cdf(0.99)
 #: the largest weight of the ratio
 MAX_RATIO_WEIGHT = 2.0
 
