@@ -105,9 +105,9 @@ the votes), and the second vote's suspects judged by the first
 vote blended with the LDA, so a cluster of wrong labels that all vote for
 each other loses its voters too. Over the 46 conditions
 (``benchmarks/robustness.py``): mean AUROC 0.9693 -> 0.9728, worst
-0.840 -> 0.859, FPR95 0.159 -> 0.148; each alone (prototype, same
-conditions): 10 folds 0.9705, tempering 0.9711, 10 folds and tempering
-0.9719. Cost: the LDA dominates; ``fit_score`` on 8,000 embeddings of
+0.840 -> 0.859, FPR95 0.159 -> 0.148; one at a time
+(``benchmarks/label_vote_choices.py``): 10 folds 0.9705, tempering 0.9711,
+10 folds and tempering 0.9719. Cost: the LDA dominates; ``fit_score`` on 8,000 embeddings of
 2,048 columns takes about 53 s on 2 cores (7.5 s with ``lda_weight=0``).
 The temperature of ``score_samples``' whole-set LDA is the one fitted on
 the set's out-of-fold probabilities (``lda_temperature_``).

@@ -386,12 +386,15 @@ def refresh_stale_runs(dataset, attempts=5):
     replacement. A reference still dangling after ``attempts`` reads is real
     damage and is left to FiftyOne's warning (``patch_runs``).
     """
+    def intact():
+        return not any(isinstance(doc, DBRef) for doc in dataset._doc.runs.values())
+
     for attempt in range(attempts):
-        if not any(isinstance(doc, DBRef) for doc in dataset._doc.runs.values()):
+        if intact():
             return True
         time.sleep(0.05 * attempt)  # a commit in progress elsewhere: give it a moment
         dataset.reload()
-    return not any(isinstance(doc, DBRef) for doc in dataset._doc.runs.values())
+    return intact()
 
 
 def list_ood_runs(samples, kind=None):
