@@ -27,7 +27,11 @@ with numpy from its formula:
   exact McNemar test on the reference, for references of a few images per
   class); k=1 on a reference cleaned of rows whose leave-one-out 1-NN label
   disagrees with their own (to keep k=1's strength without its pollution
-  weakness).
+  weakness); and a third kind of evidence in the default's max: the deepest
+  level's distance to the reference's principal subspace (the residual score
+  of ViM, Wang et al., CVPR 2022: the norm of what the top principal
+  directions, 90% of the variance, leave unexplained), standardised on the
+  reference's own residuals from 5-fold cross-fitting.
 
 Positive class = OOD; AUROC mean and worst case over all conditions (a
 ``rare`` condition's AUROC is the mean over its draws of the OOD images), mean per
@@ -51,7 +55,8 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robustness import RAW_RESULTS, l2, load_sources, ood_conditions  # noqa: E402
+from benchmarks.robustness import (  # noqa: E402
+    RAW_RESULTS, l2, load_sources, ood_conditions, subspace_residual_z)
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "pyramid_knn_choices.txt")
@@ -205,6 +210,9 @@ def variants(cond, S):
                     out[f"{search} max(deep k{fd:g}, all k{fa:g})"] = np.maximum(
                         z[(search, "deep", fd)], z[(search, "all", fa)])
     out.update(extra_variants(dists, y))
+    out["extra: max(default, deepest-level subspace residual)"] = np.maximum(
+        out["per-class max(deep,all) k0.05 acc-gate 0.05"],
+        subspace_residual_z(cond["X_ref"][:, S.slices[-1]], cond["X_test"][:, S.slices[-1]]))
     return out
 
 

@@ -373,6 +373,40 @@ def run_pyramid(cond, cols, dims, labels=True, **kw):
     return det.score_samples(cond["X_test"][:, cols])
 
 
+def subspace_residual_z(X_ref, X_test, explained=0.9, folds=5):
+    """The residual score of ViM (Wang et al., CVPR 2022) as a z-score: rows L2-normalised, the norm of a scored
+    row's part off the reference's principal subspace (top directions explaining ``explained`` of the variance),
+    standardised on the reference rows' residuals, each from a subspace fitted on the other folds (cross-fitting)."""
+    R, T = l2(X_ref).astype(np.float64), l2(X_test).astype(np.float64)
+
+    def fit(Z):
+        mu = Z.mean(axis=0)
+        _, s, Vt = np.linalg.svd(Z - mu, full_matrices=False)
+        P = Vt[:int(np.searchsorted(np.cumsum(s ** 2) / np.sum(s ** 2), explained)) + 1]
+        return lambda X: np.linalg.norm((X - mu) - ((X - mu) @ P.T) @ P, axis=1)
+
+    own = np.empty(R.shape[0])
+    for part in np.array_split(np.random.default_rng(0).permutation(R.shape[0]), folds):
+        rest = np.ones(R.shape[0], bool)
+        rest[part] = False
+        own[part] = fit(R[rest])(R[part])
+    return (fit(R)(T) - own.mean()) / own.std()
+
+
+def run_pyramid_residual(cond, S):
+    """The product default with the deepest level's subspace residual z-score as a third term of its max (the
+    density ratio, when the test lets it in, still added on top). Unsupervised: the default's scores (no
+    reference to fit a subspace on)."""
+    if cond["X_ref"] is None:
+        return run_pyramid(cond, slice(None), S.level_dims)
+    det = PyramidKNNDetector(level_dims=S.level_dims).fit(cond["X_ref"], cond["y_ref"])
+    scores = det.score_samples(cond["X_test"])
+    inductive = det.component_scores(cond["X_test"])[:, det.active_].max(axis=1)
+    deep = S.slices[DEEP]
+    residual = subspace_residual_z(cond["X_ref"][:, deep], cond["X_test"][:, deep])
+    return scores - inductive + np.maximum(inductive, residual)
+
+
 def run_maha(cls, cond, cols, **kw):
     if cond["X_ref"] is None:
         return None  # needs trusted labels
@@ -428,6 +462,7 @@ def ood_methods(S):
         "mahalanobis++ deep": ("candidate", lambda c: run_maha(MahalanobisPlusPlusDetector, c, deep)),
         DEFAULT_OOD: ("default", lambda c: run_pyramid(c, full, dims)),
         "pyramid knn + ratio": ("candidate", lambda c: run_pyramid(c, full, dims, transductive_weight=1)),
+        "pyramid knn + weighted ratio + residual": ("candidate", lambda c: run_pyramid_residual(c, S)),
         "pyramid knn": ("candidate", lambda c: run_pyramid(c, full, dims, transductive="never")),
         "pyramid knn + ratio, no gate": ("candidate", lambda c: run_pyramid(c, full, dims, component_gate=None,
                                                                             transductive_weight=1)),
@@ -543,7 +578,8 @@ def label_methods(S):
 
 
 SLIM_GROUPS = ("rare",)
-SLIM_KEEP = ("pyramid knn", "pyramid knn + ratio", "pyramid knn + ratio, no gate", "pyramid knn, no gate")
+SLIM_KEEP = ("pyramid knn", "pyramid knn + ratio", "pyramid knn + ratio, no gate", "pyramid knn, no gate",
+             "pyramid knn + weighted ratio + residual")
 
 
 def evaluate(conds, methods_for, label_task, previous=None):
@@ -697,7 +733,9 @@ than 0.05 below the other's sits out (component_gate=0.05; 'no gate' = both alwa
 scored on its own (transductive="never"); 'pyramid knn + ratio' = the last release's default: the same plus the
 scored-set density ratio when a permutation test (p <= 0.01) finds the scored set different from the reference
 (ood_core/detectors/transductive.py); 'pyramid knn + weighted ratio' = the product default: the ratio weighted
-1 to 2 by the test's effect (transductive_weight="auto"); 'no labels' = the inductive pyramid
+1 to 2 by the test's effect (transductive_weight="auto"); '+ residual' = the default with a third term in its
+max: the deepest level's distance to the reference's principal subspace (ViM's residual, 90% of the variance),
+z-scored on 5-fold cross-fitted reference residuals (unsupervised: the default); 'no labels' = the inductive pyramid
 without the trusted labels (one class, k = 2% of the reference); 'deep only' = the per-class search on the
 deepest level alone. Roles: default = the product's default now, previous = the last release's default.
 The 'rare' group runs the default, the 'pyramid knn' variants and the anchors only (time); the other candidates' means
