@@ -42,7 +42,10 @@ Positive class: OOD for the OOD task, "label is wrong" for the label task; the
 metrics are ``ood_core.metrics.ood_metrics`` (AUROC, FPR95 at 95% of negatives
 accepted).
 
-Run (about 10 minutes on 2 shared cores after the ~3-minute extraction)::
+Run (after the ~3-minute extraction, every condition x method pair: about 2.5 hours on 2 cores, the
+per-pair times recorded in ``results/robustness_raw.json`` add up to 1.8 h for OOD and 0.7 h for wrong
+labels; ``--reuse`` computes only the pairs not recorded yet, e.g. a new candidate, and ``--only ood`` /
+``--only label`` one task)::
 
     MALLOC_MMAP_THRESHOLD_=4000000000 MALLOC_TRIM_THRESHOLD_=4000000000 \\
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/robustness.py
