@@ -214,6 +214,33 @@ def test_mahalanobis_fit_score_equals_fit_then_score():
     )
 
 
+def test_mahalanobis_survives_a_failing_eigen_driver(monkeypatch):
+    """SciPy's default eigen driver stopped with "Internal Error" on a real shrunk covariance (1,280 columns,
+    48 rows); the detector uses divide-and-conquer and falls back to the QR driver if that fails too.
+    Here the divide-and-conquer driver is made to fail: the scores must still match the hand formula."""
+    import scipy.linalg
+
+    real_eigh = scipy.linalg.eigh
+    drivers = []
+
+    def flaky_eigh(a, *args, driver=None, **kwargs):
+        drivers.append(driver)
+        if driver != "ev":
+            raise scipy.linalg.LinAlgError("Internal Error.")
+        return real_eigh(a, *args, driver=driver, **kwargs)
+
+    monkeypatch.setattr(scipy.linalg, "eigh", flaky_eigh)
+    X_ref, y_ref = clustered([40, 50], 8, centers_seed=4, seed=5, spread=1.0)
+    X = gaussian(10, 8, seed=6)
+
+    def lw(c):
+        return LedoitWolf(assume_centered=True).fit(c).covariance_
+
+    scores = MahalanobisDetector().fit(X_ref, y_ref).score_samples(X)
+    assert drivers == ["evd", "ev"]
+    np.testing.assert_allclose(scores, hand_mahalanobis(X_ref, y_ref, X, lw), rtol=1e-6)
+
+
 def test_mahalanobis_is_finite_when_dim_exceeds_samples():
     X = gaussian(10, 30, seed=14)  # empirical covariance has rank <= 9
     y = [0, 1] * 5
