@@ -27,8 +27,8 @@ def _check_shrinkage(shrinkage):
 def _eigh(cov):
     """Eigen-decomposition of a symmetric covariance: LAPACK's divide-and-conquer driver (``evd``), then the
     QR driver (``ev``) if that fails. SciPy's default driver (``evr``) stopped with "Internal Error" on a
-    valid shrunk covariance of real embeddings (1,280 columns, 48 rows: thousands of equal eigenvalues),
-    where ``evd`` and ``ev`` agree to 1e-17."""
+    valid shrunk covariance of real embeddings (1,280 columns, 48 rows: over a thousand equal eigenvalues),
+    which ``evd`` and ``ev`` both decompose with a residual below 1e-17."""
     from scipy.linalg import LinAlgError, eigh
 
     try:
