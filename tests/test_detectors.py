@@ -143,6 +143,10 @@ def test_knn_invalid_k():
 # --------------------------------------------------------------------------- Mahalanobis
 
 
+def ledoit_wolf_covariance(centred):
+    return LedoitWolf(assume_centered=True).fit(centred).covariance_
+
+
 def hand_mahalanobis(X_ref, y_ref, X, cov_fn):
     """min over classes of (x - mu_c)^T inv(cov) (x - mu_c), computed directly."""
     X_ref, X = np.asarray(X_ref, np.float64), np.asarray(X, np.float64)
@@ -173,11 +177,8 @@ def test_mahalanobis_ledoit_wolf_matches_hand_inverse():
     X_ref, y_ref = clustered([40, 50], 8, centers_seed=4, seed=5, spread=1.0)
     X = gaussian(10, 8, seed=6)
 
-    def lw(c):
-        return LedoitWolf(assume_centered=True).fit(c).covariance_
-
     scores = MahalanobisDetector().fit(X_ref, y_ref).score_samples(X)
-    np.testing.assert_allclose(scores, hand_mahalanobis(X_ref, y_ref, X, lw), rtol=1e-6)
+    np.testing.assert_allclose(scores, hand_mahalanobis(X_ref, y_ref, X, ledoit_wolf_covariance), rtol=1e-6)
 
 
 def test_mahalanobis_float_shrinkage_matches_sklearn_shrunk_covariance():
@@ -233,12 +234,9 @@ def test_mahalanobis_survives_a_failing_eigen_driver(monkeypatch):
     X_ref, y_ref = clustered([40, 50], 8, centers_seed=4, seed=5, spread=1.0)
     X = gaussian(10, 8, seed=6)
 
-    def lw(c):
-        return LedoitWolf(assume_centered=True).fit(c).covariance_
-
     scores = MahalanobisDetector().fit(X_ref, y_ref).score_samples(X)
     assert drivers == ["evd", "ev"]
-    np.testing.assert_allclose(scores, hand_mahalanobis(X_ref, y_ref, X, lw), rtol=1e-6)
+    np.testing.assert_allclose(scores, hand_mahalanobis(X_ref, y_ref, X, ledoit_wolf_covariance), rtol=1e-6)
 
 
 def test_mahalanobis_is_finite_when_dim_exceeds_samples():
