@@ -23,7 +23,10 @@ Rules:
 - :func:`top_n` / :func:`top_fraction`: flag the n highest scores. Ties at the
   boundary are **flagged**, so more than n samples are flagged when the n-th
   highest score is shared (a review list never hides a sample that scores as
-  high as one on it).
+  high as one on it), except a tie at the **lowest** score: samples that score
+  no higher than the least suspicious sample carry no evidence, so they pass
+  (constant scores, e.g. wrong-label scores of a one-class label field or
+  OOD scores of identical images, flag nothing unless n covers every sample).
 - :func:`fixed_threshold`: a threshold chosen by hand.
 
 Where a boundary must pass ("flag iff score > b"), the threshold is the next
@@ -244,8 +247,11 @@ def top_n(scores, n):
 
     Threshold = the n-th highest score, so ``num_flagged >= n`` when scores tie
     at the boundary (e.g. ``[5, 4, 4, 1]``, ``n=2``: threshold 4, three
-    flagged). ``n=0`` flags nothing (threshold = next float above the
-    maximum); ``n >= len(scores)`` flags everything.
+    flagged). When the n-th highest score is also the lowest score (and
+    ``n < len(scores)``), the samples tied there pass: threshold = next float
+    above it, so fewer than n are flagged (``[5, 1, 1, 1]``, ``n=2``: only 5;
+    ``[2, 2, 2]``, ``n=1``: none). ``n=0`` flags nothing (threshold = next float
+    above the maximum); ``n >= len(scores)`` flags everything.
     """
     scores = _scores(scores)
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
@@ -268,13 +274,19 @@ def _top(scores, n, rule):
     desc = np.sort(scores)[::-1]
     if n == 0:
         threshold = _above(desc[0])
+    elif n >= desc.size:
+        threshold = float(desc[-1])
+    elif desc[n - 1] == desc[-1]:
+        # the n-th highest is the lowest score: a tie there is no evidence, those samples pass
+        threshold = _above(desc[-1])
     else:
-        threshold = float(desc[min(n, desc.size) - 1])
+        threshold = float(desc[n - 1])
     flags = scores >= threshold
     rule.update(
         threshold=threshold,
         flag_if=FLAG_IF,
-        ties="scores equal to the threshold are flagged, so more than n may be flagged",
+        ties=("scores equal to the threshold are flagged, so more than n may be flagged; a tie at the lowest "
+              "score passes, so fewer may be"),
         num_scored=int(scores.size),
         num_flagged=int(flags.sum()),
     )

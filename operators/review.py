@@ -171,7 +171,8 @@ def pvalue_field(summary):
 def preset_threshold(samples, summary, preset, value, scores, is_positive=None):
     """The threshold of a preset on the scores of ``samples``: ``(threshold, sentence)``.
 
-    - ``top_fraction`` / ``top_n``: the top ``value`` (fraction / count) of the scores (ties flagged);
+    - ``top_fraction`` / ``top_n``: the top ``value`` (fraction / count) of the scores (ties flagged,
+      except a tie at the lowest score);
     - ``percentile``: ``value`` of the trusted samples (the run's reference tag, else ``trusted``) pass;
     - ``fpr``: at most ``value`` of the negative class flagged (ground truth needed);
     - ``pvalue``: flagged when the calibrated p-value is ``<= value`` (runs with a calibration).

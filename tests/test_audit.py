@@ -126,6 +126,23 @@ def test_audit_without_labels_trusted_tag_or_embeddings(dataset_factory, fashion
     assert "none: OOD scores are unsupervised" in html and "Most suspicious labels" not in html
 
 
+def test_audit_of_a_one_class_label_field_flags_no_wrong_labels(dataset_factory, fashion_files,
+                                                                 session_extractor, tmp_path):
+    """One class: no neighbour can vote for another label, so every wrong-label score ties at the lowest
+    value and nothing is flagged (the top-5% rule used to flag all of them)."""
+    import ood_core as ood
+
+    paths, _ = fashion_files
+    ds = dataset_factory(paths[::10], ["Shirt"] * len(paths[::10]))
+    out = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)
+    assert out["label_field"] == "ground_truth"
+    issues = np.array(ds.values("audit_label_issue"))
+    assert issues.size == len(ds) and np.unique(issues).size == 1
+    assert out["num_label_flagged"] == 0 and len(ds.match_tags("label_issue")) == 0
+    assert not any(ds.values("audit_label_issue_flag"))
+    assert out["num_ood_flagged"] >= 1  # the OOD ranking still flags its top 5%
+
+
 def test_near_duplicates_are_found_tagged_and_listed(dataset_factory, fashion_files, tmp_path):
     import ood_core as ood
 

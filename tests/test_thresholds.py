@@ -109,6 +109,19 @@ def test_top_n_ties_are_flagged():
     assert _json(rule)["rule"] == "top_n"
 
 
+def test_top_rules_do_not_flag_a_tie_at_the_lowest_score():
+    # the n-th highest is the lowest score: those samples are no more suspicious than any other, they pass
+    t, flags, rule = top_n([5.0, 1.0, 1.0, 1.0], 2)
+    assert flags.tolist() == [True, False, False, False] and rule["num_flagged"] == 1 and t > 1.0
+    # constant scores (a one-class label field, identical images) flag nothing ...
+    assert not top_fraction(np.zeros(20), 0.05).flags.any()
+    assert not top_n([2.0, 2.0, 2.0], 1).flags.any()
+    # ... unless n covers every sample
+    assert top_n([2.0, 2.0, 2.0], 3).flags.all() and top_fraction(np.zeros(4), 1.0).flags.all()
+    # a tie above the lowest score is still flagged
+    assert top_n([5.0, 3.0, 3.0, 1.0], 2).flags.tolist() == [True, True, True, False]
+
+
 def test_top_fraction_rounds_up_without_float_noise():
     scores = np.arange(10.0)
     _, flags, rule = top_fraction(scores, 0.25)  # ceil(2.5) = 3

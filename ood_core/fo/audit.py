@@ -100,7 +100,8 @@ def audit(
         ood_field, label_issue_field: score fields (and run keys) written.
         ood_pass_rate: with a reference, the share of trusted samples that pass (percentile rule).
         ood_fraction: without a reference, the top fraction of OOD scores flagged.
-        label_issue_fraction: top fraction of wrong-label scores flagged (ties flagged).
+        label_issue_fraction: top fraction of wrong-label scores flagged (ties flagged, except a tie
+            at the lowest score: a one-class label field flags nothing).
         near_duplicates, duplicate_threshold: find near duplicates with FiftyOne Brain on the
             embeddings (cosine distance under the threshold).
         model_name: backbone when embeddings must be computed.
@@ -259,7 +260,7 @@ def _score_labels(samples, embeddings, label_field, issue_field, fraction, overw
     compute_label_issues(samples, label_field, embeddings, issue_field, k=k, overwrite=overwrite)
     flags = flag_samples(samples, issue_field, rule="top_fraction", value=fraction, tag=TAGS["label_issues"],
                          overwrite=overwrite)
-    found["rules"]["label_issues"] = f"top {100 * fraction:g}% of the scores (ties flagged)"
+    found["rules"]["label_issues"] = f"top {100 * fraction:g}% of the scores (ties flagged, except at the lowest score)"
     _note_flags(samples, found, "label_issues", issue_field, "label_issue_flags", flags)
 
 
