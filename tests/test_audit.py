@@ -8,6 +8,8 @@ import re
 import numpy as np
 import pytest
 
+from ood_core.errors import OODInputError
+
 PLUGIN = "@fiftyone-ood/ood"
 HELD_OUT = {"Bag", "Ankle boot"}
 
@@ -141,6 +143,9 @@ def test_audit_of_a_one_class_label_field_flags_no_wrong_labels(dataset_factory,
     assert out["num_label_flagged"] == 0 and len(ds.match_tags("label_issue")) == 0
     assert not any(ds.values("audit_label_issue_flag"))
     assert out["num_ood_flagged"] >= 1  # the OOD ranking still flags its top 5%
+    with pytest.raises(OODInputError, match="needs at least 2 samples.*the view has 1"):
+        ood.audit(ds.limit(1), audit_key="one", report_path=str(tmp_path / "one.html"))
+    assert "one" not in ood.list_ood_runs(ds)
 
 
 def test_near_duplicates_are_found_tagged_and_listed(dataset_factory, fashion_files, tmp_path):

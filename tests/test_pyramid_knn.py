@@ -130,6 +130,8 @@ def test_errors_name_the_input():
         PyramidKNNDetector(k=15).fit(X, ["a", "b"] * 10)
     with pytest.raises(OODInputError, match="reference classes are too small"):
         PyramidKNNDetector(k=2).fit_score(X[:4], ["a", "a", "b", "c"])  # no group offers 2 other samples
+    with pytest.raises(OODInputError, match="only 1 sample.s. are scored against each other.*at least 2"):
+        PyramidKNNDetector().fit_score(X[:1])  # unsupervised: one sample has no neighbour
     with pytest.raises(OODInputError, match="class_k_fraction"):
         PyramidKNNDetector(class_k_fraction=0)
     with pytest.raises(OODInputError, match="one label"):

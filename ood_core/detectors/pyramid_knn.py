@@ -288,6 +288,11 @@ class PyramidKNNDetector(Detector):
             ok = sizes[-1] >= self.k_
         else:  # a point's own group offers size - 1, another group its full size
             ok = sizes[-1] - 1 >= self.k_ or (len(sizes) > 1 and sizes[-2] >= self.k_)
+        if not ok and self_excluded and len(sizes) == 1:
+            raise OODInputError(
+                f"k={self.k_} but only {sizes[0]} sample(s) are scored against each other and a sample is never "
+                f"its own neighbour; score at least {self.k_ + 1} samples, lower k, or pass a trusted reference."
+            )
         if not ok:
             raise OODInputError(
                 f"k={self.k_} but the reference classes are too small: the largest has {sizes[-1]} sample(s) "

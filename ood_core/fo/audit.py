@@ -125,6 +125,10 @@ def audit(
 
     start = time.perf_counter()
     require_nonempty(samples)
+    if len(samples) < 2:
+        raise OODInputError(f"ood.audit needs at least 2 samples (wrong labels and near duplicates compare samples "
+                            f"with each other); the view has {len(samples)}: audit a larger view, or score a single "
+                            "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
     runs.validate_key(audit_key, "audit key")
     dataset = samples._dataset
     if audit_key in runs.list_ood_runs(samples) and not overwrite:
