@@ -379,6 +379,11 @@ def test_object_patches_embed_and_score_each_object(dataset_factory, fashion_fil
                                                                 "objects.detections.issue_suggestion"]
     suggested = ds.values("objects.detections.issue_suggestion")
     assert all(len(row) == 2 and all(lab in set(names) for lab in row) for row in suggested)
+    # object embeddings named without patches_field: the error says where they are and what to pass
+    for call in (lambda: ood.compute_ood_scores(ds, "emb", "s"),
+                 lambda: ood.compute_ood_visualization(ds, "emb", "viz", method="pca")):
+        with pytest.raises(OODInputError, match=r"object embeddings.*'objects.detections.emb'.*patches_field='objects'"):
+            call()
     fo_runs.delete_ood_run(ds, "issue")
     assert ds.get_field("objects.detections.issue") is None
 

@@ -73,6 +73,14 @@ def check_patches_field(samples, patches_field):
 
 def require_embeddings_field(dataset, embeddings_field):
     if dataset.get_field(embeddings_field) is None:
+        from .inventory import embeddings_patches_field
+
+        patches = embeddings_patches_field(dataset, embeddings_field)
+        if patches is not None:
+            raise OODInputError(
+                f"embeddings {embeddings_field!r} are object embeddings, stored on the objects of {patches!r} "
+                f"({patch_path(patches, embeddings_field)!r}); pass patches_field={patches!r} to use them"
+            )
         raise OODInputError(
             f"embeddings field {embeddings_field!r} does not exist; run "
             "compute_pyramid_embeddings(samples, embeddings_field=...) first"

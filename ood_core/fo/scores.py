@@ -26,6 +26,7 @@ from .items import (
     label_kind,
     patch_path,
     read_embeddings,
+    require_embeddings_field,
     require_nonempty,
     union_view,
 )
@@ -403,6 +404,8 @@ def compute_ood_visualization(
     require_nonempty(samples)
     runs.validate_key(brain_key, "brain key")
     dataset = samples._dataset
+    if patches_field is None:
+        require_embeddings_field(dataset, embeddings_field)
     if brain_key in dataset.list_brain_runs():
         if not overwrite:
             raise OODInputError(f"brain key {brain_key!r} already exists; pick another or pass overwrite=True")
