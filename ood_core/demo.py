@@ -222,7 +222,8 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     results["flagged_at_p05"] = {"id": float((p_values[~is_ood] <= 0.05).mean()),
                                  "ood": float((p_values[is_ood] <= 0.05).mean())}
     fitted = ood.get_ood_run_info(dataset, "ood_pyramid")["detector_fitted"]
-    k_used = fitted.get("k")
+    span = fitted.get("k_per_class")
+    k_used = f"{span['min']}..{span['max']}" if span else fitted.get("k")
     ratio = fitted.get("transductive") or {}
     results["density_ratio"] = ratio
 

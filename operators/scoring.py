@@ -163,7 +163,8 @@ def _ratio_line(ratio):
     p_text = f" (permutation p = {p_value:.3g})" if p_value is not None else ""
     weight = ratio.get("weight")
     w_text = f", weight {weight:.2g}" if ratio.get("used") and weight is not None else ""
-    return f"{'used' if ratio.get('used') else 'not used'}: {ratio.get('reason')}{p_text}{w_text}"
+    warning = f". Warning: {ratio['warning']}" if ratio.get("warning") else ""
+    return f"{'used' if ratio.get('used') else 'not used'}: {ratio.get('reason')}{p_text}{w_text}{warning}"
 
 
 def _gate_line(gate):

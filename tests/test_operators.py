@@ -83,6 +83,19 @@ def test_score_report_names_a_component_that_sat_out():
     assert "feature levels" not in score_report(summary, "emb")
 
 
+def test_score_report_shows_the_density_ratio_warning():
+    from operators.scoring import score_report
+
+    ratio = {"used": True, "p_value": 0.005, "effect": 6.0, "weight": 1.3, "k_reference": 5, "k_scored": 5,
+             "reason": "the scored set differs from the reference"}
+    summary = {"field": "ood", "method": "pyramid_knn", "num_scored": 10, "density_ratio": dict(ratio)}
+    assert "Warning" not in score_report(summary, "emb")
+    summary["density_ratio"]["warning"] = "the trusted classes are imbalanced (largest 400, smallest 8 samples)"
+    assert ("- scored-set density ratio: used: the scored set differs from the reference (permutation p = 0.005), "
+            "weight 1.3. Warning: the trusted classes are imbalanced (largest 400, smallest 8 samples)") in \
+        score_report(summary, "emb")
+
+
 def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(small):
     """The result view of a default wrong-label run names the samples left out of the second vote."""
     ds = small

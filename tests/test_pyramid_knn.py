@@ -18,15 +18,19 @@ def _unit(X):
 
 
 def _kth_per_class(R, y, T, k, leave_out=None):
-    """Brute force: min over classes of the k-th smallest Euclidean distance (unit rows)."""
+    """Brute force: min over classes of the k-th smallest Euclidean distance (unit rows).
+
+    ``k``: one rank for every class, or a dict class -> rank.
+    """
     D = np.linalg.norm(T[:, None, :] - R[None, :, :], axis=2)
     if leave_out is not None:
         D[np.arange(len(T)), leave_out] = np.inf
     out = np.full(len(T), np.inf)
     for c in np.unique(y):
+        kc = k[c] if isinstance(k, dict) else k
         Dc = np.sort(D[:, y == c], axis=1)
-        if Dc.shape[1] >= k:
-            out = np.minimum(out, Dc[:, k - 1])
+        if Dc.shape[1] >= kc:
+            out = np.minimum(out, Dc[:, kc - 1])
     return out
 
 
@@ -57,10 +61,12 @@ def test_scores_match_the_formula_with_labels(data):
     X_ref, y, X_id, X_ood = data
     X = np.concatenate([X_id, X_ood])
     det = PyramidKNNDetector(level_dims=DIMS, **INDUCTIVE).fit(X_ref, y)
-    assert det.k_ == 2  # adaptive_k(smallest class 40, fraction 0.05)
+    # each class its own rank: adaptive_k(class size, fraction 0.05) = round(2.0), round(3.0), round(2.5) up
+    assert det.group_k_ == [2, 3, 3] and det.k_ == 2
+    assert det.fitted_params()["k_per_class"] == {"min": 2, "max": 3}
     assert det.active_.all()  # both components separate the classes equally well: the gate keeps both
     assert det.components_ == ["deepest level", "all levels"]
-    expected, parts = _expected(X_ref, y, X, det.k_)
+    expected, parts = _expected(X_ref, y, X, {"a": 2, "b": 3, "c": 3})
     np.testing.assert_allclose(det.score_samples(X), expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(det.component_scores(X), np.stack(parts, 1), rtol=1e-4, atol=1e-4)
 
@@ -161,13 +167,21 @@ def test_one_sample_per_class_scores_against_the_other_classes():
     np.testing.assert_allclose(scores, z, rtol=1e-4, atol=1e-4)
 
 
-def test_unlabelled_rows_first_do_not_set_k():
-    """k comes from the smallest labelled class wherever the unlabelled rows are (here: first)."""
+def test_each_group_gets_the_rank_of_its_own_size():
+    """k="auto": every class (and the group of unlabelled rows, wherever they are: here first) is read at its
+    own rank, so a small class does not force its rank on the large ones."""
     rng = np.random.default_rng(1)
     X = rng.normal(size=(70, 16)).astype(np.float32)
     y = [None] * 10 + ["a"] * 40 + ["b"] * 20
-    det = PyramidKNNDetector(class_k_fraction=0.1).fit(X, y)
-    assert det.classes_ == 3 and det.k_ == 2  # adaptive_k(smallest labelled class 20, 0.1); the 10 unlabelled would give 1
+    det = PyramidKNNDetector(class_k_fraction=0.1, **INDUCTIVE).fit(X, y)
+    assert det.classes_ == 3 and det.group_k_ == [4, 2, 1] and det.k_ == 1  # groups: a, b, unlabelled (last)
+    T = rng.normal(size=(5, 16)).astype(np.float32)
+    lab = np.array(["u"] * 10 + ["a"] * 40 + ["b"] * 20)
+    raw = _kth_per_class(_unit(X), lab, _unit(T), {"a": 4, "b": 2, "u": 1})
+    loo = _kth_per_class(_unit(X), lab, _unit(X), {"a": 4, "b": 2, "u": 1}, leave_out=np.arange(70))
+    np.testing.assert_allclose(det.score_samples(T), (raw - loo.mean()) / loo.std(), rtol=1e-4, atol=1e-4)
+    # an explicit k is every group's rank
+    assert PyramidKNNDetector(k=3).fit(X, y).group_k_ == [3, 3, 3]
 
 
 def _loo_1nn_accuracy(Z, y):
@@ -228,3 +242,24 @@ def test_component_gate_is_checked():
     for bad in (-0.1, 1.5, True, "0.05"):
         with pytest.raises(OODInputError, match="component_gate"):
             PyramidKNNDetector(component_gate=bad)
+
+
+def test_a_small_class_does_not_make_a_polluted_large_class_fragile():
+    """Imbalanced, polluted reference: 200 images of 'big' (8 of them OOD images carrying the label) and 10
+    of 'small'. With the smallest class's rank (k=1) the polluters hide the OOD images; with each class
+    at its own rank ('big': 10) they cannot."""
+    from ood_core.metrics import ood_metrics
+
+    rng = np.random.default_rng(4)
+    big, small, ood = (rng.normal(size=16) * 4 for _ in range(3))
+    X_ref = np.concatenate([big + rng.normal(size=(192, 16)), ood + 0.5 * rng.normal(size=(8, 16)),
+                            small + rng.normal(size=(10, 16))]).astype(np.float32)
+    y = ["big"] * 200 + ["small"] * 10
+    X = np.concatenate([big + rng.normal(size=(40, 16)), small + rng.normal(size=(40, 16)),
+                        ood + 0.5 * rng.normal(size=(40, 16))]).astype(np.float32)
+    is_ood = np.r_[np.zeros(80, bool), np.ones(40, bool)]
+    det = PyramidKNNDetector(**INDUCTIVE).fit(X_ref, y)
+    assert det.group_k_ == [10, 1]
+    per_class = ood_metrics(det.score_samples(X), is_ood)["auroc"]
+    smallest = ood_metrics(PyramidKNNDetector(k=1, **INDUCTIVE).fit(X_ref, y).score_samples(X), is_ood)["auroc"]
+    assert per_class > 0.95 and smallest < 0.8

@@ -126,6 +126,29 @@ def test_default_detector_adds_the_ratio_only_when_the_gate_fires(near_ood):
     assert not auto.transductive_["used"]
 
 
+def test_a_used_ratio_warns_when_the_trusted_classes_are_imbalanced(near_ood):
+    """The ratio assumes the scored set holds the classes in the trusted proportions; with a largest trusted
+    class at least IMBALANCE_WARNING times the smallest, a used ratio says so in the fitted parameters."""
+    from ood_core.detectors.pyramid_knn import IMBALANCE_WARNING
+
+    X_ref, y_ref, X, _ = near_ood
+    balanced = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
+    balanced.score_samples(X)
+    assert balanced.transductive_["used"] and "warning" not in balanced.fitted_params()["transductive"]
+    keep = np.flatnonzero(y_ref == 0).tolist() + [i for c in (1, 2, 3) for i in np.flatnonzero(y_ref == c)[:10]]
+    small, large = 10, int(np.sum(y_ref == 0))
+    assert large >= IMBALANCE_WARNING * small
+    imbalanced = PyramidKNNDetector(level_dims=DIMS).fit(X_ref[keep], y_ref[keep])
+    imbalanced.score_samples(X)
+    info = imbalanced.fitted_params()["transductive"]
+    assert info["used"] and f"largest {large}, smallest {small}" in info["warning"]
+    assert "transductive='never'" in info["warning"]
+    # each image on its own: no ratio, no warning
+    never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref[keep], y_ref[keep])
+    never.score_samples(X)
+    assert never.transductive_ is None and "transductive" not in never.fitted_params()
+
+
 def test_the_effect_is_the_statistic_over_its_standard_error(near_ood):
     X_ref, _, X, _ = near_ood
     info = DensityRatio().compute([X_ref], [X])

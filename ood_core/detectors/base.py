@@ -124,7 +124,7 @@ def adaptive_k(n_per_class, *, fraction=0.2, k_max=50):
     the fixed k=50 and raised mean / worst AUROC from 0.762 / 0.355 to 0.832 /
     0.670; ``fraction=0.1`` had the higher mean (0.839) but a worse worst case
     (0.598, 10% reference pollution). The default OOD detector is now
-    ``pyramid_knn``, whose per-class search uses 5% of the smallest class.
+    ``pyramid_knn``, whose per-class search uses 5% of each class.
     """
     n = check_positive_int(n_per_class, "n_per_class")
     k_max = check_positive_int(k_max, "k_max")

@@ -186,6 +186,8 @@ def compute_ood_scores(
     )
     summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method,
                             **_fitted_summary(det))
+    if (summary.get("density_ratio") or {}).get("warning"):
+        logger.warning("%s: %s", run_key, summary["density_ratio"]["warning"])
     extra_writes, extra_record = _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field,
                                                 overwrite)
     summary.update({k: v["field"] for k, v in extra_record.items()})
