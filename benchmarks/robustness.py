@@ -729,7 +729,7 @@ scaling), and the second vote's suspects judged by the first vote blended with t
 cleanlab OOD = OutOfDistribution (k=10 mean cosine
 distance); cleanlab quality = 1 - get_label_quality_scores of 5-fold out-of-fold KNeighborsClassifier(10, cosine)
 probabilities. Mahalanobis variants need trusted labels: n/a in the unsupervised group.
-'pyramid knn' = PyramidKNNDetector (the product default): k-NN per trusted class (k = 5% of the smallest
+'pyramid knn' = PyramidKNNDetector (the product default): k-NN per trusted class (k = 5% of each
 class) on the deepest level and on all 5 levels, each standardised on the reference's leave-one-out scores,
 max of the two, except that a component whose leave-one-out 1-NN label accuracy on the reference is more
 than 0.05 below the other's sits out (component_gate=0.05; 'no gate' = both always take part), each image
