@@ -38,7 +38,8 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robustness import RARE_DRAWS, evaluate, load_sources, ood_methods, scored_rows, split_rows, summarize  # noqa: E402,E501
+from benchmarks.robustness import (  # noqa: E402
+    RARE_DRAWS, evaluate, load_sources, ood_methods, pollute, scored_rows, split_rows, summarize)
 from ood_core.detectors.base import adaptive_k  # noqa: E402
 from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
 
@@ -66,12 +67,8 @@ def conditions(sources):
                         ref.append(rows[N_TEST[s]:N_TEST[s] + n])
                     test_id, ref = np.concatenate(test_id), np.concatenate(ref)
                     test_ood, _, pool = split_rows(rng, S.y, cout, N_TEST[s], 0)
-                    y_ref = S.y[ref]
-                    if poll:
-                        n_poll = int(round(poll * ref.size))
-                        polluters = rng.choice(pool, n_poll, replace=False)
-                        ref = np.concatenate([ref, polluters])
-                        y_ref = np.concatenate([y_ref, rng.choice(y_ref, n_poll)])  # labels in proportion
+                    # polluters' labels drawn from the trusted labels: in proportion to the class sizes
+                    ref, y_ref = pollute(rng, ref, S.y[ref], pool, poll, labels=S.y[ref])
                     group = f"{'clean' if not poll else '5% polluted'} {'50%' if frac is None else '3%'} OOD"
                     name = (f"{s} split{split} in={''.join(map(str, cin))} sizes={'/'.join(map(str, sizes))} "
                             f"{group}")

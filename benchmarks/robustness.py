@@ -126,6 +126,15 @@ def split_rows(rng, y, classes, n_test, n_ref):
     return np.concatenate(test), np.concatenate(ref), np.concatenate(rest)
 
 
+def pollute(rng, ref, y_ref, pool, fraction, labels):
+    """``(ref, y_ref)`` with ``round(fraction * len(ref))`` rows of ``pool`` appended, labelled by draws from ``labels``."""
+    if not fraction:
+        return ref, y_ref
+    n_poll = int(round(fraction * ref.size))
+    polluters = rng.choice(pool, n_poll, replace=False)
+    return np.concatenate([ref, polluters]), np.concatenate([y_ref, rng.choice(labels, n_poll)])
+
+
 def scored_rows(S, test_id, test_ood):
     """``{"X_test", "is_ood"}`` of a scored set from row indices: ID rows then OOD rows."""
     return {"X_test": S.X[np.concatenate([test_id, test_ood])],
@@ -157,12 +166,8 @@ def ood_conditions(sources):
         rng = np.random.default_rng([split, n_ref, int(pollution * 100)])
         test_id, ref, _ = split_rows(rng, S.y, cin, n_test[s], n_ref)
         test_ood, _, pool = split_rows(rng, S.y, cout, n_test[s], 0)
-        y_ref = S.y[ref]
-        if pollution:
-            n_poll = int(round(pollution * ref.size))
-            poll = rng.choice(pool, n_poll, replace=False)
-            ref = np.concatenate([ref, poll])
-            y_ref = np.concatenate([y_ref, rng.choice(cin, n_poll)])  # polluters carry ID labels
+        # polluters carry in-distribution labels, drawn uniformly from the classes
+        ref, y_ref = pollute(rng, ref, S.y[ref], pool, pollution, labels=cin)
         tag = f"{s} split{split} in={''.join(map(str, cin))} n/cls={n_ref}"
         if pollution:
             tag += f" poll={int(pollution * 100)}%"
