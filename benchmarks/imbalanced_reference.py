@@ -16,9 +16,10 @@ holds them equally (150 / 60 per class) plus the 4 held-out classes as OOD:
 Methods, on the embeddings of ``benchmarks/robustness.py`` (EfficientNet-Lite0,
 5 levels pooled 2x2): the product default (``pyramid_knn``: each class at its own
 rank, 5% of its size, plus the scored-set density ratio when its permutation
-test fires), the same scoring each image on its own (``transductive="never"``),
-the previous rank rule (5% of the *smallest* class for every class) with and
-without the ratio, and the anchors of ``benchmarks/robustness.py`` (k-NN k=1 /
+test fires and the class-mix gate lets it), the same without the gate
+(``class_mix_gate=None``), each image on its own (``transductive="never"``),
+the last release (5% of the *smallest* class for every class, ratio without the
+gate) and that rank rule each image on its own, and the anchors of ``benchmarks/robustness.py`` (k-NN k=1 /
 k=10 on the deepest level and on all levels, class-conditional Mahalanobis,
 cleanlab ``OutOfDistribution``) on the same embeddings. Positive class = OOD.
 
@@ -82,20 +83,21 @@ def conditions(sources):
                     yield cond
 
 
-def _pyramid(cond, S, smallest_rank, transductive):
+def _pyramid(cond, S, smallest_rank, transductive, class_mix_gate=0.25):
     k = "auto"
     if smallest_rank:
         _, counts = np.unique(cond["y_ref"], return_counts=True)
         k = adaptive_k(int(counts.min()), fraction=0.05)
-    det = PyramidKNNDetector(level_dims=S.level_dims, k=k, transductive=transductive)
+    det = PyramidKNNDetector(level_dims=S.level_dims, k=k, transductive=transductive, class_mix_gate=class_mix_gate)
     return det.fit(cond["X_ref"], cond["y_ref"]).score_samples(cond["X_test"])
 
 
 def methods(S):
     m = {
         "pyramid knn + weighted ratio": ("default", lambda c: _pyramid(c, S, False, "auto")),
+        "pyramid knn + ratio, no class-mix gate": ("candidate", lambda c: _pyramid(c, S, False, "auto", None)),
         "pyramid knn (each image alone)": ("candidate", lambda c: _pyramid(c, S, False, "never")),
-        "smallest-class k + ratio": ("previous", lambda c: _pyramid(c, S, True, "auto")),
+        "smallest-class k + ratio": ("previous", lambda c: _pyramid(c, S, True, "auto", None)),
         "smallest-class k (each alone)": ("candidate", lambda c: _pyramid(c, S, True, "never")),
     }
     m.update({name: (role, fn) for name, (role, fn) in ood_methods(S).items() if role == "anchor"})
@@ -116,10 +118,12 @@ def main():
         + "; scored in-distribution images per class: " + ", ".join(f"{s} {n}" for s, n in N_TEST.items()))
     rows = evaluate(list(conditions(sources)), methods, label_task=False)
     verdicts, best_anchor, vals = summarize(rows, "OOD, imbalanced trusted classes (positive = OOD)", out)
-    out("\nper condition (AUROC): default / each image alone / previous rank rule + ratio / best anchor")
+    out("\nper condition (AUROC): default / without the class-mix gate / each image alone / previous rank rule + "
+        "ratio / best anchor")
     for i, r in enumerate(rows):
         m = r["methods"]
         out(f"  {r['name']:<78} {m['pyramid knn + weighted ratio']['auroc']:.3f} "
+            f"{m['pyramid knn + ratio, no class-mix gate']['auroc']:.3f} "
             f"{m['pyramid knn (each image alone)']['auroc']:.3f} {m['smallest-class k + ratio']['auroc']:.3f} "
             f"{best_anchor[i]:.3f}")
     out(f"\nwall time {time.time() - t0:.0f} s")

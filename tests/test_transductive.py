@@ -138,7 +138,8 @@ def test_a_used_ratio_warns_when_the_trusted_classes_are_imbalanced(near_ood):
     keep = np.flatnonzero(y_ref == 0).tolist() + [i for c in (1, 2, 3) for i in np.flatnonzero(y_ref == c)[:10]]
     small, large = 10, int(np.sum(y_ref == 0))
     assert large >= IMBALANCE_WARNING * small
-    imbalanced = PyramidKNNDetector(level_dims=DIMS).fit(X_ref[keep], y_ref[keep])
+    # forced on ("auto" would leave it out here: the class mixes differ, see the next test)
+    imbalanced = PyramidKNNDetector(level_dims=DIMS, transductive="always").fit(X_ref[keep], y_ref[keep])
     imbalanced.score_samples(X)
     info = imbalanced.fitted_params()["transductive"]
     assert info["used"] and f"largest {large}, smallest {small}" in info["warning"]
@@ -147,6 +148,54 @@ def test_a_used_ratio_warns_when_the_trusted_classes_are_imbalanced(near_ood):
     never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref[keep], y_ref[keep])
     never.score_samples(X)
     assert never.transductive_ is None and "transductive" not in never.fitted_params()
+
+
+def _shares_tv(det, X_ref, y_ref, X):
+    """Brute force of the class-mix shift: nearest class (its own k-th distance, first active component) of
+    the scored rows scoring at most the reference's 90th percentile, total variation against trusted shares."""
+    from ood_core.detectors.pyramid_knn import CLASS_MIX_QUANTILE
+
+    scores = det.score_samples(X) if det.transductive == "never" else None
+    keep = scores <= np.quantile(det.reference_scores_, CLASS_MIX_QUANTILE)
+    sl = slice(DIMS[0], sum(DIMS)) if det.active_[0] else slice(0, sum(DIMS))  # deepest level, else all levels
+    R, T = _unit(X_ref[:, sl]), _unit(X[keep][:, sl])
+    classes = list(dict.fromkeys(y_ref.tolist()))
+    dist = np.stack([np.sort(np.linalg.norm(T[:, None] - R[None, y_ref == c], axis=2), axis=1)[:, k - 1]
+                     for c, k in zip(classes, det.group_k_)], axis=1)
+    trusted = np.array([np.mean(y_ref == c) for c in classes])
+    scored = np.bincount(dist.argmin(axis=1), minlength=len(classes)) / keep.sum()
+    return 0.5 * np.abs(scored - trusted).sum()
+
+
+def test_a_class_mix_shift_keeps_the_ratio_out(near_ood):
+    """'auto': when the in-distribution-looking scored images hold the trusted classes in clearly other
+    proportions (total variation > class_mix_gate), the ratio would rank the under-represented classes as OOD:
+    it is left out and the record says why. 'always' still uses it; a matching mix keeps it."""
+    X_ref, y_ref, X, is_ood = near_ood
+    gate = PyramidKNNDetector().class_mix_gate  # the default, 0.25
+    keep = np.flatnonzero(y_ref == 0).tolist() + [i for c in (1, 2, 3) for i in np.flatnonzero(y_ref == c)[:10]]
+    never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref[keep], y_ref[keep])
+    expected = _shares_tv(never, X_ref[keep], y_ref[keep], X)
+    auto = PyramidKNNDetector(level_dims=DIMS).fit(X_ref[keep], y_ref[keep])
+    np.testing.assert_allclose(auto.score_samples(X), never.score_samples(X))
+    info = auto.fitted_params()["transductive"]
+    assert not info["used"] and info["class_mix_shift"] == pytest.approx(expected, abs=1e-9)
+    assert info["class_mix_shift"] > gate and "other proportions" in info["reason"]
+    # the gate switched off: the ratio's permutation test decides, as before
+    ungated = PyramidKNNDetector(level_dims=DIMS, class_mix_gate=None).fit(X_ref[keep], y_ref[keep])
+    ungated.score_samples(X)
+    assert ungated.transductive_["used"]
+    forced = PyramidKNNDetector(level_dims=DIMS, transductive="always").fit(X_ref[keep], y_ref[keep])
+    forced.score_samples(X)
+    assert forced.transductive_["used"]
+    # the balanced reference: the mixes match, the shift is small and the ratio is used as before
+    balanced = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
+    balanced.score_samples(X)
+    shift = balanced.transductive_["class_mix_shift"]
+    assert shift < gate and balanced.transductive_["used"]
+    assert shift == pytest.approx(
+        _shares_tv(PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref, y_ref), X_ref, y_ref, X),
+        abs=1e-9)
 
 
 def test_the_effect_is_the_statistic_over_its_standard_error(near_ood):
@@ -200,3 +249,7 @@ def test_bad_options_name_the_input():
         PyramidKNNDetector(transductive_weight=0)
     with pytest.raises(OODInputError, match="transductive_weight='heavy'"):
         PyramidKNNDetector(transductive_weight="heavy")
+    with pytest.raises(OODInputError, match="class_mix_gate=0"):
+        PyramidKNNDetector(class_mix_gate=0)
+    with pytest.raises(OODInputError, match="class_mix_gate=True"):
+        PyramidKNNDetector(class_mix_gate=True)
