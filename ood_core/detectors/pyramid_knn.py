@@ -323,13 +323,18 @@ class PyramidKNNDetector(Detector):
         codes = groups[0]
         return [np.flatnonzero(codes == g) for g in range(int(codes.max()) + 1)]
 
+    def _kth_per_group(self, indexes, queries):
+        """``(N, groups)``: distance to each group's k-th nearest reference embedding (its own k; inf when the
+        group holds fewer than k)."""
+        out = np.full((queries.shape[0], len(indexes)), np.inf)
+        for g, ((rows, nn), k) in enumerate(zip(indexes, self.group_k_)):
+            if rows.size >= k:
+                out[:, g] = nn.kneighbors(queries, k=k)[0][:, k - 1]
+        return out
+
     def _kth_min(self, indexes, queries):
         """Min over the groups of the distance to the group's k-th nearest reference embedding (its own k)."""
-        best = np.full(queries.shape[0], np.inf)
-        for (rows, nn), k in zip(indexes, self.group_k_):
-            if rows.size >= k:
-                best = np.minimum(best, nn.kneighbors(queries, k=k)[0][:, k - 1])
-        return best
+        return self._kth_per_group(indexes, queries).min(axis=1)
 
     def _check_k(self, group_rows, self_excluded):
         """Every point must find its groups' k neighbours in some group (its own, itself left out, or another)."""
@@ -358,11 +363,9 @@ class PyramidKNNDetector(Detector):
         self.k_ = min(self.group_k_)
         self._check_k(group_rows, self_excluded)
         self.classes_ = len(group_rows)
-        has_unlabelled = groups is not None and groups[1]
-        self.labelled_groups_ = (len(group_rows) - 1 if has_unlabelled else len(group_rows)) if groups is not None \
-            else 0
+        self.labelled_groups_ = 0 if groups is None else len(group_rows) - int(groups[1])  # unlabelled group last
         labelled = [rows.size for rows in group_rows[:self.labelled_groups_]]
-        self.class_size_range_ = (min(labelled), max(labelled)) if groups is not None and len(labelled) > 1 else None
+        self.class_size_range_ = (min(labelled), max(labelled)) if len(labelled) > 1 else None
         self.components_ = self._component_names()
         comps = self._components(X, REFERENCE_NAME, self.components_)
         self.indexes_ = [
@@ -443,13 +446,10 @@ class PyramidKNNDetector(Detector):
         if not keep.any():
             return None
         c = int(np.flatnonzero(self.active_)[0])
-        Z = comps[c][1][keep]
-        dist = np.full((Z.shape[0], self.labelled_groups_), np.inf)
-        for g, ((rows, nn), k) in enumerate(zip(self.indexes_[c][:self.labelled_groups_], self.group_k_)):
-            if rows.size >= k:
-                dist[:, g] = nn.kneighbors(Z, k=k)[0][:, k - 1]
-        sizes = np.array([rows.size for rows, _ in self.indexes_[c][:self.labelled_groups_]], float)
-        scored = np.bincount(dist.argmin(axis=1), minlength=self.labelled_groups_) / Z.shape[0]
+        labelled = self.indexes_[c][:self.labelled_groups_]
+        dist = self._kth_per_group(labelled, comps[c][1][keep])
+        sizes = np.array([rows.size for rows, _ in labelled], float)
+        scored = np.bincount(dist.argmin(axis=1), minlength=self.labelled_groups_) / dist.shape[0]
         return float(0.5 * np.abs(scored - sizes / sizes.sum()).sum())
 
     def _score(self, X, labels):
