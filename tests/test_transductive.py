@@ -150,9 +150,10 @@ def test_a_used_ratio_warns_when_the_trusted_classes_are_imbalanced(near_ood):
     assert never.transductive_ is None and "transductive" not in never.fitted_params()
 
 
-def _shares_tv(det, X_ref, y_ref, X):
+def _shares_tv(det, X_ref, y_ref, X, chance=False):
     """Brute force of the class-mix shift: nearest class (its own k-th distance, first active component) of
-    the scored rows scoring at most the reference's 90th percentile, total variation against trusted shares."""
+    the scored rows scoring at most the reference's 90th percentile, total variation against trusted shares
+    (``chance=True``: also the number of those rows and the trusted shares)."""
     from ood_core.detectors.pyramid_knn import CLASS_MIX_QUANTILE
 
     scores = det.score_samples(X) if det.transductive == "never" else None
@@ -164,23 +165,53 @@ def _shares_tv(det, X_ref, y_ref, X):
                      for c, k in zip(classes, det.group_k_)], axis=1)
     trusted = np.array([np.mean(y_ref == c) for c in classes])
     scored = np.bincount(dist.argmin(axis=1), minlength=len(classes)) / keep.sum()
-    return 0.5 * np.abs(scored - trusted).sum()
+    tv = 0.5 * np.abs(scored - trusted).sum()
+    return (tv, int(keep.sum()), trusted) if chance else tv
 
 
-def test_a_class_mix_shift_keeps_the_ratio_out(near_ood):
+def _simulated_chance(n, shares, draws=200_000, seed=0):
+    counts = np.random.default_rng(seed).multinomial(n, shares, size=draws)
+    return float((0.5 * np.abs(counts / n - shares).sum(axis=1)).mean())
+
+
+def test_the_chance_total_variation_is_the_sampling_expectation():
+    """chance_total_variation = E[TV] of n multinomial draws from the shares (checked by simulation, exact and
+    normal-approximation branches); small batches show a large total variation by chance alone."""
+    from ood_core.detectors.pyramid_knn import chance_total_variation
+
+    for n, shares in ((20, np.full(6, 1 / 6)), (300, np.full(6, 1 / 6)), (57, np.array([0.5, 0.25, 0.125, 0.125]))):
+        assert chance_total_variation(n, shares) == pytest.approx(_simulated_chance(n, shares), abs=2e-3)
+    many = np.full(1000, 1e-3)  # 1000 classes x 3000 draws: the normal approximation
+    assert chance_total_variation(3000, many) == pytest.approx(_simulated_chance(3000, many, draws=3000), rel=0.03)
+    assert chance_total_variation(20, np.full(6, 1 / 6)) > 4 * chance_total_variation(300, np.full(6, 1 / 6)) / 2
+    assert chance_total_variation(0, np.full(6, 1 / 6)) == 0.0
+
+
+def test_a_class_mix_shift_keeps_the_ratio_out():
     """'auto': when the in-distribution-looking scored images hold the trusted classes in clearly other
-    proportions (total variation > class_mix_gate), the ratio would rank the under-represented classes as OOD:
-    it is left out and the record says why. 'always' still uses it; a matching mix keeps it."""
-    X_ref, y_ref, X, is_ood = near_ood
-    gate = PyramidKNNDetector().class_mix_gate  # the default, 0.25
-    keep = np.flatnonzero(y_ref == 0).tolist() + [i for c in (1, 2, 3) for i in np.flatnonzero(y_ref == c)[:10]]
+    proportions (total variation beyond chance > class_mix_gate), the ratio would rank the under-represented
+    classes as OOD: it is left out and the record says why. 'always' still uses it; a matching mix keeps it.
+    Separated classes, so that the nearest class of a scored image is its class: 40 trusted images per class
+    (the skewed trusted set keeps 6 of classes 1-3), 30 scored per class plus 50 of a held-out class."""
+    from ood_core.detectors.pyramid_knn import chance_total_variation
+
+    rng = np.random.default_rng(11)
+    centers = np.eye(5, sum(DIMS)) * 6.0
+    y_ref = np.repeat(np.arange(4), 40)
+    X_ref = (centers[y_ref] + rng.normal(size=(160, sum(DIMS)))).astype(np.float32)
+    X = np.concatenate([centers[np.repeat(np.arange(4), 30)] + rng.normal(size=(120, sum(DIMS))),
+                        centers[4] + 0.5 * rng.normal(size=(50, sum(DIMS)))]).astype(np.float32)
+
+    gate = PyramidKNNDetector().class_mix_gate  # the default
+    keep = np.flatnonzero(y_ref == 0).tolist() + [i for c in (1, 2, 3) for i in np.flatnonzero(y_ref == c)[:6]]
     never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref[keep], y_ref[keep])
-    expected = _shares_tv(never, X_ref[keep], y_ref[keep], X)
+    expected, n_kept, trusted = _shares_tv(never, X_ref[keep], y_ref[keep], X, chance=True)
     auto = PyramidKNNDetector(level_dims=DIMS).fit(X_ref[keep], y_ref[keep])
     np.testing.assert_allclose(auto.score_samples(X), never.score_samples(X))
     info = auto.fitted_params()["transductive"]
     assert not info["used"] and info["class_mix_shift"] == pytest.approx(expected, abs=1e-9)
-    assert info["class_mix_shift"] > gate and "other proportions" in info["reason"]
+    assert info["class_mix_chance"] == pytest.approx(chance_total_variation(n_kept, trusted), abs=1e-12)
+    assert info["class_mix_shift"] - info["class_mix_chance"] > gate and "other proportions" in info["reason"]
     # the gate switched off: the ratio's permutation test decides, as before
     ungated = PyramidKNNDetector(level_dims=DIMS, class_mix_gate=None).fit(X_ref[keep], y_ref[keep])
     ungated.score_samples(X)
@@ -192,10 +223,31 @@ def test_a_class_mix_shift_keeps_the_ratio_out(near_ood):
     balanced = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
     balanced.score_samples(X)
     shift = balanced.transductive_["class_mix_shift"]
-    assert shift < gate and balanced.transductive_["used"]
+    assert shift - balanced.transductive_["class_mix_chance"] < gate and balanced.transductive_["used"]
     assert shift == pytest.approx(
         _shares_tv(PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref, y_ref), X_ref, y_ref, X),
         abs=1e-9)
+
+
+def test_small_batches_of_the_trusted_mix_do_not_trip_the_class_mix_gate():
+    """20 images drawn from the trusted classes in the trusted proportions: their class shares still differ
+    from the trusted ones by chance (total variation about 0.17 for 4 classes). The gate compares only the
+    excess over that chance level with class_mix_gate, so it stays shut, where the raw total variation alone
+    exceeds the gate in many of these batches."""
+    rng = np.random.default_rng(3)
+    centers = np.eye(4, sum(DIMS)) * 8.0  # well-separated classes: every image gets its own class
+    y_ref = np.repeat(np.arange(4), 50)
+    X_ref = (centers[y_ref] + rng.normal(size=(200, sum(DIMS)))).astype(np.float32)
+    det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
+    gate = det.class_mix_gate
+    raw_over, fired = 0, 0
+    for _ in range(30):
+        det.score_samples(_mixture(rng, 20, centers))
+        info = det.transductive_
+        raw_over += info["class_mix_shift"] > gate
+        fired += "other proportions" in (info["reason"] or "")
+        assert info["class_mix_chance"] > 0.1
+    assert raw_over >= 5 and fired <= 1, (raw_over, fired)
 
 
 def test_the_effect_is_the_statistic_over_its_standard_error(near_ood):
