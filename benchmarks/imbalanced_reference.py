@@ -77,22 +77,43 @@ PROFILES = {"fmnist": (400, 200, 100, 50, 20, 8), "digits": (110, 60, 30, 15, 8,
 N_TEST = {"fmnist": 150, "digits": 60}
 
 
+def class_splits():
+    """``(split, in-distribution classes, held-out classes)``: the 6 / 4 splits of ``benchmarks/robustness.py``."""
+    for split in range(4):
+        perm = np.random.default_rng(1000 * split + 7).permutation(10)
+        yield split, np.sort(perm[:6]), np.sort(perm[6:])
+
+
+def _take_per_class(rng, y, classes, first, second):
+    """Per class (in order), a seeded permutation of its rows: the first ``first[i]`` rows and the next
+    ``second[i]``, each concatenated over the classes."""
+    a, b = [], []
+    for c, n1, n2 in zip(classes, first, second):
+        rows = rng.permutation(np.flatnonzero(y == c))
+        a.append(rows[:n1])
+        b.append(rows[n1:n1 + n2])
+    return np.concatenate(a), np.concatenate(b)
+
+
+def _recorder():
+    """``(lines, out)``: ``out(s)`` prints ``s`` and keeps it in ``lines`` (for the results file)."""
+    lines = []
+
+    def out(s=""):
+        print(s, flush=True)
+        lines.append(s)
+    return lines, out
+
+
 def conditions(sources):
     for s in ("fmnist", "digits"):
         S = sources[s]
-        for split in range(4):
-            perm = np.random.default_rng(1000 * split + 7).permutation(10)  # robustness.py's 6 / 4 splits
-            cin, cout = np.sort(perm[:6]), np.sort(perm[6:])
+        for split, cin, cout in class_splits():
             sizes = np.random.default_rng(split).permutation(PROFILES[s])
             for poll in (0.0, 0.05):
                 for frac in (None, 0.03):
                     rng = np.random.default_rng([split, int(poll * 100), 0 if frac is None else 3, 11])
-                    test_id, ref = [], []
-                    for c, n in zip(cin, sizes):
-                        rows = rng.permutation(np.flatnonzero(S.y == c))
-                        test_id.append(rows[:N_TEST[s]])
-                        ref.append(rows[N_TEST[s]:N_TEST[s] + n])
-                    test_id, ref = np.concatenate(test_id), np.concatenate(ref)
+                    test_id, ref = _take_per_class(rng, S.y, cin, [N_TEST[s]] * len(cin), sizes)
                     test_ood, _, pool = split_rows(rng, S.y, cout, N_TEST[s], 0)
                     # polluters' labels drawn from the trusted labels: in proportion to the class sizes
                     ref, y_ref = pollute(rng, ref, S.y[ref], pool, poll, labels=S.y[ref])
@@ -124,19 +145,12 @@ def mixed_conditions(sources):
     """Balanced trusted reference, scored set with the in-distribution classes in other proportions."""
     for s in ("fmnist", "digits"):
         S = sources[s]
-        for split in range(4):
-            perm = np.random.default_rng(1000 * split + 7).permutation(10)  # robustness.py's 6 / 4 splits
-            cin, cout = np.sort(perm[:6]), np.sort(perm[6:])
+        for split, cin, cout in class_splits():
             for mix, profile in MIXES[s].items():
                 sizes = np.random.default_rng(split + 50).permutation(profile)
                 for frac in (None, 0.03):
                     rng = np.random.default_rng([split, len(mix), 0 if frac is None else 3, 17])
-                    test_id, ref = [], []
-                    for c, n in zip(cin, sizes):
-                        rows = rng.permutation(np.flatnonzero(S.y == c))
-                        ref.append(rows[:MIXED_REFERENCE[s]])
-                        test_id.append(rows[MIXED_REFERENCE[s]:MIXED_REFERENCE[s] + n])
-                    test_id, ref = np.concatenate(test_id), np.concatenate(ref)
+                    ref, test_id = _take_per_class(rng, S.y, cin, [MIXED_REFERENCE[s]] * len(cin), sizes)
                     n_ood = test_id.size if frac is None else max(2, int(round(frac * test_id.size)))
                     test_ood, _, pool = split_rows(rng, S.y, cout, n_ood // len(cout) + 1, 0)
                     test_ood = rng.permutation(test_ood)[:n_ood]
@@ -186,11 +200,7 @@ def _class_mix_record(cond):
 
 
 def run_part(part, sources):
-    lines = []
-
-    def out(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    lines, out = _recorder()
 
     if part == "imbalanced":
         out(__doc__.split("\n")[0])
@@ -232,11 +242,7 @@ SMALL_DRAWS = 6
 
 def run_small(sources):
     """Part 3: per source, batch size and OOD share, the mean AUROC over 4 splits x ``SMALL_DRAWS`` batches."""
-    lines = []
-
-    def out(s=""):
-        print(s, flush=True)
-        lines.append(s)
+    lines, out = _recorder()
 
     out("The class-mix gate on small batches: balanced trusted classes, batches drawn from a balanced pool "
         "(not a test: prints a table).")
@@ -245,9 +251,7 @@ def run_small(sources):
     cells = {}
     for s in ("fmnist", "digits"):
         S = sources[s]
-        for split in range(4):
-            perm = np.random.default_rng(1000 * split + 7).permutation(10)
-            cin, cout = np.sort(perm[:6]), np.sort(perm[6:])
+        for split, cin, cout in class_splits():
             rng = np.random.default_rng([split, 98])
             test_id, ref, _ = split_rows(rng, S.y, cin, 150, MIXED_REFERENCE[s])
             test_ood, _, _ = split_rows(rng, S.y, cout, 150, 0)
