@@ -16,10 +16,12 @@ holds them equally (150 / 60 per class) plus the 4 held-out classes as OOD:
 Methods, on the embeddings of ``benchmarks/robustness.py`` (EfficientNet-Lite0,
 5 levels pooled 2x2): the product default (``pyramid_knn``: each class at its own
 rank, 5% of its size, plus the scored-set density ratio when its permutation
-test fires and the class-mix gate lets it), the same without the gate
-(``class_mix_gate=None``), each image on its own (``transductive="never"``),
-the last release (5% of the *smallest* class for every class, ratio without the
-gate) and that rank rule each image on its own, and the anchors of ``benchmarks/robustness.py`` (k-NN k=1 /
+test fires; when the class-mix gate fires, against a draw of trusted images in
+the scored set's class mix), the same without the gate
+(``class_mix_gate=None``: the whole reference), each image on its own
+(``transductive="never"``; what the previous release did when the gate fired),
+an earlier release (5% of the *smallest* class for every class, ratio without
+the gate) and that rank rule each image on its own, and the anchors of ``benchmarks/robustness.py`` (k-NN k=1 /
 k=10 on the deepest level and on all levels, class-conditional Mahalanobis,
 cleanlab ``OutOfDistribution``) on the same embeddings. Positive class = OOD.
 

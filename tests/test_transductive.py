@@ -166,7 +166,7 @@ def _shares_tv(det, X_ref, y_ref, X, chance=False):
     trusted = np.array([np.mean(y_ref == c) for c in classes])
     scored = np.bincount(dist.argmin(axis=1), minlength=len(classes)) / keep.sum()
     tv = 0.5 * np.abs(scored - trusted).sum()
-    return (tv, int(keep.sum()), trusted) if chance else tv
+    return (tv, int(keep.sum()), trusted, scored) if chance else tv
 
 
 def _simulated_chance(n, shares, draws=200_000, seed=0):
@@ -187,46 +187,93 @@ def test_the_chance_total_variation_is_the_sampling_expectation():
     assert chance_total_variation(0, np.full(6, 1 / 6)) == 0.0
 
 
-def test_a_class_mix_shift_keeps_the_ratio_out():
-    """'auto': when the in-distribution-looking scored images hold the trusted classes in clearly other
-    proportions (total variation beyond chance > class_mix_gate), the ratio would rank the under-represented
-    classes as OOD: it is left out and the record says why. 'always' still uses it; a matching mix keeps it.
-    Separated classes, so that the nearest class of a scored image is its class: 40 trusted images per class
-    (the skewed trusted set keeps 6 of classes 1-3), 30 scored per class plus 50 of a held-out class."""
-    from ood_core.detectors.pyramid_knn import chance_total_variation
-
-    rng = np.random.default_rng(11)
+def _skewed_mix(n_ood, seed=11):
+    """Separated classes (the nearest class of a scored image is its class): 40 trusted images per class,
+    the skewed trusted set keeps 6 of classes 1-3; 30 scored per class plus ``n_ood`` of a held-out class."""
+    rng = np.random.default_rng(seed)
     centers = np.eye(5, sum(DIMS)) * 6.0
     y_ref = np.repeat(np.arange(4), 40)
     X_ref = (centers[y_ref] + rng.normal(size=(160, sum(DIMS)))).astype(np.float32)
     X = np.concatenate([centers[np.repeat(np.arange(4), 30)] + rng.normal(size=(120, sum(DIMS))),
-                        centers[4] + 0.5 * rng.normal(size=(50, sum(DIMS)))]).astype(np.float32)
-
-    gate = PyramidKNNDetector().class_mix_gate  # the default
+                        centers[4] + 0.5 * rng.normal(size=(n_ood, sum(DIMS)))]).astype(np.float32)
     keep = np.flatnonzero(y_ref == 0).tolist() + [i for c in (1, 2, 3) for i in np.flatnonzero(y_ref == c)[:6]]
+    return X_ref, y_ref, keep, X, np.r_[np.zeros(120, bool), np.ones(n_ood, bool)]
+
+
+def _blocks(det, X):
+    """The active components of ``det`` as column blocks (deepest level = the last DIMS block)."""
+    blocks = [X[:, DIMS[0]:], X]
+    return [b for b, a in zip(blocks, det.active_) if a]
+
+
+def test_a_class_mix_shift_matches_the_reference_to_the_scored_mix():
+    """'auto': when the in-distribution-looking scored images hold the trusted classes in clearly other
+    proportions (total variation beyond chance > class_mix_gate), the plain ratio would rank the
+    under-represented classes as OOD. The ratio then compares the scored set with the largest draw of trusted
+    images in the scored set's class mix (here about 6 of each class), and the record says so."""
+    from ood_core.detectors.pyramid_knn import chance_total_variation
+
+    X_ref, y_ref, keep, X, is_ood = _skewed_mix(50)
+    gate = PyramidKNNDetector().class_mix_gate  # the default
     never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref[keep], y_ref[keep])
-    expected, n_kept, trusted = _shares_tv(never, X_ref[keep], y_ref[keep], X, chance=True)
+    expected, n_kept, trusted, scored = _shares_tv(never, X_ref[keep], y_ref[keep], X, chance=True)
     auto = PyramidKNNDetector(level_dims=DIMS).fit(X_ref[keep], y_ref[keep])
-    np.testing.assert_allclose(auto.score_samples(X), never.score_samples(X))
+    scores = auto.score_samples(X)
     info = auto.fitted_params()["transductive"]
-    assert not info["used"] and info["class_mix_shift"] == pytest.approx(expected, abs=1e-9)
+    assert info["class_mix_shift"] == pytest.approx(expected, abs=1e-9)
     assert info["class_mix_chance"] == pytest.approx(chance_total_variation(n_kept, trusted), abs=1e-12)
     assert info["class_mix_shift"] - info["class_mix_chance"] > gate and "other proportions" in info["reason"]
-    # the gate switched off: the ratio's permutation test decides, as before
+    # the matched draw: the largest draw without repeats in the scored shares (about equal: about 6 of each)
+    rows = auto.class_mix_rows(scored)
+    sizes = np.bincount(y_ref[keep], minlength=4)
+    total = min(sizes[c] / scored[c] for c in range(4) if scored[c] > 0)
+    assert np.bincount(y_ref[keep][rows], minlength=4).tolist() == [
+        min(sizes[c], int(round(scored[c] * total))) for c in range(4)]
+    assert 20 <= rows.size <= 30 and len(set(rows)) == rows.size
+    assert info["class_mix_reference"] == rows.size
+    assert f"{rows.size} trusted samples drawn in its class mix" in info["reason"]
+    # the scores: each image alone plus the weighted ratio against those rows, as DensityRatio computes it
+    ref = DensityRatio().compute(_blocks(auto, X_ref[keep][rows]), _blocks(auto, X))
+    assert info["used"] and ref["used"]
+    np.testing.assert_allclose(scores, never.score_samples(X) + info["weight"] * ref["scored"], rtol=1e-4,
+                               atol=1e-4)
+    moved = np.flatnonzero(~np.isclose(auto.batch_reference_scores_, auto.reference_scores_))
+    assert set(moved) <= set(rows)  # trusted rows outside the draw keep their own score
+    # against the whole skewed reference the under-represented classes 1-3 look denser among the scored images
+    # and crowd toward the OOD images; against the matched draw the OOD crowd stands out further from them
+    plain = DensityRatio().compute(_blocks(auto, X_ref[keep]), _blocks(auto, X))["scored"]
+    rare_classes = np.r_[np.zeros(30, bool), np.ones(90, bool), np.zeros(len(X) - 120, bool)]
+    assert ref["scored"][is_ood].mean() - ref["scored"][rare_classes].mean() > \
+        plain[is_ood].mean() - plain[rare_classes].mean() + 1.0
+    # the gate switched off: the plain ratio's permutation test decides, as before
     ungated = PyramidKNNDetector(level_dims=DIMS, class_mix_gate=None).fit(X_ref[keep], y_ref[keep])
     ungated.score_samples(X)
-    assert ungated.transductive_["used"]
-    forced = PyramidKNNDetector(level_dims=DIMS, transductive="always").fit(X_ref[keep], y_ref[keep])
-    forced.score_samples(X)
-    assert forced.transductive_["used"]
-    # the balanced reference: the mixes match, the shift is small and the ratio is used as before
+    assert ungated.transductive_["used"] and ungated.transductive_["class_mix_reference"] is None
+    # the balanced reference: the mixes match, the shift is small and the whole reference is used
     balanced = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
     balanced.score_samples(X)
     shift = balanced.transductive_["class_mix_shift"]
     assert shift - balanced.transductive_["class_mix_chance"] < gate and balanced.transductive_["used"]
+    assert balanced.transductive_["class_mix_reference"] is None
     assert shift == pytest.approx(
         _shares_tv(PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref, y_ref), X_ref, y_ref, X),
         abs=1e-9)
+
+
+def test_a_class_mix_shift_with_few_ood_images_scores_each_image_alone():
+    """3 OOD images among 120: against the skewed trusted set the plain ratio's test fires on the class mix
+    alone (and would rank the under-represented classes as OOD); against the draw in the scored mix it does
+    not, so each image is scored on its own."""
+    X_ref, y_ref, keep, X, is_ood = _skewed_mix(3)
+    never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref[keep], y_ref[keep])
+    auto = PyramidKNNDetector(level_dims=DIMS).fit(X_ref[keep], y_ref[keep])
+    np.testing.assert_allclose(auto.score_samples(X), never.score_samples(X))
+    info = auto.transductive_
+    assert not info["used"] and 20 <= info["class_mix_reference"] <= 30 and "does not differ" in info["reason"]
+    ungated = PyramidKNNDetector(level_dims=DIMS, class_mix_gate=None).fit(X_ref[keep], y_ref[keep])
+    added = ungated.score_samples(X) - never.score_samples(X)
+    assert ungated.transductive_["used"]
+    assert added[30:120].mean() > added[:30].mean() + 1.0  # classes 1-3 pushed toward OOD, class 0 not
 
 
 def test_small_batches_of_the_trusted_mix_do_not_trip_the_class_mix_gate():
