@@ -46,7 +46,7 @@ images drawn from a balanced scored pool, 50% or 10% OOD, 6 draws per
 class split; a few dozen images hold the classes in uneven shares by
 sampling alone.
 
-Run (about 25, 15 and 5 minutes for the three parts on 1 core, after the
+Run (about 20, 16 and 7 minutes for the three parts, one core each, after the
 extraction of ``benchmarks/robustness.py``)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/imbalanced_reference.py [--part imbalanced|mixed|small]
