@@ -513,7 +513,10 @@ class PyramidKNNDetector(Detector):
         compared with the trusted ones. ``chance`` is :func:`chance_total_variation` of as many draws from
         the trusted shares.
         """
-        mix = self._class_mix(comps, scores)
+        return self._shift_and_chance(self._class_mix(comps, scores))
+
+    @staticmethod
+    def _shift_and_chance(mix):
         if mix is None:
             return None, None
         scored, trusted, n = mix
@@ -539,13 +542,11 @@ class PyramidKNNDetector(Detector):
         if self.transductive == "never":
             return scores
         mix = self._class_mix(comps, scores) if X.shape[0] >= MIN_SCORED else None
-        shift = chance = rows = None
-        if mix is not None:
-            shift = float(0.5 * np.abs(mix[0] - mix[1]).sum())
-            chance = chance_total_variation(mix[2], mix[1])
-            if self.transductive == "auto" and self.class_mix_gate is not None and \
-                    shift - chance > self.class_mix_gate:
-                rows = self.class_mix_rows(mix[0])
+        shift, chance = self._shift_and_chance(mix)
+        rows = None
+        if shift is not None and self.transductive == "auto" and self.class_mix_gate is not None and \
+                shift - chance > self.class_mix_gate:
+            rows = self.class_mix_rows(mix[0])
         ratio = DensityRatio(k_fraction=self.k_fraction, k_max=self.k_max,
                              alpha=1.0 if self.transductive == "always" else self.transductive_alpha,
                              backend=self.backend, index=self.index)
