@@ -115,6 +115,12 @@ def load_sources(names=SOURCE_NAMES):
     return {name: Source(name) for name in names}
 
 
+def class_split(split):
+    """``(in-distribution classes, held-out classes)``: the 6 / 4 class split number ``split`` of a 10-class source."""
+    perm = np.random.default_rng(1000 * split + 7).permutation(10)
+    return np.sort(perm[:6]), np.sort(perm[6:])
+
+
 def split_rows(rng, y, classes, n_test, n_ref):
     """Per class: the first n_test of a seeded permutation are test, the next n_ref reference."""
     test, ref, rest = [], [], []
@@ -160,9 +166,7 @@ def ood_conditions(sources):
 
     def near(s, split, n_ref, pollution=0.0, group="near"):
         S = src[s]
-        rng = np.random.default_rng(1000 * split + 7)
-        perm = rng.permutation(10)
-        cin, cout = np.sort(perm[:6]), np.sort(perm[6:])
+        cin, cout = class_split(split)
         rng = np.random.default_rng([split, n_ref, int(pollution * 100)])
         test_id, ref, _ = split_rows(rng, S.y, cin, n_test[s], n_ref)
         test_ood, _, pool = split_rows(rng, S.y, cout, n_test[s], 0)
@@ -206,8 +210,7 @@ def ood_conditions(sources):
             for n in (10, 100):
                 for frac in (0.01, 0.03, 0.10):
                     S = src[s]
-                    perm = np.random.default_rng(1000 * split + 7).permutation(10)
-                    cin, cout = np.sort(perm[:6]), np.sort(perm[6:])
+                    cin, cout = class_split(split)
                     rng = np.random.default_rng([split, n, 5, int(frac * 100)])
                     test_id, ref, _ = split_rows(rng, S.y, cin, n_test[s], n)
                     ood_all, _, _ = split_rows(rng, S.y, cout, n_test[s], 0)
@@ -275,9 +278,7 @@ def ood_conditions(sources):
     for s, n_id in (("fmnist", 300), ("digits", 100)):
         S = src[s]
         for split in range(2):
-            rng = np.random.default_rng(1000 * split + 7)
-            perm = rng.permutation(10)
-            cin, cout = np.sort(perm[:6]), np.sort(perm[6:])
+            cin, cout = class_split(split)
             rng = np.random.default_rng([split, 4242])
             id_rows, _, _ = split_rows(rng, S.y, cin, n_id, 0)
             ood_all, _, _ = split_rows(rng, S.y, cout, n_id, 0)
