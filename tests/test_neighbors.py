@@ -250,3 +250,42 @@ def test_unknown_backend_index_and_bad_combinations():
 def test_unfitted_index_raises():
     with pytest.raises(NotFittedError, match=r"not fitted yet.*fit\(X_ref\)"):
         NeighborIndex().kneighbors(gaussian(2, 3, seed=16), k=1)
+
+
+# --------------------------------------------------------------------------- k-th distance per group
+
+
+def _group_kth_by_sorting(X_ref, groups, ks, X=None):
+    """Independent computation: float64 differences, sorted per group; own row left out when X is None."""
+    queries = np.asarray(X_ref if X is None else X, np.float64)
+    out = np.full((queries.shape[0], len(groups)), np.inf)
+    for g, (rows, k) in enumerate(zip(groups, ks)):
+        for i, q in enumerate(queries):
+            members = [r for r in rows if X is not None or r != i]
+            if len(members) >= k:
+                d = np.sqrt(((np.asarray(X_ref, np.float64)[members] - q) ** 2).sum(-1))
+                out[i, g] = np.sort(d)[k - 1]
+    return out
+
+
+def test_group_kth_distances_match_sorting_and_keep_duplicates_at_zero():
+    rng = np.random.default_rng(5)
+    X = clustered_unit_rows(90, 24, n_clusters=3, seed=5)
+    X[7] = X[3]  # a duplicate inside group 0
+    X[40] = X[3]  # and one in group 1
+    perm = rng.permutation(90)
+    groups = [perm[:40], perm[40:85], perm[85:]]  # the last group (5 rows) is smaller than its k
+    groups[0] = np.union1d(groups[0], [3, 7])
+    groups[1] = np.setdiff1d(np.union1d(groups[1], [40]), [3, 7])
+    groups[2] = np.setdiff1d(groups[2], [3, 7, 40])
+    ks = [1, 4, 6]
+    Q = np.vstack([clustered_unit_rows(12, 24, n_clusters=3, seed=6), X[3:4]])
+    from ood_core.neighbors import group_kth_distances
+
+    got = group_kth_distances(X, groups, ks, Q)
+    np.testing.assert_allclose(got, _group_kth_by_sorting(X, groups, ks, Q), rtol=1e-10, atol=1e-12)
+    assert got[-1, 0] == 0.0 and np.isinf(got[:, 2]).all()  # a copy of a row is at exactly 0; 5 rows < k=6
+    own = group_kth_distances(X, groups, ks)  # the rows themselves, each left out of its own group
+    np.testing.assert_allclose(own, _group_kth_by_sorting(X, groups, ks), rtol=1e-10, atol=1e-12)
+    assert own[3, 0] == 0.0 and own[7, 0] == 0.0  # its duplicate stays a neighbour
+    assert own[40, 1] > 0.0  # k=4 in group 1: the duplicate of row 3 there is one of four neighbours

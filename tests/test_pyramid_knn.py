@@ -57,7 +57,11 @@ def data():
     return X_ref, y, X_id, X_ood
 
 
-def test_scores_match_the_formula_with_labels(data):
+# groups of at most GEMM_GROUP_ROWS rows are searched by float64 matrix products, larger ones by their own index:
+# both paths against the formula (40-60 rows per class: 60 = the matrix products, 0 = every class's index, 45 = both)
+@pytest.mark.parametrize("gemm_rows", [60, 0, 45])
+def test_scores_match_the_formula_with_labels(data, gemm_rows, monkeypatch):
+    monkeypatch.setattr("ood_core.detectors.pyramid_knn.GEMM_GROUP_ROWS", gemm_rows)
     X_ref, y, X_id, X_ood = data
     X = np.concatenate([X_id, X_ood])
     det = PyramidKNNDetector(level_dims=DIMS, **INDUCTIVE).fit(X_ref, y)
@@ -71,7 +75,9 @@ def test_scores_match_the_formula_with_labels(data):
     np.testing.assert_allclose(det.component_scores(X), np.stack(parts, 1), rtol=1e-4, atol=1e-4)
 
 
-def test_fit_score_leaves_each_point_out_of_its_class(data):
+@pytest.mark.parametrize("gemm_rows", [60, 0, 45])
+def test_fit_score_leaves_each_point_out_of_its_class(data, gemm_rows, monkeypatch):
+    monkeypatch.setattr("ood_core.detectors.pyramid_knn.GEMM_GROUP_ROWS", gemm_rows)
     X_ref, y, _, _ = data
     det = PyramidKNNDetector(level_dims=DIMS, k=3)
     scores = det.fit_score(X_ref, y)

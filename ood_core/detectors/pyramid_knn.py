@@ -158,7 +158,7 @@ when it is used).
 import numpy as np
 
 from ..errors import OODInputError
-from ..neighbors import NeighborIndex
+from ..neighbors import NeighborIndex, group_kth_distances
 from ..validation import check_positive_int
 from .transductive import MIN_SCORED, DensityRatio, ratio_weight
 from .base import (
@@ -189,6 +189,8 @@ CLASS_MIX_QUANTILE = 0.9
 CLASS_MIX_SEED = 0
 #: class count x draws above which :func:`chance_total_variation` uses the normal approximation
 _EXACT_CHANCE_CELLS = 2_000_000
+#: with index="flat", groups of at most this many reference rows are searched by float64 matrix products
+GEMM_GROUP_ROWS = 4096
 
 
 def chance_total_variation(n, shares):
@@ -379,18 +381,36 @@ class PyramidKNNDetector(Detector):
         codes = groups[0]
         return [np.flatnonzero(codes == g) for g in range(int(codes.max()) + 1)]
 
-    def _kth_per_group(self, indexes, queries):
-        """``(N, groups)``: distance to each group's k-th nearest reference embedding (its own k; inf when the
-        group holds fewer than k)."""
-        out = np.full((queries.shape[0], len(indexes)), np.inf)
-        for g, ((rows, nn), k) in enumerate(zip(indexes, self.group_k_)):
-            if rows.size >= k:
-                out[:, g] = nn.kneighbors(queries, k=k)[0][:, k - 1]
-        return out
+    def _kth_per_group(self, c, queries=None, groups=None):
+        """``(N, groups)``: distance to each group's k-th nearest reference embedding on component ``c`` (its
+        own k; inf when the group holds fewer than k). ``queries=None``: the reference rows themselves, each
+        left out of its own group. ``groups``: the first ``groups`` groups only (default all).
 
-    def _kth_min(self, indexes, queries):
-        """Min over the groups of the distance to the group's k-th nearest reference embedding (its own k)."""
-        return self._kth_per_group(indexes, queries).min(axis=1)
+        Exact either way: with ``index="flat"``, groups of at most ``GEMM_GROUP_ROWS`` rows are searched
+        together by :func:`~ood_core.neighbors.group_kth_distances` (one float64 matrix product per chunk of
+        queries and group, instead of one index search per group), larger ones by their own index.
+        """
+        indexes = self.indexes_[c][:groups]
+        ks = self.group_k_[:len(indexes)]
+        Z = self.reference_components_[c] if queries is None else queries
+        out = np.full((Z.shape[0], len(indexes)), np.inf)
+        small = [g for g, (rows, _) in enumerate(indexes) if self.index == "flat" and rows.size <= GEMM_GROUP_ROWS]
+        if small:
+            out[:, small] = group_kth_distances(self.reference_components_[c], [indexes[g][0] for g in small],
+                                                [ks[g] for g in small], queries)
+        for g in sorted(set(range(len(indexes))) - set(small)):
+            (rows, nn), k = indexes[g], ks[g]
+            if queries is not None:
+                if rows.size >= k:
+                    out[:, g] = nn.kneighbors(queries, k=k)[0][:, k - 1]
+                continue
+            others = np.ones(Z.shape[0], bool)
+            others[rows] = False
+            if rows.size >= k and others.any():
+                out[others, g] = nn.kneighbors(Z[others], k=k)[0][:, k - 1]
+            if rows.size > k:
+                out[rows, g] = nn.kneighbors(None, k=k)[0][:, k - 1]
+        return out
 
     def _check_k(self, group_rows, self_excluded):
         """Every point must find its groups' k neighbours in some group (its own, itself left out, or another)."""
@@ -429,33 +449,18 @@ class PyramidKNNDetector(Detector):
             for _, Z in comps
         ]
         # leave-one-out reference scores: each row left out of its own group's neighbours
-        raw = np.stack([
-            self._loo(indexes, Z, group_rows) for indexes, (_, Z) in zip(self.indexes_, comps)
-        ], axis=1)
+        self.reference_components_ = [Z for _, Z in comps]
+        raw = np.stack([self._kth_per_group(c).min(axis=1) for c in range(len(comps))], axis=1)
         # _check_k guarantees every row k neighbours in some group, so every score is finite
         self.loc_ = raw.mean(axis=0)
         scale = raw.std(axis=0)
         # a constant component (duplicated reference images) carries no ranking information
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
-        self.reference_components_ = [Z for _, Z in comps]
         self.component_accuracy_, self.active_ = self._gate(comps, groups)
         self.reference_scores_ = self._fuse(raw)
         self.transductive_ = None
         self.batch_reference_scores_ = None
         return raw
-
-    def _loo(self, indexes, Z, group_rows):
-        out = np.empty(Z.shape[0])
-        for g, rows in enumerate(group_rows):
-            best = np.full(rows.size, np.inf)
-            for h, ((other_rows, nn), k) in enumerate(zip(indexes, self.group_k_)):
-                if h == g:
-                    if other_rows.size > k:
-                        best = np.minimum(best, nn.kneighbors(None, k=k)[0][:, k - 1])
-                elif other_rows.size >= k:
-                    best = np.minimum(best, nn.kneighbors(Z[rows], k=k)[0][:, k - 1])
-            out[rows] = best
-        return out
 
     def _gate(self, comps, groups):
         """Leave-one-out 1-NN label accuracy per component, and which components take part in the max.
@@ -486,7 +491,7 @@ class PyramidKNNDetector(Detector):
 
     def _raw_scores(self, comps):
         """Raw k-th-neighbour distances ``(N, n_components)`` of the scored components (from ``_components``)."""
-        return np.stack([self._kth_min(indexes, Z) for indexes, (_, Z) in zip(self.indexes_, comps)], axis=1)
+        return np.stack([self._kth_per_group(c, Z).min(axis=1) for c, (_, Z) in enumerate(comps)], axis=1)
 
     def _class_mix(self, comps, scores):
         """``(scored shares, trusted shares, n)`` of the labelled classes among the ``n`` in-distribution-looking
@@ -497,9 +502,8 @@ class PyramidKNNDetector(Detector):
         if not keep.any():
             return None
         c = int(np.flatnonzero(self.active_)[0])
-        labelled = self.indexes_[c][:self.labelled_groups_]
-        dist = self._kth_per_group(labelled, comps[c][1][keep])
-        sizes = np.array([rows.size for rows, _ in labelled], float)
+        dist = self._kth_per_group(c, comps[c][1][keep], groups=self.labelled_groups_)
+        sizes = np.array([rows.size for rows, _ in self.indexes_[c][:self.labelled_groups_]], float)
         scored = np.bincount(dist.argmin(axis=1), minlength=self.labelled_groups_) / dist.shape[0]
         return scored, sizes / sizes.sum(), dist.shape[0]
 
