@@ -217,7 +217,10 @@ def group_kth_distances(data, groups, ks, queries=None):
                 continue
             x = data[rows].astype(np.float64)
             xx = np.einsum("ij,ij->i", x, x)
-            d2 = qq[:, None] + xx[None, :] - 2.0 * (q @ x.T)
+            d2 = q @ x.T  # |q|^2 + |x|^2 - 2 q.x, in place (one (chunk, group) float64 array at a time)
+            d2 *= -2.0
+            d2 += qq[:, None]
+            d2 += xx[None, :]
             if self_mode:
                 mine = np.flatnonzero(owner[start:stop] == g)
                 d2[mine, position[start:stop][mine]] = np.inf
