@@ -85,7 +85,8 @@ import numpy as np
 from .errors import NotFittedError, OODInputError
 from .validation import as_embeddings, check_positive_int, check_same_dim
 
-__all__ = ["BACKENDS", "INDEXES", "NeighborIndex", "faiss_available", "group_kth_distances", "resolve_backend"]
+__all__ = ["BACKENDS", "INDEXES", "NeighborIndex", "faiss_available", "group_kth_distances", "resolve_backend",
+           "self_kneighbors"]
 
 #: Backend names accepted by :class:`NeighborIndex`.
 BACKENDS = ("auto", "faiss", "sklearn")
@@ -168,6 +169,8 @@ def resolve_backend(backend="auto", index="flat"):
 
 #: query rows per float64 matrix product in :func:`group_kth_distances`
 _GROUP_CHUNK_ROWS = 2048
+# memory of one (chunk, N) float64 product in :func:`self_kneighbors`
+_GROUP_CHUNK_BYTES = 64 * 2**20
 # a k-th squared distance below this share of |q|^2 + |x|^2 has lost digits to cancellation: recomputed directly
 _CANCELLATION = 1e-6
 
@@ -233,6 +236,52 @@ def group_kth_distances(data, groups, ks, queries=None):
                 kth[tiny] = np.einsum("ij,ij->i", diff, diff)
             out[start:stop, g] = np.sqrt(np.maximum(kth, 0.0))
     return out
+
+
+def self_kneighbors(data, k):
+    """``NeighborIndex(index="flat").fit(data).kneighbors(k=k)`` by float64 matrix products.
+
+    Each row's ``k`` nearest other rows (its own index left out, duplicates
+    kept at exactly 0), ascending, as the exact search returns them, except
+    that rows at the same distance (copies of one image) may come in another
+    order: the products of two identical rows can differ in the last bit. The exact search gathers ``k + 8`` candidate rows per
+    query and recomputes them in float64, which dominates when ``k`` is in the
+    hundreds (the density ratio's pooled lists); here each chunk of rows is
+    multiplied once with all rows in float64 instead, and the k smallest kept
+    (near-duplicates recomputed directly, as in :func:`group_kth_distances`).
+    Temporary memory: one ``(chunk, N)`` float64 array of about 64 MiB.
+
+    Returns:
+        ``(N, k)`` float64 distances and ``(N, k)`` int64 indices.
+    """
+    data = np.asarray(data)
+    n = data.shape[0]
+    if not 1 <= k < n:
+        raise OODInputError(f"k={k} but {n} rows leave at most {n - 1} neighbours per row; lower k.")
+    x = data.astype(np.float64)
+    xx = np.einsum("ij,ij->i", x, x)
+    dist = np.empty((n, k))
+    idx = np.empty((n, k), dtype=np.int64)
+    chunk = max(1, min(n, _GROUP_CHUNK_BYTES // (8 * n)))
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        rows = np.arange(stop - start)
+        d2 = x[start:stop] @ x.T
+        d2 *= -2.0
+        d2 += xx[start:stop, None]
+        d2 += xx[None, :]
+        d2[rows, rows + start] = np.inf  # leave each row out of its own list
+        cand = np.argpartition(d2, k - 1, axis=1)[:, :k]
+        near = np.take_along_axis(d2, cand, axis=1)
+        tiny = np.nonzero(near < _CANCELLATION * (xx[start:stop, None] + xx[cand]))
+        if tiny[0].size:
+            diff = x[cand[tiny]] - x[start + tiny[0]]
+            near[tiny] = np.einsum("ij,ij->i", diff, diff)
+        near = np.sqrt(np.maximum(near, 0.0))
+        order = np.lexsort((cand, near), axis=-1)
+        dist[start:stop] = np.take_along_axis(near, order, axis=1)
+        idx[start:stop] = np.take_along_axis(cand, order, axis=1)
+    return dist, idx
 
 
 class NeighborIndex:

@@ -289,3 +289,24 @@ def test_group_kth_distances_match_sorting_and_keep_duplicates_at_zero():
     np.testing.assert_allclose(own, _group_kth_by_sorting(X, groups, ks), rtol=1e-10, atol=1e-12)
     assert own[3, 0] == 0.0 and own[7, 0] == 0.0  # its duplicate stays a neighbour
     assert own[40, 1] > 0.0  # k=4 in group 1: the duplicate of row 3 there is one of four neighbours
+
+
+@pytest.mark.parametrize("chunk_bytes", [64 * 2**20, 8 * 300 * 7])  # one chunk, or chunks of 7 rows
+@pytest.mark.parametrize("k", [1, 7, 120])
+def test_self_kneighbors_match_the_exact_index_search(data_with_duplicates, chunk_bytes, k, monkeypatch):
+    from ood_core import neighbors
+
+    monkeypatch.setattr(neighbors, "_GROUP_CHUNK_BYTES", chunk_bytes)
+    X, _ = data_with_duplicates
+    dist, idx = neighbors.self_kneighbors(X, k)
+    want_dist, want_idx = brute_force(X, X, k, exclude_self=True)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-12, atol=1e-12)
+    # the same neighbours, except that rows at the same distance (the duplicate pairs) may swap places
+    differ = idx != want_idx
+    assert differ.sum() <= 2 * np.isin(want_idx, [3, 10, 150, 200]).sum()
+    exact = np.sqrt(((X[idx].astype(np.float64) - X[:, None, :].astype(np.float64)) ** 2).sum(-1))
+    np.testing.assert_allclose(exact, want_dist, rtol=1e-12, atol=1e-12)  # each listed row is at that distance
+    assert (np.isin(idx[differ], [3, 10, 150, 200])).all()
+    assert idx[3, 0] == 10 and dist[3, 0] == 0.0 and idx[200, 0] == 150 and dist[200, 0] == 0.0
+    with pytest.raises(OODInputError, match="k=300"):
+        neighbors.self_kneighbors(X, 300)
