@@ -175,6 +175,15 @@ _GROUP_CHUNK_BYTES = 64 * 2**20
 _CANCELLATION = 1e-6
 
 
+def _squared_distances(q, qq, x, xx):
+    """``(Q, N)`` float64 ``|q|^2 + |x|^2 - 2 q.x`` (``qq``, ``xx``: the rows' squared norms), built in place."""
+    d2 = q @ x.T
+    d2 *= -2.0
+    d2 += qq[:, None]
+    d2 += xx[None, :]
+    return d2
+
+
 def group_kth_distances(data, groups, ks, queries=None):
     """Exact distance from each query to its ``ks[g]``-th nearest row of each group ``g`` of ``data``.
 
@@ -220,10 +229,7 @@ def group_kth_distances(data, groups, ks, queries=None):
                 continue
             x = data[rows].astype(np.float64)
             xx = np.einsum("ij,ij->i", x, x)
-            d2 = q @ x.T  # |q|^2 + |x|^2 - 2 q.x, in place (one (chunk, group) float64 array at a time)
-            d2 *= -2.0
-            d2 += qq[:, None]
-            d2 += xx[None, :]
+            d2 = _squared_distances(q, qq, x, xx)
             if self_mode:
                 mine = np.flatnonzero(owner[start:stop] == g)
                 d2[mine, position[start:stop][mine]] = np.inf
@@ -266,10 +272,7 @@ def self_kneighbors(data, k):
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         rows = np.arange(stop - start)
-        d2 = x[start:stop] @ x.T
-        d2 *= -2.0
-        d2 += xx[start:stop, None]
-        d2 += xx[None, :]
+        d2 = _squared_distances(x[start:stop], xx[start:stop], x, xx)
         d2[rows, rows + start] = np.inf  # leave each row out of its own list
         cand = np.argpartition(d2, k - 1, axis=1)[:, :k]
         near = np.take_along_axis(d2, cand, axis=1)
