@@ -184,6 +184,16 @@ def _squared_distances(q, qq, x, xx):
     return d2
 
 
+def _recompute_cancelled(d2, cols, q, qq, x, xx):
+    """Where an entry of ``d2`` (``(Q, c)`` squared distances of query row i to rows ``cols[i]`` of ``x``) lost
+    its digits to cancellation (below ``_CANCELLATION * (|q|^2 + |x|^2)``: near-duplicates), recompute it in
+    place directly as ``|q - x|^2``, so copies are at exactly 0."""
+    r, c = np.nonzero(d2 < _CANCELLATION * (qq[:, None] + xx[cols]))
+    if r.size:
+        diff = x[cols[r, c]] - q[r]
+        d2[r, c] = np.einsum("ij,ij->i", diff, diff)
+
+
 def group_kth_distances(data, groups, ks, queries=None):
     """Exact distance from each query to its ``ks[g]``-th nearest row of each group ``g`` of ``data``.
 
@@ -233,14 +243,10 @@ def group_kth_distances(data, groups, ks, queries=None):
             if self_mode:
                 mine = np.flatnonzero(owner[start:stop] == g)
                 d2[mine, position[start:stop][mine]] = np.inf
-            at = np.argpartition(d2, k - 1, axis=1)[:, k - 1]
-            idx = np.arange(q.shape[0])
-            kth = d2[idx, at]
-            tiny = np.flatnonzero(kth < _CANCELLATION * (qq + xx[at]))
-            if tiny.size:
-                diff = x[at[tiny]] - q[tiny]
-                kth[tiny] = np.einsum("ij,ij->i", diff, diff)
-            out[start:stop, g] = np.sqrt(np.maximum(kth, 0.0))
+            at = np.argpartition(d2, k - 1, axis=1)[:, k - 1:k]
+            kth = np.take_along_axis(d2, at, axis=1)
+            _recompute_cancelled(kth, at, q, qq, x, xx)
+            out[start:stop, g] = np.sqrt(np.maximum(kth[:, 0], 0.0))
     return out
 
 
@@ -250,10 +256,11 @@ def self_kneighbors(data, k):
     Each row's ``k`` nearest other rows (its own index left out, duplicates
     kept at exactly 0), ascending, as the exact search returns them, except
     that rows at the same distance (copies of one image) may come in another
-    order: the products of two identical rows can differ in the last bit. The exact search gathers ``k + 8`` candidate rows per
-    query and recomputes them in float64, which dominates when ``k`` is in the
-    hundreds (the density ratio's pooled lists); here each chunk of rows is
-    multiplied once with all rows in float64 instead, and the k smallest kept
+    order: the products of two identical rows can differ in the last bit.
+    The exact search gathers ``k + 8`` candidate rows per query and
+    recomputes them in float64, which dominates when ``k`` is in the hundreds
+    (the density ratio's pooled lists); here each chunk of rows is multiplied
+    once with all rows in float64 instead, and the k smallest kept
     (near-duplicates recomputed directly, as in :func:`group_kth_distances`).
     Temporary memory: one ``(chunk, N)`` float64 array of about 64 MiB.
 
@@ -276,10 +283,7 @@ def self_kneighbors(data, k):
         d2[rows, rows + start] = np.inf  # leave each row out of its own list
         cand = np.argpartition(d2, k - 1, axis=1)[:, :k]
         near = np.take_along_axis(d2, cand, axis=1)
-        tiny = np.nonzero(near < _CANCELLATION * (xx[start:stop, None] + xx[cand]))
-        if tiny[0].size:
-            diff = x[cand[tiny]] - x[start + tiny[0]]
-            near[tiny] = np.einsum("ij,ij->i", diff, diff)
+        _recompute_cancelled(near, cand, x[start:stop], xx[start:stop], x, xx)
         near = np.sqrt(np.maximum(near, 0.0))
         order = np.lexsort((cand, near), axis=-1)
         dist[start:stop] = np.take_along_axis(near, order, axis=1)

@@ -135,7 +135,8 @@ class DensityRatio:
 
     def _lists(self, Z_ref, Z_scored, m):
         pooled = np.ascontiguousarray(np.concatenate([Z_ref, Z_scored]), dtype=np.float32)
-        if self.index == "flat":  # the exact index search's lists (up to the order of copies), faster for lists this long
+        # the exact index search's lists (up to the order of copies), faster for lists this long
+        if self.index == "flat":
             return self_kneighbors(pooled, m)
         return NeighborIndex(backend=self.backend, index=self.index).fit(pooled).kneighbors(None, k=m)
 
