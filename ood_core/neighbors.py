@@ -86,7 +86,7 @@ from .errors import NotFittedError, OODInputError
 from .validation import as_embeddings, check_positive_int, check_same_dim
 
 __all__ = ["BACKENDS", "INDEXES", "NeighborIndex", "faiss_available", "group_kth_distances", "resolve_backend",
-           "self_kneighbors"]
+           "product_kneighbors"]
 
 #: Backend names accepted by :class:`NeighborIndex`.
 BACKENDS = ("auto", "faiss", "sklearn")
@@ -169,7 +169,7 @@ def resolve_backend(backend="auto", index="flat"):
 
 #: query rows per float64 matrix product in :func:`group_kth_distances`
 _GROUP_CHUNK_ROWS = 2048
-# memory of one (chunk, N) float64 product in :func:`self_kneighbors`
+# memory of one (chunk, N) float64 product in :func:`product_kneighbors`
 _GROUP_CHUNK_BYTES = 64 * 2**20
 # a k-th squared distance below this share of |q|^2 + |x|^2 has lost digits to cancellation: recomputed directly
 _CANCELLATION = 1e-6
@@ -250,40 +250,52 @@ def group_kth_distances(data, groups, ks, queries=None):
     return out
 
 
-def self_kneighbors(data, k):
-    """``NeighborIndex(index="flat").fit(data).kneighbors(k=k)`` by float64 matrix products.
+def product_kneighbors(data, k, queries=None):
+    """``NeighborIndex(index="flat").fit(data).kneighbors(queries, k=k)`` by float64 matrix products.
 
-    Each row's ``k`` nearest other rows (its own index left out, duplicates
+    Each query's ``k`` nearest rows of ``data`` (with ``queries=None``: each
+    row's ``k`` nearest other rows, its own index left out; duplicates are
     kept at exactly 0), ascending, as the exact search returns them, except
     that rows at the same distance (copies of one image) may come in another
     order: the products of two identical rows can differ in the last bit.
     The exact search gathers ``k + 8`` candidate rows per query and
     recomputes them in float64, which dominates when ``k`` is in the hundreds
-    (the density ratio's pooled lists); here each chunk of rows is multiplied
-    once with all rows in float64 instead, and the k smallest kept
+    (the density ratio's pooled lists); here each chunk of queries is
+    multiplied once with all rows in float64 instead, and the k smallest kept
     (near-duplicates recomputed directly, as in :func:`group_kth_distances`).
     Temporary memory: one ``(chunk, N)`` float64 array of about 64 MiB.
 
     Returns:
-        ``(N, k)`` float64 distances and ``(N, k)`` int64 indices.
+        ``(Q, k)`` float64 distances and ``(Q, k)`` int64 indices into ``data``.
     """
     data = np.asarray(data)
     n = data.shape[0]
-    if not 1 <= k < n:
-        raise OODInputError(f"k={k} but {n} rows leave at most {n - 1} neighbours per row; lower k.")
+    self_mode = queries is None
+    limit = n - 1 if self_mode else n
+    if not 1 <= k <= limit:
+        raise OODInputError(f"k={k} but {n} rows leave at most {limit} neighbours per "
+                            f"{'row' if self_mode else 'query'}; lower k.")
     x = data.astype(np.float64)
     xx = np.einsum("ij,ij->i", x, x)
-    dist = np.empty((n, k))
-    idx = np.empty((n, k), dtype=np.int64)
-    chunk = max(1, min(n, _GROUP_CHUNK_BYTES // (8 * n)))
-    for start in range(0, n, chunk):
-        stop = min(start + chunk, n)
-        rows = np.arange(stop - start)
-        d2 = _squared_distances(x[start:stop], xx[start:stop], x, xx)
-        d2[rows, rows + start] = np.inf  # leave each row out of its own list
+    q_all, qq_all = (x, xx) if self_mode else (None, None)
+    n_queries = n if self_mode else np.asarray(queries).shape[0]
+    dist = np.empty((n_queries, k))
+    idx = np.empty((n_queries, k), dtype=np.int64)
+    chunk = max(1, min(n_queries, _GROUP_CHUNK_BYTES // (8 * n)))
+    for start in range(0, n_queries, chunk):
+        stop = min(start + chunk, n_queries)
+        if self_mode:
+            q, qq = q_all[start:stop], qq_all[start:stop]
+        else:
+            q = np.asarray(queries[start:stop], dtype=np.float64)
+            qq = np.einsum("ij,ij->i", q, q)
+        d2 = _squared_distances(q, qq, x, xx)
+        if self_mode:
+            rows = np.arange(stop - start)
+            d2[rows, rows + start] = np.inf  # leave each row out of its own list
         cand = np.argpartition(d2, k - 1, axis=1)[:, :k]
         near = np.take_along_axis(d2, cand, axis=1)
-        _recompute_cancelled(near, cand, x[start:stop], xx[start:stop], x, xx)
+        _recompute_cancelled(near, cand, q, qq, x, xx)
         near = np.sqrt(np.maximum(near, 0.0))
         order = np.lexsort((cand, near), axis=-1)
         dist[start:stop] = np.take_along_axis(near, order, axis=1)

@@ -293,12 +293,12 @@ def test_group_kth_distances_match_sorting_and_keep_duplicates_at_zero():
 
 @pytest.mark.parametrize("chunk_bytes", [64 * 2**20, 8 * 300 * 7])  # one chunk, or chunks of 7 rows
 @pytest.mark.parametrize("k", [1, 7, 120])
-def test_self_kneighbors_match_the_exact_index_search(data_with_duplicates, chunk_bytes, k, monkeypatch):
+def test_product_kneighbors_match_the_exact_index_search(data_with_duplicates, chunk_bytes, k, monkeypatch):
     from ood_core import neighbors
 
     monkeypatch.setattr(neighbors, "_GROUP_CHUNK_BYTES", chunk_bytes)
     X, _ = data_with_duplicates
-    dist, idx = neighbors.self_kneighbors(X, k)
+    dist, idx = neighbors.product_kneighbors(X, k)
     want_dist, want_idx = brute_force(X, X, k, exclude_self=True)
     np.testing.assert_allclose(dist, want_dist, rtol=1e-12, atol=1e-12)
     # the same neighbours, except that rows at the same distance (the duplicate pairs) may swap places
@@ -309,4 +309,38 @@ def test_self_kneighbors_match_the_exact_index_search(data_with_duplicates, chun
     assert (np.isin(idx[differ], [3, 10, 150, 200])).all()
     assert idx[3, 0] == 10 and dist[3, 0] == 0.0 and idx[200, 0] == 150 and dist[200, 0] == 0.0
     with pytest.raises(OODInputError, match="k=300"):
-        neighbors.self_kneighbors(X, 300)
+        neighbors.product_kneighbors(X, 300)
+
+
+def test_product_kneighbors_of_queries_match_brute_force(data_with_duplicates, monkeypatch):
+    from ood_core import neighbors
+
+    monkeypatch.setattr(neighbors, "_GROUP_CHUNK_BYTES", 8 * 300 * 9)  # chunks of 9 queries
+    X, Q = data_with_duplicates
+    Q = np.vstack([Q, X[[150, 42]]])  # a query that copies a duplicated row, and one that copies a single row
+    for k in (1, 5, 300):  # k may reach every row: nothing is left out for queries
+        dist, idx = neighbors.product_kneighbors(X, k, queries=Q)
+        want_dist, want_idx = brute_force(X, Q, k)
+        np.testing.assert_allclose(dist, want_dist, rtol=1e-12, atol=1e-12)
+        assert (idx[:40] == want_idx[:40]).all()
+    assert dist[-1, 0] == 0.0 and idx[-1, 0] == 42  # a copy is its own nearest row, at exactly 0
+    assert dist[-2, 0] == 0.0 and dist[-2, 1] == 0.0 and set(idx[-2, :2]) == {150, 200}
+    with pytest.raises(OODInputError, match="k=301"):
+        neighbors.product_kneighbors(X, 301, queries=Q)
+
+
+def test_product_kneighbors_recompute_near_duplicates_lost_to_cancellation():
+    """Rows far from the origin: ``|q|^2 + |x|^2 - 2 q.x`` keeps ~1e-9 of absolute error, which swamps
+    distances of 1e-4; the near-duplicates must come out at their true distance (and copies at 0)."""
+    from ood_core import neighbors
+
+    rng = np.random.default_rng(3)
+    X = 1000.0 + rng.normal(size=(60, 12))
+    X[1] = X[0] + 1e-4 * rng.normal(size=12)  # a near-duplicate pair
+    X[2] = X[0]  # and an exact copy
+    dist, idx = neighbors.product_kneighbors(X, 3)
+    want_dist, _ = brute_force(X, X, 3, exclude_self=True)
+    np.testing.assert_allclose(dist, want_dist, rtol=1e-9, atol=0)
+    assert dist[0, 0] == 0.0 and idx[0, 0] == 2 and dist[0, 1] == pytest.approx(want_dist[0, 1], rel=1e-9)
+    q_dist, _ = neighbors.product_kneighbors(X, 2, queries=X[:1] + 1e-5)
+    np.testing.assert_allclose(q_dist, brute_force(X, X[:1] + 1e-5, 2)[0], rtol=1e-9, atol=0)

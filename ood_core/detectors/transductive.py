@@ -70,7 +70,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from ..neighbors import NeighborIndex, self_kneighbors
+from ..neighbors import NeighborIndex, product_kneighbors
 from .base import adaptive_k, l2_normalize
 
 __all__ = ["DensityRatio", "density_ratio_ranks", "ratio_weight"]
@@ -137,7 +137,7 @@ class DensityRatio:
         pooled = np.ascontiguousarray(np.concatenate([Z_ref, Z_scored]), dtype=np.float32)
         # the exact index search's lists (up to the order of copies), faster for lists this long
         if self.index == "flat":
-            return self_kneighbors(pooled, m)
+            return product_kneighbors(pooled, m)
         return NeighborIndex(backend=self.backend, index=self.index).fit(pooled).kneighbors(None, k=m)
 
     @staticmethod
