@@ -59,7 +59,7 @@ def test_score_result_says_whether_the_density_ratio_was_used(small):
                                           reference_tag="trusted", label_field="ground_truth"))
     ratio = out.result["density_ratio"]
     assert set(ratio) == {"used", "p_value", "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
-                          "class_mix_chance", "class_mix_reference", "reason"}
+                          "class_mix_chance", "class_mix_reference", "pool_sample", "reason"}
     line = f"- scored-set density ratio: {'used' if ratio['used'] else 'not used'}: {ratio['reason']}"
     assert line in out.result["report"]
     fitted = ood.get_ood_run_info(ds, "ood")["detector_fitted"]

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from ood_core.detectors.pyramid_knn import PyramidKNNDetector
-from ood_core.detectors.transductive import DensityRatio, density_ratio_ranks, ratio_weight
+from ood_core.detectors import transductive
+from ood_core.detectors.transductive import DensityRatio, density_ratio_ranks, pool_sample_sizes, ratio_weight
 from ood_core.errors import OODInputError
 from ood_core.fo.scores import score_arrays
 from ood_core.metrics import ood_metrics
@@ -98,10 +99,73 @@ def test_exact_duplicates_in_the_scored_set_are_not_outliers_for_that_alone(near
     assert np.isfinite(info["scored"]).all() and (info["scored"][-3:] < np.median(info["scored"])).all()
 
 
-def test_small_or_huge_sets_are_not_searched():
+def test_small_sets_are_not_searched():
     rng = np.random.default_rng(1)
     info = DensityRatio().compute([rng.normal(size=(50, 4))], [rng.normal(size=(10, 4))])
     assert not info["used"] and info["scored"] is None and "at least 20 scored" in info["reason"]
+
+
+def test_pool_sample_sizes_keep_the_smaller_set_whole_up_to_half():
+    assert pool_sample_sizes(300, 200, 1000) == (300, 200)  # everything fits
+    assert pool_sample_sizes(300, 5000, 1000) == (300, 700)
+    assert pool_sample_sizes(5000, 300, 1000) == (700, 300)
+    assert pool_sample_sizes(5000, 3000, 1000) == (500, 500)
+    assert pool_sample_sizes(30000, 10, 1000) == (990, 10)
+
+
+def _pool_rows(n_ref, n_scored, p_ref, p_scored, seed=0):
+    """The rows DensityRatio draws into its pool (its documented seeded stream)."""
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
+    return np.sort(rng.choice(n_ref, p_ref, replace=False)), np.sort(rng.choice(n_scored, p_scored, replace=False))
+
+
+def test_a_pool_above_max_pooled_is_sampled_and_every_row_scored_against_it(near_ood):
+    """Independent formula: the sampled pool's rows as in the docstring; every other row's radii measured
+    against the pool's reference and scored rows, standardised with the pool's reference statistics."""
+    X_ref, _, X, is_ood = near_ood
+    ref_rows, scored_rows = _pool_rows(200, 200, 75, 75)
+    X = X.copy()
+    outside = np.setdiff1d(np.arange(140), scored_rows)[0]
+    X[outside] = X_ref[ref_rows[0]]  # a copy of a pooled reference image: r = 0, so the pool's floor decides
+    info = DensityRatio(max_pooled=150).compute([X_ref], [X])
+    assert info["pool_sample"] == [75, 75] and info["used"]
+    k_ref, k_scored, _ = density_ratio_ranks(75, 75)
+    assert (info["k_reference"], info["k_scored"]) == (k_ref, k_scored)
+    P = _unit(np.concatenate([X_ref[ref_rows], X[scored_rows]]))
+    D = np.linalg.norm(P[:, None] - P[None], axis=2)
+    np.fill_diagonal(D, np.inf)  # pooled rows leave themselves out; the others are not in the pool
+    Q = _unit(np.concatenate([X_ref, X]))
+    DQ = np.linalg.norm(Q[:, None] - P[None], axis=2)
+    in_pool = np.r_[np.isin(np.arange(200), ref_rows), np.isin(np.arange(200), scored_rows)]
+    where = np.r_[np.searchsorted(ref_rows, np.arange(200)), 75 + np.searchsorted(scored_rows, np.arange(200))]
+    DQ[in_pool] = D[where[in_pool]]
+
+    def radii(dist):
+        return np.sort(dist[:, :75], axis=1)[:, k_ref - 1], np.sort(dist[:, 75:], axis=1)[:, k_scored - 1]
+
+    r, t = radii(D)
+    floor = 0.5 * np.percentile(np.r_[r, t], 5)
+    s_pool = np.log(np.maximum(r, floor)) - np.log(np.maximum(t, floor))
+    rq, tq = radii(DQ)
+    s = np.log(np.maximum(rq, floor)) - np.log(np.maximum(tq, floor))
+    expected = (s - s_pool[:75].mean()) / s_pool[:75].std()
+    np.testing.assert_allclose(info["reference"], expected[:200], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(info["scored"], expected[200:], rtol=1e-4, atol=1e-4)
+    assert ood_metrics(info["scored"], is_ood)["auroc"] > 0.85
+    full = DensityRatio().compute([X_ref], [X])
+    assert full["pool_sample"] is None and np.corrcoef(full["scored"], info["scored"])[0, 1] > 0.8
+
+
+def test_the_default_detector_records_a_sampled_pool(near_ood, monkeypatch):
+    X_ref, y_ref, X, is_ood = near_ood
+    monkeypatch.setattr(transductive, "MAX_POOLED", 150)
+    det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
+    scores = det.score_samples(X)
+    assert det.transductive_["used"] and det.transductive_["pool_sample"] == [75, 75]
+    record = det.fitted_params()["transductive"]  # what the run record keeps
+    assert record["pool_sample"] == [75, 75] and "seeded sample of 75 reference + 75 scored" in record["reason"]
+    assert np.isfinite(scores).all() and np.isfinite(det.batch_reference_scores_).all()
+    assert ood_metrics(scores, is_ood)["auroc"] > 0.9
 
 
 def test_default_detector_adds_the_ratio_only_when_the_gate_fires(near_ood):
@@ -340,6 +404,10 @@ def test_score_arrays_gives_reference_rows_the_batch_scale(near_ood):
 
 
 def test_bad_options_name_the_input():
+    with pytest.raises(OODInputError, match="max_pooled=10 .*at least 40"):
+        DensityRatio(max_pooled=10)
+    with pytest.raises(OODInputError, match="max_pooled=1.5"):
+        DensityRatio(max_pooled=1.5)
     with pytest.raises(OODInputError, match="transductive='sometimes'"):
         PyramidKNNDetector(transductive="sometimes")
     with pytest.raises(OODInputError, match="transductive_alpha=0"):

@@ -239,9 +239,10 @@ class PyramidKNNDetector(Detector):
         transductive: add the scored-set density ratio (:mod:`.transductive`)
             to the scores of a scored batch: ``"auto"`` when a permutation test
             finds the batch different from the reference (p <= ``transductive_alpha``),
-            ``"always"``, or ``"never"``. It needs at least 20 scored samples and
-            at most 20,000 reference + scored samples; it is never used by
-            ``fit_score`` (no reference).
+            ``"always"``, or ``"never"``. It needs at least 20 scored samples;
+            above 20,000 reference + scored samples its neighbours come from a
+            seeded sample of 20,000 (:meth:`.transductive.DensityRatio.compute`);
+            it is never used by ``fit_score`` (no reference).
         transductive_alpha: the permutation test's level for ``"auto"``.
         transductive_weight: the density ratio's weight when it is used: ``"auto"`` grows it from 1 to 2
             with the test's effect (:func:`.transductive.ratio_weight`), or a fixed positive number.
@@ -328,7 +329,7 @@ class PyramidKNNDetector(Detector):
         info = getattr(self, "transductive_", None)
         if info is not None:
             keys = ("used", "p_value", "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
-                    "class_mix_chance", "class_mix_reference", "reason", "warning")
+                    "class_mix_chance", "class_mix_reference", "pool_sample", "reason", "warning")
             out["transductive"] = {key: info[key] for key in keys if key in info}
         return out
 

@@ -61,6 +61,16 @@ on the 50%-OOD conditions, the rare ones unchanged, the same losses (a fixed
 weight 2 gained about as much but added a held-out loss where the test fired
 by chance; prototype).
 
+**Large sets are sampled.** The pooled lists cost time and memory quadratic in
+:math:`n_R + n_T`. Above :data:`MAX_POOLED` rows, the lists, the
+standardisation and the permutation test use a seeded random sample of that
+many rows (the smaller set whole up to half of it, :func:`pool_sample_sizes`);
+every other row's two radii are measured against the sample's reference and
+scored rows (same ranks, same floor) and standardised with the sample's
+reference statistics. The ranks cover the same share of each sampled set, so
+the ratio estimates the same density ratio from fewer points.
+``benchmarks/bench_pool_sample.py`` measures what sampling costs.
+
 Higher = more OOD. Numpy and :class:`~ood_core.neighbors.NeighborIndex`
 only (no FiftyOne).
 """
@@ -70,13 +80,16 @@ from statistics import NormalDist
 
 import numpy as np
 
+from ..errors import OODInputError
 from ..neighbors import NeighborIndex, product_kneighbors
 from .base import adaptive_k, l2_normalize
 
-__all__ = ["DensityRatio", "density_ratio_ranks", "ratio_weight"]
+__all__ = ["DensityRatio", "density_ratio_ranks", "pool_sample_sizes", "ratio_weight"]
 
-#: pooled sets larger than this are not searched (the pooled neighbour lists grow as N * M)
+#: the largest pooled set searched as a whole; above it the neighbours come from a seeded sample of this size
 MAX_POOLED = 20000
+#: rows outside the sampled pool whose neighbour lists are searched at once (bounds their lists' memory)
+OUTSIDE_CHUNK_ROWS = 16384
 #: smallest scored set the ratio is computed for
 MIN_SCORED = 20
 #: the effect at which the ratio's weight starts to grow above 1 (twice the one-sided 1% normal quantile)
@@ -99,6 +112,17 @@ def density_ratio_ranks(n_ref, n_scored, k_fraction=0.02, k_max=50):
     return k_ref, k_scored, m
 
 
+def pool_sample_sizes(n_ref, n_scored, max_pooled=None):
+    """``(reference, scored)`` rows of the sampled pool: everything when ``n_ref + n_scored <= max_pooled``;
+    otherwise the smaller set whole up to half of ``max_pooled`` and the larger set filling the rest."""
+    max_pooled = MAX_POOLED if max_pooled is None else max_pooled
+    if n_ref + n_scored <= max_pooled:
+        return n_ref, n_scored
+    small = min(n_ref, n_scored, max_pooled // 2)
+    large = max_pooled - small
+    return (small, large) if n_ref <= n_scored else (large, small)
+
+
 def _kth_with(dist, mask, k):
     """Per row: the distance of the k-th neighbour whose ``mask`` is True (the last distance if fewer)."""
     counts = np.cumsum(mask, axis=1)
@@ -116,16 +140,23 @@ class DensityRatio:
         n_permutations: permutation draws (p-values are multiples of ``1 / (n_permutations + 1)``).
         seed: the permutations' seed (results are deterministic).
         backend, index: neighbour search, see :mod:`ood_core.neighbors`.
+        max_pooled: the largest pooled set searched as a whole (None: :data:`MAX_POOLED`); larger ones are
+            sampled (:meth:`compute`).
 
     :meth:`compute` returns a dict: ``used`` (bool), ``reason``, ``p_value``,
     ``effect`` (the statistic over its standard error), ``k_reference``,
-    ``k_scored``, ``scored`` / ``reference`` (z-scores, or None when not
-    computed).
+    ``k_scored``, ``pool_sample``, ``scored`` / ``reference`` (z-scores, or
+    None when not computed).
     """
 
     def __init__(self, *, k_fraction=0.02, k_max=50, alpha=0.01, n_permutations=200, seed=0,
-                 backend="auto", index="flat"):
+                 backend="auto", index="flat", max_pooled=None):
         self.k_fraction = k_fraction
+        if max_pooled is not None and (isinstance(max_pooled, bool) or not isinstance(max_pooled, (int, np.integer))
+                                       or max_pooled < 2 * MIN_SCORED):
+            raise OODInputError(f"max_pooled={max_pooled!r} is not a whole number of at least {2 * MIN_SCORED} "
+                                f"(pooled reference + scored samples); pass None for {MAX_POOLED} or a larger number.")
+        self.max_pooled = max_pooled
         self.k_max = k_max
         self.alpha = alpha
         self.n_permutations = n_permutations
@@ -133,68 +164,117 @@ class DensityRatio:
         self.backend = backend
         self.index = index
 
-    def _lists(self, Z_ref, Z_scored, m):
-        pooled = np.ascontiguousarray(np.concatenate([Z_ref, Z_scored]), dtype=np.float32)
+    def _searcher(self, pooled):
+        """A function listing the ``m`` nearest pooled rows of each pooled row (itself left out, ``queries=None``)
+        or of each query row."""
+        pooled = np.ascontiguousarray(pooled, dtype=np.float32)
         # the exact index search's lists (up to the order of copies), faster for lists this long
         if self.index == "flat":
-            return product_kneighbors(pooled, m)
-        return NeighborIndex(backend=self.backend, index=self.index).fit(pooled).kneighbors(None, k=m)
+            return lambda m, queries=None: product_kneighbors(pooled, m, queries=queries)
+        index = NeighborIndex(backend=self.backend, index=self.index).fit(pooled)
+        return lambda m, queries=None: index.kneighbors(queries, k=m)
 
     @staticmethod
-    def _zscores(lists, is_scored, k_ref, k_scored):
-        """Max over components of the standardised log radius ratio, for one labelling of the pooled rows."""
-        out = None
-        for dist, idx in lists:
-            lab = is_scored[idx]
-            # an exact copy among the scored images is not evidence of a dense region (an image scored twice
-            # would otherwise look like the densest point there is): scored neighbours at distance 0 are skipped
-            r, t = _kth_with(dist, ~lab, k_ref), _kth_with(dist, lab & (dist > 0), k_scored)
+    def _log_ratio(dist, idx, is_scored, k_ref, k_scored, floor=None):
+        """Per listed row: the log ratio of its reference to its scored radius, and the radii's floor."""
+        lab = is_scored[idx]
+        # an exact copy among the scored images is not evidence of a dense region (an image scored twice
+        # would otherwise look like the densest point there is): scored neighbours at distance 0 are skipped
+        r, t = _kth_with(dist, ~lab, k_ref), _kth_with(dist, lab & (dist > 0), k_scored)
+        if floor is None:
             # a radius of 0 (an exact copy of a reference image) would make the log ratio infinite: floor both
             # radii at half the 5th percentile of the positive ones
             positive = np.concatenate([r[r > 0], t[t > 0]])
             floor = 0.5 * np.percentile(positive, 5) if positive.size else 1.0
-            s = np.log(np.maximum(r, floor)) - np.log(np.maximum(t, floor))
+        return np.log(np.maximum(r, floor)) - np.log(np.maximum(t, floor)), floor
+
+    @classmethod
+    def _zscores(cls, lists, is_scored, k_ref, k_scored):
+        """Max over components of the standardised log radius ratio, for one labelling of the pooled rows.
+
+        Also returns each component's ``(floor, mean, sd)`` to put rows outside the pool on the same scale."""
+        out, scales = None, []
+        for dist, idx in lists:
+            s, floor = cls._log_ratio(dist, idx, is_scored, k_ref, k_scored)
             ref = s[~is_scored]
             sd = ref.std()
-            z = (s - ref.mean()) / (sd if sd > 1e-12 else 1.0)
+            sd = sd if sd > 1e-12 else 1.0
+            z = (s - ref.mean()) / sd
+            scales.append((floor, ref.mean(), sd))
             out = z if out is None else np.maximum(out, z)
+        return out, scales
+
+    def _outside_zscores(self, searchers, components, rows, is_scored, k_ref, k_scored, m, scales):
+        """Density-ratio z-scores of ``rows`` (not in the pool) against the pool, on the pool's scale."""
+        out = np.full(rows.size, -np.inf)
+        for search, Z, (floor, mean, sd) in zip(searchers, components, scales):
+            for start in range(0, rows.size, OUTSIDE_CHUNK_ROWS):
+                chunk = rows[start:start + OUTSIDE_CHUNK_ROWS]
+                dist, idx = search(m, np.ascontiguousarray(Z[chunk], dtype=np.float32))
+                s, _ = self._log_ratio(dist, idx, is_scored, k_ref, k_scored, floor)
+                np.maximum(out[start:start + chunk.size], (s - mean) / sd, out=out[start:start + chunk.size])
         return out
 
     def compute(self, components_ref, components_scored, normalized=False):
         """``components_*``: lists of ``(N, D_c)`` arrays, one per component, rows in the same order.
 
         ``normalized=True``: the rows are already L2-normalised (not normalised again, no copies).
+
+        When reference + scored rows exceed ``max_pooled`` (default :data:`MAX_POOLED`), the neighbour
+        lists, the standardisation and the permutation test use a seeded random sample of that many rows
+        (:func:`pool_sample_sizes`), and every other row is scored against that sample; ``pool_sample``
+        in the result gives the sample's ``[reference, scored]`` sizes (None when every row was pooled).
         """
         n_ref, n_scored = components_ref[0].shape[0], components_scored[0].shape[0]
         info = {"used": False, "p_value": None, "effect": None, "k_reference": None, "k_scored": None,
-                "scored": None, "reference": None}
+                "pool_sample": None, "scored": None, "reference": None}
         if n_scored < MIN_SCORED or n_ref < 2:
             return {**info, "reason": f"needs at least {MIN_SCORED} scored and 2 reference samples"}
-        if n_ref + n_scored > MAX_POOLED:
-            return {**info, "reason": f"reference + scored = {n_ref + n_scored} > {MAX_POOLED} samples "
-                                      "(pooled search too large)"}
-        k_ref, k_scored, m = density_ratio_ranks(n_ref, n_scored, self.k_fraction, self.k_max)
+        p_ref, p_scored = pool_sample_sizes(n_ref, n_scored, self.max_pooled)
+        sampled = (p_ref, p_scored) != (n_ref, n_scored)
+        if sampled:  # a seeded stream of its own: the permutations below draw as without a sample
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(1,)))
+            ref_rows = np.sort(rng.choice(n_ref, p_ref, replace=False))
+            scored_rows = np.sort(rng.choice(n_scored, p_scored, replace=False))
+        else:
+            ref_rows, scored_rows = np.arange(n_ref), np.arange(n_scored)
+        k_ref, k_scored, m = density_ratio_ranks(p_ref, p_scored, self.k_fraction, self.k_max)
         if not normalized:
             components_ref = [l2_normalize(R, "reference embeddings") for R in components_ref]
             components_scored = [l2_normalize(T, "scored embeddings") for T in components_scored]
-        lists = [self._lists(R, T, m) for R, T in zip(components_ref, components_scored)]
-        is_scored = np.r_[np.zeros(n_ref, bool), np.ones(n_scored, bool)]
+        searchers, lists = [], []
+        for R, T in zip(components_ref, components_scored):
+            search = self._searcher(np.concatenate([R[ref_rows], T[scored_rows]] if sampled else [R, T]))
+            lists.append(search(m))
+            if sampled:  # kept to measure the rows outside the sample; otherwise freed at once
+                searchers.append(search)
+        is_scored = np.r_[np.zeros(p_ref, bool), np.ones(p_scored, bool)]
 
         def statistic(labels):
-            z = self._zscores(lists, labels, k_ref, k_scored)
-            return z[labels].mean() - z[~labels].mean(), z
+            z, scales = self._zscores(lists, labels, k_ref, k_scored)
+            return z[labels].mean() - z[~labels].mean(), z, scales
 
-        observed, z = statistic(is_scored)
+        observed, z, scales = statistic(is_scored)
         rng = np.random.default_rng(self.seed)
         null = np.array([statistic(rng.permutation(is_scored))[0] for _ in range(self.n_permutations)])
         p_value = float((1 + np.sum(null >= observed)) / (self.n_permutations + 1))
         used = p_value <= self.alpha
-        spread = z.std() * math.sqrt(1 / n_scored + 1 / n_ref)
+        spread = z.std() * math.sqrt(1 / p_scored + 1 / p_ref)
         effect = float(observed / spread) if spread > 1e-12 else 0.0
+        z_ref, z_scored = z[:p_ref], z[p_ref:]
+        if sampled:
+            z_ref, z_scored = np.empty(n_ref), np.empty(n_scored)
+            z_ref[ref_rows], z_scored[scored_rows] = z[:p_ref], z[p_ref:]
+            for full, taken, comps in ((z_ref, ref_rows, components_ref), (z_scored, scored_rows, components_scored)):
+                rest = np.setdiff1d(np.arange(full.size), taken)
+                if rest.size:
+                    full[rest] = self._outside_zscores(searchers, comps, rest, is_scored, k_ref, k_scored, m, scales)
         return {
             "used": bool(used), "p_value": p_value, "effect": effect, "k_reference": int(k_ref),
-            "k_scored": int(k_scored),
+            "k_scored": int(k_scored), "pool_sample": [int(p_ref), int(p_scored)] if sampled else None,
             "reason": ("the scored set differs from the reference" if used else
-                       f"the scored set does not differ significantly from the reference (p > {self.alpha})"),
-            "scored": z[n_ref:], "reference": z[:n_ref],
+                       f"the scored set does not differ significantly from the reference (p > {self.alpha})")
+                      + (f" (neighbours from a seeded sample of {p_ref} reference + {p_scored} scored samples, "
+                         f"{n_ref + n_scored} > {self.max_pooled or MAX_POOLED})" if sampled else ""),
+            "scored": z_scored, "reference": z_ref,
         }
