@@ -282,6 +282,28 @@ def test_density_ratio_is_recorded_and_the_reference_shares_the_batch_scale(embe
     assert not ds.has_field("bad")
 
 
+def test_a_batch_above_the_pooled_limit_keeps_the_density_ratio_on_a_sample(embedded, monkeypatch):
+    """Above MAX_POOLED trusted + scored samples the ratio searches a seeded sample and measures the rest against
+    it: every sample is scored, the run record says how large the sample was, trusted p-values stay ranks."""
+    from ood_core.detectors import transductive
+
+    ds = embedded
+    test, trusted = ds.match_tags("test"), ds.match_tags("trusted")
+    monkeypatch.setattr(transductive, "MAX_POOLED", 60)
+    ood.compute_ood_scores(test, "emb", "sampled", reference="trusted", label_field="ground_truth",
+                           transductive="always")
+    record = fo_runs.get_ood_run_info(ds, "sampled")["detector_fitted"]["transductive"]
+    n_trusted, n_test = len(trusted), len(test)
+    assert record["used"] and sorted(record["pool_sample"]) == [30, 30] and n_trusted + n_test > 60
+    assert "seeded sample of 30 reference + 30 scored samples" in record["reason"]
+    scores = np.array(ds.values("sampled"), dtype=float)
+    assert np.isfinite(scores).all()  # trusted (self-excluded, on the batch scale) and scored samples alike
+    ref_scores = np.array(trusted.values("sampled"))
+    np.testing.assert_allclose(trusted.values("sampled_pvalue"), [(1 + np.sum(ref_scores >= v)) / (n_trusted + 1)
+                                                                  for v in ref_scores])
+    assert ood.evaluate_ood_run(test, "sampled", gt_field="is_ood")["auroc"] > 0.8
+
+
 def test_bad_inputs_have_clear_errors(embedded):
     ds = embedded
     with pytest.raises(OODInputError, match="empty view"):
