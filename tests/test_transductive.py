@@ -119,7 +119,9 @@ def _pool_rows(n_ref, n_scored, p_ref, p_scored, seed=0):
     return np.sort(rng.choice(n_ref, p_ref, replace=False)), np.sort(rng.choice(n_scored, p_scored, replace=False))
 
 
-def test_a_pool_above_max_pooled_is_sampled_and_every_row_scored_against_it(near_ood):
+# an IVF index over the 150-row pool has 3 cells and probes all of them: exact, through the index's own search
+@pytest.mark.parametrize("index", ["flat", "ivf"])
+def test_a_pool_above_max_pooled_is_sampled_and_every_row_scored_against_it(near_ood, index):
     """Independent formula: the sampled pool's rows as in the docstring; every other row's radii measured
     against the pool's reference and scored rows, standardised with the pool's reference statistics."""
     X_ref, _, X, is_ood = near_ood
@@ -127,7 +129,7 @@ def test_a_pool_above_max_pooled_is_sampled_and_every_row_scored_against_it(near
     X = X.copy()
     outside = np.setdiff1d(np.arange(140), scored_rows)[0]
     X[outside] = X_ref[ref_rows[0]]  # a copy of a pooled reference image: r = 0, so the pool's floor decides
-    info = DensityRatio(max_pooled=150).compute([X_ref], [X])
+    info = DensityRatio(max_pooled=150, index=index).compute([X_ref], [X])
     assert info["pool_sample"] == [75, 75] and info["used"]
     k_ref, k_scored, _ = density_ratio_ranks(75, 75)
     assert (info["k_reference"], info["k_scored"]) == (k_ref, k_scored)
