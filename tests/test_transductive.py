@@ -170,6 +170,26 @@ def test_the_default_detector_records_a_sampled_pool(near_ood, monkeypatch):
     assert ood_metrics(scores, is_ood)["auroc"] > 0.9
 
 
+def test_a_sampled_pool_whose_ratio_is_not_used_leaves_each_image_on_its_own(monkeypatch):
+    """Exchangeable sets: the test keeps the ratio out, the rows outside the sample are not measured, and the
+    default detector's scores are those of each image on its own."""
+    rng = np.random.default_rng(11)
+    centers = rng.normal(size=(4, sum(DIMS))) * 2
+    y_ref = rng.integers(0, 4, 200)
+    X_ref = (centers[y_ref] + rng.normal(size=(200, sum(DIMS)))).astype(np.float32)
+    X = _mixture(rng, 200, centers)
+    info = DensityRatio(max_pooled=100).compute([X_ref], [X])
+    assert not info["used"] and info["pool_sample"] == [50, 50]
+    assert info["scored"] is None and info["reference"] is None
+    monkeypatch.setattr(transductive, "MAX_POOLED", 100)
+    det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
+    scores = det.score_samples(X)
+    assert not det.transductive_["used"] and det.transductive_["pool_sample"] == [50, 50]
+    alone = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref, y_ref)
+    np.testing.assert_array_equal(scores, alone.score_samples(X))
+    np.testing.assert_array_equal(det.batch_reference_scores_, det.reference_scores_)
+
+
 def test_default_detector_adds_the_ratio_only_when_the_gate_fires(near_ood):
     X_ref, y_ref, X, is_ood = near_ood
     never = PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref, y_ref)

@@ -146,7 +146,8 @@ class DensityRatio:
     :meth:`compute` returns a dict: ``used`` (bool), ``reason``, ``p_value``,
     ``effect`` (the statistic over its standard error), ``k_reference``,
     ``k_scored``, ``pool_sample``, ``scored`` / ``reference`` (z-scores, or
-    None when not computed).
+    None when not computed: too few rows, or a sampled pool whose ratio is
+    not used).
     """
 
     def __init__(self, *, k_fraction=0.02, k_max=50, alpha=0.01, n_permutations=200, seed=0,
@@ -222,8 +223,9 @@ class DensityRatio:
 
         When reference + scored rows exceed ``max_pooled`` (default :data:`MAX_POOLED`), the neighbour
         lists, the standardisation and the permutation test use a seeded random sample of that many rows
-        (:func:`pool_sample_sizes`), and every other row is scored against that sample; ``pool_sample``
-        in the result gives the sample's ``[reference, scored]`` sizes (None when every row was pooled).
+        (:func:`pool_sample_sizes`), and every other row is scored against that sample when the ratio is
+        used (``scored`` / ``reference`` are None when it is not); ``pool_sample`` in the result gives the
+        sample's ``[reference, scored]`` sizes (None when every row was pooled).
         """
         n_ref, n_scored = components_ref[0].shape[0], components_scored[0].shape[0]
         info = {"used": False, "p_value": None, "effect": None, "k_reference": None, "k_scored": None,
@@ -262,7 +264,9 @@ class DensityRatio:
         spread = z.std() * math.sqrt(1 / p_scored + 1 / p_ref)
         effect = float(observed / spread) if spread > 1e-12 else 0.0
         z_ref, z_scored = z[:p_ref], z[p_ref:]
-        if sampled:
+        if sampled and not used:  # the rows outside the sample would be measured for nothing
+            z_ref = z_scored = None
+        elif sampled:
             z_ref, z_scored = np.empty(n_ref), np.empty(n_scored)
             z_ref[ref_rows], z_scored[scored_rows] = z[:p_ref], z[p_ref:]
             for full, taken, comps in ((z_ref, ref_rows, components_ref), (z_scored, scored_rows, components_scored)):
