@@ -16,7 +16,7 @@ image on its own, and in how many the permutation test used the ratio. ``f = 1``
 study's stored AUROCs: printed as the largest difference), and "on its own" is
 ``transductive="never"``, what the product did above the cap before.
 
-Run (about 20 minutes on 2 cores; needs the study's embedding cache, built on
+Run (about 10 minutes on 2 cores; needs the study's embedding cache, built on
 first use by ``benchmarks/robust_data.py``)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/bench_pool_sample.py

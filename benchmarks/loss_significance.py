@@ -17,7 +17,7 @@ the gap is the default minus that best anchor. Printed per condition: the
 observed gap, its 95% percentile interval, and the share of replicates in
 which the gap is beyond the 0.02 tolerance (below -0.02). Positive class = OOD.
 
-Run (about 3 minutes; needs the study's embedding cache and ``robustness_raw.json``)::
+Run (about 2 minutes; needs the study's embedding cache and ``robustness_raw.json``)::
 
     OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/loss_significance.py
 """
