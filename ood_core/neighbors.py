@@ -277,18 +277,15 @@ def product_kneighbors(data, k, queries=None):
                             f"{'row' if self_mode else 'query'}; lower k.")
     x = data.astype(np.float64)
     xx = np.einsum("ij,ij->i", x, x)
-    q_all, qq_all = (x, xx) if self_mode else (None, None)
-    n_queries = n if self_mode else np.asarray(queries).shape[0]
+    queries = x if self_mode else np.asarray(queries)
+    n_queries = queries.shape[0]
     dist = np.empty((n_queries, k))
     idx = np.empty((n_queries, k), dtype=np.int64)
     chunk = max(1, min(n_queries, _GROUP_CHUNK_BYTES // (8 * n)))
     for start in range(0, n_queries, chunk):
         stop = min(start + chunk, n_queries)
-        if self_mode:
-            q, qq = q_all[start:stop], qq_all[start:stop]
-        else:
-            q = np.asarray(queries[start:stop], dtype=np.float64)
-            qq = np.einsum("ij,ij->i", q, q)
+        q = queries[start:stop].astype(np.float64, copy=False)  # rows of data: views, no copy
+        qq = xx[start:stop] if self_mode else np.einsum("ij,ij->i", q, q)
         d2 = _squared_distances(q, qq, x, xx)
         if self_mode:
             rows = np.arange(stop - start)
