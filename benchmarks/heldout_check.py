@@ -73,10 +73,10 @@ UNSUP_NO_LABELS = "pyramid knn, no labels"
 N_SPLITS = 4
 
 
-def class_splits(n_classes, n_in, source_index):
-    """``N_SPLITS`` distinct sets of in-distribution classes, drawn with this script's seed."""
+def class_splits(n_classes, n_in, source_index, seed=SEED):
+    """``N_SPLITS`` distinct sets of in-distribution classes, drawn with this script's seed (or ``seed``)."""
     combos = list(itertools.combinations(range(n_classes), n_in))
-    rng = np.random.default_rng([SEED, source_index])
+    rng = np.random.default_rng([seed, source_index])
     return [np.array(combos[i]) for i in rng.choice(len(combos), N_SPLITS, replace=False)]
 
 
@@ -168,21 +168,22 @@ def run(conds, methods_for, shown, positive, out):
             "(needs <= 0.5x) -> " + ("meets the bar" if loses == 0 and ratio <= 0.5 else "does NOT meet the bar"))
 
 
-def unsupervised_conditions(sources):
+def unsupervised_conditions(sources, seed=SEED, fractions=(0.1, 0.3)):
     """No trusted reference: each dataset (ID classes + 10 / 30% of held-out classes) scores itself, as the
     audit does without a trusted tag. The OOD images need labels for the labelled variant: labelled at random
     (an annotator forced to pick a class) or as the most similar in-distribution class (nearest class mean on
-    the deepest level), two conditions per dataset."""
+    the deepest level), two conditions per dataset. ``seed`` / ``fractions`` (OOD share of the set): other
+    draws of the same design (``benchmarks/unsupervised_k.py`` chooses the unsupervised rank on them)."""
     for si, (s, sizes) in enumerate(UNSUPERVISED_PLAN.items()):
         S = sources[s]
         n_cls = len(S.names)
         Z = l2(S.X[:, S.slices[DEEP]])
-        for split, cin in enumerate(class_splits(n_cls, OOD_PLAN[s][0], si + 10)):
+        for split, cin in enumerate(class_splits(n_cls, OOD_PLAN[s][0], si + 10, seed)):
             cout = np.setdiff1d(np.arange(n_cls), cin)
             means = np.stack([Z[S.y == c].mean(0) for c in cin])
             for n in sizes:
-                for frac in (0.1, 0.3):
-                    rng = np.random.default_rng([SEED, si, split, n, int(frac * 100)])
+                for frac in fractions:
+                    rng = np.random.default_rng([seed, si, split, n, int(frac * 100)])
                     id_rows, _, _ = split_rows(rng, S.y, cin, n, 0)
                     ood_all, _, _ = split_rows(rng, S.y, cout, n, 0)
                     ood = rng.choice(ood_all, min(ood_all.size, int(round(frac * id_rows.size))), replace=False)

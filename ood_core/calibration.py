@@ -13,7 +13,7 @@ scores:
     p(x) = \\frac{1 + \\#\\{r \\in \\mathrm{ref} : s(r) \\ge s(x)\\}}{n_\\mathrm{ref} + 1}
 
 where :math:`s(r)` are the **leave-one-out** scores of the reference samples
-(each scored without itself, e.g. ``detector.fit_score(X_ref)``) and
+(each scored without itself, e.g. ``detector.fit_reference_scores(X_ref)``) and
 :math:`s(x)` the score of a new sample against the full reference
 (``detector.score_samples(X)``).
 
@@ -57,7 +57,7 @@ def _as_scores(scores, name):
     if arr.ndim != 1:
         raise OODInputError(
             f"{name} must be 1-D with one score per sample; got shape {arr.shape}. "
-            "Pass the (N,) output of score_samples / fit_score."
+            "Pass the (N,) output of score_samples / fit_reference_scores."
         )
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
@@ -76,7 +76,7 @@ def conformal_p_values(reference_scores, scores):
     Args:
         reference_scores: ``(n_ref,)`` leave-one-out scores of the reference
             (calibration) samples, higher = more OOD; e.g.
-            ``detector.fit_score(X_ref)``.
+            ``detector.fit_reference_scores(X_ref)``.
         scores: ``(N,)`` scores of the samples to calibrate, same detector and
             convention, e.g. ``detector.score_samples(X)``.
 
@@ -129,7 +129,7 @@ class ConformalCalibrator:
 
     ::
 
-        cal = ConformalCalibrator().fit(detector.fit_score(X_ref))
+        cal = ConformalCalibrator().fit(detector.fit_reference_scores(X_ref))
         p = cal.p_values(detector.score_samples(X))   # small p = more OOD
         flagged = cal.flag(detector.score_samples(X), alpha=0.01)
 
@@ -147,7 +147,7 @@ class ConformalCalibrator:
         if ref.size == 0:
             raise OODInputError(
                 "reference_scores is empty; pass the leave-one-out scores of the reference "
-                "samples (detector.fit_score(X_ref))."
+                "samples (detector.fit_reference_scores(X_ref))."
             )
         self.reference_scores_ = np.sort(ref)
         self.n_reference_ = int(ref.size)

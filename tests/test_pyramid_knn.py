@@ -89,6 +89,73 @@ def test_fit_score_leaves_each_point_out_of_its_class(data, gemm_rows, monkeypat
     np.testing.assert_allclose(scores, np.max(z, axis=0), rtol=1e-4, atol=1e-4)
 
 
+def test_unsupervised_fit_score_reads_each_class_at_its_wider_rank(data):
+    """fit_score (no trusted reference: the set scores itself) reads each class at the unsupervised 15%;
+    fit_reference_scores (a trusted reference) keeps 5%, each point left out of its own class; an unlabelled
+    set is read at 2% either way."""
+    X_ref, y, _, _ = data  # classes of 40 / 60 / 50
+    det = PyramidKNNDetector(level_dims=DIMS)
+    scores = det.fit_score(X_ref, y)
+    # adaptive_k(size - 1, 0.15): round(5.85), round(8.85), round(7.35)
+    assert det.group_k_ == [6, 9, 7]
+    z = []
+    for sl in (slice(8, 16), slice(0, 16)):
+        R = _unit(X_ref[:, sl])
+        loo = _kth_per_class(R, y, R, {"a": 6, "b": 9, "c": 7}, leave_out=np.arange(len(R)))
+        z.append((loo - loo.mean()) / loo.std())
+    np.testing.assert_allclose(scores, np.max(z, axis=0), rtol=1e-4, atol=1e-4)
+    unlabelled = PyramidKNNDetector(level_dims=DIMS)
+    unlabelled.fit_score(X_ref)
+    assert unlabelled.group_k_ == [3]  # adaptive_k(149, 0.02)
+    trusted = PyramidKNNDetector(level_dims=DIMS)
+    trusted.fit_reference_scores(X_ref, y)
+    assert trusted.group_k_ == [2, 3, 2]  # adaptive_k(size - 1, 0.05): round(1.95), round(2.95), round(2.45)
+    trusted.fit_reference_scores(X_ref)
+    assert trusted.group_k_ == [3]  # adaptive_k(149, 0.02)
+    chosen = PyramidKNNDetector(level_dims=DIMS, unsupervised_class_k_fraction=0.05)
+    chosen.fit_score(X_ref, y)
+    assert chosen.group_k_ == [2, 3, 2] and "unsupervised_class_k_fraction" in chosen.get_params()
+    with pytest.raises(OODInputError, match="unsupervised_class_k_fraction"):
+        PyramidKNNDetector(unsupervised_class_k_fraction=0)
+
+
+def test_trusted_rows_of_a_scored_view_keep_the_trusted_ranks(data):
+    """The FiftyOne layer's scoring (score_arrays): trusted samples inside the scored view get the trusted
+    reference's leave-one-out scores (5% of each class), not the unsupervised self-scores."""
+    from ood_core.fo.scores import score_arrays
+
+    X_ref, y, X_id, X_ood = data
+    X = np.concatenate([X_ref[:10], X_id, X_ood])
+    ref_index = np.r_[np.arange(10), np.full(len(X_id) + len(X_ood), -1)]
+    scores, det, _ = score_arrays(X, method="pyramid_knn", X_ref=X_ref, labels_ref=y, ref_index=ref_index,
+                                  level_dims=DIMS, transductive="never")
+    assert det.group_k_ == [2, 3, 2]
+    trusted = PyramidKNNDetector(level_dims=DIMS).fit_reference_scores(X_ref, y)
+    np.testing.assert_allclose(scores[:10], trusted[:10], rtol=1e-6)
+    assert not np.allclose(scores[:10], PyramidKNNDetector(level_dims=DIMS).fit_score(X_ref, y)[:10])
+
+
+def test_unsupervised_scoring_finds_a_clump_hidden_inside_a_class():
+    """Without a trusted reference, OOD images that arrive together and carry an in-distribution label form a
+    tight clump inside that class. Read at 5% of the class, each clump member's k-th neighbour is another
+    member (it looks typical); at the unsupervised 15% it is outside the clump."""
+    rng = np.random.default_rng(11)
+    dim = 16
+    centers = rng.normal(size=(3, dim)) * 4
+    X_id = np.concatenate([centers[c] + rng.normal(size=(200, dim)) for c in range(3)])
+    clump = centers[0] + 6 + 0.3 * rng.normal(size=(20, dim))  # 20 images (9% of the class) off class "a"
+    X = np.concatenate([X_id, clump]).astype(np.float32)
+    y = np.repeat(np.array(["a", "b", "c"]), 200).tolist() + ["a"] * 20
+    is_ood = np.r_[np.zeros(600, bool), np.ones(20, bool)]
+
+    def auroc(s):
+        return float(np.mean(s[is_ood][:, None] > s[~is_ood][None, :]))
+
+    wide = auroc(PyramidKNNDetector().fit_score(X, y))
+    narrow = auroc(PyramidKNNDetector(unsupervised_class_k_fraction=0.05).fit_score(X, y))
+    assert wide > 0.95 and narrow < 0.6, (wide, narrow)
+
+
 def test_without_labels_the_whole_reference_is_one_class(data):
     X_ref, _, X_id, X_ood = data
     X = np.concatenate([X_id, X_ood])

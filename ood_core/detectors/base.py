@@ -9,7 +9,8 @@ All detectors share one small, scikit-learn-like contract (see :class:`Detector`
     det = make_detector("knn", k=50)
     det.fit(X_ref)                  # returns det; fitted attributes end with "_"
     det.score_samples(X)            # score new data against the fitted set
-    det.fit_score(X_ref)            # fit on X_ref and score it, self-matches excluded
+    det.fit_score(X)                # fit on X and score it, self-matches excluded (no trusted reference)
+    det.fit_reference_scores(X_ref) # fit on a trusted X_ref, its leave-one-out scores (for calibration)
     det.get_params()                # JSON-serialisable, includes "method"
 
 Neighbour search (k-NN, LOF, label agreement) goes through
@@ -192,7 +193,13 @@ class Detector:
       everything learned is stored in attributes ending with ``_``.
     - :meth:`score_samples` scores new embeddings against the fitted reference.
     - :meth:`fit_score` fits on ``X`` and scores ``X`` itself, each point's own
-      match excluded where the method compares a point with the reference set.
+      match excluded where the method compares a point with the reference set
+      (unsupervised use: ``X`` is the set to audit, no trusted reference).
+    - :meth:`fit_reference_scores` fits on a *trusted* reference and returns
+      its leave-one-out scores on the scale of later :meth:`score_samples`
+      calls (what calibration and trusted samples inside a scored view use);
+      the same as :meth:`fit_score` unless the detector reads an untrusted set
+      differently.
     - Scores are ``(N,)`` float64, **higher = more OOD**.
     - Using an unfitted detector raises :class:`~ood_core.errors.NotFittedError`;
       bad input raises :class:`~ood_core.errors.OODInputError`.
@@ -314,13 +321,29 @@ class Detector:
         return np.asarray(scores, dtype=np.float64)
 
     def fit_score(self, X, y=None):
-        """Fit on ``X`` and return its ``(N,)`` float64 scores, self-matches excluded."""
+        """Fit on ``X`` and return its ``(N,)`` float64 scores, self-matches excluded.
+
+        Unsupervised use: ``X`` is the set to audit (no trusted reference). For the
+        leave-one-out scores of a trusted reference use :meth:`fit_reference_scores`.
+        """
+        return self._fit_then(self._fit_score, X, y)
+
+    def fit_reference_scores(self, X, y=None):
+        """Fit on a trusted reference ``X`` and return its ``(N,)`` leave-one-out scores (self-matches excluded),
+        on the scale of later :meth:`score_samples` calls: calibration and trusted samples in a scored view
+        use them. The same as :meth:`fit_score` unless a detector reads an untrusted set differently."""
+        return self._fit_then(self._fit_reference_score, X, y)
+
+    def _fit_then(self, fit_and_score, X, y):
         X = as_embeddings(X, REFERENCE_NAME)
         labels = self._labels(y, X.shape[0], "y (reference labels)")
-        scores = self._fit_score(X, labels)
+        scores = fit_and_score(X, labels)
         self.n_samples_fit_ = X.shape[0]
         self.n_features_in_ = X.shape[1]
         return np.asarray(scores, dtype=np.float64)
+
+    def _fit_reference_score(self, X, labels):
+        return self._fit_score(X, labels)
 
     # Default: scoring the fitted set is just fit + score (no self-matching).
     def _fit_score(self, X, labels):

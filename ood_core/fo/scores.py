@@ -45,7 +45,7 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
 
     With a reference set, the detector is fitted on ``X_ref`` and scores
     ``X``; rows of ``X`` that are also reference rows (see ``ref_index``) get the
-    self-excluded ``fit_score`` value instead, so a trusted sample is not its
+    self-excluded ``fit_reference_scores`` value instead, so a trusted sample is not its
     own nearest neighbour. ``ref_index[i]`` is the row of ``X_ref`` that is
     the same item as ``X[i]``, or -1. Without a reference, ``fit_score`` scores ``X``
     against itself. ``level_dims``: widths of the pyramid levels of ``X``, for
@@ -81,10 +81,10 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     scores = np.empty(len(X), dtype=np.float64)
     ref_index = np.full(len(X), -1) if ref_index is None else np.asarray(ref_index, np.int64)
     ref_mask = ref_index >= 0
-    # fit_score fits on the reference set too, so the detector is fitted exactly once
+    # fit_reference_scores fits on the reference set too, so the detector is fitted exactly once
     self_scores = None
     if ref_mask.any() or return_reference_scores:
-        self_scores = np.asarray(det.fit_score(X_ref, y_ref), dtype=np.float64)
+        self_scores = np.asarray(det.fit_reference_scores(X_ref, y_ref), dtype=np.float64)
         scores[ref_mask] = self_scores[ref_index[ref_mask]]
     else:
         det.fit(X_ref, y_ref)
