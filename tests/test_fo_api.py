@@ -10,6 +10,7 @@ import ood_core as ood
 from ood_core.detectors import (
     KNNDetector,
     LabelAgreementDetector,
+    PyramidKNNDetector,
     WeightedLabelVoteDetector,
 )
 from ood_core.errors import OODInputError
@@ -579,3 +580,24 @@ def test_p_value_rule_flags_about_alpha_of_the_reference(embedded):
     ood.compute_ood_scores(ds, "emb", "u", k=5, score_reference=False, reference=None, overwrite=True)
     with pytest.raises(OODInputError, match="not a valid alpha"):
         ood.flag_samples(ds, "s", rule="pvalue", value=5, flag_field="f2")
+
+
+def test_a_labelled_dataset_without_a_trusted_reference_reads_each_class_at_the_unsupervised_rank(embedded):
+    """No trusted reference (the audit without a 'trusted' tag): the default detector scores the view against
+    itself per class of the label field at 15% of each class (run record), the same values as the numpy
+    detector's fit_score; a trusted reference keeps the 5% rank."""
+    ds = embedded
+    ood.compute_ood_scores(ds, "emb", "self_ood", label_field="ground_truth")
+    info = fo_runs.get_ood_run_info(ds, "self_ood")
+    labels = np.array(ds.values("ground_truth.label"), dtype=object)
+    sizes = np.unique(labels, return_counts=True)[1]
+    assert info["reference"] is None and info["detector"]["unsupervised_class_k_fraction"] == 0.15
+    ranks = [max(1, min(50, round(0.15 * (n - 1)))) for n in sizes]  # adaptive_k(size - 1, 0.15)
+    assert info["detector_fitted"]["k"] == min(ranks) > max(1, round(0.05 * (min(sizes) - 1)))
+    params = {k: v for k, v in info["detector"].items() if k != "method"}
+    expected = PyramidKNNDetector(**params).fit_score(np.stack(ds.values("emb")), labels)
+    np.testing.assert_allclose(ds.values("self_ood"), expected, rtol=1e-6)
+    ood.compute_ood_scores(ds.match_tags("test"), "emb", "trusted_ood", reference="trusted",
+                           label_field="ground_truth")
+    trusted_sizes = np.unique(np.array(ds.match_tags("trusted").values("ground_truth.label")), return_counts=True)[1]
+    assert fo_runs.get_ood_run_info(ds, "trusted_ood")["detector_fitted"]["k"] == max(1, round(0.05 * min(trusted_sizes)))
