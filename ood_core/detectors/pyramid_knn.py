@@ -298,17 +298,16 @@ class PyramidKNNDetector(Detector):
     summary = ("k-NN per class on the deepest level and on all levels, each standardised on the reference, "
                "the larger wins, plus the scored set's density ratio when the scored set differs from the "
                "reference; labels optional")
-    _param_names = ("level_dims", "k", "class_k_fraction", "k_fraction", "unsupervised_class_k_fraction",
-                    "k_max", "class_conditional",
-                    "component_gate", "transductive", "transductive_alpha", "transductive_weight", "class_mix_gate",
-                    "backend", "index")
+    _param_names = ("level_dims", "k", "class_k_fraction", "k_fraction", "unsupervised_class_k_fraction", "k_max",
+                    "class_conditional", "component_gate", "transductive", "transductive_alpha",
+                    "transductive_weight", "class_mix_gate", "backend", "index")
     _score_uses_labels = False
     accepts_optional_labels = True
 
     def __init__(self, *, level_dims=None, k="auto", class_k_fraction=0.05, k_fraction=0.02,
-                 unsupervised_class_k_fraction=0.15, k_max=50, class_conditional=True, component_gate=0.05, transductive="auto",
-                 transductive_alpha=0.01, transductive_weight="auto", class_mix_gate=0.23, backend="auto",
-                 index="flat"):
+                 unsupervised_class_k_fraction=0.15, k_max=50, class_conditional=True, component_gate=0.05,
+                 transductive="auto", transductive_alpha=0.01, transductive_weight="auto", class_mix_gate=0.23,
+                 backend="auto", index="flat"):
         slices = level_slices(level_dims) if level_dims is not None else None
         self.level_dims = [s.stop - s.start for s in slices] if slices is not None else None
         self.k = "auto" if k == "auto" else check_positive_int(k, "k")
