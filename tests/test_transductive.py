@@ -240,7 +240,7 @@ def _shares_tv(det, X_ref, y_ref, X, chance=False):
     """Brute force of the class-mix shift: nearest class (its own k-th distance, first active component) of
     the scored rows scoring at most the reference's 90th percentile, total variation against trusted shares
     (``chance=True``: also the number of those rows and the trusted shares)."""
-    from ood_core.detectors.pyramid_knn import CLASS_MIX_QUANTILE
+    from ood_core.detectors.class_mix import CLASS_MIX_QUANTILE
 
     scores = det.score_samples(X) if det.transductive == "never" else None
     keep = scores <= np.quantile(det.reference_scores_, CLASS_MIX_QUANTILE)
@@ -263,7 +263,7 @@ def _simulated_chance(n, shares, draws=200_000, seed=0):
 def test_the_chance_total_variation_is_the_sampling_expectation():
     """chance_total_variation = E[TV] of n multinomial draws from the shares (checked by simulation, exact and
     normal-approximation branches); small batches show a large total variation by chance alone."""
-    from ood_core.detectors.pyramid_knn import chance_total_variation
+    from ood_core.detectors.class_mix import chance_total_variation
 
     for n, shares in ((20, np.full(6, 1 / 6)), (300, np.full(6, 1 / 6)), (57, np.array([0.5, 0.25, 0.125, 0.125]))):
         assert chance_total_variation(n, shares) == pytest.approx(_simulated_chance(n, shares), abs=2e-3)
@@ -297,7 +297,7 @@ def test_a_class_mix_shift_matches_the_reference_to_the_scored_mix():
     proportions (total variation beyond chance > class_mix_gate), the plain ratio would rank the
     under-represented classes as OOD. The ratio then compares the scored set with the largest draw of trusted
     images in the scored set's class mix (here about 6 of each class), and the record says so."""
-    from ood_core.detectors.pyramid_knn import chance_total_variation
+    from ood_core.detectors.class_mix import chance_total_variation
 
     X_ref, y_ref, keep, X, is_ood = _skewed_mix(50)
     gate = PyramidKNNDetector().class_mix_gate  # the default

@@ -123,54 +123,14 @@ against 0.868 (``benchmarks/results/robustness.txt``, README "Why the defaults")
 scores then depend on the batch: ``transductive_`` records whether the ratio
 was used, and ``transductive="never"`` scores each image on its own.
 
-**Class-mix gate** (``class_mix_gate=0.23``, :meth:`PyramidKNNDetector.class_mix_shift`,
-:meth:`PyramidKNNDetector.class_mix_rows`). The ratio assumes the scored
-images hold the trusted classes in the trusted proportions. When they do not,
-the classes the trusted set under-represents are denser among the scored
-images, the permutation test fires on that and those in-distribution images
-rank as OOD. So, with two labelled trusted classes or more, the scored images
-that look in-distribution (score at most the 90th percentile of the
-reference's own scores) are each given the class whose k-th nearest trusted
-image is closest, and the total variation between their class shares and the
-trusted shares is measured. Part of it is chance: ``n`` images drawn in
-exactly the trusted proportions differ from them by
-:func:`chance_total_variation` on average (0.20 for 20 images of 6 equal
-classes, 0.05 for 300). When the total variation exceeds that chance level by
-more than 0.23, ``"auto"`` compares the scored set not with the whole trusted
-set but with the largest draw of trusted images (without repeats, seeded) that
-holds the classes in the scored set's estimated shares: the permutation test
-and the ratio then see only what the class mix does not explain, such as a
-crowd of OOD images. Trusted images outside the draw keep their own score in
-``batch_reference_scores_`` (the draw's mean ratio z-score, 0, added).
-``transductive_["reason"]`` says so; ``["class_mix_shift"]``,
-``["class_mix_chance"]`` and ``["class_mix_reference"]`` (the draw's size) hold
-the numbers; ``"always"`` uses the whole reference. Measured
-(``benchmarks/imbalanced_reference.py``, positive = OOD):
-
-- the 127-condition study and the held-out check (303 scored sets, rare draws
-  included): the excess is at most 0.186, so the gate never fires and nothing
-  changes;
-- trusted classes of 400..8 images scored against a balanced set (32
-  conditions): it fires in all (excess 0.31 or more): mean / worst AUROC
-  0.755 / 0.425 without the gate, 0.844 / 0.650 leaving the ratio out, 0.852 /
-  0.686 with the matched draw (18 / 5 / 3 losses to the per-condition best
-  anchor); with 3% OOD the matched test still fired in some draws (one
-  polluted digits condition: 0.816 each image alone, 0.720);
-- a balanced trusted set scored against other class mixes (48 conditions:
-  one class ten times as common, 2:1, a long tail; 50% or 3% OOD): mean /
-  worst AUROC 0.855 / 0.413 without the gate, 0.904 / 0.696 leaving the ratio
-  out when it fires (the previous release), 0.922 / 0.714 with the matched
-  draw (19 / 10 / 6 losses; 10x mix with 50% OOD 0.924 / 0.891 / 0.942, with
-  3% OOD 0.644 / 0.888 / 0.888); the scored sets that the plain ratio would harm (3% OOD with
-  a 10x or long-tail mix) have an excess of 0.27 or more;
-- small balanced batches (20-100 images): a threshold on the total variation
-  alone (0.25, an earlier release) fired by chance in up to 17 of 24
-  batches of 20 and cost up to 0.06 AUROC at 50% OOD (Fashion-MNIST, 30
-  images: 0.835 against 0.892 without a gate); against the excess it fires
-  in at most 2 of 24 and is within 0.004 of no gate.
-
-0.23 is the middle of the gap between the largest excess of a matched scored
-set (0.186) and the smallest of a harmed one (0.27), both measured on these sets.
+**Class-mix gate** (``class_mix_gate=0.23``, :mod:`.class_mix`,
+:meth:`PyramidKNNDetector.class_mix_shift`, :meth:`PyramidKNNDetector.class_mix_rows`).
+The ratio assumes the scored images hold the trusted classes in the trusted
+proportions. When the in-distribution-looking scored images hold them in
+other proportions (total variation more than 0.23 above what as many images
+show by chance), ``"auto"`` compares the scored set with the largest seeded
+draw of trusted images in the scored set's class mix instead of the whole
+reference; :mod:`.class_mix` gives the rule, its numbers and its measurements.
 
 Higher = more OOD; 0 is "as unusual as the average reference sample" on the
 component that finds the sample most unusual (plus the density-ratio z-score
@@ -182,6 +142,7 @@ import numpy as np
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, group_kth_distances
 from ..validation import check_positive_int
+from .class_mix import CLASS_MIX_QUANTILE, CLASS_MIX_SEED, chance_total_variation
 from .transductive import MIN_SCORED, DensityRatio, ratio_weight
 from .base import (
     REFERENCE_NAME,
@@ -205,36 +166,8 @@ _UNLABELLED = object()  # the group of reference rows without a label
 TRANSDUCTIVE_CHOICES = ("auto", "always", "never")
 #: largest / smallest trusted class size from which a used density ratio carries a warning (README, Known limits)
 IMBALANCE_WARNING = 4
-#: scored images count as in-distribution-looking for the class mix up to this quantile of the reference's scores
-CLASS_MIX_QUANTILE = 0.9
-#: seed of the class-mix-matched draw of trusted rows (:meth:`PyramidKNNDetector.class_mix_rows`)
-CLASS_MIX_SEED = 0
-#: class count x draws above which :func:`chance_total_variation` uses the normal approximation
-_EXACT_CHANCE_CELLS = 2_000_000
 #: with index="flat", groups of at most this many reference rows are searched by float64 matrix products
 GEMM_GROUP_ROWS = 4096
-
-
-def chance_total_variation(n, shares):
-    r"""The total variation that ``n`` draws from the class ``shares`` show by chance alone.
-
-    :math:`E\,\tfrac12\sum_c |X_c / n - p_c|` with :math:`X_c \sim \mathrm{Binomial}(n, p_c)` (the expectation
-    of the sum is the sum of the per-class mean absolute deviations), exact from the binomial probabilities, or
-    :math:`\tfrac12\sum_c \sqrt{2 p_c (1 - p_c) / (\pi n)}` (normal approximation) when the classes times the draws
-    exceed a few million. Small batches show a large total variation by chance: 0.20 for 20 draws
-    from 6 equal classes, 0.05 for 300.
-    """
-    shares = np.asarray(shares, dtype=float)
-    n = int(n)
-    if n < 1:
-        return 0.0
-    if shares.size * (n + 1) > _EXACT_CHANCE_CELLS:
-        return float(0.5 * np.sqrt(2 * shares * (1 - shares) / (np.pi * n)).sum())
-    from scipy.stats import binom
-
-    k = np.arange(n + 1)[None, :]
-    pmf = binom.pmf(k, n, shares[:, None])
-    return float(0.5 * (pmf * np.abs(k / n - shares[:, None])).sum())
 
 
 class PyramidKNNDetector(Detector):
