@@ -195,7 +195,7 @@ def unsupervised_conditions(sources, seed=SEED, fractions=(0.1, 0.3)):
                                      else cin[np.argmax(Z[ood] @ means.T, axis=1)])
                         name = f"{s} in={''.join(map(str, cin))} n/cls={n} +{int(frac * 100)}% OOD {how}"
                         yield S, dict(name=name, group="unsupervised", source=s, X_ref=None, y_ref=None,
-                                      X_test=S.X[rows], y_test=y, is_ood=is_ood)
+                                      X_test=S.X[rows], y_test=y, is_ood=is_ood, ood_fraction=frac)
 
 
 def unsupervised_methods(S):

@@ -152,7 +152,7 @@ def main():
                     res.setdefault("anchor " + name, []).append(got[-1])
             best.append(max(got))
             seeds.append(seed)
-            shares.append(int(cond["name"].split("+")[1].split("%")[0]))  # OOD images: this % of the ID count
+            shares.append(round(100 * cond["ood_fraction"]))  # OOD images: this % of the ID count
     best, seeds = np.array(best), np.array(seeds)
     shares = np.array(shares)
     share_names = sorted(set(shares.tolist()))
