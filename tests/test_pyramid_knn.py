@@ -213,6 +213,9 @@ def test_errors_name_the_input():
         PyramidKNNDetector(k=2).fit_score(X[:4], ["a", "a", "b", "c"])  # no group offers 2 other samples
     with pytest.raises(OODInputError, match="only 1 sample.s. are scored against each other.*at least 2"):
         PyramidKNNDetector().fit_score(X[:1])  # unsupervised: one sample has no neighbour
+    for labels in (None, ["a"]):  # a trusted reference of one image: nothing to standardise on
+        with pytest.raises(OODInputError, match="reference embeddings has 1 sample.s.*at least 2"):
+            PyramidKNNDetector(level_dims=[8, 8]).fit(X[:1], labels)
     with pytest.raises(OODInputError, match="class_k_fraction"):
         PyramidKNNDetector(class_k_fraction=0)
     with pytest.raises(OODInputError, match="one label"):

@@ -398,6 +398,13 @@ class PyramidKNNDetector(Detector):
     # ----------------------------------------------------------------- contract
 
     def _fit_from(self, X, groups, self_excluded, unsupervised=False):
+        if X.shape[0] < 2 and not self_excluded:  # (self-scoring: _check_k names the problem)
+            # each component is standardised on the reference's leave-one-out scores: one row has none
+            raise OODInputError(
+                f"{REFERENCE_NAME} has {X.shape[0]} sample(s) but pyramid_knn standardises its scores on the "
+                "reference's own leave-one-out scores, which needs at least 2; add reference samples (a few per "
+                "class) or use knn, which scores against a single reference sample."
+            )
         group_rows = self._group_rows(groups, X.shape[0])
         self.group_k_ = self._resolve_k(group_rows, groups is not None, self_excluded, unsupervised)
         self.k_ = min(self.group_k_)
