@@ -38,6 +38,10 @@ class AuditDataset(common.OODOperator):
                 label=f"No embeddings yet: they are computed first for the {len(target):,} target samples "
                       "(default backbone; about a minute per 3,000 small images on 2 CPU cores). "
                       "Tick 'Delegate execution?' for large datasets."))
+            inputs.bool("skip_failures", default=common.sdk_default("audit", "skip_failures"),
+                        label="Skip unreadable images",
+                        description="Missing or corrupt image files get no score and are listed in the report, "
+                                    "instead of stopping the audit")
         inputs.bool("near_duplicates", default=common.sdk_default("audit", "near_duplicates"),
                     label="Find near duplicates", description="FiftyOne Brain near-duplicate search on the embeddings")
         key = inputs.str("audit_key", default=common.sdk_default("audit", "audit_key"), required=False,
@@ -79,6 +83,7 @@ class AuditDataset(common.OODOperator):
             embeddings_field=p.get("embeddings_field") or "auto",
             audit_key=audit_key,
             near_duplicates=bool(p.get("near_duplicates", common.sdk_default("audit", "near_duplicates"))),
+            skip_failures=bool(p.get("skip_failures", common.sdk_default("audit", "skip_failures"))),
             report_path=report_path,
             export_dir=export_dir,
             overwrite=bool(p.get("overwrite", False)),

@@ -128,6 +128,33 @@ def test_audit_without_labels_trusted_tag_or_embeddings(dataset_factory, fashion
     assert "none: OOD scores are unsupervised" in html and "Most suspicious labels" not in html
 
 
+def test_audit_skips_unreadable_images_lists_them_and_can_be_strict(dataset_factory, fashion_files,
+                                                                    session_extractor, tmp_path):
+    import ood_core as ood
+    from ood_core.images import ImageLoadError
+
+    paths, _ = fashion_files
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not an image")
+    missing = str(tmp_path / "missing.png")
+    files = list(paths[::10]) + [str(broken), missing]
+    ds = dataset_factory(files)
+    with pytest.raises(ImageLoadError, match="broken.png"):
+        ood.audit(ds, report_path=str(tmp_path / "strict.html"), near_duplicates=False, skip_failures=False)
+    assert not ds.has_field("audit_ood") and "ood_audit" not in ood.list_ood_runs(ds)
+    out = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)  # the default skips
+    assert out["num_skipped"] == 2 and ds.count("audit_ood") == len(files) - 2
+    listed = {s["filepath"]: s["error"] for s in out["skipped"]}
+    assert set(listed) == {str(broken), missing}
+    assert "could not be decoded" in listed[str(broken)] and "does not exist" in listed[missing]
+    html = open(out["report_path"], encoding="utf-8").read()
+    assert "Not scored: no embedding (2)" in html and "missing.png" in html
+    # the run's results keep the list
+    from ood_core.fo import runs as fo_runs
+
+    assert fo_runs.load_ood_results(ds, "ood_audit").summary["skipped"] == out["skipped"]
+
+
 def test_audit_of_a_one_class_label_field_flags_no_wrong_labels(dataset_factory, fashion_files,
                                                                  session_extractor, tmp_path):
     """One class: no neighbour can vote for another label, so every wrong-label score ties at the lowest
@@ -217,12 +244,14 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
     props = form({})
     assert props["label_field"].default == "ground_truth" and props["reference_tag"].default == "trusted"
     assert "No embeddings yet" in props["embeddings_note"].view.label
+    assert props["skip_failures"].default is True  # the SDK default, offered only when embeddings are computed
     assert props["report_path"].invalid  # the default (~/fiftyone) is not in the allowed folders here
     report = str(tmp_path / "op.html")
     assert not form(dict(report_path=report))["report_path"].invalid
     _embed(ds)
     props = form(dict(report_path=report))
     assert props["embeddings_field"].default == "emb" and "embeddings_note" not in props
+    assert "skip_failures" not in props
     assert form(dict(report_path=report, export_dir="/etc/x"))["export_dir"].invalid  # outside the allowed folders
     export_dir = tmp_path / "export"
     result = foo.execute_operator(uri, dict(view=ds.view()),

@@ -35,6 +35,8 @@ logger = logging.getLogger(__name__)
 
 #: tags the audit adds (flag tags go through ``flag_samples``, which only removes its own)
 TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": "near_duplicate"}
+#: samples without a score listed by name in the summary and the report (the count covers all of them)
+MAX_SKIPPED_LISTED = 100
 
 
 def _summary(samples, audit_key, plan, embeddings, found, duplicates, duplicate_threshold):
@@ -81,6 +83,7 @@ def audit(
     near_duplicates=True,
     duplicate_threshold=0.02,
     model_name="auto",
+    skip_failures=True,
     report_path=None,
     export_dir=None,
     num_worst=24,
@@ -105,6 +108,10 @@ def audit(
         near_duplicates, duplicate_threshold: find near duplicates with FiftyOne Brain on the
             embeddings (cosine distance under the threshold).
         model_name: backbone when embeddings must be computed.
+        skip_failures: when embeddings are computed, an unreadable image (missing, truncated, not an image)
+            gets no embedding and no score and is listed in the summary (``skipped``) and the report,
+            instead of stopping the audit (as FiftyOne's own ``compute_embeddings``); False raises on the
+            first one.
         report_path: the HTML report (default :func:`default_report_path`); the
             CSV of flagged samples is written beside it.
         export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset here.
@@ -118,7 +125,9 @@ def audit(
     Returns:
         a dict: ``audit_key``, the resolved inputs, ``runs`` (score / flag keys),
         counts (``num_samples``, ``num_ood_flagged``, ``num_label_flagged``,
-        ``num_duplicates``, ``num_skipped``), ``report_path``, ``csv_path``,
+        ``num_duplicates``, ``num_skipped``), ``skipped`` (the first :data:`MAX_SKIPPED_LISTED` samples
+        without a score: ``id``, ``filepath`` and, for images that failed to load now, ``error``),
+        ``report_path``, ``csv_path``,
         ``saved_views``, ``seconds``.
     """
     from .items import require_nonempty
@@ -138,7 +147,8 @@ def audit(
     steps = _Steps(progress, 5)
     _untag_previous(samples, audit_key)  # only reached with overwrite=True
 
-    embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, overwrite)
+    failures = {}
+    embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, skip_failures, failures)
     steps.done()
     found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}}
     _score_ood(samples, embeddings, ood_field, plan["reference"], plan["label_field"], ood_pass_rate, ood_fraction,
@@ -158,6 +168,7 @@ def audit(
     num_csv = _write_csv(samples, csv_path, found, plan["label_field"], duplicates)
     exported = _export(samples, found, export_dir) if export_dir else None
     summary = _summary(samples, audit_key, plan, embeddings, found, duplicates, near_duplicates and duplicate_threshold)
+    summary["skipped"] = _skipped(samples, found["runs"]["ood"], failures)
     summary.update(report_path=report_path, csv_path=csv_path, num_csv_rows=num_csv, export_dir=exported,
                    saved_views=saved)
     summary["seconds"] = round(time.perf_counter() - start, 2)
@@ -201,12 +212,22 @@ def _plan(samples, label_field, reference, embeddings_field):
     return {"label_field": label_field, "reference": reference, "embeddings_field": embeddings_field}
 
 
-def _compute_embeddings(samples, model_name, overwrite):
+def _compute_embeddings(samples, model_name, skip_failures, failures):
+    """Embed the view into ``ood_embeddings``; ``failures`` receives ``{sample id: error}`` of skipped images."""
     from .embeddings import compute_pyramid_embeddings
 
     field = "ood_embeddings"
-    compute_pyramid_embeddings(samples, field, model_name=model_name, overwrite=False, progress=False)
+    out = compute_pyramid_embeddings(samples, field, model_name=model_name, overwrite=False, progress=False,
+                                     skip_failures=skip_failures)
+    failures.update((f["id"], f["error"]) for f in out["failures"])
     return field
+
+
+def _skipped(samples, ood_field, failures):
+    """The first :data:`MAX_SKIPPED_LISTED` samples of the view without an OOD score (no embedding)."""
+    view = samples.exists(ood_field, False).limit(MAX_SKIPPED_LISTED)
+    return [dict(id=i, filepath=f, **({"error": failures[i]} if i in failures else {}))
+            for i, f in zip(*view.values(["id", "filepath"]))]
 
 
 def neighbours_for(method, num_items):
@@ -365,7 +386,7 @@ def _export(samples, found, export_dir):
 
 
 def _record(samples, audit_key, summary, duplicates, overwrite):
-    config = {k: v for k, v in summary.items() if k not in ("dataset", "seconds", "num_samples", "runs")}
+    config = {k: v for k, v in summary.items() if k not in ("dataset", "seconds", "num_samples", "runs", "skipped")}
     runs.register_run(samples, audit_key, kind="audit", fields=[], overwrite=overwrite,
                       results={"summary": summary, "duplicate_ids": duplicates.get("duplicate_ids", [])},
                       audit_runs=summary["runs"], **config)
@@ -459,6 +480,15 @@ def _write_report(samples, summary, found, duplicates, num_worst, path):
                                                           suggested))))
     if duplicates.get("duplicate_ids"):
         sections.append(("Near duplicates", _duplicates_html(samples, duplicates, num_worst)))
+    if summary["skipped"]:
+        listed = summary["skipped"]
+        more = summary["num_skipped"] - len(listed)
+        sections.append((f"Not scored: no embedding ({summary['num_skipped']:,})",
+                         html.table(["file", "why"], [(s["filepath"], s.get("error", "no embedding in "
+                                                                              f"{summary['embeddings_field']}"))
+                                                     for s in listed])
+                         + (f"<p class='muted'>and {more:,} more: filter the App by "
+                            f"<code>{html.escape(ood_field)}</code> is None.</p>" if more > 0 else "")))
     sections.append(("Review in the FiftyOne App", _how_to_review(summary)))
     subtitle = (f"dataset '{dataset.name}', {n:,} samples, audit '{summary['audit_key']}', "
                 f"{time.strftime('%Y-%m-%d %H:%M')}, {summary['seconds']:.0f} s. Higher score = more suspicious; "

@@ -119,7 +119,8 @@ def compute_pyramid_embeddings(
             ``shard`` (which computes whatever is missing).
 
     Returns:
-        a dict summary; with ``embeddings_field=None`` also ``"embeddings"``
+        a dict summary (``failures``: the images this call skipped, each ``id``, ``item`` and
+        ``error``); with ``embeddings_field=None`` also ``"embeddings"``
         (an ``(N, D)`` array aligned with ``"keys"``).
     """
     require_nonempty(samples)
@@ -355,6 +356,7 @@ class _EmbeddingJob:
             "num_embedded": num_embedded,
             "num_computed": computed - len(failed),
             "num_failed": len(failed),
+            "failures": failed,
             "dim": projection.out_dim,
             "config": self.settings,
             "resumed": self.mode != "fresh",
