@@ -32,6 +32,7 @@ image-rendering:pixelated;background:#eee;display:block;margin-bottom:4px}
 word-break:break-all}
 pre{background:#f5f5f5;padding:10px;border-radius:6px;overflow-x:auto;font-size:13px}
 .plots{display:flex;flex-wrap:wrap;gap:18px}
+.warning{background:#fff4e5;border-left:4px solid #f57c00;padding:8px 12px;margin:8px 0}
 """
 
 

@@ -109,6 +109,7 @@ def audit_report(summary):
              ("near duplicates (tag `near_duplicate`)",
               f"{summary['num_duplicates']:,}" if summary["duplicate_threshold"] is not None else None),
              ("skipped (no embedding)", f"{summary['num_skipped']:,}" if summary["num_skipped"] else None),
+             *(("warning", w) for w in summary.get("warnings", [])),
              ("HTML report", f"`{summary['report_path']}`"),
              ("flagged samples (CSV)", f"`{summary['csv_path']}`"),
              ("flagged samples exported (FiftyOne dataset)",

@@ -155,6 +155,31 @@ def test_audit_skips_unreadable_images_lists_them_and_can_be_strict(dataset_fact
     assert fo_runs.load_ood_results(ds, "ood_audit").summary["skipped"] == out["skipped"]
 
 
+def test_audit_inputs_warn_on_few_trusted_and_skip_outputs_and_empty_label_fields(small, tmp_path):
+    import ood_core as ood
+    from ood_core.fo import inventory
+
+    ds = small
+    _embed(ds)
+    report = str(tmp_path / "r.html")
+    out = ood.audit(ds, report_path=report, near_duplicates=False)
+    assert out["warnings"] == []  # 24 trusted samples: the 95% cut is a real percentile
+    keep = ds.match_tags("trusted").limit(3).values("id")
+    ds.match_tags("trusted").exclude(keep).untag_samples("trusted")
+    out = ood.audit(ds, report_path=report, near_duplicates=False, overwrite=True)
+    assert len(out["warnings"]) == 1 and out["warnings"][0].startswith("only 3 trusted sample(s)")
+    assert "tag at least 20" in out["warnings"][0] and "only 3 trusted sample(s)" in open(report).read()
+    # the audit's own suggested-label field is an output, never taken for the labels to check
+    assert ds.has_field("audit_label_issue_suggestion")
+    ds.rename_sample_field("ground_truth", "label")
+    assert inventory.classification_fields(ds) == ["label"] and inventory.default_label_field(ds) == "label"
+    ds.set_values("label", [None] * len(ds))
+    out = ood.audit(ds, report_path=report, near_duplicates=False, overwrite=True)  # auto: no labels, none used
+    assert out["label_field"] is None and out["num_ood_flagged"] >= 1
+    with pytest.raises(OODInputError, match="none of the 50 items .* has a label in 'label'"):
+        ood.audit(ds, label_field="label", report_path=report, near_duplicates=False, overwrite=True)
+
+
 def test_audit_of_a_one_class_label_field_flags_no_wrong_labels(dataset_factory, fashion_files,
                                                                  session_extractor, tmp_path):
     """One class: no neighbour can vote for another label, so every wrong-label score ties at the lowest

@@ -216,6 +216,8 @@ def test_errors_name_the_input():
     for labels in (None, ["a"]):  # a trusted reference of one image: nothing to standardise on
         with pytest.raises(OODInputError, match="reference embeddings has 1 sample.s.*at least 2"):
             PyramidKNNDetector(level_dims=[8, 8]).fit(X[:1], labels)
+        with pytest.raises(OODInputError, match="reference embeddings has 1 sample.s.*at least 2"):
+            PyramidKNNDetector(level_dims=[8, 8]).fit_reference_scores(X[:1], labels)
     with pytest.raises(OODInputError, match="class_k_fraction"):
         PyramidKNNDetector(class_k_fraction=0)
     with pytest.raises(OODInputError, match="one label"):

@@ -398,7 +398,7 @@ class PyramidKNNDetector(Detector):
     # ----------------------------------------------------------------- contract
 
     def _fit_from(self, X, groups, self_excluded, unsupervised=False):
-        if X.shape[0] < 2 and not self_excluded:  # (self-scoring: _check_k names the problem)
+        if X.shape[0] < 2 and not unsupervised:  # a trusted reference (a set scoring itself: _check_k says why)
             # each component is standardised on the reference's leave-one-out scores: one row has none
             raise OODInputError(
                 f"{REFERENCE_NAME} has {X.shape[0]} sample(s) but pyramid_knn standardises its scores on the "

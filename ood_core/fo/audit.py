@@ -23,6 +23,7 @@ Score convention: **higher = more suspicious**; an item is flagged when
 
 import csv
 import logging
+import math
 import os
 import time
 
@@ -59,6 +60,7 @@ def _summary(samples, audit_key, plan, embeddings, found, duplicates, duplicate_
         "num_duplicates": len(duplicates.get("duplicate_ids", ())),
         "duplicate_threshold": duplicate_threshold or None,
         "num_skipped": found.get("num_skipped", 0),
+        "warnings": found.get("warnings", []),
     }
 
 
@@ -95,7 +97,7 @@ def audit(
     Args:
         samples: a Dataset or view: everything is scored and flagged on it.
         label_field: a Classification field, ``"auto"`` (the only one, else
-            ``ground_truth``) or None (no wrong-label scores).
+            ``ground_truth``; none when it holds no label in the view) or None (no wrong-label scores).
         reference: tag (or view) of trusted in-distribution samples, ``"auto"``
             (``trusted`` when present) or None (unsupervised OOD scores).
         embeddings_field: embeddings run / vector field, or ``"auto"`` (newest, else computed).
@@ -125,7 +127,8 @@ def audit(
     Returns:
         a dict: ``audit_key``, the resolved inputs, ``runs`` (score / flag keys),
         counts (``num_samples``, ``num_ood_flagged``, ``num_label_flagged``,
-        ``num_duplicates``, ``num_skipped``), ``skipped`` (the first :data:`MAX_SKIPPED_LISTED` samples
+        ``num_duplicates``, ``num_skipped``), ``warnings`` (sentences: e.g. too few trusted samples for a
+        steady threshold), ``skipped`` (the first :data:`MAX_SKIPPED_LISTED` samples
         without a score: ``id``, ``filepath`` and, for images that failed to load now, ``error``),
         ``report_path``, ``csv_path``,
         ``saved_views``, ``seconds``.
@@ -150,7 +153,7 @@ def audit(
     failures = {}
     embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, skip_failures, failures)
     steps.done()
-    found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}}
+    found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}, "warnings": []}
     _score_ood(samples, embeddings, ood_field, plan["reference"], plan["label_field"], ood_pass_rate, ood_fraction,
                overwrite, found)
     steps.done()
@@ -197,6 +200,8 @@ def _plan(samples, label_field, reference, embeddings_field):
 
     if label_field == "auto":
         label_field = inventory.default_label_field(samples)
+        if label_field is not None and not samples.count(f"{label_field}.label"):
+            label_field = None  # a label field with no labels in the view: nothing to check or to search by
     elif label_field is not None and label_kind(samples, label_field) != "classification":
         raise OODInputError(f"audit label_field {label_field!r} must be a Classification field (image labels); "
                             "audit object labels with compute_label_issues(..., patches) instead")
@@ -260,6 +265,13 @@ def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate
         flags = flag_samples(samples, ood_field, rule="percentile", value=pass_rate, reference=in_view,
                              tag=TAGS["ood"], overwrite=overwrite)
         found["rules"]["ood"] = f"{100 * pass_rate:g}% of the trusted samples pass (percentile rule)"
+        n_trusted = len(in_view)
+        if pass_rate < 1 and n_trusted < 1 / (1 - pass_rate):
+            found["warnings"].append(
+                f"only {n_trusted} trusted sample(s) in the audited view: letting {100 * pass_rate:g}% of them pass "
+                "puts the OOD threshold at the highest of their scores, a coarse cut; tag at least "
+                f"{math.ceil(1 / (1 - pass_rate))} known-good samples (a few per class) 'trusted' and re-run with "
+                "overwrite=True")
     else:
         # no trusted sample inside the audited view has a score: rank the view instead
         flags = flag_samples(samples, ood_field, rule="top_fraction", value=fraction, tag=TAGS["ood"],
@@ -449,6 +461,9 @@ def _write_report(samples, summary, found, duplicates, num_worst, path):
         ("label field", summary["label_field"] or "none: no wrong-label scores"),
     ]
     sections = [(None, html.cards(cards)), ("What was audited", html.table(["input", "value"], inputs))]
+    if summary["warnings"]:
+        sections.insert(1, ("Warnings", "".join(f"<p class='warning'>{html.escape(w)}</p>"
+                                                for w in summary["warnings"])))
 
     ood_field = found["runs"]["ood"]
     _, scores = _scores(samples, ood_field)

@@ -6,7 +6,8 @@ panel and :func:`ood_core.fo.audit.audit`, so all of them pick the same inputs:
 - embeddings: this package's embeddings runs, newest first, then any other
   vector field of the dataset (e.g. written by ``compute_embeddings`` of a
   FiftyOne zoo model) - every vector field can be scored;
-- the label field: the only ``Classification`` field, else ``ground_truth``;
+- the label field: the only ``Classification`` field (not counting this package's outputs), else
+  ``ground_truth``;
 - the reference tag: ``trusted`` when some samples carry it.
 """
 
@@ -73,9 +74,13 @@ def embedding_coverage(samples, embeddings_field, patches_field=None):
 
 
 def classification_fields(samples):
+    """The dataset's ``Classification`` fields that hold labels: those written by this package's runs
+    (suggested labels, CLIP predictions) are outputs, never offered or chosen as the labels to check."""
     import fiftyone.core.labels as fol
 
-    return sorted(samples._dataset.get_field_schema(embedded_doc_type=fol.Classification))
+    ours = runs.written_fields(samples)
+    return sorted(f for f in samples._dataset.get_field_schema(embedded_doc_type=fol.Classification)
+                  if f not in ours)
 
 
 def default_label_field(samples):

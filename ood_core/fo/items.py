@@ -112,10 +112,16 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
         labs = flatten(samples.values(patch_path(patches_field, "label"))) if label_field else [None] * len(keys)
     keep = [i for i, v in enumerate(vecs) if v is not None and (label_field is None or labs[i] is not None)]
     if not keep:
+        embedded = sum(v is not None for v in vecs)
+        if embedded and label_field:  # the labels are what is missing
+            raise OODInputError(
+                f"none of the {embedded:,} items of this view with an embedding in {embeddings_field!r} has a "
+                f"label in {label_field!r}; pass the field that holds the labels (or none, to score without "
+                "labels)"
+            )
         raise OODInputError(
-            f"no item in this view has both an embedding in {embeddings_field!r}"
-            + (f" and a label in {label_field!r}" if label_field else "")
-            + "; compute embeddings for this view first"
+            f"no item in this view has an embedding in {embeddings_field!r}; compute embeddings for this view "
+            "first"
         )
     not_vectors = [i for i in keep if isinstance(vecs[i], (str, bytes, dict, bool)) or np.ndim(vecs[i]) == 0]
     if not_vectors:

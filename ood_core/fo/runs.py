@@ -194,6 +194,12 @@ def _owning_run(dataset, path):
     return None
 
 
+def written_fields(samples):
+    """Every field recorded by this package's runs on the dataset (scores, flags, suggestions, predictions)."""
+    dataset = samples._dataset
+    return {path for key in list_ood_runs(dataset) for path in (dataset.get_run_info(key).config.fields or [])}
+
+
 def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, reads=(), **params):
     """Write fields and record their run all-or-nothing (see :mod:`.commit`).
 
