@@ -80,7 +80,9 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
         (names[0], scores[np.asarray(is_positive, bool)], "#cc0000")]
     counts = [np.histogram(v, bins=edges)[0] for _, v, _ in groups]
     top = max(1, max(int(c.max()) for c in counts))
-    left, bottom, right, head = 44, 34, 24, 28
+    title_lines = _wrap(title, max(20, (width - 8) // 7))  # about 7 px per character of the 13 px bold title
+    left, bottom, right, head = 44, 34, 24, 12 + 16 * len(title_lines)
+    height += 16 * (len(title_lines) - 1)
     pw, ph = width - left - right, height - bottom - head
 
     def x(v):
@@ -91,7 +93,8 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
 
     parts = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
              f"role='img' aria-label='{escape(title)}'>",
-             f"<text x='{left}' y='16' font-size='13' font-weight='600'>{escape(title)}</text>"]
+             *(f"<text x='4' y='{16 + 16 * i}' font-size='13' font-weight='600'>{escape(line)}</text>"
+               for i, line in enumerate(title_lines))]
     bar_w = pw / bins
     for (name, _, color), c in zip(groups, counts):
         for i, n in enumerate(c):
@@ -119,6 +122,17 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
                          f"font-size='11'>{escape(name)}</text>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _wrap(text, max_chars):
+    """``text`` in lines of at most ``max_chars`` characters, broken at spaces (a longer word stays whole)."""
+    lines = []
+    for word in str(text).split():
+        if lines and len(lines[-1]) + 1 + len(word) <= max_chars:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
 def cards(items):

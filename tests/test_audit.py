@@ -248,6 +248,11 @@ def test_report_building_blocks_on_arrays():
     svg = report.histogram_svg(np.array([0.1, 0.9]), is_positive=np.array([False, True]), names=("OOD", "ID"))
     assert "OOD" in svg and "ID" in svg
     assert "no scores" in report.histogram_svg(np.array([]), title="x")
+    long_title = "audit_label_issue: neighbour votes against the given label (higher = more suspicious)"
+    svg = report.histogram_svg(np.array([0.1, 0.9]), title=long_title, width=400)
+    lines = re.findall(r"<text x='4' y='\d+' font-size='13' font-weight='600'>([^<]*)</text>", svg)
+    assert len(lines) == 2 and " ".join(lines) == long_title  # wrapped to the width, nothing cut
+    assert all(len(line) * 7 <= 400 for line in lines)
     assert report.thumbnail_data_uri("/nonexistent.png") is None
     page = report.page("T", "sub", [("H", report.table(["a"], [["<b>"]]))])
     assert "&lt;b&gt;" in page and page.startswith("<!DOCTYPE html>")

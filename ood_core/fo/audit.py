@@ -474,7 +474,8 @@ def _write_report(samples, summary, found, duplicates, num_worst, path):
         not_trusted = np.array([i not in trusted for i in ids])
     plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=not_trusted,
                                 names=("not trusted", f"'{ref}'"),
-                                title=f"{ood_field}: k-NN distance to the reference (higher = more OOD)")]
+                                title=f"{ood_field}: k-NN distance, standardised on the "
+                                      f"{'trusted' if ref else 'audited'} samples (higher = more OOD)")]
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
         _, issue_scores = _scores(samples, issue_field)
