@@ -264,7 +264,8 @@ class PyramidExtractor:
         with Progress(progress, len(items), "pyramid embeddings") as bar:
             for idx, x, failed in loader:
                 if failed and not skip_failures:
-                    hint = "" if "skip_failures" in failed[0][1] else "; pass skip_failures=True to skip unreadable images"
+                    hint = "" if "skip_failures" in failed[0][1] else \
+                        "; pass skip_failures=True to skip unreadable images"
                     raise ImageLoadError(f"{failed[0][1]} (item {failed[0][0]}){hint}")
                 for i, msg in failed:
                     logger.warning("skipped item %d: %s", i, msg)

@@ -133,19 +133,8 @@ def audit(
         ``report_path``, ``csv_path``,
         ``saved_views``, ``seconds``.
     """
-    from .items import require_nonempty
-
     start = time.perf_counter()
-    require_nonempty(samples)
-    if len(samples) < 2:
-        raise OODInputError(f"ood.audit needs at least 2 samples (wrong labels and near duplicates compare samples "
-                            f"with each other); the view has {len(samples)}: audit a larger view, or score a single "
-                            "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
-    runs.validate_key(audit_key, "audit key")
-    dataset = samples._dataset
-    if audit_key in runs.list_ood_runs(samples) and not overwrite:
-        raise OODInputError(f"an audit {audit_key!r} already exists on dataset {dataset.name!r}; pass "
-                            "overwrite=True to redo it, or another audit_key")
+    _check_call(samples, audit_key, overwrite)
     plan = _plan(samples, label_field, reference, embeddings_field)
     steps = _Steps(progress, 5)
     _untag_previous(samples, audit_key)  # only reached with overwrite=True
@@ -182,6 +171,21 @@ def audit(
 
 
 # --------------------------------------------------------------------------- steps
+
+
+def _check_call(samples, audit_key, overwrite):
+    """Refuse a view too small to audit, a bad key, or an existing audit without ``overwrite``."""
+    from .items import require_nonempty
+
+    require_nonempty(samples)
+    if len(samples) < 2:
+        raise OODInputError(f"ood.audit needs at least 2 samples (wrong labels and near duplicates compare samples "
+                            f"with each other); the view has {len(samples)}: audit a larger view, or score a single "
+                            "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
+    runs.validate_key(audit_key, "audit key")
+    if audit_key in runs.list_ood_runs(samples) and not overwrite:
+        raise OODInputError(f"an audit {audit_key!r} already exists on dataset {samples._dataset.name!r}; pass "
+                            "overwrite=True to redo it, or another audit_key")
 
 
 class _Steps:
