@@ -273,10 +273,16 @@ def _choose_saved_view(ui, name, n_samples, attempts=3):
     """Pick saved view ``name`` in the App's view menu and wait until the grid counts ``n_samples``.
 
     Under a loaded machine a click can land while the menu is still opening and select nothing; the App then
-    still shows 'Unsaved view', and the user would simply pick the view again. A view that was picked (its name
-    is in the URL, or the menu no longer says 'Unsaved view') is never re-picked, only waited for.
+    still shows 'Unsaved view', and the user would simply pick the view again; a click that selected another
+    saved view (the items moved while the menu opened) starts over from the unsaved dataset. The requested view,
+    once picked (its name is in the URL), is never re-picked, only waited for.
     """
     for attempt in range(attempts):
+        if "view=" in ui.d.current_url and f"view={name}" not in ui.d.current_url:
+            # the click landed on another saved view (the menu's items moved while it opened): start over from
+            # the unsaved dataset, as a user would pick again
+            ui.d.get(ui.d.current_url.split("?")[0])
+            ui.text_present("Unsaved view", timeout=60)
         unsaved = ui.d.find_elements("xpath", "//*[normalize-space(text())='Unsaved view']")
         if f"view={name}" not in ui.d.current_url and unsaved:
             _dismiss_popups(ui)

@@ -273,15 +273,37 @@ def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate
         if pass_rate < 1 and n_trusted < 1 / (1 - pass_rate):
             found["warnings"].append(
                 f"only {n_trusted} trusted sample(s) in the audited view: letting {100 * pass_rate:g}% of them pass "
-                "puts the OOD threshold at the highest of their scores, a coarse cut; tag at least "
-                f"{math.ceil(1 / (1 - pass_rate))} known-good samples (a few per class) 'trusted' and re-run with "
-                "overwrite=True")
+                "puts the OOD threshold at the highest of their scores, a coarse cut; " + _add_trusted(
+                    reference, f"at least {math.ceil(1 / (1 - pass_rate))} known-good samples (a few per class)")
+                + " and re-run with overwrite=True")
     else:
         # no trusted sample inside the audited view has a score: rank the view instead
         flags = flag_samples(samples, ood_field, rule="top_fraction", value=fraction, tag=TAGS["ood"],
                              overwrite=overwrite)
         found["rules"]["ood"] = f"top {100 * fraction:g}% of the scores (no trusted samples in the audited view)"
     _note_flags(samples, found, "ood", ood_field, "ood_flags", flags)
+    if reference is not None and label_field:
+        found["warnings"] += _uncovered_classes(samples, reference, label_field)
+
+
+def _uncovered_classes(samples, reference, label_field, shown=5):
+    """A warning (list of 0 or 1 sentence) naming the label classes of the view without a trusted sample."""
+    trusted = samples._dataset.match_tags(reference) if isinstance(reference, str) else reference
+    covered = set(trusted.distinct(f"{label_field}.label"))
+    counts = {c: n for c, n in samples.count_values(f"{label_field}.label").items() if c is not None}
+    missing = sorted((c for c in counts if c not in covered), key=lambda c: (-counts[c], str(c)))
+    if not missing:
+        return []
+    names = ", ".join(f"{c!r} ({counts[c]:,})" for c in missing[:shown]) + (", ..." if len(missing) > shown else "")
+    return [f"{len(missing)} of the {len(counts)} classes of {label_field!r} in the audited view have no trusted "
+            f"sample: {names}. Their images are compared with the other classes' trusted images, so they score as "
+            f"out-of-distribution; if they belong, {_add_trusted(reference, 'a few known-good images of each')} and "
+            "re-run with overwrite=True"]
+
+
+def _add_trusted(reference, what):
+    """How to add ``what`` to the reference: tag them, or put them in the reference view."""
+    return f"tag {what} {reference!r}" if isinstance(reference, str) else f"add {what} to the reference view"
 
 
 def _reference_in_view(samples, reference, score_field):
