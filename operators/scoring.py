@@ -99,7 +99,7 @@ class ScoreOOD(common.OODOperator):
         if ctx.delegated:
             ctx.set_progress(progress=0.0, label="scoring")
         keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio", "component_gate",
-                "label_suspects")
+                "label_suspects", "uncovered_classes")
         if p.get("method") == "knn" and p.get("similarity_index"):
             summary = ood.compute_knn_scores_with_index(
                 target,
@@ -127,14 +127,17 @@ class ScoreOOD(common.OODOperator):
             n_components=p.get("n_components"),
             overwrite=bool(p.get("overwrite", False)),
         )
-        return common.finish(ctx, summary, keep=keep, report=score_report(summary, p["embeddings_field"]))
+        return common.finish(ctx, summary, keep=keep,
+                             report=score_report(summary, p["embeddings_field"], label_field))
 
     def to_form_params(self, *, reduce=None, **params):
         """``op(view, "ood_embeddings", "ood_score", method="knn", reference_tag="trusted", ...)``."""
         return dict(params, reduce=reduce or "none")
 
-def score_report(summary, embeddings_field):
+def score_report(summary, embeddings_field, label_field=None):
     """The result view of a score run: what was written, what was skipped, where to look next."""
+    from ood_core.fo.scores import uncovered_classes_sentence
+
     field = summary["field"]
     item = "objects" if ".detections." in field else "samples"
     scored, skipped = summary.get("num_scored", 0), summary.get("num_skipped", 0)
@@ -148,7 +151,9 @@ def score_report(summary, embeddings_field):
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
-         ("scores", spread)],
+         ("scores", spread),
+         ("warning", uncovered_classes_sentence(summary["uncovered_classes"], label_field)
+          if summary.get("uncovered_classes") else None)],
         [f"sort the grid: **Sort by** `{field}`, descending",
          "review and tag: open the **OOD review** panel (+ next to the Samples tab)",
          f"colour the Embeddings panel by `{field}`"],

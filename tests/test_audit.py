@@ -165,15 +165,16 @@ def test_audit_inputs_warn_on_few_trusted_and_skip_outputs_and_empty_label_field
     out = ood.audit(ds, report_path=report, near_duplicates=False)
     # 24 trusted samples: the 95% cut is a real percentile; the two held-out classes have no trusted image
     assert len(out["warnings"]) == 1
-    assert out["warnings"][0].startswith("2 of the 10 classes of 'ground_truth' in the audited view have no "
-                                         "trusted sample: 'Ankle boot' (5), 'Bag' (5).")
+    assert out["warnings"][0].startswith("2 class(es) of 'ground_truth' among the scored items have no reference "
+                                         "(trusted) item: 'Ankle boot' (5), 'Bag' (5). Their 10 items")
+    assert out["warnings"][0].endswith("tag a few known-good images of each 'trusted' and re-run with overwrite=True")
     keep = ds.match_tags("trusted").limit(3).values("id")
     covered = len(set(ds.select(keep).values("ground_truth.label")))
     ds.match_tags("trusted").exclude(keep).untag_samples("trusted")
     out = ood.audit(ds, report_path=report, near_duplicates=False, overwrite=True)
     assert len(out["warnings"]) == 2 and out["warnings"][0].startswith("only 3 trusted sample(s)")
     assert "tag at least 20 known-good samples (a few per class) 'trusted'" in out["warnings"][0]
-    assert out["warnings"][1].startswith(f"{10 - covered} of the 10 classes")
+    assert out["warnings"][1].startswith(f"{10 - covered} class(es) of 'ground_truth'")
     assert "only 3 trusted sample(s)" in open(report).read()
     # the audit's own suggested-label field is an output, never taken for the labels to check
     assert ds.has_field("audit_label_issue_suggestion")

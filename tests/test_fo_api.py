@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from fiftyone import ViewField as F
 
 import ood_core as ood
 from ood_core.detectors import (
@@ -114,6 +115,22 @@ def test_supervised_knn_matches_numpy_detector_and_finds_held_out_classes(embedd
                                 "backend": "auto", "index": "flat"}
     assert info["detector_fitted"] == {"k": 5}
     assert info["backbone"]["model_name"] == "tf_efficientnet_lite0"
+
+
+def test_classes_without_a_trusted_item_are_counted_and_named(embedded):
+    ds = embedded
+    names = ds.values("ground_truth.label")
+    held_out = {n: names.count(n) for n in set(names) if n not in ID_CLASSES}  # 2 classes, none trusted
+    summary = ood.compute_ood_scores(ds, "emb", "ood", reference="trusted", label_field="ground_truth")
+    info = summary["uncovered_classes"]
+    assert info["count"] == 2 and info["num_items"] == sum(held_out.values()) and info["largest"] == held_out
+    assert fo_runs.load_ood_results(ds, "ood").uncovered_classes == info
+    # trusted images of every class: nothing to warn about; no labels: nothing to compare
+    for name in held_out:
+        ds.match(F("ground_truth.label") == name).limit(2).tag_samples("trusted")
+    covered = ood.compute_ood_scores(ds, "emb", "ood2", reference="trusted", label_field="ground_truth")
+    assert "uncovered_classes" not in covered
+    assert "uncovered_classes" not in ood.compute_ood_scores(ds, "emb", "ood3", reference="trusted")
 
 
 def test_label_issues_rank_flipped_labels_first(embedded):

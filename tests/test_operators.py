@@ -97,6 +97,17 @@ def test_score_report_shows_the_density_ratio_warning():
         score_report(summary, "emb")
 
 
+def test_score_report_warns_about_classes_without_a_reference_item():
+    from operators.scoring import score_report
+
+    summary = {"field": "ood", "method": "pyramid_knn", "num_scored": 10}
+    assert "warning" not in score_report(summary, "emb", "ground_truth")
+    summary["uncovered_classes"] = {"count": 7, "num_items": 30, "largest": {f"c{i}": 10 - i for i in range(7)}}
+    report = score_report(summary, "emb", "ground_truth")
+    assert ("- warning: 7 class(es) of 'ground_truth' among the scored items have no reference (trusted) item: "
+            "'c0' (10), 'c1' (9), 'c2' (8), 'c3' (7), 'c4' (6) and 2 more. Their 30 items") in report
+
+
 def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(small):
     """The result view of a default wrong-label run names the samples left out of the second vote."""
     ds = small

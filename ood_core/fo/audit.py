@@ -258,7 +258,7 @@ def neighbours_for(method, num_items):
 
 def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate, fraction, overwrite, found):
     from .evaluation import flag_samples
-    from .scores import compute_ood_scores
+    from .scores import compute_ood_scores, uncovered_classes_sentence
 
     # the default detector; the labels (when there are some) make its neighbour search per class
     scored = compute_ood_scores(samples, embeddings, ood_field, reference=reference, label_field=label_field,
@@ -282,23 +282,10 @@ def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate
                              overwrite=overwrite)
         found["rules"]["ood"] = f"top {100 * fraction:g}% of the scores (no trusted samples in the audited view)"
     _note_flags(samples, found, "ood", ood_field, "ood_flags", flags)
-    if reference is not None and label_field:
-        found["warnings"] += _uncovered_classes(samples, reference, label_field)
-
-
-def _uncovered_classes(samples, reference, label_field, shown=5):
-    """A warning (list of 0 or 1 sentence) naming the label classes of the view without a trusted sample."""
-    trusted = samples._dataset.match_tags(reference) if isinstance(reference, str) else reference
-    covered = set(trusted.distinct(f"{label_field}.label"))
-    counts = {c: n for c, n in samples.count_values(f"{label_field}.label").items() if c is not None}
-    missing = sorted((c for c in counts if c not in covered), key=lambda c: (-counts[c], str(c)))
-    if not missing:
-        return []
-    names = ", ".join(f"{c!r} ({counts[c]:,})" for c in missing[:shown]) + (", ..." if len(missing) > shown else "")
-    return [f"{len(missing)} of the {len(counts)} classes of {label_field!r} in the audited view have no trusted "
-            f"sample: {names}. Their images are compared with the other classes' trusted images, so they score as "
-            f"out-of-distribution; if they belong, {_add_trusted(reference, 'a few known-good images of each')} and "
-            "re-run with overwrite=True"]
+    if scored.get("uncovered_classes"):
+        found["warnings"].append(uncovered_classes_sentence(
+            scored["uncovered_classes"], label_field,
+            fix=_add_trusted(reference, "a few known-good images of each") + " and re-run with overwrite=True"))
 
 
 def _add_trusted(reference, what):

@@ -185,9 +185,8 @@ def compute_ood_scores(
         transductive=transductive,
     )
     summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method,
-                            **_fitted_summary(det))
-    if (summary.get("density_ratio") or {}).get("warning"):
-        logger.warning("%s: %s", run_key, summary["density_ratio"]["warning"])
+                            **_fitted_summary(det), **uncovered_classes(labels, labels_ref))
+    _log_warnings(run_key, summary, label_field)
     extra_writes, extra_record = _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field,
                                                 overwrite)
     summary.update({k: v["field"] for k, v in extra_record.items()})
@@ -200,6 +199,15 @@ def compute_ood_scores(
         **extra_record,
     )
     return summary
+
+
+def _log_warnings(run_key, summary, label_field):
+    """Log what the result view warns about: classes without a reference item, and an imbalanced reference
+    under the density ratio."""
+    if summary.get("uncovered_classes"):
+        logger.warning("%s: %s", run_key, uncovered_classes_sentence(summary["uncovered_classes"], label_field))
+    if (summary.get("density_ratio") or {}).get("warning"):
+        logger.warning("%s: %s", run_key, summary["density_ratio"]["warning"])
 
 
 def _read_score_inputs(samples, reference, embeddings_field, patches_field, label_field, use_labels, method):
@@ -229,6 +237,40 @@ def _fitted_summary(det):
     if fitted.get("num_suspects") is not None:
         out["label_suspects"] = int(fitted["num_suspects"])
     return out
+
+
+#: classes named in ``uncovered_classes`` (the largest first; ``count`` covers all of them)
+UNCOVERED_CLASSES_SHOWN = 10
+
+
+def uncovered_classes(labels, labels_ref):
+    """``{"uncovered_classes": {...}}`` when labelled scored items carry classes the labelled reference lacks
+    (per-class search: their items are compared with other classes' references, so they score as OOD); ``count``
+    classes, ``num_items`` items and the ``largest`` few ``{class: items}``. Empty dict otherwise."""
+    if labels is None or labels_ref is None:
+        return {}
+    covered = {str(c) for c in labels_ref if c is not None}
+    if not covered:
+        return {}
+    counts = {}
+    for c in labels:
+        if c is not None and str(c) not in covered:
+            counts[str(c)] = counts.get(str(c), 0) + 1
+    if not counts:
+        return {}
+    largest = sorted(counts, key=lambda c: (-counts[c], c))[:UNCOVERED_CLASSES_SHOWN]
+    return {"uncovered_classes": {"count": len(counts), "num_items": sum(counts.values()),
+                                  "largest": {c: counts[c] for c in largest}}}
+
+
+def uncovered_classes_sentence(info, label_field, shown=5,
+                               fix="add a few known-good items of each to the reference"):
+    """The warning for :func:`uncovered_classes`' ``info``, in one sentence for people (``fix``: what to do)."""
+    names = ", ".join(f"{c!r} ({n:,})" for c, n in list(info["largest"].items())[:shown])
+    more = f" and {info['count'] - shown} more" if info["count"] > shown else ""
+    return (f"{info['count']} class(es) of {label_field!r} among the scored items have no reference (trusted) item: "
+            f"{names}{more}. Their {info['num_items']:,} items are compared with the other classes' references, so "
+            f"they score as out-of-distribution; if they belong, {fix}")
 
 
 def stored_level_dims(backbone, dim):
