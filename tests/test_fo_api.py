@@ -322,6 +322,21 @@ def test_a_batch_above_the_pooled_limit_keeps_the_density_ratio_on_a_sample(embe
     assert ood.evaluate_ood_run(test, "sampled", gt_field="is_ood")["auroc"] > 0.8
 
 
+def test_video_samples_are_refused_before_decoding_with_the_frames_fix(dataset_factory, tmp_path):
+    import fiftyone as fo
+
+    from ood_core.fo.clip_common import encode_samples
+
+    ds = dataset_factory([])
+    ds.add_samples([fo.Sample(filepath=str(tmp_path / f"clip{i}.mp4")) for i in range(2)])
+    assert ds.media_type == "video"
+    for call in (lambda: ood.compute_pyramid_embeddings(ds, "emb"),
+                 lambda: encode_samples(ds, None, batch_size=8, skip_failures=True, progress=False)):
+        with pytest.raises(OODInputError, match="decodes images, but .* holds video samples here.*to_frames"):
+            call()
+    assert not ds.has_field("emb") and not ood.list_ood_runs(ds)
+
+
 def test_bad_inputs_have_clear_errors(embedded):
     ds = embedded
     with pytest.raises(OODInputError, match="empty view"):

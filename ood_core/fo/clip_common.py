@@ -124,7 +124,9 @@ def read_clip_embeddings(samples, embeddings_field, encoder):
 def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
     """Encode a view's images in batches: ``(ids, X (N, D), failures)``."""
     from ..images import ImageLoadError, load_rgb
+    from .items import require_images
 
+    require_images(samples, "CLIP image encoding")
     if not is_int(batch_size) or batch_size < 1:
         raise OODInputError(f"batch_size must be a positive integer, got {batch_size!r}")
     ids = samples.values("id")

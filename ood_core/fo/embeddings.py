@@ -10,6 +10,7 @@ from .items import (
     flatten,
     num_samples,
     patch_path,
+    require_images,
     require_nonempty,
 )
 
@@ -124,6 +125,7 @@ def compute_pyramid_embeddings(
         (an ``(N, D)`` array aligned with ``"keys"``).
     """
     require_nonempty(samples)
+    require_images(samples, "compute_pyramid_embeddings")
     shard_index, num_shards = _check_shard(shard, overwrite)
     target, partial = _check_embedding_call(samples, embeddings_field, patches_field, dtype, overwrite)
     extractor = _make_extractor(model_name, levels, mode, grid, weights)

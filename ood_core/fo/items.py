@@ -32,6 +32,21 @@ def require_nonempty(samples, what="samples"):
         raise OODInputError(f"{what} is an empty view: nothing to process; check the view's filters or tags")
 
 
+def require_images(samples, what):
+    """Refuse a view whose media are not images (``what`` names the step that would decode them)."""
+    media = samples.media_type
+    if media == "group":  # a grouped dataset: the active slice's media
+        media = samples.group_media_types.get(samples.group_slice)
+    if media == "image":
+        return
+    if media == "video":
+        fix = "embed its frames instead: dataset.to_frames(sample_frames=True) is a view of images"
+    else:
+        fix = "select an image slice first (select_group_slices(...))" if samples.media_type == "group" else \
+            "use an image dataset"
+    raise OODInputError(f"{what} decodes images, but {samples._dataset.name!r} holds {media} samples here; {fix}")
+
+
 def label_kind(samples, label_field):
     """``"classification"`` or ``"detections"`` for a label field, else raise."""
     import fiftyone.core.labels as fol
