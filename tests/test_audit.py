@@ -142,6 +142,9 @@ def test_audit_skips_unreadable_images_lists_them_and_can_be_strict(dataset_fact
     with pytest.raises(ImageLoadError, match="broken.png"):
         ood.audit(ds, report_path=str(tmp_path / "strict.html"), near_duplicates=False, skip_failures=False)
     assert not ds.has_field("audit_ood") and "ood_audit" not in ood.list_ood_runs(ds)
+    unreadable = dataset_factory([str(broken), missing])
+    with pytest.raises(OODInputError, match="none of the 2 images of the view could be read .the first: image file"):
+        ood.audit(unreadable, report_path=str(tmp_path / "none.html"), near_duplicates=False)
     out = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)  # the default skips
     assert out["num_skipped"] == 2 and ds.count("audit_ood") == len(files) - 2
     listed = {s["filepath"]: s["error"] for s in out["skipped"]}

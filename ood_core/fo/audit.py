@@ -229,6 +229,10 @@ def _compute_embeddings(samples, model_name, skip_failures, failures):
     out = compute_pyramid_embeddings(samples, field, model_name=model_name, overwrite=False, progress=False,
                                      skip_failures=skip_failures)
     failures.update((f["id"], f["error"]) for f in out["failures"])
+    if failures and not len(samples.exists(field)):
+        first = next(iter(failures.values()))
+        raise OODInputError(f"none of the {len(failures):,} images of the view could be read (the first: {first}); "
+                            "check that the media files are where the samples' filepaths say (a moved dataset?)")
     return field
 
 
