@@ -492,7 +492,8 @@ def _write_report(samples, summary, found, duplicates, num_worst, path):
     plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=not_trusted,
                                 names=("not trusted", f"'{ref}'"),
                                 title=f"{ood_field}: k-NN distance, standardised on the "
-                                      f"{'trusted' if ref else 'audited'} samples (higher = more OOD)")]
+                                      f"{'trusted' if summary['reference'] else 'audited'} samples "
+                                      "(higher = more OOD)")]
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
         _, issue_scores = _scores(samples, issue_field)
