@@ -25,9 +25,12 @@ class AuditDataset(common.OODOperator):
                                 description="Its labels are checked for wrong ones; empty = no wrong-label scores",
                                 required=False, default=inventory.default_label_field(dataset))
         tags = sorted(dataset.distinct("tags"))
+        default_tag = inventory.default_reference_tag(dataset)
         common.add_field_choice(inputs, "reference_tag", tags, label="Trusted samples tag (optional)",
                                 description="Reference of in-distribution samples; empty = unsupervised OOD scores",
-                                required=False, default=inventory.default_reference_tag(dataset))
+                                required=False, default=default_tag)
+        common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag),
+                                             ctx.params.get("label_field", inventory.default_label_field(dataset)))
         sample_level = [(f, what) for f, what in inventory.embedding_choices(dataset)
                         if inventory.embeddings_patches_field(dataset, f) is None]
         if sample_level:

@@ -220,12 +220,33 @@ def finish(ctx, summary, keep=(), report=None):
 
 
 def label_fields(dataset, detections=True):
-    """Names of the Classification (and Detections) fields of the dataset, sorted per type."""
-    types_ = (fol.Classification, fol.Detections) if detections else (fol.Classification,)
-    names = []
-    for t in types_:
-        names.extend(sorted(dataset.get_field_schema(embedded_doc_type=t)))
+    """Names of the Classification (and Detections) fields of the dataset that hold labels, sorted per type
+    (this package's own outputs, such as suggested labels, are left out)."""
+    from ood_core.fo import inventory
+
+    names = inventory.classification_fields(dataset)
+    if detections:
+        names += sorted(dataset.get_field_schema(embedded_doc_type=fol.Detections))
     return names
+
+
+def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
+    """Warn in a form when classes of ``label_field`` in the target have no sample tagged ``reference_tag``:
+    per-class scores make every image of such a class look out-of-distribution."""
+    from ood_core.fo.items import label_kind
+    from ood_core.fo.scores import uncovered_class_counts, uncovered_classes_sentence
+
+    if not reference_tag or not label_field or target._dataset.get_field(label_field) is None:
+        return
+    path = f"{label_field}.label" if label_kind(target, label_field) == "classification" else \
+        f"{label_field}.detections.label"
+    covered = target._dataset.match_tags(reference_tag).distinct(path)
+    info = uncovered_class_counts(target.count_values(path), covered).get("uncovered_classes")
+    if info:
+        inputs.view("uncovered_classes", types.Warning(
+            label="Classes without a trusted sample",
+            description=uncovered_classes_sentence(info, label_field,
+                                                   fix=f"tag a few known-good images of each {reference_tag!r}")))
 
 
 def add_field_choice(inputs, name, choices, *, label, description, required=True, default=None):

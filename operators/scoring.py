@@ -63,9 +63,12 @@ class ScoreOOD(common.OODOperator):
             prop.error_message = f"method {method!r} needs a Classification or Detections field; this dataset has none"
         if not label_task:
             tags = sorted(dataset.distinct("tags"))
+            default_tag = inventory.default_reference_tag(dataset)
             common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
                                     description="Fit on samples with this tag; empty = unsupervised on the target",
-                                    required=False, default=inventory.default_reference_tag(dataset))
+                                    required=False, default=default_tag)
+            common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag),
+                                                 ctx.params.get("label_field"))
         if "k" in detector.default_params():
             inputs.int("k", default=common.detector_default(method, "k"), min=1, label="k (neighbours)")
         if method == "knn":

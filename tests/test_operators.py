@@ -398,6 +398,28 @@ def test_score_form_preselects_and_warns_about_skipped_samples(small):
     assert "report" in foo.get_operator(_uri("score_ood")).resolve_output(None).type.properties
 
 
+def test_score_and_audit_forms_warn_about_classes_without_a_trusted_sample(small):
+    from fiftyone import ViewField as F
+
+    import ood_core as ood
+
+    ds = small
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    params = dict(method="pyramid_knn", label_field="ground_truth", reference_tag="trusted")
+    assert "uncovered_classes" not in _resolve(_uri("score_ood"), ds, params)  # every class has trusted samples
+    ds.match((F("ground_truth.label") == "Bag")).untag_samples("trusted")
+    for uri, form in ((_uri("score_ood"), params), (_uri("audit_dataset"), {})):  # the audit's defaults
+        warning = _resolve(uri, ds, form)["uncovered_classes"].view
+        assert warning.label == "Classes without a trusted sample"
+        assert warning.description.startswith("1 class(es) of 'ground_truth' among the scored items have no "
+                                              "reference (trusted) item: 'Bag' (4). Their 4 items")
+    assert "uncovered_classes" not in _resolve(_uri("score_ood"), ds, dict(params, label_field=None))
+    # the package's own Classification outputs are not offered as label fields
+    ood.compute_label_issues(ds, "ground_truth", "emb", "issue", k=3)
+    choices = _resolve(_uri("score_ood"), ds, params)["label_field"].type.values
+    assert "ground_truth" in choices and "issue_suggestion" not in choices
+
+
 def test_target_choice_dataset_view_or_selection(small):
     import ood_core as ood
 

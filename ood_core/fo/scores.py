@@ -249,18 +249,22 @@ def uncovered_classes(labels, labels_ref):
     classes, ``num_items`` items and the ``largest`` few ``{class: items}``. Empty dict otherwise."""
     if labels is None or labels_ref is None:
         return {}
-    covered = {str(c) for c in labels_ref if c is not None}
-    if not covered:
-        return {}
     counts = {}
     for c in labels:
-        if c is not None and str(c) not in covered:
+        if c is not None:
             counts[str(c)] = counts.get(str(c), 0) + 1
-    if not counts:
+    return uncovered_class_counts(counts, labels_ref)
+
+
+def uncovered_class_counts(counts, reference_classes):
+    """:func:`uncovered_classes` from ``{class: scored items}`` and the reference's classes (None ignored)."""
+    covered = {str(c) for c in reference_classes if c is not None}
+    missing = {str(c): n for c, n in counts.items() if c is not None and str(c) not in covered and n}
+    if not covered or not missing:
         return {}
-    largest = sorted(counts, key=lambda c: (-counts[c], c))[:UNCOVERED_CLASSES_SHOWN]
-    return {"uncovered_classes": {"count": len(counts), "num_items": sum(counts.values()),
-                                  "largest": {c: counts[c] for c in largest}}}
+    largest = sorted(missing, key=lambda c: (-missing[c], c))[:UNCOVERED_CLASSES_SHOWN]
+    return {"uncovered_classes": {"count": len(missing), "num_items": sum(missing.values()),
+                                  "largest": {c: missing[c] for c in largest}}}
 
 
 def uncovered_classes_sentence(info, label_field, shown=5,
