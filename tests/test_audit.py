@@ -97,16 +97,18 @@ def test_audit_refuses_to_repeat_and_overwrites_cleanly(small, tmp_path):
 
     ds = small
     _embed(ds)
-    ood.audit(ds, report_path=str(tmp_path / "a.html"), near_duplicates=False)
+    whole = ood.audit(ds, report_path=str(tmp_path / "a.html"), near_duplicates=False)
     with pytest.raises(ValueError, match="audit 'ood_audit' already exists.*overwrite=True"):
         ood.audit(ds, report_path=str(tmp_path / "a.html"))
     first = set(ds.match_tags("ood").values("id"))
-    out = ood.audit(ds.match_tags("trusted", bool=False), report_path=str(tmp_path / "a.html"), overwrite=True,
-                    near_duplicates=False)
+    untrusted = ds.match_tags("trusted", bool=False)
+    out = ood.audit(untrusted, report_path=str(tmp_path / "a.html"), overwrite=True, near_duplicates=False)
     assert out["num_samples"] == 50 - len(ds.match_tags("trusted"))
-    # no trusted sample in the view: the top 5% of the view are flagged; the old flags' tags are gone
-    assert out["rules"]["ood"].startswith("top 5%")
-    assert set(ds.match_tags("ood").values("id")) <= set(ds.match_tags("trusted", bool=False).values("id"))
+    # no trusted sample in the view: the trusted samples elsewhere (scored by the same run, the same scores as
+    # the whole-dataset audit) still set the cut; only the view is flagged; the old flags' tags are gone
+    assert out["rules"]["ood"].startswith("95% of the trusted samples pass")
+    assert out["thresholds"]["ood"] == whole["thresholds"]["ood"]
+    assert set(ds.match_tags("ood").values("id")) == first & set(untrusted.values("id"))
     assert len(ds.match_tags("ood")) == out["num_ood_flagged"]
     assert first  # the first audit flagged something
 

@@ -268,23 +268,24 @@ def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate
     scored = compute_ood_scores(samples, embeddings, ood_field, reference=reference, label_field=label_field,
                                 overwrite=overwrite)
     found["num_skipped"] = scored["num_skipped"]
-    in_view = _reference_in_view(samples, reference, ood_field)
-    if in_view is not None:
-        flags = flag_samples(samples, ood_field, rule="percentile", value=pass_rate, reference=in_view,
+    trusted = _scored_reference(samples, reference, ood_field)
+    if trusted is not None:
+        # the trusted samples' own (self-excluded) scores set the cut, also for a view that holds none of them
+        flags = flag_samples(samples, ood_field, rule="percentile", value=pass_rate, reference=trusted,
                              tag=TAGS["ood"], overwrite=overwrite)
         found["rules"]["ood"] = f"{100 * pass_rate:g}% of the trusted samples pass (percentile rule)"
-        n_trusted = len(in_view)
+        n_trusted = len(trusted)
         if pass_rate < 1 and n_trusted < 1 / (1 - pass_rate):
             found["warnings"].append(
-                f"only {n_trusted} trusted sample(s) in the audited view: letting {100 * pass_rate:g}% of them pass "
+                f"only {n_trusted} trusted sample(s) have a score: letting {100 * pass_rate:g}% of them pass "
                 "puts the OOD threshold at the highest of their scores, a coarse cut; " + _add_trusted(
                     reference, f"at least {math.ceil(1 / (1 - pass_rate))} known-good samples (a few per class)")
                 + " and re-run with overwrite=True")
     else:
-        # no trusted sample inside the audited view has a score: rank the view instead
+        # no trusted sample: rank the view instead
         flags = flag_samples(samples, ood_field, rule="top_fraction", value=fraction, tag=TAGS["ood"],
                              overwrite=overwrite)
-        found["rules"]["ood"] = f"top {100 * fraction:g}% of the scores (no trusted samples in the audited view)"
+        found["rules"]["ood"] = f"top {100 * fraction:g}% of the scores (no trusted samples)"
     _note_flags(samples, found, "ood", ood_field, "ood_flags", flags)
     if scored.get("uncovered_classes"):
         found["warnings"].append(uncovered_classes_sentence(
@@ -297,12 +298,12 @@ def _add_trusted(reference, what):
     return f"tag {what} {reference!r}" if isinstance(reference, str) else f"add {what} to the reference view"
 
 
-def _reference_in_view(samples, reference, score_field):
-    """The reference samples inside the audited view that have a score, or None."""
+def _scored_reference(samples, reference, score_field):
+    """The reference samples with a score (inside the audited view or not: the score run scores them too), or
+    None."""
     if reference is None:
         return None
-    ref_ids = (samples._dataset.match_tags(reference) if isinstance(reference, str) else reference).values("id")
-    view = samples.select(ref_ids).exists(score_field)
+    view = (samples._dataset.match_tags(reference) if isinstance(reference, str) else reference).exists(score_field)
     return view if len(view) else None
 
 
