@@ -236,14 +236,14 @@ def test_near_duplicates_are_found_tagged_and_listed(dataset_factory, fashion_fi
 def test_report_shows_suggested_labels_when_the_run_records_them(small):
     import fiftyone as fo
 
-    from ood_core.fo import audit, runs
+    from ood_core.fo import audit_report, runs
 
     ds = small
     ds.set_values("sugg", [fo.Classification(label=f"class{i % 3}") for i in range(len(ds))])
     runs.write_and_record(ds, [("issue", list(np.linspace(0, 1, len(ds))))], "issue", kind="label_issues",
                           score_field="issue", suggestion={"field": "sugg"})
-    assert audit.suggested_label_field(ds, "issue") == "sugg"
-    tiles = audit.worst_tiles(ds, "issue", 3, "ground_truth", "sugg")
+    assert audit_report.suggested_label_field(ds, "issue") == "sugg"
+    tiles = audit_report.worst_tiles(ds, "issue", 3, "ground_truth", "sugg")
     assert [t["score"] for t in tiles] == pytest.approx([1.0, 1 - 1 / 49, 1 - 2 / 49])
     last = ds.sort_by("issue", reverse=True).first()
     assert tiles[0]["lines"] == [("given", f"label: {last.ground_truth.label}"),

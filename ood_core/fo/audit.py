@@ -27,10 +27,9 @@ import math
 import os
 import time
 
-import numpy as np
-
 from ..errors import OODInputError
 from . import inventory, runs
+from .audit_report import write_report
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +163,7 @@ def audit(
     summary.update(report_path=report_path, csv_path=csv_path, num_csv_rows=num_csv, export_dir=exported,
                    saved_views=saved)
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    _write_report(samples, summary, found, duplicates, num_worst, report_path)
+    write_report(samples, summary, found, duplicates, num_worst, report_path)
     _record(samples, audit_key, summary, duplicates, overwrite)
     steps.done()
     return summary
@@ -420,153 +419,3 @@ def _record(samples, audit_key, summary, duplicates, overwrite):
     runs.register_run(samples, audit_key, kind="audit", fields=[], overwrite=overwrite,
                       results={"summary": summary, "duplicate_ids": duplicates.get("duplicate_ids", [])},
                       audit_runs=summary["runs"], **config)
-
-
-# --------------------------------------------------------------------------- the HTML report
-
-
-def suggested_label_field(samples, run_key):
-    """The suggested-label field a label-issue run records, if any (older runs have none)."""
-    info = runs.get_ood_run_info(samples, run_key)
-    field = (info.get("suggestion") or {}).get("field")
-    return field if field and samples._dataset.get_field(field) is not None else None
-
-
-def _as_label(value):
-    return getattr(value, "label", value)
-
-
-def worst_tiles(samples, score_field, num, label_field=None, suggested_field=None):
-    """Gallery tiles (:func:`ood_core.report.gallery`) of the ``num`` highest scores: thumbnail,
-    score, given label and suggested label."""
-    from ..report import thumbnail_data_uri
-
-    view = samples.exists(score_field).sort_by(score_field, reverse=True).limit(num)
-    fields = ["id", "filepath", score_field]
-    fields += [label_field] if label_field else []
-    fields += [suggested_field] if suggested_field else []
-    cols = view.values(fields)
-    tiles = []
-    for row in zip(*cols):
-        lines = []
-        if label_field:
-            lines.append(("given", f"label: {_as_label(row[3])}"))
-        if suggested_field:
-            lines.append(("suggest", f"suggested: {_as_label(row[-1])}"))
-        tiles.append({"id": row[0], "image": thumbnail_data_uri(row[1]), "score": float(row[2]), "lines": lines})
-    return tiles
-
-
-def _write_report(samples, summary, found, duplicates, num_worst, path):
-    from .. import report as html
-
-    dataset = samples._dataset
-    n = summary["num_samples"]
-    cards = [(f"{n:,}", "samples audited"),
-             (f"{summary['num_ood_flagged']:,}", "flagged as out-of-distribution (tag 'ood')")]
-    if summary["label_field"]:
-        cards.append((f"{summary['num_label_flagged']:,}", "flagged as possibly wrong labels (tag 'label_issue')"))
-    if summary["duplicate_threshold"] is not None:
-        cards.append((f"{summary['num_duplicates']:,}", "near duplicates (tag 'near_duplicate')"))
-    if summary["num_skipped"]:
-        cards.append((f"{summary['num_skipped']:,}", "skipped: no embedding"))
-    ref = summary["reference_tag"]
-    computed = "computed now" if summary["embeddings_computed"] else "existing"
-    inputs = [
-        ("embeddings", f"{summary['embeddings_field']} ({computed})"),
-        ("reference (trusted samples)", summary["reference"] or
-         "none: OOD scores are unsupervised k-NN within the audited samples"),
-        ("label field", summary["label_field"] or "none: no wrong-label scores"),
-    ]
-    sections = [(None, html.cards(cards)), ("What was audited", html.table(["input", "value"], inputs))]
-    if summary["warnings"]:
-        sections.insert(1, ("Warnings", "".join(f"<p class='warning'>{html.escape(w)}</p>"
-                                                for w in summary["warnings"])))
-
-    ood_field = found["runs"]["ood"]
-    _, scores = _scores(samples, ood_field)
-    not_trusted = None  # the histogram's two groups: trusted samples (self-excluded scores) and the rest
-    if ref:
-        ids = samples.exists(ood_field).values("id")
-        trusted = set(dataset.match_tags(ref).values("id"))
-        not_trusted = np.array([i not in trusted for i in ids])
-    plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=not_trusted,
-                                names=("not trusted", f"'{ref}'"),
-                                title=f"{ood_field}: k-NN distance, standardised on the "
-                                      f"{'trusted' if summary['reference'] else 'audited'} samples "
-                                      "(higher = more OOD)")]
-    if "label_issues" in found["runs"]:
-        issue_field = found["runs"]["label_issues"]
-        _, issue_scores = _scores(samples, issue_field)
-        plots.append(html.histogram_svg(issue_scores, threshold=found["thresholds"]["label_issues"],
-                                        title=f"{issue_field}: neighbour votes against the given label "
-                                              "(higher = more suspicious)"))
-    sections.append(("Score distributions", "<div class='plots'>" + "".join(plots) + "</div>"))
-
-    sections.append((f"Most out-of-distribution samples (top {num_worst} by {ood_field})",
-                     html.gallery(worst_tiles(samples, ood_field, num_worst, summary["label_field"]))))
-    if "label_issues" in found["runs"]:
-        issue_field = found["runs"]["label_issues"]
-        suggested = suggested_label_field(samples, issue_field)
-        note = "" if suggested else ("<p class='muted'>No suggested labels: this label-issue run records no "
-                                     "suggested-label field.</p>")
-        sections.append((f"Most suspicious labels (top {num_worst} by {issue_field})",
-                         note + html.gallery(worst_tiles(samples, issue_field, num_worst, summary["label_field"],
-                                                          suggested))))
-    if duplicates.get("duplicate_ids"):
-        sections.append(("Near duplicates", _duplicates_html(samples, duplicates, num_worst)))
-    if summary["skipped"]:
-        listed = summary["skipped"]
-        more = summary["num_skipped"] - len(listed)
-        sections.append((f"Not scored: no embedding ({summary['num_skipped']:,})",
-                         html.table(["file", "why"], [(s["filepath"], s.get("error", "no embedding in "
-                                                                              f"{summary['embeddings_field']}"))
-                                                     for s in listed])
-                         + (f"<p class='muted'>and {more:,} more: filter the App by "
-                            f"<code>{html.escape(ood_field)}</code> is None.</p>" if more > 0 else "")))
-    sections.append(("Review in the FiftyOne App", _how_to_review(summary)))
-    subtitle = (f"dataset '{dataset.name}', {n:,} samples, audit '{summary['audit_key']}', "
-                f"{time.strftime('%Y-%m-%d %H:%M')}, {summary['seconds']:.0f} s. Higher score = more suspicious; "
-                "a sample is flagged when score >= threshold.")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(html.page(f"fiftyone-ood audit: {dataset.name}", subtitle, sections))
-
-
-def _scores(samples, field):
-    view = samples.exists(field)
-    return view.values("id"), np.array(view.values(field), dtype=np.float64)
-
-
-def _duplicates_html(samples, duplicates, num):
-    from .. import report as html
-
-    pairs = []
-    for sid in duplicates["duplicate_ids"][:num]:
-        other, dist = min(duplicates["neighbors"].get(sid) or [(None, 0.0)], key=lambda t: t[1])
-        pairs.append((sid, other, dist))
-    ids = [i for a, b, _ in pairs for i in (a, b) if i]
-    paths = dict(zip(*samples._dataset.select(ids).values(["id", "filepath"]))) if ids else {}
-    tiles = []
-    for a, b, dist in pairs:
-        for sid, role in ((a, "duplicate"), (b, "kept")):
-            if sid:
-                tiles.append({"id": sid, "image": html.thumbnail_data_uri(paths.get(sid, "")), "score": dist,
-                              "lines": [("given", f"{role} (cosine distance)")]})
-    return html.gallery(tiles)
-
-
-def _how_to_review(summary):
-    from .. import report as html
-
-    views = "".join(f"<li><code>{html.escape(v)}</code></li>" for v in summary["saved_views"])
-    code = (f"import fiftyone as fo\n\ndataset = fo.load_dataset({summary['dataset']!r})\n"
-            f"session = fo.launch_app(dataset)\n"
-            + (f"session.view = dataset.load_saved_view({summary['saved_views'][0]!r})\n"
-               if summary["saved_views"] else ""))
-    return (f"<p>Saved views (App: the <b>saved views</b> menu above the grid), worst first:</p><ul>{views}</ul>"
-            f"<pre>{html.escape(code)}</pre>"
-            "<p>In the App: open the <b>OOD review</b> panel (<b>+</b> next to the Samples tab), pick the score "
-            "run, move the threshold or pick a preset, select samples in the grid and tag them "
-            "<code>ood_confirmed</code> / <code>ood_dismissed</code>. Filter by the tags "
-            f"<code>ood</code>, <code>label_issue</code>, <code>near_duplicate</code> in the sidebar. "
-            f"The flagged samples are also listed in <code>{html.escape(summary['csv_path'])}</code>.</p>")
