@@ -27,7 +27,7 @@ class ScoreOOD(common.OODOperator):
     positional_params = ("embeddings_field", "score_field")
 
     def resolve_input(self, ctx):
-        from ood_core.detectors import detector_class, requires_labels
+        from ood_core.detectors import detector_class, make_detector, requires_labels
         from ood_core.fo import inventory
 
         inputs = types.Object()
@@ -67,8 +67,9 @@ class ScoreOOD(common.OODOperator):
             common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
                                     description="Fit on samples with this tag; empty = unsupervised on the target",
                                     required=False, default=default_tag)
-            common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag),
-                                                 ctx.params.get("label_field"))
+            if make_detector(method).uses_reference_classes:  # per-class search or statistics
+                common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag),
+                                                     ctx.params.get("label_field"))
         if "k" in detector.default_params():
             inputs.int("k", default=common.detector_default(method, "k"), min=1, label="k (neighbours)")
         if method == "knn":

@@ -131,6 +131,12 @@ def test_classes_without_a_trusted_item_are_counted_and_named(embedded):
     covered = ood.compute_ood_scores(ds, "emb", "ood2", reference="trusted", label_field="ground_truth")
     assert "uncovered_classes" not in covered
     assert "uncovered_classes" not in ood.compute_ood_scores(ds, "emb", "ood3", reference="trusted")
+    ds.match(F("ground_truth.label").is_in(list(held_out))).untag_samples("trusted")
+    # knn: the labels only size k, the search is global, so an uncovered class is not singled out
+    assert "uncovered_classes" not in ood.compute_ood_scores(ds, "emb", "ood4", method="knn", reference="trusted",
+                                                            label_field="ground_truth")
+    assert "uncovered_classes" in ood.compute_ood_scores(ds, "emb", "ood5", method="mahalanobis",
+                                                        reference="trusted", label_field="ground_truth")
 
 
 def test_label_issues_rank_flipped_labels_first(embedded):

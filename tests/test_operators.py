@@ -414,6 +414,7 @@ def test_score_and_audit_forms_warn_about_classes_without_a_trusted_sample(small
         assert warning.description.startswith("1 class(es) of 'ground_truth' among the scored items have no "
                                               "reference (trusted) item: 'Bag' (4). Their 4 items")
     assert "uncovered_classes" not in _resolve(_uri("score_ood"), ds, dict(params, label_field=None))
+    assert "uncovered_classes" not in _resolve(_uri("score_ood"), ds, dict(params, method="knn"))  # labels unused
     # the package's own Classification outputs are not offered as label fields
     ood.compute_label_issues(ds, "ground_truth", "emb", "issue", k=3)
     choices = _resolve(_uri("score_ood"), ds, params)["label_field"].type.values

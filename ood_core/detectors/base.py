@@ -249,6 +249,12 @@ class Detector:
         """Whether ``fit``/``score_samples``/``fit_score`` need class labels ``y``."""
         return False
 
+    @property
+    def uses_reference_classes(self):
+        """Whether the reference's classes shape the scores (a search or statistics per class): then a scored
+        item of a class the reference lacks looks out-of-distribution."""
+        return self.requires_labels
+
     def get_params(self):
         """Return the hyperparameters and ``"method"`` as a JSON-serialisable dict."""
         params = {"method": self.method}

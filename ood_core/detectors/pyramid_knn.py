@@ -275,6 +275,10 @@ class PyramidKNNDetector(Detector):
         self.class_mix_gate = None if class_mix_gate is None else float(class_mix_gate)
         self.backend, self.index = check_search(backend, index)
 
+    @property
+    def uses_reference_classes(self):
+        return self.class_conditional  # given labels, the neighbours are searched per class
+
     def fitted_params(self):
         if not hasattr(self, "k_"):
             return {}

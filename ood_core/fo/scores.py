@@ -185,7 +185,8 @@ def compute_ood_scores(
         transductive=transductive,
     )
     summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method,
-                            **_fitted_summary(det), **uncovered_classes(labels, labels_ref))
+                            **_fitted_summary(det),
+                            **(uncovered_classes(labels, labels_ref) if det.uses_reference_classes else {}))
     _log_warnings(run_key, summary, label_field)
     extra_writes, extra_record = _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field,
                                                 overwrite)
