@@ -181,9 +181,7 @@ def compute_ood_scores(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
         k=k, class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
         neighbor_backend=neighbor_backend, neighbor_index=neighbor_index,
-        level_dims=stored_level_dims(backbone, X.shape[1]), return_reference_scores=True,
-        transductive=transductive,
-    )
+        level_dims=stored_level_dims(backbone, X.shape[1]), return_reference_scores=True, transductive=transductive)
     summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method,
                             **_fitted_summary(det),
                             **(uncovered_classes(labels, labels_ref) if det.uses_reference_classes else {}))
