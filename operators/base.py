@@ -233,6 +233,7 @@ def label_fields(dataset, detections=True):
 def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
     """Warn in a form when classes of ``label_field`` in the target have no sample tagged ``reference_tag``:
     per-class scores make every image of such a class look out-of-distribution."""
+    from ood_core.fo import inventory
     from ood_core.fo.items import label_kind
     from ood_core.fo.scores import uncovered_class_counts, uncovered_classes_sentence
 
@@ -246,7 +247,8 @@ def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
         inputs.view("uncovered_classes", types.Warning(
             label="Classes without a trusted sample",
             description=uncovered_classes_sentence(info, label_field,
-                                                   fix=f"tag a few known-good images of each {reference_tag!r}")))
+                                                   fix=inventory.how_to_add_trusted(
+                                                       reference_tag, "a few known-good images of each"))))
 
 
 def add_field_choice(inputs, name, choices, *, label, description, required=True, default=None):

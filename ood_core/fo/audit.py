@@ -277,7 +277,7 @@ def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate
         if pass_rate < 1 and n_trusted < 1 / (1 - pass_rate):
             found["warnings"].append(
                 f"only {n_trusted} trusted sample(s) have a score: letting {100 * pass_rate:g}% of them pass "
-                "puts the OOD threshold at the highest of their scores, a coarse cut; " + _add_trusted(
+                "puts the OOD threshold at the highest of their scores, a coarse cut; " + inventory.how_to_add_trusted(
                     reference, f"at least {math.ceil(1 / (1 - pass_rate))} known-good samples (a few per class)")
                 + " and re-run with overwrite=True")
     else:
@@ -289,12 +289,8 @@ def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate
     if scored.get("uncovered_classes"):
         found["warnings"].append(uncovered_classes_sentence(
             scored["uncovered_classes"], label_field,
-            fix=_add_trusted(reference, "a few known-good images of each") + " and re-run with overwrite=True"))
-
-
-def _add_trusted(reference, what):
-    """How to add ``what`` to the reference: tag them, or put them in the reference view."""
-    return f"tag {what} {reference!r}" if isinstance(reference, str) else f"add {what} to the reference view"
+            fix=inventory.how_to_add_trusted(reference, "a few known-good images of each")
+            + " and re-run with overwrite=True"))
 
 
 def _scored_reference(samples, reference, score_field):

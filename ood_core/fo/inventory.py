@@ -91,6 +91,11 @@ def default_label_field(samples):
     return "ground_truth" if "ground_truth" in fields else None
 
 
+def how_to_add_trusted(reference, what):
+    """The fix sentence for a thin reference: tag ``what`` with the reference tag, or add them to the view."""
+    return f"tag {what} {reference!r}" if isinstance(reference, str) else f"add {what} to the reference view"
+
+
 def default_reference_tag(samples):
     """:data:`TRUSTED_TAG` when some samples of the dataset carry it, else None."""
     return TRUSTED_TAG if samples._dataset.count_sample_tags().get(TRUSTED_TAG) else None

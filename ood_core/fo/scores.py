@@ -14,6 +14,7 @@ own; values are stored as attributes of the objects
 """
 
 import logging
+from collections import Counter
 
 import numpy as np
 
@@ -248,11 +249,7 @@ def uncovered_classes(labels, labels_ref):
     classes, ``num_items`` items and the ``largest`` few ``{class: items}``. Empty dict otherwise."""
     if labels is None or labels_ref is None:
         return {}
-    counts = {}
-    for c in labels:
-        if c is not None:
-            counts[str(c)] = counts.get(str(c), 0) + 1
-    return uncovered_class_counts(counts, labels_ref)
+    return uncovered_class_counts(Counter(str(c) for c in labels if c is not None), labels_ref)
 
 
 def uncovered_class_counts(counts, reference_classes):
