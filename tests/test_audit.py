@@ -90,6 +90,13 @@ def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_p
     # the worst OOD tile is the highest score
     top = ds.sort_by("audit_ood", reverse=True).first()
     assert html.index(top.id) < html.index("Most suspicious labels")
+    # each tile says whether the audit flagged it (and whether it is a trusted sample)
+    assert "Most out-of-distribution samples (top 6 by audit_ood)" in html
+    ood_part = html[html.index("Most out-of-distribution samples"):html.index("Most suspicious labels")]
+    worst6 = ds.sort_by("audit_ood", reverse=True).limit(6)
+    assert ood_part.count("<div class='flagged'>flagged</div>") == int(np.sum(worst6.values("audit_ood_flag")))
+    assert ood_part.count("trusted sample") == len(worst6.match_tags("trusted"))
+    assert ood_part.count("not flagged") == 6 - int(np.sum(worst6.values("audit_ood_flag")))
 
 
 def test_audit_refuses_to_repeat_and_overwrites_cleanly(small, tmp_path):

@@ -23,9 +23,11 @@ def _as_label(value):
     return getattr(value, "label", value)
 
 
-def worst_tiles(samples, score_field, num, label_field=None, suggested_field=None):
+def worst_tiles(samples, score_field, num, label_field=None, suggested_field=None, flagged_ids=None,
+                trusted_ids=None):
     """Gallery tiles (:func:`ood_core.report.gallery`) of the ``num`` highest scores: thumbnail,
-    score, given label and suggested label."""
+    score, given label and suggested label; with ``flagged_ids`` each tile says whether the audit flagged
+    it, and ids in ``trusted_ids`` are marked as trusted samples."""
     from ..report import thumbnail_data_uri
 
     view = samples.exists(score_field).sort_by(score_field, reverse=True).limit(num)
@@ -36,12 +38,20 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
     tiles = []
     for row in zip(*cols):
         lines = []
+        if flagged_ids is not None:
+            lines.append(("flagged", "flagged") if row[0] in flagged_ids else ("muted", "not flagged"))
+        if trusted_ids is not None and row[0] in trusted_ids:
+            lines.append(("muted", "trusted sample"))
         if label_field:
             lines.append(("given", f"label: {_as_label(row[3])}"))
         if suggested_field:
             lines.append(("suggest", f"suggested: {_as_label(row[-1])}"))
         tiles.append({"id": row[0], "image": thumbnail_data_uri(row[1]), "score": float(row[2]), "lines": lines})
     return tiles
+
+
+def _gallery_heading(what, tiles, field):
+    return f"{what} (top {len(tiles):,} by {field})"
 
 
 def write_report(samples, summary, found, duplicates, num_worst, path):
@@ -72,7 +82,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
 
     ood_field = found["runs"]["ood"]
     _, scores = _scores(samples, ood_field)
-    not_trusted = None  # the histogram's two groups: trusted samples (self-excluded scores) and the rest
+    not_trusted = trusted = None  # the histogram's two groups: trusted samples (self-excluded scores) and the rest
     if ref:
         ids = samples.exists(ood_field).values("id")
         trusted = set(dataset.match_tags(ref).values("id"))
@@ -90,16 +100,18 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
                                               "(higher = more suspicious)"))
     sections.append(("Score distributions", "<div class='plots'>" + "".join(plots) + "</div>"))
 
-    sections.append((f"Most out-of-distribution samples (top {num_worst} by {ood_field})",
-                     html.gallery(worst_tiles(samples, ood_field, num_worst, summary["label_field"]))))
+    tiles = worst_tiles(samples, ood_field, num_worst, summary["label_field"],
+                        flagged_ids=set(found["flagged"]["ood"]),
+                        trusted_ids=trusted)
+    sections.append((_gallery_heading("Most out-of-distribution samples", tiles, ood_field), html.gallery(tiles)))
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
         suggested = suggested_label_field(samples, issue_field)
         note = "" if suggested else ("<p class='muted'>No suggested labels: this label-issue run records no "
                                      "suggested-label field.</p>")
-        sections.append((f"Most suspicious labels (top {num_worst} by {issue_field})",
-                         note + html.gallery(worst_tiles(samples, issue_field, num_worst, summary["label_field"],
-                                                          suggested))))
+        tiles = worst_tiles(samples, issue_field, num_worst, summary["label_field"], suggested,
+                            flagged_ids=set(found["flagged"]["label_issues"]))
+        sections.append((_gallery_heading("Most suspicious labels", tiles, issue_field), note + html.gallery(tiles)))
     if duplicates.get("duplicate_ids"):
         sections.append(("Near duplicates", _duplicates_html(samples, duplicates, num_worst)))
     if summary["skipped"]:
