@@ -155,3 +155,118 @@ def test_auto_levels_keep_the_levels_that_classify_the_reference():
     # without labels every level is scored
     assert LevelFusionDetector(level_dims=DIMS, levels="auto", k=2).fit(X).levels_ == [0, 1, 2]
     assert json.loads(json.dumps(det.get_params()))["levels"] == "auto"
+
+
+# ------------------------------------------------- trusted reference: fit_reference_scores
+
+
+def numpy_loo_kth(Z, k):
+    """k-th neighbour distance of every row among the *other* rows, from the full distance matrix."""
+    D = np.sqrt(((Z[:, None, :] - Z[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(D, np.inf)
+    return np.sort(D, axis=1)[:, k - 1]
+
+
+def numpy_reference_scores(ref, ks, standardize, fusion):
+    """The reference's fused leave-one-out scores, written out with numpy only."""
+    comps = []
+    for sl in level_slices(DIMS):
+        Z = unit(ref[:, sl])
+        for k in ks:
+            r = numpy_loo_kth(Z, k)
+            if standardize == "zscore":
+                comps.append((r - r.mean()) / r.std())
+            elif standardize == "robust":
+                med = np.median(r)
+                comps.append((r - med) / (1.4826 * np.median(np.abs(r - med))))
+            else:  # -log conformal p-value against the reference's own scores
+                comps.append(-np.log((1 + (r[None, :] >= r[:, None]).sum(1)) / (r.size + 1)))
+    comps = np.stack(comps, 1)
+    return comps.mean(1) if fusion == "mean" else comps.max(1)
+
+
+@pytest.mark.parametrize("standardize", ["zscore", "robust", "rank"])
+@pytest.mark.parametrize("fusion", ["mean", "max"])
+def test_fit_reference_scores_are_the_self_excluded_formula(standardize, fusion):
+    ref = data(40, 10)
+    det = LevelFusionDetector(level_dims=DIMS, k=[1, 3], standardize=standardize, fusion=fusion, backend="sklearn")
+    scores = det.fit_reference_scores(ref)
+    assert scores.shape == (40,) and scores.dtype == np.float64 and np.isfinite(scores).all()
+    np.testing.assert_allclose(scores, numpy_reference_scores(ref, [1, 3], standardize, fusion), rtol=1e-5, atol=1e-5)
+    assert det.is_fitted and det.n_samples_fit_ == 40
+    params = {name: value for name, value in det.get_params().items() if name != "method"}
+    np.testing.assert_allclose(scores, LevelFusionDetector(**params).fit_score(ref))  # trusted = unsupervised read
+
+
+def test_each_reference_row_scores_as_if_fitted_without_it():
+    # Row i's raw distance = score of x_i by a detector fitted on the other rows; put on the full
+    # reference's z-scale and averaged over levels, that is row i's fit_reference_scores value.
+    ref = data(30, 11)
+    full = LevelFusionDetector(level_dims=DIMS, k=2, backend="sklearn")
+    scores = full.fit_reference_scores(ref)
+    for i in (0, 7, 29):
+        rest = LevelFusionDetector(level_dims=DIMS, k=2, backend="sklearn").fit(np.delete(ref, i, axis=0))
+        raw = rest.component_scores(ref[i:i + 1]) * rest.scale_ + rest.loc_
+        np.testing.assert_allclose(scores[i], ((raw - full.loc_) / full.scale_).mean(), rtol=1e-5, atol=1e-6)
+    # self-excluded: not the score of a row that finds itself in the reference (distance 0 at k=1)
+    assert not np.allclose(scores, full.score_samples(ref))
+
+
+def test_trusted_reference_scores_share_the_scale_of_score_samples():
+    ref = data(200, 5, shift=1.0)
+    inl, far = data(100, 6, shift=1.0), data(50, 7, shift=-1.0)
+    det = LevelFusionDetector(level_dims=DIMS, backend="sklearn")
+    self_scores = det.fit_reference_scores(ref)
+    s_in, s_far = det.score_samples(inl), det.score_samples(far)
+    assert np.median(s_far) > np.percentile(s_in, 90)  # higher = more OOD
+    # calibrated against the reference's own scores: far points are flagged, inliers rarely
+    cut = np.quantile(self_scores, 0.95)
+    assert np.mean(s_far > cut) >= 0.9 and np.mean(s_in > cut) <= 0.2
+    np.testing.assert_allclose(self_scores.mean(), 0, atol=1e-9)  # z-scores averaged over levels
+
+
+def test_make_detector_level_fusion_fits_a_trusted_reference():
+    from ood_core.detectors import make_detector
+
+    X = np.random.default_rng(0).normal(size=(60, 32))
+    det = make_detector("level_fusion", level_dims=[16, 16])
+    scores = det.fit_reference_scores(X)
+    assert scores.shape == (60,) and np.isfinite(scores).all()
+    np.testing.assert_allclose(scores, make_detector("level_fusion", level_dims=[16, 16]).fit_score(X))
+    assert det.fit(X) is det and det.score_samples(X[:5]).shape == (5,)
+
+
+def test_fit_reference_scores_use_the_labels_like_fit():
+    rng = np.random.default_rng(9)
+    y = np.repeat([0, 1, 2], [20, 30, 40])
+    X = (rng.normal(size=(3, sum(DIMS))) * 3)[y] + rng.normal(size=(90, sum(DIMS)))
+    X[:, :3] = rng.normal(size=(90, 3))  # level 0: no class structure
+    X = X.astype(np.float32)
+    fitted = LevelFusionDetector(level_dims=DIMS, levels="auto", backend="sklearn").fit(X, y)
+    det = LevelFusionDetector(level_dims=DIMS, levels="auto", backend="sklearn")
+    det.fit_reference_scores(X, list(y))
+    assert det.ks_ == fitted.ks_ == [2] and det.levels_ == fitted.levels_ == [1, 2]
+    np.testing.assert_allclose(det.score_samples(X[:5] + 0.1), fitted.score_samples(X[:5] + 0.1))
+    with pytest.raises(OODInputError, match="one label per embedding row"):
+        det.fit_reference_scores(X, y[:10])
+
+
+def test_level_fusion_scores_a_dataset_against_trusted_samples(dataset_factory, fashion_files):
+    """Through the SDK with a trusted reference (it crashed with a bare NotImplementedError): trusted samples get
+    their self-excluded reference scores, held-out classes rank high (positive class = OOD)."""
+    import ood_core as ood
+
+    paths, names = fashion_files
+    idx = [c * 20 + j for c in range(10) for j in range(8)]
+    held_out = {"Bag", "Ankle boot"}
+    tags = [["trusted"] if names[i] not in held_out and i % 20 < 5 else [] for i in idx]
+    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2], grid=1,
+                                   progress=False)
+    out = ood.compute_ood_scores(ds, "emb", "lf", method="level_fusion", reference="trusted")
+    assert out["num_scored"] == len(ds)
+    scores = np.array(ds.values("lf"))
+    assert np.isfinite(scores).all()
+    untrusted = np.array(["trusted" not in t for t in ds.values("tags")])
+    is_ood = np.array([n in held_out for n in ds.values("ground_truth.label")])
+    assert ood.ood_metrics(scores[untrusted], is_ood[untrusted])["auroc"] > 0.6

@@ -49,7 +49,10 @@ images per class get a k that suits them.
 
 Unsupervised use (no trusted reference): ``fit_score(X)`` fits on the scored
 set itself; every sample's neighbours are the *other* samples, and the
-standardisation uses those same leave-one-out scores.
+standardisation uses those same leave-one-out scores. With a trusted reference,
+``fit_reference_scores(X_ref)`` fits the same way and returns the reference's
+own fused leave-one-out scores (what trusted rows and calibration use), on the
+scale of the later ``score_samples`` calls.
 
 Measured in ``benchmarks/robustness.py`` (results in
 ``benchmarks/results/robustness.txt``).
@@ -92,6 +95,8 @@ class LevelFusionDetector(Detector):
     :class:`ood_core.detectors.Detector`: ``fit(X_ref, y_ref=None)`` returns
     self, ``score_samples(X)`` gives ``(N,)`` float64 scores (higher = more OOD),
     ``fit_score(X)`` scores the fitted set with self-matches excluded,
+    ``fit_reference_scores(X_ref)`` does the same for a trusted reference (its
+    leave-one-out scores on the scale of later ``score_samples`` calls),
     ``get_params()`` is JSON-serialisable. Labels are never required; when
     given to ``fit``/``fit_score`` they only set ``k="auto"`` from the smallest
     class.
@@ -187,12 +192,7 @@ class LevelFusionDetector(Detector):
             ks = [self.k] if isinstance(self.k, int) else list(self.k)
         else:
             n = n_ref - 1  # leave-one-out neighbours available to every reference point
-            if y is not None:
-                y = np.asarray(y, dtype=object)
-                if y.ndim != 1 or y.shape[0] != n_ref:
-                    raise OODInputError(
-                        f"y must be 1-D with one label per embedding row ({n_ref}); got shape {y.shape}."
-                    )
+            if y is not None:  # checked by _labels: one label per reference row
                 _, counts = np.unique(y.astype(str), return_counts=True)
                 n = int(counts.min())
             ks = [adaptive_k(max(n, 1), fraction=self.k_fraction, k_max=self.k_max)]
@@ -238,6 +238,23 @@ class LevelFusionDetector(Detector):
         return z.mean(axis=1) if self.fusion == "mean" else z.max(axis=1)
 
     # ----------------------------------------------------------------- contract
+    # The base class's fit / score_samples / fit_score / fit_reference_scores call the hooks
+    # _labels, _fit, _score and _fit_score below (fit_reference_scores = fit_score here: a
+    # trusted reference is read exactly like a set that scores itself).
+
+    #: scoring never reads the scored samples' labels
+    _score_uses_labels = False
+
+    def _labels(self, y, num_rows, name):
+        """Reference labels as a 1-D object array (they only size ``k="auto"`` and pick ``levels="auto"``), or None."""
+        if y is None:
+            return None
+        y = np.asarray(y, dtype=object)
+        if y.ndim != 1 or y.shape[0] != num_rows:
+            raise OODInputError(
+                f"{name} must be 1-D with one label per embedding row ({num_rows}); got shape {y.shape}."
+            )
+        return y
 
     def _fit_from(self, X, y):
         X = as_embeddings(X, _REF_NAME, min_rows=2)
@@ -281,15 +298,24 @@ class LevelFusionDetector(Detector):
         self.n_features_in_ = X.shape[1]
         return raw
 
-    def fit(self, X, y=None):
-        """Fit on reference embeddings ``X``; ``y`` (optional) only sets ``k="auto"``."""
-        self._fit_from(X, y)
-        return self
+    def _fit(self, X, labels):
+        """Fit on reference embeddings ``X``; ``labels`` (optional) only set ``k="auto"`` / ``levels="auto"``."""
+        self._fit_from(X, labels)
 
-    def fit_score(self, X, y=None):
-        """Fit on ``X`` and return its fused leave-one-out scores (unsupervised use)."""
-        raw = self._fit_from(X, y)
-        return np.asarray(self._fuse(self._standardize(raw)), dtype=np.float64)
+    def _fit_score(self, X, labels):
+        r"""Fit on ``X`` and return its fused leave-one-out scores.
+
+        Row :math:`i` gets :math:`\mathrm{fuse}_{l,k}\, t_{l,k}(r_{l,k,i})` with
+        :math:`r_{l,k,i} = \lVert z_l(x_i) - z_{l,(k)}(x_i) \rVert_2` its k-th neighbour distance among the
+        *other* reference rows and :math:`t_{l,k}` the standardisation fitted on :math:`r_{l,k}` (module
+        docstring): the scale of :meth:`score_samples`. Serves ``fit_score`` (unsupervised use) and
+        ``fit_reference_scores`` (a trusted reference's own scores, for trusted rows and calibration).
+        """
+        return self._fuse(self._standardize(self._fit_from(X, labels)))
+
+    def _score(self, X, labels):
+        """Fused scores of (validated) ``X`` against the fitted reference, no self-exclusion."""
+        return self._fuse(self._standardize(self._raw_scores(X)))
 
     def component_scores(self, X):
         """``(N, len(levels) * len(ks_))`` standardised scores, level-major, before fusion."""
@@ -297,10 +323,6 @@ class LevelFusionDetector(Detector):
         X = as_embeddings(X, _SCORED_NAME)
         check_same_dim(np.empty((0, self.n_features_in_), np.float32), X, _REF_NAME, _SCORED_NAME)
         return self._standardize(self._raw_scores(X))
-
-    def score_samples(self, X, y=None):
-        """``(N,)`` fused scores of ``X`` against the fitted reference (higher = more OOD)."""
-        return np.asarray(self._fuse(self.component_scores(X)), dtype=np.float64)
 
     def get_params(self):
         params = super().get_params()
