@@ -151,7 +151,7 @@ class PyramidExtractor:
         import timm
         import torch
 
-        from .weights import create_timm_model
+        from .weights import create_timm_model, require_timm_model
 
         if mode not in MODES:
             raise OODInputError(f"unknown pyramid mode {mode!r}; use one of {MODES}")
@@ -165,6 +165,7 @@ class PyramidExtractor:
             model_name = source["model_name"]
             module_names = list(model.feature_info.module_name())
         else:
+            require_timm_model(model_name)
             probe = timm.create_model(model_name, pretrained=False, features_only=True)
             module_names = list(probe.feature_info.module_name())
             del probe

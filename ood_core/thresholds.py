@@ -49,6 +49,7 @@ __all__ = [
     "RULES",
     "ThresholdResult",
     "apply_threshold",
+    "check_rule_value",
     "fixed_threshold",
     "percentile_of_reference",
     "rates_at_threshold",
@@ -107,6 +108,34 @@ def _count(fraction, n):
 def _above(value):
     """Smallest float greater than ``value``: ``score >= _above(b)`` is exactly ``score > b``."""
     return float(np.nextafter(float(value), np.inf))
+
+
+#: rule -> (what its ``value`` is, what is accepted, test of the value as a float): the ``value=`` of
+#: ``flag_samples`` (``"p_value"`` is the FiftyOne layer's calibrated p-value rule)
+RULE_VALUES = {
+    "percentile_of_reference": ("pass rate", "a number in (0, 1]: the fraction of reference items that pass "
+                                "(e.g. 0.95)", lambda v: 0 < v <= 1),
+    "threshold_at_fpr": ("target FPR", "a number in [0, 1]: the allowed fraction of in-distribution items "
+                         "flagged (e.g. 0.05)", lambda v: 0 <= v <= 1),
+    "top_n": ("n", "a whole number >= 0: how many items to flag (e.g. 20)", lambda v: v >= 0 and v.is_integer()),
+    "top_fraction": ("fraction", "a number in [0, 1]: the share of items to flag (e.g. 0.05)",
+                     lambda v: 0 <= v <= 1),
+    "fixed_threshold": ("threshold", "a finite number: items with score >= value are flagged", lambda v: True),
+    "p_value": ("alpha", "a number strictly between 0 and 1 (e.g. 0.01 or 0.05): items whose p-value is <= "
+                "alpha are flagged", lambda v: 0 < v < 1),
+}
+
+
+def check_rule_value(rule, value, alias=None):
+    """``value`` of ``rule`` as a Python number (an int for ``top_n``), else an error naming what is expected.
+
+    ``alias`` is the rule name the caller used (e.g. ``"percentile"``), shown in the message.
+    """
+    what, expected, ok = RULE_VALUES[rule]
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not number or not np.isfinite(value) or not ok(float(value)):
+        raise OODInputError(f"value={value!r} is not a valid {what} for rule {alias or rule!r}; pass {expected}")
+    return int(value) if rule == "top_n" else float(value)
 
 
 def apply_threshold(scores, threshold):

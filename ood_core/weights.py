@@ -446,6 +446,18 @@ class _quiet_head_drop:
         return False
 
 
+def require_timm_model(model_name):
+    """Raise :class:`OODInputError` unless ``model_name`` is a timm architecture (a tag such as ``.a1_in1k`` is allowed)."""
+    import timm
+
+    if not isinstance(model_name, str) or (
+            model_name not in timm.list_models(pretrained=False) and model_name.split(".")[0] not in timm.list_models()):
+        raise OODInputError(
+            f"model_name={model_name!r} is not a timm model name; see timm.list_models() "
+            "(e.g. 'resnet50', 'tf_efficientnet_lite0', 'convnext_tiny'), or pass model_name='auto'"
+        )
+
+
 def create_timm_model(model_name, *, weights=None, **timm_kwargs):
     """Create a timm model with weights from the first working source.
 
@@ -492,11 +504,7 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
         raise WeightsNotFoundError("model_name='auto' found no weights for any of "
                                    f"{AUTO_BACKBONES}: " + " | ".join(errors))
 
-    if model_name not in timm.list_models(pretrained=False) and model_name.split(".")[0] not in timm.list_models():
-        raise OODInputError(
-            f"{model_name!r} is not a timm model name; see timm.list_models() "
-            "(e.g. 'resnet50', 'tf_efficientnet_lite0', 'convnext_tiny')"
-        )
+    require_timm_model(model_name)
 
     if weights == "random":
         return timm.create_model(model_name, pretrained=False, **timm_kwargs), {"model_name": model_name, "kind": "random"}

@@ -112,11 +112,16 @@ def test_audit_refuses_to_repeat_and_overwrites_cleanly(small, tmp_path):
     out = ood.audit(untrusted, report_path=str(tmp_path / "a.html"), overwrite=True, near_duplicates=False)
     assert out["num_samples"] == 50 - len(ds.match_tags("trusted"))
     # no trusted sample in the view: the trusted samples elsewhere (scored by the same run, the same scores as
-    # the whole-dataset audit) still set the cut; only the view is flagged; the old flags' tags are gone
+    # the whole-dataset audit) still set the cut; the view is flagged again, the samples outside it keep their
+    # flags and tags (overwriting from a view replaces the view's values), and tags and flags agree everywhere
     assert out["rules"]["ood"].startswith("95% of the trusted samples pass")
     assert out["thresholds"]["ood"] == whole["thresholds"]["ood"]
-    assert set(ds.match_tags("ood").values("id")) == first & set(untrusted.values("id"))
-    assert len(ds.match_tags("ood")) == out["num_ood_flagged"]
+    assert set(untrusted.match_tags("ood").values("id")) == first & set(untrusted.values("id"))
+    assert len(untrusted.match_tags("ood")) == out["num_ood_flagged"]
+    assert set(ds.match_tags("ood").values("id")) == first
+    from fiftyone import ViewField as F
+
+    assert set(ds.match(F("audit_ood_flag") == True).values("id")) == first  # noqa: E712
     assert first  # the first audit flagged something
 
 

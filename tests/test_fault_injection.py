@@ -280,9 +280,9 @@ def test_a_stale_view_of_another_writers_field_is_not_called_foreign(scored, mon
     real = fo_runs._owning_run
     calls = []
 
-    def stale_first(dataset, path):
+    def stale_first(dataset, path, prefer=None):
         calls.append(path)
-        return None if len(calls) == 1 else real(dataset, path)  # the first look sees no run (stale document)
+        return None if len(calls) == 1 else real(dataset, path, prefer)  # the first look sees no run (stale)
 
     monkeypatch.setattr(fo_runs, "_owning_run", stale_first)
     with pytest.raises(OODInputError, match=r"field 's' already exists .* \(written by run 's'\)"):

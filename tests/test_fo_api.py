@@ -457,6 +457,15 @@ def test_visualization_is_a_brain_run_over_embedded_samples(embedded):
     assert results.points.shape == (200, 2)
     with pytest.raises(OODInputError, match="already exists"):
         ood.compute_ood_visualization(ds, "emb", "viz", method="pca")
+    # t-SNE on fewer points than its default 50 PCA dimensions works; a failed overwrite keeps the old map
+    out = ood.compute_ood_visualization(ds.limit(12), "emb", "small", method="tsne")
+    assert ds.load_brain_results("small").points.shape == (12, 2)
+    with pytest.raises(OODInputError, match="method='foo' is not a map method"):
+        ood.compute_ood_visualization(ds, "emb", "viz", method="foo", overwrite=True)
+    with pytest.raises(OODInputError, match="needs at least 4 points"):
+        ood.compute_ood_visualization(ds.limit(2), "emb", "viz", method="pca", overwrite=True)
+    assert ds.load_brain_results("viz").points.shape == (200, 2)
+    assert sorted(ds.list_brain_runs()) == ["small", "viz"]  # no temporary or empty run left
 
 
 def test_skip_failures_records_failed_samples(dataset_factory, fashion_files, extractor, monkeypatch, tmp_path):

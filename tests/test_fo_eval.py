@@ -8,6 +8,7 @@ from sklearn.metrics import roc_auc_score
 import ood_core as ood
 from ood_core.errors import OODInputError
 from ood_core.fo import runs as fo_runs
+from ood_core.fo.items import flatten
 from ood_core.metrics import ood_metrics
 from ood_core.thresholds import percentile_of_reference, threshold_at_fpr
 
@@ -253,3 +254,129 @@ def test_runs_with_a_prediction_field_are_evaluated_on_their_score_field(synthet
     out = ood.evaluate_ood_run(ds, "nl", gt_field="is_ood")
     assert out["score_field"] == "nl" and out["auroc"] == 0.0 and out["positive_class"] == "ood"
     assert ood.flag_samples(ds, "nl", rule="top_n", value=3)["flag_field"] == "nl_flag"
+
+
+def test_reflagging_another_view_keeps_flags_tags_and_record_outside_it(synthetic):
+    ds, scores = synthetic
+    trusted, rest = ds.match_tags("trusted"), ds.match_tags("trusted", bool=False)
+
+    def state(tag):
+        flagged = set(ds.match(F("ood_flag") == True).values("id"))  # noqa: E712
+        return flagged, set(ds.match_tags(tag).values("id")), set(ood.get_flag_info(ds, "ood_flag")["tagged_ids"])
+
+    ood.flag_samples(trusted, "ood", rule="top_n", value=3, tag="ood")
+    out = ood.flag_samples(rest, "ood", rule="top_n", value=5, tag="ood", overwrite=True)
+    flagged, tagged, recorded = state("ood")
+    assert len(flagged) == 8 and len(set(trusted.values("id")) & flagged) == 3  # trusted keep their flags...
+    assert tagged == flagged and recorded == flagged  # ...and their tags, and the record still lists them
+    assert out["tags_removed"] == 0 and out["tags_added"] == 5 and out["num_tagged"] == 8
+
+    # a new tag moves to every flagged sample, in the view and outside it
+    ood.flag_samples(rest, "ood", rule="top_n", value=2, tag="review", overwrite=True)
+    flagged, tagged, recorded = state("review")
+    assert len(flagged) == 5 and tagged == flagged and recorded == flagged
+    assert len(ds.match_tags("ood")) == 0
+    ood.delete_flags(ds, "ood_flag")
+    assert ds.count_sample_tags() == {"trusted": len(trusted)}
+
+
+def test_reflagging_some_samples_keeps_the_label_tags_of_the_other_objects(dataset_factory):
+    import fiftyone as fo
+
+    ds = dataset_factory([f"/tmp/obj_{i}.png" for i in range(10)])
+    ds.set_values("objects", [fo.Detections(detections=[fo.Detection(label="a"), fo.Detection(label="b")])
+                              for _ in range(10)])
+    scores = [[float(2 * i), float(2 * i + 1)] for i in range(10)]  # 0..19
+    fo_runs.write_and_record(ds, [("objects.detections.ood", scores)], "ood", kind="ood_scores",
+                             score_field="ood", patches_field="objects")
+    ids = ds.values("id")
+    ood.flag_samples(ds.select(ids[5:]), "ood", rule="top_n", value=2, tag="ood")  # objects 18, 19
+    ood.flag_samples(ds.select(ids[:5]), "ood", rule="top_n", value=2, tag="ood", overwrite=True)  # 8, 9
+    flags = flatten(ds.values("objects.detections.ood_flag"))
+    tagged = ["ood" in t for t in flatten(ds.values("objects.detections.tags"))]
+    assert [i for i, f in enumerate(flags) if f] == [8, 9, 18, 19] and tagged == [bool(f) for f in flags]
+    object_ids = flatten(ds.values("objects.detections.id"))
+    assert sorted(ood.get_flag_info(ds, "ood_flag")["tagged_ids"]) == sorted(object_ids[i] for i in (8, 9, 18, 19))
+
+
+@pytest.mark.parametrize("rule, value, expected", [
+    ("pvalue", "a", "alpha for rule 'pvalue'; pass a number strictly between 0 and 1"),
+    ("pvalue", 1.0, "alpha for rule 'pvalue'"),
+    ("top_n", 2.5, "n for rule 'top_n'; pass a whole number >= 0"),
+    ("top_n", -1, "n for rule 'top_n'"),
+    ("top_n", True, "n for rule 'top_n'"),
+    ("top_fraction", 1.5, "fraction for rule 'top_fraction'; pass a number in \\[0, 1\\]"),
+    ("percentile", 0, "pass rate for rule 'percentile'; pass a number in \\(0, 1\\]"),
+    ("fpr", "0.1", "target FPR for rule 'fpr'; pass a number in \\[0, 1\\]"),
+    ("threshold", float("nan"), "threshold for rule 'threshold'; pass a finite number"),
+    ("threshold", [1.0], "threshold for rule 'threshold'"),
+])
+def test_every_rule_value_is_checked_with_a_clear_error(synthetic, rule, value, expected):
+    ds, _ = synthetic
+    with pytest.raises(OODInputError, match=f"value={value!r}".replace("[", "\\[").replace("]", "\\]")
+                       .replace("(", "\\(").replace(")", "\\)") + f" is not a valid {expected}"):
+        ood.flag_samples(ds, "ood", rule=rule, value=value, gt_field="is_ood", tag="ood")
+    assert not ds.has_field("ood_flag") and "ood" not in ds.count_sample_tags()
+
+
+def test_a_whole_float_is_a_valid_top_n(synthetic):
+    ds, _ = synthetic
+    out = ood.flag_samples(ds, "ood", rule="top_n", value=np.float32(4.0))
+    assert out["num_flagged"] == 4 and ood.get_flag_info(ds, "ood_flag")["value"] == 4
+
+
+def test_a_ground_truth_field_that_is_not_boolean_is_refused(synthetic):
+    ds, _ = synthetic
+    ds.set_values("emb", [np.arange(3, dtype=float) for _ in range(60)])
+    ds.set_values("name", ["a"] * 60)
+    ds.set_values("count", [i % 3 for i in range(60)])
+    accepted = "must be a BooleanField .* or an int/float field holding only 0 and 1.*gt_tag="
+    with pytest.raises(OODInputError, match=f"'emb' is a VectorField; gt_field {accepted}"):
+        ood.evaluate_ood_run(ds, "ood", gt_field="emb")
+    with pytest.raises(OODInputError, match=f"'name' is a StringField; gt_field {accepted}"):
+        ood.evaluate_ood_run(ds, "ood", gt_field="name")
+    with pytest.raises(OODInputError, match=f"'count' holds values that are not boolean or 0/1 \\(e.g. 2\\)"):
+        ood.evaluate_ood_run(ds, "ood", gt_field="count")
+    with pytest.raises(OODInputError, match="'emb' is a VectorField"):
+        ood.flag_samples(ds, "ood", rule="fpr", value=0.1, gt_field="emb")
+    assert not ds.has_field("ood_flag")
+
+
+def test_ground_truth_with_one_class_names_the_tag_or_field(synthetic):
+    ds, _ = synthetic
+    with pytest.raises(OODInputError, match="gt_tag='nosuch': no scored sample in this view has the tag 'nosuch'.*"
+                                            "tag the positive samples with 'nosuch'"):
+        ood.evaluate_ood_run(ds, "ood", gt_tag="nosuch")
+    ds.tag_samples("all")
+    with pytest.raises(OODInputError, match="gt_tag='all': every scored sample in this view has the tag 'all'"):
+        ood.evaluate_ood_run(ds, "ood", gt_tag="all")
+    with pytest.raises(OODInputError, match="gt_tag='all': every scored sample"):
+        ood.flag_samples(ds, "ood", rule="fpr", value=0.1, gt_tag="all")
+    ds.set_values("never", [False] * 60)
+    with pytest.raises(OODInputError, match="gt_field='never': no scored sample in this view has a positive value"):
+        ood.evaluate_ood_run(ds, "ood", gt_field="never")
+    assert not ds.has_field("ood_flag")
+
+
+def test_a_score_field_renamed_by_hand_is_named_with_the_fix(synthetic):
+    ds, scores = synthetic
+    ds.rename_sample_field("ood", "ood_renamed")
+    fix = "run 'ood' recorded its scores in field 'ood', but .* has no field 'ood'.*rename the field back.*" \
+          "ood.delete_ood_run\\(dataset, 'ood'\\)"
+    with pytest.raises(OODInputError, match=fix):
+        ood.flag_samples(ds, "ood", rule="top_n", value=3, tag="ood")
+    with pytest.raises(OODInputError, match=fix):
+        ood.evaluate_ood_run(ds, "ood", gt_field="is_ood")
+    assert not ds.has_field("ood_flag") and len(ds.match_tags("ood")) == 0
+    ds.rename_sample_field("ood_renamed", "ood")  # the first fix works
+    assert ood.flag_samples(ds, "ood", rule="top_n", value=3)["num_flagged"] == 3
+
+    # a renamed p-value field of a calibrated run is named the same way
+    fo_runs.write_and_record(ds, [("cal", scores.tolist()), ("cal_p", (1 - scores / 60).tolist())], "cal",
+                             kind="ood_scores", score_field="cal", patches_field=None,
+                             calibration={"field": "cal_p"})
+    ds.rename_sample_field("cal_p", "p_by_hand")
+    with pytest.raises(OODInputError, match="run 'cal' recorded its calibrated p-values in field 'cal_p'"):
+        ood.flag_samples(ds, "cal", rule="pvalue", value=0.05)
+    ood.delete_ood_run(ds, "cal")  # the other fix works too: the run goes, the user's field stays
+    assert "cal" not in fo_runs.list_ood_runs(ds) and ds.has_field("p_by_hand")

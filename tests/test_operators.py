@@ -196,8 +196,9 @@ def test_forms_flag_taken_names_and_bad_keys(small):
     assert props["embeddings_field"].invalid and "already exist" in props["embeddings_field"].error_message
     props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="bad name"))
     assert props["embeddings_field"].invalid and "not valid" in props["embeddings_field"].error_message
+    # a field no run of the plugin wrote is the user's: overwrite does not make it an output
     props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="ood_score", overwrite=True))
-    assert not props["embeddings_field"].invalid
+    assert props["embeddings_field"].invalid and "no fiftyone-ood run wrote it" in props["embeddings_field"].error_message
     # scoring before any embeddings exist: the form says what to run first
     props = _resolve(_uri("score_ood"), ds, dict())
     assert props["no_embeddings"].invalid and "embeddings" in props["no_embeddings"].error_message
@@ -222,7 +223,13 @@ def test_form_defaults_come_from_the_sdk_and_the_detector_registry(small):
     for method in detector_names():
         props = _resolve(_uri("score_ood"), ds, dict(embeddings_field="emb", method=method))
         k_default = detector_class(method).default_params().get("k")
-        assert (props["k"].default if "k" in props else None) == k_default, method
+        if isinstance(k_default, int):
+            assert props["k"].default == k_default, method
+        elif k_default is not None:  # "auto": an optional number field, empty = the detector's auto k
+            assert props["k"].default is None and not props["k"].required, method
+            assert "auto" in props["k"].view.description, method
+        else:
+            assert "k" not in props, method
     props = _resolve(_uri("score_ood"), ds, dict(embeddings_field="emb", method="label_agreement"))
     assert props["score_field"].default == "label_issue" and props["label_field"].required
 
@@ -296,6 +303,10 @@ def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_t
     out = _run(uri, ds, dict(id_source="labels", id_labels="Trouser, Bag, Sneaker", score_field="nl",
                              num_negatives=12, num_groups=3, **tiny_clip_params))
     assert out.result["num_scored"] == 40 and out.result["num_negatives"] == 12
+    # the result view: what was written, counts, the time taken
+    report = out.result["report"]
+    assert "NegLabel scores written to `nl`" in report and "`neglabel_prediction`" in report
+    assert "samples scored: 40 of 40" in report and "negative labels: 12" in report and "Took " in report
     ds.reload()
     assert all(0.0 <= s <= 1.0 for s in ds.values("nl"))
     assert {p.label for p in ds.values("neglabel_prediction")} <= {"Trouser", "Bag", "Sneaker"}
@@ -499,3 +510,42 @@ def test_manage_runs_delete_lists_the_fields_and_needs_confirmation(small):
                              params=dict(action="delete", run_key="ood"))
     ds.reload()
     assert ds.has_field("ood") and "ood" in ood.list_ood_runs(ds)
+
+
+def test_forms_refuse_with_overwrite_what_the_sdk_always_refuses(small):
+    """Ticking 'overwrite' does not make a built-in field, a user's field, the input embeddings or another
+    kind of run a valid output: the form says so before running (the SDK would refuse at execution)."""
+    import ood_core as ood
+
+    ds = small
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    ood.compute_label_issues(ds, "ground_truth", "emb", "issue", k=3)
+    uri = _uri("score_ood")
+    base = dict(embeddings_field="emb", method="knn", reference_tag="trusted", overwrite=True)
+    for name, message in (("filepath", "built-in field"), ("ground_truth", "no fiftyone-ood run wrote it"),
+                          ("emb", "read by this call"), ("issue", "is a 'label_issues' run"),
+                          ("issue_suggestion", "written by another run, 'issue'")):
+        prop = _resolve(uri, ds, dict(base, score_field=name))["score_field"]
+        assert prop.invalid and message in prop.error_message, name
+    assert not _resolve(uri, ds, dict(base, score_field="fresh"))["score_field"].invalid
+    prop = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="ground_truth", overwrite=True))
+    assert prop["embeddings_field"].invalid and "no fiftyone-ood run wrote it" in prop["embeddings_field"].error_message
+    assert not _resolve(_uri("compute_pyramid_embeddings"), ds,
+                        dict(embeddings_field="emb", overwrite=True))["embeddings_field"].invalid
+    prop = _resolve(_uri("compute_ood_visualization"), ds, dict(embeddings_field="emb", brain_key="bad key"))
+    assert prop["brain_key"].invalid and "not valid" in prop["brain_key"].error_message
+
+
+def test_audit_operator_called_from_python_picks_labels_and_trusted_samples_like_the_sdk(small, tmp_path):
+    import ood_core as ood
+    from ood_core.fo import runs as fo_runs
+
+    ds = small
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    op = __import__("fiftyone.operators", fromlist=["get_operator"]).get_operator(_uri("audit_dataset"))
+    op(ds, audit_key="a1", near_duplicates=False, report_path=str(tmp_path / "a1.html"))
+    info = fo_runs.get_ood_run_info(ds, "a1")
+    assert info["label_field"] == "ground_truth" and info["reference"] == "tag 'trusted'"
+    # a second audit under another key writes its own score runs instead of failing on the first one's
+    op(ds, audit_key="a2", near_duplicates=False, report_path=str(tmp_path / "a2.html"))
+    assert {"a1_ood", "a2_ood", "a1_label_issue", "a2_label_issue"} <= set(fo_runs.list_ood_runs(ds))

@@ -351,3 +351,24 @@ def test_object_level_runs_are_reviewed_per_object(dataset_factory, fashion_file
     assert view.values("objects.detections.obj_ood") == [[0.8], [0.7]]  # flagged objects only, best first
     _, ops = _run_panel(ds, "on_load", {"run_key": "obj_ood"})
     assert _markdown(_rendered(ops), "flag_count").startswith("**1** of 8 scored objects flagged")
+
+
+def test_panel_survives_hand_edits_hidden_fields_and_bad_requests(scored):
+    """A score field deleted by hand, a view hiding fields, an empty view, an unknown preset: the panel renders
+    or says why, it never raises."""
+    from operators import review
+
+    ds = scored
+    ds.clone_sample_field("ood", "ood_copy")
+    from ood_core.fo import runs as fo_runs
+
+    fo_runs.register_run(ds, "gone", kind="ood_scores", fields=["ood_copy"], score_field="ood_copy")
+    ds.delete_sample_field("ood_copy")
+    assert review.score_runs(ds) == ["ood"]  # the run whose field was deleted is not offered
+    _, ops = _run_panel(ds, "on_load", {"run_key": "gone"}, view=ds.select_fields("is_ood"))
+    assert "ood" in str(_rendered(ops))  # falls back to the run that exists; the hidden score field is read
+    _, ops = _run_panel(ds, "save_flags", {"run_key": "ood", "threshold_ood": 0.5, "flag_tag": "x"},
+                        view=ds.limit(0))
+    assert any(name == "notify" and p["variant"] == "warning" and "empty view" in p["message"] for name, p in ops)
+    _, ops = _run_panel(ds, "apply_preset", {"run_key": "ood", "preset": "bogus"})
+    assert any(name == "notify" and "unknown threshold preset 'bogus'" in p["message"] for name, p in ops)

@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": "near_duplicate"}
 #: samples without a score listed by name in the summary and the report (the count covers all of them)
 MAX_SKIPPED_LISTED = 100
+#: the audit key when none is given (its score fields are audit_ood / audit_label_issue)
+DEFAULT_AUDIT_KEY = "ood_audit"
 
 
 def _summary(samples, audit_key, plan, embeddings, found, duplicates, duplicate_threshold):
@@ -75,9 +77,9 @@ def audit(
     label_field="auto",
     reference="auto",
     embeddings_field="auto",
-    audit_key="ood_audit",
-    ood_field="audit_ood",
-    label_issue_field="audit_label_issue",
+    audit_key=DEFAULT_AUDIT_KEY,
+    ood_field=None,
+    label_issue_field=None,
     ood_pass_rate=0.95,
     ood_fraction=0.05,
     label_issue_fraction=0.05,
@@ -101,7 +103,9 @@ def audit(
             (``trusted`` when present) or None (unsupervised OOD scores).
         embeddings_field: embeddings run / vector field, or ``"auto"`` (newest, else computed).
         audit_key: key of the audit run; also names the saved views.
-        ood_field, label_issue_field: score fields (and run keys) written.
+        ood_field, label_issue_field: score fields (and run keys) written; None = ``audit_ood`` /
+            ``audit_label_issue`` for the default audit key, ``<audit_key>_ood`` / ``<audit_key>_label_issue``
+            for another, so audits under different keys never write into each other's fields.
         ood_pass_rate: with a reference, the share of trusted samples that pass (percentile rule).
         ood_fraction: without a reference, the top fraction of OOD scores flagged.
         label_issue_fraction: top fraction of wrong-label scores flagged (ties flagged, except a tie
@@ -133,7 +137,9 @@ def audit(
         ``saved_views``, ``seconds``.
     """
     start = time.perf_counter()
-    _check_call(samples, audit_key, overwrite)
+    report_path = os.path.abspath(os.path.expanduser(report_path or default_report_path(samples, audit_key)))
+    ood_field, label_issue_field = audit_fields(audit_key, ood_field, label_issue_field)
+    _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path)
     plan = _plan(samples, label_field, reference, embeddings_field)
     steps = _Steps(progress, 5)
     _untag_previous(samples, audit_key)  # only reached with overwrite=True
@@ -152,8 +158,6 @@ def audit(
     duplicates = _near_duplicates(samples, embeddings, duplicate_threshold, audit_key) if near_duplicates else {}
     steps.done()
 
-    report_path = os.path.abspath(os.path.expanduser(report_path or default_report_path(samples, audit_key)))
-    os.makedirs(os.path.dirname(report_path), exist_ok=True)
     saved = _save_views(samples, audit_key, found, duplicates)
     csv_path = os.path.splitext(report_path)[0] + "_flagged.csv"
     num_csv = _write_csv(samples, csv_path, found, plan["label_field"], duplicates)
@@ -172,8 +176,15 @@ def audit(
 # --------------------------------------------------------------------------- steps
 
 
-def _check_call(samples, audit_key, overwrite):
-    """Refuse a view too small to audit, a bad key, or an existing audit without ``overwrite``."""
+def audit_fields(audit_key, ood_field=None, label_issue_field=None):
+    """The score fields of an audit: as given, else derived from its key (see :func:`audit`)."""
+    prefix = "audit" if audit_key == DEFAULT_AUDIT_KEY else audit_key
+    return ood_field or f"{prefix}_ood", label_issue_field or f"{prefix}_label_issue"
+
+
+def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path):
+    """Before anything is written: refuse a view too small to audit, bad or clashing keys and fields, an
+    existing audit without ``overwrite``, or a report path that cannot be written."""
     from .items import require_nonempty
 
     require_nonempty(samples)
@@ -182,9 +193,25 @@ def _check_call(samples, audit_key, overwrite):
                             f"with each other); the view has {len(samples)}: audit a larger view, or score a single "
                             "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
     runs.validate_key(audit_key, "audit key")
-    if audit_key in runs.list_ood_runs(samples) and not overwrite:
+    if audit_key in runs.list_ood_runs(samples, kind="audit") and not overwrite:
         raise OODInputError(f"an audit {audit_key!r} already exists on dataset {samples._dataset.name!r}; pass "
                             "overwrite=True to redo it, or another audit_key")
+    names = {"audit_key": audit_key, "ood_field": ood_field, "label_issue_field": label_issue_field}
+    if len(set(names.values())) < len(names):
+        raise OODInputError(f"the audit's run key and score fields must all differ (each names a run); got {names}. "
+                            "Give them different names")
+    runs.check_new_run(samples, audit_key, [], overwrite, kind="audit")
+    runs.check_new_run(samples, ood_field, [ood_field], overwrite, kind="ood_scores")
+    runs.check_new_run(samples, label_issue_field, [label_issue_field], overwrite, kind="label_issues")
+    folder = os.path.dirname(report_path)
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise OODInputError(f"report_path={report_path!r}: its folder cannot be created ({e}); pass a report_path "
+                            "in a folder you can write to") from None
+    if not os.access(folder, os.W_OK):
+        raise OODInputError(f"report_path={report_path!r}: the folder {folder!r} is not writable; pass a "
+                            "report_path in a folder you can write to")
 
 
 class _Steps:

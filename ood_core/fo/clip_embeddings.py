@@ -64,7 +64,7 @@ def compute_clip_embeddings(
 
     require_nonempty(samples)
     runs.validate_key(embeddings_field, "embeddings field")
-    runs.check_new_run(samples, embeddings_field, [embeddings_field], overwrite)
+    runs.check_new_run(samples, embeddings_field, [embeddings_field], overwrite, kind="embeddings")
     encoder = make_encoder(model_name, pretrained, quick_gelu, device)
     keys, X, failures = encode_samples(
         samples, encoder, batch_size=batch_size, skip_failures=skip_failures, progress=progress

@@ -16,7 +16,8 @@ before each state change so a crash can be undone or finished:
 2. under the per-field lease locks (:mod:`.coordination`), with the dataset
    reloaded so concurrent writers are seen: re-check that nothing appeared
    meanwhile (without ``overwrite``);
-3. **move aside**: each existing target is renamed to ``tmp_ood_old_<hex>``
+3. **move aside**: each existing target, and each field of the replaced run
+   that the new run does not write, is renamed to ``tmp_ood_old_<hex>``
    and an existing run record to ``tmp_ood_backup_<hex>`` (never deleted first);
 4. **rename** the staged fields to the targets;
 5. **record** the new run (``register``);
@@ -126,7 +127,7 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None):  # noq
         dataset.reload()
         if check is not None:
             check(dataset)
-        entry = _open_journal(dataset, staged, run_key)
+        entry = _open_journal(dataset, staged, run_key, _dropped_fields(dataset, run_key, staged) if overwrite else ())
         try:
             _move_aside(dataset, entry, overwrite)
             for tmp, target in staged:
@@ -167,13 +168,26 @@ class _all_locked:
         return self.stack.__exit__(*exc)
 
 
-def _open_journal(dataset, staged, run_key):
+def _dropped_fields(dataset, run_key, staged):
+    """Fields the run being replaced wrote that the new run does not (another method, fewer outputs): they go
+    with the old record, moved aside and dropped like the replaced fields (unless another run lists them)."""
+    if not dataset.has_run(run_key):
+        return []
+    new = {t for _, t in staged}
+    others = {p for key in dataset.list_runs() if key != run_key
+              for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])}
+    old = getattr(dataset.get_run_info(run_key).config, "fields", None) or []
+    return [p for p in old if p not in new and p not in others and not is_internal(p) and _exists(dataset, p)]
+
+
+def _open_journal(dataset, staged, run_key, dropped=()):
+    """The journal entry of a commit; a dropped field is a target with nothing staged (``staged`` None)."""
     entry = {
         "_id": uuid.uuid4().hex,
         "dataset_id": str(dataset._doc.id),
         "run_key": run_key,
         "targets": [{"target": t, "staged": s, "existed": _exists(dataset, t), "backup": _tmp_path(t, "old_")}
-                    for s, t in staged],
+                    for s, t in [*staged, *((None, p) for p in dropped)]],
         "had_run": dataset.has_run(run_key),
         "backup_run": f"{BACKUP_RUN_PREFIX}{uuid.uuid4().hex[:12]}",
         "phase": "staged",
@@ -203,7 +217,7 @@ def _roll_back(dataset, entry):
     """Undo a commit that did not reach "recorded": old fields and old run record come back."""
     dataset.reload()
     for t in entry["targets"]:
-        if _exists(dataset, t["staged"]):
+        if t["staged"] and _exists(dataset, t["staged"]):
             dataset.delete_sample_field(t["staged"])  # never renamed: the target is still the old one
         elif _exists(dataset, t["backup"]) or not t["existed"]:
             if _exists(dataset, t["target"]):
@@ -224,7 +238,7 @@ def _roll_forward(dataset, entry):
     for t in entry["targets"]:
         if _exists(dataset, t["backup"]):
             dataset.delete_sample_field(t["backup"])
-        if _exists(dataset, t["staged"]):
+        if t["staged"] and _exists(dataset, t["staged"]):
             dataset.delete_sample_field(t["staged"])
     if dataset.has_run(entry["backup_run"]):
         dataset.delete_run(entry["backup_run"])
@@ -280,7 +294,7 @@ def _remove_orphans(dataset):
     candidates = internal_fields(dataset)  # read before the journals: a field seen here whose commit is
     claimed = set()                        # in flight is claimed by a journal written before it existed
     for entry in _journal().find({"dataset_id": str(dataset._doc.id)}):
-        claimed.update(p for t in entry["targets"] for p in (t["staged"], t["backup"]))
+        claimed.update(p for t in entry["targets"] for p in (t["staged"], t["backup"]) if p)
         claimed.add(entry["backup_run"])
     removed = 0
     for path in candidates:

@@ -126,6 +126,7 @@ def compute_pyramid_embeddings(
     """
     require_nonempty(samples)
     require_images(samples, "compute_pyramid_embeddings")
+    _check_batching(batch_size, num_workers, chunk_size)
     shard_index, num_shards = _check_shard(shard, overwrite)
     target, partial = _check_embedding_call(samples, embeddings_field, patches_field, dtype, overwrite)
     extractor = _make_extractor(model_name, levels, mode, grid, weights)
@@ -147,8 +148,8 @@ def compute_pyramid_embeddings(
 def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overwrite):
     """Validate before loading a model; returns ``(target path, partial path)``.
 
-    Refuses early when the target field belongs to someone else (not an
-    embeddings run of this plugin) and ``overwrite`` is False.
+    Refuses early, whatever ``overwrite`` says, when the target field belongs to someone else (a user's
+    field, or a run of this plugin under another key) or the run key is a run of another kind.
     """
     if patches_field is not None:
         check_patches_field(samples, patches_field)
@@ -161,13 +162,13 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
     target = patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
     partial_leaf = f"tmp_ood_partial_{embeddings_field}"
     partial = patch_path(patches_field, partial_leaf) if patches_field else partial_leaf
-    if not overwrite:
-        runs.refresh_stale_runs(dataset)
-        if dataset.has_run(embeddings_field):
-            if dataset.get_run_info(embeddings_field).config.__dict__.get("kind") != "embeddings":
-                runs.check_new_run(samples, embeddings_field, [target], overwrite)
-        elif dataset.get_field(target) is not None:
-            runs.check_new_run(samples, embeddings_field, [target], overwrite)
+    runs.refresh_stale_runs(dataset)
+    if dataset.has_run(embeddings_field):
+        if dataset.get_run_info(embeddings_field).config.__dict__.get("kind") != "embeddings":
+            runs.check_new_run(samples, embeddings_field, [target], overwrite, kind="embeddings")  # refuses
+        # an embeddings run of this key: resumed, filled in, or (overwrite) recomputed
+    elif dataset.get_field(target) is not None:
+        runs.check_new_run(samples, embeddings_field, [target], overwrite, kind="embeddings")
     return target, partial
 
 
@@ -421,6 +422,16 @@ def _fit_pca(extractor, samples, patches_field, projection, *, batch_size, num_w
     return reducer, raw, sample_of
 
 
+def _check_batching(batch_size, num_workers, chunk_size):
+    from ..validation import check_positive_int, is_int
+
+    check_positive_int(batch_size, "batch_size")
+    check_positive_int(chunk_size, "chunk_size")
+    if not is_int(num_workers) or num_workers < 0:
+        raise OODInputError(f"num_workers={num_workers!r} is not valid; pass 0 (decode in this process) or a "
+                            "positive number of decoding worker processes")
+
+
 def _check_shard(shard, overwrite):
     """``(index, count)`` from ``shard`` (None = the whole view as one shard)."""
     if shard is None:
@@ -472,26 +483,55 @@ def _embedding_items(samples, patches_field):
 
 
 def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite):
-    """Decide where this call writes: ``("fresh"|"resume", partial)`` or ``("fill", target)``."""
+    """Decide where this call writes: ``("fresh"|"resume", partial)`` or ``("fill", target)``.
+
+    ``overwrite`` from a view of a dataset whose other samples have embeddings of this run copies theirs into
+    the fresh partial field first (same settings only), so they keep them.
+    """
+    import fiftyone.core.fields as fof
+
     dataset = samples._dataset
     with coordination.schema_lock(dataset):
         dataset.reload()
         if overwrite or not dataset.has_run(run_key):
+            keep = overwrite and dataset.has_run(run_key) and _outside_values(samples, target) is not None
+            if keep:
+                _require_same_settings(samples, run_key, settings, "recomputing the view's embeddings would "
+                                       "leave the other samples' under the new record; run the overwrite on the "
+                                       "whole dataset, or choose another embeddings_field")
             if dataset.get_field(partial) is not None:
                 dataset.delete_sample_field(partial)  # overwrite, or an orphan without a record: not trusted
+            if keep:  # overwriting from a view replaces only the view's values: the others are carried over
+                outside = _outside_values(samples, target)
+                dataset.add_sample_field(partial, fof.VectorField)
+                outside.set_values(partial, outside.values(target))
             return partial, "fresh"
-    info = runs.get_ood_run_info(samples, run_key)
-    old = {k: info.get(k) for k in settings}
-    if _jsonable(old) != _jsonable(settings):
-        diffs = _settings_diff(old, settings)
-        raise OODInputError(
-            f"embeddings {run_key!r} on dataset {dataset.name!r} were computed with different settings "
-            f"({diffs}); refusing to mix embeddings. Pass overwrite=True to recompute all of them, or choose "
-            "another embeddings_field"
-        )
+    info = _require_same_settings(samples, run_key, settings, "refusing to mix embeddings. Pass overwrite=True to "
+                                  "recompute all of them, or choose another embeddings_field")
     if info.get("status") == "partial":
         return partial, "resume"
     return target, "fill"  # status "complete", or "filling" (a fill-in that was interrupted)
+
+
+def _require_same_settings(samples, run_key, settings, consequence):
+    """The run's info, or OODInputError when it was computed with other settings than ``settings``."""
+    info = runs.get_ood_run_info(samples, run_key)
+    old = {k: info.get(k) for k in settings}
+    if _jsonable(old) != _jsonable(settings):
+        raise OODInputError(
+            f"embeddings {run_key!r} on dataset {samples._dataset.name!r} were computed with different settings "
+            f"({_settings_diff(old, settings)}); {consequence}"
+        )
+    return info
+
+
+def _outside_values(samples, target):
+    """The samples of the dataset outside ``samples`` that have a value at ``target`` (a view), or None."""
+    dataset = samples._dataset
+    if dataset.get_field(target) is None or num_samples(samples) == num_samples(dataset):
+        return None
+    outside = dataset.exclude(samples.values("id"))
+    return outside if len(outside.exists(target.split(".")[0])) else None
 
 
 def _jsonable(obj):

@@ -21,7 +21,9 @@ Tags: re-flagging (``overwrite=True`` on the same ``flag_key``) or
 :func:`delete_flags` removes the tag only from the ids its run recorded, and
 only when no other flags run with the same tag still claims them. A tag a user
 put on a sample by hand is never recorded (flagging skips samples that already
-carry the tag), so it survives re-flagging. Sample scores get sample tags;
+carry the tag), so it survives re-flagging. Re-flagging a view keeps the
+flags of the items outside it, and with them their tag and their place in the
+run's record (a new tag moves to them too). Sample scores get sample tags;
 object scores (``<patches>.detections.<score>``) get label tags on the objects,
 and the flag is an attribute of each object.
 
@@ -40,7 +42,7 @@ import numpy as np
 from .. import thresholds
 from ..errors import OODInputError
 from . import runs
-from .items import detections_root, flatten, item_ids, item_values, require_nonempty
+from .items import detections_root, flatten, item_ids, item_values, num_samples, require_nonempty
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ def _resolve_scores(samples, run_key_or_score_field):
             )
         patches = info.get("patches_field")
         patches = patches or detections_root(dataset, path)
+        _require_recorded_field(dataset, name, path, patches)
         return {"run_key": name, "kind": info.get("kind"), "path": path, "patches_field": patches, "info": info}
     patches = detections_root(dataset, name)
     if patches is not None:
@@ -100,8 +103,27 @@ def _score_runs(samples):
             if samples._dataset.get_run_info(k).config.kind in runs.score_kinds()]
 
 
+def _field_present(dataset, path, patches):
+    if dataset.get_field(path) is not None:
+        return True
+    if not patches or dataset.get_field(patches) is None:
+        return False
+    try:  # an object attribute that is set but not declared in the schema
+        return dataset.count(path) > 0
+    except Exception:
+        return False
 
 
+def _require_recorded_field(dataset, run_key, path, patches, what="its scores"):
+    """Refuse a run whose recorded field was renamed or deleted by hand (FiftyOne would raise a raw error)."""
+    if _field_present(dataset, path, patches):
+        return
+    raise OODInputError(
+        f"run {run_key!r} recorded {what} in field {path!r}, but dataset {dataset.name!r} has no field "
+        f"{path!r} (renamed or deleted outside fiftyone-ood?); rename the field back "
+        f"(dataset.rename_sample_field(<its new name>, {path!r})), or delete the run with "
+        f"ood.delete_ood_run(dataset, {run_key!r}) and compute the scores again"
+    )
 
 
 def _read_scores(samples, where):
@@ -139,14 +161,50 @@ def _read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
             "field that is True for the positive class (e.g. 'is_ood'), or gt_tag='<tag>'"
         )
     raw = item_values(samples, path, patches)
-    values = set(v for v in raw if v is not None)
-    if not values <= {True, False, 0, 1}:
-        raise OODInputError(
-            f"ground-truth field {path!r} must be boolean (or 0/1); found values such as "
-            f"{sorted(map(repr, values))[:3]}"
-        )
+    _require_boolean(dataset, path, raw)
     return [None if v is None else bool(v) == bool(positive_value) for v in raw], {"field": path}, \
         f"{path} == {bool(positive_value)}"
+
+
+def _is_binary(v):
+    if isinstance(v, (bool, np.bool_)):
+        return True
+    return isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1)
+
+
+def _require_boolean(dataset, path, raw):
+    """Refuse a ground-truth field that is not boolean (or numeric 0/1), naming what it holds."""
+    import fiftyone.core.fields as fof
+
+    accepted = ("gt_field must be a BooleanField (True = positive class) or an int/float field holding only 0 "
+                "and 1; pass such a field (e.g. gt_field='is_ood'), or mark the positives with a tag and pass "
+                "gt_tag='<tag>'")
+    field = dataset.get_field(path)
+    if field is not None and not isinstance(field, (fof.BooleanField, fof.IntField, fof.FloatField)):
+        raise OODInputError(f"ground-truth field {path!r} is a {type(field).__name__}; {accepted}")
+    bad = next((v for v in raw if v is not None and not _is_binary(v)), None)
+    if bad is not None:
+        shown = repr(bad) if np.ndim(bad) == 0 and len(repr(bad)) <= 40 else f"a {type(bad).__name__}"
+        raise OODInputError(f"ground-truth field {path!r} holds values that are not boolean or 0/1 (e.g. "
+                            f"{shown}); {accepted}")
+
+
+def _require_both_classes(y, gt_info, where, negatives_only=False):
+    """Name the ground truth (tag or field) when it leaves a class empty, before the metrics refuse it."""
+    item = "object" if where["patches_field"] else "sample"
+    if "tag" in gt_info:
+        kind = "label tag" if where["patches_field"] else "tag"
+        arg, has = f"gt_tag={gt_info['tag']!r}", f"the {kind} {gt_info['tag']!r}"
+        fix_pos = f"tag the positive {item}s with {gt_info['tag']!r} first, or pass the tag that marks them"
+    else:
+        arg, has = f"gt_field={gt_info['field']!r}", "a positive value"
+        fix_pos = "set the field to True on the positives (or check positive_value), or evaluate a view with some"
+    if not y.any() and not negatives_only:
+        raise OODInputError(f"{arg}: no scored {item} in this view has {has}, so there are no positives to "
+                            f"evaluate; {fix_pos}")
+    if y.all():
+        raise OODInputError(f"{arg}: every scored {item} in this view has {has}, so there are no negatives; "
+                            f"evaluate a view that also holds {item}s without it")
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -189,6 +247,7 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
         )
     s = np.array([scores[i] for i in keep], dtype=np.float64)
     y = np.array([gt[i] for i in keep], dtype=bool)
+    _require_both_classes(y, gt_info, where)
     metrics = ood_metrics(s, y)
     name = positive or (runs.run_kind(where["kind"]).positive_class if where["kind"] else "positive")
     metrics.update(
@@ -253,9 +312,9 @@ def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field,
         lab = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and g is not None]
         if not lab:
             raise OODInputError("no scored item in this view has ground truth for the fpr rule")
-        res = thresholds.threshold_at_fpr(
-            np.array([raw[i] for i in lab], np.float64), np.array([gt[i] for i in lab], bool), value
-        )
+        y = np.array([gt[i] for i in lab], bool)
+        _require_both_classes(y, extra["ground_truth"], where, negatives_only=True)
+        res = thresholds.threshold_at_fpr(np.array([raw[i] for i in lab], np.float64), y, value)
         return thresholds.ThresholdResult(res.threshold, scores >= res.threshold, res.rule), extra
     if rule_name == "top_n":
         return thresholds.top_n(scores, value), extra
@@ -272,8 +331,8 @@ def _p_value_rule(samples, where, alpha, scores):
             f"{where['path']!r} has no calibrated p-values; the p-value rule needs a score run made with a "
             "reference (compute_ood_scores(..., reference='trusted')) or use rule='percentile'"
         )
-    if not 0 < float(alpha) < 1:
-        raise OODInputError(f"value={alpha!r} is not a valid alpha for the p-value rule; pass e.g. 0.01 or 0.05")
+    _require_recorded_field(samples._dataset, where["run_key"], calibration["field"], where["patches_field"],
+                            "its calibrated p-values")
     _, raw_p = _read_scores(samples, {**where, "path": calibration["field"]})
     _, raw_s = _read_scores(samples, where)
     p = np.array([pv for pv, sv in zip(raw_p, raw_s) if sv is not None], dtype=np.float64)
@@ -389,7 +448,8 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     result, extra = _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag)
     flags_by_id = dict(zip((i for i, ok in zip(ids, scored) if ok), result.flags.tolist()))
     flagged = {i for i, f in flags_by_id.items() if f}
-    tags_added, tags_removed, claimed = _tag_plan(samples, flagged, tag, patches, flag_key, previous)
+    kept = _flags_kept_outside(samples, flag_path, patches, ids, overwrite)
+    tags_added, tags_removed, claimed = _tag_plan(samples, flagged | kept, tag, patches, flag_key, previous)
 
     runs.write_and_record(
         samples,
@@ -403,7 +463,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         patches_field=patches,
         flag_field=flag_path,
         rule_name=rule_name,
-        value=float(value) if rule_name != "top_n" else int(value),
+        value=value,
         rule=result.rule,
         tag=tag,
         flag_convention="True = flagged: score >= threshold (higher score = more suspicious)",
@@ -437,7 +497,7 @@ def _parse_rule(rule, value):
     if value is None:
         raise OODInputError(f"rule {rule!r} needs value=... (n for top_n, a fraction for top_fraction, "
                             "the threshold for 'threshold')")
-    return rule_name, value
+    return rule_name, thresholds.check_rule_value(rule_name, value, alias=rule)
 
 
 def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
@@ -458,8 +518,23 @@ def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
     return where, flag_path, flag_key
 
 
+def _flags_kept_outside(samples, flag_path, patches, view_ids, overwrite):
+    """Items outside the view whose flag stays True: overwriting from a view keeps the values of the other
+    items (:func:`runs.write_and_record`), so the tags and the record of those items must stay too."""
+    dataset = samples._dataset
+    if not overwrite or num_samples(samples) >= num_samples(dataset) or not _field_present(dataset, flag_path,
+                                                                                           patches):
+        return set()
+    inside = set(view_ids)
+    values = item_values(dataset, flag_path, patches)
+    return {i for i, f in zip(item_ids(dataset, patches), values) if f and i not in inside}
+
+
 def _tag_plan(samples, flagged, tag, patches, flag_key, previous):
-    """``(ids to tag, ids to untag, ids this run claims)``: never touch tags this function did not add."""
+    """``(ids to tag, ids to untag, ids this run claims)``: never touch tags this function did not add.
+
+    ``flagged`` = every item whose flag is True after the write (in the view, and kept outside it).
+    """
     tags_added, tags_removed, claimed = set(), set(), set()
     same_tag = previous is not None and previous[0] == tag and previous[1] == patches
     if previous is not None:
@@ -510,5 +585,5 @@ def delete_flags(samples, flag_key):
     if tag is not None:
         ids = ids - _claimed_by_other_runs(samples, tag, patches, flag_key)
         _set_tags(samples._dataset, ids, tag, patches, add=False)
-    fields = runs.delete_ood_run(samples, flag_key)
+    fields = runs.delete_run_record(samples, flag_key)
     return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}

@@ -28,8 +28,47 @@ def num_samples(samples):
 
 
 def require_nonempty(samples, what="samples"):
+    require_own_dataset(samples)
     if num_samples(samples) == 0:
         raise OODInputError(f"{what} is an empty view: nothing to process; check the view's filters or tags")
+
+
+_FIELD_STAGES = ("SelectFields", "ExcludeFields")
+
+
+def show_all_fields(samples):
+    """The same samples without the view's ``select_fields`` / ``exclude_fields`` stages (they only hide
+    fields: the App's field visibility), so every field can be read and written; other views unchanged."""
+    stages = getattr(samples, "_stages", ())
+    if not any(type(stage).__name__ in _FIELD_STAGES for stage in stages):
+        return samples
+    view = samples._dataset.view()
+    for stage in stages:
+        if type(stage).__name__ not in _FIELD_STAGES:
+            view = view.add_stage(stage)
+    return view
+
+
+def require_own_dataset(samples):
+    """Refuse a view that hides fields (``select_fields`` / ``exclude_fields``) or a generated view (``to_patches``, ``to_frames``, ``to_clips``, evaluation patches): its values live
+    in a temporary dataset while FiftyOne records runs on the source dataset, so results and records would part."""
+    hiding = [type(stage).__name__ for stage in getattr(samples, "_stages", ())
+              if type(stage).__name__ in _FIELD_STAGES]
+    if hiding:
+        raise OODInputError(
+            f"the view hides fields ({', '.join(hiding)} stage): this call reads and writes fields the view must "
+            "show. Pass the view without its select_fields / exclude_fields stage "
+            "(ood_core.fo.items.show_all_fields(view) removes them; the App's operators do)"
+        )
+    root = getattr(samples, "_root_dataset", None)
+    if root is None or samples._dataset.name == root.name:
+        return
+    raise OODInputError(
+        f"this is a generated view (patches, frames or clips) of dataset {root.name!r}; its values would go to a "
+        f"temporary dataset while the run is recorded on {root.name!r}. For objects, pass the dataset (or a view "
+        "of it) with patches_field='<your Detections field>'; otherwise clone the view into a dataset of its own "
+        "(view.clone('name')) and work on that"
+    )
 
 
 def require_images(samples, what):
@@ -40,7 +79,8 @@ def require_images(samples, what):
     if media == "image":
         return
     if media == "video":
-        fix = "embed its frames instead: dataset.to_frames(sample_frames=True) is a view of images"
+        fix = ("make an image dataset of its frames and work on that: "
+               "dataset.to_frames(sample_frames=True).clone('my-frames')")
     else:
         fix = "select an image slice first (select_group_slices(...))" if samples.media_type == "group" else \
             "use an image dataset"
@@ -70,11 +110,15 @@ def label_kind(samples, label_field):
 
 
 def label_fields(dataset):
+    """The label fields a user can check (Classification, then Detections); the package's own outputs
+    (suggested labels, CLIP predictions) are not among them."""
     import fiftyone.core.labels as fol
 
-    return sorted(dataset.get_field_schema(embedded_doc_type=fol.Classification)) + sorted(
-        dataset.get_field_schema(embedded_doc_type=fol.Detections)
-    )
+    from .runs import written_fields
+
+    ours = written_fields(dataset)
+    return [f for f in sorted(dataset.get_field_schema(embedded_doc_type=fol.Classification)) + sorted(
+        dataset.get_field_schema(embedded_doc_type=fol.Detections)) if f not in ours]
 
 
 def patch_path(patches_field, attr):

@@ -110,13 +110,14 @@ def validate_key(key, what="run key"):
     return key
 
 
-def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
+def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
     """Refuse writes that can only be mistakes, and clobbering without ``overwrite``.
 
     Always refused, whatever ``overwrite`` says: writing into a field the call
     reads (``reads``: embeddings, labels, scores), into a built-in field, into
-    an existing field that no run of this plugin wrote (a user's labels), or
-    replacing a run of another kind. Without ``overwrite``: an existing run key
+    an existing field that no run of this plugin wrote (a user's labels) or that
+    another run (another key) wrote, or replacing a run of another kind than
+    ``kind`` (when given). Without ``overwrite``: an existing run key
     or field, including one another writer of this plugin is committing right
     now; with ``overwrite`` such a field is replaced after that writer's commit
     (the commit waits for its field lock). ``fields`` are sample-level (or
@@ -124,7 +125,10 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
     """
     from . import commit
 
+    from .items import require_own_dataset
+
     validate_key(run_key)
+    require_own_dataset(samples)
     dataset = samples._dataset
     refresh_stale_runs(dataset)
     read = {path for path in reads if path}
@@ -138,24 +142,30 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
         if path.split(".")[0] in _BUILT_IN_FIELDS or ("." in path and leaf in _BUILT_IN_LABEL_ATTRIBUTES):
             raise OODInputError(f"{path!r} is a built-in field; choose another output field name")
     if dataset.has_run(run_key):
-        kind = getattr(dataset.get_run_info(run_key).config, "kind", None)
+        existing = getattr(dataset.get_run_info(run_key).config, "kind", None)
         if not overwrite:
             raise OODInputError(
                 f"run key {run_key!r} already exists on dataset {dataset.name!r}; choose another "
                 "key or pass overwrite=True to replace the run and its fields"
             )
-        if kind is None:
+        if existing is None:
             raise OODInputError(f"run key {run_key!r} belongs to another tool, not fiftyone-ood; choose another key")
+        if kind is not None and existing != kind:
+            raise OODInputError(
+                f"run key {run_key!r} on dataset {dataset.name!r} is a {existing!r} run; overwrite=True replaces only "
+                f"a run of the same kind ({kind!r}). Choose another key, or delete that run first "
+                f"(ood.delete_ood_run(dataset, {run_key!r}))"
+            )
     for path in fields:
         if not _field_exists(dataset, path):
             continue
-        owner = _owning_run(dataset, path)
+        owner = _owning_run(dataset, path, prefer=run_key)
         if owner is None and not commit.in_flight(dataset, path):
             # this dataset document may have been read while another process was between renaming its new
             # field into place and recording its run, and that commit may have finished since: look again
             # before calling the field foreign (found by the fresh-clone CI: two writers of a new field)
             dataset.reload()
-            owner = _owning_run(dataset, path)
+            owner = _owning_run(dataset, path, prefer=run_key)
         if owner is None and commit.in_flight(dataset, path):
             if overwrite:
                 # another writer is between moving its old record aside and recording the new one; the
@@ -177,6 +187,12 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=()):
                 f"field {path!r} already exists on dataset {dataset.name!r} (written by run {owner!r}); choose "
                 "another field name or pass overwrite=True to replace it"
             )
+        if owner != run_key:
+            raise OODInputError(
+                f"field {path!r} on dataset {dataset.name!r} was written by another run, {owner!r}; overwrite=True "
+                f"replaces only the fields of run {run_key!r} itself. Choose another field name, or delete run "
+                f"{owner!r} first (ood.delete_ood_run(dataset, {owner!r}))"
+            )
 
 
 _BUILT_IN_FIELDS = {"id", "filepath", "tags", "metadata", "created_at", "last_modified_at"}
@@ -187,11 +203,10 @@ def _field_exists(dataset, path):
     return dataset.get_field(path) is not None
 
 
-def _owning_run(dataset, path):
-    for key in list_ood_runs(dataset):
-        if path in (dataset.get_run_info(key).config.fields or []):
-            return key
-    return None
+def _owning_run(dataset, path, prefer=None):
+    """The run that lists ``path`` among its fields (``prefer`` if it is one of them), or None."""
+    owners = [key for key in list_ood_runs(dataset) if path in (dataset.get_run_info(key).config.fields or [])]
+    return prefer if prefer in owners else (owners[0] if owners else None)
 
 
 def written_fields(samples):
@@ -215,7 +230,7 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     dataset = samples._dataset
     commit.repair(dataset)
     targets = [w[0] for w in writes]
-    check_new_run(samples, run_key, targets, overwrite, reads=reads)
+    check_new_run(samples, run_key, targets, overwrite, reads=reads, kind=kind)
     from .items import num_samples
 
     partial_view = overwrite and num_samples(samples) < num_samples(dataset)
@@ -230,7 +245,7 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
 
             def check(reloaded):
                 if not overwrite:
-                    check_new_run(reloaded, run_key, targets, overwrite, reads=reads)
+                    check_new_run(reloaded, run_key, targets, overwrite, reads=reads, kind=kind)
 
             def register():
                 register_run(samples, run_key, kind=kind, fields=targets, overwrite=True, results=results,
@@ -451,16 +466,49 @@ def load_ood_results(samples, run_key):
 
 
 def rename_ood_run(samples, run_key, new_run_key):
-    """Rename a run key (fields keep their names; the record still lists them)."""
+    """Rename a run key (fields keep their names; the record still lists them; flags runs made from a
+    renamed score run follow it). An embeddings run cannot be renamed: its key is its field's name, by which
+    scoring finds the backbone and levels."""
     _require_run(samples, run_key)
     validate_key(new_run_key)
-    if samples._dataset.has_run(new_run_key):
+    dataset = samples._dataset
+    if dataset.has_run(new_run_key):
         raise OODInputError(f"run key {new_run_key!r} already exists; delete it first or pick another")
-    samples._dataset.rename_run(run_key, new_run_key)
+    if _kind_of(dataset, run_key) == "embeddings":
+        raise OODInputError(
+            f"{run_key!r} is an embeddings run: its key is its field's name, by which score runs find the "
+            f"backbone and pyramid levels, so it cannot be renamed. Compute the embeddings again under the new "
+            f"name (ood.compute_pyramid_embeddings(dataset, {new_run_key!r})) and delete the old run if unwanted"
+        )
+    dependants = [key for key in list_ood_runs(samples, kind="flags")
+                  if getattr(dataset.get_run_info(key).config, "score_run", None) == run_key]
+    dataset.rename_run(run_key, new_run_key)
+    for key in dependants:
+        update_run(samples, key, score_run=new_run_key)
+
+
+def _kind_of(dataset, run_key):
+    return getattr(dataset.get_run_info(run_key).config, "kind", None)
 
 
 def delete_ood_run(samples, run_key, *, delete_fields=True):
-    """Delete a run record and (by default) the fields it wrote."""
+    """Delete a run record and (by default) the fields it wrote. Deleting a flags run also removes the tags it
+    added (as :func:`ood_core.fo.evaluation.delete_flags`); deleting a score run deletes the flags runs made
+    from it the same way. Returns the fields deleted."""
+    from .evaluation import delete_flags, list_flag_runs
+
+    _require_run(samples, run_key)
+    if delete_fields and _kind_of(samples._dataset, run_key) == "flags":
+        return delete_flags(samples, run_key)["fields"]
+    removed = []
+    if delete_fields:
+        for flag_key in list_flag_runs(samples, run_key):
+            removed += delete_flags(samples, flag_key)["fields"]
+    return removed + delete_run_record(samples, run_key, delete_fields=delete_fields)
+
+
+def delete_run_record(samples, run_key, *, delete_fields=True):
+    """Delete a run record and (by default) the fields it wrote, nothing else (no tags, no dependent runs)."""
     _require_run(samples, run_key)
     dataset = samples._dataset
     fields = dataset.get_run_info(run_key).config.fields or []

@@ -14,12 +14,14 @@ own; values are stored as attributes of the objects
 """
 
 import logging
+import uuid
 from collections import Counter
 
 import numpy as np
 
 from ..errors import OODInputError
 from . import runs
+from .commit import TMP_PREFIX
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
@@ -447,13 +449,13 @@ def compute_ood_visualization(
 
     require_nonempty(samples)
     runs.validate_key(brain_key, "brain key")
+    if method not in VISUALIZATION_METHODS:
+        raise OODInputError(f"method={method!r} is not a map method; use one of {VISUALIZATION_METHODS}")
     dataset = samples._dataset
     if patches_field is None:
         require_embeddings_field(dataset, embeddings_field)
-    if brain_key in dataset.list_brain_runs():
-        if not overwrite:
-            raise OODInputError(f"brain key {brain_key!r} already exists; pick another or pass overwrite=True")
-        dataset.delete_brain_run(brain_key)
+    if brain_key in dataset.list_brain_runs() and not overwrite:
+        raise OODInputError(f"brain key {brain_key!r} already exists; pick another or pass overwrite=True")
     if patches_field is None:
         view = samples.exists(embeddings_field)
         embeddings = embeddings_field
@@ -463,8 +465,34 @@ def compute_ood_visualization(
         view = samples.filter_labels(patches_field, F(embeddings_field) != None)  # noqa: E711
         embeddings = embeddings_field
     require_nonempty(view, f"samples with embeddings in {embeddings_field!r}")
-    fob.compute_visualization(
-        view, embeddings=embeddings, patches_field=patches_field, brain_key=brain_key,
-        method=method, num_dims=2, seed=seed, verbose=False,
-    )
-    return {"brain_key": brain_key, "num_points": count_items(view, patches_field)}
+    num_points = count_items(view, patches_field)
+    if num_points < 4:
+        raise OODInputError(f"a 2-D map needs at least 4 points with embeddings in {embeddings_field!r}; the view "
+                            f"has {num_points}: map a larger view")
+    extra = {}
+    if method == "tsne":  # t-SNE first reduces to 50 dimensions by PCA, perplexity 30: no more than the points allow
+        extra["pca_dims"] = min(50, num_points - 1, _first_vector_dim(view, embeddings_field, patches_field))
+        extra["perplexity"] = min(30.0, (num_points - 1) / 3)
+    # computed under a temporary key and renamed at the end: a failure leaves the old map (and no empty run)
+    tmp = f"{TMP_PREFIX}map_{uuid.uuid4().hex[:10]}"
+    try:
+        fob.compute_visualization(view, embeddings=embeddings, patches_field=patches_field, brain_key=tmp,
+                                  method=method, num_dims=2, seed=seed, verbose=False, **extra)
+        if brain_key in dataset.list_brain_runs():
+            dataset.delete_brain_run(brain_key)
+        dataset.rename_brain_run(tmp, brain_key)
+    finally:
+        if tmp in dataset.list_brain_runs():
+            dataset.delete_brain_run(tmp)
+    return {"brain_key": brain_key, "num_points": num_points}
+
+
+#: the map methods of FiftyOne Brain's compute_visualization offered here
+VISUALIZATION_METHODS = ("umap", "tsne", "pca")
+
+
+def _first_vector_dim(view, embeddings_field, patches_field):
+    value = view.limit(1).values(patch_path(patches_field, embeddings_field) if patches_field else embeddings_field)[0]
+    if patches_field:
+        value = next(v for v in value if v is not None)
+    return len(value)

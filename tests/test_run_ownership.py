@@ -1,0 +1,151 @@
+"""Which fields and runs a call may replace: overwrite=True never takes a user's field, another run's field or a
+run of another kind; overwrites keep what lies outside the view and drop what the replaced run alone wrote;
+deleting and renaming runs carry their flags along; views that hide fields or are generated are handled.
+
+Real Fashion-MNIST images on the embedded MongoDB; each case fails if its guard is removed.
+"""
+
+import numpy as np
+import pytest
+
+from ood_core.errors import OODInputError
+
+
+@pytest.fixture
+def ds(dataset_factory, fashion_files):
+    """24 real images, 3 per class of 8 classes; the first 2 of each class tagged 'trusted'; embeddings 'emb'."""
+    import ood_core as ood
+
+    paths, names = fashion_files
+    idx = [c * 20 + j for c in range(8) for j in range(3)]
+    tags = [["trusted"] if j < 2 else [] for j in [i % 20 for i in idx]]
+    d = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
+    ood.compute_pyramid_embeddings(d, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                   progress=False)
+    return d
+
+
+def _emb(d, field):
+    import ood_core as ood
+
+    ood.compute_pyramid_embeddings(d, field, model_name="tf_efficientnet_lite0", levels=[1], grid=1, progress=False)
+
+
+def test_overwrite_never_turns_a_user_field_or_another_kind_of_run_into_embeddings(ds):
+    import ood_core as ood
+
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", reference="trusted")
+    with pytest.raises(OODInputError, match="'ground_truth' exists .* no fiftyone-ood run wrote it"):
+        ood.compute_pyramid_embeddings(ds, "ground_truth", overwrite=True, progress=False)
+    assert ds.get_field("ground_truth").document_type.__name__ == "Classification"
+    with pytest.raises(OODInputError, match="'s' .* is a 'ood_scores' run; overwrite=True replaces only a run "
+                                            "of the same kind"):
+        ood.compute_pyramid_embeddings(ds, "s", overwrite=True, progress=False)
+    assert ood.get_ood_run_info(ds, "s")["kind"] == "ood_scores"
+    assert ood.get_ood_run_info(ds, "s")["fields"] == ["s", "s_pvalue"]
+
+
+def test_overwrite_refuses_a_field_another_run_wrote(ds):
+    import ood_core as ood
+
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", reference="trusted")
+    pvalues, scores = ds.values("s_pvalue"), ds.values("s")
+    with pytest.raises(OODInputError, match="'s_pvalue' .* written by another run, 's'"):
+        ood.flag_samples(ds, "s", rule="top_n", value=3, flag_field="s_pvalue", overwrite=True)
+    with pytest.raises(OODInputError, match="'s' .* written by another run, 's'.*only the fields of run 'k2'"):
+        ood.compute_ood_scores(ds, "emb", "s", method="lof", k=3, run_key="k2", overwrite=True)
+    with pytest.raises(OODInputError, match="is a 'ood_scores' run"):
+        ood.compute_label_issues(ds, "ground_truth", "emb", "s", overwrite=True)
+    assert ds.values("s_pvalue") == pvalues and "k2" not in ood.list_ood_runs(ds)
+    assert ds.values("s") == scores and ood.get_ood_run_info(ds, "s")["kind"] == "ood_scores"
+
+
+def test_embeddings_overwrite_on_a_view_keeps_the_other_samples(ds):
+    import ood_core as ood
+
+    before = np.array(ds.values("emb"))
+    out = ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                         overwrite=True, progress=False)
+    assert out["num_computed"] == 5 and ds.count("emb") == len(ds)
+    assert np.allclose(np.array(ds.values("emb")), before, atol=1e-5)
+    # other settings would leave the samples outside the view under a record that does not describe them
+    with pytest.raises(OODInputError, match="different settings .*run the overwrite on the whole dataset"):
+        ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=2,
+                                       overwrite=True, progress=False)
+    assert ds.count("emb") == len(ds) and ood.get_ood_run_info(ds, "emb")["status"] == "complete"
+
+
+def test_overwrite_with_fewer_outputs_drops_the_fields_only_the_old_run_wrote(ds):
+    import ood_core as ood
+
+    ood.compute_label_issues(ds, "ground_truth", "emb", "li")
+    assert ood.get_ood_run_info(ds, "li")["fields"] == ["li", "li_suggestion"]
+    ood.compute_label_issues(ds, "ground_truth", "emb", "li", method="label_agreement", k=2, overwrite=True)
+    assert ood.get_ood_run_info(ds, "li")["fields"] == ["li"] and not ds.has_field("li_suggestion")
+    ood.compute_label_issues(ds, "ground_truth", "emb", "li", overwrite=True)  # was refused: an orphan field
+    assert ds.has_field("li_suggestion")
+    assert not [f for f in ds.get_field_schema() if f.startswith("tmp_ood")]
+
+
+def test_deleting_or_renaming_a_score_run_carries_its_flags(ds):
+    import ood_core as ood
+
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", reference="trusted")
+    ood.flag_samples(ds, "s", rule="top_n", value=4, tag="look")
+    ood.rename_ood_run(ds, "s", "s2")
+    assert ood.list_flag_runs(ds, "s2") == ["s_flag"]
+    assert sorted(ood.delete_ood_run(ds, "s2")) == ["s", "s_flag", "s_pvalue"]
+    assert ood.list_ood_runs(ds) == ["emb"] and len(ds.match_tags("look")) == 0
+    # deleting a flags run with delete_ood_run removes its tags, as delete_flags does
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", reference="trusted")
+    ood.flag_samples(ds, "s", rule="top_n", value=4, tag="look")
+    ood.delete_ood_run(ds, "s_flag")
+    assert len(ds.match_tags("look")) == 0 and not ds.has_field("s_flag") and ds.has_field("s")
+
+
+def test_an_embeddings_run_cannot_be_renamed(ds):
+    import ood_core as ood
+
+    with pytest.raises(OODInputError, match="'emb' is an embeddings run: its key is its field's name"):
+        ood.rename_ood_run(ds, "emb", "emb2")
+    assert "emb" in ood.list_ood_runs(ds, kind="embeddings")
+
+
+def test_views_that_hide_fields_or_are_generated_are_refused_or_shown_whole(ds):
+    import fiftyone as fo
+
+    import ood_core as ood
+    from ood_core.fo.items import show_all_fields
+
+    hidden = ds.match_tags("trusted", bool=False).select_fields("ground_truth")
+    with pytest.raises(OODInputError, match="hides fields \\(SelectFields stage\\)"):
+        ood.compute_ood_scores(hidden, "emb", "s", method="knn", reference="trusted")
+    shown = show_all_fields(hidden)
+    assert shown.values("id") == hidden.values("id") and shown.has_field("emb")
+    out = ood.compute_ood_scores(shown, "emb", "s", method="knn", reference="trusted", score_reference=False)
+    assert out["num_scored"] == len(hidden) == ds.count("s")
+
+    ds.set_values("dets", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[.1, .1, .8, .8])])
+                           for _ in range(len(ds))])
+    patches = ds.to_patches("dets")
+    with pytest.raises(OODInputError, match="generated view .*patches_field='<your Detections field>'"):
+        ood.compute_pyramid_embeddings(patches, "pe", progress=False)
+    assert "pe" not in ood.list_ood_runs(ds)
+
+
+def test_audit_checks_keys_fields_and_report_folder_before_writing(ds, tmp_path):
+    import ood_core as ood
+
+    blocked = tmp_path / "file"
+    blocked.write_text("x")
+    with pytest.raises(OODInputError, match="report_path=.*cannot be created"):
+        ood.audit(ds, report_path=str(blocked / "r.html"), near_duplicates=False)
+    with pytest.raises(OODInputError, match="must all differ"):
+        ood.audit(ds, audit_key="a", ood_field="a", report_path=str(tmp_path / "r.html"), near_duplicates=False)
+    assert ood.list_ood_runs(ds) == ["emb"]  # nothing written by the refused calls
+    # a second audit under another key writes its own fields
+    first = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)
+    second = ood.audit(ds, audit_key="again", report_path=str(tmp_path / "r2.html"), near_duplicates=False)
+    assert first["runs"]["ood"] == "audit_ood" and second["runs"]["ood"] == "again_ood"
+    assert second["runs"]["label_issues"] == "again_label_issue"
+    assert np.allclose(ds.values("audit_ood"), ds.values("again_ood"))
