@@ -17,7 +17,7 @@ class AuditDataset(common.OODOperator):
         from ood_core.fo import inventory
 
         inputs = types.Object()
-        target = ctx.target_view()
+        target = common.target_view(ctx)
         common.add_target_input(inputs, ctx, "Audit")
         dataset = ctx.dataset
         classification = inventory.classification_fields(dataset)
@@ -80,9 +80,11 @@ class AuditDataset(common.OODOperator):
         report_path = check_allowed_path(p.get("report_path") or _default_report(ctx, audit_key), "report_path")
         export_dir = check_allowed_path(p["export_dir"], "export_dir") if p.get("export_dir") else None
         summary = ood.audit(
-            ctx.target_view(),
-            label_field=p.get("label_field") or None,
-            reference=p.get("reference_tag") or None,
+            common.target_view(ctx),
+            # absent (a Python call that leaves them out) = "auto", as the SDK and the form's preselection;
+            # present but empty = none
+            label_field=(p["label_field"] or None) if "label_field" in p else "auto",
+            reference=(p["reference_tag"] or None) if "reference_tag" in p else "auto",
             embeddings_field=p.get("embeddings_field") or "auto",
             audit_key=audit_key,
             near_duplicates=bool(p.get("near_duplicates", common.sdk_default("audit", "near_duplicates"))),

@@ -139,6 +139,14 @@ def add_delegation_input(inputs, ctx, default=False):
         inputs.view("delegation_help", types.Warning(label=LEGACY_ORCHESTRATORS_HOWTO))
 
 
+def target_view(ctx):
+    """``ctx.target_view()`` with every field shown: the App's field visibility (a select / exclude fields stage)
+    hides fields from the grid, not from the computation."""
+    from ood_core.fo.items import show_all_fields
+
+    return show_all_fields(ctx.target_view())
+
+
 def add_target_input(inputs, ctx, action):
     """Dataset / current view / selected samples, in the FiftyOne Brain plugin's manner.
 
@@ -262,11 +270,13 @@ def add_field_choice(inputs, name, choices, *, label, description, required=True
 
 
 def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=None, overwrite_param="overwrite",
-                resumable_kind=None):
+                resumable_kind=None, kind=None, reads=()):
     """A text input for a new field name / run key, invalid when taken (unless overwrite).
 
     With ``resumable_kind``, an existing run of this plugin of that kind is not
     "taken": the operator resumes or fills it (the SDK refuses changed settings).
+    With overwrite, what the SDK refuses whatever ``overwrite`` says (a built-in or user field, a field of
+    another run, a run of another kind than ``kind``, a field the call ``reads``) is refused here too.
     """
     prop = inputs.str(name, default=default, required=True, label=label, description=description)
     value = ctx.params.get(name, default)
@@ -277,9 +287,17 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
         prop.invalid = True
         prop.error_message = str(e)
         return prop
-    if overwrite or ctx.dataset is None:
+    if ctx.dataset is None:
         return prop
     dataset = ctx.dataset
+    if overwrite:
+        try:
+            fo_runs.check_new_run(dataset, value, field_paths(value) if field_paths else [value], True,
+                                  kind=kind or resumable_kind, reads=[r for r in reads if r])
+        except ValueError as e:
+            prop.invalid = True
+            prop.error_message = str(e)
+        return prop
     if resumable_kind and (value in fo_runs.list_ood_runs(dataset, kind=resumable_kind)
                            or dataset.get_field(f"tmp_ood_partial_{value}") is not None):
         prop.description = f"{description}. Exists: computes only what is missing (same settings required)"

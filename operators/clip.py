@@ -231,24 +231,25 @@ class ComputeNegLabelScores(common.OODOperator):
     positional_params = ("score_field",)
 
     def resolve_input(self, ctx):
-        ctx.target_view()
+        common.target_view(ctx)
         inputs = types.Object()
         adv = _add_neglabel_inputs(inputs, ctx)
         _add_grouping_inputs(adv, ctx)
         _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction")
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
 
-    def execute(self, ctx):
+    def run(self, ctx):
         import ood_core as ood
 
         summary = ood.compute_neglabel_scores(
-            ctx.target_view(),
+            common.target_view(ctx),
             ctx.params.get("score_field", "neglabel_score"),
             **_neglabel_kwargs(ctx.params),
             **_common_kwargs(ctx, "neglabel_prediction"),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
-                                                 "num_skipped", "num_negatives", "score_quantiles"))
+                                                 "num_skipped", "num_negatives", "score_quantiles"),
+                             report=clip_report(summary, "NegLabel"))
 
     def to_form_params(self, *, id_labels=None, label_field=None,
                        embeddings_field=None, model_name=None, weights=None, quick_gelu=False, word_list=None,
@@ -308,7 +309,7 @@ class ComputeRAPScores(common.OODOperator):
     positional_params = ("score_field",)
 
     def resolve_input(self, ctx):
-        ctx.target_view()
+        common.target_view(ctx)
         inputs = types.Object()
         p = ctx.params
         dataset = ctx.dataset
@@ -362,13 +363,13 @@ class ComputeRAPScores(common.OODOperator):
         _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction")
         return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
 
-    def execute(self, ctx):
+    def run(self, ctx):
         import ood_core as ood
 
         p = ctx.params
         by_tag = p.get("few_shot_mode", "tag") == "tag"
         summary = ood.compute_rap_scores(
-            ctx.target_view(),
+            common.target_view(ctx),
             p.get("score_field", "rap_score"),
             few_shot=p.get("few_shot_tag") if by_tag else None,
             k_per_class=None if by_tag else common.int_param(p, "k_per_class", 1),
@@ -390,7 +391,8 @@ class ComputeRAPScores(common.OODOperator):
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_few_shot", "num_train_negatives",
-                                                 "num_test_negatives", "score_quantiles"))
+                                                 "num_test_negatives", "score_quantiles"),
+                             report=clip_report(summary, "RAP"))
 
     def to_form_params(self, *, few_shot_tag=None, k_per_class=None, id_labels=None,
                        label_field=None, embeddings_field=None, model_name=None, weights=None, quick_gelu=False,
@@ -417,7 +419,7 @@ class ComputeAdaNegScores(common.OODOperator):
     positional_params = ("score_field",)
 
     def resolve_input(self, ctx):
-        ctx.target_view()
+        common.target_view(ctx)
         inputs = types.Object()
         p = ctx.params
         adv = _add_neglabel_inputs(inputs, ctx)
@@ -435,12 +437,12 @@ class ComputeAdaNegScores(common.OODOperator):
         _add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction")
         return types.Property(inputs, view=types.View(label="AdaNeg zero-shot OOD scores"))
 
-    def execute(self, ctx):
+    def run(self, ctx):
         import ood_core as ood
 
         p = ctx.params
         summary = ood.compute_adaneg_scores(
-            ctx.target_view(),
+            common.target_view(ctx),
             p.get("score_field", "adaneg_score"),
             memory_size=common.int_param(p, "memory_size", _adaneg_default("memory_size")),
             gap=float(p.get("gap", _adaneg_default("gap"))),
@@ -450,7 +452,8 @@ class ComputeAdaNegScores(common.OODOperator):
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_negatives", "num_cached_ood",
-                                                 "num_cached_id", "score_quantiles"))
+                                                 "num_cached_id", "score_quantiles"),
+                             report=clip_report(summary, "AdaNeg"))
 
     def to_form_params(self, *, id_labels=None, label_field=None, embeddings_field=None, model_name=None,
                        weights=None, quick_gelu=False, word_list=None, prediction_field="adaneg_prediction",
@@ -463,3 +466,22 @@ class ComputeAdaNegScores(common.OODOperator):
 
 def _adaneg_default(param):
     return common.sdk_default("compute_adaneg_scores", param)
+
+
+def clip_report(summary, method):
+    """The result view of a CLIP score run: the fields written, counts, the score spread, where to look next."""
+    field = summary["field"]
+    scored, skipped = summary.get("num_scored", 0), summary.get("num_skipped", 0)
+    q = {int(k): v for k, v in (summary.get("score_quantiles") or {}).items()}
+    negatives = summary.get("num_negatives") or summary.get("num_train_negatives")
+    return common.report(
+        f"{method} scores written to `{field}` (higher = more OOD)",
+        [("predicted in-distribution class", f"`{summary['prediction_field']}`" if summary.get("prediction_field")
+          else None),
+         ("samples scored", f"{scored:,} of {scored + skipped:,}"),
+         ("samples skipped", f"{skipped:,} (unreadable images)" if skipped else None),
+         ("negative labels", f"{negatives:,}" if negatives else None),
+         ("scores", f"median {q[50]:.3g}, 95th percentile {q[95]:.3g}" if 50 in q and 95 in q else None)],
+        [f"sort the grid: **Sort by** `{field}`, descending",
+         "review and tag: open the **OOD review** panel (+ next to the Samples tab)"],
+    )

@@ -21,7 +21,7 @@ class ComputePyramidEmbeddings(common.OODOperator):
 
     def resolve_input(self, ctx):
         inputs = types.Object()
-        target = ctx.target_view()
+        target = common.target_view(ctx)
         common.add_target_input(inputs, ctx, "Embed")
         patches = ctx.params.get("patches_field")
         common.add_new_key(
@@ -78,7 +78,7 @@ class ComputePyramidEmbeddings(common.OODOperator):
         if _num_shards(ctx) > 1 and p.get("shard") is None:
             return _queue_shards(self.uri, ctx)
         levels = _parse_levels(p.get("levels"))
-        target = ctx.target_view()
+        target = common.target_view(ctx)
         summary = ood.compute_pyramid_embeddings(
             target,
             p.get("embeddings_field", "ood_embeddings"),

@@ -74,8 +74,14 @@ class OODReviewPanel(foo.Panel):
         )
 
     def _samples(self, ctx):
-        """The current view of the App (minus the flagged view this panel opened)."""
+        """The current view of the App (minus the flagged view this panel opened), every field shown; a patches,
+        frames or clips view is reviewed as its whole dataset (object runs are reviewed per object anyway)."""
+        from ood_core.fo.items import show_all_fields
+
         view = ctx.view if ctx.view is not None else ctx.dataset.view()
+        if view._dataset.name != view._root_dataset.name:
+            view = ctx.dataset.view()
+        view = show_all_fields(view)
         return review_data.strip_panel_view(view, ctx.panel.get_state("flagged_stages"), ctx.panel.get_state("flagged_base"))
 
     def _current(self, ctx):
@@ -124,6 +130,10 @@ class OODReviewPanel(foo.Panel):
             return
         summary = cur["summary"]
         name = ctx.panel.get_state("preset") or "top_fraction"
+        if name not in review_data.PRESETS:  # a stale state from another version of the panel
+            ctx.ops.notify(f"unknown threshold preset {name!r}; pick one of {sorted(review_data.PRESETS)}",
+                           variant="warning")
+            return
         value = ctx.panel.get_state(f"preset_value_{name}")
         value = review_data.PRESETS[name][2] if value is None else value
         try:
@@ -151,21 +161,33 @@ class OODReviewPanel(foo.Panel):
         ctx.ops.notify(f"{len(view)} flagged samples, highest {summary['score_field']} first", variant="info")
 
     def save_flags(self, ctx):
+        from ood_core.errors import OODInputError
+
         cur = self._current(ctx)
         if cur is None:
             return
         tag = ctx.panel.get_state("flag_tag")
         tag = review_data.default_flag_tag(cur["summary"]) if tag is None else tag.strip()
-        out = review_data.save_flags(cur["samples"], cur["summary"], cur["threshold"], tag)
+        try:
+            out = review_data.save_flags(cur["samples"], cur["summary"], cur["threshold"], tag)
+        except OODInputError as e:  # e.g. an empty view, an existing flag field of another run
+            ctx.ops.notify(str(e), variant="warning")
+            return
         ctx.ops.reload_dataset()
         ctx.ops.notify(f"saved {out['num_flagged']} flags in '{out['flag_field']}' (run '{out['flag_key']}')"
                        + (f", tagged '{tag}'" if tag else ""), variant="success")
 
     def _review(self, ctx, decision):
+        from ood_core.errors import OODInputError
+
         if not ctx.selected:
             ctx.ops.notify("Select samples in the grid first (checkbox on each sample)", variant="warning")
             return
-        out = review_data.review_samples(ctx.dataset, ctx.selected, decision)
+        try:
+            out = review_data.review_samples(ctx.dataset, ctx.selected, decision)
+        except OODInputError as e:  # e.g. selected samples deleted meanwhile
+            ctx.ops.notify(str(e), variant="warning")
+            return
         ctx.ops.clear_selected_samples()
         ctx.ops.reload_samples()
         ctx.ops.notify(f"tagged {out['num_samples']} sample(s) '{out['tag']}'", variant="success")

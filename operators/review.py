@@ -21,13 +21,18 @@ _MAX_CURVE_POINTS = 400
 
 
 def score_runs(samples):
-    """Keys of the score runs on the dataset (score kinds of the run-kind registry), sample- or object-level."""
+    """Keys of the score runs on the dataset (score kinds of the run-kind registry), sample- or object-level,
+    whose score field exists."""
     from ood_core.fo import runs as fo_runs
 
     keys = []
     for key in fo_runs.list_ood_runs(samples):
         info = fo_runs.get_ood_run_info(samples, key)
-        if fo_runs.run_kind(info["kind"]).is_score and fo_runs.score_path(info):
+        path = fo_runs.score_path(info)
+        # a run whose score field (object runs: their label field) was deleted or renamed by hand has nothing
+        # to review; object attributes need not be declared in the schema, so only their label field is checked
+        kept = path and samples._dataset.get_field(info.get("patches_field") or path) is not None
+        if fo_runs.run_kind(info["kind"]).is_score and kept:
             keys.append(key)
     return keys
 

@@ -77,10 +77,14 @@ class ManageOODRuns(common.OODOperator):
 
 
 def fields_to_delete(dataset, run_key):
-    """The fields that deleting ``run_key`` (with its fields) removes: the existing ones it wrote."""
+    """The fields that deleting ``run_key`` (with its fields) removes: the existing ones it wrote, and those of
+    the flags runs made from it (deleted with it)."""
     from ood_core.fo import runs as fo_runs
+    from ood_core.fo.evaluation import list_flag_runs
 
-    fields = fo_runs.get_ood_run_info(dataset, run_key).get("fields") or []
+    fields = []
+    for key in [run_key, *list_flag_runs(dataset, run_key)]:
+        fields += fo_runs.get_ood_run_info(dataset, key).get("fields") or []
     return [f for f in fields if dataset.get_field(f) is not None]
 
 

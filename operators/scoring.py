@@ -31,7 +31,7 @@ class ScoreOOD(common.OODOperator):
         from ood_core.fo import inventory
 
         inputs = types.Object()
-        target = ctx.target_view()
+        target = common.target_view(ctx)
         common.add_target_input(inputs, ctx, "Score")
         dataset = ctx.dataset
         if not inventory.embedding_choices(dataset):
@@ -49,7 +49,9 @@ class ScoreOOD(common.OODOperator):
         method = ctx.params.get("method") or default_method
         detector = detector_class(method)
         label_task = detector.task == "label_issues"
-        label_fields = common.label_fields(dataset)
+        # image-level embeddings go with image labels; object embeddings with the labels of their own objects
+        patches = inventory.embeddings_patches_field(dataset, embeddings) if embeddings else None
+        label_fields = [patches] if patches else common.label_fields(dataset, detections=False)
         needs_labels = requires_labels(method)
         optional = "" if needs_labels else (
             "; optional: the trusted samples' labels improve this method's scores (give them when you have them)"
@@ -57,7 +59,8 @@ class ScoreOOD(common.OODOperator):
         prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
                                        description="Classification or Detections labels" + optional,
                                        required=needs_labels,
-                                       default=inventory.default_label_field(dataset) if needs_labels else None)
+                                       default=(patches or inventory.default_label_field(dataset)) if needs_labels
+                                       else None)
         if needs_labels and not label_fields:
             prop.invalid = True
             prop.error_message = f"method {method!r} needs a Classification or Detections field; this dataset has none"
@@ -71,7 +74,7 @@ class ScoreOOD(common.OODOperator):
                 common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag),
                                                      ctx.params.get("label_field"))
         if "k" in detector.default_params():
-            inputs.int("k", default=common.detector_default(method, "k"), min=1, label="k (neighbours)")
+            _add_k_input(inputs, ctx, common.detector_default(method, "k"))
         if method == "knn":
             indexes = _similarity_indexes(dataset)
             if indexes:  # shown only when the dataset has one
@@ -83,7 +86,9 @@ class ScoreOOD(common.OODOperator):
                            default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
                                                       "score_field"),
                            description="Float field for the scores (higher = more suspicious); also the run key",
-                           field_paths=lambda v: _score_paths(ctx, v, embeddings))
+                           field_paths=lambda v: _score_paths(ctx, v, embeddings),
+                           kind="label_issues" if label_task else "ood_scores",
+                           reads=[embeddings, ctx.params.get("label_field")])
         adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (dimensionality reduction)")
         adv.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
                  description="Optional dimensionality reduction fitted on the reference set")
@@ -99,7 +104,7 @@ class ScoreOOD(common.OODOperator):
 
         p = ctx.params
         reduce = p.get("reduce", "none")
-        target = ctx.target_view()
+        target = common.target_view(ctx)
         if ctx.delegated:
             ctx.set_progress(progress=0.0, label="scoring")
         keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio", "component_gate",
@@ -111,7 +116,7 @@ class ScoreOOD(common.OODOperator):
                 p.get("score_field", "ood_score"),
                 brain_key=p["similarity_index"],
                 reference=p.get("reference_tag") or None,
-                k=p.get("k") or common.detector_default("knn", "k"),
+                k=_k_param(p.get("k")) or common.detector_default("knn", "k"),
                 overwrite=bool(p.get("overwrite", False)),
                 progress=common.progress_callback(ctx),
             )
@@ -126,7 +131,7 @@ class ScoreOOD(common.OODOperator):
             label_field=label_field,
             patches_field=None if label_field else inventory.embeddings_patches_field(ctx.dataset,
                                                                                       p["embeddings_field"]),
-            k=p.get("k"),
+            k=_k_param(p.get("k")),
             reduce=None if reduce in (None, "none") else reduce,
             n_components=p.get("n_components"),
             overwrite=bool(p.get("overwrite", False)),
@@ -215,3 +220,17 @@ def _similarity_indexes(dataset):
     """Brain keys of the dataset's similarity indexes."""
     return [key for key in dataset.list_brain_runs()
             if getattr(dataset.get_brain_info(key).config, "type", None) == "similarity"]
+
+
+def _add_k_input(inputs, ctx, default):
+    """k: a whole number; for detectors that size k from the reference (default ``auto``) empty = auto."""
+    if isinstance(default, int):
+        inputs.int("k", default=default, min=1, label="k (neighbours)")
+        return
+    inputs.int("k", required=False, min=1, label="k (neighbours)",
+               description=f"Empty = {default!r}: sized from the trusted classes (recommended); or a whole number")
+
+
+def _k_param(value):
+    """The form's k for the SDK: None (the detector's default, e.g. 'auto') when empty."""
+    return None if value in (None, "") else value

@@ -13,10 +13,11 @@ class ComputeOODVisualization(common.OODOperator):
     positional_params = ("embeddings_field", "brain_key")
 
     def resolve_input(self, ctx):
-        from ood_core.fo import inventory
+        from ood_core.fo import inventory, runs
+        from ood_core.fo.scores import VISUALIZATION_METHODS
 
         inputs = types.Object()
-        target = ctx.target_view()
+        target = common.target_view(ctx)
         common.add_target_input(inputs, ctx, "Map")
         if not inventory.embedding_choices(ctx.dataset):
             prop = inputs.view("no_embeddings", types.Warning(label="No embeddings yet"))
@@ -24,11 +25,17 @@ class ComputeOODVisualization(common.OODOperator):
             prop.error_message = "no embeddings yet: run 'OOD: compute pyramid embeddings' first"
             return types.Property(inputs)
         common.add_embeddings_choice(inputs, ctx, target)
-        inputs.enum("method", ["umap", "tsne", "pca"], default=common.sdk_default("compute_ood_visualization", "method"),
-                    label="Method", view=types.RadioGroup())
+        inputs.enum("method", list(VISUALIZATION_METHODS),
+                    default=common.sdk_default("compute_ood_visualization", "method"), label="Method",
+                    view=types.RadioGroup())
         default_key = common.sdk_default("compute_ood_visualization", "brain_key")
         brain = inputs.str("brain_key", default=default_key, required=True, label="Brain key")
         key = ctx.params.get("brain_key", default_key)
+        try:
+            runs.validate_key(key, "brain key")
+        except ValueError as e:
+            brain.invalid = True
+            brain.error_message = str(e)
         if key in ctx.dataset.list_brain_runs() and not ctx.params.get("overwrite", False):
             brain.invalid = True
             brain.error_message = f"brain key {key!r} exists; pick another or tick 'overwrite'"
@@ -43,7 +50,7 @@ class ComputeOODVisualization(common.OODOperator):
         p = ctx.params
         default_key = common.sdk_default("compute_ood_visualization", "brain_key")
         summary = ood.compute_ood_visualization(
-            ctx.target_view(), p["embeddings_field"], p.get("brain_key") or default_key,
+            common.target_view(ctx), p["embeddings_field"], p.get("brain_key") or default_key,
             method=p.get("method") or common.sdk_default("compute_ood_visualization", "method"),
             patches_field=inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]),
             overwrite=bool(p.get("overwrite", False)),
