@@ -48,8 +48,11 @@ def _add_id_inputs(inputs, ctx):
     radio.add_choice("labels", label="Comma-separated class names")
     inputs.enum("id_source", radio.values(), default=default, label="In-distribution classes", view=radio)
     if ctx.params.get("id_source", default) == "label_field":
+        from ood_core.fo import inventory
+
         prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
-                                       description="Its classes are the in-distribution (ID) classes")
+                                       description="Its classes are the in-distribution (ID) classes",
+                                       default=inventory.default_label_field(ctx.dataset))
         if not label_fields:
             _invalid(prop, "this dataset has no Classification or Detections field; type the class names instead")
     else:
@@ -348,6 +351,14 @@ class ComputeRAPScores(common.OODOperator):
         _add_choice(adv, "crop_ranking", {"own_class": "By the image's own class prompt (paper; needs a "
                                                           "Classification label field)",
                                              "all_prompts": "By the best ID prompt"}, "Crop ranking")
+        id_source = p.get("id_source", "label_field" if common.label_fields(dataset) else "labels")
+        if (id_source == "labels" and p.get("few_shot_mode", "tag") == "tag"
+                and p.get("crop_ranking", _rap_default("crop_ranking")) == "own_class"):
+            warning = inputs.view("crop_ranking_needs_classes", types.Warning(
+                label="The paper's crop ranking (by each image's own class prompt) needs the class of every "
+                      "few-shot image: pick 'Classes of a label field', or set 'Crop ranking' to 'By the best "
+                      "ID prompt' in the paper settings"))
+            _invalid(warning, "crop_ranking='own_class' needs the few-shot images' classes")
         adv.bool("flip", default=True, label="Mirror half of the crops", view=types.CheckboxView())
         _check_range(adv.int("num_negatives", default=10000, label="Train-time negative labels",
                                 description="Paper: 10000 (capped at the vocabulary size)"),

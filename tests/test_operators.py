@@ -294,6 +294,7 @@ def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_t
     props = _resolve(uri, ds, dict(score_field="taken"))
     assert props["score_field"].invalid and "already exist" in props["score_field"].error_message
     assert props["label_field"].type.values == ["ground_truth"]  # default ID source: a label field
+    assert props["label_field"].default == "ground_truth"  # the only Classification field, preselected
     assert "tau" not in _resolve(uri, ds, dict())  # the papers' hyper-parameters sit behind a switch
     props = _resolve(uri, ds, dict(show_advanced=True, id_source="labels", id_labels=" , ", tau=0, num_groups=0,
                                    prediction_field="bad name"))
@@ -342,6 +343,14 @@ def test_rap_operator_delegated_through_sdk_call(small, tiny_clip_params, one_to
     props = _resolve(uri, ds, dict(id_source="labels", id_labels="Bag", few_shot_mode="k_per_class",
                                    test_time=False))
     assert props["label_field"].type.values == ["ground_truth"] and "u1" not in props
+    # class names typed in and few-shot images by tag: nothing tells each image's class, which the paper's
+    # crop ranking needs; the form says so unless the ranking by the best ID prompt is chosen
+    props = _resolve(uri, ds, dict(id_source="labels", id_labels="Coat,Dress", few_shot_mode="tag",
+                                   few_shot_tag="trusted"))
+    assert props["crop_ranking_needs_classes"].invalid
+    assert "crop_ranking_needs_classes" not in _resolve(uri, ds, dict(
+        id_source="labels", id_labels="Coat,Dress", few_shot_mode="tag", few_shot_tag="trusted",
+        show_advanced=True, crop_ranking="all_prompts"))
     op = foo.get_operator(uri)
     queued = op(ds, "rap", few_shot_tag="trusted", label_field="ground_truth", num_crops=4, num_keep=2,
                 num_negatives=8, num_groups=2, words_per_sample=1, u1=0.0, u2=1.0, retrieval="new_only",

@@ -95,7 +95,9 @@ def l2_normalize(X, name):
     if zero.size:
         raise OODInputError(
             f"{name} has {zero.size} all-zero row(s) (first rows: {zero[:5].tolist()}) that "
-            "cannot be L2-normalised; drop those samples or use normalize=False."
+            "cannot be L2-normalised (an all-zero embedding usually comes from a blank or failed image); drop "
+            "those samples from the view, or, with the numpy detectors that take it (knn, label_agreement), pass "
+            "normalize=False."
         )
     return np.ascontiguousarray(X / norms[:, None], dtype=np.float32)
 
