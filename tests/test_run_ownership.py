@@ -73,6 +73,13 @@ def test_embeddings_overwrite_on_a_view_keeps_the_other_samples(ds):
         ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=2,
                                        overwrite=True, progress=False)
     assert ds.count("emb") == len(ds) and ood.get_ood_run_info(ds, "emb")["status"] == "complete"
+    # a PCA-projected run: a view would get a new PCA, the others keep the old one's vectors
+    pca = dict(model_name="tf_efficientnet_lite0", levels=[1], grid=1, project_dim=4, project_method="pca",
+               pca_fit_size=20, progress=False)
+    ood.compute_pyramid_embeddings(ds, "pe", **pca)
+    with pytest.raises(OODInputError, match="PCA-projected: overwriting them on a view"):
+        ood.compute_pyramid_embeddings(ds.limit(5), "pe", overwrite=True, **pca)
+    assert ds.count("pe") == len(ds)
 
 
 def test_overwrite_with_fewer_outputs_drops_the_fields_only_the_old_run_wrote(ds):

@@ -499,6 +499,11 @@ def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite
                 _require_same_settings(samples, run_key, settings, "recomputing the view's embeddings would "
                                        "leave the other samples' under the new record; run the overwrite on the "
                                        "whole dataset, or choose another embeddings_field")
+                if (settings.get("projection") or {}).get("method") == "pca":
+                    raise OODInputError(
+                        f"embeddings {run_key!r} are PCA-projected: overwriting them on a view would fit a new PCA "
+                        "there while the other samples keep vectors of the old one; run the overwrite on the whole "
+                        "dataset, or fill in missing embeddings without overwrite (the stored PCA is reused)")
             if dataset.get_field(partial) is not None:
                 dataset.delete_sample_field(partial)  # overwrite, or an orphan without a record: not trusted
             if keep:  # overwriting from a view replaces only the view's values: the others are carried over
