@@ -156,3 +156,30 @@ def test_audit_checks_keys_fields_and_report_folder_before_writing(ds, tmp_path)
     assert first["runs"]["ood"] == "audit_ood" and second["runs"]["ood"] == "again_ood"
     assert second["runs"]["label_issues"] == "again_label_issue"
     assert np.allclose(ds.values("audit_ood"), ds.values("again_ood"))
+
+
+def test_a_grouped_dataset_counts_its_active_slice(fashion_files):
+    """Counts, skips and coverage refer to the slice the calls see (they said '10 of 20 scored, 10 skipped')."""
+    import fiftyone as fo
+
+    import ood_core as ood
+    from ood_core.fo.items import num_samples
+
+    paths, names = fashion_files
+    ds = fo.Dataset()
+    try:
+        ds.add_group_field("group", default="left")
+        samples = []
+        for i in range(10):
+            group = fo.Group()
+            samples += [fo.Sample(filepath=paths[2 * i + j], group=group.element(side),
+                                  ground_truth=fo.Classification(label=names[2 * i + j]))
+                        for j, side in enumerate(("left", "right"))]
+        ds.add_samples(samples)
+        assert num_samples(ds) == len(ds.values("id")) == 10
+        ood.compute_pyramid_embeddings(ds, "e", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                       progress=False)
+        out = ood.compute_ood_scores(ds, "e", "s", method="knn", k=2)
+        assert (out["num_scored"], out["num_skipped"]) == (10, 0)
+    finally:
+        ds.delete()

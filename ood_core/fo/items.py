@@ -20,9 +20,12 @@ def num_samples(samples):
 
     ``len(dataset)`` is MongoDB's *estimated* count, which is wrong (often 0)
     after the database was killed uncleanly, until it is validated; views are
-    counted by aggregation, which is exact.
+    counted by aggregation, which is exact. A grouped dataset counts its active slice (the samples that
+    ``values()`` and iteration see), not every slice.
     """
     if samples is samples._dataset:
+        if samples.media_type == "group":  # the active slice, as values() and iteration see it
+            return len(samples.view())
         return int(samples._sample_collection.count_documents({}))
     return len(samples)
 
