@@ -183,3 +183,78 @@ def test_a_grouped_dataset_counts_its_active_slice(fashion_files):
         assert (out["num_scored"], out["num_skipped"]) == (10, 0)
     finally:
         ds.delete()
+
+
+def test_an_interrupted_embeddings_overwrite_leaves_the_old_field_and_a_record_that_owns_it(ds, monkeypatch):
+    """Completion goes through the journaled commit (the old vectors were renamed aside outside any journal and
+    then removed as an orphan); a record replaced in place is never absent; while an overwrite runs, its record
+    lists the old field too, so deleting the run deletes it and re-running is not refused as a user's field."""
+    import fiftyone.core.collections as foc
+    import fiftyone.core.dataset as fod
+
+    import ood_core as ood
+
+    old = np.array(ds.values("emb"))
+    real = fod.Dataset.rename_sample_field
+    calls = []
+
+    def killed_at_second_rename(self, *args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:  # the old field is aside, the new one not yet in place
+            raise KeyboardInterrupt("killed")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(fod.Dataset, "rename_sample_field", killed_at_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                       overwrite=True, progress=False)
+    monkeypatch.setattr(fod.Dataset, "rename_sample_field", real)
+    ood.repair_ood_runs(ds)
+    ds.reload()
+    assert np.allclose(np.array(ds.values("emb")), old)
+    assert ood.get_ood_run_info(ds, "emb")["fields"] == ["tmp_ood_partial_emb", "emb"]  # the overwrite's record
+    # a record replaced in place: interrupted there, the key keeps its (old) record
+    monkeypatch.setattr(fod.Dataset, "update_run_config", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    monkeypatch.setattr(foc.SampleCollection, "register_run",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("a record was deleted and re-made")))
+    with pytest.raises(KeyboardInterrupt):
+        ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                       overwrite=True, progress=False)
+    monkeypatch.undo()
+    assert "emb" in ood.list_ood_runs(ds)
+    ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                   overwrite=True, progress=False)
+    assert ood.get_ood_run_info(ds, "emb")["status"] == "complete" and np.allclose(np.array(ds.values("emb")), old)
+
+
+def test_object_overwrite_through_filter_labels_keeps_the_hidden_objects(ds):
+    import fiftyone as fo
+    from fiftyone import ViewField as F
+
+    import ood_core as ood
+
+    ds.set_values("dets", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[.1, .1, .5, .5]),
+                                                     fo.Detection(label="b", bounding_box=[.4, .4, .5, .5])])
+                           for _ in range(len(ds))])
+    kw = dict(model_name="tf_efficientnet_lite0", levels=[1], grid=1, progress=False)
+    ood.compute_pyramid_embeddings(ds, "pemb", patches_field="dets", **kw)
+    ood.compute_ood_scores(ds, "pemb", "ps", patches_field="dets", method="knn", k=5)
+    b = ds.filter_labels("dets", F("label") == "b")
+    before = (b.values("dets.detections.ps"), b.values("dets.detections.pemb"))
+    only_a = ds.filter_labels("dets", F("label") == "a")
+    ood.compute_ood_scores(only_a, "pemb", "ps", patches_field="dets", method="knn", k=3, overwrite=True)
+    ood.compute_pyramid_embeddings(only_a, "pemb", patches_field="dets", overwrite=True, **kw)
+    assert b.values("dets.detections.ps") == before[0]
+    assert np.allclose(np.array(b.values("dets.detections.pemb")), np.array(before[1]))
+    # the same key cannot move to another target (the object field would lose its run)
+    with pytest.raises(OODInputError, match="holds 'dets.detections.pemb'; this call would write 'pemb'"):
+        ood.compute_pyramid_embeddings(ds, "pemb", overwrite=True, **kw)
+
+
+def test_audit_checks_its_flag_fields_before_writing(ds, tmp_path):
+    import ood_core as ood
+
+    ds.set_values("audit_ood_flag", [True] * len(ds))  # a user's field under the audit's flag name
+    with pytest.raises(OODInputError, match="'audit_ood_flag' exists .* no fiftyone-ood run wrote it"):
+        ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)
+    assert ood.list_ood_runs(ds) == ["emb"] and not ds.has_field("audit_ood")

@@ -201,8 +201,9 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
         raise OODInputError(f"the audit's run key and score fields must all differ (each names a run); got {names}. "
                             "Give them different names")
     runs.check_new_run(samples, audit_key, [], overwrite, kind="audit")
-    runs.check_new_run(samples, ood_field, [ood_field], overwrite, kind="ood_scores")
-    runs.check_new_run(samples, label_issue_field, [label_issue_field], overwrite, kind="label_issues")
+    for field, kind in ((ood_field, "ood_scores"), (label_issue_field, "label_issues")):
+        runs.check_new_run(samples, field, [field], overwrite, kind=kind)
+        runs.check_new_run(samples, f"{field}_flag", [f"{field}_flag"], overwrite, kind="flags")  # flag_samples' names
     folder = os.path.dirname(report_path)
     try:
         os.makedirs(folder, exist_ok=True)

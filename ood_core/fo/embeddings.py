@@ -8,6 +8,7 @@ from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
     flatten,
+    is_whole_dataset,
     num_samples,
     patch_path,
     require_images,
@@ -164,9 +165,17 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
     partial = patch_path(patches_field, partial_leaf) if patches_field else partial_leaf
     runs.refresh_stale_runs(dataset)
     if dataset.has_run(embeddings_field):
-        if dataset.get_run_info(embeddings_field).config.__dict__.get("kind") != "embeddings":
+        config = dataset.get_run_info(embeddings_field).config
+        if config.__dict__.get("kind") != "embeddings":
             runs.check_new_run(samples, embeddings_field, [target], overwrite, kind="embeddings")  # refuses
-        # an embeddings run of this key: resumed, filled in, or (overwrite) recomputed
+        recorded = [f for f in (getattr(config, "fields", None) or []) if not f.rpartition(".")[2].startswith("tmp_ood_")]
+        if recorded and target not in recorded:
+            raise OODInputError(
+                f"embeddings run {embeddings_field!r} holds {recorded[0]!r}; this call would write {target!r} under "
+                f"the same key (another patches_field), leaving the old field without its run. Choose another "
+                f"embeddings_field, or delete the run first (ood.delete_ood_run(dataset, {embeddings_field!r}))"
+            )
+        # an embeddings run of this key and field: resumed, filled in, or (overwrite) recomputed
     elif dataset.get_field(target) is not None:
         runs.check_new_run(samples, embeddings_field, [target], overwrite, kind="embeddings")
     return target, partial
@@ -275,7 +284,10 @@ class _EmbeddingJob:
                 if self.mode in ("fresh", "resume"):
                     if self.dataset.get_field(self.write_path) is None:
                         self.dataset.add_sample_field(self.write_path, fof.VectorField)
-                    runs.register_run(self.samples, self.run_key, kind="embeddings", fields=[self.write_path],
+                    # an overwrite's old field stays listed until the new one replaces it: deleting the run
+                    # deletes it, and it is never mistaken for a user's field
+                    old = [self.target] if self.dataset.get_field(self.target) is not None else []
+                    runs.register_run(self.samples, self.run_key, kind="embeddings", fields=[self.write_path, *old],
                                       overwrite=True, status="partial", embeddings_field=self.run_key,
                                       **self.settings, results=self.extra_results)
                 else:  # filling in a complete field: the record says so until every item is done
@@ -367,17 +379,11 @@ class _EmbeddingJob:
 
     def _complete(self, job_state, computed, failed, batch_size):
         """Rename the partial field to the target (an old target is moved aside, dropped last) and record."""
-        from .commit import reserve_tmp_path
+        from . import commit
 
         failures = job_state.get("failures", []) if self.shard is not None else failed
-        with coordination.schema_lock(self.dataset):
-            self.dataset.reload()
-            old = None
-            if self.mode in ("fresh", "resume"):
-                if self.dataset.get_field(self.target) is not None:
-                    old = reserve_tmp_path(self.target)
-                    self.dataset.rename_sample_field(self.target, old)
-                self.dataset.rename_sample_field(self.write_path, self.target)
+
+        def register():
             runs.register_run(
                 self.samples, self.run_key, kind="embeddings", fields=[self.target], overwrite=True,
                 status="complete", embeddings_field=self.run_key, batch_size=batch_size, **self.settings,
@@ -385,8 +391,15 @@ class _EmbeddingJob:
                          "num_embedded": len(_keys_with_values(self.samples, self.target, self.patches_field)),
                          "num_computed_this_call": computed, "num_shards": self.num_shards, **self.extra_results},
             )
-            if old is not None:
-                self.dataset.delete_sample_field(old)
+
+        if self.mode in ("fresh", "resume"):
+            # the journaled commit of every write: the old field and record are moved aside until the new ones
+            # are in place, so a crash here is rolled back (or forward) by the next call or repair_ood_runs
+            commit.commit(self.samples, [(self.write_path, self.target)], self.run_key, register, overwrite=True)
+        else:
+            with coordination.schema_lock(self.dataset):
+                self.dataset.reload()
+                register()
         coordination.clear(self.lock)
         return self.target
 
@@ -488,13 +501,12 @@ def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite
     ``overwrite`` from a view of a dataset whose other samples have embeddings of this run copies theirs into
     the fresh partial field first (same settings only), so they keep them.
     """
-    import fiftyone.core.fields as fof
-
     dataset = samples._dataset
     with coordination.schema_lock(dataset):
         dataset.reload()
         if overwrite or not dataset.has_run(run_key):
-            keep = overwrite and dataset.has_run(run_key) and _outside_values(samples, target) is not None
+            keep = overwrite and dataset.has_run(run_key) and dataset.get_field(target) is not None \
+                and not is_whole_dataset(samples)
             if keep:
                 _require_same_settings(samples, run_key, settings, "recomputing the view's embeddings would "
                                        "leave the other samples' under the new record; run the overwrite on the "
@@ -507,9 +519,7 @@ def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite
             if dataset.get_field(partial) is not None:
                 dataset.delete_sample_field(partial)  # overwrite, or an orphan without a record: not trusted
             if keep:  # overwriting from a view replaces only the view's values: the others are carried over
-                outside = _outside_values(samples, target)
-                dataset.add_sample_field(partial, fof.VectorField)
-                outside.set_values(partial, outside.values(target))
+                dataset.clone_sample_field(target, partial)  # (samples, or objects a filter_labels view hides)
             return partial, "fresh"
     info = _require_same_settings(samples, run_key, settings, "refusing to mix embeddings. Pass overwrite=True to "
                                   "recompute all of them, or choose another embeddings_field")
@@ -528,15 +538,6 @@ def _require_same_settings(samples, run_key, settings, consequence):
             f"({_settings_diff(old, settings)}); {consequence}"
         )
     return info
-
-
-def _outside_values(samples, target):
-    """The samples of the dataset outside ``samples`` that have a value at ``target`` (a view), or None."""
-    dataset = samples._dataset
-    if dataset.get_field(target) is None or num_samples(samples) == num_samples(dataset):
-        return None
-    outside = dataset.exclude(samples.values("id"))
-    return outside if len(outside.exists(target.split(".")[0])) else None
 
 
 def _jsonable(obj):

@@ -42,7 +42,7 @@ import numpy as np
 from .. import thresholds
 from ..errors import OODInputError
 from . import runs
-from .items import detections_root, flatten, item_ids, item_values, num_samples, require_nonempty
+from .items import detections_root, flatten, is_whole_dataset, item_ids, item_values, require_nonempty
 
 logger = logging.getLogger(__name__)
 
@@ -522,8 +522,7 @@ def _flags_kept_outside(samples, flag_path, patches, view_ids, overwrite):
     """Items outside the view whose flag stays True: overwriting from a view keeps the values of the other
     items (:func:`runs.write_and_record`), so the tags and the record of those items must stay too."""
     dataset = samples._dataset
-    if not overwrite or num_samples(samples) >= num_samples(dataset) or not _field_present(dataset, flag_path,
-                                                                                           patches):
+    if not overwrite or is_whole_dataset(samples) or not _field_present(dataset, flag_path, patches):
         return set()
     inside = set(view_ids)
     values = item_values(dataset, flag_path, patches)

@@ -30,6 +30,13 @@ def num_samples(samples):
     return len(samples)
 
 
+def is_whole_dataset(samples):
+    """Whether ``samples`` is its whole dataset (the dataset, or a view without stages): an overwrite from
+    anything else keeps the values of the samples and objects it does not show (``filter_labels`` hides
+    objects of the samples it keeps)."""
+    return samples is samples._dataset or not getattr(samples, "_stages", None)
+
+
 def require_nonempty(samples, what="samples"):
     require_own_dataset(samples)
     if num_samples(samples) == 0:

@@ -231,9 +231,9 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     commit.repair(dataset)
     targets = [w[0] for w in writes]
     check_new_run(samples, run_key, targets, overwrite, reads=reads, kind=kind)
-    from .items import num_samples
+    from .items import is_whole_dataset
 
-    partial_view = overwrite and num_samples(samples) < num_samples(dataset)
+    partial_view = overwrite and not is_whole_dataset(samples)
     staged = []
     with contextlib.ExitStack() as held:
         try:
@@ -318,10 +318,13 @@ def register_run(samples, run_key, *, kind, fields, overwrite=False, results=Non
 
 def _register(samples, run_key, kind, fields, overwrite, results, params):
     dataset = samples._dataset
-    if dataset.has_run(run_key):
+    replace = dataset.has_run(run_key)
+    if replace:
         if not overwrite:
             raise OODInputError(f"run key {run_key!r} already exists; pass overwrite=True")
-        dataset.delete_run(run_key)
+        if getattr(dataset.get_run_info(run_key).config, "kind", None) is None:
+            dataset.delete_run(run_key)  # not a run of this package (check_new_run refuses these first)
+            replace = False
     config = dataset.init_run(
         method=f"{PLUGIN_TAG}/{kind}",
         ood_plugin=PLUGIN_TAG,
@@ -329,7 +332,10 @@ def _register(samples, run_key, kind, fields, overwrite, results, params):
         fields=list(fields),
         **params,
     )
-    samples.register_run(run_key, config, overwrite=overwrite)
+    if replace:  # one update of the record in place: a crash never leaves the key without a record
+        dataset.update_run_config(run_key, config)
+    else:
+        samples.register_run(run_key, config, overwrite=overwrite)
     stored = {k: v for k, v in (results or {}).items() if k not in _RESERVED_RESULT_NAMES}
     res = samples.init_run_results(run_key, **stored)
     samples.save_run_results(run_key, res)
