@@ -216,6 +216,15 @@ def test_auto_config_picks_the_best_config_on_validation(layered):
     scores = np.array(validation.values("auto_score"))
     assert roc_auc_score(y, scores) == pytest.approx(out["best"]["auroc"])
     assert fo_runs.get_ood_run_info(ds, "auto_score")["levels"] == out["best"]["levels"]
+    # experiments never replace a run of another kind, even with overwrite; a malformed config is named
+    for call in (lambda: ood.auto_config(ds, "emb", validation=validation, reference="trusted", run_key="auto_score",
+                                         overwrite=True),
+                 lambda: ood.config_sweep(ds, "emb", reference="trusted", run_key="auto_config", overwrite=True)):
+        with pytest.raises(OODInputError, match="overwrite=True replaces only a run of the same kind"):
+            call()
+    assert fo_runs.get_ood_run_info(ds, "auto_score")["kind"] == "ood_scores"
+    with pytest.raises(OODInputError, match="is not an auto_config config"):
+        ood.score_with_config(ds, "s2", {})
 
 
 @pytest.fixture

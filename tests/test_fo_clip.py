@@ -100,6 +100,13 @@ def test_clip_embeddings_field_and_encoder_record(ds, tiny_clip):
     }
     with pytest.raises(OODInputError, match="'clip' already exists"):
         ood.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), progress=False)
+    # overwriting a view keeps the other samples' vectors: only with the same encoder
+    before = ds.values("clip")
+    ood.compute_clip_embeddings(ds.limit(5), "clip", **_model(tiny_clip), overwrite=True, progress=False)
+    np.testing.assert_allclose(np.stack(ds.values("clip")), np.stack(before), atol=1e-5)
+    with pytest.raises(OODInputError, match="come from another encoder"):
+        ood.compute_clip_embeddings(ds.limit(5), "clip", **_model(tiny_clip), quick_gelu=True, overwrite=True,
+                                    progress=False)
 
 
 # --------------------------------------------------------------------------- NegLabel

@@ -1,5 +1,8 @@
 """CLIP image embeddings of a view, recorded with the encoder that made them."""
 
+import json
+
+from ..errors import OODInputError
 from . import runs
 from .clip_common import (
     DEFAULT_CLIP_EMBEDDINGS_FIELD,
@@ -66,10 +69,14 @@ def compute_clip_embeddings(
     runs.validate_key(embeddings_field, "embeddings field")
     runs.check_new_run(samples, embeddings_field, [embeddings_field], overwrite, kind="embeddings")
     encoder = make_encoder(model_name, pretrained, quick_gelu, device)
+    clip_info = encoder_info(encoder)
+    _refuse_mixed_encoders(samples, embeddings_field, clip_info, overwrite)
     keys, X, failures = encode_samples(
         samples, encoder, batch_size=batch_size, skip_failures=skip_failures, progress=progress
     )
-    clip_info = encoder_info(encoder)
+    if not keys:
+        raise OODInputError(f"no image of the view could be read ({len(failures)} failed; first: "
+                            f"{failures[0]['error'] if failures else 'none'}); nothing was written")
     summary = {
         "run_key": embeddings_field,
         "field": embeddings_field,
@@ -95,3 +102,20 @@ def compute_clip_embeddings(
     return summary
 
 
+
+
+def _refuse_mixed_encoders(samples, embeddings_field, clip_info, overwrite):
+    """Overwriting from a view keeps the other samples' embeddings: only when they come from the same encoder."""
+    from .items import is_whole_dataset
+
+    dataset = samples._dataset
+    if not overwrite or is_whole_dataset(samples) or embeddings_field not in runs.list_ood_runs(samples,
+                                                                                                kind="embeddings"):
+        return
+    old = runs.get_ood_run_info(samples, embeddings_field).get("backbone")
+    if json.dumps(old, sort_keys=True, default=str) != json.dumps(clip_info, sort_keys=True, default=str):
+        raise OODInputError(
+            f"CLIP embeddings {embeddings_field!r} on dataset {dataset.name!r} come from another encoder ({old}); "
+            f"overwriting them on a view with {clip_info} would leave the other samples' under the new record. "
+            "Overwrite on the whole dataset, or choose another embeddings_field"
+        )

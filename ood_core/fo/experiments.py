@@ -205,7 +205,7 @@ def pollution_sweep(samples, embeddings_field, *, reference, ood_field="is_ood",
     if bad:
         raise OODInputError(f"fractions must be in [0, 1) (share of OOD in the polluted reference); got {bad}")
     if run_key is not None:
-        runs.check_new_run(samples, run_key, [], overwrite)
+        runs.check_new_run(samples, run_key, [], overwrite, kind="experiment")
 
     ref_view, ref_info = runs.resolve_view(samples, reference, "reference")
     ref_ids, X_ref = _read(ref_view, embeddings_field)
@@ -405,7 +405,7 @@ def config_sweep(samples, embeddings_field, *, reference=None, evaluation=None, 
         has ``error`` set and metrics None.
     """
     if run_key is not None:
-        runs.check_new_run(samples, run_key, [], overwrite)
+        runs.check_new_run(samples, run_key, [], overwrite, kind="experiment")
     rows, info = _sweep(samples, embeddings_field, reference=reference, evaluation=evaluation, ood_field=ood_field,
                         level_subsets=level_subsets, dims=dims, k=k, methods=methods, reduce=reduce, seed=seed,
                         progress=progress)
@@ -448,7 +448,7 @@ def auto_config(samples, embeddings_field, *, validation, reference=None, ood_fi
     """
     if metric not in ("auroc", "aupr_in", "aupr_out") + _LOWER_IS_BETTER:
         raise OODInputError(f"metric must be one of auroc, aupr_in, aupr_out, fpr95, fpr95_openood; got {metric!r}")
-    runs.check_new_run(samples, run_key, [], overwrite)
+    runs.check_new_run(samples, run_key, [], overwrite, kind="auto_config")
     rows, info = _sweep(samples, embeddings_field, reference=reference, evaluation=validation, ood_field=ood_field,
                         level_subsets=level_subsets, dims=dims, k=k, methods=methods, reduce=reduce, seed=seed,
                         progress=progress)
@@ -493,10 +493,15 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
         if info.get("kind") != "auto_config":
             raise OODInputError(f"run {config!r} is a {info.get('kind')!r} run, not an auto_config run")
         config = info["best_config"]
+    if not isinstance(config, dict) or not {"embeddings_field", "method"} <= set(config):
+        raise OODInputError(
+            f"config={config!r} is not an auto_config config; pass the 'config' dict that ood.auto_config returned, "
+            "or the run key of an auto_config run"
+        )
     run_key = run_key or score_field
     runs.validate_key(score_field, "score field")
     emb = config["embeddings_field"]
-    runs.check_new_run(samples, run_key, [score_field], overwrite, reads=[emb])
+    runs.check_new_run(samples, run_key, [score_field], overwrite, reads=[emb], kind="ood_scores")
     if reference is None and not (config.get("reference") or {}).get("unsupervised"):
         recorded = config.get("reference") or {}
         reference = recorded.get("tag") or runs.view_from_description(samples, recorded)
@@ -505,7 +510,14 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
     keys, X = _read(samples, emb)
     cols = None
     if config.get("level_indices") is not None:
-        cols = level_columns(_backbone(samples, emb), X.shape[1], config["level_indices"])
+        backbone = _backbone(samples, emb)
+        if backbone is None:
+            raise OODInputError(
+                f"the config picks pyramid levels {config['level_indices']} of {emb!r}, but {emb!r} is not an "
+                "embeddings run of this package (no level layout recorded); score the embeddings run the config "
+                "was chosen on"
+            )
+        cols = level_columns(backbone, X.shape[1], config["level_indices"])
         X = X[:, cols]
     X_ref = ref_index = None
     ref_info = None

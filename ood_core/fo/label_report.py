@@ -71,7 +71,7 @@ def label_error_report(samples, label_field, embeddings_field=None, *, method="l
     if method not in detector_names("label_issues"):
         raise OODInputError(f"method must be one of {detector_names('label_issues')}; got {method!r}")
     if run_key is not None:
-        runs.check_new_run(samples, run_key, [], overwrite)
+        runs.check_new_run(samples, run_key, [], overwrite, kind="experiment")
     patches = label_field if label_kind(samples, label_field) == "detections" else None
     if score_field is not None:
         from .items import item_ids, item_values
