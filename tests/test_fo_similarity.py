@@ -5,6 +5,8 @@ The server is PostgreSQL 16 + pgvector from the ``pgserver`` wheel, started on
 answer: in-distribution Gaussian clusters and a shifted OOD group.
 """
 
+import os
+
 import numpy as np
 import psycopg2
 import pytest
@@ -85,6 +87,20 @@ def test_kept_index_is_reused_by_brain_key(pg, emb_dataset):
     compute_knn_scores_with_index(ds, "emb", "second", brain_key="ref_index", k=5, progress=False)
     np.testing.assert_allclose(ds.values("second"), ds.values("first"), rtol=1e-6)
     assert pg_tables(pg) == tables
+    # a later process reuses it too, with the connection settings passed again (they were dropped)
+    import subprocess
+    import sys
+
+    code = ("import fiftyone as fo\nfrom ood_core.fo.similarity import compute_knn_scores_with_index\n"
+            f"ds = fo.load_dataset({ds.name!r})\n"
+            f"compute_knn_scores_with_index(ds, 'emb', 'third', brain_key='ref_index', k=5, progress=False, "
+            f"connection_string={pg.connection_string!r})\n")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=repo,
+                   env={**os.environ, "PYTHONPATH": repo}, capture_output=True, timeout=300)
+    ds.reload()
+    np.testing.assert_allclose(ds.values("third"), ds.values("first"), rtol=1e-6)
+    assert pg_tables(pg) == tables
     ds.load_brain_results("ref_index").cleanup(drop_table=True)
     ds.delete_brain_run("ref_index")
 
@@ -157,6 +173,9 @@ def test_bad_inputs_are_refused_before_any_work(pg, emb_dataset):
         compute_knn_scores_with_index(ds, "emb", "t", reference="trusted", k=5, metric="dotproduct",
                                       progress=False, connection_string=cs, **EXACT)
     assert ds.get_field("t") is None and pg_tables(pg) == []
+    with pytest.raises(OODInputError, match='metric="cosine"'):  # a kept index is not created either
+        compute_knn_scores_with_index(ds, "emb", "t", reference="trusted", k=5, metric="dotproduct",
+                                      brain_key="kept", progress=False, connection_string=cs, **EXACT)
     assert pg_tables(pg) == [] and ds.list_brain_runs() == []
 
 

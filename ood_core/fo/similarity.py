@@ -91,14 +91,25 @@ def _index_metric(index):
     return metric
 
 
-def _load_index(dataset, brain_key, embeddings_field):
+def _load_index(dataset, brain_key, embeddings_field, backend_kwargs=None):
+    """A kept index; ``backend_kwargs`` carry its credentials (e.g. ``connection_string``) when they are not in
+    FiftyOne's brain config."""
     info = dataset.get_brain_info(brain_key)
     if getattr(info.config, "type", None) != "similarity":
         raise OODInputError(
             f"brain run {brain_key!r} on dataset {dataset.name!r} is not a similarity index; pass the key "
             "of a fiftyone.brain.compute_similarity run, or a new key to build one"
         )
-    index = dataset.load_brain_results(brain_key)
+    credentials = {k: v for k, v in (backend_kwargs or {}).items() if k != "metric"}
+    try:
+        index = dataset.load_brain_results(brain_key, **credentials)
+    except Exception as e:
+        if isinstance(e, OODInputError):
+            raise
+        raise BackendError(
+            f"could not open the similarity index {brain_key!r}: {e}. Check that its server is running, and pass "
+            "its connection settings again (e.g. connection_string=...) if they are not in FiftyOne's brain config"
+        ) from e
     stored = getattr(index.config, "embeddings_field", None)
     if stored is not None and stored != embeddings_field:
         raise OODInputError(
@@ -114,6 +125,11 @@ def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_si
 
     kwargs = dict(backend_kwargs)
     kwargs.setdefault("metric", "cosine")
+    if kwargs["metric"] not in _METRIC_NORMALIZE:  # before anything is created
+        raise OODInputError(
+            f"similarity index metric {kwargs['metric']!r} cannot give k-NN distances; build the index with "
+            'metric="cosine" (the k-NN detector\'s normalised distance) or metric="euclidean"'
+        )
     dataset = ref_view._dataset
     try:
         index = fob.compute_similarity(
@@ -138,8 +154,14 @@ def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_si
         index.reload()
         if brain_key is not None:
             index.save()
-    except BaseException:
+    except BaseException as e:
         _drop_index(dataset, index, brain_key)
+        if isinstance(e, ValueError) and "dimension" in str(e).lower():
+            raise OODInputError(
+                f"the {backend!r} index refused the embeddings of {embeddings_field!r}: {e}. Compute embeddings "
+                "of fewer dimensions for it (compute_pyramid_embeddings(..., project_dim=1024)), or use another "
+                "backend"
+            ) from e
         raise
     return index
 
@@ -231,7 +253,7 @@ def _compute_knn_scores_with_index(
     ref_view, ref_info, n_ref = _reference_with_embeddings(samples, reference, embeddings_field, k)
     dataset = samples._dataset
     if existing:
-        index = _load_index(dataset, brain_key, embeddings_field)
+        index = _load_index(dataset, brain_key, embeddings_field, backend_kwargs)
         if ref_view is not None:
             index.use_view(ref_view)
     else:
