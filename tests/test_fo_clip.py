@@ -303,6 +303,19 @@ def test_rap_few_shot_tag_and_its_errors(ds, tiny_clip, word_list, cache):
                                few_shot=few_view, test_time=False, prediction_field="rap2_prediction", **kw)
     recorded = fo_runs.get_ood_run_info(ds, "r2")["few_shot"]
     assert fo_runs.view_from_description(ds, recorded).values("id") == few_view.values("id")
+    # an unreadable few-shot image stops the run, or with skip_failures=True is left out and listed
+    broken = ds.match_tags("fewshot").first()
+    broken.filepath = "/nonexistent/few_shot.png"
+    broken.save()
+    with pytest.raises(OODInputError, match="does not exist"):
+        ood.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r3", id_labels=["Bag", "Dress"],
+                               few_shot="fewshot", test_time=False, prediction_field=None, **kw)
+    summary = ood.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r3", id_labels=["Bag", "Dress"],
+                                     few_shot="fewshot", test_time=False, prediction_field=None,
+                                     skip_failures=True, **kw)
+    assert summary["num_few_shot"] == 2
+    failures = fo_runs.load_ood_results(ds, "r3").few_shot_failures
+    assert [f["id"] for f in failures] == [broken.id] and "does not exist" in failures[0]["error"]
 
 
 def _label_is(label):

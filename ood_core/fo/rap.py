@@ -89,6 +89,7 @@ def compute_rap_scores(
         u2=u2, words_per_sample=words_per_sample, batch_size=update_batch_size, rescore=rescore,
         retrieval=retrieval, tau=tau, num_groups=num_groups, seed=seed,
     )
+    few_ids, few_paths, few_labels, few_failures = _readable_few_shot(few_ids, few_paths, few_labels, skip_failures)
     scorer.class_indices(id_names, few_labels, len(few_paths))  # fail before the slow steps
     inputs = prepare_scorer_inputs(
         samples, id_names, embeddings_field=embeddings_field, model_name=model_name, pretrained=pretrained,
@@ -108,11 +109,33 @@ def compute_rap_scores(
         samples, run_key, kind="rap", inputs=inputs, scores=result.ood_scores, predictions=scorer.predict(inputs.X),
         score_field=score_field, prediction_field=prediction_field, label_field=label_field,
         embeddings_field=embeddings_field, overwrite=overwrite,
-        results=_results(scorer.run_record(result), inputs, few_ids, summary), few_shot=few_info,
+        results=dict(_results(scorer.run_record(result), inputs, few_ids, summary), few_shot_failures=few_failures),
+        few_shot=few_info,
         num_few_shot=len(few_ids), test_time=bool(test_time), processing_order=PROCESSING_ORDER,
         rap=scorer.get_params(),
     )
     return summary
+
+
+def _readable_few_shot(ids, paths, labels, skip_failures):
+    """With ``skip_failures``, the few-shot images that cannot be read are left out (and listed) instead of
+    stopping the run, as for the scored images; ``(ids, paths, labels, failures)``."""
+    from ..images import ImageLoadError, load_rgb
+
+    if not skip_failures:
+        return ids, paths, labels, []
+    keep, failures = [], []
+    for i, (sid, path) in enumerate(zip(ids, paths)):
+        try:
+            load_rgb(path)
+            keep.append(i)
+        except ImageLoadError as e:
+            failures.append({"id": sid, "filepath": path, "error": str(e)})
+    if not keep:
+        raise OODInputError(f"none of the {len(ids)} few-shot images could be read (first: {failures[0]['error']}); "
+                            "tag readable in-distribution images as the few-shot set")
+    pick = (lambda xs: None if xs is None else [xs[i] for i in keep])
+    return pick(ids), pick(paths), pick(labels), failures
 
 
 def _results(record, inputs, few_ids, summary):
