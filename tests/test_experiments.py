@@ -275,6 +275,13 @@ def test_label_error_report_per_class(mislabeled):
     assert [r["class"] for r in by_field] == [r["class"] for r in computed]
     for a, b in zip(by_field, computed):
         assert a["mean_score"] == pytest.approx(b["mean_score"]) and a["auroc"] == b["auroc"]
+    # fields of the wrong kind are named (a float "truth" read every label as wrong; a vector as scores)
+    with pytest.raises(OODInputError, match="gt_field 'lof_score' is a FloatField"):
+        ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="lof_score")
+    with pytest.raises(OODInputError, match="score_field 'emb' is a VectorField"):
+        ood.label_error_report(ds, "ground_truth", score_field="emb")
+    with pytest.raises(OODInputError, match="score_field 'nope' does not exist"):
+        ood.label_error_report(ds, "ground_truth", score_field="nope")
 
 
 def test_plots_and_save_figure(tmp_path):

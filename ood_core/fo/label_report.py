@@ -12,6 +12,7 @@ from .experiments import Table, record_table
 
 def _wrong_label_truth(samples, gt_field, patches, keys, labels):
     """Per-key True (label wrong) / False / None from a boolean field or a true-label field."""
+    import fiftyone.core.fields as fof
     import fiftyone.core.labels as fol
 
     from .items import item_ids, item_values
@@ -23,6 +24,11 @@ def _wrong_label_truth(samples, gt_field, patches, keys, labels):
     field = dataset.get_field(path)
     if getattr(field, "document_type", None) is fol.Classification:
         path = f"{path}.label"
+    elif field is not None and not isinstance(field, (fof.BooleanField, fof.IntField, fof.StringField)):
+        raise OODInputError(
+            f"gt_field {gt_field!r} is a {type(field).__name__}; pass a boolean field (True = label is wrong, e.g. "
+            "'label_is_wrong'), a string or Classification field with the true class names"
+        )
     elif field is None and not (patches and dataset.count(path)):
         raise OODInputError(
             f"gt_field {gt_field!r} does not exist; pass a boolean field (True = label is wrong, e.g. "
@@ -39,6 +45,18 @@ def _wrong_label_truth(samples, gt_field, patches, keys, labels):
         else:
             truth.append(str(v) != str(label))  # a true class name
     return truth, path
+
+
+def _require_float_field(dataset, path, patches):
+    import fiftyone.core.fields as fof
+
+    field = dataset.get_field(path)
+    if field is None and not (patches and dataset.count(path)):
+        raise OODInputError(f"score_field {path!r} does not exist; pass the field of a label-issue score run "
+                            "(e.g. 'label_issue'), or embeddings_field= to compute the scores")
+    if field is not None and not isinstance(field, (fof.FloatField, fof.IntField)):
+        raise OODInputError(f"score_field {path!r} is a {type(field).__name__}, not one number per item; pass the "
+                            "field of a label-issue score run (e.g. 'label_issue')")
 
 
 def label_error_report(samples, label_field, embeddings_field=None, *, method="label_agreement", k=None,
@@ -78,6 +96,7 @@ def label_error_report(samples, label_field, embeddings_field=None, *, method="l
 
         label_path = f"{patches}.detections.label" if patches else f"{label_field}.label"
         spath = f"{patches}.detections.{score_field}" if patches and "." not in score_field else score_field
+        _require_float_field(samples._dataset, spath, patches)
         triples = [t for t in zip(item_ids(samples, patches), item_values(samples, spath, patches),
                                   item_values(samples, label_path, patches)) if t[1] is not None and t[2] is not None]
         if not triples:
