@@ -57,7 +57,9 @@ def fpr_at_95_ood_flagged(id_scores, ood_scores):
     return float(np.mean(np.asarray(id_scores, dtype=np.float64) >= threshold))
 
 
-def validate_scores(scores, is_ood):
+def validate_scores(scores, is_ood, *, both_classes=True):
+    """``(float scores, bool is_ood)`` checked: 1-D, same length, finite, boolean/0-1 labels; with
+    ``both_classes`` (metrics) both classes present."""
     scores = np.asarray(scores)
     is_ood_arr = np.asarray(is_ood)
     if scores.ndim != 1 or is_ood_arr.ndim != 1:
@@ -85,12 +87,15 @@ def validate_scores(scores, is_ood):
             f"{bad[:5].tolist()}); fix or drop those samples before computing metrics."
         )
     if is_ood_arr.dtype != np.bool_:
-        if not np.isin(is_ood_arr, [0, 1]).all():
+        values = is_ood_arr.tolist()
+        bad = [v for v in values if not (isinstance(v, bool) or (isinstance(v, (int, float)) and v in (0, 1)))]
+        if bad:
             raise OODInputError(
-                "is_ood must be boolean (True = OOD) or 0/1; got other values such as "
-                f"{[v for v in np.unique(is_ood_arr) if v not in (0, 1)][:3]!r}."
+                f"is_ood must be boolean (True = OOD) or 0/1; got other values such as {bad[:3]!r}."
             )
-        is_ood_arr = is_ood_arr.astype(bool)
+        is_ood_arr = np.array([bool(v) for v in values], dtype=bool)
+    if not both_classes:
+        return scores, is_ood_arr
     if not is_ood_arr.any():
         raise OODInputError(
             "is_ood has no positive (OOD) samples; AUROC needs both classes: include OOD "

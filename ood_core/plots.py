@@ -11,10 +11,17 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
-def _plot_inputs(scores, is_ood):
+def _plot_inputs(scores, is_ood, both_classes=True):
     from .metrics import validate_scores
 
-    return validate_scores(scores, is_ood)
+    return validate_scores(scores, is_ood, both_classes=both_classes)
+
+
+def _is_finite_number(value):
+    try:
+        return not isinstance(value, (bool, str)) and bool(np.isfinite(float(value)))
+    except (TypeError, ValueError):
+        return False
 
 
 def plot_roc_pr(scores, is_ood, *, title=None):
@@ -45,10 +52,17 @@ def plot_roc_pr(scores, is_ood, *, title=None):
 
 
 def plot_score_histogram(scores, is_ood, *, threshold=None, nbins=50, title=None):
-    """Overlaid score histograms of ID and OOD samples; optional threshold line (flag = score >= threshold)."""
+    """Overlaid score histograms of ID and OOD samples (either may be empty, e.g. in-distribution samples only);
+    optional threshold line (flag = score >= threshold)."""
     import plotly.graph_objects as go
 
-    scores, is_ood = _plot_inputs(scores, is_ood)
+    from .errors import OODInputError
+    from .validation import check_positive_int
+
+    scores, is_ood = _plot_inputs(scores, is_ood, both_classes=False)
+    nbins = check_positive_int(nbins, "nbins")
+    if threshold is not None and not _is_finite_number(threshold):
+        raise OODInputError(f"threshold={threshold!r} is not a number; pass a finite score (or None for no line)")
     edges = np.histogram_bin_edges(scores, bins=nbins)
     bins = {"start": float(edges[0]), "end": float(edges[-1]), "size": float(edges[1] - edges[0]) or 1.0}
     fig = go.Figure()

@@ -294,6 +294,13 @@ def test_plots_and_save_figure(tmp_path):
     np.testing.assert_allclose(fig.data[0].y, tpr)
     assert f"{roc_auc_score(is_ood, scores):.3f}" in fig.layout.annotations[0].text
 
+    # a histogram of one class is a normal use (in-distribution samples only); bad settings are named
+    assert len(ood.plot_score_histogram(scores[:50], is_ood[:50]).data) == 2
+    for bad, match in ((dict(nbins=0), "nbins=0"), (dict(threshold="high"), "threshold='high' is not a number")):
+        with pytest.raises(OODInputError, match=match):
+            ood.plot_score_histogram(scores, is_ood, **bad)
+    with pytest.raises(OODInputError, match="is_ood must be boolean .* \\[None\\]"):
+        ood.plot_roc_pr([0.1, 0.2, 0.3, 0.4], [False, None, True, True])
     hist = ood.plot_score_histogram(scores, is_ood, threshold=1.5)
     assert len(hist.data[0].x) == 50 and len(hist.data[1].x) == 30
     assert hist.layout.shapes[0].x0 == 1.5
