@@ -91,6 +91,12 @@ def test_overwrite_with_fewer_outputs_drops_the_fields_only_the_old_run_wrote(ds
     assert ood.get_ood_run_info(ds, "li")["fields"] == ["li"] and not ds.has_field("li_suggestion")
     ood.compute_label_issues(ds, "ground_truth", "emb", "li", overwrite=True)  # was refused: an orphan field
     assert ds.has_field("li_suggestion")
+    # from a view, dropping the suggestions would delete those of the samples outside it: refused
+    suggestions = ds.values("li_suggestion.label")
+    with pytest.raises(OODInputError, match="also wrote \\['li_suggestion'\\].*Overwrite on the whole dataset"):
+        ood.compute_label_issues(ds.limit(10), "ground_truth", "emb", "li", method="label_agreement", k=2,
+                                 overwrite=True)
+    assert ds.values("li_suggestion.label") == suggestions
     assert not [f for f in ds.get_field_schema() if f.startswith("tmp_ood")]
 
 

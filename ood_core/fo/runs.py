@@ -234,6 +234,8 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     from .items import is_whole_dataset
 
     partial_view = overwrite and not is_whole_dataset(samples)
+    if partial_view:
+        _refuse_dropping_from_a_view(dataset, run_key, targets)
     staged = []
     with contextlib.ExitStack() as held:
         try:
@@ -255,6 +257,23 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
         except BaseException:
             commit.discard(dataset, [tmp for tmp, _ in staged])
             raise
+
+
+def _refuse_dropping_from_a_view(dataset, run_key, targets):
+    """A run replaced from a view by one that writes fewer fields: the fields it would drop hold the values of
+    the samples outside the view too, which an overwrite from a view keeps; refuse instead of deleting them."""
+    from .commit import is_internal
+
+    if not dataset.has_run(run_key):
+        return
+    old = getattr(dataset.get_run_info(run_key).config, "fields", None) or []
+    extra = [p for p in old if p not in targets and not is_internal(p) and _field_exists(dataset, p)]
+    if extra:
+        raise OODInputError(
+            f"run {run_key!r} also wrote {extra}, which this call does not write; overwriting it from a view would "
+            "delete them for the samples outside the view as well. Overwrite on the whole dataset, or use another "
+            "score field"
+        )
 
 
 def record_scores(samples, run_key, *, kind, score_field, scores_by_key, patches_field=None, extra_writes=(),
