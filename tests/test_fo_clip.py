@@ -369,6 +369,14 @@ def test_explain_sample_uses_the_run_record(embedded, tiny_clip, word_list, cach
         ood.explain_sample(ds, "nl", "0123456789abcdef01234567")
     with pytest.raises(OODInputError, match="no fiftyone-ood run"):
         ood.explain_sample(ds, "nope", sample.id)
+    with pytest.raises(OODInputError, match="sample_id must be a sample's id"):
+        ood.explain_sample(ds, "nl", sample)
+    with pytest.raises(OODInputError, match="top=2.7 is a float"):
+        ood.explain_sample(ds, "nl", sample.id, top=2.7)
+    sample["nl"] = None  # as for a sample outside the run's view, or whose image could not be read
+    sample.save()
+    with pytest.raises(OODInputError, match="has no score in run 'nl'"):
+        ood.explain_sample(ds, "nl", sample.id)
 
 
 # --------------------------------------------------------------------------- bad input

@@ -3,6 +3,7 @@
 import numpy as np
 
 from ..errors import OODInputError
+from ..validation import check_positive_int
 from . import runs
 from .clip_common import SCORE_CONVENTION, clip_embeddings_record, make_encoder
 
@@ -47,7 +48,14 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
             f"run {run_key!r} is a {kind!r} run; explain_sample explains NegLabel, RAP or AdaNeg runs "
             f"(existing ones: {existing})"
         )
+    top = check_positive_int(top, "top")
     sample = _sample(samples, sample_id)
+    score_field = info.get("score_field")
+    if score_field and (not sample.has_field(score_field) or sample[score_field] is None):
+        raise OODInputError(
+            f"sample {sample.id} has no score in run {run_key!r} (field {score_field!r}): the run did not score it "
+            "(outside the run's view, or its image could not be read); explain a sample the run scored"
+        )
     res = runs.load_ood_results(samples, run_key)
     words, pos, stages, templates = _run_negatives(kind, res)
     id_names = list(res.id_names)
@@ -66,7 +74,6 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
         negatives.append({"label": words[i], "pos": pos[i], "similarity": entry["similarity"], **stages[i]})
     prediction_field = info.get("prediction_field")
     prediction = sample[prediction_field] if prediction_field and sample.has_field(prediction_field) else None
-    score_field = info.get("score_field")
     extra = {"memory": _memory_neighbours(samples, res, x, info.get("embeddings_field"), top)} \
         if kind == "adaneg" else {}
     return {
@@ -83,6 +90,9 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
 
 
 def _sample(samples, sample_id):
+    if not isinstance(sample_id, str):
+        raise OODInputError(f"sample_id must be a sample's id (a string, e.g. sample.id); got a "
+                            f"{type(sample_id).__name__}")
     try:
         return samples._dataset[sample_id]
     except (KeyError, ValueError, TypeError) as e:
@@ -135,6 +145,8 @@ def _memory_neighbours(samples, res, x, field, top):
     ids = list(res.memory_sample_ids)
     if not field or not ids:
         return None if not field else []
+    if samples._dataset.get_field(field) is None:
+        return None  # the run's embeddings were deleted since: no memory to compare with
     view = samples._dataset.select(ids)
     vectors = dict(zip(view.values("id"), view.values(field)))
     rows = [(sid, label, kind) for sid, label, kind in zip(ids, res.memory_labels, res.memory_kinds)
