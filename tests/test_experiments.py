@@ -63,6 +63,10 @@ def test_pollution_hurts_k1_far_more_than_k10(polluted):
                                         k=(1, 10), seed=0)
     assert (set(ds.get_field_schema()), ds.list_runs()) == before  # wrote nothing
     assert [(r["fraction"], r["k"]) for r in table] == [(f, k) for f in (0, 0.02, 0.05, 0.1) for k in (1, 10)]
+    for bad, match in ((dict(fractions=("a",)), "fractions="), (dict(fractions=None), "fractions="),
+                       (dict(seed="x"), "seed='x'")):
+        with pytest.raises(OODInputError, match=match):
+            ood.pollution_sweep(ds, "emb", reference="trusted", **{"fractions": (0,), **bad})
     # n = round(f * 200 / (1 - f)) OOD samples join the 200 trusted ones
     assert [r["num_polluting"] for r in table[::2]] == [0, 4, 11, 22]
     assert table[-1]["pollution_share"] == pytest.approx(22 / 222)
@@ -225,6 +229,11 @@ def test_auto_config_picks_the_best_config_on_validation(layered):
     assert fo_runs.get_ood_run_info(ds, "auto_score")["kind"] == "ood_scores"
     with pytest.raises(OODInputError, match="is not an auto_config config"):
         ood.score_with_config(ds, "s2", {})
+    # parameter grids that cannot mean what they say are named (they ran silently or failed deep inside)
+    for bad, match in ((dict(reduce=None, dims=(5,)), "reduce=None"), (dict(level_subsets=[]), "level_subsets=\\[\\]"),
+                       (dict(level_subsets="l1"), "level_subsets='l1'"), (dict(seed="x"), "seed='x'")):
+        with pytest.raises(OODInputError, match=match):
+            ood.config_sweep(ds, "emb", reference="trusted", **bad)
 
 
 @pytest.fixture

@@ -94,6 +94,15 @@ def _as_tuple(value, name):
     return out
 
 
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_seed(seed):
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
+        raise OODInputError(f"seed={seed!r} is not valid; pass a whole number >= 0")
+
+
 def _read(view, embeddings_field):
     from .scores import read_embeddings
 
@@ -200,7 +209,11 @@ def pollution_sweep(samples, embeddings_field, *, reference, ood_field="is_ood",
     """
     method = _check_method(method)
     ks = _as_tuple(k, "k") if _takes_k(method) else (None,)
-    fractions = tuple(float(f) for f in _as_tuple(fractions, "fractions"))
+    fractions = _as_tuple(fractions, "fractions")
+    if fractions == (None,) or not all(_is_number(f) for f in fractions):
+        raise OODInputError(f"fractions={fractions!r}: pass numbers in [0, 1), e.g. fractions=(0, 0.05, 0.1)")
+    fractions = tuple(float(f) for f in fractions)
+    _check_seed(seed)
     bad = [f for f in fractions if not 0.0 <= f < 1.0]
     if bad:
         raise OODInputError(f"fractions must be in [0, 1) (share of OOD in the polluted reference); got {bad}")
@@ -304,6 +317,15 @@ def _sweep(samples, embeddings_field, *, reference, evaluation, ood_field, level
     methods = tuple(_check_method(m) for m in _as_tuple(methods, "methods"))
     ks = _as_tuple(k, "k")
     dims = _as_tuple(dims, "dims")
+    _check_seed(seed)
+    if reduce is None and any(d is not None for d in dims):
+        raise OODInputError(f"dims={dims!r} asks for reduced dimensions but reduce=None; pass reduce='pca' (or "
+                            "'umap', 'random'), or dims=(None,)")
+    if level_subsets is not None and not isinstance(level_subsets, str):
+        level_subsets = list(level_subsets)
+    if isinstance(level_subsets, str) or level_subsets == []:
+        raise OODInputError(f"level_subsets={level_subsets!r}: pass a list of level lists, e.g. "
+                            "[['blocks.4'], ['blocks.4', 'blocks.6']], or None for every contiguous run of levels")
     if reference is None:
         ref_view, ref_info = samples, {"unsupervised": True}
     else:
