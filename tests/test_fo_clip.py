@@ -395,6 +395,20 @@ def test_bad_label_inputs_are_named(embedded, word_list, cache, tmp_path):
         _neglabel(ds, cache, word_list, id_labels="Bag, Coat", **kw)
     with pytest.raises(OODInputError, match="duplicates"):
         _neglabel(ds, cache, word_list, id_labels=["Bag", "bag"], **kw)
+    # types that were used silently (a dict's keys) or failed deep inside
+    with pytest.raises(OODInputError, match="id_labels must be a list of class names; got a dict"):
+        _neglabel(ds, cache, word_list, id_labels={"Bag": 1}, **kw)
+    with pytest.raises(OODInputError, match="word_list must be the path of a text file"):
+        _neglabel(ds, cache, 5, id_labels=["Bag", "Coat"], **kw)
+    with pytest.raises(OODInputError, match="is a folder"):
+        _neglabel(ds, cache, str(tmp_path), id_labels=["Bag", "Coat"], **kw)
+    with pytest.raises(OODInputError, match="quick_gelu='yes' is not valid"):
+        _neglabel(ds, cache, word_list, id_labels=["Bag", "Coat"], quick_gelu="yes", **kw)
+    with pytest.raises(OODInputError, match="device='gpu9' is not a torch device"):
+        _neglabel(ds, cache, word_list, id_labels=["Bag", "Coat"], device="gpu9", **kw)
+    with pytest.raises(OODInputError, match="test_time='no' is not valid"):
+        ood.compute_rap_scores(ds, "r", id_labels=["Bag"], label_field="ground_truth", k_per_class=1,
+                               test_time="no", word_list=word_list, cache_dir=cache, progress=False)
     with pytest.raises(OODInputError, match="label field 'nope' does not exist"):
         _neglabel(ds, cache, word_list, **dict(kw, label_field="nope"))
     import fiftyone as fo

@@ -195,6 +195,12 @@ class RAPScorer:
             if value not in allowed:
                 raise OODInputError(f"{name} must be one of {allowed} (the first is the paper's); got {value!r}.")
         resolve_u(u_preset, u1, u2)  # fail early on a bad preset or range
+        for name, value in (("flip", flip), ("test_time", test_time)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise OODInputError(f"{name}={value!r} is not valid; pass True or False.")
+        if len(tuple(lambdas)) != 3:
+            raise OODInputError(f"lambdas={tuple(lambdas)!r} must be three numbers (lambda1 > 0 for outlier crops, "
+                                "lambda2 < 0 for ID crops, lambda3 < 0 for ID prompts), e.g. (0.2, -0.2, -1.0)")
         self.num_crops = num_crops
         self.num_keep = num_keep
         self.crop_scale = tuple(crop_scale)

@@ -48,6 +48,9 @@ def resolve_id_labels(samples, id_labels, label_field, *, allow_both=False):
                 f"id_labels must be a list of class names, not the string {id_labels!r}; e.g. "
                 f"id_labels={[s.strip() for s in id_labels.split(',') if s.strip()]!r}"
             )
+        if not isinstance(id_labels, (list, tuple, np.ndarray)):
+            raise OODInputError(f"id_labels must be a list of class names; got a {type(id_labels).__name__} "
+                                f"({id_labels!r}); e.g. id_labels=['dog', 'cat']")
         names = list(id_labels)
         if not names:
             raise OODInputError(
@@ -68,6 +71,12 @@ def resolve_id_labels(samples, id_labels, label_field, *, allow_both=False):
 
 def _lexicon_key(word_list, wordnet_dir, cross_pos, cache_dir, vocabulary):
     if word_list is not None:
+        if not isinstance(word_list, (str, os.PathLike)):
+            raise OODInputError(f"word_list must be the path of a text file (one word per line); got a "
+                                f"{type(word_list).__name__}")
+        if os.path.isdir(os.path.expanduser(os.fspath(word_list))):
+            raise OODInputError(f"word_list {os.fspath(word_list)!r} is a folder; pass a text file with one word "
+                                "per line")
         path = os.path.abspath(os.path.expanduser(os.fspath(word_list)))
         stat = os.stat(path) if os.path.isfile(path) else None
         return ("word_list", path, stat and (stat.st_size, stat.st_mtime_ns), cross_pos)
