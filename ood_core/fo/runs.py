@@ -124,7 +124,6 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
     ``a.detections.b``) paths.
     """
     from . import commit
-
     from .items import require_own_dataset
 
     validate_key(run_key)
