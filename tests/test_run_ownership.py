@@ -248,7 +248,7 @@ def test_object_overwrite_through_filter_labels_keeps_the_hidden_objects(ds):
     b = ds.filter_labels("dets", F("label") == "b")
     before = (b.values("dets.detections.ps"), b.values("dets.detections.pemb"))
     only_a = ds.filter_labels("dets", F("label") == "a")
-    ood.compute_ood_scores(only_a, "pemb", "ps", patches_field="dets", method="knn", k=3, overwrite=True)
+    ood.compute_ood_scores(only_a, "pemb", "ps", patches_field="dets", method="knn", k=5, overwrite=True)
     ood.compute_pyramid_embeddings(only_a, "pemb", patches_field="dets", overwrite=True, **kw)
     assert b.values("dets.detections.ps") == before[0]
     assert np.allclose(np.array(b.values("dets.detections.pemb")), np.array(before[1]))
@@ -264,3 +264,55 @@ def test_audit_checks_its_flag_fields_before_writing(ds, tmp_path):
     with pytest.raises(OODInputError, match="'audit_ood_flag' exists .* no fiftyone-ood run wrote it"):
         ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)
     assert ood.list_ood_runs(ds) == ["emb"] and not ds.has_field("audit_ood")
+
+
+def test_a_score_run_overwritten_from_a_view_keeps_its_method(ds):
+    """The samples outside the view keep their scores: only when they stay on the same scale (same detector,
+    reduction, embeddings and labels); another method mixed two scales under one record before."""
+    import ood_core as ood
+
+    ood.compute_ood_scores(ds, "emb", "m", method="knn", k=3, reference="trusted")
+    _emb(ds, "emb2")
+    before = ds.values("m")
+    view = ds.match_tags("trusted", bool=False).limit(4)
+    with pytest.raises(OODInputError, match="other detector than this call"):
+        ood.compute_ood_scores(view, "emb", "m", method="lof", k=3, reference="trusted", overwrite=True)
+    with pytest.raises(OODInputError, match="other embeddings_field than this call"):
+        ood.compute_ood_scores(view, "emb2", "m", method="knn", k=3, reference="trusted", overwrite=True)
+    assert ds.values("m") == before and ood.get_ood_run_info(ds, "m")["detector"]["method"] == "knn"
+    ood.compute_ood_scores(view, "emb", "m", method="knn", k=3, reference="trusted", overwrite=True)  # same: fine
+    assert np.allclose(ds.values("m"), before)
+
+
+def test_audit_near_duplicates_stay_in_the_view_and_go_with_the_audit(ds, tmp_path):
+    import fiftyone as fo
+
+    import ood_core as ood
+
+    copies = [fo.Sample(filepath=s.filepath, ground_truth=s.ground_truth, tags=["batch"]) for s in ds.limit(3)]
+    ds.add_samples(copies)
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1, progress=False)
+    batch = ds.match_tags("batch")
+    out = ood.audit(batch, report_path=str(tmp_path / "b.html"))
+    tagged = set(ds.match_tags("near_duplicate").values("id"))
+    assert tagged <= set(batch.values("id")) and len(tagged) == out["num_duplicates"]
+    whole = ood.audit(ds, audit_key="whole", report_path=str(tmp_path / "w.html"))
+    assert whole["num_duplicates"] >= 3  # at least one of each copy and its original
+    assert len(ds.match_tags("near_duplicate")) >= whole["num_duplicates"]
+    ood.delete_ood_run(ds, "whole")  # deleting an audit removes the tags it added
+    ood.delete_ood_run(ds, "ood_audit")
+    assert len(ds.match_tags("near_duplicate")) == 0
+
+
+def test_evaluating_a_generated_view_names_the_problem(ds):
+    import fiftyone as fo
+
+    import ood_core as ood
+
+    ds.set_values("dets", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[.1, .1, .5, .5])])
+                           for _ in range(len(ds))])
+    ood.compute_pyramid_embeddings(ds, "pemb", patches_field="dets", model_name="tf_efficientnet_lite0", levels=[1],
+                                   grid=1, progress=False)
+    ood.compute_ood_scores(ds, "pemb", "os", patches_field="dets", method="knn", k=3)
+    with pytest.raises(OODInputError, match="generated view"):
+        ood.evaluate_ood_run(ds.to_patches("dets"), "os", gt_field="is_ood")

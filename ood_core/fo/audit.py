@@ -142,7 +142,7 @@ def audit(
     _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path)
     plan = _plan(samples, label_field, reference, embeddings_field)
     steps = _Steps(progress, 5)
-    _untag_previous(samples, audit_key)  # only reached with overwrite=True
+    untag_near_duplicates(samples, audit_key)  # only reached with overwrite=True
 
     failures = {}
     embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, skip_failures, failures)
@@ -364,16 +364,20 @@ def _near_duplicates(samples, embeddings, threshold, audit_key):
     if len(view) < 2:
         return {}
     index = fob.compute_near_duplicates(view, threshold=threshold, embeddings=embeddings, progress=False)
-    neighbors = {k: [(d, float(dist)) for d, dist in v] for k, v in (index.neighbors_map or {}).items()}
-    duplicate_ids = sorted(index.duplicate_ids or [])
+    inside = set(view.values("id"))  # the brain may also name samples outside the view: only the view is audited
+    neighbors = {k: [(d, float(dist)) for d, dist in v if d in inside]
+                 for k, v in (index.neighbors_map or {}).items() if k in inside}
+    neighbors = {k: v for k, v in neighbors.items() if v}
+    duplicate_ids = sorted(set(index.duplicate_ids or []) & inside)
     dataset = samples._dataset
     if duplicate_ids:
         dataset.select(duplicate_ids).tag_samples(TAGS["near_duplicates"])
     return {"neighbors": neighbors, "duplicate_ids": duplicate_ids}
 
 
-def _untag_previous(samples, audit_key):
-    """Remove the near-duplicate tags an earlier audit of this key added."""
+def untag_near_duplicates(samples, audit_key):
+    """Remove the near-duplicate tags an earlier audit of this key added (before redoing it, or when deleting
+    it with :func:`ood_core.fo.runs.delete_ood_run`)."""
     if audit_key not in runs.list_ood_runs(samples):
         return
     previous = getattr(runs.load_ood_results(samples, audit_key), "duplicate_ids", None) or []

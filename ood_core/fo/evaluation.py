@@ -42,7 +42,8 @@ import numpy as np
 from .. import thresholds
 from ..errors import OODInputError
 from . import runs
-from .items import detections_root, flatten, is_whole_dataset, item_ids, item_values, require_nonempty
+from .items import (detections_root, flatten, is_whole_dataset, item_ids, item_values, require_nonempty,
+                     require_not_generated)
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ RULE_ALIASES = {
 
 def _resolve_scores(samples, run_key_or_score_field):
     """Where the scores live: ``{"run_key", "kind", "path", "patches_field", "info"}``."""
+    require_not_generated(samples)  # its runs are recorded on the source dataset
     dataset = samples._dataset
     name = run_key_or_score_field
     if not isinstance(name, str) or not name:

@@ -70,6 +70,11 @@ def require_own_dataset(samples):
             "show. Pass the view without its select_fields / exclude_fields stage "
             "(ood_core.fo.items.show_all_fields(view) removes them; the App's operators do)"
         )
+    require_not_generated(samples)
+
+
+def require_not_generated(samples):
+    """Refuse a generated view (patches, frames, clips): see :func:`require_own_dataset`."""
     root = getattr(samples, "_root_dataset", None)
     if root is None or samples._dataset.name == root.name:
         return

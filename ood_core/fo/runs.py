@@ -235,6 +235,7 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     partial_view = overwrite and not is_whole_dataset(samples)
     if partial_view:
         _refuse_dropping_from_a_view(dataset, run_key, targets)
+        _refuse_other_settings_from_a_view(dataset, run_key, params)
     staged = []
     with contextlib.ExitStack() as held:
         try:
@@ -272,6 +273,35 @@ def _refuse_dropping_from_a_view(dataset, run_key, targets):
             f"run {run_key!r} also wrote {extra}, which this call does not write; overwriting it from a view would "
             "delete them for the samples outside the view as well. Overwrite on the whole dataset, or use another "
             "score field"
+        )
+
+
+#: what decides a score's scale: overwriting from a view must keep it (the other samples keep their values under
+#: the new record). The detector by its method only: k may follow the view's size (the audit sizes it so)
+_SCALE_PARAMS = {"detector": lambda d: (d or {}).get("method"), "reduction": None, "embeddings_field": None,
+                 "label_field": None, "clip": None}
+
+
+def _refuse_other_settings_from_a_view(dataset, run_key, params):
+    """A score run replaced from a view with another method, reduction, embeddings or encoder: the samples
+    outside the view would keep scores on another scale under a record that describes the new ones; refuse."""
+    import json
+
+    if not dataset.has_run(run_key):
+        return
+    old = dataset.get_run_info(run_key).config
+
+    def norm(name, value):
+        pick = _SCALE_PARAMS[name]
+        return json.dumps(pick(value) if pick else value, sort_keys=True, default=str)
+
+    changed = [name for name in _SCALE_PARAMS
+               if name in params and norm(name, getattr(old, name, None)) != norm(name, params[name])]
+    if changed:
+        raise OODInputError(
+            f"run {run_key!r} was computed with other {', '.join(changed)} than this call; overwriting it from a view "
+            "would leave the other samples' scores, on another scale, under the new record. Overwrite on the whole "
+            "dataset, or write to another score field"
         )
 
 
@@ -518,12 +548,18 @@ def _kind_of(dataset, run_key):
 def delete_ood_run(samples, run_key, *, delete_fields=True):
     """Delete a run record and (by default) the fields it wrote. Deleting a flags run also removes the tags it
     added (as :func:`ood_core.fo.evaluation.delete_flags`); deleting a score run deletes the flags runs made
-    from it the same way. Returns the fields deleted."""
+    from it the same way; deleting an audit removes its near-duplicate tags (its score and flags runs stay, as
+    runs of their own). Returns the fields deleted."""
     from .evaluation import delete_flags, list_flag_runs
 
     _require_run(samples, run_key)
-    if delete_fields and _kind_of(samples._dataset, run_key) == "flags":
+    kind = _kind_of(samples._dataset, run_key)
+    if delete_fields and kind == "flags":
         return delete_flags(samples, run_key)["fields"]
+    if kind == "audit":  # the near-duplicate tags it added (its score and flags runs are runs of their own)
+        from .audit import untag_near_duplicates
+
+        untag_near_duplicates(samples, run_key)
     removed = []
     if delete_fields:
         for flag_key in list_flag_runs(samples, run_key):

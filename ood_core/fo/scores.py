@@ -172,7 +172,8 @@ def compute_ood_scores(
                                                   class_conditional, reduce, n_components)
     target = patch_path(patches_field, score_field) if patches_field else score_field
     reads = [patch_path(patches_field, embeddings_field) if patches_field else embeddings_field, label_field]
-    runs.check_new_run(samples, run_key, [target], overwrite, reads=reads)
+    kind = runs.score_kind(detector_class(method).task)
+    runs.check_new_run(samples, run_key, [target], overwrite, reads=reads, kind=kind)  # before any work
     if reference is not None and score_reference:
         ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         samples = union_view(samples, ref_view)
@@ -193,7 +194,7 @@ def compute_ood_scores(
                                                 overwrite)
     summary.update({k: v["field"] for k, v in extra_record.items()})
     runs.record_scores(
-        samples, run_key, kind=runs.score_kind(detector_class(method).task), score_field=score_field,
+        samples, run_key, kind=kind, score_field=score_field,
         scores_by_key=dict(zip(keys, scores)), patches_field=patches_field, extra_writes=extra_writes,
         overwrite=overwrite, results=summary, reads=reads, embeddings_field=embeddings_field,
         label_field=label_field, detector=det.get_params(), detector_fitted=det.fitted_params(),
