@@ -34,8 +34,8 @@ class AuditDataset(common.OODOperator):
         sample_level = [(f, what) for f, what in inventory.embedding_choices(dataset)
                         if inventory.embeddings_patches_field(dataset, f) is None]
         if sample_level:
-            common.add_embeddings_choice(inputs, ctx, target, required=False,
-                                         description="Existing embeddings to reuse (newest preselected)")
+            common.add_embeddings_choice(inputs, ctx, target, required=False, sample_level=True,
+                                         description="Existing image embeddings to reuse (newest preselected)")
         else:
             inputs.view("embeddings_note", types.Notice(
                 label=f"No embeddings yet: they are computed first for the {len(target):,} target samples "
@@ -50,9 +50,13 @@ class AuditDataset(common.OODOperator):
         key = inputs.str("audit_key", default=common.sdk_default("audit", "audit_key"), required=False,
                          label="Audit key", description="Run key of the audit; also names the saved views")
         audit_key = ctx.params.get("audit_key") or common.sdk_default("audit", "audit_key")
-        if audit_key in _ood_runs(dataset) and not ctx.params.get("overwrite"):
+        try:  # the SDK's own checks of the key and of the score and flag fields it names
+            from ood_core.fo.audit import check_outputs
+
+            check_outputs(target, audit_key, bool(ctx.params.get("overwrite")))
+        except ValueError as e:
             key.invalid = True
-            key.error_message = f"an audit {audit_key!r} exists; pick another key or tick 'overwrite'"
+            key.error_message = str(e)
         path = inputs.str("report_path", default=_default_report(ctx, audit_key), required=False,
                           label="HTML report file", description="Self-contained HTML; the CSV of flagged samples "
                                                                 "is written beside it")
@@ -96,9 +100,12 @@ class AuditDataset(common.OODOperator):
         )
         return common.finish(ctx, summary, report=audit_report(summary))
 
-    def to_form_params(self, *, reference=None, **params):
-        """``op(view, label_field="ground_truth", reference_tag="trusted", report_path=..., ...)``."""
-        if reference is not None:
+    def to_form_params(self, *, reference="auto", **params):
+        """``op(view, label_field="ground_truth", reference_tag="trusted", report_path=..., ...)``; ``reference``
+        as in :func:`ood_core.audit` ("auto", a tag, or None for none)."""
+        if reference is None:
+            params["reference_tag"] = None  # present but empty = no reference
+        elif reference != "auto":
             params["reference_tag"] = reference
         return params
 
@@ -123,12 +130,6 @@ def audit_report(summary):
              "review and tag: the **OOD review** panel (+ next to the Samples tab)",
              "open the HTML report in a browser (thumbnails of the worst samples, score plots)"]
     return common.report(f"Audit `{summary['audit_key']}` done", facts, steps)
-
-
-def _ood_runs(dataset):
-    from ood_core.fo import runs as fo_runs
-
-    return fo_runs.list_ood_runs(dataset)
 
 
 def _default_report(ctx, audit_key):

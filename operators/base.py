@@ -179,12 +179,15 @@ def report(headline, facts=(), next_steps=()):
 
 
 def add_embeddings_choice(inputs, ctx, target, name="embeddings_field", *, required=True,
-                          description="Embeddings run or any vector field of this dataset"):
+                          description="Embeddings run or any vector field of this dataset", sample_level=False):
     """Dropdown of what can be scored (newest embeddings run preselected) and the
-    "N will be skipped" warning for the target. Returns the chosen field or None."""
+    "N will be skipped" warning for the target. Returns the chosen field or None.
+    ``sample_level``: only image-level embeddings (not those of objects)."""
     from ood_core.fo import inventory
 
     choices = inventory.embedding_choices(ctx.dataset)
+    if sample_level:
+        choices = [(f, what) for f, what in choices if inventory.embeddings_patches_field(ctx.dataset, f) is None]
     dropdown = types.DropdownView()
     for field, what in choices:
         dropdown.add_choice(field, label=field, description=what)

@@ -17,7 +17,7 @@ def _clip_embedding_runs(dataset):
     runs = []
     for key in fo_runs.list_ood_runs(dataset, kind="embeddings"):
         backbone = fo_runs.get_ood_run_info(dataset, key).get("backbone") or {}
-        if backbone.get("kind") == "clip":
+        if backbone.get("kind") == "clip" and dataset.get_field(key) is not None:  # a deleted field: not offered
             runs.append(key)
     return runs
 
@@ -93,12 +93,14 @@ def _add_grouping_inputs(inputs, ctx):
     inputs.int("seed", default=0, label="Seed")
 
 
-def _add_output_inputs(inputs, ctx, score_default, prediction_default):
+def _add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
+    """Score and prediction fields, each checked on its own as the SDK does (``kind``: the run kind written)."""
     prediction = ctx.params.get("prediction_field", prediction_default)
+    reads = [ctx.params.get("embeddings_field"), ctx.params.get("label_field")]
     common.add_new_key(
         inputs, ctx, "score_field", label="Score field", default=score_default,
         description="Float field for 1 - S(x) in [0, 1] (higher = more OOD); also the run key",
-        field_paths=lambda v: [v] + ([prediction] if prediction else []),
+        kind=kind, reads=reads,
     )
     prop = inputs.str("prediction_field", default=prediction_default, required=False, label="Prediction field",
                       description="Classification field for the predicted ID class (confidence = softmax); "
@@ -106,13 +108,16 @@ def _add_output_inputs(inputs, ctx, score_default, prediction_default):
     if prediction:
         from ood_core.fo import runs as fo_runs
 
+        score_field = ctx.params.get("score_field", score_default)
         try:
             fo_runs.validate_key(prediction, "prediction field")
+            if prediction == score_field:
+                raise ValueError("the prediction field must differ from the score field")
+            if ctx.dataset is not None and str(score_field).isidentifier() and ctx.dataset.get_field(prediction):
+                fo_runs.check_new_run(ctx.dataset, score_field, [prediction], bool(ctx.params.get("overwrite")),
+                                      kind=kind, reads=reads)
         except ValueError as e:
             _invalid(prop, str(e))
-        else:
-            if prediction == ctx.params.get("score_field", score_default):
-                _invalid(prop, "the prediction field must differ from the score field")
     common.add_overwrite_input(inputs)
     common.add_delegation_input(inputs, ctx)
 
@@ -238,7 +243,7 @@ class ComputeNegLabelScores(common.OODOperator):
         inputs = types.Object()
         adv = _add_neglabel_inputs(inputs, ctx)
         _add_grouping_inputs(adv, ctx)
-        _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction")
+        _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction", "neglabel")
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
 
     def run(self, ctx):
@@ -371,7 +376,7 @@ class ComputeRAPScores(common.OODOperator):
         if p.get("test_time", True):
             _add_rap_test_time_inputs(adv, ctx)
         _add_grouping_inputs(adv, ctx)
-        _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction")
+        _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction", "rap")
         return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
 
     def run(self, ctx):
@@ -445,7 +450,7 @@ class ComputeAdaNegScores(common.OODOperator):
                                   description="0 = plain NegLabel"),
                      p.get("weight"), low=0, what="weight")
         _add_grouping_inputs(adv, ctx)
-        _add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction")
+        _add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction", "adaneg")
         return types.Property(inputs, view=types.View(label="AdaNeg zero-shot OOD scores"))
 
     def run(self, ctx):

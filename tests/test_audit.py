@@ -327,4 +327,4 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
     finally:
         exported.delete()
     props = form(dict(report_path=report))  # the audit key is now taken
-    assert props["audit_key"].invalid and "an audit 'ood_audit' exists" in props["audit_key"].error_message
+    assert props["audit_key"].invalid and "an audit 'ood_audit' already exists" in props["audit_key"].error_message

@@ -293,6 +293,9 @@ def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_t
     ds.set_values("taken", [0.0] * len(ds))
     props = _resolve(uri, ds, dict(score_field="taken"))
     assert props["score_field"].invalid and "already exist" in props["score_field"].error_message
+    # a taken prediction field is the prediction field's error, not the score field's
+    props = _resolve(uri, ds, dict(score_field="fresh", prediction_field="taken"))
+    assert not props["score_field"].invalid and props["prediction_field"].invalid
     assert props["label_field"].type.values == ["ground_truth"]  # default ID source: a label field
     assert props["label_field"].default == "ground_truth"  # the only Classification field, preselected
     assert "tau" not in _resolve(uri, ds, dict())  # the papers' hyper-parameters sit behind a switch
@@ -558,3 +561,44 @@ def test_audit_operator_called_from_python_picks_labels_and_trusted_samples_like
     # a second audit under another key writes its own score runs instead of failing on the first one's
     op(ds, audit_key="a2", near_duplicates=False, report_path=str(tmp_path / "a2.html"))
     assert {"a1_ood", "a2_ood", "a1_label_issue", "a2_label_issue"} <= set(fo_runs.list_ood_runs(ds))
+
+
+def test_forms_offer_what_runs_and_refuse_what_cannot(small, tmp_path):
+    """Found by driving every form as a user: the audit form offered object embeddings (the run then failed), a
+    map overwrote a similarity index, bad audit keys and taken derived fields passed the form."""
+    import fiftyone as fo
+    import fiftyone.brain as fob
+    import fiftyone.operators as foo
+
+    import ood_core as ood
+    from ood_core.errors import OODInputError
+    from ood_core.fo import runs as fo_runs
+
+    ds = small
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
+    ds.set_values("objs", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[0, 0, .9, .9])])
+                           for _ in range(len(ds))])
+    ood.compute_pyramid_embeddings(ds, "oemb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                   patches_field="objs")
+    props = _resolve(_uri("audit_dataset"), ds, dict())
+    assert props["embeddings_field"].type.values == ["emb"] and props["embeddings_field"].default == "emb"
+    for params, message in ((dict(audit_key="bad key"), "not valid"), (dict(audit_key="emb", overwrite=True),
+                                                                     "is a 'embeddings' run")):
+        prop = _resolve(_uri("audit_dataset"), ds, params)["audit_key"]
+        assert prop.invalid and message in prop.error_message, params
+    ds.set_values("zz_ood", [1.0] * len(ds))
+    prop = _resolve(_uri("audit_dataset"), ds, dict(audit_key="zz"))["audit_key"]
+    assert prop.invalid and "'zz_ood' exists" in prop.error_message
+
+    fob.compute_similarity(ds, embeddings="emb", brain_key="sim", backend="sklearn")
+    prop = _resolve(_uri("compute_ood_visualization"), ds, dict(embeddings_field="emb", brain_key="sim",
+                                                                 overwrite=True))["brain_key"]
+    assert prop.invalid and "not a map" in prop.error_message
+    with pytest.raises(OODInputError, match="not a map"):
+        ood.compute_ood_visualization(ds, "emb", "sim", method="pca", overwrite=True)
+    assert ds.get_brain_info("sim").config.type == "similarity"
+
+    # the audit operator from Python: reference=None means none, as in ood.audit
+    foo.get_operator(_uri("audit_dataset"))(ds, audit_key="a0", near_duplicates=False, reference=None,
+                                            report_path=str(tmp_path / "a0.html"))
+    assert fo_runs.get_ood_run_info(ds, "a0")["reference"] is None

@@ -182,17 +182,10 @@ def audit_fields(audit_key, ood_field=None, label_issue_field=None):
     return ood_field or f"{prefix}_ood", label_issue_field or f"{prefix}_label_issue"
 
 
-def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path):
-    """Before anything is written: refuse a view too small to audit, bad or clashing keys and fields, an
-    existing audit without ``overwrite``, or a report path that cannot be written."""
-    from .items import require_nonempty
-
-    require_nonempty(samples)
-    if len(samples) < 2:
-        raise OODInputError(f"ood.audit needs at least 2 samples (wrong labels and near duplicates compare samples "
-                            f"with each other); the view has {len(samples)}: audit a larger view, or score a single "
-                            "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
+def check_outputs(samples, audit_key, overwrite, ood_field=None, label_issue_field=None):
+    """Refuse an audit key or score / flag field names the audit cannot write (also used by the App's form)."""
     runs.validate_key(audit_key, "audit key")
+    ood_field, label_issue_field = audit_fields(audit_key, ood_field, label_issue_field)
     if audit_key in runs.list_ood_runs(samples, kind="audit") and not overwrite:
         raise OODInputError(f"an audit {audit_key!r} already exists on dataset {samples._dataset.name!r}; pass "
                             "overwrite=True to redo it, or another audit_key")
@@ -204,6 +197,19 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     for field, kind in ((ood_field, "ood_scores"), (label_issue_field, "label_issues")):
         runs.check_new_run(samples, field, [field], overwrite, kind=kind)
         runs.check_new_run(samples, f"{field}_flag", [f"{field}_flag"], overwrite, kind="flags")  # flag_samples' names
+
+
+def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path):
+    """Before anything is written: refuse a view too small to audit, bad or clashing keys and fields, an
+    existing audit without ``overwrite``, or a report path that cannot be written."""
+    from .items import require_nonempty
+
+    require_nonempty(samples)
+    if len(samples) < 2:
+        raise OODInputError(f"ood.audit needs at least 2 samples (wrong labels and near duplicates compare samples "
+                            f"with each other); the view has {len(samples)}: audit a larger view, or score a single "
+                            "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
+    check_outputs(samples, audit_key, overwrite, ood_field, label_issue_field)
     folder = os.path.dirname(report_path)
     try:
         os.makedirs(folder, exist_ok=True)

@@ -455,8 +455,14 @@ def compute_ood_visualization(
     dataset = samples._dataset
     if patches_field is None:
         require_embeddings_field(dataset, embeddings_field)
-    if brain_key in dataset.list_brain_runs() and not overwrite:
-        raise OODInputError(f"brain key {brain_key!r} already exists; pick another or pass overwrite=True")
+    if brain_key in dataset.list_brain_runs():
+        if not overwrite:
+            raise OODInputError(f"brain key {brain_key!r} already exists; pick another or pass overwrite=True")
+        if getattr(dataset.get_brain_info(brain_key).config, "type", None) != "visualization":
+            raise OODInputError(
+                f"brain key {brain_key!r} is a {getattr(dataset.get_brain_info(brain_key).config, 'type', None)!r} "
+                "run (e.g. a similarity index), not a map; overwrite=True replaces only a map. Choose another key"
+            )
     if patches_field is None:
         view = samples.exists(embeddings_field)
         embeddings = embeddings_field
