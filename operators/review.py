@@ -243,6 +243,11 @@ def review_samples(samples, sample_ids, decision):
     ids = list(dict.fromkeys(sample_ids or []))
     if not ids:
         return {"tag": tag, "num_samples": 0, "num_tagged": 0, "num_untagged": 0}
+    from bson import ObjectId
+
+    bad = [i for i in ids if not ObjectId.is_valid(i)]
+    if bad:
+        raise OODInputError(f"{len(bad)} of the selected ids are not sample ids (e.g. {bad[0]!r})")
     view = samples._dataset.select(ids)
     if len(view) != len(ids):
         raise OODInputError(f"{len(ids) - len(view)} of the selected sample ids are not in this dataset")

@@ -22,6 +22,8 @@ class ManageOODRuns(common.OODOperator):
         runs = fo_runs.list_ood_runs(ctx.dataset)
         inputs.enum("action", list(ACTIONS), default="list", label="Action", view=types.RadioGroup())
         action = ctx.params.get("action", "list")
+        if action == "rename":  # an embeddings run's key is its field's name: it cannot be renamed
+            runs = [k for k in runs if k not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings")]
         if action != "list":
             prop = common.add_field_choice(inputs, "run_key", runs, label="Run", description="A fiftyone-ood run")
             if not runs:

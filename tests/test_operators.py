@@ -522,6 +522,9 @@ def test_manage_runs_delete_lists_the_fields_and_needs_confirmation(small):
                              params=dict(action="delete", run_key="ood"))
     ds.reload()
     assert ds.has_field("ood") and "ood" in ood.list_ood_runs(ds)
+    # renaming offers the runs that can be renamed (an embeddings run's key is its field's name)
+    props = _resolve(_uri("manage_ood_runs"), ds, dict(action="rename"))
+    assert props["run_key"].type.values == ["ood"]
 
 
 def test_forms_refuse_with_overwrite_what_the_sdk_always_refuses(small):

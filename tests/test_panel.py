@@ -372,3 +372,5 @@ def test_panel_survives_hand_edits_hidden_fields_and_bad_requests(scored):
     assert any(name == "notify" and p["variant"] == "warning" and "empty view" in p["message"] for name, p in ops)
     _, ops = _run_panel(ds, "apply_preset", {"run_key": "ood", "preset": "bogus"})
     assert any(name == "notify" and "unknown threshold preset 'bogus'" in p["message"] for name, p in ops)
+    _, ops = _run_panel(ds, "confirm_selected", {"run_key": "ood"}, selected=["notanid"])
+    assert any(name == "notify" and "not sample ids" in p["message"] for name, p in ops)
