@@ -133,8 +133,7 @@ def audit(
         ``num_duplicates``, ``num_skipped``), ``warnings`` (sentences: e.g. too few trusted samples for a
         steady threshold), ``skipped`` (the first :data:`MAX_SKIPPED_LISTED` samples
         without a score: ``id``, ``filepath`` and, for images that failed to load now, ``error``),
-        ``report_path``, ``csv_path``,
-        ``saved_views``, ``seconds``.
+        ``report_path``, ``csv_path``, ``saved_views``, ``seconds``.
     """
     start = time.perf_counter()
     report_path = os.path.abspath(os.path.expanduser(report_path or default_report_path(samples, audit_key)))

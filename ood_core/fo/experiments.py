@@ -98,6 +98,17 @@ def _is_number(value):
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
+def _check_fractions(fractions):
+    """The pollution fractions as floats in [0, 1), else OODInputError."""
+    fractions = _as_tuple(fractions, "fractions")
+    if fractions == (None,) or not all(_is_number(f) for f in fractions):
+        raise OODInputError(f"fractions={fractions!r}: pass numbers in [0, 1), e.g. fractions=(0, 0.05, 0.1)")
+    bad = [float(f) for f in fractions if not 0.0 <= f < 1.0]
+    if bad:
+        raise OODInputError(f"fractions must be in [0, 1) (share of OOD in the polluted reference); got {bad}")
+    return tuple(float(f) for f in fractions)
+
+
 def _check_seed(seed):
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
         raise OODInputError(f"seed={seed!r} is not valid; pass a whole number >= 0")
@@ -209,14 +220,8 @@ def pollution_sweep(samples, embeddings_field, *, reference, ood_field="is_ood",
     """
     method = _check_method(method)
     ks = _as_tuple(k, "k") if _takes_k(method) else (None,)
-    fractions = _as_tuple(fractions, "fractions")
-    if fractions == (None,) or not all(_is_number(f) for f in fractions):
-        raise OODInputError(f"fractions={fractions!r}: pass numbers in [0, 1), e.g. fractions=(0, 0.05, 0.1)")
-    fractions = tuple(float(f) for f in fractions)
+    fractions = _check_fractions(fractions)
     _check_seed(seed)
-    bad = [f for f in fractions if not 0.0 <= f < 1.0]
-    if bad:
-        raise OODInputError(f"fractions must be in [0, 1) (share of OOD in the polluted reference); got {bad}")
     if run_key is not None:
         runs.check_new_run(samples, run_key, [], overwrite, kind="experiment")
 
