@@ -72,6 +72,9 @@ def test_group_negatives_partition_and_seed():
     assert not np.array_equal(g, group_negatives(103, 10, seed=1))
     with pytest.raises(OODInputError, match="larger than the number of negative"):
         group_negatives(5, 10)
+    for seed in ("a", -1, 1.5):  # raw numpy errors before
+        with pytest.raises(OODInputError, match="seed=.* is not valid"):
+            group_negatives(103, 10, seed=seed)
 
 
 def test_stable_at_default_tau_and_batch_invariant():

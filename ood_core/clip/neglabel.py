@@ -196,6 +196,8 @@ def group_negatives(num_negatives, num_groups=DEFAULT_NUM_GROUPS, seed=0, remain
         raise OODInputError(f"num_groups must be a positive integer; got {num_groups!r}.")
     if remainder not in REMAINDERS:
         raise OODInputError(f"remainder must be one of {REMAINDERS}; got {remainder!r}.")
+    if not is_int(seed) or seed < 0:
+        raise OODInputError(f"seed={seed!r} is not valid; pass a whole number >= 0.")
     if num_negatives < num_groups:
         raise OODInputError(
             f"num_groups={num_groups} is larger than the number of negative labels "
