@@ -169,6 +169,18 @@ def advanced_inputs(inputs, ctx, name="show_advanced", label="Show advanced sett
     return inputs if ctx.params.get(name) else types.Object()
 
 
+def score_spread(quantiles):
+    """``median .., 95th percentile ..`` of a score run's quantiles (keys 50 and 95, ints or strings), or None."""
+    q = {int(k): v for k, v in (quantiles or {}).items()}
+    return f"median {q[50]:.3g}, 95th percentile {q[95]:.3g}" if 50 in q and 95 in q else None
+
+
+def review_steps(field):
+    """Where to look after a score run: sort the grid, the review panel."""
+    return [f"sort the grid: **Sort by** `{field}`, descending",
+            "review and tag: open the **OOD review** panel (+ next to the Samples tab)"]
+
+
 def report(headline, facts=(), next_steps=()):
     """Markdown of a result view: a headline, ``(what, value)`` facts and next steps."""
     lines = [f"**{headline}**", ""]

@@ -488,7 +488,6 @@ def clip_report(summary, method):
     """The result view of a CLIP score run: the fields written, counts, the score spread, where to look next."""
     field = summary["field"]
     scored, skipped = summary.get("num_scored", 0), summary.get("num_skipped", 0)
-    q = {int(k): v for k, v in (summary.get("score_quantiles") or {}).items()}
     negatives = summary.get("num_negatives") or summary.get("num_train_negatives")
     return common.report(
         f"{method} scores written to `{field}` (higher = more OOD)",
@@ -497,7 +496,6 @@ def clip_report(summary, method):
          ("samples scored", f"{scored:,} of {scored + skipped:,}"),
          ("samples skipped", f"{skipped:,} (unreadable images)" if skipped else None),
          ("negative labels", f"{negatives:,}" if negatives else None),
-         ("scores", f"median {q[50]:.3g}, 95th percentile {q[95]:.3g}" if 50 in q and 95 in q else None)],
-        [f"sort the grid: **Sort by** `{field}`, descending",
-         "review and tag: open the **OOD review** panel (+ next to the Samples tab)"],
+         ("scores", common.score_spread(summary.get("score_quantiles")))],
+        common.review_steps(field),
     )

@@ -150,8 +150,6 @@ def score_report(summary, embeddings_field, label_field=None):
     field = summary["field"]
     item = "objects" if ".detections." in field else "samples"
     scored, skipped = summary.get("num_scored", 0), summary.get("num_skipped", 0)
-    q = summary.get("score_quantiles") or {}
-    spread = (f"median {q[50]:.3g}, 95th percentile {q[95]:.3g}" if 50 in q and 95 in q else None)
     return common.report(
         f"Scores written to `{field}` (higher = more suspicious)",
         [("method", summary.get("method")),
@@ -160,12 +158,10 @@ def score_report(summary, embeddings_field, label_field=None):
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
-         ("scores", spread),
+         ("scores", common.score_spread(summary.get("score_quantiles"))),
          ("warning", uncovered_classes_sentence(summary["uncovered_classes"], label_field)
           if summary.get("uncovered_classes") else None)],
-        [f"sort the grid: **Sort by** `{field}`, descending",
-         "review and tag: open the **OOD review** panel (+ next to the Samples tab)",
-         f"colour the Embeddings panel by `{field}`"],
+        [*common.review_steps(field), f"colour the Embeddings panel by `{field}`"],
     )
 
 

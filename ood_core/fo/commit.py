@@ -127,7 +127,8 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None):  # noq
         dataset.reload()
         if check is not None:
             check(dataset)
-        entry = _open_journal(dataset, staged, run_key, _dropped_fields(dataset, run_key, staged) if overwrite else ())
+        dropped = dropped_fields(dataset, run_key, [t for _, t in staged]) if overwrite else ()
+        entry = _open_journal(dataset, staged, run_key, dropped)
         try:
             _move_aside(dataset, entry, overwrite)
             for tmp, target in staged:
@@ -168,12 +169,13 @@ class _all_locked:
         return self.stack.__exit__(*exc)
 
 
-def _dropped_fields(dataset, run_key, staged):
-    """Fields the run being replaced wrote that the new run does not (another method, fewer outputs): they go
-    with the old record, moved aside and dropped like the replaced fields (unless another run lists them)."""
+def dropped_fields(dataset, run_key, targets):
+    """Fields the run being replaced wrote that the new run (writing ``targets``) does not (another method, fewer
+    outputs): they go with the old record, moved aside and dropped like the replaced fields (unless another run
+    lists them)."""
     if not dataset.has_run(run_key):
         return []
-    new = {t for _, t in staged}
+    new = set(targets)
     others = {p for key in dataset.list_runs() if key != run_key
               for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])}
     old = getattr(dataset.get_run_info(run_key).config, "fields", None) or []

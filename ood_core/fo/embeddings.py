@@ -4,6 +4,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from . import coordination, runs
+from .commit import is_internal
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
@@ -168,7 +169,7 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
         config = dataset.get_run_info(embeddings_field).config
         if config.__dict__.get("kind") != "embeddings":
             runs.check_new_run(samples, embeddings_field, [target], overwrite, kind="embeddings")  # refuses
-        recorded = [f for f in (getattr(config, "fields", None) or []) if not f.rpartition(".")[2].startswith("tmp_ood_")]
+        recorded = [f for f in (getattr(config, "fields", None) or []) if not is_internal(f)]
         if recorded and target not in recorded:
             raise OODInputError(
                 f"embeddings run {embeddings_field!r} holds {recorded[0]!r}; this call would write {target!r} under "

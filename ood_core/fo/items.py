@@ -46,24 +46,29 @@ def require_nonempty(samples, what="samples"):
 _FIELD_STAGES = ("SelectFields", "ExcludeFields")
 
 
+def _hiding_stages(samples):
+    """Names of the view's stages that only hide fields (``select_fields`` / ``exclude_fields``)."""
+    return [type(stage).__name__ for stage in getattr(samples, "_stages", ())
+            if type(stage).__name__ in _FIELD_STAGES]
+
+
 def show_all_fields(samples):
     """The same samples without the view's ``select_fields`` / ``exclude_fields`` stages (they only hide
     fields: the App's field visibility), so every field can be read and written; other views unchanged."""
-    stages = getattr(samples, "_stages", ())
-    if not any(type(stage).__name__ in _FIELD_STAGES for stage in stages):
+    if not _hiding_stages(samples):
         return samples
     view = samples._dataset.view()
-    for stage in stages:
+    for stage in samples._stages:
         if type(stage).__name__ not in _FIELD_STAGES:
             view = view.add_stage(stage)
     return view
 
 
 def require_own_dataset(samples):
-    """Refuse a view that hides fields (``select_fields`` / ``exclude_fields``) or a generated view (``to_patches``, ``to_frames``, ``to_clips``, evaluation patches): its values live
-    in a temporary dataset while FiftyOne records runs on the source dataset, so results and records would part."""
-    hiding = [type(stage).__name__ for stage in getattr(samples, "_stages", ())
-              if type(stage).__name__ in _FIELD_STAGES]
+    """Refuse a view that hides fields (``select_fields`` / ``exclude_fields``), or a generated view
+    (``to_patches``, ``to_frames``, ``to_clips``, evaluation patches): its values live in a temporary dataset
+    while FiftyOne records runs on the source dataset, so results and records would part."""
+    hiding = _hiding_stages(samples)
     if hiding:
         raise OODInputError(
             f"the view hides fields ({', '.join(hiding)} stage): this call reads and writes fields the view must "

@@ -262,12 +262,9 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
 def _refuse_dropping_from_a_view(dataset, run_key, targets):
     """A run replaced from a view by one that writes fewer fields: the fields it would drop hold the values of
     the samples outside the view too, which an overwrite from a view keeps; refuse instead of deleting them."""
-    from .commit import is_internal
+    from .commit import dropped_fields
 
-    if not dataset.has_run(run_key):
-        return
-    old = getattr(dataset.get_run_info(run_key).config, "fields", None) or []
-    extra = [p for p in old if p not in targets and not is_internal(p) and _field_exists(dataset, p)]
+    extra = dropped_fields(dataset, run_key, targets)
     if extra:
         raise OODInputError(
             f"run {run_key!r} also wrote {extra}, which this call does not write; overwriting it from a view would "
