@@ -13,7 +13,12 @@ ground-truth field is True for the **positive class** (OOD, or "wrong label"
 for label-issue runs). The panel reads the App's **current view** (filters,
 tags, saved views); the flagged view it opens itself is recognised and
 undone for reading, so opening the flagged samples does not change the
-histogram or the slider range.
+histogram or the slider range. The views it opens keep the user's stages,
+``select_fields`` / ``exclude_fields`` included (put after the panel's own);
+in a patches view of an object run's label field it opens the flagged patches.
+Review decisions tag the selected samples; in a patches view of an object run's
+label field they tag the selected objects, in other patches / frames / clips
+views the samples they come from.
 
 Everything the panel computes lives in small module-level functions that take
 a dataset (or view) and plain values, so it is tested without a browser
@@ -48,6 +53,192 @@ def pick_threshold(stored, scores, fallback=None):
     return review_data.default_threshold(scores)
 
 
+def reviewable_runs(dataset):
+    """The score runs the panel offers (:func:`review.score_runs`), minus the object runs whose score attribute
+    was deleted or renamed by hand while their label field stayed. Object attributes need not be declared in the
+    schema, so an undeclared one counts as present while some object holds a value."""
+    from ood_core.fo import runs as fo_runs
+
+    dataset = dataset._dataset
+    keys = []
+    for key in review_data.score_runs(dataset):
+        info = fo_runs.get_ood_run_info(dataset, key)
+        path = fo_runs.score_path(info)
+        if info.get("patches_field") and dataset.get_field(path) is None and not dataset.count(path):
+            continue
+        keys.append(key)
+    return keys
+
+
+#: preset -> (lowest, highest, lowest allowed?) of its value; top_n is a whole number >= 1
+_PRESET_RANGES = {"top_fraction": (0.0, 1.0, True), "percentile": (0.0, 1.0, False), "fpr": (0.0, 1.0, True),
+                  "pvalue": (0.0, 1.0, True)}
+
+
+def preset_value(name, raw):
+    """The value typed into the preset's input as a number (``int`` for ``top_n``); None = the preset's default.
+
+    Raises :class:`~ood_core.errors.OODInputError` naming the input, the problem and the fix for text that is
+    no number, an empty input, a boolean, NaN / infinity, a value outside the preset's range and, for
+    ``top_n``, a number that is not whole (2.7 is refused, not applied as 2).
+    """
+    import math
+
+    from ood_core.errors import OODInputError
+
+    label, value_label, default = review_data.PRESETS[name]
+    if raw is None:
+        return default
+    what = f"'{value_label}' of the '{label}' preset"
+    if name == "top_n":
+        fix = f"type how many of the highest scores to flag, a whole number >= 1 (e.g. {default:g})"
+    else:
+        low, high, closed = _PRESET_RANGES[name]
+        fix = f"type a number between {low:g} ({'included' if closed else 'excluded'}) and {high:g}, e.g. {default:g}"
+    text = raw.strip() if isinstance(raw, str) else None
+    if text == "":
+        raise OODInputError(f"{what} is empty; got {raw!r}: {fix}")
+    try:
+        if isinstance(raw, bool):
+            raise TypeError
+        value = float(text if text is not None else raw)
+    except (TypeError, ValueError):
+        raise OODInputError(f"{what} must be a number; got {raw!r}: {fix}") from None
+    if not math.isfinite(value):
+        raise OODInputError(f"{what} must be a finite number; got {raw!r}: {fix}")
+    if name == "top_n":
+        if value != int(value) or value < 1:
+            raise OODInputError(f"{what} must be a whole number >= 1; got {raw!r}: {fix}")
+        return int(value)
+    if not (low < value <= high or (closed and value == low)):
+        raise OODInputError(f"{what} must be between {low:g} and {high:g}; got {raw!r}: {fix}")
+    return value
+
+
+def item_noun(summary):
+    """What a run scores, for the panel's text: ``objects`` (object runs) or ``samples``."""
+    return "objects" if summary["patches_field"] else "samples"
+
+
+def metrics_text(metrics, summary, gt_field):
+    """:func:`review.metrics_markdown`, counting the positive class in objects for object runs."""
+    text = review_data.metrics_markdown(metrics, summary, gt_field)
+    n = metrics["num_ood"]
+    return text.replace(f", {n} samples) vs ", f", {n} {item_noun(summary)}) vs ", 1)
+
+
+# --------------------------------------------------------------------------- views and selections
+
+
+def with_field_stages(flagged, user_view):
+    """``flagged`` with the ``select_fields`` / ``exclude_fields`` stages of the App's view put back after the
+    panel's own stages (the panel reads and filters with every field shown; what the user hid stays hidden)."""
+    from ood_core.fo.items import field_stages
+
+    for stage in field_stages(user_view):
+        flagged = flagged.add_stage(stage)
+    return flagged
+
+
+def run_patches_view(view, patches_field):
+    """The App's view when it is a patches view (``to_patches``) of the run's label field, else None."""
+    import fiftyone.core.patches as fop
+
+    if patches_field and isinstance(view, fop.PatchesView) and view.patches_field == patches_field:
+        return view
+    return None
+
+
+def flagged_patches(patches, score_field, threshold):
+    """The flagged objects of a patches view of the run's field (``score >= threshold``), highest score first;
+    the view's own stages kept, its field-hiding stages after the panel's."""
+    from fiftyone import ViewField as F
+
+    from ood_core.fo.items import field_stages
+
+    path = f"{patches.patches_field}.{score_field.rsplit('.', 1)[1]}"
+    hidden = field_stages(patches)
+    view = patches._base_view  # the patches view without its own stages
+    for stage in patches._stages:
+        if stage not in hidden:
+            view = view.add_stage(stage)
+    view = view.match(F(path) >= float(threshold)).sort_by(path, reverse=True)
+    return with_field_stages(view, patches)
+
+
+_GENERATED_NOUNS = {"PatchesView": "patches", "EvaluationPatchesView": "patches", "FramesView": "frames",
+                    "ClipsView": "clips"}
+
+
+_SELECTED = {"samples": "sample(s)", "patches": "patch(es)", "frames": "frame(s)", "clips": "clip(s)"}
+
+
+def _is_generated(view):
+    return view is not None and view._dataset.name != view._root_dataset.name
+
+
+def selected_noun(view):
+    """What the App's grid selects: samples, or the patches / frames / clips of a generated view."""
+    return _GENERATED_NOUNS.get(type(view).__name__, "items") if _is_generated(view) else "samples"
+
+
+def review_selection(dataset, view, selected, patches_field, decision):
+    """Record a review decision on the App's selection; returns ``{"tag", "num", "noun"}``.
+
+    In a sample view the selected samples are tagged (:func:`review.review_samples`). In a generated view the
+    selection holds patch / frame / clip ids: in a patches view of an object run's label field the selected
+    objects are tagged (label tags, the opposite decision's tag removed; FiftyOne syncs them to the dataset),
+    elsewhere the samples they come from (``_sample_id``).
+    """
+    from bson import ObjectId
+
+    from ood_core.errors import OODInputError
+
+    if not _is_generated(view):
+        out = review_data.review_samples(dataset, selected, decision)
+        return {"tag": out["tag"], "num": out["num_samples"], "noun": "sample(s)"}
+    noun = selected_noun(view)
+    ids = list(dict.fromkeys(selected))
+    bad = [i for i in ids if not ObjectId.is_valid(i)]
+    chosen = view.select([i for i in ids if i not in bad])
+    missing = len(ids) - len(chosen)
+    if missing:
+        raise OODInputError(f"{missing} of the {len(ids)} selected {noun} are not in the current view (e.g. "
+                            f"{(bad or [i for i in ids if i not in set(chosen.values('id'))])[0]!r}): clear the "
+                            "selection and select them again")
+    fields = [getattr(view, name, None) for name in ("patches_field", "gt_field", "pred_field")]
+    if patches_field and patches_field in fields:
+        return review_objects(chosen, patches_field, decision)
+    sample_ids = list(dict.fromkeys(str(i) for i in chosen.values("_sample_id")))
+    out = review_data.review_samples(dataset, sample_ids, decision)
+    return {"tag": out["tag"], "num": out["num_samples"], "noun": "sample(s)"}
+
+
+def review_objects(patches, label_field, decision):
+    """Tag the objects of ``label_field`` in ``patches`` (a patches view) with the decision's tag, removing the
+    opposite one; returns ``{"tag", "num", "noun"}``."""
+    tag = review_data.REVIEW_TAGS[decision]
+    other = next(t for d, t in review_data.REVIEW_TAGS.items() if d != decision)
+    patches.untag_labels(other, label_fields=label_field)
+    patches.tag_labels(tag, label_fields=label_field)
+    return {"tag": tag, "num": int(patches.count_label_tags(label_field).get(tag, 0)), "noun": "object(s)"}
+
+
+def review_counts_text(samples, summary):
+    """The "Reviewed in this view" line: sample tags, and for object runs the object tags of the label field."""
+    counts = review_data.review_counts(samples)
+    text = f"Reviewed in this view: **{counts['confirmed']}** confirmed · **{counts['dismissed']}** dismissed"
+    field = summary["patches_field"]
+    if not field:
+        return text
+    tags = samples.count_label_tags(field)
+    confirmed, dismissed = (int(tags.get(review_data.REVIEW_TAGS[d], 0)) for d in ("confirmed", "dismissed"))
+    return f"{text} samples; objects of `{field}`: **{confirmed}** confirmed · **{dismissed}** dismissed"
+
+
+# --------------------------------------------------------------------------- the panel class
+
+
 class OODReviewPanel(foo.Panel):
     """The "OOD review" panel (see the module docstring).
 
@@ -79,15 +270,16 @@ class OODReviewPanel(foo.Panel):
         from ood_core.fo.items import show_all_fields
 
         view = ctx.view if ctx.view is not None else ctx.dataset.view()
-        if view._dataset.name != view._root_dataset.name:
+        if _is_generated(view):
             view = ctx.dataset.view()
         view = show_all_fields(view)
-        return review_data.strip_panel_view(view, ctx.panel.get_state("flagged_stages"), ctx.panel.get_state("flagged_base"))
+        state = ctx.panel.get_state
+        return review_data.strip_panel_view(view, state("flagged_stages"), state("flagged_base"))
 
     def _current(self, ctx):
         """The review state as a dict, or None when the dataset has no score run."""
         dataset = ctx.dataset
-        runs = review_data.score_runs(dataset)
+        runs = reviewable_runs(dataset)
         if not runs:
             return None
         samples = self._samples(ctx)
@@ -102,8 +294,9 @@ class OODReviewPanel(foo.Panel):
         preset = ctx.panel.get_state(f"preset_{run_key}") or {}
         key = threshold_state_key(run_key, version)
         threshold = pick_threshold(ctx.panel.get_state(key), scores, preset.get("threshold") if version else None)
-        return {"samples": samples, "summary": summary, "gt": gt, "scores": scores, "is_positive": is_positive,
-                "threshold": threshold, "slider_key": key, "preset": preset if version else {}}
+        return {"runs": runs, "samples": samples, "summary": summary, "gt": gt, "scores": scores,
+                "is_positive": is_positive, "threshold": threshold, "slider_key": key,
+                "preset": preset if version else {}}
 
     # ---- events (each one is followed by render)
 
@@ -134,9 +327,8 @@ class OODReviewPanel(foo.Panel):
             ctx.ops.notify(f"unknown threshold preset {name!r}; pick one of {sorted(review_data.PRESETS)}",
                            variant="warning")
             return
-        value = ctx.panel.get_state(f"preset_value_{name}")
-        value = review_data.PRESETS[name][2] if value is None else value
         try:
+            value = preset_value(name, ctx.panel.get_state(f"preset_value_{name}"))
             threshold, sentence = review_data.preset_threshold(cur["samples"], summary, name, value, cur["scores"],
                                                    cur["is_positive"])
         except (OODInputError, ValueError) as e:
@@ -154,9 +346,19 @@ class OODReviewPanel(foo.Panel):
         if cur is None:
             return
         summary = cur["summary"]
-        view = review_data.flagged_view(cur["samples"], summary["score_field"], cur["threshold"], summary["patches_field"])
+        patches = run_patches_view(ctx.view, summary["patches_field"])
+        if patches is not None:  # the user's patches view of the run's objects: its flagged patches
+            view = flagged_patches(patches, summary["score_field"], cur["threshold"])
+            ctx.ops.set_view(view=view)
+            ctx.ops.notify(f"{len(view)} flagged objects, highest score first", variant="info")
+            return
+        view = review_data.flagged_view(cur["samples"], summary["score_field"], cur["threshold"],
+                                        summary["patches_field"])
+        # stored without the user's field-hiding stages: _samples() removes them before recognising the view
         ctx.panel.set_state("flagged_base", json.dumps(cur["samples"]._serialize(), default=str))
         ctx.panel.set_state("flagged_stages", json.dumps(view._serialize(), default=str))
+        if not _is_generated(ctx.view):
+            view = with_field_stages(view, ctx.view)
         ctx.ops.set_view(view=view)
         ctx.ops.notify(f"{len(view)} flagged samples, highest {summary['score_field']} first", variant="info")
 
@@ -180,17 +382,22 @@ class OODReviewPanel(foo.Panel):
     def _review(self, ctx, decision):
         from ood_core.errors import OODInputError
 
+        noun = selected_noun(ctx.view)
         if not ctx.selected:
-            ctx.ops.notify("Select samples in the grid first (checkbox on each sample)", variant="warning")
+            ctx.ops.notify(f"Select {noun} in the grid first (checkbox on each one)", variant="warning")
             return
+        runs = reviewable_runs(ctx.dataset)
+        run_key = ctx.panel.get_state("run_key")
+        run_key = run_key if run_key in runs else (runs[0] if runs else None)
+        patches_field = review_data.run_summary(ctx.dataset, run_key)["patches_field"] if run_key else None
         try:
-            out = review_data.review_samples(ctx.dataset, ctx.selected, decision)
+            out = review_selection(ctx.dataset, ctx.view, ctx.selected, patches_field, decision)
         except OODInputError as e:  # e.g. selected samples deleted meanwhile
             ctx.ops.notify(str(e), variant="warning")
             return
         ctx.ops.clear_selected_samples()
         ctx.ops.reload_samples()
-        ctx.ops.notify(f"tagged {out['num_samples']} sample(s) '{out['tag']}'", variant="success")
+        ctx.ops.notify(f"tagged {out['num']} {out['noun']} '{out['tag']}'", variant="success")
 
     def confirm_selected(self, ctx):
         self._review(ctx, "confirmed")
@@ -215,9 +422,9 @@ class OODReviewPanel(foo.Panel):
             return types.Property(panel, view=layout)
         summary, gt, scores, is_pos, threshold = (cur[k] for k in ("summary", "gt", "scores", "is_positive",
                                                                    "threshold"))
-        self._render_choices(ctx, panel, summary, gt)
+        self._render_choices(ctx, panel, cur["runs"], summary, gt)
         pos = summary["positive"]
-        item = "objects" if summary["patches_field"] else "samples"
+        item = item_noun(summary)
         if len(scores):
             lo, hi = float(scores.min()), float(scores.max())
             hi = max(hi if hi > lo else lo + 1.0, threshold)
@@ -231,8 +438,8 @@ class OODReviewPanel(foo.Panel):
             f" in the current view ({len(cur['samples'])} of {len(ctx.dataset)} samples)"
         panel.md(
             f"**{n_flagged}** of {len(scores)} scored {item} flagged{view_note} (`{summary['score_field']}` >= "
-            f"{threshold:.4f}{preset}; higher = more {pos}). {len(ctx.selected or [])} sample(s) selected in the "
-            "grid.",
+            f"{threshold:.4f}{preset}; higher = more {pos}). {len(ctx.selected or [])} "
+            f"{_SELECTED.get(selected_noun(ctx.view), 'item(s)')} selected in the grid.",
             name="flag_count",
         )
         panel.btn("show_flagged", label="Show flagged samples in the grid (highest score first)",
@@ -244,15 +451,13 @@ class OODReviewPanel(foo.Panel):
         review = panel.h_stack("review", align_x="left", gap=2)
         review.btn("confirm", label="Tag selected: ood_confirmed", variant="outlined", on_click=self.confirm_selected)
         review.btn("dismiss", label="Tag selected: ood_dismissed", variant="outlined", on_click=self.dismiss_selected)
-        counts = review_data.review_counts(cur["samples"])
-        panel.md(f"Reviewed in this view: **{counts['confirmed']}** confirmed · **{counts['dismissed']}** "
-                 "dismissed", name="review_counts")
+        panel.md(review_counts_text(cur["samples"], summary), name="review_counts")
         self._render_plots(panel, summary, gt, scores, is_pos, threshold)
         return types.Property(panel, view=layout)
 
-    def _render_choices(self, ctx, panel, summary, gt):
+    def _render_choices(self, ctx, panel, runs, summary, gt):
         run_choices = types.DropdownView(label="Score run")
-        for key in review_data.score_runs(ctx.dataset):
+        for key in runs:
             s = review_data.run_summary(ctx.dataset, key)
             level = f", objects of {s['patches_field']}" if s["patches_field"] else ""
             run_choices.add_choice(key, label=f"{key} ({s['kind']}, {s['method']}{level})")
@@ -280,16 +485,19 @@ class OODReviewPanel(foo.Panel):
         pos, neg = summary["positive"], summary["negative"]
         metrics = review_data.evaluate(scores, is_pos, threshold) if gt else None
         if metrics is not None:
-            panel.md(review_data.metrics_markdown(metrics, summary, gt), name="metrics")
+            panel.md(metrics_text(metrics, summary, gt), name="metrics")
         elif gt:
             panel.md(f"`{gt}` has only one class among the scored items: no metrics.", name="metrics")
 
         margin = {"t": 40, "l": 50, "b": 40, "r": 10}
         shapes = [{"type": "line", "x0": threshold, "x1": threshold, "y0": 0, "y1": 1, "yref": "paper",
                    "line": {"color": "#f57c00", "dash": "dash"}}]
+        traces = review_data.histogram_traces(scores, is_pos if metrics is not None else None, (pos, neg))
+        if metrics is None and traces:  # one trace of every scored item
+            traces[0]["name"] = f"all {item_noun(summary)}"
         panel.plot(
             "histogram",
-            data=review_data.histogram_traces(scores, is_pos if metrics is not None else None, (pos, neg)),
+            data=traces,
             layout={"barmode": "overlay", "showlegend": metrics is not None, "shapes": shapes, "margin": margin,
                     "title": {"text": f"{summary['score_field']} (higher = more {pos}; dashed = threshold)"},
                     "xaxis": {"title": {"text": "score"}}, "yaxis": {"title": {"text": "count"}}},

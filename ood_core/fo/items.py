@@ -46,10 +46,15 @@ def require_nonempty(samples, what="samples"):
 _FIELD_STAGES = ("SelectFields", "ExcludeFields")
 
 
+def field_stages(samples):
+    """The view's own stages that only hide fields (``select_fields`` / ``exclude_fields``), in order; for a
+    patches, frames or clips view, the stages after the one that generated it."""
+    return [stage for stage in getattr(samples, "_stages", ()) if type(stage).__name__ in _FIELD_STAGES]
+
+
 def _hiding_stages(samples):
     """Names of the view's stages that only hide fields (``select_fields`` / ``exclude_fields``)."""
-    return [type(stage).__name__ for stage in getattr(samples, "_stages", ())
-            if type(stage).__name__ in _FIELD_STAGES]
+    return [type(stage).__name__ for stage in field_stages(samples)]
 
 
 def show_all_fields(samples):
