@@ -77,7 +77,8 @@ class Reducer:
     def is_fitted(self):
         return getattr(self, "n_features_in_", None) is not None
 
-    def _check_size(self, X):
+    def check_size(self, X):
+        """Refuse a fit on ``X`` (only its shape is read) that this reducer cannot make, naming the fix."""
         n, d = X.shape
         if self.method == "pca" and self.n_components > min(n, d):
             raise OODInputError(
@@ -115,7 +116,7 @@ class Reducer:
         )
 
     def _fit(self, X):
-        self._check_size(X)
+        self.check_size(X)
         if self.method == "pca":
             from sklearn.decomposition import PCA
 

@@ -148,12 +148,60 @@ def target_view(ctx):
 
 
 def add_target_input(inputs, ctx, action):
-    """Dataset / current view / selected samples, in the FiftyOne Brain plugin's manner.
+    """Dataset / current view / selected samples, in the FiftyOne Brain plugin's manner; returns whether the
+    chosen target can be used (else the form shows why: see :func:`add_target_refusal`).
 
     FiftyOne hides the choice when there is neither a view nor a selection;
     ``ctx.target_view()`` then returns the dataset.
     """
-    return inputs.view_target(ctx, action_description=action)
+    inputs.view_target(ctx, action_description=action)
+    return add_target_refusal(inputs, ctx) is None
+
+
+def add_target_refusal(inputs, ctx):
+    """An invalid "target_refused" notice when the SDK would refuse the target (a patches, frames or clips
+    view: :func:`ood_core.fo.items.require_own_dataset` on what :func:`target_view` passes); returns its
+    message, or None when the target can be used."""
+    from ood_core.errors import OODInputError
+    from ood_core.fo.items import require_own_dataset
+
+    if ctx.dataset is None:
+        return None
+    try:
+        require_own_dataset(target_view(ctx))
+    except OODInputError as e:
+        notice = inputs.view("target_refused", types.Warning(
+            label="A patches, frames or clips view cannot be the target: go back to the dataset or a view of it "
+                  "(objects: pick an 'Objects field' there)",
+            description=str(e)))
+        return invalidate(notice, str(e)).error_message
+    return None
+
+
+def invalidate(prop, message):
+    """Mark a form property invalid with ``message`` (shown on the field); returns the property."""
+    prop.invalid = True
+    prop.error_message = message
+    return prop
+
+
+def check_input(prop, check, *args, **kwargs):
+    """Run an SDK check (``check(*args, **kwargs)``) for a form field: its OODInputError / ValueError message is
+    shown on ``prop``; returns the check's result, or None when it refused."""
+    try:
+        return check(*args, **kwargs)
+    except ValueError as e:  # OODInputError is a ValueError
+        invalidate(prop, str(e))
+        return None
+
+
+def add_file_input(inputs, ctx, name, *, label, description, may_be_tag=False):
+    """A text input for a file on the server, refused on the field when it lies outside the allowed folders,
+    by the check the run applies (:func:`ood_core.paths.check_app_file`); returns the checked value."""
+    from ood_core.paths import check_app_file
+
+    prop = inputs.str(name, default="", required=False, label=label, description=description)
+    return check_input(prop, check_app_file, ctx.params.get(name), name, may_be_tag=may_be_tag)
 
 
 def advanced_inputs(inputs, ctx, name="show_advanced", label="Show advanced settings"):
@@ -352,7 +400,8 @@ def int_param(params, name, default, *, minimum=1):
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not is_int(value):
-        raise OODInputError(f"{name}={value!r} is not a whole number; pass an integer such as {default}")
+        example = f"an integer such as {default}" if is_int(default) else f"an integer >= {minimum}"
+        raise OODInputError(f"{name}={value!r} is not a whole number; pass {example}")
     if value < minimum:
         raise OODInputError(f"{name}={value} is too small; use an integer >= {minimum}")
     return value

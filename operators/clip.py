@@ -71,26 +71,93 @@ def _add_model_inputs(inputs, ctx):
     )
     inputs.str("model_name", default="", required=False, label="CLIP model",
                description="open_clip architecture, e.g. 'ViT-B-16'; empty = ViT-B-16 (or the embeddings run's)")
-    inputs.str("weights", default="", required=False, label="CLIP weights",
-               description="Local .safetensors/.pt file, or an open_clip tag such as 'openai' (needs the hub or "
-                           "its cache); empty = 'openai' (or the embeddings run's)")
+    common.add_file_input(inputs, ctx, "weights", label="CLIP weights", may_be_tag=True,
+                          description="Local .safetensors/.pt file (in an allowed folder), or an open_clip tag such "
+                                      "as 'openai' (needs the hub or its cache); empty = 'openai' (or the "
+                                      "embeddings run's)")
     inputs.bool("quick_gelu", default=False, label="QuickGELU",
                 description="Tick for OpenAI weights loaded from a file (the 'openai' tag sets it itself)",
                 view=types.CheckboxView())
-    inputs.str("word_list", default="", required=False, label="Word list file (optional)",
-               description="One candidate word per line (optional '<TAB>noun|adj'); empty = WordNet nouns and "
-                           "adjectives (Debian wordnet-base or NLTK data)")
+    common.add_file_input(inputs, ctx, "word_list", label="Word list file (optional)",
+                          description="One candidate word per line (optional '<TAB>noun|adj'), in an allowed "
+                                      "folder; empty = WordNet nouns and adjectives (Debian wordnet-base or NLTK "
+                                      "data)")
 
 
-def _add_grouping_inputs(inputs, ctx):
+def _add_grouping_inputs(inputs, ctx, function, counts, form):
+    """tau, num_groups (checked against the negative labels the run would use: ``counts`` are the
+    ``num_negatives`` / ``fraction`` / ``removes_id_names`` the SDK function ``function`` gets) and the seed.
+    ``inputs`` is the hidden advanced group or the ``form`` itself: the form shows a num_groups error either way."""
     p = ctx.params
     _check_range(inputs.float("tau", default=0.01, label="Temperature tau",
                               description="Softmax temperature (paper: 0.01)"),
                  p.get("tau"), low=0, low_open=True, what="tau")
-    _check_range(inputs.int("num_groups", default=100, label="Negative-label groups",
-                            description="Groups averaged (paper: 100); at most the number of negatives"),
-                 p.get("num_groups"), low=1, what="num_groups")
+    groups = _check_range(inputs.int("num_groups", default=common.sdk_default(function, "num_groups"),
+                                     label="Negative-label groups",
+                                     description="Groups averaged (paper: 100); at most the number of negatives"),
+                          p.get("num_groups"), low=1, what="num_groups")
+    if not groups.invalid:
+        _check_num_groups(groups, ctx, function, counts)
+    if groups.invalid and inputs is not form:  # e.g. the default 100 groups with a short word list
+        common.invalidate(form.view("num_groups_error", types.Warning(
+            label=f"{groups.error_message} ('Negative-label groups' is under 'Show the papers' hyper-parameters')")),
+            groups.error_message)
     inputs.int("seed", default=0, label="Seed")
+
+
+def _check_num_groups(prop, ctx, function, counts):
+    """The SDK's count check (:func:`ood_core.fo.clip_vocabulary.check_counts_early`) on *num_groups* when the
+    candidate words are a word-list file; with WordNet (whose first read takes seconds, too long for a form) only
+    the bound every run has: at most ``num_negatives`` negative labels."""
+    from ood_core.fo.clip_vocabulary import check_counts_early
+
+    num_groups = common.check_input(prop, common.int_param, ctx.params, "num_groups",
+                                    common.sdk_default(function, "num_groups"))
+    if num_groups is None or counts is None:
+        return
+    lexicon = _form_lexicon(ctx, function)
+    if lexicon is not None:
+        id_names = _form_id_names(ctx) if counts.get("removes_id_names", True) else []
+        # tau has its own field and check: a valid stand-in keeps its error off this field
+        common.check_input(prop, check_counts_early, lexicon, id_names, num_groups=num_groups, tau=1.0, **counts)
+    elif counts.get("num_negatives") and num_groups > counts["num_negatives"]:
+        common.invalidate(prop, f"num_groups={num_groups} is larger than num_negatives={counts['num_negatives']}: "
+                                "every group needs at least one negative label; lower num_groups or raise "
+                                "num_negatives")
+
+
+def _form_lexicon(ctx, function):
+    """The candidate words of the form's word-list file, read as the run reads them (memoised for the run);
+    None for WordNet or a file the word-list field refuses."""
+    from ood_core.errors import OODError
+    from ood_core.fo.clip_vocabulary import load_vocabulary
+    from ood_core.paths import check_app_file
+
+    try:
+        path = check_app_file(ctx.params.get("word_list"), "word_list")
+        if path is None:
+            return None
+        return load_vocabulary(path, None, common.sdk_default(function, "cross_pos"),
+                               common.sdk_default(function, "parts_of_speech"), None,
+                               ctx.params.get("vocabulary", common.sdk_default(function, "vocabulary")))
+    except OODError:  # a missing or unreadable file: the run says so
+        return None
+
+
+def _form_id_names(ctx):
+    """The ID class names of the form (as the run resolves them), or [] when they cannot be told yet."""
+    import warnings
+
+    from ood_core.errors import OODError
+    from ood_core.fo.clip_vocabulary import resolve_id_labels
+
+    kwargs = _id_kwargs(ctx.params)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "only one ID class": the run warns
+            return resolve_id_labels(common.target_view(ctx), kwargs["id_labels"], kwargs["label_field"])
+    except OODError:
+        return []
 
 
 def _add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
@@ -130,19 +197,21 @@ def _parse_labels(value):
     return [s.strip() for s in str(value).split(",") if s.strip()]
 
 
-def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
-    """Keyword arguments shared by both scorers, from the form / SDK params.
+def _id_kwargs(p, label_field_for_few_shot=False):
+    """``id_labels`` / ``label_field`` from the form / SDK params: ``label_field`` is passed when it gives the ID
+    classes, or (RAP) when it picks and checks the few-shot samples."""
+    by_field = p.get("id_source", "label_field") == "label_field"
+    return dict(id_labels=None if by_field else _parse_labels(p.get("id_labels")),
+                label_field=(p.get("label_field") or None) if by_field or label_field_for_few_shot else None)
 
-    ``label_field`` is passed when it gives the ID classes, or (RAP) when it picks and
-    checks the few-shot samples.
-    """
+
+def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
+    """Keyword arguments shared by both scorers, from the form / SDK params (see :func:`_id_kwargs`)."""
     from ood_core.paths import check_app_file
 
     p = ctx.params
-    by_field = p.get("id_source", "label_field") == "label_field"
     return dict(
-        id_labels=None if by_field else _parse_labels(p.get("id_labels")),
-        label_field=(p.get("label_field") or None) if by_field or label_field_for_few_shot else None,
+        **_id_kwargs(p, label_field_for_few_shot),
         embeddings_field=p.get("embeddings_field") or None,
         model_name=p.get("model_name") or None,
         pretrained=check_app_file(p.get("weights"), "weights", may_be_tag=True),
@@ -202,15 +271,26 @@ def _paper_settings(inputs, ctx):
 
 
 def _neglabel_kwargs(p):
-    num_negatives = p.get("num_negatives") or None
+    num_negatives = common.int_param(p, "num_negatives", None, minimum=0) or None
     return dict(
-        num_negatives=int(num_negatives) if num_negatives else None,
+        num_negatives=num_negatives,
         fraction=None if num_negatives else p.get("fraction"),
         percentile=float(p.get("percentile", 95.0)),
         vocabulary=p.get("vocabulary", common.sdk_default("compute_neglabel_scores", "vocabulary")),
         remove_id_names=bool(p.get("remove_id_names", False)),
         remainder=p.get("remainder", common.sdk_default("compute_neglabel_scores", "remainder")),
     )
+
+
+def _neglabel_counts(p):
+    """The negative-label counts a NegLabel / AdaNeg run gets (for :func:`_check_num_groups`); None when the
+    form's values are not usable yet (their own fields say why)."""
+    try:
+        kwargs = _neglabel_kwargs(p)
+    except ValueError:
+        return None
+    return dict(num_negatives=kwargs["num_negatives"], fraction=kwargs["fraction"],
+                removes_id_names=kwargs["remove_id_names"])
 
 
 def _add_neglabel_protocol_inputs(inputs):
@@ -239,10 +319,11 @@ class ComputeNegLabelScores(common.OODOperator):
     positional_params = ("score_field",)
 
     def resolve_input(self, ctx):
-        common.target_view(ctx)
         inputs = types.Object()
+        if common.add_target_refusal(inputs, ctx):
+            return types.Property(inputs)
         adv = _add_neglabel_inputs(inputs, ctx)
-        _add_grouping_inputs(adv, ctx)
+        _add_grouping_inputs(adv, ctx, "compute_neglabel_scores", _neglabel_counts(ctx.params), inputs)
         _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction", "neglabel")
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
 
@@ -317,8 +398,9 @@ class ComputeRAPScores(common.OODOperator):
     positional_params = ("score_field",)
 
     def resolve_input(self, ctx):
-        common.target_view(ctx)
         inputs = types.Object()
+        if common.add_target_refusal(inputs, ctx):
+            return types.Property(inputs)
         p = ctx.params
         dataset = ctx.dataset
         _add_id_inputs(inputs, ctx)
@@ -375,7 +457,12 @@ class ComputeRAPScores(common.OODOperator):
                      p.get("eta"), low=0, high=100, what="eta")
         if p.get("test_time", True):
             _add_rap_test_time_inputs(adv, ctx)
-        _add_grouping_inputs(adv, ctx)
+        try:
+            counts = dict(num_negatives=common.int_param(p, "num_negatives", _rap_default("num_negatives")),
+                          fraction=None)  # as compute_rap_scores checks them
+        except ValueError:
+            counts = None
+        _add_grouping_inputs(adv, ctx, "compute_rap_scores", counts, inputs)
         _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction", "rap")
         return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
 
@@ -435,8 +522,9 @@ class ComputeAdaNegScores(common.OODOperator):
     positional_params = ("score_field",)
 
     def resolve_input(self, ctx):
-        common.target_view(ctx)
         inputs = types.Object()
+        if common.add_target_refusal(inputs, ctx):
+            return types.Property(inputs)
         p = ctx.params
         adv = _add_neglabel_inputs(inputs, ctx)
         _check_range(adv.int("memory_size", default=_adaneg_default("memory_size"), label="Memory per label",
@@ -449,7 +537,7 @@ class ComputeAdaNegScores(common.OODOperator):
         _check_range(adv.float("weight", default=_adaneg_default("weight"), label="Weight of the memory",
                                   description="0 = plain NegLabel"),
                      p.get("weight"), low=0, what="weight")
-        _add_grouping_inputs(adv, ctx)
+        _add_grouping_inputs(adv, ctx, "compute_adaneg_scores", _neglabel_counts(p), inputs)
         _add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction", "adaneg")
         return types.Property(inputs, view=types.View(label="AdaNeg zero-shot OOD scores"))
 

@@ -15,40 +15,51 @@ class ComputePyramidEmbeddings(common.OODOperator):
     positional_params = ("embeddings_field",)
 
     def resolve_delegation(self, ctx):
-        if _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
-            return False  # the dispatcher itself runs at once; it queues one delegated operation per shard
+        from ood_core.errors import OODInputError
+
+        try:
+            if _num_shards(ctx) > 1 and ctx.params.get("shard") is None:
+                return False  # the dispatcher itself runs at once; it queues one delegated operation per shard
+        except OODInputError:  # a bad num_shards: the form (and the run) say so
+            pass
         return common.resolve_delegation(ctx)
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         target = common.target_view(ctx)
-        common.add_target_input(inputs, ctx, "Embed")
-        patches = ctx.params.get("patches_field")
-        common.add_new_key(
+        if not common.add_target_input(inputs, ctx, "Embed"):
+            return types.Property(inputs)
+        patches = ctx.params.get("patches_field") or None
+        key = common.add_new_key(
             inputs, ctx, "embeddings_field", label="Embeddings field", default="ood_embeddings",
             description="Sample field (or object attribute) that will hold the embeddings; also the run key",
             field_paths=lambda v: [f"{patches}.detections.{v}" if patches else v], resumable_kind="embeddings",
         )
+        if "embeddings_field_resume" in inputs.properties:  # resumes or fills a run: same settings only
+            _check_resume(inputs, ctx, key, patches)
         common.add_field_choice(
             inputs, "patches_field", [f for f in common.label_fields(ctx.dataset) if _is_detections(ctx, f)],
             label="Objects field (optional)", description="Embed each object crop of this Detections field",
             required=False,
         )
         adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (backbone, levels, speed)")
-        adv.str("model_name", default=_default("model_name"), label="timm backbone",
+        default = dict(_sdk_settings(), **_resumed_settings(ctx))  # a resume keeps the stored settings
+        adv.str("model_name", default=default["model_name"], label="timm backbone",
                 description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
-        adv.str("levels", default="", required=False, label="Pyramid levels",
+        adv.str("levels", default=default["levels"], required=False, label="Pyramid levels",
                 description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = the deepest level")
-        adv.enum("mode", list(MODES), default=_default("mode"), label="Mode", view=types.RadioGroup(),
+        adv.enum("mode", list(MODES), default=default["mode"], label="Mode", view=types.RadioGroup(),
                  description="'pool': per-level grid pooling (compact); 'flatten': the paper's resize + flatten (large)")
-        adv.int("grid", default=_default("grid"), min=1, max=8, label="Pooling grid",
+        adv.int("grid", default=default["grid"], min=1, max=8, label="Pooling grid",
                 description="Side of the pooling grid (mode 'pool')")
-        adv.str("weights", default="", required=False, label="Weights file",
-                description="Optional local .safetensors / state-dict file; empty = hub/cache, then bundled")
-        adv.int("project_dim", default=0, min=0, label="Reduce to dimensions (0 = keep)",
-                description="On-the-fly reduction while extracting, e.g. for the large 'flatten' mode")
-        if int(ctx.params.get("project_dim") or 0) > 0:
-            adv.enum("project_method", ["pca", "random"], default=_default("project_method"), label="Reduction",
+        common.add_file_input(adv, ctx, "weights", label="Weights file", may_be_tag=True,
+                              description="Optional local .safetensors / state-dict file (in an allowed folder); "
+                                          "empty = hub/cache, then bundled")
+        project_dim = adv.int("project_dim", default=default["project_dim"], min=0,
+                              label="Reduce to dimensions (0 = keep)",
+                              description="On-the-fly reduction while extracting, e.g. for the large 'flatten' mode")
+        if common.check_input(project_dim, common.int_param, _params(ctx), "project_dim", 0, minimum=0):
+            adv.enum("project_method", ["pca", "random"], default=default["project_method"], label="Reduction",
                      view=types.RadioGroup(),
                      description="'pca': fitted on a seeded sample of the view first; 'random': seeded "
                                  "Gaussian projection, nothing to fit")
@@ -60,9 +71,9 @@ class ComputePyramidEmbeddings(common.OODOperator):
             "num_shards", default=1, min=1, label="Parallel workers (shards)",
             description="Split the view into this many delegated operations, one slice each, for several "
                         "'fiftyone delegated launch' workers; the last to finish completes the field")
-        if _num_shards(ctx) > 1 and ctx.params.get("overwrite"):
-            shards.invalid = True
-            shards.error_message = "shards cannot overwrite: delete the old embeddings run first"
+        num_shards = common.check_input(shards, _num_shards, ctx)
+        if num_shards and num_shards > 1 and ctx.params.get("overwrite"):
+            common.invalidate(shards, "shards cannot overwrite: delete the old embeddings run first")
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         if len(target) == 0:
@@ -74,24 +85,18 @@ class ComputePyramidEmbeddings(common.OODOperator):
     def run(self, ctx):
         import ood_core as ood
 
-        p = ctx.params
+        p = _params(ctx)
         if _num_shards(ctx) > 1 and p.get("shard") is None:
             return _queue_shards(self.uri, ctx)
-        levels = _parse_levels(p.get("levels"))
         target = common.target_view(ctx)
         summary = ood.compute_pyramid_embeddings(
             target,
             p.get("embeddings_field", "ood_embeddings"),
-            model_name=p.get("model_name") or _default("model_name"),
-            levels=levels,
-            mode=p.get("mode") or _default("mode"),
-            grid=common.int_param(p, "grid", _default("grid")),
+            **_settings(p),
             weights=_weights(p.get("weights")),
             patches_field=p.get("patches_field") or None,
             batch_size=common.int_param(p, "batch_size", _default("batch_size")),
             num_workers=common.int_param(p, "num_workers", _default("num_workers"), minimum=0),
-            project_dim=common.int_param(p, "project_dim", 0, minimum=0) or None,
-            project_method=p.get("project_method") or _default("project_method"),
             skip_failures=bool(p.get("skip_failures", _default("skip_failures"))),
             overwrite=bool(p.get("overwrite", False)),
             progress=common.progress_callback(ctx),
@@ -136,7 +141,117 @@ def _default(param):
 
 
 def _num_shards(ctx):
-    return int(ctx.params.get("num_shards") or 1)
+    return common.int_param(ctx.params, "num_shards", 1)
+
+
+def _check_resume(inputs, ctx, key, patches):
+    """Refuse on the field a resume (or fill-in) of an existing run with other settings, listing what differs
+    as the SDK does when it refuses the run."""
+    from ood_core.errors import OODInputError
+
+    field = ctx.params.get("embeddings_field", "ood_embeddings")
+    try:
+        conflicts = _resume_conflicts(ctx, field, patches)
+    except OODInputError:  # a bad setting: its own field says so
+        return
+    if conflicts:
+        inputs.properties.pop("embeddings_field_resume", None)
+        common.invalidate(key, f"embeddings {field!r} exist with other settings ({conflicts}); a resume computes "
+                               "only what is missing with the same settings: set them as stored, tick 'overwrite' "
+                               "to recompute everything, or choose another embeddings field")
+
+
+#: the settings a resume (or fill-in) must keep: the form's names, the SDK's defaults (levels "" = the default)
+SETTINGS = ("model_name", "levels", "mode", "grid", "project_dim", "project_method", "project_seed", "pca_fit_size",
+            "dtype")
+
+
+def _sdk_settings():
+    """:data:`SETTINGS` with the SDK's defaults, as form parameters."""
+    out = {name: _default(name) for name in SETTINGS if name not in ("levels", "project_dim")}
+    return dict(out, levels="", project_dim=0)
+
+
+def _settings(p):
+    """:data:`SETTINGS` from form parameters, as the SDK's keyword arguments."""
+    default = _sdk_settings()
+    return dict(
+        model_name=p.get("model_name") or default["model_name"], levels=_parse_levels(p.get("levels")),
+        mode=p.get("mode") or default["mode"], grid=common.int_param(p, "grid", default["grid"]),
+        project_dim=common.int_param(p, "project_dim", 0, minimum=0) or None,
+        project_method=p.get("project_method") or default["project_method"],
+        project_seed=common.int_param(p, "project_seed", default["project_seed"], minimum=0),
+        pca_fit_size=common.int_param(p, "pca_fit_size", default["pca_fit_size"]),
+        dtype=p.get("dtype") or default["dtype"],
+    )
+
+
+def _resumed_settings(ctx):
+    """The settings of the embeddings run the form would resume or fill in, as form parameters ({} for a new
+    field, or with 'overwrite')."""
+    from ood_core.fo import runs as fo_runs
+
+    field = ctx.params.get("embeddings_field", "ood_embeddings")
+    if ctx.params.get("overwrite") or field not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings"):
+        return {}
+    info = fo_runs.get_ood_run_info(ctx.dataset, field)
+    backbone, projection = info.get("backbone") or {}, info.get("projection") or {}
+    stored = dict(model_name=backbone.get("model_name"), mode=backbone.get("mode"), grid=backbone.get("grid"),
+                  levels=",".join(str(i) for i in backbone.get("level_indices") or []),
+                  project_dim=projection.get("n_components", 0), project_method=projection.get("method"),
+                  project_seed=projection.get("seed"), pca_fit_size=projection.get("fit_size"),
+                  dtype=info.get("dtype"))
+    return {k: v for k, v in stored.items() if v not in (None, "")}
+
+
+def _params(ctx):
+    """The run's parameters: those given, and for a resume the stored run's settings in place of those not
+    given (the SDK refuses other settings)."""
+    given = {k: v for k, v in ctx.params.items() if v not in (None, "")}
+    return dict(_resumed_settings(ctx), **given)
+
+
+def _resume_conflicts(ctx, field, patches):
+    """What differs between the stored run ``field`` and the form's settings, as the SDK lists it ("" = nothing
+    that is known without loading the backbone differs: the model name unless 'auto', levels given as indices
+    or as the stored run's level names, mode, grid, the projection, the storage dtype, the objects field)."""
+    from ood_core.fo import runs as fo_runs
+    from ood_core.fo.embeddings import settings_diff, projection_record
+
+    if field not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings"):
+        return ""
+    info = fo_runs.get_ood_run_info(ctx.dataset, field)
+    stored = info.get("backbone") or {}
+    asked = _settings(_params(ctx))
+    backbone = {"mode": asked["mode"], "grid": asked["grid"] if asked["mode"] == "pool" else None}
+    if asked["model_name"] != "auto":
+        backbone["model_name"] = asked["model_name"]
+    levels = _level_indices(asked["levels"], stored)
+    if levels is not None:
+        backbone["level_indices"] = levels
+    projection = projection_record(asked["project_dim"], asked["project_method"], asked["project_seed"],
+                                   asked["pca_fit_size"])
+    old = {"backbone": {k: stored.get(k) for k in backbone}, "projection": info.get("projection"),
+           "dtype": info.get("dtype"), "patches_field": info.get("patches_field")}
+    new = {"backbone": backbone, "projection": projection, "dtype": asked["dtype"], "patches_field": patches}
+    return settings_diff(old, new)
+
+
+def _level_indices(levels, stored):
+    """``levels`` as level indices when known without the backbone (indices >= 0, or the stored run's level
+    names), else None."""
+    if not levels:
+        return None
+    by_name = dict(zip(stored.get("levels") or [], stored.get("level_indices") or []))
+    out = set()
+    for level in levels:
+        if isinstance(level, int) and level >= 0:
+            out.add(level)
+        elif level in by_name:
+            out.add(by_name[level])
+        else:
+            return None
+    return sorted(out)
 
 
 def _queue_shards(uri, ctx):
@@ -160,7 +275,24 @@ def _queue_shards(uri, ctx):
             context=ExecutionContext(request_params=request).serialize(),
         )
         queued.append(str(op.id))
-    return {"num_shards": n, "queued_operations": queued}
+    return {"num_shards": n, "queued_operations": queued,
+            "report": _shards_report(ctx.params.get("embeddings_field", "ood_embeddings"), n, queued,
+                                     len(common.target_view(ctx)))}
+
+
+def _shards_report(field, n, queued, num_target):
+    """The result view of a sharded run: what was queued, how to start the workers, where to follow them."""
+    return common.report(
+        f"{n} delegated operations queued for embeddings `{field}` (one slice of the target each)",
+        [("target", f"{num_target:,} samples, about {-(-num_target // n):,} per shard"),
+         ("queued operations", ", ".join(f"`{q}`" for q in queued))],
+        [f"start the workers: run `fiftyone delegated launch` in {n} terminals (same database) to compute the "
+         f"{n} shards side by side; one worker runs them one after the other",
+         "follow them: `fiftyone delegated list` (queued / running / completed, with progress), or the App's "
+         "runs page",
+         f"the last shard to finish completes the field `{field}` and its run; a failed shard is redone by "
+         "running its operation again, or by one run without shards (it computes whatever is missing)"],
+    )
 
 
 def _is_detections(ctx, field):

@@ -2,6 +2,8 @@
 
 import fiftyone.operators.types as types
 
+from ood_core.fo.scores import DEFAULT_N_COMPONENTS
+
 from . import base as common
 
 REDUCTIONS = ("none", "pca", "umap", "random")
@@ -27,19 +29,19 @@ class ScoreOOD(common.OODOperator):
     positional_params = ("embeddings_field", "score_field")
 
     def resolve_input(self, ctx):
-        from ood_core.detectors import detector_class, make_detector, requires_labels
+        from ood_core.detectors import detector_class, requires_labels
         from ood_core.fo import inventory
 
         inputs = types.Object()
         target = common.target_view(ctx)
-        common.add_target_input(inputs, ctx, "Score")
+        if not common.add_target_input(inputs, ctx, "Score"):
+            return types.Property(inputs)
         dataset = ctx.dataset
         if not inventory.embedding_choices(dataset):
             warning = inputs.view("no_embeddings", types.Warning(
                 label="No embeddings yet",
                 description="Run 'OOD: compute pyramid embeddings' first (or 'OOD: audit dataset', which does both)"))
-            warning.invalid = True
-            warning.error_message = "no embeddings run or vector field on this dataset"
+            common.invalidate(warning, "no embeddings run or vector field on this dataset")
             return types.Property(inputs)
         embeddings = common.add_embeddings_choice(inputs, ctx, target)
         methods = _method_choices()
@@ -62,26 +64,15 @@ class ScoreOOD(common.OODOperator):
                                        default=(patches or inventory.default_label_field(dataset)) if needs_labels
                                        else None)
         if needs_labels and not label_fields:
-            prop.invalid = True
-            prop.error_message = f"method {method!r} needs a Classification or Detections field; this dataset has none"
-        if not label_task:
-            tags = sorted(dataset.distinct("tags"))
-            default_tag = inventory.default_reference_tag(dataset)
-            common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
-                                    description="Fit on samples with this tag; empty = unsupervised on the target",
-                                    required=False, default=default_tag)
-            if make_detector(method).uses_reference_classes:  # per-class search or statistics
-                common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag),
-                                                     ctx.params.get("label_field"))
+            common.invalidate(prop, f"method {method!r} needs a Classification or Detections field; this dataset "
+                                    "has none")
+        reference_tag = None if label_task else _add_reference_input(inputs, ctx, target, method)
+        index = method == "knn" and _add_index_choice(inputs, ctx, embeddings)
+        # the detector is fitted on the reference, else on the target (an index holds its own reference)
+        fit_view = dataset.match_tags(reference_tag) if reference_tag else (None if index else target)
         if "k" in detector.default_params():
-            _add_k_input(inputs, ctx, common.detector_default(method, "k"))
-        if method == "knn":
-            indexes = _similarity_indexes(dataset)
-            if indexes:  # shown only when the dataset has one
-                common.add_field_choice(
-                    inputs, "similarity_index", indexes, label="Similarity index (optional)", required=False,
-                    description="Query this FiftyOne Brain similarity index (pgvector, Milvus, ...) for the "
-                                "neighbours instead of searching in memory; the index holds the reference")
+            k_prop = _add_k_input(inputs, ctx, _index_k({}) if index else common.detector_default(method, "k"))
+            _check_k(k_prop, ctx, method, fit_view, embeddings, patches, reference_tag, index)
         common.add_new_key(inputs, ctx, "score_field", label="Score field",
                            default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
                                                       "score_field"),
@@ -89,11 +80,7 @@ class ScoreOOD(common.OODOperator):
                            field_paths=lambda v: _score_paths(ctx, v, embeddings),
                            kind="label_issues" if label_task else "ood_scores",
                            reads=[embeddings, ctx.params.get("label_field")])
-        adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (dimensionality reduction)")
-        adv.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
-                 description="Optional dimensionality reduction fitted on the reference set")
-        if ctx.params.get("reduce", "none") != "none":
-            adv.int("n_components", default=30, min=1, label="Reduced dimensions")
+        _add_reduction_inputs(inputs, ctx, fit_view, embeddings, patches)
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Score OOD / label issues"))
@@ -116,7 +103,7 @@ class ScoreOOD(common.OODOperator):
                 p.get("score_field", "ood_score"),
                 brain_key=p["similarity_index"],
                 reference=p.get("reference_tag") or None,
-                k=_k_param(p.get("k")) or common.detector_default("knn", "k"),
+                k=_index_k(p),
                 overwrite=bool(p.get("overwrite", False)),
                 progress=common.progress_callback(ctx),
             )
@@ -131,9 +118,9 @@ class ScoreOOD(common.OODOperator):
             label_field=label_field,
             patches_field=None if label_field else inventory.embeddings_patches_field(ctx.dataset,
                                                                                       p["embeddings_field"]),
-            k=_k_param(p.get("k")),
+            k=_k_param(p),
             reduce=None if reduce in (None, "none") else reduce,
-            n_components=p.get("n_components"),
+            n_components=common.int_param(p, "n_components", DEFAULT_N_COMPONENTS),
             overwrite=bool(p.get("overwrite", False)),
         )
         return common.finish(ctx, summary, keep=keep,
@@ -212,21 +199,136 @@ def _score_paths(ctx, value, embeddings_field=None):
     return [value]
 
 
-def _similarity_indexes(dataset):
-    """Brain keys of the dataset's similarity indexes."""
-    return [key for key in dataset.list_brain_runs()
-            if getattr(dataset.get_brain_info(key).config, "type", None) == "similarity"]
+def _add_reference_input(inputs, ctx, target, method):
+    """The reference tag (trusted samples) and the uncovered-classes warning; returns the chosen tag or None."""
+    from ood_core.detectors import make_detector
+    from ood_core.fo import inventory
+
+    tags = sorted(ctx.dataset.distinct("tags"))
+    default_tag = inventory.default_reference_tag(ctx.dataset)
+    common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
+                            description="Fit on samples with this tag; empty = unsupervised on the target",
+                            required=False, default=default_tag)
+    tag = ctx.params.get("reference_tag", default_tag) or None
+    if make_detector(method).uses_reference_classes:  # per-class search or statistics
+        common.add_uncovered_classes_warning(inputs, target, tag, ctx.params.get("label_field"))
+    return tag
 
 
 def _add_k_input(inputs, ctx, default):
     """k: a whole number; for detectors that size k from the reference (default ``auto``) empty = auto."""
     if isinstance(default, int):
-        inputs.int("k", default=default, min=1, label="k (neighbours)")
+        return inputs.int("k", default=default, min=1, label="k (neighbours)")
+    return inputs.int("k", required=False, min=1, label="k (neighbours)",
+                      description=f"Empty = {default!r}: sized from the trusted classes (recommended); or a whole "
+                                  "number")
+
+
+def _check_k(prop, ctx, method, fit_view, embeddings, patches, reference_tag, index=False):
+    """The SDK's k checks on the form's k: a whole number (:func:`_k_param`), below the number of items the
+    detector is fitted on (:func:`ood_core.fo.scores.check_k_fits`; ``fit_view`` None: not known here)."""
+    from ood_core.fo.scores import check_k_fits, embedded_items, fit_set_words
+
+    k = common.check_input(prop, _index_k if index else _k_param, ctx.params)  # None: the detector's default
+    if prop.invalid or embeddings is None or fit_view is None:
         return
-    inputs.int("k", required=False, min=1, label="k (neighbours)",
-               description=f"Empty = {default!r}: sized from the trusted classes (recommended); or a whole number")
+    num_fit, _ = embedded_items(fit_view, embeddings, patches)
+    if num_fit:
+        common.check_input(prop, check_k_fits, k, method, num_fit, *fit_set_words(reference_tag))
 
 
-def _k_param(value):
-    """The form's k for the SDK: None (the detector's default, e.g. 'auto') when empty."""
-    return None if value in (None, "") else value
+def _k_param(params):
+    """The k for the SDK: None (the detector's default, e.g. 'auto') when empty, else a whole number (``3.0``
+    from the App's JSON or a Python call is 3)."""
+    if params.get("k") == "auto":
+        return None
+    return common.int_param(params, "k", None)
+
+
+def _index_k(params):
+    """The k of a run through a similarity index: the form's, else the SDK's default for it (a whole number:
+    :func:`ood_core.compute_knn_scores_with_index` has no 'auto')."""
+    return _k_param(params) or common.sdk_default("compute_knn_scores_with_index", "k")
+
+
+def _add_reduction_inputs(inputs, ctx, fit_view, embeddings, patches):
+    """The reduction choice (advanced); *Reduced dimensions* is checked as the reducer checks the fit set."""
+    from ood_core.fo.scores import check_reduction, embedded_items
+
+    adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (dimensionality reduction)")
+    adv.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
+             description="Optional dimensionality reduction fitted on the reference set")
+    reduce = ctx.params.get("reduce", "none")
+    if reduce in (None, "none"):
+        return
+    prop = adv.int("n_components", default=DEFAULT_N_COMPONENTS, min=1, label="Reduced dimensions")
+    n_components = common.check_input(prop, common.int_param, ctx.params, "n_components", DEFAULT_N_COMPONENTS)
+    if n_components is None or embeddings is None:
+        return
+    num_fit, dim = embedded_items(fit_view, embeddings, patches)
+    if num_fit:
+        common.check_input(prop, check_reduction, reduce, n_components, num_fit, dim)
+
+
+def _add_index_choice(inputs, ctx, embeddings):
+    """The similarity indexes the k-NN run can query for ``embeddings`` (shown only when the dataset has one);
+    the others are named in a notice with the SDK's reason, and refused on the field when chosen anyway.
+    Returns whether the run goes through an index."""
+    usable, refused = _similarity_indexes(ctx.dataset, embeddings)
+    chosen = ctx.params.get("similarity_index")
+    if usable or chosen in refused:
+        prop = common.add_field_choice(
+            inputs, "similarity_index", usable, label="Similarity index (optional)", required=False,
+            description="Query this FiftyOne Brain similarity index (pgvector, Milvus, ...) for the "
+                        "neighbours instead of searching in memory; the index holds the reference")
+        if chosen in refused:
+            common.invalidate(prop, f"similarity index {chosen!r} cannot be used: {refused[chosen]}; leave "
+                                    "'Similarity index' empty to search in memory")
+    if refused:
+        inputs.view("similarity_index_refused", types.Notice(
+            label=f"Similarity index{'es' if len(refused) > 1 else ''} not offered: "
+                  + "; ".join(f"{key!r}: {why}" for key, why in refused.items()),
+            description="Build one with ood.compute_knn_scores_with_index(view, embeddings_field, score_field, "
+                        "reference='trusted', brain_key='...', backend='pgvector', ...) (README: 'Neighbours "
+                        "from a vector database')"))
+    return bool(chosen)
+
+
+def _similarity_indexes(dataset, embeddings_field):
+    """``(usable brain keys, {brain key: why not})`` of the dataset's similarity indexes for k-NN scores of
+    ``embeddings_field``, by the checks the SDK applies when it opens an index (backend and metric:
+    :func:`ood_core.fo.similarity.index_metric`, then the embeddings field the index holds)."""
+    from types import SimpleNamespace
+
+    from ood_core.errors import OODInputError
+    from ood_core.fo.similarity import index_metric
+
+    usable, refused = [], {}
+    for key in dataset.list_brain_runs():
+        config = dataset.get_brain_info(key).config
+        if getattr(config, "type", None) != "similarity":
+            continue
+        stored = getattr(config, "embeddings_field", None) or _index_built_from(dataset, key)
+        try:
+            index_metric(SimpleNamespace(config=config))  # reads the config only: no connection to the backend
+        except OODInputError as e:
+            refused[key] = str(e)
+            continue
+        if stored is not None and stored != embeddings_field:
+            refused[key] = f"it holds embeddings of field {stored!r}, not {embeddings_field!r}"
+        else:
+            usable.append(key)
+    return usable, refused
+
+
+def _index_built_from(dataset, brain_key):
+    """The embeddings field an index built by ``compute_knn_scores_with_index`` holds (its Brain config names
+    none: the embeddings are uploaded): that of the oldest score run of this plugin that used the index."""
+    from ood_core.fo import runs as fo_runs
+
+    used = []
+    for key in fo_runs.list_ood_runs(dataset, kind="ood_scores"):
+        info = fo_runs.get_ood_run_info(dataset, key)
+        if (info.get("similarity") or {}).get("brain_key") == brain_key:
+            used.append((info["timestamp"], info.get("embeddings_field")))
+    return min(used)[1] if used else None

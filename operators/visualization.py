@@ -14,17 +14,22 @@ class ComputeOODVisualization(common.OODOperator):
 
     def resolve_input(self, ctx):
         from ood_core.fo import inventory, runs
-        from ood_core.fo.scores import VISUALIZATION_METHODS
+        from ood_core.fo.scores import VISUALIZATION_METHODS, check_map_points
 
         inputs = types.Object()
         target = common.target_view(ctx)
-        common.add_target_input(inputs, ctx, "Map")
+        if not common.add_target_input(inputs, ctx, "Map"):
+            return types.Property(inputs)
         if not inventory.embedding_choices(ctx.dataset):
             prop = inputs.view("no_embeddings", types.Warning(label="No embeddings yet"))
             prop.invalid = True
             prop.error_message = "no embeddings yet: run 'OOD: compute pyramid embeddings' first"
             return types.Property(inputs)
-        common.add_embeddings_choice(inputs, ctx, target)
+        chosen = common.add_embeddings_choice(inputs, ctx, target)
+        if chosen is not None:  # the SDK's check: enough points with an embedding in the target
+            covered, _ = inventory.embedding_coverage(target, chosen, inventory.embeddings_patches_field(
+                ctx.dataset, chosen))
+            common.check_input(inputs.properties["embeddings_field"], check_map_points, covered, chosen)
         inputs.enum("method", list(VISUALIZATION_METHODS),
                     default=common.sdk_default("compute_ood_visualization", "method"), label="Method",
                     view=types.RadioGroup())

@@ -476,11 +476,11 @@ def test_embeddings_form_groups_advanced_settings_and_says_when_it_resumes(small
     props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(show_advanced=True))
     assert {"batch_size", "model_name", "levels", "grid", "num_shards"} <= set(props)
     ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="emb"))
+    same = dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1", grid=1)  # as stored
+    props = _resolve(_uri("compute_pyramid_embeddings"), ds, same)
     assert not props["embeddings_field"].invalid
     assert "computes only what is missing" in props["embeddings_field_resume"].view.label
-    out = _run(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="emb", model_name="tf_efficientnet_lite0",
-                                                          levels="1", grid=1, show_advanced=True))
+    out = _run(_uri("compute_pyramid_embeddings"), ds, dict(same, show_advanced=True))
     assert out.result["num_computed"] == 35
     assert "computed now: 35" in out.result["report"] and "already there (kept): 5" in out.result["report"]
 

@@ -182,6 +182,14 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
     return target, partial
 
 
+def projection_record(project_dim, method, seed, fit_size):
+    """What a run records of its on-the-fly reduction (None: none), compared when the run is resumed."""
+    if project_dim is None or project_dim == 0:
+        return None
+    record = {"method": method, "n_components": int(project_dim), "seed": int(seed)}
+    return dict(record, fit_size=int(fit_size)) if method == "pca" else record
+
+
 class _Projection:
     """The on-the-fly reduction of extracted embeddings (none, seeded random, or PCA) and the storage dtype.
 
@@ -206,7 +214,7 @@ class _Projection:
             raise OODInputError(f"project_seed={seed!r} is not valid; pass an integer")
         if method not in ("random", "pca"):
             raise OODInputError(f"project_method must be 'random' or 'pca', got {method!r}")
-        record = {"method": method, "n_components": int(project_dim), "seed": int(seed)}
+        record = projection_record(project_dim, method, seed, fit_size)
         if method == "random":
             matrix = random_projection_matrix(in_dim, int(project_dim), seed)
             return cls(record, int(project_dim), dtype, apply=lambda e: e @ matrix)
@@ -215,7 +223,6 @@ class _Projection:
                 f"project_dim={project_dim} is larger than the embedding dimension {in_dim}; "
                 "PCA can only reduce: lower project_dim"
             )
-        record["fit_size"] = int(fit_size)
         return cls(record, int(project_dim), dtype)
 
     @property
@@ -536,7 +543,7 @@ def _require_same_settings(samples, run_key, settings, consequence):
     if _jsonable(old) != _jsonable(settings):
         raise OODInputError(
             f"embeddings {run_key!r} on dataset {samples._dataset.name!r} were computed with different settings "
-            f"({_settings_diff(old, settings)}); {consequence}"
+            f"({settings_diff(old, settings)}); {consequence}"
         )
     return info
 
@@ -547,7 +554,8 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, sort_keys=True, default=str))
 
 
-def _settings_diff(old, new):
+def settings_diff(old, new):
+    """What differs between two embeddings runs' settings, as 'name: stored X vs requested Y' parts."""
     old_b, new_b = _jsonable(old), _jsonable(new)
     parts = []
     for k in sorted(set(old_b) | set(new_b)):

@@ -176,9 +176,9 @@ def compute_ood_scores(
     if reference is not None and score_reference:
         ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         samples = union_view(samples, ref_view)
-
     keys, X, labels, X_ref, labels_ref, ref_index, ref_info = _read_score_inputs(
         samples, reference, embeddings_field, patches_field, label_field, use_labels, method)
+    check_k_fits(k, method, len(X if X_ref is None else X_ref), *fit_set_words(reference))
     backbone = runs.embedding_run_config(samples, embeddings_field)
     scores, det, reducer, ref_scores = score_arrays(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
@@ -356,8 +356,58 @@ def _check_score_call(samples, score_field, method, label_field, patches_field, 
             f"method {method!r} needs class labels: pass label_field='<a Classification or Detections field>'"
         )
     if reduce and not n_components:
-        raise OODInputError(f"reduce={reduce!r} needs n_components (e.g. 30)")
+        raise OODInputError(f"reduce={reduce!r} needs n_components (e.g. {DEFAULT_N_COMPONENTS})")
     return patches_field, (label_field if needs_labels else None)
+
+
+#: the target dimension the App's score form (and its operator called without ``n_components``) reduces to
+DEFAULT_N_COMPONENTS = 30
+
+
+def check_k_fits(k, method, num_fit, what="the reference set", fix="add reference samples"):
+    """Refuse a whole-number ``k`` (None: ``method``'s default) that the ``num_fit`` items the detector is fitted
+    on cannot give: each of them is also scored with itself left out, so ``k`` must be below ``num_fit``. Used
+    before any work by :func:`compute_ood_scores` and by the App's score form (on its *k* field)."""
+    from ..detectors import detector_class
+    from ..validation import is_int
+
+    k = detector_class(method).default_params().get("k") if k is None else k
+    if is_int(k) and num_fit <= k:
+        raise OODInputError(f"k={k} but {what} has only {num_fit:,} item(s) with an embedding; each of them is "
+                            f"also scored with itself left out, so k must be < {num_fit:,}: lower k or {fix}")
+
+
+def fit_set_words(reference):
+    """``(what, fix)`` naming the set a detector is fitted on (the reference, else the scored set) in errors."""
+    if reference is None:
+        return "the scored set", "score more samples (or give a trusted reference)"
+    if isinstance(reference, str):
+        return f"the reference (samples tagged {reference!r})", f"tag more samples {reference!r}"
+    return "the reference view", "add samples to the reference view"
+
+
+def check_reduction(reduce, n_components, num_fit, dim):
+    """Refuse a reduction the fit set cannot give, by the check of :class:`~ood_core.reduction.Reducer`, from
+    the sizes only: ``num_fit`` items of dimension ``dim`` (the App's score form calls it)."""
+    from ..reduction import Reducer
+
+    # a zero-stride array of the fit set's shape: the reducer checks the shape, nothing is allocated
+    Reducer(method=reduce, n_components=n_components).check_size(np.broadcast_to(np.float32(0), (num_fit, dim)))
+
+
+def embedded_items(view, embeddings_field, patches_field=None):
+    """``(number of items with an embedding, dimension of the first one or None)`` of a view."""
+    from .inventory import embedding_coverage
+
+    num, _ = embedding_coverage(view, embeddings_field, patches_field)
+    if not num:
+        return 0, None
+    if patches_field is None:
+        return num, first_vector_dim(view.exists(embeddings_field), embeddings_field, None)
+    from fiftyone import ViewField as F
+
+    with_values = view.filter_labels(patches_field, F(embeddings_field) != None)  # noqa: E711
+    return num, first_vector_dim(with_values, embeddings_field, patches_field)
 
 
 def _read_reference(samples, reference, keys, embeddings_field, patches_field, label_field):
@@ -472,12 +522,10 @@ def compute_ood_visualization(
         embeddings = embeddings_field
     require_nonempty(view, f"samples with embeddings in {embeddings_field!r}")
     num_points = count_items(view, patches_field)
-    if num_points < 4:
-        raise OODInputError(f"a 2-D map needs at least 4 points with embeddings in {embeddings_field!r}; the view "
-                            f"has {num_points}: map a larger view")
+    check_map_points(num_points, embeddings_field)
     extra = {}
     if method == "tsne":  # t-SNE first reduces to 50 dimensions by PCA, perplexity 30: no more than the points allow
-        extra["pca_dims"] = min(50, num_points - 1, _first_vector_dim(view, embeddings_field, patches_field))
+        extra["pca_dims"] = min(50, num_points - 1, first_vector_dim(view, embeddings_field, patches_field))
         extra["perplexity"] = min(30.0, (num_points - 1) / 3)
     # computed under a temporary key and renamed at the end: a failure leaves the old map (and no empty run)
     tmp = f"{TMP_PREFIX}map_{uuid.uuid4().hex[:10]}"
@@ -495,9 +543,18 @@ def compute_ood_visualization(
 
 #: the map methods of FiftyOne Brain's compute_visualization offered here
 VISUALIZATION_METHODS = ("umap", "tsne", "pca")
+#: the fewest points a 2-D map is computed for
+MIN_MAP_POINTS = 4
 
 
-def _first_vector_dim(view, embeddings_field, patches_field):
+def check_map_points(num_points, embeddings_field):
+    """Refuse a map of fewer than :data:`MIN_MAP_POINTS` points (also the App's map form's check)."""
+    if num_points < MIN_MAP_POINTS:
+        raise OODInputError(f"a 2-D map needs at least {MIN_MAP_POINTS} points with embeddings in "
+                            f"{embeddings_field!r}; the view has {num_points}: map a larger view")
+
+
+def first_vector_dim(view, embeddings_field, patches_field):
     value = view.limit(1).values(patch_path(patches_field, embeddings_field) if patches_field else embeddings_field)[0]
     if patches_field:
         value = next(v for v in value if v is not None)

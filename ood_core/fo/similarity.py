@@ -80,7 +80,9 @@ def _refuse_brain_sklearn(backend):
         )
 
 
-def _index_metric(index):
+def index_metric(index):
+    """The metric of a FiftyOne Brain similarity index whose distances give k-NN scores (reads its config only);
+    refuses the sklearn backend and metrics without a k-NN distance."""
     _refuse_brain_sklearn(index.config.method)
     metric = getattr(index.config, "metric", None)
     if metric not in _METRIC_NORMALIZE:
@@ -260,7 +262,7 @@ def _compute_knn_scores_with_index(
         index = _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress,
                              backend_kwargs)
     try:
-        metric = _index_metric(index)
+        metric = index_metric(index)
         scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress)
         summary = score_summary(run_key, score_field, list(scores.values()), len(samples), method="knn")
         runs.record_scores(
