@@ -50,10 +50,8 @@ class AuditDataset(common.OODOperator):
         key = inputs.str("audit_key", default=common.sdk_default("audit", "audit_key"), required=False,
                          label="Audit key", description="Run key of the audit; also names the saved views")
         audit_key = ctx.params.get("audit_key") or common.sdk_default("audit", "audit_key")
-        try:  # the SDK's own checks of the key and of the score and flag fields it names
-            from ood_core.fo.audit import check_outputs
-
-            check_outputs(target, audit_key, bool(ctx.params.get("overwrite")))
+        try:  # the SDK's own checks of the key, of the score and flag fields it names, and of what it replaces
+            _check_outputs(inputs, ctx, target, audit_key)
         except ValueError as e:
             key.invalid = True
             key.error_message = str(e)
@@ -125,11 +123,36 @@ def audit_report(summary):
              ("HTML report", f"`{summary['report_path']}`"),
              ("flagged samples (CSV)", f"`{summary['csv_path']}`"),
              ("flagged samples exported (FiftyOne dataset)",
-              f"`{summary['export_dir']}`" if summary.get("export_dir") else None)]
-    steps = [f"saved views: {', '.join(f'`{v}`' for v in summary['saved_views'])} (saved views menu above the grid)",
+              f"`{summary['export_dir']}`" if summary.get("export_dir") else None),
+             ("runs written", ", ".join(f"`{key}`" for key in summary["runs"].values())),
+             ("fields written", ", ".join(f"`{field}`" for field in summary.get("fields", []))),
+             ("removed from the earlier audit (not written this time)",
+              ", ".join(f"`{key}`" for key in summary.get("removed_runs") or []) or None)]
+    scores = " or ".join(f"`{summary['runs'][task]}`" for task in ("ood", "label_issues") if task in summary["runs"])
+    steps = [f"sort the grid by {scores} (**Sort by**, highest first = most suspicious)",
+             f"saved views: {', '.join(f'`{v}`' for v in summary['saved_views'])} (saved views menu above the grid)",
              "review and tag: the **OOD review** panel (+ next to the Samples tab)",
              "open the HTML report in a browser (thumbnails of the worst samples, score plots)"]
     return common.report(f"Audit `{summary['audit_key']}` done", facts, steps)
+
+
+def _check_outputs(inputs, ctx, target, audit_key):
+    """The SDK's checks of the audit's outputs (raise ValueError); with *overwrite* ticked, a notice naming the
+    earlier audit's runs that redoing it removes (those this audit does not write)."""
+    from ood_core.fo import inventory
+    from ood_core.fo.audit import audit_fields, check_outputs, replaced_runs
+
+    overwrite = bool(ctx.params.get("overwrite"))
+    check_outputs(target, audit_key, overwrite)
+    if not overwrite:
+        return
+    ood_field, label_issue_field = audit_fields(audit_key)
+    label_field = ctx.params.get("label_field", inventory.default_label_field(ctx.dataset))
+    removed = replaced_runs(target, audit_key, ood_field, label_issue_field if label_field else None)
+    if removed:
+        inputs.view("replaced_note", types.Notice(
+            label=f"Redoing audit '{audit_key}' removes the runs of the earlier one that this audit does not write, "
+                  f"with their fields and the tags they added: {', '.join(removed)}"))
 
 
 def _default_report(ctx, audit_key):

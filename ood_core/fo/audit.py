@@ -121,17 +121,23 @@ def audit(
             CSV of flagged samples is written beside it.
         export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset here.
         num_worst: thumbnails per gallery in the report.
-        overwrite: replace an earlier audit of the same key (and its fields).
+        overwrite: replace an earlier audit of the same key, whole: its runs this audit does not write
+            (:func:`replaced_runs`: label-issue runs, when this one has no label field) go with their fields,
+            flags runs and tags in the commit of the new record (refused from a view); so do its saved views and
+            near-duplicate tags this one does not make again. Embeddings it computed stay (an input).
         progress: None, or ``f(done, total)`` called after each of the steps.
 
     The detectors (``knn``, ``weighted_label_vote``) use their k cap, at most a
     quarter of the samples they are fitted on; the k used is in each run's record.
 
     Returns:
-        a dict: ``audit_key``, the resolved inputs, ``runs`` (score / flag keys),
-        counts (``num_samples``, ``num_ood_flagged``, ``num_label_flagged``,
-        ``num_duplicates``, ``num_skipped``), ``warnings`` (sentences: e.g. too few trusted samples for a
-        steady threshold), ``skipped`` (the first :data:`MAX_SKIPPED_LISTED` samples
+        a dict: ``audit_key``, the resolved inputs, ``runs`` (the score and flags run keys it wrote, by role:
+        ``ood``, ``ood_flags``, ``label_issues``, ``label_issue_flags``), ``fields`` (every field those runs
+        wrote: scores, p-values, suggested labels, flags), ``removed_runs`` / ``removed_fields`` (what an
+        earlier audit of this key wrote and this one does not, removed: see ``overwrite``), counts
+        (``num_samples``, ``num_ood_flagged``, ``num_label_flagged``, ``num_duplicates``, ``num_skipped``),
+        ``warnings`` (sentences: e.g. too few trusted samples for a steady threshold), ``skipped`` (the first
+        :data:`MAX_SKIPPED_LISTED` samples
         without a score: ``id``, ``filepath`` and, for images that failed to load now, ``error``),
         ``report_path``, ``csv_path``, ``saved_views``, ``seconds``.
     """
@@ -140,9 +146,8 @@ def audit(
     ood_field, label_issue_field = audit_fields(audit_key, ood_field, label_issue_field)
     _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path)
     plan = _plan(samples, label_field, reference, embeddings_field)
+    replaced = replaced_runs(samples, audit_key, ood_field, label_issue_field if plan["label_field"] else None)
     steps = _Steps(progress, 5)
-    untag_near_duplicates(samples, audit_key)  # only reached with overwrite=True
-
     failures = {}
     embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, skip_failures, failures)
     steps.done()
@@ -156,20 +161,29 @@ def audit(
     steps.done()
     duplicates = _near_duplicates(samples, embeddings, duplicate_threshold, audit_key) if near_duplicates else {}
     steps.done()
-
-    saved = _save_views(samples, audit_key, found, duplicates)
-    csv_path = os.path.splitext(report_path)[0] + "_flagged.csv"
-    num_csv = _write_csv(samples, csv_path, found, plan["label_field"], duplicates)
-    exported = _export(samples, found, export_dir) if export_dir else None
     summary = _summary(samples, audit_key, plan, embeddings, found, duplicates, near_duplicates and duplicate_threshold)
-    summary["skipped"] = _skipped(samples, found["runs"]["ood"], failures)
-    summary.update(report_path=report_path, csv_path=csv_path, num_csv_rows=num_csv, export_dir=exported,
-                   saved_views=saved)
+    _outputs(samples, summary, found, duplicates, failures, report_path, export_dir)
+    summary["removed_runs"] = replaced
     summary["seconds"] = round(time.perf_counter() - start, 2)
     write_report(samples, summary, found, duplicates, num_worst, report_path)
-    _record(samples, audit_key, summary, duplicates, overwrite)
+    _record(samples, audit_key, summary, duplicates, overwrite, replaced)
     steps.done()
     return summary
+
+
+def _outputs(samples, summary, found, duplicates, failures, report_path, export_dir):
+    """Saved views, the CSV, the export, the fields written and the samples not scored, into ``summary``."""
+    summary["fields"] = [path for key in found["runs"].values()
+                         for path in runs.get_ood_run_info(samples, key)["fields"]]
+    summary["skipped"] = _skipped(samples, found["runs"]["ood"], failures)
+    csv_path = os.path.splitext(report_path)[0] + "_flagged.csv"
+    summary.update(
+        saved_views=_save_views(samples, summary["audit_key"], found, duplicates),
+        report_path=report_path,
+        csv_path=csv_path,
+        num_csv_rows=_write_csv(samples, csv_path, found, summary["label_field"], duplicates),
+        export_dir=_export(samples, found, export_dir) if export_dir else None,
+    )
 
 
 # --------------------------------------------------------------------------- steps
@@ -196,6 +210,48 @@ def check_outputs(samples, audit_key, overwrite, ood_field=None, label_issue_fie
     for field, kind in ((ood_field, "ood_scores"), (label_issue_field, "label_issues")):
         runs.check_new_run(samples, field, [field], overwrite, kind=kind)
         runs.check_new_run(samples, f"{field}_flag", [f"{field}_flag"], overwrite, kind="flags")  # flag_samples' names
+
+
+#: the roles of an audit's runs (the keys of its ``runs``) -> the kind of run each one is
+_ROLE_KINDS = {"ood": "ood_scores", "ood_flags": "flags", "label_issues": "label_issues",
+               "label_issue_flags": "flags"}
+
+
+def replaced_runs(samples, audit_key, ood_field, label_issue_field=None):
+    """The runs of an earlier audit under ``audit_key`` that an audit writing ``ood_field`` (and
+    ``label_issue_field``; None = no label field) does not write, with the flags runs made from them.
+
+    Redoing the audit removes them (:func:`_record`, in the commit of the new audit record). Runs another audit
+    lists, and runs whose key now holds a run of another kind, are not the earlier audit's and stay. Refused from a
+    view: their fields hold the values of the samples outside it too.
+    """
+    from .flags import list_flag_runs
+    from .items import is_whole_dataset
+
+    dataset = samples._dataset
+    audits = runs.list_ood_runs(samples, kind="audit")
+    if audit_key not in audits:
+        return []
+
+    def listed(key):
+        return getattr(dataset.get_run_info(key).config, "audit_runs", None) or {}
+
+    planned = {ood_field, f"{ood_field}_flag"} | ({label_issue_field, f"{label_issue_field}_flag"}
+                                                  if label_issue_field else set())
+    others = {key for other in audits if other != audit_key for key in listed(other).values()}
+    existing = set(runs.list_ood_runs(samples))
+    stale = [key for role, key in listed(audit_key).items()
+             if key not in planned | others and key in existing
+             and getattr(dataset.get_run_info(key).config, "kind", None) == _ROLE_KINDS.get(role)]
+    dependants = [flag for key in stale for flag in list_flag_runs(samples, key) if flag not in stale]
+    if stale and not is_whole_dataset(samples):
+        also = f" and the flags runs {dependants} made from them" if dependants else ""
+        raise OODInputError(
+            f"audit {audit_key!r} on dataset {dataset.name!r} also made the runs {stale}, which this audit does not "
+            f"write (it writes {sorted(planned)}); redoing it would remove them{also}, and from a view that would "
+            "delete their fields for the samples outside the view as well. Redo the audit on the whole dataset, "
+            "pass the earlier audit's label_field and score fields, or use another audit_key")
+    return stale + dependants
 
 
 def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path):
@@ -362,7 +418,11 @@ def _flagged_ids(samples, flag_field):
 
 
 def _near_duplicates(samples, embeddings, threshold, audit_key):
-    """Near duplicates by cosine distance (FiftyOne Brain); tags all but one sample of each group."""
+    """Near duplicates by cosine distance (FiftyOne Brain); tags all but one sample of each group.
+
+    ``tagged_ids`` are the duplicates the audit claims: all but those whose tag was set by hand (a tag no audit
+    claims), which it never records and so never removes.
+    """
     import fiftyone.brain as fob
 
     view = samples.exists(embeddings)
@@ -375,19 +435,34 @@ def _near_duplicates(samples, embeddings, threshold, audit_key):
     neighbors = {k: v for k, v in neighbors.items() if v}
     duplicate_ids = sorted(set(index.duplicate_ids or []) & inside)
     dataset = samples._dataset
-    if duplicate_ids:
-        dataset.select(duplicate_ids).tag_samples(TAGS["near_duplicates"])
-    return {"neighbors": neighbors, "duplicate_ids": duplicate_ids}
+    tagged = set(dataset.match_tags(TAGS["near_duplicates"]).values("id"))
+    by_hand = tagged - _duplicate_claims(samples, audit_key) - _duplicate_claims_of_other_audits(samples, audit_key)
+    if set(duplicate_ids) - tagged:
+        dataset.select(sorted(set(duplicate_ids) - tagged)).tag_samples(TAGS["near_duplicates"])
+    return {"neighbors": neighbors, "duplicate_ids": duplicate_ids, "tagged_ids": sorted(set(duplicate_ids) - by_hand)}
+
+
+def _duplicate_claims(samples, audit_key):
+    """The ids whose near-duplicate tag the audit ``audit_key`` claims (older audits recorded every duplicate)."""
+    if audit_key not in runs.list_ood_runs(samples, kind="audit"):
+        return set()
+    results = runs.load_ood_results(samples, audit_key)
+    claimed = getattr(results, "tagged_duplicate_ids", None)
+    return set(getattr(results, "duplicate_ids", None) or [] if claimed is None else claimed)
+
+
+def _duplicate_claims_of_other_audits(samples, audit_key):
+    return {i for key in runs.list_ood_runs(samples, kind="audit") if key != audit_key
+            for i in _duplicate_claims(samples, key)}
 
 
 def untag_near_duplicates(samples, audit_key):
-    """Remove the near-duplicate tags an earlier audit of this key added (before redoing it, or when deleting
-    it with :func:`ood_core.fo.runs.delete_ood_run`)."""
-    if audit_key not in runs.list_ood_runs(samples):
-        return
-    previous = getattr(runs.load_ood_results(samples, audit_key), "duplicate_ids", None) or []
-    if previous:
-        samples._dataset.select(previous).untag_samples(TAGS["near_duplicates"])
+    """Remove the near-duplicate tags the audit ``audit_key`` added, except on samples another audit claims
+    (when deleting it with :func:`ood_core.fo.runs.delete_ood_run`); tags set by hand were never claimed and
+    stay."""
+    ids = _duplicate_claims(samples, audit_key) - _duplicate_claims_of_other_audits(samples, audit_key)
+    if ids:
+        samples._dataset.select(sorted(ids)).untag_samples(TAGS["near_duplicates"])
 
 
 def _save_views(samples, audit_key, found, duplicates):
@@ -447,8 +522,30 @@ def _export(samples, found, export_dir):
     return export_dir
 
 
-def _record(samples, audit_key, summary, duplicates, overwrite):
-    config = {k: v for k, v in summary.items() if k not in ("dataset", "seconds", "num_samples", "runs", "skipped")}
-    runs.register_run(samples, audit_key, kind="audit", fields=[], overwrite=overwrite,
-                      results={"summary": summary, "duplicate_ids": duplicates.get("duplicate_ids", [])},
-                      audit_runs=summary["runs"], **config)
+def _record(samples, audit_key, summary, duplicates, overwrite, replaced):
+    """Record the audit run, removing the earlier audit's runs it ``replaced`` in the same commit, then its saved
+    views this audit did not make again."""
+    from .flags import commit_dropping_runs
+
+    dataset = samples._dataset
+    config = {k: v for k, v in summary.items()
+              if k not in ("dataset", "seconds", "num_samples", "runs", "fields", "skipped")}
+    old_views = set(getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []) \
+        if audit_key in runs.list_ood_runs(samples, kind="audit") else set()
+
+    def register():
+        runs.register_run(samples, audit_key, kind="audit", fields=[], overwrite=True,
+                          results={"summary": summary, "duplicate_ids": duplicates.get("duplicate_ids", []),
+                                   "tagged_duplicate_ids": duplicates.get("tagged_ids", [])},
+                          audit_runs=summary["runs"], audit_fields=summary["fields"], **config)
+
+    old_duplicates = _duplicate_claims(samples, audit_key)
+    removed_fields, removed_runs = commit_dropping_runs(samples, audit_key, register, replaced, overwrite=overwrite)
+    stale = old_duplicates - set(duplicates.get("tagged_ids", [])) - _duplicate_claims_of_other_audits(samples,
+                                                                                                     audit_key)
+    if stale:  # the earlier audit's near-duplicate tags this one does not claim again
+        dataset.select(sorted(stale)).untag_samples(TAGS["near_duplicates"])
+    for name in sorted(old_views - set(summary["saved_views"])):
+        if name.startswith(f"{audit_key}-") and dataset.has_saved_view(name):
+            dataset.delete_saved_view(name)
+    summary.update(removed_runs=removed_runs, removed_fields=removed_fields)

@@ -74,7 +74,11 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
         ("reference (trusted samples)", summary["reference"] or
          "none: OOD scores are unsupervised k-NN within the audited samples"),
         ("label field", summary["label_field"] or "none: no wrong-label scores"),
+        ("runs written (score, flags)", ", ".join(summary["runs"].values())),
+        ("fields written", ", ".join(summary.get("fields", []))),
     ]
+    if summary.get("removed_runs"):
+        inputs.append(("removed: runs of the earlier audit not written this time", ", ".join(summary["removed_runs"])))
     sections = [(None, html.cards(cards)), ("What was audited", html.table(["input", "value"], inputs))]
     if summary["warnings"]:
         sections.insert(1, ("Warnings", "".join(f"<p class='warning'>{html.escape(w)}</p>"

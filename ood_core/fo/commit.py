@@ -17,8 +17,9 @@ before each state change so a crash can be undone or finished:
    reloaded so concurrent writers are seen: re-check that nothing appeared
    meanwhile (without ``overwrite``);
 3. **move aside**: each existing target, and each field of the replaced run
-   that the new run does not write, is renamed to ``tmp_ood_old_<hex>``
-   and an existing run record to ``tmp_ood_backup_<hex>`` (never deleted first);
+   (or of the runs dropped with it, ``drop_runs``) that the new run does not
+   write, is renamed to ``tmp_ood_old_<hex>``, and an existing run record and
+   each dropped run's record to ``tmp_ood_backup_<hex>`` (never deleted first);
 4. **rename** the staged fields to the targets;
 5. **record** the new run (``register``);
 6. **drop** the moved-aside copies and the journal.
@@ -111,24 +112,33 @@ def discard(dataset, paths):
 # --------------------------------------------------------------------------- commit
 
 
-def commit(samples, staged, run_key, register, *, overwrite, check=None):  # noqa: C901
+def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_runs=()):  # noqa: C901
     """Replace the targets by their staged fields and record the run, all or nothing.
 
     Args:
         staged: ``[(staged temporary path, target path)]``.
         register: ``f()`` that records the new run under ``run_key``.
         check: ``f(dataset)`` re-validating under the lock (raises to refuse).
+        drop_runs: keys of other runs of this package that the new run replaces (an audit redone without the
+            label-issue runs of the earlier one): their records and the fields only they list are removed in
+            the same commit (moved aside, dropped after the new record is in place, restored on failure).
+
+    Returns:
+        ``(dropped fields, dropped run keys)``: what the commit removed besides replacing the targets.
     """
     from . import coordination
 
     dataset = samples._dataset
-    locks = sorted({coordination.job_key(dataset, t) for _, t in staged} | {coordination.job_key(dataset, run_key)})
+    locks = sorted({coordination.job_key(dataset, t) for _, t in staged}
+                   | {coordination.job_key(dataset, key) for key in (run_key, *drop_runs)})
     with _all_locked(locks), coordination.schema_lock(dataset):
         dataset.reload()
         if check is not None:
             check(dataset)
-        dropped = dropped_fields(dataset, run_key, [t for _, t in staged]) if overwrite else ()
-        entry = _open_journal(dataset, staged, run_key, dropped)
+        drop_runs = [key for key in drop_runs if key != run_key and dataset.has_run(key)]
+        targets = [t for _, t in staged]
+        dropped = dropped_fields(dataset, run_key, targets, also=drop_runs, replace=overwrite)
+        entry = _open_journal(dataset, staged, run_key, dropped, drop_runs)
         try:
             _move_aside(dataset, entry, overwrite)
             for tmp, target in staged:
@@ -143,6 +153,7 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None):  # noq
         except Exception:  # the new state is committed; the journal lets the next call finish the cleanup
             logger.warning("wrote %r, but removing the old copies failed; the next write on this dataset (or "
                            "ood.repair_ood_runs) removes them", run_key, exc_info=True)
+    return list(dropped), list(drop_runs)
 
 
 class _all_locked:
@@ -169,21 +180,25 @@ class _all_locked:
         return self.stack.__exit__(*exc)
 
 
-def dropped_fields(dataset, run_key, targets):
+def dropped_fields(dataset, run_key, targets, also=(), replace=True):
     """Fields the run being replaced wrote that the new run (writing ``targets``) does not (another method, fewer
-    outputs): they go with the old record, moved aside and dropped like the replaced fields (unless another run
-    lists them)."""
-    if not dataset.has_run(run_key):
+    outputs), and the fields of the runs ``also`` dropped with it: they go with the old records, moved aside and
+    dropped like the replaced fields (unless a run that stays lists them). ``replace=False``: ``run_key`` is not
+    being replaced (a new run), only ``also`` goes."""
+    going = [key for key in ((run_key,) if replace else ()) + tuple(also) if dataset.has_run(key)]
+    if not going:
         return []
     new = set(targets)
-    others = {p for key in dataset.list_runs() if key != run_key
+    others = {p for key in dataset.list_runs() if key not in going
               for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])}
-    old = getattr(dataset.get_run_info(run_key).config, "fields", None) or []
+    old = [p for key in going for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])]
+    old = list(dict.fromkeys(old))
     return [p for p in old if p not in new and p not in others and not is_internal(p) and _exists(dataset, p)]
 
 
-def _open_journal(dataset, staged, run_key, dropped=()):
-    """The journal entry of a commit; a dropped field is a target with nothing staged (``staged`` None)."""
+def _open_journal(dataset, staged, run_key, dropped=(), drop_runs=()):
+    """The journal entry of a commit; a dropped field is a target with nothing staged (``staged`` None), a dropped
+    run a ``dropped_runs`` entry with the key its record is moved aside to."""
     entry = {
         "_id": uuid.uuid4().hex,
         "dataset_id": str(dataset._doc.id),
@@ -191,11 +206,20 @@ def _open_journal(dataset, staged, run_key, dropped=()):
         "targets": [{"target": t, "staged": s, "existed": _exists(dataset, t), "backup": _tmp_path(t, "old_")}
                     for s, t in [*staged, *((None, p) for p in dropped)]],
         "had_run": dataset.has_run(run_key),
-        "backup_run": f"{BACKUP_RUN_PREFIX}{uuid.uuid4().hex[:12]}",
+        "backup_run": _backup_run_key(),
+        "dropped_runs": [{"run_key": key, "backup_run": _backup_run_key()} for key in drop_runs],
         "phase": "staged",
     }
     _journal().insert_one(entry)
     return entry
+
+
+def _backup_run_key():
+    return f"{BACKUP_RUN_PREFIX}{uuid.uuid4().hex[:12]}"
+
+
+def _dropped_runs(entry):
+    return entry.get("dropped_runs") or []  # journals written before runs could be dropped have none
 
 
 def _set_phase(entry, phase):
@@ -206,13 +230,15 @@ def _set_phase(entry, phase):
 def _move_aside(dataset, entry, overwrite):
     for t in entry["targets"]:
         if t["existed"]:
-            if not overwrite:
+            if not overwrite and t["staged"]:
                 raise OODInputError(f"field {t['target']!r} appeared while writing; pass overwrite=True to replace it")
             dataset.rename_sample_field(t["target"], t["backup"])
     if entry["had_run"]:
         if not overwrite:
             raise OODInputError(f"run key {entry['run_key']!r} appeared while writing; pass overwrite=True")
         dataset.rename_run(entry["run_key"], entry["backup_run"])
+    for run in _dropped_runs(entry):
+        dataset.rename_run(run["run_key"], run["backup_run"])
 
 
 def _roll_back(dataset, entry):
@@ -232,6 +258,9 @@ def _roll_back(dataset, entry):
         dataset.rename_run(entry["backup_run"], entry["run_key"])
     elif not entry["had_run"] and dataset.has_run(entry["run_key"]):
         dataset.delete_run(entry["run_key"])  # a record this commit started
+    for run in _dropped_runs(entry):
+        if dataset.has_run(run["backup_run"]) and not dataset.has_run(run["run_key"]):
+            dataset.rename_run(run["backup_run"], run["run_key"])
     _journal().delete_one({"_id": entry["_id"]})
 
 
@@ -242,8 +271,9 @@ def _roll_forward(dataset, entry):
             dataset.delete_sample_field(t["backup"])
         if t["staged"] and _exists(dataset, t["staged"]):
             dataset.delete_sample_field(t["staged"])
-    if dataset.has_run(entry["backup_run"]):
-        dataset.delete_run(entry["backup_run"])
+    for key in [entry["backup_run"], *(run["backup_run"] for run in _dropped_runs(entry))]:
+        if dataset.has_run(key):
+            dataset.delete_run(key)
     _journal().delete_one({"_id": entry["_id"]})
 
 
@@ -267,7 +297,8 @@ def repair(dataset):
     done = {"rolled_back": 0, "rolled_forward": 0, "orphans_removed": 0}
     for entry in list(_journal().find({"dataset_id": str(dataset._doc.id)})):
         locks = sorted({coordination.job_key(dataset, t["target"]) for t in entry["targets"]}
-                       | {coordination.job_key(dataset, entry["run_key"])})
+                       | {coordination.job_key(dataset, key)
+                          for key in (entry["run_key"], *(run["run_key"] for run in _dropped_runs(entry)))})
         with _all_locked(locks), coordination.schema_lock(dataset):
             if _journal().find_one({"_id": entry["_id"]}) is None:
                 continue  # finished by its owner meanwhile
@@ -298,6 +329,7 @@ def _remove_orphans(dataset):
     for entry in _journal().find({"dataset_id": str(dataset._doc.id)}):
         claimed.update(p for t in entry["targets"] for p in (t["staged"], t["backup"]) if p)
         claimed.add(entry["backup_run"])
+        claimed.update(run["backup_run"] for run in _dropped_runs(entry))
     removed = 0
     for path in candidates:
         if path in claimed or path.rpartition(".")[2].startswith(f"{TMP_PREFIX}partial_"):

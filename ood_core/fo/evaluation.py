@@ -4,7 +4,8 @@
   boolean ground-truth field or a tag. The output names its positive class.
 - :func:`flag_samples`: apply a threshold rule (:mod:`ood_core.thresholds`)
   to a score field; writes a boolean flag field and, optionally, tags.
-- :func:`delete_flags`, :func:`list_flag_runs`, :func:`get_flag_info`.
+- :func:`delete_flags`, :func:`list_flag_runs`, :func:`get_flag_info` (in :mod:`.flags`, importable
+  from here).
 
 Score convention: **higher = more OOD / more suspicious**; a sample (or
 object) is flagged when ``score >= threshold``.
@@ -42,6 +43,8 @@ import numpy as np
 from .. import thresholds
 from ..errors import OODInputError
 from . import runs
+from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
+from .flags import flag_values, previous_flags, set_tags, tag_plan
 from .items import (detections_root, flatten, is_whole_dataset, item_ids, item_values, require_nonempty,
                      require_not_generated)
 
@@ -346,55 +349,6 @@ def _p_value_rule(samples, where, alpha, scores):
     return thresholds.ThresholdResult(threshold, flags, rule)
 
 
-def _tagged_item_ids(dataset, tag, patches_field):
-    """Ids of the samples (or objects of ``patches_field``) on the whole dataset carrying ``tag``."""
-    if patches_field is None:
-        return set(dataset.match_tags(tag).values("id"))
-    ids = flatten(dataset.values(f"{patches_field}.detections.id"))
-    tags = flatten(dataset.values(f"{patches_field}.detections.tags"))
-    return {i for i, t in zip(ids, tags) if tag in (t or [])}
-
-
-def _claimed_by_other_runs(samples, tag, level, exclude_key):
-    """Ids that other flags runs tagged with ``tag`` (same level) and still claim."""
-    claimed = set()
-    for key in runs.list_ood_runs(samples, kind="flags"):
-        if key == exclude_key:
-            continue
-        cfg = samples._dataset.get_run_info(key).config
-        if cfg.tag == tag and cfg.patches_field == level:
-            claimed.update(getattr(runs.load_ood_results(samples, key), "tagged_ids", None) or [])
-    return claimed
-
-
-def _set_tags(dataset, ids, tag, patches_field, add):
-    if not ids or tag is None:
-        return
-    ids = sorted(ids)
-    if patches_field is None:
-        view = dataset.select(ids)
-        (view.tag_samples if add else view.untag_samples)(tag)
-    else:
-        view = dataset.select_labels(ids=ids, fields=patches_field)
-        (view.tag_labels if add else view.untag_labels)(tag, label_fields=patches_field)
-
-
-def _previous_flags(samples, flag_key):
-    """(tag, patches_field, tagged ids) of an existing flags run under ``flag_key``, else None."""
-    dataset = samples._dataset
-    runs.refresh_stale_runs(dataset)
-    if not dataset.has_run(flag_key):
-        return None
-    cfg = dataset.get_run_info(flag_key).config
-    if getattr(cfg, "kind", None) != "flags":
-        raise OODInputError(
-            f"run key {flag_key!r} belongs to a {getattr(cfg, 'kind', 'non-fiftyone-ood')!r} run; flags get "
-            "their own run key: pass another flag_key (or flag_field)"
-        )
-    res = runs.load_ood_results(samples, flag_key)
-    return cfg.tag, cfg.patches_field, set(getattr(res, "tagged_ids", None) or [])
-
-
 def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=None, flag_key=None, tag=None,
                  reference=None, gt_field=None, gt_tag=None, overwrite=False):
     """Flag the samples (or objects) of a view whose score passes a threshold rule.
@@ -429,8 +383,11 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
 
     Returns:
         a dict: ``flag_key``, ``flag_field``, ``threshold``, ``rule`` (the
-        stored description), ``num_scored``, ``num_flagged``, ``tag``,
-        ``num_tagged`` (items this run now claims), ``tags_added``, ``tags_removed``.
+        stored description; its counts are the rule's, on this view), the counts
+        stored in the run's record (:func:`_flag_counts`: ``num_flagged`` and
+        ``num_scored`` over the whole flag field, ``num_flagged_in_view`` and
+        ``num_scored_in_view`` over this view), ``tag``, ``num_tagged`` (items
+        this run now claims), ``tags_added``, ``tags_removed``.
     """
     import fiftyone.core.fields as fof
 
@@ -440,7 +397,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     require_nonempty(samples, "samples to flag")
     where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite)
     patches = where["patches_field"]
-    previous = _previous_flags(samples, flag_key)
+    previous = previous_flags(samples, flag_key)
 
     ids, raw = _read_scores(samples, where)
     scored = np.array([s is not None for s in raw])
@@ -450,12 +407,13 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     result, extra = _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag)
     flags_by_id = dict(zip((i for i, ok in zip(ids, scored) if ok), result.flags.tolist()))
     flagged = {i for i, f in flags_by_id.items() if f}
-    kept = _flags_kept_outside(samples, flag_path, patches, ids, overwrite)
-    tags_added, tags_removed, claimed = _tag_plan(samples, flagged | kept, tag, patches, flag_key, previous)
+    kept, scored_outside = _flags_kept_outside(samples, flag_path, patches, ids, overwrite)
+    tags_added, tags_removed, claimed = tag_plan(samples, flagged | kept, tag, patches, flag_key, previous)
+    counts = _flag_counts(flagged, kept, int(scored.sum()), scored_outside)
 
     runs.write_and_record(
         samples,
-        [(flag_path, _flag_values(samples, patches, flags_by_id), fof.BooleanField)],
+        [(flag_path, flag_values(samples, patches, flags_by_id), fof.BooleanField)],
         flag_key,
         kind="flags",
         overwrite=overwrite,
@@ -470,19 +428,17 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         tag=tag,
         flag_convention="True = flagged: score >= threshold (higher score = more suspicious)",
         **extra,
-        results={"tagged_ids": sorted(claimed), "threshold": result.threshold,
-                 "num_flagged": len(flagged), "num_scored": int(scored.sum())},
+        results={"tagged_ids": sorted(claimed), "threshold": result.threshold, **counts},
     )
     if previous is not None:
-        _set_tags(dataset, tags_removed, previous[0], previous[1], add=False)
-    _set_tags(dataset, tags_added, tag, patches, add=True)
+        set_tags(dataset, tags_removed, previous[0], previous[1], add=False)
+    set_tags(dataset, tags_added, tag, patches, add=True)
     return {
         "flag_key": flag_key,
         "flag_field": flag_path,
         "threshold": result.threshold,
         "rule": result.rule,
-        "num_scored": int(scored.sum()),
-        "num_flagged": len(flagged),
+        **counts,
         "tag": tag,
         "num_tagged": len(claimed),
         "tags_added": len(tags_added),
@@ -521,70 +477,22 @@ def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
 
 
 def _flags_kept_outside(samples, flag_path, patches, view_ids, overwrite):
-    """Items outside the view whose flag stays True: overwriting from a view keeps the values of the other
-    items (:func:`runs.write_and_record`), so the tags and the record of those items must stay too."""
+    """``(ids whose flag stays True, number of items with a flag)`` outside the view: overwriting from a view
+    keeps the values of the other items (:func:`runs.write_and_record`), so the tags and the record of those
+    items must stay too."""
     dataset = samples._dataset
     if not overwrite or is_whole_dataset(samples) or not _field_present(dataset, flag_path, patches):
-        return set()
+        return set(), 0
     inside = set(view_ids)
-    values = item_values(dataset, flag_path, patches)
-    return {i for i, f in zip(item_ids(dataset, patches), values) if f and i not in inside}
+    outside = [(i, f) for i, f in zip(item_ids(dataset, patches), item_values(dataset, flag_path, patches))
+               if i not in inside]
+    return {i for i, f in outside if f}, sum(f is not None for _, f in outside)
 
 
-def _tag_plan(samples, flagged, tag, patches, flag_key, previous):
-    """``(ids to tag, ids to untag, ids this run claims)``: never touch tags this function did not add.
+def _flag_counts(flagged, kept, num_scored_in_view, num_scored_outside):
+    """The counts a flags run records: ``num_flagged`` / ``num_scored`` describe the whole flag field (after
+    re-flagging a view, the items outside it keep their flags), ``num_flagged_in_view`` /
+    ``num_scored_in_view`` the view this call flagged."""
+    return {"num_flagged": len(flagged | kept), "num_scored": num_scored_in_view + num_scored_outside,
+            "num_flagged_in_view": len(flagged), "num_scored_in_view": num_scored_in_view}
 
-    ``flagged`` = every item whose flag is True after the write (in the view, and kept outside it).
-    """
-    tags_added, tags_removed, claimed = set(), set(), set()
-    same_tag = previous is not None and previous[0] == tag and previous[1] == patches
-    if previous is not None:
-        old_tag, old_level, old_ids = previous
-        keep_old = flagged if same_tag else set()
-        others = _claimed_by_other_runs(samples, old_tag, old_level, flag_key) if old_tag else set()
-        tags_removed = old_ids - keep_old - others
-    if tag is not None:
-        current = _tagged_item_ids(samples._dataset, tag, patches)
-        ours_before = previous[2] if same_tag else set()
-        others = _claimed_by_other_runs(samples, tag, patches, flag_key)
-        by_hand = current - ours_before - others
-        claimed = flagged - by_hand
-        tags_added = flagged - current
-        if same_tag:
-            tags_removed -= flagged
-    return tags_added, tags_removed, claimed
-
-
-def _flag_values(samples, patches_field, flags_by_id):
-    if patches_field is None:
-        return [flags_by_id.get(i) for i in samples.values("id")]
-    return [[flags_by_id.get(i) for i in (row or [])] for row in samples.values(f"{patches_field}.detections.id")]
-
-
-def get_flag_info(samples, flag_key):
-    """The flags run's config (rule description, tag, score run...) plus its tagged ids."""
-    info = runs.get_ood_run_info(samples, flag_key)
-    if info.get("kind") != "flags":
-        raise OODInputError(f"run {flag_key!r} is a {info.get('kind')!r} run, not a flags run")
-    res = runs.load_ood_results(samples, flag_key)
-    info["tagged_ids"] = list(getattr(res, "tagged_ids", None) or [])
-    info["num_flagged"] = getattr(res, "num_flagged", None)
-    return info
-
-
-def list_flag_runs(samples, run_key=None):
-    """Keys of flags runs, optionally only those made from score run ``run_key``."""
-    keys = runs.list_ood_runs(samples, kind="flags")
-    if run_key is None:
-        return keys
-    return [k for k in keys if samples._dataset.get_run_info(k).config.score_run == run_key]
-
-
-def delete_flags(samples, flag_key):
-    """Delete a flags run, its flag field and the tags it added (tags set by hand stay)."""
-    tag, patches, ids = _previous_flags(samples, flag_key) or (None, None, set())
-    if tag is not None:
-        ids = ids - _claimed_by_other_runs(samples, tag, patches, flag_key)
-        _set_tags(samples._dataset, ids, tag, patches, add=False)
-    fields = runs.delete_run_record(samples, flag_key)
-    return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}

@@ -543,25 +543,36 @@ def _kind_of(dataset, run_key):
 
 
 def delete_ood_run(samples, run_key, *, delete_fields=True):
-    """Delete a run record and (by default) the fields it wrote. Deleting a flags run also removes the tags it
-    added (as :func:`ood_core.fo.evaluation.delete_flags`); deleting a score run deletes the flags runs made
-    from it the same way; deleting an audit removes its near-duplicate tags (its score and flags runs stay, as
-    runs of their own). Returns the fields deleted."""
+    """Delete a run record and (by default) the fields it wrote; returns the fields deleted.
+
+    Deleting a flags run also removes the tags it added (as :func:`ood_core.fo.evaluation.delete_flags`);
+    deleting a score run deletes the flags runs made from it the same way; deleting an audit removes its
+    near-duplicate tags (its score and flags runs stay, as runs of their own).
+
+    ``delete_fields=False`` deletes the records only and keeps every field and tag: the run's fields (and an
+    audit's near-duplicate tags), and for a score run also the flags runs made from it (their records go too,
+    so none points to a deleted run; their flag fields and tags stay). The kept fields and tags then belong to
+    no run: this package never writes into such a field again, and re-flagging treats such tags as set by hand.
+    Returns ``[]`` then.
+    """
     from .evaluation import delete_flags, list_flag_runs
 
     _require_run(samples, run_key)
     kind = _kind_of(samples._dataset, run_key)
     if delete_fields and kind == "flags":
         return delete_flags(samples, run_key)["fields"]
-    if kind == "audit":  # the near-duplicate tags it added (its score and flags runs are runs of their own)
+    if kind == "audit" and delete_fields:  # its near-duplicate tags (its score and flags runs are runs of their own)
         from .audit import untag_near_duplicates
 
         untag_near_duplicates(samples, run_key)
     removed = []
-    if delete_fields:
-        for flag_key in list_flag_runs(samples, run_key):
+    for flag_key in list_flag_runs(samples, run_key):  # the dependants first: none ever points to a missing run
+        if delete_fields:
             removed += delete_flags(samples, flag_key)["fields"]
-    return removed + delete_run_record(samples, run_key, delete_fields=delete_fields)
+        else:
+            delete_run_record(samples, flag_key, delete_fields=False)
+    fields = delete_run_record(samples, run_key, delete_fields=delete_fields)
+    return removed + fields if delete_fields else []
 
 
 def delete_run_record(samples, run_key, *, delete_fields=True):

@@ -1,0 +1,149 @@
+"""Flags runs: their tags, their records, and removing them (the write side is
+:func:`ood_core.fo.evaluation.flag_samples`).
+
+A flags run (kind ``"flags"``) records the ids of the items *it* tagged; a tag is
+removed only from those ids, and only when no other flags run with the same tag
+(and level) still claims them, so tags set by hand are never touched.
+"""
+
+from ..errors import OODInputError
+from . import commit, runs
+from .items import flatten
+
+
+def _tagged_item_ids(dataset, tag, patches_field):
+    """Ids of the samples (or objects of ``patches_field``) on the whole dataset carrying ``tag``."""
+    if patches_field is None:
+        return set(dataset.match_tags(tag).values("id"))
+    ids = flatten(dataset.values(f"{patches_field}.detections.id"))
+    tags = flatten(dataset.values(f"{patches_field}.detections.tags"))
+    return {i for i, t in zip(ids, tags) if tag in (t or [])}
+
+
+def claimed_by_other_runs(samples, tag, level, exclude_key):
+    """Ids that other flags runs tagged with ``tag`` (same level) and still claim."""
+    claimed = set()
+    for key in runs.list_ood_runs(samples, kind="flags"):
+        if key == exclude_key:
+            continue
+        cfg = samples._dataset.get_run_info(key).config
+        if cfg.tag == tag and cfg.patches_field == level:
+            claimed.update(getattr(runs.load_ood_results(samples, key), "tagged_ids", None) or [])
+    return claimed
+
+
+def set_tags(dataset, ids, tag, patches_field, add):
+    if not ids or tag is None:
+        return
+    ids = sorted(ids)
+    if patches_field is None:
+        view = dataset.select(ids)
+        (view.tag_samples if add else view.untag_samples)(tag)
+    else:
+        view = dataset.select_labels(ids=ids, fields=patches_field)
+        (view.tag_labels if add else view.untag_labels)(tag, label_fields=patches_field)
+
+
+def previous_flags(samples, flag_key):
+    """(tag, patches_field, tagged ids) of an existing flags run under ``flag_key``, else None."""
+    dataset = samples._dataset
+    runs.refresh_stale_runs(dataset)
+    if not dataset.has_run(flag_key):
+        return None
+    cfg = dataset.get_run_info(flag_key).config
+    if getattr(cfg, "kind", None) != "flags":
+        raise OODInputError(
+            f"run key {flag_key!r} belongs to a {getattr(cfg, 'kind', 'non-fiftyone-ood')!r} run; flags get "
+            "their own run key: pass another flag_key (or flag_field)"
+        )
+    res = runs.load_ood_results(samples, flag_key)
+    return cfg.tag, cfg.patches_field, set(getattr(res, "tagged_ids", None) or [])
+
+
+def tag_plan(samples, flagged, tag, patches, flag_key, previous):
+    """``(ids to tag, ids to untag, ids this run claims)``: never touch tags this function did not add.
+
+    ``flagged`` = every item whose flag is True after the write (in the view, and kept outside it).
+    """
+    tags_added, tags_removed, claimed = set(), set(), set()
+    same_tag = previous is not None and previous[0] == tag and previous[1] == patches
+    if previous is not None:
+        old_tag, old_level, old_ids = previous
+        keep_old = flagged if same_tag else set()
+        others = claimed_by_other_runs(samples, old_tag, old_level, flag_key) if old_tag else set()
+        tags_removed = old_ids - keep_old - others
+    if tag is not None:
+        current = _tagged_item_ids(samples._dataset, tag, patches)
+        ours_before = previous[2] if same_tag else set()
+        others = claimed_by_other_runs(samples, tag, patches, flag_key)
+        by_hand = current - ours_before - others
+        claimed = flagged - by_hand
+        tags_added = flagged - current
+        if same_tag:
+            tags_removed -= flagged
+    return tags_added, tags_removed, claimed
+
+
+def flag_values(samples, patches_field, flags_by_id):
+    if patches_field is None:
+        return [flags_by_id.get(i) for i in samples.values("id")]
+    return [[flags_by_id.get(i) for i in (row or [])] for row in samples.values(f"{patches_field}.detections.id")]
+
+
+def get_flag_info(samples, flag_key):
+    """The flags run's config (rule description, tag, score run...) plus its tagged ids and counts: ``num_flagged``
+    / ``num_scored`` over the whole flag field, ``num_flagged_in_view`` / ``num_scored_in_view`` over the view
+    the run last flagged."""
+    info = runs.get_ood_run_info(samples, flag_key)
+    if info.get("kind") != "flags":
+        raise OODInputError(f"run {flag_key!r} is a {info.get('kind')!r} run, not a flags run")
+    res = runs.load_ood_results(samples, flag_key)
+    info["tagged_ids"] = list(getattr(res, "tagged_ids", None) or [])
+    for name in ("num_flagged", "num_scored", "num_flagged_in_view", "num_scored_in_view"):
+        info[name] = getattr(res, name, None)  # whole flag field, and the view last flagged (older runs: None)
+    return info
+
+
+def list_flag_runs(samples, run_key=None):
+    """Keys of flags runs, optionally only those made from score run ``run_key``."""
+    keys = runs.list_ood_runs(samples, kind="flags")
+    if run_key is None:
+        return keys
+    return [k for k in keys if samples._dataset.get_run_info(k).config.score_run == run_key]
+
+
+def delete_flags(samples, flag_key):
+    """Delete a flags run, its flag field and the tags it added (tags set by hand stay)."""
+    tag, patches, ids = previous_flags(samples, flag_key) or (None, None, set())
+    if tag is not None:
+        ids = ids - claimed_by_other_runs(samples, tag, patches, flag_key)
+        set_tags(samples._dataset, ids, tag, patches, add=False)
+    fields = runs.delete_run_record(samples, flag_key)
+    return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}
+
+
+def commit_dropping_runs(samples, run_key, register, drop, *, overwrite):
+    """Record ``run_key`` (``register()``) and remove the runs ``drop`` in one all-or-nothing commit, then their
+    tags.
+
+    The dropped runs' records and the fields only they list are moved aside, the new record is written, and only
+    then are the old copies dropped (:func:`ood_core.fo.commit.commit`: a failure or a killed process leaves the
+    old runs, fields and record, or the new record without them). Tags are changed after that, as
+    :func:`ood_core.fo.evaluation.flag_samples` does: each dropped flags run's tag is removed from the ids it
+    recorded that no remaining flags run claims (tags set by hand were never recorded). A process killed between
+    the commit and the tags leaves those tags untracked (they then look as if set by hand).
+
+    Returns:
+        ``(dropped fields, dropped run keys)``.
+    """
+    dataset = samples._dataset
+    commit.repair(dataset)
+    runs.refresh_stale_runs(dataset)
+    tags = {key: previous_flags(samples, key) for key in drop
+            if dataset.has_run(key) and getattr(dataset.get_run_info(key).config, "kind", None) == "flags"}
+    fields, dropped = commit.commit(samples, [], run_key, register, overwrite=overwrite, drop_runs=drop)
+    for key in dropped:
+        tag, patches, ids = tags.get(key) or (None, None, set())
+        if tag is not None:
+            set_tags(dataset, ids - claimed_by_other_runs(samples, tag, patches, None), tag, patches, add=False)
+    return fields, dropped
