@@ -1,13 +1,16 @@
 """Which local files an App user may name: file parameters only from allowed folders.
 
 An App operator runs on the server, so a file path typed into its form (a word list,
-a weights file, a WordNet folder) is read with the server's permissions.
-:func:`check_allowed_path` resolves such a path (symlinks and ``..`` included) and
-accepts it only inside an allowed folder:
+a weights file, a WordNet folder; the audit's HTML report file and export folder) is
+read or written with the server's permissions. :func:`check_allowed_path` resolves such
+a path (symlinks and ``..`` included) and accepts it only inside an allowed folder:
 
-- the folders listed in ``$FIFTYONE_OOD_ALLOWED_DIRS`` (separated by ``os.pathsep``,
-  ``:`` on Linux and macOS), when set and non-empty;
-- else the package cache root (:func:`ood_core.cache.cache_root`) and ``~/fiftyone``.
+- the package cache root (:func:`ood_core.cache.cache_root`) and ``~/fiftyone`` (always);
+- plus the folders listed in ``$FIFTYONE_OOD_ALLOWED_DIRS`` (separated by ``os.pathsep``,
+  ``:`` on Linux and macOS).
+
+The check runs where the operation runs: in the App server for immediate runs, and again
+in the ``fiftyone delegated launch`` worker for scheduled ones, so both need the variable.
 
 Refusals list the allowed folders and how to add one. They never say whether a path
 outside them exists, and never quote a file's contents: the message is the same for
@@ -23,17 +26,28 @@ ENV_ALLOWED_DIRS = "FIFTYONE_OOD_ALLOWED_DIRS"
 
 
 def default_allowed_dirs():
-    """The folders used when ``$FIFTYONE_OOD_ALLOWED_DIRS`` is unset: cache root and ``~/fiftyone``."""
+    """The folders always allowed: the cache root and ``~/fiftyone`` (the audit's default report folder)."""
     from .cache import cache_root
 
     return [cache_root(), os.path.join(os.path.expanduser("~"), "fiftyone")]
 
 
 def configured_allowed_dirs():
-    """The allowed folders, as given (``$FIFTYONE_OOD_ALLOWED_DIRS``, else the defaults)."""
+    """The allowed folders: :func:`default_allowed_dirs`, then those of ``$FIFTYONE_OOD_ALLOWED_DIRS`` (which
+    adds folders, never removes the defaults), each once."""
     env = os.environ.get(ENV_ALLOWED_DIRS, "")
-    dirs = [d.strip() for d in env.split(os.pathsep) if d.strip()]
-    return dirs or default_allowed_dirs()
+    dirs = default_allowed_dirs() + [d.strip() for d in env.split(os.pathsep) if d.strip()]
+    return list(dict.fromkeys(dirs))
+
+
+def allow_folder_howto():
+    """How to allow another folder: the variable, for the App server and the delegated workers."""
+    return (
+        f"to allow another folder, add it to the environment variable {ENV_ALLOWED_DIRS} "
+        f"(folders separated by {os.pathsep!r}) of the process that runs the FiftyOne App AND of every "
+        "`fiftyone delegated launch` worker (a scheduled run checks the path again in the worker), then "
+        "restart them"
+    )
 
 
 def _inside(path, folder):
@@ -60,10 +74,7 @@ def check_allowed_path(path, what, *, allowed_dirs=None):
     """
     dirs = list(allowed_dirs) if allowed_dirs is not None else configured_allowed_dirs()
     shown = [os.path.abspath(os.path.expanduser(os.fspath(d))) for d in dirs]
-    how = (
-        f"to allow another folder, add it to the environment variable {ENV_ALLOWED_DIRS} "
-        f"(folders separated by {os.pathsep!r}) of the process that runs the FiftyOne App"
-    )
+    how = allow_folder_howto()
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path).strip() or "\0" in os.fspath(path):
         raise OODInputError(
             f"{what} must be a file path (a non-empty string without NUL characters) inside "

@@ -51,14 +51,30 @@ class OODOperator(foo.Operator):
         raise NotImplementedError
 
     def execute(self, ctx):
+        from ood_core.errors import OODError
+
         start = time.perf_counter()
-        result = self.run(ctx)
+        try:
+            result = self.run(ctx)
+        except OODError as error:  # a refusal of the SDK: its message, and the form's inputs it names
+            raise self.form_error(ctx, error) from None
         seconds = time.perf_counter() - start
         if isinstance(result, dict):
             result.setdefault("seconds", round(seconds, 2))
             if result.get("report"):
                 result["report"] += f"\n\nTook {seconds:.1f} s."
         return result
+
+    def form_error(self, ctx, error):
+        """``error`` with a sentence naming the inputs of this form that set the SDK parameters its message
+        names (:func:`operators.hints.with_form_hint`); ``error`` itself when the form cannot be resolved."""
+        from .hints import with_form_hint
+
+        try:
+            form = self.resolve_input(ctx)
+        except Exception:  # the run's error matters, not the form's
+            return error
+        return with_form_hint(error, getattr(form, "type", form))
 
     def resolve_output(self, ctx):
         """The result view: the run's ``report`` (see :func:`report`)."""
@@ -213,8 +229,14 @@ def advanced_inputs(inputs, ctx, name="show_advanced", label="Show advanced sett
         adv = advanced_inputs(inputs, ctx)
         adv.int("batch_size", default=sdk_default(...))
     """
+    from .hints import note_hidden_group
+
     inputs.bool(name, default=False, label=label, view=types.SwitchView())
-    return inputs if ctx.params.get(name) else types.Object()
+    if ctx.params.get(name):
+        return inputs
+    hidden = types.Object()
+    note_hidden_group(inputs, label, hidden)  # error messages can still name its inputs
+    return hidden
 
 
 def score_spread(quantiles):
@@ -383,6 +405,16 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
 def add_overwrite_input(inputs):
     inputs.bool("overwrite", default=False, label="Overwrite existing field / run?",
                 description="Replace an existing field and run of the same name", view=types.CheckboxView())
+
+
+def int_input(inputs, ctx, name, *, default, minimum=1, maximum=None, **kwargs):
+    """An integer input checked on the field by the run's own check (:func:`int_param`, "use an integer >= 1"),
+    not by the App's ``min`` (whose message, "Value must be greater than 1", refuses the 1 it accepts)."""
+    prop = inputs.int(name, default=default, **kwargs)
+    value = check_input(prop, int_param, ctx.params, name, default, minimum=minimum)
+    if value is not None and maximum is not None and value > maximum:
+        invalidate(prop, f"{name}={value} is too large; use an integer between {minimum} and {maximum}")
+    return prop
 
 
 def int_param(params, name, default, *, minimum=1):

@@ -67,7 +67,8 @@ def _add_model_inputs(inputs, ctx):
     runs = _clip_embedding_runs(ctx.dataset)
     common.add_field_choice(
         inputs, "embeddings_field", runs, label="Stored CLIP embeddings (optional)", required=False,
-        description="Reuse image embeddings from 'compute_clip_embeddings'; empty = encode the images now",
+        description="Reuse stored CLIP image embeddings; empty = encode the images now. They are made in Python "
+                    "(no App operator): ood.compute_clip_embeddings(dataset, 'clip_embeddings')",
     )
     inputs.str("model_name", default="", required=False, label="CLIP model",
                description="open_clip architecture, e.g. 'ViT-B-16'; empty = ViT-B-16 (or the embeddings run's)")

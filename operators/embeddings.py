@@ -1,5 +1,7 @@
 """Operator: compute feature-pyramid embeddings for the target view."""
 
+import functools
+
 import fiftyone.operators.types as types
 
 from . import base as common
@@ -44,18 +46,20 @@ class ComputePyramidEmbeddings(common.OODOperator):
         )
         adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (backbone, levels, speed)")
         default = dict(_sdk_settings(), **_resumed_settings(ctx))  # a resume keeps the stored settings
-        adv.str("model_name", default=default["model_name"], label="timm backbone",
-                description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
-        adv.str("levels", default=default["levels"], required=False, label="Pyramid levels",
-                description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = the deepest level")
+        model = adv.str("model_name", default=default["model_name"], label="timm backbone",
+                        description="'auto' = ResNet50 hub weights if reachable, else bundled EfficientNet-Lite0")
+        levels = adv.str("levels", default=default["levels"], required=False, label="Pyramid levels",
+                         description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = the "
+                                     "deepest level")
+        _check_backbone(ctx, model, levels, default)
         adv.enum("mode", list(MODES), default=default["mode"], label="Mode", view=types.RadioGroup(),
                  description="'pool': per-level grid pooling (compact); 'flatten': the paper's resize + flatten (large)")
-        adv.int("grid", default=default["grid"], min=1, max=8, label="Pooling grid",
-                description="Side of the pooling grid (mode 'pool')")
+        common.int_input(adv, ctx, "grid", default=default["grid"], maximum=8, label="Pooling grid",
+                         description="Side of the pooling grid (mode 'pool'), 1 to 8")
         common.add_file_input(adv, ctx, "weights", label="Weights file", may_be_tag=True,
                               description="Optional local .safetensors / state-dict file (in an allowed folder); "
                                           "empty = hub/cache, then bundled")
-        project_dim = adv.int("project_dim", default=default["project_dim"], min=0,
+        project_dim = adv.int("project_dim", default=default["project_dim"],
                               label="Reduce to dimensions (0 = keep)",
                               description="On-the-fly reduction while extracting, e.g. for the large 'flatten' mode")
         if common.check_input(project_dim, common.int_param, _params(ctx), "project_dim", 0, minimum=0):
@@ -63,17 +67,18 @@ class ComputePyramidEmbeddings(common.OODOperator):
                      view=types.RadioGroup(),
                      description="'pca': fitted on a seeded sample of the view first; 'random': seeded "
                                  "Gaussian projection, nothing to fit")
-        adv.int("batch_size", default=_default("batch_size"), min=1, label="Batch size")
-        adv.int("num_workers", default=_default("num_workers"), min=0, label="Decoding workers")
-        adv.bool("skip_failures", default=_default("skip_failures"), label="Skip unreadable images",
-                 description="Unreadable images get no embedding and are listed in the run results")
+        common.int_input(adv, ctx, "batch_size", default=_default("batch_size"), label="Batch size")
+        common.int_input(adv, ctx, "num_workers", default=_default("num_workers"), minimum=0, label="Decoding workers")
         shards = adv.int(
-            "num_shards", default=1, min=1, label="Parallel workers (shards)",
+            "num_shards", default=1, label="Parallel workers (shards)",
             description="Split the view into this many delegated operations, one slice each, for several "
                         "'fiftyone delegated launch' workers; the last to finish completes the field")
         num_shards = common.check_input(shards, _num_shards, ctx)
         if num_shards and num_shards > 1 and ctx.params.get("overwrite"):
             common.invalidate(shards, "shards cannot overwrite: delete the old embeddings run first")
+        _hidden_errors(inputs, adv, ("model_name", "levels"))
+        inputs.bool("skip_failures", default=_default("skip_failures"), label="Skip unreadable images",
+                    description=SKIP_FAILURES_HELP, view=types.CheckboxView())
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         if len(target) == 0:
@@ -127,6 +132,65 @@ def _report(summary, num_target):
          "or run **OOD: audit dataset** for OOD + wrong-label scores and an HTML report",
          "map them: **OOD: compute embeddings visualization**, then the Embeddings panel"],
     )
+
+
+#: the form's help on "Skip unreadable images" (its default is the SDK's, :func:`ood_core.compute_pyramid_embeddings`)
+SKIP_FAILURES_HELP = ("Ticked: missing or corrupt image files get no embedding and are listed in the result; "
+                      "unticked: the first one stops the run (what is computed until then is kept and resumed)")
+
+
+def _check_backbone(ctx, model_prop, levels_prop, default):
+    """The SDK's checks of the backbone name (:func:`ood_core.weights.require_timm_model`) and of the pyramid
+    levels (:func:`ood_core.features.resolve_levels` on the backbone's levels, read from timm without weights
+    and cached per backbone), done only for a backbone or levels the user typed."""
+    from ood_core.errors import OODInputError
+    from ood_core.features import resolve_levels
+    from ood_core.weights import AUTO_BACKBONES, require_timm_model
+
+    model = ctx.params.get("model_name") or default["model_name"]
+    if model != "auto":
+        common.check_input(model_prop, require_timm_model, model)
+    levels = _parse_levels(ctx.params.get("levels"))
+    if model_prop.invalid or not levels:
+        return
+    errors = []
+    for name in AUTO_BACKBONES if model == "auto" else (model,):
+        module_names = _level_names(name)
+        if module_names is None:  # timm cannot tell without building more: the run checks
+            return
+        try:
+            resolve_levels(list(module_names), levels)
+            return
+        except OODInputError as e:
+            errors.append(f"{name}: {e}" if model == "auto" else str(e))
+    auto = (f" ('auto' is {' or '.join(AUTO_BACKBONES)}; their level names differ: give indices 0..4, or type "
+            "the backbone)") if model == "auto" else ""
+    common.invalidate(levels_prop, "; ".join(errors) + auto)
+
+
+@functools.lru_cache(maxsize=32)
+def _level_names(model_name):
+    """The pyramid level (module) names of a timm backbone, as :class:`ood_core.features.PyramidExtractor` reads
+    them (built without weights: ~0.05-0.8 s, once per backbone and process); None when timm cannot build it."""
+    import timm
+
+    try:
+        return tuple(timm.create_model(model_name, pretrained=False, features_only=True).feature_info.module_name())
+    except Exception:  # e.g. an architecture without features_only: the run says why
+        return None
+
+
+def _hidden_errors(inputs, adv, names):
+    """An invalid warning in the form for an invalid input of the hidden advanced group ``adv`` (its value came
+    with the parameters, e.g. typed before the group was hidden), so the form is not run with it."""
+    if adv is inputs:
+        return
+    for name in names:
+        prop = adv.properties.get(name)
+        if prop is not None and prop.invalid:
+            common.invalidate(inputs.view(f"{name}_error", types.Warning(
+                label=f"{prop.view.label}: {prop.error_message} (under 'Show advanced settings')")),
+                prop.error_message)
 
 
 def _weights(value):

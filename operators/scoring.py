@@ -10,14 +10,22 @@ REDUCTIONS = ("none", "pca", "umap", "random")
 
 
 def _method_choices():
-    """Dropdown of the registered detectors: readable name, one-line help."""
+    """Dropdown of the registered detectors: the default first, then the other OOD methods, then the wrong-label
+    ones, each "<task>: <name>" with its one-line help."""
+    import re
+
     from ood_core.detectors import detector_class, detector_names
 
+    default = common.sdk_default("compute_ood_scores", "method")
+    ordered = sorted(detector_names(), key=lambda n: (n != default, detector_class(n).task != "ood"))
     dropdown = types.DropdownView()
-    for name in detector_names():
+    for name in ordered:
         cls = detector_class(name)
-        task = "OOD" if cls.task == "ood" else "wrong labels"
-        dropdown.add_choice(name, label=f"{cls.label} ({task})", description=cls.summary)
+        task = "OOD" if cls.task == "ood" else "Wrong labels"
+        label = cls.label.replace(" (default)", "") + (" (default)" if name == default else "")
+        # a keyword argument the form does not offer is left out of the help ("needs labels unless x=False")
+        summary = re.sub(r" unless \w+=\w+", "", cls.summary)
+        dropdown.add_choice(name, label=f"{task}: {label}", description=summary)
     return dropdown
 
 
@@ -58,15 +66,17 @@ class ScoreOOD(common.OODOperator):
         optional = "" if needs_labels else (
             "; optional: the trusted samples' labels improve this method's scores (give them when you have them)"
             if detector.accepts_optional_labels else "")
+        # preselected whenever the method uses labels (needs them, or scores per class with them), as the audit
+        label_default = (patches or inventory.default_label_field(dataset)) if (
+            needs_labels or detector.accepts_optional_labels) else None
         prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
                                        description="Classification or Detections labels" + optional,
-                                       required=needs_labels,
-                                       default=(patches or inventory.default_label_field(dataset)) if needs_labels
-                                       else None)
+                                       required=needs_labels, default=label_default)
         if needs_labels and not label_fields:
             common.invalidate(prop, f"method {method!r} needs a Classification or Detections field; this dataset "
                                     "has none")
-        reference_tag = None if label_task else _add_reference_input(inputs, ctx, target, method)
+        label_field = ctx.params.get("label_field", label_default)
+        reference_tag = None if label_task else _add_reference_input(inputs, ctx, target, method, label_field)
         index = method == "knn" and _add_index_choice(inputs, ctx, embeddings)
         # the detector is fitted on the reference, else on the target (an index holds its own reference)
         fit_view = dataset.match_tags(reference_tag) if reference_tag else (None if index else target)
@@ -77,9 +87,9 @@ class ScoreOOD(common.OODOperator):
                            default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
                                                       "score_field"),
                            description="Float field for the scores (higher = more suspicious); also the run key",
-                           field_paths=lambda v: _score_paths(ctx, v, embeddings),
+                           field_paths=lambda v: _score_paths(ctx, v, embeddings, label_field),
                            kind="label_issues" if label_task else "ood_scores",
-                           reads=[embeddings, ctx.params.get("label_field")])
+                           reads=[embeddings, label_field])
         _add_reduction_inputs(inputs, ctx, fit_view, embeddings, patches)
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
@@ -107,7 +117,8 @@ class ScoreOOD(common.OODOperator):
                 overwrite=bool(p.get("overwrite", False)),
                 progress=common.progress_callback(ctx),
             )
-            return common.finish(ctx, summary, keep=keep, report=score_report(summary, p["embeddings_field"]))
+            return common.finish(ctx, summary, keep=keep, report=score_report(summary, p["embeddings_field"],
+                                                                               run_info=_run_info(ctx, summary)))
         label_field = p.get("label_field") or None
         summary = ood.compute_ood_scores(
             target,
@@ -124,22 +135,30 @@ class ScoreOOD(common.OODOperator):
             overwrite=bool(p.get("overwrite", False)),
         )
         return common.finish(ctx, summary, keep=keep,
-                             report=score_report(summary, p["embeddings_field"], label_field))
+                             report=score_report(summary, p["embeddings_field"], label_field,
+                                                 run_info=_run_info(ctx, summary)))
 
     def to_form_params(self, *, reduce=None, **params):
         """``op(view, "ood_embeddings", "ood_score", method="knn", reference_tag="trusted", ...)``."""
         return dict(params, reduce=reduce or "none")
 
-def score_report(summary, embeddings_field, label_field=None):
-    """The result view of a score run: what was written, what was skipped, where to look next."""
+def score_report(summary, embeddings_field, label_field=None, run_info=None):
+    """The result view of a score run: what was written, what was skipped, where to look next (``run_info``: the
+    run's record, for the k the detector used, the reference size and the p-value field)."""
     from ood_core.fo.scores import uncovered_classes_sentence
 
     field = summary["field"]
     item = "objects" if ".detections." in field else "samples"
     scored, skipped = summary.get("num_scored", 0), summary.get("num_skipped", 0)
+    info = run_info or {}
+    calibration = (info.get("calibration") or {}).get("field") or summary.get("calibration")
     return common.report(
         f"Scores written to `{field}` (higher = more suspicious)",
         [("method", summary.get("method")),
+         ("k (neighbours)", _k_line(info)),
+         ("reference", _reference_line(info, item)),
+         ("p-values", f"`{calibration}` (small = more unusual than the trusted {item})" if calibration else None),
+         ("in plain words", _ratio_sentence(summary.get("density_ratio"))),
          ("scored-set density ratio", _ratio_line(summary.get("density_ratio"))),
          ("feature levels", _gate_line(summary.get("component_gate"))),
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
@@ -150,6 +169,49 @@ def score_report(summary, embeddings_field, label_field=None):
           if summary.get("uncovered_classes") else None)],
         [*common.review_steps(field), f"colour the Embeddings panel by `{field}`"],
     )
+
+
+def _run_info(ctx, summary):
+    """The record of the score run just written (``{}`` when it cannot be read)."""
+    from ood_core.fo import runs as fo_runs
+
+    try:
+        return fo_runs.get_ood_run_info(ctx.dataset, summary["run_key"])
+    except (KeyError, ValueError):
+        return {}
+
+
+def _k_line(info):
+    """The k the detector used, and whether 'auto' chose it (None: the method has no k)."""
+    fitted, params = info.get("detector_fitted") or {}, info.get("detector") or {}
+    k = fitted.get("k", params.get("k"))
+    if not isinstance(k, int):
+        return None
+    per_class = fitted.get("k_per_class")
+    spread = f" ({per_class['min']} to {per_class['max']} per class)" if per_class else ""
+    return f"{k}{spread}" + (", chosen by 'auto' from the trusted classes" if params.get("k") == "auto" else "")
+
+
+def _reference_line(info, item):
+    """What the detector was fitted on: the trusted items, or the scored set itself."""
+    if not info:
+        return None
+    reference = info.get("reference") or {}
+    n = reference.get("num_reference")
+    if not n:
+        return f"none: the scored {item} themselves, each scored with itself left out"
+    return f"{n:,} trusted {item}" + (f" (tag `{reference['tag']}`)" if reference.get("tag") else "")
+
+
+def _ratio_sentence(ratio):
+    """The density-ratio decision in one plain sentence (None: not applicable)."""
+    if not ratio:
+        return None
+    if ratio.get("used"):
+        return ("the scored images crowd together where trusted images are rare, so each score also counts how much "
+                "more crowded the scored images are around it than the trusted ones")
+    return ("the scored images are spread like the trusted ones, so each score is the distance to the trusted "
+            "images only")
 
 
 def _ratio_line(ratio):
@@ -183,10 +245,9 @@ def _suspects_line(num_suspects, item):
             "(averaged with the first vote)")
 
 
-def _score_paths(ctx, value, embeddings_field=None):
+def _score_paths(ctx, value, embeddings_field=None, label_field=None):
     from ood_core.fo import inventory
 
-    label_field = ctx.params.get("label_field")
     patches = inventory.embeddings_patches_field(ctx.dataset, embeddings_field) if embeddings_field else None
     if patches:
         return [f"{patches}.detections.{value}"]
@@ -199,7 +260,7 @@ def _score_paths(ctx, value, embeddings_field=None):
     return [value]
 
 
-def _add_reference_input(inputs, ctx, target, method):
+def _add_reference_input(inputs, ctx, target, method, label_field):
     """The reference tag (trusted samples) and the uncovered-classes warning; returns the chosen tag or None."""
     from ood_core.detectors import make_detector
     from ood_core.fo import inventory
@@ -211,15 +272,15 @@ def _add_reference_input(inputs, ctx, target, method):
                             required=False, default=default_tag)
     tag = ctx.params.get("reference_tag", default_tag) or None
     if make_detector(method).uses_reference_classes:  # per-class search or statistics
-        common.add_uncovered_classes_warning(inputs, target, tag, ctx.params.get("label_field"))
+        common.add_uncovered_classes_warning(inputs, target, tag, label_field)
     return tag
 
 
 def _add_k_input(inputs, ctx, default):
     """k: a whole number; for detectors that size k from the reference (default ``auto``) empty = auto."""
     if isinstance(default, int):
-        return inputs.int("k", default=default, min=1, label="k (neighbours)")
-    return inputs.int("k", required=False, min=1, label="k (neighbours)",
+        return inputs.int("k", default=default, label="k (neighbours)")  # checked by _check_k, as the run does
+    return inputs.int("k", required=False, label="k (neighbours)",
                       description=f"Empty = {default!r}: sized from the trusted classes (recommended); or a whole "
                                   "number")
 
@@ -261,7 +322,7 @@ def _add_reduction_inputs(inputs, ctx, fit_view, embeddings, patches):
     reduce = ctx.params.get("reduce", "none")
     if reduce in (None, "none"):
         return
-    prop = adv.int("n_components", default=DEFAULT_N_COMPONENTS, min=1, label="Reduced dimensions")
+    prop = adv.int("n_components", default=DEFAULT_N_COMPONENTS, label="Reduced dimensions")
     n_components = common.check_input(prop, common.int_param, ctx.params, "n_components", DEFAULT_N_COMPONENTS)
     if n_components is None or embeddings is None:
         return

@@ -64,9 +64,29 @@ class ComputeOODVisualization(common.OODOperator):
             patches_field=inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]),
             overwrite=bool(p.get("overwrite", False)),
         )
+        scores = score_fields(ctx.dataset, inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]))
+        colour = (f"colour the points by a score field: {', '.join(f'`{f}`' for f in scores)}" if scores else
+                  "no score field yet: run **OOD: audit dataset** or **OOD: score samples**, then colour the points "
+                  "by its score field")
         report = common.report(
             f"Map `{summary['brain_key']}` computed", [("points", f"{summary['num_points']:,}")],
-            [f"open the **Embeddings** panel and pick `{summary['brain_key']}`",
-             "colour the points by a score field (e.g. `ood_knn`, `label_issue`)",
+            [f"open the **Embeddings** panel and pick `{summary['brain_key']}`", colour,
              "lasso a cluster to select its samples in the grid"])
         return common.finish(ctx, summary, report=report)
+
+
+def score_fields(dataset, patches_field=None):
+    """The score fields of this plugin's score runs that exist on ``dataset`` and can colour a map of its samples
+    (``patches_field`` None) or of the objects of ``patches_field`` (``<patches>.detections.<score>``)."""
+    from ood_core.fo import runs
+
+    out = []
+    for key in runs.list_ood_runs(dataset):
+        info = runs.get_ood_run_info(dataset, key)
+        path = runs.score_path(info) if info.get("kind") in runs.score_kinds() else None
+        if not path or dataset.get_field(path) is None:
+            continue
+        prefix = f"{patches_field}.detections." if patches_field else ""
+        if path.startswith(prefix) and "." not in path[len(prefix):]:
+            out.append(path)
+    return out

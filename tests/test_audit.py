@@ -299,7 +299,7 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
     assert props["label_field"].default == "ground_truth" and props["reference_tag"].default == "trusted"
     assert "No embeddings yet" in props["embeddings_note"].view.label
     assert props["skip_failures"].default is True  # the SDK default, offered only when embeddings are computed
-    assert props["report_path"].invalid  # the default (~/fiftyone) is not in the allowed folders here
+    assert not props["report_path"].invalid  # the default (~/fiftyone/ood_reports) is always allowed
     report = str(tmp_path / "op.html")
     assert not form(dict(report_path=report))["report_path"].invalid
     _embed(ds)

@@ -536,7 +536,7 @@ def test_forms_refuse_with_overwrite_what_the_sdk_always_refuses(small):
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     ood.compute_label_issues(ds, "ground_truth", "emb", "issue", k=3)
     uri = _uri("score_ood")
-    base = dict(embeddings_field="emb", method="knn", reference_tag="trusted", overwrite=True)
+    base = dict(embeddings_field="emb", method="knn", reference_tag="trusted", overwrite=True, label_field=None)
     for name, message in (("filepath", "built-in field"), ("ground_truth", "no fiftyone-ood run wrote it"),
                           ("emb", "read by this call"), ("issue", "is a 'label_issues' run"),
                           ("issue_suggestion", "written by another run, 'issue'")):
