@@ -5,7 +5,16 @@ ground-truth field, look at the score histogram, the metrics and the ROC / PR
 curves, set the threshold (slider or a preset: percentile of the trusted
 samples, target FPR, top N, calibrated p-value when the run has one), open the
 flagged samples in the grid (highest score first), save the threshold as flags
-(``ood.flag_samples``) and record review decisions as sample tags.
+(``ood.flag_samples`` into the panel's own flags run ``<score>_review_flag``: an
+audit's flags run is never replaced) and record review decisions as sample tags.
+
+The panel starts on the run the view is sorted by (an audit's saved views are),
+else on the first OOD run; its threshold starts at the newest saved flags of the
+run (the audit's threshold, or an earlier Save as flags), else at the top 5% of
+the view, and the panel says which (or "set by hand"). Each run has one slider
+per view, so a threshold set on one view does not follow the user to another.
+Where the App keeps the inputs' values (inputs inside a stack are nested under
+its name) and the starting threshold: :mod:`operators.panel_state`.
 
 Conventions (the same as everywhere in this package): scores are **higher =
 more suspicious**; a sample is **flagged** when ``score >= threshold``; the
@@ -30,27 +39,12 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from . import review as review_data
+from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, count_axis, default_run,
+                          pick_threshold, preset_key, preset_value, preset_value_name, preset_value_path,
+                          run_state_key, same_threshold, save_flags_message, save_review_flags, score_axis,
+                          sorted_run, threshold_source, threshold_state_key, version_key, view_signature)
 
 # --------------------------------------------------------------------------- the panel
-
-
-def threshold_state_key(run_key, version=0):
-    """Panel-state key of a run's threshold slider: one slider per run, so switching runs
-    never needs a server-side write to the slider's value. Applying a preset bumps
-    ``version``: a new slider whose default is the preset's threshold."""
-    return f"threshold_{run_key}" if not version else f"threshold_{run_key}_v{version}"
-
-
-def pick_threshold(stored, scores, fallback=None):
-    """The stored slider value if it lies within the scores' range, else ``fallback``, else the default (top 5%)."""
-    if len(scores) == 0:
-        return 0.0
-    if isinstance(stored, (int, float)) and not isinstance(stored, bool) \
-            and float(scores.min()) <= stored <= float(scores.max()):
-        return float(stored)
-    if fallback is not None:
-        return float(fallback)
-    return review_data.default_threshold(scores)
 
 
 def reviewable_runs(dataset):
@@ -68,51 +62,6 @@ def reviewable_runs(dataset):
             continue
         keys.append(key)
     return keys
-
-
-#: preset -> (lowest, highest, lowest allowed?) of its value; top_n is a whole number >= 1
-_PRESET_RANGES = {"top_fraction": (0.0, 1.0, True), "percentile": (0.0, 1.0, False), "fpr": (0.0, 1.0, True),
-                  "pvalue": (0.0, 1.0, True)}
-
-
-def preset_value(name, raw):
-    """The value typed into the preset's input as a number (``int`` for ``top_n``); None = the preset's default.
-
-    Raises :class:`~ood_core.errors.OODInputError` naming the input, the problem and the fix for text that is
-    no number, an empty input, a boolean, NaN / infinity, a value outside the preset's range and, for
-    ``top_n``, a number that is not whole (2.7 is refused, not applied as 2).
-    """
-    import math
-
-    from ood_core.errors import OODInputError
-
-    label, value_label, default = review_data.PRESETS[name]
-    if raw is None:
-        return default
-    what = f"'{value_label}' of the '{label}' preset"
-    if name == "top_n":
-        fix = f"type how many of the highest scores to flag, a whole number >= 1 (e.g. {default:g})"
-    else:
-        low, high, closed = _PRESET_RANGES[name]
-        fix = f"type a number between {low:g} ({'included' if closed else 'excluded'}) and {high:g}, e.g. {default:g}"
-    text = raw.strip() if isinstance(raw, str) else None
-    if text == "":
-        raise OODInputError(f"{what} is empty; got {raw!r}: {fix}")
-    try:
-        if isinstance(raw, bool):
-            raise TypeError
-        value = float(text if text is not None else raw)
-    except (TypeError, ValueError):
-        raise OODInputError(f"{what} must be a number; got {raw!r}: {fix}") from None
-    if not math.isfinite(value):
-        raise OODInputError(f"{what} must be a finite number; got {raw!r}: {fix}")
-    if name == "top_n":
-        if value != int(value) or value < 1:
-            raise OODInputError(f"{what} must be a whole number >= 1; got {raw!r}: {fix}")
-        return int(value)
-    if not (low < value <= high or (closed and value == low)):
-        raise OODInputError(f"{what} must be between {low:g} and {high:g}; got {raw!r}: {fix}")
-    return value
 
 
 def item_noun(summary):
@@ -242,11 +191,14 @@ def review_counts_text(samples, summary):
 class OODReviewPanel(foo.Panel):
     """The "OOD review" panel (see the module docstring).
 
-    The App writes every input's value into the panel state itself; the event
+    The App writes every input's value (and every input's default, once
+    rendered) into the panel state itself, nested under the stack of an input
+    inside ``h_stack`` (``presets.preset``, ``flags.flag_tag``); the event
     handlers below never write those values back (echoing a value while the
     App holds another one makes the App and the server trade values forever).
     They write only keys that are no input: the preset applied and the
-    slider's version, the flagged view this panel opened.
+    slider's version (per run and view), the flagged view this panel opened,
+    the last view seen and the run dropdown's version (:meth:`_follow_view`).
     """
 
     @property
@@ -276,38 +228,74 @@ class OODReviewPanel(foo.Panel):
         state = ctx.panel.get_state
         return review_data.strip_panel_view(view, state("flagged_stages"), state("flagged_base"))
 
+    @staticmethod
+    def _run_key(ctx, runs, samples):
+        """The run the App's dropdown holds, else the run it was drawn with after a view change
+        (:meth:`_follow_view`), else the one the panel starts with (:func:`default_run`)."""
+        state = ctx.panel.get_state
+        version = int(state("run_version") or 0)
+        for run_key in (state(run_state_key(version)), state("run_start") if version else None):
+            if run_key in runs:
+                return run_key
+        return default_run(ctx.dataset, samples, runs)
+
     def _current(self, ctx):
-        """The review state as a dict, or None when the dataset has no score run."""
+        """The review state as a dict, or None when the dataset has no score run.
+
+        The threshold: the slider of this run on this view (:func:`threshold_state_key`); where its starting
+        value comes from (:func:`threshold_source`) is said in ``threshold_label``, or "set by hand" once the
+        slider holds another value."""
         dataset = ctx.dataset
         runs = reviewable_runs(dataset)
         if not runs:
             return None
         samples = self._samples(ctx)
-        run_key = ctx.panel.get_state("run_key")
-        run_key = run_key if run_key in runs else runs[0]
-        summary = review_data.run_summary(dataset, run_key)
-        patches = summary["patches_field"]
+        summary = review_data.run_summary(dataset, self._run_key(ctx, runs, samples))
+        run_key, patches = summary["run_key"], summary["patches_field"]
         gt = ctx.panel.get_state("gt_field")
         gt = gt if gt in review_data.boolean_fields(dataset, patches) else None
         _, scores, is_positive = review_data.read_scores(samples, summary["score_field"], gt, patches)
-        version = int(ctx.panel.get_state(f"threshold_version_{run_key}") or 0)
-        preset = ctx.panel.get_state(f"preset_{run_key}") or {}
-        key = threshold_state_key(run_key, version)
-        threshold = pick_threshold(ctx.panel.get_state(key), scores, preset.get("threshold") if version else None)
+        sig = view_signature(samples)
+        version = int(ctx.panel.get_state(version_key(run_key, sig)) or 0)
+        preset = (ctx.panel.get_state(preset_key(run_key, sig)) or {}) if version else {}
+        start, label = threshold_source(samples, summary, scores, preset)
+        key = threshold_state_key(run_key, version, sig)
+        threshold = pick_threshold(ctx.panel.get_state(key), scores, start)
+        if not same_threshold(threshold, start):
+            label = "set by hand"
         return {"runs": runs, "samples": samples, "summary": summary, "gt": gt, "scores": scores,
-                "is_positive": is_positive, "threshold": threshold, "slider_key": key,
-                "preset": preset if version else {}}
+                "is_positive": is_positive, "threshold": threshold, "start": start, "threshold_label": label,
+                "slider_key": key, "view_sig": sig}
 
     # ---- events (each one is followed by render)
 
+    def _follow_view(self, ctx):
+        """On a view the panel has not seen last (the App keeps the panel and its state across views and page
+        loads), switch to the run that view is sorted by, e.g. an audit's saved view. The App does not take a
+        server-side write of a dropdown's value (its input writes its own value back), so the switch is a new
+        run dropdown (``run_version``) drawn with that run (``run_start``); a run the user picks afterwards on
+        the same view stays, and on other views the last picked run stays."""
+        runs = reviewable_runs(ctx.dataset)
+        if not runs:
+            return
+        samples = self._samples(ctx)
+        sig = view_signature(samples)
+        if ctx.panel.get_state("view_seen") == sig:
+            return
+        hint = sorted_run(ctx.dataset, samples, runs)
+        current = self._run_key(ctx, runs, samples)
+        ctx.panel.set_state("view_seen", sig)
+        if hint is not None and hint != current:
+            ctx.panel.set_state({"run_version": int(ctx.panel.get_state("run_version") or 0) + 1, "run_start": hint})
+
     def on_load(self, ctx):
-        pass
+        self._follow_view(ctx)
 
     def on_change_dataset(self, ctx):
         pass  # render re-validates the stored run, ground truth and threshold
 
     def on_change_view(self, ctx):
-        pass  # render reads the new view
+        self._follow_view(ctx)  # render reads the new view
 
     def on_change_selected(self, ctx):
         pass  # the panel shows how many samples are selected
@@ -322,22 +310,22 @@ class OODReviewPanel(foo.Panel):
         if cur is None:
             return
         summary = cur["summary"]
-        name = ctx.panel.get_state("preset") or "top_fraction"
+        name = ctx.panel.get_state(PRESET_PATH) or "top_fraction"  # inside the presets stack: nested state
         if name not in review_data.PRESETS:  # a stale state from another version of the panel
             ctx.ops.notify(f"unknown threshold preset {name!r}; pick one of {sorted(review_data.PRESETS)}",
                            variant="warning")
             return
         try:
-            value = preset_value(name, ctx.panel.get_state(f"preset_value_{name}"))
+            value = preset_value(name, ctx.panel.get_state(preset_value_path(name)))
             threshold, sentence = review_data.preset_threshold(cur["samples"], summary, name, value, cur["scores"],
                                                    cur["is_positive"])
         except (OODInputError, ValueError) as e:
             ctx.ops.notify(str(e), variant="warning")
             return
-        run_key = summary["run_key"]
-        version = int(ctx.panel.get_state(f"threshold_version_{run_key}") or 0) + 1
-        ctx.panel.set_state(f"preset_{run_key}", {"threshold": threshold, "label": sentence})
-        ctx.panel.set_state(f"threshold_version_{run_key}", version)
+        run_key, sig = summary["run_key"], cur["view_sig"]
+        version = int(ctx.panel.get_state(version_key(run_key, sig)) or 0) + 1
+        ctx.panel.set_state(preset_key(run_key, sig), {"threshold": threshold, "label": sentence})
+        ctx.panel.set_state(version_key(run_key, sig), version)
 
     def show_flagged(self, ctx):
         import json
@@ -368,16 +356,15 @@ class OODReviewPanel(foo.Panel):
         cur = self._current(ctx)
         if cur is None:
             return
-        tag = ctx.panel.get_state("flag_tag")
-        tag = review_data.default_flag_tag(cur["summary"]) if tag is None else tag.strip()
-        try:
-            out = review_data.save_flags(cur["samples"], cur["summary"], cur["threshold"], tag)
+        tag = ctx.panel.get_state(FLAG_TAG_PATH)  # inside the flags stack: nested state
+        tag = review_data.default_flag_tag(cur["summary"]) if tag is None else str(tag).strip()
+        try:  # the panel's own flags run: an audit's (or flag_samples') flags are never replaced
+            out = save_review_flags(cur["samples"], cur["summary"], cur["threshold"], tag)
         except OODInputError as e:  # e.g. an empty view, an existing flag field of another run
             ctx.ops.notify(str(e), variant="warning")
             return
         ctx.ops.reload_dataset()
-        ctx.ops.notify(f"saved {out['num_flagged']} flags in '{out['flag_field']}' (run '{out['flag_key']}')"
-                       + (f", tagged '{tag}'" if tag else ""), variant="success")
+        ctx.ops.notify(save_flags_message(out, item_noun(cur["summary"])), variant="success")
 
     def _review(self, ctx, decision):
         from ood_core.errors import OODInputError
@@ -387,8 +374,7 @@ class OODReviewPanel(foo.Panel):
             ctx.ops.notify(f"Select {noun} in the grid first (checkbox on each one)", variant="warning")
             return
         runs = reviewable_runs(ctx.dataset)
-        run_key = ctx.panel.get_state("run_key")
-        run_key = run_key if run_key in runs else (runs[0] if runs else None)
+        run_key = self._run_key(ctx, runs, self._samples(ctx)) if runs else None
         patches_field = review_data.run_summary(ctx.dataset, run_key)["patches_field"] if run_key else None
         try:
             out = review_selection(ctx.dataset, ctx.view, ctx.selected, patches_field, decision)
@@ -425,26 +411,26 @@ class OODReviewPanel(foo.Panel):
         self._render_choices(ctx, panel, cur["runs"], summary, gt)
         pos = summary["positive"]
         item = item_noun(summary)
-        if len(scores):
-            lo, hi = float(scores.min()), float(scores.max())
+        if len(scores):  # the slider spans the scores and the threshold it starts at (a stored one may lie outside)
+            lo, hi = min(float(scores.min()), cur["start"]), max(float(scores.max()), cur["start"])
             hi = max(hi if hi > lo else lo + 1.0, threshold)
             panel.float(cur["slider_key"], min=lo, max=hi, default=threshold,
                         on_change=self.on_change_input,
                         view=types.SliderView(label="Threshold", value_precision=4, view_multiple_of=(hi - lo) / 200))
         self._render_presets(ctx, panel, summary, gt)
         n_flagged = review_data.count_flagged(scores, threshold)
-        preset = f" (preset: {cur['preset']['label']})" if cur["preset"].get("label") else ""
+        source = f" ({cur['threshold_label']})" if len(scores) else ""
         view_note = "" if len(cur["samples"]) == len(ctx.dataset) else \
             f" in the current view ({len(cur['samples'])} of {len(ctx.dataset)} samples)"
         panel.md(
             f"**{n_flagged}** of {len(scores)} scored {item} flagged{view_note} (`{summary['score_field']}` >= "
-            f"{threshold:.4f}{preset}; higher = more {pos}). {len(ctx.selected or [])} "
+            f"{threshold:.4f}{source}; higher = more {pos}). {len(ctx.selected or [])} "
             f"{_SELECTED.get(selected_noun(ctx.view), 'item(s)')} selected in the grid.",
             name="flag_count",
         )
         panel.btn("show_flagged", label="Show flagged samples in the grid (highest score first)",
                   variant="contained", on_click=self.show_flagged)
-        flags = panel.h_stack("flags", align_x="left", align_y="center", gap=2)
+        flags = panel.h_stack(FLAGS_STACK, align_x="left", align_y="center", gap=2)  # state: flags.<input>
         flags.str("flag_tag", default=review_data.default_flag_tag(summary), label="Tag for flags",
                   on_change=self.on_change_input)
         flags.btn("save_flags", label="Save as flags", variant="outlined", on_click=self.save_flags)
@@ -461,7 +447,8 @@ class OODReviewPanel(foo.Panel):
             s = review_data.run_summary(ctx.dataset, key)
             level = f", objects of {s['patches_field']}" if s["patches_field"] else ""
             run_choices.add_choice(key, label=f"{key} ({s['kind']}, {s['method']}{level})")
-        panel.enum("run_key", run_choices.values(), default=summary["run_key"], view=run_choices,
+        version = int(ctx.panel.get_state("run_version") or 0)
+        panel.enum(run_state_key(version), run_choices.values(), default=summary["run_key"], view=run_choices,
                    on_change=self.on_change_input)
         gt_choices = types.DropdownView(label="Ground truth (optional boolean field, True = positive)")
         for name in review_data.boolean_fields(ctx.dataset, summary["patches_field"]):
@@ -470,15 +457,15 @@ class OODReviewPanel(foo.Panel):
 
     def _render_presets(self, ctx, panel, summary, gt):
         names = review_data.available_presets(summary, gt)
-        chosen = ctx.panel.get_state("preset")
+        chosen = ctx.panel.get_state(PRESET_PATH)
         chosen = chosen if chosen in names else names[0]
-        presets = panel.h_stack("presets", align_x="left", align_y="center", gap=2)
+        presets = panel.h_stack(PRESETS_STACK, align_x="left", align_y="center", gap=2)  # state: presets.<input>
         choices = types.DropdownView(label="Threshold preset")
         for name in names:
             choices.add_choice(name, label=review_data.PRESETS[name][0])
         presets.enum("preset", choices.values(), default=chosen, view=choices, on_change=self.on_change_input)
         _, value_label, default = review_data.PRESETS[chosen]
-        presets.float(f"preset_value_{chosen}", default=default, label=value_label, on_change=self.on_change_input)
+        presets.float(preset_value_name(chosen), default=default, label=value_label, on_change=self.on_change_input)
         presets.btn("apply_preset", label="Apply preset", variant="outlined", on_click=self.apply_preset)
 
     def _render_plots(self, panel, summary, gt, scores, is_pos, threshold):
@@ -500,7 +487,8 @@ class OODReviewPanel(foo.Panel):
             data=traces,
             layout={"barmode": "overlay", "showlegend": metrics is not None, "shapes": shapes, "margin": margin,
                     "title": {"text": f"{summary['score_field']} (higher = more {pos}; dashed = threshold)"},
-                    "xaxis": {"title": {"text": "score"}}, "yaxis": {"title": {"text": "count"}}},
+                    "xaxis": score_axis(scores, threshold) if len(scores) else {"title": {"text": "score"}},
+                    "yaxis": count_axis(traces)},
             config={"displayModeBar": False},
             height=260,
         )

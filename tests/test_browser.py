@@ -24,63 +24,40 @@ One test, the curator's whole loop, checked both on screen and in the database:
    database count of the view at the slider's exact value), "show flagged" puts the
    flagged samples in the grid highest score first, two grid samples are selected
    and tagged ``ood_confirmed`` -> tags checked in the database, the selection is
-   cleared and the panel counts the confirmed samples.
+   cleared and the panel counts the confirmed samples;
+7. a preset is applied in the panel (**Top N** = 3: its value input is labelled "N",
+   the count and the label follow; a fraction of 7 is refused on screen) and saved
+   with a typed tag -> the panel's own flags run, its threshold and the tag are
+   checked in the database, and the audit's flags run and tags are unchanged;
+8. README step 3: the audit's saved view ``ood_audit-ood`` is picked with the panel
+   open on another run -> the panel switches to the audit's run and starts at the
+   audit's threshold (every sample of the view flagged).
 
 Screenshots go to ``docs/screenshots/``. Skipped only when Chromium itself is not
-installed (``./setup.sh`` installs it with chromedriver).
+installed (``./setup.sh`` installs it with chromedriver). The selenium helpers are in
+``tests/browser_ui.py``.
 """
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import numpy as np
 import pytest
+from browser_ui import (SCREENSHOTS, UI, _button, _choose_saved_view, _close_prompt, _console_errors,
+                        _dismiss_popups, _flag_count_text, _free_port, _open_operator, _shot, _slider, _tail,
+                        _wait_enabled, _wait_http)
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCREENSHOTS = os.path.join(REPO, "docs", "screenshots")
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
     "--window-size=1800,1400",
 )
-WAIT = 90  # seconds for any single UI step (2 shared CPU cores: be generous)
 GT_LABEL = "Ground truth (optional boolean field, True = positive)"
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url, proc, log_path, timeout=180):
-    start = time.time()
-    while time.time() - start < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"App server exited with code {proc.returncode}:\n{_tail(log_path)}")
-        try:
-            with urllib.request.urlopen(url, timeout=5) as r:
-                if r.status == 200:
-                    return time.time() - start
-        except OSError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"App server did not answer {url} within {timeout}s:\n{_tail(log_path)}")
-
-
-def _tail(path, n=60):
-    try:
-        with open(path, errors="replace") as f:
-            return "".join(f.readlines()[-n:])
-    except OSError as e:
-        return f"<no log: {e}>"
 
 
 @pytest.fixture
@@ -149,446 +126,329 @@ def browser(tmp_path):
         driver.quit()
 
 
-# --------------------------------------------------------------------------- selenium helpers
 
 
-class UI:
-    """Small waits and actions on the App; every lookup retries through React re-renders."""
-
-    def __init__(self, driver):
-        from selenium.common.exceptions import (
-            ElementClickInterceptedException,
-            NoSuchElementException,
-            StaleElementReferenceException,
-        )
-        from selenium.webdriver.support.ui import WebDriverWait
-
-        self.d = driver
-        self._transient = (StaleElementReferenceException, NoSuchElementException,
-                           ElementClickInterceptedException)
-        self._wait = WebDriverWait
-
-    def until(self, what, fn, timeout=WAIT):
-        """Retry ``fn()`` until it returns a truthy value; ``what`` names the step in the error."""
-        last = None
-        end = time.time() + timeout
-        while time.time() < end:
-            try:
-                value = fn()
-                if value:
-                    return value
-            except self._transient as e:
-                last = e
-            time.sleep(0.3)
-        raise TimeoutError(f"timed out after {timeout}s waiting for: {what}" + (f" (last: {last!r})" if last else ""))
-
-    def xpath(self, xp, what=None, timeout=WAIT):
-        from selenium.webdriver.common.by import By
-
-        return self.until(what or xp, lambda: self.d.find_element(By.XPATH, xp), timeout)
-
-    def css(self, selector, what=None, timeout=WAIT):
-        from selenium.webdriver.common.by import By
-
-        return self.until(what or selector, lambda: self.d.find_element(By.CSS_SELECTOR, selector), timeout)
-
-    def click(self, get, what):
-        from selenium.common.exceptions import ElementClickInterceptedException
-
-        def attempt():
-            el = get()
-            if not el.is_displayed() or not el.is_enabled():
-                return False
-            try:
-                el.click()
-            except ElementClickInterceptedException:
-                _dismiss_popups(self)  # e.g. the App's 'Explore Enterprise' card; then retry
-                return False
-            return True
-        self.until(f"click {what}", attempt)
-
-    def text_present(self, text, timeout=WAIT):
-        return self.xpath(f"//*[contains(normalize-space(.), {_xq(text)}) and not(*[contains(normalize-space(.), "
-                          f"{_xq(text)})])]", f"text {text!r}", timeout)
-
-    def choose(self, label, option):
-        """Pick ``option`` in the dropdown that follows the text ``label`` (MUI Select)."""
-        box_xp = f"//*[normalize-space(text())={_xq(label)}]/following::*[@role='combobox'][1]"
-        self.click(lambda: self.xpath(box_xp, f"dropdown {label!r}", 5), f"dropdown {label!r}")
-        opt_xp = f"//li[@role='option'][normalize-space(.)={_xq(option)}]"
-        self.click(lambda: self.xpath(opt_xp, f"option {option!r}", 5), f"option {option!r}")
-
-    def type_into(self, label, value):
-        """Replace the text of the input that follows the text ``label``."""
-        from selenium.webdriver.common.keys import Keys
-
-        xp = f"//*[normalize-space(text())={_xq(label)}]/following::input[not(@aria-hidden='true')][1]"
-
-        def attempt():
-            el = self.xpath(xp, f"input {label!r}", 5)
-            el.click()
-            el.send_keys(Keys.CONTROL, "a")
-            el.send_keys(Keys.BACKSPACE)
-            el.send_keys(str(value))
-            return el.get_attribute("value") == str(value)
-        self.until(f"type {value!r} into {label!r}", attempt)
-
-    def body_text(self):
-        from selenium.webdriver.common.by import By
-
-        try:
-            return self.d.find_element(By.TAG_NAME, "body").text
-        except Exception as e:  # diagnostics only
-            return f"<no body text: {e!r}>"
+# --------------------------------------------------------------------------- the steps
 
 
-def _xq(s):
-    """An XPath string literal for ``s``."""
-    return f'"{s}"' if '"' not in s else "concat('" + s.replace("'", "', \"'\", '") + "')"
+def _score_in_the_app(ui, ds, url):
+    """Steps 1-2: the dataset page, then score_ood from the operator browser; returns the scores."""
+    from ood_core.fo import runs as fo_runs
+
+    d = ui.d
+    ui.step = "open the dataset page"
+    d.get(f"{url}/datasets/{ds.name}")
+    ui.css("[data-cy=looker]", "the sample grid (first tile)", timeout=150)
+    ui.text_present("20 samples")
+    time.sleep(1)
+    _dismiss_popups(ui)
+
+    ui.step = "open score_ood from the operator browser"
+    _open_operator(ui, "score_ood", "Score OOD / label issues")
+    ui.step = "fill the score_ood form"
+    ui.choose("Reference tag (trusted samples)", "trusted")
+    # the form preselects the only label field: per-class k-NN against 1 trusted image per class (its own
+    # class offers no other neighbour), so k = 1
+    ui.type_into("k (neighbours)", 1)
+    ui.type_into("Score field", "ood_knn")
+    # the dynamic form re-validates after each edit: wait until it settles valid
+    ui.until("the form to validate (no 'is not valid' message)",
+             lambda: "is not valid" not in ui.body_text() and "already exist" not in ui.body_text())
+    _wait_enabled(ui, "Execute")
+    _shot(d, "app_score_ood_form.png")
+    ui.step = "execute score_ood"
+    ui.click(lambda: _button(ui, "Execute"), "Execute")
+
+    def scored():
+        ds.reload()
+        return ds.has_field("ood_knn") and "ood_knn" in fo_runs.list_ood_runs(ds)
+    ui.until("the score field ood_knn in the database", scored, timeout=180)
+    info = fo_runs.get_ood_run_info(ds, "ood_knn")
+    assert info["kind"] == "ood_scores" and info["fields"] == ["ood_knn", "ood_knn_pvalue"]
+    assert info["detector"]["method"] == "pyramid_knn" and info["detector"]["k"] == 1  # the form's default method
+    assert info["reference"]["tag"] == "trusted" and info["reference"]["num_reference"] == 8
+    scores = np.array(ds.values("ood_knn"), dtype=float)
+    assert scores.shape == (20,) and np.isfinite(scores).all()
+    ui.step = "the result view of score_ood"
+    ui.text_present("Scores written to ood_knn (higher = more suspicious)")
+    ui.text_present("samples scored: 20 of 20")
+    ui.text_present("OOD review")
+    _shot(d, "score_result_view.png")
+    _close_prompt(ui)
+    ui.xpath("//*[normalize-space(text())='ood_knn']", "ood_knn in the sidebar (App reloaded the dataset)")
+    return scores
 
 
-def _console_errors(driver):
-    try:
-        logs = driver.get_log("browser")
-    except Exception as e:  # diagnostics only
-        return [f"<no console log: {e!r}>"]
-    # the App preloads Google fonts: offline, those requests always fail
-    return [f"{e['level']}: {e['message'][:400]}" for e in logs
-            if e["level"] in ("SEVERE", "WARNING") and "fonts.googleapis.com" not in e["message"]]
+def _runs_and_delegated(ui, ds):
+    """Steps 3-4: the runs table, then a delegated visualization run through the queue."""
+    from fiftyone.operators.delegated import DelegatedOperationService
+
+    d = ui.d
+    ui.step = "list the runs with manage_ood_runs"
+    _open_operator(ui, "manage_ood_runs", "Manage OOD runs")
+    _wait_enabled(ui, "Execute")
+    ui.click(lambda: _button(ui, "Execute"), "Execute")
+    ui.xpath("//table//*[normalize-space(text())='ood_knn']", "ood_knn in the runs table")
+    ui.xpath("//table//*[normalize-space(text())='ood_scores']", "the kind column of the runs table")
+    ui.xpath("//table//*[normalize-space(text())='embeddings']", "the embeddings run in the runs table")
+    _shot(d, "manage_runs.png")
+    _close_prompt(ui)
+
+    ui.step = "schedule compute_ood_visualization as a delegated operation"
+    _open_operator(ui, "compute_ood_visualization", "Embeddings visualization")
+    ui.click(lambda: ui.xpath("//*[normalize-space(text())='pca']", "the pca choice", 5), "method pca")
+    ui.type_into("Brain key", "ood_map_bg")
+    ui.click(lambda: ui.xpath("//*[normalize-space(text())='Delegate execution?']", "delegate box", 5),
+             "Delegate execution?")
+    ui.text_present("fiftyone delegated launch")
+    _wait_enabled(ui, "Schedule")
+    _shot(d, "delegated_schedule.png")
+    service = DelegatedOperationService()
+    uri = "@fiftyone-ood/ood/compute_ood_visualization"
+    ui.click(lambda: _button(ui, "Schedule"), "Schedule")
+    ui.until("a queued compute_ood_visualization operation",
+             lambda: service.get_queued_operations(operator=uri, dataset_name=ds.name), timeout=60)
+    _close_prompt(ui)
+    assert "ood_map_bg" not in ds.list_brain_runs()  # nothing runs until a worker takes the queue
+    service.execute_queued_operations(operator=uri, dataset_name=ds.name)  # what `fiftyone delegated launch` does
+    ds.reload()
+    assert "ood_map_bg" in ds.list_brain_runs()
 
 
-def _dismiss_popups(ui):
-    """The App shows an 'Explore Enterprise' card over the top right corner on first visit."""
+def _audit_from_its_form(ui, ds, report):
+    """Step 5: the audit operator; returns its run record."""
+    from ood_core.fo import runs as fo_runs
+
+    ui.step = "run the audit from its form"
+    _open_operator(ui, "audit_dataset", "Audit dataset")
+    ui.type_into("HTML report file", str(report))
+    ui.until("the audit form to validate", lambda: "inside the allowed" not in ui.body_text())
+    _wait_enabled(ui, "Execute")
+    _shot(ui.d, "audit_form.png")
+    ui.click(lambda: _button(ui, "Execute"), "Execute")
+    ui.text_present("Audit ood_audit done", timeout=240)
+    ui.text_present(f"{report}")
+    _shot(ui.d, "audit_result.png")
+    _close_prompt(ui)
+    ds.reload()
+    audit = fo_runs.get_ood_run_info(ds, "ood_audit")
+    assert audit["kind"] == "audit" and report.is_file()
+    assert len(ds.match_tags("ood")) == audit["num_ood_flagged"] > 0
+    return audit
+
+
+def _open_panel_on_a_saved_view(ui, ds, url, view):
+    """Step 6, first half: the saved view 'untrusted', the panel, the ood_knn run, ground truth, the slider;
+    returns the slider's threshold."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from operators import review as panel_data
+
+    d = ui.d
+    ui.step = "open a saved view and the OOD review panel"
+    ds.save_view("untrusted", view, overwrite=True)
+    n_view = len(view)
+    view_scores = np.array(view.values("ood_knn"), dtype=float)
+    d.get(f"{url}/datasets/{ds.name}")  # reload: the App lists saved views on load
+    ui.text_present("20 samples", timeout=150)
+    _dismiss_popups(ui)
+    _choose_saved_view(ui, "untrusted", n_view)
+    ui.click(lambda: ui.css("[data-cy=new-panel-btn]", "new panel (+) button", 5), "the new panel (+) button")
+    ui.click(lambda: ui.css("[data-cy=new-panel-option-ood_review]", "OOD review in the panel menu", 5),
+             "OOD review in the new panel menu")
+    ui.text_present("scored samples flagged")
+    ui.step = "choose the ood_knn run in the panel"
+    ui.choose("Score run", "ood_knn (ood_scores, pyramid_knn)")
+    default_t = panel_data.default_threshold(view_scores)  # ood_knn has no saved flags: the top 5% of the view
+    ui.until("the panel to count the view's samples only",
+             lambda: _flag_count_text(ui).startswith(
+                 f"{panel_data.count_flagged(view_scores, default_t)} of {n_view} scored samples flagged in the "
+                 f"current view ({n_view} of 20 samples)"))
+
+    ui.step = "choose the ground-truth field"
+    ui.choose(GT_LABEL, "is_ood")
+    expected = panel_data.evaluate(view_scores, np.array(view.values("is_ood")), default_t)
+    ui.until(f"the panel to show AUROC {expected['auroc']:.3f} (computed from the view in the database)",
+             lambda: f"AUROC {expected['auroc']:.3f}" in ui.body_text())
+    ui.text_present("Positive class: OOD")
+
+    ui.step = "move the threshold slider"
+    before = _flag_count_text(ui)
+
+    def move_slider():
+        rail = _slider(ui)
+        width = rail.size["width"]
+        # selenium offsets are from the element's centre: click at 60% of the rail
+        ActionChains(d).move_to_element_with_offset(rail, int(0.1 * width), 0).click().perform()
+        return True
+    ui.until("a click on the slider rail", move_slider)
+    after = ui.until("the live count to change", lambda: (t := _flag_count_text(ui)) != before and t)
+    threshold = float(ui.until("the slider value", lambda: _slider(ui).find_element(
+        "xpath", ".//input[@type='range']").get_attribute("aria-valuenow")))
+    n_flagged = panel_data.count_flagged(view_scores, threshold)
+    assert 0 < n_flagged < n_view, (threshold, view_scores)
+    ui.until(f"the live count to read {n_flagged} (database count of the view at threshold {threshold})",
+             lambda: (t := _flag_count_text(ui)).startswith(f"{n_flagged} of {n_view} scored samples flagged")
+             and "(set by hand)" in t)
+    print(f"[browser test] slider: threshold {threshold:.4f} -> {n_flagged} flagged; panel says {after!r}")
+    return threshold
+
+
+def _show_flagged_and_tag(ui, ds, view, threshold):
+    """Step 6, second half: the flagged samples in the grid, two of them tagged ood_confirmed, the plots."""
+    from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    for el in ui.d.find_elements(By.XPATH, "//*[normalize-space(text())='Dismiss']"):
-        try:
-            if el.is_displayed():
-                el.click()
-        except Exception:  # gone or covered meanwhile: the caller retries
-            pass
+    from operators import review as panel_data
+
+    d, n_view = ui.d, len(view)
+    n_flagged = panel_data.count_flagged(np.array(view.values("ood_knn"), dtype=float), threshold)
+    ui.step = "show the flagged samples in the grid"
+    ui.click(lambda: ui.xpath("//button[contains(normalize-space(.), 'Show flagged samples in the grid')]",
+                              "show flagged button", 5), "Show flagged samples")
+    ui.xpath(f"//*[normalize-space(.)='{n_flagged} samples']", f"the grid to show {n_flagged} samples")
+    expected_view = panel_data.flagged_view(view, "ood_knn", threshold)
+    expected_labels = expected_view.values("ground_truth.label")
+
+    def grid_labels():
+        tiles = d.find_elements(By.CSS_SELECTOR, "[data-cy=looker] [data-cy=tag-ground_truth]")
+        labels = [t.text for t in tiles]
+        return labels if labels == expected_labels else False
+    ui.until(f"grid tiles in score order {expected_labels}", grid_labels)
+    # the panel still reads the saved view, not the flagged view it opened
+    ui.until("the panel to keep counting the saved view",
+             lambda: _flag_count_text(ui).startswith(f"{n_flagged} of {n_view} scored samples flagged"))
+
+    ui.step = "select two samples in the grid and tag them ood_confirmed"
+
+    def select_tile(i):
+        tile = d.find_elements(By.CSS_SELECTOR, "[data-cy=looker]")[i]
+        ActionChains(d).move_to_element(tile).perform()
+        box = tile.find_element(By.CSS_SELECTOR, "[data-cy^=looker-checkbox-input]")
+        if not box.is_selected():
+            tile.find_element(By.CSS_SELECTOR, "label[data-cy^=looker-checkbox]").click()
+        return tile.find_element(By.CSS_SELECTOR, "[data-cy^=looker-checkbox-input]").is_selected()
+    for i in range(2):
+        ui.until(f"grid tile {i} selected", lambda i=i: select_tile(i))
+    ui.until("the panel to see 2 selected samples", lambda: "2 sample(s) selected" in _flag_count_text(ui))
+    ui.click(lambda: _button(ui, "Tag selected: ood_confirmed"), "Tag selected: ood_confirmed")
+    top_two = expected_view.values("id")[:2]
+
+    def tagged():
+        ds.reload()
+        return sorted(ds.match_tags("ood_confirmed").values("id")) == sorted(top_two)
+    ui.until("the two highest-scoring samples tagged ood_confirmed in the database", tagged)
+    assert ds.count_sample_tags().get("ood_dismissed", 0) == 0
+    ui.until("the selection to be cleared after tagging", lambda: "0 sample(s) selected" in _flag_count_text(ui))
+    ui.text_present("Reviewed in this view: 2 confirmed · 0 dismissed")
+    time.sleep(2)  # let the grid reload its samples before the screenshot
+    _shot(d, "ood_review_panel.png")
+    ui.step = "check the panel's plots"
+    ui.text_present("Precision-recall (positive = OOD)")
+    plots = d.find_elements("css selector", "[data-cy=panel-content-ood_review] .js-plotly-plot")
+    assert len(plots) == 2, f"expected the histogram and the ROC / PR plot, found {len(plots)} plots"
 
 
-def _choose_saved_view(ui, name, n_samples, attempts=3):
-    """Pick saved view ``name`` in the App's view menu and wait until the grid counts ``n_samples``.
+def _preset_and_save_flags(ui, ds, view, audit):
+    """Step 7: Top N = 3 applied from the panel's inputs (nested in their stack in the App's state), a fraction
+    of 7 refused, Save as flags with a typed tag -> the panel's own flags run; the audit's flags stay."""
+    from fiftyone import ViewField as F
 
-    Under a loaded machine a click can land while the menu is still opening and select nothing; the App then
-    still shows 'Unsaved view', and the user would simply pick the view again; a click that selected another
-    saved view (the items moved while the menu opened) starts over from the unsaved dataset. The requested view,
-    once picked (its name is in the URL), is never re-picked, only waited for.
-    """
-    for attempt in range(attempts):
-        if "view=" in ui.d.current_url and f"view={name}" not in ui.d.current_url:
-            # the click landed on another saved view (the menu's items moved while it opened): start over from
-            # the unsaved dataset, as a user would pick again
-            ui.d.get(ui.d.current_url.split("?")[0])
-            ui.text_present("Unsaved view", timeout=60)
-        unsaved = ui.d.find_elements("xpath", "//*[normalize-space(text())='Unsaved view']")
-        if f"view={name}" not in ui.d.current_url and unsaved:
-            _dismiss_popups(ui)
-            ui.click(lambda: ui.xpath("//*[normalize-space(text())='Unsaved view']", "the saved views menu", 5),
-                     "the saved views menu")
-            ui.click(lambda: ui.xpath(f"//*[normalize-space(text())={_xq(name)}]", f"saved view {name!r}", 5),
-                     f"the saved view {name!r}")
-        try:
-            found = ui.text_present(f"{n_samples} samples", timeout=45 if attempt < attempts - 1 else WAIT)
-            print(f"[browser test] saved view {name!r} shown after pick {attempt + 1}: {ui.d.current_url}")
-            return found
-        except TimeoutError:
-            if attempt == attempts - 1:
-                raise
-            print(f"[browser test] saved view {name!r} not shown after pick {attempt + 1} "
-                  f"(url {ui.d.current_url}); picking again")
+    import ood_core as ood
+    from operators import review as panel_data
+
+    n_view = len(view)
+    view_scores = np.array(view.values("ood_knn"), dtype=float)
+    ui.step = "apply the Top N preset with N = 3"
+    ui.choose("Threshold preset", "Top N")
+    ui.xpath("//*[normalize-space(text())='N']", "the preset's value input, labelled 'N'")
+    ui.type_into("N", 3)
+    ui.click(lambda: _button(ui, "Apply preset"), "Apply preset")
+    t3, _ = panel_data.preset_threshold(view, panel_data.run_summary(ds, "ood_knn"), "top_n", 3, view_scores)
+    n3 = panel_data.count_flagged(view_scores, t3)
+    ui.until(f"the panel to flag the top 3 ({n3} with ties) of the view",
+             lambda: (t := _flag_count_text(ui)).startswith(f"{n3} of {n_view} scored samples flagged")
+             and "(preset: top 3)" in t)
+
+    ui.step = "a fraction of 7 is refused"
+    ui.choose("Threshold preset", "Top fraction of scores")
+    ui.type_into("fraction flagged", 7)
+    ui.click(lambda: _button(ui, "Apply preset"), "Apply preset")
+    ui.text_present("must be between 0 and 1; got 7")
+    assert "(preset: top 3)" in _flag_count_text(ui)  # the threshold did not move
+
+    ui.step = "save the flags with a typed tag"
+    ui.type_into("Tag for flags", "top3_review")
+    ui.click(lambda: _button(ui, "Save as flags"), "Save as flags")
+
+    def saved():
+        ds.reload()
+        return "ood_knn_review_flag" in ood.list_flag_runs(ds) and len(ds.match_tags("top3_review")) == n3
+    ui.until(f"the panel's flags run with {n3} samples tagged 'top3_review' in the database", saved, timeout=60)
+    info = ood.get_flag_info(ds, "ood_knn_review_flag")
+    assert info["tag"] == "top3_review" and info["rule"]["threshold"] == pytest.approx(t3)
+    assert sorted(ds.match_tags("top3_review").values("id")) == sorted(view.match(F("ood_knn") >= t3).values("id"))
+    assert len(ds.match_tags("ood")) == audit["num_ood_flagged"]  # the audit's tags and flags are untouched
+    assert ood.get_flag_info(ds, "audit_ood_flag")["num_flagged"] == audit["num_ood_flagged"]
 
 
-def _flag_count_text(ui):
-    return ui.xpath("//*[contains(text(), 'scored samples flagged')]/..", "the panel's flagged count").text
+def _audit_saved_view(ui, ds, audit):
+    """Step 8 (README step 3): the audit's OOD saved view picked while the panel is open on ood_knn."""
+    import ood_core as ood
+
+    n = audit["num_ood_flagged"]
+    t_audit = ood.get_flag_info(ds, "audit_ood_flag")["rule"]["threshold"]
+    ui.step = "pick the audit's saved view ood_audit-ood with the panel open"
+    _choose_saved_view(ui, "ood_audit-ood", n)
+    ui.until(f"the panel to switch to audit_ood at the audit's threshold {t_audit:.4f}",
+             lambda: (t := _flag_count_text(ui)).startswith(
+                 f"{n} of {n} scored samples flagged in the current view ({n} of 20 samples) (audit_ood >= "
+                 f"{t_audit:.4f} (saved flags 'audit_ood_flag'"))
+    ui.text_present("audit_ood (ood_scores, pyramid_knn)")
 
 
-def _slider(ui):
-    return ui.xpath("//*[normalize-space(text())='Threshold']/following::*[contains(@class, 'MuiSlider-root')][1]",
-                    "the threshold slider")
+def _open_the_report(ui, ds, report):
+    """The audit's HTML report opens in the browser from the file alone."""
+    d = ui.d
+    ui.step = "open the audit's HTML report"
+    d.get(report.as_uri())
+    ui.text_present(f"fiftyone-ood audit: {ds.name}")
+    images = d.find_elements("css selector", ".tile img")
+    decoded = d.execute_script("return Array.from(document.querySelectorAll('.tile img'))"
+                               ".filter(i => i.complete && i.naturalWidth > 0).length")
+    assert len(images) > 0 and decoded == len(images), (decoded, len(images))
+    assert len(d.find_elements("css selector", "svg")) >= 2  # the score histograms
+    d.set_window_size(1300, 2000)
+    _shot(d, "audit_report.png")
 
 
 # --------------------------------------------------------------------------- the test
 
 
-def _open_operator(ui, name, form_title):
-    """Open ``name`` from the operator browser (backtick key) and wait for its form."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-
-    d = ui.d
-
-    def open_browser():
-        found = d.find_elements(By.CSS_SELECTOR, "input[data-cy=operators-browser-search]")
-        if found and found[0].is_displayed():
-            return found[0]
-        _dismiss_popups(ui)
-        ActionChains(d).send_keys("`").perform()
-        time.sleep(1)
-        return False
-    search = ui.until("the operator browser's search box", open_browser)
-    search.send_keys(name)
-    ui.click(lambda: ui.xpath(f"//*[normalize-space(text())='{name}']/..", f"{name} entry", 5), f"the {name} entry")
-    ui.text_present(form_title)
-
-
-def _button(ui, label):
-    return ui.xpath(f"//button[normalize-space(.)={_xq(label)}]", f"the {label!r} button", 5)
-
-
-def _wait_enabled(ui, label):
-    def enabled():
-        btn = _button(ui, label)
-        return btn.is_enabled() and "Mui-disabled" not in (btn.get_attribute("class") or "")
-    ui.until(f"the {label!r} button to be enabled", enabled)
-
-
-def _close_prompt(ui):
-    """Close the operator prompt (result view or form) and wait until it is gone."""
-    from selenium.webdriver.common.action_chains import ActionChains
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
-
-    def closed():
-        for label in ("Close", "Done", "Cancel"):
-            for el in ui.d.find_elements(By.XPATH, f"//button[normalize-space(.)='{label}']"):
-                if el.is_displayed():
-                    el.click()
-                    time.sleep(0.5)
-                    return False
-        if ui.d.find_elements(By.CSS_SELECTOR, ".MuiDialog-root"):
-            ActionChains(ui.d).send_keys(Keys.ESCAPE).perform()
-            time.sleep(0.5)
-            return False
-        return True
-    ui.until("the operator prompt to close", closed)
-
-
-def _shot(d, name):
-    d.save_screenshot(os.path.join(SCREENSHOTS, name))
-
-
 def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_server, tmp_path):
-    from fiftyone.operators.delegated import DelegatedOperationService
-    from selenium.webdriver.common.action_chains import ActionChains
-
-    from ood_core.fo import runs as fo_runs
-    from operators import review as panel_data
-
     t0 = time.perf_counter()
     ds, d = app_dataset, browser
     ui = UI(d)
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    step = "open the dataset page"
+    report = tmp_path / "audit.html"
     try:
-        # ---- 1. the dataset page with its sample grid
-        d.get(f"{app_server['url']}/datasets/{ds.name}")
-        ui.css("[data-cy=looker]", "the sample grid (first tile)", timeout=150)
-        ui.text_present("20 samples")
-        time.sleep(1)
-        _dismiss_popups(ui)
-
-        # ---- 2. operator browser -> score_ood form -> execute -> result view
-        step = "open score_ood from the operator browser"
-        _open_operator(ui, "score_ood", "Score OOD / label issues")
-        step = "fill the score_ood form"
-        ui.choose("Reference tag (trusted samples)", "trusted")
-        ui.type_into("k (neighbours)", 3)
-        ui.type_into("Score field", "ood_knn")
-        # the dynamic form re-validates after each edit: wait until it settles valid
-        ui.until("the form to validate (no 'is not valid' message)",
-                 lambda: "is not valid" not in ui.body_text() and "already exist" not in ui.body_text())
-        _wait_enabled(ui, "Execute")
-        _shot(d, "app_score_ood_form.png")
-        step = "execute score_ood"
-        ui.click(lambda: _button(ui, "Execute"), "Execute")
-
-        def scored():
-            ds.reload()
-            return ds.has_field("ood_knn") and "ood_knn" in fo_runs.list_ood_runs(ds)
-        ui.until("the score field ood_knn in the database", scored, timeout=180)
-        info = fo_runs.get_ood_run_info(ds, "ood_knn")
-        assert info["kind"] == "ood_scores" and info["fields"] == ["ood_knn", "ood_knn_pvalue"]
-        assert info["detector"]["method"] == "pyramid_knn" and info["detector"]["k"] == 3  # the form's default method
-        assert info["reference"]["tag"] == "trusted" and info["reference"]["num_reference"] == 8
-        scores = np.array(ds.values("ood_knn"), dtype=float)
-        assert scores.shape == (20,) and np.isfinite(scores).all()
-        step = "the result view of score_ood"
-        ui.text_present("Scores written to ood_knn (higher = more suspicious)")
-        ui.text_present("samples scored: 20 of 20")
-        ui.text_present("OOD review")
-        _shot(d, "score_result_view.png")
-        _close_prompt(ui)
-        ui.xpath("//*[normalize-space(text())='ood_knn']", "ood_knn in the sidebar (App reloaded the dataset)")
+        _score_in_the_app(ui, ds, app_server["url"])
         t_scored = time.perf_counter() - t0
-
-        # ---- 3. manage runs: the list as a table
-        step = "list the runs with manage_ood_runs"
-        _open_operator(ui, "manage_ood_runs", "Manage OOD runs")
-        _wait_enabled(ui, "Execute")
-        ui.click(lambda: _button(ui, "Execute"), "Execute")
-        ui.xpath("//table//*[normalize-space(text())='ood_knn']", "ood_knn in the runs table")
-        ui.xpath("//table//*[normalize-space(text())='ood_scores']", "the kind column of the runs table")
-        ui.xpath("//table//*[normalize-space(text())='embeddings']", "the embeddings run in the runs table")
-        _shot(d, "manage_runs.png")
-        _close_prompt(ui)
-
-        # ---- 4. delegated: the form says what to run, Schedule queues, the queue runs it
-        step = "schedule compute_ood_visualization as a delegated operation"
-        _open_operator(ui, "compute_ood_visualization", "Embeddings visualization")
-        ui.click(lambda: ui.xpath("//*[normalize-space(text())='pca']", "the pca choice", 5), "method pca")
-        ui.type_into("Brain key", "ood_map_bg")
-        ui.click(lambda: ui.xpath("//*[normalize-space(text())='Delegate execution?']", "delegate box", 5),
-                 "Delegate execution?")
-        ui.text_present("fiftyone delegated launch")
-        _wait_enabled(ui, "Schedule")
-        _shot(d, "delegated_schedule.png")
-        service = DelegatedOperationService()
-        uri = "@fiftyone-ood/ood/compute_ood_visualization"
-        ui.click(lambda: _button(ui, "Schedule"), "Schedule")
-        ui.until("a queued compute_ood_visualization operation",
-                 lambda: service.get_queued_operations(operator=uri, dataset_name=ds.name), timeout=60)
-        _close_prompt(ui)
-        assert "ood_map_bg" not in ds.list_brain_runs()  # nothing runs until a worker takes the queue
-        service.execute_queued_operations(operator=uri, dataset_name=ds.name)  # what `fiftyone delegated launch` does
-        ds.reload()
-        assert "ood_map_bg" in ds.list_brain_runs()
-
-        # ---- 5. the audit operator
-        step = "run the audit from its form"
-        report = tmp_path / "audit.html"
-        _open_operator(ui, "audit_dataset", "Audit dataset")
-        ui.type_into("HTML report file", str(report))
-        ui.until("the audit form to validate", lambda: "inside the allowed" not in ui.body_text())
-        _wait_enabled(ui, "Execute")
-        _shot(d, "audit_form.png")
-        ui.click(lambda: _button(ui, "Execute"), "Execute")
-        ui.text_present("Audit ood_audit done", timeout=240)
-        ui.text_present(f"{report}")
-        _shot(d, "audit_result.png")
-        _close_prompt(ui)
-        ds.reload()
-        audit = fo_runs.get_ood_run_info(ds, "ood_audit")
-        assert audit["kind"] == "audit" and report.is_file()
-        assert len(ds.match_tags("ood")) == audit["num_ood_flagged"] > 0
-
-        # ---- 6. the OOD review panel on a saved view: the untrusted samples
-        step = "open a saved view and the OOD review panel"
+        _runs_and_delegated(ui, ds)
+        audit = _audit_from_its_form(ui, ds, report)
         view = ds.match_tags("trusted", bool=False)
-        ds.save_view("untrusted", view, overwrite=True)
-        n_view = len(view)
-        view_scores = np.array(view.values("ood_knn"), dtype=float)
-        d.get(f"{app_server['url']}/datasets/{ds.name}")  # reload: the App lists saved views on load
-        ui.text_present("20 samples", timeout=150)
-        _dismiss_popups(ui)
-        _choose_saved_view(ui, "untrusted", n_view)
-        ui.click(lambda: ui.css("[data-cy=new-panel-btn]", "new panel (+) button", 5), "the new panel (+) button")
-        ui.click(lambda: ui.css("[data-cy=new-panel-option-ood_review]", "OOD review in the panel menu", 5),
-                 "OOD review in the new panel menu")
-        ui.text_present("scored samples flagged")
-        step = "choose the ood_knn run in the panel"
-        ui.choose("Score run", "ood_knn (ood_scores, pyramid_knn)")
-        default_t = panel_data.default_threshold(view_scores)
-        ui.until("the panel to count the view's samples only",
-                 lambda: _flag_count_text(ui).startswith(
-                     f"{panel_data.count_flagged(view_scores, default_t)} of {n_view} scored samples flagged in the "
-                     f"current view ({n_view} of 20 samples)"))
-
-        step = "choose the ground-truth field"
-        ui.choose(GT_LABEL, "is_ood")
-        expected = panel_data.evaluate(view_scores, np.array(view.values("is_ood")), default_t)
-        ui.until(f"the panel to show AUROC {expected['auroc']:.3f} (computed from the view in the database)",
-                 lambda: f"AUROC {expected['auroc']:.3f}" in ui.body_text())
-        ui.text_present("Positive class: OOD")
-
-        step = "move the threshold slider"
-        before = _flag_count_text(ui)
-
-        def move_slider():
-            rail = _slider(ui)
-            width = rail.size["width"]
-            # selenium offsets are from the element's centre: click at 60% of the rail
-            ActionChains(d).move_to_element_with_offset(rail, int(0.1 * width), 0).click().perform()
-            return True
-        ui.until("a click on the slider rail", move_slider)
-        after = ui.until("the live count to change", lambda: (t := _flag_count_text(ui)) != before and t)
-        threshold = float(ui.until("the slider value", lambda: _slider(ui).find_element(
-            "xpath", ".//input[@type='range']").get_attribute("aria-valuenow")))
-        n_flagged = panel_data.count_flagged(view_scores, threshold)
-        assert 0 < n_flagged < n_view, (threshold, view_scores)
-        ui.until(f"the live count to read {n_flagged} (database count of the view at threshold {threshold})",
-                 lambda: _flag_count_text(ui).startswith(f"{n_flagged} of {n_view} scored samples flagged"))
-        print(f"[browser test] slider: threshold {threshold:.4f} -> {n_flagged} flagged; panel says {after!r}")
-
-        step = "show the flagged samples in the grid"
-        ui.click(lambda: ui.xpath("//button[contains(normalize-space(.), 'Show flagged samples in the grid')]",
-                                  "show flagged button", 5), "Show flagged samples")
-        ui.xpath(f"//*[normalize-space(.)='{n_flagged} samples']", f"the grid to show {n_flagged} samples")
-        expected_view = panel_data.flagged_view(view, "ood_knn", threshold)
-        expected_labels = expected_view.values("ground_truth.label")
-
-        def grid_labels():
-            from selenium.webdriver.common.by import By
-
-            tiles = d.find_elements(By.CSS_SELECTOR, "[data-cy=looker] [data-cy=tag-ground_truth]")
-            labels = [t.text for t in tiles]
-            return labels if labels == expected_labels else False
-        ui.until(f"grid tiles in score order {expected_labels}", grid_labels)
-        # the panel still reads the saved view, not the flagged view it opened
-        ui.until("the panel to keep counting the saved view",
-                 lambda: _flag_count_text(ui).startswith(f"{n_flagged} of {n_view} scored samples flagged"))
-
-        step = "select two samples in the grid and tag them ood_confirmed"
-
-        def select_tile(i):
-            from selenium.webdriver.common.by import By
-
-            tile = d.find_elements(By.CSS_SELECTOR, "[data-cy=looker]")[i]
-            ActionChains(d).move_to_element(tile).perform()
-            box = tile.find_element(By.CSS_SELECTOR, "[data-cy^=looker-checkbox-input]")
-            if not box.is_selected():
-                tile.find_element(By.CSS_SELECTOR, "label[data-cy^=looker-checkbox]").click()
-            return tile.find_element(By.CSS_SELECTOR, "[data-cy^=looker-checkbox-input]").is_selected()
-        for i in range(2):
-            ui.until(f"grid tile {i} selected", lambda i=i: select_tile(i))
-        ui.until("the panel to see 2 selected samples", lambda: "2 sample(s) selected" in _flag_count_text(ui))
-        ui.click(lambda: _button(ui, "Tag selected: ood_confirmed"), "Tag selected: ood_confirmed")
-        top_two = expected_view.values("id")[:2]
-
-        def tagged():
-            ds.reload()
-            return sorted(ds.match_tags("ood_confirmed").values("id")) == sorted(top_two)
-        ui.until("the two highest-scoring samples tagged ood_confirmed in the database", tagged)
-        assert ds.count_sample_tags().get("ood_dismissed", 0) == 0
-        ui.until("the selection to be cleared after tagging", lambda: "0 sample(s) selected" in _flag_count_text(ui))
-        ui.text_present("Reviewed in this view: 2 confirmed · 0 dismissed")
-        time.sleep(2)  # let the grid reload its samples before the screenshot
-        _shot(d, "ood_review_panel.png")
-        step = "check the panel's plots"
-        ui.text_present("Precision-recall (positive = OOD)")
-        plots = d.find_elements("css selector", "[data-cy=panel-content-ood_review] .js-plotly-plot")
-        assert len(plots) == 2, f"expected the histogram and the ROC / PR plot, found {len(plots)} plots"
-
-        # ---- 7. the audit's HTML report opens in the browser from the file alone
-        step = "open the audit's HTML report"
-        d.get(report.as_uri())
-        ui.text_present(f"fiftyone-ood audit: {ds.name}")
-        images = d.find_elements("css selector", ".tile img")
-        decoded = d.execute_script("return Array.from(document.querySelectorAll('.tile img'))"
-                                   ".filter(i => i.complete && i.naturalWidth > 0).length")
-        assert len(images) > 0 and decoded == len(images), (decoded, len(images))
-        assert len(d.find_elements("css selector", "svg")) >= 2  # the score histograms
-        d.set_window_size(1300, 2000)
-        _shot(d, "audit_report.png")
+        threshold = _open_panel_on_a_saved_view(ui, ds, app_server["url"], view)
+        _show_flagged_and_tag(ui, ds, view, threshold)
+        _preset_and_save_flags(ui, ds, view, audit)
+        _audit_saved_view(ui, ds, audit)
+        _open_the_report(ui, ds, report)
     except BaseException:
         failure_png = str(tmp_path / "failure.png")
         try:
             d.save_screenshot(failure_png)
         except Exception:
             failure_png = "<none>"
-        print(f"\n[browser test] FAILED at step: {step}\n  url: {d.current_url}\n  screenshot: {failure_png}")
+        print(f"\n[browser test] FAILED at step: {ui.step}\n  url: {d.current_url}\n  screenshot: {failure_png}")
         print("  page text:\n" + ui.body_text()[:4000])
         print("  console errors/warnings:\n    " + "\n    ".join(_console_errors(d)[-30:]))
         print("  App server log (tail):\n" + _tail(app_server["log"]))

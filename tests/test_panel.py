@@ -76,6 +76,9 @@ def test_threshold_count_is_inclusive_and_default_flags_top_5_percent_with_ties(
     assert panel.pick_threshold(0.6, scores) == 0.6
     assert panel.pick_threshold(7.0, scores) == 0.95  # out of range (e.g. another dataset) -> default
     assert panel.pick_threshold(None, scores) == 0.95
+    # with a starting threshold (a preset, saved flags) the slider's range reaches it, even beyond the scores
+    assert panel.pick_threshold(1.2, scores, 1.5) == 1.2 and panel.pick_threshold(2.0, scores, 1.5) == 1.5
+    assert panel.pick_threshold(None, scores, 0.05) == 0.05 and panel.pick_threshold(None, scores[:0], 0.7) == 0.7
 
 
 def test_flagged_view_is_sorted_by_score_descending(scored):
@@ -142,10 +145,13 @@ def test_metrics_and_curves_match_the_reference_functions():
     assert review.histogram_traces(np.array([0.3, 0.3]))[0]["y"][0] == 2  # constant scores still bin
 
 
-def _run_panel(ds, method, state=None, selected=None, view=None):
+def _run_panel(ds, method, state=None, selected=None, view=None, view_name=None):
     """Call a panel method the way the App does; returns (result, triggered operations).
 
-    ``view``: the App's current view (a DatasetView), sent as serialized stages like the App does.
+    ``view``: the App's current view (a DatasetView), sent as serialized stages like the App does;
+    ``view_name``: a saved view picked in the App's menu (the App sends its name).
+    ``state``: the panel state *as the real App holds it*: inputs inside an ``h_stack`` are nested under the
+    stack's name (:func:`_presets`, :func:`_tag`), the threshold slider is per run and view (:func:`_slider`).
     """
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionContext, Executor
@@ -156,9 +162,31 @@ def _run_panel(ds, method, state=None, selected=None, view=None):
                    params=dict(__method__=method, panel_id="test-panel", panel_state=state or {}))
     if view is not None:
         request["view"] = view._serialize()
+    if view_name is not None:
+        request["view_name"] = view_name
     ctx = ExecutionContext(request_params=request, executor=executor)
     result = op.execute(ctx)
     return result, [(r.operator_uri, r.params) for r in executor._requests]
+
+
+def _presets(name, value=None):
+    """The panel state of the preset inputs as the App stores them: nested under the ``presets`` stack."""
+    inputs = {"preset": name}
+    if value is not None:
+        inputs[f"preset_value_{name}"] = value
+    return {"presets": inputs}
+
+
+def _tag(tag):
+    """The panel state of the "Tag for flags" input as the App stores it: nested under the ``flags`` stack."""
+    return {"flags": {"flag_tag": tag}}
+
+
+def _slider(run_key, view=None, version=0):
+    """State key of the threshold slider of ``run_key`` on ``view`` (None = the whole dataset)."""
+    from operators.panel_state import threshold_state_key, view_signature
+
+    return threshold_state_key(run_key, version, view_signature(view) if view is not None else "")
 
 
 def _rendered(ops):
@@ -235,7 +263,7 @@ def test_panel_reads_the_current_view_not_the_dataset(scored):
 
     ds = scored
     half = ds.limit(10)  # the App's current view: the first 10 samples
-    state = {"run_key": "ood", "gt_field": "is_ood", "threshold_ood": 0.3}
+    state = {"run_key": "ood", "gt_field": "is_ood", _slider("ood", half): 0.3}
     _, ops = _run_panel(ds, "on_change_input", state, view=half)
     out = _rendered(ops)
     # 10 scored samples in the view; 0.30, 0.35, ..., 0.60 are >= 0.3 (8 of them)
@@ -276,8 +304,9 @@ def test_presets_set_the_threshold(scored):
         review.preset_threshold(ds, summary, "fpr", 0.1, scores, None)
     assert review.available_presets(summary, None) == ["top_fraction", "percentile", "top_n"]
 
-    # the event: a new slider (version 1) whose default is the preset's threshold
-    state = {"run_key": "ood", "preset": "top_n", "preset_value_top_n": 4}
+    # the event, with the state the App sends (the preset inputs nested in their stack): a new slider
+    # (version 1) whose default is the preset's threshold
+    state = {"run_key": "ood", **_presets("top_n", 4)}
     _, ops = _run_panel(ds, "apply_preset", state)
     writes = _state_writes(ops)
     assert writes["threshold_version_ood"] == 1 and writes["preset_ood"]["label"] == "top 4"
@@ -310,14 +339,15 @@ def test_save_as_flags_goes_through_flag_samples(scored):
     import ood_core as ood
 
     ds = scored
-    state = {"run_key": "ood", "threshold_ood": 0.85, "flag_tag": "ood"}
-    _, ops = _run_panel(ds, "save_flags", state, view=ds.limit(20))
+    view = ds.limit(20)
+    state = {"run_key": "ood", _slider("ood", view): 0.85, **_tag("ood")}
+    _, ops = _run_panel(ds, "save_flags", state, view=view)
     ds.reload()
-    assert ds.values("ood_flag")[:20] == [s >= 0.85 for s in SCORES]
+    assert ds.values("ood_review_flag")[:20] == [s >= 0.85 for s in SCORES]  # the panel's own flags run
     assert len(ds.match_tags("ood")) == 4
-    info = ood.get_flag_info(ds, "ood_flag")
+    info = ood.get_flag_info(ds, "ood_review_flag")
     assert info["rule"]["threshold"] == 0.85 and info["value"] == 0.85
-    assert any(name == "notify" and "saved 4 flags" in p["message"] for name, p in ops)
+    assert any(name == "notify" and "saved 4 flags in 'ood_review_flag'" in p["message"] for name, p in ops)
     # re-saving at another threshold replaces the flags and the tags it added
     _run_panel(ds, "save_flags", dict(state, threshold_ood=0.95))
     ds.reload()
@@ -367,10 +397,10 @@ def test_panel_survives_hand_edits_hidden_fields_and_bad_requests(scored):
     assert review.score_runs(ds) == ["ood"]  # the run whose field was deleted is not offered
     _, ops = _run_panel(ds, "on_load", {"run_key": "gone"}, view=ds.select_fields("is_ood"))
     assert "ood" in str(_rendered(ops))  # falls back to the run that exists; the hidden score field is read
-    _, ops = _run_panel(ds, "save_flags", {"run_key": "ood", "threshold_ood": 0.5, "flag_tag": "x"},
+    _, ops = _run_panel(ds, "save_flags", {"run_key": "ood", "threshold_ood": 0.5, **_tag("x")},
                         view=ds.limit(0))
     assert any(name == "notify" and p["variant"] == "warning" and "empty view" in p["message"] for name, p in ops)
-    _, ops = _run_panel(ds, "apply_preset", {"run_key": "ood", "preset": "bogus"})
+    _, ops = _run_panel(ds, "apply_preset", {"run_key": "ood", **_presets("bogus")})
     assert any(name == "notify" and "unknown threshold preset 'bogus'" in p["message"] for name, p in ops)
     _, ops = _run_panel(ds, "confirm_selected", {"run_key": "ood"}, selected=["notanid"])
     assert any(name == "notify" and "not sample ids" in p["message"] for name, p in ops)

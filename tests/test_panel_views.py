@@ -6,7 +6,8 @@ what the App would receive (rendered layout, ``set_view``, ``notify``, state wri
 """
 
 import pytest
-from test_panel import SCORES, _markdown, _rendered, _run_panel, _state_writes, scored  # noqa: F401
+from test_panel import (SCORES, _markdown, _presets, _rendered, _run_panel, _slider, _state_writes,  # noqa: F401
+                        _tag, scored)
 
 
 @pytest.fixture
@@ -76,7 +77,7 @@ def test_metrics_line_counts_objects_for_object_runs(objects):
 
 @pytest.mark.parametrize("value", [2.7, "2.7", 0.5])
 def test_top_n_preset_refuses_a_number_that_is_not_whole(scored, value):
-    _, ops = _run_panel(scored, "apply_preset", {"run_key": "ood", "preset": "top_n", "preset_value_top_n": value})
+    _, ops = _run_panel(scored, "apply_preset", {"run_key": "ood", **_presets("top_n", value)})
     (note,) = _notes(ops, "warning")
     assert "'N' of the 'Top N' preset" in note and f"{value!r}" in note and "whole number" in note
     assert "threshold_version_ood" not in _state_writes(ops)  # nothing applied, not even top 2
@@ -84,7 +85,7 @@ def test_top_n_preset_refuses_a_number_that_is_not_whole(scored, value):
 
 def test_top_n_preset_takes_whole_numbers_as_floats_or_text(scored):
     for value in (3.0, " 3 "):
-        _, ops = _run_panel(scored, "apply_preset", {"run_key": "ood", "preset": "top_n", "preset_value_top_n": value})
+        _, ops = _run_panel(scored, "apply_preset", {"run_key": "ood", **_presets("top_n", value)})
         assert _state_writes(ops)["preset_ood"]["label"] == "top 3" and not _notes(ops, "warning")
 
 
@@ -101,7 +102,7 @@ def test_bad_preset_values_name_the_input_the_problem_and_the_fix(scored, preset
     from operators import review
 
     label, value_label, default = review.PRESETS[preset]
-    _, ops = _run_panel(scored, "apply_preset", {"run_key": "ood", "preset": preset, f"preset_value_{preset}": value})
+    _, ops = _run_panel(scored, "apply_preset", {"run_key": "ood", **_presets(preset, value)})
     (note,) = _notes(ops, "warning")
     assert f"'{value_label}' of the '{label}' preset" in note and problem in note
     assert repr(value) in note and f"e.g. {default:g}" in note
@@ -119,7 +120,7 @@ def test_show_flagged_keeps_the_field_stages_of_the_current_view(scored, hide):
     ds = scored
     user = ds.limit(10)
     user = user.select_fields("is_ood") if hide == "select" else user.exclude_fields("ood")  # hides the scores
-    state = {"run_key": "ood", "threshold_ood": 0.3}
+    state = {"run_key": "ood", _slider("ood", ds.limit(10)): 0.3}  # the slider of the view with every field shown
     _, ops = _run_panel(ds, "show_flagged", state, view=user)
     (params,) = [p for name, p in ops if name == "set_view"]
     shown = fo.DatasetView._build(ds, params["view"])
@@ -203,3 +204,196 @@ def test_show_flagged_in_a_patches_view_shows_the_flagged_patches(objects):
     best_first = ds.to_patches("objects").sort_by("objects.obj_ood", reverse=True)
     assert shown.values("id") == best_first.values("id")[:3]  # the flagged objects: 0.8, 0.7, 0.6
     assert "3 flagged objects" in _notes(ops, "info")[0]
+
+
+def test_save_as_flags_on_an_object_run_tags_the_objects(objects):
+    import ood_core as ood
+
+    ds = objects
+    _, ops = _run_panel(ds, "save_flags", {"run_key": "obj_ood", "threshold_obj_ood": 0.65, **_tag("odd")})
+    assert _notes(ops, "success") == ["saved 2 flags in 'objects.detections.obj_ood_review_flag' (run "
+                                      "'obj_ood_review_flag'), tagged 'odd'; 2 objects carry 'odd' now"]
+    ds.reload()
+    assert ds.count_label_tags("objects") == {"odd": 2} and ds.count_sample_tags() == {}
+    assert ds.values("objects.detections.obj_ood_review_flag")[2:] == [[False, True], [False, True]]
+    assert ood.get_flag_info(ds, "obj_ood_review_flag")["rule"]["threshold"] == 0.65
+    _, ops = _run_panel(ds, "on_load", {"run_key": "obj_ood"})  # the panel starts at the saved threshold
+    assert _markdown(_rendered(ops), "flag_count").startswith(
+        "**2** of 8 scored objects flagged (`objects.detections.obj_ood` >= 0.6500 (saved flags "
+        "'obj_ood_review_flag': fixed threshold)")
+
+
+# --------------------------------------------------------------------------- the state shape of the real App
+
+
+def _input_paths(obj, prefix=""):
+    """Panel-state paths of the inputs of a rendered layout: the App nests the inputs of a stack (an Object
+    property) under the stack's name."""
+    paths = {}
+    for name, prop in obj["properties"].items():
+        if prop["type"].get("name") == "Object":
+            paths.update(_input_paths(prop["type"], f"{prefix}{name}."))
+        else:
+            paths[f"{prefix}{name}"] = prop
+    return paths
+
+
+def test_the_panel_reads_its_inputs_where_the_app_keeps_them(scored):
+    from operators import panel_state
+
+    _, ops = _run_panel(scored, "on_load")
+    paths = _input_paths(_rendered(ops)["type"])
+    for path in (panel_state.PRESET_PATH, panel_state.preset_value_path("top_fraction"), panel_state.FLAG_TAG_PATH):
+        assert path in paths, sorted(paths)
+    assert {"run_key", "gt_field", "threshold_ood"} <= set(paths)  # top-level inputs stay flat
+    # a preset picked in the dropdown (nested state): its own value input, with its own label
+    _, ops = _run_panel(scored, "on_change_input", {"run_key": "ood", **_presets("top_n")})
+    paths = _input_paths(_rendered(ops)["type"])
+    assert paths["presets.preset"]["default"] == "top_n"
+    value = paths["presets.preset_value_top_n"]
+    assert value["view"]["label"] == "N" and value["default"] == 50
+    assert "presets.preset_value_top_fraction" not in paths
+
+
+def test_presets_typed_in_the_app_are_applied_or_refused(scored):
+    ds = scored
+    _, ops = _run_panel(ds, "apply_preset", {"run_key": "ood", **_presets("top_n", 3)})
+    writes = _state_writes(ops)
+    assert writes["preset_ood"]["label"] == "top 3" and not _notes(ops, "warning")
+    _, ops = _run_panel(ds, "on_change_input", {"run_key": "ood", **_presets("top_n", 3), **writes})
+    assert _markdown(_rendered(ops), "flag_count").startswith("**3** of 20 scored samples flagged (`ood` >= 0.9000 "
+                                                              "(preset: top 3)")
+    # a fraction of 7 is refused, not replaced by the default
+    _, ops = _run_panel(ds, "apply_preset", {"run_key": "ood", **_presets("top_fraction", 7)})
+    (note,) = _notes(ops, "warning")
+    assert "'fraction flagged' of the 'Top fraction of scores' preset must be between 0 and 1; got 7" in note
+    assert not _state_writes(ops)
+
+
+def test_histogram_draws_the_threshold_inside_the_plot_with_whole_count_ticks(scored):
+    _, ops = _run_panel(scored, "on_load", {"run_key": "ood"})  # default threshold: the highest score, 0.95
+    layout = _rendered(ops)["type"]["properties"]["histogram"]["view"]["layout"]
+    assert layout["shapes"][0]["x0"] == 0.95
+    lo, hi = layout["xaxis"]["range"]
+    assert lo < 0.10 and hi > 0.95 + 0.01  # a margin beyond the lowest and the highest score
+    assert layout["yaxis"]["dtick"] == 1 and layout["yaxis"]["tickformat"] == "d"  # counts of 2 at most here
+    _, ops = _run_panel(scored, "on_load", {"run_key": "ood", "threshold_ood": 0.1})
+    layout = _rendered(ops)["type"]["properties"]["histogram"]["view"]["layout"]
+    assert layout["xaxis"]["range"][0] < 0.1 - 0.01
+
+
+# --------------------------------------------------------------------------- after an audit
+
+
+@pytest.fixture
+def audited(dataset_factory, fashion_files, session_extractor, tmp_path):
+    """40 real images (4 per class; Bag and Ankle boot untrusted) audited with ``ood.audit``: runs audit_ood /
+    audit_label_issue, their flags runs, tags and saved views ``ood_audit-ood`` / ``ood_audit-label-issues``."""
+    import ood_core as ood
+
+    paths, names = fashion_files
+    idx = list(range(0, 200, 5))
+    tags = [["trusted"] if names[i] not in ("Bag", "Ankle boot") and j % 2 == 0 else [] for j, i in enumerate(idx)]
+    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3], grid=1)
+    summary = ood.audit(ds, report_path=str(tmp_path / "audit.html"), near_duplicates=False)
+    assert summary["num_ood_flagged"] >= 2  # so a narrower preset differs from the audit's flags
+    return ds, summary
+
+
+def test_the_audits_saved_view_opens_on_its_run_at_the_audits_threshold(audited):
+    import ood_core as ood
+
+    ds, summary = audited
+    n = summary["num_ood_flagged"]
+    t_audit = ood.get_flag_info(ds, "audit_ood_flag")["rule"]["threshold"]
+    saved = ds.load_saved_view("ood_audit-ood")
+    # README step 3: the saved view, then the panel (empty state): the run the view is sorted by, the audit's cut
+    _, ops = _run_panel(ds, "on_load", {}, view=saved, view_name="ood_audit-ood")
+    out = _rendered(ops)
+    assert out["type"]["properties"]["run_key"]["default"] == "audit_ood"
+    text = _markdown(out, "flag_count")
+    assert text.startswith(f"**{n}** of {n} scored samples flagged in the current view ({n} of 40 samples) "
+                           f"(`audit_ood` >= {t_audit:.4f} (saved flags 'audit_ood_flag': 95% of 'trusted' pass)")
+    assert _rendered(ops)["type"]["properties"][_slider("audit_ood", saved)]["default"] == t_audit
+    # the label-issue saved view opens on its own run; the whole dataset on the OOD run, at the audit's cut
+    _, ops = _run_panel(ds, "on_load", {}, view_name="ood_audit-label-issues")
+    assert _rendered(ops)["type"]["properties"]["run_key"]["default"] == "audit_label_issue"
+    _, ops = _run_panel(ds, "on_load", {})
+    assert _markdown(_rendered(ops), "flag_count").startswith(f"**{n}** of 40 scored samples flagged (`audit_ood` >= "
+                                                              f"{t_audit:.4f} (saved flags 'audit_ood_flag'")
+    # the panel open on another run (the App keeps the panel and its state) when the user picks the saved view:
+    # it follows the view once, with a new run dropdown drawn with the view's run (the App keeps a dropdown's own
+    # value, whatever the server writes into it)
+    state = {"run_key": "audit_label_issue", "view_seen": ""}
+    _, ops = _run_panel(ds, "on_change_view", state, view_name="ood_audit-ood")
+    writes = _state_writes(ops)
+    assert writes["run_version"] == 1 and writes["run_start"] == "audit_ood" and "run_key" not in writes
+    out = _rendered(ops)
+    assert out["type"]["properties"]["run_key_v1"]["default"] == "audit_ood" and "run_key" not in out["type"][
+        "properties"]
+    assert "`audit_ood` >=" in _markdown(out, "flag_count")
+    # a run the user picks afterwards on the same view stays (the App holds it in the new dropdown)
+    state.update(writes, run_key_v1="audit_label_issue")
+    _, ops = _run_panel(ds, "on_change_view", state, view_name="ood_audit-ood")
+    assert not _state_writes(ops) and "`audit_label_issue` >=" in _markdown(_rendered(ops), "flag_count")
+    # ... and on a view sorted by nothing (the whole dataset)
+    _, ops = _run_panel(ds, "on_change_view", state)
+    assert _state_writes(ops) == {"view_seen": ""}
+    assert "`audit_label_issue` >=" in _markdown(_rendered(ops), "flag_count")
+
+
+def test_a_preset_stays_on_its_view_and_a_moved_slider_says_so(audited):
+    ds, summary = audited
+    n = summary["num_ood_flagged"]
+    saved = ds.load_saved_view("ood_audit-ood")
+    state = {"run_key": "audit_ood", **_presets("top_n", 1)}
+    _, ops = _run_panel(ds, "apply_preset", state, view_name="ood_audit-ood")
+    state.update(_state_writes(ops))
+    _, ops = _run_panel(ds, "on_change_input", state, view_name="ood_audit-ood")
+    out = _rendered(ops)
+    assert "(preset: top 1)" in _markdown(out, "flag_count")
+    t_preset = state[f"preset_audit_ood__view_{_slider('audit_ood', saved).rsplit('_', 1)[1]}"]["threshold"]
+    assert out["type"]["properties"][_slider("audit_ood", saved, version=1)]["default"] == t_preset
+    # back on the whole dataset: neither the view's threshold nor its preset label
+    _, ops = _run_panel(ds, "on_change_view", state)
+    text = _markdown(_rendered(ops), "flag_count")
+    assert text.startswith(f"**{n}** of 40 scored samples flagged") and "preset" not in text
+    assert "(saved flags 'audit_ood_flag'" in text
+    # the slider moved by hand on the saved view (the App holds the new value)
+    scores = saved.values("audit_ood")
+    moved = dict(state, **{_slider("audit_ood", saved, version=1): min(scores)})
+    _, ops = _run_panel(ds, "on_change_input", moved, view_name="ood_audit-ood")
+    text = _markdown(_rendered(ops), "flag_count")
+    assert text.startswith(f"**{n}** of {n} scored samples flagged") and "(set by hand)" in text
+    assert "preset" not in text
+
+
+def test_save_as_flags_uses_the_typed_tag_and_keeps_the_audits_flags(audited):
+    from fiftyone import ViewField as F
+
+    import ood_core as ood
+
+    ds, summary = audited
+    n = summary["num_ood_flagged"]
+    state = {"run_key": "audit_ood", **_presets("top_n", 1)}
+    _, ops = _run_panel(ds, "apply_preset", state, view_name="ood_audit-ood")
+    state.update(_state_writes(ops), **_tag("my_tag"))
+    _, ops = _run_panel(ds, "save_flags", state, view_name="ood_audit-ood")
+    (note,) = _notes(ops, "success")
+    assert note.startswith("saved 1 flags in 'audit_ood_review_flag' (run 'audit_ood_review_flag'), tagged 'my_tag'; "
+                           "kept the flags run(s) 'audit_ood_flag' of this score run")
+    ds.reload()
+    assert ds.count_sample_tags()["my_tag"] == 1 and ds.count_sample_tags()["ood"] == n  # the audit's tags stay
+    info = ood.get_flag_info(ds, "audit_ood_flag")
+    assert info["num_flagged"] == n == len(ds.match(F("audit_ood_flag") == True))  # noqa: E712
+    assert ood.get_ood_run_info(ds, "ood_audit")["num_ood_flagged"] == n  # the audit's record still holds
+    assert ood.get_flag_info(ds, "audit_ood_review_flag")["tag"] == "my_tag"
+    # the newest saved flags are where the panel starts on a view without a preset
+    _, ops = _run_panel(ds, "on_load", {"run_key": "audit_ood"})
+    assert "(saved flags 'audit_ood_review_flag': fixed threshold)" in _markdown(_rendered(ops), "flag_count")
+    # an empty tag: flags without a tag
+    state.update(_tag("  "))
+    _, ops = _run_panel(ds, "save_flags", state, view_name="ood_audit-ood")
+    ds.reload()
+    assert "my_tag" not in ds.count_sample_tags() and ood.get_flag_info(ds, "audit_ood_review_flag")["tag"] is None
