@@ -269,19 +269,6 @@ def default_flag_tag(summary):
     return "label_issue" if summary["kind"] == "label_issues" else "ood"
 
 
-def save_flags(samples, summary, threshold, tag):
-    """Save the panel's threshold as flags on ``samples`` with :func:`ood_core.flag_samples`.
-
-    Writes ``<score>_flag`` (True = ``score >= threshold``), records a
-    ``flags`` run and tags the flagged items ``tag`` (re-saving replaces the
-    previous flags of this run; tags set by hand are kept). Returns its summary.
-    """
-    import ood_core as ood
-
-    return ood.flag_samples(samples, summary["run_key"], rule="threshold", value=float(threshold),
-                            tag=tag or None, overwrite=True)
-
-
 def strip_panel_view(view, stored_stages, stored_base):
     """The view to read: the App's view, unless it is the flagged view this panel opened (then its base)."""
     import json
