@@ -21,15 +21,15 @@ Score convention: **higher = more suspicious**; an item is flagged when
 ``score >= threshold``.
 """
 
-import csv
 import logging
 import math
 import os
 import time
 
 from ..errors import OODInputError
-from . import inventory, runs
-from .audit_report import write_report
+from . import audit_recovery, inventory, runs
+from .audit_report import write_csv, write_report
+from .items import num_samples
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _summary(samples, audit_key, plan, embeddings, found, duplicates, duplicate_
     return {
         "audit_key": audit_key,
         "dataset": samples._dataset.name,
-        "num_samples": len(samples),
+        "num_samples": num_samples(samples),
         "embeddings_field": embeddings,
         "embeddings_computed": plan["embeddings_field"] is None,
         "reference_tag": reference if isinstance(reference, str) else None,
@@ -147,6 +147,20 @@ def audit(
     _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path)
     plan = _plan(samples, label_field, reference, embeddings_field)
     replaced = replaced_runs(samples, audit_key, ood_field, label_issue_field if plan["label_field"] else None)
+    _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_issue_field)
+    options = dict(ood_field=ood_field, label_issue_field=label_issue_field, ood_pass_rate=ood_pass_rate,
+                   ood_fraction=ood_fraction, label_issue_fraction=label_issue_fraction,
+                   near_duplicates=near_duplicates, duplicate_threshold=duplicate_threshold, model_name=model_name,
+                   skip_failures=skip_failures, report_path=report_path, export_dir=export_dir, num_worst=num_worst,
+                   overwrite=overwrite, progress=progress)
+    with audit_recovery.running(samples, audit_key):  # its runs name it: an interruption is recognised later
+        return _run(samples, audit_key, plan, replaced, start, **options)
+
+
+def _run(samples, audit_key, plan, replaced, start, *, ood_field, label_issue_field, ood_pass_rate, ood_fraction,
+         label_issue_fraction, near_duplicates, duplicate_threshold, model_name, skip_failures, report_path,
+         export_dir, num_worst, overwrite, progress):
+    """The audit's steps after every check: embed, score and flag, near duplicates, outputs, record."""
     steps = _Steps(progress, 5)
     failures = {}
     embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, skip_failures, failures)
@@ -181,7 +195,7 @@ def _outputs(samples, summary, found, duplicates, failures, report_path, export_
         saved_views=_save_views(samples, summary["audit_key"], found, duplicates),
         report_path=report_path,
         csv_path=csv_path,
-        num_csv_rows=_write_csv(samples, csv_path, found, summary["label_field"], duplicates),
+        num_csv_rows=write_csv(samples, csv_path, found, summary["label_field"], duplicates),
         export_dir=_export(samples, found, export_dir) if export_dir else None,
     )
 
@@ -202,6 +216,7 @@ def check_outputs(samples, audit_key, overwrite, ood_field=None, label_issue_fie
     if audit_key in runs.list_ood_runs(samples, kind="audit") and not overwrite:
         raise OODInputError(f"an audit {audit_key!r} already exists on dataset {samples._dataset.name!r}; pass "
                             "overwrite=True to redo it, or another audit_key")
+    audit_recovery.refuse_interrupted(samples, audit_key, overwrite)
     names = {"audit_key": audit_key, "ood_field": ood_field, "label_issue_field": label_issue_field}
     if len(set(names.values())) < len(names):
         raise OODInputError(f"the audit's run key and score fields must all differ (each names a run); got {names}. "
@@ -260,9 +275,10 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     from .items import require_nonempty
 
     require_nonempty(samples)
-    if len(samples) < 2:
+    count = num_samples(samples)  # len(dataset) is an estimate, 0 after an unclean database shutdown
+    if count < 2:
         raise OODInputError(f"ood.audit needs at least 2 samples (wrong labels and near duplicates compare samples "
-                            f"with each other); the view has {len(samples)}: audit a larger view, or score a single "
+                            f"with each other); the view has {count}: audit a larger view, or score a single "
                             "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
     check_outputs(samples, audit_key, overwrite, ood_field, label_issue_field)
     folder = os.path.dirname(report_path)
@@ -274,6 +290,19 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     if not os.access(folder, os.W_OK):
         raise OODInputError(f"report_path={report_path!r}: the folder {folder!r} is not writable; pass a "
                             "report_path in a folder you can write to")
+
+
+def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_issue_field):
+    """Redoing an audit from a view: refuse, before anything is written, replacing a score run computed from other
+    embeddings or labels (the samples outside the view would keep scores on another scale); the score call
+    itself would refuse it only after the audit's earlier steps had written their runs."""
+    from .items import is_whole_dataset
+
+    if not overwrite or is_whole_dataset(samples):
+        return
+    params = {"embeddings_field": plan["embeddings_field"] or "ood_embeddings", "label_field": plan["label_field"]}
+    for key in [ood_field] + ([label_issue_field] if plan["label_field"] else []):
+        runs.refuse_other_settings_from_a_view(samples._dataset, key, params)
 
 
 class _Steps:
@@ -388,7 +417,7 @@ def _scored_reference(samples, reference, score_field):
     if reference is None:
         return None
     view = (samples._dataset.match_tags(reference) if isinstance(reference, str) else reference).exists(score_field)
-    return view if len(view) else None
+    return view if num_samples(view) else None
 
 
 def _score_labels(samples, embeddings, label_field, issue_field, fraction, overwrite, found):
@@ -426,7 +455,7 @@ def _near_duplicates(samples, embeddings, threshold, audit_key):
     import fiftyone.brain as fob
 
     view = samples.exists(embeddings)
-    if len(view) < 2:
+    if num_samples(view) < 2:
         return {}
     index = fob.compute_near_duplicates(view, threshold=threshold, embeddings=embeddings, progress=False)
     inside = set(view.values("id"))  # the brain may also name samples outside the view: only the view is audited
@@ -486,30 +515,6 @@ def _save_views(samples, audit_key, found, duplicates):
         dataset.save_view(name, view, overwrite=True)
         saved.append(name)
     return saved
-
-
-def _write_csv(samples, path, found, label_field, duplicates):
-    """One row per flagged sample and finding: id, filepath, issue, score, label."""
-    rows = []
-    for issue in ("ood", "label_issues"):
-        ids = found["flagged"].get(issue)
-        if not ids:
-            continue
-        view = samples.select(ids)
-        fields = ["id", "filepath", found["runs"][issue]] + ([f"{label_field}.label"] if label_field else [])
-        values = view.values(fields)
-        for row in zip(*values):
-            rows.append([row[0], row[1], issue, f"{row[2]:.6g}", row[3] if label_field else ""])
-    if duplicates.get("duplicate_ids"):
-        view = samples.select(duplicates["duplicate_ids"])
-        for sid, fp in zip(*view.values(["id", "filepath"])):
-            nearest = min(duplicates["neighbors"].get(sid, [("", 0.0)]), key=lambda t: t[1])
-            rows.append([sid, fp, "near_duplicate", f"{nearest[1]:.6g}", ""])
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(["sample_id", "filepath", "issue", "score", "label"])
-        writer.writerows(rows)
-    return len(rows)
 
 
 def _export(samples, found, export_dir):

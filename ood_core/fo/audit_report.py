@@ -5,6 +5,8 @@ One self-contained file (inline SVG plots, base64 thumbnails) built by :func:`wr
 and findings of :func:`ood_core.fo.audit.audit`; the building blocks are in :mod:`ood_core.report`.
 """
 
+import csv
+import os
 import time
 
 import numpy as np
@@ -24,10 +26,11 @@ def _as_label(value):
 
 
 def worst_tiles(samples, score_field, num, label_field=None, suggested_field=None, flagged_ids=None,
-                trusted_ids=None):
+                trusted_ids=None, threshold=None):
     """Gallery tiles (:func:`ood_core.report.gallery`) of the ``num`` highest scores: thumbnail,
-    score, given label and suggested label; with ``flagged_ids`` each tile says whether the audit flagged
-    it, and ids in ``trusted_ids`` are marked as trusted samples."""
+    score, file name, given label and suggested label; with ``flagged_ids`` each tile says whether the audit
+    flagged it (with ``threshold``: its score and the threshold, with as many digits as it takes to tell them
+    apart), and ids in ``trusted_ids`` are marked as trusted samples."""
     from ..report import thumbnail_data_uri
 
     view = samples.exists(score_field).sort_by(score_field, reverse=True).limit(num)
@@ -35,19 +38,35 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
     fields += [label_field] if label_field else []
     fields += [suggested_field] if suggested_field else []
     cols = view.values(fields)
+    digits = _digits(cols[2], threshold)
     tiles = []
     for row in zip(*cols):
         lines = []
         if flagged_ids is not None:
             lines.append(("flagged", "flagged") if row[0] in flagged_ids else ("muted", "not flagged"))
+            if threshold is not None:  # the tile's score has 3 digits: two of them can print alike at the cut
+                lines.append(("muted", f"{row[2]:.{digits}g} {'>=' if row[2] >= threshold else '<'} "
+                                       f"threshold {threshold:.{digits}g}"))
         if trusted_ids is not None and row[0] in trusted_ids:
             lines.append(("muted", "trusted sample"))
         if label_field:
             lines.append(("given", f"label: {_as_label(row[3])}"))
         if suggested_field:
             lines.append(("suggest", f"suggested: {_as_label(row[-1])}"))
-        tiles.append({"id": row[0], "image": thumbnail_data_uri(row[1]), "score": float(row[2]), "lines": lines})
+        # the caption's id line names the file too (the report's gallery prints "id" under the captions)
+        tiles.append({"id": f"{os.path.basename(row[1])} ({row[0]})", "sample_id": row[0],
+                      "image": thumbnail_data_uri(row[1]), "score": float(row[2]), "lines": lines})
     return tiles
+
+
+def _digits(scores, threshold, least=3):
+    """Significant digits that tell every score from the threshold (3 unless two would print alike)."""
+    if threshold is None:
+        return least
+    for digits in range(least, 13):
+        if all(v == threshold or f"{v:.{digits}g}" != f"{threshold:.{digits}g}" for v in scores if v is not None):
+            return digits
+    return 13
 
 
 def _gallery_heading(what, tiles, field):
@@ -106,7 +125,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
 
     tiles = worst_tiles(samples, ood_field, num_worst, summary["label_field"],
                         flagged_ids=set(found["flagged"]["ood"]),
-                        trusted_ids=trusted)
+                        trusted_ids=trusted, threshold=found["thresholds"]["ood"])
     sections.append((_gallery_heading("Most out-of-distribution samples", tiles, ood_field), html.gallery(tiles)))
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
@@ -114,7 +133,8 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
         note = "" if suggested else ("<p class='muted'>No suggested labels: this label-issue run records no "
                                      "suggested-label field.</p>")
         tiles = worst_tiles(samples, issue_field, num_worst, summary["label_field"], suggested,
-                            flagged_ids=set(found["flagged"]["label_issues"]))
+                            flagged_ids=set(found["flagged"]["label_issues"]),
+                            threshold=found["thresholds"]["label_issues"])
         sections.append((_gallery_heading("Most suspicious labels", tiles, issue_field), note + html.gallery(tiles)))
     if duplicates.get("duplicate_ids"):
         sections.append(("Near duplicates", _duplicates_html(samples, duplicates, num_worst)))
@@ -153,7 +173,9 @@ def _duplicates_html(samples, duplicates, num):
     for a, b, dist in pairs:
         for sid, role in ((a, "duplicate"), (b, "kept")):
             if sid:
-                tiles.append({"id": sid, "image": html.thumbnail_data_uri(paths.get(sid, "")), "score": dist,
+                name = os.path.basename(paths.get(sid, ""))
+                tiles.append({"id": f"{name} ({sid})", "image": html.thumbnail_data_uri(paths.get(sid, "")),
+                              "score": dist,
                               "lines": [("given", f"{role} (cosine distance)")]})
     return html.gallery(tiles)
 
@@ -173,3 +195,27 @@ def _how_to_review(summary):
             "<code>ood_confirmed</code> / <code>ood_dismissed</code>. Filter by the tags "
             f"<code>ood</code>, <code>label_issue</code>, <code>near_duplicate</code> in the sidebar. "
             f"The flagged samples are also listed in <code>{html.escape(summary['csv_path'])}</code>.</p>")
+
+
+def write_csv(samples, path, found, label_field, duplicates):
+    """One row per flagged sample and finding: id, filepath, issue, score, label."""
+    rows = []
+    for issue in ("ood", "label_issues"):
+        ids = found["flagged"].get(issue)
+        if not ids:
+            continue
+        view = samples.select(ids)
+        fields = ["id", "filepath", found["runs"][issue]] + ([f"{label_field}.label"] if label_field else [])
+        values = view.values(fields)
+        for row in sorted(zip(*values), key=lambda r: -r[2]):  # highest score first
+            rows.append([row[0], row[1], issue, f"{row[2]:.10g}", row[3] if label_field else ""])
+    if duplicates.get("duplicate_ids"):
+        view = samples.select(duplicates["duplicate_ids"])
+        for sid, fp in zip(*view.values(["id", "filepath"])):
+            nearest = min(duplicates["neighbors"].get(sid, [("", 0.0)]), key=lambda t: t[1])
+            rows.append([sid, fp, "near_duplicate", f"{nearest[1]:.6g}", ""])
+    with open(path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["sample_id", "filepath", "issue", "score", "label"])
+        writer.writerows(rows)
+    return len(rows)

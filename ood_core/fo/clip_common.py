@@ -18,6 +18,7 @@ from ..errors import OODInputError
 from ..progress import Progress
 from ..validation import is_int
 from . import runs
+from .items import num_samples
 
 logger = logging.getLogger(__name__)
 
@@ -286,7 +287,7 @@ def scores_summary(samples, run_key, score_field, prediction_field, inputs, scor
         "field": score_field,
         "prediction_field": prediction_field,
         "num_scored": int(len(inputs.keys)),
-        "num_skipped": int(len(samples) - len(inputs.keys)),
+        "num_skipped": int(num_samples(samples) - len(inputs.keys)),
         **extra,
         "id_labels": list(inputs.id_names),
         "score_quantiles": score_quantiles(scores),

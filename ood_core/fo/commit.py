@@ -59,6 +59,17 @@ def _exists(dataset, path):
     return dataset.get_field(path) is not None
 
 
+def _drop(dataset, path):
+    """Delete a field of this package; when the schema lost it (FiftyOne saves a dataset's field list from each
+    process's copy, so a concurrent save elsewhere can drop an entry), remove its key from the documents."""
+    from .documents import unset_key
+
+    if _exists(dataset, path):
+        dataset.delete_sample_field(path)
+    else:
+        unset_key(dataset, path)
+
+
 def _tmp_path(path, tag=""):
     prefix, _, _ = path.rpartition(".")
     leaf = f"{TMP_PREFIX}{tag}{uuid.uuid4().hex[:10]}"
@@ -105,8 +116,7 @@ def discard(dataset, paths):
     with coordination.schema_lock(dataset):
         dataset.reload()
         for path in paths:
-            if _exists(dataset, path):
-                dataset.delete_sample_field(path)
+            _drop(dataset, path)
 
 
 # --------------------------------------------------------------------------- commit
@@ -248,8 +258,10 @@ def _roll_back(dataset, entry):
         if t["staged"] and _exists(dataset, t["staged"]):
             dataset.delete_sample_field(t["staged"])  # never renamed: the target is still the old one
         elif _exists(dataset, t["backup"]) or not t["existed"]:
-            if _exists(dataset, t["target"]):
-                dataset.delete_sample_field(t["target"])  # the new values
+            if _exists(dataset, t["target"]) or t["staged"]:
+                _drop(dataset, t["target"])  # the new values (also when the schema lost them)
+        if t["staged"]:
+            _drop(dataset, t["staged"])  # values the schema lost stay in documents otherwise
         if _exists(dataset, t["backup"]):
             dataset.rename_sample_field(t["backup"], t["target"])
     if dataset.has_run(entry["backup_run"]):
@@ -267,8 +279,8 @@ def _roll_back(dataset, entry):
 def _roll_forward(dataset, entry):
     """Finish a commit whose new run is recorded: drop the moved-aside copies."""
     for t in entry["targets"]:
-        if _exists(dataset, t["backup"]):
-            dataset.delete_sample_field(t["backup"])
+        if t["existed"] or _exists(dataset, t["backup"]):  # only an existing target was moved aside
+            _drop(dataset, t["backup"])
         if t["staged"] and _exists(dataset, t["staged"]):
             dataset.delete_sample_field(t["staged"])
     for key in [entry["backup_run"], *(run["backup_run"] for run in _dropped_runs(entry))]:
@@ -325,11 +337,7 @@ def _remove_orphans(dataset):
 
     dataset.reload()
     candidates = internal_fields(dataset)  # read before the journals: a field seen here whose commit is
-    claimed = set()                        # in flight is claimed by a journal written before it existed
-    for entry in _journal().find({"dataset_id": str(dataset._doc.id)}):
-        claimed.update(p for t in entry["targets"] for p in (t["staged"], t["backup"]) if p)
-        claimed.add(entry["backup_run"])
-        claimed.update(run["backup_run"] for run in _dropped_runs(entry))
+    claimed = _claimed(dataset)            # in flight is claimed by a journal written before it existed
     removed = 0
     for path in candidates:
         if path in claimed or path.rpartition(".")[2].startswith(f"{TMP_PREFIX}partial_"):
@@ -341,6 +349,41 @@ def _remove_orphans(dataset):
     for key in dataset.list_runs():
         if key.startswith(BACKUP_RUN_PREFIX) and key not in claimed:
             dataset.delete_run(key)
+            removed += 1
+    return removed
+
+
+def _claimed(dataset):
+    """Temporary fields and backup runs that a journal (a commit in flight or left by a killed process) names."""
+    claimed = set()
+    for entry in _journal().find({"dataset_id": str(dataset._doc.id)}):
+        claimed.update(p for t in entry["targets"] for p in (t["staged"], t["backup"]) if p)
+        claimed.add(entry["backup_run"])
+        claimed.update(run["backup_run"] for run in _dropped_runs(entry))
+    return claimed
+
+
+def remove_stray_keys(dataset):
+    """Remove the package's temporary keys that documents hold but the schema does not declare; returns how many.
+
+    They are left when a write landed in a temporary field another process had just renamed, or when a
+    concurrent save elsewhere dropped the field from the schema: FiftyOne then fails to iterate the samples
+    (``FieldDoesNotExist``). Keys of a commit in flight (claimed by a journal, or locked by a live writer) stay.
+    """
+    from . import coordination
+    from .documents import stray_internal_keys, unset_key
+
+    partial = f"{TMP_PREFIX}partial_"
+    removed = 0
+    with coordination.schema_lock(dataset):
+        claimed = _claimed(dataset)
+        for path in stray_internal_keys(dataset):
+            prefix, _, leaf = path.rpartition(".")
+            owner = leaf[len(partial):] if leaf.startswith(partial) else leaf  # a partial field's target
+            owner = f"{prefix}.{owner}" if prefix else owner
+            if path in claimed or any(coordination.is_held(coordination.job_key(dataset, p)) for p in (path, owner)):
+                continue
+            unset_key(dataset, path)
             removed += 1
     return removed
 

@@ -205,3 +205,13 @@ def mark_done(key, shard_index, failures):
 def clear(key):
     """Forget job ``key`` (after it completed, or to release a lock left by a killed worker)."""
     _collection().delete_one({"_id": key})
+
+
+def remove_stale_locks(dataset):
+    """Locks on ``dataset`` whose holder died (lease expired): a pure lock document is deleted, a sharded job's
+    document keeps its progress with the lock released. Returns how many were cleaned."""
+    coll = _collection()
+    expired = {"_id": {"$regex": f"^{dataset._doc.id}:"}, "lock": {"$ne": None}, "expires_at": {"$lt": _now()}}
+    removed = coll.delete_many({**expired, "num_shards": {"$exists": False}}).deleted_count
+    released = coll.update_many({**expired, "num_shards": {"$exists": True}}, {"$set": {"lock": None}})
+    return removed + released.modified_count

@@ -5,6 +5,7 @@ import numpy as np
 from ..errors import OODInputError
 from . import coordination, runs
 from .commit import is_internal
+from .documents import field_exists
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
@@ -15,6 +16,7 @@ from .items import (
     require_images,
     require_nonempty,
 )
+from .projection import Projection, embedding_items, projection_record  # noqa: F401 (public here too)
 
 #: Default pyramid: every level, each average-pooled to a 2x2 grid (EfficientNet-Lite0:
 #: 64 + 96 + 160 + 448 + 1,280 = 2,048 columns). The default detector
@@ -132,7 +134,7 @@ def compute_pyramid_embeddings(
     shard_index, num_shards = _check_shard(shard, overwrite)
     target, partial = _check_embedding_call(samples, embeddings_field, patches_field, dtype, overwrite)
     extractor = _make_extractor(model_name, levels, mode, grid, weights)
-    projection = _Projection.from_args(extractor.dim, project_dim, project_method, project_seed, pca_fit_size, dtype)
+    projection = Projection.from_args(extractor.dim, project_dim, project_method, project_seed, pca_fit_size, dtype)
     settings = {"backbone": extractor.config, "projection": projection.record, "dtype": dtype,
                 "patches_field": patches_field}
     extract = dict(batch_size=batch_size, num_workers=num_workers, skip_failures=skip_failures, progress=progress)
@@ -177,78 +179,16 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
                 f"embeddings_field, or delete the run first (ood.delete_ood_run(dataset, {embeddings_field!r}))"
             )
         # an embeddings run of this key and field: resumed, filled in, or (overwrite) recomputed
-    elif dataset.get_field(target) is not None:
+    elif field_exists(dataset, target):  # also a curator's undeclared object attribute of that name
         runs.check_new_run(samples, embeddings_field, [target], overwrite, kind="embeddings")
     return target, partial
-
-
-def projection_record(project_dim, method, seed, fit_size):
-    """What a run records of its on-the-fly reduction (None: none), compared when the run is resumed."""
-    if project_dim is None or project_dim == 0:
-        return None
-    record = {"method": method, "n_components": int(project_dim), "seed": int(seed)}
-    return dict(record, fit_size=int(fit_size)) if method == "pca" else record
-
-
-class _Projection:
-    """The on-the-fly reduction of extracted embeddings (none, seeded random, or PCA) and the storage dtype.
-
-    ``record`` is what the run stores (None = no reduction); :meth:`apply`
-    turns a batch of raw embeddings into stored rows. A PCA must be fitted
-    (:meth:`fit_pca`) or restored from a run (:meth:`load_pca`) before use.
-    """
-
-    def __init__(self, record, out_dim, dtype, apply=None):
-        self.record, self.out_dim, self.dtype, self._apply = record, out_dim, dtype, apply
-
-    @classmethod
-    def from_args(cls, in_dim, project_dim, method, seed, fit_size, dtype):
-        from ..features import random_projection_matrix
-        from ..validation import check_positive_int
-
-        if project_dim is None or project_dim == 0:
-            return cls(None, in_dim, dtype, apply=lambda e: e)
-        project_dim = check_positive_int(project_dim, "project_dim")
-        fit_size = check_positive_int(fit_size, "pca_fit_size")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise OODInputError(f"project_seed={seed!r} is not valid; pass an integer")
-        if method not in ("random", "pca"):
-            raise OODInputError(f"project_method must be 'random' or 'pca', got {method!r}")
-        record = projection_record(project_dim, method, seed, fit_size)
-        if method == "random":
-            matrix = random_projection_matrix(in_dim, int(project_dim), seed)
-            return cls(record, int(project_dim), dtype, apply=lambda e: e @ matrix)
-        if int(project_dim) > in_dim:
-            raise OODInputError(
-                f"project_dim={project_dim} is larger than the embedding dimension {in_dim}; "
-                "PCA can only reduce: lower project_dim"
-            )
-        return cls(record, int(project_dim), dtype)
-
-    @property
-    def is_pca(self):
-        return self.record is not None and self.record["method"] == "pca"
-
-    def fit_pca(self, extractor, samples, patches_field, extract):
-        """Fit on a seeded sample of ``samples``; returns ``(stored state, raw fit embeddings by key, sample_of)``."""
-        reducer, raw, sample_of = _fit_pca(extractor, samples, patches_field, self.record, **extract)
-        self._apply = reducer.transform
-        return reducer.linear_state(), raw, sample_of
-
-    def load_pca(self, state):
-        from ..reduction import Reducer
-
-        self._apply = Reducer.from_linear_state(state).transform
-
-    def apply(self, emb):
-        return self._apply(emb).astype(np.float16 if self.dtype == "float16" else np.float32)
 
 
 def _embed_without_writing(samples, work_view, extractor, projection, patches_field, settings, extract):
     """``embeddings_field=None``: extract and return the arrays, write nothing."""
     if projection.is_pca:
         projection.fit_pca(extractor, samples, patches_field, extract)
-    keys, items, _ = _embedding_items(work_view, patches_field)
+    keys, items, _ = embedding_items(work_view, patches_field)
     chunks, ok, failures = [], [], []
     for idx, emb, failed in extractor.iter_extract(items, **extract):
         chunks.append(projection.apply(emb))
@@ -339,7 +279,7 @@ class _EmbeddingJob:
 
         Returns ``(number of items attempted, failures)``.
         """
-        keys, items, sample_of = _embedding_items(work_view, self.patches_field)
+        keys, items, sample_of = embedding_items(work_view, self.patches_field)
         has_values = self.mode != "fresh" or "projection_state" in self.extra_results
         done = _keys_with_values(work_view, self.write_path, self.patches_field) if has_values else set()
         todo = [i for i, key in enumerate(keys) if key not in done]
@@ -351,15 +291,45 @@ class _EmbeddingJob:
                 pending[keys[todo[j]]] = row
             failed.extend({"id": keys[todo[j]], "item": str(items[todo[j]]), "error": m} for j, m in fails)
             if len(pending) >= chunk_size:
-                _write_vectors(self.samples, self.write_path, pending, self.patches_field, sample_of)
+                self._write(pending, sample_of)
                 pending.clear()
         if pending:
-            _write_vectors(self.samples, self.write_path, pending, self.patches_field, sample_of)
+            self._write(pending, sample_of)
         return len(todo), failed
+
+    def _write(self, by_key, sample_of):
+        """Write a chunk under the field's lock, into a field that is still this job's (see :meth:`_require_job`)."""
+        with coordination.locked(self.lock):
+            self._require_job()
+            _write_vectors(self.samples, self.write_path, by_key, self.patches_field, sample_of)
+
+    def _require_job(self):
+        """Refuse to write on when another process completed, replaced or deleted the field this job writes.
+
+        Two calls computing one field share its partial field; the first to finish renames it to the target. A
+        write into the renamed (gone) partial field would leave undeclared keys in the documents, so every write
+        checks, under the field's lock, that the field and its run are still those of this job.
+        """
+        self.dataset.reload()
+        info = runs.get_ood_run_info(self.samples, self.run_key) \
+            if self.run_key in runs.list_ood_runs(self.dataset, kind="embeddings") else {}
+        status = info.get("status")
+        same = bool(info) and _jsonable({k: info.get(k) for k in self.settings}) == _jsonable(self.settings)
+        ours = self.dataset.get_field(self.write_path) is not None and same and (
+            status in ("filling", "complete") if self.mode == "fill"
+            else status == "partial" and self.write_path in (info.get("fields") or []))
+        if not ours:
+            what = "completed" if status == "complete" and same else "replaced or deleted"
+            raise OODInputError(
+                f"embeddings field {self.target!r} on dataset {self.dataset.name!r} was {what} by another process "
+                "while this call was computing it; this call stopped and wrote nothing more (the field is as that "
+                "process left it). Run the call again without overwrite to fill in any embeddings still missing"
+            )
 
     def finish(self, computed, failed, batch_size, projection):
         """Mark this shard done; the call that completes the job renames the field and records the run."""
         with coordination.locked(self.lock):
+            self._require_job()
             coordination.mark_done(self.lock, self.shard_index, failed)
             job_state = coordination.state(self.lock)
             # a call without shard= covered the whole view, so it always completes the job
@@ -412,37 +382,6 @@ class _EmbeddingJob:
         return self.target
 
 
-def _fit_pca(extractor, samples, patches_field, projection, *, batch_size, num_workers, skip_failures, progress):
-    """Fit the on-the-fly PCA on a seeded sample of the view's items.
-
-    Returns the fitted reducer, the raw embeddings of the fit items by key, and
-    the sample id of each object key (patches) or None.
-    """
-    from ..reduction import Reducer
-
-    keys, items, sample_of = _embedding_items(samples, patches_field)
-    n_fit = min(projection["fit_size"], len(items))
-    if n_fit < projection["n_components"]:
-        raise OODInputError(
-            f"a PCA to {projection['n_components']} dimensions needs at least that many items to fit on; "
-            f"pca_fit_size={projection['fit_size']} and the view has {len(items)} items. Lower project_dim, "
-            "raise pca_fit_size, or use project_method='random'"
-        )
-    rng = np.random.default_rng(projection["seed"])
-    pick = np.sort(rng.choice(len(items), n_fit, replace=False))
-    res = extractor.extract([items[i] for i in pick], batch_size=batch_size, num_workers=num_workers,
-                            skip_failures=skip_failures, progress=progress)
-    if len(res.embeddings) < projection["n_components"]:
-        raise OODInputError(
-            f"only {len(res.embeddings)} of the {n_fit} PCA fit images could be read; fewer than "
-            f"project_dim={projection['n_components']}"
-        )
-    reducer = Reducer(method="pca", n_components=projection["n_components"], seed=projection["seed"])
-    reducer.fit(res.embeddings)
-    raw = {keys[pick[j]]: row for j, row in zip(res.ok_indices, res.embeddings)}
-    return reducer, raw, sample_of
-
-
 def _check_batching(batch_size, num_workers, chunk_size):
     from ..validation import check_positive_int, is_int
 
@@ -481,26 +420,6 @@ def _shard_view(samples, index, count):
     n = num_samples(samples)
     start, stop = index * n // count, (index + 1) * n // count
     return samples.skip(start).limit(stop - start)
-
-
-def _embedding_items(samples, patches_field):
-    """Keys (sample or object ids), image items, and the sample id of each key."""
-    if patches_field is None:
-        keys = samples.values("id")
-        return keys, samples.values("filepath"), None
-    paths = samples.values("filepath")
-    sids = samples.values("id")
-    boxes = samples.values(patch_path(patches_field, "bounding_box"))
-    ids = samples.values(patch_path(patches_field, "id"))
-    keys, items, sample_of = [], [], {}
-    for sid, path, sample_boxes, sample_ids in zip(sids, paths, boxes, ids):
-        for box, det_id in zip(sample_boxes or [], sample_ids or []):
-            keys.append(det_id)
-            items.append((path, box))
-            sample_of[det_id] = sid
-    if not items:
-        raise OODInputError(f"no objects in {patches_field!r} in this view: nothing to embed")
-    return keys, items, sample_of
 
 
 def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite):

@@ -23,10 +23,10 @@ def num_samples(samples):
     counted by aggregation, which is exact. A grouped dataset counts its active slice (the samples that
     ``values()`` and iteration see), not every slice.
     """
-    if samples is samples._dataset:
+    if is_whole_dataset(samples):  # a view without stages is counted with FiftyOne's estimate too
         if samples.media_type == "group":  # the active slice, as values() and iteration see it
             return len(samples.view())
-        return int(samples._sample_collection.count_documents({}))
+        return int(samples._dataset._sample_collection.count_documents({}))
     return len(samples)
 
 

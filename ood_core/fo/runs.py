@@ -13,6 +13,7 @@ a field without its run record) under the real name.
 """
 
 import contextlib
+import contextvars
 import logging
 import time
 from dataclasses import dataclass
@@ -176,9 +177,10 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
                 "this call is concerned); wait for it to finish and choose another name, or pass overwrite=True"
             )
         if owner is None:
+            held = "" if dataset.get_field(path) is not None else " (its samples or objects hold values there)"
             raise OODInputError(
-                f"field {path!r} exists on dataset {dataset.name!r} but no fiftyone-ood run wrote it; refusing to "
-                "replace data this plugin did not create, even with overwrite=True. Choose another field name "
+                f"field {path!r} exists on dataset {dataset.name!r}{held} but no fiftyone-ood run wrote it; refusing "
+                "to replace data this plugin did not create, even with overwrite=True. Choose another field name "
                 "(or delete the field yourself if it is really unwanted)"
             )
         if not overwrite:
@@ -199,7 +201,11 @@ _BUILT_IN_LABEL_ATTRIBUTES = {"id", "label", "bounding_box", "confidence", "tags
 
 
 def _field_exists(dataset, path):
-    return dataset.get_field(path) is not None
+    """Declared, or held by any document: FiftyOne does not declare dynamic label attributes (a curator's
+    ``gt.detections.my_note``), so the schema alone would call them free and they would be overwritten."""
+    from .documents import field_exists
+
+    return field_exists(dataset, path)
 
 
 def _owning_run(dataset, path, prefer=None):
@@ -235,7 +241,7 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     partial_view = overwrite and not is_whole_dataset(samples)
     if partial_view:
         _refuse_dropping_from_a_view(dataset, run_key, targets)
-        _refuse_other_settings_from_a_view(dataset, run_key, params)
+        refuse_other_settings_from_a_view(dataset, run_key, params)
     staged = []
     with contextlib.ExitStack() as held:
         try:
@@ -279,7 +285,7 @@ _SCALE_PARAMS = {"detector": lambda d: (d or {}).get("method"), "reduction": Non
                  "label_field": None, "clip": None}
 
 
-def _refuse_other_settings_from_a_view(dataset, run_key, params):
+def refuse_other_settings_from_a_view(dataset, run_key, params):
     """A score run replaced from a view with another method, reduction, embeddings or encoder: the samples
     outside the view would keep scores on another scale under a record that describes the new ones; refuse."""
     import json
@@ -361,8 +367,25 @@ def register_run(samples, run_key, *, kind, fields, overwrite=False, results=Non
     return run_key
 
 
+#: the audit whose runs are being recorded in this context (see :func:`made_by_audit`)
+_MADE_BY = contextvars.ContextVar("ood_made_by_audit", default=None)
+
+
+@contextlib.contextmanager
+def made_by_audit(audit_key):
+    """Score and flags runs recorded inside the block name the audit making them (``made_by_audit``), so the
+    runs of an audit interrupted before its record was written are recognised (:mod:`.audit_recovery`)."""
+    token = _MADE_BY.set(audit_key)
+    try:
+        yield
+    finally:
+        _MADE_BY.reset(token)
+
+
 def _register(samples, run_key, kind, fields, overwrite, results, params):
     dataset = samples._dataset
+    if _MADE_BY.get() is not None and kind not in ("embeddings", "audit"):
+        params = {"made_by_audit": _MADE_BY.get(), **params}
     replace = dataset.has_run(run_key)
     if replace:
         if not overwrite:
@@ -411,10 +434,12 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
     """
     import json
 
+    from .items import num_samples
+
     dataset = samples._dataset
     if isinstance(view_or_tag, str):
         view = dataset.match_tags(view_or_tag)
-        if len(view) == 0:
+        if num_samples(view) == 0:
             raise OODInputError(
                 f"{what} tag {view_or_tag!r} matches no samples on dataset {dataset.name!r}; tag the "
                 f"{purpose} first (e.g. view.tag_samples({view_or_tag!r}))"
@@ -427,10 +452,10 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
             f"{what} view belongs to dataset {view_or_tag._dataset.name!r} but the scored samples belong to "
             f"{dataset.name!r}; use a view of the same dataset"
         )
-    if len(view_or_tag) == 0:
+    if num_samples(view_or_tag) == 0:
         raise OODInputError(f"{what} view is empty; it must contain the {purpose}")
     stages = view_or_tag._serialize() if hasattr(view_or_tag, "_serialize") else []
-    return view_or_tag, {"view": json.dumps(stages, default=str), "num_samples": len(view_or_tag)}
+    return view_or_tag, {"view": json.dumps(stages, default=str), "num_samples": num_samples(view_or_tag)}
 
 
 def view_from_description(samples, description):
@@ -484,14 +509,26 @@ def repair_ood_runs(samples):
     """Finish or undo writes that a killed process left on the dataset; remove orphan temporary fields.
 
     Every write does this first on its dataset; call it yourself after a crash
-    to clean up without writing anything. Returns counts of what was repaired.
+    to clean up without writing anything. Returns counts of what was repaired; besides what every write repairs,
+    temporary keys left in sample documents that the schema does not declare (``stray_keys_removed``: FiftyOne
+    cannot iterate such samples), lock documents of dead writers (``stale_locks_removed``) and the runs of audits
+    killed or failed before they were recorded, with their fields, flags runs and tags
+    (``interrupted_audit_runs_removed``: run keys).
     """
-    from .commit import repair
+    from .commit import remove_stray_keys, repair
+    from .coordination import remove_stale_locks
 
-    return repair(samples._dataset)
+    dataset = samples._dataset
+    done = repair(dataset)
+    done["stray_keys_removed"] = remove_stray_keys(dataset)
+    done["stale_locks_removed"] = remove_stale_locks(dataset)
+    from .audit_recovery import remove_interrupted
+
+    done["interrupted_audit_runs_removed"] = remove_interrupted(samples)
+    return done
 
 
-def _require_run(samples, run_key):
+def require_run(samples, run_key):
     if run_key not in list_ood_runs(samples):
         raise OODInputError(
             f"no fiftyone-ood run {run_key!r} on dataset {samples._dataset.name!r}; "
@@ -501,7 +538,7 @@ def _require_run(samples, run_key):
 
 def get_ood_run_info(samples, run_key):
     """The run's config as a plain dict (method, parameters, fields, backbone...)."""
-    _require_run(samples, run_key)
+    require_run(samples, run_key)
     info = samples._dataset.get_run_info(run_key)
     cfg = info.config.serialize()
     cfg.pop("cls", None)
@@ -512,77 +549,17 @@ def get_ood_run_info(samples, run_key):
 
 def load_ood_results(samples, run_key):
     """The run's stored results (a FiftyOne ``RunResults`` with JSON attributes)."""
-    _require_run(samples, run_key)
+    require_run(samples, run_key)
     return samples._dataset.load_run_results(run_key, cache=False)
 
 
-def rename_ood_run(samples, run_key, new_run_key):
-    """Rename a run key (fields keep their names; the record still lists them; flags runs made from a
-    renamed score run follow it). An embeddings run cannot be renamed: its key is its field's name, by which
-    scoring finds the backbone and levels."""
-    _require_run(samples, run_key)
-    validate_key(new_run_key)
-    dataset = samples._dataset
-    if dataset.has_run(new_run_key):
-        raise OODInputError(f"run key {new_run_key!r} already exists; delete it first or pick another")
-    if _kind_of(dataset, run_key) == "embeddings":
-        raise OODInputError(
-            f"{run_key!r} is an embeddings run: its key is its field's name, by which score runs find the "
-            f"backbone and pyramid levels, so it cannot be renamed. Compute the embeddings again under the new "
-            f"name (ood.compute_pyramid_embeddings(dataset, {new_run_key!r})) and delete the old run if unwanted"
-        )
-    dependants = [key for key in list_ood_runs(samples, kind="flags")
-                  if getattr(dataset.get_run_info(key).config, "score_run", None) == run_key]
-    dataset.rename_run(run_key, new_run_key)
-    for key in dependants:
-        update_run(samples, key, score_run=new_run_key)
+_MOVED = ("rename_ood_run", "delete_ood_run", "delete_run_record")
 
 
-def _kind_of(dataset, run_key):
-    return getattr(dataset.get_run_info(run_key).config, "kind", None)
+def __getattr__(name):
+    """Renaming and deleting runs live in :mod:`.run_admin`; their names stay importable from here."""
+    if name in _MOVED:
+        from . import run_admin
 
-
-def delete_ood_run(samples, run_key, *, delete_fields=True):
-    """Delete a run record and (by default) the fields it wrote; returns the fields deleted.
-
-    Deleting a flags run also removes the tags it added (as :func:`ood_core.fo.evaluation.delete_flags`);
-    deleting a score run deletes the flags runs made from it the same way; deleting an audit removes its
-    near-duplicate tags (its score and flags runs stay, as runs of their own).
-
-    ``delete_fields=False`` deletes the records only and keeps every field and tag: the run's fields (and an
-    audit's near-duplicate tags), and for a score run also the flags runs made from it (their records go too,
-    so none points to a deleted run; their flag fields and tags stay). The kept fields and tags then belong to
-    no run: this package never writes into such a field again, and re-flagging treats such tags as set by hand.
-    Returns ``[]`` then.
-    """
-    from .evaluation import delete_flags, list_flag_runs
-
-    _require_run(samples, run_key)
-    kind = _kind_of(samples._dataset, run_key)
-    if delete_fields and kind == "flags":
-        return delete_flags(samples, run_key)["fields"]
-    if kind == "audit" and delete_fields:  # its near-duplicate tags (its score and flags runs are runs of their own)
-        from .audit import untag_near_duplicates
-
-        untag_near_duplicates(samples, run_key)
-    removed = []
-    for flag_key in list_flag_runs(samples, run_key):  # the dependants first: none ever points to a missing run
-        if delete_fields:
-            removed += delete_flags(samples, flag_key)["fields"]
-        else:
-            delete_run_record(samples, flag_key, delete_fields=False)
-    fields = delete_run_record(samples, run_key, delete_fields=delete_fields)
-    return removed + fields if delete_fields else []
-
-
-def delete_run_record(samples, run_key, *, delete_fields=True):
-    """Delete a run record and (by default) the fields it wrote, nothing else (no tags, no dependent runs)."""
-    _require_run(samples, run_key)
-    dataset = samples._dataset
-    fields = dataset.get_run_info(run_key).config.fields or []
-    if delete_fields:
-        for path in fields:
-            if _field_exists(dataset, path):
-                dataset.delete_sample_field(path)
-    dataset.delete_run(run_key)
-    return fields
+        return getattr(run_admin, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,6 +33,7 @@ from ..errors import BackendError, OODInputError
 from ..progress import Progress
 from ..validation import check_positive_int
 from . import runs
+from .items import num_samples
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +265,7 @@ def _compute_knn_scores_with_index(
     try:
         metric = index_metric(index)
         scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress)
-        summary = score_summary(run_key, score_field, list(scores.values()), len(samples), method="knn")
+        summary = score_summary(run_key, score_field, list(scores.values()), num_samples(samples), method="knn")
         runs.record_scores(
             samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=scores,
             overwrite=overwrite, results=summary, reads=[embeddings_field], embeddings_field=embeddings_field,
