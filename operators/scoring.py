@@ -82,7 +82,7 @@ class ScoreOOD(common.OODOperator):
         fit_view = dataset.match_tags(reference_tag) if reference_tag else (None if index else target)
         if "k" in detector.default_params():
             k_prop = _add_k_input(inputs, ctx, _index_k({}) if index else common.detector_default(method, "k"))
-            _check_k(k_prop, ctx, method, fit_view, embeddings, patches, reference_tag, index)
+            _check_k(k_prop, ctx, method, fit_view, embeddings, patches, reference_tag, index, label_field)
         common.add_new_key(inputs, ctx, "score_field", label="Score field",
                            default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
                                                       "score_field"),
@@ -285,7 +285,7 @@ def _add_k_input(inputs, ctx, default):
                                   "number")
 
 
-def _check_k(prop, ctx, method, fit_view, embeddings, patches, reference_tag, index=False):
+def _check_k(prop, ctx, method, fit_view, embeddings, patches, reference_tag, index=False, label_field=None):
     """The SDK's k checks on the form's k: a whole number (:func:`_k_param`), below the number of items the
     detector is fitted on (:func:`ood_core.fo.scores.check_k_fits`; ``fit_view`` None: not known here)."""
     from ood_core.fo.scores import check_k_fits, embedded_items, fit_set_words
@@ -295,7 +295,23 @@ def _check_k(prop, ctx, method, fit_view, embeddings, patches, reference_tag, in
         return
     num_fit, _ = embedded_items(fit_view, embeddings, patches)
     if num_fit:
-        common.check_input(prop, check_k_fits, k, method, num_fit, *fit_set_words(reference_tag))
+        common.check_input(prop, check_k_fits, k, method, num_fit, *fit_set_words(reference_tag),
+                           class_sizes=_class_sizes(fit_view, embeddings, label_field))
+
+
+def _class_sizes(fit_view, embeddings, label_field):
+    """Items per class of ``label_field`` among the fit set's embedded samples (None: no usable labels)."""
+    from ood_core.fo.items import label_kind
+
+    if not label_field or fit_view._dataset.get_field(label_field) is None:
+        return None
+    try:
+        kind = label_kind(fit_view, label_field)
+    except OODInputError:  # not a Classification / Detections field: the label-field check reports it
+        return None
+    path = f"{label_field}.label" if kind == "classification" else f"{label_field}.detections.label"
+    view = fit_view.exists(embeddings) if kind == "classification" else fit_view
+    return [n for label, n in view.count_values(path).items() if label is not None]
 
 
 def _k_param(params):

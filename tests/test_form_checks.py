@@ -79,6 +79,30 @@ def test_score_form_refuses_k_not_below_the_set_the_detector_is_fitted_on(small)
     assert not _props("score_ood", ds, dict(params, method="pyramid_knn", k=None))["k"].invalid  # empty = auto
 
 
+def test_score_form_refuses_k_that_the_trusted_classes_cannot_give_a_class_conditional_detector(small):
+    """1b. pyramid_knn searches each trusted class (labels preselected): k above what the largest class offers (an
+    item is never its own neighbour) is refused on the form, as the run refuses it, not only k above the set."""
+    ds = small
+    first = {}
+    for sample in ds.match_tags("trusted"):
+        first.setdefault(sample.ground_truth.label, sample.id)
+    one_each = ds.select(list(first.values()))
+    one_each.tag_samples("one_each")
+    assert len(first) >= 4  # several classes of 1 trusted sample: k=3 < the 4+ samples, but no class offers 3
+    params = dict(embeddings_field="vec", score_field="s", method="pyramid_knn", reference_tag="one_each", k=3)
+    props = _props("score_ood", ds, params)
+    assert props["label_field"].default == "ground_truth"
+    assert props["k"].invalid and "classes of the reference (samples tagged 'one_each') are too small: the largest " \
+        "has 1 item(s)" in props["k"].error_message
+    with pytest.raises(OODInputError, match="reference classes are too small"):  # what the run says
+        ood.compute_ood_scores(ds, "vec", "s", reference="one_each", label_field="ground_truth", k=3)
+    # the 'trusted' classes: k below the largest class passes, and without labels only the set size counts
+    largest = max(ds.match_tags("trusted").count_values("ground_truth.label").values())
+    assert not _props("score_ood", ds, dict(params, reference_tag="trusted", k=largest - 1))["k"].invalid
+    assert _props("score_ood", ds, dict(params, reference_tag="trusted", k=largest + 1))["k"].invalid
+    assert not _props("score_ood", ds, dict(params, method="knn", label_field=None))["k"].invalid
+
+
 def test_score_form_refuses_more_reduced_dimensions_than_the_reducer_can_give(small):
     """2. Reduced dimensions above the embedding dimension (or the fit set) are refused by the reducer's check."""
     ds = small

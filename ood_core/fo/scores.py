@@ -364,17 +364,26 @@ def _check_score_call(samples, score_field, method, label_field, patches_field, 
 DEFAULT_N_COMPONENTS = 30
 
 
-def check_k_fits(k, method, num_fit, what="the reference set", fix="add reference samples"):
+def check_k_fits(k, method, num_fit, what="the reference set", fix="add reference samples", class_sizes=None):
     """Refuse a whole-number ``k`` (None: ``method``'s default) that the ``num_fit`` items the detector is fitted
     on cannot give: each of them is also scored with itself left out, so ``k`` must be below ``num_fit``. Used
-    before any work by :func:`compute_ood_scores` and by the App's score form (on its *k* field)."""
+    before any work by :func:`compute_ood_scores` and by the App's score form (on its *k* field), which also
+    gives ``class_sizes`` (items per class of the fit set) for class-conditional detectors."""
     from ..detectors import detector_class
     from ..validation import is_int
 
-    k = detector_class(method).default_params().get("k") if k is None else k
+    params = detector_class(method).default_params()
+    k = params.get("k") if k is None else k
     if is_int(k) and num_fit <= k:
         raise OODInputError(f"k={k} but {what} has only {num_fit:,} item(s) with an embedding; each of them is "
                             f"also scored with itself left out, so k must be < {num_fit:,}: lower k or {fix}")
+    sizes = sorted(class_sizes or (), reverse=True)
+    # a class-conditional detector searches each class: some class must offer k neighbours to its own members
+    # (itself left out: k + 1 items) or two classes k each (the same rule as the detector's fit)
+    if is_int(k) and sizes and params.get("class_conditional") and not (
+            sizes[0] > k or (len(sizes) > 1 and sizes[1] >= k)):
+        raise OODInputError(f"k={k} but the classes of {what} are too small: the largest has {sizes[0]:,} item(s) "
+                            f"and an item is never its own neighbour; lower k, leave k empty (auto) or {fix}")
 
 
 def fit_set_words(reference):
