@@ -82,7 +82,10 @@ class ScoreOOD(common.OODOperator):
         fit_view = dataset.match_tags(reference_tag) if reference_tag else (None if index else target)
         if "k" in detector.default_params():
             k_prop = _add_k_input(inputs, ctx, _index_k({}) if index else common.detector_default(method, "k"))
-            _check_k(k_prop, ctx, method, fit_view, embeddings, patches, reference_tag, index, label_field)
+            # the labels the run will use: those in the params (the App fills in the preselected default; an
+            # operator called from Python without label_field scores without labels, as the SDK does)
+            _check_k(k_prop, ctx, method, fit_view, embeddings, patches, reference_tag, index,
+                     ctx.params.get("label_field"))
         common.add_new_key(inputs, ctx, "score_field", label="Score field",
                            default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
                                                       "score_field"),

@@ -91,7 +91,9 @@ def test_score_form_refuses_k_that_the_trusted_classes_cannot_give_a_class_condi
     assert len(first) >= 4  # several classes of 1 trusted sample: k=3 < the 4+ samples, but no class offers 3
     params = dict(embeddings_field="vec", score_field="s", method="pyramid_knn", reference_tag="one_each", k=3)
     props = _props("score_ood", ds, params)
-    assert props["label_field"].default == "ground_truth"
+    assert props["label_field"].default == "ground_truth" and not props["k"].invalid  # no labels given yet
+    params["label_field"] = "ground_truth"  # what the App sends once it shows the preselected field
+    props = _props("score_ood", ds, params)
     assert props["k"].invalid and "classes of the reference (samples tagged 'one_each') are too small: the largest " \
         "has 1 item(s)" in props["k"].error_message
     with pytest.raises(OODInputError, match="reference classes are too small"):  # what the run says
