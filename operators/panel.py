@@ -64,18 +64,6 @@ def reviewable_runs(dataset):
     return keys
 
 
-def item_noun(summary):
-    """What a run scores, for the panel's text: ``objects`` (object runs) or ``samples``."""
-    return "objects" if summary["patches_field"] else "samples"
-
-
-def metrics_text(metrics, summary, gt_field):
-    """:func:`review.metrics_markdown`, counting the positive class in objects for object runs."""
-    text = review_data.metrics_markdown(metrics, summary, gt_field)
-    n = metrics["num_ood"]
-    return text.replace(f", {n} samples) vs ", f", {n} {item_noun(summary)}) vs ", 1)
-
-
 # --------------------------------------------------------------------------- views and selections
 
 
@@ -364,7 +352,7 @@ class OODReviewPanel(foo.Panel):
             ctx.ops.notify(str(e), variant="warning")
             return
         ctx.ops.reload_dataset()
-        ctx.ops.notify(save_flags_message(out, item_noun(cur["summary"])), variant="success")
+        ctx.ops.notify(save_flags_message(out, review_data.item_noun(cur["summary"])), variant="success")
 
     def _review(self, ctx, decision):
         from ood_core.errors import OODInputError
@@ -410,7 +398,7 @@ class OODReviewPanel(foo.Panel):
                                                                    "threshold"))
         self._render_choices(ctx, panel, cur["runs"], summary, gt)
         pos = summary["positive"]
-        item = item_noun(summary)
+        item = review_data.item_noun(summary)
         if len(scores):  # the slider spans the scores and the threshold it starts at (a stored one may lie outside)
             lo, hi = min(float(scores.min()), cur["start"]), max(float(scores.max()), cur["start"])
             hi = max(hi if hi > lo else lo + 1.0, threshold)
@@ -472,16 +460,15 @@ class OODReviewPanel(foo.Panel):
         pos, neg = summary["positive"], summary["negative"]
         metrics = review_data.evaluate(scores, is_pos, threshold) if gt else None
         if metrics is not None:
-            panel.md(metrics_text(metrics, summary, gt), name="metrics")
+            panel.md(review_data.metrics_markdown(metrics, summary, gt), name="metrics")
         elif gt:
             panel.md(f"`{gt}` has only one class among the scored items: no metrics.", name="metrics")
 
         margin = {"t": 40, "l": 50, "b": 40, "r": 10}
         shapes = [{"type": "line", "x0": threshold, "x1": threshold, "y0": 0, "y1": 1, "yref": "paper",
                    "line": {"color": "#f57c00", "dash": "dash"}}]
-        traces = review_data.histogram_traces(scores, is_pos if metrics is not None else None, (pos, neg))
-        if metrics is None and traces:  # one trace of every scored item
-            traces[0]["name"] = f"all {item_noun(summary)}"
+        traces = review_data.histogram_traces(scores, is_pos if metrics is not None else None, (pos, neg),
+                                              noun=review_data.item_noun(summary))
         panel.plot(
             "histogram",
             data=traces,

@@ -306,10 +306,10 @@ def evaluate(scores, is_positive, threshold):
 # --------------------------------------------------------------------------- plots (plotly JSON)
 
 
-def histogram_traces(scores, is_positive=None, names=("OOD", "ID")):
+def histogram_traces(scores, is_positive=None, names=("OOD", "ID"), noun="samples"):
     """Plotly bar traces of the score histogram (pre-binned, so large datasets stay small).
 
-    Without ground truth: one trace "all samples"; with it, one trace per class
+    Without ground truth: one trace "all <noun>"; with it, one trace per class
     (``names`` = (positive, negative)) on shared bins.
     """
     if len(scores) == 0:
@@ -320,7 +320,7 @@ def histogram_traces(scores, is_positive=None, names=("OOD", "ID")):
     edges = np.linspace(lo, hi, _HIST_BINS + 1)
     centers = ((edges[:-1] + edges[1:]) / 2).tolist()
     width = float(edges[1] - edges[0])
-    groups = [("all samples", scores, "#6c8ebf")] if is_positive is None else [
+    groups = [(f"all {noun}", scores, "#6c8ebf")] if is_positive is None else [
         (names[1], scores[~is_positive], "#4e9a06"), (names[0], scores[is_positive], "#cc0000")]
     traces = []
     for name, values, color in groups:
@@ -366,6 +366,11 @@ def curve_traces(scores, is_positive, threshold):
 # --------------------------------------------------------------------------- text
 
 
+def item_noun(summary):
+    """What a run scores, for the panel's text: ``objects`` (object runs) or ``samples``."""
+    return "objects" if summary.get("patches_field") else "samples"
+
+
 def metrics_markdown(metrics, summary, gt_field):
     """Short lines that fit a narrow panel: classes, ranking metrics, rates at the threshold."""
     pos, neg = summary["positive"], summary["negative"]
@@ -375,7 +380,7 @@ def metrics_markdown(metrics, summary, gt_field):
         return "-" if v is None else f"{100 * v:.1f}%"
 
     return "\n\n".join([
-        f"Positive class: **{pos}** (`{gt_field} == True`, {metrics['num_ood']} samples) vs {neg} "
+        f"Positive class: **{pos}** (`{gt_field} == True`, {metrics['num_ood']} {item_noun(summary)}) vs {neg} "
         f"({metrics['num_id']}); higher score = more {pos}.",
         f"**AUROC {metrics['auroc']:.3f}** · AUPR-IN {metrics['aupr_in']:.3f} · AUPR-OUT "
         f"{metrics['aupr_out']:.3f} · FPR@95%ID-accepted {pct(metrics['fpr95'])}",

@@ -27,9 +27,7 @@ def running(samples, audit_key):
         try:
             stack.enter_context(coordination.locked(_lock_key(dataset, audit_key), timeout=2.0))
         except BackendError:
-            raise OODInputError(f"an audit {audit_key!r} of dataset {dataset.name!r} is running in another process; "
-                                "wait for it to finish (then redo it with overwrite=True if needed), or use another "
-                                "audit_key") from None
+            raise _running_elsewhere(dataset, audit_key) from None
         stack.enter_context(runs.made_by_audit(audit_key))
         yield
 
@@ -61,8 +59,12 @@ def refuse_interrupted(samples, audit_key, overwrite):
             f"overwrite=True (replaces them), or remove them with ood.repair_ood_runs(dataset)"
         )
     if coordination.is_held(_lock_key(samples._dataset, audit_key)):
-        raise OODInputError(f"an audit {audit_key!r} of dataset {samples._dataset.name!r} is running in another "
-                            "process; wait for it to finish, or use another audit_key")
+        raise _running_elsewhere(samples._dataset, audit_key)
+
+
+def _running_elsewhere(dataset, audit_key):
+    return OODInputError(f"an audit {audit_key!r} of dataset {dataset.name!r} is running in another process; wait "
+                         "for it to finish (then redo it with overwrite=True if needed), or use another audit_key")
 
 
 def remove_interrupted(samples):
