@@ -119,7 +119,7 @@ mean AUROC of 0.959 instead of 0.878 (0.953 / 0.651 mean / worst over all 103,
 against 0.875 / 0.651 for the score above alone; 0.950 with the weight fixed
 at 1); over 24 conditions where
 only 1-10% of the scored set is OOD the test fired once and the mean is 0.872
-against 0.868 (``benchmarks/results/robustness.txt``, README "Why the defaults"). A batch's
+against 0.868 (``benchmarks/results/robustness.txt``, README "Why the defaults", ``docs/defaults.md``). A batch's
 scores then depend on the batch: ``transductive_`` records whether the ratio
 was used, and ``transductive="never"`` scores each image on its own.
 
