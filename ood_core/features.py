@@ -269,7 +269,7 @@ class PyramidExtractor:
                         "; pass skip_failures=True to skip unreadable images"
                     raise ImageLoadError(f"{failed[0][1]} (item {failed[0][0]}){hint}")
                 for i, msg in failed:
-                    logger.warning("skipped item %d: %s", i, msg)
+                    logger.debug("skipped item %d: %s", i, msg)  # the callers list them and warn once per call
                 emb = self.embed_tensor(x) if x is not None else np.zeros((0, self.dim), np.float32)
                 yield np.asarray(idx, dtype=np.int64), emb, failed
                 bar.update(len(idx) + len(failed))

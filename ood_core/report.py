@@ -148,17 +148,43 @@ def table(header, rows):
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def gallery(tiles):
+def gallery(tiles, threshold=None):
     """Thumbnails with captions. ``tiles``: dicts with ``image`` (data URI or None), ``score``,
-    ``lines`` (caption lines) and ``id``."""
+    ``lines`` (caption lines) and ``id``, in the order shown (the galleries: highest score first).
+
+    Scores get the fewest significant digits (3 at least, :func:`score_digits`) that print every two
+    different scores of the gallery, and each of them and ``threshold``, differently; with ``threshold`` a line
+    above the tiles names it with the same digits (flagged = ``score >= threshold``)."""
+    digits = score_digits([t["score"] for t in tiles], threshold)
     out = []
     for t in tiles:
         img = f"<img src='{t['image']}' alt='sample {escape(t['id'])}'>" if t.get("image") else \
             "<div class='muted'>(image unreadable)</div>"
         lines = "".join(f"<div class='{escape(cls)}'>{escape(text)}</div>" for cls, text in t.get("lines", ()))
-        out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.3g}</div>{lines}"
+        out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.{digits}g}</div>{lines}"
                    f"<div class='id'>{escape(t['id'])}</div></div>")
-    return "<div class='gallery'>" + "".join(out) + "</div>"
+    note = "" if threshold is None else (f"<p class='muted'>Flagged when score &gt;= {float(threshold):.{digits}g} "
+                                         "(scores and threshold printed with the digits that tell them apart).</p>")
+    return note + "<div class='gallery'>" + "".join(out) + "</div>"
+
+
+#: the fewest significant digits a gallery prints, and the most (17 tell any two float64 numbers apart)
+MIN_SCORE_DIGITS, MAX_SCORE_DIGITS = 3, 17
+
+
+def score_digits(scores, threshold=None):
+    """The fewest significant digits (at least :data:`MIN_SCORE_DIGITS`) with which every two different finite
+    values of ``scores`` print differently, and each of them differently from ``threshold``. All values share
+    the digits, so the printed order is the true order: neighbouring tiles never look alike, and a score
+    below the threshold never prints as the threshold (rounding to a fixed number of digits never swaps two
+    numbers; it can only make different ones look equal, which this rules out)."""
+    values = {float(v) for v in scores if v is not None and np.isfinite(v)}
+    if threshold is not None and np.isfinite(threshold):
+        values.add(float(threshold))
+    for digits in range(MIN_SCORE_DIGITS, MAX_SCORE_DIGITS):
+        if len({f"{v:.{digits}g}" for v in values}) == len(values):
+            return digits
+    return MAX_SCORE_DIGITS
 
 
 def page(title, subtitle, sections):

@@ -107,13 +107,19 @@ class ComputePyramidEmbeddings(common.OODOperator):
             progress=common.progress_callback(ctx),
             shard=tuple(p["shard"]) if p.get("shard") is not None else None,
         )
-        return common.finish(ctx, summary, keep=("run_key", "field", "status", "shard", "num_embedded",
-                                                 "num_computed", "num_failed", "dim"),
-                             report=_report(summary, len(target)))
+        result = common.finish(ctx, summary, keep=("run_key", "field", "status", "shard", "num_embedded",
+                                                   "num_computed", "num_failed", "dim"),
+                               report=_report(summary, len(target)))
+        return dict(result, failures=summary.get("failures", [])[:MAX_FAILURES_LISTED])
 
     def to_form_params(self, *, levels=None, weights=None, **params):
         """``op(view, "ood_embeddings", levels=[1, 2], mode="pool", ...)``."""
         return dict(params, levels=",".join(str(x) for x in levels) if levels else "", weights=weights or "")
+
+
+#: the skipped images a result (its view and its JSON) lists; the run's results keep them all
+MAX_FAILURES_LISTED = 20
+
 
 def _report(summary, num_target):
     field = summary.get("field") or summary.get("run_key")
@@ -126,17 +132,28 @@ def _report(summary, num_target):
          (f"{item} with an embedding", f"{summary.get('num_embedded', 0):,}"),
          ("computed now", None if computed is None else f"{computed:,}"),
          ("already there (kept)", reused or None),
-         ("unreadable, skipped", failed or None),
+         ("unreadable, skipped (no embedding)", _skipped_line(summary) if failed else None),
+         *(("skipped", f["error"]) for f in summary.get("failures", [])[:MAX_FAILURES_LISTED]),
          ("dimensions", summary.get("dim"))],
         [f"score them: **OOD: score samples** with embeddings `{summary.get('run_key')}`",
          "or run **OOD: audit dataset** for OOD + wrong-label scores and an HTML report",
-         "map them: **OOD: compute embeddings visualization**, then the Embeddings panel"],
+         "map them: **OOD: compute embeddings visualization**, then the Embeddings panel",
+         *([f"fix or remove the skipped files, then run again: only what is missing is computed "
+            f"(all of them: `ood.load_ood_results(dataset, {summary.get('run_key')!r}).failures`)"]
+           if failed else [])],
     )
 
 
+def _skipped_line(summary):
+    failed = summary.get("num_failed") or 0
+    more = failed - min(failed, MAX_FAILURES_LISTED)
+    return f"{failed:,}" + (f" (the first {MAX_FAILURES_LISTED} below)" if more else " (below)")
+
+
 #: the form's help on "Skip unreadable images" (its default is the SDK's, :func:`ood_core.compute_pyramid_embeddings`)
-SKIP_FAILURES_HELP = ("Ticked: missing or corrupt image files get no embedding and are listed in the result; "
-                      "unticked: the first one stops the run (what is computed until then is kept and resumed)")
+SKIP_FAILURES_HELP = ("Ticked (what FiftyOne's compute_embeddings does): missing or corrupt image files get no "
+                      "embedding and are listed in the result and the run's record; unticked: the first one stops "
+                      "the run (what is computed until then is kept and resumed)")
 
 
 def _check_backbone(ctx, model_prop, levels_prop, default):

@@ -165,6 +165,7 @@ def score_report(summary, embeddings_field, label_field=None, run_info=None):
          ("scored-set density ratio", _ratio_line(summary.get("density_ratio"))),
          ("feature levels", _gate_line(summary.get("component_gate"))),
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
+         ("suggested labels", _suggestion_line(info.get("suggestion"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
          ("scores", common.score_spread(summary.get("score_quantiles"))),
@@ -193,6 +194,16 @@ def _k_line(info):
     per_class = fitted.get("k_per_class")
     spread = f" ({per_class['min']} to {per_class['max']} per class)" if per_class else ""
     return f"{k}{spread}" + (", chosen by 'auto' from the trusted classes" if params.get("k") == "auto" else "")
+
+
+def _suggestion_line(suggestion, item):
+    """Where the suggested labels went (None: the method suggests none)."""
+    if not suggestion:
+        return None
+    n = suggestion.get("num_suggested", 0)
+    if not n:
+        return f"none: the votes favour the given label of every {item[:-1]}"
+    return f"`{suggestion['field']}` on the {n:,} {item} whose votes favour another class than the given label"
 
 
 def _reference_line(info, item):

@@ -347,15 +347,17 @@ def test_the_report_tells_scores_at_the_threshold_apart_names_files_and_sorts_th
     ids, paths = ds.values("id"), ds.values("filepath")
     scores = [0.8651234 + (0.0000001 * i if i < 3 else 0.01 * i) for i in range(len(ids))]
     ds.set_values("sc", scores)
-    tiles = audit_report.worst_tiles(ds, "sc", 30, flagged_ids=set(ids[1:]), threshold=scores[1])
+    tiles = audit_report.worst_tiles(ds, "sc", 30, flagged_ids=set(ids[1:]))
     by_id = {t["sample_id"]: t for t in tiles}
-    assert by_id[ids[0]]["lines"] == [("muted", "not flagged"), ("muted", "0.8651234 < threshold 0.8651235")]
-    assert by_id[ids[1]]["lines"] == [("flagged", "flagged"), ("muted", "0.8651235 >= threshold 0.8651235")]
-    assert by_id[ids[5]]["lines"] == [("flagged", "flagged"),
-                                      ("muted", "0.9151234 >= threshold 0.8651235")]  # one precision
-    tiles = audit_report.worst_tiles(ds, "sc", 30, flagged_ids=set(ids[5:]), threshold=0.9)
-    assert {t["sample_id"]: t for t in tiles}[ids[5]]["lines"] == [("flagged", "flagged"),
-                                                                         ("muted", "0.915 >= threshold 0.9")]
+    assert by_id[ids[0]]["lines"] == [("muted", "not flagged")] and by_id[ids[1]]["lines"] == [("flagged", "flagged")]
+    # the gallery prints every score (and the threshold) with the digits that tell them apart: one precision
+    from ood_core import report
+
+    gallery = report.gallery(tiles, threshold=scores[1])
+    assert "score 0.8651234<" in gallery and "score 0.8651235<" in gallery and "score 0.9151234<" in gallery
+    assert "Flagged when score &gt;= 0.8651235 " in gallery
+    gallery = report.gallery([by_id[i] for i in ids[5:]], threshold=0.9)  # far apart: 3 digits
+    assert "score 0.915<" in gallery and "Flagged when score &gt;= 0.9 " in gallery
     assert os.path.basename(paths[0]) in by_id[ids[0]]["id"] and ids[0] in by_id[ids[0]]["id"]
     out = ood.audit(ds, embeddings_field="emb", near_duplicates=False, report_path=str(tmp_path / "a.html"))
     with open(out["csv_path"]) as f:

@@ -161,10 +161,14 @@ def test_label_issues_rank_flipped_labels_first(embedded):
     # the embeddings hold three pyramid levels: the votes use the levels that agree best with the labels
     det = WeightedLabelVoteDetector(level_dims=[24, 40, 112], levels="auto")
     np.testing.assert_allclose(ds.values("vote"), det.fit_score(X, np.array(labels, dtype=object)), rtol=1e-6)
+    # a suggestion only where the votes favour another class than the given label (None elsewhere)
     suggestions = ds.values("vote_suggestion")
-    assert [c.label for c in suggestions] == det.suggested_labels_
-    np.testing.assert_allclose([c.confidence for c in suggestions], det.class_probabilities_.max(axis=1), rtol=1e-6)
-    assert np.mean([suggestions[i].label != labels[i] for i in flip]) > 0.5  # most flips get another suggestion
+    differs = [voted != given for voted, given in zip(det.suggested_labels_, labels)]
+    assert [c is not None for c in suggestions] == differs
+    assert [c.label for c in suggestions if c is not None] == [v for v, d in zip(det.suggested_labels_, differs) if d]
+    np.testing.assert_allclose([c.confidence for c in suggestions if c is not None],
+                               det.class_probabilities_.max(axis=1)[differs], rtol=1e-6)
+    assert np.mean([suggestions[i] is not None for i in flip]) > 0.5  # most flips get another suggestion
     info = fo_runs.get_ood_run_info(ds, "vote")
     assert info["fields"] == ["vote", "vote_suggestion"] and info["suggestion"]["field"] == "vote_suggestion"
     assert ood_metrics(np.array(ds.values("vote")), wrong)["auroc"] > 0.8
@@ -438,8 +442,10 @@ def test_object_patches_embed_and_score_each_object(dataset_factory, fashion_fil
     assert all(len(row) == 2 and all(0.0 <= s <= 1.0 for s in row) for row in scores)
     assert fo_runs.get_ood_run_info(ds, "issue")["fields"] == ["objects.detections.issue",
                                                                 "objects.detections.issue_suggestion"]
-    suggested = ds.values("objects.detections.issue_suggestion")
-    assert all(len(row) == 2 and all(lab in set(names) for lab in row) for row in suggested)
+    suggested = ds.values("objects.detections.issue_suggestion")  # another class, or None: the label agrees
+    given = ds.values("objects.detections.label")
+    assert all(len(row) == 2 and all(lab is None or (lab in set(names) and lab != g) for lab, g in zip(row, grow))
+               for row, grow in zip(suggested, given))
     # object embeddings named without patches_field: the error says where they are and what to pass
     for call in (lambda: ood.compute_ood_scores(ds, "emb", "s"),
                  lambda: ood.compute_ood_visualization(ds, "emb", "viz", method="pca")):
@@ -477,11 +483,11 @@ def test_skip_failures_records_failed_samples(dataset_factory, fashion_files, ex
     from ood_core.images import ImageLoadError
 
     with pytest.raises(ImageLoadError, match="bad.png"):
-        ood.compute_pyramid_embeddings(ds, "emb", progress=False)
+        ood.compute_pyramid_embeddings(ds, "emb", skip_failures=False, progress=False)
     # nothing under the real name; the finished part is kept, marked partial, for resuming
     assert not ds.has_field("emb")
     assert fo_runs.get_ood_run_info(ds, "emb")["status"] == "partial"
-    summary = ood.compute_pyramid_embeddings(ds, "emb", skip_failures=True, progress=False)
+    summary = ood.compute_pyramid_embeddings(ds, "emb", progress=False)  # the default skips (as FiftyOne's)
     assert summary["num_embedded"] == 2 and summary["num_failed"] == 1
     vals = ds.values("emb")
     assert vals[1] is None and vals[0] is not None

@@ -303,16 +303,15 @@ def test_rap_few_shot_tag_and_its_errors(ds, tiny_clip, word_list, cache):
                                few_shot=few_view, test_time=False, prediction_field="rap2_prediction", **kw)
     recorded = fo_runs.get_ood_run_info(ds, "r2")["few_shot"]
     assert fo_runs.view_from_description(ds, recorded).values("id") == few_view.values("id")
-    # an unreadable few-shot image stops the run, or with skip_failures=True is left out and listed
+    # an unreadable few-shot image is left out and listed (the default), or stops the run with skip_failures=False
     broken = ds.match_tags("fewshot").first()
     broken.filepath = "/nonexistent/few_shot.png"
     broken.save()
     with pytest.raises(OODInputError, match="does not exist"):
         ood.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r3", id_labels=["Bag", "Dress"],
-                               few_shot="fewshot", test_time=False, prediction_field=None, **kw)
+                               few_shot="fewshot", test_time=False, prediction_field=None, skip_failures=False, **kw)
     summary = ood.compute_rap_scores(ds.match_tags("fewshot", bool=False), "r3", id_labels=["Bag", "Dress"],
-                                     few_shot="fewshot", test_time=False, prediction_field=None,
-                                     skip_failures=True, **kw)
+                                     few_shot="fewshot", test_time=False, prediction_field=None, **kw)
     assert summary["num_few_shot"] == 2
     failures = fo_runs.load_ood_results(ds, "r3").few_shot_failures
     assert [f["id"] for f in failures] == [broken.id] and "does not exist" in failures[0]["error"]
@@ -503,7 +502,11 @@ def test_clip_embeddings_skip_decompression_bombs(dataset_factory, fashion_files
     paths, _ = fashion_files
     ds = dataset_factory([paths[0], bomb, paths[1]])
     with pytest.raises(ImageLoadError, match=r"bomb\.png"):
-        ood.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), progress=False)
-    summary = ood.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), skip_failures=True, progress=False)
+        ood.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), skip_failures=False, progress=False)
+    summary = ood.compute_clip_embeddings(ds, "clip", **_model(tiny_clip), progress=False)  # skipped by default
     assert summary["num_embedded"] == 2 and summary["num_failed"] == 1
     assert ds.count("clip") == 2
+    # a view with no readable image is refused with the reason, and nothing is written
+    with pytest.raises(OODInputError, match=r"none of the 1 images of the view could be read.*bomb\.png"):
+        ood.compute_clip_embeddings(ds.select(ds.values("id")[1]), "clip_bomb", **_model(tiny_clip), progress=False)
+    assert not ds.has_sample_field("clip_bomb") and "clip_bomb" not in ood.list_ood_runs(ds)

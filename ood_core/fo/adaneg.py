@@ -5,6 +5,7 @@ Every computation goes through :class:`ood_core.clip.adaneg.AdaNegScorer` (``fit
 module only reads the view, writes the fields and records the run (:mod:`.clip_common`).
 """
 
+from .items import SKIP_FAILURES
 from .clip_common import (
     PROCESSING_ORDER,
     check_outputs,
@@ -22,7 +23,7 @@ def compute_adaneg_scores(
     vocabulary="paper", cross_pos=None, parts_of_speech=("noun", "adj"), num_negatives=None, fraction=None,
     percentile=95.0, remove_id_names=False, remainder="last", memory_size=10, gap=0.25, weight=1.0,
     sample_tau=0.01, tau=0.01, num_groups=100, seed=0, prediction_field="adaneg_prediction", run_key=None,
-    batch_size=32, text_batch_size=256, skip_failures=False, cache_dir=None, overwrite=False, progress=None,
+    batch_size=32, text_batch_size=256, skip_failures=SKIP_FAILURES, cache_dir=None, overwrite=False, progress=None,
 ):
     """Zero-shot OOD scores with AdaNeg (Zhang & Zhang, NeurIPS 2024); higher = more OOD.
 

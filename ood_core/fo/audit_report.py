@@ -15,7 +15,8 @@ from . import runs
 
 
 def suggested_label_field(samples, run_key):
-    """The suggested-label field a label-issue run records, if any (older runs have none)."""
+    """The suggested-label field a label-issue run records, if any (older runs have none; a run whose votes
+    favour every given label writes none)."""
     info = runs.get_ood_run_info(samples, run_key)
     field = (info.get("suggestion") or {}).get("field")
     return field if field and samples._dataset.get_field(field) is not None else None
@@ -26,47 +27,33 @@ def _as_label(value):
 
 
 def worst_tiles(samples, score_field, num, label_field=None, suggested_field=None, flagged_ids=None,
-                trusted_ids=None, threshold=None):
+                trusted_ids=None):
     """Gallery tiles (:func:`ood_core.report.gallery`) of the ``num`` highest scores: thumbnail,
-    score, file name, given label and suggested label; with ``flagged_ids`` each tile says whether the audit
-    flagged it (with ``threshold``: its score and the threshold, with as many digits as it takes to tell them
-    apart), and ids in ``trusted_ids`` are marked as trusted samples."""
+    score, file name, given label and the suggested label where the run suggests one (it differs from the given
+    label); with ``flagged_ids`` each tile says whether the audit flagged it, and ids in ``trusted_ids`` are
+    marked as trusted samples. The gallery prints the scores with the digits that tell them (and the threshold)
+    apart."""
     from ..report import thumbnail_data_uri
 
     view = samples.exists(score_field).sort_by(score_field, reverse=True).limit(num)
     fields = ["id", "filepath", score_field]
     fields += [label_field] if label_field else []
     fields += [suggested_field] if suggested_field else []
-    cols = view.values(fields)
-    digits = _digits(cols[2], threshold)
     tiles = []
-    for row in zip(*cols):
+    for row in zip(*view.values(fields)):
         lines = []
         if flagged_ids is not None:
             lines.append(("flagged", "flagged") if row[0] in flagged_ids else ("muted", "not flagged"))
-            if threshold is not None:  # the tile's score has 3 digits: two of them can print alike at the cut
-                lines.append(("muted", f"{row[2]:.{digits}g} {'>=' if row[2] >= threshold else '<'} "
-                                       f"threshold {threshold:.{digits}g}"))
         if trusted_ids is not None and row[0] in trusted_ids:
             lines.append(("muted", "trusted sample"))
         if label_field:
             lines.append(("given", f"label: {_as_label(row[3])}"))
-        if suggested_field:
+        if suggested_field and row[-1] is not None:
             lines.append(("suggest", f"suggested: {_as_label(row[-1])}"))
         # the caption's id line names the file too (the report's gallery prints "id" under the captions)
         tiles.append({"id": f"{os.path.basename(row[1])} ({row[0]})", "sample_id": row[0],
                       "image": thumbnail_data_uri(row[1]), "score": float(row[2]), "lines": lines})
     return tiles
-
-
-def _digits(scores, threshold, least=3):
-    """Significant digits that tell every score from the threshold (3 unless two would print alike)."""
-    if threshold is None:
-        return least
-    for digits in range(least, 13):
-        if all(v == threshold or f"{v:.{digits}g}" != f"{threshold:.{digits}g}" for v in scores if v is not None):
-            return digits
-    return 13
 
 
 def _gallery_heading(what, tiles, field):
@@ -124,18 +111,17 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
     sections.append(("Score distributions", "<div class='plots'>" + "".join(plots) + "</div>"))
 
     tiles = worst_tiles(samples, ood_field, num_worst, summary["label_field"],
-                        flagged_ids=set(found["flagged"]["ood"]),
-                        trusted_ids=trusted, threshold=found["thresholds"]["ood"])
-    sections.append((_gallery_heading("Most out-of-distribution samples", tiles, ood_field), html.gallery(tiles)))
+                        flagged_ids=set(found["flagged"]["ood"]), trusted_ids=trusted)
+    sections.append((_gallery_heading("Most out-of-distribution samples", tiles, ood_field),
+                     html.gallery(tiles, threshold=found["thresholds"]["ood"])))
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
         suggested = suggested_label_field(samples, issue_field)
-        note = "" if suggested else ("<p class='muted'>No suggested labels: this label-issue run records no "
-                                     "suggested-label field.</p>")
         tiles = worst_tiles(samples, issue_field, num_worst, summary["label_field"], suggested,
-                            flagged_ids=set(found["flagged"]["label_issues"]),
-                            threshold=found["thresholds"]["label_issues"])
-        sections.append((_gallery_heading("Most suspicious labels", tiles, issue_field), note + html.gallery(tiles)))
+                            flagged_ids=set(found["flagged"]["label_issues"]))
+        sections.append((_gallery_heading("Most suspicious labels", tiles, issue_field),
+                         _suggestion_note(samples, issue_field, suggested)
+                         + html.gallery(tiles, threshold=found["thresholds"]["label_issues"])))
     if duplicates.get("duplicate_ids"):
         sections.append(("Near duplicates", _duplicates_html(samples, duplicates, num_worst)))
     if summary["skipped"]:
@@ -153,6 +139,18 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
                 "a sample is flagged when score >= threshold.")
     with open(path, "w", encoding="utf-8") as f:
         f.write(html.page(f"fiftyone-ood audit: {dataset.name}", subtitle, sections))
+
+
+def _suggestion_note(samples, run_key, suggested_field):
+    """What the suggested labels of the tiles are, or why there are none."""
+    from ..report import escape
+
+    if suggested_field:
+        return (f"<p class='muted'>Suggested: the class the neighbours' votes favour "
+                f"(<code>{escape(suggested_field)}</code>), only where it differs from the given label.</p>")
+    if (runs.get_ood_run_info(samples, run_key).get("suggestion") or {}).get("num_suggested") == 0:
+        return "<p class='muted'>No suggested labels: the votes favour the given label of every sample.</p>"
+    return "<p class='muted'>No suggested labels: this label-issue run records no suggested-label field.</p>"
 
 
 def _scores(samples, field):

@@ -160,6 +160,11 @@ def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
             bar.update(stop - start)
     for f in failures:
         logger.warning("skipped sample %s: %s", f["id"], f["error"])
+    if failures and not keys:
+        raise OODInputError(
+            f"none of the {len(failures):,} images of the view could be read (the first: {failures[0]['error']}); "
+            "nothing was written. Check that the media files are where the samples' filepaths say (a moved "
+            "dataset?), then run again")
     X = np.concatenate(chunks) if chunks else np.zeros((0, encoder.embed_dim), np.float32)
     return keys, X, failures
 

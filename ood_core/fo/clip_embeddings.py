@@ -4,6 +4,7 @@ import json
 
 from ..errors import OODInputError
 from . import runs
+from .items import SKIP_FAILURES
 from .clip_common import (
     DEFAULT_CLIP_EMBEDDINGS_FIELD,
     DEFAULT_MODEL_NAME,
@@ -23,7 +24,7 @@ def compute_clip_embeddings(
     quick_gelu=None,
     device="cpu",
     batch_size=32,
-    skip_failures=False,
+    skip_failures=SKIP_FAILURES,
     overwrite=False,
     progress=None,
 ):
@@ -47,8 +48,8 @@ def compute_clip_embeddings(
             Pass ``True`` for OpenAI weights loaded from a file.
         device: torch device, default ``"cpu"``.
         batch_size: images per forward pass.
-        skip_failures: skip unreadable images (no embedding; listed in the run results)
-            instead of raising.
+        skip_failures: ``True`` (default): an unreadable image gets no embedding, a warning and a line
+            in the run's results (``failures``); ``False``: the first one raises.
         overwrite: allow replacing an existing field / run of that name.
         progress: ``None``/``True`` tqdm bar, ``False`` silent, or ``f(done, total)``.
 
@@ -59,7 +60,7 @@ def compute_clip_embeddings(
     Raises:
         WeightsNotFoundError: the tag's weights are neither cached nor downloadable.
         OODInputError: bad arguments, an existing field/run without ``overwrite``, an
-            unreadable image without ``skip_failures``.
+            unreadable image with ``skip_failures=False``, a view with no readable image.
     """
     import fiftyone.core.fields as fof
 

@@ -1,5 +1,7 @@
 """Feature-pyramid embeddings of a FiftyOne view: streaming, resumable, recorded as a run."""
 
+import logging
+
 import numpy as np
 
 from ..errors import OODInputError
@@ -8,6 +10,7 @@ from .commit import is_internal
 from .documents import field_exists
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
+    SKIP_FAILURES,
     check_patches_field,
     flatten,
     is_whole_dataset,
@@ -17,6 +20,8 @@ from .items import (
     require_nonempty,
 )
 from .projection import Projection, embedding_items, projection_record  # noqa: F401 (public here too)
+
+logger = logging.getLogger(__name__)
 
 #: Default pyramid: every level, each average-pooled to a 2x2 grid (EfficientNet-Lite0:
 #: 64 + 96 + 160 + 448 + 1,280 = 2,048 columns). The default detector
@@ -66,7 +71,7 @@ def compute_pyramid_embeddings(
     batch_size=64,
     num_workers=1,
     chunk_size=1024,
-    skip_failures=False,
+    skip_failures=SKIP_FAILURES,
     overwrite=False,
     progress=None,
     shard=None,
@@ -102,31 +107,29 @@ def compute_pyramid_embeddings(
         project_dim: reduce on the fly to this many dimensions (useful for
             flattened pyramids); see ``project_method``.
         project_seed: seed of the projection (and of the PCA fit sample).
-        project_method: ``"random"``: a seeded Gaussian random projection
-            (distances preserved approximately; nothing is fitted);
-            ``"pca"``: PCA fitted first on ``pca_fit_size`` items drawn with
-            the seed from the whole view, then applied to every batch. The
-            fitted PCA is stored in the run, so resumed runs, shards and
-            later fill-ins use the same one.
+        project_method: ``"random"``: a seeded Gaussian random projection (distances preserved
+            approximately; nothing is fitted); ``"pca"``: PCA fitted first on ``pca_fit_size`` items drawn with
+            the seed from the whole view, stored in the run, so resumes, shards and later fill-ins reuse it.
         pca_fit_size: items the PCA is fitted on (at least ``project_dim``).
         dtype: ``"float32"`` or ``"float16"`` (half the storage).
         batch_size, num_workers, chunk_size: forward batch; decoding worker processes (64 and 1:
             faster than 32 / 0 in benchmarks/bench_cpu_choices.py); items per database write.
-        skip_failures: skip unreadable images (listed in the run results) instead of raising.
+        skip_failures: ``True`` (default, as FiftyOne's ``compute_embeddings``): an unreadable image gets no
+            embedding (None), a warning, and a line in ``failures`` and in the run's results
+            (``ood.load_ood_results(dataset, embeddings_field).failures``); the next call retries it. ``False``:
+            the first one raises ``ImageLoadError`` (the run stays partial; the next call resumes). A view with no
+            readable image is refused either way (``OODInputError``), the field unwritten.
         overwrite: recompute everything and replace an existing field/run.
         progress: ``None``/``True`` tqdm bar, ``False``, or ``f(done, total)``.
-        shard: ``(index, count)``: compute only slice ``index`` of ``count``
-            equal slices of the view, so ``count`` workers (e.g. delegated
-            operations) can share one extraction. Every worker gets the same
-            view and count; they write to the shared partial field, and the
-            last one to finish completes the field and the run. A crashed
-            shard is redone by running it again, or by one call without
-            ``shard`` (which computes whatever is missing).
+        shard: ``(index, count)``: compute only slice ``index`` of ``count`` equal slices of the view, so
+            ``count`` workers (same view and count) share one extraction through the partial field; the last to
+            finish completes the field and the run. A crashed shard is redone by running it again, or by one
+            call without ``shard`` (which computes whatever is missing).
 
     Returns:
-        a dict summary (``failures``: the images this call skipped, each ``id``, ``item`` and
-        ``error``); with ``embeddings_field=None`` also ``"embeddings"``
-        (an ``(N, D)`` array aligned with ``"keys"``).
+        a dict summary (``num_failed``; ``failures``: the skipped items' ``id``, ``item`` (file) and ``error``);
+        with ``embeddings_field=None`` also ``"embeddings"``: an ``(N, D)`` array of the readable items, aligned
+        with ``"keys"`` (where FiftyOne returns a list with None for the others).
     """
     require_nonempty(samples)
     require_images(samples, "compute_pyramid_embeddings")
@@ -146,7 +149,27 @@ def compute_pyramid_embeddings(
                         shard_index)
     job.start(extractor, projection, overwrite, extract)
     computed, failed = job.extract_missing(work_view, extractor, projection, chunk_size, extract)
+    job.check_failures(computed, failed)
     return job.finish(computed, failed, batch_size, projection)
+
+
+def _item_words(patches_field):
+    return "object crops" if patches_field else "images"
+
+
+def _log_failures(failed, attempted, patches_field, call, where):
+    """One warning for the items a call skipped: how many, the first error, ``where`` the full list is."""
+    logger.warning("%s: %d of %d %s could not be read and got no embedding (the first: %s); %s", call, len(failed),
+                   attempted, _item_words(patches_field), failed[0]["error"], where)
+
+
+def nothing_readable(failed, patches_field, consequence):
+    """The error for a view none of whose images (object crops) could be read."""
+    return OODInputError(
+        f"none of the {len(failed):,} {_item_words(patches_field)} of the view could be read (the first: "
+        f"{failed[0]['error']}); {consequence}. Check that the media files are where the samples' filepaths say "
+        "(a moved dataset?), then run again: only what is missing is computed"
+    )
 
 
 def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overwrite):
@@ -194,11 +217,17 @@ def _embed_without_writing(samples, work_view, extractor, projection, patches_fi
         chunks.append(projection.apply(emb))
         ok.extend(idx.tolist())
         failures.extend(failed)
+    failures = [{"id": keys[i], "item": str(items[i]), "error": m} for i, m in failures]
+    if failures:
+        _log_failures(failures, len(items), patches_field, "compute_pyramid_embeddings",
+                      "the returned 'failures' list them")
+        if not ok:
+            raise nothing_readable(failures, patches_field, "no embedding to return")
     return {
         "num_embedded": len(ok), "num_failed": len(failures), "dim": projection.out_dim, "config": settings,
         "keys": [keys[i] for i in ok],
         "embeddings": np.concatenate(chunks) if chunks else np.zeros((0, projection.out_dim)),
-        "failures": [{"id": keys[i], "item": str(items[i]), "error": m} for i, m in failures],
+        "failures": failures,
     }
 
 
@@ -273,6 +302,18 @@ class _EmbeddingJob:
                 f"call asked for shard {self.shard_index} of {self.num_shards}. Use the same number of shards for "
                 "every worker, or run once without shard= to finish what is missing"
             )
+
+    def check_failures(self, computed, failed):
+        """Log the items this call skipped; refuse (before anything is completed) when a call on the whole view
+        could read none of its items and no item of the view has an embedding (a moved dataset?)."""
+        if not failed:
+            return
+        _log_failures(failed, computed, self.patches_field, self.run_key,
+                      f"the returned 'failures' and the run's results (ood.load_ood_results(dataset, "
+                      f"{self.run_key!r}).failures) list them; a call with the same settings retries them")
+        if self.shard is None and len(failed) == computed and \
+                not _keys_with_values(self.samples, self.write_path, self.patches_field):
+            raise nothing_readable(failed, self.patches_field, f"nothing was written to {self.target!r}")
 
     def extract_missing(self, work_view, extractor, projection, chunk_size, extract):
         """Embed the items of ``work_view`` without a value yet, writing every ``chunk_size`` items.

@@ -96,6 +96,11 @@ def require_not_generated(samples):
     )
 
 
+#: default of every call that decodes a view's images (embeddings, CLIP scores, the audit), as in FiftyOne's
+#: ``compute_embeddings``: an unreadable image is skipped, warned about and listed in the run's results
+SKIP_FAILURES = True
+
+
 def require_images(samples, what):
     """Refuse a view whose media are not images (``what`` names the step that would decode them)."""
     media = samples.media_type

@@ -5,6 +5,7 @@ Every computation goes through :class:`ood_core.clip.neglabel.NegLabelScorer`
 the view, writes the fields and records the run (:mod:`.clip_common`).
 """
 
+from .items import SKIP_FAILURES
 from .clip_common import (
     check_outputs,
     prepare_scorer_inputs,
@@ -19,7 +20,7 @@ def compute_neglabel_scores(
     model_name=None, pretrained=None, quick_gelu=None, device="cpu", word_list=None, wordnet_dir=None,
     vocabulary="paper", cross_pos=None, parts_of_speech=("noun", "adj"), num_negatives=None, fraction=None,
     percentile=95.0, remove_id_names=False, remainder="last", tau=0.01, num_groups=100, seed=0,
-    prediction_field="neglabel_prediction", run_key=None, batch_size=32, text_batch_size=256, skip_failures=False,
+    prediction_field="neglabel_prediction", run_key=None, batch_size=32, text_batch_size=256, skip_failures=SKIP_FAILURES,
     cache_dir=None, overwrite=False, progress=None,
 ):
     """Zero-shot OOD scores with NegLabel (Jiang et al., ICLR 2024); higher = more OOD.
@@ -64,7 +65,8 @@ def compute_neglabel_scores(
         prediction_field: Classification field for the predicted ID class, or ``None``.
         run_key: key of the recorded run (default ``score_field``).
         batch_size, text_batch_size: images / prompts per forward pass.
-        skip_failures: skip unreadable images (not scored; listed in the results).
+        skip_failures: ``True`` (default): unreadable images are not scored, warned about and listed in the
+            results; ``False``: the first one raises.
         cache_dir: cache root for text embeddings and the WordNet copy (default
             ``$FIFTYONE_OOD_CACHE_DIR`` or ``~/.cache/fiftyone-ood``).
         overwrite: allow replacing existing fields / run of those names.

@@ -11,6 +11,7 @@ import numpy as np
 from ..clip.rap_stream import DEFAULT_U_PRESET
 from ..errors import OODInputError
 from . import runs
+from .items import SKIP_FAILURES
 from .clip_common import (
     PROCESSING_ORDER,
     check_outputs,
@@ -28,7 +29,7 @@ def compute_rap_scores(
     num_keep=32, crop_scale=(0.08, 1.0), crop_ranking="own_class", flip=True, lambdas=(0.2, -0.2, -1.0), eta=5.0,
     num_negatives=10000, test_time=True, u_preset=DEFAULT_U_PRESET, u1=None, u2=None, words_per_sample=4,
     retrieval="union", update_batch_size=256, rescore="online", tau=0.01, num_groups=100, seed=0,
-    prediction_field="rap_prediction", run_key=None, batch_size=32, text_batch_size=256, skip_failures=False,
+    prediction_field="rap_prediction", run_key=None, batch_size=32, text_batch_size=256, skip_failures=SKIP_FAILURES,
     cache_dir=None, overwrite=False, progress=None,
 ):
     """Few-shot OOD scores with Retrieval-Augmented Prompts (RAP, Han et al.); higher = more OOD.

@@ -189,9 +189,11 @@ def compute_ood_scores(
                             **_fitted_summary(det),
                             **(uncovered_classes(labels, labels_ref) if det.uses_reference_classes else {}))
     _log_warnings(run_key, summary, label_field)
-    extra_writes, extra_record = _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field,
-                                                overwrite)
+    extra_writes, extra_record = _extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field,
+                                                patches_field)
     summary.update({k: v["field"] for k, v in extra_record.items()})
+    if "suggestion" in extra_record:
+        summary["num_suggested"] = extra_record["suggestion"]["num_suggested"]
     runs.record_scores(
         samples, run_key, kind=kind, score_field=score_field,
         scores_by_key=dict(zip(keys, scores)), patches_field=patches_field, extra_writes=extra_writes,
@@ -304,11 +306,10 @@ def _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_fie
     return [by_id.get(key) for key in keys], [by_id.get(key) for key in ref_keys]
 
 
-def _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_field, overwrite):
+def _extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field, patches_field):
     """Fields written next to the scores: suggested labels (label-issue detectors that vote for a class)
     and calibrated p-values (OOD detectors). Returns ``(extra writes, run-record entries)``."""
     import fiftyone.core.fields as fof
-    import fiftyone.core.labels as fol
 
     from ..calibration import conformal_p_values
     from .items import values_by_key
@@ -317,17 +318,15 @@ def _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_
     suggested = getattr(det, "suggested_labels_", None)
     if suggested is not None and len(suggested) == len(keys):
         path = patch_path(patches_field, f"{score_field}_suggestion") if patches_field else f"{score_field}_suggestion"
-        probs = det.class_probabilities_.max(axis=1)
-        if patches_field:
-            by_key = dict(zip(keys, map(str, suggested)))
-            writes.append((path, values_by_key(samples, by_key, patches_field, convert=lambda v: v),
-                           fof.StringField))
-        else:
-            by_key = {k: fol.Classification(label=str(lab), confidence=float(p))
-                      for k, lab, p in zip(keys, suggested, probs)}
-            writes.append((path, values_by_key(samples, by_key, None, convert=lambda v: v)))
-        record["suggestion"] = {"field": path, "meaning": "the class the neighbours' votes, averaged with the LDA "
-                                                          "probabilities, favour (confidence = its share)"}
+        by_key = suggestions_by_key(keys, labels, suggested, det.class_probabilities_.max(axis=1))
+        if by_key:  # FiftyOne cannot declare a Classification field from None values only: no field then
+            if patches_field:  # an object attribute: the class name
+                writes.append((path, values_by_key(samples, by_key, patches_field, convert=_suggested_class),
+                               fof.StringField))
+            else:
+                writes.append((path, values_by_key(samples, by_key, None, convert=_suggestion_label)))
+        record["suggestion"] = {"field": path if by_key else None, "num_suggested": len(by_key),
+                                "meaning": SUGGESTION_MEANING}
     if det.task == "ood" and ref_scores is not None and len(ref_scores):
         path = patch_path(patches_field, f"{score_field}_pvalue") if patches_field else f"{score_field}_pvalue"
         p_values = conformal_p_values(ref_scores, scores)
@@ -338,6 +337,30 @@ def _extra_outputs(samples, det, keys, scores, ref_scores, score_field, patches_
                        "(n_reference + 1), from leave-one-out reference scores; small = more extreme",
         }
     return writes, record
+
+
+#: what ``<score_field>_suggestion`` holds, in the run record (README "Detectors" says the same)
+SUGGESTION_MEANING = ("only where it differs from the given label (None elsewhere): the class the neighbours' votes, "
+                      "averaged with the LDA probabilities, favour (confidence = its share); objects store the "
+                      "class name")
+
+
+def suggestions_by_key(keys, labels, suggested, confidences):
+    """``{key: (suggested class, confidence)}`` of the items whose suggested class differs from their given label
+    (a label that agrees, or no label, suggests nothing, so the App shows no suggestion there)."""
+    given = [None] * len(keys) if labels is None else labels
+    return {key: (str(lab), float(p)) for key, label, lab, p in zip(keys, given, suggested, confidences)
+            if label is not None and str(lab) != str(label)}
+
+
+def _suggestion_label(value):
+    import fiftyone.core.labels as fol
+
+    return None if value is None else fol.Classification(label=value[0], confidence=value[1])
+
+
+def _suggested_class(value):
+    return None if value is None else value[0]
 
 
 def _check_score_call(samples, score_field, method, label_field, patches_field, k, class_conditional, reduce,
@@ -465,7 +488,9 @@ def compute_label_issues(
     (default: distance-weighted votes of the nearest neighbours against the
     given label, k from the smallest class; with multi-level embeddings the
     levels whose neighbours agree best with the labels; it also writes
-    ``<score_field>_suggestion``, the class the blended votes favour),
+    ``<score_field>_suggestion``, the class the blended votes favour, only where it differs from the given
+    label: None elsewhere, and no field when no label is contradicted; the summary's ``num_suggested`` counts
+    them),
     ``"label_agreement"`` (1 - share of the k nearest neighbours with the same
     label) or ``"class_lof"`` (the paper's per-class Local Outlier Factor).
     Measured over 46 wrong-label conditions (``benchmarks/robustness.py``):
