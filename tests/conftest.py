@@ -216,3 +216,24 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def form_images(dataset_factory, fashion_files):
+    """40 Fashion-MNIST images, 4 per class (20 tagged ``trusted``, the others ``test``) with ``ground_truth``
+    labels: the dataset the operator and form tests open in the App."""
+    paths, names = fashion_files
+    idx = list(range(0, 200, 5))
+    tags = [["trusted"] if i % 10 < 2 else ["test"] for i in idx]
+    return dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
+
+
+@pytest.fixture
+def form_dataset(form_images):
+    """``form_images`` with 8-d random vectors in ``vec`` and 40-d ones in ``vec40`` (fields to score)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    form_images.set_values("vec", list(rng.normal(size=(len(form_images), 8)).astype(np.float32)))
+    form_images.set_values("vec40", list(rng.normal(size=(len(form_images), 40)).astype(np.float32)))
+    return form_images

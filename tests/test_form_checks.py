@@ -4,49 +4,17 @@ the App does, then shows the run (or the SDK) refusing the same values with the 
 import numpy as np
 import pytest
 
+import form_helpers as forms
 import ood_core as ood
 from ood_core.errors import OODInputError
 
-PLUGIN = "@fiftyone-ood/ood"
 LITE = dict(model_name="tf_efficientnet_lite0", levels=[1], grid=1)  # the bundled backbone, one small level
-
-
-def _uri(name):
-    return f"{PLUGIN}/{name}"
-
-
-@pytest.fixture
-def small(dataset_factory, fashion_files):
-    """40 Fashion-MNIST images (20 tagged trusted), 8-d vectors in ``vec`` and 40-d vectors in ``vec40``."""
-    paths, names = fashion_files
-    idx = list(range(0, 200, 5))
-    tags = [["trusted"] if i % 10 < 2 else ["test"] for i in idx]
-    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
-    rng = np.random.default_rng(0)
-    ds.set_values("vec", list(rng.normal(size=(len(ds), 8)).astype(np.float32)))
-    ds.set_values("vec40", list(rng.normal(size=(len(ds), 40)).astype(np.float32)))
-    return ds
-
-
-def _props(name, ds, params, view=None):
-    """The form's properties for ``params`` on the App's current ``view`` (default: the dataset)."""
-    import fiftyone.operators as foo
-    from fiftyone.operators.executor import ExecutionContext
-
-    request = dict(dataset_name=ds.name, params=params, selected=[])
-    if view is not None:
-        request["view"] = view._serialize()
-    return foo.get_operator(_uri(name)).resolve_input(ExecutionContext(request_params=request)).type.properties
-
-
-def _invalid(props):
-    return {name: prop.error_message for name, prop in props.items() if prop.invalid}
 
 
 def _execute(name, view, params, **kwargs):
     import fiftyone.operators as foo
 
-    return foo.execute_operator(_uri(name), dict(view=view.view()), params=params, **kwargs)
+    return foo.execute_operator(forms.uri(name), dict(view=view.view()), params=params, **kwargs)
 
 
 def _refused(name, view, params):
@@ -58,31 +26,31 @@ def _refused(name, view, params):
     return str(info.value)
 
 
-def test_score_form_refuses_k_not_below_the_set_the_detector_is_fitted_on(small):
+def test_score_form_refuses_k_not_below_the_set_the_detector_is_fitted_on(form_dataset):
     """1. k must be below the trusted (reference) items, each scored with itself left out; without a reference,
     below the scored items."""
-    ds = small
+    ds = form_dataset
     params = dict(embeddings_field="vec", score_field="s", method="knn", reference_tag="trusted", k=25)
     message = ("k=25 but the reference (samples tagged 'trusted') has only 20 item(s) with an embedding; each of "
                "them is also scored with itself left out, so k must be < 20: lower k or tag more samples 'trusted'")
-    assert _invalid(_props("score_ood", ds, params)) == {"k": message}
+    assert forms.invalid(forms.props("score_ood", ds, params)) == {"k": message}
     assert message in _refused("score_ood", ds, params)
     with pytest.raises(OODInputError) as sdk:  # the SDK, called directly, says the same
         ood.compute_ood_scores(ds, "vec", "s", method="knn", reference="trusted", k=25)
     assert str(sdk.value) == message
-    assert not _invalid(_props("score_ood", ds, dict(params, k=19)))
+    assert not forms.invalid(forms.props("score_ood", ds, dict(params, k=19)))
     # unsupervised: the scored set (40 samples) is the fit set; a detector's own default k counts too
-    props = _props("score_ood", ds, dict(params, reference_tag=None, k=40))
+    props = forms.props("score_ood", ds, dict(params, reference_tag=None, k=40))
     assert props["k"].invalid and "the scored set has only 40 item(s)" in props["k"].error_message
-    props = _props("score_ood", ds, dict(params, method="lof", reference_tag=None, k=None), view=ds.limit(10))
+    props = forms.props("score_ood", ds, dict(params, method="lof", reference_tag=None, k=None), view=ds.limit(10))
     assert props["k"].default == 50 and "k=50 but the scored set has only 10" in props["k"].error_message
-    assert not _props("score_ood", ds, dict(params, method="pyramid_knn", k=None))["k"].invalid  # empty = auto
+    assert not forms.props("score_ood", ds, dict(params, method="pyramid_knn", k=None))["k"].invalid  # empty = auto
 
 
-def test_score_form_refuses_k_that_the_trusted_classes_cannot_give_a_class_conditional_detector(small):
+def test_score_form_refuses_k_that_the_trusted_classes_cannot_give_a_class_conditional_detector(form_dataset):
     """1b. pyramid_knn searches each trusted class (labels preselected): k above what the largest class offers (an
     item is never its own neighbour) is refused on the form, as the run refuses it, not only k above the set."""
-    ds = small
+    ds = form_dataset
     first = {}
     for sample in ds.match_tags("trusted"):
         first.setdefault(sample.ground_truth.label, sample.id)
@@ -90,83 +58,85 @@ def test_score_form_refuses_k_that_the_trusted_classes_cannot_give_a_class_condi
     one_each.tag_samples("one_each")
     assert len(first) >= 4  # several classes of 1 trusted sample: k=3 < the 4+ samples, but no class offers 3
     params = dict(embeddings_field="vec", score_field="s", method="pyramid_knn", reference_tag="one_each", k=3)
-    props = _props("score_ood", ds, params)
+    props = forms.props("score_ood", ds, params)
     assert props["label_field"].default == "ground_truth" and not props["k"].invalid  # no labels given yet
     params["label_field"] = "ground_truth"  # what the App sends once it shows the preselected field
-    props = _props("score_ood", ds, params)
+    props = forms.props("score_ood", ds, params)
     assert props["k"].invalid and "classes of the reference (samples tagged 'one_each') are too small: the largest " \
         "has 1 item(s)" in props["k"].error_message
     with pytest.raises(OODInputError, match="reference classes are too small"):  # what the run says
         ood.compute_ood_scores(ds, "vec", "s", reference="one_each", label_field="ground_truth", k=3)
     # the 'trusted' classes: k below the largest class passes, and without labels only the set size counts
     largest = max(ds.match_tags("trusted").count_values("ground_truth.label").values())
-    assert not _props("score_ood", ds, dict(params, reference_tag="trusted", k=largest - 1))["k"].invalid
-    assert _props("score_ood", ds, dict(params, reference_tag="trusted", k=largest + 1))["k"].invalid
-    assert not _props("score_ood", ds, dict(params, method="knn", label_field=None))["k"].invalid
+    assert not forms.props("score_ood", ds, dict(params, reference_tag="trusted", k=largest - 1))["k"].invalid
+    assert forms.props("score_ood", ds, dict(params, reference_tag="trusted", k=largest + 1))["k"].invalid
+    assert not forms.props("score_ood", ds, dict(params, method="knn", label_field=None))["k"].invalid
 
 
-def test_score_form_refuses_more_reduced_dimensions_than_the_reducer_can_give(small):
+def test_score_form_refuses_more_reduced_dimensions_than_the_reducer_can_give(form_dataset):
     """2. Reduced dimensions above the embedding dimension (or the fit set) are refused by the reducer's check."""
-    ds = small
+    ds = form_dataset
     params = dict(embeddings_field="vec", score_field="s", method="knn", reference_tag=None, k=3, reduce="pca",
                   n_components=9, show_advanced=True)
     message = ("PCA with n_components=9 needs n_components <= min(num_samples, dim) = min(40, 8) = 8; lower "
                "n_components or fit on more samples.")
-    assert _invalid(_props("score_ood", ds, params)) == {"n_components": message}
+    assert forms.invalid(forms.props("score_ood", ds, params)) == {"n_components": message}
     assert message in _refused("score_ood", ds, params)
-    assert not _invalid(_props("score_ood", ds, dict(params, n_components=8)))
-    props = _props("score_ood", ds, dict(params, reduce="random"))
+    assert not forms.invalid(forms.props("score_ood", ds, dict(params, n_components=8)))
+    props = forms.props("score_ood", ds, dict(params, reduce="random"))
     assert "would not reduce 8-dim embeddings; use n_components <= 8" in props["n_components"].error_message
     # fitted on the 20 trusted samples: at most 20 PCA components of the 40-d vectors
-    props = _props("score_ood", ds, dict(params, embeddings_field="vec40", reference_tag="trusted", n_components=21))
+    props = forms.props("score_ood", ds,
+                        dict(params, embeddings_field="vec40", reference_tag="trusted", n_components=21))
     assert "min(20, 40) = 20" in props["n_components"].error_message
 
 
-def test_map_form_refuses_a_target_with_too_few_points(small):
+def test_map_form_refuses_a_target_with_too_few_points(form_dataset):
     """3. A map needs 4 points with an embedding in the target."""
-    ds = small
+    ds = form_dataset
     params = dict(embeddings_field="vec", brain_key="m", method="pca")
     one = ds.limit(1)
     message = "a 2-D map needs at least 4 points with embeddings in 'vec'; the view has 1: map a larger view"
-    assert _invalid(_props("compute_ood_visualization", ds, params, view=one)) == {"embeddings_field": message}
+    props = forms.props("compute_ood_visualization", ds, params, view=one)
+    assert forms.invalid(props) == {"embeddings_field": message}
     assert message in _refused("compute_ood_visualization", one, params)
-    assert not _invalid(_props("compute_ood_visualization", ds, params, view=ds.limit(4)))
+    assert not forms.invalid(forms.props("compute_ood_visualization", ds, params, view=ds.limit(4)))
     ds.match_tags("test").set_field("vec", None).save()  # 20 trusted samples keep their vectors
-    props = _props("compute_ood_visualization", ds, params, view=ds.match_tags("test"))
+    props = forms.props("compute_ood_visualization", ds, params, view=ds.match_tags("test"))
     assert "the view has 0" in props["embeddings_field"].error_message
 
 
-def test_forms_refuse_files_outside_the_allowed_folders(small, tmp_path):
+def test_forms_refuse_files_outside_the_allowed_folders(form_dataset, tmp_path):
     """4. A weights file or word list outside the allowed folders is refused on its field, by the SDK's check."""
     from ood_core.paths import check_app_file
 
-    ds = small
+    ds = form_dataset
     with pytest.raises(OODInputError) as sdk:
         check_app_file("/etc/ood-weights.safetensors", "weights", may_be_tag=True)
-    props = _props("compute_pyramid_embeddings", ds, dict(show_advanced=True,
+    props = forms.props("compute_pyramid_embeddings", ds, dict(show_advanced=True,
                                                           weights="/etc/ood-weights.safetensors"))
-    assert _invalid(props) == {"weights": str(sdk.value)}
+    assert forms.invalid(props) == {"weights": str(sdk.value)}
     assert "FIFTYONE_OOD_ALLOWED_DIRS" in str(sdk.value)
     for fine in ("bundled", "random", str(tmp_path / "w.safetensors")):  # tags, and a file in an allowed folder
-        assert not _invalid(_props("compute_pyramid_embeddings", ds, dict(show_advanced=True, weights=fine)))
+        assert not forms.invalid(forms.props("compute_pyramid_embeddings", ds, dict(show_advanced=True, weights=fine)))
     words = tmp_path / "words.txt"
     words.write_text("dog\ncat\n")
     for name in ("compute_neglabel_scores", "compute_rap_scores", "compute_adaneg_scores"):
-        props = _props(name, ds, dict(weights="/etc/clip.pt", word_list="/usr/share/dict/words"))
+        props = forms.props(name, ds, dict(weights="/etc/clip.pt", word_list="/usr/share/dict/words"))
         assert props["weights"].invalid and "'/etc/clip.pt' is not inside the allowed folders" in \
             props["weights"].error_message, name
         assert props["word_list"].invalid and props["word_list"].error_message.startswith(
             "word_list '/usr/share/dict/words' is not inside the allowed folders"), name
-        props = _props(name, ds, dict(weights="openai", word_list=str(words)))
+        props = forms.props(name, ds, dict(weights="openai", word_list=str(words)))
         assert not props["weights"].invalid and not props["word_list"].invalid, name
 
 
-def test_clip_forms_refuse_more_groups_than_negative_labels(small, tmp_path):
+def test_clip_forms_refuse_more_groups_than_negative_labels(form_dataset, tmp_path):
     """5. Every negative-label group needs a negative label: the SDK's count check runs on the form's word list;
     with WordNet the form checks the bound num_negatives gives."""
     from ood_core.fo.clip_vocabulary import check_counts_early, load_vocabulary
 
-    ds = small
+    ds = form_dataset
     words = tmp_path / "words.txt"
     words.write_text("\n".join("dog cat horse bird fish car truck".split()) + "\n")
     base = dict(score_field="n", id_source="labels", id_labels="Bag, Coat", word_list=str(words), show_advanced=True)
@@ -176,42 +146,43 @@ def test_clip_forms_refuse_more_groups_than_negative_labels(small, tmp_path):
     assert str(sdk.value).startswith("num_groups=5 is larger than the number of negative labels this run would "
                                      "use (3: num_negatives=3 with 7 candidate words)")
     for name in ("compute_neglabel_scores", "compute_adaneg_scores"):
-        props = _props(name, ds, dict(base, num_negatives=3, num_groups=5))
-        assert _invalid(props) == {"num_groups": str(sdk.value)}, name
-        assert not _invalid(_props(name, ds, dict(base, num_negatives=3, num_groups=3))), name
+        props = forms.props(name, ds, dict(base, num_negatives=3, num_groups=5))
+        assert forms.invalid(props) == {"num_groups": str(sdk.value)}, name
+        assert not forms.invalid(forms.props(name, ds, dict(base, num_negatives=3, num_groups=3))), name
         # the paper's share: 15% of 7 nouns is 1 negative label
-        props = _props(name, ds, dict(base, num_groups=2))
+        props = forms.props(name, ds, dict(base, num_groups=2))
         assert "(1: 0.15 of 7 nouns and 0 adjectives)" in props["num_groups"].error_message, name
     assert str(sdk.value) in _refused("compute_neglabel_scores", ds, dict(base, num_negatives=3, num_groups=5))
     # the paper's settings hidden: the default 100 groups cannot be formed either, and the form says where to look
-    props = _props("compute_neglabel_scores", ds, dict(base, show_advanced=False))
-    assert list(_invalid(props)) == ["num_groups_error"] and "under 'Show the papers' hyper-parameters'" in \
+    props = forms.props("compute_neglabel_scores", ds, dict(base, show_advanced=False))
+    assert list(forms.invalid(props)) == ["num_groups_error"] and "under 'Show the papers' hyper-parameters'" in \
         props["num_groups_error"].view.label
     # RAP: its 10,000 train-time negatives are capped at the 7 words; the default 100 groups cannot be formed
-    props = _props("compute_rap_scores", ds, dict(base, few_shot_tag="trusted"))
+    props = forms.props("compute_rap_scores", ds, dict(base, few_shot_tag="trusted"))
     assert "num_groups=100 is larger than the number of negative labels this run would use (7: num_negatives=" \
            "10000 with 7 candidate words)" in props["num_groups"].error_message
     # WordNet (not read by the form): at most num_negatives negative labels
-    props = _props("compute_neglabel_scores", ds, dict(base, word_list="", num_negatives=3, num_groups=5))
+    props = forms.props("compute_neglabel_scores", ds, dict(base, word_list="", num_negatives=3, num_groups=5))
     assert props["num_groups"].error_message == ("num_groups=5 is larger than num_negatives=3: every group needs "
                                                  "at least one negative label; lower num_groups or raise "
                                                  "num_negatives")
 
 
-def test_embeddings_form_lists_the_settings_that_differ_from_the_run_it_resumes(small):
+def test_embeddings_form_lists_the_settings_that_differ_from_the_run_it_resumes(form_dataset):
     """6. Resuming (or filling in) a run with other settings: the form lists what differs, as the SDK does; a
     resume without settings keeps the stored ones."""
     from ood_core.fo import runs as fo_runs
 
-    ds = small
+    ds = form_dataset
     ood.compute_pyramid_embeddings(ds, "emb", shard=(0, 2), **LITE)  # interrupted: half of the samples
     assert fo_runs.get_ood_run_info(ds, "emb")["status"] == "partial"
     names = fo_runs.get_ood_run_info(ds, "emb")["backbone"]["levels"]
     same = dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1", grid=1)
     for params in (dict(embeddings_field="emb"), same, dict(same, levels=names[0])):  # stored settings kept
-        props = _props("compute_pyramid_embeddings", ds, params)
-        assert not _invalid(props) and "computes only what is missing" in props["embeddings_field_resume"].view.label
-    props = _props("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", show_advanced=True))
+        props = forms.props("compute_pyramid_embeddings", ds, params)
+        assert not forms.invalid(props)
+        assert "computes only what is missing" in props["embeddings_field_resume"].view.label
+    props = forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", show_advanced=True))
     assert (props["model_name"].default, props["levels"].default, props["grid"].default) == \
         ("tf_efficientnet_lite0", "1", 1)
     with pytest.raises(OODInputError) as sdk:
@@ -221,7 +192,7 @@ def test_embeddings_form_lists_the_settings_that_differ_from_the_run_it_resumes(
                             (dict(levels="2"), "backbone.level_indices: stored [1] vs requested [2]"),
                             (dict(mode="flatten"), "backbone.mode: stored 'pool' vs requested 'flatten'"),
                             (dict(project_dim=4), "projection: stored None vs requested")):
-        props = _props("compute_pyramid_embeddings", ds, dict(same, **changed))
+        props = forms.props("compute_pyramid_embeddings", ds, dict(same, **changed))
         message = props["embeddings_field"].error_message
         assert props["embeddings_field"].invalid and "embeddings_field_resume" not in props, changed
         assert message.startswith("embeddings 'emb' exist with other settings (") and listed in message, changed
@@ -231,13 +202,13 @@ def test_embeddings_form_lists_the_settings_that_differ_from_the_run_it_resumes(
     assert out.result["num_computed"] == 20 and out.result["status"] == "complete"
 
 
-def test_forms_refuse_a_generated_view_as_target(small):
+def test_forms_refuse_a_generated_view_as_target(form_dataset):
     """7. A patches view as target is refused by every form, with the SDK's reason; its dataset is fine."""
     import fiftyone as fo
 
     from ood_core.fo.items import require_own_dataset
 
-    ds = small
+    ds = form_dataset
     ds.set_values("objs", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[0, 0, .5, .5])])
                            for _ in range(len(ds))])
     patches = ds.to_patches("objs")
@@ -246,13 +217,14 @@ def test_forms_refuse_a_generated_view_as_target(small):
     for name, params in (("score_ood", dict(embeddings_field="vec")), ("compute_pyramid_embeddings", {}),
                          ("compute_ood_visualization", dict(embeddings_field="vec")),
                          ("compute_neglabel_scores", {}), ("compute_rap_scores", {}), ("compute_adaneg_scores", {})):
-        assert _invalid(_props(name, ds, params, view=patches)) == {"target_refused": str(sdk.value)}, name
+        assert forms.invalid(forms.props(name, ds, params, view=patches)) == {"target_refused": str(sdk.value)}, name
     assert "generated view" in str(sdk.value)
     assert str(sdk.value) in _refused("compute_pyramid_embeddings", patches, dict(embeddings_field="e"))
     # the App's only other choice there, the patches' base view, is all the patches: refused too
-    props = _props("score_ood", ds, dict(embeddings_field="vec", view_target="BASE_VIEW"), view=patches)
+    props = forms.props("score_ood", ds, dict(embeddings_field="vec", view_target="BASE_VIEW"), view=patches)
     assert props["view_target"].type.values == ["BASE_VIEW"] and props["target_refused"].invalid
-    assert "target_refused" not in _props("score_ood", ds, dict(embeddings_field="vec"), view=ds.match_tags("test"))
+    props = forms.props("score_ood", ds, dict(embeddings_field="vec"), view=ds.match_tags("test"))
+    assert "target_refused" not in props
 
 
 @pytest.fixture(scope="module")
@@ -264,19 +236,19 @@ def pg():
     server.stop()
 
 
-def test_score_form_offers_only_the_similarity_indexes_it_can_query(small, pg):
+def test_score_form_offers_only_the_similarity_indexes_it_can_query(form_dataset, pg):
     """8. A sklearn index, or one of another embeddings field, is not offered; a notice says why."""
     import fiftyone.brain as fob
 
-    ds = small
+    ds = form_dataset
     base = dict(embeddings_field="vec", score_field="s", method="knn", reference_tag="trusted", k=3)
     fob.compute_similarity(ds, embeddings="vec", brain_key="sim", backend="sklearn")
-    props = _props("score_ood", ds, base)
+    props = forms.props("score_ood", ds, base)
     assert "similarity_index" not in props
     notice = props["similarity_index_refused"].view.label
     assert notice.startswith("Similarity index not offered: 'sim': the Brain's sklearn similarity backend centres "
                              "the embeddings, so its distances are not k-NN scores")
-    props = _props("score_ood", ds, dict(base, similarity_index="sim"))  # e.g. from Python
+    props = forms.props("score_ood", ds, dict(base, similarity_index="sim"))  # e.g. from Python
     assert props["similarity_index"].invalid and "'sim' cannot be used" in props["similarity_index"].error_message
     import fiftyone as fo
 
@@ -286,20 +258,20 @@ def test_score_form_offers_only_the_similarity_indexes_it_can_query(small, pg):
     ood.compute_knn_scores_with_index(ds, "vec", "via_pg", reference="trusted", brain_key="pg", backend="pgvector",
                                       k=3, connection_string=pg.connection_string, index_type="ivfflat",
                                       ivfflat_lists=1)
-    props = _props("score_ood", ds, base)
+    props = forms.props("score_ood", ds, base)
     assert props["similarity_index"].type.values == ["pg"] and "'sim'" in props["similarity_index_refused"].view.label
     # through an index k is a number (no 'auto'): empty = the SDK's default for index runs
-    props = _props("score_ood", ds, dict(base, k=None, similarity_index="pg"))
-    assert props["k"].default == 50 and not _invalid(props)
+    props = forms.props("score_ood", ds, dict(base, k=None, similarity_index="pg"))
+    assert props["k"].default == 50 and not forms.invalid(props)
     out = _execute("score_ood", ds, dict(base, k=None, similarity_index="pg", score_field="via_index"))
     assert out.result["num_scored"] == 80 and ood.get_ood_run_info(ds, "via_index")["detector"]["k"] == 50
     # the index holds the vectors of 'vec' (its Brain config names no field: the score run that built it does)
-    props = _props("score_ood", ds, dict(base, embeddings_field="vec40"))
+    props = forms.props("score_ood", ds, dict(base, embeddings_field="vec40"))
     assert "similarity_index" not in props
     assert "'pg': it holds embeddings of field 'vec', not 'vec40'" in props["similarity_index_refused"].view.label
     fob.compute_similarity(ds, embeddings="vec", brain_key="pg_vec", backend="pgvector", metric="cosine",
                            connection_string=pg.connection_string, index_type="ivfflat", ivfflat_lists=1)
-    props = _props("score_ood", ds, dict(base, embeddings_field="vec40"))
+    props = forms.props("score_ood", ds, dict(base, embeddings_field="vec40"))
     assert "'pg_vec': it holds embeddings of field 'vec', not 'vec40'" in props["similarity_index_refused"].view.label
     with pytest.raises(OODInputError, match="similarity index 'pg_vec' holds embeddings of field 'vec', not 'vec40'"):
         ood.compute_knn_scores_with_index(ds, "vec40", "s40", brain_key="pg_vec", k=3,
@@ -309,11 +281,11 @@ def test_score_form_offers_only_the_similarity_indexes_it_can_query(small, pg):
         ds.delete_brain_run(key)
 
 
-def test_sharded_embeddings_run_has_a_result_view(small):
+def test_sharded_embeddings_run_has_a_result_view(form_dataset):
     """9. Queuing shards from the form ends with a result view: what was queued, how to run it, where to look."""
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    ds = small
+    ds = form_dataset
     out = _execute("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", model_name="tf_efficientnet_lite0",
                                                           levels="1", grid=1, num_shards=2.0))
     report = out.result["report"]
@@ -323,25 +295,25 @@ def test_sharded_embeddings_run_has_a_result_view(small):
     assert "`fiftyone delegated launch` in 2 terminals" in report and "`fiftyone delegated list`" in report
     assert "completes the field `emb`" in report and "Took " in report
     service = DelegatedOperationService()
-    service.execute_queued_operations(operator=_uri("compute_pyramid_embeddings"), dataset_name=ds.name)
+    service.execute_queued_operations(operator=forms.uri("compute_pyramid_embeddings"), dataset_name=ds.name)
     ds.reload()
     assert len(ds.exists("emb")) == 40
 
 
-def test_score_operator_from_python_takes_whole_number_floats_and_the_form_default_n_components(small):
+def test_score_operator_from_python_takes_whole_number_floats_and_the_form_default_n_components(form_dataset):
     """10. k=3.0 is 3 (as for every integer input); reduce without n_components uses the form's default."""
     import fiftyone.operators as foo
 
     from ood_core.fo import runs as fo_runs
 
-    ds = small
-    score = foo.get_operator(_uri("score_ood"))
+    ds = form_dataset
+    score = foo.get_operator(forms.uri("score_ood"))
     score(ds, "vec", "s3", method="knn", reference_tag="trusted", k=3.0)
     assert fo_runs.get_ood_run_info(ds, "s3")["detector"]["k"] == 3
     from ood_core.fo.scores import DEFAULT_N_COMPONENTS
     score(ds, "vec40", "pca", method="knn", k=3, reduce="pca")  # unsupervised: 40 samples of 40 dimensions
     assert fo_runs.get_ood_run_info(ds, "pca")["reduction"]["n_components"] == DEFAULT_N_COMPONENTS == 30
-    props = _props("score_ood", ds, dict(embeddings_field="vec40", reduce="pca", show_advanced=True))
+    props = forms.props("score_ood", ds, dict(embeddings_field="vec40", reduce="pca", show_advanced=True))
     assert props["n_components"].default == DEFAULT_N_COMPONENTS
     assert "k=2.5 is not a whole number; pass an integer >= 1" in _refused(
         "score_ood", ds, dict(embeddings_field="vec", score_field="s25", method="knn", k=2.5))

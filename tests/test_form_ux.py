@@ -7,37 +7,13 @@ import os
 import pathlib
 import time
 
-import numpy as np
 import pytest
 
+import form_helpers as forms
 from ood_core.errors import OODInputError, WeightsNotFoundError
 
-PLUGIN = "@fiftyone-ood/ood"
 LITE = dict(model_name="tf_efficientnet_lite0", levels="1", grid=1, weights="bundled")
 README = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-
-
-@pytest.fixture
-def small(dataset_factory, fashion_files):
-    """40 Fashion-MNIST images (20 tagged trusted) with ``ground_truth`` labels and 8-d vectors in ``vec``."""
-    paths, names = fashion_files
-    idx = list(range(0, 200, 5))
-    tags = [["trusted"] if i % 10 < 2 else ["test"] for i in idx]
-    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
-    ds.set_values("vec", list(np.random.default_rng(0).normal(size=(len(ds), 8)).astype(np.float32)))
-    return ds
-
-
-def _ctx(name, ds, params):
-    from fiftyone.operators.executor import ExecutionContext
-
-    return ExecutionContext(request_params=dict(dataset_name=ds.name, params=params, selected=[]))
-
-
-def _props(name, ds, params):
-    import fiftyone.operators as foo
-
-    return foo.get_operator(f"{PLUGIN}/{name}").resolve_input(_ctx(name, ds, params)).type.properties
 
 
 def _result(name, view, params):
@@ -45,13 +21,14 @@ def _result(name, view, params):
     from fiftyone.operators.executor import execute_or_delegate_operator
 
     request = dict(dataset_name=view._dataset.name, params=params, selected=[], view=view.view()._serialize())
-    return asyncio.run(execute_or_delegate_operator(f"{PLUGIN}/{name}", request, exhaust=True))
+    return asyncio.run(execute_or_delegate_operator(forms.uri(name), request, exhaust=True))
 
 
 # ----------------------------------------------------------------------------- 1, 2: allowed folders
 
 
-def test_allowed_folders_variable_adds_to_the_defaults_and_the_audit_form_opens_valid(small, tmp_path, monkeypatch):
+def test_allowed_folders_variable_adds_to_the_defaults_and_the_audit_form_opens_valid(form_dataset, tmp_path,
+                                                                                      monkeypatch):
     from ood_core.paths import ENV_ALLOWED_DIRS, check_allowed_path, configured_allowed_dirs, default_allowed_dirs
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
@@ -64,13 +41,13 @@ def test_allowed_folders_variable_adds_to_the_defaults_and_the_audit_form_opens_
     with pytest.raises(OODInputError):
         check_allowed_path(str(tmp_path / "elsewhere" / "r.html"), "report_path")
     # the audit form's own default report path (~/fiftyone/ood_reports/) stays valid with the variable set
-    props = _props("audit_dataset", small, {})
+    props = forms.props("audit_dataset", form_dataset, {})
     assert props["report_path"].default.startswith(str(tmp_path / "home" / "fiftyone" / "ood_reports"))
     assert not props["report_path"].invalid, props["report_path"].error_message
 
 
-def test_a_refused_path_says_the_app_and_the_delegated_workers_need_the_variable(small, tmp_path):
-    props = _props("audit_dataset", small, dict(report_path="/etc/r.html", export_dir="/etc/x"))
+def test_a_refused_path_says_the_app_and_the_delegated_workers_need_the_variable(form_dataset, tmp_path):
+    props = forms.props("audit_dataset", form_dataset, dict(report_path="/etc/r.html", export_dir="/etc/x"))
     for name in ("report_path", "export_dir"):
         message = props[name].error_message
         assert props[name].invalid and "FIFTYONE_OOD_ALLOWED_DIRS" in message, name
@@ -88,9 +65,9 @@ def test_readme_says_which_paths_are_checked_and_where_the_variable_is_needed():
 # ----------------------------------------------------------------------------- 3: errors name the form's inputs
 
 
-def test_run_errors_name_the_form_input_of_the_sdk_parameter(small, tmp_path):
+def test_run_errors_name_the_form_input_of_the_sdk_parameter(form_dataset, tmp_path):
     # an int parameter refused in the run (the input sits in the hidden advanced group)
-    result = _result("compute_pyramid_embeddings", small, dict(embeddings_field="e", project_dim=-5))
+    result = _result("compute_pyramid_embeddings", form_dataset, dict(embeddings_field="e", project_dim=-5))
     assert result.error_message.startswith("project_dim=-5 is too small; use an integer >= 0")  # the SDK's words
     assert ("`project_dim` is the input 'Reduce to dimensions (0 = keep)' (shown by 'Show advanced settings "
             "(backbone, levels, speed)')") in result.error_message
@@ -98,22 +75,22 @@ def test_run_errors_name_the_form_input_of_the_sdk_parameter(small, tmp_path):
     # an unreadable image: the SDK says "pass skip_failures=True", the form names its box
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
-    sample = small.first()
+    sample = form_dataset.first()
     sample.filepath = str(bad)
     sample.save()
-    result = _result("compute_pyramid_embeddings", small, dict(LITE, embeddings_field="e", show_advanced=True,
+    result = _result("compute_pyramid_embeddings", form_dataset, dict(LITE, embeddings_field="e", show_advanced=True,
                                                                skip_failures=False))
     assert "pass skip_failures=True" in result.error_message
     assert "`skip_failures` is the input 'Skip unreadable images'." in result.error_message
 
 
-def test_the_hint_maps_sdk_names_that_differ_from_the_form(small):
+def test_the_hint_maps_sdk_names_that_differ_from_the_form(form_dataset):
     import fiftyone.operators as foo
 
     from operators.hints import form_labels, with_form_hint
 
-    op = foo.get_operator(f"{PLUGIN}/compute_neglabel_scores")
-    form = op.resolve_input(_ctx("compute_neglabel_scores", small, {})).type
+    op = foo.get_operator(forms.uri("compute_neglabel_scores"))
+    form = op.resolve_input(forms.context(form_dataset, {})).type
     labels = form_labels(form)
     assert labels["weights"] == ("CLIP weights", None) and labels["tau"][1].startswith("Show the papers'")
     error = WeightsNotFoundError('Could not get pretrained weights: pass a local file: CLIPEncoder("ViT-B-16", '
@@ -129,53 +106,56 @@ def test_the_hint_maps_sdk_names_that_differ_from_the_form(small):
 # ----------------------------------------------------------------------------- 4: backbone and levels in the form
 
 
-def test_embeddings_form_checks_the_backbone_and_level_names(small):
+def test_embeddings_form_checks_the_backbone_and_level_names(form_dataset):
     from ood_core.weights import require_timm_model
 
     adv = dict(show_advanced=True, embeddings_field="e")
-    props = _props("compute_pyramid_embeddings", small, dict(adv, model_name="not_a_model_xyz"))
+    props = forms.props("compute_pyramid_embeddings", form_dataset, dict(adv, model_name="not_a_model_xyz"))
     with pytest.raises(OODInputError) as sdk:
         require_timm_model("not_a_model_xyz")
     assert props["model_name"].invalid and props["model_name"].error_message == str(sdk.value)
-    props = _props("compute_pyramid_embeddings", small, dict(adv, model_name="tf_efficientnet_lite0",
+    props = forms.props("compute_pyramid_embeddings", form_dataset, dict(adv, model_name="tf_efficientnet_lite0",
                                                              levels="blocks.99,foo"))
     assert props["levels"].invalid and "unknown pyramid level 'blocks.99'" in props["levels"].error_message
     assert "blocks.6" in props["levels"].error_message  # the backbone's own level names
     for good in ("1,2", "blocks.2", "-1"):
-        props = _props("compute_pyramid_embeddings", small, dict(adv, model_name="tf_efficientnet_lite0", levels=good))
+        props = forms.props("compute_pyramid_embeddings", form_dataset,
+                            dict(adv, model_name="tf_efficientnet_lite0", levels=good))
         assert not props["levels"].invalid, good
     # 'auto': a name of either automatic backbone passes (the run picks one), a name of neither is refused
-    assert not _props("compute_pyramid_embeddings", small, dict(adv, levels="layer1"))["levels"].invalid
-    props = _props("compute_pyramid_embeddings", small, dict(adv, levels="foo"))
+    assert not forms.props("compute_pyramid_embeddings", form_dataset, dict(adv, levels="layer1"))["levels"].invalid
+    props = forms.props("compute_pyramid_embeddings", form_dataset, dict(adv, levels="foo"))
     assert props["levels"].invalid and "resnet50" in props["levels"].error_message
     # cheap once the backbone's names are cached (built without weights, once per backbone)
     start = time.perf_counter()
-    _props("compute_pyramid_embeddings", small, dict(adv, model_name="tf_efficientnet_lite0", levels="blocks.99"))
+    forms.props("compute_pyramid_embeddings", form_dataset,
+                dict(adv, model_name="tf_efficientnet_lite0", levels="blocks.99"))
     assert time.perf_counter() - start < 2.0
     # the App refuses to run it (the typed values stay in the form), naming the field
     from fiftyone.operators.executor import ExecutionError
 
     with pytest.raises(ExecutionError, match="Validation error. Path: levels. Reason: resnet50: unknown pyramid level"):
-        _result("compute_pyramid_embeddings", small, dict(adv, levels="blocks.99,foo"))
+        _result("compute_pyramid_embeddings", form_dataset, dict(adv, levels="blocks.99,foo"))
     # typed, then the advanced group hidden: the form still says why it cannot run
-    props = _props("compute_pyramid_embeddings", small, dict(embeddings_field="e", model_name="not_a_model_xyz"))
+    props = forms.props("compute_pyramid_embeddings", form_dataset,
+                        dict(embeddings_field="e", model_name="not_a_model_xyz"))
     assert props["model_name_error"].invalid and "timm backbone" in props["model_name_error"].view.label
 
 
 # ----------------------------------------------------------------------------- 5: skip unreadable images
 
 
-def test_both_embedding_forms_show_skip_unreadable_images_with_the_sdk_default(small):
+def test_both_embedding_forms_show_skip_unreadable_images_with_the_sdk_default(form_dataset):
     import inspect
 
     import ood_core as ood
 
-    embed = _props("compute_pyramid_embeddings", small, dict(embeddings_field="e"))  # advanced settings hidden
+    embed = forms.props("compute_pyramid_embeddings", form_dataset, dict(embeddings_field="e"))  # advanced hidden
     sdk = inspect.signature(ood.compute_pyramid_embeddings).parameters["skip_failures"].default
     assert embed["skip_failures"].default is sdk and embed["skip_failures"].view.label == "Skip unreadable images"
     assert "unticked: the first one stops the run" in embed["skip_failures"].view.description
-    small.delete_sample_field("vec")
-    audit = _props("audit_dataset", small, {})
+    form_dataset.delete_sample_fields(["vec", "vec40"])  # no vectors: the audit computes embeddings
+    audit = forms.props("audit_dataset", form_dataset, {})
     assert audit["skip_failures"].default is inspect.signature(ood.audit).parameters["skip_failures"].default
     assert audit["skip_failures"].view.label == "Skip unreadable images"
 
@@ -183,29 +163,29 @@ def test_both_embedding_forms_show_skip_unreadable_images_with_the_sdk_default(s
 # ----------------------------------------------------------------------------- 6: score form preselects the labels
 
 
-def test_score_form_preselects_the_only_label_field_for_methods_that_use_labels(small):
+def test_score_form_preselects_the_only_label_field_for_methods_that_use_labels(form_dataset):
     from ood_core.detectors import detector_class, detector_names, requires_labels
 
     for method in detector_names():
-        props = _props("score_ood", small, dict(embeddings_field="vec", method=method))
+        props = forms.props("score_ood", form_dataset, dict(embeddings_field="vec", method=method))
         uses = requires_labels(method) or detector_class(method).accepts_optional_labels
         assert props["label_field"].default == ("ground_truth" if uses else None), method
-    props = _props("score_ood", small, dict(embeddings_field="vec"))  # the default method
+    props = forms.props("score_ood", form_dataset, dict(embeddings_field="vec"))  # the default method
     assert props["label_field"].default == "ground_truth"
 
 
 # ----------------------------------------------------------------------------- 7: smaller things
 
 
-def test_operator_browser_lists_the_audit_first_and_the_method_dropdown_is_grouped(small):
+def test_operator_browser_lists_the_audit_first_and_the_method_dropdown_is_grouped(form_dataset):
     """FiftyOne 1.22's operator browser orders matches by the first character of the description (then label)."""
     from operators import OPERATORS
 
     listed = [op() for op in OPERATORS if not getattr(op().config, "unlisted", False)]
     first = min(listed, key=lambda op: (op.config.description or op.config.label)[0])
     assert first.name == "audit_dataset"
-    ds = small
-    method = _props("score_ood", ds, dict(embeddings_field="vec"))["method"]
+    ds = form_dataset
+    method = forms.props("score_ood", ds, dict(embeddings_field="vec"))["method"]
     choices = [(c.value, c.label, c.description) for c in method.view.choices]
     assert choices[0][:2] == ("pyramid_knn", "OOD: Pyramid k-NN (default)")
     tasks = [label.split(":")[0] for _, label, _ in choices]
@@ -214,25 +194,25 @@ def test_operator_browser_lists_the_audit_first_and_the_method_dropdown_is_group
     assert not any("class_conditional" in description for _, _, description in choices)
 
 
-def test_number_inputs_say_the_minimum_they_accept(small):
-    props = _props("compute_pyramid_embeddings", small, dict(embeddings_field="e", show_advanced=True, grid=0,
-                                                              batch_size=-1))
+def test_number_inputs_say_the_minimum_they_accept(form_dataset):
+    props = forms.props("compute_pyramid_embeddings", form_dataset,
+                        dict(embeddings_field="e", show_advanced=True, grid=0, batch_size=-1))
     assert props["grid"].error_message == "grid=0 is too small; use an integer >= 1"
     assert props["batch_size"].error_message == "batch_size=-1 is too small; use an integer >= 1"
-    props = _props("compute_pyramid_embeddings", small, dict(embeddings_field="e", show_advanced=True, grid=1,
-                                                              batch_size=1))
+    props = forms.props("compute_pyramid_embeddings", form_dataset,
+                        dict(embeddings_field="e", show_advanced=True, grid=1, batch_size=1))
     assert not props["grid"].invalid and not props["batch_size"].invalid
-    assert "too large" in _props("compute_pyramid_embeddings", small, dict(show_advanced=True, grid=9))[
+    assert "too large" in forms.props("compute_pyramid_embeddings", form_dataset, dict(show_advanced=True, grid=9))[
         "grid"].error_message
     for prop in props.values():
         assert getattr(prop.type, "min", None) is None, "the App's min says 'must be greater than'"
 
 
-def test_result_views_name_what_exists_and_what_was_written(small):
+def test_result_views_name_what_exists_and_what_was_written(form_dataset):
     from operators.scoring import score_report
     from operators.visualization import score_fields
 
-    ds = small
+    ds = form_dataset
     assert score_fields(ds) == []
     result = _result("score_ood", ds, dict(embeddings_field="vec", score_field="s", reference_tag="trusted"))
     assert result.error is None, result.error
@@ -248,7 +228,7 @@ def test_result_views_name_what_exists_and_what_was_written(small):
     assert "ood_knn" not in result.result["report"]
 
 
-def test_neglabel_form_says_stored_clip_embeddings_come_from_python(small):
-    description = _props("compute_neglabel_scores", small, {})["embeddings_field"].view.description
+def test_neglabel_form_says_stored_clip_embeddings_come_from_python(form_dataset):
+    description = forms.props("compute_neglabel_scores", form_dataset, {})["embeddings_field"].view.description
     assert "no App operator" in description and "ood.compute_clip_embeddings(dataset, 'clip_embeddings')" in \
         description

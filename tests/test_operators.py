@@ -5,22 +5,10 @@ import os
 import pytest
 import yaml
 
+import form_helpers as forms
 import ood_core as ood
 
-PLUGIN = "@fiftyone-ood/ood"
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _uri(name):
-    return f"{PLUGIN}/{name}"
-
-
-@pytest.fixture
-def small(dataset_factory, fashion_files):
-    paths, names = fashion_files
-    idx = list(range(0, 200, 5))  # 40 images, 4 per class
-    tags = [["trusted"] if i % 10 < 2 else ["test"] for i in idx]
-    return dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
 
 
 def test_every_operator_is_registered_and_listed_in_fiftyone_yml():
@@ -35,7 +23,7 @@ def test_every_operator_is_registered_and_listed_in_fiftyone_yml():
     assert operators == set(meta["operators"]) and panels == set(meta["panels"]) == {"ood_review"}
     available = {op.uri for op in foo.list_operators()}
     for name in operators | panels:
-        assert _uri(name) in available, f"{name} not discovered from FIFTYONE_PLUGINS_DIR"
+        assert forms.uri(name) in available, f"{name} not discovered from FIFTYONE_PLUGINS_DIR"
     # every operator has a Material icon (a name, not a file path)
     for op in OPERATORS:
         icon = op().config.icon
@@ -50,12 +38,12 @@ def _run(uri, view, params, **kw):
     return result
 
 
-def test_score_result_says_whether_the_density_ratio_was_used(small):
+def test_score_result_says_whether_the_density_ratio_was_used(form_images):
     """The App's result view of a default-method score run names the density-ratio decision and its reason."""
-    ds = small
-    _run(_uri("compute_pyramid_embeddings"), ds,
+    ds = form_images
+    _run(forms.uri("compute_pyramid_embeddings"), ds,
          dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1,2,3", grid=1, batch_size=16))
-    out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="ood", method="pyramid_knn",
+    out = _run(forms.uri("score_ood"), ds, dict(embeddings_field="emb", score_field="ood", method="pyramid_knn",
                                           reference_tag="trusted", label_field="ground_truth"))
     ratio = out.result["density_ratio"]
     assert set(ratio) == {"used", "p_value", "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
@@ -108,12 +96,12 @@ def test_score_report_warns_about_classes_without_a_reference_item():
             "'c0' (10), 'c1' (9), 'c2' (8), 'c3' (7), 'c4' (6) and 2 more. Their 30 items") in report
 
 
-def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(small):
+def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(form_images):
     """The result view of a default wrong-label run names the samples left out of the second vote."""
-    ds = small
-    _run(_uri("compute_pyramid_embeddings"), ds,
+    ds = form_images
+    _run(forms.uri("compute_pyramid_embeddings"), ds,
          dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1,2,3", grid=1, batch_size=16))
-    out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="issue",
+    out = _run(forms.uri("score_ood"), ds, dict(embeddings_field="emb", score_field="issue",
                                           method="weighted_label_vote", label_field="ground_truth"))
     fitted = ood.get_ood_run_info(ds, "issue")["detector_fitted"]
     # 4 images per class: some neighbours vote for another class
@@ -123,24 +111,24 @@ def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(small
     assert "density ratio" not in out.result["report"]
 
 
-def test_pipeline_through_operators_immediate(small):
-    ds = small
-    out = _run(_uri("compute_pyramid_embeddings"), ds,
+def test_pipeline_through_operators_immediate(form_images):
+    ds = form_images
+    out = _run(forms.uri("compute_pyramid_embeddings"), ds,
                dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1,2,3", grid=1, batch_size=16))
     assert out.result["num_embedded"] == 40 and out.result["dim"] == 24 + 40 + 112
-    out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="ood", method="knn",
+    out = _run(forms.uri("score_ood"), ds, dict(embeddings_field="emb", score_field="ood", method="knn",
                                           reference_tag="trusted", k=3))
     assert out.result["num_scored"] == 40
     scores = ds.values("ood")
     assert all(isinstance(s, float) for s in scores)
-    out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="issue", method="label_agreement",
+    out = _run(forms.uri("score_ood"), ds, dict(embeddings_field="emb", score_field="issue", method="label_agreement",
                                           label_field="ground_truth", k=3))
     assert all(0.0 <= s <= 1.0 for s in ds.values("issue"))
-    out = _run(_uri("compute_ood_visualization"), ds, dict(embeddings_field="emb", brain_key="viz", method="pca"))
+    out = _run(forms.uri("compute_ood_visualization"), ds, dict(embeddings_field="emb", brain_key="viz", method="pca"))
     assert "viz" in ds.list_brain_runs()
-    out = _run(_uri("manage_ood_runs"), ds, dict(action="list"))
+    out = _run(forms.uri("manage_ood_runs"), ds, dict(action="list"))
     assert {r["run_key"] for r in out.result["runs"]} == {"emb", "ood", "issue"}
-    out = _run(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="issue", delete_fields=True,
+    out = _run(forms.uri("manage_ood_runs"), ds, dict(action="delete", run_key="issue", delete_fields=True,
                                                   confirm_delete=True))
     assert "`issue`" in out.result["report"] and "fields deleted" in out.result["report"]
     ds.reload()
@@ -148,12 +136,12 @@ def test_pipeline_through_operators_immediate(small):
     assert {r["run_key"] for r in out.result["runs"]} == {"emb", "ood"}
 
 
-def test_delegated_execution_runs_through_the_queue(small):
+def test_delegated_execution_runs_through_the_queue(form_images):
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
 
-    ds = small
-    uri = _uri("compute_pyramid_embeddings")
+    ds = form_images
+    uri = forms.uri("compute_pyramid_embeddings")
     queued = foo.execute_operator(
         uri, dict(view=ds.view()),
         params=dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="2", grid=1, delegate=True),
@@ -166,12 +154,12 @@ def test_delegated_execution_runs_through_the_queue(small):
     assert len(vecs) == 40 and all(v is not None and v.shape == (40,) for v in vecs)
 
 
-def test_sdk_call_on_operator_objects(small):
+def test_sdk_call_on_operator_objects(form_images):
     import fiftyone.operators as foo
 
-    ds = small
-    embed = foo.get_operator(_uri("compute_pyramid_embeddings"))
-    score = foo.get_operator(_uri("score_ood"))
+    ds = form_images
+    embed = foo.get_operator(forms.uri("compute_pyramid_embeddings"))
+    score = foo.get_operator(forms.uri("score_ood"))
     embed(ds, "emb", model_name="tf_efficientnet_lite0", levels=[2, 3])
     score(ds.match_tags("test"), "emb", "ood", method="lof", reference_tag="trusted", k=3)
     test_scores = ds.match_tags("test").values("ood")
@@ -180,48 +168,39 @@ def test_sdk_call_on_operator_objects(small):
     assert all(isinstance(s, float) for s in ds.match_tags("trusted").values("ood"))
 
 
-def _resolve(uri, ds, params):
-    import fiftyone.operators as foo
-    from fiftyone.operators.executor import ExecutionContext
-
-    op = foo.get_operator(uri)
-    ctx = ExecutionContext(request_params=dict(dataset_name=ds.name, params=params))
-    return op.resolve_input(ctx).type.properties
-
-
-def test_forms_flag_taken_names_and_bad_keys(small):
-    ds = small
+def test_forms_flag_taken_names_and_bad_keys(form_images):
+    ds = form_images
     ds.set_values("ood_score", [0.0] * len(ds))
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="ood_score"))
+    props = forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="ood_score"))
     assert props["embeddings_field"].invalid and "already exist" in props["embeddings_field"].error_message
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="bad name"))
+    props = forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="bad name"))
     assert props["embeddings_field"].invalid and "not valid" in props["embeddings_field"].error_message
     # a field no run of the plugin wrote is the user's: overwrite does not make it an output
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="ood_score", overwrite=True))
+    props = forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="ood_score", overwrite=True))
     assert props["embeddings_field"].invalid and "no fiftyone-ood run wrote it" in props["embeddings_field"].error_message
     # scoring before any embeddings exist: the form says what to run first
-    props = _resolve(_uri("score_ood"), ds, dict())
+    props = forms.props("score_ood", ds, dict())
     assert props["no_embeddings"].invalid and "embeddings" in props["no_embeddings"].error_message
 
 
-def test_form_defaults_come_from_the_sdk_and_the_detector_registry(small):
+def test_form_defaults_come_from_the_sdk_and_the_detector_registry(form_images):
     import inspect
 
     import ood_core as ood
     from ood_core.detectors import detector_class, detector_names
 
-    ds = small
+    ds = form_images
     emb_sig = inspect.signature(ood.compute_pyramid_embeddings).parameters
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(project_dim=8, show_advanced=True))
+    props = forms.props("compute_pyramid_embeddings", ds, dict(project_dim=8, show_advanced=True))
     for name in ("model_name", "mode", "grid", "batch_size", "num_workers", "skip_failures", "project_method"):
         assert props[name].default == emb_sig[name].default, name
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     # every registered detector is offered, and k defaults to that detector's own default
-    props = _resolve(_uri("score_ood"), ds, dict(embeddings_field="emb"))
+    props = forms.props("score_ood", ds, dict(embeddings_field="emb"))
     assert set(props["method"].type.values) == set(detector_names())
     assert props["method"].default == inspect.signature(ood.compute_ood_scores).parameters["method"].default
     for method in detector_names():
-        props = _resolve(_uri("score_ood"), ds, dict(embeddings_field="emb", method=method))
+        props = forms.props("score_ood", ds, dict(embeddings_field="emb", method=method))
         k_default = detector_class(method).default_params().get("k")
         if isinstance(k_default, int):
             assert props["k"].default == k_default, method
@@ -230,44 +209,44 @@ def test_form_defaults_come_from_the_sdk_and_the_detector_registry(small):
             assert "auto" in props["k"].view.description, method
         else:
             assert "k" not in props, method
-    props = _resolve(_uri("score_ood"), ds, dict(embeddings_field="emb", method="label_agreement"))
+    props = forms.props("score_ood", ds, dict(embeddings_field="emb", method="label_agreement"))
     assert props["score_field"].default == "label_issue" and props["label_field"].required
 
 
-def test_manage_runs_list_has_a_table_of_runs(small):
+def test_manage_runs_list_has_a_table_of_runs(form_images):
     import fiftyone.operators as foo
 
     import ood_core as ood
 
-    ds = small
+    ds = form_images
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     ood.compute_ood_scores(ds, "emb", "ood", reference="trusted", k=3)
-    out = _run(_uri("manage_ood_runs"), ds, dict(action="list"))
+    out = _run(forms.uri("manage_ood_runs"), ds, dict(action="list"))
     rows = {r["run_key"]: r for r in out.result["runs"]}
     assert rows["ood"]["kind"] == "ood_scores" and rows["ood"]["fields"] == "ood, ood_pvalue"
     assert rows["emb"]["kind"] == "embeddings" and rows["emb"]["date"][:2] == "20"
     # the output view is a table whose columns are exactly those row keys
-    op = foo.get_operator(_uri("manage_ood_runs"))
+    op = foo.get_operator(forms.uri("manage_ood_runs"))
     view = op.resolve_output(None).type.properties["runs"].view
     assert [c.key for c in view.columns] == list(next(iter(rows.values())))
 
 
-def test_operator_refuses_bad_params_and_writes_nothing(small):
+def test_operator_refuses_bad_params_and_writes_nothing(form_images):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionError
 
-    ds = small
+    ds = form_images
     params = dict(embeddings_field="nope", score_field="s", method="knn")
     with pytest.raises(ExecutionError, match="no embeddings run"):
-        foo.execute_operator(_uri("score_ood"), dict(view=ds.view()), params=params)
-    _run(_uri("compute_pyramid_embeddings"), ds,
+        foo.execute_operator(forms.uri("score_ood"), dict(view=ds.view()), params=params)
+    _run(forms.uri("compute_pyramid_embeddings"), ds,
          dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="2"))
     with pytest.raises(ExecutionError, match="embeddings_field"):
-        foo.execute_operator(_uri("score_ood"), dict(view=ds.view()), params=params)
+        foo.execute_operator(forms.uri("score_ood"), dict(view=ds.view()), params=params)
     # a label method without a label field fails inside the SDK with its own message
     bad = dict(embeddings_field="emb", score_field="s", method="class_lof")
     with pytest.raises(ExecutionError, match="label"):
-        foo.execute_operator(_uri("score_ood"), dict(view=ds.view()), params=bad)
+        foo.execute_operator(forms.uri("score_ood"), dict(view=ds.view()), params=bad)
     ds.reload()
     assert not ds.has_field("s") and "s" not in ds.list_runs()
 
@@ -277,7 +256,7 @@ def test_operator_refuses_bad_params_and_writes_nothing(small):
 
 @pytest.fixture
 def tiny_clip_params(tiny_clip, tmp_path, monkeypatch):
-    """Form params for the tiny CLIP model file and a small word list; a private text cache."""
+    """Form params for the tiny CLIP model file and a form_images word list; a private text cache."""
     monkeypatch.setenv("FIFTYONE_OOD_CACHE_DIR", str(tmp_path / "cache"))
     words = tmp_path / "words.txt"
     nouns = "dog cat horse bird fish car truck boat train house tree river cloud pizza apple guitar clock lamp"
@@ -285,21 +264,21 @@ def tiny_clip_params(tiny_clip, tmp_path, monkeypatch):
     return dict(model_name=tiny_clip.name, weights=str(tiny_clip.safetensors), word_list=str(words))
 
 
-def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_torch_thread):
+def test_neglabel_operator_form_and_immediate_run(form_images, tiny_clip_params, one_torch_thread):
     from ood_core.fo import runs as fo_runs
 
-    ds = small
-    uri = _uri("compute_neglabel_scores")
+    ds = form_images
+    uri = forms.uri("compute_neglabel_scores")
     ds.set_values("taken", [0.0] * len(ds))
-    props = _resolve(uri, ds, dict(score_field="taken"))
+    props = forms.props(uri, ds, dict(score_field="taken"))
     assert props["score_field"].invalid and "already exist" in props["score_field"].error_message
     # a taken prediction field is the prediction field's error, not the score field's
-    props = _resolve(uri, ds, dict(score_field="fresh", prediction_field="taken"))
+    props = forms.props(uri, ds, dict(score_field="fresh", prediction_field="taken"))
     assert not props["score_field"].invalid and props["prediction_field"].invalid
     assert props["label_field"].type.values == ["ground_truth"]  # default ID source: a label field
     assert props["label_field"].default == "ground_truth"  # the only Classification field, preselected
-    assert "tau" not in _resolve(uri, ds, dict())  # the papers' hyper-parameters sit behind a switch
-    props = _resolve(uri, ds, dict(show_advanced=True, id_source="labels", id_labels=" , ", tau=0, num_groups=0,
+    assert "tau" not in forms.props(uri, ds, dict())  # the papers' hyper-parameters sit behind a switch
+    props = forms.props(uri, ds, dict(show_advanced=True, id_source="labels", id_labels=" , ", tau=0, num_groups=0,
                                    prediction_field="bad name"))
     for name in ("id_labels", "tau", "num_groups", "prediction_field"):
         assert props[name].invalid, name
@@ -331,27 +310,27 @@ def test_neglabel_operator_form_and_immediate_run(small, tiny_clip_params, one_t
     assert len(fo_runs.load_ood_results(ds, "nl").id_names) == 10
 
 
-def test_rap_operator_delegated_through_sdk_call(small, tiny_clip_params, one_torch_thread):
+def test_rap_operator_delegated_through_sdk_call(form_images, tiny_clip_params, one_torch_thread):
     import fiftyone.operators as foo
     from fiftyone.operators.delegated import DelegatedOperationService
 
     from ood_core.fo import runs as fo_runs
 
-    ds = small
-    uri = _uri("compute_rap_scores")
-    props = _resolve(uri, ds, dict(few_shot_mode="tag", few_shot_tag="trusted", u1=0.6, u2=0.4, num_crops=0,
+    ds = form_images
+    uri = forms.uri("compute_rap_scores")
+    props = forms.props(uri, ds, dict(few_shot_mode="tag", few_shot_tag="trusted", u1=0.6, u2=0.4, num_crops=0,
                                    show_advanced=True))
     assert "trusted" in props["few_shot_tag"].type.values
     assert props["u2"].invalid and props["num_crops"].invalid and not props["few_shot_tag"].invalid
-    props = _resolve(uri, ds, dict(id_source="labels", id_labels="Bag", few_shot_mode="k_per_class",
+    props = forms.props(uri, ds, dict(id_source="labels", id_labels="Bag", few_shot_mode="k_per_class",
                                    test_time=False))
     assert props["label_field"].type.values == ["ground_truth"] and "u1" not in props
     # class names typed in and few-shot images by tag: nothing tells each image's class, which the paper's
     # crop ranking needs; the form says so unless the ranking by the best ID prompt is chosen
-    props = _resolve(uri, ds, dict(id_source="labels", id_labels="Coat,Dress", few_shot_mode="tag",
+    props = forms.props(uri, ds, dict(id_source="labels", id_labels="Coat,Dress", few_shot_mode="tag",
                                    few_shot_tag="trusted"))
     assert props["crop_ranking_needs_classes"].invalid
-    assert "crop_ranking_needs_classes" not in _resolve(uri, ds, dict(
+    assert "crop_ranking_needs_classes" not in forms.props(uri, ds, dict(
         id_source="labels", id_labels="Coat,Dress", few_shot_mode="tag", few_shot_tag="trusted",
         show_advanced=True, crop_ranking="all_prompts"))
     op = foo.get_operator(uri)
@@ -374,87 +353,75 @@ def test_rap_operator_delegated_through_sdk_call(small, tiny_clip_params, one_to
 # --------------------------------------------------------------------------- forms: target, preselection, warnings
 
 
-def _resolve_ctx(uri, ds, params, view=None, selected=None):
-    """Resolve a form with the App's view and selection; returns the form's properties."""
-    import fiftyone.operators as foo
-    from fiftyone.operators.executor import ExecutionContext
-
-    request = dict(dataset_name=ds.name, params=params, selected=selected or [])
-    if view is not None:
-        request["view"] = view._serialize()
-    ctx = ExecutionContext(request_params=request)
-    return foo.get_operator(uri).resolve_input(ctx).type.properties
-
-
-def test_score_form_preselects_and_warns_about_skipped_samples(small):
+def test_score_form_preselects_and_warns_about_skipped_samples(form_images):
     import numpy as np
 
     import ood_core as ood
 
-    ds = small
+    ds = form_images
     ood.compute_pyramid_embeddings(ds.limit(10), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
-    props = _resolve(_uri("score_ood"), ds, dict(method="label_agreement"))
+    props = forms.props("score_ood", ds, dict(method="label_agreement"))
     assert props["embeddings_field"].default == "emb"
     assert props["label_field"].default == "ground_truth"  # the only Classification field
     warning = props["embeddings_field_coverage"].view.label
     assert warning == ("Embeddings exist for 10 of 40 samples of the target in 'emb': 30 will be skipped "
                        "(compute embeddings for them first to score them)")
-    props = _resolve(_uri("score_ood"), ds, dict(method="knn"))
+    props = forms.props("score_ood", ds, dict(method="knn"))
     assert props["reference_tag"].default == "trusted"
     # any vector field can be scored; the newest embeddings run comes first
     ds.set_values("other_vectors", [np.arange(1, 5, dtype=np.float32) ** (1 + i / 10) for i in range(len(ds))])
     ood.compute_pyramid_embeddings(ds, "emb2", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
-    props = _resolve(_uri("score_ood"), ds, dict())
+    props = forms.props("score_ood", ds, dict())
     assert props["embeddings_field"].type.values == ["emb2", "emb", "other_vectors"]
     assert props["embeddings_field"].default == "emb2" and "embeddings_field_coverage" not in props
-    out = _run(_uri("score_ood"), ds, dict(embeddings_field="other_vectors", score_field="ov", k=3,
+    out = _run(forms.uri("score_ood"), ds, dict(embeddings_field="other_vectors", score_field="ov", k=3,
                                           reference_tag="trusted"))
     assert out.result["num_scored"] == 40
     # the result view: what was written, counts, time, where to look next
-    out = _run(_uri("score_ood"), ds, dict(embeddings_field="emb", score_field="s10", k=3))
+    out = _run(forms.uri("score_ood"), ds, dict(embeddings_field="emb", score_field="s10", k=3))
     report = out.result["report"]
     assert "Scores written to `s10`" in report and "samples scored: 10 of 40" in report
     assert "samples skipped: 30 without an embedding in `emb`" in report
     assert "OOD review" in report and "Took " in report
     import fiftyone.operators as foo
 
-    assert "report" in foo.get_operator(_uri("score_ood")).resolve_output(None).type.properties
+    assert "report" in foo.get_operator(forms.uri("score_ood")).resolve_output(None).type.properties
 
 
-def test_score_and_audit_forms_warn_about_classes_without_a_trusted_sample(small):
+def test_score_and_audit_forms_warn_about_classes_without_a_trusted_sample(form_images):
     from fiftyone import ViewField as F
 
     import ood_core as ood
 
-    ds = small
+    ds = form_images
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     params = dict(method="pyramid_knn", label_field="ground_truth", reference_tag="trusted")
-    assert "uncovered_classes" not in _resolve(_uri("score_ood"), ds, params)  # every class has trusted samples
+    assert "uncovered_classes" not in forms.props("score_ood", ds, params)  # every class has trusted samples
     ds.match((F("ground_truth.label") == "Bag")).untag_samples("trusted")
-    for uri, form in ((_uri("score_ood"), params), (_uri("audit_dataset"), {})):  # the audit's defaults
-        warning = _resolve(uri, ds, form)["uncovered_classes"].view
+    for uri, form in ((forms.uri("score_ood"), params), (forms.uri("audit_dataset"), {})):  # the audit's defaults
+        warning = forms.props(uri, ds, form)["uncovered_classes"].view
         assert warning.label == "Classes without a trusted sample"
         assert warning.description.startswith("1 class(es) of 'ground_truth' among the scored items have no "
                                               "reference (trusted) item: 'Bag' (4). Their 4 items")
-    assert "uncovered_classes" not in _resolve(_uri("score_ood"), ds, dict(params, label_field=None))
-    assert "uncovered_classes" not in _resolve(_uri("score_ood"), ds, dict(params, method="knn"))  # labels unused
+    assert "uncovered_classes" not in forms.props("score_ood", ds, dict(params, label_field=None))
+    assert "uncovered_classes" not in forms.props("score_ood", ds, dict(params, method="knn"))  # labels unused
     # the package's own Classification outputs are not offered as label fields
     ood.compute_label_issues(ds, "ground_truth", "emb", "issue", k=3)
-    choices = _resolve(_uri("score_ood"), ds, params)["label_field"].type.values
+    choices = forms.props("score_ood", ds, params)["label_field"].type.values
     assert "ground_truth" in choices and "issue_suggestion" not in choices
 
 
-def test_target_choice_dataset_view_or_selection(small):
+def test_target_choice_dataset_view_or_selection(form_images):
     import ood_core as ood
 
-    ds = small
+    ds = form_images
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     test_view = ds.match_tags("test")
     chosen = test_view.values("id")[:5]
-    props = _resolve_ctx(_uri("score_ood"), ds, dict(), view=test_view, selected=chosen)
+    props = forms.props("score_ood", ds, dict(), view=test_view, selected=chosen)
     targets = props["view_target"].type.values
     assert {"DATASET", "CURRENT_VIEW", "SELECTED_SAMPLES"} <= set(targets)
-    out = _run(_uri("score_ood"), test_view, dict(embeddings_field="emb", score_field="sel", k=3,
+    out = _run(forms.uri("score_ood"), test_view, dict(embeddings_field="emb", score_field="sel", k=3,
                                                  reference_tag="trusted", view_target="SELECTED_SAMPLES"),
                selected=chosen)
     # the selection is scored, and so are the trusted reference samples (self-excluded scores)
@@ -462,102 +429,102 @@ def test_target_choice_dataset_view_or_selection(small):
     assert out.result["num_scored"] == 5 + len(trusted)
     ds.reload()
     assert sorted(ds.exists("sel").values("id")) == sorted(chosen + trusted)
-    out = _run(_uri("score_ood"), test_view, dict(embeddings_field="emb", score_field="cur", k=3,
+    out = _run(forms.uri("score_ood"), test_view, dict(embeddings_field="emb", score_field="cur", k=3,
                                                  reference_tag="trusted", view_target="CURRENT_VIEW"))
     assert out.result["num_scored"] == len(test_view) + len(trusted)
 
 
-def test_embeddings_form_groups_advanced_settings_and_says_when_it_resumes(small):
+def test_embeddings_form_groups_advanced_settings_and_says_when_it_resumes(form_images):
     import ood_core as ood
 
-    ds = small
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict())
+    ds = form_images
+    props = forms.props("compute_pyramid_embeddings", ds, dict())
     assert "batch_size" not in props and "model_name" not in props and "show_advanced" in props
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(show_advanced=True))
+    props = forms.props("compute_pyramid_embeddings", ds, dict(show_advanced=True))
     assert {"batch_size", "model_name", "levels", "grid", "num_shards"} <= set(props)
     ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     same = dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1", grid=1)  # as stored
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, same)
+    props = forms.props("compute_pyramid_embeddings", ds, same)
     assert not props["embeddings_field"].invalid
     assert "computes only what is missing" in props["embeddings_field_resume"].view.label
-    out = _run(_uri("compute_pyramid_embeddings"), ds, dict(same, show_advanced=True))
+    out = _run(forms.uri("compute_pyramid_embeddings"), ds, dict(same, show_advanced=True))
     assert out.result["num_computed"] == 35
     assert "computed now: 35" in out.result["report"] and "already there (kept): 5" in out.result["report"]
 
 
-def test_delegation_box_says_what_to_run(small, monkeypatch):
+def test_delegation_box_says_what_to_run(form_images, monkeypatch):
     import fiftyone as fo
     import fiftyone.operators.types as types
 
-    ds = small
+    ds = form_images
     monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", False)
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(delegate=True))
+    props = forms.props("compute_pyramid_embeddings", ds, dict(delegate=True))
     help_ = props["delegation_help"].view
     assert isinstance(help_, types.Warning) and "FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true" in help_.label
     assert "fiftyone delegated launch" in help_.label
     monkeypatch.setattr(fo.config, "allow_legacy_orchestrators", True)
-    props = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(delegate=True))
+    props = forms.props("compute_pyramid_embeddings", ds, dict(delegate=True))
     assert isinstance(props["delegation_help"].view, types.Notice)
     assert "fiftyone delegated launch" in props["delegation_help"].view.label
-    assert "delegation_help" not in _resolve(_uri("compute_pyramid_embeddings"), ds, dict(delegate=False))
+    assert "delegation_help" not in forms.props("compute_pyramid_embeddings", ds, dict(delegate=False))
 
 
-def test_manage_runs_delete_lists_the_fields_and_needs_confirmation(small):
+def test_manage_runs_delete_lists_the_fields_and_needs_confirmation(form_images):
     import fiftyone.operators as foo
     from fiftyone.operators.executor import ExecutionError
 
     import ood_core as ood
 
-    ds = small
+    ds = form_images
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     ood.compute_ood_scores(ds, "emb", "ood", reference="trusted", k=3)
-    props = _resolve(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="ood"))
+    props = forms.props("manage_ood_runs", ds, dict(action="delete", run_key="ood"))
     assert props["delete_warning"].view.label == ("This deletes the run record 'ood' and its fields: ood, ood_pvalue. "
                                                   "It cannot be undone.")
     assert props["confirm_delete"].invalid
-    props = _resolve(_uri("manage_ood_runs"), ds, dict(action="delete", run_key="ood", confirm_delete=True))
+    props = forms.props("manage_ood_runs", ds, dict(action="delete", run_key="ood", confirm_delete=True))
     assert not props["confirm_delete"].invalid
     with pytest.raises(ExecutionError, match="confirm_delete.*tick the box to confirm"):
-        foo.execute_operator(_uri("manage_ood_runs"), dict(view=ds.view()),
+        foo.execute_operator(forms.uri("manage_ood_runs"), dict(view=ds.view()),
                              params=dict(action="delete", run_key="ood"))
     ds.reload()
     assert ds.has_field("ood") and "ood" in ood.list_ood_runs(ds)
     # renaming offers the runs that can be renamed (an embeddings run's key is its field's name)
-    props = _resolve(_uri("manage_ood_runs"), ds, dict(action="rename"))
+    props = forms.props("manage_ood_runs", ds, dict(action="rename"))
     assert props["run_key"].type.values == ["ood"]
 
 
-def test_forms_refuse_with_overwrite_what_the_sdk_always_refuses(small):
+def test_forms_refuse_with_overwrite_what_the_sdk_always_refuses(form_images):
     """Ticking 'overwrite' does not make a built-in field, a user's field, the input embeddings or another
     kind of run a valid output: the form says so before running (the SDK would refuse at execution)."""
     import ood_core as ood
 
-    ds = small
+    ds = form_images
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     ood.compute_label_issues(ds, "ground_truth", "emb", "issue", k=3)
-    uri = _uri("score_ood")
+    uri = forms.uri("score_ood")
     base = dict(embeddings_field="emb", method="knn", reference_tag="trusted", overwrite=True, label_field=None)
     for name, message in (("filepath", "built-in field"), ("ground_truth", "no fiftyone-ood run wrote it"),
                           ("emb", "read by this call"), ("issue", "is a 'label_issues' run"),
                           ("issue_suggestion", "written by another run, 'issue'")):
-        prop = _resolve(uri, ds, dict(base, score_field=name))["score_field"]
+        prop = forms.props(uri, ds, dict(base, score_field=name))["score_field"]
         assert prop.invalid and message in prop.error_message, name
-    assert not _resolve(uri, ds, dict(base, score_field="fresh"))["score_field"].invalid
-    prop = _resolve(_uri("compute_pyramid_embeddings"), ds, dict(embeddings_field="ground_truth", overwrite=True))
+    assert not forms.props(uri, ds, dict(base, score_field="fresh"))["score_field"].invalid
+    prop = forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="ground_truth", overwrite=True))
     assert prop["embeddings_field"].invalid and "no fiftyone-ood run wrote it" in prop["embeddings_field"].error_message
-    assert not _resolve(_uri("compute_pyramid_embeddings"), ds,
+    assert not forms.props("compute_pyramid_embeddings", ds,
                         dict(embeddings_field="emb", overwrite=True))["embeddings_field"].invalid
-    prop = _resolve(_uri("compute_ood_visualization"), ds, dict(embeddings_field="emb", brain_key="bad key"))
+    prop = forms.props("compute_ood_visualization", ds, dict(embeddings_field="emb", brain_key="bad key"))
     assert prop["brain_key"].invalid and "not valid" in prop["brain_key"].error_message
 
 
-def test_audit_operator_called_from_python_picks_labels_and_trusted_samples_like_the_sdk(small, tmp_path):
+def test_audit_operator_called_from_python_picks_labels_and_trusted_samples_like_the_sdk(form_images, tmp_path):
     import ood_core as ood
     from ood_core.fo import runs as fo_runs
 
-    ds = small
+    ds = form_images
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
-    op = __import__("fiftyone.operators", fromlist=["get_operator"]).get_operator(_uri("audit_dataset"))
+    op = __import__("fiftyone.operators", fromlist=["get_operator"]).get_operator(forms.uri("audit_dataset"))
     op(ds, audit_key="a1", near_duplicates=False, report_path=str(tmp_path / "a1.html"))
     info = fo_runs.get_ood_run_info(ds, "a1")
     assert info["label_field"] == "ground_truth" and info["reference"] == "tag 'trusted'"
@@ -566,7 +533,7 @@ def test_audit_operator_called_from_python_picks_labels_and_trusted_samples_like
     assert {"a1_ood", "a2_ood", "a1_label_issue", "a2_label_issue"} <= set(fo_runs.list_ood_runs(ds))
 
 
-def test_forms_offer_what_runs_and_refuse_what_cannot(small, tmp_path):
+def test_forms_offer_what_runs_and_refuse_what_cannot(form_images, tmp_path):
     """Found by driving every form as a user: the audit form offered object embeddings (the run then failed), a
     map overwrote a similarity index, bad audit keys and taken derived fields passed the form."""
     import fiftyone as fo
@@ -577,24 +544,24 @@ def test_forms_offer_what_runs_and_refuse_what_cannot(small, tmp_path):
     from ood_core.errors import OODInputError
     from ood_core.fo import runs as fo_runs
 
-    ds = small
+    ds = form_images
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1)
     ds.set_values("objs", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[0, 0, .9, .9])])
                            for _ in range(len(ds))])
     ood.compute_pyramid_embeddings(ds, "oemb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
                                    patches_field="objs")
-    props = _resolve(_uri("audit_dataset"), ds, dict())
+    props = forms.props("audit_dataset", ds, dict())
     assert props["embeddings_field"].type.values == ["emb"] and props["embeddings_field"].default == "emb"
     for params, message in ((dict(audit_key="bad key"), "not valid"), (dict(audit_key="emb", overwrite=True),
                                                                      "is a 'embeddings' run")):
-        prop = _resolve(_uri("audit_dataset"), ds, params)["audit_key"]
+        prop = forms.props("audit_dataset", ds, params)["audit_key"]
         assert prop.invalid and message in prop.error_message, params
     ds.set_values("zz_ood", [1.0] * len(ds))
-    prop = _resolve(_uri("audit_dataset"), ds, dict(audit_key="zz"))["audit_key"]
+    prop = forms.props("audit_dataset", ds, dict(audit_key="zz"))["audit_key"]
     assert prop.invalid and "'zz_ood' exists" in prop.error_message
 
     fob.compute_similarity(ds, embeddings="emb", brain_key="sim", backend="sklearn")
-    prop = _resolve(_uri("compute_ood_visualization"), ds, dict(embeddings_field="emb", brain_key="sim",
+    prop = forms.props("compute_ood_visualization", ds, dict(embeddings_field="emb", brain_key="sim",
                                                                  overwrite=True))["brain_key"]
     assert prop.invalid and "not a map" in prop.error_message
     with pytest.raises(OODInputError, match="not a map"):
@@ -602,6 +569,6 @@ def test_forms_offer_what_runs_and_refuse_what_cannot(small, tmp_path):
     assert ds.get_brain_info("sim").config.type == "similarity"
 
     # the audit operator from Python: reference=None means none, as in ood.audit
-    foo.get_operator(_uri("audit_dataset"))(ds, audit_key="a0", near_duplicates=False, reference=None,
+    foo.get_operator(forms.uri("audit_dataset"))(ds, audit_key="a0", near_duplicates=False, reference=None,
                                             report_path=str(tmp_path / "a0.html"))
     assert fo_runs.get_ood_run_info(ds, "a0")["reference"] is None

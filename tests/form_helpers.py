@@ -1,0 +1,30 @@
+"""Driving the plugin's forms the way the App does, shared by the form and operator tests."""
+
+PLUGIN = "@fiftyone-ood/ood"
+
+
+def uri(name):
+    """The operator's URI from its name (``"score_ood"`` -> ``"@fiftyone-ood/ood/score_ood"``)."""
+    return name if name.startswith("@") else f"{PLUGIN}/{name}"
+
+
+def context(ds, params, view=None, selected=None):
+    """An execution context like the App's: the dataset, the form's values, the App's view and selection."""
+    from fiftyone.operators.executor import ExecutionContext
+
+    request = dict(dataset_name=ds.name, params=params, selected=selected or [])
+    if view is not None:
+        request["view"] = view._serialize()
+    return ExecutionContext(request_params=request)
+
+
+def props(name, ds, params, view=None, selected=None):
+    """The form's properties for ``params`` (``name``: operator name or URI) on the App's ``view``."""
+    import fiftyone.operators as foo
+
+    return foo.get_operator(uri(name)).resolve_input(context(ds, params, view, selected)).type.properties
+
+
+def invalid(properties):
+    """``{input: error message}`` of the inputs the form marks invalid."""
+    return {name: prop.error_message for name, prop in properties.items() if prop.invalid}
