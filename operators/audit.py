@@ -2,6 +2,8 @@
 
 import fiftyone.operators.types as types
 
+from ood_core.fo import form_cache
+
 from . import base as common
 
 
@@ -26,8 +28,9 @@ class AuditDataset(common.OODOperator):
         common.add_field_choice(inputs, "label_field", classification, label="Label field (optional)",
                                 description="Its labels are checked for wrong ones; empty = no wrong-label scores",
                                 required=False, default=inventory.default_label_field(dataset))
-        tags = sorted(dataset.distinct("tags"))
-        default_tag = inventory.default_reference_tag(dataset)
+        tag_counts = form_cache.tag_counts(dataset)
+        tags = sorted(tag_counts)
+        default_tag = inventory.default_reference_tag(dataset, tag_counts)
         common.add_field_choice(inputs, "reference_tag", tags, label="Trusted samples tag (optional)",
                                 description="Reference of in-distribution samples; empty = unsupervised OOD scores",
                                 required=False, default=default_tag)

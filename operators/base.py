@@ -15,6 +15,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import ood_core.fo.runs as fo_runs
+from ood_core.fo import form_cache
 
 
 class OODOperator(foo.Operator):
@@ -280,7 +281,7 @@ def add_embeddings_choice(inputs, ctx, target, name="embeddings_field", *, requi
                 description=description, view=dropdown)
     if chosen is not None and target is not None and len(target):
         patches = inventory.embeddings_patches_field(ctx.dataset, chosen)
-        covered, total = inventory.embedding_coverage(target, chosen, patches)
+        covered, total = form_cache.embedding_coverage(target, chosen, patches)
         message = inventory.coverage_message(covered, total, chosen, "objects" if patches else "samples")
         if message:
             inputs.view(f"{name}_coverage", types.Warning(label=message[0].upper() + message[1:]))
@@ -334,8 +335,8 @@ def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
         return
     path = f"{label_field}.label" if label_kind(target, label_field) == "classification" else \
         f"{label_field}.detections.label"
-    covered = target._dataset.match_tags(reference_tag).distinct(path)
-    info = uncovered_class_counts(target.count_values(path), covered).get("uncovered_classes")
+    covered = form_cache.distinct(target._dataset.match_tags(reference_tag), path)
+    info = uncovered_class_counts(form_cache.count_values(target, path), covered).get("uncovered_classes")
     if info:
         inputs.view("uncovered_classes", types.Warning(
             label="Classes without a trusted sample",

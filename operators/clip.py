@@ -2,6 +2,8 @@
 
 import fiftyone.operators.types as types
 
+from ood_core.fo import form_cache
+
 from . import base as common
 
 ID_SOURCES = ("label_field", "labels")
@@ -411,7 +413,7 @@ class ComputeRAPScores(common.OODOperator):
         radio.add_choice("k_per_class", label="k random samples per class of the label field")
         inputs.enum("few_shot_mode", radio.values(), default="tag", label="Few-shot ID images", view=radio)
         if p.get("few_shot_mode", "tag") == "tag":
-            tags = sorted(dataset.distinct("tags"))
+            tags = sorted(form_cache.tag_counts(dataset))
             prop = common.add_field_choice(inputs, "few_shot_tag", tags, label="Few-shot tag",
                                            description="In-distribution images tagged with this tag")
             if not tags:

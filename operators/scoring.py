@@ -2,6 +2,7 @@
 
 import fiftyone.operators.types as types
 
+from ood_core.fo import form_cache
 from ood_core.fo.scores import DEFAULT_N_COMPONENTS
 
 from . import base as common
@@ -279,8 +280,9 @@ def _add_reference_input(inputs, ctx, target, method, label_field):
     from ood_core.detectors import make_detector
     from ood_core.fo import inventory
 
-    tags = sorted(ctx.dataset.distinct("tags"))
-    default_tag = inventory.default_reference_tag(ctx.dataset)
+    tag_counts = form_cache.tag_counts(ctx.dataset)
+    tags = sorted(tag_counts)
+    default_tag = inventory.default_reference_tag(ctx.dataset, tag_counts)
     common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
                             description="Fit on samples with this tag; empty = unsupervised on the target",
                             required=False, default=default_tag)
@@ -307,7 +309,7 @@ def _check_k(prop, ctx, method, fit_view, embeddings, patches, reference_tag, in
     k = common.check_input(prop, _index_k if index else _k_param, ctx.params)  # None: the detector's default
     if prop.invalid or embeddings is None or fit_view is None:
         return
-    num_fit, _ = embedded_items(fit_view, embeddings, patches)
+    num_fit, _ = form_cache.memo(fit_view, "embedded_items", embedded_items, embeddings, patches)
     if num_fit:
         common.check_input(prop, check_k_fits, k, method, num_fit, *fit_set_words(reference_tag),
                            class_sizes=_class_sizes(fit_view, embeddings, label_field))
@@ -325,7 +327,7 @@ def _class_sizes(fit_view, embeddings, label_field):
         return None
     path = f"{label_field}.label" if kind == "classification" else f"{label_field}.detections.label"
     view = fit_view.exists(embeddings) if kind == "classification" else fit_view
-    return [n for label, n in view.count_values(path).items() if label is not None]
+    return [n for label, n in form_cache.count_values(view, path).items() if label is not None]
 
 
 def _k_param(params):

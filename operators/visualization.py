@@ -2,6 +2,8 @@
 
 import fiftyone.operators.types as types
 
+from ood_core.fo import form_cache
+
 from . import base as common
 
 
@@ -27,7 +29,7 @@ class ComputeOODVisualization(common.OODOperator):
             return types.Property(inputs)
         chosen = common.add_embeddings_choice(inputs, ctx, target)
         if chosen is not None:  # the SDK's check: enough points with an embedding in the target
-            covered, _ = inventory.embedding_coverage(target, chosen, inventory.embeddings_patches_field(
+            covered, _ = form_cache.embedding_coverage(target, chosen, inventory.embeddings_patches_field(
                 ctx.dataset, chosen))
             common.check_input(inputs.properties["embeddings_field"], check_map_points, covered, chosen)
         inputs.enum("method", list(VISUALIZATION_METHODS),

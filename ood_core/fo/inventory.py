@@ -98,9 +98,11 @@ def how_to_add_trusted(reference, what):
     return f"tag {what} {reference!r}" if isinstance(reference, str) else f"add {what} to the reference view"
 
 
-def default_reference_tag(samples):
-    """:data:`TRUSTED_TAG` when some samples of the dataset carry it, else None."""
-    return TRUSTED_TAG if samples._dataset.count_sample_tags().get(TRUSTED_TAG) else None
+def default_reference_tag(samples, tag_counts=None):
+    """:data:`TRUSTED_TAG` when some samples of the dataset carry it, else None (``tag_counts``: the dataset's
+    ``count_sample_tags()`` when already read)."""
+    counts = samples._dataset.count_sample_tags() if tag_counts is None else tag_counts
+    return TRUSTED_TAG if counts.get(TRUSTED_TAG) else None
 
 
 def coverage_message(with_embedding, total, embeddings_field, item="samples"):
