@@ -29,6 +29,10 @@ Review decisions tag the selected samples; in a patches view of an object run's
 label field they tag the selected objects, in other patches / frames / clips
 views the samples they come from.
 
+Reads: every column the panel shows (scores, ground truth) is read in one pass over the view, once per App
+request (the event handler and the render after it share it, :func:`panel_state.request_memo`), and kept
+between events until the dataset changes (:func:`review.view_scores`), so a slider move reads nothing.
+
 Everything the panel computes lives in small module-level functions that take
 a dataset (or view) and plain values, so it is tested without a browser
 (``tests/test_panel.py``); the :class:`OODReviewPanel` class only wires them to
@@ -41,8 +45,9 @@ import fiftyone.operators.types as types
 from . import review as review_data
 from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, count_axis, default_run,
                           pick_threshold, preset_key, preset_value, preset_value_name, preset_value_path,
-                          run_state_key, same_threshold, save_flags_message, save_review_flags, score_axis,
-                          sorted_run, threshold_source, threshold_state_key, version_key, view_signature)
+                          request_memo, run_state_key, same_threshold, save_flags_message, save_review_flags,
+                          score_axis, sorted_run, threshold_source, threshold_state_key, version_key, view_key,
+                          view_signature)
 
 # --------------------------------------------------------------------------- the panel
 
@@ -162,7 +167,13 @@ def review_objects(patches, label_field, decision):
 
 
 def review_counts_text(samples, summary):
-    """The "Reviewed in this view" line: sample tags, and for object runs the object tags of the label field."""
+    """The "Reviewed in this view" line: sample tags, and for object runs the object tags of the label field.
+    Kept until the dataset changes (:func:`review.kept`: tagging changes it)."""
+    return review_data.kept(samples, ("review_counts", summary["patches_field"]),
+                            lambda: _review_counts_text(samples, summary))
+
+
+def _review_counts_text(samples, summary):
     counts = review_data.review_counts(samples)
     text = f"Reviewed in this view: **{counts['confirmed']}** confirmed · **{counts['dismissed']}** dismissed"
     field = summary["patches_field"]
@@ -242,7 +253,9 @@ class OODReviewPanel(foo.Panel):
         run_key, patches = summary["run_key"], summary["patches_field"]
         gt = ctx.panel.get_state("gt_field")
         gt = gt if gt in review_data.boolean_fields(dataset, patches) else None
-        _, scores, is_positive = review_data.read_scores(samples, summary["score_field"], gt, patches)
+        read = request_memo(ctx, ("scores", view_key(samples), summary["score_field"], gt, patches),
+                            lambda: review_data.view_scores(samples, summary["score_field"], gt, patches))
+        scores, is_positive = read["scores"], read["is_positive"]
         sig = view_signature(samples)
         version = int(ctx.panel.get_state(version_key(run_key, sig)) or 0)
         preset = (ctx.panel.get_state(preset_key(run_key, sig)) or {}) if version else {}
@@ -253,7 +266,7 @@ class OODReviewPanel(foo.Panel):
             label = "set by hand"
         return {"runs": runs, "samples": samples, "summary": summary, "gt": gt, "scores": scores,
                 "is_positive": is_positive, "threshold": threshold, "start": start, "threshold_label": label,
-                "slider_key": key, "view_sig": sig}
+                "slider_key": key, "view_sig": sig, "num_samples": read["num_samples"]}
 
     # ---- events (each one is followed by render)
 
@@ -336,7 +349,10 @@ class OODReviewPanel(foo.Panel):
         if not _is_generated(ctx.view):
             view = with_field_stages(view, ctx.view)
         ctx.ops.set_view(view=view)
-        ctx.ops.notify(f"{len(view)} flagged samples, highest {summary['score_field']} first", variant="info")
+        # sample runs read without ground truth hold one score per scored sample: no count over the view needed
+        num = review_data.count_flagged(cur["scores"], cur["threshold"]) if not (cur["gt"] or summary[
+            "patches_field"]) else len(view)
+        ctx.ops.notify(f"{num} flagged samples, highest {summary['score_field']} first", variant="info")
 
     def save_flags(self, ctx):
         from ood_core.errors import OODInputError
@@ -408,8 +424,9 @@ class OODReviewPanel(foo.Panel):
         self._render_presets(ctx, panel, summary, gt)
         n_flagged = review_data.count_flagged(scores, threshold)
         source = f" ({cur['threshold_label']})" if len(scores) else ""
-        view_note = "" if len(cur["samples"]) == len(ctx.dataset) else \
-            f" in the current view ({len(cur['samples'])} of {len(ctx.dataset)} samples)"
+        num_view, num_dataset = cur["num_samples"], len(ctx.dataset)
+        view_note = "" if num_view == num_dataset else \
+            f" in the current view ({num_view} of {num_dataset} samples)"
         panel.md(
             f"**{n_flagged}** of {len(scores)} scored {item} flagged{view_note} (`{summary['score_field']}` >= "
             f"{threshold:.4f}{source}; higher = more {pos}). {len(ctx.selected or [])} "

@@ -25,6 +25,8 @@ Pure functions of a dataset / view and plain values, tested without a browser (`
 import hashlib
 import json
 import math
+import threading
+import weakref
 
 from . import review as review_data
 
@@ -86,6 +88,33 @@ def run_state_key(version=0):
 def preset_key(run_key, view_sig=""):
     """Panel-state key of the preset applied to a run on a view: ``{"threshold", "label"}``."""
     return f"preset_{run_key}{_suffix(view_sig)}"
+
+
+def view_key(samples):
+    """The view's stages as text (a dataset: ``[]``): :func:`ood_core.fo.form_cache.view_key`."""
+    from ood_core.fo.form_cache import view_key as stages_text
+
+    return stages_text(samples)
+
+
+# --------------------------------------------------------------------------- one read per App request
+
+_request_lock = threading.Lock()
+_request_answers = weakref.WeakKeyDictionary()  # ExecutionContext -> {question: answer}; gone with the request
+
+
+def request_memo(ctx, question, compute):
+    """``compute()`` once per App request: the event handler and the render that FiftyOne calls after it
+    (``Panel.execute``) share the answer, also across the handler's own writes (Save as flags writes flags and
+    tags, never the scores or the ground truth the panel reads)."""
+    with _request_lock:
+        answers = _request_answers.setdefault(ctx, {})
+        if question in answers:
+            return answers[question]
+    answer = compute()
+    with _request_lock:
+        answers[question] = answer
+    return answer
 
 
 # --------------------------------------------------------------------------- the run and the threshold
@@ -240,14 +269,17 @@ def save_review_flags(samples, summary, threshold, tag):
     from ood_core.fo.evaluation import list_flag_runs
 
     field = review_flag_field(summary)
+    patches = summary["patches_field"]
+    # ids and scores in one pass over the view, handed to flag_samples (it would read each column again)
+    id_path = "id" if patches is None else f"{patches}.detections.id"
+    (ids, raw), _ = review_data.item_columns(samples, [id_path, summary["score_field"]], patches)
     out = ood.flag_samples(samples, summary["run_key"], rule="threshold", value=float(threshold), flag_field=field,
-                           flag_key=field, tag=tag or None, overwrite=True)
+                           flag_key=field, tag=tag or None, overwrite=True, item_scores=(ids, raw))
     dataset = samples._dataset
     out["kept_runs"] = [key for key in list_flag_runs(dataset, summary["run_key"]) if key != out["flag_key"]]
-    patches = summary["patches_field"]
-    if tag:
-        counts = dataset.count_label_tags(patches) if patches else dataset.count_sample_tags()
-        out["num_with_tag"] = int(counts.get(tag, 0))
+    if tag:  # sample tags: count only the tagged samples (counting every tag unwinds the whole dataset)
+        out["num_with_tag"] = int(dataset.count_label_tags(patches).get(tag, 0)) if patches else \
+            dataset.match_tags(tag).count()
     return out
 
 

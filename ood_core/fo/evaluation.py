@@ -134,13 +134,30 @@ def _require_recorded_field(dataset, run_key, path, patches, what="its scores"):
 def _read_scores(samples, where):
     ids = item_ids(samples, where["patches_field"])
     raw = item_values(samples, where["path"], where["patches_field"])
+    return ids, _check_scores(where, raw)
+
+
+def _given_scores(where, item_scores):
+    """``(ids, scores)`` a caller passed to :func:`flag_samples`, checked like the ones read here."""
+    try:
+        ids, raw = (list(x) for x in item_scores)
+    except (TypeError, ValueError):
+        raise OODInputError(f"item_scores must be a pair (ids, scores) of two lists; got {type(item_scores)}; pass "
+                            "item_scores=None to read them from the view") from None
+    if len(ids) != len(raw):
+        raise OODInputError(f"item_scores holds {len(ids)} ids but {len(raw)} scores; pass one score (or None) per "
+                            "id, or item_scores=None to read them from the view")
+    return ids, _check_scores(where, raw)
+
+
+def _check_scores(where, raw):
     bad = [i for i, v in enumerate(raw) if v is not None and not isinstance(v, (int, float, np.number))]
     if bad:
         raise OODInputError(
             f"{where['path']!r} does not hold one number per item (e.g. {raw[bad[0]]!r}); "
             "pass a score field, not an embeddings or label field"
         )
-    return ids, raw
+    return raw
 
 
 def _read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
@@ -350,7 +367,7 @@ def _p_value_rule(samples, where, alpha, scores):
 
 
 def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=None, flag_key=None, tag=None,
-                 reference=None, gt_field=None, gt_tag=None, overwrite=False):
+                 reference=None, gt_field=None, gt_tag=None, overwrite=False, item_scores=None):
     """Flag the samples (or objects) of a view whose score passes a threshold rule.
 
     Writes a boolean field (True = flagged, ``score >= threshold``; None where
@@ -380,6 +397,8 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
             (default: the score run's reference tag).
         gt_field, gt_tag: ground truth (True / tagged = OOD) for the fpr rule.
         overwrite: replace an existing flag field / flags run (re-flagging).
+        item_scores: ``(ids, scores)`` of the view's items (ids as ``items.item_ids``,
+            a score or None per id) already read by the caller; default: read here.
 
     Returns:
         a dict: ``flag_key``, ``flag_field``, ``threshold``, ``rule`` (the
@@ -399,7 +418,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     patches = where["patches_field"]
     previous = previous_flags(samples, flag_key)
 
-    ids, raw = _read_scores(samples, where)
+    ids, raw = _read_scores(samples, where) if item_scores is None else _given_scores(where, item_scores)
     scored = np.array([s is not None for s in raw])
     if not scored.any():
         raise OODInputError(f"no item of this view has a score in {where['path']!r}; score the view first")
