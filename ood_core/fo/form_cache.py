@@ -6,9 +6,10 @@ samples, and a score form made 9-17 of them per keystroke (1.7-2.4 s). :func:`me
 under a key made of the question, the view and the dataset's :func:`data_version`, so the next keystroke
 reuses it and any change to the samples, the schema, the runs or the saved views asks again.
 
-Only the forms use this: a run always checks the database itself, so an answer that went stale some way
-this key does not see (a write to MongoDB that bypasses FiftyOne) can at most leave a form's hint behind,
-never let a run do something it should refuse.
+Only the App uses this (the forms, and the review panel's score cache through :func:`data_version`): a run
+always checks the database itself, so an answer that went stale some way this key does not see (a write to
+MongoDB that bypasses FiftyOne) can at most leave a form's hint or the panel's histogram behind, never let a
+run do something it should refuse.
 """
 
 import json
