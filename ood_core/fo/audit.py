@@ -485,13 +485,10 @@ def _duplicate_claims_of_other_audits(samples, audit_key):
             for i in _duplicate_claims(samples, key)}
 
 
-def untag_near_duplicates(samples, audit_key):
-    """Remove the near-duplicate tags the audit ``audit_key`` added, except on samples another audit claims
-    (when deleting it with :func:`ood_core.fo.runs.delete_ood_run`); tags set by hand were never claimed and
-    stay."""
-    ids = _duplicate_claims(samples, audit_key) - _duplicate_claims_of_other_audits(samples, audit_key)
-    if ids:
-        samples._dataset.select(sorted(ids)).untag_samples(TAGS["near_duplicates"])
+def near_duplicates_to_untag(samples, audit_key):
+    """The samples whose near-duplicate tag deleting the audit ``audit_key`` removes (:func:`ood_core.fo.runs.
+    delete_ood_run`): those it claims that no other audit claims; tags set by hand were never claimed and stay."""
+    return _duplicate_claims(samples, audit_key) - _duplicate_claims_of_other_audits(samples, audit_key)
 
 
 def _save_views(samples, audit_key, found, duplicates):
@@ -528,15 +525,20 @@ def _export(samples, found, export_dir):
 
 
 def _record(samples, audit_key, summary, duplicates, overwrite, replaced):
-    """Record the audit run, removing the earlier audit's runs it ``replaced`` in the same commit, then its saved
-    views this audit did not make again."""
-    from .flags import commit_dropping_runs
+    """Record the audit run, removing the earlier audit's runs it ``replaced`` in the same commit, with the tags of
+    their flags, the earlier audit's near-duplicate tags and saved views this one does not make again.
+
+    The tags and views are removed after the commit, but decided before it and journaled with it
+    (:mod:`.followups`): a process killed in between leaves them to the next call or ``ood.repair_ood_runs``,
+    never untracked.
+    """
+    from . import commit
 
     dataset = samples._dataset
+    commit.repair(dataset)
+    runs.refresh_stale_runs(dataset)
     config = {k: v for k, v in summary.items()
               if k not in ("dataset", "seconds", "num_samples", "runs", "fields", "skipped")}
-    old_views = set(getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []) \
-        if audit_key in runs.list_ood_runs(samples, kind="audit") else set()
 
     def register():
         runs.register_run(samples, audit_key, kind="audit", fields=[], overwrite=True,
@@ -544,13 +546,29 @@ def _record(samples, audit_key, summary, duplicates, overwrite, replaced):
                                    "tagged_duplicate_ids": duplicates.get("tagged_ids", [])},
                           audit_runs=summary["runs"], audit_fields=summary["fields"], **config)
 
-    old_duplicates = _duplicate_claims(samples, audit_key)
-    removed_fields, removed_runs = commit_dropping_runs(samples, audit_key, register, replaced, overwrite=overwrite)
-    stale = old_duplicates - set(duplicates.get("tagged_ids", [])) - _duplicate_claims_of_other_audits(samples,
-                                                                                                     audit_key)
-    if stale:  # the earlier audit's near-duplicate tags this one does not claim again
-        dataset.select(sorted(stale)).untag_samples(TAGS["near_duplicates"])
-    for name in sorted(old_views - set(summary["saved_views"])):
-        if name.startswith(f"{audit_key}-") and dataset.has_saved_view(name):
-            dataset.delete_saved_view(name)
+    def cleanup(reloaded, fields, dropped):
+        return _cleanup_after_record(samples, audit_key, summary["saved_views"], duplicates, dropped)
+
+    removed_fields, removed_runs = commit.commit(samples, [], audit_key, register, overwrite=overwrite,
+                                                 drop_runs=replaced, cleanup=cleanup)
     summary.update(removed_runs=removed_runs, removed_fields=removed_fields)
+
+
+def _cleanup_after_record(samples, audit_key, saved_views, duplicates, dropped):
+    """The :mod:`.followups` of recording the audit (decided under the commit's locks, before anything moves): the
+    tags of the dropped flags runs, the earlier audit's near-duplicate tags this one does not claim again, and its
+    saved views this one did not save again."""
+    from . import followups
+
+    dataset = samples._dataset
+    flags = [key for key in dropped if getattr(dataset.get_run_info(key).config, "kind", None) == "flags"]
+    ops = followups.untag_flags(samples, flags)
+    stale = (_duplicate_claims(samples, audit_key) - set(duplicates.get("tagged_ids", []))
+             - _duplicate_claims_of_other_audits(samples, audit_key))
+    if stale:
+        ops.append(followups.untag(TAGS["near_duplicates"], None, stale))
+    old_views = set(getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []) \
+        if audit_key in runs.list_ood_runs(samples, kind="audit") else set()
+    ops += [followups.delete_saved_view(name) for name in sorted(old_views - set(saved_views))
+            if name.startswith(f"{audit_key}-")]
+    return ops

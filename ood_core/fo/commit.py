@@ -22,7 +22,12 @@ before each state change so a crash can be undone or finished:
    each dropped run's record to ``tmp_ood_backup_<hex>`` (never deleted first);
 4. **rename** the staged fields to the targets;
 5. **record** the new run (``register``);
-6. **drop** the moved-aside copies and the journal.
+6. **follow up**: the journaled operations outside fields and records (:mod:`.followups`: tags and saved
+   views of removed runs, the audits that listed them), computed before step 3;
+7. **drop** the moved-aside copies and the journal.
+
+Removing runs (:func:`remove_runs`) is the same commit without new fields: the records and the fields only they
+list are moved aside, and dropped once every one of them is aside.
 
 A failure in steps 3-5 undoes them in reverse (:func:`_roll_back`). A journal
 left by a killed process is rolled back (crash before step 5 completed) or
@@ -122,7 +127,8 @@ def discard(dataset, paths):
 # --------------------------------------------------------------------------- commit
 
 
-def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_runs=()):  # noqa: C901
+def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_runs=(), cleanup=None,
+           keep_fields=False):
     """Replace the targets by their staged fields and record the run, all or nothing.
 
     Args:
@@ -132,6 +138,10 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_ru
         drop_runs: keys of other runs of this package that the new run replaces (an audit redone without the
             label-issue runs of the earlier one): their records and the fields only they list are removed in
             the same commit (moved aside, dropped after the new record is in place, restored on failure).
+        cleanup: ``f(dataset, dropped fields, dropped run keys)`` returning the :mod:`.followups` operations to
+            carry out once the commit is recorded; called under the locks, before anything moves, and journaled,
+            so a crash after the commit is finished by the next call's repair.
+        keep_fields: drop the records of ``drop_runs`` (and of a replaced ``run_key``) but none of their fields.
 
     Returns:
         ``(dropped fields, dropped run keys)``: what the commit removed besides replacing the targets.
@@ -147,8 +157,9 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_ru
             check(dataset)
         drop_runs = [key for key in drop_runs if key != run_key and dataset.has_run(key)]
         targets = [t for _, t in staged]
-        dropped = dropped_fields(dataset, run_key, targets, also=drop_runs, replace=overwrite)
-        entry = _open_journal(dataset, staged, run_key, dropped, drop_runs)
+        dropped = [] if keep_fields else dropped_fields(dataset, run_key, targets, also=drop_runs, replace=overwrite)
+        ops = cleanup(dataset, list(dropped), list(drop_runs)) if cleanup is not None else []
+        entry = _open_journal(dataset, staged, run_key, dropped, drop_runs, ops)
         try:
             _move_aside(dataset, entry, overwrite)
             for tmp, target in staged:
@@ -161,8 +172,9 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_ru
         try:
             _roll_forward(dataset, entry)
         except Exception:  # the new state is committed; the journal lets the next call finish the cleanup
-            logger.warning("wrote %r, but removing the old copies failed; the next write on this dataset (or "
-                           "ood.repair_ood_runs) removes them", run_key, exc_info=True)
+            logger.warning("committed %r, but finishing the commit (its follow-ups, removing the old copies) "
+                           "failed; the next write on this dataset (or ood.repair_ood_runs) finishes it", run_key,
+                           exc_info=True)
     return list(dropped), list(drop_runs)
 
 
@@ -190,23 +202,48 @@ class _all_locked:
         return self.stack.__exit__(*exc)
 
 
+def remove_runs(samples, run_keys, *, delete_fields=True, cleanup=None):
+    """Delete the records of ``run_keys`` and (``delete_fields``) the fields only they list, all or nothing.
+
+    The journaled commit without new fields: records and fields are moved aside, and only when every one of them
+    is aside are they dropped, so a failure or a killed process (then the next call, or :func:`repair`) leaves
+    all of them or none. A listed field that is no longer the run's (:mod:`.ownership`) stays. ``cleanup`` as in
+    :func:`commit`. Returns ``(deleted fields, deleted run keys)``.
+    """
+    first, *others = run_keys
+    dataset = samples._dataset
+
+    def check(reloaded):
+        if not any(reloaded.has_run(key) for key in run_keys):
+            raise OODInputError(f"runs {list(run_keys)} are not on dataset {dataset.name!r} (deleted meanwhile by "
+                                "another process?); list the runs with ood.list_ood_runs(dataset)")
+
+    fields, dropped = commit(samples, [], first, lambda: None, overwrite=True, check=check, drop_runs=others,
+                             cleanup=cleanup, keep_fields=not delete_fields)
+    return fields, [key for key in run_keys if key in dropped or key == first]
+
+
 def dropped_fields(dataset, run_key, targets, also=(), replace=True):
     """Fields the run being replaced wrote that the new run (writing ``targets``) does not (another method, fewer
     outputs), and the fields of the runs ``also`` dropped with it: they go with the old records, moved aside and
-    dropped like the replaced fields (unless a run that stays lists them). ``replace=False``: ``run_key`` is not
-    being replaced (a new run), only ``also`` goes."""
+    dropped like the replaced fields (unless a run that stays lists them, or the field is no longer the one the run
+    wrote: :mod:`.ownership`). ``replace=False``: ``run_key`` is not being replaced (a new run), only ``also``
+    goes."""
+    from .ownership import run_owns
+
     going = [key for key in ((run_key,) if replace else ()) + tuple(also) if dataset.has_run(key)]
     if not going:
         return []
     new = set(targets)
     others = {p for key in dataset.list_runs() if key not in going
               for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])}
-    old = [p for key in going for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])]
+    old = [p for key in going for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])
+           if run_owns(dataset, key, p)]
     old = list(dict.fromkeys(old))
     return [p for p in old if p not in new and p not in others and not is_internal(p) and _exists(dataset, p)]
 
 
-def _open_journal(dataset, staged, run_key, dropped=(), drop_runs=()):
+def _open_journal(dataset, staged, run_key, dropped=(), drop_runs=(), cleanup=()):
     """The journal entry of a commit; a dropped field is a target with nothing staged (``staged`` None), a dropped
     run a ``dropped_runs`` entry with the key its record is moved aside to."""
     entry = {
@@ -218,6 +255,7 @@ def _open_journal(dataset, staged, run_key, dropped=(), drop_runs=()):
         "had_run": dataset.has_run(run_key),
         "backup_run": _backup_run_key(),
         "dropped_runs": [{"run_key": key, "backup_run": _backup_run_key()} for key in drop_runs],
+        "cleanup": list(cleanup),  # :mod:`.followups` operations, carried out when the commit rolls forward
         "phase": "staged",
     }
     _journal().insert_one(entry)
@@ -277,7 +315,10 @@ def _roll_back(dataset, entry):
 
 
 def _roll_forward(dataset, entry):
-    """Finish a commit whose new run is recorded: drop the moved-aside copies."""
+    """Finish a commit whose new run is recorded: its follow-up operations, then drop the moved-aside copies."""
+    from .followups import apply
+
+    apply(dataset, entry.get("cleanup"))  # journals written before follow-ups existed have none
     for t in entry["targets"]:
         if t["existed"] or _exists(dataset, t["backup"]):  # only an existing target was moved aside
             _drop(dataset, t["backup"])

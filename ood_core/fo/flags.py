@@ -7,7 +7,7 @@ removed only from those ids, and only when no other flags run with the same tag
 """
 
 from ..errors import OODInputError
-from . import commit, runs
+from . import runs
 from .items import flatten
 
 
@@ -120,30 +120,3 @@ def delete_flags(samples, flag_key):
         set_tags(samples._dataset, ids, tag, patches, add=False)
     fields = runs.delete_run_record(samples, flag_key)
     return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}
-
-
-def commit_dropping_runs(samples, run_key, register, drop, *, overwrite):
-    """Record ``run_key`` (``register()``) and remove the runs ``drop`` in one all-or-nothing commit, then their
-    tags.
-
-    The dropped runs' records and the fields only they list are moved aside, the new record is written, and only
-    then are the old copies dropped (:func:`ood_core.fo.commit.commit`: a failure or a killed process leaves the
-    old runs, fields and record, or the new record without them). Tags are changed after that, as
-    :func:`ood_core.fo.evaluation.flag_samples` does: each dropped flags run's tag is removed from the ids it
-    recorded that no remaining flags run claims (tags set by hand were never recorded). A process killed between
-    the commit and the tags leaves those tags untracked (they then look as if set by hand).
-
-    Returns:
-        ``(dropped fields, dropped run keys)``.
-    """
-    dataset = samples._dataset
-    commit.repair(dataset)
-    runs.refresh_stale_runs(dataset)
-    tags = {key: previous_flags(samples, key) for key in drop
-            if dataset.has_run(key) and getattr(dataset.get_run_info(key).config, "kind", None) == "flags"}
-    fields, dropped = commit.commit(samples, [], run_key, register, overwrite=overwrite, drop_runs=drop)
-    for key in dropped:
-        tag, patches, ids = tags.get(key) or (None, None, set())
-        if tag is not None:
-            set_tags(dataset, ids - claimed_by_other_runs(samples, tag, patches, None), tag, patches, add=False)
-    return fields, dropped

@@ -2,7 +2,7 @@
 
 from ..errors import OODInputError
 from . import runs
-from .documents import has_values, unset_key
+from .documents import has_values
 
 
 def rename_ood_run(samples, run_key, new_run_key):
@@ -52,70 +52,77 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     An audit that lists a deleted run forgets it (``audit_runs``, ``audit_fields``), and the audit's saved views
     that sort or filter by a deleted field go with it; the rest of the audit stays. Renaming an audit's run
     updates the audit's record.
+
+    All or nothing, also after a crash (:func:`remove_runs`). A field the record lists that is no longer the one
+    the run wrote (deleted and made again by hand, :mod:`.ownership`) is not deleted.
     """
-    from .evaluation import list_flag_runs
-
-    runs.require_run(samples, run_key)
-    gone = [run_key] + (list_flag_runs(samples, run_key) if _kind_of(samples._dataset, run_key) != "flags" else [])
-    fields = _delete(samples, run_key, delete_fields)
-    _forget_in_audits(samples, gone, fields)
-    return fields
-
-
-def _forget_in_audits(samples, keys, fields):
-    """Audits listing a deleted run forget it (and its deleted fields); their saved views that sort or filter by
-    a deleted field, which FiftyOne could no longer load, are deleted."""
-    import json
+    from .commit import is_internal, repair
+    from .flags import list_flag_runs
 
     dataset = samples._dataset
-    for audit in runs.list_ood_runs(samples, kind="audit"):
-        config = dataset.get_run_info(audit).config
-        listed = getattr(config, "audit_runs", None) or {}
-        if audit in keys or not set(listed.values()) & set(keys):
-            continue
-        views = getattr(config, "saved_views", None) or []
-        dropped = [name for name in views if dataset.has_saved_view(name) and any(
-            json.dumps(f) in json.dumps(dataset.load_saved_view(name)._serialize()) for f in fields)]
-        for name in dropped:
-            dataset.delete_saved_view(name)
-        runs.update_run(samples, audit, audit_runs={r: k for r, k in listed.items() if k not in keys},
-                        audit_fields=[f for f in (getattr(config, "audit_fields", None) or []) if f not in fields],
-                        saved_views=[name for name in views if name not in dropped])
-
-
-def _delete(samples, run_key, delete_fields):
-    from .evaluation import delete_flags, list_flag_runs
-
-    kind = _kind_of(samples._dataset, run_key)
-    if delete_fields and kind == "flags":
-        return delete_flags(samples, run_key)["fields"]
+    if is_internal(run_key):  # a backup of a crashed commit is not a run: refused, left to the repair
+        runs.require_run(samples, run_key)
+    repair(dataset)  # an earlier delete (or write) killed half-way is finished or undone first
+    runs.require_run(samples, run_key)
+    kind = _kind_of(dataset, run_key)
     if kind == "audit":
-        from .audit import untag_near_duplicates
         from .audit_recovery import release
 
-        release(samples, run_key)  # its score and flags runs stay, as runs of their own
-        if delete_fields:  # its near-duplicate tags
-            untag_near_duplicates(samples, run_key)
-    removed = []
-    for flag_key in list_flag_runs(samples, run_key):  # the dependants first: none ever points to a missing run
+        release(samples, run_key)  # its score and flags runs stay, as runs of their own (never "interrupted")
+    dependants = list_flag_runs(samples, run_key) if kind != "flags" else []
+    fields = remove_runs(samples, [run_key, *dependants], delete_fields=delete_fields)
+    return fields if delete_fields else []
+
+
+def remove_runs(samples, run_keys, *, delete_fields=True):
+    """Delete runs all or nothing (:func:`ood_core.fo.commit.remove_runs`): their records, the fields only they
+    list (``delete_fields``), the tags their flags added and an audit's near-duplicate tags; the audits that list
+    them forget them. What lies outside fields and records is journaled with the commit (:mod:`.followups`), so a
+    process killed at any point leaves all of it to the next call or ``ood.repair_ood_runs``. Returns the fields
+    deleted."""
+    from . import followups
+    from .commit import remove_runs as commit_removal
+
+    def cleanup(dataset, fields, dropped):
+        gone = [run_keys[0], *dropped]
+        kinds = {key: _kind_of(dataset, key) for key in gone if dataset.has_run(key)}
+        ops = []
         if delete_fields:
-            removed += delete_flags(samples, flag_key)["fields"]
-        else:
-            delete_run_record(samples, flag_key, delete_fields=False)
-    fields = delete_run_record(samples, run_key, delete_fields=delete_fields)
-    return removed + fields if delete_fields else []
+            ops += followups.untag_flags(samples, [key for key in gone if kinds.get(key) == "flags"])
+            ops += [_untag_near_duplicates(samples, key) for key in gone if kinds.get(key) == "audit"]
+            ops += [followups.unset_values(p) for p in _lost_fields(dataset, gone)]
+        return [op for op in ops if op] + [followups.forget_in_audits(gone, fields)]
+
+    return commit_removal(samples, list(run_keys), delete_fields=delete_fields, cleanup=cleanup)[0]
+
+
+def _untag_near_duplicates(samples, audit_key):
+    from . import followups
+    from .audit import TAGS, near_duplicates_to_untag
+
+    ids = near_duplicates_to_untag(samples, audit_key)
+    return followups.untag(TAGS["near_duplicates"], None, ids) if ids else None
+
+
+def _lost_fields(dataset, keys):
+    """Listed fields the schema no longer declares but documents still hold (a concurrent save elsewhere dropped the
+    entry), of records that still own them (:func:`ood_core.fo.ownership.run_owns`: records without marks)."""
+    from .ownership import run_owns
+
+    return [p for key in keys for p in (dataset.get_run_info(key).config.fields or [])
+            if dataset.get_field(p) is None and has_values(dataset, p) and run_owns(dataset, key, p)]
 
 
 def delete_run_record(samples, run_key, *, delete_fields=True):
-    """Delete a run record and (by default) the fields it wrote, nothing else (no tags, no dependent runs)."""
+    """Delete a run record and (by default) the fields it wrote, nothing else (no tags, no dependent runs), all or
+    nothing; returns the fields deleted."""
+    from . import followups
+    from .commit import remove_runs as commit_removal
+
     runs.require_run(samples, run_key)
-    dataset = samples._dataset
-    fields = dataset.get_run_info(run_key).config.fields or []
-    if delete_fields:
-        for path in fields:
-            if dataset.get_field(path) is not None:
-                dataset.delete_sample_field(path)
-            elif has_values(dataset, path):  # the schema lost it (a concurrent save elsewhere): values stay
-                unset_key(dataset, path)
-    dataset.delete_run(run_key)
-    return fields
+
+    def cleanup(dataset, fields, dropped):
+        lost = _lost_fields(dataset, [run_key]) if delete_fields else []
+        return [followups.unset_values(p) for p in lost]
+
+    return commit_removal(samples, [run_key], delete_fields=delete_fields, cleanup=cleanup)[0]

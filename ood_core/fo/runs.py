@@ -126,6 +126,7 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
     """
     from . import commit
     from .items import require_own_dataset
+    from .ownership import refuse_stale_records
 
     validate_key(run_key)
     require_own_dataset(samples)
@@ -159,6 +160,7 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
     for path in fields:
         if not _field_exists(dataset, path):
             continue
+        refuse_stale_records(dataset, path)
         owner = _owning_run(dataset, path, prefer=run_key)
         if owner is None and not commit.in_flight(dataset, path):
             # this dataset document may have been read while another process was between renaming its new
@@ -231,6 +233,7 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     view's values: the other samples keep theirs.
     """
     from . import commit, coordination
+    from .ownership import refuse_stale_records
 
     dataset = samples._dataset
     commit.repair(dataset)
@@ -254,6 +257,8 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
             def check(reloaded):
                 if not overwrite:
                     check_new_run(reloaded, run_key, targets, overwrite, reads=reads, kind=kind)
+                for path in targets:  # a field made by hand since the check above, under a stale record's name
+                    refuse_stale_records(reloaded, path)
 
             def register():
                 register_run(samples, run_key, kind=kind, fields=targets, overwrite=True, results=results,
@@ -393,11 +398,14 @@ def _register(samples, run_key, kind, fields, overwrite, results, params):
         if getattr(dataset.get_run_info(run_key).config, "kind", None) is None:
             dataset.delete_run(run_key)  # not a run of this package (check_new_run refuses these first)
             replace = False
+    from .ownership import mark_fields
+
     config = dataset.init_run(
         method=f"{PLUGIN_TAG}/{kind}",
         ood_plugin=PLUGIN_TAG,
         kind=kind,
         fields=list(fields),
+        field_marks=mark_fields(dataset, fields),  # which fields are still this run's (:mod:`.ownership`)
         **params,
     )
     if replace:  # one update of the record in place: a crash never leaves the key without a record

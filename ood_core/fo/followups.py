@@ -1,0 +1,104 @@
+"""The steps that follow a commit (tags, saved views, audit records), written into its journal.
+
+Removing runs (deleting them, or dropping them with a redone audit) also removes what they left outside fields
+and records: the tags their flags added, an audit's near-duplicate tags and saved views, the mention of the runs
+in the audits that list them. Done after the commit by the process alone, a crash in between would leave those
+tags and views belonging to no run (they would then look as if set by hand, and stay forever). So they are
+computed before the commit, stored in its journal entry (``cleanup``, a list of JSON operations) and carried out
+when the commit rolls forward: by the process itself, or after a crash by the next write on the dataset or
+``ood.repair_ood_runs``. Every operation can be done twice (a crash in the middle of them is finished by doing
+them again); a commit rolled back drops them with its journal.
+"""
+
+import json
+
+from . import runs
+
+
+def untag(tag, level, ids):
+    """Remove ``tag`` from the samples (``level`` None) or objects of the label field ``level`` with ``ids``."""
+    return {"op": "untag", "tag": tag, "level": level, "ids": sorted(ids)}
+
+
+def delete_saved_view(name):
+    return {"op": "delete_saved_view", "name": name}
+
+
+def forget_in_audits(keys, fields):
+    """The audits listing the runs ``keys`` forget them and their ``fields`` (their saved views using those go)."""
+    return {"op": "forget_in_audits", "keys": list(keys), "fields": list(fields)}
+
+
+def unset_values(path):
+    """Remove undeclared values a removed run left at ``path`` (its schema entry was lost)."""
+    return {"op": "unset", "path": path}
+
+
+def untag_flags(samples, flag_keys):
+    """Operations removing the tags the flags runs ``flag_keys`` added, except on the items a flags run that stays
+    claims with the same tag and level (tags set by hand were never claimed and are never touched)."""
+    from .flags import previous_flags
+
+    going = set(flag_keys)
+    claims = {key: previous_flags(samples, key) for key in runs.list_ood_runs(samples, kind="flags")}
+    ops = []
+    for key in flag_keys:
+        tag, level, ids = claims.get(key) or (None, None, set())
+        if tag is None:
+            continue
+        kept = {i for other, (t, lv, claimed) in claims.items()
+                if other not in going and t == tag and lv == level for i in claimed}
+        if ids - kept:
+            ops.append(untag(tag, level, ids - kept))
+    return ops
+
+
+def apply(dataset, ops):
+    """Carry out the journaled operations ``ops`` on ``dataset`` (each one can be done again safely)."""
+    for op in ops or ():
+        _APPLY[op["op"]](dataset, op)
+
+
+def _untag(dataset, op):
+    from .flags import set_tags
+
+    set_tags(dataset, set(op["ids"]), op["tag"], op["level"], add=False)
+
+
+def _delete_saved_view(dataset, op):
+    if dataset.has_saved_view(op["name"]):
+        dataset.delete_saved_view(op["name"])
+
+
+def _unset(dataset, op):
+    from .documents import unset_key
+
+    if dataset.get_field(op["path"]) is None:  # never a declared field: one made since is someone else's
+        unset_key(dataset, op["path"])
+
+
+def _forget_in_audits(dataset, op):
+    """Audits listing a removed run forget it (and its removed fields); their saved views that sort or filter by a
+    removed field, which FiftyOne could no longer load, are deleted first (so doing this again finds them)."""
+    keys, fields = set(op["keys"]), op["fields"]
+    for audit in runs.list_ood_runs(dataset, kind="audit"):
+        config = dataset.get_run_info(audit).config
+        listed = getattr(config, "audit_runs", None) or {}
+        if audit in keys or not set(listed.values()) & keys:
+            continue
+        views = getattr(config, "saved_views", None) or []
+        dropped = [name for name in views if dataset.has_saved_view(name) and _uses_any(dataset, name, fields)]
+        for name in dropped:
+            dataset.delete_saved_view(name)
+        runs.update_run(dataset, audit, audit_runs={r: k for r, k in listed.items() if k not in keys},
+                        audit_fields=[f for f in (getattr(config, "audit_fields", None) or []) if f not in fields],
+                        saved_views=[name for name in views if dataset.has_saved_view(name)])
+
+
+def _uses_any(dataset, name, fields):
+    stages = json.dumps(dataset.load_saved_view(name)._serialize())
+    return any(json.dumps(f) in stages for f in fields)
+
+
+_APPLY = {"untag": _untag, "delete_saved_view": _delete_saved_view, "forget_in_audits": _forget_in_audits,
+          "unset": _unset}

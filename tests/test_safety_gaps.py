@@ -1,0 +1,321 @@
+"""Three gaps of "nothing lost" a probe found, each reproduced on real FiftyOne datasets (private mongod):
+
+1. a user's field made under the name a stale run record still lists was replaced by ``overwrite=True`` (and
+   deleted with the run);
+2. ``delete_ood_run(..., delete_fields=True)`` killed half-way left records and fields out of step;
+3. an audit killed between its commit and the removal of the earlier audit's tags and saved views left them
+   belonging to no run.
+
+Crashes are injected at every database-changing step: as an exception, as a process that dies without undoing
+anything (the in-process undo skipped, as ``tests/test_audit_rerun.py`` does) and, for deletion, as a real
+``kill -9`` of a separate process. Each test fails without the fix it covers.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import fiftyone.core.collections as foc
+import fiftyone.core.dataset as fod
+import fiftyone.core.fields as fof
+import numpy as np
+import pytest
+
+import ood_core as ood
+from ood_core.errors import OODInputError
+from ood_core.fo import commit
+from ood_core.fo import runs as fo_runs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: database-changing calls of run deletion and of an audit's record, where faults are injected
+STEPS = (
+    (fod.Dataset, "rename_sample_field"),
+    (fod.Dataset, "rename_run"),
+    (foc.SampleCollection, "register_run"),
+    (foc.SampleCollection, "save_run_results"),
+    (fod.Dataset, "update_run_config"),
+    (fod.Dataset, "delete_sample_field"),
+    (fod.Dataset, "delete_run"),
+    (foc.SampleCollection, "untag_samples"),
+    (fod.Dataset, "delete_saved_view"),
+)
+
+
+class Crash(Exception):
+    pass
+
+
+class FaultAt:
+    """Fail the ``n``-th call (1-based) of :data:`STEPS` made once ``armed`` (from the start unless ``armed``
+    is False; then :meth:`arm` starts the count)."""
+
+    def __init__(self, monkeypatch, n, armed=True):
+        self.n, self.calls, self.armed = n, [], armed
+        for owner, name in STEPS:
+            monkeypatch.setattr(owner, name, self._wrap(getattr(owner, name), name))
+
+    def _wrap(self, original, name):
+        def wrapper(*args, **kwargs):
+            if self.armed:
+                self.calls.append(name)
+                if len(self.calls) == self.n:
+                    raise Crash(name)
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    @property
+    def reached(self):
+        return len(self.calls) >= self.n
+
+
+def _nothing_temporary_left(ds):
+    ds.reload()
+    assert commit.internal_fields(ds) == []
+    assert not [key for key in ds.list_runs() if key.startswith("tmp_ood")]
+
+
+@pytest.fixture
+def scored(dataset_factory):
+    """30 samples with random embeddings 'emb'; score run 's' (k-NN) and its flags run 's_flag' tagging 5 samples
+    'look'; one more sample tagged 'look' by hand."""
+    rng = np.random.default_rng(0)
+    ds = dataset_factory([f"/tmp/gaps_{i}.png" for i in range(30)])
+    ds.set_values("emb", list(rng.normal(size=(30, 8)).astype(np.float32)))
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3)
+    ood.flag_samples(ds, "s", rule="top_n", value=5, tag="look")
+    hand = ds.match_tags("look", bool=False).first()
+    hand.tags.append("look")
+    hand.save()
+    return ds, hand.id
+
+
+# --------------------------------------------------------------------------- 1. a user's field, a stale record
+
+
+def test_a_users_field_under_a_stale_records_name_is_refused_and_never_deleted(scored):
+    ds, _ = scored
+    copy = ds.clone()  # a clone's fields keep their marks: still the runs' own, replaced as usual
+    try:
+        ood.compute_ood_scores(copy, "emb", "s", method="knn", k=4, overwrite=True)
+    finally:
+        copy.delete()
+    ds.delete_sample_field("s")  # by hand: the run record 's' still lists the name
+    ds.set_values("s", [f"note {i}" for i in range(len(ds))])  # the user's own field, same name
+    mine = ds.values("s")
+    fix = (r"field 's' .* is listed by run 's', but it is not the field that run wrote.*refusing to replace it, "
+           r"even with overwrite=True.*ood.delete_ood_run\(dataset, 's', delete_fields=False\)")
+    with pytest.raises(OODInputError, match=fix):
+        ood.compute_ood_scores(ds, "emb", "s", method="knn", k=4, overwrite=True)
+    with pytest.raises(OODInputError, match=fix):  # nor may another run take it
+        ood.compute_ood_scores(ds, "emb", "s", method="knn", k=4, run_key="other", overwrite=True)
+    assert ds.values("s") == mine
+    deleted = ood.delete_ood_run(ds, "s")  # deleting the stale run (and its flags) leaves the user's field alone
+    assert "s" not in deleted and "s_flag" in deleted and ds.values("s") == mine
+    assert ood.list_ood_runs(ds) == []
+
+
+def test_a_replaced_run_does_not_drop_a_users_field_made_under_its_old_name(dataset_factory):
+    ds = dataset_factory([f"/tmp/gaps_pair_{i}.png" for i in range(10)])
+    fo_runs.write_and_record(ds, [("a", [1.0] * 10, fof.FloatField), ("b", [1.0] * 10, fof.FloatField)], "pair",
+                             kind="experiment")
+    ds.delete_sample_field("b")
+    ds.add_sample_field("b", fof.StringField)  # made again by hand
+    ds.set_values("b", ["kept"] * 10)
+    # the run replaced by one writing only 'a' used to take the field 'b' it had listed along with it
+    fo_runs.write_and_record(ds, [("a", [2.0] * 10, fof.FloatField)], "pair", kind="experiment", overwrite=True)
+    assert ds.values("a") == [2.0] * 10 and ds.values("b") == ["kept"] * 10
+    assert ood.get_ood_run_info(ds, "pair")["fields"] == ["a"]
+    # the field a run wrote stays its own through the overwrite: replaced again, not refused
+    fo_runs.write_and_record(ds, [("a", [3.0] * 10, fof.FloatField)], "pair", kind="experiment", overwrite=True)
+    assert ds.values("a") == [3.0] * 10
+    _nothing_temporary_left(ds)
+
+
+# --------------------------------------------------------------------------- 2. deleting runs, crashed
+
+
+def _state(ds):
+    """What deleting 's' changes: its records, fields (with values) and the tag its flags added."""
+    ds.reload()
+    schema = ds.get_field_schema()
+    return {
+        "runs": sorted(fo_runs.list_ood_runs(ds)),
+        "fields": {f: ds.values(f) for f in ("s", "s_pvalue", "s_flag") if f in schema},
+        "look": set(ds.match_tags("look").values("id")),
+    }
+
+
+def _deleted_whole_or_not_at_all(ds, hand, before):
+    """After the next call's repair: 's' and its flags run with every field and tag as before, or all of it gone
+    (the hand-set tag stays); each record lists only fields that exist."""
+    ood.repair_ood_runs(ds)
+    _nothing_temporary_left(ds)
+    now = _state(ds)
+    for key in now["runs"]:
+        assert all(ds.has_field(f) for f in ood.get_ood_run_info(ds, key)["fields"]), key
+    if now == before:
+        return "kept"
+    assert now == {"runs": [], "fields": {}, "look": {hand}}, now
+    return "deleted"
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["exception", "killed"])
+def test_deleting_a_run_failing_at_any_step_deletes_all_of_it_or_nothing(scored, monkeypatch, killed):
+    ds, hand = scored
+    before = _state(ds)
+    outcomes, n = [], 1
+    while True:
+        with monkeypatch.context() as m:
+            fault = FaultAt(m, n)
+            if killed:
+                m.setattr(commit, "_roll_back", lambda dataset, entry: None)  # a kill leaves no chance to undo
+            try:
+                ood.delete_ood_run(ds, "s")
+                failed = False
+            except Crash:
+                failed = True
+        state = _deleted_whole_or_not_at_all(ds, hand, before)
+        if not fault.reached:  # went through without reaching call n: every step was hit
+            assert not failed and state == "deleted"
+            break
+        outcomes.append((fault.calls[n - 1], failed, state))
+        if state == "deleted":  # start again from the run and its flags
+            ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3)
+            ood.flag_samples(ds, "s", rule="top_n", value=5, tag="look")
+            before = _state(ds)
+        n += 1
+    # a fault after the commit (tags, dropping the moved-aside copies) is left to the repair, not raised
+    assert {"rename_sample_field", "rename_run", "delete_sample_field", "delete_run", "untag_samples"} <= \
+        {name for name, _, _ in outcomes}, outcomes
+    assert any(state == "kept" for _, failed, state in outcomes if failed)  # undone (or by the repair)
+    assert any(state == "deleted" for _, _, state in outcomes)  # finished by the repair
+
+
+_DELETER = """
+import os, signal, sys
+import fiftyone as fo
+import ood_core as ood
+sys.path.insert(0, os.path.join({repo!r}, "tests"))
+from test_safety_gaps import STEPS
+
+calls = []
+kill_at = int(sys.argv[2])
+
+def wrap(original):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+    return wrapper
+
+for owner, name in STEPS:
+    setattr(owner, name, wrap(getattr(owner, name)))
+ds = fo.load_dataset(sys.argv[1])
+ood.delete_ood_run(ds, "s")
+print("done", len(calls), flush=True)
+"""
+
+
+def test_kill_9_while_deleting_a_run_is_finished_or_undone_by_the_next_call(scored, monkeypatch):
+    monkeypatch.setenv("FIFTYONE_OOD_LOCK_LEASE", "1")
+    ds, hand = scored
+    before = _state(ds)
+    outcomes, n = [], 1
+    while True:
+        out = subprocess.run([sys.executable, "-c", _DELETER.format(repo=REPO), ds.name, str(n)],
+                             capture_output=True, text=True, cwd=REPO, timeout=300,
+                             env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"))
+        if out.returncode == 0:
+            assert out.stdout.startswith("done"), out.stdout
+            assert _deleted_whole_or_not_at_all(ds, hand, before) == "deleted"
+            break
+        assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+        time.sleep(1.2)  # the dead process's 1 s leases run out
+        state = _deleted_whole_or_not_at_all(ds, hand, before)
+        outcomes.append(state)
+        if state == "deleted":
+            ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3)
+            ood.flag_samples(ds, "s", rule="top_n", value=5, tag="look")
+            before = _state(ds)
+        n += 1
+    assert len(outcomes) >= 8 and {"kept", "deleted"} <= set(outcomes), outcomes
+
+
+# --------------------------------------------------------------------------- 3. an audit's tags and views, crashed
+
+
+@pytest.fixture
+def audited(dataset_factory, fashion_files, tmp_path):
+    """24 real images (3 per class of 8, the first 2 of each 'trusted'), embeddings 'emb', an audit with its
+    label-issue runs and a curator's own 'label_issue' tag."""
+    paths, names = fashion_files
+    idx = [c * 20 + j for c in range(8) for j in range(3)]
+    tags = [["trusted"] if j < 2 else [] for j in [i % 20 for i in idx]]
+    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                   progress=False)
+    _audit(ds, tmp_path)
+    hand = ds.match_tags("label_issue", bool=False).first()
+    hand.tags.append("label_issue")
+    hand.save()
+    return ds, hand.id
+
+
+def _audit(ds, tmp_path, **kwargs):
+    return ood.audit(ds, report_path=str(tmp_path / "a.html"), near_duplicates=False, **kwargs)
+
+
+def _tags_and_views_tracked(ds, hand):
+    """Every 'label_issue' tag is claimed by a flags run or set by hand; the audit's saved views are the ones its
+    record lists. Returns whether the audit has its label-issue runs (the earlier audit) or not (the new one)."""
+    ood.repair_ood_runs(ds)
+    _nothing_temporary_left(ds)
+    claimed = {i for key in ood.list_flag_runs(ds) if ood.get_flag_info(ds, key)["tag"] == "label_issue"
+               for i in ood.get_flag_info(ds, key)["tagged_ids"]}
+    assert set(ds.match_tags("label_issue").values("id")) == claimed | {hand}
+    info = ood.get_ood_run_info(ds, "ood_audit")
+    assert {v for v in ds.list_saved_views() if v.startswith("ood_audit-")} == set(info["saved_views"])
+    return "old" if "label_issues" in info["audit_runs"] else "new"
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["exception", "killed"])
+def test_an_audit_crashed_after_its_commit_leaves_no_untracked_tag_or_view(audited, tmp_path, monkeypatch, killed):
+    """The redone audit (no label field) drops the earlier label-issue runs in its commit; their tags and the
+    'ood_audit-label-issues' view used to be removed afterwards, outside the journal: a crash there left them."""
+    import ood_core.fo.audit as audit_module
+
+    ds, hand = audited
+    outcomes, n = [], 1
+    while True:
+        with monkeypatch.context() as m:
+            fault = FaultAt(m, n, armed=False)
+            report = audit_module.write_report
+
+            def arm(*args, _report=report, _fault=fault, **kwargs):
+                _report(*args, **kwargs)
+                _fault.armed = True  # from here on: the audit record's commit and what follows it
+
+            m.setattr(audit_module, "write_report", arm)
+            if killed:
+                m.setattr(commit, "_roll_back", lambda dataset, entry: None)
+            try:
+                _audit(ds, tmp_path, label_field=None, overwrite=True)
+                failed = False
+            except Crash:
+                failed = True
+        state = _tags_and_views_tracked(ds, hand)
+        if not fault.reached:
+            assert not failed and state == "new"
+            break
+        outcomes.append((fault.calls[n - 1], state))
+        if state == "new":  # start again from the earlier audit with its label runs
+            _audit(ds, tmp_path, overwrite=True)
+        n += 1
+    steps = {name for name, _ in outcomes}
+    assert {"untag_samples", "delete_saved_view"} <= steps, outcomes
+    assert {"old", "new"} <= {state for _, state in outcomes}
