@@ -148,7 +148,9 @@ def _check_outputs(inputs, ctx, target, audit_key):
     from ood_core.fo.audit import audit_fields, check_outputs, replaced_runs
 
     overwrite = bool(ctx.params.get("overwrite"))
-    check_outputs(target, audit_key, overwrite)
+    problem = form_cache.refusal(target, check_outputs, audit_key, overwrite)
+    if problem:
+        raise ValueError(problem)
     if not overwrite:
         return
     ood_field, label_issue_field = audit_fields(audit_key)

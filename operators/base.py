@@ -377,12 +377,12 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
         return prop
     dataset = ctx.dataset
     if overwrite:
-        try:
-            fo_runs.check_new_run(dataset, value, field_paths(value) if field_paths else [value], True,
-                                  kind=kind or resumable_kind, reads=[r for r in reads if r])
-        except ValueError as e:
+        problem = form_cache.refusal(dataset, fo_runs.check_new_run, value,
+                                     tuple(field_paths(value) if field_paths else [value]), True,
+                                     kind=kind or resumable_kind, reads=tuple(r for r in reads if r))
+        if problem:
             prop.invalid = True
-            prop.error_message = str(e)
+            prop.error_message = problem
         return prop
     if resumable_kind and (value in fo_runs.list_ood_runs(dataset, kind=resumable_kind)
                            or dataset.get_field(f"tmp_ood_partial_{value}") is not None):

@@ -184,8 +184,10 @@ def _add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
             if prediction == score_field:
                 raise ValueError("the prediction field must differ from the score field")
             if ctx.dataset is not None and str(score_field).isidentifier() and ctx.dataset.get_field(prediction):
-                fo_runs.check_new_run(ctx.dataset, score_field, [prediction], bool(ctx.params.get("overwrite")),
-                                      kind=kind, reads=reads)
+                problem = form_cache.refusal(ctx.dataset, fo_runs.check_new_run, score_field, (prediction,),
+                                             bool(ctx.params.get("overwrite")), kind=kind, reads=tuple(reads))
+                if problem:
+                    raise ValueError(problem)
         except ValueError as e:
             _invalid(prop, str(e))
     common.add_overwrite_input(inputs)

@@ -66,3 +66,20 @@ def test_the_trusted_default_and_tag_list_follow_new_tags(form_images):
     props = forms.props("audit_dataset", ds, {})
     assert props["reference_tag"].default == "trusted"
     assert "trusted" in props["reference_tag"].type.values
+
+
+def test_the_output_checks_look_into_the_documents_once_per_name_and_see_a_new_user_field(form_dataset, monkeypatch):
+    from ood_core.fo import documents
+
+    ds, calls = form_dataset, []
+    real = documents.has_values
+    monkeypatch.setattr(documents, "has_values", lambda *a: calls.append(a[1]) or real(*a))  # a spy
+    params = dict(embeddings_field="vec", method="knn", reference_tag="trusted", score_field="mine", overwrite=True)
+    assert not forms.props("score_ood", ds, params)["score_field"].invalid
+    looked = len(calls)
+    assert looked and "mine" in calls
+    assert not forms.props("score_ood", ds, params)["score_field"].invalid  # the next keystroke
+    assert len(calls) == looked
+    ds.set_values("mine", [1.0] * len(ds))  # the curator's own field of that name
+    prop = forms.props("score_ood", ds, params)["score_field"]
+    assert prop.invalid and "'mine'" in prop.error_message

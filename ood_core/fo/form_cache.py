@@ -68,6 +68,21 @@ def clear():
 # ----------------------------------------------------------------------------- the questions the forms ask
 
 
+def refusal(samples, check, *args, **kwargs):
+    """The message with which ``check(samples, *args, **kwargs)`` refuses (``ValueError``), or None; kept. For
+    the SDK's checks of a run's outputs, which look into the sample documents for values the schema does not
+    declare (one scan per output path when there are none)."""
+    def ask(view, args, kwargs):
+        try:
+            check(view, *args, **dict(kwargs))
+        except ValueError as e:
+            return str(e)
+        return None
+
+    question = f"refusal:{check.__module__}.{check.__qualname__}"
+    return memo(samples, question, ask, args, tuple(sorted(kwargs.items())))
+
+
 def tag_counts(samples):
     """``{tag: number of samples}`` of the dataset (one scan for both the tag list and the trusted default)."""
     return memo(samples._dataset, "tag_counts", lambda ds: dict(ds.count_sample_tags()))
