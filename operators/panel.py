@@ -168,9 +168,10 @@ def review_objects(patches, label_field, decision):
 
 def review_counts_text(samples, summary):
     """The "Reviewed in this view" line: sample tags, and for object runs the object tags of the label field.
-    Kept until the dataset changes (:func:`review.kept`: tagging changes it)."""
-    return review_data.kept(samples, ("review_counts", summary["patches_field"]),
-                            lambda: _review_counts_text(samples, summary))
+    Kept until the dataset changes (:func:`ood_core.fo.form_cache.memo`: tagging changes it)."""
+    from ood_core.fo.form_cache import memo
+
+    return memo(samples, "review_counts", lambda view, _: _review_counts_text(view, summary), summary["patches_field"])
 
 
 def _review_counts_text(samples, summary):

@@ -6,8 +6,6 @@ are higher = more suspicious; an item is flagged when ``score >= threshold``;
 the ground-truth field is True for the positive class.
 """
 
-import threading
-from collections import OrderedDict
 
 import numpy as np
 
@@ -154,57 +152,23 @@ def _read_score_columns(samples, score_field, gt_field, patches_field, with_ids)
 
 # --------------------------------------------------------------------------- kept between App events
 
-#: answers kept per process (the App server's); a score read holds one float per item (1.6 MB at 200,000)
-MAX_KEPT_READS = 16
-
-_kept_lock = threading.Lock()
-_kept_reads = OrderedDict()
-
-
 def view_scores(samples, score_field, gt_field=None, patches_field=None):
-    """What the panel shows of a view, kept between App events until the dataset changes (:func:`kept`):
-    ``{"scores", "is_positive", "num_samples"}`` as :func:`read_scores` (without ids) reads them.
+    """What the panel shows of a view, kept between App events until the dataset changes
+    (:func:`ood_core.fo.form_cache.memo`): ``{"scores", "is_positive", "num_samples"}`` as :func:`read_scores`
+    (without ids) reads them.
 
     A slider move re-renders the panel, and reading the scores scans every document of the view (about 1 s at
     200,000 samples with an embeddings field); re-scoring, editing a score by hand, tagging or deleting
     samples all read again.
     """
-    def read():
-        _, scores, is_positive, num_samples = _read_score_columns(samples, score_field, gt_field, patches_field,
+    from ood_core.fo.form_cache import SCORE_READS, memo
+
+    def read(view, *_):
+        _, scores, is_positive, num_samples = _read_score_columns(view, score_field, gt_field, patches_field,
                                                                   False)
         return {"scores": scores, "is_positive": is_positive, "num_samples": num_samples}
 
-    return kept(samples, ("scores", score_field, gt_field, patches_field), read)
-
-
-def kept(samples, question, compute):
-    """``compute()``, or its answer kept from the same ``question`` on the same view while the dataset has not
-    changed.
-
-    The key holds the view's stages (and group slice) and :func:`ood_core.fo.form_cache.data_version`, which
-    changes with every FiftyOne write to the dataset (each sample edit and tag sets ``last_modified_at``;
-    deletions, schema, runs). Only a write to MongoDB that bypasses FiftyOne could leave an answer behind.
-    """
-    from ood_core.fo.form_cache import data_version, view_key
-
-    # the version is taken before computing: a write meanwhile only makes the next event compute again
-    key = (question, view_key(samples), getattr(samples, "group_slice", None), data_version(samples))
-    with _kept_lock:
-        if key in _kept_reads:
-            _kept_reads.move_to_end(key)
-            return _kept_reads[key]
-    answer = compute()
-    with _kept_lock:
-        _kept_reads[key] = answer
-        while len(_kept_reads) > MAX_KEPT_READS:
-            _kept_reads.popitem(last=False)
-    return answer
-
-
-def forget_kept_reads():
-    """Drop every score read :func:`view_scores` keeps."""
-    with _kept_lock:
-        _kept_reads.clear()
+    return memo(samples, "panel_scores", read, score_field, gt_field, patches_field, store=SCORE_READS)
 
 
 def default_threshold(scores):

@@ -19,6 +19,7 @@ def test_an_answer_is_kept_until_the_samples_schema_or_runs_change(form_images):
     ask = lambda samples, *args: form_cache.memo(samples, "n", _counting(calls), *args)  # noqa: E731
     assert ask(ds) == 40 and ask(ds) == 40 and len(calls) == 1  # kept
     assert ask(ds.match_tags("trusted")) == 20 and len(calls) == 2  # another view: its own answer
+    assert ask(ds.match_tags("trusted")) == 20 and len(calls) == 2  # the same view built again (each keystroke)
     assert ask(ds, "x") == 40 and len(calls) == 3  # other arguments: their own answer
     changes = [
         lambda: ds.take(2, seed=1).tag_samples("new_tag"),               # tags

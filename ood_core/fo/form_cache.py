@@ -16,11 +16,35 @@ import json
 import threading
 from collections import OrderedDict
 
-#: answers kept per process (the App server's), least recently used dropped first
-MAX_ENTRIES = 256
+class Store:
+    """Answers kept per process (the App server's), the least recently used dropped beyond ``max_entries``."""
 
-_lock = threading.Lock()
-_answers = OrderedDict()
+    def __init__(self, max_entries):
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._answers = OrderedDict()
+
+    def get(self, key, compute):
+        with self._lock:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+                return self._answers[key]
+        answer = compute()
+        with self._lock:
+            self._answers[key] = answer
+            while len(self._answers) > self.max_entries:
+                self._answers.popitem(last=False)
+        return answer
+
+    def clear(self):
+        with self._lock:
+            self._answers.clear()
+
+
+#: the forms' counts and checks (small answers)
+ANSWERS = Store(256)
+#: the review panel's score columns (up to a few MB each at 200,000 samples)
+SCORE_READS = Store(16)
 
 
 def data_version(samples):
@@ -39,30 +63,24 @@ def data_version(samples):
 
 
 def view_key(samples):
-    """The view's stages as text (a dataset: ``[]``)."""
-    return json.dumps(samples.view()._serialize(), sort_keys=True, default=str)
+    """The view's stages as text (a dataset: ``[]``) and its group slice. Each stage's ``_uuid`` is left out:
+    FiftyOne gives every new stage object its own, so the same view built twice would never match."""
+    stages = [{k: v for k, v in stage.items() if k != "_uuid"} for stage in samples.view()._serialize()]
+    return json.dumps([stages, getattr(samples, "group_slice", None)], sort_keys=True, default=str)
 
 
-def memo(samples, question, compute, *args):
+def memo(samples, question, compute, *args, store=ANSWERS):
     """``compute(samples, *args)``, or the answer kept from the same ``question`` on the same view with the
-    same ``args`` while the dataset has not changed. ``args`` must have a stable ``repr``."""
+    same ``args`` while the dataset has not changed. ``args`` must have a stable ``repr``. The key is made
+    before computing: a write meanwhile only makes the next call compute again."""
     key = (question, view_key(samples), repr(args), data_version(samples))
-    with _lock:
-        if key in _answers:
-            _answers.move_to_end(key)
-            return _answers[key]
-    answer = compute(samples, *args)
-    with _lock:
-        _answers[key] = answer
-        while len(_answers) > MAX_ENTRIES:
-            _answers.popitem(last=False)
-    return answer
+    return store.get(key, lambda: compute(samples, *args))
 
 
 def clear():
     """Forget every kept answer."""
-    with _lock:
-        _answers.clear()
+    ANSWERS.clear()
+    SCORE_READS.clear()
 
 
 # ----------------------------------------------------------------------------- the questions the forms ask
