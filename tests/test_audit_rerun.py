@@ -11,6 +11,7 @@ import pytest
 from fiftyone import ViewField as F
 
 import ood_core as ood
+from fault_helpers import Crash, FaultAt
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -95,36 +96,19 @@ STEPS = (
 )
 
 
-class Crash(Exception):
-    pass
-
-
-class FaultAfterReport:
+def fault_after_report(monkeypatch, n):
     """Fail the ``n``-th database-changing call made after the audit wrote its report (its record's commit)."""
+    import ood_core.fo.audit as audit_module
 
-    def __init__(self, monkeypatch, n):
-        import ood_core.fo.audit as audit_module
+    fault = FaultAt(monkeypatch, n, STEPS, armed=False)
+    report = audit_module.write_report
 
-        self.n, self.calls, self.armed = n, [], False
-        for owner, name in STEPS:
-            monkeypatch.setattr(owner, name, self._wrap(getattr(owner, name), name))
-        report = audit_module.write_report
+    def arm(*args, **kwargs):
+        report(*args, **kwargs)
+        fault.armed = True
 
-        def arm(*args, **kwargs):
-            report(*args, **kwargs)
-            self.armed = True
-
-        monkeypatch.setattr(audit_module, "write_report", arm)
-
-    def _wrap(self, original, name):
-        def wrapper(*args, **kwargs):
-            if self.armed:
-                self.calls.append(name)
-                if len(self.calls) == self.n:
-                    raise Crash(name)
-            return original(*args, **kwargs)
-
-        return wrapper
+    monkeypatch.setattr(audit_module, "write_report", arm)
+    return fault
 
 
 def _old_or_new(ds, old_issue, hand_id):
@@ -155,7 +139,7 @@ def test_a_redone_audit_failing_at_any_step_leaves_the_old_or_the_new_audit(ds, 
     outcomes, n = [], 1
     while True:
         with monkeypatch.context() as m:
-            fault = FaultAfterReport(m, n)
+            fault = fault_after_report(m, n)
             if killed:
                 m.setattr(commit, "_roll_back", lambda dataset, entry: None)
             try:

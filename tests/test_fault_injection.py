@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
+from fault_helpers import Crash, FaultAt
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -43,30 +44,6 @@ STEPS = (
     (fod.Dataset, "delete_sample_field"),
     (fod.Dataset, "delete_run"),
 )
-
-
-class Crash(Exception):
-    pass
-
-
-class FaultAt:
-    """Make the ``n``-th call (1-based) of any of :data:`STEPS` fail with ``action``."""
-
-    def __init__(self, monkeypatch, n, action):
-        self.calls = []
-        self.n = n
-        for owner, name in STEPS:
-            original = getattr(owner, name)
-            monkeypatch.setattr(owner, name, self._wrap(original, name, action))
-
-    def _wrap(self, original, name, action):
-        def wrapper(*args, **kwargs):
-            self.calls.append(name)
-            if len(self.calls) == self.n:
-                action(name)
-            return original(*args, **kwargs)
-
-        return wrapper
 
 
 @pytest.fixture
@@ -118,7 +95,7 @@ def test_an_exception_at_every_step_leaves_old_or_new(scored, monkeypatch):
     n = 1
     while True:
         with monkeypatch.context() as m:
-            fault = FaultAt(m, n, lambda name: (_ for _ in ()).throw(Crash(name)))
+            fault = FaultAt(m, n, STEPS)
             try:
                 ood.compute_ood_scores(ds, "emb", "s", k=6, overwrite=True)
                 failed = False
@@ -148,7 +125,7 @@ def test_multi_field_writes_commit_all_or_none(dataset_factory, monkeypatch):
     n = 1
     while True:
         with monkeypatch.context() as m:
-            fault = FaultAt(m, n, lambda name: (_ for _ in ()).throw(Crash(name)))
+            fault = FaultAt(m, n, STEPS)
             try:
                 fo_runs.write_and_record(ds, [("a", [2.0] * 10, fof.FloatField), ("b", [2.0] * 10, fof.FloatField)],
                                          "pair", kind="experiment", overwrite=True, generation=2)

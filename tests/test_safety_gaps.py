@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
+from fault_helpers import Crash, FaultAt
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -42,34 +43,6 @@ STEPS = (
     (foc.SampleCollection, "untag_samples"),
     (fod.Dataset, "delete_saved_view"),
 )
-
-
-class Crash(Exception):
-    pass
-
-
-class FaultAt:
-    """Fail the ``n``-th call (1-based) of :data:`STEPS` made once ``armed`` (from the start unless ``armed``
-    is False; then :meth:`arm` starts the count)."""
-
-    def __init__(self, monkeypatch, n, armed=True):
-        self.n, self.calls, self.armed = n, [], armed
-        for owner, name in STEPS:
-            monkeypatch.setattr(owner, name, self._wrap(getattr(owner, name), name))
-
-    def _wrap(self, original, name):
-        def wrapper(*args, **kwargs):
-            if self.armed:
-                self.calls.append(name)
-                if len(self.calls) == self.n:
-                    raise Crash(name)
-            return original(*args, **kwargs)
-
-        return wrapper
-
-    @property
-    def reached(self):
-        return len(self.calls) >= self.n
 
 
 def _nothing_temporary_left(ds):
@@ -170,7 +143,7 @@ def test_deleting_a_run_failing_at_any_step_deletes_all_of_it_or_nothing(scored,
     outcomes, n = [], 1
     while True:
         with monkeypatch.context() as m:
-            fault = FaultAt(m, n)
+            fault = FaultAt(m, n, STEPS)
             if killed:
                 m.setattr(commit, "_roll_back", lambda dataset, entry: None)  # a kill leaves no chance to undo
             try:
@@ -293,7 +266,7 @@ def test_an_audit_crashed_after_its_commit_leaves_no_untracked_tag_or_view(audit
     outcomes, n = [], 1
     while True:
         with monkeypatch.context() as m:
-            fault = FaultAt(m, n, armed=False)
+            fault = FaultAt(m, n, STEPS, armed=False)
             report = audit_module.write_report
 
             def arm(*args, _report=report, _fault=fault, **kwargs):
