@@ -46,7 +46,8 @@ def test_score_result_says_whether_the_density_ratio_was_used(form_images):
     out = _run(forms.uri("score_ood"), ds, dict(embeddings_field="emb", score_field="ood", method="pyramid_knn",
                                           reference_tag="trusted", label_field="ground_truth"))
     ratio = out.result["density_ratio"]
-    assert set(ratio) == {"used", "p_value", "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
+    assert set(ratio) == {"used", "p_value", "p_value_at_least", "permutations_run",
+                          "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
                           "class_mix_chance", "class_mix_reference", "pool_sample", "reason"}
     line = f"- scored-set density ratio: {'used' if ratio['used'] else 'not used'}: {ratio['reason']}"
     assert line in out.result["report"]

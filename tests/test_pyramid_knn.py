@@ -178,7 +178,8 @@ def test_ood_ranks_above_in_distribution_and_higher_is_more_ood(data):
     fitted = det.fitted_params()
     assert {k: fitted[k] for k in ("k", "components", "classes")} == {
         "k": 2, "components": ["deepest level", "all levels"], "classes": 3}
-    assert set(fitted["transductive"]) == {"used", "p_value", "effect", "weight", "k_reference", "k_scored",
+    assert set(fitted["transductive"]) == {"used", "p_value", "p_value_at_least", "permutations_run",
+                                           "effect", "weight", "k_reference", "k_scored",
                                            "class_mix_shift", "class_mix_chance", "class_mix_reference",
                                            "pool_sample", "reason"}
 

@@ -136,14 +136,18 @@ def adaptive_k(n_per_class, *, fraction=0.2, k_max=50):
     return max(1, min(k_max, int(math.floor(fraction * n + 0.5))))
 
 
-def loo_label_accuracy(neighbors, labels):
+def loo_label_accuracy(neighbors, labels, nearest=None):
     """Leave-one-out 1-NN label accuracy of ``labels`` on each fitted index of ``neighbors`` (one per feature block).
 
     How well a block of features tells the labelled classes apart: the share of samples whose nearest other
-    sample carries the same label. ``labels``: one per row the indexes were fitted on.
+    sample carries the same label. ``labels``: one per row the indexes were fitted on. ``nearest``: optional,
+    per block the ``(N,)`` index of each row's nearest other row when a caller already searched it (the first
+    column of ``kneighbors(k=...)`` of the fitted set); the indexes are then not searched again.
     """
     labels = np.asarray(labels, dtype=object).astype(str)
-    return [float(np.mean(labels[nn.kneighbors(k=1)[1][:, 0]] == labels)) for nn in neighbors]
+    if nearest is None:
+        nearest = [nn.kneighbors(k=1)[1][:, 0] for nn in neighbors]
+    return [float(np.mean(labels[first] == labels)) for first in nearest]
 
 
 def near_best(accuracy, margin):

@@ -107,8 +107,25 @@ each other loses its voters too. Over the 46 conditions
 (``benchmarks/robustness.py``): mean AUROC 0.9693 -> 0.9728, worst
 0.840 -> 0.859, FPR95 0.159 -> 0.148; one at a time
 (``benchmarks/label_vote_choices.py``): 10 folds 0.9705, tempering 0.9711,
-10 folds and tempering 0.9719. Cost: the LDA dominates; ``fit_score`` on 8,000 embeddings of
-2,048 columns takes about 53 s on 2 cores (7.5 s with ``lda_weight=0``).
+10 folds and tempering 0.9719.
+
+**One search per level.** ``fit_score`` lists each level's ``2 k + 8``
+nearest other samples once (``_own_lists``) and reads from those lists
+everything it used to search again: the level choice's nearest neighbour,
+the first vote (the first k), the second vote (the first k *voters* of a
+list: everything nearer is listed, ties by index as in a search; only rows
+whose list holds fewer than k voters are searched among the voters) and the
+same-label distance of the tie-breaker (the first listed sample with the
+row's label; the others are searched in their class). Each is what the
+search it replaces returns, up to neighbours whose distances differ by
+less than float32 rounding (:mod:`ood_core.neighbors`); on 8 wrong-label
+conditions of ``benchmarks/robustness.py`` the scores were bit-identical
+(apart from the LDA's rounding below). With an approximate ``index`` every
+search is made separately, as before. Cost of ``fit_score`` on 2,048
+columns (``OMP_NUM_THREADS=1``, with the LDA's Gram-matrix PCA of
+:mod:`.lda`): 8,000 Fashion-MNIST embeddings, 10% wrong labels, 59 s -> 23 s;
+clustered synthetic data, 12,000 embeddings 133 s -> 49 s, 50,000
+embeddings 691 s -> 219 s (peak memory 4.6 -> 4.0 GB).
 The temperature of ``score_samples``' whole-set LDA is the one fitted on
 the set's out-of-fold probabilities (``lda_temperature_``).
 """
@@ -137,6 +154,8 @@ WEIGHTINGS = ("uniform", "inverse_distance", "rank")
 _EPS = 1e-6
 #: Weight of the same-label distance ratio in the score (a tie-breaker: below one vote's share).
 TIE_BREAK_WEIGHT = 0.01
+#: neighbours listed per sample by ``fit_score``'s one search per level: ``2 k + LIST_MARGIN`` (see ``_own_lists``)
+LIST_MARGIN = 8
 _REF_NAME = "reference embeddings"
 _SCORED_NAME = "scored embeddings"
 
@@ -324,51 +343,94 @@ class WeightedLabelVoteDetector(Detector):
         np.add.at(votes, (rows, self.codes_[idx].ravel()), np.asarray(self._weights(dist)).ravel())
         return votes / votes.sum(axis=1, keepdims=True)
 
-    def _probabilities(self, blocks):
+    def _probabilities(self, blocks, lists=None):
         """Level-averaged weighted votes ``(N, C)`` and each level's nearest-neighbour distance.
 
-        ``blocks=None`` = the fitted set, each sample left out of its own neighbours.
+        ``blocks=None`` = the fitted set, each sample left out of its own neighbours; its votes come from
+        ``lists`` (each chosen level's leave-one-out lists of at least k neighbours, :meth:`_own_lists`)
+        when given: the first k of a longer exact list are the k-neighbour search's list.
         """
         probs, nearest = None, []
         for i, nn in enumerate(self.neighbors_):
-            dist, idx = nn.kneighbors(None if blocks is None else blocks[i], k=self.k_)
+            if lists is not None:
+                dist, idx = lists[i][0][:, :self.k_], lists[i][1][:, :self.k_]
+            else:
+                dist, idx = nn.kneighbors(None if blocks is None else blocks[i], k=self.k_)
             votes = self._votes(dist, idx)
             probs = votes if probs is None else probs + votes
             nearest.append(dist[:, 0])
         return probs / len(self.neighbors_), nearest
 
-    def _vote_without_suspects(self, blocks, first):
+    def _vote_without_suspects(self, blocks, first, lists=None):
         """Leave-one-out votes of the fitted set in which only the non-suspects of ``first`` vote.
 
-        ``blocks``: the chosen levels' blocks of the fitted set. Returns ``(N, C)``,
-        or None when too few samples are left to give every sample k voters.
+        ``blocks``: the chosen levels' blocks of the fitted set; ``lists``: optional, their leave-one-out
+        neighbour lists (:meth:`_own_lists`). A row's k nearest voters are the first k voters of its list
+        (everything nearer is listed, ties by index as in a search); only rows whose list holds fewer than
+        k voters are searched among the voters. Returns ``(N, C)``, or None when too few samples are left
+        to give every sample k voters.
         """
-        voters = np.flatnonzero(first.argmax(axis=1) == self.codes_)
+        is_voter = first.argmax(axis=1) == self.codes_
+        voters = np.flatnonzero(is_voter)
         if voters.size <= self.k_:
             return None
         n, k = first.shape[0], self.k_
         probs = None
-        for block in blocks:
-            nn = NeighborIndex(backend=self.backend, index=self.index).fit(block[voters])
-            dist, pos = nn.kneighbors(block, k=k + 1)
-            idx = voters[pos]
-            keep = idx != np.arange(n)[:, None]  # a sample never votes for itself
-            keep[keep.all(axis=1), -1] = False  # itself not among the k + 1: drop the farthest
-            dist, idx = dist[keep].reshape(n, k), idx[keep].reshape(n, k)
+        for lvl, block in enumerate(blocks):
+            dist, idx = np.empty((n, k)), np.empty((n, k), dtype=np.int64)
+            search = np.arange(n)
+            if lists is not None:
+                listed = is_voter[lists[lvl][1]]
+                listed &= np.cumsum(listed, axis=1) <= k  # the first k voters of each list
+                found = listed.sum(axis=1) == k
+                dist[found] = lists[lvl][0][found][listed[found]].reshape(-1, k)
+                idx[found] = lists[lvl][1][found][listed[found]].reshape(-1, k)
+                search = np.flatnonzero(~found)
+            if search.size:
+                dist[search], idx[search] = self._search_voters(block, voters, search)
             votes = self._votes(dist, idx)
             probs = votes if probs is None else probs + votes
         return probs / len(blocks)
 
-    def _same_class_ratio(self, blocks, codes, nearest):
+    def _search_voters(self, block, voters, rows):
+        """``(len(rows), k)`` distances and indices of the k nearest voters of ``rows`` of the fitted set
+        (never the row itself)."""
+        k = self.k_
+        nn = NeighborIndex(backend=self.backend, index=self.index).fit(block[voters])
+        dist, pos = nn.kneighbors(block[rows], k=k + 1)
+        idx = voters[pos]
+        keep = idx != rows[:, None]  # a sample never votes for itself
+        keep[keep.all(axis=1), -1] = False  # itself not among the k + 1: drop the farthest
+        return dist[keep].reshape(-1, k), idx[keep].reshape(-1, k)
+
+    def _own_lists(self, neighbors):
+        """Each index's leave-one-out lists of the fitted set, long enough to serve every search of
+        ``fit_score`` (level choice, first vote, second vote, same-label distance) from one search."""
+        n = neighbors[0].n_samples_fit_
+        length = min(n - 1, 2 * self.k_ + LIST_MARGIN)
+        return [nn.kneighbors(k=length) for nn in neighbors]
+
+    @staticmethod
+    def _listed_same_label(lists, codes):
+        """Per row, the distance to the first listed sample with its label (inf when none is listed)."""
+        dist, idx = lists
+        same = codes[idx] == codes[:, None]
+        listed = same.any(axis=1)
+        out = np.full(codes.shape[0], np.inf)
+        out[listed] = dist[listed, same[listed].argmax(axis=1)]
+        return out
+
+    def _same_class_ratio(self, blocks, codes, nearest, lists=None):
         """Mean over levels of ``1 - d_1 / d_same`` (0 when the nearest neighbour shares the label).
 
         ``d_same`` is the distance to the nearest sample carrying the given label
         (itself excluded for the fitted set), ``d_1`` to the nearest sample at all.
-        A label with no (other) sample gives 1.
+        A label with no (other) sample gives 1. ``lists`` (fitted set only, :meth:`_own_lists`): ``d_same``
+        is read from them where a list holds a sample of the row's label, searched for the other rows.
         """
         ratio = np.zeros(codes.shape[0])
         for lvl, per_class in enumerate(self.class_neighbors_):
-            d_same = np.full(codes.shape[0], np.inf)
+            d_same = np.full(codes.shape[0], np.inf) if lists is None else self._listed_same_label(lists[lvl], codes)
             for c, (members, nn) in enumerate(per_class):
                 rows = np.flatnonzero(codes == c)
                 if rows.size == 0 or nn is None:
@@ -376,7 +438,13 @@ class WeightedLabelVoteDetector(Detector):
                 if blocks is None:
                     if members.size < 2:  # a lone sample has no other sample of its label
                         continue
-                    d_same[rows] = nn.kneighbors(k=1)[0][:, 0]
+                    if lists is None:
+                        d_same[rows] = nn.kneighbors(k=1)[0][:, 0]
+                        continue
+                    rows = rows[np.isinf(d_same[rows])]
+                    if rows.size:  # the nearest other member: the first of its two nearest members not itself
+                        d, pos = nn.kneighbors(nn.data_[np.searchsorted(members, rows)], k=2)
+                        d_same[rows] = np.where(members[pos[:, 0]] == rows, d[:, 1], d[:, 0])
                 else:
                     d_same[rows] = nn.kneighbors(blocks[lvl][rows], k=1)[0][:, 0]
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -384,7 +452,9 @@ class WeightedLabelVoteDetector(Detector):
             ratio += np.clip(np.nan_to_num(r, nan=0.0, posinf=1.0), 0.0, 1.0)
         return ratio / len(self.class_neighbors_)
 
-    def _fit(self, X, labels):
+    def _fit(self, X, labels, own_lists=False):
+        """Fit on ``X``; returns the chosen levels' blocks and, with ``own_lists``, their leave-one-out
+        neighbour lists (:meth:`_own_lists`; the level choice then reads its 1-NN from them), else None."""
         classes, codes = labels
         sizes = np.bincount(codes, minlength=len(classes))
         if self.k == "auto":
@@ -402,12 +472,18 @@ class WeightedLabelVoteDetector(Detector):
         self.num_suspects_ = None
         blocks = self._blocks(X, _REF_NAME)
         neighbors = [NeighborIndex(backend=self.backend, index=self.index).fit(b) for b in blocks]
+        lists = None
         if self.levels == "auto":
-            self.level_accuracy_ = loo_label_accuracy(neighbors, codes)
+            if own_lists:
+                lists = self._own_lists(neighbors)
+            nearest = None if lists is None else [idx[:, 0] for _, idx in lists]
+            self.level_accuracy_ = loo_label_accuracy(neighbors, codes, nearest)
             chosen = np.flatnonzero(near_best(self.level_accuracy_, self.level_tolerance)).tolist()
         else:
             self.level_accuracy_ = None
             chosen = self.levels if self.levels is not None else list(range(len(blocks)))
+        if own_lists:
+            lists = self._own_lists([neighbors[i] for i in chosen]) if lists is None else [lists[i] for i in chosen]
         self.levels_ = list(chosen)
         self.neighbors_ = [neighbors[i] for i in chosen]
         self.class_neighbors_ = []
@@ -423,7 +499,7 @@ class WeightedLabelVoteDetector(Detector):
         self._lda_model = None
         self.lda_temperature_ = None
         self._lda_rows = np.hstack(chosen_blocks) if self.lda_weight > 0 else None
-        return chosen_blocks
+        return chosen_blocks, lists
 
     @property
     def lda_(self):
@@ -474,8 +550,10 @@ class WeightedLabelVoteDetector(Detector):
         return scores
 
     def _fit_score(self, X, labels):
-        blocks = self._fit(X, labels)
-        probs, nearest = self._probabilities(None)
+        # one leave-one-out search per level, reused by every vote and distance below; exact searches only
+        # (an approximate index's lists would not be what its separate approximate searches return)
+        blocks, lists = self._fit(X, labels, own_lists=self.index == "flat")
+        probs, nearest = self._probabilities(None, lists)
         lda = None
         if self.lda_weight > 0:
             lda_probs, ok, self.lda_temperature_ = lda_probabilities(np.hstack(blocks), self.codes_, len(self.classes_))
@@ -484,14 +562,14 @@ class WeightedLabelVoteDetector(Detector):
             # suspects: the samples whose first vote, blended with the LDA, favours another class
             judged = probs if lda is None else self._blend(probs, *lda)
             self.num_suspects_ = int(np.sum(judged.argmax(axis=1) != self.codes_))
-            second = self._vote_without_suspects(blocks, judged) if self.num_suspects_ else None
+            second = self._vote_without_suspects(blocks, judged, lists) if self.num_suspects_ else None
             if second is not None:
                 probs = (probs + second) / 2
         if lda is not None:
             probs = self._blend(probs, *lda)
         self.class_probabilities_ = probs
         self.suggested_labels_ = [self.classes_[i] for i in probs.argmax(axis=1)]
-        ratio = self._same_class_ratio(None, self.codes_, nearest)
+        ratio = self._same_class_ratio(None, self.codes_, nearest, lists)
         return self._combine(probs, self.codes_, ratio)
 
     # ----------------------------------------------------------------- extras

@@ -24,6 +24,15 @@ model is fitted on, which bounds the cost of the covariance solve. (Not of
 all rows: the components that only a held-out fold spans have almost no
 variance among the fitted rows, and the held-out rows' coordinates on them
 then dominate the standardised LDA; measured, mean AUROC 0.953 against 0.969.)
+The projection is scikit-learn's randomized PCA computed from the fold's
+centred Gram matrix (:class:`GramPCA`): one Gram of all rows minus each
+fold's own gives every fold's (:func:`_fold_grams`), and the power
+iterations run in feature space, ``D x D`` instead of ``N x D`` products.
+The same algorithm with the same seeded start, so results differ from
+scikit-learn's by rounding only (max 8e-14 on the label scores of
+``benchmarks/robustness.py``'s fmnist conditions, identical rankings and
+suggested labels); with fewer rows than columns scikit-learn's own PCA runs
+(it then draws its random subspace in sample space).
 
 In a few hundred dimensions LDA's posteriors are too sure of themselves
 (out of fold, the given labels are more likely under softened probabilities
@@ -41,12 +50,17 @@ import warnings
 
 import numpy as np
 
-__all__ = ["LDA_FOLDS", "LDA_MAX_DIM", "ShrinkageLDA", "fit_temperature", "fold_ids", "lda_probabilities", "tempered"]
+__all__ = ["LDA_FOLDS", "LDA_MAX_DIM", "GramPCA", "ShrinkageLDA", "centred_gram", "fit_temperature", "fold_ids",
+           "lda_probabilities", "tempered"]
 
 #: folds of the out-of-fold probabilities (each model sees 90% of the rows)
 LDA_FOLDS = 10
 #: at most this many principal components are modelled
 LDA_MAX_DIM = 512
+#: W^T C W with eigenvalues below this share of the largest: the rows span too few dimensions for GramPCA
+GRAM_RANK_TOL = 1e-10
+#: rows per float64 chunk when accumulating a Gram matrix
+GRAM_CHUNK_ROWS = 4096
 
 
 def fold_ids(codes, folds=LDA_FOLDS, seed=0):
@@ -60,6 +74,70 @@ def fold_ids(codes, folds=LDA_FOLDS, seed=0):
     return out
 
 
+class GramPCA:
+    """scikit-learn's ``PCA(n_components, svd_solver="randomized", random_state=0)`` computed from the rows'
+    centred Gram matrix ``C = A^T A`` (``A`` the centred rows, ``D x D``) instead of the rows.
+
+    The randomized SVD (Halko, Martinsson & Tropp 2011) spans ``range(A (A^T A)^q Omega)`` with the same
+    seeded ``Omega`` (``D x (n_components + 10)``) and ``q`` (7, or 4 when ``n_components >= 0.1 min(N, D)``)
+    as scikit-learn, and takes the SVD of ``A`` projected onto that range. Every step but the last lives in
+    feature space: the subspace is ``A W`` with ``W = orth(C^q Omega)``; with ``W^T C W = E Lambda E^T`` the
+    projected rows are ``Lambda^{-1/2} E^T W^T C`` (up to a rotation on the left), whose SVD gives the
+    components and singular values. In exact arithmetic this is scikit-learn's result; in floating point
+    the two differ by rounding (scikit-learn normalises the power iterations by LU in sample space, here by QR
+    in feature space). Cost: ``q + 2`` products of ``D x D`` by ``D x (n_components + 10)`` instead of
+    ``2 q + 2`` products of ``N x D`` by ``D x (n_components + 10)`` (plus the Gram, which
+    :func:`lda_probabilities` computes once for all folds). Components' signs follow scikit-learn's
+    ``svd_flip``; the projection is ``Z V^T - mean V^T``, as scikit-learn's ``transform``.
+
+    :meth:`fit` returns None when the rows are fewer than the columns (scikit-learn then draws ``Omega`` in
+    sample space: another algorithm) or ``W^T C W`` is numerically singular (rows spanning fewer dimensions
+    than ``n_components + 10``): callers then use scikit-learn's PCA on the rows.
+    """
+
+    def __init__(self, n_components, seed=0):
+        self.n_components = int(n_components)
+        self.seed = seed
+
+    def fit(self, gram, mean, n_rows):
+        from sklearn.utils.extmath import svd_flip
+
+        d = gram.shape[0]
+        size = self.n_components + 10
+        n_iter = 7 if self.n_components < 0.1 * min(n_rows, d) else 4
+        if n_rows < d or size > d:  # scikit-learn then transposes (a random subspace of sample space): not this
+            return None
+        W = np.random.RandomState(self.seed).normal(size=(d, size))
+        for _ in range(n_iter):
+            W = np.linalg.qr(gram @ W)[0]
+        CW = gram @ W
+        lam, E = np.linalg.eigh(W.T @ CW)
+        if lam[0] <= GRAM_RANK_TOL * lam[-1]:
+            return None
+        B = (E / np.sqrt(lam)).T @ CW.T
+        _, _, Vt = np.linalg.svd(B, full_matrices=False)
+        _, Vt = svd_flip(np.zeros((1, Vt.shape[0])), Vt, u_based_decision=False)
+        self.components_ = Vt[:self.n_components]
+        self.n_components_ = self.components_.shape[0]
+        self.mean_ = np.asarray(mean, dtype=np.float64)
+        return self
+
+    def transform(self, Z):
+        P = np.asarray(Z, dtype=np.float64) @ self.components_.T
+        P -= self.mean_[None, :] @ self.components_.T
+        return P
+
+
+def centred_gram(Z, offset):
+    """``(Z - offset)^T (Z - offset)`` in float64, by chunks of rows (no full centred copy)."""
+    d = Z.shape[1]
+    gram = np.zeros((d, d))
+    for start in range(0, Z.shape[0], GRAM_CHUNK_ROWS):
+        block = np.asarray(Z[start:start + GRAM_CHUNK_ROWS], dtype=np.float64) - offset
+        gram += block.T @ block
+    return gram
+
+
 class ShrinkageLDA:
     """Shrinkage LDA on at most ``max_dim`` principal components; probabilities give every class code a column."""
 
@@ -67,18 +145,27 @@ class ShrinkageLDA:
         self.n_classes = int(n_classes)
         self.max_dim = int(max_dim)
 
-    def fit(self, Z, codes):
+    def fit(self, Z, codes, gram=None):
         """Fit the projection and the LDA on ``Z`` ``(N, D)`` with class codes.
 
-        ``fitted`` is False (and no LDA is modelled) with fewer than two classes or no more rows than classes.
+        The projection is :class:`GramPCA` (scikit-learn's randomized PCA itself with fewer rows than
+        columns, or rows spanning too few dimensions). ``gram``: optional ``(C, mean)``, the rows' centred
+        Gram matrix and mean when the caller has them (:func:`lda_probabilities` derives every fold's from
+        one pass). ``fitted`` is False (and no
+        LDA is modelled) with fewer than two classes or no more rows than classes.
         """
-        from sklearn.decomposition import PCA
-
         Z = np.asarray(Z, dtype=np.float64)
         n_comp = min(self.max_dim, Z.shape[0] - 1, Z.shape[1])
         self.pca_ = None
         if Z.shape[1] > self.max_dim and n_comp >= 1:
-            self.pca_ = PCA(n_components=n_comp, svd_solver="randomized", random_state=0).fit(Z)
+            if gram is None and Z.shape[0] >= Z.shape[1]:  # else GramPCA declines: no Gram needed
+                mean = Z.mean(axis=0)
+                gram = (centred_gram(Z, mean), mean)
+            self.pca_ = None if gram is None else GramPCA(n_comp).fit(gram[0], gram[1], Z.shape[0])
+            if self.pca_ is None:
+                from sklearn.decomposition import PCA
+
+                self.pca_ = PCA(n_components=n_comp, svd_solver="randomized", random_state=0).fit(Z)
         self.model_ = _fit_lda(self._project(Z), codes)
         self.fitted = self.model_ is not None
         return self
@@ -157,6 +244,26 @@ def _fit_lda(P, codes):
         return LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(P, codes)
 
 
+def _fold_grams(Z, fold, folds):
+    """Per fold ``f``: the centred Gram matrix and mean of the rows outside ``f``, from one Gram of all rows
+    minus the fold's own (centred on the mean of all rows first, so the subtraction cancels few digits)."""
+    offset = Z.mean(axis=0)
+    total = centred_gram(Z, offset)
+    out = []
+    for f in range(folds):
+        test = fold == f
+        rest = ~test
+        if not test.any() or not rest.any():
+            out.append(None)
+            continue
+        n = int(rest.sum())
+        shift = (Z[rest] - offset).mean(axis=0) if n <= Z.shape[0] // 2 else \
+            -(Z[test] - offset).sum(axis=0) / n  # the rest's mean from the fold's sum (all rows sum to 0)
+        gram = total - centred_gram(Z[test], offset) - n * np.outer(shift, shift)
+        out.append((gram, offset + shift))
+    return out
+
+
 def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_DIM, calibrate=True):
     """Out-of-fold shrinkage-LDA class probabilities of labelled rows (module docstring).
 
@@ -172,11 +279,14 @@ def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_D
     log_probs = np.full((Z.shape[0], n_classes), -np.inf)
     ok = np.zeros(Z.shape[0], bool)
     fold = fold_ids(codes, folds)
+    # the folds' Grams serve GramPCA, which needs at least as many rows as columns
+    wide_enough = Z.shape[1] > max_dim and Z.shape[0] * (folds - 1) >= Z.shape[1] * folds
+    grams = _fold_grams(Z, fold, folds) if wide_enough else None
     for f in range(folds):
         test = fold == f
         if not test.any():
             continue
-        model = ShrinkageLDA(n_classes, max_dim).fit(Z[~test], codes[~test])
+        model = ShrinkageLDA(n_classes, max_dim).fit(Z[~test], codes[~test], None if grams is None else grams[f])
         if model.fitted:
             log_probs[test] = model.predict_log_proba(Z[test])
             ok[test] = True

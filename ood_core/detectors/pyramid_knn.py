@@ -291,7 +291,8 @@ class PyramidKNNDetector(Detector):
             out["active_components"] = [n for n, a in zip(self.components_, self.active_) if a]
         info = getattr(self, "transductive_", None)
         if info is not None:
-            keys = ("used", "p_value", "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
+            keys = ("used", "p_value", "p_value_at_least", "permutations_run",
+                    "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
                     "class_mix_chance", "class_mix_reference", "pool_sample", "reason", "warning")
             out["transductive"] = {key: info[key] for key in keys if key in info}
         return out

@@ -43,7 +43,12 @@ re-labels the pooled rows at random (same set sizes, seeded, exact under
 exchangeability, ``n_permutations`` draws); the ratio is used when the
 permutation p-value is at most ``alpha``. Under the null hypothesis (scored
 images exchangeable with the reference) it is used with probability at most
-``alpha``.
+``alpha``. The draws stop as soon as p can no longer reach ``alpha``
+(:func:`permutation_test`; a batch like the reference stops after a few
+draws): the decision is the full test's, the p-value is then recorded as a
+lower bound (``p_value`` None, ``p_value_at_least``, ``permutations_run``).
+The effect below is computed from the observed z-scores alone, so the
+ratio's weight does not depend on the draws.
 
 **Weighted by the evidence.** The test also measures how strongly the batch
 differs: the effect :math:`e = (\bar z_T - \bar z_R) / (s \sqrt{1/n_T + 1/n_R})`,
@@ -84,7 +89,7 @@ from ..errors import OODInputError
 from ..neighbors import NeighborIndex, product_kneighbors
 from .base import adaptive_k, l2_normalize
 
-__all__ = ["DensityRatio", "density_ratio_ranks", "pool_sample_sizes", "ratio_weight"]
+__all__ = ["DensityRatio", "density_ratio_ranks", "permutation_test", "pool_sample_sizes", "ratio_weight"]
 
 #: the largest pooled set searched as a whole; above it the neighbours come from a seeded sample of this size
 MAX_POOLED = 20000
@@ -131,6 +136,33 @@ def _kth_with(dist, mask, k):
     return dist[np.arange(dist.shape[0]), pos]
 
 
+def permutation_test(statistic, observed, labels, n_permutations, alpha, seed):
+    """The one-sided permutation test of :meth:`DensityRatio.compute`, stopped once its decision is known.
+
+    ``statistic(permuted_labels)`` is drawn for ``n_permutations`` seeded permutations of ``labels``
+    (``np.random.default_rng(seed).permutation``, one draw after another); ``count`` is the number of draws
+    at least ``observed`` and the p-value ``(1 + count) / (n_permutations + 1)``; ``used`` is ``p <= alpha``.
+    Once ``count`` is so large that p can no longer reach ``alpha``, the remaining draws cannot change the
+    decision and are skipped (a batch like the reference stops after a few draws instead of all of them).
+
+    Returns a dict: ``used``; ``p_value``, the exact p-value when every draw ran (always the case when
+    ``used``), else None; ``p_value_at_least``, a lower bound of it (``(1 + count) / (n_permutations + 1)``
+    with the count so far; equal to ``p_value`` when every draw ran); ``permutations_run``.
+    """
+    rng = np.random.default_rng(seed)
+    count, run = 0, 0
+    while run < n_permutations:
+        count += int(statistic(rng.permutation(labels)) >= observed)
+        run += 1
+        # the same float expression as the decision, which only grows with count: past alpha, it stays past
+        if (1 + count) / (n_permutations + 1) > alpha:
+            break
+    bound = float((1 + count) / (n_permutations + 1))
+    complete = run == n_permutations
+    return {"used": bool(bound <= alpha) if complete else False, "p_value": bound if complete else None,
+            "p_value_at_least": bound, "permutations_run": run}
+
+
 class DensityRatio:
     """Density-ratio z-scores of a scored set against a reference, with the permutation gate.
 
@@ -143,7 +175,8 @@ class DensityRatio:
         max_pooled: the largest pooled set searched as a whole (None: :data:`MAX_POOLED`); larger ones are
             sampled (:meth:`compute`).
 
-    :meth:`compute` returns a dict: ``used`` (bool), ``reason``, ``p_value``,
+    :meth:`compute` returns a dict: ``used`` (bool), ``reason``, ``p_value`` (None when the
+    test stopped early, not used), ``p_value_at_least`` (its lower bound), ``permutations_run``,
     ``effect`` (the statistic over its standard error), ``k_reference``,
     ``k_scored``, ``pool_sample``, ``scored`` / ``reference`` (z-scores, or
     None when not computed: too few rows, or a sampled pool whose ratio is
@@ -257,10 +290,9 @@ class DensityRatio:
             return z[labels].mean() - z[~labels].mean(), z, scales
 
         observed, z, scales = statistic(is_scored)
-        rng = np.random.default_rng(self.seed)
-        null = np.array([statistic(rng.permutation(is_scored))[0] for _ in range(self.n_permutations)])
-        p_value = float((1 + np.sum(null >= observed)) / (self.n_permutations + 1))
-        used = p_value <= self.alpha
+        test = permutation_test(lambda labels: statistic(labels)[0], observed, is_scored, self.n_permutations,
+                                self.alpha, self.seed)
+        used = test["used"]
         spread = z.std() * math.sqrt(1 / p_scored + 1 / p_ref)
         effect = float(observed / spread) if spread > 1e-12 else 0.0
         z_ref, z_scored = z[:p_ref], z[p_ref:]
@@ -273,11 +305,15 @@ class DensityRatio:
                 rest = np.setdiff1d(np.arange(full.size), taken)
                 if rest.size:
                     full[rest] = self._outside_zscores(searchers, comps, rest, is_scored, k_ref, k_scored, m, scales)
+        stopped = test["permutations_run"] < self.n_permutations
         return {
-            "used": bool(used), "p_value": p_value, "effect": effect, "k_reference": int(k_ref),
+            "used": bool(used), "p_value": test["p_value"], "p_value_at_least": test["p_value_at_least"],
+            "permutations_run": test["permutations_run"], "effect": effect, "k_reference": int(k_ref),
             "k_scored": int(k_scored), "pool_sample": [int(p_ref), int(p_scored)] if sampled else None,
             "reason": ("the scored set differs from the reference" if used else
-                       f"the scored set does not differ significantly from the reference (p > {self.alpha})")
+                       f"the scored set does not differ significantly from the reference (p > {self.alpha}"
+                       + (f": p >= {test['p_value_at_least']:.3g} after {test['permutations_run']} of "
+                          f"{self.n_permutations} permutations, where the test stopped" if stopped else "") + ")")
                       + (f" (neighbours from a seeded sample of {p_ref} reference + {p_scored} scored samples, "
                          f"{n_ref + n_scored} > {self.max_pooled or MAX_POOLED})" if sampled else ""),
             "scored": z_scored, "reference": z_ref,
