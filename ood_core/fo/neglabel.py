@@ -65,8 +65,7 @@ def compute_neglabel_scores(
         prediction_field: Classification field for the predicted ID class, or ``None``.
         run_key: key of the recorded run (default ``score_field``).
         batch_size, text_batch_size: images / prompts per forward pass.
-        skip_failures: ``True`` (default): unreadable images are not scored, warned about and listed in the
-            results; ``False``: the first one raises.
+        skip_failures: unreadable images are not scored, warned about and listed (default); False: raise.
         cache_dir: cache root for text embeddings and the WordNet copy (default
             ``$FIFTYONE_OOD_CACHE_DIR`` or ``~/.cache/fiftyone-ood``).
         overwrite: allow replacing existing fields / run of those names.

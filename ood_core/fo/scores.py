@@ -117,10 +117,7 @@ def compute_ood_scores(
     n_components=None,
     seed=0,
     neighbor_backend=None, neighbor_index=None,
-    run_key=None,
-    score_reference=True,
-    transductive=None,
-    overwrite=False,
+    run_key=None, score_reference=True, transductive=None, overwrite=False,
 ):
     """Score every sample (or object) of a view; higher = more OOD.
 
