@@ -153,8 +153,9 @@ def gallery(tiles, threshold=None):
     ``lines`` (caption lines) and ``id``, in the order shown (the galleries: highest score first).
 
     Scores get the fewest significant digits (3 at least, :func:`score_digits`) that print every two
-    different scores of the gallery, and each of them and ``threshold``, differently; with ``threshold`` a line
-    above the tiles names it with the same digits (flagged = ``score >= threshold``)."""
+    different scores of the gallery, and each of them and ``threshold``, differently (values apart only by float
+    rounding, :data:`SAME_SCORE_RTOL`, may print alike); with ``threshold`` a line above the tiles names it with
+    the same digits (flagged = ``score >= threshold``)."""
     digits = score_digits([t["score"] for t in tiles], threshold)
     out = []
     for t in tiles:
@@ -164,12 +165,15 @@ def gallery(tiles, threshold=None):
         out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.{digits}g}</div>{lines}"
                    f"<div class='id'>{escape(t['id'])}</div></div>")
     note = "" if threshold is None else (f"<p class='muted'>Flagged when score &gt;= {float(threshold):.{digits}g} "
-                                         "(scores and threshold printed with the digits that tell them apart).</p>")
+                                         "(each tile says whether it is flagged: a score printed as the threshold but "
+                                         "not flagged lies below it by float rounding).</p>")
     return note + "<div class='gallery'>" + "".join(out) + "</div>"
 
 
 #: the fewest significant digits a gallery prints, and the most (17 tell any two float64 numbers apart)
 MIN_SCORE_DIGITS, MAX_SCORE_DIGITS = 3, 17
+#: scores closer than this (relative) are told apart by the tiles' flagged / not flagged line, not by digits
+SAME_SCORE_RTOL = 1e-9
 
 
 def score_digits(scores, threshold=None):
@@ -181,10 +185,22 @@ def score_digits(scores, threshold=None):
     values = {float(v) for v in scores if v is not None and np.isfinite(v)}
     if threshold is not None and np.isfinite(threshold):
         values.add(float(threshold))
+    values = _apart_from_rounding(values)
     for digits in range(MIN_SCORE_DIGITS, MAX_SCORE_DIGITS):
         if len({f"{v:.{digits}g}" for v in values}) == len(values):
             return digits
     return MAX_SCORE_DIGITS
+
+
+def _apart_from_rounding(values):
+    """``values`` with those closer than :data:`SAME_SCORE_RTOL` (relative) to the previous kept one dropped:
+    float rounding (a percentile threshold one unit in the last place above a trusted score) is not a
+    difference worth 17 digits on every tile; such a tile says "flagged" or "not flagged" all the same."""
+    kept = []
+    for v in sorted(values):
+        if not kept or v - kept[-1] > SAME_SCORE_RTOL * max(abs(v), abs(kept[-1]), 1e-300):
+            kept.append(v)
+    return kept
 
 
 def page(title, subtitle, sections):
