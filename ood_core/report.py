@@ -165,8 +165,8 @@ def gallery(tiles, threshold=None):
         out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.{digits}g}</div>{lines}"
                    f"<div class='id'>{escape(t['id'])}</div></div>")
     note = "" if threshold is None else (f"<p class='muted'>Flagged when score &gt;= {float(threshold):.{digits}g} "
-                                         "(each tile says whether it is flagged: a score printed as the threshold but "
-                                         "not flagged lies below it by float rounding).</p>")
+                                         "(each tile says whether it is flagged; a score printed as the threshold "
+                                         "without the flag lies below it by float rounding).</p>")
     return note + "<div class='gallery'>" + "".join(out) + "</div>"
 
 
