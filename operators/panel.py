@@ -42,11 +42,13 @@ App events.
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
+from ood_core.fo.form_cache import view_key
+
 from . import review as review_data
 from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, count_axis, default_run,
                           pick_threshold, preset_key, preset_value, preset_value_name, preset_value_path,
                           request_memo, run_state_key, same_threshold, save_flags_message, save_review_flags,
-                          score_axis, sorted_run, threshold_source, threshold_state_key, version_key, view_key,
+                          score_axis, sorted_run, threshold_source, threshold_state_key, version_key,
                           view_signature)
 
 # --------------------------------------------------------------------------- the panel

@@ -90,13 +90,6 @@ def preset_key(run_key, view_sig=""):
     return f"preset_{run_key}{_suffix(view_sig)}"
 
 
-def view_key(samples):
-    """The view's stages as text (a dataset: ``[]``): :func:`ood_core.fo.form_cache.view_key`."""
-    from ood_core.fo.form_cache import view_key as stages_text
-
-    return stages_text(samples)
-
-
 # --------------------------------------------------------------------------- one read per App request
 
 _request_lock = threading.Lock()
@@ -267,12 +260,13 @@ def save_review_flags(samples, summary, threshold, tag):
     """
     import ood_core as ood
     from ood_core.fo.evaluation import list_flag_runs
+    from ood_core.fo.items import item_columns
 
     field = review_flag_field(summary)
     patches = summary["patches_field"]
     # ids and scores in one pass over the view, handed to flag_samples (it would read each column again)
     id_path = "id" if patches is None else f"{patches}.detections.id"
-    (ids, raw), _ = review_data.item_columns(samples, [id_path, summary["score_field"]], patches)
+    (ids, raw), _ = item_columns(samples, [id_path, summary["score_field"]], patches)
     out = ood.flag_samples(samples, summary["run_key"], rule="threshold", value=float(threshold), flag_field=field,
                            flag_key=field, tag=tag or None, overwrite=True, item_scores=(ids, raw))
     dataset = samples._dataset

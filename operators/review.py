@@ -6,7 +6,6 @@ are higher = more suspicious; an item is flagged when ``score >= threshold``;
 the ground-truth field is True for the positive class.
 """
 
-
 import numpy as np
 
 REVIEW_TAGS = {"confirmed": "ood_confirmed", "dismissed": "ood_dismissed"}
@@ -93,31 +92,6 @@ def boolean_fields(samples, patches_field=None):
     return sorted(name for name in names if name not in flag_fields)
 
 
-def item_columns(samples, paths, patches_field=None):
-    """Per-item values of several fields read in ONE pass over the view: ``(columns, num_samples)``.
-
-    ``values([...])`` batches plain fields into one ``$project``, so the view's documents are scanned once
-    (each scan reads whole documents: about 1 s at 200,000 samples with an embeddings field). Items are
-    samples, or the objects of ``patches_field``: object attributes (``<patches_field>.<...>``) are flattened
-    and a sample-level field is inherited by every object of its sample (as
-    :func:`ood_core.fo.items.item_values`). ``num_samples`` is the number of samples of the view.
-    """
-    from ood_core.fo.items import flatten
-
-    paths = list(paths)
-    if patches_field is None:
-        columns = samples.values(paths)
-        return [list(col) for col in columns], len(columns[0])
-    prefix = f"{patches_field}."
-    nested = [p.startswith(prefix) for p in paths]
-    read = paths if any(nested) else paths + [f"{patches_field}.detections.id"]
-    columns = samples.values(read)
-    lengths = [len(row or []) for row in columns[nested.index(True) if any(nested) else -1]]
-    out = [flatten(col) if is_nested else [v for v, n in zip(col, lengths) for _ in range(n)]
-           for col, is_nested in zip(columns, nested)]
-    return out, len(lengths)
-
-
 def read_scores(samples, score_field, gt_field=None, patches_field=None, *, with_ids=True):
     """Scores of the items (samples, or objects of ``patches_field``) that have one: ``(ids, scores, is_positive)``.
 
@@ -125,7 +99,7 @@ def read_scores(samples, score_field, gt_field=None, patches_field=None, *, with
     only items with both a score and a ground-truth value are returned and
     ``is_positive`` is a bool array (True = positive class); else it is None.
     ``with_ids=False`` skips reading the item ids (``ids`` is then None). One
-    pass over the view (:func:`item_columns`).
+    pass over the view (:func:`ood_core.fo.items.item_columns`).
     """
     ids, scores, is_positive, _ = _read_score_columns(samples, score_field, gt_field, patches_field, with_ids)
     return ids, scores, is_positive
@@ -134,6 +108,7 @@ def read_scores(samples, score_field, gt_field=None, patches_field=None, *, with
 def _read_score_columns(samples, score_field, gt_field, patches_field, with_ids):
     """:func:`read_scores` plus the number of samples of the view."""
     from ood_core.errors import OODInputError
+    from ood_core.fo.items import item_columns
 
     id_path = "id" if patches_field is None else f"{patches_field}.detections.id"
     paths = ([id_path] if with_ids else []) + [score_field] + ([gt_field] if gt_field else [])
@@ -272,6 +247,8 @@ def preset_threshold(samples, summary, preset, value, scores, is_positive=None):
         field = pvalue_field(summary)
         if not field:
             raise OODInputError(f"run {summary['run_key']!r} has no calibrated p-values")
+        from ood_core.fo.items import item_columns
+
         (raw, pvalues), _ = item_columns(samples, [summary["score_field"], field], summary.get("patches_field"))
         pairs = zip(raw, pvalues)
         flagged = [sc for sc, pv in pairs if sc is not None and pv is not None and pv <= float(value)]

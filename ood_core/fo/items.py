@@ -290,14 +290,29 @@ def item_ids(samples, patches_field):
 
 def item_values(samples, path, patches_field):
     """Values of ``path`` aligned with :func:`item_ids` (object attributes flattened)."""
+    return item_columns(samples, [path], patches_field)[0][0]
+
+
+def item_columns(samples, paths, patches_field=None):
+    """Per-item values of several fields read in ONE pass over the view: ``(columns, num_samples)``.
+
+    ``values([...])`` batches plain fields into one ``$project``, so the view's documents are scanned once
+    (each scan reads whole documents: about 1 s at 200,000 samples with an embeddings field). Items are
+    samples, or the objects of ``patches_field``: object attributes (``<patches_field>.<...>``) are flattened
+    and a sample-level field is inherited by every object of its sample. ``num_samples``: the view's samples.
+    """
+    paths = list(paths)
     if patches_field is None:
-        return samples.values(path)
-    if path.startswith(f"{patches_field}."):
-        return flatten(samples.values(path))
-    # a sample-level field: every object inherits its sample's value
-    ids = samples.values(f"{patches_field}.detections.id")
-    vals = samples.values(path)
-    return [v for row, v in zip(ids, vals) for _ in (row or [])]
+        columns = samples.values(paths)
+        return [list(col) for col in columns], len(columns[0])
+    prefix = f"{patches_field}."
+    nested = [p.startswith(prefix) for p in paths]
+    read = paths if any(nested) else paths + [f"{patches_field}.detections.id"]
+    columns = samples.values(read)
+    lengths = [len(row or []) for row in columns[nested.index(True) if any(nested) else -1]]
+    out = [flatten(col) if is_nested else [v for v, n in zip(col, lengths) for _ in range(n)]
+           for col, is_nested in zip(columns, nested)]
+    return out, len(lengths)
 
 
 def union_view(samples, other):
