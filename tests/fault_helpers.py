@@ -33,3 +33,19 @@ class FaultAt:
     def reached(self):
         """Whether the ``n``-th call happened (a larger ``n`` than the calls made means no fault)."""
         return len(self.calls) >= self.n
+
+
+def run_faulted(monkeypatch, n, steps, call, killed=False):
+    """``(fault, failed)``: ``call()`` with a :class:`Crash` in the ``n``-th of ``steps``; ``killed``: as a process
+    that dies there, its in-process undo skipped (the next call's repair reads the journal)."""
+    from ood_core.fo import commit
+
+    with monkeypatch.context() as m:
+        fault = FaultAt(m, n, steps)
+        if killed:
+            m.setattr(commit, "_roll_back", lambda dataset, entry: None)
+        try:
+            call()
+        except Crash:
+            return fault, True
+    return fault, False

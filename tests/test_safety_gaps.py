@@ -1,10 +1,13 @@
-"""Three gaps of "nothing lost" a probe found, each reproduced on real FiftyOne datasets (private mongod):
+"""Gaps of "nothing lost" probes found, each reproduced on real FiftyOne datasets (private mongod):
 
 1. a user's field made under the name a stale run record still lists was replaced by ``overwrite=True`` (and
    deleted with the run);
 2. ``delete_ood_run(..., delete_fields=True)`` killed half-way left records and fields out of step;
 3. an audit killed between its commit and the removal of the earlier audit's tags and saved views left them
-   belonging to no run.
+   belonging to no run;
+4. ``flag_samples`` killed between its commit and its tag changes left tags no run claims (or claims of tags
+   never set), and an audit killed before its record left near-duplicate tags and saved views belonging to no
+   run; an audit replaced a user's saved view of the name it uses.
 
 Crashes are injected at every database-changing step: as an exception, as a process that dies without undoing
 anything (the in-process undo skipped, as ``tests/test_audit_rerun.py`` does) and, for deletion, as a real
@@ -24,7 +27,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from fault_helpers import Crash, FaultAt
+from fault_helpers import Crash, FaultAt, run_faulted
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -42,6 +45,8 @@ STEPS = (
     (fod.Dataset, "delete_run"),
     (foc.SampleCollection, "untag_samples"),
     (fod.Dataset, "delete_saved_view"),
+    (foc.SampleCollection, "tag_samples"),
+    (fod.Dataset, "save_view"),
 )
 
 
@@ -122,9 +127,10 @@ def _state(ds):
     }
 
 
-def _deleted_whole_or_not_at_all(ds, hand, before):
+def _deleted_whole_or_not_at_all(ds, hand, before, only_flags=False):
     """After the next call's repair: 's' and its flags run with every field and tag as before, or all of it gone
-    (the hand-set tag stays); each record lists only fields that exist."""
+    (the hand-set tag stays; ``only_flags``: all of the flags run gone, 's' as before); each record lists only
+    fields that exist."""
     ood.repair_ood_runs(ds)
     _nothing_temporary_left(ds)
     now = _state(ds)
@@ -132,32 +138,34 @@ def _deleted_whole_or_not_at_all(ds, hand, before):
         assert all(ds.has_field(f) for f in ood.get_ood_run_info(ds, key)["fields"]), key
     if now == before:
         return "kept"
-    assert now == {"runs": [], "fields": {}, "look": {hand}}, now
+    if only_flags:
+        assert now == {"runs": ["s"], "fields": {f: before["fields"][f] for f in ("s", "s_pvalue")},
+                       "look": {hand}}, now
+    else:
+        assert now == {"runs": [], "fields": {}, "look": {hand}}, now
     return "deleted"
 
 
+@pytest.mark.parametrize("delete", ["run", "flags"])
 @pytest.mark.parametrize("killed", [False, True], ids=["exception", "killed"])
-def test_deleting_a_run_failing_at_any_step_deletes_all_of_it_or_nothing(scored, monkeypatch, killed):
+def test_deleting_a_run_failing_at_any_step_deletes_all_of_it_or_nothing(scored, monkeypatch, killed, delete):
+    """``delete_ood_run`` of the score run (its flags go with it) or ``delete_flags`` of its flags run (which used
+    to untag before, and outside, the removal of the record)."""
     ds, hand = scored
+    only_flags = delete == "flags"
     before = _state(ds)
     outcomes, n = [], 1
     while True:
-        with monkeypatch.context() as m:
-            fault = FaultAt(m, n, STEPS)
-            if killed:
-                m.setattr(commit, "_roll_back", lambda dataset, entry: None)  # a kill leaves no chance to undo
-            try:
-                ood.delete_ood_run(ds, "s")
-                failed = False
-            except Crash:
-                failed = True
-        state = _deleted_whole_or_not_at_all(ds, hand, before)
+        fault, failed = run_faulted(monkeypatch, n, STEPS, killed=killed, call=lambda: ood.delete_flags(
+            ds, "s_flag") if only_flags else ood.delete_ood_run(ds, "s"))
+        state = _deleted_whole_or_not_at_all(ds, hand, before, only_flags)
         if not fault.reached:  # went through without reaching call n: every step was hit
             assert not failed and state == "deleted"
             break
         outcomes.append((fault.calls[n - 1], failed, state))
         if state == "deleted":  # start again from the run and its flags
-            ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3)
+            if not only_flags:
+                ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3)
             ood.flag_samples(ds, "s", rule="top_n", value=5, tag="look")
             before = _state(ds)
         n += 1
@@ -292,3 +300,115 @@ def test_an_audit_crashed_after_its_commit_leaves_no_untracked_tag_or_view(audit
     steps = {name for name, _ in outcomes}
     assert {"untag_samples", "delete_saved_view"} <= steps, outcomes
     assert {"old", "new"} <= {state for _, state in outcomes}
+
+
+# --------------------------------------------------------------------------- 4. tags of flags and audits, crashed
+
+
+def _tags_match_claims(ds, hand):
+    """After the next call's repair: the 'look' and 'peek' tags are the hand-set 'look' and those the flags run
+    claims under its tag, which its flag field marks; returns that tag (which of the two flag rules is in place)."""
+    ood.repair_ood_runs(ds)
+    _nothing_temporary_left(ds)
+    info = ood.get_flag_info(ds, "s_flag")
+    claimed = set(info["tagged_ids"])
+    assert set(ds.match_tags("look").values("id")) == (claimed if info["tag"] == "look" else set()) | {hand}
+    assert set(ds.match_tags("peek").values("id")) == (claimed if info["tag"] == "peek" else set())
+    assert {i for i, f in zip(ds.values("id"), ds.values("s_flag")) if f} - {hand} == claimed
+    return info["tag"]
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["exception", "killed"])
+def test_reflagging_failing_at_any_step_leaves_tags_matching_the_record(scored, monkeypatch, killed):
+    """Re-flagging moves the flags from the top 5 tagged 'look' to the top 12 tagged 'peek' and back; the tags
+    used to change after the commit, outside its journal."""
+    ds, hand = scored
+    rules = {"look": 5, "peek": 12}
+    outcomes, n, tag = [], 1, "peek"
+    assert _tags_match_claims(ds, hand) == "look"
+    while True:
+        fault, failed = run_faulted(monkeypatch, n, STEPS, killed=killed, call=lambda: ood.flag_samples(
+            ds, "s", rule="top_n", value=rules[tag], tag=tag, overwrite=True))
+        done = _tags_match_claims(ds, hand) == tag
+        if not fault.reached:
+            assert not failed and done
+            break
+        outcomes.append((fault.calls[n - 1], done))
+        if done:  # the new flags are in: next time, go back
+            tag = "look" if tag == "peek" else "peek"
+        n += 1
+    assert {"tag_samples", "untag_samples", "rename_run"} <= {name for name, _ in outcomes}, outcomes
+    assert {True, False} == {done for _, done in outcomes}
+
+
+@pytest.fixture
+def duplicated(dataset_factory, fashion_files):
+    """12 real images, two of them twice (exact duplicates), embeddings 'emb'; a curator's saved view 'mine'."""
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:20:2] + [paths[0], paths[2]], names[:20:2] + [names[0], names[2]])
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
+                                   progress=False)
+    ds.save_view("mine", ds.limit(3))
+    return ds
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["exception", "killed"])
+def test_an_audit_crashed_anywhere_leaves_no_tag_or_view_belonging_to_no_run(duplicated, tmp_path, monkeypatch,
+                                                                             killed):
+    """Near-duplicate tags and saved views used to be written before the audit's record: a crash before it left
+    them to no run (no audit claimed the tags; redoing the audit took the views for a user's)."""
+    ds = duplicated
+    outcomes, n = [], 1
+    while True:
+        fault, failed = run_faulted(monkeypatch, n, STEPS, killed=killed, call=lambda: ood.audit(
+            ds, report_path=str(tmp_path / "d.html"), embeddings_field="emb", overwrite=True))
+        ood.repair_ood_runs(ds)  # also removes the runs of an audit interrupted before its record
+        _nothing_temporary_left(ds)
+        recorded = "ood_audit" in ood.list_ood_runs(ds, kind="audit")
+        views = set(ood.get_ood_run_info(ds, "ood_audit")["saved_views"]) if recorded else set()
+        assert set(ds.list_saved_views()) == views | {"mine"}
+        claimed = set(ood.load_ood_results(ds, "ood_audit").tagged_duplicate_ids) if recorded else set()
+        assert set(ds.match_tags("near_duplicate").values("id")) == claimed
+        assert len(claimed) == (2 if recorded else 0)
+        if not fault.reached:
+            assert not failed and recorded and "ood_audit-near-duplicates" in views
+            break
+        outcomes.append((fault.calls[n - 1], recorded))
+        if recorded:  # start again from no audit
+            ood.delete_ood_run(ds, "ood_audit")  # its views and tags go with it; its score runs stay
+            assert set(ds.list_saved_views()) == {"mine"} and not ds.match_tags("near_duplicate")
+            for key in ood.list_ood_runs(ds, kind="ood_scores"):
+                ood.delete_ood_run(ds, key)
+        n += 1
+    assert {"tag_samples", "save_view", "register_run"} <= {name for name, _ in outcomes}, outcomes
+    assert {True, False} == {recorded for _, recorded in outcomes}
+    assert len(ds.load_saved_view("mine")) == 3
+
+
+def test_an_audit_never_replaces_a_users_saved_view_of_its_name(duplicated, tmp_path):
+    ds = duplicated
+    ds.save_view("ood_audit-ood", ds.limit(2), description="my picks")
+    with pytest.raises(OODInputError, match=r"saved views \['ood_audit-ood'\], which no audit 'ood_audit' made.*"
+                                            r"Rename those views, or pass another audit_key"):
+        ood.audit(ds, report_path=str(tmp_path / "d.html"), embeddings_field="emb")
+    assert len(ds.load_saved_view("ood_audit-ood")) == 2 and ood.list_ood_runs(ds) == ["emb"]
+    out = ood.audit(ds, report_path=str(tmp_path / "d.html"), embeddings_field="emb", audit_key="second")
+    assert "second-ood" in out["saved_views"] and len(ds.load_saved_view("ood_audit-ood")) == 2
+    assert ds.get_saved_view_info("second-ood")["description"].startswith("fiftyone-ood audit 'second'")
+    ood.audit(ds, report_path=str(tmp_path / "d.html"), embeddings_field="emb", audit_key="second", overwrite=True)
+    assert set(ds.list_saved_views()) == {"mine", "ood_audit-ood", *out["saved_views"]}
+
+
+def test_tag_changes_too_many_for_one_journal_entry_are_refused_before_anything_changes(scored):
+    import bson
+
+    from ood_core.fo import followups
+
+    ds, _ = scored
+    ids = [str(bson.ObjectId()) for _ in range(1_500_000)]  # 18 MB packed
+    with pytest.raises(OODInputError, match=r"run 's_flag' on dataset .* more items than one journal entry holds.*"
+                                            r"nothing was changed.*pass tag=None"):
+        commit._open_journal(ds, [], "s_flag", cleanup=[followups.tag("look", None, ids)])
+    assert commit._journal().count_documents({"dataset_id": str(ds._doc.id)}) == 0
+    op = followups.tag("look", None, ids[:1000])  # packed: 12 bytes an id, read back as the same ids
+    assert len(op["packed_ids"]) == 12_000 and followups._ids(op) == set(ids[:1000])

@@ -39,6 +39,15 @@ TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": "near_du
 MAX_SKIPPED_LISTED = 100
 #: the audit key when none is given (its score fields are audit_ood / audit_label_issue)
 DEFAULT_AUDIT_KEY = "ood_audit"
+#: finding -> (suffix of its saved view's name after ``{audit_key}-``, the view's description)
+VIEWS = {"ood": ("ood", "flagged as out-of-distribution, highest score first"),
+         "label_issues": ("label-issues", "flagged as possibly mislabelled, highest score first"),
+         "near_duplicates": ("near-duplicates", "near-duplicate groups, by filepath")}
+
+
+def view_names(audit_key):
+    """The names of the saved views an audit under ``audit_key`` may save."""
+    return [f"{audit_key}-{suffix}" for suffix, _ in VIEWS.values()]
 
 
 def _summary(samples, audit_key, plan, embeddings, found, duplicates, duplicate_threshold):
@@ -176,23 +185,24 @@ def _run(samples, audit_key, plan, replaced, start, *, ood_field, label_issue_fi
     duplicates = _near_duplicates(samples, embeddings, duplicate_threshold, audit_key) if near_duplicates else {}
     steps.done()
     summary = _summary(samples, audit_key, plan, embeddings, found, duplicates, near_duplicates and duplicate_threshold)
-    _outputs(samples, summary, found, duplicates, failures, report_path, export_dir)
+    views = _views(samples, audit_key, found, duplicates)
+    _outputs(samples, summary, found, duplicates, failures, report_path, export_dir, list(views))
     summary["removed_runs"] = replaced
     summary["seconds"] = round(time.perf_counter() - start, 2)
     write_report(samples, summary, found, duplicates, num_worst, report_path)
-    _record(samples, audit_key, summary, duplicates, overwrite, replaced)
+    _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
     steps.done()
     return summary
 
 
-def _outputs(samples, summary, found, duplicates, failures, report_path, export_dir):
-    """Saved views, the CSV, the export, the fields written and the samples not scored, into ``summary``."""
+def _outputs(samples, summary, found, duplicates, failures, report_path, export_dir, saved_views):
+    """The saved views' names, the CSV, the export, the fields written and the samples not scored, into ``summary``."""
     summary["fields"] = [path for key in found["runs"].values()
                          for path in runs.get_ood_run_info(samples, key)["fields"]]
     summary["skipped"] = _skipped(samples, found["runs"]["ood"], failures)
     csv_path = os.path.splitext(report_path)[0] + "_flagged.csv"
     summary.update(
-        saved_views=_save_views(samples, summary["audit_key"], found, duplicates),
+        saved_views=saved_views,
         report_path=report_path,
         csv_path=csv_path,
         num_csv_rows=write_csv(samples, csv_path, found, summary["label_field"], duplicates),
@@ -222,9 +232,24 @@ def check_outputs(samples, audit_key, overwrite, ood_field=None, label_issue_fie
         raise OODInputError(f"the audit's run key and score fields must all differ (each names a run); got {names}. "
                             "Give them different names")
     runs.check_new_run(samples, audit_key, [], overwrite, kind="audit")
+    _refuse_users_views(samples, audit_key)
     for field, kind in ((ood_field, "ood_scores"), (label_issue_field, "label_issues")):
         runs.check_new_run(samples, field, [field], overwrite, kind=kind)
         runs.check_new_run(samples, f"{field}_flag", [f"{field}_flag"], overwrite, kind="flags")  # flag_samples' names
+
+
+def _refuse_users_views(samples, audit_key):
+    """Refuse an audit whose saved views would replace saved views it did not make (no audit record of the key
+    lists them: a user's)."""
+    dataset = samples._dataset
+    ours = set(getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []) \
+        if audit_key in runs.list_ood_runs(samples, kind="audit") else set()
+    theirs = [name for name in view_names(audit_key) if name not in ours and dataset.has_saved_view(name)]
+    if theirs:
+        raise OODInputError(
+            f"dataset {dataset.name!r} has the saved views {theirs}, which no audit {audit_key!r} made; the audit "
+            f"saves its findings under {view_names(audit_key)} and never replaces a view it did not make. Rename "
+            "those views, or pass another audit_key")
 
 
 #: the roles of an audit's runs (the keys of its ``runs``) -> the kind of run each one is
@@ -447,10 +472,11 @@ def _flagged_ids(samples, flag_field):
 
 
 def _near_duplicates(samples, embeddings, threshold, audit_key):
-    """Near duplicates by cosine distance (FiftyOne Brain); tags all but one sample of each group.
+    """Near duplicates by cosine distance (FiftyOne Brain): all but one sample of each group are duplicates.
 
     ``tagged_ids`` are the duplicates the audit claims: all but those whose tag was set by hand (a tag no audit
-    claims), which it never records and so never removes.
+    claims), which it never records and so never removes; ``to_tag`` those without the tag yet, tagged in the
+    commit of the audit's record (:func:`_record`).
     """
     import fiftyone.brain as fob
 
@@ -466,9 +492,8 @@ def _near_duplicates(samples, embeddings, threshold, audit_key):
     dataset = samples._dataset
     tagged = set(dataset.match_tags(TAGS["near_duplicates"]).values("id"))
     by_hand = tagged - _duplicate_claims(samples, audit_key) - _duplicate_claims_of_other_audits(samples, audit_key)
-    if set(duplicate_ids) - tagged:
-        dataset.select(sorted(set(duplicate_ids) - tagged)).tag_samples(TAGS["near_duplicates"])
-    return {"neighbors": neighbors, "duplicate_ids": duplicate_ids, "tagged_ids": sorted(set(duplicate_ids) - by_hand)}
+    return {"neighbors": neighbors, "duplicate_ids": duplicate_ids, "tagged_ids": sorted(set(duplicate_ids) - by_hand),
+            "to_tag": sorted(set(duplicate_ids) - tagged)}
 
 
 def _duplicate_claims(samples, audit_key):
@@ -491,27 +516,20 @@ def near_duplicates_to_untag(samples, audit_key):
     return _duplicate_claims(samples, audit_key) - _duplicate_claims_of_other_audits(samples, audit_key)
 
 
-def _save_views(samples, audit_key, found, duplicates):
-    """Saved views for the App's "saved views" menu: one per finding, worst first."""
+def _views(samples, audit_key, found, duplicates):
+    """``{name: view}``: the saved views for the App's "saved views" menu, one per finding, worst first (saved in
+    the commit of the audit's record, :func:`_record`)."""
     from fiftyone import ViewField as F
 
-    dataset = samples._dataset
     views = {}
-    if "ood" in found["flagged"]:
-        field = found["runs"]["ood"]
-        views[f"{audit_key}-ood"] = samples.select(found["flagged"]["ood"]).sort_by(field, reverse=True)
-    if "label_issues" in found["flagged"]:
-        field = found["runs"]["label_issues"]
-        views[f"{audit_key}-label-issues"] = samples.select(found["flagged"]["label_issues"]).sort_by(
-            field, reverse=True)
+    for finding in ("ood", "label_issues"):
+        if finding in found["flagged"]:
+            views[f"{audit_key}-{VIEWS[finding][0]}"] = samples.select(found["flagged"][finding]).sort_by(
+                found["runs"][finding], reverse=True)
     if duplicates.get("neighbors"):
         ids = sorted(set(duplicates["neighbors"]) | {d for v in duplicates["neighbors"].values() for d, _ in v})
-        views[f"{audit_key}-near-duplicates"] = samples.select(ids).sort_by(F("filepath"))
-    saved = []
-    for name, view in views.items():
-        dataset.save_view(name, view, overwrite=True)
-        saved.append(name)
-    return saved
+        views[f"{audit_key}-{VIEWS['near_duplicates'][0]}"] = samples.select(ids).sort_by(F("filepath"))
+    return views
 
 
 def _export(samples, found, export_dir):
@@ -524,13 +542,14 @@ def _export(samples, found, export_dir):
     return export_dir
 
 
-def _record(samples, audit_key, summary, duplicates, overwrite, replaced):
+def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views):
     """Record the audit run, removing the earlier audit's runs it ``replaced`` in the same commit, with the tags of
-    their flags, the earlier audit's near-duplicate tags and saved views this one does not make again.
+    their flags, the earlier audit's near-duplicate tags and saved views this one does not make again; then tag
+    the near duplicates and save the ``views``.
 
-    The tags and views are removed after the commit, but decided before it and journaled with it
+    The tags and views change after the commit, but are decided before it and journaled with it
     (:mod:`.followups`): a process killed in between leaves them to the next call or ``ood.repair_ood_runs``,
-    never untracked.
+    never untracked, and one killed before it leaves neither (its runs are then an interrupted audit's).
     """
     from . import commit
 
@@ -547,17 +566,17 @@ def _record(samples, audit_key, summary, duplicates, overwrite, replaced):
                           audit_runs=summary["runs"], audit_fields=summary["fields"], **config)
 
     def cleanup(reloaded, fields, dropped):
-        return _cleanup_after_record(samples, audit_key, summary["saved_views"], duplicates, dropped)
+        return _cleanup_after_record(samples, audit_key, views, duplicates, dropped)
 
     removed_fields, removed_runs = commit.commit(samples, [], audit_key, register, overwrite=overwrite,
                                                  drop_runs=replaced, cleanup=cleanup)
     summary.update(removed_runs=removed_runs, removed_fields=removed_fields)
 
 
-def _cleanup_after_record(samples, audit_key, saved_views, duplicates, dropped):
+def _cleanup_after_record(samples, audit_key, views, duplicates, dropped):
     """The :mod:`.followups` of recording the audit (decided under the commit's locks, before anything moves): the
     tags of the dropped flags runs, the earlier audit's near-duplicate tags this one does not claim again, and its
-    saved views this one did not save again."""
+    saved views this one does not save again; then this audit's near-duplicate tags and saved ``views``."""
     from . import followups
 
     dataset = samples._dataset
@@ -569,6 +588,10 @@ def _cleanup_after_record(samples, audit_key, saved_views, duplicates, dropped):
         ops.append(followups.untag(TAGS["near_duplicates"], None, stale))
     old_views = set(getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []) \
         if audit_key in runs.list_ood_runs(samples, kind="audit") else set()
-    ops += [followups.delete_saved_view(name) for name in sorted(old_views - set(saved_views))
+    ops += [followups.delete_saved_view(name) for name in sorted(old_views - set(views))
             if name.startswith(f"{audit_key}-")]
-    return ops
+    if duplicates.get("to_tag"):
+        ops.append(followups.tag(TAGS["near_duplicates"], None, duplicates["to_tag"]))
+    descriptions = {f"{audit_key}-{suffix}": text for suffix, text in VIEWS.values()}
+    return ops + [followups.save_view(name, view, f"fiftyone-ood audit {audit_key!r}: {descriptions[name]}")
+                  for name, view in views.items()]

@@ -258,7 +258,16 @@ def _open_journal(dataset, staged, run_key, dropped=(), drop_runs=(), cleanup=()
         "cleanup": list(cleanup),  # :mod:`.followups` operations, carried out when the commit rolls forward
         "phase": "staged",
     }
-    _journal().insert_one(entry)
+    import pymongo.errors
+
+    try:
+        _journal().insert_one(entry)
+    except pymongo.errors.DocumentTooLarge:
+        raise OODInputError(
+            f"run {run_key!r} on dataset {dataset.name!r} would change the tags of more items than one journal "
+            "entry holds (16 MB, about a million ids); nothing was changed. Flagging: flag fewer items at once (a "
+            "view, a stricter rule) or pass tag=None; deleting: delete_fields=False keeps the fields and tags"
+        ) from None
     return entry
 
 

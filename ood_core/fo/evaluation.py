@@ -44,7 +44,7 @@ from .. import thresholds
 from ..errors import OODInputError
 from . import runs
 from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
-from .flags import flag_values, previous_flags, set_tags, tag_plan
+from .flags import flag_values, previous_flags, tag_plan
 from .items import (detections_root, flatten, is_whole_dataset, item_ids, item_values, require_nonempty,
                      require_not_generated)
 
@@ -412,7 +412,6 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
 
     rule_name, value = _parse_rule(rule, value)
     tag = _check_tag(tag)
-    dataset = samples._dataset
     require_nonempty(samples, "samples to flag")
     where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite)
     patches = where["patches_field"]
@@ -448,10 +447,8 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         flag_convention="True = flagged: score >= threshold (higher score = more suspicious)",
         **extra,
         results={"tagged_ids": sorted(claimed), "threshold": result.threshold, **counts},
+        cleanup=lambda *_: _tag_changes(previous, tags_removed, tag, patches, tags_added),
     )
-    if previous is not None:
-        set_tags(dataset, tags_removed, previous[0], previous[1], add=False)
-    set_tags(dataset, tags_added, tag, patches, add=True)
     return {
         "flag_key": flag_key,
         "flag_field": flag_path,
@@ -463,6 +460,15 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         "tags_added": len(tags_added),
         "tags_removed": len(tags_removed),
     }
+
+
+def _tag_changes(previous, tags_removed, tag, level, tags_added):
+    """The tag changes of a flags run, as :mod:`.followups` of its commit: journaled with it, so a crash right
+    after the commit is finished by the next call, and tags always match the record's claims."""
+    from . import followups
+
+    ops = [followups.untag(previous[0], previous[1], tags_removed)] if previous and tags_removed else []
+    return ops + ([followups.tag(tag, level, tags_added)] if tag is not None and tags_added else [])
 
 
 def _parse_rule(rule, value):

@@ -113,10 +113,12 @@ def list_flag_runs(samples, run_key=None):
 
 
 def delete_flags(samples, flag_key):
-    """Delete a flags run, its flag field and the tags it added (tags set by hand stay)."""
+    """Delete a flags run, its flag field and the tags it added (tags set by hand stay), all or nothing, also after
+    a crash (:func:`ood_core.fo.run_admin.delete_ood_run`)."""
+    from .run_admin import delete_ood_run
+
     tag, patches, ids = previous_flags(samples, flag_key) or (None, None, set())
     if tag is not None:
         ids = ids - claimed_by_other_runs(samples, tag, patches, flag_key)
-        set_tags(samples._dataset, ids, tag, patches, add=False)
-    fields = runs.delete_run_record(samples, flag_key)
+    fields = delete_ood_run(samples, flag_key)
     return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}

@@ -1,9 +1,10 @@
 """The steps that follow a commit (tags, saved views, audit records), written into its journal.
 
-Removing runs (deleting them, or dropping them with a redone audit) also removes what they left outside fields
-and records: the tags their flags added, an audit's near-duplicate tags and saved views, the mention of the runs
-in the audits that list them. Done after the commit by the process alone, a crash in between would leave those
-tags and views belonging to no run (they would then look as if set by hand, and stay forever). So they are
+Writing and removing runs also changes what lives outside fields and records: the tags a flags run adds and
+removes, an audit's near-duplicate tags and saved views, the mention of removed runs in the audits that list
+them. Done by the process alone before or after the commit, a crash in between would leave tags and views
+belonging to no run (they would then look as if set by hand, and stay forever) or a record claiming tags that
+were never set. So they are
 computed before the commit, stored in its journal entry (``cleanup``, a list of JSON operations) and carried out
 when the commit rolls forward: by the process itself, or after a crash by the next write on the dataset or
 ``ood.repair_ood_runs``. Every operation can be done twice (a crash in the middle of them is finished by doing
@@ -17,7 +18,38 @@ from . import runs
 
 def untag(tag, level, ids):
     """Remove ``tag`` from the samples (``level`` None) or objects of the label field ``level`` with ``ids``."""
-    return {"op": "untag", "tag": tag, "level": level, "ids": sorted(ids)}
+    return {"op": "untag", "tag": tag, "level": level, **_packed(ids)}
+
+
+def tag(tag, level, ids):
+    """Add ``tag`` to the samples (``level`` None) or objects of the label field ``level`` with ``ids``."""
+    return {"op": "tag", "tag": tag, "level": level, **_packed(ids)}
+
+
+def save_view(name, view, description):
+    """Save ``view`` (its stages, as FiftyOne serializes them) as the saved view ``name``, replacing one of that
+    name (the caller checked it is not a user's)."""
+    return {"op": "save_view", "name": name, "stages": view._serialize(), "description": description}
+
+
+def _packed(ids):
+    """Ids as one binary string of 12-byte ObjectIds (about a third of a list of strings in the journal entry,
+    whose BSON document is limited to 16 MB); a list when some id is not an ObjectId."""
+    import bson
+
+    ids = sorted(ids)
+    if all(bson.ObjectId.is_valid(i) for i in ids):
+        return {"packed_ids": bson.Binary(b"".join(bson.ObjectId(i).binary for i in ids))}
+    return {"ids": ids}
+
+
+def _ids(op):
+    import bson
+
+    if "packed_ids" in op:
+        raw = bytes(op["packed_ids"])
+        return {str(bson.ObjectId(raw[i:i + 12])) for i in range(0, len(raw), 12)}
+    return set(op["ids"])  # journals written before ids were packed
 
 
 def delete_saved_view(name):
@@ -62,7 +94,20 @@ def apply(dataset, ops):
 def _untag(dataset, op):
     from .flags import set_tags
 
-    set_tags(dataset, set(op["ids"]), op["tag"], op["level"], add=False)
+    set_tags(dataset, _ids(op), op["tag"], op["level"], add=False)
+
+
+def _tag(dataset, op):
+    from .flags import set_tags
+
+    set_tags(dataset, _ids(op), op["tag"], op["level"], add=True)
+
+
+def _save_view(dataset, op):
+    import fiftyone.core.view as fov
+
+    view = fov.DatasetView._build(dataset, op["stages"])
+    dataset.save_view(op["name"], view, description=op["description"], overwrite=True)
 
 
 def _delete_saved_view(dataset, op):
@@ -100,5 +145,5 @@ def _uses_any(dataset, name, fields):
     return any(json.dumps(f) in stages for f in fields)
 
 
-_APPLY = {"untag": _untag, "delete_saved_view": _delete_saved_view, "forget_in_audits": _forget_in_audits,
-          "unset": _unset}
+_APPLY = {"untag": _untag, "tag": _tag, "save_view": _save_view, "delete_saved_view": _delete_saved_view,
+          "forget_in_audits": _forget_in_audits, "unset": _unset}

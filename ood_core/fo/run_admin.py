@@ -41,12 +41,13 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
 
     Deleting a flags run also removes the tags it added (as :func:`ood_core.fo.evaluation.delete_flags`);
     deleting a score run deletes the flags runs made from it the same way; deleting an audit removes its
-    near-duplicate tags (its score and flags runs stay, as runs of their own).
+    near-duplicate tags and its saved views (its score and flags runs stay, as runs of their own).
 
-    ``delete_fields=False`` deletes the records only and keeps every field and tag: the run's fields (and an
-    audit's near-duplicate tags), and for a score run also the flags runs made from it (their records go too,
-    so none points to a deleted run; their flag fields and tags stay). The kept fields and tags then belong to
-    no run: this package never writes into such a field again, and re-flagging treats such tags as set by hand.
+    ``delete_fields=False`` deletes the records only and keeps every field, tag and view: the run's fields (and an
+    audit's near-duplicate tags and saved views), and for a score run also the flags runs made from it (their
+    records go too, so none points to a deleted run; their flag fields and tags stay). The kept fields and tags
+    then belong to no run: this package never writes into such a field again, and re-flagging treats such tags
+    as set by hand; an audit of the same key refuses to replace the kept views.
     Returns ``[]`` then.
 
     An audit that lists a deleted run forgets it (``audit_runs``, ``audit_fields``), and the audit's saved views
@@ -76,10 +77,10 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
 
 def remove_runs(samples, run_keys, *, delete_fields=True):
     """Delete runs all or nothing (:func:`ood_core.fo.commit.remove_runs`): their records, the fields only they
-    list (``delete_fields``), the tags their flags added and an audit's near-duplicate tags; the audits that list
-    them forget them. What lies outside fields and records is journaled with the commit (:mod:`.followups`), so a
-    process killed at any point leaves all of it to the next call or ``ood.repair_ood_runs``. Returns the fields
-    deleted."""
+    list (``delete_fields``), the tags their flags added and an audit's near-duplicate tags and saved views; the
+    audits that list them forget them. What lies outside fields and records is journaled with the commit
+    (:mod:`.followups`), so a process killed at any point leaves all of it to the next call or
+    ``ood.repair_ood_runs``. Returns the fields deleted."""
     from . import followups
     from .commit import remove_runs as commit_removal
 
@@ -89,19 +90,22 @@ def remove_runs(samples, run_keys, *, delete_fields=True):
         ops = []
         if delete_fields:
             ops += followups.untag_flags(samples, [key for key in gone if kinds.get(key) == "flags"])
-            ops += [_untag_near_duplicates(samples, key) for key in gone if kinds.get(key) == "audit"]
+            ops += [op for key in gone if kinds.get(key) == "audit" for op in _audit_extras(dataset, key)]
             ops += [followups.unset_values(p) for p in _lost_fields(dataset, gone)]
         return [op for op in ops if op] + [followups.forget_in_audits(gone, fields)]
 
     return commit_removal(samples, list(run_keys), delete_fields=delete_fields, cleanup=cleanup)[0]
 
 
-def _untag_near_duplicates(samples, audit_key):
+def _audit_extras(dataset, audit_key):
+    """Removing the near-duplicate tags the audit claims alone, and its saved views."""
     from . import followups
     from .audit import TAGS, near_duplicates_to_untag
 
-    ids = near_duplicates_to_untag(samples, audit_key)
-    return followups.untag(TAGS["near_duplicates"], None, ids) if ids else None
+    ids = near_duplicates_to_untag(dataset, audit_key)
+    views = getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []
+    return ([followups.untag(TAGS["near_duplicates"], None, ids)] if ids else []) + \
+        [followups.delete_saved_view(name) for name in views]
 
 
 def _lost_fields(dataset, keys):

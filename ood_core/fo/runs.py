@@ -222,7 +222,8 @@ def written_fields(samples):
     return {path for key in list_ood_runs(dataset) for path in (dataset.get_run_info(key).config.fields or [])}
 
 
-def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, reads=(), **params):
+def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, reads=(), cleanup=None,
+                     **params):
     """Write fields and record their run all-or-nothing (see :mod:`.commit`).
 
     ``writes`` is a list of ``(path, values)`` or ``(path, values, field_type)``,
@@ -230,7 +231,8 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
     committed under per-field locks: old fields are moved aside (not deleted)
     until the new fields and the new run record are in place; any failure
     restores the previous state. Overwriting from a view replaces only the
-    view's values: the other samples keep theirs.
+    view's values: the other samples keep theirs. ``cleanup``: the :mod:`.followups` of the commit (tags), as in
+    :func:`.commit.commit`.
     """
     from . import commit, coordination
     from .ownership import refuse_stale_records
@@ -264,7 +266,7 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
                 register_run(samples, run_key, kind=kind, fields=targets, overwrite=True, results=results,
                              **params)
 
-            commit.commit(samples, staged, run_key, register, overwrite=overwrite, check=check)
+            commit.commit(samples, staged, run_key, register, overwrite=overwrite, check=check, cleanup=cleanup)
         except BaseException:
             commit.discard(dataset, [tmp for tmp, _ in staged])
             raise
