@@ -49,7 +49,8 @@ def resolve_levels(module_names, levels):
         if isinstance(level, (int, np.integer)) and not isinstance(level, bool):
             idx = int(level) + (n if level < 0 else 0)
             if not 0 <= idx < n:
-                raise OODInputError(f"pyramid level index {level} is out of range: this backbone has {n} levels {module_names}")
+                raise OODInputError(
+                    f"pyramid level index {level} is out of range: this backbone has {n} levels {module_names}")
         elif isinstance(level, str) and level in module_names:
             idx = module_names.index(level)
         elif isinstance(level, str) and level in _STEM_ALIASES:

@@ -447,11 +447,13 @@ class _quiet_head_drop:
 
 
 def require_timm_model(model_name):
-    """Raise :class:`OODInputError` unless ``model_name`` is a timm architecture (a tag such as ``.a1_in1k`` is allowed)."""
+    """Raise :class:`OODInputError` unless ``model_name`` is a timm architecture (a tag such as ``.a1_in1k`` is
+    allowed)."""
     import timm
 
-    if not isinstance(model_name, str) or (
-            model_name not in timm.list_models(pretrained=False) and model_name.split(".")[0] not in timm.list_models()):
+    known = isinstance(model_name, str) and (model_name in timm.list_models(pretrained=False)
+                                             or model_name.split(".")[0] in timm.list_models())
+    if not known:
         raise OODInputError(
             f"model_name={model_name!r} is not a timm model name; see timm.list_models() "
             "(e.g. 'resnet50', 'tf_efficientnet_lite0', 'convnext_tiny'), or pass model_name='auto'"
@@ -507,7 +509,8 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
     require_timm_model(model_name)
 
     if weights == "random":
-        return timm.create_model(model_name, pretrained=False, **timm_kwargs), {"model_name": model_name, "kind": "random"}
+        model = timm.create_model(model_name, pretrained=False, **timm_kwargs)
+        return model, {"model_name": model_name, "kind": "random"}
 
     if weights not in (None, "hub", "bundled"):
         path = user_weights_file(weights)
@@ -518,14 +521,16 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
             model = timm.create_model(
                 model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
             )
-        return model, {"model_name": model_name, "kind": "file", "path": os.path.abspath(weights), "sha": file_identity(path)}
+        return model, {"model_name": model_name, "kind": "file", "path": os.path.abspath(weights),
+                       "sha": file_identity(path)}
 
     hub_error = "not tried"
     if weights in (None, "hub"):
         try:
             with _cache_only_when_offline():
                 model = timm.create_model(model_name, pretrained=True, **timm_kwargs)
-            return model, {"model_name": model_name, "kind": "hub", "tag": model.pretrained_cfg.get("tag") if hasattr(model, "pretrained_cfg") else None}
+            tag = model.pretrained_cfg.get("tag") if hasattr(model, "pretrained_cfg") else None
+            return model, {"model_name": model_name, "kind": "hub", "tag": tag}
         except Exception as e:  # offline: connection/lookup errors of several types
             hub_error = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
             logger.info("hub weights for %s unavailable: %s", model_name, hub_error)
@@ -538,7 +543,8 @@ def create_timm_model(model_name, *, weights=None, **timm_kwargs):
                 model = timm.create_model(
                     model_name, pretrained=True, pretrained_cfg_overlay=dict(file=path), **timm_kwargs
                 )
-            return model, {"model_name": model_name, "kind": "bundled", "package": BUNDLED_WEIGHTS[model_name][1], "sha": file_identity(path)}
+            return model, {"model_name": model_name, "kind": "bundled", "package": BUNDLED_WEIGHTS[model_name][1],
+                           "sha": file_identity(path)}
         if weights == "bundled":
             hub_error = "weights='bundled' but no bundled package provides this model"
 

@@ -53,7 +53,8 @@ class ComputePyramidEmbeddings(common.OODOperator):
                                      "deepest level")
         _check_backbone(ctx, model, levels, default)
         adv.enum("mode", list(MODES), default=default["mode"], label="Mode", view=types.RadioGroup(),
-                 description="'pool': per-level grid pooling (compact); 'flatten': the paper's resize + flatten (large)")
+                 description="'pool': per-level grid pooling (compact); "
+                             "'flatten': the paper's resize + flatten (large)")
         common.int_input(adv, ctx, "grid", default=default["grid"], maximum=8, label="Pooling grid",
                          description="Side of the pooling grid (mode 'pool'), 1 to 8")
         common.add_file_input(adv, ctx, "weights", label="Weights file", may_be_tag=True,

@@ -519,7 +519,8 @@ class WeightedLabelVoteDetector(Detector):
         return np.where(ok[:, None], (1.0 - self.lda_weight) * votes + self.lda_weight * lda_probs, votes)
 
     def _new_probabilities(self, blocks):
-        """Blended class probabilities ``(N, C)`` of new samples (chosen levels' blocks) and the votes' nearest distances."""
+        """Blended class probabilities ``(N, C)`` of new samples (chosen levels' blocks) and the votes' nearest
+        distances."""
         probs, nearest = self._probabilities(blocks)
         lda = self.lda_
         if lda is not None:
@@ -575,7 +576,8 @@ class WeightedLabelVoteDetector(Detector):
     # ----------------------------------------------------------------- extras
 
     def predict_proba(self, X):
-        """``(N, C)`` weighted neighbour votes of new samples, blended with the LDA's probabilities; columns follow ``classes_``."""
+        """``(N, C)`` weighted neighbour votes of new samples, blended with the LDA's probabilities; columns follow
+        ``classes_``."""
         from ..validation import as_embeddings
 
         self._check_fitted()

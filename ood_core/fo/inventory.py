@@ -23,7 +23,8 @@ def embedding_runs_newest_first(samples):
     dataset = samples._dataset
     keys = [k for k in runs.list_ood_runs(samples, kind="embeddings")
             if getattr(dataset.get_run_info(k).config, "status", None) != "partial"
-            and all(dataset.get_field(f.split(".")[0]) is not None for f in dataset.get_run_info(k).config.fields or [])]
+            and all(dataset.get_field(f.split(".")[0]) is not None
+                    for f in dataset.get_run_info(k).config.fields or [])]
     return sorted(keys, key=lambda k: dataset.get_run_info(k).timestamp, reverse=True)
 
 

@@ -20,8 +20,8 @@ def compute_neglabel_scores(
     model_name=None, pretrained=None, quick_gelu=None, device="cpu", word_list=None, wordnet_dir=None,
     vocabulary="paper", cross_pos=None, parts_of_speech=("noun", "adj"), num_negatives=None, fraction=None,
     percentile=95.0, remove_id_names=False, remainder="last", tau=0.01, num_groups=100, seed=0,
-    prediction_field="neglabel_prediction", run_key=None, batch_size=32, text_batch_size=256, skip_failures=SKIP_FAILURES,
-    cache_dir=None, overwrite=False, progress=None,
+    prediction_field="neglabel_prediction", run_key=None, batch_size=32, text_batch_size=256,
+    skip_failures=SKIP_FAILURES, cache_dir=None, overwrite=False, progress=None,
 ):
     """Zero-shot OOD scores with NegLabel (Jiang et al., ICLR 2024); higher = more OOD.
 
@@ -60,14 +60,12 @@ def compute_neglabel_scores(
         remove_id_names: drop candidates equal to an ID class name (official: kept).
         remainder: ``"last"`` drops the ``M mod num_groups`` most ID-like mined words
             (official code); ``"random"`` leaves a random remainder out of the groups.
-        tau, num_groups, seed: softmax temperature (0.01), negative-label groups
-            averaged (100; at most M), seed of the grouping shuffle.
+        tau, num_groups, seed: softmax temperature (0.01), groups averaged (100; at most M), shuffle seed.
         prediction_field: Classification field for the predicted ID class, or ``None``.
         run_key: key of the recorded run (default ``score_field``).
         batch_size, text_batch_size: images / prompts per forward pass.
         skip_failures: unreadable images are not scored, warned about and listed (default); False: raise.
-        cache_dir: cache root for text embeddings and the WordNet copy (default
-            ``$FIFTYONE_OOD_CACHE_DIR`` or ``~/.cache/fiftyone-ood``).
+        cache_dir: text embeddings and WordNet copy (default ``$FIFTYONE_OOD_CACHE_DIR``, ``~/.cache/fiftyone-ood``).
         overwrite: allow replacing existing fields / run of those names.
         progress: ``None``/``True`` tqdm bars, ``False``, or ``f(done, total)``, called
             per phase (image encoding, then candidate prompts on a text-cache miss).
