@@ -49,3 +49,43 @@ def run_faulted(monkeypatch, n, steps, call, killed=False):
         except Crash:
             return fault, True
     return fault, False
+
+
+_KILLED_CHILD = """
+import os, signal, sys
+import fiftyone as fo
+import ood_core as ood
+sys.path.insert(0, os.path.join({repo!r}, "tests"))
+from {module} import STEPS
+
+calls = []
+kill_at = int(sys.argv[2])
+
+def wrap(original):
+    def wrapper(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return original(*args, **kwargs)
+    return wrapper
+
+for owner, name in STEPS:
+    setattr(owner, name, wrap(getattr(owner, name)))
+ds = fo.load_dataset(sys.argv[1])
+{call}
+print("done", len(calls), flush=True)
+"""
+
+
+def kill_9_at(dataset_name, n, steps_module, call):
+    """Run ``call`` (a Python statement on ``ds`` and ``ood``) in a separate process that is killed with SIGKILL
+    inside its ``n``-th call of the test module ``steps_module``'s ``STEPS``; locks it held expire after 1 s.
+    Returns the finished process (``returncode`` 0 and stdout ``done ...`` when it got through)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = _KILLED_CHILD.format(repo=repo, module=steps_module, call=call)
+    return subprocess.run([sys.executable, "-c", script, dataset_name, str(n)], capture_output=True, text=True,
+                          cwd=repo, env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"), timeout=300)

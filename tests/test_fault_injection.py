@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from fault_helpers import Crash, FaultAt
+from fault_helpers import Crash, FaultAt, kill_9_at
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -157,40 +157,6 @@ def test_overwrite_on_a_view_replaces_only_the_view(scored):
     assert after[:10] != before[:10]
 
 
-_WRITER = """
-import os, signal, sys
-import fiftyone.core.collections as foc
-import fiftyone.core.dataset as fod
-import fiftyone as fo
-import ood_core as ood
-sys.path.insert(0, os.path.join({repo!r}, "tests"))
-from test_fault_injection import STEPS
-
-calls = []
-kill_at = int(sys.argv[2])
-
-def wrap(original):
-    def wrapper(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(*args, **kwargs)
-    return wrapper
-
-for owner, name in STEPS:
-    setattr(owner, name, wrap(getattr(owner, name)))
-ds = fo.load_dataset(sys.argv[1])
-ood.compute_ood_scores(ds, "emb", "s", k=int(sys.argv[3]), overwrite=True)
-print("done", len(calls), flush=True)
-"""
-
-
-def _writer(ds_name, kill_at, k):
-    env = dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1")
-    return subprocess.run([sys.executable, "-c", _WRITER.format(repo=REPO), ds_name, str(kill_at), str(k)],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
-
-
 def test_kill_9_at_every_step_is_repaired_by_the_next_call(scored, monkeypatch):
     monkeypatch.setenv("FIFTYONE_OOD_LOCK_LEASE", "1")
     ds = scored
@@ -198,7 +164,8 @@ def test_kill_9_at_every_step_is_repaired_by_the_next_call(scored, monkeypatch):
     killed = rolled_back = 0
     n = 1
     while True:
-        out = _writer(ds.name, n, 6)
+        out = kill_9_at(ds.name, n, "test_fault_injection",
+                        'ood.compute_ood_scores(ds, "emb", "s", k=6, overwrite=True)')
         if out.returncode == 0:
             assert out.stdout.startswith("done")
             assert_old_or_new(ds, old, new)

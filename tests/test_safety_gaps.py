@@ -10,14 +10,11 @@
    run; an audit replaced a user's saved view of the name it uses.
 
 Crashes are injected at every database-changing step: as an exception, as a process that dies without undoing
-anything (the in-process undo skipped, as ``tests/test_audit_rerun.py`` does) and, for deletion, as a real
-``kill -9`` of a separate process. Each test fails without the fix it covers.
+anything (the in-process undo skipped, as ``tests/test_audit_rerun.py`` does) and, for deletion and re-flagging,
+as a real ``kill -9`` of a separate process. Each test fails without the fix it covers.
 """
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import fiftyone.core.collections as foc
@@ -27,14 +24,12 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from fault_helpers import Crash, FaultAt, run_faulted
+from fault_helpers import Crash, FaultAt, kill_9_at, run_faulted
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-#: database-changing calls of run deletion and of an audit's record, where faults are injected
+#: database-changing calls of run deletion, flagging and an audit's record, where faults are injected
 STEPS = (
     (fod.Dataset, "rename_sample_field"),
     (fod.Dataset, "rename_run"),
@@ -176,41 +171,13 @@ def test_deleting_a_run_failing_at_any_step_deletes_all_of_it_or_nothing(scored,
     assert any(state == "deleted" for _, _, state in outcomes)  # finished by the repair
 
 
-_DELETER = """
-import os, signal, sys
-import fiftyone as fo
-import ood_core as ood
-sys.path.insert(0, os.path.join({repo!r}, "tests"))
-from test_safety_gaps import STEPS
-
-calls = []
-kill_at = int(sys.argv[2])
-
-def wrap(original):
-    def wrapper(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        return original(*args, **kwargs)
-    return wrapper
-
-for owner, name in STEPS:
-    setattr(owner, name, wrap(getattr(owner, name)))
-ds = fo.load_dataset(sys.argv[1])
-ood.delete_ood_run(ds, "s")
-print("done", len(calls), flush=True)
-"""
-
-
 def test_kill_9_while_deleting_a_run_is_finished_or_undone_by_the_next_call(scored, monkeypatch):
     monkeypatch.setenv("FIFTYONE_OOD_LOCK_LEASE", "1")
     ds, hand = scored
     before = _state(ds)
     outcomes, n = [], 1
     while True:
-        out = subprocess.run([sys.executable, "-c", _DELETER.format(repo=REPO), ds.name, str(n)],
-                             capture_output=True, text=True, cwd=REPO, timeout=300,
-                             env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"))
+        out = kill_9_at(ds.name, n, "test_safety_gaps", 'ood.delete_ood_run(ds, "s")')
         if out.returncode == 0:
             assert out.stdout.startswith("done"), out.stdout
             assert _deleted_whole_or_not_at_all(ds, hand, before) == "deleted"
@@ -339,6 +306,27 @@ def test_reflagging_failing_at_any_step_leaves_tags_matching_the_record(scored, 
         n += 1
     assert {"tag_samples", "untag_samples", "rename_run"} <= {name for name, _ in outcomes}, outcomes
     assert {True, False} == {done for _, done in outcomes}
+
+
+def test_kill_9_while_reflagging_leaves_tags_matching_the_record(scored, monkeypatch):
+    monkeypatch.setenv("FIFTYONE_OOD_LOCK_LEASE", "1")
+    ds, hand = scored
+    rules = {"look": 5, "peek": 12}
+    outcomes, n, tag = [], 1, "peek"
+    while True:
+        out = kill_9_at(ds.name, n, "test_safety_gaps",
+                        f'ood.flag_samples(ds, "s", rule="top_n", value={rules[tag]}, tag="{tag}", overwrite=True)')
+        if out.returncode == 0:
+            assert out.stdout.startswith("done") and _tags_match_claims(ds, hand) == tag
+            break
+        assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+        time.sleep(1.2)  # the dead process's 1 s leases run out
+        done = _tags_match_claims(ds, hand) == tag
+        outcomes.append(done)
+        if done:
+            tag = "look" if tag == "peek" else "peek"
+        n += 1
+    assert len(outcomes) >= 8 and {True, False} <= set(outcomes), outcomes
 
 
 @pytest.fixture
