@@ -70,10 +70,10 @@ class AuditDataset(common.OODOperator):
         export = inputs.str("export_dir", default="", required=False, label="Export flagged samples to (optional)",
                             description="A folder: the flagged samples (media + labels) as a FiftyOne dataset")
         if ctx.params.get("export_dir"):
-            error = _report_path_error(ctx.params["export_dir"])
+            error = _export_dir_error(ctx.params["export_dir"])
             if error:
                 export.invalid = True
-                export.error_message = error.replace("report_path", "export_dir")
+                export.error_message = error
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Audit dataset"))
@@ -174,6 +174,19 @@ def _report_path_error(path):
 
     try:
         check_allowed_path(path, "report_path")
+    except OODInputError as e:
+        return str(e)
+    return None
+
+
+def _export_dir_error(path):
+    """Why the export folder cannot be used (outside the allowed folders, or holding the user's files), or None."""
+    from ood_core.errors import OODInputError
+    from ood_core.fo.audit_export import check_export_dir
+    from ood_core.paths import check_allowed_path
+
+    try:
+        check_export_dir(check_allowed_path(path, "export_dir"))
     except OODInputError as e:
         return str(e)
     return None

@@ -307,6 +307,11 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
     assert props["embeddings_field"].default == "emb" and "embeddings_note" not in props
     assert "skip_failures" not in props
     assert form(dict(report_path=report, export_dir="/etc/x"))["export_dir"].invalid  # outside the allowed folders
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")  # a folder of the user's files: FiftyOne's export would delete it
+    field = form(dict(report_path=report, export_dir=str(mine)))["export_dir"]
+    assert field.invalid and "already holds files that fiftyone-ood did not export" in field.error_message
     export_dir = tmp_path / "export"
     result = foo.execute_operator(uri, dict(view=ds.view()),
                                   params=dict(report_path=report, label_field="ground_truth",

@@ -14,6 +14,7 @@ anything (the in-process undo skipped, as ``tests/test_audit_rerun.py`` does) an
 as a real ``kill -9`` of a separate process. Each test fails without the fix it covers.
 """
 
+import os
 import signal
 import time
 
@@ -400,3 +401,41 @@ def test_tag_changes_too_many_for_one_journal_entry_are_refused_before_anything_
     assert commit._journal().count_documents({"dataset_id": str(ds._doc.id)}) == 0
     op = followups.tag("look", None, ids[:1000])  # packed: 12 bytes an id, read back as the same ids
     assert len(op["packed_ids"]) == 12_000 and followups._ids(op) == set(ids[:1000])
+
+
+# --------------------------------------------------------------------------- 5. the audit's export folder
+
+
+def test_the_audit_never_exports_into_a_folder_of_the_users_files(duplicated, tmp_path, monkeypatch):
+    """FiftyOne's ``export(..., overwrite=True)``, which the audit used, deletes the export folder first: a folder
+    of the user's files named as ``export_dir`` was deleted."""
+    import fiftyone.core.collections as foc
+
+    from ood_core.fo.audit_export import MARKER
+
+    ds, mine = duplicated, tmp_path / "my_project"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    kw = dict(report_path=str(tmp_path / "d.html"), embeddings_field="emb")
+    with pytest.raises(OODInputError, match=r"export_dir=.*my_project.* already holds files that fiftyone-ood did "
+                                            r"not export.*Pass a new folder"):
+        ood.audit(ds, export_dir=str(mine), **kw)
+    assert (mine / "notes.txt").read_text() == "keep me" and os.listdir(mine) == ["notes.txt"]
+    assert ood.list_ood_runs(ds) == ["emb"]  # refused before anything was written
+    out = ood.audit(ds, export_dir=str(tmp_path / "export"), **kw)
+    first = sorted(os.listdir(tmp_path / "export"))
+    assert MARKER in first and "samples.json" in first and out["export_dir"] == str(tmp_path / "export")
+
+    def broken(self, *args, **kwargs):  # fails half-way: writes a file, then raises
+        os.makedirs(kwargs["export_dir"])
+        open(os.path.join(kwargs["export_dir"], "samples.json"), "w").close()
+        raise Crash("export")
+
+    monkeypatch.setattr(foc.SampleCollection, "export", broken)
+    with pytest.raises(Crash):
+        ood.audit(ds, export_dir=str(tmp_path / "export"), overwrite=True, **kw)
+    assert sorted(os.listdir(tmp_path / "export")) == first  # the earlier export, whole
+    assert sorted(os.listdir(tmp_path)) == ["d.html", "d_flagged.csv", "export", "my_project"]  # nothing staged
+    monkeypatch.undo()
+    ood.audit(ds, export_dir=str(tmp_path / "export"), overwrite=True, **kw)  # an earlier export is replaced
+    assert sorted(os.listdir(tmp_path / "export")) == first

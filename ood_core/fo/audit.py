@@ -128,7 +128,9 @@ def audit(
             first one.
         report_path: the HTML report (default :func:`default_report_path`); the
             CSV of flagged samples is written beside it.
-        export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset here.
+        export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset into this folder: a new
+            or empty one, or one an earlier export went to (which it replaces once complete); a folder holding
+            other files is refused (FiftyOne's export would delete them).
         num_worst: thumbnails per gallery in the report.
         overwrite: replace an earlier audit of the same key, whole: its runs this audit does not write
             (:func:`replaced_runs`: label-issue runs, when this one has no label field) go with their fields,
@@ -153,7 +155,7 @@ def audit(
     start = time.perf_counter()
     report_path = os.path.abspath(os.path.expanduser(report_path or default_report_path(samples, audit_key)))
     ood_field, label_issue_field = audit_fields(audit_key, ood_field, label_issue_field)
-    _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path)
+    _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path, export_dir)
     plan = _plan(samples, label_field, reference, embeddings_field)
     replaced = replaced_runs(samples, audit_key, ood_field, label_issue_field if plan["label_field"] else None)
     _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_issue_field)
@@ -294,11 +296,15 @@ def replaced_runs(samples, audit_key, ood_field, label_issue_field=None):
     return stale + dependants
 
 
-def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path):
+def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path, export_dir):
     """Before anything is written: refuse a view too small to audit, bad or clashing keys and fields, an
-    existing audit without ``overwrite``, or a report path that cannot be written."""
+    existing audit without ``overwrite``, a report path that cannot be written, or an export folder holding
+    files of the user's (:func:`.audit_export.check_export_dir`)."""
+    from .audit_export import check_export_dir
     from .items import require_nonempty
 
+    if export_dir:
+        check_export_dir(export_dir)
     require_nonempty(samples)
     count = num_samples(samples)  # len(dataset) is an estimate, 0 after an unclean database shutdown
     if count < 2:
@@ -533,13 +539,10 @@ def _views(samples, audit_key, found, duplicates):
 
 
 def _export(samples, found, export_dir):
-    import fiftyone as fo
+    from .audit_export import export_flagged
 
-    ids = sorted({i for v in found["flagged"].values() for i in v})
-    if not ids:
-        return None
-    samples.select(ids).export(export_dir=export_dir, dataset_type=fo.types.FiftyOneDataset, overwrite=True)
-    return export_dir
+    ids = {i for v in found["flagged"].values() for i in v}
+    return export_flagged(samples, ids, export_dir) if ids else None
 
 
 def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views):
