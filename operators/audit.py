@@ -170,10 +170,11 @@ def _default_report(ctx, audit_key):
 
 def _report_path_error(path):
     from ood_core.errors import OODInputError
+    from ood_core.fo.audit_report import check_report_files
     from ood_core.paths import check_allowed_path
 
     try:
-        check_allowed_path(path, "report_path")
+        check_report_files(check_allowed_path(path, "report_path"))
     except OODInputError as e:
         return str(e)
     return None

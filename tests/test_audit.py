@@ -312,6 +312,8 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
     (mine / "notes.txt").write_text("keep me")  # a folder of the user's files: FiftyOne's export would delete it
     field = form(dict(report_path=report, export_dir=str(mine)))["export_dir"]
     assert field.invalid and "already holds files that fiftyone-ood did not export" in field.error_message
+    field = form(dict(report_path=str(mine / "notes.txt")))["report_path"]  # a file of the user's
+    assert field.invalid and "is not a fiftyone-ood audit report" in field.error_message
     export_dir = tmp_path / "export"
     result = foo.execute_operator(uri, dict(view=ds.view()),
                                   params=dict(report_path=report, label_field="ground_truth",

@@ -439,3 +439,32 @@ def test_the_audit_never_exports_into_a_folder_of_the_users_files(duplicated, tm
     monkeypatch.undo()
     ood.audit(ds, export_dir=str(tmp_path / "export"), overwrite=True, **kw)  # an earlier export is replaced
     assert sorted(os.listdir(tmp_path / "export")) == first
+
+
+def test_the_audit_never_replaces_a_users_file_with_its_report_or_csv(duplicated, tmp_path, monkeypatch):
+    """The report and the CSV beside it were written over any file of those names."""
+    import ood_core.fo.audit_report as audit_report
+
+    ds = duplicated
+    kw = dict(embeddings_field="emb", near_duplicates=False)
+    for name in ("mine.html", "mine_flagged.csv"):  # the report's name, or the CSV's beside it
+        (tmp_path / name).write_text("my own notes")
+        with pytest.raises(OODInputError, match=rf"{name}' exists and is not a fiftyone-ood audit report .*Pass "
+                                                r"another report_path"):
+            ood.audit(ds, report_path=str(tmp_path / "mine.html"), **kw)
+        assert (tmp_path / name).read_text() == "my own notes" and ood.list_ood_runs(ds) == ["emb"]
+        (tmp_path / name).unlink()
+    out = ood.audit(ds, report_path=str(tmp_path / "a.html"), **kw)
+    report, table = os.stat(tmp_path / "a.html").st_ino, (tmp_path / "a_flagged.csv").read_text()
+
+    def broken(*args, **kwargs):  # the CSV writer fails half-way through the redo
+        raise Crash("csv")
+
+    monkeypatch.setattr(audit_report.csv, "writer", broken)
+    with pytest.raises(Crash):
+        ood.audit(ds, report_path=str(tmp_path / "a.html"), overwrite=True, **kw)
+    assert (tmp_path / "a_flagged.csv").read_text() == table  # the earlier CSV, whole; no temporary file left
+    assert sorted(os.listdir(tmp_path)) == ["a.html", "a_flagged.csv"]
+    monkeypatch.undo()
+    ood.audit(ds, report_path=str(tmp_path / "a.html"), overwrite=True, **kw)  # its own files are replaced
+    assert os.stat(tmp_path / "a.html").st_ino != report and out["csv_path"] == str(tmp_path / "a_flagged.csv")

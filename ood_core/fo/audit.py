@@ -28,13 +28,14 @@ import time
 
 from ..errors import OODInputError
 from . import audit_recovery, inventory, runs
-from .audit_report import write_csv, write_report
+from . import near_duplicates as duplicate_search
+from .audit_report import check_report_files, csv_path_for, write_csv, write_report
 from .items import num_samples
 
 logger = logging.getLogger(__name__)
 
 #: tags the audit adds (flag tags go through ``flag_samples``, which only removes its own)
-TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": "near_duplicate"}
+TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": duplicate_search.TAG}
 #: samples without a score listed by name in the summary and the report (the count covers all of them)
 MAX_SKIPPED_LISTED = 100
 #: the audit key when none is given (its score fields are audit_ood / audit_label_issue)
@@ -184,7 +185,7 @@ def _run(samples, audit_key, plan, replaced, start, *, ood_field, label_issue_fi
         _score_labels(samples, embeddings, plan["label_field"], label_issue_field, label_issue_fraction,
                       overwrite, found)
     steps.done()
-    duplicates = _near_duplicates(samples, embeddings, duplicate_threshold, audit_key) if near_duplicates else {}
+    duplicates = duplicate_search.find(samples, embeddings, duplicate_threshold, audit_key) if near_duplicates else {}
     steps.done()
     summary = _summary(samples, audit_key, plan, embeddings, found, duplicates, near_duplicates and duplicate_threshold)
     views = _views(samples, audit_key, found, duplicates)
@@ -202,7 +203,7 @@ def _outputs(samples, summary, found, duplicates, failures, report_path, export_
     summary["fields"] = [path for key in found["runs"].values()
                          for path in runs.get_ood_run_info(samples, key)["fields"]]
     summary["skipped"] = _skipped(samples, found["runs"]["ood"], failures)
-    csv_path = os.path.splitext(report_path)[0] + "_flagged.csv"
+    csv_path = csv_path_for(report_path)
     summary.update(
         saved_views=saved_views,
         report_path=report_path,
@@ -321,6 +322,7 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     if not os.access(folder, os.W_OK):
         raise OODInputError(f"report_path={report_path!r}: the folder {folder!r} is not writable; pass a "
                             "report_path in a folder you can write to")
+    check_report_files(report_path)
 
 
 def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_issue_field):
@@ -477,51 +479,6 @@ def _flagged_ids(samples, flag_field):
     return samples.match(F(flag_field) == True).values("id")  # noqa: E712
 
 
-def _near_duplicates(samples, embeddings, threshold, audit_key):
-    """Near duplicates by cosine distance (FiftyOne Brain): all but one sample of each group are duplicates.
-
-    ``tagged_ids`` are the duplicates the audit claims: all but those whose tag was set by hand (a tag no audit
-    claims), which it never records and so never removes; ``to_tag`` those without the tag yet, tagged in the
-    commit of the audit's record (:func:`_record`).
-    """
-    import fiftyone.brain as fob
-
-    view = samples.exists(embeddings)
-    if num_samples(view) < 2:
-        return {}
-    index = fob.compute_near_duplicates(view, threshold=threshold, embeddings=embeddings, progress=False)
-    inside = set(view.values("id"))  # the brain may also name samples outside the view: only the view is audited
-    neighbors = {k: [(d, float(dist)) for d, dist in v if d in inside]
-                 for k, v in (index.neighbors_map or {}).items() if k in inside}
-    neighbors = {k: v for k, v in neighbors.items() if v}
-    duplicate_ids = sorted(set(index.duplicate_ids or []) & inside)
-    dataset = samples._dataset
-    tagged = set(dataset.match_tags(TAGS["near_duplicates"]).values("id"))
-    by_hand = tagged - _duplicate_claims(samples, audit_key) - _duplicate_claims_of_other_audits(samples, audit_key)
-    return {"neighbors": neighbors, "duplicate_ids": duplicate_ids, "tagged_ids": sorted(set(duplicate_ids) - by_hand),
-            "to_tag": sorted(set(duplicate_ids) - tagged)}
-
-
-def _duplicate_claims(samples, audit_key):
-    """The ids whose near-duplicate tag the audit ``audit_key`` claims (older audits recorded every duplicate)."""
-    if audit_key not in runs.list_ood_runs(samples, kind="audit"):
-        return set()
-    results = runs.load_ood_results(samples, audit_key)
-    claimed = getattr(results, "tagged_duplicate_ids", None)
-    return set(getattr(results, "duplicate_ids", None) or [] if claimed is None else claimed)
-
-
-def _duplicate_claims_of_other_audits(samples, audit_key):
-    return {i for key in runs.list_ood_runs(samples, kind="audit") if key != audit_key
-            for i in _duplicate_claims(samples, key)}
-
-
-def near_duplicates_to_untag(samples, audit_key):
-    """The samples whose near-duplicate tag deleting the audit ``audit_key`` removes (:func:`ood_core.fo.runs.
-    delete_ood_run`): those it claims that no other audit claims; tags set by hand were never claimed and stay."""
-    return _duplicate_claims(samples, audit_key) - _duplicate_claims_of_other_audits(samples, audit_key)
-
-
 def _views(samples, audit_key, found, duplicates):
     """``{name: view}``: the saved views for the App's "saved views" menu, one per finding, worst first (saved in
     the commit of the audit's record, :func:`_record`)."""
@@ -585,8 +542,8 @@ def _cleanup_after_record(samples, audit_key, views, duplicates, dropped):
     dataset = samples._dataset
     flags = [key for key in dropped if getattr(dataset.get_run_info(key).config, "kind", None) == "flags"]
     ops = followups.untag_flags(samples, flags)
-    stale = (_duplicate_claims(samples, audit_key) - set(duplicates.get("tagged_ids", []))
-             - _duplicate_claims_of_other_audits(samples, audit_key))
+    stale = (duplicate_search.claims(samples, audit_key) - set(duplicates.get("tagged_ids", []))
+             - duplicate_search.claims_of_other_audits(samples, audit_key))
     if stale:
         ops.append(followups.untag(TAGS["near_duplicates"], None, stale))
     old_views = set(getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []) \

@@ -11,6 +11,7 @@ import time
 
 import numpy as np
 
+from ..errors import OODInputError
 from . import runs
 
 
@@ -137,8 +138,8 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
     subtitle = (f"dataset '{dataset.name}', {n:,} samples, audit '{summary['audit_key']}', "
                 f"{time.strftime('%Y-%m-%d %H:%M')}, {summary['seconds']:.0f} s. Higher score = more suspicious; "
                 "a sample is flagged when score >= threshold.")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(html.page(f"fiftyone-ood audit: {dataset.name}", subtitle, sections))
+    page = html.page(f"{REPORT_TITLE}: {dataset.name}", subtitle, sections)
+    _replace_file(path, lambda f: f.write(page), newline=None)
 
 
 def _suggestion_note(samples, run_key, suggested_field):
@@ -212,8 +213,62 @@ def write_csv(samples, path, found, label_field, duplicates):
         for sid, fp in zip(*view.values(["id", "filepath"])):
             nearest = min(duplicates["neighbors"].get(sid, [("", 0.0)]), key=lambda t: t[1])
             rows.append([sid, fp, "near_duplicate", f"{nearest[1]:.6g}", ""])
-    with open(path, "w", newline="") as f:
+    def write(f):
         writer = csv.writer(f)
-        writer.writerow(["sample_id", "filepath", "issue", "score", "label"])
+        writer.writerow(CSV_HEADER)
         writer.writerows(rows)
+
+    _replace_file(path, write, newline="")
     return len(rows)
+
+
+#: how the files the audit writes begin (what tells them from a user's file of the same name)
+REPORT_TITLE = "fiftyone-ood audit"
+CSV_HEADER = ["sample_id", "filepath", "issue", "score", "label"]
+
+
+def csv_path_for(report_path):
+    """The CSV of flagged samples written beside the report."""
+    return os.path.splitext(report_path)[0] + "_flagged.csv"
+
+
+def check_report_files(report_path):
+    """Refuse a report path (or the CSV path beside it) that holds something this package did not write."""
+    for path, ours in ((report_path, _is_our_report), (csv_path_for(report_path), _is_our_csv)):
+        if os.path.lexists(path) and not ours(path):
+            raise OODInputError(
+                f"{path!r} exists and is not a fiftyone-ood audit report (or its CSV of flagged samples); the audit "
+                "never replaces a file it did not write. Pass another report_path (the CSV is written beside it as "
+                "'<name>_flagged.csv')")
+
+
+def _is_our_report(path):
+    return os.path.isfile(path) and f"<title>{REPORT_TITLE}".encode() in _head(path)
+
+
+def _is_our_csv(path):
+    return os.path.isfile(path) and _head(path).split(b"\n")[0].strip() == ",".join(CSV_HEADER).encode()
+
+
+def _head(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read(4096)
+    except OSError:
+        return b""
+
+
+def _replace_file(path, write, newline):
+    """Write a report file whole: into a temporary file beside it, then renamed over it (a crash leaves the
+    earlier file); refused if a file of the user's appeared there meanwhile."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline=newline) as f:
+            write(f)
+        if os.path.lexists(path) and not (_is_our_report(path) or _is_our_csv(path)):
+            raise OODInputError(f"{path!r} appeared while the audit ran and is not its own; the audit never replaces "
+                                "a file it did not write. Pass another report_path")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)

@@ -100,11 +100,11 @@ def remove_runs(samples, run_keys, *, delete_fields=True):
 def _audit_extras(dataset, audit_key):
     """Removing the near-duplicate tags the audit claims alone, and its saved views."""
     from . import followups
-    from .audit import TAGS, near_duplicates_to_untag
+    from .near_duplicates import TAG, to_untag
 
-    ids = near_duplicates_to_untag(dataset, audit_key)
+    ids = to_untag(dataset, audit_key)
     views = getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []
-    return ([followups.untag(TAGS["near_duplicates"], None, ids)] if ids else []) + \
+    return ([followups.untag(TAG, None, ids)] if ids else []) + \
         [followups.delete_saved_view(name) for name in views]
 
 
