@@ -151,3 +151,45 @@ def test_fiftyone_plugins_download_and_requirements_work_from_an_archive(tmp_pat
     assert out.returncode == 0, out.stderr[-3000:]
     assert "fiftyone>=1.0,<2" in out.stdout and "torch>=2.0" in out.stdout
     assert "==" not in out.stdout and "pytest" not in out.stdout and "selenium" not in out.stdout
+
+
+def _clone(folder):
+    """A folder laid out as the plugin's source (a clone: fiftyone.yml naming the plugin, operators/, .git)."""
+    folder.mkdir(parents=True)
+    (folder / "fiftyone.yml").write_text(f'name: "{PLUGIN}"\n')
+    (folder / "operators").mkdir()
+    (folder / ".git").mkdir()
+    (folder / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    return folder
+
+
+def test_installing_never_deletes_the_clone_or_a_folder_that_is_not_the_plugin(tmp_path, monkeypatch):
+    """``--overwrite`` with the clone itself as the plugins entry deleted the whole clone (its .git too)."""
+    import ood_core.fo.install_plugin as installer
+    from ood_core.errors import OODInputError
+
+    plugins = tmp_path / "plugins"
+    clone = _clone(plugins / "fiftyone-ood")
+    monkeypatch.setattr(installer, "plugin_source", lambda: str(clone))
+    assert installer.install_plugin(str(plugins), overwrite=True) == str(clone)  # installed already: left alone
+    with pytest.raises(OODInputError, match="is the plugin's own folder .* nothing to copy"):
+        installer.install_plugin(str(plugins), copy=True, overwrite=True)
+    assert (clone / ".git" / "HEAD").is_file() and not os.path.islink(clone)
+    inner = _clone(tmp_path / "p2" / "fiftyone-ood" / "src")  # the entry holds the source
+    monkeypatch.setattr(installer, "plugin_source", lambda: str(inner))
+    with pytest.raises(OODInputError, match="holds the plugin's source .* replacing it would delete it"):
+        installer.install_plugin(str(tmp_path / "p2"), copy=True, overwrite=True)
+    assert (inner / ".git" / "HEAD").is_file()
+    other = tmp_path / "p3" / "fiftyone-ood"
+    other.mkdir(parents=True)
+    (other / "thesis.tex").write_text("mine")  # the user's own folder of that name
+    with pytest.raises(OODInputError, match="is not a fiftyone-ood plugin .* never replaced"):
+        installer.install_plugin(str(tmp_path / "p3"), overwrite=True)
+    assert (other / "thesis.tex").read_text() == "mine"
+    # replacing an earlier copy that fails half-way leaves the earlier copy, and nothing staged
+    entry = installer.install_plugin(str(tmp_path / "p4"), copy=True)
+    monkeypatch.setattr(installer.shutil, "copytree", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        installer.install_plugin(str(tmp_path / "p4"), copy=True, overwrite=True)
+    assert os.listdir(tmp_path / "p4") == ["fiftyone-ood"] and os.path.isfile(os.path.join(entry, "fiftyone.yml"))
+    assert not os.path.islink(entry)

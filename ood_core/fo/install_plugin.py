@@ -19,6 +19,7 @@ import argparse
 import os
 import shutil
 import sys
+import uuid
 
 from ..errors import OODInputError
 
@@ -52,8 +53,10 @@ def install_plugin(plugins_dir=None, *, copy=False, overwrite=False):
     """Link (or copy) the plugin into ``plugins_dir`` (default ``fiftyone.config.plugins_dir``).
 
     Returns the plugin's path inside the plugins directory. An existing entry
-    that already points at the same source is left as it is; any other existing
-    entry is refused unless ``overwrite``.
+    that already is the source (a link to it, or the clone itself) is left as it is;
+    any other existing entry is refused unless ``overwrite``, and even then a folder
+    that holds the source or is not a fiftyone-ood plugin. The new entry is made
+    beside the old one and swapped in, so a failure leaves the old entry.
     """
     import fiftyone as fo
 
@@ -67,23 +70,72 @@ def install_plugin(plugins_dir=None, *, copy=False, overwrite=False):
     os.makedirs(plugins_dir, exist_ok=True)
     target = os.path.join(plugins_dir, PLUGIN_DIR_NAME)
     if os.path.lexists(target):
-        if not copy and os.path.islink(target) and os.path.realpath(target) == os.path.realpath(source):
-            return target
-        if not overwrite:
-            raise OODInputError(
-                f"{target} already exists; pass --overwrite (overwrite=True) to replace it with the plugin "
-                f"from {source}"
-            )
-        if os.path.islink(target) or os.path.isfile(target):
-            os.remove(target)
-        else:
-            shutil.rmtree(target)
-    if copy:
-        shutil.copytree(source, target, ignore=shutil.ignore_patterns(
-            "__pycache__", "*.pyc", ".git", ".venv", "tests", "benchmarks", "docs", "build", "*.egg-info"))
-    else:
-        os.symlink(source, target, target_is_directory=True)
+        if _same_folder(target, source):  # a link to the plugin, or the plugin's own folder (a clone there)
+            if copy and not os.path.islink(target):
+                raise OODInputError(f"{target} is the plugin's own folder ({source}); it is installed already, "
+                                    "there is nothing to copy")
+            if not copy:
+                return target
+        _check_replaceable(target, source, overwrite)
+    _install_whole(source, target, copy)
     return target
+
+
+def _same_folder(a, b):
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _check_replaceable(target, source, overwrite):
+    """Refuse replacing ``target`` without ``overwrite``; also with it, a folder that holds the source (deleting
+    it would delete the plugin's own files, e.g. a clone) or that is not a fiftyone-ood plugin."""
+    if not overwrite:
+        raise OODInputError(f"{target} already exists; pass --overwrite (overwrite=True) to replace it with the "
+                            f"plugin from {source}")
+    if os.path.islink(target):
+        return  # removing a link never deletes what it points to
+    real = os.path.realpath(target)
+    if os.path.commonpath([real, os.path.realpath(source)]) == real:
+        raise OODInputError(f"{target} holds the plugin's source {source}; replacing it would delete it. Install "
+                            "into another plugins directory (--plugins-dir)")
+    if not _is_plugin_entry(target):
+        raise OODInputError(f"{target} is not a fiftyone-ood plugin (no fiftyone.yml naming {PLUGIN_NAME}); it is "
+                            "never replaced. Move it away, or install into another plugins directory (--plugins-dir)")
+
+
+def _is_plugin_entry(path):
+    try:
+        with open(os.path.join(path, "fiftyone.yml"), encoding="utf-8") as f:
+            return PLUGIN_NAME in f.read()
+    except OSError:
+        return False
+
+
+def _install_whole(source, target, copy):
+    """Make the new entry beside ``target``, then swap it in: a failure leaves the earlier entry as it was."""
+    token = uuid.uuid4().hex[:12]
+    staged, old = f"{target}.new-{token}", f"{target}.old-{token}"
+    try:
+        if copy:
+            shutil.copytree(source, staged, ignore=shutil.ignore_patterns(
+                "__pycache__", "*.pyc", ".git", ".venv", "tests", "benchmarks", "docs", "build", "*.egg-info"))
+        else:
+            os.symlink(source, staged, target_is_directory=True)
+        if os.path.lexists(target):
+            os.rename(target, old)
+        os.rename(staged, target)
+    except BaseException:
+        _remove(staged)
+        if os.path.lexists(old) and not os.path.lexists(target):
+            os.rename(old, target)
+        raise
+    _remove(old)
+
+
+def _remove(path):
+    if os.path.islink(path) or os.path.isfile(path):
+        os.remove(path)
+    elif os.path.isdir(path):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def main(argv=None):
