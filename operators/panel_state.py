@@ -246,9 +246,11 @@ def preset_value(name, raw):
 
 
 def review_flag_field(summary):
-    """The flag field (and flags run key) of the panel's **Save as flags**: ``<score>_review_flag``, next to
-    the ``<score>_flag`` of ``ood.flag_samples`` and of the audit, which the panel never replaces."""
-    return f"{summary['score_field'].rsplit('.', 1)[-1]}_review_flag"
+    """The flag field (and flags run key) of the panel's **Save as flags**: ``<run key>_review_flag``, next to
+    the ``<score>_flag`` of ``ood.flag_samples`` and of the audit, which the panel never replaces (named after the
+    run key, unique on the dataset: a sample run and an object run whose score attributes share a name keep
+    separate flags)."""
+    return f"{summary['run_key']}_review_flag"
 
 
 def save_review_flags(samples, summary, threshold, tag):

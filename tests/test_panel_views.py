@@ -223,6 +223,29 @@ def test_save_as_flags_on_an_object_run_tags_the_objects(objects):
         "'obj_ood_review_flag': fixed threshold)")
 
 
+def test_flags_of_a_sample_run_and_an_object_run_of_the_same_score_name_never_replace_each_other(objects):
+    """Both keys were ``<score name>_review_flag`` (the panel) / ``<score name>_flag`` (``flag_samples``): saving
+    the object run's flags deleted the sample run's flag field and its tags."""
+    import ood_core as ood
+    from ood_core.errors import OODInputError
+    from ood_core.fo import runs as fo_runs
+
+    ds = objects
+    fo_runs.write_and_record(ds, [("objects.detections.img_ood", [[0.1 * i, 0.9] for i in range(4)])], "obj_img",
+                             kind="ood_scores", score_field="img_ood", patches_field="objects")
+    _run_panel(ds, "save_flags", {"run_key": "img_ood", "threshold_img_ood": 0.25, **_tag("looked")})
+    _, ops = _run_panel(ds, "save_flags", {"run_key": "obj_img", "threshold_obj_img": 0.5, **_tag("odd")})
+    assert _notes(ops, "success")[0].startswith("saved 4 flags in 'objects.detections.obj_img_review_flag'")
+    ds.reload()
+    assert ds.values("img_ood_review_flag") == [False, False, True, True] and ds.count_sample_tags() == {"looked": 2}
+    assert {"img_ood_review_flag", "obj_img_review_flag"} <= set(ood.list_flag_runs(ds))
+    ood.flag_samples(ds, "img_ood", rule="top_n", value=2, tag="top")  # flags run 'img_ood_flag'
+    with pytest.raises(OODInputError, match=r"flags run 'img_ood_flag' holds the flags of score run 'img_ood', not "
+                                            r"of 'obj_img'.*Pass another flag_key and flag_field"):
+        ood.flag_samples(ds, "obj_img", rule="top_n", value=2, overwrite=True)  # the same default key
+    assert ds.values("img_ood_flag") == [False, False, True, True] and len(ds.match_tags("top")) == 2
+
+
 # --------------------------------------------------------------------------- the state shape of the real App
 
 

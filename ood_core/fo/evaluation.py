@@ -496,9 +496,25 @@ def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
     if flag_path == where["path"]:
         raise OODInputError(f"flag_field {flag_field!r} would overwrite the scores; choose another name")
     runs.check_new_run(samples, flag_key, [flag_path], overwrite, reads=[where["path"]])
+    _refuse_flags_of_another_run(dataset, flag_key, where["run_key"])
     if patches and not overwrite and dataset.get_field(flag_path) is None and dataset.count(flag_path):
         raise OODInputError(f"field {flag_path!r} already exists; choose another flag_field or pass overwrite=True")
     return where, flag_path, flag_key
+
+
+def _refuse_flags_of_another_run(dataset, flag_key, run_key):
+    """Re-flagging replaces a flags run only with flags of the same score run: the default keys of a sample run and
+    of an object run whose score attribute has the same name coincide, and replacing would delete the other's
+    flags and tags."""
+    if not dataset.has_run(flag_key):
+        return
+    config = dataset.get_run_info(flag_key).config
+    made_from = getattr(config, "score_run", None)
+    if getattr(config, "kind", None) == "flags" and made_from not in (None, run_key):
+        raise OODInputError(
+            f"flags run {flag_key!r} holds the flags of score run {made_from!r}, not of {run_key!r}; replacing it "
+            f"would delete those flags and their tags. Pass another flag_key and flag_field (e.g. "
+            f"flag_field='{run_key}_flag'), or delete it first with ood.delete_flags(dataset, {flag_key!r})")
 
 
 def _flags_kept_outside(samples, flag_path, patches, view_ids, overwrite):
