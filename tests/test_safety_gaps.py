@@ -468,3 +468,49 @@ def test_the_audit_never_replaces_a_users_file_with_its_report_or_csv(duplicated
     monkeypatch.undo()
     ood.audit(ds, report_path=str(tmp_path / "a.html"), overwrite=True, **kw)  # its own files are replaced
     assert os.stat(tmp_path / "a.html").st_ino != report and out["csv_path"] == str(tmp_path / "a_flagged.csv")
+
+
+# --------------------------------------------------------------------------- 6. renaming, crashed
+
+
+def _names_of_s(ds):
+    """After the next call's repair: the score run is 's' or 't', and every flags run and audit names that key."""
+    ood.repair_ood_runs(ds)
+    keys = set(ood.list_ood_runs(ds, kind="ood_scores"))
+    assert keys in ({"s"}, {"t"}), keys
+    key = keys.pop()
+    assert {ood.get_ood_run_info(ds, f)["score_run"] for f in ("s_flag", "s_flag2")} == {key}
+    assert ood.get_ood_run_info(ds, "aud")["audit_runs"] == {"ood": key, "ood_flags": "s_flag"}
+    return key
+
+
+@pytest.mark.parametrize("killed", [False, True], ids=["exception", "killed"])
+def test_renaming_a_run_failing_at_any_step_renames_every_reference_or_none(scored, monkeypatch, killed):
+    """The flags runs and audits naming the renamed run were updated one by one after it: a failure left some
+    naming a run that no longer existed (deleting the run then left their fields and tags to no run)."""
+    ds, _ = scored
+    ood.flag_samples(ds, "s", rule="top_n", value=3, flag_field="s_flag2", tag="other")
+    fo_runs.register_run(ds, "aud", kind="audit", fields=[], audit_runs={"ood": "s", "ood_flags": "s_flag"})
+    outcomes, n, names = [], 1, {"s": "t", "t": "s"}
+    while True:
+        key = _names_of_s(ds)
+        with monkeypatch.context() as m:
+            fault = FaultAt(m, n, STEPS)
+            if killed:  # a kill leaves the journal entry to the next call
+                m.setattr(commit, "_settle_rename", lambda dataset, entry: None)
+            try:
+                ood.rename_ood_run(ds, key, names[key])
+                failed = False
+            except Crash:
+                failed = True
+        done = _names_of_s(ds) == names[key]
+        if not fault.reached:
+            assert not failed and done
+            break
+        outcomes.append((fault.calls[n - 1], done))
+        n += 1
+    if killed:  # killed at the rename, or after it (the last round: the references are left to the repair)
+        assert outcomes == [("rename_run", False)], outcomes
+    else:  # a failure after the rename is finished by the repair
+        assert {"rename_run", "update_run_config"} <= {name for name, _ in outcomes}, outcomes
+        assert {True, False} <= {done for _, done in outcomes}

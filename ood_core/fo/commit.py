@@ -339,6 +339,46 @@ def _roll_forward(dataset, entry):
     _journal().delete_one({"_id": entry["_id"]})
 
 
+def rename_run(dataset, run_key, new_run_key, ops):
+    """Rename a run record and carry out ``ops`` (:mod:`.followups`: the references to it), all or nothing, also
+    after a crash: the journal entry written first lets the next call's repair finish the references once the
+    record has its new key, or drop the entry when it has not (:func:`_settle_rename`)."""
+    from . import coordination
+
+    locks = sorted({coordination.job_key(dataset, key) for key in (run_key, new_run_key)})
+    with _all_locked(locks), coordination.schema_lock(dataset):
+        dataset.reload()
+        if dataset.has_run(new_run_key) or not dataset.has_run(run_key):
+            raise OODInputError(f"cannot rename run {run_key!r} to {new_run_key!r} on dataset {dataset.name!r}: "
+                                "one of them changed meanwhile (another process); list the runs and try again")
+        entry = {"_id": uuid.uuid4().hex, "dataset_id": str(dataset._doc.id), "kind": "rename", "run_key": new_run_key,
+                 "old_run_key": run_key, "targets": [], "had_run": False, "backup_run": _backup_run_key(),
+                 "dropped_runs": [], "cleanup": list(ops), "phase": "staged"}
+        _journal().insert_one(entry)
+        try:
+            dataset.rename_run(run_key, new_run_key)
+        except BaseException:
+            _settle_rename(dataset, entry)
+            raise
+        _settle_rename(dataset, entry)
+
+
+def _settle_rename(dataset, entry):
+    """Finish a rename whose record has its new key (its references follow), or forget one that did not happen."""
+    dataset.reload()
+    if entry["phase"] == "recorded" or (dataset.has_run(entry["run_key"])
+                                        and not dataset.has_run(entry["old_run_key"])):
+        _set_phase(entry, "recorded")
+        try:
+            _roll_forward(dataset, entry)
+        except Exception:
+            logger.warning("renamed run %r to %r, but updating the references to it failed; the next write on this "
+                           "dataset (or ood.repair_ood_runs) finishes it", entry["old_run_key"], entry["run_key"],
+                           exc_info=True)
+    else:
+        _journal().delete_one({"_id": entry["_id"]})
+
+
 def in_flight(dataset, path):
     """Whether a commit that writes ``path`` is in progress (or was left by a killed process)."""
     return _journal().find_one({"dataset_id": str(dataset._doc.id), "targets.target": path}) is not None
@@ -358,14 +398,17 @@ def repair(dataset):
 
     done = {"rolled_back": 0, "rolled_forward": 0, "orphans_removed": 0}
     for entry in list(_journal().find({"dataset_id": str(dataset._doc.id)})):
+        keys = (entry["run_key"], *(run["run_key"] for run in _dropped_runs(entry)), entry.get("old_run_key"))
         locks = sorted({coordination.job_key(dataset, t["target"]) for t in entry["targets"]}
-                       | {coordination.job_key(dataset, key)
-                          for key in (entry["run_key"], *(run["run_key"] for run in _dropped_runs(entry)))})
+                       | {coordination.job_key(dataset, key) for key in keys if key is not None})
         with _all_locked(locks), coordination.schema_lock(dataset):
             if _journal().find_one({"_id": entry["_id"]}) is None:
                 continue  # finished by its owner meanwhile
             dataset.reload()
-            if entry["phase"] == "recorded":
+            if entry.get("kind") == "rename":  # never rolled back by deleting the record under its new key
+                _settle_rename(dataset, entry)
+                done["rolled_forward" if entry["phase"] == "recorded" else "rolled_back"] += 1
+            elif entry["phase"] == "recorded":
                 _roll_forward(dataset, entry)
                 done["rolled_forward"] += 1
             else:

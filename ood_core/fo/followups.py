@@ -61,6 +61,11 @@ def forget_in_audits(keys, fields):
     return {"op": "forget_in_audits", "keys": list(keys), "fields": list(fields)}
 
 
+def rename_references(old, new):
+    """The flags runs made from run ``old`` and the audits listing it name ``new`` instead (after a rename)."""
+    return {"op": "rename_references", "old": old, "new": new}
+
+
 def unset_values(path):
     """Remove undeclared values a removed run left at ``path`` (its schema entry was lost)."""
     return {"op": "unset", "path": path}
@@ -140,10 +145,22 @@ def _forget_in_audits(dataset, op):
                         saved_views=[name for name in views if dataset.has_saved_view(name)])
 
 
+def _rename_references(dataset, op):
+    old, new = op["old"], op["new"]
+    for key in runs.list_ood_runs(dataset, kind="flags"):
+        if getattr(dataset.get_run_info(key).config, "score_run", None) == old:
+            runs.update_run(dataset, key, score_run=new)
+    for audit in runs.list_ood_runs(dataset, kind="audit"):
+        listed = getattr(dataset.get_run_info(audit).config, "audit_runs", None) or {}
+        if old in listed.values():
+            renamed = {role: new if key == old else key for role, key in listed.items()}
+            runs.update_run(dataset, audit, audit_runs=renamed)
+
+
 def _uses_any(dataset, name, fields):
     stages = json.dumps(dataset.load_saved_view(name)._serialize())
     return any(json.dumps(f) in stages for f in fields)
 
 
 _APPLY = {"untag": _untag, "tag": _tag, "save_view": _save_view, "delete_saved_view": _delete_saved_view,
-          "forget_in_audits": _forget_in_audits, "unset": _unset}
+          "forget_in_audits": _forget_in_audits, "unset": _unset, "rename_references": _rename_references}

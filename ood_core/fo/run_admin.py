@@ -7,11 +7,15 @@ from .documents import has_values
 
 def rename_ood_run(samples, run_key, new_run_key):
     """Rename a run key (fields keep their names; the record still lists them; flags runs made from a
-    renamed score run follow it). An embeddings run cannot be renamed: its key is its field's name, by which
-    scoring finds the backbone and levels."""
+    renamed score run and the audits listing it follow it, all or nothing, also after a crash:
+    :func:`ood_core.fo.commit.rename_run`). An embeddings run cannot be renamed: its key is its field's name, by
+    which scoring finds the backbone and levels."""
+    from . import commit, followups
+
+    dataset = samples._dataset
+    commit.repair(dataset)  # an earlier rename (or write) killed half-way is finished or undone first
     runs.require_run(samples, run_key)
     runs.validate_key(new_run_key)
-    dataset = samples._dataset
     if dataset.has_run(new_run_key):
         raise OODInputError(f"run key {new_run_key!r} already exists; delete it first or pick another")
     if _kind_of(dataset, run_key) == "embeddings":
@@ -20,16 +24,7 @@ def rename_ood_run(samples, run_key, new_run_key):
             f"backbone and pyramid levels, so it cannot be renamed. Compute the embeddings again under the new "
             f"name (ood.compute_pyramid_embeddings(dataset, {new_run_key!r})) and delete the old run if unwanted"
         )
-    dependants = [key for key in runs.list_ood_runs(samples, kind="flags")
-                  if getattr(dataset.get_run_info(key).config, "score_run", None) == run_key]
-    dataset.rename_run(run_key, new_run_key)
-    for key in dependants:
-        runs.update_run(samples, key, score_run=new_run_key)
-    for audit in runs.list_ood_runs(samples, kind="audit"):  # an audit's record follows its renamed run
-        listed = getattr(dataset.get_run_info(audit).config, "audit_runs", None) or {}
-        if run_key in listed.values():
-            renamed = {role: new_run_key if key == run_key else key for role, key in listed.items()}
-            runs.update_run(samples, audit, audit_runs=renamed)
+    commit.rename_run(dataset, run_key, new_run_key, [followups.rename_references(run_key, new_run_key)])
 
 
 def _kind_of(dataset, run_key):
