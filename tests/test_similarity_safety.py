@@ -1,0 +1,149 @@
+"""A new pgvector index never drops or writes into a table or index of the user's (real loopback server).
+
+The Brain's pgvector backend writes its rows into an existing table named ``table_name``, drops an index named
+``index_name`` before building its own, and names its index ``fiftyone-index-<dataset>`` (unique per table only,
+while PostgreSQL index names are schema-wide); a temporary index is then dropped by those names.
+"""
+
+import contextlib
+import re
+
+import psycopg2
+import pytest
+from test_fo_similarity import EXACT, emb_dataset, pg, pg_tables  # noqa: F401 (fixtures: one server per module)
+
+from ood_core import compute_knn_scores_with_index
+from ood_core.errors import OODInputError
+
+VEC24 = str([0.5] * 24)  # the vector literal of a 24-d row (emb_dataset's dimension)
+
+
+def sql(pg, query, args=None):
+    """Run one statement on its own committed connection; the rows, if it returns any."""
+    with contextlib.closing(psycopg2.connect(pg.connection_string)) as conn:
+        with conn, conn.cursor() as cur:
+            cur.execute(query, args)
+            return cur.fetchall() if cur.description else None
+
+
+def pg_indexes(pg):
+    """``{index name: its table}`` in the public schema."""
+    return dict(sql(pg, "SELECT indexname, tablename FROM pg_indexes WHERE schemaname = 'public'"))
+
+
+def leave_no_brain_run(pg, ds, brain_key):
+    if brain_key is not None and ds.has_brain_run(brain_key):
+        ds.load_brain_results(brain_key, connection_string=pg.connection_string).cleanup(drop_table=True)
+        ds.delete_brain_run(brain_key)
+
+
+@pytest.fixture
+def user_table(pg):
+    """The user's own vector table ``my_vectors`` (same layout as the Brain's) with one row of theirs."""
+    sql(pg, "CREATE EXTENSION IF NOT EXISTS vector")
+    sql(pg, "CREATE TABLE my_vectors(id TEXT PRIMARY KEY, sample_id TEXT, embedding_vector VECTOR(24))")
+    sql(pg, "INSERT INTO my_vectors VALUES ('mine', 'user-sample', %s)", (VEC24,))
+    yield "my_vectors"
+    sql(pg, "DROP TABLE IF EXISTS my_vectors")
+
+
+@pytest.mark.parametrize("brain_key", [None, "kept_idx"])
+def test_existing_table_name_is_refused_and_the_table_kept(pg, emb_dataset, user_table, brain_key):
+    ds = emb_dataset[0]
+    cs = pg.connection_string
+    try:
+        with pytest.raises(OODInputError, match=r"table_name='my_vectors' names an existing table "
+                                                r"\(public\.my_vectors\).*leave table_name out"):
+            compute_knn_scores_with_index(ds, "emb", "s2", reference="trusted", k=3, brain_key=brain_key,
+                                          connection_string=cs, table_name=user_table, progress=False, **EXACT)
+        # refused before anything was written: the user's table holds its one row, nothing else was made
+        assert sql(pg, "SELECT id, sample_id FROM my_vectors") == [("mine", "user-sample")]
+        assert pg_tables(pg) == ["my_vectors"] and pg_indexes(pg) == {"my_vectors_pkey": "my_vectors"}
+        assert ds.get_field("s2") is None and not ds.has_run("s2") and ds.list_brain_runs() == []
+        # names that do not exist yet still work, and a temporary index drops only them
+        compute_knn_scores_with_index(ds, "emb", "s2", reference="trusted", k=3, connection_string=cs,
+                                      table_name="my_new_vectors", index_name="my_new_idx", progress=False,
+                                      **EXACT)
+        assert ds.get_field("s2") is not None
+        assert pg_tables(pg) == ["my_vectors"] and pg_indexes(pg) == {"my_vectors_pkey": "my_vectors"}
+        assert sql(pg, "SELECT count(*) FROM my_vectors") == [(1,)]
+    finally:
+        leave_no_brain_run(pg, ds, brain_key)
+
+
+def test_a_name_postgres_would_cut_is_refused(pg, emb_dataset, user_table):
+    """PostgreSQL keeps 63 bytes of a name: a longer one can name the user's table."""
+    ds = emb_dataset[0]
+    long_name = "v" * 63
+    sql(pg, f"ALTER TABLE my_vectors RENAME TO {long_name}")
+    try:
+        with pytest.raises(OODInputError, match="table_name='v{63}_more' is not a usable PostgreSQL name.*"
+                                                "1 to 63 bytes"):
+            compute_knn_scores_with_index(ds, "emb", "s5", reference="trusted", k=3, progress=False,
+                                          connection_string=pg.connection_string, table_name=long_name + "_more",
+                                          **EXACT)
+        assert sql(pg, f"SELECT id FROM {long_name}") == [("mine",)]
+        assert pg_tables(pg) == [long_name]
+    finally:
+        sql(pg, f"DROP TABLE IF EXISTS {long_name}")
+
+
+@pytest.mark.parametrize("brain_key", [None, "kept_idx"])
+def test_existing_index_name_is_refused_and_the_index_kept(pg, emb_dataset, brain_key):
+    ds = emb_dataset[0]
+    cs = pg.connection_string
+    sql(pg, "CREATE TABLE orders(id SERIAL PRIMARY KEY, total NUMERIC)")
+    sql(pg, "INSERT INTO orders(total) VALUES (9.5)")
+    sql(pg, "CREATE INDEX orders_total_idx ON orders(total)")
+    try:
+        with pytest.raises(OODInputError, match=r"index_name='orders_total_idx' names an existing index "
+                                                r"\(public\.orders_total_idx\).*leave index_name out"):
+            compute_knn_scores_with_index(ds, "emb", "s3", reference="trusted", k=3, brain_key=brain_key,
+                                          connection_string=cs, index_name="orders_total_idx", progress=False,
+                                          **EXACT)
+        # any relation of that name counts: tables and indexes share one namespace
+        with pytest.raises(OODInputError, match="index_name='orders' names an existing table"):
+            compute_knn_scores_with_index(ds, "emb", "s3", reference="trusted", k=3, brain_key=brain_key,
+                                          connection_string=cs, index_name="orders", progress=False, **EXACT)
+        assert pg_indexes(pg) == {"orders_pkey": "orders", "orders_total_idx": "orders"}
+        assert pg_tables(pg) == ["orders"] and sql(pg, "SELECT total FROM orders") == [(9.5,)]
+        assert ds.get_field("s3") is None and ds.list_brain_runs() == []
+    finally:
+        leave_no_brain_run(pg, ds, brain_key)
+        sql(pg, "DROP TABLE orders")
+
+
+@pytest.mark.parametrize("brain_key", [None, "ours"])
+def test_default_names_never_touch_the_users_kept_similarity_index(pg, emb_dataset, brain_key):
+    """The user's own Brain index of this dataset (default names) outlives our index built without names."""
+    import fiftyone.brain as fob
+
+    ds = emb_dataset[0]
+    cs = pg.connection_string
+    fob.compute_similarity(ds, embeddings="emb", brain_key="users_idx", backend="pgvector", connection_string=cs,
+                           metric="cosine", progress=False, **EXACT)
+    config = ds.get_brain_info("users_idx").config
+    users = {config.index_name: config.table_name}
+    assert set(pg_indexes(pg).items()) >= set(users.items())
+    seen = []
+    try:
+        compute_knn_scores_with_index(ds, "emb", "s4", reference="trusted", k=3, brain_key=brain_key,
+                                      connection_string=cs, progress=lambda *_: seen.append(pg_tables(pg)),
+                                      **EXACT)
+        # the user's vector index is still there, on the user's table, and the index answers queries
+        assert set(pg_indexes(pg).items()) >= set(users.items())
+        view = ds.load_brain_results("users_idx", connection_string=cs).sort_by_similarity(ds.first().id, k=5)
+        assert len(view) == 5
+        # our index had names of its own: unique, never the Brain's per-table default
+        ours = sorted(set(seen[0]) - {config.table_name})
+        prefix = "fiftyone_ood_tmp_" if brain_key is None else "fiftyone_ood_"
+        assert len(ours) == 1 and re.fullmatch(prefix + "[0-9a-f]{32}", ours[0]), ours
+        if brain_key is None:  # a temporary index is dropped, and only it
+            assert pg_tables(pg) == [config.table_name]
+        else:
+            kept = ds.get_brain_info(brain_key).config
+            assert (kept.table_name, kept.index_name) == (ours[0], ours[0] + "_idx")
+            assert pg_indexes(pg)[kept.index_name] == kept.table_name
+    finally:
+        leave_no_brain_run(pg, ds, brain_key)
+        leave_no_brain_run(pg, ds, "users_idx")
