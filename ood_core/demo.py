@@ -19,10 +19,11 @@ import os
 import struct
 import sys
 import time
+import uuid
 
 import numpy as np
 
-from .errors import ResourceNotFoundError
+from .errors import OODInputError, ResourceNotFoundError
 
 FASHION_MNIST_DIRS = ("/usr/share/datasets/fashion-mnist",)
 FASHION_MNIST_CLASSES = (
@@ -99,9 +100,8 @@ def build_demo_dataset(
     if name in fo.list_datasets():
         if not overwrite:
             return fo.load_dataset(name)
-        fo.delete_dataset(name)
-    dataset = fo.Dataset(name)
-    dataset.persistent = True
+        _refuse_replacing_a_users_dataset(fo.load_dataset(name))
+    dataset = fo.Dataset(f"{name}-building-{uuid.uuid4().hex[:8]}")  # swapped in once whole (not persistent yet)
     samples = []
     noisy = set(rng.choice(test_id_idx, int(round(label_noise * len(test_id_idx))), replace=False).tolist())
     for group, idx in (("trusted", trusted_idx), ("test", test_id_idx), ("test", ood_idx)):
@@ -123,7 +123,27 @@ def build_demo_dataset(
                 )
             )
     dataset.add_samples(samples, progress=False)
+    dataset.info[DEMO_MARK] = True
+    dataset.save()
+    if name in fo.list_datasets():
+        fo.delete_dataset(name)
+    dataset.name = name
+    dataset.persistent = True
     return dataset
+
+
+#: ``dataset.info`` key marking a dataset built by :func:`build_demo_dataset` (which may replace it)
+DEMO_MARK = "fiftyone_ood_demo"
+_DEMO_FIELDS = {"ground_truth", "true_label", "is_ood", "label_is_wrong"}
+
+
+def _refuse_replacing_a_users_dataset(existing):
+    """Rebuilding replaces only a demo dataset: marked, or (built before the mark existed) with the demo's fields."""
+    if existing.info.get(DEMO_MARK) or _DEMO_FIELDS <= set(existing.get_field_schema()):
+        return
+    raise OODInputError(
+        f"a dataset named {existing.name!r} exists and was not built by the demo; the demo never replaces it. Pass "
+        "another name (build_demo_dataset(name=...)), or rename that dataset")
 
 
 def _stored_embeddings(view):

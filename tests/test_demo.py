@@ -39,3 +39,31 @@ def test_demo_pipeline_runs_and_reports_both_tasks(tmp_path):
         assert np.isfinite(ds.match_tags("test").values("ood_pyramid")).all()
     finally:
         fo.delete_dataset(name)
+
+
+def test_the_demo_never_replaces_a_dataset_it_did_not_build(tmp_path):
+    """Rebuilding deleted any dataset of the demo's name, a user's too."""
+    import fiftyone as fo
+    import pytest
+
+    from ood_core import demo
+    from ood_core.errors import OODInputError
+
+    name = f"demo-{uuid.uuid4().hex[:6]}"
+    mine = fo.Dataset(name)
+    try:
+        mine.add_sample(fo.Sample(filepath=str(tmp_path / "x.png"), my_notes="keep"))
+        with pytest.raises(OODInputError, match=rf"a dataset named '{name}' exists and was not built by the demo"):
+            demo.build_demo_dataset(num_trusted=10, num_test_id=5, num_test_ood=5, images_dir=str(tmp_path), name=name)
+        assert fo.load_dataset(name).values("my_notes") == ["keep"]
+        assert not [n for n in fo.list_datasets() if n.startswith(f"{name}-building-")]
+    finally:
+        mine.delete()
+    first = demo.build_demo_dataset(num_trusted=10, num_test_id=5, num_test_ood=5, images_dir=str(tmp_path), name=name)
+    try:
+        again = demo.build_demo_dataset(num_trusted=10, num_test_id=5, num_test_ood=5, images_dir=str(tmp_path),
+                                        name=name)  # its own dataset: rebuilt, under the same name
+        assert again.name == name and again.persistent and len(again) == 20 and first.deleted
+        assert [n for n in fo.list_datasets() if n.startswith(name)] == [name]
+    finally:
+        fo.delete_dataset(name)
