@@ -80,23 +80,62 @@ def save_figure(fig, path, *, include_plotlyjs=True):
     """Write ``fig`` as standalone HTML, plus PNG when kaleido is installed.
 
     ``path`` may end with ``.html``, ``.png`` or nothing; both files share its
-    stem. HTML embeds plotly.js by default (works offline). Returns
-    ``{"html": path, "png": path or None}``.
+    stem. HTML embeds plotly.js by default (works offline). The file ``path``
+    names is replaced; the other one only when an earlier ``save_figure`` wrote
+    it (a file of the user's there is refused before anything is written).
+    Returns ``{"html": path, "png": path or None}``.
     """
     import os
 
     stem, ext = os.path.splitext(str(path))
     if ext.lower() not in (".html", ".htm", ".png", ""):
-        stem = str(path)
-    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
-    html = stem + ".html"
-    fig.write_html(html, include_plotlyjs=include_plotlyjs)
-    png = None
+        stem, ext = str(path), ""
+    html, png = (str(path) if ext.lower() in (".html", ".htm") else stem + ".html"), stem + ".png"
     try:
         import kaleido  # noqa: F401
     except ImportError:
+        png = None
+    for written, ours in ((html, _ours_html), (png, _ours_png)):
+        if written and written != str(path) and os.path.exists(written) and not ours(written):
+            from .errors import OODInputError
+
+            raise OODInputError(f"{written!r} exists and was not written by save_figure; it is never replaced "
+                                f"(save_figure writes {html!r} beside a PNG). Pass another path")
+    os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
+    with open(html, "w", encoding="utf-8") as f:
+        f.write(_HTML_MARK + fig.to_html(include_plotlyjs=include_plotlyjs))
+    if png is None:
         logger.info("kaleido is not installed: wrote %s only (pip install kaleido for PNG)", html)
     else:
-        png = stem + ".png"
         fig.write_image(png)
+        _mark_png(png)
     return {"html": html, "png": png}
+
+
+_HTML_MARK = "<!-- written by fiftyone-ood save_figure -->\n"
+_PNG_MARK = ("Software", "fiftyone-ood save_figure")
+
+
+def _ours_html(path):
+    with open(path, "rb") as f:
+        return f.read(len(_HTML_MARK)) == _HTML_MARK.encode()
+
+
+def _ours_png(path):
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.info.get(_PNG_MARK[0]) == _PNG_MARK[1]
+    except OSError:
+        return False
+
+
+def _mark_png(path):
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(*_PNG_MARK)
+    with Image.open(path) as img:
+        img.load()
+        img.save(path, pnginfo=info)

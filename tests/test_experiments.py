@@ -322,5 +322,11 @@ def test_plots_and_save_figure(tmp_path):
     except ImportError:
         has_kaleido = False
     assert (written["png"] is not None) == has_kaleido
+    assert ood.save_figure(fig, tmp_path / "plots" / "roc.png") == written  # its own files are replaced
+    (tmp_path / "notes.html").write_text("my notes")  # a file of the user's beside the PNG asked for
+    with pytest.raises(OODInputError, match=r"notes.html' exists and was not written by save_figure.*another path"):
+        ood.save_figure(fig, tmp_path / "notes.png")
+    assert (tmp_path / "notes.html").read_text() == "my notes"
+    assert ood.save_figure(fig, tmp_path / "notes.html")["html"] == str(tmp_path / "notes.html")  # named: replaced
     with pytest.raises(OODInputError, match="both classes"):
         ood.plot_roc_pr(scores, np.zeros(80, bool))
