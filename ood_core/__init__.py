@@ -38,7 +38,7 @@ _PUBLIC = {
     "compute_pyramid_embeddings": "ood_core.fo.embeddings",
     "compute_ood_scores": "ood_core.fo.scores",
     "compute_label_issues": "ood_core.fo.scores",
-    "compute_ood_visualization": "ood_core.fo.scores",
+    "compute_ood_visualization": "ood_core.fo.maps",
     "compute_knn_scores_with_index": "ood_core.fo.similarity",
     # CLIP negative labels
     "compute_clip_embeddings": "ood_core.fo.clip_embeddings",

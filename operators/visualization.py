@@ -43,13 +43,18 @@ class ComputeOODVisualization(common.OODOperator):
         except ValueError as e:
             brain.invalid = True
             brain.error_message = str(e)
-        if key in ctx.dataset.list_brain_runs() and ctx.params.get("overwrite", False) and getattr(
-                ctx.dataset.get_brain_info(key).config, "type", None) != "visualization":
-            brain.invalid = True
-            brain.error_message = f"brain key {key!r} is not a map (e.g. a similarity index); choose another key"
-        elif key in ctx.dataset.list_brain_runs() and not ctx.params.get("overwrite", False):
+        if key in ctx.dataset.list_brain_runs() and not ctx.params.get("overwrite", False):
             brain.invalid = True
             brain.error_message = f"brain key {key!r} exists; pick another or tick 'overwrite'"
+        elif key in ctx.dataset.list_brain_runs():  # only a map of this plugin is replaced (the SDK's check)
+            from ood_core.errors import OODInputError
+            from ood_core.fo.maps import check_map_key
+
+            try:
+                check_map_key(ctx.dataset, key, True)
+            except OODInputError as e:
+                brain.invalid = True
+                brain.error_message = str(e)
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Embeddings visualization"))

@@ -523,7 +523,8 @@ def repair_ood_runs(samples):
     temporary keys left in sample documents that the schema does not declare (``stray_keys_removed``: FiftyOne
     cannot iterate such samples), lock documents of dead writers (``stale_locks_removed``) and the runs of audits
     killed or failed before they were recorded, with their fields, flags runs and tags
-    (``interrupted_audit_runs_removed``: run keys).
+    (``interrupted_audit_runs_removed``: run keys), and maps a killed ``compute_ood_visualization`` left under
+    temporary keys (``maps``: restored and removed keys).
     """
     from .commit import remove_stray_keys, repair
     from .coordination import remove_stale_locks
@@ -533,8 +534,10 @@ def repair_ood_runs(samples):
     done["stray_keys_removed"] = remove_stray_keys(dataset)
     done["stale_locks_removed"] = remove_stale_locks(dataset)
     from .audit_recovery import remove_interrupted
+    from .maps import repair_maps
 
     done["interrupted_audit_runs_removed"] = remove_interrupted(samples)
+    done["maps"] = repair_maps(samples)
     return done
 
 

@@ -14,14 +14,12 @@ own; values are stored as attributes of the objects
 """
 
 import logging
-import uuid
 from collections import Counter
 
 import numpy as np
 
 from ..errors import OODInputError
 from . import runs
-from .commit import TMP_PREFIX
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
@@ -29,9 +27,16 @@ from .items import (
     label_kind,
     patch_path,
     read_embeddings,
-    require_embeddings_field,
     require_nonempty,
     union_view,
+)
+# the maps live in .maps; their names stay importable from here (ood_core's public API and the App's form use them)
+from .maps import (  # noqa: F401
+    MIN_MAP_POINTS,
+    VISUALIZATION_METHODS,
+    check_map_points,
+    compute_ood_visualization,
+    first_vector_dim,
 )
 
 logger = logging.getLogger(__name__)
@@ -506,87 +511,3 @@ def compute_label_issues(
         samples, embeddings_field, score_field, method=method, label_field=label_field, k=k,
         reduce=reduce, n_components=n_components, seed=seed, run_key=run_key, overwrite=overwrite,
     )
-
-
-# --------------------------------------------------------------------------- visualization
-
-
-def compute_ood_visualization(
-    samples,
-    embeddings_field=DEFAULT_EMBEDDINGS_FIELD,
-    brain_key="ood_umap",
-    *,
-    method="umap",
-    patches_field=None,
-    seed=0,
-    overwrite=False,
-):
-    """2-D map of the embeddings for the App's Embeddings panel (a brain run).
-
-    Colour the points by an OOD score field in the panel to see where the
-    suspicious samples sit. Samples (objects) without an embedding are left out.
-    """
-    import fiftyone.brain as fob
-
-    require_nonempty(samples)
-    runs.validate_key(brain_key, "brain key")
-    if method not in VISUALIZATION_METHODS:
-        raise OODInputError(f"method={method!r} is not a map method; use one of {VISUALIZATION_METHODS}")
-    dataset = samples._dataset
-    if patches_field is None:
-        require_embeddings_field(dataset, embeddings_field)
-    if brain_key in dataset.list_brain_runs():
-        if not overwrite:
-            raise OODInputError(f"brain key {brain_key!r} already exists; pick another or pass overwrite=True")
-        if getattr(dataset.get_brain_info(brain_key).config, "type", None) != "visualization":
-            raise OODInputError(
-                f"brain key {brain_key!r} is a {getattr(dataset.get_brain_info(brain_key).config, 'type', None)!r} "
-                "run (e.g. a similarity index), not a map; overwrite=True replaces only a map. Choose another key"
-            )
-    if patches_field is None:
-        view = samples.exists(embeddings_field)
-        embeddings = embeddings_field
-    else:
-        from fiftyone import ViewField as F
-
-        view = samples.filter_labels(patches_field, F(embeddings_field) != None)  # noqa: E711
-        embeddings = embeddings_field
-    require_nonempty(view, f"samples with embeddings in {embeddings_field!r}")
-    num_points = count_items(view, patches_field)
-    check_map_points(num_points, embeddings_field)
-    extra = {}
-    if method == "tsne":  # t-SNE first reduces to 50 dimensions by PCA, perplexity 30: no more than the points allow
-        extra["pca_dims"] = min(50, num_points - 1, first_vector_dim(view, embeddings_field, patches_field))
-        extra["perplexity"] = min(30.0, (num_points - 1) / 3)
-    # computed under a temporary key and renamed at the end: a failure leaves the old map (and no empty run)
-    tmp = f"{TMP_PREFIX}map_{uuid.uuid4().hex[:10]}"
-    try:
-        fob.compute_visualization(view, embeddings=embeddings, patches_field=patches_field, brain_key=tmp,
-                                  method=method, num_dims=2, seed=seed, verbose=False, **extra)
-        if brain_key in dataset.list_brain_runs():
-            dataset.delete_brain_run(brain_key)
-        dataset.rename_brain_run(tmp, brain_key)
-    finally:
-        if tmp in dataset.list_brain_runs():
-            dataset.delete_brain_run(tmp)
-    return {"brain_key": brain_key, "num_points": num_points}
-
-
-#: the map methods of FiftyOne Brain's compute_visualization offered here
-VISUALIZATION_METHODS = ("umap", "tsne", "pca")
-#: the fewest points a 2-D map is computed for
-MIN_MAP_POINTS = 4
-
-
-def check_map_points(num_points, embeddings_field):
-    """Refuse a map of fewer than :data:`MIN_MAP_POINTS` points (also the App's map form's check)."""
-    if num_points < MIN_MAP_POINTS:
-        raise OODInputError(f"a 2-D map needs at least {MIN_MAP_POINTS} points with embeddings in "
-                            f"{embeddings_field!r}; the view has {num_points}: map a larger view")
-
-
-def first_vector_dim(view, embeddings_field, patches_field):
-    value = view.limit(1).values(patch_path(patches_field, embeddings_field) if patches_field else embeddings_field)[0]
-    if patches_field:
-        value = next(v for v in value if v is not None)
-    return len(value)
