@@ -35,6 +35,7 @@ forward (after it) by :func:`repair`, which every write calls first.
 """
 
 import logging
+import re
 import uuid
 
 from ..errors import OODInputError
@@ -45,13 +46,16 @@ JOURNAL = "ood_plugin_commits"
 #: prefix of every temporary field and run key of this package (hidden from users)
 TMP_PREFIX = "tmp_ood_"
 BACKUP_RUN_PREFIX = "tmp_ood_backup_"
+#: the exact shapes of those names (a random token, or a resumable extraction's ``partial_<field>``): a field or
+#: run a user named ``tmp_ood_notes`` by hand is not the package's, and repair never deletes it
+INTERNAL_NAME = r"^tmp_ood_(?:(?:old_)?[0-9a-f]{10}|backup_[0-9a-f]{12}|partial_.+)$"
 #: seconds to wait for another writer of the same field before giving up
 LOCK_TIMEOUT = 600.0
 
 
 def is_internal(name):
-    """Whether a field path or run key is one of the package's temporary ones."""
-    return name.rpartition(".")[2].startswith(TMP_PREFIX)
+    """Whether a field path or run key is one of the package's temporary ones (:data:`INTERNAL_NAME`)."""
+    return re.match(INTERNAL_NAME, name.rpartition(".")[2]) is not None
 
 
 def _journal():
@@ -128,7 +132,7 @@ def discard(dataset, paths):
 
 
 def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_runs=(), cleanup=None,
-           keep_fields=False):
+           keep_fields=False, reads=()):
     """Replace the targets by their staged fields and record the run, all or nothing.
 
     Args:
@@ -142,6 +146,7 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_ru
             carry out once the commit is recorded; called under the locks, before anything moves, and journaled,
             so a crash after the commit is finished by the next call's repair.
         keep_fields: drop the records of ``drop_runs`` (and of a replaced ``run_key``) but none of their fields.
+        reads: fields the new run reads: never dropped with the run it replaces.
 
     Returns:
         ``(dropped fields, dropped run keys)``: what the commit removed besides replacing the targets.
@@ -157,7 +162,8 @@ def commit(samples, staged, run_key, register, *, overwrite, check=None, drop_ru
             check(dataset)
         drop_runs = [key for key in drop_runs if key != run_key and dataset.has_run(key)]
         targets = [t for _, t in staged]
-        dropped = [] if keep_fields else dropped_fields(dataset, run_key, targets, also=drop_runs, replace=overwrite)
+        dropped = [] if keep_fields else dropped_fields(dataset, run_key, targets, also=drop_runs, replace=overwrite,
+                                                        keep=[r for r in reads if r])
         ops = cleanup(dataset, list(dropped), list(drop_runs)) if cleanup is not None else []
         entry = _open_journal(dataset, staged, run_key, dropped, drop_runs, ops)
         try:
@@ -223,18 +229,18 @@ def remove_runs(samples, run_keys, *, delete_fields=True, cleanup=None):
     return fields, [key for key in run_keys if key in dropped or key == first]
 
 
-def dropped_fields(dataset, run_key, targets, also=(), replace=True):
+def dropped_fields(dataset, run_key, targets, also=(), replace=True, keep=()):
     """Fields the run being replaced wrote that the new run (writing ``targets``) does not (another method, fewer
     outputs), and the fields of the runs ``also`` dropped with it: they go with the old records, moved aside and
     dropped like the replaced fields (unless a run that stays lists them, or the field is no longer the one the run
     wrote: :mod:`.ownership`). ``replace=False``: ``run_key`` is not being replaced (a new run), only ``also``
-    goes."""
+    goes. ``keep``: fields the new run reads, which stay (they then belong to no run)."""
     from .ownership import run_owns
 
     going = [key for key in ((run_key,) if replace else ()) + tuple(also) if dataset.has_run(key)]
     if not going:
         return []
-    new = set(targets)
+    new = set(targets) | set(keep)
     others = {p for key in dataset.list_runs() if key not in going
               for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])}
     old = [p for key in going for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])
@@ -440,7 +446,7 @@ def _remove_orphans(dataset):
         dataset.delete_sample_field(path)
         removed += 1
     for key in dataset.list_runs():
-        if key.startswith(BACKUP_RUN_PREFIX) and key not in claimed:
+        if key.startswith(BACKUP_RUN_PREFIX) and is_internal(key) and key not in claimed:
             dataset.delete_run(key)
             removed += 1
     return removed

@@ -11,6 +11,8 @@ used by rollback, discard and repair), and finding this package's undeclared
 temporary keys left in documents (:func:`stray_internal_keys`).
 """
 
+from .commit import INTERNAL_NAME as _INTERNAL  # the package's temporary names exactly (not tmp_ood_notes)
+
 TMP_PREFIX = "tmp_ood_"
 
 
@@ -22,10 +24,24 @@ def field_exists(dataset, path):
 
 
 def has_values(dataset, path):
-    """Whether any sample document (or object of a label list) holds a non-null value at ``path``."""
-    db_path = _db_path(dataset, path, positional=False)
-    query = {db_path: {"$exists": True, "$ne": None}}
-    return dataset._sample_collection.find_one(query, {"_id": 1}) is not None
+    """Whether any sample document (or object of a label list) holds a non-null value at ``path``.
+
+    Through a list (``gt.detections.note``) the test is per object (``$elemMatch``): ``$ne: None`` on the
+    list path alone fails for a sample where any object lacks the key, so a note on some objects only went
+    unseen."""
+    return dataset._sample_collection.find_one(_value_query(dataset, path), {"_id": 1}) is not None
+
+
+def _value_query(dataset, path):
+    import fiftyone.core.fields as fof
+
+    parts = path.split(".")
+    for i in range(len(parts) - 1):
+        if isinstance(dataset.get_field(".".join(parts[: i + 1])), fof.ListField):
+            rest = ".".join("_id" if p == "id" else p for p in parts[i + 1:])
+            return {_db_path(dataset, ".".join(parts[: i + 1]), positional=False):
+                    {"$elemMatch": {rest: {"$exists": True, "$ne": None}}}}
+    return {_db_path(dataset, path, positional=False): {"$exists": True, "$ne": None}}
 
 
 def unset_key(dataset, path):
@@ -58,7 +74,7 @@ def _keys_pipeline(source, prefix, unwind):
         {"$match": {"d": {"$type": "object"}}},
         {"$project": {"k": {"$map": {"input": {"$objectToArray": "$d"}, "in": "$$this.k"}}}},
         {"$unwind": "$k"},
-        {"$match": {"k": {"$regex": f"^{prefix}"}}},
+        {"$match": {"k": {"$regex": prefix}}},
         {"$group": {"_id": "$k"}},
     ]
 
@@ -73,7 +89,7 @@ def stray_internal_keys(dataset):
     coll = dataset._sample_collection
     found = {doc["_id"] for doc in coll.aggregate([
         {"$project": {"k": {"$map": {"input": {"$objectToArray": "$$ROOT"}, "in": "$$this.k"}}}},
-        {"$unwind": "$k"}, {"$match": {"k": {"$regex": f"^{TMP_PREFIX}"}}}, {"$group": {"_id": "$k"}}])}
+        {"$unwind": "$k"}, {"$match": {"k": {"$regex": _INTERNAL}}}, {"$group": {"_id": "$k"}}])}
     for path, field in schema.items():
         if path.startswith(TMP_PREFIX):
             continue
@@ -81,8 +97,8 @@ def stray_internal_keys(dataset):
         is_list = isinstance(field, fof.ListField) and isinstance(field.field, fof.EmbeddedDocumentField)
         parent = path.rpartition(".")[0]
         if is_doc and "." not in path:
-            found |= {f"{path}.{d['_id']}" for d in coll.aggregate(_keys_pipeline(f"${path}", TMP_PREFIX, False))}
+            found |= {f"{path}.{d['_id']}" for d in coll.aggregate(_keys_pipeline(f"${path}", _INTERNAL, False))}
         elif is_list and parent and "." not in parent and isinstance(schema.get(parent), fof.EmbeddedDocumentField):
-            found |= {f"{path}.{d['_id']}" for d in coll.aggregate(_keys_pipeline(f"${path}", TMP_PREFIX, True))}
+            found |= {f"{path}.{d['_id']}" for d in coll.aggregate(_keys_pipeline(f"${path}", _INTERNAL, True))}
     return sorted(p for p in found if p not in schema)
 

@@ -8,6 +8,7 @@ from ..errors import OODInputError
 from . import coordination, runs
 from .commit import is_internal
 from .documents import field_exists
+from .ownership import refuse_stale_records
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     SKIP_FAILURES,
@@ -201,6 +202,8 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
                 f"the same key (another patches_field), leaving the old field without its run. Choose another "
                 f"embeddings_field, or delete the run first (ood.delete_ood_run(dataset, {embeddings_field!r}))"
             )
+        if field_exists(dataset, target):  # the run's own field, unless deleted and made again by hand
+            refuse_stale_records(dataset, target)
         # an embeddings run of this key and field: resumed, filled in, or (overwrite) recomputed
     elif field_exists(dataset, target):  # also a curator's undeclared object attribute of that name
         runs.check_new_run(samples, embeddings_field, [target], overwrite, kind="embeddings")

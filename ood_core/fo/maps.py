@@ -23,6 +23,7 @@ is deleted with them.
 
 import contextlib
 import logging
+import re
 import uuid
 
 from ..errors import OODInputError
@@ -169,7 +170,9 @@ def _repair_locked(dataset):
 
 
 def _is_temporary(key):
-    return isinstance(key, str) and key.startswith((MAP_TMP_PREFIX, MAP_BACKUP_PREFIX))
+    """A key this module makes (a random token after the prefix): a user's ``tmp_ood_map_notes`` is not one."""
+    return isinstance(key, str) and re.match(rf"^(?:{MAP_TMP_PREFIX}[0-9a-f]{{{_HEX}}}|{MAP_BACKUP_PREFIX}"
+                                             rf"[0-9a-f]{{{_HEX}}}_.+)$", key) is not None
 
 
 def _repair_references(dataset):

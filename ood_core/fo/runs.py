@@ -266,7 +266,8 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
                 register_run(samples, run_key, kind=kind, fields=targets, overwrite=True, results=results,
                              **params)
 
-            commit.commit(samples, staged, run_key, register, overwrite=overwrite, check=check, cleanup=cleanup)
+            commit.commit(samples, staged, run_key, register, overwrite=overwrite, check=check, cleanup=cleanup,
+                          reads=reads)
         except BaseException:
             commit.discard(dataset, [tmp for tmp, _ in staged])
             raise
