@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from fault_helpers import Crash, FaultAt, kill_9_at
+from fault_helpers import Crash, FaultAt, kill_9_at, run_faulted
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -94,13 +94,8 @@ def test_an_exception_at_every_step_leaves_old_or_new(scored, monkeypatch):
     outcomes = []
     n = 1
     while True:
-        with monkeypatch.context() as m:
-            fault = FaultAt(m, n, STEPS)
-            try:
-                ood.compute_ood_scores(ds, "emb", "s", k=6, overwrite=True)
-                failed = False
-            except Crash:
-                failed = True
+        fault, failed = run_faulted(monkeypatch, n, STEPS,
+                                    lambda: ood.compute_ood_scores(ds, "emb", "s", k=6, overwrite=True))
         if len(fault.calls) < n:  # the write went through without reaching call n: every step was hit
             assert not failed and assert_old_or_new(ds, old, new) == 6
             break

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from fault_helpers import Crash, FaultAt, kill_9_at
+from fault_helpers import kill_9_at, run_faulted
 from ood_core.errors import OODInputError
 
 #: every database write of a brain run's registration, results, rename and deletion
@@ -122,13 +122,7 @@ def test_an_exception_at_every_step_leaves_the_old_map_or_the_new_one(mapped, mo
     outcomes = []
     n = 1
     while True:
-        with monkeypatch.context() as m:
-            fault = FaultAt(m, n, STEPS)
-            try:
-                _replace(ds)
-                failed = False
-            except Crash:
-                failed = True
+        fault, failed = run_faulted(monkeypatch, n, STEPS, lambda: _replace(ds))
         if not fault.reached:  # the call went through without reaching write n: every write was hit
             assert not failed and _old_or_new(ds, old, new) == "new" and _temporary(ds) == []
             break
