@@ -8,6 +8,7 @@ from ..errors import OODInputError
 from . import coordination, runs
 from .commit import is_internal
 from .documents import field_exists
+from .embedding_runs import pending_overwrite, record_info, same_settings, side_key
 from .ownership import refuse_stale_records
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -120,7 +121,10 @@ def compute_pyramid_embeddings(
             (``ood.load_ood_results(dataset, embeddings_field).failures``); the next call retries it. ``False``:
             the first one raises ``ImageLoadError`` (the run stays partial; the next call resumes). A view with no
             readable image is refused either way (``OODInputError``), the field unwritten.
-        overwrite: recompute everything and replace an existing field/run.
+        overwrite: recompute everything and replace an existing field/run. Until the new field is complete the
+            old one keeps its (complete) record; the overwrite's progress is recorded apart (internal run
+            ``tmp_ood_partial_<field>``): a call with its settings and without ``overwrite`` resumes it, a call
+            with the old settings still sees the old run.
         progress: ``None``/``True`` tqdm bar, ``False``, or ``f(done, total)``.
         shard: ``(index, count)``: compute only slice ``index`` of ``count`` equal slices of the view, so
             ``count`` workers (same view and count) share one extraction through the partial field; the last to
@@ -241,6 +245,10 @@ class _EmbeddingJob:
     ``status="partial"``; the call that completes the job renames it to the
     target and records the complete run. Steps that read or change the shared
     state run under the field's MongoDB lock (:mod:`.coordination`).
+
+    The partial run is recorded under the run key itself, except while the key's complete field exists (an
+    overwrite): then under :func:`side_key`, so that field keeps the record describing it until the journaled
+    commit replaces both (and drops the side record) in one step.
     """
 
     def __init__(self, samples, run_key, target, partial, patches_field, settings, shard, num_shards, shard_index):
@@ -250,26 +258,29 @@ class _EmbeddingJob:
         self.dataset = samples._dataset
         self.lock = coordination.job_key(self.dataset, target)
         self.extra_results = {}
+        self.record_key = run_key  # where the partial run is recorded: run_key, or side_key(run_key)
 
     def start(self, extractor, projection, overwrite, extract):
         """Decide where to write (fresh / resume / fill), restore or fit the PCA, record the partial run."""
         import fiftyone.core.fields as fof
 
         with coordination.locked(self.lock):
-            self.write_path, self.mode = _plan_embedding_write(self.samples, self.run_key, self.target,
-                                                               self.partial, self.settings, overwrite)
+            self.write_path, self.mode, self.record_key = _plan_embedding_write(
+                self.samples, self.run_key, self.target, self.partial, self.settings, overwrite)
             fitted = self._prepare_projection(extractor, projection, extract)
             with coordination.schema_lock(self.dataset):
                 self.dataset.reload()
                 if self.mode in ("fresh", "resume"):
                     if self.dataset.get_field(self.write_path) is None:
                         self.dataset.add_sample_field(self.write_path, fof.VectorField)
-                    # an overwrite's old field stays listed until the new one replaces it: deleting the run
-                    # deletes it, and it is never mistaken for a user's field
-                    old = [self.target] if self.dataset.get_field(self.target) is not None else []
-                    runs.register_run(self.samples, self.run_key, kind="embeddings", fields=[self.write_path, *old],
-                                      overwrite=True, status="partial", embeddings_field=self.run_key,
-                                      **self.settings, results=self.extra_results)
+                    # an overwrite of a complete field records its progress under the side key: the field keeps
+                    # its own record. (A partial record of an older version that lists the old field too, as
+                    # an overwrite used to, keeps listing it: deleting the run deletes it.)
+                    side = self.record_key != self.run_key
+                    old = [self.target] if not side and self.dataset.get_field(self.target) is not None else []
+                    runs.register_run(self.samples, self.record_key, kind="embeddings",
+                                      fields=[self.write_path, *old], overwrite=True, status="partial",
+                                      embeddings_field=self.run_key, **self.settings, results=self.extra_results)
                 else:  # filling in a complete field: the record says so until every item is done
                     runs.update_run(self.samples, self.run_key, status="filling")
             if fitted is not None:  # the PCA fit sample is already embedded: store it, do not compute it twice
@@ -286,7 +297,7 @@ class _EmbeddingJob:
             state, raw, sample_of = projection.fit_pca(extractor, self.samples, self.patches_field, extract)
             self.extra_results["projection_state"] = state
             return raw, sample_of
-        state = getattr(runs.load_ood_results(self.samples, self.run_key), "projection_state", None)
+        state = getattr(self.dataset.load_run_results(self.record_key, cache=False), "projection_state", None)
         if state is None:
             raise OODInputError(
                 f"embeddings run {self.run_key!r} has no stored PCA to resume with; pass overwrite=True to recompute"
@@ -355,14 +366,15 @@ class _EmbeddingJob:
         checks, under the field's lock, that the field and its run are still those of this job.
         """
         self.dataset.reload()
-        info = runs.get_ood_run_info(self.samples, self.run_key) \
-            if self.run_key in runs.list_ood_runs(self.dataset, kind="embeddings") else {}
-        status = info.get("status")
-        same = bool(info) and _jsonable({k: info.get(k) for k in self.settings}) == _jsonable(self.settings)
+        info = record_info(self.dataset, self.record_key)
+        status, same = info.get("status"), same_settings(info, self.settings)
         ours = self.dataset.get_field(self.write_path) is not None and same and (
             status in ("filling", "complete") if self.mode == "fill"
             else status == "partial" and self.write_path in (info.get("fields") or []))
         if not ours:
+            if not info and self.record_key != self.run_key:  # the overwrite's side record went with its commit
+                info = record_info(self.dataset, self.run_key)
+                status, same = info.get("status"), same_settings(info, self.settings)
             what = "completed" if status == "complete" and same else "replaced or deleted"
             raise OODInputError(
                 f"embeddings field {self.target!r} on dataset {self.dataset.name!r} was {what} by another process "
@@ -417,7 +429,10 @@ class _EmbeddingJob:
         if self.mode in ("fresh", "resume"):
             # the journaled commit of every write: the old field and record are moved aside until the new ones
             # are in place, so a crash here is rolled back (or forward) by the next call or repair_ood_runs
-            commit.commit(self.samples, [(self.write_path, self.target)], self.run_key, register, overwrite=True)
+            # an overwrite's side record goes in the same commit (moved aside, dropped once the new record is in)
+            side = [self.record_key] if self.record_key != self.run_key else []
+            commit.commit(self.samples, [(self.write_path, self.target)], self.run_key, register, overwrite=True,
+                          drop_runs=side)
         else:
             with coordination.schema_lock(self.dataset):
                 self.dataset.reload()
@@ -467,14 +482,18 @@ def _shard_view(samples, index, count):
 
 
 def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite):
-    """Decide where this call writes: ``("fresh"|"resume", partial)`` or ``("fill", target)``.
+    """Decide where this call writes: ``(partial, "fresh"|"resume", record key)`` or ``(target, "fill", run_key)``.
 
+    The partial run is recorded under :func:`side_key` while a complete field of the run exists (an overwrite, or
+    its resume by a call with the overwrite's settings without ``overwrite``), else under ``run_key``.
     ``overwrite`` from a view of a dataset whose other samples have embeddings of this run copies theirs into
     the fresh partial field first (same settings only), so they keep them.
     """
     dataset = samples._dataset
     with coordination.schema_lock(dataset):
         dataset.reload()
+        side, protected = pending_overwrite(dataset, run_key, target, partial, overwrite)
+        record_key = side_key(run_key) if protected else run_key
         if overwrite or not dataset.has_run(run_key):
             keep = overwrite and dataset.has_run(run_key) and dataset.get_field(target) is not None \
                 and not is_whole_dataset(samples)
@@ -491,12 +510,16 @@ def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite
                 dataset.delete_sample_field(partial)  # overwrite, or an orphan without a record: not trusted
             if keep:  # overwriting from a view replaces only the view's values: the others are carried over
                 dataset.clone_sample_field(target, partial)  # (samples, or objects a filter_labels view hides)
-            return partial, "fresh"
-    info = _require_same_settings(samples, run_key, settings, "refusing to mix embeddings. Pass overwrite=True to "
-                                  "recompute all of them, or choose another embeddings_field")
+            return partial, "fresh", record_key
+        if same_settings(side, settings):
+            return partial, "resume", record_key  # an interrupted overwrite, resumed with its own settings
+    pending = "" if not side else \
+        f" (an interrupted overwrite is pending too: {settings_diff({k: side.get(k) for k in settings}, settings)})"
+    info = _require_same_settings(samples, run_key, settings, f"refusing to mix embeddings{pending}. Pass "
+                                  "overwrite=True to recompute all of them, or choose another embeddings_field")
     if info.get("status") == "partial":
-        return partial, "resume"
-    return target, "fill"  # status "complete", or "filling" (a fill-in that was interrupted)
+        return partial, "resume", run_key
+    return target, "fill", run_key  # status "complete", or "filling" (a fill-in that was interrupted)
 
 
 def _require_same_settings(samples, run_key, settings, consequence):

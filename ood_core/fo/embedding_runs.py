@@ -1,0 +1,58 @@
+"""The records of an embeddings run in progress: under its own key, or apart while an overwrite runs.
+
+A resumable extraction (:mod:`.embeddings`) records its progress as a run with ``status="partial"`` listing the
+partial field ``tmp_ood_partial_<field>``. When the key already has a complete field (an overwrite), that record
+must not replace the complete field's own: the field would stay under a record describing other vectors (another
+backbone, projection or dtype) if the overwrite failed or was killed. So an overwrite records its progress under
+the internal key :func:`side_key` (hidden from ``list_ood_runs``, never removed by the repair as an orphan); the
+journaled commit that renames the partial field into place records the new run under the key and drops the side
+record in the same all-or-nothing step.
+"""
+
+import json
+
+from . import runs
+
+
+def side_key(run_key):
+    """The internal run key recording an overwrite in progress of embeddings run ``run_key``: the complete field
+    keeps the record under ``run_key`` (which describes it) until the overwrite's field replaces it."""
+    return f"tmp_ood_partial_{run_key}"
+
+
+def record_info(dataset, key):
+    """The config of this package's embeddings run ``key`` (internal keys too) as a dict; ``{}`` when none."""
+    runs.refresh_stale_runs(dataset)
+    if not dataset.has_run(key):
+        return {}
+    config = dataset.get_run_info(key).config
+    if getattr(config, "ood_plugin", None) != runs.PLUGIN_TAG or getattr(config, "kind", None) != "embeddings":
+        return {}
+    info = config.serialize()
+    info.pop("cls", None)
+    return info
+
+
+def same_settings(info, settings):
+    """Whether the record ``info`` was computed with ``settings`` (backbone, projection, dtype, patches_field)."""
+    def canonical(obj):
+        return json.loads(json.dumps(obj, sort_keys=True, default=str))
+
+    return bool(info) and canonical({k: info.get(k) for k in settings}) == canonical(settings)
+
+
+def pending_overwrite(dataset, run_key, target, partial, overwrite=False):
+    """``(side record of a resumable overwrite or {}, whether a complete field of run_key exists)``.
+
+    A side record is stale when the complete field it was to replace or its partial field is gone (the run was
+    deleted or computed afresh, or a failed commit dropped the partial field); it is deleted, unless this call
+    (``overwrite``) replaces it in place right away. The caller holds the schema lock on a reloaded dataset.
+    """
+    main = record_info(dataset, run_key)
+    protected = main.get("status") in ("complete", "filling") and dataset.get_field(target) is not None
+    side = record_info(dataset, side_key(run_key))
+    if side and not (protected and dataset.get_field(partial) is not None and partial in (side.get("fields") or [])):
+        if not (protected and overwrite):
+            dataset.delete_run(side_key(run_key))
+        side = {}
+    return side, protected
