@@ -121,10 +121,8 @@ def compute_pyramid_embeddings(
             (``ood.load_ood_results(dataset, embeddings_field).failures``); the next call retries it. ``False``:
             the first one raises ``ImageLoadError`` (the run stays partial; the next call resumes). A view with no
             readable image is refused either way (``OODInputError``), the field unwritten.
-        overwrite: recompute everything and replace an existing field/run. Until the new field is complete the
-            old one keeps its (complete) record; the overwrite's progress is recorded apart (internal run
-            ``tmp_ood_partial_<field>``): a call with its settings and without ``overwrite`` resumes it, a call
-            with the old settings still sees the old run.
+        overwrite: recompute everything and replace an existing field/run; the old field keeps its record until
+            the new one is complete (:mod:`.embedding_runs`; a call with the new settings resumes it).
         progress: ``None``/``True`` tqdm bar, ``False``, or ``f(done, total)``.
         shard: ``(index, count)``: compute only slice ``index`` of ``count`` equal slices of the view, so
             ``count`` workers (same view and count) share one extraction through the partial field; the last to
