@@ -35,13 +35,29 @@ class FaultAt:
         return len(self.calls) >= self.n
 
 
-def run_faulted(monkeypatch, n, steps, call, killed=False):
-    """``(fault, failed)``: ``call()`` with a :class:`Crash` in the ``n``-th of ``steps``; ``killed``: as a process
-    that dies there, its in-process undo skipped (the next call's repair reads the journal)."""
+def fault_after_report(monkeypatch, n, steps):
+    """Fail the ``n``-th of ``steps`` made after an audit wrote its report (its record's commit and what follows)."""
+    import ood_core.fo.audit as audit_module
+
+    fault = FaultAt(monkeypatch, n, steps, armed=False)
+    report = audit_module.write_report
+
+    def arm(*args, **kwargs):
+        report(*args, **kwargs)
+        fault.armed = True
+
+    monkeypatch.setattr(audit_module, "write_report", arm)
+    return fault
+
+
+def run_faulted(monkeypatch, n, steps, call, killed=False, after_report=False):
+    """``(fault, failed)``: ``call()`` with a :class:`Crash` in the ``n``-th of ``steps`` (``after_report``: counted
+    from an audit's report on, :func:`fault_after_report`); ``killed``: as a process that dies there, its
+    in-process undo skipped (the next call's repair reads the journal)."""
     from ood_core.fo import commit
 
     with monkeypatch.context() as m:
-        fault = FaultAt(m, n, steps)
+        fault = fault_after_report(m, n, steps) if after_report else FaultAt(m, n, steps)
         if killed:
             m.setattr(commit, "_roll_back", lambda dataset, entry: None)
         try:

@@ -11,7 +11,7 @@ import pytest
 from fiftyone import ViewField as F
 
 import ood_core as ood
-from fault_helpers import Crash, FaultAt
+from fault_helpers import run_faulted
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -96,21 +96,6 @@ STEPS = (
 )
 
 
-def fault_after_report(monkeypatch, n):
-    """Fail the ``n``-th database-changing call made after the audit wrote its report (its record's commit)."""
-    import ood_core.fo.audit as audit_module
-
-    fault = FaultAt(monkeypatch, n, STEPS, armed=False)
-    report = audit_module.write_report
-
-    def arm(*args, **kwargs):
-        report(*args, **kwargs)
-        fault.armed = True
-
-    monkeypatch.setattr(audit_module, "write_report", arm)
-    return fault
-
-
 def _old_or_new(ds, old_issue, hand_id):
     """The earlier audit whole (label runs, fields, values, tags) or the new one without them."""
     ds.reload()
@@ -138,15 +123,9 @@ def test_a_redone_audit_failing_at_any_step_leaves_the_old_or_the_new_audit(ds, 
     old_issue = ds.values("audit_label_issue")
     outcomes, n = [], 1
     while True:
-        with monkeypatch.context() as m:
-            fault = fault_after_report(m, n)
-            if killed:
-                m.setattr(commit, "_roll_back", lambda dataset, entry: None)
-            try:
-                _audit(ds, tmp_path, label_field=None, overwrite=True)
-                failed = False
-            except Crash:
-                failed = True
+        fault, failed = run_faulted(monkeypatch, n, STEPS, lambda: _audit(ds, tmp_path, label_field=None,
+                                                                          overwrite=True),
+                                    killed=killed, after_report=True)
         ood.repair_ood_runs(ds)
         assert commit.internal_fields(ds) == [] and not [k for k in ds.list_runs() if k.startswith("tmp_ood")]
         state = _old_or_new(ds, old_issue, hand.id)

@@ -236,27 +236,12 @@ def _tags_and_views_tracked(ds, hand):
 def test_an_audit_crashed_after_its_commit_leaves_no_untracked_tag_or_view(audited, tmp_path, monkeypatch, killed):
     """The redone audit (no label field) drops the earlier label-issue runs in its commit; their tags and the
     'ood_audit-label-issues' view used to be removed afterwards, outside the journal: a crash there left them."""
-    import ood_core.fo.audit as audit_module
-
     ds, hand = audited
     outcomes, n = [], 1
     while True:
-        with monkeypatch.context() as m:
-            fault = FaultAt(m, n, STEPS, armed=False)
-            report = audit_module.write_report
-
-            def arm(*args, _report=report, _fault=fault, **kwargs):
-                _report(*args, **kwargs)
-                _fault.armed = True  # from here on: the audit record's commit and what follows it
-
-            m.setattr(audit_module, "write_report", arm)
-            if killed:
-                m.setattr(commit, "_roll_back", lambda dataset, entry: None)
-            try:
-                _audit(ds, tmp_path, label_field=None, overwrite=True)
-                failed = False
-            except Crash:
-                failed = True
+        fault, failed = run_faulted(monkeypatch, n, STEPS, lambda: _audit(ds, tmp_path, label_field=None,
+                                                                          overwrite=True),
+                                    killed=killed, after_report=True)
         state = _tags_and_views_tracked(ds, hand)
         if not fault.reached:
             assert not failed and state == "new"
