@@ -91,6 +91,24 @@ def test_unfinished_shard_leaves_a_partial_field_that_a_plain_call_completes(
     assert fo_runs.get_ood_run_info(ds, "emb")["status"] == "complete"
 
 
+def test_a_shard_of_another_view_is_refused_before_it_writes(shared_dataset, session_extractor):
+    """Shards slice the view by position: a worker given other filters, another order or more samples would
+    leave samples to no shard while the job completes."""
+    ds = shared_dataset
+    out = compute_pyramid_embeddings(ds, "emb", shard=(0, 2), progress=False, **SETTINGS)
+    assert out["status"] == "partial" and out["num_embedded"] == 20
+    for other, size in [(ds.sort_by("filepath", reverse=True), 40), (ds.limit(30), 30), (ds.skip(1), 39)]:
+        with pytest.raises(OODInputError, match=f"view of 40 samples; this call's view \\({size} samples\\)"):
+            compute_pyramid_embeddings(other, "emb", shard=(1, 2), progress=False, **SETTINGS)
+        ds.reload()
+        assert len(ds.exists("tmp_ood_partial_emb")) == 20 and ds.get_field("emb") is None
+    # the same view (a view equal to the dataset, built again) joins the job and completes it
+    out = compute_pyramid_embeddings(ds.sort_by("filepath").sort_by("_id"), "emb", shard=(1, 2), progress=False,
+                                     **SETTINGS)
+    assert out["status"] == "complete" and out["num_embedded"] == 40 and out["num_computed"] == 20
+    np.testing.assert_allclose(np.stack(ds.values("emb")), _expected(session_extractor, ds), rtol=1e-4, atol=1e-5)
+
+
 def test_bad_shards_are_refused(shared_dataset):
     ds = shared_dataset
     for bad in [(2, 2), (-1, 2), (0,), "0/2", (0.0, 2), (True, 2)]:

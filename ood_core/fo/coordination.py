@@ -22,6 +22,7 @@ live holder keeps it for as long as it works (a long PCA fit, say).
 
 import contextlib
 import datetime
+import hashlib
 import logging
 import os
 import threading
@@ -184,12 +185,21 @@ def state(key):
     return _collection().find_one({"_id": key})
 
 
-def start(key, num_shards):
-    """Begin a job: no shard done yet."""
+def start(key, num_shards, view=None):
+    """Begin a job: no shard done yet. ``view``: the :func:`view_fingerprint` every shard must match."""
     _collection().update_one(
-        {"_id": key}, {"$set": {"num_shards": int(num_shards), "done": [], "failures": [], "num_failed": 0}},
+        {"_id": key}, {"$set": {"num_shards": int(num_shards), "done": [], "failures": [], "num_failed": 0,
+                                "view": view}},
         upsert=True,
     )
+
+
+def view_fingerprint(samples):
+    """``{"size", "hash"}`` of a view's samples in their order: the shards of one job slice the view by position,
+    so workers given different views (other filters, another order, samples added in between) would leave samples
+    to no shard. A SHA-256 over the ordered sample ids (12 bytes each)."""
+    ids = samples.values("_id")
+    return {"size": len(ids), "hash": hashlib.sha256(b"".join(i.binary for i in ids)).hexdigest()[:32]}
 
 
 def mark_done(key, shard_index, failures):

@@ -306,13 +306,24 @@ class _EmbeddingJob:
 
     def _join_shards(self):
         job_state = coordination.state(self.lock)
+        view = coordination.view_fingerprint(self.samples) if self.shard is not None else None
         if self.mode == "fresh" or job_state is None:
-            coordination.start(self.lock, self.num_shards)
-        elif job_state.get("num_shards") != self.num_shards and self.shard is not None:
+            coordination.start(self.lock, self.num_shards, view)
+        elif self.shard is None:
+            return
+        elif job_state.get("num_shards") != self.num_shards:
             raise OODInputError(
                 f"embeddings {self.run_key!r} are being computed in {job_state.get('num_shards')} shards; this "
                 f"call asked for shard {self.shard_index} of {self.num_shards}. Use the same number of shards for "
                 "every worker, or run once without shard= to finish what is missing"
+            )
+        elif job_state.get("view") and job_state["view"] != view:
+            # slices of different views would leave samples to no shard while the job completes
+            raise OODInputError(
+                f"embeddings {self.run_key!r} are being computed in shards of a view of {job_state['view']['size']:,} "
+                f"samples; this call's view ({view['size']:,} samples) is not the same view (other filters, order "
+                f"or samples). Give every worker the same view, or run once without shard= on the view to embed "
+                "whatever it still misses"
             )
 
     def check_failures(self, computed, failed):
