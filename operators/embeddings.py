@@ -39,6 +39,7 @@ class ComputePyramidEmbeddings(common.OODOperator):
         )
         if "embeddings_field_resume" in inputs.properties:  # resumes or fills a run: same settings only
             _check_resume(inputs, ctx, key, patches)
+            _pending_notice(inputs, ctx)
         common.add_field_choice(
             inputs, "patches_field", [f for f in common.label_fields(ctx.dataset) if _is_detections(ctx, f)],
             label="Objects field (optional)", description="Embed each object crop of this Detections field",
@@ -211,6 +212,17 @@ def _hidden_errors(inputs, adv, names):
                 prop.error_message)
 
 
+def _pending_notice(inputs, ctx):
+    """Say that an interrupted overwrite is pending and that its settings (pre-filled) resume it."""
+    field = ctx.params.get("embeddings_field", "ood_embeddings")
+    if ctx.params.get("overwrite") or not _pending_overwrite(ctx, field):
+        return
+    inputs.view("embeddings_field_pending", types.Notice(
+        label=f"An overwrite of {field!r} with other settings was interrupted; with its settings (filled in) this "
+              "run resumes it, and the old embeddings stay in use until it completes. The old run's settings fill "
+              "in the old field instead; 'overwrite' starts over"))
+
+
 def _weights(value):
     """``weights`` from the form: ``hub`` / ``bundled`` / ``random`` pass; a file must be in an allowed folder."""
     from ood_core.paths import check_app_file
@@ -276,7 +288,8 @@ def _resumed_settings(ctx):
     field = ctx.params.get("embeddings_field", "ood_embeddings")
     if ctx.params.get("overwrite") or field not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings"):
         return {}
-    info = fo_runs.get_ood_run_info(ctx.dataset, field)
+    # an interrupted overwrite is what the form resumes (its settings; the SDK does the same without overwrite)
+    info = _pending_overwrite(ctx, field) or fo_runs.get_ood_run_info(ctx.dataset, field)
     backbone, projection = info.get("backbone") or {}, info.get("projection") or {}
     stored = dict(model_name=backbone.get("model_name"), mode=backbone.get("mode"), grid=backbone.get("grid"),
                   levels=",".join(str(i) for i in backbone.get("level_indices") or []),
@@ -298,13 +311,31 @@ def _resume_conflicts(ctx, field, patches):
     that is known without loading the backbone differs: the model name unless 'auto', levels given as indices
     or as the stored run's level names, mode, grid, the projection, the storage dtype, the objects field)."""
     from ood_core.fo import runs as fo_runs
-    from ood_core.fo.embeddings import settings_diff, projection_record
 
     if field not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings"):
         return ""
-    info = fo_runs.get_ood_run_info(ctx.dataset, field)
-    stored = info.get("backbone") or {}
     asked = _settings(_params(ctx))
+    conflicts = _conflicts_with(fo_runs.get_ood_run_info(ctx.dataset, field), asked, patches)
+    pending = _pending_overwrite(ctx, field) if conflicts else {}
+    # the settings of an interrupted overwrite resume it: no conflict either
+    return "" if pending and not _conflicts_with(pending, asked, patches) else conflicts
+
+
+def _pending_overwrite(ctx, field):
+    """The record of an interrupted overwrite of embeddings ``field`` (its progress, kept apart), or {}."""
+    from ood_core.fo.embedding_runs import pending_side_record
+    from ood_core.fo.items import patch_path
+
+    patches = ctx.params.get("patches_field") or None
+    target, partial = (patch_path(patches, leaf) if patches else leaf for leaf in (field, f"tmp_ood_partial_{field}"))
+    return pending_side_record(ctx.dataset, field, target, partial)
+
+
+def _conflicts_with(info, asked, patches):
+    """What differs between the embeddings run record ``info`` and the form's settings ``asked``."""
+    from ood_core.fo.embeddings import settings_diff, projection_record
+
+    stored = info.get("backbone") or {}
     backbone = {"mode": asked["mode"], "grid": asked["grid"] if asked["mode"] == "pool" else None}
     if asked["model_name"] != "auto":
         backbone["model_name"] = asked["model_name"]

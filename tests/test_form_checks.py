@@ -202,6 +202,49 @@ def test_embeddings_form_lists_the_settings_that_differ_from_the_run_it_resumes(
     assert out.result["num_computed"] == 20 and out.result["status"] == "complete"
 
 
+def test_embeddings_form_resumes_an_interrupted_overwrite_with_its_settings(form_dataset):
+    """6b. An overwrite interrupted from the SDK (or a killed worker): the form fills in the overwrite's settings,
+    says so, and running it resumes the overwrite (only what is missing) instead of asking for 'overwrite' (which
+    would start over); the old run's settings still fill in the old field."""
+    from ood_core.fo import runs as fo_runs
+    from ood_core.fo.embedding_runs import side_key
+
+    ds = form_dataset
+    ood.compute_pyramid_embeddings(ds, "emb", **LITE)
+    old = fo_runs.get_ood_run_info(ds, "emb")
+    assert old["projection"] is None
+
+    def stop_after_first_chunk(done, total):
+        if done >= 8:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        ood.compute_pyramid_embeddings(ds, "emb", overwrite=True, project_dim=4, chunk_size=8, batch_size=8,
+                                       progress=stop_after_first_chunk, **LITE)
+    ds.reload()
+    info = fo_runs.get_ood_run_info(ds, "emb")
+    assert ds.has_run(side_key("emb")) and info["status"] == "complete" and info["projection"] == old["projection"]
+    done_before = len(ds.exists("tmp_ood_partial_emb"))
+    assert 0 < done_before < len(ds)
+    base = dict(embeddings_field="emb", model_name="tf_efficientnet_lite0", levels="1", grid=1)
+    props = forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", show_advanced=True))
+    assert not forms.invalid(props)
+    assert "An overwrite of 'emb' with other settings was interrupted" in props["embeddings_field_pending"].view.label
+    assert props["project_dim"].default == 4  # the pending overwrite's settings are filled in
+    for params in (dict(base, project_dim=4), dict(base, project_dim=0)):  # the overwrite's, the old run's
+        assert not forms.invalid(forms.props("compute_pyramid_embeddings", ds, params)), params
+    props = forms.props("compute_pyramid_embeddings", ds, dict(base, project_dim=5))  # neither
+    assert props["embeddings_field"].invalid and "projection" in props["embeddings_field"].error_message
+    out = _execute("compute_pyramid_embeddings", ds, dict(base, project_dim=4))
+    assert out.result["status"] == "complete"
+    assert out.result["num_computed"] == len(ds) - done_before
+    ds.reload()
+    info = fo_runs.get_ood_run_info(ds, "emb")
+    assert info["projection"]["n_components"] == 4 and not ds.has_run(side_key("emb"))
+    assert np.stack(ds.values("emb")).shape == (len(ds), 4)
+    assert "embeddings_field_pending" not in forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="emb"))
+
+
 def test_forms_refuse_a_generated_view_as_target(form_dataset):
     """7. A patches view as target is refused by every form, with the SDK's reason; its dataset is fine."""
     import fiftyone as fo

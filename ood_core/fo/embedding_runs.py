@@ -48,11 +48,26 @@ def pending_overwrite(dataset, run_key, target, partial, overwrite=False):
     deleted or computed afresh, or a failed commit dropped the partial field); it is deleted, unless this call
     (``overwrite``) replaces it in place right away. The caller holds the schema lock on a reloaded dataset.
     """
-    main = record_info(dataset, run_key)
-    protected = main.get("status") in ("complete", "filling") and dataset.get_field(target) is not None
-    side = record_info(dataset, side_key(run_key))
-    if side and not (protected and dataset.get_field(partial) is not None and partial in (side.get("fields") or [])):
+    side, protected, valid = _side_record(dataset, run_key, target, partial)
+    if side and not valid:
         if not (protected and overwrite):
             dataset.delete_run(side_key(run_key))
         side = {}
     return side, protected
+
+
+def pending_side_record(dataset, run_key, target, partial):
+    """The side record of a resumable overwrite of ``run_key`` ({} when none or stale), read only (the App's form
+    offers to resume it: a call with its settings without ``overwrite``)."""
+    side, _, valid = _side_record(dataset, run_key, target, partial)
+    return side if valid else {}
+
+
+def _side_record(dataset, run_key, target, partial):
+    """``(side record or {}, whether a complete field of run_key exists, whether the side record is live)``."""
+    main = record_info(dataset, run_key)
+    protected = main.get("status") in ("complete", "filling") and dataset.get_field(target) is not None
+    side = record_info(dataset, side_key(run_key))
+    valid = bool(side) and protected and dataset.get_field(partial) is not None and \
+        partial in (side.get("fields") or [])
+    return side, protected, valid
