@@ -426,6 +426,50 @@ def test_the_audit_never_exports_into_a_folder_of_the_users_files(duplicated, tm
     assert sorted(os.listdir(tmp_path / "export")) == first
 
 
+def test_files_put_into_the_export_folder_while_the_audit_ran_are_kept(duplicated, tmp_path, monkeypatch):
+    """The folder is checked when the audit starts; files the user puts there while it runs (or a folder created
+    under the name of a new one) were moved aside with the earlier export and deleted with it."""
+    import fiftyone.core.collections as foc
+
+    ds = duplicated
+    kw = dict(report_path=str(tmp_path / "d.html"), embeddings_field="emb", near_duplicates=False)
+    export = tmp_path / "export"
+    ood.audit(ds, export_dir=str(export), **kw)
+    first = sorted(os.listdir(export))
+    real_export = foc.SampleCollection.export
+
+    def racing(self, *args, **kwargs):  # the user copies notes into the folder while the new export is staged
+        real_export(self, *args, **kwargs)
+        (export / "notes.txt").write_text("keep me")
+
+    monkeypatch.setattr(foc.SampleCollection, "export", racing)
+    with pytest.raises(OODInputError, match=r"export_dir=.*export.* received files that fiftyone-ood did not "
+                                            r"export while the audit ran; it was left as it is"):
+        ood.audit(ds, export_dir=str(export), overwrite=True, **kw)
+    assert sorted(os.listdir(export)) == sorted(first + ["notes.txt"]) and (export / "notes.txt").read_text() == \
+        "keep me"
+    new = tmp_path / "new_export"
+
+    def creating(self, *args, **kwargs):  # a folder of the user's appears under the new export's name
+        real_export(self, *args, **kwargs)
+        new.mkdir()
+        (new / "mine.txt").write_text("mine")
+
+    monkeypatch.setattr(foc.SampleCollection, "export", creating)
+    with pytest.raises(OODInputError, match=r"new_export.* received files that fiftyone-ood did not export while"):
+        ood.audit(ds, export_dir=str(new), overwrite=True, **kw)
+    assert os.listdir(new) == ["mine.txt"]
+    assert not [n for n in os.listdir(tmp_path) if ".tmp-" in n or ".old-" in n]  # nothing staged left
+    # a file the user added to an earlier export since is theirs: that export is no longer replaced
+    monkeypatch.undo()
+    with pytest.raises(OODInputError, match=r"export_dir=.*export.* already holds files that fiftyone-ood did not "
+                                            r"export \(e.g. 'notes.txt'\)"):
+        ood.audit(ds, export_dir=str(export), overwrite=True, **kw)
+    (export / "notes.txt").unlink()
+    ood.audit(ds, export_dir=str(export), overwrite=True, **kw)  # without it, it is again
+    assert sorted(os.listdir(export)) == first
+
+
 def test_the_audit_never_replaces_a_users_file_with_its_report_or_csv(duplicated, tmp_path, monkeypatch):
     """The report and the CSV beside it were written over any file of those names."""
     import ood_core.fo.audit_report as audit_report

@@ -2,10 +2,13 @@
 
 FiftyOne's ``export(..., overwrite=True)`` deletes the whole export folder first, so exporting into a folder the
 user named could delete their files. The export goes only into a new folder, an empty one, or one this package
-exported to before (it holds :data:`MARKER`); it is written beside the folder first and swapped in when complete,
-so a failure or a crash never leaves half an export in place of the earlier one.
+exported to before (it holds :data:`MARKER`, which lists the files the export wrote: a file added there later is
+the user's, and the folder is then no longer replaced); it is written beside the folder first and swapped in when
+complete, so a failure or a crash never leaves half an export in place of the earlier one. The folder is judged
+again after it is moved aside, so files put there while the audit ran are never deleted.
 """
 
+import json
 import os
 import shutil
 import uuid
@@ -22,15 +25,47 @@ def check_export_dir(export_dir):
     path = os.path.abspath(os.path.expanduser(os.fspath(export_dir)))
     if os.path.exists(path) and not os.path.isdir(path):
         raise OODInputError(f"export_dir={export_dir!r} is a file, not a folder; pass a new folder to export to")
-    if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, MARKER)):
+    foreign = _foreign_files(path) if os.path.isdir(path) else []
+    if foreign:
         raise OODInputError(
-            f"export_dir={export_dir!r} already holds files that fiftyone-ood did not export; an export replaces "
-            "its folder's contents, so it writes only into a new or empty folder or one it exported to before. "
-            f"Pass a new folder (e.g. {os.path.join(path, 'ood_audit_export')!r})")
+            f"export_dir={export_dir!r} already holds files that fiftyone-ood did not export (e.g. {foreign[0]!r}); "
+            "an export replaces its folder's contents, so it writes only into a new or empty folder or one it "
+            f"exported to before. Pass a new folder (e.g. {os.path.join(path, 'ood_audit_export')!r})")
     parent = _existing_parent(path)
     if not os.access(parent, os.W_OK):
         raise OODInputError(f"export_dir={export_dir!r}: {parent!r} is not writable; pass a folder you can write to")
     return path
+
+
+def _is_export_or_empty(path):
+    return os.path.isdir(path) and not os.path.islink(path) and not _foreign_files(path)
+
+
+def _files(folder):
+    """The folder's files (and links), as sorted paths relative to it."""
+    out = []
+    for root, dirs, names in os.walk(folder):
+        out += [os.path.relpath(os.path.join(root, n), folder) for n in names]
+        out += [os.path.relpath(os.path.join(root, d), folder) for d in dirs if os.path.islink(os.path.join(root, d))]
+    return sorted(out)
+
+
+def _foreign_files(folder):
+    """The files of ``folder`` that no export of this package wrote: all of them without :data:`MARKER`; with it,
+    those its list does not name (a marker of an earlier release, without a list, vouches for the whole folder)."""
+    files = _files(folder)
+    marker = os.path.join(folder, MARKER)
+    if not files:
+        return []
+    if not os.path.isfile(marker) or os.path.islink(marker):
+        return files
+    try:
+        with open(marker, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        listed = set(json.loads(lines[1])) if len(lines) > 1 else None
+    except (OSError, ValueError):
+        return files
+    return [] if listed is None else [f for f in files if f != MARKER and f not in listed]
 
 
 def _existing_parent(path):
@@ -51,11 +86,24 @@ def export_flagged(samples, ids, export_dir):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
         samples.select(sorted(ids)).export(export_dir=staged, dataset_type=fo.types.FiftyOneDataset)
+        written = _files(staged)
         with open(os.path.join(staged, MARKER), "w", encoding="utf-8") as f:
-            f.write(f"exported by fiftyone-ood from dataset {samples._dataset.name!r}; a later export replaces it\n")
+            f.write(f"exported by fiftyone-ood from dataset {samples._dataset.name!r}; a later export replaces it "
+                    "when it holds only these files:\n")
+            f.write(json.dumps(written) + "\n")
         if os.path.isdir(path):
             os.rename(path, old)  # an earlier export (or an empty folder): kept until the new one is in place
-        os.rename(staged, path)
+            if not _is_export_or_empty(old):  # filled by someone else after the check: put back, untouched
+                os.rename(old, path)
+                raise OODInputError(f"export_dir={export_dir!r} received files that fiftyone-ood did not export while "
+                                    "the audit ran; it was left as it is. Pass a new folder")
+        try:
+            os.rename(staged, path)  # fails on a folder (not empty) or file that appeared meanwhile
+        except OSError as e:
+            if not os.path.lexists(path):
+                raise
+            raise OODInputError(f"export_dir={export_dir!r} was created by someone else while the audit ran ({e}); "
+                                "it was left as it is. Pass a new folder") from None
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         if os.path.isdir(old) and not os.path.exists(path):

@@ -259,16 +259,18 @@ def _head(path):
 
 
 def _replace_file(path, write, newline):
-    """Write a report file whole: into a temporary file beside it, then renamed over it (a crash leaves the
-    earlier file); refused if a file of the user's appeared there meanwhile."""
+    """Write a report file whole: into a temporary file beside it, then published in its place (a crash leaves
+    the earlier file); a file of the user's there, even one that appeared while the audit ran, is never replaced
+    (:func:`ood_core.publish.publish_file`)."""
+    from ..publish import publish_file
+
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         with open(tmp, "w", encoding="utf-8", newline=newline) as f:
             write(f)
-        if os.path.lexists(path) and not (_is_our_report(path) or _is_our_csv(path)):
-            raise OODInputError(f"{path!r} appeared while the audit ran and is not its own; the audit never replaces "
-                                "a file it did not write. Pass another report_path")
-        os.replace(tmp, path)
+        publish_file(tmp, path, lambda p: _is_our_report(p) or _is_our_csv(p),
+                     f"{path!r} appeared while the audit ran and is not its own; the audit never replaces a file it "
+                     "did not write. Pass another report_path")
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -1,0 +1,83 @@
+"""Putting a finished file in place without ever replacing one the package did not write.
+
+A report or CSV is written whole into a temporary file beside its destination, then published here. Checking the
+destination and then renaming over it leaves a window in which someone else's file created (or swapped in) under
+that name would be replaced. Publishing closes it with two atomic steps of the file system:
+
+- a file already at the destination is first *renamed aside* (to a name only this call knows) and judged there;
+  when it is not the package's own it is put back, and nothing is written;
+- the new file is then *hard-linked* to the destination, which fails instead of replacing when a file appeared
+  there meanwhile (``os.link`` never overwrites).
+
+Only on a file system without hard links does it fall back to a checked rename (the window remains there).
+"""
+
+import errno
+import os
+import uuid
+
+from .errors import OODInputError
+
+
+def publish_file(tmp, path, is_ours, refusal):
+    """Move the finished file ``tmp`` to ``path``; an earlier file there is replaced only when ``is_ours(file)``.
+
+    ``refusal``: the message of the :class:`OODInputError` raised when ``path`` holds (or receives meanwhile) a
+    file that is not the package's own; that file is left as it is. ``tmp`` is gone afterwards either way.
+    """
+    aside = None
+    try:
+        aside = _move_aside(path, is_ours, refusal)
+        _link_new(tmp, path, is_ours, refusal)
+    except BaseException:
+        if aside is not None:
+            _put_back(aside, path)
+        raise
+    finally:
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+    if aside is not None:
+        os.remove(aside)
+
+
+def _move_aside(path, is_ours, refusal):
+    """Rename a file at ``path`` to a private name and judge it there; returns that name (None: nothing there)."""
+    if not os.path.lexists(path):
+        return None
+    aside = f"{path}.old-{uuid.uuid4().hex[:12]}"
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:  # removed meanwhile: nothing to replace
+        return None
+    if os.path.islink(aside) or not os.path.isfile(aside) or not is_ours(aside):
+        _put_back(aside, path)
+        raise OODInputError(refusal)
+    return aside
+
+
+def _link_new(tmp, path, is_ours, refusal):
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OODInputError(refusal) from None  # a file appeared after the old one was moved aside: left as it is
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
+            raise
+        if os.path.lexists(path) and not is_ours(path):  # no hard links here: a checked rename
+            raise OODInputError(refusal) from None
+        os.replace(tmp, path)
+
+
+def _put_back(aside, path):
+    """Return a moved-aside file to ``path``, never over a file that appeared there meanwhile (then it keeps the
+    private name ``<path>.old-<token>`` beside it)."""
+    try:
+        os.link(aside, path, follow_symlinks=False)
+    except FileExistsError:
+        return
+    except OSError:
+        if os.path.lexists(path):
+            return
+        os.rename(aside, path)
+        return
+    os.remove(aside)
