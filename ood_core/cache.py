@@ -90,14 +90,17 @@ def file_identity(path):
 
     The whole file is hashed, so a checkpoint that differs anywhere (e.g. one changed
     layer in the middle) gets a new identity. Hashing a 600 MB checkpoint takes seconds,
-    so the result is cached by (absolute path, size, mtime_ns), in memory and in a small
-    JSON file under the cache directory (:func:`cache_dir`); a file changed since shows
-    a new size or mtime and is hashed again. The path and mtime are not part of the
-    identity: a copy of the same file elsewhere has the same identity.
+    so the result is cached by (absolute path, size, mtime_ns, inode, ctime_ns), in memory and
+    in a small JSON file under the cache directory (:func:`cache_dir`); a file changed since
+    is hashed again. The change time is in the key because a checkpoint of the same size
+    copied in with its old modification time (``cp -p``, ``rsync -a``, an archive) keeps
+    size and mtime, but the kernel sets ctime on every write or rename and nothing can set it
+    back. The path and times are not part of the identity: a copy of the same file elsewhere
+    has the same identity.
     """
     path = os.path.abspath(os.fspath(path))
     st = os.stat(path)
-    key = f"{path}|{st.st_size}|{st.st_mtime_ns}"
+    key = f"{path}|{st.st_size}|{st.st_mtime_ns}|{st.st_ino}|{st.st_ctime_ns}"
     if key in _IDENTITY_MEMO:
         return _IDENTITY_MEMO[key]
     cacheable = time.time_ns() - st.st_mtime_ns > _RACY_SECONDS * 1e9

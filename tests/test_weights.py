@@ -223,6 +223,26 @@ def test_identity_of_an_unchanged_file_is_hashed_once(private_identity_cache, tm
     assert len(hashed) == 2
 
 
+def test_identity_of_a_file_replaced_with_its_old_size_and_mtime_is_hashed_again(private_identity_cache, tmp_path,
+                                                                                 monkeypatch):
+    """Another checkpoint of the same size copied in with the old modification time (cp -p, rsync -a, an archive)
+    kept the old identity: cached text embeddings of the old weights were returned for the new ones."""
+    path, other = tmp_path / "weights.bin", tmp_path / "other.bin"
+    path.write_bytes(b"a" * 5000)
+    other.write_bytes(b"b" * 5000)
+    _age(path)
+    old = os.stat(path)
+    first = C.file_identity(path)
+    os.replace(other, path)  # a new file under the name (new inode) ...
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))  # ... with the old mtime
+    assert os.stat(path).st_size == old.st_size and os.stat(path).st_mtime_ns == old.st_mtime_ns
+    assert C.file_identity(path) != first
+    monkeypatch.setattr(C, "_IDENTITY_MEMO", {})  # a new process: the JSON cache must not answer either
+    path.write_bytes(b"c" * 5000)  # rewritten in place (same inode), the old mtime again
+    os.utime(path, ns=(old.st_atime_ns, old.st_mtime_ns))
+    assert C.file_identity(path) == C._hash_file(str(path)) != first
+
+
 def test_identity_of_a_just_written_file_is_not_cached(private_identity_cache, tmp_path):
     """Within one mtime tick a rewrite keeps size and mtime: such files are hashed every time."""
     path = tmp_path / "weights.bin"
