@@ -102,14 +102,39 @@ def save_figure(fig, path, *, include_plotlyjs=True):
             raise OODInputError(f"{written!r} exists and was not written by save_figure; it is never replaced "
                                 f"(save_figure writes {html!r} beside a PNG). Pass another path")
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
-    with open(html, "w", encoding="utf-8") as f:
-        f.write(_HTML_MARK + fig.to_html(include_plotlyjs=include_plotlyjs))
+    page = _HTML_MARK + fig.to_html(include_plotlyjs=include_plotlyjs)  # rendered before any file is touched
+    _write_whole(html, str(path), _ours_html, lambda tmp: _write_text(tmp, page))
     if png is None:
         logger.info("kaleido is not installed: wrote %s only (pip install kaleido for PNG)", html)
     else:
-        fig.write_image(png)
-        _mark_png(png)
+        _write_whole(png, str(path), _ours_png, lambda tmp: (fig.write_image(tmp, format="png"), _mark_png(tmp)))
     return {"html": html, "png": png}
+
+
+def _write_text(path, text):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+
+
+def _write_whole(target, named, ours, write):
+    """Write ``target`` into a temporary file beside it, then put it in place: an interrupted write leaves the
+    earlier file whole. The file the caller ``named`` is replaced; the sibling only when it is ours
+    (:func:`ood_core.publish.publish_file`: not even one that appears meanwhile)."""
+    import os
+
+    from .publish import publish_file
+
+    tmp = f"{target}.tmp-{os.getpid()}"
+    try:
+        write(tmp)
+        if target == named:
+            os.replace(tmp, target)
+        else:
+            publish_file(tmp, target, ours, f"{target!r} appeared while save_figure ran and was not written by "
+                                            "save_figure; it is never replaced. Pass another path")
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 _HTML_MARK = "<!-- written by fiftyone-ood save_figure -->\n"

@@ -236,6 +236,39 @@ def test_auto_config_picks_the_best_config_on_validation(layered):
             ood.config_sweep(ds, "emb", reference="trusted", **bad)
 
 
+def test_experiment_records_keep_config_and_results_together_through_a_failure(layered, monkeypatch):
+    """Recording a table wrote the config, then the results: a failure between them left the new config with the
+    old results (overwrite), or a new record without results that a retry could not replace."""
+    import fiftyone.core.collections as foc
+
+    from fault_helpers import Crash, FaultAt
+
+    ds, _, _ = layered
+    small = dict(reference="trusted", level_subsets=[["l1"]], k=(1, 5))
+    first = ood.auto_config(ds, "emb", validation=ds.skip(60), **small)
+
+    def consistent():
+        info, res = fo_runs.get_ood_run_info(ds, "auto_config"), fo_runs.load_ood_results(ds, "auto_config")
+        assert info["best_config"]["k"] == res.best["k"] and info["search_space"]["k"] == sorted({r["k"] for r in
+                                                                                             res.rows})
+        return info
+
+    with monkeypatch.context() as m:
+        FaultAt(m, 1, [(foc.SampleCollection, "save_run_results")])
+        with pytest.raises(Crash):
+            ood.auto_config(ds, "emb", validation=ds.skip(60), overwrite=True, **dict(small, k=(10, 20)))
+    ds.reload()
+    assert consistent()["search_space"]["k"] == [1, 5] and first["best"]["k"] in (1, 5)  # the old run, whole
+    with monkeypatch.context() as m:
+        FaultAt(m, 1, [(foc.SampleCollection, "save_run_results")])
+        with pytest.raises(Crash):
+            ood.config_sweep(ds, "emb", reference="trusted", level_subsets=[["l1"]], k=(3,), run_key="sweep")
+    ds.reload()
+    assert "sweep" not in ood.list_ood_runs(ds)  # no record without its table ...
+    ood.config_sweep(ds, "emb", reference="trusted", level_subsets=[["l1"]], k=(3,), run_key="sweep")  # ... a retry
+    assert [r["k"] for r in fo_runs.load_ood_results(ds, "sweep").rows] == [3]
+
+
 @pytest.fixture
 def mislabeled(dataset_factory):
     """Three classes in three clusters; class 'a' and 'b' each have 4 flipped labels, 'c' none."""
@@ -293,7 +326,7 @@ def test_label_error_report_per_class(mislabeled):
         ood.label_error_report(ds, "ground_truth", score_field="nope")
 
 
-def test_plots_and_save_figure(tmp_path):
+def test_plots_and_save_figure(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     scores = np.r_[rng.normal(0, 1, 50), rng.normal(2, 1, 30)]
     is_ood = np.r_[np.zeros(50, bool), np.ones(30, bool)]
@@ -328,5 +361,26 @@ def test_plots_and_save_figure(tmp_path):
         ood.save_figure(fig, tmp_path / "notes.png")
     assert (tmp_path / "notes.html").read_text() == "my notes"
     assert ood.save_figure(fig, tmp_path / "notes.html")["html"] == str(tmp_path / "notes.html")  # named: replaced
+    # interrupted while rendering or while writing: the earlier figure stays whole (it was emptied first)
+    import plotly.graph_objects as go
+
+    import ood_core.plots as plots
+
+    before, listing = (tmp_path / "notes.html").read_bytes(), sorted(os.listdir(tmp_path))
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def half_written(path, text):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text[:100])
+        raise KeyboardInterrupt
+
+    for target, fake in ((go.Figure, "to_html"), (plots, "_write_text")):
+        with monkeypatch.context() as m:
+            m.setattr(target, fake, interrupted if fake == "to_html" else half_written)
+            with pytest.raises(KeyboardInterrupt):
+                ood.save_figure(fig, tmp_path / "notes.html")
+        assert (tmp_path / "notes.html").read_bytes() == before and sorted(os.listdir(tmp_path)) == listing
     with pytest.raises(OODInputError, match="both classes"):
         ood.plot_roc_pr(scores, np.zeros(80, bool))

@@ -143,13 +143,36 @@ def test_multi_field_writes_commit_all_or_none(dataset_factory, monkeypatch):
 
 
 def test_overwrite_on_a_view_replaces_only_the_view(scored):
+    """Against a trusted reference each sample's score is its own: a view's overwrite keeps the others'."""
+    ds = scored
+    ds.skip(20).tag_samples("trusted")
+    kw = dict(reference="trusted", transductive="never")
+    ood.compute_ood_scores(ds, "emb", "t", k=3, **kw)
+    before = ds.values("t")
+    ood.compute_ood_scores(ds.limit(10), "emb", "t", k=2, overwrite=True, **kw)
+    after = ds.values("t")
+    assert after[10:20] == before[10:20]  # the 10 samples neither in the view nor trusted keep their scores
+    assert after[:10] != before[:10]  # (the trusted ones are scored with the view, self-excluded)
+
+
+def test_overwrite_on_a_view_refuses_scores_relative_to_the_scored_set(scored):
+    """Without a trusted reference (or with the scored set's density ratio) a score depends on the samples scored
+    with it: a view's scores would sit beside the others' from another set under the new record."""
     ds = scored
     before = ds.values("s")
-    view = ds.limit(10)
-    ood.compute_ood_scores(view, "emb", "s", k=2, overwrite=True)
-    after = ds.values("s")
-    assert after[10:] == before[10:]  # the other 30 samples keep their scores
-    assert after[:10] != before[:10]
+    with pytest.raises(OODInputError, match=r"run 's': without a trusted reference the scored samples are their own "
+                                            r"reference.*Overwrite on the whole dataset"):
+        ood.compute_ood_scores(ds.limit(10), "emb", "s", k=2, overwrite=True)
+    assert ds.values("s") == before and ood.get_ood_run_info(ds, "s")["detector"]["k"] == 3
+    # the ratio used by either run: refused too (a batch of 20 whose half is far away makes the test fire)
+    ds.skip(20).tag_samples("trusted")
+    far = ds.limit(10)
+    far.set_values("emb", [np.asarray(v) + 25.0 for v in far.values("emb")])
+    out = ood.compute_ood_scores(ds.limit(20), "emb", "r", k=3, reference="trusted", score_reference=False)
+    assert out["density_ratio"]["used"]
+    with pytest.raises(OODInputError, match=r"run 'r': the scored set's density ratio was used"):
+        ood.compute_ood_scores(ds.limit(5), "emb", "r", k=3, reference="trusted", transductive="never",
+                               score_reference=False, overwrite=True)
 
 
 def test_kill_9_at_every_step_is_repaired_by_the_next_call(scored, monkeypatch):

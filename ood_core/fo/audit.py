@@ -31,6 +31,7 @@ from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
 from .audit_report import check_report_files, csv_path_for, write_csv, write_report
 from .items import num_samples
+from .view_overwrite import refuse_other_settings_from_a_view, refuse_scored_set_dependence
 
 logger = logging.getLogger(__name__)
 
@@ -335,7 +336,11 @@ def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_
         return
     params = {"embeddings_field": plan["embeddings_field"] or "ood_embeddings", "label_field": plan["label_field"]}
     for key in [ood_field] + ([label_issue_field] if plan["label_field"] else []):
-        runs.refuse_other_settings_from_a_view(samples._dataset, key, params)
+        refuse_other_settings_from_a_view(samples._dataset, key, params)
+    # known before scoring: an unsupervised score run (no trusted samples), or an earlier one that was; whether
+    # the new run uses the scored set's density ratio is known only once it is computed (refused then, before
+    # the audit writes anything but embeddings)
+    refuse_scored_set_dependence(samples._dataset, ood_field, "ood_scores", {"reference": plan["reference"]})
 
 
 class _Steps:

@@ -174,8 +174,8 @@ def _reduce(X_ref, X_eval, reduce, n_components, seed):
 
 
 def record_table(samples, run_key, kind, overwrite, table, **params):
-    runs.register_run(samples, run_key, kind=kind, fields=[], overwrite=overwrite,
-                         results={"rows": list(table), "info": table.info}, **params)
+    runs.record_run(samples, run_key, kind=kind, overwrite=overwrite,
+                    results={"rows": list(table), "info": table.info}, **params)
 
 
 def _tick(progress, done, total):
@@ -492,8 +492,8 @@ def auto_config(samples, embeddings_field, *, validation, reference=None, ood_fi
         "seed": seed,
         "reference": info["reference"],
     }
-    runs.register_run(
-        samples, run_key, kind="auto_config", fields=[], overwrite=overwrite,
+    runs.record_run(
+        samples, run_key, kind="auto_config", overwrite=overwrite,
         results={"rows": rows, "best": best, "info": table.info},
         embeddings_field=embeddings_field, ood_field=ood_field, metric=metric, best_value=best[metric],
         best_config=config, validation=info["evaluation"], reference=info["reference"],

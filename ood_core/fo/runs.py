@@ -245,8 +245,11 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
 
     partial_view = overwrite and not is_whole_dataset(samples)
     if partial_view:
-        _refuse_dropping_from_a_view(dataset, run_key, targets)
-        refuse_other_settings_from_a_view(dataset, run_key, params)
+        from .view_overwrite import refuse_dropping_from_a_view, refuse_other_settings_from_a_view
+
+        refuse_dropping_from_a_view(dataset, run_key, targets)
+        if run_kind(kind).is_score:  # (a flags run's threshold is the call's own, from the view or not)
+            refuse_other_settings_from_a_view(dataset, run_key, params, kind=kind)
     staged = []
     with contextlib.ExitStack() as held:
         try:
@@ -271,49 +274,6 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
         except BaseException:
             commit.discard(dataset, [tmp for tmp, _ in staged])
             raise
-
-
-def _refuse_dropping_from_a_view(dataset, run_key, targets):
-    """A run replaced from a view by one that writes fewer fields: the fields it would drop hold the values of
-    the samples outside the view too, which an overwrite from a view keeps; refuse instead of deleting them."""
-    from .commit import dropped_fields
-
-    extra = dropped_fields(dataset, run_key, targets)
-    if extra:
-        raise OODInputError(
-            f"run {run_key!r} also wrote {extra}, which this call does not write; overwriting it from a view would "
-            "delete them for the samples outside the view as well. Overwrite on the whole dataset, or use another "
-            "score field"
-        )
-
-
-#: what decides a score's scale: overwriting from a view must keep it (the other samples keep their values under
-#: the new record). The detector by its method only: k may follow the view's size (the audit sizes it so)
-_SCALE_PARAMS = {"detector": lambda d: (d or {}).get("method"), "reduction": None, "embeddings_field": None,
-                 "label_field": None, "clip": None}
-
-
-def refuse_other_settings_from_a_view(dataset, run_key, params):
-    """A score run replaced from a view with another method, reduction, embeddings or encoder: the samples
-    outside the view would keep scores on another scale under a record that describes the new ones; refuse."""
-    import json
-
-    if not dataset.has_run(run_key):
-        return
-    old = dataset.get_run_info(run_key).config
-
-    def norm(name, value):
-        pick = _SCALE_PARAMS[name]
-        return json.dumps(pick(value) if pick else value, sort_keys=True, default=str)
-
-    changed = [name for name in _SCALE_PARAMS
-               if name in params and norm(name, getattr(old, name, None)) != norm(name, params[name])]
-    if changed:
-        raise OODInputError(
-            f"run {run_key!r} was computed with other {', '.join(changed)} than this call; overwriting it from a view "
-            "would leave the other samples' scores, on another scale, under the new record. Overwrite on the whole "
-            "dataset, or write to another score field"
-        )
 
 
 def record_scores(samples, run_key, *, kind, score_field, scores_by_key, patches_field=None, extra_writes=(),
@@ -372,6 +332,18 @@ def register_run(samples, run_key, *, kind, fields, overwrite=False, results=Non
     with schema_lock(dataset):  # re-entrant: inside a commit it is already held
         dataset.reload()
         _register(samples, run_key, kind, fields, overwrite, results, params)
+    return run_key
+
+
+def record_run(samples, run_key, *, kind, overwrite=False, results=None, **params):
+    """Record a run without fields (an experiment's table, an ``auto_config`` choice) all or nothing: its config
+    and results replace the old ones in one journaled commit (:mod:`.commit`), so a failure or a kill between
+    writing the two never leaves a record with another run's results, or a record without results."""
+    from . import commit
+
+    commit.commit(samples, [], run_key, lambda: register_run(samples, run_key, kind=kind, fields=[],
+                                                             overwrite=overwrite, results=results, **params),
+                  overwrite=overwrite)
     return run_key
 
 

@@ -1,0 +1,89 @@
+"""What overwriting a score run from a view must keep: one scale for the samples inside and outside the view.
+
+Overwriting from a view replaces only the view's values; the other samples keep theirs under the new record. That
+is consistent only when the new scores are on the scale of the old ones: computed by the same method, from the
+same embeddings and labels, against the same trusted reference (the same samples: the calibrated p-values count
+them), with the same classes, vocabulary and levels, and when a sample's score does not depend on which other
+samples were scored with it. Anything else is refused before a value is written, naming what differs.
+"""
+
+import json
+
+from ..errors import OODInputError
+
+#: what decides a score's scale. The detector by its method only: k may follow the view's size (the audit sizes
+#: it so); the reference whole (which samples, how many: the p-values are fractions of them)
+SCALE_PARAMS = {
+    "detector": lambda d: (d or {}).get("method"), "reduction": None, "embeddings_field": None, "label_field": None,
+    "clip": None, "reference": None, "id_labels": None, "lexicon": None, "neglabel": None, "rap": None,
+    "adaneg": None, "few_shot": None, "levels": None, "level_indices": None,
+}
+
+
+def refuse_other_settings_from_a_view(dataset, run_key, params, kind=None):
+    """A score run replaced from a view with other :data:`SCALE_PARAMS`, or by (or in place of) a run whose scores
+    depend on the scored set: the samples outside the view would keep scores on another scale under a record that
+    describes the new ones; refuse. ``kind``: the new run's kind (None: check the settings only, as the audit does
+    before it computes anything)."""
+    if not dataset.has_run(run_key):
+        return
+    old = dataset.get_run_info(run_key).config
+
+    def norm(name, value):
+        pick = SCALE_PARAMS[name]
+        return json.dumps(pick(value) if pick else value, sort_keys=True, default=str)
+
+    changed = [name for name in SCALE_PARAMS
+               if name in params and norm(name, getattr(old, name, None)) != norm(name, params[name])]
+    if changed:
+        raise OODInputError(
+            f"run {run_key!r} was computed with other {', '.join(changed)} than this call; overwriting it from a view "
+            "would leave the other samples' scores, on another scale, under the new record. Overwrite on the whole "
+            "dataset, or write to another score field"
+        )
+    if kind is not None:
+        refuse_scored_set_dependence(dataset, run_key, kind, params)
+
+
+def refuse_scored_set_dependence(dataset, run_key, kind, params):
+    """Refuse replacing run ``run_key`` from a view when its scores, or the new run's (``kind``, ``params``),
+    depend on the set of samples scored together (:func:`scored_set_dependence`)."""
+    if not dataset.has_run(run_key):
+        return
+    old = dataset.get_run_info(run_key).config
+    why = scored_set_dependence(getattr(old, "kind", None), old.__dict__) or scored_set_dependence(kind, params)
+    if why:
+        raise OODInputError(
+            f"run {run_key!r}: {why}, so a score depends on which samples are scored together; overwriting it "
+            "from a view would leave the other samples' scores, from another set, under the new record. Overwrite "
+            "on the whole dataset, or write to another score field"
+        )
+
+
+def scored_set_dependence(kind, params):
+    """Why the OOD scores of a run depend on the other samples scored with them ('' when they do not)."""
+    if kind == "adaneg":
+        return "AdaNeg's memory adapts to the images it scores"
+    if kind == "rap" and params.get("test_time"):
+        return "RAP's test-time updates follow the images it scores"
+    if kind != "ood_scores":
+        return ""  # zero-shot NegLabel scores each image alone; wrong-label votes are sized by the view on purpose
+    if params.get("reference") is None:
+        return "without a trusted reference the scored samples are their own reference"
+    if ((params.get("detector_fitted") or {}).get("transductive") or {}).get("used"):
+        return "the scored set's density ratio was used"
+    return ""
+
+
+def refuse_dropping_from_a_view(dataset, run_key, targets):
+    """A run replaced from a view by one that writes fewer fields: the fields it would drop hold the values of
+    the samples outside the view too, which an overwrite from a view keeps; refuse instead of deleting them."""
+    from .commit import dropped_fields
+
+    extra = dropped_fields(dataset, run_key, targets)
+    if extra:
+        raise OODInputError(
+            f"run {run_key!r} also wrote {extra}, which this call does not write; overwriting it from a view would "
+            "delete them for the samples outside the view as well. Overwrite on the whole dataset, or use another "
+            "score field"
+        )
