@@ -335,3 +335,34 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
         exported.delete()
     props = form(dict(report_path=report))  # the audit key is now taken
     assert props["audit_key"].invalid and "an audit 'ood_audit' already exists" in props["audit_key"].error_message
+
+
+def test_bad_audit_options_are_refused_before_anything_is_written(small, tmp_path):
+    """A typo in an option was found only at the flags or report step, after the score runs, flags and tags were
+    written: the retry was then refused as an interrupted audit."""
+    import ood_core as ood
+
+    ds = small
+    ds.clone_sample_field("ground_truth", "empty_labels")
+    ds.set_field("empty_labels", None).save()
+    _embed(ds)
+    tags = ds.values("tags")
+    kw = dict(embeddings_field="emb", report_path=str(tmp_path / "a.html"))
+    for bad, named in ((dict(ood_pass_rate=1.5), "ood_pass_rate=1.5 is not valid; pass the share of trusted"),
+                       (dict(reference=None, ood_fraction=-1), "ood_fraction=-1 is not valid"),
+                       (dict(ood_fraction=5), "ood_fraction=5 is not valid"),
+                       (dict(label_issue_fraction="0.1"), "label_issue_fraction='0.1' is not valid"),
+                       (dict(duplicate_threshold=float("nan")), "duplicate_threshold=nan is not valid"),
+                       (dict(duplicate_threshold=5), "duplicate_threshold=5 is not valid; pass a cosine distance"),
+                       (dict(num_worst=2.5), "num_worst=2.5 is not valid; pass the number of thumbnails"),
+                       (dict(num_worst="5"), "num_worst='5' is not valid"),
+                       (dict(near_duplicates="no"), "near_duplicates='no' is not valid; pass True or False"),
+                       (dict(skip_failures="no"), "skip_failures='no' is not valid"),
+                       (dict(label_field="empty_labels"), "label_field 'empty_labels' holds no label in the view")):
+        with pytest.raises(OODInputError, match=re.escape(named)):
+            ood.audit(ds, **dict(kw, **bad))
+        ds.reload()
+        assert ood.list_ood_runs(ds) == ["emb"] and ds.values("tags") == tags, bad
+        assert not os.path.exists(tmp_path / "a.html")
+    out = ood.audit(ds, num_worst=0, near_duplicates=False, **kw)  # no thumbnails is a valid choice
+    assert out["num_samples"] == 50

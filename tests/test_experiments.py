@@ -320,6 +320,12 @@ def test_label_error_report_per_class(mislabeled):
     # fields of the wrong kind are named (a float "truth" read every label as wrong; a vector as scores)
     with pytest.raises(OODInputError, match="gt_field 'lof_score' is a FloatField"):
         ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="lof_score")
+    # class indices cannot be compared with class names: 0 and 1 were read as flags, the rest as wrong labels
+    ds.set_values("gt_index", [["a", "b", "c"].index(n) for n in names])
+    with pytest.raises(OODInputError, match="gt_field 'gt_index' holds numbers other than 0 / 1"):
+        ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="gt_index")
+    ds.set_values("wrong_01", [int(w) for w in wrong])  # 0 / 1 flags: the same table as the booleans
+    assert ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="wrong_01") == table
     with pytest.raises(OODInputError, match="score_field 'emb' is a VectorField"):
         ood.label_error_report(ds, "ground_truth", score_field="emb")
     with pytest.raises(OODInputError, match="score_field 'nope' does not exist"):

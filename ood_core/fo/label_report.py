@@ -35,16 +35,24 @@ def _wrong_label_truth(samples, gt_field, patches, keys, labels):
             "'label_is_wrong') or a field with the true class names"
         )
     by_id = dict(zip(item_ids(samples, patches), item_values(samples, path, patches)))
-    truth = []
-    for key, label in zip(keys, labels):
-        v = by_id.get(key)
-        if v is None:
-            truth.append(None)
-        elif isinstance(v, (bool, np.bool_)) or (isinstance(v, (int, np.integer)) and v in (0, 1)):
-            truth.append(bool(v))  # a "label is wrong" flag
-        else:
-            truth.append(str(v) != str(label))  # a true class name
+    values = [by_id.get(key) for key in keys]
+    flags = _is_flag_field(gt_field, [v for v in values if v is not None])
+    # a "label is wrong" flag, or a true class name compared with the given label (decided once for the field)
+    truth = [None if v is None else bool(v) if flags else str(v) != str(label) for v, label in zip(values, labels)]
     return truth, path
+
+
+def _is_flag_field(gt_field, values):
+    """Whether ``values`` are "label is wrong" flags (bools, or integers 0 / 1) rather than true class names."""
+    is_bool = [isinstance(v, (bool, np.bool_)) for v in values]
+    is_int = [isinstance(v, (int, np.integer)) and not b for v, b in zip(values, is_bool)]
+    if all(b or (i and v in (0, 1)) for v, b, i in zip(values, is_bool, is_int)):
+        return True
+    if any(is_bool) or any(is_int):
+        raise OODInputError(
+            f"gt_field {gt_field!r} holds numbers other than 0 / 1 (class indices?); pass a boolean field (True = "
+            "label is wrong) or a field with the true class names, as the label field names them")
+    return False
 
 
 def _require_float_field(dataset, path, patches):
