@@ -152,8 +152,10 @@ class PyramidExtractor:
         import timm
         import torch
 
+        from .validation import check_device
         from .weights import create_timm_model, require_timm_model
 
+        check_device(device)
         if mode not in MODES:
             raise OODInputError(f"unknown pyramid mode {mode!r}; use one of {MODES}")
         if mode == "pool" and (not isinstance(grid, (int, np.integer)) or grid < 1):

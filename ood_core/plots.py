@@ -87,6 +87,18 @@ def save_figure(fig, path, *, include_plotlyjs=True):
     """
     import os
 
+    from .errors import OODInputError
+
+    if not hasattr(fig, "to_html"):
+        raise OODInputError(f"fig is a {type(fig).__name__}, not a plotly figure; pass one of the figures the plot "
+                            "functions return (e.g. ood.plot_roc_pr(scores, is_ood))")
+    if not isinstance(path, (str, os.PathLike)) or not str(path).strip() or os.path.isdir(path):
+        raise OODInputError(f"path={path!r} is not a file path; pass the file to write, e.g. 'plots/roc.html' (a "
+                            "PNG beside it when kaleido is installed)")
+    if not (isinstance(include_plotlyjs, bool) or include_plotlyjs in ("cdn", "directory", "require")
+            or (isinstance(include_plotlyjs, str) and include_plotlyjs.endswith(".js"))):
+        raise OODInputError(f"include_plotlyjs={include_plotlyjs!r} is not valid; pass True (embedded, works "
+                            "offline), False, 'cdn', 'directory', 'require' or a path to plotly.js")
     stem, ext = os.path.splitext(str(path))
     if ext.lower() not in (".html", ".htm", ".png", ""):
         stem, ext = str(path), ""
@@ -97,15 +109,15 @@ def save_figure(fig, path, *, include_plotlyjs=True):
         png = None
     for written, ours in ((html, _ours_html), (png, _ours_png)):
         if written and written != str(path) and os.path.exists(written) and not ours(written):
-            from .errors import OODInputError
-
             raise OODInputError(f"{written!r} exists and was not written by save_figure; it is never replaced "
                                 f"(save_figure writes {html!r} beside a PNG). Pass another path")
     os.makedirs(os.path.dirname(os.path.abspath(stem)), exist_ok=True)
     page = _HTML_MARK + fig.to_html(include_plotlyjs=include_plotlyjs)  # rendered before any file is touched
     _write_whole(html, str(path), _ours_html, lambda tmp: _write_text(tmp, page))
     if png is None:
-        logger.info("kaleido is not installed: wrote %s only (pip install kaleido for PNG)", html)
+        # a PNG asked for by name is worth a warning; otherwise it is the documented default
+        (logger.warning if ext.lower() == ".png" else logger.info)(
+            "kaleido is not installed: wrote %s only, no PNG (pip install kaleido for PNG)", html)
     else:
         _write_whole(png, str(path), _ours_png, lambda tmp: (fig.write_image(tmp, format="png"), _mark_png(tmp)))
     return {"html": html, "png": png}

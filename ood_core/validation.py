@@ -36,12 +36,20 @@ def as_embeddings(X, name="X", *, min_rows=1):
     Raises :class:`OODInputError` naming ``name`` when ``X`` is not 2-D, has
     fewer than ``min_rows`` rows, or contains NaN/inf values.
     """
-    arr = np.asarray(X)
+    try:
+        arr = np.asarray(X)
+    except ValueError:  # rows of different lengths
+        lengths = sorted({len(row) for row in X if hasattr(row, "__len__")})
+        raise OODInputError(f"{name} has rows of different lengths ({lengths[:5]}); every embedding vector must have "
+                            "the same dimension: recompute the odd ones with the same settings") from None
     if arr.ndim != 2:
         raise OODInputError(
             f"{name} must be a 2-D array of shape (num_samples, dim); got shape "
             f"{arr.shape}. Stack one embedding vector per row."
         )
+    if arr.dtype.kind not in "biuf":
+        raise OODInputError(f"{name} holds {arr.dtype} values, not numbers; pass embedding vectors of numbers "
+                            "(e.g. a field written by compute_pyramid_embeddings)")
     if arr.shape[0] < min_rows:
         raise OODInputError(
             f"{name} has {arr.shape[0]} rows but at least {min_rows} are needed; "
@@ -74,3 +82,23 @@ def is_int(value):
     import numpy as np
 
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_device(device):
+    """``device`` as a torch device this machine has, else OODInputError saying which one to pass (torch's own
+    error for a missing GPU names the driver, not the parameter)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise OODInputError(f"device={device!r} is not a torch device ({e}); pass 'cpu', 'cuda' or 'cuda:0'") from None
+    if dev.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (dev.index or 0) >= count:
+            have = f"{count} CUDA device(s)" if count else "no CUDA device"
+            raise OODInputError(f"device={device!r}: this machine has {have}; pass device='cpu'"
+                                + (f" or one of cuda:0..cuda:{count - 1}" if count else ""))
+    elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise OODInputError(f"device={device!r}: Apple's MPS is not available here; pass device='cpu'")
+    return dev

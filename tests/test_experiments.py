@@ -367,6 +367,14 @@ def test_plots_and_save_figure(tmp_path, monkeypatch):
         ood.save_figure(fig, tmp_path / "notes.png")
     assert (tmp_path / "notes.html").read_text() == "my notes"
     assert ood.save_figure(fig, tmp_path / "notes.html")["html"] == str(tmp_path / "notes.html")  # named: replaced
+    # what is not a figure, a file path or a plotly.js choice is named
+    for bad, named in (((None, tmp_path / "x.html"), "fig is a NoneType, not a plotly figure"),
+                       ((fig, None), "path=None is not a file path"), ((fig, 5), "path=5 is not a file path"),
+                       ((fig, tmp_path), "is not a file path"),
+                       ((fig, tmp_path / "y.html", "bogus"), "include_plotlyjs='bogus' is not valid")):
+        with pytest.raises(OODInputError, match=named):
+            ood.save_figure(*bad[:2], **({"include_plotlyjs": bad[2]} if len(bad) > 2 else {}))
+    assert not {"None.html", "5.html", "y.html"} & set(os.listdir(tmp_path)) and not os.path.exists("None.html")
     # interrupted while rendering or while writing: the earlier figure stays whole (it was emptied first)
     import plotly.graph_objects as go
 

@@ -244,11 +244,13 @@ def test_object_overwrite_through_filter_labels_keeps_the_hidden_objects(ds):
                            for _ in range(len(ds))])
     kw = dict(model_name="tf_efficientnet_lite0", levels=[1], grid=1, progress=False)
     ood.compute_pyramid_embeddings(ds, "pemb", patches_field="dets", **kw)
-    ood.compute_ood_scores(ds, "pemb", "ps", patches_field="dets", method="knn", k=5)
+    ds.limit(len(ds) // 2).tag_samples("trusted")  # against trusted objects each object's score is its own
+    score = dict(patches_field="dets", method="knn", k=5, reference="trusted")
+    ood.compute_ood_scores(ds, "pemb", "ps", **score)
     b = ds.filter_labels("dets", F("label") == "b")
     before = (b.values("dets.detections.ps"), b.values("dets.detections.pemb"))
     only_a = ds.filter_labels("dets", F("label") == "a")
-    ood.compute_ood_scores(only_a, "pemb", "ps", patches_field="dets", method="knn", k=5, overwrite=True)
+    ood.compute_ood_scores(only_a, "pemb", "ps", overwrite=True, **score)
     ood.compute_pyramid_embeddings(only_a, "pemb", patches_field="dets", overwrite=True, **kw)
     assert b.values("dets.detections.ps") == before[0]
     assert np.allclose(np.array(b.values("dets.detections.pemb")), np.array(before[1]))

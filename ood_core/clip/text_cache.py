@@ -108,6 +108,10 @@ def cached_text_embeddings(encoder, words, pos, templates, *, cache_dir=None,
         progress: passed to ``encode_texts`` on a cache miss.
         dtype: storage dtype, ``"float32"`` (default, exact) or ``"float16"``.
     """
+    root = Path(cache_dir if cache_dir is not None else cache_root())
+    if root.exists() and not root.is_dir():
+        raise OODInputError(f"cache_dir={str(root)!r} is a file, not a folder; pass a folder for cached text "
+                            "embeddings (or None for the package's cache)")
     if dtype not in _DTYPES:
         raise OODInputError(f"dtype must be one of {_DTYPES}; got {dtype!r}.")
     words = list(words)
@@ -122,7 +126,6 @@ def cached_text_embeddings(encoder, words, pos, templates, *, cache_dir=None,
         pipeline_identity=getattr(encoder, "text_pipeline_identity", ""),
         dtype=dtype,
     )
-    root = Path(cache_dir if cache_dir is not None else cache_root())
     folder = root / "text_embeddings"
     npy_path = folder / f"{key}.npy"
     meta_path = folder / f"{key}.json"

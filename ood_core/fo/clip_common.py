@@ -33,16 +33,12 @@ PROCESSING_ORDER = "sample id ascending"
 
 
 def make_encoder(model_name, pretrained, quick_gelu, device, *, lazy=False):
-    import torch
-
     from ..clip.encoder import CLIPEncoder
+    from ..validation import check_device
 
     if quick_gelu is not None and not isinstance(quick_gelu, (bool, np.bool_)):
         raise OODInputError(f"quick_gelu={quick_gelu!r} is not valid; pass True, False or None (the model's own)")
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise OODInputError(f"device={device!r} is not a torch device ({e}); pass 'cpu', 'cuda' or 'cuda:0'") from None
+    check_device(device)
 
     return CLIPEncoder(
         model_name or DEFAULT_MODEL_NAME,

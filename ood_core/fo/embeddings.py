@@ -107,7 +107,7 @@ def compute_pyramid_embeddings(
             safetensors / state-dict file, ``"bundled"`` or ``"random"``.
         patches_field: a Detections field: embed each object crop instead.
         project_dim: reduce on the fly to this many dimensions (useful for
-            flattened pyramids); see ``project_method``.
+            flattened pyramids); see ``project_method``. ``None`` or 0 (the App form's "keep"): no reduction.
         project_seed: seed of the projection (and of the PCA fit sample).
         project_method: ``"random"``: a seeded Gaussian random projection (distances preserved
             approximately; nothing is fitted); ``"pca"``: PCA fitted first on ``pca_fit_size`` items drawn with

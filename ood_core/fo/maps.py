@@ -83,9 +83,10 @@ def compute_ood_visualization(
     require_nonempty(view, f"samples with embeddings in {embeddings_field!r}")
     num_points = count_items(view, patches_field)
     check_map_points(num_points, embeddings_field)
+    dim = _check_vectors(view, embeddings_field, patches_field, seed)
     extra = {}
     if method == "tsne":  # t-SNE first reduces to 50 dimensions by PCA, perplexity 30: no more than the points allow
-        extra["pca_dims"] = min(50, num_points - 1, first_vector_dim(view, embeddings_field, patches_field))
+        extra["pca_dims"] = min(50, num_points - 1, dim)
         extra["perplexity"] = min(30.0, (num_points - 1) / 3)
     # no brain key: computing writes nothing; the mark in the config says the map is this plugin's
     results = fob.compute_visualization(view, embeddings=embeddings_field, patches_field=patches_field,
@@ -267,6 +268,29 @@ def check_map_points(num_points, embeddings_field):
     if num_points < MIN_MAP_POINTS:
         raise OODInputError(f"a 2-D map needs at least {MIN_MAP_POINTS} points with embeddings in "
                             f"{embeddings_field!r}; the view has {num_points}: map a larger view")
+
+
+def _check_vectors(view, embeddings_field, patches_field, seed):
+    """The embeddings' dimension; refuses a field that does not hold vectors of at least 2 numbers (a 2-D map
+    needs them), and a seed that is not a whole number."""
+    import numpy as np
+
+    from ..validation import is_int
+
+    if not is_int(seed):
+        raise OODInputError(f"seed={seed!r} is not valid; pass a whole number, e.g. seed=0")
+    value = view.limit(1).values(patch_path(patches_field, embeddings_field) if patches_field else embeddings_field)[0]
+    if patches_field:
+        value = next(v for v in value if v is not None)
+    try:
+        vector = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        vector = None
+    if vector is None or vector.ndim != 1 or isinstance(value, str) or vector.size < 2:
+        raise OODInputError(
+            f"{embeddings_field!r} does not hold embedding vectors of at least 2 numbers (its first value is a "
+            f"{type(value).__name__}); pass an embeddings field, e.g. one computed with compute_pyramid_embeddings")
+    return int(vector.size)
 
 
 def first_vector_dim(view, embeddings_field, patches_field):

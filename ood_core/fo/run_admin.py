@@ -1,5 +1,7 @@
 """Renaming and deleting this package's runs, with what depends on them (flags runs, audits)."""
 
+import numpy as np
+
 from ..errors import OODInputError
 from . import runs
 from .documents import has_values
@@ -12,6 +14,7 @@ def rename_ood_run(samples, run_key, new_run_key):
     which scoring finds the backbone and levels."""
     from . import commit, followups
 
+    runs.require_collection(samples)
     dataset = samples._dataset
     commit.repair(dataset)  # an earlier rename (or write) killed half-way is finished or undone first
     runs.require_run(samples, run_key)
@@ -55,6 +58,12 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     from .commit import is_internal, repair
     from .flags import list_flag_runs
 
+    runs.require_collection(samples)
+    if not isinstance(run_key, str):
+        runs.require_run(samples, run_key)  # names the problem
+    if not isinstance(delete_fields, (bool, np.bool_)):
+        raise OODInputError(f"delete_fields={delete_fields!r} is not valid; pass True (delete the run's fields "
+                            "too) or False (the records only)")
     dataset = samples._dataset
     if is_internal(run_key):  # a backup of a crashed commit is not a run: refused, left to the repair
         runs.require_run(samples, run_key)

@@ -128,11 +128,16 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
     from .items import require_own_dataset
     from .ownership import refuse_stale_records
 
+    import numpy as np
+
     validate_key(run_key)
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise OODInputError(f"overwrite={overwrite!r} is not valid; pass True (replace an earlier run of this key) "
+                            "or False")
     require_own_dataset(samples)
     dataset = samples._dataset
     refresh_stale_runs(dataset)
-    read = {path for path in reads if path}
+    read = {path for path in reads if path and isinstance(path, str)}
     for path in fields:
         if path in read:
             raise OODInputError(
@@ -435,6 +440,10 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
             f"{what} view belongs to dataset {view_or_tag._dataset.name!r} but the scored samples belong to "
             f"{dataset.name!r}; use a view of the same dataset"
         )
+    from .items import require_not_generated, show_all_fields
+
+    require_not_generated(view_or_tag)
+    view_or_tag = show_all_fields(view_or_tag)  # only read: fields it hides (the App's visibility) are read anyway
     if num_samples(view_or_tag) == 0:
         raise OODInputError(f"{what} view is empty; it must contain the {purpose}")
     stages = view_or_tag._serialize() if hasattr(view_or_tag, "_serialize") else []
@@ -477,10 +486,23 @@ def refresh_stale_runs(dataset, attempts=5):
     return intact()
 
 
+def require_collection(samples, what="samples"):
+    """Refuse what is not a FiftyOne dataset or view, or a dataset deleted since it was loaded."""
+    if not hasattr(samples, "_dataset"):
+        raise OODInputError(f"{what}={samples!r} is a {type(samples).__name__}, not a FiftyOne dataset or view; "
+                            "pass one, e.g. fo.load_dataset('my-dataset') or a view of it")
+    if getattr(samples._dataset, "deleted", False):
+        raise OODInputError(f"dataset {samples._dataset.name!r} was deleted; load an existing dataset "
+                            "(fo.list_datasets() lists them)")
+
+
 def list_ood_runs(samples, kind=None):
     """Keys of this package's runs on the dataset, optionally of one ``kind`` (internal backups hidden)."""
     from .commit import is_internal
 
+    require_collection(samples)
+    if kind is not None:
+        run_kind(kind)  # an unknown kind is named, not answered with no runs
     refresh_stale_runs(samples._dataset)
     kwargs = {"ood_plugin": PLUGIN_TAG}
     if kind is not None:
@@ -502,6 +524,8 @@ def repair_ood_runs(samples):
     from .commit import remove_stray_keys, repair
     from .coordination import remove_stale_locks
 
+    require_collection(samples)
+
     dataset = samples._dataset
     done = repair(dataset)
     done["stray_keys_removed"] = remove_stray_keys(dataset)
@@ -515,6 +539,9 @@ def repair_ood_runs(samples):
 
 
 def require_run(samples, run_key):
+    if not isinstance(run_key, str):
+        raise OODInputError(f"run_key={run_key!r} is not a run key; pass the key as a string, e.g. "
+                            f"{(list_ood_runs(samples) or ['ood_scores'])[0]!r}")
     if run_key not in list_ood_runs(samples):
         raise OODInputError(
             f"no fiftyone-ood run {run_key!r} on dataset {samples._dataset.name!r}; "

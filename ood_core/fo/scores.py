@@ -170,7 +170,8 @@ def compute_ood_scores(
     require_nonempty(samples)
     run_key = run_key or score_field
     patches_field, use_labels = _check_score_call(samples, score_field, method, label_field, patches_field, k,
-                                                  class_conditional, reduce, n_components)
+                                                  class_conditional, reduce, n_components, embeddings_field,
+                                                  score_reference)
     target = patch_path(patches_field, score_field) if patches_field else score_field
     reads = [patch_path(patches_field, embeddings_field) if patches_field else embeddings_field, label_field]
     kind = runs.score_kind(detector_class(method).task)
@@ -366,11 +367,25 @@ def _suggested_class(value):
 
 
 def _check_score_call(samples, score_field, method, label_field, patches_field, k, class_conditional, reduce,
-                      n_components):
+                      n_components, embeddings_field, score_reference=True):
     """Validate a scoring call before anything is read; returns ``(patches_field, label field to read)``."""
     from ..detectors import detector_kwargs, requires_labels
+    from ..reduction import REDUCERS
+    from ..validation import is_int
 
     runs.validate_key(score_field, "score field")
+    for name, value, optional in (("embeddings_field", embeddings_field, False), ("label_field", label_field, True)):
+        if not (isinstance(value, str) and value) and not (optional and value is None):
+            raise OODInputError(f"{name}={value!r} is not a field name; pass the name of a field as a string"
+                                + (", or None" if optional else ", e.g. 'ood_embeddings'"))
+    if not isinstance(score_reference, (bool, np.bool_)):
+        raise OODInputError(f"score_reference={score_reference!r} is not valid; pass True (also score the trusted "
+                            "samples outside the view) or False")
+    if reduce and reduce not in REDUCERS:
+        raise OODInputError(f"reduce={reduce!r} is not a reducer; pass one of {list(REDUCERS)} or None")
+    if reduce and n_components is not None and (not is_int(n_components) or n_components < 1):
+        raise OODInputError(f"n_components={n_components!r} is not valid; pass a whole number >= 1, e.g. "
+                            f"n_components={DEFAULT_N_COMPONENTS}")
     if label_field is not None and label_kind(samples, label_field) == "detections":
         patches_field = patches_field or label_field
     if patches_field is not None:
