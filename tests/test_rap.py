@@ -213,6 +213,11 @@ def test_q_words_are_the_nearest_unused_and_never_repeat():
 def test_bad_inputs():
     ids, cand, train, x_seen, *_ = scenario()
     img = x_seen[None]
+    for lambdas in ((float("nan"), -0.2, -1.0), (float("inf"), -0.2, -1.0), (0.2, "x", -1.0), (0.2, -0.2)):
+        with pytest.raises(OODInputError, match="must be three finite numbers"):
+            RAPScorer(lambdas=lambdas)
+    with pytest.raises(OODInputError, match="num_keep=9 is larger than num_crops=4"):
+        RAPScorer(num_crops=4, num_keep=9)
     with pytest.raises(OODInputError, match="u1 <= u2"):
         rap_scores(img, ids, cand, train, u1=0.6, u2=0.4, num_groups=1)
     with pytest.raises(OODInputError, match="empty"):

@@ -198,9 +198,15 @@ class RAPScorer:
         for name, value in (("flip", flip), ("test_time", test_time)):
             if not isinstance(value, (bool, np.bool_)):
                 raise OODInputError(f"{name}={value!r} is not valid; pass True or False.")
-        if len(tuple(lambdas)) != 3:
-            raise OODInputError(f"lambdas={tuple(lambdas)!r} must be three numbers (lambda1 > 0 for outlier crops, "
+        lambdas = tuple(lambdas)
+        numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+                      and np.isfinite(v) for v in lambdas)
+        if len(lambdas) != 3 or not numbers:
+            raise OODInputError(f"lambdas={lambdas!r} must be three finite numbers (lambda1 > 0 for outlier crops, "
                                 "lambda2 < 0 for ID crops, lambda3 < 0 for ID prompts), e.g. (0.2, -0.2, -1.0)")
+        if is_int(num_crops) and is_int(num_keep) and num_keep > num_crops:
+            raise OODInputError(f"num_keep={num_keep} is larger than num_crops={num_crops}: a few-shot image keeps "
+                                "some of its own crops; lower num_keep or raise num_crops")
         self.num_crops = num_crops
         self.num_keep = num_keep
         self.crop_scale = tuple(crop_scale)
