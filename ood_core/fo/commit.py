@@ -96,12 +96,15 @@ def reserve_tmp_path(path):
 def stage_values(samples, path, values, field_type=None, *, tmp, keep_others=False):
     """Write ``values`` (aligned with ``samples``) to the temporary field ``tmp``; returns it.
 
-    With ``keep_others``, ``tmp`` starts as a copy of ``path``, so the samples
+    ``values`` may also be a dict: sample id -> value, one entry per sample of ``samples`` (a top-level field);
+    few distinct scalars (flags) are then written in bulk (:func:`.bulk_values.set_by_id`), not one update per
+    sample. With ``keep_others``, ``tmp`` starts as a copy of ``path``, so the samples
     (objects) outside ``samples`` keep their current values. The caller holds
     the lease lock of ``tmp`` until the commit ends, so :func:`repair` in
     another process never mistakes it for an orphan.
     """
     from . import coordination
+    from .bulk_values import set_by_id
 
     dataset = samples._dataset
     try:
@@ -111,7 +114,8 @@ def stage_values(samples, path, values, field_type=None, *, tmp, keep_others=Fal
                 dataset.clone_sample_field(path, tmp)
             elif field_type is not None:
                 dataset.add_sample_field(tmp, field_type)
-            samples.set_values(tmp, values)
+            if not (isinstance(values, dict) and set_by_id(dataset, tmp, values)):
+                samples.set_values(tmp, values, key_field="id" if isinstance(values, dict) else None)
     except BaseException:
         discard(dataset, [tmp])
         raise

@@ -45,7 +45,7 @@ from ..errors import OODInputError
 from . import runs
 from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
 from .flags import flag_values, previous_flags, tag_plan
-from .items import (detections_root, flatten, is_whole_dataset, item_ids, item_values, require_nonempty,
+from .items import (detections_root, flatten, is_whole_dataset, item_columns, item_values, require_nonempty,
                      require_not_generated)
 
 logger = logging.getLogger(__name__)
@@ -132,8 +132,10 @@ def _require_recorded_field(dataset, run_key, path, patches, what="its scores"):
 
 
 def _read_scores(samples, where):
-    ids = item_ids(samples, where["patches_field"])
-    raw = item_values(samples, where["path"], where["patches_field"])
+    """``(item ids, scores)``, read in one pass over the view."""
+    patches = where["patches_field"]
+    id_path = "id" if patches is None else f"{patches}.detections.id"
+    (ids, raw), _ = item_columns(samples, [id_path, where["path"]], patches)
     return ids, _check_scores(where, raw)
 
 
@@ -431,7 +433,8 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
 
     runs.write_and_record(
         samples,
-        [(flag_path, flag_values(samples, patches, flags_by_id), fof.BooleanField)],
+        [(flag_path, flag_values(samples, patches, flags_by_id, ids if item_scores is None else None),
+          fof.BooleanField)],
         flag_key,
         kind="flags",
         overwrite=overwrite,
@@ -525,8 +528,9 @@ def _flags_kept_outside(samples, flag_path, patches, view_ids, overwrite):
     if not overwrite or is_whole_dataset(samples) or not _field_present(dataset, flag_path, patches):
         return set(), 0
     inside = set(view_ids)
-    outside = [(i, f) for i, f in zip(item_ids(dataset, patches), item_values(dataset, flag_path, patches))
-               if i not in inside]
+    id_path = "id" if patches is None else f"{patches}.detections.id"
+    (ids, values), _ = item_columns(dataset, [id_path, flag_path], patches)  # one pass over the dataset
+    outside = [(i, f) for i, f in zip(ids, values) if i not in inside]
     return {i for i, f in outside if f}, sum(f is not None for _, f in outside)
 
 

@@ -8,7 +8,7 @@ removed only from those ids, and only when no other flags run with the same tag
 
 from ..errors import OODInputError
 from . import runs
-from .items import flatten
+from .items import flatten, sample_ids
 
 
 def _tagged_item_ids(dataset, tag, patches_field):
@@ -84,9 +84,12 @@ def tag_plan(samples, flagged, tag, patches, flag_key, previous):
     return tags_added, tags_removed, claimed
 
 
-def flag_values(samples, patches_field, flags_by_id):
+def flag_values(samples, patches_field, flags_by_id, view_ids=None):
+    """The flag (None: no score) of each item of ``samples``, as :func:`.commit.stage_values` takes them: for samples
+    a dict sample id -> flag over the view's samples (``view_ids`` if the caller just read them, else read here),
+    written in bulk; for objects, per-sample lists aligned with ``samples``."""
     if patches_field is None:
-        return [flags_by_id.get(i) for i in samples.values("id")]
+        return {i: flags_by_id.get(i) for i in (sample_ids(samples) if view_ids is None else view_ids)}
     return [[flags_by_id.get(i) for i in (row or [])] for row in samples.values(f"{patches_field}.detections.id")]
 
 

@@ -288,6 +288,16 @@ def item_ids(samples, patches_field):
     return flatten(samples.values(f"{patches_field}.detections.id"))
 
 
+def sample_ids(samples):
+    """The ids of the samples of a dataset or view, as ``samples.values("id")`` (the order may differ). A whole
+    dataset's are read from its ``_id`` index alone, without scanning the documents (about 1 s at 200,000 samples
+    with embeddings); a grouped dataset's active slice and a view's are read by ``values``."""
+    if is_whole_dataset(samples) and samples.media_type != "group":
+        cursor = samples._dataset._sample_collection.find({}, {"_id": 1}).hint([("_id", 1)])
+        return [str(doc["_id"]) for doc in cursor]
+    return samples.values("id")
+
+
 def item_values(samples, path, patches_field):
     """Values of ``path`` aligned with :func:`item_ids` (object attributes flattened)."""
     return item_columns(samples, [path], patches_field)[0][0]
