@@ -128,6 +128,39 @@ def test_fpr_rule_on_labelled_field(synthetic):
     assert out["rule"]["fpr"] <= 0.1 and out["rule"]["tpr"] == expected.rule["tpr"]
 
 
+def test_ground_truth_typos_are_named_not_read_as_no_positives(synthetic):
+    """A tag on no sample gave the fpr rule no positives (a top-scores rule, silently); a string positive_value
+    'False' was read as True; the score run deleted by another process while flagging left flags of no run."""
+    ds, scores = synthetic
+    with pytest.raises(OODInputError, match=r"gt_tag='nomatch' is on no sample of dataset .*its tags: \['trusted'\]"):
+        ood.flag_samples(ds, "ood", rule="fpr", value=0.1, gt_tag="nomatch")
+    ds.limit(5).tag_samples("ood_truth")
+    out = ood.flag_samples(ds.skip(5), "ood", rule="fpr", value=0.1, gt_tag="ood_truth")  # a tag elsewhere: valid
+    assert out["num_scored_in_view"] == 55
+    for bad, named in ((dict(gt_tag=["ood_truth"]), r"gt_tag=\['ood_truth'\] is not a tag"),
+                       (dict(gt_field="is_ood", positive_value="False"), "positive_value='False' is not valid"),
+                       (dict(gt_field="is_ood", positive_value=2), "positive_value=2 is not valid")):
+        with pytest.raises(OODInputError, match=named):
+            ood.evaluate_ood_run(ds, "ood", **bad)
+    assert ood.evaluate_ood_run(ds, "ood", gt_field="is_ood", positive_value=0)["positive_means"] == "is_ood == False"
+
+
+def test_flags_of_a_score_run_deleted_meanwhile_are_not_written(synthetic, monkeypatch):
+    ds, _ = synthetic
+    real = fo_runs.write_and_record
+
+    def deleted_meanwhile(*args, **kwargs):
+        ood.delete_ood_run(ds, "ood")  # another process deletes the score run before the commit
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fo_runs, "write_and_record", deleted_meanwhile)
+    with pytest.raises(OODInputError, match="score run 'ood' was deleted .* while these flags were computed"):
+        ood.flag_samples(ds, "ood", rule="top_n", value=3, tag="ood")
+    ds.reload()
+    assert ood.list_ood_runs(ds) == [] and not ds.has_field("ood_flag") and not ds.match_tags("ood")
+    assert not [f for f in ds.get_field_schema() if f.startswith("tmp_ood")]  # the staged flags went too
+
+
 def test_manual_tags_survive_and_stale_auto_tags_go_when_reflagging(synthetic):
     ds, scores = synthetic
     ids = np.array(ds.values("id"))
@@ -156,6 +189,35 @@ def test_manual_tags_survive_and_stale_auto_tags_go_when_reflagging(synthetic):
     assert set(ds.match_tags("ood").values("id")) == {low, high}  # only the user's tags remain
     assert not ds.has_field("ood_flag") and not ds.has_field("top5")
     assert ood.list_flag_runs(ds) == []
+
+
+def test_reflagging_while_another_process_reflags_leaves_tags_matching_the_record(synthetic, monkeypatch):
+    """Two processes re-flagging one score run: each planned its tag changes before the commit's lock, from the
+    flags run as it was then; the second to commit removed the first one's claims from the record but not its
+    tags (300 tagged, 10 claimed), which no run then owned. The plan is made under the lock now."""
+    ds, scores = synthetic
+    ids = np.array(ds.values("id"))
+    order = np.argsort(-scores)
+    ood.flag_samples(ds, "ood", rule="top_n", value=2, tag="ood")
+    real = fo_runs.write_and_record
+    calls = []
+
+    def another_process_commits_first(*args, **kwargs):
+        if not calls:  # the first call's commit: another process re-flags (top 30) between its plan and its lock
+            calls.append(1)
+            monkeypatch.setattr(fo_runs, "write_and_record", real)
+            ood.flag_samples(ds, "ood", rule="top_n", value=30, tag="ood", overwrite=True)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(fo_runs, "write_and_record", another_process_commits_first)
+    out = ood.flag_samples(ds, "ood", rule="top_n", value=10, tag="ood", overwrite=True)
+    ds.reload()
+    tagged = set(ds.match_tags("ood").values("id"))
+    claims = set(fo_runs.load_ood_results(ds, "ood_flag").tagged_ids)
+    assert tagged == claims == set(ids[order[:10]]) and out["num_tagged"] == 10
+    assert out["tags_removed"] == 20 and sum(ds.values("ood_flag")) == 10
+    ood.delete_flags(ds, "ood_flag")
+    assert not ds.match_tags("ood")  # nothing left to no run
 
 
 def test_changing_the_tag_moves_it(synthetic):

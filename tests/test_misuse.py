@@ -32,6 +32,15 @@ def test_score_calls_name_bad_fields_reducers_and_reference_views(vectors):
         with pytest.raises(OODInputError, match=named):
             ood.compute_ood_scores(ds, kw.pop("embeddings_field"), "s", **kw)
     assert "s" not in ood.list_ood_runs(ds)
+    import fiftyone as fo
+
+    ds.set_values("cls", [fo.Classification(label="a")] * len(ds))
+    ds.set_values("words", [["a", "b"]] * len(ds))
+    for field in ("cls", "words"):
+        with pytest.raises(OODInputError, match=f"field '{field}' does not hold embedding vectors"):
+            ood.compute_ood_scores(ds, field, "s")
+    with pytest.raises(OODInputError, match=r"label_field=\['cls'\] is not a field name"):
+        ood.compute_label_issues(ds, ["cls"], "vec", "li")
     # a reference view hiding the embeddings (the App's field visibility) is read with every field
     out = ood.compute_ood_scores(ds, "vec", "s", method="knn", k=2, reference=ds.match_tags("trusted")
                                  .exclude_fields("vec"))

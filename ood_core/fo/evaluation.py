@@ -168,6 +168,8 @@ def _read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
     if (gt_field is None) == (gt_tag is None):
         raise OODInputError("pass exactly one of gt_field (a boolean field) or gt_tag (a tag marking positives)")
     if gt_tag is not None:
+        if not isinstance(gt_tag, str) or not gt_tag:
+            raise OODInputError(f"gt_tag={gt_tag!r} is not a tag; pass the tag (a string) that marks the positives")
         if patches is None:
             tags = samples.values("tags")
             what = f"sample has tag {gt_tag!r}"
@@ -184,6 +186,10 @@ def _read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
             f"ground-truth field {gt_field!r} does not exist on dataset {dataset.name!r}; pass a boolean "
             "field that is True for the positive class (e.g. 'is_ood'), or gt_tag='<tag>'"
         )
+    if not (isinstance(positive_value, (bool, np.bool_)) or (isinstance(positive_value, (int, np.integer))
+                                                              and positive_value in (0, 1))):
+        raise OODInputError(f"positive_value={positive_value!r} is not valid; pass True (the field is True for the "
+                            "positive class) or False")
     raw = item_values(samples, path, patches)
     _require_boolean(dataset, path, raw)
     return [None if v is None else bool(v) == bool(positive_value) for v in raw], {"field": path}, \
@@ -211,6 +217,19 @@ def _require_boolean(dataset, path, raw):
         shown = repr(bad) if np.ndim(bad) == 0 and len(repr(bad)) <= 40 else f"a {type(bad).__name__}"
         raise OODInputError(f"ground-truth field {path!r} holds values that are not boolean or 0/1 (e.g. "
                             f"{shown}); {accepted}")
+
+
+def _require_known_tag(samples, gt_info, where, y):
+    """The fpr rule needs only negatives, so a view without the positives' tag is valid; a tag that no sample
+    (object) of the whole dataset carries is a typo, which would silently flag the top scores instead."""
+    if "tag" not in gt_info or y.any():
+        return
+    dataset = samples._dataset
+    counts = dataset.count_label_tags() if where["patches_field"] else dataset.count_sample_tags()
+    if gt_info["tag"] not in counts:
+        raise OODInputError(f"gt_tag={gt_info['tag']!r} is on no {'object' if where['patches_field'] else 'sample'} "
+                            f"of dataset {dataset.name!r} (its tags: {sorted(counts)[:10]}); pass the tag that marks "
+                            "the positives")
 
 
 def _require_both_classes(y, gt_info, where, negatives_only=False):
@@ -337,6 +356,7 @@ def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field,
         if not lab:
             raise OODInputError("no scored item in this view has ground truth for the fpr rule")
         y = np.array([gt[i] for i in lab], bool)
+        _require_known_tag(samples, extra["ground_truth"], where, y)
         _require_both_classes(y, extra["ground_truth"], where, negatives_only=True)
         res = thresholds.threshold_at_fpr(np.array([raw[i] for i in lab], np.float64), y, value)
         return thresholds.ThresholdResult(res.threshold, scores >= res.threshold, res.rule), extra
@@ -417,7 +437,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     require_nonempty(samples, "samples to flag")
     where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite)
     patches = where["patches_field"]
-    previous = previous_flags(samples, flag_key)
+    previous_flags(samples, flag_key)  # refuses a flag key of another kind of run, before any work
 
     ids, raw = _read_scores(samples, where) if item_scores is None else _given_scores(where, item_scores)
     scored = np.array([s is not None for s in raw])
@@ -428,8 +448,8 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     flags_by_id = dict(zip((i for i, ok in zip(ids, scored) if ok), result.flags.tolist()))
     flagged = {i for i, f in flags_by_id.items() if f}
     kept, scored_outside = _flags_kept_outside(samples, flag_path, patches, ids, overwrite)
-    tags_added, tags_removed, claimed = tag_plan(samples, flagged | kept, tag, patches, flag_key, previous)
     counts = _flag_counts(flagged, kept, int(scored.sum()), scored_outside)
+    results, plan = {"threshold": result.threshold, **counts}, {}
 
     runs.write_and_record(
         samples,
@@ -449,8 +469,9 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         tag=tag,
         flag_convention="True = flagged: score >= threshold (higher score = more suspicious)",
         **extra,
-        results={"tagged_ids": sorted(claimed), "threshold": result.threshold, **counts},
-        cleanup=lambda *_: _tag_changes(previous, tags_removed, tag, patches, tags_added),
+        results=results,
+        cleanup=_tags_planned_at_commit(samples, where["run_key"], flag_key, flagged | kept, tag, patches, results,
+                                        plan),
     )
     return {
         "flag_key": flag_key,
@@ -459,10 +480,28 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         "rule": result.rule,
         **counts,
         "tag": tag,
-        "num_tagged": len(claimed),
-        "tags_added": len(tags_added),
-        "tags_removed": len(tags_removed),
+        "num_tagged": len(results["tagged_ids"]),
+        "tags_added": len(plan["added"]),
+        "tags_removed": len(plan["removed"]),
     }
+
+
+def _tags_planned_at_commit(samples, score_key, flag_key, flagged, tag, level, results, plan):
+    """The ``cleanup`` of a flags run's commit: the tag changes planned under the commit's locks on the reloaded
+    dataset, from the tags and the flags run this one replaces as they are then (another process may have
+    re-flagged since this call began: planned before the lock, that run's claims were lost and its tags left to
+    no run). Fills ``results["tagged_ids"]`` (recorded next, in the same commit) and ``plan`` (added, removed).
+    Refuses, before anything moves, when the score run was deleted meanwhile (the flags would name no run)."""
+    def cleanup(dataset, *_):
+        if not dataset.has_run(score_key):
+            raise OODInputError(f"score run {score_key!r} was deleted (or renamed) by another process while these "
+                                "flags were computed; nothing was written. Score again, then flag")
+        now = previous_flags(samples, flag_key)
+        plan["added"], plan["removed"], claimed = tag_plan(samples, flagged, tag, level, flag_key, now)
+        results["tagged_ids"] = sorted(claimed)
+        return _tag_changes(now, plan["removed"], tag, level, plan["added"])
+
+    return cleanup
 
 
 def _tag_changes(previous, tags_removed, tag, level, tags_added):

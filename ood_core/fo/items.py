@@ -121,6 +121,9 @@ def label_kind(samples, label_field):
     """``"classification"`` or ``"detections"`` for a label field, else raise."""
     import fiftyone.core.labels as fol
 
+    if not isinstance(label_field, str) or not label_field:
+        raise OODInputError(f"label_field={label_field!r} is not a field name; pass the name of a Classification or "
+                            "Detections field as a string")
     dataset = samples._dataset
     field = dataset.get_field(label_field)
     if field is None:
@@ -212,7 +215,10 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
             f"no item in this view has an embedding in {embeddings_field!r}; compute embeddings for this view "
             "first"
         )
-    not_vectors = [i for i in keep if isinstance(vecs[i], (str, bytes, dict, bool)) or np.ndim(vecs[i]) == 0]
+    import fiftyone.core.labels as fol
+
+    not_vectors = [i for i in keep if isinstance(vecs[i], (str, bytes, dict, bool, fol.Label))
+                   or np.ndim(vecs[i]) == 0 or np.asarray(vecs[i]).dtype.kind not in "biuf"]
     if not_vectors:
         i = not_vectors[0]
         raise OODInputError(
