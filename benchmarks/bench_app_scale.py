@@ -30,6 +30,7 @@ Usage (N defaults to 50000; results in benchmarks/results/bench_app_scale.txt)::
 """
 
 import importlib.util
+import contextlib
 import os
 import shutil
 import socket
@@ -85,6 +86,25 @@ class CommandCounter(pymongo.monitoring.CommandListener):
         pass
 
     failed = succeeded
+
+
+
+@contextlib.contextmanager
+def private_mongod(prefix):
+    """``(URI, folder)`` of a private mongod in a new temporary folder; afterwards FiftyOne's client is closed,
+    the server stopped and the folder deleted."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    proc = None
+    try:
+        proc, uri = start_mongod(tmp)
+        yield uri, tmp
+    finally:
+        if "fiftyone" in sys.modules:
+            sys.modules["fiftyone"].core.odm.database._disconnect()  # close the client before its server goes
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_images(root, per_class=30):
@@ -268,10 +288,7 @@ def print_table(rows):
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50_000
     t_start = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix="ood-bench-app-scale-")
-    proc = None
-    try:
-        proc, uri = start_mongod(tmp)
+    with private_mongod("ood-bench-app-scale-") as (uri, tmp):
         os.makedirs(os.path.join(tmp, "plugins"))
         os.symlink(REPO, os.path.join(tmp, "plugins", "fiftyone-ood"))
         os.environ.update(FIFTYONE_DATABASE_URI=uri, FIFTYONE_PLUGINS_DIR=os.path.join(tmp, "plugins"),
@@ -295,13 +312,6 @@ def main():
         rows = measure_forms(ds, counter) + measure_panel(ds, counter)
         print_table(rows)
         print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    finally:
-        if "fiftyone" in sys.modules:
-            sys.modules["fiftyone"].core.odm.database._disconnect()  # close the client before its server goes
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=60)
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"total time: {time.perf_counter() - t_start:.0f} s")
 
 

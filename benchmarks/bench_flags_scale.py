@@ -30,7 +30,7 @@ samples named by their file path: two runs of this script with the same argument
 results when their digests are equal. ``--profile`` also prints the top functions of cProfile per scenario.
 
 Isolation: a private mongod (FiftyOne's bundled binary) in a temporary folder, stopped and deleted at the end
-(``start_mongod`` of ``bench_app_scale.py``); the user's FiftyOne database is never touched.
+(``private_mongod`` of ``bench_app_scale.py``); the user's FiftyOne database is never touched.
 
 Usage (results in benchmarks/results/bench_flags_scale.txt)::
 
@@ -41,9 +41,7 @@ import argparse
 import hashlib
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from collections import defaultdict
 
@@ -55,7 +53,7 @@ for path in (REPO, HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
-from bench_app_scale import describe_commit, start_mongod  # noqa: E402
+from bench_app_scale import describe_commit, private_mongod  # noqa: E402
 
 # (module, function) pairs timed as phases: the steps of flag_samples and of its commit
 PHASES = [
@@ -240,10 +238,7 @@ def main():
     parser.add_argument("--dump", help="also write each scenario's outcome (JSON) into this folder")
     args = parser.parse_args()
     t_start = time.perf_counter()
-    tmp = tempfile.mkdtemp(prefix="ood-bench-flags-scale-")
-    proc = None
-    try:
-        proc, uri = start_mongod(tmp)
+    with private_mongod("ood-bench-flags-scale-") as (uri, tmp):
         os.environ.update(FIFTYONE_DATABASE_URI=uri, FIFTYONE_DO_NOT_TRACK="true",
                           FIFTYONE_DATABASE_VALIDATION="false")
         import fiftyone as fo
@@ -257,13 +252,6 @@ def main():
         ds, scores = build_dataset(args.n, args.dim)
         run_scenarios(ds, scores, args)
         print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    finally:
-        if "fiftyone" in sys.modules:
-            sys.modules["fiftyone"].core.odm.database._disconnect()  # close the client before its server goes
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=60)
-        shutil.rmtree(tmp, ignore_errors=True)
     print(f"total time: {time.perf_counter() - t_start:.0f} s")
 
 
