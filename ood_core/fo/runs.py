@@ -124,11 +124,11 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
     (the commit waits for its field lock). ``fields`` are sample-level (or
     ``a.detections.b``) paths.
     """
+    import numpy as np
+
     from . import commit
     from .items import require_own_dataset
     from .ownership import refuse_stale_records
-
-    import numpy as np
 
     validate_key(run_key)
     if not isinstance(overwrite, (bool, np.bool_)):
