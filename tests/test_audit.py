@@ -200,8 +200,11 @@ def test_audit_inputs_warn_on_few_trusted_and_skip_outputs_and_empty_label_field
     ds.set_values("label", [None] * len(ds))
     out = ood.audit(ds, report_path=report, near_duplicates=False, overwrite=True)  # auto: no labels, none used
     assert out["label_field"] is None and out["num_ood_flagged"] >= 1
-    with pytest.raises(OODInputError, match="none of the 50 items .* has a label in 'label'"):
+    # refused before the OOD runs are redone (it was refused only at the wrong-label step, after them)
+    runs_before = {k: str(ds.get_run_info(k).timestamp) for k in ood.list_ood_runs(ds)}
+    with pytest.raises(OODInputError, match="audit label_field 'label' holds no label in the view"):
         ood.audit(ds, label_field="label", report_path=report, near_duplicates=False, overwrite=True)
+    assert {k: str(ds.get_run_info(k).timestamp) for k in ood.list_ood_runs(ds)} == runs_before
 
 
 def test_audit_of_a_one_class_label_field_flags_no_wrong_labels(dataset_factory, fashion_files,
