@@ -15,7 +15,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import ood_core.fo.runs as fo_runs
-from ood_core.fo import form_cache
+from ood_core.fo import embedding_runs, form_cache
 
 
 class OODOperator(foo.Operator):
@@ -385,7 +385,7 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
             prop.error_message = problem
         return prop
     if resumable_kind and (value in fo_runs.list_ood_runs(dataset, kind=resumable_kind)
-                           or dataset.get_field(f"tmp_ood_partial_{value}") is not None):
+                           or dataset.get_field(embedding_runs.field_paths(value)[1]) is not None):
         prop.description = f"{description}. Exists: computes only what is missing (same settings required)"
         inputs.view(f"{name}_resume", types.Notice(
             label=f"{value!r} exists: this run computes only what is missing (samples or objects without an "

@@ -323,12 +323,9 @@ def _resume_conflicts(ctx, field, patches):
 
 def _pending_overwrite(ctx, field):
     """The record of an interrupted overwrite of embeddings ``field`` (its progress, kept apart), or {}."""
-    from ood_core.fo.embedding_runs import pending_side_record
-    from ood_core.fo.items import patch_path
+    from ood_core.fo.embedding_runs import field_paths, pending_side_record
 
-    patches = ctx.params.get("patches_field") or None
-    target, partial = (patch_path(patches, leaf) if patches else leaf for leaf in (field, f"tmp_ood_partial_{field}"))
-    return pending_side_record(ctx.dataset, field, target, partial)
+    return pending_side_record(ctx.dataset, field, *field_paths(field, ctx.params.get("patches_field") or None))
 
 
 def _conflicts_with(info, asked, patches):

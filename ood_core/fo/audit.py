@@ -333,13 +333,14 @@ def check_options(*, ood_pass_rate, ood_fraction, label_issue_fraction, duplicat
     """Refuse, before anything is written, an audit option that is not a number of its range or a bool: a typo
     found only at the flags or report step left the earlier steps' runs and tags as an interrupted audit."""
     import math
+    import numbers
 
     import numpy as np
 
     from ..validation import is_int
 
     def number(name, value, low, high, what, example, high_open=False):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value) \
             and low < value and (value < high if high_open else value <= high)
         if not ok:
             raise OODInputError(f"{name}={value!r} is not valid; pass {what}, e.g. {name}={example}")

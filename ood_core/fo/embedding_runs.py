@@ -20,6 +20,15 @@ def side_key(run_key):
     return f"tmp_ood_partial_{run_key}"
 
 
+def field_paths(run_key, patches_field=None):
+    """``(target, partial)``: the field an embeddings run ``run_key`` completes and the partial field it writes
+    first (``tmp_ood_partial_<key>``; object attributes of ``patches_field``)."""
+    from .items import patch_path
+
+    leaves = (run_key, side_key(run_key))  # the partial field is named as the overwrite's side record
+    return tuple(patch_path(patches_field, leaf) if patches_field else leaf for leaf in leaves)
+
+
 def record_info(dataset, key):
     """The config of this package's embeddings run ``key`` (internal keys too) as a dict; ``{}`` when none."""
     runs.refresh_stale_runs(dataset)

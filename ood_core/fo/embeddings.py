@@ -8,7 +8,7 @@ from ..errors import OODInputError
 from . import coordination, runs
 from .commit import is_internal
 from .documents import field_exists
-from .embedding_runs import pending_overwrite, record_info, same_settings, side_key
+from .embedding_runs import field_paths, pending_overwrite, record_info, same_settings, side_key
 from .ownership import refuse_stale_records
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -189,9 +189,7 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
         return None, None
     runs.validate_key(embeddings_field, "embeddings field")
     dataset = samples._dataset
-    target = patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
-    partial_leaf = f"tmp_ood_partial_{embeddings_field}"
-    partial = patch_path(patches_field, partial_leaf) if patches_field else partial_leaf
+    target, partial = field_paths(embeddings_field, patches_field)
     runs.refresh_stale_runs(dataset)
     if dataset.has_run(embeddings_field):
         config = dataset.get_run_info(embeddings_field).config

@@ -69,10 +69,21 @@ def show_all_fields(samples):
     return view
 
 
+def require_collection(samples, what="samples"):
+    """Refuse what is not a FiftyOne dataset or view, or a dataset deleted since it was loaded."""
+    if not hasattr(samples, "_dataset"):
+        raise OODInputError(f"{what}={samples!r} is a {type(samples).__name__}, not a FiftyOne dataset or view; "
+                            "pass one, e.g. fo.load_dataset('my-dataset') or a view of it")
+    if getattr(samples._dataset, "deleted", False):
+        raise OODInputError(f"dataset {samples._dataset.name!r} was deleted; load an existing dataset "
+                            "(fo.list_datasets() lists them)")
+
+
 def require_own_dataset(samples):
     """Refuse a view that hides fields (``select_fields`` / ``exclude_fields``), or a generated view
     (``to_patches``, ``to_frames``, ``to_clips``, evaluation patches): its values live in a temporary dataset
     while FiftyOne records runs on the source dataset, so results and records would part."""
+    require_collection(samples)
     hiding = _hiding_stages(samples)
     if hiding:
         raise OODInputError(

@@ -279,9 +279,7 @@ def _check_vectors(view, embeddings_field, patches_field, seed):
 
     if not is_int(seed):
         raise OODInputError(f"seed={seed!r} is not valid; pass a whole number, e.g. seed=0")
-    value = view.limit(1).values(patch_path(patches_field, embeddings_field) if patches_field else embeddings_field)[0]
-    if patches_field:
-        value = next(v for v in value if v is not None)
+    value = _first_vector(view, embeddings_field, patches_field)
     try:
         vector = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):
@@ -293,8 +291,12 @@ def _check_vectors(view, embeddings_field, patches_field, seed):
     return int(vector.size)
 
 
-def first_vector_dim(view, embeddings_field, patches_field):
+def _first_vector(view, embeddings_field, patches_field):
     value = view.limit(1).values(patch_path(patches_field, embeddings_field) if patches_field else embeddings_field)[0]
     if patches_field:
         value = next(v for v in value if v is not None)
-    return len(value)
+    return value
+
+
+def first_vector_dim(view, embeddings_field, patches_field):
+    return len(_first_vector(view, embeddings_field, patches_field))

@@ -5,6 +5,7 @@ import numpy as np
 from ..errors import OODInputError
 from . import runs
 from .documents import has_values
+from .items import require_collection
 
 
 def rename_ood_run(samples, run_key, new_run_key):
@@ -14,7 +15,7 @@ def rename_ood_run(samples, run_key, new_run_key):
     which scoring finds the backbone and levels."""
     from . import commit, followups
 
-    runs.require_collection(samples)
+    require_collection(samples)
     dataset = samples._dataset
     commit.repair(dataset)  # an earlier rename (or write) killed half-way is finished or undone first
     runs.require_run(samples, run_key)
@@ -58,7 +59,7 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     from .commit import is_internal, repair
     from .flags import list_flag_runs
 
-    runs.require_collection(samples)
+    require_collection(samples)
     if not isinstance(run_key, str):
         runs.require_run(samples, run_key)  # names the problem
     if not isinstance(delete_fields, (bool, np.bool_)):

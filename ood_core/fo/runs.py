@@ -486,19 +486,10 @@ def refresh_stale_runs(dataset, attempts=5):
     return intact()
 
 
-def require_collection(samples, what="samples"):
-    """Refuse what is not a FiftyOne dataset or view, or a dataset deleted since it was loaded."""
-    if not hasattr(samples, "_dataset"):
-        raise OODInputError(f"{what}={samples!r} is a {type(samples).__name__}, not a FiftyOne dataset or view; "
-                            "pass one, e.g. fo.load_dataset('my-dataset') or a view of it")
-    if getattr(samples._dataset, "deleted", False):
-        raise OODInputError(f"dataset {samples._dataset.name!r} was deleted; load an existing dataset "
-                            "(fo.list_datasets() lists them)")
-
-
 def list_ood_runs(samples, kind=None):
     """Keys of this package's runs on the dataset, optionally of one ``kind`` (internal backups hidden)."""
     from .commit import is_internal
+    from .items import require_collection
 
     require_collection(samples)
     if kind is not None:
@@ -523,6 +514,7 @@ def repair_ood_runs(samples):
     """
     from .commit import remove_stray_keys, repair
     from .coordination import remove_stale_locks
+    from .items import require_collection
 
     require_collection(samples)
 
