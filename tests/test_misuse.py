@@ -90,3 +90,24 @@ def test_arrays_devices_and_cache_folders_are_named(tmp_path):
     with pytest.raises(OODInputError, match="cache_dir=.*cache_file' is a file, not a folder"):
         cached_text_embeddings(object(), ["dog"], ["noun"], {"noun": "a {}"}, cache_dir=str(not_a_folder))
     assert os.path.isfile(not_a_folder)
+
+
+def test_sweep_k_identical_vectors_and_an_unknown_index_backend_are_named_first(vectors):
+    ds = vectors
+    ds.set_values("is_ood", [i % 3 == 0 for i in range(len(ds))])
+    # k=0 is refused before any row is computed (it used to come back as an error in every row)
+    for bad in ((0,), (3, -1), (2.5,), (float("nan"),), ("3",)):
+        with pytest.raises(OODInputError, match=r"every k must be an integer >= 1"):
+            ood.config_sweep(ds, "vec", reference="trusted", k=bad)
+    rows = ood.config_sweep(ds, "vec", reference="trusted", k=(3.0,))
+    assert [r["k"] for r in rows] == [3] and rows[0]["error"] is None
+    # identical reference vectors: PCA has nothing to keep, said as such (was "all-zero rows ... blank images")
+    ds.set_values("same", [np.ones(8, np.float32)] * len(ds))
+    with pytest.raises(OODInputError, match=r"15 embeddings to fit the reducer on are all identical.*reduce=None"):
+        ood.compute_ood_scores(ds, "same", "s", method="knn", k=2, reference="trusted", reduce="pca",
+                               n_components=2)
+    assert "s" not in ood.list_ood_runs(ds)
+    # an unknown similarity backend is named before the reference is looked at
+    with pytest.raises(OODInputError, match=r"backend='pgvectr' is not a similarity backend.*'pgvector'"):
+        ood.compute_knn_scores_with_index(ds, "vec", "s", reference="no_such_tag", backend="pgvectr")
+    assert "s" not in ds.get_field_schema()

@@ -321,6 +321,12 @@ def _sweep(samples, embeddings_field, *, reference, evaluation, ood_field, level
     """Shared core of :func:`config_sweep` and :func:`auto_config`: ``(rows, info)``."""
     methods = tuple(_check_method(m) for m in _as_tuple(methods, "methods"))
     ks = _as_tuple(k, "k")
+    if any(_takes_k(m) for m in methods):
+        for value in ks:
+            if not _is_number(value) or not np.isfinite(value) or int(value) != value or value < 1:
+                raise OODInputError(f"k={k!r}: every k must be an integer >= 1 (the k-th nearest reference "
+                                    f"neighbour gives the score); {value!r} is not")
+        ks = tuple(int(value) for value in ks)
     dims = _as_tuple(dims, "dims")
     _check_seed(seed)
     if reduce is None and any(d is not None for d in dims):

@@ -99,6 +99,16 @@ def _refuse_brain_sklearn(backend):
         )
 
 
+def _check_backend_name(backend):
+    """Refuse a backend name FiftyOne's Brain does not know, naming the ones it does."""
+    import fiftyone.brain as fob
+
+    known = sorted(fob.brain_config.similarity_backends)
+    if not isinstance(backend, str) or backend not in known:
+        raise OODInputError(f"backend={backend!r} is not a similarity backend of this FiftyOne Brain; pass one of "
+                            f"{', '.join(repr(b) for b in known if b != 'sklearn')}")
+
+
 def index_metric(index):
     """The metric of a FiftyOne Brain similarity index whose distances give k-NN scores (reads its config only);
     refuses the sklearn backend and metrics without a k-NN distance."""
@@ -415,6 +425,7 @@ def _check_index_call(samples, embeddings_field, score_field, run_key, brain_key
         raise OODInputError(f"field {embeddings_field!r} does not hold embedding vectors")
     existing = brain_key is not None and dataset.has_brain_run(brain_key)
     if not existing:
+        _check_backend_name(backend)
         _refuse_brain_sklearn(backend)
     if brain_key is not None and not existing:
         runs.validate_key(brain_key, "brain key")
