@@ -61,6 +61,18 @@ def test_ratio_matches_the_formula_when_the_lists_cover_every_point():
     assert info["used"] and info["k_reference"] == 1 and info["k_scored"] == 2
 
 
+def test_kth_masked_neighbour_matches_a_row_by_row_count():
+    rng = np.random.default_rng(3)
+    dist = np.sort(rng.random((60, 25)), axis=1)
+    for share in (0.05, 0.3, 0.9):
+        mask = rng.random(dist.shape) < share
+        mask[:3] = False  # rows with no masked neighbour at all
+        for k in (1, 2, 5, 25):
+            expected = [row[np.flatnonzero(keep)[k - 1]] if keep.sum() >= k else row[-1]
+                        for row, keep in zip(dist, mask)]
+            np.testing.assert_array_equal(transductive._kth_with(dist, mask, k), expected)
+
+
 def test_the_gate_fires_on_a_held_out_class_and_the_ratio_ranks_it(near_ood):
     X_ref, _, X, is_ood = near_ood
     info = DensityRatio().compute([X_ref], [X])
