@@ -10,7 +10,12 @@
 
 
 class Progress:
-    def __init__(self, progress, total, desc):
+    def __init__(self, progress, total, desc, unit="img"):
+        if progress is not None and not isinstance(progress, bool) and not callable(progress):
+            from .errors import OODInputError
+
+            raise OODInputError(f"progress={progress!r} is not a progress setting; pass None or True (a bar on "
+                                "stderr), False (silent) or a callable f(done, total)")
         self.total = int(total)
         self.done = 0
         self._callback = progress if callable(progress) else None
@@ -18,14 +23,23 @@ class Progress:
         if progress is None or progress is True:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, desc=desc, unit="img", leave=False)
+            self._bar = tqdm(total=self.total, desc=desc, unit=unit, leave=False)
 
     def update(self, n):
+        if int(n) <= 0:  # nothing done: no call (a callback sees ``done`` strictly increase)
+            return
         self.done += int(n)
         if self._bar is not None:
             self._bar.update(n)
         if self._callback is not None:
             self._callback(self.done, self.total)
+
+    def extend(self, n):
+        """Add ``n`` to the total (work whose size is known only once it starts)."""
+        self.total += int(n)
+        if self._bar is not None:
+            self._bar.total = self.total
+            self._bar.refresh()
 
     def close(self):
         if self._bar is not None:

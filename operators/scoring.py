@@ -106,8 +106,6 @@ class ScoreOOD(common.OODOperator):
         p = ctx.params
         reduce = p.get("reduce", "none")
         target = common.target_view(ctx)
-        if ctx.delegated:
-            ctx.set_progress(progress=0.0, label="scoring")
         keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio", "component_gate",
                 "label_suspects", "uncovered_classes")
         if p.get("method") == "knn" and p.get("similarity_index"):
@@ -137,6 +135,7 @@ class ScoreOOD(common.OODOperator):
             reduce=None if reduce in (None, "none") else reduce,
             n_components=common.int_param(p, "n_components", DEFAULT_N_COMPONENTS),
             overwrite=bool(p.get("overwrite", False)),
+            progress=common.progress_callback(ctx),
         )
         return common.finish(ctx, summary, keep=keep,
                              report=score_report(summary, p["embeddings_field"], label_field,

@@ -451,3 +451,34 @@ def test_a_labelled_dataset_without_a_trusted_reference_reads_each_class_at_the_
     trusted_sizes = np.unique(np.array(ds.match_tags("trusted").values("ground_truth.label")), return_counts=True)[1]
     trusted_k = fo_runs.get_ood_run_info(ds, "trusted_ood")["detector_fitted"]["k"]
     assert trusted_k == max(1, round(0.05 * min(trusted_sizes)))
+
+
+def test_scoring_reports_each_step_and_the_density_ratio_permutations(embedded):
+    """progress: reading, fitting, the ratio's search and each of its 200 permutations, scoring, writing; a test
+    that stops early reports the skipped draws at once, and the same scores come out with or without progress."""
+    ds = embedded
+    test = ds.match_tags("test")
+    for transductive, units in (("always", 205), ("never", 4)):
+        calls = []
+        ood.compute_ood_scores(test, "emb", f"p_{transductive}", reference="trusted", label_field="ground_truth",
+                               transductive=transductive, progress=lambda done, total: calls.append((done, total)))
+        done = [d for d, _ in calls]
+        assert {t for _, t in calls} == {units} and done[-1] == units
+        assert done == sorted(set(done))  # strictly increasing
+        if transductive == "always":
+            assert len(calls) >= 200  # one call per permutation
+    ood.compute_ood_scores(test, "emb", "quiet", reference="trusted", label_field="ground_truth",
+                           transductive="always", progress=False)
+    assert test.values("quiet") == test.values("p_always")
+    # a batch like the reference: the test stops after a few draws and the rest is reported in one step
+    calls = []
+    ood.compute_ood_scores(test.match(F("is_ood") == False), "emb", "p_ref", reference="trusted",  # noqa: E712
+                           label_field="ground_truth", score_reference=False,
+                           progress=lambda done, total: calls.append((done, total)))
+    info = fo_runs.get_ood_run_info(ds, "p_ref")["detector_fitted"]["transductive"]
+    assert info["permutations_run"] < 200 and calls[-1] == (205, 205) and len(calls) < 205
+    ood.compute_label_issues(ds, "ground_truth", "emb", "li", progress=lambda d, t: calls.append((d, t)))
+    assert calls[-1] == (4, 4)
+    with pytest.raises(OODInputError, match=r"progress='yes' is not a progress setting"):
+        ood.compute_ood_scores(test, "emb", "bad", reference="trusted", progress="yes")
+    assert not ds.has_field("bad")

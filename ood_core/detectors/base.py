@@ -291,6 +291,14 @@ class Detector:
     #: requires_labels); Mahalanobis needs labels only to fit its class means.
     _score_uses_labels = True
 
+    #: ``f(n)`` told of each step of a long :meth:`score_samples` (not a parameter: set by the caller that shows
+    #: progress); :meth:`progress_units` says how many steps a call reports at most.
+    progress_callback = None
+
+    def progress_units(self):
+        """Steps :meth:`score_samples` reports to ``progress_callback`` (0: none)."""
+        return 0
+
     def _labels(self, y, num_rows, name):
         """Encode ``y`` as ``(classes, codes)`` when this detector needs labels, else None."""
         if not self.requires_labels:

@@ -519,6 +519,10 @@ class PyramidKNNDetector(Detector):
                 for rows, q in zip(groups, scored_shares)]
         return np.sort(np.concatenate(take))
 
+    def progress_units(self):
+        """The density ratio's steps (the neighbour search and each permutation), unless it is never used."""
+        return 0 if self.transductive == "never" else DensityRatio().progress_units()
+
     def _score(self, X, labels):
         comps = self._components(X, SCORED_NAME, self.components_)  # normalised once, for both terms
         scores = self._fuse(self._raw_scores(comps))
@@ -536,7 +540,8 @@ class PyramidKNNDetector(Detector):
                              alpha=1.0 if self.transductive == "always" else self.transductive_alpha,
                              backend=self.backend, index=self.index)
         references = [R if rows is None else R[rows] for R, a in zip(self.reference_components_, self.active_) if a]
-        info = ratio.compute(references, [Z for (_, Z), a in zip(comps, self.active_) if a], normalized=True)
+        info = ratio.compute(references, [Z for (_, Z), a in zip(comps, self.active_) if a], normalized=True,
+                             progress=self.progress_callback)
         weight = None
         if info["used"]:
             weight = ratio_weight(info["effect"]) if self.transductive_weight == "auto" else self.transductive_weight

@@ -89,12 +89,15 @@ from ..errors import OODInputError
 from ..neighbors import NeighborIndex, product_kneighbors
 from .base import adaptive_k, l2_normalize
 
-__all__ = ["DensityRatio", "density_ratio_ranks", "permutation_test", "pool_sample_sizes", "ratio_weight"]
+__all__ = ["N_PERMUTATIONS", "DensityRatio", "density_ratio_ranks", "permutation_test", "pool_sample_sizes",
+           "ratio_weight"]
 
 #: the largest pooled set searched as a whole; above it the neighbours come from a seeded sample of this size
 MAX_POOLED = 20000
 #: rows outside the sampled pool whose neighbour lists are searched at once (bounds their lists' memory)
 OUTSIDE_CHUNK_ROWS = 16384
+#: permutations of the test (p-values are multiples of 1 / (N_PERMUTATIONS + 1))
+N_PERMUTATIONS = 200
 #: smallest scored set the ratio is computed for
 MIN_SCORED = 20
 #: the effect at which the ratio's weight starts to grow above 1 (twice the one-sided 1% normal quantile)
@@ -142,7 +145,7 @@ def _kth_with(dist, mask, k):
     return dist[np.arange(n), pos]
 
 
-def permutation_test(statistic, observed, labels, n_permutations, alpha, seed):
+def permutation_test(statistic, observed, labels, n_permutations, alpha, seed, on_draw=None):
     """The one-sided permutation test of :meth:`DensityRatio.compute`, stopped once its decision is known.
 
     ``statistic(permuted_labels)`` is drawn for ``n_permutations`` seeded permutations of ``labels``
@@ -153,13 +156,16 @@ def permutation_test(statistic, observed, labels, n_permutations, alpha, seed):
 
     Returns a dict: ``used``; ``p_value``, the exact p-value when every draw ran (always the case when
     ``used``), else None; ``p_value_at_least``, a lower bound of it (``(1 + count) / (n_permutations + 1)``
-    with the count so far; equal to ``p_value`` when every draw ran); ``permutations_run``.
+    with the count so far; equal to ``p_value`` when every draw ran); ``permutations_run``. ``on_draw()``, when
+    given, is called after each draw (progress).
     """
     rng = np.random.default_rng(seed)
     count, run = 0, 0
     while run < n_permutations:
         count += int(statistic(rng.permutation(labels)) >= observed)
         run += 1
+        if on_draw is not None:
+            on_draw()
         # the same float expression as the decision, which only grows with count: past alpha, it stays past
         if (1 + count) / (n_permutations + 1) > alpha:
             break
@@ -189,7 +195,7 @@ class DensityRatio:
     not used).
     """
 
-    def __init__(self, *, k_fraction=0.02, k_max=50, alpha=0.01, n_permutations=200, seed=0,
+    def __init__(self, *, k_fraction=0.02, k_max=50, alpha=0.01, n_permutations=N_PERMUTATIONS, seed=0,
                  backend="auto", index="flat", max_pooled=None):
         self.k_fraction = k_fraction
         if max_pooled is not None and (isinstance(max_pooled, bool) or not isinstance(max_pooled, (int, np.integer))
@@ -255,10 +261,17 @@ class DensityRatio:
                 np.maximum(out[start:start + chunk.size], (s - mean) / sd, out=out[start:start + chunk.size])
         return out
 
-    def compute(self, components_ref, components_scored, normalized=False):
+    def progress_units(self):
+        """How many times :meth:`compute` calls its ``progress``: once after the neighbour search, once per
+        permutation (the draws a test that stops early skips are reported together)."""
+        return 1 + self.n_permutations
+
+    def compute(self, components_ref, components_scored, normalized=False, progress=None):
         """``components_*``: lists of ``(N, D_c)`` arrays, one per component, rows in the same order.
 
         ``normalized=True``: the rows are already L2-normalised (not normalised again, no copies).
+        ``progress(n)``, when given, is told of each step done (:meth:`progress_units` in all when the ratio is
+        computed; none when the scored set is too small).
 
         When reference + scored rows exceed ``max_pooled`` (default :data:`MAX_POOLED`), the neighbour
         lists, the standardisation and the permutation test use a seeded random sample of that many rows
@@ -290,6 +303,8 @@ class DensityRatio:
             if sampled:  # kept to measure the rows outside the sample; otherwise freed at once
                 searchers.append(search)
         is_scored = np.r_[np.zeros(p_ref, bool), np.ones(p_scored, bool)]
+        tick = progress if progress is not None else (lambda n: None)
+        tick(1)
 
         def statistic(labels):
             z, scales = self._zscores(lists, labels, k_ref, k_scored)
@@ -297,7 +312,8 @@ class DensityRatio:
 
         observed, z, scales = statistic(is_scored)
         test = permutation_test(lambda labels: statistic(labels)[0], observed, is_scored, self.n_permutations,
-                                self.alpha, self.seed)
+                                self.alpha, self.seed, on_draw=lambda: tick(1))
+        tick(self.n_permutations - test["permutations_run"])
         used = test["used"]
         spread = z.std() * math.sqrt(1 / p_scored + 1 / p_ref)
         effect = float(observed / spread) if spread > 1e-12 else 0.0

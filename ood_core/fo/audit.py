@@ -456,7 +456,7 @@ def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate
 
     # the default detector; the labels (when there are some) make its neighbour search per class
     scored = compute_ood_scores(samples, embeddings, ood_field, reference=reference, label_field=label_field,
-                                overwrite=overwrite)
+                                overwrite=overwrite, progress=False)
     found["num_skipped"] = scored["num_skipped"]
     trusted = _scored_reference(samples, reference, ood_field)
     if trusted is not None:
@@ -498,7 +498,7 @@ def _score_labels(samples, embeddings, label_field, issue_field, fraction, overw
     from .scores import compute_label_issues
 
     k = neighbours_for("weighted_label_vote", len(samples.exists(embeddings).exists(label_field)))
-    compute_label_issues(samples, label_field, embeddings, issue_field, k=k, overwrite=overwrite)
+    compute_label_issues(samples, label_field, embeddings, issue_field, k=k, overwrite=overwrite, progress=False)
     flags = flag_samples(samples, issue_field, rule="top_fraction", value=fraction, tag=TAGS["label_issues"],
                          overwrite=overwrite)
     found["rules"]["label_issues"] = f"top {100 * fraction:g}% of the scores (ties flagged, except at the lowest score)"

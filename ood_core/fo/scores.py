@@ -13,12 +13,14 @@ own; values are stored as attributes of the objects
 (``<patches_field>.detections.<field>``).
 """
 
+import contextlib
 import logging
 from collections import Counter
 
 import numpy as np
 
 from ..errors import OODInputError
+from ..progress import Progress
 from . import runs
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_index=None,
                  k=None, class_conditional=None, reduce=None, n_components=None, seed=0,
                  neighbor_backend=None, neighbor_index=None, level_dims=None, return_reference_scores=False,
-                 transductive=None):
+                 transductive=None, progress=None):
     """Score ``X`` with a detector (numpy level, no FiftyOne).
 
     With a reference set, the detector is fitted on ``X_ref`` and scores
@@ -60,7 +62,9 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     detectors that work per level (more than one level: ``levels="auto"``).
     Returns ``(scores, detector, reducer)``, plus the reference's
     leave-one-out scores (the scored set's own without a reference) with
-    ``return_reference_scores``.
+    ``return_reference_scores``. ``progress``: a :class:`~ood_core.progress.Progress` (or None) told of
+    :func:`score_steps` steps: fitting, the detector's own while it scores, scoring done (its total must count
+    them).
     """
     from ..detectors import detector_kwargs, make_detector
     from ..reduction import make_reducer
@@ -74,10 +78,13 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
         transductive=transductive))
     reducer = make_reducer(reduce, n_components, seed=seed) if reduce else None
     y = np.asarray(labels, dtype=object) if labels is not None else None
+    steps = _DetectorSteps(progress, det)
     if X_ref is None:
         if reducer is not None:
             X = reducer.fit_transform(X)
         scores = np.asarray(det.fit_score(X, y), dtype=np.float64)
+        steps.fitted()
+        steps.scored()
         return (scores, det, reducer, scores) if return_reference_scores else (scores, det, reducer)
 
     X_ref = as_embeddings(X_ref, "reference embeddings")
@@ -96,15 +103,58 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
         scores[ref_mask] = self_scores[ref_index[ref_mask]]
     else:
         det.fit(X_ref, y_ref)
+    steps.fitted()
     if (~ref_mask).any():
-        scores[~ref_mask] = det.score_samples(X[~ref_mask], None if y is None else y[~ref_mask])
+        with steps.detector_reports():
+            scores[~ref_mask] = det.score_samples(X[~ref_mask], None if y is None else y[~ref_mask])
         # a detector whose batch scores include a term relative to the batch (pyramid_knn's density ratio)
         # gives the reference scores on the same scale; trusted rows and calibration use those
         batch_ref = getattr(det, "batch_reference_scores_", None)
         if batch_ref is not None and self_scores is not None:
             self_scores = np.asarray(batch_ref, dtype=np.float64)
             scores[ref_mask] = self_scores[ref_index[ref_mask]]
+    steps.scored()
     return (scores, det, reducer, self_scores) if return_reference_scores else (scores, det, reducer)
+
+
+def score_steps(method, transductive=None):
+    """The progress steps :func:`score_arrays` reports for ``method``: fitting, scoring and the detector's own."""
+    from ..detectors import detector_kwargs, make_detector
+
+    return 2 + make_detector(method, **detector_kwargs(method, transductive=transductive)).progress_units()
+
+
+class _DetectorSteps:
+    """Progress of :func:`score_arrays`: fitting, the detector's own steps while it scores, scoring done."""
+
+    def __init__(self, progress, det):
+        self.progress, self.det, self.reported = progress, det, 0
+        self.units = det.progress_units() if progress is not None else 0
+
+    def fitted(self):
+        if self.progress is not None:
+            self.progress.update(1)
+
+    @contextlib.contextmanager
+    def detector_reports(self):
+        if self.progress is None:
+            yield
+            return
+
+        def report(n):
+            n = min(int(n), self.units - self.reported)  # never past the steps announced
+            self.reported += n
+            self.progress.update(n)
+
+        self.det.progress_callback = report
+        try:
+            yield
+        finally:
+            self.det.progress_callback = None
+
+    def scored(self):
+        if self.progress is not None:  # the detector's steps it did not need (no ratio: too few scored samples)
+            self.progress.update(self.units - self.reported + 1)
 
 
 def compute_ood_scores(
@@ -122,7 +172,7 @@ def compute_ood_scores(
     n_components=None,
     seed=0,
     neighbor_backend=None, neighbor_index=None,
-    run_key=None, score_reference=True, transductive=None, overwrite=False,
+    run_key=None, score_reference=True, transductive=None, overwrite=False, progress=None,
 ):
     """Score every sample (or object) of a view; higher = more OOD.
 
@@ -161,10 +211,24 @@ def compute_ood_scores(
             scored set's density ratio (README "Options"); ``detector_fitted["transductive"]`` says if it was.
         overwrite: replace the run and its field; on a view, only the view's
             values are replaced and the other samples keep theirs.
+        progress: None/True (tqdm), False or ``f(done, total)``, told of each step: reading, fitting,
+            the default detector's density-ratio search and each of its permutations, scoring, writing.
 
     Returns:
         a dict summary (run key, field, counts, score quantiles).
     """
+    with Progress(progress, 2, "scoring", unit="step") as bar:
+        return _compute_ood_scores(samples, embeddings_field, score_field, method=method, reference=reference,
+                                   label_field=label_field, patches_field=patches_field, k=k,
+                                   class_conditional=class_conditional, reduce=reduce, n_components=n_components,
+                                   seed=seed, neighbor_backend=neighbor_backend, neighbor_index=neighbor_index,
+                                   run_key=run_key, score_reference=score_reference, transductive=transductive,
+                                   overwrite=overwrite, bar=bar)
+
+
+def _compute_ood_scores(samples, embeddings_field, score_field, *, method, reference, label_field, patches_field, k,
+                        class_conditional, reduce, n_components, seed, neighbor_backend, neighbor_index, run_key,
+                        score_reference, transductive, overwrite, bar):
     from ..detectors import detector_class
 
     require_nonempty(samples)
@@ -179,15 +243,18 @@ def compute_ood_scores(
     if reference is not None and score_reference:
         ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         samples = union_view(samples, ref_view)
+    bar.extend(score_steps(method, transductive))
     keys, X, labels, X_ref, labels_ref, ref_index, ref_info = _read_score_inputs(
         samples, reference, embeddings_field, patches_field, label_field, use_labels, method)
+    bar.update(1)
     check_k_fits(k, method, len(X if X_ref is None else X_ref), *fit_set_words(reference))
     backbone = runs.embedding_run_config(samples, embeddings_field)
     scores, det, reducer, ref_scores = score_arrays(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
         k=k, class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
         neighbor_backend=neighbor_backend, neighbor_index=neighbor_index,
-        level_dims=stored_level_dims(backbone, X.shape[1]), return_reference_scores=True, transductive=transductive)
+        level_dims=stored_level_dims(backbone, X.shape[1]), return_reference_scores=True, transductive=transductive,
+        progress=bar)
     summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method,
                             **_fitted_summary(det),
                             **(uncovered_classes(labels, labels_ref) if det.uses_reference_classes else {}))
@@ -205,6 +272,7 @@ def compute_ood_scores(
         reduction=reducer.get_params() if reducer is not None else None, reference=ref_info, backbone=backbone,
         **extra_record,
     )
+    bar.update(1)
     return summary
 
 
@@ -497,6 +565,7 @@ def compute_label_issues(
     seed=0,
     run_key=None,
     overwrite=False,
+    progress=None,
 ):
     """Score how likely each sample's (or object's) label is wrong; higher = more suspicious.
 
@@ -517,6 +586,8 @@ def compute_label_issues(
     0.840 with 5-fold out-of-fold shrinkage-LDA probabilities averaged into the votes; 0.973 /
     0.859 with the default's 10 folds, fitted temperature and LDA-judged suspects), label
     agreement k=20 0.935 / 0.743 with 58 samples tied at the top score on average.
+
+    ``progress``: None/True (tqdm), False or ``f(done, total)``, as in :func:`compute_ood_scores`.
     """
     from ..detectors import detector_names
 
@@ -525,4 +596,5 @@ def compute_label_issues(
     return compute_ood_scores(
         samples, embeddings_field, score_field, method=method, label_field=label_field, k=k,
         reduce=reduce, n_components=n_components, seed=seed, run_key=run_key, overwrite=overwrite,
+        progress=progress,
     )
