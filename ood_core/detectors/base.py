@@ -291,13 +291,17 @@ class Detector:
     #: requires_labels); Mahalanobis needs labels only to fit its class means.
     _score_uses_labels = True
 
-    #: ``f(n)`` told of each step of a long :meth:`score_samples` (not a parameter: set by the caller that shows
-    #: progress); :meth:`progress_units` says how many steps a call reports at most.
+    #: ``f(n)`` told of each step of a long :meth:`score_samples` or :meth:`fit_score` (not a parameter: set by
+    #: the caller that shows progress); :meth:`progress_units` says how many steps a call reports at most.
     progress_callback = None
 
     def progress_units(self):
-        """Steps :meth:`score_samples` reports to ``progress_callback`` (0: none)."""
+        """Steps :meth:`score_samples` / :meth:`fit_score` report to ``progress_callback`` at most (0: none)."""
         return 0
+
+    def _step_done(self, n=1):
+        if self.progress_callback is not None:
+            self.progress_callback(n)
 
     def _labels(self, y, num_rows, name):
         """Encode ``y`` as ``(classes, codes)`` when this detector needs labels, else None."""

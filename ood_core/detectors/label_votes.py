@@ -135,7 +135,7 @@ import numpy as np
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, check_backend, check_index
 from ..validation import check_positive_int
-from .lda import ShrinkageLDA, lda_probabilities
+from .lda import LDA_FOLDS, ShrinkageLDA, lda_probabilities
 from .base import (
     Detector,
     adaptive_k,
@@ -408,7 +408,13 @@ class WeightedLabelVoteDetector(Detector):
         ``fit_score`` (level choice, first vote, second vote, same-label distance) from one search."""
         n = neighbors[0].n_samples_fit_
         length = min(n - 1, 2 * self.k_ + LIST_MARGIN)
-        return [nn.kneighbors(k=length) for nn in neighbors]
+        lists = [nn.kneighbors(k=length) for nn in neighbors]
+        self._step_done()
+        return lists
+
+    def progress_units(self):
+        """``fit_score``'s steps: the levels' leave-one-out searches (one step), then one per LDA fold."""
+        return 1 + (LDA_FOLDS if self.lda_weight > 0 else 0)
 
     @staticmethod
     def _listed_same_label(lists, codes):
@@ -557,7 +563,8 @@ class WeightedLabelVoteDetector(Detector):
         probs, nearest = self._probabilities(None, lists)
         lda = None
         if self.lda_weight > 0:
-            lda_probs, ok, self.lda_temperature_ = lda_probabilities(np.hstack(blocks), self.codes_, len(self.classes_))
+            lda_probs, ok, self.lda_temperature_ = lda_probabilities(np.hstack(blocks), self.codes_, len(self.classes_),
+                                                                     on_fold=self._step_done)
             lda = (lda_probs, ok)
         if self.prune_suspects:
             # suspects: the samples whose first vote, blended with the LDA, favours another class

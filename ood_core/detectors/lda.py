@@ -264,7 +264,7 @@ def _fold_grams(Z, fold, folds):
     return out
 
 
-def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_DIM, calibrate=True):
+def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_DIM, calibrate=True, on_fold=None):
     """Out-of-fold shrinkage-LDA class probabilities of labelled rows (module docstring).
 
     ``Z`` ``(N, D)``, ``codes`` the class index per row (``0..n_classes-1``).
@@ -272,7 +272,7 @@ def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_D
     the row's fold (a class missing from those rows gets 0), tempered by ``t``
     (:func:`fit_temperature` on these rows when ``calibrate``, else 1); ``ok`` ``(N,)`` bool, False for
     rows whose fold's complement held fewer than two classes or no more rows than classes (their
-    ``probs`` rows are 0).
+    ``probs`` rows are 0). ``on_fold(1)``, when given, is called after each fold (progress).
     """
     Z = np.asarray(Z, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
@@ -290,6 +290,8 @@ def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_D
         if model.fitted:
             log_probs[test] = model.predict_log_proba(Z[test])
             ok[test] = True
+        if on_fold is not None:  # progress
+            on_fold(1)
     t = fit_temperature(log_probs[ok], codes[ok]) if calibrate and ok.any() else 1.0
     probs = np.zeros((Z.shape[0], n_classes))
     probs[ok] = tempered(log_probs[ok], t)

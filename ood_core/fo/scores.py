@@ -82,7 +82,8 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     if X_ref is None:
         if reducer is not None:
             X = reducer.fit_transform(X)
-        scores = np.asarray(det.fit_score(X, y), dtype=np.float64)
+        with steps.detector_reports():
+            scores = np.asarray(det.fit_score(X, y), dtype=np.float64)
         steps.fitted()
         steps.scored()
         return (scores, det, reducer, scores) if return_reference_scores else (scores, det, reducer)
