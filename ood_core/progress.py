@@ -8,6 +8,8 @@
   that forwards to ``ctx.set_progress``).
 """
 
+import contextlib
+
 
 class Progress:
     def __init__(self, progress, total, desc, unit="img"):
@@ -51,3 +53,38 @@ class Progress:
     def __exit__(self, *exc):
         self.close()
         return False
+
+
+class DetectorSteps:
+    """Progress of scoring with a detector (``ood_core.fo.scores.score_arrays``): fitting, the detector's own steps
+    while it scores (``progress_callback``, at most ``progress_units()``), scoring done. ``progress``: a
+    :class:`Progress` whose total counts them, or None."""
+
+    def __init__(self, progress, det):
+        self.progress, self.det, self.reported = progress, det, 0
+        self.units = det.progress_units() if progress is not None else 0
+
+    def fitted(self):
+        if self.progress is not None:
+            self.progress.update(1)
+
+    @contextlib.contextmanager
+    def detector_reports(self):
+        if self.progress is None:
+            yield
+            return
+
+        def report(n):
+            n = min(int(n), self.units - self.reported)  # never past the steps announced
+            self.reported += n
+            self.progress.update(n)
+
+        self.det.progress_callback = report
+        try:
+            yield
+        finally:
+            self.det.progress_callback = None
+
+    def scored(self):
+        if self.progress is not None:  # the detector's steps it did not need (no ratio: too few scored samples)
+            self.progress.update(self.units - self.reported + 1)

@@ -28,7 +28,8 @@ font-size:14px}th{background:#f3f3f3}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}.tile{width:150px;border:1px solid #ddd;border-radius:6px;
 padding:6px;font-size:12px;background:#fff}.tile img{width:138px;height:138px;object-fit:contain;
 image-rendering:pixelated;background:#eee;display:block;margin-bottom:4px}
-.tile .score{font-weight:600}.tile .suggest{color:#0a6d2c}.tile .flagged{color:#b45309;font-weight:600}.tile .id{color:#888;font-size:10px;
+.tile .score{font-weight:600}.tile .suggest{color:#0a6d2c}.tile .flagged{color:#b45309;font-weight:600}
+.tile .id{color:#888;font-size:10px;
 word-break:break-all}
 pre{background:#f5f5f5;padding:10px;border-radius:6px;overflow-x:auto;font-size:13px}
 .plots{display:flex;flex-wrap:wrap;gap:18px}

@@ -13,14 +13,13 @@ own; values are stored as attributes of the objects
 (``<patches_field>.detections.<field>``).
 """
 
-import contextlib
 import logging
 from collections import Counter
 
 import numpy as np
 
 from ..errors import OODInputError
-from ..progress import Progress
+from ..progress import DetectorSteps, Progress
 from . import runs
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -78,7 +77,7 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
         transductive=transductive))
     reducer = make_reducer(reduce, n_components, seed=seed) if reduce else None
     y = np.asarray(labels, dtype=object) if labels is not None else None
-    steps = _DetectorSteps(progress, det)
+    steps = DetectorSteps(progress, det)
     if X_ref is None:
         if reducer is not None:
             X = reducer.fit_transform(X)
@@ -123,39 +122,6 @@ def score_steps(method, transductive=None):
     from ..detectors import detector_kwargs, make_detector
 
     return 2 + make_detector(method, **detector_kwargs(method, transductive=transductive)).progress_units()
-
-
-class _DetectorSteps:
-    """Progress of :func:`score_arrays`: fitting, the detector's own steps while it scores, scoring done."""
-
-    def __init__(self, progress, det):
-        self.progress, self.det, self.reported = progress, det, 0
-        self.units = det.progress_units() if progress is not None else 0
-
-    def fitted(self):
-        if self.progress is not None:
-            self.progress.update(1)
-
-    @contextlib.contextmanager
-    def detector_reports(self):
-        if self.progress is None:
-            yield
-            return
-
-        def report(n):
-            n = min(int(n), self.units - self.reported)  # never past the steps announced
-            self.reported += n
-            self.progress.update(n)
-
-        self.det.progress_callback = report
-        try:
-            yield
-        finally:
-            self.det.progress_callback = None
-
-    def scored(self):
-        if self.progress is not None:  # the detector's steps it did not need (no ratio: too few scored samples)
-            self.progress.update(self.units - self.reported + 1)
 
 
 def compute_ood_scores(
