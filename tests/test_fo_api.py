@@ -1,6 +1,8 @@
 """The FiftyOne layer on real datasets: score, label issues, runs, object scores, bad input (embedding itself:
 ``test_fo_embeddings.py``)."""
 
+import hashlib
+
 import numpy as np
 import pytest
 from fiftyone import ViewField as F
@@ -73,7 +75,9 @@ def test_supervised_knn_matches_numpy_detector_and_finds_held_out_classes(embedd
     assert m["auroc"] > 0.7, m  # held-out Bag / Ankle boot stand out on real images
 
     info = fo_runs.get_ood_run_info(ds, "ood")
-    assert info["reference"] == {"tag": "trusted", "num_reference": 80}
+    trusted_ids = sorted(i.binary for i in ds.match_tags("trusted").values("_id"))
+    assert info["reference"] == {"tag": "trusted", "num_reference": 80,  # which samples, not only how many
+                                 "samples_hash": hashlib.sha256(b"".join(trusted_ids)).hexdigest()[:32]}
     assert info["detector"] == {"method": "knn", "k": 5, "k_fraction": 0.2, "k_max": 50, "normalize": True,
                                 "backend": "auto", "index": "flat"}
     assert info["detector_fitted"] == {"k": 5}

@@ -46,8 +46,24 @@ def test_another_reference_from_a_view_is_refused(vectors):
     with pytest.raises(OODInputError, match=r"other reference"):
         ood.compute_ood_scores(ds.limit(5), "emb", "s", method="knn", k=3, reference="trusted", overwrite=True)
     _unchanged(ds, "s", before, record)
+    # the same number of trusted samples, but one other sample among them: refused as well
     ds.limit(1).untag_samples("trusted")
-    ood.compute_ood_scores(ds.limit(5), "emb", "s", method="knn", k=2, reference="trusted", overwrite=True)
+    first_trusted = ds.match_tags("trusted").first().id
+    ds.select(first_trusted).untag_samples("trusted")
+    ds.skip(19).limit(1).tag_samples("trusted")
+    assert len(ds.match_tags("trusted")) == 20
+    with pytest.raises(OODInputError, match=r"other reference"):
+        ood.compute_ood_scores(ds.limit(5), "emb", "s", method="knn", k=3, reference="trusted", overwrite=True)
+    _unchanged(ds, "s", before, record)
+    ds.skip(19).limit(1).untag_samples("trusted")
+    ds.select(first_trusted).tag_samples("trusted")
+    # a detector parameter that changes the scale (k) is refused too; how neighbours are searched is not
+    with pytest.raises(OODInputError, match=r"other detector"):
+        ood.compute_ood_scores(ds.limit(5), "emb", "s", method="knn", k=2, reference="trusted", overwrite=True)
+    _unchanged(ds, "s", before, record)
+    ds.limit(5).set_values("emb", list(np.random.default_rng(1).normal(size=(5, 8)).astype(np.float32)))
+    ood.compute_ood_scores(ds.limit(5), "emb", "s", method="knn", k=3, reference="trusted", overwrite=True,
+                           neighbor_backend="sklearn")
     after = ds.values("s")
     assert after[5:20] == before[5:20] and after[:5] != before[:5]  # the same reference: replaced in the view
 
@@ -65,8 +81,16 @@ def test_another_level_choice_from_a_view_is_refused(dataset_factory, fashion_fi
     with pytest.raises(OODInputError, match=r"run 'c' was computed with other level_indices than this call"):
         ood.score_with_config(ds.limit(5), "c", dict(config, level_indices=[2]), overwrite=True)
     assert ds.values("c") == before
-    ood.score_with_config(ds.limit(5), "c", dict(config, level_indices=[1], k=2), overwrite=True)
+    ood.compute_pyramid_embeddings(ds.limit(5), "emb", model_name="tf_efficientnet_lite0", levels=[1, 2], grid=1,
+                                   progress=False, overwrite=True)  # the view recomputed: the same settings
+    ds.limit(5).set_values("emb", [v[::-1].copy() for v in ds.limit(5).values("emb")])  # (new values, same scale)
+    ood.score_with_config(ds.limit(5), "c", dict(config, level_indices=[1]), overwrite=True)
     assert ds.values("c")[5:12] == before[5:12] and ds.values("c")[:5] != before[:5]
+    # the field recomputed with other levels: the other samples' scores came from other embeddings
+    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[2, 3], grid=1,
+                                   progress=False, overwrite=True)
+    with pytest.raises(OODInputError, match=r"run 'c' was computed with other backbone"):
+        ood.score_with_config(ds.limit(5), "c", dict(config, level_indices=[2]), overwrite=True)
 
 
 @pytest.fixture
@@ -100,3 +124,35 @@ def test_clip_runs_from_a_view_keep_their_classes_and_adaneg_is_whole_set_only(c
     with pytest.raises(OODInputError, match=r"run 'ada': AdaNeg's memory adapts to the images it scores"):
         ood.compute_adaneg_scores(ds.limit(5), "ada", overwrite=True, **adaneg)
     assert ds.values("ada") == ada
+
+
+def test_wrong_label_scores_from_a_view_are_refused(vectors):
+    """A wrong-label score weighs a label against the samples scored with it: from a view, the others would keep
+    votes from another set under the new record."""
+    ds = vectors
+    ds.set_values("gt", [__import__("fiftyone").Classification(label="ab"[i % 2]) for i in range(len(ds))])
+    ood.compute_label_issues(ds, "gt", "emb", "li", method="label_agreement", k=5)
+    before = ds.values("li")
+    with pytest.raises(OODInputError, match=r"run 'li': a wrong-label score weighs each sample's label against"):
+        ood.compute_label_issues(ds.limit(20), "gt", "emb", "li", method="label_agreement", k=5, overwrite=True)
+    _unchanged(ds, "li", before, {"kind": "label_issues"})
+    ood.compute_label_issues(ds, "gt", "emb", "li", method="label_agreement", k=5, overwrite=True)  # whole set
+
+
+def test_re_flagging_a_view_leaves_the_tags_outside_it_as_the_curator_left_them(vectors):
+    ds = vectors
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", k=2, reference="trusted")
+    ood.flag_samples(ds, "s", rule="top_n", value=6, tag="ood")
+    flagged = ds.match_tags("ood").values("id")
+    outside, dismissed = flagged[0], flagged[1]
+    ds.select(dismissed).untag_samples("ood")  # the curator disagrees with one flag outside the view
+    view = ds.exclude([outside, dismissed])
+    ood.flag_samples(view, "s", rule="top_n", value=4, tag="ood", overwrite=True)
+    tagged = set(ds.match_tags("ood").values("id"))
+    assert dismissed not in tagged and outside in tagged
+    info = ood.get_flag_info(ds, "s_flag")
+    assert dismissed not in info["tagged_ids"] and outside in info["tagged_ids"]
+    # later, a tag the curator puts back by hand is theirs: deleting the flags run leaves it
+    ds.select(dismissed).tag_samples("ood")
+    ood.delete_ood_run(ds, "s_flag")
+    assert set(ds.match_tags("ood").values("id")) == {dismissed}

@@ -470,7 +470,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
         flag_convention="True = flagged: score >= threshold (higher score = more suspicious)",
         **extra,
         results=results,
-        cleanup=_tags_planned_at_commit(samples, where["run_key"], flag_key, flagged | kept, tag, patches, results,
+        cleanup=_tags_planned_at_commit(samples, where["run_key"], flag_key, (flagged, kept), tag, patches, results,
                                         plan),
     )
     return {
@@ -486,18 +486,19 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     }
 
 
-def _tags_planned_at_commit(samples, score_key, flag_key, flagged, tag, level, results, plan):
+def _tags_planned_at_commit(samples, score_key, flag_key, flags, tag, level, results, plan):
     """The ``cleanup`` of a flags run's commit: the tag changes planned under the commit's locks on the reloaded
     dataset, from the tags and the flags run this one replaces as they are then (another process may have
     re-flagged since this call began: planned before the lock, that run's claims were lost and its tags left to
     no run). Fills ``results["tagged_ids"]`` (recorded next, in the same commit) and ``plan`` (added, removed).
-    Refuses, before anything moves, when the score run was deleted meanwhile (the flags would name no run)."""
+    Refuses, before anything moves, when the score run was deleted meanwhile (the flags would name no run).
+    ``flags``: ``(flagged in the view, flags kept outside it)``."""
     def cleanup(dataset, *_):
         if not dataset.has_run(score_key):
             raise OODInputError(f"score run {score_key!r} was deleted (or renamed) by another process while these "
                                 "flags were computed; nothing was written. Score again, then flag")
         now = previous_flags(samples, flag_key)
-        plan["added"], plan["removed"], claimed = tag_plan(samples, flagged, tag, level, flag_key, now)
+        plan["added"], plan["removed"], claimed = tag_plan(samples, flags[0], tag, level, flag_key, now, kept=flags[1])
         results["tagged_ids"] = sorted(claimed)
         return _tag_changes(now, plan["removed"], tag, level, plan["added"])
 

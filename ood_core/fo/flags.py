@@ -60,16 +60,20 @@ def previous_flags(samples, flag_key):
     return cfg.tag, cfg.patches_field, set(getattr(res, "tagged_ids", None) or [])
 
 
-def tag_plan(samples, flagged, tag, patches, flag_key, previous):
+def tag_plan(samples, flagged, tag, patches, flag_key, previous, kept=frozenset()):
     """``(ids to tag, ids to untag, ids this run claims)``: never touch tags this function did not add.
 
-    ``flagged`` = every item whose flag is True after the write (in the view, and kept outside it).
+    ``flagged`` = the items of the view whose flag is True after the write; ``kept`` = the items outside the view
+    whose earlier flag stays True. With the same tag as before, the items outside the view keep their tags as they
+    are: a tag the curator removed from one is not put back, and the run goes on claiming only the tags it added
+    that are still there.
     """
     tags_added, tags_removed, claimed = set(), set(), set()
+    every = set(flagged) | set(kept)
     same_tag = previous is not None and previous[0] == tag and previous[1] == patches
     if previous is not None:
         old_tag, old_level, old_ids = previous
-        keep_old = flagged if same_tag else set()
+        keep_old = every if same_tag else set()
         others = claimed_by_other_runs(samples, old_tag, old_level, flag_key) if old_tag else set()
         tags_removed = old_ids - keep_old - others
     if tag is not None:
@@ -77,10 +81,14 @@ def tag_plan(samples, flagged, tag, patches, flag_key, previous):
         ours_before = previous[2] if same_tag else set()
         others = claimed_by_other_runs(samples, tag, patches, flag_key)
         by_hand = current - ours_before - others
-        claimed = flagged - by_hand
-        tags_added = flagged - current
-        if same_tag:
-            tags_removed -= flagged
+        if same_tag:  # outside the view: as they are
+            in_view = set(flagged) - set(kept)
+            claimed = (in_view - by_hand) | (set(kept) & ours_before & current)
+            tags_added = in_view - current
+            tags_removed -= every
+        else:  # the run's tag moves to another name, on every item it flags
+            claimed = every - by_hand
+            tags_added = every - current
     return tags_added, tags_removed, claimed
 
 

@@ -418,7 +418,9 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
     ``{"view": <JSON string of the view's stages>, "num_samples": n}``. Stages
     are stored as a string because raw serialized stages in a run config fail
     to deserialize when the run is reloaded. :func:`view_from_description`
-    rebuilds the view.
+    rebuilds the view. A reference (``what="reference"``) also gets ``samples_hash``, a hash of its sample
+    ids in any order, so a record says which samples it trusted, not only how many (replacing scores from a
+    view needs the same ones: :mod:`.view_overwrite`).
     """
     import json
 
@@ -432,7 +434,7 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
                 f"{what} tag {view_or_tag!r} matches no samples on dataset {dataset.name!r}; tag the "
                 f"{purpose} first (e.g. view.tag_samples({view_or_tag!r}))"
             )
-        return view, {"tag": view_or_tag}
+        return view, _with_samples_hash({"tag": view_or_tag}, view, what)
     if not hasattr(view_or_tag, "_dataset"):
         raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}")
     if view_or_tag._dataset.name != dataset.name:
@@ -447,7 +449,18 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
     if num_samples(view_or_tag) == 0:
         raise OODInputError(f"{what} view is empty; it must contain the {purpose}")
     stages = view_or_tag._serialize() if hasattr(view_or_tag, "_serialize") else []
-    return view_or_tag, {"view": json.dumps(stages, default=str), "num_samples": num_samples(view_or_tag)}
+    return view_or_tag, _with_samples_hash({"view": json.dumps(stages, default=str),
+                                            "num_samples": num_samples(view_or_tag)}, view_or_tag, what)
+
+
+def _with_samples_hash(description, view, what):
+    """``description`` plus ``samples_hash`` (SHA-256 of the sorted sample ids) for a reference."""
+    if what != "reference":
+        return description
+    import hashlib
+
+    ids = sorted(i.binary for i in view.values("_id"))
+    return dict(description, samples_hash=hashlib.sha256(b"".join(ids)).hexdigest()[:32])
 
 
 def view_from_description(samples, description):

@@ -11,10 +11,15 @@ import json
 
 from ..errors import OODInputError
 
-#: what decides a score's scale. The detector by its method only: k may follow the view's size (the audit sizes
-#: it so); the reference whole (which samples, how many: the p-values are fractions of them)
+#: the detector's parameters that do not change its scores' scale (how neighbours are searched)
+SEARCH_PARAMS = ("backend", "index")
+
+#: what decides a score's scale: the detector and its parameters (k, class means, ...) but not how it searches; the
+#: embeddings' settings (``backbone``: the same field recomputed with another model or level is another scale); the
+#: reference whole (which samples, how many: the p-values are fractions of them)
 SCALE_PARAMS = {
-    "detector": lambda d: (d or {}).get("method"), "reduction": None, "embeddings_field": None, "label_field": None,
+    "detector": lambda d: {key: value for key, value in (d or {}).items() if key not in SEARCH_PARAMS},
+    "reduction": None, "embeddings_field": None, "backbone": None, "label_field": None,
     "clip": None, "reference": None, "id_labels": None, "lexicon": None, "neglabel": None, "rap": None,
     "adaneg": None, "few_shot": None, "levels": None, "level_indices": None,
 }
@@ -66,8 +71,10 @@ def scored_set_dependence(kind, params):
         return "AdaNeg's memory adapts to the images it scores"
     if kind == "rap" and params.get("test_time"):
         return "RAP's test-time updates follow the images it scores"
+    if kind == "label_issues":
+        return "a wrong-label score weighs each sample's label against the samples scored with it (their votes)"
     if kind != "ood_scores":
-        return ""  # zero-shot NegLabel scores each image alone; wrong-label votes are sized by the view on purpose
+        return ""  # zero-shot NegLabel scores each image alone
     if params.get("reference") is None:
         return "without a trusted reference the scored samples are their own reference"
     if ((params.get("detector_fitted") or {}).get("transductive") or {}).get("used"):
