@@ -22,20 +22,25 @@ class AuditDataset(common.OODOperator):
 
         inputs = types.Object()
         target = common.target_view(ctx)
-        common.add_target_input(inputs, ctx, "Audit")
+        if common.add_target_input(inputs, ctx, "Audit"):  # the size ood.audit refuses below
+            common.add_target_size_check(inputs, target, minimum=2, needs="the audit needs at least 2 samples (wrong "
+                                         "labels and near duplicates compare samples with each other)")
         dataset = ctx.dataset
         classification = inventory.classification_fields(dataset)
-        common.add_field_choice(inputs, "label_field", classification, label="Label field (optional)",
-                                description="Its labels are checked for wrong ones; empty = no wrong-label scores",
-                                required=False, default=inventory.default_label_field(dataset))
+        prop = common.add_field_choice(inputs, "label_field", classification, label="Label field (optional)",
+                                       description="Its labels are checked for wrong ones; empty = no wrong-label "
+                                                   "scores", required=False,
+                                       default=inventory.default_label_field(dataset))
+        label_field = common.check_label_field(prop, target, ctx.params.get(
+            "label_field", inventory.default_label_field(dataset)), classification, kinds=("classification",),
+            needs="the audit's wrong-label check")
         tag_counts = form_cache.tag_counts(dataset)
         tags = sorted(tag_counts)
         default_tag = inventory.default_reference_tag(dataset, tag_counts)
         common.add_field_choice(inputs, "reference_tag", tags, label="Trusted samples tag (optional)",
                                 description="Reference of in-distribution samples; empty = unsupervised OOD scores",
                                 required=False, default=default_tag)
-        common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag),
-                                             ctx.params.get("label_field", inventory.default_label_field(dataset)))
+        common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag), label_field)
         sample_level = [(f, what) for f, what in inventory.embedding_choices(dataset)
                         if inventory.embeddings_patches_field(dataset, f) is None]
         if sample_level:

@@ -8,6 +8,7 @@ defaults come from the signatures of the public SDK functions
 """
 
 import inspect
+import math
 import time
 
 import fiftyone.core.labels as fol
@@ -212,6 +213,15 @@ def check_input(prop, check, *args, **kwargs):
         return None
 
 
+def refusal(check, *args, **kwargs):
+    """The message with which an SDK check (``check(*args, **kwargs)``) refuses, or None when it accepts."""
+    try:
+        check(*args, **kwargs)
+    except ValueError as e:  # OODInputError is a ValueError
+        return str(e)
+    return None
+
+
 def add_file_input(inputs, ctx, name, *, label, description, may_be_tag=False):
     """A text input for a file on the server, refused on the field when it lies outside the allowed folders,
     by the check the run applies (:func:`ood_core.paths.check_app_file`); returns the checked value."""
@@ -328,13 +338,12 @@ def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
     """Warn in a form when classes of ``label_field`` in the target have no sample tagged ``reference_tag``:
     per-class scores make every image of such a class look out-of-distribution."""
     from ood_core.fo import inventory
-    from ood_core.fo.items import label_kind
     from ood_core.fo.scores import uncovered_class_counts, uncovered_classes_sentence
 
-    if not reference_tag or not label_field or target._dataset.get_field(label_field) is None:
+    kind = label_kind_or_none(target, label_field)  # None: no label field (the label-field check says why)
+    if not reference_tag or kind is None:
         return
-    path = f"{label_field}.label" if label_kind(target, label_field) == "classification" else \
-        f"{label_field}.detections.label"
+    path = f"{label_field}.label" if kind == "classification" else f"{label_field}.detections.label"
     covered = form_cache.distinct(target._dataset.match_tags(reference_tag), path)
     info = uncovered_class_counts(form_cache.count_values(target, path), covered).get("uncovered_classes")
     if info:
@@ -343,6 +352,74 @@ def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
             description=uncovered_classes_sentence(info, label_field,
                                                    fix=inventory.how_to_add_trusted(
                                                        reference_tag, "a few known-good images of each"))))
+
+
+def check_label_field(prop, samples, label_field, choices, kinds=("classification", "detections"), needs=None,
+                      or_else=None):
+    """The SDK's label-field check (:func:`ood_core.fo.items.label_kind`) on the form's ``prop``: a field that holds
+    no Classification / Detections labels, or none of ``kinds`` (``needs``: what needs them, named in the message),
+    is refused with the fields to pick (``choices``) or the other way (``or_else``). Returns the label field, or
+    None when it is empty or refused (the form's other checks then go without labels)."""
+    from ood_core.fo.items import label_kind
+
+    if not label_field:
+        return None
+    try:
+        kind = label_kind(samples, label_field)
+    except ValueError as e:  # OODInputError: names the field, its type and what is expected
+        kind, problem = None, str(e)
+    if kind in kinds:
+        return label_field
+    field = samples._dataset.get_field(label_field)
+    if field is not None and len(kinds) == 1:  # a narrower need than the SDK's label-field check
+        type_name = getattr(getattr(field, "document_type", None), "__name__", None) or type(field).__name__
+        problem = f"field {label_field!r} has type {type_name}, but {needs} needs a {kinds[0].title()} field"
+    fixes = ([f"pick {' or '.join(repr(c) for c in choices)}"] if choices else []) + ([or_else] if or_else else [])
+    invalidate(prop, f"{problem}: {', or '.join(fixes)}" if fixes else f"{problem}; this dataset has no such field")
+    return None
+
+
+def label_kind_or_none(samples, label_field):
+    """``"classification"`` / ``"detections"`` for a label field, None for no field or another kind of field."""
+    from ood_core.fo.items import label_kind
+
+    try:
+        return label_kind(samples, label_field) if label_field else None
+    except ValueError:  # the form's label-field check (:func:`check_label_field`) says why
+        return None
+
+
+def add_target_size_check(inputs, target, minimum=1, needs=""):
+    """An invalid warning when the target has no sample ("empty_target"), as every run refuses it, or fewer
+    than ``minimum`` ("small_target"; ``needs``: the sentence saying what needs them). Returns whether it has
+    enough."""
+    from ood_core.fo.items import num_samples
+
+    count = form_cache.memo(target, "num_samples", num_samples)  # exact: len(dataset) is MongoDB's estimate
+    if count >= minimum:
+        return True
+    if not count:
+        notice = inputs.view("empty_target", types.Warning(label="The target has no samples"))
+        invalidate(notice, "the chosen target has no samples (an empty view or selection): choose another target, "
+                           "or change the view's filters or tags")
+        return False
+    notice = inputs.view("small_target", types.Warning(label=f"The target has {count:,} sample(s)"))
+    invalidate(notice, f"{needs}; the chosen target has {count:,}: choose a larger view or the entire dataset")
+    return False
+
+
+def surface_hidden_errors(inputs):
+    """Show, as a warning on the form, each refusal of an input in an advanced group that is not shown (a value
+    from a Python call, or a default the form's data refuses): the App marks only the inputs it shows."""
+    from .hints import form_labels
+
+    hidden = {name: prop for _, group in getattr(inputs, "ood_hidden_groups", [])
+              for name, prop in group.properties.items() if prop.invalid}
+    labels = form_labels(inputs)
+    for name, prop in hidden.items():
+        label, where = labels.get(name, (name, ""))
+        invalidate(inputs.view(f"{name}_error", types.Warning(  # the switch's label without its parenthesis
+            label=f"{prop.error_message} ('{label}' is under '{where.split(' (')[0]}')")), prop.error_message)
 
 
 def add_field_choice(inputs, name, choices, *, label, description, required=True, default=None):
@@ -408,6 +485,36 @@ def add_overwrite_input(inputs):
                 description="Replace an existing field and run of the same name", view=types.CheckboxView())
 
 
+def add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
+    """Score and prediction fields of a CLIP score run, each checked on its own as the SDK does (``kind``: the run
+    kind written), then *overwrite* and *Delegate execution?*."""
+    prediction = ctx.params.get("prediction_field", prediction_default)
+    reads = [ctx.params.get("embeddings_field"), ctx.params.get("label_field")]
+    add_new_key(
+        inputs, ctx, "score_field", label="Score field", default=score_default,
+        description="Float field for 1 - S(x) in [0, 1] (higher = more OOD); also the run key",
+        kind=kind, reads=reads,
+    )
+    prop = inputs.str("prediction_field", default=prediction_default, required=False, label="Prediction field",
+                      description="Classification field for the predicted ID class (confidence = softmax); "
+                                  "empty = none")
+    if prediction:
+        score_field = ctx.params.get("score_field", score_default)
+        try:
+            fo_runs.validate_key(prediction, "prediction field")
+            if prediction == score_field:
+                raise ValueError("the prediction field must differ from the score field")
+            if ctx.dataset is not None and str(score_field).isidentifier() and ctx.dataset.get_field(prediction):
+                problem = form_cache.refusal(ctx.dataset, fo_runs.check_new_run, score_field, (prediction,),
+                                             bool(ctx.params.get("overwrite")), kind=kind, reads=tuple(reads))
+                if problem:
+                    raise ValueError(problem)
+        except ValueError as e:
+            invalidate(prop, str(e))
+    add_overwrite_input(inputs)
+    add_delegation_input(inputs, ctx)
+
+
 def int_input(inputs, ctx, name, *, default, minimum=1, maximum=None, **kwargs):
     """An integer input checked on the field by the run's own check (:func:`int_param`, "use an integer >= 1"),
     not by the App's ``min`` (whose message, "Value must be greater than 1", refuses the 1 it accepts)."""
@@ -419,7 +526,7 @@ def int_input(inputs, ctx, name, *, default, minimum=1, maximum=None, **kwargs):
 
 
 def int_param(params, name, default, *, minimum=1):
-    """An integer form parameter: whole numbers only (the App's JSON may carry ``3.0``).
+    """An integer form parameter: whole numbers only (the App's JSON may carry ``3.0``); empty is ``default``.
 
     ``2.5``, ``"10"`` or ``True`` from a Python ``op(...)`` call are refused with the
     parameter's name instead of being truncated or coerced.
@@ -433,8 +540,42 @@ def int_param(params, name, default, *, minimum=1):
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if not is_int(value):
-        example = f"an integer such as {default}" if is_int(default) else f"an integer >= {minimum}"
+        example = f"an integer such as {default}" if is_int(default) else (
+            f"an integer >= {minimum}" if math.isfinite(minimum) else "a whole number")
         raise OODInputError(f"{name}={value!r} is not a whole number; pass {example}")
     if value < minimum:
         raise OODInputError(f"{name}={value} is too small; use an integer >= {minimum}")
     return value
+
+
+def float_param(params, name, default):
+    """A number form parameter: empty (a cleared input) is ``default``, as for :func:`int_param`; text or a
+    boolean from a Python ``op(...)`` call is refused with the parameter's name instead of being converted."""
+    import numbers
+
+    from ood_core.errors import OODInputError
+
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        example = f"a number such as {default}" if default is not None else "a number"
+        raise OODInputError(f"{name}={value!r} is not a number; pass {example}, or leave it empty for the default")
+    return float(value)
+
+
+def check_range(prop, value, *, low=None, high=None, low_open=False, high_open=False, what=""):
+    """Flag the number input ``prop`` when ``value`` is not a number (a whole one for an int input) or lies outside
+    [low, high] (``low_open`` / ``high_open``: that end excluded); empty is fine: the run uses the default."""
+    default = getattr(prop, "default", None)
+    if getattr(prop.type, "int", False):
+        value = check_input(prop, int_param, {what: value}, what, default, minimum=-math.inf)
+    else:
+        value = check_input(prop, float_param, {what: value}, what, default)
+    if value is None:
+        return prop
+    if low is not None and (value <= low if low_open else value < low):
+        return invalidate(prop, f"{what} must be {'>' if low_open else '>='} {low}")
+    if high is not None and (value >= high if high_open else value > high):
+        return invalidate(prop, f"{what} must be {'<' if high_open else '<='} {high}")
+    return prop

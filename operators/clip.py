@@ -24,23 +24,6 @@ def _clip_embedding_runs(dataset):
     return runs
 
 
-def _invalid(prop, message):
-    prop.invalid = True
-    prop.error_message = message
-    return prop
-
-
-def _check_range(prop, value, *, low=None, high=None, low_open=False, what=""):
-    """Flag ``prop`` when ``value`` is outside [low, high] (``low_open``: (low, high])."""
-    if value is None:
-        return prop
-    if low is not None and (value <= low if low_open else value < low):
-        return _invalid(prop, f"{what} must be {'>' if low_open else '>='} {low}")
-    if high is not None and value > high:
-        return _invalid(prop, f"{what} must be <= {high}")
-    return prop
-
-
 def _add_id_inputs(inputs, ctx):
     """ID classes: the classes of a label field, or comma-separated names."""
     label_fields = common.label_fields(ctx.dataset)
@@ -56,13 +39,14 @@ def _add_id_inputs(inputs, ctx):
                                        description="Its classes are the in-distribution (ID) classes",
                                        default=inventory.default_label_field(ctx.dataset))
         if not label_fields:
-            _invalid(prop, "this dataset has no Classification or Detections field; type the class names instead")
+            common.invalidate(prop, "this dataset has no Classification or Detections field; type the class names "
+                                    "instead")
     else:
         prop = inputs.str("id_labels", required=True, label="ID class names",
                           description="Comma-separated, e.g. 'dog, cat, sports car'")
         value = ctx.params.get("id_labels")
         if value is not None and not _parse_labels(value):
-            _invalid(prop, "give at least one class name")
+            common.invalidate(prop, "give at least one class name")
 
 
 def _add_model_inputs(inputs, ctx):
@@ -87,25 +71,22 @@ def _add_model_inputs(inputs, ctx):
                                       "data)")
 
 
-def _add_grouping_inputs(inputs, ctx, function, counts, form):
+def _add_grouping_inputs(inputs, ctx, function, counts):
     """tau, num_groups (checked against the negative labels the run would use: ``counts`` are the
-    ``num_negatives`` / ``fraction`` / ``removes_id_names`` the SDK function ``function`` gets) and the seed.
-    ``inputs`` is the hidden advanced group or the ``form`` itself: the form shows a num_groups error either way."""
+    ``num_negatives`` / ``fraction`` / ``removes_id_names`` the SDK function ``function`` gets) and the seed
+    (``inputs``: the advanced group, shown or hidden: :func:`operators.base.surface_hidden_errors`)."""
     p = ctx.params
-    _check_range(inputs.float("tau", default=0.01, label="Temperature tau",
-                              description="Softmax temperature (paper: 0.01)"),
-                 p.get("tau"), low=0, low_open=True, what="tau")
-    groups = _check_range(inputs.int("num_groups", default=common.sdk_default(function, "num_groups"),
-                                     label="Negative-label groups",
-                                     description="Groups averaged (paper: 100); at most the number of negatives"),
-                          p.get("num_groups"), low=1, what="num_groups")
+    common.check_range(inputs.float("tau", default=0.01, label="Temperature tau",
+                                    description="Softmax temperature (paper: 0.01)"),
+                       p.get("tau"), low=0, low_open=True, what="tau")
+    groups = common.check_range(inputs.int("num_groups", default=common.sdk_default(function, "num_groups"),
+                                           label="Negative-label groups",
+                                           description="Groups averaged (paper: 100); at most the number of "
+                                                       "negatives"),
+                                p.get("num_groups"), low=1, what="num_groups")
     if not groups.invalid:
         _check_num_groups(groups, ctx, function, counts)
-    if groups.invalid and inputs is not form:  # e.g. the default 100 groups with a short word list
-        common.invalidate(form.view("num_groups_error", types.Warning(
-            label=f"{groups.error_message} ('Negative-label groups' is under 'Show the papers' hyper-parameters')")),
-            groups.error_message)
-    inputs.int("seed", default=0, label="Seed")
+    common.check_range(inputs.int("seed", default=0, label="Seed"), p.get("seed"), low=0, what="seed")
 
 
 def _check_num_groups(prop, ctx, function, counts):
@@ -163,37 +144,6 @@ def _form_id_names(ctx):
         return []
 
 
-def _add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
-    """Score and prediction fields, each checked on its own as the SDK does (``kind``: the run kind written)."""
-    prediction = ctx.params.get("prediction_field", prediction_default)
-    reads = [ctx.params.get("embeddings_field"), ctx.params.get("label_field")]
-    common.add_new_key(
-        inputs, ctx, "score_field", label="Score field", default=score_default,
-        description="Float field for 1 - S(x) in [0, 1] (higher = more OOD); also the run key",
-        kind=kind, reads=reads,
-    )
-    prop = inputs.str("prediction_field", default=prediction_default, required=False, label="Prediction field",
-                      description="Classification field for the predicted ID class (confidence = softmax); "
-                                  "empty = none")
-    if prediction:
-        from ood_core.fo import runs as fo_runs
-
-        score_field = ctx.params.get("score_field", score_default)
-        try:
-            fo_runs.validate_key(prediction, "prediction field")
-            if prediction == score_field:
-                raise ValueError("the prediction field must differ from the score field")
-            if ctx.dataset is not None and str(score_field).isidentifier() and ctx.dataset.get_field(prediction):
-                problem = form_cache.refusal(ctx.dataset, fo_runs.check_new_run, score_field, (prediction,),
-                                             bool(ctx.params.get("overwrite")), kind=kind, reads=tuple(reads))
-                if problem:
-                    raise ValueError(problem)
-        except ValueError as e:
-            _invalid(prop, str(e))
-    common.add_overwrite_input(inputs)
-    common.add_delegation_input(inputs, ctx)
-
-
 def _parse_labels(value):
     if value is None:
         return []
@@ -222,7 +172,7 @@ def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
         pretrained=check_app_file(p.get("weights"), "weights", may_be_tag=True),
         quick_gelu=True if p.get("quick_gelu") else None,
         word_list=check_app_file(p.get("word_list"), "word_list"),
-        tau=float(p.get("tau", 0.01)),
+        tau=common.float_param(p, "tau", 0.01),
         num_groups=common.int_param(p, "num_groups", 100),
         seed=common.int_param(p, "seed", 0, minimum=0),
         prediction_field=p.get("prediction_field", prediction_default) or None,
@@ -232,42 +182,54 @@ def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
 
 
 def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list, **rest):
-    return dict(
-        id_source="labels" if id_labels is not None else "label_field",
-        id_labels=list(id_labels) if id_labels is not None else None,
-        label_field=label_field,
-        embeddings_field=embeddings_field,
-        model_name=model_name or "",
-        weights=weights or "",
-        quick_gelu=bool(quick_gelu),
-        word_list=word_list or "",
-        **rest,
-    )
+    return dict(id_source="labels" if id_labels is not None else "label_field",
+                id_labels=list(id_labels) if id_labels is not None else None, label_field=label_field,
+                embeddings_field=embeddings_field, model_name=model_name or "", weights=weights or "",
+                quick_gelu=bool(quick_gelu), word_list=word_list or "", **rest)
 
 
 # --------------------------------------------------------------------------- NegLabel
 
 
-def _add_neglabel_inputs(inputs, ctx):
-    """ID classes, model, and NegLabel's mining choices under the advanced switch (shared by NegLabel
-    and AdaNeg); returns the advanced group for the caller's own hyper-parameters."""
+def _add_neglabel_inputs(inputs, ctx, function):
+    """The target's size, ID classes, model, and NegLabel's mining choices under the advanced switch (shared by
+    NegLabel and AdaNeg: ``function``, the SDK function); returns the advanced group for the caller's own
+    hyper-parameters."""
     p = ctx.params
+    common.add_target_size_check(inputs, common.target_view(ctx))
     _add_id_inputs(inputs, ctx)
     _add_model_inputs(inputs, ctx)
     adv = _paper_settings(inputs, ctx)
-    _check_range(
+    negatives = common.check_range(
         adv.int("num_negatives", required=False, label="Number of negative labels (optional)",
-                   description="Empty = the least ID-like 15% of each part of speech (the paper's rule)"),
+                description="Empty = the least ID-like 15% of each part of speech (the paper's rule)"),
         p.get("num_negatives"), low=1, what="num_negatives")
+    if not negatives.invalid:
+        _check_num_negatives(negatives, ctx, function)
     if not p.get("num_negatives"):
-        _check_range(adv.float("fraction", default=0.15, label="Share of candidates kept",
-                                  description="Per part of speech (paper: 0.15)"),
-                     p.get("fraction"), low=0, low_open=True, high=1, what="fraction")
-    _check_range(adv.float("percentile", default=95.0, label="Mining percentile",
-                           description="Of each candidate's similarities to the ID labels (paper: 95)"),
-                 p.get("percentile"), low=0, high=100, what="percentile")
+        common.check_range(adv.float("fraction", default=0.15, label="Share of candidates kept",
+                                     description="Per part of speech (paper: 0.15)"),
+                           p.get("fraction"), low=0, low_open=True, high=1, what="fraction")
+    common.check_range(adv.float("percentile", default=95.0, label="Mining percentile",
+                                 description="Of each candidate's similarities to the ID labels (paper: 95)"),
+                       p.get("percentile"), low=0, high=100, what="percentile")
     _add_neglabel_protocol_inputs(adv)
     return adv
+
+
+def _check_num_negatives(prop, ctx, function):
+    """NegLabel mines at most every candidate word: with a word-list file, a larger *num_negatives* is refused
+    as the run refuses it (WordNet is not read by the form: see :func:`_check_num_groups`)."""
+    num_negatives = common.int_param(ctx.params, "num_negatives", None)
+    lexicon = _form_lexicon(ctx, function) if num_negatives else None
+    if lexicon is None:
+        return
+    removes = bool(ctx.params.get("remove_id_names", False))
+    candidates = len(lexicon.without(_form_id_names(ctx)) if removes else lexicon)
+    if num_negatives > candidates:
+        common.invalidate(prop, f"num_negatives={num_negatives} is larger than the {candidates:,} candidate words "
+                                f"of the word list{' (ID class names removed)' if removes else ''}: lower it to at "
+                                f"most {candidates:,}, leave it empty (the paper's 15%) or use a longer word list")
 
 
 def _paper_settings(inputs, ctx):
@@ -279,8 +241,8 @@ def _neglabel_kwargs(p):
     num_negatives = common.int_param(p, "num_negatives", None, minimum=0) or None
     return dict(
         num_negatives=num_negatives,
-        fraction=None if num_negatives else p.get("fraction"),
-        percentile=float(p.get("percentile", 95.0)),
+        fraction=None if num_negatives else common.float_param(p, "fraction", None),
+        percentile=common.float_param(p, "percentile", 95.0),
         vocabulary=p.get("vocabulary", common.sdk_default("compute_neglabel_scores", "vocabulary")),
         remove_id_names=bool(p.get("remove_id_names", False)),
         remainder=p.get("remainder", common.sdk_default("compute_neglabel_scores", "remainder")),
@@ -315,7 +277,6 @@ def _add_neglabel_protocol_inputs(inputs):
                 label="M mod groups remainder", view=rem)
 
 
-
 class ComputeNegLabelScores(common.OODOperator):
     name = "compute_neglabel_scores"
     label = "OOD: NegLabel zero-shot scores (CLIP)"
@@ -327,9 +288,10 @@ class ComputeNegLabelScores(common.OODOperator):
         inputs = types.Object()
         if common.add_target_refusal(inputs, ctx):
             return types.Property(inputs)
-        adv = _add_neglabel_inputs(inputs, ctx)
-        _add_grouping_inputs(adv, ctx, "compute_neglabel_scores", _neglabel_counts(ctx.params), inputs)
-        _add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction", "neglabel")
+        adv = _add_neglabel_inputs(inputs, ctx, "compute_neglabel_scores")
+        _add_grouping_inputs(adv, ctx, "compute_neglabel_scores", _neglabel_counts(ctx.params))
+        common.add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction", "neglabel")
+        common.surface_hidden_errors(inputs)
         return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
 
     def run(self, ctx):
@@ -379,20 +341,78 @@ def _add_rap_test_time_inputs(inputs, ctx):
         dropdown.add_choice(name, label=f"{name}: u1={low}, u2={high}")
     inputs.enum("u_preset", dropdown.values(), default=_rap_default("u_preset"), label="u1/u2 preset (paper Table 1)",
                 view=dropdown, description="A sample with u1 <= S(x) <= u2 retrieves words")
-    _check_range(inputs.float("u1", required=False, label="u1 (optional: overrides the preset)"),
-                 p.get("u1"), low=0, high=1, what="u1")
-    prop = _check_range(inputs.float("u2", required=False, label="u2 (optional: overrides the preset)"),
-                        p.get("u2"), low=0, high=1, what="u2")
-    if p.get("u1") is not None and p.get("u2") is not None and p["u1"] > p["u2"]:
-        _invalid(prop, "u2 must be >= u1")
-    _check_range(inputs.int("words_per_sample", default=4, label="Words retrieved per sample",
-                            description="Paper: Q = 4"), p.get("words_per_sample"), low=1, what="words_per_sample")
+    low = common.check_range(inputs.float("u1", required=False, label="u1 (optional: overrides the preset)"),
+                             p.get("u1"), low=0, high=1, what="u1")
+    prop = common.check_range(inputs.float("u2", required=False, label="u2 (optional: overrides the preset)"),
+                              p.get("u2"), low=0, high=1, what="u2")
+    u1, u2 = (None, None) if low.invalid or prop.invalid else (common.float_param(p, "u1", None),
+                                                                common.float_param(p, "u2", None))
+    if u1 is not None and u2 is not None and u1 > u2:
+        common.invalidate(prop, "u2 must be >= u1")
+    common.check_range(inputs.int("words_per_sample", default=4, label="Words retrieved per sample",
+                                  description="Paper: Q = 4"),
+                       p.get("words_per_sample"), low=1, what="words_per_sample")
     _add_choice(inputs, "retrieval", {"union": "Top-Q words united with the negatives (paper)",
                                       "new_only": "Q words that are not negatives yet"}, "Retrieval")
     _add_choice(inputs, "rescore", {"online": "Streaming: each batch scored after its own update (paper)",
                                     "final": "All samples scored with the final negatives"}, "Scores",
                 description="Samples are processed in ascending sample id order")
 
+
+def _add_few_shot_inputs(inputs, ctx):
+    """The few-shot ID images: the samples of a tag, or k per class of a Classification field (the run's
+    :func:`ood_core.fo.rap.compute_rap_scores` refuses other fields: the form refuses them on the field)."""
+    p, dataset = ctx.params, ctx.dataset
+    radio = types.RadioGroup()
+    radio.add_choice("tag", label="Samples with a tag")
+    radio.add_choice("k_per_class", label="k random samples per class of the label field")
+    inputs.enum("few_shot_mode", radio.values(), default="tag", label="Few-shot ID images", view=radio)
+    if p.get("few_shot_mode", "tag") == "tag":
+        tags = sorted(form_cache.tag_counts(dataset))
+        prop = common.add_field_choice(inputs, "few_shot_tag", tags, label="Few-shot tag",
+                                       description="In-distribution images tagged with this tag")
+        if not tags:
+            common.invalidate(prop, "no sample has a tag: tag a few in-distribution images, or pick k per class")
+        return
+    common.check_range(inputs.int("k_per_class", default=1, label="Images per class",
+                                  description="Paper: 1 or 4, picked with the seed from the target view"),
+                       p.get("k_per_class"), low=1, what="k_per_class")
+    fields = common.label_fields(dataset, detections=False)
+    if "label_field" not in inputs.properties:  # the ID classes are typed in: a field to pick the images by
+        prop = common.add_field_choice(inputs, "label_field", fields, label="Label field for picking",
+                                       description="Classification field whose labels pick the samples")
+        if not fields:
+            common.invalidate(prop, "picking k per class needs a Classification field; use a tag instead")
+    common.check_label_field(inputs.properties["label_field"], dataset, _few_shot_label_field(ctx), fields,
+                             kinds=("classification",), needs="picking k images per class (k_per_class)",
+                             or_else="pick the few-shot images by tag")
+
+
+def _few_shot_label_field(ctx):
+    """The label field the run reads the few-shot images' classes from (the form's preselection when the App
+    has not sent the field yet)."""
+    from ood_core.fo import inventory
+
+    by_field = ctx.params.get("id_source", "label_field" if common.label_fields(ctx.dataset) else "labels")
+    return ctx.params.get("label_field", inventory.default_label_field(ctx.dataset)
+                          if by_field == "label_field" else None)
+
+
+def _check_crop_ranking(inputs, ctx):
+    """The paper's crop ranking needs every few-shot image's class, which only a Classification field gives."""
+    p = ctx.params
+    if p.get("few_shot_mode", "tag") != "tag" or p.get("crop_ranking", _rap_default("crop_ranking")) != "own_class":
+        return
+    label_field = _few_shot_label_field(ctx)
+    kind = common.label_kind_or_none(ctx.dataset, label_field)
+    if kind == "classification":
+        return
+    which = (f", which {label_field!r} ({'a Detections field' if kind else 'not a label field'}) does not give: "
+             "pick a Classification label field" if label_field else ": pick 'Classes of a label field'")
+    warning = inputs.view("crop_ranking_needs_classes", types.Warning(
+        label=f"The paper's crop ranking (by each image's own class prompt) needs the class of every few-shot "
+              f"image{which}, or set 'Crop ranking' to 'By the best ID prompt' in the paper settings"))
+    common.invalidate(warning, "crop_ranking='own_class' needs the few-shot images' classes")
 
 
 class ComputeRAPScores(common.OODOperator):
@@ -407,59 +427,34 @@ class ComputeRAPScores(common.OODOperator):
         if common.add_target_refusal(inputs, ctx):
             return types.Property(inputs)
         p = ctx.params
-        dataset = ctx.dataset
+        common.add_target_size_check(inputs, common.target_view(ctx))
         _add_id_inputs(inputs, ctx)
-
-        radio = types.RadioGroup()
-        radio.add_choice("tag", label="Samples with a tag")
-        radio.add_choice("k_per_class", label="k random samples per class of the label field")
-        inputs.enum("few_shot_mode", radio.values(), default="tag", label="Few-shot ID images", view=radio)
-        if p.get("few_shot_mode", "tag") == "tag":
-            tags = sorted(form_cache.tag_counts(dataset))
-            prop = common.add_field_choice(inputs, "few_shot_tag", tags, label="Few-shot tag",
-                                           description="In-distribution images tagged with this tag")
-            if not tags:
-                _invalid(prop, "no sample has a tag: tag a few in-distribution images, or pick k per class")
-        else:
-            _check_range(inputs.int("k_per_class", default=1, label="Images per class",
-                                    description="Paper: 1 or 4, picked with the seed from the target view"),
-                         p.get("k_per_class"), low=1, what="k_per_class")
-            if p.get("id_source", "label_field") == "labels":
-                fields = [f for f in common.label_fields(dataset, detections=False)]
-                prop = common.add_field_choice(inputs, "label_field", fields, label="Label field for picking",
-                                               description="Classification field whose labels pick the samples")
-                if not fields:
-                    _invalid(prop, "picking k per class needs a Classification field; use a tag instead")
-
+        _add_few_shot_inputs(inputs, ctx)
         _add_model_inputs(inputs, ctx)
         inputs.bool("test_time", default=True, label="Test-time updates",
                     description="Untick for the paper's train-time-only ablation", view=types.CheckboxView())
         adv = _paper_settings(inputs, ctx)
-        _check_range(adv.int("num_crops", default=256, label="Crops per few-shot image",
-                                description="Paper: 256 (each crop is one CLIP forward pass; lower it on CPU)"),
-                     p.get("num_crops"), low=1, what="num_crops")
-        _check_range(adv.int("num_keep", default=32, label="Crops kept per side", description="Paper: 32"),
-                     p.get("num_keep"), low=1, what="num_keep")
+        common.check_range(adv.int("num_crops", default=256, label="Crops per few-shot image",
+                                   description="Paper: 256 (each crop is one CLIP forward pass; lower it on CPU)"),
+                           p.get("num_crops"), low=1, what="num_crops")
+        common.check_range(adv.int("num_keep", default=32, label="Crops kept per side", description="Paper: 32"),
+                           p.get("num_keep"), low=1, what="num_keep")
         _add_choice(adv, "crop_ranking", {"own_class": "By the image's own class prompt (paper; needs a "
-                                                          "Classification label field)",
-                                             "all_prompts": "By the best ID prompt"}, "Crop ranking")
-        id_source = p.get("id_source", "label_field" if common.label_fields(dataset) else "labels")
-        if (id_source == "labels" and p.get("few_shot_mode", "tag") == "tag"
-                and p.get("crop_ranking", _rap_default("crop_ranking")) == "own_class"):
-            warning = inputs.view("crop_ranking_needs_classes", types.Warning(
-                label="The paper's crop ranking (by each image's own class prompt) needs the class of every "
-                      "few-shot image: pick 'Classes of a label field', or set 'Crop ranking' to 'By the best "
-                      "ID prompt' in the paper settings"))
-            _invalid(warning, "crop_ranking='own_class' needs the few-shot images' classes")
+                                                       "Classification label field)",
+                                          "all_prompts": "By the best ID prompt"}, "Crop ranking")
+        _check_crop_ranking(inputs, ctx)
         adv.bool("flip", default=True, label="Mirror half of the crops", view=types.CheckboxView())
-        _check_range(adv.int("num_negatives", default=10000, label="Train-time negative labels",
-                                description="Paper: 10000 (capped at the vocabulary size)"),
-                     p.get("num_negatives"), low=1, what="num_negatives")
-        adv.float("lambda1", default=0.2, label="lambda1 (outlier crops, > 0)")
-        adv.float("lambda2", default=-0.2, label="lambda2 (ID crops, < 0)")
-        adv.float("lambda3", default=-1.0, label="lambda3 (ID prompts, < 0)")
-        _check_range(adv.float("eta", default=5.0, label="eta (percent)", description="Paper: 5"),
-                     p.get("eta"), low=0, high=100, what="eta")
+        common.check_range(adv.int("num_negatives", default=10000, label="Train-time negative labels",
+                                   description="Paper: 10000 (capped at the vocabulary size)"),
+                           p.get("num_negatives"), low=1, what="num_negatives")
+        for name, default, label in (("lambda1", 0.2, "outlier crops, > 0"), ("lambda2", -0.2, "ID crops, < 0"),
+                                     ("lambda3", -1.0, "ID prompts, < 0")):
+            positive = default > 0  # the sign the paper's joint similarity gives the term
+            common.check_range(adv.float(name, default=default, label=f"{name} ({label})"), p.get(name),
+                               low=0 if positive else None, low_open=True, high=None if positive else 0,
+                               high_open=True, what=name)
+        common.check_range(adv.float("eta", default=5.0, label="eta (percent)", description="Paper: 5"),
+                           p.get("eta"), low=0, high=100, what="eta")
         if p.get("test_time", True):
             _add_rap_test_time_inputs(adv, ctx)
         try:
@@ -467,8 +462,9 @@ class ComputeRAPScores(common.OODOperator):
                           fraction=None)  # as compute_rap_scores checks them
         except ValueError:
             counts = None
-        _add_grouping_inputs(adv, ctx, "compute_rap_scores", counts, inputs)
-        _add_output_inputs(inputs, ctx, "rap_score", "rap_prediction", "rap")
+        _add_grouping_inputs(adv, ctx, "compute_rap_scores", counts)
+        common.add_output_inputs(inputs, ctx, "rap_score", "rap_prediction", "rap")
+        common.surface_hidden_errors(inputs)
         return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
 
     def run(self, ctx):
@@ -483,15 +479,16 @@ class ComputeRAPScores(common.OODOperator):
             k_per_class=None if by_tag else common.int_param(p, "k_per_class", 1),
             num_crops=common.int_param(p, "num_crops", 256),
             num_keep=common.int_param(p, "num_keep", 32),
-            lambdas=(float(p.get("lambda1", 0.2)), float(p.get("lambda2", -0.2)), float(p.get("lambda3", -1.0))),
-            eta=float(p.get("eta", 5.0)),
+            lambdas=(common.float_param(p, "lambda1", 0.2), common.float_param(p, "lambda2", -0.2),
+                     common.float_param(p, "lambda3", -1.0)),
+            eta=common.float_param(p, "eta", 5.0),
             num_negatives=common.int_param(p, "num_negatives", 10000),
             test_time=bool(p.get("test_time", True)),
             crop_ranking=p.get("crop_ranking", _rap_default("crop_ranking")),
             flip=bool(p.get("flip", True)),
             u_preset=p.get("u_preset", _rap_default("u_preset")),
-            u1=None if p.get("u1") is None else float(p["u1"]),
-            u2=None if p.get("u2") is None else float(p["u2"]),
+            u1=common.float_param(p, "u1", None),
+            u2=common.float_param(p, "u2", None),
             words_per_sample=common.int_param(p, "words_per_sample", 4),
             retrieval=p.get("retrieval", _rap_default("retrieval")),
             rescore=p.get("rescore", _rap_default("rescore")),
@@ -531,19 +528,20 @@ class ComputeAdaNegScores(common.OODOperator):
         if common.add_target_refusal(inputs, ctx):
             return types.Property(inputs)
         p = ctx.params
-        adv = _add_neglabel_inputs(inputs, ctx)
-        _check_range(adv.int("memory_size", default=_adaneg_default("memory_size"), label="Memory per label",
+        adv = _add_neglabel_inputs(inputs, ctx, "compute_adaneg_scores")
+        common.check_range(adv.int("memory_size", default=_adaneg_default("memory_size"), label="Memory per label",
                                 description="Image features kept per ID / negative label"),
                      p.get("memory_size"), low=1, what="memory_size")
-        _check_range(adv.float("gap", default=_adaneg_default("gap"), label="Caching gap",
+        common.check_range(adv.float("gap", default=_adaneg_default("gap"), label="Caching gap",
                                   description="Cache a sample when NegLabel's S <= 0.5 - gap (OOD) or "
                                               ">= 0.5 + gap (ID); below 0.5"),
                      p.get("gap"), low=0, high=0.49, what="gap")
-        _check_range(adv.float("weight", default=_adaneg_default("weight"), label="Weight of the memory",
+        common.check_range(adv.float("weight", default=_adaneg_default("weight"), label="Weight of the memory",
                                   description="0 = plain NegLabel"),
                      p.get("weight"), low=0, what="weight")
-        _add_grouping_inputs(adv, ctx, "compute_adaneg_scores", _neglabel_counts(p), inputs)
-        _add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction", "adaneg")
+        _add_grouping_inputs(adv, ctx, "compute_adaneg_scores", _neglabel_counts(p))
+        common.add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction", "adaneg")
+        common.surface_hidden_errors(inputs)
         return types.Property(inputs, view=types.View(label="AdaNeg zero-shot OOD scores"))
 
     def run(self, ctx):
@@ -554,8 +552,8 @@ class ComputeAdaNegScores(common.OODOperator):
             common.target_view(ctx),
             p.get("score_field", "adaneg_score"),
             memory_size=common.int_param(p, "memory_size", _adaneg_default("memory_size")),
-            gap=float(p.get("gap", _adaneg_default("gap"))),
-            weight=float(p.get("weight", _adaneg_default("weight"))),
+            gap=common.float_param(p, "gap", _adaneg_default("gap")),
+            weight=common.float_param(p, "weight", _adaneg_default("weight")),
             **_neglabel_kwargs(p),
             **_common_kwargs(ctx, "adaneg_prediction"),
         )

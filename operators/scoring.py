@@ -45,6 +45,7 @@ class ScoreOOD(common.OODOperator):
         target = common.target_view(ctx)
         if not common.add_target_input(inputs, ctx, "Score"):
             return types.Property(inputs)
+        target_ok = common.add_target_size_check(inputs, target)
         dataset = ctx.dataset
         if not inventory.embedding_choices(dataset):
             warning = inputs.view("no_embeddings", types.Warning(
@@ -76,17 +77,19 @@ class ScoreOOD(common.OODOperator):
         if needs_labels and not label_fields:
             common.invalidate(prop, f"method {method!r} needs a Classification or Detections field; this dataset "
                                     "has none")
-        label_field = ctx.params.get("label_field", label_default)
+        label_field = common.check_label_field(prop, dataset, ctx.params.get("label_field", label_default),
+                                               label_fields)  # None when refused: the other checks go without
         reference_tag = None if label_task else _add_reference_input(inputs, ctx, target, method, label_field)
         index = method == "knn" and _add_index_choice(inputs, ctx, embeddings)
         # the detector is fitted on the reference, else on the target (an index holds its own reference)
-        fit_view = dataset.match_tags(reference_tag) if reference_tag else (None if index else target)
+        fit_view = dataset.match_tags(reference_tag) if reference_tag else (None if index or not target_ok else target)
+        num_fit = _check_fit_set(inputs, method, fit_view, embeddings, patches, reference_tag)
         if "k" in detector.default_params():
             k_prop = _add_k_input(inputs, ctx, _index_k({}) if index else common.detector_default(method, "k"))
             # the labels the run will use: those in the params (the App fills in the preselected default; an
             # operator called from Python without label_field scores without labels, as the SDK does)
-            _check_k(k_prop, ctx, method, fit_view, embeddings, patches, reference_tag, index,
-                     ctx.params.get("label_field"))
+            _check_k(k_prop, ctx, method, fit_view if num_fit else None, embeddings, num_fit, reference_tag, index,
+                     label_field if ctx.params.get("label_field") else None)
         common.add_new_key(inputs, ctx, "score_field", label="Score field",
                            default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
                                                       "score_field"),
@@ -94,7 +97,7 @@ class ScoreOOD(common.OODOperator):
                            field_paths=lambda v: _score_paths(ctx, v, embeddings, label_field),
                            kind="label_issues" if label_task else "ood_scores",
                            reads=[embeddings, label_field])
-        _add_reduction_inputs(inputs, ctx, fit_view, embeddings, patches)
+        _add_reduction_inputs(inputs, ctx, fit_view if num_fit else None, embeddings, patches)
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Score OOD / label issues"))
@@ -158,9 +161,9 @@ def score_report(summary, embeddings_field, label_field=None, run_info=None):
     return common.report(
         f"Scores written to `{field}` (higher = more suspicious)",
         [("method", summary.get("method")),
-         ("k (neighbours)", _k_line(info)),
+         ("k (neighbours)", _k_line(info, item)),
          ("reference", _reference_line(info, item)),
-         ("p-values", f"`{calibration}` (small = more unusual than the trusted {item})" if calibration else None),
+         ("p-values", _p_value_line(calibration, info, item)),
          ("in plain words", _ratio_sentence(summary.get("density_ratio"))),
          ("scored-set density ratio", _ratio_line(summary.get("density_ratio"))),
          ("feature levels", _gate_line(summary.get("component_gate"))),
@@ -185,15 +188,37 @@ def _run_info(ctx, summary):
         return {}
 
 
-def _k_line(info):
-    """The k the detector used, and whether 'auto' chose it (None: the method has no k)."""
+def _k_line(info, item):
+    """The k the detector used, and what 'auto' sized it from (None: the method has no k): the classes of the
+    labels when the run had a label field, else the number of items; of the trusted items, else of the scored
+    ones (the run's record: ``reference``, ``label_field``)."""
     fitted, params = info.get("detector_fitted") or {}, info.get("detector") or {}
     k = fitted.get("k", params.get("k"))
     if not isinstance(k, int):
         return None
     per_class = fitted.get("k_per_class")
     spread = f" ({per_class['min']} to {per_class['max']} per class)" if per_class else ""
-    return f"{k}{spread}" + (", chosen by 'auto' from the trusted classes" if params.get("k") == "auto" else "")
+    if params.get("k") != "auto":
+        return f"{k}{spread}"
+    trusted = bool((info.get("reference") or {}).get("num_reference"))
+    if info.get("label_field"):
+        basis = "the trusted classes" if trusted else f"the classes of the scored {item}"
+    else:
+        basis = f"the number of {'trusted' if trusted else 'scored'} {item}"
+    return f"{k}{spread}, chosen by 'auto' from {basis}"
+
+
+def _p_value_line(field, info, item):
+    """Where the p-values are and what they rank against: the trusted items' leave-one-out scores, or without a
+    reference the scored items' own (:func:`ood_core.fo.scores.score_arrays`; None: no p-values)."""
+    if not field:
+        return None
+    if not info:
+        return f"`{field}` (small = more unusual)"
+    if (info.get("reference") or {}).get("num_reference"):
+        return f"`{field}` (small = more unusual than the trusted {item})"
+    return (f"`{field}` (small = more unusual than most of the scored {item}: without a trusted reference, each "
+            f"score is ranked among the scored {item}' own scores)")
 
 
 def _suggestion_line(suggestion, item):
@@ -300,32 +325,58 @@ def _add_k_input(inputs, ctx, default):
                                   "number")
 
 
-def _check_k(prop, ctx, method, fit_view, embeddings, patches, reference_tag, index=False, label_field=None):
-    """The SDK's k checks on the form's k: a whole number (:func:`_k_param`), below the number of items the
-    detector is fitted on (:func:`ood_core.fo.scores.check_k_fits`; ``fit_view`` None: not known here)."""
-    from ood_core.fo.scores import check_k_fits, embedded_items, fit_set_words
+def _check_fit_set(inputs, method, fit_view, embeddings, patches, reference_tag):
+    """The fit set's own checks, before k's: a reference none of whose items has an embedding, and fewer than 2
+    items whatever k (:func:`ood_core.fo.scores.check_fit_size`), refused on the reference tag (or on the form,
+    for the target). Returns the number of items, or None when refused or not known here (``fit_view`` None)."""
+    from ood_core.fo.scores import (MIN_FIT_ITEMS, check_fit_size, embedded_items, fit_set_words,
+                                    missing_reference_embeddings)
+
+    if embeddings is None or fit_view is None:
+        return None
+    num_fit, _ = form_cache.memo(fit_view, "embedded_items", embedded_items, embeddings, patches)
+    if num_fit >= MIN_FIT_ITEMS:
+        return num_fit
+    if reference_tag and not num_fit:
+        message = missing_reference_embeddings(reference_tag, embeddings, patches, fix="choose another tag")
+    elif not num_fit:  # the target's coverage warning counts them
+        message = (f"no {'object' if patches else 'sample'} of the target has an embedding in {embeddings!r}: "
+                   "compute embeddings for the target first, or choose other embeddings")
+    else:
+        message = common.refusal(check_fit_size, num_fit, *fit_set_words(reference_tag, method))
+    if reference_tag:
+        common.invalidate(inputs.properties["reference_tag"], message)
+    else:
+        common.invalidate(inputs.view("fit_set_too_small", types.Warning(label="Too few items to fit on",
+                                                                         description=message)), message)
+    return None
+
+
+def _check_k(prop, ctx, method, fit_view, embeddings, num_fit, reference_tag, index=False, label_field=None):
+    """The SDK's k checks on the form's k: a whole number (:func:`_k_param`), below the ``num_fit`` items the
+    detector is fitted on and, for per-class detectors, below what their classes give
+    (:func:`ood_core.fo.scores.check_k_fits`; ``fit_view`` None: not known here, or refused)."""
+    from ood_core.fo.scores import check_k_fits, fit_set_words
 
     k = common.check_input(prop, _index_k if index else _k_param, ctx.params)  # None: the detector's default
     if prop.invalid or embeddings is None or fit_view is None:
         return
-    num_fit, _ = form_cache.memo(fit_view, "embedded_items", embedded_items, embeddings, patches)
-    if num_fit:
-        common.check_input(prop, check_k_fits, k, method, num_fit, *fit_set_words(reference_tag),
-                           class_sizes=_class_sizes(fit_view, embeddings, label_field))
+    common.check_input(prop, check_k_fits, k, method, num_fit, *fit_set_words(reference_tag, method),
+                       class_sizes=_class_sizes(fit_view, embeddings, label_field))
 
 
 def _class_sizes(fit_view, embeddings, label_field):
-    """Items per class of ``label_field`` among the fit set's embedded samples (None: no usable labels)."""
-    from ood_core.fo.items import label_kind
+    """Items per class of ``label_field`` among the fit set's items with an embedding (None: no labels)."""
+    from fiftyone import ViewField as F
 
-    if not label_field or fit_view._dataset.get_field(label_field) is None:
+    kind = common.label_kind_or_none(fit_view, label_field)
+    if kind is None:
         return None
-    try:
-        kind = label_kind(fit_view, label_field)
-    except OODInputError:  # not a Classification / Detections field: the label-field check reports it
-        return None
-    path = f"{label_field}.label" if kind == "classification" else f"{label_field}.detections.label"
-    view = fit_view.exists(embeddings) if kind == "classification" else fit_view
+    if kind == "classification":
+        view, path = fit_view.exists(embeddings), f"{label_field}.label"
+    else:  # object embeddings live on the objects of the label field
+        path = f"{label_field}.detections.label"
+        view = fit_view.filter_labels(label_field, F(embeddings) != None)  # noqa: E711
     return [n for label, n in form_cache.count_values(view, path).items() if label is not None]
 
 

@@ -218,7 +218,8 @@ def test_result_views_name_what_exists_and_what_was_written(form_dataset):
     assert result.error is None, result.error
     report = result.result["report"]
     assert "- p-values: `s_pvalue`" in report and "- reference: 20 trusted samples (tag `trusted`)" in report
-    assert "chosen by 'auto' from the trusted classes" in report
+    # no label field given (a Python call): the detector sized k from the number of trusted samples, not classes
+    assert "chosen by 'auto' from the number of trusted samples" in report
     assert score_fields(ds) == ["s"]
     summary = {"field": "s", "num_scored": 4, "density_ratio": {"used": False, "reason": "r"}}
     assert "- in plain words: the scored images are spread like the trusted ones" in score_report(summary, "vec")

@@ -408,7 +408,7 @@ class PyramidKNNDetector(Detector):
             raise OODInputError(
                 f"{REFERENCE_NAME} has {X.shape[0]} sample(s) but pyramid_knn standardises its scores on the "
                 "reference's own leave-one-out scores, which needs at least 2; add reference samples (a few per "
-                "class) or use knn, which scores against a single reference sample."
+                "class)."
             )
         group_rows = self._group_rows(groups, X.shape[0])
         self.group_k_ = self._resolve_k(group_rows, groups is not None, self_excluded, unsupervised)

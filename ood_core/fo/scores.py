@@ -21,6 +21,7 @@ import numpy as np
 from ..errors import OODInputError
 from ..progress import DetectorSteps, Progress
 from . import runs
+from .inventory import embedding_coverage
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
@@ -214,7 +215,7 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
     keys, X, labels, X_ref, labels_ref, ref_index, ref_info = _read_score_inputs(
         samples, reference, embeddings_field, patches_field, label_field, use_labels, method)
     bar.update(1)
-    check_k_fits(k, method, len(X if X_ref is None else X_ref), *fit_set_words(reference))
+    check_k_fits(k, method, len(X if X_ref is None else X_ref), *fit_set_words(reference, method))
     backbone = runs.embedding_run_config(samples, embeddings_field)
     scores, det, reducer, ref_scores = score_arrays(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
@@ -439,20 +440,38 @@ def _check_score_call(samples, score_field, method, label_field, patches_field, 
 DEFAULT_N_COMPONENTS = 30
 
 
+#: the fewest items any detector is fitted on: each is also scored with the others, itself left out
+MIN_FIT_ITEMS = 2
+
+
+def check_fit_size(num_fit, what="the reference set", fix="add reference samples"):
+    """Refuse a fit set of fewer than :data:`MIN_FIT_ITEMS` items, whatever the method and k."""
+    if num_fit < MIN_FIT_ITEMS:
+        have = f"only {num_fit:,} item(s)" if num_fit else "no item"
+        raise OODInputError(f"{what} has {have} with an embedding; every method needs at least {MIN_FIT_ITEMS} (each "
+                            f"item is also scored with the others, itself left out): {fix}")
+
+
 def check_k_fits(k, method, num_fit, what="the reference set", fix="add reference samples", class_sizes=None):
-    """Refuse a whole-number ``k`` (None: ``method``'s default) that the ``num_fit`` items the detector is fitted
-    on cannot give: each of them is also scored with itself left out, so ``k`` must be below ``num_fit``. Used
-    before any work by :func:`compute_ood_scores` and by the App's score form (on its *k* field), which also
-    gives ``class_sizes`` (items per class of the fit set) for class-conditional detectors."""
+    """Refuse a fit set too small for any k (:func:`check_fit_size`), and a whole-number ``k`` (None: ``method``'s
+    default) that the ``num_fit`` items the detector is fitted on cannot give: each is also scored with itself left
+    out, so ``k`` must be below ``num_fit``. Used by :func:`compute_ood_scores` and the App's score form, which also
+    gives ``class_sizes`` (items per class of the fit set) for class-conditional and per-class detectors."""
     from ..detectors import detector_class
     from ..validation import is_int
 
+    check_fit_size(num_fit, what, fix)
     params = detector_class(method).default_params()
     k = params.get("k") if k is None else k
+    sizes = sorted(class_sizes or (), reverse=True)
+    if is_int(k) and sizes and params.get("per_class") and sizes[-1] <= k:  # one model per class (per-class LOF)
+        lower = f"lower k to at most {sizes[-1] - 1}, or " if sizes[-1] > 1 else ""
+        raise OODInputError(f"k={k} but {sum(n <= k for n in sizes)} of the {len(sizes)} classes of {what} have at "
+                            f"most k item(s) (the smallest has {sizes[-1]:,}); a per-class method fits one model "
+                            f"per class, which needs more than k items: {lower}drop or merge those classes")
     if is_int(k) and num_fit <= k:
         raise OODInputError(f"k={k} but {what} has only {num_fit:,} item(s) with an embedding; each of them is "
                             f"also scored with itself left out, so k must be < {num_fit:,}: lower k or {fix}")
-    sizes = sorted(class_sizes or (), reverse=True)
     # a class-conditional detector searches each class: some class must offer k neighbours to its own members
     # (itself left out: k + 1 items) or two classes k each (the same rule as the detector's fit)
     if is_int(k) and sizes and params.get("class_conditional") and not (
@@ -461,13 +480,24 @@ def check_k_fits(k, method, num_fit, what="the reference set", fix="add referenc
                             f"and an item is never its own neighbour; lower k, leave k empty (auto) or {fix}")
 
 
-def fit_set_words(reference):
-    """``(what, fix)`` naming the set a detector is fitted on (the reference, else the scored set) in errors."""
+def fit_set_words(reference, method=None):
+    """``(what, fix)`` naming the fit set in errors: the reference, else the scored set (a wrong-label ``method``
+    takes no reference: its fix offers none)."""
+    from ..detectors import detector_class
+
     if reference is None:
-        return "the scored set", "score more samples (or give a trusted reference)"
+        label_task = method is not None and detector_class(method).task == "label_issues"
+        return "the scored set", "score a larger view" + ("" if label_task else " (or give a trusted reference)")
     if isinstance(reference, str):
         return f"the reference (samples tagged {reference!r})", f"tag more samples {reference!r}"
     return "the reference view", "add samples to the reference view"
+
+
+def missing_reference_embeddings(reference, embeddings_field, patches_field=None, fix="pass another reference"):
+    """The message for a reference none of whose items has an embedding (the scored view may have some)."""
+    whose = f"the samples tagged {reference!r}" if isinstance(reference, str) else "the samples of the reference view"
+    return f"{'no object of' if patches_field else 'none of'} {whose} has an embedding in {embeddings_field!r}; " \
+           f"compute embeddings for them or {fix}"
 
 
 def check_reduction(reduce, n_components, num_fit, dim):
@@ -499,6 +529,8 @@ def _read_reference(samples, reference, keys, embeddings_field, patches_field, l
     if reference is None:
         return None, None, None, None, None
     ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
+    if not embedding_coverage(ref_view, embeddings_field, patches_field)[0]:  # else "no item in this view" below
+        raise OODInputError(missing_reference_embeddings(reference, embeddings_field, patches_field))
     ref_keys, X_ref, labels_ref = read_embeddings(ref_view, embeddings_field, patches_field, label_field)
     pos = {key: i for i, key in enumerate(ref_keys)}
     ref_index = np.array([pos.get(key, -1) for key in keys], np.int64)
