@@ -124,29 +124,27 @@ def save_figure(fig, path, *, include_plotlyjs=True):
 
 
 def _write_text(path, text):
-    with open(path, "w", encoding="utf-8") as f:
+    with open(path, "x", encoding="utf-8") as f:  # a new file (the temporary one): never another's, never a link
         f.write(text)
 
 
 def _write_whole(target, named, ours, write):
     """Write ``target`` into a temporary file beside it, then put it in place: an interrupted write leaves the
     earlier file whole. The file the caller ``named`` is replaced; the sibling only when it is ours
-    (:func:`ood_core.publish.publish_file`: not even one that appears meanwhile)."""
+    (:func:`ood_core.publish.publish_file`: not even one that appears meanwhile). The temporary file lies in a
+    private folder made for this call (:func:`ood_core.publish.temporary_beside`): no file of the user's is
+    written over or removed, and no link followed."""
     import os
 
-    from .publish import publish_file
+    from .publish import publish_file, temporary_beside
 
-    tmp = f"{target}.tmp-{os.getpid()}"
-    try:
+    with temporary_beside(target) as tmp:
         write(tmp)
         if target == named:
             os.replace(tmp, target)
         else:
             publish_file(tmp, target, ours, f"{target!r} appeared while save_figure ran and was not written by "
                                             "save_figure; it is never replaced. Pass another path")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 _HTML_MARK = "<!-- written by fiftyone-ood save_figure -->\n"

@@ -10,10 +10,16 @@ that name would be replaced. Publishing closes it with two atomic steps of the f
   there meanwhile (``os.link`` never overwrites).
 
 Only on a file system without hard links does it fall back to a checked rename (the window remains there).
+
+The temporary file itself (:func:`temporary_beside`) lives in a folder made for the one call (``mkdtemp``: a new,
+unpredictable name, mode 0700) beside the destination, so it never takes a name a file of the user's could have,
+is never a link someone placed in advance, and removing it afterwards removes only what the call created.
 """
 
+import contextlib
 import errno
 import os
+import tempfile
 import uuid
 
 from .errors import OODInputError
@@ -38,6 +44,27 @@ def publish_file(tmp, path, is_ours, refusal):
             os.remove(tmp)
     if aside is not None:
         os.remove(aside)
+
+
+@contextlib.contextmanager
+def temporary_beside(path):
+    """Yield the path of a temporary file to write ``path``'s new content into (not created yet; create it, e.g.
+    ``open(tmp, "x")``) and publish from; on the same file system as ``path`` (hard links and renames work).
+
+    It lies in a new private folder beside ``path`` (``.<name>.tmp-<random>``, made by ``mkdtemp``, which never
+    takes a name that exists), so nothing of anyone else's is there to be overwritten, deleted or
+    followed. Afterwards that file (when still there: :func:`publish_file` moves it) and the folder are removed;
+    the folder only when empty, so nothing this call did not create is ever deleted.
+    """
+    folder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(os.path.abspath(path)))
+    tmp = os.path.join(folder, os.path.basename(path))
+    try:
+        yield tmp
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
 
 
 def _move_aside(path, is_ours, refusal):

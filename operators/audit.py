@@ -75,7 +75,8 @@ class AuditDataset(common.OODOperator):
         export = inputs.str("export_dir", default="", required=False, label="Export flagged samples to (optional)",
                             description="A folder: the flagged samples (media + labels) as a FiftyOne dataset")
         if ctx.params.get("export_dir"):
-            error = _export_dir_error(ctx.params["export_dir"])
+            error = _export_dir_error(ctx.params["export_dir"],
+                                      ctx.params.get("report_path") or _default_report(ctx, audit_key))
             if error:
                 export.invalid = True
                 export.error_message = error
@@ -185,13 +186,15 @@ def _report_path_error(path):
     return None
 
 
-def _export_dir_error(path):
-    """Why the export folder cannot be used (outside the allowed folders, or holding the user's files), or None."""
+def _export_dir_error(path, report_path):
+    """Why the export folder cannot be used (outside the allowed folders, holding the user's files, or the report
+    ``report_path`` and its CSV), or None."""
     from ood_core.errors import OODInputError
-    from ood_core.fo.audit_export import check_export_dir
+    from ood_core.fo.audit_export import check_export_dir, refuse_export_over_report
     from ood_core.paths import check_allowed_path
 
     try:
+        refuse_export_over_report(path, report_path)
         check_export_dir(check_allowed_path(path, "export_dir"))
     except OODInputError as e:
         return str(e)

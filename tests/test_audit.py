@@ -104,12 +104,22 @@ def test_audit_refuses_to_repeat_and_overwrites_cleanly(small, tmp_path):
 
     ds = small
     _embed(ds)
-    whole = ood.audit(ds, report_path=str(tmp_path / "a.html"), near_duplicates=False)
+    ood.audit(ds, report_path=str(tmp_path / "a.html"), near_duplicates=False)
     with pytest.raises(ValueError, match="audit 'ood_audit' already exists.*overwrite=True"):
         ood.audit(ds, report_path=str(tmp_path / "a.html"))
-    first = set(ds.match_tags("ood").values("id"))
     untrusted = ds.match_tags("trusted", bool=False)
-    out = ood.audit(untrusted, report_path=str(tmp_path / "a.html"), overwrite=True, near_duplicates=False)
+    # wrong-label scores weigh each label against the samples scored with it: not redone from a view, and the
+    # audit says so before it writes anything
+    before = {f: ds.values(f) for f in ("audit_ood", "audit_label_issue", "audit_ood_flag")}
+    with pytest.raises(ValueError, match=r"run 'audit_label_issue': a wrong-label score weighs each sample's label"):
+        ood.audit(untrusted, report_path=str(tmp_path / "a.html"), overwrite=True, near_duplicates=False)
+    assert {f: ds.values(f) for f in before} == before
+    # an audit of the OOD scores alone is redone from a view
+    whole = ood.audit(ds, label_field=None, report_path=str(tmp_path / "a.html"), overwrite=True,
+                      near_duplicates=False)
+    first = set(ds.match_tags("ood").values("id"))
+    out = ood.audit(untrusted, label_field=None, report_path=str(tmp_path / "a.html"), overwrite=True,
+                    near_duplicates=False)
     assert out["num_samples"] == 50 - len(ds.match_tags("trusted"))
     # no trusted sample in the view: the trusted samples elsewhere (scored by the same run, the same scores as
     # the whole-dataset audit) still set the cut; the view is flagged again, the samples outside it keep their

@@ -149,7 +149,8 @@ def test_overwrite_on_a_view_replaces_only_the_view(scored):
     kw = dict(reference="trusted", transductive="never")
     ood.compute_ood_scores(ds, "emb", "t", k=3, **kw)
     before = ds.values("t")
-    ood.compute_ood_scores(ds.limit(10), "emb", "t", k=2, overwrite=True, **kw)
+    ds.limit(10).set_values("emb", [np.asarray(v)[::-1].copy() for v in ds.limit(10).values("emb")])  # new values
+    ood.compute_ood_scores(ds.limit(10), "emb", "t", k=3, overwrite=True, **kw)
     after = ds.values("t")
     assert after[10:20] == before[10:20]  # the 10 samples neither in the view nor trusted keep their scores
     assert after[:10] != before[:10]  # (the trusted ones are scored with the view, self-excluded)
@@ -162,7 +163,7 @@ def test_overwrite_on_a_view_refuses_scores_relative_to_the_scored_set(scored):
     before = ds.values("s")
     with pytest.raises(OODInputError, match=r"run 's': without a trusted reference the scored samples are their own "
                                             r"reference.*Overwrite on the whole dataset"):
-        ood.compute_ood_scores(ds.limit(10), "emb", "s", k=2, overwrite=True)
+        ood.compute_ood_scores(ds.limit(10), "emb", "s", k=3, overwrite=True)
     assert ds.values("s") == before and ood.get_ood_run_info(ds, "s")["detector"]["k"] == 3
     # the ratio used by either run: refused too (a batch of 20 whose half is far away makes the test fire)
     ds.skip(20).tag_samples("trusted")

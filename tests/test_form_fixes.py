@@ -297,3 +297,14 @@ def test_score_result_view_says_what_k_and_the_p_values_were_computed_from(form_
     report = _execute("score_ood", ds, _score(embeddings_field="vec40", score_field="c", method="knn",
                                               reference_tag="trusted", label_field="ground_truth")).result["report"]
     assert "chosen by 'auto' from the trusted classes" in report
+
+
+def test_audit_form_refuses_an_export_folder_that_would_hold_the_report(form_dataset, tmp_path):
+    """The SDK refuses it before writing anything (tests/test_audit_safety.py); the form says so on the field."""
+    out = tmp_path / "out"
+    params = dict(report_path=str(out / "r.html"), export_dir=str(out))
+    props = forms.props("audit_dataset", form_dataset, params)
+    assert props["export_dir"].invalid
+    assert props["export_dir"].error_message.startswith(f"export_dir={str(out)!r} would hold the report")
+    props = forms.props("audit_dataset", form_dataset, dict(params, export_dir=str(tmp_path / "elsewhere")))
+    assert not props["export_dir"].invalid

@@ -29,7 +29,7 @@ import time
 from ..errors import OODInputError
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
-from .audit_report import check_report_files, csv_path_for, write_csv, write_report
+from .audit_report import check_report_files, csv_path_for, csv_table, write_report
 from .items import num_samples
 from .view_overwrite import refuse_other_settings_from_a_view, refuse_scored_set_dependence
 
@@ -128,16 +128,17 @@ def audit(
             gets no embedding and no score and is listed in the summary (``skipped``) and the report,
             instead of stopping the audit (as FiftyOne's own ``compute_embeddings``); False raises on the
             first one.
-        report_path: the HTML report (default :func:`default_report_path`); the
-            CSV of flagged samples is written beside it.
+        report_path: the HTML report (default :func:`default_report_path`), the CSV of flagged samples beside it;
+            each replaces only a file exactly as an audit wrote it (:func:`.audit_report.check_report_files`).
         export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset into this folder: a new
             or empty one, or one an earlier export went to (which it replaces once complete); a folder holding
-            other files is refused (FiftyOne's export would delete them).
+            other files or folders, or the report, is refused (FiftyOne's export would delete them).
         num_worst: thumbnails per gallery in the report.
         overwrite: replace an earlier audit of the same key, whole: its runs this audit does not write
             (:func:`replaced_runs`: label-issue runs, when this one has no label field) go with their fields,
-            flags runs and tags in the commit of the new record (refused from a view); so do its saved views and
-            near-duplicate tags this one does not make again. Embeddings it computed stay (an input).
+            flags runs and tags in the commit of the new record (refused from a view); so do its saved views (those
+            still as it saved them: :func:`.audit_recovery.own_views`) and near-duplicate tags this one does not
+            make again. Embeddings it computed stay (an input).
         progress: None, or ``f(done, total)`` called after each of the steps.
 
     The detectors (``knn``, ``weighted_label_vote``) use their k cap, at most a
@@ -193,28 +194,30 @@ def _run(samples, audit_key, plan, replaced, start, *, ood_field, label_issue_fi
     steps.done()
     summary = _summary(samples, audit_key, plan, embeddings, found, duplicates, near_duplicates and duplicate_threshold)
     views = _views(samples, audit_key, found, duplicates)
-    _outputs(samples, summary, found, duplicates, failures, report_path, export_dir, list(views))
+    table = _outputs(samples, summary, found, duplicates, failures, report_path, export_dir, list(views))
     summary["removed_runs"] = replaced
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    write_report(samples, summary, found, duplicates, num_worst, report_path)
+    write_report(samples, summary, found, duplicates, num_worst, report_path, table)
     _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
     steps.done()
     return summary
 
 
 def _outputs(samples, summary, found, duplicates, failures, report_path, export_dir, saved_views):
-    """The saved views' names, the CSV, the export, the fields written and the samples not scored, into ``summary``."""
+    """The saved views' names, the export, the fields written and the samples not scored, into ``summary``;
+    returns the CSV's text (written with the report: :func:`.audit_report.publish_report`)."""
     summary["fields"] = [path for key in found["runs"].values()
                          for path in runs.get_ood_run_info(samples, key)["fields"]]
     summary["skipped"] = _skipped(samples, found["runs"]["ood"], failures)
-    csv_path = csv_path_for(report_path)
+    table, num_rows = csv_table(samples, found, summary["label_field"], duplicates)
     summary.update(
         saved_views=saved_views,
         report_path=report_path,
-        csv_path=csv_path,
-        num_csv_rows=write_csv(samples, csv_path, found, summary["label_field"], duplicates),
+        csv_path=csv_path_for(report_path),
+        num_csv_rows=num_rows,
         export_dir=_export(samples, found, export_dir) if export_dir else None,
     )
+    return table
 
 
 # --------------------------------------------------------------------------- steps
@@ -239,24 +242,13 @@ def check_outputs(samples, audit_key, overwrite, ood_field=None, label_issue_fie
         raise OODInputError(f"the audit's run key and score fields must all differ (each names a run); got {names}. "
                             "Give them different names")
     runs.check_new_run(samples, audit_key, [], overwrite, kind="audit")
-    _refuse_users_views(samples, audit_key)
-    for field, kind in ((ood_field, "ood_scores"), (label_issue_field, "label_issues")):
-        runs.check_new_run(samples, field, [field], overwrite, kind=kind)
-        runs.check_new_run(samples, f"{field}_flag", [f"{field}_flag"], overwrite, kind="flags")  # flag_samples' names
-
-
-def _refuse_users_views(samples, audit_key):
-    """Refuse an audit whose saved views would replace saved views it did not make (no audit record of the key
-    lists them: a user's)."""
-    dataset = samples._dataset
-    ours = set(getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []) \
-        if audit_key in runs.list_ood_runs(samples, kind="audit") else set()
-    theirs = [name for name in view_names(audit_key) if name not in ours and dataset.has_saved_view(name)]
-    if theirs:
-        raise OODInputError(
-            f"dataset {dataset.name!r} has the saved views {theirs}, which no audit {audit_key!r} made; the audit "
-            f"saves its findings under {view_names(audit_key)} and never replaces a view it did not make. Rename "
-            "those views, or pass another audit_key")
+    audit_recovery.refuse_users_views(samples, audit_key, view_names(audit_key))
+    # every field the steps write: the scores with what the scoring writes beside them (ood_core.fo.scores'
+    # _extra_outputs: an OOD run's p-values, a label-issue run's suggested labels), and flag_samples' flags
+    for field, kind, companion in ((ood_field, "ood_scores", "pvalue"), (label_issue_field, "label_issues",
+                                                                         "suggestion")):
+        runs.check_new_run(samples, field, [field, f"{field}_{companion}"], overwrite, kind=kind)
+        runs.check_new_run(samples, f"{field}_flag", [f"{field}_flag"], overwrite, kind="flags")
 
 
 #: the roles of an audit's runs (the keys of its ``runs``) -> the kind of run each one is
@@ -305,10 +297,11 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     """Before anything is written: refuse a view too small to audit, bad or clashing keys and fields, an
     existing audit without ``overwrite``, a report path that cannot be written, or an export folder holding
     files of the user's (:func:`.audit_export.check_export_dir`)."""
-    from .audit_export import check_export_dir
+    from .audit_export import check_export_dir, refuse_export_over_report
     from .items import require_nonempty
 
     if export_dir:
+        refuse_export_over_report(export_dir, report_path)
         check_export_dir(export_dir)
     require_nonempty(samples)
     count = num_samples(samples)  # len(dataset) is an estimate, 0 after an unclean database shutdown
@@ -367,12 +360,13 @@ def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_
     if not overwrite or is_whole_dataset(samples):
         return
     params = {"embeddings_field": plan["embeddings_field"] or "ood_embeddings", "label_field": plan["label_field"]}
-    for key in [ood_field] + ([label_issue_field] if plan["label_field"] else []):
-        refuse_other_settings_from_a_view(samples._dataset, key, params)
-    # known before scoring: an unsupervised score run (no trusted samples), or an earlier one that was; whether
-    # the new run uses the scored set's density ratio is known only once it is computed (refused then, before
-    # the audit writes anything but embeddings)
+    refuse_other_settings_from_a_view(samples._dataset, ood_field, params)
+    # known before scoring: an unsupervised score run (no trusted samples), or an earlier one that was, and an
+    # earlier wrong-label run; whether the new OOD run uses the scored set's density ratio is known only once it
+    # is computed (refused then, before the audit writes anything but embeddings)
     refuse_scored_set_dependence(samples._dataset, ood_field, "ood_scores", {"reference": plan["reference"]})
+    if plan["label_field"]:
+        refuse_scored_set_dependence(samples._dataset, label_issue_field, "label_issues", {})
 
 
 class _Steps:
@@ -558,25 +552,30 @@ def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
     runs.refresh_stale_runs(dataset)
     config = {k: v for k, v in summary.items()
               if k not in ("dataset", "seconds", "num_samples", "runs", "fields", "skipped")}
+    marks = {}  # the fingerprints of the saved views, decided by cleanup (called first, under the locks)
 
     def register():
         runs.register_run(samples, audit_key, kind="audit", fields=[], overwrite=True,
                           results={"summary": summary, "duplicate_ids": duplicates.get("duplicate_ids", []),
                                    "tagged_duplicate_ids": duplicates.get("tagged_ids", [])},
-                          audit_runs=summary["runs"], audit_fields=summary["fields"], **config)
+                          audit_runs=summary["runs"], audit_fields=summary["fields"],
+                          **{audit_recovery.VIEW_MARKS: dict(marks)}, **config)
 
     def cleanup(reloaded, fields, dropped):
-        return _cleanup_after_record(samples, audit_key, views, duplicates, dropped)
+        return _cleanup_after_record(samples, audit_key, views, duplicates, dropped, marks)
 
     removed_fields, removed_runs = commit.commit(samples, [], audit_key, register, overwrite=overwrite,
                                                  drop_runs=replaced, cleanup=cleanup)
     summary.update(removed_runs=removed_runs, removed_fields=removed_fields)
 
 
-def _cleanup_after_record(samples, audit_key, views, duplicates, dropped):
+def _cleanup_after_record(samples, audit_key, views, duplicates, dropped, marks):
     """The :mod:`.followups` of recording the audit (decided under the commit's locks, before anything moves): the
     tags of the dropped flags runs, the earlier audit's near-duplicate tags this one does not claim again, and its
-    saved views this one does not save again; then this audit's near-duplicate tags and saved ``views``."""
+    saved views this one does not save again (only those still as it saved them:
+    :func:`.audit_recovery.own_views`); then this audit's near-duplicate tags and saved ``views``, whose
+    fingerprints go into ``marks`` (for its record). A saved view of the user's under one of the names (saved
+    since the audit's checks) is refused here, before anything moves."""
     from . import followups
 
     dataset = samples._dataset
@@ -586,12 +585,16 @@ def _cleanup_after_record(samples, audit_key, views, duplicates, dropped):
              - duplicate_search.claims_of_other_audits(samples, audit_key))
     if stale:
         ops.append(followups.untag(TAGS["near_duplicates"], None, stale))
-    old_views = set(getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []) \
-        if audit_key in runs.list_ood_runs(samples, kind="audit") else set()
-    ops += [followups.delete_saved_view(name) for name in sorted(old_views - set(views))
-            if name.startswith(f"{audit_key}-")]
+    audit_recovery.refuse_users_views(samples, audit_key, list(views))
+    old_views = audit_recovery.own_views(dataset, audit_key)
+    ops += [followups.delete_saved_view(name, audit_recovery.saved_view_mark(dataset, name))
+            for name in sorted(old_views - set(views)) if name.startswith(f"{audit_key}-")]
     if duplicates.get("to_tag"):
         ops.append(followups.tag(TAGS["near_duplicates"], None, duplicates["to_tag"]))
     descriptions = {f"{audit_key}-{suffix}": text for suffix, text in VIEWS.values()}
-    return ops + [followups.save_view(name, view, f"fiftyone-ood audit {audit_key!r}: {descriptions[name]}")
-                  for name, view in views.items()]
+    saves = [followups.save_view(name, view, f"fiftyone-ood audit {audit_key!r}: {descriptions[name]}",
+                                 replaces=audit_recovery.saved_view_mark(dataset, name))
+             for name, view in views.items()]
+    for op in saves:
+        op["mark"] = marks[op["name"]] = audit_recovery.planned_view_mark(dataset, op)
+    return ops + saves

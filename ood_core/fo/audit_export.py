@@ -37,22 +37,39 @@ def check_export_dir(export_dir):
     return path
 
 
+def refuse_export_over_report(export_dir, report_path):
+    """Refuse an export folder that is the report's folder or holds it (at any depth): the export replaces its
+    folder's contents (so it refuses a folder holding the report and CSV, which the audit would only find at the
+    export step, after its runs are written) and the report would land inside the export."""
+    from .audit_report import csv_path_for
+
+    real_export = os.path.realpath(os.path.expanduser(os.fspath(export_dir)))
+    for path in (report_path, csv_path_for(report_path)):
+        if os.path.commonpath([real_export, os.path.realpath(path)]) == real_export:
+            raise OODInputError(
+                f"export_dir={export_dir!r} would hold the report {report_path!r} and its CSV "
+                f"{csv_path_for(report_path)!r} (the export replaces its folder's contents, and takes only a "
+                "folder of its own). Pass an export_dir outside the report's folder (e.g. "
+                f"{os.path.join(os.path.dirname(report_path), 'export')!r}) or a report_path outside the export")
+
+
 def _is_export_or_empty(path):
     return os.path.isdir(path) and not os.path.islink(path) and not _foreign_files(path)
 
 
 def _files(folder):
-    """The folder's files (and links), as sorted paths relative to it."""
+    """Every entry of the folder, at any depth: files, links and folders (an empty folder is an entry too: the
+    user's structure made by hand is theirs), as sorted paths relative to it."""
     out = []
     for root, dirs, names in os.walk(folder):
-        out += [os.path.relpath(os.path.join(root, n), folder) for n in names]
-        out += [os.path.relpath(os.path.join(root, d), folder) for d in dirs if os.path.islink(os.path.join(root, d))]
+        out += [os.path.relpath(os.path.join(root, n), folder) for n in names + dirs]
     return sorted(out)
 
 
 def _foreign_files(folder):
-    """The files of ``folder`` that no export of this package wrote: all of them without :data:`MARKER`; with it,
-    those its list does not name (a marker of an earlier release, without a list, vouches for the whole folder)."""
+    """The entries of ``folder`` that no export of this package wrote: all of them without :data:`MARKER`; with it,
+    those its list does not name, except folders holding an entry it names (a list of an earlier release names
+    files only); a marker of an earlier release without a list vouches for the whole folder."""
     files = _files(folder)
     marker = os.path.join(folder, MARKER)
     if not files:
@@ -65,7 +82,16 @@ def _foreign_files(folder):
         listed = set(json.loads(lines[1])) if len(lines) > 1 else None
     except (OSError, ValueError):
         return files
-    return [] if listed is None else [f for f in files if f != MARKER and f not in listed]
+    if listed is None:
+        return []
+    parents = {parent for p in listed for parent in _parents(p)}
+    return [f for f in files if f != MARKER and f not in listed and f not in parents]
+
+
+def _parents(path):
+    """The folders ``path`` (relative) lies in: ``a/b/c`` -> ``a``, ``a/b``."""
+    parts = path.split(os.sep)[:-1]
+    return [os.sep.join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _existing_parent(path):

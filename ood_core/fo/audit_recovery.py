@@ -7,9 +7,16 @@ lock, so a run whose audit has no record listing it, and whose audit is not
 running, was left by an interrupted audit: the next audit of that key says so
 (and how to redo or clean it), and :func:`ood_core.fo.runs.repair_ood_runs`
 removes such runs with their fields, flags runs and tags.
+
+It also tells the audit's saved views from a user's (:func:`own_views`). A saved view is the audit's only while
+it is exactly as the audit saved it: the audit's record keeps, for each view it saves, a fingerprint of its name,
+description and stages (``saved_view_marks``); a view of that name saved by the user (deleted and saved again,
+narrowed, described otherwise) has another one, and is never deleted or replaced. A record of an earlier version,
+without fingerprints, vouches for none of its views: they are left as they are.
 """
 
 import contextlib
+import hashlib
 
 from ..errors import BackendError, OODInputError
 from . import coordination, runs
@@ -88,3 +95,66 @@ def release(samples, audit_key):
         if key in runs.list_ood_runs(samples) and \
                 getattr(dataset.get_run_info(key).config, "made_by_audit", None) is not None:
             runs.update_run(samples, key, made_by_audit=None)
+
+
+# --------------------------------------------------------------------------- the audit's saved views
+
+#: the audit record's entry ``{saved view name: fingerprint of the view as the audit saved it}``
+VIEW_MARKS = "saved_view_marks"
+
+
+def _fingerprint(name, description, stages):
+    """SHA-256 of a saved view's name, description and stages (as FiftyOne stores them: without stage uuids).
+    Its colour and the times it was loaded are left out: the App changes those without changing the view."""
+    from bson import json_util
+
+    text = json_util.dumps({"name": name, "description": description or None, "stages": stages}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def planned_view_mark(dataset, op):
+    """The fingerprint the view of a :func:`.followups.save_view` operation ``op`` will have once saved (as
+    :mod:`.followups` saves it: built from the operation's stages, serialized without uuids)."""
+    import fiftyone.core.view as fov
+    from bson import json_util
+
+    view = fov.DatasetView._build(dataset, op["stages"])
+    stages = [json_util.loads(json_util.dumps(s)) for s in view._serialize(include_uuids=False)]
+    return _fingerprint(op["name"], op["description"], stages)
+
+
+def saved_view_mark(dataset, name):
+    """The fingerprint of the saved view ``name`` of ``dataset`` as it is stored now; None when there is none."""
+    from bson import json_util
+
+    dataset._doc.reload("saved_views")
+    for doc in dataset._doc.get_saved_views():
+        if getattr(doc, "name", None) == name:
+            return _fingerprint(name, doc.description, [json_util.loads(s) for s in doc.view_stages])
+    return None
+
+
+def own_views(dataset, audit_key):
+    """The saved views the audit ``audit_key``'s record lists that are still exactly as it saved them (the only
+    ones it may delete or replace); none for a record without fingerprints (an earlier version's)."""
+    if audit_key not in runs.list_ood_runs(dataset, kind="audit"):
+        return set()
+    config = dataset.get_run_info(audit_key).config
+    marks = getattr(config, VIEW_MARKS, None) or {}
+    return {name for name in (getattr(config, "saved_views", None) or [])
+            if marks.get(name) is not None and saved_view_mark(dataset, name) == marks[name]}
+
+
+def refuse_users_views(samples, audit_key, names):
+    """Refuse an audit whose saved views ``names`` would replace saved views that are not its own
+    (:func:`own_views`), naming them and the fix."""
+    dataset = samples._dataset
+    ours = own_views(dataset, audit_key)
+    theirs = [name for name in names if name not in ours and dataset.has_saved_view(name)]
+    if theirs:
+        raise OODInputError(
+            f"dataset {dataset.name!r} has the saved views {theirs}, which no audit {audit_key!r} made, or not as "
+            "the audit saved it (changed since, or recorded by an earlier version of fiftyone-ood, which kept no "
+            f"fingerprint of its views); the audit saves its findings under {list(names)} and never replaces a "
+            "view it did not make. Rename those views, or pass another audit_key (a view you no longer need: "
+            "delete it with dataset.delete_saved_view(name))")

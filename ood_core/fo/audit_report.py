@@ -6,12 +6,16 @@ and findings of :func:`ood_core.fo.audit.audit`; the building blocks are in :mod
 """
 
 import csv
+import hashlib
+import io
 import os
+import re
 import time
 
 import numpy as np
 
 from ..errors import OODInputError
+from ..publish import publish_file, temporary_beside
 from . import runs
 
 
@@ -61,7 +65,9 @@ def _gallery_heading(what, tiles, field):
     return f"{what} (top {len(tiles):,} by {field})"
 
 
-def write_report(samples, summary, found, duplicates, num_worst, path):
+def write_report(samples, summary, found, duplicates, num_worst, path, table):
+    """Build the report of the audit and put it in place with its CSV ``table`` (:func:`csv_table`) beside it
+    (:func:`publish_report`)."""
     from .. import report as html
 
     dataset = samples._dataset
@@ -139,7 +145,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path):
                 f"{time.strftime('%Y-%m-%d %H:%M')}, {summary['seconds']:.0f} s. Higher score = more suspicious; "
                 "a sample is flagged when score >= threshold.")
     page = html.page(f"{REPORT_TITLE}: {dataset.name}", subtitle, sections)
-    _replace_file(path, lambda f: f.write(page), newline=None)
+    publish_report(path, page, table)
 
 
 def _suggestion_note(samples, run_key, suggested_field):
@@ -196,8 +202,9 @@ def _how_to_review(summary):
             f"The flagged samples are also listed in <code>{html.escape(summary['csv_path'])}</code>.</p>")
 
 
-def write_csv(samples, path, found, label_field, duplicates):
-    """One row per flagged sample and finding: id, filepath, issue, score, label."""
+def csv_table(samples, found, label_field, duplicates):
+    """The CSV of flagged samples, one row per flagged sample and finding (id, filepath, issue, score, label):
+    ``(text, number of rows)``; :func:`write_report` puts it in place beside the report."""
     rows = []
     for issue in ("ood", "label_issues"):
         ids = found["flagged"].get(issue)
@@ -213,18 +220,19 @@ def write_csv(samples, path, found, label_field, duplicates):
         for sid, fp in zip(*view.values(["id", "filepath"])):
             nearest = min(duplicates["neighbors"].get(sid, [("", 0.0)]), key=lambda t: t[1])
             rows.append([sid, fp, "near_duplicate", f"{nearest[1]:.6g}", ""])
-    def write(f):
-        writer = csv.writer(f)
-        writer.writerow(CSV_HEADER)
-        writer.writerows(rows)
-
-    _replace_file(path, write, newline="")
-    return len(rows)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(CSV_HEADER)
+    writer.writerows(rows)
+    return buffer.getvalue(), len(rows)
 
 
-#: how the files the audit writes begin (what tells them from a user's file of the same name)
+#: the report's title (and tab name) begins with it; a plain CSV header (the mark is in the report, see below)
 REPORT_TITLE = "fiftyone-ood audit"
 CSV_HEADER = ["sample_id", "filepath", "issue", "score", "label"]
+#: the report's first line, the package's mark (as ``save_figure`` marks its pages): the SHA-256 of the CSVs the
+#: report vouches for, and the SHA-256 of those hashes plus everything after this line
+_MARK = re.compile(rb"<!-- fiftyone-ood audit report: csv ((?:[0-9a-f]{64},?)*); sha256 ([0-9a-f]{64}) -->\n")
 
 
 def csv_path_for(report_path):
@@ -233,44 +241,86 @@ def csv_path_for(report_path):
 
 
 def check_report_files(report_path):
-    """Refuse a report path (or the CSV path beside it) that holds something this package did not write."""
-    for path, ours in ((report_path, _is_our_report), (csv_path_for(report_path), _is_our_csv)):
-        if os.path.lexists(path) and not ours(path):
+    """Refuse a report path (or the CSV path beside it) that holds something this package did not write, or
+    that was changed since (:func:`_vouched_csvs`)."""
+    csv_path = csv_path_for(report_path)
+    for path, ours in ((report_path, _is_our_report(report_path)), (csv_path, _is_our_csv(csv_path, report_path))):
+        if os.path.lexists(path) and not ours:
             raise OODInputError(
-                f"{path!r} exists and is not a fiftyone-ood audit report (or its CSV of flagged samples); the audit "
-                "never replaces a file it did not write. Pass another report_path (the CSV is written beside it as "
-                "'<name>_flagged.csv')")
+                f"{path!r} exists and is not a fiftyone-ood audit report (or its CSV of flagged samples) as the "
+                "audit wrote it: it carries no mark of the audit, or it was changed after the audit wrote it (a "
+                "CSV is the audit's while the unchanged report beside it vouches for it; files of versions "
+                "before the mark count as yours). The audit never replaces a file it did not write. Pass another "
+                "report_path (the CSV is written beside it as '<name>_flagged.csv'), or move that file away")
+
+
+def _marked(page, csv_hashes):
+    """The report's bytes: the mark line, then the page."""
+    body = page.encode("utf-8")
+    listed = ",".join(csv_hashes).encode()
+    digest = hashlib.sha256(listed + b"\n" + body).hexdigest().encode()
+    return b"<!-- fiftyone-ood audit report: csv " + listed + b"; sha256 " + digest + b" -->\n" + body
+
+
+def _vouched_csvs(path):
+    """The SHA-256 of the CSVs the report at ``path`` vouches for; None when it is not a report of the audit
+    exactly as written: no mark, a mark of another content (edited since), a link, or not a file.
+
+    Why a hash and not a title or header: a user's notes titled like the report, or a CSV of theirs with the same
+    columns, carry no valid hash by accident, and any edit of a written report changes its hash. The CSV holds no
+    mark (a comment line would break ``pandas.read_csv`` and the csv module): the report, written just before
+    it, lists its hash, and also the earlier CSV's when that was the audit's, so a crash between the two files
+    leaves both recognised."""
+    data = _read(path)
+    found = _MARK.match(data) if data is not None else None
+    if found is None:
+        return None
+    listed, body = found.group(1), data[found.end():]
+    if hashlib.sha256(listed + b"\n" + body).hexdigest().encode() != found.group(2):
+        return None
+    return {h for h in listed.decode().split(",") if h}
 
 
 def _is_our_report(path):
-    return os.path.isfile(path) and f"<title>{REPORT_TITLE}".encode() in _head(path)
+    return _vouched_csvs(path) is not None
 
 
-def _is_our_csv(path):
-    return os.path.isfile(path) and _head(path).split(b"\n")[0].strip() == ",".join(CSV_HEADER).encode()
+def _is_our_csv(path, report_path):
+    """Whether ``path`` is a CSV the report at ``report_path`` vouches for, unchanged."""
+    vouched = _vouched_csvs(report_path)
+    data = _read(path) if vouched else None
+    return data is not None and hashlib.sha256(data).hexdigest() in vouched
 
 
-def _head(path):
+def _read(path):
+    """The bytes of a regular file (never through a link), or None."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
     try:
         with open(path, "rb") as f:
-            return f.read(4096)
+            return f.read()
     except OSError:
-        return b""
+        return None
 
 
-def _replace_file(path, write, newline):
-    """Write a report file whole: into a temporary file beside it, then published in its place (a crash leaves
-    the earlier file); a file of the user's there, even one that appeared while the audit ran, is never replaced
-    (:func:`ood_core.publish.publish_file`)."""
-    from ..publish import publish_file
+def publish_report(path, page, table):
+    """Put the report and its CSV in place, each written whole into a private temporary file and published
+    (:func:`ood_core.publish.publish_file`): a crash leaves the earlier file, and a file of the user's there, even
+    one that appeared or was changed while the audit ran, is never replaced. The report goes first and vouches for
+    the new CSV and for the earlier one while that is still there (:func:`_vouched_csvs`)."""
+    check_report_files(path)  # both files still the audit's (or absent): neither is written otherwise
+    csv_path, table = csv_path_for(path), table.encode("utf-8")
+    vouched = [hashlib.sha256(table).hexdigest()]
+    if _is_our_csv(csv_path, path):
+        vouched.append(hashlib.sha256(_read(csv_path)).hexdigest())
+    _replace_file(path, _marked(page, vouched), _is_our_report)
+    _replace_file(csv_path, table, lambda p: _is_our_csv(p, path))
 
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline=newline) as f:
-            write(f)
-        publish_file(tmp, path, lambda p: _is_our_report(p) or _is_our_csv(p),
-                     f"{path!r} appeared while the audit ran and is not its own; the audit never replaces a file it "
-                     "did not write. Pass another report_path")
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+def _replace_file(path, data, is_ours):
+    with temporary_beside(path) as tmp:
+        with open(tmp, "xb") as f:  # a new file in a folder of this call's own: never another's, never a link
+            f.write(data)
+        publish_file(tmp, path, is_ours,
+                     f"{path!r} was put there or changed by someone else while the audit ran, so it is not the "
+                     "audit's own; the audit never replaces a file it did not write. Pass another report_path")

@@ -26,10 +26,14 @@ def tag(tag, level, ids):
     return {"op": "tag", "tag": tag, "level": level, **_packed(ids)}
 
 
-def save_view(name, view, description):
-    """Save ``view`` (its stages, as FiftyOne serializes them) as the saved view ``name``, replacing one of that
-    name (the caller checked it is not a user's)."""
-    return {"op": "save_view", "name": name, "stages": view._serialize(), "description": description}
+def save_view(name, view, description, replaces=None, mark=None):
+    """Save ``view`` (its stages, as FiftyOne serializes them) as the saved view ``name``. ``replaces``: the
+    fingerprint (:func:`.audit_recovery.saved_view_mark`) of the view of that name the caller checked is its own
+    (None: there was none); ``mark``: the saved view's own fingerprint. When the operation is carried out (maybe
+    by a later call rolling a crashed commit forward), a view of that name with another fingerprint was saved by
+    someone else meanwhile: it is left as it is."""
+    return {"op": "save_view", "name": name, "stages": view._serialize(), "description": description,
+            "replaces": replaces, "mark": mark}
 
 
 def _packed(ids):
@@ -52,8 +56,10 @@ def _ids(op):
     return set(op["ids"])  # journals written before ids were packed
 
 
-def delete_saved_view(name):
-    return {"op": "delete_saved_view", "name": name}
+def delete_saved_view(name, mark=None):
+    """Delete the saved view ``name`` if it still has the fingerprint ``mark`` (None: whatever it has, as
+    journals written before fingerprints say)."""
+    return {"op": "delete_saved_view", "name": name, "mark": mark}
 
 
 def forget_in_audits(keys, fields):
@@ -111,13 +117,24 @@ def _tag(dataset, op):
 def _save_view(dataset, op):
     import fiftyone.core.view as fov
 
+    if "mark" in op and op["mark"] is not None:
+        from .audit_recovery import saved_view_mark
+
+        if saved_view_mark(dataset, op["name"]) not in (op["replaces"], op["mark"]):
+            return  # saved by someone else since the commit was planned: theirs
     view = fov.DatasetView._build(dataset, op["stages"])
     dataset.save_view(op["name"], view, description=op["description"], overwrite=True)
 
 
 def _delete_saved_view(dataset, op):
-    if dataset.has_saved_view(op["name"]):
-        dataset.delete_saved_view(op["name"])
+    if not dataset.has_saved_view(op["name"]):
+        return
+    if op.get("mark") is not None:
+        from .audit_recovery import saved_view_mark
+
+        if saved_view_mark(dataset, op["name"]) != op["mark"]:
+            return  # not as the package saved it: someone else's now
+    dataset.delete_saved_view(op["name"])
 
 
 def _unset(dataset, op):
@@ -136,8 +153,11 @@ def _forget_in_audits(dataset, op):
         listed = getattr(config, "audit_runs", None) or {}
         if audit in keys or not set(listed.values()) & keys:
             continue
+        from .audit_recovery import own_views
+
         views = getattr(config, "saved_views", None) or []
-        dropped = [name for name in views if dataset.has_saved_view(name) and _uses_any(dataset, name, fields)]
+        ours = own_views(dataset, audit)  # a view saved by the user under a listed name is not the audit's
+        dropped = [name for name in views if name in ours and _uses_any(dataset, name, fields)]
         for name in dropped:
             dataset.delete_saved_view(name)
         runs.update_run(dataset, audit, audit_runs={r: k for r, k in listed.items() if k not in keys},

@@ -103,14 +103,26 @@ def remove_runs(samples, run_keys, *, delete_fields=True):
 
 
 def _audit_extras(dataset, audit_key):
-    """Removing the near-duplicate tags the audit claims alone, and its saved views."""
+    """Removing the near-duplicate tags the audit claims alone, and its saved views: only those still exactly as
+    it saved them (:func:`.audit_recovery.own_views`); a view of the user's under one of their names, one changed
+    since, and the views of a record without fingerprints (an earlier version's) stay, with a warning."""
+    import logging
+
     from . import followups
+    from .audit_recovery import own_views, saved_view_mark
     from .near_duplicates import TAG, to_untag
 
     ids = to_untag(dataset, audit_key)
-    views = getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []
+    listed = getattr(dataset.get_run_info(audit_key).config, "saved_views", None) or []
+    ours = own_views(dataset, audit_key)
+    kept = [name for name in listed if name not in ours and dataset.has_saved_view(name)]
+    if kept:
+        logging.getLogger(__name__).warning(
+            "audit %r: the saved views %s are not as the audit saved them (yours, changed since, or recorded by an "
+            "earlier version); they stay. Delete them with dataset.delete_saved_view(name) if unwanted",
+            audit_key, kept)
     return ([followups.untag(TAG, None, ids)] if ids else []) + \
-        [followups.delete_saved_view(name) for name in views]
+        [followups.delete_saved_view(name, saved_view_mark(dataset, name)) for name in listed if name in ours]
 
 
 def _lost_fields(dataset, keys):

@@ -11,8 +11,9 @@ import json
 
 from ..errors import OODInputError
 
-#: the detector's parameters that do not change its scores' scale (how neighbours are searched)
-SEARCH_PARAMS = ("backend", "index")
+#: the detector's parameters that do not change its scores' scale: how neighbours are searched, and the settings
+#: of the scored-set density ratio (a run that used the ratio is refused anyway: :func:`scored_set_dependence`)
+SEARCH_PARAMS = ("backend", "index", "transductive", "transductive_alpha", "transductive_weight", "class_mix_gate")
 
 #: what decides a score's scale: the detector and its parameters (k, class means, ...) but not how it searches; the
 #: embeddings' settings (``backbone``: the same field recomputed with another model or level is another scale); the
