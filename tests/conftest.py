@@ -237,3 +237,14 @@ def form_dataset(form_images):
     form_images.set_values("vec", list(rng.normal(size=(len(form_images), 8)).astype(np.float32)))
     form_images.set_values("vec40", list(rng.normal(size=(len(form_images), 40)).astype(np.float32)))
     return form_images
+
+
+@pytest.fixture
+def tiny_clip_params(tiny_clip, tmp_path, monkeypatch):
+    """Form params for the tiny CLIP model file and a 22-word list for form_images (18 nouns, 3 adjectives,
+    'bag'); a private text cache."""
+    monkeypatch.setenv("FIFTYONE_OOD_CACHE_DIR", str(tmp_path / "cache"))
+    words = tmp_path / "words.txt"
+    nouns = "dog cat horse bird fish car truck boat train house tree river cloud pizza apple guitar clock lamp"
+    words.write_text("\n".join(nouns.split() + ["red\tadj", "furry\tadj", "wooden\tadj", "bag"]) + "\n")
+    return dict(model_name=tiny_clip.name, weights=str(tiny_clip.safetensors), word_list=str(words))

@@ -187,14 +187,8 @@ def test_audit_form_refuses_a_target_of_one_sample(form_dataset):
 
 
 @pytest.fixture
-def clip_params(tiny_clip, tmp_path, monkeypatch):
-    """Form params for the tiny CLIP model and a 22-word list (18 nouns, 3 adjectives, 'bag')."""
-    monkeypatch.setenv("FIFTYONE_OOD_CACHE_DIR", str(tmp_path / "cache"))
-    words = tmp_path / "words.txt"
-    nouns = "dog cat horse bird fish car truck boat train house tree river cloud pizza apple guitar clock lamp"
-    words.write_text("\n".join(nouns.split() + ["red\tadj", "furry\tadj", "wooden\tadj", "bag"]) + "\n")
-    return dict(model_name=tiny_clip.name, weights=str(tiny_clip.safetensors), word_list=str(words),
-                label_field="ground_truth", num_negatives=8, num_groups=2)
+def clip_params(tiny_clip_params):
+    return dict(tiny_clip_params, label_field="ground_truth", num_negatives=8, num_groups=2)
 
 
 def test_clip_forms_take_a_cleared_number_as_its_default_and_refuse_text(form_dataset, clip_params):

@@ -255,15 +255,6 @@ def test_operator_refuses_bad_params_and_writes_nothing(form_images):
 # --------------------------------------------------------------------------- CLIP negative-label operators
 
 
-@pytest.fixture
-def tiny_clip_params(tiny_clip, tmp_path, monkeypatch):
-    """Form params for the tiny CLIP model file and a form_images word list; a private text cache."""
-    monkeypatch.setenv("FIFTYONE_OOD_CACHE_DIR", str(tmp_path / "cache"))
-    words = tmp_path / "words.txt"
-    nouns = "dog cat horse bird fish car truck boat train house tree river cloud pizza apple guitar clock lamp"
-    words.write_text("\n".join(nouns.split() + ["red\tadj", "furry\tadj", "wooden\tadj", "bag"]) + "\n")
-    return dict(model_name=tiny_clip.name, weights=str(tiny_clip.safetensors), word_list=str(words))
-
 
 def test_neglabel_operator_form_and_immediate_run(form_images, tiny_clip_params, one_torch_thread):
     from ood_core.fo import runs as fo_runs
