@@ -255,7 +255,6 @@ def test_operator_refuses_bad_params_and_writes_nothing(form_images):
 # --------------------------------------------------------------------------- CLIP negative-label operators
 
 
-
 def test_neglabel_operator_form_and_immediate_run(form_images, tiny_clip_params, one_torch_thread):
     from ood_core.fo import runs as fo_runs
 
