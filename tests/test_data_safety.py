@@ -294,13 +294,14 @@ def test_redoing_an_audit_from_a_view_refuses_other_embeddings_before_writing(la
     kw = dict(embeddings_field="emb", near_duplicates=False, report_path=str(tmp_path / "a.html"))
     ood.audit(ds, **kw)
     ood.compute_pyramid_embeddings(ds, "emb2", **EMB)
-    # the OOD run now matches the new embeddings, the label-issue run does not: it is refused second, and used to
-    # be refused only after the new OOD score and flags runs and their tags had been written
+    # the OOD run now matches the new embeddings; the label-issue run is refused second (a wrong-label run is never
+    # replaced from a view), and used to be refused only after the new OOD score and flags runs and their tags had
+    # been written
     ood.compute_ood_scores(ds, "emb2", "audit_ood", reference="trusted", label_field="ground_truth", overwrite=True)
     ds.reload()
     before = {k: str(ds.get_run_info(k).timestamp) for k in ood.list_ood_runs(ds)}
     tags, flags = ds.values("tags"), ds.values("audit_ood_flag")
-    with pytest.raises(OODInputError, match="'audit_label_issue' was computed with other embeddings_field"):
+    with pytest.raises(OODInputError, match="run 'audit_label_issue': a wrong-label score weighs each sample's"):
         ood.audit(ds.match_tags("trusted"), overwrite=True, **dict(kw, embeddings_field="emb2"))
     ds.reload()
     assert {k: str(ds.get_run_info(k).timestamp) for k in ood.list_ood_runs(ds)} == before
