@@ -83,10 +83,7 @@ class ComputePyramidEmbeddings(common.OODOperator):
                     description=SKIP_FAILURES_HELP, view=types.CheckboxView())
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
-        if len(target) == 0:
-            empty = inputs.view("empty_target", types.Warning(label="The target has no samples"))
-            empty.invalid = True
-            empty.error_message = "the chosen target (view or selection) is empty"
+        common.add_target_size_check(inputs, target)  # an empty target: "empty_target", with the fix
         return types.Property(inputs, view=types.View(label="Compute pyramid embeddings"))
 
     def run(self, ctx):

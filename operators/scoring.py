@@ -90,13 +90,14 @@ class ScoreOOD(common.OODOperator):
             # operator called from Python without label_field scores without labels, as the SDK does)
             _check_k(k_prop, ctx, method, fit_view if num_fit else None, embeddings, num_fit, reference_tag, index,
                      label_field if ctx.params.get("label_field") else None)
-        common.add_new_key(inputs, ctx, "score_field", label="Score field",
-                           default=common.sdk_default("compute_label_issues" if label_task else "compute_ood_scores",
-                                                      "score_field"),
-                           description="Float field for the scores (higher = more suspicious); also the run key",
-                           field_paths=lambda v: _score_paths(ctx, v, embeddings, label_field),
-                           kind="label_issues" if label_task else "ood_scores",
-                           reads=[embeddings, label_field])
+        key = common.add_new_key(inputs, ctx, "score_field", label="Score field",
+                                 default=common.sdk_default("compute_label_issues" if label_task
+                                                            else "compute_ood_scores", "score_field"),
+                                 description="Float field for the scores (higher = more suspicious); also the run key",
+                                 field_paths=lambda v: _score_paths(ctx, v, embeddings, label_field),
+                                 kind="label_issues" if label_task else "ood_scores",
+                                 reads=[embeddings, label_field])
+        _check_replacing_from_a_view(key, ctx, target, label_task, reference_tag)
         _add_reduction_inputs(inputs, ctx, fit_view if num_fit else None, embeddings, patches)
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
@@ -323,6 +324,24 @@ def _add_k_input(inputs, ctx, default):
     return inputs.int("k", required=False, label="k (neighbours)",
                       description=f"Empty = {default!r}: sized from the trusted classes (recommended); or a whole "
                                   "number")
+
+
+def _check_replacing_from_a_view(prop, ctx, target, label_task, reference_tag):
+    """Overwriting a score run from a view: what the SDK refuses before computing (a wrong-label run; an OOD run
+    without a trusted reference, now or before; one whose density ratio was used) is refused on the score field
+    (:func:`ood_core.fo.view_overwrite.refuse_scored_set_dependence`). Whether a new OOD run uses the ratio is
+    known only once it is computed: the run refuses it then, before writing."""
+    from ood_core.fo.items import is_whole_dataset
+    from ood_core.fo.view_overwrite import refuse_scored_set_dependence
+
+    key = ctx.params.get("score_field") or prop.default
+    if prop.invalid or not ctx.params.get("overwrite") or ctx.dataset is None or not ctx.dataset.has_run(key) \
+            or is_whole_dataset(target):
+        return
+    kind, params = ("label_issues", {}) if label_task else ("ood_scores", {"reference": reference_tag or None})
+    problem = common.refusal(refuse_scored_set_dependence, ctx.dataset, key, kind, params)
+    if problem:
+        common.invalidate(prop, problem)
 
 
 def _check_fit_set(inputs, method, fit_view, embeddings, patches, reference_tag):

@@ -165,7 +165,8 @@ def test_forms_refuse_an_empty_target_before_execute(form_dataset, tiny_clip):
     for name, params in (("score_ood", _score()), ("audit_dataset", dict(embeddings_field="vec", audit_key="a0")),
                          ("compute_neglabel_scores", dict(score_field="n")),
                          ("compute_adaneg_scores", dict(score_field="n")),
-                         ("compute_rap_scores", dict(score_field="n", few_shot_tag="trusted"))):
+                         ("compute_rap_scores", dict(score_field="n", few_shot_tag="trusted")),
+                         ("compute_pyramid_embeddings", dict(embeddings_field="e"))):
         props = forms.props(name, ds, params, view=empty)
         assert forms.invalid(props).get("empty_target", "").startswith("the chosen target has no samples"), name
         message = _refused(name, empty, params)
@@ -302,3 +303,22 @@ def test_audit_form_refuses_an_export_folder_that_would_hold_the_report(form_dat
     assert props["export_dir"].error_message.startswith(f"export_dir={str(out)!r} would hold the report")
     props = forms.props("audit_dataset", form_dataset, dict(params, export_dir=str(tmp_path / "elsewhere")))
     assert not props["export_dir"].invalid
+
+
+def test_score_form_refuses_replacing_from_a_view_what_the_run_would_refuse(form_dataset):
+    """A wrong-label run, or an OOD run scored without a trusted reference, is never replaced from a view (the
+    samples outside it would keep scores from another set): refused on the score field, before Execute."""
+    ds = form_dataset
+    ood.compute_label_issues(ds, "ground_truth", "vec", "li", method="label_agreement", k=3)
+    ood.compute_ood_scores(ds, "vec", "u", method="knn", k=2)  # no reference: the set is its own
+    view = ds.limit(10)
+    for params, named in ((dict(method="label_agreement", label_field="ground_truth", score_field="li", k=3),
+                           "run 'li': a wrong-label score weighs each sample's label"),
+                          (dict(method="knn", score_field="u", k=2, reference_tag="trusted"),
+                           "run 'u': without a trusted reference the scored samples are their own reference")):
+        params = dict(embeddings_field="vec", overwrite=True, **params)
+        assert forms.invalid(forms.props("score_ood", ds, params, view=view)).get("score_field", "").startswith(
+            named)
+        assert "score_field" not in forms.invalid(forms.props("score_ood", ds, params))  # the whole dataset: fine
+        assert _refused("score_ood", view, params)
+
