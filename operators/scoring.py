@@ -339,9 +339,7 @@ def _check_replacing_from_a_view(prop, ctx, target, label_task, reference_tag):
             or is_whole_dataset(target):
         return
     kind, params = ("label_issues", {}) if label_task else ("ood_scores", {"reference": reference_tag or None})
-    problem = common.refusal(refuse_scored_set_dependence, ctx.dataset, key, kind, params)
-    if problem:
-        common.invalidate(prop, problem)
+    common.check_input(prop, refuse_scored_set_dependence, ctx.dataset, key, kind, params)
 
 
 def _check_fit_set(inputs, method, fit_view, embeddings, patches, reference_tag):

@@ -194,12 +194,13 @@ def start(key, num_shards, view=None):
     )
 
 
-def view_fingerprint(samples):
+def view_fingerprint(samples, ordered=True):
     """``{"size", "hash"}`` of a view's samples in their order: the shards of one job slice the view by position,
     so workers given different views (other filters, another order, samples added in between) would leave samples
-    to no shard. A SHA-256 over the ordered sample ids (12 bytes each)."""
-    ids = samples.values("_id")
-    return {"size": len(ids), "hash": hashlib.sha256(b"".join(i.binary for i in ids)).hexdigest()[:32]}
+    to no shard. A SHA-256 over the ordered sample ids (12 bytes each); ``ordered=False``: over the sorted ids
+    (which samples, in any order: a run's trusted reference)."""
+    ids = [i.binary for i in samples.values("_id")]
+    return {"size": len(ids), "hash": hashlib.sha256(b"".join(ids if ordered else sorted(ids))).hexdigest()[:32]}
 
 
 def mark_done(key, shard_index, failures):

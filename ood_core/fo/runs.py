@@ -457,10 +457,9 @@ def _with_samples_hash(description, view, what):
     """``description`` plus ``samples_hash`` (SHA-256 of the sorted sample ids) for a reference."""
     if what != "reference":
         return description
-    import hashlib
+    from .coordination import view_fingerprint
 
-    ids = sorted(i.binary for i in view.values("_id"))
-    return dict(description, samples_hash=hashlib.sha256(b"".join(ids)).hexdigest()[:32])
+    return dict(description, samples_hash=view_fingerprint(view, ordered=False)["hash"])
 
 
 def view_from_description(samples, description):
