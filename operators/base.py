@@ -338,7 +338,7 @@ def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
     """Warn in a form when classes of ``label_field`` in the target have no sample tagged ``reference_tag``:
     per-class scores make every image of such a class look out-of-distribution."""
     from ood_core.fo import inventory
-    from ood_core.fo.scores import uncovered_class_counts, uncovered_classes_sentence
+    from ood_core.fo.class_coverage import uncovered_class_counts, uncovered_classes_sentence
 
     kind = label_kind_or_none(target, label_field)  # None: no label field (the label-field check says why)
     if not reference_tag or kind is None:

@@ -103,7 +103,9 @@ def _check_num_groups(prop, ctx, function, counts):
     if lexicon is not None:
         id_names = _form_id_names(ctx) if counts.get("removes_id_names", True) else []
         # tau has its own field and check: a valid stand-in keeps its error off this field
-        common.check_input(prop, check_counts_early, lexicon, id_names, num_groups=num_groups, tau=1.0, **counts)
+        # (num_negatives beyond the candidate words is refused on its own field: _check_num_negatives)
+        common.check_input(prop, check_counts_early, lexicon, id_names, num_groups=num_groups, tau=1.0,
+                           caps_num_negatives=True, **counts)
     elif counts.get("num_negatives") and num_groups > counts["num_negatives"]:
         common.invalidate(prop, f"num_groups={num_groups} is larger than num_negatives={counts['num_negatives']}: "
                                 "every group needs at least one negative label; lower num_groups or raise "
@@ -224,12 +226,11 @@ def _check_num_negatives(prop, ctx, function):
     lexicon = _form_lexicon(ctx, function) if num_negatives else None
     if lexicon is None:
         return
+    from ood_core.fo.clip_vocabulary import check_num_negatives
+
     removes = bool(ctx.params.get("remove_id_names", False))
     candidates = len(lexicon.without(_form_id_names(ctx)) if removes else lexicon)
-    if num_negatives > candidates:
-        common.invalidate(prop, f"num_negatives={num_negatives} is larger than the {candidates:,} candidate words "
-                                f"of the word list{' (ID class names removed)' if removes else ''}: lower it to at "
-                                f"most {candidates:,}, leave it empty (the paper's 15%) or use a longer word list")
+    common.check_input(prop, check_num_negatives, num_negatives, candidates, removes)
 
 
 def _paper_settings(inputs, ctx):

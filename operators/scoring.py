@@ -97,8 +97,9 @@ class ScoreOOD(common.OODOperator):
                                  field_paths=lambda v: _score_paths(ctx, v, embeddings, label_field),
                                  kind="label_issues" if label_task else "ood_scores",
                                  reads=[embeddings, label_field])
-        _check_replacing_from_a_view(key, ctx, target, label_task, reference_tag)
         _add_reduction_inputs(inputs, ctx, fit_view if num_fit else None, embeddings, patches)
+        _check_replacing_from_a_view(key, ctx, target, method, reference_tag and num_fit and fit_view,
+                                     embeddings, patches, label_field)
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label="Score OOD / label issues"))
@@ -152,7 +153,7 @@ class ScoreOOD(common.OODOperator):
 def score_report(summary, embeddings_field, label_field=None, run_info=None):
     """The result view of a score run: what was written, what was skipped, where to look next (``run_info``: the
     run's record, for the k the detector used, the reference size and the p-value field)."""
-    from ood_core.fo.scores import uncovered_classes_sentence
+    from ood_core.fo.class_coverage import uncovered_classes_sentence
 
     field = summary["field"]
     item = "objects" if ".detections." in field else "samples"
@@ -326,20 +327,51 @@ def _add_k_input(inputs, ctx, default):
                                   "number")
 
 
-def _check_replacing_from_a_view(prop, ctx, target, label_task, reference_tag):
-    """Overwriting a score run from a view: what the SDK refuses before computing (a wrong-label run; an OOD run
-    without a trusted reference, now or before; one whose density ratio was used) is refused on the score field
-    (:func:`ood_core.fo.view_overwrite.refuse_scored_set_dependence`). Whether a new OOD run uses the ratio is
-    known only once it is computed: the run refuses it then, before writing."""
+def _check_replacing_from_a_view(prop, ctx, target, method, reference, embeddings, patches, label_field):
+    """Overwriting a score run from a view: what the SDK refuses before scoring is refused on the score field
+    (:func:`ood_core.fo.view_overwrite.refuse_before_scoring`): a wrong-label run, an OOD run without a trusted
+    reference (now or before), one whose density ratio was used, or other settings than the run's (embeddings,
+    labels, detector parameters, the trusted samples). ``reference``: the reference view when the form accepted
+    it (else its settings are left out). Whether a new OOD run uses the ratio is known only once it is computed:
+    the run refuses it then, before writing."""
+    from ood_core.detectors import detector_class
     from ood_core.fo.items import is_whole_dataset
-    from ood_core.fo.view_overwrite import refuse_scored_set_dependence
+    from ood_core.fo.view_overwrite import planned_settings, refuse_before_scoring, refuse_scored_set_dependence
 
     key = ctx.params.get("score_field") or prop.default
     if prop.invalid or not ctx.params.get("overwrite") or ctx.dataset is None or not ctx.dataset.has_run(key) \
             or is_whole_dataset(target):
         return
-    kind, params = ("label_issues", {}) if label_task else ("ood_scores", {"reference": reference_tag or None})
-    common.check_input(prop, refuse_scored_set_dependence, ctx.dataset, key, kind, params)
+    label_task = detector_class(method).task == "label_issues"
+    if label_task or not embeddings or not reference or ctx.params.get("similarity_index"):
+        common.check_input(prop, refuse_scored_set_dependence, ctx.dataset, key,
+                           "label_issues" if label_task else "ood_scores",
+                           {"reference": ctx.params.get("reference_tag") or None})
+        return
+    from ood_core.fo.runs import embedding_run_config
+    from ood_core.fo.scores import embedded_items
+
+    p = ctx.params
+    num_reference, dim = form_cache.memo(reference, "embedded_items", embedded_items, embeddings, patches)
+    reference_info = form_cache.memo(reference, "reference_description", _reference_description, p["reference_tag"])
+    reduce = p.get("reduce")
+    try:
+        settings = planned_settings(target, embeddings, method=method,
+                                    reference_info=dict(reference_info, num_reference=num_reference),
+                                    label_field=label_field if p.get("label_field") else None, k=_k_param(p),
+                                    reduce=None if reduce in (None, "none") else reduce,
+                                    n_components=common.int_param(p, "n_components", DEFAULT_N_COMPONENTS),
+                                    backbone=embedding_run_config(target, embeddings), dim=dim)
+    except ValueError:
+        return  # a setting the form refuses on its own input
+    common.check_input(prop, refuse_before_scoring, target, key, "ood_scores", settings)
+
+
+def _reference_description(reference, tag):
+    """The reference's description a score run records (:func:`ood_core.fo.runs.resolve_view`)."""
+    from ood_core.fo.runs import resolve_view
+
+    return resolve_view(reference, tag, "reference")[1]
 
 
 def _check_fit_set(inputs, method, fit_view, embeddings, patches, reference_tag):

@@ -510,3 +510,23 @@ def test_clip_embeddings_skip_decompression_bombs(dataset_factory, fashion_files
     with pytest.raises(OODInputError, match=r"none of the 1 images of the view could be read.*bomb\.png"):
         ood.compute_clip_embeddings(ds.select(ds.values("id")[1]), "clip_bomb", **_model(tiny_clip), progress=False)
     assert not ds.has_sample_field("clip_bomb") and "clip_bomb" not in ood.list_ood_runs(ds)
+
+
+def test_negative_counts_are_refused_before_the_model_loads(embedded, tiny_clip, word_list, cache, tmp_path):
+    """NegLabel mines at most every candidate word: a larger num_negatives is refused from the vocabulary alone,
+    before the model's weights are read (here a missing weights file is never reached); RAP caps it at the
+    vocabulary, so its call goes on to the weights."""
+    missing = dict(model_name=tiny_clip.name, pretrained=str(tmp_path / "missing.safetensors"))
+    kw = dict(score_field="x", label_field=None, id_labels=["Bag", "Coat"], **missing)
+    candidates = len(read_word_list(word_list))
+    with pytest.raises(OODInputError, match=rf"num_negatives=500 is larger than the {candidates} candidate words"):
+        _neglabel(embedded, cache, word_list, num_negatives=500, **kw)
+    with pytest.raises(OODInputError, match=r"num_negatives=500 is larger than the \d+ candidate words of the "
+                                            r"vocabulary \(ID class names removed\)"):
+        _neglabel(embedded, cache, word_list, num_negatives=500, remove_id_names=True, **kw)
+    with pytest.raises(WeightsNotFoundError):
+        _neglabel(embedded, cache, word_list, num_negatives=10, **kw)  # within the vocabulary: the weights
+    with pytest.raises(WeightsNotFoundError):
+        ood.compute_rap_scores(embedded, "r", label_field="ground_truth", k_per_class=1, num_negatives=500, num_groups=4,
+                               word_list=word_list, cache_dir=cache, progress=False, **missing)
+    assert not embedded.has_field("x") and not embedded.has_field("r")

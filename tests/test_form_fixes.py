@@ -322,3 +322,24 @@ def test_score_form_refuses_replacing_from_a_view_what_the_run_would_refuse(form
         assert "score_field" not in forms.invalid(forms.props("score_ood", ds, params))  # the whole dataset: fine
         assert _refused("score_ood", view, params)
 
+
+
+def test_score_form_refuses_replacing_from_a_view_with_other_settings(form_dataset):
+    """Other k, other trusted samples, other embeddings or labels than the run's: refused on the score field,
+    naming what differs, as the run refuses before scoring; the run's own settings are accepted."""
+    ds = form_dataset
+    ds.set_values("vec2", ds.values("vec"))
+    ood.compute_ood_scores(ds, "vec", "s", method="knn", k=3, reference="trusted", progress=False)
+    view = ds.match_tags("test").limit(6)
+    same = dict(embeddings_field="vec", method="knn", score_field="s", k=3, reference_tag="trusted", overwrite=True)
+    assert "score_field" not in forms.invalid(forms.props("score_ood", ds, same, view=view))
+    for change, named in (({"k": 2}, "other detector"), ({"embeddings_field": "vec2"}, "other embeddings_field"),
+                          ({"method": "mahalanobis"}, "other detector")):
+        params = dict(same, **change)
+        message = forms.invalid(forms.props("score_ood", ds, params, view=view)).get("score_field", "")
+        assert message.startswith("run 's' was computed with other") and named in message, (change, message)
+        assert "score_field" not in forms.invalid(forms.props("score_ood", ds, params))  # the whole dataset: fine
+    # one more trusted sample: the p-values would count another set
+    ds.match_tags("test").limit(1).tag_samples("trusted")
+    message = forms.invalid(forms.props("score_ood", ds, same, view=view)).get("score_field", "")
+    assert "other reference" in message, message

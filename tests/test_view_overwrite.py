@@ -156,3 +156,25 @@ def test_re_flagging_a_view_leaves_the_tags_outside_it_as_the_curator_left_them(
     ds.select(dismissed).tag_samples("ood")
     ood.delete_ood_run(ds, "s_flag")
     assert set(ds.match_tags("ood").values("id")) == {dismissed}
+
+
+def test_other_settings_from_a_view_are_refused_before_scoring(vectors):
+    """The settings alone tell (other k, reference, embeddings, no reference): refused before the detector is
+    fitted, not after minutes of scoring; the steps the call reported say how far it got."""
+    ds = vectors
+    ood.compute_ood_scores(ds, "emb", "s", k=3, reference="trusted", progress=False)
+    before = ds.values("s")
+    ds.set_values("emb2", ds.values("emb"))
+    for change, why in (({"k": 2}, "other detector"), ({"reference": "other_ref"}, "other reference"),
+                        ({"embeddings_field": "emb2"}, "other embeddings_field"),
+                        ({"reference": None}, "without a trusted reference")):
+        steps = []
+        call = dict({"embeddings_field": "emb", "k": 3, "reference": "trusted"}, **change)
+        with pytest.raises(OODInputError, match=why):
+            ood.compute_ood_scores(ds.limit(5), call.pop("embeddings_field"), "s", overwrite=True,
+                                   progress=lambda done, total: steps.append(done), **call)
+        assert max(steps, default=0) <= 1, (change, steps)  # at most the inputs were read
+        _unchanged(ds, "s", before, {})
+    # the same settings are not refused: the view's scores are replaced
+    ood.compute_ood_scores(ds.limit(5), "emb", "s", k=3, reference="trusted", overwrite=True, progress=False)
+    assert ds.values("s")[5:] == before[5:]

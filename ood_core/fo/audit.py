@@ -446,7 +446,8 @@ def neighbours_for(method, num_items):
 
 def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate, fraction, overwrite, found):
     from .evaluation import flag_samples
-    from .scores import compute_ood_scores, uncovered_classes_sentence
+    from .class_coverage import uncovered_classes_sentence
+    from .scores import compute_ood_scores
 
     # the default detector; the labels (when there are some) make its neighbour search per class
     scored = compute_ood_scores(samples, embeddings, ood_field, reference=reference, label_field=label_field,

@@ -251,11 +251,11 @@ def prepare_scorer_inputs(samples, id_names, *, embeddings_field, model_name, pr
 
     model_name, pretrained, quick_gelu = resolve_encoder_args(
         samples, embeddings_field, model_name, pretrained, quick_gelu)
-    encoder = make_encoder(model_name, pretrained, quick_gelu, device)
-    stored = None if embeddings_field is None else read_clip_embeddings(samples, embeddings_field, encoder)
-    lex = load_vocabulary(**vocabulary)
+    lex = load_vocabulary(**vocabulary)  # the vocabulary's checks come before the model loads
     check_vocabulary(lex, id_names, removes_id_names=counts.get("removes_id_names", True))
     check_counts_early(lex, id_names, **counts)
+    encoder = make_encoder(model_name, pretrained, quick_gelu, device)
+    stored = None if embeddings_field is None else read_clip_embeddings(samples, embeddings_field, encoder)
     keys, X, failures = image_embeddings(
         samples, encoder, stored, batch_size=batch_size, skip_failures=skip_failures, progress=progress)
     order = np.argsort(np.asarray(keys, dtype=str), kind="stable")

@@ -129,12 +129,23 @@ def check_vocabulary(lex, id_names, *, removes_id_names=True):
         )
 
 
-def check_counts_early(lex, id_names, *, num_negatives, fraction, num_groups, tau, removes_id_names=True):
-    """Refuse impossible negative-label counts before the slow encoding steps.
+def check_num_negatives(num_negatives, num_candidates, removes_id_names):
+    """NegLabel and AdaNeg mine at most every candidate word: refuse a larger ``num_negatives``."""
+    if num_negatives > num_candidates:
+        raise OODInputError(
+            f"num_negatives={num_negatives} is larger than the {num_candidates:,} candidate words of the "
+            f"vocabulary{' (ID class names removed)' if removes_id_names else ''}: lower it to at most "
+            f"{num_candidates:,}, leave it out (the paper's 15% per part of speech) or use a larger word list")
+
+
+def check_counts_early(lex, id_names, *, num_negatives, fraction, num_groups, tau, removes_id_names=True,
+                       caps_num_negatives=False):
+    """Refuse impossible negative-label counts before the model loads and the images are encoded.
 
     ``fraction`` ``None`` with ``num_negatives`` ``None`` means NegLabel's 15% per part
-    of speech; RAP passes ``fraction=None`` and its ``num_negatives`` (capped at the
-    vocabulary). The numpy layer checks the same again on the real arrays.
+    of speech; RAP passes ``fraction=None`` and its ``num_negatives``, capped at the
+    vocabulary (``caps_num_negatives``); NegLabel and AdaNeg mine at most every candidate word, so a larger
+    ``num_negatives`` is refused. The numpy layer checks the same again on the real arrays.
     """
     if not (isinstance(tau, (int, float)) and np.isfinite(tau) and tau > 0):
         raise OODInputError(f"tau must be a positive number (NegLabel and RAP use 0.01); got {tau!r}")
@@ -144,6 +155,8 @@ def check_counts_early(lex, id_names, *, num_negatives, fraction, num_groups, ta
     if num_negatives is not None:
         if not is_int(num_negatives) or num_negatives < 1:
             raise OODInputError(f"num_negatives must be a positive integer; got {num_negatives!r}")
+        if not caps_num_negatives:
+            check_num_negatives(num_negatives, len(remaining), removes_id_names)
         expected = min(int(num_negatives), len(remaining))
         how = f"num_negatives={num_negatives} with {len(remaining)} candidate words"
     else:

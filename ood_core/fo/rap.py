@@ -97,7 +97,8 @@ def compute_rap_scores(
         quick_gelu=quick_gelu, device=device,
         vocabulary=dict(word_list=word_list, wordnet_dir=wordnet_dir, cross_pos=cross_pos,
                         parts_of_speech=parts_of_speech, cache_dir=cache_dir, vocabulary=vocabulary),
-        counts=dict(num_negatives=num_negatives, fraction=None, num_groups=num_groups, tau=tau),
+        counts=dict(num_negatives=num_negatives, fraction=None, num_groups=num_groups, tau=tau,
+                    caps_num_negatives=True),
         batch_size=batch_size, skip_failures=skip_failures, progress=progress,
     )
     scorer.fit(id_names, few_paths, inputs.encoder, inputs.lexicon, few_shot_labels=few_labels,

@@ -14,13 +14,13 @@ own; values are stored as attributes of the objects
 """
 
 import logging
-from collections import Counter
 
 import numpy as np
 
 from ..errors import OODInputError
 from ..progress import DetectorSteps, Progress
 from . import runs
+from .class_coverage import uncovered_classes, uncovered_classes_sentence
 from .inventory import embedding_coverage
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -66,17 +66,12 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
     :func:`score_steps` steps: fitting, the detector's own while it scores, scoring done (its total must count
     them).
     """
-    from ..detectors import detector_kwargs, make_detector
-    from ..reduction import make_reducer
     from ..validation import as_embeddings, check_same_dim
 
     X = as_embeddings(X, "scored embeddings")
-    multi_level = level_dims is not None and len(level_dims) > 1 and not reduce
-    det = make_detector(method, **detector_kwargs(
-        method, k=k, class_conditional=class_conditional, backend=neighbor_backend, index=neighbor_index,
-        level_dims=list(level_dims) if multi_level else None, levels="auto" if multi_level else None,
-        transductive=transductive))
-    reducer = make_reducer(reduce, n_components, seed=seed) if reduce else None
+    det, reducer = make_scorer(method, k=k, class_conditional=class_conditional, reduce=reduce,
+                               n_components=n_components, seed=seed, neighbor_backend=neighbor_backend,
+                               neighbor_index=neighbor_index, level_dims=level_dims, transductive=transductive)
     y = np.asarray(labels, dtype=object) if labels is not None else None
     steps = DetectorSteps(progress, det)
     if X_ref is None:
@@ -116,6 +111,21 @@ def score_arrays(X, *, method, labels=None, X_ref=None, labels_ref=None, ref_ind
             scores[ref_mask] = self_scores[ref_index[ref_mask]]
     steps.scored()
     return (scores, det, reducer, self_scores) if return_reference_scores else (scores, det, reducer)
+
+
+def make_scorer(method, *, k=None, class_conditional=None, reduce=None, n_components=None, seed=0,
+                neighbor_backend=None, neighbor_index=None, level_dims=None, transductive=None):
+    """The unfitted detector and reducer (None without ``reduce``) that :func:`score_arrays` scores with: their
+    ``get_params()`` are what the run records (:mod:`.view_overwrite` compares them before computing)."""
+    from ..detectors import detector_kwargs, make_detector
+    from ..reduction import make_reducer
+
+    multi_level = level_dims is not None and len(level_dims) > 1 and not reduce
+    det = make_detector(method, **detector_kwargs(
+        method, k=k, class_conditional=class_conditional, backend=neighbor_backend, index=neighbor_index,
+        level_dims=list(level_dims) if multi_level else None, levels="auto" if multi_level else None,
+        transductive=transductive))
+    return det, make_reducer(reduce, n_components, seed=seed) if reduce else None
 
 
 def score_steps(method, transductive=None):
@@ -217,6 +227,13 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
     bar.update(1)
     check_k_fits(k, method, len(X if X_ref is None else X_ref), *fit_set_words(reference, method))
     backbone = runs.embedding_run_config(samples, embeddings_field)
+    if overwrite:  # replacing from a view with scores on another scale: refused now rather than after scoring
+        from .view_overwrite import planned_settings, refuse_before_scoring
+
+        refuse_before_scoring(samples, run_key, kind, planned_settings(
+            samples, embeddings_field, method=method, reference_info=ref_info, label_field=label_field, k=k,
+            class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
+            backbone=backbone, dim=X.shape[1]))
     scores, det, reducer, ref_scores = score_arrays(
         X, method=method, labels=labels, X_ref=X_ref, labels_ref=labels_ref, ref_index=ref_index,
         k=k, class_conditional=class_conditional, reduce=reduce, n_components=n_components, seed=seed,
@@ -280,40 +297,6 @@ def _fitted_summary(det):
     if fitted.get("num_suspects") is not None:
         out["label_suspects"] = int(fitted["num_suspects"])
     return out
-
-
-#: classes named in ``uncovered_classes`` (the largest first; ``count`` covers all of them)
-UNCOVERED_CLASSES_SHOWN = 10
-
-
-def uncovered_classes(labels, labels_ref):
-    """``{"uncovered_classes": {...}}`` when labelled scored items carry classes the labelled reference lacks
-    (per-class search: their items are compared with other classes' references, so they score as OOD); ``count``
-    classes, ``num_items`` items and the ``largest`` few ``{class: items}``. Empty dict otherwise."""
-    if labels is None or labels_ref is None:
-        return {}
-    return uncovered_class_counts(Counter(str(c) for c in labels if c is not None), labels_ref)
-
-
-def uncovered_class_counts(counts, reference_classes):
-    """:func:`uncovered_classes` from ``{class: scored items}`` and the reference's classes (None ignored)."""
-    covered = {str(c) for c in reference_classes if c is not None}
-    missing = {str(c): n for c, n in counts.items() if c is not None and str(c) not in covered and n}
-    if not covered or not missing:
-        return {}
-    largest = sorted(missing, key=lambda c: (-missing[c], c))[:UNCOVERED_CLASSES_SHOWN]
-    return {"uncovered_classes": {"count": len(missing), "num_items": sum(missing.values()),
-                                  "largest": {c: missing[c] for c in largest}}}
-
-
-def uncovered_classes_sentence(info, label_field, shown=5,
-                               fix="add a few known-good items of each to the reference"):
-    """The warning for :func:`uncovered_classes`' ``info``, in one sentence for people (``fix``: what to do)."""
-    names = ", ".join(f"{c!r} ({n:,})" for c, n in list(info["largest"].items())[:shown])
-    more = f" and {info['count'] - shown} more" if info["count"] > shown else ""
-    return (f"{info['count']} class(es) of {label_field!r} among the scored items have no reference (trusted) item: "
-            f"{names}{more}. Their {info['num_items']:,} items are compared with the other classes' references, so "
-            f"they score as out-of-distribution; if they belong, {fix}")
 
 
 def stored_level_dims(backbone, dim):
