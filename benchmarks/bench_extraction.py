@@ -14,7 +14,7 @@ as PNG files to a temporary folder), same backbone, same batch size:
 
 Each path is warmed up with one batch before timing. Process CPU time (user and
 system) is reported per path: high system time is the glibc allocator
-returning and re-faulting PyTorch's activation buffers (docs/OFFLINE.md). The
+returning and re-faulting PyTorch's activation buffers (README "Measured results", embedding throughput). The
 allocator settings are read at process start, so compare two runs::
 
     .venv/bin/python benchmarks/bench_extraction.py
@@ -121,7 +121,7 @@ def main(argv=None):
     for var in MALLOC_VARS:
         print(f"  {var}={os.environ.get(var, '(unset)')}")
     malloc_set = all(os.environ.get(v) for v in MALLOC_VARS[:2])
-    print(f"  allocator settings of docs/OFFLINE.md: {'SET' if malloc_set else 'NOT set'}")
+    print(f"  allocator settings of README "Measured results": {'SET' if malloc_set else 'NOT set'}")
     print(f"  load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           "(other processes on the machine distort the numbers)")
     print(f"config: model={args.model} num_images={args.num_images} batch_size={args.batch_size} "

@@ -20,7 +20,7 @@ END_HEADING = "## Options"
 SKIP = re.compile(r"<!--\s*readme-test:\s*skip\s*\((?P<reason>[^)]+)\)\s*-->")
 #: first line of each block that may be skipped, with the reason it must give
 EXPECTED_SKIPS = {
-    'ood.compute_pyramid_embeddings(dataset, "ood_embeddings", patches_field="ground_truth")': "Detections",
+    'ood.compute_pyramid_embeddings(dataset, "ood_patch_embeddings", patches_field="ground_truth")': "Detections",
     "import ood_core as ood": "CLIP weights",
 }
 
@@ -83,5 +83,5 @@ def test_readme_snippets_run_on_the_demo(demo_dataset, capsys):
     assert os.path.isfile(summary["report_path"]) and summary["num_ood_flagged"] > 0
     assert "ood_audit" in namespace["ood"].list_ood_runs(ds)
     assert ds.has_field("ood_score_123") and "ood_knn_sdk" in namespace["ood"].list_ood_runs(ds)
-    assert not ds.has_field("ood_knn_all_flag")  # delete_flags removed the flags again
+    assert not ds.has_field("ood_all_flag")  # delete_flags removed the flags again
     assert namespace["scores"].shape == (40,)

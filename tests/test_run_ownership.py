@@ -91,11 +91,16 @@ def test_overwrite_with_fewer_outputs_drops_the_fields_only_the_old_run_wrote(ds
     assert ood.get_ood_run_info(ds, "li")["fields"] == ["li"] and not ds.has_field("li_suggestion")
     ood.compute_label_issues(ds, "ground_truth", "emb", "li", overwrite=True)  # was refused: an orphan field
     assert ds.has_field("li_suggestion")
-    # from a view, dropping the suggestions would delete those of the samples outside it: refused
+    # from a view, dropping the suggestions would delete those of the samples outside it: refused (a wrong-label
+    # run is refused from a view before it is computed anyway; the write's own check is asked directly)
+    from ood_core.fo.view_overwrite import refuse_dropping_from_a_view
+
     suggestions = ds.values("li_suggestion.label")
-    with pytest.raises(OODInputError, match="also wrote \\['li_suggestion'\\].*Overwrite on the whole dataset"):
+    with pytest.raises(OODInputError, match="a wrong-label score weighs each sample's label"):
         ood.compute_label_issues(ds.limit(10), "ground_truth", "emb", "li", method="label_agreement", k=2,
                                  overwrite=True)
+    with pytest.raises(OODInputError, match="also wrote \\['li_suggestion'\\].*Overwrite on the whole dataset"):
+        refuse_dropping_from_a_view(ds, "li", ["li"])
     assert ds.values("li_suggestion.label") == suggestions
     assert not [f for f in ds.get_field_schema() if f.startswith("tmp_ood")]
 

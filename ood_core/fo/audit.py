@@ -12,8 +12,8 @@ Inputs picked when left to ``"auto"`` (:mod:`ood_core.fo.inventory`):
 
 - embeddings: the newest sample-level embeddings run or vector field, else
   computed now with ``compute_pyramid_embeddings`` (default backbone);
-- the reference: samples tagged ``trusted``, if any (else OOD scores are
-  unsupervised: k-NN within the audited samples);
+- the reference: samples tagged ``trusted``, if any (else the default OOD
+  detector scores the audited samples against each other, each left out);
 - the label field: the only ``Classification`` field, else ``ground_truth``
   (no label field: no wrong-label scores).
 
@@ -141,8 +141,9 @@ def audit(
             make again. Embeddings it computed stay (an input).
         progress: None, or ``f(done, total)`` called after each of the steps.
 
-    The detectors (``knn``, ``weighted_label_vote``) use their k cap, at most a
-    quarter of the samples they are fitted on; the k used is in each run's record.
+    OOD scores use the default detector (``pyramid_knn``, its k sized from the trusted classes); the wrong-label
+    votes (``weighted_label_vote``) use their k cap, at most a quarter of the labelled samples. The k used is in
+    each run's record.
 
     Returns:
         a dict: ``audit_key``, the resolved inputs, ``runs`` (the score and flags run keys it wrote, by role:

@@ -85,7 +85,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
     inputs = [
         ("embeddings", f"{summary['embeddings_field']} ({computed})"),
         ("reference (trusted samples)", summary["reference"] or
-         "none: OOD scores are unsupervised k-NN within the audited samples"),
+         "none: the audited samples are scored against each other (each left out)"),
         ("label field", summary["label_field"] or "none: no wrong-label scores"),
         ("runs written (score, flags)", ", ".join(summary["runs"].values())),
         ("fields written", ", ".join(summary.get("fields", []))),

@@ -24,16 +24,17 @@ def num_samples(samples):
     ``values()`` and iteration see), not every slice.
     """
     if is_whole_dataset(samples):  # a view without stages is counted with FiftyOne's estimate too
-        if samples.media_type == "group":  # the active slice, as values() and iteration see it
-            return len(samples.view())
         return int(samples._dataset._sample_collection.count_documents({}))
-    return len(samples)
+    return len(samples)  # a grouped dataset: its active slice
 
 
 def is_whole_dataset(samples):
     """Whether ``samples`` is its whole dataset (the dataset, or a view without stages): an overwrite from
     anything else keeps the values of the samples and objects it does not show (``filter_labels`` hides
-    objects of the samples it keeps)."""
+    objects of the samples it keeps). A grouped dataset never is: it shows (and ``values()`` reads) its active
+    slice only, and the other slices' samples keep theirs."""
+    if samples._dataset.media_type == "group":
+        return False
     return samples is samples._dataset or not getattr(samples, "_stages", None)
 
 
@@ -309,7 +310,7 @@ def sample_ids(samples):
     """The ids of the samples of a dataset or view, as ``samples.values("id")`` (the order may differ). A whole
     dataset's are read from its ``_id`` index alone, without scanning the documents (about 1 s at 200,000 samples
     with embeddings); a grouped dataset's active slice and a view's are read by ``values``."""
-    if is_whole_dataset(samples) and samples.media_type != "group":
+    if is_whole_dataset(samples):
         cursor = samples._dataset._sample_collection.find({}, {"_id": 1}).hint([("_id", 1)])
         return [str(doc["_id"]) for doc in cursor]
     return samples.values("id")

@@ -73,8 +73,9 @@ def label_error_report(samples, label_field, embeddings_field=None, *, method="l
 
     Scores come from ``score_field`` when given (e.g. an existing
     ``compute_label_issues`` field), else they are computed unsupervised on
-    ``samples`` with ``method`` (``"label_agreement"`` or the paper's
-    ``"class_lof"``) and **not written**.
+    ``samples`` with ``method`` and **not written**: any wrong-label detector (the paper's Exp. 3 compares
+    ``"label_agreement"``, this function's default, with ``"class_lof"``; the package's default for
+    ``compute_label_issues`` is ``"weighted_label_vote"``).
 
     Args:
         label_field: Classification field (or Detections: one row per object class).

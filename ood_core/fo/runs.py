@@ -50,7 +50,7 @@ class RunKind:
 RUN_KINDS = {kind.name: kind for kind in (
     RunKind("embeddings", "pyramid or CLIP embeddings"),
     RunKind("ood_scores", "OOD scores (k-NN, Mahalanobis, LOF, ...)", "ood", ("OOD", "ID")),
-    RunKind("label_issues", "wrong-label scores (label agreement, per-class LOF)", "wrong label",
+    RunKind("label_issues", "wrong-label scores (weighted label votes, label agreement, per-class LOF)", "wrong label",
             ("wrong label", "correct label")),
     RunKind("neglabel", "NegLabel zero-shot CLIP OOD scores", "ood", ("OOD", "ID")),
     RunKind("rap", "RAP few-shot CLIP OOD scores", "ood", ("OOD", "ID")),

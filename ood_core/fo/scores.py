@@ -164,8 +164,9 @@ def compute_ood_scores(
 
     Args:
         method: ``"pyramid_knn"`` (default), ``"knn"``, ``"mahalanobis"``,
-            ``"mahalanobis_pp"``, ``"level_fusion"``, ``"lof"``, ``"class_lof"``
-            or ``"label_agreement"`` (all: :func:`ood_core.detectors.detector_names`).
+            ``"mahalanobis_pp"``, ``"level_fusion"`` or ``"lof"``; wrong-label detectors
+            (``"weighted_label_vote"``, ``"label_agreement"``, ``"class_lof"``): see
+            :func:`compute_label_issues` (all: :func:`ood_core.detectors.detector_names`).
         label_field: Classification field (or Detections field: objects are
             scored) with the labels the method needs. The default method
             works without labels, but **give the trusted labels when you have
@@ -177,7 +178,7 @@ def compute_ood_scores(
         reduce: ``None``, ``"pca"``, ``"umap"`` or ``"random"``, fitted on the
             reference set (or the scored set when unsupervised).
         n_components: target dimension of ``reduce``.
-        neighbor_backend: ``"auto"`` (faiss when installed, else
+        neighbor_backend: None / ``"auto"`` (faiss when installed, else
             scikit-learn), ``"faiss"`` or ``"sklearn"``; both give the same
             scores with the exact ``"flat"`` index.
         neighbor_index: ``"flat"`` (exact, default), ``"ivf"`` or ``"hnsw"``
@@ -567,7 +568,7 @@ def compute_label_issues(
     first vote's suspects averaged in; 0.965 / 0.826 with the margin weight 0.2 as well; 0.969 /
     0.840 with 5-fold out-of-fold shrinkage-LDA probabilities averaged into the votes; 0.973 /
     0.859 with the default's 10 folds, fitted temperature and LDA-judged suspects), label
-    agreement k=20 0.935 / 0.743 with 58 samples tied at the top score on average.
+    agreement k=20 0.935 / 0.743 with 51 samples tied at the top score on average.
 
     ``progress``: None/True (tqdm), False or ``f(done, total)``, as in :func:`compute_ood_scores`.
     """
