@@ -149,7 +149,7 @@ def test_audit_without_labels_trusted_tag_or_embeddings(dataset_factory, fashion
     assert out["num_ood_flagged"] == (scores >= out["thresholds"]["ood"]).sum() >= 1  # top 5% (ties flagged)
     assert out["rules"]["ood"].startswith("top 5%")
     html = open(out["report_path"], encoding="utf-8").read()
-    assert "none: OOD scores are unsupervised" in html and "Most suspicious labels" not in html
+    assert "none: the audited samples are scored against each other" in html and "Most suspicious labels" not in html
 
 
 def test_audit_skips_unreadable_images_lists_them_and_can_be_strict(dataset_factory, fashion_files,

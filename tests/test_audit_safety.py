@@ -38,8 +38,8 @@ def probe(dataset_factory):
 
 def _audit(ds, tmp_path, **kwargs):
     kwargs.setdefault("report_path", str(tmp_path / "r.html"))
-    return ood.audit(ds, embeddings_field="vec", label_field=None, reference="trusted", near_duplicates=False,
-                     **kwargs)
+    kwargs.setdefault("label_field", None)
+    return ood.audit(ds, embeddings_field="vec", reference="trusted", near_duplicates=False, **kwargs)
 
 
 def _view_state(ds, name):
@@ -328,3 +328,22 @@ def test_deleting_a_run_leaves_a_users_view_under_the_audits_name(probe, tmp_pat
     ood.delete_ood_run(ds, "audit_ood_flag")
     ood.delete_ood_run(ds, "audit_ood")
     assert ds.has_saved_view(name) and ds.get_saved_view_info(name)["description"] == "mine"
+
+
+def test_a_label_field_with_one_usable_label_is_refused_before_the_audit_writes(probe, tmp_path):
+    """One labelled sample (or one with an embedding): the wrong-label step cannot weigh it, so the audit refuses
+    the label field before its OOD step writes runs, fields and tags (they were left as an interrupted audit);
+    chosen automatically, such a field is left out as a field without labels is."""
+    import fiftyone as fo
+
+    ds = probe
+    ds.limit(1).set_values("gt", [fo.Classification(label="cat")])
+    ds.skip(1).limit(1).set_values("gt", [fo.Classification(label="dog")])  # labelled, but without an embedding
+    ds.skip(1).limit(1).set_values("vec", [None])
+    before = (ds.list_runs(), ds.count_sample_tags(), sorted(ds.get_field_schema()))
+    with pytest.raises(OODInputError, match=r"audit label_field 'gt': fewer than 2 samples of the view have a label "
+                                            r"and an embedding in 'vec'.*or label_field=None"):
+        _audit(ds, tmp_path, **{"label_field": "gt"})
+    assert (ds.list_runs(), ds.count_sample_tags(), sorted(ds.get_field_schema())) == before
+    out = _audit(ds, tmp_path, **{"label_field": "auto"})
+    assert out["label_field"] is None and "label_issues" not in out["runs"]

@@ -220,6 +220,13 @@ def test_auto_config_picks_the_best_config_on_validation(layered):
     scores = np.array(validation.values("auto_score"))
     assert roc_auc_score(y, scores) == pytest.approx(out["best"]["auroc"])
     assert fo_runs.get_ood_run_info(ds, "auto_score")["levels"] == out["best"]["levels"]
+    # calibrated like every OOD run: p = (1 + trusted samples scoring at least as high) / (n_trusted + 1), the
+    # trusted samples' own scores self-excluded (as the scored trusted samples get)
+    trusted = np.array(ds.match_tags("trusted").values("auto_score"))
+    every = np.array(ds.values("auto_score"))
+    expected = [(1 + np.sum(trusted >= s)) / (len(trusted) + 1) for s in every]
+    np.testing.assert_allclose(ds.values("auto_score_pvalue"), expected)
+    assert fo_runs.get_ood_run_info(ds, "auto_score")["calibration"]["num_reference"] == len(trusted)
     # experiments never replace a run of another kind, even with overwrite; a malformed config is named
     for call in (lambda: ood.auto_config(ds, "emb", validation=validation, reference="trusted", run_key="auto_score",
                                          overwrite=True),

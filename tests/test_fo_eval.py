@@ -442,3 +442,42 @@ def test_a_score_field_renamed_by_hand_is_named_with_the_fix(synthetic):
         ood.flag_samples(ds, "cal", rule="pvalue", value=0.05)
     ood.delete_ood_run(ds, "cal")  # the other fix works too: the run goes, the user's field stays
     assert "cal" not in fo_runs.list_ood_runs(ds) and ds.has_field("p_by_hand")
+
+
+def test_a_score_field_no_run_wrote_is_flagged_and_unflagged(synthetic):
+    """A user's own numbers (a float field no run of this package wrote) are flagged like a run's scores (was
+    refused: 'score run None was deleted by another process')."""
+    ds, scores = synthetic
+    ds.set_values("my_score", (-scores).tolist())  # higher = more suspicious, as for every flag rule
+    out = ood.flag_samples(ds, "my_score", rule="top_n", value=5, tag="look")
+    top = np.argsort(scores)[:5]
+    assert out["num_flagged"] == 5 and sorted(np.flatnonzero(ds.values("my_score_flag"))) == sorted(top)
+    assert sorted(np.flatnonzero(["look" in t for t in ds.values("tags")])) == sorted(top)
+    ood.flag_samples(ds, "my_score", rule="top_n", value=2, tag="look", overwrite=True)
+    assert sum(["look" in t for t in ds.values("tags")]) == 2
+    ood.delete_flags(ds, "my_score_flag")
+    assert not ds.has_field("my_score_flag") and not any("look" in t for t in ds.values("tags"))
+    assert ds.values("my_score") == (-scores).tolist()  # the user's field is only read
+
+
+def test_evaluation_reads_through_a_view_that_hides_the_fields(synthetic):
+    """A view that hides the score or the ground truth (the App's field visibility) is evaluated on the same
+    samples as without the hiding stage (was FiftyOne's raw "DatasetView has no field 'ood'")."""
+    ds, _ = synthetic
+    view = ds.match(F("ood") >= 10)
+    expected = ood.evaluate_ood_run(view, "ood", gt_field="is_ood")
+    for hiding in (view.select_fields("is_ood"), view.exclude_fields(["ood", "is_ood"])):
+        out = ood.evaluate_ood_run(hiding, "ood", gt_field="is_ood")
+        assert out["auroc"] == expected["auroc"] and out["num_evaluated"] == expected["num_evaluated"] == 50
+
+
+def test_flag_calls_given_a_score_run_or_an_unknown_key_say_what_to_pass(synthetic):
+    ds, _ = synthetic
+    ood.flag_samples(ds, "ood", rule="top_n", value=3, tag="look")
+    with pytest.raises(OODInputError, match=r"'ood' is a 'ood_scores' run, not a flags run; pass the key of its "
+                                            r"flags \(ood.list_flag_runs\(dataset, 'ood'\) lists them: \['ood_flag'\]"):
+        ood.delete_flags(ds, "ood")
+    assert ds.has_field("ood") and ds.has_field("ood_flag")  # nothing deleted
+    with pytest.raises(OODInputError, match="run_key='nope' is neither a run nor a field"):
+        ood.list_flag_runs(ds, "nope")
+    assert ood.list_flag_runs(ds, "ood") == ["ood_flag"]

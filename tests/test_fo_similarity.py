@@ -69,6 +69,17 @@ def test_pgvector_exact_index_matches_in_memory_knn(pg, emb_dataset):
     info = ds.get_run_info("via_pg").config
     assert info.detector["backend"] == "fiftyone-brain:pgvector"
     assert info.similarity["metric"] == "cosine" and info.similarity["kept"] is False
+    # calibrated like every OOD run: the share of trusted samples (their self-excluded scores) scoring at least
+    # as high, (1 + count) / (n_ref + 1)
+    trusted = via_pg[:n_ref]
+    expected = [(1 + np.sum(trusted >= s)) / (n_ref + 1) for s in via_pg]
+    np.testing.assert_allclose(ds.values("via_pg_pvalue"), expected)
+    assert info.calibration["num_reference"] == n_ref and info.calibration["field"] == "via_pg_pvalue"
+    # a view without the trusted samples: their scores are queried for the p-values
+    untagged = ds.match_tags("trusted", bool=False)
+    compute_knn_scores_with_index(untagged, "emb", "view_pg", reference="trusted", k=10, progress=False,
+                                  connection_string=pg.connection_string, **EXACT)
+    np.testing.assert_allclose(untagged.values("view_pg_pvalue"), expected[n_ref:])
 
 
 def test_kept_index_is_reused_by_brain_key(pg, emb_dataset):

@@ -29,6 +29,7 @@ import time
 from ..errors import OODInputError
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
+from .audit_inputs import check_options, plan_inputs
 from .audit_report import check_report_files, csv_path_for, csv_table, write_report
 from .items import num_samples
 from .view_overwrite import refuse_other_settings_from_a_view, refuse_scored_set_dependence
@@ -163,7 +164,7 @@ def audit(
                   duplicate_threshold=duplicate_threshold, num_worst=num_worst, near_duplicates=near_duplicates,
                   skip_failures=skip_failures, overwrite=overwrite)
     _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path, export_dir)
-    plan = _plan(samples, label_field, reference, embeddings_field)
+    plan = plan_inputs(samples, label_field, reference, embeddings_field)
     replaced = replaced_runs(samples, audit_key, ood_field, label_issue_field if plan["label_field"] else None)
     _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_issue_field)
     options = dict(ood_field=ood_field, label_issue_field=label_issue_field, ood_pass_rate=ood_pass_rate,
@@ -323,35 +324,6 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     check_report_files(report_path)
 
 
-def check_options(*, ood_pass_rate, ood_fraction, label_issue_fraction, duplicate_threshold, num_worst, **flags):
-    """Refuse, before anything is written, an audit option that is not a number of its range or a bool: a typo
-    found only at the flags or report step left the earlier steps' runs and tags as an interrupted audit."""
-    import math
-    import numbers
-
-    import numpy as np
-
-    from ..validation import is_int
-
-    def number(name, value, low, high, what, example, high_open=False):
-        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value) \
-            and low < value and (value < high if high_open else value <= high)
-        if not ok:
-            raise OODInputError(f"{name}={value!r} is not valid; pass {what}, e.g. {name}={example}")
-
-    number("ood_pass_rate", ood_pass_rate, 0, 1, "the share of trusted samples that pass, a number in (0, 1]", 0.95)
-    for name, value in (("ood_fraction", ood_fraction), ("label_issue_fraction", label_issue_fraction)):
-        number(name, value, 0, 1, "the top fraction of the scores to flag, a number in (0, 1]", 0.05)
-    number("duplicate_threshold", duplicate_threshold, 0, 1, "a cosine distance in (0, 1) under which two samples "
-           "are near duplicates", 0.02, high_open=True)
-    if not is_int(num_worst) or num_worst < 0:
-        raise OODInputError(f"num_worst={num_worst!r} is not valid; pass the number of thumbnails per gallery of "
-                            "the report, a whole number >= 0, e.g. num_worst=24")
-    for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise OODInputError(f"{name}={value!r} is not valid; pass True or False")
-
-
 def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_issue_field):
     """Redoing an audit from a view: refuse, before anything is written, replacing a score run computed from other
     embeddings or labels (the samples outside the view would keep scores on another scale); the score call
@@ -378,32 +350,6 @@ class _Steps:
         self.n += 1
         if callable(self.progress):
             self.progress(self.n, self.total)
-
-
-def _plan(samples, label_field, reference, embeddings_field):
-    """Resolve the ``"auto"`` inputs; validate the given ones."""
-    from .items import label_kind
-
-    if label_field == "auto":
-        label_field = inventory.default_label_field(samples)
-        if label_field is not None and not samples.count(f"{label_field}.label"):
-            label_field = None  # a label field with no labels in the view: nothing to check or to search by
-    elif label_field is not None and label_kind(samples, label_field) != "classification":
-        raise OODInputError(f"audit label_field {label_field!r} must be a Classification field (image labels); "
-                            "audit object labels with compute_label_issues(..., patches) instead")
-    elif label_field is not None and not samples.count(f"{label_field}.label"):
-        raise OODInputError(f"audit label_field {label_field!r} holds no label in the view; pass a field with "
-                            "labels, or label_field=None to audit without wrong-label scores")
-    if reference == "auto":
-        reference = inventory.default_reference_tag(samples)
-    if embeddings_field == "auto":
-        sample_level = [f for f, _ in inventory.embedding_choices(samples)
-                        if inventory.embeddings_patches_field(samples, f) is None]
-        embeddings_field = sample_level[0] if sample_level else None
-    elif samples._dataset.get_field(embeddings_field) is None:
-        raise OODInputError(f"embeddings field {embeddings_field!r} does not exist on dataset "
-                            f"{samples._dataset.name!r}; pass embeddings_field='auto' to compute embeddings")
-    return {"label_field": label_field, "reference": reference, "embeddings_field": embeddings_field}
 
 
 def _compute_embeddings(samples, model_name, skip_failures, failures):

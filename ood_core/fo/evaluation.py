@@ -46,7 +46,7 @@ from . import runs
 from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
 from .flags import flag_values, previous_flags, tag_plan
 from .items import (detections_root, flatten, is_whole_dataset, item_columns, item_values, require_nonempty,
-                     require_not_generated)
+                     require_not_generated, show_all_fields)
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +280,7 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
     """
     from ..metrics import ood_metrics
 
+    samples = show_all_fields(samples)  # only read: a field the view hides (the App's visibility) is read anyway
     where = _resolve_scores(samples, run_key_or_score_field)
     _, scores = _read_scores(samples, where)
     gt, gt_info, means = _read_ground_truth(samples, where, gt_field, gt_tag, positive_value)
@@ -491,10 +492,11 @@ def _tags_planned_at_commit(samples, score_key, flag_key, flags, tag, level, res
     dataset, from the tags and the flags run this one replaces as they are then (another process may have
     re-flagged since this call began: planned before the lock, that run's claims were lost and its tags left to
     no run). Fills ``results["tagged_ids"]`` (recorded next, in the same commit) and ``plan`` (added, removed).
-    Refuses, before anything moves, when the score run was deleted meanwhile (the flags would name no run).
-    ``flags``: ``(flagged in the view, flags kept outside it)``."""
+    Refuses, before anything moves, when the score run was deleted meanwhile (the flags would name no run; a
+    score field that no run wrote, ``score_key`` None, has nothing to lose). ``flags``: ``(flagged in the view,
+    flags kept outside it)``."""
     def cleanup(dataset, *_):
-        if not dataset.has_run(score_key):
+        if score_key is not None and not dataset.has_run(score_key):
             raise OODInputError(f"score run {score_key!r} was deleted (or renamed) by another process while these "
                                 "flags were computed; nothing was written. Score again, then flag")
         now = previous_flags(samples, flag_key)

@@ -155,7 +155,7 @@ def _check_method(method):
 
 
 def _score(X_eval, X_ref, ref_index, method, k, seed):
-    from .scores import score_arrays
+    from .scores import p_value_outputs, score_arrays
 
     scores, _, _ = score_arrays(
         X_eval, method=method, X_ref=X_ref, ref_index=ref_index, k=k if _takes_k(method) else None,
@@ -519,7 +519,7 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
         reference: tag or view to fit on (default: the reference the config
             was chosen with; unsupervised when that was None).
     """
-    from .scores import score_arrays
+    from .scores import p_value_outputs, score_arrays
 
     if isinstance(config, str):
         info = runs.get_ood_run_info(samples, config)
@@ -561,18 +561,20 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
         pos = {key: i for i, key in enumerate(ref_keys)}
         ref_index = np.array([pos.get(key, -1) for key in keys], np.int64)
     method = config["method"]
-    scores, det, reducer = score_arrays(
+    scores, det, reducer, ref_scores = score_arrays(
         X, method=method, X_ref=X_ref, ref_index=ref_index, k=config.get("k"),
         class_conditional=False,  # label-free (ignored by detectors without it)
         reduce=config.get("reduce"), n_components=config.get("n_components"), seed=config.get("seed", 0),
+        return_reference_scores=True,
     )
+    p_writes, calibration = p_value_outputs(samples, keys, scores, ref_scores, score_field)
     summary = {"run_key": run_key, "field": score_field, "method": method, "num_scored": int(len(scores)),
                "score_quantiles": {q: float(np.quantile(scores, q / 100)) for q in (5, 50, 95)}}
     runs.record_scores(
         samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=dict(zip(keys, scores)),
-        overwrite=overwrite, results=summary, reads=[emb], embeddings_field=emb, label_field=None,
-        detector=det.get_params(), reduction=reducer.get_params() if reducer else None,
+        extra_writes=p_writes, overwrite=overwrite, results=summary, reads=[emb], embeddings_field=emb,
+        label_field=None, detector=det.get_params(), reduction=reducer.get_params() if reducer else None,
         reference=ref_info, levels=config.get("levels"), level_indices=config.get("level_indices"),
-        backbone=_backbone(samples, emb),
+        backbone=_backbone(samples, emb), **calibration,
     )
     return summary

@@ -120,6 +120,9 @@ def list_flag_runs(samples, run_key=None):
     keys = runs.list_ood_runs(samples, kind="flags")
     if run_key is None:
         return keys
+    if not samples._dataset.has_run(run_key) and not samples._dataset.has_field(run_key):
+        raise OODInputError(f"run_key={run_key!r} is neither a run nor a field of dataset "
+                            f"{samples._dataset.name!r}; pass a score run key (ood.list_ood_runs(dataset) lists them)")
     return [k for k in keys if samples._dataset.get_run_info(k).config.score_run == run_key]
 
 
@@ -128,6 +131,14 @@ def delete_flags(samples, flag_key):
     a crash (:func:`ood_core.fo.run_admin.delete_ood_run`)."""
     from .run_admin import delete_ood_run
 
+    dataset = samples._dataset
+    if isinstance(flag_key, str) and dataset.has_run(flag_key) and \
+            getattr(dataset.get_run_info(flag_key).config, "kind", None) != "flags":
+        kind = getattr(dataset.get_run_info(flag_key).config, "kind", "non-fiftyone-ood")
+        raise OODInputError(
+            f"{flag_key!r} is a {kind!r} run, not a flags run; pass the key of its flags "
+            f"(ood.list_flag_runs(dataset, {flag_key!r}) lists them: {list_flag_runs(samples, flag_key)}), or "
+            "delete the run with ood.delete_ood_run (its flags go with it)")
     tag, patches, ids = previous_flags(samples, flag_key) or (None, None, set())
     if tag is not None:
         ids = ids - claimed_by_other_runs(samples, tag, patches, flag_key)

@@ -334,7 +334,6 @@ def _extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field, 
     and calibrated p-values (OOD detectors). Returns ``(extra writes, run-record entries)``."""
     import fiftyone.core.fields as fof
 
-    from ..calibration import conformal_p_values
     from .items import values_by_key
 
     writes, record = [], {}
@@ -351,15 +350,30 @@ def _extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field, 
         record["suggestion"] = {"field": path if by_key else None, "num_suggested": len(by_key),
                                 "meaning": SUGGESTION_MEANING}
     if det.task == "ood" and ref_scores is not None and len(ref_scores):
-        path = patch_path(patches_field, f"{score_field}_pvalue") if patches_field else f"{score_field}_pvalue"
-        p_values = conformal_p_values(ref_scores, scores)
-        writes.append((path, values_by_key(samples, dict(zip(keys, p_values)), patches_field), fof.FloatField))
-        record["calibration"] = {
-            "field": path, "num_reference": int(len(ref_scores)),
-            "meaning": "conformal p-value: (1 + number of reference items scoring at least as high) / "
-                       "(n_reference + 1), from leave-one-out reference scores; small = more extreme",
-        }
+        more_writes, more_record = p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_field)
+        writes += more_writes
+        record.update(more_record)
     return writes, record
+
+
+def p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_field=None):
+    """The calibrated p-values every OOD score run writes next to its scores (``<score_field>_pvalue``): the
+    share of reference items scoring at least as high (:func:`ood_core.calibration.conformal_p_values`) from
+    their leave-one-out scores ``ref_scores`` (the scored set's own without a reference). Returns ``(writes,
+    {"calibration": ...})`` for :func:`.runs.record_scores`."""
+    import fiftyone.core.fields as fof
+
+    from ..calibration import conformal_p_values
+    from .items import values_by_key
+
+    path = patch_path(patches_field, f"{score_field}_pvalue") if patches_field else f"{score_field}_pvalue"
+    p_values = conformal_p_values(ref_scores, scores)
+    writes = [(path, values_by_key(samples, dict(zip(keys, p_values)), patches_field), fof.FloatField)]
+    return writes, {"calibration": {
+        "field": path, "num_reference": int(len(ref_scores)),
+        "meaning": "conformal p-value: (1 + number of reference items scoring at least as high) / "
+                   "(n_reference + 1), from leave-one-out reference scores; small = more extreme",
+    }}
 
 
 #: what ``<score_field>_suggestion`` holds, in the run record (README "Detectors" says the same)

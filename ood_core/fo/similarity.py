@@ -374,7 +374,7 @@ def _compute_knn_scores_with_index(
     Returns:
         a dict summary (run key, field, counts, score quantiles).
     """
-    from .scores import score_summary
+    from .scores import p_value_outputs, score_summary
 
     k = check_positive_int(k, "k")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -394,10 +394,13 @@ def _compute_knn_scores_with_index(
         metric = index_metric(index)
         scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress)
         summary = score_summary(run_key, score_field, list(scores.values()), num_samples(samples), method="knn")
+        ref_scores = _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size)
+        p_writes, calibration = p_value_outputs(samples, list(scores), list(scores.values()), ref_scores,
+                                                score_field)
         runs.record_scores(
             samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=scores,
-            overwrite=overwrite, results=summary, reads=[embeddings_field], embeddings_field=embeddings_field,
-            label_field=None,
+            extra_writes=p_writes, overwrite=overwrite, results=summary, reads=[embeddings_field],
+            embeddings_field=embeddings_field, label_field=None, **calibration,
             detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
                       "backend": f"fiftyone-brain:{index.config.method}", "index": "similarity"},
             similarity={"brain_key": brain_key,
@@ -449,6 +452,19 @@ def _reference_with_embeddings(samples, reference, embeddings_field, k):
             f"k must be < {n_ref}: lower k or add reference samples"
         )
     return ref_view, ref_info, n_ref
+
+
+def _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size):
+    """The reference's leave-one-out scores (a sample in the index is not its own neighbour), for the p-values:
+    those of the reference samples already scored are reused, the others queried; without a reference, the scored
+    samples' own scores (as :func:`.scores.compute_ood_scores` without one)."""
+    if ref_view is None:
+        return list(scores.values())
+    ids = ref_view.exists(embeddings_field).values("id")
+    missing = [i for i in ids if i not in scores]
+    more = _score_with_index(ref_view.select(missing), index, embeddings_field, k, metric, batch_size,
+                             False) if missing else {}
+    return [scores[i] if i in scores else more[i] for i in ids]
 
 
 def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress):

@@ -1,0 +1,77 @@
+"""The audit's inputs, resolved and checked before it writes anything: its numeric options, and which label
+field, trusted tag and embeddings it works from (``"auto"``: what the dataset holds, :mod:`.inventory`)."""
+
+from ..errors import OODInputError
+from . import inventory
+from .scores import MIN_FIT_ITEMS
+
+
+def check_options(*, ood_pass_rate, ood_fraction, label_issue_fraction, duplicate_threshold, num_worst, **flags):
+    """Refuse, before anything is written, an audit option that is not a number of its range or a bool: a typo
+    found only at the flags or report step left the earlier steps' runs and tags as an interrupted audit."""
+    import math
+    import numbers
+
+    import numpy as np
+
+    from ..validation import is_int
+
+    def number(name, value, low, high, what, example, high_open=False):
+        ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value) \
+            and low < value and (value < high if high_open else value <= high)
+        if not ok:
+            raise OODInputError(f"{name}={value!r} is not valid; pass {what}, e.g. {name}={example}")
+
+    number("ood_pass_rate", ood_pass_rate, 0, 1, "the share of trusted samples that pass, a number in (0, 1]", 0.95)
+    for name, value in (("ood_fraction", ood_fraction), ("label_issue_fraction", label_issue_fraction)):
+        number(name, value, 0, 1, "the top fraction of the scores to flag, a number in (0, 1]", 0.05)
+    number("duplicate_threshold", duplicate_threshold, 0, 1, "a cosine distance in (0, 1) under which two samples "
+           "are near duplicates", 0.02, high_open=True)
+    if not is_int(num_worst) or num_worst < 0:
+        raise OODInputError(f"num_worst={num_worst!r} is not valid; pass the number of thumbnails per gallery of "
+                            "the report, a whole number >= 0, e.g. num_worst=24")
+    for name, value in flags.items():
+        if not isinstance(value, (bool, np.bool_)):
+            raise OODInputError(f"{name}={value!r} is not valid; pass True or False")
+
+
+def plan_inputs(samples, label_field, reference, embeddings_field):
+    """Resolve the ``"auto"`` inputs; validate the given ones."""
+    from .items import label_kind
+
+    auto_labels = label_field == "auto"
+    if auto_labels:
+        label_field = inventory.default_label_field(samples)  # too few labels in the view: none (below)
+    elif label_field is not None and label_kind(samples, label_field) != "classification":
+        raise OODInputError(f"audit label_field {label_field!r} must be a Classification field (image labels); "
+                            "audit object labels with compute_label_issues(..., patches) instead")
+    elif label_field is not None and not samples.count(f"{label_field}.label"):
+        raise OODInputError(f"audit label_field {label_field!r} holds no label in the view; pass a field with "
+                            "labels, or label_field=None to audit without wrong-label scores")
+    if reference == "auto":
+        reference = inventory.default_reference_tag(samples)
+    if embeddings_field == "auto":
+        sample_level = [f for f, _ in inventory.embedding_choices(samples)
+                        if inventory.embeddings_patches_field(samples, f) is None]
+        embeddings_field = sample_level[0] if sample_level else None
+    elif samples._dataset.get_field(embeddings_field) is None:
+        raise OODInputError(f"embeddings field {embeddings_field!r} does not exist on dataset "
+                            f"{samples._dataset.name!r}; pass embeddings_field='auto' to compute embeddings")
+    if label_field is not None and _labelled_items(samples, label_field, embeddings_field) < MIN_FIT_ITEMS:
+        if auto_labels:  # too few labels to weigh any of them: audited without wrong-label scores, as without labels
+            label_field = None
+        else:
+            with_embedding = f" and an embedding in {embeddings_field!r}" if embeddings_field else ""
+            raise OODInputError(
+                f"audit label_field {label_field!r}: fewer than {MIN_FIT_ITEMS} samples of the view have a label"
+                f"{with_embedding}, and a wrong-label score weighs each label against the others; pass a field with "
+                "more labels, or label_field=None to audit without wrong-label scores")
+    return {"label_field": label_field, "reference": reference, "embeddings_field": embeddings_field}
+
+
+def _labelled_items(samples, label_field, embeddings_field):
+    """The samples the wrong-label step can score: with a label and (when they exist already) an embedding."""
+    from .items import num_samples
+
+    labelled = samples.exists(f"{label_field}.label")
+    return num_samples(labelled.exists(embeddings_field) if embeddings_field else labelled)
