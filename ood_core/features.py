@@ -17,6 +17,7 @@ Inputs are preprocessed with the backbone's own data config
 """
 
 import logging
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,15 +113,18 @@ class _ItemDataset:
         return self._last[1]
 
     def __getitem__(self, i):
+        """``(i, tensor, None)``, or ``(i, None, message)`` for an item that cannot be read; the message leaves
+        out the advice to skip it (:attr:`.ImageLoadError.skipped_message`): skipped, it is recorded as is."""
         item = self.items[i]
-        path, box = (item, None) if isinstance(item, str) else item
+        boxed = isinstance(item, (tuple, list))  # else a path (str or os.PathLike)
+        path, box = item if boxed else (item, None)
         try:
             img = self._image(path)
-            if box is not None:
-                img = crop_box(img, box)
+            if boxed:  # a missing box (None) is refused by crop_box, not taken for the whole image
+                img = crop_box(img, box, path=path)
             return i, self.transform(img), None
         except ImageLoadError as e:
-            return i, None, str(e)
+            return i, None, e.skipped_message
         except Exception as e:  # a transform failing on a degenerate image
             return i, None, f"{path!r}: {type(e).__name__}: {e}"
 
@@ -255,6 +259,8 @@ class PyramidExtractor:
         """
         from torch.utils.data import DataLoader
 
+        if isinstance(items, (str, os.PathLike)):
+            raise OODInputError(f"items={items!r} is one path, not a list of them; pass a list, e.g. [path]")
         items = list(items)
         if not items:
             raise OODInputError("no images to embed: the view or item list is empty")
@@ -267,10 +273,9 @@ class PyramidExtractor:
         )
         with Progress(progress, len(items), "pyramid embeddings") as bar:
             for idx, x, failed in loader:
-                if failed and not skip_failures:
-                    hint = "" if "skip_failures" in failed[0][1] else \
-                        "; pass skip_failures=True to skip unreadable images"
-                    raise ImageLoadError(f"{failed[0][1]} (item {failed[0][0]}){hint}")
+                if failed and not skip_failures:  # the messages leave the advice to skip out: it is added once
+                    raise ImageLoadError(f"{failed[0][1]} (item {failed[0][0]})", None,
+                                         "; pass skip_failures=True to skip unreadable images and objects")
                 for i, msg in failed:
                     logger.debug("skipped item %d: %s", i, msg)  # the callers list them and warn once per call
                 emb = self.embed_tensor(x) if x is not None else np.zeros((0, self.dim), np.float32)

@@ -138,7 +138,8 @@ class ScoreOOD(common.OODOperator):
                                                                                       p["embeddings_field"]),
             k=_k_param(p),
             reduce=None if reduce in (None, "none") else reduce,
-            n_components=common.int_param(p, "n_components", DEFAULT_N_COMPONENTS),
+            n_components=None if reduce in (None, "none") else common.int_param(p, "n_components",
+                                                                                DEFAULT_N_COMPONENTS),
             overwrite=bool(p.get("overwrite", False)),
             progress=common.progress_callback(ctx),
         )

@@ -310,14 +310,26 @@ def test_bad_inputs_have_clear_errors(embedded):
         ood.compute_label_issues(ds, "str_field", "emb")
     with pytest.raises(OODInputError, match="needs class labels"):
         ood.compute_ood_scores(ds, "emb", "x", method="class_lof")
+    with pytest.raises(OODInputError, match=r"needs class labels: pass label_field=.*, or class_conditional=False"):
+        ood.compute_ood_scores(ds, "emb", "x", method="mahalanobis")
     with pytest.raises(OODInputError, match="matches no samples"):
         ood.compute_ood_scores(ds, "emb", "x", reference="not-a-tag")
+    import fiftyone as fo
+
+    ds.set_values("objs", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[0, 0, .5, .5])])
+                           for _ in range(len(ds))])
+    with pytest.raises(OODInputError, match=r"this is a generated view \(patches, frames or clips\) of dataset "
+                                            rf"'{ds.name}'"):  # (was: "belongs to dataset '<a temporary name>'")
+        ood.compute_ood_scores(ds, "emb", "x", reference=ds.to_patches("objs"))
     with pytest.raises(OODInputError, match="does not exist"):
         ood.compute_ood_scores(ds, "no_emb", "x")
     with pytest.raises(OODInputError, match="k="):
         ood.compute_label_issues(ds, "ground_truth", "emb", "x", method="class_lof", k=50)
     with pytest.raises(OODInputError, match="not valid"):
         ood.compute_ood_scores(ds, "emb", "bad name")
+    with pytest.raises(OODInputError, match=r"n_components=16 sets the dimension of a reduction, but reduce=None; "
+                                            r"pass reduce='pca'"):  # (was silently ignored)
+        ood.compute_ood_scores(ds, "emb", "x", n_components=16)
     assert not ds.has_field("x")
 
 

@@ -481,3 +481,14 @@ def test_flag_calls_given_a_score_run_or_an_unknown_key_say_what_to_pass(synthet
     with pytest.raises(OODInputError, match="run_key='nope' is neither a run nor a field"):
         ood.list_flag_runs(ds, "nope")
     assert ood.list_flag_runs(ds, "ood") == ["ood_flag"]
+
+
+def test_nan_scores_are_named_by_their_field(synthetic):
+    ds, scores = synthetic
+    ds.set_values("odd", [float("nan") if i == 3 else float(v) for i, v in enumerate(scores)])
+    for call in (lambda: ood.flag_samples(ds, "odd", rule="top_n", value=2),
+                 lambda: ood.evaluate_ood_run(ds, "odd", gt_field="is_ood")):
+        with pytest.raises(OODInputError, match=r"'odd' holds 1 NaN or infinite score\(s\).*set those items' "
+                                                r"values to None"):
+            call()
+    assert not ds.has_field("odd_flag")

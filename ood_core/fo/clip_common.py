@@ -149,7 +149,7 @@ def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
                 except ImageLoadError as e:
                     if not skip_failures:
                         raise
-                    failures.append({"id": ids[i], "filepath": paths[i], "error": str(e)})
+                    failures.append({"id": ids[i], "filepath": paths[i], "error": e.skipped_message})
             if images:
                 chunks.append(encoder.encode_images(images, batch_size=len(images), progress=False))
                 keys.extend(ids[i] for i in ok)

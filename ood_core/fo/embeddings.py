@@ -331,7 +331,8 @@ class _EmbeddingJob:
             return
         _log_failures(failed, computed, self.patches_field, self.run_key,
                       f"the returned 'failures' and the run's results (ood.load_ood_results(dataset, "
-                      f"{self.run_key!r}).failures) list them; a call with the same settings retries them")
+                      f"{self.run_key!r}).failures) list them; a call with the same settings retries them once "
+                      "their files (or objects' boxes) are fixed")
         if self.shard is None and len(failed) == computed and \
                 not _keys_with_values(self.samples, self.write_path, self.patches_field):
             raise nothing_readable(failed, self.patches_field, f"nothing was written to {self.target!r}")

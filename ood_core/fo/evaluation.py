@@ -159,6 +159,12 @@ def _check_scores(where, raw):
             f"{where['path']!r} does not hold one number per item (e.g. {raw[bad[0]]!r}); "
             "pass a score field, not an embeddings or label field"
         )
+    bad = [i for i, v in enumerate(raw) if v is not None and not np.isfinite(v)]
+    if bad:
+        raise OODInputError(
+            f"{where['path']!r} holds {len(bad)} NaN or infinite score(s) (e.g. {raw[bad[0]]!r}); set those items' "
+            "values to None (no score: left out) or score them again"
+        )
     return raw
 
 

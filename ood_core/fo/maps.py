@@ -29,7 +29,14 @@ import uuid
 from ..errors import OODInputError
 from . import runs
 from .commit import TMP_PREFIX
-from .items import DEFAULT_EMBEDDINGS_FIELD, count_items, patch_path, require_embeddings_field, require_nonempty
+from .items import (
+    DEFAULT_EMBEDDINGS_FIELD,
+    count_items,
+    patch_path,
+    read_embeddings,
+    require_embeddings_field,
+    require_nonempty,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +121,13 @@ def is_own_map(dataset, brain_key):
 
 def check_map_key(dataset, brain_key, overwrite):
     """Refuse ``brain_key`` when a brain run is there and cannot be replaced: without ``overwrite``, or (whatever
-    ``overwrite`` says) when it is not a map, or a map this plugin did not make."""
+    ``overwrite`` says) when it is not a map, or a map this plugin did not make; and an ``overwrite`` that is not
+    a bool."""
+    import numpy as np
+
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise OODInputError(f"overwrite={overwrite!r} is not valid; pass True (replace a map this plugin made under "
+                            "this brain key) or False")
     if brain_key not in dataset.list_brain_runs():
         return
     if not overwrite:
@@ -272,7 +285,8 @@ def check_map_points(num_points, embeddings_field):
 
 def _check_vectors(view, embeddings_field, patches_field, seed):
     """The embeddings' dimension; refuses a field that does not hold vectors of at least 2 numbers (a 2-D map
-    needs them), and a seed that is not a whole number."""
+    needs them), every one of them numbers, of one shape and finite (read as every scoring call reads them), and
+    a seed that is not a whole number."""
     import numpy as np
 
     from ..validation import is_int
@@ -288,6 +302,7 @@ def _check_vectors(view, embeddings_field, patches_field, seed):
         raise OODInputError(
             f"{embeddings_field!r} does not hold embedding vectors of at least 2 numbers (its first value is a "
             f"{type(value).__name__}); pass an embeddings field, e.g. one computed with compute_pyramid_embeddings")
+    read_embeddings(view, embeddings_field, patches_field)  # all of them, not only the first
     return int(vector.size)
 
 

@@ -132,7 +132,7 @@ def _readable_few_shot(ids, paths, labels, skip_failures):
             load_rgb(path)
             keep.append(i)
         except ImageLoadError as e:
-            failures.append({"id": sid, "filepath": path, "error": str(e)})
+            failures.append({"id": sid, "filepath": path, "error": e.skipped_message})
     if not keep:
         raise OODInputError(f"none of the {len(ids)} few-shot images could be read (first: {failures[0]['error']}); "
                             "tag readable in-distribution images as the few-shot set")

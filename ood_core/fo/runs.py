@@ -437,14 +437,14 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
         return view, _with_samples_hash({"tag": view_or_tag}, view, what)
     if not hasattr(view_or_tag, "_dataset"):
         raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}")
+    from .items import require_not_generated, show_all_fields
+
+    require_not_generated(view_or_tag)  # (a patches view's dataset is a temporary one: named as what it is)
     if view_or_tag._dataset.name != dataset.name:
         raise OODInputError(
             f"{what} view belongs to dataset {view_or_tag._dataset.name!r} but the scored samples belong to "
             f"{dataset.name!r}; use a view of the same dataset"
         )
-    from .items import require_not_generated, show_all_fields
-
-    require_not_generated(view_or_tag)
     view_or_tag = show_all_fields(view_or_tag)  # only read: fields it hides (the App's visibility) are read anyway
     if num_samples(view_or_tag) == 0:
         raise OODInputError(f"{what} view is empty; it must contain the {purpose}")

@@ -403,7 +403,7 @@ def _suggested_class(value):
 def _check_score_call(samples, score_field, method, label_field, patches_field, k, class_conditional, reduce,
                       n_components, embeddings_field, score_reference=True):
     """Validate a scoring call before anything is read; returns ``(patches_field, label field to read)``."""
-    from ..detectors import detector_kwargs, requires_labels
+    from ..detectors import detector_class, detector_kwargs, requires_labels
     from ..reduction import REDUCERS
     from ..validation import is_int
 
@@ -426,11 +426,16 @@ def _check_score_call(samples, score_field, method, label_field, patches_field, 
         check_patches_field(samples, patches_field)
     needs_labels = requires_labels(method, **detector_kwargs(method, k=k, class_conditional=class_conditional))
     if needs_labels and label_field is None:
+        alone = ", or class_conditional=False (one mean and covariance for every class)" if "class_conditional" in \
+            detector_class(method)._param_names else ""
         raise OODInputError(
-            f"method {method!r} needs class labels: pass label_field='<a Classification or Detections field>'"
+            f"method {method!r} needs class labels: pass label_field='<a Classification or Detections field>'{alone}"
         )
     if reduce and not n_components:
         raise OODInputError(f"reduce={reduce!r} needs n_components (e.g. {DEFAULT_N_COMPONENTS})")
+    if n_components is not None and not reduce:
+        raise OODInputError(f"n_components={n_components!r} sets the dimension of a reduction, but reduce={reduce!r}; "
+                            "pass reduce='pca' (or 'umap', 'random') with it, or leave n_components out")
     return patches_field, (label_field if needs_labels else None)
 
 
