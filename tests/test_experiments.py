@@ -331,6 +331,10 @@ def test_label_error_report_per_class(mislabeled):
     ds.set_values("gt_index", [["a", "b", "c"].index(n) for n in names])
     with pytest.raises(OODInputError, match="gt_field 'gt_index' holds numbers other than 0 / 1"):
         ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="gt_index")
+    # flags written as strings share no name with the classes: every label would have counted as wrong
+    ds.set_values("wrong_text", ["yes" if w else "no" for w in wrong])
+    with pytest.raises(OODInputError, match=r"gt_field 'wrong_text' holds \['no', 'yes'\], none of them a class"):
+        ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="wrong_text")
     ds.set_values("wrong_01", [int(w) for w in wrong])  # 0 / 1 flags: the same table as the booleans
     assert ood.label_error_report(ds, "ground_truth", "emb", k=5, gt_field="wrong_01") == table
     with pytest.raises(OODInputError, match="score_field 'emb' is a VectorField"):
@@ -378,6 +382,7 @@ def test_plots_and_save_figure(tmp_path, monkeypatch):
     for bad, named in (((None, tmp_path / "x.html"), "fig is a NoneType, not a plotly figure"),
                        ((fig, None), "path=None is not a file path"), ((fig, 5), "path=5 is not a file path"),
                        ((fig, tmp_path), "is not a file path"),
+                       ((fig, tmp_path / "notes.html" / "x.html"), r"its folder .* cannot be created"),  # a file
                        ((fig, tmp_path / "y.html", "bogus"), "include_plotlyjs='bogus' is not valid")):
         with pytest.raises(OODInputError, match=named):
             ood.save_figure(*bad[:2], **({"include_plotlyjs": bad[2]} if len(bad) > 2 else {}))

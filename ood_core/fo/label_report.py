@@ -37,9 +37,22 @@ def _wrong_label_truth(samples, gt_field, patches, keys, labels):
     by_id = dict(zip(item_ids(samples, patches), item_values(samples, path, patches)))
     values = [by_id.get(key) for key in keys]
     flags = _is_flag_field(gt_field, [v for v in values if v is not None])
+    if not flags:
+        _require_shared_names(gt_field, values, labels)
     # a "label is wrong" flag, or a true class name compared with the given label (decided once for the field)
     truth = [None if v is None else bool(v) if flags else str(v) != str(label) for v, label in zip(values, labels)]
     return truth, path
+
+
+def _require_shared_names(gt_field, values, labels):
+    """True class names that share none with the labels (e.g. "yes" / "no" flags as strings) would call every
+    label wrong: refuse."""
+    names = {str(v) for v in values if v is not None}
+    if names and not names & {str(label) for label in labels if label is not None}:
+        raise OODInputError(
+            f"gt_field {gt_field!r} holds {sorted(names)[:5]}, none of them a class of the label field, so every "
+            "label would count as wrong; pass the true class names as the label field names them, or a boolean "
+            "field (True = label is wrong)")
 
 
 def _is_flag_field(gt_field, values):
