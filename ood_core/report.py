@@ -163,12 +163,19 @@ def gallery(tiles, threshold=None):
         img = f"<img src='{t['image']}' alt='sample {escape(t['id'])}'>" if t.get("image") else \
             "<div class='muted'>(image unreadable)</div>"
         lines = "".join(f"<div class='{escape(cls)}'>{escape(text)}</div>" for cls, text in t.get("lines", ()))
-        out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.{digits}g}</div>{lines}"
-                   f"<div class='id'>{escape(t['id'])}</div></div>")
+        out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.{digits}g}</div>"
+                   f"{_below(t['score'], threshold, digits)}{lines}<div class='id'>{escape(t['id'])}</div></div>")
     note = "" if threshold is None else (f"<p class='muted'>Flagged when score &gt;= {float(threshold):.{digits}g} "
-                                         "(each tile says whether it is flagged; a score printed as the threshold "
-                                         "without the flag lies below it by float rounding).</p>")
+                                         "(each tile says whether it is flagged).</p>")
     return note + "<div class='gallery'>" + "".join(out) + "</div>"
+
+
+def _below(score, threshold, digits):
+    """A line for a score that prints as the threshold but lies below it (by float rounding,
+    :data:`SAME_SCORE_RTOL`), else ''."""
+    if threshold is None or score >= threshold or f"{score:.{digits}g}" != f"{float(threshold):.{digits}g}":
+        return ""
+    return "<div class='muted'>just below the threshold</div>"
 
 
 #: the fewest significant digits a gallery prints, and the most (17 tell any two float64 numbers apart)

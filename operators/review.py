@@ -416,7 +416,7 @@ def metrics_markdown(metrics, summary, gt_field):
         f"Positive class: **{pos}** (`{gt_field} == True`, {metrics['num_ood']} {item_noun(summary)}) vs {neg} "
         f"({metrics['num_id']}); higher score = more {pos}.",
         f"**AUROC {metrics['auroc']:.3f}** · AUPR-IN {metrics['aupr_in']:.3f} · AUPR-OUT "
-        f"{metrics['aupr_out']:.3f} · FPR@95%ID-accepted {pct(metrics['fpr95'])}",
+        f"{metrics['aupr_out']:.3f} · FPR95 {pct(metrics['fpr95'])} ({pos} accepted when 95% of {neg} pass)",
         f"At the threshold: TPR {pct(at['tpr'])} of {pos} flagged · FPR {pct(at['fpr'])} of {neg} flagged · "
         f"precision {pct(at['precision'])}",
     ])

@@ -5,6 +5,8 @@ import csv
 import os
 import re
 
+from html import escape as html_escape
+
 import numpy as np
 import pytest
 
@@ -73,6 +75,14 @@ def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_p
         rows = list(csv.DictReader(f))
     assert len(rows) == out["num_ood_flagged"] + out["num_label_flagged"] == out["num_csv_rows"]
     assert {r["sample_id"] for r in rows if r["issue"] == "ood"} == set(ds.match_tags("ood").values("id"))
+    # each row's issue is the tag the sample got; wrong labels carry the suggested label where there is one
+    assert {r["issue"] for r in rows} == {"ood", "label_issue"}
+    suggested = dict(zip(*ds.exists("audit_label_issue_suggestion").values(["id", "audit_label_issue_suggestion"])))
+    for r in rows:
+        expected = suggested[r["sample_id"]].label if r["issue"] == "label_issue" and r["sample_id"] in suggested \
+            else ""
+        assert r["suggested_label"] == expected
+    assert any(r["suggested_label"] for r in rows)
 
     # the report: one file, no external resources, real thumbnails, plots, counts, how to review
     html = open(out["report_path"], encoding="utf-8").read()
@@ -86,6 +96,11 @@ def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_p
     assert Image.open(io.BytesIO(base64.b64decode(thumbs[0]))).size == (112, 112)  # 28 px x 4, pixels kept
     assert html.count("<svg") == 2 and "threshold" in html
     assert f"<div class='n'>{out['num_ood_flagged']}</div>" in html
+    # how many of the OOD flags are trusted samples (the pass rate flags some on purpose); each threshold's rule
+    flagged_trusted = len(ds.match_tags("ood").match_tags("trusted"))
+    assert f"flagged as out-of-distribution (tag &#x27;ood&#x27;; {flagged_trusted} of them trusted)" in html
+    assert f"score &gt;= {out['thresholds']['ood']:.4g} ({html_escape(out['rules']['ood'])})" in html
+    assert f"score &gt;= {out['thresholds']['label_issues']:.4g} (top 5% of the scores" in html
     assert "ood_audit-ood" in html and "OOD review" in html and "ood_confirmed" in html
     # the worst OOD tile is the highest score
     top = ds.sort_by("audit_ood", reverse=True).first()

@@ -154,6 +154,11 @@ def test_tile_scores_have_the_digits_that_tell_neighbours_and_the_threshold_apar
     assert report.score_digits([0.1249, 0.1251]) == 4 and report.score_digits([0.86512341, 0.86512349]) == 7
     # a threshold one unit in the last place above a score (a percentile of tied scores): rounding, not 17 digits
     assert report.score_digits([1.0, 2.5], threshold=1.0 + 2.3e-16) == 3
+    # such a tile prints as the threshold: it says it lies just below (it read as a bug: "1.16 · not flagged")
+    below = [dict(tiles[0], score=1.0, lines=[("muted", "not flagged")]), dict(tiles[1], score=2.5)]
+    html = report.gallery(below, threshold=1.0 + 2.3e-16)
+    assert _printed(html) == (["1", "2.5"], "1") and html.count("just below the threshold") == 1
+    assert "just below the threshold" not in report.gallery(below, threshold=1.0)  # at the threshold: flagged
 
 
 # ----------------------------------------------------------------------------- 3. suggestions where they differ
@@ -254,8 +259,11 @@ def test_the_audit_report_shows_suggestions_only_where_they_differ_and_readable_
     for part, threshold in ((html[html.index("Most out-of-distribution samples"):html.index("Most suspicious")],
                              out["thresholds"]["ood"]), (labels_part, out["thresholds"]["label_issues"])):
         printed, printed_threshold = _printed(part)
-        assert printed_threshold is not None and "threshold" not in "".join(re.findall(r"<div class='muted'>"
-                                                                                      r"[^<]*</div>", part))
+        muted = re.findall(r"<div class='muted'>([^<]*)</div>", part)  # a score printed as the threshold says so
+        assert printed_threshold is not None and not [m for m in muted if "threshold" in m and
+                                                      m != "just below the threshold"]
+        for below in re.findall(r"just below the threshold</div><div class='(?:flagged|muted)'>([^<]*)<", part):
+            assert below == "not flagged"
         flags = re.findall(r"<div class='(flagged|muted)'>(?:not )?flagged</div>", part)
         assert len(flags) == len(printed)
         for text, flag in zip(printed, flags):  # printed equal: within rounding of the threshold, the line decides

@@ -72,21 +72,26 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
 
     dataset = samples._dataset
     n = summary["num_samples"]
+    ref = summary["reference_tag"]
+    trusted = set(dataset.match_tags(ref).values("id")) if ref else None
+    # the trusted samples the pass rate flags on purpose (5% of them at 95%), named apart from the new ones
+    of_trusted = f"; {len(trusted & set(found['flagged']['ood'])):,} of them trusted" if ref else ""
     cards = [(f"{n:,}", "samples audited"),
-             (f"{summary['num_ood_flagged']:,}", "flagged as out-of-distribution (tag 'ood')")]
+             (f"{summary['num_ood_flagged']:,}", f"flagged as out-of-distribution (tag 'ood'{of_trusted})")]
     if summary["label_field"]:
         cards.append((f"{summary['num_label_flagged']:,}", "flagged as possibly wrong labels (tag 'label_issue')"))
     if summary["duplicate_threshold"] is not None:
         cards.append((f"{summary['num_duplicates']:,}", "near duplicates (tag 'near_duplicate')"))
     if summary["num_skipped"]:
         cards.append((f"{summary['num_skipped']:,}", "skipped: no embedding"))
-    ref = summary["reference_tag"]
     computed = "computed now" if summary["embeddings_computed"] else "existing"
     inputs = [
         ("embeddings", f"{summary['embeddings_field']} ({computed})"),
         ("reference (trusted samples)", summary["reference"] or
          "none: the audited samples are scored against each other (each left out)"),
         ("label field", summary["label_field"] or "none: no wrong-label scores"),
+        *((f"{what} flagged when", f"score >= {found['thresholds'][task]:.4g} ({found['rules'][task]})")
+          for task, what in (("ood", "OOD"), ("label_issues", "wrong labels")) if task in found["thresholds"]),
         ("runs written (score, flags)", ", ".join(summary["runs"].values())),
         ("fields written", ", ".join(summary.get("fields", []))),
     ]
@@ -99,11 +104,9 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
 
     ood_field = found["runs"]["ood"]
     _, scores = _scores(samples, ood_field)
-    not_trusted = trusted = None  # the histogram's two groups: trusted samples (self-excluded scores) and the rest
+    not_trusted = None  # the histogram's two groups: trusted samples (self-excluded scores) and the rest
     if ref:
-        ids = samples.exists(ood_field).values("id")
-        trusted = set(dataset.match_tags(ref).values("id"))
-        not_trusted = np.array([i not in trusted for i in ids])
+        not_trusted = np.array([i not in trusted for i in samples.exists(ood_field).values("id")])
     plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=not_trusted,
                                 names=("not trusted", f"'{ref}'"),
                                 title=f"{ood_field}: k-NN distance, standardised on the "
@@ -142,7 +145,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
                             f"<code>{html.escape(ood_field)}</code> is None.</p>" if more > 0 else "")))
     sections.append(("Review in the FiftyOne App", _how_to_review(summary)))
     subtitle = (f"dataset '{dataset.name}', {n:,} samples, audit '{summary['audit_key']}', "
-                f"{time.strftime('%Y-%m-%d %H:%M')}, {summary['seconds']:.0f} s. Higher score = more suspicious; "
+                f"{time.strftime('%Y-%m-%d %H:%M')}, took {summary['seconds']:.0f} s. Higher score = more suspicious; "
                 "a sample is flagged when score >= threshold.")
     page = html.page(f"{REPORT_TITLE}: {dataset.name}", subtitle, sections)
     publish_report(path, page, table)
@@ -203,23 +206,26 @@ def _how_to_review(summary):
 
 
 def csv_table(samples, found, label_field, duplicates):
-    """The CSV of flagged samples, one row per flagged sample and finding (id, filepath, issue, score, label):
-    ``(text, number of rows)``; :func:`write_report` puts it in place beside the report."""
+    """The CSV of flagged samples, one row per flagged sample and finding (id, filepath, issue = the tag it got,
+    score, label, suggested label): ``(text, number of rows)``; :func:`write_report` puts it in place beside the
+    report."""
     rows = []
-    for issue in ("ood", "label_issues"):
-        ids = found["flagged"].get(issue)
+    for task, issue in (("ood", "ood"), ("label_issues", "label_issue")):
+        ids = found["flagged"].get(task)
         if not ids:
             continue
-        view = samples.select(ids)
-        fields = ["id", "filepath", found["runs"][issue]] + ([f"{label_field}.label"] if label_field else [])
-        values = view.values(fields)
-        for row in sorted(zip(*values), key=lambda r: -r[2]):  # highest score first
-            rows.append([row[0], row[1], issue, f"{row[2]:.10g}", row[3] if label_field else ""])
+        run = found["runs"][task]
+        suggested = suggested_label_field(samples, run) if task == "label_issues" else None
+        fields = ["id", "filepath", run] + ([f"{label_field}.label"] if label_field else []) + \
+            ([f"{suggested}.label"] if suggested else [])
+        for row in sorted(zip(*samples.select(ids).values(fields)), key=lambda r: -r[2]):  # highest score first
+            label = row[3] if label_field else ""
+            rows.append([row[0], row[1], issue, f"{row[2]:.10g}", label, (row[-1] or "") if suggested else ""])
     if duplicates.get("duplicate_ids"):
         view = samples.select(duplicates["duplicate_ids"])
         for sid, fp in zip(*view.values(["id", "filepath"])):
             nearest = min(duplicates["neighbors"].get(sid, [("", 0.0)]), key=lambda t: t[1])
-            rows.append([sid, fp, "near_duplicate", f"{nearest[1]:.6g}", ""])
+            rows.append([sid, fp, "near_duplicate", f"{nearest[1]:.6g}", "", ""])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
@@ -229,7 +235,7 @@ def csv_table(samples, found, label_field, duplicates):
 
 #: the report's title (and tab name) begins with it; a plain CSV header (the mark is in the report, see below)
 REPORT_TITLE = "fiftyone-ood audit"
-CSV_HEADER = ["sample_id", "filepath", "issue", "score", "label"]
+CSV_HEADER = ["sample_id", "filepath", "issue", "score", "label", "suggested_label"]
 #: the report's first line, the package's mark (as ``save_figure`` marks its pages): the SHA-256 of the CSVs the
 #: report vouches for, and the SHA-256 of those hashes plus everything after this line
 _MARK = re.compile(rb"<!-- fiftyone-ood audit report: csv ((?:[0-9a-f]{64},?)*); sha256 ([0-9a-f]{64}) -->\n")
