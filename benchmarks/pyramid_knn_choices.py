@@ -31,14 +31,26 @@ with numpy from its formula:
   level's distance to the reference's principal subspace (the residual score
   of ViM, Wang et al., CVPR 2022: the norm of what the top principal
   directions, 90% of the variance, leave unexplained), standardised on the
-  reference's own residuals from 5-fold cross-fitting.
+  reference's own residuals from 5-fold cross-fitting; and each component's
+  z-scores averaged over k=1 and k=5% before the (gated) max, always, or only
+  when the product's density-ratio permutation test does *not* fire on the
+  scored set (``ood_core/detectors/transductive.py``; the product detector is
+  run on the same arrays to read its decision, ``transductive_["used"]``), the
+  default's 5% rank kept where it fires (a polluted reference's scored set
+  holds many OOD images, so the test fires there).
+
+The conditional variant is also reported as the product scores it: with the
+density ratio added where the test fires (the product's own score there, so
+only where it does not fire does the pyramid part change), next to the
+product default's full score (two lines below the table; each row of a
+``rare`` condition is judged by its own draw's decision).
 
 Positive class = OOD; AUROC mean and worst case over all conditions (a
 ``rare`` condition's AUROC is the mean over its draws of the OOD images), mean per
 group, and losses (> 0.02 below the per-condition best anchor recorded in
 ``results/robustness_raw.json``; run ``robustness.py`` first).
 
-Run::
+Run (``--dump PATH``: also write every condition's per-draw AUROCs and test decisions as JSON)::
 
     OMP_NUM_THREADS=2 PYTHONPATH=. .venv/bin/python benchmarks/pyramid_knn_choices.py
 """
@@ -57,9 +69,12 @@ if REPO not in sys.path:
 
 from benchmarks.robustness import (  # noqa: E402
     RAW_RESULTS, l2, load_sources, ood_conditions, subspace_residual_z)
+from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "pyramid_knn_choices.txt")
+#: the variant that swaps the default's pyramid part only when the product's density-ratio test does not fire
+CONDITIONAL = "extra: mean(k1, k5%) per component unless the ratio test fires"
 FRACTIONS = (0.02, 0.05, 0.1)
 #: margins of the accuracy gate (``acc-gate`` variants)
 ACC_MARGINS = (0.02, 0.05, 0.1, 0.2)
@@ -176,8 +191,16 @@ def cleaned_reference(dists, y):
     return {"extra: max(deep k1, all k1) on a cleaned reference": np.max(z, axis=0)}
 
 
-def variants(cond, S):
-    """name -> test scores of every variant for one condition."""
+def product_scores(det, cond):
+    """The product default (``det``, fitted on the condition's reference) on the condition's scored set:
+    ``(full score, whether its density-ratio test fired)``."""
+    full = det.score_samples(cond["X_test"])
+    return full, bool(det.transductive_["used"])
+
+
+def variants(cond, S, fires=False):
+    """name -> test scores of every variant for one condition (``fires``: the product's density-ratio test
+    fired on this scored set, for the conditional variant)."""
     y = cond["y_ref"]
     smallest = np.unique(y, return_counts=True)[1].min()
     z, acc = {}, {}
@@ -210,6 +233,12 @@ def variants(cond, S):
                     out[f"{search} max(deep k{fd:g}, all k{fa:g})"] = np.maximum(
                         z[(search, "deep", fd)], z[(search, "all", fa)])
     out.update(extra_variants(dists, y))
+    # each component's z-scores averaged over k=1 and the default's 5% (per class) before the gated max
+    z1 = {comp: standardise(per_class(D, y, 1), per_class(DR, y, 1)) for comp, (D, DR) in dists.items()}
+    keep = [c for c in ("deep", "all") if acc[c] >= max(acc.values()) - 0.05]
+    average = np.max([(z1[c] + z[("per-class", c, 0.05)]) / 2 for c in keep], axis=0)
+    out["extra: mean(k1, k5%) per component, gated max"] = average
+    out[CONDITIONAL] = out["per-class max(deep,all) k0.05 acc-gate 0.05"] if fires else average
     out["extra: max(default, deepest-level subspace residual)"] = np.maximum(
         out["per-class max(deep,all) k0.05 acc-gate 0.05"],
         subspace_residual_z(cond["X_ref"][:, S.slices[-1]], cond["X_test"][:, S.slices[-1]]))
@@ -224,16 +253,33 @@ def main():
             raw = {r["name"]: r["methods"] for r in json.load(f)["ood"]}
     except (OSError, KeyError, ValueError):
         raw = {}
-    res, names, groups, oracle = {}, [], [], []
+    dump = sys.argv[sys.argv.index("--dump") + 1] if "--dump" in sys.argv else None
+    res, names, groups, oracle, full, fired, records = {}, [], [], [], {}, [], []
     for c in ood_conditions(sources):
         if c["X_ref"] is None:
             continue
-        per_name = {}
+        S = sources[c["source"]]
+        det = PyramidKNNDetector(level_dims=S.level_dims).fit(c["X_ref"], c["y_ref"])  # the product default
+        per_name, per_full, fires_c = {}, {}, []
         for draw in c.get("draws") or [{}]:  # 'rare': the mean over the draws of the OOD images
-            for name, s in variants({**c, **draw}, sources[c["source"]]).items():
-                per_name.setdefault(name, []).append(ood_metrics(s, draw.get("is_ood", c["is_ood"]))["auroc"])
+            cd = {**c, **draw}
+            product, fires = product_scores(det, cd)
+            fires_c.append(fires)
+            scores = variants(cd, S, fires)
+            is_ood = draw.get("is_ood", c["is_ood"])
+            for name, s in scores.items():
+                per_name.setdefault(name, []).append(ood_metrics(s, is_ood)["auroc"])
+            # with the density ratio where the test fires: the product's score there, else the pyramid part alone
+            for name, s in (("default", product), ("conditional", product if fires else scores[CONDITIONAL])):
+                per_full.setdefault(name, []).append(ood_metrics(s, is_ood)["auroc"])
         for name, v in per_name.items():
             res.setdefault(name, []).append(float(np.mean(v)))
+        for name, v in per_full.items():
+            full.setdefault(name, []).append(float(np.mean(v)))
+        fired.append(fires_c)
+        records.append({"name": c["name"], "group": c["group"], "fires": fires_c, "full": per_full,
+                        "own": {n: per_name[n] for n in ("per-class max(deep,all) k0.05 acc-gate 0.05", CONDITIONAL,
+                                                         "extra: mean(k1, k5%) per component, gated max")}})
         names.append(c["name"])
         groups.append(c["group"])
         m = raw.get(c["name"], {})
@@ -260,6 +306,19 @@ def main():
         out(f"{name:<40} {v.mean():>6.3f} {v.min():>6.3f} {loses:>6}  " + " ".join(
             f"{v[G == g].mean():>10.3f}" for g in gnames) + f"  {rare:>13}")
     out(f"best anchor of each condition: mean {np.nanmean(oracle):.3f}, worst {np.nanmin(oracle):.3f}")
+    n_fired = sum(map(sum, fired))
+    out(f"with the product's density ratio where its test fires (fired on {n_fired} of {sum(map(len, fired))} "
+        f"scored sets; in every draw of {sum(all(f) for f in fired)} conditions, in none of "
+        f"{sum(not any(f) for f in fired)}):")
+    for label, key in (("product default (full score)", "default"), (f"{CONDITIONAL[7:]}, + ratio", "conditional")):
+        v = np.array(full[key])
+        ok = ~np.isnan(oracle)
+        lost = v[ok] < oracle[ok] - 0.02
+        out(f"{label:<40} {v.mean():>6.3f} {v.min():>6.3f} {int(lost.sum()):>6}  " + " ".join(
+            f"{v[G == g].mean():>10.3f}" for g in gnames) + f"  {int(np.sum(lost[G[ok] == 'rare'])):>13}")
+    if dump:
+        with open(dump, "w") as f:
+            json.dump({"conditions": records, "oracle": [None if np.isnan(o) else float(o) for o in oracle]}, f)
     out(f"wall time {time.time() - t0:.0f} s")
     with open(RESULTS, "w") as f:
         f.write("\n".join(lines) + "\n")

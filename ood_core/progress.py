@@ -11,13 +11,24 @@
 import contextlib
 
 
+def check_progress(progress):
+    """Refuse what is not a progress setting: None or True (a bar on stderr), False (silent), ``f(done, total)``."""
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        from .errors import OODInputError
+
+        raise OODInputError(f"progress={progress!r} is not a progress setting; pass None or True (a bar on "
+                            "stderr), False (silent) or a callable f(done, total)")
+
+
+def inner_progress(progress):
+    """What a call passes to the calls it makes: their own bars under a bar (None / True), else silence (a
+    callable is told of the outer call's steps only)."""
+    return progress if progress is None or progress is True else False
+
+
 class Progress:
     def __init__(self, progress, total, desc, unit="img"):
-        if progress is not None and not isinstance(progress, bool) and not callable(progress):
-            from .errors import OODInputError
-
-            raise OODInputError(f"progress={progress!r} is not a progress setting; pass None or True (a bar on "
-                                "stderr), False (silent) or a callable f(done, total)")
+        check_progress(progress)
         self.total = int(total)
         self.done = 0
         self._callback = progress if callable(progress) else None

@@ -347,3 +347,19 @@ def test_a_label_field_with_one_usable_label_is_refused_before_the_audit_writes(
     assert (ds.list_runs(), ds.count_sample_tags(), sorted(ds.get_field_schema())) == before
     out = _audit(ds, tmp_path, **{"label_field": "auto"})
     assert out["label_field"] is None and "label_issues" not in out["runs"]
+
+
+def test_the_audit_reports_its_steps_as_every_call_does(probe, tmp_path, capfd):
+    """A bar by default (it was silent for minutes from Python), a callable told of its 5 steps, a bad setting
+    refused before anything is written."""
+    ds = probe
+    with pytest.raises(OODInputError, match="progress='yes' is not a progress setting"):
+        _audit(ds, tmp_path, progress="yes")
+    assert ds.list_runs() == []
+    seen = []
+    _audit(ds, tmp_path, progress=lambda done, total: seen.append((done, total)))
+    assert seen == [(i, 5) for i in range(1, 6)]
+    capfd.readouterr()
+    _audit(ds, tmp_path, audit_key="again", report_path=str(tmp_path / "again.html"))  # progress=None: a bar
+    err = capfd.readouterr().err
+    assert "audit" in err and "/5 " in err and "scoring" in err

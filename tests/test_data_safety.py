@@ -363,7 +363,7 @@ def test_the_report_tells_scores_at_the_threshold_apart_names_files_and_sorts_th
     out = ood.audit(ds, embeddings_field="emb", near_duplicates=False, report_path=str(tmp_path / "a.html"))
     with open(out["csv_path"]) as f:
         rows = list(csv.DictReader(f))
-    for issue in ("ood", "label_issues"):
+    for issue in ("ood", "label_issue"):  # the tag each sample got
         got = [float(r["score"]) for r in rows if r["issue"] == issue]
         assert got and got == sorted(got, reverse=True)
     assert os.path.basename(paths[0]) in open(out["report_path"]).read()

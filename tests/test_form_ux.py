@@ -221,8 +221,11 @@ def test_result_views_name_what_exists_and_what_was_written(form_dataset):
     # no label field given (a Python call): the detector sized k from the number of trusted samples, not classes
     assert "chosen by 'auto' from the number of trusted samples" in report
     assert score_fields(ds) == ["s"]
-    summary = {"field": "s", "num_scored": 4, "density_ratio": {"used": False, "reason": "r"}}
+    summary = {"field": "s", "num_scored": 4, "density_ratio": {"used": False, "reason": "r", "p_value": 0.4}}
     assert "- in plain words: the scored images are spread like the trusted ones" in score_report(summary, "vec")
+    # not tested (too few images): nothing was measured about how they are spread
+    summary["density_ratio"]["p_value"] = None
+    assert "- in plain words: each score is the distance to the trusted images only" in score_report(summary, "vec")
     # the map's result view suggests only score fields that exist
     result = _result("compute_ood_visualization", ds, dict(embeddings_field="vec", brain_key="m", method="pca"))
     assert "colour the points by a score field: `s`" in result.result["report"]

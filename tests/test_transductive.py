@@ -116,6 +116,7 @@ def test_small_sets_are_not_searched():
     rng = np.random.default_rng(1)
     info = DensityRatio().compute([rng.normal(size=(50, 4))], [rng.normal(size=(10, 4))])
     assert not info["used"] and info["scored"] is None and "at least 20 scored" in info["reason"]
+    assert info["reason"].endswith("had 10 and 50")  # the counts it had, not only the rule (read as a contradiction)
 
 
 def test_pool_sample_sizes_keep_the_smaller_set_whole_up_to_half():

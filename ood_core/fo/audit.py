@@ -27,6 +27,7 @@ import os
 import time
 
 from ..errors import OODInputError
+from ..progress import Progress, check_progress, inner_progress
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
 from .audit_inputs import check_options, plan_inputs
@@ -140,7 +141,8 @@ def audit(
             flags runs and tags in the commit of the new record (refused from a view); so do its saved views (those
             still as it saved them: :func:`.audit_recovery.own_views`) and near-duplicate tags this one does not
             make again. Embeddings it computed stay (an input).
-        progress: None, or ``f(done, total)`` called after each of the steps.
+        progress: None / True (a bar of the audit's 5 steps, with the embedding and scoring bars under it), False
+            (silent) or ``f(done, total)`` called after each of the steps.
 
     OOD scores use the default detector (``pyramid_knn``, its k sized from the trusted classes); the wrong-label
     votes (``weighted_label_vote``) use their k cap, at most a quarter of the labelled samples. The k used is in
@@ -163,6 +165,7 @@ def audit(
     check_options(ood_pass_rate=ood_pass_rate, ood_fraction=ood_fraction, label_issue_fraction=label_issue_fraction,
                   duplicate_threshold=duplicate_threshold, num_worst=num_worst, near_duplicates=near_duplicates,
                   skip_failures=skip_failures, overwrite=overwrite)
+    check_progress(progress)
     _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, report_path, export_dir)
     plan = plan_inputs(samples, label_field, reference, embeddings_field)
     replaced = replaced_runs(samples, audit_key, ood_field, label_issue_field if plan["label_field"] else None)
@@ -171,29 +174,30 @@ def audit(
                    ood_fraction=ood_fraction, label_issue_fraction=label_issue_fraction,
                    near_duplicates=near_duplicates, duplicate_threshold=duplicate_threshold, model_name=model_name,
                    skip_failures=skip_failures, report_path=report_path, export_dir=export_dir, num_worst=num_worst,
-                   overwrite=overwrite, progress=progress)
-    with audit_recovery.running(samples, audit_key):  # its runs name it: an interruption is recognised later
-        return _run(samples, audit_key, plan, replaced, start, **options)
+                   overwrite=overwrite)
+    # its runs name it: an interruption is recognised later
+    with audit_recovery.running(samples, audit_key), Progress(progress, 5, "audit", unit="step") as steps:
+        return _run(samples, audit_key, plan, replaced, start, steps, inner_progress(progress), **options)
 
 
-def _run(samples, audit_key, plan, replaced, start, *, ood_field, label_issue_field, ood_pass_rate, ood_fraction,
-         label_issue_fraction, near_duplicates, duplicate_threshold, model_name, skip_failures, report_path,
-         export_dir, num_worst, overwrite, progress):
-    """The audit's steps after every check: embed, score and flag, near duplicates, outputs, record."""
-    steps = _Steps(progress, 5)
+def _run(samples, audit_key, plan, replaced, start, steps, inner, *, ood_field, label_issue_field, ood_pass_rate,
+         ood_fraction, label_issue_fraction, near_duplicates, duplicate_threshold, model_name, skip_failures,
+         report_path, export_dir, num_worst, overwrite):
+    """The audit's steps after every check: embed, score and flag, near duplicates, outputs, record (``steps``: a
+    :class:`~ood_core.progress.Progress` of 5 steps; ``inner``: what the calls made here report to)."""
     failures = {}
-    embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, skip_failures, failures)
-    steps.done()
+    embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, skip_failures, failures, inner)
+    steps.update(1)
     found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}, "warnings": []}
     _score_ood(samples, embeddings, ood_field, plan["reference"], plan["label_field"], ood_pass_rate, ood_fraction,
-               overwrite, found)
-    steps.done()
+               overwrite, found, inner)
+    steps.update(1)
     if plan["label_field"]:
         _score_labels(samples, embeddings, plan["label_field"], label_issue_field, label_issue_fraction,
-                      overwrite, found)
-    steps.done()
+                      overwrite, found, inner)
+    steps.update(1)
     duplicates = duplicate_search.find(samples, embeddings, duplicate_threshold, audit_key) if near_duplicates else {}
-    steps.done()
+    steps.update(1)
     summary = _summary(samples, audit_key, plan, embeddings, found, duplicates, near_duplicates and duplicate_threshold)
     views = _views(samples, audit_key, found, duplicates)
     table = _outputs(samples, summary, found, duplicates, failures, report_path, export_dir, list(views))
@@ -201,7 +205,7 @@ def _run(samples, audit_key, plan, replaced, start, *, ood_field, label_issue_fi
     summary["seconds"] = round(time.perf_counter() - start, 2)
     write_report(samples, summary, found, duplicates, num_worst, report_path, table)
     _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
-    steps.done()
+    steps.update(1)
     return summary
 
 
@@ -342,22 +346,12 @@ def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_
         refuse_scored_set_dependence(samples._dataset, label_issue_field, "label_issues", {})
 
 
-class _Steps:
-    def __init__(self, progress, total):
-        self.progress, self.total, self.n = progress, total, 0
-
-    def done(self):
-        self.n += 1
-        if callable(self.progress):
-            self.progress(self.n, self.total)
-
-
-def _compute_embeddings(samples, model_name, skip_failures, failures):
+def _compute_embeddings(samples, model_name, skip_failures, failures, progress):
     """Embed the view into ``ood_embeddings``; ``failures`` receives ``{sample id: error}`` of skipped images."""
     from .embeddings import compute_pyramid_embeddings
 
     field = "ood_embeddings"
-    out = compute_pyramid_embeddings(samples, field, model_name=model_name, overwrite=False, progress=False,
+    out = compute_pyramid_embeddings(samples, field, model_name=model_name, overwrite=False, progress=progress,
                                      skip_failures=skip_failures)
     failures.update((f["id"], f["error"]) for f in out["failures"])
     if failures and not len(samples.exists(field)):
@@ -391,14 +385,15 @@ def neighbours_for(method, num_items):
     return max(1, min(default, num_items // 4))
 
 
-def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate, fraction, overwrite, found):
+def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate, fraction, overwrite, found,
+               progress):
     from .evaluation import flag_samples
     from .class_coverage import uncovered_classes_sentence
     from .scores import compute_ood_scores
 
     # the default detector; the labels (when there are some) make its neighbour search per class
     scored = compute_ood_scores(samples, embeddings, ood_field, reference=reference, label_field=label_field,
-                                overwrite=overwrite, progress=False)
+                                overwrite=overwrite, progress=progress)
     found["num_skipped"] = scored["num_skipped"]
     trusted = _scored_reference(samples, reference, ood_field)
     if trusted is not None:
@@ -435,12 +430,12 @@ def _scored_reference(samples, reference, score_field):
     return view if num_samples(view) else None
 
 
-def _score_labels(samples, embeddings, label_field, issue_field, fraction, overwrite, found):
+def _score_labels(samples, embeddings, label_field, issue_field, fraction, overwrite, found, progress):
     from .evaluation import flag_samples
     from .scores import compute_label_issues
 
     k = neighbours_for("weighted_label_vote", len(samples.exists(embeddings).exists(label_field)))
-    compute_label_issues(samples, label_field, embeddings, issue_field, k=k, overwrite=overwrite, progress=False)
+    compute_label_issues(samples, label_field, embeddings, issue_field, k=k, overwrite=overwrite, progress=progress)
     flags = flag_samples(samples, issue_field, rule="top_fraction", value=fraction, tag=TAGS["label_issues"],
                          overwrite=overwrite)
     found["rules"]["label_issues"] = f"top {100 * fraction:g}% of the scores (ties flagged, except at the lowest score)"
