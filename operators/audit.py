@@ -107,6 +107,7 @@ class AuditDataset(common.OODOperator):
             overwrite=bool(p.get("overwrite", False)),
             progress=common.progress_callback(ctx),
         )
+        summary["warnings"] = self.with_form_hints(ctx, summary.get("warnings", []))
         return common.finish(ctx, summary, report=audit_report(summary))
 
     def to_form_params(self, *, reference="auto", **params):

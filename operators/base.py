@@ -78,6 +78,18 @@ class OODOperator(foo.Operator):
             return error
         return with_form_hint(error, getattr(form, "type", form))
 
+    def with_form_hints(self, ctx, messages):
+        """``messages`` (the SDK's warnings) each with the sentence naming the form inputs of the SDK parameters
+        it names (:func:`operators.hints.form_hint`: "re-run with overwrite=True" is a checkbox here)."""
+        from .hints import form_hint, form_labels
+
+        try:
+            labels = form_labels(getattr(self.resolve_input(ctx), "type", None))
+        except Exception:  # the run's result matters, not the form's
+            return list(messages)
+        hints = [form_hint(m, labels) for m in messages]
+        return [f"{m.rstrip('.')}. {hint}" if hint else m for m, hint in zip(messages, hints)]
+
     def resolve_output(self, ctx):
         """The result view: the run's ``report`` (see :func:`report`)."""
         outputs = types.Object()

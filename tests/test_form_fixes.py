@@ -343,3 +343,16 @@ def test_score_form_refuses_replacing_from_a_view_with_other_settings(form_datas
     ds.match_tags("test").limit(1).tag_samples("trusted")
     message = forms.invalid(forms.props("score_ood", ds, same, view=view)).get("score_field", "")
     assert "other reference" in message, message
+
+
+def test_the_audit_result_names_the_form_input_its_warnings_ask_for(form_dataset, tmp_path, monkeypatch):
+    """The SDK's warnings say "re-run with overwrite=True": in the App that is a checkbox, named beside it."""
+    ds = form_dataset
+    ds.match_tags("trusted").skip(3).untag_samples("trusted")  # 3 trusted samples: a coarse 95% cut, warned
+    monkeypatch.setenv("FIFTYONE_OOD_ALLOWED_DIRS", str(tmp_path))
+    result = _execute("audit_dataset", ds, dict(embeddings_field="vec", reference_tag="trusted",
+                                                 report_path=str(tmp_path / "r.html"), near_duplicates=False,
+                                                 delegate=False))
+    assert result.error is None, result.error
+    warning = next(w for w in result.result["warnings"] if w.startswith("only 3 trusted sample(s)"))
+    assert "re-run with overwrite=True. In this form: `overwrite` is the input 'Overwrite" in warning, warning
