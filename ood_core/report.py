@@ -97,17 +97,19 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
              *(f"<text x='4' y='{16 + 16 * i}' font-size='13' font-weight='600'>{escape(line)}</text>"
                for i, line in enumerate(title_lines))]
     bar_w = pw / bins
-    for (name, _, color), c in zip(groups, counts):
+    for g, ((name, _, color), c) in enumerate(zip(groups, counts)):
         for i, n in enumerate(c):
             if n:
                 parts.append(f"<rect x='{x(edges[i]):.1f}' y='{y(n):.1f}' width='{max(bar_w - 1, 1):.1f}' "
-                             f"height='{head + ph - y(n):.1f}' fill='{color}' fill-opacity='0.65'/>")
+                             f"height='{head + ph - y(n):.1f}' {_bar_style(g, color)}/>")
     parts.append(f"<line x1='{left}' y1='{head + ph}' x2='{left + pw}' y2='{head + ph}' stroke='#444'/>")
     parts.append(f"<line x1='{left}' y1='{head}' x2='{left}' y2='{head + ph}' stroke='#444'/>")
     for v in (lo, (lo + hi) / 2, hi):
         parts.append(f"<text x='{x(v):.1f}' y='{height - 18}' font-size='11' text-anchor='middle'>{v:.3g}</text>")
     parts.append(f"<text x='{left - 6}' y='{head + 4}' font-size='11' text-anchor='end'>{top}</text>")
     parts.append(f"<text x='{left - 6}' y='{head + ph}' font-size='11' text-anchor='end'>0</text>")
+    parts.append(f"<text x='12' y='{head + ph / 2:.1f}' font-size='11' text-anchor='middle' "
+                 f"transform='rotate(-90 12 {head + ph / 2:.1f})'>count</text>")
     parts.append(f"<text x='{left + pw / 2:.1f}' y='{height - 3}' font-size='11' text-anchor='middle'>"
                  "score (higher = more suspicious)</text>")
     if threshold is not None and np.isfinite(threshold):
@@ -119,10 +121,18 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
     if is_positive is not None:
         for i, (name, _, color) in enumerate(groups):
             parts.append(f"<rect x='{left + 8}' y='{head + 4 + 16 * i}' width='10' height='10' "
-                         f"fill='{color}' fill-opacity='0.65'/><text x='{left + 23}' y='{head + 13 + 16 * i}' "
+                         f"{_bar_style(i, color)}/><text x='{left + 23}' y='{head + 13 + 16 * i}' "
                          f"font-size='11'>{escape(name)}</text>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+def _bar_style(group, color):
+    """The first group's bars filled, the second's outlined: where they overlap both stay readable (two filled,
+    translucent colours mixed into a third that no legend names)."""
+    if group == 0:
+        return f"fill='{color}' fill-opacity='0.55'"
+    return f"fill='none' stroke='{color}' stroke-width='1.5'"
 
 
 def _wrap(text, max_chars):

@@ -299,6 +299,9 @@ def test_report_building_blocks_on_arrays():
     assert svg.count("<rect") == 3  # three non-empty bins
     svg = report.histogram_svg(np.array([0.1, 0.9]), is_positive=np.array([False, True]), names=("OOD", "ID"))
     assert "OOD" in svg and "ID" in svg
+    # the second group outlined, not a second translucent fill (their overlap read as a third, unnamed colour)
+    assert svg.count("fill='none' stroke='#cc0000'") == 2 and svg.count("fill='#4e9a06'") == 2  # bar + legend
+    assert ">count</text>" in svg
     assert "no scores" in report.histogram_svg(np.array([]), title="x")
     long_title = "audit_label_issue: neighbour votes against the given label (higher = more suspicious)"
     svg = report.histogram_svg(np.array([0.1, 0.9]), title=long_title, width=400)

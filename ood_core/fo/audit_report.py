@@ -110,8 +110,9 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
     plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=not_trusted,
                                 names=("not trusted", f"'{ref}'"),
                                 title=f"{ood_field}: k-NN distance, standardised on the "
-                                      f"{'trusted' if summary['reference'] else 'audited'} samples "
-                                      "(higher = more OOD)")]
+                                      f"{'trusted' if summary['reference'] else 'audited'} samples (0 = as "
+                                      "typical as they are, 1 = one of their standard deviations further; "
+                                      "higher = more OOD)")]
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
         _, issue_scores = _scores(samples, issue_field)
