@@ -5,7 +5,7 @@ One test, the curator's whole loop, checked both on screen and in the database:
 1. a FiftyOne App server (``python -m fiftyone.server.main``) on a free localhost
    port, sharing this test run's private database and plugins directory and started
    with ``FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS=true`` (scheduling in open-source
-   FiftyOne), serves a dataset of 20 real Fashion-MNIST images with pyramid embeddings;
+   FiftyOne), serves a dataset of 50 real Fashion-MNIST images with pyramid embeddings;
 2. the operator browser (backtick key) finds ``score_ood``; its form is filled
    (reference tag, k, score field) and executed -> the score field and its run
    record are checked in the database, and the result view (field written, counts,
@@ -58,18 +58,30 @@ CHROMIUM_FLAGS = (
     "--window-size=1800,1400",
 )
 GT_LABEL = "Ground truth (optional boolean field, True = positive)"
+SCREENSHOT_DATASET = "fashion-mnist-sample"
 
 
 @pytest.fixture
 def app_dataset(dataset_factory, fashion_files):
-    """20 real images (2 per class), embeddings 'emb', is_ood = Bag / Ankle boot, half of ID 'trusted'."""
+    """50 real images (5 per class), embeddings 'emb', is_ood = Bag / Ankle boot (labelled as a random other
+    class, as images that do not belong arrive in a labelled set), 3 of each other class 'trusted' (24: enough for
+    the audit's 95% cut, so the screenshots show a run without warnings). Named as a user would name it: the
+    README shows these screenshots."""
+    import fiftyone as fo
+
     import ood_core as ood
 
     paths, names = fashion_files
-    idx = list(range(0, 200, 10))  # fashion_files holds 20 per class in class order
+    idx = list(range(0, 200, 4))  # fashion_files holds 20 per class in class order
     ood_classes = {"Bag", "Ankle boot"}
-    tags = [["trusted"] if names[i] not in ood_classes and j % 2 == 0 else [] for j, i in enumerate(idx)]
-    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
+    id_classes = sorted({names[i] for i in idx} - ood_classes)
+    rng = np.random.default_rng(0)
+    labels = [names[i] if names[i] not in ood_classes else id_classes[rng.integers(len(id_classes))] for i in idx]
+    tags = [["trusted"] if names[i] not in ood_classes and j % 5 < 3 else [] for j, i in enumerate(idx)]
+    ds = dataset_factory([paths[i] for i in idx], labels, tags)
+    if fo.dataset_exists(SCREENSHOT_DATASET):  # left by a killed run
+        fo.delete_dataset(SCREENSHOT_DATASET)
+    ds.name = SCREENSHOT_DATASET
     ds.persistent = True  # visible to the server process whatever its cleanup policy
     ds.set_values("is_ood", [names[i] in ood_classes for i in idx])
     ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3])
@@ -139,7 +151,7 @@ def _score_in_the_app(ui, ds, url):
     ui.step = "open the dataset page"
     d.get(f"{url}/datasets/{ds.name}")
     ui.css("[data-cy=looker]", "the sample grid (first tile)", timeout=150)
-    ui.text_present("20 samples")
+    ui.text_present(f"{len(ds)} samples")
     time.sleep(1)
     _dismiss_popups(ui)
 
@@ -147,8 +159,8 @@ def _score_in_the_app(ui, ds, url):
     _open_operator(ui, "score_ood", "Score OOD / label issues")
     ui.step = "fill the score_ood form"
     ui.choose("Reference tag (trusted samples)", "trusted")
-    # the form preselects the only label field: per-class k-NN against 1 trusted image per class (its own
-    # class offers no other neighbour), so k = 1
+    # the form preselects the only label field: per-class k-NN against 3 trusted images per class; k = 1 typed
+    # (each trusted image is scored with itself left out: 2 others of its class)
     ui.type_into("k (neighbours)", 1)
     ui.type_into("Score field", "ood_knn")
     # the dynamic form re-validates after each edit: wait until it settles valid
@@ -166,12 +178,12 @@ def _score_in_the_app(ui, ds, url):
     info = fo_runs.get_ood_run_info(ds, "ood_knn")
     assert info["kind"] == "ood_scores" and info["fields"] == ["ood_knn", "ood_knn_pvalue"]
     assert info["detector"]["method"] == "pyramid_knn" and info["detector"]["k"] == 1  # the form's default method
-    assert info["reference"]["tag"] == "trusted" and info["reference"]["num_reference"] == 8
+    assert info["reference"]["tag"] == "trusted" and info["reference"]["num_reference"] == 24
     scores = np.array(ds.values("ood_knn"), dtype=float)
-    assert scores.shape == (20,) and np.isfinite(scores).all()
+    assert scores.shape == (len(ds),) and np.isfinite(scores).all()
     ui.step = "the result view of score_ood"
     ui.text_present("Scores written to ood_knn (higher = more suspicious)")
-    ui.text_present("samples scored: 20 of 20")
+    ui.text_present(f"samples scored: {len(ds)} of {len(ds)}")
     ui.text_present("OOD review")
     _shot(d, "score_result_view.png")
     _close_prompt(ui)
@@ -250,7 +262,7 @@ def _open_panel_on_a_saved_view(ui, ds, url, view):
     n_view = len(view)
     view_scores = np.array(view.values("ood_knn"), dtype=float)
     d.get(f"{url}/datasets/{ds.name}")  # reload: the App lists saved views on load
-    ui.text_present("20 samples", timeout=150)
+    ui.text_present(f"{len(ds)} samples", timeout=150)
     _dismiss_popups(ui)
     _choose_saved_view(ui, "untrusted", n_view)
     ui.click(lambda: ui.css("[data-cy=new-panel-btn]", "new panel (+) button", 5), "the new panel (+) button")
@@ -263,7 +275,7 @@ def _open_panel_on_a_saved_view(ui, ds, url, view):
     ui.until("the panel to count the view's samples only",
              lambda: _flag_count_text(ui).startswith(
                  f"{panel_data.count_flagged(view_scores, default_t)} of {n_view} scored samples flagged in the "
-                 f"current view ({n_view} of 20 samples)"))
+                 f"current view ({n_view} of {len(ds)} samples)"))
 
     ui.step = "choose the ground-truth field"
     ui.choose(GT_LABEL, "is_ood")
@@ -402,7 +414,7 @@ def _audit_saved_view(ui, ds, audit):
     _choose_saved_view(ui, "ood_audit-ood", n)
     ui.until(f"the panel to switch to audit_ood at the audit's threshold {t_audit:.4f}",
              lambda: (t := _flag_count_text(ui)).startswith(
-                 f"{n} of {n} scored samples flagged in the current view ({n} of 20 samples) (audit_ood >= "
+                 f"{n} of {n} scored samples flagged in the current view ({n} of {len(ds)} samples) (audit_ood >= "
                  f"{t_audit:.4f} (saved flags 'audit_ood_flag'"))
     ui.text_present("audit_ood (ood_scores, pyramid_knn)")
 
