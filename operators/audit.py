@@ -82,7 +82,7 @@ class AuditDataset(common.OODOperator):
                 export.error_message = error
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
-        return types.Property(inputs, view=types.View(label="Audit dataset"))
+        return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood

@@ -94,7 +94,7 @@ class OODOperator(foo.Operator):
         """The result view: the run's ``report`` (see :func:`report`)."""
         outputs = types.Object()
         outputs.str("report", label="Result", view=types.MarkdownView(read_only=True))
-        return types.Property(outputs, view=types.View(label=f"{self.label}: done"))
+        return types.Property(outputs, view=types.View(label=f"{self.label} (done)"))
 
     def to_form_params(self, **params):
         """Python keyword arguments -> form parameters (override when the form encodes a value differently)."""

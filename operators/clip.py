@@ -293,7 +293,7 @@ class ComputeNegLabelScores(common.OODOperator):
         _add_grouping_inputs(adv, ctx, "compute_neglabel_scores", _neglabel_counts(ctx.params))
         common.add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction", "neglabel")
         common.surface_hidden_errors(inputs)
-        return types.Property(inputs, view=types.View(label="NegLabel zero-shot OOD scores"))
+        return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood
@@ -466,7 +466,7 @@ class ComputeRAPScores(common.OODOperator):
         _add_grouping_inputs(adv, ctx, "compute_rap_scores", counts)
         common.add_output_inputs(inputs, ctx, "rap_score", "rap_prediction", "rap")
         common.surface_hidden_errors(inputs)
-        return types.Property(inputs, view=types.View(label="RAP few-shot OOD scores"))
+        return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood
@@ -543,7 +543,7 @@ class ComputeAdaNegScores(common.OODOperator):
         _add_grouping_inputs(adv, ctx, "compute_adaneg_scores", _neglabel_counts(p))
         common.add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction", "adaneg")
         common.surface_hidden_errors(inputs)
-        return types.Property(inputs, view=types.View(label="AdaNeg zero-shot OOD scores"))
+        return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood

@@ -84,7 +84,7 @@ class ComputePyramidEmbeddings(common.OODOperator):
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
         common.add_target_size_check(inputs, target)  # an empty target: "empty_target", with the fix
-        return types.Property(inputs, view=types.View(label="Compute pyramid embeddings"))
+        return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood

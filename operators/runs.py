@@ -42,7 +42,7 @@ class ManageOODRuns(common.OODOperator):
                     prop.error_message = str(e)
         if action == "delete":
             _delete_inputs(inputs, ctx, runs)
-        return types.Property(inputs, view=types.View(label="Manage OOD runs"))
+        return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         from ood_core.fo import runs as fo_runs
@@ -75,7 +75,7 @@ class ManageOODRuns(common.OODOperator):
         for key, label in RUN_COLUMNS:
             table.add_column(key, label=label)
         outputs.list("runs", types.Object(), label="fiftyone-ood runs", view=table)
-        return types.Property(outputs, view=types.View(label=f"{self.label}: done"))
+        return types.Property(outputs, view=types.View(label=f"{self.label} (done)"))
 
 
 def fields_to_delete(dataset, run_key):

@@ -102,7 +102,7 @@ class ScoreOOD(common.OODOperator):
                                      embeddings, patches, label_field)
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
-        return types.Property(inputs, view=types.View(label="Score OOD / label issues"))
+        return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood

@@ -57,7 +57,7 @@ class ComputeOODVisualization(common.OODOperator):
                 brain.error_message = str(e)
         common.add_overwrite_input(inputs)
         common.add_delegation_input(inputs, ctx)
-        return types.Property(inputs, view=types.View(label="Embeddings visualization"))
+        return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood

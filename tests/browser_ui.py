@@ -221,6 +221,9 @@ def _open_operator(ui, name, form_title):
     search = ui.until("the operator browser's search box", open_browser)
     search.send_keys(name)
     ui.click(lambda: ui.xpath(f"//*[normalize-space(text())='{name}']/..", f"{name} entry", 5), f"the {name} entry")
+    # the form's title is the operator's label, which the browser's list shows too: the list must be gone first
+    ui.until("the operator browser to close", lambda: not any(
+        e.is_displayed() for e in d.find_elements(By.CSS_SELECTOR, "input[data-cy=operators-browser-search]")))
     ui.text_present(form_title)
 
 

@@ -156,7 +156,7 @@ def _score_in_the_app(ui, ds, url):
     _dismiss_popups(ui)
 
     ui.step = "open score_ood from the operator browser"
-    _open_operator(ui, "score_ood", "Score OOD / label issues")
+    _open_operator(ui, "score_ood", "OOD: score samples")
     ui.step = "fill the score_ood form"
     ui.choose("Reference tag (trusted samples)", "trusted")
     # the form preselects the only label field: per-class k-NN against 3 trusted images per class; k = 1 typed
@@ -197,7 +197,7 @@ def _runs_and_delegated(ui, ds):
 
     d = ui.d
     ui.step = "list the runs with manage_ood_runs"
-    _open_operator(ui, "manage_ood_runs", "Manage OOD runs")
+    _open_operator(ui, "manage_ood_runs", "OOD: manage runs")
     _wait_enabled(ui, "Execute")
     ui.click(lambda: _button(ui, "Execute"), "Execute")
     ui.xpath("//table//*[normalize-space(text())='ood_knn']", "ood_knn in the runs table")
@@ -207,7 +207,7 @@ def _runs_and_delegated(ui, ds):
     _close_prompt(ui)
 
     ui.step = "schedule compute_ood_visualization as a delegated operation"
-    _open_operator(ui, "compute_ood_visualization", "Embeddings visualization")
+    _open_operator(ui, "compute_ood_visualization", "OOD: compute embeddings visualization")
     ui.click(lambda: ui.xpath("//*[normalize-space(text())='pca']", "the pca choice", 5), "method pca")
     ui.type_into("Brain key", "ood_map_bg")
     ui.click(lambda: ui.xpath("//*[normalize-space(text())='Delegate execution?']", "delegate box", 5),
@@ -232,7 +232,7 @@ def _audit_from_its_form(ui, ds, report):
     from ood_core.fo import runs as fo_runs
 
     ui.step = "run the audit from its form"
-    _open_operator(ui, "audit_dataset", "Audit dataset")
+    _open_operator(ui, "audit_dataset", "OOD: audit dataset")
     ui.type_into("HTML report file", str(report))
     ui.until("the audit form to validate", lambda: "inside the allowed" not in ui.body_text())
     _wait_enabled(ui, "Execute")
