@@ -504,7 +504,8 @@ def add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
     reads = [ctx.params.get("embeddings_field"), ctx.params.get("label_field")]
     add_new_key(
         inputs, ctx, "score_field", label="Score field", default=score_default,
-        description="Float field for 1 - S(x) in [0, 1] (higher = more OOD); also the run key",
+        description="Float field for 1 - S(x) in [0, 1] (higher = more OOD); its run is recorded under the same "
+                    "name (OOD: manage runs lists it)",
         kind=kind, reads=reads,
     )
     prop = inputs.str("prediction_field", default=prediction_default, required=False, label="Prediction field",

@@ -34,7 +34,8 @@ class ComputePyramidEmbeddings(common.OODOperator):
         patches = ctx.params.get("patches_field") or None
         key = common.add_new_key(
             inputs, ctx, "embeddings_field", label="Embeddings field", default="ood_embeddings",
-            description="Sample field (or object attribute) that will hold the embeddings; also the run key",
+            description="Sample field (or object attribute) that will hold the embeddings; its run is recorded under "
+                        "the same name (OOD: manage runs lists it)",
             field_paths=lambda v: [f"{patches}.detections.{v}" if patches else v], resumable_kind="embeddings",
         )
         if "embeddings_field_resume" in inputs.properties:  # resumes or fills a run: same settings only

@@ -93,7 +93,8 @@ class ScoreOOD(common.OODOperator):
         key = common.add_new_key(inputs, ctx, "score_field", label="Score field",
                                  default=common.sdk_default("compute_label_issues" if label_task
                                                             else "compute_ood_scores", "score_field"),
-                                 description="Float field for the scores (higher = more suspicious); also the run key",
+                                 description="Float field for the scores (higher = more suspicious); its run is "
+                                             "recorded under the same name (OOD: manage runs lists it)",
                                  field_paths=lambda v: _score_paths(ctx, v, embeddings, label_field),
                                  kind="label_issues" if label_task else "ood_scores",
                                  reads=[embeddings, label_field])
@@ -174,7 +175,7 @@ def score_report(summary, embeddings_field, label_field=None, run_info=None):
          ("suggested labels", _suggestion_line(info.get("suggestion"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
-         ("scores", common.score_spread(summary.get("score_quantiles"))),
+         ("scores", _spread_line(summary, info)),
          ("warning", uncovered_classes_sentence(summary["uncovered_classes"], label_field)
           if summary.get("uncovered_classes") else None)],
         [*common.review_steps(field), f"colour the Embeddings panel by `{field}`"],
@@ -243,6 +244,15 @@ def _reference_line(info, item):
     if not n:
         return f"none: the scored {item} themselves, each scored with itself left out"
     return f"{n:,} trusted {item}" + (f" (tag `{reference['tag']}`)" if reference.get("tag") else "")
+
+
+def _spread_line(summary, info):
+    """The scores' median and 95th percentile; for the default detector, what its standardised scale means."""
+    spread = common.score_spread(summary.get("score_quantiles"))
+    if not spread or summary.get("method") != "pyramid_knn":
+        return spread
+    whom = "the trusted samples" if info.get("reference") else "the scored samples"
+    return f"{spread} (0 = as typical as {whom}, 1 = one of their standard deviations further)"
 
 
 def _ratio_sentence(ratio):

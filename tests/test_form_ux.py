@@ -218,6 +218,8 @@ def test_result_views_name_what_exists_and_what_was_written(form_dataset):
     assert result.error is None, result.error
     report = result.result["report"]
     assert "- p-values: `s_pvalue`" in report and "- reference: 20 trusted samples (tag `trusted`)" in report
+    # the default detector's standardised scale says what its numbers mean
+    assert "(0 = as typical as the trusted samples, 1 = one of their standard deviations further)" in report
     # no label field given (a Python call): the detector sized k from the number of trusted samples, not classes
     assert "chosen by 'auto' from the number of trusted samples" in report
     assert score_fields(ds) == ["s"]
