@@ -111,15 +111,9 @@ def save_figure(fig, path, *, include_plotlyjs=True):
         if written and written != str(path) and os.path.exists(written) and not ours(written):
             raise OODInputError(f"{written!r} exists and was not written by save_figure; it is never replaced "
                                 f"(save_figure writes {html!r} beside a PNG). Pass another path")
-    folder = os.path.dirname(os.path.abspath(stem))
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise OODInputError(f"path={str(path)!r}: its folder {folder!r} cannot be created ({e}); pass a path in a "
-                            "folder you can write to") from e
-    if not os.access(folder, os.W_OK):
-        raise OODInputError(f"path={str(path)!r}: the folder {folder!r} is not writable; pass a path in a folder "
-                            "you can write to")
+    from .publish import writable_folder
+
+    writable_folder(os.path.dirname(os.path.abspath(stem)), "path", str(path))
     page = _HTML_MARK + fig.to_html(include_plotlyjs=include_plotlyjs)  # rendered before any file is touched
     _write_whole(html, str(path), _ours_html, lambda tmp: _write_text(tmp, page))
     if png is None:

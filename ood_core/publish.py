@@ -25,6 +25,19 @@ import uuid
 from .errors import OODInputError
 
 
+def writable_folder(folder, name, value):
+    """Create ``folder`` (the folder of the file that parameter ``name`` = ``value`` names) if needed; refuse,
+    naming the parameter, a folder that cannot be created or written to."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise OODInputError(f"{name}={value!r}: its folder {folder!r} cannot be created ({e}); pass a {name} in a "
+                            "folder you can write to") from None
+    if not os.access(folder, os.W_OK):
+        raise OODInputError(f"{name}={value!r}: the folder {folder!r} is not writable; pass a {name} in a folder "
+                            "you can write to")
+
+
 def publish_file(tmp, path, is_ours, refusal):
     """Move the finished file ``tmp`` to ``path``; an earlier file there is replaced only when ``is_ours(file)``.
 

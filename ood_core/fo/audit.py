@@ -28,6 +28,7 @@ import time
 
 from ..errors import OODInputError
 from ..progress import Progress, check_progress, inner_progress
+from ..publish import writable_folder
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
 from .audit_inputs import check_options, plan_inputs
@@ -316,15 +317,7 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
                             f"with each other); the view has {count}: audit a larger view, or score a single "
                             "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
     check_outputs(samples, audit_key, overwrite, ood_field, label_issue_field)
-    folder = os.path.dirname(report_path)
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as e:
-        raise OODInputError(f"report_path={report_path!r}: its folder cannot be created ({e}); pass a report_path "
-                            "in a folder you can write to") from None
-    if not os.access(folder, os.W_OK):
-        raise OODInputError(f"report_path={report_path!r}: the folder {folder!r} is not writable; pass a "
-                            "report_path in a folder you can write to")
+    writable_folder(os.path.dirname(report_path), "report_path", report_path)
     check_report_files(report_path)
 
 

@@ -155,7 +155,7 @@ def _check_method(method):
 
 
 def _score(X_eval, X_ref, ref_index, method, k, seed):
-    from .scores import p_value_outputs, score_arrays
+    from .scores import score_arrays
 
     scores, _, _ = score_arrays(
         X_eval, method=method, X_ref=X_ref, ref_index=ref_index, k=k if _takes_k(method) else None,
@@ -519,7 +519,8 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
         reference: tag or view to fit on (default: the reference the config
             was chosen with; unsupervised when that was None).
     """
-    from .scores import p_value_outputs, score_arrays
+    from .score_outputs import p_value_outputs
+    from .scores import score_arrays
 
     if isinstance(config, str):
         info = runs.get_ood_run_info(samples, config)

@@ -22,6 +22,7 @@ from ..progress import DetectorSteps, Progress
 from . import runs
 from .class_coverage import uncovered_classes, uncovered_classes_sentence
 from .inventory import embedding_coverage
+from .score_outputs import extra_outputs
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
@@ -245,7 +246,7 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
                             **_fitted_summary(det),
                             **(uncovered_classes(labels, labels_ref) if det.uses_reference_classes else {}))
     _log_warnings(run_key, summary, label_field)
-    extra_writes, extra_record = _extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field,
+    extra_writes, extra_record = extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field,
                                                 patches_field)
     summary.update({k: v["field"] for k, v in extra_record.items()})
     if "suggestion" in extra_record:
@@ -327,77 +328,6 @@ def _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_fie
     ref_view = runs.view_from_description(samples, ref_info)
     by_id.update(zip(item_ids(ref_view, patches_field), item_values(ref_view, path, patches_field)))
     return [by_id.get(key) for key in keys], [by_id.get(key) for key in ref_keys]
-
-
-def _extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field, patches_field):
-    """Fields written next to the scores: suggested labels (label-issue detectors that vote for a class)
-    and calibrated p-values (OOD detectors). Returns ``(extra writes, run-record entries)``."""
-    import fiftyone.core.fields as fof
-
-    from .items import values_by_key
-
-    writes, record = [], {}
-    suggested = getattr(det, "suggested_labels_", None)
-    if suggested is not None and len(suggested) == len(keys):
-        path = patch_path(patches_field, f"{score_field}_suggestion") if patches_field else f"{score_field}_suggestion"
-        by_key = suggestions_by_key(keys, labels, suggested, det.class_probabilities_.max(axis=1))
-        if by_key:  # FiftyOne cannot declare a Classification field from None values only: no field then
-            if patches_field:  # an object attribute: the class name
-                writes.append((path, values_by_key(samples, by_key, patches_field, convert=_suggested_class),
-                               fof.StringField))
-            else:
-                writes.append((path, values_by_key(samples, by_key, None, convert=_suggestion_label)))
-        record["suggestion"] = {"field": path if by_key else None, "num_suggested": len(by_key),
-                                "meaning": SUGGESTION_MEANING}
-    if det.task == "ood" and ref_scores is not None and len(ref_scores):
-        more_writes, more_record = p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_field)
-        writes += more_writes
-        record.update(more_record)
-    return writes, record
-
-
-def p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_field=None):
-    """The calibrated p-values every OOD score run writes next to its scores (``<score_field>_pvalue``): the
-    share of reference items scoring at least as high (:func:`ood_core.calibration.conformal_p_values`) from
-    their leave-one-out scores ``ref_scores`` (the scored set's own without a reference). Returns ``(writes,
-    {"calibration": ...})`` for :func:`.runs.record_scores`."""
-    import fiftyone.core.fields as fof
-
-    from ..calibration import conformal_p_values
-    from .items import values_by_key
-
-    path = patch_path(patches_field, f"{score_field}_pvalue") if patches_field else f"{score_field}_pvalue"
-    p_values = conformal_p_values(ref_scores, scores)
-    writes = [(path, values_by_key(samples, dict(zip(keys, p_values)), patches_field), fof.FloatField)]
-    return writes, {"calibration": {
-        "field": path, "num_reference": int(len(ref_scores)),
-        "meaning": "conformal p-value: (1 + number of reference items scoring at least as high) / "
-                   "(n_reference + 1), from leave-one-out reference scores; small = more extreme",
-    }}
-
-
-#: what ``<score_field>_suggestion`` holds, in the run record (README "Detectors" says the same)
-SUGGESTION_MEANING = ("only where it differs from the given label (None elsewhere): the class the neighbours' votes, "
-                      "averaged with the LDA probabilities, favour (confidence = its share); objects store the "
-                      "class name")
-
-
-def suggestions_by_key(keys, labels, suggested, confidences):
-    """``{key: (suggested class, confidence)}`` of the items whose suggested class differs from their given label
-    (a label that agrees, or no label, suggests nothing, so the App shows no suggestion there)."""
-    given = [None] * len(keys) if labels is None else labels
-    return {key: (str(lab), float(p)) for key, label, lab, p in zip(keys, given, suggested, confidences)
-            if label is not None and str(lab) != str(label)}
-
-
-def _suggestion_label(value):
-    import fiftyone.core.labels as fol
-
-    return None if value is None else fol.Classification(label=value[0], confidence=value[1])
-
-
-def _suggested_class(value):
-    return None if value is None else value[0]
 
 
 def _check_score_call(samples, score_field, method, label_field, patches_field, k, class_conditional, reduce,

@@ -374,7 +374,8 @@ def _compute_knn_scores_with_index(
     Returns:
         a dict summary (run key, field, counts, score quantiles).
     """
-    from .scores import p_value_outputs, score_summary
+    from .score_outputs import p_value_outputs
+    from .scores import score_summary
 
     k = check_positive_int(k, "k")
     batch_size = check_positive_int(batch_size, "batch_size")
