@@ -468,13 +468,13 @@ class OODReviewPanel(foo.Panel):
         chosen = ctx.panel.get_state(PRESET_PATH)
         chosen = chosen if chosen in names else names[0]
         presets = panel.h_stack(PRESETS_STACK, align_x="left", align_y="center", gap=2)  # state: presets.<input>
-        choices = types.DropdownView(label="Threshold preset")
+        choices = types.DropdownView(label="Set the threshold from a preset")
         for name in names:
             choices.add_choice(name, label=review_data.PRESETS[name][0])
         presets.enum("preset", choices.values(), default=chosen, view=choices, on_change=self.on_change_input)
         _, value_label, default = review_data.PRESETS[chosen]
         presets.float(preset_value_name(chosen), default=default, label=value_label, on_change=self.on_change_input)
-        presets.btn("apply_preset", label="Apply preset", variant="outlined", on_click=self.apply_preset)
+        presets.btn("apply_preset", label="Apply to the threshold", variant="outlined", on_click=self.apply_preset)
 
     def _render_plots(self, panel, summary, gt, scores, is_pos, threshold):
         pos, neg = summary["positive"], summary["negative"]

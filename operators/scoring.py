@@ -262,7 +262,7 @@ def _ratio_sentence(ratio):
     if ratio.get("used"):
         return ("the scored images crowd together where trusted images are rare, so each score also counts how much "
                 "more crowded the scored images are around it than the trusted ones")
-    if ratio.get("p_value") is None:  # not tested (too few images, or left out on purpose): nothing was measured
+    if ratio.get("p_value") is None and ratio.get("p_value_at_least") is None:  # not tested: nothing measured
         return "each score is the distance to the trusted images only"
     return ("the scored images are spread like the trusted ones, so each score is the distance to the trusted "
             "images only")

@@ -372,10 +372,10 @@ def _preset_and_save_flags(ui, ds, view, audit):
     n_view = len(view)
     view_scores = np.array(view.values("ood_knn"), dtype=float)
     ui.step = "apply the Top N preset with N = 3"
-    ui.choose("Threshold preset", "Top N")
+    ui.choose("Set the threshold from a preset", "Top N")
     ui.xpath("//*[normalize-space(text())='N']", "the preset's value input, labelled 'N'")
     ui.type_into("N", 3)
-    ui.click(lambda: _button(ui, "Apply preset"), "Apply preset")
+    ui.click(lambda: _button(ui, "Apply to the threshold"), "Apply to the threshold")
     t3, _ = panel_data.preset_threshold(view, panel_data.run_summary(ds, "ood_knn"), "top_n", 3, view_scores)
     n3 = panel_data.count_flagged(view_scores, t3)
     ui.until(f"the panel to flag the top 3 ({n3} with ties) of the view",
@@ -383,9 +383,9 @@ def _preset_and_save_flags(ui, ds, view, audit):
              and "(preset: top 3)" in t)
 
     ui.step = "a fraction of 7 is refused"
-    ui.choose("Threshold preset", "Top fraction of scores")
+    ui.choose("Set the threshold from a preset", "Top fraction of scores")
     ui.type_into("fraction flagged", 7)
-    ui.click(lambda: _button(ui, "Apply preset"), "Apply preset")
+    ui.click(lambda: _button(ui, "Apply to the threshold"), "Apply to the threshold")
     ui.text_present("must be between 0 and 1; got 7")
     assert "(preset: top 3)" in _flag_count_text(ui)  # the threshold did not move
 

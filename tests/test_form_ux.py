@@ -225,8 +225,11 @@ def test_result_views_name_what_exists_and_what_was_written(form_dataset):
     assert score_fields(ds) == ["s"]
     summary = {"field": "s", "num_scored": 4, "density_ratio": {"used": False, "reason": "r", "p_value": 0.4}}
     assert "- in plain words: the scored images are spread like the trusted ones" in score_report(summary, "vec")
+    # a test stopped early gives only a bound: it did measure
+    summary["density_ratio"].update(p_value=None, p_value_at_least=0.2)
+    assert "- in plain words: the scored images are spread like the trusted ones" in score_report(summary, "vec")
     # not tested (too few images): nothing was measured about how they are spread
-    summary["density_ratio"]["p_value"] = None
+    summary["density_ratio"]["p_value_at_least"] = None
     assert "- in plain words: each score is the distance to the trusted images only" in score_report(summary, "vec")
     # the map's result view suggests only score fields that exist
     result = _result("compute_ood_visualization", ds, dict(embeddings_field="vec", brain_key="m", method="pca"))

@@ -62,3 +62,30 @@ def test_embeddings_of_one_slice_survive_an_overwrite_from_another(grouped):
     with pytest.raises(OODInputError, match="leave the other samples' under the new record"):
         ood.compute_pyramid_embeddings(ds, "emb", overwrite=True, **dict(settings, levels=[2]))
     assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(left, _left(ds, "emb")))
+
+
+def test_views_of_other_slices_are_refused_and_tags_are_found_on_any_slice(grouped):
+    """A select_group_slices view (other slices than the active one) was scored against the active slice's
+    trusted samples and tagged nothing while counting tags: refused. Flags made on one slice are untagged from any
+    slice (their tags stayed, counted as removed)."""
+    ds = grouped
+    rng = np.random.default_rng(1)
+    ds.select_group_slices().set_values("emb", list(rng.normal(size=(20, 8)).astype(np.float32)))
+    for view in (ds.select_group_slices("right"), ds.select_group_slices()):
+        with pytest.raises(OODInputError, match=r"shows other group slices than the active one \('left'.*"
+                                                r"dataset.group_slice = '<slice>'"):
+            ood.compute_ood_scores(view, "emb", "o", method="knn", k=2, reference="trusted", progress=False)
+        with pytest.raises(OODInputError, match="shows other group slices"):
+            ood.audit(view, embeddings_field="emb", near_duplicates=False)
+    assert ds.list_runs() == [] and not ds.has_field("o")
+    ood.compute_ood_scores(ds, "emb", "o", method="knn", k=2, reference="trusted", progress=False)
+    tagged = ood.flag_samples(ds, "o", rule="top_n", value=3, tag="look")["num_tagged"]
+    assert tagged >= 3 and len(ds.select_group_slices("left").match_tags("look")) == tagged
+    ds.group_slice = "right"
+    out = ood.delete_flags(ds, "o_flag")
+    assert out["tags_removed"] == tagged and len(ds.select_group_slices().match_tags("look")) == 0
+    # a refusal from another slice says what works on a grouped dataset
+    with pytest.raises(OODInputError, match=r"other reference.*A grouped dataset is scored one slice at a time: "
+                                            r"write each slice's scores to a field of its own, or delete the run"):
+        ood.compute_ood_scores(ds, "emb", "o", method="knn", k=2, reference="trusted", progress=False,
+                               overwrite=True)

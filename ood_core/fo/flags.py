@@ -8,11 +8,13 @@ removed only from those ids, and only when no other flags run with the same tag
 
 from ..errors import OODInputError
 from . import runs
-from .items import flatten, sample_ids
+from .items import every_sample, flatten, sample_ids
 
 
 def _tagged_item_ids(dataset, tag, patches_field):
-    """Ids of the samples (or objects of ``patches_field``) on the whole dataset carrying ``tag``."""
+    """Ids of the samples (or objects of ``patches_field``) on the whole dataset carrying ``tag`` (every slice of a
+    grouped dataset)."""
+    dataset = every_sample(dataset)
     if patches_field is None:
         return set(dataset.match_tags(tag).values("id"))
     ids = flatten(dataset.values(f"{patches_field}.detections.id"))
@@ -36,6 +38,7 @@ def set_tags(dataset, ids, tag, patches_field, add):
     if not ids or tag is None:
         return
     ids = sorted(ids)
+    dataset = every_sample(dataset)  # the items may lie on another slice than the active one
     if patches_field is None:
         view = dataset.select(ids)
         (view.tag_samples if add else view.untag_samples)(tag)

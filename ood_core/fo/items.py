@@ -93,6 +93,28 @@ def require_own_dataset(samples):
             "(ood_core.fo.items.show_all_fields(view) removes them; the App's operators do)"
         )
     require_not_generated(samples)
+    require_active_slice(samples)
+
+
+def require_active_slice(samples):
+    """Refuse a view of a grouped dataset that shows other slices than the active one (``select_group_slices``):
+    the package's own selections of a grouped dataset (trusted tags, sample ids) see its active slice, so such a
+    view would be scored against, and tagged on, another slice than it shows."""
+    dataset = samples._dataset
+    if dataset.media_type != "group" or samples.media_type == "group":
+        return
+    raise OODInputError(
+        f"this view of grouped dataset {dataset.name!r} shows other group slices than the active one "
+        f"({dataset.group_slice!r}; select_group_slices): the package works on one slice at a time. Set "
+        "dataset.group_slice = '<slice>' and pass the dataset, or a view of it, for each slice")
+
+
+def every_sample(dataset):
+    """``dataset`` with all of its samples visible: a grouped dataset's every slice (its own view shows the active
+    slice only), for selections by id or tag that must find a sample on whichever slice it lies."""
+    if dataset.media_type != "group":
+        return dataset
+    return dataset.select_group_slices(_allow_mixed=True)
 
 
 def require_not_generated(samples):

@@ -44,8 +44,7 @@ def refuse_other_settings_from_a_view(dataset, run_key, params, kind=None):
     if changed:
         raise OODInputError(
             f"run {run_key!r} was computed with other {', '.join(changed)} than this call; overwriting it from a view "
-            "would leave the other samples' scores, on another scale, under the new record. Overwrite on the whole "
-            "dataset, or write to another score field"
+            f"would leave the other samples' scores, on another scale, under the new record. {_fix(dataset, run_key)}"
         )
     if kind is not None:
         refuse_scored_set_dependence(dataset, run_key, kind, params)
@@ -61,9 +60,19 @@ def refuse_scored_set_dependence(dataset, run_key, kind, params):
     if why:
         raise OODInputError(
             f"run {run_key!r}: {why}, so a score depends on which samples are scored together; overwriting it "
-            "from a view would leave the other samples' scores, from another set, under the new record. Overwrite "
-            "on the whole dataset, or write to another score field"
+            f"from a view would leave the other samples' scores, from another set, under the new record. "
+            f"{_fix(dataset, run_key)}"
         )
+
+
+def _fix(dataset, run_key):
+    """What to do instead of overwriting from a view (a grouped dataset's calls always see one slice: never its
+    whole dataset)."""
+    if dataset.media_type == "group":
+        return (f"A grouped dataset is scored one slice at a time: write each slice's scores to a field of its own, "
+                f"or delete the run first (ood.delete_ood_run(dataset, {run_key!r}) deletes every slice's values) and "
+                "score again")
+    return "Overwrite on the whole dataset, or write to another score field"
 
 
 def scored_set_dependence(kind, params):
@@ -92,8 +101,7 @@ def refuse_dropping_from_a_view(dataset, run_key, targets):
     if extra:
         raise OODInputError(
             f"run {run_key!r} also wrote {extra}, which this call does not write; overwriting it from a view would "
-            "delete them for the samples outside the view as well. Overwrite on the whole dataset, or use another "
-            "score field"
+            f"delete them for the samples outside the view as well. {_fix(dataset, run_key)}"
         )
 
 
