@@ -32,14 +32,12 @@ from ..publish import writable_folder
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
 from .audit_inputs import check_options, plan_inputs
-from .audit_report import check_report_files, csv_path_for, csv_table, write_report
+from .audit_report import TAGS, check_report_files, csv_path_for, csv_table, write_report
 from .items import num_samples
 from .view_overwrite import refuse_other_settings_from_a_view, refuse_scored_set_dependence
 
 logger = logging.getLogger(__name__)
 
-#: tags the audit adds (flag tags go through ``flag_samples``, which only removes its own)
-TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": duplicate_search.TAG}
 #: samples without a score listed by name in the summary and the report (the count covers all of them)
 MAX_SKIPPED_LISTED = 100
 #: the audit key when none is given (its score fields are audit_ood / audit_label_issue)

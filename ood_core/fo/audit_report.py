@@ -17,6 +17,10 @@ import numpy as np
 from ..errors import OODInputError
 from ..publish import publish_file, temporary_beside
 from . import runs
+from .near_duplicates import TAG as NEAR_DUPLICATE_TAG
+
+#: tags the audit adds (flag tags go through ``flag_samples``, which only removes its own); the CSV's ``issue``
+TAGS = {"ood": "ood", "label_issues": "label_issue", "near_duplicates": NEAR_DUPLICATE_TAG}
 
 
 def suggested_label_field(samples, run_key):
@@ -77,11 +81,12 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
     # the trusted samples the pass rate flags on purpose (5% of them at 95%), named apart from the new ones
     of_trusted = f"; {len(trusted & set(found['flagged']['ood'])):,} of them trusted" if ref else ""
     cards = [(f"{n:,}", "samples audited"),
-             (f"{summary['num_ood_flagged']:,}", f"flagged as out-of-distribution (tag 'ood'{of_trusted})")]
+             (f"{summary['num_ood_flagged']:,}", f"flagged as out-of-distribution (tag '{TAGS['ood']}'{of_trusted})")]
     if summary["label_field"]:
-        cards.append((f"{summary['num_label_flagged']:,}", "flagged as possibly wrong labels (tag 'label_issue')"))
+        cards.append((f"{summary['num_label_flagged']:,}",
+                      f"flagged as possibly wrong labels (tag '{TAGS['label_issues']}')"))
     if summary["duplicate_threshold"] is not None:
-        cards.append((f"{summary['num_duplicates']:,}", "near duplicates (tag 'near_duplicate')"))
+        cards.append((f"{summary['num_duplicates']:,}", f"near duplicates (tag '{TAGS['near_duplicates']}')"))
     if summary["num_skipped"]:
         cards.append((f"{summary['num_skipped']:,}", "skipped: no embedding"))
     computed = "computed now" if summary["embeddings_computed"] else "existing"
@@ -211,8 +216,8 @@ def csv_table(samples, found, label_field, duplicates):
     score, label, suggested label): ``(text, number of rows)``; :func:`write_report` puts it in place beside the
     report."""
     rows = []
-    for task, issue in (("ood", "ood"), ("label_issues", "label_issue")):
-        ids = found["flagged"].get(task)
+    for task in ("ood", "label_issues"):
+        issue, ids = TAGS[task], found["flagged"].get(task)
         if not ids:
             continue
         run = found["runs"][task]
@@ -226,7 +231,7 @@ def csv_table(samples, found, label_field, duplicates):
         view = samples.select(duplicates["duplicate_ids"])
         for sid, fp in zip(*view.values(["id", "filepath"])):
             nearest = min(duplicates["neighbors"].get(sid, [("", 0.0)]), key=lambda t: t[1])
-            rows.append([sid, fp, "near_duplicate", f"{nearest[1]:.6g}", "", ""])
+            rows.append([sid, fp, TAGS["near_duplicates"], f"{nearest[1]:.6g}", "", ""])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
