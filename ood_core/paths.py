@@ -50,6 +50,17 @@ def allow_folder_howto():
     )
 
 
+def home_relative(path):
+    """``path`` as the App shows it: ``~/...`` when it lies in the home folder (the user's own files, as a shell
+    writes them), else unchanged. Only for display and form defaults; :func:`check_allowed_path` expands ``~``."""
+    home = os.path.expanduser("~")
+    text = os.fspath(path)
+    absolute = os.path.abspath(os.path.expanduser(text))
+    if home not in ("~", os.sep) and _inside(absolute, os.path.abspath(home)):
+        return "~" + absolute[len(os.path.abspath(home)):]
+    return text
+
+
 def _inside(path, folder):
     return os.path.commonpath([path, folder]) == folder
 

@@ -29,8 +29,8 @@ font-size:14px}th{background:#f3f3f3}
 padding:6px;font-size:12px;background:#fff}.tile img{width:138px;height:138px;object-fit:contain;
 image-rendering:pixelated;background:#eee;display:block;margin-bottom:4px}
 .tile .score{font-weight:600}.tile .suggest{color:#0a6d2c}.tile .flagged{color:#b45309;font-weight:600}
-.tile .id{color:#888;font-size:10px;
-word-break:break-all}
+.tile .id{color:#888;font-size:9px;
+overflow-wrap:anywhere}
 pre{background:#f5f5f5;padding:10px;border-radius:6px;overflow-x:auto;font-size:13px}
 .plots{display:flex;flex-wrap:wrap;gap:18px}
 .warning{background:#fff4e5;border-left:4px solid #f57c00;padding:8px 12px;margin:8px 0}

@@ -121,7 +121,10 @@ class AuditDataset(common.OODOperator):
 
 
 def audit_report(summary):
-    """The result view of an audit: counts, where the report is, what to open in the App."""
+    """The result view of an audit: counts, where the report is (``~/...`` inside the home folder), what to open
+    in the App."""
+    from ood_core.paths import home_relative
+
     facts = [("samples audited", f"{summary['num_samples']:,}"),
              ("embeddings", f"`{summary['embeddings_field']}`"
               + (" (computed now)" if summary["embeddings_computed"] else " (existing)")),
@@ -132,10 +135,10 @@ def audit_report(summary):
               f"{summary['num_duplicates']:,}" if summary["duplicate_threshold"] is not None else None),
              ("skipped (no embedding)", f"{summary['num_skipped']:,}" if summary["num_skipped"] else None),
              *(("warning", w) for w in summary.get("warnings", [])),
-             ("HTML report", f"`{summary['report_path']}`"),
-             ("flagged samples (CSV)", f"`{summary['csv_path']}`"),
+             ("HTML report", f"`{home_relative(summary['report_path'])}`"),
+             ("flagged samples (CSV)", f"`{home_relative(summary['csv_path'])}`"),
              ("flagged samples exported (FiftyOne dataset)",
-              f"`{summary['export_dir']}`" if summary.get("export_dir") else None),
+              f"`{home_relative(summary['export_dir'])}`" if summary.get("export_dir") else None),
              ("runs written", ", ".join(f"`{key}`" for key in summary["runs"].values())),
              ("fields written", ", ".join(f"`{field}`" for field in summary.get("fields", []))),
              ("removed from the earlier audit (not written this time)",
@@ -171,8 +174,10 @@ def _check_outputs(inputs, ctx, target, audit_key):
 
 def _default_report(ctx, audit_key):
     from ood_core.fo.audit import default_report_path
+    from ood_core.paths import home_relative
 
-    return default_report_path(ctx.dataset, audit_key)
+    # "~/fiftyone/...": a scheduled run writes into the home of the worker that runs it, as the SDK would
+    return home_relative(default_report_path(ctx.dataset, audit_key))
 
 
 def _report_path_error(path):

@@ -368,6 +368,33 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
     assert props["audit_key"].invalid and "an audit 'ood_audit' already exists" in props["audit_key"].error_message
 
 
+def test_audit_operator_default_report_lands_in_the_home_folder_and_is_shown_from_there(small, tmp_path,
+                                                                                       monkeypatch):
+    """The form offers ~/fiftyone/ood_reports/<dataset>_<key>.html and the result view shows the files from ~;
+    a run without report_path (as a scheduled one in its worker) writes into the home of the process that runs."""
+    import fiftyone.operators as foo
+
+    from ood_core.paths import home_relative
+
+    ds = small
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    assert home_relative(str(home / "a" / "b.html")) == "~/a/b.html"
+    assert home_relative(str(tmp_path / "homework" / "b.html")) == str(tmp_path / "homework" / "b.html")
+    assert home_relative("relative/b.html") == "relative/b.html"  # outside the home (cwd is not ~)
+    _embed(ds)
+    result = foo.execute_operator(f"{PLUGIN}/audit_dataset", dict(view=ds.view()),
+                                  params=dict(label_field="ground_truth", reference_tag="trusted",
+                                              embeddings_field="emb", near_duplicates=False))
+    assert result.error is None, result.error
+    folder = home / "fiftyone" / "ood_reports"
+    written = sorted(p.name for p in folder.iterdir())
+    assert len(written) == 2 and written[0].endswith("_ood_audit.html"), written
+    text = result.result["report"]
+    assert f"`~/fiftyone/ood_reports/{written[0]}`" in text and f"`~/fiftyone/ood_reports/{written[1]}`" in text
+    assert result.result["report_path"] == str(folder / written[0])  # the SDK's summary keeps the full path
+
+
 def test_bad_audit_options_are_refused_before_anything_is_written(small, tmp_path):
     """A typo in an option was found only at the flags or report step, after the score runs, flags and tags were
     written: the retry was then refused as an interrupted audit."""

@@ -95,7 +95,8 @@ def app_server(app_dataset, tmp_path):
     log_path = tmp_path / "app_server.log"
     # FIFTYONE_DATABASE_URI (set by conftest) points the server at this run's private mongod
     env = dict(os.environ, FIFTYONE_DO_NOT_TRACK="true", FIFTYONE_DATABASE_VALIDATION="false",
-               FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS="true", FIFTYONE_OOD_ALLOWED_DIRS=str(tmp_path))
+               FIFTYONE_ALLOW_LEGACY_ORCHESTRATORS="true", FIFTYONE_OOD_ALLOWED_DIRS=str(tmp_path),
+               HOME=str(tmp_path / "home"))  # the audit's default report goes to ~/fiftyone/ood_reports
     with open(log_path, "w") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "fiftyone.server.main", "--port", str(port), "--address", "127.0.0.1"],
@@ -185,6 +186,7 @@ def _score_in_the_app(ui, ds, url):
     ui.text_present("Scores written to ood_knn (higher = more suspicious)")
     ui.text_present(f"samples scored: {len(ds)} of {len(ds)}")
     ui.text_present("OOD review")
+    time.sleep(1.5)  # let the sidebar finish moving the new fields in before the screenshot
     _shot(d, "score_result_view.png")
     _close_prompt(ui)
     ui.xpath("//*[normalize-space(text())='ood_knn']", "ood_knn in the sidebar (App reloaded the dataset)")
@@ -233,13 +235,17 @@ def _audit_from_its_form(ui, ds, report):
 
     ui.step = "run the audit from its form"
     _open_operator(ui, "audit_dataset", "OOD: audit dataset")
-    ui.type_into("HTML report file", str(report))
+    shown = f"~/fiftyone/ood_reports/{report.name}"  # the default, left as it is
+    ui.until(f"the report file's default {shown}",
+             lambda: ui.d.execute_script("return Array.from(document.querySelectorAll('input'))"
+                                         ".some(i => i.value === arguments[0])", shown))
     ui.until("the audit form to validate", lambda: "inside the allowed" not in ui.body_text())
     _wait_enabled(ui, "Execute")
     _shot(ui.d, "audit_form.png")
     ui.click(lambda: _button(ui, "Execute"), "Execute")
     ui.text_present("Audit ood_audit done", timeout=240)
-    ui.text_present(f"{report}")
+    ui.text_present(shown)
+    time.sleep(1.5)  # let the sidebar finish moving the new fields in before the screenshot
     _shot(ui.d, "audit_result.png")
     _close_prompt(ui)
     ds.reload()
@@ -442,7 +448,7 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
     ds, d = app_dataset, browser
     ui = UI(d)
     os.makedirs(SCREENSHOTS, exist_ok=True)
-    report = tmp_path / "audit.html"
+    report = tmp_path / "home" / "fiftyone" / "ood_reports" / f"{ds.name}_ood_audit.html"  # the form's default
     try:
         _score_in_the_app(ui, ds, app_server["url"])
         t_scored = time.perf_counter() - t0
