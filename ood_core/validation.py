@@ -1,4 +1,4 @@
-"""Array checks shared by the numpy-level algorithms."""
+"""Checks of arrays and settings shared by the numpy-level algorithms (and the FiftyOne layer)."""
 
 import numpy as np
 
@@ -102,3 +102,37 @@ def check_device(device):
     elif dev.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
         raise OODInputError(f"device={device!r}: Apple's MPS is not available here; pass device='cpu'")
     return dev
+
+
+def check_number(value, name, *, low=None, high=None, low_open=False, high_open=False, hint=""):
+    """``float(value)`` for a finite real number within the bounds, else an OODInputError naming ``name``.
+
+    Nothing is coerced: ``"0.5"`` (a string) and ``True`` are refused, since ``float()`` would parse or count
+    them, and so are NaN and infinities (an infinite weight gives NaN scores).
+    """
+    bounds = "".join([
+        "" if low is None else f" {'>' if low_open else '>='} {low:g}",
+        "" if low is None or high is None else " and",
+        "" if high is None else f" {'<' if high_open else '<='} {high:g}",
+    ])
+    real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    ok = real and np.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        try:
+            fix = f"; pass the number itself, e.g. {name}={float(value)!r}" if isinstance(value, str) else ""
+        except ValueError:
+            fix = ""
+        raise OODInputError(f"{name}={value!r} is not valid: it must be a finite number{bounds}{hint}{fix}.")
+    return float(value)
+
+
+def check_flag(value, name):
+    """``bool(value)`` for True / False (numpy's too), else OODInputError: a string such as ``"no"`` would count
+    as True."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise OODInputError(f"{name}={value!r} is not valid; pass True or False.")
+    return bool(value)

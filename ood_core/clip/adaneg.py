@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import NotFittedError, OODInputError
 from ..progress import Progress
-from ..validation import is_int
+from ..validation import check_number, is_int
 from .neglabel import DEFAULT_NUM_GROUPS, DEFAULT_TAU, NegLabelScorer, unit_rows
 
 DEFAULT_MEMORY_SIZE = 10
@@ -170,14 +170,22 @@ def _check_params(img, ids, neg, s_nl, memory_size, gap, weight, tau, sample_tau
     check_same_dim(ids, neg, "ID label embeddings", "negative label embeddings")
     if s_nl.shape[0] != img.shape[0]:
         raise OODInputError(f"neglabel_id has {s_nl.shape[0]} scores for {img.shape[0]} images; give one per image.")
+    check_settings(memory_size, gap, weight, tau, sample_tau)
+
+
+def check_settings(memory_size, gap, weight, tau, sample_tau):
+    """Refuse AdaNeg hyperparameters of the wrong type or range (strings, NaN, an infinite weight: NaN scores)."""
     if not is_int(memory_size) or memory_size < 1:
         raise OODInputError(f"memory_size must be a positive integer (features per label); got {memory_size!r}.")
+    for name, value, hint in (("gap", gap, " in [0, 0.5)"), ("weight", weight, " >= 0 (0 = plain NegLabel)"),
+                              ("tau", tau, " > 0"), ("sample_tau", sample_tau, " > 0")):
+        check_number(value, name, hint=hint)
     if not 0 <= gap < 0.5:
         raise OODInputError(f"gap must be in [0, 0.5) (caching needs S_nl <= 0.5 - gap or >= 0.5 + gap); got {gap!r}.")
     if not weight >= 0:
         raise OODInputError(f"weight must be >= 0 (0 = plain NegLabel); got {weight!r}.")
     for name, value in (("tau", tau), ("sample_tau", sample_tau)):
-        if not (np.isfinite(value) and value > 0):
+        if not value > 0:
             raise OODInputError(f"{name} must be a positive number; got {value!r}.")
 
 
@@ -200,6 +208,7 @@ class AdaNegScorer:
         self.seed = seed
         self.neglabel_params = dict(neglabel_params)
         NegLabelScorer(tau=tau, num_groups=num_groups, seed=seed, **self.neglabel_params)  # validate early
+        check_settings(memory_size, gap, weight, tau, sample_tau)
 
     def get_params(self):
         return {"memory_size": self.memory_size, "gap": self.gap, "weight": self.weight,

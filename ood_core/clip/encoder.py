@@ -314,8 +314,11 @@ class CLIPEncoder:
             state = convert_to_custom_text_state_dict(state)
         if "logit_scale" in state and state["logit_scale"].ndim != model.logit_scale.ndim:
             state["logit_scale"] = state["logit_scale"].reshape(model.logit_scale.shape)
-        resize_pos_embed(state, model)
-        resize_text_pos_embed(state, model)
+        try:
+            resize_pos_embed(state, model)
+            resize_text_pos_embed(state, model)
+        except (AssertionError, RuntimeError, ValueError):
+            pass  # another width (another architecture): the mismatch report below names the tensors and the fix
         problem = describe_state_dict_mismatch(
             {k: tuple(v.shape) for k, v in state.items()},
             {k: tuple(v.shape) for k, v in model.state_dict().items()},

@@ -32,7 +32,7 @@ trivially that class with confidence 1. An empty ID list is an error.
 import numpy as np
 
 from ..errors import NotFittedError, OODInputError
-from ..validation import as_embeddings, check_same_dim, is_int
+from ..validation import as_embeddings, check_flag, check_number, check_same_dim, is_int
 
 #: NegLabel's prompt templates (official implementation defaults).
 ID_TEMPLATE = "the nice {}"
@@ -389,7 +389,11 @@ class NegLabelScorer:
                  adj_template=ADJ_TEMPLATE, remove_id_names=False, remainder="last"):
         if remainder not in REMAINDERS:
             raise OODInputError(f"remainder must be one of {REMAINDERS}; got {remainder!r}.")
-        self.remove_id_names = bool(remove_id_names)
+        check_number(percentile, "percentile", low=0, high=100, hint=" (the paper's 95)")
+        if fraction is not None:
+            check_number(fraction, "fraction", low=0, high=1, low_open=True, hint=" (a share of each part of "
+                         "speech, e.g. 0.15), or None")
+        self.remove_id_names = check_flag(remove_id_names, "remove_id_names")
         self.remainder = remainder
         self.tau = tau
         self.num_groups = num_groups

@@ -40,7 +40,7 @@ import numpy as np
 
 from ..errors import NotFittedError, OODInputError
 from ..progress import Progress
-from ..validation import check_same_dim, is_int
+from ..validation import check_flag, check_number, check_positive_int, check_same_dim, is_int
 from .neglabel import (
     DEFAULT_NUM_GROUPS,
     DEFAULT_TAU,
@@ -71,6 +71,27 @@ DEFAULT_ETA = 5.0
 DEFAULT_NUM_NEGATIVES = 10000
 
 
+def _check_seed(seed):
+    if not is_int(seed) or seed < 0:
+        raise OODInputError(f"seed={seed!r} is not valid; pass a whole number >= 0.")
+
+
+def _check_numbers(num_negatives, crop_scale, eta, seed, lambdas):
+    """RAPScorer's settings of the wrong type, refused before any image is read (they failed deep inside)."""
+    check_positive_int(num_negatives, "num_negatives")
+    scale = crop_scale if isinstance(crop_scale, (list, tuple, np.ndarray)) else None
+    if scale is None or len(scale) != 2 or not all(
+            isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in scale) \
+            or not 0 < scale[0] <= scale[1] <= 1:
+        raise OODInputError(f"crop_scale={crop_scale!r} is not valid; pass two numbers (min, max) with "
+                            "0 < min <= max <= 1: the share of the image a crop covers, e.g. (0.08, 1.0)")
+    check_number(eta, "eta", low=0, high=100, hint=" (a percentage; the paper's 5)")
+    _check_seed(seed)
+    if not isinstance(lambdas, (list, tuple, np.ndarray)):
+        raise OODInputError(f"lambdas={lambdas!r} must be three finite numbers (lambda1 > 0 for outlier crops, "
+                            "lambda2 < 0 for ID crops, lambda3 < 0 for ID prompts), e.g. (0.2, -0.2, -1.0)")
+
+
 # ---------------------------------------------------------------------- few-shot set
 def select_few_shot(labels, k_per_class, seed=0):
     """Indices of ``k_per_class`` random samples per class (sorted ascending).
@@ -80,6 +101,7 @@ def select_few_shot(labels, k_per_class, seed=0):
     """
     if not is_int(k_per_class) or k_per_class < 1:
         raise OODInputError(f"k_per_class must be a positive integer; got {k_per_class!r}.")
+    _check_seed(seed)
     labels = list(labels)
     if not labels:
         raise OODInputError("labels is empty: the few-shot ID set needs labelled samples.")
@@ -196,8 +218,8 @@ class RAPScorer:
                 raise OODInputError(f"{name} must be one of {allowed} (the first is the paper's); got {value!r}.")
         resolve_u(u_preset, u1, u2)  # fail early on a bad preset or range
         for name, value in (("flip", flip), ("test_time", test_time)):
-            if not isinstance(value, (bool, np.bool_)):
-                raise OODInputError(f"{name}={value!r} is not valid; pass True or False.")
+            check_flag(value, name)
+        _check_numbers(num_negatives, crop_scale, eta, seed, lambdas)
         lambdas = tuple(lambdas)
         numbers = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
                       and np.isfinite(v) for v in lambdas)

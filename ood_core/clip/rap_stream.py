@@ -58,9 +58,11 @@ def resolve_u(u_preset=DEFAULT_U_PRESET, u1=None, u2=None):
             f"u_preset must be one of {sorted(U_PRESETS)} (the paper's settings per OOD set), unless both u1 "
             f"and u2 are given; got u_preset={u_preset!r}."
         )
+    from ..validation import check_number
+
     preset = U_PRESETS.get(u_preset, (None, None))
-    u1 = preset[0] if u1 is None else float(u1)
-    u2 = preset[1] if u2 is None else float(u2)
+    u1 = preset[0] if u1 is None else check_number(u1, "u1", hint=" (an ID score in [0, 1])")
+    u2 = preset[1] if u2 is None else check_number(u2, "u2", hint=" (an ID score in [0, 1])")
     if not 0.0 <= u1 <= u2 <= 1.0:
         raise OODInputError(f"need 0 <= u1 <= u2 <= 1 (ID-score range); got u1={u1}, u2={u2}.")
     return u1, u2

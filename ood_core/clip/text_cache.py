@@ -95,6 +95,12 @@ def _atomic_write(path, write):
         raise
 
 
+def check_folder_arg(value, name, purpose):
+    """Refuse a folder argument that is neither None nor a path (``Path(5)`` fails deep inside)."""
+    if value is not None and (not isinstance(value, (str, os.PathLike)) or not os.fspath(value)):
+        raise OODInputError(f"{name}={value!r} is not a folder path; pass a folder {purpose}")
+
+
 def cached_text_embeddings(encoder, words, pos, templates, *, cache_dir=None,
                            progress=None, batch_size=256, dtype="float32"):
     """Return unit-norm float32 ``(len(words), D)`` embeddings of the prompts, cached on disk.
@@ -108,6 +114,7 @@ def cached_text_embeddings(encoder, words, pos, templates, *, cache_dir=None,
         progress: passed to ``encode_texts`` on a cache miss.
         dtype: storage dtype, ``"float32"`` (default, exact) or ``"float16"``.
     """
+    check_folder_arg(cache_dir, "cache_dir", "for cached text embeddings (or None for the package's cache)")
     root = Path(cache_dir if cache_dir is not None else cache_root())
     if root.exists() and not root.is_dir():
         raise OODInputError(f"cache_dir={str(root)!r} is a file, not a folder; pass a folder for cached text "

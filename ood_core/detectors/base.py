@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import NotFittedError, OODInputError
 from ..neighbors import check_backend, check_index
-from ..validation import as_embeddings, check_positive_int, check_same_dim
+from ..validation import as_embeddings, check_flag, check_positive_int, check_same_dim
 
 #: The two tasks a detector serves; the FiftyOne layer records a run kind per task.
 TASKS = ("ood", "label_issues")
@@ -107,10 +107,7 @@ def check_search(backend, index):
     return check_backend(backend), check_index(index, backend)
 
 
-def check_bool(value, name):
-    if not isinstance(value, (bool, np.bool_)):
-        raise OODInputError(f"{name}={value!r} is not valid; pass True or False.")
-    return bool(value)
+check_bool = check_flag  # the detectors' name for the shared True / False check
 
 
 def adaptive_k(n_per_class, *, fraction=0.2, k_max=50):

@@ -134,7 +134,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, check_backend, check_index
-from ..validation import check_positive_int
+from ..validation import check_flag, check_positive_int
 from .lda import LDA_FOLDS, ShrinkageLDA, lda_probabilities
 from .base import (
     Detector,
@@ -273,12 +273,8 @@ class WeightedLabelVoteDetector(Detector):
                 f"level_tolerance={level_tolerance!r} is not valid; pass an accuracy margin in [0, 1]."
             )
         self.level_tolerance = float(level_tolerance)
-        if not isinstance(normalize, (bool, np.bool_)):
-            raise OODInputError(f"normalize={normalize!r} is not valid; pass True or False.")
-        self.normalize = bool(normalize)
-        if not isinstance(prune_suspects, (bool, np.bool_)):
-            raise OODInputError(f"prune_suspects={prune_suspects!r} is not valid; pass True or False.")
-        self.prune_suspects = bool(prune_suspects)
+        self.normalize = check_flag(normalize, "normalize")
+        self.prune_suspects = check_flag(prune_suspects, "prune_suspects")
         if isinstance(margin_weight, (bool, np.bool_)) or not isinstance(margin_weight, (int, float)) \
                 or not 0 <= float(margin_weight) <= 1:
             raise OODInputError(f"margin_weight={margin_weight!r} is not valid; pass a number in [0, 1] "

@@ -64,7 +64,7 @@ import numpy as np
 from ..calibration import conformal_p_values
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, check_backend, check_index
-from ..validation import as_embeddings, check_positive_int, check_same_dim
+from ..validation import as_embeddings, check_flag, check_positive_int, check_same_dim
 from .base import (
     Detector,
     adaptive_k,
@@ -179,9 +179,7 @@ class LevelFusionDetector(Detector):
         self.k_max = check_positive_int(k_max, "k_max")
         self.standardize = check_choice(standardize, STANDARDIZERS, "standardize")
         self.fusion = check_choice(fusion, FUSIONS, "fusion")
-        if not isinstance(normalize, (bool, np.bool_)):
-            raise OODInputError(f"normalize={normalize!r} is not valid; pass True or False.")
-        self.normalize = bool(normalize)
+        self.normalize = check_flag(normalize, "normalize")
         self.backend = check_backend(backend)
         self.index = check_index(index, backend)
 

@@ -14,7 +14,7 @@ def check_options(*, ood_pass_rate, ood_fraction, label_issue_fraction, duplicat
 
     import numpy as np
 
-    from ..validation import is_int
+    from ..validation import check_flag, is_int
 
     def number(name, value, low, high, what, example, high_open=False):
         ok = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value) \
@@ -31,8 +31,7 @@ def check_options(*, ood_pass_rate, ood_fraction, label_issue_fraction, duplicat
         raise OODInputError(f"num_worst={num_worst!r} is not valid; pass the number of thumbnails per gallery of "
                             "the report, a whole number >= 0, e.g. num_worst=24")
     for name, value in flags.items():
-        if not isinstance(value, (bool, np.bool_)):
-            raise OODInputError(f"{name}={value!r} is not valid; pass True or False")
+        check_flag(value, name)
 
 
 def plan_inputs(samples, label_field, reference, embeddings_field):

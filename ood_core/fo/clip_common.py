@@ -67,6 +67,9 @@ def encoder_info(encoder):
 def clip_embeddings_record(samples, embeddings_field):
     """The ``backbone`` config of the CLIP embeddings run that wrote ``embeddings_field``."""
     dataset = samples._dataset
+    if not isinstance(embeddings_field, str) or not embeddings_field:
+        raise OODInputError(f"embeddings_field={embeddings_field!r} is not a field name; pass the name of the field "
+                            "compute_clip_embeddings wrote, as a string, or None to encode the images during scoring")
     if dataset.get_field(embeddings_field) is None:
         raise OODInputError(
             f"embeddings field {embeddings_field!r} does not exist on dataset {dataset.name!r}; "
@@ -125,6 +128,13 @@ def read_clip_embeddings(samples, embeddings_field, encoder):
             "the embeddings with compute_clip_embeddings(..., overwrite=True)"
         )
     return keys, X
+
+
+def check_skip_failures(skip_failures):
+    """A string such as ``"no"`` would count as True and skip the images the user meant to stop at."""
+    if not isinstance(skip_failures, (bool, np.bool_)):
+        raise OODInputError(f"skip_failures={skip_failures!r} is not valid; pass True (skip unreadable images, warn "
+                            "and list them in the run's results) or False (stop at the first one)")
 
 
 def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
@@ -249,6 +259,7 @@ def prepare_scorer_inputs(samples, id_names, *, embeddings_field, model_name, pr
         load_vocabulary,
     )
 
+    check_skip_failures(skip_failures)
     model_name, pretrained, quick_gelu = resolve_encoder_args(
         samples, embeddings_field, model_name, pretrained, quick_gelu)
     lex = load_vocabulary(**vocabulary)  # the vocabulary's checks come before the model loads

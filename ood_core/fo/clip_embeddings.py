@@ -9,6 +9,7 @@ from .clip_common import (
     DEFAULT_CLIP_EMBEDDINGS_FIELD,
     DEFAULT_MODEL_NAME,
     DEFAULT_PRETRAINED,
+    check_skip_failures,
     encode_samples,
     encoder_info,
     make_encoder,
@@ -69,6 +70,7 @@ def compute_clip_embeddings(
     require_nonempty(samples)
     runs.validate_key(embeddings_field, "embeddings field")
     runs.check_new_run(samples, embeddings_field, [embeddings_field], overwrite, kind="embeddings")
+    check_skip_failures(skip_failures)
     encoder = make_encoder(model_name, pretrained, quick_gelu, device)
     clip_info = encoder_info(encoder)
     _refuse_mixed_encoders(samples, embeddings_field, clip_info, overwrite)

@@ -35,11 +35,16 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
         (RAP; ``added_by`` = the sample whose test-time update added the word).
         AdaNeg runs add ``"memory"``: the ``top`` final-memory samples most similar to
         this one (``{"sample_id", "label", "kind", "similarity"}``, ``kind`` ``"ood"`` or
-        ``"id"``), when the run read stored embeddings (else ``None``).
+        ``"id"``), when the run read stored embeddings and they are still the run's encoder's
+        (else ``None``: no stored embeddings, or deleted or recomputed with another encoder since).
     """
     from ..clip.neglabel import explain
-    from ..clip.text_cache import cached_text_embeddings
+    from ..clip.text_cache import cached_text_embeddings, check_folder_arg
+    from .items import require_collection, require_not_generated
 
+    require_collection(samples)
+    require_not_generated(samples)  # runs are recorded on the source dataset, not on a patches view's
+    check_folder_arg(cache_dir, "cache_dir", "for cached text embeddings (or None for the package's cache)")
     info = runs.get_ood_run_info(samples, run_key)
     kind = info.get("kind")
     if kind not in EXPLAINED_KINDS:
@@ -74,7 +79,7 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
         negatives.append({"label": words[i], "pos": pos[i], "similarity": entry["similarity"], **stages[i]})
     prediction_field = info.get("prediction_field")
     prediction = sample[prediction_field] if prediction_field and sample.has_field(prediction_field) else None
-    extra = {"memory": _memory_neighbours(samples, res, x, info.get("embeddings_field"), top)} \
+    extra = {"memory": _memory_neighbours(samples, res, x, info.get("embeddings_field"), top, encoder)} \
         if kind == "adaneg" else {}
     return {
         "sample_id": sample_id,
@@ -140,13 +145,18 @@ def _sample_embedding(samples, sample, field, encoder):
     return encoder.encode_images([load_rgb(sample.filepath)])[0]
 
 
-def _memory_neighbours(samples, res, x, field, top):
-    """The AdaNeg memory entries most similar to ``x`` (needs the run's stored embeddings)."""
+def _memory_neighbours(samples, res, x, field, top, encoder):
+    """The AdaNeg memory entries most similar to ``x`` (needs the run's stored embeddings, still made by the
+    run's encoder: vectors of another model are not comparable, and may not even have ``x``'s dimension)."""
     ids = list(res.memory_sample_ids)
     if not field or not ids:
         return None if not field else []
-    if samples._dataset.get_field(field) is None:
-        return None  # the run's embeddings were deleted since: no memory to compare with
+    try:
+        same_encoder = clip_embeddings_record(samples, field).get("weights_identity") == encoder.weights_identity
+    except OODInputError:
+        same_encoder = False  # the run's embeddings were deleted since
+    if not same_encoder:
+        return None  # deleted, or recomputed with another encoder since: no memory to compare with
     view = samples._dataset.select(ids)
     vectors = dict(zip(view.values("id"), view.values(field)))
     rows = [(sid, label, kind) for sid, label, kind in zip(ids, res.memory_labels, res.memory_kinds)

@@ -57,7 +57,15 @@ def resolve_id_labels(samples, id_labels, label_field, *, allow_both=False):
                 "id_labels is empty: NegLabel and RAP need at least one in-distribution class name; pass "
                 "them (e.g. id_labels=dataset.distinct('ground_truth.label')) or label_field='<field>'"
             )
-    names = check_id_names(names)  # empty list, duplicates, non-strings: OODInputError
+    try:
+        names = check_id_names(names)  # empty list, duplicates, non-strings: OODInputError
+    except OODInputError as e:
+        if id_labels is not None:
+            raise
+        where = "dataset.classes" if samples._dataset.classes.get(label_field) else "its labels"
+        raise OODInputError(
+            f"the classes of label field {label_field!r} ({where}) cannot be the in-distribution classes: {e} "
+            "Fix those labels (or dataset.classes), or pass the class names yourself: id_labels=[...]") from e
     if len(names) == 1:
         warnings.warn(
             f"only one in-distribution class ({names[0]!r}): the score then measures how much better an "
@@ -92,8 +100,11 @@ def load_vocabulary(word_list, wordnet_dir, cross_pos, parts_of_speech, cache_di
     :mod:`ood_core.clip.lexicon`.
     """
     from ..clip.lexicon import VALID_POS, Lexicon, check_vocabulary_name, load_lexicon
+    from ..clip.text_cache import check_folder_arg
 
     check_vocabulary_name(vocabulary)
+    check_folder_arg(wordnet_dir, "wordnet_dir", "holding WordNet (corpora/wordnet), or None to look for it")
+    check_folder_arg(cache_dir, "cache_dir", "for cached text embeddings (or None for the package's cache)")
     pos_wanted = [parts_of_speech] if isinstance(parts_of_speech, str) else list(parts_of_speech or [])
     bad = [p for p in pos_wanted if p not in VALID_POS]
     if not pos_wanted or bad:

@@ -15,6 +15,7 @@ from .items import SKIP_FAILURES
 from .clip_common import (
     PROCESSING_ORDER,
     check_outputs,
+    check_skip_failures,
     prepare_scorer_inputs,
     record_clip_scores,
     scores_summary,
@@ -82,14 +83,14 @@ def compute_rap_scores(
     check_outputs(samples, score_field, prediction_field, run_key, overwrite,
                   reads=[label_field, embeddings_field])
     id_names = resolve_id_labels(samples, id_labels, label_field, allow_both=True)
-    few_ids, few_paths, few_labels, few_info = _few_shot_set(samples, few_shot, k_per_class, label_field, id_names,
-                                                              seed)
-    scorer = RAPScorer(
+    scorer = RAPScorer(  # checks the settings before the few-shot images are read
         num_crops=num_crops, num_keep=num_keep, crop_scale=crop_scale, crop_ranking=crop_ranking, flip=flip,
         lambdas=lambdas, eta=eta, num_negatives=num_negatives, test_time=test_time, u_preset=u_preset, u1=u1,
         u2=u2, words_per_sample=words_per_sample, batch_size=update_batch_size, rescore=rescore,
         retrieval=retrieval, tau=tau, num_groups=num_groups, seed=seed,
     )
+    few_ids, few_paths, few_labels, few_info = _few_shot_set(samples, few_shot, k_per_class, label_field, id_names,
+                                                              seed)
     few_ids, few_paths, few_labels, few_failures = _readable_few_shot(few_ids, few_paths, few_labels, skip_failures)
     scorer.class_indices(id_names, few_labels, len(few_paths))  # fail before the slow steps
     inputs = prepare_scorer_inputs(
@@ -124,6 +125,7 @@ def _readable_few_shot(ids, paths, labels, skip_failures):
     stopping the run, as for the scored images; ``(ids, paths, labels, failures)``."""
     from ..images import ImageLoadError, load_rgb
 
+    check_skip_failures(skip_failures)
     if not skip_failures:
         return ids, paths, labels, []
     keep, failures = [], []
