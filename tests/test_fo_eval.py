@@ -1,5 +1,7 @@
 """Evaluating and flagging stored scores: metrics, flag fields, tags and their ownership."""
 
+import re
+
 import numpy as np
 import pytest
 from fiftyone import ViewField as F
@@ -492,3 +494,24 @@ def test_nan_scores_are_named_by_their_field(synthetic):
                                                 r"values to None"):
             call()
     assert not ds.has_field("odd_flag")
+
+
+def test_flags_never_tag_with_the_trusted_or_ground_truth_tag_they_read(synthetic):
+    """tag='trusted' made the flagged (most OOD) samples trusted for the next score run; the tag of the reference
+    or of the ground truth a call reads is refused before anything is written."""
+    ds, _ = synthetic
+    ds.set_values("tags", [t + (["truth"] if o else []) for t, o in zip(ds.values("tags"), ds.values("is_ood"))])
+    tags = ds.values("tags")
+    for call, named in ((lambda: ood.flag_samples(ds, "ood", rule="top_n", value=5, tag="trusted"),
+                         "the score run's trusted-samples tag"),
+                        (lambda: ood.flag_samples(ds, "ood", rule="percentile", reference="mine", tag="mine"),
+                         "the reference tag this call reads"),
+                        (lambda: ood.flag_samples(ds, "ood", rule="fpr", gt_tag="truth", tag="truth"),
+                         "the ground-truth tag this call reads")):
+        with pytest.raises(OODInputError, match=f"is {re.escape(named)}.*: flagged samples tagged with it would "
+                                                "count as trusted .*Pass another tag, such as tag='ood'"):
+            call()
+        ds.reload()
+        assert ds.values("tags") == tags and not ds.has_field("ood_flag") and ood.list_flag_runs(ds) == []
+    out = ood.flag_samples(ds, "ood", rule="fpr", gt_tag="truth", tag="ood")  # another tag: flagged as before
+    assert out["num_tagged"] == len(ds.match_tags("ood")) > 0

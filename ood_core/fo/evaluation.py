@@ -44,7 +44,7 @@ from .. import thresholds
 from ..errors import OODInputError
 from . import runs
 from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
-from .flags import flag_values, previous_flags, tag_plan
+from .flags import check_flag_tag, flag_values, previous_flags, refuse_tags_the_flags_read, tag_plan
 from .items import (detections_root, flatten, is_whole_dataset, item_columns, item_values, require_nonempty,
                      require_not_generated, show_all_fields)
 
@@ -317,12 +317,6 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
 # --------------------------------------------------------------------------- flags
 
 
-def _check_tag(tag):
-    if tag is not None and (not isinstance(tag, str) or not tag.strip()):
-        raise OODInputError(f"tag must be a non-empty string such as 'ood' or 'label_issue', or None; got {tag!r}")
-    return tag
-
-
 # Part of this module's public API (evaluation works on tag/view references); implemented in runs.
 resolve_view = runs.resolve_view
 view_from_description = runs.view_from_description
@@ -440,9 +434,10 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     import fiftyone.core.fields as fof
 
     rule_name, value = _parse_rule(rule, value)
-    tag = _check_tag(tag)
+    tag = check_flag_tag(tag)
     require_nonempty(samples, "samples to flag")
     where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite)
+    refuse_tags_the_flags_read(tag, where["info"], reference, gt_tag)
     patches = where["patches_field"]
     previous_flags(samples, flag_key)  # refuses a flag key of another kind of run, before any work
 

@@ -11,6 +11,26 @@ from . import runs
 from .items import every_sample, flatten, sample_ids
 
 
+def check_flag_tag(tag):
+    """The tag a flags run adds: None or a non-empty string."""
+    if tag is not None and (not isinstance(tag, str) or not tag.strip()):
+        raise OODInputError(f"tag must be a non-empty string such as 'ood' or 'label_issue', or None; got {tag!r}")
+    return tag
+
+
+def refuse_tags_the_flags_read(tag, score_info, reference, gt_tag):
+    """Refuse a flag tag that marks trusted or ground-truth samples: tagging flagged samples with the score run's
+    trusted tag (or the reference / ground-truth tag this call reads) would make them trusted in the next run, or
+    count them as OOD truth, and removing the flags later could not tell them from the samples tagged before."""
+    recorded = ((score_info or {}).get("reference") or {}).get("tag")
+    read = {recorded: "the score run's trusted-samples tag (its reference)",
+            reference if isinstance(reference, str) else None: "the reference tag this call reads",
+            gt_tag: "the ground-truth tag this call reads"}
+    if tag is not None and read.get(tag):
+        raise OODInputError(f"tag={tag!r} is {read[tag]}: flagged samples tagged with it would count as trusted "
+                            "(or as ground truth) from then on. Pass another tag, such as tag='ood'")
+
+
 def _tagged_item_ids(dataset, tag, patches_field):
     """Ids of the samples (or objects of ``patches_field``) on the whole dataset carrying ``tag`` (every slice of a
     grouped dataset)."""
