@@ -416,7 +416,9 @@ def test_bad_audit_options_are_refused_before_anything_is_written(small, tmp_pat
                        (dict(num_worst="5"), "num_worst='5' is not valid"),
                        (dict(near_duplicates="no"), "near_duplicates='no' is not valid; pass True or False"),
                        (dict(skip_failures="no"), "skip_failures='no' is not valid"),
-                       (dict(label_field="empty_labels"), "label_field 'empty_labels' holds no label in the view")):
+                       (dict(label_field="empty_labels"), "label_field 'empty_labels' holds no label in the view"),
+                       # the flags step refused it only after the score runs were written
+                       (dict(reference="ood"), "audit reference='ood' is a tag the audit gives to flagged samples")):
         with pytest.raises(OODInputError, match=re.escape(named)):
             ood.audit(ds, **dict(kw, **bad))
         ds.reload()

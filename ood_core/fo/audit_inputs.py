@@ -3,6 +3,7 @@ field, trusted tag and embeddings it works from (``"auto"``: what the dataset ho
 
 from ..errors import OODInputError
 from . import inventory
+from .audit_report import TAGS
 from .scores import MIN_FIT_ITEMS
 
 
@@ -49,6 +50,10 @@ def plan_inputs(samples, label_field, reference, embeddings_field):
                             "labels, or label_field=None to audit without wrong-label scores")
     if reference == "auto":
         reference = inventory.default_reference_tag(samples)
+    if isinstance(reference, str) and reference in TAGS.values():  # the flags step would refuse it, after scoring
+        raise OODInputError(f"audit reference={reference!r} is a tag the audit gives to flagged samples: they would "
+                            "count as trusted from then on. Tag your trusted samples with another tag, such as "
+                            "'trusted', and pass it")
     if embeddings_field == "auto":
         sample_level = [f for f, _ in inventory.embedding_choices(samples)
                         if inventory.embeddings_patches_field(samples, f) is None]
