@@ -503,7 +503,7 @@ def test_flags_never_tag_with_the_trusted_or_ground_truth_tag_they_read(syntheti
     ds.set_values("tags", [t + (["truth"] if o else []) for t, o in zip(ds.values("tags"), ds.values("is_ood"))])
     tags = ds.values("tags")
     for call, named in ((lambda: ood.flag_samples(ds, "ood", rule="top_n", value=5, tag="trusted"),
-                         "the score run's trusted-samples tag"),
+                         "the trusted-samples tag (reference) of run 'ood'"),
                         (lambda: ood.flag_samples(ds, "ood", rule="percentile", reference="mine", tag="mine"),
                          "the reference tag this call reads"),
                         (lambda: ood.flag_samples(ds, "ood", rule="fpr", gt_tag="truth", tag="truth"),

@@ -437,7 +437,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     tag = check_flag_tag(tag)
     require_nonempty(samples, "samples to flag")
     where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite)
-    refuse_tags_the_flags_read(tag, where["info"], reference, gt_tag)
+    refuse_tags_the_flags_read(tag, samples, reference, gt_tag)
     patches = where["patches_field"]
     previous_flags(samples, flag_key)  # refuses a flag key of another kind of run, before any work
 

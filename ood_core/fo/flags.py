@@ -18,15 +18,19 @@ def check_flag_tag(tag):
     return tag
 
 
-def refuse_tags_the_flags_read(tag, score_info, reference, gt_tag):
-    """Refuse a flag tag that marks trusted or ground-truth samples: tagging flagged samples with the score run's
+def refuse_tags_the_flags_read(tag, samples, reference, gt_tag):
+    """Refuse a flag tag that marks trusted or ground-truth samples: tagging flagged samples with a score run's
     trusted tag (or the reference / ground-truth tag this call reads) would make them trusted in the next run, or
     count them as OOD truth, and removing the flags later could not tell them from the samples tagged before."""
-    recorded = ((score_info or {}).get("reference") or {}).get("tag")
-    read = {recorded: "the score run's trusted-samples tag (its reference)",
-            reference if isinstance(reference, str) else None: "the reference tag this call reads",
+    if tag is None:
+        return
+    read = {reference if isinstance(reference, str) else None: "the reference tag this call reads",
             gt_tag: "the ground-truth tag this call reads"}
-    if tag is not None and read.get(tag):
+    for key in runs.list_ood_runs(samples):
+        recorded = runs.get_ood_run_info(samples, key).get("reference")
+        if isinstance(recorded, dict) and recorded.get("tag") == tag:
+            read[tag] = f"the trusted-samples tag (reference) of run {key!r}"
+    if read.get(tag):
         raise OODInputError(f"tag={tag!r} is {read[tag]}: flagged samples tagged with it would count as trusted "
                             "(or as ground truth) from then on. Pass another tag, such as tag='ood'")
 
