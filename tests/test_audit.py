@@ -112,6 +112,12 @@ def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_p
     assert ood_part.count("<div class='flagged'>flagged</div>") == int(np.sum(worst6.values("audit_ood_flag")))
     assert ood_part.count("trusted sample") == len(worst6.match_tags("trusted"))
     assert ood_part.count("not flagged") == 6 - int(np.sum(worst6.values("audit_ood_flag")))
+    # a suspicious label that is also flagged OOD says so: no class may fit it (remove rather than relabel)
+    label_part = html[html.index("Most suspicious labels"):]
+    both = len(ds.sort_by("audit_label_issue", reverse=True).limit(6).match_tags("ood"))
+    assert both > 0  # the held-out Bags and Ankle boots carry in-distribution labels
+    assert label_part.count("also flagged OOD (tag &#x27;ood&#x27;)") == both
+    assert f"{both} of these 6 are also flagged out-of-distribution" in label_part
 
 
 def test_audit_refuses_to_repeat_and_overwrites_cleanly(small, tmp_path):

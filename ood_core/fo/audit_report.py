@@ -36,11 +36,12 @@ def _as_label(value):
 
 
 def worst_tiles(samples, score_field, num, label_field=None, suggested_field=None, flagged_ids=None,
-                trusted_ids=None):
+                trusted_ids=None, ood_ids=None):
     """Gallery tiles (:func:`ood_core.report.gallery`) of the ``num`` highest scores: thumbnail,
     score, file name, given label and the suggested label where the run suggests one (it differs from the given
     label); with ``flagged_ids`` each tile says whether the audit flagged it, and ids in ``trusted_ids`` are
-    marked as trusted samples. The gallery prints the scores with the digits that tell them (and the threshold)
+    marked as trusted samples, those in ``ood_ids`` (the wrong-label gallery) as also flagged out-of-distribution
+    (no class may fit them: a relabel would not fix them). The gallery prints the scores with the digits that tell them (and the threshold)
     apart."""
     from ..report import thumbnail_data_uri
 
@@ -55,6 +56,8 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
             lines.append(("flagged", "flagged") if row[0] in flagged_ids else ("muted", "not flagged"))
         if trusted_ids is not None and row[0] in trusted_ids:
             lines.append(("muted", "trusted sample"))
+        if ood_ids is not None and row[0] in ood_ids:
+            lines.append(("flagged", f"also flagged OOD (tag '{TAGS['ood']}')"))
         if label_field:
             lines.append(("given", f"label: {_as_label(row[3])}"))
         if suggested_field and row[-1] is not None:
@@ -126,17 +129,21 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
                                               "(higher = more suspicious)"))
     sections.append(("Score distributions", "<div class='plots'>" + "".join(plots) + "</div>"))
 
+    ood_flagged = set(found["flagged"]["ood"])
     tiles = worst_tiles(samples, ood_field, num_worst, summary["label_field"],
-                        flagged_ids=set(found["flagged"]["ood"]), trusted_ids=trusted)
+                        flagged_ids=ood_flagged, trusted_ids=trusted)
     sections.append((_gallery_heading("Most out-of-distribution samples", tiles, ood_field),
                      html.gallery(tiles, threshold=found["thresholds"]["ood"])))
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
         suggested = suggested_label_field(samples, issue_field)
         tiles = worst_tiles(samples, issue_field, num_worst, summary["label_field"], suggested,
-                            flagged_ids=set(found["flagged"]["label_issues"]))
+                            flagged_ids=set(found["flagged"]["label_issues"]), ood_ids=ood_flagged)
+        both = sum(t["sample_id"] in ood_flagged for t in tiles)
+        both_note = (f"<p class='muted'>{both} of these {len(tiles)} are also flagged out-of-distribution: no class "
+                     "may fit them, so removing them may be the fix rather than a new label.</p>" if both else "")
         sections.append((_gallery_heading("Most suspicious labels", tiles, issue_field),
-                         _suggestion_note(samples, issue_field, suggested)
+                         _suggestion_note(samples, issue_field, suggested) + both_note
                          + html.gallery(tiles, threshold=found["thresholds"]["label_issues"])))
     if duplicates.get("duplicate_ids"):
         sections.append(("Near duplicates", _duplicates_html(samples, duplicates, num_worst)))
