@@ -117,7 +117,9 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
         parts.append(f"<line x1='{tx:.1f}' y1='{head}' x2='{tx:.1f}' y2='{head + ph}' stroke='#f57c00' "
                      "stroke-width='2' stroke-dasharray='5,4'/>")
         parts.append(f"<text x='{min(tx + 4, left + pw - 90):.1f}' y='{head + 12}' font-size='11' "
-                     f"fill='#f57c00'>threshold {float(threshold):.3g}</text>")
+                     # a white halo keeps the label readable where it crosses the bars
+                     f"fill='#f57c00' stroke='#fff' stroke-width='3' paint-order='stroke'>"
+                     f"threshold {float(threshold):.3g}</text>")
     if is_positive is not None:
         for i, (name, _, color) in enumerate(groups):
             parts.append(f"<rect x='{left + 8}' y='{head + 4 + 16 * i}' width='10' height='10' "
