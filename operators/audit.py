@@ -108,7 +108,16 @@ class AuditDataset(common.OODOperator):
             progress=common.progress_callback(ctx),
         )
         summary["warnings"] = self.with_form_hints(ctx, summary.get("warnings", []))
+        summary["report_url"] = report_link(summary["report_path"])
         return common.finish(ctx, summary, report=audit_report(summary))
+
+    def resolve_output(self, ctx):
+        """The result view, and a button that opens the HTML report in the browser (from the App server)."""
+        prop = super().resolve_output(ctx)
+        url = ctx.results.get("report_url")
+        if url:
+            prop.type.view("open_report", types.Button(label="Open the HTML report", href=url))
+        return prop
 
     def to_form_params(self, *, reference="auto", **params):
         """``op(view, label_field="ground_truth", reference_tag="trusted", report_path=..., ...)``; ``reference``
@@ -147,8 +156,17 @@ def audit_report(summary):
     steps = [f"sort the grid by {scores} (**Sort by**, highest first = most suspicious)",
              f"saved views: {', '.join(f'`{v}`' for v in summary['saved_views'])} (saved views menu above the grid)",
              "review and tag: the **OOD review** panel (+ next to the Samples tab)",
-             "open the HTML report in a browser (thumbnails of the worst samples, score plots)"]
+             "open the HTML report (thumbnails of the worst samples, score plots): the button below opens it in "
+             "this tab (Back returns to the App; middle-click for a new tab)"]
     return common.report(f"Audit `{summary['audit_key']}` done", facts, steps)
+
+
+def report_link(path):
+    """The App server's own URL of a file on its disk (its ``/media`` route, which serves the grid's images): the
+    report opens from the App's browser tab, also when the browser runs on another machine than the server."""
+    from urllib.parse import quote
+
+    return "/media?filepath=" + quote(path, safe="")
 
 
 def _check_outputs(inputs, ctx, target, audit_key):

@@ -399,6 +399,10 @@ def test_audit_operator_default_report_lands_in_the_home_folder_and_is_shown_fro
     text = result.result["report"]
     assert f"`~/fiftyone/ood_reports/{written[0]}`" in text and f"`~/fiftyone/ood_reports/{written[1]}`" in text
     assert result.result["report_path"] == str(folder / written[0])  # the SDK's summary keeps the full path
+    # the result view's button opens the report through the App server's /media route
+    from urllib.parse import quote
+
+    assert result.result["report_url"] == "/media?filepath=" + quote(str(folder / written[0]), safe="")
 
 
 def test_bad_audit_options_are_refused_before_anything_is_written(small, tmp_path):

@@ -43,6 +43,7 @@ import signal
 import subprocess
 import sys
 import time
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -245,6 +246,10 @@ def _audit_from_its_form(ui, ds, report):
     ui.click(lambda: _button(ui, "Execute"), "Execute")
     ui.text_present("Audit ood_audit done", timeout=240)
     ui.text_present(shown)
+    # the report opens from the App server (its /media route), also for a browser on another machine
+    link = ui.xpath("//a[normalize-space(.)='Open the HTML report']", "the 'Open the HTML report' link", 10)
+    report_url = link.get_attribute("href")  # the resolved, absolute URL
+    assert report_url.endswith("/media?filepath=" + quote(str(report), safe="")), report_url
     time.sleep(1.5)  # let the sidebar finish moving the new fields in before the screenshot
     _shot(ui.d, "audit_result.png")
     _close_prompt(ui)
@@ -252,7 +257,7 @@ def _audit_from_its_form(ui, ds, report):
     audit = fo_runs.get_ood_run_info(ds, "ood_audit")
     assert audit["kind"] == "audit" and report.is_file()
     assert len(ds.match_tags("ood")) == audit["num_ood_flagged"] > 0
-    return audit
+    return audit, report_url
 
 
 def _open_panel_on_a_saved_view(ui, ds, url, view):
@@ -425,11 +430,11 @@ def _audit_saved_view(ui, ds, audit):
     ui.text_present("audit_ood (ood_scores, pyramid_knn)")
 
 
-def _open_the_report(ui, ds, report):
-    """The audit's HTML report opens in the browser from the file alone."""
+def _open_the_report(ui, ds, report_url):
+    """The audit's HTML report opens in the browser from the result view's link (served by the App server)."""
     d = ui.d
-    ui.step = "open the audit's HTML report"
-    d.get(report.as_uri())
+    ui.step = "open the audit's HTML report from its link"
+    d.get(report_url)
     ui.text_present(f"fiftyone-ood audit: {ds.name}")
     images = d.find_elements("css selector", ".tile img")
     decoded = d.execute_script("return Array.from(document.querySelectorAll('.tile img'))"
@@ -453,13 +458,13 @@ def test_score_in_the_app_and_review_in_the_panel(browser, app_dataset, app_serv
         _score_in_the_app(ui, ds, app_server["url"])
         t_scored = time.perf_counter() - t0
         _runs_and_delegated(ui, ds)
-        audit = _audit_from_its_form(ui, ds, report)
+        audit, report_url = _audit_from_its_form(ui, ds, report)
         view = ds.match_tags("trusted", bool=False)
         threshold = _open_panel_on_a_saved_view(ui, ds, app_server["url"], view)
         _show_flagged_and_tag(ui, ds, view, threshold)
         _preset_and_save_flags(ui, ds, view, audit)
         _audit_saved_view(ui, ds, audit)
-        _open_the_report(ui, ds, report)
+        _open_the_report(ui, ds, report_url)
     except BaseException:
         failure_png = str(tmp_path / "failure.png")
         try:
