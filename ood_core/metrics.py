@@ -26,6 +26,18 @@ def _min_count(n, percent=_RECALL):
     return -(-percent * n // 100)
 
 
+def _score_pair(id_scores, ood_scores):
+    """``id_scores`` and ``ood_scores`` as float64 arrays, each checked: 1-D, not empty, numbers, finite."""
+    out = []
+    for name, values in (("id_scores", id_scores), ("ood_scores", ood_scores)):
+        arr = np.asarray(values)
+        if arr.ndim != 1 or arr.size == 0:
+            raise OODInputError(f"{name} must be a non-empty 1-D array (one score per sample); got shape "
+                                f"{arr.shape}. FPR95 needs at least one ID and one OOD score.")
+        out.append(validate_scores(arr, np.zeros(arr.size, bool), both_classes=False)[0])
+    return out
+
+
 def fpr_at_95_id_accepted(id_scores, ood_scores):
     """FPR95, Hendrycks / kNN-OOD / NegLabel convention.
 
@@ -37,9 +49,10 @@ def fpr_at_95_id_accepted(id_scores, ood_scores):
     threshold counts as accepted (a false positive), and ID samples tied at the
     threshold are all accepted.
     """
-    id_scores = np.sort(np.asarray(id_scores, dtype=np.float64))
+    id_scores, ood_scores = _score_pair(id_scores, ood_scores)
+    id_scores = np.sort(id_scores)
     threshold = id_scores[_min_count(id_scores.size) - 1]
-    return float(np.mean(np.asarray(ood_scores, dtype=np.float64) <= threshold))
+    return float(np.mean(ood_scores <= threshold))
 
 
 def fpr_at_95_ood_flagged(id_scores, ood_scores):
@@ -52,9 +65,10 @@ def fpr_at_95_ood_flagged(id_scores, ood_scores):
     ``score >= t``. Ties are pessimistic: an ID sample whose score equals the
     threshold counts as flagged (a false positive).
     """
-    ood_scores = np.sort(np.asarray(ood_scores, dtype=np.float64))[::-1]
+    id_scores, ood_scores = _score_pair(id_scores, ood_scores)
+    ood_scores = np.sort(ood_scores)[::-1]
     threshold = ood_scores[_min_count(ood_scores.size) - 1]
-    return float(np.mean(np.asarray(id_scores, dtype=np.float64) >= threshold))
+    return float(np.mean(id_scores >= threshold))
 
 
 def validate_scores(scores, is_ood, *, both_classes=True):
@@ -88,7 +102,8 @@ def validate_scores(scores, is_ood, *, both_classes=True):
         )
     if is_ood_arr.dtype != np.bool_:
         values = is_ood_arr.tolist()
-        bad = [v for v in values if not (isinstance(v, bool) or (isinstance(v, (int, float)) and v in (0, 1)))]
+        bad = [v for v in values if not (isinstance(v, (bool, np.bool_))
+                                         or (isinstance(v, (int, float, np.integer, np.floating)) and v in (0, 1)))]
         if bad:
             raise OODInputError(
                 f"is_ood must be boolean (True = OOD) or 0/1; got other values such as {bad[:3]!r}."

@@ -102,6 +102,17 @@ _IVF_MIN_POINTS_PER_LIST = 39
 # Memory (bytes) of one float64 chunk of gathered neighbour vectors in the re-ranking.
 _RERANK_CHUNK_BYTES = 32 * 2**20
 
+# Largest squared row norms for which faiss's float32 distance arithmetic neither underflows (float32's smallest
+# normal number is ~1.2e-38) nor overflows (its largest ~3.4e38); outside, exact searches use float64 products.
+_FAISS_SAFE_SQ_NORMS = (1e-30, 1e36)
+
+
+def _max_sq_norm(X):
+    """Largest squared row norm of ``X`` (float32 arithmetic: inf when it overflows, which is what is checked)."""
+    with np.errstate(over="ignore"):
+        return float(np.einsum("ij,ij->i", X, X).max()) if X.size else 0.0
+
+
 _FIT_NAME = "fitted embeddings"
 _QUERY_NAME = "query embeddings"
 
@@ -372,6 +383,7 @@ class NeighborIndex:
         n, d = X.shape
         self.backend_ = backend
         self.data_ = X
+        self.max_sq_norm_ = _max_sq_norm(X)
         self.n_samples_fit_ = n
         self.n_features_in_ = d
         with self._thread_limit():
@@ -497,6 +509,11 @@ class NeighborIndex:
             return self._searcher.kneighbors(
                 queries, n_neighbors=num_candidates, return_distance=False
             ).astype(np.int64, copy=False)
+        largest = max(self.max_sq_norm_, _max_sq_norm(queries))
+        if not _FAISS_SAFE_SQ_NORMS[0] <= largest <= _FAISS_SAFE_SQ_NORMS[1]:
+            # faiss's float32 |q|^2 + |x|^2 - 2 q.x would overflow (it then returns no neighbours) or underflow
+            # (every candidate at distance 0): float64 products instead
+            return product_kneighbors(self.data_, num_candidates, queries)[1]
         faiss = _import_faiss("backend=\"faiss\"")
         _, cand = faiss.knn(queries, self.data_, num_candidates)
         return cand.astype(np.int64, copy=False)

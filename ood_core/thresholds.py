@@ -138,9 +138,19 @@ def check_rule_value(rule, value, alias=None):
     return int(value) if rule == "top_n" else float(value)
 
 
+def _threshold(threshold):
+    """``float(threshold)`` for a real number (infinities flag nothing / everything), else OODInputError: NaN
+    flagged nothing, and ``float()`` would parse a string."""
+    if isinstance(threshold, (bool, np.bool_)) or not isinstance(threshold, (int, float, np.integer, np.floating)) \
+            or np.isnan(threshold):
+        raise OODInputError(f"threshold must be a number (samples with score >= threshold are flagged); got "
+                            f"{threshold!r}")
+    return float(threshold)
+
+
 def apply_threshold(scores, threshold):
     """Boolean flags ``score >= threshold`` (True = flagged as OOD / suspicious)."""
-    return _scores(scores, allow_empty=True) >= float(threshold)
+    return _scores(scores, allow_empty=True) >= _threshold(threshold)
 
 
 def rates_at_threshold(scores, is_ood, threshold):
@@ -152,10 +162,11 @@ def rates_at_threshold(scores, is_ood, threshold):
     OOD (None when nothing is flagged). Flagged means ``score >= threshold``.
     """
     scores, is_ood = _labelled(scores, is_ood)
-    flags = scores >= float(threshold)
+    threshold = _threshold(threshold)
+    flags = scores >= threshold
     n_flag = int(flags.sum())
     return {
-        "threshold": float(threshold),
+        "threshold": threshold,
         "num_flagged": n_flag,
         "tpr": float(flags[is_ood].mean()) if is_ood.any() else None,
         "fpr": float(flags[~is_ood].mean()) if (~is_ood).any() else None,

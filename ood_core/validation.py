@@ -57,8 +57,16 @@ def as_embeddings(X, name="X", *, min_rows=1):
         )
     if arr.shape[1] == 0:
         raise OODInputError(f"{name} has zero columns; embeddings must have dimension >= 1.")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    bad = ~np.isfinite(arr).all(axis=1)
+    with np.errstate(over="ignore"):
+        arr32 = np.ascontiguousarray(arr, dtype=np.float32)
+    bad = ~np.isfinite(arr32).all(axis=1)
+    if bad.any() and arr.dtype.itemsize > 4 and np.isfinite(arr[bad]).all():
+        idx = np.flatnonzero(bad)
+        raise OODInputError(
+            f"{name} has {idx.size} row(s) with values beyond float32's range (|x| > 3.4e38; first rows: "
+            f"{idx[:5].tolist()}), where embeddings are stored; rescale them, e.g. divide by their largest value."
+        )
+    arr = arr32
     if bad.any():
         idx = np.flatnonzero(bad)
         raise OODInputError(

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import NotFittedError, OODInputError
 from ..neighbors import check_backend, check_index
-from ..validation import as_embeddings, check_flag, check_positive_int, check_same_dim
+from ..validation import as_embeddings, check_flag, check_number, check_positive_int, check_same_dim, is_int
 
 #: The two tasks a detector serves; the FiftyOne layer records a run kind per task.
 TASKS = ("ood", "label_issues")
@@ -42,14 +42,35 @@ REGISTRY = {}
 # --------------------------------------------------------------------------- helpers
 
 
-def encode_labels(y, num_rows, name="y"):
-    """Return ``(classes, codes)`` for the labels ``y`` of ``num_rows`` samples.
+def is_missing_label(label):
+    """Whether ``label`` is missing: None, or a float NaN (pandas' missing value)."""
+    return label is None or (isinstance(label, (float, np.floating)) and label != label)
 
-    ``classes`` is a list of the distinct labels (sorted when the labels are
-    mutually comparable, else in order of first appearance) and ``codes`` an
-    int64 array with ``classes[codes[i]] == y[i]``. Labels may be any hashable
-    values (str, int, ...); ``None`` means "missing" and is rejected.
-    """
+
+def check_label_values(labels, name):
+    """Refuse labels that look alike but are not the same class for every detector: different values with the
+    same text (``1`` and ``"1"``: one class where labels are compared as text, two where they are compared as
+    values) or equal values with different text (``1``, ``1.0`` and ``True``)."""
+    try:
+        distinct = dict.fromkeys(zip(map(type, labels), labels))
+    except TypeError as exc:
+        raise OODInputError(f"{name} contains unhashable labels ({exc}); pass one str/int label per sample.") from exc
+    by_text, by_value = {}, {}
+    for _, label in distinct:
+        text = str(label)
+        other = by_text.setdefault(text, label)
+        if other == label:
+            other = by_value.setdefault(label, label)
+        if other != label or str(other) != text:
+            raise OODInputError(
+                f"{name} mixes labels that look alike: {other!r} ({type(other).__name__}) and {label!r} "
+                f"({type(label).__name__}); detectors would read them as one class or as two. Convert every "
+                "label to one type first, e.g. [str(label) for label in y]."
+            )
+
+
+def label_list(y, num_rows, name):
+    """``y`` as a checked list of one label per row, ``None`` where a label is missing (None or NaN)."""
     if isinstance(y, (str, bytes)):
         raise OODInputError(
             f"{name} must be a sequence with one class label per sample, not a single "
@@ -61,24 +82,34 @@ def encode_labels(y, num_rows, name="y"):
             f"{name} must be 1-D with one class label per sample; got shape "
             f"{labels.shape}. Pass a flat list of labels (not one-hot vectors)."
         )
-    labels = labels.tolist()
+    labels = [None if is_missing_label(label) else label for label in labels.tolist()]
     if len(labels) != num_rows:
         raise OODInputError(
             f"{name} has {len(labels)} labels but the embeddings have {num_rows} rows; "
-            "pass exactly one label per embedding row, in the same order."
+            "pass exactly one label per embedding row (None where there is none), in the same order."
         )
+    check_label_values([label for label in labels if label is not None], name)
+    return labels
+
+
+def encode_labels(y, num_rows, name="y"):
+    """Return ``(classes, codes)`` for the labels ``y`` of ``num_rows`` samples.
+
+    ``classes`` is a list of the distinct labels (sorted when the labels are
+    mutually comparable, else in order of first appearance) and ``codes`` an
+    int64 array with ``classes[codes[i]] == y[i]``. Labels may be any hashable
+    values (str, int, ...); ``None`` or NaN means "missing" and is rejected, and
+    so are labels that look alike but differ (``1`` and ``"1"``).
+    """
+    labels = label_list(y, num_rows, name)
     missing = [i for i, label in enumerate(labels) if label is None]
     if missing:
         raise OODInputError(
-            f"{name} has {len(missing)} missing (None) label(s) (first rows: {missing[:5]}); "
+            f"{name} has {len(missing)} missing (None) label(s) (first rows: {missing[:5]}; NaN counts as missing "
+            "too); "
             "drop unlabeled samples or give them a label before scoring."
         )
-    try:
-        classes = list(dict.fromkeys(labels))
-    except TypeError as exc:
-        raise OODInputError(
-            f"{name} contains unhashable labels ({exc}); pass one str/int label per sample."
-        ) from exc
+    classes = list(dict.fromkeys(labels))
     try:
         classes = sorted(classes)
     except TypeError:  # mixed, non-comparable label types: keep first-appearance order
@@ -86,6 +117,23 @@ def encode_labels(y, num_rows, name="y"):
     index = {label: i for i, label in enumerate(classes)}
     codes = np.fromiter((index[label] for label in labels), dtype=np.int64, count=len(labels))
     return classes, codes
+
+
+def reference_codes(labels, ref_classes, name):
+    """Codes into ``ref_classes`` of encoded scored ``labels`` (-1: a class the reference lacks); refuses a scored
+    label that differs from a reference class only by its type (``"0"`` scored against a reference class ``0``)."""
+    classes, codes = labels
+    ref_index = {label: i for i, label in enumerate(ref_classes)}
+    ref_text = {str(label): label for label in ref_classes}
+    to_ref = np.array([ref_index.get(label, -1) for label in classes], dtype=np.int64)
+    for label, code in zip(classes, to_ref):
+        if code < 0 and str(label) in ref_text:
+            ref = ref_text[str(label)]
+            raise OODInputError(
+                f"{name} has the label {label!r} ({type(label).__name__}) but the reference's class is {ref!r} "
+                f"({type(ref).__name__}); pass labels of the same type as at fit, e.g. all str."
+            )
+    return to_ref[codes]
 
 
 def l2_normalize(X, name):
@@ -128,8 +176,7 @@ def adaptive_k(n_per_class, *, fraction=0.2, k_max=50):
     """
     n = check_positive_int(n_per_class, "n_per_class")
     k_max = check_positive_int(k_max, "k_max")
-    if not 0 < float(fraction) <= 1:
-        raise OODInputError(f"fraction={fraction!r} is not valid; pass a number in (0, 1].")
+    fraction = check_fraction(fraction, "fraction")
     return max(1, min(k_max, int(math.floor(fraction * n + 0.5))))
 
 
@@ -165,6 +212,24 @@ def level_slices(level_dims):
         raise OODInputError("level_dims is empty; pass the column count of each pyramid level.")
     stops = np.cumsum(dims).tolist()
     return [slice(stop - d, stop) for d, stop in zip(dims, stops)]
+
+
+def check_levels(levels, num_levels):
+    """Sorted distinct level indices in ``0..num_levels - 1`` (the ``levels`` of a multi-level detector), else
+    OODInputError (``int()`` would truncate ``0.5`` and parse ``"1"``)."""
+    valid = not isinstance(levels, (str, bytes)) and hasattr(levels, "__iter__")
+    if valid:
+        levels = list(levels)
+        valid = bool(levels) and all(is_int(v) and 0 <= v < num_levels for v in levels)
+    if not valid:
+        raise OODInputError(f"levels={levels!r} is not valid; pass a list of level indices 0..{num_levels - 1} "
+                            "(positions in level_dims), None for all levels or 'auto'.")
+    return sorted({int(v) for v in levels})
+
+
+def check_fraction(value, name):
+    """``float(value)`` for a number in (0, 1] (a ``k_fraction``), else OODInputError."""
+    return check_number(value, name, low=0, high=1, low_open=True)
 
 
 def check_k(k):

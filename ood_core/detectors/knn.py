@@ -11,8 +11,10 @@ from .base import (
     Detector,
     adaptive_k,
     check_bool,
+    check_fraction,
     check_search,
     l2_normalize,
+    label_list,
 )
 
 
@@ -70,9 +72,7 @@ class KNNDetector(Detector):
 
     def __init__(self, *, k="auto", k_fraction=0.2, k_max=50, normalize=True, backend="auto", index="flat"):
         self.k = "auto" if k == "auto" else check_positive_int(k, "k")
-        if not 0 < float(k_fraction) <= 1:
-            raise OODInputError(f"k_fraction={k_fraction!r} is not valid; pass a number in (0, 1].")
-        self.k_fraction = float(k_fraction)
+        self.k_fraction = check_fraction(k_fraction, "k_fraction")
         self.k_max = check_positive_int(k_max, "k_max")
         self.normalize = check_bool(normalize, "normalize")
         self.backend, self.index = check_search(backend, index)
@@ -81,9 +81,7 @@ class KNNDetector(Detector):
         """Class sizes of the labelled rows (None = unlabelled), or None without labels."""
         if y is None:
             return None
-        labels = [label for label in list(y) if label is not None]
-        if len(list(y)) != num_rows:
-            raise OODInputError(f"{name} has {len(list(y))} labels but the embeddings have {num_rows} rows")
+        labels = [label for label in label_list(y, num_rows, name) if label is not None]
         if not labels:
             return None
         _, counts = np.unique(np.asarray(labels, dtype=object).astype(str), return_counts=True)

@@ -12,6 +12,7 @@ from .base import (
     check_bool,
     check_search,
     l2_normalize,
+    reference_codes,
 )
 
 
@@ -91,13 +92,11 @@ class LabelAgreementDetector(Detector):
                 f"k={self.k} but the reference set has only {n_ref} samples (k must be <= "
                 f"{n_ref}); lower k or add reference samples."
             )
-        classes, codes = labels
         # Map the scored labels onto reference codes; a label the reference never saw
         # gets -1, which no neighbour carries (score 1).
-        ref_index = {label: i for i, label in enumerate(self.classes_)}
-        to_ref = np.array([ref_index.get(label, -1) for label in classes], dtype=np.int64)
+        given = reference_codes(labels, self.classes_, "y (labels of the scored samples)")
         _, idx = self.neighbors_.kneighbors(self._prepare(X, SCORED_NAME), k=self.k)
-        return self._disagreement(idx, to_ref[codes])
+        return self._disagreement(idx, given)
 
     def _fit_score(self, X, labels):
         n_ref = X.shape[0]

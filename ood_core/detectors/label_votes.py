@@ -134,17 +134,20 @@ import numpy as np
 
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, check_backend, check_index
-from ..validation import check_flag, check_positive_int
+from ..validation import check_flag, check_number, check_positive_int
 from .lda import LDA_FOLDS, ShrinkageLDA, lda_probabilities
 from .base import (
     Detector,
     adaptive_k,
     check_choice,
+    check_fraction,
     check_k,
+    check_levels,
     l2_normalize,
     level_slices,
     loo_label_accuracy,
     near_best,
+    reference_codes,
 )
 
 __all__ = ["WEIGHTINGS", "WeightedLabelVoteDetector", "vote_score"]
@@ -248,31 +251,20 @@ class WeightedLabelVoteDetector(Detector):
         if isinstance(k, list):
             raise OODInputError(f"k={k!r} is not valid here; pass one integer or 'auto'.")
         self.k = k
-        if not 0 < float(k_fraction) <= 1:
-            raise OODInputError(f"k_fraction={k_fraction!r} is not valid; pass a number in (0, 1].")
-        self.k_fraction = float(k_fraction)
+        self.k_fraction = check_fraction(k_fraction, "k_fraction")
         self.k_max = check_positive_int(k_max, "k_max")
         self.weighting = check_choice(weighting, WEIGHTINGS, "weighting")
         self.level_dims = None if level_dims is None else [s.stop - s.start for s in level_slices(level_dims)]
-        if levels == "auto":
+        if isinstance(levels, str) and levels == "auto":
             if self.level_dims is None:
                 raise OODInputError("levels='auto' needs level_dims (the width of every level); pass both.")
         elif levels is not None:
-            if isinstance(levels, str):
-                raise OODInputError(f"levels={levels!r} is not valid; pass level indices, None or 'auto'.")
             if self.level_dims is None:
                 raise OODInputError("levels needs level_dims (the width of every level); pass both.")
-            levels = sorted({int(v) for v in levels})
-            if not levels or levels[0] < 0 or levels[-1] >= len(self.level_dims):
-                raise OODInputError(
-                    f"levels={levels!r} is not valid; pass indices 0..{len(self.level_dims) - 1}."
-                )
+            levels = check_levels(levels, len(self.level_dims))
         self.levels = levels
-        if not 0 <= float(level_tolerance) <= 1:
-            raise OODInputError(
-                f"level_tolerance={level_tolerance!r} is not valid; pass an accuracy margin in [0, 1]."
-            )
-        self.level_tolerance = float(level_tolerance)
+        self.level_tolerance = check_number(level_tolerance, "level_tolerance", low=0, high=1,
+                                            hint=" (an accuracy margin)")
         self.normalize = check_flag(normalize, "normalize")
         self.prune_suspects = check_flag(prune_suspects, "prune_suspects")
         if isinstance(margin_weight, (bool, np.bool_)) or not isinstance(margin_weight, (int, float)) \
@@ -534,10 +526,7 @@ class WeightedLabelVoteDetector(Detector):
         return (1.0 - TIE_BREAK_WEIGHT) * vote_score(probs, codes, self.margin_weight) + TIE_BREAK_WEIGHT * ratio
 
     def _to_ref_codes(self, labels):
-        classes, codes = labels
-        ref_index = {label: i for i, label in enumerate(self.classes_)}
-        to_ref = np.array([ref_index.get(label, -1) for label in classes], dtype=np.int64)
-        return to_ref[codes]
+        return reference_codes(labels, self.classes_, "y (labels of the scored samples)")
 
     def _score(self, X, labels):
         blocks = self._blocks(X, _SCORED_NAME)

@@ -64,12 +64,16 @@ import numpy as np
 from ..calibration import conformal_p_values
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, check_backend, check_index
-from ..validation import as_embeddings, check_flag, check_positive_int, check_same_dim
+from ..validation import as_embeddings, check_flag, check_number, check_positive_int, check_same_dim
 from .base import (
     Detector,
     adaptive_k,
     check_choice,
+    check_fraction,
     check_k,
+    check_label_values,
+    check_levels,
+    is_missing_label,
     l2_normalize,
     level_slices,
     loo_label_accuracy,
@@ -155,27 +159,13 @@ class LevelFusionDetector(Detector):
         self.level_dims = [s.stop - s.start for s in slices] if slices is not None else None
         if levels is not None and slices is None:
             raise OODInputError(f"levels={levels!r} needs level_dims (the width of every level); pass both.")
-        if levels is not None and levels != "auto":
-            if isinstance(levels, str):
-                raise OODInputError(f"levels={levels!r} is not valid; pass level indices, None or 'auto'.")
-            levels = [int(level) for level in levels]
-            bad = [level for level in levels if not 0 <= level < len(slices)]
-            if bad or not levels:
-                raise OODInputError(
-                    f"levels={levels!r} is not valid; pass indices 0..{len(slices) - 1} of "
-                    "level_dims (or None for all levels)."
-                )
-            levels = sorted(set(levels))
+        if levels is not None and not (isinstance(levels, str) and levels == "auto"):
+            levels = check_levels(levels, len(slices))
         self.levels = levels
-        if not 0 <= float(level_tolerance) <= 1:
-            raise OODInputError(
-                f"level_tolerance={level_tolerance!r} is not valid; pass an accuracy margin in [0, 1]."
-            )
-        self.level_tolerance = float(level_tolerance)
+        self.level_tolerance = check_number(level_tolerance, "level_tolerance", low=0, high=1,
+                                            hint=" (an accuracy margin)")
         self.k = check_k(k)
-        if not 0 < float(k_fraction) <= 1:
-            raise OODInputError(f"k_fraction={k_fraction!r} is not valid; pass a number in (0, 1].")
-        self.k_fraction = float(k_fraction)
+        self.k_fraction = check_fraction(k_fraction, "k_fraction")
         self.k_max = check_positive_int(k_max, "k_max")
         self.standardize = check_choice(standardize, STANDARDIZERS, "standardize")
         self.fusion = check_choice(fusion, FUSIONS, "fusion")
@@ -252,6 +242,7 @@ class LevelFusionDetector(Detector):
             raise OODInputError(
                 f"{name} must be 1-D with one label per embedding row ({num_rows}); got shape {y.shape}."
             )
+        check_label_values([label for label in y.tolist() if not is_missing_label(label)], name)
         return y
 
     def _fit_from(self, X, y):

@@ -141,7 +141,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, group_kth_distances
-from ..validation import check_positive_int
+from ..validation import check_number, check_positive_int
 from .class_mix import CLASS_MIX_QUANTILE, CLASS_MIX_SEED, chance_total_variation
 from .transductive import MIN_SCORED, DensityRatio, ratio_weight
 from .base import (
@@ -153,6 +153,7 @@ from .base import (
     check_choice,
     check_search,
     l2_normalize,
+    label_list,
     level_slices,
     loo_label_accuracy,
     near_best,
@@ -264,11 +265,10 @@ class PyramidKNNDetector(Detector):
                 or not 0 < float(transductive_alpha) <= 1:
             raise OODInputError(f"transductive_alpha={transductive_alpha!r} is not valid; pass a number in (0, 1].")
         self.transductive_alpha = float(transductive_alpha)
-        if transductive_weight != "auto" and (isinstance(transductive_weight, bool) or not isinstance(
-                transductive_weight, (int, float)) or not float(transductive_weight) > 0):
-            raise OODInputError(f"transductive_weight={transductive_weight!r} is not valid; pass \"auto\" or a "
-                                "positive number.")
-        self.transductive_weight = "auto" if transductive_weight == "auto" else float(transductive_weight)
+        if not (isinstance(transductive_weight, str) and transductive_weight == "auto"):
+            transductive_weight = check_number(transductive_weight, "transductive_weight", low=0, low_open=True,
+                                               hint=' or "auto"')
+        self.transductive_weight = transductive_weight
         if class_mix_gate is not None and (isinstance(class_mix_gate, bool) or not isinstance(
                 class_mix_gate, (int, float)) or not 0 < float(class_mix_gate) <= 1):
             raise OODInputError(f"class_mix_gate={class_mix_gate!r} is not valid; pass a number in (0, 1] or None.")
@@ -303,13 +303,10 @@ class PyramidKNNDetector(Detector):
         """Group codes per row (unlabelled rows share one group), or None without usable labels."""
         if y is None or not self.class_conditional:
             return None
-        labels = list(y)
-        if len(labels) != num_rows:
-            raise OODInputError(f"{name} has {len(labels)} labels but the embeddings have {num_rows} rows; "
-                                "pass exactly one label (or None) per embedding row.")
+        labels = label_list(y, num_rows, name)  # None where missing; 1 and "1" refused, so values key like text
         if all(label is None for label in labels):
             return None
-        keys = [_UNLABELLED if label is None else str(label) for label in labels]
+        keys = [_UNLABELLED if label is None else label for label in labels]
         # the unlabelled group (if any) gets the last code, wherever its rows are
         order = [key for key in dict.fromkeys(keys) if key is not _UNLABELLED] + (
             [_UNLABELLED] if _UNLABELLED in keys else [])
