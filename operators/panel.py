@@ -47,9 +47,9 @@ from ood_core.fo.form_cache import view_key
 from . import review as review_data
 from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, count_axis, default_run,
                           pick_threshold, preset_key, preset_value, preset_value_name, preset_value_path,
-                          request_memo, run_state_key, same_threshold, save_flags_message, save_review_flags,
-                          score_axis, sorted_run, threshold_source, threshold_state_key, version_key,
-                          view_signature)
+                          refuse_tags_the_panel_reads, request_memo, run_state_key, same_threshold,
+                          save_flags_message, save_review_flags, score_axis, sorted_run, stale_run_message,
+                          threshold_source, threshold_state_key, version_key, view_signature)
 
 # --------------------------------------------------------------------------- the panel
 
@@ -139,6 +139,7 @@ def review_selection(dataset, view, selected, patches_field, decision):
     from ood_core.errors import OODInputError
 
     if not _is_generated(view):
+        _require_in_view(view if view is not None else dataset, selected)
         out = review_data.review_samples(dataset, selected, decision)
         return {"tag": out["tag"], "num": out["num_samples"], "noun": "sample(s)"}
     noun = selected_noun(view)
@@ -156,6 +157,23 @@ def review_selection(dataset, view, selected, patches_field, decision):
     sample_ids = list(dict.fromkeys(str(i) for i in chosen.values("_sample_id")))
     out = review_data.review_samples(dataset, sample_ids, decision)
     return {"tag": out["tag"], "num": out["num_samples"], "noun": "sample(s)"}
+
+
+def _require_in_view(view, selected):
+    """Refuse selected samples the current view does not show (a selection kept from another view or group
+    slice, or samples deleted meanwhile): tagging them would change samples the curator does not see. Ids that
+    are no sample ids are left to :func:`review.review_samples`, which names them."""
+    from bson import ObjectId
+
+    from ood_core.errors import OODInputError
+
+    ids = [i for i in dict.fromkeys(selected) if isinstance(i, str) and ObjectId.is_valid(i)]
+    shown = set(view.select(ids).values("id")) if ids else set()
+    missing = [i for i in ids if i not in shown]
+    if missing:
+        raise OODInputError(f"{len(missing)} of the {len(ids)} selected samples are not in the current view (e.g. "
+                            f"{missing[0]!r}: selected on another view or group slice, or deleted meanwhile); "
+                            "nothing was tagged: clear the selection and select them again")
 
 
 def review_objects(patches, label_field, decision):
@@ -242,11 +260,14 @@ class OODReviewPanel(foo.Panel):
         return default_run(ctx.dataset, samples, runs)
 
     def _current(self, ctx):
-        """The review state as a dict, or None when the dataset has no score run.
+        """The review state as a dict, or None when the dataset has no score run. Scores the panel cannot read
+        (NaN, text) give ``{"runs", "summary", "gt", "error", "stale_run"}`` only.
 
         The threshold: the slider of this run on this view (:func:`threshold_state_key`); where its starting
         value comes from (:func:`threshold_source`) is said in ``threshold_label``, or "set by hand" once the
         slider holds another value."""
+        from ood_core.errors import OODInputError
+
         dataset = ctx.dataset
         runs = reviewable_runs(dataset)
         if not runs:
@@ -256,8 +277,12 @@ class OODReviewPanel(foo.Panel):
         run_key, patches = summary["run_key"], summary["patches_field"]
         gt = ctx.panel.get_state("gt_field")
         gt = gt if gt in review_data.boolean_fields(dataset, patches) else None
-        read = request_memo(ctx, ("scores", view_key(samples), summary["score_field"], gt, patches),
-                            lambda: review_data.view_scores(samples, summary["score_field"], gt, patches))
+        stale = stale_run_message(ctx.panel.get_state, runs)
+        try:
+            read = request_memo(ctx, ("scores", view_key(samples), summary["score_field"], gt, patches),
+                                lambda: review_data.view_scores(samples, summary["score_field"], gt, patches))
+        except OODInputError as e:  # e.g. NaN or text in the score field: said in the panel, never raised
+            return {"runs": runs, "summary": summary, "gt": gt, "error": str(e), "stale_run": stale}
         scores, is_positive = read["scores"], read["is_positive"]
         sig = view_signature(samples)
         version = int(ctx.panel.get_state(version_key(run_key, sig)) or 0)
@@ -268,8 +293,20 @@ class OODReviewPanel(foo.Panel):
         if not same_threshold(threshold, start):
             label = "set by hand"
         return {"runs": runs, "samples": samples, "summary": summary, "gt": gt, "scores": scores,
-                "is_positive": is_positive, "threshold": threshold, "start": start, "threshold_label": label,
-                "slider_key": key, "view_sig": sig, "num_samples": read["num_samples"]}
+                "is_positive": is_positive, "labelled": read["labelled"], "threshold": threshold, "start": start,
+                "threshold_label": label, "slider_key": key, "view_sig": sig, "num_samples": read["num_samples"],
+                "stale_run": stale}
+
+    @staticmethod
+    def _ready(ctx, cur):
+        """Whether a button may act on ``cur``; else it says why (a warning) and nothing is done: no run, a run
+        the App's dropdown holds that was deleted meanwhile, scores the panel cannot read."""
+        if cur is None:
+            return False
+        problem = cur.get("stale_run") or cur.get("error")
+        if problem:
+            ctx.ops.notify(f"{problem}; nothing was done", variant="warning")
+        return not problem
 
     # ---- events (each one is followed by render)
 
@@ -311,7 +348,7 @@ class OODReviewPanel(foo.Panel):
         from ood_core.errors import OODInputError
 
         cur = self._current(ctx)
-        if cur is None:
+        if not self._ready(ctx, cur):
             return
         summary = cur["summary"]
         name = ctx.panel.get_state(PRESET_PATH) or "top_fraction"  # inside the presets stack: nested state
@@ -322,7 +359,7 @@ class OODReviewPanel(foo.Panel):
         try:
             value = preset_value(name, ctx.panel.get_state(preset_value_path(name)))
             threshold, sentence = review_data.preset_threshold(cur["samples"], summary, name, value, cur["scores"],
-                                                   cur["is_positive"])
+                                                               cur["is_positive"], cur["labelled"])
         except (OODInputError, ValueError) as e:
             ctx.ops.notify(str(e), variant="warning")
             return
@@ -335,7 +372,7 @@ class OODReviewPanel(foo.Panel):
         import json
 
         cur = self._current(ctx)
-        if cur is None:
+        if not self._ready(ctx, cur):
             return
         summary = cur["summary"]
         patches = run_patches_view(ctx.view, summary["patches_field"])
@@ -361,11 +398,12 @@ class OODReviewPanel(foo.Panel):
         from ood_core.errors import OODInputError
 
         cur = self._current(ctx)
-        if cur is None:
+        if not self._ready(ctx, cur):
             return
         tag = ctx.panel.get_state(FLAG_TAG_PATH)  # inside the flags stack: nested state
         tag = review_data.default_flag_tag(cur["summary"]) if tag is None else str(tag).strip()
         try:  # the panel's own flags run: an audit's (or flag_samples') flags are never replaced
+            refuse_tags_the_panel_reads(cur["samples"], cur["summary"], tag)
             out = save_review_flags(cur["samples"], cur["summary"], cur["threshold"], tag)
         except OODInputError as e:  # e.g. an empty view, an existing flag field of another run
             ctx.ops.notify(str(e), variant="warning")
@@ -413,9 +451,14 @@ class OODReviewPanel(foo.Panel):
                 name="no_runs",
             )
             return types.Property(panel, view=layout)
+        self._render_choices(ctx, panel, cur["runs"], cur["summary"], cur["gt"])
+        if cur.get("stale_run"):
+            panel.md(f"**{cur['stale_run']}**; shown: `{cur['summary']['run_key']}`", name="stale_run")
+        if cur.get("error"):  # scores the panel cannot read: what is wrong and the fix, instead of a traceback
+            panel.md(f"**Cannot review this run:** {cur['error']}", name="read_error")
+            return types.Property(panel, view=layout)
         summary, gt, scores, is_pos, threshold = (cur[k] for k in ("summary", "gt", "scores", "is_positive",
                                                                    "threshold"))
-        self._render_choices(ctx, panel, cur["runs"], summary, gt)
         pos = summary["positive"]
         item = review_data.item_noun(summary)
         if len(scores):  # the slider spans the scores and the threshold it starts at (a stored one may lie outside)
@@ -446,7 +489,7 @@ class OODReviewPanel(foo.Panel):
         review.btn("confirm", label="Tag selected: ood_confirmed", variant="outlined", on_click=self.confirm_selected)
         review.btn("dismiss", label="Tag selected: ood_dismissed", variant="outlined", on_click=self.dismiss_selected)
         panel.md(review_counts_text(cur["samples"], summary), name="review_counts")
-        self._render_plots(panel, summary, gt, scores, is_pos, threshold)
+        self._render_plots(panel, summary, gt, (scores, cur["labelled"]), is_pos, threshold)
         return types.Property(panel, view=layout)
 
     def _render_choices(self, ctx, panel, runs, summary, gt):
@@ -476,19 +519,24 @@ class OODReviewPanel(foo.Panel):
         presets.float(preset_value_name(chosen), default=default, label=value_label, on_change=self.on_change_input)
         presets.btn("apply_preset", label="Apply to the threshold", variant="outlined", on_click=self.apply_preset)
 
-    def _render_plots(self, panel, summary, gt, scores, is_pos, threshold):
+    def _render_plots(self, panel, summary, gt, scored, is_pos, threshold):
+        """``scored``: ``(scores, labelled)``, every scored item and the mask of those with ground truth (the
+        metrics and curves cover those, ``is_pos`` is aligned with them)."""
         pos, neg = summary["positive"], summary["negative"]
-        metrics = review_data.evaluate(scores, is_pos, threshold) if gt else None
+        scores, labelled = scored
+        known = scores[labelled] if gt and labelled is not None else scores
+        metrics = review_data.evaluate(known, is_pos, threshold) if gt else None
         if metrics is not None:
-            panel.md(review_data.metrics_markdown(metrics, summary, gt), name="metrics")
+            panel.md(review_data.metrics_markdown(metrics, summary, gt, len(scores) - len(known)), name="metrics")
         elif gt:
-            panel.md(f"`{gt}` has only one class among the scored items: no metrics.", name="metrics")
+            panel.md(f"`{gt}` has only one class among the scored items: no metrics." if len(known) else
+                     f"`{gt}` has no value on the scored items: no metrics.", name="metrics")
 
         margin = {"t": 40, "l": 50, "b": 40, "r": 10}
         shapes = [{"type": "line", "x0": threshold, "x1": threshold, "y0": 0, "y1": 1, "yref": "paper",
                    "line": {"color": "#f57c00", "dash": "dash"}}]
         traces = review_data.histogram_traces(scores, is_pos if metrics is not None else None, (pos, neg),
-                                              noun=review_data.item_noun(summary))
+                                              noun=review_data.item_noun(summary), labelled=labelled)
         panel.plot(
             "histogram",
             data=traces,
@@ -503,7 +551,7 @@ class OODReviewPanel(foo.Panel):
             return
         # one figure with two subplots: plots inside an h_stack fall back to plotly's
         # default 700 px width and widen the whole panel
-        roc, pr = review_data.curve_traces(scores, is_pos, threshold)
+        roc, pr = review_data.curve_traces(known, is_pos, threshold)
         for trace in pr:
             trace.update(xaxis="x2", yaxis="y2")
         titles = [(0.21, f"ROC (positive = {pos})"), (0.79, f"Precision-recall (positive = {pos})")]

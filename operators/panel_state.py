@@ -85,6 +85,21 @@ def run_state_key(version=0):
     return "run_key" if not version else f"run_key_v{version}"
 
 
+def stale_run_message(state, runs):
+    """What the buttons say instead of acting when the run the App's dropdown holds is no reviewable score run
+    any more (deleted or renamed meanwhile, e.g. from a notebook), else None: the panel draws another run in its
+    place, and saving flags or applying a preset would silently act on that one. ``state``: the panel state's
+    ``get``."""
+    version = int(state("run_version") or 0)
+    held = state(run_state_key(version))
+    if held is None and version:
+        held = state("run_start")
+    if not isinstance(held, str) or held in runs:
+        return None
+    return (f"the score run {held!r} no longer exists (deleted or renamed meanwhile, e.g. from a notebook, or its "
+            f"scores were deleted): pick a run in 'Score run' ({', '.join(repr(r) for r in runs)})")
+
+
 def preset_key(run_key, view_sig=""):
     """Panel-state key of the preset applied to a run on a view: ``{"threshold", "label"}``."""
     return f"preset_{run_key}{_suffix(view_sig)}"
@@ -251,6 +266,25 @@ def review_flag_field(summary):
     run key, unique on the dataset: a sample run and an object run whose score attributes share a name keep
     separate flags)."""
     return f"{summary['run_key']}_review_flag"
+
+
+def refuse_tags_the_panel_reads(samples, summary, tag):
+    """Refuse a *Tag for flags* the panel itself reads: the trusted tag (the percentile preset's reference, also
+    when the run records none: ``trusted``), which would make the flagged samples trusted, and the review tags,
+    which would count machine flags as the curator's decisions."""
+    from ood_core.errors import OODInputError
+    from ood_core.fo import inventory
+
+    if not tag:
+        return
+    reference = summary.get("reference_tag") or inventory.default_reference_tag(samples)
+    why = {reference: "the tag of the trusted samples (the percentile preset reads it): flagged samples would "
+                      "count as trusted from then on"}
+    why.update({t: f"the review tag of 'Tag selected: {t}': flagged samples would count as reviewed by you"
+                for t in review_data.REVIEW_TAGS.values()})
+    if why.get(tag):
+        raise OODInputError(f"'Tag for flags' is {tag!r}, {why[tag]}; nothing was saved: type another tag, e.g. "
+                            f"{review_data.default_flag_tag(summary)!r}")
 
 
 def save_review_flags(samples, summary, threshold, tag):

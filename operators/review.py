@@ -101,12 +101,14 @@ def read_scores(samples, score_field, gt_field=None, patches_field=None, *, with
     ``with_ids=False`` skips reading the item ids (``ids`` is then None). One
     pass over the view (:func:`ood_core.fo.items.item_columns`).
     """
-    ids, scores, is_positive, _ = _read_score_columns(samples, score_field, gt_field, patches_field, with_ids)
+    ids, scores, is_positive, _, _ = _read_score_columns(samples, score_field, gt_field, patches_field, with_ids)
     return ids, scores, is_positive
 
 
-def _read_score_columns(samples, score_field, gt_field, patches_field, with_ids):
-    """:func:`read_scores` plus the number of samples of the view."""
+def _read_score_columns(samples, score_field, gt_field, patches_field, with_ids, keep_unlabelled=False):
+    """:func:`read_scores` plus the number of samples of the view and the mask of the returned items that have
+    ground truth (None without ``gt_field``). ``keep_unlabelled``: every scored item is returned (``is_positive``
+    then covers the labelled ones only). NaN / infinite scores are refused, naming the field."""
     from ood_core.errors import OODInputError
     from ood_core.fo.items import item_columns
 
@@ -116,21 +118,28 @@ def _read_score_columns(samples, score_field, gt_field, patches_field, with_ids)
     ids = columns.pop(0) if with_ids else None
     raw = columns[0]
     gt = columns[1] if gt_field else [False] * len(raw)
-    keep = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and g is not None]
+    keep = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and (keep_unlabelled or g is not None)]
     bad = [raw[i] for i in keep if not isinstance(raw[i], (int, float, np.number)) or isinstance(raw[i], bool)]
     if bad:
         raise OODInputError(f"field {score_field!r} must hold one number per sample; found {bad[0]!r}")
     scores = np.array([raw[i] for i in keep], dtype=np.float64)
-    is_positive = np.array([bool(gt[i]) for i in keep], dtype=bool) if gt_field else None
-    return ([ids[i] for i in keep] if with_ids else None), scores, is_positive, num_samples
+    if not np.isfinite(scores).all():
+        raise OODInputError(
+            f"field {score_field!r} holds {int((~np.isfinite(scores)).sum())} NaN or infinite score(s) (e.g. "
+            f"{scores[~np.isfinite(scores)][0]!r}); set those items' values to None (no score: left out) or score "
+            "them again")
+    labelled = np.array([gt[i] is not None for i in keep], dtype=bool) if gt_field else None
+    is_positive = np.array([bool(gt[i]) for i in keep if gt[i] is not None], dtype=bool) if gt_field else None
+    return ([ids[i] for i in keep] if with_ids else None), scores, is_positive, num_samples, labelled
 
 
 # --------------------------------------------------------------------------- kept between App events
 
 def view_scores(samples, score_field, gt_field=None, patches_field=None):
     """What the panel shows of a view, kept between App events until the dataset changes
-    (:func:`ood_core.fo.form_cache.memo`): ``{"scores", "is_positive", "num_samples"}`` as :func:`read_scores`
-    (without ids) reads them.
+    (:func:`ood_core.fo.form_cache.memo`): ``{"scores", "is_positive", "labelled", "num_samples"}``: the scores
+    of every scored item (also those without ground truth: the flag counts and thresholds cover them), the mask
+    ``labelled`` of those with ground truth (None without ``gt_field``) and ``is_positive`` of those.
 
     A slider move re-renders the panel, and reading the scores scans every document of the view (about 1 s at
     200,000 samples with an embeddings field); re-scoring, editing a score by hand, tagging or deleting
@@ -139,9 +148,9 @@ def view_scores(samples, score_field, gt_field=None, patches_field=None):
     from ood_core.fo.form_cache import SCORE_READS, memo
 
     def read(view, *_):
-        _, scores, is_positive, num_samples = _read_score_columns(view, score_field, gt_field, patches_field,
-                                                                  False)
-        return {"scores": scores, "is_positive": is_positive, "num_samples": num_samples}
+        _, scores, is_positive, num_samples, labelled = _read_score_columns(view, score_field, gt_field,
+                                                                            patches_field, False, True)
+        return {"scores": scores, "is_positive": is_positive, "labelled": labelled, "num_samples": num_samples}
 
     return memo(samples, "panel_scores", read, score_field, gt_field, patches_field, store=SCORE_READS)
 
@@ -205,8 +214,11 @@ def pvalue_field(summary):
     return calibration.get("pvalue_field") or calibration.get("field")
 
 
-def preset_threshold(samples, summary, preset, value, scores, is_positive=None):
+def preset_threshold(samples, summary, preset, value, scores, is_positive=None, labelled=None):
     """The threshold of a preset on the scores of ``samples``: ``(threshold, sentence)``.
+
+    ``is_positive`` is aligned with ``scores``, or with ``scores[labelled]`` when the mask ``labelled`` of the
+    items with ground truth is given (:func:`view_scores`).
 
     - ``top_fraction`` / ``top_n``: the top ``value`` (fraction / count) of the scores (ties flagged,
       except a tie at the lowest score);
@@ -228,7 +240,10 @@ def preset_threshold(samples, summary, preset, value, scores, is_positive=None):
     if preset == "fpr":
         if is_positive is None:
             raise OODInputError("the FPR preset needs a ground-truth field: choose one above")
-        return (float(thresholds.threshold_at_fpr(scores, is_positive, float(value)).threshold),
+        labelled_scores = scores if labelled is None else scores[labelled]
+        if len(labelled_scores) == 0:
+            raise OODInputError("no scored item in the current view has ground truth: the FPR preset needs some")
+        return (float(thresholds.threshold_at_fpr(labelled_scores, is_positive, float(value)).threshold),
                 f"FPR <= {100 * float(value):g}%")
     if preset == "percentile":
         tag = summary.get("reference_tag") or inventory.default_reference_tag(samples)
@@ -247,7 +262,11 @@ def preset_threshold(samples, summary, preset, value, scores, is_positive=None):
         field = pvalue_field(summary)
         if not field:
             raise OODInputError(f"run {summary['run_key']!r} has no calibrated p-values")
+        from ood_core.fo.evaluation import _require_recorded_field
         from ood_core.fo.items import item_columns
+
+        _require_recorded_field(samples._dataset, summary["run_key"], field, summary.get("patches_field"),
+                                "its calibrated p-values")
 
         (raw, pvalues), _ = item_columns(samples, [summary["score_field"], field], summary.get("patches_field"))
         pairs = zip(raw, pvalues)
@@ -339,11 +358,12 @@ def evaluate(scores, is_positive, threshold):
 # --------------------------------------------------------------------------- plots (plotly JSON)
 
 
-def histogram_traces(scores, is_positive=None, names=("OOD", "ID"), noun="samples"):
+def histogram_traces(scores, is_positive=None, names=("OOD", "ID"), noun="samples", labelled=None):
     """Plotly bar traces of the score histogram (pre-binned, so large datasets stay small).
 
     Without ground truth: one trace "all <noun>"; with it, one trace per class
-    (``names`` = (positive, negative)) on shared bins.
+    (``names`` = (positive, negative)) on shared bins. ``labelled``: the mask of the scores with ground truth
+    (``is_positive`` is aligned with ``scores[labelled]``); the others get a trace "no ground truth".
     """
     if len(scores) == 0:
         return []
@@ -353,8 +373,11 @@ def histogram_traces(scores, is_positive=None, names=("OOD", "ID"), noun="sample
     edges = np.linspace(lo, hi, _HIST_BINS + 1)
     centers = ((edges[:-1] + edges[1:]) / 2).tolist()
     width = float(edges[1] - edges[0])
+    known = scores if labelled is None or is_positive is None else scores[labelled]
     groups = [(f"all {noun}", scores, "#6c8ebf")] if is_positive is None else [
-        (names[1], scores[~is_positive], "#4e9a06"), (names[0], scores[is_positive], "#cc0000")]
+        (names[1], known[~is_positive], "#4e9a06"), (names[0], known[is_positive], "#cc0000")]
+    if is_positive is not None and labelled is not None and not labelled.all():
+        groups.append(("no ground truth", scores[~labelled], "#9e9e9e"))
     traces = []
     for name, values, color in groups:
         counts, _ = np.histogram(values, bins=edges)
@@ -404,8 +427,9 @@ def item_noun(summary):
     return "objects" if summary.get("patches_field") else "samples"
 
 
-def metrics_markdown(metrics, summary, gt_field):
-    """Short lines that fit a narrow panel: classes, ranking metrics, rates at the threshold."""
+def metrics_markdown(metrics, summary, gt_field, num_unlabelled=0):
+    """Short lines that fit a narrow panel: classes, ranking metrics, rates at the threshold (``num_unlabelled``
+    scored items without ground truth are left out of the metrics)."""
     pos, neg = summary["positive"], summary["negative"]
     at = metrics["at_threshold"]
 
@@ -414,7 +438,8 @@ def metrics_markdown(metrics, summary, gt_field):
 
     return "\n\n".join([
         f"Positive class: **{pos}** (`{gt_field} == True`, {metrics['num_ood']} {item_noun(summary)}) vs {neg} "
-        f"({metrics['num_id']}); higher score = more {pos}.",
+        f"({metrics['num_id']}); higher score = more {pos}." + (
+            f" {num_unlabelled} scored {item_noun(summary)} without ground truth left out." if num_unlabelled else ""),
         f"**AUROC {metrics['auroc']:.3f}** · AUPR-IN {metrics['aupr_in']:.3f} · AUPR-OUT "
         f"{metrics['aupr_out']:.3f} · FPR95 {pct(metrics['fpr95'])} ({pos} accepted when 95% of {neg} pass)",
         f"At the threshold: TPR {pct(at['tpr'])} of {pos} flagged · FPR {pct(at['fpr'])} of {neg} flagged · "

@@ -8,13 +8,16 @@ removed only from those ids, and only when no other flags run with the same tag
 
 from ..errors import OODInputError
 from . import runs
-from .items import every_sample, flatten, sample_ids
+from .items import every_sample, flatten, require_collection, sample_ids
 
 
 def check_flag_tag(tag):
-    """The tag a flags run adds: None or a non-empty string."""
+    """The tag a flags run adds: None or a non-empty string without surrounding spaces."""
     if tag is not None and (not isinstance(tag, str) or not tag.strip()):
         raise OODInputError(f"tag must be a non-empty string such as 'ood' or 'label_issue', or None; got {tag!r}")
+    if tag is not None and tag != tag.strip():
+        raise OODInputError(f"tag={tag!r} starts or ends with a space: it would be another tag than {tag.strip()!r} "
+                            f"(match_tags({tag.strip()!r}) would not find it); pass tag={tag.strip()!r}")
     return tag
 
 
@@ -132,6 +135,7 @@ def get_flag_info(samples, flag_key):
     """The flags run's config (rule description, tag, score run...) plus its tagged ids and counts: ``num_flagged``
     / ``num_scored`` over the whole flag field, ``num_flagged_in_view`` / ``num_scored_in_view`` over the view
     the run last flagged."""
+    require_collection(samples)
     info = runs.get_ood_run_info(samples, flag_key)
     if info.get("kind") != "flags":
         raise OODInputError(f"run {flag_key!r} is a {info.get('kind')!r} run, not a flags run")
@@ -144,6 +148,10 @@ def get_flag_info(samples, flag_key):
 
 def list_flag_runs(samples, run_key=None):
     """Keys of flags runs, optionally only those made from score run ``run_key``."""
+    require_collection(samples)
+    if run_key is not None and (not isinstance(run_key, str) or not run_key):
+        raise OODInputError(f"run_key={run_key!r} is not a run key; pass the key of a score run as a string, or None "
+                            "for every flags run (ood.list_ood_runs(dataset) lists the runs)")
     keys = runs.list_ood_runs(samples, kind="flags")
     if run_key is None:
         return keys
@@ -158,6 +166,7 @@ def delete_flags(samples, flag_key):
     a crash (:func:`ood_core.fo.run_admin.delete_ood_run`)."""
     from .run_admin import delete_ood_run
 
+    require_collection(samples)
     dataset = samples._dataset
     if isinstance(flag_key, str) and dataset.has_run(flag_key) and \
             getattr(dataset.get_run_info(flag_key).config, "kind", None) != "flags":

@@ -71,7 +71,11 @@ def show_all_fields(samples):
 
 
 def require_collection(samples, what="samples"):
-    """Refuse what is not a FiftyOne dataset or view, or a dataset deleted since it was loaded."""
+    """Refuse what is not a FiftyOne dataset or view, or a dataset deleted since it was loaded (FiftyOne answers
+    every other attribute of a deleted ``Dataset`` with a bare ValueError, so ``deleted`` is read first)."""
+    if getattr(samples, "deleted", False) is True:
+        raise OODInputError(f"dataset {samples.name!r} was deleted; load an existing dataset "
+                            "(fo.list_datasets() lists them)")
     if not hasattr(samples, "_dataset"):
         raise OODInputError(f"{what}={samples!r} is a {type(samples).__name__}, not a FiftyOne dataset or view; "
                             "pass one, e.g. fo.load_dataset('my-dataset') or a view of it")
