@@ -262,10 +262,10 @@ def preset_threshold(samples, summary, preset, value, scores, is_positive=None, 
         field = pvalue_field(summary)
         if not field:
             raise OODInputError(f"run {summary['run_key']!r} has no calibrated p-values")
-        from ood_core.fo.evaluation import _require_recorded_field
+        from ood_core.fo.evaluation import require_recorded_field
         from ood_core.fo.items import item_columns
 
-        _require_recorded_field(samples._dataset, summary["run_key"], field, summary.get("patches_field"),
+        require_recorded_field(samples._dataset, summary["run_key"], field, summary.get("patches_field"),
                                 "its calibrated p-values")
 
         (raw, pvalues), _ = item_columns(samples, [summary["score_field"], field], summary.get("patches_field"))

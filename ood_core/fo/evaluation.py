@@ -45,7 +45,7 @@ from ..errors import OODInputError
 from . import runs
 from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
 from .flags import check_flag_tag, flag_values, previous_flags, refuse_tags_the_flags_read, tag_plan
-from .ground_truth import _read_ground_truth, _require_both_classes, _require_known_tag
+from .ground_truth import read_ground_truth, require_both_classes, require_known_tag
 from .items import (detections_root, is_whole_dataset, item_columns, require_collection, require_nonempty,
                     require_not_generated, show_all_fields)
 
@@ -89,7 +89,7 @@ def _resolve_scores(samples, run_key_or_score_field):
             )
         patches = info.get("patches_field")
         patches = patches or detections_root(dataset, path)
-        _require_recorded_field(dataset, name, path, patches)
+        require_recorded_field(dataset, name, path, patches)
         return {"run_key": name, "kind": info.get("kind"), "path": path, "patches_field": patches, "info": info}
     patches = detections_root(dataset, name)
     if patches is not None:
@@ -120,7 +120,7 @@ def _field_present(dataset, path, patches):
         return False
 
 
-def _require_recorded_field(dataset, run_key, path, patches, what="its scores"):
+def require_recorded_field(dataset, run_key, path, patches, what="its scores"):
     """Refuse a run whose recorded field was renamed or deleted by hand (FiftyOne would raise a raw error)."""
     if _field_present(dataset, path, patches):
         return
@@ -203,7 +203,7 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
     samples = show_all_fields(samples)  # only read: a field the view hides (the App's visibility) is read anyway
     where = _resolve_scores(samples, run_key_or_score_field)
     _, scores = _read_scores(samples, where)
-    gt, gt_info, means = _read_ground_truth(samples, where, gt_field, gt_tag, positive_value)
+    gt, gt_info, means = read_ground_truth(samples, where, gt_field, gt_tag, positive_value)
     keep = [i for i, (s, g) in enumerate(zip(scores, gt)) if s is not None and g is not None]
     if not keep:
         raise OODInputError(
@@ -211,7 +211,7 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
         )
     s = np.array([scores[i] for i in keep], dtype=np.float64)
     y = np.array([gt[i] for i in keep], dtype=bool)
-    _require_both_classes(y, gt_info, where)
+    require_both_classes(y, gt_info, where)
     metrics = ood_metrics(s, y)
     name = positive or (runs.run_kind(where["kind"]).positive_class if where["kind"] else "positive")
     metrics.update(
@@ -265,14 +265,14 @@ def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field,
     if rule_name == "threshold_at_fpr":
         if gt_field is None and gt_tag is None:
             raise OODInputError("the fpr rule needs labelled data: pass gt_field='is_ood' (or gt_tag=...)")
-        gt, extra["ground_truth"], _ = _read_ground_truth(samples, where, gt_field, gt_tag, True)
+        gt, extra["ground_truth"], _ = read_ground_truth(samples, where, gt_field, gt_tag, True)
         _, raw = _read_scores(samples, where)
         lab = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and g is not None]
         if not lab:
             raise OODInputError("no scored item in this view has ground truth for the fpr rule")
         y = np.array([gt[i] for i in lab], bool)
-        _require_known_tag(samples, extra["ground_truth"], where, y)
-        _require_both_classes(y, extra["ground_truth"], where, negatives_only=True)
+        require_known_tag(samples, extra["ground_truth"], where, y)
+        require_both_classes(y, extra["ground_truth"], where, negatives_only=True)
         res = thresholds.threshold_at_fpr(np.array([raw[i] for i in lab], np.float64), y, value)
         return thresholds.ThresholdResult(res.threshold, scores >= res.threshold, res.rule), extra
     if rule_name == "top_n":
@@ -290,7 +290,7 @@ def _p_value_rule(samples, where, alpha, scores):
             f"{where['path']!r} has no calibrated p-values; the p-value rule needs a score run made with a "
             "reference (compute_ood_scores(..., reference='trusted')) or use rule='percentile'"
         )
-    _require_recorded_field(samples._dataset, where["run_key"], calibration["field"], where["patches_field"],
+    require_recorded_field(samples._dataset, where["run_key"], calibration["field"], where["patches_field"],
                             "its calibrated p-values")
     _, raw_p = _read_scores(samples, {**where, "path": calibration["field"]})
     _, raw_s = _read_scores(samples, where)

@@ -9,7 +9,7 @@ from ..errors import OODInputError
 from .items import flatten, item_values
 
 
-def _read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
+def read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
     """Per-item ``True`` (positive) / ``False`` / ``None`` (unknown) and a description."""
     patches = where["patches_field"]
     if (gt_field is None) == (gt_tag is None):
@@ -69,7 +69,7 @@ def _require_boolean(dataset, path, raw):
                             f"{shown}); {accepted}")
 
 
-def _require_known_tag(samples, gt_info, where, y):
+def require_known_tag(samples, gt_info, where, y):
     """The fpr rule needs only negatives, so a view without the positives' tag is valid; a tag that no sample
     (object) of the whole dataset carries is a typo, which would silently flag the top scores instead."""
     if "tag" not in gt_info or y.any():
@@ -82,7 +82,7 @@ def _require_known_tag(samples, gt_info, where, y):
                             "the positives")
 
 
-def _require_both_classes(y, gt_info, where, negatives_only=False):
+def require_both_classes(y, gt_info, where, negatives_only=False):
     """Name the ground truth (tag or field) when it leaves a class empty, before the metrics refuse it."""
     item = "object" if where["patches_field"] else "sample"
     if "tag" in gt_info:
