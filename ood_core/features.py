@@ -43,8 +43,8 @@ def resolve_levels(module_names, levels):
     n = len(module_names)
     if levels is None:
         return list(range(n))
-    if isinstance(levels, (int, str)):
-        levels = [levels]
+    if isinstance(levels, (int, np.integer, str)) or not hasattr(levels, "__iter__"):
+        levels = [levels]  # one level (a float or other scalar is refused below, naming it)
     out = []
     for level in levels:
         if isinstance(level, (int, np.integer)) and not isinstance(level, bool):
@@ -162,7 +162,9 @@ class PyramidExtractor:
         check_device(device)
         if mode not in MODES:
             raise OODInputError(f"unknown pyramid mode {mode!r}; use one of {MODES}")
-        if mode == "pool" and (not isinstance(grid, (int, np.integer)) or grid < 1):
+        from .validation import is_int
+
+        if mode == "pool" and (not is_int(grid) or grid < 1):  # True is not a grid of 1
             raise OODInputError(f"grid must be a positive integer (1 = global average pooling); got {grid!r}")
 
         model = None
@@ -259,6 +261,12 @@ class PyramidExtractor:
         """
         from torch.utils.data import DataLoader
 
+        from .validation import check_positive_int, is_int
+
+        check_positive_int(batch_size, "batch_size")
+        if not is_int(num_workers) or num_workers < 0:
+            raise OODInputError(f"num_workers={num_workers!r} is not valid; pass 0 (decode in this process) or a "
+                                "positive number of decoding worker processes")
         if isinstance(items, (str, os.PathLike)):
             raise OODInputError(f"items={items!r} is one path, not a list of them; pass a list, e.g. [path]")
         items = list(items)

@@ -59,6 +59,10 @@ class ScoreOOD(common.OODOperator):
         inputs.enum("method", methods.values(), default=default_method, label="Method", view=methods,
                     description="OOD methods score images unlike the reference; wrong-label methods need a label field")
         method = ctx.params.get("method") or default_method
+        if not isinstance(method, str) or method not in methods.values():  # a stale or typed value: not offered
+            common.invalidate(inputs.properties["method"], f"unknown method {method!r}: pick one of "
+                                                           + ", ".join(repr(m) for m in methods.values()))
+            return types.Property(inputs, view=types.View(label=self.label))
         detector = detector_class(method)
         label_task = detector.task == "label_issues"
         # image-level embeddings go with image labels; object embeddings with the labels of their own objects
@@ -468,7 +472,7 @@ def _add_reduction_inputs(inputs, ctx, fit_view, embeddings, patches):
         return
     prop = adv.int("n_components", default=DEFAULT_N_COMPONENTS, label="Reduced dimensions")
     n_components = common.check_input(prop, common.int_param, ctx.params, "n_components", DEFAULT_N_COMPONENTS)
-    if n_components is None or embeddings is None:
+    if n_components is None or embeddings is None or fit_view is None:  # None: the fit set is refused or unknown
         return
     num_fit, dim = embedded_items(fit_view, embeddings, patches)
     if num_fit:

@@ -136,7 +136,7 @@ def compute_pyramid_embeddings(
     """
     require_nonempty(samples)
     require_images(samples, "compute_pyramid_embeddings")
-    _check_batching(batch_size, num_workers, chunk_size)
+    _check_batching(batch_size, num_workers, chunk_size, overwrite, skip_failures)
     shard_index, num_shards = _check_shard(shard, overwrite)
     target, partial = _check_embedding_call(samples, embeddings_field, patches_field, dtype, overwrite)
     extractor = _make_extractor(model_name, levels, mode, grid, weights)
@@ -449,9 +449,11 @@ class _EmbeddingJob:
         return self.target
 
 
-def _check_batching(batch_size, num_workers, chunk_size):
-    from ..validation import check_positive_int, is_int
+def _check_batching(batch_size, num_workers, chunk_size, overwrite, skip_failures):
+    from ..validation import check_flag, check_positive_int, is_int
 
+    check_flag(overwrite, "overwrite")  # overwrite="no" is truthy: it would replace every embedding
+    check_flag(skip_failures, "skip_failures")
     check_positive_int(batch_size, "batch_size")
     check_positive_int(chunk_size, "chunk_size")
     if not is_int(num_workers) or num_workers < 0:

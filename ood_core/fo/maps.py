@@ -76,6 +76,9 @@ def compute_ood_visualization(
     runs.validate_key(brain_key, "brain key")
     if method not in VISUALIZATION_METHODS:
         raise OODInputError(f"method={method!r} is not a map method; use one of {VISUALIZATION_METHODS}")
+    if not isinstance(embeddings_field, str) or not embeddings_field:
+        raise OODInputError(f"embeddings_field={embeddings_field!r} is not a field name; pass the name of an "
+                            "embeddings field, e.g. 'ood_embeddings' (made by compute_pyramid_embeddings)")
     dataset = samples._dataset
     if patches_field is None:
         require_embeddings_field(dataset, embeddings_field)
@@ -291,8 +294,8 @@ def _check_vectors(view, embeddings_field, patches_field, seed):
 
     from ..validation import is_int
 
-    if not is_int(seed):
-        raise OODInputError(f"seed={seed!r} is not valid; pass a whole number, e.g. seed=0")
+    if not is_int(seed) or not 0 <= seed < 2**32:  # the methods' random_state takes 0..2**32 - 1
+        raise OODInputError(f"seed={seed!r} is not valid; pass a whole number from 0 to 2**32 - 1, e.g. seed=0")
     value = _first_vector(view, embeddings_field, patches_field)
     try:
         vector = np.asarray(value, dtype=np.float64)

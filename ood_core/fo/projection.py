@@ -34,8 +34,8 @@ class Projection:
             return cls(None, in_dim, dtype, apply=lambda e: e)
         project_dim = check_positive_int(project_dim, "project_dim")
         fit_size = check_positive_int(fit_size, "pca_fit_size")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise OODInputError(f"project_seed={seed!r} is not valid; pass an integer")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise OODInputError(f"project_seed={seed!r} is not valid; pass an integer >= 0, e.g. project_seed=0")
         if method not in ("random", "pca"):
             raise OODInputError(f"project_method must be 'random' or 'pca', got {method!r}")
         record = projection_record(project_dim, method, seed, fit_size)

@@ -141,13 +141,33 @@ def _load_index(dataset, brain_key, embeddings_field, backend_kwargs=None):
             f"could not open the similarity index {brain_key!r}: {e}. Check that its server is running, and pass "
             "its connection settings again (e.g. connection_string=...) if they are not in FiftyOne's brain config"
         ) from e
-    stored = getattr(index.config, "embeddings_field", None)
+    # an index this package built records its field and that field's settings (the Brain's own field is None)
+    stored = getattr(index.config, "embeddings_field", None) or getattr(index.config, "ood_embeddings_field", None)
     if stored is not None and stored != embeddings_field:
         raise OODInputError(
             f"similarity index {brain_key!r} holds embeddings of field {stored!r}, not {embeddings_field!r}; "
             f"pass embeddings_field={stored!r} or build a new index for {embeddings_field!r}"
         )
+    recorded = getattr(index.config, "ood_embeddings_settings", None)
+    if recorded is not None and recorded != _embeddings_settings(dataset, embeddings_field):
+        raise OODInputError(
+            f"embeddings {embeddings_field!r} were recomputed with other settings since the similarity index "
+            f"{brain_key!r} was built: it holds the old vectors, so its distances to the new ones mean nothing. "
+            f"Build a new index (another brain_key, with reference=...), or delete this one first "
+            f"(dataset.delete_brain_run({brain_key!r}))"
+        )
     return index
+
+
+def _embeddings_settings(dataset, embeddings_field):
+    """What fixes the vectors of an embeddings run (backbone, projection, dtype) as a JSON string; "" for a field
+    no embeddings run of this package wrote."""
+    import json
+
+    if embeddings_field not in runs.list_ood_runs(dataset, kind="embeddings"):
+        return ""
+    info = runs.get_ood_run_info(dataset, embeddings_field)
+    return json.dumps({k: info.get(k) for k in ("backbone", "projection", "dtype")}, sort_keys=True, default=str)
 
 
 def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress, backend_kwargs):
@@ -163,6 +183,8 @@ def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_si
         )
     kwargs = _pgvector_names(backend, kwargs, brain_key)  # before anything is created
     dataset = ref_view._dataset
+    kwargs.update(ood_embeddings_field=embeddings_field,  # what a later call with this brain_key checks
+                  ood_embeddings_settings=_embeddings_settings(dataset, embeddings_field))
     try:
         index = fob.compute_similarity(
             ref_view, embeddings=False, embeddings_field=None, brain_key=brain_key, backend=backend,

@@ -1,0 +1,51 @@
+"""Operator forms and runs driven with what the App really sends (stale choices, values the form cannot hold,
+advanced settings over a refused input): each test shows a form that raised (a raising ``resolve_input`` breaks
+the App's form) and checks that it now marks the input at fault, and that a run with those values is refused
+with that message, writing nothing."""
+
+import pytest
+
+import form_helpers as forms
+
+
+def _refused(name, view, params):
+    """The message with which FiftyOne's execution refuses ``params`` (the form's validation or the run)."""
+    import fiftyone.operators as foo
+    from fiftyone.operators.executor import ExecutionError
+
+    with pytest.raises(ExecutionError) as info:
+        foo.execute_operator(forms.uri(name), dict(view=view.view()), params=params)
+    return str(info.value)
+
+
+def _score(**params):
+    return dict(dict(embeddings_field="vec", score_field="s", method="knn", label_field="ground_truth",
+                     overwrite=False, delegate=False), **params)
+
+
+def test_a_refused_reference_with_a_reduction_is_marked_on_the_tag_not_a_crash(form_dataset):
+    """A reference tag deleted since the form opened (or one too small to fit on) with *Reduction* set under the
+    advanced settings: the reduction's check read the refused reference and the form raised AttributeError."""
+    ds = form_dataset
+    ds.select(ds.match_tags("trusted").first().id).tag_samples("solo")
+    for tag in ("gone", "solo"):
+        params = _score(reference_tag=tag, show_advanced=True, reduce="pca", n_components=4)
+        bad = forms.invalid(forms.props("score_ood", ds, params))
+        assert list(bad) == ["reference_tag"] and f"'{tag}'" in bad["reference_tag"], (tag, bad)
+        assert "choose another tag" in bad["reference_tag"] or f"tag more samples '{tag}'" in bad["reference_tag"]
+        message = _refused("score_ood", ds, params)
+        assert "reference_tag" in message and "AttributeError" not in message, message
+    assert "s" not in ds.get_field_schema()
+
+
+def test_an_unknown_method_is_marked_on_the_method_input_not_a_crash(form_dataset):
+    """A method the form does not offer (a run's saved params from another plugin version, a Python call): the
+    form raised the SDK's 'unknown detector' error instead of marking *Method*."""
+    ds = form_dataset
+    for method in ("bogus", 5, "true"):
+        bad = forms.invalid(forms.props("score_ood", ds, _score(method=method, reference_tag="trusted")))
+        assert list(bad) == ["method"], (method, bad)
+        assert f"{method!r}" in bad["method"] and "pick one of" in bad["method"] and "'knn'" in bad["method"]
+    message = _refused("score_ood", ds, _score(method="bogus", reference_tag="trusted"))
+    assert "method" in message and "pick one of" in message, message
+    assert "s" not in ds.get_field_schema()
