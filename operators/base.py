@@ -297,10 +297,14 @@ def add_embeddings_choice(inputs, ctx, target, name="embeddings_field", *, requi
     for field, what in choices:
         dropdown.add_choice(field, label=field, description=what)
     fields = [c for c, _ in choices]
-    chosen = ctx.params.get(name)
-    chosen = chosen if chosen in fields else (fields[0] if fields else None)
-    inputs.enum(name, dropdown.values(), required=required, default=chosen, label="Embeddings",
-                description=description, view=dropdown)
+    asked = ctx.params.get(name)
+    chosen = asked if asked in fields else (fields[0] if fields else None)
+    prop = inputs.enum(name, dropdown.values(), required=required, default=chosen, label="Embeddings",
+                       description=description, view=dropdown)
+    if asked and asked not in fields:  # deleted since the form opened (or typed): FiftyOne says "Invalid enum value"
+        invalidate(prop, f"embeddings field {asked!r} is not among this dataset's embeddings any more (deleted or "
+                         "renamed since the form opened?): pick one in the list")
+        return None
     if chosen is not None and target is not None and len(target):
         patches = inventory.embeddings_patches_field(ctx.dataset, chosen)
         covered, total = form_cache.embedding_coverage(target, chosen, patches)

@@ -49,3 +49,13 @@ def test_an_unknown_method_is_marked_on_the_method_input_not_a_crash(form_datase
     message = _refused("score_ood", ds, _score(method="bogus", reference_tag="trusted"))
     assert "method" in message and "pick one of" in message, message
     assert "s" not in ds.get_field_schema()
+
+
+@pytest.mark.parametrize("name", ["score_ood", "compute_ood_visualization", "audit_dataset"])
+def test_an_embeddings_field_deleted_since_the_form_opened_is_marked_on_its_input(form_dataset, name):
+    """The dropdown silently showed its checks for the first remaining field, and Execute failed with FiftyOne's
+    bare "Invalid enum value" that names no fix."""
+    params = _score(embeddings_field="gone") if name == "score_ood" else dict(embeddings_field="gone")
+    bad = forms.invalid(forms.props(name, form_dataset, params))
+    assert "is not among this dataset's embeddings any more" in bad.get("embeddings_field", ""), bad
+    assert "pick one in the list" in bad["embeddings_field"]
