@@ -29,6 +29,10 @@ class ManageOODRuns(common.OODOperator):
             if not runs:
                 prop.invalid = True
                 prop.error_message = "this dataset has no fiftyone-ood runs"
+            elif ctx.params.get("run_key") and ctx.params["run_key"] not in runs:  # deleted meanwhile, or typed
+                common.invalidate(prop, f"run {ctx.params['run_key']!r} is not among this dataset's fiftyone-ood runs"
+                                        f"{' that can be renamed' if action == 'rename' else ''} (deleted or renamed "
+                                        "since the form opened?): pick one in the list")
         if action == "rename":
             prop = inputs.str("new_run_key", required=True, label="New run key")
             new = ctx.params.get("new_run_key")

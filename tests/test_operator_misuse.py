@@ -59,3 +59,16 @@ def test_an_embeddings_field_deleted_since_the_form_opened_is_marked_on_its_inpu
     bad = forms.invalid(forms.props(name, form_dataset, params))
     assert "is not among this dataset's embeddings any more" in bad.get("embeddings_field", ""), bad
     assert "pick one in the list" in bad["embeddings_field"]
+
+
+def test_a_run_deleted_since_the_manage_form_opened_is_marked_on_its_input(form_dataset):
+    """Manage runs with a run key the dataset no longer has: the form said nothing, and Execute failed with
+    FiftyOne's bare "Invalid enum value"."""
+    import ood_core as ood
+
+    ood.compute_ood_scores(form_dataset, "vec", "sc", method="knn", k=3)
+    for action in ("delete", "rename"):
+        bad = forms.invalid(forms.props("manage_ood_runs", form_dataset, dict(action=action, run_key="gone")))
+        assert "run 'gone' is not among this dataset's fiftyone-ood runs" in bad.get("run_key", ""), bad
+    assert "run_key" not in forms.invalid(forms.props("manage_ood_runs", form_dataset,
+                                                      dict(action="delete", run_key="sc")))
