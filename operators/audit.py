@@ -37,9 +37,10 @@ class AuditDataset(common.OODOperator):
         tag_counts = form_cache.tag_counts(dataset)
         tags = sorted(tag_counts)
         default_tag = inventory.default_reference_tag(dataset, tag_counts)
-        common.add_field_choice(inputs, "reference_tag", tags, label="Trusted samples tag (optional)",
-                                description="Reference of in-distribution samples; empty = unsupervised OOD scores",
-                                required=False, default=default_tag)
+        ref_prop = common.add_field_choice(inputs, "reference_tag", tags, label="Trusted samples tag (optional)",
+                                           description="Reference of in-distribution samples; empty = unsupervised "
+                                                       "OOD scores", required=False, default=default_tag)
+        _check_reference_input(ref_prop, ctx.params.get("reference_tag", default_tag), tags)
         common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag), label_field)
         sample_level = [(f, what) for f, what in inventory.embedding_choices(dataset)
                         if inventory.embeddings_patches_field(dataset, f) is None]
@@ -188,6 +189,23 @@ def _check_outputs(inputs, ctx, target, audit_key):
         inputs.view("replaced_note", types.Notice(
             label=f"Redoing audit '{audit_key}' removes the runs of the earlier one that this audit does not write, "
                   f"with their fields and the tags they added: {', '.join(removed)}"))
+
+
+def _check_reference_input(prop, tag, tags):
+    """Mark the trusted tag invalid when no sample carries it any more, or when the audit gives it itself."""
+    from ood_core.errors import OODInputError
+    from ood_core.fo.audit_inputs import check_reference_tag
+
+    if not tag:
+        return
+    if tag not in tags:
+        common.invalidate(prop, f"no sample is tagged {tag!r} (removed since the form opened?): pick a tag in the "
+                                "list, or leave it empty for unsupervised OOD scores")
+        return
+    try:
+        check_reference_tag(tag)
+    except OODInputError as e:
+        common.invalidate(prop, str(e))
 
 
 def _default_report(ctx, audit_key):

@@ -72,3 +72,16 @@ def test_a_run_deleted_since_the_manage_form_opened_is_marked_on_its_input(form_
         assert "run 'gone' is not among this dataset's fiftyone-ood runs" in bad.get("run_key", ""), bad
     assert "run_key" not in forms.invalid(forms.props("manage_ood_runs", form_dataset,
                                                       dict(action="delete", run_key="sc")))
+
+
+def test_the_audit_form_marks_a_trusted_tag_it_cannot_use(form_dataset):
+    """A trusted tag removed since the form opened, or one the audit gives itself ('ood'), passed the form and
+    was refused only on Execute."""
+    ds = form_dataset
+    ds.take(3, seed=0).tag_samples("ood")
+    bad = forms.invalid(forms.props("audit_dataset", ds, dict(label_field="ground_truth", reference_tag="gone")))
+    assert "no sample is tagged 'gone'" in bad.get("reference_tag", ""), bad
+    bad = forms.invalid(forms.props("audit_dataset", ds, dict(label_field="ground_truth", reference_tag="ood")))
+    assert "is a tag the audit gives to flagged samples" in bad.get("reference_tag", ""), bad
+    assert "reference_tag" not in forms.invalid(forms.props("audit_dataset", ds, dict(label_field="ground_truth",
+                                                                                      reference_tag="trusted")))

@@ -35,6 +35,15 @@ def check_options(*, ood_pass_rate, ood_fraction, label_issue_fraction, duplicat
         check_flag(value, name)
 
 
+def check_reference_tag(reference):
+    """Refuse a trusted tag that is one of the tags the audit gives (its flags step would refuse it, after
+    scoring)."""
+    if isinstance(reference, str) and reference in TAGS.values():
+        raise OODInputError(f"audit reference={reference!r} is a tag the audit gives to flagged samples: they would "
+                            "count as trusted from then on. Tag your trusted samples with another tag, such as "
+                            "'trusted', and pass it")
+
+
 def plan_inputs(samples, label_field, reference, embeddings_field):
     """Resolve the ``"auto"`` inputs; validate the given ones."""
     from .items import label_kind
@@ -50,10 +59,7 @@ def plan_inputs(samples, label_field, reference, embeddings_field):
                             "labels, or label_field=None to audit without wrong-label scores")
     if reference == "auto":
         reference = inventory.default_reference_tag(samples)
-    if isinstance(reference, str) and reference in TAGS.values():  # the flags step would refuse it, after scoring
-        raise OODInputError(f"audit reference={reference!r} is a tag the audit gives to flagged samples: they would "
-                            "count as trusted from then on. Tag your trusted samples with another tag, such as "
-                            "'trusted', and pass it")
+    check_reference_tag(reference)
     if embeddings_field == "auto":
         sample_level = [f for f, _ in inventory.embedding_choices(samples)
                         if inventory.embeddings_patches_field(samples, f) is None]
