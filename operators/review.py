@@ -110,6 +110,7 @@ def _read_score_columns(samples, score_field, gt_field, patches_field, with_ids,
     ground truth (None without ``gt_field``). ``keep_unlabelled``: every scored item is returned (``is_positive``
     then covers the labelled ones only). NaN / infinite scores are refused, naming the field."""
     from ood_core.errors import OODInputError
+    from ood_core.fo.evaluation import check_score_values
     from ood_core.fo.items import item_columns
 
     id_path = "id" if patches_field is None else f"{patches_field}.detections.id"
@@ -119,15 +120,10 @@ def _read_score_columns(samples, score_field, gt_field, patches_field, with_ids,
     raw = columns[0]
     gt = columns[1] if gt_field else [False] * len(raw)
     keep = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and (keep_unlabelled or g is not None)]
-    bad = [raw[i] for i in keep if not isinstance(raw[i], (int, float, np.number)) or isinstance(raw[i], bool)]
-    if bad:
-        raise OODInputError(f"field {score_field!r} must hold one number per sample; found {bad[0]!r}")
-    scores = np.array([raw[i] for i in keep], dtype=np.float64)
-    if not np.isfinite(scores).all():
-        raise OODInputError(
-            f"field {score_field!r} holds {int((~np.isfinite(scores)).sum())} NaN or infinite score(s) (e.g. "
-            f"{scores[~np.isfinite(scores)][0]!r}); set those items' values to None (no score: left out) or score "
-            "them again")
+    kept = check_score_values(score_field, [raw[i] for i in keep])  # numbers, finite: else named with the fix
+    if any(isinstance(v, bool) for v in kept):
+        raise OODInputError(f"field {score_field!r} must hold one number per sample; found a bool")
+    scores = np.array(kept, dtype=np.float64)
     labelled = np.array([gt[i] is not None for i in keep], dtype=bool) if gt_field else None
     is_positive = np.array([bool(gt[i]) for i in keep if gt[i] is not None], dtype=bool) if gt_field else None
     return ([ids[i] for i in keep] if with_ids else None), scores, is_positive, num_samples, labelled

@@ -137,7 +137,7 @@ def _read_scores(samples, where):
     patches = where["patches_field"]
     id_path = "id" if patches is None else f"{patches}.detections.id"
     (ids, raw), _ = item_columns(samples, [id_path, where["path"]], patches)
-    return ids, _check_scores(where, raw)
+    return ids, check_score_values(where["path"], raw)
 
 
 def _given_scores(where, item_scores):
@@ -150,20 +150,22 @@ def _given_scores(where, item_scores):
     if len(ids) != len(raw):
         raise OODInputError(f"item_scores holds {len(ids)} ids but {len(raw)} scores; pass one score (or None) per "
                             "id, or item_scores=None to read them from the view")
-    return ids, _check_scores(where, raw)
+    return ids, check_score_values(where["path"], raw)
 
 
-def _check_scores(where, raw):
+def check_score_values(path, raw):
+    """``raw`` (a score or None per item of ``path``) when every score is a finite number, else OODInputError
+    naming the field and the fix (shared with the review panel)."""
     bad = [i for i, v in enumerate(raw) if v is not None and not isinstance(v, (int, float, np.number))]
     if bad:
         raise OODInputError(
-            f"{where['path']!r} does not hold one number per item (e.g. {raw[bad[0]]!r}); "
+            f"{path!r} does not hold one number per item (e.g. {raw[bad[0]]!r}); "
             "pass a score field, not an embeddings or label field"
         )
     bad = [i for i, v in enumerate(raw) if v is not None and not np.isfinite(v)]
     if bad:
         raise OODInputError(
-            f"{where['path']!r} holds {len(bad)} NaN or infinite score(s) (e.g. {raw[bad[0]]!r}); set those items' "
+            f"{path!r} holds {len(bad)} NaN or infinite score(s) (e.g. {raw[bad[0]]!r}); set those items' "
             "values to None (no score: left out) or score them again"
         )
     return raw
