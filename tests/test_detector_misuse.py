@@ -121,3 +121,27 @@ def test_nan_or_non_numeric_threshold_is_refused():
             thresholds.apply_threshold([0.1, 0.9], bad)
         with pytest.raises(OODInputError, match="threshold"):
             thresholds.rates_at_threshold([0.1, 0.9], [False, True], bad)
+
+
+def test_level_fusion_reads_missing_labels_as_unlabelled_not_as_a_class():
+    # None / NaN labels were one class "None" for level_fusion: 2 unlabelled rows made the smallest class 2, so
+    # k="auto" fell to 1, and their 1-NN "agreement" entered the level accuracy. Like pyramid_knn, missing labels
+    # are unlabelled rows: k and levels come from the labelled rows only.
+    rng = np.random.default_rng(5)
+    dims = [4, 4]
+    y = np.repeat(["a", "b", "c"], 40).tolist()
+    X = rng.normal(size=(120, 8)).astype(np.float32)
+    X[:, 4:] += 4 * np.repeat(np.arange(3), 40)[:, None]  # only the second level separates the classes
+    gaps = list(y)
+    gaps[0] = None
+    gaps[50] = float("nan")
+    labelled = [i for i, label in enumerate(gaps) if isinstance(label, str)]
+    auto = dict(level_dims=dims, levels="auto", k_fraction=0.25)
+    det = make_detector("level_fusion", **auto).fit(X, gaps)
+    assert det.ks_ == [10]  # 25% of the smallest labelled class (39 -> 9.75); the "None" class of 1 gave k=1
+    alone = make_detector("level_fusion", **auto).fit(X[labelled], [gaps[i] for i in labelled])
+    assert det.level_accuracy_ == alone.level_accuracy_
+    assert det.levels_ == alone.levels_ == [1]
+    # all labels missing = no labels
+    none = make_detector("level_fusion", **auto).fit(X, [None] * 120)
+    assert none.level_accuracy_ is None and none.ks_ == make_detector("level_fusion", **auto).fit(X).ks_

@@ -71,10 +71,9 @@ from .base import (
     check_choice,
     check_fraction,
     check_k,
-    check_label_values,
     check_levels,
-    is_missing_label,
     l2_normalize,
+    label_list,
     level_slices,
     loo_label_accuracy,
     near_best,
@@ -92,6 +91,11 @@ _REF_NAME = "reference embeddings"
 _SCORED_NAME = "scored embeddings"
 
 
+def _labelled_rows(y):
+    """Indices of the rows of the object label array ``y`` that carry a label (not None)."""
+    return np.flatnonzero(np.array([label is not None for label in y], dtype=bool))
+
+
 class LevelFusionDetector(Detector):
     """Per-level k-NN scores, standardised on the reference's leave-one-out scores, fused.
 
@@ -103,7 +107,8 @@ class LevelFusionDetector(Detector):
     leave-one-out scores on the scale of later ``score_samples`` calls),
     ``get_params()`` is JSON-serialisable. Labels are never required; when
     given to ``fit``/``fit_score`` they only set ``k="auto"`` from the smallest
-    class.
+    class and pick ``levels="auto"``; a missing label (None or NaN) marks an
+    unlabelled row, left out of both.
 
     Args:
         level_dims: column count of each pyramid level, in embedding order
@@ -180,8 +185,8 @@ class LevelFusionDetector(Detector):
             ks = [self.k] if isinstance(self.k, int) else list(self.k)
         else:
             n = n_ref - 1  # leave-one-out neighbours available to every reference point
-            if y is not None:  # checked by _labels: one label per reference row
-                _, counts = np.unique(y.astype(str), return_counts=True)
+            if y is not None:  # checked by _labels: one label per reference row, None = unlabelled
+                _, counts = np.unique(y[_labelled_rows(y)].astype(str), return_counts=True)
                 n = int(counts.min())
             ks = [adaptive_k(max(n, 1), fraction=self.k_fraction, k_max=self.k_max)]
         if max(ks) >= n_ref:
@@ -234,16 +239,22 @@ class LevelFusionDetector(Detector):
     _score_uses_labels = False
 
     def _labels(self, y, num_rows, name):
-        """Reference labels as a 1-D object array (they only size ``k="auto"`` and pick ``levels="auto"``), or None."""
+        """Reference labels as a 1-D object array, ``None`` where a label is missing (they only size ``k="auto"`` and
+        pick ``levels="auto"``, both from the labelled rows), or None without any label."""
         if y is None:
             return None
-        y = np.asarray(y, dtype=object)
-        if y.ndim != 1 or y.shape[0] != num_rows:
-            raise OODInputError(
-                f"{name} must be 1-D with one label per embedding row ({num_rows}); got shape {y.shape}."
-            )
-        check_label_values([label for label in y.tolist() if not is_missing_label(label)], name)
-        return y
+        labels = label_list(y, num_rows, name)  # None where missing (None / NaN); 1 and "1" refused
+        if all(label is None for label in labels):
+            return None
+        return np.asarray(labels, dtype=object)
+
+    def _level_accuracy(self, neighbors, blocks, y):
+        """Leave-one-out 1-NN label accuracy per level among the labelled reference rows."""
+        rows = _labelled_rows(y)
+        if rows.size == y.size:
+            return loo_label_accuracy(neighbors, y)
+        return loo_label_accuracy(
+            [NeighborIndex(backend=self.backend, index=self.index).fit(block[rows]) for block in blocks], y[rows])
 
     def _fit_from(self, X, y):
         X = as_embeddings(X, _REF_NAME, min_rows=2)
@@ -251,11 +262,9 @@ class LevelFusionDetector(Detector):
         self.ks_ = self._resolve_ks(X.shape[0], y)
         if self.levels == "auto":
             self.slices_ = all_slices
-            neighbors = [
-                NeighborIndex(backend=self.backend, index=self.index).fit(block)
-                for block in self._blocks(X, _REF_NAME)
-            ]
-            self.level_accuracy_ = None if y is None else loo_label_accuracy(neighbors, y)
+            blocks = self._blocks(X, _REF_NAME)
+            neighbors = [NeighborIndex(backend=self.backend, index=self.index).fit(block) for block in blocks]
+            self.level_accuracy_ = None if y is None else self._level_accuracy(neighbors, blocks, y)
             if self.level_accuracy_ is None:
                 chosen = list(range(len(all_slices)))
             else:
