@@ -31,6 +31,15 @@ def test_negative_project_seed_is_refused(small, session_extractor):
     assert not small.has_field("emb") and not ood.list_ood_runs(small)
 
 
+def test_misspelt_project_method_without_project_dim_is_refused(small, session_extractor):
+    # project_method="PCA" (or "umap") without project_dim was ignored: the full-width embeddings were written as if
+    # the user had asked for no reduction
+    for method in ("PCA", "umap", None):
+        with pytest.raises(OODInputError, match=rf"project_method={method!r} is not a reduction.*'random'"):
+            ood.compute_pyramid_embeddings(small, "emb", project_method=method, progress=False)
+    assert not small.has_field("emb") and not ood.list_ood_runs(small)
+
+
 @pytest.mark.parametrize("levels", [1.5, np.int64(2), 2.0])
 def test_scalar_levels_that_are_not_ints_or_names_are_refused(levels):
     from ood_core.features import resolve_levels

@@ -30,14 +30,18 @@ class Projection:
         from ..features import random_projection_matrix
         from ..validation import check_positive_int
 
-        if project_dim is None or project_dim == 0:
-            return cls(None, in_dim, dtype, apply=lambda e: e)
-        project_dim = check_positive_int(project_dim, "project_dim")
+        # the settings are checked even without a reduction: a misspelt one is a mistake, not "no reduction"
+        if not isinstance(method, str) or method not in ("random", "pca"):
+            raise OODInputError(
+                f"project_method={method!r} is not a reduction; pass project_method='random' (the default) or "
+                "'pca' (it applies when project_dim is set)"
+            )
         fit_size = check_positive_int(fit_size, "pca_fit_size")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
             raise OODInputError(f"project_seed={seed!r} is not valid; pass an integer >= 0, e.g. project_seed=0")
-        if method not in ("random", "pca"):
-            raise OODInputError(f"project_method must be 'random' or 'pca', got {method!r}")
+        if project_dim is None or project_dim == 0:
+            return cls(None, in_dim, dtype, apply=lambda e: e)
+        project_dim = check_positive_int(project_dim, "project_dim")
         record = projection_record(project_dim, method, seed, fit_size)
         if method == "random":
             matrix = random_projection_matrix(in_dim, int(project_dim), seed)
