@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import OODInputError
-from .images import ImageLoadError, crop_box, load_rgb
+from .images import ImageLoadError, bounded_transform, crop_box, load_rgb
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -191,7 +191,8 @@ class PyramidExtractor:
         data_cfg = timm.data.resolve_data_config({}, model=model)
         self.model = model
         self.device = device
-        self.transform = timm.data.create_transform(**data_cfg, is_training=False)
+        # an elongated image is cut to its centre first: the crop keeps no more (see bounded_transform)
+        self.transform = bounded_transform(timm.data.create_transform(**data_cfg, is_training=False))
         self.model_name = model_name
         self.level_indices = indices
         self.level_names = [module_names[i] for i in indices]
@@ -251,13 +252,14 @@ class PyramidExtractor:
         batch = torch.stack([self.transform(to_rgb(im)) for im in images])
         return self.embed_tensor(batch)
 
-    def iter_extract(self, items, *, batch_size=32, num_workers=0, skip_failures=False, progress=None):
+    def iter_extract(self, items, *, batch_size=32, num_workers=0, skip_failures=False, progress=None, names=None):
         """Embed image files batch by batch; memory does not grow with ``len(items)``.
 
         Yields ``(ok_indices, embeddings, failures)`` per batch, where
         ``embeddings[i]`` belongs to ``items[ok_indices[i]]`` and ``failures``
         lists ``(item index, message)`` of the batch's unreadable items.
-        Arguments as :meth:`extract`.
+        Arguments as :meth:`extract`; ``names[i]`` (optional) is what the error that stops at ``items[i]`` calls
+        it (e.g. ``"sample <id>"``), default ``"item <i>"``.
         """
         from torch.utils.data import DataLoader
 
@@ -282,7 +284,8 @@ class PyramidExtractor:
         with Progress(progress, len(items), "pyramid embeddings") as bar:
             for idx, x, failed in loader:
                 if failed and not skip_failures:  # the messages leave the advice to skip out: it is added once
-                    raise ImageLoadError(f"{failed[0][1]} (item {failed[0][0]})", None,
+                    where = names[failed[0][0]] if names is not None else f"item {failed[0][0]}"
+                    raise ImageLoadError(f"{failed[0][1]} ({where})", None,
                                          "; pass skip_failures=True to skip unreadable images and objects")
                 for i, msg in failed:
                     logger.debug("skipped item %d: %s", i, msg)  # the callers list them and warn once per call

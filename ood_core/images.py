@@ -42,24 +42,30 @@ def to_rgb(img):
     """Convert a PIL image of any mode to 8-bit RGB.
 
     - RGBA / LA / palette with transparency are composited on white, so a
-      transparent background does not turn black.
+      transparent background does not turn black; so are grayscale and RGB
+      images with a transparent colour key (a PNG ``tRNS`` chunk, a grayscale
+      GIF), whose keyed pixels browsers and the App show transparent: the same
+      picture with an alpha channel gives the same pixels.
     - 16/32-bit integer and float grayscale (``I;16``, ``I``, ``F``) are
       rescaled by their actual min/max range rather than clipped, which would
-      make most 16-bit images pure white.
+      make most 16-bit images pure white. Pixels without a finite value (NaN,
+      a float image's "no data") take the lowest value, infinities the ends.
     """
     from PIL import Image
 
+    if img.mode in ("P", "L", "RGB") and "transparency" in img.info:
+        img = img.convert("RGBA")
     if img.mode == "RGB":
         return img
-    if img.mode == "P" and "transparency" in img.info:
-        img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
+        finite = np.isfinite(arr)
+        lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
+        arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         arr8 = np.clip((arr - lo) * scale, 0, 255).astype(np.uint8)
         return Image.fromarray(arr8, mode="L").convert("RGB")
@@ -73,15 +79,21 @@ def load_rgb(path):
     pixels are the ones the FiftyOne App and browsers show: a phone photo stored
     sideways with "rotate 90" in its EXIF is embedded upright.
 
-    Raises :class:`ImageLoadError` naming the file when it is missing or cannot
-    be decoded (truncated, corrupt, not an image, or larger than PIL's
-    decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``).
+    Raises :class:`ImageLoadError` naming the file when it is missing, a folder,
+    empty or cannot be decoded (truncated, corrupt, not an image, or larger than
+    PIL's decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``).
     """
     from PIL import Image, ImageOps
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise ImageLoadError(f"image file {path!r} is a folder, not an image file",
+                             "fix the sample's filepath (the image inside the folder?) or delete the sample")
     if not os.path.isfile(path):
         raise ImageLoadError(f"image file {path!r} does not exist", "fix the sample's filepath or delete the sample")
+    if os.path.getsize(path) == 0:  # PIL would say "cannot identify image file"
+        raise ImageLoadError(f"image file {path!r} is empty (0 bytes)",
+                             "copy or download it again (an interrupted transfer?)", SKIP_HINT)
     try:
         with Image.open(path) as img:
             img.load()
@@ -95,6 +107,69 @@ def load_rgb(path):
     except Exception as e:  # any decoder failure is this file's problem, whatever its type
         raise ImageLoadError(f"image file {path!r} could not be decoded ({type(e).__name__}: {e})",
                              "re-export the file", SKIP_HINT) from e
+
+
+#: how many times longer than its short side an image may be when a transform that resizes the short side and
+#: centre-crops (timm's and open_clip's evaluation transforms) sees it: a longer one is cut to its centre at this
+#: ratio first (:func:`bounded_transform`)
+MAX_ASPECT_RATIO = 32
+
+
+def crop_to_aspect_ratio(img, max_ratio=MAX_ASPECT_RATIO):
+    """The centre of ``img`` at most ``max_ratio`` times as long as its short side; ``img`` itself when it is.
+
+    The same number of pixels is cut from both ends (one more pixel is kept when the counts' parity differs), so
+    the centre stays where it was.
+    """
+    w, h = img.size
+    if w > max_ratio * h:
+        keep = max_ratio * h + (w - max_ratio * h) % 2
+        left = (w - keep) // 2
+        return img.crop((left, 0, left + keep, h))
+    if h > max_ratio * w:
+        keep = max_ratio * w + (h - max_ratio * w) % 2
+        top = (h - keep) // 2
+        return img.crop((0, top, w, top + keep))
+    return img
+
+
+class CentreCropFirst:
+    """A transform applied to :func:`crop_to_aspect_ratio` of its image (a class, not a closure: DataLoader
+    workers may need to pickle it)."""
+
+    def __init__(self, transform, max_ratio=MAX_ASPECT_RATIO):
+        self.transform, self.max_ratio = transform, max_ratio
+
+    def __call__(self, img):
+        return self.transform(crop_to_aspect_ratio(img, self.max_ratio))
+
+    def __repr__(self):
+        return f"CentreCropFirst(max_ratio={self.max_ratio}, {self.transform!r})"
+
+
+def bounded_transform(transform, max_ratio=MAX_ASPECT_RATIO):
+    """``transform`` made safe for very elongated images, where it resizes the short side and centre-crops.
+
+    Such a transform first scales the whole image to the size its short side gets: a 4000 x 3 strip becomes
+    341,333 x 256 pixels (350 MB) before the crop keeps 224 x 224 of it, a 100,000 x 1 strip 26 GB. The crop never
+    keeps more than about the central square, so the image is cut to its centre at ``max_ratio`` first
+    (:class:`CentreCropFirst`): images within the ratio are transformed exactly as before, longer ones within a
+    few grey levels of it. Other transforms (a fixed size that squashes the whole image, no crop) are returned
+    as they are.
+    """
+    from torchvision.transforms import CenterCrop, Resize
+
+    steps = list(getattr(transform, "transforms", None) or [])
+    if len(steps) < 2 or not isinstance(steps[0], Resize) or not isinstance(steps[1], CenterCrop):
+        return transform
+    size = steps[0].size
+    if isinstance(size, (list, tuple)):
+        if len(size) != 1:
+            return transform  # (height, width): the whole image is squashed into it, nothing is cut away
+        size = size[0]
+    if steps[0].max_size is not None or max(steps[1].size) > 2 * size:
+        return transform
+    return CentreCropFirst(transform, max_ratio)
 
 
 def crop_box(img, box, min_size=1, *, path=None):

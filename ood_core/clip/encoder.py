@@ -331,9 +331,12 @@ class CLIPEncoder:
 
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
-        self._preprocess = image_transform_v2(
+        from ..images import bounded_transform
+
+        # an elongated image is cut to its centre first: the centre crop keeps no more (see bounded_transform)
+        self._preprocess = bounded_transform(image_transform_v2(
             PreprocessCfg(**model.visual.preprocess_cfg), is_train=False
-        )
+        ))
         self._tokenizer = open_clip.get_tokenizer(self.model_name)
         self._model = model
         self._weights_file = path
@@ -393,7 +396,9 @@ class CLIPEncoder:
 
         ``images`` is a list of PIL images or image file paths (decoded by
         :func:`ood_core.images.load_rgb`: upright per EXIF, RGB; an unreadable file
-        raises :class:`~ood_core.images.ImageLoadError` naming it).
+        raises :class:`~ood_core.images.ImageLoadError` naming it). PIL images of any
+        mode are converted as files are (:func:`ood_core.images.to_rgb`), so a picture
+        embeds the same whether passed as an image or as its file.
         ``progress``: see :mod:`ood_core.progress` (``None``/``True`` tqdm bar, ``False``
         silent, or ``f(done, total)`` called after every batch). The default is
         ``False``: the encoder is a building block, and callers that loop over many
@@ -404,7 +409,7 @@ class CLIPEncoder:
         def to_tensor(chunk):
             from PIL import Image
 
-            from ..images import load_rgb
+            from ..images import load_rgb, to_rgb
 
             tensors = []
             for i, img in enumerate(chunk):
@@ -414,8 +419,8 @@ class CLIPEncoder:
                     raise OODInputError(
                         f"images must be PIL images or file paths; got {type(img).__name__}."
                     )
-                elif img.mode != "RGB":
-                    img = img.convert("RGB")
+                else:
+                    img = to_rgb(img)  # as a file of that mode is: transparency on white, 16-bit stretched
                 tensors.append(self._preprocess(img))
             return self._torch.stack(tensors)
 

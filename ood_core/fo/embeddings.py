@@ -166,6 +166,14 @@ def _log_failures(failed, attempted, patches_field, call, where):
                    attempted, _item_words(patches_field), failed[0]["error"], where)
 
 
+def item_names(keys, sample_of):
+    """What an error calls each item: ``"sample <id>"``, or ``"object <id> of sample <id>"`` for object crops
+    (``sample_of`` maps an object's id to its sample's; None for samples)."""
+    if sample_of is None:
+        return [f"sample {key}" for key in keys]
+    return [f"object {key} of sample {sample_of[key]}" for key in keys]
+
+
 def nothing_readable(failed, patches_field, consequence):
     """The error for a view none of whose images (object crops) could be read."""
     return OODInputError(
@@ -214,9 +222,9 @@ def _embed_without_writing(samples, work_view, extractor, projection, patches_fi
     """``embeddings_field=None``: extract and return the arrays, write nothing."""
     if projection.is_pca:
         projection.fit_pca(extractor, samples, patches_field, extract)
-    keys, items, _ = embedding_items(work_view, patches_field)
+    keys, items, sample_of = embedding_items(work_view, patches_field)
     chunks, ok, failures = [], [], []
-    for idx, emb, failed in extractor.iter_extract(items, **extract):
+    for idx, emb, failed in extractor.iter_extract(items, names=item_names(keys, sample_of), **extract):
         chunks.append(projection.apply(emb))
         ok.extend(idx.tolist())
         failures.extend(failed)
@@ -349,7 +357,8 @@ class _EmbeddingJob:
         failed, pending = [], {}
         if not todo:
             return 0, failed
-        for idx, emb, fails in extractor.iter_extract([items[i] for i in todo], **extract):
+        names = item_names([keys[i] for i in todo], sample_of)  # the error that stops at one names its sample
+        for idx, emb, fails in extractor.iter_extract([items[i] for i in todo], names=names, **extract):
             for j, row in zip(idx, projection.apply(emb)):
                 pending[keys[todo[j]]] = row
             failed.extend({"id": keys[todo[j]], "item": str(items[todo[j]]), "error": m} for j, m in fails)
