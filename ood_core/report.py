@@ -41,6 +41,14 @@ def escape(text):
     return html.escape(str(text), quote=True)
 
 
+def isolate(text):
+    """``text`` (a name a user gave: a dataset, a label) escaped and isolated from the direction of the sentence
+    around it: a right-to-left name inside a left-to-right sentence otherwise takes the punctuation and numbers
+    after it along (``dataset '<name>', 20 samples`` reads ``dataset '20 ,'<name> samples``), and a direction
+    override character in it turns the rest of the sentence around."""
+    return f"<bdi>{escape(text)}</bdi>"
+
+
 def thumbnail_data_uri(path, size=138):
     """A PNG thumbnail of an image file as a ``data:`` URI, or None if it cannot be read."""
     from PIL import Image, ImageOps
@@ -223,9 +231,11 @@ def _apart_from_rounding(values):
     return kept
 
 
-def page(title, subtitle, sections):
-    """The whole HTML document. ``sections``: ``[(heading or None, html body)]``."""
+def page(title, subtitle, sections, *, subtitle_html=None):
+    """The whole HTML document. ``sections``: ``[(heading or None, html body)]``; ``subtitle_html``: the subtitle as
+    HTML (names in it escaped and :func:`isolate`-d by the caller) instead of the text ``subtitle``."""
     body = "".join((f"<h2>{escape(h)}</h2>" if h else "") + b for h, b in sections)
+    sub = escape(subtitle) if subtitle_html is None else subtitle_html
     return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><p class='muted'>{escape(subtitle)}</p>"
+            f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><p class='muted'>{sub}</p>"
             f"{body}</body></html>")

@@ -87,11 +87,14 @@ class AuditDataset(common.OODOperator):
 
     def run(self, ctx):
         import ood_core as ood
+        from ood_core.fo.audit_report import report_file_path
         from ood_core.paths import check_allowed_path
 
         p = ctx.params
         audit_key = p.get("audit_key") or common.sdk_default("audit", "audit_key")
-        report_path = check_allowed_path(p.get("report_path") or _default_report(ctx, audit_key), "report_path")
+        report_path = p.get("report_path") or _default_report(ctx, audit_key)
+        report_file_path(report_path)  # a file path: "reports/" names a folder (the real path drops the "/")
+        report_path = check_allowed_path(report_path, "report_path")
         export_dir = check_allowed_path(p["export_dir"], "export_dir") if p.get("export_dir") else None
         summary = ood.audit(
             common.target_view(ctx),
@@ -117,7 +120,10 @@ class AuditDataset(common.OODOperator):
         prop = super().resolve_output(ctx)
         url = ctx.results.get("report_url")
         if url:
-            prop.type.view("open_report", types.Button(label="Open the HTML report", href=url))
+            # a new tab (MUI's button renders a link and takes its target): the App keeps its place and this result
+            prop.type.view("open_report", types.Button(label="Open the HTML report", href=url,
+                                                       componentsProps={"button": {"target": "_blank",
+                                                                                   "rel": "noopener"}}))
         return prop
 
     def to_form_params(self, *, reference="auto", **params):
@@ -218,10 +224,11 @@ def _default_report(ctx, audit_key):
 
 def _report_path_error(path):
     from ood_core.errors import OODInputError
-    from ood_core.fo.audit_report import check_report_files
+    from ood_core.fo.audit_report import check_report_files, report_file_path
     from ood_core.paths import check_allowed_path
 
     try:
+        report_file_path(path)
         check_report_files(check_allowed_path(path, "report_path"))
     except OODInputError as e:
         return str(e)

@@ -250,6 +250,7 @@ def _audit_from_its_form(ui, ds, report):
     link = ui.xpath("//a[normalize-space(.)='Open the HTML report']", "the 'Open the HTML report' link", 10)
     report_url = link.get_attribute("href")  # the resolved, absolute URL
     assert report_url.endswith("/media?filepath=" + quote(str(report), safe="")), report_url
+    assert link.get_attribute("target") == "_blank"  # a new tab: the App keeps its place and its open result
     time.sleep(1.5)  # let the sidebar finish moving the new fields in before the screenshot
     _shot(ui.d, "audit_result.png")
     _close_prompt(ui)

@@ -32,7 +32,7 @@ from ..publish import writable_folder
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
 from .audit_inputs import check_options, plan_inputs
-from .audit_report import TAGS, check_report_files, csv_path_for, csv_table, write_report
+from .audit_report import TAGS, check_report_files, csv_path_for, csv_table, report_file_path, write_report
 from .items import num_samples
 from .view_overwrite import refuse_other_settings_from_a_view, refuse_scored_set_dependence
 
@@ -40,6 +40,10 @@ logger = logging.getLogger(__name__)
 
 #: samples without a score listed by name in the summary and the report (the count covers all of them)
 MAX_SKIPPED_LISTED = 100
+#: the longest name (in UTF-8 bytes) of a default report before ".html": the longest that fits the 255 bytes of
+#: common file systems as its CSV ("_flagged.csv") renamed aside while a redo publishes (".old-" + 12 hex), so
+#: every default path that could be written keeps its name
+MAX_DEFAULT_STEM_BYTES = 255 - len("_flagged.csv") - len(".old-") - 12
 #: the audit key when none is given (its score fields are audit_ood / audit_label_issue)
 DEFAULT_AUDIT_KEY = "ood_audit"
 #: finding -> (suffix of its saved view's name after ``{audit_key}-``, the view's description)
@@ -78,9 +82,18 @@ def _summary(samples, audit_key, plan, embeddings, found, duplicates, duplicate_
 
 
 def default_report_path(samples, audit_key):
-    """``~/fiftyone/ood_reports/<dataset>_<audit_key>.html`` (inside the App's allowed folders)."""
+    """``~/fiftyone/ood_reports/<dataset>_<audit_key>.html`` (inside the App's allowed folders); a name longer than
+    :data:`MAX_DEFAULT_STEM_BYTES` (FiftyOne takes dataset names of 1551 characters, a file system names of 255
+    bytes) is cut there and ends with a hash of the whole, so it stays one name per dataset and key."""
+    import hashlib
+
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in samples._dataset.name)
-    return os.path.join(os.path.expanduser("~"), "fiftyone", "ood_reports", f"{safe}_{audit_key}.html")
+    stem = f"{safe}_{audit_key}"
+    if len(stem.encode("utf-8")) > MAX_DEFAULT_STEM_BYTES:
+        digest = hashlib.sha256(stem.encode("utf-8")).hexdigest()[:12]
+        cut = stem.encode("utf-8")[:MAX_DEFAULT_STEM_BYTES - len(digest) - 1].decode("utf-8", "ignore")
+        stem = f"{cut}_{digest}"
+    return os.path.join(os.path.expanduser("~"), "fiftyone", "ood_reports", f"{stem}.html")
 
 
 def audit(
@@ -113,7 +126,8 @@ def audit(
             ``ground_truth``; none when it holds no label in the view) or None (no wrong-label scores).
         reference: tag (or view) of trusted in-distribution samples, ``"auto"``
             (``trusted`` when present) or None (unsupervised OOD scores).
-        embeddings_field: embeddings run / vector field, or ``"auto"`` (newest, else computed).
+        embeddings_field: embeddings run / vector field, or ``"auto"`` (newest, else computed for the view and the
+            reference samples outside it).
         audit_key: key of the audit run; also names the saved views.
         ood_field, label_issue_field: score fields (and run keys) written; None = ``audit_ood`` /
             ``audit_label_issue`` for the default audit key, ``<audit_key>_ood`` / ``<audit_key>_label_issue``
@@ -159,7 +173,9 @@ def audit(
         ``report_path``, ``csv_path``, ``saved_views``, ``seconds``.
     """
     start = time.perf_counter()
-    report_path = os.path.abspath(os.path.expanduser(report_path or default_report_path(samples, audit_key)))
+    if report_path is None or (isinstance(report_path, str) and not report_path):  # "": the default, as before
+        report_path = default_report_path(samples, audit_key)
+    report_path = report_file_path(report_path)
     ood_field, label_issue_field = audit_fields(audit_key, ood_field, label_issue_field)
     check_options(ood_pass_rate=ood_pass_rate, ood_fraction=ood_fraction, label_issue_fraction=label_issue_fraction,
                   duplicate_threshold=duplicate_threshold, num_worst=num_worst, near_duplicates=near_duplicates,
@@ -185,7 +201,8 @@ def _run(samples, audit_key, plan, replaced, start, steps, inner, *, ood_field, 
     """The audit's steps after every check: embed, score and flag, near duplicates, outputs, record (``steps``: a
     :class:`~ood_core.progress.Progress` of 5 steps; ``inner``: what the calls made here report to)."""
     failures = {}
-    embeddings = plan["embeddings_field"] or _compute_embeddings(samples, model_name, skip_failures, failures, inner)
+    embeddings = plan["embeddings_field"] or _compute_embeddings(samples, plan["reference"], model_name,
+                                                                 skip_failures, failures, inner)
     steps.update(1)
     found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}, "warnings": []}
     _score_ood(samples, embeddings, ood_field, plan["reference"], plan["label_field"], ood_pass_rate, ood_fraction,
@@ -315,8 +332,8 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
                             f"with each other); the view has {count}: audit a larger view, or score a single "
                             "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
     check_outputs(samples, audit_key, overwrite, ood_field, label_issue_field)
+    check_report_files(report_path)  # before its folder is made
     writable_folder(os.path.dirname(report_path), "report_path", report_path)
-    check_report_files(report_path)
 
 
 def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_issue_field):
@@ -337,8 +354,10 @@ def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_
         refuse_scored_set_dependence(samples._dataset, label_issue_field, "label_issues", {})
 
 
-def _compute_embeddings(samples, model_name, skip_failures, failures, progress):
-    """Embed the view into ``ood_embeddings``; ``failures`` receives ``{sample id: error}`` of skipped images."""
+def _compute_embeddings(samples, reference, model_name, skip_failures, failures, progress):
+    """Embed the view into ``ood_embeddings``, with the ``reference`` samples outside it (the trusted samples of
+    the dataset set the OOD cut, also for a view holding none of them: a new batch); ``failures`` receives
+    ``{sample id: error}`` of skipped images."""
     from .embeddings import compute_pyramid_embeddings
 
     field = "ood_embeddings"
@@ -349,7 +368,23 @@ def _compute_embeddings(samples, model_name, skip_failures, failures, progress):
         first = next(iter(failures.values()))
         raise OODInputError(f"none of the {len(failures):,} images of the view could be read (the first: {first}); "
                             "check that the media files are where the samples' filepaths say (a moved dataset?)")
+    outside = _reference_without(samples, reference, field)
+    if outside is not None:  # the same settings: the run goes on with the samples that have no embedding yet
+        compute_pyramid_embeddings(outside, field, model_name=model_name, overwrite=False, progress=progress,
+                                   skip_failures=skip_failures)  # one that fails is no reference (outside the view)
     return field
+
+
+def _reference_without(samples, reference, field):
+    """The ``reference`` samples (a tag of the dataset or a view) outside ``samples`` without an embedding in
+    ``field``, or None."""
+    from .items import is_whole_dataset
+
+    if reference is None or is_whole_dataset(samples):
+        return None
+    view = samples._dataset.match_tags(reference) if isinstance(reference, str) else reference
+    view = view.exists(field, False).exclude(samples.exists(field, False).values("id"))
+    return view if num_samples(view) else None
 
 
 def _skipped(samples, ood_field, failures):

@@ -19,10 +19,41 @@ from ..errors import OODInputError
 MARKER = ".fiftyone_ood_export"
 
 
+def _export_path(export_dir):
+    """The absolute folder ``export_dir`` names (``~`` expanded); refuses a value that is no folder path."""
+    text = os.fsdecode(os.fspath(export_dir)) if isinstance(export_dir, (str, os.PathLike)) else None
+    if text is None or not text.strip() or "\0" in text:
+        raise OODInputError(f"export_dir={export_dir!r} is not a folder path; pass a new folder to export the flagged "
+                            "samples to, e.g. export_dir='~/fiftyone/ood_exports/audit'")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+#: the longest name the export gives beside its folder, over the folder's own: ``<name>.tmp-<12 hex>`` (staged)
+#: and ``<name>.old-<12 hex>`` (the earlier export, until the new one is in place)
+_EXTRA_BYTES = len(".tmp-") + 12
+
+
+def _check_name_length(export_dir, path, parent):
+    """Refuse a folder name too long for the file system with the names the export stages beside it (found only at
+    the export step, after the audit had written its scores, flags and tags)."""
+    limits = []
+    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            limits.append(os.pathconf(parent, name))
+        except (OSError, ValueError):
+            limits.append(default)
+    if (len(os.fsencode(os.path.basename(path))) + _EXTRA_BYTES > limits[0]
+            or len(os.fsencode(path)) + _EXTRA_BYTES > limits[1]):
+        raise OODInputError(f"export_dir={export_dir!r}: the folder name is too long for the file system (names of "
+                            f"at most {limits[0] - _EXTRA_BYTES} bytes, paths of {limits[1] - _EXTRA_BYTES}: the "
+                            "export is staged beside it under a name a little longer). Pass a shorter export_dir")
+
+
 def check_export_dir(export_dir):
-    """The absolute folder to export into; refuses a file, a folder holding anything but an earlier export of
-    this package, or a folder whose parent cannot be written."""
-    path = os.path.abspath(os.path.expanduser(os.fspath(export_dir)))
+    """The absolute folder to export into; refuses a value that is no folder path, a file, a name too long for the
+    file system, a folder holding anything but an earlier export of this package, or a folder whose parent cannot
+    be written."""
+    path = _export_path(export_dir)
     if os.path.exists(path) and not os.path.isdir(path):
         raise OODInputError(f"export_dir={export_dir!r} is a file, not a folder; pass a new folder to export to")
     foreign = _foreign_files(path) if os.path.isdir(path) else []
@@ -32,6 +63,7 @@ def check_export_dir(export_dir):
             "an export replaces its folder's contents, so it writes only into a new or empty folder or one it "
             f"exported to before. Pass a new folder (e.g. {os.path.join(path, 'ood_audit_export')!r})")
     parent = _existing_parent(path)
+    _check_name_length(export_dir, path, parent)
     if not os.access(parent, os.W_OK):
         raise OODInputError(f"export_dir={export_dir!r}: {parent!r} is not writable; pass a folder you can write to")
     return path
@@ -43,7 +75,7 @@ def refuse_export_over_report(export_dir, report_path):
     export step, after its runs are written) and the report would land inside the export."""
     from .audit_report import csv_path_for
 
-    real_export = os.path.realpath(os.path.expanduser(os.fspath(export_dir)))
+    real_export = os.path.realpath(_export_path(export_dir))
     for path in (report_path, csv_path_for(report_path)):
         if os.path.commonpath([real_export, os.path.realpath(path)]) == real_export:
             raise OODInputError(

@@ -2,7 +2,7 @@
 field, trusted tag and embeddings it works from (``"auto"``: what the dataset holds, :mod:`.inventory`)."""
 
 from ..errors import OODInputError
-from . import inventory
+from . import inventory, runs
 from .audit_report import TAGS
 from .scores import MIN_FIT_ITEMS
 
@@ -46,14 +46,17 @@ def check_reference_tag(reference):
 
 def plan_inputs(samples, label_field, reference, embeddings_field):
     """Resolve the ``"auto"`` inputs; validate the given ones."""
-    from .items import label_kind
-
     auto_labels = label_field == "auto"
     if auto_labels:
         label_field = inventory.default_label_field(samples)  # too few labels in the view: none (below)
-    elif label_field is not None and label_kind(samples, label_field) != "classification":
-        raise OODInputError(f"audit label_field {label_field!r} must be a Classification field (image labels); "
-                            "audit object labels with compute_label_issues(..., patches) instead")
+    elif label_field is not None and _label_type(samples, label_field) != "Classification":
+        kind, fields = _label_type(samples, label_field), inventory.classification_fields(samples)
+        choices = f"pass {' or '.join(repr(f) for f in fields)}" if fields else "pass a Classification field"
+        objects = "; audit object labels with compute_label_issues(..., patches) instead" if kind == "Detections" \
+            else ""
+        raise OODInputError(f"audit label_field {label_field!r} must be a Classification field (image labels); it is "
+                            f"a {kind} field: {choices}, or label_field=None to audit without wrong-label scores"
+                            f"{objects}")
     elif label_field is not None and not samples.count(f"{label_field}.label"):
         raise OODInputError(f"audit label_field {label_field!r} holds no label in the view; pass a field with "
                             "labels, or label_field=None to audit without wrong-label scores")
@@ -67,6 +70,8 @@ def plan_inputs(samples, label_field, reference, embeddings_field):
     elif samples._dataset.get_field(embeddings_field) is None:
         raise OODInputError(f"embeddings field {embeddings_field!r} does not exist on dataset "
                             f"{samples._dataset.name!r}; pass embeddings_field='auto' to compute embeddings")
+    if reference is not None and embeddings_field is None:
+        _check_reference_size(samples, reference)
     if label_field is not None and _labelled_items(samples, label_field, embeddings_field) < MIN_FIT_ITEMS:
         if auto_labels:  # too few labels to weigh any of them: audited without wrong-label scores, as without labels
             label_field = None
@@ -77,6 +82,37 @@ def plan_inputs(samples, label_field, reference, embeddings_field):
                 f"{with_embedding}, and a wrong-label score weighs each label against the others; pass a field with "
                 "more labels, or label_field=None to audit without wrong-label scores")
     return {"label_field": label_field, "reference": reference, "embeddings_field": embeddings_field}
+
+
+def _label_type(samples, label_field):
+    """The type of a label field, by name (``"Classification"``, ``"Detections"``, ``"StringField"``, ...); refuses a
+    name that is no field of the dataset (:func:`.items.label_kind`)."""
+    from .items import label_kind
+
+    try:
+        return "Classification" if label_kind(samples, label_field) == "classification" else "Detections"
+    except OODInputError:
+        field = samples._dataset.get_field(label_field) if isinstance(label_field, str) and label_field else None
+        if field is None:
+            raise
+        doc_type = getattr(field, "document_type", None)
+        return getattr(doc_type, "__name__", type(field).__name__)
+
+
+def _check_reference_size(samples, reference):
+    """Refuse a reference the OOD scores cannot use (a tag no sample carries, fewer than :data:`MIN_FIT_ITEMS`
+    samples) before the audit computes embeddings, which takes minutes on a large dataset (the score step refused
+    it only after them). With embeddings already there the score step refuses it, before it writes anything."""
+    from .items import num_samples
+
+    view, _ = runs.resolve_view(samples, reference)  # refuses a tag no sample carries
+    count = num_samples(view)
+    if count < MIN_FIT_ITEMS:
+        what, fix = ((f"the reference (samples tagged {reference!r})", f"tag more samples {reference!r}")
+                     if isinstance(reference, str) else ("the reference view", "add samples to the reference view"))
+        raise OODInputError(f"{what} has only {count} sample(s); OOD scores against a reference need at least "
+                            f"{MIN_FIT_ITEMS} (each is also scored with the others, itself left out): {fix}, or pass "
+                            "reference=None for unsupervised OOD scores")
 
 
 def _labelled_items(samples, label_field, embeddings_field):

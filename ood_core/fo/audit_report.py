@@ -157,10 +157,11 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
                          + (f"<p class='muted'>and {more:,} more: filter the App by "
                             f"<code>{html.escape(ood_field)}</code> is None.</p>" if more > 0 else "")))
     sections.append(("Review in the FiftyOne App", _how_to_review(summary)))
-    subtitle = (f"dataset '{dataset.name}', {n:,} samples, audit '{summary['audit_key']}', "
-                f"{time.strftime('%Y-%m-%d %H:%M')}, took {summary['seconds']:.0f} s. Higher score = more suspicious; "
-                "a sample is flagged when score >= threshold.")
-    page = html.page(f"{REPORT_TITLE}: {dataset.name}", subtitle, sections)
+    # the dataset's name isolated: a right-to-left one would take the rest of the sentence along
+    subtitle = (f"dataset '{html.isolate(dataset.name)}'" + html.escape(
+        f", {n:,} samples, audit '{summary['audit_key']}', {time.strftime('%Y-%m-%d %H:%M')}, took "
+        f"{summary['seconds']:.0f} s. Higher score = more suspicious; a sample is flagged when score >= threshold."))
+    page = html.page(f"{REPORT_TITLE}: {dataset.name}", None, sections, subtitle_html=subtitle)
     publish_report(path, page, table)
 
 
@@ -259,9 +260,57 @@ def csv_path_for(report_path):
     return os.path.splitext(report_path)[0] + "_flagged.csv"
 
 
+def report_file_path(report_path):
+    """The absolute path of the report file ``report_path`` names (``~`` expanded); refuses a value that is no file
+    path: not a string, or ending with a path separator (a folder: it became a file of the folder's name)."""
+    fix = "pass the HTML file to write, e.g. report_path='~/fiftyone/ood_reports/audit.html'"
+    if not isinstance(report_path, (str, os.PathLike)):
+        raise OODInputError(f"report_path={report_path!r} is not a file path; {fix}")
+    text = os.fsdecode(os.fspath(report_path))
+    if not text.strip() or "\0" in text:
+        raise OODInputError(f"report_path={report_path!r} is not a file path; {fix}")
+    if text.endswith(os.sep) or (os.altsep and text.endswith(os.altsep)):
+        raise OODInputError(f"report_path={report_path!r} ends with a path separator: it names a folder; pass the "
+                            f"HTML file to write, e.g. {os.path.join(text, 'audit.html')!r}")
+    return os.path.abspath(os.path.expanduser(text))
+
+
+#: the longest name publishing a file gives beside it, over the file's own (:mod:`ood_core.publish`: the earlier
+#: file renamed aside to ``<name>.old-<12 hex>``; the temporary folder ``.<name>.tmp-<8 chars>`` is shorter)
+_PUBLISH_EXTRA_BYTES = len(".old-") + 12
+
+
+def _check_name_lengths(report_path):
+    """Refuse a report or CSV name the file system cannot hold (with the names publishing gives beside it): found
+    only when the report was published, after the audit had written its scores, flags and tags."""
+    folder = os.path.dirname(report_path)
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    limits = []
+    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            limits.append(os.pathconf(folder, name))
+        except (OSError, ValueError):
+            limits.append(default)
+    name_max, path_max = limits
+    for path in (report_path, csv_path_for(report_path)):
+        name, size = os.path.basename(path), len(os.fsencode(os.path.basename(path))) + _PUBLISH_EXTRA_BYTES
+        if size > name_max or len(os.fsencode(path)) + _PUBLISH_EXTRA_BYTES > path_max:
+            raise OODInputError(
+                f"report_path={report_path!r}: the file name {name!r} is too long for the file system (names of "
+                f"at most {name_max - _PUBLISH_EXTRA_BYTES} bytes, paths of {path_max - _PUBLISH_EXTRA_BYTES}: the "
+                "audit writes its files under names a little longer while it puts them in place; the CSV is "
+                "'<name>_flagged.csv'). Pass a shorter report_path")
+
+
 def check_report_files(report_path):
-    """Refuse a report path (or the CSV path beside it) that holds something this package did not write, or
-    that was changed since (:func:`_vouched_csvs`)."""
+    """Refuse a report path that is a folder or too long a name for the file system, or one (or the CSV path
+    beside it) that holds something this package did not write, or that was changed since
+    (:func:`_vouched_csvs`)."""
+    if os.path.isdir(report_path):
+        raise OODInputError(f"report_path={report_path!r} is a folder; pass the HTML file to write, e.g. "
+                            f"{os.path.join(report_path, 'audit.html')!r}")
+    _check_name_lengths(report_path)
     csv_path = csv_path_for(report_path)
     for path, ours in ((report_path, _is_our_report(report_path)), (csv_path, _is_our_csv(csv_path, report_path))):
         if os.path.lexists(path) and not ours:
