@@ -12,7 +12,9 @@ object) is flagged when ``score >= threshold``.
 
 Where flag rules are stored: every :func:`flag_samples` call is its own
 custom run of kind ``"flags"`` (key ``flag_key``, default = the flag field
-name), linked to the score run by its ``score_run`` config entry. Its config
+name), linked to the score run by its ``score_run`` config entry (a score run
+renamed with FiftyOne's own ``rename_run`` is found by the scores it owns:
+:func:`.flags.score_run_of`). Its config
 holds the rule description (rule, value, threshold, what the rule achieved),
 the tag and the reference/ground truth used; its results hold the ids of the
 samples (or objects) that *this run* tagged. The score run is never modified,
@@ -242,7 +244,7 @@ def _reference_scores(samples, where, reference):
     """Scores of the reference items (a tag or a view; default: the score run's reference tag)."""
     if reference is None:
         recorded = (where["info"] or {}).get("reference") or {}
-        reference = recorded.get("tag") or view_from_description(samples, recorded)
+        reference = recorded.get("tag") or _recorded_reference_view(samples, where, recorded)
         if reference is None:
             raise OODInputError(
                 "the percentile rule needs reference=<tag or view of trusted samples>; the score run "
@@ -254,6 +256,27 @@ def _reference_scores(samples, where, reference):
     if not vals:
         raise OODInputError(f"no reference item has a score in {where['path']!r}; score the reference samples too")
     return np.array(vals, dtype=np.float64), ref_info
+
+
+def _recorded_reference_view(samples, where, recorded):
+    """The trusted view a score run recorded, rebuilt (None: it recorded none); refused, naming the run and the fix,
+    when it matches no sample now: its samples were deleted, or a field its stages read was renamed or deleted
+    (the bare "reference view is empty" named neither)."""
+    from .items import num_samples
+
+    gone = OODInputError(
+        f"score run {where['run_key']!r} recorded as its reference a view of {recorded.get('num_samples')} samples, "
+        f"which matches no sample of dataset {samples._dataset.name!r} now (its samples were deleted, or a field its "
+        "stages read was renamed or deleted); pass reference=<a tag or view of the trusted samples> to the "
+        "percentile rule"
+    )
+    try:
+        view = view_from_description(samples, recorded)
+    except Exception as e:  # a stage that no longer applies (some stages check their fields when built)
+        raise gone from e
+    if view is not None and num_samples(view) == 0:
+        raise gone
+    return view
 
 
 def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag):
@@ -458,25 +481,32 @@ def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
     if flag_path == where["path"]:
         raise OODInputError(f"flag_field {flag_field!r} would overwrite the scores; choose another name")
     runs.check_new_run(samples, flag_key, [flag_path], overwrite, reads=[where["path"]])
-    _refuse_flags_of_another_run(dataset, flag_key, where["run_key"])
+    _refuse_flags_of_another_run(dataset, flag_key, where)
     if patches and not overwrite and dataset.get_field(flag_path) is None and dataset.count(flag_path):
         raise OODInputError(f"field {flag_path!r} already exists; choose another flag_field or pass overwrite=True")
     return where, flag_path, flag_key
 
 
-def _refuse_flags_of_another_run(dataset, flag_key, run_key):
-    """Re-flagging replaces a flags run only with flags of the same score run: the default keys of a sample run and
-    of an object run whose score attribute has the same name coincide, and replacing would delete the other's
-    flags and tags."""
+def _refuse_flags_of_another_run(dataset, flag_key, where):
+    """Re-flagging replaces a flags run only with flags of the same scores (score run, or score field without one):
+    the default keys of a sample run and of an object run whose score attribute has the same name coincide, and
+    replacing would delete the other's flags and tags. A score run renamed or deleted with FiftyOne's own API is
+    followed by its scores (:func:`.flags.made_from_other_scores`)."""
+    from .flags import made_from_other_scores
+
     if not dataset.has_run(flag_key):
         return
     config = dataset.get_run_info(flag_key).config
-    made_from = getattr(config, "score_run", None)
-    if getattr(config, "kind", None) == "flags" and made_from not in (None, run_key):
+    if getattr(config, "kind", None) != "flags":
+        return
+    run_key, path = where["run_key"], where["path"]
+    other = made_from_other_scores(dataset, config, run_key, path)
+    if other is not None:
+        leaf = run_key or path.rpartition(".")[2]
         raise OODInputError(
-            f"flags run {flag_key!r} holds the flags of score run {made_from!r}, not of {run_key!r}; replacing it "
+            f"flags run {flag_key!r} holds the flags of {other}, not of {run_key or path!r}; replacing it "
             f"would delete those flags and their tags. Pass another flag_key and flag_field (e.g. "
-            f"flag_field='{run_key}_flag'), or delete it first with ood.delete_flags(dataset, {flag_key!r})")
+            f"flag_field='{leaf}_flag'), or delete it first with ood.delete_flags(dataset, {flag_key!r})")
 
 
 def _flags_kept_outside(samples, flag_path, patches, view_ids, overwrite):

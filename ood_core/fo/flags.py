@@ -146,6 +146,41 @@ def get_flag_info(samples, flag_key):
     return info
 
 
+def score_run_of(dataset, config):
+    """The key of the score run a flags run (``config``) was made from: its ``score_run``, or, when no run has that
+    key any more (renamed with FiftyOne's own ``dataset.rename_run``, which leaves the flags naming the old key),
+    the score run that now owns the scores it read (``score_field``, :mod:`.ownership`), as a key that still named
+    it would. A key no run has, and nothing owns the scores, is returned as it is (the score run was deleted); None
+    for flags of a field."""
+    from .ownership import run_owns
+
+    key = getattr(config, "score_run", None)
+    path = getattr(config, "score_field", None)
+    if key is None or dataset.has_run(key) or not path:
+        return key
+    for other in runs.list_ood_runs(dataset):
+        cfg = dataset.get_run_info(other).config
+        if getattr(cfg, "kind", None) in runs.score_kinds() and path in (cfg.fields or []) and \
+                run_owns(dataset, other, path):
+            return other
+    return key
+
+
+def made_from_other_scores(dataset, config, run_key, path):
+    """What else than the scores of ``run_key`` at ``path`` (run_key None: the field alone) the flags run
+    ``config`` was made from (``"score run 'x'"`` / ``"score field 'x'"``), or None when they are the same scores:
+    the same run (also renamed since), or the same field when the run that wrote it is gone."""
+    made_from = score_run_of(dataset, config)
+    recorded = getattr(config, "score_field", None)
+    if made_from is not None and dataset.has_run(made_from):
+        return None if made_from == run_key else f"score run {made_from!r}"
+    if made_from is not None:  # its score run is gone: the same field holds the same scores
+        return None if recorded == path else f"score run {made_from!r}"
+    if recorded is None or recorded == path:
+        return None  # (records before the score field was recorded: as before)
+    return f"score field {recorded!r}"
+
+
 def list_flag_runs(samples, run_key=None):
     """Keys of flags runs, optionally only those made from score run ``run_key``."""
     require_collection(samples)
@@ -158,7 +193,7 @@ def list_flag_runs(samples, run_key=None):
     if not samples._dataset.has_run(run_key) and not samples._dataset.has_field(run_key):
         raise OODInputError(f"run_key={run_key!r} is neither a run nor a field of dataset "
                             f"{samples._dataset.name!r}; pass a score run key (ood.list_ood_runs(dataset) lists them)")
-    return [k for k in keys if samples._dataset.get_run_info(k).config.score_run == run_key]
+    return [k for k in keys if score_run_of(samples._dataset, samples._dataset.get_run_info(k).config) == run_key]
 
 
 def delete_flags(samples, flag_key):

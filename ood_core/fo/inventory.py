@@ -19,12 +19,14 @@ TRUSTED_TAG = "trusted"
 
 def embedding_runs_newest_first(samples):
     """Keys of the completed embeddings runs of this package whose field exists, newest first (a field deleted
-    by hand leaves a run with nothing to score)."""
+    by hand leaves a run with nothing to score; vectors of the user's put under its name are not its output)."""
+    from .ownership import owns_all
+
     dataset = samples._dataset
     keys = [k for k in runs.list_ood_runs(samples, kind="embeddings")
             if getattr(dataset.get_run_info(k).config, "status", None) != "partial"
             and all(dataset.get_field(f.split(".")[0]) is not None
-                    for f in dataset.get_run_info(k).config.fields or [])]
+                    for f in dataset.get_run_info(k).config.fields or []) and owns_all(dataset, k)]
     return sorted(keys, key=lambda k: dataset.get_run_info(k).timestamp, reverse=True)
 
 

@@ -73,6 +73,12 @@ def run_owns(dataset, run_key, path):
     return recorded is None or recorded == field_mark(dataset, path)
 
 
+def owns_all(dataset, run_key):
+    """Whether every field the record of ``run_key`` lists is still the one that run wrote (:func:`run_owns`)."""
+    fields = getattr(dataset.get_run_info(run_key).config, "fields", None) or []
+    return all(run_owns(dataset, run_key, path) for path in fields)
+
+
 def refuse_stale_records(dataset, path):
     """Refuse ``path`` when a record lists it whose field was deleted and made again by hand: the field is
     the user's now, whatever the record says; refuse to write there.
@@ -80,9 +86,15 @@ def refuse_stale_records(dataset, path):
     A commit in flight on ``path`` (another writer between renaming its new field into place and recording its
     run) shows a new field beside the old record: not a user's field; nor is what a stale copy of the dataset
     document shows (looked at again). Inside a commit, under the field's lock, no other writer is in flight.
+    A path that holds nothing (the field was deleted or renamed by hand, and not made again) is no one's data:
+    the run is scored again there (before, such an overwrite was refused as if the field were a user's).
     """
     from . import commit
+    from .documents import field_exists
     from .runs import list_ood_runs
+
+    if not field_exists(dataset, path):
+        return
 
     def stale_records():
         return [key for key in list_ood_runs(dataset) if path in (dataset.get_run_info(key).config.fields or [])

@@ -318,9 +318,12 @@ def _index_for_sorting(dataset, path):
 
 
 def embedding_run_config(samples, embeddings_field):
-    """The backbone config recorded by the embeddings run ``embeddings_field``, or None."""
+    """The backbone config recorded by the embeddings run ``embeddings_field``, or None; None too when its field is
+    no longer the one the run wrote (renamed away and vectors of the user's put there: :mod:`.ownership`)."""
+    from .ownership import owns_all
+
     dataset = samples._dataset
-    if embeddings_field in list_ood_runs(samples, kind="embeddings"):
+    if embeddings_field in list_ood_runs(samples, kind="embeddings") and owns_all(dataset, embeddings_field):
         return getattr(dataset.get_run_info(embeddings_field).config, "backbone", None)
     return None
 
