@@ -12,26 +12,30 @@ item is flagged when ``score >= threshold``.
 import base64
 import html
 import io
+import re
+import unicodedata
 
 import numpy as np
 
 _CSS = """
 body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;
-color:#222;line-height:1.45;padding:0 16px}
+color:#222;line-height:1.45;padding:0 16px;overflow-wrap:anywhere}
 h1{font-size:26px;margin-bottom:4px}h2{font-size:20px;margin-top:32px;border-bottom:2px solid #f57c00;
 padding-bottom:4px}
+/* a word longer than its box (a label or file name without spaces) breaks anywhere rather than run out */
+h1,h2,p,li,td,th,.card,.tile,.warning{overflow-wrap:anywhere}
 .muted{color:#666}.cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 16px;min-width:150px;background:#fafafa}
 .card .n{font-size:26px;font-weight:600}.card .what{color:#555;font-size:13px}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:4px 10px;text-align:left;
-font-size:14px}th{background:#f3f3f3}
+table{border-collapse:collapse;margin:8px 0;max-width:100%}td,th{border:1px solid #ddd;padding:4px 10px;
+text-align:left;font-size:14px}th{background:#f3f3f3}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}.tile{width:150px;border:1px solid #ddd;border-radius:6px;
 padding:6px;font-size:12px;background:#fff}.tile img{width:138px;height:138px;object-fit:contain;
 image-rendering:pixelated;background:#eee;display:block;margin-bottom:4px}
 .tile .score{font-weight:600}.tile .suggest{color:#0a6d2c}.tile .flagged{color:#b45309;font-weight:600}
-.tile .id{color:#888;font-size:9px;
-overflow-wrap:anywhere}
-pre{background:#f5f5f5;padding:10px;border-radius:6px;overflow-x:auto;font-size:13px}
+.tile .nolabel{color:#888;font-style:italic}
+.tile .id{color:#888;font-size:9px}
+pre{background:#f5f5f5;padding:10px;border-radius:6px;overflow-x:auto;font-size:13px;overflow-wrap:normal}
 .plots{display:flex;flex-wrap:wrap;gap:18px}
 .warning{background:#fff4e5;border-left:4px solid #f57c00;padding:8px 12px;margin:8px 0}
 """
@@ -47,6 +51,35 @@ def isolate(text):
     after it along (``dataset '<name>', 20 samples`` reads ``dataset '20 ,'<name> samples``), and a direction
     override character in it turns the rest of the sentence around."""
     return f"<bdi>{escape(text)}</bdi>"
+
+
+#: Unicode's isolate marks (FIRST STRONG ISOLATE ... POP DIRECTIONAL ISOLATE): :func:`isolate_text`'s ``<bdi>`` of
+#: plain text
+FSI, PDI = "\u2068", "\u2069"
+#: bidirectional classes of a character that can turn the text around it: right-to-left letters and the explicit
+#: direction controls
+_RTL_OR_CONTROL = {"R", "AL", "RLE", "RLO", "RLI", "LRE", "LRO", "LRI", "FSI", "PDF", "PDI"}
+
+
+def isolate_text(text):
+    """:func:`isolate` for plain text (a sentence that goes into markdown, a form or a log as well as into HTML):
+    ``text`` between :data:`FSI` and :data:`PDI` when it holds a right-to-left letter or a direction control, else
+    unchanged (a left-to-right name cannot take the sentence's numbers along, so it is not marked). Pass a name
+    as it is shown, e.g. its ``repr`` (which escapes direction controls). :func:`text_html` turns the marks into
+    ``<bdi>``."""
+    text = str(text)
+    if not any(unicodedata.bidirectional(c) in _RTL_OR_CONTROL for c in text):
+        return text
+    return f"{FSI}{text}{PDI}"
+
+
+_ISOLATED = re.compile(f"{FSI}([^{FSI}{PDI}]*){PDI}")
+
+
+def text_html(text):
+    """Plain ``text`` (a sentence for people) as HTML: escaped, and each name :func:`isolate_text` marked in a
+    ``<bdi>``."""
+    return _ISOLATED.sub(r"<bdi>\1</bdi>", escape(text))
 
 
 def thumbnail_data_uri(path, size=138):

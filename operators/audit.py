@@ -5,6 +5,7 @@ import fiftyone.operators.types as types
 from ood_core.fo import form_cache
 
 from . import base as common
+from . import markdown
 
 
 class AuditDataset(common.OODOperator):
@@ -111,9 +112,14 @@ class AuditDataset(common.OODOperator):
             overwrite=bool(p.get("overwrite", False)),
             progress=common.progress_callback(ctx),
         )
-        summary["warnings"] = self.with_form_hints(ctx, summary.get("warnings", []))
+        warnings = summary.get("warnings", [])
+        hints = self.form_hints(ctx, warnings)
+        summary["warnings"] = self.with_form_hints(ctx, warnings, hints)
         summary["report_url"] = report_link(summary["report_path"])
-        return common.finish(ctx, summary, report=audit_report(summary))
+        # the result view: the SDK's warnings escaped (they name labels and tags), the form's hints as markdown
+        shown = [markdown.Markdown(f"{markdown.escape(m.rstrip('.'))}. {hint}" if hint else markdown.escape(m))
+                 for m, hint in zip(warnings, hints)]
+        return common.finish(ctx, summary, report=audit_report(dict(summary, warnings=shown)))
 
     def resolve_output(self, ctx):
         """The result view, and a button that opens the HTML report in the browser (from the App server)."""
@@ -138,11 +144,13 @@ class AuditDataset(common.OODOperator):
 
 def audit_report(summary):
     """The result view of an audit: counts, where the report is (``~/...`` inside the home folder), what to open
-    in the App."""
+    in the App. The names in it (audit key, fields, runs, saved views, paths) are code spans and the warnings plain
+    text (:mod:`operators.markdown`), unless they are :class:`~operators.markdown.Markdown` already."""
     from ood_core.paths import home_relative
 
+    code = markdown.code
     facts = [("samples audited", f"{summary['num_samples']:,}"),
-             ("embeddings", f"`{summary['embeddings_field']}`"
+             ("embeddings", code(summary["embeddings_field"])
               + (" (computed now)" if summary["embeddings_computed"] else " (existing)")),
              ("flagged out-of-distribution (tag `ood`)", f"{summary['num_ood_flagged']:,}"),
              ("flagged wrong labels (tag `label_issue`)",
@@ -151,21 +159,21 @@ def audit_report(summary):
               f"{summary['num_duplicates']:,}" if summary["duplicate_threshold"] is not None else None),
              ("skipped (no embedding)", f"{summary['num_skipped']:,}" if summary["num_skipped"] else None),
              *(("warning", w) for w in summary.get("warnings", [])),
-             ("HTML report", f"`{home_relative(summary['report_path'])}`"),
-             ("flagged samples (CSV)", f"`{home_relative(summary['csv_path'])}`"),
+             ("HTML report", code(home_relative(summary["report_path"]))),
+             ("flagged samples (CSV)", code(home_relative(summary["csv_path"]))),
              ("flagged samples exported (FiftyOne dataset)",
-              f"`{home_relative(summary['export_dir'])}`" if summary.get("export_dir") else None),
-             ("runs written", ", ".join(f"`{key}`" for key in summary["runs"].values())),
-             ("fields written", ", ".join(f"`{field}`" for field in summary.get("fields", []))),
+              code(home_relative(summary["export_dir"])) if summary.get("export_dir") else None),
+             ("runs written", ", ".join(code(key) for key in summary["runs"].values())),
+             ("fields written", ", ".join(code(field) for field in summary.get("fields", []))),
              ("removed from the earlier audit (not written this time)",
-              ", ".join(f"`{key}`" for key in summary.get("removed_runs") or []) or None)]
-    scores = " or ".join(f"`{summary['runs'][task]}`" for task in ("ood", "label_issues") if task in summary["runs"])
+              ", ".join(code(key) for key in summary.get("removed_runs") or []) or None)]
+    scores = " or ".join(code(summary["runs"][task]) for task in ("ood", "label_issues") if task in summary["runs"])
     steps = [f"sort the grid by {scores} (**Sort by**, highest first = most suspicious)",
-             f"saved views: {', '.join(f'`{v}`' for v in summary['saved_views'])} (saved views menu above the grid)",
+             f"saved views: {', '.join(code(v) for v in summary['saved_views'])} (saved views menu above the grid)",
              "review and tag: the **OOD review** panel (+ next to the Samples tab)",
              "open the HTML report (thumbnails of the worst samples, score plots): the button below opens it in "
              "this tab (Back returns to the App; middle-click for a new tab)"]
-    return common.report(f"Audit `{summary['audit_key']}` done", facts, steps)
+    return common.report(f"Audit {code(summary['audit_key'])} done", facts, steps)
 
 
 def report_link(path):

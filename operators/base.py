@@ -18,6 +18,8 @@ import fiftyone.operators.types as types
 import ood_core.fo.runs as fo_runs
 from ood_core.fo import embedding_runs, form_cache
 
+from .markdown import report  # noqa: F401  (the result views' markdown: common.report)
+
 
 class OODOperator(foo.Operator):
     """Base of the plugin's operators: subclasses set the class attributes and write
@@ -78,17 +80,22 @@ class OODOperator(foo.Operator):
             return error
         return with_form_hint(error, getattr(form, "type", form))
 
-    def with_form_hints(self, ctx, messages):
+    def with_form_hints(self, ctx, messages, hints=None):
         """``messages`` (the SDK's warnings) each with the sentence naming the form inputs of the SDK parameters
-        it names (:func:`operators.hints.form_hint`: "re-run with overwrite=True" is a checkbox here)."""
+        it names (``hints``, else :meth:`form_hints`: "re-run with overwrite=True" is a checkbox here)."""
+        hints = self.form_hints(ctx, messages) if hints is None else hints
+        return [f"{m.rstrip('.')}. {hint}" if hint else m for m, hint in zip(messages, hints)]
+
+    def form_hints(self, ctx, messages):
+        """For each of ``messages``, the sentence (markdown) naming this form's inputs of the SDK parameters it
+        names (:func:`operators.hints.form_hint`), or ""."""
         from .hints import form_hint, form_labels
 
         try:
             labels = form_labels(getattr(self.resolve_input(ctx), "type", None))
         except Exception:  # the run's result matters, not the form's
-            return list(messages)
-        hints = [form_hint(m, labels) for m in messages]
-        return [f"{m.rstrip('.')}. {hint}" if hint else m for m, hint in zip(messages, hints)]
+            return [""] * len(messages)
+        return [form_hint(m, labels) for m in messages]
 
     def resolve_output(self, ctx):
         """The result view: the run's ``report`` (see :func:`report`)."""
@@ -272,15 +279,6 @@ def review_steps(field):
     """Where to look after a score run: sort the grid, the review panel."""
     return [f"sort the grid: **Sort by** `{field}`, descending",
             "review and tag: open the **OOD review** panel (+ next to the Samples tab)"]
-
-
-def report(headline, facts=(), next_steps=()):
-    """Markdown of a result view: a headline, ``(what, value)`` facts and next steps."""
-    lines = [f"**{headline}**", ""]
-    lines += [f"- {what}: {value}" for what, value in facts if value not in (None, "")]
-    if next_steps:
-        lines += ["", "**Next**", ""] + [f"- {step}" for step in next_steps]
-    return "\n".join(lines)
 
 
 def add_embeddings_choice(inputs, ctx, target, name="embeddings_field", *, required=True,

@@ -513,6 +513,10 @@ def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
     The tags and views change after the commit, but are decided before it and journaled with it
     (:mod:`.followups`): a process killed in between leaves them to the next call or ``ood.repair_ood_runs``,
     never untracked, and one killed before it leaves neither (its runs are then an interrupted audit's).
+
+    The runs and fields the commit removes (``removed_runs`` / ``removed_fields`` of ``summary``) are decided under
+    its locks, before the record is written: they go into ``summary`` there, so the recorded summary
+    (``load_ood_results(...).summary``) is the one returned.
     """
     from . import commit
 
@@ -531,6 +535,8 @@ def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
                           **{audit_recovery.VIEW_MARKS: dict(marks)}, **config)
 
     def cleanup(reloaded, fields, dropped):
+        # what the commit removes is known here, before register(): the record's summary is the one returned
+        summary.update(removed_runs=list(dropped), removed_fields=list(fields))
         return _cleanup_after_record(samples, audit_key, views, duplicates, dropped, marks)
 
     removed_fields, removed_runs = commit.commit(samples, [], audit_key, register, overwrite=overwrite,

@@ -41,8 +41,9 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
     score, file name, given label and the suggested label where the run suggests one (it differs from the given
     label); with ``flagged_ids`` each tile says whether the audit flagged it, and ids in ``trusted_ids`` are
     marked as trusted samples, those in ``ood_ids`` (the wrong-label gallery) as also flagged out-of-distribution
-    (no class may fit them: a relabel would not fix them). The gallery prints the scores with the digits that tell them (and the threshold)
-    apart."""
+    (no class may fit them: a relabel would not fix them). An unlabelled sample says "no label" (class
+    ``nolabel``), apart from a class named "None". The gallery prints the scores with the digits that tell them
+    (and the threshold) apart."""
     from ..report import thumbnail_data_uri
 
     view = samples.exists(score_field).sort_by(score_field, reverse=True).limit(num)
@@ -58,8 +59,9 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
             lines.append(("muted", "trusted sample"))
         if ood_ids is not None and row[0] in ood_ids:
             lines.append(("flagged", f"also flagged OOD (tag '{TAGS['ood']}')"))
-        if label_field:
-            lines.append(("given", f"label: {_as_label(row[3])}"))
+        if label_field:  # an unlabelled sample apart from a class named "None"
+            label = _as_label(row[3])
+            lines.append(("nolabel", "no label") if label is None else ("given", f"label: {label}"))
         if suggested_field and row[-1] is not None:
             lines.append(("suggest", f"suggested: {_as_label(row[-1])}"))
         # the caption's id line names the file too (the report's gallery prints "id" under the captions)
@@ -93,12 +95,13 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
     if summary["num_skipped"]:
         cards.append((f"{summary['num_skipped']:,}", "skipped: no embedding"))
     computed = "computed now" if summary["embeddings_computed"] else "existing"
+    scores = {task: _scores(samples, found["runs"][task])[1] for task in found["thresholds"]}  # the view's
     inputs = [
         ("embeddings", f"{summary['embeddings_field']} ({computed})"),
         ("reference (trusted samples)", summary["reference"] or
          "none: the audited samples are scored against each other (each left out)"),
         ("label field", summary["label_field"] or "none: no wrong-label scores"),
-        *((f"{what} flagged when", f"score >= {found['thresholds'][task]:.4g} ({found['rules'][task]})")
+        *((f"{what} flagged when", _flagged_when(scores[task], found, task))
           for task, what in (("ood", "OOD"), ("label_issues", "wrong labels")) if task in found["thresholds"]),
         ("runs written (score, flags)", ", ".join(summary["runs"].values())),
         ("fields written", ", ".join(summary.get("fields", []))),
@@ -107,15 +110,15 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
         inputs.append(("removed: runs of the earlier audit not written this time", ", ".join(summary["removed_runs"])))
     sections = [(None, html.cards(cards)), ("What was audited", html.table(["input", "value"], inputs))]
     if summary["warnings"]:
-        sections.insert(1, ("Warnings", "".join(f"<p class='warning'>{html.escape(w)}</p>"
+        sections.insert(1, ("Warnings", "".join(f"<p class='warning'>{html.text_html(w)}</p>"
                                                 for w in summary["warnings"])))
 
     ood_field = found["runs"]["ood"]
-    _, scores = _scores(samples, ood_field)
     not_trusted = None  # the histogram's two groups: trusted samples (self-excluded scores) and the rest
     if ref:
         not_trusted = np.array([i not in trusted for i in samples.exists(ood_field).values("id")])
-    plots = [html.histogram_svg(scores, threshold=found["thresholds"]["ood"], is_positive=not_trusted,
+    plots = [html.histogram_svg(scores["ood"], threshold=_shown_threshold(scores["ood"], found, "ood"),
+                                is_positive=not_trusted,
                                 names=("not trusted", f"'{ref}'"),
                                 title=f"{ood_field}: k-NN distance, standardised on the "
                                       f"{'trusted' if summary['reference'] else 'audited'} samples (0 = as "
@@ -123,8 +126,8 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
                                       "higher = more OOD)")]
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
-        _, issue_scores = _scores(samples, issue_field)
-        plots.append(html.histogram_svg(issue_scores, threshold=found["thresholds"]["label_issues"],
+        plots.append(html.histogram_svg(scores["label_issues"],
+                                        threshold=_shown_threshold(scores["label_issues"], found, "label_issues"),
                                         title=f"{issue_field}: neighbour votes against the given label "
                                               "(higher = more suspicious)"))
     sections.append(("Score distributions", "<div class='plots'>" + "".join(plots) + "</div>"))
@@ -133,7 +136,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
     tiles = worst_tiles(samples, ood_field, num_worst, summary["label_field"],
                         flagged_ids=ood_flagged, trusted_ids=trusted)
     sections.append((_gallery_heading("Most out-of-distribution samples", tiles, ood_field),
-                     html.gallery(tiles, threshold=found["thresholds"]["ood"])))
+                     _gallery(scores["ood"], found, "ood", tiles)))
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
         suggested = suggested_label_field(samples, issue_field)
@@ -144,7 +147,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
                      "may fit them, so removing them may be the fix rather than a new label.</p>" if both else "")
         sections.append((_gallery_heading("Most suspicious labels", tiles, issue_field),
                          _suggestion_note(samples, issue_field, suggested) + both_note
-                         + html.gallery(tiles, threshold=found["thresholds"]["label_issues"])))
+                         + _gallery(scores["label_issues"], found, "label_issues", tiles)))
     if duplicates.get("duplicate_ids"):
         sections.append(("Near duplicates", _duplicates_html(samples, duplicates, num_worst)))
     if summary["skipped"]:
@@ -163,6 +166,41 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
         f"{summary['seconds']:.0f} s. Higher score = more suspicious; a sample is flagged when score >= threshold."))
     page = html.page(f"{REPORT_TITLE}: {dataset.name}", None, sections, subtitle_html=subtitle)
     publish_report(path, page, table)
+
+
+def _all_equal(scores, found, task):
+    """The one score of ``task`` when every score of the view is the same and none is flagged (identical images:
+    the rules let a tie at the lowest score pass, their threshold is the next float above it), else None."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if not scores.size or scores.min() != scores.max() or found["flagged"].get(task):
+        return None
+    return float(scores[0])
+
+
+def _flagged_when(scores, found, task):
+    """The report's "flagged when" value of ``task``: its threshold and rule, or in words why none is flagged when
+    all the scores are equal (the threshold is then the next float above them: "score >= 4.941e-324" for zeros)."""
+    same = _all_equal(scores, found, task)
+    if same is None:
+        return f"score >= {found['thresholds'][task]:.4g} ({found['rules'][task]})"
+    return (f"none: all {scores.size:,} scores are equal ({same:.4g}), so no sample stands out "
+            f"(rule: {found['rules'][task]})")
+
+
+def _shown_threshold(scores, found, task):
+    """The threshold a plot draws: none when all the scores are equal and none is flagged (see :func:`_all_equal`)."""
+    return None if _all_equal(scores, found, task) is not None else found["thresholds"][task]
+
+
+def _gallery(scores, found, task, tiles):
+    """The gallery of ``task``'s worst ``tiles`` with the threshold, or saying that all the scores are equal."""
+    from .. import report as html
+
+    same = _all_equal(scores, found, task)
+    if same is None:
+        return html.gallery(tiles, threshold=found["thresholds"][task])
+    return (f"<p class='muted'>All {scores.size:,} scores are equal ({same:.4g}): none is flagged.</p>"
+            + html.gallery(tiles))
 
 
 def _suggestion_note(samples, run_key, suggested_field):

@@ -29,9 +29,17 @@ def uncovered_class_counts(counts, reference_classes):
 
 def uncovered_classes_sentence(info, label_field, shown=5,
                                fix="add a few known-good items of each to the reference"):
-    """The warning for :func:`uncovered_classes`' ``info``, in one sentence for people (``fix``: what to do)."""
-    names = ", ".join(f"{c!r} ({n:,})" for c, n in list(info["largest"].items())[:shown])
+    """The warning for :func:`uncovered_classes`' ``info``, in one sentence for people (``fix``: what to do).
+
+    Plain text (it goes into the HTML report, the App's result views and forms, and the log): a right-to-left
+    class name is isolated with U+2068 / U+2069 (:func:`ood_core.report.isolate_text`; the report shows them as
+    ``<bdi>``), else it took the count after it along and ``'<name>' (2), 'b' (1)`` read ``'(2) '<name>, 'b' (1)``:
+    the count beside the class before it."""
+    from ..report import isolate_text
+
+    names = ", ".join(f"{isolate_text(repr(c))} ({n:,})" for c, n in list(info["largest"].items())[:shown])
     more = f" and {info['count'] - shown} more" if info["count"] > shown else ""
-    return (f"{info['count']} class(es) of {label_field!r} among the scored items have no reference (trusted) item: "
+    return (f"{info['count']} class(es) of {isolate_text(repr(label_field))} among the scored items have no "
+            "reference (trusted) item: "
             f"{names}{more}. Their {info['num_items']:,} items are compared with the other classes' references, so "
             f"they score as out-of-distribution; if they belong, {fix}")
