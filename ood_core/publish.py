@@ -38,6 +38,20 @@ def writable_folder(folder, name, value):
                             "you can write to")
 
 
+def name_limits(folder):
+    """``(longest file name, longest path)`` in bytes on the file system of ``folder`` (its nearest existing
+    ancestor); 255 / 4096, the common limits, where the system does not say."""
+    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
+        folder = os.path.dirname(folder)
+    limits = []
+    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
+        try:
+            limits.append(os.pathconf(folder, name))
+        except (OSError, ValueError):
+            limits.append(default)
+    return tuple(limits)
+
+
 def publish_file(tmp, path, is_ours, refusal):
     """Move the finished file ``tmp`` to ``path``; an earlier file there is replaced only when ``is_ours(file)``.
 

@@ -14,6 +14,7 @@ import shutil
 import uuid
 
 from ..errors import OODInputError
+from ..publish import name_limits
 
 #: the file that marks a folder as an export of this package (which a later export may replace)
 MARKER = ".fiftyone_ood_export"
@@ -36,12 +37,7 @@ _EXTRA_BYTES = len(".tmp-") + 12
 def _check_name_length(export_dir, path, parent):
     """Refuse a folder name too long for the file system with the names the export stages beside it (found only at
     the export step, after the audit had written its scores, flags and tags)."""
-    limits = []
-    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
-        try:
-            limits.append(os.pathconf(parent, name))
-        except (OSError, ValueError):
-            limits.append(default)
+    limits = name_limits(parent)
     if (len(os.fsencode(os.path.basename(path))) + _EXTRA_BYTES > limits[0]
             or len(os.fsencode(path)) + _EXTRA_BYTES > limits[1]):
         raise OODInputError(f"export_dir={export_dir!r}: the folder name is too long for the file system (names of "

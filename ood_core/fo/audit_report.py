@@ -15,7 +15,7 @@ import time
 import numpy as np
 
 from ..errors import OODInputError
-from ..publish import publish_file, temporary_beside
+from ..publish import name_limits, publish_file, temporary_beside
 from . import runs
 from .near_duplicates import TAG as NEAR_DUPLICATE_TAG
 
@@ -321,16 +321,7 @@ _PUBLISH_EXTRA_BYTES = len(".old-") + 12
 def _check_name_lengths(report_path):
     """Refuse a report or CSV name the file system cannot hold (with the names publishing gives beside it): found
     only when the report was published, after the audit had written its scores, flags and tags."""
-    folder = os.path.dirname(report_path)
-    while not os.path.isdir(folder) and os.path.dirname(folder) != folder:
-        folder = os.path.dirname(folder)
-    limits = []
-    for name, default in (("PC_NAME_MAX", 255), ("PC_PATH_MAX", 4096)):
-        try:
-            limits.append(os.pathconf(folder, name))
-        except (OSError, ValueError):
-            limits.append(default)
-    name_max, path_max = limits
+    name_max, path_max = name_limits(os.path.dirname(report_path))
     for path in (report_path, csv_path_for(report_path)):
         name, size = os.path.basename(path), len(os.fsencode(os.path.basename(path))) + _PUBLISH_EXTRA_BYTES
         if size > name_max or len(os.fsencode(path)) + _PUBLISH_EXTRA_BYTES > path_max:
