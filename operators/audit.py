@@ -172,7 +172,7 @@ def audit_report(summary):
              f"saved views: {', '.join(code(v) for v in summary['saved_views'])} (saved views menu above the grid)",
              "review and tag: the **OOD review** panel (+ next to the Samples tab)",
              "open the HTML report (thumbnails of the worst samples, score plots): the button below opens it in "
-             "this tab (Back returns to the App; middle-click for a new tab)"]
+             "a new tab"]
     return common.report(f"Audit {code(summary['audit_key'])} done", facts, steps)
 
 

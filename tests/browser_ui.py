@@ -1,6 +1,7 @@
 """Selenium helpers for ``tests/test_browser.py``: waits and actions on the FiftyOne App that retry through
 React re-renders, the App server's startup, and the OOD review panel's elements."""
 
+import contextlib
 import os
 import socket
 import time
@@ -9,6 +10,35 @@ import urllib.request
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCREENSHOTS = os.path.join(REPO, "docs", "screenshots")
 WAIT = 90  # seconds for any single UI step (2 shared CPU cores: be generous)
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
+)
+
+
+@contextlib.contextmanager
+def chromium(folder, window="1800,1400", browser_log=False):
+    """A headless Chromium driven by Selenium (profile and driver log in ``folder``), quit on exit."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert os.path.exists(CHROMEDRIVER), f"{CHROMEDRIVER} missing while Chromium is installed: run ./setup.sh"
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for flag in CHROMIUM_FLAGS + (f"--window-size={window}", f"--user-data-dir={os.path.join(folder, 'profile')}"):
+        opts.add_argument(flag)
+    if browser_log:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=os.path.join(folder, "chromedriver.log")),
+                              options=opts)
+    try:
+        yield driver
+    finally:
+        driver.quit()
 
 
 def _free_port():

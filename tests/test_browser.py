@@ -47,17 +47,10 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from browser_ui import (SCREENSHOTS, UI, _button, _choose_saved_view, _close_prompt, _console_errors,
+from browser_ui import (CHROMIUM, SCREENSHOTS, UI, _button, _choose_saved_view, _close_prompt, _console_errors,
                         _dismiss_popups, _flag_count_text, _free_port, _open_operator, _shot, _slider, _tail,
-                        _wait_enabled, _wait_http)
+                        _wait_enabled, _wait_http, chromium)
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-    "--window-size=1800,1400",
-)
 GT_LABEL = "Ground truth (optional boolean field, True = positive)"
 SCREENSHOT_DATASET = "fashion-mnist-sample"
 
@@ -122,24 +115,8 @@ def browser(tmp_path):
         message = f"Chromium not installed: run ./setup.sh (expected {CHROMIUM}); the browser test did NOT run"
         print("\n" + "!" * 100 + f"\n{message}\n" + "!" * 100, file=sys.stderr)
         pytest.skip(message)
-    assert os.path.exists(CHROMEDRIVER), f"{CHROMEDRIVER} missing while Chromium is installed: run ./setup.sh"
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        opts.add_argument(flag)
-    opts.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(tmp_path / "chromedriver.log")),
-                              options=opts)
-    try:
+    with chromium(str(tmp_path), browser_log=True) as driver:
         yield driver
-    finally:
-        driver.quit()
-
-
 
 
 # --------------------------------------------------------------------------- the steps

@@ -24,10 +24,9 @@ import numpy as np
 import pytest
 
 import ood_core as ood
+from browser_ui import CHROMIUM, chromium
 
 PLUGIN = "@fiftyone-ood/ood"
-CHROMIUM = "/usr/bin/chromium"
-CHROMEDRIVER = "/usr/bin/chromedriver"
 LONG_LABEL = "x" * 300
 LONG_FILE = "y" * 200 + ".png"
 RTL = "\u05e9\u05dc\u05d5\u05dd"  # a Hebrew class name
@@ -112,23 +111,9 @@ def identical(fashion_arrays, extractor, tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
     """One headless Chromium session for the module (as tests/test_browser.py makes it)."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    assert os.path.exists(CHROMIUM) and os.path.exists(CHROMEDRIVER), "Chromium missing: run ./setup.sh"
-    folder = tmp_path_factory.mktemp("chromium")
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,3200",
-                 f"--user-data-dir={folder / 'profile'}"):
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER, log_output=str(folder / "chromedriver.log")),
-                              options=opts)
-    try:
+    assert os.path.exists(CHROMIUM), "Chromium missing: run ./setup.sh"
+    with chromium(str(tmp_path_factory.mktemp("chromium")), window="1280,3200") as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")
