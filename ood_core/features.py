@@ -293,7 +293,7 @@ class PyramidExtractor:
                 yield np.asarray(idx, dtype=np.int64), emb, failed
                 bar.update(len(idx) + len(failed))
 
-    def extract(self, items, *, batch_size=32, num_workers=0, skip_failures=False, progress=None):
+    def extract(self, items, *, batch_size=32, num_workers=0, skip_failures=False, progress=None, names=None):
         """Embed image files.
 
         Args:
@@ -306,13 +306,15 @@ class PyramidExtractor:
                 :class:`ImageLoadError`; when True it is reported in
                 ``failures`` and skipped.
             progress: see :mod:`ood_core.progress`.
+            names: what the error that stops at ``items[i]`` calls it (:meth:`iter_extract`).
 
         Returns:
             :class:`ExtractionResult`
         """
         chunks, ok, failures = [], [], []
         for idx, emb, failed in self.iter_extract(
-            items, batch_size=batch_size, num_workers=num_workers, skip_failures=skip_failures, progress=progress
+            items, batch_size=batch_size, num_workers=num_workers, skip_failures=skip_failures, progress=progress,
+            names=names,
         ):
             chunks.append(emb)
             ok.append(idx)

@@ -7,6 +7,7 @@ through :func:`load_rgb`, which normalises the mode and raises
 """
 
 import os
+import stat
 
 import numpy as np
 
@@ -80,24 +81,34 @@ def load_rgb(path):
     sideways with "rotate 90" in its EXIF is embedded upright.
 
     Raises :class:`ImageLoadError` naming the file when it is missing, a folder,
-    empty or cannot be decoded (truncated, corrupt, not an image, or larger than
-    PIL's decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``).
+    not readable by this user (its permissions, or a folder's on the way), empty or
+    cannot be decoded (truncated, corrupt, not an image, or larger than PIL's
+    decompression-bomb limit ``Image.MAX_IMAGE_PIXELS``).
     """
     from PIL import Image, ImageOps
 
     path = os.fspath(path)
-    if os.path.isdir(path):
+    try:
+        info = os.stat(path)
+    except PermissionError as e:  # a folder on the way this user may not enter: the file is there, or may be
+        raise not_readable(path, e, "fix the permissions of the file and of its folders (e.g. chmod a+rx on each "
+                           "folder, a+r on the file)") from e
+    except (OSError, ValueError):  # no such file, a file on the way taken for a folder, a NUL in the path
+        info = None
+    if info is not None and stat.S_ISDIR(info.st_mode):
         raise ImageLoadError(f"image file {path!r} is a folder, not an image file",
                              "fix the sample's filepath (the image inside the folder?) or delete the sample")
-    if not os.path.isfile(path):
+    if info is None or not stat.S_ISREG(info.st_mode):
         raise ImageLoadError(f"image file {path!r} does not exist", "fix the sample's filepath or delete the sample")
-    if os.path.getsize(path) == 0:  # PIL would say "cannot identify image file"
+    if info.st_size == 0:  # PIL would say "cannot identify image file"
         raise ImageLoadError(f"image file {path!r} is empty (0 bytes)",
                              "copy or download it again (an interrupted transfer?)", SKIP_HINT)
     try:
         with Image.open(path) as img:
             img.load()
             return to_rgb(ImageOps.exif_transpose(img))
+    except PermissionError as e:  # not a decoding problem: re-exporting the file would not help
+        raise not_readable(path, e, "fix the file's permissions (e.g. chmod a+r)") from e
     # PIL raises the error above 2x the limit; between 1x and 2x it warns, which raises
     # only where warnings are errors (python -W error).
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
@@ -107,6 +118,13 @@ def load_rgb(path):
     except Exception as e:  # any decoder failure is this file's problem, whatever its type
         raise ImageLoadError(f"image file {path!r} could not be decoded ({type(e).__name__}: {e})",
                              "re-export the file", SKIP_HINT) from e
+
+
+def not_readable(path, error, fix):
+    """The :class:`ImageLoadError` of a file this user may not read (``error``: the ``PermissionError``)."""
+    return ImageLoadError(f"image file {path!r} cannot be read by this user ({type(error).__name__}: "
+                          f"{error.strerror or error})", f"{fix}, or run as a user who may read it",
+                          SKIP_HINT)
 
 
 #: how many times longer than its short side an image may be when a transform that resizes the short side and

@@ -475,6 +475,10 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
             prop.invalid = True
             prop.error_message = problem
         return prop
+    target = (field_paths(value) if field_paths else [value])[0]
+    if resumable_kind and embedding_runs.field_gone(dataset, value, target):  # the SDK computes it afresh
+        prop.description = f"{description}. Its field was deleted or renamed by hand: computed afresh"
+        return prop
     if resumable_kind and (value in fo_runs.list_ood_runs(dataset, kind=resumable_kind)
                            or dataset.get_field(embedding_runs.field_paths(value)[1]) is not None):
         prop.description = f"{description}. Exists: computes only what is missing (same settings required)"

@@ -284,7 +284,8 @@ def _resumed_settings(ctx):
     from ood_core.fo import runs as fo_runs
 
     field = ctx.params.get("embeddings_field", "ood_embeddings")
-    if ctx.params.get("overwrite") or field not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings"):
+    if ctx.params.get("overwrite") or field not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings") or \
+            _field_gone(ctx, field):
         return {}
     # an interrupted overwrite is what the form resumes (its settings; the SDK does the same without overwrite)
     info = _pending_overwrite(ctx, field) or fo_runs.get_ood_run_info(ctx.dataset, field)
@@ -310,13 +311,20 @@ def _resume_conflicts(ctx, field, patches):
     or as the stored run's level names, mode, grid, the projection, the storage dtype, the objects field)."""
     from ood_core.fo import runs as fo_runs
 
-    if field not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings"):
+    if field not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings") or _field_gone(ctx, field):
         return ""
     asked = _settings(_params(ctx))
     conflicts = _conflicts_with(fo_runs.get_ood_run_info(ctx.dataset, field), asked, patches)
     pending = _pending_overwrite(ctx, field) if conflicts else {}
     # the settings of an interrupted overwrite resume it: no conflict either
     return "" if pending and not _conflicts_with(pending, asked, patches) else conflicts
+
+
+def _field_gone(ctx, field):
+    """Whether the run's field was deleted or renamed by hand: the SDK computes it afresh (any settings), as new."""
+    from ood_core.fo.embedding_runs import field_gone, field_paths
+
+    return field_gone(ctx.dataset, field, field_paths(field, ctx.params.get("patches_field") or None)[0])
 
 
 def _pending_overwrite(ctx, field):

@@ -202,6 +202,20 @@ def test_embeddings_form_lists_the_settings_that_differ_from_the_run_it_resumes(
     assert out.result["num_computed"] == 20 and out.result["status"] == "complete"
 
 
+def test_embeddings_form_computes_afresh_a_field_deleted_by_hand(form_dataset):
+    """The form showed a 'resume' and listed settings conflicts for a run whose field was deleted by hand, which
+    the SDK computes afresh with any settings."""
+    ds = form_dataset
+    ood.compute_pyramid_embeddings(ds, "emb", **LITE)
+    ds.delete_sample_field("emb")
+    props = forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", model_name=LITE["model_name"],
+                                                              levels="2", grid=2))
+    assert not forms.invalid(props) and "embeddings_field_resume" not in props
+    out = _execute("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", model_name=LITE["model_name"],
+                                                          levels="2", grid=2))
+    assert out.result["status"] == "complete" and out.result["num_computed"] == len(ds)
+
+
 def test_embeddings_form_resumes_an_interrupted_overwrite_with_its_settings(form_dataset):
     """6b. An overwrite interrupted from the SDK (or a killed worker): the form fills in the overwrite's settings,
     says so, and running it resumes the overwrite (only what is missing) instead of asking for 'overwrite' (which

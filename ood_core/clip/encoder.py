@@ -79,6 +79,9 @@ class CLIPEncoder:
             always run immediately.
         trim_text_padding: encode texts only up to the longest prompt of a batch (see
             :meth:`encode_texts`); False runs open_clip's full-context forward.
+        resize_mode: open_clip's inference resize (``"shortest"``: short side resized, centre
+            crop; ``"longest"``: long side resized, padded; ``"squash"``); ``None`` = the
+            model's (or tag's) own, as open_clip's ``image_resize_mode``.
 
     Attributes:
         model_name, pretrained, device, quick_gelu.
@@ -94,8 +97,13 @@ class CLIPEncoder:
         hub_cache_dir=None,
         lazy=False,
         trim_text_padding=True,
+        resize_mode=None,
     ):
         open_clip = _require_open_clip()
+        if resize_mode not in (None, "shortest", "longest", "squash"):
+            raise OODInputError(f"resize_mode={resize_mode!r} is not valid; pass 'shortest', 'longest', 'squash' "
+                                "or None (the model's own)")
+        self.resize_mode = resize_mode
         if not isinstance(model_name, str) or not model_name:
             raise OODInputError(f"model_name must be a non-empty string, got {model_name!r}.")
         if model_name not in open_clip.list_models():
@@ -294,6 +302,8 @@ class CLIPEncoder:
                 for k in ("mean", "std", "interpolation", "resize_mode")
                 if k in self._tag_cfg
             }
+        if self.resize_mode is not None:
+            preprocess_overrides = dict(preprocess_overrides or {}, resize_mode=self.resize_mode)
         root = logging.getLogger()
         drop = _DropRandomInitWarning()
         root.addFilter(drop)
@@ -405,28 +415,35 @@ class CLIPEncoder:
         calls report progress themselves.
         """
         images = list(images)
+        self._load()
+        return self._encode(images, batch_size, progress, "CLIP images",
+                            lambda chunk: self._torch.stack([self.prepare_image(img) for img in chunk]),
+                            self._model_encode_image)
 
-        def to_tensor(chunk):
-            from PIL import Image
+    def prepare_image(self, image):
+        """The model's input tensor for one image (a PIL image or a file path), as :meth:`encode_images`
+        prepares it: decoded upright and RGB (a file), converted as its file would be (a PIL image), then the
+        model's preprocessing. The preprocessing may refuse a degenerate image (e.g. a long thin strip with
+        ``resize_mode="longest"``); it raises what it raises, for the caller to name the item."""
+        from PIL import Image
 
-            from ..images import load_rgb, to_rgb
+        from ..images import load_rgb, to_rgb
 
-            tensors = []
-            for i, img in enumerate(chunk):
-                if isinstance(img, (str, os.PathLike)):
-                    img = load_rgb(img)  # upright (EXIF), RGB; ImageLoadError names the file
-                elif not isinstance(img, Image.Image):
-                    raise OODInputError(
-                        f"images must be PIL images or file paths; got {type(img).__name__}."
-                    )
-                else:
-                    img = to_rgb(img)  # as a file of that mode is: transparency on white, 16-bit stretched
-                tensors.append(self._preprocess(img))
-            return self._torch.stack(tensors)
+        if isinstance(image, (str, os.PathLike)):
+            image = load_rgb(image)  # upright (EXIF), RGB; ImageLoadError names the file
+        elif not isinstance(image, Image.Image):
+            raise OODInputError(f"images must be PIL images or file paths; got {type(image).__name__}.")
+        else:
+            image = to_rgb(image)  # as a file of that mode is: transparency on white, 16-bit stretched
+        return self.preprocess(image)
 
-        return self._encode(
-            images, batch_size, progress, "CLIP images", to_tensor, self._model_encode_image
-        )
+    def encode_prepared(self, tensors, batch_size=32, progress=False):
+        """Embed tensors made by :meth:`prepare_image`; returns ``(N, D)`` float32 rows of unit L2 norm (the
+        rows :meth:`encode_images` gives for the same images)."""
+        self._load()
+        tensors = list(tensors)
+        return self._encode(tensors, batch_size, progress, "CLIP images", self._torch.stack,
+                            self._model_encode_image)
 
     def encode_texts(self, texts, batch_size=256, progress=False):
         """Embed strings (full prompts); returns ``(N, D)`` float32 rows of unit L2 norm.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import OODInputError
+from ..images import ImageLoadError
 from ..progress import Progress
 from ..validation import is_int
 from . import runs
@@ -139,7 +140,6 @@ def check_skip_failures(skip_failures):
 
 def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
     """Encode a view's images in batches: ``(ids, X (N, D), failures)``."""
-    from ..images import ImageLoadError, load_rgb
     from .items import require_images
 
     require_images(samples, "CLIP image encoding")
@@ -151,17 +151,17 @@ def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
     with Progress(progress, len(ids), "CLIP image embeddings") as bar:
         for start in range(0, len(ids), int(batch_size)):
             stop = min(len(ids), start + int(batch_size))
-            images, ok = [], []
+            tensors, ok = [], []
             for i in range(start, stop):
                 try:
-                    images.append(load_rgb(paths[i]))
+                    tensors.append(prepare_image(encoder, paths[i]))
                     ok.append(i)
                 except ImageLoadError as e:
-                    if not skip_failures:
-                        raise
+                    if not skip_failures:  # the sample to look up in FiftyOne, besides the file
+                        raise ImageLoadError(f"{e.problem} (sample {ids[i]})", e.fix, e.skip_hint) from e
                     failures.append({"id": ids[i], "filepath": paths[i], "error": e.skipped_message})
-            if images:
-                chunks.append(encoder.encode_images(images, batch_size=len(images), progress=False))
+            if tensors:
+                chunks.append(encoder.encode_prepared(tensors, batch_size=len(tensors), progress=False))
                 keys.extend(ids[i] for i in ok)
             bar.update(stop - start)
     for f in failures:
@@ -173,6 +173,21 @@ def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
             "dataset?), then run again")
     X = np.concatenate(chunks) if chunks else np.zeros((0, encoder.embed_dim), np.float32)
     return keys, X, failures
+
+
+def prepare_image(encoder, path):
+    """The encoder's input tensor for the image file ``path``; :class:`ImageLoadError` naming the file when it
+    cannot be read, or when the model's preprocessing cannot take the decoded image (a degenerate size)."""
+    from ..images import SKIP_HINT, load_rgb
+
+    image = load_rgb(path)
+    try:
+        return encoder.prepare_image(image)
+    except Exception as e:  # whatever the transform raises is this image's problem
+        raise ImageLoadError(
+            f"image file {path!r} ({image.size[0]} x {image.size[1]} pixels) could not be prepared for CLIP model "
+            f"{encoder.model_name!r} ({type(e).__name__}: {e})",
+            "crop or resize the image to ordinary proportions, or remove the sample", SKIP_HINT) from e
 
 
 def image_embeddings(samples, encoder, stored, *, batch_size, skip_failures, progress):

@@ -42,6 +42,16 @@ def record_info(dataset, key):
     return info
 
 
+def field_gone(dataset, run_key, target):
+    """Whether the complete (or filling) embeddings run ``run_key`` lists ``target`` but nothing is there any more:
+    the field was deleted or renamed by hand. Its record describes nobody's data: the next call computes the field
+    afresh, with any settings, as a new one (a field made again by hand there holds values: not gone)."""
+    from .documents import field_exists
+
+    return record_info(dataset, run_key).get("status") in ("complete", "filling") and \
+        not field_exists(dataset, target)
+
+
 def same_settings(info, settings):
     """Whether the record ``info`` was computed with ``settings`` (backbone, projection, dtype, patches_field)."""
     def canonical(obj):

@@ -8,14 +8,15 @@ from ..errors import OODInputError
 from . import coordination, runs
 from .commit import is_internal
 from .documents import field_exists
-from .embedding_runs import field_paths, pending_overwrite, record_info, same_settings, side_key
-from .ownership import refuse_stale_records
+from .embedding_runs import field_gone, field_paths, pending_overwrite, record_info, same_settings, side_key
+from .ownership import refuse_stale_records, run_owns
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     SKIP_FAILURES,
     check_patches_field,
     flatten,
     is_whole_dataset,
+    item_names,
     num_samples,
     patch_path,
     require_images,
@@ -166,14 +167,6 @@ def _log_failures(failed, attempted, patches_field, call, where):
                    attempted, _item_words(patches_field), failed[0]["error"], where)
 
 
-def item_names(keys, sample_of):
-    """What an error calls each item: ``"sample <id>"``, or ``"object <id> of sample <id>"`` for object crops
-    (``sample_of`` maps an object's id to its sample's; None for samples)."""
-    if sample_of is None:
-        return [f"sample {key}" for key in keys]
-    return [f"object {key} of sample {sample_of[key]}" for key in keys]
-
-
 def nothing_readable(failed, patches_field, consequence):
     """The error for a view none of whose images (object crops) could be read."""
     return OODInputError(
@@ -261,7 +254,7 @@ class _EmbeddingJob:
         self.shard, self.num_shards, self.shard_index = shard, num_shards, shard_index
         self.dataset = samples._dataset
         self.lock = coordination.job_key(self.dataset, target)
-        self.extra_results = {}
+        self.extra_results, self.prior_status = {}, "complete"  # the record's status before a fill-in
         self.record_key = run_key  # where the partial run is recorded: run_key, or side_key(run_key)
 
     def start(self, extractor, projection, overwrite, extract):
@@ -286,6 +279,7 @@ class _EmbeddingJob:
                                       fields=[self.write_path, *old], overwrite=True, status="partial",
                                       embeddings_field=self.run_key, **self.settings, results=self.extra_results)
                 else:  # filling in a complete field: the record says so until every item is done
+                    self.prior_status = record_info(self.dataset, self.run_key).get("status")
                     runs.update_run(self.samples, self.run_key, status="filling")
             if fitted is not None:  # the PCA fit sample is already embedded: store it, do not compute it twice
                 raw, sample_of = fitted
@@ -385,10 +379,14 @@ class _EmbeddingJob:
         self.dataset.reload()
         info = record_info(self.dataset, self.record_key)
         status, same = info.get("status"), same_settings(info, self.settings)
+        # a fill-in writes into the complete field: only while it is still the one the run wrote (not deleted and
+        # made again by hand meanwhile: the user's)
         ours = self.dataset.get_field(self.write_path) is not None and same and (
-            status in ("filling", "complete") if self.mode == "fill"
-            else status == "partial" and self.write_path in (info.get("fields") or []))
+            status in ("filling", "complete") and run_owns(self.dataset, self.run_key, self.target)
+            if self.mode == "fill" else status == "partial" and self.write_path in (info.get("fields") or []))
         if not ours:
+            if self.mode == "fill" and status == "filling" and same:  # the record as it was before this call
+                runs.update_run(self.samples, self.run_key, status=self.prior_status)
             if not info and self.record_key != self.run_key:  # the overwrite's side record went with its commit
                 info = record_info(self.dataset, self.run_key)
                 status, same = info.get("status"), same_settings(info, self.settings)
@@ -513,7 +511,9 @@ def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite
         dataset.reload()
         side, protected = pending_overwrite(dataset, run_key, target, partial, overwrite)
         record_key = side_key(run_key) if protected else run_key
-        if overwrite or not dataset.has_run(run_key):
+        # a field deleted or renamed by hand leaves the record listing a name that holds nothing: nobody's data,
+        # computed afresh as a new field (filling it in wrote into a field that is not there)
+        if overwrite or field_gone(dataset, run_key, target) or not dataset.has_run(run_key):
             keep = overwrite and dataset.has_run(run_key) and dataset.get_field(target) is not None \
                 and not is_whole_dataset(samples)
             if keep:

@@ -282,6 +282,14 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
     return [keys[i] for i in keep], X, labels
 
 
+def item_names(keys, sample_of):
+    """What an error calls each item: ``"sample <id>"``, or ``"object <id> of sample <id>"`` for object crops
+    (``sample_of`` maps an object's id to its sample's; None for samples)."""
+    if sample_of is None:
+        return [f"sample {key}" for key in keys]
+    return [f"object {key} of sample {sample_of[key]}" for key in keys]
+
+
 def flatten(nested):
     return [x for row in nested for x in (row or [])]
 

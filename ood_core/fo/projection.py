@@ -3,7 +3,7 @@
 import numpy as np
 
 from ..errors import OODInputError
-from .items import patch_path
+from .items import item_names, patch_path
 
 
 def projection_record(project_dim, method, seed, fit_size):
@@ -90,8 +90,10 @@ def fit_pca(extractor, samples, patches_field, projection, *, batch_size, num_wo
         )
     rng = np.random.default_rng(projection["seed"])
     pick = np.sort(rng.choice(len(items), n_fit, replace=False))
+    # the error that stops at an unreadable image names its sample (object), as the extraction proper does
     res = extractor.extract([items[i] for i in pick], batch_size=batch_size, num_workers=num_workers,
-                            skip_failures=skip_failures, progress=progress)
+                            skip_failures=skip_failures, progress=progress,
+                            names=item_names([keys[i] for i in pick], sample_of))
     if len(res.embeddings) < projection["n_components"]:
         raise OODInputError(
             f"only {len(res.embeddings)} of the {n_fit} PCA fit images could be read; fewer than "
