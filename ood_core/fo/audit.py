@@ -288,14 +288,15 @@ def replaced_runs(samples, audit_key, ood_field, label_issue_field=None):
     """
     from .flags import list_flag_runs
     from .items import is_whole_dataset
+    from .links import audit_runs_of
 
     dataset = samples._dataset
     audits = runs.list_ood_runs(samples, kind="audit")
     if audit_key not in audits:
         return []
 
-    def listed(key):
-        return getattr(dataset.get_run_info(key).config, "audit_runs", None) or {}
+    def listed(key):  # resolved: a run renamed with FiftyOne's own rename_run is still the audit's
+        return audit_runs_of(dataset, key)
 
     planned = {ood_field, f"{ood_field}_flag"} | ({label_issue_field, f"{label_issue_field}_flag"}
                                                   if label_issue_field else set())

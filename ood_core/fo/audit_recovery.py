@@ -42,8 +42,11 @@ def running(samples, audit_key):
 def interrupted_runs(samples, audit_key=None):
     """``{audit key: [run keys]}``: runs made by an audit that has no record listing them and is not running."""
     dataset = samples._dataset
-    listed = {key for audit in runs.list_ood_runs(samples, kind="audit")  # also under a renamed audit key
-              for key in (getattr(dataset.get_run_info(audit).config, "audit_runs", None) or {}).values()}
+    from .links import audit_runs_of
+
+    # also under a renamed audit key, and runs renamed with FiftyOne's rename_run (found by the fields they own)
+    listed = {key for audit in runs.list_ood_runs(samples, kind="audit")
+              for key in audit_runs_of(dataset, audit).values()}
     out = {}
     for key in runs.list_ood_runs(samples):
         owner = getattr(dataset.get_run_info(key).config, "made_by_audit", None)
@@ -89,9 +92,10 @@ def remove_interrupted(samples):
 
 def release(samples, audit_key):
     """An audit record is being deleted: its runs stay as runs of their own, no longer named as made by it."""
+    from .links import audit_runs_of
+
     dataset = samples._dataset
-    listed = getattr(dataset.get_run_info(audit_key).config, "audit_runs", None) or {}
-    for key in listed.values():
+    for key in audit_runs_of(dataset, audit_key).values():  # also those renamed with FiftyOne's rename_run
         if key in runs.list_ood_runs(samples) and \
                 getattr(dataset.get_run_info(key).config, "made_by_audit", None) is not None:
             runs.update_run(samples, key, made_by_audit=None)

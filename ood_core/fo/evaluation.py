@@ -50,6 +50,7 @@ from .flags import check_flag_tag, flag_values, previous_flags, refuse_tags_the_
 from .ground_truth import read_ground_truth, require_both_classes, require_known_tag
 from .items import (detections_root, is_whole_dataset, item_columns, require_collection, require_nonempty,
                     require_not_generated, show_all_fields)
+from .run_values import refuse_values_from_elsewhere
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +93,7 @@ def _resolve_scores(samples, run_key_or_score_field):
         patches = info.get("patches_field")
         patches = patches or detections_root(dataset, path)
         require_recorded_field(dataset, name, path, patches)
+        refuse_values_from_elsewhere(dataset, name, path)  # merged from another dataset's run (:mod:`.run_values`)
         return {"run_key": name, "kind": info.get("kind"), "path": path, "patches_field": patches, "info": info}
     patches = detections_root(dataset, name)
     if patches is not None:

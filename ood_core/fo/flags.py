@@ -133,8 +133,9 @@ def flag_values(samples, patches_field, flags_by_id, view_ids=None):
 
 def get_flag_info(samples, flag_key):
     """The flags run's config (rule description, tag, score run...) plus its tagged ids and counts: ``num_flagged``
-    / ``num_scored`` over the whole flag field, ``num_flagged_in_view`` / ``num_scored_in_view`` over the view
-    the run last flagged."""
+    / ``num_scored`` over the whole flag field as it is now (the items flagged True / holding a flag on the
+    samples that exist now: samples deleted since the flags were made are not counted), ``num_flagged_in_view`` /
+    ``num_scored_in_view`` over the view the run last flagged, as that call counted them."""
     require_collection(samples)
     info = runs.get_ood_run_info(samples, flag_key)
     if info.get("kind") != "flags":
@@ -142,8 +143,21 @@ def get_flag_info(samples, flag_key):
     res = runs.load_ood_results(samples, flag_key)
     info["tagged_ids"] = list(getattr(res, "tagged_ids", None) or [])
     for name in ("num_flagged", "num_scored", "num_flagged_in_view", "num_scored_in_view"):
-        info[name] = getattr(res, name, None)  # whole flag field, and the view last flagged (older runs: None)
+        info[name] = getattr(res, name, None)  # the view last flagged (older runs: None)
+    info.update(flag_counts(samples._dataset, flag_key, info.get("flag_field")))
     return info
+
+
+def flag_counts(dataset, flag_key, flag_path):
+    """``{"num_flagged", "num_scored"}`` of the flags run ``flag_key`` now: one count of the values of its flag field
+    ``flag_path`` on the dataset (every slice of a grouped one); None for both when the field is no longer the
+    run's (deleted, or made again by hand: :mod:`.ownership`) or the schema does not declare it."""
+    from .ownership import run_owns
+
+    if not flag_path or dataset.get_field(flag_path) is None or not run_owns(dataset, flag_key, flag_path):
+        return {"num_flagged": None, "num_scored": None}
+    values = every_sample(dataset).count_values(flag_path)
+    return {"num_flagged": int(values.get(True, 0)), "num_scored": int(values.get(True, 0) + values.get(False, 0))}
 
 
 def score_run_of(dataset, config):

@@ -63,7 +63,9 @@ def delete_saved_view(name, mark=None):
 
 
 def forget_in_audits(keys, fields):
-    """The audits listing the runs ``keys`` forget them and their ``fields`` (their saved views using those go)."""
+    """The audits listing the runs ``keys`` forget them and their ``fields`` (their saved views using those go).
+    ``keys`` also holds the keys the audits still name runs by that FiftyOne's ``rename_run`` renamed
+    (:func:`.links.dangling_aliases`, decided before the runs go: afterwards nothing resolves them)."""
     return {"op": "forget_in_audits", "keys": list(keys), "fields": list(fields)}
 
 
@@ -166,6 +168,10 @@ def _forget_in_audits(dataset, op):
 
 
 def _rename_references(dataset, op):
+    """The links naming ``old`` name ``new``; so do the dangling links that resolve to ``new`` (the run was renamed
+    with FiftyOne's own ``rename_run`` before, which left them naming a key no run has: :mod:`.links`)."""
+    from . import links
+
     old, new = op["old"], op["new"]
     for key in runs.list_ood_runs(dataset, kind="flags"):
         if getattr(dataset.get_run_info(key).config, "score_run", None) == old:
@@ -175,6 +181,8 @@ def _rename_references(dataset, op):
         if old in listed.values():
             renamed = {role: new if key == old else key for role, key in listed.items()}
             runs.update_run(dataset, audit, audit_runs=renamed)
+    if dataset.has_run(new):
+        links.repair(dataset, keys={new})
 
 
 def _uses_any(dataset, name, fields):

@@ -11,8 +11,9 @@ from .items import require_collection
 def rename_ood_run(samples, run_key, new_run_key):
     """Rename a run key (fields keep their names; the record still lists them; flags runs made from a
     renamed score run and the audits listing it follow it, all or nothing, also after a crash:
-    :func:`ood_core.fo.commit.rename_run`). An embeddings run cannot be renamed: its key is its field's name, by
-    which scoring finds the backbone and levels."""
+    :func:`ood_core.fo.commit.rename_run`; so do the links that still named a key FiftyOne's own ``rename_run``
+    changed and that resolve to this run, :mod:`.links`: they name the new key, true again). An embeddings run
+    cannot be renamed: its key is its field's name, by which scoring finds the backbone and levels."""
     from . import commit, followups
 
     require_collection(samples)
@@ -50,8 +51,9 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     Returns ``[]`` then.
 
     An audit that lists a deleted run forgets it (``audit_runs``, ``audit_fields``), and the audit's saved views
-    that sort or filter by a deleted field go with it; the rest of the audit stays. Renaming an audit's run
-    updates the audit's record.
+    that sort or filter by a deleted field go with it; the rest of the audit stays (also when the audit lists the
+    run under a key FiftyOne's own ``rename_run`` changed: :mod:`.links`). Renaming an audit's run updates the
+    audit's record.
 
     All or nothing, also after a crash (:func:`remove_runs`). A field the record lists that is no longer the one
     the run wrote (deleted and made again by hand, :mod:`.ownership`) is not deleted.
@@ -88,6 +90,7 @@ def remove_runs(samples, run_keys, *, delete_fields=True):
     ``ood.repair_ood_runs``. Returns the fields deleted."""
     from . import followups
     from .commit import remove_runs as commit_removal
+    from .links import dangling_aliases
 
     def cleanup(dataset, fields, dropped):
         gone = [run_keys[0], *dropped]
@@ -97,7 +100,8 @@ def remove_runs(samples, run_keys, *, delete_fields=True):
             ops += followups.untag_flags(samples, [key for key in gone if kinds.get(key) == "flags"])
             ops += [op for key in gone if kinds.get(key) == "audit" for op in _audit_extras(dataset, key)]
             ops += [followups.unset_values(p) for p in _lost_fields(dataset, gone)]
-        return [op for op in ops if op] + [followups.forget_in_audits(gone, fields)]
+        aliases = dangling_aliases(dataset, gone)  # old keys of runs renamed with FiftyOne's rename_run
+        return [op for op in ops if op] + [followups.forget_in_audits([*gone, *aliases], fields)]
 
     return commit_removal(samples, list(run_keys), delete_fields=delete_fields, cleanup=cleanup)[0]
 

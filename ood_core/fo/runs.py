@@ -382,6 +382,7 @@ def _register(samples, run_key, kind, fields, overwrite, results, params):
             dataset.delete_run(run_key)  # not a run of this package (check_new_run refuses these first)
             replace = False
     from .ownership import mark_fields
+    from .run_values import recorded_count
 
     config = dataset.init_run(
         method=f"{PLUGIN_TAG}/{kind}",
@@ -389,6 +390,7 @@ def _register(samples, run_key, kind, fields, overwrite, results, params):
         kind=kind,
         fields=list(fields),
         field_marks=mark_fields(dataset, fields),  # which fields are still this run's (:mod:`.ownership`)
+        **recorded_count(dataset, kind, fields, params),  # values in its score field (:mod:`.run_values`)
         **params,
     )
     if replace:  # one update of the record in place: a crash never leaves the key without a record
@@ -525,7 +527,8 @@ def repair_ood_runs(samples):
     cannot iterate such samples), lock documents of dead writers (``stale_locks_removed``) and the runs of audits
     killed or failed before they were recorded, with their fields, flags runs and tags
     (``interrupted_audit_runs_removed``: run keys), and maps a killed ``compute_ood_visualization`` left under
-    temporary keys (``maps``: restored and removed keys).
+    temporary keys (``maps``: restored and removed keys), and links naming keys FiftyOne's own ``rename_run``
+    changed, written as the runs' new keys (``links_repaired``: ``(run, link, old key, new key)``, :mod:`.links`).
     """
     from .commit import remove_stray_keys, repair
     from .coordination import remove_stale_locks
@@ -540,6 +543,9 @@ def repair_ood_runs(samples):
     from .audit_recovery import remove_interrupted
     from .maps import repair_maps
 
+    from .links import repair as repair_links
+
+    done["links_repaired"] = repair_links(dataset)  # links naming keys FiftyOne's rename_run changed
     done["interrupted_audit_runs_removed"] = remove_interrupted(samples)
     done["maps"] = repair_maps(samples)
     return done
@@ -564,7 +570,9 @@ def get_ood_run_info(samples, run_key):
     cfg.pop("cls", None)
     cfg["run_key"] = run_key
     cfg["timestamp"] = str(info.timestamp)
-    return cfg
+    from .links import resolved_info
+
+    return resolved_info(samples._dataset, cfg)  # links as FiftyOne's rename_run left them: the runs meant
 
 
 def load_ood_results(samples, run_key):
