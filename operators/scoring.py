@@ -6,6 +6,7 @@ from ood_core.fo import form_cache
 from ood_core.fo.scores import DEFAULT_N_COMPONENTS
 
 from . import base as common
+from .markdown import code
 
 REDUCTIONS = ("none", "pca", "umap", "random")
 
@@ -247,7 +248,7 @@ def _reference_line(info, item):
     n = reference.get("num_reference")
     if not n:
         return f"none: the scored {item} themselves, each scored with itself left out"
-    return f"{n:,} trusted {item}" + (f" (tag `{reference['tag']}`)" if reference.get("tag") else "")
+    return f"{n:,} trusted {item}" + (f" (tag {code(reference['tag'])})" if reference.get("tag") else "")
 
 
 def _spread_line(summary, info):
