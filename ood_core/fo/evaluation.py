@@ -208,7 +208,11 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
     require_collection(samples)
     samples = show_all_fields(samples)  # only read: a field the view hides (the App's visibility) is read anyway
     where = _resolve_scores(samples, run_key_or_score_field)
+    _refuse_p_value_field(samples, where["path"])
     _, scores = _read_scores(samples, where)
+    if gt_field is not None and gt_field == where["path"]:
+        raise OODInputError(f"gt_field={gt_field!r} is the field being evaluated: the scores would be measured against "
+                            "themselves (AUROC 1); pass the ground-truth field (True = OOD) or gt_tag=")
     gt, gt_info, means = read_ground_truth(samples, where, gt_field, gt_tag, positive_value)
     keep = [i for i, (s, g) in enumerate(zip(scores, gt)) if s is not None and g is not None]
     if not keep:
@@ -232,6 +236,14 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
         score_convention=f"higher = more {name}; {name} is the positive class (num_ood = positives)",
     )
     return metrics
+
+
+def _refuse_p_value_field(samples, path):
+    """A run's p-value field is small = more OOD: read as a score (higher = more OOD) it inverts every metric."""
+    for key in _score_runs(samples):
+        if (runs.get_ood_run_info(samples, key).get("calibration") or {}).get("field") == path:
+            raise OODInputError(f"{path!r} holds the p-values of run {key!r} (small = more OOD), not scores (higher = "
+                                f"more OOD); evaluate the run instead: ood.evaluate_ood_run(samples, {key!r}, ...)")
 
 
 # --------------------------------------------------------------------------- flags

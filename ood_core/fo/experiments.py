@@ -94,6 +94,16 @@ def _as_tuple(value, name):
     return out
 
 
+def _check_ks(k):
+    """``k`` (one or several) as a tuple of Python ints >= 1, else OODInputError (rows report the k they used)."""
+    ks = _as_tuple(k, "k")
+    for value in ks:
+        if not _is_number(value) or not np.isfinite(value) or int(value) != value or value < 1:
+            raise OODInputError(f"k={k!r}: every k must be an integer >= 1 (the k-th nearest reference "
+                                f"neighbour gives the score); {value!r} is not")
+    return tuple(int(value) for value in ks)
+
+
 def _is_number(value):
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
@@ -112,6 +122,23 @@ def _check_fractions(fractions):
 def _check_seed(seed):
     if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)) or seed < 0:
         raise OODInputError(f"seed={seed!r} is not valid; pass a whole number >= 0")
+    return int(seed)
+
+
+def _plain(values, name):
+    """``values`` as a tuple with NumPy numbers turned into Python ones (rows and runs are stored as JSON)."""
+    return tuple(v.item() if isinstance(v, np.generic) else v for v in _as_tuple(values, name))
+
+
+def _pollution_args(method, k, fractions, seed, reduce, n_components):
+    """:func:`pollution_sweep`'s settings checked and JSON-safe: ``(method, ks, fractions, seed, n_components)``."""
+    method = _check_method(method)
+    ks = _check_ks(k) if _takes_k(method) else (None,)
+    n_components = n_components.item() if isinstance(n_components, np.generic) else n_components
+    if reduce is None and n_components is not None:
+        raise OODInputError(f"n_components={n_components!r} asks for a reduction but reduce=None; pass reduce='pca' "
+                            "(or 'umap', 'random'), or n_components=None")
+    return method, ks, _check_fractions(fractions), _check_seed(seed), n_components
 
 
 def _read(view, embeddings_field):
@@ -218,10 +245,7 @@ def pollution_sweep(samples, embeddings_field, *, reference, ood_field="is_ood",
         :class:`Table` with ``fraction``, ``num_polluting``, ``num_reference``,
         ``method``, ``k`` and the metrics of :func:`ood_core.metrics.ood_metrics`.
     """
-    method = _check_method(method)
-    ks = _as_tuple(k, "k") if _takes_k(method) else (None,)
-    fractions = _check_fractions(fractions)
-    _check_seed(seed)
+    method, ks, fractions, seed, n_components = _pollution_args(method, k, fractions, seed, reduce, n_components)
     if run_key is not None:
         runs.check_new_run(samples, run_key, [], overwrite, kind="experiment")
 
@@ -320,15 +344,9 @@ def _sweep(samples, embeddings_field, *, reference, evaluation, ood_field, level
            reduce, seed, progress):
     """Shared core of :func:`config_sweep` and :func:`auto_config`: ``(rows, info)``."""
     methods = tuple(_check_method(m) for m in _as_tuple(methods, "methods"))
-    ks = _as_tuple(k, "k")
-    if any(_takes_k(m) for m in methods):
-        for value in ks:
-            if not _is_number(value) or not np.isfinite(value) or int(value) != value or value < 1:
-                raise OODInputError(f"k={k!r}: every k must be an integer >= 1 (the k-th nearest reference "
-                                    f"neighbour gives the score); {value!r} is not")
-        ks = tuple(int(value) for value in ks)
-    dims = _as_tuple(dims, "dims")
-    _check_seed(seed)
+    ks = _check_ks(k) if any(_takes_k(m) for m in methods) else _as_tuple(k, "k")
+    dims = _plain(dims, "dims")
+    seed = _check_seed(seed)
     if reduce is None and any(d is not None for d in dims):
         raise OODInputError(f"dims={dims!r} asks for reduced dimensions but reduce=None; pass reduce='pca' (or "
                             "'umap', 'random'), or dims=(None,)")
@@ -482,6 +500,7 @@ def auto_config(samples, embeddings_field, *, validation, reference=None, ood_fi
     if metric not in ("auroc", "aupr_in", "aupr_out") + _LOWER_IS_BETTER:
         raise OODInputError(f"metric must be one of auroc, aupr_in, aupr_out, fpr95, fpr95_openood; got {metric!r}")
     runs.check_new_run(samples, run_key, [], overwrite, kind="auto_config")
+    seed, dims, k = _check_seed(seed), _plain(dims, "dims"), _plain(k, "k")
     rows, info = _sweep(samples, embeddings_field, reference=reference, evaluation=validation, ood_field=ood_field,
                         level_subsets=level_subsets, dims=dims, k=k, methods=methods, reduce=reduce, seed=seed,
                         progress=progress)
