@@ -181,6 +181,7 @@ def prepare_image(encoder, path):
     from ..images import SKIP_HINT, load_rgb
 
     image = load_rgb(path)
+    encoder.preprocess  # noqa: B018 -- loads the model first: a weights error is not this image's problem
     try:
         return encoder.prepare_image(image)
     except Exception as e:  # whatever the transform raises is this image's problem
