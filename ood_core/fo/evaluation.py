@@ -14,7 +14,7 @@ Where flag rules are stored: every :func:`flag_samples` call is its own
 custom run of kind ``"flags"`` (key ``flag_key``, default = the flag field
 name), linked to the score run by its ``score_run`` config entry (a score run
 renamed with FiftyOne's own ``rename_run`` is found by the scores it owns:
-:func:`.flags.score_run_of`). Its config
+:func:`.links.score_run_of`). Its config
 holds the rule description (rule, value, threshold, what the rule achieved),
 the tag and the reference/ground truth used; its results hold the ids of the
 samples (or objects) that *this run* tagged. The score run is never modified,

@@ -9,6 +9,7 @@ removed only from those ids, and only when no other flags run with the same tag
 from ..errors import OODInputError
 from . import runs
 from .items import every_sample, flatten, require_collection, sample_ids
+from .links import score_run_of
 
 
 def check_flag_tag(tag):
@@ -158,26 +159,6 @@ def flag_counts(dataset, flag_key, flag_path):
         return {"num_flagged": None, "num_scored": None}
     values = every_sample(dataset).count_values(flag_path)
     return {"num_flagged": int(values.get(True, 0)), "num_scored": int(values.get(True, 0) + values.get(False, 0))}
-
-
-def score_run_of(dataset, config):
-    """The key of the score run a flags run (``config``) was made from: its ``score_run``, or, when no run has that
-    key any more (renamed with FiftyOne's own ``dataset.rename_run``, which leaves the flags naming the old key),
-    the score run that now owns the scores it read (``score_field``, :mod:`.ownership`), as a key that still named
-    it would. A key no run has, and nothing owns the scores, is returned as it is (the score run was deleted); None
-    for flags of a field."""
-    from .ownership import run_owns
-
-    key = getattr(config, "score_run", None)
-    path = getattr(config, "score_field", None)
-    if key is None or dataset.has_run(key) or not path:
-        return key
-    for other in runs.list_ood_runs(dataset):
-        cfg = dataset.get_run_info(other).config
-        if getattr(cfg, "kind", None) in runs.score_kinds() and path in (cfg.fields or []) and \
-                run_owns(dataset, other, path):
-            return other
-    return key
 
 
 def made_from_other_scores(dataset, config, run_key, path):

@@ -3,7 +3,7 @@
 A flags run names the score run it was made from (``score_run``), an audit the runs it made (``audit_runs``,
 ``{role: run key}``). FiftyOne's own ``dataset.rename_run`` changes a run's key and nothing else, so such a link can
 name a key no run has any more. The run it meant is still there, recognised by the fields it owns
-(:mod:`.ownership`): a flags run's score run owns the scores it read (``score_field``, :func:`.flags.score_run_of`);
+(:mod:`.ownership`): a flags run's score run owns the scores it read (``score_field``, :func:`score_run_of`);
 an audit's runs are keyed by the field they wrote (the score field, the flag field), so the run of the role's kind
 that owns the field of the listed key's name is the run the audit made.
 
@@ -18,23 +18,38 @@ from . import runs
 FLAG_ROLES = ("ood_flags", "label_issue_flags")
 
 
-def _fits(dataset, key, role):
-    kind = getattr(dataset.get_run_info(key).config, "kind", None)
-    return kind == "flags" if role in FLAG_ROLES else kind in runs.score_kinds()
+def owner_of(dataset, path, kinds, keys=None):
+    """The package's run of one of ``kinds`` that owns the field ``path`` (lists it, and it is still the one that run
+    wrote: :mod:`.ownership`), or None. ``keys``: the package's run keys, when the caller has them."""
+    from .ownership import run_owns
+
+    for other in runs.list_ood_runs(dataset) if keys is None else keys:
+        if dataset.has_run(other) and getattr(dataset.get_run_info(other).config, "kind", None) in kinds \
+                and run_owns(dataset, other, path):
+            return other
+    return None
+
+
+def score_run_of(dataset, config, keys=None):
+    """The key of the score run a flags run (``config``) was made from: its ``score_run``, or, when no run has that
+    key any more (renamed with FiftyOne's own ``dataset.rename_run``, which leaves the flags naming the old key),
+    the score run that now owns the scores it read (``score_field``), as a key that still named it would. A key no
+    run has, and nothing owns the scores, is returned as it is (the score run was deleted); None for flags of a
+    field."""
+    key = getattr(config, "score_run", None)
+    path = getattr(config, "score_field", None)
+    if key is None or dataset.has_run(key) or not path:
+        return key
+    return owner_of(dataset, path, runs.score_kinds(), keys) or key
 
 
 def audit_run_of(dataset, role, key, keys=None):
     """The run an audit lists as ``key`` for ``role``: ``key`` while a run has it, else the run of the role's kind
-    owning the field named ``key`` (renamed with FiftyOne's ``rename_run``), else ``key`` (deleted). ``keys``: the
-    package's run keys, when the caller has them."""
-    from .ownership import run_owns
-
+    owning the field named ``key`` (renamed with FiftyOne's ``rename_run``), else ``key`` (deleted)."""
     if not isinstance(key, str) or dataset.has_run(key):
         return key
-    for other in runs.list_ood_runs(dataset) if keys is None else keys:
-        if dataset.has_run(other) and _fits(dataset, other, role) and run_owns(dataset, other, key):
-            return other
-    return key
+    kinds = ("flags",) if role in FLAG_ROLES else runs.score_kinds()
+    return owner_of(dataset, key, kinds, keys) or key
 
 
 def audit_runs_of(dataset, audit_key):
@@ -49,8 +64,6 @@ def audit_runs_of(dataset, audit_key):
 def resolved_info(dataset, info):
     """A run's info dict (:func:`.runs.get_ood_run_info`) with its links resolved: a flags run's ``score_run``, an
     audit's ``audit_runs``."""
-    from .flags import score_run_of
-
     if info.get("kind") == "flags" and info.get("score_run") is not None:
         info["score_run"] = score_run_of(dataset, dataset.get_run_info(info["run_key"]).config)
     elif info.get("kind") == "audit" and info.get("audit_runs"):
@@ -58,53 +71,44 @@ def resolved_info(dataset, info):
     return info
 
 
-def dangling_aliases(dataset, keys):
-    """The keys no run has that links (flags' ``score_run``, audits' ``audit_runs``) name and that resolve to one of
-    the runs ``keys``: the old keys of runs renamed with FiftyOne's ``rename_run``."""
-    from .flags import score_run_of
-
-    keys = set(keys)
-    aliases = set()
+def dangling_links(dataset):
+    """``[(run key, link, old key, resolved key)]`` of the links (flags' ``score_run``, audits'
+    ``audit_runs.<role>``) that name a key no run has; the resolved key is the old one when no run answers for it
+    (deleted)."""
+    keys = runs.list_ood_runs(dataset)
+    out = []
     for key, config in _configs(dataset):
-        kind = getattr(config, "kind", None)
-        if kind == "flags":
+        if getattr(config, "kind", None) == "flags":
             named = getattr(config, "score_run", None)
-            if named is not None and not dataset.has_run(named) and score_run_of(dataset, config) in keys:
-                aliases.add(named)
-        elif kind == "audit":
-            listed = getattr(config, "audit_runs", None) or {}
-            for role, named in listed.items():
-                if not dataset.has_run(named) and audit_run_of(dataset, role, named) in keys:
-                    aliases.add(named)
-    return sorted(aliases - keys)
+            if named is not None and not dataset.has_run(named):
+                out.append((key, "score_run", named, score_run_of(dataset, config, keys)))
+        else:
+            for role, named in (getattr(config, "audit_runs", None) or {}).items():
+                if not dataset.has_run(named):
+                    out.append((key, f"audit_runs.{role}", named, audit_run_of(dataset, role, named, keys)))
+    return out
+
+
+def dangling_aliases(dataset, keys):
+    """The keys no run has that links name and that resolve to one of the runs ``keys``: the old keys of runs
+    renamed with FiftyOne's ``rename_run``."""
+    keys = set(keys)
+    return sorted({old for _, _, old, now in dangling_links(dataset) if now in keys} - keys)
 
 
 def repair(dataset, keys=None):
     """Write the resolved keys into dangling links (all of them, or those resolving to one of the runs ``keys``);
     returns ``[(run key, link, old key, new key)]`` changed. Each record is updated in one write: an interrupted
     repair leaves every link either as it was (resolved again on read) or true."""
-    from .flags import score_run_of
-
-    changed = []
-    for key, config in _configs(dataset):
-        kind = getattr(config, "kind", None)
-        if kind == "flags":
-            named = getattr(config, "score_run", None)
-            if named is None or dataset.has_run(named):
-                continue
-            now = score_run_of(dataset, config)
-            if now != named and (keys is None or now in keys):
-                runs.update_run(dataset, key, score_run=now)
-                changed.append((key, "score_run", named, now))
-        elif kind == "audit":
-            listed = dict(getattr(config, "audit_runs", None) or {})
-            fixed = {role: named if dataset.has_run(named) else audit_run_of(dataset, role, named)
-                     for role, named in listed.items()}
-            fixed = {role: now if keys is None or now in keys else listed[role] for role, now in fixed.items()}
-            if fixed != listed:
-                runs.update_run(dataset, key, audit_runs=fixed)
-                changed += [(key, f"audit_runs.{role}", listed[role], now) for role, now in fixed.items()
-                            if now != listed[role]]
+    changed = [link for link in dangling_links(dataset) if link[3] != link[2] and (keys is None or link[3] in keys)]
+    for key in dict.fromkeys(key for key, _, _, _ in changed):
+        config = dataset.get_run_info(key).config
+        if getattr(config, "kind", None) == "flags":
+            runs.update_run(dataset, key, score_run=next(now for k, _, _, now in changed if k == key))
+        else:
+            fixed = dict(getattr(config, "audit_runs", None) or {})
+            fixed.update({link.split(".", 1)[1]: now for k, link, _, now in changed if k == key})
+            runs.update_run(dataset, key, audit_runs=fixed)
     return changed
 
 
