@@ -49,7 +49,8 @@ def to_rgb(img):
       picture with an alpha channel gives the same pixels.
     - 16/32-bit integer and float grayscale (``I;16``, ``I``, ``F``) are
       rescaled by their actual min/max range rather than clipped, which would
-      make most 16-bit images pure white. Pixels without a finite value (NaN,
+      make most 16-bit images pure white; pixels at a transparent colour key
+      are white and stay out of that range. Pixels without a finite value (NaN,
       a float image's "no data") take the lowest value, infinities the ends.
     """
     from PIL import Image
@@ -64,13 +65,23 @@ def to_rgb(img):
         return Image.alpha_composite(background, rgba).convert("RGB")
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        finite = np.isfinite(arr)
+        keyed = _keyed_pixels(img, arr)
+        finite = np.isfinite(arr) & ~keyed
         lo, hi = (float(arr[finite].min()), float(arr[finite].max())) if finite.any() else (0.0, 0.0)
         arr = np.nan_to_num(arr, nan=lo, posinf=hi, neginf=lo)
         scale = 255.0 / (hi - lo) if hi > lo else 0.0
         arr8 = np.clip((arr - lo) * scale, 0, 255).astype(np.uint8)
+        arr8[keyed] = 255  # a transparent colour key shows the white background, as for 8-bit images
         return Image.fromarray(arr8, mode="L").convert("RGB")
     return img.convert("RGB")
+
+
+def _keyed_pixels(img, arr):
+    """Where a 16/32-bit grayscale image's pixels equal its transparent colour key (a PNG ``tRNS`` value)."""
+    key = img.info.get("transparency")
+    if isinstance(key, (int, float)) and not isinstance(key, bool):
+        return arr == float(key)
+    return np.zeros(arr.shape, dtype=bool)
 
 
 def load_rgb(path):

@@ -78,6 +78,21 @@ def test_colour_key_transparency_is_composited_like_an_alpha_channel(pictures, d
     np.testing.assert_array_equal(emb[pictures["l_colour_key.png"]], emb[pictures["la.png"]])
 
 
+def test_sixteen_bit_colour_key_is_white_and_outside_the_range(tmp_path):
+    """A 16-bit grayscale PNG with a transparent colour key (tRNS) shows its keyed pixels on white like an 8-bit
+    one, and the key's value does not stretch the range of the visible pixels. Before, the key was ignored: the
+    keyed band kept its raw value (here the darkest) and set the bottom of the range."""
+    visible = np.arange(1000, 1000 + 26 * 32, dtype=np.uint16).reshape(26, 32)
+    raw = np.vstack([np.zeros((6, 32), np.uint16), visible])
+    Image.fromarray(raw).save(tmp_path / "keyed16.png", transparency=0)
+    Image.fromarray(visible).save(tmp_path / "visible16.png")
+    with Image.open(tmp_path / "keyed16.png") as img:
+        assert img.mode.startswith("I") and img.info.get("transparency") == 0
+    keyed = np.asarray(load_rgb(str(tmp_path / "keyed16.png")))
+    assert (keyed[:6] == 255).all()
+    np.testing.assert_array_equal(keyed[6:], np.asarray(load_rgb(str(tmp_path / "visible16.png"))))
+
+
 def test_clip_encoder_converts_pil_images_as_it_converts_files(pictures, tiny_clip, one_torch_thread):
     """``CLIPEncoder.encode_images`` takes PIL images or paths; a picture must embed the same either way. Before,
     a PIL image was converted with ``convert("RGB")``: transparency turned black (files: white) and a 16-bit
