@@ -117,15 +117,15 @@ class Reducer:
 
     def _fit(self, X):
         self.check_size(X)
+        if self.method != "random" and X.shape[0] > 1 and not np.ptp(X, axis=0).any():
+            raise OODInputError(
+                f"the {X.shape[0]} {_FIT_NAME} are all identical, so {self.method.upper()} has nothing to keep "
+                "(PCA would reduce every row to zero, UMAP would scatter them at random); identical embeddings "
+                "usually come from blank or constant images: check the embeddings field, or pass no reduction "
+                "(reduce=None / method=None)"
+            )
         if self.method == "pca":
             from sklearn.decomposition import PCA
-
-            if X.shape[0] > 1 and not np.ptp(X, axis=0).any():
-                raise OODInputError(
-                    f"the {X.shape[0]} {_FIT_NAME} are all identical, so PCA has no direction to keep (every "
-                    "reduced row would be zero); identical embeddings usually come from blank or constant images: "
-                    "check the embeddings field, or pass no reduction (reduce=None / method=None)"
-                )
 
             self.model_ = PCA(n_components=self.n_components, random_state=self.seed).fit(X)
             # kept as a plain affine map so a fitted PCA can be stored and restored (linear_state)

@@ -224,3 +224,24 @@ def test_score_ood_operator_uses_a_similarity_index(pg, emb_dataset):
     assert ds.get_run_info("via_op").config.similarity["brain_key"] == "pg_ref"
     ds.load_brain_results("pg_ref").cleanup(drop_table=True)
     ds.delete_brain_run("pg_ref")
+
+
+def test_near_duplicates_name_each_duplicates_kept_sample_at_its_true_distance(dataset_factory):
+    """The Brain's neighbours map measured distances in a re-centred subset (an exact copy came out 0.15 apart,
+    above the 0.1 threshold that found it) and was keyed by the kept sample only, so the audit's report and CSV,
+    which look a duplicate up by its own id, showed no kept sample and a distance of 0."""
+    from ood_core.fo import near_duplicates
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(8, 8)).astype(np.float32)
+    X[1], X[5] = X[0], X[4] + rng.normal(size=8).astype(np.float32) * 0.01  # an exact copy and a near one
+    ds = dataset_factory([f"/tmp/ood-dup-{i}.png" for i in range(8)])
+    ds.set_values("emb", list(X))
+    ids = ds.values("id")
+    found = near_duplicates.find(ds, "emb", 0.1, "audit_x")
+    assert found["duplicate_ids"] == sorted([ids[1], ids[5]])
+    for dup, kept, near in ((ids[1], ids[0], 1e-6), (ids[5], ids[4], 1e-3)):
+        (other, dist), = found["neighbors"][dup]
+        assert other == kept and dist == pytest.approx(0.0, abs=near)
+        assert [d for d, _ in found["neighbors"][kept]] == [dup]
+    assert all(dist <= 0.1 for pairs in found["neighbors"].values() for _, dist in pairs)

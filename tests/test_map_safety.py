@@ -180,3 +180,16 @@ def test_overwrite_refuses_a_map_this_plugin_did_not_make(mapped, points_field):
     np.testing.assert_array_equal(_points(ds, "mine"), theirs)
     if points_field:
         assert ds.has_sample_field(points_field) and ds.values(points_field) == field_values
+
+
+@pytest.mark.parametrize("method", ["pca", "tsne"])
+def test_a_map_of_identical_embeddings_is_refused_before_anything_is_computed(dataset_factory, method):
+    """Every embedding the same vector (blank images): PCA put every point on (0, 0) and t-SNE crashed the Python
+    process (a segmentation fault); the call is refused, naming the field and the fix, and nothing is recorded."""
+    ds = dataset_factory([f"/tmp/map_same_{i}.png" for i in range(6)])
+    ds.set_values("emb", [np.full(8, 0.25, np.float32)] * 6)
+    with pytest.raises(OODInputError, match=r"all 6 embeddings in 'emb' of this view are the same vector.*"
+                                            r"recompute the embeddings"):
+        ood.compute_ood_visualization(ds, "emb", "same", method=method)
+    ds.reload()
+    assert ds.list_brain_runs() == []

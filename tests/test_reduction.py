@@ -172,3 +172,11 @@ def test_make_reducer():
     assert reducer.get_params() == {"method": "pca", "n_components": 3, "seed": 1}
     with pytest.raises(OODInputError, match=r"needs n_components"):
         make_reducer("umap")
+
+
+def test_umap_of_identical_embeddings_is_refused_as_pca_is():
+    """UMAP fitted on identical rows (blank images) scattered them at random, and those positions became the
+    scored space; it is refused like PCA, before umap-learn is imported."""
+    with pytest.raises(OODInputError, match=r"the 10 embeddings to fit the reducer on are all identical, so UMAP "
+                                            r"has nothing to keep.*reduce=None"):
+        Reducer(method="umap", n_components=2).fit(np.full((10, 8), 0.5, np.float32))

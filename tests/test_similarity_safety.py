@@ -147,3 +147,92 @@ def test_default_names_never_touch_the_users_kept_similarity_index(pg, emb_datas
     finally:
         leave_no_brain_run(pg, ds, brain_key)
         leave_no_brain_run(pg, ds, "users_idx")
+
+
+def _spoil(ds, n_ref, kind):
+    """Make one embedding of ``emb_dataset`` unusable; returns its sample id."""
+    import numpy as np
+
+    values = ds.values("emb")
+    i = 1 if kind.endswith("reference") else n_ref + 1  # a trusted sample, or a scored one outside the reference
+    values[i] = {"NaN": np.full(24, np.nan, np.float32), "zero": np.zeros(24, np.float32),
+                 "short": np.ones(5, np.float32)}[kind.split()[0]]
+    ds.set_values("emb", values)
+    return ds.values("id")[i]
+
+
+@pytest.mark.parametrize("kind", ["NaN in the reference", "NaN in the scored view", "zero in the scored view",
+                                  "short in the reference"])
+def test_unusable_embeddings_are_refused_by_name_and_no_table_is_left(pg, emb_dataset, kind):
+    """A NaN vector reached PostgreSQL ("NaN not allowed in vector", a raw database error), which broke the
+    connection, so the temporary table could not be dropped and stayed in the user's database; an all-zero vector
+    under the cosine metric gave NaN distances, a vector of another length a raw numpy error."""
+    ds, _, n_ref = emb_dataset[:3]
+    bad = _spoil(ds, n_ref, kind)
+    expected = {"NaN": rf"NaN or infinite values in 'emb' \(ids \['{bad}'\]\).*exclude them",
+                "zero": rf"all-zero embedding in 'emb' \(ids \['{bad}'\]\).*metric=\"euclidean\"",
+                "short": r"'emb' have mixed shapes \[\(5,\), \(24,\)\]; recompute them"}[kind.split()[0]]
+    with pytest.raises(OODInputError, match=expected):
+        compute_knn_scores_with_index(ds, "emb", "s6", reference="trusted", k=3, connection_string=pg.connection_string,
+                                      progress=False, **EXACT)
+    assert pg_tables(pg) == [] and pg_indexes(pg) == {}
+    assert ds.get_field("s6") is None and not ds.has_run("s6") and ds.list_brain_runs() == []
+
+
+@pytest.mark.parametrize("made_by", ["fiftyone.brain", "this package"])
+def test_embeddings_of_another_dimension_are_refused_and_the_index_still_answers(pg, emb_dataset, made_by):
+    """A kept index queried with vectors of another dimension: a raw psycopg2 error, and the index's cached
+    connection stayed in its failed transaction, so every later call with the index in the process failed
+    ("current transaction is aborted") until a restart."""
+    import fiftyone.brain as fob
+    import numpy as np
+
+    ds = emb_dataset[0]
+    cs = pg.connection_string
+    if made_by == "fiftyone.brain":
+        fob.compute_similarity(ds, embeddings="emb", brain_key="idx", backend="pgvector", connection_string=cs,
+                               metric="cosine", progress=False, **EXACT)
+    else:
+        compute_knn_scores_with_index(ds, "emb", "s7", reference="trusted", k=3, brain_key="idx",
+                                      connection_string=cs, progress=False, **EXACT)
+    values = ds.values("emb")
+    try:
+        ds.set_values("emb", [np.ones(16, np.float32) * (i + 1) for i in range(len(values))])
+        expected = (r"similarity index 'idx' cannot take the 16-dimensional embeddings of 'emb' \(it holds "
+                    r"24-dimensional vectors\).*build a new index"
+                    if made_by == "fiftyone.brain" else  # the dimension recorded with the index: checked first
+                    r"'emb' have 16 dimensions.*but the vectors of similarity index 'idx' have 24.*new index")
+        with pytest.raises(OODInputError, match=expected):
+            compute_knn_scores_with_index(ds, "emb", "s8", brain_key="idx", k=3, connection_string=cs,
+                                          progress=False)
+        assert ds.get_field("s8") is None
+        ds.set_values("emb", values)  # the right vectors again: the same index answers
+        compute_knn_scores_with_index(ds, "emb", "s8", brain_key="idx", k=3, connection_string=cs, progress=False)
+        assert len(ds.exists("s8")) == len(values)
+    finally:
+        leave_no_brain_run(pg, ds, "idx")
+
+
+def test_an_index_of_embeddings_recomputed_since_is_refused_and_a_renamed_key_is_named(pg, emb_dataset):
+    """Embeddings of the same dimension written again (a field no embeddings run of this package records, so no
+    settings to compare) were scored against the index's old vectors without a word; a key renamed away got the
+    message about a missing reference."""
+    import numpy as np
+
+    ds, X = emb_dataset[:2]
+    cs = pg.connection_string
+    compute_knn_scores_with_index(ds, "emb", "s9", reference="trusted", k=3, brain_key="kp", connection_string=cs,
+                                  progress=False, **EXACT)
+    try:
+        ds.set_values("emb", list(X + np.random.default_rng(1).normal(size=X.shape).astype(np.float32) * 3))
+        with pytest.raises(OODInputError, match=r"similarity index 'kp' holds other vectors than 'emb' holds now "
+                                                r"for \d+ scored samples.*delete_brain_run\('kp'\)"):
+            compute_knn_scores_with_index(ds, "emb", "s10", brain_key="kp", k=3, progress=False)
+        assert ds.get_field("s10") is None and not ds.has_run("s10")
+        ds.rename_brain_run("kp", "kp_renamed")
+        with pytest.raises(OODInputError, match=r"brain key 'kp' names no brain run on dataset .*"
+                                                r"\['kp_renamed'\].*renamed one has its new key"):
+            compute_knn_scores_with_index(ds, "emb", "s10", brain_key="kp", k=3, progress=False)
+    finally:
+        for key in ("kp", "kp_renamed"):
+            leave_no_brain_run(pg, ds, key)

@@ -288,8 +288,8 @@ def check_map_points(num_points, embeddings_field):
 
 def _check_vectors(view, embeddings_field, patches_field, seed):
     """The embeddings' dimension; refuses a field that does not hold vectors of at least 2 numbers (a 2-D map
-    needs them), every one of them numbers, of one shape and finite (read as every scoring call reads them), and
-    a seed that is not a whole number."""
+    needs them), every one of them numbers, of one shape and finite (read as every scoring call reads them), not
+    all one vector, and a seed that is not a whole number."""
     import numpy as np
 
     from ..validation import is_int
@@ -305,7 +305,13 @@ def _check_vectors(view, embeddings_field, patches_field, seed):
         raise OODInputError(
             f"{embeddings_field!r} does not hold embedding vectors of at least 2 numbers (its first value is a "
             f"{type(value).__name__}); pass an embeddings field, e.g. one computed with compute_pyramid_embeddings")
-    read_embeddings(view, embeddings_field, patches_field)  # all of them, not only the first
+    _, X, _ = read_embeddings(view, embeddings_field, patches_field)  # all of them, not only the first
+    if not np.ptp(X, axis=0).any():  # t-SNE divides by their spread (0) and crashes the process
+        raise OODInputError(
+            f"all {len(X)} embeddings in {embeddings_field!r} of this view are the same vector, so a map has "
+            "nothing to lay out (PCA would put every point on one spot; t-SNE crashes on it). Identical "
+            "embeddings usually come from blank or constant images or a failed extraction: check the images, "
+            "recompute the embeddings (overwrite=True), or map a view whose embeddings differ")
     return int(vector.size)
 
 

@@ -1,7 +1,7 @@
 """An audit's near duplicates (FiftyOne Brain) and the near-duplicate tags audits claim."""
 
 from . import runs
-from .items import num_samples
+from .items import num_samples, read_embeddings
 
 #: the tag an audit puts on near duplicates (all but one sample of each group)
 TAG = "near_duplicate"
@@ -10,6 +10,9 @@ TAG = "near_duplicate"
 def find(samples, embeddings, threshold, audit_key):
     """Near duplicates by cosine distance (FiftyOne Brain): all but one sample of each group are duplicates.
 
+    ``neighbors`` maps each kept sample to ``[(duplicate id, distance)]`` and each duplicate to ``[(its nearest
+    kept sample, distance)]``, computed here (:func:`nearest_kept`) as the Brain's threshold measures them (its own
+    ``neighbors_map`` centres query and index differently: an exact copy came out 0.15 apart).
     ``tagged_ids`` are the duplicates the audit claims: all but those whose tag was set by hand (a tag no audit
     claims), which it never records and so never removes; ``to_tag`` those without the tag yet, tagged in the
     commit of the audit's record (:func:`ood_core.fo.audit._record`).
@@ -19,17 +22,44 @@ def find(samples, embeddings, threshold, audit_key):
     view = samples.exists(embeddings)
     if num_samples(view) < 2:
         return {}
+    keys, X, _ = read_embeddings(view, embeddings)  # NaN, mixed lengths: refused by name before the Brain
     index = fob.compute_near_duplicates(view, threshold=threshold, embeddings=embeddings, progress=False)
-    inside = set(view.values("id"))  # the brain may also name samples outside the view: only the view is audited
-    neighbors = {k: [(d, float(dist)) for d, dist in v if d in inside]
-                 for k, v in (index.neighbors_map or {}).items() if k in inside}
-    neighbors = {k: v for k, v in neighbors.items() if v}
+    inside = set(keys)  # the brain may also name samples outside the view: only the view is audited
     duplicate_ids = sorted(set(index.duplicate_ids or []) & inside)
+    neighbors = nearest_kept(keys, X, duplicate_ids)
     dataset = samples._dataset
     tagged = set(dataset.match_tags(TAG).values("id"))
     by_hand = tagged - claims(samples, audit_key) - claims_of_other_audits(samples, audit_key)
     return {"neighbors": neighbors, "duplicate_ids": duplicate_ids, "tagged_ids": sorted(set(duplicate_ids) - by_hand),
             "to_tag": sorted(set(duplicate_ids) - tagged)}
+
+
+def nearest_kept(keys, X, duplicate_ids, chunk=1024):
+    """``{kept id: [(duplicate id, distance)], duplicate id: [(kept id, distance)]}``: each duplicate's nearest
+    sample that is not a duplicate, by the cosine distance of the rows of ``X`` (aligned with ``keys``) centred on
+    their mean, the distance FiftyOne Brain's near-duplicate threshold applies to (a row at the mean has no
+    direction: distance 1 from every other)."""
+    import numpy as np
+
+    dup = set(duplicate_ids)
+    kept = [i for i, key in enumerate(keys) if key not in dup]
+    dups = [i for i, key in enumerate(keys) if key in dup]
+    if not kept or not dups:
+        return {}
+    X = X - X.mean(axis=0, keepdims=True)
+    norms = np.linalg.norm(X, axis=1, keepdims=True)
+    unit = X / np.where(norms > 0, norms, 1.0)
+    kept_unit = unit[kept].T
+    neighbors = {}
+    for start in range(0, len(dups), chunk):
+        rows = dups[start:start + chunk]
+        sims = unit[rows] @ kept_unit
+        best = sims.argmax(axis=1)
+        for row, j, sim in zip(rows, best, sims[np.arange(len(rows)), best]):
+            dist = float(max(0.0, 1.0 - sim))
+            neighbors.setdefault(keys[kept[j]], []).append((keys[row], dist))
+            neighbors[keys[row]] = [(keys[kept[j]], dist)]
+    return {k: sorted(v, key=lambda t: t[1]) for k, v in neighbors.items()}
 
 
 def claims(samples, audit_key):

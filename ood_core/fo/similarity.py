@@ -25,6 +25,7 @@ chunks of ``batch_size`` samples; only the scores of the view are held.
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import uuid
 
@@ -34,7 +35,7 @@ from ..errors import BackendError, OODInputError
 from ..progress import Progress
 from ..validation import check_positive_int
 from . import runs
-from .items import num_samples
+from .items import num_samples, read_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +77,25 @@ def kth_distance(neighbor_ids, dists, query_id, k):
     return others[k - 1] if len(others) >= k else None
 
 
-def _embedding_chunks(samples, embeddings_field, batch_size):
-    """Yield ``(ids, X)`` chunks of the samples that have an embedding (ids only are listed up front)."""
+def _embedding_chunks(samples, embeddings_field, batch_size, metric, seen):
+    """Yield ``(ids, X)`` chunks of the samples that have an embedding (ids only are listed up front), each checked
+    before it reaches the index (pgvector refuses NaN with a raw error that breaks its connection): finite numeric
+    vectors of the dimension ``seen["dim"]`` (the index's, else the first chunk's), none all-zero under cosine."""
     ids = samples.exists(embeddings_field).values("id")
     for start in range(0, len(ids), batch_size):
-        chunk = samples.select(ids[start:start + batch_size])
-        cids, vecs = chunk.values(["id", embeddings_field])
-        X = np.stack([np.asarray(v, dtype=np.float32).ravel() for v in vecs])
+        cids, X, _ = read_embeddings(samples.select(ids[start:start + batch_size]), embeddings_field)
+        dim = seen.setdefault("dim", X.shape[1])
+        if X.shape[1] != dim:
+            raise OODInputError(
+                f"embeddings in {embeddings_field!r} have {X.shape[1]} dimensions (e.g. sample {cids[0]}), but "
+                f"{seen.get('what', 'the others')} have {dim}: recompute them with one setting (overwrite=True), "
+                "or build a new index for them (another brain_key, with reference=...)")
+        zero = [i for i, n in zip(cids, np.linalg.norm(X, axis=1)) if n == 0] if metric == "cosine" else []
+        if zero:
+            raise OODInputError(
+                f"{len(zero)} sample(s) have an all-zero embedding in {embeddings_field!r} (ids {zero[:5]}): a "
+                "cosine index has no direction for them, so their distances would be NaN. Exclude them from the "
+                'view (view.exclude(ids)), recompute their embeddings, or use an index with metric="euclidean"')
         yield cids, X
 
 
@@ -113,12 +126,14 @@ def index_metric(index):
     """The metric of a FiftyOne Brain similarity index whose distances give k-NN scores (reads its config only);
     refuses the sklearn backend and metrics without a k-NN distance."""
     _refuse_brain_sklearn(index.config.method)
-    metric = getattr(index.config, "metric", None)
+    return _check_metric(getattr(index.config, "metric", None))
+
+
+def _check_metric(metric):
     if metric not in _METRIC_NORMALIZE:
         raise OODInputError(
             f"similarity index metric {metric!r} cannot give k-NN distances; build the index with "
-            'metric="cosine" (the k-NN detector\'s normalised distance) or metric="euclidean"'
-        )
+            'metric="cosine" (the k-NN detector\'s normalised distance) or metric="euclidean"')
     return metric
 
 
@@ -170,26 +185,25 @@ def _embeddings_settings(dataset, embeddings_field):
     return json.dumps({k: info.get(k) for k in ("backbone", "projection", "dtype")}, sort_keys=True, default=str)
 
 
-def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress, backend_kwargs):
-    """Create a similarity index of the reference embeddings, uploading them in chunks."""
+def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress, backend_kwargs,
+                 seen):
+    """Create a similarity index of the reference embeddings, uploading them in chunks (``seen``: see
+    :func:`_embedding_chunks`)."""
     import fiftyone.brain as fob
 
     kwargs = dict(backend_kwargs)
-    kwargs.setdefault("metric", "cosine")
-    if kwargs["metric"] not in _METRIC_NORMALIZE:  # before anything is created
-        raise OODInputError(
-            f"similarity index metric {kwargs['metric']!r} cannot give k-NN distances; build the index with "
-            'metric="cosine" (the k-NN detector\'s normalised distance) or metric="euclidean"'
-        )
+    _check_metric(kwargs.setdefault("metric", "cosine"))  # before anything is created
     kwargs = _pgvector_names(backend, kwargs, brain_key)  # before anything is created
     dataset = ref_view._dataset
+    chunks = _embedding_chunks(ref_view, embeddings_field, batch_size, kwargs["metric"], seen)
+    first = next(chunks)  # checked before anything is created
+    seen["what"] = f"the reference's (in the index {brain_key or '(temporary)'!r})"
     kwargs.update(ood_embeddings_field=embeddings_field,  # what a later call with this brain_key checks
-                  ood_embeddings_settings=_embeddings_settings(dataset, embeddings_field))
+                  ood_embeddings_settings=_embeddings_settings(dataset, embeddings_field),
+                  ood_embeddings_dim=seen["dim"])
     try:
-        index = fob.compute_similarity(
-            ref_view, embeddings=False, embeddings_field=None, brain_key=brain_key, backend=backend,
-            progress=False, **kwargs,
-        )
+        index = fob.compute_similarity(ref_view, embeddings=False, embeddings_field=None, brain_key=brain_key,
+                                       backend=backend, progress=False, **kwargs)
     except Exception as e:
         # the brain registers the run before connecting: do not leave a dead index behind
         if brain_key is not None and dataset.has_brain_run(brain_key):
@@ -198,11 +212,10 @@ def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_si
             raise OODInputError(f"similarity backend {backend!r} refused its settings: {e}") from e
         raise BackendError(
             f"could not create a {backend!r} similarity index: {e}. Check that the server is running and "
-            "the connection settings (e.g. connection_string=..., uri=...) are right"
-        ) from e
+            "the connection settings (e.g. connection_string=..., uri=...) are right") from e
     try:
         with Progress(progress, n_ref, "upload reference") as bar:
-            for ids, X in _embedding_chunks(ref_view, embeddings_field, batch_size):
+            for ids, X in itertools.chain([first], chunks):
                 index.add_to_index(X, np.asarray(ids), reload=False)
                 bar.update(len(ids))
         index.reload()
@@ -214,8 +227,7 @@ def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_si
             raise OODInputError(
                 f"the {backend!r} index refused the embeddings of {embeddings_field!r}: {e}. Compute embeddings "
                 "of fewer dimensions for it (compute_pyramid_embeddings(..., project_dim=1024)), or use another "
-                "backend"
-            ) from e
+                "backend") from e
         raise
     return index
 
@@ -320,6 +332,7 @@ def _is_connection_error(e):
 
 def _drop_index(dataset, index, brain_key):
     """Remove an index this module created: backend storage, then the brain run."""
+    _close_connections(index)  # a failed statement leaves the connection refusing every further one
     try:
         if "drop_table" in inspect.signature(index.cleanup).parameters:
             index.cleanup(drop_table=True)
@@ -329,6 +342,12 @@ def _drop_index(dataset, index, brain_key):
         logger.warning("could not clean up the similarity index: %s", e)
     if brain_key is not None and dataset.has_brain_run(brain_key):
         dataset.delete_brain_run(brain_key)
+
+
+def _close_connections(index):
+    """Close a backend's connection (pgvector; reopened when next used): not reused after an error broke it."""
+    with contextlib.suppress(Exception):  # AttributeError (a backend without one) included
+        index.close_connections()
 
 
 @contextlib.contextmanager
@@ -343,15 +362,24 @@ def _quiet_backend_logs():
         log.setLevel(old)
 
 
-def _query(index, X, k):
-    """Neighbour ids and distances for each row of ``X``.
-
-    ``_kneighbors`` is the query method every Brain similarity backend
-    implements (``sort_by_similarity`` is built on it); it is the only call
-    that returns distances for a batch of query vectors.
-    """
-    sample_ids, _label_ids, dists = index._kneighbors(query=X, k=k, return_dists=True)
+def _query(index, X, k, embeddings_field):
+    """Neighbour ids and distances for each row of ``X``. ``_kneighbors`` is the query method every Brain
+    similarity backend implements (``sort_by_similarity`` is built on it), the only call that returns distances for
+    a batch of query vectors. An index that records no dimension (not this package's) refuses another one here."""
+    try:
+        sample_ids, _label_ids, dists = index._kneighbors(query=X, k=k, return_dists=True)
+    except Exception as e:
+        if "dimension" not in str(e).lower():
+            raise
+        _refuse_dimension(index, X, embeddings_field, str(e).strip(), e)
     return sample_ids, dists
+
+
+def _refuse_dimension(index, X, embeddings_field, problem, cause=None):
+    raise OODInputError(
+        f"similarity index {getattr(index, 'key', None)!r} cannot take the {X.shape[1]}-dimensional embeddings of "
+        f"{embeddings_field!r} ({problem}): pass the embeddings field it was built from, or build a new index "
+        "(another brain_key, with reference=...)") from cause
 
 
 def _compute_knn_scores_with_index(
@@ -406,18 +434,21 @@ def _compute_knn_scores_with_index(
                                  overwrite)
     ref_view, ref_info, n_ref = _reference_with_embeddings(samples, reference, embeddings_field, k)
     dataset = samples._dataset
+    seen = {}  # the dimension every chunk of embeddings must have (see _embedding_chunks)
     if existing:
         index = _load_index(dataset, brain_key, embeddings_field, backend_kwargs)
+        if getattr(index.config, "ood_embeddings_dim", None) is not None:
+            seen.update(dim=index.config.ood_embeddings_dim, what=f"the vectors of similarity index {brain_key!r}")
         if ref_view is not None:
             index.use_view(ref_view)
     else:
         index = _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress,
-                             backend_kwargs)
+                             backend_kwargs, seen)
     try:
         metric = index_metric(index)
-        scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress)
+        scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen)
         summary = score_summary(run_key, score_field, list(scores.values()), num_samples(samples), method="knn")
-        ref_scores = _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size)
+        ref_scores = _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size, seen)
         p_writes, calibration = p_value_outputs(samples, list(scores), list(scores.values()), ref_scores,
                                                 score_field)
         runs.record_scores(
@@ -433,8 +464,10 @@ def _compute_knn_scores_with_index(
     finally:
         if not existing and brain_key is None:
             _drop_index(dataset, index, None)
-        elif existing and ref_view is not None:
-            index.clear_view()
+        else:
+            if existing and ref_view is not None:
+                index.clear_view()
+            _close_connections(index)  # a kept index: the next call must not get a connection an error broke
     return summary
 
 
@@ -455,6 +488,10 @@ def _check_index_call(samples, embeddings_field, score_field, run_key, brain_key
         _refuse_brain_sklearn(backend)
     if brain_key is not None and not existing:
         runs.validate_key(brain_key, "brain key")
+    if reference is None and brain_key is not None and not existing:
+        raise OODInputError(f"brain key {brain_key!r} names no brain run on dataset {dataset.name!r} (it has "
+                            f"{dataset.list_brain_runs()}); pass the key of an existing similarity index (a renamed "
+                            "one has its new key), or reference='<sample tag>' (or a view) to build one under it")
     if reference is None and not existing:
         raise OODInputError(
             "k-NN scoring needs trusted in-distribution samples: pass reference='<sample tag>' (or a view) "
@@ -477,7 +514,7 @@ def _reference_with_embeddings(samples, reference, embeddings_field, k):
     return ref_view, ref_info, n_ref
 
 
-def _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size):
+def _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size, seen):
     """The reference's leave-one-out scores (a sample in the index is not its own neighbour), for the p-values:
     those of the reference samples already scored are reused, the others queried; without a reference, the scored
     samples' own scores (as :func:`.scores.compute_ood_scores` without one)."""
@@ -486,16 +523,19 @@ def _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batc
     ids = ref_view.exists(embeddings_field).values("id")
     missing = [i for i in ids if i not in scores]
     more = _score_with_index(ref_view.select(missing), index, embeddings_field, k, metric, batch_size,
-                             False) if missing else {}
+                             False, seen) if missing else {}
     return [scores[i] if i in scores else more[i] for i in ids]
 
 
-def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress):
+def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen):
     """``{sample id: k-NN score}`` from index queries in chunks (a sample in the index is not its own neighbour)."""
     scores, missing = {}, 0
     with Progress(progress, _count_with_embedding(samples, embeddings_field), "k-NN via index") as bar:
-        for ids, X in _embedding_chunks(samples, embeddings_field, batch_size):
-            nbr_ids, dists = _query(index, X, k + 1)
+        for ids, X in _embedding_chunks(samples, embeddings_field, batch_size, metric, seen):
+            if seen.setdefault("checks", 0) < 3:  # a lookup may scan the table: a sample of the first chunks
+                seen["checks"] += 1
+                _refuse_moved_vectors(index, ids[:100], X[:100], metric, embeddings_field)
+            nbr_ids, dists = _query(index, X, k + 1, embeddings_field)
             for qid, row_ids, row_d in zip(ids, nbr_ids, dists):
                 d = kth_distance(row_ids, row_d, qid, k)
                 if d is None:
@@ -511,6 +551,36 @@ def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, p
     if not scores:
         raise OODInputError(f"no sample in this view has an embedding in {embeddings_field!r}")
     return scores
+
+
+def _refuse_moved_vectors(index, ids, X, metric, embeddings_field):
+    """Refuse the chunk when a sample's vector stored in the index differs from its row of ``X`` beyond rounding
+    (float16 included): cosine distance above 1e-3, else relative L2 difference above 1e-2 (samples not in the
+    index, or a backend that cannot return stored vectors: nothing to compare)."""
+    try:
+        stored, found, _ = index.get_embeddings(sample_ids=list(ids), allow_missing=True)
+    except Exception:  # noqa: BLE001 (a backend without the lookup: the check is skipped)
+        return _close_connections(index)
+    rows = {sid: i for i, sid in enumerate(ids)}
+    moved = []
+    for sid, vec in ((sid, np.asarray(v, dtype=np.float64).ravel()) for sid, v in zip(found, stored) if sid in rows):
+        cur = X[rows[sid]].astype(np.float64)
+        if vec.shape != cur.shape:
+            _refuse_dimension(index, X, embeddings_field, f"it holds {vec.size}-dimensional vectors")
+        if metric == "cosine":
+            gap = 1.0 - vec @ cur / max(np.linalg.norm(vec) * np.linalg.norm(cur), 1e-30)
+        else:
+            gap = np.linalg.norm(vec - cur) / max(np.linalg.norm(cur), 1e-30)
+        if gap > (1e-3 if metric == "cosine" else 1e-2):
+            moved.append((sid, float(gap)))
+    if moved:
+        key = getattr(index, "key", None)
+        raise OODInputError(
+            f"similarity index {key!r} holds other vectors than {embeddings_field!r} holds now for {len(moved)} "
+            f"scored samples (e.g. sample {moved[0][0]}: {moved[0][1]:.3g} apart, as a {metric} distance): the "
+            "embeddings were recomputed since the index was built, so its distances to them mean nothing. Build "
+            f"a new index (another brain_key, with reference=...), or delete this one first "
+            f"(dataset.delete_brain_run({key!r}))")
 
 
 @functools.wraps(_compute_knn_scores_with_index)
