@@ -11,6 +11,33 @@ import numpy as np
 logger = logging.getLogger(__name__)
 
 
+#: the longest line of a plot's title, in characters: plotly does not wrap titles, so a longer one (a title naming a
+#: long field) ran past the edge of the figure; about 600 px of its 17 px font, inside plotly's default 700 px
+TITLE_CHARS = 64
+
+
+def _title(text):
+    """The layout title of ``text``: broken with ``<br>`` (plotly's line break; the title's own are kept) into lines
+    of at most :data:`TITLE_CHARS` characters, a longer word cut (:func:`ood_core.report.wrap_words`); the margin
+    above the plot grows with the lines. A title holding other markup (a tag, an entity such as ``&amp;``) is left
+    as written: breaking it could cut the markup in two."""
+    import re
+
+    from .report import wrap_words
+
+    parts = str(text).split("<br>")
+    markup = re.search(r"<|&#?\w+;", "".join(parts))
+    if markup or (len(parts) == 1 and len(parts[0]) <= TITLE_CHARS):
+        return {"text": str(text)}
+    lines = [line for part in parts for line in wrap_words(part, TITLE_CHARS)]
+    if len(lines) == 1:
+        return {"text": lines[0]}
+    # set on top of the plot area, the top margin grown to hold it (plotly centres a title in the default margin:
+    # the first of several lines fell above the figure); the gap leaves room for the subplots' titles
+    return {"text": "<br>".join(lines), "automargin": True, "yref": "paper", "y": 1, "yanchor": "bottom",
+            "pad": {"b": 30}}
+
+
 def _plot_inputs(scores, is_ood, both_classes=True):
     from .metrics import validate_scores
 
@@ -46,8 +73,8 @@ def plot_roc_pr(scores, is_ood, *, title=None):
     fig.update_yaxes(title_text="true positive rate (OOD flagged)", range=[0, 1.02], row=1, col=1)
     fig.update_xaxes(title_text="recall (OOD flagged)", range=[0, 1], row=1, col=2)
     fig.update_yaxes(title_text="precision", range=[0, 1.02], row=1, col=2)
-    fig.update_layout(title=title or f"{m['num_ood']} OOD vs {m['num_id']} ID samples; "
-                      f"FPR@95%ID-accepted {100 * m['fpr95']:.1f}%", showlegend=False)
+    fig.update_layout(title=_title(title or f"{m['num_ood']} OOD vs {m['num_id']} ID samples; "
+                                   f"FPR@95%ID-accepted {100 * m['fpr95']:.1f}%"), showlegend=False)
     return fig
 
 
@@ -69,7 +96,7 @@ def plot_score_histogram(scores, is_ood, *, threshold=None, nbins=50, title=None
     fig.add_trace(go.Histogram(x=scores[~is_ood], name=f"ID ({int((~is_ood).sum())})", opacity=0.6, xbins=bins))
     fig.add_trace(go.Histogram(x=scores[is_ood], name=f"OOD ({int(is_ood.sum())})", opacity=0.6, xbins=bins))
     fig.update_layout(barmode="overlay", xaxis_title="OOD score (higher = more OOD)", yaxis_title="samples",
-                      title=title or "Score distribution")
+                      title=_title(title or "Score distribution"))
     if threshold is not None:
         fig.add_vline(x=float(threshold), line_dash="dash", line_color="red",
                       annotation_text=f"threshold {float(threshold):.4g} (flag if score >= threshold)")

@@ -18,12 +18,12 @@ import unicodedata
 import numpy as np
 
 _CSS = """
+/* a word longer than its box (a label or file name without spaces) breaks anywhere rather than run out: set once
+   here, every element inherits it (pre sets it back to normal, it scrolls instead) */
 body{font-family:-apple-system,Segoe UI,Roboto,Helvetica,Arial,sans-serif;margin:24px auto;max-width:1180px;
 color:#222;line-height:1.45;padding:0 16px;overflow-wrap:anywhere}
 h1{font-size:26px;margin-bottom:4px}h2{font-size:20px;margin-top:32px;border-bottom:2px solid #f57c00;
 padding-bottom:4px}
-/* a word longer than its box (a label or file name without spaces) breaks anywhere rather than run out */
-h1,h2,p,li,td,th,.card,.tile,.warning{overflow-wrap:anywhere}
 .muted{color:#666}.cards{display:flex;flex-wrap:wrap;gap:12px;margin:16px 0}
 .card{border:1px solid #ddd;border-radius:8px;padding:10px 16px;min-width:150px;background:#fafafa}
 .card .n{font-size:26px;font-weight:600}.card .what{color:#555;font-size:13px}
@@ -122,7 +122,7 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
         (names[0], scores[np.asarray(is_positive, bool)], "#cc0000")]
     counts = [np.histogram(v, bins=edges)[0] for _, v, _ in groups]
     top = max(1, max(int(c.max()) for c in counts))
-    title_lines = _wrap(title, max(20, (width - 8) // 7))  # about 7 px per character of the 13 px bold title
+    title_lines = wrap_words(title, max(20, (width - 8) // 7))  # about 7 px per character of the 13 px bold title
     left, bottom, right, head = 44, 34, 24, 12 + 16 * len(title_lines)
     height += 16 * (len(title_lines) - 1)
     pw, ph = width - left - right, height - bottom - head
@@ -178,14 +178,15 @@ def _bar_style(group, color):
     return f"fill='none' stroke='{color}' stroke-width='1.5'"
 
 
-def _wrap(text, max_chars):
-    """``text`` in lines of at most ``max_chars`` characters, broken at spaces (a longer word stays whole)."""
+def wrap_words(text, max_chars):
+    """``text`` in lines of at most ``max_chars`` characters, broken at spaces; a longer word (a field or label name
+    without spaces) is cut into pieces of ``max_chars``, each on a line of its own, so all of it is shown."""
     lines = []
     for word in str(text).split():
-        if lines and len(lines[-1]) + 1 + len(word) <= max_chars:
-            lines[-1] += " " + word
-        else:
-            lines.append(word)
+        pieces = [word[i:i + max_chars] for i in range(0, len(word), max_chars)]
+        if lines and len(lines[-1]) + 1 + len(pieces[0]) <= max_chars:
+            lines[-1] += " " + pieces.pop(0)
+        lines += pieces
     return lines or [""]
 
 

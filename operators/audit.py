@@ -168,8 +168,10 @@ def audit_report(summary):
              ("removed from the earlier audit (not written this time)",
               ", ".join(code(key) for key in summary.get("removed_runs") or []) or None)]
     scores = " or ".join(code(summary["runs"][task]) for task in ("ood", "label_issues") if task in summary["runs"])
+    views = summary["saved_views"]
     steps = [f"sort the grid by {scores} (**Sort by**, highest first = most suspicious)",
-             f"saved views: {', '.join(code(v) for v in summary['saved_views'])} (saved views menu above the grid)",
+             f"saved views: {', '.join(code(v) for v in views)} (saved views menu above the grid)" if views else
+             "saved views: none (nothing was flagged, so there is nothing to review in one)",
              "review and tag: the **OOD review** panel (+ next to the Samples tab)",
              "open the HTML report (thumbnails of the worst samples, score plots): the button below opens it in "
              "a new tab"]

@@ -18,7 +18,7 @@ import fiftyone.operators.types as types
 import ood_core.fo.runs as fo_runs
 from ood_core.fo import embedding_runs, form_cache
 
-from .markdown import report  # noqa: F401  (the result views' markdown: common.report)
+from .markdown import escape, report  # noqa: F401  (report: the result views' markdown, common.report)
 
 
 class OODOperator(foo.Operator):
@@ -363,9 +363,9 @@ def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
     if info:
         inputs.view("uncovered_classes", types.Warning(
             label="Classes without a trusted sample",
-            description=uncovered_classes_sentence(info, label_field,
-                                                   fix=inventory.how_to_add_trusted(
-                                                       reference_tag, "a few known-good images of each"))))
+            description=escape(uncovered_classes_sentence(  # markdown: the class names shown as written
+                info, label_field,
+                fix=inventory.how_to_add_trusted(reference_tag, "a few known-good images of each")))))
 
 
 def check_label_field(prop, samples, label_field, choices, kinds=("classification", "detections"), needs=None,

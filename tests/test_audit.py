@@ -253,6 +253,10 @@ def test_audit_of_a_one_class_label_field_flags_no_wrong_labels(dataset_factory,
     assert out["num_label_flagged"] == 0 and len(ds.match_tags("label_issue")) == 0
     assert not any(ds.values("audit_label_issue_flag"))
     assert out["num_ood_flagged"] >= 1  # the OOD ranking still flags its top 5%
+    # no empty saved view of the wrong labels (nothing to review there); the summary and record list what was saved
+    assert out["saved_views"] == ds.list_saved_views() == ["ood_audit-ood"]
+    assert ood.get_ood_run_info(ds, "ood_audit")["saved_views"] == ["ood_audit-ood"]
+    assert "ood_audit-label-issues" not in open(out["report_path"], encoding="utf-8").read()
     with pytest.raises(OODInputError, match="needs at least 2 samples.*the view has 1"):
         ood.audit(ds.limit(1), audit_key="one", report_path=str(tmp_path / "one.html"))
     assert "one" not in ood.list_ood_runs(ds)
@@ -317,6 +321,28 @@ def test_report_building_blocks_on_arrays():
     assert report.thumbnail_data_uri("/nonexistent.png") is None
     page = report.page("T", "sub", [("H", report.table(["a"], [["<b>"]]))])
     assert "&lt;b&gt;" in page and page.startswith("<!DOCTYPE html>")
+
+
+def test_titles_naming_a_long_field_wrap_inside_their_figure():
+    """A 120-letter score field in a histogram's title ran out of the 540 px figure (a word longer than a line was
+    kept whole): it is broken over lines of the figure's width, the whole name kept (and in the aria-label)."""
+    import ood_core as ood
+    from ood_core import report
+
+    field = "f" * 120
+    title = f"{field}: k-NN distance, standardised on the trusted samples (higher = more OOD)"
+    svg = report.histogram_svg(np.array([0.1, 0.5, 0.9]), threshold=0.5, title=title)
+    lines = re.findall(r"<text x='4' y='\d+' font-size='13' font-weight='600'>([^<]*)</text>", svg)
+    assert all(len(line) * 7 <= 540 - 8 for line in lines), [len(line) for line in lines]
+    assert "".join(lines).startswith(field + ":") and f"aria-label='{title}'" in svg
+    assert " ".join(lines[1:]).endswith("standardised on the trusted samples (higher = more OOD)")
+    # the plotly figures: a long title is broken with <br> (plotly does not wrap titles), nothing cut
+    scores, is_ood = np.linspace(0, 1, 20), np.arange(20) >= 15
+    for fig in (ood.plot_score_histogram(scores, is_ood, title=title), ood.plot_roc_pr(scores, is_ood, title=title)):
+        shown = fig.layout.title.text.split("<br>")
+        assert len(shown) > 1 and all(len(line) <= 70 for line in shown), shown
+        assert "".join(shown).replace(" ", "") == title.replace(" ", "")
+    assert ood.plot_score_histogram(scores, is_ood, title="short <b>x</b>").layout.title.text == "short <b>x</b>"
 
 
 def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):

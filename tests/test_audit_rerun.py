@@ -85,6 +85,21 @@ def test_redoing_an_audit_without_a_label_field_removes_the_earlier_label_runs(d
     _records_match_fields(ds)
 
 
+def test_a_redone_audit_that_flags_no_wrong_label_removes_its_earlier_view_and_saves_no_empty_one(ds, tmp_path):
+    """One class left: the redo flags no wrong label, so it saves no (empty) ``-label-issues`` view, and the
+    earlier audit's view of the flags it removed goes too; a view the user saved stays."""
+    first = _audit(ds, tmp_path)
+    assert first["num_label_flagged"] and "ood_audit-label-issues" in first["saved_views"]
+    ds.save_view("my-review", ds.match_tags("label_issue"))  # the user's own: never the audit's to remove
+    ds.set_values("ground_truth.label", ["Shirt"] * len(ds))
+    out = _audit(ds, tmp_path, overwrite=True)
+    assert out["num_label_flagged"] == 0 and not any(ds.values("audit_label_issue_flag"))
+    assert out["saved_views"] == ["ood_audit-ood"]
+    assert sorted(ds.list_saved_views()) == ["my-review", "ood_audit-ood"]
+    assert ood.get_ood_run_info(ds, "ood_audit")["saved_views"] == ["ood_audit-ood"]
+    assert ood.load_ood_results(ds, "ood_audit").summary["saved_views"] == ["ood_audit-ood"]
+
+
 #: the database-changing calls of the audit record's commit, where faults are injected
 STEPS = (
     (fod.Dataset, "rename_sample_field"),

@@ -356,3 +356,31 @@ def test_the_audit_result_names_the_form_input_its_warnings_ask_for(form_dataset
     assert result.error is None, result.error
     warning = next(w for w in result.result["warnings"] if w.startswith("only 3 trusted sample(s)"))
     assert "re-run with overwrite=True. In this form: `overwrite` is the input 'Overwrite" in warning, warning
+
+
+# --------------------------------------------------------------------------- 10. class names in the form's warning
+
+
+MARKUP_LABEL = "*bold* [x](http://evil) <img src=x>"
+
+
+def test_the_uncovered_classes_warning_shows_class_names_as_written_not_as_markdown(form_dataset):
+    """The App renders a form warning's description as markdown: a class named ``*bold*`` showed in bold, a link
+    label as a live link and ``<img>`` as markup. The form escapes them, as the score run's result view does."""
+    from operators.scoring import score_report
+
+    ds = form_dataset
+    sample = ds.match_tags("test").first()
+    sample.ground_truth.label = MARKUP_LABEL
+    sample.save()
+    shown = r"'\*bold\* \[x\](http\://evil) \<img src=x\>' (1)"
+    params = _score(method="pyramid_knn", reference_tag="trusted", label_field="ground_truth")
+    for name, form in (("score_ood", params), ("audit_dataset", {})):
+        description = forms.props(name, ds, form)["uncovered_classes"].view.description
+        assert shown in description and "'ground\\_truth'" not in description, (name, description)
+        assert description.startswith("1 class(es) of 'ground_truth' among the scored items"), description
+    # the score run's result view escapes the same sentence (its warnings are plain text)
+    summary = {"field": "s", "method": "pyramid_knn", "num_scored": 20,
+               "uncovered_classes": {"count": 1, "num_items": 1, "largest": {MARKUP_LABEL: 1}}}
+    assert f"- warning: 1 class(es) of 'ground_truth' among the scored items have no reference (trusted) item: " \
+           f"{shown}." in score_report(summary, "vec", "ground_truth")

@@ -194,6 +194,20 @@ def test_long_words_stay_inside_their_tiles_and_the_page(audited, shown):
     assert width["wide"] == [], width
 
 
+WRAPS_ANYWHERE = """
+return Array.from(document.querySelectorAll('h1, h2, p, li, td, th, .card, .tile, .warning')).filter(
+  e => getComputedStyle(e).overflowWrap !== 'anywhere').map(e => e.tagName + '.' + e.className);"""
+
+
+def test_every_text_box_wraps_long_words_by_one_inherited_rule(audited, shown):
+    """``overflow-wrap`` is inherited: the body's ``anywhere`` reaches every heading, paragraph, cell, card and tile
+    (the browser's computed style), so the report's style sheet says it once, not again per element."""
+    _, _, page, _ = audited
+    style = re.search(r"<style>(.*?)</style>", page, re.S).group(1)
+    assert style.count("overflow-wrap:anywhere") == 1 and re.search(r"body\{[^}]*overflow-wrap:anywhere", style)
+    assert shown.execute_script(WRAPS_ANYWHERE) == []
+
+
 # --------------------------------------------------------------------------- 2. right-to-left class names
 
 
@@ -298,6 +312,13 @@ def test_constant_scores_are_said_in_words(identical, browser, tmp_path):
             "of the scores (no trusted samples))</td>") in page
     assert "Flagged when score &gt;=" not in page and "All 20 scores are equal (0): none is flagged." in page
     assert "threshold" not in re.search(r"<svg.*?</svg>", page).group(0)  # no threshold line at a denormal
+    # nothing flagged: no empty saved view in the App's menu, and the report says there is none
+    assert out["saved_views"] == ds.list_saved_views() == []
+    assert "No saved views: the audit found nothing to review" in shown and "<ul></ul>" not in page
+    from operators.audit import audit_report  # the App's result view says it too, instead of an empty list
+
+    view = audit_report(out)
+    assert "saved views: none (nothing was flagged" in view and "saved views:  (" not in view
 
 
 # --------------------------------------------------------------------------- 5. unlabelled samples

@@ -170,7 +170,8 @@ def audit(
         ``warnings`` (sentences: e.g. too few trusted samples for a steady threshold), ``skipped`` (the first
         :data:`MAX_SKIPPED_LISTED` samples
         without a score: ``id``, ``filepath`` and, for images that failed to load now, ``error``),
-        ``report_path``, ``csv_path``, ``saved_views``, ``seconds``.
+        ``report_path``, ``csv_path``, ``saved_views`` (the names saved: none for a finding without samples),
+        ``seconds``.
     """
     start = time.perf_counter()
     if report_path is None or (isinstance(report_path, str) and not report_path):  # "": the default, as before
@@ -484,13 +485,14 @@ def _flagged_ids(samples, flag_field):
 
 
 def _views(samples, audit_key, found, duplicates):
-    """``{name: view}``: the saved views for the App's "saved views" menu, one per finding, worst first (saved in
-    the commit of the audit's record, :func:`_record`)."""
+    """``{name: view}``: the saved views for the App's "saved views" menu, one per finding that flagged samples,
+    worst first (saved in the commit of the audit's record, :func:`_record`). A finding that flagged none gets no
+    (empty) view; a redo deletes the earlier audit's view of it (:func:`_cleanup_after_record`)."""
     from fiftyone import ViewField as F
 
     views = {}
     for finding in ("ood", "label_issues"):
-        if finding in found["flagged"]:
+        if found["flagged"].get(finding):
             views[f"{audit_key}-{VIEWS[finding][0]}"] = samples.select(found["flagged"][finding]).sort_by(
                 found["runs"][finding], reverse=True)
     if duplicates.get("neighbors"):

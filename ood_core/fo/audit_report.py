@@ -248,8 +248,10 @@ def _how_to_review(summary):
             f"session = fo.launch_app(dataset)\n"
             + (f"session.view = dataset.load_saved_view({summary['saved_views'][0]!r})\n"
                if summary["saved_views"] else ""))
-    return (f"<p>Saved views (App: the <b>saved views</b> menu above the grid), worst first:</p><ul>{views}</ul>"
-            f"<pre>{html.escape(code)}</pre>"
+    saved = (f"<p>Saved views (App: the <b>saved views</b> menu above the grid), worst first:</p><ul>{views}</ul>"
+             if views else "<p>No saved views: the audit found nothing to review (no flagged sample, no near-duplicate "
+             "group).</p>")
+    return (f"{saved}<pre>{html.escape(code)}</pre>"
             "<p>In the App: open the <b>OOD review</b> panel (<b>+</b> next to the Samples tab), pick the score "
             "run, move the threshold or pick a preset, select samples in the grid and tag them "
             "<code>ood_confirmed</code> / <code>ood_dismissed</code>. Filter by the tags "
