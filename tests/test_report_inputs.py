@@ -225,3 +225,31 @@ def test_a_view_without_the_trusted_samples_is_audited_when_embeddings_are_compu
     assert batch.values("audit_ood_flag") == (scores >= cut).tolist()
     page = _Text(open(out["report_path"], encoding="utf-8").read())
     assert f"{out['num_ood_flagged']}" in page.text and "10" in page.text
+
+
+# --------------------------------------------------------------------------- 5. the CSV in a spreadsheet
+
+
+def test_labels_that_begin_like_a_formula_stay_text_in_the_csv(make):
+    """An annotator's label ``=HYPERLINK(...)`` (or ``@SUM``, ``+cmd``) went into the flagged CSV as written, and a
+    spreadsheet opening the CSV ran it as a formula. Such cells now start with an apostrophe (the spreadsheet's mark
+    for text); numbers written as text and ordinary labels are unchanged."""
+    import csv
+    import io
+
+    import fiftyone as fo
+
+    from ood_core.fo.audit_report import csv_table
+
+    ds = make(embedded=False)
+    labels = ['=HYPERLINK("http://x.io","open")', "@SUM(A1:A9)", "+cmd|' /C calc'!A0", "-1", "+3.5", "shirt"]
+    ids = ds.values("id")[:len(labels)]
+    ds.select(ids).set_values("ground_truth", [fo.Classification(label=label) for label in labels])
+    ds.set_values("score", [float(i) for i in range(len(ds))])
+    found = {"flagged": {"ood": ids}, "runs": {"ood": "score"}}
+    text, num_rows = csv_table(ds, found, "ground_truth", {})
+    rows = {row["sample_id"]: row for row in csv.DictReader(io.StringIO(text))}
+    assert num_rows == len(labels)
+    shown = [rows[i]["label"] for i in ids]
+    assert shown == ["'" + labels[0], "'" + labels[1], "'" + labels[2], "-1", "+3.5", "shirt"]
+    assert all(rows[i]["filepath"] == fp for i, fp in zip(*ds.select(ids).values(["id", "filepath"])))

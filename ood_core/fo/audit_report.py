@@ -274,17 +274,36 @@ def csv_table(samples, found, label_field, duplicates):
             ([f"{suggested}.label"] if suggested else [])
         for row in sorted(zip(*samples.select(ids).values(fields)), key=lambda r: -r[2]):  # highest score first
             label = row[3] if label_field else ""
-            rows.append([row[0], row[1], issue, f"{row[2]:.10g}", label, (row[-1] or "") if suggested else ""])
+            rows.append([row[0], sheet_text(row[1]), issue, f"{row[2]:.10g}", sheet_text(label),
+                         sheet_text((row[-1] or "") if suggested else "")])
     if duplicates.get("duplicate_ids"):
         view = samples.select(duplicates["duplicate_ids"])
         for sid, fp in zip(*view.values(["id", "filepath"])):
             nearest = min(duplicates["neighbors"].get(sid, [("", 0.0)]), key=lambda t: t[1])
-            rows.append([sid, fp, TAGS["near_duplicates"], f"{nearest[1]:.6g}", "", ""])
+            rows.append([sid, sheet_text(fp), TAGS["near_duplicates"], f"{nearest[1]:.6g}", "", ""])
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_HEADER)
     writer.writerows(rows)
     return buffer.getvalue(), len(rows)
+
+
+#: first characters that make a spreadsheet (Excel, LibreOffice, Google Sheets) read a cell as a formula
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def sheet_text(value):
+    """A text cell of the CSV as a spreadsheet shows it, never run: a label or path that begins like a formula
+    (``=HYPERLINK(...)``, ``@SUM(...)``) gets a leading apostrophe, the spreadsheet's mark for text, so opening
+    the CSV cannot run what an annotator typed. Numbers written as text (``-1``, ``+3.5``) are left as they are."""
+    text = "" if value is None else str(value)
+    if not text.startswith(FORMULA_STARTS):
+        return text
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return "'" + text
 
 
 #: the report's title (and tab name) begins with it; a plain CSV header (the mark is in the report, see below)
