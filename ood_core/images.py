@@ -205,12 +205,14 @@ def crop_box(img, box, min_size=1, *, path=None):
     """Crop a FiftyOne relative ``[x, y, w, h]`` box (0..1) out of a PIL image.
 
     The box is clamped to the image and grown to at least ``min_size`` pixels
-    per side so degenerate boxes still give a (tiny) crop instead of failing.
-    A box that is not four finite numbers raises :class:`ImageLoadError`
-    (naming the image ``path`` when given).
+    per side so degenerate boxes (no area, a point inside the image) still give a (tiny) crop instead of failing.
+    A box that is not four finite numbers, has a negative width or height, or shares no point with the image
+    (``x > 1``, ``x + w < 0``, likewise for y: clamping it would crop an edge pixel that is not the object) raises
+    :class:`ImageLoadError` (naming the image ``path`` when given), so the object is skipped and listed.
     """
     W, H = img.size
     x, y, w, h = _box_numbers(box, path)
+    _require_box_on_image(box, (x, y, w, h), path)
     left = min(max(int(round(x * W)), 0), W - 1)
     top = min(max(int(round(y * H)), 0), H - 1)
     right = max(min(int(round((x + w) * W)), W), left + min_size)
@@ -229,3 +231,15 @@ def _box_numbers(box, path):
         raise ImageLoadError(f"bounding_box {box!r}{where} is missing or malformed (not 4 finite numbers)",
                              "give the object a [x, y, w, h] box in 0..1, or remove it")
     return numbers
+
+
+def _require_box_on_image(box, numbers, path):
+    """Refuse a box of negative size, or one wholly outside the image (relative coordinates 0..1)."""
+    x, y, w, h = numbers
+    where = f" of an object in image {os.fspath(path)!r}" if path is not None else " of an object"
+    if w < 0 or h < 0:
+        raise ImageLoadError(f"bounding_box {list(box)!r}{where} has a negative width or height",
+                             "fix the box ([x, y, w, h] in 0..1, w and h >= 0) or remove the object")
+    if x > 1 or y > 1 or x + w < 0 or y + h < 0:
+        raise ImageLoadError(f"bounding_box {list(box)!r}{where} lies outside the image (0..1 on both "
+                             "axes)", "fix the box ([x, y, w, h] in 0..1) or remove the object")

@@ -21,6 +21,7 @@ from .items import (
     patch_path,
     require_images,
     require_nonempty,
+    require_unique_object_ids,
 )
 from .projection import Projection, embedding_items, projection_record  # noqa: F401 (public here too)
 
@@ -184,6 +185,7 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
     """
     if patches_field is not None:
         check_patches_field(samples, patches_field)
+        require_unique_object_ids(samples, patches_field)
     if dtype not in ("float32", "float16"):
         raise OODInputError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     if embeddings_field is None:

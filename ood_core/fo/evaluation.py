@@ -264,6 +264,10 @@ def _reference_scores(samples, where, reference):
                 "the percentile rule needs reference=<tag or view of trusted samples>; the score run "
                 "records no reference to default to"
             )
+    if where["patches_field"] is not None and isinstance(reference, str):
+        from .items import refuse_label_tagged_reference
+
+        refuse_label_tagged_reference(samples, reference, where["patches_field"])
     view, ref_info = resolve_view(samples, reference, "reference")
     _, raw = _read_scores(view, where)
     vals = [v for v in raw if v is not None]

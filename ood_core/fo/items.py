@@ -196,9 +196,37 @@ def patch_path(patches_field, attr):
     return f"{patches_field}.detections.{attr}"
 
 
+#: what to do with a label field that has no boxes, by its type, when it is passed as ``patches_field``
+_NO_BOXES_FIX = {
+    "Polylines": "turn the polylines into boxes first, e.g. sample['boxes'] = sample['{f}'].to_detections() "
+                 "(FiftyOne's Polylines.to_detections()), and pass that field",
+    "Keypoints": "keypoints have no extent to crop; give the objects boxes in a Detections field",
+    "Classification": "an image label: score the images instead, with image embeddings and label_field={f!r}",
+    "Classifications": "image labels: score the images instead, with image embeddings and one Classification "
+                       "field as label_field",
+}
+
+
 def check_patches_field(samples, patches_field):
-    if label_kind(samples, patches_field) != "detections":
-        raise OODInputError(f"patches_field {patches_field!r} must be a Detections field")
+    """Refuse a ``patches_field`` that is not a Detections field, naming its type and what to pass instead."""
+    import fiftyone.core.labels as fol
+
+    if not isinstance(patches_field, str) or not patches_field:
+        raise OODInputError(f"patches_field={patches_field!r} is not a field name; pass the name of a Detections "
+                            "field as a string, or None to work on whole images")
+    field = samples._dataset.get_field(patches_field)
+    doc_type = getattr(field, "document_type", None)
+    if field is None or doc_type is fol.Detections:
+        label_kind(samples, patches_field)  # a missing field: named with the label fields there are
+        return
+    kind = doc_type.__name__ if doc_type is not None else type(field).__name__
+    holds = f"{kind} labels" if doc_type is not None else f"a {kind}"
+    boxes = [f for f in label_fields(samples._dataset) if samples._dataset.get_field(f).document_type is
+             fol.Detections]
+    fix = _NO_BOXES_FIX.get(kind, "pass a Detections field").format(f=patches_field)
+    raise OODInputError(
+        f"patches_field={patches_field!r} holds {holds}, but objects are cropped by their bounding boxes, which "
+        f"only a Detections field has (Detections fields here: {boxes or 'none'}); {fix}")
 
 
 def require_embeddings_field(dataset, embeddings_field):
@@ -217,6 +245,28 @@ def require_embeddings_field(dataset, embeddings_field):
         )
 
 
+def _missing_object_embeddings(dataset, embeddings_field, patches_field):
+    """Why ``<patches_field>.detections.<embeddings_field>`` is missing, and the fix: an embeddings run of that key
+    that holds another field (the objects of another Detections field, or the images) cannot be made again on
+    these objects under the same key, so the fix names where the vectors are and another key."""
+    from .inventory import embeddings_patches_field
+
+    where = patch_path(patches_field, embeddings_field)
+    held = embeddings_patches_field(dataset, embeddings_field)
+    if held is not None and held != patches_field:
+        elsewhere = f"are stored on the objects of {held!r} ({patch_path(held, embeddings_field)!r})"
+        use = f"pass patches_field={held!r} (and label_field={held!r} or none)"
+    elif dataset.get_field(embeddings_field) is not None:
+        elsewhere, use = "are image embeddings (one per sample)", "score the images (without patches_field)"
+    else:
+        return (f"object embeddings {where!r} do not exist; run compute_pyramid_embeddings(samples, "
+                f"{embeddings_field!r}, patches_field={patches_field!r}) first")
+    return (f"object embeddings {where!r} do not exist: embeddings {embeddings_field!r} {elsewhere}, not on the "
+            f"objects of {patches_field!r}. To score those, {use}; to score the objects of {patches_field!r}, "
+            f"embed them under a key of their own: compute_pyramid_embeddings(samples, "
+            f"'{embeddings_field}_{patches_field}', patches_field={patches_field!r})")
+
+
 def read_embeddings(samples, embeddings_field, patches_field=None, label_field=None):
     """Read stored embeddings (and optionally labels) as arrays.
 
@@ -233,11 +283,10 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
         labs = samples.values(f"{label_field}.label") if label_field else [None] * len(keys)
     else:
         if dataset.get_field(patch_path(patches_field, embeddings_field)) is None:
-            raise OODInputError(
-                f"object embeddings {patch_path(patches_field, embeddings_field)!r} do not exist; run "
-                f"compute_pyramid_embeddings(samples, {embeddings_field!r}, patches_field={patches_field!r}) first"
-            )
-        keys = flatten(samples.values(patch_path(patches_field, "id")))
+            raise OODInputError(_missing_object_embeddings(dataset, embeddings_field, patches_field))
+        nested_keys = samples.values(patch_path(patches_field, "id"))
+        require_unique_object_ids(samples, patches_field, nested_keys)
+        keys = flatten(nested_keys)
         vecs = flatten(samples.values(patch_path(patches_field, embeddings_field)))
         labs = flatten(samples.values(patch_path(patches_field, "label"))) if label_field else [None] * len(keys)
     keep = [i for i, v in enumerate(vecs) if v is not None and (label_field is None or labs[i] is not None)]
@@ -392,3 +441,42 @@ def union_view(samples, other):
     if len(have) + len(extra) == num_samples(dataset):
         return dataset
     return dataset.select(ids + extra, ordered=False)
+
+
+def refuse_label_tagged_reference(samples, tag, patches_field):
+    """Refuse a reference tag that objects of ``patches_field`` carry as a label tag (tagging in the App's patches
+    view tags labels): a reference tag selects samples, so those objects would be ignored, or, where no sample
+    carries the tag, the error would wrongly ask for sample tags."""
+    dataset = every_sample(samples._dataset)
+    num_objects = int(dataset.count_label_tags(label_fields=patches_field).get(tag, 0))
+    if not num_objects:
+        return
+    num_tagged = num_samples(dataset.match_tags(tag))
+    now = (f"it selects the {num_tagged:,} samples tagged {tag!r} (all of their objects) and ignores the label "
+           "tags" if num_tagged else "no sample carries it")
+    raise OODInputError(
+        f"reference={tag!r} is a sample tag, but {num_objects:,} objects of {patches_field!r} carry {tag!r} as a "
+        f"label tag (as tagging in the App's patches view sets), and {now}. To trust exactly those objects pass "
+        f"reference=dataset.select_labels(tags={tag!r}, fields={patches_field!r}); to trust whole samples, tag "
+        f"them and remove the label tags (dataset.untag_labels({tag!r}, label_fields={patches_field!r}))")
+
+
+def require_unique_object_ids(samples, patches_field, nested_ids=None):
+    """Refuse objects of ``patches_field`` that share an id (one ``fo.Detection`` added to several samples, or
+    samples copied with their labels): values are written by object id, so every object of the id would get the
+    embedding or score of one of them. ``nested_ids``: the view's ``<patches_field>.detections.id`` if read."""
+    from collections import Counter
+
+    nested_ids = samples.values(patch_path(patches_field, "id")) if nested_ids is None else nested_ids
+    ids = flatten(nested_ids)
+    if len(set(ids)) == len(ids):
+        return
+    repeated = Counter(ids)
+    first, times = repeated.most_common(1)[0]
+    num = sum(1 for n in repeated.values() if n > 1)
+    where = [sid for sid, row in zip(samples.values("id"), nested_ids) if first in (row or [])][:3]
+    raise OODInputError(
+        f"{num:,} object id(s) of {patches_field!r} occur more than once (object {first} {times} times, in samples "
+        f"{where}...), e.g. one fo.Detection added to several samples; values are written per object id, so those "
+        f"objects would all get one object's embedding or score. Give each object an id of its own (replace the "
+        "repeats by copies: detection.copy() gets a new id) and save the samples")

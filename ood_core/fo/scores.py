@@ -30,6 +30,7 @@ from .items import (
     label_kind,
     patch_path,
     read_embeddings,
+    refuse_label_tagged_reference,
     require_nonempty,
     union_view,
 )
@@ -220,6 +221,8 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
     reads = [patch_path(patches_field, embeddings_field) if patches_field else embeddings_field, label_field]
     kind = runs.score_kind(detector_class(method).task)
     runs.check_new_run(samples, run_key, [target], overwrite, reads=reads, kind=kind)  # before any work
+    if patches_field is not None and isinstance(reference, str):
+        refuse_label_tagged_reference(samples, reference, patches_field)
     if reference is not None and score_reference:
         ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         samples = union_view(samples, ref_view)
@@ -350,10 +353,12 @@ def _check_score_call(samples, score_field, method, label_field, patches_field, 
     if reduce and n_components is not None and (not is_int(n_components) or n_components < 1):
         raise OODInputError(f"n_components={n_components!r} is not valid; pass a whole number >= 1, e.g. "
                             f"n_components={DEFAULT_N_COMPONENTS}")
-    if label_field is not None and label_kind(samples, label_field) == "detections":
+    label_type = label_kind(samples, label_field) if label_field is not None else None
+    if label_type == "detections":
         patches_field = patches_field or label_field
     if patches_field is not None:
         check_patches_field(samples, patches_field)
+        refuse_other_label_field(label_field, label_type, patches_field)
     needs_labels = requires_labels(method, **detector_kwargs(method, k=k, class_conditional=class_conditional))
     if needs_labels and label_field is None:
         alone = ", or class_conditional=False (one mean and covariance for every class)" if "class_conditional" in \
@@ -367,6 +372,21 @@ def _check_score_call(samples, score_field, method, label_field, patches_field, 
         raise OODInputError(f"n_components={n_components!r} sets the dimension of a reduction, but reduce={reduce!r}; "
                             "pass reduce='pca' (or 'umap', 'random') with it, or leave n_components out")
     return patches_field, (label_field if needs_labels else None)
+
+
+def refuse_other_label_field(label_field, label_type, patches_field):
+    """Refuse labels from another field than the objects scored: an object's label is its own
+    (``<patches_field>.detections.label``), so those of ``label_field`` would be recorded but never read."""
+    if label_field is None or label_field == patches_field:
+        return
+    other = (f"to score the objects of {label_field!r}, embed them (compute_pyramid_embeddings(..., "
+             f"patches_field={label_field!r})) and pass patches_field={label_field!r}") \
+        if label_type == "detections" else \
+        f"image labels ({label_field!r} is a Classification field) go with image embeddings, without patches_field"
+    raise OODInputError(
+        f"label_field={label_field!r} but the objects scored are those of patches_field={patches_field!r}, whose "
+        f"labels are their own ({patch_path(patches_field, 'label')!r}): the labels of {label_field!r} would be "
+        f"ignored. Pass label_field={patches_field!r} (or leave it out), or, {other}")
 
 
 #: the target dimension the App's score form (and its operator called without ``n_components``) reduces to
