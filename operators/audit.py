@@ -43,14 +43,16 @@ class AuditDataset(common.OODOperator):
                                                        "OOD scores", required=False, default=default_tag)
         _check_reference_input(ref_prop, ctx.params.get("reference_tag", default_tag), tags)
         common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag), label_field)
-        sample_level = [(f, what) for f, what in inventory.embedding_choices(dataset)
-                        if inventory.embeddings_patches_field(dataset, f) is None]
-        if sample_level:
+        choices = inventory.embedding_choices(dataset)
+        sample_level = [f for f, _ in choices if inventory.embeddings_patches_field(dataset, f) is None]
+        if sample_level or ctx.params.get("embeddings_field"):  # a value not offered is refused on its input
             common.add_embeddings_choice(inputs, ctx, target, required=False, sample_level=True,
-                                         description="Existing image embeddings to reuse (newest preselected)")
-        else:
+                                         description="Existing image embeddings to reuse (newest preselected); "
+                                                     "object embeddings are scored by 'OOD: score samples'")
+        if not sample_level:
+            objects = " of images (the audit scores images: object embeddings are not used)" if choices else ""
             inputs.view("embeddings_note", types.Notice(
-                label=f"No embeddings yet: they are computed first for the {len(target):,} target samples "
+                label=f"No embeddings yet{objects}: they are computed first for the {len(target):,} target samples "
                       "(default backbone; about a minute per 3,000 small images on 2 CPU cores). "
                       "Tick 'Delegate execution?' for large datasets."))
             inputs.bool("skip_failures", default=common.sdk_default("audit", "skip_failures"),

@@ -11,13 +11,14 @@ import inspect
 import math
 import time
 
-import fiftyone.core.labels as fol
 import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 import ood_core.fo.runs as fo_runs
 from ood_core.fo import embedding_runs, form_cache
 
+from .field_inputs import (add_embeddings_choice, add_uncovered_classes_warning, check_label_field,  # noqa: F401
+                           check_label_pairing, label_fields, label_kind_or_none)  # (the forms' fields: common.*)
 from .markdown import escape, report  # noqa: F401  (report: the result views' markdown, common.report)
 
 
@@ -281,37 +282,6 @@ def review_steps(field):
             "review and tag: open the **OOD review** panel (+ next to the Samples tab)"]
 
 
-def add_embeddings_choice(inputs, ctx, target, name="embeddings_field", *, required=True,
-                          description="Embeddings run or any vector field of this dataset", sample_level=False):
-    """Dropdown of what can be scored (newest embeddings run preselected) and the
-    "N will be skipped" warning for the target. Returns the chosen field or None.
-    ``sample_level``: only image-level embeddings (not those of objects)."""
-    from ood_core.fo import inventory
-
-    choices = inventory.embedding_choices(ctx.dataset)
-    if sample_level:
-        choices = [(f, what) for f, what in choices if inventory.embeddings_patches_field(ctx.dataset, f) is None]
-    dropdown = types.DropdownView()
-    for field, what in choices:
-        dropdown.add_choice(field, label=field, description=what)
-    fields = [c for c, _ in choices]
-    asked = ctx.params.get(name)
-    chosen = asked if asked in fields else (fields[0] if fields else None)
-    prop = inputs.enum(name, dropdown.values(), required=required, default=chosen, label="Embeddings",
-                       description=description, view=dropdown)
-    if asked and asked not in fields:  # deleted since the form opened (or typed): FiftyOne says "Invalid enum value"
-        invalidate(prop, f"embeddings field {asked!r} is not among this dataset's embeddings any more (deleted or "
-                         "renamed since the form opened?): pick one in the list")
-        return None
-    if chosen is not None and target is not None and len(target):
-        patches = inventory.embeddings_patches_field(ctx.dataset, chosen)
-        covered, total = form_cache.embedding_coverage(target, chosen, patches)
-        message = inventory.coverage_message(covered, total, chosen, "objects" if patches else "samples")
-        if message:
-            inputs.view(f"{name}_coverage", types.Warning(label=message[0].upper() + message[1:]))
-    return chosen
-
-
 def resolve_delegation(ctx):
     return bool(ctx.params.get("delegate", False))
 
@@ -335,72 +305,6 @@ def finish(ctx, summary, keep=(), report=None):
     if report is not None:
         out["report"] = report
     return out
-
-
-def label_fields(dataset, detections=True):
-    """Names of the Classification (and Detections) fields of the dataset that hold labels, sorted per type
-    (this package's own outputs, such as suggested labels, are left out)."""
-    from ood_core.fo import inventory
-
-    names = inventory.classification_fields(dataset)
-    if detections:
-        names += sorted(dataset.get_field_schema(embedded_doc_type=fol.Detections))
-    return names
-
-
-def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
-    """Warn in a form when classes of ``label_field`` in the target have no sample tagged ``reference_tag``:
-    per-class scores make every image of such a class look out-of-distribution."""
-    from ood_core.fo import inventory
-    from ood_core.fo.class_coverage import uncovered_class_counts, uncovered_classes_sentence
-
-    kind = label_kind_or_none(target, label_field)  # None: no label field (the label-field check says why)
-    if not reference_tag or kind is None:
-        return
-    path = f"{label_field}.label" if kind == "classification" else f"{label_field}.detections.label"
-    covered = form_cache.distinct(target._dataset.match_tags(reference_tag), path)
-    info = uncovered_class_counts(form_cache.count_values(target, path), covered).get("uncovered_classes")
-    if info:
-        inputs.view("uncovered_classes", types.Warning(
-            label="Classes without a trusted sample",
-            description=escape(uncovered_classes_sentence(  # markdown: the class names shown as written
-                info, label_field,
-                fix=inventory.how_to_add_trusted(reference_tag, "a few known-good images of each")))))
-
-
-def check_label_field(prop, samples, label_field, choices, kinds=("classification", "detections"), needs=None,
-                      or_else=None):
-    """The SDK's label-field check (:func:`ood_core.fo.items.label_kind`) on the form's ``prop``: a field that holds
-    no Classification / Detections labels, or none of ``kinds`` (``needs``: what needs them, named in the message),
-    is refused with the fields to pick (``choices``) or the other way (``or_else``). Returns the label field, or
-    None when it is empty or refused (the form's other checks then go without labels)."""
-    from ood_core.fo.items import label_kind
-
-    if not label_field:
-        return None
-    try:
-        kind = label_kind(samples, label_field)
-    except ValueError as e:  # OODInputError: names the field, its type and what is expected
-        kind, problem = None, str(e)
-    if kind in kinds:
-        return label_field
-    field = samples._dataset.get_field(label_field)
-    if field is not None and len(kinds) == 1:  # a narrower need than the SDK's label-field check
-        type_name = getattr(getattr(field, "document_type", None), "__name__", None) or type(field).__name__
-        problem = f"field {label_field!r} has type {type_name}, but {needs} needs a {kinds[0].title()} field"
-    fixes = ([f"pick {' or '.join(repr(c) for c in choices)}"] if choices else []) + ([or_else] if or_else else [])
-    invalidate(prop, f"{problem}: {', or '.join(fixes)}" if fixes else f"{problem}; this dataset has no such field")
-    return None
-
-
-def label_kind_or_none(samples, label_field):
-    """``"classification"`` / ``"detections"`` for a label field, None for no field or another kind of field."""
-    from ood_core.fo.items import label_kind
-
-    try:
-        return label_kind(samples, label_field) if label_field else None
-    except ValueError:  # the form's label-field check (:func:`check_label_field`) says why
-        return None
 
 
 def add_target_size_check(inputs, target, minimum=1, needs=""):

@@ -76,14 +76,15 @@ class ScoreOOD(common.OODOperator):
         # preselected whenever the method uses labels (needs them, or scores per class with them), as the audit
         label_default = (patches or inventory.default_label_field(dataset)) if (
             needs_labels or detector.accepts_optional_labels) else None
+        whose = (f"The objects' own labels ('{patches}': the embeddings are theirs)" if patches
+                 else "Image labels (a Classification field; object labels go with object embeddings)")
         prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
-                                       description="Classification or Detections labels" + optional,
-                                       required=needs_labels, default=label_default)
+                                       description=whose + optional, required=needs_labels, default=label_default)
         if needs_labels and not label_fields:
-            common.invalidate(prop, f"method {method!r} needs a Classification or Detections field; this dataset "
-                                    "has none")
+            common.invalidate(prop, _no_label_field(dataset, method))
         label_field = common.check_label_field(prop, dataset, ctx.params.get("label_field", label_default),
                                                label_fields)  # None when refused: the other checks go without
+        label_field = common.check_label_pairing(prop, dataset, label_field, embeddings, patches, label_fields)
         reference_tag = None if label_task else _add_reference_input(inputs, ctx, target, method, label_field)
         index = method == "knn" and _add_index_choice(inputs, ctx, embeddings)
         # the detector is fitted on the reference, else on the target (an index holds its own reference)
@@ -140,8 +141,8 @@ class ScoreOOD(common.OODOperator):
             method=p.get("method") or common.sdk_default("compute_ood_scores", "method"),
             reference=p.get("reference_tag") or None,
             label_field=label_field,
-            patches_field=None if label_field else inventory.embeddings_patches_field(ctx.dataset,
-                                                                                      p["embeddings_field"]),
+            # the embeddings say what is scored (the SDK refuses another label field than the objects')
+            patches_field=inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]),
             k=_k_param(p),
             reduce=None if reduce in (None, "none") else reduce,
             n_components=None if reduce in (None, "none") else common.int_param(p, "n_components",
@@ -173,14 +174,14 @@ def score_report(summary, embeddings_field, label_field=None, run_info=None):
          ("k (neighbours)", _k_line(info, item)),
          ("reference", _reference_line(info, item)),
          ("p-values", _p_value_line(calibration, info, item)),
-         ("in plain words", _ratio_sentence(summary.get("density_ratio"))),
+         ("in plain words", _ratio_sentence(summary.get("density_ratio"), item)),
          ("scored-set density ratio", _ratio_line(summary.get("density_ratio"))),
          ("feature levels", _gate_line(summary.get("component_gate"))),
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
          ("suggested labels", _suggestion_line(info.get("suggestion"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
-         ("scores", _spread_line(summary, info)),
+         ("scores", _spread_line(summary, info, item)),
          ("warning", uncovered_classes_sentence(summary["uncovered_classes"], label_field)
           if summary.get("uncovered_classes") else None)],
         [*common.review_steps(field), f"colour the Embeddings panel by `{field}`"],
@@ -251,26 +252,27 @@ def _reference_line(info, item):
     return f"{n:,} trusted {item}" + (f" (tag {code(reference['tag'])})" if reference.get("tag") else "")
 
 
-def _spread_line(summary, info):
+def _spread_line(summary, info, item="samples"):
     """The scores' median and 95th percentile; for the default detector, what its standardised scale means."""
     spread = common.score_spread(summary.get("score_quantiles"))
     if not spread or summary.get("method") != "pyramid_knn":
         return spread
-    whom = "the trusted samples" if info.get("reference") else "the scored samples"
+    whom = f"the trusted {item}" if info.get("reference") else f"the scored {item}"
     return f"{spread} (0 = as typical as {whom}, 1 = one of their standard deviations further)"
 
 
-def _ratio_sentence(ratio):
+def _ratio_sentence(ratio, item="samples"):
     """The density-ratio decision in one plain sentence (None: not applicable)."""
     if not ratio:
         return None
+    what = "images" if item == "samples" else item
     if ratio.get("used"):
-        return ("the scored images crowd together where trusted images are rare, so each score also counts how much "
-                "more crowded the scored images are around it than the trusted ones")
+        return (f"the scored {what} crowd together where trusted {what} are rare, so each score also counts how much "
+                f"more crowded the scored {what} are around it than the trusted ones")
     if ratio.get("p_value") is None and ratio.get("p_value_at_least") is None:  # not tested: nothing measured
-        return "each score is the distance to the trusted images only"
-    return ("the scored images are spread like the trusted ones, so each score is the distance to the trusted "
-            "images only")
+        return f"each score is the distance to the trusted {what} only"
+    return (f"the scored {what} are spread like the trusted ones, so each score is the distance to the trusted "
+            f"{what} only")
 
 
 def _ratio_line(ratio):
@@ -302,6 +304,18 @@ def _suspects_line(num_suspects, item):
         return None
     return (f"{num_suspects:,} {item} for which the first vote favours another label did not vote again "
             "(averaged with the first vote)")
+
+
+def _no_label_field(dataset, method):
+    """Why a method that needs labels has no label field to offer with image embeddings (object embeddings offer
+    their objects' field): this dataset has no Classification field; a Detections field's labels need the
+    embeddings of its objects."""
+    boxes = [f for f in common.label_fields(dataset) if f not in common.label_fields(dataset, detections=False)]
+    objects = (f"; to check the labels of the objects of {boxes[0]!r}, choose their object embeddings in "
+               f"'Embeddings' (or compute them: 'OOD: compute pyramid embeddings' with 'Objects field' "
+               f"{boxes[0]!r})") if boxes else ""
+    return (f"method {method!r} needs labels: with image embeddings, a Classification field, and this dataset has "
+            f"none{objects}")
 
 
 def _score_paths(ctx, value, embeddings_field=None, label_field=None):

@@ -374,3 +374,88 @@ def test_score_operator_from_python_takes_whole_number_floats_and_the_form_defau
     assert props["n_components"].default == DEFAULT_N_COMPONENTS
     assert "k=2.5 is not a whole number; pass an integer >= 1" in _refused(
         "score_ood", ds, dict(embeddings_field="vec", score_field="s25", method="knn", k=2.5))
+
+
+def _object_embeddings(ds, n=8):
+    """Objects labelled like their images on the first ``n`` samples (``objs``), embedded into ``oemb``."""
+    import fiftyone as fo
+
+    ds.set_values("objs", [fo.Detections(detections=[fo.Detection(label=g.label, bounding_box=[0, 0, .9, .9])])
+                           if i < n else None for i, g in enumerate(ds.values("ground_truth"))])
+    ood.compute_pyramid_embeddings(ds, "oemb", patches_field="objs", progress=False, **LITE)
+
+
+def test_score_form_with_object_embeddings_takes_only_the_objects_own_labels(form_dataset, session_extractor):
+    """11. Object embeddings go with their objects' own labels: another label field is refused on 'Label field'
+    with the fix (was FiftyOne's bare "Invalid enum value" on Execute), as image embeddings with a Detections
+    field; the objects' field scores the objects and the result view speaks of objects."""
+    import fiftyone.operators as foo
+
+    ds = form_dataset
+    _object_embeddings(ds)
+    params = dict(embeddings_field="oemb", score_field="os", method="knn", label_field="ground_truth", k=2)
+    props = forms.props("score_ood", ds, params)
+    assert props["label_field"].type.values == ["objs"]
+    assert props["label_field"].view.description.startswith("The objects' own labels ('objs': the embeddings are theirs)")
+    message = forms.invalid(props).get("label_field", "")
+    assert message == ("label field 'ground_truth' does not go with embeddings 'oemb': they are object embeddings "
+                       "of the objects of 'objs', whose labels are their own ('objs.detections.label'), so the labels "
+                       "of 'ground_truth' would be ignored. Pick 'objs' or leave 'Label field' empty, or to use the "
+                       "image labels of 'ground_truth', choose image embeddings in 'Embeddings'")
+    assert message in _refused("score_ood", ds, params)
+    with pytest.raises(OODInputError, match="the labels of 'ground_truth' would be ignored"):  # the SDK's reason
+        ood.compute_ood_scores(ds, "oemb", "os", method="knn", label_field="ground_truth", patches_field="objs")
+    # the run itself, reached without the form's validation, gives the SDK's reason (was "are object embeddings")
+    with pytest.raises(OODInputError, match="the labels of 'ground_truth' would be ignored"):
+        foo.get_operator(forms.uri("score_ood")).execute(forms.context(ds, params))
+    wrong_label = forms.invalid(forms.props("score_ood", ds, dict(params, method="class_lof")))
+    assert wrong_label.get("label_field") == message
+    # image embeddings with the objects' Detections field: refused the other way round
+    message = forms.invalid(forms.props("score_ood", ds, dict(params, embeddings_field="vec", label_field="objs")))
+    assert message.get("label_field", "").startswith(
+        "label field 'objs' is a Detections field, whose labels belong to its objects, but embeddings 'vec' are "
+        "image embeddings (one per sample): pick 'ground_truth' (image labels), or, to score the objects, embed")
+    # the objects' own field scores the objects, against the trusted ones
+    out = _execute("score_ood", ds, dict(params, method="pyramid_knn", label_field="objs", reference_tag="trusted",
+                                         k=None))
+    report = out.result["report"]
+    assert out.result["field"] == "objs.detections.os" and "- objects scored: 8 of 8" in report
+    assert "- in plain words: each score is the distance to the trusted objects only" in report  # was "images"
+    assert "(0 = as typical as the trusted objects, 1 = one of their standard deviations further)" in report
+
+
+def test_score_form_says_where_object_labels_are_when_a_method_needs_labels(form_dataset, session_extractor):
+    """12. Image embeddings and no Classification field: a wrong-label method's 'Label field' points to the
+    objects' embeddings (was "needs a Classification or Detections field; this dataset has none")."""
+    ds = form_dataset
+    _object_embeddings(ds, n=2)
+    ds.delete_sample_field("ground_truth")
+    props = forms.props("score_ood", ds, dict(embeddings_field="vec", score_field="li", method="class_lof"))
+    assert forms.invalid(props).get("label_field") == (
+        "method 'class_lof' needs labels: with image embeddings, a Classification field, and this dataset has none; "
+        "to check the labels of the objects of 'objs', choose their object embeddings in 'Embeddings' (or compute "
+        "them: 'OOD: compute pyramid embeddings' with 'Objects field' 'objs')")
+    props = forms.props("score_ood", ds, dict(embeddings_field="oemb", score_field="li", method="class_lof"))
+    assert props["label_field"].default == "objs" and "label_field" not in forms.invalid(props)
+
+
+def test_audit_form_refuses_object_embeddings_on_their_input(form_images, session_extractor):
+    """13. The audit scores images: object embeddings are refused on 'Embeddings' with the reason and the way to
+    score objects (were "deleted or renamed since the form opened?", or without image embeddings the SDK's "does
+    not exist" on Execute)."""
+    import numpy as np
+
+    ds = form_images
+    _object_embeddings(ds, n=2)
+    params = dict(embeddings_field="oemb", audit_key="a0", near_duplicates=False)
+    message = ("embeddings 'oemb' are object embeddings (one per object of 'objs'), but this form scores images and "
+               "needs image embeddings (one per sample): pick image embeddings in the list, or leave it empty to "
+               "compute them; to score the objects of 'objs', use 'OOD: score samples' with 'oemb'")
+    props = forms.props("audit_dataset", ds, params)
+    assert forms.invalid(props) == {"embeddings_field": message}
+    assert "object embeddings are not used" in props["embeddings_note"].view.label
+    assert message in _refused("audit_dataset", ds, params)
+    ds.set_values("vec", list(np.random.default_rng(0).normal(size=(len(ds), 8)).astype(np.float32)))
+    props = forms.props("audit_dataset", ds, params)  # image embeddings offered: the same reason
+    assert forms.invalid(props) == {"embeddings_field": message} and props["embeddings_field"].type.values == ["vec"]
+    assert "embeddings_note" not in props and not forms.invalid(forms.props("audit_dataset", ds, {}))
