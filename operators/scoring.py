@@ -113,6 +113,7 @@ class ScoreOOD(common.OODOperator):
 
     def run(self, ctx):
         import ood_core as ood
+        from ood_core.detectors import detector_class
         from ood_core.fo import inventory
 
         p = ctx.params
@@ -134,12 +135,15 @@ class ScoreOOD(common.OODOperator):
             return common.finish(ctx, summary, keep=keep, report=score_report(summary, p["embeddings_field"],
                                                                                run_info=_run_info(ctx, summary)))
         label_field = p.get("label_field") or None
+        method = p.get("method") or common.sdk_default("compute_ood_scores", "method")
+        # the form hides 'Reference tag' for wrong-label methods: a value left from another method must not count
+        reference = None if detector_class(method).task == "label_issues" else p.get("reference_tag") or None
         summary = ood.compute_ood_scores(
             target,
             p["embeddings_field"],
             p.get("score_field", "ood_score"),
-            method=p.get("method") or common.sdk_default("compute_ood_scores", "method"),
-            reference=p.get("reference_tag") or None,
+            method=method,
+            reference=reference,
             label_field=label_field,
             # the embeddings say what is scored (the SDK refuses another label field than the objects')
             patches_field=inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]),

@@ -459,3 +459,18 @@ def test_audit_form_refuses_object_embeddings_on_their_input(form_images, sessio
     props = forms.props("audit_dataset", ds, params)  # image embeddings offered: the same reason
     assert forms.invalid(props) == {"embeddings_field": message} and props["embeddings_field"].type.values == ["vec"]
     assert "embeddings_note" not in props and not forms.invalid(forms.props("audit_dataset", ds, {}))
+
+
+def test_a_wrong_label_run_ignores_a_reference_tag_its_form_does_not_show(form_dataset):
+    """14. The score form hides 'Reference tag' for wrong-label methods, but a tag left in the params by an earlier
+    OOD method (the App keeps a hidden input's value) reached the run and changed what the votes were fitted on.
+    The run now scores as its form shows: without a reference."""
+    ds = form_dataset
+    params = dict(embeddings_field="vec", score_field="li_form", method="weighted_label_vote",
+                  label_field="ground_truth", reference_tag="trusted")
+    props = forms.props("score_ood", ds, params)
+    assert "reference_tag" not in props and not forms.invalid(props)
+    _execute("score_ood", ds, params).raise_exceptions()
+    ood.compute_ood_scores(ds, "vec", "li_sdk", method="weighted_label_vote", label_field="ground_truth")
+    np.testing.assert_allclose(ds.values("li_form"), ds.values("li_sdk"))
+    assert ood.get_ood_run_info(ds, "li_form").get("reference") in (None, {})
