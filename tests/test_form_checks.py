@@ -455,6 +455,10 @@ def test_audit_form_refuses_object_embeddings_on_their_input(form_images, sessio
     assert forms.invalid(props) == {"embeddings_field": message}
     assert "object embeddings are not used" in props["embeddings_note"].view.label
     assert message in _refused("audit_dataset", ds, params)
+    # the SDK says the same (was "does not exist ...; pass embeddings_field='auto'")
+    with pytest.raises(OODInputError, match=r"'oemb' are object embeddings \(one per object of 'objs'\), but the audit "
+                                            r"scores images.*patches_field='objs'"):
+        ood.audit(ds, embeddings_field="oemb", audit_key="a1", near_duplicates=False, progress=False)
     ds.set_values("vec", list(np.random.default_rng(0).normal(size=(len(ds), 8)).astype(np.float32)))
     props = forms.props("audit_dataset", ds, params)  # image embeddings offered: the same reason
     assert forms.invalid(props) == {"embeddings_field": message} and props["embeddings_field"].type.values == ["vec"]

@@ -67,6 +67,13 @@ def plan_inputs(samples, label_field, reference, embeddings_field):
         sample_level = [f for f, _ in inventory.embedding_choices(samples)
                         if inventory.embeddings_patches_field(samples, f) is None]
         embeddings_field = sample_level[0] if sample_level else None
+    elif inventory.embeddings_patches_field(samples, embeddings_field) is not None:
+        objects = inventory.embeddings_patches_field(samples, embeddings_field)
+        raise OODInputError(
+            f"embeddings {embeddings_field!r} are object embeddings (one per object of {objects!r}), but the audit "
+            "scores images and needs image embeddings (one per sample): pass an image embeddings field, or "
+            "embeddings_field='auto' to use or compute them; to score the objects, call "
+            f"compute_ood_scores(samples, {embeddings_field!r}, ..., patches_field={objects!r})")
     elif samples._dataset.get_field(embeddings_field) is None:
         raise OODInputError(f"embeddings field {embeddings_field!r} does not exist on dataset "
                             f"{samples._dataset.name!r}; pass embeddings_field='auto' to compute embeddings")
