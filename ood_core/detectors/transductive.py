@@ -283,8 +283,8 @@ class DensityRatio:
         info = {"used": False, "p_value": None, "effect": None, "k_reference": None, "k_scored": None,
                 "pool_sample": None, "scored": None, "reference": None}
         if n_scored < MIN_SCORED or n_ref < 2:
-            return {**info, "reason": f"needs at least {MIN_SCORED} scored samples outside the reference and 2 "
-                                      f"reference samples; had {n_scored} and {n_ref}"}
+            return {**info, "reason": f"needs at least {MIN_SCORED} scored items (images or objects) outside the "
+                                      f"reference and 2 reference items; had {n_scored} and {n_ref}"}
         p_ref, p_scored = pool_sample_sizes(n_ref, n_scored, self.max_pooled)
         sampled = (p_ref, p_scored) != (n_ref, n_scored)
         if sampled:  # a seeded stream of its own: the permutations below draw as without a sample
