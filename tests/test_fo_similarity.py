@@ -112,8 +112,10 @@ def test_kept_index_is_reused_by_brain_key(pg, emb_dataset):
     ds.reload()
     np.testing.assert_allclose(ds.values("third"), ds.values("first"), rtol=1e-6)
     assert pg_tables(pg) == tables
+    # what the README tells users to do before deleting a kept index: its table goes with it
     ds.load_brain_results("ref_index").cleanup(drop_table=True)
     ds.delete_brain_run("ref_index")
+    assert pg_tables(pg) == [] and ds.list_brain_runs() == []
 
 
 def test_euclidean_index_matches_unnormalised_knn(pg, emb_dataset):

@@ -236,3 +236,71 @@ def test_an_index_of_embeddings_recomputed_since_is_refused_and_a_renamed_key_is
     finally:
         for key in ("kp", "kp_renamed"):
             leave_no_brain_run(pg, ds, key)
+
+
+def test_an_index_of_object_patches_is_refused_by_name(pg, emb_dataset):
+    """A Brain index of object patches (patches_field=...) has labels, not samples, as its points: passed as
+    brain_key, its patch neighbours were taken for sample neighbours and scores were written without a word."""
+    import fiftyone as fo
+    import fiftyone.brain as fob
+
+    from ood_core.fo.similarity import index_metric
+
+    ds, X = emb_dataset[:2]
+    cs = pg.connection_string
+    box = [0.1, 0.1, 0.3, 0.3]
+    ds.set_values("ground_truth", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=box)])
+                                   for _ in range(len(X))])
+    trusted = ds.match_tags("trusted")
+    patches = {sid: X[i][None] for i, sid in enumerate(trusted.values("id"))}  # 24-d, as the sample embeddings
+    fob.compute_similarity(trusted, patches_field="ground_truth", embeddings=patches, brain_key="patch_idx",
+                           backend="pgvector", connection_string=cs, metric="cosine", progress=False, **EXACT)
+    table = ds.get_brain_info("patch_idx").config.table_name
+    expected = (r"similarity index 'patch_idx' holds embeddings of object patches \(patches_field='ground_truth'\)"
+                r".*not samples.*index of sample embeddings")
+    try:
+        for reference in (None, "trusted"):
+            with pytest.raises(OODInputError, match=expected):
+                compute_knn_scores_with_index(ds, "emb", "s11", brain_key="patch_idx", reference=reference, k=3,
+                                              connection_string=cs, progress=False)
+            assert ds.get_field("s11") is None and not ds.has_run("s11")
+        # the form's check (config only, no connection) refuses it too; the user's index is left as it was
+        with pytest.raises(OODInputError, match=expected):
+            index_metric(ds.get_brain_info("patch_idx"))
+        assert ds.has_brain_run("patch_idx") and sql(pg, f'SELECT count(*) FROM "{table}"') == [(len(patches),)]
+    finally:
+        leave_no_brain_run(pg, ds, "patch_idx")
+
+
+def test_a_reference_the_index_lacks_samples_of_is_refused_with_the_count(pg, emb_dataset):
+    """Reference samples added after a kept index was built: use_view silently left them out, so the scores came
+    from the smaller reference the index held while the run recorded the whole reference's size."""
+    import fiftyone as fo
+    import numpy as np
+
+    from ood_core import compute_ood_scores
+
+    ds, X, n_ref = emb_dataset[:3]
+    cs = pg.connection_string
+    compute_knn_scores_with_index(ds, "emb", "s12", reference="trusted", k=3, brain_key="part", connection_string=cs,
+                                  progress=False, **EXACT)
+    rng = np.random.default_rng(3)
+    new = [fo.Sample(filepath=f"/tmp/ood-sim-new-{i}.png", tags=["trusted"], emb=X[i] + rng.normal(size=24) * 0.1)
+           for i in range(5)]
+    new_ids = ds.add_samples(new, progress=False)
+    try:
+        with pytest.raises(OODInputError, match=rf"5 of the {n_ref + 5} reference samples with embeddings in 'emb' "
+                                                r"are not in similarity index 'part' \(e\.g\. sample [0-9a-f]{24};.*"
+                                                rf"other {n_ref} only.*add_to_index.*or build a new index"):
+            compute_knn_scores_with_index(ds, "emb", "s13", reference="trusted", k=3, brain_key="part",
+                                          progress=False)
+        assert ds.get_field("s13") is None and not ds.has_run("s13")
+        # the fix the message names: add them, and the index answers from the whole reference
+        index = ds.load_brain_results("part", connection_string=cs)
+        index.add_to_index(np.stack(ds.select(new_ids).values("emb")), np.array(new_ids))
+        compute_knn_scores_with_index(ds, "emb", "s13", reference="trusted", k=3, brain_key="part", progress=False)
+        compute_ood_scores(ds, "emb", "mem", method="knn", reference="trusted", k=3, neighbor_backend="sklearn")
+        np.testing.assert_allclose(ds.values("s13"), ds.values("mem"), rtol=1e-5, atol=1e-6)
+        assert ds.get_run_info("s13").config.calibration["num_reference"] == n_ref + 5
+    finally:
+        leave_no_brain_run(pg, ds, "part")

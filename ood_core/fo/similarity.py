@@ -27,7 +27,6 @@ import functools
 import inspect
 import itertools
 import logging
-import uuid
 
 import numpy as np
 
@@ -36,28 +35,12 @@ from ..progress import Progress
 from ..validation import check_positive_int
 from . import runs
 from .items import num_samples, read_embeddings
+from .pgvector_names import pgvector_names
 
 logger = logging.getLogger(__name__)
 
 #: Metrics whose distances convert to the k-NN score, and the detector setting they match.
 _METRIC_NORMALIZE = {"cosine": True, "euclidean": False}
-
-#: PostgreSQL keeps the first 63 bytes of a name (NAMEDATALEN - 1) and drops the rest without an error.
-_PG_MAX_NAME_BYTES = 63
-
-#: ``pg_class.relkind`` -> its name in a message.
-_PG_RELKINDS = {"r": "table", "p": "partitioned table", "i": "index", "I": "partitioned index", "v": "view",
-                "m": "materialized view", "S": "sequence", "f": "foreign table", "c": "composite type",
-                "t": "TOAST table"}
-
-#: A relation of that name that the Brain's unqualified SQL (CREATE/INSERT/DROP) could reach.
-_PG_FIND_RELATION = (
-    "SELECT n.nspname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-    "WHERE c.relname = %s AND (n.nspname = ANY(current_schemas(true)) OR n.nspname = 'public') LIMIT 1"
-)
-
-#: The Brain's pgvector SSL settings -> psycopg2's connection keywords.
-_PG_SSL_OPTIONS = {"ssl_cert": "sslcert", "ssl_key": "sslkey", "ssl_root_cert": "sslrootcert"}
 
 
 def distances_to_scores(dists, metric):
@@ -123,10 +106,23 @@ def _check_backend_name(backend):
 
 
 def index_metric(index):
-    """The metric of a FiftyOne Brain similarity index whose distances give k-NN scores (reads its config only);
-    refuses the sklearn backend and metrics without a k-NN distance."""
+    """The metric of a FiftyOne Brain similarity index whose distances give k-NN scores (reads its config only:
+    an index, or a brain run's info); refuses an index of object patches, the sklearn backend and metrics without a
+    k-NN distance."""
+    _refuse_patches(index.config, getattr(index, "key", None))
     _refuse_brain_sklearn(index.config.method)
     return _check_metric(getattr(index.config, "metric", None))
+
+
+def _refuse_patches(config, brain_key):
+    patches = getattr(config, "patches_field", None)
+    if patches is not None:
+        name = f"similarity index {brain_key!r}" if brain_key else "this similarity index"
+        raise OODInputError(
+            f"{name} holds embeddings of object patches (patches_field={patches!r}): its points are objects, not "
+            "samples, so its neighbours give no sample-level k-NN score. Pass the key of an index of sample "
+            "embeddings, or build one (compute_knn_scores_with_index(..., reference=..., brain_key='<new key>')); "
+            f"to score the objects themselves, use compute_ood_scores(..., patches_field={patches!r})")
 
 
 def _check_metric(metric):
@@ -146,6 +142,7 @@ def _load_index(dataset, brain_key, embeddings_field, backend_kwargs=None):
             f"brain run {brain_key!r} on dataset {dataset.name!r} is not a similarity index; pass the key "
             "of a fiftyone.brain.compute_similarity run, or a new key to build one"
         )
+    index_metric(info)  # from its config, before connecting
     credentials = {k: v for k, v in (backend_kwargs or {}).items() if k != "metric"}
     try:
         index = dataset.load_brain_results(brain_key, **credentials)
@@ -168,8 +165,7 @@ def _load_index(dataset, brain_key, embeddings_field, backend_kwargs=None):
         raise OODInputError(
             f"embeddings {embeddings_field!r} were recomputed with other settings since the similarity index "
             f"{brain_key!r} was built: it holds the old vectors, so its distances to the new ones mean nothing. "
-            f"Build a new index (another brain_key, with reference=...), or delete this one first "
-            f"(dataset.delete_brain_run({brain_key!r}))"
+            f"Build a new index (another brain_key, with reference=...), or {_delete_first(index, brain_key)}"
         )
     return index
 
@@ -193,7 +189,7 @@ def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_si
 
     kwargs = dict(backend_kwargs)
     _check_metric(kwargs.setdefault("metric", "cosine"))  # before anything is created
-    kwargs = _pgvector_names(backend, kwargs, brain_key)  # before anything is created
+    kwargs = pgvector_names(backend, kwargs, brain_key)  # before anything is created
     dataset = ref_view._dataset
     chunks = _embedding_chunks(ref_view, embeddings_field, batch_size, kwargs["metric"], seen)
     first = next(chunks)  # checked before anything is created
@@ -230,100 +226,6 @@ def _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_si
                 "backend") from e
         raise
     return index
-
-
-def _pgvector_settings(backend):
-    """FiftyOne's brain config of ``backend`` when it is the pgvector backend, else None."""
-    import fiftyone.brain as fob
-
-    name = backend or fob.brain_config.default_similarity_backend
-    params = dict(fob.brain_config.similarity_backends.get(name) or {})
-    if name != "pgvector" and "pgvector" not in str(params.get("config_cls", "")).lower():
-        return None
-    return params
-
-
-def _pgvector_names(backend, kwargs, brain_key):
-    """``kwargs`` with explicit pgvector ``table_name`` and ``index_name`` that name nothing in the database yet.
-
-    The Brain writes its rows into an existing table named ``table_name``, drops an index named ``index_name``
-    before building its own, and its default index name is unique per table only, while PostgreSQL index names
-    are schema-wide; dropping a temporary index drops both names. So names given (in the call or FiftyOne's brain
-    config) are refused when a relation of that name exists, and names not given are new unique ones: dropping
-    them drops only what this call made. Other backends pass through unchanged.
-    """
-    settings = _pgvector_settings(backend)
-    if settings is None:
-        return kwargs
-    settings.update(kwargs)
-    stem = f"fiftyone_ood_{'tmp_' if brain_key is None else ''}{uuid.uuid4().hex}"
-    names, given = {"table_name": stem, "index_name": f"{stem}_idx"}, set()
-    for arg in names:
-        if settings.get(arg) is not None:
-            names[arg] = _check_pg_name(arg, settings[arg])
-            given.add(arg)
-    if names["table_name"] == names["index_name"]:
-        raise OODInputError(
-            f"table_name and index_name are both {names['table_name']!r}; PostgreSQL tables and indexes share "
-            "one namespace: pass two different names, or leave index_name out"
-        )
-    found = _pg_find_relations(settings, names.values())
-    for arg, name in names.items():
-        if name not in found:
-            continue
-        schema, kind = found[name]
-        what = f"{arg}={name!r} names an existing {_PG_RELKINDS.get(kind, 'relation')} ({schema}.{name})"
-        if arg not in given:  # a fresh uuid name: practically never
-            raise BackendError(f"the new {arg} {name!r} is already taken in the database; call again")
-        if arg == "table_name":
-            raise OODInputError(
-                f"{what}: a new similarity index would write its rows into it, and a temporary one drops it "
-                "afterwards. Pass a table_name that does not exist yet, or leave table_name out (a new table "
-                "with a unique name is used), or pass brain_key=<key> of the similarity index that owns it"
-            )
-        raise OODInputError(
-            f"{what}: the Brain drops an index of that name before building its own, and a temporary index "
-            "drops it afterwards. Pass an index_name that does not exist yet, or leave index_name out (a "
-            "unique name is used)"
-        )
-    return {**kwargs, **names}
-
-
-def _check_pg_name(arg, value):
-    """``value`` if PostgreSQL keeps it whole as a name, else the error naming ``arg``."""
-    if not isinstance(value, str) or not value or "\x00" in value \
-            or len(value.encode("utf-8")) > _PG_MAX_NAME_BYTES:
-        raise OODInputError(
-            f"{arg}={value!r} is not a usable PostgreSQL name: it must be a text of 1 to {_PG_MAX_NAME_BYTES} "
-            "bytes (PostgreSQL cuts longer names, which could then name another table or index); pass such a "
-            f"{arg}, or leave it out (a unique name is used)"
-        )
-    return value
-
-
-def _pg_find_relations(settings, names):
-    """``{name: (schema, relkind)}`` of the ``names`` that already are relations, on a connection of our own."""
-    ssl = {opt: settings[arg] for arg, opt in _PG_SSL_OPTIONS.items() if settings.get(arg)}
-    try:
-        import psycopg2
-
-        conn = psycopg2.connect(settings.get("connection_string"), **ssl)
-    except Exception as e:
-        raise BackendError(
-            f"could not create a 'pgvector' similarity index: {e}. Check that the server is running and "
-            "the connection settings (e.g. connection_string=...) are right, and that psycopg2 is installed"
-        ) from e
-    try:
-        found = {}
-        with conn.cursor() as cur:
-            for name in names:
-                cur.execute(_PG_FIND_RELATION, (name,))
-                row = cur.fetchone()
-                if row is not None:
-                    found[name] = tuple(row)
-        return found
-    finally:
-        conn.close()
 
 
 def _is_connection_error(e):
@@ -402,10 +304,13 @@ def _compute_knn_scores_with_index(
     Either build the index from ``reference`` (a sample tag or view) with
     ``backend`` and ``backend_kwargs`` (e.g. ``connection_string=...`` for
     pgvector, ``uri=...`` for Milvus), or pass ``brain_key`` of an existing
-    index. With a new ``brain_key`` the built index is kept for later runs;
-    with ``brain_key=None`` it is temporary and dropped afterwards. When both
-    an existing index and ``reference`` are given, the index is restricted to
-    the reference with ``use_view`` (filtered queries, slower).
+    index of sample embeddings (an index of object patches is refused). With a
+    new ``brain_key`` the built index is kept for later runs; with
+    ``brain_key=None`` it is temporary and dropped afterwards. When both an
+    existing index and ``reference`` are given, the index is restricted to the
+    reference with ``use_view`` (filtered queries, slower), and the call is
+    refused when the index lacks reference samples that have embeddings
+    (added since it was built, say), naming how many.
 
     A new pgvector index never touches a table or index it did not make: a
     ``table_name`` or ``index_name`` that already names a relation in the
@@ -445,6 +350,8 @@ def _compute_knn_scores_with_index(
         index = _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress,
                              backend_kwargs, seen)
     try:
+        if existing and ref_view is not None:
+            _refuse_reference_not_indexed(index, ref_view, embeddings_field, brain_key, batch_size)
         metric = index_metric(index)
         scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen)
         summary = score_summary(run_key, score_field, list(scores.values()), num_samples(samples), method="knn")
@@ -514,6 +421,28 @@ def _reference_with_embeddings(samples, reference, embeddings_field, k):
     return ref_view, ref_info, n_ref
 
 
+def _refuse_reference_not_indexed(index, ref_view, embeddings_field, brain_key, batch_size):
+    """Refuse a reference with samples (with embeddings) the kept index does not hold: ``use_view`` would leave them
+    out without a word, scoring against a smaller reference than asked for. Looked up in chunks of ``batch_size``."""
+    ids = ref_view.exists(embeddings_field).values("id")
+    missing = []
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start:start + batch_size]
+        try:
+            _, found, _ = index.get_embeddings(sample_ids=chunk, allow_missing=True)
+        except Exception:  # noqa: BLE001 (a backend without the lookup: nothing to compare)
+            return _close_connections(index)
+        found = set(found)
+        missing += [i for i in chunk if i not in found]
+    if missing:
+        raise OODInputError(
+            f"{len(missing)} of the {len(ids)} reference samples with embeddings in {embeddings_field!r} are not in "
+            f"similarity index {brain_key!r} (e.g. sample {missing[0]}; added after the index was built?): it would "
+            f"answer from the other {len(ids) - len(missing)} only, a smaller reference than asked for. Add them to "
+            f"the index (dataset.load_brain_results({brain_key!r}).add_to_index(embeddings, sample_ids)), or build "
+            "a new index of this reference (another brain_key, with reference=...)")
+
+
 def _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size, seen):
     """The reference's leave-one-out scores (a sample in the index is not its own neighbour), for the p-values:
     those of the reference samples already scored are reused, the others queried; without a reference, the scored
@@ -579,8 +508,14 @@ def _refuse_moved_vectors(index, ids, X, metric, embeddings_field):
             f"similarity index {key!r} holds other vectors than {embeddings_field!r} holds now for {len(moved)} "
             f"scored samples (e.g. sample {moved[0][0]}: {moved[0][1]:.3g} apart, as a {metric} distance): the "
             "embeddings were recomputed since the index was built, so its distances to them mean nothing. Build "
-            f"a new index (another brain_key, with reference=...), or delete this one first "
-            f"(dataset.delete_brain_run({key!r}))")
+            f"a new index (another brain_key, with reference=...), or {_delete_first(index, key)}")
+
+
+def _delete_first(index, brain_key):
+    """How to delete a kept index with its backend storage (``delete_brain_run`` alone leaves a pgvector table)."""
+    cleanup = "cleanup(drop_table=True)" if getattr(index.config, "method", None) == "pgvector" else "cleanup()"
+    return (f"delete this one first (dataset.load_brain_results({brain_key!r}).{cleanup}, then "
+            f"dataset.delete_brain_run({brain_key!r}): the brain run alone leaves the index's storage behind)")
 
 
 @functools.wraps(_compute_knn_scores_with_index)
