@@ -304,3 +304,33 @@ def test_a_reference_the_index_lacks_samples_of_is_refused_with_the_count(pg, em
         assert ds.get_run_info("s13").config.calibration["num_reference"] == n_ref + 5
     finally:
         leave_no_brain_run(pg, ds, "part")
+
+
+def test_a_reference_equal_to_the_kept_index_is_queried_without_an_id_filter(pg, emb_dataset):
+    """A kept index with reference= was restricted with use_view even when it held exactly the reference: every
+    query then carried all the reference's ids (pgvector: ``id = ANY(...)``, sent and parsed per query), and the
+    reference is scored leave-one-out for the p-values, so the time grew with the square of its size (20,000
+    samples: over 13 minutes). Such an index is now queried as is; one holding more than the reference is still
+    restricted. Scores and p-values equal the in-memory k-NN either way."""
+    import numpy as np
+
+    from ood_core import compute_ood_scores
+
+    ds, _, n_ref = emb_dataset[:3]
+    cs = pg.connection_string
+    untagged = ds.match_tags("trusted", bool=False)  # the reference is scored for the p-values only
+    part = ds.match_tags("trusted").limit(n_ref // 2)
+    compute_knn_scores_with_index(ds, "emb", "build", reference="trusted", k=5, brain_key="whole",
+                                  connection_string=cs, progress=False, **EXACT)
+    try:
+        for name, reference, filtered in (("same", "trusted", False), ("part", part, True)):
+            compute_knn_scores_with_index(untagged, "emb", name, reference=reference, k=5, brain_key="whole",
+                                          progress=False)
+            assert ds.get_run_info(name).config.similarity["id_filter"] is filtered
+            compute_ood_scores(untagged, "emb", f"mem_{name}", method="knn", reference=reference, k=5,
+                               neighbor_backend="sklearn")
+            for suffix in ("", "_pvalue"):
+                np.testing.assert_allclose(untagged.values(name + suffix), untagged.values(f"mem_{name}{suffix}"),
+                                           rtol=1e-5, atol=1e-6)
+    finally:
+        leave_no_brain_run(pg, ds, "whole")

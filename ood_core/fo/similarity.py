@@ -307,10 +307,13 @@ def _compute_knn_scores_with_index(
     index of sample embeddings (an index of object patches is refused). With a
     new ``brain_key`` the built index is kept for later runs; with
     ``brain_key=None`` it is temporary and dropped afterwards. When both an
-    existing index and ``reference`` are given, the index is restricted to the
-    reference with ``use_view`` (filtered queries, slower), and the call is
-    refused when the index lacks reference samples that have embeddings
-    (added since it was built, say), naming how many.
+    existing index and ``reference`` are given, the call is refused when the
+    index lacks reference samples that have embeddings (added since it was
+    built, say), naming how many; an index holding exactly the reference's
+    samples is queried as is, one holding more is restricted to the reference
+    with ``use_view`` (every query filtered by the reference's ids: time
+    quadratic in the reference size, as each reference sample is scored for
+    the p-values). The run records which (``similarity["id_filter"]``).
 
     A new pgvector index never touches a table or index it did not make: a
     ``table_name`` or ``index_name`` that already names a relation in the
@@ -344,14 +347,13 @@ def _compute_knn_scores_with_index(
         index = _load_index(dataset, brain_key, embeddings_field, backend_kwargs)
         if getattr(index.config, "ood_embeddings_dim", None) is not None:
             seen.update(dim=index.config.ood_embeddings_dim, what=f"the vectors of similarity index {brain_key!r}")
-        if ref_view is not None:
-            index.use_view(ref_view)
     else:
         index = _build_index(ref_view, n_ref, embeddings_field, brain_key, backend, batch_size, progress,
                              backend_kwargs, seen)
+    id_filter = False  # whether queries are restricted to the reference by ids (use_view)
     try:
         if existing and ref_view is not None:
-            _refuse_reference_not_indexed(index, ref_view, embeddings_field, brain_key, batch_size)
+            id_filter = _restrict_to_reference(index, ref_view, n_ref, embeddings_field, brain_key, batch_size)
         metric = index_metric(index)
         scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen)
         summary = score_summary(run_key, score_field, list(scores.values()), num_samples(samples), method="knn")
@@ -365,14 +367,15 @@ def _compute_knn_scores_with_index(
             detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
                       "backend": f"fiftyone-brain:{index.config.method}", "index": "similarity"},
             similarity={"brain_key": brain_key,
-                        "backend": index.config.method, "metric": metric, "kept": brain_key is not None},
+                        "backend": index.config.method, "metric": metric, "kept": brain_key is not None,
+                        "id_filter": id_filter},
             reduction=None, reference=ref_info, backbone=runs.embedding_run_config(samples, embeddings_field),
         )
     finally:
         if not existing and brain_key is None:
             _drop_index(dataset, index, None)
         else:
-            if existing and ref_view is not None:
+            if id_filter:
                 index.clear_view()
             _close_connections(index)  # a kept index: the next call must not get a connection an error broke
     return summary
@@ -421,9 +424,28 @@ def _reference_with_embeddings(samples, reference, embeddings_field, k):
     return ref_view, ref_info, n_ref
 
 
+def _restrict_to_reference(index, ref_view, n_ref, embeddings_field, brain_key, batch_size):
+    """Restrict a kept index to the reference with ``use_view`` unless it holds exactly the reference's ``n_ref``
+    samples with embeddings (checked: all of them found, and no other point); returns whether it was restricted.
+    The restriction filters every query by the reference's ids (pgvector: ``id = ANY(<all ids>)``, sent and parsed
+    per query), so scoring the reference leave-one-out costs time quadratic in its size; a filter that keeps every
+    row changes no result."""
+    if _refuse_reference_not_indexed(index, ref_view, embeddings_field, brain_key, batch_size):
+        try:
+            size = index.total_index_size
+        except Exception:  # noqa: BLE001 (a backend that cannot count: restrict)
+            size = None
+            _close_connections(index)
+        if size == n_ref:
+            return False
+    index.use_view(ref_view)
+    return True
+
+
 def _refuse_reference_not_indexed(index, ref_view, embeddings_field, brain_key, batch_size):
     """Refuse a reference with samples (with embeddings) the kept index does not hold: ``use_view`` would leave them
-    out without a word, scoring against a smaller reference than asked for. Looked up in chunks of ``batch_size``."""
+    out without a word, scoring against a smaller reference than asked for. Looked up in chunks of ``batch_size``;
+    returns whether the lookup could be made (False: a backend without it, nothing was compared)."""
     ids = ref_view.exists(embeddings_field).values("id")
     missing = []
     for start in range(0, len(ids), batch_size):
@@ -431,7 +453,8 @@ def _refuse_reference_not_indexed(index, ref_view, embeddings_field, brain_key, 
         try:
             _, found, _ = index.get_embeddings(sample_ids=chunk, allow_missing=True)
         except Exception:  # noqa: BLE001 (a backend without the lookup: nothing to compare)
-            return _close_connections(index)
+            _close_connections(index)
+            return False
         found = set(found)
         missing += [i for i in chunk if i not in found]
     if missing:
@@ -441,6 +464,7 @@ def _refuse_reference_not_indexed(index, ref_view, embeddings_field, brain_key, 
             f"answer from the other {len(ids) - len(missing)} only, a smaller reference than asked for. Add them to "
             f"the index (dataset.load_brain_results({brain_key!r}).add_to_index(embeddings, sample_ids)), or build "
             "a new index of this reference (another brain_key, with reference=...)")
+    return True
 
 
 def _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size, seen):
