@@ -48,8 +48,8 @@ from . import runs
 from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
 from .flags import check_flag_tag, flag_values, previous_flags, refuse_tags_the_flags_read, tag_plan
 from .ground_truth import read_ground_truth, require_both_classes, require_known_tag
-from .items import (detections_root, is_whole_dataset, item_columns, require_collection, require_nonempty,
-                    require_not_generated, show_all_fields)
+from .items import (detections_root, is_whole_dataset, item_columns, refuse_label_tagged_reference,
+                    require_collection, require_nonempty, require_not_generated, show_all_fields)
 from .run_values import refuse_values_from_elsewhere
 
 logger = logging.getLogger(__name__)
@@ -264,10 +264,7 @@ def _reference_scores(samples, where, reference):
                 "the percentile rule needs reference=<tag or view of trusted samples>; the score run "
                 "records no reference to default to"
             )
-    if where["patches_field"] is not None and isinstance(reference, str):
-        from .items import refuse_label_tagged_reference
-
-        refuse_label_tagged_reference(samples, reference, where["patches_field"])
+    refuse_label_tagged_reference(samples, reference, where["patches_field"])
     view, ref_info = resolve_view(samples, reference, "reference")
     _, raw = _read_scores(view, where)
     vals = [v for v in raw if v is not None]

@@ -446,7 +446,10 @@ def union_view(samples, other):
 def refuse_label_tagged_reference(samples, tag, patches_field):
     """Refuse a reference tag that objects of ``patches_field`` carry as a label tag (tagging in the App's patches
     view tags labels): a reference tag selects samples, so those objects would be ignored, or, where no sample
-    carries the tag, the error would wrongly ask for sample tags."""
+    carries the tag, the error would wrongly ask for sample tags. Nothing to check for image runs
+    (``patches_field`` None) or a reference that is no tag (a view, None)."""
+    if patches_field is None or not isinstance(tag, str):
+        return
     dataset = every_sample(samples._dataset)
     num_objects = int(dataset.count_label_tags(label_fields=patches_field).get(tag, 0))
     if not num_objects:

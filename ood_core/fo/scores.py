@@ -221,8 +221,7 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
     reads = [patch_path(patches_field, embeddings_field) if patches_field else embeddings_field, label_field]
     kind = runs.score_kind(detector_class(method).task)
     runs.check_new_run(samples, run_key, [target], overwrite, reads=reads, kind=kind)  # before any work
-    if patches_field is not None and isinstance(reference, str):
-        refuse_label_tagged_reference(samples, reference, patches_field)
+    refuse_label_tagged_reference(samples, reference, patches_field)
     if reference is not None and score_reference:
         ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         samples = union_view(samples, ref_view)
