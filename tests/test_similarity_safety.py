@@ -334,3 +334,34 @@ def test_a_reference_equal_to_the_kept_index_is_queried_without_an_id_filter(pg,
                                            rtol=1e-5, atol=1e-6)
     finally:
         leave_no_brain_run(pg, ds, "whole")
+
+
+def test_an_index_answering_with_deleted_samples_is_refused_and_its_ids_remove_them(pg, emb_dataset):
+    """Samples deleted after a kept index was built stay in the index: used alone (brain_key, no reference=) it
+    answered with their vectors as trusted neighbours, and the scores were written without a word. The error
+    carries their ids, and removing them from the index gives the scores of the remaining reference."""
+    import numpy as np
+
+    from ood_core import compute_ood_scores
+
+    ds, _, n_ref = emb_dataset[:3]
+    cs = pg.connection_string
+    compute_knn_scores_with_index(ds, "emb", "s14", reference="trusted", k=3, brain_key="alone",
+                                  connection_string=cs, progress=False, **EXACT)
+    trusted = ds.match_tags("trusted")
+    deleted = trusted.limit(n_ref // 4).values("id")
+    ds.delete_samples(deleted)
+    try:
+        with pytest.raises(OODInputError, match=r"similarity index 'alone' answered with \d+ samples that are no "
+                                                r"longer in dataset .*remove_from_index\(sample_ids=error\."
+                                                r"sample_ids\)") as info:
+            compute_knn_scores_with_index(ds, "emb", "s15", brain_key="alone", k=3, progress=False)
+        assert ds.get_field("s15") is None and not ds.has_run("s15")
+        assert info.value.sample_ids and set(info.value.sample_ids) <= set(deleted)
+        index = ds.load_brain_results("alone", connection_string=cs)
+        index.remove_from_index(sample_ids=deleted)
+        compute_knn_scores_with_index(ds, "emb", "s15", brain_key="alone", k=3, progress=False)
+        compute_ood_scores(ds, "emb", "mem15", method="knn", reference="trusted", k=3, neighbor_backend="sklearn")
+        np.testing.assert_allclose(ds.values("s15"), ds.values("mem15"), rtol=1e-5, atol=1e-6)
+    finally:
+        leave_no_brain_run(pg, ds, "alone")

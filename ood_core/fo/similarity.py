@@ -314,6 +314,8 @@ def _compute_knn_scores_with_index(
     with ``use_view`` (every query filtered by the reference's ids: time
     quadratic in the reference size, as each reference sample is scored for
     the p-values). The run records which (``similarity["id_filter"]``).
+    An index answering with samples deleted from the dataset since is refused
+    (the error's ``sample_ids`` are theirs, for ``remove_from_index``).
 
     A new pgvector index never touches a table or index it did not make: a
     ``table_name`` or ``index_name`` that already names a relation in the
@@ -482,13 +484,15 @@ def _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batc
 
 def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen):
     """``{sample id: k-NN score}`` from index queries in chunks (a sample in the index is not its own neighbour)."""
-    scores, missing = {}, 0
+    scores, missing, neighbours = {}, 0, set()
     with Progress(progress, _count_with_embedding(samples, embeddings_field), "k-NN via index") as bar:
         for ids, X in _embedding_chunks(samples, embeddings_field, batch_size, metric, seen):
             if seen.setdefault("checks", 0) < 3:  # a lookup may scan the table: a sample of the first chunks
                 seen["checks"] += 1
                 _refuse_moved_vectors(index, ids[:100], X[:100], metric, embeddings_field)
             nbr_ids, dists = _query(index, X, k + 1, embeddings_field)
+            for row_ids in nbr_ids:
+                neighbours.update(row_ids)
             for qid, row_ids, row_d in zip(ids, nbr_ids, dists):
                 d = kth_distance(row_ids, row_d, qid, k)
                 if d is None:
@@ -503,7 +507,27 @@ def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, p
         )
     if not scores:
         raise OODInputError(f"no sample in this view has an embedding in {embeddings_field!r}")
+    _refuse_deleted_neighbours(samples._dataset, neighbours, index)
     return scores
+
+
+def _refuse_deleted_neighbours(dataset, neighbour_ids, index):
+    """Refuse scores that came from index points whose samples are no longer in the dataset: a kept index is not
+    updated when samples are deleted, so their vectors would still count as trusted neighbours (an index used
+    alone, or one holding exactly the reference, is queried without an id filter)."""
+    ids = sorted(str(i) for i in neighbour_ids)
+    if not ids or len(dataset.select(ids)) == len(ids):
+        return
+    gone = sorted(set(ids) - set(dataset.select(ids).values("id")))
+    key = getattr(index, "key", None)
+    error = OODInputError(
+        f"similarity index {key!r} answered with {len(gone)} samples that are no longer in dataset "
+        f"{dataset.name!r} (e.g. {gone[0]}; deleted after the index was built): their vectors would count as "
+        "trusted neighbours. Remove them from the index (their ids are this error's sample_ids: "
+        f"dataset.load_brain_results({key!r}).remove_from_index(sample_ids=error.sample_ids)) and score again, or "
+        "build a new index (another brain_key, with reference=...)")
+    error.sample_ids = gone
+    raise error
 
 
 def _refuse_moved_vectors(index, ids, X, metric, embeddings_field):
