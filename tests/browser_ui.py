@@ -289,6 +289,21 @@ def _close_prompt(ui):
     ui.until("the operator prompt to close", closed)
 
 
-def _shot(d, name):
+def _shot(d, name, timeout=20):
+    """Save a README screenshot once the App's toast of an earlier step (e.g. "Operation successfully
+    scheduled") has faded out; it stays over the page for some seconds, longer on a loaded machine."""
+    from selenium.webdriver.common.by import By
+
+    deadline = time.time() + timeout
+    toast = "//*[normalize-space(text())='Operation successfully scheduled']"
+
+    def shown():
+        try:
+            return any(el.is_displayed() for el in d.find_elements(By.XPATH, toast))
+        except Exception:  # noqa: BLE001 (removed while looked at: look again)
+            return True
+
+    while time.time() < deadline and shown():
+        time.sleep(0.5)
     d.save_screenshot(os.path.join(SCREENSHOTS, name))
 

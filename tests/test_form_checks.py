@@ -1,6 +1,8 @@
 """App forms refuse, on the field, what the run would refuse: each test drives a form (``resolve_input``) the way
 the App does, then shows the run (or the SDK) refusing the same values with the same reason."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -333,7 +335,21 @@ def test_score_form_offers_only_the_similarity_indexes_it_can_query(form_dataset
     with pytest.raises(OODInputError, match="similarity index 'pg_vec' holds embeddings of field 'vec', not 'vec40'"):
         ood.compute_knn_scores_with_index(ds, "vec40", "s40", brain_key="pg_vec", k=3,
                                           connection_string=pg.connection_string)
-    for key in ("pg", "pg_vec"):
+    # an index of object patches answers with labels, not samples: not offered, and the notice says so
+    trusted = ds.match_tags("trusted")
+    box = [0.1, 0.1, 0.3, 0.3]
+    ds.set_values("boxes", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=box)]) for _ in ds])
+    patches = {sid: np.asarray(v)[None] for sid, v in zip(trusted.values("id"), trusted.values("vec"))}
+    fob.compute_similarity(trusted, patches_field="boxes", embeddings=patches, brain_key="pg_patch",
+                           backend="pgvector", metric="cosine", connection_string=pg.connection_string,
+                           index_type="ivfflat", ivfflat_lists=1)
+    props = forms.props("score_ood", ds, base)
+    assert props["similarity_index"].type.values == ["pg", "pg_vec"]
+    assert re.search(r"'pg_patch': this similarity index holds embeddings of object patches "
+                     r"\(patches_field='boxes'\)", props["similarity_index_refused"].view.label)
+    props = forms.props("score_ood", ds, dict(base, similarity_index="pg_patch"))  # e.g. from Python
+    assert props["similarity_index"].invalid and "'pg_patch' cannot be used" in props["similarity_index"].error_message
+    for key in ("pg", "pg_vec", "pg_patch"):
         ds.load_brain_results(key, connection_string=pg.connection_string).cleanup()
         ds.delete_brain_run(key)
 
