@@ -365,3 +365,26 @@ def test_an_index_answering_with_deleted_samples_is_refused_and_its_ids_remove_t
         np.testing.assert_allclose(ds.values("s15"), ds.values("mem15"), rtol=1e-5, atol=1e-6)
     finally:
         leave_no_brain_run(pg, ds, "alone")
+
+
+def test_an_index_whose_own_vectors_were_recomputed_is_refused_when_scoring_samples_outside_it(pg, emb_dataset):
+    """The check of recomputed embeddings compared only scored samples the index holds: untrusted samples scored
+    against an index of the trusted ones (the usual use) were never compared, so after the trusted embeddings
+    were recomputed the index's old vectors answered without a word."""
+    import numpy as np
+
+    ds = emb_dataset[0]
+    cs = pg.connection_string
+    compute_knn_scores_with_index(ds, "emb", "s16", reference="trusted", k=3, brain_key="own", connection_string=cs,
+                                  progress=False, **EXACT)
+    trusted = ds.match_tags("trusted")
+    untagged = ds.match_tags("trusted", bool=False)
+    X = np.stack(trusted.values("emb"))
+    trusted.set_values("emb", list(X + np.random.default_rng(2).normal(size=X.shape).astype(np.float32) * 3))
+    try:
+        with pytest.raises(OODInputError, match=r"similarity index 'own' holds other vectors than 'emb' holds now "
+                                                r"for \d+ indexed samples"):
+            compute_knn_scores_with_index(untagged, "emb", "s17", brain_key="own", k=3, progress=False)
+        assert ds.get_field("s17") is None and not ds.has_run("s17")
+    finally:
+        leave_no_brain_run(pg, ds, "own")

@@ -491,6 +491,9 @@ def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, p
                 seen["checks"] += 1
                 _refuse_moved_vectors(index, ids[:100], X[:100], metric, embeddings_field)
             nbr_ids, dists = _query(index, X, k + 1, embeddings_field)
+            if not seen.get("neighbours_checked"):
+                seen["neighbours_checked"] = True
+                _refuse_moved_neighbours(samples._dataset, index, nbr_ids, metric, embeddings_field)
             for row_ids in nbr_ids:
                 neighbours.update(row_ids)
             for qid, row_ids, row_d in zip(ids, nbr_ids, dists):
@@ -530,7 +533,18 @@ def _refuse_deleted_neighbours(dataset, neighbour_ids, index):
     raise error
 
 
-def _refuse_moved_vectors(index, ids, X, metric, embeddings_field):
+def _refuse_moved_neighbours(dataset, index, nbr_ids, metric, embeddings_field, limit=100):
+    """:func:`_refuse_moved_vectors` on the index's own points: up to ``limit`` of the samples it answered the
+    first queries with (scored samples outside the index, e.g. untrusted ones scored against an index of the
+    trusted ones, have no stored vector to compare)."""
+    ids = list(dict.fromkeys(str(i) for row in nbr_ids for i in row))[:limit]
+    present = dataset.select(ids).exists(embeddings_field)
+    if ids and len(present):
+        cids, X, _ = read_embeddings(present, embeddings_field)
+        _refuse_moved_vectors(index, cids, X, metric, embeddings_field, who="indexed samples")
+
+
+def _refuse_moved_vectors(index, ids, X, metric, embeddings_field, who="scored samples"):
     """Refuse the chunk when a sample's vector stored in the index differs from its row of ``X`` beyond rounding
     (float16 included): cosine distance above 1e-3, else relative L2 difference above 1e-2 (samples not in the
     index, or a backend that cannot return stored vectors: nothing to compare)."""
@@ -554,7 +568,7 @@ def _refuse_moved_vectors(index, ids, X, metric, embeddings_field):
         key = getattr(index, "key", None)
         raise OODInputError(
             f"similarity index {key!r} holds other vectors than {embeddings_field!r} holds now for {len(moved)} "
-            f"scored samples (e.g. sample {moved[0][0]}: {moved[0][1]:.3g} apart, as a {metric} distance): the "
+            f"{who} (e.g. sample {moved[0][0]}: {moved[0][1]:.3g} apart, as a {metric} distance): the "
             "embeddings were recomputed since the index was built, so its distances to them mean nothing. Build "
             f"a new index (another brain_key, with reference=...), or {_delete_first(index, key)}")
 
