@@ -194,7 +194,7 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
             a label tag for object scores).
         positive: name of the positive class in the output (default ``"ood"``
             for OOD runs, ``"wrong label"`` for label-issue runs).
-        positive_value: the ``gt_field`` value that marks the positive class.
+        positive_value: the ``gt_field`` value that marks the positive class (with ``gt_tag``: only True).
 
     Returns:
         ``ood_metrics`` (``auroc``, ``aupr_in``, ``aupr_out``, ``fpr95``,
@@ -332,8 +332,14 @@ def _p_value_rule(samples, where, alpha, scores):
         )
     require_recorded_field(samples._dataset, where["run_key"], calibration["field"], where["patches_field"],
                             "its calibrated p-values")
-    _, raw_p = _read_scores(samples, {**where, "path": calibration["field"]})
+    ids, raw_p = _read_scores(samples, {**where, "path": calibration["field"]})
     _, raw_s = _read_scores(samples, where)
+    missing = [i for i, pv, sv in zip(ids, raw_p, raw_s) if sv is not None and pv is None]
+    if missing:  # (a missing p-value read as NaN: "not flagged", however high the score)
+        raise OODInputError(
+            f"{len(missing)} scored item(s) of this view have no p-value in {calibration['field']!r} (e.g. "
+            f"{missing[0]!r}), so the p-value rule cannot decide them; score them again (ood.compute_ood_scores(..., "
+            f"overwrite=True) on run {where['run_key']!r}), or use rule='percentile'")
     p = np.array([pv for pv, sv in zip(raw_p, raw_s) if sv is not None], dtype=np.float64)
     flags = p <= float(alpha)
     threshold = float(scores[flags].min()) if flags.any() else float("inf")
@@ -390,7 +396,8 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     rule_name, value = _parse_rule(rule, value)
     tag = check_flag_tag(tag)
     require_nonempty(samples, "samples to flag")
-    where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite)
+    where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite,
+                                              gt_field if rule_name == "threshold_at_fpr" else None)
     refuse_tags_the_flags_read(tag, samples, reference, gt_tag)
     patches = where["patches_field"]
     previous_flags(samples, flag_key)  # refuses a flag key of another kind of run, before any work
@@ -483,8 +490,9 @@ def _parse_rule(rule, value):
     return rule_name, thresholds.check_rule_value(rule_name, value, alias=rule)
 
 
-def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
-    """Where the scores are and where the flags go: ``(where, flag path, flag run key)``; refuses clobbering."""
+def _flag_target(samples, run_key, flag_field, flag_key, overwrite, gt_field=None):
+    """Where the scores are and where the flags go: ``(where, flag path, flag run key)``; refuses clobbering, and
+    writing into a field the rule reads (the scores, the fpr rule's ground truth ``gt_field``)."""
     dataset = samples._dataset
     where = _resolve_scores(samples, run_key)
     patches = where["patches_field"]
@@ -495,7 +503,10 @@ def _flag_target(samples, run_key, flag_field, flag_key, overwrite):
     flag_path = f"{patches}.detections.{flag_field}" if patches else flag_field
     if flag_path == where["path"]:
         raise OODInputError(f"flag_field {flag_field!r} would overwrite the scores; choose another name")
-    runs.check_new_run(samples, flag_key, [flag_path], overwrite, reads=[where["path"]])
+    reads = [where["path"]]
+    if isinstance(gt_field, str):  # as :func:`.ground_truth.read_ground_truth` finds it
+        reads += [gt_field] + ([f"{patches}.detections.{gt_field}"] if patches else [])
+    runs.check_new_run(samples, flag_key, [flag_path], overwrite, reads=reads)
     _refuse_flags_of_another_run(dataset, flag_key, where)
     if patches and not overwrite and dataset.get_field(flag_path) is None and dataset.count(flag_path):
         raise OODInputError(f"field {flag_path!r} already exists; choose another flag_field or pass overwrite=True")

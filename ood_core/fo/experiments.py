@@ -150,14 +150,13 @@ def _read(view, embeddings_field):
 
 def _bool_by_id(view, field, what="ood_field"):
     if view._dataset.get_field(field) is None:
-        raise OODInputError(
-            f"{what} {field!r} does not exist on dataset {view._dataset.name!r}; pass a boolean field that is "
-            "True for OOD samples (e.g. 'is_ood')"
-        )
+        raise OODInputError(f"{what} {field!r} does not exist on dataset {view._dataset.name!r}; pass a boolean "
+                            "field that is True for OOD samples (e.g. 'is_ood')")
     vals = view.values(field)
-    odd = {v for v in vals if v is not None and v not in (True, False, 0, 1)}
+    odd = {repr(v) if isinstance(v, (str, int, float)) else f"a {type(v).__name__}" for v in vals if v is not None
+           and not (isinstance(v, (bool, int, float, np.bool_, np.number)) and v in (0, 1))}  # (lists: unhashable)
     if odd:
-        raise OODInputError(f"{what} {field!r} must be boolean (True = OOD); found {sorted(map(repr, odd))[:3]}")
+        raise OODInputError(f"{what} {field!r} must be boolean (True = OOD); found {sorted(odd)[:3]}")
     return {i: (None if v is None else bool(v)) for i, v in zip(view.values("id"), vals)}
 
 

@@ -20,6 +20,11 @@ def read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
     if gt_tag is not None:
         if not isinstance(gt_tag, str) or not gt_tag:
             raise OODInputError(f"gt_tag={gt_tag!r} is not a tag; pass the tag (a string) that marks the positives")
+        if not (isinstance(positive_value, (bool, np.bool_, int, np.integer)) and positive_value == 1):
+            raise OODInputError(  # (it was ignored: the tagged items stayed the positives, against the request)
+                f"positive_value={positive_value!r} applies to gt_field only: with gt_tag={gt_tag!r} the tagged items "
+                "are the positives; leave positive_value out, or tag the items of the positive class and pass that "
+                "tag")
         if patches is None:
             tags = samples.values("tags")
             what = f"sample has tag {gt_tag!r}"
