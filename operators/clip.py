@@ -306,7 +306,7 @@ class ComputeNegLabelScores(common.OODOperator):
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_negatives", "score_quantiles"),
-                             report=clip_report(summary, "NegLabel"))
+                             report=clip_report(summary, "NegLabel", ctx.params.get("embeddings_field") or None))
 
     def to_form_params(self, *, id_labels=None, label_field=None,
                        embeddings_field=None, model_name=None, weights=None, quick_gelu=False, word_list=None,
@@ -498,7 +498,7 @@ class ComputeRAPScores(common.OODOperator):
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_few_shot", "num_train_negatives",
                                                  "num_test_negatives", "score_quantiles"),
-                             report=clip_report(summary, "RAP"))
+                             report=clip_report(summary, "RAP", ctx.params.get("embeddings_field") or None))
 
     def to_form_params(self, *, few_shot_tag=None, k_per_class=None, id_labels=None,
                        label_field=None, embeddings_field=None, model_name=None, weights=None, quick_gelu=False,
@@ -561,7 +561,7 @@ class ComputeAdaNegScores(common.OODOperator):
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_negatives", "num_cached_ood",
                                                  "num_cached_id", "score_quantiles"),
-                             report=clip_report(summary, "AdaNeg"))
+                             report=clip_report(summary, "AdaNeg", ctx.params.get("embeddings_field") or None))
 
     def to_form_params(self, *, id_labels=None, label_field=None, embeddings_field=None, model_name=None,
                        weights=None, quick_gelu=False, word_list=None, prediction_field="adaneg_prediction",
@@ -576,8 +576,11 @@ def _adaneg_default(param):
     return common.sdk_default("compute_adaneg_scores", param)
 
 
-def clip_report(summary, method):
-    """The result view of a CLIP score run: the fields written, counts, the score spread, where to look next."""
+def clip_report(summary, method, embeddings_field=None):
+    """The result view of a CLIP score run: the fields written, counts, the score spread, where to look next.
+
+    ``embeddings_field``: the stored embeddings the run read; its skipped samples are those without one there
+    (the images were not read), not unreadable images."""
     field = summary["field"]
     scored, skipped = summary.get("num_scored", 0), summary.get("num_skipped", 0)
     negatives = summary.get("num_negatives") or summary.get("num_train_negatives")
@@ -586,7 +589,8 @@ def clip_report(summary, method):
         [("predicted in-distribution class", f"`{summary['prediction_field']}`" if summary.get("prediction_field")
           else None),
          ("samples scored", f"{scored:,} of {scored + skipped:,}"),
-         ("samples skipped", f"{skipped:,} (unreadable images)" if skipped else None),
+         ("samples skipped", None if not skipped else f"{skipped:,} without an embedding in `{embeddings_field}`"
+          if embeddings_field else f"{skipped:,} (unreadable images)"),
          ("negative labels", f"{negatives:,}" if negatives else None),
          ("scores", common.score_spread(summary.get("score_quantiles")))],
         common.review_steps(field),

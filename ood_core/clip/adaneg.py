@@ -45,7 +45,7 @@ import numpy as np
 from ..errors import NotFittedError, OODInputError
 from ..progress import Progress
 from ..validation import check_number, is_int
-from .neglabel import DEFAULT_NUM_GROUPS, DEFAULT_TAU, NegLabelScorer, unit_rows
+from .neglabel import DEFAULT_NUM_GROUPS, DEFAULT_TAU, NegLabelScorer, plain_params, unit_rows
 
 DEFAULT_MEMORY_SIZE = 10
 DEFAULT_GAP = 0.25
@@ -211,8 +211,8 @@ class AdaNegScorer:
         check_settings(memory_size, gap, weight, tau, sample_tau)
 
     def get_params(self):
-        return {"memory_size": self.memory_size, "gap": self.gap, "weight": self.weight,
-                "sample_tau": self.sample_tau, **self._neglabel().get_params()}
+        return plain_params({"memory_size": self.memory_size, "gap": self.gap, "weight": self.weight,
+                             "sample_tau": self.sample_tau, **self._neglabel().get_params()})
 
     def _neglabel(self):
         return NegLabelScorer(tau=self.tau, num_groups=self.num_groups, seed=self.seed, **self.neglabel_params)

@@ -224,7 +224,9 @@ def read_word_list(path, *, default_pos=POS_NOUN, cross_pos="keep_both"):
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
+                # utf-8-sig on the first line: a byte-order mark (Windows editors write one) is not part of
+                # the first word, else that word matches no ID class name and is never excluded
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError:
                 raise OODInputError(
                     f"word_list file {str(path)!r}, line {lineno}: not UTF-8 text; save the "

@@ -77,6 +77,21 @@ def _batch_rows(num_cols):
     return max(1, _WORK_ELEMENTS // max(1, num_cols))
 
 
+def plain_params(value):
+    """``value`` with numpy scalars and arrays turned into Python numbers and lists (tuples too), recursively.
+
+    A run record is JSON: a setting given as a numpy number (``seed=np.int64(1)`` from a sweep over
+    ``np.arange``) stopped the run with "Object of type int64 is not JSON serializable" after all the work.
+    """
+    if isinstance(value, dict):
+        return {k: plain_params(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [plain_params(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _check_tau(tau):
     if not np.isfinite(tau) or tau <= 0:
         raise OODInputError(f"tau must be a positive number (NegLabel uses 0.01); got {tau!r}.")
@@ -407,13 +422,13 @@ class NegLabelScorer:
 
     def get_params(self):
         """JSON-serialisable hyperparameters (for run records)."""
-        return {
+        return plain_params({
             "tau": self.tau, "num_groups": self.num_groups, "seed": self.seed,
             "percentile": self.percentile, "fraction": self.fraction,
             "num_negatives": self.num_negatives, "id_template": self.id_template,
             "noun_template": self.noun_template, "adj_template": self.adj_template,
             "remove_id_names": self.remove_id_names, "remainder": self.remainder,
-        }
+        })
 
     @property
     def templates(self):

@@ -46,6 +46,7 @@ from .neglabel import (
     DEFAULT_TAU,
     check_id_names,
     id_name_mask,
+    plain_params,
     unit_rows,
 )
 from .rap_crops import (
@@ -252,8 +253,7 @@ class RAPScorer:
         self.templates = dict(templates or DEFAULT_TEMPLATES)
 
     def get_params(self):
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()
-                if not k.endswith("_")}
+        return plain_params({k: v for k, v in vars(self).items() if not k.endswith("_")})
 
     @property
     def thresholds(self):
@@ -397,7 +397,7 @@ class RAPScorer:
             "test_negative_words": [words[i] for i in result.test_negatives],
             "test_negative_pos": [pos[i] for i in result.test_negatives],
             "test_negative_sources": result.test_negative_sources.tolist(),
-            "thresholds": list(self.thresholds),
+            "thresholds": plain_params(self.thresholds),
             "score_convention": "ood_score = 1 - S(x); higher = more out-of-distribution",
         }
 

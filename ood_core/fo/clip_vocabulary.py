@@ -82,6 +82,9 @@ def _lexicon_key(word_list, wordnet_dir, cross_pos, cache_dir, vocabulary):
         if not isinstance(word_list, (str, os.PathLike)):
             raise OODInputError(f"word_list must be the path of a text file (one word per line); got a "
                                 f"{type(word_list).__name__}")
+        if not os.fspath(word_list).strip():  # else read as the current folder: "word_list file '.' does not exist"
+            raise OODInputError(f"word_list={word_list!r} is not a file path; pass the path of a text file (one word "
+                                "per line), or word_list=None for WordNet")
         if os.path.isdir(os.path.expanduser(os.fspath(word_list))):
             raise OODInputError(f"word_list {os.fspath(word_list)!r} is a folder; pass a text file with one word "
                                 "per line")
@@ -158,7 +161,8 @@ def check_counts_early(lex, id_names, *, num_negatives, fraction, num_groups, ta
     vocabulary (``caps_num_negatives``); NegLabel and AdaNeg mine at most every candidate word, so a larger
     ``num_negatives`` is refused. The numpy layer checks the same again on the real arrays.
     """
-    if not (isinstance(tau, (int, float)) and np.isfinite(tau) and tau > 0):
+    real = isinstance(tau, (int, float, np.integer, np.floating)) and not isinstance(tau, (bool, np.bool_))
+    if not (real and np.isfinite(tau) and tau > 0):  # np.float32(0.01) is a number; True is not
         raise OODInputError(f"tau must be a positive number (NegLabel and RAP use 0.01); got {tau!r}")
     if not is_int(num_groups) or num_groups < 1:
         raise OODInputError(f"num_groups must be a positive integer (paper: 100); got {num_groups!r}")

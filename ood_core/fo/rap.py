@@ -92,7 +92,7 @@ def compute_rap_scores(
     few_ids, few_paths, few_labels, few_info = _few_shot_set(samples, few_shot, k_per_class, label_field, id_names,
                                                               seed)
     few_ids, few_paths, few_labels, few_failures = _readable_few_shot(few_ids, few_paths, few_labels, skip_failures)
-    scorer.class_indices(id_names, few_labels, len(few_paths))  # fail before the slow steps
+    _check_few_shot_classes(scorer, id_names, few_ids, few_labels, label_field)  # before the slow steps
     inputs = prepare_scorer_inputs(
         samples, id_names, embeddings_field=embeddings_field, model_name=model_name, pretrained=pretrained,
         quick_gelu=quick_gelu, device=device,
@@ -118,6 +118,19 @@ def compute_rap_scores(
         rap=scorer.get_params(),
     )
     return summary
+
+
+def _check_few_shot_classes(scorer, id_names, ids, labels, label_field):
+    """The paper's crop ranking needs each few-shot image's class: unlabelled few-shot samples are named, with
+    the field and the ways out (the estimator's own error spoke of ``few_shot_labels`` and a class 'None')."""
+    missing = [sid for sid, y in zip(ids, labels or []) if y is None]
+    if scorer.crop_ranking == "own_class" and labels is not None and missing:
+        raise OODInputError(
+            f"{len(missing)} of the {len(ids)} few-shot samples have no label in {label_field!r} (or the view hides "
+            f"it; first: {missing[:5]}), and crop_ranking='own_class' (the paper's) ranks each few-shot image's crops "
+            "by its own class prompt: label them with their in-distribution class, leave them out of the few-shot "
+            "set, or pass crop_ranking='all_prompts'")
+    scorer.class_indices(id_names, labels, len(ids))
 
 
 def _readable_few_shot(ids, paths, labels, skip_failures):
@@ -156,6 +169,19 @@ def _results(record, inputs, few_ids, summary):
     )
 
 
+def _check_few_shot_arg(samples, few_shot):
+    """A sample, or a list of sample ids or samples, is not a tag or a view: say how to make the view (a Sample
+    stopped the run with a raw "AttributeError: Sample has no field 'values'")."""
+    import fiftyone.core.collections as foc
+
+    if few_shot is None or isinstance(few_shot, (str, foc.SampleCollection)):
+        return
+    raise OODInputError(
+        f"few_shot must be a sample tag (str) or a view of dataset {samples._dataset.name!r}; got a "
+        f"{type(few_shot).__name__}. For given samples pass a view of them: few_shot=dataset.select(sample_ids) "
+        "(e.g. dataset.select([sample.id]) for one sample)")
+
+
 def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
     """``(ids, filepaths, labels, description)`` of the few-shot ID images, in sample id order.
 
@@ -171,6 +197,7 @@ def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
             "are used), or k_per_class=<e.g. 1 or 4> with label_field to pick that many random samples per "
             "class (from few_shot if given, else from the scored view)"
         )
+    _check_few_shot_arg(samples, few_shot)
     pool, description = (samples, {"view": "scored samples"}) if few_shot is None else \
         runs.resolve_view(samples, few_shot, "few_shot", "few-shot in-distribution images")
     ids, paths = pool.values("id"), pool.values("filepath")
