@@ -111,3 +111,18 @@ def test_sweep_k_identical_vectors_and_an_unknown_index_backend_are_named_first(
     with pytest.raises(OODInputError, match=r"backend='pgvectr' is not a similarity backend.*'pgvector'"):
         ood.compute_knn_scores_with_index(ds, "vec", "s", reference="no_such_tag", backend="pgvectr")
     assert "s" not in ds.get_field_schema()
+
+
+def test_a_sample_passed_as_samples_or_reference_is_named_with_the_view_to_pass(vectors):
+    """A Sample has ``_dataset`` too, so it passed the dataset-or-view check and every scorer then stopped with a
+    raw ``AttributeError`` (``compute_ood_scores(dataset.first(), ...)``); as a reference it got a message without
+    the fix. Both now say how to make a view of given samples."""
+    ds = vectors
+    sample = ds.first()
+    with pytest.raises(OODInputError, match=r"samples=<Sample> is a Sample, not a FiftyOne dataset or view.*"
+                                            r"dataset\.select\(sample_ids\)"):
+        ood.compute_ood_scores(sample, "vec", "s", method="knn", k=2)
+    with pytest.raises(OODInputError, match=r"reference must be a sample tag \(str\) or a view of dataset .*got a "
+                                            r"Sample.*reference=dataset\.select\(sample_ids\)"):
+        ood.compute_ood_scores(ds, "vec", "s", method="knn", k=2, reference=sample)
+    assert "s" not in ood.list_ood_runs(ds) and ds.get_field("s") is None

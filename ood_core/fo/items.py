@@ -70,15 +70,28 @@ def show_all_fields(samples):
     return view
 
 
+def is_collection(obj):
+    """Whether ``obj`` is a FiftyOne dataset or view (a ``Sample`` also has ``_dataset``, but is neither)."""
+    import fiftyone.core.collections as foc
+
+    return isinstance(obj, foc.SampleCollection)
+
+
+def _short_repr(obj, limit=80):
+    text = repr(obj)
+    return text if len(text) <= limit else f"<{type(obj).__name__}>"
+
+
 def require_collection(samples, what="samples"):
     """Refuse what is not a FiftyOne dataset or view, or a dataset deleted since it was loaded (FiftyOne answers
     every other attribute of a deleted ``Dataset`` with a bare ValueError, so ``deleted`` is read first)."""
     if getattr(samples, "deleted", False) is True:
         raise OODInputError(f"dataset {samples.name!r} was deleted; load an existing dataset "
                             "(fo.list_datasets() lists them)")
-    if not hasattr(samples, "_dataset"):
-        raise OODInputError(f"{what}={samples!r} is a {type(samples).__name__}, not a FiftyOne dataset or view; "
-                            "pass one, e.g. fo.load_dataset('my-dataset') or a view of it")
+    if not is_collection(samples):
+        raise OODInputError(f"{what}={_short_repr(samples)} is a {type(samples).__name__}, not a FiftyOne dataset or "
+                            "view; pass one, e.g. fo.load_dataset('my-dataset') or a view of it (for given samples: "
+                            "dataset.select(sample_ids))")
     if getattr(samples._dataset, "deleted", False):
         raise OODInputError(f"dataset {samples._dataset.name!r} was deleted; load an existing dataset "
                             "(fo.list_datasets() lists them)")

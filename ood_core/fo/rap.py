@@ -169,19 +169,6 @@ def _results(record, inputs, few_ids, summary):
     )
 
 
-def _check_few_shot_arg(samples, few_shot):
-    """A sample, or a list of sample ids or samples, is not a tag or a view: say how to make the view (a Sample
-    stopped the run with a raw "AttributeError: Sample has no field 'values'")."""
-    import fiftyone.core.collections as foc
-
-    if few_shot is None or isinstance(few_shot, (str, foc.SampleCollection)):
-        return
-    raise OODInputError(
-        f"few_shot must be a sample tag (str) or a view of dataset {samples._dataset.name!r}; got a "
-        f"{type(few_shot).__name__}. For given samples pass a view of them: few_shot=dataset.select(sample_ids) "
-        "(e.g. dataset.select([sample.id]) for one sample)")
-
-
 def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
     """``(ids, filepaths, labels, description)`` of the few-shot ID images, in sample id order.
 
@@ -197,7 +184,6 @@ def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
             "are used), or k_per_class=<e.g. 1 or 4> with label_field to pick that many random samples per "
             "class (from few_shot if given, else from the scored view)"
         )
-    _check_few_shot_arg(samples, few_shot)
     pool, description = (samples, {"view": "scored samples"}) if few_shot is None else \
         runs.resolve_view(samples, few_shot, "few_shot", "few-shot in-distribution images")
     ids, paths = pool.values("id"), pool.values("filepath")

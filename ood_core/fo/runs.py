@@ -440,9 +440,12 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
                 f"{purpose} first (e.g. view.tag_samples({view_or_tag!r}))"
             )
         return view, _with_samples_hash({"tag": view_or_tag}, view, what)
-    if not hasattr(view_or_tag, "_dataset"):
-        raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}")
-    from .items import require_not_generated, show_all_fields
+    from .items import is_collection, require_not_generated, show_all_fields
+
+    if not is_collection(view_or_tag):
+        raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}; got a "
+                            f"{type(view_or_tag).__name__}. For given samples pass a view of them: "
+                            f"{what}=dataset.select(sample_ids)")
 
     require_not_generated(view_or_tag)  # (a patches view's dataset is a temporary one: named as what it is)
     if view_or_tag._dataset.name != dataset.name:
