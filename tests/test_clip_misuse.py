@@ -13,21 +13,17 @@ import pytest
 import ood_core as ood
 from ood_core.clip.encoder import CLIPEncoder
 from ood_core.errors import OODInputError
+from clip_helpers import labelled_images, write_word_list
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-WORDS = ("dog cat horse bird fish car truck boat train house tree river cloud pizza apple guitar clock lamp "
-         "bridge tower castle mountain lake ocean desert forest rocket piano camera sofa").split()
 
 
 @pytest.fixture
 def setup(dataset_factory, fashion_files, tiny_clip, tmp_path):
     """20 labelled Fashion-MNIST images, the tiny CLIP model, a 33-word list, a private text cache."""
-    paths, names = fashion_files
-    idx = [c * 20 + j for c in range(10) for j in range(2)]
-    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx])
-    words = tmp_path / "words.txt"
-    words.write_text("\n".join(WORDS + ["red\tadj", "furry\tadj", "wooden\tadj"]) + "\n")
+    ds = labelled_images(dataset_factory, fashion_files, 2)
+    words = write_word_list(tmp_path)
     kw = dict(model_name=tiny_clip.name, pretrained=str(tiny_clip.safetensors), word_list=str(words),
               cache_dir=str(tmp_path / "cache"), num_negatives=10, num_groups=2, progress=False)
     return ds, kw

@@ -13,22 +13,18 @@ from ood_core.clip.adaneg import AdaNegScorer
 from ood_core.clip.encoder import CLIPEncoder
 from ood_core.clip.lexicon import read_word_list
 from ood_core.fo import runs as fo_runs
+from clip_helpers import labelled_images, write_word_list
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-WORDS = ("dog cat horse bird fish car truck boat train house tree river cloud pizza apple guitar clock lamp "
-         "bridge tower castle mountain lake ocean desert forest rocket piano camera sofa").split()
 
 
 @pytest.fixture
 def setup(dataset_factory, fashion_files, tiny_clip, tmp_path):
-    paths, names = fashion_files
-    idx = [c * 20 + j for c in range(10) for j in range(4)]
-    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx])
+    ds = labelled_images(dataset_factory, fashion_files, 4)
     model = dict(model_name=tiny_clip.name, pretrained=str(tiny_clip.safetensors))
     ood.compute_clip_embeddings(ds, "clip", progress=False, **model)
-    words = tmp_path / "words.txt"
-    words.write_text("\n".join(WORDS + ["red\tadj", "furry\tadj", "wooden\tadj"]) + "\n")
+    words = write_word_list(tmp_path)
     return ds, model, str(words), str(tmp_path / "cache")
 
 
