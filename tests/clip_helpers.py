@@ -17,3 +17,12 @@ def labelled_images(dataset_factory, fashion_files, per_class):
     paths, names = fashion_files
     idx = [c * 20 + j for c in range(10) for j in range(per_class)]
     return dataset_factory([paths[i] for i in idx], [names[i] for i in idx])
+
+
+def small_clip_run(dataset_factory, fashion_files, tiny_clip, tmp_path, **settings):
+    """``(dataset, keyword arguments)`` for a CLIP scorer: 20 labelled Fashion-MNIST images, the tiny CLIP model,
+    the 33-word list, a private text cache, no progress bars, plus ``settings``."""
+    ds = labelled_images(dataset_factory, fashion_files, 2)
+    kw = dict(model_name=tiny_clip.name, pretrained=str(tiny_clip.safetensors),
+              word_list=str(write_word_list(tmp_path)), cache_dir=str(tmp_path / "cache"), progress=False)
+    return ds, dict(kw, **settings)

@@ -13,20 +13,15 @@ import pytest
 import ood_core as ood
 from ood_core.clip.encoder import CLIPEncoder
 from ood_core.errors import OODInputError
-from clip_helpers import labelled_images, write_word_list
+from clip_helpers import small_clip_run
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
 
 
 @pytest.fixture
 def setup(dataset_factory, fashion_files, tiny_clip, tmp_path):
     """20 labelled Fashion-MNIST images, the tiny CLIP model, a 33-word list, a private text cache."""
-    ds = labelled_images(dataset_factory, fashion_files, 2)
-    words = write_word_list(tmp_path)
-    kw = dict(model_name=tiny_clip.name, pretrained=str(tiny_clip.safetensors), word_list=str(words),
-              cache_dir=str(tmp_path / "cache"), num_negatives=10, num_groups=2, progress=False)
-    return ds, kw
+    return small_clip_run(dataset_factory, fashion_files, tiny_clip, tmp_path, num_negatives=10, num_groups=2)
 
 
 def _missing_weights(kw, tmp_path):
