@@ -2,14 +2,18 @@
 
 FiftyOne's ``export(..., overwrite=True)`` deletes the whole export folder first, so exporting into a folder the
 user named could delete their files. The export goes only into a new folder, an empty one, or one this package
-exported to before (it holds :data:`MARKER`, which lists the files the export wrote: a file added there later is
-the user's, and the folder is then no longer replaced); it is written beside the folder first and swapped in when
+exported to before (it holds :data:`MARKER`, which lists the files the export wrote with their size and modification
+time: a file added there later, or one of them changed since, is the user's, and the folder is then no longer
+replaced); it is written beside the folder first and swapped in when
 complete, so a failure or a crash never leaves half an export in place of the earlier one. The folder is judged
-again after it is moved aside, so files put there while the audit ran are never deleted.
+again after it is moved aside, so files put there while the audit ran are never deleted. An earlier export holding
+media files of a dataset (one loaded from it with ``fo.Dataset.from_dir``: its media stay in the folder) is not
+replaced either. A folder given through a symbolic link is the link's target.
 """
 
 import json
 import os
+import re
 import shutil
 import uuid
 
@@ -46,10 +50,11 @@ def _check_name_length(export_dir, path, parent):
 
 
 def check_export_dir(export_dir):
-    """The absolute folder to export into; refuses a value that is no folder path, a file, a name too long for the
-    file system, a folder holding anything but an earlier export of this package, or a folder whose parent cannot
-    be written."""
-    path = _export_path(export_dir)
+    """The real folder to export into (a symbolic link resolved: a link to a folder exports into that folder);
+    refuses a value that is no folder path, a file, a name too long for the file system, a folder holding anything
+    but an earlier export of this package (one holding media of a dataset included), or a folder whose parent
+    cannot be written."""
+    path = os.path.realpath(_export_path(export_dir))
     if os.path.exists(path) and not os.path.isdir(path):
         raise OODInputError(f"export_dir={export_dir!r} is a file, not a folder; pass a new folder to export to")
     foreign = _foreign_files(path) if os.path.isdir(path) else []
@@ -57,12 +62,43 @@ def check_export_dir(export_dir):
         raise OODInputError(
             f"export_dir={export_dir!r} already holds files that fiftyone-ood did not export (e.g. {foreign[0]!r}); "
             "an export replaces its folder's contents, so it writes only into a new or empty folder or one it "
-            f"exported to before. Pass a new folder (e.g. {os.path.join(path, 'ood_audit_export')!r})")
+            "exported to before, with its files unchanged (a file it exported counts as yours once changed). "
+            f"Pass a new folder (e.g. {os.path.join(path, 'ood_audit_export')!r})")
+    if os.path.isdir(path) and _files(path):
+        _refuse_media_inside(export_dir, path)
     parent = _existing_parent(path)
     _check_name_length(export_dir, path, parent)
     if not os.access(parent, os.W_OK):
         raise OODInputError(f"export_dir={export_dir!r}: {parent!r} is not writable; pass a folder you can write to")
     return path
+
+
+def media_inside(folder):
+    """``(dataset name, filepath)`` of a sample of any dataset of the database whose media file lies inside
+    ``folder`` (as stored: absolute paths), or None."""
+    import fiftyone.core.odm as foo
+
+    conn = foo.get_db_conn()
+    prefixes = [os.path.join(folder, ""), os.path.join(os.path.realpath(folder), "")]
+    query = {"$or": [{"filepath": {"$regex": "^" + re.escape(p)}} for p in dict.fromkeys(prefixes)]}
+    for doc in conn.datasets.find({}, {"name": 1, "sample_collection_name": 1}):
+        if doc.get("sample_collection_name"):
+            hit = conn[doc["sample_collection_name"]].find_one(query, {"filepath": 1})
+            if hit is not None:
+                return doc.get("name"), hit["filepath"]
+    return None
+
+
+def _refuse_media_inside(export_dir, path):
+    """Refuse replacing an earlier export that holds media files of a dataset (loaded from it: replacing it would
+    delete them)."""
+    found = media_inside(path)
+    if found is not None:
+        raise OODInputError(
+            f"export_dir={export_dir!r} holds media files of dataset {found[0]!r} (e.g. {found[1]!r}: a dataset "
+            "loaded from this earlier export keeps its media there); an export replaces its folder's contents, "
+            "which would delete them. Pass a new folder to export to (or move that dataset's media elsewhere "
+            "first, e.g. with its export)")
 
 
 def refuse_export_over_report(export_dir, report_path):
@@ -94,10 +130,21 @@ def _files(folder):
     return sorted(out)
 
 
+def _stamp(path):
+    """What tells a file an export wrote from the same file changed since: ``[size, modification time in ns]``;
+    None for a folder (or a link, which no export writes)."""
+    if os.path.islink(path) or not os.path.isfile(path):
+        return None
+    stat = os.stat(path)
+    return [stat.st_size, stat.st_mtime_ns]
+
+
 def _foreign_files(folder):
-    """The entries of ``folder`` that no export of this package wrote: all of them without :data:`MARKER`; with it,
-    those its list does not name, except folders holding an entry it names (a list of an earlier release names
-    files only); a marker of an earlier release without a list vouches for the whole folder."""
+    """The entries of ``folder`` that no export of this package wrote, or that were changed since: all of them
+    without :data:`MARKER`; with it, those its list does not name, except folders holding an entry it names (a list
+    of an earlier release names files only), and those whose :func:`_stamp` differs from the one it lists (a list
+    of an earlier release has none); a marker of an earlier release without a list vouches for the whole
+    folder."""
     files = _files(folder)
     marker = os.path.join(folder, MARKER)
     if not files:
@@ -107,13 +154,16 @@ def _foreign_files(folder):
     try:
         with open(marker, encoding="utf-8") as f:
             lines = f.read().splitlines()
-        listed = set(json.loads(lines[1])) if len(lines) > 1 else None
-    except (OSError, ValueError):
+        listed = json.loads(lines[1]) if len(lines) > 1 else None
+        stamps = listed if isinstance(listed, dict) else {}
+        listed = set(listed) if listed is not None else None
+    except (OSError, ValueError, TypeError):
         return files
     if listed is None:
         return []
     parents = {parent for p in listed for parent in _parents(p)}
-    return [f for f in files if f != MARKER and f not in listed and f not in parents]
+    return [f for f in files if f != MARKER and ((f not in listed and f not in parents)
+                                                 or (f in stamps and _stamp(os.path.join(folder, f)) != stamps[f]))]
 
 
 def _parents(path):
@@ -134,16 +184,23 @@ def export_flagged(samples, ids, export_dir):
     returns the folder."""
     import fiftyone as fo
 
-    path = check_export_dir(export_dir)
+    path = check_export_dir(export_dir)  # the real folder: renaming a link aside would leave its target behind
+    missing = [p for p in samples.select(sorted(ids)).values("filepath") if not os.path.isfile(p)]
+    if missing:  # FiftyOne's export copies the media: it would stop at the first with a bare FileNotFoundError
+        raise OODInputError(
+            f"export_dir={export_dir!r}: the media files of {len(missing):,} flagged samples are missing (e.g. "
+            f"{missing[0]!r}), and the export copies them. Put them back where the samples' filepaths say (or fix "
+            "the filepaths, or delete those samples), then redo the audit with overwrite=True; or audit without "
+            "export_dir")
     token = uuid.uuid4().hex[:12]
     staged, old = f"{path}.tmp-{token}", f"{path}.old-{token}"
     os.makedirs(os.path.dirname(path), exist_ok=True)
     try:
         samples.select(sorted(ids)).export(export_dir=staged, dataset_type=fo.types.FiftyOneDataset)
-        written = _files(staged)
+        written = {name: _stamp(os.path.join(staged, name)) for name in _files(staged)}
         with open(os.path.join(staged, MARKER), "w", encoding="utf-8") as f:
             f.write(f"exported by fiftyone-ood from dataset {samples._dataset.name!r}; a later export replaces it "
-                    "when it holds only these files:\n")
+                    "when it holds only these files, unchanged:\n")
             f.write(json.dumps(written) + "\n")
         if os.path.isdir(path):
             os.rename(path, old)  # an earlier export (or an empty folder): kept until the new one is in place
@@ -164,4 +221,4 @@ def export_flagged(samples, ids, export_dir):
             os.rename(old, path)
         raise
     shutil.rmtree(old, ignore_errors=True)
-    return path
+    return _export_path(export_dir)
