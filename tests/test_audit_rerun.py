@@ -275,3 +275,22 @@ def test_near_duplicate_tags_set_by_hand_survive_redoing_failing_and_deleting_th
     assert set(ds.match_tags("near_duplicate").values("id")) == found
     ood.delete_ood_run(ds, "ood_audit")
     assert set(ds.match_tags("near_duplicate").values("id")) == hand
+
+
+def test_a_redone_audit_that_flags_nothing_leaves_an_empty_export_not_the_earlier_one(dataset_factory, fashion_files,
+                                                                                       tmp_path):
+    """A redo with export_dir that flagged nothing returned export_dir None and left the earlier audit's export in
+    the folder, now showing samples this audit does not flag."""
+    import fiftyone as fo
+
+    paths, _ = fashion_files
+    d = dataset_factory(paths[:20])
+    rng = np.random.default_rng(0)
+    d.set_values("vec", list(rng.normal(size=(20, 8)).astype(np.float32)))
+    export = tmp_path / "export"
+    first = _audit(d, tmp_path, embeddings_field="vec", export_dir=str(export))
+    assert first["num_ood_flagged"] >= 1 and first["export_dir"] == str(export)
+    d.set_values("vec", [np.ones(8, np.float32)] * 20)  # every score equal: nothing stands out
+    out = _audit(d, tmp_path, embeddings_field="vec", export_dir=str(export), overwrite=True)
+    assert out["num_ood_flagged"] == 0 and out["export_dir"] == str(export)
+    assert len(fo.Dataset.from_dir(str(export), fo.types.FiftyOneDataset)) == 0

@@ -147,7 +147,8 @@ def audit(
             each replaces only a file exactly as an audit wrote it (:func:`.audit_report.check_report_files`).
         export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset into this folder: a new
             or empty one, or one an earlier export went to (which it replaces once complete); a folder holding
-            other files or folders, or the report, is refused (FiftyOne's export would delete them).
+            other files or folders, or the report, is refused (FiftyOne's export would delete them). When nothing
+            is flagged the export holds no sample.
         num_worst: thumbnails per gallery in the report.
         overwrite: replace an earlier audit of the same key, whole: its runs this audit does not write
             (:func:`replaced_runs`: label-issue runs, when this one has no label field) go with their fields,
@@ -505,7 +506,7 @@ def _export(samples, found, export_dir):
     from .audit_export import export_flagged
 
     ids = {i for v in found["flagged"].values() for i in v}
-    return export_flagged(samples, ids, export_dir) if ids else None
+    return export_flagged(samples, ids, export_dir)  # none flagged: an empty export (an earlier one would be stale)
 
 
 def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views):
