@@ -411,6 +411,10 @@ class NeighborIndex:
         ivf = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_L2)
         ivf.cp.seed = self.seed
         train_size = min(n, _IVF_TRAIN_POINTS_PER_LIST * nlist)
+        if train_size < _IVF_MIN_POINTS_PER_LIST * nlist:
+            # fewer than 39 points per cell only below 39 points in all (nlist is then 1): faiss would print a
+            # "WARNING clustering ..." line to stderr on every fit, which only that threshold decides
+            ivf.cp.min_points_per_centroid = 1
         if train_size < n:
             rows = np.sort(np.random.default_rng(self.seed).choice(n, train_size, replace=False))
             sample = X[rows]

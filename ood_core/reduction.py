@@ -117,6 +117,13 @@ class Reducer:
 
     def _fit(self, X):
         self.check_size(X)
+        if self.method == "pca" and X.shape[0] == 1:
+            raise OODInputError(
+                f"the {_FIT_NAME} are 1 row: PCA has no direction of variance to keep (its component would "
+                "be an arbitrary axis and the explained variance NaN); fit it on at least 2 different embeddings "
+                "(the reference set, or the scored set when there is none), or pass no reduction "
+                "(reduce=None / method=None)"
+            )
         if self.method != "random" and X.shape[0] > 1 and not np.ptp(X, axis=0).any():
             raise OODInputError(
                 f"the {X.shape[0]} {_FIT_NAME} are all identical, so {self.method.upper()} has nothing to keep "

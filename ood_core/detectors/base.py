@@ -136,18 +136,29 @@ def reference_codes(labels, ref_classes, name):
     return to_ref[codes]
 
 
-def l2_normalize(X, name):
-    """Return the rows of ``X`` scaled to unit L2 norm (float32)."""
+def l2_normalize(X, name, part=None):
+    """Return the rows of ``X`` scaled to unit L2 norm (float32).
+
+    ``part``: when ``X`` holds only some columns of the embeddings (one pyramid level), the words naming them
+    (e.g. ``"level 0 (columns 0:64)"``), so that an error does not call a row all-zero that is zero only there."""
     norms = np.linalg.norm(X.astype(np.float64), axis=1)
     zero = np.flatnonzero(norms == 0)
     if zero.size:
+        where = "" if part is None else f" in {part}"
         raise OODInputError(
-            f"{name} has {zero.size} all-zero row(s) (first rows: {zero[:5].tolist()}) that "
+            f"{name} has {zero.size} all-zero row(s){where} (first rows: {zero[:5].tolist()}) that "
             "cannot be L2-normalised (an all-zero embedding usually comes from a blank or failed image); drop "
-            "those samples from the view, or, with the numpy detectors that take it (knn, label_agreement), pass "
-            "normalize=False."
+            "those samples from the view, or, with the numpy detectors that take it (knn, label_agreement, "
+            "level_fusion, weighted_label_vote), pass normalize=False."
         )
     return np.ascontiguousarray(X / norms[:, None], dtype=np.float32)
+
+
+def level_part(level_slice, level, num_levels):
+    """The words :func:`l2_normalize` uses for the columns of one pyramid level (None when it is the only one)."""
+    if num_levels < 2:
+        return None
+    return f"level {level} (columns {level_slice.start}:{level_slice.stop})"
 
 
 def check_search(backend, index):

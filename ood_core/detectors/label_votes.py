@@ -144,6 +144,7 @@ from .base import (
     check_k,
     check_levels,
     l2_normalize,
+    level_part,
     level_slices,
     loo_label_accuracy,
     near_best,
@@ -267,16 +268,11 @@ class WeightedLabelVoteDetector(Detector):
                                             hint=" (an accuracy margin)")
         self.normalize = check_flag(normalize, "normalize")
         self.prune_suspects = check_flag(prune_suspects, "prune_suspects")
-        if isinstance(margin_weight, (bool, np.bool_)) or not isinstance(margin_weight, (int, float)) \
-                or not 0 <= float(margin_weight) <= 1:
-            raise OODInputError(f"margin_weight={margin_weight!r} is not valid; pass a number in [0, 1] "
-                                "(0 = 1 - the vote for the given label, 1 = the margin to the strongest other class).")
-        self.margin_weight = float(margin_weight)
-        if isinstance(lda_weight, (bool, np.bool_)) or not isinstance(lda_weight, (int, float)) \
-                or not 0 <= float(lda_weight) <= 1:
-            raise OODInputError(f"lda_weight={lda_weight!r} is not valid; pass a number in [0, 1] "
-                                "(0 = the neighbour votes alone, 1 = the LDA probabilities alone).")
-        self.lda_weight = float(lda_weight)
+        # numpy numbers too (np.float32 is no Python float)
+        self.margin_weight = check_number(margin_weight, "margin_weight", low=0, high=1, hint=(
+            " (0 = 1 - the vote for the given label, 1 = the margin to the strongest other class)"))
+        self.lda_weight = check_number(lda_weight, "lda_weight", low=0, high=1, hint=(
+            " (0 = the neighbour votes alone, 1 = the LDA probabilities alone)"))
         self.num_suspects_ = None
         self.backend = check_backend(backend)
         self.index = check_index(index, backend)
@@ -312,9 +308,10 @@ class WeightedLabelVoteDetector(Detector):
             all_slices = level_slices(self.level_dims)
             slices = all_slices
         out = []
-        for sl in slices:
+        for level, sl in enumerate(slices):
             block = X[:, sl]
-            out.append(l2_normalize(block, name) if self.normalize else np.ascontiguousarray(block))
+            part = level_part(sl, level, len(slices))
+            out.append(l2_normalize(block, name, part) if self.normalize else np.ascontiguousarray(block))
         return out
 
     def _weights(self, dist):

@@ -74,6 +74,7 @@ from .base import (
     check_levels,
     l2_normalize,
     label_list,
+    level_part,
     level_slices,
     loo_label_accuracy,
     near_best,
@@ -203,9 +204,11 @@ class LevelFusionDetector(Detector):
                 f"{sum(self.level_dims)}; pass the level widths of the extractor that made them."
             )
         out = []
+        all_slices = level_slices(self.level_dims or [X.shape[1]])
         for sl in self.slices_:
             block = X[:, sl]
-            out.append(l2_normalize(block, name) if self.normalize else np.ascontiguousarray(block))
+            part = level_part(sl, all_slices.index(sl), len(all_slices))
+            out.append(l2_normalize(block, name, part) if self.normalize else np.ascontiguousarray(block))
         return out
 
     def _raw_scores(self, X=None):
@@ -289,9 +292,11 @@ class LevelFusionDetector(Detector):
             loc = raw.mean(axis=0)
             scale = raw.std(axis=0)
         # A constant component (e.g. duplicated reference images at distance 0) carries no
-        # ranking information; scale 1 keeps it finite instead of dividing by zero.
+        # ranking information; scale 1 keeps it finite instead of dividing by zero. "Constant" is relative
+        # to the distances' own size below 1: with normalize=False, embeddings of a tiny scale (distances
+        # ~1e-15) have a spread below 1e-12 that still ranks them, and scale 1 would put every score at 0.
         self.loc_ = loc
-        self.scale_ = np.where(scale > 1e-12, scale, 1.0)
+        self.scale_ = np.where(scale > 1e-12 * np.minimum(1.0, np.abs(loc)), scale, 1.0)
         self.n_samples_fit_ = X.shape[0]
         self.n_features_in_ = X.shape[1]
         return raw

@@ -1,5 +1,7 @@
 """Local Outlier Factor detectors: one LOF over all samples, or one per class (wrong labels)."""
 
+import math
+
 import numpy as np
 
 from ..errors import OODInputError
@@ -18,6 +20,37 @@ def _local_reachability_density(dist, idx, k_distance):
     """
     reach = np.maximum(dist, k_distance[idx])
     return 1.0 / (reach.mean(axis=1) + 1e-10)
+
+
+#: spread (RMS distance of the rows to their mean) below which LOF's rows are rescaled first (:func:`unit_factor`)
+SMALL_SPREAD = 2.0 ** -10
+_SPREAD_CHUNK_ROWS = 16384
+#: the largest rescaling factor (queries far from a tiny reference stay within float32 after it)
+MAX_FACTOR_EXPONENT = 64
+
+
+def unit_factor(X):
+    """A power of two that brings the spread of the rows of ``X`` to about 1 when it is below ``SMALL_SPREAD``,
+    else 1.
+
+    LOF does not depend on the scale of the data, but its ``1e-10`` guard (scikit-learn's, kept here) does:
+    on embeddings whose distances are ~1e-8 it moves the scores by ~0.005, on ~1e-12 every score is about 1
+    (measured). Multiplying float32 rows by a power of two is exact, so the rescaled LOF is the LOF of the data
+    as given, with the guard relative to its scale; rows of an ordinary spread are left as they are."""
+    X = np.asarray(X)
+    mean = X.mean(axis=0, dtype=np.float64)
+    total = 0.0
+    for start in range(0, X.shape[0], _SPREAD_CHUNK_ROWS):  # float64 by chunks: no copy of the whole set
+        block = X[start:start + _SPREAD_CHUNK_ROWS].astype(np.float64) - mean
+        total += float(np.einsum("ij,ij->", block, block))
+    spread = math.sqrt(total / X.shape[0])
+    if not 0.0 < spread < SMALL_SPREAD:
+        return 1.0
+    return float(2.0 ** min(MAX_FACTOR_EXPONENT, -math.floor(math.log2(spread))))
+
+
+def _rescaled(X, factor):
+    return X if factor == 1.0 else np.asarray(X, dtype=np.float32) * np.float32(factor)
 
 
 class GraphLOF:
@@ -39,7 +72,8 @@ class GraphLOF:
         self.neighbors_ = NeighborIndex(backend=backend, index=index)
 
     def fit(self, X):
-        self.neighbors_.fit(X)
+        self.factor_ = unit_factor(X)
+        self.neighbors_.fit(_rescaled(X, self.factor_))
         dist, idx = self.neighbors_.kneighbors(k=self.k)
         self.k_distance_ = dist[:, self.k - 1]
         self.lrd_ = _local_reachability_density(dist, idx, self.k_distance_)
@@ -47,7 +81,7 @@ class GraphLOF:
         return self
 
     def outlier_factor(self, X):
-        dist, idx = self.neighbors_.kneighbors(X, k=self.k)
+        dist, idx = self.neighbors_.kneighbors(_rescaled(X, self.factor_), k=self.k)
         lrd = _local_reachability_density(dist, idx, self.k_distance_)
         return (self.lrd_[idx] / lrd[:, None]).mean(axis=1)
 
@@ -61,12 +95,13 @@ class SklearnLOF:
     def fit(self, X):
         from sklearn.neighbors import LocalOutlierFactor
 
-        self.model_ = LocalOutlierFactor(n_neighbors=self.k, novelty=True).fit(X)
+        self.factor_ = unit_factor(X)
+        self.model_ = LocalOutlierFactor(n_neighbors=self.k, novelty=True).fit(_rescaled(X, self.factor_))
         self.outlier_factor_ = -self.model_.negative_outlier_factor_
         return self
 
     def outlier_factor(self, X):
-        return -self.model_.score_samples(X)
+        return -self.model_.score_samples(_rescaled(X, self.factor_))
 
 
 class LOFDetector(Detector):
@@ -85,7 +120,10 @@ class LOFDetector(Detector):
 
     About 1 for inliers, larger = more outlying (scikit-learn's
     "higher = more normal" sign is flipped). Distances are Euclidean on the
-    embeddings as given (no normalisation).
+    embeddings as given (no normalisation); embeddings of a tiny spread (below
+    ``SMALL_SPREAD``) are first multiplied by a power of two (:func:`unit_factor`,
+    exact in float32), so that the ``1e-10`` guard of the reachability density
+    stays small next to their distances and the scores do not depend on the scale.
 
     - ``fit_score(X)`` returns the LOF of the fitted samples themselves
       (scikit-learn's ``-negative_outlier_factor_``, identical to a

@@ -133,9 +133,13 @@ class MahalanobisDetector(Detector):
         evals, evecs = _eigh(cov)
         keep = evals > max(evals.max(), 0.0) * d * np.finfo(np.float64).eps
         if not keep.any():
+            singletons = self.class_conditional and len(classes) == X.shape[0]
             raise OODInputError(
-                f"{REFERENCE_NAME} have zero variance (all rows identical within their class); "
-                "Mahalanobis distance is undefined: use more varied reference samples."
+                f"{REFERENCE_NAME} have zero variance (all rows identical within their class"
+                + (f": each of the {len(classes)} classes has a single sample" if singletons else "")
+                + "); Mahalanobis distance is undefined: use more varied reference samples"
+                + (" (at least 2 different samples in some class), or, with \"mahalanobis\", class_conditional=False "
+                   "for one Gaussian over all of them." if singletons else ".")
             )
         # x -> W^T x whitens: ||W^T (x - mu)||^2 = (x - mu)^T pinv(cov) (x - mu).
         whitening = evecs[:, keep] / np.sqrt(evals[keep])

@@ -141,7 +141,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, group_kth_distances
-from ..validation import check_number, check_positive_int
+from ..validation import as_embeddings, check_number, check_positive_int, check_same_dim
 from .class_mix import CLASS_MIX_QUANTILE, CLASS_MIX_SEED, chance_total_variation
 from .transductive import MIN_SCORED, DensityRatio, ratio_weight
 from .base import (
@@ -151,9 +151,11 @@ from .base import (
     adaptive_k,
     check_bool,
     check_choice,
+    check_fraction,
     check_search,
     l2_normalize,
     label_list,
+    level_part,
     level_slices,
     loo_label_accuracy,
     near_best,
@@ -250,29 +252,20 @@ class PyramidKNNDetector(Detector):
         self.k = "auto" if k == "auto" else check_positive_int(k, "k")
         fractions = {"class_k_fraction": class_k_fraction, "k_fraction": k_fraction,
                      "unsupervised_class_k_fraction": unsupervised_class_k_fraction}
-        for name, value in fractions.items():
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < float(value) <= 1:
-                raise OODInputError(f"{name}={value!r} is not valid; pass a number in (0, 1].")
-            setattr(self, name, float(value))
+        for name, value in fractions.items():  # numpy numbers too (np.float32 is no Python float)
+            setattr(self, name, check_fraction(value, name))
         self.k_max = check_positive_int(k_max, "k_max")
         self.class_conditional = check_bool(class_conditional, "class_conditional")
-        if component_gate is not None and (isinstance(component_gate, bool) or not isinstance(
-                component_gate, (int, float)) or not 0 <= float(component_gate) <= 1):
-            raise OODInputError(f"component_gate={component_gate!r} is not valid; pass a number in [0, 1] or None.")
-        self.component_gate = None if component_gate is None else float(component_gate)
+        self.component_gate = None if component_gate is None else check_number(
+            component_gate, "component_gate", low=0, high=1, hint=" (an accuracy margin) or None")
         self.transductive = check_choice(transductive, TRANSDUCTIVE_CHOICES, "transductive")
-        if isinstance(transductive_alpha, bool) or not isinstance(transductive_alpha, (int, float)) \
-                or not 0 < float(transductive_alpha) <= 1:
-            raise OODInputError(f"transductive_alpha={transductive_alpha!r} is not valid; pass a number in (0, 1].")
-        self.transductive_alpha = float(transductive_alpha)
+        self.transductive_alpha = check_fraction(transductive_alpha, "transductive_alpha")
         if not (isinstance(transductive_weight, str) and transductive_weight == "auto"):
             transductive_weight = check_number(transductive_weight, "transductive_weight", low=0, low_open=True,
                                                hint=' or "auto"')
         self.transductive_weight = transductive_weight
-        if class_mix_gate is not None and (isinstance(class_mix_gate, bool) or not isinstance(
-                class_mix_gate, (int, float)) or not 0 < float(class_mix_gate) <= 1):
-            raise OODInputError(f"class_mix_gate={class_mix_gate!r} is not valid; pass a number in (0, 1] or None.")
-        self.class_mix_gate = None if class_mix_gate is None else float(class_mix_gate)
+        self.class_mix_gate = None if class_mix_gate is None else check_number(
+            class_mix_gate, "class_mix_gate", low=0, high=1, low_open=True, hint=" or None")
         self.backend, self.index = check_search(backend, index)
 
     @property
@@ -324,10 +317,11 @@ class PyramidKNNDetector(Detector):
                 f"{name} have dimension {X.shape[1]} but level_dims {self.level_dims} sum to "
                 f"{sum(self.level_dims)}; pass the level widths of the extractor that made them."
             )
-        cols = {"all levels": slice(0, X.shape[1])}
+        cols, parts = {"all levels": slice(0, X.shape[1])}, {"all levels": None}
         if self.level_dims is not None:
             cols["deepest level"] = level_slices(self.level_dims)[-1]
-        return [(n, l2_normalize(X[:, cols[n]], name)) for n in names]
+            parts["deepest level"] = level_part(cols["deepest level"], len(self.level_dims) - 1, len(self.level_dims))
+        return [(n, l2_normalize(X[:, cols[n]], name, parts[n])) for n in names]
 
     def _resolve_k(self, group_rows, labelled, self_excluded, unsupervised=False):
         """The rank of each group: ``k`` when given, else ``adaptive_k`` of the group's own size (classes of an
@@ -378,18 +372,26 @@ class PyramidKNNDetector(Detector):
                 out[rows, g] = nn.kneighbors(None, k=k)[0][:, k - 1]
         return out
 
-    def _check_k(self, group_rows, self_excluded):
-        """Every point must find its groups' k neighbours in some group (its own, itself left out, or another)."""
+    def _check_k(self, group_rows, unsupervised):
+        """Every point must find its groups' k neighbours in some group (its own, itself left out, or another).
+
+        Checked with each point left out of its own group whether the set is trusted or not: a trusted
+        reference is standardised on its own leave-one-out scores, which a point without k neighbours
+        outside itself would make infinite (every later score NaN or -inf)."""
         sizes = sorted(rows.size for rows in group_rows)
         room = [rows.size - k for rows, k in zip(group_rows, self.group_k_)]  # >= 0: the group offers k
-        if not self_excluded:
-            ok = max(room) >= 0
-        else:  # a point's own group offers size - 1, another group its full size
-            ok = all(r >= 1 or any(o >= 0 for h, o in enumerate(room) if h != g) for g, r in enumerate(room))
-        if not ok and self_excluded and len(sizes) == 1:
+        # a point's own group offers size - 1, another group its full size
+        ok = all(r >= 1 or any(o >= 0 for h, o in enumerate(room) if h != g) for g, r in enumerate(room))
+        if not ok and len(sizes) == 1 and unsupervised:
             raise OODInputError(
                 f"k={self.k_} but only {sizes[0]} sample(s) are scored against each other and a sample is never "
                 f"its own neighbour; score at least {self.k_ + 1} samples, lower k, or pass a trusted reference."
+            )
+        if not ok and len(sizes) == 1:
+            raise OODInputError(
+                f"k={self.k_} but the {REFERENCE_NAME} have only {sizes[0]} sample(s) and pyramid_knn standardises "
+                "its scores on the reference's leave-one-out scores, where a sample is never its own neighbour; "
+                f"lower k to at most {sizes[0] - 1}, use k='auto', or add reference samples."
             )
         if not ok:
             raise OODInputError(
@@ -410,7 +412,7 @@ class PyramidKNNDetector(Detector):
         group_rows = self._group_rows(groups, X.shape[0])
         self.group_k_ = self._resolve_k(group_rows, groups is not None, self_excluded, unsupervised)
         self.k_ = min(self.group_k_)
-        self._check_k(group_rows, self_excluded)
+        self._check_k(group_rows, unsupervised)
         self.classes_ = len(group_rows)
         self.labelled_groups_ = 0 if groups is None else len(group_rows) - int(groups[1])  # unlabelled group last
         labelled = [rows.size for rows in group_rows[:self.labelled_groups_]]
@@ -571,5 +573,7 @@ class PyramidKNNDetector(Detector):
     def component_scores(self, X):
         """``(N, n_components)`` standardised scores before the max (columns: ``components_``, gated ones included)."""
         self._check_fitted()
-        comps = self._components(np.asarray(X, dtype=np.float32), SCORED_NAME, self.components_)
+        X = as_embeddings(X, SCORED_NAME)  # NaN rows and another dimension are named, as in score_samples
+        check_same_dim(np.empty((0, self.n_features_in_), np.float32), X, REFERENCE_NAME, SCORED_NAME)
+        comps = self._components(X, SCORED_NAME, self.components_)
         return (self._raw_scores(comps) - self.loc_) / self.scale_
