@@ -45,11 +45,12 @@ import fiftyone.operators.types as types
 from ood_core.fo.form_cache import view_key
 
 from . import review as review_data
-from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, count_axis, default_run,
-                          pick_threshold, preset_key, preset_value, preset_value_name, preset_value_path,
-                          refuse_tags_the_panel_reads, request_memo, run_state_key, same_threshold,
+from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, applied_preset, count_axis,
+                          default_run, flag_tag_value, pick_threshold, preset_key, preset_value, preset_value_name,
+                          preset_value_path, refuse_tags_the_panel_reads, request_memo, run_state_key, same_threshold,
                           save_flags_message, save_review_flags, score_axis, sorted_run, stale_run_message,
-                          threshold_source, threshold_state_key, version_key, view_signature)
+                          state_version, threshold_source, threshold_state_key, threshold_text, version_key,
+                          view_signature)
 
 # --------------------------------------------------------------------------- the panel
 
@@ -253,7 +254,7 @@ class OODReviewPanel(foo.Panel):
         """The run the App's dropdown holds, else the run it was drawn with after a view change
         (:meth:`_follow_view`), else the one the panel starts with (:func:`default_run`)."""
         state = ctx.panel.get_state
-        version = int(state("run_version") or 0)
+        version = state_version(state("run_version"))
         for run_key in (state(run_state_key(version)), state("run_start") if version else None):
             if run_key in runs:
                 return run_key
@@ -285,10 +286,11 @@ class OODReviewPanel(foo.Panel):
             return {"runs": runs, "summary": summary, "gt": gt, "error": str(e), "stale_run": stale}
         scores, is_positive = read["scores"], read["is_positive"]
         sig = view_signature(samples)
-        version = int(ctx.panel.get_state(version_key(run_key, sig)) or 0)
-        preset = (ctx.panel.get_state(preset_key(run_key, sig)) or {}) if version else {}
+        version = state_version(ctx.panel.get_state(version_key(run_key, sig)))
+        preset, old_preset = applied_preset(ctx.panel.get_state(preset_key(run_key, sig)) if version else None,
+                                            summary["timestamp"])
         start, label = threshold_source(samples, summary, scores, preset)
-        key = threshold_state_key(run_key, version, sig)
+        key = threshold_state_key(run_key, version, sig, summary["timestamp"] if old_preset else "")
         threshold = pick_threshold(ctx.panel.get_state(key), scores, start)
         if not same_threshold(threshold, start):
             label = "set by hand"
@@ -327,7 +329,8 @@ class OODReviewPanel(foo.Panel):
         current = self._run_key(ctx, runs, samples)
         ctx.panel.set_state("view_seen", sig)
         if hint is not None and hint != current:
-            ctx.panel.set_state({"run_version": int(ctx.panel.get_state("run_version") or 0) + 1, "run_start": hint})
+            ctx.panel.set_state({"run_version": state_version(ctx.panel.get_state("run_version")) + 1,
+                                 "run_start": hint})
 
     def on_load(self, ctx):
         self._follow_view(ctx)
@@ -352,7 +355,7 @@ class OODReviewPanel(foo.Panel):
             return
         summary = cur["summary"]
         name = ctx.panel.get_state(PRESET_PATH) or "top_fraction"  # inside the presets stack: nested state
-        if name not in review_data.PRESETS:  # a stale state from another version of the panel
+        if not isinstance(name, str) or name not in review_data.PRESETS:  # a state of another panel version
             ctx.ops.notify(f"unknown threshold preset {name!r}; pick one of {sorted(review_data.PRESETS)}",
                            variant="warning")
             return
@@ -364,8 +367,9 @@ class OODReviewPanel(foo.Panel):
             ctx.ops.notify(str(e), variant="warning")
             return
         run_key, sig = summary["run_key"], cur["view_sig"]
-        version = int(ctx.panel.get_state(version_key(run_key, sig)) or 0) + 1
-        ctx.panel.set_state(preset_key(run_key, sig), {"threshold": threshold, "label": sentence})
+        version = state_version(ctx.panel.get_state(version_key(run_key, sig))) + 1
+        ctx.panel.set_state(preset_key(run_key, sig), {"threshold": threshold, "label": sentence,
+                                                       "run": summary["timestamp"]})
         ctx.panel.set_state(version_key(run_key, sig), version)
 
     def show_flagged(self, ctx):
@@ -400,9 +404,8 @@ class OODReviewPanel(foo.Panel):
         cur = self._current(ctx)
         if not self._ready(ctx, cur):
             return
-        tag = ctx.panel.get_state(FLAG_TAG_PATH)  # inside the flags stack: nested state
-        tag = review_data.default_flag_tag(cur["summary"]) if tag is None else str(tag).strip()
         try:  # the panel's own flags run: an audit's (or flag_samples') flags are never replaced
+            tag = flag_tag_value(ctx.panel.get_state(FLAG_TAG_PATH), cur["summary"])  # nested in the flags stack
             refuse_tags_the_panel_reads(cur["samples"], cur["summary"], tag)
             out = save_review_flags(cur["samples"], cur["summary"], cur["threshold"], tag)
         except OODInputError as e:  # e.g. an empty view, an existing flag field of another run
@@ -475,7 +478,7 @@ class OODReviewPanel(foo.Panel):
             f" in the current view ({num_view} of {num_dataset} samples)"
         panel.md(
             f"**{n_flagged}** of {len(scores)} scored {item} flagged{view_note} (`{summary['score_field']}` >= "
-            f"{threshold:.4f}{source}; higher = more {pos}). {len(ctx.selected or [])} "
+            f"{threshold_text(threshold, scores)}{source}; higher = more {pos}). {len(ctx.selected or [])} "
             f"{_SELECTED.get(selected_noun(ctx.view), 'item(s)')} selected in the grid.",
             name="flag_count",
         )
@@ -498,7 +501,7 @@ class OODReviewPanel(foo.Panel):
             s = review_data.run_summary(ctx.dataset, key)
             level = f", objects of {s['patches_field']}" if s["patches_field"] else ""
             run_choices.add_choice(key, label=f"{key} ({s['kind']}, {s['method']}{level})")
-        version = int(ctx.panel.get_state("run_version") or 0)
+        version = state_version(ctx.panel.get_state("run_version"))
         panel.enum(run_state_key(version), run_choices.values(), default=summary["run_key"], view=run_choices,
                    on_change=self.on_change_input)
         gt_choices = types.DropdownView(label="Ground truth (optional boolean field, True = positive)")

@@ -66,12 +66,27 @@ def _suffix(view_sig):
     return f"__view_{view_sig}" if view_sig else ""
 
 
-def threshold_state_key(run_key, version=0, view_sig=""):
+def threshold_state_key(run_key, version=0, view_sig="", run_token=""):
     """Panel-state key of the threshold slider of a run on a view: one slider per run and view, so switching
     runs or views never needs a server-side write to the slider's value. Applying a preset bumps ``version``:
-    a new slider whose default is the preset's threshold."""
+    a new slider whose default is the preset's threshold. ``run_token`` (the run's timestamp) is given when the
+    preset applied was cut on an earlier computation of the run (:func:`applied_preset`): a new slider, so the
+    App's value of the old one (the old preset's threshold) is not taken for the curator's."""
     base = f"threshold_{run_key}{_suffix(view_sig)}"
-    return base if not version else f"{base}_v{version}"
+    base = base if not version else f"{base}_v{version}"
+    return base if not run_token else f"{base}_r{hashlib.sha1(str(run_token).encode()).hexdigest()[:8]}"
+
+
+def state_version(value):
+    """A version number the panel keeps in its state (``run_version``, a slider's version) as an ``int`` >= 0; 0
+    for a value of another type (a state left by another version of the panel), which would raise otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return 0
+    try:
+        number = float(value)
+    except ValueError:
+        return 0
+    return int(number) if math.isfinite(number) and number >= 0 else 0
 
 
 def version_key(run_key, view_sig=""):
@@ -90,7 +105,7 @@ def stale_run_message(state, runs):
     any more (deleted or renamed meanwhile, e.g. from a notebook), else None: the panel draws another run in its
     place, and saving flags or applying a preset would silently act on that one. ``state``: the panel state's
     ``get``."""
-    version = int(state("run_version") or 0)
+    version = state_version(state("run_version"))
     held = state(run_state_key(version))
     if held is None and version:
         held = state("run_start")
@@ -101,8 +116,25 @@ def stale_run_message(state, runs):
 
 
 def preset_key(run_key, view_sig=""):
-    """Panel-state key of the preset applied to a run on a view: ``{"threshold", "label"}``."""
+    """Panel-state key of the preset applied to a run on a view: ``{"threshold", "label", "run"}`` (``run``: the
+    run's timestamp when the preset was applied)."""
     return f"preset_{run_key}{_suffix(view_sig)}"
+
+
+def applied_preset(stored, run_token):
+    """``(preset, stale)``: the preset applied (:func:`preset_key`) that the threshold starts at, or ``{}``; and
+    whether one was dropped because it was cut on an earlier computation of the run (its ``run`` is not the
+    run's timestamp ``run_token``: re-scored with overwrite, or deleted and scored again under the same key),
+    whose threshold and label ("top 4") no longer hold. A value that is no preset (a state left by another
+    version of the panel) gives ``{}``."""
+    if not isinstance(stored, dict):
+        return {}, False
+    threshold = stored.get("threshold")
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not math.isfinite(threshold):
+        return {}, False
+    if stored.get("run") is not None and run_token is not None and stored["run"] != run_token:
+        return {}, True
+    return stored, False
 
 
 # --------------------------------------------------------------------------- one read per App request
@@ -162,6 +194,18 @@ def pick_threshold(stored, scores, fallback=None):
     if fallback is not None:
         return float(fallback)
     return review_data.default_threshold(scores)
+
+
+def threshold_text(threshold, scores):
+    """The threshold as the panel writes it: 4 decimals, or every digit when a score written the same is not
+    flagged (a threshold just above the scores it stops, as constant scores or a preset that flags nothing give:
+    written ``>= 0.5000`` while every score is 0.5 and none is flagged, the count and the saved flags contradicted
+    it)."""
+    text = f"{threshold:.4f}"
+    shown = float(text)
+    if shown < threshold and len(scores) and bool((scores == shown).any()):
+        return repr(float(threshold))
+    return text
 
 
 def same_threshold(a, b):
@@ -287,6 +331,21 @@ def refuse_tags_the_panel_reads(samples, summary, tag):
                             f"{review_data.default_flag_tag(summary)!r}")
 
 
+def flag_tag_value(raw, summary):
+    """The *Tag for flags* typed (spaces around it dropped; ``""`` = no tag), its default when it was never
+    rendered (None). A value that is no text (a state left by another version of the panel, a stale client) is
+    refused, naming it and the fix, instead of tagging the flagged items with its ``str`` (``"['a', 'b']"``)."""
+    from ood_core.errors import OODInputError
+
+    if raw is None:
+        return review_data.default_flag_tag(summary)
+    if not isinstance(raw, str):
+        raise OODInputError(f"'Tag for flags' is {raw!r} ({type(raw).__name__}), not text; nothing was saved: type "
+                            f"a tag, e.g. {review_data.default_flag_tag(summary)!r}, or clear it for flags without "
+                            "a tag")
+    return raw.strip()
+
+
 def save_review_flags(samples, summary, threshold, tag):
     """Save the panel's threshold as flags under the panel's own flags run (:func:`review_flag_field`; re-saving
     replaces only that run and the tags it added) with :func:`ood_core.flag_samples`.
@@ -314,13 +373,18 @@ def save_review_flags(samples, summary, threshold, tag):
 
 
 def save_flags_message(out, noun):
-    """The notification after Save as flags: what was written, what was kept, who carries the tag."""
-    text = f"saved {out['num_flagged']} flags in '{out['flag_field']}' (run '{out['flag_key']}')"
+    """The notification after Save as flags: what was written (the flags of the view the panel counted), what was
+    kept (the other flags runs; the flags an earlier save left on items outside this view), who carries the tag."""
+    in_view = out.get("num_flagged_in_view", out["num_flagged"])
+    text = f"saved {in_view} flags in '{out['flag_field']}' (run '{out['flag_key']}')"
     if out.get("tag"):
         text += f", tagged '{out['tag']}'"
     if out.get("kept_runs"):
         text += (f"; kept the flags run(s) {', '.join(repr(k) for k in out['kept_runs'])} of this score run (the "
                  "panel replaces only its own flags)")
+    if out["num_flagged"] > in_view:  # re-flagging a view keeps the flags (and tags) of the items outside it
+        text += (f"; {out['num_flagged'] - in_view} {noun} outside the current view keep the flags of an earlier "
+                 f"save ({out['num_flagged']} in the field)")
     if out.get("tag") and "num_with_tag" in out:
         text += f"; {out['num_with_tag']} {noun} carry '{out['tag']}' now"
     return text

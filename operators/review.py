@@ -39,7 +39,8 @@ def score_runs(samples):
 
 def run_summary(samples, run_key):
     """``{"run_key", "kind", "score_field", "patches_field", "positive", "negative", "method",
-    "reference_tag", "calibration"}`` of a score run.
+    "reference_tag", "calibration", "timestamp"}`` of a score run (``timestamp``: when it was computed, new
+    when it is computed again under the same key).
 
     ``score_field`` comes from the run record (:func:`ood_core.fo.runs.score_path`);
     for object runs it is ``<patches_field>.detections.<score>``.
@@ -60,7 +61,7 @@ def run_summary(samples, run_key):
     return {"run_key": run_key, "kind": kind, "score_field": path, "patches_field": info.get("patches_field"),
             "positive": positive, "negative": negative, "method": method,
             "reference_tag": (info.get("reference") or {}).get("tag"),
-            "calibration": info.get("calibration") or None}
+            "calibration": info.get("calibration") or None, "timestamp": info.get("timestamp")}
 
 
 def boolean_fields(samples, patches_field=None):
@@ -323,11 +324,22 @@ def strip_panel_view(view, stored_stages, stored_base):
 
     import fiftyone.core.view as fov
 
-    if not stored_stages or stored_base is None:
+    try:
+        stages, base = json.loads(stored_stages), json.loads(stored_base)
+    except (TypeError, ValueError):  # none stored, or a value this panel did not write (another version's state)
         return view
-    if _stage_signature(view._serialize()) != _stage_signature(json.loads(stored_stages)):
+    if not _is_stage_list(stages) or not _is_stage_list(base):
         return view
-    return fov.DatasetView._build(view._dataset, json.loads(stored_base))
+    if _stage_signature(view._serialize()) != _stage_signature(stages):
+        return view
+    try:
+        return fov.DatasetView._build(view._dataset, base)
+    except Exception:  # stages that no longer load (another FiftyOne version's): read the App's view as it is
+        return view
+
+
+def _is_stage_list(stages):
+    return isinstance(stages, list) and all(isinstance(st, dict) for st in stages)
 
 
 def _stage_signature(stages):

@@ -3,6 +3,7 @@
 import fiftyone.operators.types as types
 
 from . import base as common
+from .markdown import escape
 
 ACTIONS = ("list", "rename", "delete")
 
@@ -62,6 +63,7 @@ class ManageOODRuns(common.OODOperator):
         elif action == "delete":
             delete_fields = bool(p.get("delete_fields", True))
             fields = fields_to_delete(dataset, p["run_key"]) if delete_fields else []
+            along = deleted_along(dataset, p["run_key"], delete_fields)
             if not p.get("confirm_delete"):
                 raise ValueError(
                     f"deleting run {p['run_key']!r} needs confirm_delete=True: it removes the run record"
@@ -69,7 +71,8 @@ class ManageOODRuns(common.OODOperator):
             fo_runs.delete_ood_run(dataset, p["run_key"], delete_fields=delete_fields)
             ctx.trigger("reload_dataset")
             report = common.report(f"Run `{p['run_key']}` deleted",
-                                   [("fields deleted", ", ".join(f"`{f}`" for f in fields) or "none")])
+                                   [("fields deleted", ", ".join(f"`{f}`" for f in fields) or "none"),
+                                    *((name, escape(value)) for name, value in along)])
         return {"runs": run_rows(dataset), "report": report or f"{len(fo_runs.list_ood_runs(dataset))} runs"}
 
     def resolve_output(self, ctx):
@@ -94,16 +97,51 @@ def fields_to_delete(dataset, run_key):
     return [f for f in fields if dataset.get_field(f) is not None]
 
 
+def deleted_along(dataset, run_key, delete_fields=True):
+    """What deleting ``run_key`` removes besides its record and fields, as ``(what, value)`` facts of the
+    confirmation and the result view: the flags runs made from a score run (deleted with it), the tags flags
+    runs added (removed with their fields; tags set by hand stay), an audit's saved views and near-duplicate tags
+    (removed with its fields, those still as the audit left them)."""
+    from ood_core.fo import runs as fo_runs
+    from ood_core.fo.evaluation import list_flag_runs
+
+    info = fo_runs.get_ood_run_info(dataset, run_key)
+    kind = info.get("kind")
+    flags = list_flag_runs(dataset, run_key) if fo_runs.run_kind(kind).is_score else []
+    names = ", ".join(repr(k) for k in flags)
+    if not delete_fields:
+        return [("flags runs deleted with it", f"{names} (their records only: their fields and tags stay)")] \
+            if flags else []
+    facts = [("flags runs deleted with it", names)] if flags else []
+    tags = {fo_runs.get_ood_run_info(dataset, k).get("tag") for k in (flags if kind != "flags" else [run_key])}
+    if tags - {None}:
+        facts.append(("tags removed", ", ".join(repr(t) for t in sorted(tags - {None}))
+                      + " where these flags added them (tags set by hand stay)"))
+    if kind == "audit":
+        from ood_core.fo.audit_recovery import own_views
+
+        ours = own_views(dataset, run_key)  # a view changed since (or of an earlier version's record) stays
+        views = [f"saved view {v!r}" for v in info.get("saved_views") or [] if v in ours]
+        if getattr(fo_runs.load_ood_results(dataset, run_key), "tagged_duplicate_ids", None):
+            views.append("the 'near_duplicate' tags it added")
+        if views:
+            facts.append(("also removed", ", ".join(views)))
+    return facts
+
+
 def _delete_inputs(inputs, ctx, runs):
-    """Delete: what goes (the run's fields, listed) and a confirmation box that must be ticked."""
+    """Delete: what goes (the run's fields, listed; the flags runs, tags and saved views that go with it) and a
+    confirmation box that must be ticked."""
     key = ctx.params.get("run_key")
     if key not in runs:
         return
     inputs.bool("delete_fields", default=True, label="Also delete the run's fields")
-    fields = fields_to_delete(ctx.dataset, key) if ctx.params.get("delete_fields", True) else []
+    delete_fields = ctx.params.get("delete_fields", True)
+    fields = fields_to_delete(ctx.dataset, key) if delete_fields else []
     what = (f"the run record {key!r} and its fields: " + ", ".join(fields)) if fields else \
         f"the run record {key!r} (no fields)"
-    inputs.view("delete_warning", types.Warning(label=f"This deletes {what}. It cannot be undone."))
+    along = "".join(f"; {name}: {value}" for name, value in deleted_along(ctx.dataset, key, bool(delete_fields)))
+    inputs.view("delete_warning", types.Warning(label=f"This deletes {what}{along}. It cannot be undone."))
     confirm = inputs.bool("confirm_delete", default=False, required=True, label=f"Yes, delete {key!r}",
                           view=types.CheckboxView())
     if not ctx.params.get("confirm_delete"):
