@@ -19,24 +19,48 @@ TRUSTED_TAG = "trusted"
 
 def embedding_runs_newest_first(samples):
     """Keys of the completed embeddings runs of this package whose field exists, newest first (a field deleted
-    by hand leaves a run with nothing to score; vectors of the user's put under its name are not its output)."""
+    by hand leaves a run with nothing to score; vectors of the user's put under its name are not its output).
+
+    An embeddings run's key is its field's name, and the forms and the audit pass the key as the field to score:
+    a run whose key FiftyOne's own ``dataset.rename_run`` changed is left out (its key names no field: it was offered
+    first, and the audit's ``embeddings_field="auto"`` failed saying the embeddings did not exist); its field is
+    offered as a vector field (:func:`embedding_choices`)."""
     from .ownership import owns_all
 
     dataset = samples._dataset
     keys = [k for k in runs.list_ood_runs(samples, kind="embeddings")
-            if getattr(dataset.get_run_info(k).config, "status", None) != "partial"
+            if getattr(dataset.get_run_info(k).config, "status", None) != "partial" and _keyed_by_field(dataset, k)
             and all(dataset.get_field(f.split(".")[0]) is not None
                     for f in dataset.get_run_info(k).config.fields or []) and owns_all(dataset, k)]
     return sorted(keys, key=lambda k: dataset.get_run_info(k).timestamp, reverse=True)
 
 
+def _keyed_by_field(dataset, key):
+    """Whether the embeddings run ``key`` writes the field of its key's name (``key`` or ``<patches>.detections.key``)."""
+    return key in {f.rpartition(".")[2] for f in dataset.get_run_info(key).config.fields or []}
+
+
+def renamed_embedding_runs(samples):
+    """``{field: run key}`` of the embeddings runs whose key FiftyOne's ``dataset.rename_run`` changed (their key no
+    longer names the field they wrote, which they still own)."""
+    from .ownership import owns_all
+
+    dataset = samples._dataset
+    return {f: k for k in runs.list_ood_runs(samples, kind="embeddings") if not _keyed_by_field(dataset, k)
+            and owns_all(dataset, k) for f in dataset.get_run_info(k).config.fields or []}
+
+
 def vector_fields(samples):
-    """Top-level sample fields holding vectors (``VectorField`` / ``ArrayField``), sorted."""
+    """Top-level sample fields holding vectors (``VectorField`` / ``ArrayField``), sorted; not the package's temporary
+    fields, recognised by their exact shape (:func:`.commit.is_internal`): a field a user named ``tmp_ood_feats``
+    is the user's, and offered (the SDK scores it; by the prefix alone the forms said there was no vector field)."""
     import fiftyone.core.fields as fof
+
+    from .commit import is_internal
 
     schema = samples._dataset.get_field_schema()
     return sorted(name for name, field in schema.items()
-                  if isinstance(field, (fof.VectorField, fof.ArrayField)) and not name.startswith("tmp_ood_"))
+                  if isinstance(field, (fof.VectorField, fof.ArrayField)) and not is_internal(name))
 
 
 def embedding_choices(samples):
@@ -55,8 +79,12 @@ def embedding_choices(samples):
         where = f"objects of {patches!r}" if patches else "samples"
         out.append((key, f"{backbone}, {where}, {info['timestamp'][:16]}"))
     owned = {c for c, _ in out}
+    renamed = renamed_embedding_runs(dataset)
     for name in vector_fields(dataset):
-        if name not in owned:
+        if name in renamed:
+            out.append((name, f"vector field of embeddings run {renamed[name]!r} (renamed: rename it back to {name!r} "
+                              "to score it with its backbone's levels)"))
+        elif name not in owned:
             out.append((name, "vector field"))
     return out
 

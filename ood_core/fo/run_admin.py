@@ -15,6 +15,7 @@ def rename_ood_run(samples, run_key, new_run_key):
     changed and that resolve to this run, :mod:`.links`: they name the new key, true again). An embeddings run
     cannot be renamed: its key is its field's name, by which scoring finds the backbone and levels."""
     from . import commit, followups
+    from .links import repair as repair_links
 
     require_collection(samples)
     dataset = samples._dataset
@@ -29,6 +30,7 @@ def rename_ood_run(samples, run_key, new_run_key):
             f"backbone and pyramid levels, so it cannot be renamed. Compute the embeddings again under the new "
             f"name (ood.compute_pyramid_embeddings(dataset, {new_run_key!r})) and delete the old run if unwanted"
         )
+    repair_links(dataset)  # links naming a key another run took since FiftyOne's rename_run: the runs they mean
     commit.rename_run(dataset, run_key, new_run_key, [followups.rename_references(run_key, new_run_key)])
 
 
@@ -60,6 +62,7 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     """
     from .commit import is_internal, repair
     from .flags import list_flag_runs
+    from .links import repair as repair_links
 
     require_collection(samples)
     if not isinstance(run_key, str):
@@ -72,6 +75,7 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
         runs.require_run(samples, run_key)
     repair(dataset)  # an earlier delete (or write) killed half-way is finished or undone first
     runs.require_run(samples, run_key)
+    repair_links(dataset)  # links naming a key another run took since FiftyOne's rename_run name the runs they mean
     kind = _kind_of(dataset, run_key)
     if kind == "audit":
         from .audit_recovery import release
