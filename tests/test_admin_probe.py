@@ -83,6 +83,19 @@ def test_repair_keeps_an_audits_renamed_run_when_a_new_run_takes_its_old_key(aud
     assert ds.get_run_info("ood_audit").config.audit_runs["ood"] == "a2" and ds.values("audit_ood") == scores
 
 
+def test_repair_keeps_the_runs_of_an_audit_whose_record_fiftyones_delete_run_removed(audited):
+    """``dataset.delete_run("ood_audit")`` (FiftyOne's own API) removed the record without releasing its runs, so
+    they looked like an interrupted audit's: ``repair_ood_runs`` then deleted all four with their scores, flags
+    and tags. Runs of a recorded audit now say so, and stay as runs of their own."""
+    ds = audited
+    runs_before = set(ood.list_ood_runs(ds)) - {"ood_audit"}
+    scores, tags, views = ds.values("audit_ood"), ds.count_sample_tags(), set(ds.list_saved_views())
+    ds.delete_run("ood_audit")
+    assert ood.repair_ood_runs(ds)["interrupted_audit_runs_removed"] == []
+    assert set(ood.list_ood_runs(ds)) == runs_before and ds.values("audit_ood") == scores
+    assert ds.count_sample_tags() == tags and set(ds.list_saved_views()) == views
+
+
 # --------------------------------------------------------------------------- 3. an embeddings run renamed by FiftyOne
 
 

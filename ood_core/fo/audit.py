@@ -546,6 +546,7 @@ def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
     removed_fields, removed_runs = commit.commit(samples, [], audit_key, register, overwrite=overwrite,
                                                  drop_runs=replaced, cleanup=cleanup)
     summary.update(removed_runs=removed_runs, removed_fields=removed_fields)
+    audit_recovery.mark_recorded(samples, audit_key)
 
 
 def _cleanup_after_record(samples, audit_key, views, duplicates, dropped, marks):

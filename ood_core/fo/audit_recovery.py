@@ -3,10 +3,11 @@
 An audit writes its score and flags runs one after the other and records
 itself last. Every run it writes names it (``made_by_audit``, see
 :func:`ood_core.fo.runs.made_by_audit`), and a running audit holds a lease
-lock, so a run whose audit has no record listing it, and whose audit is not
-running, was left by an interrupted audit: the next audit of that key says so
-(and how to redo or clean it), and :func:`ood_core.fo.runs.repair_ood_runs`
-removes such runs with their fields, flags runs and tags.
+lock, so a run whose audit has no record listing it, whose audit is not
+running, and that was never marked as recorded (:func:`mark_recorded`), was
+left by an interrupted audit: the next audit of that key says so (and how to
+redo or clean it), and :func:`ood_core.fo.runs.repair_ood_runs` removes such
+runs with their fields, flags runs and tags.
 
 It also tells the audit's saved views from a user's (:func:`own_views`). A saved view is the audit's only while
 it is exactly as the audit saved it: the audit's record keeps, for each view it saves, a fingerprint of its name,
@@ -49,8 +50,11 @@ def interrupted_runs(samples, audit_key=None):
               for key in audit_runs_of(dataset, audit).values()}
     out = {}
     for key in runs.list_ood_runs(samples):
-        owner = getattr(dataset.get_run_info(key).config, "made_by_audit", None)
+        config = dataset.get_run_info(key).config
+        owner = getattr(config, "made_by_audit", None)
         if owner is None or (audit_key is not None and owner != audit_key) or key in listed:
+            continue
+        if getattr(config, RECORDED, False):  # its audit was recorded; the record went by FiftyOne's delete_run
             continue
         if coordination.is_held(_lock_key(dataset, owner)):
             continue
@@ -88,6 +92,22 @@ def remove_interrupted(samples):
             if key in runs.list_ood_runs(samples):  # a score run's flags runs go with it
                 delete_ood_run(samples, key)
     return sorted(before - set(runs.list_ood_runs(samples)))
+
+
+#: set on each run of an audit once the audit's record is committed (:func:`mark_recorded`)
+RECORDED = "audit_recorded"
+
+
+def mark_recorded(samples, audit_key):
+    """After the audit's record is committed, each of its runs says so: a record deleted later with FiftyOne's own
+    ``dataset.delete_run`` (which does not :func:`release` them) then leaves runs of their own, not runs an
+    interrupted audit left, which ``ood.repair_ood_runs`` would delete with their fields and tags. A process killed
+    before the marks are all written leaves the record, which lists the runs: nothing is lost either way."""
+    from .links import audit_runs_of
+
+    for key in audit_runs_of(samples._dataset, audit_key).values():
+        if key in runs.list_ood_runs(samples):
+            runs.update_run(samples, key, **{RECORDED: True})
 
 
 def release(samples, audit_key):
