@@ -54,6 +54,7 @@ def test_run_admin_names_what_is_not_a_dataset_a_key_or_a_kind(vectors):
     for call, named in ((lambda: ood.list_ood_runs(None), "samples=None is a NoneType, not a FiftyOne dataset"),
                         (lambda: ood.repair_ood_runs("my-dataset"), "samples='my-dataset' is a str, not a FiftyOne"),
                         (lambda: ood.list_ood_runs(ds, kind="bogus"), "unknown run kind 'bogus'"),
+                        (lambda: ood.list_ood_runs(ds, kind=["flags"]), r"unknown run kind \['flags'\]; kinds are"),
                         (lambda: ood.delete_ood_run(ds, None), "run_key=None is not a run key; pass the key as a "
                                                               "string, e.g. 's'"),
                         (lambda: ood.get_ood_run_info(ds, 5), "run_key=5 is not a run key"),

@@ -67,8 +67,8 @@ _KIND_BY_TASK = {"ood": "ood_scores", "label_issues": "label_issues"}
 
 def run_kind(name):
     """The :class:`RunKind` called ``name`` (raises for unknown kinds)."""
-    if name not in RUN_KINDS:
-        raise OODInputError(f"unknown run kind {name!r}; kinds are {sorted(RUN_KINDS)}")
+    if not isinstance(name, str) or name not in RUN_KINDS:  # (a list: "unhashable type" from the lookup)
+        raise OODInputError(f"unknown run kind {name!r}; kinds are {sorted(RUN_KINDS)}: pass one of them")
     return RUN_KINDS[name]
 
 
