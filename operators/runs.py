@@ -51,6 +51,7 @@ class ManageOODRuns(common.OODOperator):
 
     def run(self, ctx):
         from ood_core.fo import runs as fo_runs
+        from ood_core.fo.run_admin import deleted_along, fields_to_delete
 
         p = ctx.params
         action = p.get("action", "list")
@@ -85,53 +86,11 @@ class ManageOODRuns(common.OODOperator):
         return types.Property(outputs, view=types.View(label=f"{self.label} (done)"))
 
 
-def fields_to_delete(dataset, run_key):
-    """The fields that deleting ``run_key`` (with its fields) removes: the existing ones it wrote, and those of
-    the flags runs made from it (deleted with it)."""
-    from ood_core.fo import runs as fo_runs
-    from ood_core.fo.evaluation import list_flag_runs
-
-    fields = []
-    for key in [run_key, *list_flag_runs(dataset, run_key)]:
-        fields += fo_runs.get_ood_run_info(dataset, key).get("fields") or []
-    return [f for f in fields if dataset.get_field(f) is not None]
-
-
-def deleted_along(dataset, run_key, delete_fields=True):
-    """What deleting ``run_key`` removes besides its record and fields, as ``(what, value)`` facts of the
-    confirmation and the result view: the flags runs made from a score run (deleted with it), the tags flags
-    runs added (removed with their fields; tags set by hand stay), an audit's saved views and near-duplicate tags
-    (removed with its fields, those still as the audit left them)."""
-    from ood_core.fo import runs as fo_runs
-    from ood_core.fo.evaluation import list_flag_runs
-
-    info = fo_runs.get_ood_run_info(dataset, run_key)
-    kind = info.get("kind")
-    flags = list_flag_runs(dataset, run_key) if fo_runs.run_kind(kind).is_score else []
-    names = ", ".join(repr(k) for k in flags)
-    if not delete_fields:
-        return [("flags runs deleted with it", f"{names} (their records only: their fields and tags stay)")] \
-            if flags else []
-    facts = [("flags runs deleted with it", names)] if flags else []
-    tags = {fo_runs.get_ood_run_info(dataset, k).get("tag") for k in (flags if kind != "flags" else [run_key])}
-    if tags - {None}:
-        facts.append(("tags removed", ", ".join(repr(t) for t in sorted(tags - {None}))
-                      + " where these flags added them (tags set by hand stay)"))
-    if kind == "audit":
-        from ood_core.fo.audit_recovery import own_views
-
-        ours = own_views(dataset, run_key)  # a view changed since (or of an earlier version's record) stays
-        views = [f"saved view {v!r}" for v in info.get("saved_views") or [] if v in ours]
-        if getattr(fo_runs.load_ood_results(dataset, run_key), "tagged_duplicate_ids", None):
-            views.append("the 'near_duplicate' tags it added")
-        if views:
-            facts.append(("also removed", ", ".join(views)))
-    return facts
-
-
 def _delete_inputs(inputs, ctx, runs):
     """Delete: what goes (the run's fields, listed; the flags runs, tags and saved views that go with it) and a
     confirmation box that must be ticked."""
+    from ood_core.fo.run_admin import deleted_along, fields_to_delete
+
     key = ctx.params.get("run_key")
     if key not in runs:
         return
