@@ -19,6 +19,7 @@ import pytest
 
 import ood_core as ood
 from scored_helpers import scored_dataset
+from test_run_links import audited  # noqa: F401 (fixture: 24 real images, audited)
 
 
 @pytest.fixture
@@ -53,19 +54,6 @@ def test_renaming_the_run_that_took_a_freed_key_leaves_the_flags_with_their_scor
     ood.rename_ood_run(ds, "s", "t_run")
     assert ds.get_run_info("s_flag").config.score_run == "s2"
     assert ood.list_flag_runs(ds, "t_run") == [] and ood.list_flag_runs(ds, "s2") == ["s_flag"]
-
-
-@pytest.fixture
-def audited(dataset_factory, fashion_files, tmp_path):
-    """24 real images of 8 classes (2 per class tagged 'trusted'), random embeddings 'emb', audited (no near
-    duplicates): runs audit_ood(+_flag), audit_label_issue(+_flag), audit record 'ood_audit'."""
-    paths, names = fashion_files
-    idx = [c * 20 + j for c in range(8) for j in range(3)]
-    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx],
-                         [["trusted"] if j < 2 else [] for j in [i % 20 for i in idx]])
-    ds.set_values("emb", list(np.random.default_rng(1).normal(size=(len(ds), 8)).astype(np.float32)))
-    ood.audit(ds, embeddings_field="emb", report_path=str(tmp_path / "a.html"), near_duplicates=False)
-    return ds
 
 
 def test_repair_keeps_an_audits_renamed_run_when_a_new_run_takes_its_old_key(audited):
