@@ -160,7 +160,7 @@ def delete_run_record(samples, run_key, *, delete_fields=True):
 def fields_to_delete(dataset, run_key):
     """The fields that deleting ``run_key`` (with its fields) removes: the existing ones it wrote, and those of
     the flags runs made from it (deleted with it)."""
-    from .evaluation import list_flag_runs
+    from .flags import list_flag_runs
 
     fields = []
     for key in [run_key, *list_flag_runs(dataset, run_key)]:
@@ -173,7 +173,7 @@ def deleted_along(dataset, run_key, delete_fields=True):
     confirmation and the result view: the flags runs made from a score run (deleted with it), the tags flags
     runs added (removed with their fields; tags set by hand stay), an audit's saved views and near-duplicate tags
     (removed with its fields, those still as the audit left them)."""
-    from .evaluation import list_flag_runs
+    from .flags import list_flag_runs
 
     info = runs.get_ood_run_info(dataset, run_key)
     kind = info.get("kind")
