@@ -43,6 +43,10 @@ from ..errors import OODInputError
 logger = logging.getLogger(__name__)
 
 JOURNAL = "ood_plugin_commits"
+#: what :func:`repair` did with each journal a killed process left (for clones made before the repair)
+SETTLED = "ood_plugin_commits_settled"
+#: days a settled journal is kept for a clone that copied the crashed dataset's temporary fields
+SETTLED_DAYS = 90
 #: prefix of every temporary field and run key of this package (hidden from users)
 TMP_PREFIX = "tmp_ood_"
 BACKUP_RUN_PREFIX = "tmp_ood_backup_"
@@ -58,10 +62,10 @@ def is_internal(name):
     return re.match(INTERNAL_NAME, name.rpartition(".")[2]) is not None
 
 
-def _journal():
+def _journal(name=JOURNAL):
     import fiftyone.core.odm as foo
 
-    return foo.get_db_conn()[JOURNAL]
+    return foo.get_db_conn()[name]
 
 
 def _exists(dataset, path):
@@ -407,6 +411,8 @@ def repair(dataset):
     from . import coordination
 
     done = {"rolled_back": 0, "rolled_forward": 0, "orphans_removed": 0}
+    with coordination.schema_lock(dataset):
+        _adopt_journals(dataset)
     for entry in list(_journal().find({"dataset_id": str(dataset._doc.id)})):
         keys = (entry["run_key"], *(run["run_key"] for run in _dropped_runs(entry)), entry.get("old_run_key"))
         locks = sorted({coordination.job_key(dataset, t["target"]) for t in entry["targets"]}
@@ -418,7 +424,9 @@ def repair(dataset):
             if entry.get("kind") == "rename":  # never rolled back by deleting the record under its new key
                 _settle_rename(dataset, entry)
                 done["rolled_forward" if entry["phase"] == "recorded" else "rolled_back"] += 1
-            elif entry["phase"] == "recorded":
+                continue
+            _keep_settled(entry)  # before it is settled: a clone of the crashed state can still follow it
+            if entry["phase"] == "recorded":
                 _roll_forward(dataset, entry)
                 done["rolled_forward"] += 1
             else:
@@ -427,6 +435,60 @@ def repair(dataset):
     with coordination.schema_lock(dataset):
         done["orphans_removed"] = _remove_orphans(dataset)
     return done
+
+
+def _keep_settled(entry):
+    """Keep what the repair of a killed commit does (its entry and its outcome) for :func:`_adopt_journals`."""
+    import datetime
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    settled = _journal(SETTLED)
+    settled.delete_many({"settled_at": {"$lt": now - datetime.timedelta(days=SETTLED_DAYS)}})
+    settled.replace_one({"_id": entry["_id"]}, {**entry, "settled_at": now}, upsert=True)
+
+
+def _adopt_journals(dataset):
+    """Take over the journals of the dataset this one was cloned from while a commit there was left half-way.
+
+    ``dataset.clone()`` copies a killed commit's moved-aside fields and backup runs, but the journal names the
+    original by id: without it they look like orphans here, and removing them loses the run's field. A journal
+    (live, or kept by the original's repair, :func:`_keep_settled`) naming one of this dataset's temporary fields
+    or backup runs is copied for this dataset when the two share their samples (a clone keeps sample ids; the
+    original gone, when this dataset holds the run record, which only a clone copies). Returns how many.
+    """
+    dataset_id = str(dataset._doc.id)
+    names = set(internal_fields(dataset)) | {key for key in dataset.list_runs() if key.startswith(BACKUP_RUN_PREFIX)}
+    names -= _claimed(dataset)
+    if not names:
+        return 0
+    names = sorted(names)
+    query = {"dataset_id": {"$ne": dataset_id}, "kind": {"$ne": "rename"},
+             "$or": [{"targets.staged": {"$in": names}}, {"targets.backup": {"$in": names}},
+                     {"backup_run": {"$in": names}}, {"dropped_runs.backup_run": {"$in": names}}]}
+    adopted, seen = 0, set()
+    for entry in [*_journal().find(query), *_journal(SETTLED).find(query)]:
+        if entry["_id"] in seen or not _cloned_from(dataset, entry):
+            continue
+        seen.add(entry["_id"])
+        entry.pop("settled_at", None)  # a kept entry's phase is the one its repair acted on
+        copy = {**entry, "_id": uuid.uuid4().hex, "dataset_id": dataset_id, "adopted_from": entry["dataset_id"]}
+        _journal().insert_one(copy)
+        adopted += 1
+    return adopted
+
+
+def _cloned_from(dataset, entry):
+    """Whether ``dataset`` is a copy of the dataset of journal ``entry`` (see :func:`_adopt_journals`)."""
+    import bson
+    import fiftyone.core.odm as foo
+
+    doc = foo.get_db_conn().datasets.find_one({"_id": bson.ObjectId(entry["dataset_id"])},
+                                                {"sample_collection_name": 1})
+    if doc is None:
+        return any(dataset.has_run(key) for key in (entry["run_key"], entry["backup_run"]))
+    ids = [bson.ObjectId(i) for i in dataset.limit(20).values("id")]
+    original = foo.get_db_conn()[doc["sample_collection_name"]]
+    return bool(ids) and original.count_documents({"_id": {"$in": ids}}) == len(ids)
 
 
 def _remove_orphans(dataset):
