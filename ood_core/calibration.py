@@ -39,6 +39,7 @@ Only numpy is needed; nothing here imports FiftyOne.
 import numpy as np
 
 from .errors import NotFittedError, OODInputError
+from .validation import as_array
 
 __all__ = ["ConformalCalibrator", "conformal_p_values", "flag_at_alpha"]
 
@@ -47,9 +48,10 @@ def _as_scores(scores, name):
     """Return ``scores`` as a finite 1-D float64 array, or raise naming ``name``."""
     if isinstance(scores, (str, bytes)):
         raise OODInputError(f"{name} must be a 1-D array of numbers, not a string.")
+    arr = as_array(scores, name)  # names nested lists of different lengths and complex numbers
     try:
-        arr = np.asarray(scores, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise OODInputError(
             f"{name} must be a 1-D array of numbers (one score per sample); could not "
             f"convert it to floats: {exc}."

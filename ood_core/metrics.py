@@ -15,6 +15,7 @@ scikit-learn is imported inside :func:`ood_metrics`.
 import numpy as np
 
 from .errors import OODInputError
+from .validation import as_array
 
 __all__ = ["fpr_at_95_id_accepted", "fpr_at_95_ood_flagged", "format_metrics", "ood_metrics"]
 
@@ -30,11 +31,11 @@ def _score_pair(id_scores, ood_scores):
     """``id_scores`` and ``ood_scores`` as float64 arrays, each checked: 1-D, not empty, numbers, finite."""
     out = []
     for name, values in (("id_scores", id_scores), ("ood_scores", ood_scores)):
-        arr = np.asarray(values)
+        arr = as_array(values, name)
         if arr.ndim != 1 or arr.size == 0:
             raise OODInputError(f"{name} must be a non-empty 1-D array (one score per sample); got shape "
                                 f"{arr.shape}. FPR95 needs at least one ID and one OOD score.")
-        out.append(validate_scores(arr, np.zeros(arr.size, bool), both_classes=False)[0])
+        out.append(validate_scores(arr, np.zeros(arr.size, bool), both_classes=False, name=name)[0])
     return out
 
 
@@ -71,11 +72,11 @@ def fpr_at_95_ood_flagged(id_scores, ood_scores):
     return float(np.mean(id_scores >= threshold))
 
 
-def validate_scores(scores, is_ood, *, both_classes=True):
+def validate_scores(scores, is_ood, *, both_classes=True, name="scores"):
     """``(float scores, bool is_ood)`` checked: 1-D, same length, finite, boolean/0-1 labels; with
-    ``both_classes`` (metrics) both classes present."""
-    scores = np.asarray(scores)
-    is_ood_arr = np.asarray(is_ood)
+    ``both_classes`` (metrics) both classes present. ``name``: the scores' name in messages."""
+    scores = as_array(scores, name)
+    is_ood_arr = as_array(is_ood, "is_ood", "one True/False (OOD) flag per sample")
     if scores.ndim != 1 or is_ood_arr.ndim != 1:
         raise OODInputError(
             f"scores and is_ood must be 1-D (one value per sample); got shapes "
@@ -92,12 +93,12 @@ def validate_scores(scores, is_ood, *, both_classes=True):
         )
     try:
         scores = scores.astype(np.float64)
-    except (TypeError, ValueError) as exc:
-        raise OODInputError(f"scores must be numeric; could not convert them: {exc}") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise OODInputError(f"{name} must be numeric; could not convert them: {exc}") from exc
     bad = np.flatnonzero(~np.isfinite(scores))
     if bad.size:
         raise OODInputError(
-            f"scores has {bad.size} NaN or infinite value(s) (first indices: "
+            f"{name} has {bad.size} NaN or infinite value(s) (first indices: "
             f"{bad[:5].tolist()}); fix or drop those samples before computing metrics."
         )
     if is_ood_arr.dtype != np.bool_:
@@ -162,6 +163,8 @@ def format_metrics(d, positive="OOD", negative="ID"):
     ``positive`` / ``negative`` name the two classes in the text, e.g.
     ``positive="wrong label", negative="correct label"`` for label-issue scores.
     """
+    if not isinstance(d, dict):
+        raise OODInputError(f"format_metrics needs the dict that ood_metrics returns, not a {type(d).__name__}.")
     parts = []
     for key, label, pct in (
         ("auroc", "AUROC", False),
@@ -172,6 +175,9 @@ def format_metrics(d, positive="OOD", negative="ID"):
     ):
         if d.get(key) is not None:
             value = d[key]
+            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                raise OODInputError(f"format_metrics: {key}={value!r} is not a number; pass the dict that "
+                                    "ood_metrics returns (None for a metric that was not computed).")
             parts.append(f"{label} {100 * value:.1f}%" if pct else f"{label} {value:.4f}")
     counts = ""
     if "num_id" in d and "num_ood" in d:

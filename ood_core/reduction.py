@@ -200,13 +200,43 @@ class Reducer:
 
     @classmethod
     def from_linear_state(cls, state):
-        """A fitted reducer from :meth:`linear_state` output (no refit)."""
-        reducer = cls(method=state["method"], n_components=state["n_components"], seed=state["seed"])
-        reducer.components_ = np.asarray(state["components"], dtype=np.float32)
+        """A fitted reducer from :meth:`linear_state` output (no refit); a malformed ``state`` is refused naming
+        the entry at fault (a stored run record edited by hand or cut short)."""
+        fix = "pass the dict that linear_state() of a fitted 'pca' or 'random' Reducer returned, or fit it again"
+        if not isinstance(state, dict):
+            raise OODInputError(f"Reducer.from_linear_state needs a dict, not a {type(state).__name__}; {fix}.")
+        if state.get("method") not in ("pca", "random"):
+            raise OODInputError(f"the reducer state's method is {state.get('method')!r}; only 'pca' and 'random' "
+                                f"reducers have a linear state: {fix}.")
+        keys = ("method", "n_components", "seed", "n_features_in", "components") + (
+            ("mean",) if state["method"] == "pca" else ())
+        missing = [k for k in keys if k not in state]
+        if missing:
+            raise OODInputError(f"the reducer state has no {', '.join(map(repr, missing))}; {fix}.")
+        dim = state["n_features_in"]
+        if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer)) or dim < 1:
+            raise OODInputError(f"the reducer state's n_features_in={dim!r} is not an integer >= 1; {fix}.")
+        try:
+            reducer = cls(method=state["method"], n_components=state["n_components"], seed=state["seed"])
+        except OODInputError as exc:
+            raise OODInputError(f"the reducer state is not valid: {exc} ({fix})") from None
+        shapes = {"components": ((int(dim), reducer.n_components), "(n_features_in, n_components)"),
+                  "mean": ((int(dim),), "(n_features_in,)")}
+        for key in keys[4:]:
+            try:
+                value = np.asarray(state[key], dtype=np.float64)
+            except (TypeError, ValueError):
+                value = None
+            shape, axes = shapes[key]
+            if value is None or value.shape != shape or not np.isfinite(value).all():
+                got = "not numbers" if value is None else (
+                    f"shape {value.shape}" if value.shape != shape else "NaN or infinite values")
+                raise OODInputError(f"the reducer state's {key!r} should be finite numbers of shape {shape} {axes}; "
+                                    f"got {got}; {fix}.")
+            setattr(reducer, f"{key}_", value.astype(np.float32))
         if reducer.method == "pca":
-            reducer.mean_ = np.asarray(state["mean"], dtype=np.float32)
             reducer.model_ = None  # marks the reducer fitted; transform uses mean_/components_
-        reducer.n_features_in_ = int(state["n_features_in"])
+        reducer.n_features_in_ = int(dim)
         return reducer
 
 

@@ -44,6 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import OODInputError
+from .validation import as_array
 
 __all__ = [
     "RULES",
@@ -73,14 +74,14 @@ class ThresholdResult(NamedTuple):
 
 
 def _scores(scores, name="scores", allow_empty=False):
-    arr = np.asarray(scores)
+    arr = as_array(scores, name)
     if arr.ndim != 1:
         raise OODInputError(f"{name} must be 1-D (one score per sample); got shape {arr.shape}")
     if arr.size == 0 and not allow_empty:
         raise OODInputError(f"{name} is empty; a threshold needs at least one score")
     try:
         arr = arr.astype(np.float64)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise OODInputError(f"{name} must be numeric; could not convert them: {exc}") from exc
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
@@ -131,6 +132,8 @@ def check_rule_value(rule, value, alias=None):
 
     ``alias`` is the rule name the caller used (e.g. ``"percentile"``), shown in the message.
     """
+    if not isinstance(rule, str) or rule not in RULE_VALUES:
+        raise OODInputError(f"rule={alias or rule!r} is not a threshold rule; pass one of {', '.join(RULE_VALUES)}")
     what, expected, ok = RULE_VALUES[rule]
     number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
     if not number or not np.isfinite(value) or not ok(float(value)):
@@ -176,7 +179,7 @@ def rates_at_threshold(scores, is_ood, threshold):
 
 def _labelled(scores, is_ood):
     scores = _scores(scores)
-    is_ood = np.asarray(is_ood)
+    is_ood = as_array(is_ood, "is_ood", "one True/False (OOD) flag per sample")
     if is_ood.shape != scores.shape:
         raise OODInputError(
             f"scores has shape {scores.shape} but is_ood has shape {is_ood.shape}; pass one "

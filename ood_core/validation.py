@@ -16,7 +16,7 @@ def check_positive_int(value, name, *, allow_none=False):
         return None
     extra = " or None" if allow_none else ""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        if isinstance(value, str) and value.strip().isdigit():
+        if isinstance(value, str) and value.strip().isdecimal() and int(value) >= 1:
             fix = f"pass the number itself: {name}={int(value)}"
         elif isinstance(value, (float, np.floating)) and float(value).is_integer() and value >= 1:
             fix = f"pass {name}={int(value)}"
@@ -66,6 +66,8 @@ def as_embeddings(X, name="X", *, min_rows=1):
             f"{name} has {idx.size} row(s) with values beyond float32's range (|x| > 3.4e38; first rows: "
             f"{idx[:5].tolist()}), where embeddings are stored; rescale them, e.g. divide by their largest value."
         )
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        check_float32_underflow(arr, arr32, name)
     arr = arr32
     if bad.any():
         idx = np.flatnonzero(bad)
@@ -73,6 +75,42 @@ def as_embeddings(X, name="X", *, min_rows=1):
             f"{name} has {idx.size} row(s) with NaN or infinite values (first rows: "
             f"{idx[:5].tolist()}); recompute those embeddings or drop the samples."
         )
+    return arr
+
+
+def check_float32_underflow(arr, arr32, name):
+    """Refuse rows of float64 ``arr`` that are not all zero but whose every value is below float32's normal range
+    (|x| < 1.2e-38): stored as float32 (``arr32``) they would become zeros or keep only a few bits, and every
+    distance among them would be 0 or noise. Rows holding one ordinary value lose only negligible parts."""
+    tiny = np.finfo(np.float32).tiny
+    with np.errstate(invalid="ignore"):  # NaN rows are named by the caller
+        row_max = np.abs(arr32).max(axis=1)
+    candidates = np.flatnonzero(row_max < tiny)
+    if candidates.size == 0:
+        return
+    lost = candidates[np.any(arr[candidates] != 0, axis=1)]
+    if lost.size:
+        largest = float(np.abs(arr[lost]).max())
+        raise OODInputError(
+            f"{name} has {lost.size} row(s) whose values are all too small for float32, where embeddings are "
+            f"stored (|x| < 1.2e-38, largest {largest:.3g}; first rows: {lost[:5].tolist()}): they would become "
+            "zeros or lose their precision. Rescale the embeddings, e.g. divide all of them by their largest "
+            "absolute value (X / abs(X).max()); if only these rows are that small, they are near-zero vectors: "
+            "recompute or drop them."
+        )
+
+
+def as_array(values, name, what="one score per sample"):
+    """``numpy.asarray(values)``, else an OODInputError naming ``name`` for nested sequences of different lengths
+    (numpy's own error names no input) and for complex numbers (a float conversion drops the imaginary part)."""
+    try:
+        arr = np.asarray(values)
+    except ValueError:
+        raise OODInputError(f"{name} holds sequences of different lengths; pass a flat list or 1-D array with "
+                            f"{what}") from None
+    if arr.dtype.kind == "c":
+        raise OODInputError(f"{name} holds complex numbers, whose imaginary part would be dropped; pass real numbers "
+                            f"({what}), e.g. np.real(x) if that is meant")
     return arr
 
 
@@ -124,7 +162,10 @@ def check_number(value, name, *, low=None, high=None, low_open=False, high_open=
         "" if high is None else f" {'<' if high_open else '<='} {high:g}",
     ])
     real = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-    ok = real and np.isfinite(value)
+    try:
+        ok = real and bool(np.isfinite(float(value)))
+    except OverflowError:  # a Python int beyond float's range
+        ok = False
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:

@@ -22,7 +22,11 @@ weights
 - ``"uniform"``: :math:`w_j = 1` (exactly the label agreement score);
 - ``"inverse_distance"``: :math:`w_j = 1 / (d_j + \varepsilon)`, the
   distance-weighted k-NN vote (Dudani 1976; scikit-learn's
-  ``KNeighborsClassifier(weights="distance")``), :math:`\varepsilon = 10^{-6}`;
+  ``KNeighborsClassifier(weights="distance")``), :math:`\varepsilon = 10^{-6}`
+  on L2-normalised levels; with ``normalize=False``, :math:`10^{-6}` times
+  the level's spread (RMS distance of its fitted rows to their mean) when
+  that is below 1, so that embeddings at any small scale (e.g. 1e-8) keep
+  their distance weighting instead of voting uniformly;
 - ``"rank"``: :math:`w_j = 1 / j` for the j-th nearest neighbour.
 
 The first term blends the self-confidence ranking :math:`1 - p(y_x \mid x)`
@@ -156,6 +160,7 @@ __all__ = ["WEIGHTINGS", "WeightedLabelVoteDetector", "vote_score"]
 #: Neighbour vote weightings.
 WEIGHTINGS = ("uniform", "inverse_distance", "rank")
 _EPS = 1e-6
+_SPREAD_ROWS = 4096  # rows read to measure a level's spread for normalize=False (vote_epsilon)
 #: Weight of the same-label distance ratio in the score (a tie-breaker: below one vote's share).
 TIE_BREAK_WEIGHT = 0.01
 #: neighbours listed per sample by ``fit_score``'s one search per level: ``2 k + LIST_MARGIN`` (see ``_own_lists``)
@@ -176,6 +181,17 @@ def vote_score(probs, codes, margin_weight):
         others[rows, codes] = -np.inf
         vote = (vote + margin_weight * np.maximum(others.max(axis=1), 0.0)) / (1.0 + margin_weight)
     return vote
+
+
+def vote_epsilon(block, normalized):
+    """The inverse-distance weights' epsilon of one level's fitted ``block``: 1e-6, times the rows' spread (RMS
+    distance to their mean, on at most ``_SPREAD_ROWS`` rows) when not L2-normalised and the spread is below 1: a
+    fixed 1e-6 swamped distances near 1e-8 (every vote equal); so any spread below 1 votes as spread 1 does."""
+    if normalized:
+        return _EPS
+    rows = block[::max(1, block.shape[0] // _SPREAD_ROWS)].astype(np.float64)
+    spread = float(np.sqrt(np.mean(np.sum((rows - rows.mean(axis=0)) ** 2, axis=1))))
+    return _EPS * spread if 0 < spread < 1 else _EPS
 
 
 class WeightedLabelVoteDetector(Detector):
@@ -314,18 +330,20 @@ class WeightedLabelVoteDetector(Detector):
             out.append(l2_normalize(block, name, part) if self.normalize else np.ascontiguousarray(block))
         return out
 
-    def _weights(self, dist):
+    def _weights(self, dist, level):
         if self.weighting == "uniform":
             return np.ones_like(dist)
         if self.weighting == "rank":
             return np.broadcast_to(1.0 / np.arange(1, dist.shape[1] + 1), dist.shape)
-        return 1.0 / (dist + _EPS)
+        eps = getattr(self, "vote_eps_", None)
+        return 1.0 / (dist + (_EPS if eps is None else eps[level]))
 
-    def _votes(self, dist, idx):
-        """Normalised weighted votes ``(N, C)`` of neighbour lists (``idx`` indexes the fitted samples)."""
+    def _votes(self, dist, idx, level):
+        """Normalised weighted votes ``(N, C)`` of neighbour lists (``idx`` indexes the fitted samples) on the
+        ``level``-th chosen level."""
         votes = np.zeros((dist.shape[0], len(self.classes_)))
         rows = np.repeat(np.arange(dist.shape[0]), dist.shape[1])
-        np.add.at(votes, (rows, self.codes_[idx].ravel()), np.asarray(self._weights(dist)).ravel())
+        np.add.at(votes, (rows, self.codes_[idx].ravel()), np.asarray(self._weights(dist, level)).ravel())
         return votes / votes.sum(axis=1, keepdims=True)
 
     def _probabilities(self, blocks, lists=None):
@@ -341,7 +359,7 @@ class WeightedLabelVoteDetector(Detector):
                 dist, idx = lists[i][0][:, :self.k_], lists[i][1][:, :self.k_]
             else:
                 dist, idx = nn.kneighbors(None if blocks is None else blocks[i], k=self.k_)
-            votes = self._votes(dist, idx)
+            votes = self._votes(dist, idx, i)
             probs = votes if probs is None else probs + votes
             nearest.append(dist[:, 0])
         return probs / len(self.neighbors_), nearest
@@ -373,7 +391,7 @@ class WeightedLabelVoteDetector(Detector):
                 search = np.flatnonzero(~found)
             if search.size:
                 dist[search], idx[search] = self._search_voters(block, voters, search)
-            votes = self._votes(dist, idx)
+            votes = self._votes(dist, idx, lvl)
             probs = votes if probs is None else probs + votes
         return probs / len(blocks)
 
@@ -486,6 +504,7 @@ class WeightedLabelVoteDetector(Detector):
                 per_class.append((members, nn))
             self.class_neighbors_.append(per_class)
         chosen_blocks = [blocks[i] for i in chosen]
+        self.vote_eps_ = [vote_epsilon(b, self.normalize) for b in chosen_blocks]
         # The whole-set LDA serves new samples only: fitted on first use (fit_score's own scores are out of fold).
         self._lda_model = None
         self.lda_temperature_ = None
