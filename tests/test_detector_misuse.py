@@ -145,3 +145,15 @@ def test_level_fusion_reads_missing_labels_as_unlabelled_not_as_a_class():
     # all labels missing = no labels
     none = make_detector("level_fusion", **auto).fit(X, [None] * 120)
     assert none.level_accuracy_ is None and none.ks_ == make_detector("level_fusion", **auto).fit(X).ks_
+
+
+@pytest.mark.parametrize("name", ["label_agreement", "weighted_label_vote"])
+def test_scored_labels_of_another_type_than_every_reference_class_are_refused(name):
+    """Integer labels scored against a reference fitted on class names matched no class, and every sample silently
+    scored 1.0 as an unseen class; unseen names of the reference's type still score as unseen."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 8)), np.array(["a", "b"] * 20)
+    detector = make_detector(name).fit(X, y)
+    with pytest.raises(OODInputError, match=r"type number \(e\.g\. 0\).*classes are str"):
+        detector.score_samples(X[:6], y=[0, 1, 0, 1, 0, 1])
+    np.testing.assert_array_equal(detector.score_samples(X[:4], y=["c", "d", "c", "d"]), 1.0)

@@ -133,7 +133,26 @@ def reference_codes(labels, ref_classes, name):
                 f"{name} has the label {label!r} ({type(label).__name__}) but the reference's class is {ref!r} "
                 f"({type(ref).__name__}); pass labels of the same type as at fit, e.g. all str."
             )
+    kinds, ref_kinds = {_kind(label) for label in classes}, {_kind(label) for label in ref_classes}
+    if len(classes) and (to_ref < 0).all() and not kinds & ref_kinds:
+        raise OODInputError(
+            f"{name} has labels of type {', '.join(sorted(kinds))} (e.g. {classes[0]!r}) and the reference's classes "
+            f"are {', '.join(sorted(ref_kinds))} (e.g. {ref_classes[0]!r}): no scored label is a reference class, so "
+            "every sample would score as an unseen class; pass the labels the reference was fitted with (the same "
+            "names and type)."
+        )
     return to_ref[codes]
+
+
+def _kind(label):
+    """A label's kind for comparing scored with reference labels: numbers of any width alike."""
+    import numbers
+
+    if isinstance(label, (bool, np.bool_)):
+        return "bool"
+    if isinstance(label, numbers.Number):
+        return "number"
+    return "str" if isinstance(label, str) else type(label).__name__
 
 
 def l2_normalize(X, name, part=None):
