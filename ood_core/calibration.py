@@ -191,4 +191,9 @@ class ConformalCalibrator:
                 'ConformalCalibrator.from_dict needs the dict from to_dict() (with a '
                 '"reference_scores" key).'
             )
+        if d.get("method", cls.method) != cls.method:
+            raise OODInputError(
+                f'ConformalCalibrator.from_dict got a state of method {d["method"]!r}; it restores only '
+                f'{cls.method!r} states (the dict from ConformalCalibrator.to_dict()).'
+            )
         return cls().fit(d["reference_scores"])

@@ -88,3 +88,12 @@ def test_flag_and_fit_errors():
         ConformalCalibrator().p_values([1.0])
     with pytest.raises(OODInputError, match="reference_scores"):
         ConformalCalibrator.from_dict({"x": 1})
+
+
+def test_a_stored_state_of_another_method_is_refused_not_read_as_conformal():
+    from ood_core.calibration import ConformalCalibrator
+
+    state = ConformalCalibrator().fit([0.1, 0.5, 0.9]).to_dict()
+    assert ConformalCalibrator.from_dict(state).to_dict() == state
+    with pytest.raises(OODInputError, match="method 'platt'.*only 'conformal'"):
+        ConformalCalibrator.from_dict({**state, "method": "platt"})
