@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import OODInputError
-from .images import ImageLoadError, bounded_transform, crop_box, load_rgb
+from .images import ImageLoadError, bounded_transform, crop_box, empty_box_problem, load_rgb
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -119,6 +119,10 @@ class _ItemDataset:
         boxed = isinstance(item, (tuple, list))  # else a path (str or os.PathLike)
         path, box = item if boxed else (item, None)
         try:
+            problem = empty_box_problem(box) if boxed else None
+            if problem is not None:  # grown to one pixel, its flat colour would score like an object
+                raise ImageLoadError(f"bounding_box {list(box)!r} of an object in image {os.fspath(path)!r} {problem}",
+                                     "fix the box ([x, y, w, h] in 0..1 with w, h > 0) or remove the object")
             img = self._image(path)
             if boxed:  # a missing box (None) is refused by crop_box, not taken for the whole image
                 img = crop_box(img, box, path=path)

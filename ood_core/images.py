@@ -205,7 +205,9 @@ def crop_box(img, box, min_size=1, *, path=None):
     """Crop a FiftyOne relative ``[x, y, w, h]`` box (0..1) out of a PIL image.
 
     The box is clamped to the image and grown to at least ``min_size`` pixels
-    per side so degenerate boxes (no area, a point inside the image) still give a (tiny) crop instead of failing.
+    per side so degenerate boxes (no area, a point inside the image) still give a (tiny) crop instead of failing;
+    the extractor does not embed objects whose box covers no area of their image (:func:`empty_box_problem`), it
+    skips and lists them.
     A box that is not four finite numbers, has a negative width or height, or shares no point with the image
     (``x > 1``, ``x + w < 0``, likewise for y: clamping it would crop an edge pixel that is not the object) raises
     :class:`ImageLoadError` (naming the image ``path`` when given), so the object is skipped and listed.
@@ -243,3 +245,24 @@ def _require_box_on_image(box, numbers, path):
     if x > 1 or y > 1 or x + w < 0 or y + h < 0:
         raise ImageLoadError(f"bounding_box {list(box)!r}{where} lies outside the image (0..1 on both "
                              "axes)", "fix the box ([x, y, w, h] in 0..1) or remove the object")
+
+
+def empty_box_problem(box):
+    """Why the ``(path, box)`` object item ``box`` covers no area of its image, or None.
+
+    A box of width or height 0, or one that only touches the image (``x == 1``, ``x + w == 0``, likewise for y),
+    holds no pixel of the object: :func:`crop_box` would grow it to one pixel, whose embedding is a flat colour
+    that scores like an object. Boxes that are not four finite numbers, of negative size or wholly outside the
+    image are left to :func:`crop_box`, which names their own problem.
+    """
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite([x, y, w, h]).all() or w < 0 or h < 0 or x > 1 or y > 1 or x + w < 0 or y + h < 0:
+        return None  # malformed, or wholly outside the image: crop_box names it
+    if w == 0 or h == 0:
+        return "has no area (its width or height is 0)"
+    if x == 1 or y == 1 or x + w == 0 or y + h == 0:
+        return "covers no area of the image (it only touches its edge, 0..1 on both axes)"
+    return None

@@ -311,15 +311,21 @@ def test_audit_near_duplicates_stay_in_the_view_and_go_with_the_audit(ds, tmp_pa
     assert len(ds.match_tags("near_duplicate")) == 0
 
 
-def test_evaluating_a_generated_view_names_the_problem(ds):
+def test_a_patches_view_is_evaluated_on_its_objects_and_writing_through_it_is_refused(ds):
+    """Evaluating only reads: a patches view of the run's objects gives the dataset's numbers (positive = OOD);
+    flagging through it (a write into the view's temporary dataset) is still refused with the view to pass."""
     import fiftyone as fo
 
     import ood_core as ood
 
-    ds.set_values("dets", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[.1, .1, .5, .5])])
-                           for _ in range(len(ds))])
+    ds.set_values("dets", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[.1, .1, .5, .5],
+                                                                  is_ood=i % 3 == 0)])
+                           for i in range(len(ds))])
     ood.compute_pyramid_embeddings(ds, "pemb", patches_field="dets", model_name="tf_efficientnet_lite0", levels=[1],
                                    grid=1, progress=False)
     ood.compute_ood_scores(ds, "pemb", "os", patches_field="dets", method="knn", k=3)
+    whole = ood.evaluate_ood_run(ds, "os", gt_field="is_ood")
+    patches = ood.evaluate_ood_run(ds.to_patches("dets"), "os", gt_field="is_ood")
+    assert patches["auroc"] == pytest.approx(whole["auroc"]) and patches["num_ood"] == whole["num_ood"] == 8
     with pytest.raises(OODInputError, match="generated view"):
-        ood.evaluate_ood_run(ds.to_patches("dets"), "os", gt_field="is_ood")
+        ood.flag_samples(ds.to_patches("dets"), "os", rule="top_n", value=2)

@@ -220,7 +220,7 @@ def _embed_without_writing(samples, work_view, extractor, projection, patches_fi
     keys, items, sample_of = embedding_items(work_view, patches_field)
     chunks, ok, failures = [], [], []
     for idx, emb, failed in extractor.iter_extract(items, names=item_names(keys, sample_of), **extract):
-        chunks.append(projection.apply(emb))
+        chunks.append(projection.apply(emb) if len(emb) else np.zeros((0, projection.out_dim), np.float32))
         ok.extend(idx.tolist())
         failures.extend(failed)
     failures = [{"id": keys[i], "item": str(items[i]), "error": m} for i, m in failures]
@@ -355,7 +355,7 @@ class _EmbeddingJob:
             return 0, failed
         names = item_names([keys[i] for i in todo], sample_of)  # the error that stops at one names its sample
         for idx, emb, fails in extractor.iter_extract([items[i] for i in todo], names=names, **extract):
-            for j, row in zip(idx, projection.apply(emb)):
+            for j, row in zip(idx, projection.apply(emb) if len(emb) else emb):  # (a PCA refuses 0 rows)
                 pending[keys[todo[j]]] = row
             failed.extend({"id": keys[todo[j]], "item": str(items[todo[j]]), "error": m} for j, m in fails)
             if len(pending) >= chunk_size:

@@ -48,8 +48,9 @@ from . import runs
 from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
 from .flags import check_flag_tag, flag_values, previous_flags, refuse_tags_the_flags_read, tag_plan
 from .ground_truth import read_ground_truth, require_both_classes, require_known_tag
-from .items import (detections_root, is_whole_dataset, item_columns, refuse_label_tagged_reference,
-                    require_collection, require_nonempty, require_not_generated, show_all_fields)
+from .items import (detections_root, is_whole_dataset, item_columns, patches_view_fields,
+                    refuse_label_tagged_reference, require_collection, require_nonempty, require_not_generated,
+                    show_all_fields, source_objects_view)
 from .run_values import refuse_values_from_elsewhere
 
 logger = logging.getLogger(__name__)
@@ -183,7 +184,9 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
     """OOD metrics of a stored score against ground truth (see :mod:`ood_core.metrics`).
 
     Args:
-        samples: a Dataset or view; only its samples (objects) are evaluated.
+        samples: a Dataset or view; only its samples (objects) are evaluated. A patches view
+            (``to_patches(<the run's patches_field>)``, or evaluation patches holding that field) evaluates the
+            objects it shows.
         run_key_or_score_field: a fiftyone-ood score run key, or a numeric
             field (``"ood_knn"`` or ``"objects.detections.ood"``).
         gt_field: boolean field, True = positive class (e.g. ``"is_ood"``,
@@ -206,6 +209,11 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
     from ..metrics import ood_metrics
 
     require_collection(samples)
+    if patches_view_fields(samples) is not None:  # to_patches: its objects, on the dataset their run is recorded on
+        where = _resolve_scores(samples._root_dataset, run_key_or_score_field)
+        patches, samples = samples, source_objects_view(samples, where["patches_field"],
+                                                        f"the scores in {where['path']!r}")
+        _refuse_patch_sample_tag(patches, where["patches_field"], gt_tag)
     samples = show_all_fields(samples)  # only read: a field the view hides (the App's visibility) is read anyway
     where = _resolve_scores(samples, run_key_or_score_field)
     _refuse_p_value_field(samples, where["path"])
@@ -236,6 +244,21 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
         score_convention=f"higher = more {name}; {name} is the positive class (num_ood = positives)",
     )
     return metrics
+
+
+def _refuse_patch_sample_tag(patches, patches_field, gt_tag):
+    """Refuse a ``gt_tag`` that a patches view's patches carry as sample tags (tagged as samples in the patches view,
+    which stays on its temporary dataset, or their images' tags) while none of its objects carries it as a label
+    tag: object scores are evaluated against label tags, so every object would count as a negative."""
+    if not isinstance(gt_tag, str) or not patches.count_sample_tags().get(gt_tag):
+        return
+    if patches.count_label_tags(label_fields=patches_field).get(gt_tag):
+        return
+    raise OODInputError(
+        f"gt_tag={gt_tag!r} is a sample tag of {patches.count_sample_tags()[gt_tag]:,} patches of this view (patches "
+        "tagged as samples stay on the view's temporary dataset; an image's tags are copied to its patches), but no "
+        f"object of {patches_field!r} carries it as a label tag, which object scores are evaluated against. Tag the "
+        f"objects: patches.match_tags({gt_tag!r}).tag_labels({gt_tag!r}, label_fields={patches_field!r})")
 
 
 def _refuse_p_value_field(samples, path):

@@ -139,12 +139,51 @@ def require_not_generated(samples):
     root = getattr(samples, "_root_dataset", None)
     if root is None or samples._dataset.name == root.name:
         return
+    fields = patches_view_fields(samples)
+    these = "" if not fields else (
+        f". This patches view shows objects of {fields}: pass patches_field={fields[-1]!r}, and for exactly the "
+        f"objects it shows the view ood_core.fo.items.source_objects_view(patches_view, {fields[-1]!r}) of "
+        f"{root.name!r}")
     raise OODInputError(
         f"this is a generated view (patches, frames or clips) of dataset {root.name!r}; its values would go to a "
         f"temporary dataset while the run is recorded on {root.name!r}. For objects, pass the dataset (or a view "
         "of it) with patches_field='<your Detections field>'; otherwise clone the view into a dataset of its own "
-        "(view.clone('name')) and work on that"
+        f"(view.clone('name')) and work on that{these}"
     )
+
+
+def patches_view_fields(samples):
+    """The label fields whose objects a patches view (``to_patches``, ``to_evaluation_patches``) shows; None for
+    any other collection."""
+    import fiftyone.core.patches as fop
+
+    if isinstance(samples, fop.EvaluationPatchesView):
+        return [samples.gt_field, samples.pred_field]
+    if isinstance(samples, fop.PatchesView):
+        return [samples.patches_field]
+    return None
+
+
+def source_objects_view(samples, patches_field, what="the scores"):
+    """The view of a patches view's source dataset that shows exactly the objects of ``patches_field`` the patches
+    show (``filter_labels`` by their ids, samples without one left out), where runs are recorded. ``what`` names
+    the run or field of those objects, for the error when the patches are of other objects."""
+    from bson import ObjectId
+    from fiftyone import ViewField as F
+
+    fields = patches_view_fields(samples)
+    if patches_field not in fields:
+        held = "of the images (one per sample)" if patches_field is None else f"on the objects of {patches_field!r}"
+        other = "" if patches_field is None else f", or its to_patches({patches_field!r}) view"
+        raise OODInputError(f"this patches view shows the objects of {fields}, but {what} are {held}; pass the "
+                            f"dataset (or a view of it){other}")
+    kind = samples.get_field(patches_field).document_type.__name__
+    path = f"{patches_field}.detections.id" if kind == "Detections" else f"{patches_field}.id"
+    ids = [i for row in samples.values(path) for i in (row if isinstance(row, list) else [row]) if i is not None]
+    if not ids:
+        raise OODInputError(f"this patches view shows no object of {patches_field!r}: nothing to work on; check "
+                            "its filters")
+    return samples._root_dataset.filter_labels(patches_field, F("_id").is_in([ObjectId(i) for i in ids]))
 
 
 #: default of every call that decodes a view's images (embeddings, CLIP scores, the audit), as in FiftyOne's
@@ -214,6 +253,9 @@ _NO_BOXES_FIX = {
     "Polylines": "turn the polylines into boxes first, e.g. sample['boxes'] = sample['{f}'].to_detections() "
                  "(FiftyOne's Polylines.to_detections()), and pass that field",
     "Keypoints": "keypoints have no extent to crop; give the objects boxes in a Detections field",
+    "Detection": "put each sample's object in a Detections field first, e.g. dataset.set_values('boxes', "
+                 "[fo.Detections(detections=[d]) if d else None for d in dataset.values({f!r})]), and pass that "
+                 "field",
     "Classification": "an image label: score the images instead, with image embeddings and label_field={f!r}",
     "Classifications": "image labels: score the images instead, with image embeddings and one Classification "
                        "field as label_field",
@@ -237,9 +279,10 @@ def check_patches_field(samples, patches_field):
     boxes = [f for f in label_fields(samples._dataset) if samples._dataset.get_field(f).document_type is
              fol.Detections]
     fix = _NO_BOXES_FIX.get(kind, "pass a Detections field").format(f=patches_field)
-    raise OODInputError(
-        f"patches_field={patches_field!r} holds {holds}, but objects are cropped by their bounding boxes, which "
-        f"only a Detections field has (Detections fields here: {boxes or 'none'}); {fix}")
+    why = "objects are read from a Detections field (a list of objects per sample)" if kind == "Detection" else \
+        "objects are cropped by their bounding boxes, which only a Detections field has"
+    raise OODInputError(f"patches_field={patches_field!r} holds {holds}, but {why} (Detections fields here: "
+                        f"{boxes or 'none'}); {fix}")
 
 
 def require_embeddings_field(dataset, embeddings_field):
