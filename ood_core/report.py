@@ -106,14 +106,21 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
     """An inline SVG histogram of ``scores`` with the threshold as a dashed line.
 
     With ``is_positive`` (bool array), the two classes are drawn on shared bins
-    (``names`` = (positive, negative)).
+    (``names`` = (positive, negative)). Scores that are not finite (NaN, infinite) have no place on the axis: they
+    are left out and counted in the title.
     """
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    finite = np.isfinite(scores)
+    if not finite.all():
+        bad = int((~finite).sum())
+        title = f"{title} ({bad:,} score{'s' if bad > 1 else ''} not drawn: NaN or infinite)".strip()
+        scores = scores[finite]
+        is_positive = None if is_positive is None else np.asarray(is_positive, bool).ravel()[finite]
     if scores.size == 0:
         return f"<p class='muted'>{escape(title)}: no scores.</p>"
     lo, hi = float(scores.min()), float(scores.max())
-    if threshold is not None and np.isfinite(threshold):
-        hi = max(hi, float(threshold))
+    if threshold is not None and np.isfinite(threshold):  # the axis holds the threshold, above or below the scores
+        lo, hi = min(lo, float(threshold)), max(hi, float(threshold))
     if hi <= lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, bins + 1)
@@ -265,11 +272,13 @@ def _apart_from_rounding(values):
     return kept
 
 
-def page(title, subtitle, sections, *, subtitle_html=None):
+def page(title, subtitle, sections, *, subtitle_html=None, meta=None):
     """The whole HTML document. ``sections``: ``[(heading or None, html body)]``; ``subtitle_html``: the subtitle as
-    HTML (names in it escaped and :func:`isolate`-d by the caller) instead of the text ``subtitle``."""
+    HTML (names in it escaped and :func:`isolate`-d by the caller) instead of the text ``subtitle``; ``meta``:
+    ``{name: content}`` of ``<meta>`` elements for programs reading the page (escaped here)."""
     body = "".join((f"<h2>{escape(h)}</h2>" if h else "") + b for h, b in sections)
     sub = escape(subtitle) if subtitle_html is None else subtitle_html
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{escape(title)}</title>"
+    metas = "".join(f"<meta name='{escape(k)}' content='{escape(v)}'>" for k, v in (meta or {}).items())
+    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>{metas}<title>{escape(title)}</title>"
             f"<style>{_CSS}</style></head><body><h1>{escape(title)}</h1><p class='muted'>{sub}</p>"
             f"{body}</body></html>")

@@ -72,7 +72,8 @@ class AuditDataset(common.OODOperator):
         path = inputs.str("report_path", default=_default_report(ctx, audit_key), required=False,
                           label="HTML report file", description="Self-contained HTML; the CSV of flagged samples "
                                                                 "is written beside it")
-        error = _report_path_error(ctx.params.get("report_path") or _default_report(ctx, audit_key))
+        owner = (target, audit_key, bool(ctx.params.get("overwrite")))  # another audit's report / export is refused
+        error = _report_path_error(ctx.params.get("report_path") or _default_report(ctx, audit_key), owner)
         if error:
             path.invalid = True
             path.error_message = error
@@ -80,7 +81,7 @@ class AuditDataset(common.OODOperator):
                             description="A folder: the flagged samples (media + labels) as a FiftyOne dataset")
         if ctx.params.get("export_dir"):
             error = _export_dir_error(ctx.params["export_dir"],
-                                      ctx.params.get("report_path") or _default_report(ctx, audit_key))
+                                      ctx.params.get("report_path") or _default_report(ctx, audit_key), owner)
             if error:
                 export.invalid = True
                 export.error_message = error
@@ -234,29 +235,38 @@ def _default_report(ctx, audit_key):
     return home_relative(default_report_path(ctx.dataset, audit_key))
 
 
-def _report_path_error(path):
+def _report_path_error(path, owner):
+    """Why the report file cannot be written (not a file path, outside the allowed folders, a file of the user's,
+    or, without overwrite, the report of another audit; ``owner``: the ``(view, audit key, overwrite)`` of the
+    audit), or None."""
     from ood_core.errors import OODInputError
-    from ood_core.fo.audit_report import check_report_files, report_file_path
+    from ood_core.fo.audit_report import check_report_files, refuse_other_audits_report, report_file_path
     from ood_core.paths import check_allowed_path
 
     try:
         report_file_path(path)
-        check_report_files(check_allowed_path(path, "report_path"))
+        path = check_allowed_path(path, "report_path")
+        check_report_files(path)
+        view, audit_key, overwrite = owner
+        refuse_other_audits_report(view, audit_key, path, overwrite)
     except OODInputError as e:
         return str(e)
     return None
 
 
-def _export_dir_error(path, report_path):
-    """Why the export folder cannot be used (outside the allowed folders, holding the user's files, or the report
-    ``report_path`` and its CSV), or None."""
+def _export_dir_error(path, report_path, owner):
+    """Why the export folder cannot be used (outside the allowed folders, holding the user's files, the report
+    ``report_path`` and its CSV, or, without overwrite, another audit's export), or None."""
     from ood_core.errors import OODInputError
-    from ood_core.fo.audit_export import check_export_dir, refuse_export_over_report
+    from ood_core.fo.audit_export import check_export_dir, refuse_export_over_report, refuse_other_audits_export
     from ood_core.paths import check_allowed_path
 
     try:
         refuse_export_over_report(path, report_path)
-        check_export_dir(check_allowed_path(path, "export_dir"))
+        path = check_allowed_path(path, "export_dir")
+        check_export_dir(path)
+        view, audit_key, overwrite = owner
+        refuse_other_audits_export(view, audit_key, path, overwrite)
     except OODInputError as e:
         return str(e)
     return None

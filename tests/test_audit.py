@@ -386,6 +386,15 @@ def test_audit_operator_form_and_run(small, tmp_path, monkeypatch):
     text = result.result["report"]
     assert "Audit `ood_audit` done" in text and f"`{report}`" in text and "Took " in text
     assert os.path.isfile(report) and result.result["num_ood_flagged"] > 0
+    # the form shows what the run would refuse: the report and export of another audit key (not its own)
+    field = form(dict(report_path=report, audit_key="second"))["report_path"]
+    assert field.invalid and "'ood_audit'" in field.error_message and "overwrite" in field.error_message
+    assert not form(dict(report_path=report, audit_key="second", overwrite=True))["report_path"].invalid
+    assert not form(dict(report_path=report))["report_path"].invalid  # the audit's own report
+    other = dict(report_path=str(tmp_path / "op2.html"), audit_key="second", export_dir=str(export_dir))
+    field = form(other)["export_dir"]
+    assert field.invalid and "'ood_audit'" in field.error_message
+    assert not form(dict(other, overwrite=True))["export_dir"].invalid
     # the export is a FiftyOne dataset of the flagged samples that loads back
     import fiftyone as fo
 

@@ -32,7 +32,8 @@ from ..publish import writable_folder
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
 from .audit_inputs import check_options, plan_inputs
-from .audit_report import TAGS, check_report_files, csv_path_for, csv_table, report_file_path, write_report
+from .audit_report import (TAGS, check_report_files, csv_path_for, csv_table, refuse_other_audits_report,
+                           report_file_path, write_report)
 from .items import num_samples
 from .view_overwrite import refuse_other_settings_from_a_view, refuse_scored_set_dependence
 
@@ -144,11 +145,12 @@ def audit(
             instead of stopping the audit (as FiftyOne's own ``compute_embeddings``); False raises on the
             first one.
         report_path: the HTML report (default :func:`default_report_path`), the CSV of flagged samples beside it;
-            each replaces only a file exactly as an audit wrote it (:func:`.audit_report.check_report_files`).
+            each replaces only a file exactly as an audit wrote it (:func:`.audit_report.check_report_files`), the
+            report another audit's record names (another key or dataset) only with ``overwrite``.
         export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset into this folder: a new
-            or empty one, or one an earlier export went to (which it replaces once complete); a folder holding
-            other files or folders, or the report, is refused (FiftyOne's export would delete them). When nothing
-            is flagged the export holds no sample.
+            or empty one, or one an earlier export went to (replaced once complete; another audit's only with
+            ``overwrite``); a folder holding other files or folders, or the report, is refused (FiftyOne's export
+            would delete them). When nothing is flagged the export holds no sample.
         num_worst: thumbnails per gallery in the report.
         overwrite: replace an earlier audit of the same key, whole: its runs this audit does not write
             (:func:`replaced_runs`: label-issue runs, when this one has no label field) go with their fields,
@@ -168,11 +170,10 @@ def audit(
         wrote: scores, p-values, suggested labels, flags), ``removed_runs`` / ``removed_fields`` (what an
         earlier audit of this key wrote and this one does not, removed: see ``overwrite``), counts
         (``num_samples``, ``num_ood_flagged``, ``num_label_flagged``, ``num_duplicates``, ``num_skipped``),
-        ``warnings`` (sentences: e.g. too few trusted samples for a steady threshold), ``skipped`` (the first
-        :data:`MAX_SKIPPED_LISTED` samples
-        without a score: ``id``, ``filepath`` and, for images that failed to load now, ``error``),
-        ``report_path``, ``csv_path``, ``saved_views`` (the names saved: none for a finding without samples),
-        ``seconds``.
+        ``warnings`` (sentences: e.g. too few trusted samples for a steady threshold, another audit's report
+        replaced), ``skipped`` (the first :data:`MAX_SKIPPED_LISTED` samples without a score: ``id``, ``filepath``
+        and, for images that failed to load now, ``error``), ``report_path``, ``csv_path``, ``saved_views`` (the
+        names saved: none for a finding without samples), ``seconds``.
     """
     start = time.perf_counter()
     if report_path is None or (isinstance(report_path, str) and not report_path):  # "": the default, as before
@@ -221,7 +222,7 @@ def _run(samples, audit_key, plan, replaced, start, steps, inner, *, ood_field, 
     table = _outputs(samples, summary, found, duplicates, failures, report_path, export_dir, list(views))
     summary["removed_runs"] = replaced
     summary["seconds"] = round(time.perf_counter() - start, 2)
-    write_report(samples, summary, found, duplicates, num_worst, report_path, table)
+    write_report(samples, summary, found, duplicates, num_worst, report_path, table, overwrite=overwrite)
     _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
     steps.update(1)
     return summary
@@ -239,7 +240,7 @@ def _outputs(samples, summary, found, duplicates, failures, report_path, export_
         report_path=report_path,
         csv_path=csv_path_for(report_path),
         num_csv_rows=num_rows,
-        export_dir=_export(samples, found, export_dir) if export_dir else None,
+        export_dir=_export(samples, found, export_dir, summary) if export_dir else None,
     )
     return table
 
@@ -322,12 +323,13 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     """Before anything is written: refuse a view too small to audit, bad or clashing keys and fields, an
     existing audit without ``overwrite``, a report path that cannot be written, or an export folder holding
     files of the user's (:func:`.audit_export.check_export_dir`)."""
-    from .audit_export import check_export_dir, refuse_export_over_report
+    from .audit_export import check_export_dir, refuse_export_over_report, refuse_other_audits_export
     from .items import require_nonempty
 
     if export_dir:
         refuse_export_over_report(export_dir, report_path)
         check_export_dir(export_dir)
+        refuse_other_audits_export(samples, audit_key, export_dir, overwrite)
     require_nonempty(samples)
     count = num_samples(samples)  # len(dataset) is an estimate, 0 after an unclean database shutdown
     if count < 2:
@@ -336,6 +338,7 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
                             "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
     check_outputs(samples, audit_key, overwrite, ood_field, label_issue_field)
     check_report_files(report_path)  # before its folder is made
+    refuse_other_audits_report(samples, audit_key, report_path, overwrite)
     writable_folder(os.path.dirname(report_path), "report_path", report_path)
 
 
@@ -502,11 +505,13 @@ def _views(samples, audit_key, found, duplicates):
     return views
 
 
-def _export(samples, found, export_dir):
-    from .audit_export import export_flagged
+def _export(samples, found, export_dir, summary):
+    from .audit_export import export_flagged, refuse_other_audits_export
 
+    # another audit's export: refused by the checks unless overwrite, named in the warnings
+    summary["warnings"] += filter(None, [refuse_other_audits_export(samples, summary["audit_key"], export_dir, True)])
     ids = {i for v in found["flagged"].values() for i in v}
-    return export_flagged(samples, ids, export_dir)  # none flagged: an empty export (an earlier one would be stale)
+    return export_flagged(samples, ids, export_dir, summary["audit_key"])  # none flagged: an empty export
 
 
 def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views):

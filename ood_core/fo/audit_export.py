@@ -117,6 +117,34 @@ def refuse_export_over_report(export_dir, report_path):
                 f"{os.path.join(os.path.dirname(report_path), 'export')!r}) or a report_path outside the export")
 
 
+def refuse_other_audits_export(samples, audit_key, export_dir, overwrite):
+    """Refuse, unless ``overwrite``, an ``export_dir`` holding the export of another audit (another key, or another
+    dataset) whose record still names that folder: the export would replace it. With ``overwrite``, returns the
+    warning that says whose export was replaced (else None)."""
+    from .audit_report import recorded_owner
+
+    path = os.path.realpath(_export_path(export_dir))
+    marker = os.path.join(path, MARKER)
+    if not os.path.isfile(marker) or os.path.islink(marker) or _foreign_files(path):
+        return None  # no export of this package's there (a folder of the user's is refused by check_export_dir)
+    try:
+        with open(marker, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+        named = json.loads(lines[2]) if len(lines) > 2 else None
+    except (OSError, ValueError):
+        named = None
+    owner = recorded_owner(samples, audit_key, named, "export_dir", path)
+    if owner is None or (str(owner[0]._doc.id) == str(samples._dataset._doc.id) and owner[1] == audit_key):
+        return None
+    whose = f"audit {owner[1]!r} of dataset {owner[0].name!r}"
+    if overwrite:
+        return f"the export replaced the export of {whose} in {export_dir!r}; that audit's record still names it"
+    raise OODInputError(
+        f"export_dir={export_dir!r} holds the export of {whose} (its record names this folder); this audit "
+        f"({audit_key!r} of dataset {samples._dataset.name!r}) would replace it. Pass another export_dir, e.g. "
+        f"{os.path.join(os.path.dirname(path), audit_key + '_export')!r}, or overwrite=True to replace that export")
+
+
 def _is_export_or_empty(path):
     return os.path.isdir(path) and not os.path.islink(path) and not _foreign_files(path)
 
@@ -179,9 +207,11 @@ def _existing_parent(path):
     return parent or os.sep
 
 
-def export_flagged(samples, ids, export_dir):
-    """Export the samples ``ids`` of ``samples`` into ``export_dir`` (checked again right before writing);
-    returns the folder."""
+def export_flagged(samples, ids, export_dir, audit_key=None):
+    """Export the samples ``ids`` of ``samples`` into ``export_dir`` (checked again right before writing), its
+    marker naming the audit ``audit_key`` (:func:`refuse_other_audits_export`); returns the folder."""
+    from .audit_report import owner_json
+
     import fiftyone as fo
 
     path = check_export_dir(export_dir)  # the real folder: renaming a link aside would leave its target behind
@@ -202,6 +232,7 @@ def export_flagged(samples, ids, export_dir):
             f.write(f"exported by fiftyone-ood from dataset {samples._dataset.name!r}; a later export replaces it "
                     "when it holds only these files, unchanged:\n")
             f.write(json.dumps(written) + "\n")
+            f.write((owner_json(samples, audit_key) if audit_key else "{}") + "\n")  # the audit that wrote it
         if os.path.isdir(path):
             os.rename(path, old)  # an earlier export (or an empty folder): kept until the new one is in place
             if not _is_export_or_empty(old):  # filled by someone else after the check: put back, untouched

@@ -8,9 +8,11 @@ and findings of :func:`ood_core.fo.audit.audit`; the building blocks are in :mod
 import csv
 import hashlib
 import io
+import json
 import os
 import re
 import time
+from html import unescape as html_unescape
 
 import numpy as np
 
@@ -74,12 +76,16 @@ def _gallery_heading(what, tiles, field):
     return f"{what} (top {len(tiles):,} by {field})"
 
 
-def write_report(samples, summary, found, duplicates, num_worst, path, table):
+def write_report(samples, summary, found, duplicates, num_worst, path, table, overwrite=False):
     """Build the report of the audit and put it in place with its CSV ``table`` (:func:`csv_table`) beside it
-    (:func:`publish_report`)."""
+    (:func:`publish_report`); the report of another audit at ``path`` is replaced only with ``overwrite``, and
+    named in the warnings (:func:`refuse_other_audits_report`)."""
     from .. import report as html
 
     dataset = samples._dataset
+    replacing = refuse_other_audits_report(samples, summary["audit_key"], path, overwrite)
+    if replacing:
+        summary["warnings"].append(replacing)
     n = summary["num_samples"]
     ref = summary["reference_tag"]
     trusted = set(dataset.match_tags(ref).values("id")) if ref else None
@@ -164,7 +170,8 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table):
     subtitle = (f"dataset '{html.isolate(dataset.name)}'" + html.escape(
         f", {n:,} samples, audit '{summary['audit_key']}', {time.strftime('%Y-%m-%d %H:%M')}, took "
         f"{summary['seconds']:.0f} s. Higher score = more suspicious; a sample is flagged when score >= threshold."))
-    page = html.page(f"{REPORT_TITLE}: {dataset.name}", None, sections, subtitle_html=subtitle)
+    page = html.page(f"{REPORT_TITLE}: {dataset.name}", None, sections, subtitle_html=subtitle,
+                     meta={OWNER_META: owner_json(samples, summary["audit_key"])})
     publish_report(path, page, table)
 
 
@@ -353,10 +360,14 @@ def _check_name_lengths(report_path):
                 "'<name>_flagged.csv'). Pass a shorter report_path")
 
 
+#: the endings of a report's name (an HTML page: a browser shows another as text, or not at all)
+REPORT_SUFFIXES = (".html", ".htm")
+
+
 def check_report_files(report_path):
-    """Refuse a report path that is a folder or too long a name for the file system, or one (or the CSV path
-    beside it) that holds something this package did not write, or that was changed since
-    (:func:`_vouched_csvs`)."""
+    """Refuse a report path that is a folder, too long a name for the file system or not ending with
+    :data:`REPORT_SUFFIXES`, or one (or the CSV path beside it) that holds something this package did not write,
+    or that was changed since (:func:`_vouched_csvs`)."""
     if os.path.isdir(report_path):
         raise OODInputError(f"report_path={report_path!r} is a folder; pass the HTML file to write, e.g. "
                             f"{os.path.join(report_path, 'audit.html')!r}")
@@ -370,6 +381,104 @@ def check_report_files(report_path):
                 "CSV is the audit's while the unchanged report beside it vouches for it; files of versions "
                 "before the mark count as yours). The audit never replaces a file it did not write. Pass another "
                 "report_path (the CSV is written beside it as '<name>_flagged.csv'), or move that file away")
+    if os.path.splitext(report_path)[1].lower() not in REPORT_SUFFIXES:
+        raise OODInputError(
+            f"report_path={report_path!r} does not end with '.html': the report is an HTML page, which browsers "
+            "open by that ending (the CSV of flagged samples is written beside it as '<name>_flagged.csv'). Pass "
+            f"e.g. {os.path.splitext(report_path)[0] + '.html'!r}, or {os.path.join(report_path, 'audit.html')!r} "
+            "for a folder")
+
+
+#: the ``<meta>`` of the report's head naming the audit that wrote it: ``{"dataset_id", "dataset", "audit_key"}``
+OWNER_META = "fiftyone-ood-audit"
+_OWNER = re.compile(rb"<meta name='" + OWNER_META.encode() + rb"' content='([^']*)'>")
+
+
+def refuse_other_audits_report(samples, audit_key, report_path, overwrite):
+    """Refuse, unless ``overwrite``, a ``report_path`` holding the report of another audit (another key, or another
+    dataset) whose record still names that file (:func:`report_owner`): the audit would replace that report and
+    its CSV, and the other audit's record would name a report that is no longer its own. With ``overwrite``,
+    returns the warning that says whose report was replaced (else None)."""
+    owner = report_owner(samples, audit_key, report_path)
+    if owner is None:
+        return None
+    dataset, key = owner
+    if str(dataset._doc.id) == str(samples._dataset._doc.id) and key == audit_key:
+        return None
+    whose = f"audit {key!r} of dataset {dataset.name!r}"
+    if overwrite:
+        return (f"this report replaced the report of {whose} at {report_path!r} (and its CSV); that audit's "
+                "record still names the file")
+    suggested = f"{os.path.splitext(report_path)[0]}_{audit_key}.html"
+    raise OODInputError(
+        f"report_path={report_path!r} holds the report of {whose} (its record names this file and the CSV "
+        f"{csv_path_for(report_path)!r} beside it); this audit ({audit_key!r} of dataset {samples._dataset.name!r}) "
+        f"would replace them. Pass another report_path, e.g. {suggested!r}, "
+        "or overwrite=True to replace that report")
+
+
+def report_owner(samples, audit_key, report_path):
+    """``(dataset, audit key)`` of the audit whose report (exactly as written) is at ``report_path`` and whose record
+    still names it, or None: no such report, or one no audit names any more (its dataset or record deleted, the
+    audit redone elsewhere, or its key renamed). The report's head names its audit (:data:`OWNER_META`); one written
+    by a version before that is the report of the audit of ``samples``' dataset whose record names it
+    (``audit_key`` first)."""
+    data = _read(report_path) if _is_our_report(report_path) else None
+    if data is None:
+        return None
+    named = _OWNER.search(data)
+    try:
+        named = json.loads(html_unescape(named.group(1).decode("utf-8"))) if named else None
+    except ValueError:
+        named = None
+    return recorded_owner(samples, audit_key, named, "report_path", report_path)
+
+
+def recorded_owner(samples, audit_key, named, field, path):
+    """``(dataset, audit key)`` of the audit an output at ``path`` names as its writer (``named``:
+    ``{"dataset_id", "audit_key"}``) when that audit's record still names ``path`` in its config ``field``
+    (``report_path``, ``export_dir``), else None; with no ``named`` (written by an earlier version), the audit of
+    ``samples``' dataset whose record names it (``audit_key`` first)."""
+    if not isinstance(named, dict):
+        keys = _claimants(samples._dataset, field, path)
+        return (samples._dataset, audit_key if audit_key in keys else keys[0]) if keys else None
+    dataset = _dataset_by_id(samples, named.get("dataset_id"))
+    if dataset is None or named.get("audit_key") not in _claimants(dataset, field, path):
+        return None  # another audit's record may name the path still, but what is there is no longer its own
+    return dataset, named["audit_key"]
+
+
+def owner_json(samples, audit_key):
+    """What an audit's output records of its writer (:func:`recorded_owner`)."""
+    return json.dumps({"dataset_id": str(samples._dataset._doc.id), "dataset": samples._dataset.name,
+                       "audit_key": audit_key})
+
+
+def _dataset_by_id(samples, dataset_id):
+    """The dataset of id ``dataset_id`` (``samples``' own, or loaded), or None when there is none."""
+    import bson
+    import fiftyone as fo
+    import fiftyone.core.odm as foo
+
+    if str(samples._dataset._doc.id) == dataset_id:
+        return samples._dataset
+    try:
+        doc = foo.get_db_conn().datasets.find_one({"_id": bson.ObjectId(dataset_id)}, {"name": 1})
+        return fo.load_dataset(doc["name"]) if doc else None
+    except (bson.errors.InvalidId, TypeError, ValueError):
+        return None
+
+
+def _claimants(dataset, field, path):
+    """The keys of the audits of ``dataset`` whose record names ``path`` in its config ``field``."""
+    from .commit import is_internal
+
+    real, keys = os.path.realpath(path), []
+    for key in dataset.list_runs(ood_plugin=runs.PLUGIN_TAG, kind="audit"):
+        recorded = getattr(dataset.get_run_info(key).config, field, None)
+        if not is_internal(key) and isinstance(recorded, str) and os.path.realpath(recorded) == real:
+            keys.append(key)
+    return keys
 
 
 def _marked(page, csv_hashes):
