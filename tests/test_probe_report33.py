@@ -184,3 +184,16 @@ def test_the_report_histogram_shows_a_threshold_below_every_score():
     assert 0 < float(x) < width and "threshold 1" in svg
     ticks = [float(t) for t in re.findall(r"text-anchor='middle'>(-?[0-9.e+-]+)</text>", svg)]
     assert min(ticks) == 1.0 and max(ticks) == 7.0  # the axis runs from the threshold to the highest score
+
+
+def test_an_audit_whose_key_fiftyone_renamed_keeps_its_report(make, tmp_path):
+    """The record renamed with FiftyOne's own ``rename_run`` still names the report: another audit is refused
+    (it was taken for a report no audit names, and replaced)."""
+    ds = make()
+    report = str(tmp_path / "r.html")
+    ood.audit(ds, audit_key="first", report_path=report, **KW)
+    ds.rename_run("first", "kept")
+    before = _files(report)
+    with pytest.raises(OODInputError, match=r"holds the report of audit 'kept'"):
+        ood.audit(ds, audit_key="second", report_path=report, **KW)
+    assert _files(report) == before

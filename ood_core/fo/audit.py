@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import time
+import uuid
 
 from ..errors import OODInputError
 from ..progress import Progress, check_progress, inner_progress
@@ -218,6 +219,7 @@ def _run(samples, audit_key, plan, replaced, start, steps, inner, *, ood_field, 
     duplicates = duplicate_search.find(samples, embeddings, duplicate_threshold, audit_key) if near_duplicates else {}
     steps.update(1)
     summary = _summary(samples, audit_key, plan, embeddings, found, duplicates, near_duplicates and duplicate_threshold)
+    summary["output_token"] = uuid.uuid4().hex  # in the report, the export and the record: which audit wrote them
     views = _views(samples, audit_key, found, duplicates)
     table = _outputs(samples, summary, found, duplicates, failures, report_path, export_dir, list(views))
     summary["removed_runs"] = replaced
@@ -511,7 +513,7 @@ def _export(samples, found, export_dir, summary):
     # another audit's export: refused by the checks unless overwrite, named in the warnings
     summary["warnings"] += filter(None, [refuse_other_audits_export(samples, summary["audit_key"], export_dir, True)])
     ids = {i for v in found["flagged"].values() for i in v}
-    return export_flagged(samples, ids, export_dir, summary["audit_key"])  # none flagged: an empty export
+    return export_flagged(samples, ids, export_dir, summary["audit_key"], summary["output_token"])  # none: empty
 
 
 def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views):

@@ -207,9 +207,10 @@ def _existing_parent(path):
     return parent or os.sep
 
 
-def export_flagged(samples, ids, export_dir, audit_key=None):
+def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
     """Export the samples ``ids`` of ``samples`` into ``export_dir`` (checked again right before writing), its
-    marker naming the audit ``audit_key`` (:func:`refuse_other_audits_export`); returns the folder."""
+    marker naming the audit ``audit_key`` and its ``audit_token`` (:func:`refuse_other_audits_export`); returns the
+    folder."""
     from .audit_report import owner_json
 
     import fiftyone as fo
@@ -232,7 +233,7 @@ def export_flagged(samples, ids, export_dir, audit_key=None):
             f.write(f"exported by fiftyone-ood from dataset {samples._dataset.name!r}; a later export replaces it "
                     "when it holds only these files, unchanged:\n")
             f.write(json.dumps(written) + "\n")
-            f.write((owner_json(samples, audit_key) if audit_key else "{}") + "\n")  # the audit that wrote it
+            f.write((owner_json(samples, audit_key, audit_token) if audit_key else "{}") + "\n")  # the audit that wrote it
         if os.path.isdir(path):
             os.rename(path, old)  # an earlier export (or an empty folder): kept until the new one is in place
             if not _is_export_or_empty(old):  # filled by someone else after the check: put back, untouched

@@ -171,7 +171,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
         f", {n:,} samples, audit '{summary['audit_key']}', {time.strftime('%Y-%m-%d %H:%M')}, took "
         f"{summary['seconds']:.0f} s. Higher score = more suspicious; a sample is flagged when score >= threshold."))
     page = html.page(f"{REPORT_TITLE}: {dataset.name}", None, sections, subtitle_html=subtitle,
-                     meta={OWNER_META: owner_json(samples, summary["audit_key"])})
+                     meta={OWNER_META: owner_json(samples, summary["audit_key"], summary.get("output_token"))})
     publish_report(path, page, table)
 
 
@@ -419,8 +419,9 @@ def refuse_other_audits_report(samples, audit_key, report_path, overwrite):
 
 def report_owner(samples, audit_key, report_path):
     """``(dataset, audit key)`` of the audit whose report (exactly as written) is at ``report_path`` and whose record
-    still names it, or None: no such report, or one no audit names any more (its dataset or record deleted, the
-    audit redone elsewhere, or its key renamed). The report's head names its audit (:data:`OWNER_META`); one written
+    still names it, or None: no such report, or one no audit names any more (its dataset or record deleted, or the
+    audit redone elsewhere; an audit whose key was renamed with FiftyOne's ``rename_run`` keeps it). The report's
+    head names its audit (:data:`OWNER_META`); one written
     by a version before that is the report of the audit of ``samples``' dataset whose record names it
     (``audit_key`` first)."""
     data = _read(report_path) if _is_our_report(report_path) else None
@@ -443,15 +444,23 @@ def recorded_owner(samples, audit_key, named, field, path):
         keys = _claimants(samples._dataset, field, path)
         return (samples._dataset, audit_key if audit_key in keys else keys[0]) if keys else None
     dataset = _dataset_by_id(samples, named.get("dataset_id"))
-    if dataset is None or named.get("audit_key") not in _claimants(dataset, field, path):
-        return None  # another audit's record may name the path still, but what is there is no longer its own
+    if dataset is None:
+        return None
+    keys = _claimants(dataset, field, path)
+    if named.get("token"):  # the record of the very audit that wrote it, also under a key renamed since
+        keys = [key for key in keys if getattr(dataset.get_run_info(key).config, "output_token", None)
+                == named["token"]]
+        return (dataset, keys[0]) if keys else None
+    if named.get("audit_key") not in keys:
+        return None  # the audit redone elsewhere, or its record deleted: what is there is no longer its own
     return dataset, named["audit_key"]
 
 
-def owner_json(samples, audit_key):
-    """What an audit's output records of its writer (:func:`recorded_owner`)."""
+def owner_json(samples, audit_key, token=None):
+    """What an audit's output records of its writer (:func:`recorded_owner`); ``token``: the audit's
+    ``output_token``, which its record keeps under whatever key FiftyOne's ``rename_run`` gives it."""
     return json.dumps({"dataset_id": str(samples._dataset._doc.id), "dataset": samples._dataset.name,
-                       "audit_key": audit_key})
+                       "audit_key": audit_key, "token": token})
 
 
 def _dataset_by_id(samples, dataset_id):
