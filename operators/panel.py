@@ -46,11 +46,11 @@ from ood_core.fo.form_cache import view_key
 
 from . import review as review_data
 from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, applied_preset, count_axis,
-                          default_run, flag_tag_value, pick_threshold, preset_key, preset_value, preset_value_name,
-                          preset_value_path, refuse_tags_the_panel_reads, request_memo, run_state_key, same_threshold,
-                          save_flags_message, save_review_flags, score_axis, sorted_run, stale_run_message,
-                          state_version, threshold_source, threshold_state_key, threshold_text, version_key,
-                          view_signature)
+                          default_run, drawn_key, flag_tag_value, pick_threshold, preset_key, preset_value,
+                          preset_value_name, preset_value_path, refuse_tags_the_panel_reads, request_memo,
+                          run_state_key, same_threshold, save_flags_message, save_review_flags, score_axis,
+                          slider_in_use, slider_record, sorted_run, stale_run_message, state_version, threshold_source,
+                          threshold_state_key, threshold_text, version_key, view_signature)
 
 # --------------------------------------------------------------------------- the panel
 
@@ -290,14 +290,15 @@ class OODReviewPanel(foo.Panel):
         preset, old_preset = applied_preset(ctx.panel.get_state(preset_key(run_key, sig)) if version else None,
                                             summary["timestamp"])
         start, label = threshold_source(samples, summary, scores, preset)
-        key = threshold_state_key(run_key, version, sig, summary["timestamp"] if old_preset else "")
+        base = threshold_state_key(run_key, version, sig, summary["timestamp"] if old_preset else "")
+        key = slider_in_use(ctx.panel.get_state, base, summary["timestamp"])
         threshold = pick_threshold(ctx.panel.get_state(key), scores, start)
         if not same_threshold(threshold, start):
             label = "set by hand"
         return {"runs": runs, "samples": samples, "summary": summary, "gt": gt, "scores": scores,
                 "is_positive": is_positive, "labelled": read["labelled"], "threshold": threshold, "start": start,
                 "threshold_label": label, "slider_key": key, "view_sig": sig, "num_samples": read["num_samples"],
-                "stale_run": stale}
+                "stale_run": stale, "slider_base": base}
 
     @staticmethod
     def _ready(ctx, cur):
@@ -345,7 +346,20 @@ class OODReviewPanel(foo.Panel):
         pass  # the panel shows how many samples are selected
 
     def on_change_input(self, ctx):
-        pass  # run, ground truth or threshold changed: the App already stored the value
+        """Run, ground truth or threshold changed: the App already stored the value. The App stores a slider's
+        default as soon as it draws it and calls this: the server notes which threshold and which computation of
+        the run that slider stands for (never the slider's value itself), so a slider never moved follows the run
+        when it is scored again (:func:`panel_state.slider_in_use`). The render after it shares its review state:
+        the note changes nothing the render reads (the slider in use stays the same)."""
+        cur = request_memo(ctx, "current", lambda: self._current(ctx))
+        if cur is None or cur.get("error") or not len(cur["scores"]):
+            return
+        value = ctx.panel.get_state(cur["slider_key"])
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not same_threshold(value, cur["start"]):
+            return  # moved by hand (or not stored yet): nothing to note
+        record = slider_record(cur["slider_key"], cur["summary"]["timestamp"], cur["start"])
+        if ctx.panel.get_state(drawn_key(cur["slider_base"])) != record:
+            ctx.panel.set_state(drawn_key(cur["slider_base"]), record)
 
     def apply_preset(self, ctx):
         from ood_core.errors import OODInputError
@@ -446,7 +460,7 @@ class OODReviewPanel(foo.Panel):
         # ObjectView, not a vertical GridView: that one stretches every plot to the panel height
         layout = types.ObjectView(
             componentsProps={"gridContainer": {"sx": {"ml": 0, "width": "100%", "pl": 0, "pr": 2}}})
-        cur = self._current(ctx)
+        cur = request_memo(ctx, "current", lambda: self._current(ctx))  # (on_change_input's, after a slider move)
         if cur is None:
             panel.md(
                 "### No score run yet\nRun **OOD: score samples** or **OOD: audit dataset** (operator browser, "

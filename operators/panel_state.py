@@ -17,7 +17,9 @@ another run; a new dropdown, :func:`run_state_key`); with no run chosen yet, :fu
 Where the threshold comes from (:func:`threshold_source`): the preset applied on this view, else the newest
 flags run saved from the score run (an audit's, or an earlier **Save as flags**), else the default (top 5%
 of the view); a slider value that differs from it was set by hand. Every view has its own slider
-(:func:`threshold_state_key`), so a threshold set on one view never follows the user to another one.
+(:func:`threshold_state_key`), so a threshold set on one view never follows the user to another one. A slider
+never moved follows its run when the run is scored again, a moved one keeps the curator's threshold
+(:func:`slider_in_use`).
 
 Pure functions of a dataset / view and plain values, tested without a browser (``tests/test_panel*.py``).
 """
@@ -74,7 +76,48 @@ def threshold_state_key(run_key, version=0, view_sig="", run_token=""):
     App's value of the old one (the old preset's threshold) is not taken for the curator's."""
     base = f"threshold_{run_key}{_suffix(view_sig)}"
     base = base if not version else f"{base}_v{version}"
-    return base if not run_token else f"{base}_r{hashlib.sha1(str(run_token).encode()).hexdigest()[:8]}"
+    return base if not run_token else f"{base}_r{_token_hash(run_token)}"
+
+
+def drawn_key(base):
+    """Panel-state key of what the server knows of the slider ``base`` (a :func:`threshold_state_key`) stands for:
+    ``{"key", "run", "start"}`` (:func:`slider_in_use`)."""
+    return f"drawn_{base}"
+
+
+def slider_record(key, run_token, start):
+    """What :func:`drawn_key` holds once the App stored the slider ``key`` at the threshold it was drawn with,
+    ``start``, while the run's timestamp was ``run_token``."""
+    return {"key": key, "run": run_token, "start": float(start)}
+
+
+def slider_in_use(state, base, run_token):
+    """The slider (panel-state key) of a run on a view: ``base`` (:func:`threshold_state_key`), or the one
+    :func:`drawn_key` names. One that was never moved (it holds the threshold it was drawn with) while the run
+    was another computation (re-scored with overwrite, or deleted and scored again under the same key) gives way
+    to a new slider for this computation (``base`` + the run's timestamp): the App keeps a slider's own value,
+    and the old one would keep the old scores' starting threshold, shown as "set by hand". A slider the curator
+    moved stays, with its threshold. ``state``: the panel state's ``get``."""
+    drawn = state(drawn_key(base))
+    if not isinstance(drawn, dict):
+        return base
+    key = drawn.get("key")
+    mine = key == base or (isinstance(key, str) and key.startswith(f"{base}_r") and len(key) == len(base) + 10)
+    if not mine:  # (a state left by another version of the panel)
+        return base
+    if drawn.get("run") == run_token:
+        return key
+    value, start = state(key), drawn.get("start")
+    untouched = value is None or (_is_number(value) and _is_number(start) and same_threshold(value, start))
+    return f"{base}_r{_token_hash(run_token)}" if untouched else key
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _token_hash(run_token):
+    return hashlib.sha1(str(run_token).encode()).hexdigest()[:8]
 
 
 def state_version(value):

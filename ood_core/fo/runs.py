@@ -1,14 +1,11 @@
 """Run records and safe field writes on FiftyOne datasets.
 
-Every computation of this package is recorded as a FiftyOne *custom run*
-(``init_run`` / ``register_run`` / ``save_run_results``) whose config carries
-``ood_plugin="fiftyone-ood"``, the run ``kind``, every parameter and the
-fields it wrote. Custom runs reload in any process without the plugin being
-importable (no plugin classes are stored, only JSON).
+Every computation of this package is recorded as a FiftyOne *custom run* (``init_run`` / ``register_run`` /
+``save_run_results``) whose config carries ``ood_plugin="fiftyone-ood"``, the run ``kind``, every parameter and the
+fields it wrote. Custom runs reload in any process without the plugin being importable (only JSON is stored).
 
-Writes go through :func:`write_and_record`: values land in hidden temporary
-fields, the run is recorded, and only then are the temporary fields renamed
-to their targets, so an interrupted run never leaves a half-filled field (or
+Writes go through :func:`write_and_record`: values land in hidden temporary fields, the run is recorded, and only
+then are the temporary fields renamed to their targets, so an interrupted run never leaves a half-filled field (or
 a field without its run record) under the real name.
 """
 
@@ -114,15 +111,12 @@ def validate_key(key, what="run key"):
 def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
     """Refuse writes that can only be mistakes, and clobbering without ``overwrite``.
 
-    Always refused, whatever ``overwrite`` says: writing into a field the call
-    reads (``reads``: embeddings, labels, scores), into a built-in field, into
-    an existing field that no run of this plugin wrote (a user's labels) or that
-    another run (another key) wrote, or replacing a run of another kind than
-    ``kind`` (when given). Without ``overwrite``: an existing run key
-    or field, including one another writer of this plugin is committing right
-    now; with ``overwrite`` such a field is replaced after that writer's commit
-    (the commit waits for its field lock). ``fields`` are sample-level (or
-    ``a.detections.b``) paths.
+    Always refused, whatever ``overwrite`` says: writing into a field the call reads (``reads``: embeddings,
+    labels, scores), into a built-in field, into an existing field that no run of this plugin wrote (a user's
+    labels) or that another run (another key) wrote, or replacing a run of another kind than ``kind`` (when
+    given). Without ``overwrite``: an existing run key or field, including one another writer of this plugin is
+    committing right now; with ``overwrite`` such a field is replaced after that writer's commit (the commit waits
+    for its field lock). ``fields`` are sample-level (or ``a.detections.b``) paths.
     """
     import numpy as np
 
@@ -231,13 +225,11 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
                      **params):
     """Write fields and record their run all-or-nothing (see :mod:`.commit`).
 
-    ``writes`` is a list of ``(path, values)`` or ``(path, values, field_type)``,
-    values aligned with ``samples``. Values are staged in temporary fields, then
-    committed under per-field locks: old fields are moved aside (not deleted)
-    until the new fields and the new run record are in place; any failure
-    restores the previous state. Overwriting from a view replaces only the
-    view's values: the other samples keep theirs. ``cleanup``: the :mod:`.followups` of the commit (tags), as in
-    :func:`.commit.commit`.
+    ``writes`` is a list of ``(path, values)`` or ``(path, values, field_type)``, values aligned with ``samples``.
+    Values are staged in temporary fields, then committed under per-field locks: old fields are moved aside (not
+    deleted) until the new fields and the new run record are in place; any failure restores the previous state.
+    Overwriting from a view replaces only the view's values: the other samples keep theirs. ``cleanup``: the
+    :mod:`.followups` of the commit (tags), as in :func:`.commit.commit`.
     """
     from . import commit, coordination
     from .ownership import refuse_stale_records
@@ -285,12 +277,10 @@ def record_scores(samples, run_key, *, kind, score_field, scores_by_key, patches
                   overwrite=False, results=None, reads=(), **params):
     """Write one score per item and record the score run: the one path of every score writer.
 
-    ``scores_by_key`` maps sample ids (object ids with ``patches_field``) to
-    scores; items without a score get None. ``extra_writes`` are further
-    ``(path, values[, field_type])`` written in the same all-or-nothing step
-    (e.g. a predicted label). The record always carries ``score_field``,
-    ``patches_field``, the kind's positive class and the score convention, so
-    :func:`score_path` finds the scores of any score run.
+    ``scores_by_key`` maps sample ids (object ids with ``patches_field``) to scores; items without a score get
+    None. ``extra_writes`` are further ``(path, values[, field_type])`` written in the same all-or-nothing step
+    (e.g. a predicted label). The record always carries ``score_field``, ``patches_field``, the kind's positive
+    class and the score convention, so :func:`score_path` finds the scores of any score run.
     """
     import fiftyone.core.fields as fof
 
@@ -419,11 +409,9 @@ def update_run(samples, run_key, **changes):
 def resolve_view(samples, view_or_tag, what="reference", purpose="in-distribution samples"):
     """A view of ``samples``' dataset from a sample tag or a view: ``(view, description)``.
 
-    The description is JSON a run record can hold: ``{"tag": ...}`` or
-    ``{"view": <JSON string of the view's stages>, "num_samples": n}``. Stages
-    are stored as a string because raw serialized stages in a run config fail
-    to deserialize when the run is reloaded. :func:`view_from_description`
-    rebuilds the view. A reference (``what="reference"``) also gets ``samples_hash``, a hash of its sample
+    The description is JSON a run record can hold: ``{"tag": ...}`` or ``{"view": <JSON string of the view's
+    stages>, "num_samples": n}``. Stages are stored as a string because raw serialized stages in a run config
+    fail to deserialize when the run is reloaded. :func:`view_from_description` rebuilds the view. A reference (``what="reference"``) also gets ``samples_hash``, a hash of its sample
     ids in any order, so a record says which samples it trusted, not only how many (replacing scores from a
     view needs the same ones: :mod:`.view_overwrite`).
     """
@@ -485,19 +473,18 @@ def view_from_description(samples, description):
 
 
 def refresh_stale_runs(dataset, attempts=5):
-    """Reload ``dataset`` if its document points at run records that no longer exist.
-
-    FiftyOne reads a dataset's run records lazily, on first use after a load. If
-    another process (a second notebook, an App operator) replaced a run in
-    between, the old record is gone: FiftyOne then warns that the dataset's run
-    references are "corrupted" and leaves the run out, so a run that exists
-    would look missing. Reading the dataset document again sees the
-    replacement. A reference still dangling after ``attempts`` reads is real
-    damage and is left to FiftyOne's warning (``patch_runs``).
-    """
+    """Read ``dataset`` again if another process recorded, deleted, renamed or replaced a run since this process
+    read it (FiftyOne reads the run map once per load: such runs were missed, or listed under their old keys).
+    One query of the map's record ids (0.3 ms; a reload takes 7 ms); on a change the dataset document and schema
+    are read again, not the samples held in memory (``reload()`` would drop the caller's unsaved sample edits).
+    A record replaced while being read leaves a dangling reference (FiftyOne calls the run references
+    "corrupted" and leaves the run out): read again up to ``attempts`` times, then left to ``patch_runs``."""
     def intact():
         return not any(isinstance(doc, DBRef) for doc in dataset._doc.runs.values())
 
+    if intact() and not _runs_changed_elsewhere(dataset):
+        return True
+    dataset._reload(hard=True)  # (FiftyOne's reload() without its second half, the in-memory samples)
     for attempt in range(attempts):
         if intact():
             return True
@@ -506,8 +493,21 @@ def refresh_stale_runs(dataset, attempts=5):
     return intact()
 
 
+def _runs_changed_elsewhere(dataset):
+    """Whether the run map (key -> record id) in the database differs from the one held; raises when the dataset
+    was deleted meanwhile (its old runs would be listed, and calls on it would say "empty view")."""
+    import fiftyone.core.odm as foo
+
+    stored = foo.get_db_conn().datasets.find_one({"_id": dataset._doc.id}, {"runs": 1})
+    if stored is None:  # (FiftyOne's own ``deleted`` knows only of deletions in this process)
+        raise OODInputError(f"dataset {dataset.name!r} was deleted (by another process, e.g. a notebook or the "
+                            "App) since it was loaded here; load an existing dataset (fo.list_datasets() lists them)")
+    return {key: doc.id for key, doc in dataset._doc.runs.items()} != dict(stored.get("runs") or {})
+
+
 def list_ood_runs(samples, kind=None):
-    """Keys of this package's runs on the dataset, optionally of one ``kind`` (internal backups hidden)."""
+    """Keys of this package's runs on the dataset, optionally of one ``kind`` (internal backups hidden), as the
+    database holds them now (:func:`refresh_stale_runs`)."""
     from .commit import is_internal
     from .items import require_collection
 
@@ -524,8 +524,8 @@ def list_ood_runs(samples, kind=None):
 def repair_ood_runs(samples):
     """Finish or undo writes that a killed process left on the dataset; remove orphan temporary fields.
 
-    Every write does this first on its dataset; call it yourself after a crash
-    to clean up without writing anything. Returns counts of what was repaired; besides what every write repairs,
+    Every write does this first on its dataset; call it yourself after a crash to clean up without writing anything.
+    Returns counts of what was repaired; besides what every write repairs,
     temporary keys left in sample documents that the schema does not declare (``stray_keys_removed``: FiftyOne
     cannot iterate such samples), lock documents of dead writers (``stale_locks_removed``) and the runs of audits
     killed or failed before they were recorded, with their fields, flags runs and tags
@@ -538,15 +538,13 @@ def repair_ood_runs(samples):
     from .items import require_collection
 
     require_collection(samples)
-
     dataset = samples._dataset
     done = repair(dataset)
     done["stray_keys_removed"] = remove_stray_keys(dataset)
     done["stale_locks_removed"] = remove_stale_locks(dataset)
     from .audit_recovery import remove_interrupted
-    from .maps import repair_maps
-
     from .links import repair as repair_links
+    from .maps import repair_maps
 
     done["links_repaired"] = repair_links(dataset)  # links naming keys FiftyOne's rename_run changed
     done["interrupted_audit_runs_removed"] = remove_interrupted(samples)
@@ -559,6 +557,9 @@ def require_run(samples, run_key):
         raise OODInputError(f"run_key={run_key!r} is not a run key; pass the key as a string, e.g. "
                             f"{(list_ood_runs(samples) or ['ood_scores'])[0]!r}")
     if run_key not in list_ood_runs(samples):
+        from .items import require_not_generated
+
+        require_not_generated(samples)  # (its temporary dataset holds no run: the source dataset is named)
         raise OODInputError(
             f"no fiftyone-ood run {run_key!r} on dataset {samples._dataset.name!r}; "
             f"existing runs: {list_ood_runs(samples)}"
