@@ -84,6 +84,29 @@ def test_repair_keeps_the_runs_of_an_audit_whose_record_fiftyones_delete_run_rem
     assert ds.count_sample_tags() == tags and set(ds.list_saved_views()) == views
 
 
+def test_repair_keeps_the_runs_of_an_earlier_versions_audit_whose_record_was_deleted(audited):
+    """An audit recorded by a version before the marks (its runs name it but carry neither ``audit_recorded`` nor
+    the marker that this version's audits set): with its record deleted by FiftyOne's ``delete_run`` nothing tells it
+    from an interrupted one, so its runs are kept instead of deleted with their scores, flags and tags."""
+    from ood_core.fo import audit_recovery, runs as fo_runs
+
+    ds = audited
+    runs_before = set(ood.list_ood_runs(ds)) - {"ood_audit"}
+    for key in runs_before:  # as an earlier version recorded them
+        config = ds.get_run_info(key).config
+        if getattr(config, "made_by_audit", None):
+            assert getattr(config, fo_runs.AUDIT_MARKS) is True  # this version sets it
+            for name in (audit_recovery.RECORDED, fo_runs.AUDIT_MARKS):
+                if hasattr(config, name):
+                    delattr(config, name)
+            ds.update_run_config(key, config)
+    scores, tags = ds.values("audit_ood"), ds.count_sample_tags()
+    ds.delete_run("ood_audit")
+    assert ood.repair_ood_runs(ds)["interrupted_audit_runs_removed"] == []
+    assert set(ood.list_ood_runs(ds)) == runs_before and ds.values("audit_ood") == scores
+    assert ds.count_sample_tags() == tags
+
+
 # --------------------------------------------------------------------------- 3. an embeddings run renamed by FiftyOne
 
 

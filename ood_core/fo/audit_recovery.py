@@ -5,7 +5,8 @@ itself last. Every run it writes names it (``made_by_audit``, see
 :func:`ood_core.fo.runs.made_by_audit`), and a running audit holds a lease
 lock, so a run whose audit has no record listing it, whose audit is not
 running, and that was never marked as recorded (:func:`mark_recorded`), was
-left by an interrupted audit: the next audit of that key says so (and how to
+left by an interrupted audit (runs of versions before the marks, without ``runs.AUDIT_MARKS``, are never taken
+for one: their record may have been deleted with FiftyOne's ``delete_run``): the next audit of that key says so (and how to
 redo or clean it), and :func:`ood_core.fo.runs.repair_ood_runs` removes such
 runs with their fields, flags runs and tags.
 
@@ -56,6 +57,8 @@ def interrupted_runs(samples, audit_key=None):
             continue
         if getattr(config, RECORDED, False):  # its audit was recorded; the record went by FiftyOne's delete_run
             continue
+        if not getattr(config, runs.AUDIT_MARKS, False):  # an earlier version's audit made it: recorded or not,
+            continue                                       # nothing tells; kept (delete_ood_run removes it)
         if coordination.is_held(_lock_key(dataset, owner)):
             continue
         out.setdefault(owner, []).append(key)

@@ -347,6 +347,8 @@ def record_run(samples, run_key, *, kind, overwrite=False, results=None, **param
 
 #: the audit whose runs are being recorded in this context (see :func:`made_by_audit`)
 _MADE_BY = contextvars.ContextVar("ood_made_by_audit", default=None)
+#: set beside ``made_by_audit`` by versions whose audits mark their runs recorded (:mod:`.audit_recovery`)
+AUDIT_MARKS = "audit_marks_recorded"
 
 
 @contextlib.contextmanager
@@ -363,7 +365,7 @@ def made_by_audit(audit_key):
 def _register(samples, run_key, kind, fields, overwrite, results, params):
     dataset = samples._dataset
     if _MADE_BY.get() is not None and kind not in ("embeddings", "audit"):
-        params = {"made_by_audit": _MADE_BY.get(), **params}
+        params = {"made_by_audit": _MADE_BY.get(), AUDIT_MARKS: True, **params}
     replace = dataset.has_run(run_key)
     if replace:
         if not overwrite:
