@@ -9,8 +9,6 @@ repair did) and ends in the same complete state. Both orders are tested: the clo
 original first. Each fault is as a killed process (its in-process undo skipped).
 """
 
-import fiftyone.core.collections as foc
-import fiftyone.core.dataset as fod
 import numpy as np
 import pytest
 
@@ -18,27 +16,7 @@ import ood_core as ood
 from fault_helpers import run_faulted
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
-
-STEPS = (
-    (fod.Dataset, "add_sample_field"),
-    (fod.Dataset, "clone_sample_field"),
-    (foc.SampleCollection, "set_values"),
-    (fod.Dataset, "rename_sample_field"),
-    (fod.Dataset, "rename_run"),
-    (foc.SampleCollection, "register_run"),
-    (foc.SampleCollection, "save_run_results"),
-    (fod.Dataset, "delete_sample_field"),
-    (fod.Dataset, "delete_run"),
-)
-
-
-@pytest.fixture
-def scored(dataset_factory):
-    rng = np.random.default_rng(1)
-    ds = dataset_factory([f"/tmp/clone_fault_{i}.png" for i in range(30)])
-    ds.set_values("emb", list(rng.normal(size=(30, 8)).astype(np.float32)))
-    ood.compute_ood_scores(ds, "emb", "s", k=3)
-    return ds
+from test_fault_injection import STEPS, scored  # noqa: F401 (fixture: 40 samples, score run 's' with k=3)
 
 
 def _expected(ds, k):

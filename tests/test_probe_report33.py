@@ -16,7 +16,6 @@ Each test fails without the fix it covers.
 import csv
 import os
 import re
-import uuid
 
 import numpy as np
 import pytest
@@ -24,24 +23,7 @@ import pytest
 import ood_core as ood
 from ood_core.errors import OODInputError
 
-#: 20 real Fashion-MNIST images, two per class
-IDX = list(range(0, 200, 10))
-
-
-@pytest.fixture(scope="module")
-def vectors(fashion_files, extractor):
-    """The real pyramid embeddings of the 20 images, computed once (then copied into each test's dataset)."""
-    import fiftyone as fo
-
-    paths, _ = fashion_files
-    ds = fo.Dataset(f"test-vec-{uuid.uuid4().hex[:8]}")
-    try:
-        ds.add_samples([fo.Sample(filepath=paths[i]) for i in IDX], progress=False)
-        ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1, 2, 3], grid=1,
-                                       progress=False)
-        return ds.values("emb")
-    finally:
-        ds.delete()
+from test_report_inputs import IDX, vectors  # noqa: F401 (fixture: the 20 images' real embeddings, computed once)
 
 
 @pytest.fixture
