@@ -90,8 +90,7 @@ def plot_score_histogram(scores, is_ood, *, threshold=None, nbins=50, title=None
     nbins = check_positive_int(nbins, "nbins")
     if threshold is not None and not _is_finite_number(threshold):
         raise OODInputError(f"threshold={threshold!r} is not a number; pass a finite score (or None for no line)")
-    edges = np.histogram_bin_edges(scores, bins=nbins)
-    bins = {"start": float(edges[0]), "end": float(edges[-1]), "size": float(edges[1] - edges[0]) or 1.0}
+    bins = _shared_bins(scores, nbins)
     fig = go.Figure()
     fig.add_trace(go.Histogram(x=scores[~is_ood], name=f"ID ({int((~is_ood).sum())})", opacity=0.6, xbins=bins))
     fig.add_trace(go.Histogram(x=scores[is_ood], name=f"OOD ({int(is_ood.sum())})", opacity=0.6, xbins=bins))
@@ -101,6 +100,19 @@ def plot_score_histogram(scores, is_ood, *, threshold=None, nbins=50, title=None
         fig.add_vline(x=float(threshold), line_dash="dash", line_color="red",
                       annotation_text=f"threshold {float(threshold):.4g} (flag if score >= threshold)")
     return fig
+
+
+def _shared_bins(scores, nbins):
+    """The bins both histograms share: ``nbins`` equal bins from the lowest to the highest score (a single value:
+    the unit range around it, as numpy's), each at least a few float steps wide. Computed, not listed: numpy's
+    edges refused scores closer together than ``nbins`` float steps (e.g. 0.3 and 0.1 + 0.2) and held an array of
+    ``nbins`` edges in memory."""
+    lo, hi = float(scores.min()), float(scores.max())
+    if lo == hi:
+        lo, hi = lo - 0.5, hi + 0.5
+    size = hi / nbins - lo / nbins  # divided first: hi - lo of extreme scores overflows
+    size = max(size, 4 * float(np.spacing(max(abs(lo), abs(hi)))))
+    return {"start": lo, "end": hi, "size": size}
 
 
 def save_figure(fig, path, *, include_plotlyjs=True):

@@ -31,6 +31,7 @@ from . import runs
 from .commit import TMP_PREFIX
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
+    check_patches_field,
     count_items,
     patch_path,
     read_embeddings,
@@ -82,6 +83,8 @@ def compute_ood_visualization(
     dataset = samples._dataset
     if patches_field is None:
         require_embeddings_field(dataset, embeddings_field)
+    else:  # a name that is no Detections field is refused by name, not met as FiftyOne's error or an empty view
+        check_patches_field(samples, patches_field)
     repair_maps(dataset)  # a map left moved aside by a killed call is back under its key before the check
     check_map_key(dataset, brain_key, overwrite)
     if patches_field is None:
@@ -90,7 +93,7 @@ def compute_ood_visualization(
         from fiftyone import ViewField as F
 
         view = samples.filter_labels(patches_field, F(embeddings_field) != None)  # noqa: E711
-    require_nonempty(view, f"samples with embeddings in {embeddings_field!r}")
+    _require_embedded(samples, view, embeddings_field, patches_field)
     num_points = count_items(view, patches_field)
     check_map_points(num_points, embeddings_field)
     dim = _check_vectors(view, embeddings_field, patches_field, seed)
@@ -279,6 +282,24 @@ def _drop(dataset, brain_key):
     fobr.BrainMethod.delete_run(dataset, brain_key, cleanup=False)
 
 
+def _require_embedded(samples, view, embeddings_field, patches_field):
+    """Refuse a map when no item of ``samples`` has an embedding (``view``: those that have one), saying why:
+    object embeddings that do not exist on these objects (as scoring says it), or items not embedded yet."""
+    if count_items(view, patches_field):
+        return
+    if patches_field is not None and samples._dataset.get_field(patch_path(patches_field, embeddings_field)) is None:
+        read_embeddings(samples, embeddings_field, patches_field)  # raises: where the vectors are and the fix
+    what = f"objects in {patches_field!r}" if patches_field else "samples"
+    total = count_items(samples, patches_field)
+    if not total:
+        raise OODInputError(f"this view has no {what}: nothing to map; map a view whose samples have objects in "
+                            f"{patches_field!r}")
+    raise OODInputError(
+        f"none of the {total:,} {what} of this view has an embedding in {embeddings_field!r}, so there is nothing "
+        f"to map; compute them first (compute_pyramid_embeddings(view, {embeddings_field!r}"
+        f"{f', patches_field={patches_field!r}' if patches_field else ''})), or map a view of {what} that have them")
+
+
 def check_map_points(num_points, embeddings_field):
     """Refuse a map of fewer than :data:`MIN_MAP_POINTS` points (also the App's map form's check)."""
     if num_points < MIN_MAP_POINTS:
@@ -312,7 +333,31 @@ def _check_vectors(view, embeddings_field, patches_field, seed):
             "nothing to lay out (PCA would put every point on one spot; t-SNE crashes on it). Identical "
             "embeddings usually come from blank or constant images or a failed extraction: check the images, "
             "recompute the embeddings (overwrite=True), or map a view whose embeddings differ")
+    _check_scale(X, embeddings_field)
     return int(vector.size)
+
+
+#: embeddings differing by less than this (in every dimension) are mapped as one vector: t-SNE's PCA start then
+#: underflows to a spread of 0 and the process dies (a segmentation fault)
+MIN_MAP_SPREAD = 1e-12
+#: values larger than this overflow the float32 squared distances UMAP computes (a ValueError from deep inside)
+MAX_MAP_VALUE = 1e15
+
+
+def _check_scale(X, embeddings_field):
+    """Refuse embeddings of a scale the map methods cannot lay out: spread too small or values too large."""
+    import numpy as np
+
+    spread = float(np.ptp(X.astype(np.float64), axis=0).max())
+    largest = float(np.abs(X).max())
+    if spread < MIN_MAP_SPREAD or largest > MAX_MAP_VALUE:
+        problem = (f"differ by at most {spread:.3g}, below {MIN_MAP_SPREAD:g}" if spread < MIN_MAP_SPREAD
+                   else f"reach {largest:.3g}, above {MAX_MAP_VALUE:g}")
+        raise OODInputError(
+            f"the {len(X)} embeddings in {embeddings_field!r} of this view {problem}: at that scale the map "
+            "methods fail (t-SNE crashes the process, UMAP overflows). Such values usually come from a failed "
+            "extraction: recompute the embeddings (overwrite=True), or store them rescaled to values around 1 "
+            "(e.g. divided by their largest absolute value) in another field and map that")
 
 
 def _first_vector(view, embeddings_field, patches_field):
