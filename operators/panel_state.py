@@ -68,13 +68,20 @@ def _suffix(view_sig):
     return f"__view_{view_sig}" if view_sig else ""
 
 
+def _run_part(run_key):
+    """A run key inside a panel-state key, its underscores doubled: the keys of two runs never meet (run
+    ``ood_v1``'s slider is not run ``ood``'s version 1, run ``version_ood``'s not ``ood``'s version counter);
+    keys without an underscore read as before."""
+    return run_key.replace("_", "__")
+
+
 def threshold_state_key(run_key, version=0, view_sig="", run_token=""):
     """Panel-state key of the threshold slider of a run on a view: one slider per run and view, so switching
     runs or views never needs a server-side write to the slider's value. Applying a preset bumps ``version``:
     a new slider whose default is the preset's threshold. ``run_token`` (the run's timestamp) is given when the
     preset applied was cut on an earlier computation of the run (:func:`applied_preset`): a new slider, so the
     App's value of the old one (the old preset's threshold) is not taken for the curator's."""
-    base = f"threshold_{run_key}{_suffix(view_sig)}"
+    base = f"threshold_{_run_part(run_key)}{_suffix(view_sig)}"
     base = base if not version else f"{base}_v{version}"
     return base if not run_token else f"{base}_r{_token_hash(run_token)}"
 
@@ -134,7 +141,7 @@ def state_version(value):
 
 def version_key(run_key, view_sig=""):
     """Panel-state key of the slider version of a run on a view (bumped by each applied preset)."""
-    return f"threshold_version_{run_key}{_suffix(view_sig)}"
+    return f"threshold_version_{_run_part(run_key)}{_suffix(view_sig)}"
 
 
 def run_state_key(version=0):
@@ -161,7 +168,7 @@ def stale_run_message(state, runs):
 def preset_key(run_key, view_sig=""):
     """Panel-state key of the preset applied to a run on a view: ``{"threshold", "label", "run"}`` (``run``: the
     run's timestamp when the preset was applied)."""
-    return f"preset_{run_key}{_suffix(view_sig)}"
+    return f"preset_{_run_part(run_key)}{_suffix(view_sig)}"
 
 
 def applied_preset(stored, run_token):

@@ -404,3 +404,28 @@ def test_panel_survives_hand_edits_hidden_fields_and_bad_requests(scored):
     assert any(name == "notify" and "unknown threshold preset 'bogus'" in p["message"] for name, p in ops)
     _, ops = _run_panel(ds, "confirm_selected", {"run_key": "ood"}, selected=["notanid"])
     assert any(name == "notify" and "not sample ids" in p["message"] for name, p in ops)
+
+
+def test_runs_whose_keys_extend_each_other_keep_their_own_sliders_and_presets(scored):
+    """Run ``ood_v1``'s slider was run ``ood``'s slider of version 1 (``threshold_ood_v1``), and run
+    ``version_ood``'s slider was ``ood``'s version counter: a preset applied to ``ood`` moved the other runs'
+    thresholds. Each run's state keys are now its own."""
+    from ood_core.fo import runs as fo_runs
+
+    ds = scored
+    for key in ("ood_v1", "version_ood"):
+        fo_runs.write_and_record(ds, [(key, [1 - s for s in SCORES] + [None, None])], key, kind="ood_scores",
+                                 detector={"method": "knn", "k": 3})
+    state = {"run_key": "ood", **_presets("top_n", 4)}
+    _, ops = _run_panel(ds, "apply_preset", state)
+    writes = _state_writes(ops)
+    assert writes["threshold_version_ood"] == 1
+    ood_t = writes["preset_ood"]["threshold"]
+    state = dict(state, **writes, threshold_ood_v1=ood_t)  # the App keeps the new slider's value
+    for other in ("ood_v1", "version_ood"):
+        _, ops = _run_panel(ds, "on_change_input", dict(state, run_key=other))
+        out = _rendered(ops)
+        sliders = [k for k, v in out["type"]["properties"].items() if k.startswith("threshold_") and "default" in v]
+        assert len(sliders) == 1 and "preset" not in _markdown(out, "flag_count"), (other, sliders)
+        assert out["type"]["properties"][sliders[0]]["default"] != ood_t
+        assert "default: top 5%" in _markdown(out, "flag_count") and "set by hand" not in _markdown(out, "flag_count")

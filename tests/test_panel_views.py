@@ -195,7 +195,7 @@ def test_show_flagged_in_a_patches_view_shows_the_flagged_patches(objects):
     user = ds.to_patches("objects").match(F("objects.label") == "a").select_fields("objects.label")
     _, ops = _run_panel(ds, "on_load", {"run_key": "obj_ood"}, view=user, selected=user.values("id")[:3])
     assert "3 patch(es) selected in the grid" in _markdown(_rendered(ops), "flag_count")
-    _, ops = _run_panel(ds, "show_flagged", {"run_key": "obj_ood", "threshold_obj_ood": 0.55}, view=user)
+    _, ops = _run_panel(ds, "show_flagged", {"run_key": "obj_ood", "threshold_obj__ood": 0.55}, view=user)
     (params,) = [p for name, p in ops if name == "set_view"]
     shown = fo.DatasetView._build(ds, params["view"])
     assert [st["_cls"].rsplit(".", 1)[1] for st in params["view"]] == [
@@ -210,7 +210,7 @@ def test_save_as_flags_on_an_object_run_tags_the_objects(objects):
     import ood_core as ood
 
     ds = objects
-    _, ops = _run_panel(ds, "save_flags", {"run_key": "obj_ood", "threshold_obj_ood": 0.65, **_tag("odd")})
+    _, ops = _run_panel(ds, "save_flags", {"run_key": "obj_ood", "threshold_obj__ood": 0.65, **_tag("odd")})
     assert _notes(ops, "success") == ["saved 2 flags in 'objects.detections.obj_ood_review_flag' (run "
                                       "'obj_ood_review_flag'), tagged 'odd'; 2 objects carry 'odd' now"]
     ds.reload()
@@ -233,8 +233,8 @@ def test_flags_of_a_sample_run_and_an_object_run_of_the_same_score_name_never_re
     ds = objects
     fo_runs.write_and_record(ds, [("objects.detections.img_ood", [[0.1 * i, 0.9] for i in range(4)])], "obj_img",
                              kind="ood_scores", score_field="img_ood", patches_field="objects")
-    _run_panel(ds, "save_flags", {"run_key": "img_ood", "threshold_img_ood": 0.25, **_tag("looked")})
-    _, ops = _run_panel(ds, "save_flags", {"run_key": "obj_img", "threshold_obj_img": 0.5, **_tag("odd")})
+    _run_panel(ds, "save_flags", {"run_key": "img_ood", "threshold_img__ood": 0.25, **_tag("looked")})
+    _, ops = _run_panel(ds, "save_flags", {"run_key": "obj_img", "threshold_obj__img": 0.5, **_tag("odd")})
     assert _notes(ops, "success")[0].startswith("saved 4 flags in 'objects.detections.obj_img_review_flag'")
     ds.reload()
     assert ds.values("img_ood_review_flag") == [False, False, True, True] and ds.count_sample_tags() == {"looked": 2}
@@ -376,7 +376,7 @@ def test_a_preset_stays_on_its_view_and_a_moved_slider_says_so(audited):
     _, ops = _run_panel(ds, "on_change_input", state, view_name="ood_audit-ood")
     out = _rendered(ops)
     assert "(preset: top 1)" in _markdown(out, "flag_count")
-    t_preset = state[f"preset_audit_ood__view_{_slider('audit_ood', saved).rsplit('_', 1)[1]}"]["threshold"]
+    t_preset = state[f"preset_audit__ood__view_{_slider('audit_ood', saved).rsplit('_', 1)[1]}"]["threshold"]
     assert out["type"]["properties"][_slider("audit_ood", saved, version=1)]["default"] == t_preset
     # back on the whole dataset: neither the view's threshold nor its preset label
     _, ops = _run_panel(ds, "on_change_view", state)
