@@ -5,23 +5,14 @@ import fiftyone.operators.types as types
 from ood_core.fo import form_cache
 
 from . import base as common
+from .field_inputs import (check_clip_embeddings_choice, check_clip_encoder_inputs, check_offered_label_field,
+                           check_tag_choice, clip_embedding_runs, id_labels_text)
 
 ID_SOURCES = ("label_field", "labels")
 FEW_SHOT_MODES = ("tag", "k_per_class")
 
 
 # --------------------------------------------------------------------------- shared form parts
-
-
-def _clip_embedding_runs(dataset):
-    from ood_core.fo import runs as fo_runs
-
-    runs = []
-    for key in fo_runs.list_ood_runs(dataset, kind="embeddings"):
-        backbone = fo_runs.get_ood_run_info(dataset, key).get("backbone") or {}
-        if backbone.get("kind") == "clip" and dataset.get_field(key) is not None:  # a deleted field: not offered
-            runs.append(key)
-    return runs
 
 
 def _add_id_inputs(inputs, ctx):
@@ -41,6 +32,8 @@ def _add_id_inputs(inputs, ctx):
         if not label_fields:
             common.invalidate(prop, "this dataset has no Classification or Detections field; type the class names "
                                     "instead")
+        else:  # a field deleted since the form opened (or typed): the SDK's reason, on the field
+            check_offered_label_field(prop, ctx.dataset, ctx.params.get("label_field"), label_fields)
     else:
         prop = inputs.str("id_labels", required=True, label="ID class names",
                           description="Comma-separated, e.g. 'dog, cat, sports car'")
@@ -50,12 +43,13 @@ def _add_id_inputs(inputs, ctx):
 
 
 def _add_model_inputs(inputs, ctx):
-    runs = _clip_embedding_runs(ctx.dataset)
-    common.add_field_choice(
+    runs = clip_embedding_runs(ctx.dataset)
+    prop = common.add_field_choice(
         inputs, "embeddings_field", runs, label="Stored CLIP embeddings (optional)", required=False,
         description="Reuse stored CLIP image embeddings; empty = encode the images now. They are made in Python "
                     "(no App operator): ood.compute_clip_embeddings(dataset, 'clip_embeddings')",
     )
+    check_clip_embeddings_choice(prop, ctx.dataset, ctx.params.get("embeddings_field"), runs)
     inputs.str("model_name", default="", required=False, label="CLIP model",
                description="open_clip architecture, e.g. 'ViT-B-16'; empty = ViT-B-16 (or the embeddings run's)")
     common.add_file_input(inputs, ctx, "weights", label="CLIP weights", may_be_tag=True,
@@ -69,6 +63,7 @@ def _add_model_inputs(inputs, ctx):
                           description="One candidate word per line (optional '<TAB>noun|adj'), in an allowed "
                                       "folder; empty = WordNet nouns and adjectives (Debian wordnet-base or NLTK "
                                       "data)")
+    check_clip_encoder_inputs(inputs, ctx)  # an encoder the run cannot build, or not the stored embeddings'
 
 
 def _add_grouping_inputs(inputs, ctx, function, counts):
@@ -185,7 +180,7 @@ def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
 
 def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list, **rest):
     return dict(id_source="labels" if id_labels is not None else "label_field",
-                id_labels=list(id_labels) if id_labels is not None else None, label_field=label_field,
+                id_labels=id_labels_text(id_labels), label_field=label_field,
                 embeddings_field=embeddings_field, model_name=model_name or "", weights=weights or "",
                 quick_gelu=bool(quick_gelu), word_list=word_list or "", **rest)
 
@@ -374,6 +369,8 @@ def _add_few_shot_inputs(inputs, ctx):
                                        description="In-distribution images tagged with this tag")
         if not tags:
             common.invalidate(prop, "no sample has a tag: tag a few in-distribution images, or pick k per class")
+        else:  # a tag removed since the form opened
+            check_tag_choice(prop, p.get("few_shot_tag"), tags, "pick k per class")
         return
     common.check_range(inputs.int("k_per_class", default=1, label="Images per class",
                                   description="Paper: 1 or 4, picked with the seed from the target view"),

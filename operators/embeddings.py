@@ -5,6 +5,7 @@ import functools
 import fiftyone.operators.types as types
 
 from . import base as common
+from .field_inputs import check_patches_choice
 
 MODES = ("pool", "flatten")
 
@@ -41,11 +42,11 @@ class ComputePyramidEmbeddings(common.OODOperator):
         if "embeddings_field_resume" in inputs.properties:  # resumes or fills a run: same settings only
             _check_resume(inputs, ctx, key, patches)
             _pending_notice(inputs, ctx)
-        common.add_field_choice(
-            inputs, "patches_field", [f for f in common.label_fields(ctx.dataset) if _is_detections(ctx, f)],
-            label="Objects field (optional)", description="Embed each object crop of this Detections field",
-            required=False,
-        )
+        objects = [f for f in common.label_fields(ctx.dataset) if _is_detections(ctx, f)]
+        check_patches_choice(common.add_field_choice(
+            inputs, "patches_field", objects, label="Objects field (optional)",
+            description="Embed each object crop of this Detections field", required=False,
+        ), target, patches, objects)  # a field deleted since the form opened: the SDK's reason, on the field
         adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (backbone, levels, speed)")
         default = dict(_sdk_settings(), **_resumed_settings(ctx))  # a resume keeps the stored settings
         model = adv.str("model_name", default=default["model_name"], label="timm backbone",
@@ -79,7 +80,7 @@ class ComputePyramidEmbeddings(common.OODOperator):
         num_shards = common.check_input(shards, _num_shards, ctx)
         if num_shards and num_shards > 1 and ctx.params.get("overwrite"):
             common.invalidate(shards, "shards cannot overwrite: delete the old embeddings run first")
-        _hidden_errors(inputs, adv, ("model_name", "levels"))
+        common.surface_hidden_errors(inputs)  # every refused input of the hidden advanced group, with its label
         inputs.bool("skip_failures", default=_default("skip_failures"), label="Skip unreadable images",
                     description=SKIP_FAILURES_HELP, view=types.CheckboxView())
         common.add_overwrite_input(inputs)
@@ -197,19 +198,6 @@ def _level_names(model_name):
         return None
 
 
-def _hidden_errors(inputs, adv, names):
-    """An invalid warning in the form for an invalid input of the hidden advanced group ``adv`` (its value came
-    with the parameters, e.g. typed before the group was hidden), so the form is not run with it."""
-    if adv is inputs:
-        return
-    for name in names:
-        prop = adv.properties.get(name)
-        if prop is not None and prop.invalid:
-            common.invalidate(inputs.view(f"{name}_error", types.Warning(
-                label=f"{prop.view.label}: {prop.error_message} (under 'Show advanced settings')")),
-                prop.error_message)
-
-
 def _pending_notice(inputs, ctx):
     """Say that an interrupted overwrite is pending and that its settings (pre-filled) resume it."""
     field = ctx.params.get("embeddings_field", "ood_embeddings")
@@ -246,7 +234,14 @@ def _check_resume(inputs, ctx, key, patches):
         conflicts = _resume_conflicts(ctx, field, patches)
     except OODInputError:  # a bad setting: its own field says so
         return
-    if conflicts:
+    clip = _clip_backbone(ctx, field) if conflicts else None
+    if clip is not None:  # its settings are no pyramid settings to set: the form pre-filled none of them
+        inputs.properties.pop("embeddings_field_resume", None)
+        common.invalidate(key, f"embeddings {field!r} are CLIP image embeddings (model {clip.get('model_name')!r}, "
+                               "made by compute_clip_embeddings for the CLIP scores), not pyramid embeddings, so "
+                               "they cannot be resumed here: choose another embeddings field, or tick 'overwrite' "
+                               "to replace them with pyramid embeddings")
+    elif conflicts:
         inputs.properties.pop("embeddings_field_resume", None)
         common.invalidate(key, f"embeddings {field!r} exist with other settings ({conflicts}); a resume computes "
                                "only what is missing with the same settings: set them as stored, tick 'overwrite' "
@@ -290,6 +285,8 @@ def _resumed_settings(ctx):
     # an interrupted overwrite is what the form resumes (its settings; the SDK does the same without overwrite)
     info = _pending_overwrite(ctx, field) or fo_runs.get_ood_run_info(ctx.dataset, field)
     backbone, projection = info.get("backbone") or {}, info.get("projection") or {}
+    if backbone.get("kind") == "clip":  # CLIP embeddings: no timm backbone or pyramid settings to resume
+        return {}
     stored = dict(model_name=backbone.get("model_name"), mode=backbone.get("mode"), grid=backbone.get("grid"),
                   levels=",".join(str(i) for i in backbone.get("level_indices") or []),
                   project_dim=projection.get("n_components", 0), project_method=projection.get("method"),
@@ -318,6 +315,15 @@ def _resume_conflicts(ctx, field, patches):
     pending = _pending_overwrite(ctx, field) if conflicts else {}
     # the settings of an interrupted overwrite resume it: no conflict either
     return "" if pending and not _conflicts_with(pending, asked, patches) else conflicts
+
+
+def _clip_backbone(ctx, field):
+    """The backbone record of the CLIP embeddings run ``field`` (:func:`ood_core.compute_clip_embeddings`), or
+    None for a pyramid embeddings run."""
+    from ood_core.fo import runs as fo_runs
+
+    backbone = fo_runs.get_ood_run_info(ctx.dataset, field).get("backbone") or {}
+    return backbone if backbone.get("kind") == "clip" else None
 
 
 def _field_gone(ctx, field):

@@ -157,3 +157,135 @@ def check_label_pairing(prop, samples, label_field, embeddings_field, patches, c
                    f"(such as suggested labels), not labels to check; {pick}")
     invalidate(prop, message)
     return None
+
+
+def check_offered_label_field(prop, samples, label_field, choices):
+    """Refuse on the dropdown ``prop`` a label field it does not offer (``choices``), as the run would: a field
+    deleted or renamed since the form opened, or not a label field, gets the SDK's label-field check
+    (:func:`check_label_field`: the field, its type, the fields to pick); a Classification field left out of the
+    list is an output of a run of this plugin. Without this, Execute failed with FiftyOne's bare "Invalid enum
+    value". Returns the label field, or None when it is refused."""
+    from .base import invalidate
+
+    if not label_field or label_field in choices:
+        return label_field or None
+    if check_label_field(prop, samples, label_field, choices) is None:
+        return None
+    pick = f"pick {' or '.join(repr(c) for c in choices)}" if choices else "type the class names instead"
+    invalidate(prop, f"label field {label_field!r} is not offered: it holds labels written by a run of this plugin "
+                     f"(such as predictions or suggested labels), not classes to use; {pick}")
+    return None
+
+
+def check_clip_embeddings_choice(prop, samples, embeddings_field, offered):
+    """Refuse on the "Stored CLIP embeddings" dropdown ``prop`` embeddings it does not offer (``offered``), with the
+    SDK's reason (:func:`ood_core.fo.clip_common.clip_embeddings_record`: deleted since the form opened, not
+    recorded by a run, not CLIP embeddings) and the form's way out. Without this, Execute failed with FiftyOne's
+    bare "Invalid enum value". Returns whether the choice can be used."""
+    from ood_core.fo.clip_common import clip_embeddings_record
+
+    from .base import invalidate, refusal
+
+    if not embeddings_field or embeddings_field in offered:
+        return True
+    problem = refusal(clip_embeddings_record, samples, embeddings_field) or \
+        f"embeddings {embeddings_field!r} are not among this dataset's CLIP embeddings"
+    invalidate(prop, f"{problem}. In this form: pick stored CLIP embeddings in the list, or leave 'Stored CLIP "
+                     "embeddings' empty to encode the images now")
+    return False
+
+
+def check_tag_choice(prop, tag, tags, or_else):
+    """Refuse on the tag dropdown ``prop`` a tag no sample carries any more (``tags``: the dataset's tags; removed
+    since the form opened, or typed), which FiftyOne refused on Execute with a bare "Invalid enum value";
+    ``or_else``: the other way out. Returns whether the tag can be used."""
+    from .base import invalidate
+
+    if not tag or tag in tags:
+        return True
+    invalidate(prop, f"no sample is tagged {tag!r} (removed since the form opened?): pick a tag in the list, "
+                     f"or {or_else}")
+    return False
+
+
+def check_patches_choice(prop, samples, patches_field, offered):
+    """Refuse on the "Objects field" dropdown ``prop`` a field it does not offer (``offered``: the Detections
+    fields), with the SDK's reason (:func:`ood_core.fo.items.check_patches_field`: deleted since the form opened,
+    or not a Detections field) and the fix. Returns whether the choice can be used."""
+    from ood_core.fo.items import check_patches_field
+
+    from .base import invalidate, refusal
+
+    if not patches_field or patches_field in offered:
+        return True
+    problem = refusal(check_patches_field, samples, patches_field) or f"patches_field={patches_field!r} is not offered"
+    invalidate(prop, f"{problem}. In this form: pick a Detections field in 'Objects field', or leave it empty to "
+                     "embed whole images")
+    return False
+
+
+def clip_embedding_runs(dataset):
+    """The dataset's CLIP embeddings runs whose field is there (a deleted field: not offered), for the CLIP forms."""
+    from ood_core.fo import runs as fo_runs
+
+    runs = []
+    for key in fo_runs.list_ood_runs(dataset, kind="embeddings"):
+        backbone = fo_runs.get_ood_run_info(dataset, key).get("backbone") or {}
+        if backbone.get("kind") == "clip" and dataset.get_field(key) is not None:
+            runs.append(key)
+    return runs
+
+
+def check_clip_encoder_inputs(inputs, ctx):
+    """The CLIP encoder the run would build from the form's 'CLIP model', 'CLIP weights' and 'QuickGELU' (and the
+    stored embeddings' settings for those left empty: :func:`ood_core.fo.clip_common.resolve_encoder_args`), built
+    lazily by the SDK (:func:`ood_core.fo.clip_common.make_encoder`: no weights loaded), so that an unknown
+    architecture, a tag the architecture does not have or a missing weights file is refused on its input, and
+    stored embeddings made by another encoder on 'Stored CLIP embeddings', before the run. Only typed or ticked
+    values are checked (the defaults need no check; a tag's weights are looked for by the run)."""
+    from ood_core.errors import OODError
+    from ood_core.fo.clip_common import clip_embeddings_record, make_encoder, resolve_encoder_args
+    from ood_core.paths import check_app_file
+
+    from .base import invalidate
+
+    p, props = ctx.params, inputs.properties
+    if not (p.get("model_name") or p.get("weights") or p.get("quick_gelu")) or \
+            any(props[n].invalid for n in ("weights", "embeddings_field")):
+        return
+    # as the run reads them (operators.clip._common_kwargs)
+    model, quick_gelu = p.get("model_name") or None, True if p.get("quick_gelu") else None
+    weights = check_app_file(p.get("weights"), "weights", may_be_tag=True)
+    embeddings = p.get("embeddings_field") or None
+    try:
+        encoder = make_encoder(*resolve_encoder_args(ctx.dataset, embeddings, model, weights, quick_gelu), "cpu",
+                               lazy=True)
+    except OODError as e:
+        invalidate(props["model_name" if str(e).startswith("model_name") else "weights"], str(e))
+        return
+    stored = clip_embeddings_record(ctx.dataset, embeddings).get("weights_identity") if embeddings else None
+    if stored is not None and stored != encoder.weights_identity:
+        invalidate(props["embeddings_field"], (
+            f"embeddings {embeddings!r} were computed with {stored!r}, but this form's 'CLIP model' / 'CLIP weights' "
+            f"/ 'QuickGELU' give {encoder.weights_identity!r}; image and text embeddings are only comparable within "
+            "one CLIP model and weights: leave 'CLIP model' and 'CLIP weights' empty and 'QuickGELU' unticked to "
+            "take them from the embeddings run, or leave 'Stored CLIP embeddings' empty to encode the images now"))
+
+
+def id_labels_text(id_labels):
+    """The ID class names of a Python ``op(view, id_labels=[...])`` call as the form's comma-separated 'ID class
+    names' text (a list failed FiftyOne's validation of that text input: "Invalid value type"); text is kept."""
+    from ood_core.errors import OODInputError
+
+    if id_labels is None or isinstance(id_labels, str):
+        return id_labels
+    if not isinstance(id_labels, (list, tuple)):
+        raise OODInputError(f"id_labels={id_labels!r} is not a list of class names; pass e.g. id_labels=['dog', "
+                            "'cat'], or label_field=<a label field> for its classes")
+    names = [str(name).strip() for name in id_labels]
+    commas = [name for name in names if "," in name]
+    if commas:
+        raise OODInputError(f"id_labels: class name(s) {commas} contain a comma, which the operator's comma-separated "
+                            "'ID class names' input cannot hold; call ood.compute_neglabel_scores / "
+                            "compute_rap_scores / compute_adaneg_scores with id_labels=[...] directly, or rename them")
+    return ", ".join(names)

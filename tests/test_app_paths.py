@@ -9,6 +9,7 @@ def test_app_refuses_a_word_list_outside_the_allowed_folders(dataset_factory, mo
 
     monkeypatch.setenv("FIFTYONE_OOD_ALLOWED_DIRS", str(tmp_path))
     ds = dataset_factory([f"/tmp/app_paths_{i}.png" for i in range(3)])
+    (tmp_path / "clip.safetensors").write_bytes(b"")  # weights inside the allowed folders (the form checks them)
     params = dict(id_source="labels", id_labels="cat, dog", score_field="nl", word_list="/etc/hostname",
                   model_name="ViT-B-16", weights=str(tmp_path / "clip.safetensors"))
     for uri in ("compute_neglabel_scores", "compute_adaneg_scores"):

@@ -69,12 +69,19 @@ def test_readme_says_which_paths_are_checked_and_where_the_variable_is_needed():
 
 
 def test_run_errors_name_the_form_input_of_the_sdk_parameter(form_dataset, tmp_path):
-    # an int parameter refused in the run (the input sits in the hidden advanced group)
-    result = _result("compute_pyramid_embeddings", form_dataset, dict(embeddings_field="e", project_dim=-5))
-    assert result.error_message.startswith("project_dim=-5 is too small; use an integer >= 0")  # the SDK's words
+    # an int parameter refused (the input sits in the hidden advanced group): the form shows it before the run
+    params = dict(embeddings_field="e", project_dim=-5)
+    shown = forms.props("compute_pyramid_embeddings", form_dataset, params)["project_dim_error"].view.label
+    assert "project_dim=-5 is too small; use an integer >= 0" in shown and "Show advanced settings" in shown
+    # and a run that skips the form (a Python call of the operator) names the input in the SDK's refusal
+    import fiftyone.operators as foo
+
+    with pytest.raises(Exception) as err:
+        foo.get_operator(forms.uri("compute_pyramid_embeddings")).execute(forms.context(form_dataset, params))
+    message = str(err.value)
+    assert message.startswith("project_dim=-5 is too small; use an integer >= 0")  # the SDK's words
     assert ("`project_dim` is the input 'Reduce to dimensions (0 = keep)' (shown by 'Show advanced settings "
-            "(backbone, levels, speed)')") in result.error_message
-    assert result.error.rstrip().endswith(result.error_message.splitlines()[-1])  # the traceback ends with it too
+            "(backbone, levels, speed)')") in message
     # an unreadable image: the SDK says "pass skip_failures=True", the form names its box
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not an image")
