@@ -157,7 +157,8 @@ def test_a_dataset_another_process_deleted_is_named_not_listed_with_its_old_runs
     _in_another_process(ds, "ds.delete()\n")
     # was: ['ood'] and the run's record, read from what this process held
     for call in (lambda: ood.list_ood_runs(ds), lambda: ood.get_ood_run_info(ds, "ood"),
-                 lambda: fo_runs.load_ood_results(ds, "ood")):
+                 lambda: fo_runs.load_ood_results(ds, "ood"),
+                 lambda: ood.flag_samples(ds, "ood", rule="top_n", value=2)):  # (was "an empty view")
         with pytest.raises(OODInputError, match=f"dataset '{ds.name}' was deleted \\(by another process.*"
                                                 "fo.list_datasets\\(\\)"):
             call()

@@ -41,7 +41,18 @@ def is_whole_dataset(samples):
 def require_nonempty(samples, what="samples"):
     require_own_dataset(samples)
     if num_samples(samples) == 0:
+        import fiftyone.core.odm as foo
+
+        if foo.get_db_conn().datasets.find_one({"_id": samples._dataset._doc.id}, {"_id": 1}) is None:
+            raise deleted_elsewhere(samples._dataset)  # its samples went with it: not an empty view
         raise OODInputError(f"{what} is an empty view: nothing to process; check the view's filters or tags")
+
+
+def deleted_elsewhere(dataset):
+    """The error for a call on ``dataset`` that another process deleted since this one loaded it (FiftyOne's own
+    ``deleted`` knows only of deletions in this process)."""
+    return OODInputError(f"dataset {dataset.name!r} was deleted (by another process, e.g. a notebook or the App) "
+                         "since it was loaded here; load an existing dataset (fo.list_datasets() lists them)")
 
 
 _FIELD_STAGES = ("SelectFields", "ExcludeFields")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from bson import DBRef
 
 from ..errors import OODInputError
+from .items import deleted_elsewhere
 
 logger = logging.getLogger(__name__)
 
@@ -502,8 +503,7 @@ def _runs_changed_elsewhere(dataset):
 
     stored = foo.get_db_conn().datasets.find_one({"_id": dataset._doc.id}, {"runs": 1})
     if stored is None:  # (FiftyOne's own ``deleted`` knows only of deletions in this process)
-        raise OODInputError(f"dataset {dataset.name!r} was deleted (by another process, e.g. a notebook or the "
-                            "App) since it was loaded here; load an existing dataset (fo.list_datasets() lists them)")
+        raise deleted_elsewhere(dataset)
     return {key: doc.id for key, doc in dataset._doc.runs.items()} != dict(stored.get("runs") or {})
 
 
