@@ -108,11 +108,11 @@ class AuditDataset(common.OODOperator):
             reference=(p["reference_tag"] or None) if "reference_tag" in p else "auto",
             embeddings_field=p.get("embeddings_field") or "auto",
             audit_key=audit_key,
-            near_duplicates=bool(p.get("near_duplicates", common.sdk_default("audit", "near_duplicates"))),
-            skip_failures=bool(p.get("skip_failures", common.sdk_default("audit", "skip_failures"))),
+            near_duplicates=common.flag_param(p, "near_duplicates", common.sdk_default("audit", "near_duplicates")),
+            skip_failures=common.flag_param(p, "skip_failures", common.sdk_default("audit", "skip_failures")),
             report_path=report_path,
             export_dir=export_dir,
-            overwrite=bool(p.get("overwrite", False)),
+            overwrite=common.flag_param(p, "overwrite", False),
             progress=common.progress_callback(ctx),
         )
         warnings = summary.get("warnings", [])

@@ -448,6 +448,20 @@ def int_input(inputs, ctx, name, *, default, minimum=1, maximum=None, **kwargs):
     return prop
 
 
+def flag_param(params, name, default=False):
+    """A yes/no parameter: ``True`` / ``False`` (absent or None: ``default``). FiftyOne validates only the inputs a
+    form shows; a hidden one given as text (``flip="no"``) or a number by a Python ``op(...)`` call is refused with
+    its name instead of read as ``bool("no")``, which is True."""
+    from ood_core.errors import OODInputError
+
+    value = params.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    raise OODInputError(f"{name}={value!r} is not a yes/no value; pass {name}=True or {name}=False")
+
+
 def int_param(params, name, default, *, minimum=1):
     """An integer form parameter: whole numbers only (the App's JSON may carry ``3.0``); empty is ``default``.
 

@@ -173,7 +173,7 @@ def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
         num_groups=common.int_param(p, "num_groups", 100),
         seed=common.int_param(p, "seed", 0, minimum=0),
         prediction_field=p.get("prediction_field", prediction_default) or None,
-        overwrite=bool(p.get("overwrite", False)),
+        overwrite=common.flag_param(p, "overwrite", False),
         progress=common.progress_callback(ctx),
     )
 
@@ -240,7 +240,7 @@ def _neglabel_kwargs(p):
         fraction=None if num_negatives else common.float_param(p, "fraction", None),
         percentile=common.float_param(p, "percentile", 95.0),
         vocabulary=p.get("vocabulary", common.sdk_default("compute_neglabel_scores", "vocabulary")),
-        remove_id_names=bool(p.get("remove_id_names", False)),
+        remove_id_names=common.flag_param(p, "remove_id_names", False),
         remainder=p.get("remainder", common.sdk_default("compute_neglabel_scores", "remainder")),
     )
 
@@ -481,9 +481,9 @@ class ComputeRAPScores(common.OODOperator):
                      common.float_param(p, "lambda3", -1.0)),
             eta=common.float_param(p, "eta", 5.0),
             num_negatives=common.int_param(p, "num_negatives", 10000),
-            test_time=bool(p.get("test_time", True)),
+            test_time=common.flag_param(p, "test_time", True),
             crop_ranking=p.get("crop_ranking", _rap_default("crop_ranking")),
-            flip=bool(p.get("flip", True)),
+            flip=common.flag_param(p, "flip", True),
             u_preset=p.get("u_preset", _rap_default("u_preset")),
             u1=common.float_param(p, "u1", None),
             u2=common.float_param(p, "u2", None),

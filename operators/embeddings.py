@@ -103,8 +103,8 @@ class ComputePyramidEmbeddings(common.OODOperator):
             patches_field=p.get("patches_field") or None,
             batch_size=common.int_param(p, "batch_size", _default("batch_size")),
             num_workers=common.int_param(p, "num_workers", _default("num_workers"), minimum=0),
-            skip_failures=bool(p.get("skip_failures", _default("skip_failures"))),
-            overwrite=bool(p.get("overwrite", False)),
+            skip_failures=common.flag_param(p, "skip_failures", _default("skip_failures")),
+            overwrite=common.flag_param(p, "overwrite", False),
             progress=common.progress_callback(ctx),
             shard=tuple(p["shard"]) if p.get("shard") is not None else None,
         )

@@ -62,7 +62,7 @@ class ManageOODRuns(common.OODOperator):
             report = common.report(f"Run `{p['run_key']}` renamed to `{p['new_run_key']}`",
                                    [("fields", "unchanged")])
         elif action == "delete":
-            delete_fields = bool(p.get("delete_fields", True))
+            delete_fields = common.flag_param(p, "delete_fields", True)
             fields = fields_to_delete(dataset, p["run_key"]) if delete_fields else []
             along = deleted_along(dataset, p["run_key"], delete_fields)
             if not p.get("confirm_delete"):

@@ -129,7 +129,7 @@ class ScoreOOD(common.OODOperator):
                 brain_key=p["similarity_index"],
                 reference=p.get("reference_tag") or None,
                 k=_index_k(p),
-                overwrite=bool(p.get("overwrite", False)),
+                overwrite=common.flag_param(p, "overwrite", False),
                 progress=common.progress_callback(ctx),
             )
             return common.finish(ctx, summary, keep=keep, report=score_report(summary, p["embeddings_field"],
@@ -151,7 +151,7 @@ class ScoreOOD(common.OODOperator):
             reduce=None if reduce in (None, "none") else reduce,
             n_components=None if reduce in (None, "none") else common.int_param(p, "n_components",
                                                                                 DEFAULT_N_COMPONENTS),
-            overwrite=bool(p.get("overwrite", False)),
+            overwrite=common.flag_param(p, "overwrite", False),
             progress=common.progress_callback(ctx),
         )
         return common.finish(ctx, summary, keep=keep,

@@ -69,7 +69,7 @@ class ComputeOODVisualization(common.OODOperator):
             common.target_view(ctx), p["embeddings_field"], p.get("brain_key") or default_key,
             method=p.get("method") or common.sdk_default("compute_ood_visualization", "method"),
             patches_field=inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]),
-            overwrite=bool(p.get("overwrite", False)),
+            overwrite=common.flag_param(p, "overwrite", False),
         )
         scores = score_fields(ctx.dataset, inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]))
         colour = (f"colour the points by a score field: {', '.join(f'`{f}`' for f in scores)}" if scores else

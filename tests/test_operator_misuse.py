@@ -85,3 +85,24 @@ def test_the_audit_form_marks_a_trusted_tag_it_cannot_use(form_dataset):
     assert "is a tag the audit gives to flagged samples" in bad.get("reference_tag", ""), bad
     assert "reference_tag" not in forms.invalid(forms.props("audit_dataset", ds, dict(label_field="ground_truth",
                                                                                       reference_tag="trusted")))
+
+
+def test_a_hidden_yes_no_parameter_given_as_text_is_refused_not_read_as_yes(form_images, tiny_clip_params):
+    """FiftyOne validates only the inputs a form shows: RAP's *Mirror half of the crops* (hidden under the advanced
+    settings) given as ``flip="no"`` by a Python ``op(...)`` call was ``bool("no")``, i.e. True, and the run went
+    on mirroring. Text or numbers for a yes/no parameter are refused with its name; nothing is written."""
+    from ood_core.errors import OODInputError
+    from operators.base import flag_param
+
+    ds = form_images
+    params = dict(few_shot_mode="tag", few_shot_tag="trusted", label_field="ground_truth", score_field="rap",
+                  num_crops=4, num_keep=2, num_negatives=8, num_groups=2, words_per_sample=1, flip="no",
+                  **tiny_clip_params)
+    message = _refused("compute_rap_scores", ds, params)
+    assert "flip='no' is not a yes/no value; pass flip=True or flip=False" in message, message
+    assert "rap" not in ds.get_field_schema()
+    assert flag_param({"x": None}, "x", True) is True and flag_param({}, "x") is False
+    assert flag_param({"x": False}, "x", True) is False
+    for bad in ("no", "yes", 1, 0):
+        with pytest.raises(OODInputError, match=r"is not a yes/no value; pass x=True or x=False"):
+            flag_param({"x": bad}, "x")
