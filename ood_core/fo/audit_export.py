@@ -121,7 +121,7 @@ def refuse_other_audits_export(samples, audit_key, export_dir, overwrite):
     """Refuse, unless ``overwrite``, an ``export_dir`` holding the export of another audit (another key, or another
     dataset) whose record still names that folder: the export would replace it. With ``overwrite``, returns the
     warning that says whose export was replaced (else None)."""
-    from .audit_report import recorded_owner
+    from .audit_report import other_audit, recorded_owner
 
     path = os.path.realpath(_export_path(export_dir))
     marker = os.path.join(path, MARKER)
@@ -133,10 +133,9 @@ def refuse_other_audits_export(samples, audit_key, export_dir, overwrite):
         named = json.loads(lines[2]) if len(lines) > 2 else None
     except (OSError, ValueError):
         named = None
-    owner = recorded_owner(samples, audit_key, named, "export_dir", path)
-    if owner is None or (str(owner[0]._doc.id) == str(samples._dataset._doc.id) and owner[1] == audit_key):
+    whose = other_audit(samples, audit_key, recorded_owner(samples, audit_key, named, "export_dir", path))
+    if whose is None:
         return None
-    whose = f"audit {owner[1]!r} of dataset {owner[0].name!r}"
     if overwrite:
         return f"the export replaced the export of {whose} in {export_dir!r}; that audit's record still names it"
     raise OODInputError(

@@ -389,7 +389,7 @@ def check_report_files(report_path):
             "for a folder")
 
 
-#: the ``<meta>`` of the report's head naming the audit that wrote it: ``{"dataset_id", "dataset", "audit_key"}``
+#: the ``<meta>`` of the report's head naming the audit that wrote it (:func:`owner_json`)
 OWNER_META = "fiftyone-ood-audit"
 _OWNER = re.compile(rb"<meta name='" + OWNER_META.encode() + rb"' content='([^']*)'>")
 
@@ -399,13 +399,9 @@ def refuse_other_audits_report(samples, audit_key, report_path, overwrite):
     dataset) whose record still names that file (:func:`report_owner`): the audit would replace that report and
     its CSV, and the other audit's record would name a report that is no longer its own. With ``overwrite``,
     returns the warning that says whose report was replaced (else None)."""
-    owner = report_owner(samples, audit_key, report_path)
-    if owner is None:
+    whose = other_audit(samples, audit_key, report_owner(samples, audit_key, report_path))
+    if whose is None:
         return None
-    dataset, key = owner
-    if str(dataset._doc.id) == str(samples._dataset._doc.id) and key == audit_key:
-        return None
-    whose = f"audit {key!r} of dataset {dataset.name!r}"
     if overwrite:
         return (f"this report replaced the report of {whose} at {report_path!r} (and its CSV); that audit's "
                 "record still names the file")
@@ -435,9 +431,20 @@ def report_owner(samples, audit_key, report_path):
     return recorded_owner(samples, audit_key, named, "report_path", report_path)
 
 
+def other_audit(samples, audit_key, owner):
+    """"audit <key> of dataset <name>" when ``owner`` (:func:`recorded_owner`) is an audit other than ``audit_key``
+    of ``samples``' dataset, else None (no owner, or this audit's own output)."""
+    if owner is None:
+        return None
+    dataset, key = owner
+    if str(dataset._doc.id) == str(samples._dataset._doc.id) and key == audit_key:
+        return None
+    return f"audit {key!r} of dataset {dataset.name!r}"
+
+
 def recorded_owner(samples, audit_key, named, field, path):
-    """``(dataset, audit key)`` of the audit an output at ``path`` names as its writer (``named``:
-    ``{"dataset_id", "audit_key"}``) when that audit's record still names ``path`` in its config ``field``
+    """``(dataset, audit key)`` of the audit an output at ``path`` names as its writer (``named``: :func:`owner_json`
+    parsed) when that audit's record still names ``path`` in its config ``field``
     (``report_path``, ``export_dir``), else None; with no ``named`` (written by an earlier version), the audit of
     ``samples``' dataset whose record names it (``audit_key`` first)."""
     if not isinstance(named, dict):
