@@ -39,7 +39,7 @@ Only numpy is needed; nothing here imports FiftyOne.
 import numpy as np
 
 from .errors import NotFittedError, OODInputError
-from .validation import as_array
+from .validation import as_array, finite_floats
 
 __all__ = ["ConformalCalibrator", "conformal_p_values", "flag_at_alpha"]
 
@@ -49,23 +49,11 @@ def _as_scores(scores, name):
     if isinstance(scores, (str, bytes)):
         raise OODInputError(f"{name} must be a 1-D array of numbers, not a string.")
     arr = as_array(scores, name)  # names nested lists of different lengths and complex numbers
-    try:
-        arr = arr.astype(np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise OODInputError(
-            f"{name} must be a 1-D array of numbers (one score per sample); could not "
-            f"convert it to floats: {exc}."
-        ) from exc
+    arr = finite_floats(arr, name, "recompute those scores or drop the samples.", where="positions")
     if arr.ndim != 1:
         raise OODInputError(
             f"{name} must be 1-D with one score per sample; got shape {arr.shape}. "
             "Pass the (N,) output of score_samples / fit_reference_scores."
-        )
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise OODInputError(
-            f"{name} has {bad.size} NaN or infinite value(s) (first positions: "
-            f"{bad[:5].tolist()}); recompute those scores or drop the samples."
         )
     return arr
 

@@ -15,7 +15,7 @@ scikit-learn is imported inside :func:`ood_metrics`.
 import numpy as np
 
 from .errors import OODInputError
-from .validation import as_array
+from .validation import as_array, finite_floats
 
 __all__ = ["fpr_at_95_id_accepted", "fpr_at_95_ood_flagged", "format_metrics", "ood_metrics"]
 
@@ -91,16 +91,7 @@ def validate_scores(scores, is_ood, *, both_classes=True, name="scores"):
         raise OODInputError(
             "scores and is_ood are empty; evaluate at least one ID and one OOD sample."
         )
-    try:
-        scores = scores.astype(np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise OODInputError(f"{name} must be numeric; could not convert them: {exc}") from exc
-    bad = np.flatnonzero(~np.isfinite(scores))
-    if bad.size:
-        raise OODInputError(
-            f"{name} has {bad.size} NaN or infinite value(s) (first indices: "
-            f"{bad[:5].tolist()}); fix or drop those samples before computing metrics."
-        )
+    scores = finite_floats(scores, name, "fix or drop those samples before computing metrics.")
     if is_ood_arr.dtype != np.bool_:
         values = is_ood_arr.tolist()
         bad = [v for v in values if not (isinstance(v, (bool, np.bool_))

@@ -44,7 +44,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .errors import OODInputError
-from .validation import as_array
+from .validation import as_array, finite_floats
 
 __all__ = [
     "RULES",
@@ -79,16 +79,7 @@ def _scores(scores, name="scores", allow_empty=False):
         raise OODInputError(f"{name} must be 1-D (one score per sample); got shape {arr.shape}")
     if arr.size == 0 and not allow_empty:
         raise OODInputError(f"{name} is empty; a threshold needs at least one score")
-    try:
-        arr = arr.astype(np.float64)
-    except (TypeError, ValueError, OverflowError) as exc:
-        raise OODInputError(f"{name} must be numeric; could not convert them: {exc}") from exc
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise OODInputError(
-            f"{name} has {bad.size} NaN or infinite value(s) (first indices: {bad[:5].tolist()}); "
-            "drop those samples before thresholding"
-        )
+    arr = finite_floats(arr, name, "drop those samples before thresholding")
     return arr
 
 

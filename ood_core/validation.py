@@ -114,6 +114,20 @@ def as_array(values, name, what="one score per sample"):
     return arr
 
 
+def finite_floats(arr, name, fix, where="indices"):
+    """``arr`` as float64, else OODInputError naming ``name``: values that are not numbers, and NaN or infinite
+    values (their count and first ``where``), followed by ``fix`` (what the caller should do about them)."""
+    try:
+        arr = arr.astype(np.float64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise OODInputError(f"{name} must be numeric; could not convert them: {exc}") from exc
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise OODInputError(f"{name} has {bad.size} NaN or infinite value(s) (first {where}: {bad[:5].tolist()}); "
+                            f"{fix}")
+    return arr
+
+
 def check_same_dim(X_ref, X, ref_name="reference embeddings", name="scored embeddings"):
     """Raise :class:`OODInputError` when two embedding arrays differ in dimension."""
     if X_ref.shape[1] != X.shape[1]:

@@ -71,7 +71,7 @@ def test_calibrator_round_trip_and_params():
         ([1.0, np.nan], [1.0], "reference_scores has 1 NaN"),
         ([1.0], [np.inf], "scores has 1 NaN or infinite"),
         ([1.0], "abc", "scores must be a 1-D array of numbers"),
-        ([1.0], [["a"]], "scores must be a 1-D array of numbers"),
+        ([1.0], [["a"]], "scores must be numeric"),
     ],
 )
 def test_bad_input_errors_name_the_input(ref, scores, words):
