@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import OODInputError
-from .images import ImageLoadError, bounded_transform, crop_box, empty_box_problem, load_rgb
+from .images import ImageLoadError, bounded_transform, crop_box, empty_box_problem, load_rgb, subpixel_box_problem
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -121,16 +121,24 @@ class _ItemDataset:
         try:
             problem = empty_box_problem(box) if boxed else None
             if problem is not None:  # grown to one pixel, its flat colour would score like an object
-                raise ImageLoadError(f"bounding_box {list(box)!r} of an object in image {os.fspath(path)!r} {problem}",
-                                     "fix the box ([x, y, w, h] in 0..1 with w, h > 0) or remove the object")
+                raise _unusable_box(path, box, problem)
             img = self._image(path)
             if boxed:  # a missing box (None) is refused by crop_box, not taken for the whole image
+                problem = subpixel_box_problem(box, img.size)  # a sliver: the same flat pixel once cropped
+                if problem is not None:
+                    raise _unusable_box(path, box, problem)
                 img = crop_box(img, box, path=path)
             return i, self.transform(img), None
         except ImageLoadError as e:
             return i, None, e.skipped_message
         except Exception as e:  # a transform failing on a degenerate image
             return i, None, f"{path!r}: {type(e).__name__}: {e}"
+
+
+def _unusable_box(path, box, problem):
+    """The error of an object whose box holds no usable pixel of its image (``problem`` says why)."""
+    return ImageLoadError(f"bounding_box {list(box)!r} of an object in image {os.fspath(path)!r} {problem}",
+                          "fix the box ([x, y, w, h] in 0..1, at least one pixel wide and high) or remove the object")
 
 
 def _collate(batch):

@@ -206,8 +206,8 @@ def crop_box(img, box, min_size=1, *, path=None):
 
     The box is clamped to the image and grown to at least ``min_size`` pixels
     per side so degenerate boxes (no area, a point inside the image) still give a (tiny) crop instead of failing;
-    the extractor does not embed objects whose box covers no area of their image (:func:`empty_box_problem`), it
-    skips and lists them.
+    the extractor does not embed objects whose box covers no area of their image (:func:`empty_box_problem`) or
+    less than one pixel of it in width or height (:func:`subpixel_box_problem`), it skips and lists them.
     A box that is not four finite numbers, has a negative width or height, or shares no point with the image
     (``x > 1``, ``x + w < 0``, likewise for y: clamping it would crop an edge pixel that is not the object) raises
     :class:`ImageLoadError` (naming the image ``path`` when given), so the object is skipped and listed.
@@ -266,3 +266,32 @@ def empty_box_problem(box):
     if x == 1 or y == 1 or x + w == 0 or y + h == 0:
         return "covers no area of the image (it only touches its edge, 0..1 on both axes)"
     return None
+
+
+#: a box's part inside its image must be at least this many pixels wide and high (less a rounding margin for boxes
+#: converted from pixel coordinates) to be embedded: a thinner one is a one-pixel strip of flat colour once cropped
+MIN_BOX_PIXELS = 1.0
+
+
+def subpixel_box_problem(box, size):
+    """Why the object box ``box`` covers less than one pixel of an image of ``size`` ``(width, height)`` in width
+    or height, or None.
+
+    Only the part of the box inside the image counts (a box partly outside is cropped to it). :func:`crop_box`
+    would grow such a sliver to one pixel, whose embedding is a strip of flat colour that scores like an object,
+    as a box without area (:func:`empty_box_problem`) would. Malformed boxes and boxes wholly outside the image are
+    left to :func:`crop_box`, which names their own problem.
+    """
+    try:
+        x, y, w, h = (float(v) for v in box)
+    except (TypeError, ValueError):
+        return None
+    if not np.isfinite([x, y, w, h]).all() or w < 0 or h < 0 or x > 1 or y > 1 or x + w < 0 or y + h < 0:
+        return None
+    width, height = size
+    across = (min(x + w, 1.0) - max(x, 0.0)) * width
+    down = (min(y + h, 1.0) - max(y, 0.0)) * height
+    if across >= MIN_BOX_PIXELS - 1e-6 and down >= MIN_BOX_PIXELS - 1e-6:
+        return None
+    return (f"covers less than one pixel of its {width}x{height} image ({across:.3g} x {down:.3g} pixels inside "
+            "it): its crop would be a strip of flat colour")

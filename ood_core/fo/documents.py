@@ -8,7 +8,8 @@ documents themselves: whether a path holds any value (:func:`field_exists`,
 used before every write, so a curator's undeclared attributes are never
 overwritten), removing a key the schema does not declare (:func:`unset_key`,
 used by rollback, discard and repair), and finding this package's undeclared
-temporary keys left in documents (:func:`stray_internal_keys`).
+temporary keys left in documents (:func:`stray_internal_keys`), and naming arrays stored under an undeclared key
+(:func:`undeclared_vectors_problem`).
 """
 
 from .commit import INTERNAL_NAME as _INTERNAL  # the package's temporary names exactly (not tmp_ood_notes)
@@ -102,3 +103,24 @@ def stray_internal_keys(dataset):
             found |= {f"{path}.{d['_id']}" for d in coll.aggregate(_keys_pipeline(f"${path}", _INTERNAL, True))}
     return sorted(p for p in found if p not in schema)
 
+
+
+def undeclared_vectors_problem(dataset, path, value, then="call again"):
+    """Why arrays FiftyOne hands back as bytes at ``path`` (``value``: one of them) cannot be read, with the fix;
+    None when ``value`` is not such an array or ``path`` is declared. Set on objects (``det["emb"] =
+    np.array(...)``) without the field being declared, arrays are stored serialized and read back undecoded;
+    declaring the field (what ``compute_pyramid_embeddings`` does) makes FiftyOne decode them. ``then``: what to
+    do after declaring it."""
+    import fiftyone.core.utils as fou
+
+    if not isinstance(value, bytes) or dataset.get_field(path) is not None:
+        return None
+    try:
+        dim = fou.deserialize_numpy_array(value).size
+    except Exception:  # not a serialized array
+        return None
+    name = path.rsplit(".", 1)[-1]
+    return (f"embeddings {path!r} are stored as serialized arrays (bytes; the first holds {dim} numbers): the "
+            f"field is not declared on dataset {dataset.name!r} (arrays set on the objects without declaring it, "
+            f"e.g. det[{name!r}] = np.array(...)), so FiftyOne cannot decode them. Declare it once, then {then}: "
+            f"dataset.add_sample_field({path!r}, fo.VectorField) (import fiftyone as fo)")

@@ -8,6 +8,7 @@ values live at ``<patches_field>.detections.<attr>``.
 import numpy as np
 
 from ..errors import OODInputError
+from .patches_views import patches_view_fields, source_objects_view  # noqa: F401 (public here too)
 
 DEFAULT_EMBEDDINGS_FIELD = "ood_embeddings"
 
@@ -163,40 +164,6 @@ def require_not_generated(samples):
     )
 
 
-def patches_view_fields(samples):
-    """The label fields whose objects a patches view (``to_patches``, ``to_evaluation_patches``) shows; None for
-    any other collection."""
-    import fiftyone.core.patches as fop
-
-    if isinstance(samples, fop.EvaluationPatchesView):
-        return [samples.gt_field, samples.pred_field]
-    if isinstance(samples, fop.PatchesView):
-        return [samples.patches_field]
-    return None
-
-
-def source_objects_view(samples, patches_field, what="the scores"):
-    """The view of a patches view's source dataset that shows exactly the objects of ``patches_field`` the patches
-    show (``filter_labels`` by their ids, samples without one left out), where runs are recorded. ``what`` names
-    the run or field of those objects, for the error when the patches are of other objects."""
-    from bson import ObjectId
-    from fiftyone import ViewField as F
-
-    fields = patches_view_fields(samples)
-    if patches_field not in fields:
-        held = "of the images (one per sample)" if patches_field is None else f"on the objects of {patches_field!r}"
-        other = "" if patches_field is None else f", or its to_patches({patches_field!r}) view"
-        raise OODInputError(f"this patches view shows the objects of {fields}, but {what} are {held}; pass the "
-                            f"dataset (or a view of it){other}")
-    kind = samples.get_field(patches_field).document_type.__name__
-    path = f"{patches_field}.detections.id" if kind == "Detections" else f"{patches_field}.id"
-    ids = [i for row in samples.values(path) for i in (row if isinstance(row, list) else [row]) if i is not None]
-    if not ids:
-        raise OODInputError(f"this patches view shows no object of {patches_field!r}: nothing to work on; check "
-                            "its filters")
-    return samples._root_dataset.filter_labels(patches_field, F("_id").is_in([ObjectId(i) for i in ids]))
-
-
 #: default of every call that decodes a view's images (embeddings, CLIP scores, the audit), as in FiftyOne's
 #: ``compute_embeddings``: an unreadable image is skipped, warned about and listed in the run's results
 SKIP_FAILURES = True
@@ -290,6 +257,9 @@ def check_patches_field(samples, patches_field):
     boxes = [f for f in label_fields(samples._dataset) if samples._dataset.get_field(f).document_type is
              fol.Detections]
     fix = _NO_BOXES_FIX.get(kind, "pass a Detections field").format(f=patches_field)
+    owner = next((f for f in boxes if patches_field.startswith(f"{f}.")), None)
+    if owner is not None:  # the objects' list or one of their attributes, e.g. 'objs.detections'
+        fix = f"pass the Detections field itself, patches_field={owner!r}"
     why = "objects are read from a Detections field (a list of objects per sample)" if kind == "Detection" else \
         "objects are cropped by their bounding boxes, which only a Detections field has"
     raise OODInputError(f"patches_field={patches_field!r} holds {holds}, but {why} (Detections fields here: "
@@ -310,6 +280,18 @@ def require_embeddings_field(dataset, embeddings_field):
             f"embeddings field {embeddings_field!r} does not exist; run "
             "compute_pyramid_embeddings(samples, embeddings_field=...) first"
         )
+
+
+def _undeclared_object_vectors(samples, embeddings_field, patches_field):
+    """Why object arrays stored under an undeclared key cannot be read (FiftyOne hands them back as bytes), with
+    the fix; None when no object of ``samples`` holds such an array there."""
+    from .documents import has_values, undeclared_vectors_problem
+
+    path = patch_path(patches_field, embeddings_field)
+    if not has_values(samples._dataset, path):
+        return None
+    first = next((v for v in flatten(samples.values(path)) if v is not None), None)
+    return undeclared_vectors_problem(samples._dataset, path, first)
 
 
 def _missing_object_embeddings(dataset, embeddings_field, patches_field):
@@ -350,7 +332,8 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
         labs = samples.values(f"{label_field}.label") if label_field else [None] * len(keys)
     else:
         if dataset.get_field(patch_path(patches_field, embeddings_field)) is None:
-            raise OODInputError(_missing_object_embeddings(dataset, embeddings_field, patches_field))
+            raise OODInputError(_undeclared_object_vectors(samples, embeddings_field, patches_field)
+                                or _missing_object_embeddings(dataset, embeddings_field, patches_field))
         nested_keys = samples.values(patch_path(patches_field, "id"))
         require_unique_object_ids(samples, patches_field, nested_keys)
         keys = flatten(nested_keys)
