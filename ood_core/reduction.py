@@ -13,10 +13,14 @@ import numpy as np
 from .errors import NotFittedError, OODInputError
 from .validation import as_embeddings, check_same_dim
 
-__all__ = ["REDUCERS", "Reducer", "make_reducer"]
+__all__ = ["LINEAR_REDUCERS", "REDUCERS", "Reducer", "make_reducer"]
 
 #: Reduction methods accepted by :class:`Reducer` / :func:`make_reducer`.
 REDUCERS = ("pca", "umap", "random")
+
+#: The linear ones: a state to store and restore (:meth:`Reducer.linear_state`), and the embeddings extractor's
+#: ``project_method`` choices.
+LINEAR_REDUCERS = ("pca", "random")
 
 _FIT_NAME = "embeddings to fit the reducer on"
 _TRANSFORM_NAME = "embeddings to transform"
@@ -138,6 +142,7 @@ class Reducer:
             # kept as a plain affine map so a fitted PCA can be stored and restored (linear_state)
             self.mean_ = self.model_.mean_.astype(np.float32)
             self.components_ = np.ascontiguousarray(self.model_.components_.T, dtype=np.float32)
+            self.explained_variance_ratio_ = float(self.model_.explained_variance_ratio_.sum())
             return None
         if self.method == "random":
             rng = np.random.default_rng(self.seed)
@@ -189,13 +194,15 @@ class Reducer:
 
     def linear_state(self):
         """JSON-able parameters of a fitted PCA / random reducer, for :meth:`from_linear_state`."""
-        if self.method not in ("pca", "random") or not self.is_fitted:
+        if self.method not in LINEAR_REDUCERS or not self.is_fitted:
             raise OODInputError(f"linear_state() needs a fitted 'pca' or 'random' reducer, not {self!r}")
         state = {"method": self.method, "n_components": self.n_components, "seed": self.seed,
                  "n_features_in": int(self.n_features_in_), "components": self.components_.tolist()}
         if self.method == "pca":
             state["mean"] = self.mean_.tolist()
-            state["explained_variance_ratio"] = float(self.model_.explained_variance_ratio_.sum())
+            ratio = getattr(self, "explained_variance_ratio_", None)  # a restored state may lack it
+            if ratio is not None:
+                state["explained_variance_ratio"] = float(ratio)
         return state
 
     @classmethod
@@ -205,7 +212,7 @@ class Reducer:
         fix = "pass the dict that linear_state() of a fitted 'pca' or 'random' Reducer returned, or fit it again"
         if not isinstance(state, dict):
             raise OODInputError(f"Reducer.from_linear_state needs a dict, not a {type(state).__name__}; {fix}.")
-        if state.get("method") not in ("pca", "random"):
+        if state.get("method") not in LINEAR_REDUCERS:
             raise OODInputError(f"the reducer state's method is {state.get('method')!r}; only 'pca' and 'random' "
                                 f"reducers have a linear state: {fix}.")
         keys = ("method", "n_components", "seed", "n_features_in", "components") + (
@@ -236,6 +243,10 @@ class Reducer:
             setattr(reducer, f"{key}_", value.astype(np.float32))
         if reducer.method == "pca":
             reducer.model_ = None  # marks the reducer fitted; transform uses mean_/components_
+            ratio = state.get("explained_variance_ratio")
+            if isinstance(ratio, (int, float, np.number)) and not isinstance(ratio, (bool, np.bool_)) \
+                    and np.isfinite(ratio):  # kept so linear_state() of the restored reducer gives it back
+                reducer.explained_variance_ratio_ = float(ratio)
         reducer.n_features_in_ = int(dim)
         return reducer
 

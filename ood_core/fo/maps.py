@@ -29,6 +29,7 @@ import uuid
 from ..errors import OODInputError
 from . import runs
 from .commit import TMP_PREFIX
+from .documents import undeclared_vectors_problem
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
@@ -318,6 +319,10 @@ def _check_vectors(view, embeddings_field, patches_field, seed):
     if not is_int(seed) or not 0 <= seed < 2**32:  # the methods' random_state takes 0..2**32 - 1
         raise OODInputError(f"seed={seed!r} is not valid; pass a whole number from 0 to 2**32 - 1, e.g. seed=0")
     value = _first_vector(view, embeddings_field, patches_field)
+    path = patch_path(patches_field, embeddings_field) if patches_field else embeddings_field
+    problem = undeclared_vectors_problem(view._dataset, path, value, then="map again")
+    if problem:
+        raise OODInputError(problem)
     try:
         vector = np.asarray(value, dtype=np.float64)
     except (TypeError, ValueError):

@@ -13,6 +13,9 @@ def find(samples, embeddings, threshold, audit_key):
     ``neighbors`` maps each kept sample to ``[(duplicate id, distance)]`` and each duplicate to ``[(its nearest
     kept sample, distance)]``, computed here (:func:`nearest_kept`) as the Brain's threshold measures them (its own
     ``neighbors_map`` centres query and index differently: an exact copy came out 0.15 apart).
+    The Brain centres the embeddings before measuring, so identical vectors at their mean (all of the view's
+    vectors identical, say) have no direction and are never its duplicates: exact copies are added here
+    (:func:`exact_copies`), all but one of each group, at distance 0.
     ``tagged_ids`` are the duplicates the audit claims: all but those whose tag was set by hand (a tag no audit
     claims), which it never records and so never removes; ``to_tag`` those without the tag yet, tagged in the
     commit of the audit's record (:func:`ood_core.fo.audit._record`).
@@ -25,8 +28,10 @@ def find(samples, embeddings, threshold, audit_key):
     keys, X, _ = read_embeddings(view, embeddings)  # NaN, mixed lengths: refused by name before the Brain
     index = fob.compute_near_duplicates(view, threshold=threshold, embeddings=embeddings, progress=False)
     inside = set(keys)  # the brain may also name samples outside the view: only the view is audited
-    duplicate_ids = sorted(set(index.duplicate_ids or []) & inside)
-    neighbors = nearest_kept(keys, X, duplicate_ids)
+    found = {str(i) for i in index.duplicate_ids or []} & inside
+    groups = identical_rows(X)
+    duplicate_ids = sorted(found | exact_copies(keys, groups, found))
+    neighbors = nearest_kept(keys, X, duplicate_ids, groups=groups)
     dataset = samples._dataset
     tagged = set(dataset.match_tags(TAG).values("id"))
     by_hand = tagged - claims(samples, audit_key) - claims_of_other_audits(samples, audit_key)
@@ -34,11 +39,44 @@ def find(samples, embeddings, threshold, audit_key):
             "to_tag": sorted(set(duplicate_ids) - tagged)}
 
 
-def nearest_kept(keys, X, duplicate_ids, chunk=1024):
+def identical_rows(X):
+    """Groups (lists of row positions, two or more each) of the rows of ``X`` that are exactly identical: rows
+    hashed by their bytes, each hash's rows compared (a hash collision splits into groups); no copy of ``X``."""
+    import numpy as np
+
+    X = np.ascontiguousarray(X)
+    by_hash = {}
+    for i, row in enumerate(X):
+        by_hash.setdefault(hash(row.tobytes()), []).append(i)
+    groups = []
+    for rows in by_hash.values():
+        while len(rows) > 1:
+            same = [i for i in rows if np.array_equal(X[i], X[rows[0]])]
+            if len(same) > 1:
+                groups.append(same)
+            same = set(same)
+            rows = [i for i in rows if i not in same]
+    return groups
+
+
+def exact_copies(keys, groups, found=()):
+    """The keys of exact copies: all but one of each group of identical rows (``groups`` from
+    :func:`identical_rows`, positions in ``keys``); the one kept is a row not in ``found`` (the duplicates found
+    already), when any."""
+    copies = set()
+    for rows in groups:
+        members = [keys[i] for i in rows]
+        kept = next((key for key in members if key not in found), None)
+        copies.update(key for key in members if key != kept)
+    return copies
+
+
+def nearest_kept(keys, X, duplicate_ids, chunk=1024, groups=None):
     """``{kept id: [(duplicate id, distance)], duplicate id: [(kept id, distance)]}``: each duplicate's nearest
     sample that is not a duplicate, by the cosine distance of the rows of ``X`` (aligned with ``keys``) centred on
     their mean, the distance FiftyOne Brain's near-duplicate threshold applies to (a row at the mean has no
-    direction: distance 1 from every other)."""
+    direction: distance 1 from every other). An exact copy of a kept row (``groups``: :func:`identical_rows` of
+    ``X``) is that row's, at distance 0."""
     import numpy as np
 
     dup = set(duplicate_ids)
@@ -46,19 +84,27 @@ def nearest_kept(keys, X, duplicate_ids, chunk=1024):
     dups = [i for i, key in enumerate(keys) if key in dup]
     if not kept or not dups:
         return {}
+    position = {i: pos for pos, i in enumerate(kept)}
+    same = {}  # row of an exact copy -> the position in ``kept`` of a kept row identical to it
+    for rows in identical_rows(X) if groups is None else groups:
+        pos = next((position[i] for i in rows if i in position), None)
+        same.update({i: pos for i in rows if pos is not None and i not in position})
     X = X - X.mean(axis=0, keepdims=True)
     norms = np.linalg.norm(X, axis=1, keepdims=True)
     unit = X / np.where(norms > 0, norms, 1.0)
     kept_unit = unit[kept].T
-    neighbors = {}
-    for start in range(0, len(dups), chunk):
-        rows = dups[start:start + chunk]
+    pairs = [(row, same[row], 0.0) for row in dups if row in same]  # (duplicate row, kept position, distance)
+    todo = [row for row in dups if row not in same]
+    for start in range(0, len(todo), chunk):
+        rows = todo[start:start + chunk]
         sims = unit[rows] @ kept_unit
         best = sims.argmax(axis=1)
-        for row, j, sim in zip(rows, best, sims[np.arange(len(rows)), best]):
-            dist = float(max(0.0, 1.0 - sim))
-            neighbors.setdefault(keys[kept[j]], []).append((keys[row], dist))
-            neighbors[keys[row]] = [(keys[kept[j]], dist)]
+        pairs += [(row, j, float(max(0.0, 1.0 - sim))) for row, j, sim in zip(rows, best, sims[np.arange(len(rows)),
+                                                                                            best])]
+    neighbors = {}
+    for row, j, dist in sorted(pairs):  # in row order, as the duplicates come
+        neighbors.setdefault(keys[kept[j]], []).append((keys[row], dist))
+        neighbors[keys[row]] = [(keys[kept[j]], dist)]
     return {k: sorted(v, key=lambda t: t[1]) for k, v in neighbors.items()}
 
 

@@ -28,10 +28,11 @@ class Projection:
     @classmethod
     def from_args(cls, in_dim, project_dim, method, seed, fit_size, dtype):
         from ..features import random_projection_matrix
+        from ..reduction import LINEAR_REDUCERS
         from ..validation import check_positive_int
 
         # the settings are checked even without a reduction: a misspelt one is a mistake, not "no reduction"
-        if not isinstance(method, str) or method not in ("random", "pca"):
+        if not isinstance(method, str) or method not in LINEAR_REDUCERS:
             raise OODInputError(
                 f"project_method={method!r} is not a reduction; pass project_method='random' (the default) or "
                 "'pca' (it applies when project_dim is set)"
@@ -42,15 +43,16 @@ class Projection:
         if project_dim is None or project_dim == 0:
             return cls(None, in_dim, dtype, apply=lambda e: e)
         project_dim = check_positive_int(project_dim, "project_dim")
+        if int(project_dim) > in_dim:  # named here: the projection's own check calls it n_components
+            what = "PCA" if method == "pca" else "a random projection"
+            raise OODInputError(
+                f"project_dim={project_dim} is larger than the embedding dimension {in_dim}; "
+                f"{what} can only reduce: lower project_dim (at most {in_dim}), or leave it out"
+            )
         record = projection_record(project_dim, method, seed, fit_size)
         if method == "random":
             matrix = random_projection_matrix(in_dim, int(project_dim), seed)
             return cls(record, int(project_dim), dtype, apply=lambda e: e @ matrix)
-        if int(project_dim) > in_dim:
-            raise OODInputError(
-                f"project_dim={project_dim} is larger than the embedding dimension {in_dim}; "
-                "PCA can only reduce: lower project_dim"
-            )
         return cls(record, int(project_dim), dtype)
 
     @property

@@ -418,11 +418,12 @@ def _reference_with_embeddings(samples, reference, embeddings_field, k):
         return None, None, None
     ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
     n_ref = _count_with_embedding(ref_view, embeddings_field)
-    if n_ref <= k:
-        raise OODInputError(
-            f"k={k} but the reference has only {n_ref} samples with embeddings in {embeddings_field!r}; "
-            f"k must be < {n_ref}: lower k or add reference samples"
-        )
+    if n_ref <= k:  # a sample is not its own neighbour: k < n_ref; with 0 or 1 no k can do
+        fix = (f"k must be < {n_ref}: lower k or add reference samples" if n_ref > 1 else "k-NN scoring needs at "
+               f"least 2: compute their embeddings (compute_pyramid_embeddings(reference view, "
+               f"{embeddings_field!r})) or pass a reference with more samples")
+        raise OODInputError(f"k={k} but the reference has {n_ref} samples with embeddings in {embeddings_field!r}; "
+                            f"{fix}")
     return ref_view, ref_info, n_ref
 
 
