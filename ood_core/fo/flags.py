@@ -185,10 +185,11 @@ def list_flag_runs(samples, run_key=None):
     keys = runs.list_ood_runs(samples, kind="flags")
     if run_key is None:
         return keys
-    if not samples._dataset.has_run(run_key) and not samples._dataset.has_field(run_key):
+    dataset = runs.source_dataset(samples)  # (of a patches view: the dataset that holds the runs)
+    if not dataset.has_run(run_key) and not dataset.has_field(run_key):
         raise OODInputError(f"run_key={run_key!r} is neither a run nor a field of dataset "
-                            f"{samples._dataset.name!r}; pass a score run key (ood.list_ood_runs(dataset) lists them)")
-    return [k for k in keys if score_run_of(samples._dataset, samples._dataset.get_run_info(k).config) == run_key]
+                            f"{dataset.name!r}; pass a score run key (ood.list_ood_runs(dataset) lists them)")
+    return [k for k in keys if score_run_of(dataset, dataset.get_run_info(k).config) == run_key]
 
 
 def delete_flags(samples, flag_key):

@@ -28,7 +28,7 @@ def embedding_runs_newest_first(samples):
     from .ownership import owns_all
 
     dataset = samples._dataset
-    keys = [k for k in runs.list_ood_runs(samples, kind="embeddings")
+    keys = [k for k in runs.list_ood_runs(dataset, kind="embeddings")
             if getattr(dataset.get_run_info(k).config, "status", None) != "partial" and _keyed_by_field(dataset, k)
             and all(dataset.get_field(f.split(".")[0]) is not None
                     for f in dataset.get_run_info(k).config.fields or []) and owns_all(dataset, k)]
@@ -46,7 +46,7 @@ def renamed_embedding_runs(samples):
     from .ownership import owns_all
 
     dataset = samples._dataset
-    return {f: k for k in runs.list_ood_runs(samples, kind="embeddings") if not _keyed_by_field(dataset, k)
+    return {f: k for k in runs.list_ood_runs(dataset, kind="embeddings") if not _keyed_by_field(dataset, k)
             and owns_all(dataset, k) for f in dataset.get_run_info(k).config.fields or []}
 
 
@@ -72,7 +72,7 @@ def embedding_choices(samples):
     dataset = samples._dataset
     out = []
     for key in embedding_runs_newest_first(samples):
-        info = runs.get_ood_run_info(samples, key)
+        info = runs.get_ood_run_info(dataset, key)
         patches = info.get("patches_field")
         backbone = ((info.get("backbone") or {}).get("model_name") or (info.get("clip") or {}).get("model_name")
                     or "embeddings")
@@ -91,8 +91,8 @@ def embedding_choices(samples):
 
 def embeddings_patches_field(samples, embeddings_field):
     """The Detections field whose objects hold ``embeddings_field`` (None for sample-level vectors)."""
-    if embeddings_field in runs.list_ood_runs(samples, kind="embeddings"):
-        return runs.get_ood_run_info(samples, embeddings_field).get("patches_field")
+    if embeddings_field in runs.list_ood_runs(samples._dataset, kind="embeddings"):
+        return runs.get_ood_run_info(samples._dataset, embeddings_field).get("patches_field")
     return None
 
 

@@ -12,13 +12,10 @@ a field without its run record) under the real name.
 import contextlib
 import contextvars
 import logging
-import time
 from dataclasses import dataclass
 
-from bson import DBRef
-
 from ..errors import OODInputError
-from .items import deleted_elsewhere
+from .run_sync import refresh_stale_runs  # (its home; runs.refresh_stale_runs stays importable)
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +311,7 @@ def embedding_run_config(samples, embeddings_field):
     from .ownership import owns_all
 
     dataset = samples._dataset
-    if embeddings_field in list_ood_runs(samples, kind="embeddings") and owns_all(dataset, embeddings_field):
+    if embeddings_field in list_ood_runs(dataset, kind="embeddings") and owns_all(dataset, embeddings_field):
         return getattr(dataset.get_run_info(embeddings_field).config, "backbone", None)
     return None
 
@@ -475,52 +472,30 @@ def view_from_description(samples, description):
     return None
 
 
-def refresh_stale_runs(dataset, attempts=5):
-    """Read ``dataset`` again if another process recorded, deleted, renamed or replaced a run since this process
-    read it (FiftyOne reads the run map once per load: such runs were missed, or listed under their old keys).
-    One query of the map's record ids (0.3 ms; a reload takes 7 ms); on a change the dataset document and schema
-    are read again, not the samples held in memory (``reload()`` would drop the caller's unsaved sample edits).
-    A record replaced while being read leaves a dangling reference (FiftyOne calls the run references
-    "corrupted" and leaves the run out): read again up to ``attempts`` times, then left to ``patch_runs``."""
-    def intact():
-        return not any(isinstance(doc, DBRef) for doc in dataset._doc.runs.values())
-
-    if intact() and not _runs_changed_elsewhere(dataset):
-        return True
-    dataset._reload(hard=True)  # (FiftyOne's reload() without its second half, the in-memory samples)
-    for attempt in range(attempts):
-        if intact():
-            return True
-        time.sleep(0.05 * attempt)  # a commit in progress elsewhere: give it a moment
-        dataset.reload()
-    return intact()
-
-
-def _runs_changed_elsewhere(dataset):
-    """Whether the run map (key -> record id) in the database differs from the one held; raises when the dataset
-    was deleted meanwhile (its old runs would be listed, and calls on it would say "empty view")."""
-    import fiftyone.core.odm as foo
-
-    stored = foo.get_db_conn().datasets.find_one({"_id": dataset._doc.id}, {"runs": 1})
-    if stored is None:  # (FiftyOne's own ``deleted`` knows only of deletions in this process)
-        raise deleted_elsewhere(dataset)
-    return {key: doc.id for key, doc in dataset._doc.runs.items()} != dict(stored.get("runs") or {})
+def source_dataset(samples):
+    """The dataset holding the runs of ``samples``: its dataset, or for a patches, frames or clips view the dataset
+    it was generated from (FiftyOne records runs there)."""
+    root = getattr(samples, "_root_dataset", None)
+    return samples._dataset if root is None else root  # (not ``or``: an empty dataset is falsy, and counted)
 
 
 def list_ood_runs(samples, kind=None):
     """Keys of this package's runs on the dataset, optionally of one ``kind`` (internal backups hidden), as the
-    database holds them now (:func:`refresh_stale_runs`)."""
+    database holds them now (:func:`refresh_stale_runs`). For a patches, frames or clips view: the runs of the
+    dataset it was generated from, which holds them (as FiftyOne's own ``list_runs``; its temporary dataset has
+    none); ask that dataset for a run's record (:func:`require_run`)."""
     from .commit import is_internal
     from .items import require_collection
 
     require_collection(samples)
     if kind is not None:
         run_kind(kind)  # an unknown kind is named, not answered with no runs
-    refresh_stale_runs(samples._dataset)
+    dataset = source_dataset(samples)
+    refresh_stale_runs(dataset)
     kwargs = {"ood_plugin": PLUGIN_TAG}
     if kind is not None:
         kwargs["kind"] = kind
-    return [key for key in samples._dataset.list_runs(**kwargs) if not is_internal(key)]
+    return [key for key in dataset.list_runs(**kwargs) if not is_internal(key)]
 
 
 def repair_ood_runs(samples):
@@ -534,13 +509,14 @@ def repair_ood_runs(samples):
     (``interrupted_audit_runs_removed``: run keys), and maps a killed ``compute_ood_visualization`` left under
     temporary keys (``maps``: restored and removed keys), and links naming keys FiftyOne's own ``rename_run``
     changed, written as the runs' new keys (``links_repaired``: ``(run, link, old key, new key)``, :mod:`.links`).
+    A patches, frames or clips view repairs the dataset it was generated from (its runs and fields are there).
     """
     from .commit import remove_stray_keys, repair
     from .coordination import remove_stale_locks
     from .items import require_collection
 
     require_collection(samples)
-    dataset = samples._dataset
+    samples = dataset = source_dataset(samples)  # (of a patches view: the dataset it shows)
     done = repair(dataset)
     done["stray_keys_removed"] = remove_stray_keys(dataset)
     done["stale_locks_removed"] = remove_stale_locks(dataset)
@@ -558,14 +534,26 @@ def require_run(samples, run_key):
     if not isinstance(run_key, str):
         raise OODInputError(f"run_key={run_key!r} is not a run key; pass the key as a string, e.g. "
                             f"{(list_ood_runs(samples) or ['ood_scores'])[0]!r}")
+    require_run_dataset(samples, run_key)
     if run_key not in list_ood_runs(samples):
-        from .items import require_not_generated
-
-        require_not_generated(samples)  # (its temporary dataset holds no run: the source dataset is named)
         raise OODInputError(
             f"no fiftyone-ood run {run_key!r} on dataset {samples._dataset.name!r}; "
             f"existing runs: {list_ood_runs(samples)}"
         )
+
+
+def require_run_dataset(samples, run_key):
+    """Refuse a patches, frames or clips view for a run's record: its runs live on the dataset it was generated
+    from (:func:`list_ood_runs` lists them), which the error names."""
+    root = source_dataset(samples)
+    if samples._dataset.name == root.name:
+        return
+    keys = list_ood_runs(root)
+    where = f"run {run_key!r} is recorded on dataset {root.name!r}, not on this view" if run_key in keys else \
+        f"no fiftyone-ood run {run_key!r} on dataset {root.name!r} (existing runs: {keys})"
+    raise OODInputError(f"{where}: this is a generated view (patches, frames or clips) of dataset {root.name!r}, "
+                        f"whose runs are recorded on that dataset; pass the dataset instead of the view "
+                        f"(fo.load_dataset({root.name!r}))")
 
 
 def get_ood_run_info(samples, run_key):
