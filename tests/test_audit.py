@@ -117,7 +117,7 @@ def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_p
     both = len(ds.sort_by("audit_label_issue", reverse=True).limit(6).match_tags("ood"))
     assert both > 0  # the held-out Bags and Ankle boots carry in-distribution labels
     assert label_part.count("also flagged OOD (tag &#x27;ood&#x27;)") == both
-    assert f"{both} of these 6 are also flagged out-of-distribution" in label_part
+    assert f"{both} of these 6 {'is' if both == 1 else 'are'} also flagged out-of-distribution" in label_part
 
 
 def test_audit_refuses_to_repeat_and_overwrites_cleanly(small, tmp_path):

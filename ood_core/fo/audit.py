@@ -29,9 +29,9 @@ import uuid
 
 from ..errors import OODInputError
 from ..progress import Progress, check_progress, inner_progress
-from ..publish import writable_folder
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
+from .audit_export import export_findings
 from .audit_inputs import check_options, plan_inputs
 from .audit_report import (TAGS, check_report_files, csv_path_for, csv_table, refuse_other_audits_report,
                            report_file_path, write_report)
@@ -147,11 +147,11 @@ def audit(
             first one.
         report_path: the HTML report (default :func:`default_report_path`), the CSV of flagged samples beside it;
             each replaces only a file exactly as an audit wrote it (:func:`.audit_report.check_report_files`), the
-            report another audit's record names (another key or dataset) only with ``overwrite``.
+            report another audit's record names (another key or dataset) only with ``overwrite`` (then no longer its).
         export_dir: also export the flagged samples (media + labels) as a FiftyOne dataset into this folder: a new
             or empty one, or one an earlier export went to (replaced once complete; another audit's only with
-            ``overwrite``); a folder holding other files or folders, or the report, is refused (FiftyOne's export
-            would delete them). When nothing is flagged the export holds no sample.
+            ``overwrite``, then no longer its); a folder holding other files or folders, or the report, is refused
+            (FiftyOne's export would delete them). When nothing is flagged the export holds no sample.
         num_worst: thumbnails per gallery in the report.
         overwrite: replace an earlier audit of the same key, whole: its runs this audit does not write
             (:func:`replaced_runs`: label-issue runs, when this one has no label field) go with their fields,
@@ -242,7 +242,7 @@ def _outputs(samples, summary, found, duplicates, failures, report_path, export_
         report_path=report_path,
         csv_path=csv_path_for(report_path),
         num_csv_rows=num_rows,
-        export_dir=_export(samples, found, export_dir, summary) if export_dir else None,
+        export_dir=export_findings(samples, found, export_dir, summary) if export_dir else None,
     )
     return table
 
@@ -339,9 +339,8 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
                             f"with each other); the view has {count}: audit a larger view, or score a single "
                             "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
     check_outputs(samples, audit_key, overwrite, ood_field, label_issue_field)
-    check_report_files(report_path)  # before its folder is made
+    check_report_files(report_path)  # its folder is checked here, made only when the report is written
     refuse_other_audits_report(samples, audit_key, report_path, overwrite)
-    writable_folder(os.path.dirname(report_path), "report_path", report_path)
 
 
 def _refuse_other_scales_from_a_view(samples, overwrite, plan, ood_field, label_issue_field):
@@ -505,15 +504,6 @@ def _views(samples, audit_key, found, duplicates):
         ids = sorted(set(duplicates["neighbors"]) | {d for v in duplicates["neighbors"].values() for d, _ in v})
         views[f"{audit_key}-{VIEWS['near_duplicates'][0]}"] = samples.select(ids).sort_by(F("filepath"))
     return views
-
-
-def _export(samples, found, export_dir, summary):
-    from .audit_export import export_flagged, refuse_other_audits_export
-
-    # another audit's export: refused by the checks unless overwrite, named in the warnings
-    summary["warnings"] += filter(None, [refuse_other_audits_export(samples, summary["audit_key"], export_dir, True)])
-    ids = {i for v in found["flagged"].values() for i in v}
-    return export_flagged(samples, ids, export_dir, summary["audit_key"], summary["output_token"])  # none: empty
 
 
 def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views):

@@ -121,7 +121,25 @@ def refuse_other_audits_export(samples, audit_key, export_dir, overwrite):
     """Refuse, unless ``overwrite``, an ``export_dir`` holding the export of another audit (another key, or another
     dataset) whose record still names that folder: the export would replace it. With ``overwrite``, returns the
     warning that says whose export was replaced (else None)."""
-    from .audit_report import other_audit, recorded_owner
+    from .audit_owners import other_audit
+
+    path = os.path.realpath(_export_path(export_dir))
+    whose = other_audit(samples, audit_key, export_owner(samples, audit_key, export_dir))
+    if whose is None:
+        return None
+    if overwrite:
+        return (f"the export replaced the export of {whose} in {export_dir!r}; that audit's record no longer names "
+                "it (its export_dir is None, its replaced_outputs says why)")
+    raise OODInputError(
+        f"export_dir={export_dir!r} holds the export of {whose} (its record names this folder); this audit "
+        f"({audit_key!r} of dataset {samples._dataset.name!r}) would replace it. Pass another export_dir, e.g. "
+        f"{os.path.join(os.path.dirname(path), audit_key + '_export')!r}, or overwrite=True to replace that export")
+
+
+def export_owner(samples, audit_key, export_dir):
+    """``(dataset, audit key)`` of the audit whose export is in ``export_dir`` and whose record still names that
+    folder (:func:`.audit_owners.recorded_owner`), or None."""
+    from .audit_owners import recorded_owner
 
     path = os.path.realpath(_export_path(export_dir))
     marker = os.path.join(path, MARKER)
@@ -133,15 +151,25 @@ def refuse_other_audits_export(samples, audit_key, export_dir, overwrite):
         named = json.loads(lines[2]) if len(lines) > 2 else None
     except (OSError, ValueError):
         named = None
-    whose = other_audit(samples, audit_key, recorded_owner(samples, audit_key, named, "export_dir", path))
-    if whose is None:
-        return None
-    if overwrite:
-        return f"the export replaced the export of {whose} in {export_dir!r}; that audit's record still names it"
-    raise OODInputError(
-        f"export_dir={export_dir!r} holds the export of {whose} (its record names this folder); this audit "
-        f"({audit_key!r} of dataset {samples._dataset.name!r}) would replace it. Pass another export_dir, e.g. "
-        f"{os.path.join(os.path.dirname(path), audit_key + '_export')!r}, or overwrite=True to replace that export")
+    return recorded_owner(samples, audit_key, named, "export_dir", path)
+
+
+def export_findings(samples, found, export_dir, summary):
+    """Export every sample the audit flagged (:func:`export_flagged`); another audit's export there (refused by
+    the audit's checks unless ``overwrite``) is named in ``summary``'s warnings, and its record stops naming the
+    folder once it is replaced (:func:`.audit_owners.disclaim`). Returns the folder."""
+    from .audit_owners import disclaim
+
+    key = summary["audit_key"]
+    replaced = export_owner(samples, key, export_dir)
+    replacing = refuse_other_audits_export(samples, key, export_dir, True)
+    summary["warnings"] += [replacing] if replacing else []
+    ids = {i for v in found["flagged"].values() for i in v}
+    out = export_flagged(samples, ids, export_dir, key, summary["output_token"])  # none flagged: an empty export
+    if replacing:
+        disclaim(replaced, "export_dir", os.path.realpath(_export_path(export_dir)),
+                 f"audit {key!r} of dataset {samples._dataset.name!r}")
+    return out
 
 
 def _is_export_or_empty(path):
@@ -210,7 +238,7 @@ def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
     """Export the samples ``ids`` of ``samples`` into ``export_dir`` (checked again right before writing), its
     marker naming the audit ``audit_key`` and its ``audit_token`` (:func:`refuse_other_audits_export`); returns the
     folder."""
-    from .audit_report import owner_json
+    from .audit_owners import owner_json
 
     import fiftyone as fo
 

@@ -14,10 +14,13 @@ It also tells the audit's saved views from a user's (:func:`own_views`). A saved
 it is exactly as the audit saved it: the audit's record keeps, for each view it saves, a fingerprint of its name,
 description and stages (``saved_view_marks``); a view of that name saved by the user (deleted and saved again,
 narrowed, described otherwise) has another one, and is never deleted or replaced. A record of an earlier version,
-without fingerprints, vouches for none of its views: they are left as they are.
+without fingerprints, vouches for none of its views: they are left as they are. Its runs keep the fingerprints
+too (:func:`mark_recorded`): a record deleted with FiftyOne's own ``delete_run`` leaves views a redo of its key may
+still replace.
 """
 
 import contextlib
+import contextvars
 import hashlib
 
 from ..errors import BackendError, OODInputError
@@ -38,6 +41,9 @@ def running(samples, audit_key):
         except BackendError:
             raise _running_elsewhere(dataset, audit_key) from None
         stack.enter_context(runs.made_by_audit(audit_key))
+        # the views a deleted record left, as its runs tell them before this audit rewrites those runs
+        token = _LEFT_MARKS.set((str(dataset._doc.id), audit_key, _left_marks(dataset, audit_key)))
+        stack.callback(_LEFT_MARKS.reset, token)
         yield
 
 
@@ -108,9 +114,13 @@ def mark_recorded(samples, audit_key):
     before the marks are all written leaves the record, which lists the runs: nothing is lost either way."""
     from .links import audit_runs_of
 
-    for key in audit_runs_of(samples._dataset, audit_key).values():
+    dataset = samples._dataset
+    # the fingerprints of its saved views go along: a record deleted with FiftyOne's delete_run leaves its views,
+    # which a redo of the key may then replace as its own (:func:`own_views`)
+    marks = dict(getattr(dataset.get_run_info(audit_key).config, VIEW_MARKS, None) or {})
+    for key in audit_runs_of(dataset, audit_key).values():
         if key in runs.list_ood_runs(samples):
-            runs.update_run(samples, key, **{RECORDED: True})
+            runs.update_run(samples, key, **{RECORDED: True, VIEW_MARKS: marks})
 
 
 def release(samples, audit_key):
@@ -165,11 +175,38 @@ def own_views(dataset, audit_key):
     """The saved views the audit ``audit_key``'s record lists that are still exactly as it saved them (the only
     ones it may delete or replace); none for a record without fingerprints (an earlier version's)."""
     if audit_key not in runs.list_ood_runs(dataset, kind="audit"):
-        return set()
+        return _left_views(dataset, audit_key)
     config = dataset.get_run_info(audit_key).config
     marks = getattr(config, VIEW_MARKS, None) or {}
     return {name for name in (getattr(config, "saved_views", None) or [])
             if marks.get(name) is not None and saved_view_mark(dataset, name) == marks[name]}
+
+
+#: ``(dataset id, audit key, {view name: fingerprints})`` of :func:`_left_marks` as a running audit found them
+_LEFT_MARKS = contextvars.ContextVar("ood_left_view_marks", default=None)
+
+
+def _left_marks(dataset, audit_key):
+    """``{saved view name: fingerprints}`` the runs of a recorded audit ``audit_key`` keep (:func:`mark_recorded`)."""
+    marks = {}
+    for key in runs.list_ood_runs(dataset):
+        config = dataset.get_run_info(key).config
+        if getattr(config, "made_by_audit", None) == audit_key and getattr(config, RECORDED, False):
+            for name, mark in (getattr(config, VIEW_MARKS, None) or {}).items():
+                marks.setdefault(name, set()).add(mark)
+    return marks
+
+
+def _left_views(dataset, audit_key):
+    """The saved views a recorded audit ``audit_key`` whose record FiftyOne's own ``delete_run`` deleted left, still
+    exactly as it saved them: its runs keep their fingerprints (also as the redo running now found them, before it
+    rewrote those runs)."""
+    marks = _left_marks(dataset, audit_key)
+    held = _LEFT_MARKS.get()
+    if held is not None and held[:2] == (str(dataset._doc.id), audit_key):
+        for name, found in held[2].items():
+            marks.setdefault(name, set()).update(found)
+    return {name for name, found in marks.items() if saved_view_mark(dataset, name) in found}
 
 
 def refuse_users_views(samples, audit_key, names):

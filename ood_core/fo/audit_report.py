@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import OODInputError
 from ..publish import name_limits, publish_file, temporary_beside
 from . import runs
+from .audit_owners import disclaim, other_audit, owner_json, recorded_owner
 from .near_duplicates import TAG as NEAR_DUPLICATE_TAG
 
 #: tags the audit adds (flag tags go through ``flag_samples``, which only removes its own); the CSV's ``issue``
@@ -83,9 +84,9 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
     from .. import report as html
 
     dataset = samples._dataset
+    replaced = report_owner(samples, summary["audit_key"], path)  # another audit's: its record stops naming it
     replacing = refuse_other_audits_report(samples, summary["audit_key"], path, overwrite)
-    if replacing:
-        summary["warnings"].append(replacing)
+    summary["warnings"] += [replacing] if replacing else []
     n = summary["num_samples"]
     ref = summary["reference_tag"]
     trusted = set(dataset.match_tags(ref).values("id")) if ref else None
@@ -149,8 +150,10 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
         tiles = worst_tiles(samples, issue_field, num_worst, summary["label_field"], suggested,
                             flagged_ids=set(found["flagged"]["label_issues"]), ood_ids=ood_flagged)
         both = sum(t["sample_id"] in ood_flagged for t in tiles)
-        both_note = (f"<p class='muted'>{both} of these {len(tiles)} are also flagged out-of-distribution: no class "
-                     "may fit them, so removing them may be the fix rather than a new label.</p>" if both else "")
+        one = both == 1
+        both_note = (f"<p class='muted'>{both} of these {len(tiles)} {'is' if one else 'are'} also flagged "
+                     f"out-of-distribution: no class may fit {'it' if one else 'them'}, so removing "
+                     f"{'it' if one else 'them'} may be the fix rather than a new label.</p>" if both else "")
         sections.append((_gallery_heading("Most suspicious labels", tiles, issue_field),
                          _suggestion_note(samples, issue_field, suggested) + both_note
                          + _gallery(scores["label_issues"], found, "label_issues", tiles)))
@@ -173,6 +176,8 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
     page = html.page(f"{REPORT_TITLE}: {dataset.name}", None, sections, subtitle_html=subtitle,
                      meta={OWNER_META: owner_json(samples, summary["audit_key"], summary.get("output_token"))})
     publish_report(path, page, table)
+    if replacing:  # that audit's record no longer names the file
+        disclaim(replaced, "report_path", path, f"audit {summary['audit_key']!r} of dataset {dataset.name!r}")
 
 
 def _all_equal(scores, found, task):
@@ -360,6 +365,23 @@ def _check_name_lengths(report_path):
                 "'<name>_flagged.csv'). Pass a shorter report_path")
 
 
+def _check_report_folder(report_path):
+    """Refuse a report whose folder cannot be made or written to, without making it: a missing folder is made
+    only when the report is written (:func:`publish_report`), so an audit refused by a later check leaves none."""
+    folder = os.path.dirname(report_path)
+    existing = folder
+    while not os.path.lexists(existing) and os.path.dirname(existing) != existing:
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        raise OODInputError(f"report_path={report_path!r}: {existing!r} is a file, not a folder, so the report's "
+                            f"folder {folder!r} cannot be created; pass a report_path in a folder, e.g. "
+                            f"{os.path.join(os.path.dirname(existing), 'audit.html')!r}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OODInputError(f"report_path={report_path!r}: the folder {existing!r} is not writable, so the report "
+                            f"{'cannot be written there' if existing == folder else 'folder cannot be created in it'}; "
+                            "pass a report_path in a folder you can write to")
+
+
 #: the endings of a report's name (an HTML page: a browser shows another as text, or not at all)
 REPORT_SUFFIXES = (".html", ".htm")
 
@@ -371,9 +393,16 @@ def check_report_files(report_path):
     if os.path.isdir(report_path):
         raise OODInputError(f"report_path={report_path!r} is a folder; pass the HTML file to write, e.g. "
                             f"{os.path.join(report_path, 'audit.html')!r}")
+    _check_report_folder(report_path)
     _check_name_lengths(report_path)
     csv_path = csv_path_for(report_path)
     for path, ours in ((report_path, _is_our_report(report_path)), (csv_path, _is_our_csv(csv_path, report_path))):
+        sibling = _sibling_report(csv_path, report_path) if path == csv_path and not ours else None
+        if sibling and os.path.lexists(path):
+            raise OODInputError(
+                f"report_path={report_path!r}: its CSV {csv_path!r} is the CSV of the audit report {sibling!r}, "
+                "whose name differs only in its ending (both write '<name>_flagged.csv'); the audit never replaces "
+                f"another report's CSV. Pass {sibling!r} to redo that report, or a report_path of another name")
         if os.path.lexists(path) and not ours:
             raise OODInputError(
                 f"{path!r} exists and is not a fiftyone-ood audit report (or its CSV of flagged samples) as the "
@@ -387,6 +416,22 @@ def check_report_files(report_path):
             "open by that ending (the CSV of flagged samples is written beside it as '<name>_flagged.csv'). Pass "
             f"e.g. {os.path.splitext(report_path)[0] + '.html'!r}, or {os.path.join(report_path, 'audit.html')!r} "
             "for a folder")
+
+
+def _sibling_report(csv_path, report_path):
+    """Another report beside ``report_path`` of the same name but another ending (``r.htm`` for ``r.html``, any
+    case) that vouches for ``csv_path`` (both reports name the same CSV), or None."""
+    folder, stem = os.path.split(os.path.splitext(report_path)[0])
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return None
+    for name in sorted(names):
+        base, suffix = os.path.splitext(name)
+        path = os.path.join(folder, name)
+        if base == stem and suffix.lower() in REPORT_SUFFIXES and path != report_path and _is_our_csv(csv_path, path):
+            return path
+    return None
 
 
 #: the ``<meta>`` of the report's head naming the audit that wrote it (:func:`owner_json`)
@@ -404,7 +449,7 @@ def refuse_other_audits_report(samples, audit_key, report_path, overwrite):
         return None
     if overwrite:
         return (f"this report replaced the report of {whose} at {report_path!r} (and its CSV); that audit's "
-                "record still names the file")
+                "record no longer names them (its report_path and csv_path are None, its replaced_outputs says why)")
     suggested = f"{os.path.splitext(report_path)[0]}_{audit_key}.html"
     raise OODInputError(
         f"report_path={report_path!r} holds the report of {whose} (its record names this file and the CSV "
@@ -429,72 +474,6 @@ def report_owner(samples, audit_key, report_path):
     except ValueError:
         named = None
     return recorded_owner(samples, audit_key, named, "report_path", report_path)
-
-
-def other_audit(samples, audit_key, owner):
-    """"audit <key> of dataset <name>" when ``owner`` (:func:`recorded_owner`) is an audit other than ``audit_key``
-    of ``samples``' dataset, else None (no owner, or this audit's own output)."""
-    if owner is None:
-        return None
-    dataset, key = owner
-    if str(dataset._doc.id) == str(samples._dataset._doc.id) and key == audit_key:
-        return None
-    return f"audit {key!r} of dataset {dataset.name!r}"
-
-
-def recorded_owner(samples, audit_key, named, field, path):
-    """``(dataset, audit key)`` of the audit an output at ``path`` names as its writer (``named``: :func:`owner_json`
-    parsed) when that audit's record still names ``path`` in its config ``field``
-    (``report_path``, ``export_dir``), else None; with no ``named`` (written by an earlier version), the audit of
-    ``samples``' dataset whose record names it (``audit_key`` first)."""
-    if not isinstance(named, dict):
-        keys = _claimants(samples._dataset, field, path)
-        return (samples._dataset, audit_key if audit_key in keys else keys[0]) if keys else None
-    dataset = _dataset_by_id(samples, named.get("dataset_id"))
-    if dataset is None:
-        return None
-    keys = _claimants(dataset, field, path)
-    if named.get("token"):  # the record of the very audit that wrote it, also under a key renamed since
-        keys = [key for key in keys if getattr(dataset.get_run_info(key).config, "output_token", None)
-                == named["token"]]
-        return (dataset, keys[0]) if keys else None
-    if named.get("audit_key") not in keys:
-        return None  # the audit redone elsewhere, or its record deleted: what is there is no longer its own
-    return dataset, named["audit_key"]
-
-
-def owner_json(samples, audit_key, token=None):
-    """What an audit's output records of its writer (:func:`recorded_owner`); ``token``: the audit's
-    ``output_token``, which its record keeps under whatever key FiftyOne's ``rename_run`` gives it."""
-    return json.dumps({"dataset_id": str(samples._dataset._doc.id), "dataset": samples._dataset.name,
-                       "audit_key": audit_key, "token": token})
-
-
-def _dataset_by_id(samples, dataset_id):
-    """The dataset of id ``dataset_id`` (``samples``' own, or loaded), or None when there is none."""
-    import bson
-    import fiftyone as fo
-    import fiftyone.core.odm as foo
-
-    if str(samples._dataset._doc.id) == dataset_id:
-        return samples._dataset
-    try:
-        doc = foo.get_db_conn().datasets.find_one({"_id": bson.ObjectId(dataset_id)}, {"name": 1})
-        return fo.load_dataset(doc["name"]) if doc else None
-    except (bson.errors.InvalidId, TypeError, ValueError):
-        return None
-
-
-def _claimants(dataset, field, path):
-    """The keys of the audits of ``dataset`` whose record names ``path`` in its config ``field``."""
-    from .commit import is_internal
-
-    real, keys = os.path.realpath(path), []
-    for key in dataset.list_runs(ood_plugin=runs.PLUGIN_TAG, kind="audit"):
-        recorded = getattr(dataset.get_run_info(key).config, field, None)
-        if not is_internal(key) and isinstance(recorded, str) and os.path.realpath(recorded) == real:
-            keys.append(key)
-    return keys
 
 
 def _marked(page, csv_hashes):
@@ -552,6 +531,11 @@ def publish_report(path, page, table):
     one that appeared or was changed while the audit ran, is never replaced. The report goes first and vouches for
     the new CSV and for the earlier one while that is still there (:func:`_vouched_csvs`)."""
     check_report_files(path)  # both files still the audit's (or absent): neither is written otherwise
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # checked, not made, before the audit wrote anything
+    except OSError as e:
+        raise OODInputError(f"report_path={path!r}: its folder cannot be created ({e}); pass a report_path in a "
+                            "folder you can write to") from None
     csv_path, table = csv_path_for(path), table.encode("utf-8")
     vouched = [hashlib.sha256(table).hexdigest()]
     if _is_our_csv(csv_path, path):
