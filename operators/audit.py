@@ -55,12 +55,13 @@ class AuditDataset(common.OODOperator):
                 label=f"No embeddings yet{objects}: they are computed first for the {len(target):,} target samples "
                       "(default backbone; about a minute per 3,000 small images on 2 CPU cores). "
                       "Tick 'Delegate execution?' for large datasets."))
-            inputs.bool("skip_failures", default=common.sdk_default("audit", "skip_failures"),
-                        label="Skip unreadable images",
-                        description="Missing or corrupt image files get no score and are listed in the report, "
-                                    "instead of stopping the audit")
-        inputs.bool("near_duplicates", default=common.sdk_default("audit", "near_duplicates"),
-                    label="Find near duplicates", description="FiftyOne Brain near-duplicate search on the embeddings")
+            common.bool_input(inputs, ctx, "skip_failures", default=common.sdk_default("audit", "skip_failures"),
+                              label="Skip unreadable images",
+                              description="Missing or corrupt image files get no score and are listed in the report, "
+                                          "instead of stopping the audit")
+        common.bool_input(inputs, ctx, "near_duplicates", default=common.sdk_default("audit", "near_duplicates"),
+                          label="Find near duplicates",
+                          description="FiftyOne Brain near-duplicate search on the embeddings")
         key = inputs.str("audit_key", default=common.sdk_default("audit", "audit_key"), required=False,
                          label="Audit key", description="Run key of the audit; also names the saved views")
         audit_key = ctx.params.get("audit_key") or common.sdk_default("audit", "audit_key")
@@ -85,7 +86,7 @@ class AuditDataset(common.OODOperator):
             if error:
                 export.invalid = True
                 export.error_message = error
-        common.add_overwrite_input(inputs)
+        common.add_overwrite_input(inputs, ctx)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label=self.label))
 

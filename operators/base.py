@@ -161,15 +161,15 @@ def scheduling_configured():
 
 def add_delegation_input(inputs, ctx, default=False):
     """The "Delegate execution?" box, with what to run so that scheduled runs actually run."""
-    inputs.bool(
-        "delegate",
+    delegate = bool_input(
+        inputs, ctx, "delegate",
         default=default,
         label="Delegate execution?",
         description="Run in the background (recommended for large views); "
                     "needs a `fiftyone delegated launch` worker",
         view=types.CheckboxView(),
     )
-    if not ctx.params.get("delegate", default):
+    if delegate.invalid or not ctx.params.get("delegate", default):
         return
     if scheduling_configured():
         inputs.view("delegation_help", types.Notice(label=DELEGATION_HOWTO))
@@ -254,8 +254,9 @@ def add_file_input(inputs, ctx, name, *, label, description, may_be_tag=False):
 def advanced_inputs(inputs, ctx, name="show_advanced", label="Show advanced settings"):
     """An "Advanced" group: a switch that reveals the rarely changed parameters.
 
-    Returns the object to add them to: ``inputs`` when the switch is on, else a
-    detached object (not shown; ``execute`` then uses the SDK defaults)::
+    Returns the object to add them to: ``inputs`` when the switch is on, else a detached object (not shown; the
+    run still uses values already in the params, set before the switch was turned off or given by a Python
+    ``op(...)`` call, else the SDK defaults; :func:`surface_hidden_errors` shows those it refuses)::
 
         adv = advanced_inputs(inputs, ctx)
         adv.int("batch_size", default=sdk_default(...))
@@ -283,7 +284,8 @@ def review_steps(field):
 
 
 def resolve_delegation(ctx):
-    return bool(ctx.params.get("delegate", False))
+    """Whether to delegate: ``delegate=True`` only ("no" from a Python call is refused, not read as yes)."""
+    return flag_param(ctx.params, "delegate", False)
 
 
 def progress_callback(ctx):
@@ -326,13 +328,14 @@ def add_target_size_check(inputs, target, minimum=1, needs=""):
     return False
 
 
-def surface_hidden_errors(inputs):
+def surface_hidden_errors(inputs, only=None):
     """Show, as a warning on the form, each refusal of an input in an advanced group that is not shown (a value
-    from a Python call, or a default the form's data refuses): the App marks only the inputs it shows."""
+    from a Python call, or a default the form's data refuses): the App marks only the inputs it shows.
+    ``only``: the names of the inputs to surface (None: all)."""
     from .hints import form_labels
 
     hidden = {name: prop for _, group in getattr(inputs, "ood_hidden_groups", [])
-              for name, prop in group.properties.items() if prop.invalid}
+              for name, prop in group.properties.items() if prop.invalid and (only is None or name in only)}
     labels = form_labels(inputs)
     for name, prop in hidden.items():
         label, where = labels.get(name, (name, ""))
@@ -361,15 +364,15 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
     """
     prop = inputs.str(name, default=default, required=True, label=label, description=description)
     value = ctx.params.get(name, default)
-    overwrite = bool(ctx.params.get(overwrite_param, False))
+    overwrite = ctx.params.get(overwrite_param, False)
     try:
         fo_runs.validate_key(value, label.lower())
     except ValueError as e:
         prop.invalid = True
         prop.error_message = str(e)
         return prop
-    if ctx.dataset is None:
-        return prop
+    if ctx.dataset is None or (overwrite is not None and not isinstance(overwrite, bool)):
+        return prop  # not a yes/no overwrite: refused on its box, which says why
     dataset = ctx.dataset
     if overwrite:
         problem = form_cache.refusal(dataset, fo_runs.check_new_run, value,
@@ -402,9 +405,21 @@ def add_new_key(inputs, ctx, name, *, label, description, default, field_paths=N
     return prop
 
 
-def add_overwrite_input(inputs):
-    inputs.bool("overwrite", default=False, label="Overwrite existing field / run?",
-                description="Replace an existing field and run of the same name", view=types.CheckboxView())
+def add_overwrite_input(inputs, ctx=None):
+    """The *overwrite* box (``ctx``: its value is checked as the run checks it, :func:`flag_param`)."""
+    prop = inputs.bool("overwrite", default=False, label="Overwrite existing field / run?",
+                       description="Replace an existing field and run of the same name", view=types.CheckboxView())
+    if ctx is not None:
+        check_input(prop, flag_param, ctx.params, "overwrite", False)
+    return prop
+
+
+def bool_input(inputs, ctx, name, *, default, **kwargs):
+    """A yes/no input whose value is checked by the run's own check (:func:`flag_param`): FiftyOne does not check
+    a box's type, so "no" from a Python ``op(...)`` call passed the form. Returns the property."""
+    prop = inputs.bool(name, default=default, **kwargs)
+    check_input(prop, flag_param, ctx.params, name, default)
+    return prop
 
 
 def add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
@@ -434,7 +449,7 @@ def add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
                     raise ValueError(problem)
         except ValueError as e:
             invalidate(prop, str(e))
-    add_overwrite_input(inputs)
+    add_overwrite_input(inputs, ctx)
     add_delegation_input(inputs, ctx)
 
 
@@ -460,6 +475,40 @@ def flag_param(params, name, default=False):
     if isinstance(value, bool):
         return value
     raise OODInputError(f"{name}={value!r} is not a yes/no value; pass {name}=True or {name}=False")
+
+
+def choice_problem(name, value, choices, fix=""):
+    """Why ``value`` is not a choice of the enum parameter ``name``: the value, the allowed ``choices`` and the fix
+    (``fix``: another way out, e.g. "or leave it empty ..."), shared by the form (:func:`enum_input`) and the run
+    (:func:`choice_param`)."""
+    if not choices:
+        return f"{name}={value!r} is not offered: there is nothing to choose here{fix}"
+    return f"{name}={value!r} is not one of the choices ({', '.join(repr(c) for c in choices)}): pick one of them{fix}"
+
+
+def choice_param(params, name, choices, default=None, fix=""):
+    """An enum (choice) parameter: one of ``choices`` (absent or empty: ``default``). FiftyOne checks the value of
+    an enum input only when the form shows it, and then says only "Invalid enum value": a stale value (the form's
+    params from before the dataset changed) or one from a Python ``op(...)`` call is refused here with its name,
+    the choices and ``fix``, before the run starts any work."""
+    from ood_core.errors import OODInputError
+
+    value = params.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, str) and value in choices:
+        return value
+    raise OODInputError(choice_problem(name, value, choices, fix))
+
+
+def enum_input(inputs, name, choices, ctx, *, default=None, view=None, fix="", **kwargs):
+    """An enum input of ``choices`` (one source: the SDK's list) whose value is checked by the run's own check
+    (:func:`choice_param`), so the field names a value it does not offer instead of FiftyOne's bare "Invalid enum
+    value" (in a hidden advanced group: :func:`surface_hidden_errors` shows it). Returns the property."""
+    prop = inputs.enum(name, list(choices), default=default, view=types.DropdownView() if view is None else view,
+                       **kwargs)
+    check_input(prop, choice_param, ctx.params, name, choices, default, fix)
+    return prop
 
 
 def int_param(params, name, default, *, minimum=1):

@@ -7,7 +7,19 @@ import fiftyone.operators.types as types
 from . import base as common
 from .field_inputs import check_patches_choice
 
-MODES = ("pool", "flatten")
+
+def _project_methods():
+    """The on-the-fly reductions of ``compute_pyramid_embeddings(project_method=...)``."""
+    from ood_core.reduction import LINEAR_REDUCERS
+
+    return LINEAR_REDUCERS
+
+
+def _modes(default):
+    """The pyramid modes (the SDK's list, :data:`ood_core.features.MODES`), the default first."""
+    from ood_core.features import MODES
+
+    return sorted(MODES, key=lambda mode: mode != default)
 
 
 class ComputePyramidEmbeddings(common.OODOperator):
@@ -55,9 +67,10 @@ class ComputePyramidEmbeddings(common.OODOperator):
                          description="Comma-separated indices or module names (e.g. 'layer1,layer2'); empty = the "
                                      "deepest level")
         _check_backbone(ctx, model, levels, default)
-        adv.enum("mode", list(MODES), default=default["mode"], label="Mode", view=types.RadioGroup(),
-                 description="'pool': per-level grid pooling (compact); "
-                             "'flatten': the paper's resize + flatten (large)")
+        common.enum_input(adv, "mode", _modes(default["mode"]), ctx, default=default["mode"], label="Mode",
+                          view=types.RadioGroup(),
+                          description="'pool': per-level grid pooling (compact); "
+                                      "'flatten': the paper's resize + flatten (large)")
         common.int_input(adv, ctx, "grid", default=default["grid"], maximum=8, label="Pooling grid",
                          description="Side of the pooling grid (mode 'pool'), 1 to 8")
         common.add_file_input(adv, ctx, "weights", label="Weights file", may_be_tag=True,
@@ -66,11 +79,13 @@ class ComputePyramidEmbeddings(common.OODOperator):
         project_dim = adv.int("project_dim", default=default["project_dim"],
                               label="Reduce to dimensions (0 = keep)",
                               description="On-the-fly reduction while extracting, e.g. for the large 'flatten' mode")
-        if common.check_input(project_dim, common.int_param, _params(ctx), "project_dim", 0, minimum=0):
-            adv.enum("project_method", ["pca", "random"], default=default["project_method"], label="Reduction",
-                     view=types.RadioGroup(),
-                     description="'pca': fitted on a seeded sample of the view first; 'random': seeded "
-                                 "Gaussian projection, nothing to fit")
+        reduces = common.check_input(project_dim, common.int_param, _params(ctx), "project_dim", 0, minimum=0)
+        # shown with a reduction, or to refuse a value the run refuses all the same (the SDK checks it always)
+        if reduces or common.refusal(common.choice_param, ctx.params, "project_method", _project_methods()):
+            common.enum_input(adv, "project_method", _project_methods(), ctx, default=default["project_method"],
+                              label="Reduction", view=types.RadioGroup(),
+                              description="'pca': fitted on a seeded sample of the view first; 'random': seeded "
+                                          "Gaussian projection, nothing to fit")
         common.int_input(adv, ctx, "batch_size", default=_default("batch_size"), label="Batch size")
         common.int_input(adv, ctx, "num_workers", default=_default("num_workers"), minimum=0, label="Decoding workers")
         shards = adv.int(
@@ -81,9 +96,9 @@ class ComputePyramidEmbeddings(common.OODOperator):
         if num_shards and num_shards > 1 and ctx.params.get("overwrite"):
             common.invalidate(shards, "shards cannot overwrite: delete the old embeddings run first")
         common.surface_hidden_errors(inputs)  # every refused input of the hidden advanced group, with its label
-        inputs.bool("skip_failures", default=_default("skip_failures"), label="Skip unreadable images",
-                    description=SKIP_FAILURES_HELP, view=types.CheckboxView())
-        common.add_overwrite_input(inputs)
+        common.bool_input(inputs, ctx, "skip_failures", default=_default("skip_failures"),
+                          label="Skip unreadable images", description=SKIP_FAILURES_HELP, view=types.CheckboxView())
+        common.add_overwrite_input(inputs, ctx)
         common.add_delegation_input(inputs, ctx)
         common.add_target_size_check(inputs, target)  # an empty target: "empty_target", with the fix
         return types.Property(inputs, view=types.View(label=self.label))
@@ -115,7 +130,24 @@ class ComputePyramidEmbeddings(common.OODOperator):
 
     def to_form_params(self, *, levels=None, weights=None, **params):
         """``op(view, "ood_embeddings", levels=[1, 2], mode="pool", ...)``."""
-        return dict(params, levels=",".join(str(x) for x in levels) if levels else "", weights=weights or "")
+        return dict(params, levels=levels_text(levels), weights=weights or "")
+
+
+def levels_text(levels):
+    """The pyramid ``levels`` of a Python call as the form's comma-separated 'Pyramid levels' text: a list or tuple
+    of indices / module names, one index or one name (as the SDK takes them), or that text itself. A text was split
+    into its characters ("layer1" became "l,a,y,e,r,1") and one index crashed with a bare TypeError."""
+    from ood_core.errors import OODInputError
+    from ood_core.validation import is_int
+
+    if levels is None or isinstance(levels, str):
+        return levels or ""
+    if is_int(levels):
+        return str(levels)
+    if isinstance(levels, (list, tuple)) and all(is_int(x) or isinstance(x, str) for x in levels):
+        return ",".join(str(x) for x in levels)
+    raise OODInputError(f"levels={levels!r} is not a list of pyramid levels; pass indices or module names, e.g. "
+                        "levels=[1, 2] or levels=['layer1', 'layer2'], or leave it out for the default")
 
 
 #: the skipped images a result (its view and its JSON) lists; the run's results keep them all
@@ -264,9 +296,10 @@ def _settings(p):
     default = _sdk_settings()
     return dict(
         model_name=p.get("model_name") or default["model_name"], levels=_parse_levels(p.get("levels")),
-        mode=p.get("mode") or default["mode"], grid=common.int_param(p, "grid", default["grid"]),
+        mode=common.choice_param(p, "mode", _modes(default["mode"]), default["mode"]),
+        grid=common.int_param(p, "grid", default["grid"]),
         project_dim=common.int_param(p, "project_dim", 0, minimum=0) or None,
-        project_method=p.get("project_method") or default["project_method"],
+        project_method=common.choice_param(p, "project_method", _project_methods(), default["project_method"]),
         project_seed=common.int_param(p, "project_seed", default["project_seed"], minimum=0),
         pca_fit_size=common.int_param(p, "pca_fit_size", default["pca_fit_size"]),
         dtype=p.get("dtype") or default["dtype"],

@@ -85,13 +85,16 @@ def check_label_field(prop, samples, label_field, choices, kinds=("classificatio
 
     if not label_field:
         return None
-    try:
-        kind = label_kind(samples, label_field)
-    except ValueError as e:  # OODInputError: names the field, its type and what is expected
-        kind, problem = None, str(e)
+    if not isinstance(label_field, str):  # a list or a number from a Python call: FiftyOne's field lookup crashed
+        kind, problem = None, f"label_field={label_field!r} is not a field name (pass the name as a string)"
+    else:
+        try:
+            kind = label_kind(samples, label_field)
+        except ValueError as e:  # OODInputError: names the field, its type and what is expected
+            kind, problem = None, str(e)
     if kind in kinds:
         return label_field
-    field = samples._dataset.get_field(label_field)
+    field = samples._dataset.get_field(label_field) if isinstance(label_field, str) else None
     if field is not None and len(kinds) == 1:  # a narrower need than the SDK's label-field check
         type_name = getattr(getattr(field, "document_type", None), "__name__", None) or type(field).__name__
         problem = f"field {label_field!r} has type {type_name}, but {needs} needs a {kinds[0].title()} field"

@@ -21,8 +21,11 @@ class ManageOODRuns(common.OODOperator):
 
         inputs = types.Object()
         runs = fo_runs.list_ood_runs(ctx.dataset)
-        inputs.enum("action", list(ACTIONS), default="list", label="Action", view=types.RadioGroup())
-        action = ctx.params.get("action", "list")
+        prop = common.enum_input(inputs, "action", ACTIONS, ctx, default="list", label="Action",
+                                 view=types.RadioGroup())
+        if prop.invalid:  # the inputs of an action the run does not know make no sense
+            return types.Property(inputs, view=types.View(label=self.label))
+        action = ctx.params.get("action") or "list"
         if action == "rename":  # an embeddings run's key is its field's name: it cannot be renamed
             runs = [k for k in runs if k not in fo_runs.list_ood_runs(ctx.dataset, kind="embeddings")]
         if action != "list":
@@ -54,7 +57,7 @@ class ManageOODRuns(common.OODOperator):
         from ood_core.fo.run_admin import deleted_along, fields_to_delete
 
         p = ctx.params
-        action = p.get("action", "list")
+        action = common.choice_param(p, "action", ACTIONS, "list")
         dataset = ctx.dataset
         report = None
         if action == "rename":
@@ -65,7 +68,7 @@ class ManageOODRuns(common.OODOperator):
             delete_fields = common.flag_param(p, "delete_fields", True)
             fields = fields_to_delete(dataset, p["run_key"]) if delete_fields else []
             along = deleted_along(dataset, p["run_key"], delete_fields)
-            if not p.get("confirm_delete"):
+            if not common.flag_param(p, "confirm_delete", False):  # "no" from a Python call is no confirmation
                 raise ValueError(
                     f"deleting run {p['run_key']!r} needs confirm_delete=True: it removes the run record"
                     + (f" and the fields {fields}" if fields else "") + "; tick the confirmation box")
@@ -94,18 +97,18 @@ def _delete_inputs(inputs, ctx, runs):
     key = ctx.params.get("run_key")
     if key not in runs:
         return
-    inputs.bool("delete_fields", default=True, label="Also delete the run's fields")
-    delete_fields = ctx.params.get("delete_fields", True)
+    if common.bool_input(inputs, ctx, "delete_fields", default=True, label="Also delete the run's fields").invalid:
+        return  # not a yes/no value: what would be deleted is not known
+    delete_fields = common.flag_param(ctx.params, "delete_fields", True)
     fields = fields_to_delete(ctx.dataset, key) if delete_fields else []
     what = (f"the run record {key!r} and its fields: " + ", ".join(fields)) if fields else \
         f"the run record {key!r} (no fields)"
     along = "".join(f"; {name}: {value}" for name, value in deleted_along(ctx.dataset, key, bool(delete_fields)))
     inputs.view("delete_warning", types.Warning(label=f"This deletes {what}{along}. It cannot be undone."))
-    confirm = inputs.bool("confirm_delete", default=False, required=True, label=f"Yes, delete {key!r}",
-                          view=types.CheckboxView())
-    if not ctx.params.get("confirm_delete"):
-        confirm.invalid = True
-        confirm.error_message = "tick the box to confirm the deletion"
+    confirm = common.bool_input(inputs, ctx, "confirm_delete", default=False, required=True,
+                                label=f"Yes, delete {key!r}", view=types.CheckboxView())
+    if not confirm.invalid and not ctx.params.get("confirm_delete"):
+        common.invalidate(confirm, "tick the box to confirm the deletion")
 
 
 #: (row key, column title) of the runs table

@@ -8,7 +8,12 @@ from ood_core.fo.scores import DEFAULT_N_COMPONENTS
 from . import base as common
 from .markdown import code
 
-REDUCTIONS = ("none", "pca", "umap", "random")
+
+def _reductions():
+    """The 'Reduction' choices: none, then the SDK's reducers (:data:`ood_core.reduction.REDUCERS`)."""
+    from ood_core.reduction import REDUCERS
+
+    return ("none", *REDUCERS)
 
 
 def _method_choices():
@@ -107,21 +112,25 @@ class ScoreOOD(common.OODOperator):
         _add_reduction_inputs(inputs, ctx, fit_view if num_fit else None, embeddings, patches)
         _check_replacing_from_a_view(key, ctx, target, method, reference_tag and num_fit and fit_view,
                                      embeddings, patches, label_field)
-        common.add_overwrite_input(inputs)
+        # a refused 'Reduction' of the hidden advanced group, with its label (not 'Reduced dimensions': its check
+        # reads the preselected reference tag, which a Python call that gives none does not use)
+        common.surface_hidden_errors(inputs, only=("reduce",))
+        common.add_overwrite_input(inputs, ctx)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood
-        from ood_core.detectors import detector_class
+        from ood_core.detectors import detector_class, detector_names
         from ood_core.fo import inventory
 
         p = ctx.params
-        reduce = p.get("reduce", "none")
+        reduce = common.choice_param(p, "reduce", _reductions(), "none")
+        method = common.choice_param(p, "method", detector_names(), common.sdk_default("compute_ood_scores", "method"))
         target = common.target_view(ctx)
         keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio", "component_gate",
                 "label_suspects", "uncovered_classes")
-        if p.get("method") == "knn" and p.get("similarity_index"):
+        if method == "knn" and p.get("similarity_index"):
             summary = ood.compute_knn_scores_with_index(
                 target,
                 p["embeddings_field"],
@@ -135,7 +144,6 @@ class ScoreOOD(common.OODOperator):
             return common.finish(ctx, summary, keep=keep, report=score_report(summary, p["embeddings_field"],
                                                                                run_info=_run_info(ctx, summary)))
         label_field = p.get("label_field") or None
-        method = p.get("method") or common.sdk_default("compute_ood_scores", "method")
         # the form hides 'Reference tag' for wrong-label methods: a value left from another method must not count
         reference = None if detector_class(method).task == "label_issues" else p.get("reference_tag") or None
         summary = ood.compute_ood_scores(
@@ -148,9 +156,8 @@ class ScoreOOD(common.OODOperator):
             # the embeddings say what is scored (the SDK refuses another label field than the objects')
             patches_field=inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]),
             k=_k_param(p),
-            reduce=None if reduce in (None, "none") else reduce,
-            n_components=None if reduce in (None, "none") else common.int_param(p, "n_components",
-                                                                                DEFAULT_N_COMPONENTS),
+            reduce=None if reduce == "none" else reduce,
+            n_components=None if reduce == "none" else common.int_param(p, "n_components", DEFAULT_N_COMPONENTS),
             overwrite=common.flag_param(p, "overwrite", False),
             progress=common.progress_callback(ctx),
         )
@@ -349,6 +356,11 @@ def _add_reference_input(inputs, ctx, target, method, label_field):
                             description="Fit on samples with this tag; empty = unsupervised on the target",
                             required=False, default=default_tag)
     tag = ctx.params.get("reference_tag", default_tag) or None
+    if tag and tag not in tags:  # removed since the form opened, or typed: not "compute embeddings for them"
+        common.invalidate(inputs.properties["reference_tag"], f"no sample is tagged {tag!r} (removed since the form "
+                                                              "opened?): choose another tag, or leave it empty to fit "
+                                                              "on the target itself (unsupervised)")
+        return None
     if make_detector(method).uses_reference_classes:  # per-class search or statistics
         common.add_uncovered_classes_warning(inputs, target, tag, label_field)
     return tag
@@ -484,10 +496,10 @@ def _add_reduction_inputs(inputs, ctx, fit_view, embeddings, patches):
     from ood_core.fo.scores import check_reduction, embedded_items
 
     adv = common.advanced_inputs(inputs, ctx, label="Show advanced settings (dimensionality reduction)")
-    adv.enum("reduce", list(REDUCTIONS), default="none", label="Reduction", view=types.DropdownView(),
-             description="Optional dimensionality reduction fitted on the reference set")
+    prop = common.enum_input(adv, "reduce", _reductions(), ctx, default="none", label="Reduction",
+                             description="Optional dimensionality reduction fitted on the reference set")
     reduce = ctx.params.get("reduce", "none")
-    if reduce in (None, "none"):
+    if prop.invalid or reduce in (None, "", "none"):
         return
     prop = adv.int("n_components", default=DEFAULT_N_COMPONENTS, label="Reduced dimensions")
     n_components = common.check_input(prop, common.int_param, ctx.params, "n_components", DEFAULT_N_COMPONENTS)
@@ -504,14 +516,19 @@ def _add_index_choice(inputs, ctx, embeddings):
     Returns whether the run goes through an index."""
     usable, refused = _similarity_indexes(ctx.dataset, embeddings)
     chosen = ctx.params.get("similarity_index")
-    if usable or chosen in refused:
+    if usable or chosen:
         prop = common.add_field_choice(
             inputs, "similarity_index", usable, label="Similarity index (optional)", required=False,
             description="Query this FiftyOne Brain similarity index (pgvector, Milvus, ...) for the "
                         "neighbours instead of searching in memory; the index holds the reference")
-        if chosen in refused:
+        if isinstance(chosen, str) and chosen in refused:
             common.invalidate(prop, f"similarity index {chosen!r} cannot be used: {refused[chosen]}; leave "
                                     "'Similarity index' empty to search in memory")
+        elif chosen and chosen not in usable:  # deleted since the form opened, typed, or no key (a Python call)
+            pick = f"pick {' or '.join(repr(key) for key in usable)}, or " if usable else ""
+            common.invalidate(prop, f"similarity_index={chosen!r} is not among this dataset's similarity indexes "
+                                    f"for {embeddings!r} (deleted since the form opened?): {pick}leave 'Similarity "
+                                    "index' empty to search in memory")
     if refused:
         inputs.view("similarity_index_refused", types.Notice(
             label=f"Similarity index{'es' if len(refused) > 1 else ''} not offered: "

@@ -32,9 +32,9 @@ class ComputeOODVisualization(common.OODOperator):
             covered, _ = form_cache.embedding_coverage(target, chosen, inventory.embeddings_patches_field(
                 ctx.dataset, chosen))
             common.check_input(inputs.properties["embeddings_field"], check_map_points, covered, chosen)
-        inputs.enum("method", list(VISUALIZATION_METHODS),
-                    default=common.sdk_default("compute_ood_visualization", "method"), label="Method",
-                    view=types.RadioGroup())
+        common.enum_input(inputs, "method", VISUALIZATION_METHODS, ctx,
+                          default=common.sdk_default("compute_ood_visualization", "method"), label="Method",
+                          view=types.RadioGroup())
         default_key = common.sdk_default("compute_ood_visualization", "brain_key")
         brain = inputs.str("brain_key", default=default_key, required=True, label="Brain key")
         key = ctx.params.get("brain_key", default_key)
@@ -55,19 +55,21 @@ class ComputeOODVisualization(common.OODOperator):
             except OODInputError as e:
                 brain.invalid = True
                 brain.error_message = str(e)
-        common.add_overwrite_input(inputs)
+        common.add_overwrite_input(inputs, ctx)
         common.add_delegation_input(inputs, ctx)
         return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
         import ood_core as ood
         from ood_core.fo import inventory
+        from ood_core.fo.scores import VISUALIZATION_METHODS
 
         p = ctx.params
         default_key = common.sdk_default("compute_ood_visualization", "brain_key")
         summary = ood.compute_ood_visualization(
             common.target_view(ctx), p["embeddings_field"], p.get("brain_key") or default_key,
-            method=p.get("method") or common.sdk_default("compute_ood_visualization", "method"),
+            method=common.choice_param(p, "method", VISUALIZATION_METHODS,
+                                       common.sdk_default("compute_ood_visualization", "method")),
             patches_field=inventory.embeddings_patches_field(ctx.dataset, p["embeddings_field"]),
             overwrite=common.flag_param(p, "overwrite", False),
         )
