@@ -5,11 +5,9 @@ import fiftyone.operators.types as types
 from ood_core.fo import form_cache
 
 from . import base as common
+from . import clip_params
 from .field_inputs import (check_clip_embeddings_choice, check_clip_encoder_inputs, check_offered_label_field,
-                           check_tag_choice, clip_embedding_runs, id_labels_text)
-
-ID_SOURCES = ("label_field", "labels")
-FEW_SHOT_MODES = ("tag", "k_per_class")
+                           check_tag_choice, clip_embedding_runs)
 
 
 # --------------------------------------------------------------------------- shared form parts
@@ -19,27 +17,35 @@ def _add_id_inputs(inputs, ctx):
     """ID classes: the classes of a label field, or comma-separated names."""
     label_fields = common.label_fields(ctx.dataset)
     default = "label_field" if label_fields else "labels"
-    radio = types.RadioGroup()
-    radio.add_choice("label_field", label="Classes of a label field")
-    radio.add_choice("labels", label="Comma-separated class names")
-    inputs.enum("id_source", radio.values(), default=default, label="In-distribution classes", view=radio)
-    if ctx.params.get("id_source", default) == "label_field":
+    source = clip_params.add_choice(inputs, ctx, "id_source", {"label_field": "Classes of a label field",
+                                                               "labels": "Comma-separated class names"},
+                                    default=default, label="In-distribution classes")
+    if source.invalid:
+        return
+    if clip_params.by_label_field(ctx.params, default):
         from ood_core.fo import inventory
 
+        preselected = inventory.default_label_field(ctx.dataset)
         prop = common.add_field_choice(inputs, "label_field", label_fields, label="Label field",
                                        description="Its classes are the in-distribution (ID) classes",
-                                       default=inventory.default_label_field(ctx.dataset))
+                                       default=preselected)
         if not label_fields:
             common.invalidate(prop, "this dataset has no Classification or Detections field; type the class names "
                                     "instead")
-        else:  # a field deleted since the form opened (or typed): the SDK's reason, on the field
-            check_offered_label_field(prop, ctx.dataset, ctx.params.get("label_field"), label_fields)
+        # a field deleted since the form opened (or typed): the SDK's reason, on the field; then its classes
+        elif check_offered_label_field(prop, ctx.dataset, ctx.params.get("label_field"), label_fields) or \
+                "label_field" not in ctx.params:
+            clip_params.check_label_field_classes(prop, ctx.dataset, ctx.params.get("label_field", preselected))
     else:
         prop = inputs.str("id_labels", required=True, label="ID class names",
                           description="Comma-separated, e.g. 'dog, cat, sports car'")
         value = ctx.params.get("id_labels")
-        if value is not None and not _parse_labels(value):
+        if value is not None and not clip_params.parse_labels(value):
             common.invalidate(prop, "give at least one class name")
+        elif value is not None:  # duplicates (up to case), names of punctuation only: the run's check
+            from ood_core.clip.neglabel import check_id_names
+
+            common.check_input(prop, check_id_names, clip_params.parse_labels(value))
 
 
 def _add_model_inputs(inputs, ctx):
@@ -49,7 +55,15 @@ def _add_model_inputs(inputs, ctx):
         description="Reuse stored CLIP image embeddings; empty = encode the images now. They are made in Python "
                     "(no App operator): ood.compute_clip_embeddings(dataset, 'clip_embeddings')",
     )
-    check_clip_embeddings_choice(prop, ctx.dataset, ctx.params.get("embeddings_field"), runs)
+    if check_clip_embeddings_choice(prop, ctx.dataset, ctx.params.get("embeddings_field"), runs) and \
+            ctx.params.get("embeddings_field"):  # embeddings of other samples only: the run's refusal, on the input
+        from ood_core.fo.clip_common import check_clip_embeddings_cover
+
+        problem = form_cache.refusal(common.target_view(ctx), check_clip_embeddings_cover,
+                                     ctx.params["embeddings_field"])
+        if problem:
+            common.invalidate(prop, f"{problem}. In this form: leave 'Stored CLIP embeddings' empty to encode the "
+                                    "images now")
     inputs.str("model_name", default="", required=False, label="CLIP model",
                description="open_clip architecture, e.g. 'ViT-B-16'; empty = ViT-B-16 (or the embeddings run's)")
     common.add_file_input(inputs, ctx, "weights", label="CLIP weights", may_be_tag=True,
@@ -132,57 +146,13 @@ def _form_id_names(ctx):
     from ood_core.errors import OODError
     from ood_core.fo.clip_vocabulary import resolve_id_labels
 
-    kwargs = _id_kwargs(ctx.params)
     try:
+        kwargs = clip_params.id_kwargs(ctx.params)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. "only one ID class": the run warns
             return resolve_id_labels(common.target_view(ctx), kwargs["id_labels"], kwargs["label_field"])
     except OODError:
         return []
-
-
-def _parse_labels(value):
-    if value is None:
-        return []
-    if isinstance(value, (list, tuple)):
-        return [str(v).strip() for v in value if str(v).strip()]
-    return [s.strip() for s in str(value).split(",") if s.strip()]
-
-
-def _id_kwargs(p, label_field_for_few_shot=False):
-    """``id_labels`` / ``label_field`` from the form / SDK params: ``label_field`` is passed when it gives the ID
-    classes, or (RAP) when it picks and checks the few-shot samples."""
-    by_field = p.get("id_source", "label_field") == "label_field"
-    return dict(id_labels=None if by_field else _parse_labels(p.get("id_labels")),
-                label_field=(p.get("label_field") or None) if by_field or label_field_for_few_shot else None)
-
-
-def _common_kwargs(ctx, prediction_default, *, label_field_for_few_shot=False):
-    """Keyword arguments shared by both scorers, from the form / SDK params (see :func:`_id_kwargs`)."""
-    from ood_core.paths import check_app_file
-
-    p = ctx.params
-    return dict(
-        **_id_kwargs(p, label_field_for_few_shot),
-        embeddings_field=p.get("embeddings_field") or None,
-        model_name=p.get("model_name") or None,
-        pretrained=check_app_file(p.get("weights"), "weights", may_be_tag=True),
-        quick_gelu=True if p.get("quick_gelu") else None,
-        word_list=check_app_file(p.get("word_list"), "word_list"),
-        tau=common.float_param(p, "tau", 0.01),
-        num_groups=common.int_param(p, "num_groups", 100),
-        seed=common.int_param(p, "seed", 0, minimum=0),
-        prediction_field=p.get("prediction_field", prediction_default) or None,
-        overwrite=common.flag_param(p, "overwrite", False),
-        progress=common.progress_callback(ctx),
-    )
-
-
-def _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list, **rest):
-    return dict(id_source="labels" if id_labels is not None else "label_field",
-                id_labels=id_labels_text(id_labels), label_field=label_field,
-                embeddings_field=embeddings_field, model_name=model_name or "", weights=weights or "",
-                quick_gelu=bool(quick_gelu), word_list=word_list or "", **rest)
 
 
 # --------------------------------------------------------------------------- NegLabel
@@ -210,7 +180,7 @@ def _add_neglabel_inputs(inputs, ctx, function):
     common.check_range(adv.float("percentile", default=95.0, label="Mining percentile",
                                  description="Of each candidate's similarities to the ID labels (paper: 95)"),
                        p.get("percentile"), low=0, high=100, what="percentile")
-    _add_neglabel_protocol_inputs(adv)
+    _add_neglabel_protocol_inputs(adv, ctx)
     return adv
 
 
@@ -233,44 +203,31 @@ def _paper_settings(inputs, ctx):
     return common.advanced_inputs(inputs, ctx, label="Show the papers' hyper-parameters (defaults follow them)")
 
 
-def _neglabel_kwargs(p):
-    num_negatives = common.int_param(p, "num_negatives", None, minimum=0) or None
-    return dict(
-        num_negatives=num_negatives,
-        fraction=None if num_negatives else common.float_param(p, "fraction", None),
-        percentile=common.float_param(p, "percentile", 95.0),
-        vocabulary=p.get("vocabulary", common.sdk_default("compute_neglabel_scores", "vocabulary")),
-        remove_id_names=common.flag_param(p, "remove_id_names", False),
-        remainder=p.get("remainder", common.sdk_default("compute_neglabel_scores", "remainder")),
-    )
-
-
 def _neglabel_counts(p):
     """The negative-label counts a NegLabel / AdaNeg run gets (for :func:`_check_num_groups`); None when the
     form's values are not usable yet (their own fields say why)."""
     try:
-        kwargs = _neglabel_kwargs(p)
+        kwargs = clip_params.neglabel_kwargs(p)
     except ValueError:
         return None
     return dict(num_negatives=kwargs["num_negatives"], fraction=kwargs["fraction"],
                 removes_id_names=kwargs["remove_id_names"])
 
 
-def _add_neglabel_protocol_inputs(inputs):
+def _add_neglabel_protocol_inputs(inputs, ctx):
     """The choices where the official NegLabel protocol and the older product defaults differ."""
-    vocab = types.RadioGroup()
-    vocab.add_choice("paper", label="Paper (WordNet depictable nouns + adjectives, ~12.4k negatives)")
-    vocab.add_choice("all", label="All of WordNet (~20.9k negatives)")
-    inputs.enum("vocabulary", vocab.values(), default=common.sdk_default("compute_neglabel_scores", "vocabulary"),
-                label="WordNet vocabulary", view=vocab, description="Ignored with a word list file")
+    clip_params.add_choice(inputs, ctx, "vocabulary",
+                      {"paper": "Paper (WordNet depictable nouns + adjectives, ~12.4k negatives)",
+                       "all": "All of WordNet (~20.9k negatives)"},
+                      default=common.sdk_default("compute_neglabel_scores", "vocabulary"),
+                      label="WordNet vocabulary", description="Ignored with a word list file")
     inputs.bool("remove_id_names", default=False, label="Remove ID class names from the candidates",
                 description="The official code keeps them (they are rarely mined: they are ID-like)",
                 view=types.CheckboxView())
-    rem = types.RadioGroup()
-    rem.add_choice("last", label="Drop the most ID-like mined words (official)")
-    rem.add_choice("random", label="Leave a random remainder out of the groups")
-    inputs.enum("remainder", rem.values(), default=common.sdk_default("compute_neglabel_scores", "remainder"),
-                label="M mod groups remainder", view=rem)
+    clip_params.add_choice(inputs, ctx, "remainder", {"last": "Drop the most ID-like mined words (official)",
+                                                 "random": "Leave a random remainder out of the groups"},
+                      default=common.sdk_default("compute_neglabel_scores", "remainder"),
+                      label="M mod groups remainder")
 
 
 class ComputeNegLabelScores(common.OODOperator):
@@ -296,8 +253,8 @@ class ComputeNegLabelScores(common.OODOperator):
         summary = ood.compute_neglabel_scores(
             common.target_view(ctx),
             ctx.params.get("score_field", "neglabel_score"),
-            **_neglabel_kwargs(ctx.params),
-            **_common_kwargs(ctx, "neglabel_prediction"),
+            **clip_params.neglabel_kwargs(ctx.params),
+            **clip_params.common_kwargs(ctx, "neglabel_prediction"),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_negatives", "score_quantiles"),
@@ -305,12 +262,13 @@ class ComputeNegLabelScores(common.OODOperator):
 
     def to_form_params(self, *, id_labels=None, label_field=None,
                        embeddings_field=None, model_name=None, weights=None, quick_gelu=False, word_list=None,
-                       prediction_field="neglabel_prediction", **params):
+                       prediction_field="neglabel_prediction", **kwargs):
         """``op(view, label_field="ground_truth", ...)``: ``id_labels`` (a list) or ``label_field`` give
         the ID classes; ``weights`` is a local file or an open_clip tag. See
         :func:`ood_core.fo.neglabel.compute_neglabel_scores`."""
-        return _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
-                           prediction_field=prediction_field or "", **params)
+        clip_params.check_neglabel_call(kwargs)
+        return clip_params.sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu,
+                                      word_list, prediction_field=prediction_field or "", **kwargs)
 
 
 # --------------------------------------------------------------------------- RAP
@@ -320,11 +278,9 @@ def _rap_default(param):
     return common.sdk_default("compute_rap_scores", param)
 
 
-def _add_choice(inputs, name, choices, label, description=None):
-    radio = types.RadioGroup()
-    for value, text in choices.items():
-        radio.add_choice(value, label=text)
-    inputs.enum(name, radio.values(), default=_rap_default(name), label=label, view=radio, description=description)
+def _add_choice(inputs, ctx, name, choices, label, description=None):
+    clip_params.add_choice(inputs, ctx, name, choices, default=_rap_default(name), label=label,
+                           description=description)
 
 
 def _add_rap_test_time_inputs(inputs, ctx):
@@ -332,11 +288,10 @@ def _add_rap_test_time_inputs(inputs, ctx):
     from ood_core.clip.rap_stream import U_PRESETS
 
     p = ctx.params
-    dropdown = types.DropdownView()
-    for name, (low, high) in U_PRESETS.items():
-        dropdown.add_choice(name, label=f"{name}: u1={low}, u2={high}")
-    inputs.enum("u_preset", dropdown.values(), default=_rap_default("u_preset"), label="u1/u2 preset (paper Table 1)",
-                view=dropdown, description="A sample with u1 <= S(x) <= u2 retrieves words")
+    clip_params.add_choice(inputs, ctx, "u_preset", {name: f"{name}: u1={low}, u2={high}"
+                                                for name, (low, high) in U_PRESETS.items()},
+                      default=_rap_default("u_preset"), label="u1/u2 preset (paper Table 1)",
+                      view=types.DropdownView(), description="A sample with u1 <= S(x) <= u2 retrieves words")
     low = common.check_range(inputs.float("u1", required=False, label="u1 (optional: overrides the preset)"),
                              p.get("u1"), low=0, high=1, what="u1")
     prop = common.check_range(inputs.float("u2", required=False, label="u2 (optional: overrides the preset)"),
@@ -348,9 +303,9 @@ def _add_rap_test_time_inputs(inputs, ctx):
     common.check_range(inputs.int("words_per_sample", default=4, label="Words retrieved per sample",
                                   description="Paper: Q = 4"),
                        p.get("words_per_sample"), low=1, what="words_per_sample")
-    _add_choice(inputs, "retrieval", {"union": "Top-Q words united with the negatives (paper)",
+    _add_choice(inputs, ctx, "retrieval", {"union": "Top-Q words united with the negatives (paper)",
                                       "new_only": "Q words that are not negatives yet"}, "Retrieval")
-    _add_choice(inputs, "rescore", {"online": "Streaming: each batch scored after its own update (paper)",
+    _add_choice(inputs, ctx, "rescore", {"online": "Streaming: each batch scored after its own update (paper)",
                                     "final": "All samples scored with the final negatives"}, "Scores",
                 description="Samples are processed in ascending sample id order")
 
@@ -359,11 +314,13 @@ def _add_few_shot_inputs(inputs, ctx):
     """The few-shot ID images: the samples of a tag, or k per class of a Classification field (the run's
     :func:`ood_core.fo.rap.compute_rap_scores` refuses other fields: the form refuses them on the field)."""
     p, dataset = ctx.params, ctx.dataset
-    radio = types.RadioGroup()
-    radio.add_choice("tag", label="Samples with a tag")
-    radio.add_choice("k_per_class", label="k random samples per class of the label field")
-    inputs.enum("few_shot_mode", radio.values(), default="tag", label="Few-shot ID images", view=radio)
-    if p.get("few_shot_mode", "tag") == "tag":
+    mode = clip_params.add_choice(inputs, ctx, "few_shot_mode", {"tag": "Samples with a tag",
+                                                            "k_per_class": "k random samples per class of the "
+                                                                           "label field"},
+                             default="tag", label="Few-shot ID images")
+    if mode.invalid:
+        return
+    if not clip_params.picks_k_per_class(p):
         tags = sorted(form_cache.tag_counts(dataset))
         prop = common.add_field_choice(inputs, "few_shot_tag", tags, label="Few-shot tag",
                                        description="In-distribution images tagged with this tag")
@@ -388,18 +345,26 @@ def _add_few_shot_inputs(inputs, ctx):
 
 def _few_shot_label_field(ctx):
     """The label field the run reads the few-shot images' classes from (the form's preselection when the App
-    has not sent the field yet)."""
+    has not sent the field yet); None when the form does not show one (typed ID classes and a few-shot tag:
+    a stale label field in the params is not the run's, :func:`operators.clip_params.id_kwargs`)."""
+    from ood_core.errors import OODInputError
     from ood_core.fo import inventory
 
-    by_field = ctx.params.get("id_source", "label_field" if common.label_fields(ctx.dataset) else "labels")
-    return ctx.params.get("label_field", inventory.default_label_field(ctx.dataset)
-                          if by_field == "label_field" else None)
+    p = ctx.params
+    try:
+        by_field = clip_params.by_label_field(p, "label_field" if common.label_fields(ctx.dataset) else "labels")
+        if not by_field and not clip_params.picks_k_per_class(p):
+            return None
+    except OODInputError:  # a choice not offered: refused on its own input
+        return None
+    return p.get("label_field", inventory.default_label_field(ctx.dataset) if by_field else None)
 
 
 def _check_crop_ranking(inputs, ctx):
     """The paper's crop ranking needs every few-shot image's class, which only a Classification field gives."""
     p = ctx.params
-    if p.get("few_shot_mode", "tag") != "tag" or p.get("crop_ranking", _rap_default("crop_ranking")) != "own_class":
+    if p.get("few_shot_mode", "tag") != "tag" or p.get("crop_ranking", _rap_default("crop_ranking")) != "own_class" \
+            or inputs.properties["few_shot_mode"].invalid:
         return
     label_field = _few_shot_label_field(ctx)
     kind = common.label_kind_or_none(ctx.dataset, label_field)
@@ -437,7 +402,7 @@ class ComputeRAPScores(common.OODOperator):
                            p.get("num_crops"), low=1, what="num_crops")
         common.check_range(adv.int("num_keep", default=32, label="Crops kept per side", description="Paper: 32"),
                            p.get("num_keep"), low=1, what="num_keep")
-        _add_choice(adv, "crop_ranking", {"own_class": "By the image's own class prompt (paper; needs a "
+        _add_choice(adv, ctx, "crop_ranking", {"own_class": "By the image's own class prompt (paper; needs a "
                                                        "Classification label field)",
                                           "all_prompts": "By the best ID prompt"}, "Crop ranking")
         _check_crop_ranking(inputs, ctx)
@@ -467,9 +432,10 @@ class ComputeRAPScores(common.OODOperator):
 
     def run(self, ctx):
         import ood_core as ood
+        from ood_core.clip.rap_crops import CROP_RANKINGS
 
         p = ctx.params
-        by_tag = p.get("few_shot_mode", "tag") == "tag"
+        by_tag = not clip_params.picks_k_per_class(p)
         summary = ood.compute_rap_scores(
             common.target_view(ctx),
             p.get("score_field", "rap_score"),
@@ -481,16 +447,10 @@ class ComputeRAPScores(common.OODOperator):
                      common.float_param(p, "lambda3", -1.0)),
             eta=common.float_param(p, "eta", 5.0),
             num_negatives=common.int_param(p, "num_negatives", 10000),
-            test_time=common.flag_param(p, "test_time", True),
-            crop_ranking=p.get("crop_ranking", _rap_default("crop_ranking")),
+            crop_ranking=common.choice_param(p, "crop_ranking", CROP_RANKINGS, _rap_default("crop_ranking")),
             flip=common.flag_param(p, "flip", True),
-            u_preset=p.get("u_preset", _rap_default("u_preset")),
-            u1=common.float_param(p, "u1", None),
-            u2=common.float_param(p, "u2", None),
-            words_per_sample=common.int_param(p, "words_per_sample", 4),
-            retrieval=p.get("retrieval", _rap_default("retrieval")),
-            rescore=p.get("rescore", _rap_default("rescore")),
-            **_common_kwargs(ctx, "rap_prediction", label_field_for_few_shot=True),
+            **clip_params.rap_test_time_kwargs(p),
+            **clip_params.common_kwargs(ctx, "rap_prediction", label_field_shown=not by_tag),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_few_shot", "num_train_negatives",
@@ -499,15 +459,19 @@ class ComputeRAPScores(common.OODOperator):
 
     def to_form_params(self, *, few_shot_tag=None, k_per_class=None, id_labels=None,
                        label_field=None, embeddings_field=None, model_name=None, weights=None, quick_gelu=False,
-                       word_list=None, lambdas=(0.2, -0.2, -1.0), prediction_field="rap_prediction", **params):
+                       word_list=None, lambdas=None, prediction_field="rap_prediction", **kwargs):
         """``op(view, few_shot_tag="fewshot", label_field="ground_truth", ...)``: the few-shot ID images
         are the samples tagged ``few_shot_tag``, or ``k_per_class`` random samples per class of
-        ``label_field``. See :func:`ood_core.fo.rap.compute_rap_scores`."""
-        return _sdk_params(
+        ``label_field`` (not both: the form has no input for k per class of a tag's samples); ``lambdas``
+        (three numbers) or the form's ``lambda1`` / ``lambda2`` / ``lambda3``. See
+        :func:`ood_core.fo.rap.compute_rap_scores`."""
+        clip_params.check_rap_call(few_shot_tag, k_per_class, kwargs)
+        by_k = k_per_class is not None  # k_per_class=0 is refused by name by the run, not taken for a tag
+        kwargs.update(clip_params.lambda_params(lambdas, kwargs))
+        return clip_params.sdk_params(
             id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
-            few_shot_mode="k_per_class" if k_per_class else "tag",
-            few_shot_tag=few_shot_tag, k_per_class=k_per_class, lambda1=lambdas[0], lambda2=lambdas[1],
-            lambda3=lambdas[2], prediction_field=prediction_field or "", **params,
+            label_field_shown=by_k, few_shot_mode="k_per_class" if by_k else "tag",
+            few_shot_tag=few_shot_tag, k_per_class=k_per_class, prediction_field=prediction_field or "", **kwargs,
         )
 
 
@@ -552,8 +516,8 @@ class ComputeAdaNegScores(common.OODOperator):
             memory_size=common.int_param(p, "memory_size", _adaneg_default("memory_size")),
             gap=common.float_param(p, "gap", _adaneg_default("gap")),
             weight=common.float_param(p, "weight", _adaneg_default("weight")),
-            **_neglabel_kwargs(p),
-            **_common_kwargs(ctx, "adaneg_prediction"),
+            **clip_params.neglabel_kwargs(p),
+            **clip_params.common_kwargs(ctx, "adaneg_prediction"),
         )
         return common.finish(ctx, summary, keep=("run_key", "field", "prediction_field", "num_scored",
                                                  "num_skipped", "num_negatives", "num_cached_ood",
@@ -562,11 +526,12 @@ class ComputeAdaNegScores(common.OODOperator):
 
     def to_form_params(self, *, id_labels=None, label_field=None, embeddings_field=None, model_name=None,
                        weights=None, quick_gelu=False, word_list=None, prediction_field="adaneg_prediction",
-                       **params):
+                       **kwargs):
         """``op(view, label_field="ground_truth", ...)``: as the NegLabel operator, plus ``memory_size``,
         ``gap`` and ``weight``. See :func:`ood_core.fo.adaneg.compute_adaneg_scores`."""
-        return _sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu, word_list,
-                           prediction_field=prediction_field or "", **params)
+        clip_params.check_neglabel_call(kwargs)
+        return clip_params.sdk_params(id_labels, label_field, embeddings_field, model_name, weights, quick_gelu,
+                                      word_list, prediction_field=prediction_field or "", **kwargs)
 
 
 def _adaneg_default(param):

@@ -105,11 +105,24 @@ def resolve_encoder_args(samples, embeddings_field, model_name, pretrained, quic
     return model_name or record["model_name"], pretrained or record["pretrained"], quick_gelu
 
 
+def check_clip_embeddings_cover(samples, embeddings_field):
+    """Refuse stored CLIP embeddings of which no sample of ``samples`` has one (the run covered other samples),
+    with the CLIP ways out (the shared reader's "compute embeddings" names neither)."""
+    from .items import num_samples
+
+    if num_samples(samples.exists(embeddings_field)) == 0:
+        raise OODInputError(
+            f"no sample of this view has a CLIP embedding in {embeddings_field!r} (its embeddings run covered "
+            "other samples); embed this view with the same encoder: ood.compute_clip_embeddings(view, "
+            f"{embeddings_field!r}, overwrite=True, ...), or pass embeddings_field=None to encode the images now")
+
+
 def read_clip_embeddings(samples, embeddings_field, encoder):
     """``(ids, X)`` of the samples that have a stored embedding made by ``encoder``."""
     from .items import read_embeddings
 
     record = clip_embeddings_record(samples, embeddings_field)
+    check_clip_embeddings_cover(samples, embeddings_field)
     # the shared reader: skips samples without an embedding, refuses mixed shapes, NaN rows and non-vectors
     keys, X, _ = read_embeddings(samples, embeddings_field)
     if X.shape[1] != encoder.embed_dim:
