@@ -28,3 +28,22 @@ def props(name, ds, params, view=None, selected=None):
 def invalid(properties):
     """``{input: error message}`` of the inputs the form marks invalid."""
     return {name: prop.error_message for name, prop in properties.items() if prop.invalid}
+
+
+def execute(name, view, params, **kwargs):
+    """Execute the operator on ``view`` as the App does (FiftyOne validates ``params`` with the form first); the
+    result (``.error`` set when the run failed)."""
+    import fiftyone.operators as foo
+
+    return foo.execute_operator(uri(name), dict(view=view.view()), params=params, **kwargs)
+
+
+def refusal(name, view, params):
+    """The message with which FiftyOne's execution refuses ``params`` (the form's validation, or the run itself);
+    fails the test when it is not refused."""
+    import pytest
+    from fiftyone.operators.executor import ExecutionError
+
+    with pytest.raises(ExecutionError) as info:
+        execute(name, view, params)
+    return str(info.value)

@@ -15,22 +15,6 @@ CLIP_FORMS = ("compute_neglabel_scores", "compute_adaneg_scores", "compute_rap_s
 QUICK_RAP = dict(few_shot_tag="trusted", num_crops=2, num_keep=1, crop_ranking="all_prompts")
 
 
-def _execute(name, ds, params):
-    """Execute the operator as the App does; the result (``.error`` set when it failed)."""
-    import fiftyone.operators as foo
-
-    return foo.execute_operator(forms.uri(name), dict(view=ds.view()), params=params)
-
-
-def _execute_error(name, ds, params):
-    """The error with which Execute refuses ``params``."""
-    from fiftyone.operators.executor import ExecutionError
-
-    with pytest.raises(ExecutionError) as caught:
-        _execute(name, ds, params)
-    return str(caught.value)
-
-
 def _scores(ds, field):
     return np.array(ds.sort_by("id").values(field), dtype=float)
 
@@ -45,9 +29,9 @@ def test_rap_label_field_hidden_by_typed_classes_does_not_reach_the_run(form_ima
     ds = form_images
     base = dict(tiny_clip_params, **QUICK_RAP, num_groups=1, id_source="labels", id_labels="Bag, Coat",
                 few_shot_mode="tag", prediction_field="")
-    clean = _execute("compute_rap_scores", ds, dict(base, score_field="clean"))
+    clean = forms.execute("compute_rap_scores", ds, dict(base, score_field="clean"))
     assert clean.error is None, clean.error
-    stale = _execute("compute_rap_scores", ds, dict(base, score_field="stale", label_field="ground_truth"))
+    stale = forms.execute("compute_rap_scores", ds, dict(base, score_field="stale", label_field="ground_truth"))
     assert stale.error is None, stale.error
     np.testing.assert_array_equal(_scores(ds, "stale"), _scores(ds, "clean"))
     assert ood.get_ood_run_info(ds, "stale")["label_field"] is None
@@ -70,9 +54,9 @@ def test_rap_test_time_settings_hidden_by_unticking_them_do_not_reach_the_run(fo
                 prediction_field="")
     stale = dict(u_preset="iNaturalist", u1=0.9, u2=0.2, words_per_sample=7, retrieval="new_only", rescore="final")
     assert forms.invalid(forms.props("compute_rap_scores", ds, dict(base, **stale, score_field="x"))) == {}
-    clean = _execute("compute_rap_scores", ds, dict(base, score_field="clean"))
+    clean = forms.execute("compute_rap_scores", ds, dict(base, score_field="clean"))
     assert clean.error is None, clean.error
-    out = _execute("compute_rap_scores", ds, dict(base, **stale, score_field="stale"))
+    out = forms.execute("compute_rap_scores", ds, dict(base, **stale, score_field="stale"))
     assert out.error is None, out.error
     np.testing.assert_array_equal(_scores(ds, "stale"), _scores(ds, "clean"))
     recorded = ood.get_ood_run_info(ds, "stale")["rap"]
@@ -109,7 +93,7 @@ def test_a_choice_the_form_does_not_offer_is_refused_on_it_by_name(form_images, 
         message.endswith("): pick one of them"), message
     if allowed:
         assert f"({allowed})" in message, message
-    error = _execute_error(name, ds, dict(base, **{param: bad}))
+    error = forms.refusal(name, ds, dict(base, **{param: bad}))
     assert message in error and "Invalid enum value" not in error
     if param not in ("id_source", "few_shot_mode"):  # the paper settings hidden: a warning names it
         hidden = forms.invalid(forms.props(name, ds, dict(base, show_advanced=False, **{param: bad})))
@@ -158,7 +142,7 @@ def test_typed_id_classes_the_run_refuses_are_refused_on_their_input(form_images
     typed = dict(base, id_source="labels", id_labels="Bag, Coat, bag")
     message = forms.invalid(forms.props(name, ds, typed)).get("id_labels", "")
     assert message.startswith("ID class names must be distinct (case-insensitive") and "['bag']" in message, message
-    assert message in _execute_error(name, ds, typed)
+    assert message in forms.refusal(name, ds, typed)
     assert "id_labels" not in forms.invalid(forms.props(name, ds, dict(typed, id_labels="Bag, Coat")))
     assert "s" not in ds.get_field_schema()
 
@@ -180,7 +164,7 @@ def test_a_label_field_whose_classes_the_run_refuses_is_refused_on_it(form_image
         params = dict(base, label_field=field)
         message = forms.invalid(forms.props(name, ds, params)).get("label_field", "")
         assert reason in message and repr(field) in message, message
-        assert message in _execute_error(name, ds, params)
+        assert message in forms.refusal(name, ds, params)
     assert "s" not in ds.get_field_schema()
 
 
@@ -229,7 +213,6 @@ def test_rap_python_call_with_k_per_class_zero_names_it(form_images, tiny_clip_p
         foo.get_operator(forms.uri("compute_rap_scores"))(ds.view(), "s", k_per_class=0, label_field="ground_truth",
                                                           num_groups=1, **tiny_clip_params)
     assert "s" not in ds.get_field_schema()
-
 
 
 def test_stored_clip_embeddings_of_other_samples_name_the_clip_way_out(form_images, tiny_clip, tiny_clip_params,

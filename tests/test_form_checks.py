@@ -13,21 +13,6 @@ from ood_core.errors import OODInputError
 LITE = dict(model_name="tf_efficientnet_lite0", levels=[1], grid=1)  # the bundled backbone, one small level
 
 
-def _execute(name, view, params, **kwargs):
-    import fiftyone.operators as foo
-
-    return foo.execute_operator(forms.uri(name), dict(view=view.view()), params=params, **kwargs)
-
-
-def _refused(name, view, params):
-    """The message of a run refused by FiftyOne's execution (the form's validation, or the run itself)."""
-    from fiftyone.operators.executor import ExecutionError
-
-    with pytest.raises(ExecutionError) as info:
-        _execute(name, view, params)
-    return str(info.value)
-
-
 def test_score_form_refuses_k_not_below_the_set_the_detector_is_fitted_on(form_dataset):
     """1. k must be below the trusted (reference) items, each scored with itself left out; without a reference,
     below the scored items."""
@@ -36,7 +21,7 @@ def test_score_form_refuses_k_not_below_the_set_the_detector_is_fitted_on(form_d
     message = ("k=25 but the reference (samples tagged 'trusted') has only 20 item(s) with an embedding; each of "
                "them is also scored with itself left out, so k must be < 20: lower k or tag more samples 'trusted'")
     assert forms.invalid(forms.props("score_ood", ds, params)) == {"k": message}
-    assert message in _refused("score_ood", ds, params)
+    assert message in forms.refusal("score_ood", ds, params)
     with pytest.raises(OODInputError) as sdk:  # the SDK, called directly, says the same
         ood.compute_ood_scores(ds, "vec", "s", method="knn", reference="trusted", k=25)
     assert str(sdk.value) == message
@@ -83,7 +68,7 @@ def test_score_form_refuses_more_reduced_dimensions_than_the_reducer_can_give(fo
     message = ("PCA with n_components=9 needs n_components <= min(num_samples, dim) = min(40, 8) = 8; lower "
                "n_components or fit on more samples.")
     assert forms.invalid(forms.props("score_ood", ds, params)) == {"n_components": message}
-    assert message in _refused("score_ood", ds, params)
+    assert message in forms.refusal("score_ood", ds, params)
     assert not forms.invalid(forms.props("score_ood", ds, dict(params, n_components=8)))
     props = forms.props("score_ood", ds, dict(params, reduce="random"))
     assert "would not reduce 8-dim embeddings; use n_components <= 8" in props["n_components"].error_message
@@ -101,7 +86,7 @@ def test_map_form_refuses_a_target_with_too_few_points(form_dataset):
     message = "a 2-D map needs at least 4 points with embeddings in 'vec'; the view has 1: map a larger view"
     props = forms.props("compute_ood_visualization", ds, params, view=one)
     assert forms.invalid(props) == {"embeddings_field": message}
-    assert message in _refused("compute_ood_visualization", one, params)
+    assert message in forms.refusal("compute_ood_visualization", one, params)
     assert not forms.invalid(forms.props("compute_ood_visualization", ds, params, view=ds.limit(4)))
     ds.match_tags("test").set_field("vec", None).save()  # 20 trusted samples keep their vectors
     props = forms.props("compute_ood_visualization", ds, params, view=ds.match_tags("test"))
@@ -154,7 +139,7 @@ def test_clip_forms_refuse_more_groups_than_negative_labels(form_dataset, tmp_pa
         # the paper's share: 15% of 7 nouns is 1 negative label
         props = forms.props(name, ds, dict(base, num_groups=2))
         assert "(1: 0.15 of 7 nouns and 0 adjectives)" in props["num_groups"].error_message, name
-    assert str(sdk.value) in _refused("compute_neglabel_scores", ds, dict(base, num_negatives=3, num_groups=5))
+    assert str(sdk.value) in forms.refusal("compute_neglabel_scores", ds, dict(base, num_negatives=3, num_groups=5))
     # the paper's settings hidden: the default 100 groups cannot be formed either, and the form says where to look
     props = forms.props("compute_neglabel_scores", ds, dict(base, show_advanced=False))
     assert list(forms.invalid(props)) == ["num_groups_error"] and "under 'Show the papers' hyper-parameters'" in \
@@ -199,8 +184,8 @@ def test_embeddings_form_lists_the_settings_that_differ_from_the_run_it_resumes(
         assert props["embeddings_field"].invalid and "embeddings_field_resume" not in props, changed
         assert message.startswith("embeddings 'emb' exist with other settings (") and listed in message, changed
         assert "tick 'overwrite'" in message
-    assert "backbone.grid: stored 1 vs requested 2" in _refused("compute_pyramid_embeddings", ds, dict(same, grid=2))
-    out = _execute("compute_pyramid_embeddings", ds, dict(embeddings_field="emb"))  # the resume, from Python
+    assert "backbone.grid: stored 1 vs requested 2" in forms.refusal("compute_pyramid_embeddings", ds, dict(same, grid=2))
+    out = forms.execute("compute_pyramid_embeddings", ds, dict(embeddings_field="emb"))  # the resume, from Python
     assert out.result["num_computed"] == 20 and out.result["status"] == "complete"
 
 
@@ -213,7 +198,7 @@ def test_embeddings_form_computes_afresh_a_field_deleted_by_hand(form_dataset):
     props = forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", model_name=LITE["model_name"],
                                                               levels="2", grid=2))
     assert not forms.invalid(props) and "embeddings_field_resume" not in props
-    out = _execute("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", model_name=LITE["model_name"],
+    out = forms.execute("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", model_name=LITE["model_name"],
                                                           levels="2", grid=2))
     assert out.result["status"] == "complete" and out.result["num_computed"] == len(ds)
 
@@ -251,7 +236,7 @@ def test_embeddings_form_resumes_an_interrupted_overwrite_with_its_settings(form
         assert not forms.invalid(forms.props("compute_pyramid_embeddings", ds, params)), params
     props = forms.props("compute_pyramid_embeddings", ds, dict(base, project_dim=5))  # neither
     assert props["embeddings_field"].invalid and "projection" in props["embeddings_field"].error_message
-    out = _execute("compute_pyramid_embeddings", ds, dict(base, project_dim=4))
+    out = forms.execute("compute_pyramid_embeddings", ds, dict(base, project_dim=4))
     assert out.result["status"] == "complete"
     assert out.result["num_computed"] == len(ds) - done_before
     ds.reload()
@@ -278,7 +263,7 @@ def test_forms_refuse_a_generated_view_as_target(form_dataset):
                          ("compute_neglabel_scores", {}), ("compute_rap_scores", {}), ("compute_adaneg_scores", {})):
         assert forms.invalid(forms.props(name, ds, params, view=patches)) == {"target_refused": str(sdk.value)}, name
     assert "generated view" in str(sdk.value)
-    assert str(sdk.value) in _refused("compute_pyramid_embeddings", patches, dict(embeddings_field="e"))
+    assert str(sdk.value) in forms.refusal("compute_pyramid_embeddings", patches, dict(embeddings_field="e"))
     # the App's only other choice there, the patches' base view, is all the patches: refused too
     props = forms.props("score_ood", ds, dict(embeddings_field="vec", view_target="BASE_VIEW"), view=patches)
     assert props["view_target"].type.values == ["BASE_VIEW"] and props["target_refused"].invalid
@@ -322,7 +307,7 @@ def test_score_form_offers_only_the_similarity_indexes_it_can_query(form_dataset
     # through an index k is a number (no 'auto'): empty = the SDK's default for index runs
     props = forms.props("score_ood", ds, dict(base, k=None, similarity_index="pg"))
     assert props["k"].default == 50 and not forms.invalid(props)
-    out = _execute("score_ood", ds, dict(base, k=None, similarity_index="pg", score_field="via_index"))
+    out = forms.execute("score_ood", ds, dict(base, k=None, similarity_index="pg", score_field="via_index"))
     assert out.result["num_scored"] == 80 and ood.get_ood_run_info(ds, "via_index")["detector"]["k"] == 50
     # the index holds the vectors of 'vec' (its Brain config names no field: the score run that built it does)
     props = forms.props("score_ood", ds, dict(base, embeddings_field="vec40"))
@@ -359,7 +344,7 @@ def test_sharded_embeddings_run_has_a_result_view(form_dataset):
     from fiftyone.operators.delegated import DelegatedOperationService
 
     ds = form_dataset
-    out = _execute("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", model_name="tf_efficientnet_lite0",
+    out = forms.execute("compute_pyramid_embeddings", ds, dict(embeddings_field="emb", model_name="tf_efficientnet_lite0",
                                                           levels="1", grid=1, num_shards=2.0))
     report = out.result["report"]
     queued = out.result["queued_operations"]
@@ -388,7 +373,7 @@ def test_score_operator_from_python_takes_whole_number_floats_and_the_form_defau
     assert fo_runs.get_ood_run_info(ds, "pca")["reduction"]["n_components"] == DEFAULT_N_COMPONENTS == 30
     props = forms.props("score_ood", ds, dict(embeddings_field="vec40", reduce="pca", show_advanced=True))
     assert props["n_components"].default == DEFAULT_N_COMPONENTS
-    assert "k=2.5 is not a whole number; pass an integer >= 1" in _refused(
+    assert "k=2.5 is not a whole number; pass an integer >= 1" in forms.refusal(
         "score_ood", ds, dict(embeddings_field="vec", score_field="s25", method="knn", k=2.5))
 
 
@@ -418,7 +403,7 @@ def test_score_form_with_object_embeddings_takes_only_the_objects_own_labels(for
                        "of the objects of 'objs', whose labels are their own ('objs.detections.label'), so the labels "
                        "of 'ground_truth' would be ignored. Pick 'objs' or leave 'Label field' empty, or to use the "
                        "image labels of 'ground_truth', choose image embeddings in 'Embeddings'")
-    assert message in _refused("score_ood", ds, params)
+    assert message in forms.refusal("score_ood", ds, params)
     with pytest.raises(OODInputError, match="the labels of 'ground_truth' would be ignored"):  # the SDK's reason
         ood.compute_ood_scores(ds, "oemb", "os", method="knn", label_field="ground_truth", patches_field="objs")
     # the run itself, reached without the form's validation, gives the SDK's reason (was "are object embeddings")
@@ -432,7 +417,7 @@ def test_score_form_with_object_embeddings_takes_only_the_objects_own_labels(for
         "label field 'objs' is a Detections field, whose labels belong to its objects, but embeddings 'vec' are "
         "image embeddings (one per sample): pick 'ground_truth' (image labels), or, to score the objects, embed")
     # the objects' own field scores the objects, against the trusted ones
-    out = _execute("score_ood", ds, dict(params, method="pyramid_knn", label_field="objs", reference_tag="trusted",
+    out = forms.execute("score_ood", ds, dict(params, method="pyramid_knn", label_field="objs", reference_tag="trusted",
                                          k=None))
     report = out.result["report"]
     assert out.result["field"] == "objs.detections.os" and "- objects scored: 8 of 8" in report
@@ -470,7 +455,7 @@ def test_audit_form_refuses_object_embeddings_on_their_input(form_images, sessio
     props = forms.props("audit_dataset", ds, params)
     assert forms.invalid(props) == {"embeddings_field": message}
     assert "object embeddings are not used" in props["embeddings_note"].view.label
-    assert message in _refused("audit_dataset", ds, params)
+    assert message in forms.refusal("audit_dataset", ds, params)
     # the SDK says the same (was "does not exist ...; pass embeddings_field='auto'")
     with pytest.raises(OODInputError, match=r"'oemb' are object embeddings \(one per object of 'objs'\), but the audit "
                                             r"scores images.*patches_field='objs'"):
@@ -490,7 +475,7 @@ def test_a_wrong_label_run_ignores_a_reference_tag_its_form_does_not_show(form_d
                   label_field="ground_truth", reference_tag="trusted")
     props = forms.props("score_ood", ds, params)
     assert "reference_tag" not in props and not forms.invalid(props)
-    _execute("score_ood", ds, params).raise_exceptions()
+    forms.execute("score_ood", ds, params).raise_exceptions()
     ood.compute_ood_scores(ds, "vec", "li_sdk", method="weighted_label_vote", label_field="ground_truth")
     np.testing.assert_allclose(ds.values("li_form"), ds.values("li_sdk"))
     assert ood.get_ood_run_info(ds, "li_form").get("reference") in (None, {})

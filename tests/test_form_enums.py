@@ -12,21 +12,6 @@ from ood_core.errors import OODInputError
 LITE = dict(model_name="tf_efficientnet_lite0", levels="1", grid=1)  # the bundled backbone, one small level
 
 
-def _execute(name, view, params):
-    import fiftyone.operators as foo
-
-    return foo.execute_operator(forms.uri(name), dict(view=view.view()), params=params)
-
-
-def _refused(name, view, params):
-    """The message of a run refused by FiftyOne's execution (the form's validation, or the run itself)."""
-    from fiftyone.operators.executor import ExecutionError
-
-    with pytest.raises(ExecutionError) as info:
-        _execute(name, view, params)
-    return str(info.value)
-
-
 def _run_refusal(name, ds, params):
     """The message with which the operator's run itself (no form validation before it) refuses ``params``."""
     import fiftyone.operators as foo
@@ -44,13 +29,13 @@ def test_embeddings_form_names_a_mode_it_does_not_offer(form_dataset):
     ds = form_dataset
     message = "mode='grid' is not one of the choices ('pool', 'flatten'): pick one of them"
     assert forms.invalid(forms.props("compute_pyramid_embeddings", ds, _embed(mode="grid"))) == {"mode": message}
-    assert message in _refused("compute_pyramid_embeddings", ds, _embed(mode="grid"))
+    assert message in forms.refusal("compute_pyramid_embeddings", ds, _embed(mode="grid"))
     # the advanced group hidden (a Python call, or the switch turned off after): the form says it, with the label
     hidden = forms.invalid(forms.props("compute_pyramid_embeddings", ds, _embed(mode="grid", show_advanced=False)))
     assert list(hidden) == ["mode_error"] and hidden["mode_error"] == message
     shown = forms.props("compute_pyramid_embeddings", ds, _embed(mode="grid", show_advanced=False))
     assert "('Mode' is under 'Show advanced settings')" in shown["mode_error"].view.label
-    assert message in _refused("compute_pyramid_embeddings", ds, _embed(mode="grid", show_advanced=False))
+    assert message in forms.refusal("compute_pyramid_embeddings", ds, _embed(mode="grid", show_advanced=False))
     assert message in _run_refusal("compute_pyramid_embeddings", ds, _embed(mode="grid"))
     assert "e" not in ds.get_field_schema()  # refused before anything was written
     assert not forms.invalid(forms.props("compute_pyramid_embeddings", ds, _embed(mode="flatten")))
@@ -64,7 +49,7 @@ def test_embeddings_form_names_a_reduction_it_does_not_offer_with_or_without_pro
     # without a reduction the SDK refuses a misspelt method all the same: the form shows the input to fix it
     props = forms.props("compute_pyramid_embeddings", ds, _embed(project_dim=0, project_method="svd"))
     assert forms.invalid(props) == {"project_method": message}
-    assert message in _refused("compute_pyramid_embeddings", ds, _embed(project_method="svd", show_advanced=False))
+    assert message in forms.refusal("compute_pyramid_embeddings", ds, _embed(project_method="svd", show_advanced=False))
     assert message in _run_refusal("compute_pyramid_embeddings", ds, _embed(project_dim=4, project_method="svd"))
     props = forms.props("compute_pyramid_embeddings", ds, _embed(project_dim=0))
     assert "project_method" not in props and not forms.invalid(props)
@@ -75,7 +60,7 @@ def test_map_form_names_a_method_it_does_not_offer(form_dataset):
     params = dict(embeddings_field="vec", brain_key="m", method="mds", overwrite=False, delegate=False)
     message = "method='mds' is not one of the choices ('umap', 'tsne', 'pca'): pick one of them"
     assert forms.invalid(forms.props("compute_ood_visualization", ds, params)) == {"method": message}
-    assert message in _refused("compute_ood_visualization", ds, params)
+    assert message in forms.refusal("compute_ood_visualization", ds, params)
     assert message in _run_refusal("compute_ood_visualization", ds, params)
     assert "m" not in ds.list_brain_runs()
 
@@ -91,7 +76,7 @@ def test_score_form_names_a_reduction_it_does_not_offer_even_when_the_group_is_h
     assert forms.invalid(forms.props("score_ood", ds, _score(reduce="lda", show_advanced=True))) == {"reduce": message}
     hidden = forms.invalid(forms.props("score_ood", ds, _score(reduce="lda")))
     assert hidden == {"reduce_error": message}
-    assert message in _refused("score_ood", ds, _score(reduce="lda"))
+    assert message in forms.refusal("score_ood", ds, _score(reduce="lda"))
     assert message in _run_refusal("score_ood", ds, _score(reduce="lda"))
     assert "s" not in ds.get_field_schema()
 
@@ -112,7 +97,7 @@ def test_score_form_refuses_a_reference_tag_no_sample_carries(form_dataset):
     assert forms.invalid(props) == {"reference_tag": "no sample is tagged 'gone' (removed since the form opened?): "
                                                      "choose another tag, or leave it empty to fit on the target "
                                                      "itself (unsupervised)"}
-    assert "no sample is tagged 'gone'" in _refused("score_ood", ds, _score(reference_tag="gone"))
+    assert "no sample is tagged 'gone'" in forms.refusal("score_ood", ds, _score(reference_tag="gone"))
 
 
 def test_score_form_refuses_a_similarity_index_that_is_gone(form_dataset):
@@ -121,7 +106,7 @@ def test_score_form_refuses_a_similarity_index_that_is_gone(form_dataset):
     message = ("similarity_index='old_index' is not among this dataset's similarity indexes for 'vec' (deleted "
                "since the form opened?): leave 'Similarity index' empty to search in memory")
     assert forms.invalid(forms.props("score_ood", ds, params)) == {"similarity_index": message}
-    assert message in _refused("score_ood", ds, params)
+    assert message in forms.refusal("score_ood", ds, params)
 
 
 def test_manage_runs_names_an_action_it_does_not_know(form_dataset):
@@ -129,7 +114,7 @@ def test_manage_runs_names_an_action_it_does_not_know(form_dataset):
     ood.compute_ood_scores(ds, "vec", "s", reference="trusted", progress=False)
     message = "action='purge' is not one of the choices ('list', 'rename', 'delete'): pick one of them"
     assert forms.invalid(forms.props("manage_ood_runs", ds, dict(action="purge", run_key="s"))) == {"action": message}
-    assert message in _refused("manage_ood_runs", ds, dict(action="purge", run_key="s"))
+    assert message in forms.refusal("manage_ood_runs", ds, dict(action="purge", run_key="s"))
     assert message in _run_refusal("manage_ood_runs", ds, dict(action="purge", run_key="s"))
     assert "s" in ds.list_runs()
 
@@ -142,13 +127,13 @@ def test_manage_runs_does_not_take_no_for_a_confirmation(form_dataset):
     params = dict(action="delete", run_key="s", delete_fields=True, confirm_delete="no")
     message = "confirm_delete='no' is not a yes/no value; pass confirm_delete=True or confirm_delete=False"
     assert forms.invalid(forms.props("manage_ood_runs", ds, params)) == {"confirm_delete": message}
-    assert message in _refused("manage_ood_runs", ds, params)
+    assert message in forms.refusal("manage_ood_runs", ds, params)
     assert "s" in ds.list_runs() and "s" in ds.get_field_schema()
     # a wrong 'Also delete the run's fields' is said on its box, not only by the run
     props = forms.props("manage_ood_runs", ds, dict(params, delete_fields="yes", confirm_delete=True))
     assert forms.invalid(props) == {"delete_fields": "delete_fields='yes' is not a yes/no value; pass "
                                                      "delete_fields=True or delete_fields=False"}
-    _execute("manage_ood_runs", ds, dict(params, confirm_delete=True))
+    forms.execute("manage_ood_runs", ds, dict(params, confirm_delete=True))
     assert "s" not in ds.list_runs()
 
 
@@ -161,7 +146,7 @@ def test_delegate_no_is_refused_not_read_as_yes(form_dataset):
     params = dict(embeddings_field="vec", brain_key="m", method="pca", overwrite=False, delegate="no")
     message = "delegate='no' is not a yes/no value; pass delegate=True or delegate=False"
     assert forms.invalid(forms.props("compute_ood_visualization", ds, params)) == {"delegate": message}
-    assert message in _refused("compute_ood_visualization", ds, params)
+    assert message in forms.refusal("compute_ood_visualization", ds, params)
     assert "m" not in ds.list_brain_runs()
     assert not forms.invalid(forms.props("compute_ood_visualization", ds, dict(params, delegate=False)))
 
@@ -176,7 +161,7 @@ def test_forms_refuse_a_yes_no_box_given_as_text(form_dataset):
     assert forms.invalid(props) == {"skip_failures": message.format("skip_failures")}
     props = forms.props("audit_dataset", ds, dict(embeddings_field="vec", audit_key="a", near_duplicates="no"))
     assert forms.invalid(props) == {"near_duplicates": message.format("near_duplicates")}
-    assert message.format("near_duplicates") in _refused("audit_dataset", ds, dict(
+    assert message.format("near_duplicates") in forms.refusal("audit_dataset", ds, dict(
         embeddings_field="vec", audit_key="a", near_duplicates="no"))
 
 

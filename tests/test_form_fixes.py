@@ -10,21 +10,6 @@ import ood_core as ood
 from ood_core.errors import OODInputError
 
 
-def _execute(name, view, params):
-    import fiftyone.operators as foo
-
-    return foo.execute_operator(forms.uri(name), dict(view=view.view()), params=params)
-
-
-def _refused(name, view, params):
-    """The message of a run refused by FiftyOne's execution (the form's validation, or the run itself)."""
-    from fiftyone.operators.executor import ExecutionError
-
-    with pytest.raises(ExecutionError) as info:
-        _execute(name, view, params)
-    return str(info.value)
-
-
 def _score(**params):
     return dict(dict(embeddings_field="vec", score_field="s", show_advanced=False, overwrite=False, delegate=False),
                 **params)
@@ -42,7 +27,7 @@ def test_a_label_field_without_labels_is_refused_on_the_field_not_a_crash(form_d
         assert "'labelstr'" in message and "StringField" in message, (method, message)
         assert "expected a Classification field" in message and "pick 'ground_truth'" in message, method
     # from Python: the operator call is refused on the field too (no NameError)
-    assert "label_field" in _refused("score_ood", ds, _score(method="knn", label_field="labelstr"))
+    assert "label_field" in forms.refusal("score_ood", ds, _score(method="knn", label_field="labelstr"))
     props = forms.props("audit_dataset", ds, dict(label_field="labelstr", reference_tag="trusted"))
     assert forms.invalid(props).get("label_field") == ("field 'labelstr' has type StringField, but the audit's "
                                                        "wrong-label check needs a Classification field: pick "
@@ -132,11 +117,11 @@ def test_per_class_lof_k_is_checked_against_every_class(form_dataset):
         assert message.startswith(f"k={k} but 10 of the 10 classes of the scored set have at most k item(s) (the "
                                   "smallest has 4)"), (k, message)
         assert message.endswith("lower k to at most 3, or drop or merge those classes")
-        assert "Path: k" in _refused("score_ood", ds, dict(params, k=k))  # before Execute, no longer by the run:
+        assert "Path: k" in forms.refusal("score_ood", ds, dict(params, k=k))  # before Execute, no longer by the run:
         with pytest.raises(OODInputError, match=f"per-class LOF with k={k} needs more than k samples in every class"):
             ood.compute_label_issues(ds, "ground_truth", "vec", "li", method="class_lof", k=k, progress=False)
     assert not forms.invalid(forms.props("score_ood", ds, dict(params, k=3)))
-    assert _execute("score_ood", ds, dict(params, k=3)).result["num_scored"] == 40
+    assert forms.execute("score_ood", ds, dict(params, k=3)).result["num_scored"] == 40
 
 
 def test_per_class_lof_k_of_objects_is_checked_against_every_class(form_images, session_extractor):
@@ -150,7 +135,7 @@ def test_per_class_lof_k_of_objects_is_checked_against_every_class(form_images, 
     params = dict(embeddings_field="oemb", score_field="os", method="class_lof", label_field="objs")
     message = forms.invalid(forms.props("score_ood", ds, dict(params, k=4))).get("k", "")
     assert message.startswith("k=4 but 10 of the 10 classes of the scored set have at most k item(s)"), message
-    assert "Path: k" in _refused("score_ood", ds, dict(params, k=4))
+    assert "Path: k" in forms.refusal("score_ood", ds, dict(params, k=4))
     with pytest.raises(OODInputError, match="per-class LOF with k=4 needs more than k samples in every class"):
         ood.compute_label_issues(ds, "objs", "oemb", "li", method="class_lof", k=4, progress=False)
     assert not forms.invalid(forms.props("score_ood", ds, dict(params, k=3)))
@@ -169,7 +154,7 @@ def test_forms_refuse_an_empty_target_before_execute(form_dataset, tiny_clip):
                          ("compute_pyramid_embeddings", dict(embeddings_field="e"))):
         props = forms.props(name, ds, params, view=empty)
         assert forms.invalid(props).get("empty_target", "").startswith("the chosen target has no samples"), name
-        message = _refused(name, empty, params)
+        message = forms.refusal(name, empty, params)
         assert "empty_target" in message and "nothing to process" not in message, name
 
 
@@ -180,7 +165,7 @@ def test_audit_form_refuses_a_target_of_one_sample(form_dataset):
     message = forms.invalid(forms.props("audit_dataset", ds, params, view=one)).get("small_target", "")
     assert message.startswith("the audit needs at least 2 samples"), message
     assert "the chosen target has 1" in message
-    assert "ood.audit needs at least 2" not in _refused("audit_dataset", one, params)
+    assert "ood.audit needs at least 2" not in forms.refusal("audit_dataset", one, params)
     assert "small_target" not in forms.props("audit_dataset", ds, params, view=ds.limit(2))
 
 
@@ -210,15 +195,15 @@ def test_clip_runs_with_a_cleared_number_use_its_default(form_dataset, clip_para
     from ood_core.fo import runs as fo_runs
 
     ds = form_dataset
-    _execute("compute_neglabel_scores", ds, dict(clip_params, score_field="n1", prediction_field="p1",
+    forms.execute("compute_neglabel_scores", ds, dict(clip_params, score_field="n1", prediction_field="p1",
                                                  show_advanced=True, tau=None, percentile=None))
     info = fo_runs.get_ood_run_info(ds, "n1")
     assert info["neglabel"]["tau"] == 0.01 and info["neglabel"]["percentile"] == 95.0
-    _execute("compute_adaneg_scores", ds, dict(clip_params, score_field="a1", prediction_field="p2",
+    forms.execute("compute_adaneg_scores", ds, dict(clip_params, score_field="a1", prediction_field="p2",
                                                show_advanced=True, weight=None))
     assert fo_runs.get_ood_run_info(ds, "a1")["adaneg"]["weight"] == ood.compute_adaneg_scores.__kwdefaults__[
         "weight"]
-    _execute("compute_rap_scores", ds, dict(clip_params, score_field="r1", prediction_field="p3",
+    forms.execute("compute_rap_scores", ds, dict(clip_params, score_field="r1", prediction_field="p3",
                                             few_shot_tag="trusted", show_advanced=True, lambda1=None, num_crops=2,
                                             num_keep=1, test_time=False))
     assert fo_runs.get_ood_run_info(ds, "r1")["rap"]["lambdas"][0] == 0.2
@@ -249,7 +234,7 @@ def test_neglabel_forms_refuse_more_negatives_than_the_word_list_holds(form_data
     assert list(forms.invalid(props)) == ["num_negatives_error"]
     assert "('Number of negative labels (optional)' is under 'Show the papers' hyper-parameters')" in \
         props["num_negatives_error"].view.label
-    message = _refused("compute_neglabel_scores", ds, dict(clip_params, score_field="n", num_negatives=100))
+    message = forms.refusal("compute_neglabel_scores", ds, dict(clip_params, score_field="n", num_negatives=100))
     assert "Path: num_negatives_error" in message and "must be an integer in [1, 22]" not in message
 
 
@@ -267,7 +252,7 @@ def test_rap_form_refuses_a_detections_field_where_the_run_needs_image_classes(f
     message = forms.invalid(props).get("label_field", "")
     assert message == ("field 'objs' has type Detections, but picking k images per class (k_per_class) needs a "
                        "Classification field: pick 'ground_truth', or pick the few-shot images by tag"), message
-    assert "k_per_class" in _refused("compute_rap_scores", ds, dict(base, few_shot_mode="k_per_class"))
+    assert "k_per_class" in forms.refusal("compute_rap_scores", ds, dict(base, few_shot_mode="k_per_class"))
     props = forms.props("compute_rap_scores", ds, dict(base, few_shot_mode="tag", few_shot_tag="trusted"))
     assert list(forms.invalid(props)) == ["crop_ranking_needs_classes"]
     assert "a Detections field" in props["crop_ranking_needs_classes"].view.label
@@ -280,16 +265,16 @@ def test_rap_form_refuses_a_detections_field_where_the_run_needs_image_classes(f
 
 def test_score_result_view_says_what_k_and_the_p_values_were_computed_from(form_dataset):
     ds = form_dataset
-    report = _execute("score_ood", ds, _score(embeddings_field="vec40", score_field="u", method="knn",
+    report = forms.execute("score_ood", ds, _score(embeddings_field="vec40", score_field="u", method="knn",
                                               reference_tag=None, label_field="ground_truth")).result["report"]
     assert "chosen by 'auto' from the classes of the scored samples" in report
     assert "from the trusted classes" not in report and "than the trusted samples" not in report
     assert "- p-values: `u_pvalue` (small = more unusual than most of the scored samples" in report
-    report = _execute("score_ood", ds, _score(embeddings_field="vec40", score_field="t", method="knn",
+    report = forms.execute("score_ood", ds, _score(embeddings_field="vec40", score_field="t", method="knn",
                                               reference_tag="trusted")).result["report"]
     assert "chosen by 'auto' from the number of trusted samples" in report
     assert "(small = more unusual than the trusted samples)" in report
-    report = _execute("score_ood", ds, _score(embeddings_field="vec40", score_field="c", method="knn",
+    report = forms.execute("score_ood", ds, _score(embeddings_field="vec40", score_field="c", method="knn",
                                               reference_tag="trusted", label_field="ground_truth")).result["report"]
     assert "chosen by 'auto' from the trusted classes" in report
 
@@ -320,8 +305,7 @@ def test_score_form_refuses_replacing_from_a_view_what_the_run_would_refuse(form
         assert forms.invalid(forms.props("score_ood", ds, params, view=view)).get("score_field", "").startswith(
             named)
         assert "score_field" not in forms.invalid(forms.props("score_ood", ds, params))  # the whole dataset: fine
-        assert _refused("score_ood", view, params)
-
+        assert forms.refusal("score_ood", view, params)
 
 
 def test_score_form_refuses_replacing_from_a_view_with_other_settings(form_dataset):
@@ -350,7 +334,7 @@ def test_the_audit_result_names_the_form_input_its_warnings_ask_for(form_dataset
     ds = form_dataset
     ds.match_tags("trusted").skip(3).untag_samples("trusted")  # 3 trusted samples: a coarse 95% cut, warned
     monkeypatch.setenv("FIFTYONE_OOD_ALLOWED_DIRS", str(tmp_path))
-    result = _execute("audit_dataset", ds, dict(embeddings_field="vec", reference_tag="trusted",
+    result = forms.execute("audit_dataset", ds, dict(embeddings_field="vec", reference_tag="trusted",
                                                  report_path=str(tmp_path / "r.html"), near_duplicates=False,
                                                  delegate=False))
     assert result.error is None, result.error

@@ -8,16 +8,6 @@ import pytest
 import form_helpers as forms
 
 
-def _refused(name, view, params):
-    """The message with which FiftyOne's execution refuses ``params`` (the form's validation or the run)."""
-    import fiftyone.operators as foo
-    from fiftyone.operators.executor import ExecutionError
-
-    with pytest.raises(ExecutionError) as info:
-        foo.execute_operator(forms.uri(name), dict(view=view.view()), params=params)
-    return str(info.value)
-
-
 def _score(**params):
     return dict(dict(embeddings_field="vec", score_field="s", method="knn", label_field="ground_truth",
                      overwrite=False, delegate=False), **params)
@@ -33,7 +23,7 @@ def test_a_refused_reference_with_a_reduction_is_marked_on_the_tag_not_a_crash(f
         bad = forms.invalid(forms.props("score_ood", ds, params))
         assert list(bad) == ["reference_tag"] and f"'{tag}'" in bad["reference_tag"], (tag, bad)
         assert "choose another tag" in bad["reference_tag"] or f"tag more samples '{tag}'" in bad["reference_tag"]
-        message = _refused("score_ood", ds, params)
+        message = forms.refusal("score_ood", ds, params)
         assert "reference_tag" in message and "AttributeError" not in message, message
     assert "s" not in ds.get_field_schema()
 
@@ -46,7 +36,7 @@ def test_an_unknown_method_is_marked_on_the_method_input_not_a_crash(form_datase
         bad = forms.invalid(forms.props("score_ood", ds, _score(method=method, reference_tag="trusted")))
         assert list(bad) == ["method"], (method, bad)
         assert f"{method!r}" in bad["method"] and "pick one of" in bad["method"] and "'knn'" in bad["method"]
-    message = _refused("score_ood", ds, _score(method="bogus", reference_tag="trusted"))
+    message = forms.refusal("score_ood", ds, _score(method="bogus", reference_tag="trusted"))
     assert "method" in message and "pick one of" in message, message
     assert "s" not in ds.get_field_schema()
 
@@ -98,7 +88,7 @@ def test_a_hidden_yes_no_parameter_given_as_text_is_refused_not_read_as_yes(form
     params = dict(few_shot_mode="tag", few_shot_tag="trusted", label_field="ground_truth", score_field="rap",
                   num_crops=4, num_keep=2, num_negatives=8, num_groups=2, words_per_sample=1, flip="no",
                   **tiny_clip_params)
-    message = _refused("compute_rap_scores", ds, params)
+    message = forms.refusal("compute_rap_scores", ds, params)
     assert "flip='no' is not a yes/no value; pass flip=True or flip=False" in message, message
     assert "rap" not in ds.get_field_schema()
     assert flag_param({"x": None}, "x", True) is True and flag_param({}, "x") is False

@@ -8,16 +8,6 @@ from tests import form_helpers as forms
 CLIP_FORMS = ("compute_neglabel_scores", "compute_adaneg_scores", "compute_rap_scores")
 
 
-def _execute_error(name, ds, params):
-    """The error with which Execute refuses ``params`` (FiftyOne validates them with the form first)."""
-    import fiftyone.operators as foo
-    from fiftyone.operators.executor import ExecutionError
-
-    with pytest.raises(ExecutionError) as caught:
-        foo.execute_operator(forms.uri(name), dict(view=ds.view()), params=params)
-    return str(caught.value)
-
-
 def test_hidden_advanced_embeddings_settings_are_refused_on_the_form(form_images):
     """A value of the hidden advanced group (stale params, a Python call) that the run refuses: the form said
     nothing but for the backbone and the levels, and the run failed after it started. Now each is shown as a
@@ -37,7 +27,7 @@ def test_hidden_advanced_embeddings_settings_are_refused_on_the_form(form_images
                              )[name] == bad[f"{name}_error"]
     # what the run would say is what the form says
     message = forms.invalid(forms.props("compute_pyramid_embeddings", ds, dict(grid=0)))["grid_error"]
-    assert message in _execute_error("compute_pyramid_embeddings", ds, dict(embeddings_field="e", grid=0))
+    assert message in forms.refusal("compute_pyramid_embeddings", ds, dict(embeddings_field="e", grid=0))
     assert "e" not in ds.get_field_schema()
 
 
@@ -57,7 +47,7 @@ def test_an_objects_field_the_form_does_not_offer_is_refused_on_it(form_images):
         assert message.startswith(reason), bad
         assert message.endswith("In this form: pick a Detections field in 'Objects field', or leave it empty to "
                                 "embed whole images")
-        error = _execute_error("compute_pyramid_embeddings", ds, dict(embeddings_field="e", patches_field=value))
+        error = forms.refusal("compute_pyramid_embeddings", ds, dict(embeddings_field="e", patches_field=value))
         assert message in error and "Invalid enum value" not in error
     assert "e" not in ds.get_field_schema()
 
@@ -73,7 +63,7 @@ def test_a_clip_label_field_the_form_does_not_offer_is_refused_on_it(form_images
                           ("filepath", "field 'filepath' has type StringField")):
         message = forms.invalid(forms.props(name, ds, dict(base, label_field=value))).get("label_field", "")
         assert message.startswith(reason) and message.endswith("pick 'ground_truth'"), message
-        error = _execute_error(name, ds, dict(base, label_field=value))
+        error = forms.refusal(name, ds, dict(base, label_field=value))
         assert message in error and "Invalid enum value" not in error
 
 
@@ -92,7 +82,7 @@ def test_a_clip_prediction_field_is_refused_as_the_id_label_field(form_images, t
     message = forms.invalid(forms.props("compute_neglabel_scores", ds, params)).get("label_field", "")
     assert message == ("label field 'neglabel_prediction' is not offered: it holds labels written by a run of this "
                        "plugin (such as predictions or suggested labels), not classes to use; pick 'ground_truth'")
-    assert message in _execute_error("compute_neglabel_scores", ds, params)
+    assert message in forms.refusal("compute_neglabel_scores", ds, params)
     assert "s2" not in ds.get_field_schema()
 
 
@@ -117,7 +107,7 @@ def test_stored_clip_embeddings_the_form_does_not_offer_are_refused_on_them(form
     params = dict(base, embeddings_field="clip_emb")
     message = forms.invalid(forms.props(name, ds, params)).get("embeddings_field", "")
     assert message.startswith("embeddings field 'clip_emb' does not exist") and message.endswith(fix), message
-    error = _execute_error(name, ds, params)
+    error = forms.refusal(name, ds, params)
     assert message in error and "Invalid enum value" not in error
 
 
@@ -131,7 +121,7 @@ def test_a_few_shot_tag_removed_since_the_form_opened_is_refused_on_it(form_imag
     message = forms.invalid(forms.props("compute_rap_scores", ds, params)).get("few_shot_tag", "")
     assert message == ("no sample is tagged 'trusted' (removed since the form opened?): pick a tag in the list, or "
                        "pick k per class")
-    error = _execute_error("compute_rap_scores", ds, params)
+    error = forms.refusal("compute_rap_scores", ds, params)
     assert message in error and "Invalid enum value" not in error
 
 
@@ -153,7 +143,7 @@ def test_a_clip_encoder_the_run_cannot_build_is_refused_on_its_input(form_images
     bad = forms.invalid(forms.props(name, ds, dict(base, model_name="ViT-B-16", weights="no_such_tag")))
     assert list(bad) == ["weights"] and "is neither an existing file nor an open_clip tag of 'ViT-B-16'" in \
         bad["weights"] and "'openai'" in bad["weights"], bad
-    error = _execute_error(name, ds, dict(base, model_name="no-such-clip"))
+    error = forms.refusal(name, ds, dict(base, model_name="no-such-clip"))
     assert "is not an open_clip architecture" in error
     assert "s" not in ds.get_field_schema()
 
@@ -180,7 +170,7 @@ def test_stored_clip_embeddings_of_another_encoder_are_refused_on_the_form(form_
         assert message.endswith("leave 'CLIP model' and 'CLIP weights' empty and 'QuickGELU' unticked to take them "
                                 "from the embeddings run, or leave 'Stored CLIP embeddings' empty to encode the "
                                 "images now")
-    error = _execute_error(name, ds, dict(base, weights=str(other.safetensors)))
+    error = forms.refusal(name, ds, dict(base, weights=str(other.safetensors)))
     assert "leave 'CLIP model' and 'CLIP weights' empty" in error
     assert ood.list_ood_runs(ds) == ["clip_emb"]
 

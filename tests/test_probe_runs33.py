@@ -4,30 +4,15 @@ renames or replaces runs, or deletes the dataset; a run asked of a patches view;
 Other processes are real ones (``python -c`` against the tests' own mongod); the panel is driven like
 ``tests/test_panel.py``."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from test_panel import SCORES, _markdown, _rendered, _run_panel, _state_writes, scored  # noqa: F401
 
 import ood_core as ood
+from fault_helpers import in_another_process
 from ood_core.errors import OODInputError
 from ood_core.fo import runs as fo_runs
 from operators import review
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _in_another_process(ds, code):
-    """Run ``code`` in a fresh Python process with ``ds`` loaded as ``ds`` (the same database: the tests' mongod)."""
-    ds.persistent = True  # (a non-persistent dataset may be cleaned up by the other process's FiftyOne)
-    script = ("import sys; sys.path.insert(0, %r)\nimport fiftyone as fo, ood_core as ood\n"
-              "from ood_core.fo import runs as fo_runs\nds = fo.load_dataset(%r)\n" % (REPO, ds.name)) + code
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
 
 
 def _score(ds, key, scores, **kw):
@@ -39,7 +24,7 @@ def test_runs_another_process_deleted_renamed_recorded_or_replaced_are_listed_as
     _score(ds, "b", [0.5] * len(ds), detector={"method": "knn", "k": 1})
     _score(ds, "c", [0.5] * len(ds), detector={"method": "knn", "k": 1})
     assert ood.list_ood_runs(ds) == ["b", "c", "ood"] and ood.get_ood_run_info(ds, "c")["detector"]["k"] == 1
-    _in_another_process(ds, "ood.delete_ood_run(ds, 'ood')\nood.rename_ood_run(ds, 'b', 'b2')\n"
+    in_another_process(ds, "ood.delete_ood_run(ds, 'ood')\nood.rename_ood_run(ds, 'b', 'b2')\n"
                             "fo_runs.write_and_record(ds, [('d', [0.1] * len(ds))], 'd', kind='ood_scores')\n"
                             "fo_runs.write_and_record(ds, [('c', [0.2] * len(ds))], 'c', kind='ood_scores', "
                             "overwrite=True, detector={'method': 'knn', 'k': 2})\n")
@@ -57,7 +42,7 @@ def test_unsaved_sample_edits_survive_a_listing_that_reads_the_runs_again(scored
     ds = scored
     sample = ds.first()
     sample["note"] = "typed, not saved yet"
-    _in_another_process(ds, "ood.rename_ood_run(ds, 'ood', 'ood2')\n")
+    in_another_process(ds, "ood.rename_ood_run(ds, 'ood', 'ood2')\n")
     assert ood.list_ood_runs(ds) == ["ood2"]
     assert sample["note"] == "typed, not saved yet"  # a whole dataset.reload() would have dropped it
     sample.save()
@@ -154,7 +139,7 @@ def test_a_slider_record_of_another_type_is_ignored(scored):
 def test_a_dataset_another_process_deleted_is_named_not_listed_with_its_old_runs(scored):
     ds = scored
     assert ood.list_ood_runs(ds) == ["ood"]
-    _in_another_process(ds, "ds.delete()\n")
+    in_another_process(ds, "ds.delete()\n")
     # was: ['ood'] and the run's record, read from what this process held
     for call in (lambda: ood.list_ood_runs(ds), lambda: ood.get_ood_run_info(ds, "ood"),
                  lambda: fo_runs.load_ood_results(ds, "ood"),

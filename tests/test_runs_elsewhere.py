@@ -12,30 +12,16 @@ holds the dataset, or through a patches view of the dataset that holds them.
 Other processes are real ones (``python -c`` against the tests' own mongod); real FiftyOne datasets.
 """
 
-import os
-import subprocess
-import sys
 import time
 
 import fiftyone as fo
 import pytest
 
 import ood_core as ood
+from fault_helpers import in_another_process
 from ood_core.errors import OODInputError
 from ood_core.fo import runs as fo_runs
 from scored_helpers import scored_dataset
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _in_another_process(ds, code):
-    """Run ``code`` in a fresh Python process with ``ds`` loaded from the database as ``ds``."""
-    ds.persistent = True  # (a non-persistent dataset may be cleaned up by the other process's FiftyOne)
-    script = ("import sys; sys.path.insert(0, %r)\nimport fiftyone as fo, ood_core as ood\n"
-              "from ood_core.fo import runs as fo_runs\nds = fo.load_dataset(%r)\n" % (REPO, ds.name)) + code
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=REPO)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out.stdout
 
 
 @pytest.fixture
@@ -51,7 +37,7 @@ def test_settings_another_process_changed_in_place_are_seen_by_a_held_dataset(sc
     ds = scored
     assert ood.get_ood_run_info(ds, "s_flag")["tag"] == "look"
     before = ood.load_ood_results(ds, "s_flag").tagged_ids
-    _in_another_process(ds, "fo_runs.update_run(ds, 's_flag', tag='seen', note='set elsewhere')\n"
+    in_another_process(ds, "fo_runs.update_run(ds, 's_flag', tag='seen', note='set elsewhere')\n"
                             "config = ds.get_run_info('s').config\nconfig.detector = dict(config.detector, k=9)\n"
                             "ds.update_run_config('s', config)\n"
                             "ds.save_run_results('s_flag', ds.init_run_results('s_flag', tagged_ids=['x']))\n")
@@ -60,7 +46,7 @@ def test_settings_another_process_changed_in_place_are_seen_by_a_held_dataset(sc
     assert (info["tag"], info["note"]) == ("seen", "set elsewhere")
     assert ood.get_ood_run_info(ds, "s")["detector"]["k"] == 9
     assert ood.load_ood_results(ds, "s_flag").tagged_ids == ["x"] != before
-    other = _in_another_process(ds, "print(fo_runs.get_ood_run_info(ds, 's_flag')['tag'])")
+    other = in_another_process(ds, "print(fo_runs.get_ood_run_info(ds, 's_flag')['tag'])")
     assert other.strip() == "seen"
 
 
@@ -84,7 +70,7 @@ def test_a_held_dataset_nobody_changed_is_not_read_again_and_the_look_is_cheap(s
     assert per_call < per_reload  # (measured: 0.9 ms against 12 ms)
     assert "note" not in ood.get_ood_run_info(ds, "s")  # (the records are read: FiftyOne reads them lazily)
     held = ds._doc
-    _in_another_process(ds, "fo_runs.update_run(ds, 's', note='x')\n")
+    in_another_process(ds, "fo_runs.update_run(ds, 's', note='x')\n")
     assert fo_runs.refresh_stale_runs(ds) and ds._doc is not held  # was: kept, with the old settings
     assert ood.get_ood_run_info(ds, "s")["note"] == "x"
 
@@ -94,7 +80,7 @@ def test_a_score_field_another_process_renamed_is_not_offered_or_read_as_empty(s
 
     ds = scored
     assert review.score_runs(ds) == ["s"]
-    _in_another_process(ds, "ds.rename_sample_field('s', 'mine')\n")
+    in_another_process(ds, "ds.rename_sample_field('s', 'mine')\n")
     # was: ['s'] offered, and "no item of this view has a score in 's'; score the view first": the held schema
     assert review.score_runs(ds) == []
     for call in (lambda: ood.evaluate_ood_run(ds, "s", gt_tag="trusted"),
@@ -108,7 +94,7 @@ def test_a_dataset_another_process_renamed_is_named_with_its_new_name(scored):
     ds = scored
     old = ds.name
     ood.get_ood_run_info(ds, "s")
-    _in_another_process(ds, f"ds.name = {old + '_renamed'!r}\n")
+    in_another_process(ds, f"ds.name = {old + '_renamed'!r}\n")
     # was: DatasetNotFoundError "Dataset <old name> not found" from inside flag_samples (list_ood_runs answered)
     for call in (lambda: ood.list_ood_runs(ds), lambda: ood.flag_samples(ds, "s", rule="top_n", value=3,
                                                                         overwrite=True)):
