@@ -127,9 +127,10 @@ def test_a_single_detection_field_as_patches_field_is_named_with_how_to_wrap_it(
     text = str(err.value)
     assert "holds Detection labels, but objects are read from a Detections field" in text
     assert "which only a Detections field has" not in text
-    fix = "dataset.set_values('boxes', [fo.Detections(detections=[d]) if d else None for d in dataset.values('one')])"
+    fix = ("dataset.set_values('boxes', [fo.Detections(detections=[d.copy()]) if d else None for d in "
+           "dataset.values('one')])")
     assert fix in text
-    ds.set_values("boxes", [fo.Detections(detections=[d]) if d else None for d in ds.values("one")])  # the fix
+    ds.set_values("boxes", [fo.Detections(detections=[d.copy()]) if d else None for d in ds.values("one")])  # the fix
     assert ood.compute_pyramid_embeddings(ds, "one_emb", patches_field="boxes", **EMB)["num_embedded"] == 3
     assert ds.count("boxes.detections.one_emb") == 3
 

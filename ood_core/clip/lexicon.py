@@ -131,6 +131,18 @@ def normalize_word(text):
     return " ".join(text.casefold().split())
 
 
+def require_wordy_names(names):
+    """Refuse class names without a letter or digit ("-", "...", "()"): their CLIP prompts ("a photo of a -")
+    name no class, so the score would compare images with meaningless text."""
+    bad = [n for n in names if isinstance(n, str) and not any(ch.isalnum() for ch in n)]
+    if bad:
+        raise OODInputError(
+            f"ID class names must contain a letter or digit; {len(bad)} of them are only punctuation or "
+            f"whitespace: {bad[:5]!r}. Their prompts name no class; give those classes real names (e.g. "
+            "'background' or 'other') or leave them out of the ID classes.")
+    return names
+
+
 @dataclass
 class Lexicon:
     """Candidate words with their part of speech (``"noun"`` or ``"adj"``).

@@ -336,8 +336,8 @@ def explain(img_emb_row, id_emb, id_names, neg_emb, neg_words, *, top=5):
 
 
 def check_id_names(id_names):
-    """Validate ID class names: non-empty list of distinct non-empty strings."""
-    from .lexicon import normalize_word
+    """Validate ID class names: non-empty list of distinct strings, each with a letter or digit."""
+    from .lexicon import normalize_word, require_wordy_names
 
     if isinstance(id_names, str):
         raise OODInputError("id_names must be a list of class names, not a single string.")
@@ -350,6 +350,7 @@ def check_id_names(id_names):
     bad = [n for n in names if not isinstance(n, str) or not normalize_word(n)]
     if bad:
         raise OODInputError(f"ID class names must be non-empty strings; got {bad[:5]!r}.")
+    require_wordy_names(names)
     seen, dupes = set(), []
     for n in names:
         key = normalize_word(n)

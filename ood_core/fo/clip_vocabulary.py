@@ -58,7 +58,7 @@ def resolve_id_labels(samples, id_labels, label_field, *, allow_both=False):
                 "them (e.g. id_labels=dataset.distinct('ground_truth.label')) or label_field='<field>'"
             )
     try:
-        names = check_id_names(names)  # empty list, duplicates, non-strings: OODInputError
+        names = check_id_names(names)  # empty, duplicates, non-strings, "-": OODInputError
     except OODInputError as e:
         if id_labels is not None:
             raise

@@ -231,9 +231,9 @@ _NO_BOXES_FIX = {
     "Polylines": "turn the polylines into boxes first, e.g. sample['boxes'] = sample['{f}'].to_detections() "
                  "(FiftyOne's Polylines.to_detections()), and pass that field",
     "Keypoints": "keypoints have no extent to crop; give the objects boxes in a Detections field",
-    "Detection": "put each sample's object in a Detections field first, e.g. dataset.set_values('boxes', "
-                 "[fo.Detections(detections=[d]) if d else None for d in dataset.values({f!r})]), and pass that "
-                 "field",
+    "Detection": "put a copy of each sample's object in a Detections field first (a copy gets an id of its own), "
+                 "e.g. dataset.set_values('boxes', [fo.Detections(detections=[d.copy()]) if d else None for d in "
+                 "dataset.values({f!r})]), and pass that field",
     "Classification": "an image label: score the images instead, with image embeddings and label_field={f!r}",
     "Classifications": "image labels: score the images instead, with image embeddings and one Classification "
                        "field as label_field",
@@ -327,18 +327,19 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
     dataset = samples._dataset
     if patches_field is None:
         require_embeddings_field(dataset, embeddings_field)
-        keys = samples.values("id")
-        vecs = samples.values(embeddings_field)
-        labs = samples.values(f"{label_field}.label") if label_field else [None] * len(keys)
+        # one query: each id, vector and label come from the same document, whatever order the view has
+        paths = ["id", embeddings_field] + ([f"{label_field}.label"] if label_field else [])
+        keys, vecs, *rest = samples.values(paths)
+        labs = rest[0] if label_field else [None] * len(keys)
     else:
         if dataset.get_field(patch_path(patches_field, embeddings_field)) is None:
             raise OODInputError(_undeclared_object_vectors(samples, embeddings_field, patches_field)
                                 or _missing_object_embeddings(dataset, embeddings_field, patches_field))
-        nested_keys = samples.values(patch_path(patches_field, "id"))
+        paths = [patch_path(patches_field, a) for a in ["id", embeddings_field] + (["label"] if label_field else [])]
+        nested_keys, nested_vecs, *rest = samples.values(paths)
         require_unique_object_ids(samples, patches_field, nested_keys)
-        keys = flatten(nested_keys)
-        vecs = flatten(samples.values(patch_path(patches_field, embeddings_field)))
-        labs = flatten(samples.values(patch_path(patches_field, "label"))) if label_field else [None] * len(keys)
+        keys, vecs = flatten(nested_keys), flatten(nested_vecs)
+        labs = flatten(rest[0]) if label_field else [None] * len(keys)
     keep = [i for i, v in enumerate(vecs) if v is not None and (label_field is None or labs[i] is not None)]
     if not keep:
         embedded = sum(v is not None for v in vecs)

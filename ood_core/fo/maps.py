@@ -98,14 +98,15 @@ def compute_ood_visualization(
     num_points = count_items(view, patches_field)
     check_map_points(num_points, embeddings_field)
     dim = _check_vectors(view, embeddings_field, patches_field, seed)
-    extra = {}
-    if method == "tsne":  # t-SNE first reduces to 50 dimensions by PCA, perplexity 30: no more than the points allow
-        extra["pca_dims"] = min(50, num_points - 1, dim)
-        extra["perplexity"] = min(30.0, (num_points - 1) / 3)
+    points = _tsne_of_distinct(view, embeddings_field, patches_field, seed) if method == "tsne" else None
     # no brain key: computing writes nothing; the mark in the config says the map is this plugin's
-    results = fob.compute_visualization(view, embeddings=embeddings_field, patches_field=patches_field,
-                                        brain_key=None, method=method, num_dims=2, seed=seed, verbose=False,
-                                        ood_plugin=runs.PLUGIN_TAG, **extra)
+    if points is not None:  # repeated embeddings: laid out once each, given as the map's points ('manual')
+        results = fob.compute_visualization(view, points=points, patches_field=patches_field, brain_key=None,
+                                            num_dims=2, ood_plugin=runs.PLUGIN_TAG, ood_method="tsne")
+    else:
+        results = fob.compute_visualization(view, embeddings=embeddings_field, patches_field=patches_field,
+                                            brain_key=None, method=method, num_dims=2, seed=seed, verbose=False,
+                                            ood_plugin=runs.PLUGIN_TAG, **_tsne_settings(num_points, dim, method))
     from .coordination import schema_lock
 
     with schema_lock(dataset):
@@ -299,6 +300,38 @@ def _require_embedded(samples, view, embeddings_field, patches_field):
         f"none of the {total:,} {what} of this view has an embedding in {embeddings_field!r}, so there is nothing "
         f"to map; compute them first (compute_pyramid_embeddings(view, {embeddings_field!r}"
         f"{f', patches_field={patches_field!r}' if patches_field else ''})), or map a view of {what} that have them")
+
+
+def _tsne_settings(num_points, dim, method="tsne"):
+    """t-SNE first reduces to 50 dimensions by PCA, perplexity 30: no more than the points allow."""
+    if method != "tsne":
+        return {}
+    pca_dims = min(50, num_points - 1, dim)
+    return {"pca_dims": pca_dims if pca_dims >= 2 else None, "perplexity": min(30.0, (num_points - 1) / 3)}
+
+
+def _tsne_of_distinct(view, embeddings_field, patches_field, seed):
+    """t-SNE points ``{sample or object id: point}`` of a view whose embeddings repeat; None if all differ.
+
+    FiftyOne Brain's t-SNE gives identical vectors equal affinities, so they repel each other: copies land far
+    apart and the map spreads over thousands of units. Here each distinct vector is laid out once by the
+    brain's own t-SNE with the same settings, and its copies share its point. Views without repeats are mapped
+    by the brain directly, as before."""
+    import numpy as np
+    from fiftyone.brain.visualization import TSNEVisualizationConfig
+
+    keys, X, _ = read_embeddings(view, embeddings_field, patches_field)
+    _, first, inverse = np.unique(X, axis=0, return_index=True, return_inverse=True)
+    if len(first) == len(X):
+        return None
+    order = np.argsort(first)  # distinct vectors in the view's order (t-SNE's layout depends on the order)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    settings = _tsne_settings(len(first), X.shape[1])
+    config = TSNEVisualizationConfig(num_dims=2, seed=seed, verbose=False, **settings)
+    points, _ = config.build().fit_reducer(X[first[order]])
+    points = np.asarray(points)[rank[np.asarray(inverse).ravel()]]
+    return {key: row for key, row in zip(keys, points)}
 
 
 def check_map_points(num_points, embeddings_field):

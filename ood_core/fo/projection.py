@@ -110,12 +110,12 @@ def fit_pca(extractor, samples, patches_field, projection, *, batch_size, num_wo
 def embedding_items(samples, patches_field):
     """Keys (sample or object ids), image items, and the sample id of each key."""
     if patches_field is None:
-        keys = samples.values("id")
-        return keys, samples.values("filepath"), None
-    paths = samples.values("filepath")
-    sids = samples.values("id")
-    boxes = samples.values(patch_path(patches_field, "bounding_box"))
-    ids = samples.values(patch_path(patches_field, "id"))
+        keys, paths = samples.values(["id", "filepath"])
+        return keys, paths, None
+    # one query for all four, so each sample's path, id, boxes and object ids come from the same document
+    # (separate queries need not return one order, e.g. a view with a $sample stage)
+    paths, sids, boxes, ids = samples.values(
+        ["filepath", "id", patch_path(patches_field, "bounding_box"), patch_path(patches_field, "id")])
     keys, items, sample_of = [], [], {}
     for sid, path, sample_boxes, sample_ids in zip(sids, paths, boxes, ids):
         for box, det_id in zip(sample_boxes or [], sample_ids or []):
