@@ -200,19 +200,21 @@ def wrap_words(text, max_chars):
 def cards(items):
     """Big numbers: ``[(number, what)]``."""
     return "<div class='cards'>" + "".join(
-        f"<div class='card'><div class='n'>{escape(n)}</div><div class='what'>{escape(what)}</div></div>"
+        f"<div class='card'><div class='n'>{escape(n)}</div><div class='what'>{text_html(what)}</div></div>"
         for n, what in items) + "</div>"
 
 
 def table(header, rows):
-    head = "".join(f"<th>{escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in rows)
+    """A table of plain-text cells; names in them marked with :func:`isolate_text` are shown in ``<bdi>``."""
+    head = "".join(f"<th>{text_html(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{text_html(c)}</td>" for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def gallery(tiles, threshold=None):
     """Thumbnails with captions. ``tiles``: dicts with ``image`` (data URI or None), ``score``,
-    ``lines`` (caption lines) and ``id``, in the order shown (the galleries: highest score first).
+    ``lines`` (caption lines) and ``id`` (plain text; names marked with :func:`isolate_text` shown in ``<bdi>``),
+    in the order shown (the galleries: highest score first).
 
     Scores get the fewest significant digits (3 at least, :func:`score_digits`) that print every two
     different scores of the gallery, and each of them and ``threshold``, differently (values apart only by float
@@ -223,9 +225,10 @@ def gallery(tiles, threshold=None):
     for t in tiles:
         img = f"<img src='{t['image']}' alt='sample {escape(t['id'])}'>" if t.get("image") else \
             "<div class='muted'>(image unreadable)</div>"
-        lines = "".join(f"<div class='{escape(cls)}'>{escape(text)}</div>" for cls, text in t.get("lines", ()))
+        # caption lines and id are plain text: names in them (labels, file names) marked with isolate_text
+        lines = "".join(f"<div class='{escape(cls)}'>{text_html(text)}</div>" for cls, text in t.get("lines", ()))
         out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.{digits}g}</div>"
-                   f"{_below(t['score'], threshold, digits)}{lines}<div class='id'>{escape(t['id'])}</div></div>")
+                   f"{_below(t['score'], threshold, digits)}{lines}<div class='id'>{text_html(t['id'])}</div></div>")
     note = "" if threshold is None else (f"<p class='muted'>Flagged when score &gt;= {float(threshold):.{digits}g} "
                                          "(each tile says whether it is flagged).</p>")
     return note + "<div class='gallery'>" + "".join(out) + "</div>"

@@ -326,10 +326,12 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     existing audit without ``overwrite``, a report path that cannot be written, or an export folder holding
     files of the user's (:func:`.audit_export.check_export_dir`)."""
     from .audit_export import check_export_dir, refuse_export_over_report, refuse_other_audits_export
+    from .export_leftovers import recover_export_dir
     from .items import require_nonempty
 
     if export_dir:
         refuse_export_over_report(export_dir, report_path)
+        recover_export_dir(check_export_dir(export_dir))  # a killed export's leftovers, before the folder is judged
         check_export_dir(export_dir)
         refuse_other_audits_export(samples, audit_key, export_dir, overwrite)
     require_nonempty(samples)

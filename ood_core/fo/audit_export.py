@@ -22,6 +22,9 @@ from ..publish import name_limits
 
 #: the file that marks a folder as an export of this package (which a later export may replace)
 MARKER = ".fiftyone_ood_export"
+#: the file that marks a staged export as this package's while FiftyOne writes it (before :data:`MARKER` lists its
+#: files): it holds the token of the staged folder's name, ``<name>.tmp-<token>``
+CLAIM = ".fiftyone_ood_staging"
 
 
 def _export_path(export_dir):
@@ -159,17 +162,26 @@ def export_findings(samples, found, export_dir, summary):
     the audit's checks unless ``overwrite``) is named in ``summary``'s warnings, and its record stops naming the
     folder once it is replaced (:func:`.audit_owners.disclaim`). Returns the folder."""
     from .audit_owners import disclaim
+    from .export_leftovers import export_lock, journal_export, recover_export_dir
 
     key = summary["audit_key"]
-    replaced = export_owner(samples, key, export_dir)
-    replacing = refuse_other_audits_export(samples, key, export_dir, True)
-    summary["warnings"] += [replacing] if replacing else []
-    ids = {i for v in found["flagged"].values() for i in v}
-    out = export_flagged(samples, ids, export_dir, key, summary["output_token"])  # none flagged: an empty export
+    path = os.path.realpath(_export_path(export_dir))
+    with export_lock(export_dir, path):  # one export at a time into a folder: leftovers beside it are dead ones
+        recover_export_dir(path, locked=True)  # a killed export's earlier folder back in place before it is judged
+        replaced = export_owner(samples, key, export_dir)
+        replacing = refuse_other_audits_export(samples, key, export_dir, True)
+        summary["warnings"] += [replacing] if replacing else []
+        ids = {i for v in found["flagged"].values() for i in v}
+        journal_export(samples, found, path)  # repair_ood_runs finds the folder of an audit killed from here on
+        out = export_flagged(samples, ids, export_dir, key, summary["output_token"])  # none flagged: empty export
     if replacing:
-        disclaim(replaced, "export_dir", os.path.realpath(_export_path(export_dir)),
-                 f"audit {key!r} of dataset {samples._dataset.name!r}")
+        disclaim(replaced, "export_dir", path, f"audit {key!r} of dataset {samples._dataset.name!r}")
     return out
+
+
+def is_export_or_empty(path):
+    """Whether ``path`` is a real folder holding nothing but an export of this package, unchanged (or nothing)."""
+    return _is_export_or_empty(path)
 
 
 def _is_export_or_empty(path):
@@ -253,14 +265,18 @@ def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
     token = uuid.uuid4().hex[:12]
     staged, old = f"{path}.tmp-{token}", f"{path}.old-{token}"
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    try:
+    os.mkdir(staged)  # a new folder (fails on one that exists, left as it is), claimed at once: a killed export
+    try:  # leaves it provably ours (:mod:`.export_leftovers`)
+        with open(os.path.join(staged, CLAIM), "x", encoding="utf-8") as f:
+            f.write(token)
         samples.select(sorted(ids)).export(export_dir=staged, dataset_type=fo.types.FiftyOneDataset)
-        written = {name: _stamp(os.path.join(staged, name)) for name in _files(staged)}
+        written = {name: _stamp(os.path.join(staged, name)) for name in _files(staged) if name != CLAIM}
         with open(os.path.join(staged, MARKER), "w", encoding="utf-8") as f:
             f.write(f"exported by fiftyone-ood from dataset {samples._dataset.name!r}; a later export replaces it "
                     "when it holds only these files, unchanged:\n")
             f.write(json.dumps(written) + "\n")
             f.write((owner_json(samples, audit_key, audit_token) if audit_key else "{}") + "\n")  # the audit that wrote it
+        os.remove(os.path.join(staged, CLAIM))  # its marker vouches for it from here on
         if os.path.isdir(path):
             os.rename(path, old)  # an earlier export (or an empty folder): kept until the new one is in place
             if not _is_export_or_empty(old):  # filled by someone else after the check: put back, untouched

@@ -5,10 +5,17 @@ audit's only while the audit's record still names its path (:func:`recorded_owne
 it (``overwrite=True``), the earlier audit's record stops naming it (:func:`disclaim`): its ``report_path`` /
 ``csv_path`` or ``export_dir`` become None and :data:`REPLACED_OUTPUTS` says which audit took the path, so listing
 or inspecting the earlier audit never points at a file that is now another audit's.
+
+A process killed between publishing an output and that update (or a killed redo of the audit, whose report shows
+the redo's results) still leaves a record naming a file that is not its audit's; reads check it
+(:func:`hide_unowned_outputs`): an output whose token is not the record's ``output_token``, or that is gone, is
+shown as None with a note.
 """
 
+import html
 import json
 import os
+import re
 
 from . import runs
 
@@ -115,3 +122,66 @@ def _claimants(dataset, field, path):
         if not is_internal(key) and isinstance(recorded, str) and os.path.realpath(recorded) == real:
             keys.append(key)
     return keys
+
+
+#: the longest line read from a report for its writer (its ``<meta>`` of the writer is on the second line, after the
+#: hash comment)
+_HEAD_BYTES = 1 << 16
+
+
+def written_token(field, path):
+    """The ``output_token`` the output at ``path`` names as its writer (``field``: ``report_path`` or
+    ``export_dir``): '' when it names none (an earlier version's, or not this package's), None when it is gone.
+    Cheap: the report's first two lines, or the export marker's first three lines."""
+    from .audit_export import MARKER
+    from .audit_report import OWNER_META
+
+    try:
+        if field == "report_path":
+            with open(path, "rb") as f:  # its hash comment line, then the document's head
+                head = f.readline(_HEAD_BYTES) + f.readline(_HEAD_BYTES)
+            found = re.search(rb"<meta name='" + re.escape(OWNER_META.encode()) + rb"' content='([^']*)'>", head)
+            named = json.loads(html.unescape(found.group(1).decode("utf-8"))) if found else None
+        else:
+            if not os.path.isdir(path):
+                return None
+            with open(os.path.join(path, MARKER), encoding="utf-8") as f:
+                lines = [f.readline(_HEAD_BYTES) for _ in range(3)]
+            named = json.loads(lines[2]) if lines[2].strip() else None
+    except FileNotFoundError:
+        return None if field == "report_path" else ""
+    except (OSError, ValueError, UnicodeDecodeError):
+        return ""
+    token = named.get("token") if isinstance(named, dict) else None
+    return token if isinstance(token, str) else ""
+
+
+def unowned_outputs(info):
+    """``{"report_path" | "export_dir": note}``: the outputs an audit's record (or summary) ``info`` names that are
+    not its audit's: gone, or written by another audit (or an unrecorded redo of this one) since. A record without
+    ``output_token`` (an earlier version's) vouches for none and is taken as it is."""
+    token = info.get("output_token")
+    out = {}
+    for field in OUTPUT_ENTRIES if token else ():
+        path = info.get(field)
+        if not isinstance(path, str):
+            continue
+        found = written_token(field, os.path.abspath(os.path.expanduser(path)))
+        if found == token:
+            continue
+        what = "report (and its CSV)" if field == "report_path" else "export"
+        why = ("no longer exists" if found is None else
+               "now holds the output of another audit (or of a redo of this one that was not recorded)")
+        out[field] = f"its {what} at {path!r} {why}; that file is not this audit's"
+    return out
+
+
+def hide_unowned_outputs(info):
+    """``info`` (an audit's record or summary, a dict) with the outputs that are not its audit's
+    (:func:`unowned_outputs`) set to None and the reason in :data:`REPLACED_OUTPUTS`; changed in place, returned."""
+    notes = unowned_outputs(info)
+    for field in notes:
+        info.update({entry: None for entry in OUTPUT_ENTRIES[field]})
+    if notes:
+        info[REPLACED_OUTPUTS] = {**(info.get(REPLACED_OUTPUTS) or {}), **notes}
+    return info

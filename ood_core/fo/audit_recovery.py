@@ -91,9 +91,13 @@ def _running_elsewhere(dataset, audit_key):
 
 
 def remove_interrupted(samples):
-    """Delete the runs interrupted audits left (fields, flags runs, tags); returns the run keys removed."""
+    """Delete the runs interrupted audits left (fields, flags runs, tags); returns the run keys removed. What
+    killed exports left beside the folders audit records name, or an interrupted audit's run journaled, is put
+    right first (:func:`.export_leftovers.recover_recorded_exports`)."""
+    from .export_leftovers import recover_recorded_exports
     from .run_admin import delete_ood_run
 
+    recover_recorded_exports(samples, [key for keys in interrupted_runs(samples).values() for key in keys])
     before = set(runs.list_ood_runs(samples))
     for keys in interrupted_runs(samples).values():
         flags_first = sorted(keys, key=lambda k: runs.get_ood_run_info(samples, k)["kind"] != "flags")

@@ -47,7 +47,7 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
     (no class may fit them: a relabel would not fix them). An unlabelled sample says "no label" (class
     ``nolabel``), apart from a class named "None". The gallery prints the scores with the digits that tell them
     (and the threshold) apart."""
-    from ..report import thumbnail_data_uri
+    from ..report import isolate_text, thumbnail_data_uri
 
     view = samples.exists(score_field).sort_by(score_field, reverse=True).limit(num)
     fields = ["id", "filepath", score_field]
@@ -64,11 +64,12 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
             lines.append(("flagged", f"also flagged OOD (tag '{TAGS['ood']}')"))
         if label_field:  # an unlabelled sample apart from a class named "None"
             label = _as_label(row[3])
-            lines.append(("nolabel", "no label") if label is None else ("given", f"label: {label}"))
+            lines.append(("nolabel", "no label") if label is None else ("given", f"label: {isolate_text(label)}"))
         if suggested_field and row[-1] is not None:
-            lines.append(("suggest", f"suggested: {_as_label(row[-1])}"))
+            lines.append(("suggest", f"suggested: {isolate_text(_as_label(row[-1]))}"))
         # the caption's id line names the file too (the report's gallery prints "id" under the captions)
-        tiles.append({"id": f"{os.path.basename(row[1])} ({row[0]})", "sample_id": row[0],
+        # names isolated: a right-to-left mark in a label or file name would turn the rest of its line around
+        tiles.append({"id": f"{isolate_text(os.path.basename(row[1]))} ({row[0]})", "sample_id": row[0],
                       "image": thumbnail_data_uri(row[1]), "score": float(row[2]), "lines": lines})
     return tiles
 
@@ -101,20 +102,8 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
         cards.append((f"{summary['num_duplicates']:,}", f"near duplicates (tag '{TAGS['near_duplicates']}')"))
     if summary["num_skipped"]:
         cards.append((f"{summary['num_skipped']:,}", "skipped: no embedding"))
-    computed = "computed now" if summary["embeddings_computed"] else "existing"
     scores = {task: _scores(samples, found["runs"][task])[1] for task in found["thresholds"]}  # the view's
-    inputs = [
-        ("embeddings", f"{summary['embeddings_field']} ({computed})"),
-        ("reference (trusted samples)", summary["reference"] or
-         "none: the audited samples are scored against each other (each left out)"),
-        ("label field", summary["label_field"] or "none: no wrong-label scores"),
-        *((f"{what} flagged when", _flagged_when(scores[task], found, task))
-          for task, what in (("ood", "OOD"), ("label_issues", "wrong labels")) if task in found["thresholds"]),
-        ("runs written (score, flags)", ", ".join(summary["runs"].values())),
-        ("fields written", ", ".join(summary.get("fields", []))),
-    ]
-    if summary.get("removed_runs"):
-        inputs.append(("removed: runs of the earlier audit not written this time", ", ".join(summary["removed_runs"])))
+    inputs = _inputs(summary, found, scores)
     sections = [(None, html.cards(cards)), ("What was audited", html.table(["input", "value"], inputs))]
     if summary["warnings"]:
         sections.insert(1, ("Warnings", "".join(f"<p class='warning'>{html.text_html(w)}</p>"
@@ -126,7 +115,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
         not_trusted = np.array([i not in trusted for i in samples.exists(ood_field).values("id")])
     plots = [html.histogram_svg(scores["ood"], threshold=_shown_threshold(scores["ood"], found, "ood"),
                                 is_positive=not_trusted,
-                                names=("not trusted", f"'{ref}'"),
+                                names=("not trusted", f"'{html.isolate_text(ref)}'"),
                                 title=f"{ood_field}: k-NN distance, standardised on the "
                                       f"{'trusted' if summary['reference'] else 'audited'} samples (0 = as "
                                       "typical as they are, 1 = one of their standard deviations further; "
@@ -163,9 +152,10 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
         listed = summary["skipped"]
         more = summary["num_skipped"] - len(listed)
         sections.append((f"Not scored: no embedding ({summary['num_skipped']:,})",
-                         html.table(["file", "why"], [(s["filepath"], s.get("error", "no embedding in "
-                                                                              f"{summary['embeddings_field']}"))
-                                                     for s in listed])
+                         html.table(["file", "why"],
+                                    [(html.isolate_text(s["filepath"]),
+                                      s.get("error", f"no embedding in {summary['embeddings_field']}"))
+                                     for s in listed])
                          + (f"<p class='muted'>and {more:,} more: filter the App by "
                             f"<code>{html.escape(ood_field)}</code> is None.</p>" if more > 0 else "")))
     sections.append(("Review in the FiftyOne App", _how_to_review(summary)))
@@ -232,6 +222,27 @@ def _scores(samples, field):
     return view.values("id"), np.array(view.values(field), dtype=np.float64)
 
 
+def _inputs(summary, found, scores):
+    """The rows of the report's "What was audited" table, the names the user gave isolated (``isolate_text``)."""
+    from .. import report as html
+
+    computed = "computed now" if summary["embeddings_computed"] else "existing"
+    inputs = [
+        ("embeddings", f"{html.isolate_text(summary['embeddings_field'])} ({computed})"),
+        ("reference (trusted samples)", html.isolate_text(summary["reference"]) if summary["reference"] else
+         "none: the audited samples are scored against each other (each left out)"),
+        ("label field", html.isolate_text(summary["label_field"]) if summary["label_field"] else
+         "none: no wrong-label scores"),
+        *((f"{what} flagged when", _flagged_when(scores[task], found, task))
+          for task, what in (("ood", "OOD"), ("label_issues", "wrong labels")) if task in found["thresholds"]),
+        ("runs written (score, flags)", ", ".join(summary["runs"].values())),
+        ("fields written", ", ".join(summary.get("fields", []))),
+    ]
+    if summary.get("removed_runs"):
+        inputs.append(("removed: runs of the earlier audit not written this time", ", ".join(summary["removed_runs"])))
+    return inputs
+
+
 def _duplicates_html(samples, duplicates, num):
     from .. import report as html
 
@@ -246,7 +257,8 @@ def _duplicates_html(samples, duplicates, num):
         for sid, role in ((a, "duplicate"), (b, "kept")):
             if sid:
                 name = os.path.basename(paths.get(sid, ""))
-                tiles.append({"id": f"{name} ({sid})", "image": html.thumbnail_data_uri(paths.get(sid, "")),
+                tiles.append({"id": f"{html.isolate_text(name)} ({sid})",
+                              "image": html.thumbnail_data_uri(paths.get(sid, "")),
                               "score": dist,
                               "lines": [("given", f"{role} (cosine distance)")]})
     return html.gallery(tiles)

@@ -85,12 +85,31 @@ def audit_runs_of(dataset, audit_key):
 
 def resolved_info(dataset, info):
     """A run's info dict (:func:`.runs.get_ood_run_info`) with its links resolved: a flags run's ``score_run``, an
-    audit's ``audit_runs``."""
+    audit's ``audit_runs``; an audit's outputs that are no longer its own (another audit's file, or gone: a process
+    killed before the record stopped naming it) are None, with a note (:func:`.audit_owners.hide_unowned_outputs`)."""
     if info.get("kind") == "flags" and info.get("score_run") is not None:
         info["score_run"] = score_run_of(dataset, dataset.get_run_info(info["run_key"]).config)
-    elif info.get("kind") == "audit" and info.get("audit_runs"):
-        info["audit_runs"] = audit_runs_of(dataset, info["run_key"])
+    elif info.get("kind") == "audit":
+        from .audit_owners import hide_unowned_outputs
+
+        if info.get("audit_runs"):
+            info["audit_runs"] = audit_runs_of(dataset, info["run_key"])
+        hide_unowned_outputs(info)
     return info
+
+
+def resolved_results(dataset, run_key, results):
+    """A run's stored results (``load_ood_results``) with an audit's ``summary`` checked as
+    :func:`resolved_info` checks its record (the summary keeps the record's ``output_token``)."""
+    from .audit_owners import hide_unowned_outputs
+
+    summary = getattr(results, "summary", None)
+    config = dataset.get_run_info(run_key).config
+    if getattr(config, "kind", None) == "audit" and isinstance(summary, dict):
+        token = summary.get("output_token") or getattr(config, "output_token", None)
+        checked = hide_unowned_outputs({**summary, "output_token": token})
+        summary.update({k: v for k, v in checked.items() if k != "output_token"})
+    return results
 
 
 def dangling_links(dataset):

@@ -570,9 +570,12 @@ def get_ood_run_info(samples, run_key):
 
 
 def load_ood_results(samples, run_key):
-    """The run's stored results (a FiftyOne ``RunResults`` with JSON attributes)."""
+    """The run's stored results (a FiftyOne ``RunResults`` with JSON attributes); an audit's summary names only the
+    outputs that are still its own (:func:`.links.resolved_results`)."""
+    from .links import resolved_results
+
     require_run(samples, run_key)
-    return samples._dataset.load_run_results(run_key, cache=False)
+    return resolved_results(samples._dataset, run_key, samples._dataset.load_run_results(run_key, cache=False))
 
 
 _MOVED = ("rename_ood_run", "delete_ood_run", "delete_run_record")
