@@ -20,6 +20,7 @@ from ood_core.fo import embedding_runs, form_cache
 from .field_inputs import (add_embeddings_choice, add_uncovered_classes_warning, check_label_field,  # noqa: F401
                            check_label_pairing, label_fields, label_kind_or_none)  # (the forms' fields: common.*)
 from .markdown import escape, report  # noqa: F401  (report: the result views' markdown, common.report)
+from .param_names import check_param_names
 
 
 class OODOperator(foo.Operator):
@@ -108,8 +109,14 @@ class OODOperator(foo.Operator):
         """Python keyword arguments -> form parameters (override when the form encodes a value differently)."""
         return params
 
+    def python_names(self):
+        """The keywords a Python call takes besides the form's names (those :meth:`to_form_params` converts)."""
+        names = inspect.signature(self.to_form_params).parameters.values()
+        return [p.name for p in names if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
     def __call__(self, sample_collection, *args, delegate=False, **params):
-        """Run on ``sample_collection`` from Python with the form's parameters as keyword arguments."""
+        """Run on ``sample_collection`` from Python with the form's parameters as keyword arguments; a name the form
+        does not know (a misspelling) is refused before any work (:func:`operators.param_names.check_param_names`)."""
         if len(args) > len(self.positional_params):
             raise TypeError(f"{self.name}() takes at most {len(self.positional_params)} positional parameters "
                             f"{self.positional_params} after the samples; pass the others by keyword")
@@ -117,6 +124,7 @@ class OODOperator(foo.Operator):
         params = self.to_form_params(**params)
         if self.delegable:
             params["delegate"] = delegate
+        check_param_names(self, sample_collection, params, python_names=self.python_names())
         return foo.execute_operator(self.uri, dict(view=sample_collection.view()), params=params)
 
 
@@ -422,11 +430,12 @@ def bool_input(inputs, ctx, name, *, default, **kwargs):
     return prop
 
 
-def add_output_inputs(inputs, ctx, score_default, prediction_default, kind):
+def add_output_inputs(inputs, ctx, score_default, prediction_default, kind, reads=()):
     """Score and prediction fields of a CLIP score run, each checked on its own as the SDK does (``kind``: the run
-    kind written), then *overwrite* and *Delegate execution?*."""
+    kind written; ``reads``: the fields the run reads, as the caller's run resolves them: a value the form hides,
+    e.g. a stale label field, is not read), then *overwrite* and *Delegate execution?*."""
     prediction = ctx.params.get("prediction_field", prediction_default)
-    reads = [ctx.params.get("embeddings_field"), ctx.params.get("label_field")]
+    reads = [r for r in reads if r]
     add_new_key(
         inputs, ctx, "score_field", label="Score field", default=score_default,
         description="Float field for 1 - S(x) in [0, 1] (higher = more OOD); its run is recorded under the same "

@@ -155,6 +155,16 @@ def _form_id_names(ctx):
         return []
 
 
+def _picks_k_per_class(params):
+    """Whether RAP's form picks k per class of a label field (False when its few-shot mode is refused)."""
+    from ood_core.errors import OODError
+
+    try:
+        return clip_params.picks_k_per_class(params)
+    except OODError:
+        return False
+
+
 # --------------------------------------------------------------------------- NegLabel
 
 
@@ -243,7 +253,8 @@ class ComputeNegLabelScores(common.OODOperator):
             return types.Property(inputs)
         adv = _add_neglabel_inputs(inputs, ctx, "compute_neglabel_scores")
         _add_grouping_inputs(adv, ctx, "compute_neglabel_scores", _neglabel_counts(ctx.params))
-        common.add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction", "neglabel")
+        common.add_output_inputs(inputs, ctx, "neglabel_score", "neglabel_prediction", "neglabel",
+                                 reads=clip_params.read_fields(ctx.params))
         common.surface_hidden_errors(inputs)
         return types.Property(inputs, view=types.View(label=self.label))
 
@@ -426,7 +437,8 @@ class ComputeRAPScores(common.OODOperator):
         except ValueError:
             counts = None
         _add_grouping_inputs(adv, ctx, "compute_rap_scores", counts)
-        common.add_output_inputs(inputs, ctx, "rap_score", "rap_prediction", "rap")
+        common.add_output_inputs(inputs, ctx, "rap_score", "rap_prediction", "rap",
+                                 reads=clip_params.read_fields(p, _picks_k_per_class(p)))
         common.surface_hidden_errors(inputs)
         return types.Property(inputs, view=types.View(label=self.label))
 
@@ -502,7 +514,8 @@ class ComputeAdaNegScores(common.OODOperator):
                                   description="0 = plain NegLabel"),
                      p.get("weight"), low=0, what="weight")
         _add_grouping_inputs(adv, ctx, "compute_adaneg_scores", _neglabel_counts(p))
-        common.add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction", "adaneg")
+        common.add_output_inputs(inputs, ctx, "adaneg_score", "adaneg_prediction", "adaneg",
+                                 reads=clip_params.read_fields(ctx.params))
         common.surface_hidden_errors(inputs)
         return types.Property(inputs, view=types.View(label=self.label))
 

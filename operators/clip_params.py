@@ -78,6 +78,19 @@ def id_kwargs(params, label_field_shown=False):
                 label_field=(params.get("label_field") or None) if by_field or label_field_shown else None)
 
 
+def read_fields(params, label_field_shown=False):
+    """The fields a CLIP run of the form ``params`` reads (embeddings field, the label field :func:`id_kwargs`
+    keeps), for the output fields' checks; an ID source the form refuses (marked on its own input) reads no
+    label field."""
+    from ood_core.errors import OODError
+
+    try:
+        label_field = id_kwargs(params, label_field_shown)["label_field"]
+    except OODError:
+        label_field = None
+    return tuple(f for f in (params.get("embeddings_field") or None, label_field) if f)
+
+
 def common_kwargs(ctx, prediction_default, *, label_field_shown=False):
     """Keyword arguments shared by the CLIP scorers, from the form / SDK params (see :func:`id_kwargs`)."""
     from ood_core.paths import check_app_file

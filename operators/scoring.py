@@ -355,7 +355,9 @@ def _add_reference_input(inputs, ctx, target, method, label_field):
     common.add_field_choice(inputs, "reference_tag", tags, label="Reference tag (trusted samples)",
                             description="Fit on samples with this tag; empty = unsupervised on the target",
                             required=False, default=default_tag)
-    tag = ctx.params.get("reference_tag", default_tag) or None
+    # as the run reads it: absent (a Python call without reference_tag) is no reference, not the preselected tag
+    # (the App sends the preselected tag in the params, so its form checks the tag it shows)
+    tag = ctx.params.get("reference_tag") or None
     if tag and tag not in tags:  # removed since the form opened, or typed: not "compute embeddings for them"
         common.invalidate(inputs.properties["reference_tag"], f"no sample is tagged {tag!r} (removed since the form "
                                                               "opened?): choose another tag, or leave it empty to fit "
