@@ -138,7 +138,8 @@ def recover_recorded_exports(samples, run_keys=()):
     for key in run_keys:
         if key in runs.list_ood_runs(samples):
             named = journaled_export(samples, key)
-            folders.add(named) if named else None
+            if named:
+                folders.add(named)
     out = {}
     for folder in sorted(folders):
         done = recover_export_dir(folder)
