@@ -40,23 +40,15 @@ def find(samples, embeddings, threshold, audit_key):
 
 
 def identical_rows(X):
-    """Groups (lists of row positions, two or more each) of the rows of ``X`` that are exactly identical: rows
-    hashed by their bytes, each hash's rows compared (a hash collision splits into groups); no copy of ``X``."""
+    """Groups (lists of row positions in ascending order, two or more each) of the rows of ``X`` that are exactly
+    identical (numpy's ``unique`` over rows, as the t-SNE map finds its repeated vectors)."""
     import numpy as np
 
-    X = np.ascontiguousarray(X)
-    by_hash = {}
-    for i, row in enumerate(X):
-        by_hash.setdefault(hash(row.tobytes()), []).append(i)
-    groups = []
-    for rows in by_hash.values():
-        while len(rows) > 1:
-            same = [i for i in rows if np.array_equal(X[i], X[rows[0]])]
-            if len(same) > 1:
-                groups.append(same)
-            same = set(same)
-            rows = [i for i in rows if i not in same]
-    return groups
+    _, inverse, counts = np.unique(X, axis=0, return_inverse=True, return_counts=True)
+    inverse = np.asarray(inverse).ravel()
+    order = np.argsort(inverse, kind="stable")  # rows of each distinct vector together, in ascending order
+    bounds = np.cumsum(counts)[:-1]
+    return [rows.tolist() for rows in np.split(order, bounds) if len(rows) > 1]
 
 
 def exact_copies(keys, groups, found=()):
