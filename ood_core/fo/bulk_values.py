@@ -1,4 +1,8 @@
-"""Writing a field whose values are few distinct scalars (flags: True, False or None) in bulk.
+"""Writing values keyed by item id, and a field whose values are few distinct scalars (flags) in bulk.
+
+Every value the package writes is keyed by the id of its sample or object (:func:`write_by_id`), never by its
+position in a list read from the view: a view whose order or content changes between two queries (``$sample``,
+natural order while another process inserts) would otherwise put one item's value on another.
 
 FiftyOne's ``set_values`` sends one update per sample: at 200,000 samples about 12 s, most of a *Save as
 flags*. :func:`set_by_id` sends one ``update_many`` per distinct value (per batch of ids) instead; the same
@@ -10,6 +14,35 @@ IDS_PER_UPDATE = 50_000
 #: more distinct values than this are written by ``set_values`` (one update per value gains nothing then)
 MAX_GROUPS = 64
 _SCALARS = (bool, int, float, str)
+
+
+class ObjectValues:
+    """Values of an attribute of objects, each with its sample's id and its own: ``(sample id, object id,
+    value)`` rows, written by :func:`write_by_id` with FiftyOne's ``set_label_values`` (one update per object,
+    as positional ``set_values`` sends, without reading the view again)."""
+
+    def __init__(self, rows):
+        self.rows = list(rows)
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def write_by_id(samples, path, values):
+    """Write ``values`` to the declared field ``path`` by id: an :class:`ObjectValues` per object, a dict
+    (sample id -> value) per sample (flags, True / False / None, in bulk: :func:`set_by_id`; other values as
+    before, by FiftyOne's ``set_values``). Returns False, having written nothing, for anything else (a list
+    aligned with ``samples``, which the caller writes by position)."""
+    if isinstance(values, ObjectValues):
+        samples.set_label_values(path, [{"sample_id": sid, "label_id": oid, "value": value}
+                                        for sid, oid, value in values.rows])
+        return True
+    if isinstance(values, dict):
+        flags = all(v is None or type(v) is bool for v in values.values())
+        if not (flags and set_by_id(samples._dataset, path, values)):
+            samples.set_values(path, values, key_field="id")
+        return True
+    return False
 
 
 def set_by_id(dataset, path, values_by_id):

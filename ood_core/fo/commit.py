@@ -98,17 +98,20 @@ def reserve_tmp_path(path):
 
 
 def stage_values(samples, path, values, field_type=None, *, tmp, keep_others=False):
-    """Write ``values`` (aligned with ``samples``) to the temporary field ``tmp``; returns it.
+    """Write ``values`` to the temporary field ``tmp``; returns it.
 
-    ``values`` may also be a dict: sample id -> value, one entry per sample of ``samples`` (a top-level field);
-    few distinct scalars (flags) are then written in bulk (:func:`.bulk_values.set_by_id`), not one update per
-    sample. With ``keep_others``, ``tmp`` starts as a copy of ``path``, so the samples
+    ``values``: a dict sample id -> value, one entry per sample of ``samples`` (a top-level field; few distinct
+    scalars, flags, are written in bulk: :func:`.bulk_values.set_by_id`), or an
+    :class:`.bulk_values.ObjectValues` (object attributes, by object id): written by id, so a view whose order
+    changes between queries still gets each value on its own item. A plain list is written by position, aligned
+    with the view as it is read again here (only safe for a view of stable order; prefer ids: items.values_by_key).
+    With ``keep_others``, ``tmp`` starts as a copy of ``path``, so the samples
     (objects) outside ``samples`` keep their current values. The caller holds
     the lease lock of ``tmp`` until the commit ends, so :func:`repair` in
     another process never mistakes it for an orphan.
     """
     from . import coordination
-    from .bulk_values import set_by_id
+    from .bulk_values import write_by_id
 
     dataset = samples._dataset
     try:
@@ -118,8 +121,8 @@ def stage_values(samples, path, values, field_type=None, *, tmp, keep_others=Fal
                 dataset.clone_sample_field(path, tmp)
             elif field_type is not None:
                 dataset.add_sample_field(tmp, field_type)
-            if not (isinstance(values, dict) and set_by_id(dataset, tmp, values)):
-                samples.set_values(tmp, values, key_field="id" if isinstance(values, dict) else None)
+            if not write_by_id(samples, tmp, values):
+                samples.set_values(tmp, values)
     except BaseException:
         discard(dataset, [tmp])
         raise

@@ -395,16 +395,35 @@ def flatten(nested):
 
 
 def values_by_key(samples, by_key, patches_field, convert=None):
-    """Values aligned to samples (or nested per object) from a ``{key: value}`` dict.
+    """The values to write from a ``{key: value}`` dict, keyed by item id (so where a view returns its samples
+    in another order, or other samples, at the next query, e.g. ``$sample``, each value still lands on its
+    own item): for samples a dict sample id -> value over the view's samples and every key of ``by_key``;
+    for objects an :class:`.bulk_values.ObjectValues` over the view's objects and every key of ``by_key``.
 
     ``convert`` turns each value into what is stored (default :func:`to_storable`:
-    numbers and arrays); missing keys give None.
+    numbers and arrays); items of the view without a key get None.
     """
+    from .bulk_values import ObjectValues
+
     convert = convert or to_storable
     if patches_field is None:
-        return [convert(by_key.get(k)) for k in samples.values("id")]
-    ids = samples.values(patch_path(patches_field, "id"))
-    return [[convert(by_key.get(k)) for k in (row or [])] for row in ids]
+        keys = dict.fromkeys(sample_ids(samples))
+        keys.update(dict.fromkeys(by_key))
+        return {k: convert(by_key.get(k)) for k in keys}
+    sids, oids = samples.values(["id", patch_path(patches_field, "id")])
+    rows = [(sid, oid) for sid, row in zip(sids, oids) for oid in (row or [])]
+    seen = {oid for _, oid in rows}
+    missing = [k for k in by_key if k not in seen]
+    if missing:  # scored, but not in this read of an unstable view: found by id on the dataset
+        rows += _object_rows(samples._dataset.select_labels(ids=missing, fields=patches_field), patches_field,
+                             set(missing))
+    return ObjectValues((sid, oid, convert(by_key.get(oid))) for sid, oid in rows)
+
+
+def _object_rows(samples, patches_field, wanted):
+    """``(sample id, object id)`` of the objects of ``patches_field`` in ``samples`` whose ids are ``wanted``."""
+    sids, oids = samples.values(["id", patch_path(patches_field, "id")])
+    return [(sid, oid) for sid, row in zip(sids, oids) for oid in (row or []) if oid in wanted]
 
 
 def to_storable(v):
@@ -528,7 +547,8 @@ def require_unique_object_ids(samples, patches_field, nested_ids=None):
     repeated = Counter(ids)
     first, times = repeated.most_common(1)[0]
     num = sum(1 for n in repeated.values() if n > 1)
-    where = [sid for sid, row in zip(samples.values("id"), nested_ids) if first in (row or [])][:3]
+    # the samples holding it, read with their objects (a view may return its samples in another order each read)
+    where = samples.select_labels(ids=[first], fields=patches_field).limit(3).values("id")
     raise OODInputError(
         f"{num:,} object id(s) of {patches_field!r} occur more than once (object {first} {times} times, in samples "
         f"{where}...), e.g. one fo.Detection added to several samples; values are written per object id, so those "
