@@ -11,10 +11,10 @@ media files of a dataset (one loaded from it with ``fo.Dataset.from_dir``: its m
 replaced either. A folder given through a symbolic link is the link's target.
 """
 
+import contextlib
 import json
 import os
 import re
-import shutil
 import uuid
 
 from ..errors import OODInputError
@@ -262,11 +262,18 @@ def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
             f"{missing[0]!r}), and the export copies them. Put them back where the samples' filepaths say (or fix "
             "the filepaths, or delete those samples), then redo the audit with overwrite=True; or audit without "
             "export_dir")
+    from .export_leftovers import remove_ours, stage, unstage
+
     token = uuid.uuid4().hex[:12]
     staged, old = f"{path}.tmp-{token}", f"{path}.old-{token}"
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    os.mkdir(staged)  # a new folder (fails on one that exists, left as it is), claimed at once: a killed export
-    try:  # leaves it provably ours (:mod:`.export_leftovers`)
+    stage(samples, path, token)  # the token recorded first: killed before the claim, the empty folder is ours
+    try:
+        os.mkdir(staged)  # a new folder (fails on one that exists, left as it is, its token forgotten)
+    except BaseException:
+        unstage(path, token, force=True)
+        raise
+    try:  # claimed at once: a killed export leaves it provably ours (:mod:`.export_leftovers`)
         with open(os.path.join(staged, CLAIM), "x", encoding="utf-8") as f:
             f.write(token)
         samples.select(sorted(ids)).export(export_dir=staged, dataset_type=fo.types.FiftyOneDataset)
@@ -291,9 +298,12 @@ def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
             raise OODInputError(f"export_dir={export_dir!r} was created by someone else while the audit ran ({e}); "
                                 "it was left as it is. Pass a new folder") from None
     except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
+        remove_ours(staged, ignore_errors=True)  # its proof last: a kill half-way leaves it ours
         if os.path.isdir(old) and not os.path.exists(path):
             os.rename(old, path)
+        with contextlib.suppress(Exception):  # kept when a folder of its token is left (the repair's then)
+            unstage(path, token)
         raise
-    shutil.rmtree(old, ignore_errors=True)
+    remove_ours(old, ignore_errors=True)
+    unstage(path, token)
     return _export_path(export_dir)

@@ -12,11 +12,18 @@ held, such folders are a dead export's; :func:`recover_export_dir` then
   in it, unchanged; an earlier export moved aside that is such an export, or empty (an empty folder the export
   replaced). A folder of that name holding anything else is the user's and is left as it is.
 
-The next export into the folder, and ``ood.repair_ood_runs`` (for every folder an audit's record names, and the
-folder an audit killed during its export journaled on its score run, :func:`journal_export`), do this.
+The next export into the folder, and ``ood.repair_ood_runs`` (for every folder an audit's record names, the
+folders runs journaled, :func:`journal_export`, and those of the dataset's staged tokens), do this; so does deleting
+an audit or its runs (:func:`recover_run_exports`, before the records that name the folder go).
+
+A kill between making the staged folder and writing its claim leaves it empty and unclaimed: every staged folder's
+token is written into the database first (:func:`stage`, collection :data:`STAGING`), so an EMPTY staged folder of
+such a token is ours too (nothing in it to lose); an empty one of another token may be the user's and stays.
+Folders are deleted with their proof last (:func:`remove_ours`): a kill half-way leaves them provably ours.
 """
 
 import contextlib
+import datetime
 import os
 import re
 import shutil
@@ -44,17 +51,60 @@ def export_lock(export_dir, path, timeout=120.0):
                             f"{timeout:.0f} s; wait for it to finish, or pass another export_dir") from None
 
 
+#: the database collection of staged exports' tokens, ``{"path", "token", "dataset_id", "at"}``: written before the
+#: staged folder is made, deleted once no folder of the token is left beside ``path``
+STAGING = "ood_plugin_export_staging"
+
+
+def _staging():
+    import fiftyone.core.odm as foo
+
+    return foo.get_db_conn()[STAGING]
+
+
+def stage(samples, path, token):
+    """Record that an export into ``path`` is about to make ``<path>.tmp-<token>`` (before it makes it)."""
+    _staging().insert_one({"path": path, "token": token, "dataset_id": str(samples._dataset._doc.id),
+                           "at": datetime.datetime.now(datetime.timezone.utc)})
+
+
+def unstage(path, token, force=False):
+    """Forget the staged token once neither ``<path>.tmp-<token>`` nor ``<path>.old-<token>`` is left (``force``:
+    at once, e.g. when the staged folder could not be made: a folder of that name is someone else's)."""
+    if force or not any(os.path.lexists(f"{path}.{kind}-{token}") for kind in ("tmp", "old")):
+        _staging().delete_many({"path": path, "token": token})
+
+
+def _staged_tokens(path):
+    return {doc["token"] for doc in _staging().find({"path": path}, {"token": 1})}
+
+
+def remove_ours(folder, ignore_errors=False):
+    """Delete a folder judged this package's so that a kill half-way leaves it provably ours: its entries first,
+    then the folder with its marker and claim (an emptied staged folder of a staged token, or an emptied earlier
+    export, is still ours)."""
+    from .audit_export import CLAIM, MARKER
+
+    try:
+        for name in os.listdir(folder):
+            entry = os.path.join(folder, name)
+            if name in (MARKER, CLAIM):
+                continue
+            if os.path.isdir(entry) and not os.path.islink(entry):
+                shutil.rmtree(entry)
+            else:
+                os.remove(entry)
+        shutil.rmtree(folder)  # now nothing but its proof
+    except OSError:
+        if not ignore_errors:
+            raise
+
+
 def journal_export(samples, found, path):
     """Name ``path`` on the audit's score run: an audit killed before its record leaves it for ``repair_ood_runs``."""
     key = found["runs"].get("ood")
     if key and key in runs.list_ood_runs(samples):
         runs.update_run(samples, key, **{EXPORT_JOURNAL: path})
-
-
-def journaled_export(samples, run_key):
-    """The export folder the run ``run_key`` names (:func:`journal_export`), or None."""
-    config = samples._dataset.get_run_info(run_key).config
-    return getattr(config, EXPORT_JOURNAL, None)
 
 
 def leftovers(path):
@@ -89,6 +139,13 @@ def _is_staged_export(folder, token):
     return _has_marker(folder) and is_export_or_empty(folder)
 
 
+def _is_empty(folder):
+    try:
+        return not os.listdir(folder)
+    except OSError:
+        return False
+
+
 def _has_marker(folder):
     from .audit_export import MARKER
 
@@ -110,6 +167,7 @@ def recover_export_dir(path, locked=False):
 
     done = {"restored": None, "removed": []}
     found = leftovers(path)
+    tokens = _staged_tokens(path)
     olds = sorted((f for kind, _, f in found if kind == "old"), key=lambda f: -os.stat(f).st_mtime_ns)
     for folder in olds:
         if not is_export_or_empty(folder):
@@ -118,28 +176,55 @@ def recover_export_dir(path, locked=False):
             os.rename(folder, path)
             done["restored"] = folder
             continue
-        shutil.rmtree(folder)
+        remove_ours(folder)
         done["removed"].append(folder)
     for kind, token, folder in found:
-        if kind == "tmp" and _is_staged_export(folder, token):
-            shutil.rmtree(folder)
+        if kind == "tmp" and (_is_staged_export(folder, token) or (token in tokens and _is_empty(folder))):
+            remove_ours(folder)
             done["removed"].append(folder)
+    for token in tokens:  # the staged tokens whose folders are all gone (or never made)
+        unstage(path, token)
     return done
 
 
 def recover_recorded_exports(samples, run_keys=()):
-    """:func:`recover_export_dir` for every folder an audit record of ``samples``' dataset names and the folders
-    the runs ``run_keys`` journaled; returns ``{folder: what was done}`` of those where something was."""
+    """:func:`recover_export_dir` for every folder an audit record of ``samples``' dataset names, every folder a run
+    of it journaled (``run_keys``: kept for callers naming the runs of interrupted audits; every run is read) and
+    every folder of its staged tokens; returns ``{folder: what was done}`` of those where something was."""
+    dataset = samples._dataset
     folders = set()
-    for key in runs.list_ood_runs(samples, kind="audit"):
-        named = getattr(samples._dataset.get_run_info(key).config, "export_dir", None)
-        if named:
-            folders.add(os.path.realpath(os.path.expanduser(named)))
+    for key in runs.list_ood_runs(samples):
+        folders |= _named_folders(dataset, key)
+    folders |= {doc["path"] for doc in _staging().find({"dataset_id": str(dataset._doc.id)}, {"path": 1})}
+    return _recover_all(folders)
+
+
+def recover_run_exports(samples, run_keys):
+    """Before the runs ``run_keys`` are deleted: :func:`recover_export_dir` for the folders they name (an audit's
+    ``export_dir`` and the folders its runs journaled; a run's journaled folder), while a record still names them.
+    The export folder itself is the user's result and stays; returns ``{folder: what was done}``."""
+    from .links import audit_runs_of
+
+    dataset = samples._dataset
+    folders, present = set(), set(runs.list_ood_runs(samples))
     for key in run_keys:
-        if key in runs.list_ood_runs(samples):
-            named = journaled_export(samples, key)
-            if named:
-                folders.add(named)
+        if key not in present:
+            continue
+        folders |= _named_folders(dataset, key)
+        if getattr(dataset.get_run_info(key).config, "kind", None) == "audit":
+            for run in audit_runs_of(dataset, key).values():
+                folders |= _named_folders(dataset, run) if run in present else set()
+    return _recover_all(folders)
+
+
+def _named_folders(dataset, key):
+    """The real export folders the run ``key``'s record names: an audit's ``export_dir``, a run's journaled one."""
+    config = dataset.get_run_info(key).config
+    named = [getattr(config, "export_dir", None), getattr(config, EXPORT_JOURNAL, None)]
+    return {os.path.realpath(os.path.expanduser(p)) for p in named if isinstance(p, str) and p}
+
+
+def _recover_all(folders):
     out = {}
     for folder in sorted(folders):
         done = recover_export_dir(folder)

@@ -57,10 +57,15 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     run under a key FiftyOne's own ``rename_run`` changed: :mod:`.links`). Renaming an audit's run updates the
     audit's record.
 
+    Folders a killed export left beside the export folder the deleted records name (:mod:`.export_leftovers`)
+    are put right first: only those provably this package's are removed, and the audit's export folder stays (an
+    earlier export a kill left aside is put back in its place).
+
     All or nothing, also after a crash (:func:`remove_runs`). A field the record lists that is no longer the one
     the run wrote (deleted and made again by hand, :mod:`.ownership`) is not deleted.
     """
     from .commit import is_internal, repair
+    from .export_leftovers import recover_run_exports
     from .flags import list_flag_runs
     from .links import repair as repair_links
 
@@ -77,11 +82,14 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     runs.require_run(samples, run_key)
     repair_links(dataset)  # links naming a key another run took since FiftyOne's rename_run name the runs they mean
     kind = _kind_of(dataset, run_key)
+    dependants = list_flag_runs(samples, run_key) if kind != "flags" else []
+    # what killed exports left beside the folders these records name, put right while a record still names them
+    # (the export folder itself, the user's result, stays)
+    recover_run_exports(samples, [run_key, *dependants])
     if kind == "audit":
         from .audit_recovery import release
 
         release(samples, run_key)  # its score and flags runs stay, as runs of their own (never "interrupted")
-    dependants = list_flag_runs(samples, run_key) if kind != "flags" else []
     fields = remove_runs(samples, [run_key, *dependants], delete_fields=delete_fields)
     return fields if delete_fields else []
 
