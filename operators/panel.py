@@ -43,6 +43,7 @@ import fiftyone.operators as foo
 import fiftyone.operators.types as types
 
 from ood_core.fo.form_cache import view_key
+from ood_core.fo.run_sync import one_look  # each read below looks at the runs once, not once per run
 
 from . import review as review_data
 from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, applied_preset, count_axis,
@@ -55,6 +56,7 @@ from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK
 # --------------------------------------------------------------------------- the panel
 
 
+@one_look()
 def reviewable_runs(dataset):
     """The score runs the panel offers (:func:`review.score_runs`), minus the object runs whose score attribute
     was deleted or renamed by hand while their label field stayed. Object attributes need not be declared in the
@@ -260,6 +262,7 @@ class OODReviewPanel(foo.Panel):
                 return run_key
         return default_run(ctx.dataset, samples, runs)
 
+    @one_look()
     def _current(self, ctx):
         """The review state as a dict, or None when the dataset has no score run. Scores the panel cannot read
         (NaN, text) give ``{"runs", "summary", "gt", "error", "stale_run"}`` only.
@@ -313,6 +316,7 @@ class OODReviewPanel(foo.Panel):
 
     # ---- events (each one is followed by render)
 
+    @one_look()
     def _follow_view(self, ctx):
         """On a view the panel has not seen last (the App keeps the panel and its state across views and page
         loads), switch to the run that view is sorted by, e.g. an audit's saved view. The App does not take a
@@ -455,6 +459,7 @@ class OODReviewPanel(foo.Panel):
 
     # ---- layout
 
+    @one_look()
     def render(self, ctx):
         panel = types.Object()
         # ObjectView, not a vertical GridView: that one stretches every plot to the panel height

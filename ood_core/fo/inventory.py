@@ -12,6 +12,7 @@ panel and :func:`ood_core.fo.audit.audit`, so all of them pick the same inputs:
 """
 
 from . import runs
+from .run_sync import one_look
 
 #: the sample tag that marks the trusted in-distribution reference set by convention
 TRUSTED_TAG = "trusted"
@@ -63,6 +64,7 @@ def vector_fields(samples):
                   if isinstance(field, (fof.VectorField, fof.ArrayField)) and not is_internal(name))
 
 
+@one_look()  # one look at the runs for every run's record read below
 def embedding_choices(samples):
     """``[(field, description)]`` of everything that can be scored: newest embeddings run first.
 

@@ -91,13 +91,13 @@ def refuse_stale_records(dataset, path):
     """
     from . import commit
     from .documents import field_exists
-    from .runs import list_ood_runs
+    from .runs import ood_run_configs
 
     if not field_exists(dataset, path):
         return
 
     def stale_records():
-        return [key for key in list_ood_runs(dataset) if path in (dataset.get_run_info(key).config.fields or [])
+        return [key for key, config in ood_run_configs(dataset).items() if path in (config.get("fields") or [])
                 and not run_owns(dataset, key, path)]
 
     stale = stale_records()

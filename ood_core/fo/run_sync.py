@@ -9,12 +9,39 @@ as it was. It may also change the dataset's schema (rename or delete a field) or
 only when something changed.
 """
 
+import contextlib
+import contextvars
 import time
 
 import bson
 from bson import DBRef
 
 from .items import deleted_elsewhere
+
+#: the datasets already looked at inside :func:`one_look` blocks (None outside them)
+_LOOKED_AT = contextvars.ContextVar("ood_runs_looked_at", default=None)
+
+
+@contextlib.contextmanager
+def one_look():
+    """Inside the block, :func:`refresh_stale_runs` looks at the database once per dataset, not on every call:
+    one App request (a panel render lists the runs, then reads each run's record) sees the runs as they were when
+    it began, in one look instead of one look per run (each look reads every record: quadratic in the runs)."""
+    outer = _LOOKED_AT.get()
+    token = _LOOKED_AT.set([] if outer is None else outer)
+    try:
+        yield
+    finally:
+        _LOOKED_AT.reset(token)
+
+
+def held_configs(dataset):
+    """``{key: config dict}`` of the run records ``dataset`` holds, sorted by key as FiftyOne's ``list_runs``
+    sorts them, without dangling references (which it leaves out); one pass and nothing parsed
+    (``list_runs(**filters)`` builds every record's config, finding each by a pass over all runs). The dicts are
+    the held ones: read only."""
+    runs = dataset._doc.runs
+    return {key: runs[key].config or {} for key in sorted(runs) if not isinstance(runs[key], DBRef)}
 
 
 def refresh_stale_runs(dataset, attempts=5):
@@ -27,10 +54,21 @@ def refresh_stale_runs(dataset, attempts=5):
     on a change the dataset document and schema are read again, not the samples held in memory (``reload()``
     would drop the caller's unsaved sample edits).
     A record replaced while being read leaves a dangling reference (FiftyOne calls the run references
-    "corrupted" and leaves the run out): read again up to ``attempts`` times, then left to ``patch_runs``."""
+    "corrupted" and leaves the run out): read again up to ``attempts`` times, then left to ``patch_runs``.
+    Inside :func:`one_look`: only the first call for ``dataset`` looks."""
     def intact():
         return not any(isinstance(doc, DBRef) for doc in dataset._doc.runs.values())
 
+    looked = _LOOKED_AT.get()
+    if looked is not None and any(seen is dataset for seen in looked) and intact():
+        return True
+    fresh = _look(dataset, intact, attempts)  # (raises for a dataset deleted or renamed elsewhere: not noted)
+    if looked is not None:
+        looked.append(dataset)
+    return fresh
+
+
+def _look(dataset, intact, attempts):
     if intact() and not runs_changed_elsewhere(dataset):
         return True
     dataset._reload(hard=True)  # (FiftyOne's reload() without its second half, the in-memory samples)

@@ -15,7 +15,7 @@ import logging
 from dataclasses import dataclass
 
 from ..errors import OODInputError
-from .run_sync import refresh_stale_runs  # (its home; runs.refresh_stale_runs stays importable)
+from .run_sync import held_configs, refresh_stale_runs  # (its home; runs.refresh_stale_runs stays importable)
 
 logger = logging.getLogger(__name__)
 
@@ -209,14 +209,14 @@ def _field_exists(dataset, path):
 
 def _owning_run(dataset, path, prefer=None):
     """The run that lists ``path`` among its fields (``prefer`` if it is one of them), or None."""
-    owners = [key for key in list_ood_runs(dataset) if path in (dataset.get_run_info(key).config.fields or [])]
+    owners = [key for key, config in ood_run_configs(dataset).items() if path in (config.get("fields") or [])]
     return prefer if prefer in owners else (owners[0] if owners else None)
 
 
 def written_fields(samples):
     """Every field recorded by this package's runs on the dataset (scores, flags, suggestions, predictions)."""
     dataset = samples._dataset
-    return {path for key in list_ood_runs(dataset) for path in (dataset.get_run_info(key).config.fields or [])}
+    return {path for config in ood_run_configs(dataset).values() for path in (config.get("fields") or [])}
 
 
 def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, reads=(), cleanup=None,
@@ -484,6 +484,12 @@ def list_ood_runs(samples, kind=None):
     database holds them now (:func:`refresh_stale_runs`). For a patches, frames or clips view: the runs of the
     dataset it was generated from, which holds them (as FiftyOne's own ``list_runs``; its temporary dataset has
     none); ask that dataset for a run's record (:func:`require_run`)."""
+    return list(ood_run_configs(samples, kind))
+
+
+def ood_run_configs(samples, kind=None):
+    """``{key: config dict}`` (read only) of the runs :func:`list_ood_runs` lists, read in one pass: look at every
+    run's settings with this, not one ``get_run_info`` per key (each is a pass over all runs: quadratic)."""
     from .commit import is_internal
     from .items import require_collection
 
@@ -492,10 +498,8 @@ def list_ood_runs(samples, kind=None):
         run_kind(kind)  # an unknown kind is named, not answered with no runs
     dataset = source_dataset(samples)
     refresh_stale_runs(dataset)
-    kwargs = {"ood_plugin": PLUGIN_TAG}
-    if kind is not None:
-        kwargs["kind"] = kind
-    return [key for key in dataset.list_runs(**kwargs) if not is_internal(key)]
+    return {key: config for key, config in held_configs(dataset).items() if config.get("ood_plugin") == PLUGIN_TAG
+            and (kind is None or config.get("kind") == kind) and not is_internal(key)}
 
 
 def repair_ood_runs(samples):
