@@ -24,7 +24,13 @@ def score_runs(samples):
     """Keys of the score runs on the dataset (score kinds of the run-kind registry), sample- or object-level,
     whose score field exists."""
     from ood_core.fo import runs as fo_runs
+    from ood_core.fo.run_sync import one_look
 
+    with one_look():  # one look at the runs for the listing and every record read below (not one per run)
+        return _score_run_keys(samples, fo_runs)
+
+
+def _score_run_keys(samples, fo_runs):
     keys = []
     for key in fo_runs.list_ood_runs(samples):
         info = fo_runs.get_ood_run_info(samples, key)

@@ -118,10 +118,12 @@ RUN_COLUMNS = (("run_key", "Run"), ("kind", "Kind"), ("fields", "Fields"), ("dat
 def run_rows(dataset):
     """One row per run of this plugin: key, kind, the fields it wrote, when it ran."""
     from ood_core.fo import runs as fo_runs
+    from ood_core.fo.run_sync import one_look
 
     rows = []
-    for key in fo_runs.list_ood_runs(dataset):
-        info = fo_runs.get_ood_run_info(dataset, key)
-        rows.append({"run_key": key, "kind": info.get("kind") or "", "fields": ", ".join(info.get("fields") or []),
-                     "date": (info.get("timestamp") or "")[:19]})
+    with one_look():  # one look at the runs for the listing and every record read below (not one per run)
+        for key in fo_runs.list_ood_runs(dataset):
+            info = fo_runs.get_ood_run_info(dataset, key)
+            rows.append({"run_key": key, "kind": info.get("kind") or "",
+                         "fields": ", ".join(info.get("fields") or []), "date": (info.get("timestamp") or "")[:19]})
     return rows

@@ -114,3 +114,15 @@ def test_the_forms_choices_and_the_panels_run_list_look_once(many, counts):
     assert keys == [f"s{i}" for i in range(6)] and work["looks"] == 1
     work, choices = _work(counts, lambda: inventory.embedding_choices(many))
     assert [name for name, _ in choices] == ["emb"] and work["looks"] == 1
+
+
+def test_the_review_and_manage_runs_listings_look_once(many, counts):
+    from operators.review import score_runs
+    from operators.runs import run_rows
+
+    _add_score_runs(many, 0, 6)
+    work, keys = _work(counts, lambda: score_runs(many))
+    assert keys == [f"s{i}" for i in range(6)] and work["looks"] == 1
+    work, rows = _work(counts, lambda: run_rows(many))
+    assert [r["run_key"] for r in rows] == ["emb"] + [f"s{i}" for i in range(6)] and work["looks"] == 1
+    assert {r["kind"] for r in rows} == {"embeddings", "ood_scores"}
