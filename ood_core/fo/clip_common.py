@@ -158,8 +158,7 @@ def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
     require_images(samples, "CLIP image encoding")
     if not is_int(batch_size) or batch_size < 1:
         raise OODInputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    ids = samples.values("id")
-    paths = samples.values("filepath")
+    ids, paths = samples.values(["id", "filepath"])  # one read: each id with its own file, whatever the order
     keys, chunks, failures = [], [], []
     with Progress(progress, len(ids), "CLIP image embeddings") as bar:
         for start in range(0, len(ids), int(batch_size)):
@@ -237,13 +236,16 @@ def prediction_writes(samples, prediction_field, keys, labels, confidences):
     """The predicted-class write that goes with the scores (none without ``prediction_field``)."""
     import fiftyone.core.labels as fol
 
+    from .items import values_by_key
+
     writes = []
     if prediction_field is not None:
         by_key = {
             k: fol.Classification(label=str(lab), confidence=float(c))
             for k, lab, c in zip(keys, labels, confidences)
         }
-        writes.append((prediction_field, [by_key.get(k) for k in samples.values("id")]))
+        # keyed by sample id (written by id); the identity keeps each Classification as it is
+        writes.append((prediction_field, values_by_key(samples, by_key, None, convert=lambda v: v)))
     return writes
 
 

@@ -217,11 +217,12 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
     samples = show_all_fields(samples)  # only read: a field the view hides (the App's visibility) is read anyway
     where = _resolve_scores(samples, run_key_or_score_field)
     _refuse_p_value_field(samples, where["path"])
-    _, scores = _read_scores(samples, where)
+    ids, scores = _read_scores(samples, where)
     if gt_field is not None and gt_field == where["path"]:
         raise OODInputError(f"gt_field={gt_field!r} is the field being evaluated: the scores would be measured against "
                             "themselves (AUROC 1); pass the ground-truth field (True = OOD) or gt_tag=")
-    gt, gt_info, means = read_ground_truth(samples, where, gt_field, gt_tag, positive_value)
+    gt_by_id, gt_info, means = read_ground_truth(samples, where, gt_field, gt_tag, positive_value)
+    gt = [gt_by_id.get(i) for i in ids]  # paired by id: the view's order may change between reads
     keep = [i for i, (s, g) in enumerate(zip(scores, gt)) if s is not None and g is not None]
     if not keep:
         raise OODInputError(
@@ -317,19 +318,21 @@ def _recorded_reference_view(samples, where, recorded):
     return view
 
 
-def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag):
-    """Apply a rule; returns (ThresholdResult over ``scores``, extra config)."""
+def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag, scored_ids):
+    """Apply a rule; returns (ThresholdResult over ``scores``, extra config). ``scored_ids``: the item id of each
+    of ``scores``."""
     extra = {}
     if rule_name == "p_value":
-        return _p_value_rule(samples, where, value, scores), extra
+        return _p_value_rule(samples, where, value, scores, scored_ids), extra
     if rule_name == "percentile_of_reference":
         ref_scores, extra["reference"] = _reference_scores(samples, where, reference)
         return thresholds.percentile_of_reference(ref_scores, value, scores=scores), extra
     if rule_name == "threshold_at_fpr":
         if gt_field is None and gt_tag is None:
             raise OODInputError("the fpr rule needs labelled data: pass gt_field='is_ood' (or gt_tag=...)")
-        gt, extra["ground_truth"], _ = read_ground_truth(samples, where, gt_field, gt_tag, True)
-        _, raw = _read_scores(samples, where)
+        gt_by_id, extra["ground_truth"], _ = read_ground_truth(samples, where, gt_field, gt_tag, True)
+        ids, raw = _read_scores(samples, where)
+        gt = [gt_by_id.get(i) for i in ids]  # paired by id: the view's order may change between reads
         lab = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and g is not None]
         if not lab:
             raise OODInputError("no scored item in this view has ground truth for the fpr rule")
@@ -345,7 +348,23 @@ def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field,
     return thresholds.fixed_threshold(scores, value), extra
 
 
-def _p_value_rule(samples, where, alpha, scores):
+def _values_by_id(samples, where, path, ids):
+    """The value of ``path`` (None: none) of each item id of ``ids``, ids and values read in one pass (ids that
+    this read of an unstable view missed: by id from the dataset)."""
+    patches = where["patches_field"]
+    id_path = "id" if patches is None else f"{patches}.detections.id"
+    (got, raw), _ = item_columns(samples, [id_path, path], patches)
+    by_id = dict(zip(got, raw))
+    missing = [i for i in ids if i not in by_id]
+    if missing:
+        ds = samples._dataset
+        (got, raw), _ = item_columns(ds.select(missing) if patches is None else ds.select_labels(
+            ids=missing, fields=patches), [id_path, path], patches)
+        by_id.update(zip(got, raw))
+    return [by_id.get(i) for i in ids]
+
+
+def _p_value_rule(samples, where, alpha, scores, scored_ids):
     """Flag items whose calibrated p-value is <= ``alpha`` (about ``alpha`` of in-distribution items)."""
     calibration = (where["info"] or {}).get("calibration")
     if not calibration:
@@ -355,16 +374,14 @@ def _p_value_rule(samples, where, alpha, scores):
         )
     require_recorded_field(samples._dataset, where["run_key"], calibration["field"], where["patches_field"],
                             "its calibrated p-values")
-    ids, raw_p = _read_scores(samples, {**where, "path": calibration["field"]})
-    _, raw_s = _read_scores(samples, where)
-    missing = [i for i, pv, sv in zip(ids, raw_p, raw_s) if sv is not None and pv is None]
+    raw_p = check_score_values(calibration["field"], _values_by_id(samples, where, calibration["field"], scored_ids))
+    missing = [i for i, pv in zip(scored_ids, raw_p) if pv is None]
     if missing:  # (a missing p-value read as NaN: "not flagged", however high the score)
         raise OODInputError(
             f"{len(missing)} scored item(s) of this view have no p-value in {calibration['field']!r} (e.g. "
             f"{missing[0]!r}), so the p-value rule cannot decide them; score them again (ood.compute_ood_scores(..., "
             f"overwrite=True) on run {where['run_key']!r}), or use rule='percentile'")
-    p = np.array([pv for pv, sv in zip(raw_p, raw_s) if sv is not None], dtype=np.float64)
-    flags = p <= float(alpha)
+    flags = np.array(raw_p, dtype=np.float64) <= float(alpha)  # aligned with ``scores`` by id
     threshold = float(scores[flags].min()) if flags.any() else float("inf")
     rule = {"name": "p_value", "alpha": float(alpha), "p_value_field": calibration["field"],
             "flag_if": "p_value <= alpha (p = share of reference items scoring at least as high)",
@@ -430,8 +447,9 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     if not scored.any():
         raise OODInputError(f"no item of this view has a score in {where['path']!r}; score the view first")
     scores = np.array([s for s in raw if s is not None], dtype=np.float64)
-    result, extra = _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag)
-    flags_by_id = dict(zip((i for i, ok in zip(ids, scored) if ok), result.flags.tolist()))
+    scored_ids = [i for i, ok in zip(ids, scored) if ok]
+    result, extra = _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag, scored_ids)
+    flags_by_id = dict(zip(scored_ids, result.flags.tolist()))
     flagged = {i for i, f in flags_by_id.items() if f}
     kept, scored_outside = _flags_kept_outside(samples, flag_path, patches, ids, overwrite)
     counts = _flag_counts(flagged, kept, int(scored.sum()), scored_outside)

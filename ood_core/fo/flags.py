@@ -8,7 +8,7 @@ removed only from those ids, and only when no other flags run with the same tag
 
 from ..errors import OODInputError
 from . import runs
-from .items import every_sample, flatten, require_collection, sample_ids
+from .items import every_sample, flatten, require_collection, values_by_key
 from .links import score_run_of
 
 
@@ -126,10 +126,12 @@ def tag_plan(samples, flagged, tag, patches, flag_key, previous, kept=frozenset(
 def flag_values(samples, patches_field, flags_by_id, view_ids=None):
     """The flag (None: no score) of each item of ``samples``, as :func:`.commit.stage_values` takes them: for samples
     a dict sample id -> flag over the view's samples (``view_ids`` if the caller just read them, else read here),
-    written in bulk; for objects, per-sample lists aligned with ``samples``."""
-    if patches_field is None:
-        return {i: flags_by_id.get(i) for i in (sample_ids(samples) if view_ids is None else view_ids)}
-    return [[flags_by_id.get(i) for i in (row or [])] for row in samples.values(f"{patches_field}.detections.id")]
+    written in bulk; for objects, an :class:`.bulk_values.ObjectValues` by object id."""
+    if patches_field is None and view_ids is not None:
+        return {i: flags_by_id.get(i) for i in view_ids}
+    # by id (objects: an ObjectValues by object id), so a view whose order changes between reads gets each flag on
+    # its own item; the identity keeps True / False (the default would store 1.0 / 0.0)
+    return values_by_key(samples, flags_by_id, patches_field, convert=lambda v: v)
 
 
 def get_flag_info(samples, flag_key):

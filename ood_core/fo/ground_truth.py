@@ -6,12 +6,14 @@ ground truth, or a class left empty, before any metric is computed.
 import numpy as np
 
 from ..errors import OODInputError
-from .items import flatten, item_values
+from .items import item_columns
 
 
 def read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
-    """Per-item ``True`` (positive) / ``False`` / ``None`` (unknown) and a description."""
+    """``({item id: True (positive) / False / None (unknown)}, info, description)``; ids and values come from one
+    read of the view (its order may change between reads), item ids as :func:`.items.item_ids`."""
     patches = where["patches_field"]
+    id_path = "id" if patches is None else f"{patches}.detections.id"
     if (gt_field is None) == (gt_tag is None):
         raise OODInputError("pass exactly one of gt_field (a boolean field) or gt_tag (a tag marking positives)")
     if gt_field is not None and (not isinstance(gt_field, str) or not gt_field):
@@ -25,13 +27,10 @@ def read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
                 f"positive_value={positive_value!r} applies to gt_field only: with gt_tag={gt_tag!r} the tagged items "
                 "are the positives; leave positive_value out, or tag the items of the positive class and pass that "
                 "tag")
-        if patches is None:
-            tags = samples.values("tags")
-            what = f"sample has tag {gt_tag!r}"
-        else:
-            tags = flatten(samples.values(f"{patches}.detections.tags"))
-            what = f"object has label tag {gt_tag!r}"
-        return [gt_tag in (t or []) for t in tags], {"tag": gt_tag}, what
+        tags_path = "tags" if patches is None else f"{patches}.detections.tags"
+        what = f"sample has tag {gt_tag!r}" if patches is None else f"object has label tag {gt_tag!r}"
+        (ids, tags), _ = item_columns(samples, [id_path, tags_path], patches)
+        return {i: gt_tag in (t or []) for i, t in zip(ids, tags)}, {"tag": gt_tag}, what
     dataset = samples._dataset
     path = gt_field
     if patches is not None and "." not in gt_field and dataset.get_field(gt_field) is None:
@@ -45,9 +44,9 @@ def read_ground_truth(samples, where, gt_field, gt_tag, positive_value):
                                                               and positive_value in (0, 1))):
         raise OODInputError(f"positive_value={positive_value!r} is not valid; pass True (the field is True for the "
                             "positive class) or False")
-    raw = item_values(samples, path, patches)
+    (ids, raw), _ = item_columns(samples, [id_path, path], patches)
     _require_boolean(dataset, path, raw)
-    return [None if v is None else bool(v) == bool(positive_value) for v in raw], {"field": path}, \
+    return {i: None if v is None else bool(v) == bool(positive_value) for i, v in zip(ids, raw)}, {"field": path}, \
         f"{path} == {bool(positive_value)}"
 
 

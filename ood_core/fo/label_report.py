@@ -7,6 +7,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from . import runs
+from .canonical_order import in_canonical_order
 from .experiments import Table, record_table
 
 
@@ -15,7 +16,7 @@ def _wrong_label_truth(samples, gt_field, patches, keys, labels):
     import fiftyone.core.fields as fof
     import fiftyone.core.labels as fol
 
-    from .items import item_ids, item_values
+    from .items import item_columns
 
     dataset = samples._dataset
     path = gt_field
@@ -34,7 +35,8 @@ def _wrong_label_truth(samples, gt_field, patches, keys, labels):
             f"gt_field {gt_field!r} does not exist; pass a boolean field (True = label is wrong, e.g. "
             "'label_is_wrong') or a field with the true class names"
         )
-    by_id = dict(zip(item_ids(samples, patches), item_values(samples, path, patches)))
+    id_path = "id" if patches is None else f"{patches}.detections.id"
+    by_id = dict(zip(*item_columns(samples, [id_path, path], patches)[0]))  # one read: ids with their own values
     values = [by_id.get(key) for key in keys]
     flags = _is_flag_field(gt_field, [v for v in values if v is not None])
     if not flags:
@@ -114,13 +116,14 @@ def label_error_report(samples, label_field, embeddings_field=None, *, method="l
         runs.check_new_run(samples, run_key, [], overwrite, kind="experiment")
     patches = label_field if label_kind(samples, label_field) == "detections" else None
     if score_field is not None:
-        from .items import item_ids, item_values
+        from .items import item_columns
 
         label_path = f"{patches}.detections.label" if patches else f"{label_field}.label"
         spath = f"{patches}.detections.{score_field}" if patches and "." not in score_field else score_field
         _require_float_field(samples._dataset, spath, patches)
-        triples = [t for t in zip(item_ids(samples, patches), item_values(samples, spath, patches),
-                                  item_values(samples, label_path, patches)) if t[1] is not None and t[2] is not None]
+        id_path = "id" if patches is None else f"{patches}.detections.id"
+        columns, _ = item_columns(samples, [id_path, spath, label_path], patches)  # one read: a view may reorder
+        triples = [t for t in zip(*columns) if t[1] is not None and t[2] is not None]
         if not triples:
             raise OODInputError(f"no item has both a score in {spath!r} and a label in {label_field!r}")
         keys, scores, labels = (list(x) for x in zip(*triples))
@@ -132,6 +135,7 @@ def label_error_report(samples, label_field, embeddings_field=None, *, method="l
         if embeddings_field is None:
             raise OODInputError("pass embeddings_field (to compute scores) or score_field (existing scores)")
         keys, X, labels = read_embeddings(samples, embeddings_field, patches, label_field)
+        keys, X, labels = in_canonical_order(samples, patches, keys, X, labels)  # scores independent of view order
         scores, det, _ = score_arrays(X, method=method, labels=labels, k=k)
         source = {"detector": det.get_params(), "embeddings_field": embeddings_field}
     truth, gt_path = (None, None) if gt_field is None else _wrong_label_truth(samples, gt_field, patches, keys, labels)

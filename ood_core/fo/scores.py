@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import OODInputError
 from ..progress import DetectorSteps, Progress
 from . import runs
+from .canonical_order import in_canonical_order
 from .class_coverage import uncovered_classes, uncovered_classes_sentence
 from .inventory import embedding_coverage
 from .score_outputs import extra_outputs
@@ -279,6 +280,8 @@ def _read_score_inputs(samples, reference, embeddings_field, patches_field, labe
     from ..detectors import detector_class
 
     keys, X, labels = read_embeddings(samples, embeddings_field, patches_field, use_labels)
+    # rows in canonical order, not the view's: the scores of a set of items do not depend on how a view orders them
+    keys, X, labels = in_canonical_order(samples, patches_field, keys, X, labels)
     X_ref, labels_ref, ref_index, ref_info, ref_keys = _read_reference(samples, reference, keys, embeddings_field,
                                                                        patches_field, use_labels)
     if use_labels is None and label_field is not None and detector_class(method).accepts_optional_labels:
@@ -321,14 +324,16 @@ def _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_fie
 
     Read from the scored view and the reference view only, not the whole dataset.
     """
-    from .items import item_ids, item_values
+    from .items import item_columns
 
     path = f"{patches_field}.detections.label" if patches_field else f"{label_field}.label"
-    by_id = dict(zip(item_ids(samples, patches_field), item_values(samples, path, patches_field)))
+    id_path = patch_path(patches_field, "id") if patches_field else "id"
+    # ids and labels of one read: a view's order may change between two reads
+    by_id = dict(zip(*item_columns(samples, [id_path, path], patches_field)[0]))
     if ref_keys is None:
         return [by_id.get(key) for key in keys], None
     ref_view = runs.view_from_description(samples, ref_info)
-    by_id.update(zip(item_ids(ref_view, patches_field), item_values(ref_view, path, patches_field)))
+    by_id.update(zip(*item_columns(ref_view, [id_path, path], patches_field)[0]))
     return [by_id.get(key) for key in keys], [by_id.get(key) for key in ref_keys]
 
 
@@ -484,6 +489,7 @@ def _read_reference(samples, reference, keys, embeddings_field, patches_field, l
     if not embedding_coverage(ref_view, embeddings_field, patches_field)[0]:  # else "no item in this view" below
         raise OODInputError(missing_reference_embeddings(reference, embeddings_field, patches_field))
     ref_keys, X_ref, labels_ref = read_embeddings(ref_view, embeddings_field, patches_field, label_field)
+    ref_keys, X_ref, labels_ref = in_canonical_order(ref_view, patches_field, ref_keys, X_ref, labels_ref)
     pos = {key: i for i, key in enumerate(ref_keys)}
     ref_index = np.array([pos.get(key, -1) for key in keys], np.int64)
     ref_info["num_reference"] = len(ref_keys)
