@@ -19,6 +19,7 @@ is never a link someone placed in advance, and removing it afterwards removes on
 import contextlib
 import errno
 import os
+import re
 import tempfile
 import uuid
 
@@ -92,6 +93,36 @@ def temporary_beside(path):
             os.remove(tmp)
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+def leftovers_beside(path):
+    """``(aside files, staging folders)``: what a :func:`publish_file` / :func:`temporary_beside` killed half-way may
+    have left beside ``path``, found by name only (``<name>.old-<12 hex>`` regular files, ``.<name>.tmp-<random>``
+    real folders; links are never listed). The caller judges them: a name proves nothing."""
+    parent, name = os.path.split(os.path.abspath(path))
+    aside = re.compile(re.escape(name) + r"\.old-[0-9a-f]{12}")
+    staged = re.compile(r"\." + re.escape(name) + r"\.tmp-[a-z0-9_]+")
+    try:
+        entries = sorted(os.listdir(parent))
+    except OSError:
+        return [], []
+    files, folders = [], []
+    for entry in entries:
+        full = os.path.join(parent, entry)
+        if os.path.islink(full):
+            continue
+        if aside.fullmatch(entry) and os.path.isfile(full):
+            files.append(full)
+        elif staged.fullmatch(entry) and os.path.isdir(full):
+            folders.append(full)
+    return files, folders
+
+
+def put_back(aside, path):
+    """Move the file ``aside`` to ``path`` unless something is at ``path`` (never replaced, not even one that appears
+    meanwhile); returns whether it moved."""
+    _put_back(aside, path)
+    return not os.path.lexists(aside)
 
 
 def _move_aside(path, is_ours, refusal):

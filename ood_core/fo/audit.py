@@ -328,6 +328,7 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
     from .audit_export import check_export_dir, refuse_export_over_report, refuse_other_audits_export
     from .export_leftovers import recover_export_dir
     from .items import require_nonempty
+    from .report_leftovers import recover_report
 
     if export_dir:
         refuse_export_over_report(export_dir, report_path)
@@ -341,6 +342,7 @@ def _check_call(samples, audit_key, overwrite, ood_field, label_issue_field, rep
                             f"with each other); the view has {count}: audit a larger view, or score a single "
                             "sample against trusted ones with compute_ood_scores(..., reference='trusted')")
     check_outputs(samples, audit_key, overwrite, ood_field, label_issue_field)
+    recover_report(report_path)  # a killed report publish's leftovers, before the report path is judged
     check_report_files(report_path)  # its folder is checked here, made only when the report is written
     refuse_other_audits_report(samples, audit_key, report_path, overwrite)
 

@@ -93,10 +93,13 @@ def _running_elsewhere(dataset, audit_key):
 def remove_interrupted(samples):
     """Delete the runs interrupted audits left (fields, flags runs, tags); returns the run keys removed. What
     killed exports left beside the folders audit records name, or an interrupted audit's run journaled, is put
-    right first (:func:`.export_leftovers.recover_recorded_exports`)."""
+    right first (:func:`.export_leftovers.recover_recorded_exports`), and so is what killed report publishes left
+    beside the report each audit record names (:func:`.report_leftovers.recover_recorded_reports`)."""
     from .export_leftovers import recover_recorded_exports
+    from .report_leftovers import recover_recorded_reports
     from .run_admin import delete_ood_run
 
+    recover_recorded_reports(samples)
     recover_recorded_exports(samples, [key for keys in interrupted_runs(samples).values() for key in keys])
     before = set(runs.list_ood_runs(samples))
     for keys in interrupted_runs(samples).values():

@@ -408,7 +408,7 @@ def check_report_files(report_path):
     _check_report_folder(report_path)
     _check_name_lengths(report_path)
     csv_path = csv_path_for(report_path)
-    for path, ours in ((report_path, _is_our_report(report_path)), (csv_path, _is_our_csv(csv_path, report_path))):
+    for path, ours in ((report_path, is_audit_report(report_path)), (csv_path, is_audit_csv(csv_path, report_path))):
         sibling = _sibling_report(csv_path, report_path) if path == csv_path and not ours else None
         if sibling and os.path.lexists(path):
             raise OODInputError(
@@ -441,7 +441,7 @@ def _sibling_report(csv_path, report_path):
     for name in sorted(names):
         base, suffix = os.path.splitext(name)
         path = os.path.join(folder, name)
-        if base == stem and suffix.lower() in REPORT_SUFFIXES and path != report_path and _is_our_csv(csv_path, path):
+        if base == stem and suffix.lower() in REPORT_SUFFIXES and path != report_path and is_audit_csv(csv_path, path):
             return path
     return None
 
@@ -477,7 +477,7 @@ def report_owner(samples, audit_key, report_path):
     head names its audit (:data:`OWNER_META`); one written
     by a version before that is the report of the audit of ``samples``' dataset whose record names it
     (``audit_key`` first)."""
-    data = _read(report_path) if _is_our_report(report_path) else None
+    data = _read(report_path) if is_audit_report(report_path) else None
     if data is None:
         return None
     named = _OWNER.search(data)
@@ -515,15 +515,24 @@ def _vouched_csvs(path):
     return {h for h in listed.decode().split(",") if h}
 
 
-def _is_our_report(path):
+def is_audit_report(path):
+    """Whether ``path`` is a report of an audit exactly as written (its mark and hash: :func:`_vouched_csvs`)."""
     return _vouched_csvs(path) is not None
 
 
-def _is_our_csv(path, report_path):
+def is_audit_csv(path, report_path):
     """Whether ``path`` is a CSV the report at ``report_path`` vouches for, unchanged."""
     vouched = _vouched_csvs(report_path)
     data = _read(path) if vouched else None
     return data is not None and hashlib.sha256(data).hexdigest() in vouched
+
+
+def written_csv_hash(report_path):
+    """The SHA-256 of the CSV written with the report at ``report_path`` (its mark lists it first), or None."""
+    data = _read(report_path) if is_audit_report(report_path) else None
+    if data is None:
+        return None
+    return _MARK.match(data).group(1).decode().split(",")[0] or None
 
 
 def _read(path):
@@ -541,7 +550,16 @@ def publish_report(path, page, table):
     """Put the report and its CSV in place, each written whole into a private temporary file and published
     (:func:`ood_core.publish.publish_file`): a crash leaves the earlier file, and a file of the user's there, even
     one that appeared or was changed while the audit ran, is never replaced. The report goes first and vouches for
-    the new CSV and for the earlier one while that is still there (:func:`_vouched_csvs`)."""
+    the new CSV and for the earlier one while that is still there (:func:`_vouched_csvs`). Publishes into one
+    path take turns (:func:`.report_leftovers.report_lock`); what a killed one left is put right first."""
+    from .report_leftovers import recover_report, report_lock
+
+    with report_lock(path):
+        recover_report(path, locked=True)
+        _publish_report(path, page, table)
+
+
+def _publish_report(path, page, table):
     check_report_files(path)  # both files still the audit's (or absent): neither is written otherwise
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)  # checked, not made, before the audit wrote anything
@@ -550,10 +568,10 @@ def publish_report(path, page, table):
                             "folder you can write to") from None
     csv_path, table = csv_path_for(path), table.encode("utf-8")
     vouched = [hashlib.sha256(table).hexdigest()]
-    if _is_our_csv(csv_path, path):
+    if is_audit_csv(csv_path, path):
         vouched.append(hashlib.sha256(_read(csv_path)).hexdigest())
-    _replace_file(path, _marked(page, vouched), _is_our_report)
-    _replace_file(csv_path, table, lambda p: _is_our_csv(p, path))
+    _replace_file(path, _marked(page, vouched), is_audit_report)
+    _replace_file(csv_path, table, lambda p: is_audit_csv(p, path))
 
 
 def _replace_file(path, data, is_ours):

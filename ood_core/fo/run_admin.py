@@ -59,7 +59,8 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
 
     Folders a killed export left beside the export folder the deleted records name (:mod:`.export_leftovers`)
     are put right first: only those provably this package's are removed, and the audit's export folder stays (an
-    earlier export a kill left aside is put back in its place).
+    earlier export a kill left aside is put back in its place). So is what a killed report publish left beside an
+    audit's report (:mod:`.report_leftovers`: its earlier report put back, only provably the package's files removed).
 
     All or nothing, also after a crash (:func:`remove_runs`). A field the record lists that is no longer the one
     the run wrote (deleted and made again by hand, :mod:`.ownership`) is not deleted.
@@ -88,7 +89,9 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     recover_run_exports(samples, [run_key, *dependants])
     if kind == "audit":
         from .audit_recovery import release
+        from .report_leftovers import recover_recorded_reports
 
+        recover_recorded_reports(samples, [run_key])  # a killed publish's earlier report back, its leftovers gone
         release(samples, run_key)  # its score and flags runs stay, as runs of their own (never "interrupted")
     fields = remove_runs(samples, [run_key, *dependants], delete_fields=delete_fields)
     return fields if delete_fields else []
