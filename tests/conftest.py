@@ -248,3 +248,23 @@ def tiny_clip_params(tiny_clip, tmp_path, monkeypatch):
     nouns = "dog cat horse bird fish car truck boat train house tree river cloud pizza apple guitar clock lamp"
     words.write_text("\n".join(nouns.split() + ["red\tadj", "furry\tadj", "wooden\tadj", "bag"]) + "\n")
     return dict(model_name=tiny_clip.name, weights=str(tiny_clip.safetensors), word_list=str(words))
+
+
+@pytest.fixture
+def audit_images(dataset_factory, fashion_files):
+    """``build(n=30, label=None, paths=None, labels=True)``: a new dataset of ``n`` real Fashion-MNIST images with
+    their labels (every third one ``label`` when given; none with ``labels=False``), random 8-d vectors in ``vec``
+    and the first third tagged ``trusted`` (the audit tests' dataset)."""
+    import numpy as np
+
+    files, names = fashion_files
+
+    def build(n=30, label=None, paths=None, labels=True):
+        idx = [(7 * i) % len(files) for i in range(n)]
+        given = [label if label is not None and i % 3 == 0 else names[j] for i, j in enumerate(idx)]
+        ds = dataset_factory(paths or [files[j] for j in idx], given if labels else None,
+                             [["trusted"] if i < n // 3 else [] for i in range(n)])
+        ds.set_values("vec", list(np.random.default_rng(n).normal(size=(n, 8)).astype(np.float32)))
+        return ds
+
+    return build

@@ -25,7 +25,6 @@ Each test fails without the fix it covers.
 
 import os
 
-import numpy as np
 import pytest
 
 import ood_core as ood
@@ -33,19 +32,9 @@ from ood_core.errors import OODInputError
 
 
 @pytest.fixture
-def make(dataset_factory, fashion_files):
-    """``make(n=30)``: a new dataset of ``n`` real images with labels, random 8-d vectors in 'vec', the first third
-    tagged 'trusted'."""
-    paths, names = fashion_files
-
-    def build(n=30, labels=True):
-        idx = [(7 * i) % len(paths) for i in range(n)]
-        ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx] if labels else None,
-                             [["trusted"] if i < n // 3 else [] for i in range(n)])
-        ds.set_values("vec", list(np.random.default_rng(n).normal(size=(n, 8)).astype(np.float32)))
-        return ds
-
-    return build
+def make(audit_images):
+    """The audit tests' dataset builder (conftest ``audit_images``)."""
+    return audit_images
 
 
 KW = dict(embeddings_field="vec", near_duplicates=False, progress=False)

@@ -31,20 +31,9 @@ RLO = "\u202e"
 
 
 @pytest.fixture
-def make(dataset_factory, fashion_files):
-    """``make(n=30, label=None, paths=None)``: a dataset of ``n`` real images with labels (every third one
-    ``label`` when given), random 8-d vectors in 'vec', the first third tagged 'trusted'."""
-    files, names = fashion_files
-
-    def build(n=30, label=None, paths=None):
-        idx = [(7 * i) % len(files) for i in range(n)]
-        labels = [label if label is not None and i % 3 == 0 else names[j] for i, j in enumerate(idx)]
-        ds = dataset_factory(paths or [files[j] for j in idx], labels,
-                             [["trusted"] if i < n // 3 else [] for i in range(n)])
-        ds.set_values("vec", list(np.random.default_rng(n).normal(size=(n, 8)).astype(np.float32)))
-        return ds
-
-    return build
+def make(audit_images):
+    """The audit tests' dataset builder (conftest ``audit_images``)."""
+    return audit_images
 
 
 KW = dict(embeddings_field="vec", near_duplicates=False, progress=False)

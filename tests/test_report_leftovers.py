@@ -26,19 +26,9 @@ import ood_core as ood
 
 
 @pytest.fixture
-def make(dataset_factory, fashion_files):
-    """``make(n=30)``: a dataset of ``n`` real images with labels, random 8-d vectors in 'vec', the first third
-    tagged 'trusted'."""
-    files, names = fashion_files
-
-    def build(n=30):
-        idx = [(7 * i) % len(files) for i in range(n)]
-        ds = dataset_factory([files[j] for j in idx], [names[j] for j in idx],
-                             [["trusted"] if i < n // 3 else [] for i in range(n)])
-        ds.set_values("vec", list(np.random.default_rng(n).normal(size=(n, 8)).astype(np.float32)))
-        return ds
-
-    return build
+def make(audit_images):
+    """The audit tests' dataset builder (conftest ``audit_images``)."""
+    return audit_images
 
 
 KW = dict(embeddings_field="vec", near_duplicates=False, progress=False)
