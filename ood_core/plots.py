@@ -122,7 +122,8 @@ def save_figure(fig, path, *, include_plotlyjs=True):
     stem. HTML embeds plotly.js by default (works offline). The file ``path``
     names is replaced; the other one only when an earlier ``save_figure`` wrote
     it (a file of the user's there is refused before anything is written).
-    Returns ``{"html": path, "png": path or None}``.
+    Saves into one folder take turns; what a killed one left beside these
+    files is put right first (:func:`recover_figures`). Returns ``{"html": path, "png": path or None}``.
     """
     import os
 
@@ -146,14 +147,29 @@ def save_figure(fig, path, *, include_plotlyjs=True):
         import kaleido  # noqa: F401
     except ImportError:
         png = None
+    from .publish import folder_lock, writable_folder
+
+    writable_folder(os.path.dirname(os.path.abspath(stem)), "path", str(path))
+    page = _HTML_MARK + fig.to_html(include_plotlyjs=include_plotlyjs)  # rendered before any file is touched
+    folder = os.path.dirname(os.path.abspath(stem))
+    with folder_lock(folder, f"path={path!r}: another process has been saving a figure into {folder!r} for 120 s; "
+                             "wait for it to finish, or pass a path in another folder") as held:
+        return _save(fig, path, ext, html, png, page, held)
+
+
+def _save(fig, path, ext, html, png, page, held):
+    """:func:`save_figure`'s files, written while ``held`` (saves into the folder take turns): what a killed save
+    left beside them is put right first (:func:`recover_figures`)."""
+    import os
+
+    from .errors import OODInputError
+
+    if held:
+        recover_figures(html, os.path.splitext(html)[0] + ".png")  # a PNG of a save with kaleido too
     for written, ours in ((html, _ours_html), (png, _ours_png)):
         if written and written != str(path) and os.path.exists(written) and not ours(written):
             raise OODInputError(f"{written!r} exists and was not written by save_figure; it is never replaced "
                                 f"(save_figure writes {html!r} beside a PNG). Pass another path")
-    from .publish import writable_folder
-
-    writable_folder(os.path.dirname(os.path.abspath(stem)), "path", str(path))
-    page = _HTML_MARK + fig.to_html(include_plotlyjs=include_plotlyjs)  # rendered before any file is touched
     _write_whole(html, str(path), _ours_html, lambda tmp: _write_text(tmp, page))
     if png is None:
         # a PNG asked for by name is worth a warning; otherwise it is the documented default
@@ -162,6 +178,32 @@ def save_figure(fig, path, *, include_plotlyjs=True):
     else:
         _write_whole(png, str(path), _ours_png, lambda tmp: (fig.write_image(tmp, format="png"), _mark_png(tmp)))
     return {"html": html, "png": png}
+
+
+#: the kind named in the claims of save_figure's staging folders (:func:`ood_core.publish.temporary_beside`)
+STAGED_KIND = "figure"
+
+
+def recover_figures(html, png=None):
+    """Put right what a ``save_figure`` killed half-way left beside its files ``html`` / ``png``
+    (:func:`ood_core.publish.recover_beside`): the earlier figure, marked as save_figure's, back in place when none
+    is there; earlier figures aside deleted once a marked one is in place; staging folders deleted only when they
+    are provably save_figure's (claimed, empty, or holding a marked figure). A file of the user's under any of those
+    names stays. Call it only while no save into the folder runs (``save_figure`` holds the folder's lock)."""
+    from .publish import recover_beside
+
+    done = {"restored": [], "removed": []}
+    for target, ours in ((html, _ours_html), (png, _ours_png)):
+        if target:
+            recover_beside(target, lambda p, ours=ours: _safely(ours, p), done=done, kind=STAGED_KIND)
+    return done
+
+
+def _safely(ours, path):
+    try:
+        return ours(path)
+    except OSError:
+        return False
 
 
 def _write_text(path, text):
@@ -179,7 +221,7 @@ def _write_whole(target, named, ours, write):
 
     from .publish import publish_file, temporary_beside
 
-    with temporary_beside(target) as tmp:
+    with temporary_beside(target, kind=STAGED_KIND) as tmp:
         write(tmp)
         if target == named:
             os.replace(tmp, target)

@@ -75,24 +75,51 @@ def publish_file(tmp, path, is_ours, refusal):
 
 
 @contextlib.contextmanager
-def temporary_beside(path):
+def temporary_beside(path, kind="file"):
     """Yield the path of a temporary file to write ``path``'s new content into (not created yet; create it, e.g.
     ``open(tmp, "x")``) and publish from; on the same file system as ``path`` (hard links and renames work).
 
     It lies in a new private folder beside ``path`` (``.<name>.tmp-<random>``, made by ``mkdtemp``, which never
     takes a name that exists), so nothing of anyone else's is there to be overwritten, deleted or
-    followed. Afterwards that file (when still there: :func:`publish_file` moves it) and the folder are removed;
-    the folder only when empty, so nothing this call did not create is ever deleted.
+    followed. Its claim (:data:`CLAIM`, naming ``kind``: what the caller publishes) is written first, so a kill
+    while the file is written leaves a folder provably the package's (:func:`recover_beside`). Afterwards that
+    file (when still there: :func:`publish_file` moves it), the claim and the folder are removed; the folder only
+    when empty, so nothing this call did not create is ever deleted.
     """
     folder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=os.path.dirname(os.path.abspath(path)))
     tmp = os.path.join(folder, os.path.basename(path))
+    claim = os.path.join(folder, CLAIM)
     try:
+        with open(claim, "x", encoding="utf-8") as f:  # before the file: a kill while writing it leaves a claim
+            f.write(_claim_text(folder, kind))
         yield tmp
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
+        for made in (tmp, claim):  # the claim last: a kill half-way leaves the folder provably ours (or empty)
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(made)
         with contextlib.suppress(OSError):
             os.rmdir(folder)
+
+
+#: the file naming a staging folder's own random suffix, written into it right after it is made: it proves the
+#: folder was made by :func:`temporary_beside` (a file partly written when killed carries no mark of its own)
+CLAIM = ".fiftyone-ood-staging"
+
+
+def _claim_text(folder, kind):
+    """The claim of a staging folder: the kind of file it stages and the folder's own random suffix."""
+    return f"fiftyone-ood {kind} {os.path.basename(folder).rsplit('.tmp-', 1)[-1]}"
+
+
+def _is_claimed(folder, kind):
+    claim = os.path.join(folder, CLAIM)
+    if os.path.islink(claim) or not os.path.isfile(claim):
+        return False
+    try:
+        with open(claim, encoding="utf-8") as f:
+            return f.read(200) == _claim_text(folder, kind)
+    except (OSError, ValueError):
+        return False
 
 
 def leftovers_beside(path):
@@ -166,3 +193,95 @@ def _put_back(aside, path):
         os.rename(aside, path)
         return
     os.remove(aside)
+
+
+@contextlib.contextmanager
+def folder_lock(folder, refusal, timeout=120.0):
+    """Hold an exclusive lock on the real folder ``folder`` (``flock`` on the folder itself: no file is made, and
+    the system drops it when the process dies), waiting up to ``timeout`` s for another holder (then
+    :class:`OODInputError` ``refusal``); yields whether it is held (False where folders cannot be locked: then
+    nothing may be judged a dead publish's)."""
+    import fcntl
+    import time
+
+    try:
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        yield False
+        return
+    try:
+        held, deadline = False, time.monotonic() + timeout
+        while not held:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                held = True
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OODInputError(refusal) from None
+                time.sleep(0.05)
+            except OSError:  # this file system cannot lock folders
+                break
+        yield held
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def recover_beside(path, is_ours, choose=None, done=None, kind="file"):
+    """Put right what killed publishes of ``path`` left beside it (:func:`leftovers_beside`); the caller makes sure no
+    publish into ``path`` is running. With only provably safe steps:
+
+    - when nothing is at ``path``, the first of ``choose(asides, staged)`` (default: the earlier files aside, newest
+      first) that goes back in place (never over a file that appeared meanwhile); only files ``is_ours`` are offered;
+    - earlier files aside that are ``is_ours`` are deleted once the file in place is ``is_ours`` too;
+    - a staging folder is deleted when it is empty, holds nothing but an ``is_ours`` file under ``path``'s name, or
+      holds its own claim of ``kind`` (:data:`CLAIM`) and at most a file under that name (any content: a
+      half-written one). A claim of another kind (a publish of other files, running under another lock) stays.
+
+    Anything else is left as it is. Returns ``done``: ``{"restored": [...], "removed": [...]}``."""
+    done = {"restored": [], "removed": []} if done is None else done
+    choose = choose or (lambda asides, staged: asides)
+    asides, folders = leftovers_beside(path)
+    asides = sorted((f for f in asides if is_ours(f)), key=lambda f: -os.stat(f).st_mtime_ns)
+    name = os.path.basename(path)
+    staged = {folder: _staged_content(folder, name, is_ours, kind) for folder in folders}
+    if not os.path.lexists(path):
+        ours = [f for f in staged.values() if f and is_ours(f)]
+        for candidate in choose(asides, ours):
+            if put_back(candidate, path):  # never over a file that appeared meanwhile
+                done["restored"].append(candidate)
+                break
+    if os.path.lexists(path) and is_ours(path):  # replaced by the file in place: what the publish would delete
+        for aside in asides:
+            if os.path.lexists(aside):
+                os.remove(aside)
+                done["removed"].append(aside)
+    for folder, content in staged.items():
+        if content is False:
+            continue  # holds something that is not provably ours: left as it is
+        for made in (content, os.path.join(folder, CLAIM)):  # the claim last, as temporary_beside does
+            with contextlib.suppress(FileNotFoundError):
+                if made:
+                    os.remove(made)
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+            done["removed"].append(folder)
+    return done
+
+
+def _staged_content(folder, name, is_ours, kind):
+    """What a staging folder holds: None when nothing of a file (empty, or only its claim), the path of the staged
+    file when the folder is provably ours (claimed, or holding only an ``is_ours`` file), False otherwise."""
+    try:
+        entries = set(os.listdir(folder))
+    except OSError:
+        return False
+    staged = os.path.join(folder, name)
+    plain = not os.path.islink(staged) and os.path.isfile(staged)
+    if _is_claimed(folder, kind):
+        entries.discard(CLAIM)
+        if not entries:
+            return None
+        return staged if entries == {name} and plain else False
+    if not entries:
+        return None
+    return staged if entries == {name} and plain and is_ours(staged) else False

@@ -165,6 +165,9 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
         f"{summary['seconds']:.0f} s. Higher score = more suspicious; a sample is flagged when score >= threshold."))
     page = html.page(f"{REPORT_TITLE}: {dataset.name}", None, sections, subtitle_html=subtitle,
                      meta={OWNER_META: owner_json(samples, summary["audit_key"], summary.get("output_token"))})
+    from .report_leftovers import journal_report
+
+    journal_report(samples, found, path)  # repair_ood_runs finds the report of an audit killed from here on
     publish_report(path, page, table)
     if replacing:  # that audit's record no longer names the file
         disclaim(replaced, "report_path", path, f"audit {summary['audit_key']!r} of dataset {dataset.name!r}")
@@ -575,7 +578,9 @@ def _publish_report(path, page, table):
 
 
 def _replace_file(path, data, is_ours):
-    with temporary_beside(path) as tmp:
+    from .report_leftovers import STAGED_KIND
+
+    with temporary_beside(path, kind=STAGED_KIND) as tmp:
         with open(tmp, "xb") as f:  # a new file in a folder of this call's own: never another's, never a link
             f.write(data)
         publish_file(tmp, path, is_ours,

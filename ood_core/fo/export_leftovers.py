@@ -100,11 +100,12 @@ def remove_ours(folder, ignore_errors=False):
             raise
 
 
-def journal_export(samples, found, path):
-    """Name ``path`` on the audit's score run: an audit killed before its record leaves it for ``repair_ood_runs``."""
+def journal_export(samples, found, path, entry=EXPORT_JOURNAL):
+    """Name ``path`` on the audit's score run (as its config's ``entry``): an audit killed before its record leaves
+    it for ``repair_ood_runs`` (the export folder; the report path uses another ``entry``)."""
     key = found["runs"].get("ood")
     if key and key in runs.list_ood_runs(samples):
-        runs.update_run(samples, key, **{EXPORT_JOURNAL: path})
+        runs.update_run(samples, key, **{entry: path})
 
 
 def leftovers(path):

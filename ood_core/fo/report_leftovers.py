@@ -12,8 +12,9 @@ publish's; :func:`recover_report` then, with only provably safe steps:
 - puts the earlier report back when no report is in place and it carries the audit's mark unchanged (its hash);
   for the CSV, the one the report in place was written with (staged or aside), else an earlier one it vouches for;
 - deletes an earlier file aside only when the file in place is the audit's too (the publish had replaced it);
-- deletes a staging folder only when it is empty or holds nothing but the audit's file under the destination's
-  name, unchanged (a half-written file proves nothing and stays).
+- deletes a staging folder only when it is empty, holds nothing but the audit's file under the destination's
+  name, unchanged, or carries its claim (:data:`ood_core.publish.CLAIM`, written before the file: then a
+  half-written file goes too; one without the claim proves nothing and stays).
 
 A file or folder of those names that is not provably the package's is left as it is, and nothing is ever moved over
 a file at the destination. The next audit into the path (its call check), every publish, ``ood.repair_ood_runs``
@@ -25,9 +26,13 @@ import hashlib
 import os
 
 from ..errors import BackendError, OODInputError
-from ..publish import leftovers_beside, put_back
+from ..publish import recover_beside
 from . import coordination, runs
 from .audit_report import csv_path_for, is_audit_csv, is_audit_report, written_csv_hash
+
+
+#: the kind named in the claims of the report's and CSV's staging folders (:func:`ood_core.publish.temporary_beside`)
+STAGED_KIND = "report"
 
 
 def _lock_key(report_path):
@@ -61,10 +66,11 @@ def recover_report(report_path, locked=False):
                 return done
         report_path = os.path.abspath(report_path)
         # a staged report is never put in place: the audit that wrote it died before its record
-        _recover_file(report_path, is_audit_report, lambda asides, staged: asides, done)
+        recover_beside(report_path, is_audit_report, lambda asides, staged: asides, done, kind=STAGED_KIND)
         csv_path = csv_path_for(report_path)
-        _recover_file(csv_path, lambda p: is_audit_csv(p, report_path),
-                      lambda asides, staged: _written_first(asides, staged, written_csv_hash(report_path)), done)
+        recover_beside(csv_path, lambda p: is_audit_csv(p, report_path),
+                      lambda asides, staged: _written_first(asides, staged, written_csv_hash(report_path)), done,
+                      kind=STAGED_KIND)
     return done
 
 
@@ -83,58 +89,37 @@ def _sha256(path):
         return None
 
 
-def _recover_file(path, is_ours, choose, done):
-    """Recover one published file ``path``: ``choose(asides, staged)`` lists, in order, which of the package's own
-    files (earlier ones aside, newest first; staged ones) may go back in place when nothing is there."""
-    asides, folders = leftovers_beside(path)
-    asides = sorted((f for f in asides if is_ours(f)), key=lambda f: -os.stat(f).st_mtime_ns)
-    name = os.path.basename(path)
-    staged = {folder: _staged_content(folder, name, is_ours) for folder in folders}
-    if not os.path.lexists(path):
-        for candidate in choose(asides, [f for f in staged.values() if f]):
-            if put_back(candidate, path):  # never over a file that appeared meanwhile
-                done["restored"].append(candidate)
-                break
-    if os.path.lexists(path) and is_ours(path):  # replaced by the file in place: what the publish would delete
-        for aside in asides:
-            if os.path.lexists(aside):
-                os.remove(aside)
-                done["removed"].append(aside)
-    for folder, content in staged.items():
-        if content is False:
-            continue  # holds something that is not provably ours: left as it is
-        if content and os.path.lexists(content):
-            os.remove(content)
-        with contextlib.suppress(OSError):
-            os.rmdir(folder)
-            done["removed"].append(folder)
+#: the entry of an audit's score run naming the report path, written before the report is published: an audit
+#: killed before its record exists leaves it for ``repair_ood_runs``
+REPORT_JOURNAL = "audit_report_path"
 
 
-def _staged_content(folder, name, is_ours):
-    """What a staging folder holds: None when empty, the path of the package's own staged file when it holds only
-    that (under the destination's ``name``, unchanged), False when anything else."""
-    try:
-        entries = os.listdir(folder)
-    except OSError:
-        return False
-    if not entries:
-        return None
-    staged = os.path.join(folder, name)
-    if entries == [name] and not os.path.islink(staged) and os.path.isfile(staged) and is_ours(staged):
-        return staged
-    return False
+def journal_report(samples, found, path):
+    """Name the report ``path`` on the audit's score run (:func:`.export_leftovers.journal_export`)."""
+    from .export_leftovers import journal_export
+
+    journal_export(samples, found, os.path.abspath(path), entry=REPORT_JOURNAL)
 
 
 def recover_recorded_reports(samples, audit_keys=None):
-    """:func:`recover_report` for the report every audit record of ``samples``' dataset names (``audit_keys``: only
-    those audits); returns ``{report path: what was done}`` of those where something was."""
+    """:func:`recover_report` for the report every audit record of ``samples``' dataset names and every report path
+    a run of it journaled (:func:`journal_report`; ``audit_keys``: only those audits and their runs); returns
+    ``{report path: what was done}`` of those where something was."""
+    from .links import audit_runs_of
+
     dataset = samples._dataset
-    present = runs.list_ood_runs(samples, kind="audit")
+    present = runs.list_ood_runs(samples)
+    audits = set(runs.list_ood_runs(samples, kind="audit"))
+    keys = present if audit_keys is None else [k for k in audit_keys if k in audits]
+    if audit_keys is not None:  # the runs of those audits journaled their report paths too
+        keys = keys + [r for k in keys for r in audit_runs_of(dataset, k).values() if r in present]
     paths = set()
-    for key in present if audit_keys is None else [k for k in audit_keys if k in present]:
-        recorded = getattr(dataset.get_run_info(key).config, "report_path", None)
-        if isinstance(recorded, str) and recorded:
-            paths.add(os.path.abspath(os.path.expanduser(recorded)))
+    for key in keys:
+        config = dataset.get_run_info(key).config
+        for recorded in (getattr(config, "report_path", None) if key in audits else None,
+                         getattr(config, REPORT_JOURNAL, None)):
+            if isinstance(recorded, str) and recorded:
+                paths.add(os.path.abspath(os.path.expanduser(recorded)))
     out = {}
     for path in sorted(paths):
         done = recover_report(path)
