@@ -1,5 +1,8 @@
 """Faults injected into FiftyOne's database-changing calls, shared by the crash-consistency tests."""
 
+import os
+import re
+
 
 class Crash(Exception):
     """The fault raised inside a database-changing call."""
@@ -121,3 +124,15 @@ def in_another_process(ds, code):
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=repo)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
+
+
+def published_leftovers(folder, name):
+    """The names publishing gives next to ``name`` in ``folder`` (``<name>.old-<hex>``, ``.<name>.tmp-*``), found
+    here by their pattern, independently of the package's own search."""
+    pattern = re.escape(name) + r"\.old-[0-9a-f]{12}|\." + re.escape(name) + r"\.tmp-[a-z0-9_]+"
+    return sorted(n for n in os.listdir(folder) if re.fullmatch(pattern, n))
+
+
+def read_bytes(path):
+    with open(path, "rb") as f:
+        return f.read()

@@ -14,44 +14,23 @@ Each test fails without the fix.
 """
 
 import os
-import re
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 
 import ood_core as ood
+from fault_helpers import published_leftovers, read_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KW = dict(embeddings_field="vec", near_duplicates=False, progress=False)
 
 
 @pytest.fixture
-def make(dataset_factory, fashion_files):
-    """``make(n=30)``: a dataset of ``n`` real images with labels and random 8-d vectors in 'vec'."""
-    files, names = fashion_files
-
-    def build(n=30):
-        idx = [(7 * i) % len(files) for i in range(n)]
-        ds = dataset_factory([files[j] for j in idx], [names[j] for j in idx],
-                             [["trusted"] if i < n // 3 else [] for i in range(n)])
-        ds.set_values("vec", list(np.random.default_rng(n).normal(size=(n, 8)).astype(np.float32)))
-        return ds
-
-    return build
-
-
-def _beside(folder, name):
-    """The names publishing gives next to ``name`` in ``folder`` (``<name>.old-<hex>``, ``.<name>.tmp-*``)."""
-    pattern = re.escape(name) + r"\.old-[0-9a-f]{12}|\." + re.escape(name) + r"\.tmp-[a-z0-9_]+"
-    return sorted(n for n in os.listdir(folder) if re.fullmatch(pattern, n))
-
-
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
+def make(audit_images):
+    """The audit tests' dataset builder (conftest ``audit_images``)."""
+    return audit_images
 
 
 _KILL_AT_LINK = """
@@ -127,12 +106,12 @@ def test_repair_cleans_the_staging_of_a_first_audit_killed_while_publishing_its_
     report = str(tmp_path / "r.html")
     _killed(_KILL_AT_LINK, report, _AUDIT, ds.name, report)
     ds.reload()
-    assert not os.path.exists(report) and len(_beside(str(tmp_path), "r.html")) == 1  # the staged report
+    assert not os.path.exists(report) and len(published_leftovers(str(tmp_path), "r.html")) == 1  # the staged report
     assert ood.list_ood_runs(ds, kind="audit") == [], "killed before its record"
     ood.repair_ood_runs(ds)
-    assert _beside(str(tmp_path), "r.html") == [], "the journaled path's leftovers are gone"
+    assert published_leftovers(str(tmp_path), "r.html") == [], "the journaled path's leftovers are gone"
     ood.audit(ds, audit_key="a", report_path=report, **KW)  # and the path is free
-    assert os.path.isfile(report) and _beside(str(tmp_path), "r.html") == []
+    assert os.path.isfile(report) and published_leftovers(str(tmp_path), "r.html") == []
 
 
 # --------------------------------------------------------------------------- 2. save_figure killed half-way
@@ -143,9 +122,9 @@ def _figure_killed_between_the_renames(tmp_path):
     path), then a second save killed after the earlier HTML was moved aside; returns the earlier HTML's bytes."""
     fig = ood.plot_score_histogram([0.1, 0.5, 0.9, 0.3], [False, False, True, False], title="first")
     ood.save_figure(fig, str(tmp_path / "fig.png"))
-    earlier = _read(str(tmp_path / "fig.html"))
+    earlier = read_bytes(str(tmp_path / "fig.html"))
     _killed(_KILL_AT_LINK, str(tmp_path / "fig.html"), _FIGURE, "second", str(tmp_path / "fig.png"))
-    left = _beside(str(tmp_path), "fig.html")
+    left = published_leftovers(str(tmp_path), "fig.html")
     assert not os.path.exists(tmp_path / "fig.html") and len(left) == 2, "the earlier figure aside, the new staged"
     return earlier
 
@@ -155,11 +134,11 @@ def test_a_save_after_a_killed_one_puts_the_earlier_figure_back_and_removes_the_
     from ood_core.plots import recover_figures
 
     done = recover_figures(str(tmp_path / "fig.html"))
-    assert _read(str(tmp_path / "fig.html")) == earlier, "the user's earlier figure is back in place"
-    assert _beside(str(tmp_path), "fig.html") == [] and done["restored"] and done["removed"]
+    assert read_bytes(str(tmp_path / "fig.html")) == earlier, "the user's earlier figure is back in place"
+    assert published_leftovers(str(tmp_path), "fig.html") == [] and done["restored"] and done["removed"]
     fig = ood.plot_score_histogram([0.2, 0.4], [False, True], title="third")
     assert ood.save_figure(fig, str(tmp_path / "fig.png"))["html"] == str(tmp_path / "fig.html")
-    assert b"third" in _read(str(tmp_path / "fig.html")) and _beside(str(tmp_path), "fig.html") == []
+    assert b"third" in read_bytes(str(tmp_path / "fig.html")) and published_leftovers(str(tmp_path), "fig.html") == []
 
 
 def test_save_figure_itself_recovers_and_never_touches_a_users_files_of_those_names(tmp_path):
@@ -171,8 +150,8 @@ def test_save_figure_itself_recovers_and_never_touches_a_users_files_of_those_na
     users_tmp.mkdir()
     (users_tmp / "fig.html").write_text("<html>mine</html>")
     ood.save_figure(ood.plot_score_histogram([0.2, 0.4], [False, True], title="third"), str(tmp_path / "fig.png"))
-    assert b"third" in _read(str(tmp_path / "fig.html")) and _read(str(tmp_path / "fig.html")) != earlier
-    assert _beside(str(tmp_path), "fig.html") == sorted([users_old.name, users_tmp.name])
+    assert b"third" in read_bytes(str(tmp_path / "fig.html")) and read_bytes(str(tmp_path / "fig.html")) != earlier
+    assert published_leftovers(str(tmp_path), "fig.html") == sorted([users_old.name, users_tmp.name])
     assert users_old.read_text() == "<html>my notes</html>"
     assert (users_tmp / "fig.html").read_text() == "<html>mine</html>"
 
@@ -181,13 +160,13 @@ def test_a_save_killed_while_writing_its_named_file_leaves_nothing_behind_the_ne
     """3. the staged HTML half-written (7 bytes: not even the mark) is provably ours by its folder's claim."""
     path = str(tmp_path / "fig.html")
     ood.save_figure(ood.plot_score_histogram([0.1, 0.9], [False, True], title="first"), path)
-    earlier = _read(path)
+    earlier = read_bytes(path)
     _killed(_KILL_IN_WRITE, path, _FIGURE, "second", path)
-    staged = _beside(str(tmp_path), "fig.html")
-    assert len(staged) == 1 and _read(path) == earlier
-    assert len(_read(str(tmp_path / staged[0] / "fig.html"))) == 7
+    staged = published_leftovers(str(tmp_path), "fig.html")
+    assert len(staged) == 1 and read_bytes(path) == earlier
+    assert len(read_bytes(str(tmp_path / staged[0] / "fig.html"))) == 7
     ood.save_figure(ood.plot_score_histogram([0.2, 0.4], [False, True], title="third"), path)
-    assert _beside(str(tmp_path), "fig.html") == [] and b"third" in _read(path)
+    assert published_leftovers(str(tmp_path), "fig.html") == [] and b"third" in read_bytes(path)
 
 
 def test_a_report_half_written_when_killed_is_removed_by_the_next_audit(make, tmp_path):
@@ -197,10 +176,10 @@ def test_a_report_half_written_when_killed_is_removed_by_the_next_audit(make, tm
     report = str(tmp_path / "r.html")
     _killed(_KILL_IN_WRITE, report, _AUDIT, ds.name, report)
     ds.reload()
-    staged = _beside(str(tmp_path), "r.html")
-    assert len(staged) == 1 and len(_read(str(tmp_path / staged[0] / "r.html"))) == 7
+    staged = published_leftovers(str(tmp_path), "r.html")
+    assert len(staged) == 1 and len(read_bytes(str(tmp_path / staged[0] / "r.html"))) == 7
     ood.repair_ood_runs(ds)
-    assert _beside(str(tmp_path), "r.html") == []
+    assert published_leftovers(str(tmp_path), "r.html") == []
 
 
 def test_saves_into_one_folder_take_turns(tmp_path):

@@ -14,7 +14,6 @@ Each test fails without the fix.
 """
 
 import os
-import re
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
+from fault_helpers import published_leftovers, read_bytes
 
 
 @pytest.fixture
@@ -67,29 +67,18 @@ def _killed_publish(ds, target, key, report):
     ds.reload()
 
 
-def _beside(folder, name):
-    """The names next to ``name`` in ``folder`` that publishing gives (``<name>.old-<hex>``, ``.<name>.tmp-*``)."""
-    pattern = re.escape(name) + r"\.old-[0-9a-f]{12}|\." + re.escape(name) + r"\.tmp-[a-z0-9_]+"
-    return sorted(n for n in os.listdir(folder) if re.fullmatch(pattern, n))
-
-
-def _read(path):
-    with open(path, "rb") as f:
-        return f.read()
-
-
 def _killed_redo(make, tmp_path):
     """A dataset whose audit 'a' wrote ``r.html``, and a redo of it killed between the renames: returns
     ``(ds, report, the earlier report's bytes, the earlier CSV's bytes)``."""
     ds = make()
     report = str(tmp_path / "r.html")
     ood.audit(ds, audit_key="a", report_path=report, **KW)
-    earlier, earlier_csv = _read(report), _read(str(tmp_path / "r_flagged.csv"))
+    earlier, earlier_csv = read_bytes(report), read_bytes(str(tmp_path / "r_flagged.csv"))
     _killed_publish(ds, report, "a", report)
     # what the colleague saw: no report, the earlier one aside, the new one staged, the CSV
     assert not os.path.exists(report) and os.path.exists(tmp_path / "r_flagged.csv")
-    left = _beside(str(tmp_path), "r.html")
-    assert len(left) == 2 and _read(str(tmp_path / [n for n in left if ".old-" in n][0])) == earlier
+    left = published_leftovers(str(tmp_path), "r.html")
+    assert len(left) == 2 and read_bytes(str(tmp_path / [n for n in left if ".old-" in n][0])) == earlier
     assert ood.get_ood_run_info(ds, "a")["report_path"] is None
     return ds, report, earlier, earlier_csv
 
@@ -97,27 +86,27 @@ def _killed_redo(make, tmp_path):
 def test_repair_puts_back_the_report_a_killed_redo_moved_aside_and_removes_its_staging(make, tmp_path):
     ds, report, earlier, earlier_csv = _killed_redo(make, tmp_path)
     ood.repair_ood_runs(ds)
-    assert _read(report) == earlier and _read(str(tmp_path / "r_flagged.csv")) == earlier_csv
-    assert _beside(str(tmp_path), "r.html") == []
+    assert read_bytes(report) == earlier and read_bytes(str(tmp_path / "r_flagged.csv")) == earlier_csv
+    assert published_leftovers(str(tmp_path), "r.html") == []
     assert ood.get_ood_run_info(ds, "a")["report_path"] == report, "the record names its report again"
     ood.audit(ds, audit_key="a", report_path=report, overwrite=True, **KW)  # and a redo goes through
-    assert ood.get_ood_run_info(ds, "a")["report_path"] == report and _read(report) != earlier
-    assert _beside(str(tmp_path), "r.html") == []
+    assert ood.get_ood_run_info(ds, "a")["report_path"] == report and read_bytes(report) != earlier
+    assert published_leftovers(str(tmp_path), "r.html") == []
 
 
 def test_a_redo_into_the_path_of_a_killed_publish_goes_through(make, tmp_path):
     ds, report, earlier, _ = _killed_redo(make, tmp_path)
     summary = ood.audit(ds, audit_key="a", report_path=report, overwrite=True, **KW)
-    assert summary["report_path"] == report and os.path.isfile(report) and _read(report) != earlier
-    assert _beside(str(tmp_path), "r.html") == [] and _beside(str(tmp_path), "r_flagged.csv") == []
+    assert summary["report_path"] == report and os.path.isfile(report) and read_bytes(report) != earlier
+    assert published_leftovers(str(tmp_path), "r.html") == [] and published_leftovers(str(tmp_path), "r_flagged.csv") == []
     assert ood.get_ood_run_info(ds, "a")["report_path"] == report
 
 
 def test_deleting_the_audit_puts_its_report_back_and_removes_the_staging(make, tmp_path):
     ds, report, earlier, _ = _killed_redo(make, tmp_path)
     ood.delete_ood_run(ds, "a")
-    assert _read(report) == earlier, "the deleted audit's report (the user's result) is back in place"
-    assert _beside(str(tmp_path), "r.html") == []
+    assert read_bytes(report) == earlier, "the deleted audit's report (the user's result) is back in place"
+    assert published_leftovers(str(tmp_path), "r.html") == []
 
 
 def test_a_csv_publish_killed_between_the_renames_leaves_the_csv_its_report_was_written_with(make, tmp_path):
@@ -126,12 +115,12 @@ def test_a_csv_publish_killed_between_the_renames_leaves_the_csv_its_report_was_
     ood.audit(ds, audit_key="a", report_path=report, **KW)
     ds.set_values("vec", list(np.random.default_rng(7).normal(size=(len(ds), 8)).astype(np.float32)))
     _killed_publish(ds, csv_path, "a", report)
-    assert os.path.isfile(report) and not os.path.exists(csv_path) and len(_beside(str(tmp_path), "r_flagged.csv")) == 2
-    staged = [n for n in _beside(str(tmp_path), "r_flagged.csv") if ".tmp-" in n][0]
-    new_csv = _read(os.path.join(tmp_path, staged, "r_flagged.csv"))
+    assert os.path.isfile(report) and not os.path.exists(csv_path) and len(published_leftovers(str(tmp_path), "r_flagged.csv")) == 2
+    staged = [n for n in published_leftovers(str(tmp_path), "r_flagged.csv") if ".tmp-" in n][0]
+    new_csv = read_bytes(os.path.join(tmp_path, staged, "r_flagged.csv"))
     ood.repair_ood_runs(ds)
-    assert _read(csv_path) == new_csv, "the CSV the report in place vouches for first (written with it)"
-    assert _beside(str(tmp_path), "r_flagged.csv") == [] and _beside(str(tmp_path), "r.html") == []
+    assert read_bytes(csv_path) == new_csv, "the CSV the report in place vouches for first (written with it)"
+    assert published_leftovers(str(tmp_path), "r_flagged.csv") == [] and published_leftovers(str(tmp_path), "r.html") == []
     ood.audit(ds, audit_key="a", report_path=report, overwrite=True, **KW)
     assert ood.get_ood_run_info(ds, "a")["report_path"] == report
 
@@ -147,18 +136,18 @@ def test_files_of_the_users_under_the_leftover_names_are_never_touched(make, tmp
     edited.write_bytes(earlier.replace(b"</html>", b"<!-- my note --></html>"))
     os.utime(edited, (time.time() + 60, time.time() + 60))
     ood.repair_ood_runs(ds)
-    assert _read(report) == earlier
+    assert read_bytes(report) == earlier
     assert users_old.read_text() == "<html>my notes</html>"
     assert (users_tmp / "r.html").read_text() == "<html>mine</html>"
     assert edited.exists()
-    assert _beside(str(tmp_path), "r.html") == sorted([users_tmp.name, edited.name, users_old.name])
+    assert published_leftovers(str(tmp_path), "r.html") == sorted([users_tmp.name, edited.name, users_old.name])
 
 
 def test_recovery_leaves_the_files_of_a_publish_that_holds_the_lock(make, tmp_path):
     from ood_core.fo.report_leftovers import recover_report, report_lock
 
     ds, report, earlier, _ = _killed_redo(make, tmp_path)
-    left = _beside(str(tmp_path), "r.html")
+    left = published_leftovers(str(tmp_path), "r.html")
     with report_lock(report):  # another thread holding it: as a live publish in another process
         import threading
 
@@ -166,8 +155,8 @@ def test_recovery_leaves_the_files_of_a_publish_that_holds_the_lock(make, tmp_pa
         worker = threading.Thread(target=lambda: result.update(recover_report(report)))
         worker.start()
         worker.join()
-        assert result == {"restored": [], "removed": []} and _beside(str(tmp_path), "r.html") == left
-    assert recover_report(report)["restored"] and _read(report) == earlier
+        assert result == {"restored": [], "removed": []} and published_leftovers(str(tmp_path), "r.html") == left
+    assert recover_report(report)["restored"] and read_bytes(report) == earlier
 
 
 def test_report_publishes_into_one_path_take_turns(make, tmp_path):
