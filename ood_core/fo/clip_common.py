@@ -19,7 +19,6 @@ from ..images import ImageLoadError
 from ..progress import Progress
 from ..validation import is_int
 from . import runs
-from .items import num_samples
 
 logger = logging.getLogger(__name__)
 
@@ -118,13 +117,14 @@ def check_clip_embeddings_cover(samples, embeddings_field):
 
 
 def read_clip_embeddings(samples, embeddings_field, encoder):
-    """``(ids, X)`` of the samples that have a stored embedding made by ``encoder``."""
-    from .items import read_embeddings
+    """``(ids, X, read_ids)`` of the samples that have a stored embedding made by ``encoder``; ``read_ids``: every
+    sample of that read, with an embedding or without."""
+    from .items import read_embeddings_and_ids
 
     record = clip_embeddings_record(samples, embeddings_field)
     check_clip_embeddings_cover(samples, embeddings_field)
     # the shared reader: skips samples without an embedding, refuses mixed shapes, NaN rows and non-vectors
-    keys, X, _ = read_embeddings(samples, embeddings_field)
+    keys, X, _, read_ids = read_embeddings_and_ids(samples, embeddings_field)
     if X.shape[1] != encoder.embed_dim:
         raise OODInputError(
             f"image embeddings in {embeddings_field!r} have dimension {X.shape[1]} but the text embeddings "
@@ -141,7 +141,7 @@ def read_clip_embeddings(samples, embeddings_field, encoder):
             "and quick_gelu as the embeddings run (or omit all three to take them from it), or recompute "
             "the embeddings with compute_clip_embeddings(..., overwrite=True)"
         )
-    return keys, X
+    return keys, X, read_ids
 
 
 def check_skip_failures(skip_failures):
@@ -204,15 +204,16 @@ def prepare_image(encoder, path):
 
 
 def image_embeddings(samples, encoder, stored, *, batch_size, skip_failures, progress):
-    """``stored`` = ``(ids, X)`` read from an embeddings field, else encode the images."""
+    """``(ids, X, failures, read_ids)``: ``stored`` = ``(ids, X, read_ids)`` read from an embeddings field, else
+    the images encoded now; ``read_ids``: every sample read (encoded, skipped, or without a stored embedding)."""
     if stored is not None:
-        return stored[0], stored[1], []
+        return stored[0], stored[1], [], stored[2]
     keys, X, failures = encode_samples(
         samples, encoder, batch_size=batch_size, skip_failures=skip_failures, progress=progress
     )
     if not keys:
         raise OODInputError("no image of this view could be read; see the warnings for each file")
-    return keys, X, failures
+    return keys, X, failures, list(keys) + [f["id"] for f in failures]  # (encode_samples reads each id once)
 
 
 # --------------------------------------------------------------------------- outputs
@@ -232,8 +233,9 @@ def check_outputs(samples, score_field, prediction_field, run_key, overwrite, *,
     runs.check_new_run(samples, run_key, fields, overwrite, reads=reads)
 
 
-def prediction_writes(samples, prediction_field, keys, labels, confidences):
-    """The predicted-class write that goes with the scores (none without ``prediction_field``)."""
+def prediction_writes(samples, prediction_field, keys, labels, confidences, read_ids=None):
+    """The predicted-class write that goes with the scores (none without ``prediction_field``); ``read_ids``: as
+    for :func:`.runs.record_scores`."""
     import fiftyone.core.labels as fol
 
     from .items import values_by_key
@@ -245,7 +247,7 @@ def prediction_writes(samples, prediction_field, keys, labels, confidences):
             for k, lab, c in zip(keys, labels, confidences)
         }
         # keyed by sample id (written by id); the identity keeps each Classification as it is
-        writes.append((prediction_field, values_by_key(samples, by_key, None, convert=lambda v: v)))
+        writes.append((prediction_field, values_by_key(samples, by_key, None, lambda v: v, read_ids)))
     return writes
 
 
@@ -273,6 +275,8 @@ class ScorerInputs:
     X: np.ndarray
     failures: list = field(default_factory=list)
     lexicon_record: dict = field(default_factory=dict)
+    #: every sample the images were read for (scored or skipped): the write gives exactly these a value
+    read_ids: list = None
 
 
 def prepare_scorer_inputs(samples, id_names, *, embeddings_field, model_name, pretrained, quick_gelu, device,
@@ -298,11 +302,11 @@ def prepare_scorer_inputs(samples, id_names, *, embeddings_field, model_name, pr
     check_counts_early(lex, id_names, **counts)
     encoder = make_encoder(model_name, pretrained, quick_gelu, device)
     stored = None if embeddings_field is None else read_clip_embeddings(samples, embeddings_field, encoder)
-    keys, X, failures = image_embeddings(
+    keys, X, failures, read_ids = image_embeddings(
         samples, encoder, stored, batch_size=batch_size, skip_failures=skip_failures, progress=progress)
     order = np.argsort(np.asarray(keys, dtype=str), kind="stable")
     return ScorerInputs(id_names, encoder, lex, [keys[i] for i in order], X[order], failures,
-                        lexicon_info(lex, **{k: vocabulary[k] for k in ("cross_pos", "parts_of_speech")}))
+                        lexicon_info(lex, **{k: vocabulary[k] for k in ("cross_pos", "parts_of_speech")}), read_ids)
 
 
 def record_clip_scores(samples, run_key, *, kind, inputs, scores, predictions, score_field, prediction_field,
@@ -315,8 +319,9 @@ def record_clip_scores(samples, run_key, *, kind, inputs, scores, predictions, s
     runs.record_scores(
         samples, run_key, kind=kind, score_field=score_field,
         scores_by_key=dict(zip(inputs.keys, np.asarray(scores, np.float64))),
-        extra_writes=prediction_writes(samples, prediction_field, inputs.keys, labels, confidences),
-        overwrite=overwrite, reads=[label_field, embeddings_field], prediction_field=prediction_field,
+        extra_writes=prediction_writes(samples, prediction_field, inputs.keys, labels, confidences, inputs.read_ids),
+        read_ids=inputs.read_ids, overwrite=overwrite, reads=[label_field, embeddings_field],
+        prediction_field=prediction_field,
         label_field=label_field,
         id_labels=list(inputs.id_names), embeddings_field=embeddings_field, clip=encoder_info(inputs.encoder),
         lexicon=inputs.lexicon_record, score_convention=SCORE_CONVENTION, results=results, **params,
@@ -330,7 +335,7 @@ def scores_summary(samples, run_key, score_field, prediction_field, inputs, scor
         "field": score_field,
         "prediction_field": prediction_field,
         "num_scored": int(len(inputs.keys)),
-        "num_skipped": int(num_samples(samples) - len(inputs.keys)),
+        "num_skipped": int(len(inputs.read_ids) - len(inputs.keys)),  # of the samples read
         **extra,
         "id_labels": list(inputs.id_names),
         "score_quantiles": score_quantiles(scores),

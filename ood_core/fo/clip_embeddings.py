@@ -90,7 +90,8 @@ def compute_clip_embeddings(
     }
     runs.write_and_record(
         samples,
-        [(embeddings_field, values_by_key(samples, dict(zip(keys, X)), None), fof.VectorField)],
+        [(embeddings_field, values_by_key(samples, dict(zip(keys, X)), None,
+                                                  read_ids=list(keys) + [f["id"] for f in failures]), fof.VectorField)],
         embeddings_field,
         kind="embeddings",
         overwrite=overwrite,

@@ -537,6 +537,7 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
         reference: tag or view to fit on (default: the reference the config
             was chosen with; unsupervised when that was None).
     """
+    from .items import read_embeddings_and_ids
     from .score_outputs import p_value_outputs
     from .scores import score_arrays
 
@@ -559,7 +560,7 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
         reference = recorded.get("tag") or runs.view_from_description(samples, recorded)
         if reference is None:
             raise OODInputError("the config records no reference; pass reference=<tag or view of trusted samples>")
-    keys, X = _read(samples, emb)
+    keys, X, _, read_ids = read_embeddings_and_ids(samples, emb)  # read_ids: what the write replaces
     cols = None
     if config.get("level_indices") is not None:
         backbone = _backbone(samples, emb)
@@ -571,8 +572,7 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
             )
         cols = level_columns(backbone, X.shape[1], config["level_indices"])
         X = X[:, cols]
-    X_ref = ref_index = None
-    ref_info = None
+    X_ref = ref_index = ref_info = None
     if reference is not None:
         ref_view, ref_info = runs.resolve_view(samples, reference, "reference")
         ref_keys, X_ref = _read(ref_view, emb)
@@ -586,13 +586,14 @@ def score_with_config(samples, score_field, config, *, reference=None, run_key=N
         reduce=config.get("reduce"), n_components=config.get("n_components"), seed=config.get("seed", 0),
         return_reference_scores=True,
     )
-    p_writes, calibration = p_value_outputs(samples, keys, scores, ref_scores, score_field)
+    p_writes, calibration = p_value_outputs(samples, keys, scores, ref_scores, score_field, read_ids=read_ids)
     summary = {"run_key": run_key, "field": score_field, "method": method, "num_scored": int(len(scores)),
                "score_quantiles": {q: float(np.quantile(scores, q / 100)) for q in (5, 50, 95)}}
     runs.record_scores(
         samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=dict(zip(keys, scores)),
-        extra_writes=p_writes, overwrite=overwrite, results=summary, reads=[emb], embeddings_field=emb,
-        label_field=None, detector=det.get_params(), reduction=reducer.get_params() if reducer else None,
+        extra_writes=p_writes, overwrite=overwrite, results=summary, reads=[emb], read_ids=read_ids,
+        embeddings_field=emb, label_field=None, detector=det.get_params(),
+        reduction=reducer.get_params() if reducer else None,
         reference=ref_info, levels=config.get("levels"), level_indices=config.get("level_indices"),
         backbone=_backbone(samples, emb), **calibration,
     )

@@ -8,7 +8,7 @@ removed only from those ids, and only when no other flags run with the same tag
 
 from ..errors import OODInputError
 from . import runs
-from .items import every_sample, flatten, require_collection, values_by_key
+from .items import every_sample, flatten, patch_path, require_collection, values_by_key
 from .links import score_run_of
 
 
@@ -45,9 +45,9 @@ def _tagged_item_ids(dataset, tag, patches_field):
     dataset = every_sample(dataset)
     if patches_field is None:
         return set(dataset.match_tags(tag).values("id"))
-    ids = flatten(dataset.values(f"{patches_field}.detections.id"))
-    tags = flatten(dataset.values(f"{patches_field}.detections.tags"))
-    return {i for i, t in zip(ids, tags) if tag in (t or [])}
+    # one query, so each object's id and tags come from the same read of its document
+    ids, tags = dataset.values([patch_path(patches_field, "id"), patch_path(patches_field, "tags")])
+    return {i for i, t in zip(flatten(ids), flatten(tags)) if tag in (t or [])}
 
 
 def claimed_by_other_runs(samples, tag, level, exclude_key):
@@ -125,13 +125,14 @@ def tag_plan(samples, flagged, tag, patches, flag_key, previous, kept=frozenset(
 
 def flag_values(samples, patches_field, flags_by_id, view_ids=None):
     """The flag (None: no score) of each item of ``samples``, as :func:`.commit.stage_values` takes them: for samples
-    a dict sample id -> flag over the view's samples (``view_ids`` if the caller just read them, else read here),
-    written in bulk; for objects, an :class:`.bulk_values.ObjectValues` by object id."""
+    a dict sample id -> flag over the view's samples (``view_ids``: the items the caller read the scores of, else the
+    view is read here), written in bulk; for objects, an :class:`.bulk_values.ObjectValues` by object id."""
     if patches_field is None and view_ids is not None:
         return {i: flags_by_id.get(i) for i in view_ids}
     # by id (objects: an ObjectValues by object id), so a view whose order changes between reads gets each flag on
-    # its own item; the identity keeps True / False (the default would store 1.0 / 0.0)
-    return values_by_key(samples, flags_by_id, patches_field, convert=lambda v: v)
+    # its own item, and only the items read (``view_ids``) get one (a ``$sample`` view returns other items at the
+    # write); the identity keeps True / False (the default would store 1.0 / 0.0)
+    return values_by_key(samples, flags_by_id, patches_field, convert=lambda v: v, read_ids=view_ids)
 
 
 def get_flag_info(samples, flag_key):

@@ -324,6 +324,12 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
     ``label_field`` is given), ``X`` is ``(N, D)`` float32 and ``labels`` is a
     list of strings or None.
     """
+    return read_embeddings_and_ids(samples, embeddings_field, patches_field, label_field)[:3]
+
+
+def read_embeddings_and_ids(samples, embeddings_field, patches_field=None, label_field=None):
+    """:func:`read_embeddings` plus ``read_ids``: the ids of every item this read returned, with an embedding or
+    without, i.e. the items a score run read; its write (:func:`values_by_key`) gives exactly these a value."""
     dataset = samples._dataset
     if patches_field is None:
         require_embeddings_field(dataset, embeddings_field)
@@ -379,7 +385,7 @@ def read_embeddings(samples, embeddings_field, patches_field=None, label_field=N
             "their embeddings, or exclude them from the view (e.g. view.exclude(ids))"
         )
     labels = [labs[i] for i in keep] if label_field else None
-    return [keys[i] for i in keep], X, labels
+    return [keys[i] for i in keep], X, labels, keys
 
 
 def item_names(keys, sample_of):
@@ -394,27 +400,32 @@ def flatten(nested):
     return [x for row in nested for x in (row or [])]
 
 
-def values_by_key(samples, by_key, patches_field, convert=None):
+def values_by_key(samples, by_key, patches_field, convert=None, read_ids=None):
     """The values to write from a ``{key: value}`` dict, keyed by item id (so where a view returns its samples
     in another order, or other samples, at the next query, e.g. ``$sample``, each value still lands on its
-    own item): for samples a dict sample id -> value over the view's samples and every key of ``by_key``;
-    for objects an :class:`.bulk_values.ObjectValues` over the view's objects and every key of ``by_key``.
+    own item): for samples a dict sample id -> value, for objects an :class:`.bulk_values.ObjectValues`, over
+    every key of ``by_key`` and every item the call read (``read_ids``, from the read it computed the values
+    from: :func:`read_embeddings_and_ids`); those without a key get None. Without ``read_ids``, the items of
+    the view as read here: only right for a view that returns the same items at every query, for a view such
+    as ``$sample`` other items, whose values (kept by an overwrite from a view) would be cleared.
 
-    ``convert`` turns each value into what is stored (default :func:`to_storable`:
-    numbers and arrays); items of the view without a key get None.
+    ``convert`` turns each value into what is stored (default :func:`to_storable`: numbers and arrays).
     """
     from .bulk_values import ObjectValues
 
     convert = convert or to_storable
     if patches_field is None:
-        keys = dict.fromkeys(sample_ids(samples))
+        keys = dict.fromkeys(sample_ids(samples) if read_ids is None else read_ids)
         keys.update(dict.fromkeys(by_key))
         return {k: convert(by_key.get(k)) for k in keys}
     sids, oids = samples.values(["id", patch_path(patches_field, "id")])
     rows = [(sid, oid) for sid, row in zip(sids, oids) for oid in (row or [])]
+    if read_ids is not None:  # the objects read: those of this read of the view that were, the others by id
+        wanted = set(read_ids) | set(by_key)
+        rows = [(sid, oid) for sid, oid in rows if oid in wanted]
     seen = {oid for _, oid in rows}
-    missing = [k for k in by_key if k not in seen]
-    if missing:  # scored, but not in this read of an unstable view: found by id on the dataset
+    missing = [k for k in (by_key if read_ids is None else wanted) if k not in seen]
+    if missing:  # read (and scored), but not in this read of an unstable view: found by id on the dataset
         rows += _object_rows(samples._dataset.select_labels(ids=missing, fields=patches_field), patches_field,
                              set(missing))
     return ObjectValues((sid, oid, convert(by_key.get(oid))) for sid, oid in rows)

@@ -272,11 +272,13 @@ def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results
 
 
 def record_scores(samples, run_key, *, kind, score_field, scores_by_key, patches_field=None, extra_writes=(),
-                  overwrite=False, results=None, reads=(), **params):
+                  overwrite=False, results=None, reads=(), read_ids=None, **params):
     """Write one score per item and record the score run: the one path of every score writer.
 
-    ``scores_by_key`` maps sample ids (object ids with ``patches_field``) to scores; items without a score get
-    None. ``extra_writes`` are further ``(path, values[, field_type])`` written in the same all-or-nothing step
+    ``scores_by_key`` maps sample ids (object ids with ``patches_field``) to scores; the items the scores were
+    computed from (``read_ids``: every item of that read, scored or not) without a score get None, no other item
+    a value (a view such as ``$sample`` returns others at the next query: see :func:`.items.values_by_key`).
+    ``extra_writes`` are further ``(path, values[, field_type])`` written in the same all-or-nothing step
     (e.g. a predicted label). The record always carries ``score_field``, ``patches_field``, the kind's positive
     class and the score convention, so :func:`score_path` finds the scores of any score run.
     """
@@ -288,7 +290,8 @@ def record_scores(samples, run_key, *, kind, score_field, scores_by_key, patches
     if not kind_info.is_score:
         raise OODInputError(f"record_scores records score runs; {kind!r} is not a score kind")
     target = patch_path(patches_field, score_field) if patches_field else score_field
-    writes = [(target, values_by_key(samples, scores_by_key, patches_field), fof.FloatField), *extra_writes]
+    writes = [(target, values_by_key(samples, scores_by_key, patches_field, read_ids=read_ids), fof.FloatField),
+              *extra_writes]
     params.setdefault("score_convention", f"higher = more {kind_info.positive_class}")
     write_and_record(samples, writes, run_key, kind=kind, overwrite=overwrite, results=results, reads=reads,
                      score_field=score_field, patches_field=patches_field,

@@ -4,9 +4,10 @@ the k-NN family) and suggested labels (``<score>_suggestion``, wrong-label detec
 from .items import patch_path
 
 
-def extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field, patches_field):
+def extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field, patches_field, read_ids=None):
     """Fields written next to the scores: suggested labels (label-issue detectors that vote for a class)
-    and calibrated p-values (OOD detectors). Returns ``(extra writes, run-record entries)``."""
+    and calibrated p-values (OOD detectors). Returns ``(extra writes, run-record entries)``. ``read_ids``: the
+    items the scores were computed from, as for :func:`.runs.record_scores` (they alone get values)."""
     import fiftyone.core.fields as fof
 
     from .items import values_by_key
@@ -18,24 +19,25 @@ def extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field, p
         by_key = suggestions_by_key(keys, labels, suggested, det.class_probabilities_.max(axis=1))
         if by_key:  # FiftyOne cannot declare a Classification field from None values only: no field then
             if patches_field:  # an object attribute: the class name
-                writes.append((path, values_by_key(samples, by_key, patches_field, convert=_suggested_class),
+                writes.append((path, values_by_key(samples, by_key, patches_field, _suggested_class, read_ids),
                                fof.StringField))
             else:
-                writes.append((path, values_by_key(samples, by_key, None, convert=_suggestion_label)))
+                writes.append((path, values_by_key(samples, by_key, None, _suggestion_label, read_ids)))
         record["suggestion"] = {"field": path if by_key else None, "num_suggested": len(by_key),
                                 "meaning": SUGGESTION_MEANING}
     if det.task == "ood" and ref_scores is not None and len(ref_scores):
-        more_writes, more_record = p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_field)
+        more_writes, more_record = p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_field,
+                                                   read_ids=read_ids)
         writes += more_writes
         record.update(more_record)
     return writes, record
 
 
-def p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_field=None):
+def p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_field=None, read_ids=None):
     """The calibrated p-values every OOD score run writes next to its scores (``<score_field>_pvalue``): the
     share of reference items scoring at least as high (:func:`ood_core.calibration.conformal_p_values`) from
     their leave-one-out scores ``ref_scores`` (the scored set's own without a reference). Returns ``(writes,
-    {"calibration": ...})`` for :func:`.runs.record_scores`."""
+    {"calibration": ...})`` for :func:`.runs.record_scores`, given the same ``read_ids``."""
     import fiftyone.core.fields as fof
 
     from ..calibration import conformal_p_values
@@ -43,7 +45,8 @@ def p_value_outputs(samples, keys, scores, ref_scores, score_field, patches_fiel
 
     path = patch_path(patches_field, f"{score_field}_pvalue") if patches_field else f"{score_field}_pvalue"
     p_values = conformal_p_values(ref_scores, scores)
-    writes = [(path, values_by_key(samples, dict(zip(keys, p_values)), patches_field), fof.FloatField)]
+    writes = [(path, values_by_key(samples, dict(zip(keys, p_values)), patches_field, read_ids=read_ids),
+               fof.FloatField)]
     return writes, {"calibration": {
         "field": path, "num_reference": int(len(ref_scores)),
         "meaning": "conformal p-value: (1 + number of reference items scoring at least as high) / "

@@ -27,10 +27,10 @@ from .score_outputs import extra_outputs
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
-    count_items,
     label_kind,
     patch_path,
     read_embeddings,
+    read_embeddings_and_ids,
     refuse_label_tagged_reference,
     require_nonempty,
     union_view,
@@ -227,7 +227,7 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
         ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         samples = union_view(samples, ref_view)
     bar.extend(score_steps(method, transductive))
-    keys, X, labels, X_ref, labels_ref, ref_index, ref_info = _read_score_inputs(
+    keys, X, labels, X_ref, labels_ref, ref_index, ref_info, read_ids = _read_score_inputs(
         samples, reference, embeddings_field, patches_field, label_field, use_labels, method)
     bar.update(1)
     check_k_fits(k, method, len(X if X_ref is None else X_ref), *fit_set_words(reference, method))
@@ -245,19 +245,19 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
         neighbor_backend=neighbor_backend, neighbor_index=neighbor_index,
         level_dims=stored_level_dims(backbone, X.shape[1]), return_reference_scores=True, transductive=transductive,
         progress=bar)
-    summary = score_summary(run_key, target, scores, count_items(samples, patches_field), method=method,
+    summary = score_summary(run_key, target, scores, len(read_ids), method=method,
                             **_fitted_summary(det),
                             **(uncovered_classes(labels, labels_ref) if det.uses_reference_classes else {}))
     _log_warnings(run_key, summary, label_field)
     extra_writes, extra_record = extra_outputs(samples, det, keys, labels, scores, ref_scores, score_field,
-                                                patches_field)
+                                                patches_field, read_ids)
     summary.update({k: v["field"] for k, v in extra_record.items()})
     if "suggestion" in extra_record:
         summary["num_suggested"] = extra_record["suggestion"]["num_suggested"]
     runs.record_scores(
         samples, run_key, kind=kind, score_field=score_field,
         scores_by_key=dict(zip(keys, scores)), patches_field=patches_field, extra_writes=extra_writes,
-        overwrite=overwrite, results=summary, reads=reads, embeddings_field=embeddings_field,
+        overwrite=overwrite, results=summary, reads=reads, read_ids=read_ids, embeddings_field=embeddings_field,
         label_field=label_field, detector=det.get_params(), detector_fitted=det.fitted_params(),
         reduction=reducer.get_params() if reducer is not None else None, reference=ref_info, backbone=backbone,
         **extra_record,
@@ -276,17 +276,18 @@ def _log_warnings(run_key, summary, label_field):
 
 
 def _read_score_inputs(samples, reference, embeddings_field, patches_field, label_field, use_labels, method):
-    """Scored and reference embeddings and labels: ``(keys, X, labels, X_ref, labels_ref, ref_index, ref_info)``."""
+    """Scored and reference embeddings and labels: ``(keys, X, labels, X_ref, labels_ref, ref_index, ref_info,
+    read_ids)``; ``read_ids``: every item of the scored read (scored or skipped), the items the write replaces."""
     from ..detectors import detector_class
 
-    keys, X, labels = read_embeddings(samples, embeddings_field, patches_field, use_labels)
+    keys, X, labels, read_ids = read_embeddings_and_ids(samples, embeddings_field, patches_field, use_labels)
     # rows in canonical order, not the view's: the scores of a set of items do not depend on how a view orders them
     keys, X, labels = in_canonical_order(samples, patches_field, keys, X, labels)
     X_ref, labels_ref, ref_index, ref_info, ref_keys = _read_reference(samples, reference, keys, embeddings_field,
                                                                        patches_field, use_labels)
     if use_labels is None and label_field is not None and detector_class(method).accepts_optional_labels:
         labels, labels_ref = _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_field)
-    return keys, X, labels, X_ref, labels_ref, ref_index, ref_info
+    return keys, X, labels, X_ref, labels_ref, ref_index, ref_info, read_ids
 
 
 def _fitted_summary(det):

@@ -34,7 +34,7 @@ from ..errors import BackendError, OODInputError
 from ..progress import Progress
 from ..validation import check_positive_int
 from . import runs
-from .items import num_samples, read_embeddings
+from .items import read_embeddings
 from .pgvector_names import pgvector_names
 
 logger = logging.getLogger(__name__)
@@ -60,13 +60,17 @@ def kth_distance(neighbor_ids, dists, query_id, k):
     return others[k - 1] if len(others) >= k else None
 
 
-def _embedding_chunks(samples, embeddings_field, batch_size, metric, seen):
-    """Yield ``(ids, X)`` chunks of the samples that have an embedding (ids only are listed up front), each checked
-    before it reaches the index (pgvector refuses NaN with a raw error that breaks its connection): finite numeric
-    vectors of the dimension ``seen["dim"]`` (the index's, else the first chunk's), none all-zero under cosine."""
-    ids = samples.exists(embeddings_field).values("id")
+def _embedding_chunks(samples, embeddings_field, batch_size, metric, seen, ids=None):
+    """Yield ``(ids, X)`` chunks of the samples of ``ids`` (default: those of ``samples`` with an embedding) that
+    have one, read by id (``$sample`` views return others at each query), each checked before it reaches the index
+    (pgvector refuses NaN with a raw error that breaks its connection): finite numeric vectors of the dimension
+    ``seen["dim"]`` (the index's, else the first chunk's), none all-zero under cosine."""
+    ids = samples.exists(embeddings_field).values("id") if ids is None else ids
     for start in range(0, len(ids), batch_size):
-        cids, X, _ = read_embeddings(samples.select(ids[start:start + batch_size]), embeddings_field)
+        chunk = samples._dataset.select(ids[start:start + batch_size]).exists(embeddings_field)
+        if not len(chunk):
+            continue
+        cids, X, _ = read_embeddings(chunk, embeddings_field)
         dim = seen.setdefault("dim", X.shape[1])
         if X.shape[1] != dim:
             raise OODInputError(
@@ -80,10 +84,6 @@ def _embedding_chunks(samples, embeddings_field, batch_size, metric, seen):
                 "cosine index has no direction for them, so their distances would be NaN. Exclude them from the "
                 'view (view.exclude(ids)), recompute their embeddings, or use an index with metric="euclidean"')
         yield cids, X
-
-
-def _count_with_embedding(samples, embeddings_field):
-    return samples.exists(embeddings_field).count()
 
 
 def _refuse_brain_sklearn(backend):
@@ -357,13 +357,14 @@ def _compute_knn_scores_with_index(
         if existing and ref_view is not None:
             id_filter = _restrict_to_reference(index, ref_view, n_ref, embeddings_field, brain_key, batch_size)
         metric = index_metric(index)
-        scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen)
-        summary = score_summary(run_key, score_field, list(scores.values()), num_samples(samples), method="knn")
+        read_ids = samples.values("id")  # read once: every sample scored or skipped, the ones the write replaces
+        scores = _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen, read_ids)
+        summary = score_summary(run_key, score_field, list(scores.values()), len(read_ids), method="knn")
         ref_scores = _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batch_size, seen)
         p_writes, calibration = p_value_outputs(samples, list(scores), list(scores.values()), ref_scores,
-                                                score_field)
+                                                score_field, read_ids=read_ids)
         runs.record_scores(
-            samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=scores,
+            samples, run_key, kind="ood_scores", score_field=score_field, scores_by_key=scores, read_ids=read_ids,
             extra_writes=p_writes, overwrite=overwrite, results=summary, reads=[embeddings_field],
             embeddings_field=embeddings_field, label_field=None, **calibration,
             detector={"method": "knn", "k": k, "normalize": _METRIC_NORMALIZE[metric],
@@ -417,7 +418,7 @@ def _reference_with_embeddings(samples, reference, embeddings_field, k):
     if reference is None:
         return None, None, None
     ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
-    n_ref = _count_with_embedding(ref_view, embeddings_field)
+    n_ref = ref_view.exists(embeddings_field).count()
     if n_ref <= k:  # a sample is not its own neighbour: k < n_ref; with 0 or 1 no k can do
         fix = (f"k must be < {n_ref}: lower k or add reference samples" if n_ref > 1 else "k-NN scoring needs at "
                f"least 2: compute their embeddings (compute_pyramid_embeddings(reference view, "
@@ -483,11 +484,12 @@ def _reference_scores(ref_view, scores, index, embeddings_field, k, metric, batc
     return [scores[i] if i in scores else more[i] for i in ids]
 
 
-def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen):
-    """``{sample id: k-NN score}`` from index queries in chunks (a sample in the index is not its own neighbour)."""
+def _score_with_index(samples, index, embeddings_field, k, metric, batch_size, progress, seen, read_ids=None):
+    """``{sample id: k-NN score}`` of the samples of ``read_ids`` (default: those of ``samples`` with an embedding)
+    from index queries in chunks (a sample in the index is not its own neighbour)."""
     scores, missing, neighbours = {}, 0, set()
-    with Progress(progress, _count_with_embedding(samples, embeddings_field), "k-NN via index") as bar:
-        for ids, X in _embedding_chunks(samples, embeddings_field, batch_size, metric, seen):
+    with Progress(progress, samples.exists(embeddings_field).count(), "k-NN via index") as bar:
+        for ids, X in _embedding_chunks(samples, embeddings_field, batch_size, metric, seen, read_ids):
             if seen.setdefault("checks", 0) < 3:  # a lookup may scan the table: a sample of the first chunks
                 seen["checks"] += 1
                 _refuse_moved_vectors(index, ids[:100], X[:100], metric, embeddings_field)
