@@ -20,7 +20,7 @@ from ood_core.fo import embedding_runs, form_cache
 from .field_inputs import (add_embeddings_choice, add_uncovered_classes_warning, check_label_field,  # noqa: F401
                            check_label_pairing, label_fields, label_kind_or_none)  # (the forms' fields: common.*)
 from .markdown import escape, report  # noqa: F401  (report: the result views' markdown, common.report)
-from .param_names import check_param_names
+from .param_names import check_param_names, fill_first_pass_defaults
 
 
 class OODOperator(foo.Operator):
@@ -51,6 +51,14 @@ class OODOperator(foo.Operator):
 
     def resolve_delegation(self, ctx):
         return resolve_delegation(ctx) if self.delegable else False
+
+    def resolve_type(self, ctx, type):
+        """The App's path to the form: its first pass with the defaults the form shows filled in, as the App sends
+        them next (:func:`operators.param_names.fill_first_pass_defaults`). A run and a Python call resolve the
+        form (:meth:`resolve_input`) with the params given: absent there is what the run reads as absent."""
+        if type == "inputs":
+            fill_first_pass_defaults(self, ctx)
+        return super().resolve_type(ctx, type)
 
     def run(self, ctx):
         """The work of the operator; returns a JSON dict, with a markdown ``report`` for the App."""
