@@ -91,13 +91,13 @@ def test_an_export_folder_given_through_a_symbolic_link_is_its_target(media, tmp
     assert os.path.islink(link) and len(os.listdir(target / "data")) == again["num_ood_flagged"]
 
 
-def test_flagged_samples_with_missing_media_are_named_at_the_export(media, tmp_path):
+def test_samples_with_missing_media_are_named_before_the_audit_writes(media, tmp_path):
     paths = media.values("filepath")
     for p in paths[::2]:
         os.remove(p)
-    with pytest.raises(OODInputError, match=r"export_dir=.*export.*: the media files of \d+ flagged samples are "
-                                            r"missing \(e.g. '.*img\d+\.png'\).*redo the audit with overwrite=True; "
-                                            r"or audit without export_dir"):
+    with pytest.raises(OODInputError, match=r"export_dir=.*export.*: the media files of \d+ samples with an "
+                                            r"embedding in 'vec' \(any of them can be flagged\) are missing "
+                                            r"\(e.g. '.*img\d+\.png'\).*then audit again; or audit without export_dir"):
         _audit(media, tmp_path, export_dir=str(tmp_path / "export"), ood_pass_rate=0.5)
     assert sorted(os.listdir(tmp_path)) == ["media"]  # no export, nor half of one beside it
     for p in paths[::2]:  # put back: the audit redone as the message says

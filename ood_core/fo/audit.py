@@ -31,7 +31,7 @@ from ..errors import OODInputError
 from ..progress import Progress, check_progress, inner_progress
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
-from .audit_export import export_findings
+from .audit_export import export_findings, refuse_missing_media
 from .audit_inputs import check_options, plan_inputs
 from .audit_report import (TAGS, check_report_files, csv_path_for, csv_table, refuse_other_audits_report,
                            report_file_path, write_report)
@@ -124,7 +124,7 @@ def audit(
 
     Args:
         samples: a Dataset or view: everything is scored and flagged on it.
-        label_field: a Classification field, ``"auto"`` (the only one, else
+        label_field: a Classification field, ``"auto"`` (the only one that holds a label in the view, else
             ``ground_truth``; none when it holds no label in the view) or None (no wrong-label scores).
         reference: tag (or view) of trusted in-distribution samples, ``"auto"``
             (``trusted`` when present) or None (unsupervised OOD scores).
@@ -207,6 +207,10 @@ def _run(samples, audit_key, plan, replaced, start, steps, inner, *, ood_field, 
     failures = {}
     embeddings = plan["embeddings_field"] or _compute_embeddings(samples, plan["reference"], model_name,
                                                                  skip_failures, failures, inner)
+    if export_dir:  # any sample with an embedding can be flagged and exported: its file is needed before any write
+        refuse_missing_media(samples.exists(embeddings), export_dir,
+                             f"samples with an embedding in {embeddings!r} (any of them can be flagged)",
+                             "then audit again")
     steps.update(1)
     found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}, "warnings": []}
     _score_ood(samples, embeddings, ood_field, plan["reference"], plan["label_field"], ood_pass_rate, ood_fraction,

@@ -246,6 +246,18 @@ def _existing_parent(path):
     return parent or os.sep
 
 
+def refuse_missing_media(samples, export_dir, what, then):
+    """Refuse exporting ``samples`` (described by ``what``) when media files of them are missing: FiftyOne's export
+    copies the media and would stop at the first with a bare FileNotFoundError. ``then``: what to do once the files
+    are back."""
+    missing = [p for p in samples.values("filepath") if not os.path.isfile(p)]
+    if missing:
+        raise OODInputError(
+            f"export_dir={export_dir!r}: the media files of {len(missing):,} {what} are missing (e.g. "
+            f"{missing[0]!r}), and the export copies them. Put them back where the samples' filepaths say (or fix "
+            f"the filepaths, or delete those samples), {then}; or audit without export_dir")
+
+
 def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
     """Export the samples ``ids`` of ``samples`` into ``export_dir`` (checked again right before writing), its
     marker naming the audit ``audit_key`` and its ``audit_token`` (:func:`refuse_other_audits_export`); returns the
@@ -255,13 +267,9 @@ def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
     import fiftyone as fo
 
     path = check_export_dir(export_dir)  # the real folder: renaming a link aside would leave its target behind
-    missing = [p for p in samples.select(sorted(ids)).values("filepath") if not os.path.isfile(p)]
-    if missing:  # FiftyOne's export copies the media: it would stop at the first with a bare FileNotFoundError
-        raise OODInputError(
-            f"export_dir={export_dir!r}: the media files of {len(missing):,} flagged samples are missing (e.g. "
-            f"{missing[0]!r}), and the export copies them. Put them back where the samples' filepaths say (or fix "
-            "the filepaths, or delete those samples), then redo the audit with overwrite=True; or audit without "
-            "export_dir")
+    # checked before the audit wrote anything (:func:`refuse_missing_media`); a file removed since then is named here
+    refuse_missing_media(samples.select(sorted(ids)), export_dir, "flagged samples",
+                         "then redo the audit with overwrite=True")
     from .export_leftovers import remove_ours, stage, unstage
 
     token = uuid.uuid4().hex[:12]

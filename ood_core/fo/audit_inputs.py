@@ -50,7 +50,7 @@ def plan_inputs(samples, label_field, reference, embeddings_field):
     if auto_labels:
         label_field = inventory.default_label_field(samples)  # too few labels in the view: none (below)
     elif label_field is not None and _label_type(samples, label_field) != "Classification":
-        kind, fields = _label_type(samples, label_field), inventory.classification_fields(samples)
+        kind, fields = _label_type(samples, label_field), inventory.labelled_classification_fields(samples)
         choices = f"pass {' or '.join(repr(f) for f in fields)}" if fields else "pass a Classification field"
         objects = "; audit object labels with compute_label_issues(..., patches) instead" if kind == "Detections" \
             else ""

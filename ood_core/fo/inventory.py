@@ -6,8 +6,8 @@ panel and :func:`ood_core.fo.audit.audit`, so all of them pick the same inputs:
 - embeddings: this package's embeddings runs, newest first, then any other
   vector field of the dataset (e.g. written by ``compute_embeddings`` of a
   FiftyOne zoo model) - every vector field can be scored;
-- the label field: the only ``Classification`` field (not counting this package's outputs), else
-  ``ground_truth``;
+- the label field: the only ``Classification`` field (not counting this package's outputs, nor a field
+  without any label when there are several), else ``ground_truth``;
 - the reference tag: ``trusted`` when some samples carry it.
 """
 
@@ -118,9 +118,24 @@ def classification_fields(samples):
                   if f not in ours)
 
 
+def holds_label(samples, field):
+    """Whether some sample of ``samples`` has a label in the Classification ``field`` (stops at the first one)."""
+    return samples.exists(f"{field}.label").limit(1).count() > 0
+
+
+def labelled_classification_fields(samples):
+    """The :func:`classification_fields` that hold a label in ``samples`` (a dataset or view)."""
+    return [f for f in classification_fields(samples) if holds_label(samples, f)]
+
+
 def default_label_field(samples):
-    """The only Classification field, else ``ground_truth`` when it is one, else None."""
+    """The only Classification field holding a label in ``samples``, else ``ground_truth`` when it is one, else
+    None. A field without any label (declared but not filled yet, or confidences only) is no choice: counting it
+    made a dataset with one labelled field and one empty field default to none, which switched the audit's
+    wrong-label check off without a word. The labels are looked up only when there is more than one field."""
     fields = classification_fields(samples)
+    if len(fields) > 1:
+        fields = [f for f in fields if holds_label(samples, f)] or fields
     if len(fields) == 1:
         return fields[0]
     return "ground_truth" if "ground_truth" in fields else None

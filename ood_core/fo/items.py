@@ -121,8 +121,20 @@ def require_own_dataset(samples):
             "show. Pass the view without its select_fields / exclude_fields stage "
             "(ood_core.fo.items.show_all_fields(view) removes them; the App's operators do)"
         )
+    require_not_dynamic_groups(samples)
     require_not_generated(samples)
     require_active_slice(samples)
+
+
+def require_not_dynamic_groups(samples):
+    """Refuse a view that groups its samples (``group_by``, the App's "group by"): FiftyOne shows, counts and reads
+    one sample per group of it, so a call would work on those only (and a grouped dataset's slice lookups fail)."""
+    if not getattr(samples, "_is_dynamic_groups", False):
+        return
+    raise OODInputError(
+        f"this view groups its samples (group_by): FiftyOne reads one sample per group of it, so only "
+        f"{samples.count()} of its {samples.flatten().count()} samples would be worked on. Pass view.flatten() "
+        "(all samples of the groups, in a view of their own) or the view without its group_by stage")
 
 
 def require_active_slice(samples):
@@ -171,6 +183,7 @@ SKIP_FAILURES = True
 
 def require_images(samples, what):
     """Refuse a view whose media are not images (``what`` names the step that would decode them)."""
+    require_not_dynamic_groups(samples)  # its media type is "group" too, but it has no slices
     media = samples.media_type
     if media == "group":  # a grouped dataset: the active slice's media
         media = samples.group_media_types.get(samples.group_slice)
