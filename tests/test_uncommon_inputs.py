@@ -131,3 +131,30 @@ def test_a_dynamic_groups_view_is_refused_not_worked_on_one_sample_per_group(aud
     # the fix the message names works: every sample of the groups is scored
     out = ood.compute_label_issues(grouped.flatten(), "ground_truth", "vec", "li", progress=False)
     assert out["num_scored"] == 30
+
+
+def test_a_multi_label_field_is_refused_with_a_fix_that_works(audit_images):
+    """Before: a Classifications label_field was refused as 'expected a Classification field ...' with no way to
+    get one; the message now gives the line that makes one, and scoring with it works."""
+    import fiftyone as fo
+
+    ds = audit_images(30)
+    ds.set_values("tags_ml", [fo.Classifications(classifications=[c]) if c else None
+                              for c in ds.values("ground_truth")])
+    with pytest.raises(OODInputError, match=r"'tags_ml' has type Classifications.*put one of each sample's labels "
+                                            r"in a Classification field, e\.g\. dataset\.set_values") as err:
+        ood.compute_label_issues(ds, "tags_ml", "vec", "li", progress=False)
+    assert "li" not in ood.list_ood_runs(ds)
+    line = re.search(r"(dataset\.set_values\(.*\]\)), and pass", str(err.value)).group(1)
+    eval(line, {"dataset": ds})  # the message's own line
+    assert ds.values("label.label") == ds.values("ground_truth.label")
+    assert ood.compute_label_issues(ds, "label", "vec", "li", progress=False)["num_scored"] == 30
+
+
+def test_a_label_field_as_ground_truth_names_its_label_type(audit_images):
+    """Before: 'ground-truth field 'ground_truth' is a EmbeddedDocumentField' (FiftyOne's container class)."""
+    ds = audit_images(30)
+    ood.compute_ood_scores(ds, "vec", "s", reference="trusted", progress=False)
+    with pytest.raises(OODInputError, match=r"ground-truth field 'ground_truth' has type Classification; gt_field "
+                                            r"must be a BooleanField"):
+        ood.evaluate_ood_run(ds, "s", gt_field="ground_truth")

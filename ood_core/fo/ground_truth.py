@@ -65,7 +65,8 @@ def _require_boolean(dataset, path, raw):
                 "gt_tag='<tag>'")
     field = dataset.get_field(path)
     if field is not None and not isinstance(field, (fof.BooleanField, fof.IntField, fof.FloatField)):
-        raise OODInputError(f"ground-truth field {path!r} is a {type(field).__name__}; {accepted}")
+        kind = getattr(getattr(field, "document_type", None), "__name__", None) or type(field).__name__
+        raise OODInputError(f"ground-truth field {path!r} has type {kind}; {accepted}")
     bad = next((v for v in raw if v is not None and not _is_binary(v)), None)
     if bad is not None:
         shown = repr(bad) if np.ndim(bad) == 0 and len(repr(bad)) <= 40 else f"a {type(bad).__name__}"

@@ -217,10 +217,22 @@ def label_kind(samples, label_field):
         return "classification"
     if doc_type is fol.Detections:
         return "detections"
+    kind = getattr(doc_type, "__name__", type(field).__name__)
     raise OODInputError(
-        f"field {label_field!r} has type {getattr(doc_type, '__name__', type(field).__name__)}; "
-        "expected a Classification field (image labels) or a Detections field (object labels)"
+        f"field {label_field!r} has type {kind}; expected a Classification field (image labels) or a Detections "
+        "field (object labels)" + (f"; {_NO_LABEL_FIX[kind].format(f=label_field)}" if kind in _NO_LABEL_FIX else "")
     )
+
+
+#: how to get a label field the detectors take from one of another type
+_NO_LABEL_FIX = {
+    "Classifications": "for one label per image, put one of each sample's labels in a Classification field, e.g. "
+                       "dataset.set_values('label', [c.classifications[0] if c and c.classifications else None for c "
+                       "in dataset.values({f!r})]), and pass that field",
+    "Polylines": "for object labels, turn the polylines into boxes first (Polylines.to_detections()) and pass that "
+                 "Detections field",
+    "Detection": "put each sample's object in a Detections field first and pass that field",
+}
 
 
 def label_fields(dataset):
