@@ -6,6 +6,7 @@ from ood_core.fo import form_cache
 
 from . import base as common
 from . import markdown
+from .field_inputs import add_hidden_labels_warning
 
 
 class AuditDataset(common.OODOperator):
@@ -43,6 +44,7 @@ class AuditDataset(common.OODOperator):
                                                        "OOD scores", required=False, default=default_tag)
         _check_reference_input(ref_prop, ctx.params.get("reference_tag", default_tag), tags)
         common.add_uncovered_classes_warning(inputs, target, ctx.params.get("reference_tag", default_tag), label_field)
+        add_hidden_labels_warning(inputs, target, label_field)  # the App's sidebar filter: read as unlabelled
         choices = inventory.embedding_choices(dataset)
         sample_level = [f for f, _ in choices if inventory.embeddings_patches_field(dataset, f) is None]
         if sample_level or ctx.params.get("embeddings_field"):  # a value not offered is refused on its input

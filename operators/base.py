@@ -221,15 +221,24 @@ def add_target_refusal(inputs, ctx):
 
     if ctx.dataset is None:
         return None
+    view = target_view(ctx)
     try:
-        require_own_dataset(target_view(ctx))
+        require_own_dataset(view)
     except OODInputError as e:
-        notice = inputs.view("target_refused", types.Warning(
-            label="A patches, frames or clips view cannot be the target: go back to the dataset or a view of it "
-                  "(objects: pick an 'Objects field' there)",
-            description=str(e)))
+        notice = inputs.view("target_refused", types.Warning(label=_refusal_label(view), description=str(e)))
         return invalidate(notice, str(e)).error_message
     return None
+
+
+def _refusal_label(view):
+    """The heading of a refused target, by what the view is (the description says the rest)."""
+    if getattr(view, "_is_dynamic_groups", False):
+        return 'A grouped view (the App\'s "group by") cannot be the target: remove the group-by or choose "Dataset"'
+    root = getattr(view, "_root_dataset", None)
+    if root is not None and root.name != view._dataset.name:
+        return ("A patches, frames or clips view cannot be the target: go back to the dataset or a view of it "
+                "(objects: pick an 'Objects field' there)")
+    return "This view cannot be the target"
 
 
 def invalidate(prop, message):

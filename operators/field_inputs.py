@@ -73,6 +73,25 @@ def add_uncovered_classes_warning(inputs, target, reference_tag, label_field):
                 fix=inventory.how_to_add_trusted(reference_tag, "a few known-good images of each")))))
 
 
+def add_hidden_labels_warning(inputs, target, label_field):
+    """Warn in a form when the target's ``filter_labels`` stages on ``label_field`` (the App's sidebar filter
+    excluding labels: the samples stay, their label hidden) hide the labels of some of its samples: a run that uses
+    labels reads them as unlabelled (skipped, and no neighbour's label). A warning: the filter may be meant."""
+    if not label_field or label_kind_or_none(target, label_field) != "classification" or not any(
+            type(stage).__name__ == "FilterLabels" and stage.field == label_field
+            for stage in getattr(target, "_stages", ())):
+        return
+    unlabelled = target.exists(label_field, False).values("id")
+    hidden = len(target._dataset.select(unlabelled).exists(label_field)) if unlabelled else 0
+    if hidden:
+        inputs.view("hidden_labels", types.Warning(
+            label=f"The sidebar filter hides the '{label_field}' labels of {hidden:,} of the {len(target):,} "
+                  "target samples",
+            description="The run reads them as unlabelled: their labels are neither checked nor used. To include "
+                        f"them, clear the sidebar filter of '{label_field}' in the App, or choose the target "
+                        '"Dataset"'))
+
+
 def check_label_field(prop, samples, label_field, choices, kinds=("classification", "detections"), needs=None,
                       or_else=None):
     """The SDK's label-field check (:func:`ood_core.fo.items.label_kind`) on the form's ``prop``: a field that holds

@@ -6,6 +6,7 @@ from ood_core.fo import form_cache
 from ood_core.fo.scores import DEFAULT_N_COMPONENTS
 
 from . import base as common
+from .field_inputs import add_hidden_labels_warning
 from .markdown import code
 
 
@@ -90,6 +91,8 @@ class ScoreOOD(common.OODOperator):
         label_field = common.check_label_field(prop, dataset, ctx.params.get("label_field", label_default),
                                                label_fields)  # None when refused: the other checks go without
         label_field = common.check_label_pairing(prop, dataset, label_field, embeddings, patches, label_fields)
+        if needs_labels:  # the App's sidebar filter may hide labels of the target (read as unlabelled)
+            add_hidden_labels_warning(inputs, target, label_field)
         reference_tag = None if label_task else _add_reference_input(inputs, ctx, target, method, label_field)
         index = method == "knn" and _add_index_choice(inputs, ctx, embeddings)
         # the detector is fitted on the reference, else on the target (an index holds its own reference)
@@ -191,12 +194,22 @@ def score_report(summary, embeddings_field, label_field=None, run_info=None):
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
          ("suggested labels", _suggestion_line(info.get("suggestion"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
-         (f"{item} skipped", f"{skipped:,} without an embedding in `{embeddings_field}`" if skipped else None),
+         (f"{item} skipped", None if not skipped else
+          f"{skipped:,} without an embedding in `{embeddings_field}`{_or_label(summary, label_field)}"),
          ("scores", _spread_line(summary, info, item)),
          ("warning", uncovered_classes_sentence(summary["uncovered_classes"], label_field)
           if summary.get("uncovered_classes") else None)],
         [*common.review_steps(field), f"colour the Embeddings panel by `{field}`"],
     )
+
+
+def _or_label(summary, label_field):
+    """What else a skipped item lacks: a label, for a method that needs them (e.g. hidden by the App's filter)."""
+    from ood_core.detectors import detector_names, requires_labels
+
+    method = summary.get("method")
+    uses = label_field and method in detector_names() and requires_labels(method)
+    return f" or a label in `{label_field}`" if uses else ""
 
 
 def _run_info(ctx, summary):

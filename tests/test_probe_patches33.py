@@ -208,9 +208,10 @@ def test_a_patches_view_of_other_objects_or_flagging_on_it_says_what_to_pass(sco
     with pytest.raises(OODInputError, match=r"shows the objects of \['other'\].*on the objects of 'objects'.*"
                                             r"to_patches\('objects'\)"):
         ood.evaluate_ood_run(ds.to_patches("other"), "ood", gt_field="is_ood")
-    with pytest.raises(OODInputError, match=r"generated view.*This patches view shows objects of \['objects'\]: "
-                                            r"pass patches_field='objects'.*source_objects_view\(patches_view, "
-                                            r"'objects'\)"):
+    # (flag_samples takes no patches_field: the run names its objects; the message once offered one)
+    with pytest.raises(OODInputError, match=rf"patches view of dataset '{ds.name}'.*Pass '{ds.name}' \(or a view of "
+                                            r"it\): the run already says which objects.*source_objects_view\("
+                                            r"patches_view, 'objects'\)"):
         ood.flag_samples(ds.to_patches("objects"), "ood", rule="top_n", value=2)
     from ood_core.fo.items import source_objects_view
 

@@ -78,7 +78,7 @@ RULE_ALIASES = {
 
 def _resolve_scores(samples, run_key_or_score_field):
     """Where the scores live: ``{"run_key", "kind", "path", "patches_field", "info"}``."""
-    require_not_generated(samples)  # its runs are recorded on the source dataset
+    require_not_generated(samples, reads_a_run=True)  # its runs are recorded on the source dataset
     dataset = samples._dataset
     name = run_key_or_score_field
     if not isinstance(name, str) or not name:
@@ -435,6 +435,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
 
     rule_name, value = _parse_rule(rule, value)
     tag = check_flag_tag(tag)
+    require_not_generated(samples, reads_a_run=True)  # (before the generic refusal of require_nonempty)
     require_nonempty(samples, "samples to flag")
     where, flag_path, flag_key = _flag_target(samples, run_key, flag_field, flag_key, overwrite,
                                               gt_field if rule_name == "threshold_at_fpr" else None)

@@ -126,15 +126,19 @@ def require_own_dataset(samples):
     require_active_slice(samples)
 
 
-def require_not_dynamic_groups(samples):
-    """Refuse a view that groups its samples (``group_by``, the App's "group by"): FiftyOne shows, counts and reads
-    one sample per group of it, so a call would work on those only (and a grouped dataset's slice lookups fail)."""
+#: what an App user does instead of ``view.flatten()`` (the App's forms show the SDK's refusal as it is)
+GROUP_BY_APP_FIX = "in the App, remove the group-by (the GroupBy stage in the view bar above the grid)"
+
+
+def require_not_dynamic_groups(samples, app_fix=f'{GROUP_BY_APP_FIX} or choose the target "Dataset"'):
+    """Refuse a view that groups its samples (``group_by``, the App's "group by"; ``app_fix``: what an App user does
+    instead): FiftyOne reads one sample per group of it, so a call would work on those only (slice lookups fail)."""
     if not getattr(samples, "_is_dynamic_groups", False):
         return
     raise OODInputError(
         f"this view groups its samples (group_by): FiftyOne reads one sample per group of it, so only "
         f"{samples.count()} of its {samples.flatten().count()} samples would be worked on. Pass view.flatten() "
-        "(all samples of the groups, in a view of their own) or the view without its group_by stage")
+        f"(all samples of the groups, in a view of their own) or the view without its group_by stage; {app_fix}")
 
 
 def require_active_slice(samples):
@@ -158,12 +162,18 @@ def every_sample(dataset):
     return dataset.select_group_slices(_allow_mixed=True)
 
 
-def require_not_generated(samples):
-    """Refuse a generated view (patches, frames, clips): see :func:`require_own_dataset`."""
+def require_not_generated(samples, reads_a_run=False):
+    """Refuse a generated view (patches, frames, clips): see :func:`require_own_dataset`. ``reads_a_run``: a call
+    reading a recorded run (flags, evaluation), which names its objects: the fix is the dataset."""
     root = getattr(samples, "_root_dataset", None)
     if root is None or samples._dataset.name == root.name:
         return
     fields = patches_view_fields(samples)
+    if fields and reads_a_run:
+        raise OODInputError(f"this is a patches view of dataset {root.name!r}; the runs on its objects are recorded on "
+                            f"{root.name!r}. Pass {root.name!r} (or a view of it): the run already says which objects"
+                            " it scored; for exactly the objects this view shows, ood_core.fo.items."
+                            f"source_objects_view(patches_view, {fields[-1]!r})")
     these = "" if not fields else (
         f". This patches view shows objects of {fields}: pass patches_field={fields[-1]!r}, and for exactly the "
         f"objects it shows the view ood_core.fo.items.source_objects_view(patches_view, {fields[-1]!r}) of "
@@ -218,10 +228,9 @@ def label_kind(samples, label_field):
     if doc_type is fol.Detections:
         return "detections"
     kind = getattr(doc_type, "__name__", type(field).__name__)
-    raise OODInputError(
-        f"field {label_field!r} has type {kind}; expected a Classification field (image labels) or a Detections "
-        "field (object labels)" + (f"; {_NO_LABEL_FIX[kind].format(f=label_field)}" if kind in _NO_LABEL_FIX else "")
-    )
+    raise OODInputError(f"field {label_field!r} has type {kind}; expected a Classification field (image labels) or a "
+                        "Detections field (object labels)" + (f"; {_NO_LABEL_FIX[kind].format(f=label_field)}"
+                                                              if kind in _NO_LABEL_FIX else ""))
 
 
 #: how to get a label field the detectors take from one of another type
@@ -229,9 +238,8 @@ _NO_LABEL_FIX = {
     "Classifications": "for one label per image, put one of each sample's labels in a Classification field, e.g. "
                        "dataset.set_values('label', [c.classifications[0] if c and c.classifications else None for c "
                        "in dataset.values({f!r})]), and pass that field",
-    "Polylines": "for object labels, turn the polylines into boxes first (Polylines.to_detections()) and pass that "
-                 "Detections field",
-    "Detection": "put each sample's object in a Detections field first and pass that field",
+    "Polylines": "for object labels, turn them into boxes (Polylines.to_detections()) and pass that Detections field",
+    "Detection": "put each sample's object in a Detections field and pass that field",
 }
 
 
