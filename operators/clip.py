@@ -110,7 +110,7 @@ def _check_num_groups(prop, ctx, function, counts):
         return
     lexicon = _form_lexicon(ctx, function)
     if lexicon is not None:
-        id_names = _form_id_names(ctx) if counts.get("removes_id_names", True) else []
+        id_names = _form_id_names(ctx)  # words naming them are never mined, whether or not the pool keeps them
         # tau has its own field and check: a valid stand-in keeps its error off this field
         # (num_negatives beyond the candidate words is refused on its own field: _check_num_negatives)
         common.check_input(prop, check_counts_early, lexicon, id_names, num_groups=num_groups, tau=1.0,
@@ -204,8 +204,9 @@ def _check_num_negatives(prop, ctx, function):
     from ood_core.fo.clip_vocabulary import check_num_negatives
 
     removes = bool(ctx.params.get("remove_id_names", False))
-    candidates = len(lexicon.without(_form_id_names(ctx)) if removes else lexicon)
-    common.check_input(prop, check_num_negatives, num_negatives, candidates, removes)
+    minable = lexicon.without(_form_id_names(ctx))  # never mined, whether or not the pool keeps them
+    candidates = len(minable if removes else lexicon)
+    common.check_input(prop, check_num_negatives, num_negatives, candidates, removes, len(minable))
 
 
 def _paper_settings(inputs, ctx):

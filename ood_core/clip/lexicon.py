@@ -23,6 +23,9 @@ Normalisation and de-duplication rules (they decide the counts):
 - lemma names are lower case in WordNet; underscores become spaces
   (``"ice_cream"`` -> ``"ice cream"``); hyphens and dots are kept;
 - adjective satellites (WordNet POS ``s``) are adjectives;
+- a vocabulary word names an ID class when it equals, after normalisation, the class
+  name, one of its ``/`` or ``,`` alternatives or their regular singular (:func:`id_name_keys`:
+  "T-shirt/top" -> "t-shirt", "top"; "Dogs" -> "dog");
 - de-duplication is **per part of speech**: a word is kept at most once as a noun and
   at most once as an adjective. A word that is both (``"good"``, ``"blue"``: 3,138 in
   WordNet 3.0) is kept twice by default because it yields two different prompts
@@ -49,6 +52,7 @@ Two WordNet vocabularies (``vocabulary=``):
 """
 
 import os
+import re
 import shutil
 import tempfile
 import unicodedata
@@ -68,6 +72,8 @@ _POS_ALIASES = {
 }
 
 ENV_WORDNET_DIR = "FIFTYONE_OOD_WORDNET_DIR"
+# a word list's comment after a word: "#" preceded by whitespace (a tab included)
+_INLINE_COMMENT = re.compile(r"\s#")
 
 VOCABULARIES = ("paper", "all")
 #: noun lexicographer files of the "paper" vocabulary (a noun's first sense decides)
@@ -131,6 +137,44 @@ def normalize_word(text):
     return " ".join(text.casefold().split())
 
 
+def _singulars(key):
+    """Singulars of a regular English plural ("dogs" -> "dog", "buses" -> "bus", "berries" -> "berry"); a few are
+    not words ("shoes" -> "sho"): they only widen what is kept out of the negatives, which costs nothing."""
+    out = set()
+    if key.endswith("ies") and len(key) > 4:
+        out.add(key[:-3] + "y")
+    if key.endswith("es") and len(key) > 3:
+        out.add(key[:-2])
+    if key.endswith("s") and not key.endswith(("ss", "us", "is")) and len(key) > 2:
+        out.add(key[:-1])
+    return out
+
+
+def id_name_keys(names):
+    """The normalised words (:func:`normalize_word`) that name one of the ID classes ``names``.
+
+    A class name stands for itself, for each of its alternatives (Fashion-MNIST's "T-shirt/top": "t-shirt" and
+    "top"; ImageNet's "tench, Tinca tinca": "tench" and "tinca tinca") and for their singulars ("Dogs", "Ankle
+    boots": "dog", "ankle boot"): datasets name classes in the plural and with alternatives, WordNet's lemmas are
+    singular, and a vocabulary word that names an ID class must never be one of its negative labels. A word merely
+    containing a class name ("boot" for "Ankle boot", "hot dog" for "dog") names another thing and stays.
+    """
+    if isinstance(names, str):
+        names = [names]
+    keys = set()
+    for name in names:
+        key = normalize_word(name)
+        parts = {key} | {" ".join(p.split()) for p in key.replace(",", "/").split("/")}
+        for part in parts - {""}:
+            keys |= {part} | _singulars(part)
+    return keys
+
+
+def names_id_class(word, keys):
+    """Whether the vocabulary ``word`` names an ID class; ``keys`` from :func:`id_name_keys`."""
+    return normalize_word(word) in keys
+
+
 def require_wordy_names(names):
     """Refuse class names without a letter or digit ("-", "...", "()"): their CLIP prompts ("a photo of a -")
     name no class, so the score would compare images with meaningless text."""
@@ -177,16 +221,15 @@ class Lexicon:
     def without(self, labels):
         """Return a copy without words equal to any of ``labels``.
 
-        Matching is exact after :func:`normalize_word` (case-insensitive, ``_`` = space):
+        Matching is :func:`id_name_keys`: after :func:`normalize_word` (case-insensitive,
+        ``_`` = space), a class's alternatives ("T-shirt/top") and singular ("Dogs") included:
         an in-distribution class name must never serve as a negative label. Removed
         words are listed in the copy's ``excluded`` (as ``(word, pos)`` pairs).
         """
-        if isinstance(labels, str):
-            labels = [labels]
-        banned = {normalize_word(label) for label in labels}
+        banned = id_name_keys(labels)
         keep_w, keep_p, removed = [], [], list(self.excluded)
         for w, p in zip(self.words, self.pos):
-            if normalize_word(w) in banned:
+            if names_id_class(w, banned):
                 removed.append((w, p))
             else:
                 keep_w.append(w)
@@ -222,7 +265,8 @@ def _dedupe(pairs, cross_pos):
 def read_word_list(path, *, default_pos=POS_NOUN, cross_pos="keep_both"):
     """Read a plain word list: one word per line, optional ``<TAB>noun|adj`` column.
 
-    Blank lines and lines starting with ``#`` are skipped; underscores become spaces.
+    Blank lines and lines starting with ``#`` are skipped, and so is a comment after a word (``"horse  # farm"``:
+    ``#`` after whitespace; a ``#`` inside a word, as in ``"C#"``, stays); underscores become spaces.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -244,6 +288,7 @@ def read_word_list(path, *, default_pos=POS_NOUN, cross_pos="keep_both"):
                     f"word_list file {str(path)!r}, line {lineno}: not UTF-8 text; save the "
                     "word list as UTF-8 text with one word per line."
                 ) from None
+            line = _INLINE_COMMENT.split(line, maxsplit=1)[0]  # else "horse  # farm" is a candidate word
             if not line.strip() or line.lstrip().startswith("#"):
                 continue
             parts = line.split("\t")
@@ -508,8 +553,8 @@ def load_lexicon(
             (``"keep_both"`` for word lists and ``"all"``, ``"noun"`` for ``"paper"``).
         vocabulary: WordNet only: ``"paper"`` (NegLabel's protocol, default) or
             ``"all"`` (see the module docstring).
-        exclude: ID class names to drop (exact, case-insensitive; see
-            :meth:`Lexicon.without`).
+        exclude: ID class names to drop (case-insensitive, alternatives and singulars
+            included; see :meth:`Lexicon.without`).
     """
     if word_list is not None:
         lex = read_word_list(word_list, cross_pos="keep_both" if cross_pos is None else cross_pos)

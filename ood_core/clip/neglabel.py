@@ -136,6 +136,7 @@ def mine_negatives(
     percentile=DEFAULT_PERCENTILE,
     fraction=None,
     num_negatives=None,
+    skip=None,
 ):
     """Select negative labels: the candidates least similar to the ID label space.
 
@@ -149,6 +150,9 @@ def mine_negatives(
             not given): ``floor(fraction * count)`` per POS.
         num_negatives: total M instead of ``fraction``, split across POS in proportion
             to their candidate counts (largest remainder). Give one or the other.
+        skip: boolean mask of candidates that count in the pool (the counts above) but are
+            never chosen; the next least similar candidate takes their place (the ID class
+            names the official protocol keeps among the candidates).
 
     Returns:
         ``(M,)`` int64 indices into the candidates, ordered from least to most similar
@@ -173,17 +177,20 @@ def mine_negatives(
             raise OODInputError(f"fraction must be in (0, 1]; got {fraction!r}.")
         counts = {p: int(np.floor(fraction * members[p].size)) for p in kinds}
     else:
-        if not is_int(num_negatives) or not 1 <= num_negatives <= n_cand:
+        n_allowed = n_cand if skip is None else int(n_cand - np.count_nonzero(skip))
+        if not is_int(num_negatives) or not 1 <= num_negatives <= n_allowed:
             raise OODInputError(
-                f"num_negatives must be an integer in [1, {n_cand}] (the number of "
-                f"candidates); got {num_negatives!r}."
+                f"num_negatives must be an integer in [1, {n_allowed}] (the number of "
+                f"candidates{'' if skip is None else ' that name no ID class'}); got {num_negatives!r}."
             )
         split = _split_counts(int(num_negatives), [members[p].size for p in kinds])
         counts = dict(zip(kinds, split.tolist()))
+    allowed = np.ones(n_cand, dtype=bool) if skip is None else ~np.asarray(skip, dtype=bool)
     chosen = []
     for p in kinds:
         idx = members[p]
         order = idx[np.argsort(score[idx], kind="stable")]
+        order = order[allowed[order]]
         chosen.append(order[: counts[p]])
     chosen = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
     if chosen.size == 0:
@@ -349,34 +356,37 @@ def check_id_names(id_names):
         )
     bad = [n for n in names if not isinstance(n, str) or not normalize_word(n)]
     if bad:
-        raise OODInputError(f"ID class names must be non-empty strings; got {bad[:5]!r}.")
+        hint = ("; write each as a string, e.g. id_labels="
+                f"{[str(n) for n in bad[:5] if isinstance(n, (int, float, np.number))]!r}"
+                if any(isinstance(n, (int, float, np.number)) for n in bad) else "")
+        raise OODInputError(f"ID class names must be non-empty strings; got {bad[:5]!r}{hint}.")
     require_wordy_names(names)
-    seen, dupes = set(), []
+    first, dupes = {}, []
     for n in names:
         key = normalize_word(n)
-        if key in seen:
-            dupes.append(n)
-        seen.add(key)
+        if key in first:
+            dupes.append((n, first[key]))
+        first.setdefault(key, n)
     if dupes:
         raise OODInputError(
-            f"ID class names must be distinct (case-insensitive, '_' = space); "
-            f"duplicates: {dupes[:5]!r}. A duplicated class would be counted twice in S(x)."
-        )
+            f"ID class names must be distinct (case-insensitive, '_' = space); duplicates: "
+            f"{[n for n, _ in dupes[:5]]!r} ({', '.join(f'{n!r} repeats {f!r}' for n, f in dupes[:5])}). A "
+            "duplicated class would be counted twice in S(x): keep one of them.")
     return names
 
 
 def id_name_mask(words, id_names, *, keep):
     """Boolean mask over ``words``: which candidates stay in the pool.
 
-    ``keep=False`` drops every word equal to an ID class name (case-insensitive,
-    ``_`` = space, :func:`~ood_core.clip.lexicon.normalize_word`); ``keep=True`` keeps all.
+    ``keep=False`` drops every word that names an ID class (case-insensitive, ``_`` = space,
+    alternatives and singulars: :func:`~ood_core.clip.lexicon.id_name_keys`); ``keep=True`` keeps all.
     """
-    from .lexicon import normalize_word
+    from .lexicon import id_name_keys, names_id_class
 
     if keep:
         return np.ones(len(words), dtype=bool)
-    banned = {normalize_word(n) for n in id_names}
-    return np.array([normalize_word(w) not in banned for w in words], dtype=bool)
+    banned = id_name_keys(id_names)
+    return np.array([not names_id_class(w, banned) for w in words], dtype=bool)
 
 
 # ---------------------------------------------------------------------- estimator
@@ -388,14 +398,16 @@ class NegLabelScorer:
     negatives; ``fit_embeddings`` does the same from precomputed text embeddings.
 
     Paper protocol by default (the official code's defaults): ID class names stay in
-    the candidates (``remove_id_names=False``) and ``remainder="last"`` drops the
+    the candidates (``remove_id_names=False``; they count in the pool but are never
+    mined) and ``remainder="last"`` drops the
     ``M mod num_groups`` most ID-like mined words at fit time, so every negative kept
     is used in exactly one group. ``remainder="random"`` keeps all mined words and
     leaves a random remainder out of the groups at scoring time.
 
     Fitted attributes: ``id_names_``, ``id_emb_`` (K, D), ``negative_words_``,
     ``negative_pos_``, ``negative_emb_`` (M, D), ``negative_similarity_`` (the mining
-    percentile of each negative), ``num_candidates_``, ``excluded_words_``,
+    percentile of each negative), ``num_candidates_``, ``excluded_words_``, ``id_name_candidates_``
+    (candidates naming an ID class kept in the pool but never mined),
     ``num_mined_``, ``dropped_words_`` (the remainder left out at fit time).
     """
 
@@ -484,9 +496,13 @@ class NegLabelScorer:
         cand_pos = [p for p, k in zip(cand_pos, keep) if k]
         if not cand_words:
             raise OODInputError("no candidate words remain after removing ID class names.")
+        # Kept ID class names count in the pool (the official M) but are never mined: with many classes the 95th
+        # percentile of a name's similarities ignores its own class, and it would be a negative of that class.
+        names_id = ~id_name_mask(cand_words, id_names, keep=False)
+        self.id_name_candidates_ = [w for w, n in zip(cand_words, names_id) if n]
         idx = mine_negatives(
             id_emb, cand_emb, cand_pos, percentile=self.percentile,
-            fraction=self.fraction, num_negatives=self.num_negatives,
+            fraction=self.fraction, num_negatives=self.num_negatives, skip=names_id,
         )
         if idx.size < self.num_groups:
             raise OODInputError(
@@ -549,6 +565,7 @@ class NegLabelScorer:
             "negative_pos": list(self.negative_pos_),
             "negative_similarity": [float(v) for v in self.negative_similarity_],
             "excluded_words": list(self.excluded_words_),
+            "id_name_candidates": list(self.id_name_candidates_),
             "num_mined": self.num_mined_,
             "dropped_words": list(self.dropped_words_),
             "num_negatives": len(self.negative_words_),

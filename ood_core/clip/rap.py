@@ -331,8 +331,9 @@ class RAPScorer:
     def fit_embeddings(self, id_names, id_emb, crop_stats, cand_words, cand_pos, cand_emb):
         """Mine train-time negatives from precomputed embeddings and crop statistics.
 
-        Candidates equal to an ID class name (case-insensitive) are dropped by index
-        first: they are listed in ``excluded_words_`` and never become negatives.
+        Candidates that name an ID class (case-insensitive, alternatives and singulars:
+        :func:`~ood_core.clip.lexicon.id_name_keys`) are dropped by index first: they are
+        listed in ``excluded_words_`` and never become negatives.
         """
         id_names = check_id_names(id_names)
         self.id_names_ = list(id_names)

@@ -143,13 +143,23 @@ def check_vocabulary(lex, id_names, *, removes_id_names=True):
         )
 
 
-def check_num_negatives(num_negatives, num_candidates, removes_id_names):
-    """NegLabel and AdaNeg mine at most every candidate word: refuse a larger ``num_negatives``."""
+def check_num_negatives(num_negatives, num_candidates, removes_id_names, num_minable=None):
+    """NegLabel and AdaNeg mine at most every candidate word: refuse a larger ``num_negatives``.
+
+    ``num_minable``: the candidates that name no ID class (the others count in the pool the official protocol
+    keeps, but are never mined), when known.
+    """
     if num_negatives > num_candidates:
         raise OODInputError(
             f"num_negatives={num_negatives} is larger than the {num_candidates:,} candidate words of the "
             f"vocabulary{' (ID class names removed)' if removes_id_names else ''}: lower it to at most "
             f"{num_candidates:,}, leave it out (the paper's 15% per part of speech) or use a larger word list")
+    if num_minable is not None and num_negatives > num_minable:
+        raise OODInputError(
+            f"num_negatives={num_negatives} is larger than the {num_minable:,} candidate words that name no ID "
+            f"class ({num_candidates - num_minable:,} of the {num_candidates:,} name one, and a word naming an ID "
+            f"class is never its negative label): lower it to at most {num_minable:,}, leave it out (the paper's "
+            "15% per part of speech) or use a larger word list")
 
 
 def check_counts_early(lex, id_names, *, num_negatives, fraction, num_groups, tau, removes_id_names=True,
@@ -167,18 +177,20 @@ def check_counts_early(lex, id_names, *, num_negatives, fraction, num_groups, ta
     if not is_int(num_groups) or num_groups < 1:
         raise OODInputError(f"num_groups must be a positive integer (paper: 100); got {num_groups!r}")
     remaining = lex.without(id_names) if removes_id_names else lex
+    # words naming an ID class are never mined, even where the pool keeps them (the official M counts them)
+    minable = lex.without(id_names)
     if num_negatives is not None:
         if not is_int(num_negatives) or num_negatives < 1:
             raise OODInputError(f"num_negatives must be a positive integer; got {num_negatives!r}")
         if not caps_num_negatives:
-            check_num_negatives(num_negatives, len(remaining), removes_id_names)
-        expected = min(int(num_negatives), len(remaining))
-        how = f"num_negatives={num_negatives} with {len(remaining)} candidate words"
+            check_num_negatives(num_negatives, len(remaining), removes_id_names, len(minable))
+        expected = min(int(num_negatives), len(minable))
+        how = f"num_negatives={num_negatives} with {len(minable)} candidate words"
     else:
         share = 0.15 if fraction is None else float(fraction)
         if not 0 < share <= 1:
             raise OODInputError(f"fraction must be in (0, 1]; got {fraction!r}")
-        expected = sum(int(np.floor(share * remaining.count(p))) for p in ("noun", "adj"))
+        expected = sum(min(int(np.floor(share * remaining.count(p))), minable.count(p)) for p in ("noun", "adj"))
         how = f"{share:g} of {remaining.count('noun')} nouns and {remaining.count('adj')} adjectives"
     if expected < num_groups:
         raise OODInputError(

@@ -57,7 +57,8 @@ def compute_neglabel_scores(
         num_negatives: number of negative labels M (the paper's usual 10,000), or ...
         fraction: ... the share of each part of speech to keep (default 0.15).
         percentile: mining statistic over the ID-label similarities (default 95).
-        remove_id_names: drop candidates equal to an ID class name (official: kept).
+        remove_id_names: drop candidates that name an ID class (official: kept): equal up to case, to one of
+            its alternatives ("T-shirt/top": "t-shirt", "top") or to its singular ("Dogs": "dog").
         remainder: ``"last"`` drops the ``M mod num_groups`` most ID-like mined words
             (official code); ``"random"`` leaves a random remainder out of the groups.
         tau, num_groups, seed: softmax temperature (0.01), groups averaged (100; at most M), shuffle seed.

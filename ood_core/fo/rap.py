@@ -223,4 +223,26 @@ def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
                 "few-shot view/tag or add those classes to id_labels"
             )
     chosen_labels = None if labels is None else [labels[i] for i in chosen]
+    missing = [] if chosen_labels is None else _classes_without_images(id_names, chosen_labels, label_field)
+    if missing:  # (without labels, which classes the images show is unknown)
+        description = dict(description, classes_without_images=missing)
     return [ids[i] for i in chosen], [paths[i] for i in chosen], chosen_labels, description
+
+
+def _classes_without_images(id_names, labels, label_field):
+    """The ID classes no few-shot image is labelled with, with a warning: RAP then knows them only by their
+    prompt, and the run would not say so (a class with fewer than ``k_per_class`` images is warned about by
+    :func:`~ood_core.clip.rap.select_few_shot`)."""
+    import warnings
+
+    from ..clip.lexicon import normalize_word
+
+    present = {normalize_word(y) for y in labels if y is not None}
+    missing = [n for n in id_names if normalize_word(n) not in present]
+    if missing:
+        warnings.warn(
+            f"{len(missing)} of the {len(id_names)} ID classes have no few-shot image labelled with them in "
+            f"{label_field!r}: {missing[:10]!r}; RAP's train-time negatives then know those classes only by their "
+            "prompt. Label a few images of each class (or tag them as few-shot images), or leave those classes out "
+            "of id_labels. The run records them as few_shot['classes_without_images'].", UserWarning, stacklevel=4)
+    return missing
