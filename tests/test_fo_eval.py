@@ -395,13 +395,13 @@ def test_a_ground_truth_field_that_is_not_boolean_is_refused(synthetic):
     ds.set_values("name", ["a"] * 60)
     ds.set_values("count", [i % 3 for i in range(60)])
     accepted = "must be a BooleanField .* or an int/float field holding only 0 and 1.*gt_tag="
-    with pytest.raises(OODInputError, match=f"'emb' is a VectorField; gt_field {accepted}"):
+    with pytest.raises(OODInputError, match=f"'emb' has type VectorField; gt_field {accepted}"):
         ood.evaluate_ood_run(ds, "ood", gt_field="emb")
-    with pytest.raises(OODInputError, match=f"'name' is a StringField; gt_field {accepted}"):
+    with pytest.raises(OODInputError, match=f"'name' has type StringField; gt_field {accepted}"):
         ood.evaluate_ood_run(ds, "ood", gt_field="name")
     with pytest.raises(OODInputError, match=f"'count' holds values that are not boolean or 0/1 \\(e.g. 2\\)"):
         ood.evaluate_ood_run(ds, "ood", gt_field="count")
-    with pytest.raises(OODInputError, match="'emb' is a VectorField"):
+    with pytest.raises(OODInputError, match="'emb' has type VectorField"):
         ood.flag_samples(ds, "ood", rule="fpr", value=0.1, gt_field="emb")
     assert not ds.has_field("ood_flag")
 

@@ -209,9 +209,9 @@ def test_a_patches_view_of_other_objects_or_flagging_on_it_says_what_to_pass(sco
                                             r"to_patches\('objects'\)"):
         ood.evaluate_ood_run(ds.to_patches("other"), "ood", gt_field="is_ood")
     # (flag_samples takes no patches_field: the run names its objects; the message once offered one)
-    with pytest.raises(OODInputError, match=rf"patches view of dataset '{ds.name}'.*Pass '{ds.name}' \(or a view of "
-                                            r"it\): the run already says which objects.*source_objects_view\("
-                                            r"patches_view, 'objects'\)"):
+    with pytest.raises(OODInputError, match=rf"patches view of '{ds.name}', where the runs on its objects are "
+                                            rf"recorded: pass '{ds.name}' \(or a view of it\), whose run names the "
+                                            r"objects.*source_objects_view\(patches_view, 'objects'\)"):
         ood.flag_samples(ds.to_patches("objects"), "ood", rule="top_n", value=2)
     from ood_core.fo.items import source_objects_view
 

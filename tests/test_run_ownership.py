@@ -327,5 +327,5 @@ def test_a_patches_view_is_evaluated_on_its_objects_and_writing_through_it_is_re
     whole = ood.evaluate_ood_run(ds, "os", gt_field="is_ood")
     patches = ood.evaluate_ood_run(ds.to_patches("dets"), "os", gt_field="is_ood")
     assert patches["auroc"] == pytest.approx(whole["auroc"]) and patches["num_ood"] == whole["num_ood"] == 8
-    with pytest.raises(OODInputError, match="patches view of dataset .*runs on its objects are recorded on"):
+    with pytest.raises(OODInputError, match="patches view of .*, where the runs on its objects are recorded: pass"):
         ood.flag_samples(ds.to_patches("dets"), "os", rule="top_n", value=2)

@@ -163,17 +163,17 @@ def every_sample(dataset):
 
 
 def require_not_generated(samples, reads_a_run=False):
-    """Refuse a generated view (patches, frames, clips): see :func:`require_own_dataset`. ``reads_a_run``: a call
-    reading a recorded run (flags, evaluation), which names its objects: the fix is the dataset."""
+    """Refuse a generated view (:func:`require_own_dataset`); ``reads_a_run``: the call reads a recorded run."""
+    require_collection(samples)  # a deleted dataset is named as such before its attributes raise ValueError
     root = getattr(samples, "_root_dataset", None)
     if root is None or samples._dataset.name == root.name:
         return
     fields = patches_view_fields(samples)
     if fields and reads_a_run:
-        raise OODInputError(f"this is a patches view of dataset {root.name!r}; the runs on its objects are recorded on "
-                            f"{root.name!r}. Pass {root.name!r} (or a view of it): the run already says which objects"
-                            " it scored; for exactly the objects this view shows, ood_core.fo.items."
-                            f"source_objects_view(patches_view, {fields[-1]!r})")
+        raise OODInputError(f"this is a patches view of {root.name!r}, where the runs on its objects are recorded: "
+                            f"pass {root.name!r} (or a view of it), whose run names the objects it scored; for the "
+                            f"objects this view shows: ood_core.fo.items.source_objects_view(patches_view, "
+                            f"{fields[-1]!r})")
     these = "" if not fields else (
         f". This patches view shows objects of {fields}: pass patches_field={fields[-1]!r}, and for exactly the "
         f"objects it shows the view ood_core.fo.items.source_objects_view(patches_view, {fields[-1]!r}) of "
