@@ -121,7 +121,7 @@ def main(argv=None):
     for var in MALLOC_VARS:
         print(f"  {var}={os.environ.get(var, '(unset)')}")
     malloc_set = all(os.environ.get(v) for v in MALLOC_VARS[:2])
-    print(f"  allocator settings of README "Measured results": {'SET' if malloc_set else 'NOT set'}")
+    print(f"  allocator settings of README 'Measured results': {'SET' if malloc_set else 'NOT set'}")
     print(f"  load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())} "
           "(other processes on the machine distort the numbers)")
     print(f"config: model={args.model} num_images={args.num_images} batch_size={args.batch_size} "
