@@ -196,7 +196,7 @@ def add_delegation_input(inputs, ctx, default=False):
 def target_view(ctx):
     """``ctx.target_view()`` with every field shown: the App's field visibility (a select / exclude fields stage)
     hides fields from the grid, not from the computation."""
-    from ood_core.fo.items import show_all_fields
+    from ood_core.fo.view_checks import show_all_fields
 
     return show_all_fields(ctx.target_view())
 
@@ -214,10 +214,10 @@ def add_target_input(inputs, ctx, action):
 
 def add_target_refusal(inputs, ctx):
     """An invalid "target_refused" notice when the SDK would refuse the target (a patches, frames or clips
-    view: :func:`ood_core.fo.items.require_own_dataset` on what :func:`target_view` passes); returns its
+    view: :func:`ood_core.fo.view_checks.require_own_dataset` on what :func:`target_view` passes); returns its
     message, or None when the target can be used."""
     from ood_core.errors import OODInputError
-    from ood_core.fo.items import require_own_dataset
+    from ood_core.fo.view_checks import require_own_dataset
 
     if ctx.dataset is None:
         return None

@@ -80,7 +80,7 @@ def reviewable_runs(dataset):
 def with_field_stages(flagged, user_view):
     """``flagged`` with the ``select_fields`` / ``exclude_fields`` stages of the App's view put back after the
     panel's own stages (the panel reads and filters with every field shown; what the user hid stays hidden)."""
-    from ood_core.fo.items import field_stages
+    from ood_core.fo.view_checks import field_stages
 
     for stage in field_stages(user_view):
         flagged = flagged.add_stage(stage)
@@ -101,7 +101,7 @@ def flagged_patches(patches, score_field, threshold):
     the view's own stages kept, its field-hiding stages after the panel's."""
     from fiftyone import ViewField as F
 
-    from ood_core.fo.items import field_stages
+    from ood_core.fo.view_checks import field_stages
 
     path = f"{patches.patches_field}.{score_field.rsplit('.', 1)[1]}"
     hidden = field_stages(patches)
@@ -242,7 +242,7 @@ class OODReviewPanel(foo.Panel):
     def _samples(self, ctx):
         """The current view of the App (minus the flagged view this panel opened), every field shown; a patches,
         frames or clips view is reviewed as its whole dataset (object runs are reviewed per object anyway)."""
-        from ood_core.fo.items import show_all_fields
+        from ood_core.fo.view_checks import show_all_fields
 
         view = ctx.view if ctx.view is not None else ctx.dataset.view()
         if _is_generated(view):

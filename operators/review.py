@@ -149,7 +149,7 @@ def view_scores(samples, score_field, gt_field=None, patches_field=None):
     samples all read again.
     """
     from ood_core.fo.form_cache import SCORE_READS, memo
-    from ood_core.fo.items import GROUP_BY_APP_FIX, require_not_dynamic_groups
+    from ood_core.fo.view_checks import GROUP_BY_APP_FIX, require_not_dynamic_groups
 
     # the App's "group by": values() reads one sample per group, so the histogram, threshold and flags would be theirs
     require_not_dynamic_groups(samples, app_fix=f"{GROUP_BY_APP_FIX} to review the run on all of them")

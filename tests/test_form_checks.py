@@ -250,7 +250,7 @@ def test_forms_refuse_a_generated_view_as_target(form_dataset):
     """7. A patches view as target is refused by every form, with the SDK's reason; its dataset is fine."""
     import fiftyone as fo
 
-    from ood_core.fo.items import require_own_dataset
+    from ood_core.fo.view_checks import require_own_dataset
 
     ds = form_dataset
     ds.set_values("objs", [fo.Detections(detections=[fo.Detection(label="a", bounding_box=[0, 0, .5, .5])])

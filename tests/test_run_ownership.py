@@ -133,7 +133,7 @@ def test_views_that_hide_fields_or_are_generated_are_refused_or_shown_whole(ds):
     import fiftyone as fo
 
     import ood_core as ood
-    from ood_core.fo.items import show_all_fields
+    from ood_core.fo.view_checks import show_all_fields
 
     hidden = ds.match_tags("trusted", bool=False).select_fields("ground_truth")
     with pytest.raises(OODInputError, match="hides fields \\(SelectFields stage\\)"):

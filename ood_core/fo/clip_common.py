@@ -153,7 +153,7 @@ def check_skip_failures(skip_failures):
 
 def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
     """Encode a view's images in batches: ``(ids, X (N, D), failures)``."""
-    from .items import require_images
+    from .view_checks import require_images
 
     require_images(samples, "CLIP image encoding")
     if not is_int(batch_size) or batch_size < 1:

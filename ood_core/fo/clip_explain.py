@@ -40,7 +40,7 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
     """
     from ..clip.neglabel import explain
     from ..clip.text_cache import cached_text_embeddings, check_folder_arg
-    from .items import require_collection, require_not_generated
+    from .view_checks import require_collection, require_not_generated
 
     require_collection(samples)
     require_not_generated(samples)  # runs are recorded on the source dataset, not on a patches view's

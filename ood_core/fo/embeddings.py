@@ -19,11 +19,11 @@ from .items import (
     item_names,
     num_samples,
     patch_path,
-    require_images,
     require_nonempty,
     require_unique_object_ids,
 )
 from .projection import Projection, embedding_items, projection_record  # noqa: F401 (public here too)
+from .view_checks import require_images
 
 logger = logging.getLogger(__name__)
 

@@ -49,9 +49,9 @@ from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (pu
 from .flags import check_flag_tag, flag_values, previous_flags, refuse_tags_the_flags_read, tag_plan
 from .ground_truth import read_ground_truth, require_both_classes, require_known_tag
 from .items import (detections_root, is_whole_dataset, item_columns, patches_view_fields,
-                    refuse_label_tagged_reference, require_collection, require_nonempty, require_not_generated,
-                    show_all_fields, source_objects_view)
+                    refuse_label_tagged_reference, require_nonempty, source_objects_view)
 from .run_values import refuse_values_from_elsewhere
+from .view_checks import require_collection, require_not_generated, show_all_fields
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,8 @@ removed only from those ids, and only when no other flags run with the same tag
 
 from ..errors import OODInputError
 from . import runs
-from .items import every_sample, flatten, patch_path, require_collection, values_by_key
+from .items import flatten, patch_path, values_by_key
+from .view_checks import every_sample, require_collection
 from .links import score_run_of
 
 

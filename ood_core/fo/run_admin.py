@@ -5,7 +5,7 @@ import numpy as np
 from ..errors import OODInputError
 from . import runs
 from .documents import has_values
-from .items import require_collection
+from .view_checks import require_collection
 
 
 def rename_ood_run(samples, run_key, new_run_key):

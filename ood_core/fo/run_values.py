@@ -19,7 +19,7 @@ KEY = "num_score_values"
 
 def count_values(dataset, path):
     """Items (samples, or objects for ``a.detections.b``) holding a value at ``path``, on every slice."""
-    from .items import every_sample
+    from .view_checks import every_sample
 
     return int(every_sample(dataset).count(path))
 

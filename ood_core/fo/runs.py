@@ -119,7 +119,7 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
     import numpy as np
 
     from . import commit
-    from .items import require_own_dataset
+    from .view_checks import require_own_dataset
     from .ownership import refuse_stale_records
 
     validate_key(run_key)
@@ -431,7 +431,7 @@ def resolve_view(samples, view_or_tag, what="reference", purpose="in-distributio
                 f"{purpose} first (e.g. view.tag_samples({view_or_tag!r}))"
             )
         return view, _with_samples_hash({"tag": view_or_tag}, view, what)
-    from .items import is_collection, require_not_generated, show_all_fields
+    from .view_checks import is_collection, require_not_generated, show_all_fields
 
     if not is_collection(view_or_tag):
         raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}; got a "
@@ -494,7 +494,7 @@ def ood_run_configs(samples, kind=None):
     """``{key: config dict}`` (read only) of the runs :func:`list_ood_runs` lists, read in one pass: look at every
     run's settings with this, not one ``get_run_info`` per key (each is a pass over all runs: quadratic)."""
     from .commit import is_internal
-    from .items import require_collection
+    from .view_checks import require_collection
 
     require_collection(samples)
     if kind is not None:
@@ -520,7 +520,7 @@ def repair_ood_runs(samples):
     """
     from .commit import remove_stray_keys, repair
     from .coordination import remove_stale_locks
-    from .items import require_collection
+    from .view_checks import require_collection
 
     require_collection(samples)
     samples = dataset = source_dataset(samples)  # (of a patches view: the dataset it shows)
