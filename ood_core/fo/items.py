@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from .patches_views import patches_view_fields, source_objects_view  # noqa: F401 (public here too)
-from .view_checks import require_own_dataset
+from .view_checks import every_sample, require_own_dataset
 
 DEFAULT_EMBEDDINGS_FIELD = "ood_embeddings"
 
