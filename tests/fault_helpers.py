@@ -1,7 +1,10 @@
 """Faults injected into FiftyOne's database-changing calls, shared by the crash-consistency tests."""
 
+import contextlib
 import os
 import re
+import threading
+import time
 
 
 class Crash(Exception):
@@ -136,3 +139,24 @@ def published_leftovers(folder, name):
 def read_bytes(path):
     with open(path, "rb") as f:
         return f.read()
+
+
+@contextlib.contextmanager
+def held_elsewhere(lock, seconds):
+    """Run the body while another thread holds ``lock`` (a lock context manager) for ``seconds``, as a call of
+    another process would; yields a dict whose ``"at"`` is the time that thread let go."""
+    held, released = threading.Event(), {}
+
+    def hold():
+        with lock:
+            held.set()
+            time.sleep(seconds)
+            released["at"] = time.time()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    try:
+        yield released
+    finally:
+        holder.join()

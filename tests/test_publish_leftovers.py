@@ -21,7 +21,7 @@ import time
 import pytest
 
 import ood_core as ood
-from fault_helpers import published_leftovers, read_bytes
+from fault_helpers import held_elsewhere, published_leftovers, read_bytes
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KW = dict(embeddings_field="vec", near_duplicates=False, progress=False)
@@ -100,12 +100,19 @@ print("done", flush=True)
 # --------------------------------------------------------------------------- 1. the first audit into a report path
 
 
-def test_repair_cleans_the_staging_of_a_first_audit_killed_while_publishing_its_report(make, tmp_path):
+def _first_audit_killed(make, tmp_path, kill_at):
+    """A persistent audit dataset whose first audit into ``tmp_path/r.html`` was killed at ``kill_at``:
+    ``(dataset, report path)``."""
     ds = make()
     ds.persistent = True
     report = str(tmp_path / "r.html")
-    _killed(_KILL_AT_LINK, report, _AUDIT, ds.name, report)
+    _killed(kill_at, report, _AUDIT, ds.name, report)
     ds.reload()
+    return ds, report
+
+
+def test_repair_cleans_the_staging_of_a_first_audit_killed_while_publishing_its_report(make, tmp_path):
+    ds, report = _first_audit_killed(make, tmp_path, _KILL_AT_LINK)
     assert not os.path.exists(report) and len(published_leftovers(str(tmp_path), "r.html")) == 1  # the staged report
     assert ood.list_ood_runs(ds, kind="audit") == [], "killed before its record"
     ood.repair_ood_runs(ds)
@@ -171,11 +178,7 @@ def test_a_save_killed_while_writing_its_named_file_leaves_nothing_behind_the_ne
 
 def test_a_report_half_written_when_killed_is_removed_by_the_next_audit(make, tmp_path):
     """3. for the report too: a first audit killed while writing its staged report."""
-    ds = make()
-    ds.persistent = True
-    report = str(tmp_path / "r.html")
-    _killed(_KILL_IN_WRITE, report, _AUDIT, ds.name, report)
-    ds.reload()
+    ds, report = _first_audit_killed(make, tmp_path, _KILL_IN_WRITE)
     staged = published_leftovers(str(tmp_path), "r.html")
     assert len(staged) == 1 and len(read_bytes(str(tmp_path / staged[0] / "r.html"))) == 7
     ood.repair_ood_runs(ds)
@@ -184,21 +187,8 @@ def test_a_report_half_written_when_killed_is_removed_by_the_next_audit(make, tm
 
 def test_saves_into_one_folder_take_turns(tmp_path):
     """Leftovers are judged dead only while the folder's lock is held: a save waits for another one to finish."""
-    import threading
-
     from ood_core.publish import folder_lock
 
-    held, released = threading.Event(), {}
-
-    def other_save():  # holds the folder's lock for 3 s, as a save of another process would
-        with folder_lock(str(tmp_path), "busy"):
-            held.set()
-            time.sleep(3)
-            released["at"] = time.time()
-
-    holder = threading.Thread(target=other_save)
-    holder.start()
-    held.wait()
-    ood.save_figure(ood.plot_score_histogram([0.2, 0.4], [False, True]), str(tmp_path / "fig.html"))
-    holder.join()
+    with held_elsewhere(folder_lock(str(tmp_path), "busy"), 3) as released:
+        ood.save_figure(ood.plot_score_histogram([0.2, 0.4], [False, True]), str(tmp_path / "fig.html"))
     assert os.stat(tmp_path / "fig.html").st_mtime >= released["at"] - 0.05, "saved after the other let go"

@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from fault_helpers import published_leftovers, read_bytes
+from fault_helpers import held_elsewhere, published_leftovers, read_bytes
 
 
 @pytest.fixture
@@ -160,23 +160,10 @@ def test_recovery_leaves_the_files_of_a_publish_that_holds_the_lock(make, tmp_pa
 
 
 def test_report_publishes_into_one_path_take_turns(make, tmp_path):
-    import threading
-
     from ood_core.fo.report_leftovers import report_lock
 
     ds = make()
     report = str(tmp_path / "r.html")
-    held, released = threading.Event(), {}
-
-    def other_publish():  # holds the path's lock for 10 s, as a publish of another process would
-        with report_lock(report):
-            held.set()
-            time.sleep(10)
-            released["at"] = time.time()
-
-    holder = threading.Thread(target=other_publish)
-    holder.start()
-    held.wait()
-    ood.audit(ds, audit_key="a", report_path=report, **KW)
-    holder.join()
+    with held_elsewhere(report_lock(report), 10) as released:
+        ood.audit(ds, audit_key="a", report_path=report, **KW)
     assert os.stat(report).st_mtime >= released["at"] - 0.05, "the report was published after the other let go"
