@@ -57,7 +57,7 @@ from bench_app_scale import describe_commit, private_mongod  # noqa: E402
 
 # (module, function) pairs timed as phases: the steps of flag_samples and of its commit
 PHASES = [
-    ("ood_core.fo.evaluation", ["_flag_target", "previous_flags", "_read_scores", "_given_scores", "_compute_rule",
+    ("ood_core.fo.evaluation", ["_flag_target", "previous_flags", "read_scores", "given_scores", "compute_rule",
                                 "_flags_kept_outside", "tag_plan", "flag_values", "_flag_counts"]),
     ("ood_core.fo.flags", ["claimed_by_other_runs", "_tagged_item_ids", "set_tags"]),
     ("ood_core.fo.runs", ["write_and_record", "check_new_run", "register_run"]),

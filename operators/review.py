@@ -117,7 +117,7 @@ def _read_score_columns(samples, score_field, gt_field, patches_field, with_ids,
     ground truth (None without ``gt_field``). ``keep_unlabelled``: every scored item is returned (``is_positive``
     then covers the labelled ones only). NaN / infinite scores are refused, naming the field."""
     from ood_core.errors import OODInputError
-    from ood_core.fo.evaluation import check_score_values
+    from ood_core.fo.score_reads import check_score_values
     from ood_core.fo.items import item_columns
 
     id_path = "id" if patches_field is None else f"{patches_field}.detections.id"
@@ -269,7 +269,7 @@ def preset_threshold(samples, summary, preset, value, scores, is_positive=None, 
         field = pvalue_field(summary)
         if not field:
             raise OODInputError(f"run {summary['run_key']!r} has no calibrated p-values")
-        from ood_core.fo.evaluation import require_recorded_field
+        from ood_core.fo.score_reads import require_recorded_field
         from ood_core.fo.items import item_columns
 
         require_recorded_field(samples._dataset, summary["run_key"], field, summary.get("patches_field"),

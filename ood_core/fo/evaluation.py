@@ -42,138 +42,20 @@ import logging
 
 import numpy as np
 
-from .. import thresholds
 from ..errors import OODInputError
 from . import runs
+from .flag_rules import compute_rule, parse_rule
 from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
 from .flags import check_flag_tag, flag_values, previous_flags, refuse_tags_the_flags_read, tag_plan
-from .ground_truth import read_ground_truth, require_both_classes, require_known_tag
-from .items import (detections_root, is_whole_dataset, item_columns, patches_view_fields,
-                    refuse_label_tagged_reference, require_nonempty, source_objects_view)
-from .run_values import refuse_values_from_elsewhere
+from .ground_truth import read_ground_truth, require_both_classes
+from .items import is_whole_dataset, item_columns, patches_view_fields, require_nonempty, source_objects_view
+from .score_reads import field_present, given_scores, read_scores, refuse_p_value_field, resolve_scores
 from .view_checks import require_collection, require_not_generated, show_all_fields
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["delete_flags", "evaluate_ood_run", "flag_samples", "get_flag_info", "list_flag_runs", "resolve_view",
            "view_from_description"]
-
-#: ``rule=`` names accepted by :func:`flag_samples` -> (thresholds rule, default value).
-RULE_ALIASES = {
-    "percentile": ("percentile_of_reference", 0.95),
-    "percentile_of_reference": ("percentile_of_reference", 0.95),
-    "fpr": ("threshold_at_fpr", 0.05),
-    "threshold_at_fpr": ("threshold_at_fpr", 0.05),
-    "top_n": ("top_n", None),
-    "top_fraction": ("top_fraction", None),
-    "threshold": ("fixed_threshold", None),
-    "fixed_threshold": ("fixed_threshold", None),
-    "pvalue": ("p_value", 0.05),
-    "p_value": ("p_value", 0.05),
-}
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def _resolve_scores(samples, run_key_or_score_field):
-    """Where the scores live: ``{"run_key", "kind", "path", "patches_field", "info"}``."""
-    require_not_generated(samples, reads_a_run=True)  # its runs are recorded on the source dataset
-    dataset = samples._dataset
-    name = run_key_or_score_field
-    if not isinstance(name, str) or not name:
-        raise OODInputError(f"pass a score run key or score field name (a string); got {name!r}")
-    if name in runs.list_ood_runs(samples):
-        info = runs.get_ood_run_info(samples, name)
-        path = runs.score_path(info)
-        if path is None:
-            raise OODInputError(
-                f"run {name!r} is a {info.get('kind')!r} run, not a score run; pass the key of a "
-                f"scoring run: {_score_runs(samples)}"
-            )
-        patches = info.get("patches_field")
-        patches = patches or detections_root(dataset, path)
-        require_recorded_field(dataset, name, path, patches)
-        refuse_values_from_elsewhere(dataset, name, path)  # merged from another dataset's run (:mod:`.run_values`)
-        return {"run_key": name, "kind": info.get("kind"), "path": path, "patches_field": patches, "info": info}
-    patches = detections_root(dataset, name)
-    if patches is not None:
-        if dataset.count(name) == 0:
-            raise OODInputError(f"no object in {patches!r} has a value in {name!r}; score the objects first")
-        return {"run_key": None, "kind": None, "path": name, "patches_field": patches, "info": None}
-    if dataset.get_field(name) is None:
-        raise OODInputError(
-            f"{name!r} is neither a fiftyone-ood score run nor a field of dataset {dataset.name!r}; "
-            f"score runs here: {_score_runs(samples)}"
-        )
-    return {"run_key": None, "kind": None, "path": name, "patches_field": None, "info": None}
-
-
-def _score_runs(samples):
-    return [k for k in runs.list_ood_runs(samples)
-            if samples._dataset.get_run_info(k).config.kind in runs.score_kinds()]
-
-
-def _field_present(dataset, path, patches):
-    if dataset.get_field(path) is not None:
-        return True
-    if not patches or dataset.get_field(patches) is None:
-        return False
-    try:  # an object attribute that is set but not declared in the schema
-        return dataset.count(path) > 0
-    except Exception:
-        return False
-
-
-def require_recorded_field(dataset, run_key, path, patches, what="its scores"):
-    """Refuse a run whose recorded field was renamed or deleted by hand (FiftyOne would raise a raw error)."""
-    if _field_present(dataset, path, patches):
-        return
-    raise OODInputError(
-        f"run {run_key!r} recorded {what} in field {path!r}, but dataset {dataset.name!r} has no field "
-        f"{path!r} (renamed or deleted outside fiftyone-ood?); rename the field back "
-        f"(dataset.rename_sample_field(<its new name>, {path!r})), or delete the run with "
-        f"ood.delete_ood_run(dataset, {run_key!r}) and compute the scores again"
-    )
-
-
-def _read_scores(samples, where):
-    """``(item ids, scores)``, read in one pass over the view."""
-    patches = where["patches_field"]
-    id_path = "id" if patches is None else f"{patches}.detections.id"
-    (ids, raw), _ = item_columns(samples, [id_path, where["path"]], patches)
-    return ids, check_score_values(where["path"], raw)
-
-
-def _given_scores(where, item_scores):
-    """``(ids, scores)`` a caller passed to :func:`flag_samples`, checked like the ones read here."""
-    try:
-        ids, raw = (list(x) for x in item_scores)
-    except (TypeError, ValueError):
-        raise OODInputError(f"item_scores must be a pair (ids, scores) of two lists; got {type(item_scores)}; pass "
-                            "item_scores=None to read them from the view") from None
-    if len(ids) != len(raw):
-        raise OODInputError(f"item_scores holds {len(ids)} ids but {len(raw)} scores; pass one score (or None) per "
-                            "id, or item_scores=None to read them from the view")
-    return ids, check_score_values(where["path"], raw)
-
-
-def check_score_values(path, raw):
-    """``raw`` (a score or None per item of ``path``) when every score is a finite number, else OODInputError
-    naming the field and the fix (shared with the review panel)."""
-    bad = [i for i, v in enumerate(raw) if v is not None and not isinstance(v, (int, float, np.number))]
-    if bad:
-        raise OODInputError(
-            f"{path!r} does not hold one number per item (e.g. {raw[bad[0]]!r}); "
-            "pass a score field, not an embeddings or label field"
-        )
-    bad = [i for i, v in enumerate(raw) if v is not None and not np.isfinite(v)]
-    if bad:
-        raise OODInputError(
-            f"{path!r} holds {len(bad)} NaN or infinite score(s) (e.g. {raw[bad[0]]!r}); set those items' "
-            "values to None (no score: left out) or score them again"
-        )
-    return raw
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -210,14 +92,14 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
 
     require_collection(samples)
     if patches_view_fields(samples) is not None:  # to_patches: its objects, on the dataset their run is recorded on
-        where = _resolve_scores(samples._root_dataset, run_key_or_score_field)
+        where = resolve_scores(samples._root_dataset, run_key_or_score_field)
         patches, samples = samples, source_objects_view(samples, where["patches_field"],
                                                         f"the scores in {where['path']!r}")
         _refuse_patch_sample_tag(patches, where["patches_field"], gt_tag)
     samples = show_all_fields(samples)  # only read: a field the view hides (the App's visibility) is read anyway
-    where = _resolve_scores(samples, run_key_or_score_field)
-    _refuse_p_value_field(samples, where["path"])
-    ids, scores = _read_scores(samples, where)
+    where = resolve_scores(samples, run_key_or_score_field)
+    refuse_p_value_field(samples, where["path"])
+    ids, scores = read_scores(samples, where)
     if gt_field is not None and gt_field == where["path"]:
         raise OODInputError(f"gt_field={gt_field!r} is the field being evaluated: the scores would be measured against "
                             "themselves (AUROC 1); pass the ground-truth field (True = OOD) or gt_tag=")
@@ -262,131 +144,12 @@ def _refuse_patch_sample_tag(patches, patches_field, gt_tag):
         f"objects: patches.match_tags({gt_tag!r}).tag_labels({gt_tag!r}, label_fields={patches_field!r})")
 
 
-def _refuse_p_value_field(samples, path):
-    """A run's p-value field is small = more OOD: read as a score (higher = more OOD) it inverts every metric."""
-    for key in _score_runs(samples):
-        if (runs.get_ood_run_info(samples, key).get("calibration") or {}).get("field") == path:
-            raise OODInputError(f"{path!r} holds the p-values of run {key!r} (small = more OOD), not scores (higher = "
-                                f"more OOD); evaluate the run instead: ood.evaluate_ood_run(samples, {key!r}, ...)")
-
-
 # --------------------------------------------------------------------------- flags
 
 
 # Part of this module's public API (evaluation works on tag/view references); implemented in runs.
 resolve_view = runs.resolve_view
 view_from_description = runs.view_from_description
-
-
-def _reference_scores(samples, where, reference):
-    """Scores of the reference items (a tag or a view; default: the score run's reference tag)."""
-    if reference is None:
-        recorded = (where["info"] or {}).get("reference") or {}
-        reference = recorded.get("tag") or _recorded_reference_view(samples, where, recorded)
-        if reference is None:
-            raise OODInputError(
-                "the percentile rule needs reference=<tag or view of trusted samples>; the score run "
-                "records no reference to default to"
-            )
-    refuse_label_tagged_reference(samples, reference, where["patches_field"])
-    view, ref_info = resolve_view(samples, reference, "reference")
-    _, raw = _read_scores(view, where)
-    vals = [v for v in raw if v is not None]
-    if not vals:
-        raise OODInputError(f"no reference item has a score in {where['path']!r}; score the reference samples too")
-    return np.array(vals, dtype=np.float64), ref_info
-
-
-def _recorded_reference_view(samples, where, recorded):
-    """The trusted view a score run recorded, rebuilt (None: it recorded none); refused, naming the run and the fix,
-    when it matches no sample now: its samples were deleted, or a field its stages read was renamed or deleted
-    (the bare "reference view is empty" named neither)."""
-    from .items import num_samples
-
-    gone = OODInputError(
-        f"score run {where['run_key']!r} recorded as its reference a view of {recorded.get('num_samples')} samples, "
-        f"which matches no sample of dataset {samples._dataset.name!r} now (its samples were deleted, or a field its "
-        "stages read was renamed or deleted); pass reference=<a tag or view of the trusted samples> to the "
-        "percentile rule"
-    )
-    try:
-        view = view_from_description(samples, recorded)
-    except Exception as e:  # a stage that no longer applies (some stages check their fields when built)
-        raise gone from e
-    if view is not None and num_samples(view) == 0:
-        raise gone
-    return view
-
-
-def _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag, scored_ids):
-    """Apply a rule; returns (ThresholdResult over ``scores``, extra config). ``scored_ids``: the item id of each
-    of ``scores``."""
-    extra = {}
-    if rule_name == "p_value":
-        return _p_value_rule(samples, where, value, scores, scored_ids), extra
-    if rule_name == "percentile_of_reference":
-        ref_scores, extra["reference"] = _reference_scores(samples, where, reference)
-        return thresholds.percentile_of_reference(ref_scores, value, scores=scores), extra
-    if rule_name == "threshold_at_fpr":
-        if gt_field is None and gt_tag is None:
-            raise OODInputError("the fpr rule needs labelled data: pass gt_field='is_ood' (or gt_tag=...)")
-        gt_by_id, extra["ground_truth"], _ = read_ground_truth(samples, where, gt_field, gt_tag, True)
-        ids, raw = _read_scores(samples, where)
-        gt = [gt_by_id.get(i) for i in ids]  # paired by id: the view's order may change between reads
-        lab = [i for i, (s, g) in enumerate(zip(raw, gt)) if s is not None and g is not None]
-        if not lab:
-            raise OODInputError("no scored item in this view has ground truth for the fpr rule")
-        y = np.array([gt[i] for i in lab], bool)
-        require_known_tag(samples, extra["ground_truth"], where, y)
-        require_both_classes(y, extra["ground_truth"], where, negatives_only=True)
-        res = thresholds.threshold_at_fpr(np.array([raw[i] for i in lab], np.float64), y, value)
-        return thresholds.ThresholdResult(res.threshold, scores >= res.threshold, res.rule), extra
-    if rule_name == "top_n":
-        return thresholds.top_n(scores, value), extra
-    if rule_name == "top_fraction":
-        return thresholds.top_fraction(scores, value), extra
-    return thresholds.fixed_threshold(scores, value), extra
-
-
-def _values_by_id(samples, where, path, ids):
-    """The value of ``path`` (None: none) of each item id of ``ids``, ids and values read in one pass (ids that
-    this read of an unstable view missed: by id from the dataset)."""
-    patches = where["patches_field"]
-    id_path = "id" if patches is None else f"{patches}.detections.id"
-    (got, raw), _ = item_columns(samples, [id_path, path], patches)
-    by_id = dict(zip(got, raw))
-    missing = [i for i in ids if i not in by_id]
-    if missing:
-        ds = samples._dataset
-        (got, raw), _ = item_columns(ds.select(missing) if patches is None else ds.select_labels(
-            ids=missing, fields=patches), [id_path, path], patches)
-        by_id.update(zip(got, raw))
-    return [by_id.get(i) for i in ids]
-
-
-def _p_value_rule(samples, where, alpha, scores, scored_ids):
-    """Flag items whose calibrated p-value is <= ``alpha`` (about ``alpha`` of in-distribution items)."""
-    calibration = (where["info"] or {}).get("calibration")
-    if not calibration:
-        raise OODInputError(
-            f"{where['path']!r} has no calibrated p-values; the p-value rule needs a score run made with a "
-            "reference (compute_ood_scores(..., reference='trusted')) or use rule='percentile'"
-        )
-    require_recorded_field(samples._dataset, where["run_key"], calibration["field"], where["patches_field"],
-                            "its calibrated p-values")
-    raw_p = check_score_values(calibration["field"], _values_by_id(samples, where, calibration["field"], scored_ids))
-    missing = [i for i, pv in zip(scored_ids, raw_p) if pv is None]
-    if missing:  # (a missing p-value read as NaN: "not flagged", however high the score)
-        raise OODInputError(
-            f"{len(missing)} scored item(s) of this view have no p-value in {calibration['field']!r} (e.g. "
-            f"{missing[0]!r}), so the p-value rule cannot decide them; score them again (ood.compute_ood_scores(..., "
-            f"overwrite=True) on run {where['run_key']!r}), or use rule='percentile'")
-    flags = np.array(raw_p, dtype=np.float64) <= float(alpha)  # aligned with ``scores`` by id
-    threshold = float(scores[flags].min()) if flags.any() else float("inf")
-    rule = {"name": "p_value", "alpha": float(alpha), "p_value_field": calibration["field"],
-            "flag_if": "p_value <= alpha (p = share of reference items scoring at least as high)",
-            "num_flagged": int(flags.sum())}
-    return thresholds.ThresholdResult(threshold, flags, rule)
 
 
 def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=None, flag_key=None, tag=None,
@@ -433,7 +196,7 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     """
     import fiftyone.core.fields as fof
 
-    rule_name, value = _parse_rule(rule, value)
+    rule_name, value = parse_rule(rule, value)
     tag = check_flag_tag(tag)
     require_not_generated(samples, reads_a_run=True)  # (before the generic refusal of require_nonempty)
     require_nonempty(samples, "samples to flag")
@@ -443,13 +206,13 @@ def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=
     patches = where["patches_field"]
     previous_flags(samples, flag_key)  # refuses a flag key of another kind of run, before any work
 
-    ids, raw = _read_scores(samples, where) if item_scores is None else _given_scores(where, item_scores)
+    ids, raw = read_scores(samples, where) if item_scores is None else given_scores(where, item_scores)
     scored = np.array([s is not None for s in raw])
     if not scored.any():
         raise OODInputError(f"no item of this view has a score in {where['path']!r}; score the view first")
     scores = np.array([s for s in raw if s is not None], dtype=np.float64)
     scored_ids = [i for i, ok in zip(ids, scored) if ok]
-    result, extra = _compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag, scored_ids)
+    result, extra = compute_rule(samples, where, rule_name, value, scores, reference, gt_field, gt_tag, scored_ids)
     flags_by_id = dict(zip(scored_ids, result.flags.tolist()))
     flagged = {i for i, f in flags_by_id.items() if f}
     kept, scored_outside = _flags_kept_outside(samples, flag_path, patches, ids, overwrite)
@@ -520,23 +283,11 @@ def _tag_changes(previous, tags_removed, tag, level, tags_added):
     return ops + ([followups.tag(tag, level, tags_added)] if tag is not None and tags_added else [])
 
 
-def _parse_rule(rule, value):
-    """``(thresholds rule name, value)`` from a ``rule=`` alias and its value (or the rule's default)."""
-    if not isinstance(rule, str) or rule not in RULE_ALIASES:
-        raise OODInputError(f"unknown rule {rule!r}; use one of {sorted(set(RULE_ALIASES))}")
-    rule_name, default = RULE_ALIASES[rule]
-    value = default if value is None else value
-    if value is None:
-        raise OODInputError(f"rule {rule!r} needs value=... (n for top_n, a fraction for top_fraction, "
-                            "the threshold for 'threshold')")
-    return rule_name, thresholds.check_rule_value(rule_name, value, alias=rule)
-
-
 def _flag_target(samples, run_key, flag_field, flag_key, overwrite, gt_field=None):
     """Where the scores are and where the flags go: ``(where, flag path, flag run key)``; refuses clobbering, and
     writing into a field the rule reads (the scores, the fpr rule's ground truth ``gt_field``)."""
     dataset = samples._dataset
-    where = _resolve_scores(samples, run_key)
+    where = resolve_scores(samples, run_key)
     patches = where["patches_field"]
     leaf = where["path"].rpartition(".")[2]
     flag_field = flag_field or f"{leaf}_flag"
@@ -582,7 +333,7 @@ def _flags_kept_outside(samples, flag_path, patches, view_ids, overwrite):
     keeps the values of the other items (:func:`runs.write_and_record`), so the tags and the record of those
     items must stay too."""
     dataset = samples._dataset
-    if not overwrite or is_whole_dataset(samples) or not _field_present(dataset, flag_path, patches):
+    if not overwrite or is_whole_dataset(samples) or not field_present(dataset, flag_path, patches):
         return set(), 0
     inside = set(view_ids)
     id_path = "id" if patches is None else f"{patches}.detections.id"

@@ -127,7 +127,7 @@ def label_error_report(samples, label_field, embeddings_field=None, *, method="l
         if not triples:
             raise OODInputError(f"no item has both a score in {spath!r} and a label in {label_field!r}")
         keys, scores, labels = (list(x) for x in zip(*triples))
-        from .evaluation import check_score_values  # NaN: a NaN class mean sorted anywhere, or sklearn's raw error
+        from .score_reads import check_score_values  # NaN: a NaN class mean sorted anywhere, or sklearn's raw error
 
         scores = np.asarray(check_score_values(spath, scores), np.float64)
         source = {"score_field": spath}
