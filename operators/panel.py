@@ -27,7 +27,9 @@ histogram or the slider range. The views it opens keep the user's stages,
 in a patches view of an object run's label field it opens the flagged patches.
 Review decisions tag the selected samples; in a patches view of an object run's
 label field they tag the selected objects, in other patches / frames / clips
-views the samples they come from.
+views the samples they come from. On an object run the objects selected in the
+sample modal come first: they are tagged, the grid's selection is kept. What the
+buttons act on: :mod:`operators.panel_selection`.
 
 Reads: every column the panel shows (scores, ground truth) is read in one pass over the view, once per App
 request (the event handler and the render after it share it, :func:`panel_state.request_memo`), and kept
@@ -46,6 +48,7 @@ from ood_core.fo.form_cache import view_key
 from ood_core.fo.run_sync import one_look  # each read below looks at the runs once, not once per run
 
 from . import review as review_data
+from .panel_selection import is_generated, review_app_selection, selection_text
 from .panel_state import (FLAG_TAG_PATH, FLAGS_STACK, PRESET_PATH, PRESETS_STACK, applied_preset, count_axis,
                           default_run, drawn_key, flag_tag_value, pick_threshold, preset_key, preset_value,
                           preset_value_name, preset_value_path, refuse_tags_the_panel_reads, request_memo,
@@ -113,82 +116,6 @@ def flagged_patches(patches, score_field, threshold):
     return with_field_stages(view, patches)
 
 
-_GENERATED_NOUNS = {"PatchesView": "patches", "EvaluationPatchesView": "patches", "FramesView": "frames",
-                    "ClipsView": "clips"}
-
-
-_SELECTED = {"samples": "sample(s)", "patches": "patch(es)", "frames": "frame(s)", "clips": "clip(s)"}
-
-
-def _is_generated(view):
-    return view is not None and view._dataset.name != view._root_dataset.name
-
-
-def selected_noun(view):
-    """What the App's grid selects: samples, or the patches / frames / clips of a generated view."""
-    return _GENERATED_NOUNS.get(type(view).__name__, "items") if _is_generated(view) else "samples"
-
-
-def review_selection(dataset, view, selected, patches_field, decision):
-    """Record a review decision on the App's selection; returns ``{"tag", "num", "noun"}``.
-
-    In a sample view the selected samples are tagged (:func:`review.review_samples`). In a generated view the
-    selection holds patch / frame / clip ids: in a patches view of an object run's label field the selected
-    objects are tagged (label tags, the opposite decision's tag removed; FiftyOne syncs them to the dataset),
-    elsewhere the samples they come from (``_sample_id``).
-    """
-    from bson import ObjectId
-
-    from ood_core.errors import OODInputError
-
-    if not _is_generated(view):
-        _require_in_view(view if view is not None else dataset, selected)
-        out = review_data.review_samples(dataset, selected, decision)
-        return {"tag": out["tag"], "num": out["num_samples"], "noun": "sample(s)"}
-    noun = selected_noun(view)
-    ids = list(dict.fromkeys(selected))
-    bad = [i for i in ids if not ObjectId.is_valid(i)]
-    chosen = view.select([i for i in ids if i not in bad])
-    missing = len(ids) - len(chosen)
-    if missing:
-        raise OODInputError(f"{missing} of the {len(ids)} selected {noun} are not in the current view (e.g. "
-                            f"{(bad or [i for i in ids if i not in set(chosen.values('id'))])[0]!r}): clear the "
-                            "selection and select them again")
-    fields = [getattr(view, name, None) for name in ("patches_field", "gt_field", "pred_field")]
-    if patches_field and patches_field in fields:
-        return review_objects(chosen, patches_field, decision)
-    sample_ids = list(dict.fromkeys(str(i) for i in chosen.values("_sample_id")))
-    out = review_data.review_samples(dataset, sample_ids, decision)
-    return {"tag": out["tag"], "num": out["num_samples"], "noun": "sample(s)"}
-
-
-def _require_in_view(view, selected):
-    """Refuse selected samples the current view does not show (a selection kept from another view or group
-    slice, or samples deleted meanwhile): tagging them would change samples the curator does not see. Ids that
-    are no sample ids are left to :func:`review.review_samples`, which names them."""
-    from bson import ObjectId
-
-    from ood_core.errors import OODInputError
-
-    ids = [i for i in dict.fromkeys(selected) if isinstance(i, str) and ObjectId.is_valid(i)]
-    shown = set(view.select(ids).values("id")) if ids else set()
-    missing = [i for i in ids if i not in shown]
-    if missing:
-        raise OODInputError(f"{len(missing)} of the {len(ids)} selected samples are not in the current view (e.g. "
-                            f"{missing[0]!r}: selected on another view or group slice, or deleted meanwhile); "
-                            "nothing was tagged: clear the selection and select them again")
-
-
-def review_objects(patches, label_field, decision):
-    """Tag the objects of ``label_field`` in ``patches`` (a patches view) with the decision's tag, removing the
-    opposite one; returns ``{"tag", "num", "noun"}``."""
-    tag = review_data.REVIEW_TAGS[decision]
-    other = next(t for d, t in review_data.REVIEW_TAGS.items() if d != decision)
-    patches.untag_labels(other, label_fields=label_field)
-    patches.tag_labels(tag, label_fields=label_field)
-    return {"tag": tag, "num": int(patches.count_label_tags(label_field).get(tag, 0)), "noun": "object(s)"}
-
-
 def review_counts_text(samples, summary):
     """The "Reviewed in this view" line: sample tags, and for object runs the object tags of the label field.
     Kept until the dataset changes (:func:`ood_core.fo.form_cache.memo`: tagging changes it)."""
@@ -235,7 +162,8 @@ class OODReviewPanel(foo.Panel):
                 "Review a fiftyone-ood score run on the current view: histogram, metrics against a boolean "
                 "ground-truth field, threshold (flag = score >= threshold; higher = more suspicious) from the "
                 "slider or a preset, open the flagged samples in the grid, save them as flags, and tag selected "
-                "samples `ood_confirmed` / `ood_dismissed`."
+                "samples (on object runs: the objects selected in the sample modal) `ood_confirmed` / "
+                "`ood_dismissed`."
             ),
         )
 
@@ -245,7 +173,7 @@ class OODReviewPanel(foo.Panel):
         from ood_core.fo.view_checks import show_all_fields
 
         view = ctx.view if ctx.view is not None else ctx.dataset.view()
-        if _is_generated(view):
+        if is_generated(view):
             view = ctx.dataset.view()
         view = show_all_fields(view)
         state = ctx.panel.get_state
@@ -349,6 +277,9 @@ class OODReviewPanel(foo.Panel):
     def on_change_selected(self, ctx):
         pass  # the panel shows how many samples are selected
 
+    def on_change_selected_labels(self, ctx):
+        pass  # ... and, on an object run, how many objects are selected in the modal
+
     def on_change_input(self, ctx):
         """Run, ground truth or threshold changed: the App already stored the value. The App stores a slider's
         default as soon as it draws it and calls this: the server notes which threshold and which computation of
@@ -408,7 +339,7 @@ class OODReviewPanel(foo.Panel):
         # stored without the user's field-hiding stages: _samples() removes them before recognising the view
         ctx.panel.set_state("flagged_base", json.dumps(cur["samples"]._serialize(), default=str))
         ctx.panel.set_state("flagged_stages", json.dumps(view._serialize(), default=str))
-        if not _is_generated(ctx.view):
+        if not is_generated(ctx.view):
             view = with_field_stages(view, ctx.view)
         ctx.ops.set_view(view=view)
         # sample runs read without ground truth hold one score per scored sample: no count over the view needed
@@ -433,23 +364,25 @@ class OODReviewPanel(foo.Panel):
         ctx.ops.notify(save_flags_message(out, review_data.item_noun(cur["summary"])), variant="success")
 
     def _review(self, ctx, decision):
+        """Tag the App's selection (:func:`panel_selection.review_app_selection`: on an object run the labels
+        selected in the modal, else the samples checked in the grid), then clear that selection."""
         from ood_core.errors import OODInputError
 
-        noun = selected_noun(ctx.view)
-        if not ctx.selected:
-            ctx.ops.notify(f"Select {noun} in the grid first (checkbox on each one)", variant="warning")
-            return
         runs = reviewable_runs(ctx.dataset)
         run_key = self._run_key(ctx, runs, self._samples(ctx)) if runs else None
         patches_field = review_data.run_summary(ctx.dataset, run_key)["patches_field"] if run_key else None
         try:
-            out = review_selection(ctx.dataset, ctx.view, ctx.selected, patches_field, decision)
-        except OODInputError as e:  # e.g. selected samples deleted meanwhile
+            out = review_app_selection(ctx.dataset, ctx.view, ctx.selected, ctx.selected_labels, patches_field,
+                                       decision)
+        except OODInputError as e:  # nothing selected, or a selection the current view does not show
             ctx.ops.notify(str(e), variant="warning")
             return
-        ctx.ops.clear_selected_samples()
+        if out["cleared"] == "labels":
+            ctx.ops.clear_selected_labels()
+        else:
+            ctx.ops.clear_selected_samples()
         ctx.ops.reload_samples()
-        ctx.ops.notify(f"tagged {out['num']} {out['noun']} '{out['tag']}'", variant="success")
+        ctx.ops.notify(out["message"], variant="success")
 
     def confirm_selected(self, ctx):
         self._review(ctx, "confirmed")
@@ -497,8 +430,8 @@ class OODReviewPanel(foo.Panel):
             f" in the current view ({num_view} of {num_dataset} samples)"
         panel.md(
             f"**{n_flagged}** of {len(scores)} scored {item} flagged{view_note} (`{summary['score_field']}` >= "
-            f"{threshold_text(threshold, scores)}{source}; higher = more {pos}). {len(ctx.selected or [])} "
-            f"{_SELECTED.get(selected_noun(ctx.view), 'item(s)')} selected in the grid.",
+            f"{threshold_text(threshold, scores)}{source}; higher = more {pos}). "
+            f"{selection_text(ctx.view, ctx.selected, ctx.selected_labels, summary['patches_field'])}.",
             name="flag_count",
         )
         panel.btn("show_flagged", label="Show flagged samples in the grid (highest score first)",
