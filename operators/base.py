@@ -19,6 +19,7 @@ from ood_core.fo import embedding_runs, form_cache
 
 from .field_inputs import (add_embeddings_choice, add_uncovered_classes_warning, check_label_field,  # noqa: F401
                            check_label_pairing, label_fields, label_kind_or_none)  # (the forms' fields: common.*)
+from .form_checks import check_input, invalidate, refusal  # noqa: F401  (common.invalidate, ...)
 from .markdown import escape, report  # noqa: F401  (report: the result views' markdown, common.report)
 from .param_names import check_param_names, fill_first_pass_defaults
 
@@ -239,32 +240,6 @@ def _refusal_label(view):
         return ("A patches, frames or clips view cannot be the target: go back to the dataset or a view of it "
                 "(objects: pick an 'Objects field' there)")
     return "This view cannot be the target"
-
-
-def invalidate(prop, message):
-    """Mark a form property invalid with ``message`` (shown on the field); returns the property."""
-    prop.invalid = True
-    prop.error_message = message
-    return prop
-
-
-def check_input(prop, check, *args, **kwargs):
-    """Run an SDK check (``check(*args, **kwargs)``) for a form field: its OODInputError / ValueError message is
-    shown on ``prop``; returns the check's result, or None when it refused."""
-    try:
-        return check(*args, **kwargs)
-    except ValueError as e:  # OODInputError is a ValueError
-        invalidate(prop, str(e))
-        return None
-
-
-def refusal(check, *args, **kwargs):
-    """The message with which an SDK check (``check(*args, **kwargs)``) refuses, or None when it accepts."""
-    try:
-        check(*args, **kwargs)
-    except ValueError as e:  # OODInputError is a ValueError
-        return str(e)
-    return None
 
 
 def add_file_input(inputs, ctx, name, *, label, description, may_be_tag=False):

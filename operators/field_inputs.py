@@ -7,6 +7,7 @@ import fiftyone.operators.types as types
 
 from ood_core.fo import form_cache
 
+from .form_checks import invalidate, refusal
 from .markdown import escape
 
 
@@ -16,8 +17,6 @@ def add_embeddings_choice(inputs, ctx, target, name="embeddings_field", *, requi
     "N will be skipped" warning for the target. Returns the chosen field or None.
     ``sample_level``: only image-level embeddings (not those of objects)."""
     from ood_core.fo import inventory
-
-    from .base import invalidate
 
     choices = inventory.embedding_choices(ctx.dataset)
     if sample_level:
@@ -100,8 +99,6 @@ def check_label_field(prop, samples, label_field, choices, kinds=("classificatio
     None when it is empty or refused (the form's other checks then go without labels)."""
     from ood_core.fo.items import label_kind
 
-    from .base import invalidate
-
     if not label_field:
         return None
     if not isinstance(label_field, str):  # a list or a number from a Python call: FiftyOne's field lookup crashed
@@ -153,8 +150,6 @@ def check_label_pairing(prop, samples, label_field, embeddings_field, patches, c
     those objects' own labels only, image embeddings with image labels (a Detections field's labels belong to its
     objects). ``label_field`` has passed :func:`check_label_field`; ``choices``: the label fields offered. Returns
     the label field, or None when it is empty or refused."""
-    from .base import invalidate
-
     if not label_field or embeddings_field is None or label_field in choices:
         return label_field
     kind = label_kind_or_none(samples, label_field)
@@ -187,8 +182,6 @@ def check_offered_label_field(prop, samples, label_field, choices):
     (:func:`check_label_field`: the field, its type, the fields to pick); a Classification field left out of the
     list is an output of a run of this plugin. Without this, Execute failed with FiftyOne's bare "Invalid enum
     value". Returns the label field, or None when it is refused."""
-    from .base import invalidate
-
     if not label_field or label_field in choices:
         return label_field or None
     if check_label_field(prop, samples, label_field, choices) is None:
@@ -206,8 +199,6 @@ def check_clip_embeddings_choice(prop, samples, embeddings_field, offered):
     bare "Invalid enum value". Returns whether the choice can be used."""
     from ood_core.fo.clip_common import clip_embeddings_record
 
-    from .base import invalidate, refusal
-
     if not embeddings_field or embeddings_field in offered:
         return True
     problem = refusal(clip_embeddings_record, samples, embeddings_field) or \
@@ -221,8 +212,6 @@ def check_tag_choice(prop, tag, tags, or_else):
     """Refuse on the tag dropdown ``prop`` a tag no sample carries any more (``tags``: the dataset's tags; removed
     since the form opened, or typed), which FiftyOne refused on Execute with a bare "Invalid enum value";
     ``or_else``: the other way out. Returns whether the tag can be used."""
-    from .base import invalidate
-
     if not tag or tag in tags:
         return True
     invalidate(prop, f"no sample is tagged {tag!r} (removed since the form opened?): pick a tag in the list, "
@@ -235,8 +224,6 @@ def check_patches_choice(prop, samples, patches_field, offered):
     fields), with the SDK's reason (:func:`ood_core.fo.items.check_patches_field`: deleted since the form opened,
     or not a Detections field) and the fix. Returns whether the choice can be used."""
     from ood_core.fo.items import check_patches_field
-
-    from .base import invalidate, refusal
 
     if not patches_field or patches_field in offered:
         return True
@@ -268,8 +255,6 @@ def check_clip_encoder_inputs(inputs, ctx):
     from ood_core.errors import OODError
     from ood_core.fo.clip_common import clip_embeddings_record, make_encoder, resolve_encoder_args
     from ood_core.paths import check_app_file
-
-    from .base import invalidate
 
     p, props = ctx.params, inputs.properties
     if not (p.get("model_name") or p.get("weights") or p.get("quick_gelu")) or \
