@@ -106,6 +106,23 @@ def test_classes_without_a_trusted_item_are_counted_and_named(embedded):
                                                         reference="trusted", label_field="ground_truth")
 
 
+def test_label_issues_take_the_neighbour_search_options(embedded):
+    """compute_label_issues passes neighbor_backend / neighbor_index on, as compute_ood_scores does (the README
+    names them for the label scores): faiss and scikit-learn agree on the exact index, and the run records the
+    approximate one it was asked for."""
+    ds = embedded
+    ood.compute_label_issues(ds, "ground_truth", "emb", "agree_sk", method="label_agreement", k=10,
+                             neighbor_backend="sklearn")
+    ood.compute_label_issues(ds, "ground_truth", "emb", "agree_faiss", method="label_agreement", k=10,
+                             neighbor_backend="faiss", neighbor_index="flat")
+    np.testing.assert_allclose(ds.values("agree_faiss"), ds.values("agree_sk"))
+    ood.compute_label_issues(ds, "ground_truth", "emb", "agree_hnsw", method="label_agreement", k=10,
+                             neighbor_backend="faiss", neighbor_index="hnsw")
+    detector = fo_runs.get_ood_run_info(ds, "agree_hnsw")["detector"]
+    assert (detector["backend"], detector["index"]) == ("faiss", "hnsw")
+    assert fo_runs.get_ood_run_info(ds, "agree_sk")["detector"]["backend"] == "sklearn"
+
+
 def test_label_issues_rank_flipped_labels_first(embedded):
     ds = embedded
     rng = np.random.default_rng(0)

@@ -521,6 +521,8 @@ def compute_label_issues(
     reduce=None,
     n_components=None,
     seed=0,
+    neighbor_backend=None,
+    neighbor_index=None,
     run_key=None,
     overwrite=False,
     progress=None,
@@ -545,7 +547,8 @@ def compute_label_issues(
     0.859 with the default's 10 folds, fitted temperature and LDA-judged suspects), label
     agreement k=20 0.935 / 0.743 with 51 samples tied at the top score on average.
 
-    ``progress``: None/True (tqdm), False or ``f(done, total)``, as in :func:`compute_ood_scores`.
+    ``neighbor_backend``, ``neighbor_index`` (the neighbour search) and ``progress`` (None/True: tqdm, False or
+    ``f(done, total)``): as in :func:`compute_ood_scores`.
     """
     from ..detectors import detector_names
 
@@ -553,6 +556,6 @@ def compute_label_issues(
         raise OODInputError(f"label-issue method must be one of {detector_names('label_issues')}, got {method!r}")
     return compute_ood_scores(
         samples, embeddings_field, score_field, method=method, label_field=label_field, k=k,
-        reduce=reduce, n_components=n_components, seed=seed, run_key=run_key, overwrite=overwrite,
-        progress=progress,
+        reduce=reduce, n_components=n_components, seed=seed, neighbor_backend=neighbor_backend,
+        neighbor_index=neighbor_index, run_key=run_key, overwrite=overwrite, progress=progress,
     )
