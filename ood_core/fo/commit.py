@@ -32,6 +32,9 @@ list are moved aside, and dropped once every one of them is aside.
 A failure in steps 3-5 undoes them in reverse (:func:`_roll_back`). A journal
 left by a killed process is rolled back (crash before step 5 completed) or
 forward (after it) by :func:`repair`, which every write calls first.
+
+A clone of the dataset made while a commit was in flight or left half-way (``dataset.clone()``, ``view.clone()``)
+copies its temporary fields: :mod:`.commit_clones` keeps the journal for it and settles the copy by its own state.
 """
 
 import logging
@@ -43,9 +46,10 @@ from ..errors import OODInputError
 logger = logging.getLogger(__name__)
 
 JOURNAL = "ood_plugin_commits"
-#: what :func:`repair` did with each journal a killed process left (for clones made before the repair)
+#: ended journals a clone may have copied half-way: each a killed process left (as its repair settled it), and
+#: each that ended while another dataset held its temporary names (a clone made mid-commit): :mod:`.commit_clones`
 SETTLED = "ood_plugin_commits_settled"
-#: days a settled journal is kept for a clone that copied the crashed dataset's temporary fields
+#: days a settled journal is kept for a clone that copied the dataset's temporary fields
 SETTLED_DAYS = 90
 #: prefix of every temporary field and run key of this package (hidden from users)
 TMP_PREFIX = "tmp_ood_"
@@ -337,7 +341,7 @@ def _roll_back(dataset, entry):
     for run in _dropped_runs(entry):
         if dataset.has_run(run["backup_run"]) and not dataset.has_run(run["run_key"]):
             dataset.rename_run(run["backup_run"], run["run_key"])
-    _journal().delete_one({"_id": entry["_id"]})
+    _end_journal(entry)
 
 
 def _roll_forward(dataset, entry):
@@ -353,6 +357,14 @@ def _roll_forward(dataset, entry):
     for key in [entry["backup_run"], *(run["backup_run"] for run in _dropped_runs(entry))]:
         if dataset.has_run(key):
             dataset.delete_run(key)
+    _end_journal(entry)
+
+
+def _end_journal(entry):
+    """Drop the journal entry of an ended commit; kept for a clone that copied it in flight (:mod:`.commit_clones`)."""
+    from .commit_clones import keep_if_copied
+
+    keep_if_copied(entry)
     _journal().delete_one({"_id": entry["_id"]})
 
 
@@ -413,9 +425,12 @@ def repair(dataset):
     """
     from . import coordination
 
+    from .commit_clones import adopt_journals, keep_settled, rolls_forward
+
     done = {"rolled_back": 0, "rolled_forward": 0, "orphans_removed": 0}
     with coordination.schema_lock(dataset):
-        _adopt_journals(dataset)
+        names = set(internal_fields(dataset)) | {k for k in dataset.list_runs() if k.startswith(BACKUP_RUN_PREFIX)}
+        adopt_journals(dataset, names - _claimed(dataset))  # a clone's copies of another dataset's commit
     for entry in list(_journal().find({"dataset_id": str(dataset._doc.id)})):
         keys = (entry["run_key"], *(run["run_key"] for run in _dropped_runs(entry)), entry.get("old_run_key"))
         locks = sorted({coordination.job_key(dataset, t["target"]) for t in entry["targets"]}
@@ -428,8 +443,8 @@ def repair(dataset):
                 _settle_rename(dataset, entry)
                 done["rolled_forward" if entry["phase"] == "recorded" else "rolled_back"] += 1
                 continue
-            _keep_settled(entry)  # before it is settled: a clone of the crashed state can still follow it
-            if entry["phase"] == "recorded":
+            keep_settled(entry)  # before it is settled: a clone of the crashed state can still follow it
+            if rolls_forward(dataset, entry):
                 _roll_forward(dataset, entry)
                 done["rolled_forward"] += 1
             else:
@@ -438,60 +453,6 @@ def repair(dataset):
     with coordination.schema_lock(dataset):
         done["orphans_removed"] = _remove_orphans(dataset)
     return done
-
-
-def _keep_settled(entry):
-    """Keep what the repair of a killed commit does (its entry and its outcome) for :func:`_adopt_journals`."""
-    import datetime
-
-    now = datetime.datetime.now(datetime.timezone.utc)
-    settled = _journal(SETTLED)
-    settled.delete_many({"settled_at": {"$lt": now - datetime.timedelta(days=SETTLED_DAYS)}})
-    settled.replace_one({"_id": entry["_id"]}, {**entry, "settled_at": now}, upsert=True)
-
-
-def _adopt_journals(dataset):
-    """Take over the journals of the dataset this one was cloned from while a commit there was left half-way.
-
-    ``dataset.clone()`` copies a killed commit's moved-aside fields and backup runs, but the journal names the
-    original by id: without it they look like orphans here, and removing them loses the run's field. A journal
-    (live, or kept by the original's repair, :func:`_keep_settled`) naming one of this dataset's temporary fields
-    or backup runs is copied for this dataset when the two share their samples (a clone keeps sample ids; the
-    original gone, when this dataset holds the run record, which only a clone copies). Returns how many.
-    """
-    dataset_id = str(dataset._doc.id)
-    names = set(internal_fields(dataset)) | {key for key in dataset.list_runs() if key.startswith(BACKUP_RUN_PREFIX)}
-    names -= _claimed(dataset)
-    if not names:
-        return 0
-    names = sorted(names)
-    query = {"dataset_id": {"$ne": dataset_id}, "kind": {"$ne": "rename"},
-             "$or": [{"targets.staged": {"$in": names}}, {"targets.backup": {"$in": names}},
-                     {"backup_run": {"$in": names}}, {"dropped_runs.backup_run": {"$in": names}}]}
-    adopted, seen = 0, set()
-    for entry in [*_journal().find(query), *_journal(SETTLED).find(query)]:
-        if entry["_id"] in seen or not _cloned_from(dataset, entry):
-            continue
-        seen.add(entry["_id"])
-        entry.pop("settled_at", None)  # a kept entry's phase is the one its repair acted on
-        copy = {**entry, "_id": uuid.uuid4().hex, "dataset_id": dataset_id, "adopted_from": entry["dataset_id"]}
-        _journal().insert_one(copy)
-        adopted += 1
-    return adopted
-
-
-def _cloned_from(dataset, entry):
-    """Whether ``dataset`` is a copy of the dataset of journal ``entry`` (see :func:`_adopt_journals`)."""
-    import bson
-    import fiftyone.core.odm as foo
-
-    doc = foo.get_db_conn().datasets.find_one({"_id": bson.ObjectId(entry["dataset_id"])},
-                                                {"sample_collection_name": 1})
-    if doc is None:
-        return any(dataset.has_run(key) for key in (entry["run_key"], entry["backup_run"]))
-    ids = [bson.ObjectId(i) for i in dataset.limit(20).values("id")]
-    original = foo.get_db_conn()[doc["sample_collection_name"]]
-    return bool(ids) and original.count_documents({"_id": {"$in": ids}}) == len(ids)
 
 
 def _remove_orphans(dataset):
