@@ -322,7 +322,7 @@ class OODReviewPanel(foo.Panel):
         ctx.panel.set_state(version_key(run_key, sig), version)
 
     def show_flagged(self, ctx):
-        import json
+        from bson import json_util
 
         cur = self._current(ctx)
         if not self._ready(ctx, cur):
@@ -336,9 +336,11 @@ class OODReviewPanel(foo.Panel):
             return
         view = review_data.flagged_view(cur["samples"], summary["score_field"], cur["threshold"],
                                         summary["patches_field"])
-        # stored without the user's field-hiding stages: _samples() removes them before recognising the view
-        ctx.panel.set_state("flagged_base", json.dumps(cur["samples"]._serialize(), default=str))
-        ctx.panel.set_state("flagged_stages", json.dumps(view._serialize(), default=str))
+        # stored without the user's field-hiding stages: _samples() removes them before recognising the view.
+        # Extended JSON keeps ObjectIds and dates: a similarity sort caches its pipeline ($in of ObjectIds), and
+        # rebuilt from plain strings it would match no sample
+        ctx.panel.set_state("flagged_base", json_util.dumps(cur["samples"]._serialize()))
+        ctx.panel.set_state("flagged_stages", json_util.dumps(view._serialize()))
         if not is_generated(ctx.view):
             view = with_field_stages(view, ctx.view)
         ctx.ops.set_view(view=view)

@@ -329,14 +329,14 @@ def default_flag_tag(summary):
 
 
 def strip_panel_view(view, stored_stages, stored_base):
-    """The view to read: the App's view, unless it is the flagged view this panel opened (then its base)."""
-    import json
-
+    """The view to read: the App's view, unless it is the flagged view this panel opened (then its base).
+    ``stored_*``: the views' stages as extended JSON (``bson.json_util``: ObjectIds stay ObjectIds)."""
     import fiftyone.core.view as fov
+    from bson import json_util
 
     try:
-        stages, base = json.loads(stored_stages), json.loads(stored_base)
-    except (TypeError, ValueError):  # none stored, or a value this panel did not write (another version's state)
+        stages, base = json_util.loads(stored_stages), json_util.loads(stored_base)
+    except Exception:  # none stored, or a value this panel did not write (json_util raises many error types)
         return view
     if not _is_stage_list(stages) or not _is_stage_list(base):
         return view
