@@ -32,6 +32,8 @@ text-align:left;font-size:14px}th{background:#f3f3f3}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}.tile{width:150px;border:1px solid #ddd;border-radius:6px;
 padding:6px;font-size:12px;background:#fff}.tile img{width:138px;height:138px;object-fit:contain;
 image-rendering:pixelated;background:#eee;display:block;margin-bottom:4px}
+.tile .noimage{width:138px;height:138px;background:#eee;margin-bottom:4px;display:flex;align-items:center;
+justify-content:center;text-align:center;color:#666;font-style:italic;box-sizing:border-box;padding:6px}
 .tile .score{font-weight:600}.tile .suggest{color:#0a6d2c}.tile .flagged{color:#b45309;font-weight:600}
 .tile .nolabel{color:#888;font-style:italic}
 .tile .id{color:#888;font-size:9px}
@@ -83,22 +85,52 @@ def text_html(text):
 
 
 def thumbnail_data_uri(path, size=138):
-    """A PNG thumbnail of an image file as a ``data:`` URI, or None if it cannot be read."""
+    """A thumbnail of an image file as a ``data:`` URI, or None if it cannot be shown (:func:`thumbnail`)."""
+    return thumbnail(path, size)[0]
+
+
+def thumbnail(path, size=138):
+    """``(data URI, None)``: a thumbnail of the image file at ``path``, at most ``size`` pixels wide and high; or
+    ``(None, why)`` when it cannot be shown (the file is missing, too large to decode, or unreadable), in words
+    for the tile that stands in for it.
+
+    The smaller of a PNG and a JPEG of it: a colour photo's PNG takes 30-40 KB, its JPEG 5-8 KB (the report is
+    one file to mail); a tiny image scaled up pixel by pixel stays a PNG (lossless, and smaller)."""
     from PIL import Image, ImageOps
+
+    from .images import to_rgb
 
     try:
         with Image.open(path) as img:
+            img.draft(img.mode, (size, size))  # a JPEG decodes at 1/2-1/8 scale: a large photo in far less time
             img = ImageOps.exif_transpose(img)
-            img = img.convert("RGB") if img.mode not in ("RGB", "L") else img.copy()
+            # as the embeddings see it (ood_core.images.to_rgb: a 16-bit image rescaled, not clipped to white; a
+            # transparent one on white, not black); a grey image stays grey (a smaller PNG)
+            plain_grey = img.mode == "L" and "transparency" not in img.info
+            img = img.copy() if plain_grey else to_rgb(img)
             img.thumbnail((size, size))
-            if max(img.size) < size:  # tiny images (28 px): upscale so the tile shows them
+            upscaled = max(img.size) < size
+            if upscaled:  # tiny images (28 px): upscale so the tile shows them
                 scale = size // max(img.size)
                 img = img.resize((img.size[0] * scale, img.size[1] * scale), Image.NEAREST)
-            buf = io.BytesIO()
-            img.save(buf, format="PNG", optimize=True)
-    except (OSError, ValueError):
-        return None
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+            encoded = [("png", _encoded(img, "PNG", optimize=True))]
+            if not upscaled:
+                encoded.append(("jpeg", _encoded(img, "JPEG", quality=85)))
+    except FileNotFoundError:
+        return None, "image file not found"
+    except Image.DecompressionBombError:  # Pillow refuses to decode it (it would take gigabytes of memory)
+        return None, f"image too large to show (over {2 * Image.MAX_IMAGE_PIXELS:,} pixels)"
+    except Exception:  # noqa: BLE001 - Pillow's decoders raise more than OSError on a broken file (SyntaxError,
+        # struct.error, IndexError, ...); a thumbnail is never worth stopping the report for
+        return None, "image unreadable"
+    kind, data = min(encoded, key=lambda e: len(e[1]))
+    return f"data:image/{kind};base64," + base64.b64encode(data).decode("ascii"), None
+
+
+def _encoded(img, fmt, **options):
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **options)
+    return buf.getvalue()
 
 
 def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=("positive", "negative"),
@@ -130,8 +162,14 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
     counts = [np.histogram(v, bins=edges)[0] for _, v, _ in groups]
     top = max(1, max(int(c.max()) for c in counts))
     title_lines = wrap_words(title, max(20, (width - 8) // 7))  # about 7 px per character of the 13 px bold title
-    left, bottom, right, head = 44, 34, 24, 12 + 16 * len(title_lines)
-    height += 16 * (len(title_lines) - 1)
+    # the legend between the title and the plot, a long name (a trusted tag) wrapped: inside the plot it ran out
+    # of the figure and covered the threshold's label
+    legend = [] if is_positive is None else [
+        (i, line_no, line) for i, (name, _, _) in enumerate(groups)
+        for line_no, line in enumerate(wrap_words(name, max(12, (width - 60) // _CHAR_PX)))]
+    left, bottom, right = 44, 34, 24
+    head = 12 + 16 * len(title_lines) + (14 * len(legend) + 4 if legend else 0)
+    height += 16 * (len(title_lines) - 1) + (14 * len(legend) + 4 if legend else 0)
     pw, ph = width - left - right, height - bottom - head
 
     def x(v):
@@ -164,17 +202,24 @@ def histogram_svg(scores, *, threshold=None, title="", is_positive=None, names=(
         tx = x(float(threshold))
         parts.append(f"<line x1='{tx:.1f}' y1='{head}' x2='{tx:.1f}' y2='{head + ph}' stroke='#f57c00' "
                      "stroke-width='2' stroke-dasharray='5,4'/>")
-        parts.append(f"<text x='{min(tx + 4, left + pw - 90):.1f}' y='{head + 12}' font-size='11' "
+        label = f"threshold {float(threshold):.3g}"
+        # right of its line, or left of it where it would run out of the plot (it was pushed back over the line)
+        beside = (f"x='{tx + 4:.1f}'" if tx + 4 + len(label) * _CHAR_PX <= left + pw
+                  else f"x='{tx - 4:.1f}' text-anchor='end'")
+        parts.append(f"<text {beside} y='{head + 12}' font-size='11' "
                      # a white halo keeps the label readable where it crosses the bars
-                     f"fill='#f57c00' stroke='#fff' stroke-width='3' paint-order='stroke'>"
-                     f"threshold {float(threshold):.3g}</text>")
-    if is_positive is not None:
-        for i, (name, _, color) in enumerate(groups):
-            parts.append(f"<rect x='{left + 8}' y='{head + 4 + 16 * i}' width='10' height='10' "
-                         f"{_bar_style(i, color)}/><text x='{left + 23}' y='{head + 13 + 16 * i}' "
-                         f"font-size='11'>{escape(name)}</text>")
+                     f"fill='#f57c00' stroke='#fff' stroke-width='3' paint-order='stroke'>{label}</text>")
+    legend_top = 12 + 16 * len(title_lines) - 10  # the legend's first line, under the title
+    for row, (i, line_no, line) in enumerate(legend):
+        swatch = "" if line_no else (f"<rect x='8' y='{legend_top + 14 * row + 2}' width='10' height='10' "
+                                     f"{_bar_style(i, groups[i][2])}/>")
+        parts.append(f"{swatch}<text x='23' y='{legend_top + 14 * row + 11}' font-size='11'>{escape(line)}</text>")
     parts.append("</svg>")
     return "".join(parts)
+
+
+#: the width of a character of the figures' 11 px texts, a little above the average (so estimates stay inside)
+_CHAR_PX = 7
 
 
 def _bar_style(group, color):
@@ -212,7 +257,8 @@ def table(header, rows):
 
 
 def gallery(tiles, threshold=None):
-    """Thumbnails with captions. ``tiles``: dicts with ``image`` (data URI or None), ``score``,
+    """Thumbnails with captions. ``tiles``: dicts with ``image`` (data URI or None), ``no_image`` (why there is
+    none, :func:`thumbnail`), ``score``,
     ``lines`` (caption lines) and ``id`` (plain text; names marked with :func:`isolate_text` shown in ``<bdi>``),
     in the order shown (the galleries: highest score first).
 
@@ -223,8 +269,9 @@ def gallery(tiles, threshold=None):
     digits = score_digits([t["score"] for t in tiles], threshold)
     out = []
     for t in tiles:
+        # no thumbnail: a box of the thumbnail's size in its place (the tiles of a row keep one height) that says why
         img = f"<img src='{t['image']}' alt='sample {escape(t['id'])}'>" if t.get("image") else \
-            "<div class='muted'>(image unreadable)</div>"
+            f"<div class='noimage'>{escape(t.get('no_image') or 'image unreadable')}</div>"
         # caption lines and id are plain text: names in them (labels, file names) marked with isolate_text
         lines = "".join(f"<div class='{escape(cls)}'>{text_html(text)}</div>" for cls, text in t.get("lines", ()))
         out.append(f"<div class='tile'>{img}<div class='score'>score {t['score']:.{digits}g}</div>"

@@ -47,7 +47,7 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
     (no class may fit them: a relabel would not fix them). An unlabelled sample says "no label" (class
     ``nolabel``), apart from a class named "None". The gallery prints the scores with the digits that tell them
     (and the threshold) apart."""
-    from ..report import isolate_text, thumbnail_data_uri
+    from ..report import isolate_text, thumbnail
 
     view = samples.exists(score_field).sort_by(score_field, reverse=True).limit(num)
     fields = ["id", "filepath", score_field]
@@ -69,8 +69,9 @@ def worst_tiles(samples, score_field, num, label_field=None, suggested_field=Non
             lines.append(("suggest", f"suggested: {isolate_text(_as_label(row[-1]))}"))
         # the caption's id line names the file too (the report's gallery prints "id" under the captions)
         # names isolated: a right-to-left mark in a label or file name would turn the rest of its line around
+        image, no_image = thumbnail(row[1])
         tiles.append({"id": f"{isolate_text(os.path.basename(row[1]))} ({row[0]})", "sample_id": row[0],
-                      "image": thumbnail_data_uri(row[1]), "score": float(row[2]), "lines": lines})
+                      "image": image, "no_image": no_image, "score": float(row[2]), "lines": lines})
     return tiles
 
 
@@ -260,8 +261,8 @@ def _duplicates_html(samples, duplicates, num):
         for sid, role in ((a, "duplicate"), (b, "kept")):
             if sid:
                 name = os.path.basename(paths.get(sid, ""))
-                tiles.append({"id": f"{html.isolate_text(name)} ({sid})",
-                              "image": html.thumbnail_data_uri(paths.get(sid, "")),
+                image, no_image = html.thumbnail(paths.get(sid, ""))
+                tiles.append({"id": f"{html.isolate_text(name)} ({sid})", "image": image, "no_image": no_image,
                               "score": dist,
                               "lines": [("given", f"{role} (cosine distance)")]})
     return html.gallery(tiles)
