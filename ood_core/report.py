@@ -32,6 +32,7 @@ text-align:left;font-size:14px}th{background:#f3f3f3}
 .gallery{display:flex;flex-wrap:wrap;gap:10px}.tile{width:150px;border:1px solid #ddd;border-radius:6px;
 padding:6px;font-size:12px;background:#fff}.tile img{width:138px;height:138px;object-fit:contain;
 image-rendering:pixelated;background:#eee;display:block;margin-bottom:4px}
+.tile img[src^='data:image/jpeg']{image-rendering:auto}
 .tile .noimage{width:138px;height:138px;background:#eee;margin-bottom:4px;display:flex;align-items:center;
 justify-content:center;text-align:center;color:#666;font-style:italic;box-sizing:border-box;padding:6px}
 .tile .score{font-weight:600}.tile .suggest{color:#0a6d2c}.tile .flagged{color:#b45309;font-weight:600}

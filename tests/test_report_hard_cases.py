@@ -120,6 +120,25 @@ def test_photo_thumbnails_keep_the_report_small(dataset_factory, fashion_arrays,
     assert tiny.startswith("data:image/png;base64,") and len(tiny) <= THUMBNAIL_BUDGET
 
 
+def test_photos_are_drawn_smooth_and_tiny_images_as_crisp_pixels(fashion_arrays, fashion_files, tmp_path):
+    """The browser scales a thumbnail to the screen (twice on a high-density display): a 28 px image scaled up pixel
+    by pixel stays crisp (``image-rendering: pixelated``), a photo (a JPEG thumbnail) is drawn smooth, not blocky."""
+    from ood_core import report
+
+    photo = report.thumbnail(_photos(fashion_arrays, str(tmp_path / "photos"), 1)[0][0])[0]
+    tiny = report.thumbnail(fashion_files[0][0])[0]
+    assert photo.startswith("data:image/jpeg") and tiny.startswith("data:image/png")
+    tiles = [{"id": name, "image": uri, "score": 1.0} for name, uri in (("photo", photo), ("tiny", tiny))]
+    path = tmp_path / "page.html"
+    path.write_text(report.page("t", "s", [(None, report.gallery(tiles))]), encoding="utf-8")
+    os.makedirs(tmp_path / "chromium", exist_ok=True)
+    with chromium(str(tmp_path / "chromium"), window="800,600") as browser:
+        browser.get("file://" + str(path))
+        rendering = browser.execute_script(
+            "return Array.from(document.querySelectorAll('.tile img')).map(e => getComputedStyle(e).imageRendering);")
+    assert rendering == ["auto", "pixelated"]
+
+
 # --------------------------------------------------------------------------- 2. and 3. images without a thumbnail
 
 
