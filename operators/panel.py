@@ -22,9 +22,15 @@ ground-truth field is True for the **positive class** (OOD, or "wrong label"
 for label-issue runs). The panel reads the App's **current view** (filters,
 tags, saved views); the flagged view it opens itself is recognised and
 undone for reading, so opening the flagged samples does not change the
-histogram or the slider range. The views it opens keep the user's stages,
-``select_fields`` / ``exclude_fields`` included (put after the panel's own);
-in a patches view of an object run's label field it opens the flagged patches.
+histogram or the slider range. On a patches view of an object run's label field
+(``to_patches``, or evaluation patches holding it) the panel reviews exactly the
+objects that view shows (histogram, counts, presets, metrics, Save as flags: the
+objects outside keep their flags), as ``ood.evaluate_ood_run`` evaluates them
+(:func:`review.shown_objects`); other patches, frames and clips views, and sample
+runs on a patches view, are reviewed as their whole dataset. The views it opens
+keep the user's stages, ``select_fields`` / ``exclude_fields`` included (put after
+the panel's own); in a patches view of an object run's label field it opens the
+flagged patches.
 Review decisions tag the selected samples; in a patches view of an object run's
 label field they tag the selected objects, in other patches / frames / clips
 views the samples they come from. On an object run the objects selected in the
@@ -99,21 +105,34 @@ def run_patches_view(view, patches_field):
     return None
 
 
-def flagged_patches(patches, score_field, threshold):
-    """The flagged objects of a patches view of the run's field (``score >= threshold``), highest score first;
-    the view's own stages kept, its field-hiding stages after the panel's."""
-    from fiftyone import ViewField as F
+def objects_patches(view, patches_field):
+    """The App's view when it is a patches view showing the objects of an object run's label field
+    (``to_patches(patches_field)``, or evaluation patches holding it), else None."""
+    from ood_core.fo.patches_views import patches_view_fields
 
+    fields = patches_view_fields(view) if patches_field and view is not None else None
+    return view if fields and patches_field in fields else None
+
+
+def patches_all_fields(patches):
+    """A patches view without its ``select_fields`` / ``exclude_fields`` stages (every field shown)."""
     from ood_core.fo.view_checks import field_stages
 
-    path = f"{patches.patches_field}.{score_field.rsplit('.', 1)[1]}"
     hidden = field_stages(patches)
     view = patches._base_view  # the patches view without its own stages
     for stage in patches._stages:
         if stage not in hidden:
             view = view.add_stage(stage)
-    view = view.match(F(path) >= float(threshold)).sort_by(path, reverse=True)
-    return with_field_stages(view, patches)
+    return view
+
+
+def flagged_patches(patches, score_field, threshold):
+    """The flagged objects of a patches view of the run's field (``score >= threshold``), highest score first;
+    the view's own stages kept, its field-hiding stages left out (:func:`with_field_stages` puts them back)."""
+    from fiftyone import ViewField as F
+
+    path = f"{patches.patches_field}.{score_field.rsplit('.', 1)[1]}"
+    return patches_all_fields(patches).match(F(path) >= float(threshold)).sort_by(path, reverse=True)
 
 
 def review_counts_text(samples, summary):
@@ -169,7 +188,8 @@ class OODReviewPanel(foo.Panel):
 
     def _samples(self, ctx):
         """The current view of the App (minus the flagged view this panel opened), every field shown; a patches,
-        frames or clips view is reviewed as its whole dataset (object runs are reviewed per object anyway)."""
+        frames or clips view as its whole dataset (the view the run is picked on; :meth:`_scope` then narrows a
+        patches view of an object run's label field to its objects)."""
         from ood_core.fo.view_checks import show_all_fields
 
         view = ctx.view if ctx.view is not None else ctx.dataset.view()
@@ -178,6 +198,20 @@ class OODReviewPanel(foo.Panel):
         view = show_all_fields(view)
         state = ctx.panel.get_state
         return review_data.strip_panel_view(view, state("flagged_stages"), state("flagged_base"))
+
+    def _scope(self, ctx, patches_field):
+        """What the panel reviews for a run of label field ``patches_field``: ``{"samples", "patches", "objects"}``.
+        On a patches view of that field (:func:`objects_patches`; the flagged patches this panel opened give back
+        their base) the source view of the objects it shows (:func:`review.shown_objects`), the patches view and
+        ``objects`` (the counts of objects shown and in the dataset); else :meth:`_samples` and two Nones."""
+        patches = objects_patches(ctx.view, patches_field)
+        if patches is None:
+            return {"samples": self._samples(ctx), "patches": None, "objects": None}
+        state = ctx.panel.get_state
+        patches = review_data.strip_panel_view(patches_all_fields(patches), state("flagged_stages"),
+                                               state("flagged_base"))
+        objects = review_data.shown_objects(patches, patches_field)
+        return {"samples": objects["samples"], "patches": patches, "objects": objects}
 
     @staticmethod
     def _run_key(ctx, runs, samples):
@@ -210,7 +244,9 @@ class OODReviewPanel(foo.Panel):
         gt = ctx.panel.get_state("gt_field")
         gt = gt if gt in review_data.boolean_fields(dataset, patches) else None
         stale = stale_run_message(ctx.panel.get_state, runs)
-        try:
+        try:  # a patches view of the run's objects: the objects it shows (none shown: said, never raised)
+            scope = request_memo(ctx, ("scope", patches), lambda: self._scope(ctx, patches))
+            samples = scope["samples"]
             read = request_memo(ctx, ("scores", view_key(samples), summary["score_field"], gt, patches),
                                 lambda: review_data.view_scores(samples, summary["score_field"], gt, patches))
         except OODInputError as e:  # e.g. NaN or text in the score field: said in the panel, never raised
@@ -229,7 +265,7 @@ class OODReviewPanel(foo.Panel):
         return {"runs": runs, "samples": samples, "summary": summary, "gt": gt, "scores": scores,
                 "is_positive": is_positive, "labelled": read["labelled"], "threshold": threshold, "start": start,
                 "threshold_label": label, "slider_key": key, "view_sig": sig, "num_samples": read["num_samples"],
-                "stale_run": stale, "slider_base": base}
+                "stale_run": stale, "slider_base": base, "patches": scope["patches"], "objects": scope["objects"]}
 
     @staticmethod
     def _ready(ctx, cur):
@@ -328,9 +364,12 @@ class OODReviewPanel(foo.Panel):
         if not self._ready(ctx, cur):
             return
         summary = cur["summary"]
-        patches = run_patches_view(ctx.view, summary["patches_field"])
-        if patches is not None:  # the user's patches view of the run's objects: its flagged patches
-            view = flagged_patches(patches, summary["score_field"], cur["threshold"])
+        if run_patches_view(ctx.view, summary["patches_field"]) is not None:  # the user's patches: flagged ones
+            view = flagged_patches(cur["patches"], summary["score_field"], cur["threshold"])
+            # recognised by _scope() as the patches they come from (json_util: ObjectIds, as below)
+            ctx.panel.set_state("flagged_base", json_util.dumps(cur["patches"]._serialize()))
+            ctx.panel.set_state("flagged_stages", json_util.dumps(view._serialize()))
+            view = with_field_stages(view, ctx.view)
             ctx.ops.set_view(view=view)
             ctx.ops.notify(f"{len(view)} flagged objects, highest score first", variant="info")
             return
@@ -427,9 +466,11 @@ class OODReviewPanel(foo.Panel):
         self._render_presets(ctx, panel, summary, gt)
         n_flagged = review_data.count_flagged(scores, threshold)
         source = f" ({cur['threshold_label']})" if len(scores) else ""
-        num_view, num_dataset = cur["num_samples"], len(ctx.dataset)
+        num_view, num_dataset, noun = cur["num_samples"], len(ctx.dataset), "samples"
+        if cur["objects"]:  # a patches view of the run's objects: the objects it shows
+            num_view, num_dataset, noun = cur["objects"]["shown"], cur["objects"]["total"], "objects"
         view_note = "" if num_view == num_dataset else \
-            f" in the current view ({num_view} of {num_dataset} samples)"
+            f" in the current view ({num_view} of {num_dataset} {noun})"
         panel.md(
             f"**{n_flagged}** of {len(scores)} scored {item} flagged{view_note} (`{summary['score_field']}` >= "
             f"{threshold_text(threshold, scores)}{source}; higher = more {pos}). "

@@ -162,6 +162,31 @@ def view_scores(samples, score_field, gt_field=None, patches_field=None):
     return memo(samples, "panel_scores", read, score_field, gt_field, patches_field, store=SCORE_READS)
 
 
+def shown_objects(patches, patches_field):
+    """What the panel reviews on a patches view of an object run's label field ``patches_field`` (``to_patches``,
+    or evaluation patches holding it): ``{"samples", "shown", "total"}``, the view of the source dataset (where the
+    run and its scores are) that shows exactly the patches' objects
+    (:func:`ood_core.fo.patches_views.source_objects_view`, the path ``ood.evaluate_ood_run`` takes; the whole
+    dataset when they are every object of the field), and the numbers of objects shown and in the dataset.
+
+    Kept until the patches or the source dataset change (:func:`ood_core.fo.form_cache.memo`, keyed by the
+    patches view's stages: two filters of the same patches are two answers). Raises OODInputError when the patches
+    show no object, or more than ``MAX_LISTED_OBJECTS`` objects while hiding as many."""
+    from ood_core.fo.form_cache import data_version, memo
+    from ood_core.fo.patches_views import source_objects_view
+
+    root = patches._root_dataset
+
+    def build(view, field, _):
+        path = f"{field}.detections"
+        total = int(root.count(path))
+        source = source_objects_view(view, field)
+        shown = int(source.count(path))
+        return {"samples": root.view() if shown == total else source, "shown": shown, "total": total}
+
+    return memo(patches, "panel_source_objects", build, patches_field, data_version(root))
+
+
 def default_threshold(scores):
     """The threshold that flags the top :data:`DEFAULT_TOP_FRACTION` of ``scores`` (ties flagged)."""
     from ood_core import thresholds
@@ -343,7 +368,7 @@ def strip_panel_view(view, stored_stages, stored_base):
     if _stage_signature(view._serialize()) != _stage_signature(stages):
         return view
     try:
-        return fov.DatasetView._build(view._dataset, base)
+        return fov.DatasetView._build(view._root_dataset, base)  # (a patches view's stages start at its source)
     except Exception:  # stages that no longer load (another FiftyOne version's): read the App's view as it is
         return view
 
