@@ -8,14 +8,14 @@ from ..errors import OODInputError
 from . import coordination, runs
 from .commit import is_internal
 from .documents import field_exists
-from .embedding_runs import field_gone, field_paths, pending_overwrite, record_info, same_settings, side_key
+from .embedding_plans import plan_embedding_write
+from .embedding_runs import field_paths, record_info, same_settings
 from .ownership import refuse_stale_records, run_owns
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     SKIP_FAILURES,
     check_patches_field,
     flatten,
-    is_whole_dataset,
     item_names,
     num_samples,
     patch_path,
@@ -264,7 +264,7 @@ class _EmbeddingJob:
         import fiftyone.core.fields as fof
 
         with coordination.locked(self.lock):
-            self.write_path, self.mode, self.record_key = _plan_embedding_write(
+            self.write_path, self.mode, self.record_key = plan_embedding_write(
                 self.samples, self.run_key, self.target, self.partial, self.settings, overwrite)
             fitted = self._prepare_projection(extractor, projection, extract)
             with coordination.schema_lock(self.dataset):
@@ -498,82 +498,6 @@ def _shard_view(samples, index, count):
     n = num_samples(samples)
     start, stop = index * n // count, (index + 1) * n // count
     return samples.skip(start).limit(stop - start)
-
-
-def _plan_embedding_write(samples, run_key, target, partial, settings, overwrite):
-    """Decide where this call writes: ``(partial, "fresh"|"resume", record key)`` or ``(target, "fill", run_key)``.
-
-    The partial run is recorded under :func:`side_key` while a complete field of the run exists (an overwrite, or
-    its resume by a call with the overwrite's settings without ``overwrite``), else under ``run_key``.
-    ``overwrite`` from a view of a dataset whose other samples have embeddings of this run copies theirs into
-    the fresh partial field first (same settings only), so they keep them.
-    """
-    dataset = samples._dataset
-    with coordination.schema_lock(dataset):
-        dataset.reload()
-        side, protected = pending_overwrite(dataset, run_key, target, partial, overwrite)
-        record_key = side_key(run_key) if protected else run_key
-        # a field deleted or renamed by hand leaves the record listing a name that holds nothing: nobody's data,
-        # computed afresh as a new field (filling it in wrote into a field that is not there)
-        if overwrite or field_gone(dataset, run_key, target) or not dataset.has_run(run_key):
-            keep = overwrite and dataset.has_run(run_key) and dataset.get_field(target) is not None \
-                and not is_whole_dataset(samples)
-            if keep:
-                _require_same_settings(samples, run_key, settings, "recomputing the view's embeddings would "
-                                       "leave the other samples' under the new record; run the overwrite on the "
-                                       "whole dataset, or choose another embeddings_field")
-                if (settings.get("projection") or {}).get("method") == "pca":
-                    raise OODInputError(
-                        f"embeddings {run_key!r} are PCA-projected: overwriting them on a view would fit a new PCA "
-                        "there while the other samples keep vectors of the old one; run the overwrite on the whole "
-                        "dataset, or fill in missing embeddings without overwrite (the stored PCA is reused)")
-            if dataset.get_field(partial) is not None:
-                dataset.delete_sample_field(partial)  # overwrite, or an orphan without a record: not trusted
-            if keep:  # overwriting from a view replaces only the view's values: the others are carried over
-                dataset.clone_sample_field(target, partial)  # (samples, or objects a filter_labels view hides)
-            return partial, "fresh", record_key
-        if same_settings(side, settings):
-            return partial, "resume", record_key  # an interrupted overwrite, resumed with its own settings
-    pending = "" if not side else \
-        f" (an interrupted overwrite is pending too: {settings_diff({k: side.get(k) for k in settings}, settings)})"
-    info = _require_same_settings(samples, run_key, settings, f"refusing to mix embeddings{pending}. Pass "
-                                  "overwrite=True to recompute all of them, or choose another embeddings_field")
-    if info.get("status") == "partial":
-        return partial, "resume", run_key
-    return target, "fill", run_key  # status "complete", or "filling" (a fill-in that was interrupted)
-
-
-def _require_same_settings(samples, run_key, settings, consequence):
-    """The run's info, or OODInputError when it was computed with other settings than ``settings``."""
-    info = runs.get_ood_run_info(samples, run_key)
-    old = {k: info.get(k) for k in settings}
-    if _jsonable(old) != _jsonable(settings):
-        raise OODInputError(
-            f"embeddings {run_key!r} on dataset {samples._dataset.name!r} were computed with different settings "
-            f"({settings_diff(old, settings)}); {consequence}"
-        )
-    return info
-
-
-def _jsonable(obj):
-    import json
-
-    return json.loads(json.dumps(obj, sort_keys=True, default=str))
-
-
-def settings_diff(old, new):
-    """What differs between two embeddings runs' settings, as 'name: stored X vs requested Y' parts."""
-    old_b, new_b = _jsonable(old), _jsonable(new)
-    parts = []
-    for k in sorted(set(old_b) | set(new_b)):
-        a, b = old_b.get(k), new_b.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            for kk in sorted(set(a) | set(b)):
-                if a.get(kk) != b.get(kk):
-                    parts.append(f"{k}.{kk}: stored {a.get(kk)!r} vs requested {b.get(kk)!r}")
-        elif a != b:
-            parts.append(f"{k}: stored {a!r} vs requested {b!r}")
-    return "; ".join(parts[:4])
 
 
 def _keys_with_values(samples, path, patches_field):
