@@ -79,3 +79,39 @@ def test_a_replaced_run_never_takes_a_field_the_new_call_reads(dataset_factory):
                              reads=["pred"])
     assert ds.values("pred") == ["a"] * 6 and ds.values("score") == [2.0] * 6
     assert ood.get_ood_run_info(ds, "r")["fields"] == ["score"]
+
+
+def test_a_users_field_named_like_the_embeddings_partial_field_is_never_deleted(dataset_factory, fashion_files,
+                                                                               session_extractor):
+    """``tmp_ood_partial_<field>`` is where embeddings of ``<field>`` are computed; one a user made (no record
+    lists it, no mark) used to be deleted as a leftover by the first embeddings call under that name."""
+    paths, _ = fashion_files
+    ds = dataset_factory(paths[:4])
+    ds.set_values("tmp_ood_partial_myemb", [f"note {i}" for i in range(4)])
+    for overwrite in (False, True):
+        with pytest.raises(OODInputError, match=r"'tmp_ood_partial_myemb' that no fiftyone-ood run made"):
+            ood.compute_pyramid_embeddings(ds, "myemb", overwrite=overwrite, progress=False)
+    ds.reload()
+    assert ds.values("tmp_ood_partial_myemb") == [f"note {i}" for i in range(4)]
+    assert ds.get_field("myemb") is None and "myemb" not in fo_runs.list_ood_runs(ds)
+
+
+def test_the_partial_field_a_failed_embeddings_call_left_is_still_cleaned_up(dataset_factory, fashion_files,
+                                                                            session_extractor, monkeypatch):
+    """The other side of the test above: the package's own leftover (the partial field made, the call stopped
+    before its record) carries the package's mark from its creation and is replaced by the next call."""
+    paths, _ = fashion_files
+    ds = dataset_factory(paths[:4])
+
+    def stopped(*args, **kwargs):
+        raise RuntimeError("stopped before the record")
+
+    monkeypatch.setattr(fo_runs, "register_run", stopped)
+    with pytest.raises(RuntimeError, match="stopped before the record"):
+        ood.compute_pyramid_embeddings(ds, "emb", progress=False)
+    monkeypatch.undo()
+    ds.reload()
+    assert ds.get_field("tmp_ood_partial_emb") is not None and "emb" not in fo_runs.list_ood_runs(ds)
+    ood.compute_pyramid_embeddings(ds, "emb", progress=False)
+    ds.reload()
+    assert ds.get_field("tmp_ood_partial_emb") is None and all(v is not None for v in ds.values("emb"))

@@ -9,7 +9,8 @@ deleted: the call is refused, naming it.
 
 from ..errors import OODInputError
 from . import coordination, runs
-from .embedding_runs import field_gone, pending_overwrite, same_settings, side_key
+from .embedding_runs import field_gone, pending_overwrite, record_info, same_settings, side_key
+from .ownership import field_mark
 from .items import is_whole_dataset
 
 
@@ -40,8 +41,9 @@ def plan_embedding_write(samples, run_key, target, partial, settings, overwrite)
                         f"embeddings {run_key!r} are PCA-projected: overwriting them on a view would fit a new PCA "
                         "there while the other samples keep vectors of the old one; run the overwrite on the whole "
                         "dataset, or fill in missing embeddings without overwrite (the stored PCA is reused)")
-            if dataset.get_field(partial) is not None:
-                dataset.delete_sample_field(partial)  # overwrite, or an orphan without a record: not trusted
+            if dataset.get_field(partial) is not None:  # overwrite, or a killed call's leftover: not trusted
+                require_partial_is_ours(dataset, run_key, partial)
+                dataset.delete_sample_field(partial)
             if keep:  # overwriting from a view replaces only the view's values: the others are carried over
                 dataset.clone_sample_field(target, partial)  # (samples, or objects a filter_labels view hides)
             return partial, "fresh", record_key
@@ -87,3 +89,18 @@ def settings_diff(old, new):
         elif a != b:
             parts.append(f"{k}: stored {a!r} vs requested {b!r}")
     return "; ".join(parts[:4])
+
+
+def require_partial_is_ours(dataset, run_key, partial):
+    """Refuse to delete ``partial`` (``tmp_ood_partial_<field>``) unless it is the package's: a record of the run
+    (or of its pending overwrite) lists it, or it carries the package's mark, which it gets when it is created
+    (an older version's unrecorded leftover has none: refused too, and the error says how to delete it)."""
+    listed = any(partial in (record_info(dataset, key).get("fields") or []) for key in (run_key, side_key(run_key)))
+    if listed or field_mark(dataset, partial) is not None:
+        return
+    raise OODInputError(
+        f"dataset {dataset.name!r} has a field {partial!r} that no fiftyone-ood run made (no record lists it, and it "
+        f"has no mark of this package): computing embeddings {run_key!r} writes its progress there and would delete "
+        f"it. Rename it (dataset.rename_sample_field({partial!r}, <another name>)), or pass another embeddings_field; "
+        f"if it is the leftover of an interrupted call of an older version, delete it: "
+        f"dataset.delete_sample_field({partial!r})")

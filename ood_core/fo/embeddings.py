@@ -10,7 +10,7 @@ from .commit import is_internal
 from .documents import field_exists
 from .embedding_plans import plan_embedding_write
 from .embedding_runs import field_paths, record_info, same_settings
-from .ownership import refuse_stale_records, run_owns
+from .ownership import new_mark_info, refuse_stale_records, run_owns
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     SKIP_FAILURES,
@@ -270,8 +270,8 @@ class _EmbeddingJob:
             with coordination.schema_lock(self.dataset):
                 self.dataset.reload()
                 if self.mode in ("fresh", "resume"):
-                    if self.dataset.get_field(self.write_path) is None:
-                        self.dataset.add_sample_field(self.write_path, fof.VectorField)
+                    if self.dataset.get_field(self.write_path) is None:  # marked as the package's from the start
+                        self.dataset.add_sample_field(self.write_path, fof.VectorField, info=new_mark_info())
                     # an overwrite of a complete field records its progress under the side key: the field keeps
                     # its own record. (A partial record of an older version that lists the old field too, as
                     # an overwrite used to, keeps listing it: deleting the run deletes it.)

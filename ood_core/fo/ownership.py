@@ -55,6 +55,12 @@ def mark_fields(dataset, paths):
     return marks
 
 
+def new_mark_info():
+    """The ``info`` of a field this package creates itself before any record lists it (the embeddings' partial
+    field): marked from its creation, so a leftover of a killed call is told from a user's field of that name."""
+    return {INFO_KEY: uuid.uuid4().hex[:16]}
+
+
 def run_owns(dataset, run_key, path):
     """Whether the record of ``run_key`` lists ``path`` and the field there is still the one that run wrote.
 
