@@ -496,6 +496,19 @@ def test_nan_scores_are_named_by_their_field(synthetic):
     assert not ds.has_field("odd_flag")
 
 
+def test_flags_never_tag_with_the_default_trusted_tag_before_any_run_read_it(dataset_factory):
+    """With no score run that read 'trusted' yet, tag='trusted' was accepted: the next audit (reference="auto")
+    and the App's forms then took the flagged, most OOD samples as the trusted reference."""
+    ds = dataset_factory([f"/tmp/trusted_flag_{i}.png" for i in range(20)])
+    ds.set_values("emb", list(np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)))
+    ood.compute_ood_scores(ds, "emb", "ood", method="knn", k=2)  # unsupervised: no run records a trusted tag
+    with pytest.raises(OODInputError, match=r"tag='trusted' is the tag the audit and the App's forms take as the "
+                                            r"trusted reference by default.*Pass another tag"):
+        ood.flag_samples(ds, "ood", rule="top_n", value=5, tag="trusted")
+    ds.reload()
+    assert ds.count_sample_tags() == {} and not ds.has_field("ood_flag") and ood.list_flag_runs(ds) == []
+
+
 def test_flags_never_tag_with_the_trusted_or_ground_truth_tag_they_read(synthetic):
     """tag='trusted' made the flagged (most OOD) samples trusted for the next score run; the tag of the reference
     or of the ground truth a call reads is refused before anything is written."""

@@ -8,6 +8,7 @@ removed only from those ids, and only when no other flags run with the same tag
 
 from ..errors import OODInputError
 from . import runs
+from .inventory import TRUSTED_TAG
 from .items import flatten, patch_path, values_by_key
 from .view_checks import every_sample, require_collection
 from .links import score_run_of
@@ -35,6 +36,8 @@ def refuse_tags_the_flags_read(tag, samples, reference, gt_tag):
         recorded = runs.get_ood_run_info(samples, key).get("reference")
         if isinstance(recorded, dict) and recorded.get("tag") == tag:
             read[tag] = f"the trusted-samples tag (reference) of run {key!r}"
+    if tag == TRUSTED_TAG and not read.get(tag):  # no run read it yet: the audit and the forms will, by default
+        read[tag] = "the tag the audit and the App's forms take as the trusted reference by default"
     if read.get(tag):
         raise OODInputError(f"tag={tag!r} is {read[tag]}: flagged samples tagged with it would count as trusted "
                             "(or as ground truth) from then on. Pass another tag, such as tag='ood'")
