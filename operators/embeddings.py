@@ -375,7 +375,8 @@ def _pending_overwrite(ctx, field):
 
 def _conflicts_with(info, asked, patches):
     """What differs between the embeddings run record ``info`` and the form's settings ``asked``."""
-    from ood_core.fo.embeddings import settings_diff, projection_record
+    from ood_core.fo.embedding_plans import settings_diff
+    from ood_core.fo.embeddings import projection_record
 
     stored = info.get("backbone") or {}
     backbone = {"mode": asked["mode"], "grid": asked["grid"] if asked["mode"] == "pool" else None}
