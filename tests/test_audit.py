@@ -201,6 +201,10 @@ def test_audit_skips_unreadable_images_lists_them_and_can_be_strict(dataset_fact
     from ood_core.fo import runs as fo_runs
 
     assert fo_runs.load_ood_results(ds, "ood_audit").summary["skipped"] == out["skipped"]
+    # a redo reuses the embeddings: the same files are named with the same reasons (it said "no embedding" only)
+    again = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False, overwrite=True)
+    assert not again["embeddings_computed"] and {s["filepath"]: s.get("error") for s in again["skipped"]} == listed
+    assert "could not be decoded" in open(again["report_path"], encoding="utf-8").read()
 
 
 def test_audit_inputs_warn_on_few_trusted_and_skip_outputs_and_empty_label_fields(small, tmp_path):

@@ -239,7 +239,7 @@ def _outputs(samples, summary, found, duplicates, failures, report_path, export_
     returns the CSV's text (written with the report: :func:`.audit_report.publish_report`)."""
     summary["fields"] = [path for key in found["runs"].values()
                          for path in runs.get_ood_run_info(samples, key)["fields"]]
-    summary["skipped"] = _skipped(samples, found["runs"]["ood"], failures)
+    summary["skipped"] = _skipped(samples, found["runs"]["ood"], failures, summary["embeddings_field"])
     table, num_rows = csv_table(samples, found, summary["label_field"], duplicates)
     summary.update(
         saved_views=saved_views,
@@ -402,11 +402,23 @@ def _reference_without(samples, reference, field):
     return view if num_samples(view) else None
 
 
-def _skipped(samples, ood_field, failures):
-    """The first :data:`MAX_SKIPPED_LISTED` samples of the view without an OOD score (no embedding)."""
+def _skipped(samples, ood_field, failures, embeddings):
+    """The first :data:`MAX_SKIPPED_LISTED` samples of the view without an OOD score (no embedding), each with
+    the error that kept it from one: this call's, else the one the embeddings run recorded (an audit that reuses
+    the embeddings of an earlier one names the same reason and fix)."""
+    failures = failures or _recorded_failures(samples, embeddings)
     view = samples.exists(ood_field, False).limit(MAX_SKIPPED_LISTED)
     return [dict(id=i, filepath=f, **({"error": failures[i]} if i in failures else {}))
             for i, f in zip(*view.values(["id", "filepath"]))]
+
+
+def _recorded_failures(samples, embeddings):
+    """``{sample id: error}`` the embeddings run ``embeddings`` recorded for the images it could not read ({} for a
+    field of the user's, or a run that recorded none)."""
+    if embeddings not in runs.list_ood_runs(samples, kind="embeddings"):
+        return {}
+    recorded = getattr(runs.load_ood_results(samples, embeddings), "failures", None) or []
+    return {f["id"]: f["error"] for f in recorded if isinstance(f, dict) and "id" in f and "error" in f}
 
 
 def neighbours_for(method, num_items):
