@@ -134,6 +134,7 @@ def dataset_factory():
 
     def make(paths, labels=None, tags=None):
         ds = fo.Dataset(f"test-{uuid.uuid4().hex[:8]}")
+        ds.persistent = True  # as a curator's dataset in the App is (deleted after the test all the same)
         samples = []
         for i, p in enumerate(paths):
             s = fo.Sample(filepath=p, tags=list(tags[i]) if tags else [])

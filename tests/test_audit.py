@@ -475,3 +475,21 @@ def test_bad_audit_options_are_refused_before_anything_is_written(small, tmp_pat
         assert not os.path.exists(tmp_path / "a.html")
     out = ood.audit(ds, num_worst=0, near_duplicates=False, **kw)  # no thumbnails is a valid choice
     assert out["num_samples"] == 50
+
+
+def test_audit_of_a_dataset_that_is_not_persistent_warns_that_it_will_vanish(dataset_factory, fashion_files,
+                                                                            session_extractor, tmp_path):
+    """``fo.Dataset.from_dir`` makes a dataset FiftyOne deletes when the process exits: the audit's scores, tags and
+    saved views went with it while the report kept telling the user to open them in the App."""
+    import ood_core as ood
+
+    paths, _ = fashion_files
+    ds = dataset_factory(list(paths[:24]))
+    ds.persistent = False
+    out = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)
+    said = [w for w in out["warnings"] if "is not persistent" in w]
+    assert len(said) == 1 and said[0].endswith("Keep it: dataset.persistent = True")
+    assert "is not persistent" in open(out["report_path"], encoding="utf-8").read()
+    ds.persistent = True
+    again = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False, overwrite=True)
+    assert not any("persistent" in w for w in again["warnings"])

@@ -74,6 +74,7 @@ def audited(fashion_arrays, extractor, tmp_path_factory):
     names = [LONG_FILE if i == 1 else None for i in range(len(rows))]
     paths = _images(fashion_arrays, str(folder / "img"), len(rows), names)
     ds = fo.Dataset("d" * 300 + uuid.uuid4().hex[:8])
+    ds.persistent = True  # as a curator's dataset in the App is (deleted below all the same)
     try:
         ds.add_samples([fo.Sample(filepath=p, tags=[TAG] if trusted else [],
                                   ground_truth=None if label is None else fo.Classification(label=label))

@@ -32,7 +32,7 @@ from ..progress import Progress, check_progress, inner_progress
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
 from .audit_export import export_findings, refuse_missing_media
-from .audit_inputs import check_options, plan_inputs
+from .audit_inputs import check_options, persistence_warnings, plan_inputs
 from .audit_report import (TAGS, check_report_files, csv_path_for, csv_table, refuse_other_audits_report,
                            report_file_path, write_report)
 from .items import num_samples
@@ -212,7 +212,7 @@ def _run(samples, audit_key, plan, replaced, start, steps, inner, *, ood_field, 
                              f"samples with an embedding in {embeddings!r} (any of them can be flagged)",
                              "then audit again")
     steps.update(1)
-    found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}, "warnings": []}
+    found = {"runs": {}, "thresholds": {}, "flagged": {}, "rules": {}, "warnings": persistence_warnings(samples)}
     _score_ood(samples, embeddings, ood_field, plan["reference"], plan["label_field"], ood_pass_rate, ood_fraction,
                overwrite, found, inner)
     steps.update(1)

@@ -128,3 +128,15 @@ def _labelled_items(samples, label_field, embeddings_field):
 
     labelled = samples.exists(f"{label_field}.label")
     return num_samples(labelled.exists(embeddings_field) if embeddings_field else labelled)
+
+
+def persistence_warnings(samples):
+    """The warning for a dataset FiftyOne deletes when the process exits (``fo.Dataset.from_dir`` and
+    ``fo.Dataset()`` make such a dataset unless told otherwise): the audit's fields, tags and saved views go with
+    it, while its report, which says how to open them in the App, stays on disk."""
+    dataset = samples._dataset
+    if dataset.persistent:
+        return []
+    return [f"dataset {dataset.name!r} is not persistent: FiftyOne deletes it, with this audit's scores, flags, tags "
+            "and saved views, when the Python process that made it exits (the report and CSV stay on disk, and "
+            "the App cannot open what they name). Keep it: dataset.persistent = True"]
