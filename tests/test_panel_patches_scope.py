@@ -9,19 +9,10 @@ through FiftyOne's panel machinery like the other panel tests.
 
 import pytest
 from test_panel import _markdown, _presets, _rendered, _run_panel, _state_writes, _tag
+from test_panel_similarity import _hist_total, _slider
 from test_panel_views import _notes, objects  # noqa: F401 (fixture)
 
 GT = "objects.detections.is_odd"
-
-
-def _slider(out):
-    (key,) = [k for k in out["type"]["properties"] if k.startswith("threshold_")]
-    prop = out["type"]["properties"][key]
-    return key, (prop["type"]["min"], prop["type"]["max"])
-
-
-def _hist_total(out):
-    return sum(sum(trace["y"]) for trace in out["type"]["properties"]["histogram"]["view"]["data"])
 
 
 def _patches(ds, expr):

@@ -72,12 +72,14 @@ def _similarity_search(ds, sort, dynamic):
 
 
 def _slider(out):
+    """The drawn threshold slider's state key and its range (``(min, max)``)."""
     (key,) = [k for k in out["type"]["properties"] if k.startswith("threshold_")]
     prop = out["type"]["properties"][key]
     return key, (prop["type"]["min"], prop["type"]["max"])
 
 
 def _hist_total(out):
+    """How many items the drawn histogram counts."""
     return sum(sum(trace["y"]) for trace in out["type"]["properties"]["histogram"]["view"]["data"])
 
 

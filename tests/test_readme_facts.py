@@ -61,44 +61,39 @@ def code_spans(text):
     return spans
 
 
-def _inside_parens(s, open_at):
-    """The text between the bracket at ``open_at`` and its match (to the end when unmatched)."""
+def _unquoted(text, start=0):
+    """``(index, character, bracket depth after it)`` for each character of ``text`` from ``start`` that lies
+    outside a quoted string (the quotes themselves left out)."""
     depth, quote = 0, None
-    for j in range(open_at, len(s)):
-        c = s[j]
+    for j in range(start, len(text)):
+        c = text[j]
         if quote:
             quote = None if c == quote else quote
         elif c in "\"'":
             quote = c
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth == 0:
-                return s[open_at + 1:j]
+        else:
+            depth += (c in "([{") - (c in ")]}")
+            yield j, c, depth
+
+
+def _inside_parens(s, open_at):
+    """The text between the bracket at ``open_at`` and its match (to the end when unmatched)."""
+    for j, c, depth in _unquoted(s, open_at):
+        if depth == 0:
+            return s[open_at + 1:j]
     return s[open_at + 1:]
 
 
 def top_level_keywords(args):
     """The ``name=`` keywords at the top level of a call's argument text (``a == b`` and nested calls ignored)."""
-    names, depth, quote, i = [], 0, None, 0
-    while i < len(args):
-        c = args[i]
-        if quote:
-            quote = None if c == quote else quote
-        elif c in "\"'":
-            quote = c
-        elif c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif depth == 0 and (i == 0 or not (args[i - 1].isalnum() or args[i - 1] in "_.")):
-            m = re.match(r"([A-Za-z_]\w*)\s*=(?!=)", args[i:])
-            if m:
-                names.append(m.group(1))
-                i += m.end()
-                continue
-        i += 1
+    names, after = [], 0
+    for i, c, depth in _unquoted(args):
+        if i < after or depth != 0 or c in ")]}" or (i and (args[i - 1].isalnum() or args[i - 1] in "_.")):
+            continue
+        m = re.match(r"([A-Za-z_]\w*)\s*=(?!=)", args[i:])
+        if m:
+            names.append(m.group(1))
+            after = i + m.end()
     return names
 
 

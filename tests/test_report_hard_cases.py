@@ -102,6 +102,14 @@ def _read(path):
 # --------------------------------------------------------------------------- 1. report size
 
 
+def _in_browser(tmp_path, page_path, script, window="1280,1000"):
+    """What ``script`` returns on the page at ``page_path``, opened in headless Chromium."""
+    os.makedirs(tmp_path / "chromium", exist_ok=True)
+    with chromium(str(tmp_path / "chromium"), window=window) as browser:
+        browser.get(f"file://{page_path}")
+        return browser.execute_script(script)
+
+
 def test_photo_thumbnails_keep_the_report_small(dataset_factory, fashion_arrays, fashion_files, extractor, tmp_path):
     """Colour photos: each thumbnail adds at most :data:`THUMBNAIL_BUDGET` to the page (a PNG of a photo took 2-4
     times that); Fashion-MNIST's 28 px images, scaled up pixel by pixel, stay lossless PNGs."""
@@ -131,11 +139,8 @@ def test_photos_are_drawn_smooth_and_tiny_images_as_crisp_pixels(fashion_arrays,
     tiles = [{"id": name, "image": uri, "score": 1.0} for name, uri in (("photo", photo), ("tiny", tiny))]
     path = tmp_path / "page.html"
     path.write_text(report.page("t", "s", [(None, report.gallery(tiles))]), encoding="utf-8")
-    os.makedirs(tmp_path / "chromium", exist_ok=True)
-    with chromium(str(tmp_path / "chromium"), window="800,600") as browser:
-        browser.get("file://" + str(path))
-        rendering = browser.execute_script(
-            "return Array.from(document.querySelectorAll('.tile img')).map(e => getComputedStyle(e).imageRendering);")
+    rendering = _in_browser(tmp_path, path, "return Array.from(document.querySelectorAll('.tile img'))"
+                            ".map(e => getComputedStyle(e).imageRendering);", window="800,600")
     assert rendering == ["auto", "pixelated"]
 
 
@@ -184,13 +189,10 @@ def test_a_missing_image_file_says_so_in_a_box_of_the_thumbnails_size(without_th
         assert tile["img"] is None and tile["noimage"] == "image file not found", tile
     assert sum(t["img"] is not None for t in tiles) == 44  # every other tile has its thumbnail
     assert os.path.exists(CHROMIUM), "Chromium missing: run ./setup.sh"
-    os.makedirs(tmp_path / "chromium", exist_ok=True)
-    with chromium(str(tmp_path / "chromium"), window="1280,1000") as browser:
-        browser.get("file://" + out["report_path"])
-        boxes = browser.execute_script(
-            "const size = e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };"
-            "return {img: Array.from(document.querySelectorAll('.tile img')).map(size),"
-            "        none: Array.from(document.querySelectorAll('.tile .noimage')).map(size)};")
+    boxes = _in_browser(tmp_path, out["report_path"],
+                        "const size = e => { const r = e.getBoundingClientRect(); return [r.width, r.height]; };"
+                        "return {img: Array.from(document.querySelectorAll('.tile img')).map(size),"
+                        "        none: Array.from(document.querySelectorAll('.tile .noimage')).map(size)};")
     assert len(boxes["none"]) == 4 and len(boxes["img"]) == 44
     # the placeholder takes the thumbnail's room: the captions below it line up with the neighbours'
     assert {tuple(b) for b in boxes["none"]} == {tuple(b) for b in boxes["img"]}, boxes
@@ -216,13 +218,11 @@ def test_class_names_and_a_trusted_tag_that_are_html_show_as_text(dataset_factor
                     report_path=str(tmp_path / "r.html"), near_duplicates=False, progress=False)
     page = _read(out["report_path"])
     assert "<img src=x" not in page and "</style><b>" not in page and "<i>trusted" not in page
-    os.makedirs(tmp_path / "chromium", exist_ok=True)
-    with chromium(str(tmp_path / "chromium"), window="1280,1000") as browser:
-        browser.get("file://" + out["report_path"])
-        found = browser.execute_script(
-            "return {text: document.body.innerText, svg: Array.from(document.querySelectorAll('svg text'))"
-            ".map(t => t.textContent).join(' '), onerror: document.querySelectorAll('[onerror]').length,"
-            " italic: document.querySelectorAll('i').length, styles: document.querySelectorAll('style').length};")
+    found = _in_browser(tmp_path, out["report_path"],
+                        "return {text: document.body.innerText, svg: Array.from(document.querySelectorAll('svg text'))"
+                        ".map(t => t.textContent).join(' '), onerror: document.querySelectorAll('[onerror]').length,"
+                        " italic: document.querySelectorAll('i').length, styles: document.querySelectorAll('style')"
+                        ".length};")
     assert found["onerror"] == 0 and found["italic"] == 0 and found["styles"] == 1, found
     for name in HTML_CLASSES:
         assert f"label: {name}" in found["text"], name
@@ -271,10 +271,7 @@ def test_histogram_texts_stay_inside_the_figure_and_apart(tmp_path):
     path = tmp_path / "plots.html"
     path.write_text(report.page("plots", "", [("Score distributions", "<div class='plots'>" + "".join(figures)
                                                + "</div>")]), encoding="utf-8")
-    os.makedirs(tmp_path / "chromium", exist_ok=True)
-    with chromium(str(tmp_path / "chromium"), window="1280,1000") as browser:
-        browser.get(f"file://{path}")
-        shown = browser.execute_script(PLOT_TEXTS)
+    shown = _in_browser(tmp_path, path, PLOT_TEXTS)
     assert len(shown) == 3
     for figure in shown:
         svg, texts = figure["svg"], figure["texts"]
