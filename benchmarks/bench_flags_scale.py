@@ -171,7 +171,7 @@ def outcome(ds, flag_key, dump=None):
         "field_type": type(ds.get_field(info["flag_field"])).__name__,
         "fields": sorted(ds.get_field_schema()),
         "runs": sorted(ds.list_runs()),
-        "journal": commit._journal().count_documents({}),
+        "journal": commit.journal().count_documents({}),
         "stored": {name: ds._sample_collection.count_documents({info["flag_field"]: query}) for name, query in
                    (("key", {"$exists": True}), ("null", {"$type": "null"}), ("true", True), ("false", False))},
     }

@@ -155,7 +155,7 @@ def test_a_clone_repaired_while_the_write_is_still_running_keeps_what_it_copied(
                 ds.reload()
                 if clone is None and not ds.has_field("s") and ds.has_field("s_pvalue"):
                     clone = ds.clone()  # "s" moved aside, "s_pvalue" not yet
-                entry = commit._journal().find_one(live)
+                entry = commit.journal().find_one(live)
                 if clone is not None and entry and entry["phase"] == "recorded":
                     break
                 write.resume()

@@ -383,7 +383,7 @@ def test_tag_changes_too_many_for_one_journal_entry_are_refused_before_anything_
     with pytest.raises(OODInputError, match=r"run 's_flag' on dataset .* more items than one journal entry holds.*"
                                             r"nothing was changed.*pass tag=None"):
         commit._open_journal(ds, [], "s_flag", cleanup=[followups.tag("look", None, ids)])
-    assert commit._journal().count_documents({"dataset_id": str(ds._doc.id)}) == 0
+    assert commit.journal().count_documents({"dataset_id": str(ds._doc.id)}) == 0
     op = followups.tag("look", None, ids[:1000])  # packed: 12 bytes an id, read back as the same ids
     assert len(op["packed_ids"]) == 12_000 and followups._ids(op) == set(ids[:1000])
 

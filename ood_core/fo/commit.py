@@ -66,13 +66,15 @@ def is_internal(name):
     return re.match(INTERNAL_NAME, name.rpartition(".")[2]) is not None
 
 
-def _journal(name=JOURNAL):
+def journal(name=JOURNAL):
+    """The database collection ``name`` of FiftyOne's database (default: the commit journal)."""
     import fiftyone.core.odm as foo
 
     return foo.get_db_conn()[name]
 
 
-def _exists(dataset, path):
+def declared(dataset, path):
+    """Whether the schema of ``dataset`` declares ``path``."""
     return dataset.get_field(path) is not None
 
 
@@ -81,7 +83,7 @@ def _drop(dataset, path):
     process's copy, so a concurrent save elsewhere can drop an entry), remove its key from the documents."""
     from .documents import unset_key
 
-    if _exists(dataset, path):
+    if declared(dataset, path):
         dataset.delete_sample_field(path)
     else:
         unset_key(dataset, path)
@@ -121,7 +123,7 @@ def stage_values(samples, path, values, field_type=None, *, tmp, keep_others=Fal
     try:
         with coordination.schema_lock(dataset):  # declaring a field changes the dataset's schema
             dataset.reload()
-            if keep_others and _exists(dataset, path):
+            if keep_others and declared(dataset, path):
                 dataset.clone_sample_field(path, tmp)
             elif field_type is not None:
                 dataset.add_sample_field(tmp, field_type)
@@ -261,7 +263,7 @@ def dropped_fields(dataset, run_key, targets, also=(), replace=True, keep=()):
     old = [p for key in going for p in (getattr(dataset.get_run_info(key).config, "fields", None) or [])
            if run_owns(dataset, key, p)]
     old = list(dict.fromkeys(old))
-    return [p for p in old if p not in new and p not in others and not is_internal(p) and _exists(dataset, p)]
+    return [p for p in old if p not in new and p not in others and not is_internal(p) and declared(dataset, p)]
 
 
 def _open_journal(dataset, staged, run_key, dropped=(), drop_runs=(), cleanup=()):
@@ -271,7 +273,7 @@ def _open_journal(dataset, staged, run_key, dropped=(), drop_runs=(), cleanup=()
         "_id": uuid.uuid4().hex,
         "dataset_id": str(dataset._doc.id),
         "run_key": run_key,
-        "targets": [{"target": t, "staged": s, "existed": _exists(dataset, t), "backup": _tmp_path(t, "old_")}
+        "targets": [{"target": t, "staged": s, "existed": declared(dataset, t), "backup": _tmp_path(t, "old_")}
                     for s, t in [*staged, *((None, p) for p in dropped)]],
         "had_run": dataset.has_run(run_key),
         "backup_run": _backup_run_key(),
@@ -282,7 +284,7 @@ def _open_journal(dataset, staged, run_key, dropped=(), drop_runs=(), cleanup=()
     import pymongo.errors
 
     try:
-        _journal().insert_one(entry)
+        journal().insert_one(entry)
     except pymongo.errors.DocumentTooLarge:
         raise OODInputError(
             f"run {run_key!r} on dataset {dataset.name!r} would change the tags of more items than one journal "
@@ -302,7 +304,7 @@ def _dropped_runs(entry):
 
 def _set_phase(entry, phase):
     entry["phase"] = phase
-    _journal().update_one({"_id": entry["_id"]}, {"$set": {"phase": phase}})
+    journal().update_one({"_id": entry["_id"]}, {"$set": {"phase": phase}})
 
 
 def _move_aside(dataset, entry, overwrite):
@@ -323,14 +325,14 @@ def _roll_back(dataset, entry):
     """Undo a commit that did not reach "recorded": old fields and old run record come back."""
     dataset.reload()
     for t in entry["targets"]:
-        if t["staged"] and _exists(dataset, t["staged"]):
+        if t["staged"] and declared(dataset, t["staged"]):
             dataset.delete_sample_field(t["staged"])  # never renamed: the target is still the old one
-        elif _exists(dataset, t["backup"]) or not t["existed"]:
-            if _exists(dataset, t["target"]) or t["staged"]:
+        elif declared(dataset, t["backup"]) or not t["existed"]:
+            if declared(dataset, t["target"]) or t["staged"]:
                 _drop(dataset, t["target"])  # the new values (also when the schema lost them)
         if t["staged"]:
             _drop(dataset, t["staged"])  # values the schema lost stay in documents otherwise
-        if _exists(dataset, t["backup"]):
+        if declared(dataset, t["backup"]):
             dataset.rename_sample_field(t["backup"], t["target"])
     if dataset.has_run(entry["backup_run"]):
         if dataset.has_run(entry["run_key"]):
@@ -350,9 +352,9 @@ def _roll_forward(dataset, entry):
 
     apply(dataset, entry.get("cleanup"))  # journals written before follow-ups existed have none
     for t in entry["targets"]:
-        if t["existed"] or _exists(dataset, t["backup"]):  # only an existing target was moved aside
+        if t["existed"] or declared(dataset, t["backup"]):  # only an existing target was moved aside
             _drop(dataset, t["backup"])
-        if t["staged"] and _exists(dataset, t["staged"]):
+        if t["staged"] and declared(dataset, t["staged"]):
             dataset.delete_sample_field(t["staged"])
     for key in [entry["backup_run"], *(run["backup_run"] for run in _dropped_runs(entry))]:
         if dataset.has_run(key):
@@ -365,7 +367,7 @@ def _end_journal(entry):
     from .commit_clones import keep_if_copied
 
     keep_if_copied(entry)
-    _journal().delete_one({"_id": entry["_id"]})
+    journal().delete_one({"_id": entry["_id"]})
 
 
 def rename_run(dataset, run_key, new_run_key, ops):
@@ -383,7 +385,7 @@ def rename_run(dataset, run_key, new_run_key, ops):
         entry = {"_id": uuid.uuid4().hex, "dataset_id": str(dataset._doc.id), "kind": "rename", "run_key": new_run_key,
                  "old_run_key": run_key, "targets": [], "had_run": False, "backup_run": _backup_run_key(),
                  "dropped_runs": [], "cleanup": list(ops), "phase": "staged"}
-        _journal().insert_one(entry)
+        journal().insert_one(entry)
         try:
             dataset.rename_run(run_key, new_run_key)
         except BaseException:
@@ -405,12 +407,12 @@ def _settle_rename(dataset, entry):
                            "dataset (or ood.repair_ood_runs) finishes it", entry["old_run_key"], entry["run_key"],
                            exc_info=True)
     else:
-        _journal().delete_one({"_id": entry["_id"]})
+        journal().delete_one({"_id": entry["_id"]})
 
 
 def in_flight(dataset, path):
     """Whether a commit that writes ``path`` is in progress (or was left by a killed process)."""
-    return _journal().find_one({"dataset_id": str(dataset._doc.id), "targets.target": path}) is not None
+    return journal().find_one({"dataset_id": str(dataset._doc.id), "targets.target": path}) is not None
 
 
 # --------------------------------------------------------------------------- repair
@@ -431,12 +433,12 @@ def repair(dataset):
     with coordination.schema_lock(dataset):
         names = set(internal_fields(dataset)) | {k for k in dataset.list_runs() if k.startswith(BACKUP_RUN_PREFIX)}
         adopt_journals(dataset, names - _claimed(dataset))  # a clone's copies of another dataset's commit
-    for entry in list(_journal().find({"dataset_id": str(dataset._doc.id)})):
+    for entry in list(journal().find({"dataset_id": str(dataset._doc.id)})):
         keys = (entry["run_key"], *(run["run_key"] for run in _dropped_runs(entry)), entry.get("old_run_key"))
         locks = sorted({coordination.job_key(dataset, t["target"]) for t in entry["targets"]}
                        | {coordination.job_key(dataset, key) for key in keys if key is not None})
         with _all_locked(locks), coordination.schema_lock(dataset):
-            if _journal().find_one({"_id": entry["_id"]}) is None:
+            if journal().find_one({"_id": entry["_id"]}) is None:
                 continue  # finished by its owner meanwhile
             dataset.reload()
             if entry.get("kind") == "rename":  # never rolled back by deleting the record under its new key
@@ -485,7 +487,7 @@ def _remove_orphans(dataset):
 def _claimed(dataset):
     """Temporary fields and backup runs that a journal (a commit in flight or left by a killed process) names."""
     claimed = set()
-    for entry in _journal().find({"dataset_id": str(dataset._doc.id)}):
+    for entry in journal().find({"dataset_id": str(dataset._doc.id)}):
         claimed.update(p for t in entry["targets"] for p in (t["staged"], t["backup"]) if p)
         claimed.add(entry["backup_run"])
         claimed.update(run["backup_run"] for run in _dropped_runs(entry))

@@ -17,22 +17,12 @@ import datetime
 import uuid
 
 
-def _collection(name):
-    import fiftyone.core.odm as foo
-
-    return foo.get_db_conn()[name]
-
-
-def _exists(dataset, path):
-    return dataset.get_field(path) is not None
-
-
 def keep_settled(entry):
     """Keep journal ``entry`` as it ends (its outcome: its phase) for the clones that copied it."""
-    from .commit import SETTLED, SETTLED_DAYS
+    from .commit import SETTLED, SETTLED_DAYS, journal
 
     now = datetime.datetime.now(datetime.timezone.utc)
-    settled = _collection(SETTLED)
+    settled = journal(SETTLED)
     settled.delete_many({"settled_at": {"$lt": now - datetime.timedelta(days=SETTLED_DAYS)}})
     settled.replace_one({"_id": entry["_id"]}, {**entry, "settled_at": now}, upsert=True)
 
@@ -41,6 +31,7 @@ def keep_if_copied(entry):
     """:func:`keep_settled` when another dataset holds one of the temporary names of ``entry`` (a clone made while
     the commit was in flight); called as the commit ends, after its last drop, so any such clone exists by then."""
     import bson
+    import fiftyone.core.odm as foo
 
     if entry.get("kind") == "rename":
         return False
@@ -50,7 +41,7 @@ def keep_if_copied(entry):
     ors += [{f"runs.{key}": {"$exists": True}}
             for key in (entry["backup_run"], *(run["backup_run"] for run in entry.get("dropped_runs") or []))]
     query = {"_id": {"$ne": bson.ObjectId(entry["dataset_id"])}, "$or": ors}
-    if _collection("datasets").find_one(query, {"_id": 1}) is None:
+    if foo.get_db_conn().datasets.find_one(query, {"_id": 1}) is None:
         return False
     keep_settled(entry)
     return True
@@ -64,7 +55,7 @@ def adopt_journals(dataset, names):
     clone keeps sample ids; a ``merge_samples`` target does not, and its own fields stay untouched; the original
     gone, when this dataset holds the run record, which only a clone copies).
     """
-    from .commit import JOURNAL, SETTLED
+    from .commit import JOURNAL, SETTLED, journal
 
     if not names:
         return 0
@@ -74,7 +65,7 @@ def adopt_journals(dataset, names):
              "$or": [{"targets.staged": {"$in": names}}, {"targets.backup": {"$in": names}},
                      {"backup_run": {"$in": names}}, {"dropped_runs.backup_run": {"$in": names}}]}
     adopted, seen = 0, set()
-    for entry in [*_collection(JOURNAL).find(query), *_collection(SETTLED).find(query)]:
+    for entry in [*journal(JOURNAL).find(query), *journal(SETTLED).find(query)]:
         # one commit, once: its live entry, its kept one, a kept copy another clone adopted share the backup key
         if entry["backup_run"] in seen or not _cloned_from(dataset, entry):
             continue
@@ -82,7 +73,7 @@ def adopt_journals(dataset, names):
         entry.pop("settled_at", None)
         copy = {**entry, "_id": uuid.uuid4().hex, "dataset_id": dataset_id,
                 "adopted_from": entry.get("adopted_from", entry["dataset_id"])}
-        _collection(JOURNAL).insert_one(copy)
+        journal(JOURNAL).insert_one(copy)
         adopted += 1
     return adopted
 
@@ -110,14 +101,16 @@ def rolls_forward(dataset, entry):
     otherwise (the copy still holds the old ones, so nothing is lost; a view's clone, which copies no runs, holds
     no record and goes back unless the dropping had begun).
     """
+    from .commit import declared
+
     if entry["phase"] != "recorded":
         return False  # nothing was dropped anywhere: undoing is always complete
     if "adopted_from" not in entry:
         return True
     targets = entry["targets"]
-    if any(t["staged"] and _exists(dataset, t["staged"]) for t in targets):
+    if any(t["staged"] and declared(dataset, t["staged"]) for t in targets):
         return False  # copied before the new fields were renamed into place
-    dropping = any(t["existed"] and not _exists(dataset, t["backup"])
-                   and (t["staged"] or not _exists(dataset, t["target"])) for t in targets)
+    dropping = any(t["existed"] and not declared(dataset, t["backup"])
+                   and (t["staged"] or not declared(dataset, t["target"])) for t in targets)
     recorded = dataset.has_run(entry["run_key"]) and (not entry["had_run"] or dataset.has_run(entry["backup_run"]))
     return dropping or recorded
