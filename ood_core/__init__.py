@@ -55,12 +55,12 @@ _PUBLIC = {
     # one-call audit (scores, flags, near duplicates, HTML report)
     "audit": "ood_core.fo.audit",
     # runs
-    "list_ood_runs": "ood_core.fo.runs",
-    "get_ood_run_info": "ood_core.fo.runs",
-    "load_ood_results": "ood_core.fo.runs",
-    "rename_ood_run": "ood_core.fo.runs",
-    "delete_ood_run": "ood_core.fo.runs",
-    "repair_ood_runs": "ood_core.fo.runs",
+    "list_ood_runs": "ood_core.fo.run_records",
+    "get_ood_run_info": "ood_core.fo.run_info",
+    "load_ood_results": "ood_core.fo.run_info",
+    "rename_ood_run": "ood_core.fo.run_admin",
+    "delete_ood_run": "ood_core.fo.run_admin",
+    "repair_ood_runs": "ood_core.fo.repair",
     # the paper's experiment workflows
     "pollution_sweep": "ood_core.fo.experiments",
     "config_sweep": "ood_core.fo.experiments",

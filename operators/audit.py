@@ -94,7 +94,7 @@ class AuditDataset(common.OODOperator):
 
     def run(self, ctx):
         import ood_core as ood
-        from ood_core.fo.audit_report import report_file_path
+        from ood_core.fo.report_files import report_file_path
         from ood_core.paths import check_allowed_path
 
         p = ctx.params
@@ -243,7 +243,8 @@ def _report_path_error(path, owner):
     or, without overwrite, the report of another audit; ``owner``: the ``(view, audit key, overwrite)`` of the
     audit), or None."""
     from ood_core.errors import OODInputError
-    from ood_core.fo.audit_report import check_report_files, refuse_other_audits_report, report_file_path
+    from ood_core.fo.audit_report import refuse_other_audits_report
+    from ood_core.fo.report_files import check_report_files, report_file_path
     from ood_core.paths import check_allowed_path
 
     try:

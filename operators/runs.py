@@ -53,6 +53,7 @@ class ManageOODRuns(common.OODOperator):
         return types.Property(inputs, view=types.View(label=self.label))
 
     def run(self, ctx):
+        from ood_core.fo import run_admin
         from ood_core.fo import runs as fo_runs
         from ood_core.fo.run_admin import deleted_along, fields_to_delete
 
@@ -61,7 +62,7 @@ class ManageOODRuns(common.OODOperator):
         dataset = ctx.dataset
         report = None
         if action == "rename":
-            fo_runs.rename_ood_run(dataset, p["run_key"], p["new_run_key"])
+            run_admin.rename_ood_run(dataset, p["run_key"], p["new_run_key"])
             report = common.report(f"Run `{p['run_key']}` renamed to `{p['new_run_key']}`",
                                    [("fields", "unchanged")])
         elif action == "delete":
@@ -72,7 +73,7 @@ class ManageOODRuns(common.OODOperator):
                 raise ValueError(
                     f"deleting run {p['run_key']!r} needs confirm_delete=True: it removes the run record"
                     + (f" and the fields {fields}" if fields else "") + "; tick the confirmation box")
-            fo_runs.delete_ood_run(dataset, p["run_key"], delete_fields=delete_fields)
+            run_admin.delete_ood_run(dataset, p["run_key"], delete_fields=delete_fields)
             ctx.trigger("reload_dataset")
             report = common.report(f"Run `{p['run_key']}` deleted",
                                    [("fields deleted", ", ".join(f"`{f}`" for f in fields) or "none"),

@@ -399,7 +399,8 @@ def _check_replacing_from_a_view(prop, ctx, target, method, reference, embedding
     the run refuses it then, before writing."""
     from ood_core.detectors import detector_class
     from ood_core.fo.items import is_whole_dataset
-    from ood_core.fo.view_overwrite import planned_settings, refuse_before_scoring, refuse_scored_set_dependence
+    from ood_core.fo.scores import planned_settings
+    from ood_core.fo.view_overwrite import refuse_before_scoring, refuse_scored_set_dependence
 
     key = ctx.params.get("score_field") or prop.default
     if prop.invalid or not ctx.params.get("overwrite") or ctx.dataset is None or not ctx.dataset.has_run(key) \
@@ -432,7 +433,7 @@ def _check_replacing_from_a_view(prop, ctx, target, method, reference, embedding
 
 def _reference_description(reference, tag):
     """The reference's description a score run records (:func:`ood_core.fo.runs.resolve_view`)."""
-    from ood_core.fo.runs import resolve_view
+    from ood_core.fo.view_descriptions import resolve_view
 
     return resolve_view(reference, tag, "reference")[1]
 

@@ -292,20 +292,20 @@ def test_an_export_folder_holding_only_the_users_folders_is_not_empty(probe, tmp
 def test_a_view_the_user_saves_before_a_crashed_audit_rolls_forward_is_theirs(dataset_factory):
     """The audit's saved views are saved (and its old ones deleted) when its commit rolls forward, maybe by a later
     call after a crash: a view saved by the user under the name meanwhile is left as it is."""
-    from ood_core.fo import audit_recovery, followups
+    from ood_core.fo import audit_views, followups
 
     ds = dataset_factory([f"/tmp/roll_{i}.png" for i in range(6)])
     op = followups.save_view("ood_audit-ood", ds.limit(2), "fiftyone-ood audit 'ood_audit': worst first")
-    op["mark"] = audit_recovery.planned_view_mark(ds, op)
+    op["mark"] = audit_views.planned_view_mark(ds, op)
     ds.save_view("ood_audit-ood", ds.limit(4), description="mine")  # saved after the audit planned its step
     followups.apply(ds, [op])
     assert len(ds.load_saved_view("ood_audit-ood")) == 4
     ds.delete_saved_view("ood_audit-ood")
     followups.apply(ds, [op])  # no view there any more: the audit's is saved, and doing it again changes nothing
-    mark = audit_recovery.saved_view_mark(ds, "ood_audit-ood")
+    mark = audit_views.saved_view_mark(ds, "ood_audit-ood")
     assert mark == op["mark"] and len(ds.load_saved_view("ood_audit-ood")) == 2
     followups.apply(ds, [op])
-    assert audit_recovery.saved_view_mark(ds, "ood_audit-ood") == mark
+    assert audit_views.saved_view_mark(ds, "ood_audit-ood") == mark
     # deleting: only the view as the audit saved it
     delete = followups.delete_saved_view("ood_audit-ood", mark)
     ds.save_view("ood_audit-ood", ds.limit(3), description="mine now", overwrite=True)

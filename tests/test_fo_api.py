@@ -15,6 +15,7 @@ from ood_core.detectors import (
     WeightedLabelVoteDetector,
 )
 from ood_core.errors import OODInputError
+from ood_core.fo import run_admin
 from ood_core.fo import runs as fo_runs
 from ood_core.metrics import ood_metrics
 
@@ -237,12 +238,12 @@ def test_run_management_rename_and_delete_removes_fields(embedded):
     ood.compute_ood_scores(ds, "emb", "s", reference="trusted", k=5)
     assert set(fo_runs.list_ood_runs(ds)) == {"emb", "s"}
     assert fo_runs.list_ood_runs(ds, kind="ood_scores") == ["s"]
-    fo_runs.rename_ood_run(ds, "s", "s2")
+    run_admin.rename_ood_run(ds, "s", "s2")
     assert fo_runs.get_ood_run_info(ds, "s2")["fields"] == ["s", "s_pvalue"]
     assert fo_runs.load_ood_results(ds, "s2").num_scored == 200
     with pytest.raises(OODInputError, match="no fiftyone-ood run"):
-        fo_runs.delete_ood_run(ds, "s")
-    assert fo_runs.delete_ood_run(ds, "s2") == ["s", "s_pvalue"]
+        run_admin.delete_ood_run(ds, "s")
+    assert run_admin.delete_ood_run(ds, "s2") == ["s", "s_pvalue"]
     assert not ds.has_field("s") and not ds.has_field("s_pvalue") and "s2" not in ds.list_runs()
 
 

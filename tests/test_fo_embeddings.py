@@ -9,6 +9,7 @@ import pytest
 
 import ood_core as ood
 from ood_core.errors import OODInputError
+from ood_core.fo import run_admin
 from ood_core.fo import runs as fo_runs
 
 
@@ -88,7 +89,7 @@ def test_object_patches_embed_and_score_each_object(dataset_factory, fashion_fil
         with pytest.raises(OODInputError,
                            match=r"object embeddings.*'objects.detections.emb'.*patches_field='objects'"):
             call()
-    fo_runs.delete_ood_run(ds, "issue")
+    run_admin.delete_ood_run(ds, "issue")
     assert ds.get_field("objects.detections.issue") is None
 
 

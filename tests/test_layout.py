@@ -2,6 +2,7 @@
 
 - only the FiftyOne layer (``ood_core/fo/``), the operators and the demo import fiftyone;
 - no module imports another module's underscore name (privacy by package);
+- modules never import each other in a circle (imports inside functions count: they tie modules as much);
 - the public namespace is lazy: ``import ood_core`` loads neither torch nor fiftyone,
   and every public name resolves;
 - the registries are the one list: every detector and run kind is described.
@@ -59,6 +60,78 @@ def test_no_module_imports_another_modules_private_names():
     offenders = [f"{rel}: {name}" for rel, tree in _modules() for name in _private_imports(tree)]
     assert offenders == []
     assert _private_imports(ast.parse("from .items import _flatten\n")) == ["_flatten"]
+
+
+def _module_name(rel):
+    name = rel[:-3].replace("/", ".")
+    return name[:-len(".__init__")] if name.endswith(".__init__") else name
+
+
+def _import_graph(modules):
+    """``{module: {modules it imports}}`` among ``modules`` (``{dotted name: (is a package, tree)}``), every import
+    statement counted wherever it stands; ``from pkg import name`` is an import of ``pkg.name`` when that is one of
+    the modules, else of ``pkg``."""
+    graph = {}
+    for name, (is_package, tree) in modules.items():
+        package = name if is_package else name.rpartition(".")[0]
+        targets = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    parts = parts[:len(parts) - (node.level - 1)]
+                    base = ".".join(parts + ([node.module] if node.module else []))
+                for alias in node.names:  # a module of the package, else a name the package (module) defines
+                    targets.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def _circles(graph):
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(max(sys.getrecursionlimit(), 10 * len(graph)))
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_modules_import_each_other_in_a_circle():
+    modules = {_module_name(rel): (rel.endswith("__init__.py"), tree) for rel, tree in _modules()}
+    assert _circles(_import_graph(modules)) == []
+    # the guard on made-up modules: a circle closed by an import inside a function is found
+    made_up = {"p": (True, ast.parse("")),
+               "p.a": (False, ast.parse("from .b import f\n")),
+               "p.b": (False, ast.parse("def f():\n    from . import c\n")),
+               "p.c": (False, ast.parse("def g():\n    from .a import h\n")),
+               "p.d": (False, ast.parse("from .a import f\n"))}
+    assert _circles(_import_graph(made_up)) == [["p.a", "p.b", "p.c"]]
 
 
 def test_import_is_lazy_and_public_names_resolve():

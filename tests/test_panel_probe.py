@@ -141,7 +141,7 @@ def test_deleting_a_score_run_says_its_flags_runs_and_their_tags_go_too(scored):
 def test_deleting_an_audit_says_its_saved_views_go_too(scored):
     from form_helpers import props
 
-    from ood_core.fo.audit_recovery import VIEW_MARKS, saved_view_mark
+    from ood_core.fo.audit_views import VIEW_MARKS, saved_view_mark
 
     ds = scored
     ds.save_view("aud-ood", ds.sort_by("ood", reverse=True))

@@ -396,7 +396,7 @@ def test_the_audit_never_exports_into_a_folder_of_the_users_files(duplicated, tm
     of the user's files named as ``export_dir`` was deleted."""
     import fiftyone.core.collections as foc
 
-    from ood_core.fo.audit_export import MARKER
+    from ood_core.fo.export_files import MARKER
 
     ds, mine = duplicated, tmp_path / "my_project"
     mine.mkdir()

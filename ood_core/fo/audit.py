@@ -33,10 +33,11 @@ from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
 from .audit_export import export_findings, refuse_missing_media
 from .audit_inputs import check_options, persistence_warnings, plan_inputs
-from .audit_report import (TAGS, check_report_files, csv_path_for, csv_table, refuse_other_audits_report,
-                           report_file_path, write_report)
+from .audit_report import TAGS, csv_table, refuse_other_audits_report, write_report
+from .report_files import check_report_files, csv_path_for, report_file_path
 from .items import num_samples
 from .view_overwrite import refuse_other_settings_from_a_view, refuse_scored_set_dependence
+from .audit_views import VIEW_MARKS, own_views, planned_view_mark, refuse_users_views, saved_view_mark
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def audit(
         overwrite: replace an earlier audit of the same key, whole: its runs this audit does not write
             (:func:`replaced_runs`: label-issue runs, when this one has no label field) go with their fields,
             flags runs and tags in the commit of the new record (refused from a view); so do its saved views (those
-            still as it saved them: :func:`.audit_recovery.own_views`) and near-duplicate tags this one does not
+            still as it saved them: :func:`.audit_views.own_views`) and near-duplicate tags this one does not
             make again. Embeddings it computed stay (an input).
         progress: None / True (a bar of the audit's 5 steps, with the embedding and scoring bars under it), False
             (silent) or ``f(done, total)`` called after each of the steps.
@@ -273,7 +274,7 @@ def check_outputs(samples, audit_key, overwrite, ood_field=None, label_issue_fie
         raise OODInputError(f"the audit's run key and score fields must all differ (each names a run); got {names}. "
                             "Give them different names")
     runs.check_new_run(samples, audit_key, [], overwrite, kind="audit")
-    audit_recovery.refuse_users_views(samples, audit_key, view_names(audit_key))
+    refuse_users_views(samples, audit_key, view_names(audit_key))
     # every field the steps write: the scores with what the scoring writes beside them (ood_core.fo.scores'
     # _extra_outputs: an OOD run's p-values, a label-issue run's suggested labels), and flag_samples' flags
     for field, kind, companion in ((ood_field, "ood_scores", "pvalue"), (label_issue_field, "label_issues",
@@ -537,7 +538,7 @@ def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
 
     The runs and fields the commit removes (``removed_runs`` / ``removed_fields`` of ``summary``) are decided under
     its locks, before the record is written: they go into ``summary`` there, so the recorded summary
-    (``load_ood_results(...).summary``) is the one returned.
+    (``runs.load_ood_results(...).summary``) is the one returned.
     """
     from . import commit
 
@@ -553,7 +554,7 @@ def _record(samples, audit_key, summary, duplicates, overwrite, replaced, views)
                           results={"summary": summary, "duplicate_ids": duplicates.get("duplicate_ids", []),
                                    "tagged_duplicate_ids": duplicates.get("tagged_ids", [])},
                           audit_runs=summary["runs"], audit_fields=summary["fields"],
-                          **{audit_recovery.VIEW_MARKS: dict(marks)}, **config)
+                          **{VIEW_MARKS: dict(marks)}, **config)
 
     def cleanup(reloaded, fields, dropped):
         # what the commit removes is known here, before register(): the record's summary is the one returned
@@ -570,7 +571,7 @@ def _cleanup_after_record(samples, audit_key, views, duplicates, dropped, marks)
     """The :mod:`.followups` of recording the audit (decided under the commit's locks, before anything moves): the
     tags of the dropped flags runs, the earlier audit's near-duplicate tags this one does not claim again, and its
     saved views this one does not save again (only those still as it saved them:
-    :func:`.audit_recovery.own_views`); then this audit's near-duplicate tags and saved ``views``, whose
+    :func:`.audit_views.own_views`); then this audit's near-duplicate tags and saved ``views``, whose
     fingerprints go into ``marks`` (for its record). A saved view of the user's under one of the names (saved
     since the audit's checks) is refused here, before anything moves."""
     from . import followups
@@ -582,16 +583,16 @@ def _cleanup_after_record(samples, audit_key, views, duplicates, dropped, marks)
              - duplicate_search.claims_of_other_audits(samples, audit_key))
     if stale:
         ops.append(followups.untag(TAGS["near_duplicates"], None, stale))
-    audit_recovery.refuse_users_views(samples, audit_key, list(views))
-    old_views = audit_recovery.own_views(dataset, audit_key)
-    ops += [followups.delete_saved_view(name, audit_recovery.saved_view_mark(dataset, name))
+    refuse_users_views(samples, audit_key, list(views))
+    old_views = own_views(dataset, audit_key)
+    ops += [followups.delete_saved_view(name, saved_view_mark(dataset, name))
             for name in sorted(old_views - set(views)) if name.startswith(f"{audit_key}-")]
     if duplicates.get("to_tag"):
         ops.append(followups.tag(TAGS["near_duplicates"], None, duplicates["to_tag"]))
     descriptions = {f"{audit_key}-{suffix}": text for suffix, text in VIEWS.values()}
     saves = [followups.save_view(name, view, f"fiftyone-ood audit {audit_key!r}: {descriptions[name]}",
-                                 replaces=audit_recovery.saved_view_mark(dataset, name))
+                                 replaces=saved_view_mark(dataset, name))
              for name, view in views.items()]
     for op in saves:
-        op["mark"] = marks[op["name"]] = audit_recovery.planned_view_mark(dataset, op)
+        op["mark"] = marks[op["name"]] = planned_view_mark(dataset, op)
     return ops + saves

@@ -19,13 +19,7 @@ import uuid
 
 from ..errors import OODInputError
 from ..publish import name_limits
-
-#: the file that marks a folder as an export of this package (which a later export may replace)
-MARKER = ".fiftyone_ood_export"
-#: the file that marks a staged export as this package's while FiftyOne writes it (before :data:`MARKER` lists its
-#: files): it holds the token of the staged folder's name, ``<name>.tmp-<token>``
-CLAIM = ".fiftyone_ood_staging"
-
+from .export_files import CLAIM, MARKER, foreign_files, is_export_or_empty, listed_entries, stamp
 
 def _export_path(export_dir):
     """The absolute folder ``export_dir`` names (``~`` expanded); refuses a value that is no folder path."""
@@ -60,14 +54,14 @@ def check_export_dir(export_dir):
     path = os.path.realpath(_export_path(export_dir))
     if os.path.exists(path) and not os.path.isdir(path):
         raise OODInputError(f"export_dir={export_dir!r} is a file, not a folder; pass a new folder to export to")
-    foreign = _foreign_files(path) if os.path.isdir(path) else []
+    foreign = foreign_files(path) if os.path.isdir(path) else []
     if foreign:
         raise OODInputError(
             f"export_dir={export_dir!r} already holds files that fiftyone-ood did not export (e.g. {foreign[0]!r}); "
             "an export replaces its folder's contents, so it writes only into a new or empty folder or one it "
             "exported to before, with its files unchanged (a file it exported counts as yours once changed). "
             f"Pass a new folder (e.g. {os.path.join(path, 'ood_audit_export')!r})")
-    if os.path.isdir(path) and _files(path):
+    if os.path.isdir(path) and listed_entries(path):
         _refuse_media_inside(export_dir, path)
     parent = _existing_parent(path)
     _check_name_length(export_dir, path, parent)
@@ -108,7 +102,7 @@ def refuse_export_over_report(export_dir, report_path):
     """Refuse an export folder that is the report's folder or holds it (at any depth): the export replaces its
     folder's contents (so it refuses a folder holding the report and CSV, which the audit would only find at the
     export step, after its runs are written) and the report would land inside the export."""
-    from .audit_report import csv_path_for
+    from .report_files import csv_path_for
 
     real_export = os.path.realpath(_export_path(export_dir))
     for path in (report_path, csv_path_for(report_path)):
@@ -146,7 +140,7 @@ def export_owner(samples, audit_key, export_dir):
 
     path = os.path.realpath(_export_path(export_dir))
     marker = os.path.join(path, MARKER)
-    if not os.path.isfile(marker) or os.path.islink(marker) or _foreign_files(path):
+    if not os.path.isfile(marker) or os.path.islink(marker) or foreign_files(path):
         return None  # no export of this package's there (a folder of the user's is refused by check_export_dir)
     try:
         with open(marker, encoding="utf-8") as f:
@@ -177,66 +171,6 @@ def export_findings(samples, found, export_dir, summary):
     if replacing:
         disclaim(replaced, "export_dir", path, f"audit {key!r} of dataset {samples._dataset.name!r}")
     return out
-
-
-def is_export_or_empty(path):
-    """Whether ``path`` is a real folder holding nothing but an export of this package, unchanged (or nothing)."""
-    return _is_export_or_empty(path)
-
-
-def _is_export_or_empty(path):
-    return os.path.isdir(path) and not os.path.islink(path) and not _foreign_files(path)
-
-
-def _files(folder):
-    """Every entry of the folder, at any depth: files, links and folders (an empty folder is an entry too: the
-    user's structure made by hand is theirs), as sorted paths relative to it."""
-    out = []
-    for root, dirs, names in os.walk(folder):
-        out += [os.path.relpath(os.path.join(root, n), folder) for n in names + dirs]
-    return sorted(out)
-
-
-def _stamp(path):
-    """What tells a file an export wrote from the same file changed since: ``[size, modification time in ns]``;
-    None for a folder (or a link, which no export writes)."""
-    if os.path.islink(path) or not os.path.isfile(path):
-        return None
-    stat = os.stat(path)
-    return [stat.st_size, stat.st_mtime_ns]
-
-
-def _foreign_files(folder):
-    """The entries of ``folder`` that no export of this package wrote, or that were changed since: all of them
-    without :data:`MARKER`; with it, those its list does not name, except folders holding an entry it names (a list
-    of an earlier release names files only), and those whose :func:`_stamp` differs from the one it lists (a list
-    of an earlier release has none); a marker of an earlier release without a list vouches for the whole
-    folder."""
-    files = _files(folder)
-    marker = os.path.join(folder, MARKER)
-    if not files:
-        return []
-    if not os.path.isfile(marker) or os.path.islink(marker):
-        return files
-    try:
-        with open(marker, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-        listed = json.loads(lines[1]) if len(lines) > 1 else None
-        stamps = listed if isinstance(listed, dict) else {}
-        listed = set(listed) if listed is not None else None
-    except (OSError, ValueError, TypeError):
-        return files
-    if listed is None:
-        return []
-    parents = {parent for p in listed for parent in _parents(p)}
-    return [f for f in files if f != MARKER and ((f not in listed and f not in parents)
-                                                 or (f in stamps and _stamp(os.path.join(folder, f)) != stamps[f]))]
-
-
-def _parents(path):
-    """The folders ``path`` (relative) lies in: ``a/b/c`` -> ``a``, ``a/b``."""
-    parts = path.split(os.sep)[:-1]
-    return [os.sep.join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
 def _existing_parent(path):
@@ -285,7 +219,7 @@ def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
         with open(os.path.join(staged, CLAIM), "x", encoding="utf-8") as f:
             f.write(token)
         samples.select(sorted(ids)).export(export_dir=staged, dataset_type=fo.types.FiftyOneDataset)
-        written = {name: _stamp(os.path.join(staged, name)) for name in _files(staged) if name != CLAIM}
+        written = {name: stamp(os.path.join(staged, name)) for name in listed_entries(staged) if name != CLAIM}
         with open(os.path.join(staged, MARKER), "w", encoding="utf-8") as f:
             f.write(f"exported by fiftyone-ood from dataset {samples._dataset.name!r}; a later export replaces it "
                     "when it holds only these files, unchanged:\n")
@@ -294,7 +228,7 @@ def export_flagged(samples, ids, export_dir, audit_key=None, audit_token=None):
         os.remove(os.path.join(staged, CLAIM))  # its marker vouches for it from here on
         if os.path.isdir(path):
             os.rename(path, old)  # an earlier export (or an empty folder): kept until the new one is in place
-            if not _is_export_or_empty(old):  # filled by someone else after the check: put back, untouched
+            if not is_export_or_empty(old):  # filled by someone else after the check: put back, untouched
                 os.rename(old, path)
                 raise OODInputError(f"export_dir={export_dir!r} received files that fiftyone-ood did not export while "
                                     "the audit ran; it was left as it is. Pass a new folder")

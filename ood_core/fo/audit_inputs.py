@@ -1,10 +1,11 @@
 """The audit's inputs, resolved and checked before it writes anything: its numeric options, and which label
 field, trusted tag and embeddings it works from (``"auto"``: what the dataset holds, :mod:`.inventory`)."""
 
+from . import inventory
 from ..errors import OODInputError
-from . import inventory, runs
 from .audit_report import TAGS
 from .scores import MIN_FIT_ITEMS
+from .view_descriptions import resolve_view
 
 
 def check_options(*, ood_pass_rate, ood_fraction, label_issue_fraction, duplicate_threshold, num_worst, **flags):
@@ -112,7 +113,7 @@ def _check_reference_size(samples, reference):
     it only after them). With embeddings already there the score step refuses it, before it writes anything."""
     from .items import num_samples
 
-    view, _ = runs.resolve_view(samples, reference)  # refuses a tag no sample carries
+    view, _ = resolve_view(samples, reference)  # refuses a tag no sample carries
     count = num_samples(view)
     if count < MIN_FIT_ITEMS:
         what, fix = ((f"the reference (samples tagged {reference!r})", f"tag more samples {reference!r}")

@@ -17,12 +17,14 @@ import json
 import os
 import re
 
-from . import runs
+from .names import PLUGIN_TAG
 
 #: the audit record's entry ``{"report_path" | "export_dir": sentence}``: its outputs another audit replaced since
 REPLACED_OUTPUTS = "replaced_outputs"
 #: an output's entries in an audit's record and summary (the CSV goes with its report)
 OUTPUT_ENTRIES = {"report_path": ("report_path", "csv_path"), "export_dir": ("export_dir",)}
+#: the ``<meta>`` of the report's head naming the audit that wrote it (:func:`owner_json`)
+OWNER_META = "fiftyone-ood-audit"
 
 
 def other_audit(samples, audit_key, owner):
@@ -114,10 +116,10 @@ def _dataset_by_id(samples, dataset_id):
 
 def _claimants(dataset, field, path):
     """The keys of the audits of ``dataset`` whose record names ``path`` in its config ``field``."""
-    from .commit import is_internal
+    from .names import is_internal
 
     real, keys = os.path.realpath(path), []
-    for key in dataset.list_runs(ood_plugin=runs.PLUGIN_TAG, kind="audit"):
+    for key in dataset.list_runs(ood_plugin=PLUGIN_TAG, kind="audit"):
         recorded = getattr(dataset.get_run_info(key).config, field, None)
         if not is_internal(key) and isinstance(recorded, str) and os.path.realpath(recorded) == real:
             keys.append(key)
@@ -133,8 +135,7 @@ def written_token(field, path):
     """The ``output_token`` the output at ``path`` names as its writer (``field``: ``report_path`` or
     ``export_dir``): '' when it names none (an earlier version's, or not this package's), None when it is gone.
     Cheap: the report's first two lines, or the export marker's first three lines."""
-    from .audit_export import MARKER
-    from .audit_report import OWNER_META
+    from .export_files import MARKER
 
     try:
         if field == "report_path":

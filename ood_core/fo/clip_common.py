@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import runs
 from ..errors import OODInputError
 from ..images import ImageLoadError
 from ..progress import Progress
 from ..validation import is_int
-from . import runs
+from .names import validate_key
+from .run_info import get_ood_run_info
+from .run_records import list_ood_runs
 
 logger = logging.getLogger(__name__)
 
@@ -76,14 +79,14 @@ def clip_embeddings_record(samples, embeddings_field):
             f"compute it with compute_clip_embeddings(samples, {embeddings_field!r}, model_name=..., "
             "pretrained=...) or leave embeddings_field=None to encode the images during scoring"
         )
-    if embeddings_field not in runs.list_ood_runs(samples, kind="embeddings"):
+    if embeddings_field not in list_ood_runs(samples, kind="embeddings"):
         raise OODInputError(
             f"field {embeddings_field!r} has no fiftyone-ood embeddings run, so nothing records which "
             "CLIP model produced it (image and text embeddings are only comparable within one model); "
             f"compute it with compute_clip_embeddings(samples, {embeddings_field!r}, ...) or leave "
             "embeddings_field=None"
         )
-    backbone = runs.get_ood_run_info(samples, embeddings_field).get("backbone") or {}
+    backbone = get_ood_run_info(samples, embeddings_field).get("backbone") or {}
     if backbone.get("kind") != "clip":
         raise OODInputError(
             f"embeddings {embeddings_field!r} were computed by {backbone.get('model_name', 'a non-CLIP model')!r}, "
@@ -221,10 +224,10 @@ def image_embeddings(samples, encoder, stored, *, batch_size, skip_failures, pro
 
 def check_outputs(samples, score_field, prediction_field, run_key, overwrite, *, reads=()):
     """Refuse bad or clobbering outputs before any work; ``reads``: fields the call reads (labels, embeddings)."""
-    runs.validate_key(score_field, "score field")
+    validate_key(score_field, "score field")
     fields = [score_field]
     if prediction_field is not None:
-        runs.validate_key(prediction_field, "prediction field")
+        validate_key(prediction_field, "prediction field")
         if prediction_field == score_field:
             raise OODInputError(
                 f"score_field and prediction_field are both {score_field!r}; give them different names"

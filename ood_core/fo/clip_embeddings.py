@@ -2,8 +2,8 @@
 
 import json
 
-from ..errors import OODInputError
 from . import runs
+from ..errors import OODInputError
 from .items import SKIP_FAILURES
 from .clip_common import (
     DEFAULT_CLIP_EMBEDDINGS_FIELD,
@@ -14,6 +14,9 @@ from .clip_common import (
     encoder_info,
     make_encoder,
 )
+from .names import validate_key
+from .run_records import list_ood_runs
+from .run_info import get_ood_run_info
 
 
 def compute_clip_embeddings(
@@ -68,7 +71,7 @@ def compute_clip_embeddings(
     from .items import require_nonempty, values_by_key
 
     require_nonempty(samples)
-    runs.validate_key(embeddings_field, "embeddings field")
+    validate_key(embeddings_field, "embeddings field")
     runs.check_new_run(samples, embeddings_field, [embeddings_field], overwrite, kind="embeddings")
     check_skip_failures(skip_failures)
     encoder = make_encoder(model_name, pretrained, quick_gelu, device)
@@ -113,10 +116,10 @@ def _refuse_mixed_encoders(samples, embeddings_field, clip_info, overwrite):
     from .items import is_whole_dataset
 
     dataset = samples._dataset
-    if not overwrite or is_whole_dataset(samples) or embeddings_field not in runs.list_ood_runs(samples,
+    if not overwrite or is_whole_dataset(samples) or embeddings_field not in list_ood_runs(samples,
                                                                                                 kind="embeddings"):
         return
-    old = runs.get_ood_run_info(samples, embeddings_field).get("backbone")
+    old = get_ood_run_info(samples, embeddings_field).get("backbone")
     if json.dumps(old, sort_keys=True, default=str) != json.dumps(clip_info, sort_keys=True, default=str):
         raise OODInputError(
             f"CLIP embeddings {embeddings_field!r} on dataset {dataset.name!r} come from another encoder ({old}); "

@@ -4,8 +4,9 @@ import numpy as np
 
 from ..errors import OODInputError
 from ..validation import check_positive_int
-from . import runs
 from .clip_common import SCORE_CONVENTION, clip_embeddings_record, make_encoder
+from .run_info import get_ood_run_info, load_ood_results
+from .run_records import list_ood_runs
 
 #: run kinds explain_sample understands
 EXPLAINED_KINDS = ("neglabel", "rap", "adaneg")
@@ -45,10 +46,10 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
     require_collection(samples)
     require_not_generated(samples)  # runs are recorded on the source dataset, not on a patches view's
     check_folder_arg(cache_dir, "cache_dir", "for cached text embeddings (or None for the package's cache)")
-    info = runs.get_ood_run_info(samples, run_key)
+    info = get_ood_run_info(samples, run_key)
     kind = info.get("kind")
     if kind not in EXPLAINED_KINDS:
-        existing = [k for name in EXPLAINED_KINDS for k in runs.list_ood_runs(samples, name)]
+        existing = [k for name in EXPLAINED_KINDS for k in list_ood_runs(samples, name)]
         raise OODInputError(
             f"run {run_key!r} is a {kind!r} run; explain_sample explains NegLabel, RAP or AdaNeg runs "
             f"(existing ones: {existing})"
@@ -61,7 +62,7 @@ def explain_sample(samples, run_key, sample_id, top=5, *, cache_dir=None, device
             f"sample {sample.id} has no score in run {run_key!r} (field {score_field!r}): the run did not score it "
             "(outside the run's view, or its image could not be read); explain a sample the run scored"
         )
-    res = runs.load_ood_results(samples, run_key)
+    res = load_ood_results(samples, run_key)
     words, pos, stages, templates = _run_negatives(kind, res)
     id_names = list(res.id_names)
     encoder = _run_encoder(info, run_key, device)

@@ -38,44 +38,17 @@ copies its temporary fields: :mod:`.commit_clones` keeps the journal for it and 
 """
 
 import logging
-import re
 import uuid
 
 from ..errors import OODInputError
+from .commit_journal import journal
+from .documents import declared
+from .names import BACKUP_RUN_PREFIX, TMP_PREFIX, is_internal
 
 logger = logging.getLogger(__name__)
 
-JOURNAL = "ood_plugin_commits"
-#: ended journals a clone may have copied half-way: each a killed process left (as its repair settled it), and
-#: each that ended while another dataset held its temporary names (a clone made mid-commit): :mod:`.commit_clones`
-SETTLED = "ood_plugin_commits_settled"
-#: days a settled journal is kept for a clone that copied the dataset's temporary fields
-SETTLED_DAYS = 90
-#: prefix of every temporary field and run key of this package (hidden from users)
-TMP_PREFIX = "tmp_ood_"
-BACKUP_RUN_PREFIX = "tmp_ood_backup_"
-#: the exact shapes of those names (a random token, or a resumable extraction's ``partial_<field>``): a field or
-#: run a user named ``tmp_ood_notes`` by hand is not the package's, and repair never deletes it
-INTERNAL_NAME = r"^tmp_ood_(?:(?:old_)?[0-9a-f]{10}|backup_[0-9a-f]{12}|partial_.+)$"
 #: seconds to wait for another writer of the same field before giving up
 LOCK_TIMEOUT = 600.0
-
-
-def is_internal(name):
-    """Whether a field path or run key is one of the package's temporary ones (:data:`INTERNAL_NAME`)."""
-    return re.match(INTERNAL_NAME, name.rpartition(".")[2]) is not None
-
-
-def journal(name=JOURNAL):
-    """The database collection ``name`` of FiftyOne's database (default: the commit journal)."""
-    import fiftyone.core.odm as foo
-
-    return foo.get_db_conn()[name]
-
-
-def declared(dataset, path):
-    """Whether the schema of ``dataset`` declares ``path``."""
-    return dataset.get_field(path) is not None
 
 
 def _drop(dataset, path):
@@ -408,11 +381,6 @@ def _settle_rename(dataset, entry):
                            exc_info=True)
     else:
         journal().delete_one({"_id": entry["_id"]})
-
-
-def in_flight(dataset, path):
-    """Whether a commit that writes ``path`` is in progress (or was left by a killed process)."""
-    return journal().find_one({"dataset_id": str(dataset._doc.id), "targets.target": path}) is not None
 
 
 # --------------------------------------------------------------------------- repair

@@ -6,7 +6,7 @@ half-way. The journal entry names the original by id, and is dropped when the or
 the clone's first call takes the copies for orphans and deletes them: the run's field (moved aside) is lost. So:
 
 - a commit that ends (finished, undone, or settled by :func:`.commit.repair`) while another dataset holds one of
-  its temporary names keeps its entry in :data:`.commit.SETTLED` (:func:`keep_if_copied`, :func:`keep_settled`);
+  its temporary names keeps its entry in :data:`.commit_journal.SETTLED` (:func:`keep_if_copied`, :func:`keep_settled`);
 - the clone's first call takes over the entries naming its temporary names (:func:`adopt_journals`);
 - the copy may be from an earlier step than the one the original's entry reached, so a copy is rolled forward only
   when it holds the new fields and the new record (or the dropping of the old ones had begun), and rolled back
@@ -19,7 +19,7 @@ import uuid
 
 def keep_settled(entry):
     """Keep journal ``entry`` as it ends (its outcome: its phase) for the clones that copied it."""
-    from .commit import SETTLED, SETTLED_DAYS, journal
+    from .commit_journal import SETTLED, SETTLED_DAYS, journal
 
     now = datetime.datetime.now(datetime.timezone.utc)
     settled = journal(SETTLED)
@@ -55,7 +55,7 @@ def adopt_journals(dataset, names):
     clone keeps sample ids; a ``merge_samples`` target does not, and its own fields stay untouched; the original
     gone, when this dataset holds the run record, which only a clone copies).
     """
-    from .commit import JOURNAL, SETTLED, journal
+    from .commit_journal import JOURNAL, SETTLED, journal
 
     if not names:
         return 0
@@ -101,7 +101,7 @@ def rolls_forward(dataset, entry):
     otherwise (the copy still holds the old ones, so nothing is lost; a view's clone, which copies no runs, holds
     no record and goes back unless the dropping had begun).
     """
-    from .commit import declared
+    from .documents import declared
 
     if entry["phase"] != "recorded":
         return False  # nothing was dropped anywhere: undoing is always complete

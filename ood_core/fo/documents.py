@@ -12,9 +12,7 @@ temporary keys left in documents (:func:`stray_internal_keys`), and naming array
 (:func:`undeclared_vectors_problem`).
 """
 
-from .commit import INTERNAL_NAME as _INTERNAL  # the package's temporary names exactly (not tmp_ood_notes)
-
-TMP_PREFIX = "tmp_ood_"
+from .names import INTERNAL_NAME as _INTERNAL, TMP_PREFIX  # the package's temporary names exactly
 
 
 def field_exists(dataset, path):
@@ -124,3 +122,8 @@ def undeclared_vectors_problem(dataset, path, value, then="call again"):
             f"field is not declared on dataset {dataset.name!r} (arrays set on the objects without declaring it, "
             f"e.g. det[{name!r}] = np.array(...)), so FiftyOne cannot decode them. Declare it once, then {then}: "
             f"dataset.add_sample_field({path!r}, fo.VectorField) (import fiftyone as fo)")
+
+
+def declared(dataset, path):
+    """Whether the schema of ``dataset`` declares ``path``."""
+    return dataset.get_field(path) is not None

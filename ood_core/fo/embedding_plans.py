@@ -7,11 +7,12 @@ package's mark (made with its mark, :func:`.ownership.new_mark_info`); a field o
 deleted: the call is refused, naming it.
 """
 
+from . import coordination
 from ..errors import OODInputError
-from . import coordination, runs
 from .embedding_runs import field_gone, pending_overwrite, record_info, same_settings, side_key
-from .ownership import field_mark
 from .items import is_whole_dataset
+from .ownership import field_mark
+from .run_info import get_ood_run_info
 
 
 def plan_embedding_write(samples, run_key, target, partial, settings, overwrite):
@@ -60,7 +61,7 @@ def plan_embedding_write(samples, run_key, target, partial, settings, overwrite)
 
 def require_same_settings(samples, run_key, settings, consequence):
     """The run's info, or OODInputError when it was computed with other settings than ``settings``."""
-    info = runs.get_ood_run_info(samples, run_key)
+    info = get_ood_run_info(samples, run_key)
     old = {k: info.get(k) for k in settings}
     if _jsonable(old) != _jsonable(settings):
         raise OODInputError(

@@ -11,7 +11,8 @@ record in the same all-or-nothing step.
 
 import json
 
-from . import runs
+from .names import PLUGIN_TAG
+from .run_sync import refresh_stale_runs
 
 
 def side_key(run_key):
@@ -31,11 +32,11 @@ def field_paths(run_key, patches_field=None):
 
 def record_info(dataset, key):
     """The config of this package's embeddings run ``key`` (internal keys too) as a dict; ``{}`` when none."""
-    runs.refresh_stale_runs(dataset)
+    refresh_stale_runs(dataset)
     if not dataset.has_run(key):
         return {}
     config = dataset.get_run_info(key).config
-    if getattr(config, "ood_plugin", None) != runs.PLUGIN_TAG or getattr(config, "kind", None) != "embeddings":
+    if getattr(config, "ood_plugin", None) != PLUGIN_TAG or getattr(config, "kind", None) != "embeddings":
         return {}
     info = config.serialize()
     info.pop("cls", None)

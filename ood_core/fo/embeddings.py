@@ -4,12 +4,12 @@ import logging
 
 import numpy as np
 
-from ..errors import OODInputError
 from . import coordination, runs
-from .commit import is_internal
+from ..errors import OODInputError
 from .documents import field_exists
 from .embedding_plans import plan_embedding_write
 from .embedding_runs import field_paths, record_info, same_settings
+from .names import is_internal
 from .ownership import new_mark_info, refuse_stale_records, run_owns
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
@@ -24,6 +24,9 @@ from .items import (
 )
 from .projection import Projection, embedding_items, projection_record  # noqa: F401 (public here too)
 from .view_checks import require_images
+from .names import validate_key
+from .run_records import update_run
+from .run_sync import refresh_stale_runs
 
 logger = logging.getLogger(__name__)
 
@@ -190,10 +193,10 @@ def _check_embedding_call(samples, embeddings_field, patches_field, dtype, overw
         raise OODInputError(f"dtype must be 'float32' or 'float16', got {dtype!r}")
     if embeddings_field is None:
         return None, None
-    runs.validate_key(embeddings_field, "embeddings field")
+    validate_key(embeddings_field, "embeddings field")
     dataset = samples._dataset
     target, partial = field_paths(embeddings_field, patches_field)
-    runs.refresh_stale_runs(dataset)
+    refresh_stale_runs(dataset)
     if dataset.has_run(embeddings_field):
         config = dataset.get_run_info(embeddings_field).config
         if config.__dict__.get("kind") != "embeddings":
@@ -282,7 +285,7 @@ class _EmbeddingJob:
                                       embeddings_field=self.run_key, **self.settings, results=self.extra_results)
                 else:  # filling in a complete field: the record says so until every item is done
                     self.prior_status = record_info(self.dataset, self.run_key).get("status")
-                    runs.update_run(self.samples, self.run_key, status="filling")
+                    update_run(self.samples, self.run_key, status="filling")
             if fitted is not None:  # the PCA fit sample is already embedded: store it, do not compute it twice
                 raw, sample_of = fitted
                 _write_vectors(self.samples, self.write_path, {k: projection.apply(v[None])[0] for k, v in raw.items()},
@@ -388,7 +391,7 @@ class _EmbeddingJob:
             if self.mode == "fill" else status == "partial" and self.write_path in (info.get("fields") or []))
         if not ours:
             if self.mode == "fill" and status == "filling" and same:  # the record as it was before this call
-                runs.update_run(self.samples, self.run_key, status=self.prior_status)
+                update_run(self.samples, self.run_key, status=self.prior_status)
             if not info and self.record_key != self.run_key:  # the overwrite's side record went with its commit
                 info = record_info(self.dataset, self.run_key)
                 status, same = info.get("status"), same_settings(info, self.settings)
@@ -485,7 +488,7 @@ def _check_shard(shard, overwrite):
     if overwrite:
         raise OODInputError(
             "overwrite=True cannot be combined with shard=: each worker would delete the others' results. "
-            "Delete the old embeddings first (ood_core.fo.runs.delete_ood_run(dataset, field)), then start "
+            "Delete the old embeddings first (ood.delete_ood_run(dataset, field)), then start "
             "the shards without overwrite"
         )
     return int(shard[0]), int(shard[1])

@@ -4,8 +4,8 @@
   boolean ground-truth field or a tag. The output names its positive class.
 - :func:`flag_samples`: apply a threshold rule (:mod:`ood_core.thresholds`)
   to a score field; writes a boolean flag field and, optionally, tags.
-- :func:`delete_flags`, :func:`list_flag_runs`, :func:`get_flag_info` (in :mod:`.flags`, importable
-  from here).
+- :func:`delete_flags`, :func:`list_flag_runs`, :func:`get_flag_info` (in :mod:`.flags` and :mod:`.run_admin`,
+  importable from here).
 
 Score convention: **higher = more OOD / more suspicious**; a sample (or
 object) is flagged when ``score >= threshold``.
@@ -42,15 +42,19 @@ import logging
 
 import numpy as np
 
-from ..errors import OODInputError
 from . import runs
+from ..errors import OODInputError
 from .flag_rules import compute_rule, parse_rule
-from .flags import delete_flags, get_flag_info, list_flag_runs  # noqa: F401 (public here too)
+from .flags import get_flag_info, list_flag_runs  # noqa: F401 (public here too)
 from .flags import check_flag_tag, flag_values, previous_flags, refuse_tags_the_flags_read, tag_plan
 from .ground_truth import read_ground_truth, require_both_classes
 from .items import is_whole_dataset, item_columns, patches_view_fields, require_nonempty, source_objects_view
+from .names import validate_key
+from .run_admin import delete_flags  # noqa: F401 (public here too)
+from .run_kinds import run_kind
 from .score_reads import field_present, given_scores, read_scores, refuse_p_value_field, resolve_scores
 from .view_checks import require_collection, require_not_generated, show_all_fields
+from .view_descriptions import resolve_view, view_from_description
 
 logger = logging.getLogger(__name__)
 
@@ -114,7 +118,7 @@ def evaluate_ood_run(samples, run_key_or_score_field, *, gt_field=None, gt_tag=N
     y = np.array([gt[i] for i in keep], dtype=bool)
     require_both_classes(y, gt_info, where)
     metrics = ood_metrics(s, y)
-    name = positive or (runs.run_kind(where["kind"]).positive_class if where["kind"] else "positive")
+    name = positive or (run_kind(where["kind"]).positive_class if where["kind"] else "positive")
     metrics.update(
         positive_class=name,
         positive_means=means,
@@ -148,8 +152,8 @@ def _refuse_patch_sample_tag(patches, patches_field, gt_tag):
 
 
 # Part of this module's public API (evaluation works on tag/view references); implemented in runs.
-resolve_view = runs.resolve_view
-view_from_description = runs.view_from_description
+resolve_view = resolve_view
+view_from_description = view_from_description
 
 
 def flag_samples(samples, run_key, *, rule="percentile", value=None, flag_field=None, flag_key=None, tag=None,
@@ -291,7 +295,7 @@ def _flag_target(samples, run_key, flag_field, flag_key, overwrite, gt_field=Non
     patches = where["patches_field"]
     leaf = where["path"].rpartition(".")[2]
     flag_field = flag_field or f"{leaf}_flag"
-    runs.validate_key(flag_field, "flag field")
+    validate_key(flag_field, "flag field")
     flag_key = flag_key or flag_field
     flag_path = f"{patches}.detections.{flag_field}" if patches else flag_field
     if flag_path == where["path"]:

@@ -28,8 +28,9 @@ import os
 import re
 import shutil
 
+from . import coordination
 from ..errors import BackendError, OODInputError
-from . import coordination, runs
+from .run_records import list_ood_runs, update_run
 
 #: the entry of an audit's score run naming the folder the audit exports to (read by ``repair_ood_runs`` when the
 #: audit was killed before its record)
@@ -83,7 +84,7 @@ def remove_ours(folder, ignore_errors=False):
     """Delete a folder judged this package's so that a kill half-way leaves it provably ours: its entries first,
     then the folder with its marker and claim (an emptied staged folder of a staged token, or an emptied earlier
     export, is still ours)."""
-    from .audit_export import CLAIM, MARKER
+    from .export_files import CLAIM, MARKER
 
     try:
         for name in os.listdir(folder):
@@ -104,8 +105,8 @@ def journal_export(samples, found, path, entry=EXPORT_JOURNAL):
     """Name ``path`` on the audit's score run (as its config's ``entry``): an audit killed before its record leaves
     it for ``repair_ood_runs`` (the export folder; the report path uses another ``entry``)."""
     key = found["runs"].get("ood")
-    if key and key in runs.list_ood_runs(samples):
-        runs.update_run(samples, key, **{entry: path})
+    if key and key in list_ood_runs(samples):
+        update_run(samples, key, **{entry: path})
 
 
 def leftovers(path):
@@ -128,7 +129,7 @@ def leftovers(path):
 
 def _is_staged_export(folder, token):
     """Whether the staged folder is provably this package's: its claim holds its token, or its marker lists it."""
-    from .audit_export import CLAIM, is_export_or_empty
+    from .export_files import CLAIM, is_export_or_empty
 
     claim = os.path.join(folder, CLAIM)
     if os.path.isfile(claim) and not os.path.islink(claim):
@@ -148,7 +149,7 @@ def _is_empty(folder):
 
 
 def _has_marker(folder):
-    from .audit_export import MARKER
+    from .export_files import MARKER
 
     marker = os.path.join(folder, MARKER)
     return os.path.isfile(marker) and not os.path.islink(marker)
@@ -164,7 +165,7 @@ def recover_export_dir(path, locked=False):
                 return recover_export_dir(path, locked=True)
         except BackendError:
             return {"restored": None, "removed": []}
-    from .audit_export import is_export_or_empty
+    from .export_files import is_export_or_empty
 
     done = {"restored": None, "removed": []}
     found = leftovers(path)
@@ -194,7 +195,7 @@ def recover_recorded_exports(samples, run_keys=()):
     every folder of its staged tokens; returns ``{folder: what was done}`` of those where something was."""
     dataset = samples._dataset
     folders = set()
-    for key in runs.list_ood_runs(samples):
+    for key in list_ood_runs(samples):
         folders |= _named_folders(dataset, key)
     folders |= {doc["path"] for doc in _staging().find({"dataset_id": str(dataset._doc.id)}, {"path": 1})}
     return _recover_all(folders)
@@ -207,7 +208,7 @@ def recover_run_exports(samples, run_keys):
     from .links import audit_runs_of
 
     dataset = samples._dataset
-    folders, present = set(), set(runs.list_ood_runs(samples))
+    folders, present = set(), set(list_ood_runs(samples))
     for key in run_keys:
         if key not in present:
             continue

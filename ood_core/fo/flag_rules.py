@@ -11,8 +11,8 @@ from .. import thresholds
 from ..errors import OODInputError
 from .ground_truth import read_ground_truth, require_both_classes, require_known_tag
 from .items import item_columns, refuse_label_tagged_reference
-from .runs import resolve_view, view_from_description
 from .score_reads import check_score_values, read_scores, require_recorded_field
+from .view_descriptions import resolve_view, view_from_description
 
 
 #: ``rule=`` names accepted by :func:`flag_samples` -> (thresholds rule, default value).

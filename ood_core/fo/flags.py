@@ -7,11 +7,13 @@ removed only from those ids, and only when no other flags run with the same tag
 """
 
 from ..errors import OODInputError
-from . import runs
 from .inventory import TRUSTED_TAG
 from .items import flatten, patch_path, values_by_key
-from .view_checks import every_sample, require_collection
 from .links import score_run_of
+from .run_info import get_ood_run_info, load_ood_results
+from .run_records import list_ood_runs, source_dataset
+from .run_sync import refresh_stale_runs
+from .view_checks import every_sample, require_collection
 
 
 def check_flag_tag(tag):
@@ -32,8 +34,8 @@ def refuse_tags_the_flags_read(tag, samples, reference, gt_tag):
         return
     read = {reference if isinstance(reference, str) else None: "the reference tag this call reads",
             gt_tag: "the ground-truth tag this call reads"}
-    for key in runs.list_ood_runs(samples):
-        recorded = runs.get_ood_run_info(samples, key).get("reference")
+    for key in list_ood_runs(samples):
+        recorded = get_ood_run_info(samples, key).get("reference")
         if isinstance(recorded, dict) and recorded.get("tag") == tag:
             read[tag] = f"the trusted-samples tag (reference) of run {key!r}"
     if tag == TRUSTED_TAG and not read.get(tag):  # no run read it yet: the audit and the forms will, by default
@@ -57,12 +59,12 @@ def _tagged_item_ids(dataset, tag, patches_field):
 def claimed_by_other_runs(samples, tag, level, exclude_key):
     """Ids that other flags runs tagged with ``tag`` (same level) and still claim."""
     claimed = set()
-    for key in runs.list_ood_runs(samples, kind="flags"):
+    for key in list_ood_runs(samples, kind="flags"):
         if key == exclude_key:
             continue
         cfg = samples._dataset.get_run_info(key).config
         if cfg.tag == tag and cfg.patches_field == level:
-            claimed.update(getattr(runs.load_ood_results(samples, key), "tagged_ids", None) or [])
+            claimed.update(getattr(load_ood_results(samples, key), "tagged_ids", None) or [])
     return claimed
 
 
@@ -82,7 +84,7 @@ def set_tags(dataset, ids, tag, patches_field, add):
 def previous_flags(samples, flag_key):
     """(tag, patches_field, tagged ids) of an existing flags run under ``flag_key``, else None."""
     dataset = samples._dataset
-    runs.refresh_stale_runs(dataset)
+    refresh_stale_runs(dataset)
     if not dataset.has_run(flag_key):
         return None
     cfg = dataset.get_run_info(flag_key).config
@@ -91,7 +93,7 @@ def previous_flags(samples, flag_key):
             f"run key {flag_key!r} belongs to a {getattr(cfg, 'kind', 'non-fiftyone-ood')!r} run; flags get "
             "their own run key: pass another flag_key (or flag_field)"
         )
-    res = runs.load_ood_results(samples, flag_key)
+    res = load_ood_results(samples, flag_key)
     return cfg.tag, cfg.patches_field, set(getattr(res, "tagged_ids", None) or [])
 
 
@@ -145,10 +147,10 @@ def get_flag_info(samples, flag_key):
     samples that exist now: samples deleted since the flags were made are not counted), ``num_flagged_in_view`` /
     ``num_scored_in_view`` over the view the run last flagged, as that call counted them."""
     require_collection(samples)
-    info = runs.get_ood_run_info(samples, flag_key)
+    info = get_ood_run_info(samples, flag_key)
     if info.get("kind") != "flags":
         raise OODInputError(f"run {flag_key!r} is a {info.get('kind')!r} run, not a flags run")
-    res = runs.load_ood_results(samples, flag_key)
+    res = load_ood_results(samples, flag_key)
     info["tagged_ids"] = list(getattr(res, "tagged_ids", None) or [])
     for name in ("num_flagged", "num_scored", "num_flagged_in_view", "num_scored_in_view"):
         info[name] = getattr(res, name, None)  # the view last flagged (older runs: None)
@@ -189,32 +191,11 @@ def list_flag_runs(samples, run_key=None):
     if run_key is not None and (not isinstance(run_key, str) or not run_key):
         raise OODInputError(f"run_key={run_key!r} is not a run key; pass the key of a score run as a string, or None "
                             "for every flags run (ood.list_ood_runs(dataset) lists the runs)")
-    keys = runs.list_ood_runs(samples, kind="flags")
+    keys = list_ood_runs(samples, kind="flags")
     if run_key is None:
         return keys
-    dataset = runs.source_dataset(samples)  # (of a patches view: the dataset that holds the runs)
+    dataset = source_dataset(samples)  # (of a patches view: the dataset that holds the runs)
     if not dataset.has_run(run_key) and not dataset.has_field(run_key):
         raise OODInputError(f"run_key={run_key!r} is neither a run nor a field of dataset "
                             f"{dataset.name!r}; pass a score run key (ood.list_ood_runs(dataset) lists them)")
     return [k for k in keys if score_run_of(dataset, dataset.get_run_info(k).config) == run_key]
-
-
-def delete_flags(samples, flag_key):
-    """Delete a flags run, its flag field and the tags it added (tags set by hand stay), all or nothing, also after
-    a crash (:func:`ood_core.fo.run_admin.delete_ood_run`)."""
-    from .run_admin import delete_ood_run
-
-    require_collection(samples)
-    dataset = samples._dataset
-    if isinstance(flag_key, str) and dataset.has_run(flag_key) and \
-            getattr(dataset.get_run_info(flag_key).config, "kind", None) != "flags":
-        kind = getattr(dataset.get_run_info(flag_key).config, "kind", "non-fiftyone-ood")
-        raise OODInputError(
-            f"{flag_key!r} is a {kind!r} run, not a flags run; pass the key of its flags "
-            f"(ood.list_flag_runs(dataset, {flag_key!r}) lists them: {list_flag_runs(samples, flag_key)}), or "
-            "delete the run with ood.delete_ood_run (its flags go with it)")
-    tag, patches, ids = previous_flags(samples, flag_key) or (None, None, set())
-    if tag is not None:
-        ids = ids - claimed_by_other_runs(samples, tag, patches, flag_key)
-    fields = delete_ood_run(samples, flag_key)
-    return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}

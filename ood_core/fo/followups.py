@@ -13,7 +13,7 @@ them again); a commit rolled back drops them with its journal.
 
 import json
 
-from . import runs
+from .run_records import list_ood_runs, update_run
 
 
 def untag(tag, level, ids):
@@ -28,7 +28,7 @@ def tag(tag, level, ids):
 
 def save_view(name, view, description, replaces=None, mark=None):
     """Save ``view`` (its stages, as FiftyOne serializes them) as the saved view ``name``. ``replaces``: the
-    fingerprint (:func:`.audit_recovery.saved_view_mark`) of the view of that name the caller checked is its own
+    fingerprint (:func:`.audit_views.saved_view_mark`) of the view of that name the caller checked is its own
     (None: there was none); ``mark``: the saved view's own fingerprint. When the operation is carried out (maybe
     by a later call rolling a crashed commit forward), a view of that name with another fingerprint was saved by
     someone else meanwhile: it is left as it is."""
@@ -85,7 +85,7 @@ def untag_flags(samples, flag_keys):
     from .flags import previous_flags
 
     going = set(flag_keys)
-    claims = {key: previous_flags(samples, key) for key in runs.list_ood_runs(samples, kind="flags")}
+    claims = {key: previous_flags(samples, key) for key in list_ood_runs(samples, kind="flags")}
     ops = []
     for key in flag_keys:
         tag, level, ids = claims.get(key) or (None, None, set())
@@ -120,7 +120,7 @@ def _save_view(dataset, op):
     import fiftyone.core.view as fov
 
     if "mark" in op and op["mark"] is not None:
-        from .audit_recovery import saved_view_mark
+        from .audit_views import saved_view_mark
 
         if saved_view_mark(dataset, op["name"]) not in (op["replaces"], op["mark"]):
             return  # saved by someone else since the commit was planned: theirs
@@ -132,7 +132,7 @@ def _delete_saved_view(dataset, op):
     if not dataset.has_saved_view(op["name"]):
         return
     if op.get("mark") is not None:
-        from .audit_recovery import saved_view_mark
+        from .audit_views import saved_view_mark
 
         if saved_view_mark(dataset, op["name"]) != op["mark"]:
             return  # not as the package saved it: someone else's now
@@ -150,19 +150,19 @@ def _forget_in_audits(dataset, op):
     """Audits listing a removed run forget it (and its removed fields); their saved views that sort or filter by a
     removed field, which FiftyOne could no longer load, are deleted first (so doing this again finds them)."""
     keys, fields = set(op["keys"]), op["fields"]
-    for audit in runs.list_ood_runs(dataset, kind="audit"):
+    for audit in list_ood_runs(dataset, kind="audit"):
         config = dataset.get_run_info(audit).config
         listed = getattr(config, "audit_runs", None) or {}
         if audit in keys or not set(listed.values()) & keys:
             continue
-        from .audit_recovery import own_views
+        from .audit_views import own_views
 
         views = getattr(config, "saved_views", None) or []
         ours = own_views(dataset, audit)  # a view saved by the user under a listed name is not the audit's
         dropped = [name for name in views if name in ours and _uses_any(dataset, name, fields)]
         for name in dropped:
             dataset.delete_saved_view(name)
-        runs.update_run(dataset, audit, audit_runs={r: k for r, k in listed.items() if k not in keys},
+        update_run(dataset, audit, audit_runs={r: k for r, k in listed.items() if k not in keys},
                         audit_fields=[f for f in (getattr(config, "audit_fields", None) or []) if f not in fields],
                         saved_views=[name for name in views if dataset.has_saved_view(name)])
 
@@ -173,14 +173,14 @@ def _rename_references(dataset, op):
     from . import links
 
     old, new = op["old"], op["new"]
-    for key in runs.list_ood_runs(dataset, kind="flags"):
+    for key in list_ood_runs(dataset, kind="flags"):
         if getattr(dataset.get_run_info(key).config, "score_run", None) == old:
-            runs.update_run(dataset, key, score_run=new)
-    for audit in runs.list_ood_runs(dataset, kind="audit"):
+            update_run(dataset, key, score_run=new)
+    for audit in list_ood_runs(dataset, kind="audit"):
         listed = getattr(dataset.get_run_info(audit).config, "audit_runs", None) or {}
         if old in listed.values():
             renamed = {role: new if key == old else key for role, key in listed.items()}
-            runs.update_run(dataset, audit, audit_runs=renamed)
+            update_run(dataset, audit, audit_runs=renamed)
     if dataset.has_run(new):
         links.repair(dataset, keys={new})
 

@@ -11,7 +11,8 @@ panel and :func:`ood_core.fo.audit.audit`, so all of them pick the same inputs:
 - the reference tag: ``trusted`` when some samples carry it.
 """
 
-from . import runs
+from .run_info import get_ood_run_info
+from .run_records import embeddings_patches_field, list_ood_runs, written_fields  # noqa: F401 (public here too)
 from .run_sync import one_look
 
 #: the sample tag that marks the trusted in-distribution reference set by convention
@@ -29,7 +30,7 @@ def embedding_runs_newest_first(samples):
     from .ownership import owns_all
 
     dataset = samples._dataset
-    keys = [k for k in runs.list_ood_runs(dataset, kind="embeddings")
+    keys = [k for k in list_ood_runs(dataset, kind="embeddings")
             if getattr(dataset.get_run_info(k).config, "status", None) != "partial" and _keyed_by_field(dataset, k)
             and all(dataset.get_field(f.split(".")[0]) is not None
                     for f in dataset.get_run_info(k).config.fields or []) and owns_all(dataset, k)]
@@ -47,17 +48,17 @@ def renamed_embedding_runs(samples):
     from .ownership import owns_all
 
     dataset = samples._dataset
-    return {f: k for k in runs.list_ood_runs(dataset, kind="embeddings") if not _keyed_by_field(dataset, k)
+    return {f: k for k in list_ood_runs(dataset, kind="embeddings") if not _keyed_by_field(dataset, k)
             and owns_all(dataset, k) for f in dataset.get_run_info(k).config.fields or []}
 
 
 def vector_fields(samples):
     """Top-level sample fields holding vectors (``VectorField`` / ``ArrayField``), sorted; not the package's temporary
-    fields, recognised by their exact shape (:func:`.commit.is_internal`): a field a user named ``tmp_ood_feats``
+    fields, recognised by their exact shape (:func:`.names.is_internal`): a field a user named ``tmp_ood_feats``
     is the user's, and offered (the SDK scores it; by the prefix alone the forms said there was no vector field)."""
     import fiftyone.core.fields as fof
 
-    from .commit import is_internal
+    from .names import is_internal
 
     schema = samples._dataset.get_field_schema()
     return sorted(name for name, field in schema.items()
@@ -74,7 +75,7 @@ def embedding_choices(samples):
     dataset = samples._dataset
     out = []
     for key in embedding_runs_newest_first(samples):
-        info = runs.get_ood_run_info(dataset, key)
+        info = get_ood_run_info(dataset, key)
         patches = info.get("patches_field")
         backbone = ((info.get("backbone") or {}).get("model_name") or (info.get("clip") or {}).get("model_name")
                     or "embeddings")
@@ -89,13 +90,6 @@ def embedding_choices(samples):
         elif name not in owned:
             out.append((name, "vector field"))
     return out
-
-
-def embeddings_patches_field(samples, embeddings_field):
-    """The Detections field whose objects hold ``embeddings_field`` (None for sample-level vectors)."""
-    if embeddings_field in runs.list_ood_runs(samples._dataset, kind="embeddings"):
-        return runs.get_ood_run_info(samples._dataset, embeddings_field).get("patches_field")
-    return None
 
 
 def embedding_coverage(samples, embeddings_field, patches_field=None):
@@ -113,7 +107,7 @@ def classification_fields(samples):
     (suggested labels, CLIP predictions) are outputs, never offered or chosen as the labels to check."""
     import fiftyone.core.labels as fol
 
-    ours = runs.written_fields(samples)
+    ours = written_fields(samples)
     return sorted(f for f in samples._dataset.get_field_schema(embedded_doc_type=fol.Classification)
                   if f not in ours)
 

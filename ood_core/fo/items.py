@@ -9,7 +9,7 @@ import numpy as np
 
 from ..errors import OODInputError
 from .patches_views import patches_view_fields, source_objects_view  # noqa: F401 (public here too)
-from .view_checks import every_sample, require_own_dataset
+from .view_checks import deleted_elsewhere, every_sample, require_own_dataset
 
 DEFAULT_EMBEDDINGS_FIELD = "ood_embeddings"
 
@@ -48,13 +48,6 @@ def require_nonempty(samples, what="samples"):
         if foo.get_db_conn().datasets.find_one({"_id": samples._dataset._doc.id}, {"_id": 1}) is None:
             raise deleted_elsewhere(samples._dataset)  # its samples went with it: not an empty view
         raise OODInputError(f"{what} is an empty view: nothing to process; check the view's filters or tags")
-
-
-def deleted_elsewhere(dataset):
-    """The error for a call on ``dataset`` that another process deleted since this one loaded it (FiftyOne's own
-    ``deleted`` knows only of deletions in this process)."""
-    return OODInputError(f"dataset {dataset.name!r} was deleted (by another process, e.g. a notebook or the App) "
-                         "since it was loaded here; load an existing dataset (fo.list_datasets() lists them)")
 
 
 #: default of every call that decodes a view's images (embeddings, CLIP scores, the audit), as in FiftyOne's
@@ -102,7 +95,7 @@ def label_fields(dataset):
     (suggested labels, CLIP predictions) are not among them."""
     import fiftyone.core.labels as fol
 
-    from .runs import written_fields
+    from .run_records import written_fields
 
     ours = written_fields(dataset)
     return [f for f in sorted(dataset.get_field_schema(embedded_doc_type=fol.Classification)) + sorted(
@@ -155,7 +148,7 @@ def check_patches_field(samples, patches_field):
 
 def require_embeddings_field(dataset, embeddings_field):
     if dataset.get_field(embeddings_field) is None:
-        from .inventory import embeddings_patches_field
+        from .run_records import embeddings_patches_field
 
         patches = embeddings_patches_field(dataset, embeddings_field)
         if patches is not None:
@@ -185,7 +178,7 @@ def _missing_object_embeddings(dataset, embeddings_field, patches_field):
     """Why ``<patches_field>.detections.<embeddings_field>`` is missing, and the fix: an embeddings run of that key
     that holds another field (the objects of another Detections field, or the images) cannot be made again on
     these objects under the same key, so the fix names where the vectors are and another key."""
-    from .inventory import embeddings_patches_field
+    from .run_records import embeddings_patches_field
 
     where = patch_path(patches_field, embeddings_field)
     held = embeddings_patches_field(dataset, embeddings_field)

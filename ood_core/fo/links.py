@@ -19,7 +19,8 @@ Reads resolve links (:func:`audit_runs_of`, :func:`resolved_info`); the package'
 run has and no run answers for (the run was deleted) is returned as it is.
 """
 
-from . import runs
+from .run_kinds import score_kinds
+from .run_records import list_ood_runs, update_run
 
 #: the roles of an audit's runs whose runs are flags runs (the others are score runs)
 FLAG_ROLES = ("ood_flags", "label_issue_flags")
@@ -31,7 +32,7 @@ def owner_of(dataset, path, kinds, keys=None, by_audit=False):
     a run an audit made (``made_by_audit``)."""
     from .ownership import run_owns
 
-    for other in runs.list_ood_runs(dataset) if keys is None else keys:
+    for other in list_ood_runs(dataset) if keys is None else keys:
         if not dataset.has_run(other):
             continue
         config = dataset.get_run_info(other).config
@@ -57,7 +58,7 @@ def score_run_of(dataset, config, keys=None):
         return key
     # no run has the key, or the run that has it now writes other scores (the key was freed by FiftyOne's
     # rename_run and taken again): the run owning the scores read is the one meant, as a key that still named it
-    return owner_of(dataset, path, runs.score_kinds(), keys) or key
+    return owner_of(dataset, path, score_kinds(), keys) or key
 
 
 def audit_run_of(dataset, role, key, keys=None):
@@ -65,7 +66,7 @@ def audit_run_of(dataset, role, key, keys=None):
     owning the field named ``key`` (renamed with FiftyOne's ``rename_run``), else ``key`` (deleted)."""
     if not isinstance(key, str):
         return key
-    kinds = ("flags",) if role in FLAG_ROLES else runs.score_kinds()
+    kinds = ("flags",) if role in FLAG_ROLES else score_kinds()
     if not dataset.has_run(key):
         return owner_of(dataset, key, kinds, keys) or key
     config = dataset.get_run_info(key).config
@@ -79,12 +80,12 @@ def audit_run_of(dataset, role, key, keys=None):
 def audit_runs_of(dataset, audit_key):
     """``{role: run key}`` of the audit ``audit_key``, each resolved (:func:`audit_run_of`)."""
     listed = getattr(dataset.get_run_info(audit_key).config, "audit_runs", None) or {}
-    keys = runs.list_ood_runs(dataset)
+    keys = list_ood_runs(dataset)
     return {role: audit_run_of(dataset, role, key, keys) for role, key in listed.items()}
 
 
 def resolved_info(dataset, info):
-    """A run's info dict (:func:`.runs.get_ood_run_info`) with its links resolved: a flags run's ``score_run``, an
+    """A run's info dict (:func:`.run_info.get_ood_run_info`) with its links resolved: a flags run's ``score_run``, an
     audit's ``audit_runs``; an audit's outputs that are no longer its own (another audit's file, or gone: a process
     killed before the record stopped naming it) are None, with a note (:func:`.audit_owners.hide_unowned_outputs`)."""
     if info.get("kind") == "flags" and info.get("score_run") is not None:
@@ -117,7 +118,7 @@ def dangling_links(dataset):
     ``audit_runs.<role>``) that name a key no run has, or a run other than the one they meant (a key freed by
     FiftyOne's ``rename_run`` and taken again); the resolved key is the old one when no run answers for it
     (deleted)."""
-    keys = runs.list_ood_runs(dataset)
+    keys = list_ood_runs(dataset)
     out = []
     for key, config in _configs(dataset):
         if getattr(config, "kind", None) == "flags":
@@ -154,15 +155,24 @@ def repair(dataset, keys=None):
     for key in dict.fromkeys(key for key, _, _, _ in changed):
         config = dataset.get_run_info(key).config
         if getattr(config, "kind", None) == "flags":
-            runs.update_run(dataset, key, score_run=next(now for k, _, _, now in changed if k == key))
+            update_run(dataset, key, score_run=next(now for k, _, _, now in changed if k == key))
         else:
             fixed = dict(getattr(config, "audit_runs", None) or {})
             fixed.update({link.split(".", 1)[1]: now for k, link, _, now in changed if k == key})
-            runs.update_run(dataset, key, audit_runs=fixed)
+            update_run(dataset, key, audit_runs=fixed)
     return changed
 
 
 def _configs(dataset):
     """``(key, config)`` of the package's flags runs and audits."""
     return [(key, dataset.get_run_info(key).config) for kind in ("flags", "audit")
-            for key in runs.list_ood_runs(dataset, kind=kind)]
+            for key in list_ood_runs(dataset, kind=kind)]
+
+
+def release_audit_runs(samples, audit_key):
+    """An audit record is being deleted: its runs stay as runs of their own, no longer named as made by it."""
+    dataset = samples._dataset
+    for key in audit_runs_of(dataset, audit_key).values():  # also those renamed with FiftyOne's rename_run
+        if key in list_ood_runs(samples) and \
+                getattr(dataset.get_run_info(key).config, "made_by_audit", None) is not None:
+            update_run(samples, key, made_by_audit=None)

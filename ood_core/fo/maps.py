@@ -27,9 +27,8 @@ import re
 import uuid
 
 from ..errors import OODInputError
-from . import runs
-from .commit import TMP_PREFIX
 from .documents import undeclared_vectors_problem
+from .names import TMP_PREFIX
 from .items import (
     DEFAULT_EMBEDDINGS_FIELD,
     check_patches_field,
@@ -39,6 +38,7 @@ from .items import (
     require_embeddings_field,
     require_nonempty,
 )
+from .names import PLUGIN_TAG, validate_key
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def compute_ood_visualization(
     import fiftyone.brain as fob
 
     require_nonempty(samples)
-    runs.validate_key(brain_key, "brain key")
+    validate_key(brain_key, "brain key")
     if method not in VISUALIZATION_METHODS:
         raise OODInputError(f"method={method!r} is not a map method; use one of {VISUALIZATION_METHODS}")
     if not isinstance(embeddings_field, str) or not embeddings_field:
@@ -102,11 +102,11 @@ def compute_ood_visualization(
     # no brain key: computing writes nothing; the mark in the config says the map is this plugin's
     if points is not None:  # repeated embeddings: laid out once each, given as the map's points ('manual')
         results = fob.compute_visualization(view, points=points, patches_field=patches_field, brain_key=None,
-                                            num_dims=2, ood_plugin=runs.PLUGIN_TAG, ood_method="tsne")
+                                            num_dims=2, ood_plugin=PLUGIN_TAG, ood_method="tsne")
     else:
         results = fob.compute_visualization(view, embeddings=embeddings_field, patches_field=patches_field,
                                             brain_key=None, method=method, num_dims=2, seed=seed, verbose=False,
-                                            ood_plugin=runs.PLUGIN_TAG, **_tsne_settings(num_points, dim, method))
+                                            ood_plugin=PLUGIN_TAG, **_tsne_settings(num_points, dim, method))
     from .coordination import schema_lock
 
     with schema_lock(dataset):
@@ -124,7 +124,7 @@ def is_own_map(dataset, brain_key):
     except Exception:  # a config FiftyOne cannot load is nobody's we know
         return False
     return (getattr(config, "type", None) == "visualization"
-            and getattr(config, "ood_plugin", None) == runs.PLUGIN_TAG)
+            and getattr(config, "ood_plugin", None) == PLUGIN_TAG)
 
 
 def check_map_key(dataset, brain_key, overwrite):
@@ -221,7 +221,7 @@ def _repair_references(dataset):
     for ref, doc in docs.items():
         config = doc.get("config") or {}
         if (ref not in listed.values() and _is_temporary(doc.get("key")) and config.get("type") == "visualization"
-                and config.get("ood_plugin") == runs.PLUGIN_TAG):  # killed inside registering a new map
+                and config.get("ood_plugin") == PLUGIN_TAG):  # killed inside registering a new map
             conn.runs.delete_one({"_id": ref})
             changed = True
     return changed

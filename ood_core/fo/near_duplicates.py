@@ -1,7 +1,8 @@
 """An audit's near duplicates (FiftyOne Brain) and the near-duplicate tags audits claim."""
 
-from . import runs
 from .items import num_samples, read_embeddings
+from .run_info import load_ood_results
+from .run_records import list_ood_runs
 
 #: the tag an audit puts on near duplicates (all but one sample of each group)
 TAG = "near_duplicate"
@@ -102,15 +103,15 @@ def nearest_kept(keys, X, duplicate_ids, chunk=1024, groups=None):
 
 def claims(samples, audit_key):
     """The ids whose near-duplicate tag the audit ``audit_key`` claims (older audits recorded every duplicate)."""
-    if audit_key not in runs.list_ood_runs(samples, kind="audit"):
+    if audit_key not in list_ood_runs(samples, kind="audit"):
         return set()
-    results = runs.load_ood_results(samples, audit_key)
+    results = load_ood_results(samples, audit_key)
     claimed = getattr(results, "tagged_duplicate_ids", None)
     return set(getattr(results, "duplicate_ids", None) or [] if claimed is None else claimed)
 
 
 def claims_of_other_audits(samples, audit_key):
-    return {i for key in runs.list_ood_runs(samples, kind="audit") if key != audit_key
+    return {i for key in list_ood_runs(samples, kind="audit") if key != audit_key
             for i in claims(samples, key)}
 
 

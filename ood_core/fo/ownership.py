@@ -20,6 +20,7 @@ are trusted by name, as they always were.
 import uuid
 
 from ..errors import OODInputError
+from .commit_journal import in_flight
 
 #: the key of the mark in a field's ``info`` dict
 INFO_KEY = "fiftyone_ood_mark"
@@ -95,9 +96,8 @@ def refuse_stale_records(dataset, path):
     A path that holds nothing (the field was deleted or renamed by hand, and not made again) is no one's data:
     the run is scored again there (before, such an overwrite was refused as if the field were a user's).
     """
-    from . import commit
     from .documents import field_exists
-    from .runs import ood_run_configs
+    from .run_records import ood_run_configs
 
     if not field_exists(dataset, path):
         return
@@ -107,10 +107,10 @@ def refuse_stale_records(dataset, path):
                 and not run_owns(dataset, key, path)]
 
     stale = stale_records()
-    if stale and not commit.in_flight(dataset, path):
+    if stale and not in_flight(dataset, path):
         dataset.reload()  # found by the two-overwriting-writers race test: a snapshot taken mid-commit
         stale = stale_records()
-    if stale and not commit.in_flight(dataset, path):
+    if stale and not in_flight(dataset, path):
         raise OODInputError(
             f"field {path!r} on dataset {dataset.name!r} is listed by run {stale[0]!r}, but it is not the field that "
             "run wrote: it was deleted and made again outside fiftyone-ood (or its schema entry was changed), so "

@@ -10,7 +10,6 @@ import numpy as np
 
 from ..clip.rap_stream import DEFAULT_U_PRESET
 from ..errors import OODInputError
-from . import runs
 from .items import SKIP_FAILURES
 from .clip_common import (
     PROCESSING_ORDER,
@@ -21,6 +20,7 @@ from .clip_common import (
     scores_summary,
 )
 from .clip_vocabulary import resolve_id_labels
+from .view_descriptions import resolve_view
 
 
 def compute_rap_scores(
@@ -185,7 +185,7 @@ def _few_shot_set(samples, few_shot, k_per_class, label_field, id_names, seed):
             "class (from few_shot if given, else from the scored view)"
         )
     pool, description = (samples, {"view": "scored samples"}) if few_shot is None else \
-        runs.resolve_view(samples, few_shot, "few_shot", "few-shot in-distribution images")
+        resolve_view(samples, few_shot, "few_shot", "few-shot in-distribution images")
     ids, paths = pool.values("id"), pool.values("filepath")
     order = np.argsort(np.asarray(ids, dtype=str), kind="stable")
     ids = [ids[i] for i in order]

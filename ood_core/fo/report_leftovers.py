@@ -25,10 +25,11 @@ import contextlib
 import hashlib
 import os
 
+from . import coordination
 from ..errors import BackendError, OODInputError
 from ..publish import recover_beside
-from . import coordination, runs
-from .audit_report import csv_path_for, is_audit_csv, is_audit_report, written_csv_hash
+from .report_files import csv_path_for, is_audit_csv, is_audit_report, written_csv_hash
+from .run_records import list_ood_runs
 
 
 #: the kind named in the claims of the report's and CSV's staging folders (:func:`ood_core.publish.temporary_beside`)
@@ -108,8 +109,8 @@ def recover_recorded_reports(samples, audit_keys=None):
     from .links import audit_runs_of
 
     dataset = samples._dataset
-    present = runs.list_ood_runs(samples)
-    audits = set(runs.list_ood_runs(samples, kind="audit"))
+    present = list_ood_runs(samples)
+    audits = set(list_ood_runs(samples, kind="audit"))
     keys = present if audit_keys is None else [k for k in audit_keys if k in audits]
     if audit_keys is not None:  # the runs of those audits journaled their report paths too
         keys = keys + [r for k in keys for r in audit_runs_of(dataset, k).values() if r in present]

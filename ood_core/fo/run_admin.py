@@ -3,8 +3,11 @@
 import numpy as np
 
 from ..errors import OODInputError
-from . import runs
 from .documents import has_values
+from .names import validate_key
+from .run_info import get_ood_run_info, load_ood_results
+from .run_kinds import run_kind
+from .run_records import require_run
 from .view_checks import require_collection
 
 
@@ -20,8 +23,8 @@ def rename_ood_run(samples, run_key, new_run_key):
     require_collection(samples)
     dataset = samples._dataset
     commit.repair(dataset)  # an earlier rename (or write) killed half-way is finished or undone first
-    runs.require_run(samples, run_key)
-    runs.validate_key(new_run_key)
+    require_run(samples, run_key)
+    validate_key(new_run_key)
     if dataset.has_run(new_run_key):
         raise OODInputError(f"run key {new_run_key!r} already exists; delete it first or pick another")
     if _kind_of(dataset, run_key) == "embeddings":
@@ -41,7 +44,7 @@ def _kind_of(dataset, run_key):
 def delete_ood_run(samples, run_key, *, delete_fields=True):
     """Delete a run record and (by default) the fields it wrote; returns the fields deleted.
 
-    Deleting a flags run also removes the tags it added (as :func:`ood_core.fo.evaluation.delete_flags`);
+    Deleting a flags run also removes the tags it added (as :func:`delete_flags`);
     deleting a score run deletes the flags runs made from it the same way; deleting an audit removes its
     near-duplicate tags and its saved views (its score and flags runs stay, as runs of their own).
 
@@ -65,22 +68,23 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     All or nothing, also after a crash (:func:`remove_runs`). A field the record lists that is no longer the one
     the run wrote (deleted and made again by hand, :mod:`.ownership`) is not deleted.
     """
-    from .commit import is_internal, repair
+    from .commit import repair
+    from .names import is_internal
     from .export_leftovers import recover_run_exports
     from .flags import list_flag_runs
     from .links import repair as repair_links
 
     require_collection(samples)
     if not isinstance(run_key, str):
-        runs.require_run(samples, run_key)  # names the problem
+        require_run(samples, run_key)  # names the problem
     if not isinstance(delete_fields, (bool, np.bool_)):
         raise OODInputError(f"delete_fields={delete_fields!r} is not valid; pass True (delete the run's fields "
                             "too) or False (the records only)")
     dataset = samples._dataset
     if is_internal(run_key):  # a backup of a crashed commit is not a run: refused, left to the repair
-        runs.require_run(samples, run_key)
+        require_run(samples, run_key)
     repair(dataset)  # an earlier delete (or write) killed half-way is finished or undone first
-    runs.require_run(samples, run_key)
+    require_run(samples, run_key)
     repair_links(dataset)  # links naming a key another run took since FiftyOne's rename_run name the runs they mean
     kind = _kind_of(dataset, run_key)
     dependants = list_flag_runs(samples, run_key) if kind != "flags" else []
@@ -88,11 +92,11 @@ def delete_ood_run(samples, run_key, *, delete_fields=True):
     # (the export folder itself, the user's result, stays)
     recover_run_exports(samples, [run_key, *dependants])
     if kind == "audit":
-        from .audit_recovery import release
+        from .links import release_audit_runs
         from .report_leftovers import recover_recorded_reports
 
         recover_recorded_reports(samples, [run_key])  # a killed publish's earlier report back, its leftovers gone
-        release(samples, run_key)  # its score and flags runs stay, as runs of their own (never "interrupted")
+        release_audit_runs(samples, run_key)  # its score and flags runs stay, runs of their own (not "interrupted")
     fields = remove_runs(samples, [run_key, *dependants], delete_fields=delete_fields)
     return fields if delete_fields else []
 
@@ -123,12 +127,12 @@ def remove_runs(samples, run_keys, *, delete_fields=True):
 
 def _audit_extras(dataset, audit_key):
     """Removing the near-duplicate tags the audit claims alone, and its saved views: only those still exactly as
-    it saved them (:func:`.audit_recovery.own_views`); a view of the user's under one of their names, one changed
+    it saved them (:func:`.audit_views.own_views`); a view of the user's under one of their names, one changed
     since, and the views of a record without fingerprints (an earlier version's) stay, with a warning."""
     import logging
 
     from . import followups
-    from .audit_recovery import own_views, saved_view_mark
+    from .audit_views import own_views, saved_view_mark
     from .near_duplicates import TAG, to_untag
 
     ids = to_untag(dataset, audit_key)
@@ -159,7 +163,7 @@ def delete_run_record(samples, run_key, *, delete_fields=True):
     from . import followups
     from .commit import remove_runs as commit_removal
 
-    runs.require_run(samples, run_key)
+    require_run(samples, run_key)
 
     def cleanup(dataset, fields, dropped):
         lost = _lost_fields(dataset, [run_key]) if delete_fields else []
@@ -175,7 +179,7 @@ def fields_to_delete(dataset, run_key):
 
     fields = []
     for key in [run_key, *list_flag_runs(dataset, run_key)]:
-        fields += runs.get_ood_run_info(dataset, key).get("fields") or []
+        fields += get_ood_run_info(dataset, key).get("fields") or []
     return [f for f in fields if dataset.get_field(f) is not None]
 
 
@@ -186,25 +190,46 @@ def deleted_along(dataset, run_key, delete_fields=True):
     (removed with its fields, those still as the audit left them)."""
     from .flags import list_flag_runs
 
-    info = runs.get_ood_run_info(dataset, run_key)
+    info = get_ood_run_info(dataset, run_key)
     kind = info.get("kind")
-    flags = list_flag_runs(dataset, run_key) if runs.run_kind(kind).is_score else []
+    flags = list_flag_runs(dataset, run_key) if run_kind(kind).is_score else []
     names = ", ".join(repr(k) for k in flags)
     if not delete_fields:
         return [("flags runs deleted with it", f"{names} (their records only: their fields and tags stay)")] \
             if flags else []
     facts = [("flags runs deleted with it", names)] if flags else []
-    tags = {runs.get_ood_run_info(dataset, k).get("tag") for k in (flags if kind != "flags" else [run_key])}
+    tags = {get_ood_run_info(dataset, k).get("tag") for k in (flags if kind != "flags" else [run_key])}
     if tags - {None}:
         facts.append(("tags removed", ", ".join(repr(t) for t in sorted(tags - {None}))
                       + " where these flags added them (tags set by hand stay)"))
     if kind == "audit":
-        from .audit_recovery import own_views
+        from .audit_views import own_views
 
         ours = own_views(dataset, run_key)  # a view changed since (or of an earlier version's record) stays
         views = [f"saved view {v!r}" for v in info.get("saved_views") or [] if v in ours]
-        if getattr(runs.load_ood_results(dataset, run_key), "tagged_duplicate_ids", None):
+        if getattr(load_ood_results(dataset, run_key), "tagged_duplicate_ids", None):
             views.append("the 'near_duplicate' tags it added")
         if views:
             facts.append(("also removed", ", ".join(views)))
     return facts
+
+
+def delete_flags(samples, flag_key):
+    """Delete a flags run, its flag field and the tags it added (tags set by hand stay), all or nothing, also after
+    a crash (:func:`delete_ood_run`)."""
+    from .flags import claimed_by_other_runs, list_flag_runs, previous_flags
+
+    require_collection(samples)
+    dataset = samples._dataset
+    if isinstance(flag_key, str) and dataset.has_run(flag_key) and \
+            getattr(dataset.get_run_info(flag_key).config, "kind", None) != "flags":
+        kind = getattr(dataset.get_run_info(flag_key).config, "kind", "non-fiftyone-ood")
+        raise OODInputError(
+            f"{flag_key!r} is a {kind!r} run, not a flags run; pass the key of its flags "
+            f"(ood.list_flag_runs(dataset, {flag_key!r}) lists them: {list_flag_runs(samples, flag_key)}), or "
+            "delete the run with ood.delete_ood_run (its flags go with it)")
+    tag, patches, ids = previous_flags(samples, flag_key) or (None, None, set())
+    if tag is not None:
+        ids = ids - claimed_by_other_runs(samples, tag, patches, flag_key)
+    fields = delete_ood_run(samples, flag_key)
+    return {"flag_key": flag_key, "fields": fields, "tags_removed": len(ids) if tag else 0}

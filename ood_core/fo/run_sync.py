@@ -2,7 +2,7 @@
 
 FiftyOne reads a dataset's run map (key -> run record) and the records themselves once per load. Another process
 (a second notebook, the App, a delegated operator) changes them in two ways: it records, deletes, renames or
-replaces a run, which changes the map; or it changes a record in place (:func:`.runs.update_run`, FiftyOne's own
+replaces a run, which changes the map; or it changes a record in place (:func:`.run_records.update_run`, FiftyOne's own
 ``dataset.update_run_config``: a flags run's tag, an embeddings run's status, a link's key), which leaves the map
 as it was. It may also change the dataset's schema (rename or delete a field) or rename the dataset.
 :func:`refresh_stale_runs` looks for all of these with two small queries, and reads the dataset document again
@@ -16,7 +16,7 @@ import time
 import bson
 from bson import DBRef
 
-from .items import deleted_elsewhere
+from .view_checks import deleted_elsewhere
 
 #: the datasets already looked at inside :func:`one_look` blocks (None outside them)
 _LOOKED_AT = contextvars.ContextVar("ood_runs_looked_at", default=None)

@@ -26,7 +26,7 @@ def count_values(dataset, path):
 
 def recorded_count(dataset, kind, fields, params):
     """``{KEY: count}`` for the record of a score run being registered (its fields in place), else ``{}``."""
-    from .runs import run_kind, score_path
+    from .run_kinds import run_kind, score_path
 
     if not run_kind(kind).is_score:
         return {}

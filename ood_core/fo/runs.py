@@ -1,4 +1,4 @@
-"""Run records and safe field writes on FiftyOne datasets.
+"""Recording runs and writing their fields all or nothing, on FiftyOne datasets.
 
 Every computation of this package is recorded as a FiftyOne *custom run* (``init_run`` / ``register_run`` /
 ``save_run_results``) whose config carries ``ood_plugin="fiftyone-ood"``, the run ``kind``, every parameter and the
@@ -7,103 +7,26 @@ fields it wrote. Custom runs reload in any process without the plugin being impo
 Writes go through :func:`write_and_record`: values land in hidden temporary fields, the run is recorded, and only
 then are the temporary fields renamed to their targets, so an interrupted run never leaves a half-filled field (or
 a field without its run record) under the real name.
+
+Reading records lives below (:mod:`.run_records`, :mod:`.run_info`, :mod:`.view_descriptions`, the registry of
+kinds in :mod:`.run_kinds`); their public names stay importable from here.
 """
 
 import contextlib
-import contextvars
 import logging
-from dataclasses import dataclass
 
 from ..errors import OODInputError
-from .run_sync import held_configs, refresh_stale_runs  # (its home; runs.refresh_stale_runs stays importable)
+from .commit_journal import in_flight
+from .names import PLUGIN_TAG, validate_key
+# the reading side, importable from here as before (its homes are below this module)
+from .run_info import get_ood_run_info, load_ood_results  # noqa: F401
+from .run_kinds import RUN_KINDS, RunKind, run_kind, score_kind, score_kinds, score_path  # noqa: F401
+from .run_records import (AUDIT_MARKS, list_ood_runs, made_by_audit, ood_run_configs, recording_audit,  # noqa: F401
+                          require_run, require_run_dataset, source_dataset, update_run, written_fields)
+from .run_sync import refresh_stale_runs  # noqa: F401
+from .view_descriptions import resolve_view, view_from_description  # noqa: F401
 
 logger = logging.getLogger(__name__)
-
-PLUGIN_TAG = "fiftyone-ood"
-
-
-@dataclass(frozen=True)
-class RunKind:
-    """What a run kind is: the one place evaluation, flags, the panel and run management look.
-
-    ``positive_class`` is set for *score* runs (one number per item, higher =
-    more of the positive class) and None for the others.
-    """
-
-    name: str
-    description: str
-    positive_class: str = None
-    #: (positive, negative) class names as shown to a user (panel, reports)
-    class_names: tuple = None
-
-    @property
-    def is_score(self):
-        return self.positive_class is not None
-
-
-#: run kind name -> :class:`RunKind`; every run of this package has one of these kinds
-RUN_KINDS = {kind.name: kind for kind in (
-    RunKind("embeddings", "pyramid or CLIP embeddings"),
-    RunKind("ood_scores", "OOD scores (k-NN, Mahalanobis, LOF, ...)", "ood", ("OOD", "ID")),
-    RunKind("label_issues", "wrong-label scores (weighted label votes, label agreement, per-class LOF)", "wrong label",
-            ("wrong label", "correct label")),
-    RunKind("neglabel", "NegLabel zero-shot CLIP OOD scores", "ood", ("OOD", "ID")),
-    RunKind("rap", "RAP few-shot CLIP OOD scores", "ood", ("OOD", "ID")),
-    RunKind("adaneg", "AdaNeg zero-shot CLIP OOD scores (NegLabel + test-time memory)", "ood", ("OOD", "ID")),
-    RunKind("flags", "threshold rule applied to a score run (flag field + tags)"),
-    RunKind("auto_config", "configuration chosen on a labelled validation set"),
-    RunKind("experiment", "a table of an experiment workflow (no fields)"),
-    RunKind("audit", "one-call audit: scores, flags and an HTML report"),
-)}
-
-#: detector task (:mod:`ood_core.detectors`) -> the kind of the score run it records
-_KIND_BY_TASK = {"ood": "ood_scores", "label_issues": "label_issues"}
-
-
-def run_kind(name):
-    """The :class:`RunKind` called ``name`` (raises for unknown kinds)."""
-    if not isinstance(name, str) or name not in RUN_KINDS:  # (a list: "unhashable type" from the lookup)
-        raise OODInputError(f"unknown run kind {name!r}; kinds are {sorted(RUN_KINDS)}: pass one of them")
-    return RUN_KINDS[name]
-
-
-def score_kinds():
-    """Names of the kinds whose runs hold one score per item."""
-    return tuple(name for name, kind in RUN_KINDS.items() if kind.is_score)
-
-
-def score_kind(task):
-    """The run kind recording scores of a detector ``task`` (``"ood"`` / ``"label_issues"``)."""
-    return _KIND_BY_TASK[task]
-
-
-def score_path(info):
-    """The field path of a score run's scores, from its record (``get_ood_run_info``).
-
-    ``score_field`` for sample scores, ``<patches>.detections.<score_field>``
-    for object scores; None when the run is not a score run. A record without
-    ``score_field`` (written by hand with :func:`write_and_record`) that lists
-    exactly one field scores that field.
-    """
-    if not run_kind(info.get("kind")).is_score:
-        return None
-    fields = info.get("fields") or []
-    if not info.get("score_field"):
-        return fields[0] if len(fields) == 1 else None
-    patches = info.get("patches_field")
-    return f"{patches}.detections.{info['score_field']}" if patches else info["score_field"]
-
-
-def validate_key(key, what="run key"):
-    if not isinstance(key, str) or not key.isidentifier() or key.startswith("_"):
-        raise OODInputError(
-            f"{what} {key!r} is not valid: use letters, digits and underscores, not starting "
-            "with a digit or underscore (e.g. 'ood_knn')"
-        )
-    if key.startswith("tmp_ood_"):
-        raise OODInputError(f"{what} {key!r} is reserved: names starting with 'tmp_ood_' are the plugin's own "
-                            "temporary fields; choose another name")
-    return key
 
 
 def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
@@ -159,13 +82,13 @@ def check_new_run(samples, run_key, fields, overwrite, *, reads=(), kind=None):
             continue
         refuse_stale_records(dataset, path)
         owner = _owning_run(dataset, path, prefer=run_key)
-        if owner is None and not commit.in_flight(dataset, path):
+        if owner is None and not in_flight(dataset, path):
             # this dataset document may have been read while another process was between renaming its new
             # field into place and recording its run, and that commit may have finished since: look again
             # before calling the field foreign (found by the fresh-clone CI: two writers of a new field)
             dataset.reload()
             owner = _owning_run(dataset, path, prefer=run_key)
-        if owner is None and commit.in_flight(dataset, path):
+        if owner is None and in_flight(dataset, path):
             if overwrite:
                 # another writer is between moving its old record aside and recording the new one; the
                 # commit waits for that writer's field lock and replaces its result (found by the
@@ -211,12 +134,6 @@ def _owning_run(dataset, path, prefer=None):
     """The run that lists ``path`` among its fields (``prefer`` if it is one of them), or None."""
     owners = [key for key, config in ood_run_configs(dataset).items() if path in (config.get("fields") or [])]
     return prefer if prefer in owners else (owners[0] if owners else None)
-
-
-def written_fields(samples):
-    """Every field recorded by this package's runs on the dataset (scores, flags, suggestions, predictions)."""
-    dataset = samples._dataset
-    return {path for config in ood_run_configs(dataset).values() for path in (config.get("fields") or [])}
 
 
 def write_and_record(samples, writes, run_key, *, kind, overwrite=False, results=None, reads=(), cleanup=None,
@@ -346,27 +263,11 @@ def record_run(samples, run_key, *, kind, overwrite=False, results=None, **param
     return run_key
 
 
-#: the audit whose runs are being recorded in this context (see :func:`made_by_audit`)
-_MADE_BY = contextvars.ContextVar("ood_made_by_audit", default=None)
-#: set beside ``made_by_audit`` by versions whose audits mark their runs recorded (:mod:`.audit_recovery`)
-AUDIT_MARKS = "audit_marks_recorded"
-
-
-@contextlib.contextmanager
-def made_by_audit(audit_key):
-    """Score and flags runs recorded inside the block name the audit making them (``made_by_audit``), so the
-    runs of an audit interrupted before its record was written are recognised (:mod:`.audit_recovery`)."""
-    token = _MADE_BY.set(audit_key)
-    try:
-        yield
-    finally:
-        _MADE_BY.reset(token)
-
-
 def _register(samples, run_key, kind, fields, overwrite, results, params):
     dataset = samples._dataset
-    if _MADE_BY.get() is not None and kind not in ("embeddings", "audit"):
-        params = {"made_by_audit": _MADE_BY.get(), AUDIT_MARKS: True, **params}
+    audit_key = recording_audit()
+    if audit_key is not None and kind not in ("embeddings", "audit"):
+        params = {"made_by_audit": audit_key, AUDIT_MARKS: True, **params}
     replace = dataset.has_run(run_key)
     if replace:
         if not overwrite:
@@ -395,203 +296,3 @@ def _register(samples, run_key, kind, fields, overwrite, results, params):
     samples.save_run_results(run_key, res)
     return run_key
 
-
-def update_run(samples, run_key, **changes):
-    """Change entries of a run's config in place (one database update; the record is never absent)."""
-    from .coordination import schema_lock
-
-    dataset = samples._dataset
-    with schema_lock(dataset):
-        dataset.reload()
-        config = dataset.get_run_info(run_key).config
-        for name, value in changes.items():
-            setattr(config, name, value)
-        dataset.update_run_config(run_key, config)
-
-
-def resolve_view(samples, view_or_tag, what="reference", purpose="in-distribution samples"):
-    """A view of ``samples``' dataset from a sample tag or a view: ``(view, description)``.
-
-    The description is JSON a run record can hold: ``{"tag": ...}`` or ``{"view": <JSON string of the view's
-    stages>, "num_samples": n}``. Stages are stored as a string because raw serialized stages in a run config
-    fail to deserialize when the run is reloaded. :func:`view_from_description` rebuilds the view. A reference (``what="reference"``) also gets ``samples_hash``, a hash of its sample
-    ids in any order, so a record says which samples it trusted, not only how many (replacing scores from a
-    view needs the same ones: :mod:`.view_overwrite`).
-    """
-    import json
-
-    from .items import num_samples
-
-    dataset = samples._dataset
-    if isinstance(view_or_tag, str):
-        view = dataset.match_tags(view_or_tag)
-        if num_samples(view) == 0:
-            raise OODInputError(
-                f"{what} tag {view_or_tag!r} matches no samples on dataset {dataset.name!r}; tag the "
-                f"{purpose} first (e.g. view.tag_samples({view_or_tag!r}))"
-            )
-        return view, _with_samples_hash({"tag": view_or_tag}, view, what)
-    from .view_checks import is_collection, require_not_generated, show_all_fields
-
-    if not is_collection(view_or_tag):
-        raise OODInputError(f"{what} must be a sample tag (str) or a view of dataset {dataset.name!r}; got a "
-                            f"{type(view_or_tag).__name__}. For given samples pass a view of them: "
-                            f"{what}=dataset.select(sample_ids)")
-
-    require_not_generated(view_or_tag)  # (a patches view's dataset is a temporary one: named as what it is)
-    if view_or_tag._dataset.name != dataset.name:
-        raise OODInputError(
-            f"{what} view belongs to dataset {view_or_tag._dataset.name!r} but the scored samples belong to "
-            f"{dataset.name!r}; use a view of the same dataset"
-        )
-    view_or_tag = show_all_fields(view_or_tag)  # only read: fields it hides (the App's visibility) are read anyway
-    if num_samples(view_or_tag) == 0:
-        raise OODInputError(f"{what} view is empty; it must contain the {purpose}")
-    stages = view_or_tag._serialize() if hasattr(view_or_tag, "_serialize") else []
-    return view_or_tag, _with_samples_hash({"view": json.dumps(stages, default=str),
-                                            "num_samples": num_samples(view_or_tag)}, view_or_tag, what)
-
-
-def _with_samples_hash(description, view, what):
-    """``description`` plus ``samples_hash`` (SHA-256 of the sorted sample ids) for a reference."""
-    if what != "reference":
-        return description
-    from .coordination import view_fingerprint
-
-    return dict(description, samples_hash=view_fingerprint(view, ordered=False)["hash"])
-
-
-def view_from_description(samples, description):
-    """Rebuild the view (or tag view) that :func:`resolve_view` described; None if there is nothing to rebuild."""
-    import json
-
-    import fiftyone.core.view as fov
-
-    description = description or {}
-    if description.get("tag"):
-        return samples._dataset.match_tags(description["tag"])
-    if description.get("view"):
-        return fov.DatasetView._build(samples._dataset, json.loads(description["view"]))
-    return None
-
-
-def source_dataset(samples):
-    """The dataset holding the runs of ``samples``: its dataset, or for a patches, frames or clips view the dataset
-    it was generated from (FiftyOne records runs there)."""
-    root = getattr(samples, "_root_dataset", None)
-    return samples._dataset if root is None else root  # (not ``or``: an empty dataset is falsy, and counted)
-
-
-def list_ood_runs(samples, kind=None):
-    """Keys of this package's runs on the dataset, optionally of one ``kind`` (internal backups hidden), as the
-    database holds them now (:func:`refresh_stale_runs`). For a patches, frames or clips view: the runs of the
-    dataset it was generated from, which holds them (as FiftyOne's own ``list_runs``; its temporary dataset has
-    none); ask that dataset for a run's record (:func:`require_run`)."""
-    return list(ood_run_configs(samples, kind))
-
-
-def ood_run_configs(samples, kind=None):
-    """``{key: config dict}`` (read only) of the runs :func:`list_ood_runs` lists, read in one pass: look at every
-    run's settings with this, not one ``get_run_info`` per key (each is a pass over all runs: quadratic)."""
-    from .commit import is_internal
-    from .view_checks import require_collection
-
-    require_collection(samples)
-    if kind is not None:
-        run_kind(kind)  # an unknown kind is named, not answered with no runs
-    dataset = source_dataset(samples)
-    refresh_stale_runs(dataset)
-    return {key: config for key, config in held_configs(dataset).items() if config.get("ood_plugin") == PLUGIN_TAG
-            and (kind is None or config.get("kind") == kind) and not is_internal(key)}
-
-
-def repair_ood_runs(samples):
-    """Finish or undo writes that a killed process left on the dataset; remove orphan temporary fields.
-
-    Every write does this first on its dataset; call it yourself after a crash to clean up without writing anything.
-    Returns counts of what was repaired; besides what every write repairs,
-    temporary keys left in sample documents that the schema does not declare (``stray_keys_removed``: FiftyOne
-    cannot iterate such samples), lock documents of dead writers (``stale_locks_removed``) and the runs of audits
-    killed or failed before they were recorded, with their fields, flags runs and tags
-    (``interrupted_audit_runs_removed``: run keys), and maps a killed ``compute_ood_visualization`` left under
-    temporary keys (``maps``: restored and removed keys), and links naming keys FiftyOne's own ``rename_run``
-    changed, written as the runs' new keys (``links_repaired``: ``(run, link, old key, new key)``, :mod:`.links`).
-    A patches, frames or clips view repairs the dataset it was generated from (its runs and fields are there).
-    """
-    from .commit import remove_stray_keys, repair
-    from .coordination import remove_stale_locks
-    from .view_checks import require_collection
-
-    require_collection(samples)
-    samples = dataset = source_dataset(samples)  # (of a patches view: the dataset it shows)
-    done = repair(dataset)
-    done["stray_keys_removed"] = remove_stray_keys(dataset)
-    done["stale_locks_removed"] = remove_stale_locks(dataset)
-    from .audit_recovery import remove_interrupted
-    from .links import repair as repair_links
-    from .maps import repair_maps
-
-    done["links_repaired"] = repair_links(dataset)  # links naming keys FiftyOne's rename_run changed
-    done["interrupted_audit_runs_removed"] = remove_interrupted(samples)
-    done["maps"] = repair_maps(samples)
-    return done
-
-
-def require_run(samples, run_key):
-    if not isinstance(run_key, str):
-        raise OODInputError(f"run_key={run_key!r} is not a run key; pass the key as a string, e.g. "
-                            f"{(list_ood_runs(samples) or ['ood_scores'])[0]!r}")
-    require_run_dataset(samples, run_key)
-    if run_key not in list_ood_runs(samples):
-        raise OODInputError(
-            f"no fiftyone-ood run {run_key!r} on dataset {samples._dataset.name!r}; "
-            f"existing runs: {list_ood_runs(samples)}"
-        )
-
-
-def require_run_dataset(samples, run_key):
-    """Refuse a patches, frames or clips view for a run's record: its runs live on the dataset it was generated
-    from (:func:`list_ood_runs` lists them), which the error names."""
-    root = source_dataset(samples)
-    if samples._dataset.name == root.name:
-        return
-    keys = list_ood_runs(root)
-    where = f"run {run_key!r} is recorded on dataset {root.name!r}, not on this view" if run_key in keys else \
-        f"no fiftyone-ood run {run_key!r} on dataset {root.name!r} (existing runs: {keys})"
-    raise OODInputError(f"{where}: this is a generated view (patches, frames or clips) of dataset {root.name!r}, "
-                        f"whose runs are recorded on that dataset; pass the dataset instead of the view "
-                        f"(fo.load_dataset({root.name!r}))")
-
-
-def get_ood_run_info(samples, run_key):
-    """The run's config as a plain dict (method, parameters, fields, backbone...)."""
-    require_run(samples, run_key)
-    info = samples._dataset.get_run_info(run_key)
-    cfg = info.config.serialize()
-    cfg.pop("cls", None)
-    cfg["run_key"] = run_key
-    cfg["timestamp"] = str(info.timestamp)
-    from .links import resolved_info
-
-    return resolved_info(samples._dataset, cfg)  # links as FiftyOne's rename_run left them: the runs meant
-
-
-def load_ood_results(samples, run_key):
-    """The run's stored results (a FiftyOne ``RunResults`` with JSON attributes); an audit's summary names only the
-    outputs that are still its own (:func:`.links.resolved_results`)."""
-    from .links import resolved_results
-
-    require_run(samples, run_key)
-    return resolved_results(samples._dataset, run_key, samples._dataset.load_run_results(run_key, cache=False))
-
-
-_MOVED = ("rename_ood_run", "delete_ood_run", "delete_run_record")
-
-
-def __getattr__(name):
-    """Renaming and deleting runs live in :mod:`.run_admin`; their names stay importable from here."""
-    if name in _MOVED:
-        from . import run_admin
-
-        return getattr(run_admin, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

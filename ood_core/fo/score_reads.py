@@ -9,8 +9,10 @@ threshold rules (:mod:`.flag_rules`), the review panel and the label report.
 import numpy as np
 
 from ..errors import OODInputError
-from . import runs
 from .items import detections_root, item_columns
+from .run_info import get_ood_run_info
+from .run_kinds import score_kinds, score_path
+from .run_records import list_ood_runs
 from .run_values import refuse_values_from_elsewhere
 from .view_checks import require_not_generated
 
@@ -22,9 +24,9 @@ def resolve_scores(samples, run_key_or_score_field):
     name = run_key_or_score_field
     if not isinstance(name, str) or not name:
         raise OODInputError(f"pass a score run key or score field name (a string); got {name!r}")
-    if name in runs.list_ood_runs(samples):
-        info = runs.get_ood_run_info(samples, name)
-        path = runs.score_path(info)
+    if name in list_ood_runs(samples):
+        info = get_ood_run_info(samples, name)
+        path = score_path(info)
         if path is None:
             raise OODInputError(
                 f"run {name!r} is a {info.get('kind')!r} run, not a score run; pass the key of a "
@@ -50,8 +52,8 @@ def resolve_scores(samples, run_key_or_score_field):
 
 def score_run_keys(samples):
     """The keys of the fiftyone-ood score runs of ``samples``' dataset (named in refusals)."""
-    return [k for k in runs.list_ood_runs(samples)
-            if samples._dataset.get_run_info(k).config.kind in runs.score_kinds()]
+    return [k for k in list_ood_runs(samples)
+            if samples._dataset.get_run_info(k).config.kind in score_kinds()]
 
 
 def field_present(dataset, path, patches):
@@ -120,6 +122,6 @@ def check_score_values(path, raw):
 def refuse_p_value_field(samples, path):
     """A run's p-value field is small = more OOD: read as a score (higher = more OOD) it inverts every metric."""
     for key in score_run_keys(samples):
-        if (runs.get_ood_run_info(samples, key).get("calibration") or {}).get("field") == path:
+        if (get_ood_run_info(samples, key).get("calibration") or {}).get("field") == path:
             raise OODInputError(f"{path!r} holds the p-values of run {key!r} (small = more OOD), not scores (higher = "
                                 f"more OOD); evaluate the run instead: ood.evaluate_ood_run(samples, {key!r}, ...)")

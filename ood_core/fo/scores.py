@@ -17,9 +17,9 @@ import logging
 
 import numpy as np
 
+from . import runs
 from ..errors import OODInputError
 from ..progress import DetectorSteps, Progress
-from . import runs
 from .canonical_order import in_canonical_order
 from .class_coverage import uncovered_classes, uncovered_classes_sentence
 from .inventory import embedding_coverage
@@ -43,6 +43,9 @@ from .maps import (  # noqa: F401
     compute_ood_visualization,
     first_vector_dim,
 )
+from .names import validate_key
+from .run_kinds import score_kind
+from .view_descriptions import resolve_view, view_from_description
 
 logger = logging.getLogger(__name__)
 
@@ -220,11 +223,11 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
                                                   score_reference)
     target = patch_path(patches_field, score_field) if patches_field else score_field
     reads = [patch_path(patches_field, embeddings_field) if patches_field else embeddings_field, label_field]
-    kind = runs.score_kind(detector_class(method).task)
+    kind = score_kind(detector_class(method).task)
     runs.check_new_run(samples, run_key, [target], overwrite, reads=reads, kind=kind)  # before any work
     refuse_label_tagged_reference(samples, reference, patches_field)
     if reference is not None and score_reference:
-        ref_view, _ = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
+        ref_view, _ = resolve_view(samples, reference, "reference", "trusted in-distribution samples")
         samples = union_view(samples, ref_view)
     bar.extend(score_steps(method, transductive))
     keys, X, labels, X_ref, labels_ref, ref_index, ref_info, read_ids = _read_score_inputs(
@@ -233,7 +236,7 @@ def _compute_ood_scores(samples, embeddings_field, score_field, *, method, refer
     check_k_fits(k, method, len(X if X_ref is None else X_ref), *fit_set_words(reference, method))
     backbone = runs.embedding_run_config(samples, embeddings_field)
     if overwrite:  # replacing from a view with scores on another scale: refused now rather than after scoring
-        from .view_overwrite import planned_settings, refuse_before_scoring
+        from .view_overwrite import refuse_before_scoring
 
         refuse_before_scoring(samples, run_key, kind, planned_settings(
             samples, embeddings_field, method=method, reference_info=ref_info, label_field=label_field, k=k,
@@ -333,7 +336,7 @@ def _optional_labels(samples, keys, ref_info, ref_keys, label_field, patches_fie
     by_id = dict(zip(*item_columns(samples, [id_path, path], patches_field)[0]))
     if ref_keys is None:
         return [by_id.get(key) for key in keys], None
-    ref_view = runs.view_from_description(samples, ref_info)
+    ref_view = view_from_description(samples, ref_info)
     by_id.update(zip(*item_columns(ref_view, [id_path, path], patches_field)[0]))
     return [by_id.get(key) for key in keys], [by_id.get(key) for key in ref_keys]
 
@@ -345,7 +348,7 @@ def _check_score_call(samples, score_field, method, label_field, patches_field, 
     from ..reduction import REDUCERS
     from ..validation import is_int
 
-    runs.validate_key(score_field, "score field")
+    validate_key(score_field, "score field")
     for name, value, optional in (("embeddings_field", embeddings_field, False), ("label_field", label_field, True)):
         if not (isinstance(value, str) and value) and not (optional and value is None):
             raise OODInputError(f"{name}={value!r} is not a field name; pass the name of a field as a string"
@@ -486,7 +489,7 @@ def _read_reference(samples, reference, keys, embeddings_field, patches_field, l
     """Reference embeddings, labels, the reference row of each scored key (-1: none) and the run's description."""
     if reference is None:
         return None, None, None, None, None
-    ref_view, ref_info = runs.resolve_view(samples, reference, "reference", "trusted in-distribution samples")
+    ref_view, ref_info = resolve_view(samples, reference, "reference", "trusted in-distribution samples")
     if not embedding_coverage(ref_view, embeddings_field, patches_field)[0]:  # else "no item in this view" below
         raise OODInputError(missing_reference_embeddings(reference, embeddings_field, patches_field))
     ref_keys, X_ref, labels_ref = read_embeddings(ref_view, embeddings_field, patches_field, label_field)
@@ -559,3 +562,20 @@ def compute_label_issues(
         reduce=reduce, n_components=n_components, seed=seed, neighbor_backend=neighbor_backend,
         neighbor_index=neighbor_index, run_key=run_key, overwrite=overwrite, progress=progress,
     )
+
+
+def planned_settings(samples, embeddings_field, *, method, reference_info, label_field, k=None,
+                     class_conditional=None, reduce=None, n_components=None, seed=0, backbone=None, dim=None):
+    """The settings (:data:`.view_overwrite.SCALE_PARAMS`) a score run of these arguments records, known before it
+    reads or computes anything but the reference's description (``reference_info``:
+    :func:`.view_descriptions.resolve_view`'s, with ``num_reference``), the embeddings' backbone record and width
+    ``dim`` (None: not known; the per-level detector parameters are then left out)."""
+    settings = {"embeddings_field": embeddings_field, "label_field": label_field, "reference": reference_info,
+                "backbone": backbone}
+    det, reducer = make_scorer(method, k=k, class_conditional=class_conditional, reduce=reduce,
+                               n_components=n_components, seed=seed,
+                               level_dims=stored_level_dims(backbone, dim) if dim else None)
+    if dim:
+        settings["detector"] = det.get_params()
+    settings["reduction"] = reducer.get_params() if reducer is not None else None
+    return settings

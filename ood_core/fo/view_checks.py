@@ -155,3 +155,10 @@ def require_images(samples, what):
         fix = "select an image slice first (select_group_slices(...))" if samples.media_type == "group" else \
             "use an image dataset"
     raise OODInputError(f"{what} decodes images, but {samples._dataset.name!r} holds {media} samples here; {fix}")
+
+
+def deleted_elsewhere(dataset):
+    """The error for a call on ``dataset`` that another process deleted since this one loaded it (FiftyOne's own
+    ``deleted`` knows only of deletions in this process)."""
+    return OODInputError(f"dataset {dataset.name!r} was deleted (by another process, e.g. a notebook or the App) "
+                         "since it was loaded here; load an existing dataset (fo.list_datasets() lists them)")

@@ -105,25 +105,6 @@ def refuse_dropping_from_a_view(dataset, run_key, targets):
         )
 
 
-def planned_settings(samples, embeddings_field, *, method, reference_info, label_field, k=None,
-                     class_conditional=None, reduce=None, n_components=None, seed=0, backbone=None, dim=None):
-    """The :data:`SCALE_PARAMS` a score run of these arguments records, known before it reads or computes
-    anything but the reference's description (``reference_info``: :func:`.runs.resolve_view`'s, with
-    ``num_reference``), the embeddings' backbone record and width ``dim`` (None: not known; the per-level
-    detector parameters are then left out)."""
-    from .scores import make_scorer, stored_level_dims
-
-    settings = {"embeddings_field": embeddings_field, "label_field": label_field, "reference": reference_info,
-                "backbone": backbone}
-    det, reducer = make_scorer(method, k=k, class_conditional=class_conditional, reduce=reduce,
-                               n_components=n_components, seed=seed,
-                               level_dims=stored_level_dims(backbone, dim) if dim else None)
-    if dim:
-        settings["detector"] = det.get_params()
-    settings["reduction"] = reducer.get_params() if reducer is not None else None
-    return settings
-
-
 def refuse_before_scoring(samples, run_key, kind, settings):
     """Overwriting ``run_key`` from a view (``samples``; the whole dataset: nothing to refuse): refuse what the
     write would refuse and the call's settings already tell (:func:`refuse_other_settings_from_a_view`, a run
