@@ -3,8 +3,9 @@
 - Weighted label votes: ``fit_score`` searches each level once and derives the level choice, the first
   vote, the second vote without suspects and the same-label distances from those lists; here every one
   of them is recomputed by brute force over all pairs.
-- LDA: :class:`~ood_core.detectors.lda.GramPCA` (from one Gram matrix per fold) against scikit-learn's
-  randomized PCA fitted on each fold's rows.
+- LDA: :class:`~ood_core.detectors.lda.GramPCA` (from one Gram matrix per fold), and
+  :class:`~ood_core.detectors.lda.RowGramPCA` (every component of a small wide set, from its rows' Gram
+  matrix) against scikit-learn's randomized PCA fitted on each fold's rows.
 - The density ratio's permutation test stops once its decision is known: the same decision as all draws.
 """
 
@@ -14,7 +15,8 @@ from sklearn.decomposition import PCA
 
 from ood_core.detectors import label_votes
 from ood_core.detectors.label_votes import WeightedLabelVoteDetector, vote_score
-from ood_core.detectors.lda import GramPCA, ShrinkageLDA, fit_temperature, fold_ids, lda_probabilities, tempered
+from ood_core.detectors.lda import (GramPCA, RowGramPCA, ShrinkageLDA, fit_temperature, fold_ids, lda_probabilities,
+                                   tempered)
 from ood_core.detectors.transductive import DensityRatio, permutation_test
 
 DIMS = [5, 7]
@@ -118,7 +120,8 @@ def old_out_of_fold(Z, codes, n_classes, folds, max_dim):
     fold = fold_ids(codes, folds)
     for f in range(folds):
         test = fold == f
-        pca = PCA(n_components=max_dim, svd_solver="randomized", random_state=0).fit(Z[~test])
+        n_comp = min(max_dim, int((~test).sum()) - 1, Z.shape[1])
+        pca = PCA(n_components=n_comp, svd_solver="randomized", random_state=0).fit(Z[~test])
         model = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(pca.transform(Z[~test]), codes[~test])
         d = model.decision_function(pca.transform(Z[test]))
         log_probs[test] = d - np.log(np.exp(d - d.max(axis=1, keepdims=True)).sum(axis=1, keepdims=True)) \
@@ -152,6 +155,34 @@ def test_out_of_fold_lda_with_fold_grams_equals_a_pca_fitted_on_each_fold():
     # the whole-set model (new samples) projects with GramPCA too
     model = ShrinkageLDA(4, max_dim=20).fit(Z, codes)
     assert isinstance(model.pca_, GramPCA)
+
+
+def test_row_gram_pca_is_sklearn_pca_keeping_every_component_up_to_signs():
+    rng = np.random.default_rng(2)
+    Z = rng.normal(size=(70, 300)) + np.outer(rng.normal(size=70), rng.normal(size=300)) + 2.0
+    ours = RowGramPCA().fit(Z).transform(Z)
+    ref = PCA(n_components=69, svd_solver="randomized", random_state=0).fit(Z).transform(Z)
+    signs = np.sign(np.sum(ours * ref, axis=0))
+    assert np.all(signs != 0)
+    np.testing.assert_allclose(ours * signs, ref, rtol=0, atol=1e-8 * np.abs(ref).max())
+    # repeated rows span fewer dimensions than rows - 1: declined, for scikit-learn's own PCA
+    assert RowGramPCA().fit(np.vstack([Z[:30], Z[:30]])) is None
+
+
+def test_out_of_fold_lda_of_a_small_wide_set_equals_sklearn_pca_on_each_fold():
+    rng = np.random.default_rng(3)
+    codes = np.repeat(np.arange(3), 20)  # 54 rows per fold model, 200 columns, max_dim 100: every component kept
+    Z = rng.normal(size=(3, 200))[codes] + rng.normal(size=(codes.size, 200)) @ rng.normal(size=(200, 200)) * 0.2
+    codes[rng.choice(codes.size, 8, replace=False)] = rng.integers(0, 3, 8)  # wrong labels: a temperature below 1
+    probs, ok, t = lda_probabilities(Z, codes, 3, folds=10, max_dim=100)
+    ref, t_ref = old_out_of_fold(Z, codes, 3, folds=10, max_dim=100)
+    assert ok.all()
+    assert t < 0.9 and t == pytest.approx(t_ref, abs=1e-6)
+    np.testing.assert_allclose(probs, ref, rtol=0, atol=1e-7)
+    assert isinstance(ShrinkageLDA(3, max_dim=100).fit(Z, codes).pca_, RowGramPCA)
+    # repeated rows: scikit-learn's PCA, as before
+    twice = [*range(50), *range(50)]
+    assert isinstance(ShrinkageLDA(3, max_dim=100).fit(Z[twice], codes[twice]).pca_, PCA)
 
 
 def full_test(statistic, observed, labels, n_permutations, seed):
