@@ -1,5 +1,5 @@
-"""Flags runs: their tags, their records, and removing them (the write side is
-:func:`ood_core.fo.evaluation.flag_samples`).
+"""Flags runs: their tags and their records (the write side is :func:`ood_core.fo.evaluation.flag_samples`,
+deleting one :func:`ood_core.fo.run_admin.delete_flags`).
 
 A flags run (kind ``"flags"``) records the ids of the items *it* tagged; a tag is
 removed only from those ids, and only when no other flags run with the same tag

@@ -16,7 +16,8 @@ no run has (found by a probe: deleting the new run took the renamed run's flags 
 
 Reads resolve links (:func:`audit_runs_of`, :func:`resolved_info`); the package's own renames and deletes, and
 ``ood.repair_ood_runs``, write the resolved keys back (:func:`repair`), so the records become true again. A key no
-run has and no run answers for (the run was deleted) is returned as it is.
+run has and no run answers for (the run was deleted) is returned as it is. An audit record being deleted lets go
+of its runs (:func:`release_audit_runs`): they stay, as runs of their own.
 """
 
 from .run_kinds import score_kinds

@@ -1,4 +1,5 @@
-"""Renaming and deleting this package's runs, with what depends on them (flags runs, audits)."""
+"""Renaming and deleting this package's runs, with what depends on them (flags runs, audits); deleting a flags run
+with the tags it added (:func:`delete_flags`)."""
 
 import numpy as np
 
