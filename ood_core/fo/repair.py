@@ -1,6 +1,12 @@
 """Putting a dataset right after a killed process: :func:`repair_ood_runs`, every repair in one call."""
 
+from .audit_recovery import remove_interrupted
+from .commit import remove_stray_keys, repair
+from .coordination import remove_stale_locks
+from .links import repair as repair_links
+from .maps import repair_maps
 from .run_records import source_dataset
+from .view_checks import require_collection
 
 
 def repair_ood_runs(samples):
@@ -16,19 +22,11 @@ def repair_ood_runs(samples):
     changed, written as the runs' new keys (``links_repaired``: ``(run, link, old key, new key)``, :mod:`.links`).
     A patches, frames or clips view repairs the dataset it was generated from (its runs and fields are there).
     """
-    from .commit import remove_stray_keys, repair
-    from .coordination import remove_stale_locks
-    from .view_checks import require_collection
-
     require_collection(samples)
     samples = dataset = source_dataset(samples)  # (of a patches view: the dataset it shows)
     done = repair(dataset)
     done["stray_keys_removed"] = remove_stray_keys(dataset)
     done["stale_locks_removed"] = remove_stale_locks(dataset)
-    from .audit_recovery import remove_interrupted
-    from .links import repair as repair_links
-    from .maps import repair_maps
-
     done["links_repaired"] = repair_links(dataset)  # links naming keys FiftyOne's rename_run changed
     done["interrupted_audit_runs_removed"] = remove_interrupted(samples)
     done["maps"] = repair_maps(samples)

@@ -5,6 +5,7 @@ audit's ``audit_runs`` may then name an old key. :func:`get_ood_run_info` and :f
 with the runs meant, and an audit's summary names only the outputs that are still its own.
 """
 
+from .links import resolved_info, resolved_results
 from .run_records import require_run
 
 
@@ -16,15 +17,11 @@ def get_ood_run_info(samples, run_key):
     cfg.pop("cls", None)
     cfg["run_key"] = run_key
     cfg["timestamp"] = str(info.timestamp)
-    from .links import resolved_info
-
     return resolved_info(samples._dataset, cfg)  # links as FiftyOne's rename_run left them: the runs meant
 
 
 def load_ood_results(samples, run_key):
     """The run's stored results (a FiftyOne ``RunResults`` with JSON attributes); an audit's summary names only the
     outputs that are still its own (:func:`.links.resolved_results`)."""
-    from .links import resolved_results
-
     require_run(samples, run_key)
     return resolved_results(samples._dataset, run_key, samples._dataset.load_run_results(run_key, cache=False))
