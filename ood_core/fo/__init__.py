@@ -3,9 +3,11 @@
 It reads views, computes through the numpy/torch algorithm modules, writes
 fields and records every computation as a FiftyOne custom run:
 
-- :mod:`.runs`: the run-kind registry, run records, the all-or-nothing write path;
+- :mod:`.runs`: the all-or-nothing write path and its run record (reading records: :mod:`.run_records`,
+  :mod:`.run_info`; the run kinds: :mod:`.run_kinds`);
 - :mod:`.items`: public readers/writers of per-sample and per-object values;
-- :mod:`.embeddings`, :mod:`.scores`, :mod:`.similarity`, :mod:`.clip`: computations;
+- :mod:`.embeddings`, :mod:`.scores`, :mod:`.similarity`, :mod:`.clip_embeddings`, :mod:`.neglabel`, :mod:`.rap`,
+  :mod:`.adaneg`: computations;
 - :mod:`.evaluation`, :mod:`.experiments`, :mod:`.label_report`: metrics, flags, workflows;
 - :mod:`.coordination`: the MongoDB lock and job document of sharded extraction.
 
