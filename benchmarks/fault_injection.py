@@ -89,7 +89,7 @@ import sys
 import fiftyone as fo
 import ood_core as ood
 ds = fo.load_dataset(sys.argv[1])
-ood.compute_ood_scores(ds, "emb", "s", k=int(sys.argv[2]), overwrite=True)
+ood.compute_ood_scores(ds, "emb", "s", method="knn", k=int(sys.argv[2]), overwrite=True)
 print("done", flush=True)
 """
 
@@ -134,12 +134,12 @@ def score_kill(rounds, n, rng):
     X = np.random.default_rng(0).normal(size=(n, 32)).astype(np.float32)
     ds.add_samples([fo.Sample(filepath=f"/tmp/f{i}.png", emb=X[i]) for i in range(n)])
     expected = {k: make_detector("knn", k=k).fit_score(X) for k in (3, 6)}
-    ood.compute_ood_scores(ds, "emb", "s", k=3)
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3)
     t0 = time.time()
     proc = _spawn(_SCORE, ds.name, "6")
     proc.communicate()
     full = time.time() - t0
-    ood.compute_ood_scores(ds, "emb", "s", k=3, overwrite=True)
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3, overwrite=True)
     outcome = {"old": 0, "new": 0, "finished": 0}
     for _ in range(rounds):
         proc = _spawn(_SCORE, ds.name, "6")
@@ -153,7 +153,7 @@ def score_kill(rounds, n, rng):
         k = _check_scores(ds, expected)
         outcome["old" if k == 3 else "new"] += 1
         if k == 6:
-            ood.compute_ood_scores(ds, "emb", "s", k=3, overwrite=True)
+            ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3, overwrite=True)
     return outcome, full
 
 
@@ -217,7 +217,7 @@ def db_stop(rounds, n, rng, mongod):
     X = np.random.default_rng(1).normal(size=(n, 32)).astype(np.float32)
     ds.add_samples([fo.Sample(filepath=f"/tmp/g{i}.png", emb=X[i]) for i in range(n)])
     expected = {k: make_detector("knn", k=k).fit_score(X) for k in (3, 6)}
-    ood.compute_ood_scores(ds, "emb", "s", k=3)
+    ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3)
     outcome = {"old": 0, "new": 0, "writer_failed": 0}
     for _ in range(rounds):
         proc = _spawn(_SCORE, ds.name, "6")
@@ -235,7 +235,7 @@ def db_stop(rounds, n, rng, mongod):
         k = _check_scores(ds, expected)
         outcome["old" if k == 3 else "new"] += 1
         if k == 6:
-            ood.compute_ood_scores(ds, "emb", "s", k=3, overwrite=True)
+            ood.compute_ood_scores(ds, "emb", "s", method="knn", k=3, overwrite=True)
     return outcome
 
 
