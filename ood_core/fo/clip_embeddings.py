@@ -109,8 +109,6 @@ def compute_clip_embeddings(
     return summary
 
 
-
-
 def _refuse_mixed_encoders(samples, embeddings_field, clip_info, overwrite):
     """Overwriting from a view keeps the other samples' embeddings: only when they come from the same encoder."""
     from .items import is_whole_dataset

@@ -102,7 +102,6 @@ def stray_internal_keys(dataset):
     return sorted(p for p in found if p not in schema)
 
 
-
 def undeclared_vectors_problem(dataset, path, value, then="call again"):
     """Why arrays FiftyOne hands back as bytes at ``path`` (``value``: one of them) cannot be read, with the fix;
     None when ``value`` is not such an array or ``path`` is declared. Set on objects (``det["emb"] =
