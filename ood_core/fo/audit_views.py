@@ -19,8 +19,6 @@ from .run_records import list_ood_runs
 
 #: set on each run of an audit once the audit's record is committed (:func:`.audit_recovery.mark_recorded`)
 RECORDED = "audit_recorded"
-
-
 #: the audit record's entry ``{saved view name: fingerprint of the view as the audit saved it}``
 VIEW_MARKS = "saved_view_marks"
 

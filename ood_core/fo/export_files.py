@@ -8,11 +8,8 @@ with their size and modification time, so a file added later, or one of them cha
 import json
 import os
 
-
 #: the file that marks a folder as an export of this package (which a later export may replace)
 MARKER = ".fiftyone_ood_export"
-
-
 #: the file that marks a staged export as this package's while FiftyOne writes it (before :data:`MARKER` lists its
 #: files): it holds the token of the staged folder's name, ``<name>.tmp-<token>``
 CLAIM = ".fiftyone_ood_staging"
