@@ -103,28 +103,21 @@ def kill_9_at(dataset_name, n, steps_module, call):
     """Run ``call`` (a Python statement on ``ds`` and ``ood``) in a separate process that is killed with SIGKILL
     inside its ``n``-th call of the test module ``steps_module``'s ``STEPS``; locks it held expire after 1 s.
     Returns the finished process (``returncode`` 0 and stdout ``done ...`` when it got through)."""
-    import os
-    import subprocess
-    import sys
+    from forked_python import REPO, run_python
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    script = _KILLED_CHILD.format(repo=repo, module=steps_module, call=call)
-    return subprocess.run([sys.executable, "-c", script, dataset_name, str(n)], capture_output=True, text=True,
-                          cwd=repo, env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"), timeout=300)
+    script = _KILLED_CHILD.format(repo=REPO, module=steps_module, call=call)
+    return run_python(script, dataset_name, n, env={"FIFTYONE_OOD_LOCK_LEASE": "1"})
 
 
 def in_another_process(ds, code):
     """Run ``code`` in a fresh Python process (the same database: the tests' mongod) with ``ds`` loaded from the
     database as ``ds`` (and ``fo``, ``ood``, ``fo_runs`` imported); its stdout. Fails the test when it fails."""
-    import os
-    import subprocess
-    import sys
+    from forked_python import REPO, run_python
 
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ds.persistent = True  # (a non-persistent dataset may be cleaned up by the other process's FiftyOne)
     script = ("import sys; sys.path.insert(0, %r)\nimport fiftyone as fo, ood_core as ood\n"
-              "from ood_core.fo import runs as fo_runs\nds = fo.load_dataset(%r)\n" % (repo, ds.name)) + code
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=repo)
+              "from ood_core.fo import runs as fo_runs\nds = fo.load_dataset(%r)\n" % (REPO, ds.name)) + code
+    out = run_python(script)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 

@@ -18,14 +18,12 @@ Each test fails without the fix it covers.
 import os
 import re
 import shutil
-import subprocess
-import sys
 import time
 
-import numpy as np
 import pytest
 
 import ood_core as ood
+from forked_python import run_python
 
 RLO = "\u202e"
 
@@ -70,10 +68,7 @@ print("done", flush=True)
 def _killed_audit(ds, where, export, key, report):
     """``ood.audit`` of ``key`` into ``export`` in another process, killed (SIGKILL) ``where`` ("between": before
     the new export goes in place, the earlier one moved aside; "after": before the earlier one is deleted)."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, ds.name, where, export, key, report],
-                         capture_output=True, text=True, cwd=repo, timeout=300,
-                         env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"))
+    out = run_python(_KILLED_EXPORT, ds.name, where, export, key, report, env={"FIFTYONE_OOD_LOCK_LEASE": "1"})
     assert out.returncode == -9 and "done" not in out.stdout, out.stderr[-2000:]
     time.sleep(1.5)  # its locks' leases expire
 
@@ -150,9 +145,7 @@ print("done", flush=True)
 
 
 def _killed(ds, where, call):
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _KILLED_AT, ds.name, where, call], capture_output=True, text=True,
-                         cwd=repo, timeout=300, env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"))
+    out = run_python(_KILLED_AT, ds.name, where, call, env={"FIFTYONE_OOD_LOCK_LEASE": "1"})
     assert out.returncode == -9 and "done" not in out.stdout, out.stderr[-2000:]
     time.sleep(1.5)
     ds.reload()

@@ -19,13 +19,12 @@ Each test fails without the fix it covers.
 
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 
 import ood_core as ood
+from forked_python import run_python
 
 
 @pytest.fixture
@@ -76,10 +75,7 @@ def _killed_audit(ds, where, export, key, report):
     """``ood.audit`` of ``key`` into ``export`` in another process, SIGKILLed ``where``: "between" (the earlier
     export moved aside, the new one not in place), "claim" (the staged folder made, not claimed), "marker" (the
     earlier export's marker deleted while the earlier export is removed)."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, ds.name, where, export, key, report],
-                         capture_output=True, text=True, cwd=repo, timeout=300,
-                         env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"))
+    out = run_python(_KILLED_EXPORT, ds.name, where, export, key, report, env={"FIFTYONE_OOD_LOCK_LEASE": "1"})
     assert out.returncode == -9 and "done" not in out.stdout, out.stderr[-2000:]
     time.sleep(1.5)  # its locks' leases expire
     ds.reload()

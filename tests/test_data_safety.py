@@ -8,7 +8,6 @@ Real Fashion-MNIST images on the private MongoDB; each case fails without its fi
 import os
 import uuid
 
-import numpy as np
 import pytest
 
 from ood_core.errors import OODInputError

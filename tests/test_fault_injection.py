@@ -26,6 +26,7 @@ import pytest
 
 import ood_core as ood
 from fault_helpers import Crash, FaultAt, kill_9_at, run_faulted
+from forked_python import run_python
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -268,8 +269,7 @@ def test_a_run_replaced_by_another_process_is_seen_not_called_corrupted(scored, 
     two-writer race above). The package's reads load the dataset again and see the new record."""
     ds = scored
     ds.reload()  # a fresh document whose run records are not read yet, as after fo.load_dataset
-    other = subprocess.run([sys.executable, "-c", _RACER, ds.name, "s", "6", "1"],
-                           capture_output=True, text=True, cwd=REPO, timeout=300)
+    other = run_python(_RACER, ds.name, "s", "6", "1")
     assert other.stdout.strip() == "ok", other.stderr[-1500:]
     with caplog.at_level("WARNING"):
         assert fo_runs.list_ood_runs(ds) == ["s"]

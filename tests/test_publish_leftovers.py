@@ -14,14 +14,13 @@ Each test fails without the fix.
 """
 
 import os
-import subprocess
-import sys
 import time
 
 import pytest
 
 import ood_core as ood
 from fault_helpers import held_elsewhere, published_leftovers, read_bytes
+from forked_python import run_python
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KW = dict(embeddings_field="vec", near_duplicates=False, progress=False)
@@ -75,8 +74,7 @@ builtins.open = dying_open
 
 def _killed(prelude, target, body, *args):
     """Run ``prelude`` (killing the process at ``target``) then ``body`` in another process; it must die of SIGKILL."""
-    out = subprocess.run([sys.executable, "-c", prelude + body, target, *args], capture_output=True, text=True,
-                         cwd=REPO, timeout=300, env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"))
+    out = run_python(prelude + body, target, *args, env={"FIFTYONE_OOD_LOCK_LEASE": "1"})
     assert out.returncode == -9 and "done" not in out.stdout, out.stderr[-2000:]
     time.sleep(1.5)  # its locks' leases expire
 

@@ -14,8 +14,6 @@ Each test fails without the fix.
 """
 
 import os
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -23,6 +21,7 @@ import pytest
 
 import ood_core as ood
 from fault_helpers import held_elsewhere, published_leftovers, read_bytes
+from forked_python import run_python
 
 
 @pytest.fixture
@@ -57,11 +56,8 @@ print("done", flush=True)
 def _killed_publish(ds, target, key, report):
     """``ood.audit`` of ``key`` into ``report`` in another process, SIGKILLed as it links the new ``target`` (the
     report, or its CSV) in place, the earlier one renamed aside."""
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ds.persistent = True
-    out = subprocess.run([sys.executable, "-c", _KILLED_PUBLISH, ds.name, target, key, report],
-                         capture_output=True, text=True, cwd=repo, timeout=300,
-                         env=dict(os.environ, FIFTYONE_OOD_LOCK_LEASE="1"))
+    out = run_python(_KILLED_PUBLISH, ds.name, target, key, report, env={"FIFTYONE_OOD_LOCK_LEASE": "1"})
     assert out.returncode == -9 and "done" not in out.stdout, out.stderr[-2000:]
     time.sleep(1.5)  # its locks' leases expire
     ds.reload()
