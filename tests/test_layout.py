@@ -3,6 +3,8 @@
 - only the FiftyOne layer (``ood_core/fo/``), the operators and the demo import fiftyone;
 - no module imports another module's underscore name (privacy by package);
 - modules never import each other in a circle (imports inside functions count: they tie modules as much);
+- every name the benchmarks, operators and tests import from the package (inside functions too) exists: the
+  benchmarks are not run by the suite, so a moved or renamed name would otherwise break them unseen;
 - the public namespace is lazy: ``import ood_core`` loads neither torch nor fiftyone,
   and every public name resolves;
 - the registries are the one list: every detector and run kind is described.
@@ -132,6 +134,43 @@ def test_no_modules_import_each_other_in_a_circle():
                "p.c": (False, ast.parse("def g():\n    from .a import h\n")),
                "p.d": (False, ast.parse("from .a import f\n"))}
     assert _circles(_import_graph(made_up)) == [["p.a", "p.b", "p.c"]]
+
+
+def _unresolved_imports(files, local):
+    """``(file, line, "module.name")`` of each ``from ood_core... import name`` (or ``from <local module> import
+    name``, ``local`` being the folder's own scripts) in ``files`` that names nothing."""
+    import importlib
+
+    missing = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level == 0 and node.module):
+                continue
+            top = node.module.split(".")[0]
+            if top != "ood_core" and top not in local:
+                continue
+            module = importlib.import_module(node.module)
+            for alias in node.names:
+                if alias.name == "*" or hasattr(module, alias.name):
+                    continue
+                try:
+                    importlib.import_module(f"{node.module}.{alias.name}")
+                except ModuleNotFoundError:
+                    missing.append((path.name, node.lineno, f"{node.module}.{alias.name}"))
+    return missing
+
+
+def test_every_name_imported_from_the_package_or_a_benchmark_exists(monkeypatch, tmp_path):
+    bench = ROOT / "benchmarks"
+    monkeypatch.syspath_prepend(str(bench))
+    scripts = sorted(bench.glob("*.py"))
+    assert len(scripts) >= 20
+    files = scripts + sorted((ROOT / "operators").rglob("*.py")) + sorted((ROOT / "tests").glob("*.py"))
+    assert _unresolved_imports(files, {p.stem for p in scripts}) == []
+    # the guard: a name that moved away is found, inside a function too
+    stale = tmp_path / "stale.py"
+    stale.write_text("def f():\n    from ood_core.fo.runs import no_such_name\n")
+    assert _unresolved_imports([stale], set()) == [("stale.py", 2, "ood_core.fo.runs.no_such_name")]
 
 
 def test_import_is_lazy_and_public_names_resolve():
