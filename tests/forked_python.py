@@ -38,6 +38,8 @@ while True:
         reply.write(json.dumps({"error": "the helper process connected to the database"}) + "\n")
         reply.flush()
         continue
+    sys.stdout.flush()  # nothing buffered here may be written again by a child
+    sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
         code = 1

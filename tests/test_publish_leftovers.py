@@ -22,7 +22,6 @@ import ood_core as ood
 from fault_helpers import held_elsewhere, published_leftovers, read_bytes
 from forked_python import run_python
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KW = dict(embeddings_field="vec", near_duplicates=False, progress=False)
 
 
