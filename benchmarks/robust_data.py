@@ -4,6 +4,8 @@ Sources (all offline):
 
 - ``fmnist``: Debian ``dataset-fashion-mnist`` (28x28 grey, 10 classes); a seeded,
   class-balanced subset of the train split (``FMNIST_PER_CLASS`` per class).
+- ``fmnist_test``: the whole Fashion-MNIST test split (t10k, 10,000 images, in file
+  order); no benchmark that chose a default embeds it (``benchmarks/unseen_images.py``).
 - ``digits``: scikit-learn's bundled ``load_digits`` (1,797 real 8x8 handwritten
   digits, 10 classes, 0..16 grey levels rescaled to 0..255).
 - ``patches``: 40 random crops of each of 37 real photos (foolbox's 20
@@ -56,6 +58,13 @@ def load_fmnist():
     rows = np.sort(rows)
     names = [FASHION_MNIST_CLASSES[c] for c in range(10)]
     return images[rows], labels[rows].astype(np.int64), names
+
+
+def load_fmnist_test():
+    from ood_core.demo import FASHION_MNIST_CLASSES, load_fashion_mnist
+
+    images, labels = load_fashion_mnist("test")
+    return images, labels.astype(np.int64), [FASHION_MNIST_CLASSES[c] for c in range(10)]
 
 
 def load_digits_images():
@@ -176,7 +185,7 @@ def load_stamps():
     return images, np.asarray(labels, np.int64), list(STAMP_CLASSES)
 
 
-LOADERS = {"fmnist": load_fmnist, "digits": load_digits_images, "foolbox": load_foolbox, "patches": load_patches,
+LOADERS = {"fmnist": load_fmnist, "fmnist_test": load_fmnist_test, "digits": load_digits_images, "foolbox": load_foolbox, "patches": load_patches,
            "stamps": load_stamps}
 
 
