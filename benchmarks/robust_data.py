@@ -185,8 +185,8 @@ def load_stamps():
     return images, np.asarray(labels, np.int64), list(STAMP_CLASSES)
 
 
-LOADERS = {"fmnist": load_fmnist, "fmnist_test": load_fmnist_test, "digits": load_digits_images, "foolbox": load_foolbox, "patches": load_patches,
-           "stamps": load_stamps}
+LOADERS = {"fmnist": load_fmnist, "fmnist_test": load_fmnist_test, "digits": load_digits_images,
+           "foolbox": load_foolbox, "patches": load_patches, "stamps": load_stamps}
 
 
 def cache_path(source):
