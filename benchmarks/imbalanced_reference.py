@@ -17,7 +17,8 @@ Methods, on the embeddings of ``benchmarks/robustness.py`` (EfficientNet-Lite0,
 5 levels pooled 2x2): the product default (``pyramid_knn``: each class at its own
 rank, 5% of its size, plus the scored-set density ratio when its permutation
 test fires; when the class-mix gate fires, against a draw of trusted images in
-the scored set's class mix), the same without the gate
+the scored set's class mix, unless its crowd check takes the extra images for
+OOD images near a class: the per-condition lines say which), the same without the gate
 (``class_mix_gate=None``: the whole reference), each image on its own
 (``transductive="never"``; what the previous release did when the gate fired),
 an earlier release (5% of the *smallest* class for every class, ratio without
@@ -200,6 +201,14 @@ def _class_mix_record(cond):
     return det.transductive_
 
 
+def _crowd_note(record):
+    """When the gate's rule fired: the estimated OOD crowd, the excess without it and what the default did."""
+    if record.get("class_mix_crowd") is None:
+        return ""
+    kind = "matched draw" if record["class_mix_reference"] is not None else "crowd, whole reference"
+    return f"crowd {record['class_mix_crowd']} (excess without {record['class_mix_excess_without_crowd']:.3f}: {kind}) "
+
+
 def run_part(part, sources):
     lines, out = _recorder()
 
@@ -232,7 +241,7 @@ def run_part(part, sources):
             + (f"{m['smallest-class k + ratio']['auroc']:.3f} " if previous else "")
             + f"{best_anchor[i]:.3f}  shift "
             + ("-" if shift is None else f"{shift:.3f} (chance {records[i]['class_mix_chance']:.3f})") + " "
-            f"{'ratio used' if records[i]['used'] else 'alone'}")
+            + _crowd_note(records[i]) + f"{'ratio used' if records[i]['used'] else 'alone'}")
     return lines
 
 
@@ -266,14 +275,17 @@ def run_small(sources):
                         rows = np.r_[rng.choice(test_id, n - n_ood, replace=False),
                                      rng.choice(test_ood, n_ood, replace=False)]
                         is_ood = np.r_[np.zeros(n - n_ood, bool), np.ones(n_ood, bool)]
-                        cell = cells.setdefault((s, n, frac), {"fired": 0, **{name: [] for name in dets}})
+                        cell = cells.setdefault((s, n, frac), {"fired": 0, "crowd": 0, **{name: [] for name in dets}})
                         for name, det in dets.items():
                             cell[name].append(ood_metrics(det.score_samples(S.X[rows]), is_ood)["auroc"])
-                        cell["fired"] += "other proportions" in (dets["default"].transductive_["reason"] or "")
-    out(f"\n{'source':<8}{'batch':>6}{'OOD':>6}   default  no gate    alone   gate fired")
+                        info = dets["default"].transductive_
+                        cell["fired"] += info["class_mix_reference"] is not None
+                        cell["crowd"] += info["class_mix_crowd"] is not None and info["class_mix_reference"] is None
+    out(f"\n{'source':<8}{'batch':>6}{'OOD':>6}   default  no gate    alone   gate fired   taken for an OOD crowd")
     for (s, n, frac), cell in cells.items():
         means = "  ".join(f"{np.mean(cell[m]):7.3f}" for m in ("default", "no gate", "alone"))
-        out(f"{s:<8}{n:>6}{frac:>6.0%}   {means}   {cell['fired']:>3} of {len(cell['default'])}")
+        out(f"{s:<8}{n:>6}{frac:>6.0%}   {means}   {cell['fired']:>3} of {len(cell['default'])}"
+            f"   {cell['crowd']:>3}")
     return lines
 
 

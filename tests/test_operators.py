@@ -48,7 +48,8 @@ def test_score_result_says_whether_the_density_ratio_was_used(form_images):
     ratio = out.result["density_ratio"]
     assert set(ratio) == {"used", "p_value", "p_value_at_least", "permutations_run",
                           "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
-                          "class_mix_chance", "class_mix_reference", "pool_sample", "reason"}
+                          "class_mix_chance", "class_mix_reference", "class_mix_crowd",
+                          "class_mix_excess_without_crowd", "pool_sample", "reason"}
     line = f"- scored-set density ratio: {'used' if ratio['used'] else 'not used'}: {ratio['reason']}"
     assert line in out.result["report"]
     fitted = ood.get_ood_run_info(ds, "ood")["detector_fitted"]

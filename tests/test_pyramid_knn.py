@@ -181,6 +181,7 @@ def test_ood_ranks_above_in_distribution_and_higher_is_more_ood(data):
     assert set(fitted["transductive"]) == {"used", "p_value", "p_value_at_least", "permutations_run",
                                            "effect", "weight", "k_reference", "k_scored",
                                            "class_mix_shift", "class_mix_chance", "class_mix_reference",
+                                           "class_mix_crowd", "class_mix_excess_without_crowd",
                                            "pool_sample", "reason"}
 
 

@@ -331,6 +331,8 @@ def test_a_class_mix_shift_matches_the_reference_to_the_scored_mix():
         min(sizes[c], int(round(scored[c] * total))) for c in range(4)]
     assert 20 <= rows.size <= 30 and len(set(rows)) == rows.size
     assert info["class_mix_reference"] == rows.size
+    # the classes 1-3 the skewed trusted set under-represents hold their members, not a crowd: the mix stays
+    assert info["class_mix_crowd"] is not None and info["class_mix_excess_without_crowd"] > gate
     assert f"{rows.size} trusted samples drawn in its class mix" in info["reason"]
     # the scores: each image alone plus the weighted ratio against those rows, as DensityRatio computes it
     ref = DensityRatio().compute(_blocks(auto, X_ref[keep][rows]), _blocks(auto, X))
@@ -354,7 +356,7 @@ def test_a_class_mix_shift_matches_the_reference_to_the_scored_mix():
     balanced.score_samples(X)
     shift = balanced.transductive_["class_mix_shift"]
     assert shift - balanced.transductive_["class_mix_chance"] < gate and balanced.transductive_["used"]
-    assert balanced.transductive_["class_mix_reference"] is None
+    assert balanced.transductive_["class_mix_reference"] is None and balanced.transductive_["class_mix_crowd"] is None
     assert shift == pytest.approx(
         _shares_tv(PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(X_ref, y_ref), X_ref, y_ref, X),
         abs=1e-9)
@@ -374,6 +376,86 @@ def test_a_class_mix_shift_with_few_ood_images_scores_each_image_alone():
     added = ungated.score_samples(X) - never.score_samples(X)
     assert ungated.transductive_["used"]
     assert added[30:120].mean() > added[:30].mean() + 1.0  # classes 1-3 pushed toward OOD, class 0 not
+
+
+def _crowd_brute(det, X_ref, y_ref, X):
+    """Brute force of the crowd estimate: for each class the in-distribution-looking scored rows over-represent,
+    2 x (its rows beyond the median of the members' leave-one-out k-th in-class distance) - its rows."""
+    from ood_core.detectors.class_mix import CLASS_MIX_QUANTILE
+
+    keep = det.score_samples(X) <= np.quantile(det.reference_scores_, CLASS_MIX_QUANTILE)
+    sl = slice(DIMS[0], sum(DIMS)) if det.active_[0] else slice(0, sum(DIMS))
+    R, T = _unit(X_ref[:, sl]), _unit(X[keep][:, sl])
+    classes = list(dict.fromkeys(y_ref.tolist()))
+    dist = np.stack([np.sort(np.linalg.norm(T[:, None] - R[None, y_ref == c], axis=2), axis=1)[:, k - 1]
+                     for c, k in zip(classes, det.group_k_)], axis=1)
+    given = dist.argmin(axis=1)
+    trusted = np.array([np.mean(y_ref == c) for c in classes])
+    crowd = np.zeros(len(classes))
+    for g in np.flatnonzero(np.bincount(given, minlength=len(classes)) / given.size > trusted):
+        M = R[y_ref == classes[g]]
+        pairs = np.linalg.norm(M[:, None] - M[None], axis=2) + np.diag(np.full(len(M), np.inf))
+        median = np.median(np.sort(pairs, axis=1)[:, det.group_k_[g] - 1])
+        d = dist[given == g, g]
+        crowd[g] = max(0, 2 * np.sum(d > median) - d.size)
+    return crowd, np.bincount(given, minlength=len(classes)), trusted
+
+
+def test_an_ood_crowd_near_one_class_is_not_taken_for_a_class_mix():
+    """Balanced trusted classes; the scored set holds them equally plus a crowd of OOD images just beyond one
+    class (the footwear a trusted Sneaker class attracts when Sandals and Ankle boots are held out). The crowd's
+    in-distribution-looking images are given to that class, so its share alone says "class mix" and the gate's
+    rule fires; but most of them lie farther from the class than half its trusted members do. Taking that
+    estimated crowd out of the counts leaves no class mix, so the whole reference is used: the scores are those
+    of class_mix_gate=None, where the matched draw would have hidden the crowd."""
+    from ood_core.detectors.class_mix import chance_total_variation
+
+    rng = np.random.default_rng(5)
+    centers = np.eye(4, sum(DIMS)) * 8.0
+    y_ref = np.repeat(np.arange(4), 50)
+    X_ref = (centers[y_ref] + rng.normal(size=(200, sum(DIMS)))).astype(np.float32)
+    beyond = np.zeros(sum(DIMS))
+    beyond[5] = 4.0
+    X = np.concatenate([centers[np.repeat(np.arange(4), 30)] + rng.normal(size=(120, sum(DIMS))),
+                        centers[0] + beyond + 0.5 * rng.normal(size=(150, sum(DIMS)))]).astype(np.float32)
+    det = PyramidKNNDetector(level_dims=DIMS).fit(X_ref, y_ref)
+    scores = det.score_samples(X)
+    info = det.transductive_
+    gate = det.class_mix_gate
+    assert info["class_mix_shift"] - info["class_mix_chance"] > gate  # the shares alone would fire the gate
+    crowd, counts, trusted = _crowd_brute(PyramidKNNDetector(level_dims=DIMS, transductive="never").fit(
+        X_ref, y_ref), X_ref, y_ref, X)
+    assert crowd[1:].sum() == 0 and info["class_mix_crowd"] == crowd[0] >= 40
+    left = counts - crowd
+    assert info["class_mix_excess_without_crowd"] == pytest.approx(
+        0.5 * np.abs(left / left.sum() - trusted).sum() - chance_total_variation(int(left.sum()), trusted),
+        abs=1e-9)
+    assert info["class_mix_excess_without_crowd"] <= gate
+    assert info["class_mix_reference"] is None and "OOD crowd" in info["reason"] and info["used"]
+    ungated = PyramidKNNDetector(level_dims=DIMS, class_mix_gate=None).fit(X_ref, y_ref)
+    np.testing.assert_allclose(scores, ungated.score_samples(X))
+    np.testing.assert_allclose(det.batch_reference_scores_, ungated.batch_reference_scores_)
+
+
+def test_the_crowd_estimate_counts_images_beyond_the_members_median():
+    """crowd_size: members fall beyond their own median half the time, so of n images with `above` beyond it
+    about 2 * above - n are a crowd; excess_without_crowd re-measures the mix without them."""
+    from ood_core.detectors.class_mix import chance_total_variation, crowd_size, excess_without_crowd
+
+    rng = np.random.default_rng(0)
+    members = rng.normal(1.0, 0.1, size=400)
+    median = np.median(members)
+    new_members = rng.normal(1.0, 0.1, size=200)
+    assert crowd_size(new_members, median) <= 45  # 3 standard deviations of 2 x Binomial(200, 1/2) - 200
+    crowd = crowd_size(np.r_[new_members, rng.normal(1.5, 0.1, size=100)], median)
+    assert abs(crowd - 100) <= 45
+    assert crowd_size(np.full(10, 0.5), median) == 0 and crowd_size(np.full(10, 2.0), median) == 10
+    shares = np.full(4, 0.25)
+    assert excess_without_crowd([90, 30, 30, 30], shares, [60, 0, 0, 0]) == pytest.approx(
+        -chance_total_variation(120, shares), abs=1e-12)
+    assert excess_without_crowd([90, 30, 30, 30], shares, [0, 0, 0, 0]) == pytest.approx(
+        0.5 * (0.5 - 0.25 + 3 * (0.25 - 30 / 180)) - chance_total_variation(180, shares), abs=1e-12)
+    assert excess_without_crowd([5, 0, 0, 0], shares, [5, 0, 0, 0]) == 0.0
 
 
 def test_small_batches_of_the_trusted_mix_do_not_trip_the_class_mix_gate():

@@ -130,7 +130,11 @@ proportions. When the in-distribution-looking scored images hold them in
 other proportions (total variation more than 0.23 above what as many images
 show by chance), ``"auto"`` compares the scored set with the largest seeded
 draw of trusted images in the scored set's class mix instead of the whole
-reference; :mod:`.class_mix` gives the rule, its numbers and its measurements.
+reference, unless the extra images of the over-represented classes lie
+farther from their class than its trusted members do: then they are a crowd
+of OOD images that resembles the class (:func:`.class_mix.crowd_size`),
+not a class mix, and the whole reference is used; :mod:`.class_mix` gives the
+rule, its numbers and its measurements.
 
 Higher = more OOD; 0 is "as unusual as the average reference sample" on the
 component that finds the sample most unusual (plus the density-ratio z-score
@@ -142,7 +146,8 @@ import numpy as np
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, group_kth_distances
 from ..validation import as_embeddings, check_number, check_positive_int, check_same_dim
-from .class_mix import CLASS_MIX_QUANTILE, CLASS_MIX_SEED, chance_total_variation
+from .class_mix import (CLASS_MIX_QUANTILE, CLASS_MIX_SEED, chance_total_variation, crowd_size,
+                        excess_without_crowd)
 from .transductive import MIN_SCORED, DensityRatio, ratio_weight
 from .base import (
     REFERENCE_NAME,
@@ -212,7 +217,9 @@ class PyramidKNNDetector(Detector):
             variation from the trusted ones exceeds the chance level of as many images by more than this
             (:meth:`class_mix_shift`, :func:`chance_total_variation`), the density ratio compares the scored
             set with a draw of trusted images in the scored set's class mix (:meth:`class_mix_rows`; module
-            docstring) instead of the whole reference; None always uses the whole reference.
+            docstring) instead of the whole reference, unless the excess is gone once the estimated crowd of
+            OOD images near the over-represented classes is taken out (:func:`crowd_size`); None always
+            uses the whole reference.
         backend, index: neighbour search, see :mod:`ood_core.neighbors`.
 
     Fitted attributes: ``k_`` (the smallest rank used), ``group_k_`` (the rank of each label group),
@@ -286,7 +293,8 @@ class PyramidKNNDetector(Detector):
         if info is not None:
             keys = ("used", "p_value", "p_value_at_least", "permutations_run",
                     "effect", "weight", "k_reference", "k_scored", "class_mix_shift",
-                    "class_mix_chance", "class_mix_reference", "pool_sample", "reason", "warning")
+                    "class_mix_chance", "class_mix_reference", "class_mix_crowd", "class_mix_excess_without_crowd",
+                    "pool_sample", "reason", "warning")
             out["transductive"] = {key: info[key] for key in keys if key in info}
         return out
 
@@ -485,7 +493,7 @@ class PyramidKNNDetector(Detector):
         dist = self._kth_per_group(c, comps[c][1][keep], groups=self.labelled_groups_)
         sizes = np.array([rows.size for rows, _ in self.indexes_[c][:self.labelled_groups_]], float)
         scored = np.bincount(dist.argmin(axis=1), minlength=self.labelled_groups_) / dist.shape[0]
-        return scored, sizes / sizes.sum(), dist.shape[0]
+        return scored, sizes / sizes.sum(), dist.shape[0], dist
 
     def class_mix_shift(self, comps, scores):
         """``(shift, chance)``: total variation between the trusted class shares and the scored set's, and the
@@ -503,8 +511,31 @@ class PyramidKNNDetector(Detector):
     def _shift_and_chance(mix):
         if mix is None:
             return None, None
-        scored, trusted, n = mix
+        scored, trusted, n = mix[:3]
         return float(0.5 * np.abs(scored - trusted).sum()), chance_total_variation(n, trusted)
+
+    def _class_mix_crowd(self, mix):
+        """``(crowd, excess)``: per labelled class, the estimated OOD crowd among the in-distribution-looking
+        scored images given to it (:func:`crowd_size`, for the classes the scored set over-represents; 0 for
+        the others), and the class mix's excess over chance without it (:func:`excess_without_crowd`).
+        ``mix``: from :meth:`_class_mix` (its distances give each image's class and its distance to it)."""
+        scored, trusted, _, dist = mix
+        c = int(np.flatnonzero(self.active_)[0])
+        given = dist.argmin(axis=1)
+        crowd = np.zeros(trusted.size, dtype=np.int64)
+        for g in np.flatnonzero(scored > trusted):
+            crowd[g] = crowd_size(dist[given == g, g], np.median(self._member_kth(c, g)))
+        return crowd, excess_without_crowd(np.bincount(given, minlength=trusted.size), trusted, crowd)
+
+    def _member_kth(self, c, g):
+        """Each member of label group ``g``'s distance to its group's k-th nearest other member on component
+        ``c`` (as :meth:`_kth_per_group` gives it for the reference rows; inf when the group is too small)."""
+        (rows, nn), k = self.indexes_[c][g], self.group_k_[g]
+        if rows.size <= k:
+            return np.full(rows.size, np.inf)
+        if self.index == "flat" and rows.size <= GEMM_GROUP_ROWS:
+            return group_kth_distances(self.reference_components_[c][rows], [np.arange(rows.size)], [k])[:, 0]
+        return nn.kneighbors(None, k=k)[0][:, k - 1]
 
     def class_mix_rows(self, scored_shares):
         """Reference rows (sorted) that hold the labelled trusted classes in ``scored_shares``: the largest such
@@ -531,10 +562,12 @@ class PyramidKNNDetector(Detector):
             return scores
         mix = self._class_mix(comps, scores) if X.shape[0] >= MIN_SCORED else None
         shift, chance = self._shift_and_chance(mix)
-        rows = None
+        rows = crowd = without_crowd = None
         if shift is not None and self.transductive == "auto" and self.class_mix_gate is not None and \
                 shift - chance > self.class_mix_gate:
-            rows = self.class_mix_rows(mix[0])
+            crowd, without_crowd = self._class_mix_crowd(mix)
+            if without_crowd > self.class_mix_gate:  # a class-mix shift; otherwise a crowd of OOD images
+                rows = self.class_mix_rows(mix[0])
         ratio = DensityRatio(k_fraction=self.k_fraction, k_max=self.k_max,
                              alpha=1.0 if self.transductive == "always" else self.transductive_alpha,
                              backend=self.backend, index=self.index)
@@ -554,7 +587,16 @@ class PyramidKNNDetector(Detector):
         self.transductive_["class_mix_shift"] = shift
         self.transductive_["class_mix_chance"] = chance
         self.transductive_["class_mix_reference"] = None if rows is None else int(rows.size)
-        if rows is not None:
+        self.transductive_["class_mix_crowd"] = None if crowd is None else int(crowd.sum())
+        self.transductive_["class_mix_excess_without_crowd"] = without_crowd
+        if crowd is not None and rows is None:
+            self.transductive_["reason"] = (
+                f"the in-distribution-looking scored samples seem to hold the trusted classes in other proportions "
+                f"(excess total variation over chance {shift - chance:.2f} > {self.class_mix_gate:g}), but about "
+                f"{int(crowd.sum())} of them lie farther from their class than most of its trusted samples do, an OOD "
+                f"crowd rather than a class mix (excess without them {without_crowd:.2f}), so the whole trusted set "
+                "was used: " + info["reason"])
+        elif rows is not None:
             self.transductive_["reason"] = (
                 f"the scored set holds the trusted classes in other proportions (total variation {shift:.2f}, "
                 f"{chance:.2f} of it expected by chance, excess {shift - chance:.2f} > {self.class_mix_gate:g}), "
