@@ -229,7 +229,9 @@ class PyramidKNNDetector(Detector):
     ``component_accuracy_`` (leave-one-out 1-NN label accuracy per component,
     None when not gated), ``active_`` (per component: takes part in the max),
     ``loc_`` / ``scale_`` (per component), ``reference_scores_`` (the
-    reference's leave-one-out scores), ``n_samples_fit_``, ``n_features_in_``.
+    reference's leave-one-out scores), ``member_median_`` (per component and labelled class, the median
+    leave-one-out distance of a member to its class's k-th nearest other member; inf when the class is
+    too small), ``n_samples_fit_``, ``n_features_in_``.
     After ``score_samples``: ``transductive_`` (whether the density ratio was
     used for that batch, its p-value, effect, weight, ranks and reason, and a
     ``warning`` when it was used although the largest trusted class is at least
@@ -433,7 +435,14 @@ class PyramidKNNDetector(Detector):
         ]
         # leave-one-out reference scores: each row left out of its own group's neighbours
         self.reference_components_ = [Z for _, Z in comps]
-        raw = np.stack([self._kth_per_group(c).min(axis=1) for c in range(len(comps))], axis=1)
+        columns, self.member_median_ = [], []
+        for c in range(len(comps)):
+            kth = self._kth_per_group(c)
+            columns.append(kth.min(axis=1))
+            # each labelled class's median distance of a member to its k-th nearest other member (crowd check)
+            self.member_median_.append(np.array([np.median(kth[rows, g]) for g, rows in
+                                                 enumerate(group_rows[:self.labelled_groups_])]))
+        raw = np.stack(columns, axis=1)
         # _check_k guarantees every row k neighbours in some group, so every score is finite
         self.loc_ = raw.mean(axis=0)
         scale = raw.std(axis=0)
@@ -524,18 +533,8 @@ class PyramidKNNDetector(Detector):
         given = dist.argmin(axis=1)
         crowd = np.zeros(trusted.size, dtype=np.int64)
         for g in np.flatnonzero(scored > trusted):
-            crowd[g] = crowd_size(dist[given == g, g], np.median(self._member_kth(c, g)))
+            crowd[g] = crowd_size(dist[given == g, g], self.member_median_[c][g])
         return crowd, excess_without_crowd(np.bincount(given, minlength=trusted.size), trusted, crowd)
-
-    def _member_kth(self, c, g):
-        """Each member of label group ``g``'s distance to its group's k-th nearest other member on component
-        ``c`` (as :meth:`_kth_per_group` gives it for the reference rows; inf when the group is too small)."""
-        (rows, nn), k = self.indexes_[c][g], self.group_k_[g]
-        if rows.size <= k:
-            return np.full(rows.size, np.inf)
-        if self.index == "flat" and rows.size <= GEMM_GROUP_ROWS:
-            return group_kth_distances(self.reference_components_[c][rows], [np.arange(rows.size)], [k])[:, 0]
-        return nn.kneighbors(None, k=k)[0][:, k - 1]
 
     def class_mix_rows(self, scored_shares):
         """Reference rows (sorted) that hold the labelled trusted classes in ``scored_shares``: the largest such
