@@ -125,3 +125,104 @@ def excess_without_crowd(counts, shares, crowd):
     shares = np.asarray(shares, dtype=float)
     return float(0.5 * np.abs(counts / total - shares).sum()) - chance_total_variation(int(round(total)), shares)
 
+
+class ClassMixGate:
+    """The class-mix gate as methods of :class:`~.pyramid_knn.PyramidKNNDetector` (a mixin). It reads the
+    detector's settings (``transductive``, ``class_mix_gate``) and fitted per-class search (``indexes_``,
+    ``labelled_groups_``, ``active_``, ``reference_scores_``, ``member_median_``, ``_kth_per_group``)."""
+
+    def _class_mix(self, comps, scores):
+        """``(scored shares, trusted shares, n, distances)`` of the labelled classes among the ``n``
+        in-distribution-looking scored images, with their ``(n, classes)`` distances to each class's k-th nearest
+        trusted image (None when it cannot be measured); see :meth:`class_mix_shift`."""
+        if self.labelled_groups_ < 2:
+            return None
+        keep = scores <= np.quantile(self.reference_scores_, CLASS_MIX_QUANTILE)
+        if not keep.any():
+            return None
+        c = int(np.flatnonzero(self.active_)[0])
+        dist = self._kth_per_group(c, comps[c][1][keep], groups=self.labelled_groups_)
+        sizes = np.array([rows.size for rows, _ in self.indexes_[c][:self.labelled_groups_]], float)
+        scored = np.bincount(dist.argmin(axis=1), minlength=self.labelled_groups_) / dist.shape[0]
+        return scored, sizes / sizes.sum(), dist.shape[0], dist
+
+    def class_mix_shift(self, comps, scores):
+        """``(shift, chance)``: total variation between the trusted class shares and the scored set's, and the
+        part of it that sampling alone gives (both None when it cannot be measured).
+
+        The scored images whose score is at most the ``CLASS_MIX_QUANTILE`` quantile of the reference's own
+        scores (the in-distribution-looking ones) are each given the labelled class whose k-th nearest
+        reference image (its own k) is closest on the first active component; their class shares are
+        compared with the trusted ones. ``chance`` is :func:`chance_total_variation` of as many draws from
+        the trusted shares.
+        """
+        return self._shift_and_chance(self._class_mix(comps, scores))
+
+    @staticmethod
+    def _shift_and_chance(mix):
+        if mix is None:
+            return None, None
+        scored, trusted, n = mix[:3]
+        return float(0.5 * np.abs(scored - trusted).sum()), chance_total_variation(n, trusted)
+
+    def _class_mix_crowd(self, mix):
+        """``(crowd, excess)``: per labelled class, the estimated OOD crowd among the in-distribution-looking
+        scored images given to it (:func:`crowd_size`, for the classes the scored set over-represents; 0 for
+        the others), and the class mix's excess over chance without it (:func:`excess_without_crowd`).
+        ``mix``: from :meth:`_class_mix` (its distances give each image's class and its distance to it)."""
+        scored, trusted, _, dist = mix
+        c = int(np.flatnonzero(self.active_)[0])
+        given = dist.argmin(axis=1)
+        crowd = np.zeros(trusted.size, dtype=np.int64)
+        for g in np.flatnonzero(scored > trusted):
+            crowd[g] = crowd_size(dist[given == g, g], self.member_median_[c][g])
+        return crowd, excess_without_crowd(np.bincount(given, minlength=trusted.size), trusted, crowd)
+
+    def class_mix_rows(self, scored_shares):
+        """Reference rows (sorted) that hold the labelled trusted classes in ``scored_shares``: the largest such
+        draw without repeats, each class's rows drawn at random (seeded, ``CLASS_MIX_SEED``)."""
+        groups = [rows for rows, _ in self.indexes_[0][:self.labelled_groups_]]
+        sizes = np.array([rows.size for rows in groups], float)
+        present = scored_shares > 0
+        total = np.min(sizes[present] / scored_shares[present])
+        rng = np.random.default_rng(CLASS_MIX_SEED)
+        take = [rng.choice(rows, min(rows.size, int(round(q * total))), replace=False)
+                for rows, q in zip(groups, scored_shares)]
+        return np.sort(np.concatenate(take))
+
+    def _class_mix_decision(self, comps, scores):
+        """``(shift, chance, crowd, excess without the crowd, rows)`` for a scored batch: the class mix
+        (:meth:`class_mix_shift`); when the gate's rule fires (``"auto"``), the estimated crowd per class and
+        the excess without it (:meth:`_class_mix_crowd`); ``rows``, the matched draw (:meth:`class_mix_rows`)
+        when the excess stays above the gate, else None (the whole reference). Unmeasured parts are None."""
+        mix = self._class_mix(comps, scores)
+        shift, chance = self._shift_and_chance(mix)
+        crowd = without_crowd = rows = None
+        if shift is not None and self.transductive == "auto" and self.class_mix_gate is not None and \
+                shift - chance > self.class_mix_gate:
+            crowd, without_crowd = self._class_mix_crowd(mix)
+            if without_crowd > self.class_mix_gate:  # a class-mix shift; otherwise a crowd of OOD images
+                rows = self.class_mix_rows(mix[0])
+        return shift, chance, crowd, without_crowd, rows
+
+    def _class_mix_record(self, decision, reason):
+        """The run record's class-mix keys for a :meth:`_class_mix_decision`, and, when the gate's rule fired,
+        its ``"reason"`` (``reason``: the density ratio's own, appended)."""
+        shift, chance, crowd, without_crowd, rows = decision
+        record = {"class_mix_shift": shift, "class_mix_chance": chance,
+                  "class_mix_reference": None if rows is None else int(rows.size),
+                  "class_mix_crowd": None if crowd is None else int(crowd.sum()),
+                  "class_mix_excess_without_crowd": without_crowd}
+        if crowd is not None and rows is None:
+            record["reason"] = (
+                f"the in-distribution-looking scored samples seem to hold the trusted classes in other proportions "
+                f"(excess total variation over chance {shift - chance:.2f} > {self.class_mix_gate:g}), but about "
+                f"{int(crowd.sum())} of them lie farther from their class than its trusted samples typically do, an "
+                f"OOD crowd rather than a class mix (excess without them {without_crowd:.2f}), so the whole trusted "
+                "set was used: " + reason)
+        elif rows is not None:
+            record["reason"] = (
+                f"the scored set holds the trusted classes in other proportions (total variation {shift:.2f}, "
+                f"{chance:.2f} of it expected by chance, excess {shift - chance:.2f} > {self.class_mix_gate:g}), "
+                f"so it was compared with {rows.size} trusted samples drawn in its class mix: " + reason)
+        return record

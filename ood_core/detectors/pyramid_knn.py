@@ -146,8 +146,7 @@ import numpy as np
 from ..errors import OODInputError
 from ..neighbors import NeighborIndex, group_kth_distances
 from ..validation import as_embeddings, check_number, check_positive_int, check_same_dim
-from .class_mix import (CLASS_MIX_QUANTILE, CLASS_MIX_SEED, chance_total_variation, crowd_size,
-                        excess_without_crowd)
+from .class_mix import ClassMixGate
 from .transductive import MIN_SCORED, DensityRatio, ratio_weight
 from .base import (
     REFERENCE_NAME,
@@ -178,7 +177,7 @@ IMBALANCE_WARNING = 4
 GEMM_GROUP_ROWS = 4096
 
 
-class PyramidKNNDetector(Detector):
+class PyramidKNNDetector(ClassMixGate, Detector):
     """Per-class k-NN on the deepest level and on all levels, standardised, max-fused (default OOD detector).
 
     Formulas and measurements: module docstring. Detector contract of
@@ -215,10 +214,10 @@ class PyramidKNNDetector(Detector):
         class_mix_gate: with ``transductive="auto"`` and two labelled trusted classes or more, when the
             in-distribution-looking scored images hold the trusted classes in proportions whose total
             variation from the trusted ones exceeds the chance level of as many images by more than this
-            (:meth:`class_mix_shift`, :func:`chance_total_variation`), the density ratio compares the scored
+            (:meth:`class_mix_shift`, :func:`.class_mix.chance_total_variation`), the density ratio compares the scored
             set with a draw of trusted images in the scored set's class mix (:meth:`class_mix_rows`; module
             docstring) instead of the whole reference, unless the excess is gone once the estimated crowd of
-            OOD images near the over-represented classes is taken out (:func:`crowd_size`); None always
+            OOD images near the over-represented classes is taken out (:func:`.class_mix.crowd_size`); None always
             uses the whole reference.
         backend, index: neighbour search, see :mod:`ood_core.neighbors`.
 
@@ -490,64 +489,6 @@ class PyramidKNNDetector(Detector):
         """Raw k-th-neighbour distances ``(N, n_components)`` of the scored components (from ``_components``)."""
         return np.stack([self._kth_per_group(c, Z).min(axis=1) for c, (_, Z) in enumerate(comps)], axis=1)
 
-    def _class_mix(self, comps, scores):
-        """``(scored shares, trusted shares, n)`` of the labelled classes among the ``n`` in-distribution-looking
-        scored images (None when it cannot be measured); see :meth:`class_mix_shift`."""
-        if self.labelled_groups_ < 2:
-            return None
-        keep = scores <= np.quantile(self.reference_scores_, CLASS_MIX_QUANTILE)
-        if not keep.any():
-            return None
-        c = int(np.flatnonzero(self.active_)[0])
-        dist = self._kth_per_group(c, comps[c][1][keep], groups=self.labelled_groups_)
-        sizes = np.array([rows.size for rows, _ in self.indexes_[c][:self.labelled_groups_]], float)
-        scored = np.bincount(dist.argmin(axis=1), minlength=self.labelled_groups_) / dist.shape[0]
-        return scored, sizes / sizes.sum(), dist.shape[0], dist
-
-    def class_mix_shift(self, comps, scores):
-        """``(shift, chance)``: total variation between the trusted class shares and the scored set's, and the
-        part of it that sampling alone gives (both None when it cannot be measured).
-
-        The scored images whose score is at most the ``CLASS_MIX_QUANTILE`` quantile of the reference's own
-        scores (the in-distribution-looking ones) are each given the labelled class whose k-th nearest
-        reference image (its own k) is closest on the first active component; their class shares are
-        compared with the trusted ones. ``chance`` is :func:`chance_total_variation` of as many draws from
-        the trusted shares.
-        """
-        return self._shift_and_chance(self._class_mix(comps, scores))
-
-    @staticmethod
-    def _shift_and_chance(mix):
-        if mix is None:
-            return None, None
-        scored, trusted, n = mix[:3]
-        return float(0.5 * np.abs(scored - trusted).sum()), chance_total_variation(n, trusted)
-
-    def _class_mix_crowd(self, mix):
-        """``(crowd, excess)``: per labelled class, the estimated OOD crowd among the in-distribution-looking
-        scored images given to it (:func:`crowd_size`, for the classes the scored set over-represents; 0 for
-        the others), and the class mix's excess over chance without it (:func:`excess_without_crowd`).
-        ``mix``: from :meth:`_class_mix` (its distances give each image's class and its distance to it)."""
-        scored, trusted, _, dist = mix
-        c = int(np.flatnonzero(self.active_)[0])
-        given = dist.argmin(axis=1)
-        crowd = np.zeros(trusted.size, dtype=np.int64)
-        for g in np.flatnonzero(scored > trusted):
-            crowd[g] = crowd_size(dist[given == g, g], self.member_median_[c][g])
-        return crowd, excess_without_crowd(np.bincount(given, minlength=trusted.size), trusted, crowd)
-
-    def class_mix_rows(self, scored_shares):
-        """Reference rows (sorted) that hold the labelled trusted classes in ``scored_shares``: the largest such
-        draw without repeats, each class's rows drawn at random (seeded, ``CLASS_MIX_SEED``)."""
-        groups = [rows for rows, _ in self.indexes_[0][:self.labelled_groups_]]
-        sizes = np.array([rows.size for rows in groups], float)
-        present = scored_shares > 0
-        total = np.min(sizes[present] / scored_shares[present])
-        rng = np.random.default_rng(CLASS_MIX_SEED)
-        take = [rng.choice(rows, min(rows.size, int(round(q * total))), replace=False)
-                for rows, q in zip(groups, scored_shares)]
-        return np.sort(np.concatenate(take))
-
     def progress_units(self):
         """The density ratio's steps (the neighbour search and each permutation), unless it is never used."""
         return 0 if self.transductive == "never" else DensityRatio().progress_units()
@@ -559,14 +500,8 @@ class PyramidKNNDetector(Detector):
         self.batch_reference_scores_ = self.reference_scores_.copy()
         if self.transductive == "never":
             return scores
-        mix = self._class_mix(comps, scores) if X.shape[0] >= MIN_SCORED else None
-        shift, chance = self._shift_and_chance(mix)
-        rows = crowd = without_crowd = None
-        if shift is not None and self.transductive == "auto" and self.class_mix_gate is not None and \
-                shift - chance > self.class_mix_gate:
-            crowd, without_crowd = self._class_mix_crowd(mix)
-            if without_crowd > self.class_mix_gate:  # a class-mix shift; otherwise a crowd of OOD images
-                rows = self.class_mix_rows(mix[0])
+        decision = self._class_mix_decision(comps, scores) if X.shape[0] >= MIN_SCORED else (None,) * 5
+        rows = decision[-1]
         ratio = DensityRatio(k_fraction=self.k_fraction, k_max=self.k_max,
                              alpha=1.0 if self.transductive == "always" else self.transductive_alpha,
                              backend=self.backend, index=self.index)
@@ -583,26 +518,9 @@ class PyramidKNNDetector(Detector):
                 self.batch_reference_scores_[rows] += weight * info["reference"]
         self.transductive_ = {key: value for key, value in info.items() if key not in ("scored", "reference")}
         self.transductive_["weight"] = weight
-        self.transductive_["class_mix_shift"] = shift
-        self.transductive_["class_mix_chance"] = chance
-        self.transductive_["class_mix_reference"] = None if rows is None else int(rows.size)
-        self.transductive_["class_mix_crowd"] = None if crowd is None else int(crowd.sum())
-        self.transductive_["class_mix_excess_without_crowd"] = without_crowd
-        if crowd is not None and rows is None:
-            self.transductive_["reason"] = (
-                f"the in-distribution-looking scored samples seem to hold the trusted classes in other proportions "
-                f"(excess total variation over chance {shift - chance:.2f} > {self.class_mix_gate:g}), but about "
-                f"{int(crowd.sum())} of them lie farther from their class than most of its trusted samples do, an OOD "
-                f"crowd rather than a class mix (excess without them {without_crowd:.2f}), so the whole trusted set "
-                "was used: " + info["reason"])
-        elif rows is not None:
-            self.transductive_["reason"] = (
-                f"the scored set holds the trusted classes in other proportions (total variation {shift:.2f}, "
-                f"{chance:.2f} of it expected by chance, excess {shift - chance:.2f} > {self.class_mix_gate:g}), "
-                f"so it was compared with {rows.size} trusted samples drawn in its class mix: "
-                + info["reason"])
-        elif info["used"] and self.class_size_range_ and self.class_size_range_[1] >= \
-                IMBALANCE_WARNING * self.class_size_range_[0]:
+        self.transductive_.update(self._class_mix_record(decision, info["reason"]))
+        if decision[2] is None and info["used"] and self.class_size_range_ and self.class_size_range_[1] >= \
+                IMBALANCE_WARNING * self.class_size_range_[0]:  # the gate's rule did not fire
             small, large = self.class_size_range_
             self.transductive_["warning"] = (
                 f"the trusted classes are imbalanced (largest {large}, smallest {small} samples): the density ratio "
