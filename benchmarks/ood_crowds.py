@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""OOD crowds near one trusted class, built the same way on every source (not a test: prints a table).
+"""OOD crowds near one trusted class, built the same way on every source.
 
 Not a test: prints a table and writes ``benchmarks/results/ood_crowds.txt``.
 
@@ -40,8 +40,8 @@ if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
 from benchmarks.heldout_check import run  # noqa: E402
-from benchmarks.robustness import DEEP, Source, held_out_condition, split_rows  # noqa: E402
-from benchmarks.unseen_images import CROWD_SHOWN, crowd_methods  # noqa: E402
+from benchmarks.robustness import DEEP, Source  # noqa: E402
+from benchmarks.unseen_images import CROWD_SHOWN, crowd_methods, half_ood_condition  # noqa: E402
 
 RESULTS = os.path.join(HERE, "results", "ood_crowds.txt")
 SEED = 2027
@@ -66,11 +66,9 @@ def crowd_conditions(S):
     for kept, near in nearest_classes(S).items():
         cin = np.setdiff1d(np.unique(S.y), near)
         for n in REFERENCE[S.name]:
-            rng = np.random.default_rng([SEED, kept, n])
-            test_id, ref, _ = split_rows(rng, S.y, cin, SCORED, n)
-            test_ood, _, _ = split_rows(rng, S.y, near, SCORED * cin.size // near.size, 0)
-            name = f"{S.name} near {kept}: out={''.join(map(str, near))} n/cls={n}"
-            yield S, held_out_condition(name, "crowd", S.name, S, test_id, ref, test_ood)
+            yield half_ood_condition(S, np.random.default_rng([SEED, kept, n]),
+                                     f"{S.name} near {kept}: out={''.join(map(str, near))} n/cls={n}", cin, near, n,
+                                     SCORED, group="crowd")
 
 
 def main():

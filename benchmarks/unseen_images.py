@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """The defaults on images no benchmark that chose them has embedded: Fashion-MNIST's test split.
 
-Not a test: prints a table and writes ``benchmarks/results/unseen_images.txt``.
+Not a test: prints tables and writes ``benchmarks/results/unseen_images.txt`` (and
+``unseen_crowd.txt`` for the crowd part).
 
 ``benchmarks/robustness.py`` and ``heldout_check.py`` draw their Fashion-MNIST
 images from the *train* split (``robust_data.FMNIST_PER_CLASS`` per class).
@@ -77,16 +78,22 @@ LABEL_SIZES = (100, 200, 350, 500, 1000)
 LABEL_RATES = (0.03, 0.08, 0.15)
 
 
+def half_ood_condition(S, rng, name, cin, cout, n_ref, n_scored, group="ood"):
+    """``(S, condition)``: ``n_ref`` trusted and ``n_scored`` scored images per class of ``cin``, and as many
+    scored images of the classes ``cout`` in all (half the scored set OOD), drawn with ``rng``."""
+    test_id, ref, _ = split_rows(rng, S.y, cin, n_scored, n_ref)
+    test_ood, _, _ = split_rows(rng, S.y, cout, n_scored * len(cin) // len(cout), 0)
+    return S, held_out_condition(name, group, S.name, S, test_id, ref, test_ood)
+
+
 def ood_conditions(S):
     for n_in, count, sizes in OOD_PLAN:
         for split, cin in enumerate(class_splits(10, n_in, n_in, seed=SEED)[:count]):
             cout = np.setdiff1d(np.arange(10), cin)
             for n in sizes:
-                rng = np.random.default_rng([SEED, n_in, split, n])
-                test_id, ref, _ = split_rows(rng, S.y, cin, OOD_SCORED, n)
-                test_ood, _, _ = split_rows(rng, S.y, cout, OOD_SCORED * n_in // (10 - n_in), 0)
-                name = f"{n_in}/{10 - n_in} in={''.join(map(str, cin))} n/cls={n}"
-                yield S, held_out_condition(name, "ood", S.name, S, test_id, ref, test_ood)
+                yield half_ood_condition(S, np.random.default_rng([SEED, n_in, split, n]),
+                                         f"{n_in}/{10 - n_in} in={''.join(map(str, cin))} n/cls={n}", cin, cout, n,
+                                         OOD_SCORED)
 
 
 def crowd_conditions(S):
@@ -95,11 +102,9 @@ def crowd_conditions(S):
             cout = np.array(sorted(set(family) - {kept}))
             cin = np.setdiff1d(np.arange(10), cout)
             for n in OOD_PLAN[0][2]:
-                rng = np.random.default_rng([SEED, kept, n, 7])
-                test_id, ref, _ = split_rows(rng, S.y, cin, OOD_SCORED, n)
-                test_ood, _, _ = split_rows(rng, S.y, cout, OOD_SCORED * cin.size // cout.size, 0)
-                name = f"{cin.size}/{cout.size} in={''.join(map(str, cin))} trusted {kept} n/cls={n}"
-                yield S, held_out_condition(name, "ood", S.name, S, test_id, ref, test_ood)
+                yield half_ood_condition(S, np.random.default_rng([SEED, kept, n, 7]),
+                                         f"{cin.size}/{cout.size} in={''.join(map(str, cin))} trusted {kept} n/cls={n}",
+                                         cin, cout, n, OOD_SCORED)
 
 
 NO_GATE = "default, no class-mix gate"

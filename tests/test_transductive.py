@@ -250,10 +250,11 @@ def test_a_used_ratio_warns_when_the_trusted_classes_are_imbalanced(near_ood):
     assert never.transductive_ is None and "transductive" not in never.fitted_params()
 
 
-def _shares_tv(det, X_ref, y_ref, X, chance=False):
-    """Brute force of the class-mix shift: nearest class (its own k-th distance, first active component) of
-    the scored rows scoring at most the reference's 90th percentile, total variation against trusted shares
-    (``chance=True``: also the number of those rows and the trusted shares)."""
+def _brute_mix(det, X_ref, y_ref, X):
+    """Brute force of the class mix's inputs for a ``transductive="never"`` detector: the unit-norm reference
+    rows on the first active component, the classes in label order, each scored row scoring at most the
+    reference's 90th percentile with its distance to each class's k-th nearest reference row (the class's own
+    k), and the trusted shares."""
     from ood_core.detectors.class_mix import CLASS_MIX_QUANTILE
 
     scores = det.score_samples(X) if det.transductive == "never" else None
@@ -264,9 +265,17 @@ def _shares_tv(det, X_ref, y_ref, X, chance=False):
     dist = np.stack([np.sort(np.linalg.norm(T[:, None] - R[None, y_ref == c], axis=2), axis=1)[:, k - 1]
                      for c, k in zip(classes, det.group_k_)], axis=1)
     trusted = np.array([np.mean(y_ref == c) for c in classes])
-    scored = np.bincount(dist.argmin(axis=1), minlength=len(classes)) / keep.sum()
+    return R, classes, dist, trusted
+
+
+def _shares_tv(det, X_ref, y_ref, X, chance=False):
+    """Brute force of the class-mix shift: nearest class of each in-distribution-looking scored row
+    (:func:`_brute_mix`), total variation against trusted shares (``chance=True``: also the number of those
+    rows and the trusted shares)."""
+    _, classes, dist, trusted = _brute_mix(det, X_ref, y_ref, X)
+    scored = np.bincount(dist.argmin(axis=1), minlength=len(classes)) / dist.shape[0]
     tv = 0.5 * np.abs(scored - trusted).sum()
-    return (tv, int(keep.sum()), trusted, scored) if chance else tv
+    return (tv, dist.shape[0], trusted, scored) if chance else tv
 
 
 def _simulated_chance(n, shares, draws=200_000, seed=0):
@@ -381,16 +390,8 @@ def test_a_class_mix_shift_with_few_ood_images_scores_each_image_alone():
 def _crowd_brute(det, X_ref, y_ref, X):
     """Brute force of the crowd estimate: for each class the in-distribution-looking scored rows over-represent,
     2 x (its rows beyond the median of the members' leave-one-out k-th in-class distance) - its rows."""
-    from ood_core.detectors.class_mix import CLASS_MIX_QUANTILE
-
-    keep = det.score_samples(X) <= np.quantile(det.reference_scores_, CLASS_MIX_QUANTILE)
-    sl = slice(DIMS[0], sum(DIMS)) if det.active_[0] else slice(0, sum(DIMS))
-    R, T = _unit(X_ref[:, sl]), _unit(X[keep][:, sl])
-    classes = list(dict.fromkeys(y_ref.tolist()))
-    dist = np.stack([np.sort(np.linalg.norm(T[:, None] - R[None, y_ref == c], axis=2), axis=1)[:, k - 1]
-                     for c, k in zip(classes, det.group_k_)], axis=1)
+    R, classes, dist, trusted = _brute_mix(det, X_ref, y_ref, X)
     given = dist.argmin(axis=1)
-    trusted = np.array([np.mean(y_ref == c) for c in classes])
     crowd = np.zeros(len(classes))
     for g in np.flatnonzero(np.bincount(given, minlength=len(classes)) / given.size > trusted):
         M = R[y_ref == classes[g]]
