@@ -1,0 +1,170 @@
+#!/usr/bin/env python
+"""What reading a photo's ICC colour profile changes in the scores: wide-gamut copies of real images.
+
+Not a test: prints a table and writes ``benchmarks/results/colour_profiles.txt``.
+
+A curator trusts sRGB images (a camera's, the web's) and scores a new batch from phones (Display P3) or cameras
+set to Adobe RGB. On screen, in the App, the new images look like the old ones; in the files, their numbers are
+those of a wider colour space. Each real image of two colour sources (``robust_data``: Tux Paint's natural-object
+stamps, 7 categories, and the crops of 37 photos) is stored again in each wide space (its sRGB colours re-encoded,
+8 bits, the profile embedded: ``tests/icc_helpers.py``) and as print CMYK (inks of a hand-built press profile whose
+paper is not white, so its copies show other colours than the originals) and embedded twice: reading the profile
+(the product now, ``ood_core.images.to_srgb``) and reading the raw numbers (the product before; for CMYK, Pillow's
+ink formula). Per source, 3 class splits (about
+60% of the classes trusted), half of each trusted class as the labelled reference (sRGB), the other half and the
+held-out classes scored with the product default (``PyramidKNNDetector``, trusted labels):
+
+- ``OOD AUROC`` (positive = an image of a held-out class), the whole scored set stored in the space, against the
+  same set as a viewer shows it (``sRGB``: the originals, or for CMYK the press's colours as sRGB files): how much
+  the storage costs the detection;
+- ``copy AUROC`` (positive = a stored copy), the scored in-distribution images once as shown and once as stored
+  copies, scored together: 0.5 means the storage is invisible to the score, 1.0 that every copy outranks every
+  image it copies.
+
+Run (embeds about 12,000 images: about 8 minutes on one thread)::
+
+    OMP_NUM_THREADS=1 PYTHONPATH=. .venv/bin/python benchmarks/colour_profiles.py
+"""
+
+import os
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+if REPO not in sys.path:
+    sys.path.insert(0, REPO)
+
+from benchmarks.robust_data import BACKBONE, GRID, LOADERS, embed_source  # noqa: E402
+from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
+from ood_core.metrics import ood_metrics  # noqa: E402
+from tests.icc_helpers import (  # noqa: E402
+    cmyk_profile, cmyk_to_linear_srgb, encode_srgb, rgb_profile, srgb_to_cmyk, srgb_to_rgb,
+)
+
+RESULTS = os.path.join(HERE, "results", "colour_profiles.txt")
+SOURCES = ("stamps", "patches")
+CMYK = "press CMYK"
+SPACES = ("Display P3", "Adobe RGB (1998)", CMYK)
+SPLITS = 3
+SEED = 2026
+
+
+def stored(px, space):
+    """The PIL image of the sRGB array ``px`` stored in ``space`` (without its profile)."""
+    from PIL import Image
+
+    if space == CMYK:
+        return Image.fromarray(srgb_to_cmyk(px.reshape(-1, 3)).reshape(*px.shape[:2], 4), "CMYK")
+    return Image.fromarray(srgb_to_rgb(px.reshape(-1, 3), space).reshape(px.shape))
+
+
+def shown(px, space):
+    """The sRGB PIL image a colour-managed viewer shows for ``px`` stored in ``space`` (hand formula). The RGB
+    spaces hold every sRGB colour, so that is ``px`` within a level of rounding; the press does not (its paper is
+    not white), so its copy shows other colours."""
+    from PIL import Image
+
+    if space != CMYK:
+        return Image.fromarray(px)
+    linear = cmyk_to_linear_srgb(np.asarray(stored(px, space)).reshape(-1, 4))
+    return Image.fromarray(np.round(encode_srgb(linear) * 255).astype(np.uint8).reshape(px.shape))
+
+
+def embed(extractor, images, make, batch_size=64):
+    """Embeddings of ``make(px)`` for each sRGB array ``px`` of ``images``."""
+    chunks = []
+    for start in range(0, len(images), batch_size):
+        chunks.append(extractor.embed_images([make(np.asarray(im)) for im in images[start:start + batch_size]]))
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def embed_copies(extractor, images, space, managed):
+    """Embeddings of ``images`` (sRGB arrays) stored in ``space``: read with the profile or as raw numbers."""
+    icc = cmyk_profile() if space == CMYK else rgb_profile(space)
+
+    def make(px):
+        copy = stored(px, space)
+        if managed:
+            copy.info["icc_profile"] = icc
+        return copy
+
+    return embed(extractor, images, make)
+
+
+def level_dims(blocks):
+    return [int(b - a) for a, b in blocks]
+
+
+def scores(X_ref, y_ref, X_test, dims):
+    return PyramidKNNDetector(level_dims=dims).fit(X_ref, y_ref).score_samples(X_test)
+
+
+def auroc(s, positive):
+    return ood_metrics(s, positive)["auroc"]
+
+
+def main():
+    import torch
+
+    from ood_core.features import PyramidExtractor
+
+    torch.set_num_threads(1)
+    t0 = time.time()
+    extractor = PyramidExtractor(BACKBONE, levels=None, mode="pool", grid=GRID)
+    lines = ["colour profiles: the product default on wide-gamut and CMYK copies of real images "
+             "(benchmarks/colour_profiles.py docstring); AUROC, OOD positive = held-out class, copy positive = the "
+             "stored copy (0.5 = invisible); sRGB = as a viewer shows the set, raw = the file's numbers, read = "
+             "through its profile",
+             f"{'source':8} {'space':17} {'split':5} {'OOD sRGB':>8} {'OOD raw':>8} {'OOD read':>8} "
+             f"{'copy raw':>8} {'copy read':>9}"]
+    print("\n".join(lines), flush=True)
+    summary = {}
+    for source in SOURCES:
+        data = embed_source(source)
+        X, y, dims = data["X"], data["y"], level_dims(data["blocks"])
+        images = LOADERS[source]()[0]
+        n_classes = int(y.max()) + 1
+        for space in SPACES:
+            wide = {managed: embed_copies(extractor, images, space, managed) for managed in (False, True)}
+            seen = X if space != CMYK else embed(extractor, images, lambda px: shown(px, space))
+            for split in range(SPLITS):
+                rng = np.random.default_rng([SEED, SOURCES.index(source), split])
+                trusted = np.sort(rng.permutation(n_classes)[:round(0.6 * n_classes)])
+                is_in = np.isin(y, trusted)
+                ref = np.zeros(len(y), bool)
+                for c in trusted:
+                    rows = rng.permutation(np.flatnonzero(y == c))
+                    ref[rows[:len(rows) // 2]] = True
+                scored = ~ref
+                ood = ~is_in[scored]
+                row = [auroc(scores(X[ref], y[ref], seen[scored], dims), ood)]
+                for managed in (False, True):
+                    row.append(auroc(scores(X[ref], y[ref], wide[managed][scored], dims), ood))
+                id_rows = scored & is_in
+                copy = np.r_[np.zeros(id_rows.sum(), bool), np.ones(id_rows.sum(), bool)]
+                for managed in (False, True):
+                    both = np.concatenate([seen[id_rows], wide[managed][id_rows]])
+                    row.append(auroc(scores(X[ref], y[ref], both, dims), copy))
+                summary.setdefault((source, space), []).append(row)
+                line = (f"{source:8} {space:17} {split:5} " + " ".join(f"{v:8.3f}" for v in row[:4])
+                        + f" {row[4]:9.3f}")
+                lines.append(line)
+                print(line, flush=True)
+    lines.append("mean over the splits")
+    for (source, space), rows in summary.items():
+        m = np.mean(rows, axis=0)
+        lines.append(f"{source:8} {space:17} {'mean':5} " + " ".join(f"{v:8.3f}" for v in m[:4]) + f" {m[4]:9.3f}")
+    allm = np.mean([r for rows in summary.values() for r in rows], axis=0)
+    lines.append(f"{'all':8} {'':17} {'mean':5} " + " ".join(f"{v:8.3f}" for v in allm[:4]) + f" {allm[4]:9.3f}")
+    lines.append(f"wall time {time.time() - t0:.0f} s")
+    print("\n".join(lines[-(len(summary) + 3):]), flush=True)
+    os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
+    with open(RESULTS, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
