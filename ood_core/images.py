@@ -92,6 +92,7 @@ _PROFILE_SPACES = {"RGB": "RGB ", "RGBA": "RGB ", "CMYK": "CMYK"}
 #: (the profile bytes' digest, image mode) -> the transform to sRGB, or None where the profile is not applied
 _SRGB_TRANSFORMS = {}
 _MAX_CACHED_PROFILES = 64
+_NOT_BUILT = object()
 
 
 def to_srgb(img):
@@ -115,11 +116,12 @@ def to_srgb(img):
     if not icc or img.mode not in _MANAGED_MODES:
         return img
     key = (hashlib.sha1(icc).digest(), img.mode)
-    if key not in _SRGB_TRANSFORMS:
+    transform = _SRGB_TRANSFORMS.get(key, _NOT_BUILT)  # one lookup: another thread may clear the cache meanwhile
+    if transform is _NOT_BUILT:
+        transform = _srgb_transform(icc, img.mode)
         if len(_SRGB_TRANSFORMS) >= _MAX_CACHED_PROFILES:
             _SRGB_TRANSFORMS.clear()
-        _SRGB_TRANSFORMS[key] = _srgb_transform(icc, img.mode)
-    transform = _SRGB_TRANSFORMS[key]
+        _SRGB_TRANSFORMS[key] = transform
     if transform is None:
         return img
     from PIL import ImageCms
