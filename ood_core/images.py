@@ -113,7 +113,7 @@ def to_srgb(img):
     no profile, so converting it again changes nothing. Transforms are built once per distinct profile.
     """
     icc = img.info.get("icc_profile")
-    if not icc or img.mode not in _MANAGED_MODES:
+    if not icc or not isinstance(icc, (bytes, bytearray)) or img.mode not in _MANAGED_MODES:
         return img
     key = (hashlib.sha1(icc).digest(), img.mode)
     transform = _SRGB_TRANSFORMS.get(key, _NOT_BUILT)  # one lookup: another thread may clear the cache meanwhile

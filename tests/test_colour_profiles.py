@@ -83,6 +83,9 @@ def test_profiles_that_change_no_colour_leave_the_pixels_exactly_as_they_were(tm
         with Image.open(path) as img:
             img.load()
             assert to_srgb(img) is img, name  # not even converted: no cost on the many sRGB-tagged photos
+    odd = Image.fromarray(px)
+    odd.info["icc_profile"] = "not bytes"  # a PIL image built by hand with a text where the profile goes
+    np.testing.assert_array_equal(np.asarray(to_rgb(odd)), plain)
     cmyk = Image.fromarray(px).convert("CMYK")
     tagged = cmyk.copy()
     tagged.info["icc_profile"] = rgb_profile("Display P3")
