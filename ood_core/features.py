@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import OODInputError
-from .images import ImageLoadError, bounded_transform, crop_box, empty_box_problem, load_rgb, subpixel_box_problem
+from .images import (
+    ImageLoadError, bounded_transform, crop_box, decode_size, empty_box_problem, load_rgb, subpixel_box_problem,
+)
 from .progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -102,14 +104,18 @@ class _ItemDataset:
     def __init__(self, items, transform):
         self.items = items
         self.transform = transform
+        # whole images are decoded no larger than the transform needs (a large JPEG at 1/2-1/8 scale); an object's
+        # box is cut from the full-size image, whose pixels the crop needs
+        self.decode_size = decode_size(transform)
         self._last = (None, None)  # consecutive patches usually share an image
 
     def __len__(self):
         return len(self.items)
 
-    def _image(self, path):
-        if self._last[0] != path:
-            self._last = (path, load_rgb(path))
+    def _image(self, path, boxed):
+        key = (path, boxed)
+        if self._last[0] != key:
+            self._last = (key, load_rgb(path, None if boxed else self.decode_size))
         return self._last[1]
 
     def __getitem__(self, i):
@@ -122,7 +128,7 @@ class _ItemDataset:
             problem = empty_box_problem(box) if boxed else None
             if problem is not None:  # grown to one pixel, its flat colour would score like an object
                 raise _unusable_box(path, box, problem)
-            img = self._image(path)
+            img = self._image(path, boxed)
             if boxed:  # a missing box (None) is refused by crop_box, not taken for the whole image
                 problem = subpixel_box_problem(box, img.size)  # a sliver: the same flat pixel once cropped
                 if problem is not None:
