@@ -5,7 +5,8 @@ usual 8-bit RGB, and photos whose embedded ICC colour profile is not sRGB (Displ
 P3 from phones, Adobe RGB from cameras, print CMYK). Backbones want 3-channel 8-bit
 sRGB input, so every image goes through :func:`load_rgb`, which converts the colours
 to sRGB (:func:`to_srgb`), normalises the mode and raises :class:`ImageLoadError`
-(naming the file) for anything unreadable.
+(naming the file) for anything unreadable. A large JPEG can be decoded at a reduced
+scale when the caller needs fewer pixels (``min_side``, :func:`decode_size`).
 """
 
 import hashlib
