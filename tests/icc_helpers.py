@@ -37,6 +37,13 @@ def rgb_to_xyz_matrix(space):
     return cols * scale
 
 
+def rgb_to_d50_matrix(space):
+    """The 3x3 matrix from linear RGB of ``space`` to XYZ adapted to the D50 connection space (Bradford), whose
+    columns are the profile's colorants."""
+    adapt = np.linalg.inv(_BRADFORD) @ np.diag((_BRADFORD @ np.array(D50_XYZ)) / (_BRADFORD @ _xyz(D65))) @ _BRADFORD
+    return adapt @ rgb_to_xyz_matrix(space)
+
+
 def decode(values, curve):
     """Encoded values in 0..1 to linear light under ``curve`` (a power, or ``"srgb"``)."""
     v = np.asarray(values, np.float64)
@@ -92,9 +99,7 @@ def _desc_tag(text):
 
 def rgb_profile(space, description=None):
     """The bytes of an ICC v2 RGB display profile for ``space`` (a key of :data:`PRIMARIES`)."""
-    white = _xyz(D65)
-    adapt = np.linalg.inv(_BRADFORD) @ np.diag((_BRADFORD @ np.array(D50_XYZ)) / (_BRADFORD @ white)) @ _BRADFORD
-    colorants = adapt @ rgb_to_xyz_matrix(space)
+    colorants = rgb_to_d50_matrix(space)
     curve = _curve_tag(CURVES[space])
     tags = [(b"desc", _desc_tag(description or space)), (b"cprt", b"text" + b"\0" * 4 + b"test profile\0"),
             (b"wtpt", _xyz_tag(D50_XYZ)), (b"rXYZ", _xyz_tag(colorants[:, 0])), (b"gXYZ", _xyz_tag(colorants[:, 1])),
@@ -136,9 +141,7 @@ def cmyk_profile(description="Test press CMYK", grid=2):
     One lut16 table (A2B0) from CMYK to the D50 XYZ connection space with ``grid`` points per ink (2: the corners
     hold the affine model exactly; a real press profile has 9-33); its nodes are the model's colours, converted
     with the D50-adapted sRGB colorants, as 16-bit XYZ (1.0 = 32768)."""
-    white = _xyz(D65)
-    adapt = np.linalg.inv(_BRADFORD) @ np.diag((_BRADFORD @ np.array(D50_XYZ)) / (_BRADFORD @ white)) @ _BRADFORD
-    to_xyz = adapt @ rgb_to_xyz_matrix("sRGB")
+    to_xyz = rgb_to_d50_matrix("sRGB")
     steps = np.linspace(0, 255, grid)
     nodes = np.stack(np.meshgrid(steps, steps, steps, steps, indexing="ij"), axis=-1).reshape(-1, 4)  # C slowest
     xyz = cmyk_to_linear_srgb(nodes) @ to_xyz.T

@@ -16,9 +16,10 @@ from PIL import Image, ImageCms
 
 import ood_core as ood
 from ood_core.images import load_rgb, to_rgb, to_srgb
-from tests.icc_helpers import (
+from icc_helpers import (
     cmyk_profile, cmyk_to_linear_srgb, encode_srgb, rgb_profile, rgb_to_srgb, srgb_to_rgb,
 )
+from photo_helpers import foolbox_imagenet
 
 WIDE = ["Display P3", "Adobe RGB (1998)"]
 
@@ -114,22 +115,11 @@ def test_alpha_palette_and_a_second_conversion(tmp_path):
     assert np.abs(np.asarray(load_rgb(path)).astype(np.int64) - _expected(shown, "Adobe RGB (1998)")).max() <= 1
 
 
-def _foolbox_photos(n=8):
-    import glob
-    import importlib.util
-    import os
-
-    spec = importlib.util.find_spec("foolbox")
-    assert spec is not None, "foolbox sample images missing: run ./setup.sh"
-    folder = os.path.join(list(spec.submodule_search_locations)[0], "data")
-    return sorted(glob.glob(os.path.join(folder, "imagenet_*.jpg")))[:n]
-
-
 def test_a_display_p3_copy_of_a_photo_embeds_like_the_photo(dataset_factory, session_extractor, tmp_path):
     """Real photos stored again as Display P3 (the same colours on screen, other numbers in the file): through the
     SDK each copy's embedding is far closer to its photo's than the raw numbers' embedding is."""
     rows = []
-    for i, f in enumerate(_foolbox_photos()):
+    for i, f in enumerate(foolbox_imagenet()[0][:8]):
         px = np.asarray(Image.open(f).convert("RGB"))
         p3 = srgb_to_rgb(px.reshape(-1, 3), "Display P3").reshape(px.shape)
         paths = [str(tmp_path / f"{i}_{kind}.png") for kind in ("srgb", "p3", "raw")]

@@ -6,25 +6,19 @@ decodes such a JPEG at 1/2-1/8 scale (libjpeg's scaled decoding), keeping both s
 the transform resizes to. Real ImageNet photos (foolbox's samples) scaled up stand in for large photos.
 """
 
-import glob
-import importlib.util
-import os
-
 import numpy as np
 import pytest
 from PIL import Image
 
 import ood_core as ood
 from ood_core.images import crop_box, decode_size, load_rgb
+from photo_helpers import foolbox_imagenet
 
 
 @pytest.fixture(scope="module")
 def large_jpeg(tmp_path_factory):
     """A real photo scaled up to 1,792 x 1,792 px and saved as a JPEG, and the same at its own 224 px."""
-    spec = importlib.util.find_spec("foolbox")
-    assert spec is not None, "foolbox sample images missing: run ./setup.sh"
-    folder = os.path.join(list(spec.submodule_search_locations)[0], "data")
-    photo = Image.open(sorted(glob.glob(os.path.join(folder, "imagenet_*.jpg")))[3]).convert("RGB")
+    photo = Image.open(foolbox_imagenet()[0][3]).convert("RGB")
     root = tmp_path_factory.mktemp("jpeg")
     large, small = str(root / "large.jpg"), str(root / "small.jpg")
     photo.resize((1792, 1792), Image.BICUBIC).save(large, quality=90)

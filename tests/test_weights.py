@@ -1,6 +1,5 @@
 """Weight sources: bundled offline weights, user files (safe only), clear errors."""
 
-import glob
 import os
 import pickle
 
@@ -11,6 +10,7 @@ import torch
 from ood_core import cache as C
 from ood_core import weights as W
 from ood_core.errors import OODInputError, UnsafeCheckpointError, WeightsNotFoundError
+from photo_helpers import foolbox_imagenet
 
 
 def test_bundled_lite0_conversion_loads_strictly_into_timm():
@@ -28,18 +28,6 @@ def test_bundled_lite0_conversion_loads_strictly_into_timm():
     assert set(state) == expected
 
 
-def _foolbox_imagenet():
-    import importlib.util
-
-    # foolbox is installed --no-deps only for its sample images; importing it would need eagerpy.
-    spec = importlib.util.find_spec("foolbox")
-    assert spec is not None, "foolbox sample images missing: run ./setup.sh"
-    folder = os.path.join(list(spec.submodule_search_locations)[0], "data")
-    files = sorted(glob.glob(os.path.join(folder, "imagenet_*.jpg")))
-    labels = [int(os.path.basename(f).rsplit("_", 1)[1].split(".")[0]) for f in files]
-    return files, labels
-
-
 @pytest.mark.parametrize("model_name", sorted(W.BUNDLED_WEIGHTS))
 def test_bundled_weights_classify_real_imagenet_images(model_name):
     """A wrong renaming still 'loads' but predicts garbage; real images catch it (every bundled backbone)."""
@@ -52,7 +40,7 @@ def test_bundled_weights_classify_real_imagenet_images(model_name):
     model.eval()
     cfg = timm.data.resolve_data_config({}, model=model)
     tf = timm.data.create_transform(**cfg)
-    files, labels = _foolbox_imagenet()
+    files, labels = foolbox_imagenet()
     assert len(files) == 20
     x = torch.stack([tf(load_rgb(f)) for f in files])
     with torch.inference_mode():
