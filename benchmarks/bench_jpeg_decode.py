@@ -80,8 +80,9 @@ def main():
         return ext.embed_images([img])[0]
 
     changes, noises, tight = [], [], []
+    photos = real_photos()
     with tempfile.TemporaryDirectory() as tmp:
-        for name, px in real_photos().items():
+        for name, px in photos.items():
             for scale in SCALES:
                 h, w = px.shape[:2]
                 if min(h, w) * scale > 6000:
@@ -113,11 +114,10 @@ def main():
         print(lines[-1], flush=True)
 
         # end to end: 48 phone-sized files, one decoding worker, full size against reduced
-        photos = list(real_photos().values())
-        paths = []
+        arrays, paths = list(photos.values()), []
         for i in range(48):
             path = os.path.join(tmp, f"phone_{i}.jpg")
-            Image.fromarray(photos[i % len(photos)]).resize(PHONE, Image.BICUBIC).save(path, quality=90)
+            Image.fromarray(arrays[i % len(arrays)]).resize(PHONE, Image.BICUBIC).save(path, quality=90)
             paths.append(path)
         rates = {}
         for label, patch in (("full size", lambda t: None), ("reduced", decode_size)):

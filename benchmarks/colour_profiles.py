@@ -40,7 +40,8 @@ REPO = os.path.dirname(HERE)
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-from benchmarks.robust_data import BACKBONE, GRID, LOADERS, embed_source  # noqa: E402
+from benchmarks.robust_data import BACKBONE, GRID, LOADERS  # noqa: E402
+from benchmarks.robustness import load_sources  # noqa: E402
 from ood_core.detectors.pyramid_knn import PyramidKNNDetector  # noqa: E402
 from ood_core.metrics import ood_metrics  # noqa: E402
 from tests.icc_helpers import (  # noqa: E402
@@ -64,45 +65,28 @@ def stored(px, space):
     return Image.fromarray(srgb_to_rgb(px.reshape(-1, 3), space).reshape(px.shape))
 
 
-def shown(px, space):
-    """The sRGB PIL image a colour-managed viewer shows for ``px`` stored in ``space`` (hand formula). The RGB
-    spaces hold every sRGB colour, so that is ``px`` within a level of rounding; the press does not (its paper is
-    not white), so its copy shows other colours."""
+def shown(copy):
+    """The sRGB PIL image a colour-managed viewer shows for a press CMYK ``copy`` (hand formula). (The RGB spaces
+    hold every sRGB colour, so their copies show the original within a level of rounding; the press does not: its
+    paper is not white.)"""
     from PIL import Image
 
-    if space != CMYK:
-        return Image.fromarray(px)
-    linear = cmyk_to_linear_srgb(np.asarray(stored(px, space)).reshape(-1, 4))
-    return Image.fromarray(np.round(encode_srgb(linear) * 255).astype(np.uint8).reshape(px.shape))
+    inks = np.asarray(copy)
+    linear = cmyk_to_linear_srgb(inks.reshape(-1, 4))
+    return Image.fromarray(np.round(encode_srgb(linear) * 255).astype(np.uint8).reshape(*inks.shape[:2], 3))
 
 
-def embed(extractor, images, make, batch_size=64):
-    """Embeddings of ``make(px)`` for each sRGB array ``px`` of ``images``."""
-    chunks = []
-    for start in range(0, len(images), batch_size):
-        chunks.append(extractor.embed_images([make(np.asarray(im)) for im in images[start:start + batch_size]]))
+def embed(extractor, images, batch_size=64):
+    """Embeddings of a list of PIL images."""
+    chunks = [extractor.embed_images(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
     return np.concatenate(chunks).astype(np.float32)
 
 
-def embed_copies(extractor, images, space, managed):
-    """Embeddings of ``images`` (sRGB arrays) stored in ``space``: read with the profile or as raw numbers."""
-    icc = cmyk_profile() if space == CMYK else rgb_profile(space)
-
-    def make(px):
-        copy = stored(px, space)
-        if managed:
-            copy.info["icc_profile"] = icc
-        return copy
-
-    return embed(extractor, images, make)
-
-
-def level_dims(blocks):
-    return [int(b - a) for a, b in blocks]
-
-
-def scores(X_ref, y_ref, X_test, dims):
-    return PyramidKNNDetector(level_dims=dims).fit(X_ref, y_ref).score_samples(X_test)
+def with_profile(copy, icc):
+    """``copy`` (a PIL image) carrying the profile ``icc``, as its file would."""
+    copy = copy.copy()
+    copy.info["icc_profile"] = icc
+    return copy
 
 
 def auroc(s, positive):
@@ -149,14 +133,15 @@ def main():
              f"{'copy raw':>8} {'copy read':>9}"]
     print("\n".join(lines), flush=True)
     summary = {}
-    for source in SOURCES:
-        data = embed_source(source)
-        X, y, dims = data["X"], data["y"], level_dims(data["blocks"])
-        images = LOADERS[source]()[0]
+    for source, S in load_sources(SOURCES).items():
+        X, y = S.X, S.y
+        images = [np.asarray(im) for im in LOADERS[source]()[0]]
         n_classes = int(y.max()) + 1
         for space in SPACES:
-            wide = {managed: embed_copies(extractor, images, space, managed) for managed in (False, True)}
-            seen = X if space != CMYK else embed(extractor, images, lambda px: shown(px, space))
+            icc = cmyk_profile() if space == CMYK else rgb_profile(space)
+            copies = [stored(px, space) for px in images]
+            wide = {False: embed(extractor, copies), True: embed(extractor, [with_profile(c, icc) for c in copies])}
+            seen = X if space != CMYK else embed(extractor, [shown(c) for c in copies])
             for split in range(SPLITS):
                 rng = np.random.default_rng([SEED, SOURCES.index(source), split])
                 trusted = np.sort(rng.permutation(n_classes)[:round(0.6 * n_classes)])
@@ -167,14 +152,14 @@ def main():
                     ref[rows[:len(rows) // 2]] = True
                 scored = ~ref
                 ood = ~is_in[scored]
-                row = [auroc(scores(X[ref], y[ref], seen[scored], dims), ood)]
+                score = PyramidKNNDetector(level_dims=S.level_dims).fit(X[ref], y[ref]).score_samples
+                row = [auroc(score(seen[scored]), ood)]
                 for managed in (False, True):
-                    row.append(auroc(scores(X[ref], y[ref], wide[managed][scored], dims), ood))
+                    row.append(auroc(score(wide[managed][scored]), ood))
                 id_rows = scored & is_in
                 copy = np.r_[np.zeros(id_rows.sum(), bool), np.ones(id_rows.sum(), bool)]
                 for managed in (False, True):
-                    both = np.concatenate([seen[id_rows], wide[managed][id_rows]])
-                    row.append(auroc(scores(X[ref], y[ref], both, dims), copy))
+                    row.append(auroc(score(np.concatenate([seen[id_rows], wide[managed][id_rows]])), copy))
                 summary.setdefault((source, space), []).append(row)
                 line = (f"{source:8} {space:17} {split:5} " + " ".join(f"{v:8.3f}" for v in row[:4])
                         + f" {row[4]:9.3f}")

@@ -104,8 +104,8 @@ def to_srgb(img):
     photo are those of a wider colour space (its saturated colours look washed out read as sRGB, on average 12 of
     255 levels off), and a CMYK image's without its profile are a naive ink formula. Converted here with
     LittleCMS (``PIL.ImageCms``, perceptual intent): an RGB or CMYK image becomes RGB, an RGBA one keeps its alpha.
-    An RGB profile goes through LittleCMS's precalculated transform (within one level; 0.16 s per 12-megapixel
-    image), a CMYK one is evaluated exactly at every pixel (2.4 s; ``benchmarks/colour_profiles.py``).
+    An RGB profile goes through LittleCMS's precalculated transform (within one level; 0.16-0.17 s per 12-megapixel
+    image), a CMYK one is evaluated exactly at every pixel (2.4-2.7 s; ``benchmarks/colour_profiles.py``).
 
     ``img`` itself comes back, untouched, when there is nothing to convert: no profile, another mode (grayscale,
     16-bit), a profile of another colour space than the pixels' (an RGB profile on a CMYK image), one LittleCMS
