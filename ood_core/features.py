@@ -24,7 +24,8 @@ import numpy as np
 
 from .errors import OODInputError
 from .images import (
-    ImageLoadError, bounded_transform, crop_box, decode_size, empty_box_problem, load_rgb, subpixel_box_problem,
+    ImageLoadError, bounded_transform, crop_box, decode_size, decoding_record, empty_box_problem, load_rgb,
+    subpixel_box_problem,
 )
 from .progress import Progress
 
@@ -250,6 +251,11 @@ class PyramidExtractor:
             "mean": self.data_config.get("mean"),
             "std": self.data_config.get("std"),
         }
+
+    def decoding(self, boxed):
+        """How this extractor reads files (:func:`.images.decoding_record`): an object's box is cut from the full
+        decode (``boxed``), a whole image is decoded no larger than the transform needs."""
+        return decoding_record(None if boxed else decode_size(self.transform))
 
     def embed_tensor(self, x):
         """Embeddings ``(B, D)`` float32 numpy for a preprocessed batch tensor."""

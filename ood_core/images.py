@@ -280,6 +280,19 @@ class CentreCropFirst:
 DECODE_MARGIN = 2
 
 
+#: the version of how :func:`load_rgb` turns a file into pixels, raised whenever a release changes any file's pixels.
+#: Each embeddings run records it (:func:`decoding_record`), so resuming or filling in a run refuses to add
+#: embeddings of files read another way. 2: colour profiles converted to sRGB (:func:`to_srgb`) and large JPEGs
+#: decoded reduced (:data:`DECODE_MARGIN`); runs of earlier releases have no record.
+READER_VERSION = 2
+
+
+def decoding_record(min_side):
+    """How a run's files become the pixels it embeds: the reader's version and the ``min_side`` (:func:`decode_size`)
+    a large JPEG is decoded to, None for full size. JSON-serialisable."""
+    return {"reader": READER_VERSION, "jpeg_min_side": None if min_side is None else int(min_side)}
+
+
 def decode_size(transform, margin=DECODE_MARGIN):
     """The size both sides of a decoded image should keep for ``transform``: ``margin`` times the short side its
     first step resizes to (or its longer side, for a fixed height and width), or None when it does not start with

@@ -377,6 +377,7 @@ def _conflicts_with(info, asked, patches):
     """What differs between the embeddings run record ``info`` and the form's settings ``asked``."""
     from ood_core.fo.embedding_plans import settings_diff
     from ood_core.fo.embeddings import projection_record
+    from ood_core.images import READER_VERSION
 
     stored = info.get("backbone") or {}
     backbone = {"mode": asked["mode"], "grid": asked["grid"] if asked["mode"] == "pool" else None}
@@ -387,9 +388,12 @@ def _conflicts_with(info, asked, patches):
         backbone["level_indices"] = levels
     projection = projection_record(asked["project_dim"], asked["project_method"], asked["project_seed"],
                                    asked["pca_fit_size"])
+    # the reader's version, not the decoded size: that follows from the backbone, compared above
     old = {"backbone": {k: stored.get(k) for k in backbone}, "projection": info.get("projection"),
-           "dtype": info.get("dtype"), "patches_field": info.get("patches_field")}
-    new = {"backbone": backbone, "projection": projection, "dtype": asked["dtype"], "patches_field": patches}
+           "dtype": info.get("dtype"), "patches_field": info.get("patches_field"),
+           "decoding": {"reader": (info.get("decoding") or {}).get("reader")}}
+    new = {"backbone": backbone, "projection": projection, "dtype": asked["dtype"], "patches_field": patches,
+           "decoding": {"reader": READER_VERSION}}
     return settings_diff(old, new)
 
 

@@ -83,13 +83,23 @@ def settings_diff(old, new):
     parts = []
     for k in sorted(set(old_b) | set(new_b)):
         a, b = old_b.get(k), new_b.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
+        if k == "decoding" and (a or {}).get("reader") != (b or {}).get("reader"):
+            parts.append(_reader_part((a or {}).get("reader"), (b or {}).get("reader")))
+        elif isinstance(a, dict) and isinstance(b, dict):
             for kk in sorted(set(a) | set(b)):
                 if a.get(kk) != b.get(kk):
                     parts.append(f"{k}.{kk}: stored {a.get(kk)!r} vs requested {b.get(kk)!r}")
         elif a != b:
             parts.append(f"{k}: stored {a!r} vs requested {b!r}")
     return "; ".join(parts[:4])
+
+
+def _reader_part(stored, requested):
+    """The difference of two runs' image readers (:data:`ood_core.images.READER_VERSION`), in words."""
+    def words(version):
+        return f"reader version {version}" if version is not None else \
+            "an earlier release's (no record: colour profiles ignored, JPEGs decoded at full size)"
+    return f"image reading: stored {words(stored)} vs requested {words(requested)}"
 
 
 def require_partial_is_ours(dataset, run_key, partial):

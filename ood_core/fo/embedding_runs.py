@@ -54,7 +54,8 @@ def field_gone(dataset, run_key, target):
 
 
 def same_settings(info, settings):
-    """Whether the record ``info`` was computed with ``settings`` (backbone, projection, dtype, patches_field)."""
+    """Whether the record ``info`` was computed with ``settings`` (backbone, projection, dtype, patches_field,
+    decoding)."""
     def canonical(obj):
         return json.loads(json.dumps(obj, sort_keys=True, default=str))
 

@@ -94,7 +94,9 @@ def compute_pyramid_embeddings(
     **Resuming**: calling again with the same settings after an interruption
     (or after new samples were added) computes only the items that have no
     embedding yet. A call with different settings (backbone, weights, levels,
-    mode, grid, projection, dtype) refuses to mix them and says how to proceed.
+    mode, grid, projection, dtype, or a release that reads files differently:
+    :func:`ood_core.images.decoding_record`) refuses to mix them and says how to
+    proceed.
 
     Args:
         samples: a Dataset or view.
@@ -147,7 +149,7 @@ def compute_pyramid_embeddings(
     extractor = _make_extractor(model_name, levels, mode, grid, weights)
     projection = Projection.from_args(extractor.dim, project_dim, project_method, project_seed, pca_fit_size, dtype)
     settings = {"backbone": extractor.config, "projection": projection.record, "dtype": dtype,
-                "patches_field": patches_field}
+                "patches_field": patches_field, "decoding": extractor.decoding(bool(patches_field))}
     extract = dict(batch_size=batch_size, num_workers=num_workers, skip_failures=skip_failures, progress=progress)
     work_view = _shard_view(samples, shard_index, num_shards)
     if embeddings_field is None:
