@@ -1,6 +1,7 @@
 """Embeddings runs record how their files were read (``ood_core.images.decoding_record``), so a resume or a fill-in
 by a release that reads files another way (colour profiles, reduced JPEG decoding) is refused, in the SDK and on
-the App's form, instead of storing two readings under one record; ``overwrite=True`` recomputes everything.
+the App's form, instead of storing two readings under one record; ``overwrite=True`` recomputes everything. CLIP
+embeddings record it too: an overwrite on a view of a CLIP field read another way is refused.
 
 Real FiftyOne datasets on the tests' MongoDB, real Fashion-MNIST PNGs and the real timm backbone. A run of an
 earlier release is made by removing the entry from a real run's record: those releases wrote none.
@@ -108,3 +109,26 @@ def test_a_later_reader_does_not_resume_a_run_read_by_this_one(embedded_then_gro
     assert not forms.invalid(forms.props("compute_pyramid_embeddings", ds, dict(embeddings_field="emb")))
     out = ood.compute_pyramid_embeddings(ds, "emb", **SETTINGS, **FAST)
     assert out["num_computed"] == 1 and out["status"] == "complete"
+
+
+def test_a_clip_field_an_earlier_release_made_is_not_overwritten_on_a_view(dataset_factory, fashion_files,
+                                                                            tiny_clip):
+    """Overwriting CLIP embeddings on a view keeps the other samples' vectors: only when they were read the same
+    way (the record of a release before the reader's version has none)."""
+    paths, names = fashion_files
+    ds = dataset_factory(paths[:10], names[:10])
+    model = dict(model_name=tiny_clip.name, pretrained=str(tiny_clip.safetensors), progress=False)
+    ood.compute_clip_embeddings(ds, "clip", **model)
+    # CLIP decodes every file at full size
+    assert ood.get_ood_run_info(ds, "clip")["decoding"] == {"reader": images.READER_VERSION, "jpeg_min_side": None}
+    ood.compute_clip_embeddings(ds.limit(5), "clip", overwrite=True, **model)  # the same reading: allowed
+    _as_an_earlier_release(ds, "clip")
+    before = [list(v) for v in ds.values("clip")]
+    with pytest.raises(OODInputError, match="were made from files read another way \\(image reading: stored an "
+                                            "earlier release's .* Overwrite on the whole dataset"):
+        ood.compute_clip_embeddings(ds.limit(5), "clip", overwrite=True, **model)
+    ds.reload()
+    assert [list(v) for v in ds.values("clip")] == before and "decoding" not in ood.get_ood_run_info(ds, "clip")
+    out = ood.compute_clip_embeddings(ds, "clip", overwrite=True, **model)  # the whole dataset: recorded anew
+    assert out["num_embedded"] == 10
+    assert ood.get_ood_run_info(ds, "clip")["decoding"]["reader"] == images.READER_VERSION

@@ -14,6 +14,7 @@ from .clip_common import (
     encoder_info,
     make_encoder,
 )
+from ..images import decoding_record
 from .names import validate_key
 from .run_records import list_ood_runs
 from .run_info import get_ood_run_info
@@ -76,7 +77,8 @@ def compute_clip_embeddings(
     check_skip_failures(skip_failures)
     encoder = make_encoder(model_name, pretrained, quick_gelu, device)
     clip_info = encoder_info(encoder)
-    _refuse_mixed_encoders(samples, embeddings_field, clip_info, overwrite)
+    decoding = decoding_record(None)  # CLIP decodes at full size: a file embeds as its PIL image
+    _refuse_mixed_encoders(samples, embeddings_field, clip_info, decoding, overwrite)
     keys, X, failures = encode_samples(
         samples, encoder, batch_size=batch_size, skip_failures=skip_failures, progress=progress
     )
@@ -101,6 +103,7 @@ def compute_clip_embeddings(
         embeddings_field=embeddings_field,
         patches_field=None,
         backbone=clip_info,
+        decoding=decoding,
         projection=None,
         dtype="float32",
         batch_size=batch_size,
@@ -109,18 +112,28 @@ def compute_clip_embeddings(
     return summary
 
 
-def _refuse_mixed_encoders(samples, embeddings_field, clip_info, overwrite):
-    """Overwriting from a view keeps the other samples' embeddings: only when they come from the same encoder."""
+def _refuse_mixed_encoders(samples, embeddings_field, clip_info, decoding, overwrite):
+    """Overwriting from a view keeps the other samples' embeddings: only when they come from the same encoder,
+    from files read the same way (:func:`ood_core.images.decoding_record`)."""
+    from .embedding_plans import settings_diff
     from .items import is_whole_dataset
 
     dataset = samples._dataset
     if not overwrite or is_whole_dataset(samples) or embeddings_field not in list_ood_runs(samples,
                                                                                                 kind="embeddings"):
         return
-    old = get_ood_run_info(samples, embeddings_field).get("backbone")
+    info = get_ood_run_info(samples, embeddings_field)
+    old = info.get("backbone")
     if json.dumps(old, sort_keys=True, default=str) != json.dumps(clip_info, sort_keys=True, default=str):
         raise OODInputError(
             f"CLIP embeddings {embeddings_field!r} on dataset {dataset.name!r} come from another encoder ({old}); "
             f"overwriting them on a view with {clip_info} would leave the other samples' under the new record. "
+            "Overwrite on the whole dataset, or choose another embeddings_field"
+        )
+    differs = settings_diff({"decoding": info.get("decoding")}, {"decoding": decoding})
+    if differs:
+        raise OODInputError(
+            f"CLIP embeddings {embeddings_field!r} on dataset {dataset.name!r} were made from files read another "
+            f"way ({differs}); overwriting them on a view would leave the other samples' under the new record. "
             "Overwrite on the whole dataset, or choose another embeddings_field"
         )
