@@ -119,8 +119,8 @@ def test_a_clip_field_an_earlier_release_made_is_not_overwritten_on_a_view(datas
     ds = dataset_factory(paths[:10], names[:10])
     model = dict(model_name=tiny_clip.name, pretrained=str(tiny_clip.safetensors), progress=False)
     ood.compute_clip_embeddings(ds, "clip", **model)
-    # CLIP decodes every file at full size
-    assert ood.get_ood_run_info(ds, "clip")["decoding"] == {"reader": images.READER_VERSION, "jpeg_min_side": None}
+    # twice the tiny model's 32 px resize (tests/test_jpeg_decode.py checks the reduced decode)
+    assert ood.get_ood_run_info(ds, "clip")["decoding"] == {"reader": images.READER_VERSION, "jpeg_min_side": 64}
     ood.compute_clip_embeddings(ds.limit(5), "clip", overwrite=True, **model)  # the same reading: allowed
     _as_an_earlier_release(ds, "clip")
     before = [list(v) for v in ds.values("clip")]

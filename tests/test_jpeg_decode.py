@@ -65,3 +65,24 @@ def test_a_jpeg_not_twice_the_needed_size_is_decoded_whole(large_jpeg, session_e
         img.load()
         whole = np.asarray(img.convert("RGB"))
     np.testing.assert_array_equal(np.asarray(load_rgb(small, decode_size(session_extractor.transform))), whole)
+
+
+def test_clip_reads_a_large_jpeg_file_reduced_as_the_extractor_does(large_jpeg, dataset_factory, tiny_clip):
+    """CLIP embeddings of a file (the SDK's, and ``encode_images`` given its path) come from the reduced decode;
+    a PIL image passed in is embedded as given. The tiny test model resizes to 32 px: decode_size 64, so the
+    1,792 px file is decoded at 1/8 scale (224 px)."""
+    from ood_core.clip.encoder import CLIPEncoder
+
+    large, _ = large_jpeg
+    encoder = CLIPEncoder(tiny_clip.name, pretrained=str(tiny_clip.safetensors))
+    assert encoder.decode_size == 2 * 32
+    reduced, full = encoder.load_image(large), load_rgb(large)
+    assert reduced.size == (224, 224) and np.array_equal(np.asarray(reduced), np.asarray(load_rgb(large, 64)))
+    from_reduced, from_full = encoder.encode_images([reduced]), encoder.encode_images([full])
+    assert not np.allclose(from_reduced, from_full, atol=1e-4)  # the two decodes are told apart
+    np.testing.assert_allclose(encoder.encode_images([large]), from_reduced, atol=1e-6)
+    ds = dataset_factory([large])
+    ood.compute_clip_embeddings(ds, "clip", model_name=tiny_clip.name, pretrained=str(tiny_clip.safetensors),
+                                progress=False)
+    np.testing.assert_allclose(ds.values("clip")[0], from_reduced[0], atol=1e-6)
+    assert ood.get_ood_run_info(ds, "clip")["decoding"]["jpeg_min_side"] == 64

@@ -366,6 +366,21 @@ class CLIPEncoder:
         return self._preprocess
 
     @property
+    def decode_size(self):
+        """The size both sides of an image file keep when it is decoded for :attr:`preprocess`
+        (:func:`ood_core.images.decode_size`: twice the short side it resizes to; None: full size)."""
+        from ..images import decode_size
+
+        return decode_size(self.preprocess)
+
+    def load_image(self, path):
+        """The image file ``path`` decoded as :meth:`encode_images` reads it: upright, sRGB, a large JPEG at a
+        reduced scale that keeps :attr:`decode_size` (:func:`ood_core.images.load_rgb`)."""
+        from ..images import load_rgb
+
+        return load_rgb(path, self.decode_size)
+
+    @property
     def tokenizer(self):
         self._load()
         return self._tokenizer
@@ -405,10 +420,14 @@ class CLIPEncoder:
         """Embed images; returns ``(N, D)`` float32 rows of unit L2 norm.
 
         ``images`` is a list of PIL images or image file paths (decoded by
-        :func:`ood_core.images.load_rgb`: upright per EXIF, RGB; an unreadable file
-        raises :class:`~ood_core.images.ImageLoadError` naming it). PIL images of any
-        mode are converted as files are (:func:`ood_core.images.to_rgb`), so a picture
-        embeds the same whether passed as an image or as its file.
+        :meth:`load_image`: upright per EXIF, sRGB; an unreadable file raises
+        :class:`~ood_core.images.ImageLoadError` naming it). PIL images of any mode are
+        converted as files are (:func:`ood_core.images.to_rgb`), so a picture embeds the
+        same whether passed as an image or as its file, except that a JPEG file at least
+        four times the preprocessing's resize on both sides (896 px for ViT-B/16) is
+        decoded at 1/2-1/8 scale, as the pyramid extractor does: its model input then
+        differs from the full decode's by about 1% (at most 2%), as much as re-saving the
+        file at JPEG quality 95 changes it (``benchmarks/bench_jpeg_decode.py``).
         ``progress``: see :mod:`ood_core.progress` (``None``/``True`` tqdm bar, ``False``
         silent, or ``f(done, total)`` called after every batch). The default is
         ``False``: the encoder is a building block, and callers that loop over many
@@ -427,10 +446,10 @@ class CLIPEncoder:
         ``resize_mode="longest"``); it raises what it raises, for the caller to name the item."""
         from PIL import Image
 
-        from ..images import load_rgb, to_rgb
+        from ..images import to_rgb
 
         if isinstance(image, (str, os.PathLike)):
-            image = load_rgb(image)  # upright (EXIF), RGB; ImageLoadError names the file
+            image = self.load_image(image)  # upright (EXIF), RGB; ImageLoadError names the file
         elif not isinstance(image, Image.Image):
             raise OODInputError(f"images must be PIL images or file paths; got {type(image).__name__}.")
         else:

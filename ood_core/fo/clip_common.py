@@ -193,10 +193,10 @@ def encode_samples(samples, encoder, *, batch_size, skip_failures, progress):
 def prepare_image(encoder, path):
     """The encoder's input tensor for the image file ``path``; :class:`ImageLoadError` naming the file when it
     cannot be read, or when the model's preprocessing cannot take the decoded image (a degenerate size)."""
-    from ..images import SKIP_HINT, load_rgb
+    from ..images import SKIP_HINT
 
-    image = load_rgb(path)
     encoder.preprocess  # noqa: B018 -- loads the model first: a weights error is not this image's problem
+    image = encoder.load_image(path)  # a large JPEG decoded reduced, as encode_images reads files
     try:
         return encoder.prepare_image(image)
     except Exception as e:  # whatever the transform raises is this image's problem

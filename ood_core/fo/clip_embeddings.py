@@ -77,7 +77,7 @@ def compute_clip_embeddings(
     check_skip_failures(skip_failures)
     encoder = make_encoder(model_name, pretrained, quick_gelu, device)
     clip_info = encoder_info(encoder)
-    decoding = decoding_record(None)  # CLIP decodes at full size: a file embeds as its PIL image
+    decoding = decoding_record(encoder.decode_size)
     _refuse_mixed_encoders(samples, embeddings_field, clip_info, decoding, overwrite)
     keys, X, failures = encode_samples(
         samples, encoder, batch_size=batch_size, skip_failures=skip_failures, progress=progress

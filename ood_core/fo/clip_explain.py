@@ -135,15 +135,13 @@ def _run_encoder(info, run_key, device):
 
 def _sample_embedding(samples, sample, field, encoder):
     """The sample's stored embedding when the run used one made by ``encoder``, else its image encoded."""
-    from ..images import load_rgb
-
     if field and sample.has_field(field) and sample[field] is not None:
         try:
             if clip_embeddings_record(samples, field).get("weights_identity") == encoder.weights_identity:
                 return np.asarray(sample[field], dtype=np.float32)
         except OODInputError:
             pass  # the embeddings run was deleted or replaced: encode the image
-    return encoder.encode_images([load_rgb(sample.filepath)])[0]
+    return encoder.encode_images([sample.filepath])[0]  # read as the scoring run read it
 
 
 def _memory_neighbours(samples, res, x, field, top, encoder):
