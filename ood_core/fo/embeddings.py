@@ -93,10 +93,9 @@ def compute_pyramid_embeddings(
 
     **Resuming**: calling again with the same settings after an interruption
     (or after new samples were added) computes only the items that have no
-    embedding yet. A call with different settings (backbone, weights, levels,
-    mode, grid, projection, dtype, or a release that reads files differently:
-    :func:`ood_core.images.decoding_record`) refuses to mix them and says how to
-    proceed.
+    embedding yet. A call with different settings (backbone, weights, levels, mode, grid,
+    projection, dtype, or a release that reads files another way: ``ood_core.images.decoding_record``)
+    refuses to mix them and says how to proceed.
 
     Args:
         samples: a Dataset or view.
