@@ -6,9 +6,10 @@ Not a test: prints a table and writes ``benchmarks/results/bench_jpeg_decode.txt
 ``ood_core.images.load_rgb(path, decode_size)`` decodes a JPEG larger than twice ``decode_size`` on both sides at
 1/2, 1/4 or 1/8 scale (libjpeg's scaled decoding), keeping both sides at least ``decode_size``; the extractor and
 the CLIP encoder pass twice the short side their transform resizes to (``DECODE_MARGIN``; 512 for the default
-EfficientNet-Lite0, 448 for CLIP ViT-B/16). No large photos are installed here, so the large files are real photos (scikit-image's,
-1000-1411 px ones at their own size too) scaled up 2-8x with bicubic interpolation and saved at JPEG quality 90:
-their decoding time is a real photo's of that size, their fine detail poorer than a real one's.
+EfficientNet-Lite0, 448 for CLIP ViT-B/16). No large photos are installed here, so the large files are real
+photos (scikit-image's, 1000-1411 px ones at their own size too) scaled up 2-8x with bicubic interpolation and
+saved at JPEG quality 90: their decoding time is a real photo's of that size, their fine detail poorer than a real
+one's.
 
 For each file: the time of decoding and preprocessing (``load_rgb`` + the backbone's transform; best of 3) at full
 size and reduced, and the relative change of the pyramid embedding (``|e_reduced - e_full| / |e_full|``) beside
