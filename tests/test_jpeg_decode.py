@@ -12,6 +12,7 @@ from PIL import Image
 
 import ood_core as ood
 from ood_core.images import crop_box, decode_size, load_rgb
+from icc_helpers import rgb_profile
 from photo_helpers import foolbox_imagenet
 
 
@@ -86,3 +87,24 @@ def test_clip_reads_a_large_jpeg_file_reduced_as_the_extractor_does(large_jpeg, 
                                 progress=False)
     np.testing.assert_allclose(ds.values("clip")[0], from_reduced[0], atol=1e-6)
     assert ood.get_ood_run_info(ds, "clip")["decoding"]["jpeg_min_side"] == 64
+
+
+def test_a_large_jpeg_decoded_reduced_is_still_read_through_its_colour_profile(tmp_path):
+    """The scaled decode keeps the embedded profile: a Display P3 file is converted to sRGB at reduced scale as at
+    full size (16 x 16 blocks of 128 px random colours: each block's colour is known at both scales)."""
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (16, 16, 3)).astype(np.uint8)
+    path = str(tmp_path / "p3.jpg")
+    Image.fromarray(np.kron(blocks, np.ones((128, 128, 1), np.uint8))).save(path, quality=95,
+                                                                            icc_profile=rgb_profile("Display P3"))
+    full, reduced = load_rgb(path), load_rgb(path, 256)
+    assert full.size == (2048, 2048) and reduced.size == (256, 256)
+    with Image.open(path) as img:
+        raw = img.convert("RGB").resize((256, 256), Image.BOX)
+    shrunk = np.asarray(full.resize((256, 256), Image.BOX), dtype=float)
+
+    def centres(a):  # the centre pixel of each block at 1/8 scale (16 px), away from its edges
+        return np.asarray(a, dtype=float)[8::16, 8::16]
+
+    assert np.abs(centres(reduced) - centres(shrunk)).mean() < 1.5  # the same colours as the full conversion
+    assert np.abs(centres(raw) - centres(shrunk)).mean() > 5  # which differ from the file's raw numbers
