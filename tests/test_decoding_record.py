@@ -132,3 +132,30 @@ def test_a_clip_field_an_earlier_release_made_is_not_overwritten_on_a_view(datas
     out = ood.compute_clip_embeddings(ds, "clip", overwrite=True, **model)  # the whole dataset: recorded anew
     assert out["num_embedded"] == 10
     assert ood.get_ood_run_info(ds, "clip")["decoding"]["reader"] == images.READER_VERSION
+
+
+def test_an_audit_names_its_own_fix_for_embeddings_an_earlier_release_left_unfinished(dataset_factory, fashion_files,
+                                                                                     session_extractor, tmp_path):
+    """The audit computes its embeddings into 'ood_embeddings': an interrupted run there of an earlier release is
+    not added to, and the error names the calls that fix it (the embeddings call's own advice, overwrite=True,
+    would have sent the user to audit(overwrite=True), which is refused the same way)."""
+    paths, _ = fashion_files
+    ds = dataset_factory(paths[::10])  # 20 images
+    ood.compute_pyramid_embeddings(ds, "ood_embeddings", shard=(0, 2), **FAST)  # interrupted: half of them
+    _as_an_earlier_release(ds, "ood_embeddings")
+    ds.reload()
+    record = ood.get_ood_run_info(ds, "ood_embeddings")
+    for overwrite in (False, True):
+        with pytest.raises(OODInputError) as refused:
+            ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False, overwrite=overwrite)
+        message = str(refused.value)
+        assert message.startswith("the audit computes its embeddings into 'ood_embeddings', but embeddings "
+                                  "'ood_embeddings' on dataset") and "image reading: stored an earlier release's" \
+            in message
+        assert "ood.compute_pyramid_embeddings(dataset, 'ood_embeddings', overwrite=True)" in message
+        assert "Pass overwrite=True" not in message
+        ds.reload()
+        assert ood.list_ood_runs(ds) == ["ood_embeddings"] and ood.get_ood_run_info(ds, "ood_embeddings") == record
+    ood.compute_pyramid_embeddings(ds, "ood_embeddings", overwrite=True, **FAST)  # the fix the error names
+    out = ood.audit(ds, report_path=str(tmp_path / "r.html"), near_duplicates=False)
+    assert not out["embeddings_computed"] and out["embeddings_field"] == "ood_embeddings"

@@ -27,7 +27,7 @@ import os
 import time
 import uuid
 
-from ..errors import OODInputError
+from ..errors import OODInputError, SettingsConflictError
 from ..progress import Progress, check_progress, inner_progress
 from . import audit_recovery, inventory, runs
 from . import near_duplicates as duplicate_search
@@ -377,8 +377,11 @@ def _compute_embeddings(samples, reference, model_name, skip_failures, failures,
     from .embeddings import compute_pyramid_embeddings
 
     field = "ood_embeddings"
-    out = compute_pyramid_embeddings(samples, field, model_name=model_name, overwrite=False, progress=progress,
-                                     skip_failures=skip_failures)
+    try:
+        out = compute_pyramid_embeddings(samples, field, model_name=model_name, overwrite=False, progress=progress,
+                                         skip_failures=skip_failures)
+    except SettingsConflictError as e:  # its advice (overwrite=True) is the embeddings call's, not the audit's
+        raise _embeddings_conflict(e, field, model_name) from e
     failures.update((f["id"], f["error"]) for f in out["failures"])
     if failures and not len(samples.exists(field)):
         first = next(iter(failures.values()))
@@ -389,6 +392,18 @@ def _compute_embeddings(samples, reference, model_name, skip_failures, failures,
         compute_pyramid_embeddings(outside, field, model_name=model_name, overwrite=False, progress=progress,
                                    skip_failures=skip_failures)  # one that fails is no reference (outside the view)
     return field
+
+
+def _embeddings_conflict(error, field, model_name):
+    """The audit's own fix for embeddings ``field`` that exist with other settings (an interrupted run of another
+    backbone, or of a release that read files another way): recompute or delete them, then audit again."""
+    model = "" if model_name == "auto" else f", model_name={model_name!r}"
+    return OODInputError(
+        f"the audit computes its embeddings into {field!r}, but {error.problem}, and adding to them would mix two "
+        f"kinds. Recompute them with ood.compute_pyramid_embeddings(dataset, {field!r}{model}, overwrite=True) or "
+        f"delete them (ood.delete_ood_run(dataset, {field!r})), then audit again; or pass embeddings_field= an "
+        "embeddings field of the whole view"
+    )
 
 
 def _reference_without(samples, reference, field):

@@ -8,7 +8,7 @@ deleted: the call is refused, naming it.
 """
 
 from . import coordination
-from ..errors import OODInputError
+from ..errors import OODInputError, SettingsConflictError
 from .embedding_runs import field_gone, pending_overwrite, record_info, same_settings, side_key
 from .items import is_whole_dataset
 from .ownership import field_mark
@@ -64,10 +64,9 @@ def require_same_settings(samples, run_key, settings, consequence):
     info = get_ood_run_info(samples, run_key)
     old = {k: info.get(k) for k in settings}
     if _jsonable(old) != _jsonable(settings):
-        raise OODInputError(
-            f"embeddings {run_key!r} on dataset {samples._dataset.name!r} were computed with different settings "
-            f"({settings_diff(old, settings)}); {consequence}"
-        )
+        problem = (f"embeddings {run_key!r} on dataset {samples._dataset.name!r} were computed with different "
+                   f"settings ({settings_diff(old, settings)})")
+        raise SettingsConflictError(f"{problem}; {consequence}", run_key, problem)
     return info
 
 
