@@ -15,17 +15,17 @@ class OODInputError(OODError, ValueError):
 
 
 class SettingsConflictError(OODInputError):
-    """An existing run ``run_key`` was computed with other settings than a call that would add to it asked for.
+    """An existing run was computed with other settings than a call that would add to it asked for.
 
     ``problem`` says what differs; the message adds what the call refuses and its fix. A caller that chose the
     run's key itself (the audit) names its own fix with ``problem``."""
 
-    def __init__(self, message, run_key=None, problem=None):
+    def __init__(self, message, problem=None):
         super().__init__(message)
-        self.run_key, self.problem = run_key, problem or message
+        self.problem = problem or message
 
     def __reduce__(self):
-        return type(self), (str(self), self.run_key, self.problem)
+        return type(self), (str(self), self.problem)
 
 
 class NotFittedError(OODError, RuntimeError):

@@ -66,7 +66,7 @@ def require_same_settings(samples, run_key, settings, consequence):
     if _jsonable(old) != _jsonable(settings):
         problem = (f"embeddings {run_key!r} on dataset {samples._dataset.name!r} were computed with different "
                    f"settings ({settings_diff(old, settings)})")
-        raise SettingsConflictError(f"{problem}; {consequence}", run_key, problem)
+        raise SettingsConflictError(f"{problem}; {consequence}", problem)
     return info
 
 
