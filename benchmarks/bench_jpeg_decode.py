@@ -173,13 +173,13 @@ def main():
             Image.fromarray(arrays[i % len(arrays)]).resize(PHONE, Image.BICUBIC).save(path, quality=90)
             paths.append(path)
         rates = {}
-        for label, patch in (("full size", lambda t: None), ("reduced", decode_size)):
-            features.decode_size = patch
+        for label, min_side in (("full size", None), ("reduced", size)):
+            ext.decode_size = min_side
             ext.extract(paths[:8], batch_size=8, num_workers=1, progress=False)  # warm-up
             t = time.perf_counter()
             ext.extract(paths, batch_size=16, num_workers=1, progress=False)
             rates[label] = len(paths) / (time.perf_counter() - t)
-        features.decode_size = decode_size
+        ext.decode_size = size
         lines.append(f"extractor end to end, 48 files of {PHONE[0]}x{PHONE[1]} (1 decoding worker, batch 16): "
                      f"full size {rates['full size']:.1f} images/s, reduced {rates['reduced']:.1f} images/s "
                      f"({rates['reduced'] / rates['full size']:.1f}x)")

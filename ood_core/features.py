@@ -102,12 +102,12 @@ class ExtractionResult:
 class _ItemDataset:
     """torch-style dataset over image paths or ``(path, relative_box)`` pairs."""
 
-    def __init__(self, items, transform):
+    def __init__(self, items, transform, min_side):
         self.items = items
         self.transform = transform
-        # whole images are decoded no larger than the transform needs (a large JPEG at 1/2-1/8 scale); an object's
-        # box is cut from the full-size image, whose pixels the crop needs
-        self.decode_size = decode_size(transform)
+        # whole images are decoded keeping ``min_side`` (a large JPEG at 1/2-1/8 scale); an object's box is cut
+        # from the full-size image, whose pixels the crop needs
+        self.min_side = min_side
         self._last = (None, None)  # consecutive patches usually share an image
 
     def __len__(self):
@@ -116,7 +116,7 @@ class _ItemDataset:
     def _image(self, path, boxed):
         key = (path, boxed)
         if self._last[0] != key:
-            self._last = (key, load_rgb(path, None if boxed else self.decode_size))
+            self._last = (key, load_rgb(path, None if boxed else self.min_side))
         return self._last[1]
 
     def __getitem__(self, i):
@@ -212,6 +212,7 @@ class PyramidExtractor:
         self.device = device
         # an elongated image is cut to its centre first: the crop keeps no more (see bounded_transform)
         self.transform = bounded_transform(timm.data.create_transform(**data_cfg, is_training=False))
+        self.decode_size = decode_size(self.transform)  # whole images are decoded keeping it (images.load_rgb)
         self.model_name = model_name
         self.level_indices = indices
         self.level_names = [module_names[i] for i in indices]
@@ -255,7 +256,7 @@ class PyramidExtractor:
     def decoding(self, boxed):
         """How this extractor reads files (:func:`.images.decoding_record`): an object's box is cut from the full
         decode (``boxed``), a whole image is decoded no larger than the transform needs."""
-        return decoding_record(None if boxed else decode_size(self.transform))
+        return decoding_record(None if boxed else self.decode_size)
 
     def embed_tensor(self, x):
         """Embeddings ``(B, D)`` float32 numpy for a preprocessed batch tensor."""
@@ -299,7 +300,7 @@ class PyramidExtractor:
         if not items:
             raise OODInputError("no images to embed: the view or item list is empty")
         loader = DataLoader(
-            _ItemDataset(items, self.transform),
+            _ItemDataset(items, self.transform, self.decode_size),
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,

@@ -341,12 +341,13 @@ class CLIPEncoder:
 
         from open_clip.transform import PreprocessCfg, image_transform_v2
 
-        from ..images import bounded_transform
+        from ..images import bounded_transform, decode_size
 
         # an elongated image is cut to its centre first: the centre crop keeps no more (see bounded_transform)
         self._preprocess = bounded_transform(image_transform_v2(
             PreprocessCfg(**model.visual.preprocess_cfg), is_train=False
         ))
+        self._decode_size = decode_size(self._preprocess)
         self._tokenizer = open_clip.get_tokenizer(self.model_name)
         self._model = model
         self._weights_file = path
@@ -369,9 +370,8 @@ class CLIPEncoder:
     def decode_size(self):
         """The size both sides of an image file keep when it is decoded for :attr:`preprocess`
         (:func:`ood_core.images.decode_size`: twice the short side it resizes to; None: full size)."""
-        from ..images import decode_size
-
-        return decode_size(self.preprocess)
+        self._load()
+        return self._decode_size
 
     def load_image(self, path):
         """The image file ``path`` decoded as :meth:`encode_images` reads it: upright, sRGB, a large JPEG at a
