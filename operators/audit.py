@@ -2,6 +2,7 @@
 
 import fiftyone.operators.types as types
 
+from ood_core.detectors.transductive import decision_sentence
 from ood_core.fo import form_cache
 
 from . import base as common
@@ -164,6 +165,7 @@ def audit_report(summary):
              ("near duplicates (tag `near_duplicate`)",
               f"{summary['num_duplicates']:,}" if summary["duplicate_threshold"] is not None else None),
              ("skipped (no embedding)", f"{summary['num_skipped']:,}" if summary["num_skipped"] else None),
+             ("OOD scores", decision_sentence(summary.get("density_ratio"))),
              *(("warning", w) for w in summary.get("warnings", [])),
              ("HTML report", code(home_relative(summary["report_path"]))),
              ("flagged samples (CSV)", code(home_relative(summary["csv_path"]))),

@@ -2,6 +2,7 @@
 
 import fiftyone.operators.types as types
 
+from ood_core.detectors.transductive import decision_line, decision_sentence
 from ood_core.fo import form_cache
 from ood_core.fo.scores import DEFAULT_N_COMPONENTS
 
@@ -188,8 +189,8 @@ def score_report(summary, embeddings_field, label_field=None, run_info=None):
          ("k (neighbours)", _k_line(info, item)),
          ("reference", _reference_line(info, item)),
          ("p-values", _p_value_line(calibration, info, item)),
-         ("in plain words", _ratio_sentence(summary.get("density_ratio"), item)),
-         ("scored-set density ratio", _ratio_line(summary.get("density_ratio"))),
+         ("in plain words", decision_sentence(summary.get("density_ratio"), item)),
+         ("scored-set density ratio", decision_line(summary.get("density_ratio"))),
          ("feature levels", _gate_line(summary.get("component_gate"))),
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
          ("suggested labels", _suggestion_line(info.get("suggestion"), item)),
@@ -283,32 +284,6 @@ def _spread_line(summary, info, item="samples"):
         return spread
     whom = f"the trusted {item}" if info.get("reference") else f"the scored {item}"
     return f"{spread} (0 = as typical as {whom}, 1 = one of their standard deviations further)"
-
-
-def _ratio_sentence(ratio, item="samples"):
-    """The density-ratio decision in one plain sentence (None: not applicable)."""
-    if not ratio:
-        return None
-    what = "images" if item == "samples" else item
-    if ratio.get("used"):
-        return (f"the scored {what} crowd together where trusted {what} are rare, so each score also counts how much "
-                f"more crowded the scored {what} are around it than the trusted ones")
-    if ratio.get("p_value") is None and ratio.get("p_value_at_least") is None:  # not tested: nothing measured
-        return f"each score is the distance to the trusted {what} only"
-    return (f"the scored {what} are spread like the trusted ones, so each score is the distance to the trusted "
-            f"{what} only")
-
-
-def _ratio_line(ratio):
-    """Whether the default detector added the scored set's density ratio, in one line (None: not applicable)."""
-    if not ratio:
-        return None
-    p_value = ratio.get("p_value")
-    p_text = f" (permutation p = {p_value:.3g})" if p_value is not None else ""
-    weight = ratio.get("weight")
-    w_text = f", weight {weight:.2g}" if ratio.get("used") and weight is not None else ""
-    warning = f". Warning: {ratio['warning']}" if ratio.get("warning") else ""
-    return f"{'used' if ratio.get('used') else 'not used'}: {ratio.get('reason')}{p_text}{w_text}{warning}"
 
 
 def _gate_line(gate):

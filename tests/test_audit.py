@@ -101,6 +101,16 @@ def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_p
     assert f"flagged as out-of-distribution (tag &#x27;ood&#x27;; {flagged_trusted} of them trusted)" in html
     assert f"score &gt;= {out['thresholds']['ood']:.4g} ({html_escape(out['rules']['ood'])})" in html
     assert f"score &gt;= {out['thresholds']['label_issues']:.4g} (top 5% of the scores" in html
+    # what the OOD score is: whether the scored set's density ratio was added (the scores then depend on this
+    # batch), as the scoring run recorded it, in the result, the report's table and its histogram's title
+    from ood_core.detectors.transductive import decision_line, decision_sentence
+
+    decision = ood.get_ood_run_info(ds, "audit_ood")["detector_fitted"]["transductive"]
+    assert out["density_ratio"]["used"] == decision["used"] and out["density_ratio"]["p_value"] == decision["p_value"]
+    assert f"<td>OOD score</td><td>{html_escape(decision_sentence(decision))}</td>" in html
+    assert f"<td>scored-set density ratio</td><td>{html_escape(decision_line(decision))}</td>" in html
+    assert ("plus the scored set&#x27;s density ratio" in html) == decision["used"]
+    assert ("1 = one of their standard deviations further" in html) == (not decision["used"])
     assert "ood_audit-ood" in html and "OOD review" in html and "ood_confirmed" in html
     # the worst OOD tile is the highest score
     top = ds.sort_by("audit_ood", reverse=True).first()
@@ -118,6 +128,33 @@ def test_audit_scores_flags_tags_and_writes_a_self_contained_report(small, tmp_p
     assert both > 0  # the held-out Bags and Ankle boots carry in-distribution labels
     assert label_part.count("also flagged OOD (tag &#x27;ood&#x27;)") == both
     assert f"{both} of these 6 {'is' if both == 1 else 'are'} also flagged out-of-distribution" in label_part
+
+
+def test_audit_says_when_the_scores_depend_on_the_batch(dataset_factory, fashion_files, tmp_path):
+    """A crowd of held-out images (40 Bags and Ankle boots among 56 untrusted samples): the scored set's density
+    ratio is added, and the result view, the report's table and its histogram say so (the histogram no longer
+    reads the score as a number of standard deviations)."""
+    import ood_core as ood
+    from ood_core.detectors.transductive import decision_line, decision_sentence
+    from operators.audit import audit_report
+
+    paths, names = fashion_files
+    idx = [i for i in range(len(paths)) if names[i] in HELD_OUT or i % 20 < 5]
+    tags = [["trusted"] if names[i] not in HELD_OUT and i % 20 < 3 else [] for i in idx]
+    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
+    _embed(ds)
+    out = ood.audit(ds, report_path=str(tmp_path / "audit.html"), num_worst=4, near_duplicates=False)
+    decision = ood.get_ood_run_info(ds, "audit_ood")["detector_fitted"]["transductive"]
+    assert decision["used"] and out["density_ratio"]["used"] and out["density_ratio"]["weight"] == decision["weight"]
+    html = open(out["report_path"], encoding="utf-8").read()
+    assert f"<td>OOD score</td><td>{html_escape(decision_sentence(decision))}</td>" in html
+    assert "crowd together where trusted images are rare" in html
+    assert f"<td>scored-set density ratio</td><td>{html_escape(decision_line(decision))}</td>" in html
+    assert html_escape(f"permutation p = {decision['p_value']:.3g}") in html
+    assert "plus the scored set&#x27;s density ratio" in html and "standard deviations further" not in html
+    # the App's result view of the audit says it in the same words
+    view = str(audit_report(out))
+    assert "OOD scores: " + decision_sentence(decision) in view
 
 
 def test_audit_refuses_to_repeat_and_overwrites_cleanly(small, tmp_path):

@@ -89,8 +89,8 @@ from ..errors import OODInputError
 from ..neighbors import NeighborIndex, product_kneighbors
 from .base import adaptive_k, l2_normalize
 
-__all__ = ["N_PERMUTATIONS", "DensityRatio", "density_ratio_ranks", "permutation_test", "pool_sample_sizes",
-           "ratio_weight"]
+__all__ = ["N_PERMUTATIONS", "DensityRatio", "decision_line", "decision_sentence", "density_ratio_ranks",
+           "permutation_test", "pool_sample_sizes", "ratio_weight"]
 
 #: the largest pooled set searched as a whole; above it the neighbours come from a seeded sample of this size
 MAX_POOLED = 20000
@@ -341,3 +341,31 @@ class DensityRatio:
                          f"{n_ref + n_scored} > {self.max_pooled or MAX_POOLED})" if sampled else ""),
             "scored": z_scored, "reference": z_ref,
         }
+
+
+def decision_sentence(info, item="samples"):
+    """A run's density-ratio decision (the ``transductive`` entry of its record) in one plain sentence, for the
+    result views and the audit's report; None when the run has no decision (another detector)."""
+    if not info:
+        return None
+    what = "images" if item == "samples" else item
+    if info.get("used"):
+        return (f"the scored {what} crowd together where trusted {what} are rare, so each score also counts how much "
+                f"more crowded the scored {what} are around it than the trusted ones")
+    if info.get("p_value") is None and info.get("p_value_at_least") is None:  # not tested: nothing measured
+        return f"each score is the distance to the trusted {what} only"
+    return (f"the scored {what} are spread like the trusted ones, so each score is the distance to the trusted "
+            f"{what} only")
+
+
+def decision_line(info):
+    """The same decision in one technical line: used or not, why, the permutation p-value, the weight and any
+    warning (None when the run has no decision)."""
+    if not info:
+        return None
+    p_value = info.get("p_value")
+    p_text = f" (permutation p = {p_value:.3g})" if p_value is not None else ""
+    weight = info.get("weight")
+    w_text = f", weight {weight:.2g}" if info.get("used") and weight is not None else ""
+    warning = f". Warning: {info['warning']}" if info.get("warning") else ""
+    return f"{'used' if info.get('used') else 'not used'}: {info.get('reason')}{p_text}{w_text}{warning}"

@@ -73,6 +73,7 @@ def _summary(samples, audit_key, plan, embeddings, found, duplicates, duplicate_
         "reference_tag": reference if isinstance(reference, str) else None,
         "reference": None if reference is None else (f"tag '{reference}'" if isinstance(reference, str) else "a view"),
         "label_field": plan["label_field"],
+        "density_ratio": found.get("density_ratio"),
         "runs": found["runs"],
         "thresholds": found["thresholds"],
         "rules": found["rules"],
@@ -417,6 +418,7 @@ def _score_ood(samples, embeddings, ood_field, reference, label_field, pass_rate
     scored = compute_ood_scores(samples, embeddings, ood_field, reference=reference, label_field=label_field,
                                 overwrite=overwrite, progress=progress)
     found["num_skipped"] = scored["num_skipped"]
+    found["density_ratio"] = scored.get("density_ratio")  # whether the scores depend on this batch (the report says)
     trusted = _scored_reference(samples, reference, ood_field)
     if trusted is not None:
         # the trusted samples' own (self-excluded) scores set the cut, also for a view that holds none of them

@@ -16,6 +16,7 @@ from html import unescape as html_unescape
 
 import numpy as np
 
+from ..detectors.transductive import decision_line, decision_sentence
 from ..errors import OODInputError
 from ..publish import publish_file, temporary_beside
 
@@ -119,10 +120,7 @@ def write_report(samples, summary, found, duplicates, num_worst, path, table, ov
     plots = [html.histogram_svg(scores["ood"], threshold=_shown_threshold(scores["ood"], found, "ood"),
                                 is_positive=not_trusted,
                                 names=("not trusted", f"'{html.isolate_text(ref)}'"),
-                                title=f"{ood_field}: k-NN distance, standardised on the "
-                                      f"{'trusted' if summary['reference'] else 'audited'} samples (0 = as "
-                                      "typical as they are, 1 = one of their standard deviations further; "
-                                      "higher = more OOD)")]
+                                title=_ood_histogram_title(ood_field, summary))]
     if "label_issues" in found["runs"]:
         issue_field = found["runs"]["label_issues"]
         plots.append(html.histogram_svg(scores["label_issues"],
@@ -239,14 +237,28 @@ def _inputs(summary, found, scores):
          "none: the audited samples are scored against each other (each left out)"),
         ("label field", html.isolate_text(summary["label_field"]) if summary["label_field"] else
          "none: no wrong-label scores"),
+        ("OOD score", decision_sentence(summary.get("density_ratio"))),
+        ("scored-set density ratio", decision_line(summary.get("density_ratio"))),
         *((f"{what} flagged when", _flagged_when(scores[task], found, task))
           for task, what in (("ood", "OOD"), ("label_issues", "wrong labels")) if task in found["thresholds"]),
         ("runs written (score, flags)", ", ".join(summary["runs"].values())),
         ("fields written", ", ".join(summary.get("fields", []))),
     ]
+    inputs = [row for row in inputs if row[1] is not None]  # the density ratio's rows: the default detector's
     if summary.get("removed_runs"):
         inputs.append(("removed: runs of the earlier audit not written this time", ", ".join(summary["removed_runs"])))
     return inputs
+
+
+def _ood_histogram_title(ood_field, summary):
+    """What the OOD scores measure, on their histogram: the standardised distance, and the density ratio when
+    it was added (the scale's "one standard deviation" then no longer holds)."""
+    whom = "trusted" if summary["reference"] else "audited"
+    if (summary.get("density_ratio") or {}).get("used"):
+        return (f"{ood_field}: k-NN distance standardised on the {whom} samples, plus the scored set's density "
+                "ratio (see 'What was audited'; higher = more OOD)")
+    return (f"{ood_field}: k-NN distance, standardised on the {whom} samples (0 = as typical as they are, 1 = one "
+            "of their standard deviations further; higher = more OOD)")
 
 
 def _duplicates_html(samples, duplicates, num):
