@@ -514,10 +514,13 @@ def cleanlab_label_scores(X, y, k=10):
 DEFAULT_OOD = "pyramid knn + weighted ratio"
 #: the wrong-label default's row (the product's WeightedLabelVoteDetector defaults, levels="auto"): two
 #: votes (the second without the suspects of the first vote blended with the LDA), the margin, 10-fold
-#: out-of-fold shrinkage LDA with a fitted temperature blended in (``lda_weight=0.5``)
-DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5 10-fold tempered"
-#: the last release's default: 5-fold LDA probabilities as they come, suspects judged by the votes alone
-LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5"
+#: out-of-fold shrinkage LDA with a fitted temperature blended in (``lda_weight=0.5``), averaged with a
+#: second such LDA fitted without Confident Learning's label issues (``lda_refit=True``)
+DEFAULT_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5 10-fold tempered + CL refit"
+#: the last release's default: the same without the refitted LDA (``lda_refit=False``)
+LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5 10-fold tempered"
+#: the release before: 5-fold LDA probabilities as they come, suspects judged by the votes alone
+BEFORE_LAST_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2 + LDA .5"
 #: the release before (no LDA)
 NO_LDA_LABEL = "vote 1/d k=auto.5 lv=auto + 2nd vote + margin .2"
 
@@ -539,8 +542,8 @@ def blended_vote_scores(votes, lda, ok, codes, tie, lda_weight, margin_weight):
     return (1 - TIE_BREAK_WEIGHT) * vote_score(probs, codes, margin_weight) + tie
 
 
-def last_release_label_scores(X, y, dims):
-    """The last release's wrong-label default, composed from today's parts: the two votes (suspects from
+def before_last_label_scores(X, y, dims):
+    """The wrong-label default of the release before last, composed from today's parts: the two votes (suspects from
     the first vote alone), then 5-fold out-of-fold LDA probabilities, untempered, averaged in half and half."""
     det = WeightedLabelVoteDetector(level_dims=dims, levels="auto", margin_weight=0.0, lda_weight=0.0)
     tie = vote_tie_term(det, det.fit_score(X, y))
@@ -574,7 +577,9 @@ def label_methods(S):
         # the product default: WeightedLabelVoteDetector's own defaults (second vote, margin weight, LDA) on the levels
         DEFAULT_LABEL: ("default", lambda c: WeightedLabelVoteDetector(level_dims=dims, levels="auto").fit_score(
             c["X"], c["y"])),
-        LAST_LABEL: ("candidate", lambda c: last_release_label_scores(c["X"], c["y"], dims)),
+        LAST_LABEL: ("candidate", lambda c: WeightedLabelVoteDetector(level_dims=dims, levels="auto",
+                                                                      lda_refit=False).fit_score(c["X"], c["y"])),
+        BEFORE_LAST_LABEL: ("candidate", lambda c: before_last_label_scores(c["X"], c["y"], dims)),
         NO_LDA_LABEL: ("candidate", lambda c: wlv(c, k_fraction=0.5, level_dims=dims, levels="auto",
                                                   prune_suspects=True, margin_weight=0.2)),
         "vote 1/d k=auto.5/50 L3-4": ("candidate", lambda c: wlv(c, k_fraction=0.5, k_max=50, level_dims=dims, levels=[3, 4])),

@@ -174,18 +174,22 @@ def _previous_defaults(dataset, test, k):
 
 
 def _previous_label_votes(dataset, k):
-    """The wrong-label default without the out-of-fold LDA probabilities (``lda_weight=0``; the default of the
-    release before last), in memory: the same two votes and margin.
+    """Two earlier wrong-label defaults, in memory: without the refitted LDA (``lda_refit=False``, the last
+    release) and without the LDA at all (``lda_weight=0``, an earlier release); the same two votes and margin.
 
-    Returns scores in ``dataset`` order (every demo sample has an embedding and a label).
+    Returns both scores in ``dataset`` order (every demo sample has an embedding and a label).
     """
     from .detectors import make_detector
 
     X, dims = _stored_embeddings(dataset)
     multi = len(dims) > 1
-    det = make_detector("weighted_label_vote", lda_weight=0.0, level_dims=list(dims) if multi else None,
-                        levels="auto" if multi else None, **({} if k is None else {"k": k}))
-    return det.fit_score(X, dataset.values("ground_truth.label"))
+    labels = dataset.values("ground_truth.label")
+    out = []
+    for params in ({"lda_refit": False}, {"lda_weight": 0.0}):
+        det = make_detector("weighted_label_vote", level_dims=list(dims) if multi else None,
+                            levels="auto" if multi else None, **params, **({} if k is None else {"k": k}))
+        out.append(det.fit_score(X, labels))
+    return out
 
 
 def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progress=None, out=sys.stdout):
@@ -237,7 +241,9 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     for field in ("label_issue", "label_issue_agreement", "label_issue_lof"):
         results[field] = ood_metrics(np.array(id_view.values(field), dtype=float), wrong)
     is_id = ~np.array(dataset.values("is_ood"), dtype=bool)
-    results["label_issue_no_lda"] = ood_metrics(_previous_label_votes(dataset, k)[is_id], wrong)
+    no_refit, no_lda = _previous_label_votes(dataset, k)
+    results["label_issue_no_refit"] = ood_metrics(no_refit[is_id], wrong)
+    results["label_issue_no_lda"] = ood_metrics(no_lda[is_id], wrong)
     p_values = np.array(test.values("ood_pyramid_pvalue"), dtype=float)
     results["flagged_at_p05"] = {"id": float((p_values[~is_ood] <= 0.05).mean()),
                                  "ood": float((p_values[is_ood] <= 0.05).mean())}
@@ -265,6 +271,8 @@ def run_demo(dataset, *, batch_size=64, num_workers=1, k=None, lof_k=None, progr
     print("\nWrong-label task (in-distribution samples; positive = corrupted label):", file=out)
     wrong = dict(positive="wrong label", negative="correct label")
     print("  weighted label votes (default):       " + format_metrics(results["label_issue"], **wrong), file=out)
+    print("  without the refit (lda_refit=False):  " + format_metrics(results["label_issue_no_refit"], **wrong),
+          file=out)
     print("  without the LDA (lda_weight=0):       " + format_metrics(results["label_issue_no_lda"], **wrong),
           file=out)
     print("  label agreement k=20 (previous):      " + format_metrics(results["label_issue_agreement"], **wrong),

@@ -27,7 +27,7 @@ def test_demo_pipeline_runs_and_reports_both_tasks(tmp_path):
         assert "OOD task" in text and "Wrong-label task" in text and "AUROC" in text
         assert "wrong label = positive class" in text and "OOD = positive class" in text
         for key in ("ood_pyramid", "ood_knn", "ood_previous", "ood_mahalanobis", "label_issue", "label_issue_lof",
-                    "label_issue_no_lda"):
+                    "label_issue_no_lda", "label_issue_no_refit"):
             assert 0.0 <= results[key]["auroc"] <= 1.0
         # real pretrained features separate held-out classes and flipped labels well above chance
         assert results["ood_pyramid"]["auroc"] > 0.7 and results["label_issue"]["auroc"] > 0.7

@@ -133,7 +133,7 @@ def test_suspects_do_not_vote_in_the_second_vote_by_hand():
                                rtol=1e-5, atol=1e-7)
     assert det.suggested_labels_ == list(probs.argmax(1))
     assert det.fitted_params() == {"k": 5, "levels": [0, 1], "num_suspects": int(suspects.sum()),
-                                   "lda_temperature": None}
+                                   "lda_temperature": None, "num_lda_issues": None}
     # a reference given to fit is trusted: new samples are voted on by all of it
     plain = WeightedLabelVoteDetector(lda_weight=0.0, k=5, level_dims=DIMS, prune_suspects=False, backend="sklearn")
     np.testing.assert_allclose(det.score_samples(X[:7] + 0.01, y_noisy[:7]),

@@ -136,7 +136,7 @@ def test_votes_and_lda_probabilities_are_blended_by_lda_weight():
     y_noisy = y.copy()
     y_noisy[::7] = (y_noisy[::7] + 1) % 3
     w = 0.3
-    det = WeightedLabelVoteDetector(k=5, lda_weight=w, backend="sklearn")
+    det = WeightedLabelVoteDetector(k=5, lda_weight=w, backend="sklearn", lda_refit=False)  # the refit: its own test
     scores = det.fit_score(X, y_noisy)
     Z = unit(X)
     lda, ok, t = lda_probabilities(Z, y_noisy, 3)

@@ -301,7 +301,8 @@ def _fold_grams(Z, fold, folds):
     return out
 
 
-def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_DIM, calibrate=True, on_fold=None):
+def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_DIM, calibrate=True, on_fold=None,
+                      fit_rows=None):
     """Out-of-fold shrinkage-LDA class probabilities of labelled rows (module docstring).
 
     ``Z`` ``(N, D)``, ``codes`` the class index per row (``0..n_classes-1``).
@@ -309,21 +310,29 @@ def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_D
     the row's fold (a class missing from those rows gets 0), tempered by ``t``
     (:func:`fit_temperature` on these rows when ``calibrate``, else 1); ``ok`` ``(N,)`` bool, False for
     rows whose fold's complement held fewer than two classes or no more rows than classes (their
-    ``probs`` rows are 0). ``on_fold(1)``, when given, is called after each fold (progress).
+    ``probs`` rows are 0). ``on_fold(1)``, when given, is called after each fold (progress). ``fit_rows``
+    ``(N,)`` bool, optional: only these rows fit the models (every row is still predicted by the model of
+    its fold and counts in the temperature), the folds stay those of all rows.
     """
     Z = np.asarray(Z, dtype=np.float64)
     codes = np.asarray(codes, dtype=np.int64)
     log_probs = np.full((Z.shape[0], n_classes), -np.inf)
     ok = np.zeros(Z.shape[0], bool)
     fold = fold_ids(codes, folds)
+    fit = np.ones(Z.shape[0], bool) if fit_rows is None else np.asarray(fit_rows, bool)
     # the folds' Grams serve GramPCA, which needs at least as many rows as columns
-    wide_enough = Z.shape[1] > max_dim and Z.shape[0] * (folds - 1) >= Z.shape[1] * folds
-    grams = _fold_grams(Z, fold, folds) if wide_enough else None
+    n_fit = int(fit.sum())
+    wide_enough = Z.shape[1] > max_dim and n_fit * (folds - 1) >= Z.shape[1] * folds
+    if not wide_enough:
+        grams = None
+    else:  # all rows: no copy
+        grams = _fold_grams(Z, fold, folds) if fit_rows is None else _fold_grams(Z[fit], fold[fit], folds)
     for f in range(folds):
         test = fold == f
         if not test.any():
             continue
-        model = ShrinkageLDA(n_classes, max_dim).fit(Z[~test], codes[~test], None if grams is None else grams[f])
+        rest = ~test & fit
+        model = ShrinkageLDA(n_classes, max_dim).fit(Z[rest], codes[rest], None if grams is None else grams[f])
         if model.fitted:
             log_probs[test] = model.predict_log_proba(Z[test])
             ok[test] = True
