@@ -133,7 +133,7 @@ class ScoreOOD(common.OODOperator):
         method = common.choice_param(p, "method", detector_names(), common.sdk_default("compute_ood_scores", "method"))
         target = common.target_view(ctx)
         keep = ("run_key", "field", "method", "num_scored", "num_skipped", "density_ratio", "component_gate",
-                "label_suspects", "uncovered_classes")
+                "label_suspects", "label_lda_issues", "uncovered_classes")
         if method == "knn" and p.get("similarity_index"):
             summary = ood.compute_knn_scores_with_index(
                 target,
@@ -193,6 +193,7 @@ def score_report(summary, embeddings_field, label_field=None, run_info=None):
          ("scored-set density ratio", decision_line(summary.get("density_ratio"))),
          ("feature levels", _gate_line(summary.get("component_gate"))),
          ("second vote", _suspects_line(summary.get("label_suspects"), item)),
+         ("second LDA", _lda_issues_line(summary.get("label_lda_issues"), item)),
          ("suggested labels", _suggestion_line(info.get("suggestion"), item)),
          (f"{item} scored", f"{scored:,} of {scored + skipped:,}"),
          (f"{item} skipped", None if not skipped else
@@ -303,6 +304,14 @@ def _suspects_line(num_suspects, item):
         return None
     return (f"{num_suspects:,} {item} for which the first vote favours another label did not vote again "
             "(averaged with the first vote)")
+
+
+def _lda_issues_line(num_issues, item):
+    """How many items the refitted LDA left out (None: no refit in this run)."""
+    if num_issues is None:
+        return None
+    return (f"fitted without the {num_issues:,} {item} that Confident Learning flags as likely mislabelled "
+            "(averaged with the LDA of all)")
 
 
 def _no_label_field(dataset, method):

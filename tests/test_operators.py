@@ -110,6 +110,9 @@ def test_label_issue_result_says_how_many_suspects_sat_out_the_second_vote(form_
     assert out.result["label_suspects"] == fitted["num_suspects"] > 0
     assert (f"- second vote: {fitted['num_suspects']:,} samples for which the first vote favours another label "
             "did not vote again") in out.result["report"]
+    assert out.result["label_lda_issues"] == fitted["num_lda_issues"] > 0
+    assert (f"- second LDA: fitted without the {fitted['num_lda_issues']:,} samples that Confident Learning flags "
+            "as likely mislabelled") in out.result["report"]
     assert "density ratio" not in out.result["report"]
 
 

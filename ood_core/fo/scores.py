@@ -295,8 +295,9 @@ def _read_score_inputs(samples, reference, embeddings_field, patches_field, labe
 
 def _fitted_summary(det):
     """What fitting decided that the result view shows: the density-ratio decision (``density_ratio``), the
-    feature components' label accuracy and which sat out (``component_gate``), and the number of samples left
-    out of the second label vote (``label_suspects``); absent when not applicable."""
+    feature components' label accuracy and which sat out (``component_gate``), the number of samples left
+    out of the second label vote (``label_suspects``) and of the refitted LDA (``label_lda_issues``); absent when
+    not applicable."""
     fitted = det.fitted_params()
     out = {}
     if fitted.get("transductive"):
@@ -307,6 +308,8 @@ def _fitted_summary(det):
                                  "left_out": [n for n in accuracy if n not in fitted["active_components"]]}
     if fitted.get("num_suspects") is not None:
         out["label_suspects"] = int(fitted["num_suspects"])
+    if fitted.get("num_lda_issues") is not None:
+        out["label_lda_issues"] = int(fitted["num_lda_issues"])
     return out
 
 
