@@ -37,14 +37,9 @@ monotone map), the two label-quality rankings of cleanlab's
 margin also asks how strongly the neighbours agree on *another* class: a
 sample whose votes are split among many classes is a hard in-distribution
 sample more often than a swapped label, while a swapped label's neighbours vote
-for its true class together. Measured over the 46 wrong-label conditions of
-``benchmarks/robustness.py`` (``benchmarks/label_vote_choices.py``): w = 0 /
-0.1 / 0.2 / 0.3 / 0.5 / 1 gave mean AUROC 0.9633 / 0.9642 / 0.9648 / 0.9647 /
-0.9644 / 0.9631, worst 0.813 / 0.819 / 0.826 / 0.829 / 0.834 / 0.838, mean FPR95
-0.198 / 0.186 / 0.178 / 0.182 / 0.182 / 0.196; the margin helps under
-class-confusion noise (0.943 -> 0.951 at w = 1) and costs under uniform noise
-(0.983 -> 0.976); w = 0.2 (the default) keeps most of the gain (0.948) at
-little of the cost (0.982). With two classes every w ranks alike.
+for its true class together. The margin helps under class-confusion noise and
+costs under uniform noise; w = 0.2 (the default) keeps most of the gain at
+little of the cost. With two classes every w ranks alike.
 
 The second term is a tie-breaker (:math:`\delta` = ``TIE_BREAK_WEIGHT`` = 0.01,
 less than one vote's share): :math:`d^l_1` is the distance to the nearest
@@ -74,13 +69,8 @@ and the two votes are averaged:
 :math:`p = \tfrac12\,(p^{(1)} + p^{(2)})`. This is the pruning step of
 Confident Learning (Northcutt et al. 2021) applied to the votes once, not
 iterated. The average, not the second vote alone, is kept because at low
-noise the second vote drops correct samples of hard classes. Measured over
-46 wrong-label conditions (``benchmarks/label_vote_choices.py``, without the
-margin): worst-case AUROC 0.774 -> 0.813, mean 0.9605 -> 0.9633
-(class-confusion noise 0.938 -> 0.943, uniform noise 0.983 -> 0.983); the
-second vote alone had the better worst case (0.822) but a lower mean
-(0.9610). A reference passed to ``fit`` is trusted: ``score_samples`` votes
-with all of it.
+noise the second vote drops correct samples of hard classes. A reference
+passed to ``fit`` is trusted: ``score_samples`` votes with all of it.
 
 **A second opinion from a class-mean model** (``lda_weight=0.5``). Before
 scoring, the votes are averaged with the class probabilities of shrinkage
@@ -89,49 +79,31 @@ the whole reference for new samples):
 :math:`p = (1 - a)\,p_{\text{votes}} + a\,p_{\text{LDA}}`. A k-NN vote
 sees only a sample's neighbourhood, so a group of similar images that were
 all given the same wrong label vote for it together; LDA compares each image
-with whole-class means, which a minority of wrong labels barely moves. Over
-the 46 wrong-label conditions (``benchmarks/label_vote_choices.py``): mean
-AUROC 0.9648 -> 0.9693, worst 0.826 -> 0.840, mean FPR95 0.178 -> 0.159
-(class-confusion noise 0.948 -> 0.953, uniform 0.982 -> 0.986, natural
-objects with 15 images per category 0.929 -> 0.937); ``a`` = 0.25 / 0.5 /
-0.75 gave 0.9694 / 0.9693 / 0.9683 (FPR95 0.166 / 0.159 / 0.162). The LDA
-works on at most 512 principal components (0.9693 against 0.9690 without the
-cap), which bounds its cost on wide embeddings. Rows whose fold leaves the
-LDA fewer than two classes, or no more samples than classes, to learn from
-keep the votes alone. Suggested labels come from the blended probabilities.
-
-Three refinements of the LDA (all in the default): 10 folds instead of 5
-(each model learns from 90% of a set, which matters at 15-20 images per
-class), its probabilities tempered to fit the given labels
-(:func:`.lda.fit_temperature`: LDA in hundreds of dimensions is too sure
-of itself, and the fitted exponent, median 0.34, keeps it from overruling
-the votes), and the second vote's suspects judged by the first
-vote blended with the LDA, so a cluster of wrong labels that all vote for
-each other loses its voters too. Over the 46 conditions
-(``benchmarks/robustness.py``): mean AUROC 0.9693 -> 0.9728, worst
-0.840 -> 0.859, FPR95 0.159 -> 0.148; one at a time
-(``benchmarks/label_vote_choices.py``): 10 folds 0.9705, tempering 0.9711,
-10 folds and tempering 0.9719.
+with whole-class means, which a minority of wrong labels barely moves. The
+LDA works on at most 512 principal components, which bounds its cost on wide
+embeddings. Rows whose fold leaves the LDA fewer than two classes, or no
+more samples than classes, to learn from keep the votes alone. Suggested
+labels come from the blended probabilities. In ``fit_score`` the LDA is 10-fold
+out of fold, its probabilities tempered to fit the given labels
+(:func:`.lda.fit_temperature`: LDA in hundreds of dimensions is too sure of
+itself), and the second vote's suspects are judged by the first vote blended
+with it, so a cluster of wrong labels that all vote for each other loses its
+voters too.
 
 **The LDA fitted again without Confident Learning's label issues**
-(``lda_refit=True``, ``fit_score`` only). The first LDA learns its class
-means from every given label, wrong ones included, so under heavy
-class-confusion noise a class's mean moves towards the class its wrong
-labels came from. The samples that Confident Learning's prune-by-noise-rate
-rule flags in the first vote blended with the LDA (:mod:`.confident_learning`:
-per class pair, as many samples as the calibrated confident joint estimates,
-those with the largest margin for the other class) are left out of a second
-out-of-fold LDA (same folds, each fold's model fitted on the other folds'
-remaining samples, tempered on all of them), and the two LDAs' probabilities
-are averaged before the blend. Unlike the second vote's suspects (20-40% of
-a set, many of them correct labels near class borders; an LDA refitted
-without those lost 0.0014 mean AUROC), the flagged samples are about as many
-as the estimated wrong labels. Over the 46 conditions
-(``benchmarks/robustness.py``): mean AUROC 0.9728 -> 0.9743, worst 0.859 ->
-0.858, better by more than 0.005 in 5 conditions (all 10-20%
-class-confusion noise; digits, 20 per class, 20%: 0.932 -> 0.956), worse in
-none by more than 0.0033. It costs a second LDA (``num_lda_issues_`` says how
-many samples it left out; none flagged: no second LDA).
+(``lda_refit=True``, ``fit_score`` only). Wrong labels pull the first LDA's
+class means towards the class they came from. The samples that Confident
+Learning's prune-by-noise-rate rule (:mod:`.confident_learning`) flags in the
+first vote blended with the LDA are left out of a second out-of-fold LDA
+(same folds and temperature fit), and the two LDAs' probabilities are
+averaged before the blend (``num_lda_issues_``: how many were left out; none
+flagged, no second LDA). The flags are about as many as the confident joint
+estimates wrong labels, where the argmax suspects are 20-40% of a set.
+
+Every choice above was measured over the 46 wrong-label conditions of
+``benchmarks/robustness.py`` (``benchmarks/label_vote_choices.py`` one at a
+time); the numbers are in ``docs/defaults.md`` ("Why a second vote" to "Why
+the LDA is fitted a second time").
 
 **One search per level.** ``fit_score`` lists each level's ``2 k + 8``
 nearest other samples once (``_own_lists``) and reads from those lists
@@ -145,12 +117,8 @@ search it replaces returns, up to neighbours whose distances differ by
 less than float32 rounding (:mod:`ood_core.neighbors`); on 8 wrong-label
 conditions of ``benchmarks/robustness.py`` the scores were bit-identical
 (apart from the LDA's rounding below). With an approximate ``index`` every
-search is made separately, as before. Cost of ``fit_score`` on 2,048
-columns (``OMP_NUM_THREADS=1``, with the LDA's Gram-matrix PCA of
-:mod:`.lda`): 8,000 Fashion-MNIST embeddings, 10% wrong labels, 59 s -> 23 s;
-clustered synthetic data, 12,000 embeddings 133 s -> 49 s, 50,000
-embeddings 691 s -> 219 s (peak memory 4.6 -> 4.0 GB).
-The temperature of ``score_samples``' whole-set LDA is the one fitted on
+search is made separately, as before (seconds and memory: the README's
+"Detectors"). The temperature of ``score_samples``' whole-set LDA is the one fitted on
 the set's out-of-fold probabilities (``lda_temperature_``).
 """
 
@@ -160,7 +128,7 @@ from ..errors import OODInputError
 from ..neighbors import NeighborIndex, check_backend, check_index
 from ..validation import check_flag, check_number, check_positive_int
 from .confident_learning import label_issues
-from .lda import LDA_FOLDS, ShrinkageLDA, lda_probabilities
+from .lda import LDA_FOLDS, ShrinkageLDA, lda_probabilities, refit_average
 from .base import (
     Detector,
     adaptive_k,
@@ -555,18 +523,11 @@ class WeightedLabelVoteDetector(Detector):
         return getattr(self, "_lda_model", None)
 
     def _refit_lda(self, Z, judged, lda_probs, ok):
-        """The out-of-fold LDA's probabilities averaged with a second one's, fitted without Confident Learning's
-        label issues of ``judged`` (rows where only one of the two was fitted keep that one)."""
+        """The out-of-fold LDA's probabilities averaged with those of one fitted without Confident Learning's
+        label issues of ``judged`` (:func:`.lda.refit_average`)."""
         issues = label_issues(self.codes_, judged)
         self.num_lda_issues_ = int(issues.sum())
-        if not issues.any():
-            self._step_done(LDA_FOLDS)
-            return lda_probs, ok
-        again, ok2, _ = lda_probabilities(Z, self.codes_, len(self.classes_), fit_rows=~issues,
-                                          on_fold=self._step_done)
-        both = ok & ok2
-        mean = np.where(both[:, None], (lda_probs + again) / 2, np.where(ok2[:, None], again, lda_probs))
-        return mean, ok | ok2
+        return refit_average(Z, self.codes_, len(self.classes_), issues, lda_probs, ok, on_fold=self._step_done)
 
     def _blend(self, votes, lda_probs, ok):
         """``(1 - lda_weight) * votes + lda_weight * LDA probabilities`` on the rows where the LDA was fitted."""

@@ -342,3 +342,18 @@ def lda_probabilities(Z, codes, n_classes, *, folds=LDA_FOLDS, max_dim=LDA_MAX_D
     probs = np.zeros((Z.shape[0], n_classes))
     probs[ok] = tempered(log_probs[ok], t)
     return probs, ok, t
+
+
+def refit_average(Z, codes, n_classes, leave_out, probs, ok, *, folds=LDA_FOLDS, on_fold=None):
+    """``(probs, ok)`` of :func:`lda_probabilities` averaged with those of a second run whose models are fitted
+    without the ``leave_out`` rows (same folds); rows where only one run fitted keep that one's. Nothing left
+    out: returned as they are (``on_fold(folds)`` once, so progress still counts the second run's folds)."""
+    if not np.any(leave_out):
+        if on_fold is not None:
+            on_fold(folds)
+        return probs, ok
+    again, ok2, _ = lda_probabilities(Z, codes, n_classes, folds=folds, fit_rows=~np.asarray(leave_out, bool),
+                                      on_fold=on_fold)
+    both = ok & ok2
+    mean = np.where(both[:, None], (probs + again) / 2, np.where(ok2[:, None], again, probs))
+    return mean, ok | ok2
