@@ -14,10 +14,12 @@ in 0.1 / 0.2 / 0.3 / 0.5 / 1 (the strongest other class's vote in the score:
 ``(1 - p[label] + w * max other p) / (1 + w)``; the first three rows use w = 0),
 and blended with out-of-fold shrinkage-LDA class probabilities
 (``ood_core/detectors/lda.py``): 5 folds, untempered, ``lda_weight`` 0.25 /
-0.5 / 0.75 / 1 (the last release: 0.5 with w = 0.2); then the refinements
-one by one (10 folds; a fitted temperature; both) and the product default
+0.5 / 0.75 / 1 (two releases before: 0.5 with w = 0.2); then the refinements
+one by one (10 folds; a fitted temperature; both), the last release's default
 (both, and the second vote's suspects judged by the first vote blended with
-the LDA). AUROC mean and worst case (a condition with few wrong labels: the
+the LDA) and the product default (the same, the LDA averaged with a second
+out-of-fold LDA fitted without Confident Learning's label issues,
+``lda_refit=True``). AUROC mean and worst case (a condition with few wrong labels: the
 mean over its draws of which labels are wrong), mean per group, and losses
 (> 0.02 below the per-condition best anchor recorded in
 ``results/robustness_raw.json``; run ``robustness.py`` first).
@@ -56,7 +58,7 @@ DEFAULT_LDA = WeightedLabelVoteDetector().lda_weight
 
 
 def variants(cond, S):
-    """name -> scores; and the share of samples the first vote suspects."""
+    """name -> scores; and the shares of samples the first vote suspects and the default's refit leaves out."""
     X, y = cond["X"], cond["y"]
     first = WeightedLabelVoteDetector(k_fraction=0.5, level_dims=S.level_dims, levels="auto", prune_suspects=False,
                                       margin_weight=0.0, lda_weight=0.0)
@@ -72,7 +74,7 @@ def variants(cond, S):
     out = {"first vote only (prune_suspects=False)": s_first, "first + second averaged": s_two,
            "second vote alone": (1 - TIE_BREAK_WEIGHT) * vote_score(second, codes, 0.0) + tie}
     for w in MARGIN_WEIGHTS:
-        name = f"first + second, margin_weight={w:g}" + (" (release before last)" if w == DEFAULT_MARGIN else "")
+        name = f"first + second, margin_weight={w:g}" + (" (three releases before)" if w == DEFAULT_MARGIN else "")
         out[name] = (1 - TIE_BREAK_WEIGHT) * vote_score(det.class_probabilities_, codes, w) + tie
     # out-of-fold shrinkage LDA on the voting levels, blended into the averaged votes: 5 folds, as they come
     Z, votes, n_cls = voting_matrix(det, X), det.class_probabilities_, len(det.classes_)
@@ -80,16 +82,18 @@ def variants(cond, S):
     for a in LDA_WEIGHTS:
         for w in (0.0, DEFAULT_MARGIN):
             name = f"votes + LDA, lda_weight={a:g}, margin_weight={w:g}" + (
-                " (last release)" if (a, w) == (DEFAULT_LDA, DEFAULT_MARGIN) else "")
+                " (two releases before)" if (a, w) == (DEFAULT_LDA, DEFAULT_MARGIN) else "")
             out[name] = blended_vote_scores(votes, lda, ok, codes, tie, a, w)
     # the refinements one by one (lda_weight and margin_weight at their defaults)
     for label, folds, calibrate in (("10 folds", 10, False), ("tempered", 5, True), ("10 folds, tempered", 10, True)):
         lda, ok, _ = lda_probabilities(Z, codes, n_cls, folds=folds, calibrate=calibrate)
         out[f"votes + LDA .5, margin .2, {label}"] = blended_vote_scores(votes, lda, ok, codes, tie, DEFAULT_LDA,
                                                                           DEFAULT_MARGIN)
+    last = WeightedLabelVoteDetector(level_dims=S.level_dims, levels="auto", lda_refit=False)
+    out["10 folds, tempered, suspects judged with the LDA (last release)"] = last.fit_score(X, y)
     product = WeightedLabelVoteDetector(level_dims=S.level_dims, levels="auto")
-    out["10 folds, tempered, suspects judged with the LDA (default)"] = product.fit_score(X, y)
-    return out, det.num_suspects_ / y.size
+    out["+ LDA refit without Confident Learning's issues (default)"] = product.fit_score(X, y)
+    return out, (det.num_suspects_ / y.size, product.num_lda_issues_ / y.size)
 
 
 def main():
@@ -110,7 +114,7 @@ def main():
         for name, v in per_name.items():
             res.setdefault(name, []).append(np.mean(v, axis=0))
         groups.append(c["group"])
-        suspects.append(float(np.mean(shares)))
+        suspects.append(np.mean(shares, axis=0))
         wrong.append(c["is_wrong"].mean())
         oracle.append(max(v["auroc"] for v in raw[c["name"]].values() if v.get("role") == "anchor"))
     oracle, G = np.array(oracle), np.array(groups)
@@ -134,8 +138,9 @@ def main():
         if "(default)" in name:
             e = 1 - np.array(v)[:, 0].mean()
             out(f"default's mean error {e:.4f} = {e / err:.2f}x the best anchor's {err:.4f} (the bar: <= 0.5x)")
-    out(f"suspects of the first vote: mean {np.mean(suspects):.3f} of the samples (wrong labels: mean "
-        f"{np.mean(wrong):.3f})")
+    out(f"suspects of the first vote: mean {np.mean(suspects, axis=0)[0]:.3f} of the samples; left out of the "
+        f"default's refitted LDA (Confident Learning's issues): {np.mean(suspects, axis=0)[1]:.3f} (wrong labels: "
+        f"mean {np.mean(wrong):.3f})")
     out(f"wall time {time.time() - t0:.0f} s")
     with open(RESULTS, "w") as f:
         f.write("\n".join(lines) + "\n")

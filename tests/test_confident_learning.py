@@ -6,9 +6,9 @@ import warnings
 import numpy as np
 import pytest
 from cleanlab.count import compute_confident_joint
-from cleanlab.filter import find_label_issues
+from cleanlab.filter import _keep_at_least_n_per_class, find_label_issues
 
-from ood_core.detectors.confident_learning import confident_joint, label_issues
+from ood_core.detectors.confident_learning import _keep_one_per_class, confident_joint, label_issues
 from ood_core.detectors.label_votes import WeightedLabelVoteDetector
 from ood_core.detectors.lda import lda_probabilities
 
@@ -61,6 +61,23 @@ def test_the_flags_on_random_probabilities_are_cleanlabs(seed):
     y, _ = noisy(truth, float(rng.uniform(0, 0.4)), seed, n_classes)
     np.testing.assert_array_equal(label_issues(y, probs), cleanlab_issues(y, probs))
     np.testing.assert_array_equal(confident_joint(y, probs), compute_confident_joint(y, probs))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_class_whose_calibrated_diagonal_is_zero_keeps_one_sample_as_in_cleanlab(seed):
+    # the prune counts of a class all of whose samples look like other classes: its diagonal is raised to 1 and
+    # its non-zero off-diagonal counts give that sample up (cleanlab works on the transposed matrix)
+    rng = np.random.default_rng(seed)
+    n_classes = int(rng.integers(2, 7))
+    joint = rng.integers(0, 5, size=(n_classes, n_classes)) * (rng.random((n_classes, n_classes)) < 0.7)
+    zero = rng.choice(n_classes, int(rng.integers(1, n_classes + 1)), replace=False)
+    joint[zero, zero] = 0
+    ours = _keep_one_per_class(joint)
+    assert (ours.diagonal() >= 1).all()
+    for i in zero:  # one sample fewer in the off-diagonal counts of every non-empty row (none below 0)
+        others = np.flatnonzero(np.arange(n_classes) != i)
+        np.testing.assert_array_equal(ours[i, others], np.maximum(joint[i, others] - 1, 0))
+    np.testing.assert_array_equal(ours, _keep_at_least_n_per_class(joint.T.astype(float), 1).T)
 
 
 def test_a_sample_favouring_its_own_label_and_a_class_of_one_are_never_flagged():

@@ -15,7 +15,8 @@ estimates how many samples of each given class truly belong to each other class 
 4. **Prune by noise rate.** For every off-diagonal :math:`(i, j)`, the :math:`C_{ij}` samples labelled
    :math:`i` with the largest margin :math:`p(j \mid x) - p(i \mid x)` are flagged (a sample can be
    chosen for several :math:`j`). A class with one sample keeps it; where the diagonal rounds to 0 it
-   is set to 1 and the row's non-zero off-diagonal counts give up that one sample evenly.
+   is set to 1 and the row's non-zero off-diagonal counts share that sample out and round down (on
+   integer counts: each drops by one).
 5. A sample whose probabilities favour its given label (within :math:`10^{-6}`) is never flagged.
 
 These are the paper's definitions with the choices of cleanlab 2.x's ``filter.find_label_issues``
@@ -77,7 +78,8 @@ def confident_joint(codes, probs):
 
 
 def _keep_one_per_class(joint):
-    """Each diagonal at least 1; the row's non-zero off-diagonal counts give up the difference evenly."""
+    """Each diagonal at least 1: the row's non-zero off-diagonal counts give up the difference in even shares,
+    rounded down (cleanlab's ``min_examples_per_class=1``; integer counts each drop by one)."""
     joint = joint.astype(float)
     for i in np.flatnonzero(joint.diagonal() < 1):
         need = 1 - joint[i, i]

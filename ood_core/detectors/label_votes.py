@@ -106,20 +106,14 @@ time); the numbers are in ``docs/defaults.md`` ("Why a second vote" to "Why
 the LDA is fitted a second time").
 
 **One search per level.** ``fit_score`` lists each level's ``2 k + 8``
-nearest other samples once (``_own_lists``) and reads from those lists
-everything it used to search again: the level choice's nearest neighbour,
-the first vote (the first k), the second vote (the first k *voters* of a
-list: everything nearer is listed, ties by index as in a search; only rows
-whose list holds fewer than k voters are searched among the voters) and the
-same-label distance of the tie-breaker (the first listed sample with the
-row's label; the others are searched in their class). Each is what the
-search it replaces returns, up to neighbours whose distances differ by
-less than float32 rounding (:mod:`ood_core.neighbors`); on 8 wrong-label
-conditions of ``benchmarks/robustness.py`` the scores were bit-identical
-(apart from the LDA's rounding below). With an approximate ``index`` every
-search is made separately, as before (seconds and memory: the README's
-"Detectors"). The temperature of ``score_samples``' whole-set LDA is the one fitted on
-the set's out-of-fold probabilities (``lda_temperature_``).
+nearest other samples once (``_own_lists``) and reads from those lists the
+level choice's nearest neighbour, the first vote, the second vote (the first
+k *voters* of a list; rows with fewer listed voters are searched among the
+voters) and the tie-breaker's same-label distance (rows without a listed
+classmate search their class): what the searches they replace return, up to
+float32 ties (:mod:`ood_core.neighbors`). An approximate ``index`` searches
+separately (seconds and memory: the README's "Detectors"). ``score_samples``'
+whole-set LDA uses the temperature fitted out of fold (``lda_temperature_``).
 """
 
 import numpy as np
@@ -569,13 +563,14 @@ class WeightedLabelVoteDetector(Detector):
         probs, nearest = self._probabilities(None, lists)
         lda = None
         if self.lda_weight > 0:
-            lda_probs, ok, self.lda_temperature_ = lda_probabilities(np.hstack(blocks), self.codes_, len(self.classes_),
+            # _fit keeps the chosen levels side by side for the whole-set LDA: the out-of-fold fits read them too
+            lda_probs, ok, self.lda_temperature_ = lda_probabilities(self._lda_rows, self.codes_, len(self.classes_),
                                                                      on_fold=self._step_done)
             lda = (lda_probs, ok)
         # the first vote blended with the LDA: judges the suspects and Confident Learning's label issues
         judged = probs if lda is None else self._blend(probs, *lda)
         if lda is not None and self.lda_refit:
-            lda = self._refit_lda(np.hstack(blocks), judged, *lda)
+            lda = self._refit_lda(self._lda_rows, judged, *lda)
         if self.prune_suspects:
             # suspects: the samples whose first vote, blended with the LDA, favours another class
             self.num_suspects_ = int(np.sum(judged.argmax(axis=1) != self.codes_))
