@@ -4,7 +4,7 @@
    deleted with the run);
 2. ``delete_ood_run(..., delete_fields=True)`` killed half-way left records and fields out of step;
 3. an audit killed between its commit and the removal of the earlier audit's tags and saved views left them
-   belonging to no run;
+   belonging to no run (tested with the redone audit's other faults in ``tests/test_audit_rerun.py``);
 4. ``flag_samples`` killed between its commit and its tag changes left tags no run claims (or claims of tags
    never set), and an audit killed before its record left near-duplicate tags and saved views belonging to no
    run; an audit replaced a user's saved view of the name it uses.
@@ -196,63 +196,7 @@ def test_kill_9_while_deleting_a_run_is_finished_or_undone_by_the_next_call(scor
 
 
 # --------------------------------------------------------------------------- 3. an audit's tags and views, crashed
-
-
-@pytest.fixture
-def audited(dataset_factory, fashion_files, tmp_path):
-    """24 real images (3 per class of 8, the first 2 of each 'trusted'), embeddings 'emb', an audit with its
-    label-issue runs and a curator's own 'label_issue' tag."""
-    paths, names = fashion_files
-    idx = [c * 20 + j for c in range(8) for j in range(3)]
-    tags = [["trusted"] if j < 2 else [] for j in [i % 20 for i in idx]]
-    ds = dataset_factory([paths[i] for i in idx], [names[i] for i in idx], tags)
-    ood.compute_pyramid_embeddings(ds, "emb", model_name="tf_efficientnet_lite0", levels=[1], grid=1,
-                                   progress=False)
-    _audit(ds, tmp_path)
-    hand = ds.match_tags("label_issue", bool=False).first()
-    hand.tags.append("label_issue")
-    hand.save()
-    return ds, hand.id
-
-
-def _audit(ds, tmp_path, **kwargs):
-    return ood.audit(ds, report_path=str(tmp_path / "a.html"), near_duplicates=False, **kwargs)
-
-
-def _tags_and_views_tracked(ds, hand):
-    """Every 'label_issue' tag is claimed by a flags run or set by hand; the audit's saved views are the ones its
-    record lists. Returns whether the audit has its label-issue runs (the earlier audit) or not (the new one)."""
-    ood.repair_ood_runs(ds)
-    _nothing_temporary_left(ds)
-    claimed = {i for key in ood.list_flag_runs(ds) if ood.get_flag_info(ds, key)["tag"] == "label_issue"
-               for i in ood.get_flag_info(ds, key)["tagged_ids"]}
-    assert set(ds.match_tags("label_issue").values("id")) == claimed | {hand}
-    info = ood.get_ood_run_info(ds, "ood_audit")
-    assert {v for v in ds.list_saved_views() if v.startswith("ood_audit-")} == set(info["saved_views"])
-    return "old" if "label_issues" in info["audit_runs"] else "new"
-
-
-@pytest.mark.parametrize("killed", [False, True], ids=["exception", "killed"])
-def test_an_audit_crashed_after_its_commit_leaves_no_untracked_tag_or_view(audited, tmp_path, monkeypatch, killed):
-    """The redone audit (no label field) drops the earlier label-issue runs in its commit; their tags and the
-    'ood_audit-label-issues' view used to be removed afterwards, outside the journal: a crash there left them."""
-    ds, hand = audited
-    outcomes, n = [], 1
-    while True:
-        fault, failed = run_faulted(monkeypatch, n, STEPS, lambda: _audit(ds, tmp_path, label_field=None,
-                                                                          overwrite=True),
-                                    killed=killed, after_report=True)
-        state = _tags_and_views_tracked(ds, hand)
-        if not fault.reached:
-            assert not failed and state == "new"
-            break
-        outcomes.append((fault.calls[n - 1], state))
-        if state == "new":  # start again from the earlier audit with its label runs
-            _audit(ds, tmp_path, overwrite=True)
-        n += 1
-    steps = {name for name, _ in outcomes}
-    assert {"untag_samples", "delete_saved_view"} <= steps, outcomes
-    assert {"old", "new"} <= {state for _, state in outcomes}
+# (tests/test_audit_rerun.py: a redone audit failing at every step of its commit and of what follows it)
 
 
 # --------------------------------------------------------------------------- 4. tags of flags and audits, crashed
