@@ -17,8 +17,9 @@ case " $* " in
     if .venv/bin/python -c "import xdist" 2>/dev/null; then
       n=${OOD_TEST_WORKERS:-$(nproc 2>/dev/null || echo 2)}
       if [ "$n" -gt 4 ]; then n=4; fi
-      # whole files per worker: module fixtures (a demo dataset, a browser, a PostgreSQL) are built once
-      workers=(-n "$n" --dist loadfile)
+      # whole files per worker: module fixtures (a demo dataset, a browser, a PostgreSQL) are built once;
+      # files in collection order (tests/conftest.py puts the slowest first), not by their number of tests
+      workers=(-n "$n" --dist loadfile --no-loadscope-reorder)
     fi
     ;;
 esac

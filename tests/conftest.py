@@ -80,6 +80,30 @@ os.environ.setdefault("FIFTYONE_OOD_CACHE_DIR", os.path.join(os.path.expanduser(
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
+#: the test files that take longest (pytest's --durations in CI), slowest first. run_tests.sh hands whole files to
+#: parallel workers in collection order, so these start first and the workers finish at about the same time;
+#: the order changes nothing else (each file's tests keep their order).
+SLOW_FILES_FIRST = (
+    "test_safety_gaps.py",
+    "test_audit_rerun.py",
+    "test_browser.py",
+    "test_readme.py",
+    "test_audit.py",
+    "test_fault_injection.py",
+    "test_report_leftovers.py",
+    "test_install.py",
+    "test_audit_leftovers.py",
+    "test_clone_repair.py",
+    "test_demo.py",
+    "test_sharding.py",
+    "test_clone_midcommit.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: other files keep their order
+
 
 @pytest.fixture(scope="session")
 def fashion_arrays():
