@@ -80,9 +80,9 @@ os.environ.setdefault("FIFTYONE_OOD_CACHE_DIR", os.path.join(os.path.expanduser(
 if REPO not in sys.path:
     sys.path.insert(0, REPO)
 
-#: the test files that take 60 s or more (pytest --durations=0 in a CI run), slowest first. run_tests.sh hands whole files to
-#: parallel workers in collection order, so these start first and the workers finish at about the same time;
-#: the order changes nothing else (each file's tests keep their order).
+#: the test files that take 60 s or more (pytest --durations=0 in a CI run), slowest first. run_tests.sh hands
+#: whole files to parallel workers in collection order, so these start first and the workers finish at about the
+#: same time; the order changes nothing else (each file's tests keep their order).
 SLOW_FILES_FIRST = (
     "test_audit_rerun.py",
     "test_safety_gaps.py",

@@ -277,9 +277,9 @@ def test_an_audit_crashed_anywhere_leaves_no_tag_or_view_belonging_to_no_run(dup
     them to no run (no audit claimed the tags; redoing the audit took the views for a user's)."""
     ds = duplicated
     outcomes, n = [], 1
-    while True:  # no label scores: their steps are faulted with the rest of a labelled audit in test_audit_rerun
+    while True:
         fault, failed = run_faulted(monkeypatch, n, STEPS, killed=killed, call=lambda: ood.audit(
-            ds, label_field=None, report_path=str(tmp_path / "d.html"), embeddings_field="emb", overwrite=True))
+            ds, report_path=str(tmp_path / "d.html"), embeddings_field="emb", overwrite=True))
         ood.repair_ood_runs(ds)  # also removes the runs of an audit interrupted before its record
         _nothing_temporary_left(ds)
         recorded = "ood_audit" in ood.list_ood_runs(ds, kind="audit")
