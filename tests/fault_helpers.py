@@ -6,6 +6,25 @@ import re
 import threading
 import time
 
+import fiftyone.core.collections as foc
+import fiftyone.core.dataset as fod
+
+#: the database-changing calls of a run's commit (records, fields) and of the tag and saved-view changes of flags
+#: runs and audits, where the crash tests of runs, flags and audits inject faults
+RUN_TAG_VIEW_STEPS = (
+    (fod.Dataset, "rename_sample_field"),
+    (fod.Dataset, "rename_run"),
+    (foc.SampleCollection, "register_run"),
+    (foc.SampleCollection, "save_run_results"),
+    (fod.Dataset, "update_run_config"),
+    (fod.Dataset, "delete_sample_field"),
+    (fod.Dataset, "delete_run"),
+    (foc.SampleCollection, "untag_samples"),
+    (fod.Dataset, "delete_saved_view"),
+    (foc.SampleCollection, "tag_samples"),
+    (fod.Dataset, "save_view"),
+)
+
 
 class Crash(Exception):
     """The fault raised inside a database-changing call."""

@@ -4,14 +4,12 @@ deleted runs; flags records count their whole field.
 Real Fashion-MNIST images on the tests' private MongoDB; each test fails without the fix it covers.
 """
 
-import fiftyone.core.collections as foc
-import fiftyone.core.dataset as fod
 import numpy as np
 import pytest
 from fiftyone import ViewField as F
 
 import ood_core as ood
-from fault_helpers import run_faulted
+from fault_helpers import RUN_TAG_VIEW_STEPS, run_faulted
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
@@ -100,23 +98,6 @@ def test_a_redone_audit_that_flags_no_wrong_label_removes_its_earlier_view_and_s
     assert ood.load_ood_results(ds, "ood_audit").summary["saved_views"] == ["ood_audit-ood"]
 
 
-#: the database-changing calls of the audit record's commit and of removing the earlier audit's tags and saved
-#: views, where faults are injected
-STEPS = (
-    (fod.Dataset, "rename_sample_field"),
-    (fod.Dataset, "rename_run"),
-    (foc.SampleCollection, "register_run"),
-    (foc.SampleCollection, "save_run_results"),
-    (fod.Dataset, "update_run_config"),
-    (fod.Dataset, "delete_sample_field"),
-    (fod.Dataset, "delete_run"),
-    (foc.SampleCollection, "untag_samples"),
-    (fod.Dataset, "delete_saved_view"),
-    (foc.SampleCollection, "tag_samples"),
-    (fod.Dataset, "save_view"),
-)
-
-
 def _old_or_new(ds, old_issue, hand_id):
     """The earlier audit whole (label runs, fields, values, tags, saved views) or the new one without them."""
     ds.reload()
@@ -146,8 +127,8 @@ def test_a_redone_audit_failing_at_any_step_leaves_the_old_or_the_new_audit(ds, 
     old_issue = ds.values("audit_label_issue")
     outcomes, n = [], 1
     while True:
-        fault, failed = run_faulted(monkeypatch, n, STEPS, lambda: _audit(ds, tmp_path, label_field=None,
-                                                                          overwrite=True),
+        fault, failed = run_faulted(monkeypatch, n, RUN_TAG_VIEW_STEPS,
+                                    lambda: _audit(ds, tmp_path, label_field=None, overwrite=True),
                                     killed=killed, after_report=True)
         ood.repair_ood_runs(ds)
         assert commit.internal_fields(ds) == [] and not [k for k in ds.list_runs() if k.startswith("tmp_ood")]

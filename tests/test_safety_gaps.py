@@ -25,25 +25,13 @@ import numpy as np
 import pytest
 
 import ood_core as ood
-from fault_helpers import Crash, FaultAt, kill_9_at, run_faulted
+from fault_helpers import RUN_TAG_VIEW_STEPS, Crash, FaultAt, kill_9_at, run_faulted
 from ood_core.errors import OODInputError
 from ood_core.fo import commit
 from ood_core.fo import runs as fo_runs
 
 #: database-changing calls of run deletion, flagging and an audit's record, where faults are injected
-STEPS = (
-    (fod.Dataset, "rename_sample_field"),
-    (fod.Dataset, "rename_run"),
-    (foc.SampleCollection, "register_run"),
-    (foc.SampleCollection, "save_run_results"),
-    (fod.Dataset, "update_run_config"),
-    (fod.Dataset, "delete_sample_field"),
-    (fod.Dataset, "delete_run"),
-    (foc.SampleCollection, "untag_samples"),
-    (fod.Dataset, "delete_saved_view"),
-    (foc.SampleCollection, "tag_samples"),
-    (fod.Dataset, "save_view"),
-)
+STEPS = RUN_TAG_VIEW_STEPS
 
 
 def _nothing_temporary_left(ds):
